@@ -1,0 +1,141 @@
+"""`cutover`: the command line. Exit codes: 0 ok, 1 problem found, 2 bad input, 3 database down."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot import audit
+from bot.db import Database, DatabaseUnavailable
+from bot.settings import Settings
+from phases.runbook import Runbook, RunbookError, load_runbook
+from phases.secrets import install_log_masking
+
+log = logging.getLogger("cutover")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cutover", description=__doc__)
+    p.add_argument("--runbook", type=Path, help="runbook YAML (default: $CUTOVER_RUNBOOK)")
+    p.add_argument("--database-url", help="database URL (default: $CUTOVER_DATABASE_URL)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    con = sub.add_parser("console", help="run cutovers at this terminal (no Slack needed)")
+    con.add_argument("--as", dest="as_user", help="your console name (default: your login)")
+
+    sub.add_parser("demo", help="start a local stand-in of NostrMaxi and open the console on it")
+
+    rb = sub.add_parser("runbook", help="validate a runbook and list its phases")
+    rb.add_argument("action", choices=["check"])
+
+    st = sub.add_parser("status", help="status of active runs")
+    st.add_argument("env", nargs="?")
+
+    au = sub.add_parser("audit", help="export or verify the audit trail")
+    au_sub = au.add_subparsers(dest="audit_command", required=True)
+    ex = au_sub.add_parser("export", help="export events (all, or one run's)")
+    ex.add_argument("run", nargs="?", type=int)
+    ex.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    au_sub.add_parser("verify", help="recompute the hash chain; name every tampered row")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if args.runbook:
+        overrides["runbook"] = args.runbook
+    if args.database_url:
+        overrides["database_url"] = args.database_url
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _runbook(settings: Settings) -> Runbook:
+    return load_runbook(settings.runbook)
+
+
+def _database(settings: Settings) -> Database:
+    db = Database(settings.database_url)
+    db.create_all()
+    return db
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    install_log_masking()
+    try:
+        return _dispatch(args, settings)
+    except RunbookError as exc:
+        print(f"runbook error: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseUnavailable as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "runbook":
+        rb = _runbook(settings)
+        print(f"{settings.runbook}: OK — {rb.name} v{rb.version}, environments: "
+              f"{', '.join(sorted(rb.environments))}")
+        for i, ph in enumerate(rb.phases, 1):
+            print(f"  {i}. {ph.name} [{ph.estimate_minutes}] — {len(ph.actions)} actions, "
+                  f"{len(ph.checks)} checks, {len(ph.manual)} manual; on fail: {ph.on_fail}")
+        return 0
+    if args.command == "audit":
+        db = _database(settings)
+        if args.audit_command == "export":
+            sys.stdout.write(audit.export(db, args.run, args.format))
+            return 0
+        problems = audit.verify(db)
+        if problems:
+            print(f"audit chain BROKEN: {len(problems)} problem(s)")
+            for prob in problems:
+                print(f"  {prob}")
+            return 1
+        with db.session() as s:
+            from bot.models import AuditHead
+
+            head = s.get(AuditHead, 1)
+        print(f"audit chain OK: {head.seq if head else 0} events verified")
+        return 0
+    if args.command == "status":
+        from bot.engine import Engine
+        from commands.handlers import CommandService
+
+        engine = Engine(_database(settings), _runbook(settings), background=False)
+        print(CommandService(engine).status(args.env))
+        return 0
+    if args.command == "console":
+        return _console(settings, _runbook(settings), args.as_user)
+    if args.command == "demo":
+        from bot.demo import run_demo
+
+        return run_demo(settings)
+    raise AssertionError(args.command)
+
+
+def _console(settings: Settings, runbook: Runbook, as_user: str | None) -> int:
+    from bot.console import Console, ConsoleSurface, console_actor
+    from bot.engine import Engine
+
+    db = _database(settings)
+    holder: list[Engine] = []
+    surface = ConsoleSurface(lambda: holder[0])
+    engine = Engine(db, runbook, surface=surface, background=False, workers=settings.workers)
+    holder.append(engine)
+    try:
+        return Console(engine, console_actor(as_user)).loop()
+    finally:
+        engine.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

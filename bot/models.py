@@ -1,0 +1,151 @@
+"""Database tables: a run's whole state lives here, not in process memory.
+
+run ─< phase_run ─< step_run
+            └── gate ─< vote, manual_tick
+audit_event is append-only and hash-chained; audit_head holds the chain's tip.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts() -> Column:  # type: ignore[type-arg]
+    return Column(DateTime(timezone=True), nullable=True)
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"  # executing a phase or about to
+    WAITING = "waiting"  # a gate is open
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    COMPLETED = "completed"
+
+    @property
+    def active(self) -> bool:
+        return self in (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.ROLLING_BACK)
+
+
+class PhaseStatus(enum.StrEnum):
+    RUNNING = "running"
+    CHECKED = "checked"  # steps done, gate open
+    PASSED = "passed"  # gate approved
+    FAILED = "failed"  # gate rolled back
+    RETRIED = "retried"  # superseded by a new attempt
+    INTERRUPTED = "interrupted"  # the bot stopped while it ran
+
+
+class GateStatus(enum.StrEnum):
+    OPEN = "open"
+    APPROVED = "approved"
+    ROLLED_BACK = "rolled_back"
+    RETRIED = "retried"
+
+
+class Run(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    environment: str = Field(index=True)
+    # Set to the environment while the run is active, NULL after: a unique key
+    # makes "one active run per environment" hold across processes.
+    active_env: str | None = Field(default=None, unique=True)
+    runbook_name: str
+    runbook_digest: str
+    status: str = Field(default=RunStatus.RUNNING, index=True)
+    dry_run: bool = False
+    requested_by: str  # "TEAM:USER" or "console:NAME"
+    channel: str | None = None
+    surface_ref: str | None = None  # chat surface's handle of the run's parent message
+    phase_index: int = 0  # index of the phase now running or waiting
+    rollback_reason: str | None = None
+    rolled_back_by: str | None = None
+    started_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    ended_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class PhaseRun(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("run_id", "phase_index", "attempt"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    phase_id: str
+    phase_index: int
+    attempt: int = 1
+    status: str = Field(default=PhaseStatus.RUNNING)
+    started_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    ended_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class StepRun(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    phase_run_id: int | None = Field(default=None, foreign_key="phaserun.id", index=True)
+    section: str  # actions | checks | rollback | restore | monitor
+    step_id: str
+    name: str
+    status: str
+    evidence: str = Field(sa_column=Column(Text))
+    duration_ms: int = 0
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+
+
+class Gate(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    phase_run_id: int = Field(foreign_key="phaserun.id", unique=True)
+    phase_id: str
+    attempt: int = 1
+    status: str = Field(default=GateStatus.OPEN, index=True)
+    checks_passed: bool = False
+    note: str | None = None  # e.g. why the phase was interrupted
+    quorum: int = 1
+    decided_by: str | None = None
+    decided_at: datetime | None = Field(default=None, sa_column=_ts())
+    surface_ref: str | None = None
+    opened_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    reminded_at: datetime | None = Field(default=None, sa_column=_ts())
+    escalated_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class Vote(SQLModel, table=True):
+    """One Continue vote per person per gate: the unique key makes a double click count once."""
+
+    __table_args__ = (UniqueConstraint("gate_id", "actor"),)
+    id: int | None = Field(default=None, primary_key=True)
+    gate_id: int = Field(foreign_key="gate.id", index=True)
+    actor: str
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+
+
+class ManualTick(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("gate_id", "item_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    gate_id: int = Field(foreign_key="gate.id", index=True)
+    item_id: str
+    actor: str
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_event"
+    seq: int = Field(primary_key=True)  # assigned under the head lock: 1, 2, 3, … with no gap
+    at: str  # ISO 8601 UTC, kept as text so the hash input is byte-exact
+    run_id: int | None = Field(default=None, index=True)
+    actor: str
+    kind: str = Field(index=True)
+    data: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON
+    prev_hash: str
+    hash: str
+
+
+class AuditHead(SQLModel, table=True):
+    __tablename__ = "audit_head"
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+    hash: str = "0" * 64

@@ -1,0 +1,40 @@
+"""Every knob, from environment variables or a .env file (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_RUNBOOK = Path(__file__).resolve().parent.parent / "runbooks" / "nostrmaxi.yml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CUTOVER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(
+        default="sqlite:///cutover.db",
+        description="SQLAlchemy URL: sqlite:///file.db (embedded default) or postgresql+psycopg://…",
+    )
+    runbook: Path = Field(default=DEFAULT_RUNBOOK, description="Path of the runbook YAML file")
+    http_port: int = Field(default=3000, description="Port of `cutover serve` in HTTP mode")
+    log_level: str = "INFO"
+    workers: int = Field(default=4, ge=1, le=32, description="Phases executing at once")
+
+    slack_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "CUTOVER_SLACK_BOT_TOKEN")
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "CUTOVER_SLACK_SIGNING_SECRET"),
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "CUTOVER_SLACK_APP_TOKEN")
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/",
+        validation_alias=AliasChoices("SLACK_API_URL", "CUTOVER_SLACK_API_URL"),
+    )

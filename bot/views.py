@@ -1,0 +1,199 @@
+"""Read models for surfaces: a run's phase list and a gate's checkpoint, rebuilt from the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlmodel import col, select
+
+from bot.db import Database
+from bot.models import Gate, ManualTick, PhaseRun, Run, RunStatus, StepRun, Vote
+from phases.runbook import Runbook
+
+
+@dataclass(frozen=True)
+class StepView:
+    section: str
+    step_id: str
+    name: str
+    status: str
+    evidence: str
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class ManualView:
+    id: str
+    text: str
+    ticked_by: str | None
+
+
+@dataclass(frozen=True)
+class GateView:
+    id: int
+    run_id: int
+    environment: str
+    phase_id: str
+    phase_name: str
+    phase_index: int
+    phase_count: int
+    attempt: int
+    status: str
+    checks_passed: bool
+    note: str | None
+    checkpoint: str
+    on_fail: str
+    quorum: int
+    votes: list[str]
+    decided_by: str | None
+    decided_at: datetime | None
+    surface_ref: str | None
+    channel: str | None
+    run_surface_ref: str | None
+    dry_run: bool
+    steps: list[StepView] = field(default_factory=list)
+    manual: list[ManualView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PhaseLine:
+    index: int
+    id: str
+    name: str
+    estimate: str
+    status: str  # pending | running | waiting | passed | failed | interrupted
+    attempt: int
+    decided_by: str | None
+    decided_at: datetime | None
+    minutes: float | None
+
+
+@dataclass(frozen=True)
+class RunView:
+    id: int
+    environment: str
+    runbook: str
+    status: str
+    dry_run: bool
+    requested_by: str
+    channel: str | None
+    surface_ref: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    phase_index: int
+    rollback_reason: str | None
+    rolled_back_by: str | None
+    estimate_min: int
+    estimate_max: int
+    phases: list[PhaseLine]
+
+    def elapsed_minutes(self, now: datetime | None = None) -> float:
+        end = self.ended_at or now or datetime.now(UTC)
+        return max(0.0, (_aware(end) - _aware(self.started_at)).total_seconds() / 60)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
+    with db.session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            return None
+        prs = list(s.exec(select(PhaseRun).where(PhaseRun.run_id == run_id)
+                          .order_by(col(PhaseRun.phase_index), col(PhaseRun.attempt))))
+        gates = {g.phase_run_id: g for g in s.exec(select(Gate).where(Gate.run_id == run_id))}
+    latest: dict[int, PhaseRun] = {}
+    for pr in prs:
+        latest[pr.phase_index] = pr  # ordered by attempt: the last one wins
+    lines = []
+    for i, spec in enumerate(runbook.phases):
+        pr = latest.get(i)
+        gate = gates.get(pr.id) if pr and pr.id is not None else None
+        if pr is None:
+            status = "pending"
+        elif gate is not None and gate.status == "open":
+            status = "waiting"
+        elif gate is not None and gate.status == "approved":
+            status = "passed"
+        elif gate is not None and gate.status == "rolled_back":
+            status = "failed"
+        else:
+            status = {"running": "running", "interrupted": "interrupted", "failed": "failed",
+                      "retried": "running"}.get(pr.status, pr.status)
+        minutes = None
+        if pr is not None and pr.ended_at is not None:
+            minutes = (_aware(pr.ended_at) - _aware(pr.started_at)).total_seconds() / 60
+        lines.append(PhaseLine(i, spec.id, spec.name, str(spec.estimate_minutes), status,
+                               pr.attempt if pr else 0,
+                               gate.decided_by if gate else None,
+                               gate.decided_at if gate else None, minutes))
+    return RunView(
+        id=run_id, environment=run.environment, runbook=run.runbook_name, status=run.status,
+        dry_run=run.dry_run, requested_by=run.requested_by, channel=run.channel,
+        surface_ref=run.surface_ref, started_at=run.started_at, ended_at=run.ended_at,
+        phase_index=run.phase_index, rollback_reason=run.rollback_reason,
+        rolled_back_by=run.rolled_back_by,
+        estimate_min=sum(p.estimate_minutes.min for p in runbook.phases),
+        estimate_max=sum(p.estimate_minutes.max for p in runbook.phases),
+        phases=lines,
+    )
+
+
+def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
+    with db.session() as s:
+        gate = s.get(Gate, gate_id)
+        if gate is None:
+            return None
+        run = s.get(Run, gate.run_id)
+        pr = s.get(PhaseRun, gate.phase_run_id)
+        assert run is not None and pr is not None
+        steps = list(s.exec(select(StepRun).where(StepRun.phase_run_id == gate.phase_run_id)
+                            .order_by(col(StepRun.id))))
+        votes = list(s.exec(select(Vote.actor).where(Vote.gate_id == gate_id)
+                            .order_by(col(Vote.id))))
+        ticks = {t.item_id: t.actor for t in s.exec(select(ManualTick)
+                                                     .where(ManualTick.gate_id == gate_id))}
+    spec = runbook.phase(gate.phase_id)
+    order = {st.id: i for i, st in enumerate([*spec.actions, *spec.checks])}
+    steps.sort(key=lambda st: (st.section != "actions", order.get(st.step_id, 999)))
+    return GateView(
+        id=gate_id, run_id=gate.run_id, environment=run.environment, phase_id=gate.phase_id,
+        phase_name=spec.name, phase_index=pr.phase_index, phase_count=len(runbook.phases),
+        attempt=gate.attempt, status=gate.status, checks_passed=gate.checks_passed,
+        note=gate.note, checkpoint=spec.checkpoint, on_fail=spec.on_fail, quorum=gate.quorum,
+        votes=votes, decided_by=gate.decided_by, decided_at=gate.decided_at,
+        surface_ref=gate.surface_ref, channel=run.channel, run_surface_ref=run.surface_ref,
+        dry_run=run.dry_run,
+        steps=[StepView(st.section, st.step_id, st.name, st.status, st.evidence, st.duration_ms)
+               for st in steps],
+        manual=[ManualView(m.id, m.text, ticks.get(m.id)) for m in spec.manual],
+    )
+
+
+def active_runs(db: Database, environment: str | None = None) -> list[int]:
+    with db.session() as s:
+        q = select(Run.id).where(col(Run.active_env).is_not(None))
+        if environment:
+            q = q.where(Run.environment == environment)
+        return [i for i in s.exec(q.order_by(col(Run.id))) if i is not None]
+
+
+def latest_run(db: Database, environment: str) -> int | None:
+    with db.session() as s:
+        return s.exec(select(Run.id).where(Run.environment == environment)
+                      .order_by(col(Run.id).desc())).first()
+
+
+def open_gate_id(db: Database, run_id: int) -> int | None:
+    with db.session() as s:
+        return s.exec(select(Gate.id).where(Gate.run_id == run_id, Gate.status == "open")).first()
+
+
+STATUS_WORDS = {
+    RunStatus.RUNNING: "running", RunStatus.WAITING: "waiting for a decision",
+    RunStatus.ROLLING_BACK: "rolling back", RunStatus.ROLLED_BACK: "rolled back",
+    RunStatus.COMPLETED: "completed",
+}

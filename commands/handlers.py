@@ -1,0 +1,83 @@
+"""Carries out a parsed command against the engine; every surface uses this."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from bot import audit
+from bot.db import DatabaseUnavailable
+from bot.engine import Engine, EngineError
+from bot.surface import Actor
+from bot.text import status_text
+from bot.views import active_runs, latest_run, run_view
+from commands.parser import USAGE, Abort, AuditCmd, Command, Help, Start, StatusCmd
+from phases.runbook import RunbookError
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    ephemeral: bool = True  # only the person who typed sees it
+    run_id: int | None = None
+
+
+class CommandService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def execute(self, cmd: Command, actor: Actor, channel: str | None = None) -> Reply:
+        try:
+            return self._execute(cmd, actor, channel)
+        except (EngineError, RunbookError, DatabaseUnavailable) as exc:
+            return Reply(self.engine.masker.mask(str(exc)))
+
+    def _execute(self, cmd: Command, actor: Actor, channel: str | None) -> Reply:
+        engine = self.engine
+        if isinstance(cmd, Help):
+            return Reply(USAGE)
+        if isinstance(cmd, Start):
+            env = engine.environment(cmd.env)
+            if not engine.is_approver(env, actor):
+                raise EngineError(f"only approvers of {cmd.env} may start a run there")
+            run = engine.start_run(cmd.env, actor, channel=channel, dry_run=cmd.dry_run)
+            return Reply(f"Run #{run.id} of {cmd.env}{' (dry run)' if cmd.dry_run else ''} "
+                         f"started by {actor.label}.", ephemeral=False, run_id=run.id)
+        if isinstance(cmd, StatusCmd):
+            return Reply(self.status(cmd.env))
+        if isinstance(cmd, Abort):
+            decision = engine.abort(cmd.env, actor, cmd.reason)
+            return Reply(decision.message, ephemeral=not decision.changed, run_id=decision.run_id)
+        if isinstance(cmd, AuditCmd):
+            return Reply(self.audit_summary(cmd.run_id))
+        raise EngineError(f"unsupported command {cmd!r}")
+
+    def status(self, env: str | None) -> str:
+        engine = self.engine
+        if env is not None:
+            engine.environment(env)
+            ids = active_runs(engine.db, env)
+            if not ids:
+                last = latest_run(engine.db, env)
+                if last is None:
+                    return f"No run of {env} yet."
+                ids = [last]
+        else:
+            ids = active_runs(engine.db)
+            if not ids:
+                return "No active cutover run."
+        views = [run_view(engine.db, engine.runbook, i) for i in ids]
+        return "\n\n".join(status_text(v, engine.now()) for v in views if v is not None)
+
+    def audit_summary(self, run_id: int, limit: int = 40) -> str:
+        rows = audit.events(self.engine.db, run_id)
+        if not rows:
+            return f"No audit events for run #{run_id}."
+        lines = [f"Audit trail of run #{run_id} ({len(rows)} events"
+                 f"{', last ' + str(limit) if len(rows) > limit else ''}):"]
+        for r in rows[-limit:]:
+            data = json.loads(r.data)
+            brief = ", ".join(f"{k}={v}" for k, v in data.items() if k != "evidence")[:160]
+            lines.append(f"{r.at[:19]} #{r.seq} {r.kind} by {r.actor}: {brief}")
+        lines.append("Full export: cutover audit export " + str(run_id) + " --format jsonl")
+        return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""The contract every check and action step follows.
+
+A step kind is a function taking its validated parameters and a `StepContext`
+and returning a `StepResult`. The context carries every outside effect (clock,
+HTTP transport, DNS resolver factory, Docker client factory, subprocess runner,
+secret masker) so a test can put a real local server behind each one.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from phases.secrets import Masker
+
+
+class Status(enum.StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    WARN = "warn"
+    ERROR = "error"  # the check could not run (timeout, unreachable, bad config)
+    SKIPPED = "skipped"  # dry run of an action, or a step not applicable
+
+    @property
+    def blocks_gate(self) -> bool:
+        """FAIL and ERROR fail closed: the gate cannot Continue on them."""
+        return self in (Status.FAIL, Status.ERROR)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    status: Status
+    evidence: str  # one short line; never holds a secret value
+    duration_ms: int = 0
+    details: dict[str, Any] = field(default_factory=dict)  # metrics, masked output tail
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...  # epoch seconds
+    def monotonic(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass
+class CommandOutput:
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+
+class CommandRunner(Protocol):
+    def __call__(
+        self, argv: list[str], *, timeout: float, cwd: str | None, env: dict[str, str] | None
+    ) -> CommandOutput: ...
+
+
+@dataclass
+class StepContext:
+    """Everything a step may touch in the outside world."""
+
+    dry_run: bool = False
+    clock: Clock = field(default_factory=SystemClock)
+    masker: Masker = field(default_factory=Masker)
+    http_transport: httpx.BaseTransport | None = None
+    resolver_factory: Callable[[list[str] | None], Any] | None = None
+    docker_factory: Callable[[], Any] | None = None
+    command_runner: CommandRunner | None = None
+    workdir: str | None = None
+    timeout: float = 30.0  # this step's own limit; a step bounds every wait by it
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class StepParams(BaseModel):
+    """Base for each kind's parameters: unknown fields are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class StepKind(Generic[P]):
+    name: str
+    params: type[P]
+    run: Callable[[P, StepContext], StepResult]
+    mutates: bool = False  # an action: honours dry-run by reporting what it would do
+    describe: Callable[[P], str] | None = None  # what a dry run reports
+
+
+REGISTRY: dict[str, StepKind[Any]] = {}
+
+
+def register(kind: StepKind[Any]) -> StepKind[Any]:
+    if kind.name in REGISTRY:
+        raise ValueError(f"step kind {kind.name!r} registered twice")
+    REGISTRY[kind.name] = kind
+    return kind
+
+
+def timed(fn: Callable[[], StepResult], clock: Clock) -> StepResult:
+    """Runs fn and stamps its duration; an exception becomes an ERROR result."""
+    start = clock.monotonic()
+    try:
+        result = fn()
+    except Exception as exc:  # a check never raises into the engine
+        result = StepResult(Status.ERROR, f"{type(exc).__name__}: {exc}")
+    elapsed = int((clock.monotonic() - start) * 1000)
+    return StepResult(result.status, result.evidence, elapsed, result.details)

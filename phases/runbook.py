@@ -1,0 +1,391 @@
+"""The runbook as data: a YAML file validated with pydantic.
+
+Errors name the file, the phase, the step and the field, so whoever wrote the
+runbook can fix it without reading this code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from phases.checks import REGISTRY, StepKind
+from phases.checks.base import StepParams
+
+Value = str | list[str]
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+APPROVER_PATTERN = r"([TE][A-Z0-9]+:)?[UW][A-Z0-9]+|console:[a-z_][a-z0-9_.-]{0,31}"
+
+
+class RunbookError(ValueError):
+    """A runbook that cannot be used; the message says where and what to fix."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepSpec(Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1, max_length=150)
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    critical: bool = True  # a non-critical FAIL is shown as WARN and does not block the gate
+
+
+class ManualStep(Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    text: str = Field(min_length=1, max_length=150)
+
+
+class Estimate(Strict):
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def parse_range(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            return {"min": value, "max": value}
+        if isinstance(value, str):
+            m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", value)
+            if not m:
+                raise ValueError("estimate must be minutes like 10 or a range like '10-15'")
+            lo = int(m.group(1))
+            return {"min": lo, "max": int(m.group(2) or lo)}
+        return value
+
+    @model_validator(mode="after")
+    def ordered(self) -> Estimate:
+        if self.max < self.min:
+            raise ValueError("estimate range must be low-high")
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.min} min" if self.min == self.max else f"{self.min}-{self.max} min"
+
+
+class PhaseSpec(Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1, max_length=100)
+    estimate_minutes: Estimate
+    location: str | None = None
+    actions: list[StepSpec] = Field(default_factory=list)
+    checks: list[StepSpec] = Field(default_factory=list)
+    manual: list[ManualStep] = Field(default_factory=list)
+    checkpoint: str = Field(min_length=1, max_length=200)
+    on_fail: Literal["rollback", "restore_and_rollback"] = "rollback"
+    monitor: MonitorSpec | None = None  # repeat the checks on a schedule (post-cutover)
+
+    @model_validator(mode="after")
+    def unique_step_ids(self) -> PhaseSpec:
+        ids = [s.id for s in self.actions] + [s.id for s in self.checks] + [m.id for m in self.manual]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"step ids must be unique within a phase; repeated: {', '.join(dupes)}")
+        if not (self.actions or self.checks or self.manual):
+            raise ValueError("a phase needs at least one action, check or manual step")
+        return self
+
+
+class MonitorSpec(Strict):
+    every_minutes: int = Field(default=5, ge=1, le=60)
+    for_minutes: int = Field(default=30, ge=1, le=24 * 60)
+
+
+class Checklist(Strict):
+    title: str
+    items: list[str] = Field(min_length=1)
+    phase: str | None = None  # id of the phase whose checks this checklist runs (dry run)
+
+
+class PreCutover(Strict):
+    t_minus_24h: Checklist
+    t_minus_1h: Checklist
+
+
+class EnvironmentSpec(Strict):
+    """Where a runbook runs. String values may hold ${VAR} read from the bot's environment."""
+
+    domain: str
+    base_url: str
+    expected_ip: str | None = None
+    compose_project: str | None = None
+    env_file: str | None = None
+    database_url: str | None = None
+    channel: str | None = None  # where runs of this environment are posted
+    approvers: list[str] = Field(default_factory=list)  # "TEAM:USER" or "USER" ids
+    approver_groups: list[str] = Field(default_factory=list)  # Slack user group ids
+    quorum: int = Field(default=1, ge=1, le=10)
+    allow_self_approval: bool = True
+    gate_timeout_minutes: int = Field(default=30, ge=1)
+    vars: dict[str, str | list[str]] = Field(default_factory=dict)
+
+    slack_team: str | None = Field(default=None, pattern=r"^[TE][A-Z0-9]+$")
+
+    @field_validator("approvers")
+    @classmethod
+    def approver_ids(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not re.fullmatch(APPROVER_PATTERN, v):
+                raise ValueError(
+                    f"approver {v!r} must be a Slack user id like U012AB3CD or T0123:U012AB3CD "
+                    "(ids, never display names), or console:NAME for the console"
+                )
+        return values
+
+    @model_validator(mode="after")
+    def approvers_have_team(self) -> EnvironmentSpec:
+        bare = [a for a in self.approvers if ":" not in a]
+        if bare and not self.slack_team:
+            raise ValueError(
+                f"approvers {', '.join(bare)} have no team: set slack_team or write TEAM:USER"
+            )
+        return self
+
+    def approver_set(self) -> frozenset[str]:
+        """Fully qualified ids (TEAM:USER, console:NAME): identity is team + user, never a name."""
+        return frozenset(a if ":" in a else f"{self.slack_team}:{a}" for a in self.approvers)
+
+    def template_values(self, defaults: Mapping[str, Value] | None = None, *,
+                        expand: bool = True) -> dict[str, Value]:
+        """The names a step parameter may use as {name}; ${VAR}s filled from the environment."""
+        values: dict[str, Value] = dict(defaults or {})
+        values.update({
+            k: v
+            for k, v in self.model_dump(
+                exclude={"approvers", "approver_groups", "vars", "slack_team"}
+            ).items()
+            if isinstance(v, str)
+        })
+        values.update(self.vars)
+        if not expand:
+            return values
+        return {
+            k: [expand_env_vars(x) for x in v] if isinstance(v, list) else expand_env_vars(v)
+            for k, v in values.items()
+        }
+
+
+class Runbook(Strict):
+    name: str
+    version: str = "1"
+    description: str = ""
+    estimated_duration: str | None = None
+    rollback_time_minutes: int | None = None
+    pre_cutover: PreCutover | None = None
+    phases: list[PhaseSpec] = Field(min_length=1)
+    rollback: list[StepSpec] = Field(default_factory=list)
+    restore: list[StepSpec] = Field(default_factory=list)
+    success_criteria: list[str] = Field(default_factory=list)
+    post_cutover_tasks: list[str] = Field(default_factory=list)
+    notes_fields: list[str] = Field(default_factory=list)
+    vars: dict[str, str | list[str]] = Field(default_factory=dict)  # defaults for every environment
+    environments: dict[str, EnvironmentSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def references(self) -> Runbook:
+        ids = [p.id for p in self.phases]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"phase ids must be unique; repeated: {', '.join(dupes)}")
+        if self.pre_cutover:
+            for label, cl in (("t_minus_24h", self.pre_cutover.t_minus_24h),
+                              ("t_minus_1h", self.pre_cutover.t_minus_1h)):
+                if cl.phase and cl.phase not in ids:
+                    raise ValueError(f"pre_cutover.{label}.phase {cl.phase!r} is not a phase id")
+        for name in self.environments:
+            if not re.fullmatch(ID_PATTERN, name):
+                raise ValueError(f"environment name {name!r} must match {ID_PATTERN}")
+        if any(p.on_fail == "restore_and_rollback" for p in self.phases) and not self.restore:
+            raise ValueError("a phase has on_fail: restore_and_rollback but the runbook has no restore steps")
+        return self
+
+    def phase(self, phase_id: str) -> PhaseSpec:
+        for p in self.phases:
+            if p.id == phase_id:
+                return p
+        raise KeyError(phase_id)
+
+    def environment(self, name: str) -> EnvironmentSpec:
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments))
+            raise RunbookError(f"unknown environment {name!r}; this runbook defines: {known}") from None
+
+    def values_for(self, env_name: str, *, expand: bool = True) -> dict[str, Value]:
+        return self.environment(env_name).template_values(self.vars, expand=expand)
+
+    def all_steps(self) -> list[tuple[str, str, StepSpec]]:
+        """(where, section, step) for every step, for validation and listing."""
+        out: list[tuple[str, str, StepSpec]] = []
+        for p in self.phases:
+            out += [(f"phase {p.id!r}", "actions", s) for s in p.actions]
+            out += [(f"phase {p.id!r}", "checks", s) for s in p.checks]
+        out += [("rollback", "rollback", s) for s in self.rollback]
+        out += [("restore", "restore", s) for s in self.restore]
+        return out
+
+
+PhaseSpec.model_rebuild()
+
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env_vars(value: str, environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in env:
+            raise RunbookError(f"${{{name}}} is used by the runbook but not set in the bot's environment")
+        return env[name]
+
+    return _ENV_VAR.sub(sub, value)
+
+
+class _Template(string.Formatter):
+    def __init__(self, values: Mapping[str, Value]) -> None:
+        self.values = values
+
+    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
+        if isinstance(key, int) or key not in self.values:
+            known = ", ".join(sorted(self.values))
+            raise RunbookError(f"unknown placeholder {{{key}}}; known: {known}")
+        value = self.values[key]
+        if isinstance(value, list):
+            raise RunbookError(f"{{{key}}} is a list: use it alone as a whole list item")
+        return value
+
+
+_WHOLE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def render(value: Any, values: Mapping[str, Value]) -> Any:
+    """Fills {placeholders} in every string of a parameter tree; {{ and }} are literal braces.
+
+    A list item that is exactly "{name}" of a list value is spliced in, so an
+    argv can start with a command that is itself several words.
+    """
+    if isinstance(value, str):
+        whole = _WHOLE.match(value)
+        if whole and isinstance(values.get(whole.group(1)), list):
+            return list(values[whole.group(1)])
+        return _Template(values).vformat(value, (), {})
+    if isinstance(value, list):
+        out: list[Any] = []
+        for item in value:
+            rendered = render(item, values)
+            if isinstance(item, str) and isinstance(rendered, list):
+                out.extend(rendered)
+            else:
+                out.append(rendered)
+        return out
+    if isinstance(value, dict):
+        return {k: render(v, values) for k, v in value.items()}
+    return value
+
+
+def resolve_step(step: StepSpec, values: Mapping[str, Value]) -> tuple[StepKind[Any], StepParams]:
+    """The step's kind and its parameters rendered for one environment and validated."""
+    kind = REGISTRY.get(step.kind)
+    if kind is None:
+        known = ", ".join(sorted(REGISTRY))
+        raise RunbookError(f"unknown kind {step.kind!r}; known kinds: {known}")
+    rendered = render(step.params, values)
+    try:
+        return kind, kind.params.model_validate(rendered)
+    except ValidationError as exc:
+        raise RunbookError(_describe(exc, prefix="params")) from None
+
+
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+        lines.append(f"{loc}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def _locate(data: Any, loc: tuple[Any, ...]) -> str:
+    """Turns ('phases', 3, 'checks', 0, 'timeout') into phases[3] (migrate) > checks[0] (schema) > timeout."""
+    parts: list[str] = []
+    node = data
+    for key in loc:
+        if isinstance(key, int):
+            label = f"[{key}]"
+            try:
+                node = node[key]
+                if isinstance(node, dict) and "id" in node:
+                    label += f" (id {node['id']!r})"
+            except (IndexError, KeyError, TypeError):
+                node = None
+            if parts:
+                parts[-1] += label
+            else:
+                parts.append(label)
+        else:
+            parts.append(str(key))
+            try:
+                node = node[key]
+            except (KeyError, TypeError, IndexError):
+                node = None
+    return " > ".join(parts) or "(top level)"
+
+
+def load_runbook(path: str | Path) -> Runbook:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RunbookError(f"{p}: cannot read runbook: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RunbookError(f"{p}:{where}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise RunbookError(f"{p}: a runbook is a YAML mapping with name, phases and environments")
+    try:
+        runbook = Runbook.model_validate(data)
+    except ValidationError as exc:
+        msgs = [f"{_locate(data, tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise RunbookError(f"{p}: " + "\n  ".join(msgs)) from None
+    problems = validate_steps(runbook)
+    if problems:
+        raise RunbookError(f"{p}: " + "\n  ".join(problems))
+    return runbook
+
+
+def validate_steps(runbook: Runbook) -> list[str]:
+    """Checks every step's kind and parameters against each environment, before anything runs."""
+    problems: list[str] = []
+    for where, section, step in runbook.all_steps():
+        kind = REGISTRY.get(step.kind)
+        if kind is None:
+            known = ", ".join(sorted(REGISTRY))
+            problems.append(f"{where} > {section} > {step.id!r}: unknown kind {step.kind!r}; known: {known}")
+            continue
+        if section == "checks" and kind.mutates:
+            problems.append(
+                f"{where} > checks > {step.id!r}: kind {step.kind!r} changes state; "
+                "put it under actions (checks are read-only)"
+            )
+        for env_name in runbook.environments:
+            values = runbook.values_for(env_name, expand=False)
+            try:
+                resolve_step(step, values)
+            except RunbookError as exc:
+                problems.append(f"{where} > {section} > {step.id!r} (environment {env_name!r}): {exc}")
+    return problems

@@ -1,0 +1,78 @@
+"""The bot's own database for tests: an SQLite file, or a throwaway database on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from bot.db import Database
+
+PG_URL = os.environ.get(
+    "CUTOVER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def postgres_reachable() -> bool:
+    try:
+        with psycopg.connect(_libpq(PG_URL), connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@contextmanager
+def throwaway_pg_database(prefix: str = "cutover_test") -> Iterator[str]:
+    """Creates a fresh database on the test server; yields its SQLAlchemy URL; drops it after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = _libpq(PG_URL)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def make_db(kind: str, tmp_path: Path) -> Iterator[Database]:
+    if kind == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'cutover.db'}")
+        db.create_all()
+        yield db
+        db.dispose()
+        return
+    if not postgres_reachable():
+        pytest.skip(f"PostgreSQL not reachable at {make_url(PG_URL).render_as_string()}")
+    with throwaway_pg_database() as url:
+        db = Database(url)
+        db.create_all()
+        yield db
+        db.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The bot's database, once on SQLite and once on the real PostgreSQL."""
+    yield from make_db(request.param, tmp_path)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    yield from make_db("sqlite", tmp_path)
+
+
+@pytest.fixture
+def pg_db(tmp_path: Path) -> Iterator[Database]:
+    yield from make_db("postgres", tmp_path)
