@@ -28,8 +28,9 @@ def canonical(data: dict[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def event_hash(prev_hash: str, seq: int, at: str, run_id: int | None, actor: str, kind: str,
-               data: str) -> str:
+def event_hash(
+    prev_hash: str, seq: int, at: str, run_id: int | None, actor: str, kind: str, data: str
+) -> str:
     body = canonical(
         {"seq": seq, "at": at, "run_id": run_id, "actor": actor, "kind": kind, "data": data}
     )
@@ -54,8 +55,16 @@ def append(
     stamp = now_iso(at)
     payload = canonical(data or {})
     digest = event_hash(head.hash, seq, stamp, run_id, actor, kind, payload)
-    row = AuditEvent(seq=seq, at=stamp, run_id=run_id, actor=actor, kind=kind, data=payload,
-                     prev_hash=head.hash, hash=digest)
+    row = AuditEvent(
+        seq=seq,
+        at=stamp,
+        run_id=run_id,
+        actor=actor,
+        kind=kind,
+        data=payload,
+        prev_hash=head.hash,
+        hash=digest,
+    )
     head.seq, head.hash = seq, digest
     session.add(row)
     session.add(head)
@@ -78,7 +87,9 @@ def _rows(db: Database, batch: int = 5000) -> Iterator[AuditEvent]:
         with db.session() as s:
             rows = list(
                 s.exec(
-                    select(AuditEvent).where(AuditEvent.seq > last).order_by(col(AuditEvent.seq))
+                    select(AuditEvent)
+                    .where(AuditEvent.seq > last)
+                    .order_by(col(AuditEvent.seq))
                     .limit(batch)
                 )
             )
@@ -95,24 +106,42 @@ def verify(db: Database) -> list[Problem]:
     for row in _rows(db):
         if row.seq != expected_seq:
             if row.seq > expected_seq:
-                missing = f"{expected_seq}" if row.seq == expected_seq + 1 else (
-                    f"{expected_seq}-{row.seq - 1}")
+                missing = (
+                    f"{expected_seq}"
+                    if row.seq == expected_seq + 1
+                    else (f"{expected_seq}-{row.seq - 1}")
+                )
                 problems.append(Problem(row.seq, f"rows {missing} are missing (deleted)"))
             expected_seq = row.seq
         if row.prev_hash != prev_hash:
-            problems.append(Problem(row.seq, "does not link to the row before it "
-                                    "(a row before it was deleted, inserted or reordered)"))
-        recomputed = event_hash(row.prev_hash, row.seq, row.at, row.run_id, row.actor, row.kind,
-                                row.data)
+            problems.append(
+                Problem(
+                    row.seq,
+                    "does not link to the row before it "
+                    "(a row before it was deleted, inserted or reordered)",
+                )
+            )
+        recomputed = event_hash(
+            row.prev_hash, row.seq, row.at, row.run_id, row.actor, row.kind, row.data
+        )
         if recomputed != row.hash:
-            problems.append(Problem(row.seq, f"content does not match its hash (edited; kind "
-                                    f"{row.kind!r}, at {row.at})"))
+            problems.append(
+                Problem(
+                    row.seq,
+                    f"content does not match its hash (edited; kind {row.kind!r}, at {row.at})",
+                )
+            )
         prev_hash, expected_seq = row.hash, row.seq + 1
     with db.session() as s:
         head = s.get(AuditHead, 1)
     if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
-        problems.append(Problem(None, f"chain ends at row {expected_seq - 1} but the head records "
-                                f"row {head.seq}: rows at the end were deleted"))
+        problems.append(
+            Problem(
+                None,
+                f"chain ends at row {expected_seq - 1} but the head records "
+                f"row {head.seq}: rows at the end were deleted",
+            )
+        )
     return problems
 
 
@@ -143,6 +172,7 @@ def export(db: Database, run_id: int | None, fmt: str) -> str:
 def events(db: Database, run_id: int) -> list[AuditEvent]:
     with db.session() as s:
         return list(
-            s.exec(select(AuditEvent).where(AuditEvent.run_id == run_id)
-                   .order_by(col(AuditEvent.seq)))
+            s.exec(
+                select(AuditEvent).where(AuditEvent.run_id == run_id).order_by(col(AuditEvent.seq))
+            )
         )

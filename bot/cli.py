@@ -65,8 +65,11 @@ def _database(settings: Settings) -> Database:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     install_log_masking()
     try:
         return _dispatch(args, settings)
@@ -83,11 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "runbook":
         rb = _runbook(settings)
-        print(f"{settings.runbook}: OK — {rb.name} v{rb.version}, environments: "
-              f"{', '.join(sorted(rb.environments))}")
+        print(
+            f"{settings.runbook}: OK — {rb.name} v{rb.version}, environments: "
+            f"{', '.join(sorted(rb.environments))}"
+        )
         for i, ph in enumerate(rb.phases, 1):
-            print(f"  {i}. {ph.name} [{ph.estimate_minutes}] — {len(ph.actions)} actions, "
-                  f"{len(ph.checks)} checks, {len(ph.manual)} manual; on fail: {ph.on_fail}")
+            print(
+                f"  {i}. {ph.name} [{ph.estimate_minutes}] — {len(ph.actions)} actions, "
+                f"{len(ph.checks)} checks, {len(ph.manual)} manual; on fail: {ph.on_fail}"
+            )
         return 0
     if args.command == "audit":
         db = _database(settings)

@@ -61,8 +61,9 @@ class ConsoleSurface:
 
 
 class Console:
-    def __init__(self, engine: Engine, actor: Actor, inp: TextIO = sys.stdin,
-                 out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self, engine: Engine, actor: Actor, inp: TextIO = sys.stdin, out: TextIO = sys.stdout
+    ) -> None:
         self.engine, self.actor, self.inp, self.out = engine, actor, inp, out
         self.commands = CommandService(engine)
         self.current_run: int | None = None
@@ -72,8 +73,10 @@ class Console:
         self.out.flush()
 
     def loop(self) -> int:
-        self.say(f"cutover console — runbook {self.engine.runbook.name!r}, you are "
-                 f"{self.actor.id}. Type help.")
+        self.say(
+            f"cutover console — runbook {self.engine.runbook.name!r}, you are "
+            f"{self.actor.id}. Type help."
+        )
         for line in self.engine.recover():
             self.say(f"recovered: {line}")
         while True:
@@ -104,8 +107,12 @@ class Console:
                 self.say(self.engine.tick(gate, rest.strip(), self.actor).message)
                 return
             kind = {"c": "continue", "r": "rollback", "t": "retry"}.get(word, word)
-            result = self.engine.decide(gate, self.actor, kind,  # type: ignore[arg-type]
-                                        reason=rest.strip() or None)
+            result = self.engine.decide(
+                gate,
+                self.actor,
+                kind,  # type: ignore[arg-type]
+                reason=rest.strip() or None,
+            )
             if not result.changed or result.outcome == "vote_recorded":
                 self.say(result.message)
             return

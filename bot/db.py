@@ -44,11 +44,16 @@ class Database:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            self.engine = create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 30}
+            )
             _sqlite_setup(self.engine)
         else:
             self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size * 4, pool_pre_ping=True,
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size * 4,
+                pool_pre_ping=True,
                 pool_timeout=30,
             )
 
@@ -64,7 +69,9 @@ class Database:
                 if s.get(models.AuditHead, 1) is None:
                     s.add(models.AuditHead(id=1))
         except OperationalError as exc:
-            raise DatabaseUnavailable(f"database {self.safe_url} unreachable: {_short(exc)}") from None
+            raise DatabaseUnavailable(
+                f"database {self.safe_url} unreachable: {_short(exc)}"
+            ) from None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -94,5 +101,11 @@ def _is_connection_error(exc: OperationalError) -> bool:
     text = str(exc.orig).lower()
     return any(
         s in text
-        for s in ("connection", "could not connect", "server closed", "terminating", "unable to open")
+        for s in (
+            "connection",
+            "could not connect",
+            "server closed",
+            "terminating",
+            "unable to open",
+        )
     )

@@ -8,6 +8,7 @@ Nothing here knows Slack: surfaces are told what changed (`bot.surface`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -50,8 +51,15 @@ class EngineError(RuntimeError):
 @dataclass(frozen=True)
 class Decision:
     outcome: Literal[
-        "approved", "vote_recorded", "rolled_back", "retried", "refused", "already_decided",
-        "already_voted", "ticked", "unknown_gate",
+        "approved",
+        "vote_recorded",
+        "rolled_back",
+        "retried",
+        "refused",
+        "already_decided",
+        "already_voted",
+        "ticked",
+        "unknown_gate",
     ]
     message: str
     gate_id: int | None = None
@@ -122,9 +130,14 @@ class Engine:
             try:
                 run_id = args[0] if what in ("run_changed", "notice") else None
                 with self.db.session() as s:
-                    audit.append(s, "surface.failed", actor=SYSTEM.id, run_id=run_id,
-                                 data={"call": what, "error": self.masker.mask(str(exc))[:300]},
-                                 at=self.now())
+                    audit.append(
+                        s,
+                        "surface.failed",
+                        actor=SYSTEM.id,
+                        run_id=run_id,
+                        data={"call": what, "error": self.masker.mask(str(exc))[:300]},
+                        at=self.now(),
+                    )
             except Exception:
                 log.exception("could not audit a failed surface call")
 
@@ -138,16 +151,15 @@ class Engine:
         env = self.environment(run.environment)
         values = self.runbook.values_for(run.environment)
         if env.env_file:
-            try:
+            with contextlib.suppress(EnvFileError):  # the secrets check reports it
                 self.masker.add_env(parse_env_file(str(values["env_file"])))
-            except EnvFileError:
-                pass  # the secrets check reports it
         return self.context_factory(env, run.dry_run, self.masker), values
 
     # ------------------------------------------------------------------ start
 
-    def start_run(self, env_name: str, actor: Actor, *, channel: str | None = None,
-                  dry_run: bool = False) -> Run:
+    def start_run(
+        self, env_name: str, actor: Actor, *, channel: str | None = None, dry_run: bool = False
+    ) -> Run:
         env = self.environment(env_name)  # unknown environment: RunbookError names the known ones
         values = self.runbook.values_for(env_name)  # a missing ${VAR}: RunbookError names it
         if env.env_file:
@@ -168,16 +180,32 @@ class Engine:
                     f"run #{active.id} is already active for {env_name} ({active.status}, phase "
                     f"{active.phase_index + 1}); finish or abort it first"
                 )
-            run = Run(environment=env_name, active_env=env_name, runbook_name=self.runbook.name,
-                      runbook_digest=self.digest, dry_run=dry_run, requested_by=actor.id,
-                      channel=channel or env.channel, started_at=self.now())
+            run = Run(
+                environment=env_name,
+                active_env=env_name,
+                runbook_name=self.runbook.name,
+                runbook_digest=self.digest,
+                dry_run=dry_run,
+                requested_by=actor.id,
+                channel=channel or env.channel,
+                started_at=self.now(),
+            )
             s.add(run)
             s.flush()
             assert run.id is not None
-            audit.append(s, "run.started", actor=actor.id, run_id=run.id,
-                         data={"environment": env_name, "dry_run": dry_run,
-                               "runbook": self.runbook.name, "version": self.runbook.version},
-                         at=self.now())
+            audit.append(
+                s,
+                "run.started",
+                actor=actor.id,
+                run_id=run.id,
+                data={
+                    "environment": env_name,
+                    "dry_run": dry_run,
+                    "runbook": self.runbook.name,
+                    "version": self.runbook.version,
+                },
+                at=self.now(),
+            )
         self._tell("run_changed", run.id)
         self._spawn(self.advance, run.id)
         return run
@@ -227,22 +255,35 @@ class Engine:
                 self._complete(s, run)
                 return None
             latest = s.exec(
-                select(PhaseRun).where(PhaseRun.run_id == run_id,
-                                       PhaseRun.phase_index == run.phase_index)
+                select(PhaseRun)
+                .where(PhaseRun.run_id == run_id, PhaseRun.phase_index == run.phase_index)
                 .order_by(col(PhaseRun.attempt).desc())
             ).first()
-            if latest is not None and latest.status in (PhaseStatus.RUNNING, PhaseStatus.CHECKED,
-                                                        PhaseStatus.INTERRUPTED):
+            if latest is not None and latest.status in (
+                PhaseStatus.RUNNING,
+                PhaseStatus.CHECKED,
+                PhaseStatus.INTERRUPTED,
+            ):
                 return None  # executing elsewhere, or its gate is open
             phase = self.runbook.phases[run.phase_index]
             attempt = latest.attempt + 1 if latest else 1
-            pr = PhaseRun(run_id=run_id, phase_id=phase.id, phase_index=run.phase_index,
-                          attempt=attempt, started_at=self.now())
+            pr = PhaseRun(
+                run_id=run_id,
+                phase_id=phase.id,
+                phase_index=run.phase_index,
+                attempt=attempt,
+                started_at=self.now(),
+            )
             s.add(pr)
             s.flush()
-            audit.append(s, "phase.started", actor=SYSTEM.id, run_id=run_id,
-                         data={"phase": phase.id, "index": run.phase_index, "attempt": attempt},
-                         at=self.now())
+            audit.append(
+                s,
+                "phase.started",
+                actor=SYSTEM.id,
+                run_id=run_id,
+                data={"phase": phase.id, "index": run.phase_index, "attempt": attempt},
+                at=self.now(),
+            )
             return run, pr, phase
 
     def _still_running(self, run_id: int) -> bool:
@@ -253,17 +294,42 @@ class Engine:
     def _record_step(self, run_id: int, phase_run_id: int | None, outcome: StepOutcome) -> None:
         r = outcome.result
         with self.db.session() as s:
-            s.add(StepRun(run_id=run_id, phase_run_id=phase_run_id, section=outcome.section,
-                          step_id=outcome.step.id, name=outcome.step.name, status=r.status,
-                          evidence=r.evidence, duration_ms=r.duration_ms, at=self.now()))
-            audit.append(s, "step.result", actor=SYSTEM.id, run_id=run_id,
-                         data={"section": outcome.section, "step": outcome.step.id,
-                               "status": str(r.status), "evidence": r.evidence,
-                               "duration_ms": r.duration_ms},
-                         at=self.now())
+            s.add(
+                StepRun(
+                    run_id=run_id,
+                    phase_run_id=phase_run_id,
+                    section=outcome.section,
+                    step_id=outcome.step.id,
+                    name=outcome.step.name,
+                    status=r.status,
+                    evidence=r.evidence,
+                    duration_ms=r.duration_ms,
+                    at=self.now(),
+                )
+            )
+            audit.append(
+                s,
+                "step.result",
+                actor=SYSTEM.id,
+                run_id=run_id,
+                data={
+                    "section": outcome.section,
+                    "step": outcome.step.id,
+                    "status": str(r.status),
+                    "evidence": r.evidence,
+                    "duration_ms": r.duration_ms,
+                },
+                at=self.now(),
+            )
 
-    def _open_gate(self, run_id: int, phase_run_id: int, phase: PhaseSpec, passed: bool,
-                   note: str | None = None) -> int | None:
+    def _open_gate(
+        self,
+        run_id: int,
+        phase_run_id: int,
+        phase: PhaseSpec,
+        passed: bool,
+        note: str | None = None,
+    ) -> int | None:
         gate_id: int | None = None
         with self.db.session() as s:
             run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
@@ -281,18 +347,35 @@ class Engine:
                     pr.status = PhaseStatus.CHECKED
                 pr.ended_at = self.now()
                 env = self.environment(run.environment)
-                gate = Gate(run_id=run_id, phase_run_id=phase_run_id, phase_id=phase.id,
-                            attempt=pr.attempt, checks_passed=passed, note=note,
-                            quorum=env.quorum, opened_at=self.now())
+                gate = Gate(
+                    run_id=run_id,
+                    phase_run_id=phase_run_id,
+                    phase_id=phase.id,
+                    attempt=pr.attempt,
+                    checks_passed=passed,
+                    note=note,
+                    quorum=env.quorum,
+                    opened_at=self.now(),
+                )
                 s.add(gate)
                 run.status = RunStatus.WAITING
                 s.add(run)
                 s.add(pr)
                 s.flush()
-                audit.append(s, "gate.opened", actor=SYSTEM.id, run_id=run_id,
-                             data={"gate": gate.id, "phase": phase.id, "attempt": pr.attempt,
-                                   "checks_passed": passed, "note": note},
-                             at=self.now())
+                audit.append(
+                    s,
+                    "gate.opened",
+                    actor=SYSTEM.id,
+                    run_id=run_id,
+                    data={
+                        "gate": gate.id,
+                        "phase": phase.id,
+                        "attempt": pr.attempt,
+                        "checks_passed": passed,
+                        "note": note,
+                    },
+                    at=self.now(),
+                )
                 gate_id = gate.id
         if rollback_now:
             self._spawn(self.execute_rollback, run_id)
@@ -310,13 +393,20 @@ class Engine:
     def _complete(self, s: Session, run: Run) -> None:
         run.status, run.active_env, run.ended_at = RunStatus.COMPLETED, None, self.now()
         s.add(run)
-        audit.append(s, "run.completed", actor=SYSTEM.id, run_id=run.id,
-                     data={"environment": run.environment}, at=self.now())
+        audit.append(
+            s,
+            "run.completed",
+            actor=SYSTEM.id,
+            run_id=run.id,
+            data={"environment": run.environment},
+            at=self.now(),
+        )
 
     # ------------------------------------------------------------------ decisions
 
-    def decide(self, gate_id: int, actor: Actor, decision: DecisionKind,
-               reason: str | None = None) -> Decision:
+    def decide(
+        self, gate_id: int, actor: Actor, decision: DecisionKind, reason: str | None = None
+    ) -> Decision:
         """Records one click. Permission is checked here, when the click arrives."""
         spawn: Callable[[int], None] | None = None
         with self.db.session() as s:
@@ -329,52 +419,106 @@ class Engine:
             env = self.environment(run.environment)
             refusal = self._refusal(s, gate, run, env, actor, decision)
             if refusal:
-                audit.append(s, "click.refused", actor=actor.id, run_id=run.id,
-                             data={"gate": gate.id, "phase": gate.phase_id, "decision": decision,
-                                   "reason": refusal}, at=self.now())
+                audit.append(
+                    s,
+                    "click.refused",
+                    actor=actor.id,
+                    run_id=run.id,
+                    data={
+                        "gate": gate.id,
+                        "phase": gate.phase_id,
+                        "decision": decision,
+                        "reason": refusal,
+                    },
+                    at=self.now(),
+                )
                 return Decision("refused", refusal, gate.id, run.id)
             pr = s.get(PhaseRun, gate.phase_run_id)
             assert pr is not None and run.id is not None
             now = self.now()
             if decision == "rollback":
-                gate.status, gate.decided_by, gate.decided_at = GateStatus.ROLLED_BACK, actor.id, now
+                gate.status, gate.decided_by, gate.decided_at = (
+                    GateStatus.ROLLED_BACK,
+                    actor.id,
+                    now,
+                )
                 pr.status = PhaseStatus.FAILED
                 run.status, run.rolled_back_by = RunStatus.ROLLING_BACK, actor.id
                 run.rollback_reason = reason or f"rolled back at phase {gate.phase_id}"
-                audit.append(s, "gate.decided", actor=actor.id, run_id=run.id,
-                             data={"gate": gate.id, "phase": gate.phase_id, "decision": "rollback",
-                                   "reason": run.rollback_reason}, at=now)
+                audit.append(
+                    s,
+                    "gate.decided",
+                    actor=actor.id,
+                    run_id=run.id,
+                    data={
+                        "gate": gate.id,
+                        "phase": gate.phase_id,
+                        "decision": "rollback",
+                        "reason": run.rollback_reason,
+                    },
+                    at=now,
+                )
                 result = Decision("rolled_back", f"rolled back by {actor.label}", gate.id, run.id)
                 spawn = self.execute_rollback
             elif decision == "retry":
                 gate.status, gate.decided_by, gate.decided_at = GateStatus.RETRIED, actor.id, now
                 pr.status = PhaseStatus.RETRIED
                 run.status = RunStatus.RUNNING
-                audit.append(s, "gate.decided", actor=actor.id, run_id=run.id,
-                             data={"gate": gate.id, "phase": gate.phase_id, "decision": "retry"},
-                             at=now)
-                result = Decision("retried", f"phase re-run requested by {actor.label}", gate.id,
-                                  run.id)
+                audit.append(
+                    s,
+                    "gate.decided",
+                    actor=actor.id,
+                    run_id=run.id,
+                    data={"gate": gate.id, "phase": gate.phase_id, "decision": "retry"},
+                    at=now,
+                )
+                result = Decision(
+                    "retried", f"phase re-run requested by {actor.label}", gate.id, run.id
+                )
                 spawn = self.advance
             else:
-                s.add(Vote(gate_id=gate.id, actor=actor.id, at=now))
+                s.add(Vote(gate_id=gate_id, actor=actor.id, at=now))
                 s.flush()
                 votes = self._voters(s, gate.id)
-                audit.append(s, "gate.vote", actor=actor.id, run_id=run.id,
-                             data={"gate": gate.id, "phase": gate.phase_id,
-                                   "votes": len(votes), "quorum": gate.quorum}, at=now)
+                audit.append(
+                    s,
+                    "gate.vote",
+                    actor=actor.id,
+                    run_id=run.id,
+                    data={
+                        "gate": gate.id,
+                        "phase": gate.phase_id,
+                        "votes": len(votes),
+                        "quorum": gate.quorum,
+                    },
+                    at=now,
+                )
                 if len(votes) < gate.quorum:
                     s.add(gate)
-                    return Decision("vote_recorded",
-                                    f"{len(votes)}/{gate.quorum} approved", gate.id, run.id)
+                    return Decision(
+                        "vote_recorded", f"{len(votes)}/{gate.quorum} approved", gate.id, run.id
+                    )
                 gate.status, gate.decided_by, gate.decided_at = (
-                    GateStatus.APPROVED, ",".join(votes), now)
+                    GateStatus.APPROVED,
+                    ",".join(votes),
+                    now,
+                )
                 pr.status = PhaseStatus.PASSED
                 run.phase_index += 1
                 run.status = RunStatus.RUNNING
-                audit.append(s, "gate.decided", actor=actor.id, run_id=run.id,
-                             data={"gate": gate.id, "phase": gate.phase_id, "decision": "continue",
-                                   "approvers": votes}, at=now)
+                audit.append(
+                    s,
+                    "gate.decided",
+                    actor=actor.id,
+                    run_id=run.id,
+                    data={
+                        "gate": gate.id,
+                        "phase": gate.phase_id,
+                        "decision": "continue",
+                        "approvers": votes,
+                    },
+                    at=now,
+                )
                 if run.phase_index >= len(self.runbook.phases):
                     self._complete(s, run)
                 result = Decision("approved", f"approved by {', '.join(votes)}", gate.id, run.id)
@@ -382,34 +526,51 @@ class Engine:
             s.add_all([gate, pr, run])
         self._tell("gate_changed", gate_id)
         self._tell("run_changed", result.run_id)
-        if spawn and result.run_id is not None:
+        if spawn is not None and result.run_id is not None:
             self._spawn(spawn, result.run_id)
         return result
 
     def _voters(self, s: Session, gate_id: int | None) -> list[str]:
-        return list(s.exec(select(Vote.actor).where(Vote.gate_id == gate_id)
-                           .order_by(col(Vote.id))))
+        return list(
+            s.exec(select(Vote.actor).where(Vote.gate_id == gate_id).order_by(col(Vote.id)))
+        )
 
     def _already(self, gate: Gate) -> Decision:
         when = gate.decided_at.astimezone(UTC).strftime("%H:%M:%S UTC") if gate.decided_at else "?"
-        verb = {GateStatus.APPROVED: "approved", GateStatus.ROLLED_BACK: "rolled back",
-                GateStatus.RETRIED: "sent to retry"}.get(GateStatus(gate.status), gate.status)
-        return Decision("already_decided", f"already {verb} by {gate.decided_by} at {when}",
-                        gate.id, gate.run_id)
+        verb = {
+            GateStatus.APPROVED: "approved",
+            GateStatus.ROLLED_BACK: "rolled back",
+            GateStatus.RETRIED: "sent to retry",
+        }.get(GateStatus(gate.status), gate.status)
+        return Decision(
+            "already_decided",
+            f"already {verb} by {gate.decided_by} at {when}",
+            gate.id,
+            gate.run_id,
+        )
 
     def is_approver(self, env: EnvironmentSpec, actor: Actor) -> bool:
         return actor.id in env.approver_set() or bool(actor.groups & set(env.approver_groups))
 
-    def _refusal(self, s: Session, gate: Gate, run: Run, env: EnvironmentSpec, actor: Actor,
-                 decision: DecisionKind) -> str | None:
+    def _refusal(
+        self,
+        s: Session,
+        gate: Gate,
+        run: Run,
+        env: EnvironmentSpec,
+        actor: Actor,
+        decision: DecisionKind,
+    ) -> str | None:
         if not self.is_approver(env, actor):
             return f"you are not an approver for {run.environment}; nothing was changed"
         if decision == "continue":
             if not env.allow_self_approval and actor.id == run.requested_by:
                 return "you started this run, and this environment forbids approving your own run"
             if not gate.checks_passed:
-                return ("checks did not pass (or the phase was interrupted): Continue is refused. "
-                        "Retry the phase or Rollback")
+                return (
+                    "checks did not pass (or the phase was interrupted): Continue is refused. "
+                    "Retry the phase or Rollback"
+                )
             missing = self._unticked(s, gate)
             if missing:
                 return "tick every manual step first: " + ", ".join(missing)
@@ -435,20 +596,38 @@ class Engine:
             env = self.environment(run.environment)
             if not self.is_approver(env, actor):
                 reason = f"you are not an approver for {run.environment}; nothing was changed"
-                audit.append(s, "click.refused", actor=actor.id, run_id=run.id,
-                             data={"gate": gate.id, "tick": item_id, "reason": reason},
-                             at=self.now())
+                audit.append(
+                    s,
+                    "click.refused",
+                    actor=actor.id,
+                    run_id=run.id,
+                    data={"gate": gate.id, "tick": item_id, "reason": reason},
+                    at=self.now(),
+                )
                 return Decision("refused", reason, gate.id, run.id)
             items = {m.id for m in self.runbook.phase(gate.phase_id).manual}
             if item_id not in items:
-                return Decision("refused", f"phase {gate.phase_id} has no manual step {item_id!r}",
-                                gate.id, run.id)
-            exists = s.exec(select(ManualTick).where(ManualTick.gate_id == gate.id,
-                                                     ManualTick.item_id == item_id)).first()
+                return Decision(
+                    "refused",
+                    f"phase {gate.phase_id} has no manual step {item_id!r}",
+                    gate.id,
+                    run.id,
+                )
+            exists = s.exec(
+                select(ManualTick).where(
+                    ManualTick.gate_id == gate.id, ManualTick.item_id == item_id
+                )
+            ).first()
             if exists is None:
-                s.add(ManualTick(gate_id=gate.id, item_id=item_id, actor=actor.id, at=self.now()))
-                audit.append(s, "manual.ticked", actor=actor.id, run_id=run.id,
-                             data={"gate": gate.id, "item": item_id}, at=self.now())
+                s.add(ManualTick(gate_id=gate_id, item_id=item_id, actor=actor.id, at=self.now()))
+                audit.append(
+                    s,
+                    "manual.ticked",
+                    actor=actor.id,
+                    run_id=run.id,
+                    data={"gate": gate.id, "item": item_id},
+                    at=self.now(),
+                )
         self._tell("gate_changed", gate_id)
         return Decision("ticked", f"{item_id} ticked", gate_id, gate.run_id)
 
@@ -463,14 +642,24 @@ class Engine:
                 raise EngineError(f"no active run for {env_name}")
             if not self.is_approver(env, actor):
                 msg = f"you are not an approver for {env_name}; nothing was changed"
-                audit.append(s, "click.refused", actor=actor.id, run_id=run.id,
-                             data={"abort": True, "reason": msg}, at=self.now())
+                audit.append(
+                    s,
+                    "click.refused",
+                    actor=actor.id,
+                    run_id=run.id,
+                    data={"abort": True, "reason": msg},
+                    at=self.now(),
+                )
                 return Decision("refused", msg, None, run.id)
             if run.status == RunStatus.ROLLING_BACK:
-                return Decision("already_decided", f"run #{run.id} is already rolling back",
-                                None, run.id)
-            gate = s.exec(select(Gate).where(Gate.run_id == run.id, Gate.status == GateStatus.OPEN)
-                          .with_for_update()).first()
+                return Decision(
+                    "already_decided", f"run #{run.id} is already rolling back", None, run.id
+                )
+            gate = s.exec(
+                select(Gate)
+                .where(Gate.run_id == run.id, Gate.status == GateStatus.OPEN)
+                .with_for_update()
+            ).first()
         if gate is not None and gate.id is not None:
             return self.decide(gate.id, actor, "rollback", reason=f"aborted: {reason}")
         # A phase is executing: it stops at its next step and hands over to the rollback.
@@ -479,8 +668,14 @@ class Engine:
             run.status, run.rolled_back_by = RunStatus.ROLLING_BACK, actor.id
             run.rollback_reason = f"aborted: {reason}"
             s.add(run)
-            audit.append(s, "run.aborted", actor=actor.id, run_id=run.id,
-                         data={"reason": reason}, at=self.now())
+            audit.append(
+                s,
+                "run.aborted",
+                actor=actor.id,
+                run_id=run.id,
+                data={"reason": reason},
+                at=self.now(),
+            )
         self._tell("run_changed", run.id)
         return Decision("rolled_back", f"run #{run.id} aborted by {actor.label}", None, run.id)
 
@@ -491,18 +686,35 @@ class Engine:
             run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
             if run is None or run.status != RunStatus.ROLLING_BACK:
                 return
-            running = s.exec(select(PhaseRun).where(PhaseRun.run_id == run_id,
-                                                    PhaseRun.status == PhaseStatus.RUNNING)).first()
+            running = s.exec(
+                select(PhaseRun).where(
+                    PhaseRun.run_id == run_id, PhaseRun.status == PhaseStatus.RUNNING
+                )
+            ).first()
             if running is not None:
                 return  # the executing phase hands over when it reaches its next step
             failed_phase = self.runbook.phases[min(run.phase_index, len(self.runbook.phases) - 1)]
-            audit.append(s, "rollback.started", actor=SYSTEM.id, run_id=run_id,
-                         data={"phase": failed_phase.id, "restore":
-                               failed_phase.on_fail == "restore_and_rollback"}, at=self.now())
-        self._tell("notice", run_id,
-                   f"Rolling back run #{run_id} ({run.rollback_reason}). "
-                   + ("Restoring the database from backup first. "
-                      if failed_phase.on_fail == "restore_and_rollback" else ""))
+            audit.append(
+                s,
+                "rollback.started",
+                actor=SYSTEM.id,
+                run_id=run_id,
+                data={
+                    "phase": failed_phase.id,
+                    "restore": failed_phase.on_fail == "restore_and_rollback",
+                },
+                at=self.now(),
+            )
+        self._tell(
+            "notice",
+            run_id,
+            f"Rolling back run #{run_id} ({run.rollback_reason}). "
+            + (
+                "Restoring the database from backup first. "
+                if failed_phase.on_fail == "restore_and_rollback"
+                else ""
+            ),
+        )
         ctx, values = self._context(run)
 
         def record(outcome: StepOutcome) -> None:
@@ -510,21 +722,34 @@ class Engine:
 
         outcomes: list[StepOutcome] = []
         if failed_phase.on_fail == "restore_and_rollback":
-            outcomes += run_actions(self.runbook.restore, values, ctx, "restore", record,
-                                    stop_on_failure=False)
-        outcomes += run_actions(self.runbook.rollback, values, ctx, "rollback", record,
-                                stop_on_failure=False)
+            outcomes += run_actions(
+                self.runbook.restore, values, ctx, "restore", record, stop_on_failure=False
+            )
+        outcomes += run_actions(
+            self.runbook.rollback, values, ctx, "rollback", record, stop_on_failure=False
+        )
         failed = [o.step.id for o in outcomes if o.result.status.blocks_gate]
         with self.db.session() as s:
             run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
             run.status, run.active_env, run.ended_at = RunStatus.ROLLED_BACK, None, self.now()
             s.add(run)
-            audit.append(s, "run.rolled_back", actor=SYSTEM.id, run_id=run_id,
-                         data={"failed_steps": failed, "steps": len(outcomes)}, at=self.now())
-        lines = [f"{_icon(o.result.status)} {o.section} {o.step.name}: {o.result.evidence}"
-                 for o in outcomes]
-        summary = ("Rollback finished with failures in: " + ", ".join(failed) +
-                   ". Check them by hand." if failed else "Rollback finished; every step passed.")
+            audit.append(
+                s,
+                "run.rolled_back",
+                actor=SYSTEM.id,
+                run_id=run_id,
+                data={"failed_steps": failed, "steps": len(outcomes)},
+                at=self.now(),
+            )
+        lines = [
+            f"{_icon(o.result.status)} {o.section} {o.step.name}: {o.result.evidence}"
+            for o in outcomes
+        ]
+        summary = (
+            "Rollback finished with failures in: " + ", ".join(failed) + ". Check them by hand."
+            if failed
+            else "Rollback finished; every step passed."
+        )
         self._tell("notice", run_id, "\n".join([summary, *lines]))
         self._tell("run_changed", run_id)
 
@@ -539,29 +764,49 @@ class Engine:
             assert run.id is not None
             if run.runbook_digest != self.digest:
                 report.append(f"run #{run.id}: runbook changed since start; left waiting")
-                self._tell("notice", run.id, f"Run #{run.id} was started with another version of "
-                           "the runbook. Restore it, or abort the run.")
+                self._tell(
+                    "notice",
+                    run.id,
+                    f"Run #{run.id} was started with another version of "
+                    "the runbook. Restore it, or abort the run.",
+                )
                 continue
             with self.db.session() as s:
-                running = s.exec(select(PhaseRun).where(
-                    PhaseRun.run_id == run.id, PhaseRun.status == PhaseStatus.RUNNING)).first()
+                running = s.exec(
+                    select(PhaseRun).where(
+                        PhaseRun.run_id == run.id, PhaseRun.status == PhaseStatus.RUNNING
+                    )
+                ).first()
                 if running is not None:
                     running.status = PhaseStatus.INTERRUPTED
                     s.add(running)
-                    audit.append(s, "phase.interrupted", actor=SYSTEM.id, run_id=run.id,
-                                 data={"phase": running.phase_id, "attempt": running.attempt},
-                                 at=self.now())
+                    audit.append(
+                        s,
+                        "phase.interrupted",
+                        actor=SYSTEM.id,
+                        run_id=run.id,
+                        data={"phase": running.phase_id, "attempt": running.attempt},
+                        at=self.now(),
+                    )
             if run.status == RunStatus.ROLLING_BACK:
                 report.append(f"run #{run.id}: rollback resumed")
                 with self.db.session() as s:
-                    audit.append(s, "rollback.resumed", actor=SYSTEM.id, run_id=run.id,
-                                 data={}, at=self.now())
+                    audit.append(
+                        s,
+                        "rollback.resumed",
+                        actor=SYSTEM.id,
+                        run_id=run.id,
+                        data={},
+                        at=self.now(),
+                    )
                 self._spawn(self.execute_rollback, run.id)
             elif running is not None:
                 phase = self.runbook.phases[running.phase_index]
                 assert running.id is not None
-                note = ("the bot stopped while this phase ran; its actions may be half done. "
-                        "Check by hand, then Retry the phase or Rollback")
+                note = (
+                    "the bot stopped while this phase ran; its actions may be half done. "
+                    "Check by hand, then Retry the phase or Rollback"
+                )
                 gate_id = self._open_gate(run.id, running.id, phase, passed=False, note=note)
                 report.append(f"run #{run.id}: phase {phase.id} interrupted; gate opened")
                 if gate_id is not None:
@@ -572,14 +817,23 @@ class Engine:
                 self._spawn(self.advance, run.id)
             else:
                 report.append(f"run #{run.id}: waiting at phase {run.phase_index + 1}")
-                self._tell("notice", run.id, f"cutover-bot restarted; run #{run.id} is still "
-                           f"waiting for a decision at phase {run.phase_index + 1}.")
+                self._tell(
+                    "notice",
+                    run.id,
+                    f"cutover-bot restarted; run #{run.id} is still "
+                    f"waiting for a decision at phase {run.phase_index + 1}.",
+                )
         return report
 
 
 def _icon(status: Status) -> str:
-    return {Status.PASS: "✅", Status.FAIL: "❌", Status.ERROR: "⛔", Status.WARN: "⚠️",
-            Status.SKIPPED: "⏭️"}.get(status, "•")
+    return {
+        Status.PASS: "✅",
+        Status.FAIL: "❌",
+        Status.ERROR: "⛔",
+        Status.WARN: "⚠️",
+        Status.SKIPPED: "⏭️",
+    }.get(status, "•")
 
 
 __all__ = ["Actor", "Decision", "Engine", "EngineError", "RunbookError", "default_context"]

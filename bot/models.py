@@ -18,7 +18,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _ts() -> Column:  # type: ignore[type-arg]
+def _ts() -> Column:
     return Column(DateTime(timezone=True), nullable=True)
 
 

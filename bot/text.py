@@ -7,8 +7,16 @@ from datetime import UTC, datetime
 from bot.views import STATUS_WORDS, GateView, RunView
 
 ICONS = {
-    "pass": "✅", "fail": "❌", "error": "⛔", "warn": "⚠️", "skipped": "⏭️",
-    "pending": "○", "running": "⏳", "waiting": "✋", "passed": "✅", "failed": "❌",
+    "pass": "✅",
+    "fail": "❌",
+    "error": "⛔",
+    "warn": "⚠️",
+    "skipped": "⏭️",
+    "pending": "○",
+    "running": "⏳",
+    "waiting": "✋",
+    "passed": "✅",
+    "failed": "❌",
     "interrupted": "⚠️",
 }
 
@@ -23,9 +31,11 @@ def hhmm(dt: datetime | None) -> str:
 def status_text(view: RunView, now: datetime | None = None) -> str:
     state = STATUS_WORDS.get(view.status, view.status)  # type: ignore[call-overload]
     elapsed = view.elapsed_minutes(now)
-    head = (f"Run #{view.id} · {view.environment}{' (dry run)' if view.dry_run else ''} · {state}"
-            f" · elapsed {elapsed:.0f} min of an estimated {view.estimate_min}-{view.estimate_max}"
-            f" min · started by {view.requested_by}")
+    head = (
+        f"Run #{view.id} · {view.environment}{' (dry run)' if view.dry_run else ''} · {state}"
+        f" · elapsed {elapsed:.0f} min of an estimated {view.estimate_min}-{view.estimate_max}"
+        f" min · started by {view.requested_by}"
+    )
     lines = [head]
     for p in view.phases:
         extra = ""
@@ -35,32 +45,46 @@ def status_text(view: RunView, now: datetime | None = None) -> str:
             extra = f" — rolled back by {p.decided_by} at {hhmm(p.decided_at)}"
         took = f", took {p.minutes:.0f} min" if p.minutes is not None else ""
         attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
-        lines.append(f"{ICONS.get(p.status, '•')} {p.index + 1}. {p.name} [{p.estimate}{took}]"
-                     f"{attempt}{extra}")
+        lines.append(
+            f"{ICONS.get(p.status, '•')} {p.index + 1}. {p.name} [{p.estimate}{took}]"
+            f"{attempt}{extra}"
+        )
     if view.rollback_reason:
         lines.append(f"Rollback: {view.rollback_reason} (by {view.rolled_back_by})")
     return "\n".join(lines)
 
 
 def checkpoint_text(g: GateView) -> str:
-    lines = [f"Phase {g.phase_index + 1}/{g.phase_count}: {g.phase_name}"
-             f"{' (attempt ' + str(g.attempt) + ')' if g.attempt > 1 else ''}"
-             f"{' — DRY RUN' if g.dry_run else ''}",
-             f"Checkpoint: {g.checkpoint}"]
+    lines = [
+        f"Phase {g.phase_index + 1}/{g.phase_count}: {g.phase_name}"
+        f"{' (attempt ' + str(g.attempt) + ')' if g.attempt > 1 else ''}"
+        f"{' — DRY RUN' if g.dry_run else ''}",
+        f"Checkpoint: {g.checkpoint}",
+    ]
     if g.note:
         lines.append(f"⚠️ {g.note}")
     for st in g.steps:
-        lines.append(f"  {ICONS.get(st.status, '•')} {st.name}: {st.evidence} ({st.duration_ms} ms)")
+        lines.append(
+            f"  {ICONS.get(st.status, '•')} {st.name}: {st.evidence} ({st.duration_ms} ms)"
+        )
     for m in g.manual:
         box = f"[x] (by {m.ticked_by})" if m.ticked_by else "[ ]"
         lines.append(f"  {box} {m.id}: {m.text}")
-    verdict = "PASS → Continue" if g.checks_passed else (
-        "FAIL → " + ("RESTORE & ROLLBACK" if g.on_fail == "restore_and_rollback" else "ROLLBACK"))
+    verdict = (
+        "PASS → Continue"
+        if g.checks_passed
+        else (
+            "FAIL → "
+            + ("RESTORE & ROLLBACK" if g.on_fail == "restore_and_rollback" else "ROLLBACK")
+        )
+    )
     lines.append(f"Decision point: {verdict}")
     if g.status == "open":
         if g.quorum > 1:
-            lines.append(f"Approvals: {len(g.votes)}/{g.quorum}"
-                         + (f" ({', '.join(g.votes)})" if g.votes else ""))
+            lines.append(
+                f"Approvals: {len(g.votes)}/{g.quorum}"
+                + (f" ({', '.join(g.votes)})" if g.votes else "")
+            )
     else:
         lines.append(f"Decided: {g.status} by {g.decided_by} at {hhmm(g.decided_at)}")
     return "\n".join(lines)

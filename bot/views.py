@@ -1,4 +1,4 @@
-"""Read models for surfaces: a run's phase list and a gate's checkpoint, rebuilt from the database."""
+"""Read models for surfaces: a run's phase list and a gate's checkpoint, from the database."""
 
 from __future__ import annotations
 
@@ -102,12 +102,17 @@ def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
         run = s.get(Run, run_id)
         if run is None:
             return None
-        prs = list(s.exec(select(PhaseRun).where(PhaseRun.run_id == run_id)
-                          .order_by(col(PhaseRun.phase_index), col(PhaseRun.attempt))))
+        prs = list(
+            s.exec(
+                select(PhaseRun)
+                .where(PhaseRun.run_id == run_id)
+                .order_by(col(PhaseRun.phase_index), col(PhaseRun.attempt))
+            )
+        )
         gates = {g.phase_run_id: g for g in s.exec(select(Gate).where(Gate.run_id == run_id))}
     latest: dict[int, PhaseRun] = {}
-    for pr in prs:
-        latest[pr.phase_index] = pr  # ordered by attempt: the last one wins
+    for each in prs:
+        latest[each.phase_index] = each  # ordered by attempt: the last one wins
     lines = []
     for i, spec in enumerate(runbook.phases):
         pr = latest.get(i)
@@ -121,20 +126,41 @@ def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
         elif gate is not None and gate.status == "rolled_back":
             status = "failed"
         else:
-            status = {"running": "running", "interrupted": "interrupted", "failed": "failed",
-                      "retried": "running"}.get(pr.status, pr.status)
+            status = {
+                "running": "running",
+                "interrupted": "interrupted",
+                "failed": "failed",
+                "retried": "running",
+            }.get(pr.status, pr.status)
         minutes = None
         if pr is not None and pr.ended_at is not None:
             minutes = (_aware(pr.ended_at) - _aware(pr.started_at)).total_seconds() / 60
-        lines.append(PhaseLine(i, spec.id, spec.name, str(spec.estimate_minutes), status,
-                               pr.attempt if pr else 0,
-                               gate.decided_by if gate else None,
-                               gate.decided_at if gate else None, minutes))
+        lines.append(
+            PhaseLine(
+                i,
+                spec.id,
+                spec.name,
+                str(spec.estimate_minutes),
+                status,
+                pr.attempt if pr else 0,
+                gate.decided_by if gate else None,
+                gate.decided_at if gate else None,
+                minutes,
+            )
+        )
     return RunView(
-        id=run_id, environment=run.environment, runbook=run.runbook_name, status=run.status,
-        dry_run=run.dry_run, requested_by=run.requested_by, channel=run.channel,
-        surface_ref=run.surface_ref, started_at=run.started_at, ended_at=run.ended_at,
-        phase_index=run.phase_index, rollback_reason=run.rollback_reason,
+        id=run_id,
+        environment=run.environment,
+        runbook=run.runbook_name,
+        status=run.status,
+        dry_run=run.dry_run,
+        requested_by=run.requested_by,
+        channel=run.channel,
+        surface_ref=run.surface_ref,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        phase_index=run.phase_index,
+        rollback_reason=run.rollback_reason,
         rolled_back_by=run.rolled_back_by,
         estimate_min=sum(p.estimate_minutes.min for p in runbook.phases),
         estimate_max=sum(p.estimate_minutes.max for p in runbook.phases),
@@ -150,25 +176,49 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
         run = s.get(Run, gate.run_id)
         pr = s.get(PhaseRun, gate.phase_run_id)
         assert run is not None and pr is not None
-        steps = list(s.exec(select(StepRun).where(StepRun.phase_run_id == gate.phase_run_id)
-                            .order_by(col(StepRun.id))))
-        votes = list(s.exec(select(Vote.actor).where(Vote.gate_id == gate_id)
-                            .order_by(col(Vote.id))))
-        ticks = {t.item_id: t.actor for t in s.exec(select(ManualTick)
-                                                     .where(ManualTick.gate_id == gate_id))}
+        steps = list(
+            s.exec(
+                select(StepRun)
+                .where(StepRun.phase_run_id == gate.phase_run_id)
+                .order_by(col(StepRun.id))
+            )
+        )
+        votes = list(
+            s.exec(select(Vote.actor).where(Vote.gate_id == gate_id).order_by(col(Vote.id)))
+        )
+        ticks = {
+            t.item_id: t.actor
+            for t in s.exec(select(ManualTick).where(ManualTick.gate_id == gate_id))
+        }
     spec = runbook.phase(gate.phase_id)
     order = {st.id: i for i, st in enumerate([*spec.actions, *spec.checks])}
     steps.sort(key=lambda st: (st.section != "actions", order.get(st.step_id, 999)))
     return GateView(
-        id=gate_id, run_id=gate.run_id, environment=run.environment, phase_id=gate.phase_id,
-        phase_name=spec.name, phase_index=pr.phase_index, phase_count=len(runbook.phases),
-        attempt=gate.attempt, status=gate.status, checks_passed=gate.checks_passed,
-        note=gate.note, checkpoint=spec.checkpoint, on_fail=spec.on_fail, quorum=gate.quorum,
-        votes=votes, decided_by=gate.decided_by, decided_at=gate.decided_at,
-        surface_ref=gate.surface_ref, channel=run.channel, run_surface_ref=run.surface_ref,
+        id=gate_id,
+        run_id=gate.run_id,
+        environment=run.environment,
+        phase_id=gate.phase_id,
+        phase_name=spec.name,
+        phase_index=pr.phase_index,
+        phase_count=len(runbook.phases),
+        attempt=gate.attempt,
+        status=gate.status,
+        checks_passed=gate.checks_passed,
+        note=gate.note,
+        checkpoint=spec.checkpoint,
+        on_fail=spec.on_fail,
+        quorum=gate.quorum,
+        votes=votes,
+        decided_by=gate.decided_by,
+        decided_at=gate.decided_at,
+        surface_ref=gate.surface_ref,
+        channel=run.channel,
+        run_surface_ref=run.surface_ref,
         dry_run=run.dry_run,
-        steps=[StepView(st.section, st.step_id, st.name, st.status, st.evidence, st.duration_ms)
-               for st in steps],
+        steps=[
+            StepView(st.section, st.step_id, st.name, st.status, st.evidence, st.duration_ms)
+            for st in steps
+        ],
         manual=[ManualView(m.id, m.text, ticks.get(m.id)) for m in spec.manual],
     )
 
@@ -183,8 +233,9 @@ def active_runs(db: Database, environment: str | None = None) -> list[int]:
 
 def latest_run(db: Database, environment: str) -> int | None:
     with db.session() as s:
-        return s.exec(select(Run.id).where(Run.environment == environment)
-                      .order_by(col(Run.id).desc())).first()
+        return s.exec(
+            select(Run.id).where(Run.environment == environment).order_by(col(Run.id).desc())
+        ).first()
 
 
 def open_gate_id(db: Database, run_id: int) -> int | None:
@@ -193,7 +244,9 @@ def open_gate_id(db: Database, run_id: int) -> int | None:
 
 
 STATUS_WORDS = {
-    RunStatus.RUNNING: "running", RunStatus.WAITING: "waiting for a decision",
-    RunStatus.ROLLING_BACK: "rolling back", RunStatus.ROLLED_BACK: "rolled back",
+    RunStatus.RUNNING: "running",
+    RunStatus.WAITING: "waiting for a decision",
+    RunStatus.ROLLING_BACK: "rolling back",
+    RunStatus.ROLLED_BACK: "rolled back",
     RunStatus.COMPLETED: "completed",
 }

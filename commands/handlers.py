@@ -41,8 +41,12 @@ class CommandService:
             if not engine.is_approver(env, actor):
                 raise EngineError(f"only approvers of {cmd.env} may start a run there")
             run = engine.start_run(cmd.env, actor, channel=channel, dry_run=cmd.dry_run)
-            return Reply(f"Run #{run.id} of {cmd.env}{' (dry run)' if cmd.dry_run else ''} "
-                         f"started by {actor.label}.", ephemeral=False, run_id=run.id)
+            return Reply(
+                f"Run #{run.id} of {cmd.env}{' (dry run)' if cmd.dry_run else ''} "
+                f"started by {actor.label}.",
+                ephemeral=False,
+                run_id=run.id,
+            )
         if isinstance(cmd, StatusCmd):
             return Reply(self.status(cmd.env))
         if isinstance(cmd, Abort):
@@ -73,8 +77,10 @@ class CommandService:
         rows = audit.events(self.engine.db, run_id)
         if not rows:
             return f"No audit events for run #{run_id}."
-        lines = [f"Audit trail of run #{run_id} ({len(rows)} events"
-                 f"{', last ' + str(limit) if len(rows) > limit else ''}):"]
+        lines = [
+            f"Audit trail of run #{run_id} ({len(rows)} events"
+            f"{', last ' + str(limit) if len(rows) > limit else ''}):"
+        ]
         for r in rows[-limit:]:
             data = json.loads(r.data)
             brief = ", ".join(f"{k}={v}" for k, v in data.items() if k != "evidence")[:160]

@@ -60,14 +60,16 @@ Command = Start | StatusCmd | Abort | AuditCmd | Help
 
 def _env(value: str) -> str:
     if not NAME.match(value):
-        raise UsageError(f"{value!r} is not an environment name (lowercase letters, digits, - or _)")
+        raise UsageError(
+            f"{value!r} is not an environment name (lowercase letters, digits, - or _)"
+        )
     return value
 
 
 def parse(text: str) -> Command:
     text = text.strip()
     if text.startswith("/cutover"):
-        text = text[len("/cutover"):].strip()
+        text = text[len("/cutover") :].strip()
     try:
         args = shlex.split(text)
     except ValueError as exc:
@@ -92,7 +94,9 @@ def parse(text: str) -> Command:
         return StatusCmd(_env(rest[0]) if rest else None)
     if verb == "abort":
         if not rest or rest[0].startswith("-"):
-            raise UsageError("abort needs an environment, e.g. /cutover abort prod --reason 'db down'")
+            raise UsageError(
+                "abort needs an environment, e.g. /cutover abort prod --reason 'db down'"
+            )
         env = _env(rest[0])
         tail = rest[1:]
         if not tail or tail[0] != "--reason" or len(tail) < 2 or not " ".join(tail[1:]).strip():

@@ -87,10 +87,14 @@ class PhaseSpec(Strict):
 
     @model_validator(mode="after")
     def unique_step_ids(self) -> PhaseSpec:
-        ids = [s.id for s in self.actions] + [s.id for s in self.checks] + [m.id for m in self.manual]
+        ids = (
+            [s.id for s in self.actions] + [s.id for s in self.checks] + [m.id for m in self.manual]
+        )
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
-            raise ValueError(f"step ids must be unique within a phase; repeated: {', '.join(dupes)}")
+            raise ValueError(
+                f"step ids must be unique within a phase; repeated: {', '.join(dupes)}"
+            )
         if not (self.actions or self.checks or self.manual):
             raise ValueError("a phase needs at least one action, check or manual step")
         return self
@@ -155,17 +159,20 @@ class EnvironmentSpec(Strict):
         """Fully qualified ids (TEAM:USER, console:NAME): identity is team + user, never a name."""
         return frozenset(a if ":" in a else f"{self.slack_team}:{a}" for a in self.approvers)
 
-    def template_values(self, defaults: Mapping[str, Value] | None = None, *,
-                        expand: bool = True) -> dict[str, Value]:
+    def template_values(
+        self, defaults: Mapping[str, Value] | None = None, *, expand: bool = True
+    ) -> dict[str, Value]:
         """The names a step parameter may use as {name}; ${VAR}s filled from the environment."""
         values: dict[str, Value] = dict(defaults or {})
-        values.update({
-            k: v
-            for k, v in self.model_dump(
-                exclude={"approvers", "approver_groups", "vars", "slack_team"}
-            ).items()
-            if isinstance(v, str)
-        })
+        values.update(
+            {
+                k: v
+                for k, v in self.model_dump(
+                    exclude={"approvers", "approver_groups", "vars", "slack_team"}
+                ).items()
+                if isinstance(v, str)
+            }
+        )
         values.update(self.vars)
         if not expand:
             return values
@@ -198,15 +205,19 @@ class Runbook(Strict):
         if dupes:
             raise ValueError(f"phase ids must be unique; repeated: {', '.join(dupes)}")
         if self.pre_cutover:
-            for label, cl in (("t_minus_24h", self.pre_cutover.t_minus_24h),
-                              ("t_minus_1h", self.pre_cutover.t_minus_1h)):
+            for label, cl in (
+                ("t_minus_24h", self.pre_cutover.t_minus_24h),
+                ("t_minus_1h", self.pre_cutover.t_minus_1h),
+            ):
                 if cl.phase and cl.phase not in ids:
                     raise ValueError(f"pre_cutover.{label}.phase {cl.phase!r} is not a phase id")
         for name in self.environments:
             if not re.fullmatch(ID_PATTERN, name):
                 raise ValueError(f"environment name {name!r} must match {ID_PATTERN}")
         if any(p.on_fail == "restore_and_rollback" for p in self.phases) and not self.restore:
-            raise ValueError("a phase has on_fail: restore_and_rollback but the runbook has no restore steps")
+            raise ValueError(
+                "a phase has on_fail: restore_and_rollback but the runbook has no restore steps"
+            )
         return self
 
     def phase(self, phase_id: str) -> PhaseSpec:
@@ -220,7 +231,9 @@ class Runbook(Strict):
             return self.environments[name]
         except KeyError:
             known = ", ".join(sorted(self.environments))
-            raise RunbookError(f"unknown environment {name!r}; this runbook defines: {known}") from None
+            raise RunbookError(
+                f"unknown environment {name!r}; this runbook defines: {known}"
+            ) from None
 
     def values_for(self, env_name: str, *, expand: bool = True) -> dict[str, Value]:
         return self.environment(env_name).template_values(self.vars, expand=expand)
@@ -247,7 +260,9 @@ def expand_env_vars(value: str, environ: Mapping[str, str] | None = None) -> str
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in env:
-            raise RunbookError(f"${{{name}}} is used by the runbook but not set in the bot's environment")
+            raise RunbookError(
+                f"${{{name}}} is used by the runbook but not set in the bot's environment"
+            )
         return env[name]
 
     return _ENV_VAR.sub(sub, value)
@@ -317,7 +332,7 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
 
 
 def _locate(data: Any, loc: tuple[Any, ...]) -> str:
-    """Turns ('phases', 3, 'checks', 0, 'timeout') into phases[3] (migrate) > checks[0] (schema) > timeout."""
+    """('phases', 3, 'timeout') -> "phases[3] (id 'migrate') > timeout": where, in words."""
     parts: list[str] = []
     node = data
     for key in loc:
@@ -375,7 +390,9 @@ def validate_steps(runbook: Runbook) -> list[str]:
         kind = REGISTRY.get(step.kind)
         if kind is None:
             known = ", ".join(sorted(REGISTRY))
-            problems.append(f"{where} > {section} > {step.id!r}: unknown kind {step.kind!r}; known: {known}")
+            problems.append(
+                f"{where} > {section} > {step.id!r}: unknown kind {step.kind!r}; known: {known}"
+            )
             continue
         if section == "checks" and kind.mutates:
             problems.append(
@@ -387,5 +404,7 @@ def validate_steps(runbook: Runbook) -> list[str]:
             try:
                 resolve_step(step, values)
             except RunbookError as exc:
-                problems.append(f"{where} > {section} > {step.id!r} (environment {env_name!r}): {exc}")
+                problems.append(
+                    f"{where} > {section} > {step.id!r} (environment {env_name!r}): {exc}"
+                )
     return problems

@@ -58,7 +58,9 @@ def run_step(step: StepSpec, values: Mapping[str, Value], ctx: StepContext) -> S
     result = box[0]
     if result.status is Status.FAIL and not step.critical:
         result = dataclasses.replace(result, status=Status.WARN)
-    details = {k: ctx.masker.mask(v) if isinstance(v, str) else v for k, v in result.details.items()}
+    details = {
+        k: ctx.masker.mask(v) if isinstance(v, str) else v for k, v in result.details.items()
+    }
     return dataclasses.replace(result, evidence=ctx.masker.mask(result.evidence), details=details)
 
 

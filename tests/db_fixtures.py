@@ -1,4 +1,4 @@
-"""The bot's own database for tests: an SQLite file, or a throwaway database on the real PostgreSQL."""
+"""The bot's own database for tests: an SQLite file, or a throwaway PostgreSQL database."""
 
 from __future__ import annotations
 

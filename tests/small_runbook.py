@@ -10,38 +10,80 @@ import yaml
 from phases.runbook import Runbook, load_runbook
 
 
-def small_runbook(tmp_path: Path, *, quorum: int = 1, allow_self_approval: bool = True,
-                  approvers: list[str] | None = None, env: dict[str, Any] | None = None,
-                  phases: list[dict[str, Any]] | None = None) -> Runbook:
+def small_runbook(
+    tmp_path: Path,
+    *,
+    quorum: int = 1,
+    allow_self_approval: bool = True,
+    approvers: list[str] | None = None,
+    env: dict[str, Any] | None = None,
+    phases: list[dict[str, Any]] | None = None,
+) -> Runbook:
     marker = tmp_path / "rolled-back"
     data = {
         "name": "Small test runbook",
-        "phases": phases or [
-            {"id": "one", "name": "Phase one", "estimate_minutes": 1, "checkpoint": "one ok",
-             "checks": [{"id": "ok", "name": "true", "kind": "command",
-                         "params": {"argv": ["true"]}}]},
-            {"id": "two", "name": "Phase two", "estimate_minutes": "2-3",
-             "checkpoint": "two ok", "manual": [{"id": "browser", "text": "Click around"}],
-             "checks": [{"id": "flag", "name": "flag file absent", "kind": "command",
-                         "params": {"argv": ["test", "!", "-e", "{fail_flag}"]}}]},
-            {"id": "three", "name": "Phase three", "estimate_minutes": 1,
-             "checkpoint": "three ok",
-             "checks": [{"id": "ok", "name": "true", "kind": "command",
-                         "params": {"argv": ["true"]}}]},
+        "phases": phases
+        or [
+            {
+                "id": "one",
+                "name": "Phase one",
+                "estimate_minutes": 1,
+                "checkpoint": "one ok",
+                "checks": [
+                    {"id": "ok", "name": "true", "kind": "command", "params": {"argv": ["true"]}}
+                ],
+            },
+            {
+                "id": "two",
+                "name": "Phase two",
+                "estimate_minutes": "2-3",
+                "checkpoint": "two ok",
+                "manual": [{"id": "browser", "text": "Click around"}],
+                "checks": [
+                    {
+                        "id": "flag",
+                        "name": "flag file absent",
+                        "kind": "command",
+                        "params": {"argv": ["test", "!", "-e", "{fail_flag}"]},
+                    }
+                ],
+            },
+            {
+                "id": "three",
+                "name": "Phase three",
+                "estimate_minutes": 1,
+                "checkpoint": "three ok",
+                "checks": [
+                    {"id": "ok", "name": "true", "kind": "command", "params": {"argv": ["true"]}}
+                ],
+            },
         ],
-        "rollback": [{"id": "mark", "name": "mark rolled back", "kind": "run",
-                      "params": {"argv": ["touch", str(marker)]}}],
+        "rollback": [
+            {
+                "id": "mark",
+                "name": "mark rolled back",
+                "kind": "run",
+                "params": {"argv": ["touch", str(marker)]},
+            }
+        ],
         "environments": {
             "staging": {
-                "domain": "staging.test", "base_url": "http://127.0.0.1:9",
-                "approvers": approvers if approvers is not None else [
-                    "T1:U1", "T1:U2", "T1:U3", "console:alice"],
-                "quorum": quorum, "allow_self_approval": allow_self_approval,
+                "domain": "staging.test",
+                "base_url": "http://127.0.0.1:9",
+                "approvers": approvers
+                if approvers is not None
+                else ["T1:U1", "T1:U2", "T1:U3", "console:alice"],
+                "quorum": quorum,
+                "allow_self_approval": allow_self_approval,
                 "vars": {"fail_flag": str(tmp_path / "fail-two")},
                 **(env or {}),
             },
-            "prod": {"domain": "prod.test", "base_url": "http://127.0.0.1:9",
-                     "approvers": ["T1:U1"], "vars": {"fail_flag": str(tmp_path / "x")}},
+            "prod": {
+                "domain": "prod.test",
+                "base_url": "http://127.0.0.1:9",
+                "approvers": ["T1:U1"],
+                "vars": {"fail_flag": str(tmp_path / "x")},
+            },
         },
     }
     path = tmp_path / "small.yml"

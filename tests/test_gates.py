@@ -58,7 +58,8 @@ def test_continue_by_an_approver_runs_the_next_phase(db: Database, tmp_path: Pat
 
 
 def test_click_by_non_approver_is_refused_audited_and_changes_nothing(
-        db: Database, tmp_path: Path) -> None:
+    db: Database, tmp_path: Path
+) -> None:
     engine = engine_for(db, tmp_path)
     run = engine.start_run("staging", ALICE)
     gate = gate_now(engine, run.id)
@@ -130,7 +131,8 @@ def test_quorum_counts_one_vote_per_person(db: Database, tmp_path: Path) -> None
 
 
 def test_requester_cannot_approve_when_self_approval_is_forbidden(
-        db: Database, tmp_path: Path) -> None:
+    db: Database, tmp_path: Path
+) -> None:
     engine = engine_for(db, tmp_path, allow_self_approval=False)
     run = engine.start_run("staging", ALICE)
     gate = gate_now(engine, run.id)
@@ -205,7 +207,8 @@ def test_last_gate_approved_completes_the_run(db: Database, tmp_path: Path) -> N
 
 
 def test_abort_rolls_back_from_an_open_gate_and_requires_a_reason(
-        db: Database, tmp_path: Path) -> None:
+    db: Database, tmp_path: Path
+) -> None:
     engine = engine_for(db, tmp_path)
     run = engine.start_run("staging", ALICE)
     with pytest.raises(EngineError, match="--reason"):
@@ -219,14 +222,23 @@ def test_abort_rolls_back_from_an_open_gate_and_requires_a_reason(
 
 
 def test_every_state_change_has_its_audit_row_and_the_chain_verifies(
-        db: Database, tmp_path: Path) -> None:
+    db: Database, tmp_path: Path
+) -> None:
     engine = engine_for(db, tmp_path)
     run = engine.start_run("staging", ALICE)
     engine.decide(gate_now(engine, run.id), MALLORY, "continue")
     engine.decide(gate_now(engine, run.id), BOB, "continue")
     assert kinds(db, run.id) == [
-        "run.started", "phase.started", "step.result", "gate.opened", "click.refused",
-        "gate.vote", "gate.decided", "phase.started", "step.result", "gate.opened",
+        "run.started",
+        "phase.started",
+        "step.result",
+        "gate.opened",
+        "click.refused",
+        "gate.vote",
+        "gate.decided",
+        "phase.started",
+        "step.result",
+        "gate.opened",
     ]
     with db.session() as s:
         rows = s.exec(select(AuditEvent)).all()

@@ -23,8 +23,9 @@ def check_disk(p: DiskParams, ctx: StepContext) -> StepResult:
     free_gib = usage.free / 2**30
     evidence = f"{p.path} {used:.0f}% used, {free_gib:.1f} GiB free (max {p.max_used_percent:g}%)"
     status = Status.PASS if used <= p.max_used_percent else Status.FAIL
-    return StepResult(status, evidence, details={"used_percent": round(used, 1),
-                                                 "free_bytes": usage.free})
+    return StepResult(
+        status, evidence, details={"used_percent": round(used, 1), "free_bytes": usage.free}
+    )
 
 
 register(StepKind(name="disk", params=DiskParams, run=check_disk))

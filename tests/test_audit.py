@@ -1,0 +1,119 @@
+"""The audit trail: hash chain, tamper detection, export, and the CLI around them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bot import audit
+from bot.cli import main
+from bot.db import Database
+from bot.engine import Engine
+from bot.surface import Actor
+from bot.views import open_gate_id
+from tests.small_runbook import small_runbook
+
+BOB = Actor("T1:U2", "bob")
+
+
+def seeded(db: Database, tmp_path: Path) -> int:
+    engine = Engine(db, small_runbook(tmp_path), background=False)
+    run = engine.start_run("staging", BOB)
+    assert run.id is not None
+    gate = open_gate_id(db, run.id)
+    assert gate is not None
+    engine.decide(gate, BOB, "continue")
+    return run.id
+
+
+def test_untouched_chain_verifies(db: Database, tmp_path: Path) -> None:
+    seeded(db, tmp_path)
+    assert audit.verify(db) == []
+
+
+def test_row_edited_in_the_database_is_named(db: Database, tmp_path: Path) -> None:
+    seeded(db, tmp_path)
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_event SET actor = 'T1:U666' WHERE seq = 5"))
+    problems = [str(p) for p in audit.verify(db)]
+    assert problems == [
+        "row 5: content does not match its hash (edited; kind 'gate.vote', at "
+        + problems[0].split("at ", 1)[1]
+    ]
+
+
+def test_deleted_row_is_named(db: Database, tmp_path: Path) -> None:
+    seeded(db, tmp_path)
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_event WHERE seq = 3"))
+    problems = [str(p) for p in audit.verify(db)]
+    assert "row 4: rows 3 are missing (deleted)" in problems
+    assert any(p.startswith("row 4: does not link") for p in problems)
+
+
+def test_deleted_last_rows_are_found_through_the_head(db: Database, tmp_path: Path) -> None:
+    seeded(db, tmp_path)
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_event WHERE seq >= 7"))
+    problems = [str(p) for p in audit.verify(db)]
+    assert len(problems) == 1 and "rows at the end were deleted" in problems[0]
+
+
+def test_swapped_rows_are_found(db: Database, tmp_path: Path) -> None:
+    seeded(db, tmp_path)
+    with db.engine.begin() as conn:
+        a = conn.execute(text("SELECT kind, data FROM audit_event WHERE seq = 2")).one()
+        b = conn.execute(text("SELECT kind, data FROM audit_event WHERE seq = 3")).one()
+        conn.execute(
+            text("UPDATE audit_event SET kind=:k, data=:d WHERE seq = 2"),
+            {"k": b.kind, "d": b.data},
+        )
+        conn.execute(
+            text("UPDATE audit_event SET kind=:k, data=:d WHERE seq = 3"),
+            {"k": a.kind, "d": a.data},
+        )
+    seqs = {p.seq for p in audit.verify(db)}
+    assert seqs == {2, 3}
+
+
+def test_export_jsonl_and_csv_carry_every_event_of_the_run(db: Database, tmp_path: Path) -> None:
+    run_id = seeded(db, tmp_path)
+    lines = audit.export(db, run_id, "jsonl").splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [e["kind"] for e in events][:2] == ["run.started", "phase.started"]
+    assert all(e["run_id"] == run_id for e in events)
+    rows = list(csv.DictReader(io.StringIO(audit.export(db, run_id, "csv"))))
+    assert [r["hash"] for r in rows] == [e["hash"] for e in events]
+    with pytest.raises(ValueError, match="use jsonl or csv"):
+        audit.export(db, run_id, "xml")
+
+
+def test_cli_verify_reports_the_edited_row_and_exits_1(
+    sqlite_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeded(sqlite_db, tmp_path)
+    url = sqlite_db.url
+    assert main(["--database-url", url, "audit", "verify"]) == 0
+    assert "audit chain OK: 9 events verified" in capsys.readouterr().out
+    with sqlite_db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_event SET data = '{}' WHERE seq = 4"))
+    assert main(["--database-url", url, "audit", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert "audit chain BROKEN" in out and "row 4: content does not match its hash" in out
+
+
+def test_cli_export_writes_jsonl(
+    sqlite_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = seeded(sqlite_db, tmp_path)
+    assert (
+        main(["--database-url", sqlite_db.url, "audit", "export", str(run_id), "--format", "jsonl"])
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 9 and json.loads(out[0])["kind"] == "run.started"

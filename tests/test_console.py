@@ -1,0 +1,91 @@
+"""The console surface: a person types /cutover start and answers at the prompt, on SQLite."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.console import Console, ConsoleSurface
+from bot.db import Database
+from bot.engine import Engine
+from bot.surface import Actor
+from tests.small_runbook import small_runbook
+
+
+def drive(db: Database, tmp_path: Path, lines: list[str], who: str = "alice") -> str:
+    out = io.StringIO()
+    holder: list[Engine] = []
+    engine = Engine(
+        db,
+        small_runbook(tmp_path),
+        background=False,
+        surface=ConsoleSurface(lambda: holder[0], out),
+    )
+    holder.append(engine)
+    Console(engine, Actor(f"console:{who}", who), io.StringIO("\n".join(lines) + "\n"), out).loop()
+    return out.getvalue()
+
+
+def test_console_walks_a_run_from_start_to_completion(sqlite_db: Database, tmp_path: Path) -> None:
+    out = drive(
+        sqlite_db,
+        tmp_path,
+        [
+            "/cutover start staging",
+            "c",
+            "c",
+            "tick browser",
+            "c",
+            "c",
+            "/cutover status staging",
+        ],
+    )
+    assert "Run #1 of staging started by alice." in out
+    assert "Phase 1/3: Phase one" in out and "Checkpoint: one ok" in out
+    assert "tick every manual step first: browser" in out
+    assert "[x] (by console:alice) browser" not in out  # ticks show on the next checkpoint view
+    assert "Run #1 · staging · completed" in out
+    assert "approved by console:alice" in out
+
+
+def test_console_rollback_is_reported(sqlite_db: Database, tmp_path: Path) -> None:
+    out = drive(sqlite_db, tmp_path, ["/cutover start staging", "r smoke tests red"])
+    assert "Rollback finished; every step passed." in out
+    assert "rolled back" in out and (tmp_path / "rolled-back").exists()
+
+
+def test_console_user_who_is_not_an_approver_cannot_start(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    out = drive(sqlite_db, tmp_path, ["/cutover start staging"], who="mallory")
+    assert "only approvers of staging may start a run there" in out
+
+
+def test_console_wrong_argument_prints_usage(sqlite_db: Database, tmp_path: Path) -> None:
+    out = drive(sqlite_db, tmp_path, ["/cutover start"])
+    assert "start needs exactly one environment" in out and "Usage:" in out
+
+
+def test_cutover_console_command_runs_as_a_program(tmp_path: Path) -> None:
+    rb = small_runbook(tmp_path)
+    del rb
+    env = {
+        **os.environ,
+        "CUTOVER_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
+        "CUTOVER_RUNBOOK": str(tmp_path / "small.yml"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "console", "--as", "alice"],
+        input="/cutover start staging\nc\n/cutover status\nquit\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Phase 2/3: Phase two" in proc.stdout
+    assert "Run #1 · staging · waiting for a decision" in proc.stdout
