@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# A private Docker engine for the engine tests: its own socket, data root and
+# exec root under one directory, no iptables, no bridge (containers use
+# network_mode none). No registry is reachable, so the test image
+# cutover-test/busybox:latest is made with `docker import` from a busybox rootfs.
+#
+#   scripts/docker-engine.sh start    # idempotent; prints `export DOCKER_HOST=...` on stdout
+#   scripts/docker-engine.sh stop
+#   scripts/docker-engine.sh status
+#
+# Use:  eval "$(scripts/docker-engine.sh start)"
+# Everything except the export line goes to stderr.
+set -euo pipefail
+
+ENGINE_DIR="${CUTOVER_DOCKER_DIR:-/tmp/cutover-docker}"
+SOCK="$ENGINE_DIR/docker.sock"
+PIDFILE="$ENGINE_DIR/dockerd.pid"
+LOG="$ENGINE_DIR/dockerd.log"
+HOST_URL="unix://$SOCK"
+IMAGE="cutover-test/busybox:latest"
+START_WAIT="${CUTOVER_DOCKER_START_WAIT:-60}"
+STOP_WAIT=30
+
+log() { echo "docker-engine: $*" >&2; }
+
+# The docker CLI, always pointed at our socket whatever DOCKER_HOST says.
+dk() { docker -H "$HOST_URL" "$@"; }
+
+engine_pid() {
+    local pid
+    [[ -f "$PIDFILE" ]] || return 1
+    pid="$(cat "$PIDFILE" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    # A recycled pid would not be dockerd.
+    [[ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" == dockerd ]] || return 1
+    echo "$pid"
+}
+
+engine_up() { engine_pid >/dev/null && dk info >/dev/null 2>&1; }
+
+ensure_packages() {
+    local missing=()
+    dpkg -s docker.io >/dev/null 2>&1 && command -v dockerd >/dev/null || missing+=(docker.io)
+    dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+    ((${#missing[@]})) || return 0
+    if [[ "$(id -u)" != 0 ]]; then
+        log "missing packages ${missing[*]} and not root: install them first"
+        exit 1
+    fi
+    log "installing ${missing[*]}"
+    # Keep the packaged docker.service from starting: we run our own engine.
+    local policy=/usr/sbin/policy-rc.d made_policy=0
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        made_policy=1
+    fi
+    local rc=0
+    {
+        DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    } >&2 || rc=$?
+    ((made_policy)) && rm -f "$policy"
+    if ((rc)); then
+        log "apt-get failed (exit $rc)"
+        exit "$rc"
+    fi
+}
+
+start_engine() {
+    mkdir -p "$ENGINE_DIR"
+    if engine_up; then
+        log "engine already running (pid $(engine_pid)) at $HOST_URL; reusing it"
+        return 0
+    fi
+    local pid
+    if pid="$(engine_pid)"; then
+        # Alive but not answering yet (another start in progress, or wedged).
+        log "dockerd pid $pid exists but does not answer yet; waiting for it"
+    else
+        rm -f "$PIDFILE" "$SOCK"
+        : >"$LOG"
+        log "starting dockerd at $HOST_URL (log: $LOG)"
+        # setsid + nohup: the engine outlives this script and its process group.
+        setsid nohup dockerd \
+            --host "$HOST_URL" \
+            --data-root "$ENGINE_DIR/data" \
+            --exec-root "$ENGINE_DIR/exec" \
+            --pidfile "$PIDFILE" \
+            --storage-driver=vfs \
+            --iptables=false \
+            --ip-forward=false \
+            --ip-masq=false \
+            --bridge=none \
+            --exec-opt native.cgroupdriver=cgroupfs \
+            </dev/null >>"$LOG" 2>&1 &
+        pid=$!
+    fi
+    local waited=0
+    until dk info >/dev/null 2>&1; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "dockerd exited during startup; log tail:"
+            tail -n 40 "$LOG" >&2 || true
+            exit 1
+        fi
+        if ((waited >= START_WAIT)); then
+            log "dockerd did not answer within ${START_WAIT}s; log tail:"
+            tail -n 40 "$LOG" >&2 || true
+            exit 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    log "engine up after ~${waited}s: $(dk version --format 'server {{.Server.Version}}, API {{.Server.APIVersion}}' 2>/dev/null || echo '?')"
+}
+
+build_image() {
+    if dk image inspect "$IMAGE" >/dev/null 2>&1; then
+        log "image $IMAGE present"
+        return 0
+    fi
+    local busybox=/bin/busybox root
+    if ldd "$busybox" >/dev/null 2>&1; then
+        log "$busybox is dynamically linked; install busybox-static"
+        exit 1
+    fi
+    root="$(mktemp -d "$ENGINE_DIR/rootfs.XXXXXX")"
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,proc,sys,dev,root,var/www}
+    chmod 1777 "$root/tmp"
+    cp "$busybox" "$root/bin/busybox"
+    local applet
+    while read -r applet; do
+        [[ -n "$applet" && "$applet" != bin/busybox ]] || continue
+        mkdir -p "$root/$(dirname "$applet")"
+        ln -sf /bin/busybox "$root/$applet"
+    done < <("$busybox" --list-full)
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+    tar -C "$root" -cf - . | dk import \
+        --change 'CMD ["/bin/sh"]' \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        - "$IMAGE" >/dev/null
+    rm -rf "$root"
+    log "built image $IMAGE"
+}
+
+stop_engine() {
+    local pid
+    if ! pid="$(engine_pid)"; then
+        log "engine not running"
+        rm -f "$PIDFILE"
+        return 0
+    fi
+    log "stopping dockerd pid $pid"
+    kill -TERM "$pid"
+    local waited=0
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((waited >= STOP_WAIT)); then
+            log "dockerd still alive after ${STOP_WAIT}s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    rm -f "$PIDFILE" "$SOCK"
+    log "stopped"
+}
+
+status_engine() {
+    if engine_up; then
+        log "running (pid $(engine_pid)) at $HOST_URL"
+        echo "export DOCKER_HOST=$HOST_URL"
+        return 0
+    fi
+    log "not running (expected at $HOST_URL)"
+    return 1
+}
+
+case "${1:-}" in
+start)
+    ensure_packages
+    start_engine
+    build_image
+    echo "export DOCKER_HOST=$HOST_URL"
+    ;;
+stop) stop_engine ;;
+status) status_engine ;;
+*)
+    echo "usage: $0 start|stop|status" >&2
+    exit 2
+    ;;
+esac
