@@ -1,0 +1,18 @@
+"""The step library: read-only checks and state-changing actions, by kind name."""
+
+from phases.checks.base import REGISTRY, Status, StepContext, StepKind, StepResult, register
+
+# Importing a module registers its kinds.
+from phases.checks import (  # noqa: E402,F401  isort: skip
+    backup,
+    command,
+    disk,
+    dns_check,
+    docker_steps,
+    http_check,
+    postgres_check,
+    secrets_check,
+    tls_check,
+)
+
+__all__ = ["REGISTRY", "StepContext", "StepKind", "StepResult", "Status", "register"]

@@ -1,0 +1,194 @@
+"""`http`: an endpoint answers with the expected status, shape and speed.
+
+Runbook phase 6 smoke tests (/health → {"status": "ok"}, /.well-known/nostr.json,
+/api/docs Swagger UI, POST /api/v1/auth/challenge → {"challenge": ...}, tiers
+FREE/PRO/BUSINESS/LIFETIME) and phase 9 "Response times <500ms" (average over
+`samples` requests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+from typing import Any, Literal
+
+import httpx
+from pydantic import Field, field_validator
+
+from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
+
+EVIDENCE_LIMIT = 200
+BODY_SNIPPET = 80
+
+
+def _statuses(params: HttpParams) -> list[int]:
+    s = params.expect_status
+    return s if isinstance(s, list) else [s]
+
+
+class HttpParams(StepParams):
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["GET", "POST", "HEAD"] = "GET"
+    json_body: Any | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    expect_status: int | list[int] = 200  # one status, or any of several (NestJS POST: 201)
+    expect_json: dict[str, Any] | None = None  # subset match
+    expect_keys: list[str] = Field(default_factory=list)  # top-level keys, present, not null
+    expect_contains: list[str] = Field(default_factory=list)  # substrings of the body text
+    expect_json_type: Literal["object", "array"] | None = None
+    max_ms: int | None = Field(default=None, ge=1)
+    verify_tls: bool = True
+    ca_file: str | None = None
+    samples: int = Field(default=1, ge=1, le=100)
+
+    @field_validator("expect_status")
+    @classmethod
+    def http_statuses(cls, value: int | list[int]) -> int | list[int]:
+        for s in value if isinstance(value, list) else [value]:
+            if not 100 <= s <= 599:
+                raise ValueError(f"{s} is not an HTTP status (100-599)")
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one expected status")
+        return value
+
+
+def _clip(text: str, limit: int = EVIDENCE_LIMIT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def subset_mismatch(expected: Any, actual: Any, path: str = "") -> str | None:
+    """None when every key/value of expected is in actual (recursively for objects)."""
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return f"{path or 'body'} is not an object"
+        for key, value in expected.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in actual:
+                return f"{where} missing"
+            problem = subset_mismatch(value, actual[key], where)
+            if problem:
+                return problem
+        return None
+    if expected != actual:
+        return (
+            f"{path or 'body'} is {json.dumps(actual)[:40]} (expected {json.dumps(expected)[:40]})"
+        )
+    return None
+
+
+def _verify(params: HttpParams, ctx: StepContext) -> ssl.SSLContext | bool:
+    if params.ca_file:
+        cafile = params.ca_file
+        if ctx.workdir and not os.path.isabs(cafile):
+            cafile = os.path.join(ctx.workdir, cafile)
+        return ssl.create_default_context(cafile=cafile)
+    return params.verify_tls
+
+
+def _body_checks(params: HttpParams, response: httpx.Response) -> list[str]:
+    problems: list[str] = []
+    text = response.text
+    wants_json = (
+        params.expect_json is not None or params.expect_keys or params.expect_json_type is not None
+    )
+    data: Any = None
+    if wants_json:
+        try:
+            data = response.json()
+        except ValueError:
+            return ["body is not JSON"]
+        if params.expect_json_type == "object" and not isinstance(data, dict):
+            problems.append(f"body is a JSON {type(data).__name__}, expected an object")
+        if params.expect_json_type == "array" and not isinstance(data, list):
+            problems.append(f"body is a JSON {type(data).__name__}, expected an array")
+        if params.expect_json is not None:
+            mismatch = subset_mismatch(params.expect_json, data)
+            if mismatch:
+                problems.append(mismatch)
+        if params.expect_keys:
+            if not isinstance(data, dict):
+                problems.append("body is not a JSON object")
+            else:
+                missing = [k for k in params.expect_keys if data.get(k) is None]
+                if missing:
+                    problems.append(f"missing keys: {', '.join(missing)}")
+    lacking = [s for s in params.expect_contains if s not in text]
+    if lacking:
+        problems.append(f"body lacks: {', '.join(lacking)}")
+    return problems
+
+
+def run_http(params: HttpParams, ctx: StepContext) -> StepResult:
+    request = f"{params.method} {params.url}"
+    deadline = ctx.clock.monotonic() + ctx.timeout
+    client_args: dict[str, Any] = {"timeout": ctx.timeout, "follow_redirects": False}
+    if ctx.http_transport is not None:
+        client_args["transport"] = ctx.http_transport
+    else:
+        client_args["verify"] = _verify(params, ctx)
+    timings: list[int] = []
+    response: httpx.Response | None = None
+    with httpx.Client(**client_args) as client:
+        for _ in range(params.samples):
+            remaining = deadline - ctx.clock.monotonic()
+            if remaining <= 0:
+                return StepResult(
+                    Status.ERROR, _clip(f"{request}: timed out after {ctx.timeout:g}s")
+                )
+            start = ctx.clock.monotonic()
+            try:
+                response = client.request(
+                    params.method,
+                    params.url,
+                    headers=params.headers,
+                    json=params.json_body if params.method == "POST" else None,
+                    timeout=remaining,
+                )
+            except httpx.TimeoutException:
+                return StepResult(
+                    Status.ERROR,
+                    _clip(f"{request}: timed out after {ctx.timeout:g}s"),
+                    details={"timeout_s": ctx.timeout},
+                )
+            except httpx.TransportError as exc:
+                return StepResult(Status.ERROR, _clip(f"{request}: {type(exc).__name__}: {exc}"))
+            timings.append(int((ctx.clock.monotonic() - start) * 1000))
+            if response.status_code not in _statuses(params):
+                break
+    assert response is not None
+    elapsed_ms = round(sum(timings) / len(timings))
+    details: dict[str, Any] = {
+        "status_code": response.status_code,
+        "elapsed_ms": elapsed_ms,
+        "samples_ms": timings,
+    }
+    if response.status_code not in _statuses(params):
+        snippet = (
+            ctx.masker.mask(_clip(response.text, BODY_SNIPPET)) if params.method != "HEAD" else ""
+        )
+        wanted = " or ".join(str(s) for s in _statuses(params))
+        evidence = f"{request} → {response.status_code} (expected {wanted})"
+        if snippet:
+            evidence += f": {snippet}"
+        details["body_snippet"] = snippet
+        return StepResult(Status.FAIL, _clip(ctx.masker.mask(evidence)), details=details)
+    problems = _body_checks(params, response) if params.method != "HEAD" else []
+    timing = f"{elapsed_ms} ms" if len(timings) == 1 else f"avg {elapsed_ms} ms over {len(timings)}"
+    if params.max_ms is not None and elapsed_ms > params.max_ms:
+        if len(timings) == 1:
+            problems.append(f"took {elapsed_ms} ms > {params.max_ms} ms")
+        else:
+            problems.append(
+                f"average {elapsed_ms} ms over {len(timings)} requests > {params.max_ms} ms"
+            )
+    if problems:
+        evidence = f"{request} → {response.status_code}: {'; '.join(problems)}"
+        return StepResult(Status.FAIL, _clip(ctx.masker.mask(evidence)), details=details)
+    limit = f" (limit {params.max_ms} ms)" if params.max_ms is not None else ""
+    evidence = f"{request} → {response.status_code} in {timing}{limit}"
+    return StepResult(Status.PASS, _clip(ctx.masker.mask(evidence)), details=details)
+
+
+KIND = register(StepKind(name="http", params=HttpParams, run=run_http, mutates=False))

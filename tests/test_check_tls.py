@@ -1,0 +1,198 @@
+"""`tls`: T-24h "Valid certificates with >30 days until expiry", and "HTTPS without warnings"."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from phases.checks import REGISTRY
+from phases.checks.base import Status, StepResult
+from tests import servers
+from tests.servers import CA, LOOPBACK, ManualClock, make_cert, make_leaf, run_check, tls_server
+
+ca = servers.ca  # fixture: a test CA in tmp_path
+
+HOST = "nostrmaxi.test"
+
+
+def from_file(path: Path | str, **params: Any) -> StepResult:
+    ctx_fields = {k: params.pop(k) for k in ("clock", "workdir") if k in params}
+    result = run_check("tls", {"file": str(path), **params}, **ctx_fields)
+    assert len(result.evidence) <= 200
+    return result
+
+
+def live(files: Any, **params: Any) -> StepResult:
+    with tls_server(files) as server:
+        params = {"host": LOOPBACK, "port": server.port, "server_name": HOST} | params
+        result = run_check("tls", params, timeout=params.pop("timeout", 3.0))
+    assert len(result.evidence) <= 200
+    return result
+
+
+def in_days(days: int) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(days=days)).strftime("%Y-%m-%d")
+
+
+def test_kind_is_registered_read_only() -> None:
+    assert REGISTRY["tls"].mutates is False
+
+
+# ------------------------------------------------------------------ from the PEM file
+
+
+def test_tls_certificate_expiring_in_10_days_fails_30_day_rule(tmp_path: Path) -> None:
+    cert = make_cert(tmp_path, HOST, days=10).cert
+    result = from_file(cert, min_days=30)
+    assert result.status is Status.FAIL
+    assert result.evidence == f"cert CN={HOST} expires {in_days(10)} (9 days left, need >30)"
+
+
+def test_tls_certificate_valid_90_days_passes_30_day_rule(tmp_path: Path) -> None:
+    cert = make_cert(tmp_path, HOST, days=90).cert
+    result = from_file(cert)
+    assert result.status is Status.PASS
+    assert result.evidence == f"cert CN={HOST} expires {in_days(90)} (89 days left, need >30)"
+    assert result.details["days_left"] == 89
+
+
+def test_expired_certificate_file_fails(tmp_path: Path) -> None:
+    cert = make_cert(tmp_path, HOST, days=-3).cert
+    result = from_file(cert)
+    assert result.status is Status.FAIL
+    assert result.evidence.startswith(f"cert CN={HOST} expired {in_days(-3)} (3 days ago")
+
+
+def test_expiry_is_measured_with_the_step_clock(tmp_path: Path) -> None:
+    cert = make_cert(tmp_path, HOST, days=90).cert
+    sixty_one_days_later = ManualClock(time.time() + 61 * 86400)
+    result = from_file(cert, clock=sixty_one_days_later)
+    assert result.status is Status.FAIL
+    assert "(28 days left, need >30)" in result.evidence
+
+
+def test_fullchain_file_is_judged_by_its_leaf(tmp_path: Path, ca: CA) -> None:
+    leaf = make_leaf(tmp_path, ca, HOST, days=10)
+    fullchain = tmp_path / "fullchain.pem"
+    fullchain.write_bytes(leaf.cert.read_bytes() + ca.cert.read_bytes())
+    result = from_file(fullchain)
+    assert result.status is Status.FAIL
+    assert f"CN={HOST}" in result.evidence
+
+
+def test_missing_certificate_file_fails(tmp_path: Path) -> None:
+    result = from_file(tmp_path / "nginx/ssl/cert.pem")
+    assert result.status is Status.FAIL
+    assert result.evidence == f"cert file {tmp_path / 'nginx/ssl/cert.pem'} not found"
+
+
+def test_file_without_a_certificate_fails(tmp_path: Path) -> None:
+    key = make_cert(tmp_path, HOST, days=90).key
+    result = from_file(key)
+    assert result.status is Status.FAIL
+    assert "holds no PEM certificate" in result.evidence
+
+
+def test_certificate_path_is_relative_to_the_workdir(tmp_path: Path) -> None:
+    ssl_dir = tmp_path / "nginx" / "ssl"
+    ssl_dir.mkdir(parents=True)
+    make_cert(ssl_dir, HOST, days=90).cert.rename(ssl_dir / "cert.pem")
+    result = from_file("nginx/ssl/cert.pem", workdir=str(tmp_path))
+    assert result.status is Status.PASS, result.evidence
+
+
+# ------------------------------------------------------------------ from the live endpoint
+
+
+def test_live_certificate_signed_by_trusted_ca_valid_90_days_passes(tmp_path: Path, ca: CA) -> None:
+    result = live(make_leaf(tmp_path, ca, HOST, days=90), ca_file=str(ca.cert))
+    assert result.status is Status.PASS, result.evidence
+    assert (
+        result.evidence == f"{HOST}: cert CN={HOST} expires {in_days(90)} (89 days left, need >30)"
+    )
+    assert result.details["verified"] is True
+
+
+def test_live_certificate_expiring_in_10_days_fails_30_day_rule(tmp_path: Path, ca: CA) -> None:
+    result = live(make_leaf(tmp_path, ca, HOST, days=10), ca_file=str(ca.cert))
+    assert result.status is Status.FAIL
+    assert result.evidence.endswith("(9 days left, need >30)")
+
+
+def test_live_certificate_for_another_host_fails_verification(tmp_path: Path, ca: CA) -> None:
+    result = live(make_leaf(tmp_path, ca, "old-server.test", days=90), ca_file=str(ca.cert))
+    assert result.status is Status.FAIL
+    assert "verification failed: Hostname mismatch" in result.evidence
+    assert "(cert CN=old-server.test, expires" in result.evidence
+
+
+def test_live_expired_certificate_fails_verification(tmp_path: Path, ca: CA) -> None:
+    result = live(make_leaf(tmp_path, ca, HOST, days=-1), ca_file=str(ca.cert))
+    assert result.status is Status.FAIL
+    assert "verification failed: certificate has expired" in result.evidence
+
+
+def test_live_self_signed_certificate_fails_verification(tmp_path: Path) -> None:
+    result = live(make_cert(tmp_path, HOST, days=90))
+    assert result.status is Status.FAIL
+    assert "verification failed: self" in result.evidence  # "self-signed certificate"
+    assert result.evidence.startswith("127.0.0.1:")
+
+
+def test_live_self_signed_certificate_passes_with_verify_off(tmp_path: Path) -> None:
+    result = live(make_cert(tmp_path, HOST, days=90), verify=False)
+    assert result.status is Status.PASS, result.evidence
+    assert result.details["verified"] is False
+
+
+def test_live_expiring_certificate_fails_even_with_verify_off(tmp_path: Path) -> None:
+    result = live(make_cert(tmp_path, HOST, days=10), verify=False)
+    assert result.status is Status.FAIL
+
+
+def test_nothing_listening_is_an_error(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        port = s.getsockname()[1]
+    result = run_check("tls", {"host": LOOPBACK, "port": port}, timeout=1.0)
+    assert result.status is Status.ERROR
+    assert result.evidence.startswith(f"{LOOPBACK}:{port}: cannot connect")
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """Accepts TCP connections and never speaks: a TLS handshake hangs."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        s.listen(4)
+        yield s.getsockname()[1]
+
+
+def test_handshake_that_hangs_is_bounded_by_the_step_timeout(silent_port: int) -> None:
+    start = time.monotonic()
+    result = run_check("tls", {"host": LOOPBACK, "port": silent_port}, timeout=0.4)
+    assert time.monotonic() - start < 1.5
+    assert result.status is Status.ERROR
+    assert "timed out after 0.4s" in result.evidence
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"file": "cert.pem", "host": "example.test"},
+        {"file": "cert.pem", "min_days": -1},
+        {"host": "example.test", "port": 0},
+        {"host": "example.test", "verify_hostname": False},
+    ],
+)
+def test_bad_params_are_rejected(params: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        REGISTRY["tls"].params.model_validate(params)
