@@ -1,0 +1,261 @@
+"""A local stand-in of the NostrMaxi production environment, for whole runs of the real runbook.
+
+Everything the runbook touches is real and on this machine: a git repository
+with an origin, the NostrMaxi HTTP endpoints, a DNS server for the domain, a TLS
+server with a certificate from a test CA, a backups folder, an env file with
+seeded secrets, a throwaway PostgreSQL database as the target, and containers
+on the real Docker engine made by the compose stand-in. The shipped runbook
+`runbooks/nostrmaxi.yml` is used unchanged; only a `standin` environment is added.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from phases.runbook import Runbook, load_runbook
+from tests.db_fixtures import postgres_reachable, throwaway_pg_database
+from tests.docker_fixtures import BASE_IMAGE
+from tests.servers import (
+    LoopbackDNSServer,
+    NostrMaxiStandin,
+    Response,
+    make_ca,
+    make_leaf,
+    tls_server,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNBOOK = ROOT / "runbooks" / "nostrmaxi.yml"
+TOOL = [sys.executable, str(Path(__file__).with_name("stand_in_tool.py"))]
+COMPOSE = [sys.executable, str(Path(__file__).with_name("stand_in_compose.py"))]
+APPROVERS = ["T0TEST:U0ALICE", "T0TEST:U0BOB", "T0TEST:U0CAROL"]
+
+# PID 1 ignores SIGTERM unless it traps it; real services stop on it within the grace time.
+SERVICE_COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+SERVICES = {
+    name: {
+        "build": ".",
+        "command": SERVICE_COMMAND,
+        "healthcheck": {"test": ["CMD", "true"], "interval": "1s", "retries": 3},
+        "mem_limit": "64m",
+    }
+    for name in ("backend", "db", "redis", "nginx")
+}
+
+
+@dataclass
+class Standin:
+    app_dir: Path
+    runbook: Runbook
+    env_file: Path
+    secret_values: list[str]
+    app: NostrMaxiStandin
+    dns: LoopbackDNSServer
+    project: str
+    old_project: str
+    target_db_url: str
+    ca_file: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, what: str) -> None:
+        """Makes the stand-in tool's step `what` fail (build, build-frontend, migrate, drift…)."""
+        (self.app_dir / ".standin" / f"fail-{what}").write_text("", encoding="utf-8")
+
+    def calls(self) -> list[str]:
+        log = self.app_dir / ".standin" / "calls.log"
+        return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+    def all_secret_forms(self) -> list[str]:
+        forms = []
+        for s in self.secret_values:
+            forms += [s, base64.b64encode(s.encode()).decode()]
+        return forms
+
+
+def _git(*args: str, cwd: Path) -> None:
+    subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        },
+    )
+
+
+def _secrets() -> dict[str, str]:
+    return {
+        "DOMAIN": "localhost",
+        "PAYMENTS_PROVIDER": "btcpay",
+        "BTCPAY_URL": "https://btcpay.localhost",
+        "BTCPAY_API_KEY": secrets.token_hex(20),
+        "BTCPAY_STORE_ID": secrets.token_hex(22),
+        "ADMIN_PUBKEYS": secrets.token_hex(32),
+        "JWT_SECRET": secrets.token_urlsafe(64),
+        "WEBHOOK_SECRET": secrets.token_urlsafe(32),
+    }
+
+
+def build_standin(
+    tmp_path: Path,
+    stack: ExitStack,
+    docker_client: Any,
+    approvers: list[str] | None = None,
+    quorum: int = 1,
+    allow_self_approval: bool = True,
+) -> Standin:
+    target_url = stack.enter_context(throwaway_pg_database("nostrmaxi_target"))
+    libpq_url = target_url.replace("postgresql+psycopg://", "postgresql://")
+
+    origin, app_dir = tmp_path / "origin.git", tmp_path / "app"
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    (seed / "prisma").mkdir()
+    from tests.stand_in_tool import SCHEMA
+
+    (seed / "prisma" / "schema.prisma").write_text(SCHEMA, encoding="utf-8")
+    (seed / ".gitignore").write_text(".env\n.standin/\ndist/\nfrontend/\n", encoding="utf-8")
+    project = f"nmx{uuid.uuid4().hex[:8]}"
+    (seed / "docker-compose.prod.yml").write_text(
+        yaml.safe_dump({"services": SERVICES}), encoding="utf-8"
+    )
+    _git("init", "-q", "-b", "main", cwd=seed)
+    _git("add", ".", cwd=seed)
+    _git("commit", "-q", "-m", "seed", cwd=seed)
+    _git("clone", "-q", "--bare", str(seed), str(origin), cwd=tmp_path)
+    _git("clone", "-q", str(origin), str(app_dir), cwd=tmp_path)
+    (app_dir / ".standin").mkdir()
+
+    values = _secrets()
+    values["DATABASE_URL"] = libpq_url
+    env_file = tmp_path / ".env.prod"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    (backups / "nostrmaxi-latest.sql.gz").write_bytes(b"backup" * 100)
+
+    ca = make_ca(tmp_path)
+    leaf = make_leaf(tmp_path, ca, "localhost", 90, sans=["localhost", "127.0.0.1"])
+    cert_file = leaf
+    https = tls_server(leaf)
+    stack.enter_context(https)
+
+    app = NostrMaxiStandin()
+    app.route("GET", "/", Response(200, "<!doctype html><title>NostrMaxi</title>"))
+    app.start()
+    stack.callback(app.stop)
+    dns = LoopbackDNSServer(records={"localhost": "127.0.0.1"})
+    dns.start()
+    stack.callback(dns.stop)
+
+    old_project = f"{project}old"
+    old_dir = tmp_path / "old"
+    old_dir.mkdir()
+    (old_dir / "docker-compose.yml").write_text(
+        yaml.safe_dump(
+            {"services": {"backend": {"image": BASE_IMAGE, "command": SERVICE_COMMAND}}}
+        ),
+        encoding="utf-8",
+    )
+    subprocess.run(
+        [*COMPOSE, "-p", old_project, "-f", str(old_dir / "docker-compose.yml"), "up", "-d"],
+        check=True,
+        capture_output=True,
+        cwd=old_dir,
+    )
+    stack.callback(_remove_project, docker_client, old_project)
+    stack.callback(_remove_project, docker_client, project)
+    stack.callback(_remove_images, docker_client, project)
+
+    env = {
+        "domain": "localhost",
+        "base_url": app.url,
+        "expected_ip": "127.0.0.1",
+        "compose_project": project,
+        "env_file": str(env_file),
+        "database_url": libpq_url,
+        "channel": "C0CUTOVER",
+        "approvers": approvers if approvers is not None else APPROVERS,
+        "quorum": quorum,
+        "allow_self_approval": allow_self_approval,
+        "vars": {
+            "app_dir": str(app_dir),
+            "compose": COMPOSE,
+            "compose_file": "docker-compose.prod.yml",
+            "npm": [*TOOL, "npm"],
+            "npx": [*TOOL, "npx"],
+            "git": ["git"],
+            "old_compose_project": old_project,
+            "old_compose_dir": str(old_dir),
+            "backup_dir": str(backups),
+            "tls_cert": str(cert_file.cert),
+            "staging_url": app.url,
+            "public_resolvers": [dns.address, dns.address],
+            "dns_resolvers": [dns.address],
+            "https_port": str(https.port),
+            "restore_command": [*TOOL, "restore"],
+        },
+    }
+    data = yaml.safe_load(RUNBOOK.read_text(encoding="utf-8"))
+    data["environments"]["standin"] = env
+    path = tmp_path / "runbook.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return Standin(
+        app_dir=app_dir,
+        runbook=load_runbook(path),
+        env_file=env_file,
+        secret_values=[
+            values[k] for k in ("BTCPAY_API_KEY", "JWT_SECRET", "WEBHOOK_SECRET", "DATABASE_URL")
+        ],
+        app=app,
+        dns=dns,
+        project=project,
+        old_project=old_project,
+        target_db_url=libpq_url,
+        ca_file=ca.cert,
+    )
+
+
+def _remove_project(client: Any, project: str) -> None:
+    for c in client.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={project}"}
+    ):
+        c.remove(force=True)
+
+
+def _remove_images(client: Any, project: str) -> None:
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(f"{project}-"):
+                client.images.remove(tag, noprune=True)
+
+
+@pytest.fixture
+def standin(
+    tmp_path: Path, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Standin]:
+    if not postgres_reachable():
+        pytest.skip("the target database needs the PostgreSQL server")
+    with ExitStack() as stack:
+        s = build_standin(tmp_path, stack, docker_client)
+        monkeypatch.setenv("SSL_CERT_FILE", str(s.ca_file))
+        yield s

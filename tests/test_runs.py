@@ -1,0 +1,167 @@
+"""Whole runs of the shipped NostrMaxi runbook against a local stand-in environment.
+
+Real git, real HTTP/TLS/DNS servers on loopback, a real target PostgreSQL database,
+real containers on the Docker engine; the bot's own database is SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from bot import audit
+from bot.db import Database
+from bot.engine import Engine
+from bot.surface import Actor
+from bot.views import gate_view, open_gate_id, run_view
+from tests.standin_env import Standin
+
+pytestmark = pytest.mark.docker
+
+ALICE, BOB = Actor("T0TEST:U0ALICE", "alice"), Actor("T0TEST:U0BOB", "bob")
+
+
+def make_engine(db: Database, standin: Standin) -> Engine:
+    return Engine(db, standin.runbook, background=False)
+
+
+def current_gate(engine: Engine, run_id: int) -> Any:
+    gate_id = open_gate_id(engine.db, run_id)
+    assert gate_id is not None, "no open gate"
+    view = gate_view(engine.db, engine.runbook, gate_id)
+    assert view is not None
+    return view
+
+
+def evidence(view: Any) -> str:
+    return "\n".join(f"{s.status} {s.step_id}: {s.evidence}" for s in view.steps)
+
+
+def approve_until(engine: Engine, run_id: int, stop_at: str | None = None) -> Any:
+    """Approves every gate (ticking manual steps) until the phase `stop_at` or the end."""
+    while True:
+        gate_id = open_gate_id(engine.db, run_id)
+        if gate_id is None:
+            return None
+        view = gate_view(engine.db, engine.runbook, gate_id)
+        assert view is not None
+        if view.phase_id == stop_at:
+            return view
+        assert view.checks_passed, f"phase {view.phase_id} failed:\n{evidence(view)}"
+        for item in view.manual:
+            engine.tick(gate_id, item.id, BOB)
+        result = engine.decide(gate_id, BOB, "continue")
+        assert result.outcome == "approved", result.message
+
+
+def containers(client: Any, project: str) -> dict[str, str]:
+    found = client.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={project}"}
+    )
+    return {c.labels["com.docker.compose.service"]: c.status for c in found}
+
+
+def migrations(standin: Standin) -> list[tuple[Any, ...]]:
+    with psycopg.connect(standin.target_db_url) as conn:
+        exists = conn.execute("SELECT to_regclass('_prisma_migrations')").fetchone()
+        if exists is None or exists[0] is None:
+            return []
+        return conn.execute(
+            "SELECT migration_name, finished_at IS NOT NULL FROM _prisma_migrations"
+        ).fetchall()
+
+
+def assert_no_secret_anywhere(db: Database, standin: Standin, run_id: int) -> None:
+    exported = audit.export(db, run_id, "jsonl")
+    for secret in standin.all_secret_forms():
+        assert secret not in exported
+
+
+def test_pass_path_runs_every_phase_and_completes(
+    db: Database, standin: Standin, docker_client: Any
+) -> None:
+    engine = make_engine(db, standin)
+    run = engine.start_run("standin", ALICE)
+    assert run.id is not None
+    assert approve_until(engine, run.id) is None
+    view = run_view(db, engine.runbook, run.id)
+    assert view is not None and view.status == "completed", [p.status for p in view.phases]
+    assert all(p.status == "passed" for p in view.phases)
+    assert containers(docker_client, standin.project) == {
+        "backend": "running", "db": "running", "redis": "running", "nginx": "running"}
+    assert containers(docker_client, standin.old_project) == {}
+    assert migrations(standin) == [("20260217_add_nip05", True)]
+    assert (standin.app_dir / "dist" / "main.js").exists()
+    assert oct((standin.app_dir / ".env").stat().st_mode & 0o777) == "0o600"
+    assert audit.verify(db) == []
+    assert_no_secret_anywhere(db, standin, run.id)
+
+
+def test_failed_smoke_test_refuses_continue_and_rollback_restores_old_services(
+    db: Database, standin: Standin, docker_client: Any
+) -> None:
+    engine = make_engine(db, standin)
+    run = engine.start_run("standin", ALICE)
+    assert run.id is not None
+    approve_until(engine, run.id, stop_at="start")
+    standin.app.status_overrides["/api/v1/subscriptions/tiers"] = 500
+    gate = approve_until(engine, run.id, stop_at="smoke")
+    assert gate is not None  # start passed; now smoke's gate
+    gate = current_gate(engine, run.id)
+    assert not gate.checks_passed
+    tiers = next(s for s in gate.steps if s.step_id == "tiers")
+    assert tiers.status == "fail" and "500" in tiers.evidence
+    assert engine.decide(gate.id, BOB, "continue").outcome == "refused"
+    assert engine.decide(gate.id, BOB, "rollback", reason="tiers 500").outcome == "rolled_back"
+    view = run_view(db, engine.runbook, run.id)
+    assert view is not None and view.status == "rolled_back"
+    assert containers(docker_client, standin.project) == {}
+    assert containers(docker_client, standin.old_project) == {"backend": "running"}
+    assert not (standin.app_dir / ".standin" / "restored").exists()  # no restore for phase 6
+    kinds = [e.kind for e in audit.events(db, run.id)]
+    assert kinds[-1] == "run.rolled_back"
+
+
+def test_failed_migration_restores_the_database_then_rolls_back(
+    db: Database, standin: Standin, docker_client: Any
+) -> None:
+    engine = make_engine(db, standin)
+    standin.fail("migrate")
+    run = engine.start_run("standin", ALICE)
+    assert run.id is not None
+    approve_until(engine, run.id, stop_at="migrate")
+    gate = current_gate(engine, run.id)
+    assert not gate.checks_passed and gate.on_fail == "restore_and_rollback"
+    failed = next(s for s in gate.steps if s.step_id == "prisma-migrate")
+    assert failed.status == "fail" and "P3018" in failed.evidence
+    assert [s.step_id for s in gate.steps] == ["prisma-generate", "prisma-migrate"]
+    assert migrations(standin) == [("20260217_add_nip05", False)]  # half-applied
+    engine.decide(gate.id, BOB, "rollback", reason="migration failed")
+    assert migrations(standin) == []  # restored from backup
+    assert (standin.app_dir / ".standin" / "restored").exists()
+    sections = [e.data for e in audit.events(db, run.id) if e.kind == "step.result"]
+    order = [s for s in sections if '"restore"' in s or '"rollback"' in s]
+    assert '"restore-db"' in order[0] and '"stop-new"' in order[1]
+    assert containers(docker_client, standin.old_project) == {"backend": "running"}
+
+
+def test_restart_mid_gate_resumes_the_same_run(
+    db: Database, standin: Standin, docker_client: Any
+) -> None:
+    engine = make_engine(db, standin)
+    run = engine.start_run("standin", ALICE)
+    assert run.id is not None
+    approve_until(engine, run.id, stop_at="build")
+    waiting = current_gate(engine, run.id)
+    engine.shutdown()
+    db.dispose()
+    revived = Engine(Database(db.url), standin.runbook, background=False)
+    assert revived.recover() == [f"run #{run.id}: waiting at phase 4"]
+    assert current_gate(revived, run.id).id == waiting.id
+    assert approve_until(revived, run.id) is None
+    view = run_view(revived.db, revived.runbook, run.id)
+    assert view is not None and view.status == "completed"
+    started = [e for e in audit.events(revived.db, run.id) if e.kind == "phase.started"]
+    assert len(started) == len(standin.runbook.phases)  # no phase ran twice
