@@ -26,7 +26,14 @@ def _parser() -> argparse.ArgumentParser:
     con = sub.add_parser("console", help="run cutovers at this terminal (no Slack needed)")
     con.add_argument("--as", dest="as_user", help="your console name (default: your login)")
 
-    sub.add_parser("demo", help="start a local stand-in of NostrMaxi and open the console on it")
+    demo = sub.add_parser("demo", help="start a local stand-in of NostrMaxi; open the console")
+    demo.add_argument("--as", dest="as_user", help="your console name (default: your login)")
+
+    sv = sub.add_parser(
+        "serve", help="run the Slack bot: Socket Mode if SLACK_APP_TOKEN is set, else HTTP"
+    )
+    sv.add_argument("--port", type=int, help="HTTP port (default: $CUTOVER_HTTP_PORT or 3000)")
+    sv.add_argument("--host", help="HTTP address (default: $CUTOVER_HTTP_HOST or 0.0.0.0)")
 
     rb = sub.add_parser("runbook", help="validate a runbook and list its phases")
     rb.add_argument("action", choices=["check"])
@@ -71,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     install_log_masking()
+    # Request lines of the HTTP client are noise at a prompt; warnings still show.
+    for noisy in ("httpx", "httpcore", "urllib3", "docker"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return _dispatch(args, settings)
     except RunbookError as exc:
@@ -122,10 +132,18 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "console":
         return _console(settings, _runbook(settings), args.as_user)
+    if args.command == "serve":
+        from bot.slack.server import serve
+
+        if args.port is not None:
+            settings.http_port = args.port
+        if args.host:
+            settings.http_host = args.host
+        return serve(settings)
     if args.command == "demo":
         from bot.demo import run_demo
 
-        return run_demo(settings)
+        return run_demo(settings, args.as_user)
     raise AssertionError(args.command)
 
 

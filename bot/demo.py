@@ -1,0 +1,97 @@
+"""`cutover demo`: a whole cutover on one machine, with no Slack and no Docker.
+
+Starts local stand-ins (the NostrMaxi HTTP endpoints, an HTTPS server with a
+certificate from a throwaway CA, a DNS server for `localhost`), writes an env
+file with random secrets and a fresh backup, then opens the console on
+`runbooks/demo.yml` with those addresses filled in.
+"""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.settings import Settings
+from bot.standin import LoopbackDNSServer, NostrMaxiStandin, make_ca, make_leaf, tls_server
+
+DEMO_RUNBOOK = Path(__file__).resolve().parent.parent / "runbooks" / "demo.yml"
+
+
+def prepare(workdir: Path, stack: ExitStack, login: str) -> Path:
+    """Starts the stand-ins and writes the filled-in runbook; returns its path."""
+    app_dir, backups = workdir / "app", workdir / "backups"
+    app_dir.mkdir(parents=True, exist_ok=True)
+    backups.mkdir(exist_ok=True)
+    (backups / "nostrmaxi.sql.gz").write_bytes(b"demo backup\n" * 64)
+    env_file = workdir / ".env.prod"
+    env_file.write_text(
+        "".join(
+            f"{k}={v}\n"
+            for k, v in {
+                "DOMAIN": "localhost",
+                "PAYMENTS_PROVIDER": "btcpay",
+                "BTCPAY_URL": "https://btcpay.localhost",
+                "BTCPAY_API_KEY": secrets.token_hex(20),
+                "BTCPAY_STORE_ID": secrets.token_hex(22),
+                "ADMIN_PUBKEYS": secrets.token_hex(32),
+                "JWT_SECRET": secrets.token_urlsafe(64),
+                "WEBHOOK_SECRET": secrets.token_urlsafe(32),
+            }.items()
+        ),
+        encoding="utf-8",
+    )
+    env_file.chmod(0o600)
+    ca = make_ca(workdir)
+    leaf = make_leaf(workdir, ca, "localhost", 90, sans=["localhost", "127.0.0.1"])
+    https = stack.enter_context(tls_server(leaf))
+    app = NostrMaxiStandin()
+    app.start()
+    stack.callback(app.stop)
+    dns = LoopbackDNSServer(records={"localhost": "127.0.0.1"})
+    dns.start()
+    stack.callback(dns.stop)
+
+    data: dict[str, Any] = yaml.safe_load(DEMO_RUNBOOK.read_text(encoding="utf-8"))
+    data["environments"]["demo"] = {
+        "domain": "localhost",
+        "base_url": app.url,
+        "expected_ip": "127.0.0.1",
+        "env_file": str(env_file),
+        "approvers": [f"console:{login}"],
+        "vars": {
+            "app_dir": str(app_dir),
+            "backup_dir": str(backups),
+            "tls_cert": str(leaf.cert),
+            "https_port": str(https.port),
+            "ca_file": str(ca.cert),
+            "resolvers": [dns.address],
+        },
+    }
+    path = workdir / "demo-runbook.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_demo(settings: Settings, as_user: str | None = None) -> int:
+    from bot.cli import _console
+    from phases.runbook import load_runbook
+
+    login = (as_user or getpass.getuser() or "demo").lower()
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cutover-demo-")))
+        runbook_path = prepare(workdir, stack, login)
+        demo_settings = settings.model_copy(
+            update={"runbook": runbook_path, "database_url": f"sqlite:///{workdir / 'demo.db'}"}
+        )
+        print(
+            f"Demo environment up: NostrMaxi stand-in, HTTPS, DNS on 127.0.0.1; files in "
+            f"{workdir}.\nTry: /cutover start demo   then answer c (continue), r (rollback), "
+            "tick ITEM.\n"
+        )
+        return _console(demo_settings, load_runbook(runbook_path), login)
