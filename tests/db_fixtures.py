@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.db import Database
+from tests.require import unavailable
 
 PG_URL = os.environ.get(
     "CUTOVER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -54,7 +55,7 @@ def make_db(kind: str, tmp_path: Path) -> Iterator[Database]:
         db.dispose()
         return
     if not postgres_reachable():
-        pytest.skip(f"PostgreSQL not reachable at {make_url(PG_URL).render_as_string()}")
+        unavailable(f"PostgreSQL not reachable at {make_url(PG_URL).render_as_string()}")
     with throwaway_pg_database() as url:
         db = Database(url)
         db.create_all()

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.require import unavailable
+
 BASE_IMAGE = "cutover-test/busybox:latest"
 STAND_IN = Path(__file__).with_name("stand_in_compose.py")
 HOW_TO = 'start the engine with: eval "$(scripts/docker-engine.sh start)"'
@@ -25,19 +27,19 @@ HOW_TO = 'start the engine with: eval "$(scripts/docker-engine.sh start)"'
 def docker_client() -> Iterator[Any]:
     host = os.environ.get("DOCKER_HOST")
     if not host:
-        pytest.skip(f"DOCKER_HOST is not set; {HOW_TO}")
+        unavailable(f"DOCKER_HOST is not set; {HOW_TO}")
     import docker
 
     try:
         client = docker.DockerClient(base_url=host, timeout=30)
         client.ping()
     except Exception as exc:
-        pytest.skip(f"Docker engine at {host} unreachable ({type(exc).__name__}); {HOW_TO}")
+        unavailable(f"Docker engine at {host} unreachable ({type(exc).__name__}); {HOW_TO}")
     try:
         client.images.get(BASE_IMAGE)
     except Exception:
         client.close()
-        pytest.skip(f"image {BASE_IMAGE} missing at {host}; {HOW_TO}")
+        unavailable(f"image {BASE_IMAGE} missing at {host}; {HOW_TO}")
     yield client
     client.close()
 

@@ -43,6 +43,7 @@ from bot.standin import (  # noqa: F401  (re-exported for the tests)
 from phases.checks import REGISTRY
 from phases.checks.base import StepContext, StepResult, timed
 from tests.db_fixtures import PG_URL, postgres_reachable, throwaway_pg_database
+from tests.require import unavailable
 
 LOOPBACK = "127.0.0.1"
 
@@ -149,7 +150,7 @@ def pg_database() -> Iterator[str]:
     """URL of a throwaway database on the local server; skips when there is no server."""
     why = pg_reachable()
     if why is not None:
-        pytest.skip(f"{why} (set CUTOVER_TEST_PG_URL)")
+        unavailable(f"{why} (set CUTOVER_TEST_PG_URL)")
     with throwaway_database() as url:
         yield url
 

@@ -28,6 +28,7 @@ import yaml
 from phases.runbook import Runbook, load_runbook
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
 from tests.docker_fixtures import BASE_IMAGE
+from tests.require import unavailable
 from tests.servers import (
     LoopbackDNSServer,
     NostrMaxiStandin,
@@ -254,7 +255,7 @@ def standin(
     tmp_path: Path, docker_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Standin]:
     if not postgres_reachable():
-        pytest.skip("the target database needs the PostgreSQL server")
+        unavailable("the target database needs the PostgreSQL server")
     with ExitStack() as stack:
         s = build_standin(tmp_path, stack, docker_client)
         monkeypatch.setenv("SSL_CERT_FILE", str(s.ca_file))

@@ -1,0 +1,29 @@
+# cutover-bot: `docker build -t cutover-bot .` then
+#   docker run --rm -e SLACK_BOT_TOKEN -e SLACK_SIGNING_SECRET -e SLACK_APP_TOKEN \
+#     -e CUTOVER_DATABASE_URL=postgresql+psycopg://... cutover-bot
+# The Docker checks need the engine's socket: -v /var/run/docker.sock:/var/run/docker.sock
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 cutover
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY commands ./commands
+COPY phases ./phases
+COPY runbooks ./runbooks
+RUN pip install --no-cache-dir . && mkdir -p /data && chown cutover /data
+
+USER cutover
+ENV CUTOVER_DATABASE_URL=sqlite:////data/cutover.db \
+    CUTOVER_RUNBOOK=/app/runbooks/nostrmaxi.yml \
+    CUTOVER_HTTP_PORT=3000 \
+    PYTHONUNBUFFERED=1
+VOLUME ["/data"]
+EXPOSE 3000
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,os; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('CUTOVER_HTTP_PORT','3000'), timeout=3)" || exit 1
+ENTRYPOINT ["cutover"]
+CMD ["serve"]
