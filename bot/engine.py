@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bot import audit
@@ -408,6 +409,14 @@ class Engine:
         self, gate_id: int, actor: Actor, decision: DecisionKind, reason: str | None = None
     ) -> Decision:
         """Records one click. Permission is checked here, when the click arrives."""
+        result = self._decide(gate_id, actor, decision, reason)
+        if result.outcome == "vote_recorded" and result.gate_id is not None:
+            self._tell("gate_changed", result.gate_id)  # "1/2 approved by …", live
+        return result
+
+    def _decide(
+        self, gate_id: int, actor: Actor, decision: DecisionKind, reason: str | None
+    ) -> Decision:
         spawn: Callable[[int], None] | None = None
         with self.db.session() as s:
             gate = s.exec(select(Gate).where(Gate.id == gate_id).with_for_update()).one_or_none()
@@ -677,7 +686,41 @@ class Engine:
                 at=self.now(),
             )
         self._tell("run_changed", run.id)
+        # With no phase executing nobody else would start it; with one, this returns at once
+        # and the phase hands over at its next step. The claim keeps it to one rollback.
+        self._spawn(self.execute_rollback, run.id)
         return Decision("rolled_back", f"run #{run.id} aborted by {actor.label}", None, run.id)
+
+    # ------------------------------------------------------------------ surface refs
+
+    def set_surface_ref(
+        self, ref: str, *, run_id: int | None = None, gate_id: int | None = None
+    ) -> str:
+        """Records the chat message of a run or gate once; returns the ref that won.
+
+        A conditional UPDATE (only where none is set yet) keeps two threads that
+        posted at once from both owning the message: the loser updates the winner's.
+        """
+        with self.db.session() as s:
+            if run_id is not None:
+                s.execute(
+                    update(Run)
+                    .where(col(Run.id) == run_id, col(Run.surface_ref).is_(None))
+                    .values(surface_ref=ref)
+                )
+                row: Run | Gate | None = s.get(Run, run_id)
+            elif gate_id is not None:
+                s.execute(
+                    update(Gate)
+                    .where(col(Gate.id) == gate_id, col(Gate.surface_ref).is_(None))
+                    .values(surface_ref=ref)
+                )
+                row = s.get(Gate, gate_id)
+            else:
+                raise ValueError("set_surface_ref needs run_id or gate_id")
+            if row is not None:
+                s.refresh(row)
+            return row.surface_ref if row is not None and row.surface_ref else ref
 
     # ------------------------------------------------------------------ rollback
 
@@ -693,6 +736,10 @@ class Engine:
             ).first()
             if running is not None:
                 return  # the executing phase hands over when it reaches its next step
+            if run.rollback_started_at is not None:
+                return  # another thread claimed this rollback
+            run.rollback_started_at = self.now()
+            s.add(run)
             failed_phase = self.runbook.phases[min(run.phase_index, len(self.runbook.phases) - 1)]
             audit.append(
                 s,
@@ -791,6 +838,10 @@ class Engine:
             if run.status == RunStatus.ROLLING_BACK:
                 report.append(f"run #{run.id}: rollback resumed")
                 with self.db.session() as s:
+                    stale = s.get(Run, run.id)
+                    if stale is not None:  # the process that claimed it is gone
+                        stale.rollback_started_at = None
+                        s.add(stale)
                     audit.append(
                         s,
                         "rollback.resumed",

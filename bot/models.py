@@ -66,6 +66,8 @@ class Run(SQLModel, table=True):
     phase_index: int = 0  # index of the phase now running or waiting
     rollback_reason: str | None = None
     rolled_back_by: str | None = None
+    # Claimed by the one thread that executes the rollback; cleared by recover() after a crash.
+    rollback_started_at: datetime | None = Field(default=None, sa_column=_ts())
     started_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
     ended_at: datetime | None = Field(default=None, sa_column=_ts())
 

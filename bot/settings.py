@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     )
     runbook: Path = Field(default=DEFAULT_RUNBOOK, description="Path of the runbook YAML file")
     http_port: int = Field(default=3000, description="Port of `cutover serve` in HTTP mode")
+    http_host: str = Field(default="0.0.0.0", description="Address `cutover serve` listens on")
     log_level: str = "INFO"
     workers: int = Field(default=4, ge=1, le=32, description="Phases executing at once")
 

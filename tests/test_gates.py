@@ -244,3 +244,19 @@ def test_every_state_change_has_its_audit_row_and_the_chain_verifies(
         rows = s.exec(select(AuditEvent)).all()
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
     assert audit.verify(db) == []
+
+
+def test_abort_between_phases_still_runs_the_rollback_once(db: Database, tmp_path: Path) -> None:
+    engine = engine_for(db, tmp_path)
+    run = engine.start_run("staging", ALICE)
+    spawned: list[object] = []
+    engine._spawn = lambda fn, *a: spawned.append(fn)  # type: ignore[method-assign]
+    engine.decide(gate_now(engine, run.id), BOB, "continue")  # next phase not started yet
+    engine._spawn = lambda fn, *a: fn(*a)  # type: ignore[method-assign]
+    assert engine.abort("staging", BOB, "stop now").outcome == "rolled_back"
+    assert (tmp_path / "rolled-back").exists()
+    engine.execute_rollback(run.id or 0)  # a second executor finds the rollback claimed
+    assert kinds(db, run.id).count("rollback.started") == 1
+    with db.session() as s:
+        r = s.get(Run, run.id)
+    assert r is not None and r.status == "rolled_back"
