@@ -9,7 +9,6 @@ file with random secrets and a fresh backup, then opens the console on
 from __future__ import annotations
 
 import getpass
-import secrets
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,7 +17,14 @@ from typing import Any
 import yaml
 
 from bot.settings import Settings
-from bot.standin import LoopbackDNSServer, NostrMaxiStandin, make_ca, make_leaf, tls_server
+from bot.standin import (
+    LoopbackDNSServer,
+    NostrMaxiStandin,
+    make_ca,
+    make_leaf,
+    nostrmaxi_env_values,
+    tls_server,
+)
 
 DEMO_RUNBOOK = Path(__file__).resolve().parent.parent / "runbooks" / "demo.yml"
 
@@ -31,20 +37,7 @@ def prepare(workdir: Path, stack: ExitStack, login: str) -> Path:
     (backups / "nostrmaxi.sql.gz").write_bytes(b"demo backup\n" * 64)
     env_file = workdir / ".env.prod"
     env_file.write_text(
-        "".join(
-            f"{k}={v}\n"
-            for k, v in {
-                "DOMAIN": "localhost",
-                "PAYMENTS_PROVIDER": "btcpay",
-                "BTCPAY_URL": "https://btcpay.localhost",
-                "BTCPAY_API_KEY": secrets.token_hex(20),
-                "BTCPAY_STORE_ID": secrets.token_hex(22),
-                "ADMIN_PUBKEYS": secrets.token_hex(32),
-                "JWT_SECRET": secrets.token_urlsafe(64),
-                "WEBHOOK_SECRET": secrets.token_urlsafe(32),
-            }.items()
-        ),
-        encoding="utf-8",
+        "".join(f"{k}={v}\n" for k, v in nostrmaxi_env_values().items()), encoding="utf-8"
     )
     env_file.chmod(0o600)
     ca = make_ca(workdir)

@@ -445,6 +445,11 @@ class Engine:
             pr = s.get(PhaseRun, gate.phase_run_id)
             assert pr is not None and run.id is not None
             now = self.now()
+
+            def log_event(kind: str, **extra: Any) -> None:
+                data = {"gate": gate.id, "phase": gate.phase_id, **extra}
+                audit.append(s, kind, actor=actor.id, run_id=run.id, data=data, at=now)
+
             if decision == "rollback":
                 gate.status, gate.decided_by, gate.decided_at = (
                     GateStatus.ROLLED_BACK,
@@ -454,33 +459,14 @@ class Engine:
                 pr.status = PhaseStatus.FAILED
                 run.status, run.rolled_back_by = RunStatus.ROLLING_BACK, actor.id
                 run.rollback_reason = reason or f"rolled back at phase {gate.phase_id}"
-                audit.append(
-                    s,
-                    "gate.decided",
-                    actor=actor.id,
-                    run_id=run.id,
-                    data={
-                        "gate": gate.id,
-                        "phase": gate.phase_id,
-                        "decision": "rollback",
-                        "reason": run.rollback_reason,
-                    },
-                    at=now,
-                )
+                log_event("gate.decided", decision="rollback", reason=run.rollback_reason)
                 result = Decision("rolled_back", f"rolled back by {actor.label}", gate.id, run.id)
                 spawn = self.execute_rollback
             elif decision == "retry":
                 gate.status, gate.decided_by, gate.decided_at = GateStatus.RETRIED, actor.id, now
                 pr.status = PhaseStatus.RETRIED
                 run.status = RunStatus.RUNNING
-                audit.append(
-                    s,
-                    "gate.decided",
-                    actor=actor.id,
-                    run_id=run.id,
-                    data={"gate": gate.id, "phase": gate.phase_id, "decision": "retry"},
-                    at=now,
-                )
+                log_event("gate.decided", decision="retry")
                 result = Decision(
                     "retried", f"phase re-run requested by {actor.label}", gate.id, run.id
                 )
@@ -489,19 +475,7 @@ class Engine:
                 s.add(Vote(gate_id=gate_id, actor=actor.id, at=now))
                 s.flush()
                 votes = self._voters(s, gate.id)
-                audit.append(
-                    s,
-                    "gate.vote",
-                    actor=actor.id,
-                    run_id=run.id,
-                    data={
-                        "gate": gate.id,
-                        "phase": gate.phase_id,
-                        "votes": len(votes),
-                        "quorum": gate.quorum,
-                    },
-                    at=now,
-                )
+                log_event("gate.vote", votes=len(votes), quorum=gate.quorum)
                 if len(votes) < gate.quorum:
                     s.add(gate)
                     return Decision(
@@ -515,19 +489,7 @@ class Engine:
                 pr.status = PhaseStatus.PASSED
                 run.phase_index += 1
                 run.status = RunStatus.RUNNING
-                audit.append(
-                    s,
-                    "gate.decided",
-                    actor=actor.id,
-                    run_id=run.id,
-                    data={
-                        "gate": gate.id,
-                        "phase": gate.phase_id,
-                        "decision": "continue",
-                        "approvers": votes,
-                    },
-                    at=now,
-                )
+                log_event("gate.decided", decision="continue", approvers=votes)
                 if run.phase_index >= len(self.runbook.phases):
                     self._complete(s, run)
                 result = Decision("approved", f"approved by {', '.join(votes)}", gate.id, run.id)

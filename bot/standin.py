@@ -691,3 +691,17 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
             return None
         data += chunk
     return data
+
+
+def nostrmaxi_env_values(domain: str = "localhost") -> dict[str, str]:
+    """A NostrMaxi .env with fresh random secrets that pass the runbook's secrets rules."""
+    return {
+        "DOMAIN": domain,
+        "PAYMENTS_PROVIDER": "btcpay",
+        "BTCPAY_URL": f"https://btcpay.{domain}",
+        "BTCPAY_API_KEY": secrets.token_hex(20),
+        "BTCPAY_STORE_ID": secrets.token_hex(22),
+        "ADMIN_PUBKEYS": secrets.token_hex(32),
+        "JWT_SECRET": secrets.token_urlsafe(64),
+        "WEBHOOK_SECRET": secrets.token_urlsafe(32),
+    }

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 import subprocess
 import sys
 import uuid
@@ -25,18 +24,19 @@ from typing import Any
 import pytest
 import yaml
 
-from phases.runbook import Runbook, load_runbook
-from tests.db_fixtures import postgres_reachable, throwaway_pg_database
-from tests.docker_fixtures import BASE_IMAGE
-from tests.require import unavailable
-from tests.servers import (
+from bot.standin import (
     LoopbackDNSServer,
     NostrMaxiStandin,
     Response,
     make_ca,
     make_leaf,
+    nostrmaxi_env_values,
     tls_server,
 )
+from phases.runbook import Runbook, load_runbook
+from tests.db_fixtures import postgres_reachable, throwaway_pg_database
+from tests.docker_fixtures import BASE_IMAGE
+from tests.require import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOK = ROOT / "runbooks" / "nostrmaxi.yml"
@@ -102,19 +102,6 @@ def _git(*args: str, cwd: Path) -> None:
     )
 
 
-def _secrets() -> dict[str, str]:
-    return {
-        "DOMAIN": "localhost",
-        "PAYMENTS_PROVIDER": "btcpay",
-        "BTCPAY_URL": "https://btcpay.localhost",
-        "BTCPAY_API_KEY": secrets.token_hex(20),
-        "BTCPAY_STORE_ID": secrets.token_hex(22),
-        "ADMIN_PUBKEYS": secrets.token_hex(32),
-        "JWT_SECRET": secrets.token_urlsafe(64),
-        "WEBHOOK_SECRET": secrets.token_urlsafe(32),
-    }
-
-
 def build_standin(
     tmp_path: Path,
     stack: ExitStack,
@@ -145,7 +132,7 @@ def build_standin(
     _git("clone", "-q", str(origin), str(app_dir), cwd=tmp_path)
     (app_dir / ".standin").mkdir()
 
-    values = _secrets()
+    values = nostrmaxi_env_values()
     values["DATABASE_URL"] = libpq_url
     env_file = tmp_path / ".env.prod"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
