@@ -537,7 +537,9 @@ class Engine:
         if decision == "continue":
             if not env.allow_self_approval and actor.id == run.requested_by:
                 return "you started this run, and this environment forbids approving your own run"
-            if not gate.checks_passed:
+            # A dry run changed nothing, so a check that fails because an action was only
+            # described may be passed over; a real run fails closed.
+            if not gate.checks_passed and not run.dry_run:
                 return (
                     "checks did not pass (or the phase was interrupted): Continue is refused. "
                     "Retry the phase or Rollback"

@@ -78,6 +78,8 @@ def checkpoint_text(g: GateView) -> str:
             + ("RESTORE & ROLLBACK" if g.on_fail == "restore_and_rollback" else "ROLLBACK")
         )
     )
+    if g.dry_run and not g.checks_passed:
+        verdict += " (dry run: nothing was changed, so Continue is allowed)"
     lines.append(f"Decision point: {verdict}")
     if g.status == "open":
         if g.quorum > 1:
