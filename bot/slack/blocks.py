@@ -1,0 +1,448 @@
+"""Block Kit messages for a run and its checkpoints, built from the read models in `bot.views`.
+
+Pure functions: a view in, `(fallback_text, blocks)` out. Every dynamic string is
+masked (secrets never reach chat), escaped for mrkdwn and cut to Slack's limits:
+at most 50 blocks, section text 3000, header 150, button text 75, option text 75,
+action_id / block_id 255, button value 2000, option value 150, 10 options per
+checkbox group. Identity is shown as a mention built from the user id, never a name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.views import STATUS_WORDS, GateView, RunView
+
+Mask = Callable[[str], str]
+Block = dict[str, Any]
+
+MAX_BLOCKS = 50
+SECTION_TEXT = 3000
+HEADER_TEXT = 150
+CONTEXT_TEXT = 2000
+BUTTON_TEXT = 75
+OPTION_TEXT = 75
+OPTION_VALUE = 150
+OPTIONS_PER_GROUP = 10
+ACTION_ID = 255
+BLOCK_ID = 255
+VALUE = 2000
+CONFIRM_TITLE, CONFIRM_TEXT, CONFIRM_BUTTON = 100, 300, 30
+FALLBACK_TEXT = 3000  # the notification / accessibility text of a message
+REPLY_TEXT = 3900  # an ephemeral reply or a thread notice
+EVIDENCE_CHARS = 400  # of one step's evidence, in a checkpoint
+
+CONTINUE, ROLLBACK, RETRY, TICK = "gate_continue", "gate_rollback", "gate_retry", "gate_tick"
+
+ICONS = {
+    "pass": "✅",
+    "fail": "❌",
+    "error": "⛔",
+    "warn": "⚠️",
+    "skipped": "⏭️",
+    "pending": "⚪",
+    "running": "⏳",
+    "waiting": "✋",
+    "passed": "✅",
+    "failed": "❌",
+    "interrupted": "⚠️",
+}
+RUN_ICONS = {
+    "running": "⏳",
+    "waiting": "✋",
+    "rolling_back": "⏪",
+    "rolled_back": "↩️",
+    "completed": "✅",
+}
+
+_ACTOR = re.compile(r"\b([TE][A-Z0-9]+):([UW][A-Z0-9]+)\b")
+
+
+def _same(text: str) -> str:
+    return text
+
+
+# ---------------------------------------------------------------------- text
+
+
+def escape(text: str) -> str:
+    """The three characters Slack's mrkdwn needs escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slackify(text: str) -> str:
+    """Engine text for mrkdwn: escaped, and TEAM:USER ids shown as mentions."""
+    return _ACTOR.sub(lambda m: f"<@{m.group(2)}>", escape(text))
+
+
+def mention(actor_id: str | None) -> str:
+    if not actor_id:
+        return "?"
+    m = _ACTOR.fullmatch(actor_id.strip())
+    return f"<@{m.group(2)}>" if m else escape(actor_id.strip())
+
+
+def mentions(actor_ids: str | Iterable[str] | None) -> str:
+    """'T1:U1,T1:U2' (a quorum's decided_by) or a list of ids, as '<@U1>, <@U2>'."""
+    if not actor_ids:
+        return "?"
+    ids = actor_ids.split(",") if isinstance(actor_ids, str) else list(actor_ids)
+    return ", ".join(mention(i) for i in ids if i.strip()) or "?"
+
+
+def when(dt: datetime | None) -> str:
+    """A Slack date token: shown in the reader's time zone, with a UTC fallback."""
+    if dt is None:
+        return "?"
+    aware = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    fallback = aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"<!date^{int(aware.timestamp())}^{{date_short_pretty}} {{time_secs}}|{fallback}>"
+
+
+def clip(text: str, limit: int) -> str:
+    """Cuts mrkdwn to `limit` characters without leaving half an &entity; or <token>."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - 1)]
+    cut = re.sub(r"&[#A-Za-z0-9]*$", "", cut)
+    lt = cut.rfind("<")
+    if lt != -1 and ">" not in cut[lt:]:
+        cut = cut[:lt]
+    return cut + "…"
+
+
+def clip_plain(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def fit_lines(lines: list[str], limit: int = REPLY_TEXT) -> str:
+    """Joins lines within `limit`, keeping the first and the latest ones."""
+    text = "\n".join(lines)
+    if len(text) <= limit or len(lines) < 3:
+        return clip(text, limit)
+    head, tail = lines[0], lines[-1]
+    kept: list[str] = []
+    budget = limit - len(head) - len(tail) - 60
+    for line in reversed(lines[1:-1]):
+        if len(line) + 1 > budget:
+            break
+        kept.insert(0, line)
+        budget -= len(line) + 1
+    dropped = len(lines) - 2 - len(kept)
+    return clip("\n".join([head, f"… {dropped} earlier lines not shown", *kept, tail]), limit)
+
+
+# ---------------------------------------------------------------------- blocks
+
+
+def header(text: str) -> Block:
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": clip_plain(text, HEADER_TEXT), "emoji": True},
+    }
+
+
+def section(text: str, block_id: str | None = None) -> Block:
+    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_TEXT)}}
+    if block_id:
+        block["block_id"] = block_id[:BLOCK_ID]
+    return block
+
+
+def context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, CONTEXT_TEXT)}]}
+
+
+def sections(lines: list[str], limit: int = SECTION_TEXT) -> list[Block]:
+    """Packs lines into as few section blocks as their text limit allows."""
+    out: list[Block] = []
+    current = ""
+    for raw in lines:
+        line = clip(raw, limit)
+        if current and len(current) + 1 + len(line) > limit:
+            out.append(section(current))
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current:
+        out.append(section(current))
+    return out
+
+
+def button(
+    text: str, action_id: str, value: str, style: str | None = None, confirm: Block | None = None
+) -> Block:
+    b: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": clip_plain(text, BUTTON_TEXT), "emoji": True},
+        "action_id": action_id[:ACTION_ID],
+        "value": value[:VALUE],
+    }
+    if style:
+        b["style"] = style
+    if confirm:
+        b["confirm"] = confirm
+    return b
+
+
+def confirm_dialog(title: str, text: str, yes: str, no: str = "Cancel") -> Block:
+    return {
+        "title": {"type": "plain_text", "text": clip_plain(title, CONFIRM_TITLE)},
+        "text": {"type": "mrkdwn", "text": clip(text, CONFIRM_TEXT)},
+        "confirm": {"type": "plain_text", "text": clip_plain(yes, CONFIRM_BUTTON)},
+        "deny": {"type": "plain_text", "text": clip_plain(no, CONFIRM_BUTTON)},
+        "style": "danger",
+    }
+
+
+def gate_value(view: GateView) -> str:
+    return f"{view.id}:{view.attempt}"
+
+
+def parse_gate_value(value: str | None) -> tuple[int, int] | None:
+    """'12:1' → (gate 12, attempt 1); anything else → None."""
+    m = re.fullmatch(r"(\d{1,12}):(\d{1,6})", value or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def parse_tick_value(value: str | None) -> tuple[int, int, str] | None:
+    m = re.fullmatch(r"(\d{1,12}):(\d{1,6}):([a-z0-9][a-z0-9_-]{0,39})", value or "")
+    return (int(m.group(1)), int(m.group(2)), m.group(3)) if m else None
+
+
+def parse_tick_block(block_id: str | None) -> tuple[int, int, int] | None:
+    """'tick:12:1:0' → (gate 12, attempt 1, group 0)."""
+    m = re.fullmatch(r"tick:(\d{1,12}):(\d{1,6}):(\d{1,3})", block_id or "")
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+# ---------------------------------------------------------------------- run (parent message)
+
+
+def run_message(
+    view: RunView, now: datetime | None = None, mask: Mask = _same
+) -> tuple[str, list[Block]]:
+    """The run's parent message: state, elapsed against the estimate, the phase list."""
+    state = STATUS_WORDS.get(view.status, view.status)  # type: ignore[call-overload]
+    dry = " (dry run)" if view.dry_run else ""
+    elapsed = view.elapsed_minutes(now)
+    blocks: list[Block] = [header(f"Cutover run #{view.id} · {mask(view.environment)}{dry}")]
+    blocks.append(
+        section(
+            f"{RUN_ICONS.get(view.status, '•')} *{escape(state)}* · elapsed {elapsed:.0f} min of "
+            f"an estimated {view.estimate_min}-{view.estimate_max} min\n"
+            f"Started by {mention(view.requested_by)} at {when(view.started_at)} · runbook "
+            f"_{escape(mask(view.runbook))}_"
+        )
+    )
+    lines = []
+    for p in view.phases:
+        took = f", took {p.minutes:.0f} min" if p.minutes is not None else ""
+        attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
+        extra = {
+            "waiting": " — waiting for a decision (see the thread)",
+            "running": " — running",
+            "interrupted": " — interrupted",
+        }.get(p.status, "")
+        if p.status == "passed" and p.decided_by:
+            extra = f" — approved by {mentions(p.decided_by)} at {when(p.decided_at)}"
+        elif p.status == "failed" and p.decided_by:
+            extra = f" — rolled back by {mention(p.decided_by)} at {when(p.decided_at)}"
+        lines.append(
+            f"{ICONS.get(p.status, '•')} *{p.index + 1}. {escape(mask(p.name))}* "
+            f"[{escape(p.estimate)}{took}]{attempt}{extra}"
+        )
+    blocks += sections(lines)[: MAX_BLOCKS - 3]
+    if view.rollback_reason:
+        blocks.append(
+            context(
+                f"Rollback: {slackify(mask(view.rollback_reason))} "
+                f"(by {mention(view.rolled_back_by)})"
+            )
+        )
+    current = next((p for p in view.phases if p.status in ("waiting", "running")), None)
+    where = f" · phase {current.index + 1}/{len(view.phases)} {current.name}" if current else ""
+    text = f"Cutover run #{view.id} of {view.environment}{dry}: {state}{where}"
+    return clip(slackify(mask(text)), FALLBACK_TEXT), blocks[:MAX_BLOCKS]
+
+
+# ---------------------------------------------------------------------- checkpoint (thread)
+
+
+def decided_line(view: GateView) -> str:
+    verb, icon = {
+        "approved": ("Approved", "✅"),
+        "rolled_back": ("Rolled back", "❌"),
+        "retried": ("Sent to retry", "🔁"),
+    }.get(view.status, (view.status, "•"))
+    return f"{icon} *{verb}* by {mentions(view.decided_by)} at {when(view.decided_at)}"
+
+
+def stale_text(view: GateView) -> str:
+    """The answer to a click on a message whose gate is no longer open."""
+    verb = {
+        "approved": "approved",
+        "rolled_back": "rolled back",
+        "retried": "sent to retry",
+    }.get(view.status, view.status)
+    return (
+        f"Phase {view.phase_index + 1} ({escape(view.phase_name)}) of run #{view.run_id} was "
+        f"already {verb} by {mentions(view.decided_by)} at {when(view.decided_at)}; "
+        "your click changed nothing."
+    )
+
+
+def approvals_line(view: GateView) -> str:
+    if view.votes:
+        return f"*Approvals:* {len(view.votes)}/{view.quorum} approved by {mentions(view.votes)}"
+    return f"*Approvals:* 0/{view.quorum} — needs {view.quorum} approvers"
+
+
+def gate_message(view: GateView, mask: Mask = _same) -> tuple[str, list[Block]]:
+    """A phase's checkpoint: each step's status, evidence and duration, then the decision."""
+    is_open = view.status == "open"
+    title = f"Phase {view.phase_index + 1}/{view.phase_count}: {mask(view.phase_name)}"
+    if view.attempt > 1:
+        title += f" · attempt {view.attempt}"
+    if view.dry_run:
+        title += " · DRY RUN"
+    head: list[Block] = [header(title)]
+    intro = (
+        f"*Checkpoint:* {escape(mask(view.checkpoint))}\n"
+        f"Run #{view.run_id} · {escape(mask(view.environment))}"
+    )
+    if view.note:
+        intro += f"\n⚠️ {slackify(mask(view.note))}"
+    head.append(section(intro))
+
+    if view.checks_passed:
+        verdict = "PASS → Continue"
+    else:
+        fail = "RESTORE & ROLLBACK" if view.on_fail == "restore_and_rollback" else "ROLLBACK"
+        verdict = f"FAIL → {fail} (or Retry the phase once the cause is fixed)"
+    manual: list[Block] = []
+    if view.manual:
+        items = []
+        for m in view.manual:
+            box = "☑️" if m.ticked_by else "⬜"
+            by = f" — ticked by {mention(m.ticked_by)}" if m.ticked_by else ""
+            items.append(f"{box} *{escape(m.id)}* — {escape(mask(m.text))}{by}")
+        manual += sections(["*Manual steps* (tick each one before Continue):", *items])
+        if is_open:
+            manual += tick_blocks(view, mask)
+    decision: list[Block] = []
+    if is_open:
+        if view.quorum > 1:
+            decision.append(section(approvals_line(view)))
+        decision.append(decision_buttons(view))
+    else:
+        decision.append(section(decided_line(view)))
+    # The decision never falls off the end: the manual steps give way first, then the results.
+    room = MAX_BLOCKS - len(head) - 1 - len(decision) - 1
+    tail = [section(f"*Decision point:* {verdict}"), *manual[:room], *decision]
+
+    lines: list[str] = []
+    for section_name in ("actions", "checks"):
+        steps = [st for st in view.steps if st.section == section_name]
+        if not steps:
+            continue
+        lines.append(f"*{section_name.capitalize()}*")
+        for st in steps:
+            evidence = clip_plain(one_line(mask(st.evidence)), EVIDENCE_CHARS)
+            lines.append(
+                f"{ICONS.get(st.status, '•')} *{escape(mask(st.name))}* — {escape(evidence)} "
+                f"_({st.duration_ms} ms)_"
+            )
+    if not lines:
+        lines.append("_No automated steps in this phase._")
+    body = sections(lines)
+    budget = MAX_BLOCKS - len(head) - len(tail)
+    if len(body) > budget:
+        body = body[: max(0, budget - 1)]
+        body.append(context(f"More results than one message holds: `/cutover audit {view.run_id}`"))
+    blocks = (head + body + tail)[:MAX_BLOCKS]
+
+    verb = {"approved": "approved", "rolled_back": "rolled back", "retried": "sent to retry"}
+    state = (
+        "waiting for a decision"
+        if is_open
+        else f"{verb.get(view.status, view.status)} by {mentions(view.decided_by)}"
+    )
+    text = (
+        f"Run #{view.run_id} · phase {view.phase_index + 1}/{view.phase_count} "
+        f"{escape(mask(view.phase_name))}: {state}"
+    )
+    return clip(text, FALLBACK_TEXT), blocks
+
+
+def tick_blocks(view: GateView, mask: Mask = _same) -> list[Block]:
+    """Checkbox groups (10 options each) for the manual steps; ticked ones start checked."""
+    out: list[Block] = []
+    for n in range(0, len(view.manual), OPTIONS_PER_GROUP):
+        chunk = view.manual[n : n + OPTIONS_PER_GROUP]
+        options = [
+            {
+                "text": {
+                    "type": "plain_text",
+                    "text": clip_plain(f"{m.id}: {mask(m.text)}", OPTION_TEXT),
+                },
+                "value": f"{view.id}:{view.attempt}:{m.id}"[:OPTION_VALUE],
+            }
+            for m in chunk
+        ]
+        element: Block = {"type": "checkboxes", "action_id": TICK, "options": options}
+        initial = [o for o, m in zip(options, chunk, strict=True) if m.ticked_by]
+        if initial:
+            element["initial_options"] = initial
+        out.append(
+            {
+                "type": "actions",
+                "block_id": f"tick:{view.id}:{view.attempt}:{n // OPTIONS_PER_GROUP}",
+                "elements": [element],
+            }
+        )
+    return out
+
+
+def decision_buttons(view: GateView) -> Block:
+    value = gate_value(view)
+    first = (
+        button("Continue", CONTINUE, value, style="primary")
+        if view.checks_passed
+        else button("Retry phase", RETRY, value)
+    )
+    restore = (
+        " The database is restored from the backup first."
+        if view.on_fail == "restore_and_rollback"
+        else ""
+    )
+    dialog = confirm_dialog(
+        f"Roll back run #{view.run_id}?",
+        f"Rollback is final: the run stops here and the runbook's rollback steps run.{restore} "
+        "The channel sees who decided.",
+        "Roll back",
+    )
+    return {
+        "type": "actions",
+        "block_id": f"gate:{view.id}:{view.attempt}",
+        "elements": [first, button("Rollback", ROLLBACK, value, style="danger", confirm=dialog)],
+    }
+
+
+def mask_blocks(value: Any, mask: Mask) -> Any:
+    """Masks every string of a block tree; a masked string never grows past its old length."""
+    if isinstance(value, str):
+        masked = mask(value)
+        return masked if len(masked) <= len(value) else masked[: len(value)]
+    if isinstance(value, list):
+        return [mask_blocks(v, mask) for v in value]
+    if isinstance(value, dict):
+        return {k: mask_blocks(v, mask) for k, v in value.items()}
+    return value

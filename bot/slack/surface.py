@@ -1,0 +1,297 @@
+"""`SlackSurface`: the engine's `Surface` in Slack, through the Web API (slack_sdk).
+
+One parent message per run, posted once and then edited in place (chat.update);
+each phase's checkpoint is a reply in the run's thread, edited as votes, ticks
+and the decision arrive. Message refs ("CHANNEL:TS") live in the database
+(`Engine.set_surface_ref`), so a restarted bot edits the same messages.
+
+Rate limits (429 + Retry-After), 5xx answers and dropped connections are retried
+by slack_sdk's retry handlers; a call that still fails raises, and the engine
+audits it as "surface.failed". Everything posted is masked first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.webhook import WebhookClient
+
+from bot import audit
+from bot.slack.blocks import (
+    REPLY_TEXT,
+    Block,
+    clip,
+    gate_message,
+    mask_blocks,
+    run_message,
+    slackify,
+)
+from bot.surface import SYSTEM
+from bot.views import gate_view, open_gate_id, run_view
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://slack.com/api/"
+
+
+def retry_handlers(
+    *,
+    rate_limited: int = 3,
+    server_errors: int = 2,
+    connection_errors: int = 2,
+    backoff: float = 0.5,
+) -> list[RetryHandler]:
+    """429 waits for Retry-After; 500/503 and connection errors back off exponentially."""
+    interval = BackoffRetryIntervalCalculator(backoff_factor=backoff)
+    return [
+        ConnectionErrorRetryHandler(
+            max_retry_count=connection_errors, interval_calculator=interval
+        ),
+        RateLimitErrorRetryHandler(max_retry_count=rate_limited),
+        ServerErrorRetryHandler(max_retry_count=server_errors, interval_calculator=interval),
+    ]
+
+
+def api_base_url(url: str | None) -> str:
+    base = (url or DEFAULT_API_URL).strip()
+    return base if base.endswith("/") else base + "/"
+
+
+def make_client(
+    token: str, api_url: str | None = None, handlers: list[RetryHandler] | None = None
+) -> WebClient:
+    return WebClient(
+        token=token,
+        base_url=api_base_url(api_url),
+        timeout=15,
+        retry_handlers=handlers if handlers is not None else retry_handlers(),
+    )
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    channel, _, ts = ref.partition(":")
+    return channel, ts
+
+
+class SlackSurface:
+    """Implements `bot.surface.Surface`. Bind the engine before the first call."""
+
+    def __init__(self, client: WebClient, engine: Engine | None = None) -> None:
+        self.client = client
+        self._engine = engine
+        self._locks: dict[int, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+
+    def bind(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("SlackSurface is not bound to an engine")
+        return self._engine
+
+    def _lock(self, run_id: int) -> threading.RLock:
+        """One lock per run: the parent and its checkpoints are posted once, edited in order."""
+        with self._locks_guard:
+            return self._locks.setdefault(run_id, threading.RLock())
+
+    def _mask(self, text: str) -> str:
+        return self.engine.masker.mask(text)
+
+    # ------------------------------------------------------------------ Surface
+
+    def run_changed(self, run_id: int) -> None:
+        with self._lock(run_id):
+            self._sync_run(run_id)
+
+    def checkpoint(self, gate_id: int) -> None:
+        self.gate_changed(gate_id)
+
+    def gate_changed(self, gate_id: int) -> None:
+        first = gate_view(self.engine.db, self.engine.runbook, gate_id)
+        if first is None:
+            return
+        with self._lock(first.run_id):
+            view = gate_view(self.engine.db, self.engine.runbook, gate_id)  # fresh, under the lock
+            assert view is not None
+            parent = view.run_surface_ref or self._sync_run(view.run_id)
+            text, blocks = gate_message(view, self._mask)
+            channel, thread_ts = split_ref(parent) if parent else (view.channel, None)
+            self._post_or_update(
+                view.surface_ref,
+                channel,
+                text,
+                blocks,
+                thread_ts=thread_ts,
+                own=lambda ref: self.engine.set_surface_ref(ref, gate_id=gate_id),
+            )
+
+    def notice(self, run_id: int | None, text: str, channel: str | None = None) -> None:
+        thread_ts: str | None = None
+        if run_id is not None:
+            view = run_view(self.engine.db, self.engine.runbook, run_id)
+            if view is not None:
+                if view.surface_ref:
+                    channel, thread_ts = split_ref(view.surface_ref)
+                else:
+                    channel = channel or view.channel
+        if not channel:
+            raise RuntimeError(f"no channel to post a notice of run #{run_id} in")
+        self._call(
+            "chat_postMessage",
+            channel=channel,
+            text=clip(slackify(self._mask(text)), REPLY_TEXT),
+            thread_ts=thread_ts,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+
+    def resync(self, run_id: int) -> None:
+        """Posts whatever of an active run is missing in Slack (after an outage or a restart)
+        and redraws the rest: the parent message, then the open checkpoint."""
+        self.run_changed(run_id)
+        gate_id = open_gate_id(self.engine.db, run_id)
+        if gate_id is not None:
+            self.gate_changed(gate_id)
+
+    # ------------------------------------------------------------------ replies to one person
+
+    def reply(
+        self,
+        text: str,
+        *,
+        response_url: str | None,
+        channel: str | None,
+        user: str | None,
+        ephemeral: bool = True,
+        run_id: int | None = None,
+    ) -> bool:
+        """Answers the person who typed or clicked: via response_url, else chat.postEphemeral.
+
+        A reply that cannot be delivered is audited (surface.failed) and logged.
+        """
+        body = clip(self._mask(text), REPLY_TEXT)
+        errors: list[str] = []
+        if response_url:
+            try:
+                hook = WebhookClient(url=response_url, timeout=10, retry_handlers=retry_handlers())
+                resp = hook.send_dict(
+                    {
+                        "text": body,
+                        "response_type": "ephemeral" if ephemeral else "in_channel",
+                        "replace_original": False,
+                    }
+                )
+                if resp.status_code == 200:
+                    return True
+                errors.append(f"response_url answered {resp.status_code}")
+            except Exception as exc:
+                errors.append(f"response_url: {exc}")
+        if channel and user:
+            try:
+                if ephemeral:
+                    self._call("chat_postEphemeral", channel=channel, user=user, text=body)
+                else:
+                    self._call("chat_postMessage", channel=channel, text=body)
+                return True
+            except Exception as exc:
+                errors.append(f"chat.postEphemeral: {exc}")
+        self._audit_failure("reply", "; ".join(errors) or "nowhere to reply", run_id)
+        return False
+
+    # ------------------------------------------------------------------ internals
+
+    def _sync_run(self, run_id: int) -> str | None:
+        """Posts or edits the run's parent message; returns its ref. Caller holds the lock."""
+        view = run_view(self.engine.db, self.engine.runbook, run_id)
+        if view is None:
+            return None
+        text, blocks = run_message(view, datetime.now(UTC), self._mask)
+        return self._post_or_update(
+            view.surface_ref,
+            view.channel,
+            text,
+            blocks,
+            thread_ts=None,
+            own=lambda ref: self.engine.set_surface_ref(ref, run_id=run_id),
+        )
+
+    def _post_or_update(
+        self,
+        ref: str | None,
+        channel: str | None,
+        text: str,
+        blocks: list[Block],
+        *,
+        thread_ts: str | None,
+        own: Any,
+    ) -> str:
+        blocks = mask_blocks(blocks, self._mask)
+        if ref:
+            ch, ts = split_ref(ref)
+            self._call("chat_update", channel=ch, ts=ts, text=text, blocks=blocks)
+            return ref
+        if not channel:
+            raise RuntimeError(
+                "no channel: run it from a channel, or set the environment's channel"
+            )
+        resp = self._call(
+            "chat_postMessage",
+            channel=channel,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread_ts,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        mine = f"{resp['channel']}:{resp['ts']}"
+        winner: str = own(mine)
+        if winner != mine:  # another process posted first: keep one message
+            ch, ts = split_ref(mine)
+            self._call("chat_delete", channel=ch, ts=ts)
+            wch, wts = split_ref(winner)
+            self._call("chat_update", channel=wch, ts=wts, text=text, blocks=blocks)
+        return winner
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        args = {k: v for k, v in kwargs.items() if v is not None}
+        try:
+            return getattr(self.client, method)(**args)
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else None
+            status = exc.response.status_code if exc.response is not None else "?"
+            raise RuntimeError(
+                f"Slack {method.replace('_', '.')} failed: {error or 'error'} (HTTP {status})"
+            ) from None
+
+    def _audit_failure(self, call: str, error: str, run_id: int | None) -> None:
+        engine = self.engine
+        log.warning("slack %s failed: %s", call, self._mask(error))
+        try:
+            with engine.db.session() as s:
+                audit.append(
+                    s,
+                    "surface.failed",
+                    actor=SYSTEM.id,
+                    run_id=run_id,
+                    data={"call": call, "error": self._mask(error)[:300]},
+                    at=engine.now(),
+                )
+        except Exception:
+            log.exception("could not audit a failed Slack reply")

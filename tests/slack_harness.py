@@ -1,0 +1,165 @@
+"""Runs the bot as `cutover serve` does (HTTP mode, in-process on 127.0.0.1:0) against the stand-in.
+
+Requests go over real HTTP with bodies signed as Slack signs them; the bot's Web
+API calls go to `SlackStandIn`, which checks each one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlmodel import select
+
+from bot.db import Database
+from bot.models import Gate, Run
+from bot.settings import Settings
+from bot.slack.server import Service, build_service, make_http_server
+from bot.slack.surface import retry_handlers
+from phases.runbook import Runbook
+from tests.slack_standin import (
+    Message,
+    Sent,
+    SlackStandIn,
+    block_actions_body,
+    button_action,
+    checkbox_action,
+    post_signed,
+    slash_body,
+)
+
+TOKEN = "xoxb-standin-0123456789-secret-bot-token"
+SECRET = "standin-signing-secret-9f8e7d6c5b4a"
+TEAM = "T1"
+CHANNEL = "C0CUTOVER"
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], what: str, timeout: float = 15.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class Bot:
+    def __init__(self, service: Service, standin: SlackStandIn, url: str, db: Database) -> None:
+        self.service, self.standin, self.url, self.db = service, standin, url, db
+        self.engine = service.engine
+        self._keys = itertools.count(1)
+
+    # ------------------------------------------------------------------ Slack → bot
+
+    def command(self, text: str, user: str = "U1", team: str = TEAM, **kw: Any) -> tuple[Sent, str]:
+        """Types `/cutover TEXT`; returns the HTTP answer and the response_url key."""
+        key = f"cmd{next(self._keys)}"
+        body = slash_body(
+            text, user=user, team=team, channel=CHANNEL, response_url=self.standin.response_url(key)
+        )
+        return post_signed(self.url, body, SECRET, **kw), key
+
+    def click(
+        self, message: Message, action_id: str, user: str = "U1", team: str = TEAM, **kw: Any
+    ) -> tuple[Sent, str]:
+        return self._send(message, button_action(message, action_id), user, team, **kw)
+
+    def tick(
+        self, message: Message, selected: list[str], user: str = "U1", team: str = TEAM
+    ) -> tuple[Sent, str]:
+        return self._send(message, checkbox_action(message, selected), user, team)
+
+    def _send(
+        self, message: Message, action: dict[str, Any], user: str, team: str, **kw: Any
+    ) -> tuple[Sent, str]:
+        key = f"act{next(self._keys)}"
+        body = block_actions_body(
+            message, action, user=user, team=team, response_url=self.standin.response_url(key)
+        )
+        return post_signed(self.url, body, SECRET, **kw), key
+
+    # ------------------------------------------------------------------ reading state
+
+    def reply(self, key: str, timeout: float = 10.0) -> str:
+        """The text of the (first) response_url answer to one command or click."""
+        replies = wait_for(lambda: self.standin.replies(key), f"a reply to {key}", timeout)
+        return str(replies[0]["text"])
+
+    def run(self, run_id: int) -> Run:
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+            assert run is not None
+            return run
+
+    def latest_run(self) -> int:
+        def find() -> int | None:
+            with self.db.session() as s:
+                return s.exec(select(Run.id).order_by(Run.id.desc())).first()  # type: ignore[union-attr]
+
+        return wait_for(find, "a run")
+
+    def gates(self, run_id: int) -> list[Gate]:
+        with self.db.session() as s:
+            return list(s.exec(select(Gate).where(Gate.run_id == run_id).order_by(Gate.id)))
+
+    def checkpoint(self, run_id: int, number: int) -> Message:
+        """The posted checkpoint message of the run's `number`-th gate (1-based), once posted."""
+
+        def posted() -> Message | None:
+            gates = self.gates(run_id)
+            if len(gates) < number or not gates[number - 1].surface_ref:
+                return None
+            return self.standin.message(gates[number - 1].surface_ref or "")
+
+        return wait_for(posted, f"checkpoint {number} of run #{run_id}")
+
+    def fresh(self, message: Message) -> Message:
+        return self.standin.message(f"{message.channel}:{message.ts}")
+
+    def parent(self, run_id: int) -> Message:
+        ref = wait_for(lambda: self.run(run_id).surface_ref, f"parent message of run #{run_id}")
+        return self.standin.message(ref)
+
+    def wait_text(self, message: Message, needle: str, timeout: float = 10.0) -> Message:
+        def has() -> Message | None:
+            m = self.fresh(message)
+            return m if needle in m.all_text() else None
+
+        return wait_for(has, f"{needle!r} in message {message.ts}", timeout)
+
+
+@contextmanager
+def running_bot(
+    db: Database, runbook: Runbook, standin: SlackStandIn | None = None
+) -> Iterator[Bot]:
+    """The bot, served over HTTP on 127.0.0.1:<free port>, talking to a stand-in Slack."""
+    own = standin is None
+    standin = standin or SlackStandIn(TOKEN).start()
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        SLACK_BOT_TOKEN=TOKEN,
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=standin.api_url,
+    )
+    service = build_service(
+        settings, db=db, runbook=runbook, handlers=retry_handlers(backoff=0.05, server_errors=2)
+    )
+    server = make_http_server(service.app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Bot(service, standin, f"{server.url}/slack/events", db)
+    finally:
+        server.shutdown()
+        server.server_close()
+        service.close()
+        if own:
+            standin.stop()

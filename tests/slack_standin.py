@@ -1,0 +1,625 @@
+"""A local stand-in for Slack: the Web API at /api/<method> and response_url posts at /respond/<id>.
+
+It checks each call as Slack would (the bearer token, each method's required
+arguments, Block Kit limits) and answers as Slack does ({"ok": true, "ts": …}).
+It records every call, keeps each message's current text and blocks (so a test
+reads the parent message and each checkpoint as people would see them), and can
+be told to fail the next N calls with 429 + Retry-After or with 500.
+
+Also here: signing request bodies exactly as Slack does (v0 HMAC-SHA256), and the
+slash-command and block_actions bodies Slack sends.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import httpx
+
+# ---------------------------------------------------------------------- Block Kit checks
+
+BLOCK_TYPES = {"section", "header", "context", "actions", "divider", "image", "input", "rich_text"}
+
+
+def _text_obj(obj: Any, where: str, limit: int, plain_only: bool = False) -> list[str]:
+    if not isinstance(obj, dict):
+        return [f"{where}: text object missing"]
+    kinds = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
+    problems = []
+    if obj.get("type") not in kinds:
+        problems.append(f"{where}: text type must be one of {kinds}, got {obj.get('type')!r}")
+    text = obj.get("text")
+    if not isinstance(text, str) or not text:
+        problems.append(f"{where}: text must be a non-empty string")
+    elif len(text) > limit:
+        problems.append(f"{where}: text is {len(text)} characters, more than {limit}")
+    return problems
+
+
+def _confirm(obj: Any, where: str) -> list[str]:
+    if not isinstance(obj, dict):
+        return [f"{where}: confirm must be an object"]
+    return (
+        _text_obj(obj.get("title"), f"{where}.title", 100, plain_only=True)
+        + _text_obj(obj.get("text"), f"{where}.text", 300)
+        + _text_obj(obj.get("confirm"), f"{where}.confirm", 30, plain_only=True)
+        + _text_obj(obj.get("deny"), f"{where}.deny", 30, plain_only=True)
+        + (
+            [f"{where}: style {obj['style']!r}"]
+            if "style" in obj and obj["style"] not in ("primary", "danger")
+            else []
+        )
+    )
+
+
+def _option(obj: Any, where: str) -> list[str]:
+    if not isinstance(obj, dict):
+        return [f"{where}: option must be an object"]
+    problems = _text_obj(obj.get("text"), f"{where}.text", 75)
+    value = obj.get("value")
+    if not isinstance(value, str) or not value or len(value) > 150:
+        problems.append(f"{where}: option value must be 1-150 characters")
+    if "description" in obj:
+        problems += _text_obj(obj["description"], f"{where}.description", 75)
+    return problems
+
+
+def _element(el: Any, where: str) -> list[str]:
+    if not isinstance(el, dict):
+        return [f"{where}: element must be an object"]
+    problems = []
+    action_id = el.get("action_id")
+    if action_id is not None and (not isinstance(action_id, str) or len(action_id) > 255):
+        problems.append(f"{where}: action_id longer than 255 characters")
+    kind = el.get("type")
+    if kind == "button":
+        problems += _text_obj(el.get("text"), f"{where}.text", 75, plain_only=True)
+        value = el.get("value")
+        if value is not None and (not isinstance(value, str) or len(value) > 2000):
+            problems.append(f"{where}: button value longer than 2000 characters")
+        if "style" in el and el["style"] not in ("primary", "danger"):
+            problems.append(f"{where}: button style {el['style']!r}")
+        if "confirm" in el:
+            problems += _confirm(el["confirm"], f"{where}.confirm")
+    elif kind == "checkboxes":
+        options = el.get("options")
+        if not isinstance(options, list) or not 1 <= len(options) <= 10:
+            problems.append(f"{where}: checkboxes need 1-10 options")
+            options = []
+        for i, opt in enumerate(options):
+            problems += _option(opt, f"{where}.options[{i}]")
+        for i, opt in enumerate(el.get("initial_options") or []):
+            if opt not in options:
+                problems.append(f"{where}.initial_options[{i}] does not match an option exactly")
+        if "initial_options" in el and not el["initial_options"]:
+            problems.append(f"{where}: initial_options must not be empty")
+        if "confirm" in el:
+            problems += _confirm(el["confirm"], f"{where}.confirm")
+    elif kind in ("image", "mrkdwn", "plain_text"):
+        pass
+    else:
+        problems.append(f"{where}: unsupported element type {kind!r}")
+    return problems
+
+
+def block_problems(blocks: Any) -> list[str]:
+    """What Slack would reject in a message's blocks (invalid_blocks), as readable lines."""
+    if isinstance(blocks, str):
+        try:
+            blocks = json.loads(blocks)
+        except ValueError:
+            return ["blocks: not JSON"]
+    if not isinstance(blocks, list):
+        return ["blocks: must be an array"]
+    problems = []
+    if len(blocks) > 50:
+        problems.append(f"blocks: {len(blocks)} blocks, more than 50")
+    block_ids: set[str] = set()
+    for i, block in enumerate(blocks):
+        where = f"blocks[{i}]"
+        if not isinstance(block, dict) or block.get("type") not in BLOCK_TYPES:
+            problems.append(f"{where}: unknown block type")
+            continue
+        bid = block.get("block_id")
+        if bid is not None:
+            if not isinstance(bid, str) or not bid or len(bid) > 255:
+                problems.append(f"{where}: block_id must be 1-255 characters")
+            elif bid in block_ids:
+                problems.append(f"{where}: duplicate block_id {bid!r}")
+            else:
+                block_ids.add(bid)
+        kind = block["type"]
+        if kind == "header":
+            problems += _text_obj(block.get("text"), f"{where}.text", 150, plain_only=True)
+        elif kind == "section":
+            if "text" in block or "fields" not in block:
+                problems += _text_obj(block.get("text"), f"{where}.text", 3000)
+            fields = block.get("fields") or []
+            if len(fields) > 10:
+                problems.append(f"{where}: more than 10 fields")
+            for j, f in enumerate(fields):
+                problems += _text_obj(f, f"{where}.fields[{j}]", 2000)
+            if "accessory" in block:
+                problems += _element(block["accessory"], f"{where}.accessory")
+        elif kind == "context":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 1 <= len(elements) <= 10:
+                problems.append(f"{where}: context needs 1-10 elements")
+                elements = []
+            for j, el in enumerate(elements):
+                if isinstance(el, dict) and el.get("type") in ("mrkdwn", "plain_text"):
+                    problems += _text_obj(el, f"{where}.elements[{j}]", 3000)
+        elif kind == "actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 1 <= len(elements) <= 25:
+                problems.append(f"{where}: actions need 1-25 elements")
+                elements = []
+            seen: set[str] = set()
+            for j, el in enumerate(elements):
+                problems += _element(el, f"{where}.elements[{j}]")
+                aid = el.get("action_id") if isinstance(el, dict) else None
+                if aid is not None:
+                    if aid in seen:
+                        problems.append(f"{where}: duplicate action_id {aid!r} in one block")
+                    seen.add(aid)
+    return problems
+
+
+# ---------------------------------------------------------------------- the stand-in
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    status: int
+    answer: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None
+    updates: int = 0
+    deleted: bool = False
+
+    def all_text(self) -> str:
+        """Every text a person sees in the message, joined (for assertions)."""
+        out: list[str] = []
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                if isinstance(node.get("text"), str):
+                    out.append(node["text"])
+                for k, v in node.items():
+                    if k != "text" or not isinstance(v, str):
+                        walk(v)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v)
+
+        walk(self.blocks)
+        return "\n".join(out) if out else self.text
+
+    def element(self, action_id: str) -> tuple[str, dict[str, Any]]:
+        """(block_id, element) of the first interactive element with this action_id."""
+        for block in self.blocks:
+            for el in block.get("elements", []) if block.get("type") == "actions" else []:
+                if el.get("action_id") == action_id:
+                    return block.get("block_id", ""), el
+        raise LookupError(f"no {action_id} in message {self.ts}")
+
+    def action_ids(self) -> list[str]:
+        return [
+            el.get("action_id", "")
+            for b in self.blocks
+            if b.get("type") == "actions"
+            for el in b.get("elements", [])
+        ]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+REQUIRED = {
+    "chat.postMessage": ("channel",),
+    "chat.update": ("channel", "ts"),
+    "chat.postEphemeral": ("channel", "user"),
+    "chat.delete": ("channel", "ts"),
+    "usergroups.users.list": ("usergroup",),
+    "auth.test": (),
+}
+
+
+class SlackStandIn:
+    def __init__(self, token: str, *, team_id: str = "T1", bot_user: str = "UBOT") -> None:
+        self.token, self.team_id, self.bot_user = token, team_id, bot_user
+        self.calls: list[Call] = []
+        self.responses: list[tuple[str, dict[str, Any]]] = []  # response_url posts
+        self.ephemerals: list[dict[str, Any]] = []
+        self.messages: dict[tuple[str, str], Message] = {}
+        self.problems: list[str] = []
+        self.usergroups: dict[str, list[str]] = {}
+        self.channel_names: dict[str, str] = {}
+        self._fail: deque[tuple[int, int | None]] = deque()
+        self._lock = threading.Lock()
+        self._clock = itertools.count(1)
+        self._server = _Server(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base}/api/"
+
+    def response_url(self, key: str) -> str:
+        return f"{self.base}/respond/{key}"
+
+    def start(self) -> SlackStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail_next(self, n: int, status: int = 429, retry_after: int | None = 1) -> None:
+        """The next n Web API calls answer `status` (429 with Retry-After, or 500)."""
+        with self._lock:
+            self._fail.extend([(status, retry_after)] * n)
+
+    # ------------------------------------------------------------------ reading
+
+    def api_calls(self, method: str | None = None, ok: bool | None = None) -> list[Call]:
+        with self._lock:
+            return [
+                c
+                for c in self.calls
+                if (method is None or c.method == method)
+                and (ok is None or bool(c.answer.get("ok")) == ok)
+            ]
+
+    def message(self, ref: str) -> Message:
+        """A snapshot of the message as it is now (as a person's client last drew it)."""
+        channel, _, ts = ref.partition(":")
+        with self._lock:
+            return copy.deepcopy(self.messages[(channel, ts)])
+
+    def parents(self) -> list[Message]:
+        with self._lock:
+            return [
+                copy.deepcopy(m)
+                for m in self.messages.values()
+                if m.thread_ts is None and not m.deleted
+            ]
+
+    def thread(self, ref: str) -> list[Message]:
+        channel, _, ts = ref.partition(":")
+        with self._lock:
+            return [
+                copy.deepcopy(m)
+                for m in self.messages.values()
+                if m.channel == channel and m.thread_ts == ts and not m.deleted
+            ]
+
+    def replies(self, key: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [body for k, body in self.responses if k == key]
+
+    def everything_sent(self) -> str:
+        """Every argument of every call and every response_url post, as one string."""
+        with self._lock:
+            return json.dumps(
+                [c.args for c in self.calls] + [b for _, b in self.responses], ensure_ascii=False
+            )
+
+    # ------------------------------------------------------------------ the API
+
+    def _new_ts(self) -> str:
+        return f"{1_700_000_000 + next(self._clock)}.{next(self._clock):06d}"
+
+    def _channel(self, channel: str) -> str | None:
+        if channel.startswith("#"):
+            return self.channel_names.setdefault(channel, f"C{len(self.channel_names) + 100:08d}")
+        return channel if channel[:1] in ("C", "G", "D") else None
+
+    def api(self, method: str, args: dict[str, Any], auth: str | None) -> tuple[int, dict, dict]:
+        """(status, headers, answer) for one Web API call."""
+        with self._lock:
+            if self._fail:
+                status, retry_after = self._fail.popleft()
+                headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+                answer = {"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"}
+                self.calls.append(Call(method, args, status, answer))
+                return status, headers, answer
+            answer = self._answer(method, args, auth)
+            if not answer.get("ok"):
+                self.problems.append(f"{method}: {answer.get('error')} {answer.get('errors', '')}")
+            self.calls.append(Call(method, args, 200, answer))
+            return 200, {}, answer
+
+    def _answer(self, method: str, args: dict[str, Any], auth: str | None) -> dict[str, Any]:
+        token = (auth or "").removeprefix("Bearer ").strip() or args.get("token")
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if token != self.token:
+            return {"ok": False, "error": "invalid_auth"}
+        if method not in REQUIRED:
+            return {"ok": False, "error": "unknown_method"}
+        missing = [a for a in REQUIRED[method] if not args.get(a)]
+        if missing:
+            return {"ok": False, "error": "invalid_arguments", "errors": [f"missing {missing}"]}
+        if method == "auth.test":
+            return {
+                "ok": True,
+                "url": "https://standin.slack.test/",
+                "team": "Stand-in",
+                "user": "cutover",
+                "team_id": self.team_id,
+                "user_id": self.bot_user,
+                "bot_id": "BSTANDIN",
+                "is_enterprise_install": False,
+            }
+        if method == "usergroups.users.list":
+            group = args["usergroup"]
+            if group not in self.usergroups:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": list(self.usergroups[group])}
+        channel = self._channel(str(args["channel"]))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        if method == "chat.delete":
+            msg = self.messages.get((channel, str(args["ts"])))
+            if msg is None or msg.deleted:
+                return {"ok": False, "error": "message_not_found"}
+            msg.deleted = True
+            return {"ok": True, "channel": channel, "ts": msg.ts}
+        text, blocks = args.get("text"), args.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if not text and not blocks:
+            return {"ok": False, "error": "no_text"}
+        if text is not None and (not isinstance(text, str) or len(text) > 40_000):
+            return {"ok": False, "error": "msg_too_long"}
+        if blocks is not None:
+            problems = block_problems(blocks)
+            if problems:
+                return {"ok": False, "error": "invalid_blocks", "errors": problems}
+        if method == "chat.postEphemeral":
+            self.ephemerals.append({"channel": channel, **args})
+            return {"ok": True, "message_ts": self._new_ts()}
+        if method == "chat.postMessage":
+            thread_ts = args.get("thread_ts")
+            if thread_ts and (channel, thread_ts) not in self.messages:
+                return {"ok": False, "error": "thread_not_found"}
+            ts = self._new_ts()
+            msg = Message(channel, ts, text or "", blocks or [], thread_ts)
+            self.messages[(channel, ts)] = msg
+            return {
+                "ok": True,
+                "channel": channel,
+                "ts": ts,
+                "message": {"type": "message", "text": msg.text, "ts": ts, "bot_id": "BSTANDIN"},
+            }
+        # chat.update
+        msg = self.messages.get((channel, str(args["ts"])))
+        if msg is None or msg.deleted:
+            return {"ok": False, "error": "message_not_found"}
+        msg.text, msg.blocks, msg.updates = text or "", blocks or [], msg.updates + 1
+        return {"ok": True, "channel": channel, "ts": msg.ts, "text": msg.text}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+            def _args(self) -> dict[str, Any]:
+                parts = urlsplit(self.path)
+                args: dict[str, Any] = dict(parse_qsl(parts.query))
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                ctype = self.headers.get("Content-Type", "")
+                if raw and "json" in ctype:
+                    args.update(json.loads(raw))
+                elif raw:
+                    args.update(dict(parse_qsl(raw.decode())))
+                return args
+
+            def _send(self, status: int, answer: Any, headers: dict | None = None) -> None:
+                data = (
+                    json.dumps(answer).encode() if not isinstance(answer, str) else answer.encode()
+                )
+                self.send_response(status)
+                ctype = (
+                    "application/json; charset=utf-8"
+                    if not isinstance(answer, str)
+                    else "text/plain"
+                )
+                self.send_header("Content-Type", ctype)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self.do_POST()
+
+            def do_POST(self) -> None:  # noqa: N802
+                path = urlsplit(self.path).path
+                args = self._args()
+                if path.startswith("/api/"):
+                    status, headers, answer = standin.api(
+                        path[len("/api/") :], args, self.headers.get("Authorization")
+                    )
+                    self._send(status, answer, headers)
+                elif path.startswith("/respond/"):
+                    with standin._lock:
+                        standin.responses.append((path[len("/respond/") :], args))
+                    self._send(200, "ok")
+                else:
+                    self._send(404, {"ok": False, "error": "not_found"})
+
+        return Handler
+
+
+# ---------------------------------------------------------------------- Slack's side of a request
+
+
+def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+    """X-Slack-Request-Timestamp and X-Slack-Signature: v0=HMAC-SHA256(secret, v0:ts:body)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+@dataclass
+class Sent:
+    status: int
+    body: str
+    seconds: float
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+def post_signed(
+    url: str,
+    body: str,
+    secret: str,
+    *,
+    timestamp: int | None = None,
+    signature: str | None = None,
+    retry_num: int | None = None,
+) -> Sent:
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(secret, body, timestamp)}
+    if signature is not None:
+        headers["X-Slack-Signature"] = signature
+    if retry_num is not None:
+        headers["X-Slack-Retry-Num"] = str(retry_num)
+        headers["X-Slack-Retry-Reason"] = "http_timeout"
+    start = time.monotonic()
+    resp = httpx.post(url, content=body.encode(), headers=headers, timeout=10)
+    return Sent(resp.status_code, resp.text, time.monotonic() - start)
+
+
+def slash_body(
+    text: str, *, user: str, team: str, channel: str, response_url: str, user_name: str = ""
+) -> str:
+    """The form body Slack POSTs for `/cutover TEXT`."""
+    return urlencode(
+        {
+            "token": "deprecated-verification-token",
+            "team_id": team,
+            "team_domain": "standin",
+            "channel_id": channel,
+            "channel_name": "cutover",
+            "user_id": user,
+            "user_name": user_name or user.lower(),
+            "command": "/cutover",
+            "text": text,
+            "api_app_id": "ASTANDIN",
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": f"{int(time.time())}.1.{user}",
+        }
+    )
+
+
+def block_actions_body(
+    message: Message,
+    action: dict[str, Any],
+    *,
+    user: str,
+    team: str,
+    response_url: str,
+    user_name: str = "",
+) -> str:
+    """The `payload=<json>` form body Slack POSTs when someone clicks in a message."""
+    payload = {
+        "type": "block_actions",
+        "user": {
+            "id": user,
+            "username": user_name or user.lower(),
+            "name": user_name or user.lower(),
+            "team_id": team,
+        },
+        "api_app_id": "ASTANDIN",
+        "token": "deprecated-verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": message.ts,
+            "channel_id": message.channel,
+            "is_ephemeral": False,
+            **({"thread_ts": message.thread_ts} if message.thread_ts else {}),
+        },
+        "trigger_id": f"{int(time.time())}.2.{user}",
+        "team": {"id": team, "domain": "standin"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": message.channel, "name": "cutover"},
+        "message": {
+            "type": "message",
+            "subtype": "bot_message",
+            "text": message.text,
+            "ts": message.ts,
+            "bot_id": "BSTANDIN",
+            "blocks": message.blocks,
+            **({"thread_ts": message.thread_ts} if message.thread_ts else {}),
+        },
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [{**action, "action_ts": f"{time.time():.6f}"}],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def button_action(message: Message, action_id: str) -> dict[str, Any]:
+    """The `actions[0]` Slack sends for a click on this message's button."""
+    block_id, el = message.element(action_id)
+    return {
+        "action_id": action_id,
+        "block_id": block_id,
+        "text": el["text"],
+        "value": el.get("value"),
+        "type": "button",
+        **({"style": el["style"]} if "style" in el else {}),
+    }
+
+
+def checkbox_action(message: Message, selected: list[str]) -> dict[str, Any]:
+    """The `actions[0]` for a checkbox click leaving the options whose value ends :ITEM checked."""
+    block_id, el = message.element("gate_tick")
+    chosen = [o for o in el["options"] if o["value"].rsplit(":", 1)[-1] in selected]
+    return {
+        "action_id": "gate_tick",
+        "block_id": block_id,
+        "type": "checkboxes",
+        "selected_options": chosen,
+    }

@@ -1,0 +1,153 @@
+"""Block Kit builders stay inside Slack's limits whatever the evidence, and never show a secret."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bot.slack.blocks import (
+    clip,
+    fit_lines,
+    gate_message,
+    mention,
+    mentions,
+    parse_gate_value,
+    parse_tick_value,
+    run_message,
+    slackify,
+)
+from bot.views import GateView, ManualView, PhaseLine, RunView, StepView
+from phases.secrets import Masker
+from tests.slack_standin import block_problems
+
+SECRET = "s3cr3t-db-password-xyz"
+NOW = datetime(2026, 2, 17, 12, 0, tzinfo=UTC)
+
+
+def gate(**kw: object) -> GateView:
+    fields: dict[str, object] = {
+        "id": 7,
+        "run_id": 3,
+        "environment": "prod",
+        "phase_id": "verify",
+        "phase_name": "Verify <everything> & more " * 10,
+        "phase_index": 6,
+        "phase_count": 13,
+        "attempt": 2,
+        "status": "open",
+        "checks_passed": True,
+        "note": f"interrupted while {SECRET} was in use",
+        "checkpoint": "All green",
+        "on_fail": "restore_and_rollback",
+        "quorum": 2,
+        "votes": ["T1:U1"],
+        "decided_by": None,
+        "decided_at": None,
+        "surface_ref": None,
+        "channel": "C1",
+        "run_surface_ref": None,
+        "dry_run": True,
+        "steps": [
+            StepView(
+                "checks",
+                f"s{i}",
+                f"check number {i} <b>",
+                "fail" if i % 7 == 0 else "pass",
+                f"line one\nline two with {SECRET} " + "x" * 5000,
+                i * 10,
+            )
+            for i in range(300)
+        ],
+        "manual": [
+            ManualView(f"m{i}", "Test " + "y" * 140, "T1:U2" if i % 2 else None) for i in range(23)
+        ],
+    }
+    fields.update(kw)
+    return GateView(**fields)  # type: ignore[arg-type]
+
+
+def test_a_huge_checkpoint_fits_slack_limits_and_is_masked() -> None:
+    masker = Masker([SECRET])
+    text, blocks = gate_message(gate(), masker.mask)
+    assert block_problems(blocks) == []
+    assert len(blocks) <= 50
+    dumped = str(blocks) + text
+    assert SECRET not in dumped and "[redacted]" in dumped
+    assert "<b>" not in dumped and "&lt;b&gt;" in dumped
+    assert "/cutover audit 3" in dumped  # more results than one message holds
+    assert "1/2 approved by <@U1>" in dumped
+    ticks = [b for b in blocks if b.get("block_id", "").startswith("tick:")]
+    assert [len(b["elements"][0]["options"]) for b in ticks] == [10, 10, 3]
+    assert [b for b in blocks if b.get("block_id") == "gate:7:2"]
+
+
+def test_a_decided_checkpoint_shows_who_and_when_and_has_no_buttons() -> None:
+    when = datetime(2026, 2, 17, 12, 34, 56, tzinfo=UTC)
+    view = gate(status="approved", decided_by="T1:U1,T1:U2", decided_at=when, steps=[])
+    text, blocks = gate_message(view)
+    assert block_problems(blocks) == []
+    assert not [b for b in blocks if b["type"] == "actions"]
+    last = blocks[-1]["text"]["text"]
+    assert last.startswith("✅ *Approved* by <@U1>, <@U2> at <!date^")
+    assert "|2026-02-17 12:34:56 UTC>" in last
+    assert "approved by <@U1>, <@U2>" in text
+
+
+def test_failed_checks_offer_retry_not_continue() -> None:
+    _, blocks = gate_message(gate(checks_passed=False, manual=[], steps=[]))
+    buttons = next(b for b in blocks if b.get("block_id") == "gate:7:2")["elements"]
+    assert [b["action_id"] for b in buttons] == ["gate_retry", "gate_rollback"]
+    assert "restored from the backup" in buttons[1]["confirm"]["text"]["text"]
+
+
+def test_the_run_message_lists_phases_with_approvers() -> None:
+    phases = [
+        PhaseLine(i, f"p{i}", f"Phase {i} " + "n" * 200, "5-10 min", s, 1, d, NOW, 3.0)
+        for i, (s, d) in enumerate(
+            [("passed", "T1:U1,T1:U2"), ("failed", "T1:U3"), ("waiting", None)] * 20
+        )
+    ]
+    view = RunView(
+        3,
+        "prod",
+        "NostrMaxi",
+        "rolled_back",
+        False,
+        "T1:U9",
+        "C1",
+        None,
+        NOW,
+        None,
+        2,
+        f"aborted: {SECRET}",
+        "T1:U3",
+        90,
+        240,
+        phases,
+    )
+    text, blocks = run_message(view, NOW, Masker([SECRET]).mask)
+    assert block_problems(blocks) == []
+    dumped = str(blocks)
+    assert "approved by <@U1>, <@U2>" in dumped and "rolled back by <@U3>" in dumped
+    assert "Started by <@U9>" in dumped and "of an estimated 90-240 min" in dumped
+    assert SECRET not in dumped + text
+    assert text == "Cutover run #3 of prod: rolled back · phase 3/60 " + phases[2].name
+
+
+def test_text_helpers() -> None:
+    assert mention("T1:U2") == "<@U2>" and mention("console:alice") == "console:alice"
+    assert mentions("T1:U1,T1:U2") == "<@U1>, <@U2>" and mentions(None) == "?"
+    assert slackify("by T1:U2 <x> & y") == "by <@U2> &lt;x&gt; &amp; y"
+    assert clip("abc &amp; def", 7) == "abc …" and clip("go <@U123>", 8) == "go …"
+    assert parse_gate_value("12:1") == (12, 1) and parse_gate_value("12:x") is None
+    assert parse_gate_value(None) is None and parse_tick_value("3:1:browser") == (3, 1, "browser")
+    assert parse_tick_value("3:1:../etc") is None
+    lines = ["head"] + [f"line {i} " + "z" * 100 for i in range(200)] + ["tail"]
+    fitted = fit_lines(lines, 3900)
+    assert len(fitted) <= 3900 and fitted.startswith("head\n… ") and fitted.endswith("tail")
+
+
+def test_the_decision_buttons_survive_any_number_of_manual_steps() -> None:
+    many = [ManualView(f"m{i}", "Test", None) for i in range(100)]
+    _, blocks = gate_message(gate(manual=many))
+    assert block_problems(blocks) == [] and len(blocks) == 50
+    assert blocks[-1]["block_id"] == "gate:7:2"

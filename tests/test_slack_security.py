@@ -1,0 +1,99 @@
+"""Forged or replayed requests get 401 and change nothing; identity is team + user id."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlmodel import select
+
+from bot import audit
+from bot.db import Database
+from bot.models import AuditEvent, Run, Vote
+from tests.slack_harness import CHANNEL, SECRET, TEAM, running_bot
+from tests.slack_standin import block_actions_body, button_action, post_signed, slash_body
+from tests.small_runbook import small_runbook
+
+
+def test_forged_signature_and_stale_timestamp_get_401_and_change_nothing(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
+        before = len(bot.standin.api_calls())  # auth.test at start-up
+        body = slash_body(
+            "start staging",
+            user="U1",
+            team=TEAM,
+            channel=CHANNEL,
+            response_url=bot.standin.response_url("x"),
+        )
+        forged = post_signed(bot.url, body, "not-the-signing-secret")
+        assert forged.status == 401
+        tampered = post_signed(bot.url, body, SECRET, signature="v0=" + "0" * 64)
+        assert tampered.status == 401
+        old = post_signed(bot.url, body, SECRET, timestamp=int(time.time()) - 6 * 60)
+        assert old.status == 401
+        future = post_signed(bot.url, body, SECRET, timestamp=int(time.time()) + 6 * 60)
+        assert future.status == 401
+        unsigned = post_signed(bot.url, body, SECRET, signature="")
+        assert unsigned.status == 401
+
+        time.sleep(0.3)  # anything wrongly accepted would be at work by now
+        with sqlite_db.session() as s:
+            assert s.exec(select(Run)).all() == []
+            assert s.exec(select(AuditEvent)).all() == []
+        assert len(bot.standin.api_calls()) == before
+        assert bot.standin.responses == []
+
+        # The genuine request, signed now, is accepted.
+        assert post_signed(bot.url, body, SECRET).status == 200
+        assert bot.latest_run() == 1
+
+
+def test_forged_click_on_an_open_gate_changes_nothing(sqlite_db: Database, tmp_path: Path) -> None:
+    with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        one = bot.checkpoint(run_id, 1)
+        calls = len(bot.standin.api_calls())
+        events = len(audit.events(sqlite_db, run_id))
+        body = block_actions_body(
+            one,
+            button_action(one, "gate_continue"),
+            user="U2",
+            team=TEAM,
+            response_url=bot.standin.response_url("forged"),
+        )
+        assert post_signed(bot.url, body, "guessed-secret").status == 401
+        old = post_signed(bot.url, body, SECRET, timestamp=int(time.time()) - 301)
+        assert old.status == 401
+        time.sleep(0.3)
+        assert bot.gates(run_id)[0].status == "open"
+        assert len(audit.events(sqlite_db, run_id)) == events
+        assert len(bot.standin.api_calls()) == calls
+        with sqlite_db.session() as s:
+            assert s.exec(select(Vote)).all() == []
+
+
+def test_an_approver_s_name_from_another_user_or_team_is_not_an_approval(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        one = bot.checkpoint(run_id, 1)
+        # U9 calls itself "u2" (an approver's name); T2:U2 is U2's id in another team.
+        for user, team in (("U9", TEAM), ("U2", "T2")):
+            body = block_actions_body(
+                one,
+                button_action(one, "gate_continue"),
+                user=user,
+                team=team,
+                user_name="u2",
+                response_url=bot.standin.response_url(f"{team}{user}"),
+            )
+            assert post_signed(bot.url, body, SECRET).status == 200
+            assert "not an approver" in bot.reply(f"{team}{user}")
+        assert bot.gates(run_id)[0].status == "open"
+        refused = [e for e in audit.events(sqlite_db, run_id) if e.kind == "click.refused"]
+        assert [e.actor for e in refused] == ["T1:U9", "T2:U2"]
