@@ -54,7 +54,7 @@ class ConsoleSurface:
         engine = self._engine()
         view = gate_view(engine.db, engine.runbook, gate_id)
         if view is not None and view.status != "open":
-            self._say(f"Phase {view.phase_index + 1} {view.status} by {view.decided_by}.")
+            self._say(f"Phase {view.phase_number} {view.status} by {view.decided_by}.")
 
     def notice(self, run_id: int | None, text: str, channel: str | None = None) -> None:
         self._say(text)

@@ -46,8 +46,7 @@ def status_text(view: RunView, now: datetime | None = None) -> str:
         took = f", took {p.minutes:.0f} min" if p.minutes is not None else ""
         attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
         lines.append(
-            f"{ICONS.get(p.status, '•')} {p.index + 1}. {p.name} [{p.estimate}{took}]"
-            f"{attempt}{extra}"
+            f"{ICONS.get(p.status, '•')} {p.number}. {p.name} [{p.estimate}{took}]{attempt}{extra}"
         )
     if view.rollback_reason:
         lines.append(f"Rollback: {view.rollback_reason} (by {view.rolled_back_by})")
@@ -56,7 +55,7 @@ def status_text(view: RunView, now: datetime | None = None) -> str:
 
 def checkpoint_text(g: GateView) -> str:
     lines = [
-        f"Phase {g.phase_index + 1}/{g.phase_count}: {g.phase_name}"
+        f"Phase {g.phase_number}: {g.phase_name}"
         f"{' (attempt ' + str(g.attempt) + ')' if g.attempt > 1 else ''}"
         f"{' — DRY RUN' if g.dry_run else ''}",
         f"Checkpoint: {g.checkpoint}",

@@ -37,6 +37,7 @@ class GateView:
     phase_id: str
     phase_name: str
     phase_index: int
+    phase_number: str
     phase_count: int
     attempt: int
     status: str
@@ -59,6 +60,7 @@ class GateView:
 @dataclass(frozen=True)
 class PhaseLine:
     index: int
+    number: str  # as people call it: the runbook's number, or position from 1
     id: str
     name: str
     estimate: str
@@ -138,6 +140,7 @@ def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
         lines.append(
             PhaseLine(
                 i,
+                runbook.phase_number(i),
                 spec.id,
                 spec.name,
                 str(spec.estimate_minutes),
@@ -200,6 +203,7 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
         phase_id=gate.phase_id,
         phase_name=spec.name,
         phase_index=pr.phase_index,
+        phase_number=runbook.phase_number(pr.phase_index),
         phase_count=len(runbook.phases),
         attempt=gate.attempt,
         status=gate.status,

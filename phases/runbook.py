@@ -75,6 +75,9 @@ class Estimate(Strict):
 
 class PhaseSpec(Strict):
     id: str = Field(pattern=ID_PATTERN)
+    # The runbook's own number for people (NostrMaxi's "Phase 4" is the 5th phase, after
+    # readiness as phase 0); default: position from 1.
+    number: int | None = Field(default=None, ge=0, le=999)
     name: str = Field(min_length=1, max_length=100)
     estimate_minutes: Estimate
     location: str | None = None
@@ -219,6 +222,10 @@ class Runbook(Strict):
                 "a phase has on_fail: restore_and_rollback but the runbook has no restore steps"
             )
         return self
+
+    def phase_number(self, index: int) -> str:
+        number = self.phases[index].number
+        return str(index + 1 if number is None else number)
 
     def phase(self, phase_id: str) -> PhaseSpec:
         for p in self.phases:

@@ -44,7 +44,7 @@ def test_console_walks_a_run_from_start_to_completion(sqlite_db: Database, tmp_p
         ],
     )
     assert "Run #1 of staging started by alice." in out
-    assert "Phase 1/3: Phase one" in out and "Checkpoint: one ok" in out
+    assert "Phase 1: Phase one" in out and "Checkpoint: one ok" in out
     assert "tick every manual step first: browser" in out
     assert "[x] (by console:alice) browser" not in out  # ticks show on the next checkpoint view
     assert "Run #1 · staging · completed" in out
@@ -87,5 +87,5 @@ def test_cutover_console_command_runs_as_a_program(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "Phase 2/3: Phase two" in proc.stdout
+    assert "Phase 2: Phase two" in proc.stdout
     assert "Run #1 · staging · waiting for a decision" in proc.stdout

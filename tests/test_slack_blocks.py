@@ -31,6 +31,7 @@ def gate(**kw: object) -> GateView:
         "phase_id": "verify",
         "phase_name": "Verify <everything> & more " * 10,
         "phase_index": 6,
+        "phase_number": str(6 + 1),
         "phase_count": 13,
         "attempt": 2,
         "status": "open",
@@ -101,7 +102,7 @@ def test_failed_checks_offer_retry_not_continue() -> None:
 
 def test_the_run_message_lists_phases_with_approvers() -> None:
     phases = [
-        PhaseLine(i, f"p{i}", f"Phase {i} " + "n" * 200, "5-10 min", s, 1, d, NOW, 3.0)
+        PhaseLine(i, str(i + 1), f"p{i}", f"Phase {i} " + "n" * 200, "5-10 min", s, 1, d, NOW, 3.0)
         for i, (s, d) in enumerate(
             [("passed", "T1:U1,T1:U2"), ("failed", "T1:U3"), ("waiting", None)] * 20
         )
@@ -130,7 +131,7 @@ def test_the_run_message_lists_phases_with_approvers() -> None:
     assert "approved by <@U1>, <@U2>" in dumped and "rolled back by <@U3>" in dumped
     assert "Started by <@U9>" in dumped and "of an estimated 90-240 min" in dumped
     assert SECRET not in dumped + text
-    assert text == "Cutover run #3 of prod: rolled back · phase 3/60 " + phases[2].name
+    assert text == "Cutover run #3 of prod: rolled back · phase 3 " + phases[2].name
 
 
 def test_text_helpers() -> None:

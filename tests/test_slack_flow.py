@@ -30,7 +30,7 @@ def test_whole_cutover_start_refusal_ticks_approvals_and_stale_click(
         parent = bot.parent(run_id)
         assert one.thread_ts == parent.ts and one.channel == parent.channel == "C0CUTOVER"
         text = one.all_text()
-        assert "Phase 1/3: Phase one" in text and "*Checkpoint:* one ok" in text
+        assert "Phase 1: Phase one" in text and "*Checkpoint:* one ok" in text
         assert "*true*" in text and " ms)" in text and "PASS → Continue" in text
         assert one.action_ids() == ["gate_continue", "gate_rollback"]
         assert "confirm" in one.element("gate_rollback")[1]

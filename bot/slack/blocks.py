@@ -256,7 +256,7 @@ def run_message(
         elif p.status == "failed" and p.decided_by:
             extra = f" — rolled back by {mention(p.decided_by)} at {when(p.decided_at)}"
         lines.append(
-            f"{ICONS.get(p.status, '•')} *{p.index + 1}. {escape(mask(p.name))}* "
+            f"{ICONS.get(p.status, '•')} *{p.number}. {escape(mask(p.name))}* "
             f"[{escape(p.estimate)}{took}]{attempt}{extra}"
         )
     blocks += sections(lines)[: MAX_BLOCKS - 3]
@@ -268,7 +268,7 @@ def run_message(
             )
         )
     current = next((p for p in view.phases if p.status in ("waiting", "running")), None)
-    where = f" · phase {current.index + 1}/{len(view.phases)} {current.name}" if current else ""
+    where = f" · phase {current.number} {current.name}" if current else ""
     text = f"Cutover run #{view.id} of {view.environment}{dry}: {state}{where}"
     return clip(slackify(mask(text)), FALLBACK_TEXT), blocks[:MAX_BLOCKS]
 
@@ -293,7 +293,7 @@ def stale_text(view: GateView) -> str:
         "retried": "sent to retry",
     }.get(view.status, view.status)
     return (
-        f"Phase {view.phase_index + 1} ({escape(view.phase_name)}) of run #{view.run_id} was "
+        f"Phase {view.phase_number} ({escape(view.phase_name)}) of run #{view.run_id} was "
         f"already {verb} by {mentions(view.decided_by)} at {when(view.decided_at)}; "
         "your click changed nothing."
     )
@@ -308,7 +308,7 @@ def approvals_line(view: GateView) -> str:
 def gate_message(view: GateView, mask: Mask = _same) -> tuple[str, list[Block]]:
     """A phase's checkpoint: each step's status, evidence and duration, then the decision."""
     is_open = view.status == "open"
-    title = f"Phase {view.phase_index + 1}/{view.phase_count}: {mask(view.phase_name)}"
+    title = f"Phase {view.phase_number}: {mask(view.phase_name)}"
     if view.attempt > 1:
         title += f" · attempt {view.attempt}"
     if view.dry_run:
@@ -376,8 +376,7 @@ def gate_message(view: GateView, mask: Mask = _same) -> tuple[str, list[Block]]:
         else f"{verb.get(view.status, view.status)} by {mentions(view.decided_by)}"
     )
     text = (
-        f"Run #{view.run_id} · phase {view.phase_index + 1}/{view.phase_count} "
-        f"{escape(mask(view.phase_name))}: {state}"
+        f"Run #{view.run_id} · phase {view.phase_number} {escape(mask(view.phase_name))}: {state}"
     )
     return clip(text, FALLBACK_TEXT), blocks
 
