@@ -11,12 +11,14 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, text
+from sqlmodel import Session, SQLModel, col, select
 
 from bot.db import Database
 from bot.models import AuditEvent, AuditHead
@@ -41,6 +43,21 @@ def now_iso(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
 
 
+_EVENT = AuditEvent.__table__  # type: ignore[attr-defined]
+_HEAD = AuditHead.__table__  # type: ignore[attr-defined]
+_HEAD_FOR_UPDATE = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
+_INSERT_EVENT = _EVENT.insert()
+_UPDATE_HEAD = (
+    _HEAD.update().where(_HEAD.c.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
+# PostgreSQL: the row and the new tip in one statement (one round trip less under the lock)
+_APPEND_PG = text(
+    "WITH tip AS (UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1) "
+    "INSERT INTO audit_event (seq, at, run_id, actor, kind, data, prev_hash, hash) "
+    "VALUES (:seq, :at, :run_id, :actor, :kind, :data, :prev_hash, :hash)"
+)
+
+
 def append(
     session: Session,
     kind: str,
@@ -50,26 +67,34 @@ def append(
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> AuditEvent:
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
-    seq = head.seq + 1
+    """Appends one event inside the session's transaction; returns it (not session-bound).
+
+    Core statements, not the ORM: the head row is locked from the SELECT … FOR UPDATE
+    to the commit, so every statement under that lock is kept short.
+    """
+    session.flush()  # the caller's pending rows go first, as they did with the ORM
+    conn = session.connection()
+    prev_seq, prev_hash = conn.execute(_HEAD_FOR_UPDATE).one()
+    seq = prev_seq + 1
     stamp = now_iso(at)
     payload = canonical(data or {})
-    digest = event_hash(head.hash, seq, stamp, run_id, actor, kind, payload)
-    row = AuditEvent(
-        seq=seq,
-        at=stamp,
-        run_id=run_id,
-        actor=actor,
-        kind=kind,
-        data=payload,
-        prev_hash=head.hash,
-        hash=digest,
-    )
-    head.seq, head.hash = seq, digest
-    session.add(row)
-    session.add(head)
-    session.flush()
-    return row
+    digest = event_hash(prev_hash, seq, stamp, run_id, actor, kind, payload)
+    row = {
+        "seq": seq,
+        "at": stamp,
+        "run_id": run_id,
+        "actor": actor,
+        "kind": kind,
+        "data": payload,
+        "prev_hash": prev_hash,
+        "hash": digest,
+    }
+    if conn.dialect.name == "postgresql":
+        conn.execute(_APPEND_PG, row)
+    else:
+        conn.execute(_INSERT_EVENT, row)
+        conn.execute(_UPDATE_HEAD, {"seq": seq, "hash": digest})
+    return AuditEvent(**row)
 
 
 @dataclass(frozen=True)
@@ -176,3 +201,65 @@ def events(db: Database, run_id: int) -> list[AuditEvent]:
                 select(AuditEvent).where(AuditEvent.run_id == run_id).order_by(col(AuditEvent.seq))
             )
         )
+
+
+# ---------------------------------------------------------------------------- lockdown
+
+
+ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
+
+
+class LockdownError(ValueError):
+    """Lockdown cannot protect the table for this role; the message says why."""
+
+
+def lockdown_statements(db: Database, app_role: str) -> list[str]:
+    """SQL that lets `app_role` run the bot but never change or remove an audit row.
+
+    The role keeps SELECT/INSERT/UPDATE/DELETE on the state tables and SELECT/INSERT on
+    audit_event; UPDATE, DELETE and TRUNCATE on audit_event are revoked. A REVOKE does
+    not bind the table's owner or a superuser, so the bot must run as another role.
+    """
+    if db.is_sqlite:
+        raise LockdownError("lockdown is for PostgreSQL; an SQLite file has no roles")
+    if not ROLE_NAME.fullmatch(app_role):
+        raise LockdownError(
+            f"{app_role!r} is not a plain role name (letters, digits, _ and -, up to 63)"
+        )
+    quote = db.engine.dialect.identifier_preparer.quote
+    role = quote(app_role)
+    state = [
+        quote(t.name) for t in SQLModel.metadata.sorted_tables if t.name != AuditEvent.__tablename__
+    ]
+    return [
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(state)} TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        f"REVOKE ALL ON audit_event FROM {role}",
+        "REVOKE UPDATE, DELETE, TRUNCATE ON audit_event FROM PUBLIC",
+        f"GRANT SELECT, INSERT ON audit_event TO {role}",
+    ]
+
+
+def lockdown(db: Database, app_role: str) -> list[str]:
+    """Applies `lockdown_statements` in one transaction; returns them."""
+    statements = lockdown_statements(db, app_role)
+    with db.engine.begin() as conn:
+        row = conn.execute(
+            text(
+                "SELECT r.rolsuper, pg_has_role(r.rolname, t.tableowner, 'USAGE') "
+                "FROM pg_roles r, pg_tables t WHERE r.rolname = :role "
+                "AND t.schemaname = current_schema() AND t.tablename = 'audit_event'"
+            ),
+            {"role": app_role},
+        ).one_or_none()
+        if row is None:
+            raise LockdownError(f"no role {app_role!r}, or no audit_event table: nothing changed")
+        if row[0] or row[1]:
+            raise LockdownError(
+                f"role {app_role!r} is a superuser or owns audit_event: a REVOKE cannot bind it. "
+                "Create the tables as another role and run the bot as this one; nothing changed"
+            )
+        for statement in statements:
+            conn.execute(text(statement))
+    return statements

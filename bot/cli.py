@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("run", nargs="?", type=int)
     ex.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     au_sub.add_parser("verify", help="recompute the hash chain; name every tampered row")
+    lk = au_sub.add_parser(
+        "lockdown",
+        help="PostgreSQL: let ROLE run the bot but never UPDATE, DELETE or TRUNCATE audit rows",
+    )
+    lk.add_argument("--app-role", required=True, help="the role the bot connects as")
+    lk.add_argument("--print", action="store_true", help="print the SQL; change nothing")
     return p
 
 
@@ -111,6 +117,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.audit_command == "export":
             sys.stdout.write(audit.export(db, args.run, args.format))
             return 0
+        if args.audit_command == "lockdown":
+            try:
+                if args.print:
+                    statements = audit.lockdown_statements(db, args.app_role)
+                else:
+                    statements = audit.lockdown(db, args.app_role)
+            except audit.LockdownError as exc:
+                print(f"lockdown refused: {exc}", file=sys.stderr)
+                return 2
+            print(";\n".join(statements) + ";")
+            if not args.print:
+                print(f"-- applied: {args.app_role} can no longer change or remove audit rows")
+            return 0
         problems = audit.verify(db)
         if problems:
             print(f"audit chain BROKEN: {len(problems)} problem(s)")
@@ -156,9 +175,13 @@ def _console(settings: Settings, runbook: Runbook, as_user: str | None) -> int:
     surface = ConsoleSurface(lambda: holder[0])
     engine = Engine(db, runbook, surface=surface, background=False, workers=settings.workers)
     holder.append(engine)
+    from bot.scheduler import start_scheduler
+
+    scheduler = start_scheduler(engine, db, settings)  # notices, gate timeouts, monitoring
     try:
         return Console(engine, console_actor(as_user)).loop()
     finally:
+        scheduler.stop()
         engine.shutdown()
 
 

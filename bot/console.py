@@ -26,7 +26,9 @@ PROMPT_HELP = """At a checkpoint:
   t | retry             run the phase again
   tick ITEM             mark a manual step done
 Any time: /cutover start ENV [--dry-run] | /cutover status [ENV] | /cutover abort ENV --reason TEXT
-          /cutover audit RUN | quit"""
+          /cutover audit RUN | quit
+          /cutover schedule ENV TIME [--stakeholders #ch] | /cutover schedule list
+          /cutover unschedule ID"""
 
 
 class ConsoleSurface:
@@ -58,6 +60,15 @@ class ConsoleSurface:
 
     def notice(self, run_id: int | None, text: str, channel: str | None = None) -> None:
         self._say(text)
+
+    def scheduled_notice(self, schedule_id: int, kind: str, channel: str | None, text: str) -> None:
+        self._say(f"\n[{channel}] {text}" if channel else f"\n{text}")
+
+    def start_reminder(
+        self, schedule_id: int, channel: str | None, text: str, approvers: list[str]
+    ) -> None:
+        # The console's Start button: an approver types /cutover start ENV at the prompt.
+        self._say(f"\n[{channel}] {text}" if channel else f"\n{text}")
 
 
 class Console:

@@ -7,16 +7,21 @@ PostgreSQL the engine locks the gate row (SELECT … FOR UPDATE) instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import bindparam, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlmodel import Session, SQLModel, create_engine
 
 from bot import models  # noqa: F401  (registers the tables)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -68,10 +73,41 @@ class Database:
             with self.session() as s:
                 if s.get(models.AuditHead, 1) is None:
                     s.add(models.AuditHead(id=1))
+            if not self.is_sqlite:
+                self._protect_audit_table()
         except OperationalError as exc:
             raise DatabaseUnavailable(
                 f"database {self.safe_url} unreachable: {_short(exc)}"
             ) from None
+
+    def _protect_audit_table(self) -> None:
+        """Triggers that refuse UPDATE, DELETE and TRUNCATE of audit_event (PostgreSQL).
+
+        Idempotent and safe to run from several processes at once: an advisory lock
+        serializes the install, and a trigger is created only when it is missing, so a
+        restart takes no table lock that would stall appends and needs no DDL rights.
+        A superuser or the table's owner can still disable the triggers: run the bot as
+        a role that does not own the tables (`cutover audit lockdown --app-role ROLE`).
+        """
+        try:
+            with self.engine.begin() as conn:
+                if _audit_guards(conn) == dict.fromkeys(_AUDIT_GUARD_TRIGGERS, True):
+                    return  # installed and enabled; an app role without DDL rights starts fine
+                conn.execute(text(f"SELECT pg_advisory_xact_lock({_AUDIT_GUARD_LOCK})"))
+                conn.execute(text(_AUDIT_GUARD_FUNCTION))
+                found = _audit_guards(conn)
+                for name, ddl in _AUDIT_GUARD_TRIGGERS.items():
+                    if name not in found:
+                        conn.execute(text(ddl))
+                    elif not found[name]:
+                        log.warning("audit_event trigger %s was disabled; enabling it", name)
+                        conn.execute(text(f"ALTER TABLE audit_event ENABLE TRIGGER {name}"))
+        except ProgrammingError as exc:  # e.g. an app role that may not create or alter them
+            log.error(
+                "audit_event is not protected by its triggers and this role cannot install "
+                "them (%s); run `cutover audit lockdown` as the tables' owner",
+                _short(exc),
+            )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -86,8 +122,63 @@ class Database:
                 ) from None
             raise
 
+    def retrying(self, fn: Callable[[], T], what: str, *, patience: float = 60.0) -> T:
+        """Runs fn (one or more whole transactions) again while the database is unavailable.
+
+        For the bot's own background work (recording a step result, opening a gate):
+        a connection cut mid-transaction rolls that transaction back, so running it
+        again changes nothing twice; fn must also be safe if a COMMIT that lost its
+        connection did land. Gives up after `patience` seconds and raises.
+        """
+        delay, deadline = 0.05, time.monotonic() + patience
+        while True:
+            try:
+                return fn()
+            except DatabaseUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("%s: %s; retrying in %.2fs", what, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_AUDIT_GUARD_LOCK = 0x637574_0A0D17  # any constant: "cut" + "audit"
+
+_AUDIT_GUARD_FUNCTION = """
+CREATE OR REPLACE FUNCTION cutover_audit_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_event is append-only: % refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'the audit trail only takes INSERTs; see docs/hardening.md';
+END
+$$
+"""
+
+_AUDIT_GUARD_TRIGGERS = {
+    "audit_event_no_update_delete": (
+        "CREATE TRIGGER audit_event_no_update_delete BEFORE UPDATE OR DELETE ON audit_event "
+        "FOR EACH ROW EXECUTE FUNCTION cutover_audit_append_only()"
+    ),
+    "audit_event_no_truncate": (
+        "CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON audit_event "
+        "FOR EACH STATEMENT EXECUTE FUNCTION cutover_audit_append_only()"
+    ),
+}
+
+
+def _audit_guards(conn: Any) -> dict[str, bool]:
+    """The guard triggers on audit_event: name → enabled."""
+    rows = conn.execute(
+        text(
+            "SELECT tgname, tgenabled <> 'D' FROM pg_trigger "
+            "WHERE tgrelid = 'audit_event'::regclass AND tgname IN :names"
+        ).bindparams(bindparam("names", value=list(_AUDIT_GUARD_TRIGGERS), expanding=True))
+    )
+    return {row[0]: bool(row[1]) for row in rows}
 
 
 def _short(exc: DBAPIError) -> str:

@@ -215,7 +215,8 @@ class Engine:
 
     def advance(self, run_id: int) -> None:
         """Runs the run's current phase and opens its gate; does nothing if it is not its turn."""
-        claimed = self._claim_phase(run_id)
+        # A dropped database connection is retried, not left as a phase stuck "running".
+        claimed = self.db.retrying(lambda: self._claim_phase(run_id), f"run #{run_id}: start")
         if claimed is None:
             return
         run, phase_run, phase = claimed
@@ -236,10 +237,18 @@ class Engine:
             if result and result[-1].result.status.blocks_gate:
                 actions_ok = False
                 break
+        if actions_ok and phase.monitor is not None:
+            from bot.monitoring import start_monitoring
+
+            # Checks run in rounds (bot.monitoring); the scheduler opens the gate at the end.
+            return start_monitoring(self, run_id, phase_run.id, phase)
         if actions_ok and phase.checks:
             outcomes += run_checks(phase.checks, values, ctx, on_result=record)
         passed = all(not o.result.status.blocks_gate for o in outcomes)
-        gate_id = self._open_gate(run_id, phase_run.id, phase, passed)
+        pr_id = phase_run.id
+        gate_id = self.db.retrying(
+            lambda: self._open_gate(run_id, pr_id, phase, passed), f"run #{run_id}: open gate"
+        )
         if gate_id is not None:
             self._tell("run_changed", run_id)
             self._tell("checkpoint", gate_id)
@@ -264,6 +273,7 @@ class Engine:
                 PhaseStatus.RUNNING,
                 PhaseStatus.CHECKED,
                 PhaseStatus.INTERRUPTED,
+                PhaseStatus.MONITORING,
             ):
                 return None  # executing elsewhere, or its gate is open
             phase = self.runbook.phases[run.phase_index]
@@ -293,8 +303,31 @@ class Engine:
             return run is not None and run.status == RunStatus.RUNNING
 
     def _record_step(self, run_id: int, phase_run_id: int | None, outcome: StepOutcome) -> None:
+        """Records a step result; retried while the database is unavailable, never twice."""
+        tries = 0
+
+        def once() -> None:
+            nonlocal tries
+            tries += 1
+            self._record_step_once(run_id, phase_run_id, outcome, retry=tries > 1)
+
+        self.db.retrying(once, f"run #{run_id}: record step {outcome.step.id}")
+
+    def _record_step_once(
+        self, run_id: int, phase_run_id: int | None, outcome: StepOutcome, retry: bool
+    ) -> None:
         r = outcome.result
         with self.db.session() as s:
+            if retry and phase_run_id is not None:
+                done = s.exec(
+                    select(StepRun.id).where(
+                        StepRun.phase_run_id == phase_run_id,
+                        StepRun.section == outcome.section,
+                        StepRun.step_id == outcome.step.id,
+                    )
+                ).first()
+                if done is not None:
+                    return  # the attempt whose connection dropped did commit
             s.add(
                 StepRun(
                     run_id=run_id,
@@ -336,7 +369,11 @@ class Engine:
             run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
             pr = s.get(PhaseRun, phase_run_id)
             assert pr is not None
-            if pr.status not in (PhaseStatus.RUNNING, PhaseStatus.INTERRUPTED):
+            if pr.status not in (
+                PhaseStatus.RUNNING,
+                PhaseStatus.INTERRUPTED,
+                PhaseStatus.MONITORING,
+            ):
                 return None
             if run.status == RunStatus.ROLLING_BACK:  # aborted while the phase ran
                 pr.status, pr.ended_at = PhaseStatus.FAILED, self.now()
@@ -344,7 +381,7 @@ class Engine:
                 rollback_now = True
             else:
                 rollback_now = False
-                if pr.status == PhaseStatus.RUNNING:
+                if pr.status in (PhaseStatus.RUNNING, PhaseStatus.MONITORING):
                     pr.status = PhaseStatus.CHECKED
                 pr.ended_at = self.now()
                 env = self.environment(run.environment)

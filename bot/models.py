@@ -2,6 +2,7 @@
 
 run ─< phase_run ─< step_run
             └── gate ─< vote, manual_tick
+schedule ─< scheduled_event; phase_run ─< monitor_round (scheduled cutovers, monitoring).
 audit_event is append-only and hash-chained; audit_head holds the chain's tip.
 """
 
@@ -41,6 +42,7 @@ class PhaseStatus(enum.StrEnum):
     FAILED = "failed"  # gate rolled back
     RETRIED = "retried"  # superseded by a new attempt
     INTERRUPTED = "interrupted"  # the bot stopped while it ran
+    MONITORING = "monitoring"  # between rounds of a monitoring phase (bot.monitoring)
 
 
 class GateStatus(enum.StrEnum):
@@ -151,3 +153,82 @@ class AuditHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = 0
     hash: str = "0" * 64
+
+
+# --------------------------------------------------------------------------- scheduled cutovers
+#
+# schedule ─< scheduled_event    (T-24h, T-1h, T-0 notices; also gate reminders and the
+#                                  cutover record, which have no schedule)
+# phase_run ─< monitor_round     (post-cutover monitoring rounds)
+
+
+class ScheduleStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
+    STARTED = "started"  # a run of it was started (run_id)
+    DONE = "done"  # that run completed or rolled back
+
+
+class Schedule(SQLModel, table=True):
+    """A cutover planned for a time: the bot posts its notices; a person starts it."""
+
+    __table_args__ = (UniqueConstraint("environment", "start_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    environment: str = Field(index=True)
+    start_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    stakeholders: str | None = None  # channel of the T-1h stakeholder notice
+    channel: str | None = None  # the run channel
+    created_by: str
+    status: str = Field(default=ScheduleStatus.SCHEDULED, index=True)
+    run_id: int | None = Field(default=None, foreign_key="run.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    cancelled_by: str | None = None
+
+
+class EventStatus(enum.StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"  # a process is posting it (claimed_at + the lease)
+    SENT = "sent"
+    SKIPPED = "skipped"  # moot when due (start time passed, gate decided meanwhile)
+    CANCELLED = "cancelled"  # its schedule was cancelled or started early
+    FAILED = "failed"  # posting failed every attempt
+
+
+class ScheduledEvent(SQLModel, table=True):
+    """One message the bot posts at a time, exactly once: claimed by a conditional UPDATE
+    (status + attempts as the version), then posted, then marked sent with its audit row."""
+
+    __tablename__ = "scheduled_event"
+    __table_args__ = (UniqueConstraint("schedule_id", "kind"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)  # "schedule:3:t-1h", "gate:12:reminder", "record:7", …
+    kind: str  # t-24h | t-1h | t-1h-checklist | t-0 | gate-reminder | gate-escalation | …
+    schedule_id: int | None = Field(default=None, foreign_key="schedule.id", index=True)
+    run_id: int | None = Field(default=None, index=True)
+    gate_id: int | None = None
+    due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    status: str = Field(default=EventStatus.PENDING, index=True)
+    attempts: int = 0  # bumped by every claim: the version a claim's UPDATE checks
+    claimed_at: datetime | None = Field(default=None, sa_column=_ts())
+    claimed_by: str | None = None
+    sent_at: datetime | None = Field(default=None, sa_column=_ts())
+    late_seconds: int | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class MonitorRound(SQLModel, table=True):
+    """One round of a monitoring phase's checks; the row is the claim to run it."""
+
+    __tablename__ = "monitor_round"
+    __table_args__ = (UniqueConstraint("phase_run_id", "round"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    phase_run_id: int = Field(foreign_key="phaserun.id", index=True)
+    round: int  # 0-based slot: due at window start + offset(round)
+    due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    status: str = "running"  # running | passed | failed | missed
+    attempts: int = 1
+    claimed_at: datetime | None = Field(default=None, sa_column=_ts())
+    claimed_by: str | None = None
+    ended_at: datetime | None = Field(default=None, sa_column=_ts())
+    results: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON list

@@ -24,6 +24,21 @@ class Settings(BaseSettings):
     http_host: str = Field(default="0.0.0.0", description="Address `cutover serve` listens on")
     log_level: str = "INFO"
     workers: int = Field(default=4, ge=1, le=32, description="Phases executing at once")
+    scheduler_enabled: bool = Field(
+        default=True, description="Run the scheduler (notices, gate timeouts, monitoring)"
+    )
+    scheduler_tick_seconds: float = Field(
+        default=30.0, gt=0, le=300, description="How often the leader scans for due work"
+    )
+    scheduler_elect_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="How often a standby tries to become leader"
+    )
+    notice_lease_seconds: float = Field(
+        default=300.0, gt=0, description="A claimed notice not confirmed this long is re-sent"
+    )
+    notice_grace_seconds: float = Field(
+        default=120.0, ge=0, description="A notice sent later than this after its time says so"
+    )
 
     slack_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "CUTOVER_SLACK_BOT_TOKEN")

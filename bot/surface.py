@@ -7,7 +7,7 @@ the database (`bot.views`), so a message rebuilt after a restart is the same.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,34 @@ class Surface(Protocol):
         """Free text for the run's thread (rollback report, restart notice)."""
 
 
+@runtime_checkable
+class SchedulingSurface(Protocol):
+    """What a surface adds to show scheduled cutovers (`bot.scheduler`). Optional: a surface
+    without these methods gets the same text through `notice(None, text, channel)`.
+
+    Both are called from the scheduler's leader thread, at most once per event (a claim
+    in `scheduled_event` guards it). Raise if the message could not be posted: the claim
+    is released and the post retried on a later tick (audited as notice.failed). Only
+    after a crash between posting and recording can a notice repeat; it then says so.
+    """
+
+    def scheduled_notice(self, schedule_id: int, kind: str, channel: str | None, text: str) -> None:
+        """Post `text` as a new top-level message in `channel` (no run exists yet, so no
+        thread). kind: "t-24h" (readiness dry run + T-24h checklist, run channel), "t-1h"
+        (stakeholder notice, stakeholder channel), "t-1h-checklist" (run channel).
+        channel may be None on the console (no channels there)."""
+
+    def start_reminder(
+        self, schedule_id: int, channel: str | None, text: str, approvers: list[str]
+    ) -> None:
+        """At the scheduled time: post `text` (it names the approvers as TEAM:USER ids and
+        their user groups) to `channel` with a Start button. approvers: the environment's
+        approver ids (TEAM:USER or console:NAME), sorted, for mentions. A click on Start must call
+        `bot.schedules.ScheduleService(engine).start(schedule_id, actor)`, which checks that
+        the clicker is an approver, starts the run and answers with a message for them.
+        The cutover never starts without that click."""
+
+
 class NullSurface:
     def run_changed(self, run_id: int) -> None:
         pass
@@ -51,4 +79,12 @@ class NullSurface:
         pass
 
     def notice(self, run_id: int | None, text: str, channel: str | None = None) -> None:
+        pass
+
+    def scheduled_notice(self, schedule_id: int, kind: str, channel: str | None, text: str) -> None:
+        pass
+
+    def start_reminder(
+        self, schedule_id: int, channel: str | None, text: str, approvers: list[str]
+    ) -> None:
         pass

@@ -18,6 +18,7 @@ ICONS = {
     "passed": "✅",
     "failed": "❌",
     "interrupted": "⚠️",
+    "monitoring": "📈",
 }
 
 
@@ -43,6 +44,8 @@ def status_text(view: RunView, now: datetime | None = None) -> str:
             extra = f" — approved by {p.decided_by} at {hhmm(p.decided_at)}"
         elif p.status == "failed" and p.decided_by:
             extra = f" — rolled back by {p.decided_by} at {hhmm(p.decided_at)}"
+        elif p.status == "monitoring":
+            extra = " — monitoring: checks run in rounds, the checkpoint opens after the last"
         took = f", took {p.minutes:.0f} min" if p.minutes is not None else ""
         attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
         lines.append(

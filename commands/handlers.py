@@ -11,7 +11,18 @@ from bot.engine import Engine, EngineError
 from bot.surface import Actor
 from bot.text import status_text
 from bot.views import active_runs, latest_run, run_view
-from commands.parser import USAGE, Abort, AuditCmd, Command, Help, Start, StatusCmd
+from commands.parser import (
+    USAGE,
+    Abort,
+    AuditCmd,
+    Command,
+    Help,
+    ScheduleList,
+    Start,
+    StatusCmd,
+    Unschedule,
+)
+from commands.parser import Schedule as ScheduleCmd
 from phases.runbook import RunbookError
 
 
@@ -40,6 +51,15 @@ class CommandService:
             env = engine.environment(cmd.env)
             if not engine.is_approver(env, actor):
                 raise EngineError(f"only approvers of {cmd.env} may start a run there")
+            if not cmd.dry_run:  # the scheduled cutover of now, if there is one, is this run
+                from bot.schedules import ScheduleService
+
+                due = ScheduleService(engine).due_for(cmd.env)
+                if due is not None and due.id is not None:
+                    started = ScheduleService(engine).start(due.id, actor)
+                    if started.outcome != "started":
+                        raise EngineError(started.message)
+                    return Reply(started.message, ephemeral=False, run_id=started.run_id)
             run = engine.start_run(cmd.env, actor, channel=channel, dry_run=cmd.dry_run)
             return Reply(
                 f"Run #{run.id} of {cmd.env}{' (dry run)' if cmd.dry_run else ''} "
@@ -54,7 +74,38 @@ class CommandService:
             return Reply(decision.message, ephemeral=not decision.changed, run_id=decision.run_id)
         if isinstance(cmd, AuditCmd):
             return Reply(self.audit_summary(cmd.run_id))
+        if isinstance(cmd, ScheduleCmd | ScheduleList | Unschedule):
+            return self.schedule(cmd, actor, channel)
         raise EngineError(f"unsupported command {cmd!r}")
+
+    def schedule(
+        self, cmd: ScheduleCmd | ScheduleList | Unschedule, actor: Actor, channel: str | None
+    ) -> Reply:
+        from bot.notices import channel_name, when
+        from bot.schedules import EVENTS, ScheduleService
+
+        service = ScheduleService(self.engine)
+        if isinstance(cmd, ScheduleList):
+            return Reply(service.list_text())
+        if isinstance(cmd, Unschedule):
+            return Reply(service.cancel(cmd.schedule_id, actor), ephemeral=False)
+        sched = service.create(
+            cmd.env, cmd.start_at, actor, stakeholders=cmd.stakeholders, channel=channel
+        )
+        now = self.engine.now()
+        at = {
+            kind: when(sched.start_at - before) if sched.start_at - before > now else "now"
+            for kind, before in EVENTS
+        }
+        return Reply(
+            f"Cutover of {cmd.env} scheduled for {when(sched.start_at)} as #{sched.id} by "
+            f"{actor.label}. Run channel: {channel_name(sched.channel)}; stakeholders: "
+            f"{channel_name(sched.stakeholders or sched.channel)}.\n"
+            f"T-24h readiness dry run: {at['t-24h']} · T-1h notice: {at['t-1h']} · "
+            f"T: reminder with a Start button (it never starts by itself). "
+            f"Cancel: /cutover unschedule {sched.id}",
+            ephemeral=False,
+        )
 
     def status(self, env: str | None) -> str:
         engine = self.engine

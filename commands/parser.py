@@ -9,12 +9,18 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from datetime import datetime
 
 USAGE = """Usage:
   /cutover start ENV [--dry-run]        start a cutover run of ENV
   /cutover status [ENV]                 current phase, elapsed time, approvals
   /cutover abort ENV --reason TEXT      roll back ENV's active run (final)
   /cutover audit RUN                    the audit trail of run RUN
+  /cutover schedule ENV TIME [--stakeholders #channel]
+                                        schedule a cutover; TIME is ISO 8601 with a
+                                        time zone, e.g. 2026-03-01T14:00Z
+  /cutover schedule list                scheduled cutovers and their notices
+  /cutover unschedule ID                cancel scheduled cutover ID
   /cutover help                         this text"""
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -55,7 +61,84 @@ class Help:
     pass
 
 
-Command = Start | StatusCmd | Abort | AuditCmd | Help
+@dataclass(frozen=True)
+class Schedule:
+    env: str
+    start_at: datetime  # timezone-aware
+    stakeholders: str | None = None  # channel of the T-1h stakeholder notice
+
+
+@dataclass(frozen=True)
+class ScheduleList:
+    pass
+
+
+@dataclass(frozen=True)
+class Unschedule:
+    schedule_id: int
+
+
+Command = Start | StatusCmd | Abort | AuditCmd | Help | Schedule | ScheduleList | Unschedule
+
+# "#name", a channel id, or Slack's escaped mention "<#C024BE7LR|general>".
+CHANNEL = re.compile(r"^(?:<#(?P<id>[A-Z0-9]+)(?:\|[^>]*)?>|(?P<plain>#?[A-Za-z0-9][\w.-]{0,79}))$")
+
+
+def parse_time(value: str, now: datetime | None = None) -> datetime:
+    """ISO 8601 with a time zone ("2026-03-01T14:00Z", "…T15:00+01:00"); never naive."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"{value!r} is not an ISO 8601 time; write e.g. 2026-03-01T14:00Z (no spaces)"
+        ) from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise UsageError(
+            f"{value!r} has no time zone; add Z (UTC) or an offset like +01:00, "
+            "e.g. 2026-03-01T14:00Z"
+        )
+    if now is not None and when <= now:
+        raise UsageError(f"{value} is in the past; pick a later time")
+    return when
+
+
+def _channel(value: str) -> str:
+    m = CHANNEL.match(value)
+    if not m:
+        raise UsageError(f"{value!r} is not a channel; write --stakeholders #channel")
+    return m.group("id") or m.group("plain")
+
+
+def _schedule(rest: list[str], now: datetime | None) -> Command:
+    if rest and rest[0].lower() == "list":
+        if len(rest) > 1:
+            raise UsageError("schedule list takes no arguments")
+        return ScheduleList()
+    stakeholders: str | None = None
+    args: list[str] = []
+    i = 0
+    while i < len(rest):
+        a = rest[i]
+        if a == "--stakeholders" or a.startswith("--stakeholders="):
+            if "=" in a:
+                value = a.split("=", 1)[1]
+            elif i + 1 < len(rest):
+                i += 1
+                value = rest[i]
+            else:
+                raise UsageError("--stakeholders needs a channel, e.g. --stakeholders #launch")
+            stakeholders = _channel(value)
+        elif a.startswith("-"):
+            raise UsageError(f"unknown option {a!r} for schedule")
+        else:
+            args.append(a)
+        i += 1
+    if len(args) != 2:
+        raise UsageError(
+            "schedule needs an environment and a time, e.g. /cutover schedule prod "
+            "2026-03-01T14:00Z --stakeholders #launch"
+        )
+    return Schedule(_env(args[0]), parse_time(args[1], now), stakeholders)
 
 
 def _env(value: str) -> str:
@@ -66,7 +149,8 @@ def _env(value: str) -> str:
     return value
 
 
-def parse(text: str) -> Command:
+def parse(text: str, now: datetime | None = None) -> Command:
+    """One command. With `now`, a scheduled time not after it is refused here too."""
     text = text.strip()
     if text.startswith("/cutover"):
         text = text[len("/cutover") :].strip()
@@ -106,4 +190,10 @@ def parse(text: str) -> Command:
         if len(rest) != 1 or not rest[0].lstrip("#").isdigit():
             raise UsageError("audit needs a run number, e.g. /cutover audit 12")
         return AuditCmd(int(rest[0].lstrip("#")))
+    if verb == "schedule":
+        return _schedule(rest, now)
+    if verb == "unschedule":
+        if len(rest) != 1 or not rest[0].lstrip("#").isdigit():
+            raise UsageError("unschedule needs a schedule number, e.g. /cutover unschedule 3")
+        return Unschedule(int(rest[0].lstrip("#")))
     raise UsageError(f"unknown command {verb!r}")

@@ -92,6 +92,9 @@ class Masker:
 GLOBAL_MASKER = Masker()
 
 
+_FORMATTER = logging.Formatter()
+
+
 class MaskingFilter(logging.Filter):
     """Logging filter: no log line carries a known secret."""
 
@@ -104,6 +107,14 @@ class MaskingFilter(logging.Filter):
         masked = self.masker.mask(message)
         if masked != message:
             record.msg, record.args = masked, None
+        # A traceback quotes its exception's message: mask the text a formatter would print
+        # (formatters reuse exc_text once it is set).
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _FORMATTER.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.masker.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.masker.mask(record.stack_info)
         return True
 
 

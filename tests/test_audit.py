@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -31,6 +34,21 @@ def seeded(db: Database, tmp_path: Path) -> int:
     return run.id
 
 
+@contextmanager
+def tampering(db: Database) -> Iterator[Any]:
+    """A connection that edits audit rows as a superuser attacker would.
+
+    On PostgreSQL the append-only triggers refuse UPDATE/DELETE/TRUNCATE, so the
+    attacker disables them first (owner or superuser only) and re-enables them after.
+    """
+    with db.engine.begin() as conn:
+        if not db.is_sqlite:
+            conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+        yield conn
+        if not db.is_sqlite:
+            conn.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
+
+
 def test_untouched_chain_verifies(db: Database, tmp_path: Path) -> None:
     seeded(db, tmp_path)
     assert audit.verify(db) == []
@@ -38,7 +56,7 @@ def test_untouched_chain_verifies(db: Database, tmp_path: Path) -> None:
 
 def test_row_edited_in_the_database_is_named(db: Database, tmp_path: Path) -> None:
     seeded(db, tmp_path)
-    with db.engine.begin() as conn:
+    with tampering(db) as conn:
         conn.execute(text("UPDATE audit_event SET actor = 'T1:U666' WHERE seq = 5"))
     problems = [str(p) for p in audit.verify(db)]
     assert problems == [
@@ -49,7 +67,7 @@ def test_row_edited_in_the_database_is_named(db: Database, tmp_path: Path) -> No
 
 def test_deleted_row_is_named(db: Database, tmp_path: Path) -> None:
     seeded(db, tmp_path)
-    with db.engine.begin() as conn:
+    with tampering(db) as conn:
         conn.execute(text("DELETE FROM audit_event WHERE seq = 3"))
     problems = [str(p) for p in audit.verify(db)]
     assert "row 4: rows 3 are missing (deleted)" in problems
@@ -58,7 +76,7 @@ def test_deleted_row_is_named(db: Database, tmp_path: Path) -> None:
 
 def test_deleted_last_rows_are_found_through_the_head(db: Database, tmp_path: Path) -> None:
     seeded(db, tmp_path)
-    with db.engine.begin() as conn:
+    with tampering(db) as conn:
         conn.execute(text("DELETE FROM audit_event WHERE seq >= 7"))
     problems = [str(p) for p in audit.verify(db)]
     assert len(problems) == 1 and "rows at the end were deleted" in problems[0]
@@ -66,7 +84,7 @@ def test_deleted_last_rows_are_found_through_the_head(db: Database, tmp_path: Pa
 
 def test_swapped_rows_are_found(db: Database, tmp_path: Path) -> None:
     seeded(db, tmp_path)
-    with db.engine.begin() as conn:
+    with tampering(db) as conn:
         a = conn.execute(text("SELECT kind, data FROM audit_event WHERE seq = 2")).one()
         b = conn.execute(text("SELECT kind, data FROM audit_event WHERE seq = 3")).one()
         conn.execute(
@@ -100,7 +118,7 @@ def test_cli_verify_reports_the_edited_row_and_exits_1(
     url = sqlite_db.url
     assert main(["--database-url", url, "audit", "verify"]) == 0
     assert "audit chain OK: 9 events verified" in capsys.readouterr().out
-    with sqlite_db.engine.begin() as conn:
+    with tampering(sqlite_db) as conn:
         conn.execute(text("UPDATE audit_event SET data = '{}' WHERE seq = 4"))
     assert main(["--database-url", url, "audit", "verify"]) == 1
     out = capsys.readouterr().out

@@ -12,25 +12,32 @@ or fifty clicks at once decide a gate exactly once.
 from __future__ import annotations
 
 import logging
+import re
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.engine import Engine
+from bot.models import Schedule
+from bot.schedules import ScheduleService
 from bot.slack.blocks import (
     CONTINUE,
     OPTIONS_PER_GROUP,
     RETRY,
     ROLLBACK,
+    START,
     TICK,
     escape,
     fit_lines,
     parse_gate_value,
+    parse_schedule_value,
     parse_tick_block,
     parse_tick_value,
     slackify,
@@ -40,13 +47,52 @@ from bot.slack.surface import SlackSurface
 from bot.surface import Actor
 from bot.views import active_runs, gate_view, run_view
 from commands.handlers import CommandService
-from commands.parser import USAGE, Abort, Command, Help, Start, StatusCmd, UsageError, parse
+from commands.parser import (
+    USAGE,
+    Abort,
+    Command,
+    Help,
+    Start,
+    StatusCmd,
+    Unschedule,
+    UsageError,
+    parse,
+)
+from commands.parser import Schedule as ScheduleCmd
 from phases.runbook import RunbookError
 
 log = logging.getLogger(__name__)
 
+PROCESS_BEFORE_RESPONSE = True  # see CutoverSlackApp.__init__; bench/slack_bench.py reads it
 DECISIONS = {CONTINUE: "continue", ROLLBACK: "rollback", RETRY: "retry"}
 NO_IDENTITY = "Slack did not say who you are (no team or user id); nothing was done."
+
+
+CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,}")
+
+
+def stakeholders_channel(value: str, body: dict[str, Any], env_channel: str | None) -> str:
+    """The stakeholder channel of `/cutover schedule … --stakeholders X` as a channel id.
+
+    The parser already turned Slack's link `<#C0123|general>` into its id. A bare name
+    (`#general`: the manifest does not ask Slack to escape channels) is only known for the
+    channel the command was typed in and the environment's own channel; looking up any
+    other name would need the channels:read scope, so the person is told what to type.
+    """
+    if CHANNEL_ID.fullmatch(value):
+        return value
+    name = value.removeprefix("#").lower()
+    here, here_id = body.get("channel_name"), body.get("channel_id")
+    if isinstance(here, str) and isinstance(here_id, str) and name == here.lower():
+        return here_id
+    if env_channel and name == env_channel.removeprefix("#").lower():
+        return env_channel
+    raise UsageError(
+        f"I cannot tell which channel #{name} is: by name I only know this channel and the "
+        f"environment's own. Give its id instead, e.g. --stakeholders C0123ABCD (open "
+        f"#{name}, click its name: the Channel ID is at the bottom), and invite me there "
+        "with /invite @cutover-bot"
+    )
 
 
 def actor_from_body(body: dict[str, Any]) -> Actor | None:
@@ -63,6 +109,77 @@ def actor_from_body(body: dict[str, Any]) -> Actor | None:
     return Actor(f"{team}:{user_id}", name)
 
 
+class AcksFirst:
+    """Work after an ack waits while requests are being answered: Slack's deadline is on the
+    answer, not on the work.
+
+    On a small machine the work of one click (database, Web API calls) would otherwise take
+    the CPU and the GIL from the acks of the clicks arriving with it. The HTTP server enters
+    this around each request; `wait()` returns once no request has been in flight for
+    `quiet` seconds (a burst arrives spread out), or after `max_wait` under steady load.
+    """
+
+    def __init__(self, quiet: float = 0.01, max_wait: float = 0.25) -> None:
+        self.quiet, self.max_wait = quiet, max_wait
+        self._busy = 0
+        self._last = 0.0  # time.monotonic() when the last request was answered
+        self._cond = threading.Condition()
+
+    def __enter__(self) -> AcksFirst:
+        with self._cond:
+            self._busy += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._busy -= 1
+            self._last = time.monotonic()
+            self._cond.notify_all()
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + self.max_wait
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    return
+                if self._busy == 0 and now - self._last >= self.quiet:
+                    return
+                pause = self.quiet - (now - self._last) if self._busy == 0 else deadline - now
+                self._cond.wait(min(pause, deadline - now))
+
+
+class ReplayGuard:
+    """Remembers the signatures of the signed requests of the last minutes.
+
+    Slack signs timestamp + body, and Bolt refuses a timestamp more than 5 minutes
+    off; within those 5 minutes the same signed bytes sent again (a replay, or a
+    proxy resending) are recognised here and not worked on twice. Only requests
+    that passed the signature check get here, so a forger cannot fill it.
+    """
+
+    def __init__(self, keep_seconds: float = 600.0, max_entries: int = 100_000) -> None:
+        self.keep, self.max = keep_seconds, max_entries
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, request: BoltRequest) -> bool:
+        """True if this signature came before; records it otherwise (Socket Mode: never)."""
+        sig = (request.headers.get("x-slack-signature") or [""])[0]
+        if not sig:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            if sig in self._seen:
+                return True
+            if len(self._seen) >= self.max or len(self._seen) % 1024 == 0:
+                self._seen = {k: t for k, t in self._seen.items() if t > now}
+                while len(self._seen) >= self.max:  # a flood: forget the oldest first
+                    del self._seen[next(iter(self._seen))]
+            self._seen[sig] = now + self.keep
+            return False
+
+
 @dataclass(frozen=True)
 class Where:
     """Where to answer the person: response_url, else an ephemeral in the channel."""
@@ -70,6 +187,16 @@ class Where:
     response_url: str | None
     channel: str | None
     user: str | None
+
+
+def _message_ref(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(channel, ts) of the message a button was clicked in."""
+    container = body.get("container")
+    if isinstance(container, dict):
+        channel, ts = container.get("channel_id"), container.get("message_ts")
+        if isinstance(channel, str) and isinstance(ts, str) and channel and ts:
+            return channel, ts
+    return None
 
 
 def _where(body: dict[str, Any]) -> Where:
@@ -109,6 +236,8 @@ class CutoverSlackApp:
         if self.client.token is None:
             self.client.token = token
         self.commands = CommandService(engine)
+        self.replays = ReplayGuard()
+        self.acks_first = AcksFirst()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slack-work")
         bolt_log = logging.getLogger("cutover.bolt")
         if not any(isinstance(f, _NotTheTokenWarning) for f in bolt_log.filters):
@@ -116,9 +245,10 @@ class CutoverSlackApp:
         self.app = App(  # the client carries the bot token
             signing_secret=signing_secret,
             client=self.client,
-            process_before_response=False,  # ack() answers Slack at once; work runs after
+            # The listeners only parse, ack() and hand the work to self.pool, so they run in
+            # the request's own thread: no hand-off to another pool and no 10 ms ack polling.
+            process_before_response=PROCESS_BEFORE_RESPONSE,
             token_verification_enabled=token_verification,
-            listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-ack"),
             logger=bolt_log,
         )
         self._register()
@@ -132,7 +262,20 @@ class CutoverSlackApp:
         app = self.app
 
         @app.middleware
-        def identify(context: BoltContext, body: dict[str, Any], next: Callable[[], Any]) -> Any:  # noqa: A002
+        def identify(
+            context: BoltContext,
+            body: dict[str, Any],
+            request: BoltRequest,
+            next: Callable[[], Any],  # noqa: A002
+        ) -> Any:
+            if self.replays.seen(request):  # the same signed bytes again: done once already
+                log.warning("replayed Slack request ignored")
+                text = "That request was already received; nothing was done again."
+                if "command" in body:
+                    return BoltResponse(
+                        status=200, body={"response_type": "ephemeral", "text": text}
+                    )
+                return BoltResponse(status=200, body="")
             actor = actor_from_body(body)
             if actor is not None:
                 context["actor"] = actor
@@ -141,7 +284,14 @@ class CutoverSlackApp:
         @app.command("/cutover")
         def on_command(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
             try:
-                cmd = parse(body.get("text") or "")
+                cmd = parse(body.get("text") or "", now=self.engine.now())
+                if isinstance(cmd, ScheduleCmd) and cmd.stakeholders:
+                    cmd = replace(
+                        cmd,
+                        stakeholders=stakeholders_channel(
+                            cmd.stakeholders, body, self._env_channel(cmd.env)
+                        ),
+                    )
             except UsageError as exc:
                 ack(text=escape(str(exc)), response_type="ephemeral")
                 return
@@ -173,6 +323,7 @@ class CutoverSlackApp:
         for action_id in DECISIONS:
             app.action(action_id)(on_click(self._decide))
         app.action(TICK)(on_click(self._tick))
+        app.action(START)(on_click(self._schedule_start))
 
         @app.error
         def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -182,6 +333,7 @@ class CutoverSlackApp:
         self.pool.submit(self._guard, fn, *args)
 
     def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        self.acks_first.wait()
         try:
             fn(*args)
         except Exception as exc:
@@ -238,9 +390,23 @@ class CutoverSlackApp:
 
     # ------------------------------------------------------------------ work (after ack)
 
+    def _env_channel(self, env_name: str) -> str | None:
+        try:
+            return self.engine.environment(env_name).channel
+        except RunbookError:
+            return None
+
+    def _schedule(self, schedule_id: int) -> Schedule | None:
+        with self.engine.db.session() as s:
+            return s.get(Schedule, schedule_id)
+
     def _command(self, cmd: Command, actor: Actor, body: dict[str, Any]) -> None:
-        if isinstance(cmd, Start | Abort):
+        if isinstance(cmd, Start | Abort | ScheduleCmd):
             actor = self.with_groups(actor, cmd.env)
+        elif isinstance(cmd, Unschedule):
+            sched = self._schedule(cmd.schedule_id)
+            if sched is not None:
+                actor = self.with_groups(actor, sched.environment)
         reply = self.commands.execute(cmd, actor, channel=body.get("channel_id"))
         text = self._md(reply.text)
         if isinstance(cmd, Start) and reply.run_id is not None:
@@ -291,6 +457,38 @@ class CutoverSlackApp:
         elif not result.changed:
             self._answer(body, self._md(result.message), run_id=view.run_id)
 
+    def _schedule_start(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
+        """The reminder's Start button: `ScheduleService.start` checks the clicker is an
+        approver (user groups read now) and starts the run once however often it is clicked."""
+        schedule_id = parse_schedule_value(action.get("value"))
+        sched = self._schedule(schedule_id) if schedule_id is not None else None
+        if sched is None or sched.id is None:
+            self._answer(body, "No such scheduled cutover; see `/cutover schedule list`.")
+            return
+        actor = self.with_groups(actor, sched.environment)
+        result = ScheduleService(self.engine).start(sched.id, actor)
+        after = self._schedule(sched.id)
+        run_id = result.run_id or (after.run_id if after else None)
+        if result.outcome == "started":
+            text = f"▶️ {self._md(result.message)} Its phases follow in this channel."
+        elif result.outcome != "refused" or (after is not None and after.run_id is not None):
+            # Clicked twice, or by two people at once: the other click started it.
+            text = (
+                f"Scheduled cutover #{sched.id} was already started as run #{run_id}; "
+                "your click changed nothing."
+                if run_id is not None
+                else self._md(result.message)
+            )
+        else:
+            text = "🚫 " + self._md(result.message)
+        ref = _message_ref(body)
+        if ref is not None and after is not None and after.status != "scheduled":
+            try:
+                self.surface.reminder_done(sched.id, *ref)
+            except Exception as exc:
+                log.warning("cannot redraw the reminder: %s", self.engine.masker.mask(str(exc)))
+        self._answer(body, text, run_id=run_id)
+
     def _tick(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         where = parse_tick_block(action.get("block_id"))
         view = gate_view(self.engine.db, self.engine.runbook, where[0]) if where else None
@@ -302,8 +500,9 @@ class CutoverSlackApp:
             return
         group = view.manual[where[2] * OPTIONS_PER_GROUP : (where[2] + 1) * OPTIONS_PER_GROUP]
         chosen = set()
-        for option in action.get("selected_options") or []:
-            tick = parse_tick_value(option.get("value"))
+        options = action.get("selected_options")
+        for option in options if isinstance(options, list) else []:
+            tick = parse_tick_value(option.get("value") if isinstance(option, dict) else None)
             if tick and tick[0] == view.id:
                 chosen.add(tick[2])
         ticked = {m.id for m in group if m.ticked_by}

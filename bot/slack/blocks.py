@@ -36,6 +36,7 @@ REPLY_TEXT = 3900  # an ephemeral reply or a thread notice
 EVIDENCE_CHARS = 400  # of one step's evidence, in a checkpoint
 
 CONTINUE, ROLLBACK, RETRY, TICK = "gate_continue", "gate_rollback", "gate_retry", "gate_tick"
+START = "schedule_start"  # the Start button of a scheduled cutover's T-0 reminder
 
 ICONS = {
     "pass": "✅",
@@ -49,6 +50,7 @@ ICONS = {
     "passed": "✅",
     "failed": "❌",
     "interrupted": "⚠️",
+    "monitoring": "📈",
 }
 RUN_ICONS = {
     "running": "⏳",
@@ -207,19 +209,27 @@ def gate_value(view: GateView) -> str:
 
 
 def parse_gate_value(value: str | None) -> tuple[int, int] | None:
-    """'12:1' → (gate 12, attempt 1); anything else → None."""
-    m = re.fullmatch(r"(\d{1,12}):(\d{1,6})", value or "")
+    """'12:1' → (gate 12, attempt 1); anything else → None.
+
+    Ids have at most 9 digits: a larger number would overflow PostgreSQL's integer column
+    in the lookup (a DataError) instead of reading as "no such gate".
+    """
+    m = re.fullmatch(r"(\d{1,9}):(\d{1,6})", value if isinstance(value, str) else "")
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def parse_tick_value(value: str | None) -> tuple[int, int, str] | None:
-    m = re.fullmatch(r"(\d{1,12}):(\d{1,6}):([a-z0-9][a-z0-9_-]{0,39})", value or "")
+    m = re.fullmatch(
+        r"(\d{1,9}):(\d{1,6}):([a-z0-9][a-z0-9_-]{0,39})", value if isinstance(value, str) else ""
+    )
     return (int(m.group(1)), int(m.group(2)), m.group(3)) if m else None
 
 
 def parse_tick_block(block_id: str | None) -> tuple[int, int, int] | None:
     """'tick:12:1:0' → (gate 12, attempt 1, group 0)."""
-    m = re.fullmatch(r"tick:(\d{1,12}):(\d{1,6}):(\d{1,3})", block_id or "")
+    m = re.fullmatch(
+        r"tick:(\d{1,9}):(\d{1,6}):(\d{1,3})", block_id if isinstance(block_id, str) else ""
+    )
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
@@ -250,6 +260,7 @@ def run_message(
             "waiting": " — waiting for a decision (see the thread)",
             "running": " — running",
             "interrupted": " — interrupted",
+            "monitoring": " — monitoring: each round is posted in the thread",
         }.get(p.status, "")
         if p.status == "passed" and p.decided_by:
             extra = f" — approved by {mentions(p.decided_by)} at {when(p.decided_at)}"
@@ -267,7 +278,9 @@ def run_message(
                 f"(by {mention(view.rolled_back_by)})"
             )
         )
-    current = next((p for p in view.phases if p.status in ("waiting", "running")), None)
+    current = next(
+        (p for p in view.phases if p.status in ("waiting", "running", "monitoring")), None
+    )
     where = f" · phase {current.number} {current.name}" if current else ""
     text = f"Cutover run #{view.id} of {view.environment}{dry}: {state}{where}"
     return clip(slackify(mask(text)), FALLBACK_TEXT), blocks[:MAX_BLOCKS]
@@ -433,6 +446,111 @@ def decision_buttons(view: GateView) -> Block:
         "block_id": f"gate:{view.id}:{view.attempt}",
         "elements": [first, button("Rollback", ROLLBACK, value, style="danger", confirm=dialog)],
     }
+
+
+# ---------------------------------------------------------------------- scheduled cutovers
+
+NOTE_PREFIXES = ("⏰", "♻️")  # bot.notices.late_note / repeat_note
+SCHEDULE_TITLES = {
+    "t-24h": "📅 T-24h · {label}: readiness dry run and checklist",
+    "t-1h": "📣 {label} starting in 1 hour",
+    "t-1h-checklist": "🕐 T-1h · {label}: final checklist",
+}
+_GROUP = re.compile(r"\bgroup (S[A-Z0-9]{2,})\b")
+_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
+
+
+def group_mention(group_id: str) -> str:
+    return f"<!subteam^{group_id}>" if re.fullmatch(r"S[A-Z0-9]+", group_id) else escape(group_id)
+
+
+def channel_ref(channel: str | None) -> str:
+    """A channel id as a link (Slack draws its name); a name as written."""
+    if channel and _CHANNEL_ID.fullmatch(channel):
+        return f"<#{channel}>"
+    return escape(channel or "?")
+
+
+def _notice_line(line: str) -> str:
+    """One line of a scheduled notice as mrkdwn: mentions, user groups, the run channel."""
+    head, sep, rest = line.partition("Where it runs: ")
+    if sep and not head.strip():
+        return f"Where it runs: {channel_ref(rest.strip())}"
+    return _GROUP.sub(lambda m: group_mention(m.group(1)), slackify(line))
+
+
+def scheduled_message(
+    kind: str, text: str, label: str, mask: Mask = _same
+) -> tuple[str, list[Block]]:
+    """A T-24h / T-1h notice: a header naming what it is, a late or repeat note as context,
+    then the notice's lines (dry-run results, checklist, stakeholder facts)."""
+    lines = mask(text).split("\n")
+    notes = [line for line in lines if line.startswith(NOTE_PREFIXES)]
+    body = [line for line in lines if not line.startswith(NOTE_PREFIXES) and line.strip()]
+    if kind == "t-1h" and body and body[0].startswith("📣"):
+        title, body = body[0], body[1:]  # "📣 Production cutover starting in 1 hour"
+    else:
+        title = SCHEDULE_TITLES.get(kind, "📅 {label}").format(label=label)
+    blocks: list[Block] = [header(title)]
+    blocks += [context(slackify(note)) for note in notes]
+    room = MAX_BLOCKS - len(blocks)
+    body_blocks = sections([_notice_line(line) for line in body]) or [section("_(no details)_")]
+    if len(body_blocks) > room:
+        body_blocks = body_blocks[: room - 1]
+        body_blocks.append(context("More than one message holds: `/cutover schedule list`"))
+    blocks += body_blocks
+    fallback = "\n".join([title, *notes, *body])
+    return clip(slackify(fallback), FALLBACK_TEXT), blocks
+
+
+def reminder_message(
+    schedule_id: int,
+    env_name: str,
+    label: str,
+    text: str,
+    approvers: Iterable[str],
+    groups: Iterable[str] = (),
+    done: str | None = None,
+    mask: Mask = _same,
+) -> tuple[str, list[Block]]:
+    """The T-0 reminder: who may start it (as mentions) and a Start button; once started or
+    cancelled (`done`, mrkdwn), the same message with that line instead of the button."""
+    who = [mention(a) for a in approvers if _ACTOR.fullmatch(a)]
+    who += [group_mention(g) for g in groups]
+    title = f"🚦 Time to start: {label}"
+    blocks: list[Block] = [header(title)]
+    lines = [_notice_line(line) for line in mask(text).split("\n") if line.strip()]
+    blocks += sections(lines)[: MAX_BLOCKS - 3]
+    if done is not None:
+        blocks.append(section(done))
+    else:
+        if who:
+            blocks.append(context("Approvers: " + ", ".join(who)))
+        dialog = confirm_dialog(
+            f"Start the cutover of {mask(env_name)} now?",
+            f"Run of {escape(mask(env_name))} starts now: each phase runs, then waits at its "
+            "checkpoint for an approver. The channel sees who started it.",
+            "Start",
+        )
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"schedule:{schedule_id}",
+                "elements": [
+                    button("Start the cutover", START, str(schedule_id), "primary", dialog)
+                ],
+            }
+        )
+    fallback = f"{escape(mask(title))} (scheduled cutover #{schedule_id})"
+    if done is None and who:
+        fallback += " — " + ", ".join(who) + ": press Start"
+    return clip(fallback, FALLBACK_TEXT), blocks
+
+
+def parse_schedule_value(value: str | None) -> int | None:
+    """The Start button's value: the schedule id (at most 9 digits, like the gate ids)."""
+    m = re.fullmatch(r"\d{1,9}", value if isinstance(value, str) else "")
+    return int(m.group(0)) if m else None
 
 
 def mask_blocks(value: Any, mask: Mask) -> Any:

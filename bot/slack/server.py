@@ -3,6 +3,8 @@
 HTTP mode serves Bolt's POST /slack/events (request signatures and the 5-minute
 timestamp window are checked by Bolt: a forged or stale request gets 401) and
 GET /healthz, on a threaded server: one slow request never holds up another.
+Both modes run the scheduler (`bot.scheduler`, unless CUTOVER_SCHEDULER_ENABLED=false):
+scheduled-cutover notices, gate reminders, monitoring rounds; one process leads.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import logging
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from slack_bolt import App
 from slack_bolt.error import BoltError
@@ -25,6 +30,7 @@ from slack_sdk.http_retry.handler import RetryHandler
 
 from bot.db import Database
 from bot.engine import Engine
+from bot.scheduler import start_scheduler
 from bot.settings import Settings
 from bot.slack.app import CutoverSlackApp
 from bot.slack.surface import SlackSurface, make_client
@@ -95,9 +101,39 @@ def build_service(
     return Service(engine, surface, slack)
 
 
+def unreadable(body: Any) -> str | None:
+    """What, in a parsed body, Bolt's payload helpers would index blindly and crash on.
+
+    Slack never sends these shapes; refusing them before dispatch keeps a malformed
+    (even a correctly signed) request from reaching any listener.
+    """
+    if not isinstance(body, dict):
+        return "the body must be a JSON object or a form"
+    kind = body.get("type")
+    if kind in ("block_actions", "interactive_message") or "actions" in body:
+        actions = body.get("actions")
+        if not isinstance(actions, list) or not actions:
+            return "actions must be a non-empty list"
+        if not all(isinstance(a, dict) for a in actions):
+            return "each action must be an object"
+        if kind == "block_actions" and not all(
+            isinstance(a.get("action_id"), str) for a in actions
+        ):
+            return "each action needs a string action_id"
+    for key in ("view", "message", "user", "team", "channel", "container"):
+        if key in body and body[key] is not None and not isinstance(body[key], dict | str):
+            return f"{key} must be an object"
+    if "event" in body and not isinstance(body["event"], dict):
+        return "event must be an object"
+    if "command" in body and not isinstance(body.get("text") or "", str):
+        return "text must be a string"
+    return None
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: BoltHTTPServer
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a client may stall mid-request (or idle on keep-alive)
 
     def do_GET(self) -> None:  # noqa: N802
         if urlsplit(self.path).path == HEALTH_PATH:
@@ -112,32 +148,65 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain()
             self._send(404, {"content-type": ["text/plain; charset=utf-8"]}, "not found\n")
             return
+        with self.server.in_flight:
+            self._events(app, parts)
+
+    def _events(self, app: App, parts: SplitResult) -> None:
+        text = {"content-type": ["text/plain; charset=utf-8"]}
+        if self.headers.get("Transfer-Encoding"):  # Slack always sends a Content-Length
+            self.close_connection = True
+            self._send(411, text, "length required\n")
+            return
         try:
             length = int(self.headers.get("Content-Length") or "0")
         except ValueError:
             length = -1
-        if length < 0 or length > MAX_BODY:
+        if length < 0 or length > MAX_BODY:  # refused unread: a 2 MB body costs nothing
             self.close_connection = True
-            self._send(413, {"content-type": ["text/plain; charset=utf-8"]}, "too large\n")
+            if length > MAX_BODY:
+                self._send(413, text, "too large\n")
+            else:
+                self._send(400, text, "bad Content-Length\n")
             return
-        raw = self.rfile.read(length)
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:  # the body never came: drop the connection, keep the thread
+            self.close_connection = True
+            return
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError:
-            self._send(400, {"content-type": ["text/plain; charset=utf-8"]}, "not UTF-8\n")
+            self._send(400, text, "not UTF-8\n")
             return
         headers: dict[str, str | Sequence[str]] = {
             k.lower(): self.headers.get_all(k) or [] for k in self.headers
         }
-        resp = app.dispatch(BoltRequest(body=body, query=parts.query, headers=headers))
+        try:
+            request = BoltRequest(body=body, query=parts.query, headers=headers)
+            problem = unreadable(request.body)
+        except Exception as exc:  # not JSON, or JSON that is not an object
+            problem = f"malformed body ({type(exc).__name__})"
+        if problem is not None:  # not from Slack: refused before any middleware or listener
+            log.warning("request refused: %s", problem)
+            self._send(400, text, problem + "\n")
+            return
+        try:
+            resp = app.dispatch(request)
+        except Exception as exc:  # Bolt's own error handling could not read the body either
+            log.warning("request refused: Bolt could not read it (%s)", type(exc).__name__)
+            self._send(400, text, "malformed body\n")
+            return
         self._send(resp.status, resp.headers, resp.body)
 
     def _drain(self) -> None:
         length = self.headers.get("Content-Length")
         if length and length.isdigit() and int(length) <= MAX_BODY:
-            self.rfile.read(int(length))
-        else:
-            self.close_connection = True
+            try:
+                self.rfile.read(int(length))
+                return
+            except TimeoutError:
+                pass
+        self.close_connection = True
 
     def _send(self, status: int, headers: dict[str, list[str]] | dict, body: str) -> None:
         data = body.encode("utf-8")
@@ -159,9 +228,24 @@ class BoltHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # a burst of clicks must not overflow the listen backlog
 
-    def __init__(self, address: tuple[str, int], bolt_app: App | None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        bolt_app: App | None,
+        in_flight: AbstractContextManager[object] | None = None,
+    ) -> None:
         self.bolt_app = bolt_app
+        self.in_flight = in_flight or nullcontext()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that went away is routine; anything else is logged, masked (not stderr)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.debug("http client %s went away: %r", client_address, exc)
+            return
+        trace = "".join(traceback.format_exception(exc)) if exc is not None else "?"
+        log.error("http request from %s failed: %s", client_address, GLOBAL_MASKER.mask(trace))
 
     @property
     def url(self) -> str:
@@ -170,9 +254,18 @@ class BoltHTTPServer(ThreadingHTTPServer):
         return f"http://{name}:{self.server_port}"
 
 
-def make_http_server(bolt_app: App | None, host: str, port: int) -> BoltHTTPServer:
-    """Bolt's /slack/events (None: /healthz only) on host:port; port 0 picks a free one."""
-    return BoltHTTPServer((host, port), bolt_app)
+def make_http_server(
+    bolt_app: App | None,
+    host: str,
+    port: int,
+    in_flight: AbstractContextManager[object] | None = None,
+) -> BoltHTTPServer:
+    """Bolt's /slack/events (None: /healthz only) on host:port; port 0 picks a free one.
+
+    `in_flight` is entered around each /slack/events request (CutoverSlackApp.acks_first:
+    the work of earlier requests waits while answers are being sent).
+    """
+    return BoltHTTPServer((host, port), bolt_app, in_flight)
 
 
 def serve(settings: Settings) -> int:
@@ -195,7 +288,10 @@ def serve(settings: Settings) -> int:
     how = mode(settings)
     # HTTP mode: Bolt and /healthz. Socket Mode: /healthz only, for the container's health check.
     http = make_http_server(
-        service.app if how == "http" else None, settings.http_host, settings.http_port
+        service.app if how == "http" else None,
+        settings.http_host,
+        settings.http_port,
+        service.slack.acks_first,
     )
     stop = threading.Event()
 
@@ -206,6 +302,9 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     socket_handler = None
+    # Notices of scheduled cutovers, gate reminders, monitoring rounds, cutover records.
+    # Every process runs one; with several on one PostgreSQL an advisory lock makes one lead.
+    scheduler = start_scheduler(service.engine, service.engine.db, settings)
     try:
         if how == "socket":
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -225,5 +324,6 @@ def serve(settings: Settings) -> int:
         if socket_handler is not None:
             socket_handler.close()
         http.server_close()
+        scheduler.stop()
         service.close()
     return 0

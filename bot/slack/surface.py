@@ -29,17 +29,24 @@ from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.webhook import WebhookClient
 
 from bot import audit
+from bot.models import Run, Schedule, ScheduleStatus
+from bot.notices import cutover_label, t0_text
 from bot.slack.blocks import (
     REPLY_TEXT,
     Block,
     clip,
     gate_message,
     mask_blocks,
+    mention,
+    reminder_message,
     run_message,
+    scheduled_message,
     slackify,
+    when,
 )
 from bot.surface import SYSTEM
 from bot.views import gate_view, open_gate_id, run_view
+from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -161,6 +168,105 @@ class SlackSurface:
             unfurl_links=False,
             unfurl_media=False,
         )
+
+    # ------------------------------------------------------------------ SchedulingSurface
+
+    def scheduled_notice(self, schedule_id: int, kind: str, channel: str | None, text: str) -> None:
+        """A T-24h / T-1h notice as a new message in `channel`; raises if it was not posted
+        (the scheduler retries it and audits notice.failed)."""
+        if not channel:
+            raise RuntimeError(f"no channel for the {kind} notice of schedule #{schedule_id}")
+        sched = self._schedule(schedule_id)
+        label = cutover_label(sched.environment) if sched else f"Scheduled cutover #{schedule_id}"
+        fallback, blocks = scheduled_message(kind, text, label, self._mask)
+        self._call(
+            "chat_postMessage",
+            channel=channel,
+            text=fallback,
+            blocks=mask_blocks(blocks, self._mask),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+
+    def start_reminder(
+        self, schedule_id: int, channel: str | None, text: str, approvers: list[str]
+    ) -> None:
+        """The T-0 reminder: the approvers (and their user groups) mentioned, a Start button
+        whose click `CutoverSlackApp` hands to `ScheduleService.start`."""
+        if not channel:
+            raise RuntimeError(f"no channel for the start reminder of schedule #{schedule_id}")
+        sched = self._schedule(schedule_id)
+        env_name = sched.environment if sched else "?"
+        groups = self._approver_groups(env_name)
+        fallback, blocks = reminder_message(
+            schedule_id,
+            env_name,
+            cutover_label(env_name),
+            text,
+            approvers,
+            groups,
+            mask=self._mask,
+        )
+        self._call(
+            "chat_postMessage",
+            channel=channel,
+            text=fallback,
+            blocks=mask_blocks(blocks, self._mask),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+
+    def reminder_done(self, schedule_id: int, channel: str, ts: str) -> bool:
+        """Redraws a T-0 reminder whose cutover started (who, when, which run) or was
+        cancelled, without the Start button. False while it is still only scheduled."""
+        sched = self._schedule(schedule_id)
+        if sched is None or sched.id is None or sched.status == ScheduleStatus.SCHEDULED:
+            return False
+        run: Run | None = None
+        if sched.run_id is not None:
+            with self.engine.db.session() as s:
+                run = s.get(Run, sched.run_id)
+        if run is not None:
+            done = (
+                f"▶️ *Started* by {mention(run.requested_by)} at {when(run.started_at)} "
+                f"as run #{run.id}; follow it in its thread."
+            )
+        elif sched.status == ScheduleStatus.CANCELLED:
+            done = f"🚫 *Cancelled* by {mention(sched.cancelled_by)}; nothing was started."
+        else:
+            done = f"This scheduled cutover is {slackify(str(sched.status))}."
+        try:  # the reminder's first line: what was scheduled for when
+            env = self.engine.environment(sched.environment)
+            text = t0_text(sched.id, sched.environment, sched.start_at, env).split("\n")[0]
+        except RunbookError:  # the environment left the runbook meanwhile
+            text = f"Scheduled cutover #{sched.id} of {sched.environment}"
+        fallback, blocks = reminder_message(
+            sched.id,
+            sched.environment,
+            cutover_label(sched.environment),
+            text,
+            (),
+            done=done,
+            mask=self._mask,
+        )
+        self._call(
+            "chat_update",
+            channel=channel,
+            ts=ts,
+            text=fallback,
+            blocks=mask_blocks(blocks, self._mask),
+        )
+        return True
+
+    def _schedule(self, schedule_id: int) -> Schedule | None:
+        with self.engine.db.session() as s:
+            return s.get(Schedule, schedule_id)
+
+    def _approver_groups(self, env_name: str) -> list[str]:
+        try:
+            return list(self.engine.environment(env_name).approver_groups)
+        except RunbookError:
+            return []
 
     def resync(self, run_id: int) -> None:
         """Posts whatever of an active run is missing in Slack (after an outage or a restart)

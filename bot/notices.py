@@ -1,0 +1,195 @@
+"""Texts of the scheduled notices, gate reminders and escalations. Plain text: a surface
+formats it (Slack shows TEAM:USER ids as mentions); nothing here posts anything."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from phases.runbook import Checklist, EnvironmentSpec, Runbook
+
+STATUS_ICONS = {"pass": "✅", "fail": "❌", "error": "⛔", "warn": "⚠️", "skipped": "⏭️"}
+
+
+def aware(dt: datetime) -> datetime:
+    """Datetimes read back from SQLite are naive; every one the bot stores is UTC."""
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def when(dt: datetime) -> str:
+    return aware(dt).astimezone(UTC).strftime("%a %Y-%m-%d %H:%M UTC")
+
+
+def hhmm(dt: datetime) -> str:
+    return aware(dt).astimezone(UTC).strftime("%H:%M UTC")
+
+
+def duration(seconds: float) -> str:
+    """3725 → "1 h 2 min"; 90000 → "1 d 1 h"; under a minute → "0 min"."""
+    minutes = int(max(0.0, seconds) // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {mins} min" if mins else f"{hours} h"
+    return f"{mins} min"
+
+
+def expected_duration(runbook: Runbook) -> str:
+    if runbook.estimated_duration:
+        return runbook.estimated_duration
+    lo = sum(p.estimate_minutes.min for p in runbook.phases)
+    hi = sum(p.estimate_minutes.max for p in runbook.phases)
+    return f"{lo} min" if lo == hi else f"{lo}-{hi} min"
+
+
+def checklist(title: str, items: Sequence[str]) -> str:
+    return "\n".join([title, *(f"☐ {item}" for item in items)])
+
+
+def cutover_label(env_name: str) -> str:
+    return "Production cutover" if env_name in ("prod", "production") else f"Cutover of {env_name}"
+
+
+def late_note(due_at: datetime, now: datetime) -> str:
+    return (
+        f"⏰ Sent late: this notice was due at {when(due_at)} and is "
+        f"{duration((now - aware(due_at)).total_seconds())} late (the bot was not running then)."
+    )
+
+
+def repeat_note(claimed_at: datetime | None, claimed_by: str | None) -> str:
+    at = hhmm(claimed_at) if claimed_at else "?"
+    return (
+        f"♻️ Possibly a repeat: an earlier attempt ({claimed_by or '?'}, {at}) "
+        "stopped before confirming it was posted."
+    )
+
+
+def channel_name(channel: str | None) -> str:
+    return channel or "the console"
+
+
+@dataclass(frozen=True)
+class StepLine:
+    name: str
+    status: str
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The T-24h dry run of the checklist's phase."""
+
+    phase_name: str
+    steps: list[StepLine]
+    error: str | None = None  # the dry run could not run at all
+
+    @property
+    def blocking(self) -> list[StepLine]:
+        return [s for s in self.steps if s.status in ("fail", "error")]
+
+
+def t24_text(
+    schedule_id: int,
+    env_name: str,
+    start_at: datetime,
+    now: datetime,
+    runbook: Runbook,
+    readiness: Readiness | None,
+) -> str:
+    lines = [
+        f"📅 T-24h: {cutover_label(env_name)} scheduled for {when(start_at)} "
+        f"(in {duration((aware(start_at) - now).total_seconds())}) — schedule #{schedule_id}."
+    ]
+    if readiness is not None:
+        if readiness.error:
+            lines.append(f"⛔ Readiness dry run could not run: {readiness.error}")
+        else:
+            bad = readiness.blocking
+            verdict = (
+                f"❌ {len(bad)} of {len(readiness.steps)} checks failed — fix before the cutover"
+                if bad
+                else f"✅ all {len(readiness.steps)} checks passed (0 failures)"
+            )
+            lines.append(f"Readiness dry run ({readiness.phase_name}): {verdict}")
+            lines += [
+                f"  {STATUS_ICONS.get(s.status, '•')} {s.name}: {s.evidence}"
+                for s in readiness.steps
+            ]
+    pre = runbook.pre_cutover
+    if pre is not None:
+        lines.append(checklist(pre.t_minus_24h.title, pre.t_minus_24h.items))
+    return "\n".join(lines)
+
+
+def t1_stakeholder_text(
+    schedule_id: int,
+    env_name: str,
+    start_at: datetime,
+    now: datetime,
+    runbook: Runbook,
+    run_channel: str | None,
+) -> str:
+    left = (aware(start_at) - now).total_seconds()
+    soon = "in 1 hour" if 55 * 60 <= left <= 65 * 60 else f"in {duration(left)}"
+    return "\n".join(
+        [
+            f"📣 {cutover_label(env_name)} starting {soon}",
+            f"Environment: {env_name}",
+            f"Start: {when(start_at)}",
+            f"Expected duration: {expected_duration(runbook)}",
+            f"Where it runs: {channel_name(run_channel)}",
+            f"(schedule #{schedule_id}; {runbook.name})",
+        ]
+    )
+
+
+def t1_checklist_text(schedule_id: int, env_name: str, start_at: datetime, cl: Checklist) -> str:
+    return (
+        f"🕐 T-1h: {cutover_label(env_name)} at {when(start_at)} — schedule #{schedule_id}. "
+        "Stakeholders have been notified.\n" + checklist(cl.title, cl.items)
+    )
+
+
+def approver_names(env: EnvironmentSpec) -> list[str]:
+    return sorted(env.approver_set()) + [f"group {g}" for g in env.approver_groups]
+
+
+def t0_text(schedule_id: int, env_name: str, start_at: datetime, env: EnvironmentSpec) -> str:
+    who = ", ".join(approver_names(env)) or "(no approvers configured)"
+    return (
+        f"🚦 It is time: {cutover_label(env_name)} scheduled for {when(start_at)} "
+        f"(schedule #{schedule_id}).\nApprovers {who}: press Start to begin, "
+        f"or type /cutover start {env_name}. It never starts by itself."
+    )
+
+
+def gate_reminder_text(
+    run_id: int, phase_name: str, waited_s: float, timeout_min: int, env: EnvironmentSpec
+) -> str:
+    who = ", ".join(approver_names(env)) or "approvers"
+    return (
+        f"⏳ Reminder: the checkpoint of {phase_name} (run #{run_id}) has waited "
+        f"{duration(waited_s)} for a decision (gate timeout {timeout_min} min). {who}: "
+        "Continue, Retry or Rollback. Nothing proceeds by itself."
+    )
+
+
+def gate_escalation_text(
+    run_id: int,
+    env_name: str,
+    phase_name: str,
+    waited_s: float,
+    timeout_min: int,
+    env: EnvironmentSpec,
+) -> str:
+    who = ", ".join(approver_names(env)) or "approvers"
+    return (
+        f"🚨 Escalation: run #{run_id} of {env_name} has waited {duration(waited_s)} at the "
+        f"checkpoint of {phase_name} (2× the {timeout_min} min gate timeout). {who}: decide "
+        f"now (Continue, Retry or Rollback; /cutover abort {env_name} --reason … rolls back). "
+        "The bot never approves by itself."
+    )

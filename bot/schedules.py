@@ -1,0 +1,362 @@
+"""Scheduled cutovers: create, list, cancel and start them. Every surface uses this.
+
+A schedule gets four `scheduled_event` rows when it is created (T-24h readiness,
+T-1h stakeholder notice, T-1h checklist, T-0 start reminder); `bot.scheduler`
+posts each when due, once. A run is only ever started by an approver (the
+reminder's Start button or `/cutover start ENV`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from bot import audit
+from bot.engine import EngineError
+from bot.models import EventStatus, Run, RunStatus, Schedule, ScheduledEvent, ScheduleStatus
+from bot.notices import aware, channel_name, hhmm, when
+from bot.surface import SYSTEM, Actor
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+
+# (kind, how long before the start time it is due)
+EVENTS: list[tuple[str, timedelta]] = [
+    ("t-24h", timedelta(hours=24)),
+    ("t-1h", timedelta(hours=1)),
+    ("t-1h-checklist", timedelta(hours=1)),
+    ("t-0", timedelta(0)),
+]
+# A run started this long before the scheduled time (or later) is that schedule's run.
+EARLY_START = timedelta(hours=1)
+# A schedule whose time passed this long ago without a run no longer blocks a new one.
+STALE_AFTER = timedelta(hours=12)
+
+
+class ScheduleError(EngineError):
+    """A schedule request refused; the message says why and what to type instead."""
+
+
+@dataclass(frozen=True)
+class StartResult:
+    outcome: Literal["started", "refused", "already_started", "unknown"]
+    message: str
+    run_id: int | None = None
+
+
+def event_key(schedule_id: int, kind: str) -> str:
+    return f"schedule:{schedule_id}:{kind}"
+
+
+class ScheduleService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ create / cancel
+
+    def create(
+        self,
+        env_name: str,
+        start_at: datetime,
+        actor: Actor,
+        *,
+        stakeholders: str | None = None,
+        channel: str | None = None,
+    ) -> Schedule:
+        engine = self.engine
+        env = engine.environment(env_name)  # unknown environment: RunbookError names the known
+        if not engine.is_approver(env, actor):
+            raise ScheduleError(f"only approvers of {env_name} may schedule a cutover there")
+        if start_at.tzinfo is None or start_at.utcoffset() is None:
+            raise ScheduleError(
+                "the start time needs a time zone, e.g. 2026-03-01T14:00Z or 2026-03-01T15:00+01:00"
+            )
+        start = start_at.astimezone(UTC)
+        now = engine.now()
+        if start <= now:
+            raise ScheduleError(
+                f"{when(start)} is in the past (now {when(now)}); pick a later time"
+            )
+        run_channel = channel or env.channel
+        with engine.db.session() as s:
+            for other in s.exec(
+                select(Schedule).where(
+                    Schedule.environment == env_name, Schedule.status == ScheduleStatus.SCHEDULED
+                )
+            ):
+                if aware(other.start_at) > now - STALE_AFTER:
+                    raise ScheduleError(
+                        f"{env_name} already has cutover #{other.id} scheduled for "
+                        f"{when(other.start_at)}; /cutover unschedule {other.id} first"
+                    )
+            sched = Schedule(
+                environment=env_name,
+                start_at=start,
+                stakeholders=stakeholders,
+                channel=run_channel,
+                created_by=actor.id,
+                created_at=now,
+            )
+            s.add(sched)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise ScheduleError(
+                    f"a cutover of {env_name} is already scheduled for {when(start)}"
+                ) from None
+            assert sched.id is not None
+            for kind, before in EVENTS:
+                s.add(
+                    ScheduledEvent(
+                        key=event_key(sched.id, kind),
+                        kind=kind,
+                        schedule_id=sched.id,
+                        due_at=max(start - before, now),  # already past: due at once, not late
+                    )
+                )
+            audit.append(
+                s,
+                "schedule.created",
+                actor=actor.id,
+                data={
+                    "schedule": sched.id,
+                    "environment": env_name,
+                    "start_at": start.isoformat(),
+                    "stakeholders": stakeholders,
+                    "channel": run_channel,
+                },
+                at=now,
+            )
+        return sched
+
+    def cancel(self, schedule_id: int, actor: Actor) -> str:
+        engine = self.engine
+        with engine.db.session() as s:
+            sched = s.exec(
+                select(Schedule).where(Schedule.id == schedule_id).with_for_update()
+            ).one_or_none()
+            if sched is None:
+                raise ScheduleError(
+                    f"no scheduled cutover #{schedule_id}; see /cutover schedule list"
+                )
+            env = engine.environment(sched.environment)
+            if not engine.is_approver(env, actor):
+                raise ScheduleError(
+                    f"only approvers of {sched.environment} may cancel its scheduled cutover"
+                )
+            if sched.status != ScheduleStatus.SCHEDULED:
+                extra = f" as run #{sched.run_id}" if sched.run_id else ""
+                raise ScheduleError(f"scheduled cutover #{schedule_id} is {sched.status}{extra}")
+            sched.status, sched.cancelled_by = ScheduleStatus.CANCELLED, actor.id
+            s.add(sched)
+            self._drop_pending(s, schedule_id)
+            audit.append(
+                s,
+                "schedule.cancelled",
+                actor=actor.id,
+                data={"schedule": schedule_id, "environment": sched.environment},
+                at=engine.now(),
+            )
+        return (
+            f"Scheduled cutover #{schedule_id} of {sched.environment} at {when(sched.start_at)} "
+            f"cancelled by {actor.label}; no more notices will be sent for it."
+        )
+
+    @staticmethod
+    def _drop_pending(s: Session, schedule_id: int) -> None:
+        s.execute(
+            update(ScheduledEvent)
+            .where(
+                col(ScheduledEvent.schedule_id) == schedule_id,
+                col(ScheduledEvent.status) == EventStatus.PENDING,
+            )
+            .values(status=EventStatus.CANCELLED)
+        )
+
+    # ------------------------------------------------------------------ list
+
+    def listing(self, include_past: bool = False) -> list[tuple[Schedule, list[ScheduledEvent]]]:
+        now = self.engine.now()
+        with self.engine.db.session() as s:
+            rows = list(s.exec(select(Schedule).order_by(col(Schedule.start_at))))
+            events = list(
+                s.exec(
+                    select(ScheduledEvent).where(
+                        col(ScheduledEvent.schedule_id).in_([r.id for r in rows])
+                    )
+                )
+            )
+        out = []
+        for r in rows:
+            recent = aware(r.start_at) > now - timedelta(days=2)
+            if include_past or r.status == ScheduleStatus.SCHEDULED or recent:
+                out.append((r, [e for e in events if e.schedule_id == r.id]))
+        return out
+
+    def list_text(self) -> str:
+        rows = self.listing()
+        if not rows:
+            return "No scheduled cutover. Schedule one: /cutover schedule ENV 2026-03-01T14:00Z"
+        lines = ["Scheduled cutovers:"]
+        order = {kind: i for i, (kind, _) in enumerate(EVENTS)}
+        for sched, events in rows:
+            state = str(sched.status) + (f" (run #{sched.run_id})" if sched.run_id else "")
+            lines.append(
+                f"#{sched.id} {sched.environment} at {when(sched.start_at)} — {state}; run channel "
+                f"{channel_name(sched.channel)}, stakeholders "
+                f"{channel_name(sched.stakeholders or sched.channel)}; by {sched.created_by}"
+            )
+            parts = []
+            for e in sorted(events, key=lambda e: order.get(e.kind, 99)):
+                if e.status == EventStatus.SENT and e.sent_at is not None:
+                    parts.append(f"{e.kind} sent {hhmm(e.sent_at)}")
+                elif e.status in (EventStatus.PENDING, EventStatus.CLAIMED):
+                    parts.append(f"{e.kind} due {hhmm(e.due_at)}")
+                else:
+                    parts.append(f"{e.kind} {e.status}")
+            lines.append("   " + " · ".join(parts))
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ start
+
+    def due_for(self, env_name: str) -> Schedule | None:
+        """The environment's scheduled cutover that a run started now would be."""
+        now = self.engine.now()
+        with self.engine.db.session() as s:
+            for sched in s.exec(
+                select(Schedule)
+                .where(
+                    Schedule.environment == env_name, Schedule.status == ScheduleStatus.SCHEDULED
+                )
+                .order_by(col(Schedule.start_at))
+            ):
+                start = aware(sched.start_at)
+                if start - EARLY_START <= now < start + STALE_AFTER:
+                    return sched
+        return None
+
+    def start(self, schedule_id: int, actor: Actor) -> StartResult:
+        """The Start button of the T-0 reminder: an approver starts the scheduled run."""
+        engine = self.engine
+        with engine.db.session() as s:
+            sched = s.get(Schedule, schedule_id)
+        if sched is None:
+            return StartResult("unknown", f"no scheduled cutover #{schedule_id}")
+        if sched.status != ScheduleStatus.SCHEDULED:
+            extra = f" as run #{sched.run_id}" if sched.run_id else ""
+            return StartResult(
+                "already_started" if sched.run_id else "refused",
+                f"scheduled cutover #{schedule_id} is {sched.status}{extra}",
+                sched.run_id,
+            )
+        env = engine.environment(sched.environment)
+        if not engine.is_approver(env, actor):
+            with engine.db.session() as s:
+                audit.append(
+                    s,
+                    "click.refused",
+                    actor=actor.id,
+                    data={"schedule": schedule_id, "start": True, "reason": "not an approver"},
+                    at=engine.now(),
+                )
+            return StartResult(
+                "refused", f"you are not an approver for {sched.environment}; nothing was started"
+            )
+        try:
+            run = engine.start_run(sched.environment, actor, channel=sched.channel)
+        except EngineError as exc:
+            return StartResult("refused", str(exc))
+        assert run.id is not None
+        with engine.db.session() as s:
+            self.link(s, schedule_id, run.id, actor.id, via="start button")
+        return StartResult(
+            "started",
+            f"Run #{run.id} of {sched.environment} (scheduled cutover #{schedule_id}) "
+            f"started by {actor.label}.",
+            run.id,
+        )
+
+    def link(self, s: Session, schedule_id: int, run_id: int, actor: str, via: str) -> bool:
+        """Marks the schedule started as run_id (once) and drops its notices still pending."""
+        res = s.execute(
+            update(Schedule)
+            .where(
+                col(Schedule.id) == schedule_id, col(Schedule.status) == ScheduleStatus.SCHEDULED
+            )
+            .values(status=ScheduleStatus.STARTED, run_id=run_id)
+        )
+        if getattr(res, "rowcount", 0) != 1:
+            return False
+        self._drop_pending(s, schedule_id)
+        audit.append(
+            s,
+            "schedule.started",
+            actor=actor,
+            run_id=run_id,
+            data={"schedule": schedule_id, "run": run_id, "via": via},
+            at=self.engine.now(),
+        )
+        return True
+
+    # ------------------------------------------------------------------ reconcile (scheduler)
+
+    def reconcile(self, now: datetime | None = None) -> list[str]:
+        """Links runs started by hand to their schedule; marks schedules of ended runs done."""
+        now = now or self.engine.now()
+        done: list[str] = []
+        with self.engine.db.session() as s:
+            waiting = list(
+                s.exec(select(Schedule).where(Schedule.status == ScheduleStatus.SCHEDULED))
+            )
+            started = list(
+                s.exec(select(Schedule).where(Schedule.status == ScheduleStatus.STARTED))
+            )
+        for sched in waiting:
+            assert sched.id is not None
+            since = max(aware(sched.start_at) - EARLY_START, aware(sched.created_at))
+            if since > now:
+                continue
+            with self.engine.db.session() as s:
+                runs = s.exec(
+                    select(Run).where(Run.environment == sched.environment).order_by(col(Run.id))
+                ).all()
+                until = aware(sched.start_at) + STALE_AFTER
+                match = next(
+                    (r for r in runs if not r.dry_run and since <= aware(r.started_at) < until),
+                    None,
+                )
+                if (
+                    match is not None
+                    and match.id is not None
+                    and self.link(s, sched.id, match.id, SYSTEM.id, via="/cutover start")
+                ):
+                    done.append(f"schedule #{sched.id}: run #{match.id} started by hand")
+        for sched in started:
+            with self.engine.db.session() as s:
+                run = s.get(Run, sched.run_id) if sched.run_id else None
+                if run is None or run.status not in (RunStatus.COMPLETED, RunStatus.ROLLED_BACK):
+                    continue
+                res = s.execute(
+                    update(Schedule)
+                    .where(
+                        col(Schedule.id) == sched.id,
+                        col(Schedule.status) == ScheduleStatus.STARTED,
+                    )
+                    .values(status=ScheduleStatus.DONE)
+                )
+                if getattr(res, "rowcount", 0) == 1:
+                    audit.append(
+                        s,
+                        "schedule.done",
+                        actor=SYSTEM.id,
+                        run_id=run.id,
+                        data={"schedule": sched.id, "run": run.id, "outcome": run.status},
+                        at=now,
+                    )
+                    done.append(f"schedule #{sched.id}: done ({run.status})")
+        return done
