@@ -106,9 +106,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             f"{settings.runbook}: OK — {rb.name} v{rb.version}, environments: "
             f"{', '.join(sorted(rb.environments))}"
         )
-        for i, ph in enumerate(rb.phases, 1):
+        for i, ph in enumerate(rb.phases):
             print(
-                f"  {i}. {ph.name} [{ph.estimate_minutes}] — {len(ph.actions)} actions, "
+                f"  {rb.phase_number(i)}. {ph.name} [{ph.estimate_minutes}] — "
+                f"{len(ph.actions)} actions, "
                 f"{len(ph.checks)} checks, {len(ph.manual)} manual; on fail: {ph.on_fail}"
             )
         return 0
