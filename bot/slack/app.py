@@ -134,7 +134,8 @@ class AcksFirst:
         with self._cond:
             self._busy -= 1
             self._last = time.monotonic()
-            self._cond.notify_all()
+            if self._busy == 0:  # waiters re-check then; no wake-ups during a burst
+                self._cond.notify_all()
 
     def wait(self) -> None:
         deadline = time.monotonic() + self.max_wait
@@ -237,6 +238,7 @@ class CutoverSlackApp:
             self.client.token = token
         self.commands = CommandService(engine)
         self.replays = ReplayGuard()
+        self._start_locks: dict[int, threading.Lock] = {}
         self.acks_first = AcksFirst()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slack-work")
         bolt_log = logging.getLogger("cutover.bolt")
@@ -466,7 +468,10 @@ class CutoverSlackApp:
             self._answer(body, "No such scheduled cutover; see `/cutover schedule list`.")
             return
         actor = self.with_groups(actor, sched.environment)
-        result = ScheduleService(self.engine).start(sched.id, actor)
+        with self._start_locks.setdefault(sched.id, threading.Lock()):
+            # One click at a time per schedule in this process, so a double click is told
+            # "already started" (the engine's one-active-run rule covers other processes).
+            result = ScheduleService(self.engine).start(sched.id, actor)
         after = self._schedule(sched.id)
         run_id = result.run_id or (after.run_id if after else None)
         if result.outcome == "started":
