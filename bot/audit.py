@@ -106,18 +106,14 @@ class Problem:
         return f"row {self.seq}: {self.what}" if self.seq is not None else self.what
 
 
-def _rows(db: Database, batch: int = 5000) -> Iterator[AuditEvent]:
+def _rows(db: Database, batch: int = 10000) -> Iterator[Any]:
+    """Every event in seq order, as plain rows (no ORM objects), one short read per batch."""
+    query = select(*_EVENT.c).where(_EVENT.c.seq > bindparam("last"))
+    query = query.order_by(_EVENT.c.seq).limit(batch)
     last = 0
     while True:
         with db.session() as s:
-            rows = list(
-                s.exec(
-                    select(AuditEvent)
-                    .where(AuditEvent.seq > last)
-                    .order_by(col(AuditEvent.seq))
-                    .limit(batch)
-                )
-            )
+            rows = s.connection().execute(query, {"last": last}).all()
         if not rows:
             return
         yield from rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -208,8 +209,10 @@ def test_stats_memory_over_the_limit_fails_and_small_passes(compose: Compose) ->
 
     result = run_stats(StatsParams(project=compose.project), ctx())
     assert result.status is Status.FAIL, result.evidence
-    assert result.evidence.startswith("backend memory 9")
-    assert result.evidence.endswith("% of 16 MiB limit (max 80%)")
+    # 14 of 16 MiB held: about 88-91% depending on what the kernel counts as inactive
+    assert re.match(
+        r"backend memory (8[1-9]|9\d|100)% of 16 MiB limit \(max 80%\)", result.evidence
+    )
     figures = result.details["containers"]
     assert figures["backend"]["memory_percent"] > 80
     assert figures["redis"]["memory_percent"] < 10
