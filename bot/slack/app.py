@@ -12,6 +12,7 @@ or fifty clicks at once decide a gate exactly once.
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import threading
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -210,6 +212,33 @@ def _where(body: dict[str, Any]) -> Where:
     )
 
 
+class _Identify(Middleware):
+    """After Bolt's signature check: refuses a replay, and puts the TEAM:USER actor in the
+    context. A class, not a function middleware: Bolt builds no keyword arguments for it
+    (~10 µs less per request)."""
+
+    def __init__(self, replays: ReplayGuard) -> None:
+        self.replays = replays
+
+    def process(
+        self,
+        *,
+        req: BoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], BoltResponse],  # noqa: A002
+    ) -> BoltResponse | None:
+        if self.replays.seen(req):  # the same signed bytes again: done once already
+            log.warning("replayed Slack request ignored")
+            if "command" in req.body:
+                text = "That request was already received; nothing was done again."
+                return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
+            return BoltResponse(status=200, body="")
+        actor = actor_from_body(req.body)
+        if actor is not None:
+            req.context["actor"] = actor
+        return next()
+
+
 class _NotTheTokenWarning(logging.Filter):
     """Bolt reads SLACK_BOT_TOKEN itself and warns that our client's token wins; it does."""
 
@@ -241,6 +270,13 @@ class CutoverSlackApp:
         self._start_locks: dict[int, threading.Lock] = {}
         self.acks_first = AcksFirst()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slack-work")
+        self._work: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._hand_out_thread = threading.Thread(
+            target=self._hand_out, name="slack-hand-out", daemon=True
+        )
+        self._hand_out_thread.start()
         bolt_log = logging.getLogger("cutover.bolt")
         if not any(isinstance(f, _NotTheTokenWarning) for f in bolt_log.filters):
             bolt_log.addFilter(_NotTheTokenWarning())
@@ -256,6 +292,8 @@ class CutoverSlackApp:
         self._register()
 
     def close(self) -> None:
+        self._work.put(None)
+        self._hand_out_thread.join()
         self.pool.shutdown(wait=True)
 
     # ------------------------------------------------------------------ wiring
@@ -263,25 +301,7 @@ class CutoverSlackApp:
     def _register(self) -> None:
         app = self.app
 
-        @app.middleware
-        def identify(
-            context: BoltContext,
-            body: dict[str, Any],
-            request: BoltRequest,
-            next: Callable[[], Any],  # noqa: A002
-        ) -> Any:
-            if self.replays.seen(request):  # the same signed bytes again: done once already
-                log.warning("replayed Slack request ignored")
-                text = "That request was already received; nothing was done again."
-                if "command" in body:
-                    return BoltResponse(
-                        status=200, body={"response_type": "ephemeral", "text": text}
-                    )
-                return BoltResponse(status=200, body="")
-            actor = actor_from_body(body)
-            if actor is not None:
-                context["actor"] = actor
-            return next()
+        app.use(_Identify(self.replays))
 
         @app.command("/cutover")
         def on_command(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
@@ -332,10 +352,23 @@ class CutoverSlackApp:
             log.error("slack listener failed: %s", self.engine.masker.mask(repr(error)))
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self.pool.submit(self._guard, fn, *args)
+        self._work.put((fn, args))
+
+    def _hand_out(self) -> None:
+        """One thread holds the work back while answers are in flight (acks first), then
+        hands everything queued to the pool: a burst wakes one waiter, not every worker."""
+        while True:
+            first = self._work.get()
+            self.acks_first.wait()
+            batch = [first]
+            while not self._work.empty():
+                batch.append(self._work.get_nowait())
+            for item in batch:
+                if item is None:  # close(): everything before it has been handed out
+                    return
+                self.pool.submit(self._guard, item[0], *item[1])
 
     def _guard(self, fn: Callable[..., None], *args: Any) -> None:
-        self.acks_first.wait()
         try:
             fn(*args)
         except Exception as exc:
