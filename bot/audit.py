@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, func, text
 from sqlmodel import Session, SQLModel, col, select
 
 from bot.db import Database
@@ -106,9 +106,9 @@ class Problem:
         return f"row {self.seq}: {self.what}" if self.seq is not None else self.what
 
 
-def _rows(db: Database, batch: int = 10000) -> Iterator[Any]:
-    """Every event in seq order, as plain rows (no ORM objects), one short read per batch."""
-    query = select(*_EVENT.c).where(_EVENT.c.seq > bindparam("last"))
+def _rows(db: Database, upto: int, batch: int = 10000) -> Iterator[Any]:
+    """Events up to seq `upto` in order, as plain rows (no ORM objects), a short read a batch."""
+    query = select(*_EVENT.c).where(_EVENT.c.seq > bindparam("last"), _EVENT.c.seq <= upto)
     query = query.order_by(_EVENT.c.seq).limit(batch)
     last = 0
     while True:
@@ -121,10 +121,17 @@ def _rows(db: Database, batch: int = 10000) -> Iterator[Any]:
 
 
 def verify(db: Database) -> list[Problem]:
-    """Recomputes the chain; names each edited, deleted, inserted or reordered row."""
+    """Recomputes the chain; names each edited, deleted, inserted or reordered row.
+
+    The head is read first: rows a live bot appends meanwhile lie beyond it and are
+    left for the next verify, instead of looking like a chain that outgrew its head.
+    """
+    with db.session() as s:
+        head = s.get(AuditHead, 1)
+        head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS)
     problems: list[Problem] = []
     prev_hash, expected_seq = GENESIS, 1
-    for row in _rows(db):
+    for row in _rows(db, head_seq):
         if row.seq != expected_seq:
             if row.seq > expected_seq:
                 missing = (
@@ -153,14 +160,29 @@ def verify(db: Database) -> list[Problem]:
                 )
             )
         prev_hash, expected_seq = row.hash, row.seq + 1
+    # One statement, one snapshot: rows past the head as it stands now were not appended
+    # through it (a live append moves row and head in one transaction).
+    beyond = (
+        select(func.count())
+        .select_from(_EVENT)
+        .where(_EVENT.c.seq > select(_HEAD.c.seq).where(_HEAD.c.id == 1).scalar_subquery())
+    )
     with db.session() as s:
-        head = s.get(AuditHead, 1)
-    if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
+        stray = s.connection().execute(beyond).scalar_one()
+    if stray:
+        problems.append(
+            Problem(
+                None,
+                f"{stray} row(s) lie past the chain's head: inserted "
+                "without going through the audit log",
+            )
+        )
+    if head_seq != expected_seq - 1 or head_hash != prev_hash:
         problems.append(
             Problem(
                 None,
                 f"chain ends at row {expected_seq - 1} but the head records "
-                f"row {head.seq}: rows at the end were deleted",
+                f"row {head_seq}: rows at the end were deleted",
             )
         )
     return problems

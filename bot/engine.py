@@ -129,8 +129,12 @@ class Engine:
         except Exception as exc:
             log.warning("surface %s failed: %s", what, self.masker.mask(str(exc)))
             try:
-                run_id = args[0] if what in ("run_changed", "notice") else None
                 with self.db.session() as s:
+                    if what in ("checkpoint", "gate_changed"):
+                        gate = s.get(Gate, args[0])
+                        run_id = gate.run_id if gate is not None else None
+                    else:
+                        run_id = args[0] if what in ("run_changed", "notice") else None
                     audit.append(
                         s,
                         "surface.failed",
@@ -495,7 +499,10 @@ class Engine:
                 )
                 pr.status = PhaseStatus.FAILED
                 run.status, run.rolled_back_by = RunStatus.ROLLING_BACK, actor.id
-                run.rollback_reason = reason or f"rolled back at phase {gate.phase_id}"
+                # A reason is typed by a person: it may quote a secret, and is kept masked.
+                run.rollback_reason = self.masker.mask(reason or "") or (
+                    f"rolled back at phase {gate.phase_id}"
+                )
                 log_event("gate.decided", decision="rollback", reason=run.rollback_reason)
                 result = Decision("rolled_back", f"rolled back by {actor.label}", gate.id, run.id)
                 spawn = self.execute_rollback
@@ -676,14 +683,14 @@ class Engine:
         with self.db.session() as s:
             run = s.exec(select(Run).where(Run.id == run.id).with_for_update()).one()
             run.status, run.rolled_back_by = RunStatus.ROLLING_BACK, actor.id
-            run.rollback_reason = f"aborted: {reason}"
+            run.rollback_reason = f"aborted: {self.masker.mask(reason)}"
             s.add(run)
             audit.append(
                 s,
                 "run.aborted",
                 actor=actor.id,
                 run_id=run.id,
-                data={"reason": reason},
+                data={"reason": self.masker.mask(reason)},
                 at=self.now(),
             )
         self._tell("run_changed", run.id)

@@ -149,6 +149,12 @@ def _env(value: str) -> str:
     return value
 
 
+def _number(word: str) -> int | None:
+    """A run or schedule number: 1-9 ASCII digits (an id column holds no more), '#' allowed."""
+    digits = word.removeprefix("#")
+    return int(digits) if re.fullmatch(r"[0-9]{1,9}", digits) else None
+
+
 def parse(text: str, now: datetime | None = None) -> Command:
     """One command. With `now`, a scheduled time not after it is refused here too."""
     text = text.strip()
@@ -187,13 +193,13 @@ def parse(text: str, now: datetime | None = None) -> Command:
             raise UsageError("abort needs --reason TEXT saying why")
         return Abort(env, " ".join(tail[1:])[:500])
     if verb == "audit":
-        if len(rest) != 1 or not rest[0].lstrip("#").isdigit():
+        if len(rest) != 1 or _number(rest[0]) is None:
             raise UsageError("audit needs a run number, e.g. /cutover audit 12")
-        return AuditCmd(int(rest[0].lstrip("#")))
+        return AuditCmd(_number(rest[0]) or 0)
     if verb == "schedule":
         return _schedule(rest, now)
     if verb == "unschedule":
-        if len(rest) != 1 or not rest[0].lstrip("#").isdigit():
+        if len(rest) != 1 or _number(rest[0]) is None:
             raise UsageError("unschedule needs a schedule number, e.g. /cutover unschedule 3")
-        return Unschedule(int(rest[0].lstrip("#")))
+        return Unschedule(_number(rest[0]) or 0)
     raise UsageError(f"unknown command {verb!r}")

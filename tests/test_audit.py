@@ -135,3 +135,41 @@ def test_cli_export_writes_jsonl(
     )
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 9 and json.loads(out[0])["kind"] == "run.started"
+
+
+def test_row_inserted_past_the_head_is_found(db: Database, tmp_path: Path) -> None:
+    seeded(db, tmp_path)
+    with db.engine.begin() as conn:
+        row = conn.execute(text("SELECT * FROM audit_event WHERE seq = 9")).mappings().one()
+        forged = {**row, "seq": 10, "prev_hash": row["hash"], "kind": "gate.decided"}
+        conn.execute(
+            text(
+                "INSERT INTO audit_event (seq, at, run_id, actor, kind, data, prev_hash, hash) "
+                "VALUES (:seq, :at, :run_id, :actor, :kind, :data, :prev_hash, :hash)"
+            ),
+            forged,
+        )
+    problems = [str(p) for p in audit.verify(db)]
+    assert "1 row(s) lie past the chain's head" in " ".join(problems)
+
+
+def test_verify_while_the_bot_appends_reports_nothing(db: Database, tmp_path: Path) -> None:
+    import threading
+
+    seeded(db, tmp_path)
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            with db.session() as s:
+                audit.append(s, "test.event", actor="system")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        results = [audit.verify(db) for _ in range(5)]
+    finally:
+        stop.set()
+        thread.join()
+    assert results == [[]] * 5
+    assert audit.verify(db) == []

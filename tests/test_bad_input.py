@@ -228,3 +228,11 @@ def test_wrong_slash_command_argument_gets_usage(text: str, problem: str) -> Non
     with pytest.raises(UsageError) as err:
         parse(text)
     assert problem in str(err.value) and "Usage:" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["audit 9999999999", "audit ٣", "unschedule 12345678901", "audit -1"]
+)
+def test_run_numbers_beyond_an_id_column_get_usage(text: str) -> None:
+    with pytest.raises(UsageError, match="needs a (run|schedule) number"):
+        parse(text)

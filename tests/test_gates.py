@@ -260,3 +260,14 @@ def test_abort_between_phases_still_runs_the_rollback_once(db: Database, tmp_pat
     with db.session() as s:
         r = s.get(Run, run.id)
     assert r is not None and r.status == "rolled_back"
+
+
+def test_rollback_reason_quoting_a_secret_is_stored_masked(db: Database, tmp_path: Path) -> None:
+    engine = engine_for(db, tmp_path)
+    engine.masker.add("hunter2-very-secret-value")
+    run = engine.start_run("staging", ALICE)
+    engine.decide(gate_now(engine, run.id), BOB, "rollback", reason="pw hunter2-very-secret-value")
+    with db.session() as s:
+        r = s.get(Run, run.id)
+    assert r is not None and r.rollback_reason == "pw [redacted]"
+    assert "hunter2-very-secret-value" not in audit.export(db, run.id, "jsonl")
