@@ -35,7 +35,8 @@ from bot.models import (
     Vote,
 )
 from bot.surface import SYSTEM, Actor, NullSurface, Surface
-from phases.checks.base import Clock, Status, StepContext, SystemClock
+from bot.text import ICONS
+from phases.checks.base import Clock, StepContext, SystemClock
 from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, RunbookError, Value
 from phases.runner import StepOutcome, run_actions, run_checks
 from phases.secrets import GLOBAL_MASKER, EnvFileError, Masker, parse_env_file
@@ -797,7 +798,7 @@ class Engine:
                 at=self.now(),
             )
         lines = [
-            f"{_icon(o.result.status)} {o.section} {o.step.name}: {o.result.evidence}"
+            f"{ICONS.get(o.result.status, '•')} {o.section} {o.step.name}: {o.result.evidence}"
             for o in outcomes
         ]
         summary = (
@@ -883,16 +884,6 @@ class Engine:
                     f"waiting for a decision at phase {run.phase_index + 1}.",
                 )
         return report
-
-
-def _icon(status: Status) -> str:
-    return {
-        Status.PASS: "✅",
-        Status.FAIL: "❌",
-        Status.ERROR: "⛔",
-        Status.WARN: "⚠️",
-        Status.SKIPPED: "⏭️",
-    }.get(status, "•")
 
 
 __all__ = ["Actor", "Decision", "Engine", "EngineError", "RunbookError", "default_context"]

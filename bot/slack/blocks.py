@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.text import ICONS as TEXT_ICONS
 from bot.views import STATUS_WORDS, GateView, RunView
 
 Mask = Callable[[str], str]
@@ -38,20 +39,7 @@ EVIDENCE_CHARS = 400  # of one step's evidence, in a checkpoint
 CONTINUE, ROLLBACK, RETRY, TICK = "gate_continue", "gate_rollback", "gate_retry", "gate_tick"
 START = "schedule_start"  # the Start button of a scheduled cutover's T-0 reminder
 
-ICONS = {
-    "pass": "✅",
-    "fail": "❌",
-    "error": "⛔",
-    "warn": "⚠️",
-    "skipped": "⏭️",
-    "pending": "⚪",
-    "running": "⏳",
-    "waiting": "✋",
-    "passed": "✅",
-    "failed": "❌",
-    "interrupted": "⚠️",
-    "monitoring": "📈",
-}
+ICONS = {**TEXT_ICONS, "pending": "⚪"}  # a hollow circle reads better in Slack
 RUN_ICONS = {
     "running": "⏳",
     "waiting": "✋",
