@@ -168,15 +168,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _console(settings: Settings, runbook: Runbook, as_user: str | None) -> int:
-    from bot.console import Console, ConsoleSurface, console_actor
-    from bot.engine import Engine
+    from bot.console import Console, console_actor, console_engine
+    from bot.scheduler import start_scheduler
 
     db = _database(settings)
-    holder: list[Engine] = []
-    surface = ConsoleSurface(lambda: holder[0])
-    engine = Engine(db, runbook, surface=surface, background=False, workers=settings.workers)
-    holder.append(engine)
-    from bot.scheduler import start_scheduler
+    engine = console_engine(db, runbook, workers=settings.workers)
 
     scheduler = start_scheduler(engine, db, settings)  # notices, gate timeouts, monitoring
     try:

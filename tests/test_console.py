@@ -8,23 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.console import Console, ConsoleSurface
+from bot.console import Console, console_engine
 from bot.db import Database
-from bot.engine import Engine
 from bot.surface import Actor
 from tests.small_runbook import small_runbook
 
 
 def drive(db: Database, tmp_path: Path, lines: list[str], who: str = "alice") -> str:
     out = io.StringIO()
-    holder: list[Engine] = []
-    engine = Engine(
-        db,
-        small_runbook(tmp_path),
-        background=False,
-        surface=ConsoleSurface(lambda: holder[0], out),
-    )
-    holder.append(engine)
+    engine = console_engine(db, small_runbook(tmp_path), out)
     Console(engine, Actor(f"console:{who}", who), io.StringIO("\n".join(lines) + "\n"), out).loop()
     return out.getvalue()
 

@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import select
 
 from bot import audit
-from bot.console import Console, ConsoleSurface
+from bot.console import Console, console_engine
 from bot.db import Database
 from bot.engine import Engine
 from bot.models import AuditEvent, Gate, Schedule, ScheduledEvent
@@ -376,15 +376,7 @@ def test_schedule_commands_at_the_console(sqlite_db: Database, tmp_path: Path) -
     runbook = schedule_runbook(tmp_path, env={"approvers": ["console:alice"]})
     clock = clock_at(START - 48 * H)
     out = io.StringIO()
-    holder: list[Engine] = []
-    engine = Engine(
-        sqlite_db,
-        runbook,
-        background=False,
-        clock=clock,
-        surface=ConsoleSurface(lambda: holder[0], out),
-    )
-    holder.append(engine)
+    engine = console_engine(sqlite_db, runbook, out, clock=clock)
     lines = [
         "/cutover schedule prod 2026-03-01T14:00 --stakeholders #launch",
         "/cutover schedule prod 2026-02-01T14:00Z",
@@ -410,15 +402,7 @@ def test_console_surface_prints_scheduled_notices(sqlite_db: Database, tmp_path:
     runbook = schedule_runbook(tmp_path)
     clock = clock_at(START - 2 * H)
     out = io.StringIO()
-    holder: list[Engine] = []
-    engine = Engine(
-        sqlite_db,
-        runbook,
-        background=False,
-        clock=clock,
-        surface=ConsoleSurface(lambda: holder[0], out),
-    )
-    holder.append(engine)
+    engine = console_engine(sqlite_db, runbook, out, clock=clock)
     schedule(engine)
     set_clock(clock, START)
     Scheduler(engine).tick()
