@@ -33,9 +33,6 @@ from phases.runner import run_step
 if TYPE_CHECKING:
     from tests.docker_fixtures import Compose
 
-# The docker_client and compose fixtures.
-pytest_plugins = ["tests.docker_fixtures"]
-
 pytestmark = pytest.mark.docker
 
 SLEEP = ["sleep", "3600"]
