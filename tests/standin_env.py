@@ -170,9 +170,10 @@ def build_standin(
         capture_output=True,
         cwd=old_dir,
     )
+    # Callbacks run last-in first-out: containers go before the images they use.
+    stack.callback(_remove_images, docker_client, project)
     stack.callback(_remove_project, docker_client, old_project)
     stack.callback(_remove_project, docker_client, project)
-    stack.callback(_remove_images, docker_client, project)
 
     env = {
         "domain": "localhost",
