@@ -2,10 +2,14 @@
 #   docker run --rm -e SLACK_BOT_TOKEN -e SLACK_SIGNING_SECRET -e SLACK_APP_TOKEN \
 #     -e CUTOVER_DATABASE_URL=postgresql+psycopg://... cutover-bot
 # The Docker checks need the engine's socket: -v /var/run/docker.sock:/var/run/docker.sock
+# Note: a runbook's `run` and `command` steps execute inside this container. The
+# NostrMaxi runbook calls git, docker-compose, npm and npx in the app's folder:
+# build FROM this image adding your project's toolchain and mount the app folder,
+# or run the bot on the deployment host itself (pip install .).
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git \
+    && apt-get install -y --no-install-recommends git docker-compose \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 cutover
 
