@@ -45,6 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.slack_harness import wait_for  # noqa: E402
 from tests.slack_standin import (  # noqa: E402
     Message,
     SlackStandIn,
@@ -206,14 +207,8 @@ class Samples:
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.005)  # each look is an HTTP request to the stand-in: not too often
+    # Fine polling: the wait is part of the latency being measured.
+    return wait_for(check, what, timeout, poll=0.005)
 
 
 # ---------------------------------------------------------------------- Slack's side

@@ -119,19 +119,6 @@ def _trail(db: Database, run_id: int) -> Trail:
     return t
 
 
-def _kind_of(runbook: Runbook, phase_id: str | None, step_id: str) -> str | None:
-    if phase_id is None:
-        return None
-    try:
-        phase = runbook.phase(phase_id)
-    except KeyError:
-        return None
-    for st in [*phase.actions, *phase.checks]:
-        if st.id == step_id:
-            return st.kind
-    return None
-
-
 def _spec_of(runbook: Runbook, phase_id: str | None, step_id: str) -> Any:
     if phase_id is None:
         return None

@@ -40,7 +40,8 @@ CHANNEL = "C0CUTOVER"
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], what: str, timeout: float = 15.0) -> T:
+def wait_for(check: Callable[[], T], what: str, timeout: float = 15.0, poll: float = 0.02) -> T:
+    """Polls check until it is truthy; each look at the stand-in is an HTTP request."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -48,7 +49,7 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 15.0) -> T:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(poll)
 
 
 class Bot:

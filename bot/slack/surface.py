@@ -179,14 +179,7 @@ class SlackSurface:
         sched = self._schedule(schedule_id)
         label = cutover_label(sched.environment) if sched else f"Scheduled cutover #{schedule_id}"
         fallback, blocks = scheduled_message(kind, text, label, self._mask)
-        self._call(
-            "chat_postMessage",
-            channel=channel,
-            text=fallback,
-            blocks=mask_blocks(blocks, self._mask),
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        self._post_top_level(channel, fallback, blocks)
 
     def start_reminder(
         self, schedule_id: int, channel: str | None, text: str, approvers: list[str]
@@ -207,6 +200,10 @@ class SlackSurface:
             groups,
             mask=self._mask,
         )
+        self._post_top_level(channel, fallback, blocks)
+
+    def _post_top_level(self, channel: str, fallback: str, blocks: list[Any]) -> None:
+        """A new message outside any run's thread (no run exists yet)."""
         self._call(
             "chat_postMessage",
             channel=channel,
