@@ -11,8 +11,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from bot.db import Database, DatabaseUnavailable
-from bot.engine import Engine, EngineError
+from bot.db import Database
+from bot.domain.errors import CutoverError
+from bot.engine import Engine
 from bot.surface import Actor
 from bot.text import checkpoint_text, status_text
 from bot.views import gate_view, open_gate_id, run_view
@@ -104,7 +105,7 @@ class Console:
                 continue
             try:
                 self.handle(line, gate)
-            except (EngineError, RunbookError, DatabaseUnavailable) as exc:
+            except (CutoverError, RunbookError) as exc:
                 self.say(f"error: {exc}")
 
     def handle(self, line: str, gate: int | None) -> None:

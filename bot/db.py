@@ -19,12 +19,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlmodel import Session, SQLModel, create_engine
 
 from bot import models  # noqa: F401  (registers the tables)
+from bot.domain.errors import Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailable(Unavailable):
     """The database could not be reached; nothing was changed."""
 
 

@@ -8,11 +8,40 @@ audit_event is append-only and hash-chained; audit_head holds the chain's tip.
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from bot.domain.states import (
+    EventStatus,
+    GateStatus,
+    PhaseStatus,
+    RoundStatus,
+    RunStatus,
+    ScheduleStatus,
+)
+
+__all__ = [
+    "AuditEvent",
+    "AuditHead",
+    "EventStatus",
+    "Gate",
+    "GateStatus",
+    "ManualTick",
+    "MonitorRound",
+    "PhaseRun",
+    "PhaseStatus",
+    "RoundStatus",
+    "Run",
+    "RunStatus",
+    "Schedule",
+    "ScheduleStatus",
+    "ScheduledEvent",
+    "SeenRequest",
+    "StepRun",
+    "Vote",
+]
 
 
 def utcnow() -> datetime:
@@ -21,35 +50,6 @@ def utcnow() -> datetime:
 
 def _ts() -> Column:
     return Column(DateTime(timezone=True), nullable=True)
-
-
-class RunStatus(enum.StrEnum):
-    RUNNING = "running"  # executing a phase or about to
-    WAITING = "waiting"  # a gate is open
-    ROLLING_BACK = "rolling_back"
-    ROLLED_BACK = "rolled_back"
-    COMPLETED = "completed"
-
-    @property
-    def active(self) -> bool:
-        return self in (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.ROLLING_BACK)
-
-
-class PhaseStatus(enum.StrEnum):
-    RUNNING = "running"
-    CHECKED = "checked"  # steps done, gate open
-    PASSED = "passed"  # gate approved
-    FAILED = "failed"  # gate rolled back
-    RETRIED = "retried"  # superseded by a new attempt
-    INTERRUPTED = "interrupted"  # the bot stopped while it ran
-    MONITORING = "monitoring"  # between rounds of a monitoring phase (bot.monitoring)
-
-
-class GateStatus(enum.StrEnum):
-    OPEN = "open"
-    APPROVED = "approved"
-    ROLLED_BACK = "rolled_back"
-    RETRIED = "retried"
 
 
 class Run(SQLModel, table=True):
@@ -68,8 +68,12 @@ class Run(SQLModel, table=True):
     phase_index: int = 0  # index of the phase now running or waiting
     rollback_reason: str | None = None
     rolled_back_by: str | None = None
-    # Claimed by the one thread that executes the rollback; cleared by recover() after a crash.
+    # Claimed by the one thread that executes the rollback; taken over if its owner dies.
     rollback_started_at: datetime | None = Field(default=None, sa_column=_ts())
+    # The process executing the run's phase or rollback, and until when its lease holds: it
+    # renews the lease while it works; another replica takes over only once it has lapsed.
+    owner: str | None = Field(default=None, index=True)
+    lease_until: datetime | None = Field(default=None, sa_column=_ts())
     started_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
     ended_at: datetime | None = Field(default=None, sa_column=_ts())
 
@@ -162,13 +166,6 @@ class AuditHead(SQLModel, table=True):
 # phase_run ─< monitor_round     (post-cutover monitoring rounds)
 
 
-class ScheduleStatus(enum.StrEnum):
-    SCHEDULED = "scheduled"
-    CANCELLED = "cancelled"
-    STARTED = "started"  # a run of it was started (run_id)
-    DONE = "done"  # that run completed or rolled back
-
-
 class Schedule(SQLModel, table=True):
     """A cutover planned for a time: the bot posts its notices; a person starts it."""
 
@@ -183,15 +180,6 @@ class Schedule(SQLModel, table=True):
     run_id: int | None = Field(default=None, foreign_key="run.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
     cancelled_by: str | None = None
-
-
-class EventStatus(enum.StrEnum):
-    PENDING = "pending"
-    CLAIMED = "claimed"  # a process is posting it (claimed_at + the lease)
-    SENT = "sent"
-    SKIPPED = "skipped"  # moot when due (start time passed, gate decided meanwhile)
-    CANCELLED = "cancelled"  # its schedule was cancelled or started early
-    FAILED = "failed"  # posting failed every attempt
 
 
 class ScheduledEvent(SQLModel, table=True):
@@ -226,9 +214,18 @@ class MonitorRound(SQLModel, table=True):
     phase_run_id: int = Field(foreign_key="phaserun.id", index=True)
     round: int  # 0-based slot: due at window start + offset(round)
     due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    status: str = "running"  # running | passed | failed | missed
+    status: str = RoundStatus.RUNNING
     attempts: int = 1
     claimed_at: datetime | None = Field(default=None, sa_column=_ts())
     claimed_by: str | None = None
     ended_at: datetime | None = Field(default=None, sa_column=_ts())
     results: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON list
+
+
+class SeenRequest(SQLModel, table=True):
+    """A signed Slack request already received: its signature, kept for the whole replay
+    window, shared by every replica and kept across restarts (the primary key decides)."""
+
+    __tablename__ = "seen_request"
+    signature: str = Field(primary_key=True, max_length=200)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

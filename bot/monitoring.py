@@ -85,8 +85,8 @@ def start_monitoring(engine: Engine, run_id: int, phase_run_id: int, phase: Phas
             },
             at=now,
         )
-    engine._tell("run_changed", run_id)
-    engine._tell(
+    engine.tell("run_changed", run_id)
+    engine.tell(
         "notice",
         run_id,
         f"📈 {phase.name}: {len(phase.checks)} checks every {phase.monitor.every_minutes} min "
@@ -203,7 +203,7 @@ def _tick_one(
     except IntegrityError:
         return []  # another process claimed it
     if missed:
-        engine._tell(
+        engine.tell(
             "notice",
             run.id,
             f"⚠️ Monitoring rounds {', '.join(str(i + 1) for i in missed)} of {len(offsets)} "
@@ -226,7 +226,7 @@ def _stop(engine: Engine, pr: PhaseRun, run: Run) -> list[str]:
         )
         stopped = getattr(res, "rowcount", 0) == 1
     if stopped and run.status == RunStatus.ROLLING_BACK and run.id is not None:
-        engine._spawn(engine.execute_rollback, run.id)
+        engine.spawn(engine.execute_rollback, run.id)
         return [f"run #{run.id}: monitoring stopped; rolling back"]
     return []
 
@@ -244,7 +244,7 @@ def _run_round(engine: Engine, phase_run_id: int, index: int, attempts: int) -> 
     phase = engine.runbook.phases[pr.phase_index]
     assert phase.monitor is not None
     offsets = round_offsets(phase.monitor)
-    ctx, values = engine._context(run)
+    ctx, values = engine.context(run)
     outcomes = run_checks(phase.checks, values, ctx)
     results = [
         {
@@ -318,10 +318,10 @@ def _run_round(engine: Engine, phase_run_id: int, index: int, attempts: int) -> 
     head = "🚨" if failed else "📈"
     lines = [f"{head} Monitoring round {label} (T+{minute} min): {status}"]
     lines += [_summary_line(r) for r in results]
-    engine._tell("notice", run.id, "\n".join(lines))
+    engine.tell("notice", run.id, "\n".join(lines))
     if failed:
         what = "; ".join(f"{r['name']}: {r['evidence']}" for r in failed)
-        engine._tell(
+        engine.tell(
             "notice",
             None,
             f"🚨 Monitoring breach on {run.environment}, run #{run.id}, round {label}: {what}. "
@@ -383,13 +383,13 @@ def _finish(engine: Engine, phase_run_id: int) -> list[str]:
         if missed
         else None
     )
-    gate_id = engine._open_gate(pr.run_id, pr.id, phase, passed, note)
+    gate_id = engine.open_gate(pr.run_id, pr.id, phase, passed, note)
     if gate_id is None:
         return []
     for step in phase.checks:
-        engine._record_step(
+        engine.record_step(
             pr.run_id, pr.id, StepOutcome(step, "checks", _combine(step.id, step.name, ran))
         )
-    engine._tell("run_changed", pr.run_id)
-    engine._tell("checkpoint", gate_id)
+    engine.tell("run_changed", pr.run_id)
+    engine.tell("checkpoint", gate_id)
     return [f"run #{pr.run_id}: monitoring finished ({'pass' if passed else 'FAIL'}); gate open"]

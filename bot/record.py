@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from bot import audit
 from bot.db import Database
+from bot.domain.audit_kinds import AuditKind
 from bot.models import Run
 from bot.notices import aware, checklist, duration, when
 from phases.runbook import Runbook, RunbookError
@@ -106,7 +107,7 @@ def _trail(db: Database, run_id: int) -> Trail:
             t.ticks.append(
                 {**data, "phase": t.gates.get(int(data["gate"])), "actor": ev.actor, "at": ev.at}
             )
-        elif ev.kind == "click.refused":
+        elif ev.kind == AuditKind.ACTION_REFUSED:
             t.refused.append({**data, "actor": ev.actor})
         elif ev.kind == "phase.interrupted":
             t.interrupted.append(data)
@@ -269,7 +270,7 @@ def _issues(t: Trail) -> list[str]:
             where = st.get("phase") or st.get("section")
             out.append(f"{where}/{st['step']} {st['status'].upper()}: {st['evidence']}")
     for r in t.refused:
-        what = r.get("decision") or ("abort" if r.get("abort") else "click")
+        what = r.get("action") or "click"
         out.append(f"{what} by {r['actor']} refused: {r.get('reason', '')}")
     summarized = {st.get("phase") for st in t.steps}  # a finished window has one line per check
     for r in t.rounds:

@@ -8,6 +8,7 @@ reminder's Start button or `/cutover start ENV`).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -17,6 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot import audit
+from bot.domain import approvals
+from bot.domain.errors import CutoverError
 from bot.engine import EngineError
 from bot.models import EventStatus, Run, RunStatus, Schedule, ScheduledEvent, ScheduleStatus
 from bot.notices import aware, channel_name, hhmm, when
@@ -70,8 +73,10 @@ class ScheduleService:
     ) -> Schedule:
         engine = self.engine
         env = engine.environment(env_name)  # unknown environment: RunbookError names the known
-        if not engine.is_approver(env, actor):
-            raise ScheduleError(f"only approvers of {env_name} may schedule a cutover there")
+        refusal = approvals.may_schedule(env_name, env, actor)
+        if refusal:
+            engine.refuse(actor, "schedule", refusal, environment=env_name)
+            raise ScheduleError(refusal)
         if start_at.tzinfo is None or start_at.utcoffset() is None:
             raise ScheduleError(
                 "the start time needs a time zone, e.g. 2026-03-01T14:00Z or 2026-03-01T15:00+01:00"
@@ -137,18 +142,19 @@ class ScheduleService:
     def cancel(self, schedule_id: int, actor: Actor) -> str:
         engine = self.engine
         with engine.db.session() as s:
+            found = s.get(Schedule, schedule_id)
+        if found is None:
+            raise ScheduleError(f"no scheduled cutover #{schedule_id}; see /cutover schedule list")
+        refusal = approvals.may_schedule(
+            found.environment, engine.environment(found.environment), actor
+        )
+        if refusal:  # audited in its own transaction: the refusal row must commit
+            engine.refuse(actor, "unschedule", refusal, schedule=schedule_id)
+            raise ScheduleError(refusal)
+        with engine.db.session() as s:
             sched = s.exec(
                 select(Schedule).where(Schedule.id == schedule_id).with_for_update()
-            ).one_or_none()
-            if sched is None:
-                raise ScheduleError(
-                    f"no scheduled cutover #{schedule_id}; see /cutover schedule list"
-                )
-            env = engine.environment(sched.environment)
-            if not engine.is_approver(env, actor):
-                raise ScheduleError(
-                    f"only approvers of {sched.environment} may cancel its scheduled cutover"
-                )
+            ).one()
             if sched.status != ScheduleStatus.SCHEDULED:
                 extra = f" as run #{sched.run_id}" if sched.run_id else ""
                 raise ScheduleError(f"scheduled cutover #{schedule_id} is {sched.status}{extra}")
@@ -240,8 +246,11 @@ class ScheduleService:
                     return sched
         return None
 
-    def start(self, schedule_id: int, actor: Actor) -> StartResult:
-        """The Start button of the T-0 reminder: an approver starts the scheduled run."""
+    def start(
+        self, schedule_id: int, actor: Actor, group_members: Collection[str] | None = None
+    ) -> StartResult:
+        """The Start button of the T-0 reminder: an approver starts the scheduled run (the
+        engine checks who may, and audits a refusal)."""
         engine = self.engine
         with engine.db.session() as s:
             sched = s.get(Schedule, schedule_id)
@@ -254,22 +263,11 @@ class ScheduleService:
                 f"scheduled cutover #{schedule_id} is {sched.status}{extra}",
                 sched.run_id,
             )
-        env = engine.environment(sched.environment)
-        if not engine.is_approver(env, actor):
-            with engine.db.session() as s:
-                audit.append(
-                    s,
-                    "click.refused",
-                    actor=actor.id,
-                    data={"schedule": schedule_id, "start": True, "reason": "not an approver"},
-                    at=engine.now(),
-                )
-            return StartResult(
-                "refused", f"you are not an approver for {sched.environment}; nothing was started"
-            )
         try:
-            run = engine.start_run(sched.environment, actor, channel=sched.channel)
-        except EngineError as exc:
+            run = engine.start_run(
+                sched.environment, actor, channel=sched.channel, group_members=group_members
+            )
+        except CutoverError as exc:
             return StartResult("refused", str(exc))
         assert run.id is not None
         with engine.db.session() as s:

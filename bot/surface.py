@@ -6,24 +6,11 @@ the database (`bot.views`), so a message rebuilt after a restart is the same.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from bot.domain.actor import SYSTEM, Actor
 
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: an id that is team + user (T123:U456) or console:NAME; the name is display only."""
-
-    id: str
-    name: str | None = None
-    groups: frozenset[str] = frozenset()  # user groups the surface resolved at click time
-
-    @property
-    def label(self) -> str:
-        return self.name or self.id
-
-
-SYSTEM = Actor("system", "cutover-bot")
+__all__ = ["SYSTEM", "Actor", "NullSurface", "SchedulingSurface", "Surface"]
 
 
 class Surface(Protocol):

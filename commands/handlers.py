@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from bot import audit
-from bot.db import DatabaseUnavailable
+from bot.domain.errors import CutoverError
 from bot.engine import Engine, EngineError
 from bot.surface import Actor
 from bot.text import status_text
@@ -40,7 +40,7 @@ class CommandService:
     def execute(self, cmd: Command, actor: Actor, channel: str | None = None) -> Reply:
         try:
             return self._execute(cmd, actor, channel)
-        except (EngineError, RunbookError, DatabaseUnavailable) as exc:
+        except (CutoverError, RunbookError) as exc:
             return Reply(self.engine.masker.mask(str(exc)))
 
     def _execute(self, cmd: Command, actor: Actor, channel: str | None) -> Reply:
@@ -48,9 +48,7 @@ class CommandService:
         if isinstance(cmd, Help):
             return Reply(USAGE)
         if isinstance(cmd, Start):
-            env = engine.environment(cmd.env)
-            if not engine.is_approver(env, actor):
-                raise EngineError(f"only approvers of {cmd.env} may start a run there")
+            engine.environment(cmd.env)  # an unknown environment is named before anything
             if not cmd.dry_run:  # the scheduled cutover of now, if there is one, is this run
                 from bot.schedules import ScheduleService
 

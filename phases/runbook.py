@@ -158,6 +158,27 @@ class EnvironmentSpec(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def quorum_reachable(self) -> EnvironmentSpec:
+        """Every permitted starter must leave `quorum` people who may approve their run.
+
+        User groups cannot be counted offline: with groups, the bot checks again at start.
+        """
+        if self.approver_groups:
+            return self
+        voters = len(set(self.approver_set()))
+        if not self.allow_self_approval:
+            voters -= 1  # only approvers may start, and the starter may not approve
+        if voters < self.quorum:
+            who = "other approvers" if not self.allow_self_approval else "approvers"
+            raise ValueError(
+                f"quorum {self.quorum} can never be reached: a run started by one of the "
+                f"{len(self.approvers)} approvers leaves {max(voters, 0)} {who} to vote"
+                + (" (allow_self_approval is false)" if not self.allow_self_approval else "")
+                + "; add approvers or approver_groups, or lower quorum"
+            )
+        return self
+
     def approver_set(self) -> frozenset[str]:
         """Fully qualified ids (TEAM:USER, console:NAME): identity is team + user, never a name."""
         return frozenset(a if ":" in a else f"{self.slack_team}:{a}" for a in self.approvers)

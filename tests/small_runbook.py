@@ -18,8 +18,12 @@ def small_runbook(
     approvers: list[str] | None = None,
     env: dict[str, Any] | None = None,
     phases: list[dict[str, Any]] | None = None,
+    act: bool = False,
 ) -> Runbook:
+    """act: phase one also runs an action (touches `acted`), so an abort after it has
+    something to roll back; without one, an abort cancels the run instead."""
     marker = tmp_path / "rolled-back"
+    acted = tmp_path / "acted"  # phase one's action: a run that passed it changed something
     data = {
         "name": "Small test runbook",
         "phases": phases
@@ -29,6 +33,16 @@ def small_runbook(
                 "name": "Phase one",
                 "estimate_minutes": 1,
                 "checkpoint": "one ok",
+                "actions": [
+                    {
+                        "id": "act",
+                        "name": "act",
+                        "kind": "run",
+                        "params": {"argv": ["touch", str(acted)]},
+                    }
+                ]
+                if act
+                else [],
                 "checks": [
                     {"id": "ok", "name": "true", "kind": "command", "params": {"argv": ["true"]}}
                 ],

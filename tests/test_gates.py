@@ -10,7 +10,8 @@ from sqlmodel import select
 
 from bot import audit
 from bot.db import Database
-from bot.engine import Engine, EngineError
+from bot.domain.errors import Conflict, InvalidInput
+from bot.engine import Engine
 from bot.models import AuditEvent, Gate, Run, Vote
 from bot.surface import Actor
 from bot.views import open_gate_id, run_view
@@ -67,7 +68,7 @@ def test_click_by_non_approver_is_refused_audited_and_changes_nothing(
         result = engine.decide(gate, who, "continue")
         assert result.outcome == "refused" and "not an approver" in result.message
     assert gate_now(engine, run.id) == gate
-    assert kinds(db, run.id).count("click.refused") == 2
+    assert kinds(db, run.id).count("action.refused") == 2
     with db.session() as s:
         assert s.exec(select(Vote)).all() == []
 
@@ -158,9 +159,8 @@ def test_one_rollback_is_final(db: Database, tmp_path: Path) -> None:
 def test_failed_check_refuses_continue_and_allows_retry(db: Database, tmp_path: Path) -> None:
     engine = engine_for(db, tmp_path)
     run = engine.start_run("staging", ALICE)
-    engine.decide(gate_now(engine, run.id), BOB, "continue")
     (tmp_path / "fail-two").write_text("")
-    engine.decide(gate_now(engine, run.id), BOB, "retry")  # phase two runs again, still failing
+    engine.decide(gate_now(engine, run.id), BOB, "continue")  # phase two runs and fails
     gate = gate_now(engine, run.id)
     refused = engine.decide(gate, BOB, "continue")
     assert refused.outcome == "refused" and "checks did not pass" in refused.message
@@ -169,7 +169,7 @@ def test_failed_check_refuses_continue_and_allows_retry(db: Database, tmp_path: 
     fresh = gate_now(engine, run.id)
     with db.session() as s:
         g = s.get(Gate, fresh)
-    assert g is not None and g.attempt == 3 and g.checks_passed
+    assert g is not None and g.attempt == 2 and g.checks_passed
 
 
 def test_manual_steps_must_be_ticked_before_continue(db: Database, tmp_path: Path) -> None:
@@ -187,7 +187,7 @@ def test_manual_steps_must_be_ticked_before_continue(db: Database, tmp_path: Pat
 def test_only_one_active_run_per_environment(db: Database, tmp_path: Path) -> None:
     engine = engine_for(db, tmp_path)
     run = engine.start_run("staging", ALICE)
-    with pytest.raises(EngineError, match=f"run #{run.id} is already active for staging"):
+    with pytest.raises(Conflict, match=f"run #{run.id} is already active for staging"):
         engine.start_run("staging", BOB)
     engine.start_run("prod", ALICE)  # another environment is free
 
@@ -209,9 +209,9 @@ def test_last_gate_approved_completes_the_run(db: Database, tmp_path: Path) -> N
 def test_abort_rolls_back_from_an_open_gate_and_requires_a_reason(
     db: Database, tmp_path: Path
 ) -> None:
-    engine = engine_for(db, tmp_path)
+    engine = engine_for(db, tmp_path, act=True)
     run = engine.start_run("staging", ALICE)
-    with pytest.raises(EngineError, match="--reason"):
+    with pytest.raises(InvalidInput, match="--reason"):
         engine.abort("staging", BOB, " ")
     assert engine.abort("staging", MALLORY, "because").outcome == "refused"
     assert engine.abort("staging", BOB, "db on fire").outcome == "rolled_back"
@@ -233,7 +233,7 @@ def test_every_state_change_has_its_audit_row_and_the_chain_verifies(
         "phase.started",
         "step.result",
         "gate.opened",
-        "click.refused",
+        "action.refused",
         "gate.vote",
         "gate.decided",
         "phase.started",
@@ -247,12 +247,12 @@ def test_every_state_change_has_its_audit_row_and_the_chain_verifies(
 
 
 def test_abort_between_phases_still_runs_the_rollback_once(db: Database, tmp_path: Path) -> None:
-    engine = engine_for(db, tmp_path)
+    engine = engine_for(db, tmp_path, act=True)
     run = engine.start_run("staging", ALICE)
     spawned: list[object] = []
-    engine._spawn = lambda fn, *a: spawned.append(fn)  # type: ignore[method-assign]
+    engine.spawn = lambda fn, *a: spawned.append(fn)  # type: ignore[method-assign]
     engine.decide(gate_now(engine, run.id), BOB, "continue")  # next phase not started yet
-    engine._spawn = lambda fn, *a: fn(*a)  # type: ignore[method-assign]
+    engine.spawn = lambda fn, *a: fn(*a)  # type: ignore[method-assign]
     assert engine.abort("staging", BOB, "stop now").outcome == "rolled_back"
     assert (tmp_path / "rolled-back").exists()
     engine.execute_rollback(run.id or 0)  # a second executor finds the rollback claimed

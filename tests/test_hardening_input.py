@@ -180,7 +180,7 @@ def test_slash_command_arguments_with_metacharacters_or_dashes_are_refused(
 def test_an_abort_reason_full_of_shell_is_kept_as_data_and_runs_nothing(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
-    engine = Engine(sqlite_db, small_runbook(tmp_path), background=False)
+    engine = Engine(sqlite_db, small_runbook(tmp_path, act=True), background=False)
     service = CommandService(engine)
     actor = Actor("T1:U1", "alice")
     marker = tmp_path / "pwned"

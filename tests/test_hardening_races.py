@@ -92,7 +92,7 @@ def test_hundred_continue_clicks_decide_once_and_start_one_next_phase(
     events = kinds(db, run_id)
     assert events["gate.decided"] == 1 and events["gate.vote"] == 1
     assert events["phase.started"] == 2  # phase one, then phase two exactly once
-    assert events["gate.opened"] == 2 and events["click.refused"] == 0
+    assert events["gate.opened"] == 2 and events["action.refused"] == 0
     with db.session() as s:
         assert len(s.exec(select(Vote).where(Vote.gate_id == gate)).all()) == 1
         phase_runs = s.exec(select(PhaseRun).where(PhaseRun.run_id == run_id)).all()
@@ -162,7 +162,7 @@ def test_hundred_clicks_by_the_requester_and_strangers_decide_nothing(
     engine.shutdown()
     assert Counter(a.outcome for a in answers) == {"refused": CLICKS}
     events = kinds(db, run_id)
-    assert events["click.refused"] == CLICKS and events["gate.decided"] == 0
+    assert events["action.refused"] == CLICKS and events["gate.decided"] == 0
     assert open_gate_id(db, run_id) == gate
     with db.session() as s:
         assert s.exec(select(Vote)).all() == []

@@ -37,7 +37,9 @@ from sqlmodel import col, select
 
 from bot import audit
 from bot.db import Database
-from bot.engine import Decision, Engine, EngineError
+from bot.domain import states
+from bot.domain.errors import CutoverError
+from bot.engine import Decision, Engine
 from bot.models import AuditEvent, Gate, PhaseRun, Run, RunStatus, Vote
 from bot.surface import Actor
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
@@ -73,6 +75,21 @@ def phases(tmp: Path) -> list[dict[str, Any]]:
     ]
 
 
+def reachable(machine: str, source: str, target: str) -> bool:
+    """True if the transition table leads from source to target in zero or more moves."""
+    table = states.MACHINES[machine][1]
+    frontier, seen = [source], {source}
+    while frontier:
+        here = frontier.pop()
+        if here == target:
+            return True
+        for t in table:
+            if here in t.sources and t.dest not in seen:
+                seen.add(t.dest)
+                frontier.append(t.dest)
+    return False
+
+
 class Cutover(RuleBasedStateMachine):
     backend = "sqlite"
 
@@ -90,6 +107,7 @@ class Cutover(RuleBasedStateMachine):
         self.engine: Engine | None = None
         self.last_click: tuple[int, Actor, str, str] | None = None
         self.restarts = 0
+        self.seen: dict[tuple[str, int], str] = {}  # (machine, row id) -> status last seen
 
     @initialize(quorum=st.sampled_from([1, 1, 2]), self_approval=st.booleans())
     def setup(self, quorum: int, self_approval: bool) -> None:
@@ -157,12 +175,15 @@ class Cutover(RuleBasedStateMachine):
             run = s.get(Run, gate.run_id)
         assert run is not None
         result = self.eng.decide(gate.id, who, decision)  # type: ignore[arg-type]
-        if before != "open":
-            assert result.outcome == "already_decided", result
-        elif who in STRANGERS:
+        if who in STRANGERS:  # refused before anything is locked or read, stale or not
             assert result.outcome == "refused" and "not an approver" in result.message
+        elif before != "open":
+            assert result.outcome == "already_decided", result
         elif decision == "continue" and not self.self_approval and who.id == run.requested_by:
             assert result.outcome == "refused" and "you started this run" in result.message
+        elif decision == "retry" and gate.checks_passed:
+            # the transition table has no retry of a passed phase, whatever the button says
+            assert result.outcome == "refused" and "Retry is only for" in result.message
         elif decision in ("retry", "rollback"):
             assert result.outcome in ("retried", "rolled_back"), result
         self.last_click = (gate.id, who, decision, result.outcome)
@@ -175,7 +196,7 @@ class Cutover(RuleBasedStateMachine):
     def start(self, who: Actor) -> None:
         try:
             run = self.eng.start_run(ENV, who)
-        except EngineError as exc:
+        except CutoverError as exc:
             assert "is already active" in str(exc)
             return
         assert run.id is not None
@@ -217,10 +238,10 @@ class Cutover(RuleBasedStateMachine):
         if gate is None or gate.id is None:
             return
         result = self.eng.tick(gate.id, "browser", who)
-        if gate.status != "open":
-            assert result.outcome == "already_decided"
-        elif who in STRANGERS:
+        if who in STRANGERS:
             assert result.outcome == "refused"
+        elif gate.status != "open":
+            assert result.outcome == "already_decided"
 
     @rule(which=st.sampled_from(["fail", "slow"]))
     def toggle_fault(self, which: str) -> None:
@@ -234,7 +255,7 @@ class Cutover(RuleBasedStateMachine):
     def abort(self, who: Actor) -> None:
         try:
             result = self.eng.abort(ENV, who, "property test abort")
-        except EngineError as exc:
+        except CutoverError as exc:
             assert "no active run" in str(exc)
             return
         if who in STRANGERS:
@@ -251,7 +272,7 @@ class Cutover(RuleBasedStateMachine):
         gate = self.pick_gate(-1)
         if gate is None:
             return
-        self.eng._spawn = lambda *_: None  # type: ignore[method-assign]
+        self.eng.spawn = lambda *_: None  # type: ignore[method-assign]
         result = self.click(gate, who, decision)
         if mid_phase and result.run_id is not None:
             self.eng._claim_phase(result.run_id)
@@ -309,6 +330,17 @@ class Cutover(RuleBasedStateMachine):
             assert (r.active_env is not None) == RunStatus(r.status).active, r
             open_gates = [g for g in gates if g.run_id == r.id and g.status == "open"]
             assert len(open_gates) == (1 if r.status == RunStatus.WAITING else 0), (r, open_gates)
+
+        # every status change since the last step follows the transition table
+        for machine, rows in (("run", runs.values()), ("phase", phase_runs), ("gate", gates)):
+            for row in rows:
+                assert row.id is not None
+                now_status, key = str(row.status), (machine, row.id)
+                before = self.seen.get(key)
+                assert before is None or reachable(machine, before, now_status), (
+                    machine, row.id, before, now_status
+                )
+                self.seen[key] = now_status
 
         for r in runs.values():
             event(f"run reached phase {r.phase_index + 1}, {r.status}")

@@ -31,7 +31,7 @@ def crash_after_commit(engine: Engine) -> None:
     def nothing(*_: Any) -> None:
         return None
 
-    engine._spawn = nothing  # type: ignore[method-assign]
+    engine.spawn = nothing  # type: ignore[method-assign]
 
 
 def test_restart_while_a_gate_waits_keeps_the_gate(db: Database, tmp_path: Path) -> None:

@@ -321,7 +321,7 @@ def test_start_button_starts_once_and_only_for_an_approver(
     Scheduler(engine).tick()
     service = ScheduleService(engine)
     refused = service.start(sched.id, MALLORY)
-    assert refused.outcome == "refused" and "not an approver" in refused.message
+    assert refused.outcome == "refused" and "only approvers of prod may start" in refused.message
     started = service.start(sched.id, BOB)
     assert started.outcome == "started" and started.run_id is not None
     again = service.start(sched.id, ALICE)

@@ -39,7 +39,7 @@ def test_whole_cutover_start_refusal_ticks_approvals_and_stale_click(
         sent, key = bot.click(one, "gate_continue", user="U9")
         assert sent.status == 200
         assert "not an approver for staging" in bot.reply(key)
-        assert kinds(sqlite_db, run_id).count("click.refused") == 1
+        assert kinds(sqlite_db, run_id).count("action.refused") == 1
         assert bot.gates(run_id)[0].status == "open"
         with sqlite_db.session() as s:
             assert s.exec(select(Vote)).all() == []
@@ -215,7 +215,7 @@ def test_abort_command_rolls_back_and_masks_secrets_in_the_reason(
 ) -> None:
     env_file = tmp_path / "app.env"
     env_file.write_text("JWT_SECRET=hunter2-very-secret-jwt\n", encoding="utf-8")
-    runbook = small_runbook(tmp_path, env={"env_file": str(env_file)})
+    runbook = small_runbook(tmp_path, env={"env_file": str(env_file)}, act=True)
     with running_bot(sqlite_db, runbook) as bot:
         bot.command("start staging", user="U1")
         run_id = bot.latest_run()

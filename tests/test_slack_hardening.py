@@ -104,7 +104,7 @@ def no_tracebacks(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
 def test_a_replayed_start_never_starts_a_second_run_even_after_an_abort(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
-    with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
+    with running_bot(sqlite_db, small_runbook(tmp_path, act=True)) as bot:
         body = slash_body(
             "start staging",
             user="U1",
@@ -299,7 +299,7 @@ def test_shell_metacharacters_and_leading_dashes_are_refused_or_kept_as_data(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
     markers = [tmp_path / f"pwned{i}" for i in range(6)]
-    with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
+    with running_bot(sqlite_db, small_runbook(tmp_path, act=True)) as bot:
         for text in (
             "start 'staging; rm -rf /'",
             f"start $(touch {markers[0]})",
@@ -459,7 +459,7 @@ def test_a_persistently_rate_limited_failing_gate_fails_closed_and_is_reposted(
         assert "FAIL" in gate.all_text()
         assert len(bot.standin.parents()) == 1
         kinds = [e.kind for e in audit.events(sqlite_db, run_id)]
-        assert kinds.count("click.refused") == 1 and "surface.failed" in kinds
+        assert kinds.count("action.refused") == 1 and "surface.failed" in kinds
         assert audit.verify(sqlite_db) == []
 
 

@@ -87,7 +87,7 @@ def test_schedule_commands_notices_and_the_start_button(
         assert "#1 prod at Mon 2026-03-02 14:00 UTC — scheduled" in listing
         assert f"run channel {RUN_CHANNEL}, stakeholders {LAUNCH}" in listing
         _, key = bot.command("unschedule 1", user="U9")
-        assert "only approvers of prod may cancel" in bot.reply(key)
+        assert "only approvers of prod may schedule or cancel" in bot.reply(key)
         _, key = bot.command("unschedule 1", user="U2")
         assert "Scheduled cutover #1 of prod" in bot.reply(key) and "cancelled by" in bot.reply(key)
         _, key = bot.command("schedule prod 2026-03-01T14:00Z --stakeholders <#C0LAUNCH|launch>")
@@ -141,8 +141,13 @@ def test_schedule_commands_notices_and_the_start_button(
 
         # Someone who is not an approver: refused privately, audited, nothing started.
         _, key = bot.click(reminder, "schedule_start", user="U9")
-        assert "not an approver for prod; nothing was started" in bot.reply(key)
-        assert [r["schedule"] for r in audit_rows(sqlite_db, "click.refused")] == [2]
+        assert "only approvers of prod may start a run there; nothing was started" in bot.reply(key)
+        refusals = audit_rows(sqlite_db, "action.refused")  # every refusal, audited alike
+        assert [(r["action"], r.get("schedule") or r.get("environment")) for r in refusals] == [
+            ("schedule", "prod"),
+            ("unschedule", 1),
+            ("start", "prod"),
+        ]
         assert runs(sqlite_db) == [] and bot.fresh(reminder).updates == 0
 
         # Two approvers at once, and Slack retrying one delivery: exactly one run.

@@ -95,5 +95,5 @@ def test_an_approver_s_name_from_another_user_or_team_is_not_an_approval(
             assert post_signed(bot.url, body, SECRET).status == 200
             assert "not an approver" in bot.reply(f"{team}{user}")
         assert bot.gates(run_id)[0].status == "open"
-        refused = [e for e in audit.events(sqlite_db, run_id) if e.kind == "click.refused"]
+        refused = [e for e in audit.events(sqlite_db, run_id) if e.kind == "action.refused"]
         assert [e.actor for e in refused] == ["T1:U9", "T2:U2"]

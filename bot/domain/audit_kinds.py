@@ -1,0 +1,41 @@
+"""Every kind of audit row the bot writes: the trail's vocabulary, in one place."""
+
+from __future__ import annotations
+
+import enum
+
+
+class AuditKind(enum.StrEnum):
+    RUN_STARTED = "run.started"
+    RUN_COMPLETED = "run.completed"
+    RUN_ABORTED = "run.aborted"
+    RUN_CANCELLED = "run.cancelled"  # ended before any action ran: nothing to roll back
+    RUN_ROLLED_BACK = "run.rolled_back"
+    PHASE_STARTED = "phase.started"
+    PHASE_INTERRUPTED = "phase.interrupted"
+    STEP_RESULT = "step.result"
+    GATE_OPENED = "gate.opened"
+    GATE_VOTE = "gate.vote"
+    GATE_DECIDED = "gate.decided"
+    GATE_REMINDED = "gate.reminded"
+    GATE_ESCALATED = "gate.escalated"
+    MANUAL_TICKED = "manual.ticked"
+    ACTION_REFUSED = "action.refused"  # an authorization rule or the state machine said no
+    ROLLBACK_STARTED = "rollback.started"
+    ROLLBACK_RESUMED = "rollback.resumed"
+    SCHEDULE_CREATED = "schedule.created"
+    SCHEDULE_CANCELLED = "schedule.cancelled"
+    SCHEDULE_STARTED = "schedule.started"
+    SCHEDULE_DONE = "schedule.done"
+    NOTICE_SENT = "notice.sent"
+    NOTICE_SKIPPED = "notice.skipped"
+    NOTICE_FAILED = "notice.failed"
+    NOTICE_RECLAIMED = "notice.reclaimed"
+    MONITOR_STARTED = "monitor.started"
+    MONITOR_ROUND = "monitor.round"
+    MONITOR_MISSED = "monitor.missed"
+    MONITOR_RECLAIMED = "monitor.reclaimed"
+    MONITOR_BREACH = "monitor.breach"
+    READINESS_CHECKED = "readiness.checked"
+    SURFACE_FAILED = "surface.failed"
+    SCHEDULER_LEADER = "scheduler.leader"
