@@ -1,55 +1,206 @@
-"""`cutover`: the command line. Exit codes: 0 ok, 1 problem found, 2 bad input, 3 database down."""
+"""`cutover`: the command line.
+
+Every user error is one line on stderr and an exit code for its class, never a traceback:
+
+    0    ok
+    1    problem found (`audit verify`: the chain is broken)
+    2    bad usage: an unknown flag, a missing or malformed argument, an unknown environment,
+         a refused argument (`audit lockdown` on a role it must not lock down)
+    3    database unavailable: the server is down, the file cannot be opened
+    4    bad configuration: a malformed database URL or one of an unsupported database
+         (postgres:// and postgresql:// are taken as postgresql+psycopg://), an invalid setting
+    5    runbook unusable: the file is missing or unreadable, or it is not a valid runbook
+    130  interrupted (Ctrl-C)
+    141  output closed early (`cutover audit export | head -1`): stops quietly
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import textwrap
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NoReturn
+
+from pydantic import ValidationError
 
 from bot import audit
 from bot.db import Database, DatabaseUnavailable
-from bot.settings import Settings
+from bot.settings import DatabaseURLError, Settings
 from phases.runbook import Runbook, RunbookError, load_runbook
 from phases.secrets import install_log_masking
 
 log = logging.getLogger("cutover")
 
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+EXIT_DATABASE = 3
+EXIT_CONFIG = 4
+EXIT_RUNBOOK = 5
+EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141
+
+EXIT_CODES = """exit codes:
+  0 ok                 1 problem found           2 bad usage or argument
+  3 database down      4 bad configuration (URL) 5 runbook missing or invalid
+  130 interrupted      141 output closed early"""
+
+
+def package_version() -> str:
+    try:
+        return version("cutover-bot")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one line, not usage plus error, for a bad flag or argument."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see: {self.prog} --help)\n")
+
+
+class _RunbookUnusable(Exception):
+    """The runbook file could not be loaded (missing, unreadable or invalid)."""
+
+
+def _common(*, runbook: bool, database: bool) -> _Parser:
+    """The global options, also accepted after the subcommand (`cutover status --runbook F`)."""
+    common = _Parser(add_help=False)
+    if runbook:
+        common.add_argument(
+            "--runbook", type=Path, default=argparse.SUPPRESS, help="runbook YAML file"
+        )
+    if database:
+        common.add_argument("--database-url", default=argparse.SUPPRESS, help="database URL")
+    return common
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cutover", description=__doc__)
+    both = _common(runbook=True, database=True)
+    rb_only = _common(runbook=True, database=False)
+    db_only = _common(runbook=False, database=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = _Parser(
+        prog="cutover",
+        description="Run a production cutover runbook with people in the loop.",
+        epilog=EXIT_CODES,
+        formatter_class=fmt,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     p.add_argument("--runbook", type=Path, help="runbook YAML (default: $CUTOVER_RUNBOOK)")
     p.add_argument("--database-url", help="database URL (default: $CUTOVER_DATABASE_URL)")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    con = sub.add_parser("console", help="run cutovers at this terminal (no Slack needed)")
+    def command(
+        parent: argparse._SubParsersAction[_Parser],
+        name: str,
+        summary: str,
+        description: str,
+        parents: Sequence[_Parser] = (),
+    ) -> _Parser:
+        return parent.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(description, width=78),
+            parents=list(parents),
+            epilog=EXIT_CODES,
+            formatter_class=fmt,
+        )
+
+    con = command(
+        sub,
+        "console",
+        "run cutovers at this terminal (no Slack needed)",
+        "Run cutovers at this terminal: /cutover commands at a prompt, checkpoints printed, "
+        "decisions typed. You act as console:NAME.",
+        [both],
+    )
     con.add_argument("--as", dest="as_user", help="your console name (default: your login)")
 
-    demo = sub.add_parser("demo", help="start a local stand-in of NostrMaxi; open the console")
+    demo = command(
+        sub,
+        "demo",
+        "start a local stand-in of NostrMaxi; open the console",
+        "Start local stand-ins of a NostrMaxi deployment (HTTP, HTTPS, DNS, env file, backup) "
+        "and open the console on runbooks/demo.yml.",
+    )
     demo.add_argument("--as", dest="as_user", help="your console name (default: your login)")
 
-    sv = sub.add_parser(
-        "serve", help="run the Slack bot: Socket Mode if SLACK_APP_TOKEN is set, else HTTP"
+    sv = command(
+        sub,
+        "serve",
+        "run the Slack bot: Socket Mode if SLACK_APP_TOKEN is set, else HTTP",
+        "Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else an HTTP server "
+        "(/slack/events, /healthz). See docs/slack.md.",
+        [both],
     )
     sv.add_argument("--port", type=int, help="HTTP port (default: $CUTOVER_HTTP_PORT or 3000)")
     sv.add_argument("--host", help="HTTP address (default: $CUTOVER_HTTP_HOST or 0.0.0.0)")
 
-    rb = sub.add_parser("runbook", help="validate a runbook and list its phases")
-    rb.add_argument("action", choices=["check"])
+    rb = command(
+        sub,
+        "runbook",
+        "validate a runbook and list its phases",
+        "Work with runbook files.",
+    )
+    rb_sub = rb.add_subparsers(dest="runbook_command", required=True, metavar="ACTION")
+    chk = command(
+        rb_sub,
+        "check",
+        "validate a runbook; list phases, checks, decision points",
+        "Validate a runbook file: every error names the file, the phase, the step and the "
+        "field. When it is valid, list its phases with their actions, checks and manual steps.",
+        [rb_only],
+    )
+    chk.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        metavar="FILE",
+        help="the runbook to check (default: --runbook or $CUTOVER_RUNBOOK)",
+    )
 
-    st = sub.add_parser("status", help="status of active runs")
-    st.add_argument("env", nargs="?")
+    st = command(
+        sub,
+        "status",
+        "status of active runs",
+        "Active runs: phase, elapsed time against the estimate, who approved what.",
+        [both],
+    )
+    st.add_argument("env", nargs="?", metavar="ENV", help="only this environment")
 
-    au = sub.add_parser("audit", help="export or verify the audit trail")
-    au_sub = au.add_subparsers(dest="audit_command", required=True)
-    ex = au_sub.add_parser("export", help="export events (all, or one run's)")
-    ex.add_argument("run", nargs="?", type=int)
+    au = command(sub, "audit", "export or verify the audit trail", "Work with the audit trail.")
+    au_sub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    ex = command(
+        au_sub,
+        "export",
+        "export events (all, or one run's)",
+        "Print the audit trail, all of it or one run's, as JSON lines or CSV.",
+        [db_only],
+    )
+    ex.add_argument("run", nargs="?", type=int, metavar="RUN", help="only this run's events")
     ex.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    au_sub.add_parser("verify", help="recompute the hash chain; name every tampered row")
-    lk = au_sub.add_parser(
+    command(
+        au_sub,
+        "verify",
+        "recompute the hash chain; name every tampered row",
+        "Recompute the audit trail's hash chain; name each edited, deleted or reordered row "
+        "(exit 1 when there is one).",
+        [db_only],
+    )
+    lk = command(
+        au_sub,
         "lockdown",
-        help="PostgreSQL: let ROLE run the bot but never UPDATE, DELETE or TRUNCATE audit rows",
+        "PostgreSQL: let ROLE run the bot but never UPDATE, DELETE or TRUNCATE audit rows",
+        "PostgreSQL: grant ROLE what the bot needs, but never UPDATE, DELETE or TRUNCATE on "
+        "the audit table.",
+        [db_only],
     )
     lk.add_argument("--app-role", required=True, help="the role the bot connects as")
     lk.add_argument("--print", action="store_true", help="print the SQL; change nothing")
@@ -58,15 +209,29 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, object] = {}
-    if args.runbook:
-        overrides["runbook"] = args.runbook
+    runbook = getattr(args, "file", None) or args.runbook
+    if runbook:
+        overrides["runbook"] = runbook
     if args.database_url:
         overrides["database_url"] = args.database_url
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
+def _settings_error(exc: ValidationError) -> str:
+    """One line naming each bad setting by its environment variable, without its value."""
+    parts = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        var = name if name.isupper() else f"CUTOVER_{name.upper()}"
+        parts.append(f"{var}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
 def _runbook(settings: Settings) -> Runbook:
-    return load_runbook(settings.runbook)
+    try:
+        return load_runbook(settings.runbook)
+    except RunbookError as exc:
+        raise _RunbookUnusable(str(exc)) from None
 
 
 def _database(settings: Settings) -> Database:
@@ -76,8 +241,24 @@ def _database(settings: Settings) -> Database:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly. Point stdout at /dev/null so the
+        # interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE_CLOSED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        print(f"configuration error: {_settings_error(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -88,15 +269,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "httpcore", "urllib3", "docker"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        return _dispatch(args, settings)
-    except RunbookError as exc:
+        code = _dispatch(args, settings)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except _RunbookUnusable as exc:
         print(f"runbook error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_RUNBOOK
+    except RunbookError as exc:  # the runbook loaded; an argument does not fit it
+        print(f"cutover: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseURLError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except DatabaseUnavailable as exc:
         print(f"database error: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_DATABASE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,7 +315,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                     statements = audit.lockdown(db, args.app_role)
             except audit.LockdownError as exc:
                 print(f"lockdown refused: {exc}", file=sys.stderr)
-                return 2
+                return EXIT_USAGE
             print(";\n".join(statements) + ";")
             if not args.print:
                 print(f"-- applied: {args.app_role} can no longer change or remove audit rows")
@@ -136,7 +325,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"audit chain BROKEN: {len(problems)} problem(s)")
             for prob in problems:
                 print(f"  {prob}")
-            return 1
+            return EXIT_PROBLEM
         with db.session() as s:
             from bot.models import AuditHead
 

@@ -20,6 +20,7 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from bot import models  # noqa: F401  (registers the tables)
 from bot.domain.errors import Unavailable
+from bot.settings import normalize_database_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +47,7 @@ def _sqlite_setup(engine: Engine) -> None:
 
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        url = normalize_database_url(url)  # postgres:// accepted; DatabaseURLError if unusable
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"

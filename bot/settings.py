@@ -2,12 +2,66 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_RUNBOOK = Path(__file__).resolve().parent.parent / "runbooks" / "nostrmaxi.yml"
+
+URL_FORMS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class DatabaseURLError(ValueError):
+    """A database URL that is malformed or names a database the bot does not run on."""
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***, also when the URL does not parse."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        masked = re.sub(r"^([^:/@]*://[^:/@]*:).*@", r"\1***@", url)
+        return re.sub(r"(password=)\S+", r"\1***", masked)
+
+
+def normalize_database_url(url: str) -> str:
+    """The SQLAlchemy URL the bot uses for `url`; DatabaseURLError when it cannot use it.
+
+    postgres://… and postgresql://… (what most hosts hand out) become postgresql+psycopg://…,
+    the driver the bot ships with; sqlite:///PATH stays as it is.
+    """
+    url = url.strip()
+    fix = f"write it as {URL_FORMS} (--database-url or CUTOVER_DATABASE_URL)"
+    if "://" not in url:
+        raise DatabaseURLError(f"database URL {mask_url(url)!r} is malformed: {fix}")
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseURLError(f"database URL {mask_url(url)!r} is malformed: {fix}") from None
+    except ValueError:  # the port is not a number
+        raise DatabaseURLError(
+            f"database URL {mask_url(url)!r} is malformed (the port must be a number): {fix}"
+        ) from None
+    scheme = parsed.drivername
+    backend, _, driver = scheme.partition("+")
+    if backend in ("postgres", "postgresql") and driver in ("", "psycopg"):
+        return "postgresql+psycopg" + url[url.index("://") :]
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        return url
+    if backend in ("postgres", "postgresql"):
+        raise DatabaseURLError(
+            f"database URL {mask_url(url)!r}: driver {driver!r} is not installed; "
+            "use postgresql:// (the bot connects with psycopg 3)"
+        )
+    raise DatabaseURLError(
+        f"database URL {mask_url(url)!r}: {backend!r} is not supported; the bot runs on "
+        f"SQLite or PostgreSQL: {fix}"
+    )
 
 
 class Settings(BaseSettings):
@@ -17,12 +71,12 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         default="sqlite:///cutover.db",
-        description="SQLAlchemy URL: sqlite:///file.db (embedded default) or postgresql+psycopg://…",
+        description="sqlite:///file.db (embedded default) or postgresql://… (postgres:// too)",
     )
     runbook: Path = Field(default=DEFAULT_RUNBOOK, description="Path of the runbook YAML file")
     http_port: int = Field(default=3000, description="Port of `cutover serve` in HTTP mode")
     http_host: str = Field(default="0.0.0.0", description="Address `cutover serve` listens on")
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="One of " + ", ".join(LOG_LEVELS))
     workers: int = Field(default=4, ge=1, le=32, description="Phases executing at once")
     scheduler_enabled: bool = Field(
         default=True, description="Run the scheduler (notices, gate timeouts, monitoring)"
@@ -54,3 +108,10 @@ class Settings(BaseSettings):
         default="https://slack.com/api/",
         validation_alias=AliasChoices("SLACK_API_URL", "CUTOVER_SLACK_API_URL"),
     )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return value.upper()

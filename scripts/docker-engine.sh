@@ -4,15 +4,46 @@
 # network_mode none). No registry is reachable, so the test image
 # cutover-test/busybox:latest is made with `docker import` from a busybox rootfs.
 #
-#   scripts/docker-engine.sh start    # idempotent; prints `export DOCKER_HOST=...` on stdout
+# Each checkout has its own engine: the directory (socket, data root, exec root,
+# pidfile, log) is /tmp/cutover-docker-<first 12 hex digits of the SHA-256 of the
+# checkout's absolute path>, so two clones testing at once neither share nor stop
+# each other's engine. CUTOVER_DOCKER_DIR overrides it. The directory stays short
+# (/tmp, not $TMPDIR) because unix socket paths have a 108-byte limit.
+#
+#   scripts/docker-engine.sh start       # idempotent; prints `export DOCKER_HOST=...` on stdout
 #   scripts/docker-engine.sh stop
-#   scripts/docker-engine.sh status
+#   scripts/docker-engine.sh status      # exit 0 when this checkout's engine answers
+#   scripts/docker-engine.sh dir [PATH]  # the engine directory of this checkout (or of PATH)
 #
 # Use:  eval "$(scripts/docker-engine.sh start)"
-# Everything except the export line goes to stderr.
+# Everything except the export line (and dir's output) goes to stderr.
 set -euo pipefail
 
-ENGINE_DIR="${CUTOVER_DOCKER_DIR:-/tmp/cutover-docker}"
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+# The longest socket under the directory: containerd's ttrpc socket in the exec root.
+LONGEST_SOCKET_SUFFIX="/exec/containerd/containerd.sock.ttrpc"
+SUN_PATH_MAX=107 # 108 bytes including the terminating NUL
+
+log() { echo "docker-engine: $*" >&2; }
+
+# engine_dir CHECKOUT: the engine directory for the checkout at CHECKOUT.
+engine_dir() {
+    if [[ -n "${CUTOVER_DOCKER_DIR:-}" ]]; then
+        realpath -m -- "$CUTOVER_DOCKER_DIR"
+        return
+    fi
+    local root hash
+    root="$(realpath -m -- "$1")"
+    hash="$(printf '%s' "$root" | sha256sum | cut -c1-12)"
+    echo "/tmp/cutover-docker-$hash"
+}
+
+ENGINE_DIR="$(engine_dir "$REPO_ROOT")"
+if (($(LC_ALL=C && echo "${#ENGINE_DIR}") + ${#LONGEST_SOCKET_SUFFIX} > SUN_PATH_MAX)); then
+    log "engine directory $ENGINE_DIR is too long: sockets under it would pass the" \
+        "108-byte unix socket path limit; set CUTOVER_DOCKER_DIR to a shorter directory"
+    exit 2
+fi
 SOCK="$ENGINE_DIR/docker.sock"
 PIDFILE="$ENGINE_DIR/dockerd.pid"
 LOG="$ENGINE_DIR/dockerd.log"
@@ -20,8 +51,6 @@ HOST_URL="unix://$SOCK"
 IMAGE="cutover-test/busybox:latest"
 START_WAIT="${CUTOVER_DOCKER_START_WAIT:-60}"
 STOP_WAIT=30
-
-log() { echo "docker-engine: $*" >&2; }
 
 # The docker CLI, always pointed at our socket whatever DOCKER_HOST says.
 dk() { docker -H "$HOST_URL" "$@"; }
@@ -187,8 +216,15 @@ start)
     ;;
 stop) stop_engine ;;
 status) status_engine ;;
+dir)
+    if (($# > 1)); then
+        engine_dir "$2"
+    else
+        echo "$ENGINE_DIR"
+    fi
+    ;;
 *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|dir [CHECKOUT]" >&2
     exit 2
     ;;
 esac

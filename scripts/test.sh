@@ -1,25 +1,122 @@
 #!/usr/bin/env bash
-# The project's checks: lint, types, tests. Uses .venv/bin when present.
-# Runs all three and fails (exit 1) if any failed; extra args go to pytest.
+# The test command. Run it from anywhere in a clone, as root on a Debian machine:
+#
+#   scripts/test.sh [PYTEST_ARGS...]
+#
+# It sets up what is missing, then runs the checks:
+#   1. python3 able to make a venv (apt-get install python3 python3-venv, only if missing);
+#   2. .venv with `pip install -e '.[test]'`, only when .venv is missing or pyproject.toml
+#      changed since the last install (stamp: .venv/.cutover-installed);
+#   3. PostgreSQL: unless CUTOVER_TEST_PG_URL is set, the local cluster on 127.0.0.1:5432 is
+#      started if it is not up (pg_ctlcluster), and CUTOVER_TEST_PG_URL is set to
+#      postgresql+psycopg://postgres@127.0.0.1:5432/postgres;
+#   4. this checkout's own Docker engine (scripts/docker-engine.sh start: apt-installs
+#      docker.io and busybox-static if missing); DOCKER_HOST points at it; an engine this run
+#      started is stopped when it exits (also on failure or Ctrl-C), one already running is
+#      left alone;
+#   5. CI=true: a test whose service is missing fails instead of skipping, and any skip fails
+#      the run (tests/conftest.py);
+#   6. ruff check ., mypy bot commands phases, pytest -q PYTEST_ARGS.
+#
+# Exit 0 when all three checks pass, 1 when any failed (pytest's exit 5, "no tests ran", is a
+# failure); a set-up step that fails stops the run with its own exit code before any check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT="$(pwd -P)"
+export DEBIAN_FRONTEND=noninteractive
 
-if [[ -x .venv/bin/python ]]; then
-    PY=.venv/bin/python
-else
-    PY="$(command -v python3 || command -v python)"
+section() { printf '\n===== %s =====\n' "$*"; }
+die() {
+    echo "scripts/test.sh: $*" >&2
+    exit 1
+}
+
+apt_install() {
+    [[ "$(id -u)" == 0 ]] || die "missing $*; install it (apt-get install $*) or run as root"
+    echo "installing with apt: $*"
+    apt-get update -q </dev/null
+    apt-get install -y -q "$@" </dev/null
+}
+
+ENGINE_STARTED=0
+cleanup() {
+    local rc=$?
+    if ((ENGINE_STARTED)); then
+        section "stop this checkout's Docker engine"
+        scripts/docker-engine.sh stop || true
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+section "set-up: python venv (.venv)"
+if ! command -v python3 >/dev/null; then
+    apt_install python3 python3-venv
+elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    apt_install python3-venv
 fi
+want_stamp="$(sha256sum pyproject.toml | cut -d' ' -f1) $ROOT"
+if [[ ! -x .venv/bin/python ]]; then
+    python3 -m venv .venv
+fi
+if [[ "$(cat .venv/.cutover-installed 2>/dev/null || true)" != "$want_stamp" ]]; then
+    echo "pip install -e '.[test]'"
+    .venv/bin/python -m pip install --progress-bar off -q --disable-pip-version-check \
+        -e '.[test]' </dev/null
+    echo "$want_stamp" >.venv/.cutover-installed
+else
+    echo ".venv is up to date with pyproject.toml"
+fi
+.venv/bin/python --version
+PY=.venv/bin/python
+export PATH="$ROOT/.venv/bin:$PATH"
+
+section "set-up: PostgreSQL"
+if [[ -n "${CUTOVER_TEST_PG_URL:-}" ]]; then
+    echo "CUTOVER_TEST_PG_URL is set; using that server as it is"
+else
+    command -v pg_isready >/dev/null && command -v pg_ctlcluster >/dev/null ||
+        die "PostgreSQL is not installed (no pg_isready / pg_ctlcluster)"
+    if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+        cluster="$(pg_lsclusters -h 2>/dev/null | awk '$3 == 5432 { print $1, $2; exit }')"
+        [[ -n "$cluster" ]] || cluster="$(ls /etc/postgresql | sort -V | tail -n 1) main"
+        echo "starting PostgreSQL cluster $cluster"
+        # shellcheck disable=SC2086 # "VERSION NAME": two words on purpose
+        pg_ctlcluster --skip-systemctl-redirect $cluster start
+        for _ in $(seq 30); do
+            pg_isready -q -h 127.0.0.1 -p 5432 && break
+            sleep 1
+        done
+    fi
+    pg_isready -h 127.0.0.1 -p 5432 || die "PostgreSQL does not answer on 127.0.0.1:5432"
+    export CUTOVER_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+fi
+
+section "set-up: this checkout's Docker engine ($(scripts/docker-engine.sh dir))"
+if ! scripts/docker-engine.sh status >/dev/null 2>&1; then
+    ENGINE_STARTED=1 # ours: stopped at exit
+fi
+engine_env="$(scripts/docker-engine.sh start)"
+eval "$engine_env"
+echo "$engine_env"
+
+export CI=true
 
 failed=()
 run() {
-    local name="$1"
+    local name="$1" rc=0
     shift
-    echo
-    echo "===== $name: $* ====="
-    if "$@"; then
+    section "$name: $*"
+    "$@" || rc=$?
+    if ((rc == 0)); then
         echo "----- $name: ok"
+    elif [[ "$name" == pytest && $rc == 5 ]]; then
+        echo "----- $name: FAILED (exit 5: no tests were collected)"
+        failed+=("$name")
     else
-        echo "----- $name: FAILED (exit $?)"
+        echo "----- $name: FAILED (exit $rc)"
         failed+=("$name")
     fi
 }

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from sqlmodel import select
 
-from bot.cli import main
+from bot.cli import EXIT_RUNBOOK, main
 from bot.db import Database, DatabaseUnavailable
 from bot.engine import Engine, EngineError
 from bot.models import AuditEvent, Run
@@ -109,7 +109,7 @@ def test_approver_given_as_a_display_name_is_refused(tmp_path: Path) -> None:
 def test_missing_runbook_file_is_a_clear_cli_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--runbook", str(tmp_path / "nope.yml"), "runbook", "check"]) == 2
+    assert main(["--runbook", str(tmp_path / "nope.yml"), "runbook", "check"]) == EXIT_RUNBOOK
     assert "cannot read runbook" in capsys.readouterr().err
 
 

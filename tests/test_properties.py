@@ -43,6 +43,7 @@ from bot.engine import Decision, Engine
 from bot.models import AuditEvent, Gate, PhaseRun, Run, RunStatus, Vote
 from bot.surface import Actor
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
+from tests.require import unavailable
 from tests.small_runbook import small_runbook
 
 APPROVERS = [Actor("T1:U1", "alice"), Actor("T1:U2", "bob"), Actor("T1:U3", "carol")]
@@ -371,5 +372,5 @@ CutoverOnPostgres.TestCase.settings = settings(
 @pytest.mark.postgres
 def test_cutover_state_machine_on_postgres() -> None:
     if not postgres_reachable():
-        pytest.skip("PostgreSQL not reachable")
+        unavailable("PostgreSQL not reachable (set CUTOVER_TEST_PG_URL)")
     CutoverOnPostgres.TestCase().runTest()

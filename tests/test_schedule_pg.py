@@ -19,6 +19,7 @@ from bot.scheduler import PgLeaderLock, Scheduler, SchedulerHandle, start_schedu
 from bot.schedules import ScheduleService
 from bot.settings import Settings
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
+from tests.require import unavailable
 from tests.schedule_helpers import (
     ALICE,
     START,
@@ -37,7 +38,7 @@ H = timedelta(hours=1)
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     if not postgres_reachable():
-        pytest.skip("PostgreSQL not reachable")
+        unavailable("PostgreSQL not reachable (set CUTOVER_TEST_PG_URL)")
     with throwaway_pg_database() as url:
         Database(url).create_all()
         yield url
