@@ -42,8 +42,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from bot import audit, monitoring
+from bot import audit
 from bot.db import Database, DatabaseUnavailable
+from bot.engine import monitoring
 from bot.models import (
     EventStatus,
     Gate,

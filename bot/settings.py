@@ -90,6 +90,18 @@ class Settings(BaseSettings):
     notice_lease_seconds: float = Field(
         default=300.0, gt=0, description="A claimed notice not confirmed this long is re-sent"
     )
+    replica_id: str | None = Field(
+        default=None,
+        description="This replica's name, stable across its restarts (default: the hostname). "
+        "Give each `cutover serve` sharing one database its own",
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A replica executing a phase renews its lease this often ×3; another "
+        "replica takes over a phase whose lease lapsed (within about 2× this)",
+    )
     notice_grace_seconds: float = Field(
         default=120.0, ge=0, description="A notice sent later than this after its time says so"
     )

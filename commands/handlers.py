@@ -37,13 +37,23 @@ class CommandService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def execute(self, cmd: Command, actor: Actor, channel: str | None = None) -> Reply:
+    def execute(
+        self,
+        cmd: Command,
+        actor: Actor,
+        channel: str | None = None,
+        group_members: list[str] | None = None,
+    ) -> Reply:
+        """group_members: qualified ids of the environment's approver-group members, when the
+        surface can list them (Slack), so a start that could never reach quorum is refused."""
         try:
-            return self._execute(cmd, actor, channel)
+            return self._execute(cmd, actor, channel, group_members)
         except (CutoverError, RunbookError) as exc:
             return Reply(self.engine.masker.mask(str(exc)))
 
-    def _execute(self, cmd: Command, actor: Actor, channel: str | None) -> Reply:
+    def _execute(
+        self, cmd: Command, actor: Actor, channel: str | None, group_members: list[str] | None
+    ) -> Reply:
         engine = self.engine
         if isinstance(cmd, Help):
             return Reply(USAGE)
@@ -54,11 +64,13 @@ class CommandService:
 
                 due = ScheduleService(engine).due_for(cmd.env)
                 if due is not None and due.id is not None:
-                    started = ScheduleService(engine).start(due.id, actor)
+                    started = ScheduleService(engine).start(due.id, actor, group_members)
                     if started.outcome != "started":
                         raise EngineError(started.message)
                     return Reply(started.message, ephemeral=False, run_id=started.run_id)
-            run = engine.start_run(cmd.env, actor, channel=channel, dry_run=cmd.dry_run)
+            run = engine.start_run(
+                cmd.env, actor, channel=channel, dry_run=cmd.dry_run, group_members=group_members
+            )
             return Reply(
                 f"Run #{run.id} of {cmd.env}{' (dry run)' if cmd.dry_run else ''} "
                 f"started by {actor.label}.",

@@ -69,9 +69,17 @@ class Bot:
         return post_signed(self.url, body, SECRET, **kw), key
 
     def click(
-        self, message: Message, action_id: str, user: str = "U1", team: str = TEAM, **kw: Any
+        self,
+        message: Message,
+        action_id: str,
+        user: str = "U1",
+        team: str = TEAM,
+        enterprise: str | None = None,
+        **kw: Any,
     ) -> tuple[Sent, str]:
-        return self._send(message, button_action(message, action_id), user, team, **kw)
+        return self._send(
+            message, button_action(message, action_id), user, team, enterprise=enterprise, **kw
+        )
 
     def tick(
         self, message: Message, selected: list[str], user: str = "U1", team: str = TEAM
@@ -79,11 +87,22 @@ class Bot:
         return self._send(message, checkbox_action(message, selected), user, team)
 
     def _send(
-        self, message: Message, action: dict[str, Any], user: str, team: str, **kw: Any
+        self,
+        message: Message,
+        action: dict[str, Any],
+        user: str,
+        team: str,
+        enterprise: str | None = None,
+        **kw: Any,
     ) -> tuple[Sent, str]:
         key = f"act{next(self._keys)}"
         body = block_actions_body(
-            message, action, user=user, team=team, response_url=self.standin.response_url(key)
+            message,
+            action,
+            user=user,
+            team=team,
+            response_url=self.standin.response_url(key),
+            enterprise=enterprise,
         )
         return post_signed(self.url, body, SECRET, **kw), key
 

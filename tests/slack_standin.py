@@ -560,8 +560,10 @@ def block_actions_body(
     team: str,
     response_url: str,
     user_name: str = "",
+    enterprise: str | None = None,
 ) -> str:
-    """The `payload=<json>` form body Slack POSTs when someone clicks in a message."""
+    """The `payload=<json>` form body Slack POSTs when someone clicks in a message (with
+    `enterprise`: as on Enterprise Grid, the org id in `team.enterprise_id`)."""
     payload = {
         "type": "block_actions",
         "user": {
@@ -580,8 +582,12 @@ def block_actions_body(
             **({"thread_ts": message.thread_ts} if message.thread_ts else {}),
         },
         "trigger_id": f"{int(time.time())}.2.{user}",
-        "team": {"id": team, "domain": "standin"},
-        "enterprise": None,
+        "team": {
+            "id": team,
+            "domain": "standin",
+            **({"enterprise_id": enterprise, "enterprise_name": "Org"} if enterprise else {}),
+        },
+        "enterprise": {"id": enterprise, "name": "Org"} if enterprise else None,
         "is_enterprise_install": False,
         "channel": {"id": message.channel, "name": "cutover"},
         "message": {

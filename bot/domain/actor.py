@@ -57,9 +57,9 @@ class Actor:
             return True
         if user != self.user or prefix == "console" or self.id.startswith("console:"):
             return False
-        if prefix in (self.team, self.enterprise):
-            return True
-        return user.startswith("W") and self.enterprise is not None
+        # A W… id is org-wide and Slack's ids are unique: the same W… id is the same person,
+        # even on a payload that left the enterprise out (fails closed for self-approval).
+        return prefix in (self.team, self.enterprise) or user.startswith("W")
 
     def in_workspace(self, workspace: str | None) -> bool:
         """True if the actor belongs to `workspace` (a team id or an enterprise id)."""

@@ -26,6 +26,7 @@ from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.db import DatabaseUnavailable
 from bot.engine import Engine
 from bot.models import Schedule
 from bot.schedules import ScheduleService
@@ -46,6 +47,7 @@ from bot.slack.blocks import (
     stale_text,
 )
 from bot.slack.surface import SlackSurface
+from bot.store.replays import SeenRequests
 from bot.surface import Actor
 from bot.views import active_runs, gate_view, run_view
 from commands.handlers import CommandService
@@ -97,8 +99,20 @@ def stakeholders_channel(value: str, body: dict[str, Any], env_channel: str | No
     )
 
 
+def _enterprise_of(body: dict[str, Any]) -> str | None:
+    """The Enterprise Grid org of a request, wherever this payload kind carries it."""
+    candidates: list[Any] = [body.get("enterprise_id")]
+    for key in ("enterprise", "team", "user"):
+        obj = body.get(key)
+        if isinstance(obj, dict):
+            candidates += [obj.get("enterprise_id"), obj.get("id") if key == "enterprise" else None]
+    return next((c for c in candidates if isinstance(c, str) and c.startswith("E")), None)
+
+
 def actor_from_body(body: dict[str, Any]) -> Actor | None:
-    """TEAM:USER from a slash command form or an interaction payload; the name is display only."""
+    """The person of a slash command form or an interaction payload: team + user, or
+    enterprise + user for Grid's org-wide W… ids (one person in every workspace of the org).
+    The name is display only."""
     user = body.get("user")
     if isinstance(user, dict):  # block_actions
         team_obj = body.get("team")
@@ -106,9 +120,11 @@ def actor_from_body(body: dict[str, Any]) -> Actor | None:
         user_id, name = user.get("id"), user.get("username") or user.get("name")
     else:  # slash command
         team, user_id, name = body.get("team_id"), body.get("user_id"), body.get("user_name")
-    if not team or not user_id:
+    if not isinstance(team, str) or not isinstance(user_id, str) or not team or not user_id:
         return None
-    return Actor(f"{team}:{user_id}", name)
+    return Actor.slack(
+        team, user_id, enterprise=_enterprise_of(body), name=name if isinstance(name, str) else None
+    )
 
 
 class AcksFirst:
@@ -153,34 +169,21 @@ class AcksFirst:
 
 
 class ReplayGuard:
-    """Remembers the signatures of the signed requests of the last minutes.
+    """Refuses the same signed request twice, across restarts and replicas (the database).
 
-    Slack signs timestamp + body, and Bolt refuses a timestamp more than 5 minutes
-    off; within those 5 minutes the same signed bytes sent again (a replay, or a
-    proxy resending) are recognised here and not worked on twice. Only requests
-    that passed the signature check get here, so a forger cannot fill it.
+    Only requests that passed Bolt's signature check get here, so a forger cannot fill it.
+    Socket Mode requests carry no signature and are not checked here.
     """
 
-    def __init__(self, keep_seconds: float = 600.0, max_entries: int = 100_000) -> None:
-        self.keep, self.max = keep_seconds, max_entries
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
+    def __init__(self, seen: SeenRequests) -> None:
+        self.seen_requests = seen
 
     def seen(self, request: BoltRequest) -> bool:
-        """True if this signature came before; records it otherwise (Socket Mode: never)."""
+        """True if this signature came before; records it otherwise."""
         sig = (request.headers.get("x-slack-signature") or [""])[0]
         if not sig:
             return False
-        now = time.monotonic()
-        with self._lock:
-            if sig in self._seen:
-                return True
-            if len(self._seen) >= self.max or len(self._seen) % 1024 == 0:
-                self._seen = {k: t for k, t in self._seen.items() if t > now}
-                while len(self._seen) >= self.max:  # a flood: forget the oldest first
-                    del self._seen[next(iter(self._seen))]
-            self._seen[sig] = now + self.keep
-            return False
+        return not self.seen_requests.first_time(sig)
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,15 @@ class _Identify(Middleware):
         resp: BoltResponse,
         next: Callable[[], BoltResponse],  # noqa: A002
     ) -> BoltResponse | None:
-        if self.replays.seen(req):  # the same signed bytes again: done once already
+        try:
+            replayed = self.replays.seen(req)
+        except DatabaseUnavailable:
+            log.warning("cannot check for a replayed request: the database is unavailable")
+            text = "The bot's database is unavailable; nothing was done. Try again shortly."
+            if "command" in req.body:
+                return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
+            return BoltResponse(status=200, body="")
+        if replayed:  # the same signed bytes again: done once already
             log.warning("replayed Slack request ignored")
             if "command" in req.body:
                 text = "That request was already received; nothing was done again."
@@ -266,7 +277,7 @@ class CutoverSlackApp:
         if self.client.token is None:
             self.client.token = token
         self.commands = CommandService(engine)
-        self.replays = ReplayGuard()
+        self.replays = ReplayGuard(SeenRequests(engine.db))
         self._start_locks: dict[int, threading.Lock] = {}
         self.acks_first = AcksFirst()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slack-work")
@@ -400,18 +411,17 @@ class CutoverSlackApp:
 
     # ------------------------------------------------------------------ identity
 
-    def with_groups(self, actor: Actor, env_name: str) -> Actor:
-        """Adds the environment's approver groups the actor belongs to, read now from Slack."""
+    def _group_lists(self, env_name: str, actor: Actor) -> dict[str, list[str]] | None:
+        """Members (bare user ids) of the environment's approver groups, read now from Slack;
+        None where there are none to read or the actor is from another workspace. A group
+        that cannot be read is left out (logged)."""
         try:
             env = self.engine.environment(env_name)
         except RunbookError:
-            return actor
-        if not env.approver_groups:
-            return actor
-        team, _, user = actor.id.partition(":")
-        if env.slack_team and team != env.slack_team:
-            return actor
-        groups: set[str] = set()
+            return None
+        if not env.approver_groups or not actor.in_workspace(env.slack_team):
+            return None
+        lists: dict[str, list[str]] = {}
         for group in env.approver_groups:
             try:
                 users = self.client.usergroups_users_list(usergroup=group).get("users") or []
@@ -419,9 +429,27 @@ class CutoverSlackApp:
                 err = exc.response.get("error") if exc.response is not None else exc
                 log.warning("cannot read user group %s: %s", group, err)
                 continue
-            if user in users:
-                groups.add(group)
-        return replace(actor, groups=frozenset(groups))
+            lists[group] = [u for u in users if isinstance(u, str)]
+        return lists
+
+    def with_groups(self, actor: Actor, env_name: str) -> Actor:
+        """Adds the environment's approver groups the actor belongs to, read now from Slack."""
+        return self.for_start(actor, env_name)[0]
+
+    def for_start(self, actor: Actor, env_name: str) -> tuple[Actor, list[str] | None]:
+        """The actor with their approver groups, and the qualified ids of every member of the
+        environment's approver groups (for the quorum check at start; None: no groups)."""
+        lists = self._group_lists(env_name, actor)
+        if lists is None:
+            return actor, None
+        groups = frozenset(g for g, users in lists.items() if actor.user in users)
+        team = actor.team or actor.id.partition(":")[0]
+        members = {
+            Actor.slack(team, uid, enterprise=actor.enterprise).id
+            for users in lists.values()
+            for uid in users
+        }
+        return replace(actor, groups=groups), sorted(members) if lists else None
 
     # ------------------------------------------------------------------ work (after ack)
 
@@ -436,13 +464,18 @@ class CutoverSlackApp:
             return s.get(Schedule, schedule_id)
 
     def _command(self, cmd: Command, actor: Actor, body: dict[str, Any]) -> None:
-        if isinstance(cmd, Start | Abort | ScheduleCmd):
+        members: list[str] | None = None
+        if isinstance(cmd, Start):
+            actor, members = self.for_start(actor, cmd.env)
+        elif isinstance(cmd, Abort | ScheduleCmd):
             actor = self.with_groups(actor, cmd.env)
         elif isinstance(cmd, Unschedule):
             sched = self._schedule(cmd.schedule_id)
             if sched is not None:
                 actor = self.with_groups(actor, sched.environment)
-        reply = self.commands.execute(cmd, actor, channel=body.get("channel_id"))
+        reply = self.commands.execute(
+            cmd, actor, channel=body.get("channel_id"), group_members=members
+        )
         text = self._md(reply.text)
         if isinstance(cmd, Start) and reply.run_id is not None:
             view = run_view(self.engine.db, self.engine.runbook, reply.run_id)
@@ -500,11 +533,11 @@ class CutoverSlackApp:
         if sched is None or sched.id is None:
             self._answer(body, "No such scheduled cutover; see `/cutover schedule list`.")
             return
-        actor = self.with_groups(actor, sched.environment)
+        actor, members = self.for_start(actor, sched.environment)
         with self._start_locks.setdefault(sched.id, threading.Lock()):
             # One click at a time per schedule in this process, so a double click is told
             # "already started" (the engine's one-active-run rule covers other processes).
-            result = ScheduleService(self.engine).start(sched.id, actor)
+            result = ScheduleService(self.engine).start(sched.id, actor, members)
         after = self._schedule(sched.id)
         run_id = result.run_id or (after.run_id if after else None)
         if result.outcome == "started":

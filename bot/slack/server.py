@@ -96,7 +96,15 @@ def build_service(
     runbook = runbook or load_runbook(settings.runbook)
     client = make_client(token, settings.slack_api_url, handlers)
     surface = SlackSurface(client)
-    engine = Engine(db, runbook, surface=surface, background=True, workers=settings.workers)
+    engine = Engine(
+        db,
+        runbook,
+        surface=surface,
+        background=True,
+        workers=settings.workers,
+        replica_id=settings.replica_id,
+        lease_seconds=settings.lease_seconds,
+    )
     surface.bind(engine)
     slack = CutoverSlackApp(engine, surface, token=token, signing_secret=secret, client=client)
     return Service(engine, surface, slack)
@@ -292,6 +300,8 @@ def serve(settings: Settings) -> int:
         return 2
     for line in service.engine.recover():
         log.info("recovered: %s", line)
+    # A phase or rollback whose replica died is taken over once its lease lapses.
+    service.engine.start_reaper()
     service.slack.resync()  # messages a crash or an outage left unposted
     settle_memory()
     how = mode(settings)

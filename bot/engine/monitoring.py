@@ -19,22 +19,20 @@ import os
 import socket
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot import audit
+from bot.engine.core import EngineCore
 from bot.models import MonitorRound, PhaseRun, PhaseStatus, Run, RunStatus
 from bot.notices import STATUS_ICONS, aware
 from bot.surface import SYSTEM
 from phases.checks.base import Status, StepResult
 from phases.runbook import MonitorSpec, PhaseSpec
 from phases.runner import StepOutcome, run_checks
-
-if TYPE_CHECKING:
-    from bot.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ def round_offsets(spec: MonitorSpec) -> list[int]:
     return [*offsets, total]
 
 
-def start_monitoring(engine: Engine, run_id: int, phase_run_id: int, phase: PhaseSpec) -> None:
+def start_monitoring(engine: EngineCore, run_id: int, phase_run_id: int, phase: PhaseSpec) -> None:
     """Turns a just-started phase into a monitoring window and runs its first round."""
     assert phase.monitor is not None
     now = engine.now()
@@ -98,7 +96,7 @@ def start_monitoring(engine: Engine, run_id: int, phase_run_id: int, phase: Phas
         _finish(engine, phase_run_id)
 
 
-def tick(engine: Engine, now: datetime, me: str, lease_seconds: float) -> list[str]:
+def tick(engine: EngineCore, now: datetime, me: str, lease_seconds: float) -> list[str]:
     """Runs every monitoring round that is due; opens gates of finished windows."""
     done: list[str] = []
     with engine.db.session() as s:
@@ -113,7 +111,7 @@ def tick(engine: Engine, now: datetime, me: str, lease_seconds: float) -> list[s
 
 
 def _tick_one(
-    engine: Engine, pr: PhaseRun, now: datetime, me: str, lease_seconds: float
+    engine: EngineCore, pr: PhaseRun, now: datetime, me: str, lease_seconds: float
 ) -> list[str]:
     assert pr.id is not None
     with engine.db.session() as s:
@@ -216,7 +214,7 @@ def _tick_one(
     return done
 
 
-def _stop(engine: Engine, pr: PhaseRun, run: Run) -> list[str]:
+def _stop(engine: EngineCore, pr: PhaseRun, run: Run) -> list[str]:
     """The run is rolling back (aborted) or over: the window ends; a rollback proceeds."""
     with engine.db.session() as s:
         res = s.execute(
@@ -236,7 +234,7 @@ def _summary_line(result: dict[str, Any]) -> str:
     return f"  {icon} {result['name']}: {result['evidence']}"
 
 
-def _run_round(engine: Engine, phase_run_id: int, index: int, attempts: int) -> None:
+def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int) -> None:
     with engine.db.session() as s:
         pr = s.get(PhaseRun, phase_run_id)
         run = s.get(Run, pr.run_id) if pr else None
@@ -360,7 +358,7 @@ def _combine(step_id: str, name: str, rounds: Sequence[MonitorRound]) -> StepRes
     )
 
 
-def _finish(engine: Engine, phase_run_id: int) -> list[str]:
+def _finish(engine: EngineCore, phase_run_id: int) -> list[str]:
     with engine.db.session() as s:
         pr = s.get(PhaseRun, phase_run_id)
         rounds = list(

@@ -1,0 +1,47 @@
+"""The runbook engine: runs, phases, gates, decisions and rollback, durable in the database.
+
+Every state change and its audit row commit in one transaction, and every status change goes
+through the transition table (`bot.domain.states`); who may do what is asked of
+`bot.domain.approvals` when the request arrives. Nothing here knows Slack: surfaces are told
+what changed (`bot.surface`). The use cases live in one module each:
+
+    core.py      collaborators, follow-up pool, surface calls, audited refusals, leases
+    runs.py      start a run; claim, execute and check a phase; open its gate
+    gates.py     votes, Retry, Rollback, manual ticks, abort, cancel
+    rollback.py  restore and rollback steps
+    recovery.py  restart recovery and taking over a dead replica's run
+"""
+
+from __future__ import annotations
+
+from bot.domain.actor import Actor
+from bot.engine.core import (
+    ContextFactory,
+    Decision,
+    DecisionName,
+    EngineError,
+    default_context,
+    runbook_digest,
+)
+from bot.engine.gates import Gates
+from bot.engine.recovery import Recovery
+from bot.engine.rollback import Rollback
+from bot.engine.runs import Runs
+from phases.runbook import RunbookError
+
+
+class Engine(Recovery, Rollback, Gates, Runs):
+    """The one engine object the CLI, `serve`, the console, the demo and tests build."""
+
+
+__all__ = [
+    "Actor",
+    "ContextFactory",
+    "Decision",
+    "DecisionName",
+    "Engine",
+    "EngineError",
+    "RunbookError",
+    "default_context",
+    "runbook_digest",
+]

@@ -1,0 +1,404 @@
+"""The engine's core: its collaborators (database, runbook, surface, clock, step context), the
+follow-up pool, telling the surface, audited refusals, and the leases that make a phase or a
+rollback belong to the one process executing it.
+
+A replica id names one replica across its restarts (CUTOVER_REPLICA_ID; the hostname by
+default, one per container). A process holding a run renews `run.lease_until` every third of
+the lease; another replica takes over only once that lapsed, or at once when the owner was an
+earlier incarnation of its own replica (it was restarted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from bot import audit
+from bot.db import Database, DatabaseUnavailable
+from bot.domain import approvals, states
+from bot.domain.audit_kinds import AuditKind
+from bot.domain.errors import CutoverError
+from bot.models import (
+    Gate,
+    Run,
+    StepRun,
+)
+from bot.surface import SYSTEM, Actor, NullSurface, Surface
+from phases.checks.base import Clock, StepContext, SystemClock
+from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, Value
+from phases.runner import StepOutcome
+from phases.secrets import GLOBAL_MASKER, EnvFileError, Masker, parse_env_file
+
+log = logging.getLogger(__name__)
+
+DecisionName = Literal["continue", "rollback", "retry"]
+
+
+class EngineError(CutoverError):
+    """A request the engine refuses; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Literal[
+        "approved",
+        "vote_recorded",
+        "rolled_back",
+        "retried",
+        "cancelled",
+        "refused",
+        "already_decided",
+        "already_voted",
+        "ticked",
+        "unknown_gate",
+    ]
+    message: str
+    gate_id: int | None = None
+    run_id: int | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome in (
+            "approved",
+            "vote_recorded",
+            "rolled_back",
+            "retried",
+            "cancelled",
+            "ticked",
+        )
+
+
+ContextFactory = Callable[[EnvironmentSpec, bool, Masker], StepContext]
+
+
+def default_context(env: EnvironmentSpec, dry_run: bool, masker: Masker) -> StepContext:
+    return StepContext(dry_run=dry_run, masker=masker)
+
+
+def runbook_digest(runbook: Runbook) -> str:
+    return hashlib.sha256(runbook.model_dump_json().encode()).hexdigest()
+
+
+def _wall() -> datetime:
+    """Lease time is wall time shared by every replica, never a test's manual clock."""
+    return datetime.now(UTC)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+class EngineCore:
+    def __init__(
+        self,
+        db: Database,
+        runbook: Runbook,
+        *,
+        surface: Surface | None = None,
+        clock: Clock | None = None,
+        context_factory: ContextFactory = default_context,
+        background: bool = True,
+        workers: int = 4,
+        masker: Masker = GLOBAL_MASKER,
+        replica_id: str | None = None,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.runbook = runbook
+        self.digest = runbook_digest(runbook)
+        self.surface: Surface = surface or NullSurface()
+        self.clock = clock or SystemClock()
+        self.context_factory = context_factory
+        self.masker = masker
+        self.background = background
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cutover-run")
+        # A replica id names one replica across its restarts (CUTOVER_REPLICA_ID; the
+        # hostname by default, which is one per container): leases left by an earlier
+        # incarnation of this replica are known dead at once, others only once they lapse.
+        self.replica = replica_id or os.environ.get("CUTOVER_REPLICA_ID") or socket.gethostname()
+        self.me = f"{self.replica}#{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self.lease = timedelta(seconds=lease_seconds)
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._reaper: threading.Thread | None = None
+        self._threads_lock = threading.Lock()
+        self._claims = 0  # bumped after each committed claim (see _renew_loop)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.now(), UTC)
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Runs follow-up work (the next phase, a rollback) on the engine's pool."""
+        if self.background:
+            self._pool.submit(self._guard, fn, *args)
+        else:
+            self._guard(fn, *args)
+
+    def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("background task %s failed", getattr(fn, "__name__", fn))
+
+    def tell(self, what: str, *args: Any) -> None:
+        """Tells the surface; a failed post is logged and audited, never lost silently."""
+        try:
+            getattr(self.surface, what)(*args)
+        except Exception as exc:
+            log.warning("surface %s failed: %s", what, self.masker.mask(str(exc)))
+            try:
+                with self.db.session() as s:
+                    if what in ("checkpoint", "gate_changed"):
+                        gate = s.get(Gate, args[0])
+                        run_id = gate.run_id if gate is not None else None
+                    else:
+                        run_id = args[0] if what in ("run_changed", "notice") else None
+                    audit.append(
+                        s,
+                        AuditKind.SURFACE_FAILED,
+                        actor=SYSTEM.id,
+                        run_id=run_id,
+                        data={"call": what, "error": self.masker.mask(str(exc))[:300]},
+                        at=self.now(),
+                    )
+            except Exception:
+                log.exception("could not audit a failed surface call")
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=wait)
+
+    def environment(self, name: str) -> EnvironmentSpec:
+        return self.runbook.environment(name)
+
+    def is_approver(self, env: EnvironmentSpec, actor: Actor) -> bool:
+        return approvals.is_approver(env, actor)
+
+    def context(self, run: Run) -> tuple[StepContext, dict[str, Value]]:
+        """The step context and template values of a run (its env file's secrets masked)."""
+        env = self.environment(run.environment)
+        values = self.runbook.values_for(run.environment)
+        if env.env_file:
+            with contextlib.suppress(EnvFileError):  # the secrets check reports it
+                self.masker.add_env(parse_env_file(str(values["env_file"])))
+        return self.context_factory(env, run.dry_run, self.masker), values
+
+    def refuse(
+        self,
+        actor: Actor,
+        action: str,
+        reason: str,
+        *,
+        run_id: int | None = None,
+        session: Session | None = None,
+        **data: Any,
+    ) -> str:
+        """Audits a refusal the same way for every action and surface; returns the reason."""
+
+        def write(s: Session) -> None:
+            audit.append(
+                s,
+                AuditKind.ACTION_REFUSED,
+                actor=actor.id,
+                run_id=run_id,
+                data={"action": action, "reason": reason, **data},
+                at=self.now(),
+            )
+
+        if session is not None:
+            write(session)
+        else:
+            with self.db.session() as s:
+                write(s)
+        return reason
+
+    def _dead(self, owner: str | None, lease_until: datetime | None) -> bool:
+        """True when the owner of a run's execution is gone: its lease lapsed, or it was an
+        earlier incarnation of this very replica (this process replaced it)."""
+        if owner is None:
+            return True
+        if owner == self.me:
+            return False
+        if owner.rsplit("#", 1)[0] == self.replica:
+            return True
+        until = _aware(lease_until)
+        return until is None or until < _wall()
+
+    def _take_lease(self, run: Run) -> None:
+        """Inside the claiming transaction; call `_ensure_heartbeat()` once it committed."""
+        run.owner, run.lease_until = self.me, _wall() + self.lease
+
+    def _ensure_heartbeat(self) -> None:
+        with self._threads_lock:
+            self._claims += 1
+            if self._heartbeat is None or not self._heartbeat.is_alive():
+                self._heartbeat = threading.Thread(
+                    target=self._renew_loop, name="cutover-lease", daemon=True
+                )
+                self._heartbeat.start()
+
+    def renew_leases(self) -> int:
+        """Extends the lease of every run this process executes; returns how many."""
+        with self.db.session() as s:
+            res = s.execute(
+                update(Run)
+                .where(col(Run.owner) == self.me, col(Run.active_env).is_not(None))
+                .values(lease_until=_wall() + self.lease)
+            )
+            return int(getattr(res, "rowcount", 0) or 0)
+
+    def _renew_loop(self) -> None:
+        """Renews while this process owns runs; ends when it owns none and claimed nothing
+        meanwhile (a claim after that starts a new one)."""
+        interval = max(self.lease.total_seconds() / 3, 0.05)
+        failing_since: float | None = None
+        while not self._stop.wait(interval):
+            with self._threads_lock:
+                claims = self._claims
+            try:
+                renewed = self.renew_leases()
+                failing_since = None
+            except DatabaseUnavailable as exc:
+                log.warning("cannot renew leases: %s", exc)
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > self.lease.total_seconds():
+                    # The leases have lapsed: another replica may take the runs over, and
+                    # this process's phases stop at their next step (`_standing`).
+                    with self._threads_lock:
+                        self._heartbeat = None
+                    return
+                continue
+            except Exception:
+                log.exception("lease renewal failed")
+                continue
+            if renewed == 0:
+                with self._threads_lock:
+                    if self._claims == claims:
+                        self._heartbeat = None
+                        return
+
+    def start_reaper(self, interval: float | None = None) -> None:
+        """Takes over, every `interval` seconds, what a dead replica left executing."""
+        every = interval if interval is not None else max(self.lease.total_seconds() / 3, 0.05)
+
+        def loop() -> None:
+            while not self._stop.wait(every):
+                try:
+                    for line in self.reap():
+                        log.warning("took over: %s", line)
+                except DatabaseUnavailable as exc:
+                    log.warning("cannot look for dead replicas' runs: %s", exc)
+                except Exception:
+                    log.exception("reaper failed")
+
+        with self._threads_lock:
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=loop, name="cutover-reaper", daemon=True)
+                self._reaper.start()
+
+    # ------------------------------------------------------------------ shared by the use cases
+
+    def record_step(self, run_id: int, phase_run_id: int | None, outcome: StepOutcome) -> None:
+        """Records a step result; retried while the database is unavailable, never twice."""
+        tries = 0
+
+        def once() -> None:
+            nonlocal tries
+            tries += 1
+            self._record_step_once(run_id, phase_run_id, outcome, retry=tries > 1)
+
+        self.db.retrying(once, f"run #{run_id}: record step {outcome.step.id}")
+
+    def _record_step_once(
+        self, run_id: int, phase_run_id: int | None, outcome: StepOutcome, retry: bool
+    ) -> None:
+        r = outcome.result
+        with self.db.session() as s:
+            if retry and phase_run_id is not None:
+                done = s.exec(
+                    select(StepRun.id).where(
+                        StepRun.phase_run_id == phase_run_id,
+                        StepRun.section == outcome.section,
+                        StepRun.step_id == outcome.step.id,
+                    )
+                ).first()
+                if done is not None:
+                    return  # the attempt whose connection dropped did commit
+            s.add(
+                StepRun(
+                    run_id=run_id,
+                    phase_run_id=phase_run_id,
+                    section=outcome.section,
+                    step_id=outcome.step.id,
+                    name=outcome.step.name,
+                    status=r.status,
+                    evidence=r.evidence,
+                    duration_ms=r.duration_ms,
+                    at=self.now(),
+                )
+            )
+            audit.append(
+                s,
+                AuditKind.STEP_RESULT,
+                actor=SYSTEM.id,
+                run_id=run_id,
+                data={
+                    "section": outcome.section,
+                    "step": outcome.step.id,
+                    "status": str(r.status),
+                    "evidence": r.evidence,
+                    "duration_ms": r.duration_ms,
+                },
+                at=self.now(),
+            )
+
+    def _complete(self, s: Session, run: Run) -> None:
+        states.transition(run, "completed")
+        run.active_env, run.ended_at = None, self.now()
+        run.owner, run.lease_until = None, None
+        s.add(run)
+        audit.append(
+            s,
+            AuditKind.RUN_COMPLETED,
+            actor=SYSTEM.id,
+            run_id=run.id,
+            data={"environment": run.environment},
+            at=self.now(),
+        )
+
+    # Use cases that call each other across modules (runs.py, rollback.py, recovery.py).
+
+    def advance(self, run_id: int) -> None:
+        raise NotImplementedError
+
+    def execute_rollback(self, run_id: int) -> None:
+        raise NotImplementedError
+
+    def open_gate(
+        self,
+        run_id: int,
+        phase_run_id: int,
+        phase: PhaseSpec,
+        passed: bool,
+        note: str | None = None,
+        *,
+        executor: bool = False,
+    ) -> int | None:
+        raise NotImplementedError
+
+    def reap(self) -> list[str]:
+        raise NotImplementedError

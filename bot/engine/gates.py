@@ -1,0 +1,423 @@
+"""Deciding gates: votes, Retry, Rollback, manual ticks, abort and cancel.
+
+Locks are always taken in one order, run row → gate row → audit head: an abort racing a click
+either decides the open gate itself or finds it decided and stops the phase that followed.
+A stranger's click is refused before any row is locked."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from bot import audit
+from bot.domain import approvals, states
+from bot.domain.approvals import GateFacts
+from bot.domain.audit_kinds import AuditKind
+from bot.domain.errors import InvalidInput, NotFound
+from bot.domain.states import DecisionKind
+from bot.engine.core import Decision, DecisionName, EngineCore
+from bot.models import (
+    Gate,
+    GateStatus,
+    ManualTick,
+    PhaseRun,
+    PhaseStatus,
+    Run,
+    RunStatus,
+    StepRun,
+    Vote,
+)
+from bot.surface import Actor
+from phases.checks.base import Status
+
+log = logging.getLogger(__name__)
+
+_GATE_TRIGGER = {
+    DecisionKind.CONTINUE: "approve",
+    DecisionKind.ROLLBACK: "rollback",
+    DecisionKind.RETRY: "retry",
+}
+
+
+class Gates(EngineCore):
+    def decide(
+        self, gate_id: int, actor: Actor, decision: DecisionName, reason: str | None = None
+    ) -> Decision:
+        """Records one click. Permission is checked here, when the click arrives."""
+        result, spawn = self._decide(gate_id, actor, DecisionKind(decision), reason)
+        if result.outcome == "vote_recorded" and result.gate_id is not None:
+            self.tell("gate_changed", result.gate_id)  # "1/2 approved by …", live
+        elif result.changed and result.gate_id is not None:
+            self.tell("gate_changed", result.gate_id)
+            self.tell("run_changed", result.run_id)
+        if spawn is not None and result.run_id is not None:
+            self.spawn(spawn, result.run_id)
+        return result
+
+    def _gate_run(self, gate_id: int) -> tuple[int, str] | None:
+        """(run id, environment) of a gate, read without a lock: the locks come in order."""
+        with self.db.session() as s:
+            row = s.exec(
+                select(Gate.run_id, Run.environment)
+                .join(Run, col(Run.id) == col(Gate.run_id))
+                .where(Gate.id == gate_id)
+            ).first()
+        return (row[0], row[1]) if row is not None else None
+
+    def _decide(
+        self, gate_id: int, actor: Actor, decision: DecisionKind, reason: str | None
+    ) -> tuple[Decision, Callable[[int], None] | None]:
+        found = self._gate_run(gate_id)
+        if found is None:
+            return Decision("unknown_gate", f"no gate #{gate_id}; the message is out of date"), None
+        run_id, env_name = found
+        env = self.environment(env_name)
+        if not approvals.is_approver(env, actor):
+            # Refused before any row lock: a stranger's clicks never queue behind the gate.
+            reason_text = f"you are not an approver for {env_name}; nothing was changed"
+            self.refuse(actor, str(decision), reason_text, run_id=run_id, gate=gate_id)
+            return Decision("refused", reason_text, gate_id, run_id), None
+        with self.db.session() as s:
+            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
+            gate = s.exec(select(Gate).where(Gate.id == gate_id).with_for_update()).one()
+            if gate.status != GateStatus.OPEN:
+                return self._already(gate), None
+            facts = self._facts(s, gate, run)
+            refusal = approvals.may_decide(env, actor, decision, facts)
+            if refusal is None and not states.can(gate, _GATE_TRIGGER[decision]):
+                refusal = f"{decision} is not possible at this gate now"
+            if refusal:
+                self.refuse(
+                    actor,
+                    str(decision),
+                    refusal,
+                    run_id=run.id,
+                    session=s,
+                    gate=gate.id,
+                    phase=gate.phase_id,
+                )
+                return Decision("refused", refusal, gate.id, run.id), None
+            pr = s.get(PhaseRun, gate.phase_run_id)
+            assert pr is not None and run.id is not None
+            result, spawn = self._apply(s, run, gate, pr, actor, decision, reason)
+            s.add_all([gate, pr, run])
+        return result, spawn
+
+    def _apply(
+        self,
+        s: Session,
+        run: Run,
+        gate: Gate,
+        pr: PhaseRun,
+        actor: Actor,
+        decision: DecisionKind,
+        reason: str | None,
+    ) -> tuple[Decision, Callable[[int], None] | None]:
+        """The decision's state changes, inside the caller's transaction (rows locked)."""
+        now = self.now()
+        assert run.id is not None
+
+        def log_event(kind: str, **extra: Any) -> None:
+            data = {"gate": gate.id, "phase": gate.phase_id, **extra}
+            audit.append(s, kind, actor=actor.id, run_id=run.id, data=data, at=now)
+
+        if decision == DecisionKind.ROLLBACK:
+            states.transition(gate, "rollback")
+            gate.decided_by, gate.decided_at = actor.id, now
+            states.transition(pr, "failed")
+            states.transition(run, "rolled_back_at_gate")
+            run.rolled_back_by = actor.id
+            # A reason is typed by a person: it may quote a secret, and is kept masked.
+            run.rollback_reason = self.masker.mask(reason or "") or (
+                f"rolled back at phase {gate.phase_id}"
+            )
+            log_event(AuditKind.GATE_DECIDED, decision="rollback", reason=run.rollback_reason)
+            return (
+                Decision("rolled_back", f"rolled back by {actor.label}", gate.id, run.id),
+                self.execute_rollback,
+            )
+        if decision == DecisionKind.RETRY:
+            states.transition(gate, "retry")
+            gate.decided_by, gate.decided_at = actor.id, now
+            states.transition(pr, "retried")
+            states.transition(run, "retried")
+            log_event(AuditKind.GATE_DECIDED, decision="retry")
+            return (
+                Decision("retried", f"phase re-run requested by {actor.label}", gate.id, run.id),
+                self.advance,
+            )
+        assert gate.id is not None
+        s.add(Vote(gate_id=gate.id, actor=actor.id, at=now))
+        s.flush()
+        votes = self._voters(s, gate.id)
+        log_event(AuditKind.GATE_VOTE, votes=len(votes), quorum=gate.quorum)
+        if len(votes) < gate.quorum:
+            return (
+                Decision("vote_recorded", f"{len(votes)}/{gate.quorum} approved", gate.id, run.id),
+                None,
+            )
+        states.transition(gate, "approve")
+        gate.decided_by, gate.decided_at = ",".join(votes), now
+        states.transition(pr, "approved")
+        states.transition(run, "approved")
+        run.phase_index += 1
+        log_event(AuditKind.GATE_DECIDED, decision="continue", approvers=votes)
+        if run.phase_index >= len(self.runbook.phases):
+            self._complete(s, run)
+        return (
+            Decision("approved", f"approved by {', '.join(votes)}", gate.id, run.id),
+            self.advance,
+        )
+
+    def _facts(self, s: Session, gate: Gate, run: Run) -> GateFacts:
+        return GateFacts(
+            environment=run.environment,
+            status=GateStatus(gate.status),
+            checks_passed=gate.checks_passed,
+            dry_run=run.dry_run,
+            requested_by=run.requested_by,
+            votes=tuple(self._voters(s, gate.id)),
+            unticked=tuple(self._unticked(s, gate)),
+            quorum=gate.quorum,
+        )
+
+    def _voters(self, s: Session, gate_id: int | None) -> list[str]:
+        return list(
+            s.exec(select(Vote.actor).where(Vote.gate_id == gate_id).order_by(col(Vote.id)))
+        )
+
+    def _already(self, gate: Gate) -> Decision:
+        when = gate.decided_at.astimezone(UTC).strftime("%H:%M:%S UTC") if gate.decided_at else "?"
+        verb = {
+            GateStatus.APPROVED: "approved",
+            GateStatus.ROLLED_BACK: "rolled back",
+            GateStatus.RETRIED: "sent to retry",
+            GateStatus.CANCELLED: "cancelled",
+        }.get(GateStatus(gate.status), gate.status)
+        return Decision(
+            "already_decided",
+            f"already {verb} by {gate.decided_by} at {when}",
+            gate.id,
+            gate.run_id,
+        )
+
+    def _unticked(self, s: Session, gate: Gate) -> list[str]:
+        phase = self.runbook.phase(gate.phase_id)
+        ticked = set(s.exec(select(ManualTick.item_id).where(ManualTick.gate_id == gate.id)))
+        return [m.id for m in phase.manual if m.id not in ticked]
+
+    def tick(self, gate_id: int, item_id: str, actor: Actor) -> Decision:
+        """Marks a manual step (phase 7's browser tests) done; only approvers may."""
+        found = self._gate_run(gate_id)
+        if found is None:
+            return Decision("unknown_gate", f"no gate #{gate_id}")
+        run_id, env_name = found
+        refusal = approvals.may_tick(env_name, self.environment(env_name), actor)
+        if refusal:
+            self.refuse(actor, "tick", refusal, run_id=run_id, gate=gate_id, item=item_id)
+            return Decision("refused", refusal, gate_id, run_id)
+        with self.db.session() as s:
+            s.exec(select(Run.id).where(Run.id == run_id).with_for_update()).one()
+            gate = s.exec(select(Gate).where(Gate.id == gate_id).with_for_update()).one()
+            if gate.status != GateStatus.OPEN:
+                return self._already(gate)
+            items = {m.id for m in self.runbook.phase(gate.phase_id).manual}
+            if item_id not in items:
+                return Decision(
+                    "refused",
+                    f"phase {gate.phase_id} has no manual step {item_id!r}",
+                    gate.id,
+                    run_id,
+                )
+            exists = s.exec(
+                select(ManualTick).where(
+                    ManualTick.gate_id == gate.id, ManualTick.item_id == item_id
+                )
+            ).first()
+            if exists is None:
+                s.add(ManualTick(gate_id=gate_id, item_id=item_id, actor=actor.id, at=self.now()))
+                audit.append(
+                    s,
+                    AuditKind.MANUAL_TICKED,
+                    actor=actor.id,
+                    run_id=run_id,
+                    data={"gate": gate.id, "item": item_id},
+                    at=self.now(),
+                )
+        self.tell("gate_changed", gate_id)
+        return Decision("ticked", f"{item_id} ticked", gate_id, run_id)
+
+    def abort(self, env_name: str, actor: Actor, reason: str) -> Decision:
+        """Ends the environment's active run from wherever it stands. Final.
+
+        One transaction, run row then gate row: an abort racing a click either decides the
+        open gate itself or finds the gate decided and stops the phase that followed. A run
+        in which no action has changed anything yet is cancelled without rollback steps.
+        """
+        env = self.environment(env_name)
+        if not reason.strip():
+            raise InvalidInput("say why: --reason is required")
+        masked = self.masker.mask(reason)
+        refusal = approvals.may_abort(env_name, env, actor)
+        if refusal:
+            with self.db.session() as s:
+                active = s.exec(select(Run.id).where(Run.active_env == env_name)).first()
+            self.refuse(actor, "abort", refusal, run_id=active, environment=env_name)
+            return Decision("refused", refusal, None, active)
+        spawn = False
+        with self.db.session() as s:
+            run = s.exec(select(Run).where(Run.active_env == env_name).with_for_update()).first()
+            if run is None:
+                raise NotFound(f"no active run for {env_name}")
+            assert run.id is not None
+            if run.status == RunStatus.ROLLING_BACK:
+                return Decision(
+                    "already_decided", f"run #{run.id} is already rolling back", None, run.id
+                )
+            gate = s.exec(
+                select(Gate)
+                .where(Gate.run_id == run.id, Gate.status == GateStatus.OPEN)
+                .with_for_update()
+            ).first()
+            now = self.now()
+            if not self._changed_anything(s, run):
+                result = self._cancel(s, run, gate, actor, masked, now)
+            elif gate is not None:
+                pr = s.get(PhaseRun, gate.phase_run_id)
+                assert pr is not None
+                result, _ = self._apply(
+                    s, run, gate, pr, actor, DecisionKind.ROLLBACK, f"aborted: {reason}"
+                )
+                s.add_all([gate, pr, run])
+                spawn = True
+            else:
+                # The gate was decided first (or a phase is executing): the phase stops at its
+                # next step and hands over to the rollback.
+                states.transition(run, "aborted")
+                run.rolled_back_by = actor.id
+                run.rollback_reason = f"aborted: {masked}"
+                s.add(run)
+                audit.append(
+                    s,
+                    AuditKind.RUN_ABORTED,
+                    actor=actor.id,
+                    run_id=run.id,
+                    data={"reason": masked},
+                    at=now,
+                )
+                result = Decision(
+                    "rolled_back",
+                    f"run #{run.id} aborted by {actor.label} while phase {run.phase_index + 1} "
+                    "was executing (its gate had been decided first); it stops at its next step "
+                    "and the run rolls back",
+                    None,
+                    run.id,
+                )
+                spawn = True
+        if gate is not None:
+            self.tell("gate_changed", gate.id)
+        self.tell("run_changed", run.id)
+        if spawn:
+            self.spawn(self.execute_rollback, run.id)
+        return result
+
+    def _changed_anything(self, s: Session, run: Run) -> bool:
+        """True once any action may have changed the target: a dry run never does; a real
+        run has if an action step ran (not skipped) or a phase is executing now."""
+        if run.dry_run:
+            return False
+        executing = s.exec(
+            select(PhaseRun.id).where(
+                PhaseRun.run_id == run.id,
+                col(PhaseRun.status).in_([PhaseStatus.RUNNING, PhaseStatus.MONITORING]),
+            )
+        ).first()
+        if executing is not None:
+            return True
+        acted = s.exec(
+            select(StepRun.id).where(
+                StepRun.run_id == run.id,
+                StepRun.section == "actions",
+                StepRun.status != Status.SKIPPED,
+            )
+        ).first()
+        return acted is not None
+
+    def _cancel(
+        self, s: Session, run: Run, gate: Gate | None, actor: Actor, reason: str, now: datetime
+    ) -> Decision:
+        if gate is not None:
+            states.transition(gate, "cancel")
+            gate.decided_by, gate.decided_at = actor.id, now
+            pr = s.get(PhaseRun, gate.phase_run_id)
+            if pr is not None:
+                states.transition(pr, "cancelled")
+                s.add(pr)
+            s.add(gate)
+            audit.append(
+                s,
+                AuditKind.GATE_DECIDED,
+                actor=actor.id,
+                run_id=run.id,
+                data={
+                    "gate": gate.id,
+                    "phase": gate.phase_id,
+                    "decision": "cancel",
+                    "reason": reason,
+                },
+                at=now,
+            )
+        states.transition(run, "cancelled")
+        run.active_env, run.ended_at = None, now
+        run.owner, run.lease_until = None, None
+        run.rolled_back_by, run.rollback_reason = actor.id, f"cancelled: {reason}"
+        s.add(run)
+        audit.append(
+            s,
+            AuditKind.RUN_CANCELLED,
+            actor=actor.id,
+            run_id=run.id,
+            data={"reason": reason, "rollback": "not needed: no action had run"},
+            at=now,
+        )
+        return Decision(
+            "cancelled",
+            f"run #{run.id} cancelled by {actor.label}: no action had changed anything, so no "
+            "rollback steps were run",
+            gate.id if gate is not None else None,
+            run.id,
+        )
+
+    def set_surface_ref(
+        self, ref: str, *, run_id: int | None = None, gate_id: int | None = None
+    ) -> str:
+        """Records the chat message of a run or gate once; returns the ref that won.
+
+        A conditional UPDATE (only where none is set yet) keeps two threads that
+        posted at once from both owning the message: the loser updates the winner's.
+        """
+        with self.db.session() as s:
+            if run_id is not None:
+                s.execute(
+                    update(Run)
+                    .where(col(Run.id) == run_id, col(Run.surface_ref).is_(None))
+                    .values(surface_ref=ref)
+                )
+                row: Run | Gate | None = s.get(Run, run_id)
+            elif gate_id is not None:
+                s.execute(
+                    update(Gate)
+                    .where(col(Gate.id) == gate_id, col(Gate.surface_ref).is_(None))
+                    .values(surface_ref=ref)
+                )
+                row = s.get(Gate, gate_id)
+            else:
+                raise ValueError("set_surface_ref needs run_id or gate_id")
+            if row is not None:
+                s.refresh(row)
+            return row.surface_ref if row is not None and row.surface_ref else ref

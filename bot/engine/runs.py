@@ -1,0 +1,329 @@
+"""Starting a run and executing its phases: claim, steps, gate."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from bot import audit
+from bot.domain import approvals, states
+from bot.domain.audit_kinds import AuditKind
+from bot.domain.errors import Conflict, Refused
+from bot.engine.core import EngineCore, EngineError
+from bot.engine.monitoring import start_monitoring
+from bot.models import (
+    Gate,
+    PhaseRun,
+    PhaseStatus,
+    Run,
+    RunStatus,
+)
+from bot.surface import SYSTEM, Actor
+from phases.runbook import EnvironmentSpec, PhaseSpec
+from phases.runner import StepOutcome, run_actions, run_checks
+from phases.secrets import EnvFileError, parse_env_file
+
+log = logging.getLogger(__name__)
+
+
+class Runs(EngineCore):
+    def start_run(
+        self,
+        env_name: str,
+        actor: Actor,
+        *,
+        channel: str | None = None,
+        dry_run: bool = False,
+        group_members: Collection[str] | None = None,
+    ) -> Run:
+        """Starts a run; refused (and audited) unless the actor may and quorum is reachable.
+
+        `group_members`: qualified ids of the environment's approver groups' members, when
+        the surface can list them, so an unreachable quorum is refused before anything runs.
+        """
+        env = self.environment(env_name)  # unknown environment: RunbookError names the known ones
+        refusal = approvals.may_start(env_name, env, actor) or approvals.quorum_shortfall(
+            env, actor, group_members
+        )
+        if refusal:
+            self.refuse(actor, "start", refusal, environment=env_name)
+            raise Refused(refusal)
+        values = self.runbook.values_for(env_name)  # a missing ${VAR}: RunbookError names it
+        if env.env_file:
+            path = Path(str(values["env_file"]))
+            if not path.is_file():
+                raise EngineError(
+                    f"env file {path} of environment {env_name!r} does not exist; create it or fix "
+                    f"env_file in the runbook. No run was started."
+                )
+            try:
+                self.masker.add_env(parse_env_file(path))
+            except EnvFileError as exc:
+                raise EngineError(f"{exc}. No run was started.") from None
+        try:
+            run = self._insert_run(env_name, env, actor, channel, dry_run)
+        except IntegrityError:
+            run = None  # another start won the race for the environment's one active slot
+        if run is None:
+            raise self._already_active(env_name)
+        self.tell("run_changed", run.id)
+        self.spawn(self.advance, run.id)
+        return run
+
+    def _already_active(self, env_name: str) -> Conflict:
+        with self.db.session() as s:
+            active = s.exec(select(Run).where(Run.active_env == env_name)).first()
+        if active is None:
+            return Conflict(f"another run of {env_name} was starting at the same time; try again")
+        return Conflict(
+            f"run #{active.id} is already active for {env_name} ({active.status}, phase "
+            f"{active.phase_index + 1}); finish or abort it first"
+        )
+
+    def _insert_run(
+        self, env_name: str, env: EnvironmentSpec, actor: Actor, channel: str | None, dry_run: bool
+    ) -> Run | None:
+        with self.db.session() as s:
+            if s.exec(select(Run.id).where(Run.active_env == env_name)).first() is not None:
+                return None
+            run = Run(
+                environment=env_name,
+                active_env=env_name,
+                runbook_name=self.runbook.name,
+                runbook_digest=self.digest,
+                dry_run=dry_run,
+                requested_by=actor.id,
+                channel=channel or env.channel,
+                started_at=self.now(),
+            )
+            s.add(run)
+            s.flush()
+            assert run.id is not None
+            audit.append(
+                s,
+                AuditKind.RUN_STARTED,
+                actor=actor.id,
+                run_id=run.id,
+                data={
+                    "environment": env_name,
+                    "dry_run": dry_run,
+                    "runbook": self.runbook.name,
+                    "version": self.runbook.version,
+                },
+                at=self.now(),
+            )
+        return run
+
+    def advance(self, run_id: int) -> None:
+        """Runs the run's current phase and opens its gate; does nothing if it is not its turn."""
+        # A dropped database connection is retried, not left as a phase stuck "running".
+        claimed = self.db.retrying(lambda: self._claim_phase(run_id), f"run #{run_id}: start")
+        if claimed is None:
+            return
+        run, phase_run, phase = claimed
+        self._ensure_heartbeat()
+        self.tell("run_changed", run_id)
+        ctx, values = self.context(run)
+        assert phase_run.id is not None
+        pr_id = phase_run.id
+
+        def record(outcome: StepOutcome) -> None:
+            self.record_step(run_id, pr_id, outcome)
+
+        outcomes: list[StepOutcome] = []
+        actions_ok = True
+        for step in phase.actions:
+            standing = self._standing(run_id)
+            if standing == "rolling_back":
+                return self._stop_for_rollback(run_id, pr_id)
+            if standing != "mine":
+                log.warning("run #%s: phase %s was taken over; stopping", run_id, phase.id)
+                return None
+            result = run_actions([step], values, ctx, "actions", on_result=record)
+            outcomes += result
+            if result and result[-1].result.status.blocks_gate:
+                actions_ok = False
+                break
+        if actions_ok and phase.monitor is not None:
+            # Checks run in rounds (monitoring.py); the scheduler opens the gate at the end.
+            start_monitoring(self, run_id, pr_id, phase)
+            self.release(run_id)
+            return None
+        if actions_ok and phase.checks:
+            outcomes += run_checks(phase.checks, values, ctx, on_result=record)
+        passed = all(not o.result.status.blocks_gate for o in outcomes)
+        gate_id = self.db.retrying(
+            lambda: self.open_gate(run_id, pr_id, phase, passed, executor=True),
+            f"run #{run_id}: open gate",
+        )
+        if gate_id is not None:
+            self.tell("run_changed", run_id)
+            self.tell("checkpoint", gate_id)
+        return None
+
+    def release(self, run_id: int) -> None:
+        """This process no longer executes the run (monitoring rounds are the scheduler's)."""
+        with self.db.session() as s:
+            s.execute(
+                update(Run)
+                .where(col(Run.id) == run_id, col(Run.owner) == self.me)
+                .values(owner=None, lease_until=None)
+            )
+
+    def _claim_phase(self, run_id: int) -> tuple[Run, PhaseRun, PhaseSpec] | None:
+        with self.db.session() as s:
+            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+            if run is None or run.status != RunStatus.RUNNING:
+                return None
+            if run.runbook_digest != self.digest:
+                log.error("run #%s was started with another version of the runbook", run_id)
+                return None  # recover() has told the channel; a person restores or aborts
+            if run.owner is not None and run.owner != self.me:
+                return None  # another process executes it, or the reaper will take it over
+            if run.phase_index >= len(self.runbook.phases):
+                self._complete(s, run)
+                return None
+            latest = s.exec(
+                select(PhaseRun)
+                .where(PhaseRun.run_id == run_id, PhaseRun.phase_index == run.phase_index)
+                .order_by(col(PhaseRun.attempt).desc())
+            ).first()
+            if latest is not None and latest.status in (
+                PhaseStatus.RUNNING,
+                PhaseStatus.CHECKED,
+                PhaseStatus.INTERRUPTED,
+                PhaseStatus.MONITORING,
+            ):
+                return None  # executing elsewhere, or its gate is open
+            phase = self.runbook.phases[run.phase_index]
+            attempt = latest.attempt + 1 if latest else 1
+            pr = PhaseRun(
+                run_id=run_id,
+                phase_id=phase.id,
+                phase_index=run.phase_index,
+                attempt=attempt,
+                started_at=self.now(),
+            )
+            s.add(pr)
+            self._take_lease(run)
+            s.add(run)
+            s.flush()
+            audit.append(
+                s,
+                AuditKind.PHASE_STARTED,
+                actor=SYSTEM.id,
+                run_id=run_id,
+                data={"phase": phase.id, "index": run.phase_index, "attempt": attempt},
+                at=self.now(),
+            )
+            return run, pr, phase
+
+    def _standing(self, run_id: int) -> Literal["mine", "rolling_back", "lost"]:
+        """Whether the executing phase may go on: still ours, aborted, or taken over."""
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                return "lost"
+            if run.status == RunStatus.ROLLING_BACK:
+                return "rolling_back"
+            if run.status == RunStatus.RUNNING and run.owner == self.me:
+                return "mine"
+            return "lost"
+
+    def open_gate(
+        self,
+        run_id: int,
+        phase_run_id: int,
+        phase: PhaseSpec,
+        passed: bool,
+        note: str | None = None,
+        *,
+        executor: bool = False,
+    ) -> int | None:
+        """Opens the checkpoint of a phase whose steps are done (or that was interrupted).
+
+        `executor`: the caller is the process that ran the phase; it opens the gate only
+        while it still owns the run, so a phase another replica took over is not decided
+        twice. Returns the gate id, or None if there is nothing to open.
+        """
+        gate_id: int | None = None
+        rollback_now = False
+        with self.db.session() as s:
+            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
+            pr = s.get(PhaseRun, phase_run_id)
+            assert pr is not None
+            if pr.status not in (
+                PhaseStatus.RUNNING,
+                PhaseStatus.INTERRUPTED,
+                PhaseStatus.MONITORING,
+            ):
+                return None
+            if executor and pr.status == PhaseStatus.RUNNING and run.owner != self.me:
+                log.warning(
+                    "run #%s: phase %s was taken over; not opening its gate", run_id, phase.id
+                )
+                return None
+            if s.exec(select(Gate.id).where(Gate.phase_run_id == phase_run_id)).first():
+                return None  # opened already (by the replica that took the phase over)
+            if run.status == RunStatus.ROLLING_BACK:  # aborted while the phase ran
+                states.transition(pr, "failed")
+                pr.ended_at = self.now()
+                s.add(pr)
+                rollback_now = True
+            else:
+                if pr.status == PhaseStatus.RUNNING:
+                    states.transition(pr, "checked")
+                elif pr.status == PhaseStatus.MONITORING:
+                    states.transition(pr, "monitoring_done")
+                pr.ended_at = self.now()
+                env = self.environment(run.environment)
+                gate = Gate(
+                    run_id=run_id,
+                    phase_run_id=phase_run_id,
+                    phase_id=phase.id,
+                    attempt=pr.attempt,
+                    checks_passed=passed,
+                    note=note,
+                    quorum=env.quorum,
+                    opened_at=self.now(),
+                )
+                s.add(gate)
+                states.transition(run, "gate_opened")
+                run.owner, run.lease_until = None, None
+                s.add(run)
+                s.add(pr)
+                s.flush()
+                audit.append(
+                    s,
+                    AuditKind.GATE_OPENED,
+                    actor=SYSTEM.id,
+                    run_id=run_id,
+                    data={
+                        "gate": gate.id,
+                        "phase": phase.id,
+                        "attempt": pr.attempt,
+                        "checks_passed": passed,
+                        "note": note,
+                    },
+                    at=self.now(),
+                )
+                gate_id = gate.id
+        if rollback_now:
+            self.spawn(self.execute_rollback, run_id)
+            return None
+        return gate_id
+
+    def _stop_for_rollback(self, run_id: int, phase_run_id: int) -> None:
+        with self.db.session() as s:
+            pr = s.get(PhaseRun, phase_run_id)
+            if pr is not None and pr.status == PhaseStatus.RUNNING:
+                states.transition(pr, "failed")
+                pr.ended_at = self.now()
+                s.add(pr)
+        self.spawn(self.execute_rollback, run_id)

@@ -1,0 +1,1 @@
+"""Persistence helpers that more than one layer needs, each over `bot.db.Database`."""
