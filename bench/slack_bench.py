@@ -77,8 +77,9 @@ def serve_child(kind: str, api_url: str, db_url: str, runbook: str) -> None:
     from slack_bolt import Ack, App
     from slack_sdk import WebClient
 
+    from bot.app import build_service
     from bot.settings import Settings
-    from bot.slack.server import Service, build_service, make_http_server, settle_memory
+    from bot.slack.server import Service, make_http_server, settle_memory
 
     service: Service | None = None
     if kind == "bot":

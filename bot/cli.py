@@ -340,9 +340,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print(CommandService(engine).status(args.env))
         return 0
     if args.command == "console":
-        return _console(settings, _runbook(settings), args.as_user)
+        from bot.app import run_console
+
+        return run_console(settings, _runbook(settings), args.as_user)
     if args.command == "serve":
-        from bot.slack.server import serve
+        from bot.app import serve
 
         if args.port is not None:
             settings.http_port = args.port
@@ -354,21 +356,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return run_demo(settings, args.as_user)
     raise AssertionError(args.command)
-
-
-def _console(settings: Settings, runbook: Runbook, as_user: str | None) -> int:
-    from bot.console import Console, console_actor, console_engine
-    from bot.scheduler import start_scheduler
-
-    db = _database(settings)
-    engine = console_engine(db, runbook, workers=settings.workers)
-
-    scheduler = start_scheduler(engine, db, settings)  # notices, gate timeouts, monitoring
-    try:
-        return Console(engine, console_actor(as_user)).loop()
-    finally:
-        scheduler.stop()
-        engine.shutdown()
 
 
 if __name__ == "__main__":

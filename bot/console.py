@@ -9,9 +9,8 @@ from __future__ import annotations
 import getpass
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
-from bot.db import Database
 from bot.domain.errors import CutoverError
 from bot.engine import Engine
 from bot.surface import Actor
@@ -19,7 +18,7 @@ from bot.text import checkpoint_text, status_text
 from bot.views import gate_view, open_gate_id, run_view
 from commands.handlers import CommandService
 from commands.parser import UsageError, parse
-from phases.runbook import Runbook, RunbookError
+from phases.runbook import RunbookError
 
 PROMPT_HELP = """At a checkpoint:
   c | continue          approve the phase and go on
@@ -145,19 +144,3 @@ class Console:
 def console_actor(name: str | None) -> Actor:
     login = (name or getpass.getuser() or "operator").lower()
     return Actor(f"console:{login}", login)
-
-
-def console_engine(
-    db: Database, runbook: Runbook, out: TextIO = sys.stdout, **engine_options: Any
-) -> Engine:
-    """An engine whose surface is this terminal; phases run inline, between prompts."""
-    holder: list[Engine] = []
-    engine = Engine(
-        db,
-        runbook,
-        surface=ConsoleSurface(lambda: holder[0], out),
-        background=False,
-        **engine_options,
-    )
-    holder.append(engine)
-    return engine

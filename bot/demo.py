@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from bot.app import run_console
 from bot.settings import Settings
 from bot.standin import (
     LoopbackDNSServer,
@@ -72,7 +73,6 @@ def prepare(workdir: Path, stack: ExitStack, login: str) -> Path:
 
 
 def run_demo(settings: Settings, as_user: str | None = None) -> int:
-    from bot.cli import _console
     from phases.runbook import load_runbook
 
     login = (as_user or getpass.getuser() or "demo").lower()
@@ -87,4 +87,4 @@ def run_demo(settings: Settings, as_user: str | None = None) -> int:
             f"{workdir}.\nTry: /cutover start demo   then answer c (continue), r (rollback), "
             "tick ITEM.\n"
         )
-        return _console(demo_settings, load_runbook(runbook_path), login)
+        return run_console(demo_settings, load_runbook(runbook_path), login)

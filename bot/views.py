@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlmodel import col, select
 
 from bot.db import Database
-from bot.models import Gate, ManualTick, PhaseRun, Run, RunStatus, StepRun, Vote
+from bot.models import Gate, ManualTick, PhaseRun, Run, RunStatus, Schedule, StepRun, Vote
 from phases.runbook import Runbook
 
 
@@ -254,3 +254,23 @@ STATUS_WORDS = {
     RunStatus.ROLLED_BACK: "rolled back",
     RunStatus.COMPLETED: "completed",
 }
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    id: int
+    environment: str
+    start_at: datetime
+    status: str
+    run_id: int | None
+    cancelled_by: str | None
+
+
+def schedule_view(db: Database, schedule_id: int) -> ScheduleView | None:
+    with db.session() as s:
+        row = s.get(Schedule, schedule_id)
+    if row is None or row.id is None:
+        return None
+    return ScheduleView(
+        row.id, row.environment, row.start_at, row.status, row.run_id, row.cancelled_by
+    )

@@ -16,7 +16,8 @@
 #      left alone;
 #   5. CI=true: a test whose service is missing fails instead of skipping, and any skip fails
 #      the run (tests/conftest.py);
-#   6. ruff check ., mypy bot commands phases, pytest -q PYTEST_ARGS.
+#   6. ruff check ., mypy bot commands phases, lint-imports (the layers in pyproject.toml),
+#      pytest -q PYTEST_ARGS.
 #
 # Exit 0 when all three checks pass, 1 when any failed (pytest's exit 5, "no tests ran", is a
 # failure); a set-up step that fails stops the run with its own exit code before any check.
@@ -123,6 +124,7 @@ run() {
 
 run ruff "$PY" -m ruff check .
 run mypy "$PY" -m mypy bot commands phases
+run import-linter "$(dirname "$PY")/lint-imports"
 run pytest "$PY" -m pytest -q "$@"
 
 echo

@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 
 from sqlmodel import select
 
+from bot.app import build_service
 from bot.db import Database
 from bot.models import Gate, Run
 from bot.settings import Settings
-from bot.slack.server import Service, build_service, make_http_server
+from bot.slack.server import Service, make_http_server
 from bot.slack.surface import retry_handlers
 from phases.runbook import Runbook
 from tests.slack_standin import (

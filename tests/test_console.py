@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.console import Console, console_engine
+from bot.app import console_engine
+from bot.console import Console
 from bot.db import Database
 from bot.surface import Actor
 from tests.small_runbook import small_runbook

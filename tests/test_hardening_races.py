@@ -117,7 +117,11 @@ def test_hundred_mixed_clicks_continue_retry_rollback_make_one_decision(
     outcomes = Counter(a.outcome for a in answers)
     decided = {"approved", "retried", "rolled_back"} & set(outcomes)
     assert len(decided) == 1 and outcomes[next(iter(decided))] == 1
-    assert outcomes["already_decided"] == CLICKS - 1
+    assert "retried" not in decided  # the gate's checks passed: Retry is not a move it has
+    # a Retry that came while the gate was still open is refused; every other click is late
+    assert outcomes["already_decided"] + outcomes["refused"] == CLICKS - 1
+    refused = [a for a in answers if a.outcome == "refused"]
+    assert all("Retry is only for" in a.message for a in refused)
     events = kinds(db, run_id)
     assert events["gate.decided"] == 1
     with db.session() as s:

@@ -13,7 +13,8 @@ import pytest
 from sqlmodel import select
 
 from bot import audit
-from bot.console import Console, console_engine
+from bot.app import console_engine
+from bot.console import Console
 from bot.db import Database
 from bot.engine import Engine
 from bot.models import AuditEvent, Gate, Schedule, ScheduledEvent

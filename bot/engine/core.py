@@ -160,23 +160,32 @@ class EngineCore:
             getattr(self.surface, what)(*args)
         except Exception as exc:
             log.warning("surface %s failed: %s", what, self.masker.mask(str(exc)))
+            run_id: int | None = None
             try:
-                with self.db.session() as s:
-                    if what in ("checkpoint", "gate_changed"):
+                if what in ("checkpoint", "gate_changed"):
+                    with self.db.session() as s:
                         gate = s.get(Gate, args[0])
                         run_id = gate.run_id if gate is not None else None
-                    else:
-                        run_id = args[0] if what in ("run_changed", "notice") else None
-                    audit.append(
-                        s,
-                        AuditKind.SURFACE_FAILED,
-                        actor=SYSTEM.id,
-                        run_id=run_id,
-                        data={"call": what, "error": self.masker.mask(str(exc))[:300]},
-                        at=self.now(),
-                    )
+                elif what in ("run_changed", "notice"):
+                    run_id = args[0]
             except Exception:
-                log.exception("could not audit a failed surface call")
+                log.exception("could not read the gate of a failed surface call")
+            self.record_surface_failure(what, str(exc), run_id)
+
+    def record_surface_failure(self, call: str, error: str, run_id: int | None) -> None:
+        """Audits a chat post that failed (masked); never raises."""
+        try:
+            with self.db.session() as s:
+                audit.append(
+                    s,
+                    AuditKind.SURFACE_FAILED,
+                    actor=SYSTEM.id,
+                    run_id=run_id,
+                    data={"call": call, "error": self.masker.mask(error)[:300]},
+                    at=self.now(),
+                )
+        except Exception:
+            log.exception("could not audit a failed surface call")
 
     def shutdown(self, wait: bool = True) -> None:
         self._stop.set()

@@ -26,9 +26,8 @@ from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.db import DatabaseUnavailable
+from bot.domain.errors import Unavailable
 from bot.engine import Engine
-from bot.models import Schedule
 from bot.schedules import ScheduleService
 from bot.slack.blocks import (
     CONTINUE,
@@ -49,7 +48,7 @@ from bot.slack.blocks import (
 from bot.slack.surface import SlackSurface
 from bot.store.replays import SeenRequests
 from bot.surface import Actor
-from bot.views import active_runs, gate_view, run_view
+from bot.views import ScheduleView, active_runs, gate_view, run_view, schedule_view
 from commands.handlers import CommandService
 from commands.parser import (
     USAGE,
@@ -232,7 +231,7 @@ class _Identify(Middleware):
     ) -> BoltResponse | None:
         try:
             replayed = self.replays.seen(req)
-        except DatabaseUnavailable:
+        except Unavailable:
             log.warning("cannot check for a replayed request: the database is unavailable")
             text = "The bot's database is unavailable; nothing was done. Try again shortly."
             if "command" in req.body:
@@ -459,9 +458,8 @@ class CutoverSlackApp:
         except RunbookError:
             return None
 
-    def _schedule(self, schedule_id: int) -> Schedule | None:
-        with self.engine.db.session() as s:
-            return s.get(Schedule, schedule_id)
+    def _schedule(self, schedule_id: int) -> ScheduleView | None:
+        return schedule_view(self.engine.db, schedule_id)
 
     def _command(self, cmd: Command, actor: Actor, body: dict[str, Any]) -> None:
         members: list[str] | None = None

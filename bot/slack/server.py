@@ -11,31 +11,22 @@ from __future__ import annotations
 
 import gc
 import logging
-import signal
 import sys
-import threading
 import traceback
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from slack_bolt import App
-from slack_bolt.error import BoltError
 from slack_bolt.request import BoltRequest
-from slack_sdk.errors import SlackClientError
-from slack_sdk.http_retry.handler import RetryHandler
 
-from bot.db import Database
 from bot.engine import Engine
-from bot.scheduler import start_scheduler
 from bot.settings import Settings
 from bot.slack.app import CutoverSlackApp
-from bot.slack.surface import SlackSurface, make_client
-from phases.runbook import Runbook, load_runbook
+from bot.slack.surface import SlackSurface
 from phases.secrets import GLOBAL_MASKER
 
 log = logging.getLogger(__name__)
@@ -66,48 +57,6 @@ class Service:
 
 def mode(settings: Settings) -> str:
     return "socket" if settings.slack_app_token is not None else "http"
-
-
-def build_service(
-    settings: Settings,
-    *,
-    db: Database | None = None,
-    runbook: Runbook | None = None,
-    handlers: list[RetryHandler] | None = None,
-) -> Service:
-    """The engine with a Slack surface and the Bolt app, as `cutover serve` runs them."""
-    if settings.slack_bot_token is None:
-        raise ConfigError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…)")
-    token = settings.slack_bot_token.get_secret_value()
-    secret = (
-        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-    )
-    if mode(settings) == "http" and not secret:
-        raise ConfigError(
-            "SLACK_SIGNING_SECRET is not set; HTTP mode needs it to verify Slack's requests "
-            "(or set SLACK_APP_TOKEN for Socket Mode)"
-        )
-    for value in (token, secret, settings.slack_app_token):  # never in chat, never in logs
-        if value:
-            GLOBAL_MASKER.add(value if isinstance(value, str) else value.get_secret_value())
-    if db is None:
-        db = Database(settings.database_url)
-        db.create_all()
-    runbook = runbook or load_runbook(settings.runbook)
-    client = make_client(token, settings.slack_api_url, handlers)
-    surface = SlackSurface(client)
-    engine = Engine(
-        db,
-        runbook,
-        surface=surface,
-        background=True,
-        workers=settings.workers,
-        replica_id=settings.replica_id,
-        lease_seconds=settings.lease_seconds,
-    )
-    surface.bind(engine)
-    slack = CutoverSlackApp(engine, surface, token=token, signing_secret=secret, client=client)
-    return Service(engine, surface, slack)
 
 
 def unreadable(body: Any) -> str | None:
@@ -282,67 +231,3 @@ def make_http_server(
     the work of earlier requests waits while answers are being sent).
     """
     return BoltHTTPServer((host, port), bolt_app, in_flight)
-
-
-def serve(settings: Settings) -> int:
-    """Runs until SIGTERM / Ctrl-C. Returns the exit code."""
-    try:
-        service = build_service(settings)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    except (BoltError, SlackClientError, OSError) as exc:  # auth.test at start-up
-        print(
-            f"Slack did not accept the bot token, or {settings.slack_api_url} is unreachable: "
-            f"{GLOBAL_MASKER.mask(str(exc))}",
-            file=sys.stderr,
-        )
-        return 2
-    for line in service.engine.recover():
-        log.info("recovered: %s", line)
-    # A phase or rollback whose replica died is taken over once its lease lapses.
-    service.engine.start_reaper()
-    service.slack.resync()  # messages a crash or an outage left unposted
-    settle_memory()
-    how = mode(settings)
-    # HTTP mode: Bolt and /healthz. Socket Mode: /healthz only, for the container's health check.
-    http = make_http_server(
-        service.app if how == "http" else None,
-        settings.http_host,
-        settings.http_port,
-        service.slack.acks_first,
-    )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signum)
-        stop.set()
-        threading.Thread(target=http.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    socket_handler = None
-    # Notices of scheduled cutovers, gate reminders, monitoring rounds, cutover records.
-    # Every process runs one; with several on one PostgreSQL an advisory lock makes one lead.
-    scheduler = start_scheduler(service.engine, service.engine.db, settings)
-    try:
-        if how == "socket":
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            assert settings.slack_app_token is not None
-            socket_handler = SocketModeHandler(
-                service.app, settings.slack_app_token.get_secret_value()
-            )
-            socket_handler.connect()
-            log.info("connected to Slack in Socket Mode; /healthz on port %s", http.server_port)
-        else:
-            log.info("listening on %s%s", http.url, EVENTS_PATH)
-        http.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if socket_handler is not None:
-            socket_handler.close()
-        http.server_close()
-        scheduler.stop()
-        service.close()
-    return 0

@@ -28,8 +28,7 @@ from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryInterv
 from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from bot import audit
-from bot.models import Run, Schedule, ScheduleStatus
+from bot.domain.states import ScheduleStatus
 from bot.notices import cutover_label, t0_text
 from bot.slack.blocks import (
     REPLY_TEXT,
@@ -44,8 +43,7 @@ from bot.slack.blocks import (
     slackify,
     when,
 )
-from bot.surface import SYSTEM
-from bot.views import gate_view, open_gate_id, run_view
+from bot.views import ScheduleView, gate_view, open_gate_id, run_view, schedule_view
 from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
@@ -217,12 +215,13 @@ class SlackSurface:
         """Redraws a T-0 reminder whose cutover started (who, when, which run) or was
         cancelled, without the Start button. False while it is still only scheduled."""
         sched = self._schedule(schedule_id)
-        if sched is None or sched.id is None or sched.status == ScheduleStatus.SCHEDULED:
+        if sched is None or sched.status == ScheduleStatus.SCHEDULED:
             return False
-        run: Run | None = None
-        if sched.run_id is not None:
-            with self.engine.db.session() as s:
-                run = s.get(Run, sched.run_id)
+        run = (
+            run_view(self.engine.db, self.engine.runbook, sched.run_id)
+            if sched.run_id is not None
+            else None
+        )
         if run is not None:
             done = (
                 f"▶️ *Started* by {mention(run.requested_by)} at {when(run.started_at)} "
@@ -255,9 +254,8 @@ class SlackSurface:
         )
         return True
 
-    def _schedule(self, schedule_id: int) -> Schedule | None:
-        with self.engine.db.session() as s:
-            return s.get(Schedule, schedule_id)
+    def _schedule(self, schedule_id: int) -> ScheduleView | None:
+        return schedule_view(self.engine.db, schedule_id)
 
     def _approver_groups(self, env_name: str) -> list[str]:
         try:
@@ -384,17 +382,5 @@ class SlackSurface:
             ) from None
 
     def _audit_failure(self, call: str, error: str, run_id: int | None) -> None:
-        engine = self.engine
         log.warning("slack %s failed: %s", call, self._mask(error))
-        try:
-            with engine.db.session() as s:
-                audit.append(
-                    s,
-                    "surface.failed",
-                    actor=SYSTEM.id,
-                    run_id=run_id,
-                    data={"call": call, "error": self._mask(error)[:300]},
-                    at=engine.now(),
-                )
-        except Exception:
-            log.exception("could not audit a failed Slack reply")
+        self.engine.record_surface_failure(call, self._mask(error), run_id)
