@@ -274,3 +274,24 @@ def schedule_view(db: Database, schedule_id: int) -> ScheduleView | None:
     return ScheduleView(
         row.id, row.environment, row.start_at, row.status, row.run_id, row.cancelled_by
     )
+
+
+@dataclass(frozen=True)
+class GateRef:
+    """What a click needs before the engine decides: one light read, no steps or votes."""
+
+    id: int
+    run_id: int
+    environment: str
+    attempt: int
+    quorum: int
+
+
+def gate_ref(db: Database, gate_id: int) -> GateRef | None:
+    with db.session() as s:
+        row = s.exec(
+            select(Gate.run_id, Run.environment, Gate.attempt, Gate.quorum)
+            .join(Run, col(Run.id) == col(Gate.run_id))
+            .where(Gate.id == gate_id)
+        ).first()
+    return GateRef(gate_id, *row) if row is not None else None

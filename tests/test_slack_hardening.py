@@ -30,6 +30,7 @@ from bot import audit
 from bot.db import Database
 from bot.models import AuditEvent, Gate, Run, Vote
 from bot.slack import server as slack_server
+from bot.slack.app import ALREADY_RECEIVED as ALREADY
 from bot.slack.app import AcksFirst
 from bot.views import open_gate_id
 from phases.secrets import install_log_masking
@@ -118,11 +119,9 @@ def test_a_replayed_start_never_starts_a_second_run_even_after_an_abort(
         bot.checkpoint(run_id, 1)
 
         again = post(bot, body, captured)  # the same bytes, seconds later: within the window
-        assert again.status_code == 200
-        assert again.json() == {
-            "response_type": "ephemeral",
-            "text": "That request was already received; nothing was done again.",
-        }
+        assert again.status_code == 200  # acknowledged at once; refused where the work starts
+        wait_for(lambda: len(bot.standin.replies("first")) == 2, "the replay's answer")
+        assert bot.standin.replies("first")[1]["text"] == ALREADY
         # The same command typed again (signed anew) meets the engine's one-active-run rule.
         _, key = bot.command("start staging", user="U1")
         assert "run #1 is already active for staging" in bot.reply(key)
@@ -131,12 +130,15 @@ def test_a_replayed_start_never_starts_a_second_run_even_after_an_abort(
         assert "rolled back by" in bot.reply(key)
         wait_for(lambda: bot.run(run_id).status == "rolled_back", "the rollback")
         # No run is active now: without the replay guard this would start run #2.
-        assert post(bot, body, captured).json()["response_type"] == "ephemeral"
+        assert post(bot, body, captured).status_code == 200
+        wait_for(lambda: len(bot.standin.replies("first")) == 3, "the second replay's answer")
+        assert bot.standin.replies("first")[2]["text"] == ALREADY
         time.sleep(0.3)
         with sqlite_db.session() as s:
             assert [r.id for r in s.exec(select(Run))] == [run_id]
         assert [e.kind for e in audit.events(sqlite_db, run_id)].count("run.started") == 1
-        assert len(bot.standin.replies("first")) == 1  # the first delivery was answered once
+        # the first delivery was answered once, each replay with "already received"
+        assert [r["text"] == ALREADY for r in bot.standin.replies("first")] == [False, True, True]
 
 
 def test_a_replayed_click_decides_once_and_is_not_worked_on_again(
@@ -160,9 +162,11 @@ def test_a_replayed_click_decides_once_and_is_not_worked_on_again(
         for _ in range(3):  # the same signed click again: answered, never worked on
             again = post(bot, body, captured)
             assert again.status_code == 200 and again.text == ""
+        wait_for(lambda: len(bot.standin.replies("vote")) == 4, "an answer to each replay")
         time.sleep(0.3)
         assert counts(db) == before
-        assert len(bot.standin.replies("vote")) == 1
+        texts = [r["text"] for r in bot.standin.replies("vote")]
+        assert texts[1:] == [ALREADY] * 3
         # U2 clicking again (a new delivery) is told so; U3's approval decides the gate.
         _, key = bot.click(one, "gate_continue", user="U2")
         assert "you already approved this gate" in bot.reply(key)
@@ -367,6 +371,7 @@ def test_500s_and_429s_throughout_a_whole_run_are_retried_and_nothing_is_lost(
         bot.click(two, "gate_continue", user="U2")
         bot.click(bot.checkpoint(run_id, 3), "gate_continue", user="U3")
         wait_for(lambda: bot.run(run_id).status == "completed", "the run to complete")
+        assert bot.engine.redraws_idle(30)  # the last redraws ran (they retry 429s and 500s)
         parent = bot.wait_text(bot.parent(run_id), "completed")
 
         calls = bot.standin.api_calls()

@@ -32,6 +32,7 @@ from bot.db import Database, DatabaseUnavailable
 from bot.domain import approvals, states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
+from bot.engine.redraws import Redraws
 from bot.models import (
     Gate,
     Run,
@@ -44,6 +45,8 @@ from phases.runner import StepOutcome
 from phases.secrets import GLOBAL_MASKER, EnvFileError, Masker, parse_env_file
 
 log = logging.getLogger(__name__)
+
+REDRAWS = ("run_changed", "gate_changed")  # latest-state redraws, coalesced
 
 DecisionName = Literal["continue", "rollback", "retry"]
 
@@ -102,6 +105,30 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+class Notify:
+    """The engine's typed calls to its surface; each goes through `EngineCore.tell`, which
+    logs and audits a failed post (and runs redraws off the calling thread)."""
+
+    def __init__(self, tell: Callable[..., None]) -> None:
+        self._tell = tell
+
+    def run_changed(self, run_id: int) -> None:
+        self._tell("run_changed", run_id)
+
+    def checkpoint(self, gate_id: int) -> None:
+        self._tell("checkpoint", gate_id)
+
+    def gate_changed(self, gate_id: int) -> None:
+        self._tell("gate_changed", gate_id)
+
+    def notice(self, run_id: int | None, text: str, channel: str | None = None) -> None:
+        """Free text in the run's thread; with no run, a message in `channel`."""
+        if channel is None:
+            self._tell("notice", run_id, text)
+        else:
+            self._tell("notice", run_id, text, channel)
+
+
 class EngineCore:
     def __init__(
         self,
@@ -126,6 +153,9 @@ class EngineCore:
         self.masker = masker
         self.background = background
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cutover-run")
+        self._redraws = Redraws(self._tell_now) if background else None
+        self.notify = Notify(self.tell)
+        self._env_files: dict[str, int] = {}  # env file path -> mtime when last registered
         # A replica id names one replica across its restarts (CUTOVER_REPLICA_ID; the
         # hostname by default, which is one per container): leases left by an earlier
         # incarnation of this replica are known dead at once, others only once they lapse.
@@ -155,7 +185,17 @@ class EngineCore:
             log.exception("background task %s failed", getattr(fn, "__name__", fn))
 
     def tell(self, what: str, *args: Any) -> None:
-        """Tells the surface; a failed post is logged and audited, never lost silently."""
+        """Tells the surface; a failed post is logged and audited, never lost silently.
+
+        With background work, redraws of a run's or a gate's message run on the redraw
+        threads (`redraws.py`): the phase or the click that changed the state goes on.
+        """
+        if self._redraws is not None and what in REDRAWS:
+            self._redraws.submit(what, args[0])
+            return
+        self._tell_now(what, *args)
+
+    def _tell_now(self, what: str, *args: Any) -> None:
         try:
             getattr(self.surface, what)(*args)
         except Exception as exc:
@@ -190,6 +230,12 @@ class EngineCore:
     def shutdown(self, wait: bool = True) -> None:
         self._stop.set()
         self._pool.shutdown(wait=wait)
+        if self._redraws is not None:
+            self._redraws.close(10.0 if wait else 0.0)
+
+    def redraws_idle(self, timeout: float = 10.0) -> bool:
+        """True once no redraw is pending (tests and the benchmark wait on this)."""
+        return self._redraws is None or self._redraws.idle(timeout)
 
     def environment(self, name: str) -> EnvironmentSpec:
         return self.runbook.environment(name)
@@ -202,9 +248,18 @@ class EngineCore:
         env = self.environment(run.environment)
         values = self.runbook.values_for(run.environment)
         if env.env_file:
-            with contextlib.suppress(EnvFileError):  # the secrets check reports it
-                self.masker.add_env(parse_env_file(str(values["env_file"])))
+            with contextlib.suppress(EnvFileError, OSError):  # the secrets check reports it
+                self._mask_env_file(str(values["env_file"]))
         return self.context_factory(env, run.dry_run, self.masker), values
+
+    def _mask_env_file(self, path: str) -> None:
+        """Registers an env file's secrets with the masker, parsing it again only when it
+        changed (a run reads it at every phase)."""
+        stamp = os.stat(path).st_mtime_ns
+        if self._env_files.get(path) == stamp:
+            return
+        self.masker.add_env(parse_env_file(path))
+        self._env_files[path] = stamp
 
     def refuse(
         self,

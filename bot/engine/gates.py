@@ -50,13 +50,13 @@ class Gates(EngineCore):
     ) -> Decision:
         """Records one click. Permission is checked here, when the click arrives."""
         result, spawn = self._decide(gate_id, actor, DecisionKind(decision), reason)
-        if result.outcome == "vote_recorded" and result.gate_id is not None:
-            self.tell("gate_changed", result.gate_id)  # "1/2 approved by …", live
-        elif result.changed and result.gate_id is not None:
-            self.tell("gate_changed", result.gate_id)
-            self.tell("run_changed", result.run_id)
         if spawn is not None and result.run_id is not None:
-            self.spawn(spawn, result.run_id)
+            self.spawn(spawn, result.run_id)  # the next phase first: redraws may wait on Slack
+        if result.outcome == "vote_recorded" and result.gate_id is not None:
+            self.notify.gate_changed(result.gate_id)  # "1/2 approved by …", live
+        elif result.changed and result.gate_id is not None and result.run_id is not None:
+            self.notify.gate_changed(result.gate_id)
+            self.notify.run_changed(result.run_id)
         return result
 
     def _gate_run(self, gate_id: int) -> tuple[int, str] | None:
@@ -249,7 +249,7 @@ class Gates(EngineCore):
                     data={"gate": gate.id, "item": item_id},
                     at=self.now(),
                 )
-        self.tell("gate_changed", gate_id)
+        self.notify.gate_changed(gate_id)
         return Decision("ticked", f"{item_id} ticked", gate_id, run_id)
 
     def abort(self, env_name: str, actor: Actor, reason: str) -> Decision:
@@ -319,9 +319,9 @@ class Gates(EngineCore):
                     run.id,
                 )
                 spawn = True
-        if gate is not None:
-            self.tell("gate_changed", gate.id)
-        self.tell("run_changed", run.id)
+        if gate is not None and gate.id is not None:
+            self.notify.gate_changed(gate.id)
+        self.notify.run_changed(run.id)
         if spawn:
             self.spawn(self.execute_rollback, run.id)
         return result

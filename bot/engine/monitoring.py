@@ -83,9 +83,8 @@ def start_monitoring(engine: EngineCore, run_id: int, phase_run_id: int, phase: 
             },
             at=now,
         )
-    engine.tell("run_changed", run_id)
-    engine.tell(
-        "notice",
+    engine.notify.run_changed(run_id)
+    engine.notify.notice(
         run_id,
         f"📈 {phase.name}: {len(phase.checks)} checks every {phase.monitor.every_minutes} min "
         f"for {phase.monitor.for_minutes} min ({len(offsets)} rounds); a breach is flagged at "
@@ -201,8 +200,7 @@ def _tick_one(
     except IntegrityError:
         return []  # another process claimed it
     if missed:
-        engine.tell(
-            "notice",
+        engine.notify.notice(
             run.id,
             f"⚠️ Monitoring rounds {', '.join(str(i + 1) for i in missed)} of {len(offsets)} "
             "were missed while the bot was not running; monitoring was not continuous.",
@@ -316,11 +314,10 @@ def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int)
     head = "🚨" if failed else "📈"
     lines = [f"{head} Monitoring round {label} (T+{minute} min): {status}"]
     lines += [_summary_line(r) for r in results]
-    engine.tell("notice", run.id, "\n".join(lines))
+    engine.notify.notice(run.id, "\n".join(lines))
     if failed:
         what = "; ".join(f"{r['name']}: {r['evidence']}" for r in failed)
-        engine.tell(
-            "notice",
+        engine.notify.notice(
             None,
             f"🚨 Monitoring breach on {run.environment}, run #{run.id}, round {label}: {what}. "
             f"Roll back with /cutover abort {run.environment} --reason …, or keep watching.",
@@ -388,6 +385,6 @@ def _finish(engine: EngineCore, phase_run_id: int) -> list[str]:
         engine.record_step(
             pr.run_id, pr.id, StepOutcome(step, "checks", _combine(step.id, step.name, ran))
         )
-    engine.tell("run_changed", pr.run_id)
-    engine.tell("checkpoint", gate_id)
+    engine.notify.run_changed(pr.run_id)
+    engine.notify.checkpoint(gate_id)
     return [f"run #{pr.run_id}: monitoring finished ({'pass' if passed else 'FAIL'}); gate open"]

@@ -34,8 +34,7 @@ class Recovery(EngineCore):
             assert run.id is not None
             if run.runbook_digest != self.digest:
                 report.append(f"run #{run.id}: runbook changed since start; left waiting")
-                self.tell(
-                    "notice",
+                self.notify.notice(
                     run.id,
                     f"Run #{run.id} was started with another version of "
                     "the runbook. Restore it, or abort the run.",
@@ -56,8 +55,7 @@ class Recovery(EngineCore):
                 self.spawn(self.advance, run.id)
             elif run.status == RunStatus.WAITING:
                 report.append(f"run #{run.id}: waiting at phase {run.phase_index + 1}")
-                self.tell(
-                    "notice",
+                self.notify.notice(
                     run.id,
                     f"cutover-bot restarted; run #{run.id} is still "
                     f"waiting for a decision at phase {run.phase_index + 1}.",
@@ -140,6 +138,6 @@ class Recovery(EngineCore):
         )
         gate_id = self.open_gate(run_id, running.id, phase, passed=False, note=note)
         if gate_id is not None:
-            self.tell("run_changed", run_id)
-            self.tell("checkpoint", gate_id)
+            self.notify.run_changed(run_id)
+            self.notify.checkpoint(gate_id)
         return f"run #{run_id}: phase {phase.id} interrupted; gate opened"

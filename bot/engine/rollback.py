@@ -58,8 +58,7 @@ class Rollback(EngineCore):
                 at=self.now(),
             )
         self._ensure_heartbeat()
-        self.tell(
-            "notice",
+        self.notify.notice(
             run_id,
             f"Rolling back run #{run_id} ({run.rollback_reason}). "
             + (
@@ -107,5 +106,5 @@ class Rollback(EngineCore):
             if failed
             else "Rollback finished; every step passed."
         )
-        self.tell("notice", run_id, "\n".join([summary, *lines]))
-        self.tell("run_changed", run_id)
+        self.notify.notice(run_id, "\n".join([summary, *lines]))
+        self.notify.run_changed(run_id)

@@ -70,9 +70,9 @@ class Runs(EngineCore):
             run = self._insert_run(env_name, env, actor, channel, dry_run)
         except IntegrityError:
             run = None  # another start won the race for the environment's one active slot
-        if run is None:
+        if run is None or run.id is None:
             raise self._already_active(env_name)
-        self.tell("run_changed", run.id)
+        self.notify.run_changed(run.id)
         self.spawn(self.advance, run.id)
         return run
 
@@ -128,7 +128,7 @@ class Runs(EngineCore):
             return
         run, phase_run, phase = claimed
         self._ensure_heartbeat()
-        self.tell("run_changed", run_id)
+        self.notify.run_changed(run_id)
         ctx, values = self.context(run)
         assert phase_run.id is not None
         pr_id = phase_run.id
@@ -163,8 +163,8 @@ class Runs(EngineCore):
             f"run #{run_id}: open gate",
         )
         if gate_id is not None:
-            self.tell("run_changed", run_id)
-            self.tell("checkpoint", gate_id)
+            self.notify.run_changed(run_id)
+            self.notify.checkpoint(gate_id)
         return None
 
     def release(self, run_id: int) -> None:

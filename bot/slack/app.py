@@ -48,7 +48,14 @@ from bot.slack.blocks import (
 from bot.slack.surface import SlackSurface
 from bot.store.replays import SeenRequests
 from bot.surface import Actor
-from bot.views import ScheduleView, active_runs, gate_view, run_view, schedule_view
+from bot.views import (
+    ScheduleView,
+    active_runs,
+    gate_ref,
+    gate_view,
+    run_view,
+    schedule_view,
+)
 from commands.handlers import CommandService
 from commands.parser import (
     USAGE,
@@ -68,6 +75,7 @@ log = logging.getLogger(__name__)
 
 PROCESS_BEFORE_RESPONSE = True  # see CutoverSlackApp.__init__; bench/slack_bench.py reads it
 DECISIONS = {CONTINUE: "continue", ROLLBACK: "rollback", RETRY: "retry"}
+ALREADY_RECEIVED = "That request was already received; nothing was done again."
 NO_IDENTITY = "Slack did not say who you are (no team or user id); nothing was done."
 
 
@@ -177,12 +185,9 @@ class ReplayGuard:
     def __init__(self, seen: SeenRequests) -> None:
         self.seen_requests = seen
 
-    def seen(self, request: BoltRequest) -> bool:
+    def seen(self, signature: str | None) -> bool:
         """True if this signature came before; records it otherwise."""
-        sig = (request.headers.get("x-slack-signature") or [""])[0]
-        if not sig:
-            return False
-        return not self.seen_requests.first_time(sig)
+        return bool(signature) and not self.seen_requests.first_time(signature or "")
 
 
 @dataclass(frozen=True)
@@ -215,12 +220,10 @@ def _where(body: dict[str, Any]) -> Where:
 
 
 class _Identify(Middleware):
-    """After Bolt's signature check: refuses a replay, and puts the TEAM:USER actor in the
-    context. A class, not a function middleware: Bolt builds no keyword arguments for it
-    (~10 µs less per request)."""
-
-    def __init__(self, replays: ReplayGuard) -> None:
-        self.replays = replays
+    """After Bolt's signature check: puts the person (team or enterprise + user) and the
+    request's signature in the context. Replays are refused after the ack, where the work
+    starts (`CutoverSlackApp._guard`), so no database call delays an answer to Slack.
+    A class, not a function middleware: Bolt builds no keyword arguments for it."""
 
     def process(
         self,
@@ -229,20 +232,8 @@ class _Identify(Middleware):
         resp: BoltResponse,
         next: Callable[[], BoltResponse],  # noqa: A002
     ) -> BoltResponse | None:
-        try:
-            replayed = self.replays.seen(req)
-        except Unavailable:
-            log.warning("cannot check for a replayed request: the database is unavailable")
-            text = "The bot's database is unavailable; nothing was done. Try again shortly."
-            if "command" in req.body:
-                return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
-            return BoltResponse(status=200, body="")
-        if replayed:  # the same signed bytes again: done once already
-            log.warning("replayed Slack request ignored")
-            if "command" in req.body:
-                text = "That request was already received; nothing was done again."
-                return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
-            return BoltResponse(status=200, body="")
+        sig = (req.headers.get("x-slack-signature") or [""])[0]
+        req.context["signature"] = sig or None
         actor = actor_from_body(req.body)
         if actor is not None:
             req.context["actor"] = actor
@@ -280,9 +271,9 @@ class CutoverSlackApp:
         self._start_locks: dict[int, threading.Lock] = {}
         self.acks_first = AcksFirst()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slack-work")
-        self._work: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._work: queue.SimpleQueue[
+            tuple[str | None, Callable[..., None], tuple[Any, ...]] | None
+        ] = queue.SimpleQueue()
         self._hand_out_thread = threading.Thread(
             target=self._hand_out, name="slack-hand-out", daemon=True
         )
@@ -311,7 +302,7 @@ class CutoverSlackApp:
     def _register(self) -> None:
         app = self.app
 
-        app.use(_Identify(self.replays))
+        app.use(_Identify())
 
         @app.command("/cutover")
         def on_command(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
@@ -335,7 +326,7 @@ class CutoverSlackApp:
                 ack(text=NO_IDENTITY, response_type="ephemeral")
                 return
             ack()
-            self._submit(self._command, cmd, actor, body)
+            self._submit(context, self._command, cmd, actor, body)
 
         def on_click(
             work: Callable[..., None],
@@ -346,9 +337,9 @@ class CutoverSlackApp:
                 ack()  # at once; the click is worked on after Slack has its answer
                 actor = context.get("actor")
                 if isinstance(actor, Actor):
-                    self._submit(work, action, actor, body)
+                    self._submit(context, work, action, actor, body)
                 else:
-                    self._submit(self._answer, body, NO_IDENTITY)
+                    self._submit(context, self._answer, body, NO_IDENTITY)
 
             return listener
 
@@ -361,8 +352,9 @@ class CutoverSlackApp:
         def on_error(error: Exception, body: dict[str, Any]) -> None:
             log.error("slack listener failed: %s", self.engine.masker.mask(repr(error)))
 
-    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self._work.put((fn, args))
+    def _submit(self, context: BoltContext, fn: Callable[..., None], *args: Any) -> None:
+        signature = context.get("signature")
+        self._work.put((signature if isinstance(signature, str) else None, fn, args))
 
     def _hand_out(self) -> None:
         """One thread holds the work back while answers are in flight (acks first), then
@@ -376,14 +368,23 @@ class CutoverSlackApp:
             for item in batch:
                 if item is None:  # close(): everything before it has been handed out
                     return
-                self.pool.submit(self._guard, item[0], *item[1])
+                self.pool.submit(self._guard, item[0], item[1], *item[2])
 
-    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+    def _guard(self, signature: str | None, fn: Callable[..., None], *args: Any) -> None:
+        body = args[-1] if args and isinstance(args[-1], dict) else {}
+        try:
+            if self.replays.seen(signature):  # the same signed bytes again: done once already
+                log.warning("replayed Slack request ignored")
+                self._answer(body, ALREADY_RECEIVED)
+                return
+        except Unavailable:
+            log.warning("cannot check for a replayed request: the database is unavailable")
+            self._answer(body, "The bot's database is unavailable; nothing was done. Try again.")
+            return
         try:
             fn(*args)
         except Exception as exc:
             log.exception("slack work %s failed", fn.__name__)
-            body = args[-1] if args and isinstance(args[-1], dict) else {}
             self._answer(
                 body,
                 f"Something went wrong while handling that ({type(exc).__name__}); "
@@ -500,28 +501,29 @@ class CutoverSlackApp:
     def _decide(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         kind = DECISIONS[action.get("action_id", "")]
         parsed = parse_gate_value(action.get("value"))
-        view = gate_view(self.engine.db, self.engine.runbook, parsed[0]) if parsed else None
-        if parsed is None or view is None or view.attempt != parsed[1]:
+        ref = gate_ref(self.engine.db, parsed[0]) if parsed else None
+        if parsed is None or ref is None or ref.attempt != parsed[1]:
             self._answer(
                 body, "This message is out of date; nothing was changed. See `/cutover status`."
             )
             return
-        actor = self.with_groups(actor, view.environment)
-        result = self.engine.decide(view.id, actor, kind)  # type: ignore[arg-type]
+        actor = self.with_groups(actor, ref.environment)
+        result = self.engine.decide(ref.id, actor, kind)  # type: ignore[arg-type]
         if result.outcome == "already_decided":
-            fresh = gate_view(self.engine.db, self.engine.runbook, view.id)
-            self._answer(body, stale_text(fresh or view), run_id=view.run_id)
+            fresh = gate_view(self.engine.db, self.engine.runbook, ref.id)
+            text = stale_text(fresh) if fresh is not None else self._md(result.message)
+            self._answer(body, text, run_id=ref.run_id)
         elif result.outcome == "refused":
-            self._answer(body, "🚫 " + self._md(result.message), run_id=view.run_id)
+            self._answer(body, "🚫 " + self._md(result.message), run_id=ref.run_id)
         elif result.outcome == "vote_recorded":
             self._answer(
                 body,
                 f"Your approval is recorded: {result.message}. It needs "
-                f"{view.quorum} approvers; waiting for another.",
-                run_id=view.run_id,
+                f"{ref.quorum} approvers; waiting for another.",
+                run_id=ref.run_id,
             )
         elif not result.changed:
-            self._answer(body, self._md(result.message), run_id=view.run_id)
+            self._answer(body, self._md(result.message), run_id=ref.run_id)
 
     def _schedule_start(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         """The reminder's Start button: `ScheduleService.start` checks the clicker is an
