@@ -86,6 +86,7 @@ class PhaseRun(SQLModel, table=True):
     phase_index: int
     attempt: int = 1
     status: str = Field(default=PhaseStatus.RUNNING)
+    executor: str | None = None  # the claim that runs this attempt (see Runs._claim_phase)
     started_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
     ended_at: datetime | None = Field(default=None, sa_column=_ts())
 

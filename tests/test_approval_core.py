@@ -367,3 +367,19 @@ def test_a_run_whose_action_ran_is_rolled_back_not_cancelled(db: Database, tmp_p
     engine.start_run("staging", ALICE)
     assert engine.abort("staging", BOB, "changed my mind").outcome == "rolled_back"
     assert (tmp_path / "rolled-back").exists()
+
+
+def test_a_claim_retried_after_its_commit_landed_resumes_its_own_phase(
+    db: Database, tmp_path: Path
+) -> None:
+    """The database dropped the connection after the claim's COMMIT landed: the retry finds
+    the phase it claimed instead of leaving it 'running' with nobody running it."""
+    engine = Engine(db, small_runbook(tmp_path), background=False)
+    run = engine.start_run("staging", ALICE)
+    engine.spawn = lambda *_: None  # type: ignore[method-assign]
+    engine.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")
+    first = engine._claim_phase(run.id or 0, "token-1")  # noqa: SLF001  committed, answer lost
+    again = engine._claim_phase(run.id or 0, "token-1")  # noqa: SLF001  the retry
+    assert first is not None and again is not None and again[1].id == first[1].id
+    assert engine._claim_phase(run.id or 0, "token-2") is None  # noqa: SLF001  anyone else: no
+    assert kinds(db, run.id).count("phase.started") == 2

@@ -6,6 +6,7 @@ slow HTTP endpoint and a container over its memory limit on the real Docker engi
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -309,12 +310,16 @@ def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its
         set_clock(clock, START + 5 * MIN)
         scheduler.tick()
         nostrmaxi.delay_ms = 0
-        # T+10: the backend holds 14 MiB in tmpfs, over 80 % of its 16 MiB limit.
-        fill = "dd if=/dev/zero of=/dev/shm/fill bs=1M count=14 2>/dev/null"
+        # T+10: the backend holds 13.5 MiB in tmpfs, over 80 % of its 16 MiB limit (leaving
+        # room for the processes exec'd into it: a busy machine reclaims slowly).
+        fill = "dd if=/dev/zero of=/dev/shm/fill bs=512K count=27 2>/dev/null"
         assert backend.exec_run(["sh", "-c", fill]).exit_code == 0
         set_clock(clock, START + 10 * MIN)
         scheduler.tick()
-        assert backend.exec_run(["rm", "/dev/shm/fill"]).exit_code == 0
+        # `rm` runs inside the full cgroup: the kernel may kill it (137) before it frees
+        # anything; try again, as a person would.
+        freed = [backend.exec_run(["rm", "-f", "/dev/shm/fill"]).exit_code for _ in range(3)]
+        assert 0 in freed, freed
         for minute in (15, 20, 25, 30):
             set_clock(clock, START + minute * MIN)
             scheduler.tick()
@@ -339,7 +344,8 @@ def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its
     assert list(breaches) == [2, 3]
     assert list(breaches[2]) == ["health"] and "over 5 requests > 500 ms" in breaches[2]["health"]
     assert list(breaches[3]) == ["resources"]
-    assert breaches[3]["resources"].startswith("backend memory 9")
+    # 13.5 MiB of tmpfs plus the container's process: over 80 %, below 100 %
+    assert re.match(r"backend memory (8[1-9]|9\d)% ", breaches[3]["resources"])
     assert "% of 16 MiB limit (max 80%)" in breaches[3]["resources"]
     flags = surface.notices("🚨 Monitoring breach on prod")
     assert [f.args[2] for f in flags] == ["#cutover", "#cutover"]

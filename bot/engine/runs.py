@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
@@ -123,7 +124,10 @@ class Runs(EngineCore):
     def advance(self, run_id: int) -> None:
         """Runs the run's current phase and opens its gate; does nothing if it is not its turn."""
         # A dropped database connection is retried, not left as a phase stuck "running".
-        claimed = self.db.retrying(lambda: self._claim_phase(run_id), f"run #{run_id}: start")
+        token = uuid.uuid4().hex  # a retried claim whose COMMIT did land finds its own row
+        claimed = self.db.retrying(
+            lambda: self._claim_phase(run_id, token), f"run #{run_id}: start"
+        )
         if claimed is None:
             return
         run, phase_run, phase = claimed
@@ -176,7 +180,13 @@ class Runs(EngineCore):
                 .values(owner=None, lease_until=None)
             )
 
-    def _claim_phase(self, run_id: int) -> tuple[Run, PhaseRun, PhaseSpec] | None:
+    def _claim_phase(
+        self, run_id: int, token: str | None = None
+    ) -> tuple[Run, PhaseRun, PhaseSpec] | None:
+        """Claims the run's current phase for this process. `token` names this claim: if the
+        database dropped the connection after the COMMIT landed, the retry finds the phase
+        it claimed (executor = token) and carries on instead of leaving it stuck."""
+        token = token or uuid.uuid4().hex
         with self.db.session() as s:
             run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
             if run is None or run.status != RunStatus.RUNNING:
@@ -194,6 +204,13 @@ class Runs(EngineCore):
                 .where(PhaseRun.run_id == run_id, PhaseRun.phase_index == run.phase_index)
                 .order_by(col(PhaseRun.attempt).desc())
             ).first()
+            if (
+                latest is not None
+                and latest.status == PhaseStatus.RUNNING
+                and latest.executor == token
+                and run.owner == self.me
+            ):
+                return run, latest, self.runbook.phases[run.phase_index]
             if latest is not None and latest.status in (
                 PhaseStatus.RUNNING,
                 PhaseStatus.CHECKED,
@@ -209,6 +226,7 @@ class Runs(EngineCore):
                 phase_index=run.phase_index,
                 attempt=attempt,
                 started_at=self.now(),
+                executor=token,
             )
             s.add(pr)
             self._take_lease(run)
