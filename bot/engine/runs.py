@@ -287,7 +287,10 @@ class Runs(EngineCore):
                     "run #%s: phase %s was taken over; not opening its gate", run_id, phase.id
                 )
                 return None
-            if s.exec(select(Gate.id).where(Gate.phase_run_id == phase_run_id)).first():
+            if (
+                pr.status == PhaseStatus.INTERRUPTED
+                and s.exec(select(Gate.id).where(Gate.phase_run_id == phase_run_id)).first()
+            ):
                 return None  # opened already (by the replica that took the phase over)
             if run.status == RunStatus.ROLLING_BACK:  # aborted while the phase ran
                 states.transition(pr, "failed")
