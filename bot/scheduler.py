@@ -37,7 +37,6 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -70,6 +69,7 @@ from bot.notices import (
 )
 from bot.record import build_record, record_text, tasks_text
 from bot.schedules import ScheduleService
+from bot.store.claims import claim
 from bot.surface import SYSTEM, SchedulingSurface
 from phases.runbook import RunbookError
 from phases.runner import run_actions, run_checks
@@ -171,16 +171,14 @@ class Scheduler:
                     continue
                 try:
                     with self.db.session() as s:
-                        res = s.execute(
-                            update(Gate)
-                            .where(
-                                col(Gate.id) == gate.id,
-                                col(getattr(Gate, column)).is_(None),
-                                col(Gate.status) == GateStatus.OPEN,
-                            )
-                            .values({column: now})
-                        )
-                        if getattr(res, "rowcount", 0) != 1:
+                        if not claim(
+                            s,
+                            Gate,
+                            col(Gate.id) == gate.id,
+                            col(getattr(Gate, column)).is_(None),
+                            col(Gate.status) == GateStatus.OPEN,
+                            values={column: now},
+                        ):
                             continue
                         s.add(
                             ScheduledEvent(
@@ -281,18 +279,15 @@ class Scheduler:
             return []  # being posted right now by whoever claimed it
         attempt = row.attempts + 1
         with self.db.session() as s:
-            res = s.execute(
-                update(ScheduledEvent)
-                .where(
-                    col(ScheduledEvent.id) == row.id,
-                    col(ScheduledEvent.attempts) == row.attempts,
-                    col(ScheduledEvent.status) == row.status,
-                )
-                .values(
-                    status=EventStatus.CLAIMED, claimed_at=now, claimed_by=self.me, attempts=attempt
-                )
-            )
-            if getattr(res, "rowcount", 0) != 1:
+            if not claim(
+                s,
+                ScheduledEvent,
+                col(ScheduledEvent.id) == row.id,
+                col(ScheduledEvent.attempts) == row.attempts,
+                values={"claimed_at": now, "claimed_by": self.me, "attempts": attempt},
+                move=("event", "claim"),
+                source=row.status,
+            ):
                 return []  # another process claimed it first
             if reclaim:
                 audit.append(
@@ -315,16 +310,14 @@ class Scheduler:
             final = attempt >= self.max_attempts
             log.warning("posting %s failed (attempt %s): %s", row.key, attempt, error)
             with self.db.session() as s:
-                s.execute(
-                    update(ScheduledEvent)
-                    .where(
-                        col(ScheduledEvent.id) == row.id,
-                        col(ScheduledEvent.attempts) == attempt,
-                        col(ScheduledEvent.status) == EventStatus.CLAIMED,
-                    )
-                    .values(
-                        status=EventStatus.FAILED if final else EventStatus.PENDING, error=error
-                    )
+                claim(
+                    s,
+                    ScheduledEvent,
+                    col(ScheduledEvent.id) == row.id,
+                    col(ScheduledEvent.attempts) == attempt,
+                    values={"error": error},
+                    move=("event", "give_up" if final else "release"),
+                    source=EventStatus.CLAIMED,
                 )
                 audit.append(
                     s,
@@ -344,16 +337,15 @@ class Scheduler:
         late_s = int((now - aware(row.due_at)).total_seconds())
         late = posted.status == EventStatus.SENT and late_s > self.grace.total_seconds()
         with self.db.session() as s:
-            res = s.execute(
-                update(ScheduledEvent)
-                .where(
-                    col(ScheduledEvent.id) == row.id,
-                    col(ScheduledEvent.attempts) == attempt,
-                    col(ScheduledEvent.status) == EventStatus.CLAIMED,
-                )
-                .values(status=posted.status, sent_at=now, late_seconds=late_s if late else None)
-            )
-            if getattr(res, "rowcount", 0) != 1:
+            if not claim(
+                s,
+                ScheduledEvent,
+                col(ScheduledEvent.id) == row.id,
+                col(ScheduledEvent.attempts) == attempt,
+                values={"sent_at": now, "late_seconds": late_s if late else None},
+                move=("event", "sent" if posted.status == EventStatus.SENT else "skipped"),
+                source=EventStatus.CLAIMED,
+            ):
                 log.warning("%s: the claim expired while posting; it may be posted twice", row.key)
             data: dict[str, Any] = {
                 "event": row.key,

@@ -18,11 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot import audit
-from bot.domain import approvals
+from bot.domain import approvals, states
 from bot.domain.errors import CutoverError
 from bot.engine import EngineError
 from bot.models import EventStatus, Run, RunStatus, Schedule, ScheduledEvent, ScheduleStatus
 from bot.notices import aware, channel_name, hhmm, when
+from bot.store.claims import claim
 from bot.surface import SYSTEM, Actor
 
 if TYPE_CHECKING:
@@ -158,7 +159,8 @@ class ScheduleService:
             if sched.status != ScheduleStatus.SCHEDULED:
                 extra = f" as run #{sched.run_id}" if sched.run_id else ""
                 raise ScheduleError(f"scheduled cutover #{schedule_id} is {sched.status}{extra}")
-            sched.status, sched.cancelled_by = ScheduleStatus.CANCELLED, actor.id
+            states.transition(sched, "cancel")
+            sched.cancelled_by = actor.id
             s.add(sched)
             self._drop_pending(s, schedule_id)
             audit.append(
@@ -175,13 +177,13 @@ class ScheduleService:
 
     @staticmethod
     def _drop_pending(s: Session, schedule_id: int) -> None:
-        s.execute(
+        s.execute(  # every pending notice of the schedule, not one row: no claim
             update(ScheduledEvent)
             .where(
                 col(ScheduledEvent.schedule_id) == schedule_id,
                 col(ScheduledEvent.status) == EventStatus.PENDING,
             )
-            .values(status=EventStatus.CANCELLED)
+            .values(status=states.find("event", "cancel", EventStatus.PENDING).dest)
         )
 
     # ------------------------------------------------------------------ list
@@ -281,14 +283,13 @@ class ScheduleService:
 
     def link(self, s: Session, schedule_id: int, run_id: int, actor: str, via: str) -> bool:
         """Marks the schedule started as run_id (once) and drops its notices still pending."""
-        res = s.execute(
-            update(Schedule)
-            .where(
-                col(Schedule.id) == schedule_id, col(Schedule.status) == ScheduleStatus.SCHEDULED
-            )
-            .values(status=ScheduleStatus.STARTED, run_id=run_id)
-        )
-        if getattr(res, "rowcount", 0) != 1:
+        if not claim(
+            s,
+            Schedule,
+            col(Schedule.id) == schedule_id,
+            values={"run_id": run_id},
+            move=("schedule", "start"),
+        ):
             return False
         self._drop_pending(s, schedule_id)
         audit.append(
@@ -339,15 +340,9 @@ class ScheduleService:
                 run = s.get(Run, sched.run_id) if sched.run_id else None
                 if run is None or run.status not in (RunStatus.COMPLETED, RunStatus.ROLLED_BACK):
                     continue
-                res = s.execute(
-                    update(Schedule)
-                    .where(
-                        col(Schedule.id) == sched.id,
-                        col(Schedule.status) == ScheduleStatus.STARTED,
-                    )
-                    .values(status=ScheduleStatus.DONE)
-                )
-                if getattr(res, "rowcount", 0) == 1:
+                if claim(
+                    s, Schedule, col(Schedule.id) == sched.id, values={}, move=("schedule", "done")
+                ):
                     audit.append(
                         s,
                         "schedule.done",

@@ -19,6 +19,7 @@ ICONS = {
     "failed": "❌",
     "interrupted": "⚠️",
     "monitoring": "📈",
+    "cancelled": "🚫",
 }
 
 

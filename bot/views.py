@@ -127,6 +127,8 @@ def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
             status = "passed"
         elif gate is not None and gate.status == "rolled_back":
             status = "failed"
+        elif gate is not None and gate.status == "cancelled":
+            status = "cancelled"
         else:
             status = {
                 "running": "running",
@@ -253,6 +255,7 @@ STATUS_WORDS = {
     RunStatus.ROLLING_BACK: "rolling back",
     RunStatus.ROLLED_BACK: "rolled back",
     RunStatus.COMPLETED: "completed",
+    RunStatus.CANCELLED: "cancelled (nothing had changed, so nothing was rolled back)",
 }
 
 

@@ -21,14 +21,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot import audit
 from bot.engine.core import EngineCore
-from bot.models import MonitorRound, PhaseRun, PhaseStatus, Run, RunStatus
+from bot.models import MonitorRound, PhaseRun, PhaseStatus, RoundStatus, Run, RunStatus
 from bot.notices import STATUS_ICONS, aware
+from bot.store.claims import claim
 from bot.surface import SYSTEM
 from phases.checks.base import Status, StepResult
 from phases.runbook import MonitorSpec, PhaseSpec
@@ -53,12 +53,9 @@ def start_monitoring(engine: EngineCore, run_id: int, phase_run_id: int, phase: 
     offsets = round_offsets(phase.monitor)
     me = f"{socket.gethostname()}:{os.getpid()}"
     with engine.db.session() as s:
-        res = s.execute(
-            update(PhaseRun)
-            .where(col(PhaseRun.id) == phase_run_id, col(PhaseRun.status) == PhaseStatus.RUNNING)
-            .values(status=PhaseStatus.MONITORING)
-        )
-        if getattr(res, "rowcount", 0) != 1:
+        if not claim(
+            s, PhaseRun, col(PhaseRun.id) == phase_run_id, values={}, move=("phase", "monitoring")
+        ):
             return
         s.add(
             MonitorRound(
@@ -137,16 +134,14 @@ def _tick_one(
                 return []  # being run right now
             # Its runner died: run it again (checks are read-only).
             with engine.db.session() as s:
-                res = s.execute(
-                    update(MonitorRound)
-                    .where(
-                        col(MonitorRound.id) == r.id,
-                        col(MonitorRound.attempts) == r.attempts,
-                        col(MonitorRound.status) == "running",
-                    )
-                    .values(attempts=r.attempts + 1, claimed_at=now, claimed_by=me)
-                )
-                if getattr(res, "rowcount", 0) != 1:
+                if not claim(
+                    s,
+                    MonitorRound,
+                    col(MonitorRound.id) == r.id,
+                    col(MonitorRound.attempts) == r.attempts,
+                    col(MonitorRound.status) == RoundStatus.RUNNING,
+                    values={"attempts": r.attempts + 1, "claimed_at": now, "claimed_by": me},
+                ):
                     return []
                 audit.append(
                     s,
@@ -215,12 +210,14 @@ def _tick_one(
 def _stop(engine: EngineCore, pr: PhaseRun, run: Run) -> list[str]:
     """The run is rolling back (aborted) or over: the window ends; a rollback proceeds."""
     with engine.db.session() as s:
-        res = s.execute(
-            update(PhaseRun)
-            .where(col(PhaseRun.id) == pr.id, col(PhaseRun.status) == PhaseStatus.MONITORING)
-            .values(status=PhaseStatus.FAILED, ended_at=engine.now())
+        stopped = claim(
+            s,
+            PhaseRun,
+            col(PhaseRun.id) == pr.id,
+            values={"ended_at": engine.now()},
+            move=("phase", "failed"),
+            source=PhaseStatus.MONITORING,
         )
-        stopped = getattr(res, "rowcount", 0) == 1
     if stopped and run.status == RunStatus.ROLLING_BACK and run.id is not None:
         engine.spawn(engine.execute_rollback, run.id)
         return [f"run #{run.id}: monitoring stopped; rolling back"]
@@ -260,17 +257,16 @@ def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int)
     label = f"{index + 1}/{len(offsets)}"
     minute = offsets[index] // 60
     with engine.db.session() as s:
-        res = s.execute(
-            update(MonitorRound)
-            .where(
-                col(MonitorRound.phase_run_id) == phase_run_id,
-                col(MonitorRound.round) == index,
-                col(MonitorRound.attempts) == attempts,
-                col(MonitorRound.status) == "running",
-            )
-            .values(status=status, ended_at=now, results=json.dumps(results, default=str))
-        )
-        if getattr(res, "rowcount", 0) != 1:
+        if not claim(
+            s,
+            MonitorRound,
+            col(MonitorRound.phase_run_id) == phase_run_id,
+            col(MonitorRound.round) == index,
+            col(MonitorRound.attempts) == attempts,
+            values={"ended_at": now, "results": json.dumps(results, default=str)},
+            move=("round", status),
+            source=RoundStatus.RUNNING,
+        ):
             return  # reclaimed by someone else meanwhile: their result counts
         brief = [
             {

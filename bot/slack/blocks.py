@@ -46,6 +46,7 @@ RUN_ICONS = {
     "rolling_back": "⏪",
     "rolled_back": "↩️",
     "completed": "✅",
+    "cancelled": "🚫",
 }
 
 _ACTOR = re.compile(r"\b([TE][A-Z0-9]+):([UW][A-Z0-9]+)\b")
@@ -282,6 +283,7 @@ def decided_line(view: GateView) -> str:
         "approved": ("Approved", "✅"),
         "rolled_back": ("Rolled back", "❌"),
         "retried": ("Sent to retry", "🔁"),
+        "cancelled": ("Cancelled", "🚫"),
     }.get(view.status, (view.status, "•"))
     return f"{icon} *{verb}* by {mentions(view.decided_by)} at {when(view.decided_at)}"
 
@@ -292,6 +294,7 @@ def stale_text(view: GateView) -> str:
         "approved": "approved",
         "rolled_back": "rolled back",
         "retried": "sent to retry",
+        "cancelled": "cancelled",
     }.get(view.status, view.status)
     return (
         f"Phase {view.phase_number} ({escape(view.phase_name)}) of run #{view.run_id} was "
@@ -370,7 +373,12 @@ def gate_message(view: GateView, mask: Mask = _same) -> tuple[str, list[Block]]:
         body.append(context(f"More results than one message holds: `/cutover audit {view.run_id}`"))
     blocks = (head + body + tail)[:MAX_BLOCKS]
 
-    verb = {"approved": "approved", "rolled_back": "rolled back", "retried": "sent to retry"}
+    verb = {
+        "approved": "approved",
+        "rolled_back": "rolled back",
+        "retried": "sent to retry",
+        "cancelled": "cancelled",
+    }
     state = (
         "waiting for a decision"
         if is_open
