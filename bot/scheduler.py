@@ -43,6 +43,7 @@ from sqlmodel import col, select
 
 from bot import audit
 from bot.db import Database, DatabaseUnavailable
+from bot.domain.audit_kinds import AuditKind
 from bot.engine import monitoring
 from bot.models import (
     EventStatus,
@@ -164,8 +165,8 @@ class Scheduler:
             timeout = timedelta(minutes=env.gate_timeout_minutes)
             opened = aware(gate.opened_at)
             for column, kind, times, audit_kind in (
-                ("reminded_at", "gate-reminder", 1, "gate.reminded"),
-                ("escalated_at", "gate-escalation", 2, "gate.escalated"),
+                ("reminded_at", "gate-reminder", 1, AuditKind.GATE_REMINDED),
+                ("escalated_at", "gate-escalation", 2, AuditKind.GATE_ESCALATED),
             ):
                 if getattr(gate, column) is not None or now < opened + times * timeout:
                     continue
@@ -292,7 +293,7 @@ class Scheduler:
             if reclaim:
                 audit.append(
                     s,
-                    "notice.reclaimed",
+                    AuditKind.NOTICE_RECLAIMED,
                     actor=SYSTEM.id,
                     run_id=row.run_id,
                     data={
@@ -321,7 +322,7 @@ class Scheduler:
                 )
                 audit.append(
                     s,
-                    "notice.failed",
+                    AuditKind.NOTICE_FAILED,
                     actor=SYSTEM.id,
                     run_id=row.run_id,
                     data={
@@ -363,7 +364,9 @@ class Scheduler:
                 data["reason"] = posted.reason
             audit.append(
                 s,
-                "notice.sent" if posted.status == EventStatus.SENT else "notice.skipped",
+                AuditKind.NOTICE_SENT
+                if posted.status == EventStatus.SENT
+                else AuditKind.NOTICE_SKIPPED,
                 actor=SYSTEM.id,
                 run_id=row.run_id,
                 data=data,
@@ -454,7 +457,7 @@ class Scheduler:
         with self.db.session() as s:
             audit.append(
                 s,
-                "readiness.checked",
+                AuditKind.READINESS_CHECKED,
                 actor=SYSTEM.id,
                 data={
                     "schedule": sched.id,
@@ -714,7 +717,7 @@ class SchedulerHandle:
                 with contextlib.suppress(Exception), self.scheduler.db.session() as s:
                     audit.append(
                         s,
-                        "scheduler.leader",
+                        AuditKind.SCHEDULER_LEADER,
                         actor=SYSTEM.id,
                         data={"process": self.scheduler.me},
                         at=self.scheduler.engine.now(),

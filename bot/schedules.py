@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from bot import audit
 from bot.domain import approvals, states
+from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
 from bot.engine import EngineError
 from bot.models import EventStatus, Run, RunStatus, Schedule, ScheduledEvent, ScheduleStatus
@@ -127,7 +128,7 @@ class ScheduleService:
                 )
             audit.append(
                 s,
-                "schedule.created",
+                AuditKind.SCHEDULE_CREATED,
                 actor=actor.id,
                 data={
                     "schedule": sched.id,
@@ -165,7 +166,7 @@ class ScheduleService:
             self._drop_pending(s, schedule_id)
             audit.append(
                 s,
-                "schedule.cancelled",
+                AuditKind.SCHEDULE_CANCELLED,
                 actor=actor.id,
                 data={"schedule": schedule_id, "environment": sched.environment},
                 at=engine.now(),
@@ -294,7 +295,7 @@ class ScheduleService:
         self._drop_pending(s, schedule_id)
         audit.append(
             s,
-            "schedule.started",
+            AuditKind.SCHEDULE_STARTED,
             actor=actor,
             run_id=run_id,
             data={"schedule": schedule_id, "run": run_id, "via": via},
@@ -345,7 +346,7 @@ class ScheduleService:
                 ):
                     audit.append(
                         s,
-                        "schedule.done",
+                        AuditKind.SCHEDULE_DONE,
                         actor=SYSTEM.id,
                         run_id=run.id,
                         data={"schedule": sched.id, "run": run.id, "outcome": run.status},

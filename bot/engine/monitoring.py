@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot import audit
+from bot.domain.audit_kinds import AuditKind
 from bot.engine.core import EngineCore
 from bot.models import MonitorRound, PhaseRun, PhaseStatus, RoundStatus, Run, RunStatus
 from bot.notices import STATUS_ICONS, aware
@@ -69,7 +70,7 @@ def start_monitoring(engine: EngineCore, run_id: int, phase_run_id: int, phase: 
         )
         audit.append(
             s,
-            "monitor.started",
+            AuditKind.MONITOR_STARTED,
             actor=SYSTEM.id,
             run_id=run_id,
             data={
@@ -145,7 +146,7 @@ def _tick_one(
                     return []
                 audit.append(
                     s,
-                    "monitor.reclaimed",
+                    AuditKind.MONITOR_RECLAIMED,
                     actor=SYSTEM.id,
                     run_id=run.id,
                     data={"phase": phase.id, "round": r.round + 1, "previous": r.claimed_by},
@@ -186,7 +187,7 @@ def _tick_one(
             if missed:
                 audit.append(
                     s,
-                    "monitor.missed",
+                    AuditKind.MONITOR_MISSED,
                     actor=SYSTEM.id,
                     run_id=run.id,
                     data={"phase": phase.id, "rounds": [i + 1 for i in missed]},
@@ -278,7 +279,7 @@ def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int)
         ]
         audit.append(
             s,
-            "monitor.round",
+            AuditKind.MONITOR_ROUND,
             actor=SYSTEM.id,
             run_id=run.id,
             data={
@@ -294,7 +295,7 @@ def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int)
         if failed:
             audit.append(
                 s,
-                "monitor.breach",
+                AuditKind.MONITOR_BREACH,
                 actor=SYSTEM.id,
                 run_id=run.id,
                 data={
