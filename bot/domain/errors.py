@@ -6,7 +6,13 @@
     ├── Refused                  an authorization rule said no (audited as action.refused)
     ├── Conflict                 the state moved first (run already active, gate decided)
     │   └── IllegalTransition    a move the state machine does not have (bot.domain.states)
-    └── Unavailable              a dependency is down (database); nothing was changed
+    └── Unavailable              a dependency is down; nothing was changed
+        └── bot.db.DatabaseUnavailable
+
+Subclasses elsewhere: bot.engine.EngineError (a request the engine refuses, e.g. a missing
+env file) and bot.schedules.ScheduleError under it. Outside the tree, on purpose:
+phases.runbook.RunbookError (a ValueError: the runbook layer knows nothing of the bot) for a
+malformed runbook or an unknown environment; surfaces catch it beside CutoverError.
 
 Messages are written for the person who asked: they say what happened and what to do,
 and never carry a secret (callers mask before raising).
