@@ -10,7 +10,6 @@ earlier incarnation of its own replica (it was restarted).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -39,9 +38,15 @@ from bot.models import (
 )
 from bot.surface import SYSTEM, Actor, NullSurface, Surface
 from phases.checks.base import Clock, StepContext, SystemClock
-from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, Value
+from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, RunbookError, Value
 from phases.runner import StepOutcome
-from phases.secrets import GLOBAL_MASKER, EnvFileError, Masker, parse_env_file
+from phases.secrets import (
+    GLOBAL_MASKER,
+    EnvFileError,
+    Masker,
+    install_log_masking,
+    parse_env_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +142,11 @@ class EngineCore:
         self._reaper: threading.Thread | None = None
         self._threads_lock = threading.Lock()
         self._claims = 0  # bumped after each committed claim (see _renew_loop)
+        # Secrets are known from the moment the engine exists, before any run is read back
+        # after a restart: every environment's ${VAR} values, URL userinfo and env file.
+        install_log_masking()
+        for env_name in runbook.environments:
+            self.register_secrets(env_name)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.now(), UTC)
@@ -197,14 +207,31 @@ class EngineCore:
     def is_approver(self, env: EnvironmentSpec, actor: Actor) -> bool:
         return approvals.is_approver(env, actor)
 
+    def register_secrets(self, env_name: str, *, strict: bool = False) -> None:
+        """Registers what an environment must never show: its ${VAR} values, the userinfo of
+        its URLs, every value of its env file but the keys the runbook marks public.
+
+        `strict`: a missing or malformed env file raises EnvFileError (starting a run);
+        otherwise it is left to the secrets check to report."""
+        env = self.environment(env_name)
+        self.masker.add_all(self.runbook.secret_values(env_name))
+        if not env.env_file:
+            return
+        try:
+            path = str(self.runbook.values_for(env_name)["env_file"])
+            self.masker.add_env(parse_env_file(path), public=env.public_env_keys)
+        except (EnvFileError, RunbookError):  # a ${VAR} unset: starting a run reports it
+            if strict:
+                raise
+
     def context(self, run: Run) -> tuple[StepContext, dict[str, Value]]:
-        """The step context and template values of a run (its env file's secrets masked)."""
+        """The step context and template values of a run (its secrets registered)."""
         env = self.environment(run.environment)
         values = self.runbook.values_for(run.environment)
-        if env.env_file:
-            with contextlib.suppress(EnvFileError):  # the secrets check reports it
-                self.masker.add_env(parse_env_file(str(values["env_file"])))
-        return self.context_factory(env, run.dry_run, self.masker), values
+        self.register_secrets(run.environment)
+        ctx = self.context_factory(env, run.dry_run, self.masker)
+        ctx.public_env_keys = frozenset(env.public_env_keys)
+        return ctx, values
 
     def refuse(
         self,
