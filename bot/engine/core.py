@@ -142,6 +142,7 @@ class EngineCore:
         self._reaper: threading.Thread | None = None
         self._threads_lock = threading.Lock()
         self._claims = 0  # bumped after each committed claim (see _renew_loop)
+        self._announced: set[int] = set()  # runs whose final chain head was posted
         # Secrets are known from the moment the engine exists, before any run is read back
         # after a restart: every environment's ${VAR} values, URL userinfo and env file.
         install_log_masking()
@@ -168,6 +169,8 @@ class EngineCore:
         """Tells the surface; a failed post is logged and audited, never lost silently."""
         try:
             getattr(self.surface, what)(*args)
+            if what == "run_changed":
+                self._announce_chain_head(args[0])
         except Exception as exc:
             log.warning("surface %s failed: %s", what, self.masker.mask(str(exc)))
             run_id: int | None = None
@@ -181,6 +184,30 @@ class EngineCore:
             except Exception:
                 log.exception("could not read the gate of a failed surface call")
             self.record_surface_failure(what, str(exc), run_id)
+
+    def _announce_chain_head(self, run_id: int) -> None:
+        """Once a run has ended, posts the audit chain's head in its thread: a database
+        rewritten later disagrees with the copy Slack keeps."""
+        with self._threads_lock:
+            if run_id in self._announced:
+                return
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+            if run is None or run.ended_at is None:
+                return
+        with self._threads_lock:
+            if run_id in self._announced:
+                return
+            self._announced.add(run_id)
+        seq, digest = audit.head(self.db)
+        signer = self.db.audit_signer
+        signed = f", rows signed with key {signer.key_id}" if signer is not None else ", unsigned"
+        self.tell(
+            "notice",
+            run_id,
+            f"Audit chain head at the end of run #{run_id}: row {seq}, sha256 {digest}{signed}. "
+            "A rewritten audit table shows another hash for this row in `cutover audit export`.",
+        )
 
     def record_surface_failure(self, call: str, error: str, run_id: int | None) -> None:
         """Audits a chat post that failed (masked); never raises."""
