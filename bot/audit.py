@@ -175,6 +175,14 @@ _APPEND_SIGNED_PG = text(
 )
 
 
+@dataclass(frozen=True)
+class Appended:
+    """What an append wrote: its sequence number and hash (the chain's new head)."""
+
+    seq: int
+    hash: str
+
+
 def append(
     session: Session,
     kind: str,
@@ -183,13 +191,14 @@ def append(
     run_id: int | None = None,
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
-) -> AuditEvent:
-    """Appends one event inside the session's transaction; returns it (not session-bound).
+) -> Appended:
+    """Appends one event inside the session's transaction; returns its number and hash.
 
     Core statements, not the ORM: the head row is locked from the SELECT … FOR UPDATE
     to the commit, so every statement under that lock is kept short.
     """
-    session.flush()  # the caller's pending rows go first, as they did with the ORM
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # the caller's pending rows go first, as they did with the ORM
     conn = session.connection()
     prev_seq, prev_hash = conn.execute(_HEAD_FOR_UPDATE).one()
     seq = prev_seq + 1
@@ -219,7 +228,7 @@ def append(
         conn.execute(_UPDATE_HEAD, {"seq": seq, "hash": digest})
         if sig is not None:
             conn.execute(_INSERT_SIGNATURE, sig)
-    return AuditEvent(**row)
+    return Appended(seq, digest)
 
 
 def head(db: Database) -> tuple[int, str]:
