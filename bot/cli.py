@@ -366,7 +366,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from commands.handlers import CommandService
 
         engine = Engine(_database(settings), _runbook(settings), background=False)
-        print(CommandService(engine).status(args.env))
+        print(engine.masker.mask(CommandService(engine).status(args.env)))
         return 0
     if args.command == "console":
         from bot.app import run_console
