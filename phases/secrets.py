@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 SECRET_KEY_PATTERN = re.compile(
     r"(SECRET|PASSWORD|PASSWD|PASS$|TOKEN|API_KEY|APIKEY|PRIVATE|CREDENTIAL|DATABASE_URL|_KEY$|"
@@ -94,15 +94,18 @@ def is_secret_key(key: str) -> bool:
 
 
 def url_userinfo(value: str) -> list[str]:
-    """The user name and password of every URL in `value`."""
+    """The password of every URL in `value` (decoded and as written), to mask wherever it
+    appears. A user name is masked only inside a URL (by shape): names like `postgres` or
+    `app` are also database names and ordinary words."""
     found: list[str] = []
     for m in re.finditer(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+", value):
         try:
             parts = urlsplit(m.group(0))
-            user, password = parts.username, parts.password
+            password = parts.password
         except ValueError:
             continue
-        found += [v for v in (password, user) if v]
+        if password:
+            found += {password, unquote(password)}
     return found
 
 
@@ -206,9 +209,16 @@ GLOBAL_MASKER = Masker()
 
 
 def mask_everywhere(text: str) -> str:
-    """Masks with every live masker (the engine's and the global one)."""
+    """Masks with every live masker (the engine's and the global one) that knows a secret,
+    then the secret shapes once."""
+    if not text:
+        return text
     for masker in list(_ALL_MASKERS):
-        text = masker.mask(text)
+        pattern = masker._pattern
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
+    for shape, replacement in _SHAPES:
+        text = shape.sub(replacement, text)
     return text
 
 
