@@ -10,6 +10,8 @@ Sections (goals in brackets):
             vs the slowest check [<= 1.2x], and vs running them one after another
   audit     appends/s on PostgreSQL and SQLite, 1 and 4 writers [>= 2,000/s on PG],
             against the ORM append it replaced, in the same run
+  signed    signed appends/s on PostgreSQL vs the same statements (and signing) on bare
+            psycopg, interleaved in chunks [>= 0.8x]
   verify    `audit verify` of 100,000 events [< 3 s], on PostgreSQL and SQLite
   decision  click -> next checkpoint posted, bot overhead excluding the checks [p50 < 200 ms]
   serve     `cutover serve`: start-up time and idle resident memory [< 150 MB]
@@ -290,6 +292,87 @@ def bench_audit(tmp: Path, quick: bool) -> None:
     print()
 
 
+class SignedFloor:
+    """The statements of a signed audit.append (row, head and signature in one statement,
+    the same hash and signature computed) on one bare psycopg connection: the floor."""
+
+    def __init__(self, db: Database, signer: audit.Signer) -> None:
+        url = sqlalchemy.engine.make_url(db.url).set(drivername="postgresql")
+        self.conn = psycopg.connect(url.render_as_string(False))
+        self.signer = signer
+
+    def append(self, i: int) -> None:
+        conn, signer = self.conn, self.signer
+        with conn.transaction():
+            seq, prev = conn.execute(
+                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+            ).fetchone() or (0, "")
+            stamp = audit.now_iso()
+            payload = audit.canonical({"i": i, "evidence": "GET /health -> 200 in 12 ms"})
+            digest = audit.event_hash(prev, seq + 1, stamp, None, "raw", "bench", payload)
+            conn.execute(
+                "WITH tip AS (UPDATE audit_head SET seq = %(seq)s, hash = %(hash)s "
+                "WHERE id = 1), sig AS (INSERT INTO audit_signature (seq, key_id, signature) "
+                "VALUES (%(seq)s, %(key_id)s, %(sig)s)) "
+                "INSERT INTO audit_event (seq, at, run_id, actor, kind, data, "
+                "prev_hash, hash) VALUES (%(seq)s, %(at)s, NULL, 'raw', 'bench', %(data)s, "
+                "%(prev)s, %(hash)s)",
+                {"seq": seq + 1, "hash": digest, "at": stamp, "data": payload, "prev": prev,
+                 "key_id": signer.key_id, "sig": signer.sign(digest)},
+            )
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def bench_signed(tmp: Path, quick: bool) -> None:
+    """Signed appends on PostgreSQL against the same statements on bare psycopg, interleaved
+    in chunks of 50 so a neighbour's load falls on both alike."""
+    print("Signed audit appends on PostgreSQL (Ed25519 per row; each its own transaction)")
+    if not postgres_reachable():
+        print("  PostgreSQL not reachable: skipped\n")
+        return
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    signer = audit.Signer(Ed25519PrivateKey.generate())
+    chunks, size = (20, 50) if quick else (80, 50)
+    with databases(tmp) as dbs:
+        db = dict(dbs)["PostgreSQL"]
+        db.audit_signer = signer
+        floor = SignedFloor(db, signer)
+        data = {"i": 0, "evidence": "GET /health -> 200 in 12 ms"}
+
+        def bot(i: int) -> None:
+            with db.session() as s:  # one transaction per appended event, as in the engine
+                audit.append(s, "bench.event", actor="bench", data={**data, "i": i})
+
+        for i in range(200):  # warm the pool, the statement caches and prepared statements
+            bot(i)
+            floor.append(i)
+        spent = {"bot": 0.0, "floor": 0.0}
+        for c in range(chunks):
+            for name, fn in (("bot", bot), ("floor", floor.append)):
+                t0 = time.perf_counter()
+                for i in range(size):
+                    fn(c * size + i)
+                spent[name] += time.perf_counter() - t0
+        floor.close()
+        n = chunks * size
+        bot_rate, floor_rate = n / spent["bot"], n / spent["floor"]
+        report("signed", "audit.append signed, 1 writer", f"{bot_rate:,.0f}/s")
+        report("signed", "same statements + signing, psycopg alone (floor)",
+               f"{floor_rate:,.0f}/s")
+        ratio = bot_rate / floor_rate
+        report("signed", "bot / floor", f"{ratio:.2f}x", ">= 0.8x", ratio >= 0.8)
+        t0 = time.perf_counter()
+        keys = {signer.key_id: signer._private.public_key()}
+        problems = audit.verify_signatures(db, keys)
+        report("signed", f"verify_signatures of {audit.head(db)[0]:,} rows",
+               ms(time.perf_counter() - t0))
+        assert problems == [], problems[:3]
+    print()
+
+
 # --------------------------------------------------------------------------- verify
 
 
@@ -539,6 +622,7 @@ def bench_ack(tmp: Path, quick: bool) -> None:
 SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "phase": bench_phase,
     "audit": bench_audit,
+    "signed": bench_signed,
     "verify": bench_verify,
     "decision": bench_decision,
     "serve": bench_serve,

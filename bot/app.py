@@ -21,11 +21,12 @@ from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackClientError
 from slack_sdk.http_retry.handler import RetryHandler
 
+from bot.audit import Signer
 from bot.console import Console, ConsoleSurface, console_actor
 from bot.db import Database
 from bot.engine import Engine
 from bot.scheduler import start_scheduler
-from bot.settings import Settings
+from bot.settings import Settings, secret_settings
 from bot.slack.app import CutoverSlackApp
 from bot.slack.server import (
     EVENTS_PATH,
@@ -44,7 +45,10 @@ log = logging.getLogger(__name__)
 
 def open_database(settings: Settings) -> Database:
     """The bot's database as the settings name it, its schema made if missing."""
+    GLOBAL_MASKER.add_all(secret_settings(settings))
     db = Database(settings.database_url)
+    if settings.audit_key_file is not None:
+        db.audit_signer = Signer.from_file(settings.audit_key_file)
     db.create_all()
     return db
 

@@ -1,8 +1,14 @@
-"""The audit trail: append-only, each row hash-chained to the one before.
+"""The audit trail: append-only, each row hash-chained to the one before, each row signed.
 
 An append happens inside the caller's transaction, so a state change and its
 audit row commit together or not at all. The chain's tip lives in audit_head,
 locked for the append: rows get gap-free sequence numbers in commit order.
+
+The chain proves order and integrity, not authorship: anyone who may INSERT can append
+a row with a correct hash. So each row's hash is also signed with an Ed25519 key the
+bot reads from a file (CUTOVER_AUDIT_KEY_FILE) and the database never holds;
+`verify_signatures` with the public key names every unsigned or badly signed row.
+Every string in a row's data is masked before it is written: a row cannot be scrubbed.
 """
 
 from __future__ import annotations
@@ -11,17 +17,23 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import bindparam, func, text
 from sqlmodel import Session, SQLModel, col, select
 
 from bot.db import Database
-from bot.models import AuditEvent, AuditHead
+from bot.models import AuditEvent, AuditHead, AuditSignature
+from phases.secrets import mask_everywhere
 
 GENESIS = "0" * 64
 
@@ -43,7 +55,105 @@ def now_iso(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
 
 
+# ---------------------------------------------------------------------------- signing
+
+
+class AuditKeyError(ValueError):
+    """A signing or public key file that cannot be used; the message says how to fix it."""
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class Signer:
+    """Signs audit row hashes with an Ed25519 private key."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        self.key_id = key_id(private.public_key())
+
+    def sign(self, row_hash: str) -> str:
+        return self._private.sign(row_hash.encode()).hex()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Signer:
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise AuditKeyError(
+                f"audit signing key {p}: {exc.strerror or exc}; create one with "
+                "`cutover audit keygen --private-key FILE --public-key FILE`"
+            ) from None
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError):
+            key = None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise AuditKeyError(
+                f"audit signing key {p} is not an unencrypted Ed25519 private key in PEM; "
+                "create one with `cutover audit keygen`"
+            )
+        return cls(key)
+
+
+def load_public_keys(paths: Iterable[str | Path]) -> dict[str, Ed25519PublicKey]:
+    """Public keys by key id (several: keys rotated over the trail's life)."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    for path in paths:
+        p = Path(path)
+        try:
+            key = serialization.load_pem_public_key(p.read_bytes())
+        except OSError as exc:
+            raise AuditKeyError(f"public key {p}: {exc.strerror or exc}") from None
+        except ValueError:
+            key = None
+        if not isinstance(key, Ed25519PublicKey):
+            raise AuditKeyError(f"public key {p} is not an Ed25519 public key in PEM")
+        keys[key_id(key)] = key
+    return keys
+
+
+def keygen(private_path: str | Path, public_path: str | Path) -> str:
+    """Writes a new key pair (the private key readable by its owner only); returns its id.
+    Refuses to overwrite an existing file: a lost private key cannot sign again."""
+    private_path, public_path = Path(private_path), Path(public_path)
+    for p in (private_path, public_path):
+        if p.exists():
+            raise AuditKeyError(f"{p} exists; keygen never overwrites a key")
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    public_path.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return key_id(private.public_key())
+
+
+def _masked(value: Any) -> Any:
+    """Every string in a row's data, masked: an audit row can never be scrubbed later."""
+    if isinstance(value, str):
+        return mask_everywhere(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
 _EVENT = AuditEvent.__table__  # type: ignore[attr-defined]
+_SIGNATURE = AuditSignature.__table__  # type: ignore[attr-defined]
+_INSERT_SIGNATURE = _SIGNATURE.insert()
 _HEAD = AuditHead.__table__  # type: ignore[attr-defined]
 _HEAD_FOR_UPDATE = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
 _INSERT_EVENT = _EVENT.insert()
@@ -56,6 +166,21 @@ _APPEND_PG = text(
     "INSERT INTO audit_event (seq, at, run_id, actor, kind, data, prev_hash, hash) "
     "VALUES (:seq, :at, :run_id, :actor, :kind, :data, :prev_hash, :hash)"
 )
+_APPEND_SIGNED_PG = text(
+    "WITH tip AS (UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1), "
+    "sig AS (INSERT INTO audit_signature (seq, key_id, signature) "
+    "VALUES (:seq, :key_id, :signature)) "
+    "INSERT INTO audit_event (seq, at, run_id, actor, kind, data, prev_hash, hash) "
+    "VALUES (:seq, :at, :run_id, :actor, :kind, :data, :prev_hash, :hash)"
+)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What an append wrote: its sequence number and hash (the chain's new head)."""
+
+    seq: int
+    hash: str
 
 
 def append(
@@ -66,19 +191,21 @@ def append(
     run_id: int | None = None,
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
-) -> AuditEvent:
-    """Appends one event inside the session's transaction; returns it (not session-bound).
+) -> Appended:
+    """Appends one event inside the session's transaction; returns its number and hash.
 
     Core statements, not the ORM: the head row is locked from the SELECT … FOR UPDATE
     to the commit, so every statement under that lock is kept short.
     """
-    session.flush()  # the caller's pending rows go first, as they did with the ORM
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # the caller's pending rows go first, as they did with the ORM
     conn = session.connection()
     prev_seq, prev_hash = conn.execute(_HEAD_FOR_UPDATE).one()
     seq = prev_seq + 1
     stamp = now_iso(at)
-    payload = canonical(data or {})
+    payload = canonical(_masked(data or {}))
     digest = event_hash(prev_hash, seq, stamp, run_id, actor, kind, payload)
+    signer: Signer | None = session.info.get("audit_signer")
     row = {
         "seq": seq,
         "at": stamp,
@@ -89,12 +216,75 @@ def append(
         "prev_hash": prev_hash,
         "hash": digest,
     }
+    sig = (
+        {"seq": seq, "key_id": signer.key_id, "signature": signer.sign(digest)}
+        if signer is not None
+        else None
+    )
     if conn.dialect.name == "postgresql":
-        conn.execute(_APPEND_PG, row)
+        conn.execute(_APPEND_PG if sig is None else _APPEND_SIGNED_PG, {**row, **(sig or {})})
     else:
         conn.execute(_INSERT_EVENT, row)
         conn.execute(_UPDATE_HEAD, {"seq": seq, "hash": digest})
-    return AuditEvent(**row)
+        if sig is not None:
+            conn.execute(_INSERT_SIGNATURE, sig)
+    return Appended(seq, digest)
+
+
+def head(db: Database) -> tuple[int, str]:
+    """The chain's tip: its last row's sequence number and hash."""
+    with db.session() as s:
+        tip = s.get(AuditHead, 1)
+        return (tip.seq, tip.hash) if tip is not None else (0, GENESIS)
+
+
+def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """[1, 2, 3, 7] → [(1, 3), (7, 7)]"""
+    runs: list[tuple[int, int]] = []
+    for n in seqs:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs
+
+
+def verify_signatures(db: Database, public_keys: dict[str, Ed25519PublicKey]) -> list[Problem]:
+    """Names every row up to the head that is unsigned, signed by an unknown key, or whose
+    signature does not match its hash (a row appended without the key, or re-hashed)."""
+    top, _ = head(db)
+    unsigned: list[int] = []
+    problems: list[Problem] = []
+    query = (
+        select(_EVENT.c.seq, _EVENT.c.hash, _SIGNATURE.c.key_id, _SIGNATURE.c.signature)
+        .select_from(_EVENT.outerjoin(_SIGNATURE, _SIGNATURE.c.seq == _EVENT.c.seq))
+        .where(_EVENT.c.seq > bindparam("last"), _EVENT.c.seq <= top)
+        .order_by(_EVENT.c.seq)
+        .limit(10000)
+    )
+    last = 0
+    while True:
+        with db.session() as s:
+            rows = s.connection().execute(query, {"last": last}).all()
+        if not rows:
+            break
+        for row in rows:
+            if row.signature is None:
+                unsigned.append(row.seq)
+                continue
+            key = public_keys.get(row.key_id)
+            if key is None:
+                problems.append(Problem(row.seq, f"signed by unknown key {row.key_id}"))
+                continue
+            try:
+                key.verify(bytes.fromhex(row.signature), row.hash.encode())
+            except (InvalidSignature, ValueError):
+                problems.append(Problem(row.seq, "bad signature (forged or re-hashed row)"))
+        last = rows[-1].seq
+    for first, end in _ranges(unsigned):
+        also = f", and so are rows {first + 1}-{end}" if end > first else ""
+        problems.append(Problem(first, f"unsigned{also} (appended without the signing key)"))
+    return sorted(problems, key=lambda p: p.seq or 0)
 
 
 @dataclass(frozen=True)
@@ -246,9 +436,8 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
         )
     quote = db.engine.dialect.identifier_preparer.quote
     role = quote(app_role)
-    state = [
-        quote(t.name) for t in SQLModel.metadata.sorted_tables if t.name != AuditEvent.__tablename__
-    ]
+    append_only = (AuditEvent.__tablename__, AuditSignature.__tablename__)
+    state = [quote(t.name) for t in SQLModel.metadata.sorted_tables if t.name not in append_only]
     return [
         f"GRANT USAGE ON SCHEMA public TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(state)} TO {role}",
@@ -256,6 +445,9 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
         f"REVOKE ALL ON audit_event FROM {role}",
         "REVOKE UPDATE, DELETE, TRUNCATE ON audit_event FROM PUBLIC",
         f"GRANT SELECT, INSERT ON audit_event TO {role}",
+        f"REVOKE ALL ON audit_signature FROM {role}",
+        "REVOKE UPDATE, DELETE, TRUNCATE ON audit_signature FROM PUBLIC",
+        f"GRANT SELECT, INSERT ON audit_signature TO {role}",
     ]
 
 

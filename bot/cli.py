@@ -30,9 +30,9 @@ from pydantic import ValidationError
 
 from bot import audit
 from bot.db import Database, DatabaseUnavailable
-from bot.settings import DatabaseURLError, Settings
+from bot.settings import DatabaseURLError, Settings, secret_settings
 from phases.runbook import Runbook, RunbookError, load_runbook
-from phases.secrets import install_log_masking
+from phases.secrets import GLOBAL_MASKER, install_log_masking
 
 log = logging.getLogger("cutover")
 
@@ -186,14 +186,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("run", nargs="?", type=int, metavar="RUN", help="only this run's events")
     ex.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    command(
+    ve = command(
         au_sub,
         "verify",
         "recompute the hash chain; name every tampered row",
         "Recompute the audit trail's hash chain; name each edited, deleted or reordered row "
-        "(exit 1 when there is one).",
+        "(exit 1 when there is one). With --public-key, also check each row's signature and "
+        "name every unsigned or badly signed row (a row appended without the signing key).",
         [db_only],
     )
+    ve.add_argument(
+        "--public-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="Ed25519 public key (PEM) from `audit keygen`; repeat for rotated keys",
+    )
+    kg = command(
+        au_sub,
+        "keygen",
+        "make an Ed25519 key pair that signs audit rows",
+        "Write a new Ed25519 key pair: the private key (mode 600) for CUTOVER_AUDIT_KEY_FILE, "
+        "the public key for `audit verify --public-key`. Never overwrites a file.",
+    )
+    kg.add_argument("--private-key", required=True, type=Path, metavar="FILE")
+    kg.add_argument("--public-key", required=True, type=Path, metavar="FILE")
     lk = command(
         au_sub,
         "lockdown",
@@ -235,9 +253,9 @@ def _runbook(settings: Settings) -> Runbook:
 
 
 def _database(settings: Settings) -> Database:
-    db = Database(settings.database_url)
-    db.create_all()
-    return db
+    from bot.app import open_database  # the composition root; heavy imports only when used
+
+    return open_database(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,6 +283,7 @@ def _main(argv: Sequence[str] | None) -> int:
         stream=sys.stderr,
     )
     install_log_masking()
+    GLOBAL_MASKER.add_all(secret_settings(settings))
     # Request lines of the HTTP client are noise at a prompt; warnings still show.
     for noisy in ("httpx", "httpcore", "urllib3", "docker"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -278,7 +297,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except RunbookError as exc:  # the runbook loaded; an argument does not fit it
         print(f"cutover: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except DatabaseURLError as exc:
+    except (DatabaseURLError, audit.AuditKeyError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except DatabaseUnavailable as exc:
@@ -302,6 +321,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 f"{len(ph.checks)} checks, {len(ph.manual)} manual; on fail: {ph.on_fail}"
             )
         return 0
+    if args.command == "audit" and args.audit_command == "keygen":
+        kid = audit.keygen(args.private_key, args.public_key)
+        print(
+            f"key {kid}: private key {args.private_key} (set CUTOVER_AUDIT_KEY_FILE to it), "
+            f"public key {args.public_key} (for `cutover audit verify --public-key`)"
+        )
+        return 0
     if args.command == "audit":
         db = _database(settings)
         if args.audit_command == "export":
@@ -321,6 +347,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"-- applied: {args.app_role} can no longer change or remove audit rows")
             return 0
         problems = audit.verify(db)
+        if args.public_key:
+            problems += audit.verify_signatures(db, audit.load_public_keys(args.public_key))
         if problems:
             print(f"audit chain BROKEN: {len(problems)} problem(s)")
             for prob in problems:
@@ -330,14 +358,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             from bot.models import AuditHead
 
             head = s.get(AuditHead, 1)
-        print(f"audit chain OK: {head.seq if head else 0} events verified")
+        signed = ", every row signed by a given key" if args.public_key else ""
+        print(f"audit chain OK: {head.seq if head else 0} events verified{signed}")
         return 0
     if args.command == "status":
         from bot.engine import Engine
         from commands.handlers import CommandService
 
         engine = Engine(_database(settings), _runbook(settings), background=False)
-        print(CommandService(engine).status(args.env))
+        print(engine.masker.mask(CommandService(engine).status(args.env)))
         return 0
     if args.command == "console":
         from bot.app import run_console

@@ -49,6 +49,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         url = normalize_database_url(url)  # postgres:// accepted; DatabaseURLError if unusable
         self.url = url
+        # Signs every audit row appended through this database (bot.audit.Signer); its key
+        # is read from a file, never stored in the database.
+        self.audit_signer: Any = None
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
@@ -116,7 +119,12 @@ class Database:
     def session(self) -> Iterator[Session]:
         """One transaction: commits if the block ends normally, rolls back otherwise."""
         try:
-            with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            with (
+                Session(
+                    self.engine, expire_on_commit=False, info={"audit_signer": self.audit_signer}
+                ) as s,
+                s.begin(),
+            ):
                 yield s
         except OperationalError as exc:
             if _is_connection_error(exc):

@@ -153,6 +153,17 @@ class AuditEvent(SQLModel, table=True):
     hash: str
 
 
+class AuditSignature(SQLModel, table=True):
+    """The Ed25519 signature of one audit row's hash, made with a key the database never
+    holds (`CUTOVER_AUDIT_KEY_FILE`): a row the bot's role inserts itself, with a correct
+    hash, has none, and `cutover audit verify --public-key` names it."""
+
+    __tablename__ = "audit_signature"
+    seq: int = Field(primary_key=True)  # the audit_event row signed
+    key_id: str  # the first 16 hex digits of the public key's SHA-256
+    signature: str  # hex, over the row's hash
+
+
 class AuditHead(SQLModel, table=True):
     __tablename__ = "audit_head"
     id: int = Field(default=1, primary_key=True)

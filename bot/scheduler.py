@@ -74,7 +74,6 @@ from bot.store.claims import claim
 from bot.surface import SYSTEM, SchedulingSurface
 from phases.runbook import RunbookError
 from phases.runner import run_actions, run_checks
-from phases.secrets import EnvFileError, parse_env_file
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -307,7 +306,7 @@ class Scheduler:
         try:
             posted = self._post(row, now, reclaim)
         except Exception as exc:
-            error = self.engine.masker.mask(f"{type(exc).__name__}: {exc}")[:300]
+            error = self.engine.masker.untrusted(f"{type(exc).__name__}: {exc}")[:300]
             final = attempt >= self.max_attempts
             log.warning("posting %s failed (attempt %s): %s", row.key, attempt, error)
             with self.db.session() as s:
@@ -447,10 +446,9 @@ class Scheduler:
             values = runbook.values_for(sched.environment)
         except RunbookError as exc:
             return Readiness(phase.name, [], error=str(exc))
-        if env.env_file:
-            with contextlib.suppress(EnvFileError):
-                engine.masker.add_env(parse_env_file(str(values["env_file"])))
+        engine.register_secrets(sched.environment)
         ctx = engine.context_factory(env, True, engine.masker)
+        ctx.public_env_keys = frozenset(env.public_env_keys)
         outcomes = run_actions(phase.actions, values, ctx, "actions", stop_on_failure=False)
         outcomes += run_checks(phase.checks, values, ctx)
         steps = [StepLine(o.step.name, str(o.result.status), o.result.evidence) for o in outcomes]

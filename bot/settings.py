@@ -106,6 +106,12 @@ class Settings(BaseSettings):
         default=120.0, ge=0, description="A notice sent later than this after its time says so"
     )
 
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) that signs every audit row; make one with "
+        "`cutover audit keygen`. Keep it outside the database, readable by the bot's user only",
+    )
+
     slack_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "CUTOVER_SLACK_BOT_TOKEN")
     )
@@ -127,3 +133,19 @@ class Settings(BaseSettings):
         if value.upper() not in LOG_LEVELS:
             raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
         return value.upper()
+
+
+def secret_settings(settings: Settings) -> list[str]:
+    """The bot's own secrets: its Slack tokens and signing secret, its database password."""
+    found = [
+        v.get_secret_value()
+        for v in (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)
+        if v is not None
+    ]
+    try:
+        password = make_url(settings.database_url).password
+    except Exception:  # a malformed URL is reported where it is opened
+        password = None
+    if password:
+        found.append(str(password))
+    return found

@@ -6,6 +6,7 @@ runbook can fix it without reading this code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import string
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from phases.checks import REGISTRY, StepKind
 from phases.checks.base import StepParams
+from phases.secrets import url_userinfo
 
 Value = str | list[str]
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
@@ -135,6 +137,9 @@ class EnvironmentSpec(Strict):
     allow_self_approval: bool = True
     gate_timeout_minutes: int = Field(default=30, ge=1)
     vars: dict[str, str | list[str]] = Field(default_factory=dict)
+    # Keys of the env file whose values are not secret (DOMAIN, NODE_ENV): shown as they are.
+    # Every other value of the env file is masked wherever the bot shows text.
+    public_env_keys: list[str] = Field(default_factory=list)
 
     slack_team: str | None = Field(default=None, pattern=r"^[TE][A-Z0-9]+$")
 
@@ -192,7 +197,9 @@ class EnvironmentSpec(Strict):
             {
                 k: v
                 for k, v in self.model_dump(
-                    exclude={"approvers", "approver_groups", "vars", "slack_team"}
+                    exclude={
+                        "approvers", "approver_groups", "vars", "slack_team", "public_env_keys"
+                    }
                 ).items()
                 if isinstance(v, str)
             }
@@ -265,6 +272,20 @@ class Runbook(Strict):
 
     def values_for(self, env_name: str, *, expand: bool = True) -> dict[str, Value]:
         return self.environment(env_name).template_values(self.vars, expand=expand)
+
+    def secret_values(self, env_name: str, environ: Mapping[str, str] | None = None) -> list[str]:
+        """What the bot must never show for an environment, known before any file is read:
+        every ${VAR} value its strings use (and the runbook-wide vars), and the userinfo of
+        every URL among its values. Unset ${VAR}s are skipped (starting reports them)."""
+        env = os.environ if environ is None else environ
+        raw = self.values_for(env_name, expand=False)
+        found: list[str] = []
+        for value in raw.values():
+            for item in value if isinstance(value, list) else [value]:
+                found += [env[n] for n in _ENV_VAR.findall(item) if n in env]
+                with contextlib.suppress(RunbookError):
+                    found += url_userinfo(expand_env_vars(item, env))
+        return found
 
     def all_steps(self) -> list[tuple[str, str, StepSpec]]:
         """(where, section, step) for every step, for validation and listing."""

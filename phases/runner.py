@@ -40,7 +40,7 @@ def run_step(step: StepSpec, values: Mapping[str, Value], ctx: StepContext) -> S
     step_ctx = dataclasses.replace(ctx, timeout=step.timeout)
     if kind.mutates and ctx.dry_run:
         what = kind.describe(params) if kind.describe else f"{kind.name} {params}"
-        return StepResult(Status.SKIPPED, ctx.masker.mask(f"dry run: would {what}"))
+        return StepResult(Status.SKIPPED, ctx.masker.untrusted(f"dry run: would {what}"))
 
     box: list[StepResult] = []
 
@@ -58,10 +58,10 @@ def run_step(step: StepSpec, values: Mapping[str, Value], ctx: StepContext) -> S
     result = box[0]
     if result.status is Status.FAIL and not step.critical:
         result = dataclasses.replace(result, status=Status.WARN)
-    details = {
-        k: ctx.masker.mask(v) if isinstance(v, str) else v for k, v in result.details.items()
-    }
-    return dataclasses.replace(result, evidence=ctx.masker.mask(result.evidence), details=details)
+    # A target wrote this text: masked, and no mention or link in it reaches chat live.
+    clean = ctx.masker.untrusted
+    details = {k: clean(v) if isinstance(v, str) else v for k, v in result.details.items()}
+    return dataclasses.replace(result, evidence=clean(result.evidence), details=details)
 
 
 def run_actions(

@@ -1,28 +1,71 @@
-"""Env-file reading and secret masking.
+"""Env-file reading, secret masking and the neutralising of untrusted text.
 
 The runbook says "Do NOT echo secrets": every string the bot shows (evidence,
-command output, chat text, log lines) passes through a `Masker` that knows the
-secret values of the target's env file, and their base64 forms.
+command output, chat text, log lines, audit rows) passes through a `Masker` that
+knows the secret values the bot has seen, in every form a target may echo them:
+raw, base64 (standard, URL-safe, unpadded), URL-encoded and JSON-escaped. Values
+shorter than `WHOLE_TOKEN_BELOW` are masked only where they stand as whole tokens
+(a 4-character password inside an ordinary word is left alone). Some secrets are
+recognised by shape without registration: the userinfo of any URL, Slack tokens,
+Slack response_url/webhook URLs.
+
+Logging is masked at the one place every record is made (`install_log_masking`
+replaces the log record factory): every handler, every logger, tracebacks too.
+
+Text the bot did not author (abort reasons, a target's error bodies) is also
+neutralised (`neutralise`): no `<@U…>`, `<!subteam^…>`, `<!channel>`, `<link|…>`
+or `T1:U…` in it can become a ping or a disguised link.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 import threading
+import weakref
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 SECRET_KEY_PATTERN = re.compile(
-    r"(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|APIKEY|PRIVATE|CREDENTIAL|DATABASE_URL|_KEY$|DSN)",
+    r"(SECRET|PASSWORD|PASSWD|PASS$|TOKEN|API_KEY|APIKEY|PRIVATE|CREDENTIAL|DATABASE_URL|_KEY$|"
+    r"DSN|NSEC|_URL$)",
     re.IGNORECASE,
 )
 MASK = "[redacted]"
-MIN_MASKED_LENGTH = 6  # shorter values would mask ordinary words
+MIN_MASKED_LENGTH = 3  # one or two characters cannot be told from ordinary text
+WHOLE_TOKEN_BELOW = 12  # shorter values are masked only as whole tokens
+# Values that are configuration words, never secrets: masking them would blank ordinary text.
+NOT_SECRET = frozenset({"true", "false", "yes", "no", "on", "off", "null", "none"})
+
+# Recognised by shape, registered or not.
+_SHAPES: list[tuple[re.Pattern[str], str]] = [
+    # the userinfo of any URL (scheme://user:password@host)
+    (re.compile(r"(?<=://)[^\s/?#@\"'<>]+@"), MASK + "@"),
+    # Slack tokens (bot, user, app-level, refresh)
+    (re.compile(r"\b(?:xox[abposre]|xapp)-[A-Za-z0-9-]{6,}"), MASK),
+    # Slack webhook and response_url addresses: anyone holding one may post as the bot
+    (re.compile(r"https://hooks\.slack\.com/[^\s\"'<>]+"), "https://hooks.slack.com/" + MASK),
+    # a response_url field in a logged request body (JSON or form)
+    (re.compile(r"(response_url[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"), r"\1" + MASK),
+]
 
 
 class EnvFileError(ValueError):
     pass
+
+
+def _unquote(value: str) -> str:
+    """A value as `source` and docker compose read it: quotes removed, `# comment` dropped."""
+    if value[:1] in ("'", '"'):
+        end = value.find(value[0], 1)
+        if end != -1:
+            return value[1:end]
+    match = re.search(r"\s+#", value)
+    return (value[: match.start()] if match else value).strip()
 
 
 def parse_env_file(path: str | Path) -> dict[str, str]:
@@ -41,84 +84,199 @@ def parse_env_file(path: str | Path) -> dict[str, str]:
         key = key.strip()
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise EnvFileError(f"{p}:{lineno}: expected KEY=VALUE")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
+        values[key] = _unquote(value.strip())
     return values
 
 
 def is_secret_key(key: str) -> bool:
+    """Names that look secret; used to name weak values, not to decide what is masked."""
     return bool(SECRET_KEY_PATTERN.search(key))
 
 
-class Masker:
-    """Replaces known secret values, and their base64 forms, with a marker."""
+def url_userinfo(value: str) -> list[str]:
+    """The password of every URL in `value` (decoded and as written), to mask wherever it
+    appears. A user name is masked only inside a URL (by shape): names like `postgres` or
+    `app` are also database names and ordinary words."""
+    found: list[str] = []
+    for m in re.finditer(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+", value):
+        try:
+            parts = urlsplit(m.group(0))
+            password = parts.password
+        except ValueError:
+            continue
+        if password:
+            found += {password, unquote(password)}
+    return found
 
-    def __init__(self, secrets: list[str] | None = None) -> None:
+
+def forms(secret: str) -> set[str]:
+    """Every form in which a target may echo `secret` back."""
+    raw = secret.encode()
+    b64 = base64.b64encode(raw).decode()
+    json_escaped = json.dumps(secret)[1:-1]
+    return {
+        secret,
+        b64,
+        b64.rstrip("="),
+        base64.urlsafe_b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        json_escaped,
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        json_escaped.replace("/", "\\/"),
+    }
+
+
+_ALL_MASKERS: weakref.WeakSet[Masker] = weakref.WeakSet()
+
+
+class Masker:
+    """Replaces known secret values, in every form, and secret-shaped text with a marker."""
+
+    def __init__(self, secrets: Iterable[str] | None = None) -> None:
         self._lock = threading.Lock()
         self._needles: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         for s in secrets or []:
             self.add(s)
+        _ALL_MASKERS.add(self)
 
     def add(self, secret: str) -> None:
-        if len(secret) < MIN_MASKED_LENGTH:
+        secret = secret.strip()
+        if len(secret) < MIN_MASKED_LENGTH or secret.lower() in NOT_SECRET:
             return
-        raw = secret.encode()
-        forms = {
-            secret,
-            base64.b64encode(raw).decode(),
-            base64.urlsafe_b64encode(raw).decode(),
-            base64.b64encode(raw).decode().rstrip("="),
-        }
+        new = {f for f in forms(secret) if len(f) >= MIN_MASKED_LENGTH} - self._needles
+        new |= {u for u in url_userinfo(secret) if len(u) >= MIN_MASKED_LENGTH} - self._needles
+        if not new:
+            return
         with self._lock:
-            self._needles |= {f for f in forms if len(f) >= MIN_MASKED_LENGTH}
+            self._needles |= new
             ordered = sorted(self._needles, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(n) for n in ordered))
+            self._pattern = re.compile(
+                "|".join(
+                    re.escape(n)
+                    if len(n) >= WHOLE_TOKEN_BELOW
+                    else rf"(?<![A-Za-z0-9]){re.escape(n)}(?![A-Za-z0-9])"
+                    for n in ordered
+                )
+            )
 
-    def add_env(self, env: dict[str, str]) -> None:
+    def add_all(self, values: Iterable[str]) -> None:
+        for value in values:
+            self.add(value)
+
+    def add_env(self, env: Mapping[str, str], public: Iterable[str] = ()) -> None:
+        """Every value of an env file is a secret, unless the runbook marks its key public."""
+        open_keys = set(public)
         for key, value in env.items():
-            if is_secret_key(key):
+            if key not in open_keys:
                 self.add(value)
 
     def mask(self, text: str) -> str:
-        pattern = self._pattern
-        if pattern is None or not text:
+        if not text:
             return text
-        return pattern.sub(MASK, text)
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
+        for shape, replacement in _SHAPES:
+            text = shape.sub(replacement, text)
+        return text
+
+    def untrusted(self, text: str) -> str:
+        """Text the bot did not author: masked, and unable to ping anyone or disguise a link."""
+        return neutralise(self.mask(text))
+
+
+_ACTOR_ID = re.compile(r"\b([TE][A-Z0-9]+):([UW][A-Z0-9]+)\b")
+_MARKUP = re.compile(r"<(?=[@!#]|[A-Za-z][A-Za-z0-9+.-]*:)")  # <@U…> <!here> <#C…> <http…|…>
+_BROADCAST = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
+
+
+def neutralise(text: str) -> str:
+    """No Slack mention, broadcast or link markup survives: its `<` becomes a look-alike,
+    TEAM:USER ids and @channel get an invisible joiner the mention syntax does not match."""
+    if not text:
+        return text
+    text = _MARKUP.sub("‹", text)
+    text = _ACTOR_ID.sub(rf"\1:{WORD_JOINER}\2", text)
+    return _BROADCAST.sub("@" + WORD_JOINER, text)
 
 
 GLOBAL_MASKER = Masker()
 
 
+def mask_everywhere(text: str) -> str:
+    """Masks with every live masker (the engine's and the global one) that knows a secret,
+    then the secret shapes once."""
+    if not text:
+        return text
+    for masker in list(_ALL_MASKERS):
+        pattern = masker._pattern
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
+    for shape, replacement in _SHAPES:
+        text = shape.sub(replacement, text)
+    return text
+
+
 _FORMATTER = logging.Formatter()
 
 
+def mask_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Masks a log record's message, traceback and stack in place."""
+    if getattr(record, "_cutover_masked", False):
+        return record
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: logging reports it; keep nothing unmasked
+        message = str(record.msg)
+    masked = mask_everywhere(message)
+    if masked != message or record.args:
+        record.msg, record.args = masked, None
+    # A traceback quotes its exception's message: mask the text a formatter would print
+    # (formatters reuse exc_text once it is set).
+    if record.exc_info and not record.exc_text:
+        record.exc_text = _FORMATTER.formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = mask_everywhere(record.exc_text)
+    if record.stack_info:
+        record.stack_info = mask_everywhere(record.stack_info)
+    record._cutover_masked = True
+    return record
+
+
 class MaskingFilter(logging.Filter):
-    """Logging filter: no log line carries a known secret."""
+    """Logging filter: no log line carries a known secret (kept for handlers set up early)."""
 
     def __init__(self, masker: Masker = GLOBAL_MASKER) -> None:
         super().__init__()
         self.masker = masker
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = self.masker.mask(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        # A traceback quotes its exception's message: mask the text a formatter would print
-        # (formatters reuse exc_text once it is set).
-        if record.exc_info and not record.exc_text:
-            record.exc_text = _FORMATTER.formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.masker.mask(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self.masker.mask(record.stack_info)
+        mask_record(record)
         return True
 
 
+_install_lock = threading.Lock()
+_installed = False
+
+
 def install_log_masking(masker: Masker = GLOBAL_MASKER) -> None:
+    """Masks every log record where it is made: every logger and handler, present or later."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        base = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            return mask_record(base(*args, **kwargs))
+
+        logging.setLogRecordFactory(factory)
+        _installed = True
     root = logging.getLogger()
     for handler in root.handlers or []:
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):

@@ -165,7 +165,7 @@ def test_env_file_values_reach_the_child_and_are_masked_in_output(tmp_path: Path
         "sys.stderr.write('failed with secret ' + s + '\\n')\n"
         "sys.exit(1)\n"
     )
-    ctx = StepContext(masker=Masker(), timeout=5.0)
+    ctx = StepContext(masker=Masker(), timeout=5.0, public_env_keys=frozenset({"DOMAIN"}))
     result = run([PY, "-c", code], ctx, env_file=str(env_file))
     assert result.status is Status.FAIL
     b64 = base64.b64encode(secret.encode()).decode()

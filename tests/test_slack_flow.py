@@ -78,14 +78,13 @@ def test_whole_cutover_start_refusal_ticks_approvals_and_stale_click(
         stale = bot.reply(key)
         assert "already approved by <@U2> at <!date^" in stale and "changed nothing" in stale
 
-        # One parent per run, edited in place; the checkpoints are its thread.
+        # One parent per run, edited in place; the checkpoints are its thread, and the run's
+        # end posts the audit chain head there last.
         assert len(bot.standin.parents()) == 1
         assert bot.fresh(parent).updates >= 5
-        assert [m.ts for m in bot.standin.thread(f"{parent.channel}:{parent.ts}")] == [
-            one.ts,
-            two.ts,
-            three.ts,
-        ]
+        thread = bot.standin.thread(f"{parent.channel}:{parent.ts}")
+        assert [m.ts for m in thread[:3]] == [one.ts, two.ts, three.ts]
+        assert len(thread) == 4 and "Audit chain head at the end of run #1" in thread[3].text
         posts = bot.standin.api_calls("chat.postMessage")
         assert len([c for c in posts if not c.args.get("thread_ts")]) == 1
 

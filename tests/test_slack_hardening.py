@@ -329,11 +329,13 @@ def test_shell_metacharacters_and_leading_dashes_are_refused_or_kept_as_data(
         _, key = bot.command(f"abort staging --reason {json.dumps(reason)}", user="U2")
         assert "rolled back by" in bot.reply(key)
         wait_for(lambda: bot.run(run_id).status == "rolled_back", "the rollback")
-        assert bot.run(run_id).rollback_reason == f"aborted: {reason}"  # stored verbatim
+        # stored as data, its mention markup neutralised (a person's text never pings)
+        kept = reason.replace("<!channel>", "‹!channel>")
+        assert bot.run(run_id).rollback_reason == f"aborted: {kept}"
         aborted = [e for e in audit.events(sqlite_db, run_id) if e.kind == "gate.decided"]
-        assert json.loads(aborted[0].data)["reason"] == f"aborted: {reason}"
+        assert json.loads(aborted[0].data)["reason"] == f"aborted: {kept}"
         parent = bot.wait_text(bot.parent(run_id), "Rollback:")
-        assert "&lt;!channel&gt;" in parent.all_text()  # shown as text, never a mention
+        assert "‹!channel&gt;" in parent.all_text()  # shown as text, never a mention
         assert "<!channel>" not in bot.standin.everything_sent()
         assert (tmp_path / "rolled-back").exists()  # the runbook's own rollback step ran
     assert not [m for m in markers if m.exists()]

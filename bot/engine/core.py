@@ -10,7 +10,6 @@ earlier incarnation of its own replica (it was restarted).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -40,9 +39,15 @@ from bot.models import (
 )
 from bot.surface import SYSTEM, Actor, NullSurface, Surface
 from phases.checks.base import Clock, StepContext, SystemClock
-from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, Value
+from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, RunbookError, Value
 from phases.runner import StepOutcome
-from phases.secrets import GLOBAL_MASKER, EnvFileError, Masker, parse_env_file
+from phases.secrets import (
+    GLOBAL_MASKER,
+    EnvFileError,
+    Masker,
+    install_log_masking,
+    parse_env_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +172,12 @@ class EngineCore:
         self._reaper: threading.Thread | None = None
         self._threads_lock = threading.Lock()
         self._claims = 0  # bumped after each committed claim (see _renew_loop)
+        self._announced: set[int] = set()  # runs whose final chain head was posted
+        # Secrets are known from the moment the engine exists, before any run is read back
+        # after a restart: every environment's ${VAR} values, URL userinfo and env file.
+        install_log_masking()
+        for env_name in runbook.environments:
+            self.register_secrets(env_name)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.now(), UTC)
@@ -198,6 +209,8 @@ class EngineCore:
     def _tell_now(self, what: str, *args: Any) -> None:
         try:
             getattr(self.surface, what)(*args)
+            if what == "run_changed":
+                self._announce_chain_head(args[0])
         except Exception as exc:
             log.warning("surface %s failed: %s", what, self.masker.mask(str(exc)))
             run_id: int | None = None
@@ -211,6 +224,29 @@ class EngineCore:
             except Exception:
                 log.exception("could not read the gate of a failed surface call")
             self.record_surface_failure(what, str(exc), run_id)
+
+    def _announce_chain_head(self, run_id: int) -> None:
+        """Once a run has ended, posts the audit chain's head in its thread: a database
+        rewritten later disagrees with the copy Slack keeps."""
+        with self._threads_lock:
+            if run_id in self._announced:
+                return
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+            if run is None or run.ended_at is None:
+                return
+        with self._threads_lock:
+            if run_id in self._announced:
+                return
+            self._announced.add(run_id)
+        seq, digest = audit.head(self.db)
+        signer = self.db.audit_signer
+        signed = f", rows signed with key {signer.key_id}" if signer is not None else ", unsigned"
+        self.notify.notice(
+            run_id,
+            f"Audit chain head at the end of run #{run_id}: row {seq}, sha256 {digest}{signed}. "
+            "A rewritten audit table shows another hash for this row in `cutover audit export`.",
+        )
 
     def record_surface_failure(self, call: str, error: str, run_id: int | None) -> None:
         """Audits a chat post that failed (masked); never raises."""
@@ -243,23 +279,36 @@ class EngineCore:
     def is_approver(self, env: EnvironmentSpec, actor: Actor) -> bool:
         return approvals.is_approver(env, actor)
 
+    def register_secrets(self, env_name: str, *, strict: bool = False) -> None:
+        """Registers what an environment must never show: its ${VAR} values, the userinfo of
+        its URLs, every value of its env file but the keys the runbook marks public.
+
+        `strict`: a missing or malformed env file raises EnvFileError (starting a run);
+        otherwise it is left to the secrets check to report."""
+        env = self.environment(env_name)
+        self.masker.add_all(self.runbook.secret_values(env_name))
+        if not env.env_file:
+            return
+        try:
+            path = str(self.runbook.values_for(env_name)["env_file"])
+            stamp = os.stat(path).st_mtime_ns if os.path.exists(path) else None
+            if not strict and stamp is not None and self._env_files.get(path) == stamp:
+                return  # registered already, and the file has not changed since
+            self.masker.add_env(parse_env_file(path), public=env.public_env_keys)
+            if stamp is not None:
+                self._env_files[path] = stamp
+        except (EnvFileError, RunbookError):  # a ${VAR} unset: starting a run reports it
+            if strict:
+                raise
+
     def context(self, run: Run) -> tuple[StepContext, dict[str, Value]]:
-        """The step context and template values of a run (its env file's secrets masked)."""
+        """The step context and template values of a run (its secrets registered)."""
         env = self.environment(run.environment)
         values = self.runbook.values_for(run.environment)
-        if env.env_file:
-            with contextlib.suppress(EnvFileError, OSError):  # the secrets check reports it
-                self._mask_env_file(str(values["env_file"]))
-        return self.context_factory(env, run.dry_run, self.masker), values
-
-    def _mask_env_file(self, path: str) -> None:
-        """Registers an env file's secrets with the masker, parsing it again only when it
-        changed (a run reads it at every phase)."""
-        stamp = os.stat(path).st_mtime_ns
-        if self._env_files.get(path) == stamp:
-            return
-        self.masker.add_env(parse_env_file(path))
-        self._env_files[path] = stamp
+        self.register_secrets(run.environment)
+        ctx = self.context_factory(env, run.dry_run, self.masker)
+        ctx.public_env_keys = frozenset(env.public_env_keys)
+        return ctx, values
 
     def refuse(
         self,

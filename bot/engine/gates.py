@@ -133,7 +133,7 @@ class Gates(EngineCore):
             states.transition(run, "rolled_back_at_gate")
             run.rolled_back_by = actor.id
             # A reason is typed by a person: it may quote a secret, and is kept masked.
-            run.rollback_reason = self.masker.mask(reason or "") or (
+            run.rollback_reason = self.masker.untrusted(reason or "") or (
                 f"rolled back at phase {gate.phase_id}"
             )
             log_event(AuditKind.GATE_DECIDED, decision="rollback", reason=run.rollback_reason)
@@ -262,7 +262,7 @@ class Gates(EngineCore):
         env = self.environment(env_name)
         if not reason.strip():
             raise InvalidInput("say why: --reason is required")
-        masked = self.masker.mask(reason)
+        masked = self.masker.untrusted(reason)
         refusal = approvals.may_abort(env_name, env, actor)
         if refusal:
             with self.db.session() as s:

@@ -28,7 +28,7 @@ from bot.models import (
 from bot.surface import SYSTEM, Actor
 from phases.runbook import EnvironmentSpec, PhaseSpec
 from phases.runner import StepOutcome, run_actions, run_checks
-from phases.secrets import EnvFileError, parse_env_file
+from phases.secrets import EnvFileError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Runs(EngineCore):
                     f"env_file in the runbook. No run was started."
                 )
             try:
-                self.masker.add_env(parse_env_file(path))
+                self.register_secrets(env_name, strict=True)
             except EnvFileError as exc:
                 raise EngineError(f"{exc}. No run was started.") from None
         try:

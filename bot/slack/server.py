@@ -12,6 +12,8 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -22,6 +24,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from slack_bolt import App
 from slack_bolt.request import BoltRequest
+from slack_sdk.signature import SignatureVerifier
 
 from bot.engine import Engine
 from bot.settings import Settings
@@ -34,6 +37,33 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 MAX_BODY = 1024 * 1024  # Slack's payloads are far smaller
+REFUSALS_PER_WINDOW, REFUSAL_WINDOW_SECONDS = 5, 60.0
+
+
+class RefusalLog:
+    """Refused requests are logged as one short line each, at most REFUSALS_PER_WINDOW a
+    window, then one line counting the rest: never a body, a header value or a path, so an
+    attacker can neither fill the log nor write a line of their own into it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._window_start = 0.0
+        self._logged = 0
+        self._dropped = 0
+
+    def refused(self, status: int, reason: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._window_start >= REFUSAL_WINDOW_SECONDS:
+                dropped, self._dropped = self._dropped, 0
+                self._window_start, self._logged = now, 0
+                if dropped:
+                    log.warning("%s more requests refused in the last minute", dropped)
+            if self._logged >= REFUSALS_PER_WINDOW:
+                self._dropped += 1
+                return
+            self._logged += 1
+        log.warning("request refused (%s): %s", status, reason)
 
 
 class ConfigError(ValueError):
@@ -113,6 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
         text = {"content-type": ["text/plain; charset=utf-8"]}
         if self.headers.get("Transfer-Encoding"):  # Slack always sends a Content-Length
             self.close_connection = True
+            self.server.refusals.refused(411, "no Content-Length")
             self._send(411, text, "length required\n")
             return
         try:
@@ -122,8 +153,10 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0 or length > MAX_BODY:  # refused unread: a 2 MB body costs nothing
             self.close_connection = True
             if length > MAX_BODY:
+                self.server.refusals.refused(413, "body too large")
                 self._send(413, text, "too large\n")
             else:
+                self.server.refusals.refused(400, "bad Content-Length")
                 self._send(400, text, "bad Content-Length\n")
             return
         try:
@@ -134,7 +167,17 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError:
+            self.server.refusals.refused(400, "body not UTF-8")
             self._send(400, text, "not UTF-8\n")
+            return
+        verifier = self.server.verifier
+        if verifier is not None and not verifier.is_valid(
+            body,
+            self.headers.get("X-Slack-Request-Timestamp") or "",
+            self.headers.get("X-Slack-Signature") or "",
+        ):  # checked here, before Bolt, whose own refusal logs the whole body
+            self.server.refusals.refused(401, "bad signature or timestamp")
+            self._send(401, {"content-type": ["application/json"]}, '{"error":"invalid request"}')
             return
         headers: dict[str, str | Sequence[str]] = {
             k.lower(): self.headers.get_all(k) or [] for k in self.headers
@@ -145,13 +188,13 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # not JSON, or JSON that is not an object
             problem = f"malformed body ({type(exc).__name__})"
         if problem is not None:  # not from Slack: refused before any middleware or listener
-            log.warning("request refused: %s", problem)
+            self.server.refusals.refused(400, problem)
             self._send(400, text, problem + "\n")
             return
         try:
             resp = app.dispatch(request)
         except Exception as exc:  # Bolt's own error handling could not read the body either
-            log.warning("request refused: Bolt could not read it (%s)", type(exc).__name__)
+            self.server.refusals.refused(400, f"Bolt could not read it ({type(exc).__name__})")
             self._send(400, text, "malformed body\n")
             return
         self._send(resp.status, resp.headers, resp.body)
@@ -179,7 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        log.debug("http %s " + format, self.address_string(), *args)
+        line = format % args  # the request line is the client's: clipped, one line
+        log.debug("http %s %r", self.address_string(), line[:200])
 
 
 class BoltHTTPServer(ThreadingHTTPServer):
@@ -194,6 +238,9 @@ class BoltHTTPServer(ThreadingHTTPServer):
     ) -> None:
         self.bolt_app = bolt_app
         self.in_flight = in_flight or nullcontext()
+        self.refusals = RefusalLog()
+        secret = getattr(bolt_app, "_signing_secret", None) if bolt_app is not None else None
+        self.verifier = SignatureVerifier(secret) if secret else None
         super().__init__(address, _Handler)
 
     def handle_error(self, request: object, client_address: object) -> None:

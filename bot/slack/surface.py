@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from bot.engine import Engine
 
 log = logging.getLogger(__name__)
+_QUIET = logging.getLogger(__name__ + ".webhook")  # a response_url is a credential: never logged
+_QUIET.setLevel(logging.INFO)
 
 DEFAULT_API_URL = "https://slack.com/api/"
 
@@ -291,7 +293,9 @@ class SlackSurface:
         errors: list[str] = []
         if response_url:
             try:
-                hook = WebhookClient(url=response_url, timeout=10, retry_handlers=retry_handlers())
+                hook = WebhookClient(  # its DEBUG log line would carry the URL: kept quiet
+                    url=response_url, timeout=10, retry_handlers=retry_handlers(), logger=_QUIET
+                )
                 resp = hook.send_dict(
                     {
                         "text": body,
@@ -303,7 +307,7 @@ class SlackSurface:
                     return True
                 errors.append(f"response_url answered {resp.status_code}")
             except Exception as exc:
-                errors.append(f"response_url: {exc}")
+                errors.append(f"response_url: {str(exc).replace(response_url, '[url]')}")
         if channel and user:
             try:
                 if ephemeral:

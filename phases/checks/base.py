@@ -64,6 +64,8 @@ class CommandOutput:
     stdout: str
     stderr: str
     timed_out: bool = False
+    truncated: bool = False  # stdout/stderr are the last part of longer output
+    stdout_matches: bool | None = None  # the watched text appeared anywhere in stdout
 
 
 class CommandRunner(Protocol):
@@ -85,6 +87,8 @@ class StepContext:
     command_runner: CommandRunner | None = None
     workdir: str | None = None
     timeout: float = 30.0  # this step's own limit; a step bounds every wait by it
+    # env-file keys the runbook marks public; every other env-file value is masked
+    public_env_keys: frozenset[str] = frozenset()
 
 
 P = TypeVar("P", bound=BaseModel)

@@ -9,10 +9,14 @@ of those is registered with the masker, and only a masked output tail is kept.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import selectors
 import shlex
 import signal
 import subprocess
+import time
+import uuid
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -26,7 +30,7 @@ from phases.checks.base import (
     StepResult,
     register,
 )
-from phases.secrets import EnvFileError, parse_env_file
+from phases.secrets import EnvFileError, is_secret_key, parse_env_file
 
 EVIDENCE_LIMIT = 200
 # The engine the docker steps talk to is the one compose commands talk to.
@@ -35,6 +39,10 @@ INHERITED_ENV = (
     "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
 )
 KILL_GRACE_SECONDS = 2.0
+TAIL_BYTES = 64 * 1024  # of each stream, kept while the command runs
+READ_CHUNK = 64 * 1024
+EXIT_GRACE_SECONDS = 1.0  # after the program exits, for its last output
+MARKER_VAR = "CUTOVER_STEP_ID"  # marks every process a step starts, grandchildren included
 
 
 class CommandParams(StepParams):
@@ -57,49 +65,148 @@ class CommandParams(StepParams):
 
 
 def default_runner(
-    argv: list[str], *, timeout: float, cwd: str | None, env: dict[str, str] | None
+    argv: list[str],
+    *,
+    timeout: float,
+    cwd: str | None,
+    env: dict[str, str] | None,
+    watch: str | None = None,
 ) -> CommandOutput:
-    """subprocess without a shell, in its own process group, killed whole on timeout."""
+    """subprocess without a shell, in its own session, killed whole on timeout.
+
+    Output is read as it comes and only a bounded tail of each stream is kept
+    (`TAIL_BYTES`), so a command printing gigabytes costs no memory; `watch` is looked for
+    in the whole of stdout as it streams by. On timeout the process group is killed, and so
+    is every process that carries this step's marker in its environment (a grandchild that
+    left the group with `setsid` still inherited it).
+    """
+    marker = uuid.uuid4().hex
+    child_env = dict(os.environ if env is None else env)
+    child_env[MARKER_VAR] = marker
     proc = subprocess.Popen(
         argv,
         shell=False,
         cwd=cwd,
-        env=env,
+        env=child_env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
         start_new_session=True,
     )
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-        return CommandOutput(proc.returncode, stdout, stderr)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        try:
-            stdout, stderr = proc.communicate(timeout=KILL_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:  # a grandchild left the group and holds the pipes
-            proc.kill()
-            stdout, stderr = "", ""
-        return CommandOutput(
-            proc.returncode if proc.returncode is not None else -9,
-            stdout or "",
-            stderr or "",
-            timed_out=True,
-        )
+        return _collect(proc, marker, timeout, watch)
     except BaseException:
-        _kill_group(proc)
+        kill_tree(proc, marker)
         proc.wait()
         raise
+    finally:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+class _Tail:
+    """The last `cap` bytes of a stream (kept between cap and 2*cap, trimmed in bulk)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.buf = bytearray()
+        self.truncated = False
+
+    def feed(self, chunk: bytes) -> None:
+        self.buf += chunk
+        if len(self.buf) > 2 * self.cap:
+            del self.buf[: len(self.buf) - self.cap]
+            self.truncated = True
+
+    def text(self) -> str:
+        data = bytes(self.buf[-self.cap :]) if len(self.buf) > self.cap else bytes(self.buf)
+        text = data.decode("utf-8", errors="replace")
+        if self.truncated or len(self.buf) > self.cap:
+            text = text.split("\n", 1)[-1]  # drop the partial first line
+        return text
+
+
+def _collect(
+    proc: subprocess.Popen[bytes], marker: str, timeout: float, watch: str | None
+) -> CommandOutput:
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = _Tail(TAIL_BYTES), _Tail(TAIL_BYTES)
+    tails = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    needle = watch.encode() if watch else b""
+    found = not needle
+    carry = b""
+    deadline = time.monotonic() + timeout
+    exited_at: float | None = None
+    timed_out = False
+    with selectors.DefaultSelector() as sel:
+        for fd in tails:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            now = time.monotonic()
+            if now >= deadline:
+                timed_out = True
+                break
+            if proc.poll() is not None:
+                exited_at = exited_at or now
+                if now - exited_at > EXIT_GRACE_SECONDS:
+                    break  # a detached grandchild holds the pipes: its output is not ours
+            for key, _ in sel.select(min(deadline - now, 0.25)):
+                chunk = os.read(key.fd, READ_CHUNK)
+                if not chunk:
+                    sel.unregister(key.fd)
+                    continue
+                tails[key.fd].feed(chunk)
+                if not found and key.fd == proc.stdout.fileno():
+                    window = carry + chunk
+                    found = needle in window
+                    carry = window[-(len(needle) - 1) :] if len(needle) > 1 else b""
+    if timed_out:
+        kill_tree(proc, marker)
+    try:
+        returncode = proc.wait(timeout=KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc, marker)
+        returncode = proc.wait()
+    return CommandOutput(
+        -9 if timed_out and returncode is None else returncode,
+        out.text(),
+        err.text(),
+        timed_out=timed_out,
+        truncated=out.truncated or err.truncated,
+        stdout_matches=found if watch else None,
+    )
+
+
+def kill_tree(proc: subprocess.Popen[bytes], marker: str) -> None:
+    """Kills the step's process group, then every process carrying its marker (twice: a
+    process may fork while the first sweep runs)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    needle = f"{MARKER_VAR}={marker}".encode()
+    for _ in range(2):
+        for pid in _marked(needle):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _marked(needle: bytes) -> list[int]:
+    found: list[int] = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry))
+    return found
 
 
 def _clip(text: str) -> str:
@@ -117,9 +224,9 @@ def child_env(params: CommandParams, ctx: StepContext) -> dict[str, str]:
     env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
     if params.env_file:
         file_env = parse_env_file(_resolve(params.env_file, ctx.workdir))
-        ctx.masker.add_env(file_env)
+        ctx.masker.add_env(file_env, public=ctx.public_env_keys)
         env.update(file_env)
-    ctx.masker.add_env(params.env)
+    ctx.masker.add_all(v for k, v in params.env.items() if is_secret_key(k))
     env.update(params.env)
     return env
 
@@ -146,7 +253,12 @@ def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
     program = params.argv[0]
     start = ctx.clock.monotonic()
     try:
-        out = runner(list(params.argv), timeout=ctx.timeout, cwd=cwd, env=env)
+        if runner is default_runner:
+            out = default_runner(
+                list(params.argv), timeout=ctx.timeout, cwd=cwd, env=env, watch=params.expect_output
+            )
+        else:
+            out = runner(list(params.argv), timeout=ctx.timeout, cwd=cwd, env=env)
     except FileNotFoundError:
         return StepResult(Status.ERROR, _clip(f"cannot run {program}: not found"))
     except PermissionError:
@@ -163,6 +275,7 @@ def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
         "exit_code": out.returncode,
         "timed_out": out.timed_out,
         "output_tail": mask("\n".join(out_tail)),
+        "output_truncated": out.truncated,
     }
     if out.timed_out:
         return StepResult(
@@ -178,7 +291,10 @@ def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
         expected = "" if params.expect_exit == 0 else f" (expected {params.expect_exit})"
         evidence = f"exit {out.returncode}{expected}" + (f": {last.strip()}" if last else "")
         return StepResult(Status.FAIL, _clip(mask(evidence)), details=details)
-    if params.expect_output is not None and params.expect_output not in out.stdout:
+    matched = out.stdout_matches if out.stdout_matches is not None else None
+    if matched is None and params.expect_output is not None:
+        matched = params.expect_output in out.stdout
+    if params.expect_output is not None and not matched:
         evidence = f"exit {out.returncode} in {took} but output lacks {params.expect_output!r}"
         return StepResult(Status.FAIL, _clip(mask(evidence)), details=details)
     return StepResult(Status.PASS, f"exit {out.returncode} in {took}", details=details)

@@ -22,6 +22,45 @@ from phases.checks.base import Status, StepContext, StepKind, StepParams, StepRe
 
 EVIDENCE_LIMIT = 200
 BODY_SNIPPET = 80
+BODY_CAP = 1024 * 1024  # bytes of a body read; past it the read stops and says "truncated"
+
+
+class Fetched:
+    """A response whose body was read up to BODY_CAP and within the step's deadline."""
+
+    def __init__(self, response: httpx.Response, body: bytes, truncated: bool) -> None:
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.content = body
+        self.truncated = truncated
+        self.encoding = response.encoding or "utf-8"
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding, errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class BodyTimeout(Exception):
+    """The body kept coming past the step's deadline."""
+
+
+def read_capped(response: httpx.Response, deadline: float, now: Callable[[], float]) -> Fetched:
+    """Reads the body in chunks: stops at BODY_CAP (truncated) and at the deadline (raises)."""
+    body = bytearray()
+    truncated = False
+    for chunk in response.iter_bytes(64 * 1024):
+        if now() >= deadline:
+            raise BodyTimeout
+        room = BODY_CAP - len(body)
+        if len(chunk) > room:
+            body += chunk[:room]
+            truncated = True
+            break
+        body += chunk
+    return Fetched(response, bytes(body), truncated)
 
 
 def _statuses(params: HttpParams) -> list[int]:
@@ -119,7 +158,7 @@ def _context(key: tuple[Any, ...], make: Callable[[], ssl.SSLContext]) -> ssl.SS
         return _CONTEXTS.setdefault(key, made)
 
 
-def _body_checks(params: HttpParams, response: httpx.Response) -> list[str]:
+def _body_checks(params: HttpParams, response: Fetched) -> list[str]:
     problems: list[str] = []
     text = response.text
     wants_json = (
@@ -161,7 +200,7 @@ def run_http(params: HttpParams, ctx: StepContext) -> StepResult:
     else:
         client_args["verify"] = _verify(params, ctx)
     timings: list[int] = []
-    response: httpx.Response | None = None
+    response: Fetched | None = None
     with httpx.Client(**client_args) as client:
         for _ in range(params.samples):
             remaining = deadline - ctx.clock.monotonic()
@@ -171,14 +210,19 @@ def run_http(params: HttpParams, ctx: StepContext) -> StepResult:
                 )
             start = ctx.clock.monotonic()
             try:
-                response = client.request(
+                request_obj = client.build_request(
                     params.method,
                     params.url,
                     headers=params.headers,
                     json=params.json_body if params.method == "POST" else None,
                     timeout=remaining,
                 )
-            except httpx.TimeoutException:
+                streamed = client.send(request_obj, stream=True)
+                try:
+                    response = read_capped(streamed, deadline, ctx.clock.monotonic)
+                finally:
+                    streamed.close()
+            except (httpx.TimeoutException, BodyTimeout):
                 return StepResult(
                     Status.ERROR,
                     _clip(f"{request}: timed out after {ctx.timeout:g}s"),
@@ -196,6 +240,8 @@ def run_http(params: HttpParams, ctx: StepContext) -> StepResult:
         "elapsed_ms": elapsed_ms,
         "samples_ms": timings,
     }
+    if response.truncated:
+        details["body_truncated_at"] = BODY_CAP
     if response.status_code not in _statuses(params):
         snippet = (
             # mask, then clip: a secret cut in two by the clip would not be recognised
@@ -205,11 +251,15 @@ def run_http(params: HttpParams, ctx: StepContext) -> StepResult:
         )
         wanted = " or ".join(str(s) for s in _statuses(params))
         evidence = f"{request} → {response.status_code} (expected {wanted})"
+        if response.truncated:
+            evidence += f" [body truncated at {BODY_CAP // 1024} KB]"
         if snippet:
             evidence += f": {snippet}"
         details["body_snippet"] = snippet
         return StepResult(Status.FAIL, _clip(ctx.masker.mask(evidence)), details=details)
     problems = _body_checks(params, response) if params.method != "HEAD" else []
+    if response.truncated and problems:
+        problems.append(f"body truncated at {BODY_CAP // 1024} KB")
     timing = f"{elapsed_ms} ms" if len(timings) == 1 else f"avg {elapsed_ms} ms over {len(timings)}"
     if params.max_ms is not None and elapsed_ms > params.max_ms:
         if len(timings) == 1:
@@ -222,7 +272,8 @@ def run_http(params: HttpParams, ctx: StepContext) -> StepResult:
         evidence = f"{request} → {response.status_code}: {'; '.join(problems)}"
         return StepResult(Status.FAIL, _clip(ctx.masker.mask(evidence)), details=details)
     limit = f" (limit {params.max_ms} ms)" if params.max_ms is not None else ""
-    evidence = f"{request} → {response.status_code} in {timing}{limit}"
+    truncated = f" [body truncated at {BODY_CAP // 1024} KB]" if response.truncated else ""
+    evidence = f"{request} → {response.status_code} in {timing}{limit}{truncated}"
     return StepResult(Status.PASS, _clip(ctx.masker.mask(evidence)), details=details)
 
 
