@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 
 
 def open_database(settings: Settings) -> Database:
-    """The bot's database as the settings name it, its schema made if missing."""
+    """The bot's database as the settings name it, its schema made or upgraded (migrations,
+    bot/migrate.py): replicas starting together take turns under an advisory lock."""
     db = Database(settings.database_url)
-    db.create_all()
+    db.upgrade()
     return db
 
 

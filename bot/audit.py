@@ -253,6 +253,8 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
         f"GRANT USAGE ON SCHEMA public TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(state)} TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        # The schema's revision, read at start; upgrades run as the owner (docs/deploy.md).
+        f"GRANT SELECT ON alembic_version TO {role}",
         f"REVOKE ALL ON audit_event FROM {role}",
         "REVOKE UPDATE, DELETE, TRUNCATE ON audit_event FROM PUBLIC",
         f"GRANT SELECT, INSERT ON audit_event TO {role}",

@@ -10,6 +10,8 @@ Every user error is one line on stderr and an exit code for its class, never a t
     4    bad configuration: a malformed database URL or one of an unsupported database
          (postgres:// and postgresql:// are taken as postgresql+psycopg://), an invalid setting
     5    runbook unusable: the file is missing or unreadable, or it is not a valid runbook
+    6    database not ready: no cutover schema there (a wrong URL or path?), or an older one;
+         `cutover db upgrade` makes or upgrades it. Read commands never create tables.
     130  interrupted (Ctrl-C)
     141  output closed early (`cutover audit export | head -1`): stops quietly
 """
@@ -29,7 +31,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from bot import audit
-from bot.db import Database, DatabaseUnavailable
+from bot.db import Database, DatabaseUnavailable, SchemaNotReady
 from bot.settings import DatabaseURLError, Settings
 from phases.runbook import Runbook, RunbookError, load_runbook
 from phases.secrets import install_log_masking
@@ -42,13 +44,15 @@ EXIT_USAGE = 2
 EXIT_DATABASE = 3
 EXIT_CONFIG = 4
 EXIT_RUNBOOK = 5
+EXIT_SCHEMA = 6
 EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141
 
 EXIT_CODES = """exit codes:
   0 ok                 1 problem found           2 bad usage or argument
   3 database down      4 bad configuration (URL) 5 runbook missing or invalid
-  130 interrupted      141 output closed early"""
+  6 no schema: run `cutover db upgrade`          130 interrupted
+  141 output closed early"""
 
 
 def package_version() -> str:
@@ -204,6 +208,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     lk.add_argument("--app-role", required=True, help="the role the bot connects as")
     lk.add_argument("--print", action="store_true", help="print the SQL; change nothing")
+
+    dbp = command(sub, "db", "create or upgrade the bot's database", "The bot's own database.")
+    db_sub = dbp.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    command(
+        db_sub,
+        "upgrade",
+        "create the schema, or upgrade it to this version's",
+        "Create the bot's tables in an empty database, or upgrade them to this version's "
+        "schema, keeping every run and the audit trail. Safe to run again; replicas upgrading "
+        "at once take turns (PostgreSQL advisory lock). `cutover serve` does this at start.",
+        [db_only],
+    )
     return p
 
 
@@ -235,8 +251,9 @@ def _runbook(settings: Settings) -> Runbook:
 
 
 def _database(settings: Settings) -> Database:
-    db = Database(settings.database_url)
-    db.create_all()
+    """The database for a command that only reads: it must be there; nothing is created."""
+    db = Database(settings.database_url, must_exist=True)
+    db.require_schema()
     return db
 
 
@@ -266,7 +283,7 @@ def _main(argv: Sequence[str] | None) -> int:
     )
     install_log_masking()
     # Request lines of the HTTP client are noise at a prompt; warnings still show.
-    for noisy in ("httpx", "httpcore", "urllib3", "docker"):
+    for noisy in ("httpx", "httpcore", "urllib3", "docker", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         code = _dispatch(args, settings)
@@ -281,6 +298,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except DatabaseURLError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except SchemaNotReady as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_SCHEMA
     except DatabaseUnavailable as exc:
         print(f"database error: {exc}", file=sys.stderr)
         return EXIT_DATABASE
@@ -301,6 +321,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 f"{len(ph.actions)} actions, "
                 f"{len(ph.checks)} checks, {len(ph.manual)} manual; on fail: {ph.on_fail}"
             )
+        return 0
+    if args.command == "db":
+        db = Database(settings.database_url)
+        before, after = db.upgrade()
+        if before == after:
+            print(f"database {db.safe_url}: schema is up to date (revision {after})")
+        else:
+            print(f"database {db.safe_url}: schema upgraded from {before or 'none'} to {after}")
         return 0
     if args.command == "audit":
         db = _database(settings)
