@@ -21,7 +21,7 @@ from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackClientError
 from slack_sdk.http_retry.handler import RetryHandler
 
-from bot.console import Console, ConsoleSurface, console_actor
+from bot.console import Console, ConsoleSurface, TerminalLogHandler, console_actor
 from bot.db import Database
 from bot.engine import Engine
 from bot.scheduler import start_scheduler
@@ -73,12 +73,23 @@ def run_console(settings: Settings, runbook: Runbook, as_user: str | None) -> in
     """`cutover console` (and the demo): the engine on this terminal, with the scheduler."""
     db = open_database(settings)
     engine = console_engine(db, runbook, workers=settings.workers)
+    assert isinstance(engine.surface, ConsoleSurface)
+    # Log lines from any thread go above the prompt, never onto it.
+    root = logging.getLogger()
+    handler = TerminalLogHandler(engine.surface.terminal)
+    if root.handlers:
+        handler.setFormatter(root.handlers[0].formatter)
+    saved, root.handlers = root.handlers, [handler]
     scheduler = start_scheduler(engine, db, settings)  # notices, gate timeouts, monitoring
     try:
-        return Console(engine, console_actor(as_user)).loop()
+        # When a run ends, its record is due at once: one tick prints it before the prompt.
+        return Console(
+            engine, console_actor(as_user), on_run_end=lambda: scheduler.scheduler.tick()
+        ).loop()
     finally:
         scheduler.stop()
         engine.shutdown()
+        root.handlers = saved
 
 
 # ---------------------------------------------------------------------------- Slack
