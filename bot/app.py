@@ -21,6 +21,7 @@ from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackClientError
 from slack_sdk.http_retry.handler import RetryHandler
 
+from bot import metrics
 from bot.console import Console, ConsoleSurface, TerminalLogHandler, console_actor
 from bot.db import Database
 from bot.engine import Engine
@@ -36,8 +37,9 @@ from bot.slack.server import (
     settle_memory,
 )
 from bot.slack.surface import SlackSurface, make_client
+from bot.views import run_counts
 from phases.runbook import Runbook, load_runbook
-from phases.secrets import GLOBAL_MASKER
+from phases.secrets import GLOBAL_MASKER, install_log_masking
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ def run_console(settings: Settings, runbook: Runbook, as_user: str | None) -> in
     if root.handlers:
         handler.setFormatter(root.handlers[0].formatter)
     saved, root.handlers = root.handlers, [handler]
+    install_log_masking()  # no secret in a log line at the terminal either
     scheduler = start_scheduler(engine, db, settings)  # notices, gate timeouts, monitoring
     try:
         # When a run ends, its record is due at once: one tick prints it before the prompt.
@@ -121,6 +124,7 @@ def build_service(
         db = open_database(settings)
     runbook = runbook or load_runbook(settings.runbook)
     client = make_client(token, settings.slack_api_url, handlers)
+    metrics.instrument_slack_client(client)  # API errors and 429s on /metrics
     surface = SlackSurface(client)
     engine = Engine(
         db,
@@ -176,6 +180,8 @@ def serve(settings: Settings) -> int:
     # Notices of scheduled cutovers, gate reminders, monitoring rounds, cutover records.
     # Every process runs one; with several on one PostgreSQL an advisory lock makes one lead.
     scheduler = start_scheduler(service.engine, service.engine.db, settings)
+    db = service.engine.db
+    metrics.watch(lambda: run_counts(db), lambda: scheduler.is_leader)
     try:
         if how == "socket":
             from slack_bolt.adapter.socket_mode import SocketModeHandler

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, text
 from sqlmodel import Session, SQLModel, col, select
 
+from bot import metrics
 from bot.db import Database
 from bot.models import AuditEvent, AuditHead
 
@@ -94,6 +95,7 @@ def append(
     else:
         conn.execute(_INSERT_EVENT, row)
         conn.execute(_UPDATE_HEAD, {"seq": seq, "hash": digest})
+    metrics.audit_appended(kind)
     return AuditEvent(**row)
 
 

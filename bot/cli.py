@@ -26,15 +26,16 @@ import textwrap
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
 from bot import audit
 from bot.db import Database, DatabaseUnavailable, SchemaNotReady
 from bot.settings import DatabaseURLError, Settings
+from bot.text import in_words, plural
 from phases.runbook import Runbook, RunbookError, load_runbook
-from phases.secrets import install_log_masking
+from phases.secrets import GLOBAL_MASKER, install_log_masking
 
 log = logging.getLogger("cutover")
 
@@ -257,6 +258,33 @@ def _database(settings: Settings) -> Database:
     return db
 
 
+def _configure_logging(settings: Settings) -> None:
+    """Logs go to stderr (journald, `docker logs`): a line each, or with CUTOVER_LOG_FORMAT=json
+    one JSON object each (time, level, logger, message; an exception's traceback as exc_info)
+    for a log pipeline. Secrets are masked either way (install_log_masking)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        class MaskedJsonFormatter(JsonFormatter):
+            """Tracebacks masked too: the JSON formatter formats exc_info itself."""
+
+            def formatException(self, ei: Any) -> Any:  # noqa: N802
+                text = super().formatException(ei)
+                return GLOBAL_MASKER.mask(text) if isinstance(text, str) else text
+
+        handler.setFormatter(
+            MaskedJsonFormatter(
+                "%(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",  # ISO 8601, UTC
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -276,11 +304,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except ValidationError as exc:
         print(f"configuration error: {_settings_error(exc)}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _configure_logging(settings)
     install_log_masking()
     # Request lines of the HTTP client are noise at a prompt; warnings still show.
     for noisy in ("httpx", "httpcore", "urllib3", "docker", "alembic"):
@@ -318,8 +342,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         for i, ph in enumerate(rb.phases):
             print(
                 f"  {rb.phase_number(i)}. {ph.name} [{ph.estimate_minutes}] — "
-                f"{len(ph.actions)} actions, "
-                f"{len(ph.checks)} checks, {len(ph.manual)} manual; on fail: {ph.on_fail}"
+                f"{plural(len(ph.actions), 'action')}, {plural(len(ph.checks), 'check')}, "
+                f"{plural(len(ph.manual), 'manual step')}; on fail: {in_words(ph.on_fail)}"
             )
         return 0
     if args.command == "db":

@@ -95,6 +95,9 @@ BAD_INVOCATIONS = [
                  EXIT_CONFIG, "CUTOVER_WORKERS", id="setting-out-of-range"),
     pytest.param(["runbook", "check", str(DEMO_RUNBOOK)], {"CUTOVER_LOG_LEVEL": "loud"},
                  EXIT_CONFIG, "'loud' is not a log level", id="setting-unknown-log-level"),
+    pytest.param(["runbook", "check", str(DEMO_RUNBOOK)], {"CUTOVER_LOG_FORMAT": "xml"},
+                 EXIT_CONFIG, "CUTOVER_LOG_FORMAT: 'xml' is not a log format; use text or json",
+                 id="setting-unknown-log-format"),
     # the database cannot be reached
     pytest.param(["audit", "verify"],
                  {"CUTOVER_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/postgres"},

@@ -14,13 +14,13 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from bot import audit
+from bot import audit, metrics
 from bot.domain import approvals, states
 from bot.domain.approvals import GateFacts
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.states import DecisionKind
-from bot.engine.core import Decision, DecisionName, EngineCore
+from bot.engine.core import Decision, DecisionName, EngineCore, _aware
 from bot.models import (
     Gate,
     GateStatus,
@@ -53,11 +53,21 @@ class Gates(EngineCore):
         if result.outcome == "vote_recorded" and result.gate_id is not None:
             self.tell("gate_changed", result.gate_id)  # "1/2 approved by …", live
         elif result.changed and result.gate_id is not None:
+            self._observe_wait(result.gate_id, result.outcome)
             self.tell("gate_changed", result.gate_id)
             self.tell("run_changed", result.run_id)
         if spawn is not None and result.run_id is not None:
             self.spawn(spawn, result.run_id)
         return result
+
+    def _observe_wait(self, gate_id: int, outcome: str) -> None:
+        """The gate's wait, from opening to this (committed) decision, for /metrics."""
+        with self.db.session() as s:
+            gate = s.get(Gate, gate_id)
+        if gate is not None and gate.decided_at is not None:
+            opened, decided = _aware(gate.opened_at), _aware(gate.decided_at)
+            assert opened is not None and decided is not None
+            metrics.observe_gate_wait(outcome, (decided - opened).total_seconds())
 
     def _gate_run(self, gate_id: int) -> tuple[int, str] | None:
         """(run id, environment) of a gate, read without a lock: the locks come in order."""
