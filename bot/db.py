@@ -96,6 +96,11 @@ class Database:
             raise DatabaseUnavailable(
                 f"database {self.safe_url} unreachable: {_short(exc)}"
             ) from None
+        except ProgrammingError as exc:  # e.g. a locked-down app role may not change tables
+            raise SchemaNotReady(
+                f"database {self.safe_url}: cannot upgrade the schema ({_short(exc)}); run "
+                "`cutover db upgrade` as the role that owns the tables (docs/deploy.md)"
+            ) from None
         if before != after:
             log.info("database %s upgraded from %s to %s", self.safe_url, before or "none", after)
         return before, after

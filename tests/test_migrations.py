@@ -257,3 +257,36 @@ def test_replicas_starting_together_upgrade_one_at_a_time() -> None:
         assert errors == []
         head = migrate.head()
         assert sorted(results, key=lambda r: r[0] or "") == [(None, head)] + [(head, head)] * 3
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_change_tables_is_told_to_upgrade_as_the_owner() -> None:
+    """The bot runs as a locked-down app role (docs/deploy.md): a new version whose schema is
+    newer stops at start with one line saying who must run `cutover db upgrade`."""
+    if not postgres_reachable():
+        unavailable("PostgreSQL not reachable (set CUTOVER_TEST_PG_URL)")
+    role = f"cutover_app_{os.getpid()}"
+    with throwaway_pg_database("cutover_mig_role") as url:
+        owner = Database(url)
+        with owner.engine.begin() as conn:
+            from alembic import command
+
+            command.upgrade(migrate.config(conn), migrate.BASELINE)
+            conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+            conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))
+            conn.execute(
+                text(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}")
+            )
+            conn.execute(text(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}"))
+        as_app = Database(url.replace("://postgres@", f"://{role}@"))
+        try:
+            with pytest.raises(
+                SchemaNotReady, match="run `cutover db upgrade` as the role that owns"
+            ):
+                as_app.upgrade()
+        finally:
+            as_app.dispose()
+            owner.dispose()
+            with Database(url).engine.begin() as conn:
+                conn.execute(text(f"DROP OWNED BY {role}"))
+                conn.execute(text(f"DROP ROLE {role}"))
