@@ -93,7 +93,7 @@ def test_metrics_show_the_run_its_gates_and_its_checks_while_it_runs(
         bot.wait_text(two, "ticked by <@U3>")
         bot.click(bot.fresh(two), "gate_continue", user="U2")
         three = bot.checkpoint(run_id, 3)
-        standin.fail_next(3, status=500)  # more 500s than the client retries: an API error
+        standin.fail_next(9, status=500)  # more 500s than the client retries: an API error
         bot.click(three, "gate_continue", user="U2")
         wait_for(lambda: bot.run(run_id).status == "completed", "the run to complete")
 
