@@ -1,4 +1,5 @@
-# cutover-bot: `docker build -t cutover-bot .` then
+# cutover-bot. With PostgreSQL, a data volume, the socket and your runbook:
+# deploy/docker-compose.yml and docs/deploy.md. On its own: `docker build -t cutover-bot .` then
 #   docker run --rm -e SLACK_BOT_TOKEN -e SLACK_SIGNING_SECRET -e SLACK_APP_TOKEN \
 #     -e CUTOVER_DATABASE_URL=postgresql+psycopg://... cutover-bot
 # The Docker checks need the engine's socket: -v /var/run/docker.sock:/var/run/docker.sock

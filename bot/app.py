@@ -21,8 +21,9 @@ from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackClientError
 from slack_sdk.http_retry.handler import RetryHandler
 
+from bot import metrics
 from bot.audit import Signer
-from bot.console import Console, ConsoleSurface, console_actor
+from bot.console import Console, ConsoleSurface, TerminalLogHandler, console_actor
 from bot.db import Database
 from bot.engine import Engine
 from bot.scheduler import start_scheduler
@@ -37,19 +38,22 @@ from bot.slack.server import (
     settle_memory,
 )
 from bot.slack.surface import SlackSurface, make_client
+from bot.views import run_counts
 from phases.runbook import Runbook, load_runbook
-from phases.secrets import GLOBAL_MASKER
+from phases.secrets import GLOBAL_MASKER, install_log_masking
 
 log = logging.getLogger(__name__)
 
 
 def open_database(settings: Settings) -> Database:
-    """The bot's database as the settings name it, its schema made if missing."""
+    """The bot's database as the settings name it, its schema made or upgraded (migrations,
+    bot/migrate.py): replicas starting together take turns under an advisory lock. The
+    settings' secrets are masked, and rows are signed when an audit key is configured."""
     GLOBAL_MASKER.add_all(secret_settings(settings))
     db = Database(settings.database_url)
     if settings.audit_key_file is not None:
         db.audit_signer = Signer.from_file(settings.audit_key_file)
-    db.create_all()
+    db.upgrade()
     return db
 
 
@@ -76,12 +80,24 @@ def run_console(settings: Settings, runbook: Runbook, as_user: str | None) -> in
     """`cutover console` (and the demo): the engine on this terminal, with the scheduler."""
     db = open_database(settings)
     engine = console_engine(db, runbook, workers=settings.workers)
+    assert isinstance(engine.surface, ConsoleSurface)
+    # Log lines from any thread go above the prompt, never onto it.
+    root = logging.getLogger()
+    handler = TerminalLogHandler(engine.surface.terminal)
+    if root.handlers:
+        handler.setFormatter(root.handlers[0].formatter)
+    saved, root.handlers = root.handlers, [handler]
+    install_log_masking()  # no secret in a log line at the terminal either
     scheduler = start_scheduler(engine, db, settings)  # notices, gate timeouts, monitoring
     try:
-        return Console(engine, console_actor(as_user)).loop()
+        # When a run ends, its record is due at once: one tick prints it before the prompt.
+        return Console(
+            engine, console_actor(as_user), on_run_end=lambda: scheduler.scheduler.tick()
+        ).loop()
     finally:
         scheduler.stop()
         engine.shutdown()
+        root.handlers = saved
 
 
 # ---------------------------------------------------------------------------- Slack
@@ -113,6 +129,7 @@ def build_service(
         db = open_database(settings)
     runbook = runbook or load_runbook(settings.runbook)
     client = make_client(token, settings.slack_api_url, handlers)
+    metrics.instrument_slack_client(client)  # API errors and 429s on /metrics
     surface = SlackSurface(client)
     engine = Engine(
         db,
@@ -168,6 +185,8 @@ def serve(settings: Settings) -> int:
     # Notices of scheduled cutovers, gate reminders, monitoring rounds, cutover records.
     # Every process runs one; with several on one PostgreSQL an advisory lock makes one lead.
     scheduler = start_scheduler(service.engine, service.engine.db, settings)
+    db = service.engine.db
+    metrics.watch(lambda: run_counts(db), lambda: scheduler.is_leader)
     try:
         if how == "socket":
             from slack_bolt.adapter.socket_mode import SocketModeHandler

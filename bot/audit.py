@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import bindparam, func, text
 from sqlmodel import Session, SQLModel, col, select
 
+from bot import metrics
 from bot.db import Database
 from bot.models import AuditEvent, AuditHead, AuditSignature
 from phases.secrets import mask_everywhere
@@ -228,6 +229,7 @@ def append(
         conn.execute(_UPDATE_HEAD, {"seq": seq, "hash": digest})
         if sig is not None:
             conn.execute(_INSERT_SIGNATURE, sig)
+    metrics.audit_appended(kind)
     return Appended(seq, digest)
 
 
@@ -442,6 +444,8 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
         f"GRANT USAGE ON SCHEMA public TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(state)} TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        # The schema's revision, read at start; upgrades run as the owner (docs/deploy.md).
+        f"GRANT SELECT ON alembic_version TO {role}",
         f"REVOKE ALL ON audit_event FROM {role}",
         "REVOKE UPDATE, DELETE, TRUNCATE ON audit_event FROM PUBLIC",
         f"GRANT SELECT, INSERT ON audit_event TO {role}",

@@ -10,6 +10,8 @@ Every user error is one line on stderr and an exit code for its class, never a t
     4    bad configuration: a malformed database URL or one of an unsupported database
          (postgres:// and postgresql:// are taken as postgresql+psycopg://), an invalid setting
     5    runbook unusable: the file is missing or unreadable, or it is not a valid runbook
+    6    database not ready: no cutover schema there (a wrong URL or path?), or an older one;
+         `cutover db upgrade` makes or upgrades it. Read commands never create tables.
     130  interrupted (Ctrl-C)
     141  output closed early (`cutover audit export | head -1`): stops quietly
 """
@@ -24,13 +26,14 @@ import textwrap
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
 from bot import audit
-from bot.db import Database, DatabaseUnavailable
+from bot.db import Database, DatabaseUnavailable, SchemaNotReady
 from bot.settings import DatabaseURLError, Settings, secret_settings
+from bot.text import in_words, plural
 from phases.runbook import Runbook, RunbookError, load_runbook
 from phases.secrets import GLOBAL_MASKER, install_log_masking
 
@@ -42,13 +45,15 @@ EXIT_USAGE = 2
 EXIT_DATABASE = 3
 EXIT_CONFIG = 4
 EXIT_RUNBOOK = 5
+EXIT_SCHEMA = 6
 EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141
 
 EXIT_CODES = """exit codes:
   0 ok                 1 problem found           2 bad usage or argument
   3 database down      4 bad configuration (URL) 5 runbook missing or invalid
-  130 interrupted      141 output closed early"""
+  6 no schema: run `cutover db upgrade`          130 interrupted
+  141 output closed early"""
 
 
 def package_version() -> str:
@@ -222,6 +227,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     lk.add_argument("--app-role", required=True, help="the role the bot connects as")
     lk.add_argument("--print", action="store_true", help="print the SQL; change nothing")
+
+    dbp = command(sub, "db", "create or upgrade the bot's database", "The bot's own database.")
+    db_sub = dbp.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    command(
+        db_sub,
+        "upgrade",
+        "create the schema, or upgrade it to this version's",
+        "Create the bot's tables in an empty database, or upgrade them to this version's "
+        "schema, keeping every run and the audit trail. Safe to run again; replicas upgrading "
+        "at once take turns (PostgreSQL advisory lock). `cutover serve` does this at start.",
+        [db_only],
+    )
     return p
 
 
@@ -253,9 +270,38 @@ def _runbook(settings: Settings) -> Runbook:
 
 
 def _database(settings: Settings) -> Database:
-    from bot.app import open_database  # the composition root; heavy imports only when used
+    """The database for a command that only reads: it must be there; nothing is created."""
+    GLOBAL_MASKER.add_all(secret_settings(settings))
+    db = Database(settings.database_url, must_exist=True)
+    db.require_schema()
+    return db
 
-    return open_database(settings)
+
+def _configure_logging(settings: Settings) -> None:
+    """Logs go to stderr (journald, `docker logs`): a line each, or with CUTOVER_LOG_FORMAT=json
+    one JSON object each (time, level, logger, message; an exception's traceback as exc_info)
+    for a log pipeline. Secrets are masked either way (install_log_masking)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        class MaskedJsonFormatter(JsonFormatter):
+            """Tracebacks masked too: the JSON formatter formats exc_info itself."""
+
+            def formatException(self, ei: Any) -> Any:  # noqa: N802
+                text = super().formatException(ei)
+                return GLOBAL_MASKER.mask(text) if isinstance(text, str) else text
+
+        handler.setFormatter(
+            MaskedJsonFormatter(
+                "%(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",  # ISO 8601, UTC
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,15 +323,11 @@ def _main(argv: Sequence[str] | None) -> int:
     except ValidationError as exc:
         print(f"configuration error: {_settings_error(exc)}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _configure_logging(settings)
     install_log_masking()
     GLOBAL_MASKER.add_all(secret_settings(settings))
     # Request lines of the HTTP client are noise at a prompt; warnings still show.
-    for noisy in ("httpx", "httpcore", "urllib3", "docker"):
+    for noisy in ("httpx", "httpcore", "urllib3", "docker", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         code = _dispatch(args, settings)
@@ -300,6 +342,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except (DatabaseURLError, audit.AuditKeyError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except SchemaNotReady as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_SCHEMA
     except DatabaseUnavailable as exc:
         print(f"database error: {exc}", file=sys.stderr)
         return EXIT_DATABASE
@@ -317,8 +362,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         for i, ph in enumerate(rb.phases):
             print(
                 f"  {rb.phase_number(i)}. {ph.name} [{ph.estimate_minutes}] — "
-                f"{len(ph.actions)} actions, "
-                f"{len(ph.checks)} checks, {len(ph.manual)} manual; on fail: {ph.on_fail}"
+                f"{plural(len(ph.actions), 'action')}, {plural(len(ph.checks), 'check')}, "
+                f"{plural(len(ph.manual), 'manual step')}; on fail: {in_words(ph.on_fail)}"
             )
         return 0
     if args.command == "audit" and args.audit_command == "keygen":
@@ -327,6 +372,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             f"key {kid}: private key {args.private_key} (set CUTOVER_AUDIT_KEY_FILE to it), "
             f"public key {args.public_key} (for `cutover audit verify --public-key`)"
         )
+    if args.command == "db":
+        db = Database(settings.database_url)
+        before, after = db.upgrade()
+        if before == after:
+            print(f"database {db.safe_url}: schema is up to date (revision {after})")
+        else:
+            print(f"database {db.safe_url}: schema upgraded from {before or 'none'} to {after}")
         return 0
     if args.command == "audit":
         db = _database(settings)

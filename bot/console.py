@@ -2,19 +2,29 @@
 
 Like Errbot's text backend or Hubot's shell: you type `/cutover start staging`,
 see each checkpoint, and answer Continue / Rollback / Retry at the prompt.
+
+At a real terminal the prompt has line editing and history (readline; history in
+~/.cutover_history), and whatever another thread says (the scheduler's notices, a log
+line) is printed above the prompt, which is then drawn again with what you had typed:
+never over it. Rollback is final, as in Slack: it asks for a reason and a confirmation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import logging
+import os
 import sys
+import threading
 from collections.abc import Callable
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 from bot.domain.errors import CutoverError
 from bot.engine import Engine
 from bot.surface import Actor
-from bot.text import checkpoint_text, status_text
+from bot.text import checkpoint_text, in_words, status_text, who
 from bot.views import gate_view, open_gate_id, run_view
 from commands.handlers import CommandService
 from commands.parser import UsageError, parse
@@ -22,7 +32,7 @@ from phases.runbook import RunbookError
 
 PROMPT_HELP = """At a checkpoint:
   c | continue          approve the phase and go on
-  r | rollback REASON   roll back (final)
+  r | rollback [REASON] roll back (final: asks for a reason, then to confirm)
   t | retry             run the phase again
   tick ITEM             mark a manual step done
 Any time: /cutover start ENV [--dry-run] | /cutover status [ENV] | /cutover abort ENV --reason TEXT
@@ -31,19 +41,117 @@ Any time: /cutover start ENV [--dry-run] | /cutover status [ENV] | /cutover abor
           /cutover unschedule ID"""
 
 
+HISTORY = Path(os.environ.get("CUTOVER_HISTORY", Path.home() / ".cutover_history"))
+ENDED = ("completed", "rolled_back", "cancelled")
+
+
+class Terminal:
+    """The console's input and output. One lock orders every write; a message that arrives
+    while the prompt waits is printed above it and the prompt is drawn again."""
+
+    def __init__(self, inp: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
+        self.inp, self.out = inp, out
+        self.lock = threading.RLock()
+        self.prompt: str | None = None  # shown and waiting for a line
+        self.readline: Any = None
+        if inp is sys.stdin and out is sys.stdout and _isatty(inp) and _isatty(out):
+            import readline
+
+            self.readline = readline
+            with contextlib.suppress(OSError):
+                readline.read_history_file(HISTORY)
+            readline.set_history_length(1000)
+
+    def ask(self, prompt: str) -> str | None:
+        """One line typed at `prompt`, without its newline; None at end of input."""
+        with self.lock:
+            self.prompt = prompt
+            if self.readline is None:
+                self.out.write(prompt)
+                self.out.flush()
+        try:
+            if self.readline is not None:
+                try:
+                    line = input(prompt)
+                except EOFError:
+                    self.out.write("\n")
+                    return None
+                with contextlib.suppress(OSError):
+                    self.readline.write_history_file(HISTORY)
+                return line
+            raw = self.inp.readline()
+            return raw.rstrip("\n") if raw else None
+        finally:
+            with self.lock:
+                self.prompt = None
+
+    def say(self, text: str, stream: TextIO | None = None) -> None:
+        out = stream or self.out
+        with self.lock:
+            if self.prompt is None:
+                out.write(text + "\n")
+            elif self.readline is not None:  # clear the prompt line, print, draw it again
+                out.write("\r\x1b[K" + text + "\n")
+                out.flush()
+                self.out.write(self.prompt + self.readline.get_line_buffer())
+            else:  # a pipe: the prompt stays on its own line
+                out.write("\n" + text + "\n")
+                out.flush()
+                self.out.write(self.prompt)
+            out.flush()
+            self.out.flush()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class TerminalLogHandler(logging.Handler):
+    """Log lines through the terminal, so they land above the prompt, not on it."""
+
+    def __init__(self, terminal: Terminal, stream: TextIO = sys.stderr) -> None:
+        super().__init__()
+        self.terminal, self.stream = terminal, stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.terminal.say(self.format(record), self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 class ConsoleSurface:
-    def __init__(self, engine_ref: Callable[[], Engine], out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self,
+        engine_ref: Callable[[], Engine],
+        out: TextIO = sys.stdout,
+        terminal: Terminal | None = None,
+    ) -> None:
         self._engine = engine_ref
         self.out = out
+        self.terminal = terminal or Terminal(out=out)
+        self.started: set[int] = set()  # runs whose start was said
 
     def _say(self, text: str) -> None:
-        self.out.write(self._engine().masker.mask(text) + "\n")
-        self.out.flush()
+        self.terminal.say(self._engine().masker.mask(text))
 
     def run_changed(self, run_id: int) -> None:
         engine = self._engine()
         view = run_view(engine.db, engine.runbook, run_id)
-        if view is not None and view.status in ("completed", "rolled_back"):
+        if view is None:
+            return
+        if run_id not in self.started:  # said before its first phase runs, not after it
+            self.started.add(run_id)
+            if view.status == "running" and view.phase_index == 0:
+                self._say(
+                    f"Run #{run_id} of {view.environment}"
+                    f"{' (dry run)' if view.dry_run else ''} started by "
+                    f"{who(view.requested_by)}."
+                )
+        if view.status in ENDED:
             self._say(status_text(view, engine.now()))
 
     def checkpoint(self, gate_id: int) -> None:
@@ -56,7 +164,9 @@ class ConsoleSurface:
         engine = self._engine()
         view = gate_view(engine.db, engine.runbook, gate_id)
         if view is not None and view.status != "open":
-            self._say(f"Phase {view.phase_number} {view.status} by {view.decided_by}.")
+            self._say(
+                f"Phase {view.phase_number} {in_words(view.status)} by {who(view.decided_by)}."
+            )
 
     def notice(self, run_id: int | None, text: str, channel: str | None = None) -> None:
         self._say(text)
@@ -72,30 +182,44 @@ class ConsoleSurface:
 
 
 class Console:
+    """The prompt. `on_run_end` is called once a run this console follows has ended: the
+    composition root hands in a scheduler tick, so the cutover record prints then."""
+
     def __init__(
-        self, engine: Engine, actor: Actor, inp: TextIO = sys.stdin, out: TextIO = sys.stdout
+        self,
+        engine: Engine,
+        actor: Actor,
+        inp: TextIO = sys.stdin,
+        out: TextIO = sys.stdout,
+        on_run_end: Callable[[], object] | None = None,
     ) -> None:
         self.engine, self.actor, self.inp, self.out = engine, actor, inp, out
+        surface = engine.surface
+        self.terminal = (
+            surface.terminal
+            if isinstance(surface, ConsoleSurface) and surface.terminal.out is out
+            else Terminal(inp, out)
+        )
+        self.terminal.inp = inp
         self.commands = CommandService(engine)
         self.current_run: int | None = None
+        self.on_run_end = on_run_end
+        self._ended: set[int] = set()
 
     def say(self, text: str) -> None:
-        self.out.write(self.engine.masker.mask(text) + "\n")
-        self.out.flush()
+        self.terminal.say(self.engine.masker.mask(text))
 
     def loop(self) -> int:
         self.say(
             f"cutover console — runbook {self.engine.runbook.name!r}, you are "
-            f"{self.actor.id}. Type help."
+            f"{who(self.actor.id)}. Type help."
         )
-        for line in self.engine.recover():
-            self.say(f"recovered: {line}")
+        for said in self.engine.recover():
+            self.say(f"recovered: {said}")
         while True:
             gate = open_gate_id(self.engine.db, self.current_run) if self.current_run else None
-            self.out.write("decision> " if gate else "cutover> ")
-            self.out.flush()
-            line = self.inp.readline()
-            if not line:
+            line = self.terminal.ask("decision> " if gate else "cutover> ")
+            if line is None:
                 return 0
             line = line.strip()
             if line in ("quit", "exit"):
@@ -106,6 +230,35 @@ class Console:
                 self.handle(line, gate)
             except (CutoverError, RunbookError) as exc:
                 self.say(f"error: {exc}")
+            self._after()
+
+    def _after(self) -> None:
+        """The run this console follows has ended: its record now, not a tick later."""
+        run = self.current_run
+        if run is None or run in self._ended or self.on_run_end is None:
+            return
+        view = run_view(self.engine.db, self.engine.runbook, run)
+        if view is not None and view.status in ENDED:
+            self._ended.add(run)
+            self.on_run_end()
+
+    def _rollback_reason(self, given: str) -> str | None:
+        """Rollback is final: a reason (asked for when not given) and a typed yes."""
+        reason = given
+        while not reason:
+            typed = self.terminal.ask("Reason for the rollback (empty line: keep going): ")
+            if typed is None or not typed.strip():
+                self.say("Rollback not started.")
+                return None
+            reason = typed.strip()
+        answer = self.terminal.ask(
+            "Roll back now? This is final: the rollback steps run and the run cannot "
+            "continue. Type yes to roll back: "
+        )
+        if (answer or "").strip().lower() not in ("y", "yes"):
+            self.say("Rollback not started.")
+            return None
+        return reason
 
     def handle(self, line: str, gate: int | None) -> None:
         word, _, rest = line.partition(" ")
@@ -118,11 +271,16 @@ class Console:
                 self.say(self.engine.tick(gate, rest.strip(), self.actor).message)
                 return
             kind = {"c": "continue", "r": "rollback", "t": "retry"}.get(word, word)
+            reason: str | None = rest.strip() or None
+            if kind == "rollback":
+                reason = self._rollback_reason(rest.strip())
+                if reason is None:
+                    return
             result = self.engine.decide(
                 gate,
                 self.actor,
                 kind,  # type: ignore[arg-type]
-                reason=rest.strip() or None,
+                reason=reason,
             )
             if not result.changed or result.outcome == "vote_recorded":
                 self.say(result.message)
@@ -138,6 +296,14 @@ class Console:
         reply = self.commands.execute(cmd, self.actor)
         if reply.run_id is not None:
             self.current_run = reply.run_id
+        surface = self.engine.surface
+        if (  # "Run #1 … started by …" was said before its first checkpoint
+            reply.run_id is not None
+            and isinstance(surface, ConsoleSurface)
+            and reply.run_id in surface.started
+            and reply.text.startswith(f"Run #{reply.run_id} of ")
+        ):
+            return
         self.say(reply.text)
 
 

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, event, text
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlmodel import Session, SQLModel, create_engine
 
-from bot import models  # noqa: F401  (registers the tables)
+from bot import migrate, models
 from bot.domain.errors import Unavailable
 from bot.settings import normalize_database_url
 
@@ -28,6 +29,10 @@ T = TypeVar("T")
 
 class DatabaseUnavailable(Unavailable):
     """The database could not be reached; nothing was changed."""
+
+
+class SchemaNotReady(Unavailable):
+    """The database has no cutover schema, or an older or newer one: `cutover db upgrade`."""
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -46,7 +51,10 @@ def _sqlite_setup(engine: Engine) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    """The bot's database. `must_exist`: an SQLite file that is not there is an error
+    (SchemaNotReady) instead of a new empty file, for commands that only read."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, must_exist: bool = False) -> None:
         url = normalize_database_url(url)  # postgres:// accepted; DatabaseURLError if unusable
         self.url = url
         # Signs every audit row appended through this database (bot.audit.Signer); its key
@@ -54,6 +62,13 @@ class Database:
         self.audit_signer: Any = None
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite and must_exist:
+            path = parsed.database or ""
+            if path not in ("", ":memory:") and not Path(path).is_file():
+                raise SchemaNotReady(
+                    f"database {self.safe_url}: no such file {path}; check the path, or "
+                    "create it with `cutover db upgrade`"
+                )
         if self.is_sqlite:
             self.engine = create_engine(
                 url, connect_args={"check_same_thread": False, "timeout": 30}
@@ -73,18 +88,74 @@ class Database:
         """The URL without its password, for messages."""
         return make_url(self.url).render_as_string(hide_password=True)
 
-    def create_all(self) -> None:
+    def upgrade(self) -> tuple[str | None, str]:
+        """Brings the schema to the newest revision (bot/migrate.py), one process at a time;
+        returns (revision before, revision after). Then the audit chain's head row and, on
+        PostgreSQL, audit_event's append-only triggers."""
         try:
-            SQLModel.metadata.create_all(self.engine)
-            with self.session() as s:
-                if s.get(models.AuditHead, 1) is None:
-                    s.add(models.AuditHead(id=1))
-            if not self.is_sqlite:
-                self._protect_audit_table()
+            before, after = migrate.upgrade(self.engine)
+            self._finish_schema()
         except OperationalError as exc:
             raise DatabaseUnavailable(
                 f"database {self.safe_url} unreachable: {_short(exc)}"
             ) from None
+        except ProgrammingError as exc:  # e.g. a locked-down app role may not change tables
+            raise SchemaNotReady(
+                f"database {self.safe_url}: cannot upgrade the schema ({_short(exc)}); run "
+                "`cutover db upgrade` as the role that owns the tables (docs/deploy.md)"
+            ) from None
+        if before != after:
+            log.info("database %s upgraded from %s to %s", self.safe_url, before or "none", after)
+        return before, after
+
+    def create_all(self) -> None:
+        """The schema straight from the models, stamped at the head revision: for tests and
+        benches, where a fresh database per test must be quick. Deployments use upgrade()."""
+        try:
+            SQLModel.metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                if migrate.current(conn) != migrate.head():  # a restart: nothing to write
+                    migrate.stamp_head(conn)
+            self._finish_schema()
+        except OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"database {self.safe_url} unreachable: {_short(exc)}"
+            ) from None
+
+    def require_schema(self) -> None:
+        """For commands that only read: the schema must be there, at this version's revision.
+        Creates nothing; SchemaNotReady names the (masked) URL and what to run."""
+        try:
+            with self.engine.connect() as conn:
+                revision = migrate.current(conn)
+                tables = migrate.has_tables(conn)
+        except OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"database {self.safe_url} unreachable: {_short(exc)}"
+            ) from None
+        head = migrate.head()
+        if revision == head:
+            return
+        where = f"database {self.safe_url}"
+        if revision is None and not tables:
+            problem = "has no cutover tables (a wrong URL or path?)"
+        elif revision is None:
+            problem = "has the tables of a cutover from before migrations"
+        elif not migrate.known(revision):
+            raise SchemaNotReady(
+                f"{where} is at schema revision {revision}, newer than this cutover knows "
+                f"({head}); run a newer cutover"
+            )
+        else:
+            problem = f"is at schema revision {revision}, this cutover needs {head}"
+        raise SchemaNotReady(f"{where} {problem}; run `cutover db upgrade`")
+
+    def _finish_schema(self) -> None:
+        with self.session() as s:
+            if s.get(models.AuditHead, 1) is None:
+                s.add(models.AuditHead(id=1))
+        if not self.is_sqlite:
+            self._protect_audit_table()
 
     def _protect_audit_table(self) -> None:
         """Triggers that refuse UPDATE, DELETE and TRUNCATE of audit_event (PostgreSQL).

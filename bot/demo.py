@@ -4,6 +4,10 @@ Starts local stand-ins (the NostrMaxi HTTP endpoints, an HTTPS server with a
 certificate from a throwaway CA, a DNS server for `localhost`), writes an env
 file with random secrets and a fresh backup, then opens the console on
 `runbooks/demo.yml` with those addresses filled in.
+
+The stand-ins live in a temporary folder; the bot's database does not: it is
+cutover-demo.db in the working folder, so the audit trail of every demo run can be
+exported and verified after quitting (said at start and at exit).
 """
 
 from __future__ import annotations
@@ -28,6 +32,17 @@ from bot.standin import (
 )
 
 DEMO_RUNBOOK = Path(__file__).resolve().parent.parent / "runbooks" / "demo.yml"
+DEMO_DATABASE = "cutover-demo.db"
+
+
+def trail_commands(database: Path) -> str:
+    """How to read the demo's audit trail after quitting: the exact commands."""
+    url = f"sqlite:///{database}"
+    return (
+        f"The demo's audit trail is kept in {database}. Export or verify it with:\n"
+        f"  cutover audit export --database-url {url}\n"
+        f"  cutover audit verify --database-url {url}"
+    )
 
 
 def prepare(workdir: Path, stack: ExitStack, login: str) -> Path:
@@ -76,15 +91,20 @@ def run_demo(settings: Settings, as_user: str | None = None) -> int:
     from phases.runbook import load_runbook
 
     login = (as_user or getpass.getuser() or "demo").lower()
+    database = Path.cwd().resolve() / DEMO_DATABASE
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cutover-demo-")))
         runbook_path = prepare(workdir, stack, login)
         demo_settings = settings.model_copy(
-            update={"runbook": runbook_path, "database_url": f"sqlite:///{workdir / 'demo.db'}"}
+            update={"runbook": runbook_path, "database_url": f"sqlite:///{database}"}
         )
         print(
-            f"Demo environment up: NostrMaxi stand-in, HTTPS, DNS on 127.0.0.1; files in "
-            f"{workdir}.\nTry: /cutover start demo   then answer c (continue), r (rollback), "
-            "tick ITEM.\n"
+            f"Demo environment up: NostrMaxi stand-in, HTTPS, DNS on 127.0.0.1; its files in "
+            f"{workdir} (removed at exit).\n"
+            f"The bot's database (runs, audit trail) is {database}: it stays after you quit.\n"
+            "Try: /cutover start demo   then answer c (continue), r (rollback), tick ITEM.\n"
         )
-        return run_console(demo_settings, load_runbook(runbook_path), login)
+        try:
+            return run_console(demo_settings, load_runbook(runbook_path), login)
+        finally:
+            print("\n" + trail_commands(database))

@@ -305,7 +305,7 @@ def _deviations(t: Trail) -> list[str]:
 
 def _sign_off(run: Run, t: Trail) -> str:
     if run.status != "completed":
-        return f"— (not signed off: run {run.status})"
+        return f"— (not signed off: run {run.status.replace('_', ' ')})"
     approved = [d for d in t.decisions if d.get("decision") == "continue"]
     if not approved:
         return "—"

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     http_port: int = Field(default=3000, description="Port of `cutover serve` in HTTP mode")
     http_host: str = Field(default="0.0.0.0", description="Address `cutover serve` listens on")
     log_level: str = Field(default="INFO", description="One of " + ", ".join(LOG_LEVELS))
+    log_format: str = Field(
+        default="text", description="text (one line each) or json (one JSON object each)"
+    )
     workers: int = Field(default=4, ge=1, le=32, description="Phases executing at once")
     scheduler_enabled: bool = Field(
         default=True, description="Run the scheduler (notices, gate timeouts, monitoring)"
@@ -126,6 +129,13 @@ class Settings(BaseSettings):
         default="https://slack.com/api/",
         validation_alias=AliasChoices("SLACK_API_URL", "CUTOVER_SLACK_API_URL"),
     )
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        if value.lower() not in ("text", "json"):
+            raise ValueError(f"{value!r} is not a log format; use text or json")
+        return value.lower()
 
     @field_validator("log_level")
     @classmethod

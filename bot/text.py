@@ -23,6 +23,54 @@ ICONS = {
 }
 
 
+STATUS_IN_WORDS = {
+    "rolled_back": "rolled back",
+    "rolling_back": "rolling back",
+    "waiting": "waiting for a decision",
+    "approved": "approved",
+    "retried": "retried",
+    "cancelled": "cancelled",
+}
+
+
+def in_words(status: str) -> str:
+    """A status as a person says it: `rolled back`, never `rolled_back`."""
+    return STATUS_IN_WORDS.get(status, status.replace("_", " "))
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """`1 action`, `2 actions`, `0 checks`."""
+    return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
+
+
+def duration(seconds: float) -> str:
+    """A duration as a person says it: `45 s` under two minutes, else `12 min`."""
+    if seconds < 1:
+        return "under a second"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
+def minutes_range(low: int, high: int) -> str:
+    """`45 min`, or `45-60 min` only when the two differ."""
+    return f"{low} min" if low == high else f"{low}-{high} min"
+
+
+def who(actor: str | None) -> str:
+    """A person as people call them: `alice`, not `console:alice`; the bot as `the bot`."""
+    if not actor:
+        return "?"
+    if actor == "system":
+        return "the bot"
+    return actor.removeprefix("console:")
+
+
+def duration_ms(ms: int) -> str:
+    """A step's own time: `76 ms` under a second, else as duration()."""
+    return f"{ms} ms" if ms < 1000 else duration(ms / 1000)
+
+
 def hhmm(dt: datetime | None) -> str:
     if dt is None:
         return "?"
@@ -31,29 +79,30 @@ def hhmm(dt: datetime | None) -> str:
 
 
 def status_text(view: RunView, now: datetime | None = None) -> str:
-    state = STATUS_WORDS.get(view.status, view.status)  # type: ignore[call-overload]
-    elapsed = view.elapsed_minutes(now)
+    state = STATUS_WORDS.get(view.status, in_words(view.status))  # type: ignore[call-overload]
+    elapsed = duration(view.elapsed_minutes(now) * 60)
     head = (
         f"Run #{view.id} · {view.environment}{' (dry run)' if view.dry_run else ''} · {state}"
-        f" · elapsed {elapsed:.0f} min of an estimated {view.estimate_min}-{view.estimate_max}"
-        f" min · started by {view.requested_by}"
+        f" · {'took' if view.ended_at else 'elapsed'} {elapsed} of an estimated "
+        f"{minutes_range(view.estimate_min, view.estimate_max)}"
+        f" · started by {who(view.requested_by)}"
     )
     lines = [head]
     for p in view.phases:
         extra = ""
         if p.status == "passed" and p.decided_by:
-            extra = f" — approved by {p.decided_by} at {hhmm(p.decided_at)}"
+            extra = f" — approved by {who(p.decided_by)} at {hhmm(p.decided_at)}"
         elif p.status == "failed" and p.decided_by:
-            extra = f" — rolled back by {p.decided_by} at {hhmm(p.decided_at)}"
+            extra = f" — rolled back by {who(p.decided_by)} at {hhmm(p.decided_at)}"
         elif p.status == "monitoring":
             extra = " — monitoring: checks run in rounds, the checkpoint opens after the last"
-        took = f", took {p.minutes:.0f} min" if p.minutes is not None else ""
+        took = f", took {duration(p.minutes * 60)}" if p.minutes is not None else ""
         attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
         lines.append(
             f"{ICONS.get(p.status, '•')} {p.number}. {p.name} [{p.estimate}{took}]{attempt}{extra}"
         )
     if view.rollback_reason:
-        lines.append(f"Rollback: {view.rollback_reason} (by {view.rolled_back_by})")
+        lines.append(f"Rollback: {view.rollback_reason} (by {who(view.rolled_back_by)})")
     return "\n".join(lines)
 
 
@@ -68,13 +117,19 @@ def checkpoint_text(g: GateView) -> str:
         lines.append(f"⚠️ {g.note}")
     for st in g.steps:
         lines.append(
-            f"  {ICONS.get(st.status, '•')} {st.name}: {st.evidence} ({st.duration_ms} ms)"
+            f"  {ICONS.get(st.status, '•')} {st.name}: {st.evidence}"
+            f" · step took {duration_ms(st.duration_ms)}"
         )
     for m in g.manual:
-        box = f"[x] (by {m.ticked_by})" if m.ticked_by else "[ ]"
+        box = f"[x] (by {who(m.ticked_by)})" if m.ticked_by else "[ ]"
         lines.append(f"  {box} {m.id}: {m.text}")
+    unticked = [m.id for m in g.manual if not m.ticked_by]
     verdict = (
-        "PASS → Continue"
+        (
+            f"checks PASS → tick {', '.join(unticked)}, then Continue"
+            if unticked
+            else "PASS → Continue"
+        )
         if g.checks_passed
         else (
             "FAIL → "
@@ -88,8 +143,10 @@ def checkpoint_text(g: GateView) -> str:
         if g.quorum > 1:
             lines.append(
                 f"Approvals: {len(g.votes)}/{g.quorum}"
-                + (f" ({', '.join(g.votes)})" if g.votes else "")
+                + (f" ({', '.join(who(v) for v in g.votes)})" if g.votes else "")
             )
     else:
-        lines.append(f"Decided: {g.status} by {g.decided_by} at {hhmm(g.decided_at)}")
+        lines.append(
+            f"Decided: {in_words(g.status)} by {who(g.decided_by)} at {hhmm(g.decided_at)}"
+        )
     return "\n".join(lines)

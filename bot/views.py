@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from bot.db import Database
 from bot.models import Gate, ManualTick, PhaseRun, Run, RunStatus, Schedule, StepRun, Vote
@@ -298,3 +298,10 @@ def gate_ref(db: Database, gate_id: int) -> GateRef | None:
             .where(Gate.id == gate_id)
         ).first()
     return GateRef(gate_id, *row) if row is not None else None
+
+
+def run_counts(db: Database) -> dict[str, int]:
+    """How many runs the database holds in each status (for /metrics)."""
+    with db.session() as s:
+        rows = s.exec(select(Run.status, func.count()).group_by(Run.status)).all()
+    return {str(status): int(n) for status, n in rows}

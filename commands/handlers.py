@@ -9,7 +9,7 @@ from bot import audit
 from bot.domain.errors import CutoverError
 from bot.engine import Engine, EngineError
 from bot.surface import Actor
-from bot.text import status_text
+from bot.text import status_text, who
 from bot.views import active_runs, latest_run, run_view
 from commands.parser import (
     USAGE,
@@ -145,6 +145,8 @@ class CommandService:
         for r in rows[-limit:]:
             data = json.loads(r.data)
             brief = ", ".join(f"{k}={v}" for k, v in data.items() if k != "evidence")[:160]
-            lines.append(f"{r.at[:19]} #{r.seq} {r.kind} by {r.actor}: {brief}")
+            lines.append(f"{r.at[:19]} #{r.seq} {r.kind} by {who(r.actor)}: {brief}")
+            if data.get("evidence"):  # what the check saw: the reason an approver approved
+                lines.append(f"    evidence: {str(data['evidence'])[:300]}")
         lines.append("Full export: cutover audit export " + str(run_id) + " --format jsonl")
         return "\n".join(lines)

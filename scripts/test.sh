@@ -14,9 +14,11 @@
 #      docker.io and busybox-static if missing); DOCKER_HOST points at it; an engine this run
 #      started is stopped when it exits (also on failure or Ctrl-C), one already running is
 #      left alone;
-#   5. CI=true: a test whose service is missing fails instead of skipping, and any skip fails
+#   5. Docker Compose for checking deploy/docker-compose.yml (`docker compose` or
+#      docker-compose; apt-installs docker-compose if neither is there);
+#   6. CI=true: a test whose service is missing fails instead of skipping, and any skip fails
 #      the run (tests/conftest.py);
-#   6. ruff check ., mypy bot commands phases, lint-imports (the layers in pyproject.toml),
+#   7. ruff check ., mypy bot commands phases, lint-imports (the layers in pyproject.toml),
 #      pytest -q PYTEST_ARGS.
 #
 # Exit 0 when all three checks pass, 1 when any failed (pytest's exit 5, "no tests ran", is a
@@ -102,6 +104,15 @@ fi
 engine_env="$(scripts/docker-engine.sh start)"
 eval "$engine_env"
 echo "$engine_env"
+
+section "set-up: Docker Compose (tests/test_deploy.py checks deploy/docker-compose.yml)"
+if docker compose version >/dev/null 2>&1; then
+    docker compose version
+elif command -v docker-compose >/dev/null; then
+    docker-compose version --short
+else
+    apt_install docker-compose
+fi
 
 export CI=true
 

@@ -43,8 +43,9 @@ class Notices:
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[Path, Path]:
     private, public = tmp_path / "audit.key", tmp_path / "audit.pub"
-    assert main(["audit", "keygen", "--private-key", str(private),
-                 "--public-key", str(public)]) == 0
+    assert (
+        main(["audit", "keygen", "--private-key", str(private), "--public-key", str(public)]) == 0
+    )
     assert private.stat().st_mode & 0o077 == 0  # the owner's alone
     return private, public
 
@@ -55,8 +56,7 @@ def signed(db: Database, private: Path) -> Database:
 
 
 def finished_run(db: Database, tmp_path: Path, surface: Notices | None = None) -> int:
-    engine = Engine(db, small_runbook(tmp_path), background=False, surface=surface,
-                    masker=Masker())
+    engine = Engine(db, small_runbook(tmp_path), background=False, surface=surface, masker=Masker())
     run = engine.start_run("staging", BOB)
     assert run.id is not None
     while (gate := open_gate_id(db, run.id)) is not None:  # every phase approved: the run ends
@@ -129,7 +129,10 @@ def _libpq(url: str, user: str | None = None) -> str:
 
 @pytest.mark.postgres
 def test_a_row_fabricated_by_the_locked_down_role_is_reported_at_its_sequence_number(
-    pg_db: Database, tmp_path: Path, keys: tuple[Path, Path], app_role: str,
+    pg_db: Database,
+    tmp_path: Path,
+    keys: tuple[Path, Path],
+    app_role: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     private, public = keys
@@ -144,8 +147,9 @@ def test_a_row_fabricated_by_the_locked_down_role_is_reported_at_its_sequence_nu
         seq, prev = row
         forged_seq, at = seq + 1, audit.now_iso()
         data = audit.canonical({"decision": "continue", "approvers": ["T1:U666"]})
-        digest = audit.event_hash(prev, forged_seq, at, run_id, "T1:U666",
-                                  AuditKind.GATE_DECIDED, data)
+        digest = audit.event_hash(
+            prev, forged_seq, at, run_id, "T1:U666", AuditKind.GATE_DECIDED, data
+        )
         conn.execute(
             "INSERT INTO audit_event (seq, at, run_id, actor, kind, data, prev_hash, hash) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
@@ -160,8 +164,10 @@ def test_a_row_fabricated_by_the_locked_down_role_is_reported_at_its_sequence_nu
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (second, at, run_id, "T1:U666", "run.completed", "{}", prev, digest2),
         )
-        conn.execute("INSERT INTO audit_signature (seq, key_id, signature) VALUES (%s, %s, %s)",
-                     (second, audit.Signer.from_file(private).key_id, "ab" * 64))
+        conn.execute(
+            "INSERT INTO audit_signature (seq, key_id, signature) VALUES (%s, %s, %s)",
+            (second, audit.Signer.from_file(private).key_id, "ab" * 64),
+        )
         conn.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", (second, digest2))
         conn.commit()
 
@@ -191,8 +197,12 @@ def test_a_secret_in_audit_data_is_masked_when_written(db: Database) -> None:
     secret = "tok-" + uuid.uuid4().hex
     masker = Masker([secret])
     with db.session() as s:
-        audit.append(s, AuditKind.ACTION_REFUSED, actor="T1:U1",
-                     data={"reason": f"bad {secret}", "nested": [secret]})
+        audit.append(
+            s,
+            AuditKind.ACTION_REFUSED,
+            actor="T1:U1",
+            data={"reason": f"bad {secret}", "nested": [secret]},
+        )
     assert secret not in audit.export(db, None, "jsonl")
     del masker
 
@@ -200,8 +210,9 @@ def test_a_secret_in_audit_data_is_masked_when_written(db: Database) -> None:
 def test_keygen_never_overwrites_a_key(keys: tuple[Path, Path]) -> None:
     private, public = keys
     before = private.read_bytes()
-    assert main(["audit", "keygen", "--private-key", str(private), "--public-key",
-                 str(public)]) != 0
+    assert (
+        main(["audit", "keygen", "--private-key", str(private), "--public-key", str(public)]) != 0
+    )
     assert private.read_bytes() == before
 
 

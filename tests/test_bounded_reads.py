@@ -156,8 +156,9 @@ def _alive(pid: int) -> bool:
 def test_a_setsid_grandchild_is_gone_after_the_step_timeout(tmp_path: Path) -> None:
     pidfile = tmp_path / "detached.pid"
     script = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' & sleep 60"
-    result = run_step(step("command", {"argv": ["sh", "-c", script]}, 1.0), {},
-                      StepContext(timeout=1.0))
+    result = run_step(
+        step("command", {"argv": ["sh", "-c", script]}, 1.0), {}, StepContext(timeout=1.0)
+    )
     assert result.status is Status.ERROR
     assert "timed out" in result.evidence
     deadline = time.monotonic() + 5
@@ -174,7 +175,8 @@ def test_a_setsid_grandchild_is_gone_after_the_step_timeout(tmp_path: Path) -> N
 def test_a_detached_grandchild_holding_the_pipes_does_not_hold_the_step() -> None:
     script = "setsid sh -c 'sleep 30' & echo done"
     start = time.monotonic()
-    result = run_step(step("command", {"argv": ["sh", "-c", script]}, 20.0), {},
-                      StepContext(timeout=20.0))
+    result = run_step(
+        step("command", {"argv": ["sh", "-c", script]}, 20.0), {}, StepContext(timeout=20.0)
+    )
     assert result.status is Status.PASS
     assert time.monotonic() - start < 5.0

@@ -20,6 +20,7 @@ from bot.cli import (
     EXIT_OK,
     EXIT_PIPE_CLOSED,
     EXIT_RUNBOOK,
+    EXIT_SCHEMA,
     EXIT_USAGE,
     main,
 )
@@ -34,9 +35,11 @@ DEMO_RUNBOOK = REPO / "runbooks" / "demo.yml"
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    """An empty working folder with a bot database (schema made) and two broken runbooks."""
-    Database(f"sqlite:///{tmp_path / 'bot.db'}").create_all()
+    """An empty working folder with a bot database (made as an operator does: `cutover db
+    upgrade`) and a broken runbook."""
+    Database(f"sqlite:///{tmp_path / 'bot.db'}").upgrade()
     (tmp_path / "broken.yml").write_text("phases: [\n", encoding="utf-8")
+    (tmp_path / "empty.db").touch()
     return tmp_path
 
 
@@ -92,13 +95,29 @@ BAD_INVOCATIONS = [
                  EXIT_CONFIG, "CUTOVER_WORKERS", id="setting-out-of-range"),
     pytest.param(["runbook", "check", str(DEMO_RUNBOOK)], {"CUTOVER_LOG_LEVEL": "loud"},
                  EXIT_CONFIG, "'loud' is not a log level", id="setting-unknown-log-level"),
+    pytest.param(["runbook", "check", str(DEMO_RUNBOOK)], {"CUTOVER_LOG_FORMAT": "xml"},
+                 EXIT_CONFIG, "CUTOVER_LOG_FORMAT: 'xml' is not a log format; use text or json",
+                 id="setting-unknown-log-format"),
     # the database cannot be reached
     pytest.param(["audit", "verify"],
                  {"CUTOVER_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/postgres"},
                  EXIT_DATABASE, "unreachable", id="postgres-down"),
+    # no cutover schema there: read commands never create one
     pytest.param(["audit", "verify"],
                  {"CUTOVER_DATABASE_URL": "sqlite:////nonexistent-dir/cutover.db"},
-                 EXIT_DATABASE, "unable to open database file", id="sqlite-dir-missing"),
+                 EXIT_SCHEMA, "no such file /nonexistent-dir/cutover.db", id="sqlite-dir-missing"),
+    pytest.param(["audit", "verify"], {"CUTOVER_DATABASE_URL": "sqlite:///cutvoer.db"},
+                 EXIT_SCHEMA, "sqlite:///cutvoer.db: no such file cutvoer.db; check the path",
+                 id="verify-sqlite-path-mistyped"),
+    pytest.param(["audit", "export"], {"CUTOVER_DATABASE_URL": "sqlite:///cutvoer.db"},
+                 EXIT_SCHEMA, "or create it with `cutover db upgrade`",
+                 id="export-sqlite-path-mistyped"),
+    pytest.param(["--runbook", str(DEMO_RUNBOOK), "status"],
+                 {"CUTOVER_DATABASE_URL": "sqlite:///cutvoer.db"},
+                 EXIT_SCHEMA, "no such file cutvoer.db", id="status-sqlite-path-mistyped"),
+    pytest.param(["audit", "verify"], {"CUTOVER_DATABASE_URL": "sqlite:///empty.db"},
+                 EXIT_SCHEMA, "sqlite:///empty.db has no cutover tables (a wrong URL or path?); "
+                 "run `cutover db upgrade`", id="sqlite-file-without-schema"),
 ]  # fmt: skip
 
 
@@ -110,6 +129,50 @@ def test_bad_invocation_is_one_line_and_its_exit_code_never_a_traceback(
     assert "Traceback" not in done.stdout + done.stderr
     assert (done.returncode, done.stderr.count("\n")) == (code, 1), done.stderr
     assert fragment in done.stderr
+
+
+@pytest.mark.parametrize("args", [["audit", "verify"], ["audit", "export"], ["status"]])
+def test_read_commands_leave_a_mistyped_sqlite_path_uncreated(
+    folder: Path, args: list[str]
+) -> None:
+    env = {"CUTOVER_DATABASE_URL": "sqlite:///cutvoer.db", "CUTOVER_RUNBOOK": str(DEMO_RUNBOOK)}
+    done = cutover(folder, *args, env=env)
+    assert done.returncode == EXIT_SCHEMA, done.stderr
+    assert not (folder / "cutvoer.db").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("args", [["audit", "verify"], ["audit", "export"], ["status"]])
+def test_read_commands_on_an_empty_postgres_create_no_tables(folder: Path, args: list[str]) -> None:
+    if not postgres_reachable():
+        unavailable("PostgreSQL not reachable (set CUTOVER_TEST_PG_URL)")
+    with throwaway_pg_database() as url:
+        with_password = url.replace("://postgres@", "://postgres:s3cr3t@")
+        env = {"CUTOVER_DATABASE_URL": with_password, "CUTOVER_RUNBOOK": str(DEMO_RUNBOOK)}
+        done = cutover(folder, *args, env=env)
+        tables = (
+            Database(url)
+            .engine.connect()
+            .exec_driver_sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            .scalar()
+        )
+    assert (done.returncode, tables) == (EXIT_SCHEMA, 0), done.stderr
+    assert "s3cr3t" not in done.stderr and "postgres:***@" in done.stderr
+    assert done.stderr.endswith(
+        "has no cutover tables (a wrong URL or path?); run `cutover db upgrade`\n"
+    )
+
+
+def test_db_upgrade_makes_the_schema_then_reads_work(folder: Path) -> None:
+    env = {"CUTOVER_DATABASE_URL": "sqlite:///new.db"}
+    made = cutover(folder, "db", "upgrade", env=env)
+    assert made.returncode == EXIT_OK, made.stderr
+    assert "schema upgraded from none to" in made.stdout
+    again = cutover(folder, "db", "upgrade", env=env)
+    assert "schema is up to date" in again.stdout
+    verified = cutover(folder, "audit", "verify", env=env)
+    assert verified.returncode == EXIT_OK, verified.stderr
+    assert verified.stdout == "audit chain OK: 0 events verified\n"
 
 
 def test_database_url_error_masks_the_password(folder: Path) -> None:
@@ -155,7 +218,9 @@ def test_cli_works_against_a_postgres_url_without_driver(folder: Path, scheme: s
         unavailable("PostgreSQL not reachable (set CUTOVER_TEST_PG_URL)")
     with throwaway_pg_database() as url:
         plain = scheme + url[url.index("://") :]
+        made = cutover(folder, "--database-url", plain, "db", "upgrade")
         done = cutover(folder, "--database-url", plain, "audit", "verify")
+    assert made.returncode == EXIT_OK, made.stderr
     assert (done.returncode, done.stderr) == (EXIT_OK, ""), done.stderr
     assert "audit chain OK" in done.stdout
 
@@ -201,6 +266,8 @@ SUBCOMMANDS = [
     "audit export",
     "audit verify",
     "audit lockdown",
+    "db",
+    "db upgrade",
 ]
 
 

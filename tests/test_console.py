@@ -39,13 +39,13 @@ def test_console_walks_a_run_from_start_to_completion(sqlite_db: Database, tmp_p
     assert "Run #1 of staging started by alice." in out
     assert "Phase 1: Phase one" in out and "Checkpoint: one ok" in out
     assert "tick every manual step first: browser" in out
-    assert "[x] (by console:alice) browser" not in out  # ticks show on the next checkpoint view
+    assert "[x] (by alice) browser" not in out  # ticks show on the next checkpoint view
     assert "Run #1 · staging · completed" in out
-    assert "approved by console:alice" in out
+    assert "approved by alice" in out and "console:alice" not in out
 
 
 def test_console_rollback_is_reported(sqlite_db: Database, tmp_path: Path) -> None:
-    out = drive(sqlite_db, tmp_path, ["/cutover start staging", "r smoke tests red"])
+    out = drive(sqlite_db, tmp_path, ["/cutover start staging", "r smoke tests red", "yes"])
     assert "Rollback finished; every step passed." in out
     assert "rolled back" in out and (tmp_path / "rolled-back").exists()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def test_demo_runs_a_whole_cutover_at_the_console(tmp_path: Path) -> None:
 def test_demo_rollback_runs_the_rollback_steps(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bot.cli", "demo", "--as", "newcomer"],
-        input="/cutover start demo\nc\nr changed my mind\nquit\n",
+        input="/cutover start demo\nc\nr changed my mind\nyes\nquit\n",
         capture_output=True,
         text=True,
         timeout=120,
@@ -50,3 +51,35 @@ def test_demo_rollback_runs_the_rollback_steps(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Rollback finished; every step passed." in proc.stdout
     assert "rollback Remove the deployed .env" in proc.stdout
+
+
+def test_demo_keeps_its_audit_trail_in_the_working_folder(tmp_path: Path) -> None:
+    """After quitting, the commands the demo printed export and verify the run's trail."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--as", "newcomer"],
+        input="/cutover start demo\nc\nr changed my mind\nyes\nquit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    database = tmp_path.resolve() / "cutover-demo.db"
+    assert f"The bot's database (runs, audit trail) is {database}" in proc.stdout
+    said = proc.stdout.rsplit("Export or verify it with:\n", 1)[1].splitlines()
+    export, verify = (line.strip().split() for line in said[:2])
+    assert export[:3] == ["cutover", "audit", "export"] and verify[:3] == [
+        "cutover",
+        "audit",
+        "verify",
+    ]
+    exported = subprocess.run(
+        [sys.executable, "-m", "bot.cli", *export[1:]], capture_output=True, text=True, timeout=60
+    )
+    kinds = [json.loads(line)["kind"] for line in exported.stdout.splitlines()]
+    assert "run.started" in kinds and "run.rolled_back" in kinds, kinds
+    verified = subprocess.run(
+        [sys.executable, "-m", "bot.cli", *verify[1:]], capture_output=True, text=True, timeout=60
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith(f"audit chain OK: {len(kinds)} events verified")

@@ -56,8 +56,7 @@ def test_a_command_response_url_never_reaches_the_log(
 ) -> None:
     with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
         url = bot.standin.response_url("secret-hook")
-        body = slash_body("status staging", user="U1", team=TEAM, channel=CHANNEL,
-                          response_url=url)
+        body = slash_body("status staging", user="U1", team=TEAM, channel=CHANNEL, response_url=url)
         assert post_signed(bot.url, body, SECRET).status == 200
         bot.reply("secret-hook")
     logged = log_sink.getvalue()

@@ -270,7 +270,7 @@ def test_rolled_back_run_records_the_rollback_and_what_nobody_verified(
     assert rec.note("Total Duration") == "12 min"
     assert rec.note("Admin Login Verified") == "NO — manual step e2e/admin was not ticked"
     assert rec.note("Payment Test Completed") == "NO — manual step e2e/payment was not ticked"
-    assert rec.note("Sign-Off") == "— (not signed off: run rolled_back)"
+    assert rec.note("Sign-Off") == "— (not signed off: run rolled back)"
     verdicts = {c.text: c.verdict for c in rec.criteria}
     assert verdicts["All services running and healthy for 30+ minutes"] == "needs a person"
     assert verdicts["Admin access verified"] == "no"

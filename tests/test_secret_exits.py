@@ -99,22 +99,46 @@ def runbook(tmp_path: Path, env_file: Path, app_url: str, v: dict[str, str]) -> 
     host = app_url.split("://", 1)[1]
     data = {
         "name": "Deployment secrets",
-        "phases": [{
-            "id": "p1", "name": "Leaks", "estimate_minutes": 1, "checkpoint": "none",
-            "actions": [{"id": "migrate", "name": "migrate", "kind": "run",
-                         "params": {"argv": ["psql", "{database_url}", "-c", "select 1"]}}],
-            "checks": [
-                {"id": "echo", "name": "echo", "kind": "command",
-                 "params": {"argv": ["sh", "-c", leak], "env_file": "{env_file}"}},
-                {"id": "body", "name": "body", "kind": "http",
-                 "params": {"url": "{base_url}/api/v1/debug"}},
-            ],
-        }],
-        "environments": {"prod": {
-            "domain": "example.test", "base_url": "http://ops:${T9_BASE_PW}@" + host,
-            "env_file": str(env_file), "database_url": "${T9_DATABASE_URL}",
-            "public_env_keys": ["DOMAIN"], "approvers": [ALICE.id, BOB.id],
-        }},
+        "phases": [
+            {
+                "id": "p1",
+                "name": "Leaks",
+                "estimate_minutes": 1,
+                "checkpoint": "none",
+                "actions": [
+                    {
+                        "id": "migrate",
+                        "name": "migrate",
+                        "kind": "run",
+                        "params": {"argv": ["psql", "{database_url}", "-c", "select 1"]},
+                    }
+                ],
+                "checks": [
+                    {
+                        "id": "echo",
+                        "name": "echo",
+                        "kind": "command",
+                        "params": {"argv": ["sh", "-c", leak], "env_file": "{env_file}"},
+                    },
+                    {
+                        "id": "body",
+                        "name": "body",
+                        "kind": "http",
+                        "params": {"url": "{base_url}/api/v1/debug"},
+                    },
+                ],
+            }
+        ],
+        "environments": {
+            "prod": {
+                "domain": "example.test",
+                "base_url": "http://ops:${T9_BASE_PW}@" + host,
+                "env_file": str(env_file),
+                "database_url": "${T9_DATABASE_URL}",
+                "public_env_keys": ["DOMAIN"],
+                "approvers": [ALICE.id, BOB.id],
+            }
+        },
     }
     path = tmp_path / "rb.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -122,14 +146,21 @@ def runbook(tmp_path: Path, env_file: Path, app_url: str, v: dict[str, str]) -> 
 
 
 def test_no_form_of_any_planted_secret_leaves_before_or_after_a_restart(
-    db: Database, tmp_path: Path, deployment: tuple[Path, dict[str, str]],
+    db: Database,
+    tmp_path: Path,
+    deployment: tuple[Path, dict[str, str]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     env_file, v = deployment
     caplog.set_level(logging.DEBUG)
     app = NostrMaxiStandin()
-    body = json.dumps({"error": "bad", "echo": [v["NOSTR_NSEC"], quote(v["SMTP_PASS"], safe=""),
-                       v["BASE_PW"]], "who": "<!subteam^S1> <@U9> T1:U3 <!channel>"})
+    body = json.dumps(
+        {
+            "error": "bad",
+            "echo": [v["NOSTR_NSEC"], quote(v["SMTP_PASS"], safe=""), v["BASE_PW"]],
+            "who": "<!subteam^S1> <@U9> T1:U3 <!channel>",
+        }
+    )
     app.route("GET", "/api/v1/debug", lambda req: Response(500, body))
     with app:
         path = runbook(tmp_path, env_file, app.url, v)
@@ -145,15 +176,16 @@ def test_no_form_of_any_planted_secret_leaves_before_or_after_a_restart(
         replies.append(service.execute(parse("status prod"), BOB).text)
         # a restart: a fresh engine and masker on the same database, nothing registered yet
         shown2 = Shown([])
-        engine2 = Engine(db, load_runbook(path), surface=shown2, background=False,
-                         masker=Masker())
+        engine2 = Engine(db, load_runbook(path), surface=shown2, background=False, masker=Masker())
         shown2.ref.append(engine2)
         engine2.recover()
         reason = f"JWT leaked: {v['SMTP_PASS']} and {v['SHORT']}, ask T1:U3 <@U4> <!here>"
         decision = engine2.abort("prod", ALICE, reason)
         assert decision.outcome in ("cancelled", "rolled_back"), decision.message
-        replies += [decision.message, CommandService(engine2).execute(parse("status prod"),
-                                                                       BOB).text]
+        replies += [
+            decision.message,
+            CommandService(engine2).execute(parse("status prod"), BOB).text,
+        ]
     logged = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     exported = audit.export(db, None, "jsonl") + audit.export(db, None, "csv")
     chat = "\n".join(shown.texts + shown2.texts + [slackify(r) for r in replies])

@@ -31,7 +31,9 @@ def forget_everything() -> None:
 
 @pytest.mark.usefixtures("deployment")
 def test_slack_exits_hold_no_planted_secret_before_or_after_a_restart(
-    sqlite_db: Database, tmp_path: Path, deployment: tuple[Path, dict[str, str]],  # noqa: F811
+    sqlite_db: Database,
+    tmp_path: Path,
+    deployment: tuple[Path, dict[str, str]],  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     env_file, v = deployment
@@ -58,8 +60,9 @@ def test_slack_exits_hold_no_planted_secret_before_or_after_a_restart(
                 _, key = bot.command(f'abort prod --reason "{reason}"', user="U2")
                 answer = bot.reply(key)
                 assert "aborted" in answer or "cancelled" in answer, answer
-                wait_for(lambda: bot.run(run_id).status in ("rolled_back", "cancelled"),
-                         "the abort")
+                wait_for(
+                    lambda: bot.run(run_id).status in ("rolled_back", "cancelled"), "the abort"
+                )
                 wait_for(lambda: "chain head" in standin.everything_sent(), "the chain head")
     finally:
         standin.stop()

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from bot import audit
+from bot import audit, metrics
 from bot.db import Database, DatabaseUnavailable
 from bot.domain import approvals, states
 from bot.domain.audit_kinds import AuditKind
@@ -435,6 +435,8 @@ class EngineCore:
             self._record_step_once(run_id, phase_run_id, outcome, retry=tries > 1)
 
         self.db.retrying(once, f"run #{run_id}: record step {outcome.step.id}")
+        r = outcome.result
+        metrics.observe_step(outcome.section, outcome.step.kind, str(r.status), r.duration_ms)
 
     def _record_step_once(
         self, run_id: int, phase_run_id: int | None, outcome: StepOutcome, retry: bool

@@ -11,16 +11,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlmodel import Session, col, select
 
-from bot import audit
+from bot import audit, metrics
 from bot.domain import approvals, states
 from bot.domain.approvals import GateFacts
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.states import DecisionKind
-from bot.engine.core import Decision, DecisionName, EngineCore
+from bot.engine.core import Decision, DecisionName, EngineCore, _aware
 from bot.models import (
     Gate,
     GateStatus,
@@ -58,6 +58,18 @@ class Gates(EngineCore):
             self.notify.gate_changed(result.gate_id)
             self.notify.run_changed(result.run_id)
         return result
+
+    @staticmethod
+    def _observe_wait(s: Session, gate: Gate, outcome: str, now: datetime) -> None:
+        """The gate's wait, from opening to this decision, for /metrics: counted once the
+        decision commits (no extra query; a failed commit counts nothing)."""
+        opened, decided = _aware(gate.opened_at), _aware(now)
+        if opened is None or decided is None:
+            return
+        wait = (decided - opened).total_seconds()
+        event.listen(
+            s, "after_commit", lambda _s: metrics.observe_gate_wait(outcome, wait), once=True
+        )
 
     def _gate_run(self, gate_id: int) -> tuple[int, str] | None:
         """(run id, environment) of a gate, read without a lock: the locks come in order."""
@@ -137,6 +149,7 @@ class Gates(EngineCore):
                 f"rolled back at phase {gate.phase_id}"
             )
             log_event(AuditKind.GATE_DECIDED, decision="rollback", reason=run.rollback_reason)
+            self._observe_wait(s, gate, "rolled_back", now)
             return (
                 Decision("rolled_back", f"rolled back by {actor.label}", gate.id, run.id),
                 self.execute_rollback,
@@ -147,6 +160,7 @@ class Gates(EngineCore):
             states.transition(pr, "retried")
             states.transition(run, "retried")
             log_event(AuditKind.GATE_DECIDED, decision="retry")
+            self._observe_wait(s, gate, "retried", now)
             return (
                 Decision("retried", f"phase re-run requested by {actor.label}", gate.id, run.id),
                 self.advance,
@@ -167,6 +181,7 @@ class Gates(EngineCore):
         states.transition(run, "approved")
         run.phase_index += 1
         log_event(AuditKind.GATE_DECIDED, decision="continue", approvers=votes)
+        self._observe_wait(s, gate, "approved", now)
         if run.phase_index >= len(self.runbook.phases):
             self._complete(s, run)
         return (

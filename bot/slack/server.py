@@ -26,6 +26,7 @@ from slack_bolt import App
 from slack_bolt.request import BoltRequest
 from slack_sdk.signature import SignatureVerifier
 
+from bot import metrics
 from bot.engine import Engine
 from bot.settings import Settings
 from bot.slack.app import CutoverSlackApp
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"  # Prometheus text format (bot/metrics.py)
 MAX_BODY = 1024 * 1024  # Slack's payloads are far smaller
 REFUSALS_PER_WINDOW, REFUSAL_WINDOW_SECONDS = 5, 60.0
 
@@ -126,6 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if urlsplit(self.path).path == HEALTH_PATH:
             self._send(200, {"content-type": ["text/plain; charset=utf-8"]}, "ok\n")
+        elif urlsplit(self.path).path == METRICS_PATH:
+            body = metrics.render().decode("utf-8")
+            self._send(200, {"content-type": [metrics.CONTENT_TYPE]}, body)
         else:
             self._send(404, {"content-type": ["text/plain; charset=utf-8"]}, "not found\n")
 
