@@ -270,8 +270,11 @@ def _runbook(settings: Settings) -> Runbook:
 
 
 def _database(settings: Settings) -> Database:
-    """The database for a command that only reads: it must be there; nothing is created."""
+    """The database for a command that only reads: it must be there; nothing is created.
+    A configured audit key must be usable, whatever the command (a configuration error)."""
     GLOBAL_MASKER.add_all(secret_settings(settings))
+    if settings.audit_key_file is not None:
+        audit.Signer.from_file(settings.audit_key_file)
     db = Database(settings.database_url, must_exist=True)
     db.require_schema()
     return db
@@ -372,6 +375,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             f"key {kid}: private key {args.private_key} (set CUTOVER_AUDIT_KEY_FILE to it), "
             f"public key {args.public_key} (for `cutover audit verify --public-key`)"
         )
+        return 0
     if args.command == "db":
         db = Database(settings.database_url)
         before, after = db.upgrade()
