@@ -24,7 +24,6 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.domain.errors import Unavailable
 from bot.engine import Engine
@@ -45,7 +44,9 @@ from bot.slack.blocks import (
     slackify,
     stale_text,
 )
-from bot.slack.surface import SlackSurface
+from bot.slack.groups import UNKNOWN_TEXT as GROUPS_UNKNOWN
+from bot.slack.groups import GroupCache, GroupsUnknown
+from bot.slack.surface import SlackSurface, make_client, retry_handlers
 from bot.store.replays import SeenRequests
 from bot.surface import Actor
 from bot.views import ScheduleView, active_runs, gate_view, run_view, schedule_view
@@ -275,6 +276,11 @@ class CutoverSlackApp:
         self.client = client or surface.client
         if self.client.token is None:
             self.client.token = token
+        # Group lookups go through a client that never sleeps on Retry-After (GroupCache).
+        self._groups_client = make_client(
+            token, str(self.client.base_url), retry_handlers(rate_limited=0, server_errors=0)
+        )
+        self.groups = GroupCache(self._fetch_group)
         self.commands = CommandService(engine)
         self.replays = ReplayGuard(SeenRequests(engine.db))
         self._start_locks: dict[int, threading.Lock] = {}
@@ -381,6 +387,10 @@ class CutoverSlackApp:
     def _guard(self, fn: Callable[..., None], *args: Any) -> None:
         try:
             fn(*args)
+        except GroupsUnknown as exc:
+            log.warning("%s", exc)
+            body = args[-1] if args and isinstance(args[-1], dict) else {}
+            self._answer(body, GROUPS_UNKNOWN)
         except Exception as exc:
             log.exception("slack work %s failed", fn.__name__)
             body = args[-1] if args and isinstance(args[-1], dict) else {}
@@ -410,45 +420,63 @@ class CutoverSlackApp:
 
     # ------------------------------------------------------------------ identity
 
-    def _group_lists(self, env_name: str, actor: Actor) -> dict[str, list[str]] | None:
-        """Members (bare user ids) of the environment's approver groups, read now from Slack;
-        None where there are none to read or the actor is from another workspace. A group
-        that cannot be read is left out (logged)."""
+    def _fetch_group(self, group: str) -> list[str]:
+        """One usergroups.users.list call, without the SDK's Retry-After sleeps (GroupCache)."""
+        users = self._groups_client.usergroups_users_list(usergroup=group).get("users") or []
+        return [u for u in users if isinstance(u, str)]
+
+    def _group_lists(self, env_name: str, actor: Actor) -> dict[str, tuple[str, ...] | None] | None:
+        """Members (bare user ids) of the environment's approver groups, from the cache
+        (None for a group that cannot be read now); None where there are no groups or the
+        actor is from another workspace."""
         try:
             env = self.engine.environment(env_name)
         except RunbookError:
             return None
         if not env.approver_groups or not actor.in_workspace(env.slack_team):
             return None
-        lists: dict[str, list[str]] = {}
+        lists: dict[str, tuple[str, ...] | None] = {}
         for group in env.approver_groups:
             try:
-                users = self.client.usergroups_users_list(usergroup=group).get("users") or []
-            except SlackApiError as exc:
-                err = exc.response.get("error") if exc.response is not None else exc
-                log.warning("cannot read user group %s: %s", group, err)
-                continue
-            lists[group] = [u for u in users if isinstance(u, str)]
+                lists[group] = self.groups.members(group)
+            except GroupsUnknown:
+                lists[group] = None
         return lists
 
+    def _listed(self, actor: Actor, env_name: str) -> bool:
+        """Listed by id among the environment's approvers: no group lookup needed."""
+        try:
+            env = self.engine.environment(env_name)
+        except RunbookError:
+            return False
+        return any(actor.is_(entry) for entry in env.approver_set())
+
     def with_groups(self, actor: Actor, env_name: str) -> Actor:
-        """Adds the environment's approver groups the actor belongs to, read now from Slack."""
+        """Adds the environment's approver groups the actor belongs to. Raises GroupsUnknown
+        when it depends on a group that cannot be read now."""
+        if self._listed(actor, env_name):
+            return actor
         return self.for_start(actor, env_name)[0]
 
     def for_start(self, actor: Actor, env_name: str) -> tuple[Actor, list[str] | None]:
         """The actor with their approver groups, and the qualified ids of every member of the
-        environment's approver groups (for the quorum check at start; None: no groups)."""
+        environment's approver groups (for the quorum check at start; None: no groups, or
+        not every group could be read)."""
         lists = self._group_lists(env_name, actor)
         if lists is None:
             return actor, None
-        groups = frozenset(g for g, users in lists.items() if actor.user in users)
+        groups = frozenset(g for g, users in lists.items() if users and actor.user in users)
+        if not groups and None in lists.values() and not self._listed(actor, env_name):
+            raise GroupsUnknown(f"approver groups of {env_name}")
         team = actor.team or actor.id.partition(":")[0]
+        if None in lists.values():
+            return replace(actor, groups=groups), None
         members = {
             Actor.slack(team, uid, enterprise=actor.enterprise).id
             for users in lists.values()
-            for uid in users
+            for uid in users or ()
         }
-        return replace(actor, groups=groups), sorted(members) if lists else None
+        return replace(actor, groups=groups), sorted(members)
 
     # ------------------------------------------------------------------ work (after ack)
 
