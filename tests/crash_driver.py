@@ -41,13 +41,34 @@ def crash_runbook(directory: Path) -> Runbook:
     return small_runbook(
         directory,
         phases=[
-            {"id": "one", "name": "One", "estimate_minutes": 1, "checkpoint": "one",
-             "checks": [{"id": "held", "name": "held check", **cmd,
-                         "params": {"argv": ["sh", "-c", check]}}]},
-            {"id": "two", "name": "Two", "estimate_minutes": 1, "checkpoint": "two",
-             "checks": [{"id": "ok", "name": "true", **cmd, "params": {"argv": ["true"]}}]},
-            {"id": "three", "name": "Three", "estimate_minutes": 1, "checkpoint": "three",
-             "checks": [{"id": "ok", "name": "true", **cmd, "params": {"argv": ["true"]}}]},
+            {
+                "id": "one",
+                "name": "One",
+                "estimate_minutes": 1,
+                "checkpoint": "one",
+                "checks": [
+                    {
+                        "id": "held",
+                        "name": "held check",
+                        **cmd,
+                        "params": {"argv": ["sh", "-c", check]},
+                    }
+                ],
+            },
+            {
+                "id": "two",
+                "name": "Two",
+                "estimate_minutes": 1,
+                "checkpoint": "two",
+                "checks": [{"id": "ok", "name": "true", **cmd, "params": {"argv": ["true"]}}],
+            },
+            {
+                "id": "three",
+                "name": "Three",
+                "estimate_minutes": 1,
+                "checkpoint": "three",
+                "checks": [{"id": "ok", "name": "true", **cmd, "params": {"argv": ["true"]}}],
+            },
         ],
     )
 
@@ -92,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     db = Database(args.db)
     db.create_all()
-    engine = Engine(
-        db, crash_runbook(args.dir), surface=Surface(args.block_on), background=False
-    )
+    engine = Engine(db, crash_runbook(args.dir), surface=Surface(args.block_on), background=False)
     say(event="ready")
     if args.action == "start":
         run = engine.start_run("staging", REQUESTER)

@@ -87,6 +87,21 @@ class Bot:
     ) -> tuple[Sent, str]:
         return self._send(message, checkbox_action(message, selected), user, team)
 
+    def tick_block(
+        self, message: Message, block_id: str, selected: list[str], user: str = "U1"
+    ) -> tuple[Sent, str]:
+        """Ticks options of one checkbox group (a checkpoint may hold several)."""
+        block = next(b for b in message.blocks if b.get("block_id") == block_id)
+        el = block["elements"][0]
+        chosen = [o for o in el["options"] if o["value"].rsplit(":", 1)[-1] in selected]
+        action = {
+            "action_id": "gate_tick",
+            "block_id": block_id,
+            "type": "checkboxes",
+            "selected_options": chosen,
+        }
+        return self._send(message, action, user, TEAM)
+
     def _send(
         self,
         message: Message,

@@ -122,8 +122,9 @@ def assert_consistent(db: Database) -> None:
     assert len(starts) == len(set(starts)), starts
     _, prs, gates = state(db)
     assert sorted(starts) == sorted((p.phase_index, p.attempt) for p in prs)
-    decided = Counter(json.loads(e.data)["gate"] for e in audit.events(db, 1)
-                      if e.kind == "gate.decided")
+    decided = Counter(
+        json.loads(e.data)["gate"] for e in audit.events(db, 1) if e.kind == "gate.decided"
+    )
     assert all(n == 1 for n in decided.values())
     assert {g.id for g in gates if g.status != "open"} == set(decided)
 
@@ -238,8 +239,11 @@ def test_kill_while_posting_the_rollback_notice_finishes_the_rollback_once(
     events = kinds(db)
     assert events["gate.decided"] == 1 and events["run.rolled_back"] == 1
     assert events["rollback.resumed"] == 1
-    rollback_steps = [json.loads(e.data)["step"] for e in audit.events(db, 1)
-                      if e.kind == "step.result" and '"rollback"' in e.data]
+    rollback_steps = [
+        json.loads(e.data)["step"]
+        for e in audit.events(db, 1)
+        if e.kind == "step.result" and '"rollback"' in e.data
+    ]
     assert rollback_steps == ["mark"]  # each rollback step ran and was audited once
     assert run_to_end(db, directory, "recover")[-2]["report"] == []
     assert_consistent(db)

@@ -47,14 +47,22 @@ def runbook_file(tmp_path: Path, checks: list[dict[str, Any]], phases: int = 1) 
     data = {
         "name": "Fault runbook",
         "phases": [
-            {"id": f"p{i}", "name": f"Phase {i}", "estimate_minutes": 1, "checkpoint": "ok",
-             "checks": checks}
+            {
+                "id": f"p{i}",
+                "name": f"Phase {i}",
+                "estimate_minutes": 1,
+                "checkpoint": "ok",
+                "checks": checks,
+            }
             for i in range(1, phases + 1)
         ],
         "rollback": [{"id": "noop", "name": "noop", "kind": "run", "params": {"argv": ["true"]}}],
         "environments": {
-            "staging": {"domain": HOST, "base_url": "http://127.0.0.1:9",
-                        "approvers": [ALICE.id, BOB.id]},
+            "staging": {
+                "domain": HOST,
+                "base_url": "http://127.0.0.1:9",
+                "approvers": [ALICE.id, BOB.id],
+            },
         },
     }
     path = tmp_path / "faults.yml"
@@ -85,23 +93,50 @@ class Faults:
 
     def checks(self) -> list[dict[str, Any]]:
         def step(step_id: str, kind: str, **params: Any) -> dict[str, Any]:
-            return {"id": step_id, "name": step_id, "kind": kind, "params": params,
-                    "timeout": STEP_TIMEOUT}
+            return {
+                "id": step_id,
+                "name": step_id,
+                "kind": kind,
+                "params": params,
+                "timeout": STEP_TIMEOUT,
+            }
 
         return [
-            step("dns-servfail", "dns", name=HOST, expected_ip="127.0.0.1",
-                 resolvers=[self.dns.address]),
-            step("dns-timeout", "dns", name=HOST, expected_ip="127.0.0.1",
-                 resolvers=[self.dns_silent.address]),
-            step("tls-expired", "tls", host="127.0.0.1", port=self.expired.port,
-                 server_name=HOST, ca_file=self.ca_file),
-            step("tls-wrong-host", "tls", host="127.0.0.1", port=self.wrong_host.port,
-                 server_name=HOST, ca_file=self.ca_file),
-            step("http-500", "http", url=f"{self.app500.url}/health",
-                 expect_json={"status": "ok"}),
+            step(
+                "dns-servfail",
+                "dns",
+                name=HOST,
+                expected_ip="127.0.0.1",
+                resolvers=[self.dns.address],
+            ),
+            step(
+                "dns-timeout",
+                "dns",
+                name=HOST,
+                expected_ip="127.0.0.1",
+                resolvers=[self.dns_silent.address],
+            ),
+            step(
+                "tls-expired",
+                "tls",
+                host="127.0.0.1",
+                port=self.expired.port,
+                server_name=HOST,
+                ca_file=self.ca_file,
+            ),
+            step(
+                "tls-wrong-host",
+                "tls",
+                host="127.0.0.1",
+                port=self.wrong_host.port,
+                server_name=HOST,
+                ca_file=self.ca_file,
+            ),
+            step("http-500", "http", url=f"{self.app500.url}/health", expect_json={"status": "ok"}),
             step("http-hang", "http", url=f"{self.hang.url}/health"),
-            step("docker-down", "docker_containers", project="nmx", expect="running",
-                 wait_seconds=0),
+            step(
+                "docker-down", "docker_containers", project="nmx", expect="running", wait_seconds=0
+            ),
         ]
 
     def heal(self) -> None:
@@ -195,9 +230,11 @@ def pg_engine(pg_db: Database, tmp_path: Path, checks: list[dict[str, Any]], pha
 def test_connections_dropped_while_a_gate_waits_the_click_still_decides(
     pg_db: Database, tmp_path: Path
 ) -> None:
-    engine = pg_engine(pg_db, tmp_path, [
-        {"id": "ok", "name": "ok", "kind": "command", "params": {"argv": ["true"]}}
-    ])
+    engine = pg_engine(
+        pg_db,
+        tmp_path,
+        [{"id": "ok", "name": "ok", "kind": "command", "params": {"argv": ["true"]}}],
+    )
     run = engine.start_run("staging", ALICE)
     gate = open_gate_id(pg_db, run.id or 0)
     assert _terminate(pg_db) >= 1  # the pool's idle connections are dead now
@@ -210,9 +247,11 @@ def test_connections_dropped_while_a_gate_waits_the_click_still_decides(
 def test_database_down_at_a_click_says_so_and_changes_nothing(
     pg_db: Database, tmp_path: Path
 ) -> None:
-    engine = pg_engine(pg_db, tmp_path, [
-        {"id": "ok", "name": "ok", "kind": "command", "params": {"argv": ["true"]}}
-    ])
+    engine = pg_engine(
+        pg_db,
+        tmp_path,
+        [{"id": "ok", "name": "ok", "kind": "command", "params": {"argv": ["true"]}}],
+    )
     run = engine.start_run("staging", ALICE)
     gate = open_gate_id(pg_db, run.id or 0)
     gone = make_url(pg_db.url).set(port=1, password="s3cret-pw")  # nothing listens there
@@ -255,8 +294,12 @@ def test_connections_cut_again_and_again_during_phases_lose_and_duplicate_nothin
     (recording results, opening the gate, starting the next phase) is retried; a click
     either decides or answers DatabaseUnavailable with nothing changed, and is clicked again."""
     checks = [
-        {"id": f"c{i}", "name": f"c{i}", "kind": "command",
-         "params": {"argv": ["sh", "-c", f"sleep 0.{i}"]}}
+        {
+            "id": f"c{i}",
+            "name": f"c{i}",
+            "kind": "command",
+            "params": {"argv": ["sh", "-c", f"sleep 0.{i}"]},
+        }
         for i in range(1, 9)
     ]
     engine = pg_engine(pg_db, tmp_path, checks, phases=2)
@@ -284,7 +327,8 @@ def test_connections_cut_again_and_again_during_phases_lose_and_duplicate_nothin
         (pr.id, f"c{i}"): 1 for pr in prs for i in range(1, 9)
     }
     assert sorted((p.phase_index, p.attempt, p.status) for p in prs) == [
-        (0, 1, "passed"), (1, 1, "checked")
+        (0, 1, "passed"),
+        (1, 1, "checked"),
     ]
     assert [g.status for g in sorted(gates, key=lambda g: g.id or 0)] == ["approved", "open"]
     events = Counter(e.kind for e in audit.events(pg_db, run_id))

@@ -48,7 +48,7 @@ def payloads(tmp: Path) -> dict[str, str]:
         "option": f"--output={marker}",
         "dash": "-",
         "braces": "{base_url} {{domain}}",  # no second round of placeholder filling
-        "quote": "it's \"quoted\" \\ back",
+        "quote": 'it\'s "quoted" \\ back',
     }
 
 
@@ -59,8 +59,11 @@ def runbook_with_vars(tmp: Path, phases: list[dict[str, Any]], values: dict[str,
         "phases": phases,
         "rollback": [],
         "environments": {
-            "staging": {"domain": "staging.test", "base_url": "http://127.0.0.1:9",
-                        "approvers": ["T1:U1", "T1:U2"]},
+            "staging": {
+                "domain": "staging.test",
+                "base_url": "http://127.0.0.1:9",
+                "approvers": ["T1:U1", "T1:U2"],
+            },
         },
     }
     path = tmp / "hostile.yml"
@@ -75,25 +78,51 @@ def hostile_runbook(tmp: Path) -> tuple[Engine, list[str]]:
     argv = [f"{{{n}}}" for n in names]
     phases = [
         {
-            "id": "one", "name": "One", "estimate_minutes": 1, "checkpoint": "args as data",
-            "actions": [{"id": "act", "name": "action echo", "kind": "run",
-                         "params": {"argv": [sys.executable, "-c", ECHO_ARGV, str(out_action),
-                                             *argv]}}],
+            "id": "one",
+            "name": "One",
+            "estimate_minutes": 1,
+            "checkpoint": "args as data",
+            "actions": [
+                {
+                    "id": "act",
+                    "name": "action echo",
+                    "kind": "run",
+                    "params": {"argv": [sys.executable, "-c", ECHO_ARGV, str(out_action), *argv]},
+                }
+            ],
             "checks": [
-                {"id": "echo", "name": "check echo", "kind": "command",
-                 "params": {"argv": [sys.executable, "-c", ECHO_ARGV, str(out_check), *argv]}},
-                {"id": "printf", "name": "printf", "kind": "command",
-                 "params": {"argv": ["printf", "%s|", *argv],
-                            "expect_output": values["subst"]}},
+                {
+                    "id": "echo",
+                    "name": "check echo",
+                    "kind": "command",
+                    "params": {"argv": [sys.executable, "-c", ECHO_ARGV, str(out_check), *argv]},
+                },
+                {
+                    "id": "printf",
+                    "name": "printf",
+                    "kind": "command",
+                    "params": {"argv": ["printf", "%s|", *argv], "expect_output": values["subst"]},
+                },
             ],
         },
         {
-            "id": "two", "name": "Two", "estimate_minutes": 1, "checkpoint": "program as data",
+            "id": "two",
+            "name": "Two",
+            "estimate_minutes": 1,
+            "checkpoint": "program as data",
             "checks": [
-                {"id": "dash-program", "name": "a value as the program", "kind": "command",
-                 "params": {"argv": ["{help}"]}},
-                {"id": "subst-program", "name": "a value as the program", "kind": "command",
-                 "params": {"argv": ["{subst}"]}},
+                {
+                    "id": "dash-program",
+                    "name": "a value as the program",
+                    "kind": "command",
+                    "params": {"argv": ["{help}"]},
+                },
+                {
+                    "id": "subst-program",
+                    "name": "a value as the program",
+                    "kind": "command",
+                    "params": {"argv": ["{subst}"]},
+                },
             ],
         },
     ]
@@ -114,7 +143,9 @@ def test_placeholder_values_with_metacharacters_and_dashes_reach_the_program_ver
     gate = gate_view(engine.db, engine.runbook, open_gate_id(engine.db, run.id) or 0)
     assert gate is not None
     assert {s.step_id: s.status for s in gate.steps} == {
-        "act": "pass", "echo": "pass", "printf": "pass"
+        "act": "pass",
+        "echo": "pass",
+        "printf": "pass",
     }, [(s.step_id, s.evidence) for s in gate.steps]
     for out in ("argv-check.json", "argv-action.json"):
         assert json.loads((tmp_path / out).read_text()) == expected
@@ -135,11 +166,22 @@ def test_placeholder_values_with_metacharacters_and_dashes_reach_the_program_ver
 
 
 def test_a_nul_byte_in_a_value_is_refused_when_the_runbook_loads(tmp_path: Path) -> None:
-    phases = [{
-        "id": "one", "name": "One", "estimate_minutes": 1, "checkpoint": "x",
-        "checks": [{"id": "nul", "name": "nul", "kind": "command",
-                    "params": {"argv": ["touch", "{nul}"]}}],
-    }]
+    phases = [
+        {
+            "id": "one",
+            "name": "One",
+            "estimate_minutes": 1,
+            "checkpoint": "x",
+            "checks": [
+                {
+                    "id": "nul",
+                    "name": "nul",
+                    "kind": "command",
+                    "params": {"argv": ["touch", "{nul}"]},
+                }
+            ],
+        }
+    ]
     with pytest.raises(RunbookError) as refused:
         runbook_with_vars(tmp_path, phases, {"nul": f"{tmp_path}/a\x00b"})
     assert "phase 'one' > checks > 'nul' (environment 'staging')" in str(refused.value)

@@ -86,9 +86,7 @@ def test_hundred_continue_clicks_decide_once_and_start_one_next_phase(
     outcomes = Counter(a.outcome for a in answers)
     assert outcomes == {"approved": 1, "already_decided": CLICKS - 1}
     winner = next(a for a in answers if a.outcome == "approved")
-    assert all(
-        a.message.startswith("already approved by ") for a in answers if a is not winner
-    )
+    assert all(a.message.startswith("already approved by ") for a in answers if a is not winner)
     events = kinds(db, run_id)
     assert events["gate.decided"] == 1 and events["gate.vote"] == 1
     assert events["phase.started"] == 2  # phase one, then phase two exactly once

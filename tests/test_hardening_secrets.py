@@ -105,7 +105,9 @@ def leaky(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], NostrMaxiStand
     env_file = tmp_path / ".env.prod"
     env_file.write_text(
         "DOMAIN=example.test\nPAYMENTS_PROVIDER=btcpay\nBTCPAY_URL=https://pay.example.test\n"
-        "BTCPAY_STORE_ID=store1\nADMIN_PUBKEYS=" + "ab" * 32 + "\n"
+        "BTCPAY_STORE_ID=store1\nADMIN_PUBKEYS="
+        + "ab" * 32
+        + "\n"
         + "".join(f"{k}={v}\n" for k, v in values.items()),
         encoding="utf-8",
     )
@@ -123,26 +125,47 @@ def leaky(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], NostrMaxiStand
 
 def leaky_runbook(tmp_path: Path, env_file: Path, app: NostrMaxiStandin) -> Path:
     def cmd(step_id: str, kind: str, extra: str) -> dict[str, object]:
-        return {"id": step_id, "name": step_id, "kind": kind,
-                "params": {"argv": ["sh", "-c", LEAK + extra], "env_file": "{env_file}"}}
+        return {
+            "id": step_id,
+            "name": step_id,
+            "kind": kind,
+            "params": {"argv": ["sh", "-c", LEAK + extra], "env_file": "{env_file}"},
+        }
 
     data = {
         "name": "Leaky runbook",
-        "phases": [{
-            "id": "leaky", "name": "Leaky phase", "estimate_minutes": 1, "checkpoint": "none",
-            "actions": [cmd("leak-and-pass", "run", "; exit 0")],
-            "checks": [
-                cmd("leak-and-fail", "command", "; exit 3"),
-                {"id": "secrets", "name": "secrets", "kind": "secrets",
-                 "params": {"env_file": "{env_file}"}},
-                {"id": "echo-500", "name": "error body echoes a secret", "kind": "http",
-                 "params": {"url": "{base_url}/api/v1/debug"}},
-            ],
-        }],
+        "phases": [
+            {
+                "id": "leaky",
+                "name": "Leaky phase",
+                "estimate_minutes": 1,
+                "checkpoint": "none",
+                "actions": [cmd("leak-and-pass", "run", "; exit 0")],
+                "checks": [
+                    cmd("leak-and-fail", "command", "; exit 3"),
+                    {
+                        "id": "secrets",
+                        "name": "secrets",
+                        "kind": "secrets",
+                        "params": {"env_file": "{env_file}"},
+                    },
+                    {
+                        "id": "echo-500",
+                        "name": "error body echoes a secret",
+                        "kind": "http",
+                        "params": {"url": "{base_url}/api/v1/debug"},
+                    },
+                ],
+            }
+        ],
         "rollback": [cmd("rollback-leaks", "run", "; exit 1")],
         "environments": {
-            "prod": {"domain": "example.test", "base_url": app.url, "env_file": str(env_file),
-                     "approvers": [ALICE.id, BOB.id]},
+            "prod": {
+                "domain": "example.test",
+                "base_url": app.url,
+                "env_file": str(env_file),
+                "approvers": [ALICE.id, BOB.id],
+            },
         },
     }
     path = tmp_path / "leaky.yml"
@@ -164,8 +187,9 @@ def test_no_secret_form_reaches_chat_logs_or_audit(
     install_log_masking()  # what `cutover` does at start: a filter on every root handler
     ref: list[Engine] = []
     surface = RecordingSurface(ref, fail_with=values["DB_PASSWORD"])
-    engine = Engine(db, load_runbook(leaky_runbook(tmp_path, env_file, app)),
-                    surface=surface, background=False)
+    engine = Engine(
+        db, load_runbook(leaky_runbook(tmp_path, env_file, app)), surface=surface, background=False
+    )
     ref.append(engine)
     service = CommandService(engine)
 
@@ -177,8 +201,12 @@ def test_no_secret_form_reaches_chat_logs_or_audit(
     view = gate_view(db, engine.runbook, gate_id)
     assert view is not None
     status = {s.step_id: s.status for s in view.steps}
-    assert status == {"leak-and-pass": "pass", "leak-and-fail": "fail", "secrets": "fail",
-                      "echo-500": "fail"}, [(s.step_id, s.evidence) for s in view.steps]
+    assert status == {
+        "leak-and-pass": "pass",
+        "leak-and-fail": "fail",
+        "secrets": "fail",
+        "echo-500": "fail",
+    }, [(s.step_id, s.evidence) for s in view.steps]
     evidence = {s.step_id: s.evidence for s in view.steps}
     assert "[redacted]" in evidence["leak-and-fail"]  # the leak was there, and masked
     assert "[redacted]" in evidence["echo-500"]
@@ -186,8 +214,11 @@ def test_no_secret_form_reaches_chat_logs_or_audit(
 
     assert engine.decide(gate_id, BOB, "continue").outcome == "refused"
     assert engine.decide(gate_id, BOB, "rollback", reason="leaky").outcome == "rolled_back"
-    replies = [reply.text, service.execute(parse("status prod"), BOB).text,
-               service.execute(parse(f"audit {run_id}"), BOB).text]
+    replies = [
+        reply.text,
+        service.execute(parse("status prod"), BOB).text,
+        service.execute(parse(f"audit {run_id}"), BOB).text,
+    ]
     try:  # a log line with a traceback whose exception quotes a secret
         raise RuntimeError(f"connect failed: {values['DATABASE_URL']}")
     except RuntimeError:
@@ -202,8 +233,13 @@ def test_no_secret_form_reaches_chat_logs_or_audit(
     exported = audit.export(db, None, "jsonl") + audit.export(db, None, "csv")
     assert "surface.failed" in exported  # the failed chat call is audited, masked
     assert "connect failed" in logged and "Traceback" in logged
-    places = {"chat": "\n".join(shown), "logs": logged, "stdout": out, "stderr": err,
-              "audit": exported}
+    places = {
+        "chat": "\n".join(shown),
+        "logs": logged,
+        "stdout": out,
+        "stderr": err,
+        "audit": exported,
+    }
     for key, value in values.items():
         for form in forms(value):
             for where, text in places.items():

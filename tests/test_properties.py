@@ -61,18 +61,38 @@ gate_picks = st.sampled_from([-1, -1, -1, 0, 1, 2, 3, 5, 8])
 
 def phases(tmp: Path) -> list[dict[str, Any]]:
     def check(step_id: str, argv: list[str], timeout: float = 10) -> dict[str, Any]:
-        return {"id": step_id, "name": step_id, "kind": "command", "params": {"argv": argv},
-                "timeout": timeout}
+        return {
+            "id": step_id,
+            "name": step_id,
+            "kind": "command",
+            "params": {"argv": argv},
+            "timeout": timeout,
+        }
 
     return [
-        {"id": "one", "name": "One", "estimate_minutes": 1, "checkpoint": "one",
-         "checks": [check("ok", ["true"])]},
-        {"id": "two", "name": "Two", "estimate_minutes": 1, "checkpoint": "two",
-         "manual": [{"id": "browser", "text": "Click around"}],
-         "checks": [check("flag", ["test", "!", "-e", str(tmp / "fail")])]},
+        {
+            "id": "one",
+            "name": "One",
+            "estimate_minutes": 1,
+            "checkpoint": "one",
+            "checks": [check("ok", ["true"])],
+        },
+        {
+            "id": "two",
+            "name": "Two",
+            "estimate_minutes": 1,
+            "checkpoint": "two",
+            "manual": [{"id": "browser", "text": "Click around"}],
+            "checks": [check("flag", ["test", "!", "-e", str(tmp / "fail")])],
+        },
         # a check that times out while the "slow" flag is set: ERROR, the gate fails closed
-        {"id": "three", "name": "Three", "estimate_minutes": 1, "checkpoint": "three",
-         "checks": [check("slow", ["sh", "-c", f"test ! -e {tmp / 'slow'} || sleep 5"], 0.3)]},
+        {
+            "id": "three",
+            "name": "Three",
+            "estimate_minutes": 1,
+            "checkpoint": "three",
+            "checks": [check("slow", ["sh", "-c", f"test ! -e {tmp / 'slow'} || sleep 5"], 0.3)],
+        },
     ]
 
 
@@ -154,9 +174,7 @@ class Cutover(RuleBasedStateMachine):
     def changes(self) -> Counter[str]:
         with self.db.session() as s:
             kinds = s.exec(select(AuditEvent.kind))
-            return Counter(
-                k for k in kinds if k in ("gate.decided", "gate.vote", "manual.ticked")
-            )
+            return Counter(k for k in kinds if k in ("gate.decided", "gate.vote", "manual.ticked"))
 
     def restart(self) -> None:
         """A new process: fresh pool and engine on the same database; recover() picks up."""
@@ -339,7 +357,10 @@ class Cutover(RuleBasedStateMachine):
                 now_status, key = str(row.status), (machine, row.id)
                 before = self.seen.get(key)
                 assert before is None or reachable(machine, before, now_status), (
-                    machine, row.id, before, now_status
+                    machine,
+                    row.id,
+                    before,
+                    now_status,
                 )
                 self.seen[key] = now_status
 

@@ -13,9 +13,11 @@ from bot.slack.blocks import (
     mentions,
     minimal_gate_message,
     parse_gate_value,
+    parse_tick_block,
     parse_tick_value,
     run_message,
     slackify,
+    tick_blocks,
 )
 from bot.views import GateView, ManualView, PhaseLine, RunView, StepView
 from phases.secrets import Masker
@@ -193,3 +195,10 @@ def test_the_minimal_checkpoint_keeps_the_decision() -> None:
     _, blocks = minimal_gate_message(gate())
     assert block_problems(blocks) == []
     assert blocks[-1]["block_id"] == "gate:7:2" and "/cutover audit 3" in str(blocks)
+
+
+def test_each_drawing_of_the_checkboxes_has_a_new_block_id_that_still_parses() -> None:
+    view = gate(manual=[ManualView("m1", "Test", None)])
+    first, second = (tick_blocks(view, iteration=i)[0]["block_id"] for i in ("1a", "1b"))
+    assert first != second
+    assert parse_tick_block(first) == parse_tick_block(second) == (7, 2, 0)

@@ -4,9 +4,11 @@ Every slash command and click is acknowledged at once (Slack allows 3 s): the
 listener only parses and calls ack(); the engine work runs after, on a small
 pool of its own, and answers the person through the response_url. Identity is
 built by a middleware from the signed body's team id + user id, never from a
-name; user groups are read when the click arrives, so permission is re-checked
-on every click. The engine's gate lock makes a retried delivery (X-Slack-Retry-Num)
-or fifty clicks at once decide a gate exactly once.
+name; approver user groups are read from Slack through a cache (bot.slack.groups:
+one lookup per group per minute, none for people listed by id), so permission is
+re-checked on every click against a list at most a minute old. The engine's gate
+lock makes a retried delivery (X-Slack-Retry-Num) or fifty clicks at once decide a
+gate exactly once.
 """
 
 from __future__ import annotations
@@ -206,11 +208,16 @@ def _message_ref(body: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _where(body: dict[str, Any]) -> Where:
+    """Where to answer; a click's `channel` can be `{}` (slack-morphism-rust #370), so the
+    container's channel_id is the fallback."""
     user = body.get("user")
     channel = body.get("channel")
+    container = body.get("container")
     return Where(
         body.get("response_url"),
-        (channel.get("id") if isinstance(channel, dict) else None) or body.get("channel_id"),
+        (channel.get("id") if isinstance(channel, dict) else None)
+        or body.get("channel_id")
+        or (container.get("channel_id") if isinstance(container, dict) else None),
         user.get("id") if isinstance(user, dict) else body.get("user_id"),
     )
 

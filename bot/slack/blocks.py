@@ -225,9 +225,10 @@ def parse_tick_value(value: str | None) -> tuple[int, int, str] | None:
 
 
 def parse_tick_block(block_id: str | None) -> tuple[int, int, int] | None:
-    """'tick:12:1:0' → (gate 12, attempt 1, group 0)."""
+    """'tick:12:1:0' or 'tick:12:1:0:1f' (a drawing's iteration) → (gate 12, attempt 1, group 0)."""
     m = re.fullmatch(
-        r"tick:(\d{1,9}):(\d{1,6}):(\d{1,3})", block_id if isinstance(block_id, str) else ""
+        r"tick:(\d{1,9}):(\d{1,6}):(\d{1,3})(?::[0-9a-f]{1,16})?",
+        block_id if isinstance(block_id, str) else "",
     )
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
@@ -379,12 +380,12 @@ def _passed_summary(passed: list[Any], mask: Mask) -> str:
     return clip(f"{ICONS.get('pass', '✅')} *{len(passed)} passed:* {names}", PASSED_SUMMARY)
 
 
-def _manual_blocks(view: GateView, mask: Mask, budget: int) -> list[Block]:
+def _manual_blocks(view: GateView, mask: Mask, budget: int, iteration: str) -> list[Block]:
     """The manual steps within `budget` characters: their checkboxes (open gate) and who
     ticked what; compact lines first, then only the count, when many don't fit."""
     if not view.manual:
         return []
-    ticks = tick_blocks(view, mask) if view.status == "open" else []
+    ticks = tick_blocks(view, mask, iteration) if view.status == "open" else []
     head = "*Manual steps* (tick each one before Continue):"
     full = [
         f"{'☑️' if m.ticked_by else '⬜'} *{escape(m.id)}* — "
@@ -436,12 +437,14 @@ def _full_results(
     return body if len(body) <= room_blocks and block_text(body) <= room_text else None
 
 
-def gate_message(view: GateView, mask: Mask = _same) -> tuple[str, list[Block]]:
-    text, blocks, _ = _checkpoint(view, mask)
+def gate_message(
+    view: GateView, mask: Mask = _same, iteration: str = ""
+) -> tuple[str, list[Block]]:
+    text, blocks, _ = _checkpoint(view, mask, iteration)
     return text, blocks
 
 
-def _checkpoint(view: GateView, mask: Mask) -> tuple[str, list[Block], bool]:
+def _checkpoint(view: GateView, mask: Mask, iteration: str = "") -> tuple[str, list[Block], bool]:
     """A phase's checkpoint within BLOCK_TEXT_BUDGET characters and 50 blocks, whatever the
     phase holds: the steps needing attention first, passed checks summarised in one line,
     then the manual steps and the decision (never cut). What did not fit is in
@@ -463,7 +466,9 @@ def _checkpoint(view: GateView, mask: Mask) -> tuple[str, list[Block], bool]:
         decision.append(section(decided_line(view)))
     verdict = [section(f"*Decision point:* {_verdict(view)}")]
     fixed = block_text(head + verdict + decision)
-    manual = _manual_blocks(view, mask, max(0, BLOCK_TEXT_BUDGET - fixed - RESULTS_RESERVE))
+    manual = _manual_blocks(
+        view, mask, max(0, BLOCK_TEXT_BUDGET - fixed - RESULTS_RESERVE), iteration
+    )
     tail = verdict + manual + decision
 
     room_blocks = MAX_BLOCKS - len(head) - len(tail) - 1
@@ -540,8 +545,9 @@ def minimal_gate_message(view: GateView, mask: Mask = _same) -> tuple[str, list[
     return _fallback(view, mask), blocks
 
 
-def tick_blocks(view: GateView, mask: Mask = _same) -> list[Block]:
-    """Checkbox groups (10 options each) for the manual steps; ticked ones start checked."""
+def tick_blocks(view: GateView, mask: Mask = _same, iteration: str = "") -> list[Block]:
+    """Checkbox groups (10 options each) for the manual steps; ticked ones start checked.
+    `iteration` makes each drawing's block_id new (`tick:GATE:ATTEMPT:GROUP:ITERATION`)."""
     out: list[Block] = []
     for n in range(0, len(view.manual), OPTIONS_PER_GROUP):
         chunk = view.manual[n : n + OPTIONS_PER_GROUP]
@@ -562,7 +568,8 @@ def tick_blocks(view: GateView, mask: Mask = _same) -> list[Block]:
         out.append(
             {
                 "type": "actions",
-                "block_id": f"tick:{view.id}:{view.attempt}:{n // OPTIONS_PER_GROUP}",
+                "block_id": f"tick:{view.id}:{view.attempt}:{n // OPTIONS_PER_GROUP}"
+                + (f":{iteration}" if iteration else ""),
                 "elements": [element],
             }
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +35,11 @@ from bot.slack.blocks import (
     REPLY_TEXT,
     Block,
     clip,
+    gate_details,
     gate_message,
     mask_blocks,
     mention,
+    minimal_gate_message,
     reminder_message,
     run_message,
     scheduled_message,
@@ -88,6 +91,20 @@ def make_client(
     )
 
 
+class SlackCallFailed(RuntimeError):
+    """A Web API call Slack answered with an error (after the retries)."""
+
+    def __init__(self, method: str, error: str, status: object) -> None:
+        super().__init__(f"Slack {method} failed: {error} (HTTP {status})")
+        self.method, self.error = method, error
+
+
+# What Slack says of a message it will never take as it is: retrying the same post is useless.
+REFUSALS = frozenset(
+    {"msg_blocks_too_long", "invalid_blocks", "invalid_blocks_format", "msg_too_long"}
+)
+
+
 def split_ref(ref: str) -> tuple[str, str]:
     channel, _, ts = ref.partition(":")
     return channel, ts
@@ -100,6 +117,7 @@ class SlackSurface:
         self.client = client
         self._engine = engine
         self._locks: dict[int, threading.RLock] = {}
+        self._iterations: dict[int, int] = {}
         self._locks_guard = threading.Lock()
 
     def bind(self, engine: Engine) -> None:
@@ -132,20 +150,62 @@ class SlackSurface:
         first = gate_view(self.engine.db, self.engine.runbook, gate_id)
         if first is None:
             return
+        details: list[tuple[str, list[Block]]] = []
         with self._lock(first.run_id):
             view = gate_view(self.engine.db, self.engine.runbook, gate_id)  # fresh, under the lock
             assert view is not None
             parent = view.run_surface_ref or self._sync_run(view.run_id)
-            text, blocks = gate_message(view, self._mask)
             channel, thread_ts = split_ref(parent) if parent else (view.channel, None)
-            self._post_or_update(
-                view.surface_ref,
-                channel,
-                text,
-                blocks,
-                thread_ts=thread_ts,
-                own=lambda ref: self.engine.set_surface_ref(ref, gate_id=gate_id),
-            )
+            iteration = self._iteration(gate_id)
+            text, blocks = gate_message(view, self._mask, iteration)
+            try:
+                self._post_or_update(
+                    view.surface_ref,
+                    channel,
+                    text,
+                    blocks,
+                    thread_ts=thread_ts,
+                    own=lambda ref: self.engine.set_surface_ref(ref, gate_id=gate_id),
+                )
+            except SlackCallFailed as exc:
+                if exc.error not in REFUSALS:
+                    raise
+                # Slack will never take this checkpoint: post the decision alone, so the gate
+                # stays decidable, and say why in the audit trail.
+                self._audit_failure(f"checkpoint {exc.method}", str(exc), view.run_id)
+                text, blocks = minimal_gate_message(view, self._mask)
+                self._post_or_update(
+                    view.surface_ref,
+                    channel,
+                    text,
+                    blocks,
+                    thread_ts=thread_ts,
+                    own=lambda ref: self.engine.set_surface_ref(ref, gate_id=gate_id),
+                )
+            if view.surface_ref is None and thread_ts is not None:
+                details = gate_details(view, self._mask)
+        for fallback, reply in details:  # after the lock: the decision is up already
+            try:
+                self._call(
+                    "chat_postMessage",
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    text=fallback,
+                    blocks=mask_blocks(reply, self._mask),
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            except Exception as exc:
+                self._audit_failure("checkpoint details", str(exc), first.run_id)
+                break
+
+    def _iteration(self, gate_id: int) -> str:
+        """A new suffix for each drawing of a checkpoint: Slack asks for a new block_id per
+        iteration of an updated message, or clients keep their own checkbox state."""
+        with self._locks_guard:  # microseconds: new after a restart too, and always increasing
+            n = max(self._iterations.get(gate_id, 0) + 1, time.time_ns() // 1000)
+            self._iterations[gate_id] = n
+        return f"{n:x}"
 
     def notice(self, run_id: int | None, text: str, channel: str | None = None) -> None:
         thread_ts: str | None = None
@@ -377,9 +437,7 @@ class SlackSurface:
         except SlackApiError as exc:
             error = exc.response.get("error") if exc.response is not None else None
             status = exc.response.status_code if exc.response is not None else "?"
-            raise RuntimeError(
-                f"Slack {method.replace('_', '.')} failed: {error or 'error'} (HTTP {status})"
-            ) from None
+            raise SlackCallFailed(method.replace("_", "."), str(error or "error"), status) from None
 
     def _audit_failure(self, call: str, error: str, run_id: int | None) -> None:
         log.warning("slack %s failed: %s", call, self._mask(error))
