@@ -242,6 +242,16 @@ def latest_run(db: Database, environment: str) -> int | None:
         ).first()
 
 
+def gate_ids(db: Database, run_id: int) -> list[int]:
+    """Every gate of a run, oldest first (each attempt of a phase has its own)."""
+    with db.session() as s:
+        return [
+            gid
+            for gid in s.exec(select(Gate.id).where(Gate.run_id == run_id).order_by(col(Gate.id)))
+            if gid is not None
+        ]
+
+
 def open_gate_id(db: Database, run_id: int) -> int | None:
     with db.session() as s:
         return s.exec(select(Gate.id).where(Gate.run_id == run_id, Gate.status == "open")).first()
