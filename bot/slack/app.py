@@ -318,6 +318,8 @@ class CutoverSlackApp:
         self._work.put(None)
         self._hand_out_thread.join()
         self.pool.shutdown(wait=True)
+        self.surface.outbox.settle(timeout=5.0)  # the last edits, then the senders stop
+        self.surface.outbox.close()
 
     # ------------------------------------------------------------------ wiring
 
