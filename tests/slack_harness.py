@@ -61,11 +61,13 @@ class Bot:
 
     # ------------------------------------------------------------------ Slack → bot
 
-    def command(self, text: str, user: str = "U1", team: str = TEAM, **kw: Any) -> tuple[Sent, str]:
-        """Types `/cutover TEXT`; returns the HTTP answer and the response_url key."""
+    def command(
+        self, text: str, user: str = "U1", team: str = TEAM, channel: str = CHANNEL, **kw: Any
+    ) -> tuple[Sent, str]:
+        """Types `/cutover TEXT` in `channel`; returns the HTTP answer and the response_url key."""
         key = f"cmd{next(self._keys)}"
         body = slash_body(
-            text, user=user, team=team, channel=CHANNEL, response_url=self.standin.response_url(key)
+            text, user=user, team=team, channel=channel, response_url=self.standin.response_url(key)
         )
         return post_signed(self.url, body, SECRET, **kw), key
 

@@ -27,6 +27,7 @@ from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 
+from bot.domain import approvals
 from bot.domain.errors import Unavailable
 from bot.engine import Engine
 from bot.schedules import ScheduleService
@@ -37,6 +38,7 @@ from bot.slack.blocks import (
     ROLLBACK,
     START,
     TICK,
+    channel_ref,
     escape,
     fit_lines,
     parse_gate_value,
@@ -489,6 +491,18 @@ class CutoverSlackApp:
 
     # ------------------------------------------------------------------ work (after ack)
 
+    def _may_start(self, env_name: str, actor: Actor, members: list[str] | None) -> bool:
+        """Whether the engine would let `actor` start a run (it checks again, and audits a
+        refusal): only then is "starting…" posted in the run's channel."""
+        try:
+            env = self.engine.environment(env_name)
+        except RunbookError:
+            return False
+        refusal = approvals.may_start(env_name, env, actor) or approvals.quorum_shortfall(
+            env, actor, members
+        )
+        return refusal is None
+
     def _env_channel(self, env_name: str) -> str | None:
         try:
             return self.engine.environment(env_name).channel
@@ -500,8 +514,15 @@ class CutoverSlackApp:
 
     def _command(self, cmd: Command, actor: Actor, body: dict[str, Any]) -> None:
         members: list[str] | None = None
+        home: str | None = None
         if isinstance(cmd, Start):
             actor, members = self.for_start(actor, cmd.env)
+            home = self._env_channel(cmd.env) or body.get("channel_id")
+            if home and self._may_start(cmd.env, actor, members):
+                refusal = self.surface.claim_home(cmd.env, home, actor.id)
+                if refusal is not None:
+                    self._answer(body, refusal)
+                    return
         elif isinstance(cmd, Abort | ScheduleCmd):
             actor = self.with_groups(actor, cmd.env)
         elif isinstance(cmd, Unschedule):
@@ -512,8 +533,12 @@ class CutoverSlackApp:
             cmd, actor, channel=body.get("channel_id"), group_members=members
         )
         text = self._md(reply.text)
+        if isinstance(cmd, Start) and reply.run_id is None:
+            self.surface.release_home(cmd.env)
         if isinstance(cmd, Start) and reply.run_id is not None:
             view = run_view(self.engine.db, self.engine.runbook, reply.run_id)
+            if home and home != body.get("channel_id"):
+                text += f"\nIts messages are in {channel_ref(home)}."
             if view is not None and view.surface_ref is None:
                 text += (
                     "\n⚠️ I could not post the run's message in this channel (invite me with "

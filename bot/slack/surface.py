@@ -39,7 +39,9 @@ from bot.notices import cutover_label, t0_text
 from bot.slack.blocks import (
     REPLY_TEXT,
     Block,
+    channel_ref,
     clip,
+    escape,
     gate_details,
     gate_message,
     mask_blocks,
@@ -137,6 +139,7 @@ class SlackSurface:
         self.outbox = Outbox(self._update, self._audit_failure)
         self._engine = engine
         self._locks: dict[int, threading.RLock] = {}
+        self._homes: dict[str, str] = {}  # environment → its "starting…" message (claim_home)
         self._iterations: dict[int, int] = {}
         self._locks_guard = threading.Lock()
 
@@ -401,6 +404,60 @@ class SlackSurface:
         if gate_id is not None:
             self.gate_changed(gate_id)
 
+    # ------------------------------------------------------------------ a run's home channel
+
+    def claim_home(self, env_name: str, channel: str, requested_by: str) -> str | None:
+        """Posts "starting…" in the channel a run of `env_name` is to live in, before the run
+        exists: Slack's answer says whether the bot may post there. Returns None, or why not
+        (as mrkdwn for the person who typed) when Slack refuses the channel. The run's parent
+        message becomes this one."""
+        self.pacer.wait(channel)
+        try:
+            resp = self._call_waiting(
+                "chat_postMessage",
+                channel=channel,
+                text=f"⏳ Starting the cutover of {escape(self._mask(env_name))} for "
+                f"{mention(requested_by)}…",
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackCallFailed as exc:
+            where = channel_ref(channel)
+            if exc.error == "not_in_channel":
+                return (
+                    f"I am not a member of {where}, where runs of {escape(env_name)} are posted: "
+                    f"type `/invite @cutover-bot` in {where}, then start again. No run was started."
+                )
+            if exc.error in ("channel_not_found", "is_archived"):
+                return (
+                    f"I cannot post in {where} ({exc.error}): a DM or a private channel I am not "
+                    f"in. Start from a channel I am in (`/invite @cutover-bot` there), or set "
+                    f"the `channel` of {escape(env_name)} in the runbook. No run was started."
+                )
+            # Slack is failing, not refusing: the run may start; its messages follow when
+            # Slack is back (the person is told), as for any failed post.
+            log.warning("cannot post the starting message: %s", self._mask(str(exc)))
+            return None
+        with self._locks_guard:
+            old = self._homes.pop(env_name, None)
+            self._homes[env_name] = f"{resp['channel']}:{resp['ts']}"
+        if old:
+            self._delete(old)
+        return None
+
+    def release_home(self, env_name: str) -> None:
+        """The start was refused after all: the "starting…" message goes."""
+        with self._locks_guard:
+            ref = self._homes.pop(env_name, None)
+        if ref:
+            self._delete(ref)
+
+    def _delete(self, ref: str) -> None:
+        try:
+            self._call_waiting("chat_delete", channel=split_ref(ref)[0], ts=split_ref(ref)[1])
+        except Exception as exc:
+            log.warning("cannot delete a starting message: %s", self._mask(str(exc)))
+
     # ------------------------------------------------------------------ replies to one person
 
     def reply(
@@ -454,6 +511,15 @@ class SlackSurface:
         view = run_view(self.engine.db, self.engine.runbook, run_id)
         if view is None:
             return None
+        if view.surface_ref is None:
+            with self._locks_guard:
+                home = self._homes.pop(view.environment, None)
+            if home is not None:  # the "starting…" message becomes the run's message
+                winner = self.engine.set_surface_ref(home, run_id=run_id)
+                if winner != home:
+                    self._delete(home)
+                self._edit_run(winner, run_id)
+                return winner
         text, blocks = run_message(view, datetime.now(UTC), self._mask)
         return self._post_or_update(
             view.surface_ref,
