@@ -99,7 +99,7 @@ class Runs(EngineCore):
                 runbook_digest=self.digest,
                 dry_run=dry_run,
                 requested_by=actor.id,
-                channel=env.channel or channel,  # the environment's channel is home
+                channel=channel or env.channel,
                 started_at=self.now(),
             )
             s.add(run)

@@ -517,6 +517,7 @@ class CutoverSlackApp:
         home: str | None = None
         if isinstance(cmd, Start):
             actor, members = self.for_start(actor, cmd.env)
+            # The environment's channel is the run's home; where it was typed gets a link.
             home = self._env_channel(cmd.env) or body.get("channel_id")
             if home and self._may_start(cmd.env, actor, members):
                 refusal = self.surface.claim_home(cmd.env, home, actor.id)
@@ -530,7 +531,7 @@ class CutoverSlackApp:
             if sched is not None:
                 actor = self.with_groups(actor, sched.environment)
         reply = self.commands.execute(
-            cmd, actor, channel=body.get("channel_id"), group_members=members
+            cmd, actor, channel=home or body.get("channel_id"), group_members=members
         )
         text = self._md(reply.text)
         if isinstance(cmd, Start) and reply.run_id is None:
