@@ -51,3 +51,18 @@ def test_a_start_typed_in_a_dm_without_an_environment_channel_is_refused(
         assert "channel_not_found" in reply and "No run was started" in reply
         _, key = bot.command("status", user="U1", channel=CHANNEL)
         assert bot.reply(key) == "No active cutover run."
+
+
+def test_a_checkpoint_calls_the_approvers_who_have_not_voted_and_the_parent_names_them(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    runbook = small_runbook(tmp_path, quorum=2, env={"approver_groups": ["S0OPS"]})
+    with running_bot(sqlite_db, runbook) as bot:
+        bot.standin.usergroups["S0OPS"] = ["U5"]
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        one = bot.checkpoint(run_id, 1)
+        assert "Waiting for <@U1>, <@U2>, <@U3>, <!subteam^S0OPS>" in one.all_text()
+        bot.wait_text(bot.parent(run_id), "waiting for <@U1>, <@U2>")
+        bot.click(one, "gate_continue", user="U2")
+        bot.wait_text(one, "Waiting for <@U1>, <@U3>, <!subteam^S0OPS>")

@@ -45,6 +45,7 @@ MANUAL_TEXT = 200
 MANUAL_BLOCKS = 30  # of a checkpoint's 50 blocks, at most for the manual steps
 PASSED_SUMMARY = 800
 DETAIL_SECTION = 2_900
+WAITING_TEXT = 1_500  # the mentions of who has not voted yet
 DETAIL_MESSAGES = 6  # thread replies of results per checkpoint (then: /cutover audit)
 
 CONTINUE, ROLLBACK, RETRY, TICK = "gate_continue", "gate_rollback", "gate_retry", "gate_tick"
@@ -237,9 +238,10 @@ def parse_tick_block(block_id: str | None) -> tuple[int, int, int] | None:
 
 
 def run_message(
-    view: RunView, now: datetime | None = None, mask: Mask = _same
+    view: RunView, now: datetime | None = None, mask: Mask = _same, waiting: str = ""
 ) -> tuple[str, list[Block]]:
-    """The run's parent message: state, elapsed against the estimate, the phase list."""
+    """The run's parent message: state, elapsed against the estimate, the phase list;
+    `waiting` (mrkdwn mentions) names who the open gate waits for."""
     state = STATUS_WORDS.get(view.status, view.status)  # type: ignore[call-overload]
     dry = " (dry run)" if view.dry_run else ""
     elapsed = view.elapsed_minutes(now)
@@ -257,7 +259,9 @@ def run_message(
         took = f", took {p.minutes:.0f} min" if p.minutes is not None else ""
         attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
         extra = {
-            "waiting": " — waiting for a decision (see the thread)",
+            "waiting": f" — waiting for {clip(waiting, WAITING_TEXT)} (see the thread)"
+            if waiting
+            else " — waiting for a decision (see the thread)",
             "running": " — running",
             "interrupted": " — interrupted",
             "monitoring": " — monitoring: each round is posted in the thread",
@@ -438,13 +442,17 @@ def _full_results(
 
 
 def gate_message(
-    view: GateView, mask: Mask = _same, iteration: str = ""
+    view: GateView, mask: Mask = _same, iteration: str = "", waiting: str = ""
 ) -> tuple[str, list[Block]]:
-    text, blocks, _ = _checkpoint(view, mask, iteration)
+    """`waiting`: mrkdwn mentions of the approvers (users, groups) who have not voted yet,
+    shown while the gate is open; posting it notifies them."""
+    text, blocks, _ = _checkpoint(view, mask, iteration, waiting)
     return text, blocks
 
 
-def _checkpoint(view: GateView, mask: Mask, iteration: str = "") -> tuple[str, list[Block], bool]:
+def _checkpoint(
+    view: GateView, mask: Mask, iteration: str = "", waiting: str = ""
+) -> tuple[str, list[Block], bool]:
     """A phase's checkpoint within BLOCK_TEXT_BUDGET characters and 50 blocks, whatever the
     phase holds: the steps needing attention first, passed checks summarised in one line,
     then the manual steps and the decision (never cut). What did not fit is in
@@ -461,6 +469,8 @@ def _checkpoint(view: GateView, mask: Mask, iteration: str = "") -> tuple[str, l
     if is_open:
         if view.quorum > 1:
             decision.append(section(approvals_line(view)))
+        if waiting:
+            decision.append(context(clip(f"👋 Waiting for {waiting}", WAITING_TEXT)))
         decision.append(decision_buttons(view))
     else:
         decision.append(section(decided_line(view)))
@@ -503,7 +513,7 @@ def _checkpoint(view: GateView, mask: Mask, iteration: str = "") -> tuple[str, l
 def gate_details(view: GateView, mask: Mask = _same) -> list[tuple[str, list[Block]]]:
     """The checkpoint's step-by-step results as thread replies (attention first), each within
     the same budget; at most DETAIL_MESSAGES, the audit trail has the rest."""
-    if not _checkpoint(view, mask)[2]:
+    if not _checkpoint(view, mask, "", "")[2]:
         return []  # the checkpoint itself shows every step
     attention, passed = _ordered_steps(view)
     lines = [_step_line(st, mask, EVIDENCE_CHARS) for st in attention]

@@ -44,6 +44,7 @@ from bot.slack.blocks import (
     escape,
     gate_details,
     gate_message,
+    group_mention,
     mask_blocks,
     mention,
     minimal_gate_message,
@@ -225,7 +226,12 @@ class SlackSurface:
             return []
         parent = view.run_surface_ref or self._sync_run(view.run_id)
         channel, thread_ts = split_ref(parent) if parent else (view.channel, None)
-        text, blocks = gate_message(view, self._mask, self._iteration(gate_id))
+        text, blocks = gate_message(
+            view,
+            self._mask,
+            self._iteration(gate_id),
+            self._waiting_for(view.environment, view.votes),
+        )
         own = lambda ref: self.engine.set_surface_ref(ref, gate_id=gate_id)  # noqa: E731
         try:
             self._post_or_update(None, channel, text, blocks, thread_ts=thread_ts, own=own)
@@ -244,14 +250,17 @@ class SlackSurface:
             view = run_view(self.engine.db, self.engine.runbook, run_id)
             if view is None:
                 return None
-            return run_message(view, datetime.now(UTC), self._mask)
+            return run_message(view, datetime.now(UTC), self._mask, self._run_waiting(run_id))
 
         self.outbox.edit(*split_ref(ref), draw, run_id=run_id)
 
     def _edit_gate(self, ref: str, gate_id: int, run_id: int) -> None:
         def draw() -> tuple[str, list[Block]] | None:
             view = gate_view(self.engine.db, self.engine.runbook, gate_id)
-            return gate_message(view, self._mask, self._iteration(gate_id)) if view else None
+            if view is None:
+                return None
+            waiting = self._waiting_for(view.environment, view.votes)
+            return gate_message(view, self._mask, self._iteration(gate_id), waiting)
 
         def minimal() -> tuple[str, list[Block]] | None:
             view = gate_view(self.engine.db, self.engine.runbook, gate_id)
@@ -263,6 +272,21 @@ class SlackSurface:
         self._call(
             "chat_update", channel=channel, ts=ts, text=text, blocks=mask_blocks(blocks, self._mask)
         )
+
+    def _waiting_for(self, env_name: str, votes: list[str]) -> str:
+        """Mentions of the approvers (users by id, then groups) who have not voted yet."""
+        try:
+            env = self.engine.environment(env_name)
+        except RunbookError:
+            return ""
+        users = [mention(a) for a in sorted(env.approver_set() - set(votes)) if ":" in a]
+        users = [u for u in users if u.startswith("<@")]
+        return ", ".join(users + [group_mention(g) for g in env.approver_groups])
+
+    def _run_waiting(self, run_id: int) -> str:
+        gate_id = open_gate_id(self.engine.db, run_id)
+        view = gate_view(self.engine.db, self.engine.runbook, gate_id) if gate_id else None
+        return self._waiting_for(view.environment, view.votes) if view else ""
 
     def _iteration(self, gate_id: int) -> str:
         """A new suffix for each drawing of a checkpoint: Slack asks for a new block_id per
@@ -520,7 +544,7 @@ class SlackSurface:
                     self._delete(home)
                 self._edit_run(winner, run_id)
                 return winner
-        text, blocks = run_message(view, datetime.now(UTC), self._mask)
+        text, blocks = run_message(view, datetime.now(UTC), self._mask, self._run_waiting(run_id))
         return self._post_or_update(
             view.surface_ref,
             view.channel,
