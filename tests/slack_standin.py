@@ -342,6 +342,7 @@ class SlackStandIn:
         self.channels: dict[str, Channel] = {c.id: copy.copy(c) for c in channels}
         self.rate_limits = rate_limits
         self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._ghosts = 0
         self._fail: deque[tuple[int, int | None, str | None, str | None]] = deque()
         self._lock = threading.Lock()
         self._clock = itertools.count(1)
@@ -382,6 +383,12 @@ class SlackStandIn:
         Retry-After, 500), or HTTP 200 with `{"ok": false, "error": error}`."""
         with self._lock:
             self._fail.extend([(status, retry_after, method, error)] * n)
+
+    def take_then_fail_next_post(self) -> None:
+        """The next chat.postMessage is posted, but answered 500 (as when Slack's answer is
+        lost on the way): a retry posts the message a second time."""
+        with self._lock:
+            self._ghosts += 1
 
     def add_channel(
         self, channel_id: str, name: str, *, private: bool = False, member: bool = True
@@ -493,6 +500,11 @@ class SlackStandIn:
                 self.calls.append(Call(method, args, status, answer))
                 return status, headers, answer
             answer = self._answer(method, args, auth)
+            if self._ghosts and method == "chat.postMessage" and answer.get("ok"):
+                self._ghosts -= 1  # taken, but the answer is lost: the caller sees a 500
+                answer = {"ok": False, "error": "fatal_error"}
+                self.calls.append(Call(method, args, 500, answer))
+                return 500, {}, answer
             if not answer.get("ok"):
                 self.problems.append(f"{method}: {answer.get('error')} {answer.get('errors', '')}")
             self.calls.append(Call(method, args, 200, answer))

@@ -102,3 +102,30 @@ def test_a_refused_checkpoint_is_posted_minimal_audited_and_still_decided(
         assert "waiting for a decision" in bot.reply(key)
         bot.click(one, "gate_continue", user="U2")
         wait_for(lambda: bot.run(run_id).status == "completed", "the run to complete")
+
+
+def test_a_checkpoint_posted_twice_after_a_5xx_loses_the_stray_copys_buttons_on_contact(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    slow = {
+        "id": "slow",
+        "name": "Slow phase",
+        "estimate_minutes": 1,
+        "checkpoint": "ok",
+        "checks": [
+            {"id": "s", "name": "sleep", "kind": "command", "params": {"argv": ["sleep", "1"]}}
+        ],
+    }
+    with running_bot(sqlite_db, small_runbook(tmp_path, phases=[slow])) as bot:
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        parent = bot.parent(run_id)
+        bot.standin.take_then_fail_next_post()
+        live = bot.checkpoint(run_id, 1)
+        copies = [m for m in bot.standin.thread(f"{parent.channel}:{parent.ts}") if m.blocks]
+        stray = next(m for m in copies if m.ts != live.ts)
+        bot.click(stray, "gate_continue", user="U2")
+        wait_for(lambda: bot.run(run_id).status == "completed", "the run to complete")
+        assert bot.service.surface.outbox.settle(timeout=15)
+        assert bot.fresh(stray).action_ids() == [] and "out of date" in bot.fresh(stray).all_text()
+        assert bot.fresh(live).action_ids() == []

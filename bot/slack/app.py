@@ -569,6 +569,7 @@ class CutoverSlackApp:
                 body, "This message is out of date; nothing was changed. See `/cutover status`."
             )
             return
+        self._retire_copy(body, view.id, view.surface_ref)
         actor = self.with_groups(actor, view.environment)
         result = self.engine.decide(view.id, actor, kind)  # type: ignore[arg-type]
         if result.outcome == "already_decided":
@@ -585,6 +586,13 @@ class CutoverSlackApp:
             )
         elif not result.changed:
             self._answer(body, self._md(result.message), run_id=view.run_id)
+
+    def _retire_copy(self, body: dict[str, Any], gate_id: int, live: str | None) -> None:
+        """A click on a copy of a checkpoint that is not the recorded one (a post Slack took
+        although it answered 5xx, then the retry posted again): the copy loses its buttons."""
+        ref = _message_ref(body)
+        if ref is not None and live and f"{ref[0]}:{ref[1]}" != live:
+            self.surface.retire_copy(ref[0], ref[1], gate_id)
 
     def _schedule_start(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         """The reminder's Start button: `ScheduleService.start` checks the clicker is an
@@ -627,6 +635,7 @@ class CutoverSlackApp:
         if where is None or view is None or view.attempt != where[1]:
             self._answer(body, "This message is out of date; nothing was changed.")
             return
+        self._retire_copy(body, view.id, view.surface_ref)
         if view.status != "open":
             self._answer(body, stale_text(view), run_id=view.run_id)
             return

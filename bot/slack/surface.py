@@ -51,6 +51,7 @@ from bot.slack.blocks import (
     reminder_message,
     run_message,
     scheduled_message,
+    section,
     slackify,
     when,
 )
@@ -267,6 +268,21 @@ class SlackSurface:
             return minimal_gate_message(view, self._mask) if view else None
 
         self.outbox.edit(*split_ref(ref), draw, run_id=run_id, fallback=minimal)
+
+    def retire_copy(self, channel: str, ts: str, gate_id: int) -> None:
+        """Redraws a stray copy of a checkpoint without buttons, pointing at the live one."""
+
+        def draw() -> tuple[str, list[Block]] | None:
+            view = gate_view(self.engine.db, self.engine.runbook, gate_id)
+            if view is None:
+                return None
+            text = (
+                f"This copy of the checkpoint of phase {view.phase_number} is out of date "
+                f"(Slack took a post twice); the live one is in this thread."
+            )
+            return text, [section(text)]
+
+        self.outbox.edit(channel, ts, draw)
 
     def _update(self, channel: str, ts: str, text: str, blocks: list[Block]) -> None:
         self._call(
