@@ -313,6 +313,7 @@ REQUIRED = {
     "chat.delete": ("channel", "ts"),
     "usergroups.users.list": ("usergroup",),
     "auth.test": (),
+    "apps.connections.open": (),
 }
 
 
@@ -343,6 +344,8 @@ class SlackStandIn:
         self.rate_limits = rate_limits
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._ghosts = 0
+        self.app_token: str | None = None  # set by tests.socket_standin
+        self.socket_url: str | None = None
         self._fail: deque[tuple[int, int | None, str | None, str | None]] = deque()
         self._lock = threading.Lock()
         self._clock = itertools.count(1)
@@ -514,6 +517,10 @@ class SlackStandIn:
         token = (auth or "").removeprefix("Bearer ").strip() or args.get("token")
         if not token:
             return {"ok": False, "error": "not_authed"}
+        if method == "apps.connections.open":  # Socket Mode: an app-level token (xapp-…)
+            if not self.app_token or token != self.app_token or not self.socket_url:
+                return {"ok": False, "error": "invalid_auth"}
+            return {"ok": True, "url": self.socket_url}
         if token != self.token:
             return {"ok": False, "error": "invalid_auth"}
         if method not in REQUIRED:
@@ -692,6 +699,22 @@ def slash_body(
 ) -> str:
     """The form body Slack POSTs for `/cutover TEXT`."""
     return urlencode(
+        slash_fields(
+            text,
+            user=user,
+            team=team,
+            channel=channel,
+            response_url=response_url,
+            user_name=user_name,
+        )
+    )
+
+
+def slash_fields(
+    text: str, *, user: str, team: str, channel: str, response_url: str, user_name: str = ""
+) -> dict[str, str]:
+    """The fields of `/cutover TEXT` (a form over HTTP; a JSON payload in Socket Mode)."""
+    return dict(
         {
             "token": "deprecated-verification-token",
             "team_id": team,
@@ -722,7 +745,30 @@ def block_actions_body(
 ) -> str:
     """The `payload=<json>` form body Slack POSTs when someone clicks in a message (with
     `enterprise`: as on Enterprise Grid, the org id in `team.enterprise_id`)."""
-    payload = {
+    payload = block_actions_payload(
+        message,
+        action,
+        user=user,
+        team=team,
+        response_url=response_url,
+        user_name=user_name,
+        enterprise=enterprise,
+    )
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def block_actions_payload(
+    message: Message,
+    action: dict[str, Any],
+    *,
+    user: str,
+    team: str,
+    response_url: str,
+    user_name: str = "",
+    enterprise: str | None = None,
+) -> dict[str, Any]:
+    """The block_actions payload of a click (see block_actions_body)."""
+    return {
         "type": "block_actions",
         "user": {
             "id": user,
@@ -761,7 +807,6 @@ def block_actions_body(
         "response_url": response_url,
         "actions": [{**action, "action_ts": f"{time.time():.6f}"}],
     }
-    return urlencode({"payload": json.dumps(payload)})
 
 
 def button_action(message: Message, action_id: str) -> dict[str, Any]:
