@@ -67,6 +67,7 @@ class _Edit:
     draw: Draw
     run_id: int | None
     fallback: Draw | None
+    on_sent: Callable[[], None] | None = None
     tries: int = 0
 
 
@@ -99,12 +100,14 @@ class Outbox:
         *,
         run_id: int | None = None,
         fallback: Draw | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> None:
-        """Redraw message `ts` in `channel` soon; a pending redraw of it is replaced."""
+        """Redraw message `ts` in `channel` soon; a pending redraw of it is replaced.
+        `on_sent` runs once Slack took the drawing."""
         with self._cond:
             queue = self._pending.setdefault(channel, OrderedDict())
             old = queue.get(ts)
-            queue[ts] = _Edit(channel, ts, draw, run_id, fallback, old.tries if old else 0)
+            queue[ts] = _Edit(channel, ts, draw, run_id, fallback, on_sent, old.tries if old else 0)
             if channel not in self._threads:
                 thread = threading.Thread(
                     target=self._send_loop, args=(channel,), name=f"outbox-{channel}", daemon=True
@@ -182,6 +185,8 @@ class Outbox:
         self._update(item.channel, item.ts, text, blocks)
         with self._cond:
             self.sent += 1
+        if item.on_sent is not None:
+            item.on_sent()
 
     def _later(self, item: _Edit, seconds: float, *, count: bool) -> None:
         with self._cond:

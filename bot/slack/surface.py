@@ -79,6 +79,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
+# chat.postMessage: "one message per second per channel" (Slack's rate-limit page); a
+# little more between posts, so jitter on the way never makes two land in one second.
+POST_INTERVAL = 1.1
 
 
 def retry_handlers(
@@ -124,7 +127,11 @@ class SlackSurface:
     """Implements `bot.surface.Surface`. Bind the engine before the first call."""
 
     def __init__(
-        self, client: WebClient, engine: Engine | None = None, *, post_interval: float = 1.0
+        self,
+        client: WebClient,
+        engine: Engine | None = None,
+        *,
+        post_interval: float = POST_INTERVAL,
     ) -> None:
         self.client = client
         # The same client without the SDK's rate-limit handler: it sleeps on Retry-After in
@@ -141,6 +148,7 @@ class SlackSurface:
         self.outbox = Outbox(self._update, self._audit_failure)
         self._engine = engine
         self._locks: dict[int, threading.RLock] = {}
+        self._settled: set[int] = set()  # gates Slack was last sent as decided
         self._homes: dict[str, str] = {}  # environment → its "starting…" message (claim_home)
         self._iterations: dict[int, int] = {}
         self._locks_guard = threading.Lock()
@@ -256,18 +264,26 @@ class SlackSurface:
         self.outbox.edit(*split_ref(ref), draw, run_id=run_id)
 
     def _edit_gate(self, ref: str, gate_id: int, run_id: int) -> None:
+        drawn: list[str] = []  # the gate's status in the drawing Slack was sent
+
         def draw() -> tuple[str, list[Block]] | None:
             view = gate_view(self.engine.db, self.engine.runbook, gate_id)
             if view is None:
                 return None
+            drawn.append(view.status)
             waiting = self._waiting_for(view.environment, view.votes)
             return gate_message(view, self._mask, self._iteration(gate_id), waiting)
+
+        def sent() -> None:
+            if drawn and drawn[-1] != "open":  # Slack shows it decided: nothing to reconcile
+                with self._locks_guard:
+                    self._settled.add(gate_id)
 
         def minimal() -> tuple[str, list[Block]] | None:
             view = gate_view(self.engine.db, self.engine.runbook, gate_id)
             return minimal_gate_message(view, self._mask) if view else None
 
-        self.outbox.edit(*split_ref(ref), draw, run_id=run_id, fallback=minimal)
+        self.outbox.edit(*split_ref(ref), draw, run_id=run_id, fallback=minimal, on_sent=sent)
 
     def retire_copy(self, channel: str, ts: str, gate_id: int) -> None:
         """Redraws a stray copy of a checkpoint without buttons, pointing at the live one."""
@@ -436,8 +452,10 @@ class SlackSurface:
         checkpoint (whatever edit was lost on the way, a decided gate shows no buttons)."""
         self.run_changed(run_id)
         gate_id = open_gate_id(self.engine.db, run_id)
+        with self._locks_guard:
+            settled = set(self._settled)
         for other in gate_ids(self.engine.db, run_id):
-            if other != gate_id:
+            if other != gate_id and other not in settled:
                 view = gate_view(self.engine.db, self.engine.runbook, other)
                 if view is not None and view.surface_ref:
                     self._edit_gate(view.surface_ref, other, run_id)
