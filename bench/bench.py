@@ -104,8 +104,10 @@ def ms(seconds: float) -> str:
 def environment() -> None:
     print("Environment")
     print(f"  {platform.platform()}; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.2f}")
-    print(f"  Python {platform.python_version()}; SQLAlchemy {sqlalchemy.__version__}; "
-          f"psycopg {psycopg.__version__}; SQLite {sqlite3.sqlite_version}")
+    print(
+        f"  Python {platform.python_version()}; SQLAlchemy {sqlalchemy.__version__}; "
+        f"psycopg {psycopg.__version__}; SQLite {sqlite3.sqlite_version}"
+    )
     if postgres_reachable():
         with psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql")) as conn:
             row = conn.execute(
@@ -143,8 +145,11 @@ def write_runbook(tmp: Path, phases: list[dict[str, Any]], name: str) -> Path:
         "phases": phases,
         "rollback": [],
         "environments": {
-            "bench": {"domain": "bench.test", "base_url": "http://127.0.0.1:9",
-                      "approvers": [ALICE.id, BOB.id]},
+            "bench": {
+                "domain": "bench.test",
+                "base_url": "http://127.0.0.1:9",
+                "approvers": [ALICE.id, BOB.id],
+            },
         },
     }
     path = tmp / f"{name}.yml"
@@ -163,13 +168,30 @@ def bench_phase(tmp: Path, quick: bool) -> None:
         s.start()
     try:
         checks = [
-            {"id": f"c{i}", "name": f"check {i}", "kind": "http",
-             "params": {"url": f"{s.url}/health", "expect_json": {"status": "ok"}}, "timeout": 10}
+            {
+                "id": f"c{i}",
+                "name": f"check {i}",
+                "kind": "http",
+                "params": {"url": f"{s.url}/health", "expect_json": {"status": "ok"}},
+                "timeout": 10,
+            }
             for i, s in enumerate(servers)
         ]
-        runbook = load_runbook(write_runbook(tmp, [
-            {"id": "p", "name": "P", "estimate_minutes": 1, "checkpoint": "x", "checks": checks}
-        ], "phase"))
+        runbook = load_runbook(
+            write_runbook(
+                tmp,
+                [
+                    {
+                        "id": "p",
+                        "name": "P",
+                        "estimate_minutes": 1,
+                        "checkpoint": "x",
+                        "checks": checks,
+                    }
+                ],
+                "phase",
+            )
+        )
         steps = runbook.phases[0].checks
         values = runbook.values_for("bench")
         ctx = StepContext()
@@ -204,8 +226,13 @@ def bench_phase(tmp: Path, quick: bool) -> None:
         report("phase", "8 checks as a phase (run_checks)", ms(par))
         report("phase", "whole phase in the engine: start -> gate open (SQLite)", ms(eng))
         report("phase", "phase / slowest check", f"{par / slow:.2f}x", "<= 1.2x", par / slow <= 1.2)
-        report("phase", "engine phase / slowest check", f"{eng / slow:.2f}x", "<= 1.2x",
-               eng / slow <= 1.2)
+        report(
+            "phase",
+            "engine phase / slowest check",
+            f"{eng / slow:.2f}x",
+            "<= 1.2x",
+            eng / slow <= 1.2,
+        )
         report("phase", "one after another / phase (speed-up)", f"{seq / par:.1f}x")
         del run
     finally:
@@ -222,8 +249,18 @@ def orm_append(session: Session, kind: str, *, actor: str, data: dict[str, Any])
     head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     seq, stamp, payload = head.seq + 1, audit.now_iso(), audit.canonical(data)
     digest = audit.event_hash(head.hash, seq, stamp, None, actor, kind, payload)
-    session.add(AuditEvent(seq=seq, at=stamp, run_id=None, actor=actor, kind=kind, data=payload,
-                           prev_hash=head.hash, hash=digest))
+    session.add(
+        AuditEvent(
+            seq=seq,
+            at=stamp,
+            run_id=None,
+            actor=actor,
+            kind=kind,
+            data=payload,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+    )
     head.seq, head.hash = seq, digest
     session.add(head)
     session.flush()
@@ -233,8 +270,12 @@ def appends_per_second(db: Database, n: int, writers: int, fn: Callable[..., Any
     def write(count: int, who: int) -> None:
         for i in range(count):
             with db.session() as s:  # one transaction per appended event, as in the engine
-                fn(s, "bench.event", actor=f"bench:{who}",
-                   data={"i": i, "evidence": "GET /health -> 200 in 12 ms"})
+                fn(
+                    s,
+                    "bench.event",
+                    actor=f"bench:{who}",
+                    data={"i": i, "evidence": "GET /health -> 200 in 12 ms"},
+                )
 
     threads = [threading.Thread(target=write, args=(n // writers, w)) for w in range(writers)]
     t0 = time.perf_counter()
@@ -279,14 +320,20 @@ def bench_audit(tmp: Path, quick: bool) -> None:
             four = appends_per_second(db, n, 4, audit.append)
             goal = label == "PostgreSQL"
             report("audit", f"{label}: ORM append (before), 1 writer", f"{old:,.0f}/s")
-            report("audit", f"{label}: audit.append, 1 writer", f"{one:,.0f}/s",
-                   ">= 2,000/s" if goal else "", one >= 2000 if goal else None)
+            report(
+                "audit",
+                f"{label}: audit.append, 1 writer",
+                f"{one:,.0f}/s",
+                ">= 2,000/s" if goal else "",
+                one >= 2000 if goal else None,
+            )
             report("audit", f"{label}: audit.append, 4 writers", f"{four:,.0f}/s")
             report("audit", f"{label}: after / before", f"{one / old:.2f}x")
             if not db.is_sqlite:
                 floor = raw_appends_per_second(db, n)
-                report("audit", f"{label}: same statements, psycopg alone (floor)",
-                       f"{floor:,.0f}/s")
+                report(
+                    "audit", f"{label}: same statements, psycopg alone (floor)", f"{floor:,.0f}/s"
+                )
             problems = audit.verify(db)
             assert problems == [], problems[:3]
     print()
@@ -383,8 +430,14 @@ def fill_chain(db: Database, n: int) -> float:
     prev, rows = audit.GENESIS, []
     for seq in range(1, n + 1):
         at = audit.now_iso(start + timedelta(milliseconds=seq))
-        data = audit.canonical({"section": "checks", "step": f"s{seq % 8}", "status": "pass",
-                                "evidence": f"GET /health -> 200 in {seq % 97} ms"})
+        data = audit.canonical(
+            {
+                "section": "checks",
+                "step": f"s{seq % 8}",
+                "status": "pass",
+                "evidence": f"GET /health -> 200 in {seq % 97} ms",
+            }
+        )
         run_id = seq // 50 + 1
         digest = audit.event_hash(prev, seq, at, run_id, "system", "step.result", data)
         rows.append((seq, at, run_id, "system", "step.result", data, prev, digest))
@@ -394,8 +447,11 @@ def fill_chain(db: Database, n: int) -> float:
         try:
             cur = raw.cursor()
             cur.execute("BEGIN")
-            cur.executemany("INSERT INTO audit_event (seq, at, run_id, actor, kind, data, "
-                            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            cur.executemany(
+                "INSERT INTO audit_event (seq, at, run_id, actor, kind, data, "
+                "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             cur.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (n, prev))
             cur.execute("COMMIT")
         finally:
@@ -404,8 +460,7 @@ def fill_chain(db: Database, n: int) -> float:
         url = sqlalchemy.engine.make_url(db.url).set(drivername="postgresql")
         with psycopg.connect(url.render_as_string(False)) as conn:
             with conn.cursor().copy(
-                "COPY audit_event (seq, at, run_id, actor, kind, data, prev_hash, hash) "
-                "FROM STDIN"
+                "COPY audit_event (seq, at, run_id, actor, kind, data, prev_hash, hash) FROM STDIN"
             ) as copy:
                 for row in rows:
                     copy.write_row(row)
@@ -427,8 +482,9 @@ def bench_verify(tmp: Path, quick: bool) -> None:
                 times.append(time.perf_counter() - t0)
                 assert problems == [], problems[:3]
             best = min(times)
-            report("verify", f"{label}: audit verify, {n:,} events", f"{best:.2f} s", "< 3 s",
-                   best < 3)
+            report(
+                "verify", f"{label}: audit verify, {n:,} events", f"{best:.2f} s", "< 3 s", best < 3
+            )
             report("verify", f"{label}: events verified per second", f"{n / best:,.0f}/s")
     print()
 
@@ -468,11 +524,24 @@ class TimingSurface:
 def bench_decision(tmp: Path, quick: bool) -> None:
     print("Click -> next checkpoint posted (engine on its pool, as under Slack)")
     phases = 21
-    runbook = load_runbook(write_runbook(tmp, [
-        {"id": f"p{i}", "name": f"P{i}", "estimate_minutes": 1, "checkpoint": "x",
-         "checks": [{"id": "t", "name": "true", "kind": "command", "params": {"argv": ["true"]}}]}
-        for i in range(phases)
-    ], "decision"))
+    runbook = load_runbook(
+        write_runbook(
+            tmp,
+            [
+                {
+                    "id": f"p{i}",
+                    "name": f"P{i}",
+                    "estimate_minutes": 1,
+                    "checkpoint": "x",
+                    "checks": [
+                        {"id": "t", "name": "true", "kind": "command", "params": {"argv": ["true"]}}
+                    ],
+                }
+                for i in range(phases)
+            ],
+            "decision",
+        )
+    )
     clicks = 20 if quick else 100
     with databases(tmp) as dbs:
         for label, db in dbs:
@@ -493,9 +562,10 @@ def bench_decision(tmp: Path, quick: bool) -> None:
                     total = posted - t0
                     pr_id = _phase_run_of(db, gate)
                     with db.session() as s:
-                        check_ms = sum(r.duration_ms for r in s.exec(
-                            select(StepRun).where(StepRun.phase_run_id == pr_id)
-                        ))
+                        check_ms = sum(
+                            r.duration_ms
+                            for r in s.exec(select(StepRun).where(StepRun.phase_run_id == pr_id))
+                        )
                     totals.append(total)
                     overheads.append(max(0.0, total - check_ms / 1000))
                 engine.abort("bench", BOB, "bench done")
@@ -503,10 +573,18 @@ def bench_decision(tmp: Path, quick: bool) -> None:
                 surface.posted.clear()
             engine.shutdown()
             p50, p99 = pct(overheads, 50), pct(overheads, 99)
-            report("decision", f"{label}: click -> checkpoint, p50 / p99",
-                   f"{ms(pct(totals, 50))} / {ms(pct(totals, 99))}")
-            report("decision", f"{label}: bot overhead (minus the check), p50", ms(p50),
-                   "< 200 ms", p50 < 0.2)
+            report(
+                "decision",
+                f"{label}: click -> checkpoint, p50 / p99",
+                f"{ms(pct(totals, 50))} / {ms(pct(totals, 99))}",
+            )
+            report(
+                "decision",
+                f"{label}: bot overhead (minus the check), p50",
+                ms(p50),
+                "< 200 ms",
+                p50 < 0.2,
+            )
             report("decision", f"{label}: bot overhead (minus the check), p99", ms(p99))
     print()
 
@@ -560,24 +638,44 @@ def bench_serve(tmp: Path, quick: bool) -> None:
     token = "xoxb-bench-" + hashlib.sha256(b"bench").hexdigest()[:24]
     standin = SlackStandIn(token).start()
     port = _free_port()
-    rb = write_runbook(tmp, [
-        {"id": "p", "name": "P", "estimate_minutes": 1, "checkpoint": "x",
-         "checks": [{"id": "t", "name": "true", "kind": "command", "params": {"argv": ["true"]}}]}
-    ], "serve")
+    rb = write_runbook(
+        tmp,
+        [
+            {
+                "id": "p",
+                "name": "P",
+                "estimate_minutes": 1,
+                "checkpoint": "x",
+                "checks": [
+                    {"id": "t", "name": "true", "kind": "command", "params": {"argv": ["true"]}}
+                ],
+            }
+        ],
+        "serve",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "CUTOVER_"))}
     env.update(
-        PYTHONPATH=str(ROOT), SLACK_BOT_TOKEN=token,
+        PYTHONPATH=str(ROOT),
+        SLACK_BOT_TOKEN=token,
         SLACK_SIGNING_SECRET=hashlib.sha256(b"signing").hexdigest(),
-        SLACK_API_URL=standin.api_url, CUTOVER_HTTP_PORT=str(port), CUTOVER_HTTP_HOST="127.0.0.1",
-        CUTOVER_DATABASE_URL=f"sqlite:///{tmp / 'serve.db'}", CUTOVER_RUNBOOK=str(rb),
+        SLACK_API_URL=standin.api_url,
+        CUTOVER_HTTP_PORT=str(port),
+        CUTOVER_HTTP_HOST="127.0.0.1",
+        CUTOVER_DATABASE_URL=f"sqlite:///{tmp / 'serve.db'}",
+        CUTOVER_RUNBOOK=str(rb),
         CUTOVER_LOG_LEVEL="WARNING",
     )
     starts, rss = [], []
     try:
         for _ in range(1 if quick else 3):
             t0 = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=tmp, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "serve"],
+                cwd=tmp,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             try:
                 while True:
                     if proc.poll() is not None:
@@ -646,9 +744,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             SECTIONS[name](Path(tmp), args.quick)
     missed = [f for f in FIGURES if f.ok is False]
-    print(f"Done in {time.perf_counter() - started:.0f} s; "
-          f"{sum(1 for f in FIGURES if f.ok)} goals met, {len(missed)} missed"
-          + (": " + "; ".join(f"{f.section}: {f.name}" for f in missed) if missed else ""))
+    print(
+        f"Done in {time.perf_counter() - started:.0f} s; "
+        f"{sum(1 for f in FIGURES if f.ok)} goals met, {len(missed)} missed"
+        + (": " + "; ".join(f"{f.section}: {f.name}" for f in missed) if missed else "")
+    )
     return 0
 
 

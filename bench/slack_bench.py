@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.slack_harness import wait_for  # noqa: E402
 from tests.slack_standin import (  # noqa: E402
+    Channel,
     Message,
     SlackStandIn,
     block_actions_body,
@@ -92,6 +93,7 @@ def serve_child(kind: str, api_url: str, db_url: str, runbook: str) -> None:
             runbook=Path(runbook),
         )
         service = build_service(settings)
+        service.surface.pacer.interval = 0.0  # (b) is the bot's latency, not Slack's pacing
         app = service.app
     else:  # a Bolt app that only acknowledges: the floor for any Bolt-based bot
         from bot.slack.app import PROCESS_BEFORE_RESPONSE
@@ -269,7 +271,11 @@ def standin_child() -> None:
                 ]
                 return {"total": len(self.calls), "replies": len(self.responses), "posted": posted}
 
-    standin = BenchStandIn(TOKEN).start()
+    # (a)-(c) measure the bot's own latency: Slack's rate tiers are off here, and so is the
+    # bot's per-channel pacing (serve_child); (d) measures the pacing against the tiers.
+    standin = BenchStandIn(
+        TOKEN, rate_limits=False, channels=(Channel(CHANNEL, "bench-cutover"),)
+    ).start()
     print(f"BASE {standin.base}", flush=True)
     sys.stdin.read()
     standin.stop()
@@ -562,6 +568,39 @@ def rss_and_startup(
     return startup, rss
 
 
+def outbox_burst(n: int) -> tuple[float, int, int, float]:
+    """n notices posted at once into one channel through the bot's surface, against the
+    stand-in with Slack's rate tiers on: (posts per second over the burst, most posts Slack
+    saw in any one-second window, 429s answered, seconds for the burst)."""
+    import types
+
+    from bot.slack.surface import SlackSurface, make_client
+    from phases.secrets import Masker
+
+    standin = SlackStandIn(TOKEN).start()  # rate tiers on: chat.postMessage 1/s/channel
+    try:
+        surface = SlackSurface(make_client(TOKEN, standin.api_url))
+        surface.bind(types.SimpleNamespace(masker=Masker([])))  # type: ignore[arg-type]
+        started = time.monotonic()
+        threads = [
+            threading.Thread(target=surface.notice, args=(None, f"notice {i}", "C0CUTOVER"))
+            for i in range(n)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took = time.monotonic() - started
+        calls = standin.api_calls("chat.postMessage")
+        ok = sorted(c.at for c in calls if c.status == 200)
+        limited = sum(1 for c in calls if c.status == 429)
+        window = max(sum(1 for u in ok if t <= u < t + 1.0) for t in ok)
+        rate = (len(ok) - 1) / (ok[-1] - ok[0]) if len(ok) > 1 else 0.0
+        return rate, window, limited, took
+    finally:
+        standin.stop()
+
+
 # ---------------------------------------------------------------------- report
 
 
@@ -569,7 +608,13 @@ def ms(x: float) -> str:
     return f"{x * 1000:7.1f}"
 
 
-def print_report(res: Results, startup: list[float], rss: list[float], quick: bool) -> bool:
+def print_report(
+    res: Results,
+    startup: list[float],
+    rss: list[float],
+    quick: bool,
+    burst: tuple[int, tuple[float, int, int, float]] | None = None,
+) -> bool:
     ok = True
     print()
     print(
@@ -627,6 +672,17 @@ def print_report(res: Results, startup: list[float], rss: list[float], quick: bo
         f"{'start-up, spawn → /healthz answers, s':40} {len(startup):>5} "
         f"{sorted(startup)[len(startup) // 2]:>8.2f}  (median; max {max(startup):.2f})"
     )
+    if burst is not None:
+        n, (rate, window, limited, took) = burst
+        met = window <= 1 and limited == 0
+        ok &= met
+        print()
+        print(f"(d) outbox: {n} posts at once into one channel (stand-in with Slack's rate tiers)")
+        print(
+            f"{'posts per second over the burst':40} {n:>5} {rate:>8.2f}  most in any 1 s: "
+            f"{window}; 429s: {limited}; took {took:.1f} s  goal: ≤ 1/s, never exceeded  "
+            f"{'met' if met else 'MISSED'}"
+        )
     print()
     return ok
 
@@ -673,13 +729,15 @@ def main() -> int:
                     with server("bot", slack.api_url, pg, runbook, log) as bot:
                         click_to_checkpoint(slack, bot, None, samples_b, res, "PostgreSQL")
             startup, rss = rss_and_startup(folder, slack, idle, starts)
+            burst_n = 5 if args.quick else 12
+            burst = (burst_n, outbox_burst(burst_n))
         except BaseException:
             if log.exists():
                 sys.stderr.write(log.read_text()[-4000:])
             raise
         finally:
             slack.stop()
-    ok = print_report(res, startup, rss, args.quick)
+    ok = print_report(res, startup, rss, args.quick, burst)
     print(f"took {time.monotonic() - started:.0f} s; every goal {'met' if ok else 'NOT met'}")
     return 0
 

@@ -244,6 +244,16 @@ def latest_run(db: Database, environment: str) -> int | None:
         ).first()
 
 
+def gate_ids(db: Database, run_id: int) -> list[int]:
+    """Every gate of a run, oldest first (each attempt of a phase has its own)."""
+    with db.session() as s:
+        return [
+            gid
+            for gid in s.exec(select(Gate.id).where(Gate.run_id == run_id).order_by(col(Gate.id)))
+            if gid is not None
+        ]
+
+
 def open_gate_id(db: Database, run_id: int) -> int | None:
     with db.session() as s:
         return s.exec(select(Gate.id).where(Gate.run_id == run_id, Gate.status == "open")).first()
@@ -288,16 +298,20 @@ class GateRef:
     environment: str
     attempt: int
     quorum: int
+    surface_ref: str | None
 
 
 def gate_ref(db: Database, gate_id: int) -> GateRef | None:
     with db.session() as s:
         row = s.exec(
-            select(Gate.run_id, Run.environment, Gate.attempt, Gate.quorum)
+            select(Gate, Run.environment)
             .join(Run, col(Run.id) == col(Gate.run_id))
             .where(Gate.id == gate_id)
         ).first()
-    return GateRef(gate_id, *row) if row is not None else None
+    if row is None:
+        return None
+    gate, environment = row
+    return GateRef(gate_id, gate.run_id, environment, gate.attempt, gate.quorum, gate.surface_ref)
 
 
 def run_counts(db: Database) -> dict[str, int]:

@@ -61,11 +61,13 @@ class Bot:
 
     # ------------------------------------------------------------------ Slack → bot
 
-    def command(self, text: str, user: str = "U1", team: str = TEAM, **kw: Any) -> tuple[Sent, str]:
-        """Types `/cutover TEXT`; returns the HTTP answer and the response_url key."""
+    def command(
+        self, text: str, user: str = "U1", team: str = TEAM, channel: str = CHANNEL, **kw: Any
+    ) -> tuple[Sent, str]:
+        """Types `/cutover TEXT` in `channel`; returns the HTTP answer and the response_url key."""
         key = f"cmd{next(self._keys)}"
         body = slash_body(
-            text, user=user, team=team, channel=CHANNEL, response_url=self.standin.response_url(key)
+            text, user=user, team=team, channel=channel, response_url=self.standin.response_url(key)
         )
         return post_signed(self.url, body, SECRET, **kw), key
 
@@ -86,6 +88,21 @@ class Bot:
         self, message: Message, selected: list[str], user: str = "U1", team: str = TEAM
     ) -> tuple[Sent, str]:
         return self._send(message, checkbox_action(message, selected), user, team)
+
+    def tick_block(
+        self, message: Message, block_id: str, selected: list[str], user: str = "U1"
+    ) -> tuple[Sent, str]:
+        """Ticks options of one checkbox group (a checkpoint may hold several)."""
+        block = next(b for b in message.blocks if b.get("block_id") == block_id)
+        el = block["elements"][0]
+        chosen = [o for o in el["options"] if o["value"].rsplit(":", 1)[-1] in selected]
+        action = {
+            "action_id": "gate_tick",
+            "block_id": block_id,
+            "type": "checkboxes",
+            "selected_options": chosen,
+        }
+        return self._send(message, action, user, TEAM)
 
     def _send(
         self,

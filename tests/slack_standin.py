@@ -1,10 +1,16 @@
 """A local stand-in for Slack: the Web API at /api/<method> and response_url posts at /respond/<id>.
 
-It checks each call as Slack would (the bearer token, each method's required
-arguments, Block Kit limits) and answers as Slack does ({"ok": true, "ts": …}).
+It checks each call as Slack would and answers as Slack does ({"ok": true, "ts": …}):
+the bearer token, each method's required arguments, Block Kit limits per field and in
+total (`msg_blocks_too_long` past BLOCK_TEXT_LIMIT characters of block text), `msg_too_long`
+on chat.update / chat.postEphemeral text over 4,000 characters, channel membership
+(`not_in_channel` for a public channel the bot was not invited to, `channel_not_found`
+for a DM, a private channel it is not in or an unknown id/name) and each method's rate
+tier (HTTP 429 + Retry-After; chat.postMessage one per second per channel with a short
+burst). Sources: /work/shared/reference/slack-platform.md A2, A3, A5.
 It records every call, keeps each message's current text and blocks (so a test
 reads the parent message and each checkpoint as people would see them), and can
-be told to fail the next N calls with 429 + Retry-After or with 500.
+be told to fail the next N calls (of one method) with 429 + Retry-After, 500 or an error.
 
 Also here: signing request bodies exactly as Slack does (v0 HMAC-SHA256), and the
 slash-command and block_actions bodies Slack sends.
@@ -17,6 +23,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import threading
 import time
 from collections import deque
@@ -176,6 +183,67 @@ def block_problems(blocks: Any) -> list[str]:
     return problems
 
 
+# Slack's cumulative limit is undocumented: rejections are reported at 13,297 characters
+# of markdown-block text (bolt-js #2509, a maintainer: "12,000 text characters with a
+# buffer for block containers") and at 11,341 summed `.text` characters (bolt-js #2867).
+# The stand-in refuses above 11,000 — below the lowest reported rejection — so a message
+# it accepts is one Slack is reported to accept.
+BLOCK_TEXT_LIMIT = 11_000
+UPDATE_TEXT_LIMIT = 4_000  # chat.update / chat.postEphemeral `text` (msg_too_long)
+POST_TEXT_LIMIT = 40_000
+
+
+def block_text_chars(blocks: Any) -> int:
+    """Every `text` string of a block tree, summed (how the reports above count)."""
+    if isinstance(blocks, dict):
+        return sum(
+            len(v) if k == "text" and isinstance(v, str) else block_text_chars(v)
+            for k, v in blocks.items()
+        )
+    if isinstance(blocks, list):
+        return sum(block_text_chars(v) for v in blocks)
+    return 0
+
+
+# ---------------------------------------------------------------------- rate tiers
+
+PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
+TIERS = {  # slack-api-ref docs.slack.dev/methods/*.json rate_limits
+    "chat.update": 3,
+    "chat.delete": 3,
+    "chat.postEphemeral": 4,
+    "usergroups.users.list": 2,
+    "auth.test": 4,
+}
+POST_BURST = 3  # chat.postMessage: "1 per second; short bursts >1 allowed … no guarantee"
+
+
+class _Bucket:
+    """A token bucket: `capacity` calls at once, refilled at `rate` per second."""
+
+    def __init__(self, capacity: float, rate: float) -> None:
+        self.capacity, self.rate = capacity, rate
+        self.tokens, self.at = capacity, time.monotonic()
+
+    def take(self) -> int | None:
+        """None if the call may go; otherwise the Retry-After (whole seconds) to send."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return None
+        return max(1, math.ceil((1 - self.tokens) / self.rate))
+
+
+@dataclass
+class Channel:
+    id: str
+    name: str
+    private: bool = False
+    member: bool = True  # the bot was invited
+
+
 # ---------------------------------------------------------------------- the stand-in
 
 
@@ -245,11 +313,26 @@ REQUIRED = {
     "chat.delete": ("channel", "ts"),
     "usergroups.users.list": ("usergroup",),
     "auth.test": (),
+    "apps.connections.open": (),
 }
 
 
+DEFAULT_CHANNELS = (Channel("C0CUTOVER", "cutover"), Channel("C0LAUNCH", "launch"))
+
+
 class SlackStandIn:
-    def __init__(self, token: str, *, team_id: str = "T1", bot_user: str = "UBOT") -> None:
+    """channels: the workspace's channels (the bot is in #cutover and #launch by default);
+    rate_limits: False only for a bench that measures something else."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        team_id: str = "T1",
+        bot_user: str = "UBOT",
+        channels: tuple[Channel, ...] = DEFAULT_CHANNELS,
+        rate_limits: bool = True,
+    ) -> None:
         self.token, self.team_id, self.bot_user = token, team_id, bot_user
         self.calls: list[Call] = []
         self.responses: list[tuple[str, dict[str, Any]]] = []  # response_url posts
@@ -257,8 +340,13 @@ class SlackStandIn:
         self.messages: dict[tuple[str, str], Message] = {}
         self.problems: list[str] = []
         self.usergroups: dict[str, list[str]] = {}
-        self.channel_names: dict[str, str] = {}
-        self._fail: deque[tuple[int, int | None]] = deque()
+        self.channels: dict[str, Channel] = {c.id: copy.copy(c) for c in channels}
+        self.rate_limits = rate_limits
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._ghosts = 0
+        self.app_token: str | None = None  # set by tests.socket_standin
+        self.socket_url: str | None = None
+        self._fail: deque[tuple[int, int | None, str | None, str | None]] = deque()
         self._lock = threading.Lock()
         self._clock = itertools.count(1)
         self._server = _Server(("127.0.0.1", 0), self._handler())
@@ -285,10 +373,36 @@ class SlackStandIn:
         self._server.shutdown()
         self._server.server_close()
 
-    def fail_next(self, n: int, status: int = 429, retry_after: int | None = 1) -> None:
-        """The next n Web API calls answer `status` (429 with Retry-After, or 500)."""
+    def fail_next(
+        self,
+        n: int,
+        status: int = 429,
+        retry_after: int | None = 1,
+        *,
+        method: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The next n Web API calls (of `method`, if given) answer `status` (429 with
+        Retry-After, 500), or HTTP 200 with `{"ok": false, "error": error}`."""
         with self._lock:
-            self._fail.extend([(status, retry_after)] * n)
+            self._fail.extend([(status, retry_after, method, error)] * n)
+
+    def take_then_fail_next_post(self) -> None:
+        """The next chat.postMessage is posted, but answered 500 (as when Slack's answer is
+        lost on the way): a retry posts the message a second time."""
+        with self._lock:
+            self._ghosts += 1
+
+    def add_channel(
+        self, channel_id: str, name: str, *, private: bool = False, member: bool = True
+    ) -> None:
+        with self._lock:
+            self.channels[channel_id] = Channel(channel_id, name, private, member)
+
+    def invite(self, channel_id: str) -> None:
+        """`/invite @cutover-bot` in that channel."""
+        with self._lock:
+            self.channels[channel_id].member = True
 
     # ------------------------------------------------------------------ reading
 
@@ -340,21 +454,60 @@ class SlackStandIn:
     def _new_ts(self) -> str:
         return f"{1_700_000_000 + next(self._clock)}.{next(self._clock):06d}"
 
-    def _channel(self, channel: str) -> str | None:
+    def _channel(self, channel: str) -> Channel | None:
+        """The channel an id or a #name names, or None (channel_not_found)."""
         if channel.startswith("#"):
-            return self.channel_names.setdefault(channel, f"C{len(self.channel_names) + 100:08d}")
-        return channel if channel[:1] in ("C", "G", "D") else None
+            name = channel[1:].lower()
+            return next((c for c in self.channels.values() if c.name == name), None)
+        return self.channels.get(channel)
+
+    def _limited(self, method: str, args: dict[str, Any]) -> int | None:
+        """Retry-After seconds if this call is over its method's rate tier."""
+        if not self.rate_limits:
+            return None
+        if method == "chat.postMessage":
+            key, make = (method, str(args.get("channel"))), lambda: _Bucket(POST_BURST, 1.0)
+        elif method in TIERS:
+            per_minute = PER_MINUTE[TIERS[method]]
+            key, make = (method, ""), lambda: _Bucket(per_minute, per_minute / 60)
+        else:
+            return None
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = make()
+        return bucket.take()
+
+    def _forced(self, method: str) -> tuple[int, int | None, str | None] | None:
+        for i, (status, retry_after, only, error) in enumerate(self._fail):
+            if only is None or only == method:
+                del self._fail[i]
+                return status, retry_after, error
+        return None
 
     def api(self, method: str, args: dict[str, Any], auth: str | None) -> tuple[int, dict, dict]:
         """(status, headers, answer) for one Web API call."""
         with self._lock:
-            if self._fail:
-                status, retry_after = self._fail.popleft()
-                headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-                answer = {"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"}
+            forced = self._forced(method)
+            retry_after = None if forced else self._limited(method, args)
+            if forced or retry_after is not None:
+                status, error = (forced[0], forced[2]) if forced else (429, None)
+                if forced:
+                    retry_after = forced[1]
+                headers = (
+                    {"Retry-After": str(retry_after)}
+                    if status == 429 and retry_after is not None
+                    else {}
+                )
+                error = error or ("ratelimited" if status == 429 else "fatal_error")
+                answer = {"ok": False, "error": error}
                 self.calls.append(Call(method, args, status, answer))
                 return status, headers, answer
             answer = self._answer(method, args, auth)
+            if self._ghosts and method == "chat.postMessage" and answer.get("ok"):
+                self._ghosts -= 1  # taken, but the answer is lost: the caller sees a 500
+                answer = {"ok": False, "error": "fatal_error"}
+                self.calls.append(Call(method, args, 500, answer))
+                return 500, {}, answer
             if not answer.get("ok"):
                 self.problems.append(f"{method}: {answer.get('error')} {answer.get('errors', '')}")
             self.calls.append(Call(method, args, 200, answer))
@@ -364,6 +517,10 @@ class SlackStandIn:
         token = (auth or "").removeprefix("Bearer ").strip() or args.get("token")
         if not token:
             return {"ok": False, "error": "not_authed"}
+        if method == "apps.connections.open":  # Socket Mode: an app-level token (xapp-…)
+            if not self.app_token or token != self.app_token or not self.socket_url:
+                return {"ok": False, "error": "invalid_auth"}
+            return {"ok": True, "url": self.socket_url}
         if token != self.token:
             return {"ok": False, "error": "invalid_auth"}
         if method not in REQUIRED:
@@ -387,9 +544,14 @@ class SlackStandIn:
             if group not in self.usergroups:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": list(self.usergroups[group])}
-        channel = self._channel(str(args["channel"]))
-        if channel is None:
+        found = self._channel(str(args["channel"]))
+        if found is None:
             return {"ok": False, "error": "channel_not_found"}
+        channel = found.id
+        if method in ("chat.postMessage", "chat.postEphemeral") and not found.member:
+            # A private channel or a DM the bot is not in looks like no channel at all.
+            private = found.private or channel.startswith(("D", "G"))
+            return {"ok": False, "error": "channel_not_found" if private else "not_in_channel"}
         if method == "chat.delete":
             msg = self.messages.get((channel, str(args["ts"])))
             if msg is None or msg.deleted:
@@ -401,12 +563,15 @@ class SlackStandIn:
             blocks = json.loads(blocks)
         if not text and not blocks:
             return {"ok": False, "error": "no_text"}
-        if text is not None and (not isinstance(text, str) or len(text) > 40_000):
+        limit = POST_TEXT_LIMIT if method == "chat.postMessage" else UPDATE_TEXT_LIMIT
+        if text is not None and (not isinstance(text, str) or len(text) > limit):
             return {"ok": False, "error": "msg_too_long"}
         if blocks is not None:
             problems = block_problems(blocks)
             if problems:
                 return {"ok": False, "error": "invalid_blocks", "errors": problems}
+            if block_text_chars(blocks) > BLOCK_TEXT_LIMIT:
+                return {"ok": False, "error": "msg_blocks_too_long"}
         if method == "chat.postEphemeral":
             self.ephemerals.append({"channel": channel, **args})
             return {"ok": True, "message_ts": self._new_ts()}
@@ -534,6 +699,22 @@ def slash_body(
 ) -> str:
     """The form body Slack POSTs for `/cutover TEXT`."""
     return urlencode(
+        slash_fields(
+            text,
+            user=user,
+            team=team,
+            channel=channel,
+            response_url=response_url,
+            user_name=user_name,
+        )
+    )
+
+
+def slash_fields(
+    text: str, *, user: str, team: str, channel: str, response_url: str, user_name: str = ""
+) -> dict[str, str]:
+    """The fields of `/cutover TEXT` (a form over HTTP; a JSON payload in Socket Mode)."""
+    return dict(
         {
             "token": "deprecated-verification-token",
             "team_id": team,
@@ -564,7 +745,30 @@ def block_actions_body(
 ) -> str:
     """The `payload=<json>` form body Slack POSTs when someone clicks in a message (with
     `enterprise`: as on Enterprise Grid, the org id in `team.enterprise_id`)."""
-    payload = {
+    payload = block_actions_payload(
+        message,
+        action,
+        user=user,
+        team=team,
+        response_url=response_url,
+        user_name=user_name,
+        enterprise=enterprise,
+    )
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def block_actions_payload(
+    message: Message,
+    action: dict[str, Any],
+    *,
+    user: str,
+    team: str,
+    response_url: str,
+    user_name: str = "",
+    enterprise: str | None = None,
+) -> dict[str, Any]:
+    """The block_actions payload of a click (see block_actions_body)."""
+    return {
         "type": "block_actions",
         "user": {
             "id": user,
@@ -603,7 +807,6 @@ def block_actions_body(
         "response_url": response_url,
         "actions": [{**action, "action_ts": f"{time.time():.6f}"}],
     }
-    return urlencode({"payload": json.dumps(payload)})
 
 
 def button_action(message: Message, action_id: str) -> dict[str, Any]:

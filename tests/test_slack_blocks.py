@@ -7,17 +7,21 @@ from datetime import UTC, datetime
 from bot.slack.blocks import (
     clip,
     fit_lines,
+    gate_details,
     gate_message,
     mention,
     mentions,
+    minimal_gate_message,
     parse_gate_value,
+    parse_tick_block,
     parse_tick_value,
     run_message,
     slackify,
+    tick_blocks,
 )
 from bot.views import GateView, ManualView, PhaseLine, RunView, StepView
 from phases.secrets import Masker
-from tests.slack_standin import block_problems
+from tests.slack_standin import BLOCK_TEXT_LIMIT, block_problems, block_text_chars
 
 SECRET = "s3cr3t-db-password-xyz"
 NOW = datetime(2026, 2, 17, 12, 0, tzinfo=UTC)
@@ -70,11 +74,13 @@ def test_a_huge_checkpoint_fits_slack_limits_and_is_masked() -> None:
     masker = Masker([SECRET])
     text, blocks = gate_message(gate(), masker.mask)
     assert block_problems(blocks) == []
-    assert len(blocks) <= 50
+    assert len(blocks) <= 50 and block_text_chars(blocks) <= BLOCK_TEXT_LIMIT
     dumped = str(blocks) + text
     assert SECRET not in dumped and "[redacted]" in dumped
     assert "<b>" not in dumped and "&lt;b&gt;" in dumped
     assert "/cutover audit 3" in dumped  # more results than one message holds
+    assert "257 passed:" in dumped  # passed checks summarised, failing ones shown
+    assert dumped.index("check number 0 &lt;b&gt;") < dumped.index("257 passed:")
     assert "1/2 approved by <@U1>" in dumped
     ticks = [b for b in blocks if b.get("block_id", "").startswith("tick:")]
     assert [len(b["elements"][0]["options"]) for b in ticks] == [10, 10, 3]
@@ -150,5 +156,49 @@ def test_text_helpers() -> None:
 def test_the_decision_buttons_survive_any_number_of_manual_steps() -> None:
     many = [ManualView(f"m{i}", "Test", None) for i in range(100)]
     _, blocks = gate_message(gate(manual=many))
-    assert block_problems(blocks) == [] and len(blocks) == 50
+    assert block_problems(blocks) == [] and len(blocks) <= 50
+    assert block_text_chars(blocks) <= BLOCK_TEXT_LIMIT
     assert blocks[-1]["block_id"] == "gate:7:2"
+
+
+def test_a_phase_of_400_checks_and_25_manual_steps_fits_in_one_message_and_its_replies() -> None:
+    steps = [
+        StepView("checks", f"c{i}", f"check {i}", "fail" if i % 40 == 0 else "pass", "e" * 900, 5)
+        for i in range(400)
+    ]
+    manual = [ManualView(f"m{i}", "Confirm " + "z" * 300, None) for i in range(25)]
+    view = gate(steps=steps, manual=manual, note=None)
+    _, blocks = gate_message(view)
+    assert block_problems(blocks) == [] and block_text_chars(blocks) <= BLOCK_TEXT_LIMIT
+    dumped = str(blocks)
+    assert all(f"*check {i}*" in dumped for i in range(0, 400, 40))  # every failure shown
+    assert "390 passed:" in dumped
+    assert [b for b in blocks if b.get("block_id") == "gate:7:2"]
+    ticks = [b for b in blocks if b.get("block_id", "").startswith("tick:")]
+    assert sum(len(b["elements"][0]["options"]) for b in ticks) == 25
+    details = gate_details(view)
+    assert 1 < len(details) <= 6
+    for text, reply in details:
+        assert block_problems(reply) == [] and block_text_chars(reply) <= BLOCK_TEXT_LIMIT
+        assert len(text) <= 4000
+    assert "*check 0*" in str(details[0][1])  # failures first in the replies too
+
+
+def test_a_small_checkpoint_shows_every_step_in_order_and_needs_no_replies() -> None:
+    steps = [StepView("checks", f"c{i}", f"check {i}", "pass", "fine", 5) for i in range(5)]
+    view = gate(steps=steps, manual=[], note=None)
+    _, blocks = gate_message(view)
+    assert "fine" in str(blocks) and gate_details(view) == []
+
+
+def test_the_minimal_checkpoint_keeps_the_decision() -> None:
+    _, blocks = minimal_gate_message(gate())
+    assert block_problems(blocks) == []
+    assert blocks[-1]["block_id"] == "gate:7:2" and "/cutover audit 3" in str(blocks)
+
+
+def test_each_drawing_of_the_checkboxes_has_a_new_block_id_that_still_parses() -> None:
+    view = gate(manual=[ManualView("m1", "Test", None)])
+    first, second = (tick_blocks(view, iteration=i)[0]["block_id"] for i in ("1a", "1b"))
+    assert first != second
+    assert parse_tick_block(first) == parse_tick_block(second) == (7, 2, 0)

@@ -201,6 +201,7 @@ def test_user_group_approvers_are_checked_when_the_click_arrives(
         run_id = bot.latest_run()
         one = bot.checkpoint(run_id, 1)
         bot.standin.usergroups["S0APPROVE"] = ["U7"]  # U8 left the group
+        bot.service.slack.groups.forget()  # as after the cached list's ttl
         _, key = bot.click(one, "gate_continue", user="U8")
         assert "not an approver" in bot.reply(key)
         bot.click(one, "gate_continue", user="U7")

@@ -4,9 +4,11 @@ Every slash command and click is acknowledged at once (Slack allows 3 s): the
 listener only parses and calls ack(); the engine work runs after, on a small
 pool of its own, and answers the person through the response_url. Identity is
 built by a middleware from the signed body's team id + user id, never from a
-name; user groups are read when the click arrives, so permission is re-checked
-on every click. The engine's gate lock makes a retried delivery (X-Slack-Retry-Num)
-or fifty clicks at once decide a gate exactly once.
+name; approver user groups are read from Slack through a cache (bot.slack.groups:
+one lookup per group per minute, none for people listed by id), so permission is
+re-checked on every click against a list at most a minute old. The engine's gate
+lock makes a retried delivery (X-Slack-Retry-Num) or fifty clicks at once decide a
+gate exactly once.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
+from bot.domain import approvals
 from bot.domain.errors import Unavailable
 from bot.engine import Engine
 from bot.schedules import ScheduleService
@@ -36,6 +38,7 @@ from bot.slack.blocks import (
     ROLLBACK,
     START,
     TICK,
+    channel_ref,
     escape,
     fit_lines,
     parse_gate_value,
@@ -45,7 +48,9 @@ from bot.slack.blocks import (
     slackify,
     stale_text,
 )
-from bot.slack.surface import SlackSurface
+from bot.slack.groups import UNKNOWN_TEXT as GROUPS_UNKNOWN
+from bot.slack.groups import GroupCache, GroupsUnknown
+from bot.slack.surface import SlackSurface, make_client, retry_handlers
 from bot.store.replays import SeenRequests
 from bot.surface import Actor
 from bot.views import (
@@ -210,11 +215,16 @@ def _message_ref(body: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _where(body: dict[str, Any]) -> Where:
+    """Where to answer; a click's `channel` can be `{}` (slack-morphism-rust #370), so the
+    container's channel_id is the fallback."""
     user = body.get("user")
     channel = body.get("channel")
+    container = body.get("container")
     return Where(
         body.get("response_url"),
-        (channel.get("id") if isinstance(channel, dict) else None) or body.get("channel_id"),
+        (channel.get("id") if isinstance(channel, dict) else None)
+        or body.get("channel_id")
+        or (container.get("channel_id") if isinstance(container, dict) else None),
         user.get("id") if isinstance(user, dict) else body.get("user_id"),
     )
 
@@ -266,6 +276,11 @@ class CutoverSlackApp:
         self.client = client or surface.client
         if self.client.token is None:
             self.client.token = token
+        # Group lookups go through a client that never sleeps on Retry-After (GroupCache).
+        self._groups_client = make_client(
+            token, str(self.client.base_url), retry_handlers(rate_limited=0, server_errors=0)
+        )
+        self.groups = GroupCache(self._fetch_group)
         self.commands = CommandService(engine)
         self.replays = ReplayGuard(SeenRequests(engine.db))
         self._start_locks: dict[int, threading.Lock] = {}
@@ -296,6 +311,8 @@ class CutoverSlackApp:
         self._work.put(None)
         self._hand_out_thread.join()
         self.pool.shutdown(wait=True)
+        self.surface.outbox.settle(timeout=5.0)  # the last edits, then the senders stop
+        self.surface.outbox.close()
 
     # ------------------------------------------------------------------ wiring
 
@@ -383,6 +400,10 @@ class CutoverSlackApp:
             return
         try:
             fn(*args)
+        except GroupsUnknown as exc:
+            log.warning("%s", exc)
+            body = args[-1] if args and isinstance(args[-1], dict) else {}
+            self._answer(body, GROUPS_UNKNOWN)
         except Exception as exc:
             log.exception("slack work %s failed", fn.__name__)
             self._answer(
@@ -411,47 +432,77 @@ class CutoverSlackApp:
 
     # ------------------------------------------------------------------ identity
 
-    def _group_lists(self, env_name: str, actor: Actor) -> dict[str, list[str]] | None:
-        """Members (bare user ids) of the environment's approver groups, read now from Slack;
-        None where there are none to read or the actor is from another workspace. A group
-        that cannot be read is left out (logged)."""
+    def _fetch_group(self, group: str) -> list[str]:
+        """One usergroups.users.list call, without the SDK's Retry-After sleeps (GroupCache)."""
+        users = self._groups_client.usergroups_users_list(usergroup=group).get("users") or []
+        return [u for u in users if isinstance(u, str)]
+
+    def _group_lists(self, env_name: str, actor: Actor) -> dict[str, tuple[str, ...] | None] | None:
+        """Members (bare user ids) of the environment's approver groups, from the cache
+        (None for a group that cannot be read now); None where there are no groups or the
+        actor is from another workspace."""
         try:
             env = self.engine.environment(env_name)
         except RunbookError:
             return None
         if not env.approver_groups or not actor.in_workspace(env.slack_team):
             return None
-        lists: dict[str, list[str]] = {}
+        lists: dict[str, tuple[str, ...] | None] = {}
         for group in env.approver_groups:
             try:
-                users = self.client.usergroups_users_list(usergroup=group).get("users") or []
-            except SlackApiError as exc:
-                err = exc.response.get("error") if exc.response is not None else exc
-                log.warning("cannot read user group %s: %s", group, err)
-                continue
-            lists[group] = [u for u in users if isinstance(u, str)]
+                lists[group] = self.groups.members(group)
+            except GroupsUnknown:
+                lists[group] = None
         return lists
 
+    def _listed(self, actor: Actor, env_name: str) -> bool:
+        """Listed by id among the environment's approvers: no group lookup needed."""
+        try:
+            env = self.engine.environment(env_name)
+        except RunbookError:
+            return False
+        return any(actor.is_(entry) for entry in env.approver_set())
+
     def with_groups(self, actor: Actor, env_name: str) -> Actor:
-        """Adds the environment's approver groups the actor belongs to, read now from Slack."""
+        """Adds the environment's approver groups the actor belongs to. Raises GroupsUnknown
+        when it depends on a group that cannot be read now."""
+        if self._listed(actor, env_name):
+            return actor
         return self.for_start(actor, env_name)[0]
 
     def for_start(self, actor: Actor, env_name: str) -> tuple[Actor, list[str] | None]:
         """The actor with their approver groups, and the qualified ids of every member of the
-        environment's approver groups (for the quorum check at start; None: no groups)."""
+        environment's approver groups (for the quorum check at start; None: no groups, or
+        not every group could be read)."""
         lists = self._group_lists(env_name, actor)
         if lists is None:
             return actor, None
-        groups = frozenset(g for g, users in lists.items() if actor.user in users)
+        groups = frozenset(g for g, users in lists.items() if users and actor.user in users)
+        if not groups and None in lists.values() and not self._listed(actor, env_name):
+            raise GroupsUnknown(f"approver groups of {env_name}")
         team = actor.team or actor.id.partition(":")[0]
+        if None in lists.values():
+            return replace(actor, groups=groups), None
         members = {
             Actor.slack(team, uid, enterprise=actor.enterprise).id
             for users in lists.values()
-            for uid in users
+            for uid in users or ()
         }
-        return replace(actor, groups=groups), sorted(members) if lists else None
+        return replace(actor, groups=groups), sorted(members)
 
     # ------------------------------------------------------------------ work (after ack)
+
+    def _may_start(self, env_name: str, actor: Actor, members: list[str] | None) -> bool:
+        """Whether the engine would let `actor` start a run (it checks again, and audits a
+        refusal): only then is "starting…" posted in the run's channel."""
+        try:
+            env = self.engine.environment(env_name)
+        except RunbookError:
+            return False
+        refusal = approvals.may_start(env_name, env, actor) or approvals.quorum_shortfall(
+            env, actor, members
+        )
+        return refusal is None
 
     def _env_channel(self, env_name: str) -> str | None:
         try:
@@ -464,8 +515,16 @@ class CutoverSlackApp:
 
     def _command(self, cmd: Command, actor: Actor, body: dict[str, Any]) -> None:
         members: list[str] | None = None
+        home: str | None = None
         if isinstance(cmd, Start):
             actor, members = self.for_start(actor, cmd.env)
+            # The environment's channel is the run's home; where it was typed gets a link.
+            home = self._env_channel(cmd.env) or body.get("channel_id")
+            if home and self._may_start(cmd.env, actor, members):
+                refusal = self.surface.claim_home(cmd.env, home, actor.id)
+                if refusal is not None:
+                    self._answer(body, refusal)
+                    return
         elif isinstance(cmd, Abort | ScheduleCmd):
             actor = self.with_groups(actor, cmd.env)
         elif isinstance(cmd, Unschedule):
@@ -473,11 +532,15 @@ class CutoverSlackApp:
             if sched is not None:
                 actor = self.with_groups(actor, sched.environment)
         reply = self.commands.execute(
-            cmd, actor, channel=body.get("channel_id"), group_members=members
+            cmd, actor, channel=home or body.get("channel_id"), group_members=members
         )
         text = self._md(reply.text)
+        if isinstance(cmd, Start) and reply.run_id is None:
+            self.surface.release_home(cmd.env)
         if isinstance(cmd, Start) and reply.run_id is not None:
             view = run_view(self.engine.db, self.engine.runbook, reply.run_id)
+            if home and home != body.get("channel_id"):
+                text += f"\nIts messages are in {channel_ref(home)}."
             if view is not None and view.surface_ref is None:
                 text += (
                     "\n⚠️ I could not post the run's message in this channel (invite me with "
@@ -507,6 +570,7 @@ class CutoverSlackApp:
                 body, "This message is out of date; nothing was changed. See `/cutover status`."
             )
             return
+        self._retire_copy(body, ref.id, ref.surface_ref)
         actor = self.with_groups(actor, ref.environment)
         result = self.engine.decide(ref.id, actor, kind)  # type: ignore[arg-type]
         if result.outcome == "already_decided":
@@ -524,6 +588,13 @@ class CutoverSlackApp:
             )
         elif not result.changed:
             self._answer(body, self._md(result.message), run_id=ref.run_id)
+
+    def _retire_copy(self, body: dict[str, Any], gate_id: int, live: str | None) -> None:
+        """A click on a copy of a checkpoint that is not the recorded one (a post Slack took
+        although it answered 5xx, then the retry posted again): the copy loses its buttons."""
+        ref = _message_ref(body)
+        if ref is not None and live and f"{ref[0]}:{ref[1]}" != live:
+            self.surface.retire_copy(ref[0], ref[1], gate_id)
 
     def _schedule_start(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         """The reminder's Start button: `ScheduleService.start` checks the clicker is an
@@ -566,6 +637,7 @@ class CutoverSlackApp:
         if where is None or view is None or view.attempt != where[1]:
             self._answer(body, "This message is out of date; nothing was changed.")
             return
+        self._retire_copy(body, view.id, view.surface_ref)
         if view.status != "open":
             self._answer(body, stale_text(view), run_id=view.run_id)
             return

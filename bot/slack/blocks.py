@@ -35,6 +35,18 @@ CONFIRM_TITLE, CONFIRM_TEXT, CONFIRM_BUTTON = 100, 300, 30
 FALLBACK_TEXT = 3000  # the notification / accessibility text of a message
 REPLY_TEXT = 3900  # an ephemeral reply or a thread notice
 EVIDENCE_CHARS = 400  # of one step's evidence, in a checkpoint
+PASSED_EVIDENCE = 120  # of a passed step's evidence, in the checkpoint's thread replies
+# Slack refuses a message whose block text adds up past an undocumented threshold,
+# reported at ~11,300-13,300 characters (bolt-js #2509, #2867); the bot keeps 10,000.
+BLOCK_TEXT_BUDGET = 10_000
+RESULTS_RESERVE = 4_500  # of a checkpoint's budget, kept for the results before manual steps
+INTRO_TEXT = 1_000
+MANUAL_TEXT = 200
+MANUAL_BLOCKS = 30  # of a checkpoint's 50 blocks, at most for the manual steps
+PASSED_SUMMARY = 800
+DETAIL_SECTION = 2_900
+WAITING_TEXT = 1_500  # the mentions of who has not voted yet
+DETAIL_MESSAGES = 6  # thread replies of results per checkpoint (then: /cutover audit)
 
 CONTINUE, ROLLBACK, RETRY, TICK = "gate_continue", "gate_rollback", "gate_retry", "gate_tick"
 START = "schedule_start"  # the Start button of a scheduled cutover's T-0 reminder
@@ -215,9 +227,10 @@ def parse_tick_value(value: str | None) -> tuple[int, int, str] | None:
 
 
 def parse_tick_block(block_id: str | None) -> tuple[int, int, int] | None:
-    """'tick:12:1:0' → (gate 12, attempt 1, group 0)."""
+    """'tick:12:1:0' or 'tick:12:1:0:1f' (a drawing's iteration) → (gate 12, attempt 1, group 0)."""
     m = re.fullmatch(
-        r"tick:(\d{1,9}):(\d{1,6}):(\d{1,3})", block_id if isinstance(block_id, str) else ""
+        r"tick:(\d{1,9}):(\d{1,6}):(\d{1,3})(?::[0-9a-f]{1,16})?",
+        block_id if isinstance(block_id, str) else "",
     )
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
@@ -226,9 +239,10 @@ def parse_tick_block(block_id: str | None) -> tuple[int, int, int] | None:
 
 
 def run_message(
-    view: RunView, now: datetime | None = None, mask: Mask = _same
+    view: RunView, now: datetime | None = None, mask: Mask = _same, waiting: str = ""
 ) -> tuple[str, list[Block]]:
-    """The run's parent message: state, elapsed against the estimate, the phase list."""
+    """The run's parent message: state, elapsed against the estimate, the phase list;
+    `waiting` (mrkdwn mentions) names who the open gate waits for."""
     state = STATUS_WORDS.get(view.status, view.status)  # type: ignore[call-overload]
     dry = " (dry run)" if view.dry_run else ""
     elapsed = view.elapsed_minutes(now)
@@ -246,7 +260,9 @@ def run_message(
         took = f", took {p.minutes:.0f} min" if p.minutes is not None else ""
         attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
         extra = {
-            "waiting": " — waiting for a decision (see the thread)",
+            "waiting": f" — waiting for {clip(waiting, WAITING_TEXT)} (see the thread)"
+            if waiting
+            else " — waiting for a decision (see the thread)",
             "running": " — running",
             "interrupted": " — interrupted",
             "monitoring": " — monitoring: each round is posted in the thread",
@@ -309,70 +325,36 @@ def approvals_line(view: GateView) -> str:
     return f"*Approvals:* 0/{view.quorum} — needs {view.quorum} approvers"
 
 
-def gate_message(view: GateView, mask: Mask = _same) -> tuple[str, list[Block]]:
-    """A phase's checkpoint: each step's status, evidence and duration, then the decision."""
-    is_open = view.status == "open"
+def block_text(blocks: Any) -> int:
+    """Characters of every `text` string in a block tree: what Slack's undocumented cumulative
+    limit (`msg_blocks_too_long`) is reported to count (bolt-js #2509, #2867)."""
+    if isinstance(blocks, dict):
+        return sum(
+            len(v) if k == "text" and isinstance(v, str) else block_text(v)
+            for k, v in blocks.items()
+        )
+    if isinstance(blocks, list):
+        return sum(block_text(v) for v in blocks)
+    return 0
+
+
+def _verdict(view: GateView) -> str:
+    if view.checks_passed:
+        return "PASS → Continue"
+    fail = "RESTORE & ROLLBACK" if view.on_fail == "restore_and_rollback" else "ROLLBACK"
+    return f"FAIL → {fail} (or Retry the phase once the cause is fixed)"
+
+
+def _title(view: GateView, mask: Mask) -> str:
     title = f"Phase {view.phase_number}: {mask(view.phase_name)}"
     if view.attempt > 1:
         title += f" · attempt {view.attempt}"
     if view.dry_run:
         title += " · DRY RUN"
-    head: list[Block] = [header(title)]
-    intro = (
-        f"*Checkpoint:* {escape(mask(view.checkpoint))}\n"
-        f"Run #{view.run_id} · {escape(mask(view.environment))}"
-    )
-    if view.note:
-        intro += f"\n⚠️ {slackify(mask(view.note))}"
-    head.append(section(intro))
+    return title
 
-    if view.checks_passed:
-        verdict = "PASS → Continue"
-    else:
-        fail = "RESTORE & ROLLBACK" if view.on_fail == "restore_and_rollback" else "ROLLBACK"
-        verdict = f"FAIL → {fail} (or Retry the phase once the cause is fixed)"
-    manual: list[Block] = []
-    if view.manual:
-        items = []
-        for m in view.manual:
-            box = "☑️" if m.ticked_by else "⬜"
-            by = f" — ticked by {mention(m.ticked_by)}" if m.ticked_by else ""
-            items.append(f"{box} *{escape(m.id)}* — {escape(mask(m.text))}{by}")
-        manual += sections(["*Manual steps* (tick each one before Continue):", *items])
-        if is_open:
-            manual += tick_blocks(view, mask)
-    decision: list[Block] = []
-    if is_open:
-        if view.quorum > 1:
-            decision.append(section(approvals_line(view)))
-        decision.append(decision_buttons(view))
-    else:
-        decision.append(section(decided_line(view)))
-    # The decision never falls off the end: the manual steps give way first, then the results.
-    room = MAX_BLOCKS - len(head) - 1 - len(decision) - 1
-    tail = [section(f"*Decision point:* {verdict}"), *manual[:room], *decision]
 
-    lines: list[str] = []
-    for section_name in ("actions", "checks"):
-        steps = [st for st in view.steps if st.section == section_name]
-        if not steps:
-            continue
-        lines.append(f"*{section_name.capitalize()}*")
-        for st in steps:
-            evidence = clip_plain(one_line(mask(st.evidence)), EVIDENCE_CHARS)
-            lines.append(
-                f"{ICONS.get(st.status, '•')} *{escape(mask(st.name))}* — {escape(evidence)} "
-                f"_({st.duration_ms} ms)_"
-            )
-    if not lines:
-        lines.append("_No automated steps in this phase._")
-    body = sections(lines)
-    budget = MAX_BLOCKS - len(head) - len(tail)
-    if len(body) > budget:
-        body = body[: max(0, budget - 1)]
-        body.append(context(f"More results than one message holds: `/cutover audit {view.run_id}`"))
-    blocks = (head + body + tail)[:MAX_BLOCKS]
-
+def _fallback(view: GateView, mask: Mask) -> str:
     verb = {
         "approved": "approved",
         "rolled_back": "rolled back",
@@ -381,17 +363,209 @@ def gate_message(view: GateView, mask: Mask = _same) -> tuple[str, list[Block]]:
     }
     state = (
         "waiting for a decision"
-        if is_open
+        if view.status == "open"
         else f"{verb.get(view.status, view.status)} by {mentions(view.decided_by)}"
     )
     text = (
         f"Run #{view.run_id} · phase {view.phase_number} {escape(mask(view.phase_name))}: {state}"
     )
-    return clip(text, FALLBACK_TEXT), blocks
+    return clip(text, FALLBACK_TEXT)
 
 
-def tick_blocks(view: GateView, mask: Mask = _same) -> list[Block]:
-    """Checkbox groups (10 options each) for the manual steps; ticked ones start checked."""
+def _step_line(st: Any, mask: Mask, evidence_chars: int) -> str:
+    evidence = clip_plain(one_line(mask(st.evidence)), evidence_chars)
+    return (
+        f"{ICONS.get(st.status, '•')} *{escape(mask(st.name))}* — {escape(evidence)} "
+        f"_({st.duration_ms} ms)_"
+    )
+
+
+def _ordered_steps(view: GateView) -> tuple[list[Any], list[Any]]:
+    """(steps needing attention — failed, warned, skipped — in runbook order, passed steps)."""
+    attention = [st for st in view.steps if st.status != "pass"]
+    passed = [st for st in view.steps if st.status == "pass"]
+    return attention, passed
+
+
+def _passed_summary(passed: list[Any], mask: Mask) -> str:
+    names = ", ".join(escape(mask(st.name)) for st in passed)
+    return clip(f"{ICONS.get('pass', '✅')} *{len(passed)} passed:* {names}", PASSED_SUMMARY)
+
+
+def _manual_blocks(view: GateView, mask: Mask, budget: int, iteration: str) -> list[Block]:
+    """The manual steps within `budget` characters: their checkboxes (open gate) and who
+    ticked what; compact lines first, then only the count, when many don't fit."""
+    if not view.manual:
+        return []
+    ticks = tick_blocks(view, mask, iteration) if view.status == "open" else []
+    head = "*Manual steps* (tick each one before Continue):"
+    full = [
+        f"{'☑️' if m.ticked_by else '⬜'} *{escape(m.id)}* — "
+        f"{clip(escape(mask(m.text)), MANUAL_TEXT)}"
+        f"{f' — ticked by {mention(m.ticked_by)}' if m.ticked_by else ''}"
+        for m in view.manual
+    ]
+    done = sum(1 for m in view.manual if m.ticked_by)
+    compact = [
+        f"{done}/{len(view.manual)} ticked"
+        + (
+            ": "
+            + ", ".join(
+                f"{escape(m.id)} by {mention(m.ticked_by)}" for m in view.manual if m.ticked_by
+            )
+            if done
+            else ""
+        )
+    ]
+    for lines in (full, compact):
+        out = sections([head, *lines]) + ticks
+        if block_text(out) <= budget and len(out) <= MANUAL_BLOCKS:
+            return out
+    # Even the checkboxes overflow: keep the groups that fit, point at the rest.
+    out = [section(f"{head} {clip(compact[0], 500)}")]
+    for block in ticks:
+        if block_text(out) + block_text(block) + 200 > budget or len(out) >= MANUAL_BLOCKS - 1:
+            out.append(context("More manual steps than one message holds: `/cutover status`"))
+            break
+        out.append(block)
+    return out
+
+
+def _full_lines(view: GateView, mask: Mask) -> list[str]:
+    lines: list[str] = []
+    for section_name in ("actions", "checks"):
+        steps = [st for st in view.steps if st.section == section_name]
+        if steps:
+            lines.append(f"*{section_name.capitalize()}*")
+            lines += [_step_line(st, mask, EVIDENCE_CHARS) for st in steps]
+    return lines or ["_No automated steps in this phase._"]
+
+
+def _full_results(
+    view: GateView, mask: Mask, room_blocks: int, room_text: int
+) -> list[Block] | None:
+    """Every step with its evidence, in runbook order, if that fits; else None."""
+    body = sections(_full_lines(view, mask))
+    return body if len(body) <= room_blocks and block_text(body) <= room_text else None
+
+
+def gate_message(
+    view: GateView, mask: Mask = _same, iteration: str = "", waiting: str = ""
+) -> tuple[str, list[Block]]:
+    """`waiting`: mrkdwn mentions of the approvers (users, groups) who have not voted yet,
+    shown while the gate is open; posting it notifies them."""
+    text, blocks, _ = _checkpoint(view, mask, iteration, waiting)
+    return text, blocks
+
+
+def _checkpoint(
+    view: GateView, mask: Mask, iteration: str = "", waiting: str = ""
+) -> tuple[str, list[Block], bool]:
+    """A phase's checkpoint within BLOCK_TEXT_BUDGET characters and 50 blocks, whatever the
+    phase holds: the steps needing attention first, passed checks summarised in one line,
+    then the manual steps and the decision (never cut). What did not fit is in
+    `gate_details` (thread replies) and the audit trail."""
+    is_open = view.status == "open"
+    intro = (
+        f"*Checkpoint:* {escape(mask(view.checkpoint))}\n"
+        f"Run #{view.run_id} · {escape(mask(view.environment))}"
+    )
+    if view.note:
+        intro += f"\n⚠️ {slackify(mask(view.note))}"
+    head: list[Block] = [header(_title(view, mask)), section(clip(intro, INTRO_TEXT))]
+    decision: list[Block] = []
+    if is_open:
+        if view.quorum > 1:
+            decision.append(section(approvals_line(view)))
+        if waiting:
+            decision.append(context(clip(f"👋 Waiting for {waiting}", WAITING_TEXT)))
+        decision.append(decision_buttons(view))
+    else:
+        decision.append(section(decided_line(view)))
+    verdict = [section(f"*Decision point:* {_verdict(view)}")]
+    fixed = block_text(head + verdict + decision)
+    manual = _manual_blocks(
+        view, mask, max(0, BLOCK_TEXT_BUDGET - fixed - RESULTS_RESERVE), iteration
+    )
+    tail = verdict + manual + decision
+
+    room_blocks = MAX_BLOCKS - len(head) - len(tail) - 1
+    room_text = BLOCK_TEXT_BUDGET - block_text(head + tail) - 200
+    full = _full_results(view, mask, room_blocks, room_text)
+    if full is not None:
+        return _fallback(view, mask), head + full + tail, False
+    attention, passed = _ordered_steps(view)
+    summary = [section(_passed_summary(passed, mask))] if passed else []
+    room_blocks -= len(summary)
+    room_text -= block_text(summary) + 150  # and the context line pointing at the rest
+    kept: list[str] = []
+    body: list[Block] = []
+    for st in attention:  # line by line, as many as the room left holds
+        candidate = sections([*kept, _step_line(st, mask, EVIDENCE_CHARS)])
+        if len(candidate) > room_blocks or block_text(candidate) > room_text:
+            break
+        kept.append(_step_line(st, mask, EVIDENCE_CHARS))
+        body = candidate
+    missing = len(attention) - len(kept)
+    more = f"{missing} more results to look at, and" if missing else "More:"
+    body += summary
+    body.append(
+        context(
+            f"{more} each step's evidence in the replies below · `/cutover audit {view.run_id}`"
+        )
+    )
+    blocks = (head + body + tail)[:MAX_BLOCKS]
+    return _fallback(view, mask), blocks, True
+
+
+def gate_details(view: GateView, mask: Mask = _same) -> list[tuple[str, list[Block]]]:
+    """The checkpoint's step-by-step results as thread replies (attention first), each within
+    the same budget; at most DETAIL_MESSAGES, the audit trail has the rest."""
+    if not _checkpoint(view, mask, "", "")[2]:
+        return []  # the checkpoint itself shows every step
+    attention, passed = _ordered_steps(view)
+    lines = [_step_line(st, mask, EVIDENCE_CHARS) for st in attention]
+    lines += [_step_line(st, mask, PASSED_EVIDENCE) for st in passed]
+    messages: list[tuple[str, list[Block]]] = []
+    current: list[Block] = []
+    title = f"Phase {view.phase_number} results"
+    for block in sections(lines, DETAIL_SECTION):
+        if len(current) >= MAX_BLOCKS - 2 or block_text(current) + block_text(block) > (
+            BLOCK_TEXT_BUDGET - 300
+        ):
+            messages.append((title, current))
+            current = []
+        current.append(block)
+    if current:
+        messages.append((title, current))
+    if len(messages) > DETAIL_MESSAGES:
+        messages = messages[:DETAIL_MESSAGES]
+        messages[-1][1].append(
+            context(f"More results than the thread holds: `/cutover audit {view.run_id}`")
+        )
+    n = len(messages)
+    return [
+        (clip(f"Run #{view.run_id} · {t} ({i}/{n})", FALLBACK_TEXT), b)
+        for i, (t, b) in enumerate(messages, 1)
+    ]
+
+
+def minimal_gate_message(view: GateView, mask: Mask = _same) -> tuple[str, list[Block]]:
+    """What is posted when Slack refused the full checkpoint: the gate stays decidable."""
+    blocks: list[Block] = [
+        header(_title(view, mask)),
+        section(
+            f"*Decision point:* {_verdict(view)}\nThe full checkpoint could not be posted; "
+            f"the results are in `/cutover audit {view.run_id}`."
+        ),
+    ]
+    blocks.append(decision_buttons(view) if view.status == "open" else section(decided_line(view)))
+    return _fallback(view, mask), blocks
+
+
+def tick_blocks(view: GateView, mask: Mask = _same, iteration: str = "") -> list[Block]:
+    """Checkbox groups (10 options each) for the manual steps; ticked ones start checked.
+    `iteration` makes each drawing's block_id new (`tick:GATE:ATTEMPT:GROUP:ITERATION`)."""
     out: list[Block] = []
     for n in range(0, len(view.manual), OPTIONS_PER_GROUP):
         chunk = view.manual[n : n + OPTIONS_PER_GROUP]
@@ -412,7 +586,8 @@ def tick_blocks(view: GateView, mask: Mask = _same) -> list[Block]:
         out.append(
             {
                 "type": "actions",
-                "block_id": f"tick:{view.id}:{view.attempt}:{n // OPTIONS_PER_GROUP}",
+                "block_id": f"tick:{view.id}:{view.attempt}:{n // OPTIONS_PER_GROUP}"
+                + (f":{iteration}" if iteration else ""),
                 "elements": [element],
             }
         )

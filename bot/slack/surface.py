@@ -5,15 +5,21 @@ each phase's checkpoint is a reply in the run's thread, edited as votes, ticks
 and the decision arrive. Message refs ("CHANNEL:TS") live in the database
 (`Engine.set_surface_ref`), so a restarted bot edits the same messages.
 
-Rate limits (429 + Retry-After), 5xx answers and dropped connections are retried
-by slack_sdk's retry handlers; a call that still fails raises, and the engine
-audits it as "surface.failed". Everything posted is masked first.
+New messages are posted at most one per second per channel (`Pacer`), waited for
+before the run's lock is taken; edits of posted messages go through the channel's
+`Outbox`, drawn from the database when sent, so a rate-limited chat.update delays
+nothing else and a decided gate always loses its buttons in the end. A 429 is never
+waited out while a lock is held (the SDK's rate-limit retry handler is not used);
+5xx answers and dropped connections are retried by slack_sdk's handlers. A call that
+still fails raises, and the engine audits it as "surface.failed". Everything posted is
+masked first.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,17 +39,38 @@ from bot.notices import cutover_label, t0_text
 from bot.slack.blocks import (
     REPLY_TEXT,
     Block,
+    channel_ref,
     clip,
+    escape,
+    gate_details,
     gate_message,
+    group_mention,
     mask_blocks,
     mention,
+    minimal_gate_message,
     reminder_message,
     run_message,
     scheduled_message,
+    section,
     slackify,
     when,
 )
-from bot.views import ScheduleView, gate_view, open_gate_id, run_view, schedule_view
+from bot.slack.outbox import (
+    REFUSALS,
+    Outbox,
+    Pacer,
+    RateLimited,
+    Refused,
+    SlackCallFailed,
+)
+from bot.views import (
+    ScheduleView,
+    gate_ids,
+    gate_view,
+    open_gate_id,
+    run_view,
+    schedule_view,
+)
 from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
@@ -54,6 +81,9 @@ _QUIET = logging.getLogger(__name__ + ".webhook")  # a response_url is a credent
 _QUIET.setLevel(logging.INFO)
 
 DEFAULT_API_URL = "https://slack.com/api/"
+# chat.postMessage: "one message per second per channel" (Slack's rate-limit page); a
+# little more between posts, so jitter on the way never makes two land in one second.
+POST_INTERVAL = 1.1
 
 
 def retry_handlers(
@@ -98,10 +128,31 @@ def split_ref(ref: str) -> tuple[str, str]:
 class SlackSurface:
     """Implements `bot.surface.Surface`. Bind the engine before the first call."""
 
-    def __init__(self, client: WebClient, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        engine: Engine | None = None,
+        *,
+        post_interval: float = POST_INTERVAL,
+    ) -> None:
         self.client = client
+        # The same client without the SDK's rate-limit handler: it sleeps on Retry-After in
+        # the calling thread, which may hold the run's lock.
+        self._api = WebClient(
+            token=client.token,
+            base_url=client.base_url,
+            timeout=client.timeout,
+            retry_handlers=[
+                h for h in client.retry_handlers if not isinstance(h, RateLimitErrorRetryHandler)
+            ],
+        )
+        self.pacer = Pacer(post_interval)
+        self.outbox = Outbox(self._update, self._audit_failure)
         self._engine = engine
         self._locks: dict[int, threading.RLock] = {}
+        self._settled: set[int] = set()  # gates Slack was last sent as decided
+        self._homes: dict[str, str] = {}  # environment → its "starting…" message (claim_home)
+        self._iterations: dict[int, int] = {}
         self._locks_guard = threading.Lock()
 
     def bind(self, engine: Engine) -> None:
@@ -124,8 +175,13 @@ class SlackSurface:
     # ------------------------------------------------------------------ Surface
 
     def run_changed(self, run_id: int) -> None:
-        with self._lock(run_id):
-            self._sync_run(run_id)
+        view = run_view(self.engine.db, self.engine.runbook, run_id)
+        if view is None:
+            return
+        if view.surface_ref:
+            self._edit_run(view.surface_ref, run_id)
+            return
+        self._posting(run_id, view.channel, lambda: self._sync_run(run_id))
 
     def checkpoint(self, gate_id: int) -> None:
         self.gate_changed(gate_id)
@@ -134,20 +190,145 @@ class SlackSurface:
         first = gate_view(self.engine.db, self.engine.runbook, gate_id)
         if first is None:
             return
-        with self._lock(first.run_id):
-            view = gate_view(self.engine.db, self.engine.runbook, gate_id)  # fresh, under the lock
-            assert view is not None
-            parent = view.run_surface_ref or self._sync_run(view.run_id)
-            text, blocks = gate_message(view, self._mask)
-            channel, thread_ts = split_ref(parent) if parent else (view.channel, None)
-            self._post_or_update(
-                view.surface_ref,
-                channel,
-                text,
-                blocks,
-                thread_ts=thread_ts,
-                own=lambda ref: self.engine.set_surface_ref(ref, gate_id=gate_id),
+        if first.surface_ref:
+            self._edit_gate(first.surface_ref, gate_id, first.run_id)
+            return
+        channel = split_ref(first.run_surface_ref)[0] if first.run_surface_ref else first.channel
+        details = self._posting(first.run_id, channel, lambda: self._post_gate(gate_id))
+        for fallback, reply in details or []:  # no lock held: the decision is up already
+            try:
+                self._call_waiting(
+                    "chat_postMessage",
+                    channel=reply[0],
+                    thread_ts=reply[1],
+                    text=fallback,
+                    blocks=mask_blocks(reply[2], self._mask),
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            except Exception as exc:
+                self._audit_failure("checkpoint details", str(exc), first.run_id)
+                break
+
+    def _posting(self, run_id: int, channel: str | None, post: Any) -> Any:
+        """Runs `post` under the run's lock, in the channel's next post slot; a 429 is waited
+        out with the lock released, then `post` runs again (it re-reads what is posted)."""
+        for attempt in range(4):
+            if channel:
+                self.pacer.wait(channel)
+            try:
+                with self._lock(run_id):
+                    return post()
+            except RateLimited as exc:
+                if attempt == 3:
+                    raise SlackCallFailed(exc.method, "ratelimited", 429) from None
+                if channel:
+                    self.pacer.hold(channel, exc.retry_after)
+                time.sleep(exc.retry_after)
+        return None
+
+    def _post_gate(self, gate_id: int) -> list[tuple[str, tuple[str, str, list[Block]]]]:
+        """Posts the checkpoint if it is not posted yet (caller holds the run's lock);
+        returns the thread replies of results to post after it."""
+        view = gate_view(self.engine.db, self.engine.runbook, gate_id)
+        assert view is not None
+        if view.surface_ref:  # posted meanwhile: redraw instead
+            self._edit_gate(view.surface_ref, gate_id, view.run_id)
+            return []
+        parent = view.run_surface_ref or self._sync_run(view.run_id)
+        channel, thread_ts = split_ref(parent) if parent else (view.channel, None)
+        text, blocks = gate_message(
+            view,
+            self._mask,
+            self._iteration(gate_id),
+            self._waiting_for(view.environment, view.votes),
+        )
+        own = lambda ref: self.engine.set_surface_ref(ref, gate_id=gate_id)  # noqa: E731
+        try:
+            self._post_or_update(None, channel, text, blocks, thread_ts=thread_ts, own=own)
+        except Refused as exc:
+            # Slack will never take this checkpoint: post the decision alone, so the gate
+            # stays decidable, and say why in the audit trail.
+            self._audit_failure(f"checkpoint {exc.method}", str(exc), view.run_id)
+            text, blocks = minimal_gate_message(view, self._mask)
+            self._post_or_update(None, channel, text, blocks, thread_ts=thread_ts, own=own)
+        if thread_ts is None or channel is None:
+            return []
+        return [(t, (channel, thread_ts, b)) for t, b in gate_details(view, self._mask)]
+
+    def _edit_run(self, ref: str, run_id: int) -> None:
+        def draw() -> tuple[str, list[Block]] | None:
+            view = run_view(self.engine.db, self.engine.runbook, run_id)
+            if view is None:
+                return None
+            return run_message(view, datetime.now(UTC), self._mask, self._run_waiting(run_id))
+
+        self.outbox.edit(*split_ref(ref), draw, run_id=run_id)
+
+    def _edit_gate(self, ref: str, gate_id: int, run_id: int) -> None:
+        drawn: list[str] = []  # the gate's status in the drawing Slack was sent
+
+        def draw() -> tuple[str, list[Block]] | None:
+            view = gate_view(self.engine.db, self.engine.runbook, gate_id)
+            if view is None:
+                return None
+            drawn.append(view.status)
+            waiting = self._waiting_for(view.environment, view.votes)
+            return gate_message(view, self._mask, self._iteration(gate_id), waiting)
+
+        def sent() -> None:
+            if drawn and drawn[-1] != "open":  # Slack shows it decided: nothing to reconcile
+                with self._locks_guard:
+                    self._settled.add(gate_id)
+
+        def minimal() -> tuple[str, list[Block]] | None:
+            view = gate_view(self.engine.db, self.engine.runbook, gate_id)
+            return minimal_gate_message(view, self._mask) if view else None
+
+        self.outbox.edit(*split_ref(ref), draw, run_id=run_id, fallback=minimal, on_sent=sent)
+
+    def retire_copy(self, channel: str, ts: str, gate_id: int) -> None:
+        """Redraws a stray copy of a checkpoint without buttons, pointing at the live one."""
+
+        def draw() -> tuple[str, list[Block]] | None:
+            view = gate_view(self.engine.db, self.engine.runbook, gate_id)
+            if view is None:
+                return None
+            text = (
+                f"This copy of the checkpoint of phase {view.phase_number} is out of date "
+                f"(Slack took a post twice); the live one is in this thread."
             )
+            return text, [section(text)]
+
+        self.outbox.edit(channel, ts, draw)
+
+    def _update(self, channel: str, ts: str, text: str, blocks: list[Block]) -> None:
+        self._call(
+            "chat_update", channel=channel, ts=ts, text=text, blocks=mask_blocks(blocks, self._mask)
+        )
+
+    def _waiting_for(self, env_name: str, votes: list[str]) -> str:
+        """Mentions of the approvers (users by id, then groups) who have not voted yet."""
+        try:
+            env = self.engine.environment(env_name)
+        except RunbookError:
+            return ""
+        users = [mention(a) for a in sorted(env.approver_set() - set(votes)) if ":" in a]
+        users = [u for u in users if u.startswith("<@")]
+        return ", ".join(users + [group_mention(g) for g in env.approver_groups])
+
+    def _run_waiting(self, run_id: int) -> str:
+        gate_id = open_gate_id(self.engine.db, run_id)
+        view = gate_view(self.engine.db, self.engine.runbook, gate_id) if gate_id else None
+        return self._waiting_for(view.environment, view.votes) if view else ""
+
+    def _iteration(self, gate_id: int) -> str:
+        """A new suffix for each drawing of a checkpoint: Slack asks for a new block_id per
+        iteration of an updated message, or clients keep their own checkbox state."""
+        with self._locks_guard:  # microseconds: new after a restart too, and always increasing
+            n = max(self._iterations.get(gate_id, 0) + 1, time.time_ns() // 1000)
+            self._iterations[gate_id] = n
+        return f"{n:x}"
 
     def notice(self, run_id: int | None, text: str, channel: str | None = None) -> None:
         thread_ts: str | None = None
@@ -160,7 +341,8 @@ class SlackSurface:
                     channel = channel or view.channel
         if not channel:
             raise RuntimeError(f"no channel to post a notice of run #{run_id} in")
-        self._call(
+        self.pacer.wait(channel)
+        self._call_waiting(
             "chat_postMessage",
             channel=channel,
             text=clip(slackify(self._mask(text)), REPLY_TEXT),
@@ -204,7 +386,8 @@ class SlackSurface:
 
     def _post_top_level(self, channel: str, fallback: str, blocks: list[Any]) -> None:
         """A new message outside any run's thread (no run exists yet)."""
-        self._call(
+        self.pacer.wait(channel)
+        self._call_waiting(
             "chat_postMessage",
             channel=channel,
             text=fallback,
@@ -247,7 +430,7 @@ class SlackSurface:
             done=done,
             mask=self._mask,
         )
-        self._call(
+        self._call_waiting(
             "chat_update",
             channel=channel,
             ts=ts,
@@ -267,11 +450,73 @@ class SlackSurface:
 
     def resync(self, run_id: int) -> None:
         """Posts whatever of an active run is missing in Slack (after an outage or a restart)
-        and redraws the rest: the parent message, then the open checkpoint."""
+        and redraws the rest: the parent message, the open checkpoint, and every earlier
+        checkpoint (whatever edit was lost on the way, a decided gate shows no buttons)."""
         self.run_changed(run_id)
         gate_id = open_gate_id(self.engine.db, run_id)
+        with self._locks_guard:
+            settled = set(self._settled)
+        for other in gate_ids(self.engine.db, run_id):
+            if other != gate_id and other not in settled:
+                view = gate_view(self.engine.db, self.engine.runbook, other)
+                if view is not None and view.surface_ref:
+                    self._edit_gate(view.surface_ref, other, run_id)
         if gate_id is not None:
             self.gate_changed(gate_id)
+
+    # ------------------------------------------------------------------ a run's home channel
+
+    def claim_home(self, env_name: str, channel: str, requested_by: str) -> str | None:
+        """Posts "starting…" in the channel a run of `env_name` is to live in, before the run
+        exists: Slack's answer says whether the bot may post there. Returns None, or why not
+        (as mrkdwn for the person who typed) when Slack refuses the channel. The run's parent
+        message becomes this one."""
+        self.pacer.wait(channel)
+        try:
+            resp = self._call_waiting(
+                "chat_postMessage",
+                channel=channel,
+                text=f"⏳ Starting the cutover of {escape(self._mask(env_name))} for "
+                f"{mention(requested_by)}…",
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackCallFailed as exc:
+            where = channel_ref(channel)
+            if exc.error == "not_in_channel":
+                return (
+                    f"I am not a member of {where}, where runs of {escape(env_name)} are posted: "
+                    f"type `/invite @cutover-bot` in {where}, then start again. No run was started."
+                )
+            if exc.error in ("channel_not_found", "is_archived"):
+                return (
+                    f"I cannot post in {where} ({exc.error}): a DM or a private channel I am not "
+                    f"in. Start from a channel I am in (`/invite @cutover-bot` there), or set "
+                    f"the `channel` of {escape(env_name)} in the runbook. No run was started."
+                )
+            # Slack is failing, not refusing: the run may start; its messages follow when
+            # Slack is back (the person is told), as for any failed post.
+            log.warning("cannot post the starting message: %s", self._mask(str(exc)))
+            return None
+        with self._locks_guard:
+            old = self._homes.pop(env_name, None)
+            self._homes[env_name] = f"{resp['channel']}:{resp['ts']}"
+        if old:
+            self._delete(old)
+        return None
+
+    def release_home(self, env_name: str) -> None:
+        """The start was refused after all: the "starting…" message goes."""
+        with self._locks_guard:
+            ref = self._homes.pop(env_name, None)
+        if ref:
+            self._delete(ref)
+
+    def _delete(self, ref: str) -> None:
+        try:
+            self._call_waiting("chat_delete", channel=split_ref(ref)[0], ts=split_ref(ref)[1])
+        except Exception as exc:
+            log.warning("cannot delete a starting message: %s", self._mask(str(exc)))
 
     # ------------------------------------------------------------------ replies to one person
 
@@ -311,9 +556,10 @@ class SlackSurface:
         if channel and user:
             try:
                 if ephemeral:
-                    self._call("chat_postEphemeral", channel=channel, user=user, text=body)
+                    self._call_waiting("chat_postEphemeral", channel=channel, user=user, text=body)
                 else:
-                    self._call("chat_postMessage", channel=channel, text=body)
+                    self.pacer.wait(channel)
+                    self._call_waiting("chat_postMessage", channel=channel, text=body)
                 return True
             except Exception as exc:
                 errors.append(f"chat.postEphemeral: {exc}")
@@ -327,7 +573,16 @@ class SlackSurface:
         view = run_view(self.engine.db, self.engine.runbook, run_id)
         if view is None:
             return None
-        text, blocks = run_message(view, datetime.now(UTC), self._mask)
+        if view.surface_ref is None:
+            with self._locks_guard:
+                home = self._homes.pop(view.environment, None)
+            if home is not None:  # the "starting…" message becomes the run's message
+                winner = self.engine.set_surface_ref(home, run_id=run_id)
+                if winner != home:
+                    self._delete(home)
+                self._edit_run(winner, run_id)
+                return winner
+        text, blocks = run_message(view, datetime.now(UTC), self._mask, self._run_waiting(run_id))
         return self._post_or_update(
             view.surface_ref,
             view.channel,
@@ -375,16 +630,45 @@ class SlackSurface:
         return winner
 
     def _call(self, method: str, **kwargs: Any) -> Any:
+        """One Web API call. Raises RateLimited (429), Refused (Slack will never take it) or
+        SlackCallFailed; 5xx and connection errors were retried by the client."""
         args = {k: v for k, v in kwargs.items() if v is not None}
+        name = method.replace("_", ".")
         try:
-            return getattr(self.client, method)(**args)
+            return getattr(self._api, method)(**args)
         except SlackApiError as exc:
-            error = exc.response.get("error") if exc.response is not None else None
-            status = exc.response.status_code if exc.response is not None else "?"
-            raise RuntimeError(
-                f"Slack {method.replace('_', '.')} failed: {error or 'error'} (HTTP {status})"
-            ) from None
+            resp = exc.response
+            error = str((resp.get("error") if resp is not None else None) or "error")
+            status = resp.status_code if resp is not None else "?"
+            if status == 429:
+                headers = resp.headers if resp is not None else {}
+                raise RateLimited(name, _retry_after(headers)) from None
+            if error in REFUSALS:
+                raise Refused(name, error, status) from None
+            raise SlackCallFailed(name, error, status) from None
+
+    def _call_waiting(self, method: str, **kwargs: Any) -> Any:
+        """`_call`, waiting out up to three 429s. Only where no lock is held."""
+        for attempt in range(4):
+            try:
+                return self._call(method, **kwargs)
+            except RateLimited as exc:
+                if attempt == 3:
+                    raise SlackCallFailed(exc.method, "ratelimited", 429) from None
+                time.sleep(exc.retry_after)
+        return None
 
     def _audit_failure(self, call: str, error: str, run_id: int | None) -> None:
         log.warning("slack %s failed: %s", call, self._mask(error))
         self.engine.record_surface_failure(call, self._mask(error), run_id)
+
+
+def _retry_after(headers: Any) -> float:
+    """Seconds from a Retry-After header (1 if it is missing or unreadable)."""
+    for key, value in dict(headers or {}).items():
+        if str(key).lower() == "retry-after":
+            try:
+                return max(0.0, float(value[0] if isinstance(value, list) else value))
+            except (TypeError, ValueError):
+                break
+    return 1.0

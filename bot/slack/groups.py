@@ -1,0 +1,144 @@
+"""Approver user groups, read from Slack (`usergroups.users.list`, Tier 2: ~20 calls a minute)
+and cached, so a burst of clicks costs one lookup per group, not one per click.
+
+- A fresh list (younger than `ttl`) is used as it is: a person who leaves a group loses
+  approval within `ttl` seconds.
+- One lookup per group is in flight at a time; clicks arriving meanwhile wait for it.
+- When Slack rate-limits (429) or fails (5xx, network), no call is made again before its
+  Retry-After (or `cooldown`), and the last list is used while it is younger than
+  `stale_for`; older than that, membership is unknown (`GroupsUnknown`): the person is told
+  to try again, never that they are not an approver.
+- The lookups never sleep: the client given has no rate-limit retry handler, so no click
+  thread waits on a Retry-After.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError
+
+log = logging.getLogger(__name__)
+
+# Errors that say the group itself is wrong (a runbook or scope problem), not that Slack is
+# busy: the group counts as empty until the next lookup, and the error is logged.
+PERMANENT = frozenset({"no_such_subteam", "missing_scope", "plan_upgrade_required"})
+UNKNOWN_TEXT = (
+    "I couldn't check your group membership with Slack just now; nothing was done. "
+    "Try again in a minute."
+)
+
+
+class GroupsUnknown(Exception):
+    """The approver groups' members could not be read, and no recent list is at hand."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    users: tuple[str, ...]
+    at: float
+
+
+Fetch = Callable[[str], list[str]]
+
+
+class GroupCache:
+    def __init__(
+        self,
+        fetch: Fetch,
+        *,
+        ttl: float = 60.0,
+        stale_for: float = 600.0,
+        cooldown: float = 10.0,
+        wait: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fetch, self.ttl, self.stale_for = fetch, ttl, stale_for
+        self.cooldown, self.wait, self.clock = cooldown, wait, clock
+        self._entries: dict[str, _Entry] = {}
+        self._blocked_until: dict[str, float] = {}
+        self._flights: dict[str, Future[tuple[str, ...]]] = {}
+        self._guard = threading.Lock()
+
+    def forget(self) -> None:
+        """Drops every list (the next click reads Slack again)."""
+        with self._guard:
+            self._entries.clear()
+            self._blocked_until.clear()
+
+    def members(self, group: str) -> tuple[str, ...]:
+        """The group's user ids; raises GroupsUnknown (see the module's docstring)."""
+        with self._guard:
+            now = self.clock()
+            entry = self._entries.get(group)
+            if entry is not None and now - entry.at < self.ttl:
+                return entry.users
+            if now < self._blocked_until.get(group, 0.0):
+                return self._stale(group, entry, now, "Slack asked to wait")
+            flight = self._flights.get(group)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[group] = Future()
+        if leader:
+            self._lookup(group, flight)
+        try:
+            return flight.result(timeout=self.wait)
+        except Exception as exc:
+            with self._guard:
+                return self._stale(group, self._entries.get(group), self.clock(), str(exc))
+
+    def _stale(self, group: str, entry: _Entry | None, now: float, why: str) -> tuple[str, ...]:
+        if entry is not None and now - entry.at < self.stale_for:
+            return entry.users
+        raise GroupsUnknown(f"cannot read user group {group}: {why}")
+
+    def _lookup(self, group: str, flight: Future[tuple[str, ...]]) -> None:
+        try:
+            users = tuple(u for u in self.fetch(group) if isinstance(u, str))
+        except SlackApiError as exc:
+            resp = exc.response
+            error = str(resp.get("error")) if resp is not None else "error"
+            if error in PERMANENT:
+                log.warning("user group %s cannot be read (%s): counted as empty", group, error)
+                users = ()
+            else:
+                self._failed(
+                    group,
+                    flight,
+                    f"{error} (HTTP {getattr(resp, 'status_code', '?')})",
+                    _retry_after(exc),
+                )
+                return
+        except Exception as exc:  # network, timeouts
+            self._failed(group, flight, type(exc).__name__, None)
+            return
+        with self._guard:
+            self._entries[group] = _Entry(users, self.clock())
+            self._blocked_until.pop(group, None)
+            del self._flights[group]
+        flight.set_result(users)
+
+    def _failed(
+        self, group: str, flight: Future[tuple[str, ...]], why: str, retry_after: float | None
+    ) -> None:
+        log.warning("cannot read user group %s: %s", group, why)
+        with self._guard:
+            self._blocked_until[group] = self.clock() + (retry_after or self.cooldown)
+            del self._flights[group]
+        flight.set_exception(GroupsUnknown(why))
+
+
+def _retry_after(exc: SlackApiError) -> float | None:
+    headers = getattr(exc.response, "headers", None) or {}
+    for key, value in headers.items():
+        if key.lower() == "retry-after":
+            try:
+                return float(value[0] if isinstance(value, list) else value)
+            except (TypeError, ValueError):
+                return None
+    return None

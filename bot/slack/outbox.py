@@ -1,0 +1,217 @@
+"""What the bot sends to Slack, paced per channel and never waiting on Slack while a lock is held.
+
+- `Pacer`: chat.postMessage allows about one post per second per channel (Slack's rate-limit
+  page, "Special" tier). Each post reserves the channel's next slot and the caller waits
+  for it *before* taking any lock, so a burst is spread out instead of refused.
+- `Outbox`: edits of messages already posted (chat.update, Tier 3). One thread per channel
+  sends them in order; edits of the same message coalesce and each is drawn when it is
+  sent, from the database, so what Slack shows is the latest state whatever was dropped on
+  the way. A 429 is waited out in that thread (Retry-After), with no lock held, and delays
+  only that channel's edits; a failing edit is retried with back-off, then audited.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Draw = Callable[[], "tuple[str, list[dict[str, Any]]] | None"]
+
+
+class RateLimited(Exception):
+    """Slack answered 429: wait `retry_after` seconds before the next call of this kind."""
+
+    def __init__(self, method: str, retry_after: float) -> None:
+        super().__init__(f"Slack {method} rate-limited: retry after {retry_after:g} s")
+        self.method, self.retry_after = method, retry_after
+
+
+class Pacer:
+    """At most one post per `interval` seconds per channel, in the order the slots were taken."""
+
+    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval, self.clock = interval, clock
+        self._next: dict[str, float] = {}
+        self._guard = threading.Lock()
+
+    def reserve(self, channel: str) -> float:
+        """Seconds to wait before posting in `channel` (the slot is taken now)."""
+        with self._guard:
+            now = self.clock()
+            slot = max(now, self._next.get(channel, 0.0))
+            self._next[channel] = slot + self.interval
+            return slot - now
+
+    def wait(self, channel: str) -> None:
+        pause = self.reserve(channel)
+        if pause > 0:
+            time.sleep(pause)
+
+    def hold(self, channel: str, seconds: float) -> None:
+        """Slack said wait: no slot in `channel` before `seconds` from now."""
+        with self._guard:
+            self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + seconds)
+
+
+@dataclass
+class _Edit:
+    channel: str
+    ts: str
+    draw: Draw
+    run_id: int | None
+    fallback: Draw | None
+    on_sent: Callable[[], None] | None = None
+    tries: int = 0
+
+
+class Outbox:
+    """Edits per channel, one sender thread each (started on first use, daemon)."""
+
+    def __init__(
+        self,
+        update: Callable[[str, str, str, list[dict[str, Any]]], None],
+        on_failure: Callable[[str, str, int | None], None],
+        *,
+        max_tries: int = 8,
+        backoff: float = 0.5,
+    ) -> None:
+        self._update, self._on_failure = update, on_failure
+        self.max_tries, self.backoff = max_tries, backoff
+        self._pending: dict[str, OrderedDict[str, _Edit]] = {}
+        self._not_before: dict[str, float] = {}
+        self._busy: set[str] = set()
+        self._threads: dict[str, threading.Thread] = {}
+        self._cond = threading.Condition()
+        self._closed = False
+        self.sent = 0  # edits Slack accepted (for the bench)
+
+    def edit(
+        self,
+        channel: str,
+        ts: str,
+        draw: Draw,
+        *,
+        run_id: int | None = None,
+        fallback: Draw | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> None:
+        """Redraw message `ts` in `channel` soon; a pending redraw of it is replaced.
+        `on_sent` runs once Slack took the drawing."""
+        with self._cond:
+            queue = self._pending.setdefault(channel, OrderedDict())
+            old = queue.get(ts)
+            queue[ts] = _Edit(channel, ts, draw, run_id, fallback, on_sent, old.tries if old else 0)
+            if channel not in self._threads:
+                thread = threading.Thread(
+                    target=self._send_loop, args=(channel,), name=f"outbox-{channel}", daemon=True
+                )
+                self._threads[channel] = thread
+                thread.start()
+            self._cond.notify_all()
+
+    def settle(self, timeout: float = 30.0) -> bool:
+        """Waits until every edit is sent or given up; False on timeout (tests, bench)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while any(self._pending.values()) or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _send_loop(self, channel: str) -> None:
+        while True:
+            with self._cond:
+                queue: OrderedDict[str, _Edit] | None = None
+                while not self._closed:
+                    queue = self._pending.get(channel)
+                    wait = self._not_before.get(channel, 0.0) - time.monotonic()
+                    if queue and wait <= 0:
+                        break
+                    self._cond.wait(wait if queue and wait > 0 else None)
+                if self._closed or queue is None:
+                    return
+                _, item = queue.popitem(last=False)
+                self._busy.add(channel)
+            try:
+                self._send(item)
+            finally:
+                with self._cond:
+                    self._busy.discard(channel)
+                    self._cond.notify_all()
+
+    def _send(self, item: _Edit) -> None:
+        try:
+            drawn = item.draw()
+            if drawn is not None:
+                self._try(item, *drawn)
+            return
+        except RateLimited as exc:
+            self._later(item, exc.retry_after, count=False)
+            return
+        except Refused as exc:
+            if item.fallback is None:
+                self._on_failure("update", str(exc), item.run_id)
+                return
+            self._on_failure("update (posting a shorter message)", str(exc), item.run_id)
+            try:
+                drawn = item.fallback()
+                if drawn is not None:
+                    self._try(item, *drawn)
+                return
+            except Exception as fallback_exc:
+                exc2: Exception = fallback_exc
+        except Exception as other:
+            exc2 = other
+        if item.tries + 1 >= self.max_tries:
+            self._on_failure("update", str(exc2), item.run_id)
+            return
+        self._later(item, self.backoff * 2**item.tries, count=True)
+
+    def _try(self, item: _Edit, text: str, blocks: list[dict[str, Any]]) -> None:
+        self._update(item.channel, item.ts, text, blocks)
+        with self._cond:
+            self.sent += 1
+        if item.on_sent is not None:
+            item.on_sent()
+
+    def _later(self, item: _Edit, seconds: float, *, count: bool) -> None:
+        with self._cond:
+            self._not_before[item.channel] = time.monotonic() + seconds
+            queue = self._pending.setdefault(item.channel, OrderedDict())
+            if item.ts not in queue:  # a newer redraw of it may have arrived meanwhile
+                item.tries += 1 if count else 0
+                queue[item.ts] = item
+                queue.move_to_end(item.ts, last=False)
+            self._cond.notify_all()
+
+
+class SlackCallFailed(RuntimeError):
+    """A Web API call Slack answered with an error (after the retries)."""
+
+    def __init__(self, method: str, error: str, status: object) -> None:
+        super().__init__(f"Slack {method} failed: {error} (HTTP {status})")
+        self.method, self.error = method, error
+
+
+class Refused(SlackCallFailed):
+    """Slack will never take this message as it is (msg_blocks_too_long, invalid_blocks…)."""
+
+
+# What Slack says of a message it will never take as it is: retrying the same post is useless.
+REFUSALS = frozenset(
+    {"msg_blocks_too_long", "invalid_blocks", "invalid_blocks_format", "msg_too_long"}
+)
