@@ -129,8 +129,9 @@ def build_service(
         db = open_database(settings)
     runbook = runbook or load_runbook(settings.runbook)
     client = make_client(token, settings.slack_api_url, handlers)
-    metrics.instrument_slack_client(client)  # API errors and 429s on /metrics
     surface = SlackSurface(client)
+    for api in surface.api_clients():  # API errors and 429s on /metrics
+        metrics.instrument_slack_client(api)
     engine = Engine(
         db,
         runbook,

@@ -82,9 +82,13 @@ def test_whole_cutover_start_refusal_ticks_approvals_and_stale_click(
         # end posts the audit chain head there last.
         assert len(bot.standin.parents()) == 1
         assert bot.fresh(parent).updates >= 5
-        thread = bot.standin.thread(f"{parent.channel}:{parent.ts}")
+        thread = wait_for(
+            lambda: len(bot.standin.thread(f"{parent.channel}:{parent.ts}")) == 4
+            and bot.standin.thread(f"{parent.channel}:{parent.ts}"),
+            "the audit chain head in the thread",
+        )
         assert [m.ts for m in thread[:3]] == [one.ts, two.ts, three.ts]
-        assert len(thread) == 4 and "Audit chain head at the end of run #1" in thread[3].text
+        assert "Audit chain head at the end of run #1" in thread[3].text
         posts = bot.standin.api_calls("chat.postMessage")
         assert len([c for c in posts if not c.args.get("thread_ts")]) == 1
 

@@ -158,6 +158,10 @@ class SlackSurface:
     def bind(self, engine: Engine) -> None:
         self._engine = engine
 
+    def api_clients(self) -> list[WebClient]:
+        """Every Web API client this surface calls through (for instrumentation)."""
+        return [self.client, self._api]
+
     @property
     def engine(self) -> Engine:
         if self._engine is None:
