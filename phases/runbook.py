@@ -216,6 +216,8 @@ class Runbook(Strict):
     phases: list[PhaseSpec] = Field(min_length=1)
     rollback: list[StepSpec] = Field(default_factory=list)
     restore: list[StepSpec] = Field(default_factory=list)
+    # Checks after the rollback steps: the old service is back and healthy (verified rollback).
+    rollback_checks: list[StepSpec] = Field(default_factory=list)
     success_criteria: list[str] = Field(default_factory=list)
     post_cutover_tasks: list[str] = Field(default_factory=list)
     notes_fields: list[str] = Field(default_factory=list)
@@ -274,6 +276,7 @@ class Runbook(Strict):
             out += [(f"phase {p.id!r}", "checks", s) for s in p.checks]
         out += [("rollback", "rollback", s) for s in self.rollback]
         out += [("restore", "restore", s) for s in self.restore]
+        out += [("rollback_checks", "checks", s) for s in self.rollback_checks]
         return out
 
 
@@ -411,6 +414,14 @@ def load_runbook(path: str | Path) -> Runbook:
     return runbook
 
 
+# Values a run fills in as it goes (bot/engine/core.py `context`): the runbook may use them,
+# so validation gives them stand-in values.
+RUN_PLACEHOLDERS: dict[str, Value] = {
+    "run_backup": "/path/of/this/runs/verified/backup.dump",
+    "run_backup_sha256": "0" * 64,
+}
+
+
 def validate_steps(runbook: Runbook) -> list[str]:
     """Checks every step's kind and parameters against each environment, before anything runs."""
     problems: list[str] = []
@@ -428,7 +439,7 @@ def validate_steps(runbook: Runbook) -> list[str]:
                 "put it under actions (checks are read-only)"
             )
         for env_name in runbook.environments:
-            values = runbook.values_for(env_name, expand=False)
+            values = {**RUN_PLACEHOLDERS, **runbook.values_for(env_name, expand=False)}
             try:
                 resolve_step(step, values)
             except RunbookError as exc:

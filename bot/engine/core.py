@@ -11,7 +11,9 @@ earlier incarnation of its own replica (it was restarted).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -204,7 +206,14 @@ class EngineCore:
         if env.env_file:
             with contextlib.suppress(EnvFileError):  # the secrets check reports it
                 self.masker.add_env(parse_env_file(str(values["env_file"])))
-        return self.context_factory(env, run.dry_run, self.masker), values
+        if run.id is not None and (backup := self.run_backup(run.id)) is not None:
+            values["run_backup"] = str(backup["path"])
+            values["run_backup_sha256"] = str(backup["sha256"])
+        ctx = self.context_factory(env, run.dry_run, self.masker)
+        started = _aware(run.started_at)
+        if started is not None:
+            ctx = dataclasses.replace(ctx, run_started_at=started.timestamp())
+        return ctx, values
 
     def refuse(
         self,
@@ -371,9 +380,27 @@ class EngineCore:
                     "status": str(r.status),
                     "evidence": r.evidence,
                     "duration_ms": r.duration_ms,
+                    # What a step made that later steps rely on (a backup's path and SHA-256).
+                    **({"artifact": r.details["artifact"]} if "artifact" in r.details else {}),
                 },
                 at=self.now(),
             )
+
+    def run_backup(self, run_id: int) -> dict[str, Any] | None:
+        """The newest backup this run took and verified (its audit artifact), if any."""
+        found: dict[str, Any] | None = None
+        for ev in audit.events(self.db, run_id):
+            if ev.kind != AuditKind.STEP_RESULT:
+                continue
+            data = json.loads(ev.data)
+            artifact = data.get("artifact")
+            if (
+                data.get("status") == "pass"
+                and isinstance(artifact, dict)
+                and artifact.get("type") == "backup"
+            ):
+                found = artifact
+        return found
 
     def _complete(self, s: Session, run: Run) -> None:
         states.transition(run, "completed")

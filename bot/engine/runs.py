@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection
 from pathlib import Path
@@ -130,6 +131,7 @@ class Runs(EngineCore):
         self._ensure_heartbeat()
         self.tell("run_changed", run_id)
         ctx, values = self.context(run)
+        ctx = dataclasses.replace(ctx, phase_started_at=self.clock.now())
         assert phase_run.id is not None
         pr_id = phase_run.id
 

@@ -85,6 +85,10 @@ class StepContext:
     command_runner: CommandRunner | None = None
     workdir: str | None = None
     timeout: float = 30.0  # this step's own limit; a step bounds every wait by it
+    # When the run and the executing phase started (epoch seconds): "built during this run",
+    # "logs since the phase started". None outside a run (a dry run, a single check).
+    run_started_at: float | None = None
+    phase_started_at: float | None = None
 
 
 P = TypeVar("P", bound=BaseModel)
