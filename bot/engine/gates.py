@@ -211,6 +211,35 @@ class Gates(EngineCore):
         ticked = set(s.exec(select(ManualTick.item_id).where(ManualTick.gate_id == gate.id)))
         return [m.id for m in phase.manual if m.id not in ticked]
 
+    def sign_off(
+        self, run_id: int, criterion_id: str, actor: Actor, note: str | None = None
+    ) -> Decision:
+        """An approver vouches for a success criterion bound to `signoff` (audited)."""
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"no run #{run_id}")
+        spec = self.runbook.criterion(criterion_id)  # unknown: RunbookError lists the known ones
+        if not spec.signoff:
+            raise InvalidInput(
+                f"criterion {criterion_id!r} is shown by "
+                f"{spec.check or spec.monitoring or spec.manual or 'nothing'}, not by a sign-off"
+            )
+        refusal = approvals.may_tick(run.environment, self.environment(run.environment), actor)
+        if refusal:
+            self.refuse(actor, "signoff", refusal, run_id=run_id, criterion=criterion_id)
+            return Decision("refused", refusal, None, run_id)
+        with self.db.session() as s:
+            audit.append(
+                s,
+                AuditKind.CRITERION_SIGNED_OFF,
+                actor=actor.id,
+                run_id=run_id,
+                data={"criterion": criterion_id, "note": self.masker.mask(note or "")[:300]},
+                at=self.now(),
+            )
+        return Decision("ticked", f"{spec.text}: signed off", None, run_id)
+
     def tick(self, gate_id: int, item_id: str, actor: Actor) -> Decision:
         """Marks a manual step (phase 7's browser tests) done; only approvers may."""
         found = self._gate_run(gate_id)
