@@ -523,6 +523,8 @@ class Scheduler:
         else:
             text = tasks_text(engine.runbook, row.run_id, run.ended_at)
         engine.surface.notice(row.run_id, "\n".join([*notes, text]))
+        if row.kind == "record":
+            engine.feed(row.run_id, text)  # the stakeholders get the record too
         return Posted(EventStatus.SENT, run.channel)
 
 

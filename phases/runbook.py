@@ -129,6 +129,9 @@ class EnvironmentSpec(Strict):
     env_file: str | None = None
     database_url: str | None = None
     channel: str | None = None  # where runs of this environment are posted
+    # Where stakeholders hear start, phases passed, the end or the rollback, and the record
+    # (a schedule's --stakeholders channel wins for its run).
+    stakeholders: str | None = None
     approvers: list[str] = Field(default_factory=list)  # "TEAM:USER" or "USER" ids
     approver_groups: list[str] = Field(default_factory=list)  # Slack user group ids
     quorum: int = Field(default=1, ge=1, le=10)

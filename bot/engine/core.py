@@ -37,6 +37,7 @@ from bot.domain.errors import CutoverError
 from bot.models import (
     Gate,
     Run,
+    Schedule,
     StepRun,
 )
 from bot.surface import SYSTEM, Actor, NullSurface, Surface
@@ -385,6 +386,24 @@ class EngineCore:
                 },
                 at=self.now(),
             )
+
+    def stakeholder_channel(self, run_id: int) -> str | None:
+        """The stakeholders' channel of a run: its schedule's, else its environment's."""
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+            sched = s.exec(select(Schedule).where(Schedule.run_id == run_id)).first()
+        if run is None:
+            return None
+        if sched is not None and sched.stakeholders:
+            return sched.stakeholders
+        return self.environment(run.environment).stakeholders
+
+    def feed(self, run_id: int, text: str) -> None:
+        """One short message to the stakeholders (never a secret: masked); none configured:
+        nothing."""
+        channel = self.stakeholder_channel(run_id)
+        if channel:
+            self.tell("notice", None, self.masker.mask(text), channel)
 
     def run_backup(self, run_id: int) -> dict[str, Any] | None:
         """The newest backup this run took and verified (its audit artifact), if any."""

@@ -55,9 +55,27 @@ class Gates(EngineCore):
         elif result.changed and result.gate_id is not None:
             self.tell("gate_changed", result.gate_id)
             self.tell("run_changed", result.run_id)
+        if result.outcome == "approved" and result.run_id is not None:
+            self._feed_progress(result.run_id, result.gate_id)
         if spawn is not None and result.run_id is not None:
             self.spawn(spawn, result.run_id)
         return result
+
+    def _feed_progress(self, run_id: int, gate_id: int | None) -> None:
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+            gate = s.get(Gate, gate_id) if gate_id is not None else None
+        if run is None or gate is None:
+            return
+        index = next(i for i, p in enumerate(self.runbook.phases) if p.id == gate.phase_id)
+        phase = self.runbook.phases[index]
+        self.feed(
+            run_id,
+            f"✅ {run.environment}: Phase {self.runbook.phase_number(index)} ({phase.name}) "
+            f"passed (run #{run_id}).",
+        )
+        if run.status == RunStatus.COMPLETED:
+            self.feed(run_id, f"🎉 {run.environment}: cutover completed (run #{run_id}).")
 
     def _gate_run(self, gate_id: int) -> tuple[int, str] | None:
         """(run id, environment) of a gate, read without a lock: the locks come in order."""

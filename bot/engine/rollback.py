@@ -148,6 +148,11 @@ class Rollback(EngineCore):
         )
         tail = [health, timing + "."] + ([schema] if schema else [])
         self.tell("notice", run_id, "\n".join([summary, *tail, *lines]))
+        self.feed(
+            run_id,
+            f"↩️ {run.environment}: cutover rolled back (run #{run_id}: "
+            f"{run.rollback_reason or 'no reason given'}). {health} {timing}.",
+        )
         self.tell("run_changed", run_id)
 
     def _restore(

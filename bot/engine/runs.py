@@ -74,6 +74,13 @@ class Runs(EngineCore):
         if run is None:
             raise self._already_active(env_name)
         self.tell("run_changed", run.id)
+        assert run.id is not None
+        self.feed(
+            run.id,
+            f"🚀 {self.runbook.name}: cutover of {env_name} started by {actor.label} "
+            f"(run #{run.id}{', DRY RUN' if dry_run else ''}); expected "
+            f"{self.runbook.estimated_duration or 'duration not given'}.",
+        )
         self.spawn(self.advance, run.id)
         return run
 
