@@ -24,6 +24,7 @@ single process is assumed; a lock file next to the database keeps a second one
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -44,8 +45,10 @@ from sqlmodel import col, select
 
 from bot import audit
 from bot.db import Database, DatabaseUnavailable
+from bot.domain.audit_kinds import AuditKind
 from bot.engine import monitoring
 from bot.models import (
+    AuditEvent,
     EventStatus,
     Gate,
     GateStatus,
@@ -418,7 +421,13 @@ class Scheduler:
         elif row.kind == "t-1h":
             channel = sched.stakeholders or sched.channel
             text = t1_stakeholder_text(
-                sched.id, sched.environment, start, now, runbook, sched.channel
+                sched.id,
+                sched.environment,
+                start,
+                now,
+                runbook,
+                sched.channel,
+                self._readiness_verdict(sched.id),
             )
         elif row.kind == "t-1h-checklist":
             if pre is None:
@@ -510,6 +519,25 @@ class Scheduler:
         else:
             engine.surface.notice(run.id, "\n".join([*notes, text]))
         return Posted(EventStatus.SENT, run.channel)
+
+    def _readiness_verdict(self, schedule_id: int | None) -> str:
+        """The T-24h readiness dry run's verdict for the T-1h stakeholder notice."""
+        with self.db.session() as s:
+            rows = s.exec(
+                select(AuditEvent)
+                .where(AuditEvent.kind == AuditKind.READINESS_CHECKED)
+                .order_by(col(AuditEvent.seq).desc())
+            ).all()
+        for ev in rows:
+            data = json.loads(ev.data)
+            if data.get("schedule") != schedule_id:
+                continue
+            results = data.get("results") or []
+            bad = [r["step"] for r in results if r.get("status") in ("fail", "error")]
+            if bad:
+                return f"T-24h readiness: {len(bad)} of {len(results)} failed ({', '.join(bad)})"
+            return f"T-24h readiness: all {len(results)} checks passed"
+        return "T-24h readiness: not checked"
 
     def _post_record(self, row: ScheduledEvent, notes: list[str]) -> Posted:
         engine = self.engine

@@ -262,12 +262,19 @@ class NotesField(Strict):
         return {"name": value} if isinstance(value, str) else value
 
 
+class Contact(Strict):
+    role: str = Field(min_length=1, max_length=80)
+    who: str = Field(min_length=1, max_length=200)
+
+
 class Runbook(Strict):
     name: str
     version: str = "1"
     description: str = ""
     estimated_duration: str | None = None
     rollback_time_minutes: int | None = None
+    user_impact: str | None = Field(default=None, max_length=300)  # told to stakeholders at T-1h
+    contacts: list[Contact] = Field(default_factory=list)  # the runbook's emergency contacts
     pre_cutover: PreCutover | None = None
     phases: list[PhaseSpec] = Field(min_length=1)
     rollback: list[StepSpec] = Field(default_factory=list)

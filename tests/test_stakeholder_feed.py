@@ -3,6 +3,7 @@ and the record: one short message each, nothing in between."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,29 @@ def test_a_rollback_reaches_the_stakeholders_with_its_verdict(
     )
     assert "Rollback took 0 min 00 s (target" not in messages[1]  # no target in this runbook
     assert messages[2].startswith(f"📋 Cutover record — run #{run.id}, prod: rolled back")
+
+
+def test_the_t1h_notice_carries_readiness_impact_rollback_plan_and_contacts() -> None:
+    from bot.notices import t1_stakeholder_text
+    from phases.runbook import load_runbook
+
+    shipped = load_runbook(Path(__file__).resolve().parent.parent / "runbooks" / "nostrmaxi.yml")
+    text = t1_stakeholder_text(
+        3,
+        "prod",
+        START,
+        START - timedelta(hours=1),
+        shipped,
+        "C0RUN",
+        "T-24h readiness: all 6 checks passed",
+    )
+    lines = text.splitlines()
+    assert "T-24h readiness: all 6 checks passed" in lines
+    assert any(x.startswith("User impact: NostrMaxi is unavailable") for x in lines)
+    assert (
+        "Rollback plan within 15 min: Stop the new services; Start the old deployment again"
+        in lines
+    )
+    assert any(
+        x.startswith("Contacts: On-Call Admin:") and "support@lnbits.com" in x for x in lines
+    )
