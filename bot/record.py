@@ -64,6 +64,7 @@ class Trail:
     phase_starts: list[dict[str, Any]] = field(default_factory=list)
     signoffs: list[dict[str, Any]] = field(default_factory=list)  # + "actor", "at"
     rollback: dict[str, Any] | None = None  # the run.rolled_back event's data
+    people_notes: list[dict[str, Any]] = field(default_factory=list)  # /cutover note
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class CutoverRecord:
     dry_run: bool
     notes: list[tuple[str, str | list[str]]]
     criteria: list[Criterion]
+    people_notes: list[str] = field(default_factory=list)
 
     def note(self, name: str) -> str | list[str]:
         for key, value in self.notes:
@@ -115,6 +117,8 @@ def _trail(db: Database, run_id: int) -> Trail:
             t.signoffs.append({**data, "actor": ev.actor, "at": ev.at})
         elif ev.kind == AuditKind.RUN_ROLLED_BACK:
             t.rollback = data
+        elif ev.kind == AuditKind.RECORD_NOTE:
+            t.people_notes.append({**data, "actor": ev.actor, "at": ev.at})
     return t
 
 
@@ -318,7 +322,10 @@ def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
             continue
         key = aliases.get(f.name.lower(), f.name.lower())
         notes.append((f.name, values.get(key, "not recorded by the bot: fill in by hand")))
-    return CutoverRecord(run_id, run.environment, str(run.status), run.dry_run, notes, criteria)
+    people = [f"{n['actor']} at {n['at'][11:16]} UTC: {n['text']}" for n in t.people_notes]
+    return CutoverRecord(
+        run_id, run.environment, str(run.status), run.dry_run, notes, criteria, people
+    )
 
 
 def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
@@ -333,6 +340,9 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
             lines += [f"- {v}" for v in value]
         else:
             lines.append(f"{name}: {value}")
+    if rec.people_notes:
+        lines.append("Notes:")
+        lines += [f"- {n}" for n in rec.people_notes]
     if rec.criteria:
         met = sum(c.verdict == "yes" for c in rec.criteria)
         unmet = sum(c.verdict == "no" for c in rec.criteria)

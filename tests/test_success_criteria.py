@@ -127,3 +127,23 @@ def test_a_criterion_bound_to_something_missing_is_a_runbook_error(
 ) -> None:
     with pytest.raises(RunbookError, match=problem):
         runbook(tmp_path, [criterion])
+
+
+def test_signoff_and_note_by_command_reach_the_record(sqlite_db: Database, tmp_path: Path) -> None:
+    from commands.handlers import CommandService
+    from commands.parser import parse
+
+    criteria = [{"id": "admin", "text": "Admin access verified", "signoff": True}]
+    engine, run_id = finish(sqlite_db, tmp_path, criteria)
+    service = CommandService(engine)
+    reply = service.execute(parse(f"/cutover signoff {run_id} admin --note 'stats shown'"), BOB)
+    assert reply.text == "Admin access verified: signed off"
+    service.execute(parse(f"/cutover note {run_id} 'DNS took 20 min at 9.9.9.9'"), BOB)
+    refused = service.execute(parse(f"/cutover note {run_id} hi"), MALLORY)
+    assert "approver" in refused.text
+    rec = build_record(sqlite_db, engine.runbook, run_id)
+    assert rec.criteria[0].verdict == "yes"
+    assert rec.people_notes == ["T1:U2 at 14:00 UTC: DNS took 20 min at 9.9.9.9"]
+    assert "Notes:\n- T1:U2 at 14:00 UTC: DNS took 20 min" in record_text(rec, engine.runbook)
+    unknown = service.execute(parse(f"/cutover signoff {run_id} payment"), BOB)
+    assert "no success criterion 'payment'; this runbook has: admin" in unknown.text

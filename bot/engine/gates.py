@@ -258,6 +258,27 @@ class Gates(EngineCore):
             )
         return Decision("ticked", f"{spec.text}: signed off", None, run_id)
 
+    def add_note(self, run_id: int, actor: Actor, text: str) -> Decision:
+        """A line for the record's notes (masked), from an approver of the run's environment."""
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"no run #{run_id}")
+        refusal = approvals.may_tick(run.environment, self.environment(run.environment), actor)
+        if refusal:
+            self.refuse(actor, "note", refusal, run_id=run_id)
+            return Decision("refused", refusal, None, run_id)
+        with self.db.session() as s:
+            audit.append(
+                s,
+                AuditKind.RECORD_NOTE,
+                actor=actor.id,
+                run_id=run_id,
+                data={"text": self.masker.mask(text)[:500]},
+                at=self.now(),
+            )
+        return Decision("ticked", f"noted for run #{run_id}'s record", None, run_id)
+
     def tick(self, gate_id: int, item_id: str, actor: Actor) -> Decision:
         """Marks a manual step (phase 7's browser tests) done; only approvers may."""
         found = self._gate_run(gate_id)
