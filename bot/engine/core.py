@@ -207,7 +207,14 @@ class EngineCore:
         if env.env_file:
             with contextlib.suppress(EnvFileError):  # the secrets check reports it
                 self.masker.add_env(parse_env_file(str(values["env_file"])))
-        if run.id is not None and (backup := self.run_backup(run.id)) is not None:
+        run_id = run.id
+        backup = (
+            # Background work retries a dropped connection rather than failing the phase.
+            self.db.retrying(lambda: self.run_backup(run_id), f"run #{run_id}: its backup")
+            if run_id is not None
+            else None
+        )
+        if backup is not None:
             values["run_backup"] = str(backup["path"])
             values["run_backup_sha256"] = str(backup["sha256"])
         ctx = self.context_factory(env, run.dry_run, self.masker)
@@ -401,7 +408,13 @@ class EngineCore:
     def feed(self, run_id: int, text: str) -> None:
         """One short message to the stakeholders (never a secret: masked); none configured:
         nothing."""
-        channel = self.stakeholder_channel(run_id)
+        try:
+            channel = self.stakeholder_channel(run_id)
+        except Exception as exc:  # after a decision committed: never turn it into an error
+            log.warning(
+                "stakeholder feed of run #%s skipped: %s", run_id, self.masker.mask(str(exc))
+            )
+            return
         if channel:
             self.tell("notice", None, self.masker.mask(text), channel)
 

@@ -62,9 +62,14 @@ class Gates(EngineCore):
         return result
 
     def _feed_progress(self, run_id: int, gate_id: int | None) -> None:
-        with self.db.session() as s:
-            run = s.get(Run, run_id)
-            gate = s.get(Gate, gate_id) if gate_id is not None else None
+        """Tells the stakeholders; the decision is committed already, so this never raises."""
+        try:
+            with self.db.session() as s:
+                run = s.get(Run, run_id)
+                gate = s.get(Gate, gate_id) if gate_id is not None else None
+        except Exception as exc:
+            log.warning("stakeholder feed of run #%s skipped: %s", run_id, exc)
+            return
         if run is None or gate is None:
             return
         index = next(i for i, p in enumerate(self.runbook.phases) if p.id == gate.phase_id)
