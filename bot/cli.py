@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from bot import audit
+from bot import audit, preflight
 from bot.db import Database, DatabaseUnavailable, SchemaNotReady
 from bot.settings import DatabaseURLError, Settings, secret_settings
 from bot.text import in_words, plural
@@ -169,6 +169,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="the runbook to check (default: --runbook or $CUTOVER_RUNBOOK)",
+    )
+    chk.add_argument("--env", metavar="ENV", help="the environment to preflight")
+    chk.add_argument(
+        "--preflight",
+        action="store_true",
+        help="ask whether a cutover of --env could finish on this host: quorum, commands on "
+        "PATH, folders, env files, database, newest backup restorable (exit 1 if not)",
     )
 
     st = command(
@@ -358,6 +365,15 @@ def _main(argv: Sequence[str] | None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "runbook":
         rb = _runbook(settings)
+        if getattr(args, "preflight", False):
+            if not args.env:
+                raise RunbookError(
+                    "--preflight needs --env ENV; this runbook defines: "
+                    + ", ".join(sorted(rb.environments))
+                )
+            items = preflight.preflight(rb, args.env)
+            print(preflight.report(items, args.env))
+            return 1 if any(i.status == "fail" for i in items) else 0
         print(
             f"{settings.runbook}: OK — {rb.name} v{rb.version}, environments: "
             f"{', '.join(sorted(rb.environments))}"

@@ -132,19 +132,31 @@ def t1_stakeholder_text(
     now: datetime,
     runbook: Runbook,
     run_channel: str | None,
+    readiness: str | None = None,
 ) -> str:
     left = (aware(start_at) - now).total_seconds()
     soon = "in 1 hour" if 55 * 60 <= left <= 65 * 60 else f"in {duration(left)}"
-    return "\n".join(
-        [
-            f"📣 {cutover_label(env_name)} starting {soon}",
-            f"Environment: {env_name}",
-            f"Start: {when(start_at)}",
-            f"Expected duration: {expected_duration(runbook)}",
-            f"Where it runs: {channel_name(run_channel)}",
-            f"(schedule #{schedule_id}; {runbook.name})",
-        ]
-    )
+    lines = [
+        f"📣 {cutover_label(env_name)} starting {soon}",
+        f"Environment: {env_name}",
+        f"Start: {when(start_at)}",
+        f"Expected duration: {expected_duration(runbook)}",
+        f"Where it runs: {channel_name(run_channel)}",
+    ]
+    if readiness:
+        lines.append(readiness)
+    if runbook.user_impact:
+        lines.append(f"User impact: {runbook.user_impact}")
+    if runbook.rollback:
+        target = (
+            f" within {runbook.rollback_time_minutes} min" if runbook.rollback_time_minutes else ""
+        )
+        steps = "; ".join(st.name for st in runbook.rollback)
+        lines.append(f"Rollback plan{target}: {steps}")
+    if runbook.contacts:
+        lines.append("Contacts: " + "; ".join(f"{c.role}: {c.who}" for c in runbook.contacts))
+    lines.append(f"(schedule #{schedule_id}; {runbook.name})")
+    return "\n".join(lines)
 
 
 def t1_checklist_text(schedule_id: int, env_name: str, start_at: datetime, cl: Checklist) -> str:

@@ -3,14 +3,13 @@ the audit trail of a run when it completes or rolls back; and the post-cutover t
 
 Everything here is read from `audit_event` (and the run row): what a person did is
 in it (ticks, decisions), so is what the bot saw (step results, monitoring rounds).
-A criterion nothing in the trail can show is reported as "needs a person".
+A criterion is judged only by what the runbook binds it to (a check, monitoring rounds,
+a manual step, a sign-off); one bound to nothing, or with no result, is "not verified".
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -20,10 +19,10 @@ from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.models import Run
 from bot.notices import aware, checklist, duration, when
-from phases.runbook import Runbook, RunbookError
+from phases.runbook import CriterionSpec, NotesField, Runbook, RunbookError
 
-Verdict = Literal["yes", "no", "needs a person"]
-VERDICT_ICONS = {"yes": "✅", "no": "❌", "needs a person": "❔"}
+Verdict = Literal["yes", "no", "not verified"]
+VERDICT_ICONS = {"yes": "✅", "no": "❌", "not verified": "❔"}
 
 DEFAULT_NOTES = [
     "Date",
@@ -40,20 +39,13 @@ DEFAULT_NOTES = [
     "Sign-Off",
 ]
 
-# Success criteria a person confirms with a manual step: criterion words → manual step words.
-MANUAL_MAP = [
-    (r"registration|sign.?up", r"sign.?up|regist"),
-    (r"nip-?05 claim|\bclaim", r"claim"),
-    (r"payment|webhook", r"payment|webhook"),
-    (r"admin", r"admin"),
-]
-
 
 @dataclass(frozen=True)
 class Criterion:
     text: str
     verdict: Verdict
     evidence: str
+    id: str = ""
 
 
 @dataclass
@@ -70,6 +62,9 @@ class Trail:
     missed: list[int] = field(default_factory=list)
     reminders: list[dict[str, Any]] = field(default_factory=list)
     phase_starts: list[dict[str, Any]] = field(default_factory=list)
+    signoffs: list[dict[str, Any]] = field(default_factory=list)  # + "actor", "at"
+    rollback: dict[str, Any] | None = None  # the run.rolled_back event's data
+    people_notes: list[dict[str, Any]] = field(default_factory=list)  # /cutover note
 
 
 @dataclass(frozen=True)
@@ -80,6 +75,7 @@ class CutoverRecord:
     dry_run: bool
     notes: list[tuple[str, str | list[str]]]
     criteria: list[Criterion]
+    people_notes: list[str] = field(default_factory=list)
 
     def note(self, name: str) -> str | list[str]:
         for key, value in self.notes:
@@ -117,154 +113,123 @@ def _trail(db: Database, run_id: int) -> Trail:
             t.missed += list(data.get("rounds") or [])
         elif ev.kind in ("gate.reminded", "gate.escalated"):
             t.reminders.append({**data, "kind": ev.kind})
+        elif ev.kind == AuditKind.CRITERION_SIGNED_OFF:
+            t.signoffs.append({**data, "actor": ev.actor, "at": ev.at})
+        elif ev.kind == AuditKind.RUN_ROLLED_BACK:
+            t.rollback = data
+        elif ev.kind == AuditKind.RECORD_NOTE:
+            t.people_notes.append({**data, "actor": ev.actor, "at": ev.at})
     return t
-
-
-def _spec_of(runbook: Runbook, phase_id: str | None, step_id: str) -> Any:
-    if phase_id is None:
-        return None
-    try:
-        phase = runbook.phase(phase_id)
-    except KeyError:
-        return None
-    return next((st for st in [*phase.actions, *phase.checks] if st.id == step_id), None)
 
 
 # --------------------------------------------------------------------------- criteria
 
 
-def _latest_of_kind(
-    runbook: Runbook, t: Trail, kind: str, want: Callable[[Any], bool] = lambda _s: True
-) -> dict[str, Any] | None:
-    for st in reversed(t.steps):
-        spec = _spec_of(runbook, st.get("phase"), st["step"])
-        if spec is not None and spec.kind == kind and want(spec):
-            return st
-    return None
-
-
-def _monitor_verdict(t: Trail, minutes: int | None, only: str | None = None) -> Criterion | None:
-    if not t.rounds:
-        return None
-    rounds = t.rounds
-    steps = [
-        s for r in rounds for s in r.get("steps", []) if only is None or only in str(s["step"])
-    ]
-    if only is not None and not steps:
-        return None
-    failed = (
-        [r["round"] for r in rounds if r.get("status") != "passed"]
-        if only is None
-        else sorted(
-            {
-                r["round"]
-                for r in rounds
-                for s in r.get("steps", [])
-                if only in str(s["step"]) and s["status"] in ("fail", "error")
-            }
-        )
+def _step_verdict(t: Trail, ref: str) -> Criterion:
+    phase_id, step_id = ref.split("/")
+    st = next(
+        (x for x in reversed(t.steps) if x.get("phase") == phase_id and x["step"] == step_id),
+        None,
     )
-    covered = max(int(r.get("minute") or 0) for r in rounds)
-    of = max(int(r.get("of") or 0) for r in rounds)
-    text = f"{len(rounds) - len(failed)}/{len(rounds)} monitoring rounds passed over {covered} min"
+    if st is None:
+        return Criterion("", "not verified", f"{ref} did not run in this run")
+    ok = st["status"] == "pass"
+    return Criterion("", "yes" if ok else "no", f"{ref} {st['status']}: {st['evidence']}")
+
+
+def _monitor_verdict(t: Trail, spec: CriterionSpec) -> Criterion:
+    assert spec.monitoring is not None
+    phase_id, step_id = spec.monitoring.split("/")
+    rounds = [r for r in t.rounds if r.get("phase") == phase_id]
+    seen = [(r, s) for r in rounds for s in r.get("steps", []) if s.get("step") == step_id]
+    if not seen:
+        return Criterion("", "not verified", f"no monitoring round ran {spec.monitoring}")
+    failed = [r["round"] for r, s in seen if s["status"] in ("fail", "error")]
+    covered = max(int(r.get("minute") or 0) for r, _ in seen)
+    of = max(int(r.get("of") or 0) for r, _ in seen)
+    text = f"{len(seen) - len(failed)}/{len(seen)} monitoring rounds of {step_id} passed"
+    text += f" over {covered} min"
     if failed:
-        return Criterion("", "no", f"{text}; failed in round(s) {', '.join(map(str, failed))}")
+        first = next(s for r, s in seen if r["round"] == failed[0])
+        return Criterion(
+            "",
+            "no",
+            f"{text}; failed in round(s) {', '.join(map(str, failed))}: {first['evidence']}"[:300],
+        )
+    if spec.average_ms_below is not None:
+        timings = [s["elapsed_ms"] for _, s in seen if isinstance(s.get("elapsed_ms"), int)]
+        if not timings:
+            return Criterion("", "not verified", f"{text}; no response times were recorded")
+        avg = sum(timings) / len(timings)
+        limit = spec.average_ms_below
+        return Criterion(
+            "",
+            "yes" if avg < limit else "no",
+            f"average {avg:.0f} ms over {len(timings)} monitoring rounds (limit {limit} ms)",
+        )
     if t.missed:
         return Criterion("", "no", f"{text}; round(s) {', '.join(map(str, t.missed))} missed")
-    if len(rounds) < of:
+    if len(seen) < of:
         return Criterion("", "no", f"{text}; monitoring stopped before its last round")
-    if minutes is not None and covered < minutes:
-        return Criterion("", "no", f"{text} (< {minutes} min)")
+    if spec.minutes is not None and covered < spec.minutes:
+        return Criterion("", "no", f"{text} (< {spec.minutes} min)")
     return Criterion("", "yes", text)
 
 
-def _evaluate(text: str, runbook: Runbook, t: Trail) -> Criterion:
-    low = text.lower()
-    found: Criterion | None = None
-    m = re.search(r"(\d+)\+?\s*min", low)
-    if "healthy" in low and m and ("running" in low or "services" in low):
-        found = _monitor_verdict(t, int(m.group(1)))
-    elif "health check" in low:
-        found = _monitor_verdict(t, None, only="health")
-    elif (rt := re.search(r"response times?\s*<\s*(\d+)\s*ms", low)) is not None:
-        limit = int(rt.group(1))
-        timings = [
-            s["elapsed_ms"]
-            for r in t.rounds
-            for s in r.get("steps", [])
-            if isinstance(s.get("elapsed_ms"), int)
-        ]
-        if timings:
-            avg = sum(timings) / len(timings)
-            found = Criterion(
-                "",
-                "yes" if avg < limit else "no",
-                f"average {avg:.0f} ms over {len(timings)} monitoring rounds (limit {limit} ms)",
-            )
-    elif "dns" in low:
-        st = _latest_of_kind(runbook, t, "dns")
-        if st is not None:
-            found = Criterion(
-                "",
-                "yes" if st["status"] == "pass" else "no",
-                f"{st['phase']}/{st['step']} {st['status']}: {st['evidence']}",
-            )
-    elif "https" in low:
-        st = _latest_of_kind(runbook, t, "tls", lambda spec: "host" in spec.params)
-        if st is not None:
-            found = Criterion(
-                "",
-                "yes" if st["status"] == "pass" else "no",
-                f"{st['phase']}/{st['step']} {st['status']}: {st['evidence']}",
-            )
+def _manual_verdict(t: Trail, ref: str) -> Criterion:
+    phase_id, item_id = ref.split("/")
+    tick = next(
+        (k for k in t.ticks if k.get("item") == item_id and k.get("phase") == phase_id), None
+    )
+    if tick is None:
+        return Criterion("", "no", f"manual step {ref} was not ticked")
+    return Criterion(
+        "",
+        "yes",
+        f"manual step {ref} ticked by {tick['actor']} at {tick['at'][11:16]} UTC",
+    )
+
+
+def _signoff_verdict(t: Trail, criterion_id: str) -> Criterion:
+    sign = next((x for x in reversed(t.signoffs) if x.get("criterion") == criterion_id), None)
+    if sign is None:
+        return Criterion("", "not verified", "nobody signed it off")
+    note = f": {sign['note']}" if sign.get("note") else ""
+    return Criterion("", "yes", f"signed off by {sign['actor']} at {sign['at'][11:16]} UTC{note}")
+
+
+def evaluate(spec: CriterionSpec, t: Trail) -> Criterion:
+    """The criterion's verdict from exactly what the runbook binds it to."""
+    if spec.check:
+        found = _step_verdict(t, spec.check)
+    elif spec.monitoring:
+        found = _monitor_verdict(t, spec)
+    elif spec.manual:
+        found = _manual_verdict(t, spec.manual)
+    elif spec.signoff:
+        found = _signoff_verdict(t, spec.id)
     else:
-        for crit, item in MANUAL_MAP:
-            if re.search(crit, low):
-                found = _manual_verdict(runbook, t, item)
-                break
-    if found is None:
-        return Criterion(text, "needs a person", "nothing in the audit trail shows it")
-    return Criterion(text, found.verdict, found.evidence)
-
-
-def _manual_items(runbook: Runbook, pattern: str) -> list[tuple[str, str]]:
-    """(phase id, manual step id) whose id matches; failing that, whose text does."""
-    items = [(p, m) for p in runbook.phases for m in p.manual]
-    by_id = [(p.id, m.id) for p, m in items if re.search(pattern, m.id.lower())]
-    return by_id or [(p.id, m.id) for p, m in items if re.search(pattern, m.text.lower())]
-
-
-def _manual_verdict(runbook: Runbook, t: Trail, pattern: str) -> Criterion | None:
-    items = _manual_items(runbook, pattern)
-    if not items:
-        return None
-    for phase_id, item_id in items:
-        tick = next(
-            (k for k in t.ticks if k.get("item") == item_id and k.get("phase") == phase_id), None
-        )
-        if tick is not None:
-            return Criterion(
-                "",
-                "yes",
-                f"manual step {phase_id}/{item_id} ticked by {tick['actor']} at {tick['at'][11:16]}"
-                " UTC",
-            )
-    names = ", ".join(f"{p}/{i}" for p, i in items)
-    return Criterion("", "no", f"manual step {names} was not ticked")
+        found = Criterion("", "not verified", "the runbook binds it to no check or sign-off")
+    return Criterion(spec.text, found.verdict, found.evidence, spec.id)
 
 
 # --------------------------------------------------------------------------- notes
 
 
-def _yes_no_manual(runbook: Runbook, t: Trail, pattern: str) -> str:
-    verdict = _manual_verdict(runbook, t, pattern)
-    if verdict is None:
-        return "needs a person (no manual step for it)"
-    return ("YES — " if verdict.verdict == "yes" else "NO — ") + verdict.evidence
-
-
-def _issues(t: Trail) -> list[str]:
+def _issues(run: Run, t: Trail) -> list[str]:
     out: list[str] = []
+    if run.status in ("rolled_back", "rolling_back"):
+        out.append(f"rolled back: {run.rollback_reason or 'no reason given'}")
+    rb = t.rollback or {}
+    if rb and not rb.get("verified"):
+        out.append("the rollback was not verified: the old service's health was not confirmed")
+    if rb and rb.get("within_target") is False:
+        out.append(
+            f"the rollback took {rb.get('duration_s')} s, over its "
+            f"{rb.get('target_minutes')}-minute target"
+        )
+    if rb and rb.get("schema"):
+        out.append(str(rb["schema"]))
     for st in t.steps:
         if st["status"] in ("fail", "error"):
             where = st.get("phase") or st.get("section")
@@ -334,13 +299,11 @@ def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
         "start time": start.strftime("%H:%M UTC"),
         "end time": end.strftime("%H:%M UTC") if end else "— (still running)",
         "total duration": duration((end - start).total_seconds()) if end else "—",
-        "issues encountered": _issues(t) or ["none"],
+        "issues encountered": _issues(run, t) or ["none"],
         "deviations from runbook": _deviations(t) or ["none"],
         "rollback triggered": "YES" if rolled_back else "NO",
         "reason": (run.rollback_reason or "—") if rolled_back else "—",
         "production url": url,
-        "admin login verified": _yes_no_manual(runbook, t, r"admin"),
-        "payment test completed": _yes_no_manual(runbook, t, r"payment"),
         "sign-off": _sign_off(run, t),
     }
     aliases = {
@@ -348,12 +311,21 @@ def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
         "signoff": "sign-off",
         "url": "production url",
     }
+    criteria = [evaluate(c, t) for c in runbook.success_criteria]
+    by_id = {c.id: c for c in criteria}
     notes: list[tuple[str, str | list[str]]] = []
-    for name in runbook.notes_fields or DEFAULT_NOTES:
-        key = aliases.get(name.lower(), name.lower())
-        notes.append((name, values.get(key, "needs a person")))
-    criteria = [_evaluate(c, runbook, t) for c in runbook.success_criteria]
-    return CutoverRecord(run_id, run.environment, str(run.status), run.dry_run, notes, criteria)
+    for f in runbook.notes_fields or [NotesField(name=n) for n in DEFAULT_NOTES]:
+        if f.criterion is not None:
+            c = by_id[f.criterion]
+            word = {"yes": "YES", "no": "NO", "not verified": "NOT VERIFIED"}[c.verdict]
+            notes.append((f.name, f"{word} — {c.evidence}"))
+            continue
+        key = aliases.get(f.name.lower(), f.name.lower())
+        notes.append((f.name, values.get(key, "not recorded by the bot: fill in by hand")))
+    people = [f"{n['actor']} at {n['at'][11:16]} UTC: {n['text']}" for n in t.people_notes]
+    return CutoverRecord(
+        run_id, run.environment, str(run.status), run.dry_run, notes, criteria, people
+    )
 
 
 def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
@@ -368,12 +340,19 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
             lines += [f"- {v}" for v in value]
         else:
             lines.append(f"{name}: {value}")
+    if rec.people_notes:
+        lines.append("Notes:")
+        lines += [f"- {n}" for n in rec.people_notes]
     if rec.criteria:
         met = sum(c.verdict == "yes" for c in rec.criteria)
         unmet = sum(c.verdict == "no" for c in rec.criteria)
-        ask = sum(c.verdict == "needs a person" for c in rec.criteria)
-        lines.append(f"Success criteria: {met} met, {unmet} not met, {ask} need a person")
+        unknown = [c for c in rec.criteria if c.verdict == "not verified"]
+        lines.append(f"Success criteria: {met} met, {unmet} not met, {len(unknown)} not verified")
         lines += [f"{VERDICT_ICONS[c.verdict]} {c.text} — {c.evidence}" for c in rec.criteria]
+        if unknown:
+            lines.append(
+                "Not verified by anyone or anything: " + "; ".join(c.text for c in unknown)
+            )
     return "\n".join(lines)
 
 

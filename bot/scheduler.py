@@ -24,6 +24,7 @@ single process is assumed; a lock file next to the database keeps a second one
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -46,6 +47,7 @@ from bot.db import Database, DatabaseUnavailable
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import monitoring
 from bot.models import (
+    AuditEvent,
     EventStatus,
     Gate,
     GateStatus,
@@ -412,7 +414,13 @@ class Scheduler:
         elif row.kind == "t-1h":
             channel = sched.stakeholders or sched.channel
             text = t1_stakeholder_text(
-                sched.id, sched.environment, start, now, runbook, sched.channel
+                sched.id,
+                sched.environment,
+                start,
+                now,
+                runbook,
+                sched.channel,
+                self._readiness_verdict(sched.id),
             )
         elif row.kind == "t-1h-checklist":
             if pre is None:
@@ -504,6 +512,25 @@ class Scheduler:
             engine.surface.notice(run.id, "\n".join([*notes, text]))
         return Posted(EventStatus.SENT, run.channel)
 
+    def _readiness_verdict(self, schedule_id: int | None) -> str:
+        """The T-24h readiness dry run's verdict for the T-1h stakeholder notice."""
+        with self.db.session() as s:
+            rows = s.exec(
+                select(AuditEvent)
+                .where(AuditEvent.kind == AuditKind.READINESS_CHECKED)
+                .order_by(col(AuditEvent.seq).desc())
+            ).all()
+        for ev in rows:
+            data = json.loads(ev.data)
+            if data.get("schedule") != schedule_id:
+                continue
+            results = data.get("results") or []
+            bad = [r["step"] for r in results if r.get("status") in ("fail", "error")]
+            if bad:
+                return f"T-24h readiness: {len(bad)} of {len(results)} failed ({', '.join(bad)})"
+            return f"T-24h readiness: all {len(results)} checks passed"
+        return "T-24h readiness: not checked"
+
     def _post_record(self, row: ScheduledEvent, notes: list[str]) -> Posted:
         engine = self.engine
         assert row.run_id is not None
@@ -516,6 +543,8 @@ class Scheduler:
         else:
             text = tasks_text(engine.runbook, row.run_id, run.ended_at)
         engine.surface.notice(row.run_id, "\n".join([*notes, text]))
+        if row.kind == "record":
+            engine.feed(row.run_id, text)  # the stakeholders get the record too
         return Posted(EventStatus.SENT, run.channel)
 
 

@@ -17,7 +17,9 @@ from commands.parser import (
     AuditCmd,
     Command,
     Help,
+    Note,
     ScheduleList,
+    SignOff,
     Start,
     StatusCmd,
     Unschedule,
@@ -86,6 +88,12 @@ class CommandService:
             return Reply(self.audit_summary(cmd.run_id))
         if isinstance(cmd, ScheduleCmd | ScheduleList | Unschedule):
             return self.schedule(cmd, actor, channel)
+        if isinstance(cmd, SignOff):
+            decision = engine.sign_off(cmd.run_id, cmd.criterion, actor, cmd.note)
+            return Reply(decision.message, ephemeral=not decision.changed, run_id=cmd.run_id)
+        if isinstance(cmd, Note):
+            decision = engine.add_note(cmd.run_id, actor, cmd.text)
+            return Reply(decision.message, ephemeral=not decision.changed, run_id=cmd.run_id)
         raise EngineError(f"unsupported command {cmd!r}")
 
     def schedule(

@@ -21,6 +21,9 @@ USAGE = """Usage:
                                         time zone, e.g. 2026-03-01T14:00Z
   /cutover schedule list                scheduled cutovers and their notices
   /cutover unschedule ID                cancel scheduled cutover ID
+  /cutover signoff RUN CRITERION [--note TEXT]
+                                        vouch for a success criterion of run RUN
+  /cutover note RUN TEXT                add TEXT to run RUN's record notes
   /cutover help                         this text"""
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -78,7 +81,31 @@ class Unschedule:
     schedule_id: int
 
 
-Command = Start | StatusCmd | Abort | AuditCmd | Help | Schedule | ScheduleList | Unschedule
+@dataclass(frozen=True)
+class SignOff:
+    run_id: int
+    criterion: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    run_id: int
+    text: str
+
+
+Command = (
+    Start
+    | StatusCmd
+    | Abort
+    | AuditCmd
+    | Help
+    | Schedule
+    | ScheduleList
+    | Unschedule
+    | SignOff
+    | Note
+)
 
 # "#name", a channel id, or Slack's escaped mention "<#C024BE7LR|general>".
 CHANNEL = re.compile(r"^(?:<#(?P<id>[A-Z0-9]+)(?:\|[^>]*)?>|(?P<plain>#?[A-Za-z0-9][\w.-]{0,79}))$")
@@ -202,4 +229,17 @@ def parse(text: str, now: datetime | None = None) -> Command:
         if len(rest) != 1 or _number(rest[0]) is None:
             raise UsageError("unschedule needs a schedule number, e.g. /cutover unschedule 3")
         return Unschedule(_number(rest[0]) or 0)
+    if verb == "signoff":
+        if len(rest) < 2 or _number(rest[0]) is None or not NAME.match(rest[1]):
+            raise UsageError(
+                "signoff needs a run number and a criterion id, e.g. /cutover signoff 12 admin"
+            )
+        tail = rest[2:]
+        if tail and (tail[0] != "--note" or len(tail) < 2):
+            raise UsageError("after the criterion only --note TEXT may follow")
+        return SignOff(_number(rest[0]) or 0, rest[1], " ".join(tail[1:])[:300] or None)
+    if verb == "note":
+        if len(rest) < 2 or _number(rest[0]) is None or not " ".join(rest[1:]).strip():
+            raise UsageError("note needs a run number and text, e.g. /cutover note 12 'DNS slow'")
+        return Note(_number(rest[0]) or 0, " ".join(rest[1:])[:500])
     raise UsageError(f"unknown command {verb!r}")

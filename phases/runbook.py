@@ -131,6 +131,9 @@ class EnvironmentSpec(Strict):
     env_file: str | None = None
     database_url: str | None = None
     channel: str | None = None  # where runs of this environment are posted
+    # Where stakeholders hear start, phases passed, the end or the rollback, and the record
+    # (a schedule's --stakeholders channel wins for its run).
+    stakeholders: str | None = None
     approvers: list[str] = Field(default_factory=list)  # "TEAM:USER" or "USER" ids
     approver_groups: list[str] = Field(default_factory=list)  # Slack user group ids
     quorum: int = Field(default=1, ge=1, le=10)
@@ -198,7 +201,11 @@ class EnvironmentSpec(Strict):
                 k: v
                 for k, v in self.model_dump(
                     exclude={
-                        "approvers", "approver_groups", "vars", "slack_team", "public_env_keys"
+                        "approvers",
+                        "approver_groups",
+                        "vars",
+                        "slack_team",
+                        "public_env_keys",
                     }
                 ).items()
                 if isinstance(v, str)
@@ -213,19 +220,81 @@ class EnvironmentSpec(Strict):
         }
 
 
+_REF = r"^[a-z0-9][a-z0-9_-]{0,39}/[a-z0-9][a-z0-9_-]{0,39}$"
+
+
+class CriterionSpec(Strict):
+    """A success criterion and what shows it: a check's result, every monitoring round of
+    a check, a manual step an approver ticked, or a person's sign-off. A criterion bound to
+    nothing is reported as not verified, never guessed from its words."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    text: str = Field(min_length=1, max_length=200)
+    check: str | None = Field(default=None, pattern=_REF)  # "phase/step": its latest result
+    monitoring: str | None = Field(default=None, pattern=_REF)  # "phase/step": every round
+    minutes: int | None = Field(default=None, ge=1)  # monitoring must cover this long
+    average_ms_below: int | None = Field(default=None, ge=1)  # monitoring: mean elapsed_ms
+    manual: str | None = Field(default=None, pattern=_REF)  # "phase/item" ticked by an approver
+    signoff: bool = False  # an approver signs it off (engine.sign_off)
+
+    @model_validator(mode="before")
+    @classmethod
+    def from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):  # a bare line: bound to nothing
+            slug = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")[:40].strip("-")
+            return {"id": slug or "criterion", "text": value}
+        return value
+
+    @model_validator(mode="after")
+    def one_binding(self) -> CriterionSpec:
+        bound = [x for x in (self.check, self.monitoring, self.manual) if x] + (
+            ["signoff"] if self.signoff else []
+        )
+        if len(bound) > 1:
+            raise ValueError("bind a criterion to one of check, monitoring, manual or signoff")
+        if (self.minutes or self.average_ms_below) and not self.monitoring:
+            raise ValueError("minutes and average_ms_below go with monitoring")
+        return self
+
+    @property
+    def bound(self) -> bool:
+        return bool(self.check or self.monitoring or self.manual or self.signoff)
+
+
+class NotesField(Strict):
+    """A line of the record's notes; `criterion` fills it from that criterion's verdict."""
+
+    name: str = Field(min_length=1, max_length=80)
+    criterion: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def from_text(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class Contact(Strict):
+    role: str = Field(min_length=1, max_length=80)
+    who: str = Field(min_length=1, max_length=200)
+
+
 class Runbook(Strict):
     name: str
     version: str = "1"
     description: str = ""
     estimated_duration: str | None = None
     rollback_time_minutes: int | None = None
+    user_impact: str | None = Field(default=None, max_length=300)  # told to stakeholders at T-1h
+    contacts: list[Contact] = Field(default_factory=list)  # the runbook's emergency contacts
     pre_cutover: PreCutover | None = None
     phases: list[PhaseSpec] = Field(min_length=1)
     rollback: list[StepSpec] = Field(default_factory=list)
     restore: list[StepSpec] = Field(default_factory=list)
-    success_criteria: list[str] = Field(default_factory=list)
+    # Checks after the rollback steps: the old service is back and healthy (verified rollback).
+    rollback_checks: list[StepSpec] = Field(default_factory=list)
+    success_criteria: list[CriterionSpec] = Field(default_factory=list)
     post_cutover_tasks: list[str] = Field(default_factory=list)
-    notes_fields: list[str] = Field(default_factory=list)
+    notes_fields: list[NotesField] = Field(default_factory=list)
     vars: dict[str, str | list[str]] = Field(default_factory=dict)  # defaults for every environment
     environments: dict[str, EnvironmentSpec] = Field(min_length=1)
 
@@ -245,11 +314,62 @@ class Runbook(Strict):
         for name in self.environments:
             if not re.fullmatch(ID_PATTERN, name):
                 raise ValueError(f"environment name {name!r} must match {ID_PATTERN}")
+        problems = self._criteria_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
         if any(p.on_fail == "restore_and_rollback" for p in self.phases) and not self.restore:
             raise ValueError(
                 "a phase has on_fail: restore_and_rollback but the runbook has no restore steps"
             )
         return self
+
+    def _criteria_problems(self) -> list[str]:
+        out: list[str] = []
+        ids = [c.id for c in self.success_criteria]
+        for dupe in sorted({i for i in ids if ids.count(i) > 1}):
+            out.append(f"success criterion id {dupe!r} is repeated")
+        phases = {p.id: p for p in self.phases}
+        for c in self.success_criteria:
+            for field, ref in (
+                ("check", c.check),
+                ("monitoring", c.monitoring),
+                ("manual", c.manual),
+            ):
+                if not ref:
+                    continue
+                phase_id, item = ref.split("/")
+                phase = phases.get(phase_id)
+                if phase is None:
+                    out.append(
+                        f"success criterion {c.id!r}: {field} {ref!r}: no phase {phase_id!r}"
+                    )
+                    continue
+                names = (
+                    [m.id for m in phase.manual]
+                    if field == "manual"
+                    else [st.id for st in [*phase.actions, *phase.checks]]
+                )
+                if item not in names:
+                    out.append(
+                        f"success criterion {c.id!r}: {field} {ref!r}: phase {phase_id!r} has no "
+                        f"{'manual step' if field == 'manual' else 'step'} {item!r}"
+                    )
+                if field == "monitoring" and phase.monitor is None:
+                    out.append(
+                        f"success criterion {c.id!r}: phase {phase_id!r} has no monitor rounds"
+                    )
+        known = set(ids)
+        for f in self.notes_fields:
+            if f.criterion and f.criterion not in known:
+                out.append(f"notes field {f.name!r}: no success criterion {f.criterion!r}")
+        return out
+
+    def criterion(self, criterion_id: str) -> CriterionSpec:
+        for c in self.success_criteria:
+            if c.id == criterion_id:
+                return c
+        known = ", ".join(c.id for c in self.success_criteria) or "none"
+        raise RunbookError(f"no success criterion {criterion_id!r}; this runbook has: {known}")
 
     def phase_number(self, index: int) -> str:
         number = self.phases[index].number
@@ -295,6 +415,7 @@ class Runbook(Strict):
             out += [(f"phase {p.id!r}", "checks", s) for s in p.checks]
         out += [("rollback", "rollback", s) for s in self.rollback]
         out += [("restore", "restore", s) for s in self.restore]
+        out += [("rollback_checks", "checks", s) for s in self.rollback_checks]
         return out
 
 
@@ -432,6 +553,14 @@ def load_runbook(path: str | Path) -> Runbook:
     return runbook
 
 
+# Values a run fills in as it goes (bot/engine/core.py `context`): the runbook may use them,
+# so validation gives them stand-in values.
+RUN_PLACEHOLDERS: dict[str, Value] = {
+    "run_backup": "/path/of/this/runs/verified/backup.dump",
+    "run_backup_sha256": "0" * 64,
+}
+
+
 def validate_steps(runbook: Runbook) -> list[str]:
     """Checks every step's kind and parameters against each environment, before anything runs."""
     problems: list[str] = []
@@ -449,7 +578,7 @@ def validate_steps(runbook: Runbook) -> list[str]:
                 "put it under actions (checks are read-only)"
             )
         for env_name in runbook.environments:
-            values = runbook.values_for(env_name, expand=False)
+            values = {**RUN_PLACEHOLDERS, **runbook.values_for(env_name, expand=False)}
             try:
                 resolve_step(step, values)
             except RunbookError as exc:

@@ -46,10 +46,12 @@ APPROVERS = ["T0TEST:U0ALICE", "T0TEST:U0BOB", "T0TEST:U0CAROL"]
 
 # PID 1 ignores SIGTERM unless it traps it; real services stop on it within the grace time.
 SERVICE_COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+STARTUP_LINE = "🚀 NostrMaxi running on http://localhost:3000"
+BACKEND_COMMAND = ["sh", "-c", f"echo '{STARTUP_LINE}'; trap 'exit 0' TERM; sleep 3600 & wait"]
 SERVICES = {
     name: {
         "build": ".",
-        "command": SERVICE_COMMAND,
+        "command": BACKEND_COMMAND if name == "backend" else SERVICE_COMMAND,
         "healthcheck": {"test": ["CMD", "true"], "interval": "1s", "retries": 3},
         "mem_limit": "64m",
     }
@@ -201,7 +203,6 @@ def build_standin(
             "public_resolvers": [dns.address, dns.address],
             "dns_resolvers": [dns.address],
             "https_port": str(https.port),
-            "restore_command": [*TOOL, "restore"],
         },
     }
     data = yaml.safe_load(RUNBOOK.read_text(encoding="utf-8"))

@@ -37,13 +37,13 @@ def put(folder: Path, name: str, clock: ManualClock, minutes_old: float, size: i
 
 
 def check(folder: Path | str, clock: ManualClock, **params: Any) -> StepResult:
-    result = run_check("backup", {"path": str(folder), **params}, clock=clock)
+    result = run_check("backup_age", {"path": str(folder), **params}, clock=clock)
     assert len(result.evidence) <= 200
     return result
 
 
 def test_kind_is_registered_read_only() -> None:
-    assert REGISTRY["backup"].mutates is False
+    assert REGISTRY["backup_age"].mutates is False
 
 
 def test_fresh_backup_under_an_hour_old_passes(backups: Path, clock: ManualClock) -> None:
@@ -134,7 +134,7 @@ def test_custom_age_limit(backups: Path, clock: ManualClock) -> None:
 def test_folder_is_relative_to_the_workdir(backups: Path, clock: ManualClock) -> None:
     put(backups, "db.sql.gz", clock, minutes_old=1)
     params = {"path": "backups"}
-    result = run_check("backup", params, clock=clock, workdir=str(backups.parent))
+    result = run_check("backup_age", params, clock=clock, workdir=str(backups.parent))
     assert result.status is Status.PASS, result.evidence
 
 
@@ -144,4 +144,4 @@ def test_folder_is_relative_to_the_workdir(backups: Path, clock: ManualClock) ->
 )
 def test_bad_params_are_rejected(params: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
-        REGISTRY["backup"].params.model_validate(params)
+        REGISTRY["backup_age"].params.model_validate(params)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,17 @@ def shipped_monitoring_phase() -> dict[str, Any]:
     return dict(phase)
 
 
+def wait_healthy(client: Any, project: str) -> None:
+    for _ in range(30):
+        found = client.containers.list(filters={"label": f"com.docker.compose.project={project}"})
+        if found and all(
+            (c.attrs["State"].get("Health") or {}).get("Status") == "healthy" for c in found
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{project} did not turn healthy")
+
+
 @pytest.mark.docker
 def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its_memory_limit(
     sqlite_db: Database,
@@ -262,13 +274,17 @@ def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its
     compose: Compose,  # noqa: F811
     docker_client: Any,
 ) -> None:
-    compose.write(
+    healthy = {"test": ["CMD", "true"], "interval": "1s", "retries": 3}
+    compose.write(  # every service the monitoring phase checks, each with a healthcheck
         {
-            "backend": {"command": ["sleep", "3600"], "mem_limit": "16m"},
-            "db": {"command": ["sleep", "3600"], "mem_limit": "64m"},
+            "backend": {"command": ["sleep", "3600"], "mem_limit": "32m", "healthcheck": healthy},
+            "db": {"command": ["sleep", "3600"], "mem_limit": "64m", "healthcheck": healthy},
+            "redis": {"command": ["sleep", "3600"], "healthcheck": healthy},
+            "nginx": {"command": ["sleep", "3600"], "healthcheck": healthy},
         }
     )
     compose("up", "-d")
+    wait_healthy(docker_client, compose.project)
     with throwaway_pg_database("nostrmaxi_target") as target:
         libpq = target.replace("postgresql+psycopg://", "postgresql://", 1)
         runbook = write_runbook(
@@ -310,9 +326,8 @@ def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its
         set_clock(clock, START + 5 * MIN)
         scheduler.tick()
         nostrmaxi.delay_ms = 0
-        # T+10: the backend holds 13.5 MiB in tmpfs, over 80 % of its 16 MiB limit (leaving
-        # room for the processes exec'd into it: a busy machine reclaims slowly).
-        fill = "dd if=/dev/zero of=/dev/shm/fill bs=512K count=27 2>/dev/null"
+        # T+10: the backend holds 27 MiB in tmpfs, over 80 % of its 32 MiB limit.
+        fill = "dd if=/dev/zero of=/dev/shm/fill bs=1M count=27 2>/dev/null"
         assert backend.exec_run(["sh", "-c", fill]).exit_code == 0
         set_clock(clock, START + 10 * MIN)
         scheduler.tick()
@@ -344,9 +359,9 @@ def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its
     assert list(breaches) == [2, 3]
     assert list(breaches[2]) == ["health"] and "over 5 requests > 500 ms" in breaches[2]["health"]
     assert list(breaches[3]) == ["resources"]
-    # 13.5 MiB of tmpfs plus the container's process: over 80 %, below 100 %
+    # 27 MiB of tmpfs plus the container's process: over 80 %, below 100 %
     assert re.match(r"backend memory (8[1-9]|9\d)% ", breaches[3]["resources"])
-    assert "% of 16 MiB limit (max 80%)" in breaches[3]["resources"]
+    assert "% of 32 MiB limit (max 80%)" in breaches[3]["resources"]
     flags = surface.notices("🚨 Monitoring breach on prod")
     assert [f.args[2] for f in flags] == ["#cutover", "#cutover"]
     gate_id = open_gate_id(sqlite_db, run_id)

@@ -6,6 +6,7 @@ real containers on the Docker engine; the bot's own database is SQLite and Postg
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -138,7 +139,8 @@ def test_failed_smoke_test_refuses_continue_and_rollback_restores_old_services(
     assert view is not None and view.status == "rolled_back"
     assert containers(docker_client, standin.project) == {}
     assert containers(docker_client, standin.old_project) == {"backend": "running"}
-    assert not (standin.app_dir / ".standin" / "restored").exists()  # no restore for phase 6
+    sections = [json.loads(e.data).get("section") for e in audit.events(db, run.id)]
+    assert "restore" not in sections  # no restore for phase 6
     kinds = [e.kind for e in audit.events(db, run.id)]
     assert kinds[-1] == "run.rolled_back"
 
@@ -155,11 +157,19 @@ def test_failed_migration_restores_the_database_then_rolls_back(
     assert not gate.checks_passed and gate.on_fail == "restore_and_rollback"
     failed = next(s for s in gate.steps if s.step_id == "prisma-migrate")
     assert failed.status == "fail" and "P3018" in failed.evidence
-    assert [s.step_id for s in gate.steps] == ["prisma-generate", "prisma-migrate"]
+    assert [s.step_id for s in gate.steps] == [
+        "pre-migration-backup",
+        "prisma-generate",
+        "prisma-migrate",
+    ]
     assert migrations(standin) == [("20260217_add_nip05", False)]  # half-applied
     engine.decide(gate.id, BOB, "rollback", reason="migration failed")
-    assert migrations(standin) == []  # restored from backup
-    assert (standin.app_dir / ".standin" / "restored").exists()
+    assert migrations(standin) == []  # restored from this run's backup, taken before migrating
+    results = [json.loads(e.data) for e in audit.events(db, run.id) if e.kind == "step.result"]
+    backup = next(r for r in results if r["step"] == "pre-migration-backup")["artifact"]
+    restore = next(r for r in results if r["section"] == "restore")
+    assert restore["status"] == "pass" and restore["artifact"]["path"] == backup["path"]
+    assert restore["artifact"]["sha256"] == backup["sha256"]
     sections = [e.data for e in audit.events(db, run.id) if e.kind == "step.result"]
     order = [s for s in sections if '"restore"' in s or '"rollback"' in s]
     assert '"restore-db"' in order[0] and '"stop-new"' in order[1]

@@ -83,8 +83,10 @@ def test_whole_cutover_start_refusal_ticks_approvals_and_stale_click(
         assert len(bot.standin.parents()) == 1
         assert bot.fresh(parent).updates >= 5
         thread = wait_for(
-            lambda: len(bot.standin.thread(f"{parent.channel}:{parent.ts}")) == 4
-            and bot.standin.thread(f"{parent.channel}:{parent.ts}"),
+            lambda: (
+                len(bot.standin.thread(f"{parent.channel}:{parent.ts}")) == 4
+                and bot.standin.thread(f"{parent.channel}:{parent.ts}")
+            ),
             "the audit chain head in the thread",
         )
         assert [m.ts for m in thread[:3]] == [one.ts, two.ts, three.ts]

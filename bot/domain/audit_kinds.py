@@ -20,6 +20,8 @@ class AuditKind(enum.StrEnum):
     GATE_REMINDED = "gate.reminded"
     GATE_ESCALATED = "gate.escalated"
     MANUAL_TICKED = "manual.ticked"
+    CRITERION_SIGNED_OFF = "criterion.signed_off"  # a person vouches for a success criterion
+    RECORD_NOTE = "record.note"  # /cutover note: a line for the record
     ACTION_REFUSED = "action.refused"  # an authorization rule or the state machine said no
     ROLLBACK_STARTED = "rollback.started"
     ROLLBACK_RESUMED = "rollback.resumed"

@@ -10,7 +10,9 @@ earlier incarnation of its own replica (it was restarted).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -35,6 +37,7 @@ from bot.engine.redraws import Redraws
 from bot.models import (
     Gate,
     Run,
+    Schedule,
     StepRun,
 )
 from bot.surface import SYSTEM, Actor, NullSurface, Surface
@@ -306,8 +309,21 @@ class EngineCore:
         env = self.environment(run.environment)
         values = self.runbook.values_for(run.environment)
         self.register_secrets(run.environment)
+        run_id = run.id
+        backup = (
+            # Background work retries a dropped connection rather than failing the phase.
+            self.db.retrying(lambda: self.run_backup(run_id), f"run #{run_id}: its backup")
+            if run_id is not None
+            else None
+        )
+        if backup is not None:
+            values["run_backup"] = str(backup["path"])
+            values["run_backup_sha256"] = str(backup["sha256"])
         ctx = self.context_factory(env, run.dry_run, self.masker)
         ctx.public_env_keys = frozenset(env.public_env_keys)
+        started = _aware(run.started_at)
+        if started is not None:
+            ctx = dataclasses.replace(ctx, run_started_at=started.timestamp())
         return ctx, values
 
     def refuse(
@@ -477,9 +493,51 @@ class EngineCore:
                     "status": str(r.status),
                     "evidence": r.evidence,
                     "duration_ms": r.duration_ms,
+                    # What a step made that later steps rely on (a backup's path and SHA-256).
+                    **({"artifact": r.details["artifact"]} if "artifact" in r.details else {}),
                 },
                 at=self.now(),
             )
+
+    def stakeholder_channel(self, run_id: int) -> str | None:
+        """The stakeholders' channel of a run: its schedule's, else its environment's."""
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+            sched = s.exec(select(Schedule).where(Schedule.run_id == run_id)).first()
+        if run is None:
+            return None
+        if sched is not None and sched.stakeholders:
+            return sched.stakeholders
+        return self.environment(run.environment).stakeholders
+
+    def feed(self, run_id: int, text: str) -> None:
+        """One short message to the stakeholders (never a secret: masked); none configured:
+        nothing."""
+        try:
+            channel = self.stakeholder_channel(run_id)
+        except Exception as exc:  # after a decision committed: never turn it into an error
+            log.warning(
+                "stakeholder feed of run #%s skipped: %s", run_id, self.masker.mask(str(exc))
+            )
+            return
+        if channel:
+            self.notify.notice(None, self.masker.mask(text), channel)
+
+    def run_backup(self, run_id: int) -> dict[str, Any] | None:
+        """The newest backup this run took and verified (its audit artifact), if any."""
+        found: dict[str, Any] | None = None
+        for ev in audit.events(self.db, run_id):
+            if ev.kind != AuditKind.STEP_RESULT:
+                continue
+            data = json.loads(ev.data)
+            artifact = data.get("artifact")
+            if (
+                data.get("status") == "pass"
+                and isinstance(artifact, dict)
+                and artifact.get("type") == "backup"
+            ):
+                found = artifact
+        return found
 
     def _complete(self, s: Session, run: Run) -> None:
         states.transition(run, "completed")

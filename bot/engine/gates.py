@@ -57,6 +57,8 @@ class Gates(EngineCore):
         elif result.changed and result.gate_id is not None and result.run_id is not None:
             self.notify.gate_changed(result.gate_id)
             self.notify.run_changed(result.run_id)
+        if result.outcome == "approved" and result.run_id is not None:
+            self._feed_progress(result.run_id, result.gate_id)
         return result
 
     @staticmethod
@@ -70,6 +72,27 @@ class Gates(EngineCore):
         event.listen(
             s, "after_commit", lambda _s: metrics.observe_gate_wait(outcome, wait), once=True
         )
+
+    def _feed_progress(self, run_id: int, gate_id: int | None) -> None:
+        """Tells the stakeholders; the decision is committed already, so this never raises."""
+        try:
+            with self.db.session() as s:
+                run = s.get(Run, run_id)
+                gate = s.get(Gate, gate_id) if gate_id is not None else None
+        except Exception as exc:
+            log.warning("stakeholder feed of run #%s skipped: %s", run_id, exc)
+            return
+        if run is None or gate is None:
+            return
+        index = next(i for i, p in enumerate(self.runbook.phases) if p.id == gate.phase_id)
+        phase = self.runbook.phases[index]
+        self.feed(
+            run_id,
+            f"✅ {run.environment}: Phase {self.runbook.phase_number(index)} ({phase.name}) "
+            f"passed (run #{run_id}).",
+        )
+        if run.status == RunStatus.COMPLETED:
+            self.feed(run_id, f"🎉 {run.environment}: cutover completed (run #{run_id}).")
 
     def _gate_run(self, gate_id: int) -> tuple[int, str] | None:
         """(run id, environment) of a gate, read without a lock: the locks come in order."""
@@ -225,6 +248,56 @@ class Gates(EngineCore):
         phase = self.runbook.phase(gate.phase_id)
         ticked = set(s.exec(select(ManualTick.item_id).where(ManualTick.gate_id == gate.id)))
         return [m.id for m in phase.manual if m.id not in ticked]
+
+    def sign_off(
+        self, run_id: int, criterion_id: str, actor: Actor, note: str | None = None
+    ) -> Decision:
+        """An approver vouches for a success criterion bound to `signoff` (audited)."""
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"no run #{run_id}")
+        spec = self.runbook.criterion(criterion_id)  # unknown: RunbookError lists the known ones
+        if not spec.signoff:
+            raise InvalidInput(
+                f"criterion {criterion_id!r} is shown by "
+                f"{spec.check or spec.monitoring or spec.manual or 'nothing'}, not by a sign-off"
+            )
+        refusal = approvals.may_tick(run.environment, self.environment(run.environment), actor)
+        if refusal:
+            self.refuse(actor, "signoff", refusal, run_id=run_id, criterion=criterion_id)
+            return Decision("refused", refusal, None, run_id)
+        with self.db.session() as s:
+            audit.append(
+                s,
+                AuditKind.CRITERION_SIGNED_OFF,
+                actor=actor.id,
+                run_id=run_id,
+                data={"criterion": criterion_id, "note": self.masker.mask(note or "")[:300]},
+                at=self.now(),
+            )
+        return Decision("ticked", f"{spec.text}: signed off", None, run_id)
+
+    def add_note(self, run_id: int, actor: Actor, text: str) -> Decision:
+        """A line for the record's notes (masked), from an approver of the run's environment."""
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"no run #{run_id}")
+        refusal = approvals.may_tick(run.environment, self.environment(run.environment), actor)
+        if refusal:
+            self.refuse(actor, "note", refusal, run_id=run_id)
+            return Decision("refused", refusal, None, run_id)
+        with self.db.session() as s:
+            audit.append(
+                s,
+                AuditKind.RECORD_NOTE,
+                actor=actor.id,
+                run_id=run_id,
+                data={"text": self.masker.mask(text)[:500]},
+                at=self.now(),
+            )
+        return Decision("ticked", f"noted for run #{run_id}'s record", None, run_id)
 
     def tick(self, gate_id: int, item_id: str, actor: Actor) -> Decision:
         """Marks a manual step (phase 7's browser tests) done; only approvers may."""

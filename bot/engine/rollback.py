@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from sqlmodel import select
 
 from bot import audit
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
-from bot.engine.core import EngineCore
+from bot.engine.core import EngineCore, _aware
 from bot.models import (
     PhaseRun,
     PhaseStatus,
@@ -18,7 +20,9 @@ from bot.models import (
 )
 from bot.surface import SYSTEM
 from bot.text import ICONS
-from phases.runner import StepOutcome, run_actions
+from phases.checks.base import Status, StepContext, StepResult
+from phases.runbook import Value
+from phases.runner import OnResult, StepOutcome, run_actions, run_checks
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +72,29 @@ class Rollback(EngineCore):
             ),
         )
         ctx, values = self.context(run)
+        started_at = _aware(run.rollback_started_at) or self.now()
+        phase_index = run.phase_index
 
         def record(outcome: StepOutcome) -> None:
             self.record_step(run_id, None, outcome)
 
         outcomes: list[StepOutcome] = []
+        restored = False
         if failed_phase.on_fail == "restore_and_rollback":
-            outcomes += run_actions(
-                self.runbook.restore, values, ctx, "restore", record, stop_on_failure=False
-            )
+            outcomes += self._restore(values, ctx, record)
+            restored = all(not o.result.status.blocks_gate for o in outcomes)
         outcomes += run_actions(
             self.runbook.rollback, values, ctx, "rollback", record, stop_on_failure=False
         )
+        # Verified rollback: the old service must be healthy again, checked, not assumed.
+        checks = run_checks(self.runbook.rollback_checks, values, ctx, on_result=record)
+        outcomes += checks
         failed = [o.step.id for o in outcomes if o.result.status.blocks_gate]
+        verified = bool(checks) and all(not o.result.status.blocks_gate for o in checks)
+        took = (self.now() - started_at).total_seconds()
+        target = self.runbook.rollback_time_minutes
+        within = None if target is None else took <= target * 60
+        schema = self._schema_note(phase_index, restored, values)
         with self.db.session() as s:
             run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
             if run.status != RunStatus.ROLLING_BACK:
@@ -94,7 +108,17 @@ class Rollback(EngineCore):
                 AuditKind.RUN_ROLLED_BACK,
                 actor=SYSTEM.id,
                 run_id=run_id,
-                data={"failed_steps": failed, "steps": len(outcomes)},
+                data={
+                    "failed_steps": failed,
+                    "steps": len(outcomes),
+                    "verified": verified,
+                    "checks": [o.step.id for o in checks],
+                    "duration_s": round(took, 1),
+                    "target_minutes": target,
+                    "within_target": within,
+                    "restored": restored,
+                    "schema": schema,
+                },
                 at=self.now(),
             )
         lines = [
@@ -106,5 +130,89 @@ class Rollback(EngineCore):
             if failed
             else "Rollback finished; every step passed."
         )
-        self.notify.notice(run_id, "\n".join([summary, *lines]))
+        if not checks:
+            health = (
+                "The old service's health was NOT verified (the runbook has no rollback_checks)."
+            )
+        elif verified:
+            health = "Old service verified healthy: " + "; ".join(o.result.evidence for o in checks)
+        else:
+            health = "Old service NOT healthy after the rollback: " + "; ".join(
+                f"{o.step.name}: {o.result.evidence}" for o in checks if o.result.status.blocks_gate
+            )
+        timing = f"Rollback took {_mmss(took)}" + (
+            ""
+            if target is None
+            else f" (target {target} min: {'within target' if within else 'OVER the target'})"
+        )
+        tail = [health, timing + "."] + ([schema] if schema else [])
+        self.notify.notice(run_id, "\n".join([summary, *tail, *lines]))
+        self.feed(
+            run_id,
+            f"↩️ {run.environment}: cutover rolled back (run #{run_id}: "
+            f"{run.rollback_reason or 'no reason given'}). {health} {timing}.",
+        )
         self.notify.run_changed(run_id)
+
+    def _restore(
+        self, values: dict[str, Value], ctx: StepContext, record: OnResult
+    ) -> list[StepOutcome]:
+        """The restore steps, from this run's verified backup; none taken: said, not guessed."""
+        steps = self.runbook.restore
+        if "run_backup" not in values and any(_uses_run_backup(st.params) for st in steps):
+            out = []
+            for st in steps:
+                outcome = StepOutcome(
+                    st,
+                    "restore",
+                    StepResult(
+                        Status.ERROR,
+                        "this run took no verified backup, so the database was NOT restored; "
+                        "restore it by hand from a backup you trust",
+                    ),
+                )
+                record(outcome)
+                out.append(outcome)
+            return out
+        return run_actions(steps, values, ctx, "restore", record, stop_on_failure=False)
+
+    def _schema_note(
+        self, phase_index: int, restored: bool, values: dict[str, Value]
+    ) -> str | None:
+        """What happens to a schema that a migration phase already changed."""
+        migrating = [
+            i for i, p in enumerate(self.runbook.phases) if p.on_fail == "restore_and_rollback"
+        ]
+        if not migrating or restored:
+            return None
+        first = migrating[0]
+        if phase_index < first:
+            return None
+        if phase_index == first:
+            return (
+                "The database was NOT restored: it may hold a half-applied migration under the "
+                "old code. Restore it from this run's backup before the old service takes traffic."
+            )
+        migrated = self.runbook.phases[first]
+        backup = values.get("run_backup")
+        sha = str(values.get("run_backup_sha256"))[:12]
+        where = (
+            f"this run's verified backup {backup} (sha256 {sha}…)"
+            if backup
+            else "a backup (this run took none)"
+        )
+        return (
+            f"The database keeps the schema Phase {self.runbook.phase_number(first)} "
+            f"({migrated.name}) migrated: the old code now runs against it. If the old code "
+            f"cannot, restore {where}; skipping the restore keeps the new schema and any data "
+            "written since."
+        )
+
+
+def _uses_run_backup(params: Any) -> bool:
+    return "{run_backup" in json.dumps(params)
+
+
+def _mmss(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s"

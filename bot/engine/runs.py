@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Collection
@@ -74,6 +75,13 @@ class Runs(EngineCore):
         if run is None or run.id is None:
             raise self._already_active(env_name)
         self.notify.run_changed(run.id)
+        assert run.id is not None
+        self.feed(
+            run.id,
+            f"🚀 {self.runbook.name}: cutover of {env_name} started by {actor.label} "
+            f"(run #{run.id}{', DRY RUN' if dry_run else ''}); expected "
+            f"{self.runbook.estimated_duration or 'duration not given'}.",
+        )
         self.spawn(self.advance, run.id)
         return run
 
@@ -134,6 +142,7 @@ class Runs(EngineCore):
         self._ensure_heartbeat()
         self.notify.run_changed(run_id)
         ctx, values = self.context(run)
+        ctx = dataclasses.replace(ctx, phase_started_at=self.clock.now())
         assert phase_run.id is not None
         pr_id = phase_run.id
 

@@ -5,11 +5,13 @@ from phases.checks.base import REGISTRY, Status, StepContext, StepKind, StepResu
 # Importing a module registers its kinds.
 from phases.checks import (  # noqa: E402,F401  isort: skip
     backup,
+    pg_backup,
     command,
     disk,
     dns_check,
     docker_steps,
     http_check,
+    logs_check,
     postgres_check,
     secrets_check,
     tls_check,

@@ -1,4 +1,4 @@
-"""`backup`: the newest database backup is fresh and not empty.
+"""`backup_age`: the newest database backup is fresh and not empty.
 
 Runbook T-24h / T-1h "Database backup … Required: Fresh backup <1 hour old".
 Age is measured with the step clock, so a test can move time.
@@ -86,4 +86,4 @@ def run_backup(params: BackupParams, ctx: StepContext) -> StepResult:
     return StepResult(Status.PASS, _clip(evidence), details=details)
 
 
-KIND = register(StepKind(name="backup", params=BackupParams, run=run_backup, mutates=False))
+KIND = register(StepKind(name="backup_age", params=BackupParams, run=run_backup, mutates=False))

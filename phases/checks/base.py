@@ -89,6 +89,10 @@ class StepContext:
     timeout: float = 30.0  # this step's own limit; a step bounds every wait by it
     # env-file keys the runbook marks public; every other env-file value is masked
     public_env_keys: frozenset[str] = frozenset()
+    # When the run and the executing phase started (epoch seconds): "built during this run",
+    # "logs since the phase started". None outside a run (a dry run, a single check).
+    run_started_at: float | None = None
+    phase_started_at: float | None = None
 
 
 P = TypeVar("P", bound=BaseModel)

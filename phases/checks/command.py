@@ -35,8 +35,15 @@ from phases.secrets import EnvFileError, is_secret_key, parse_env_file
 EVIDENCE_LIMIT = 200
 # The engine the docker steps talk to is the one compose commands talk to.
 INHERITED_ENV = (
-    "PATH", "HOME", "LANG", "TZ", "DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG",
-    "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
+    "PATH",
+    "HOME",
+    "LANG",
+    "TZ",
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
 )
 KILL_GRACE_SECONDS = 2.0
 TAIL_BYTES = 64 * 1024  # of each stream, kept while the command runs

@@ -163,6 +163,10 @@ class ContainersParams(StepParams):
     services: list[str] = Field(default_factory=list)  # empty: every container of the project
     expect: Literal["running", "healthy", "absent"] = "healthy"
     wait_seconds: int = Field(default=60, ge=0, le=3600)
+    # With expect: absent, the project must have existed: stopped containers remain, or the
+    # engine's events show its containers stopping since the phase started. A misspelt
+    # project name otherwise "passes" by matching nothing.
+    require_existed: bool = False
 
 
 @dataclass
@@ -278,9 +282,41 @@ def run_containers(params: ContainersParams, ctx: StepContext) -> StepResult:
                 ctx.clock.sleep(min(POLL_INTERVAL, remaining))
             details = {**verdict.details, "waited_s": round(waited, 1)}
             status = Status.PASS if verdict.ok else Status.FAIL
-            return StepResult(status, verdict.evidence, details=details)
+            evidence = verdict.evidence
+            if verdict.ok and params.expect == "absent" and params.require_existed:
+                stopped = _stopped_here(client, params.project, ctx)
+                details["stopped_since_phase_start"] = stopped
+                if not details["containers"] and not stopped:
+                    return StepResult(
+                        Status.FAIL,
+                        f"project {params.project} never existed on this engine: no containers "
+                        "and none stopped since the phase started (wrong project name?)",
+                        details=details,
+                    )
+                if stopped:
+                    evidence += f"; {len(stopped)} stopped in this phase: {_join(stopped)}"
+            return StepResult(status, evidence, details=details)
 
     return _guarded(go)
+
+
+def _stopped_here(client: Any, project: str, ctx: StepContext) -> list[str]:
+    """Services of the project whose containers died or were removed since the phase began."""
+    since = ctx.phase_started_at or ctx.run_started_at
+    if since is None:
+        return []
+    events = client.api.events(
+        since=int(since) - 1,
+        until=int(ctx.clock.now()) + 1,
+        filters={"type": "container", "label": f"{PROJECT_LABEL}={project}"},
+        decode=True,
+    )
+    names: set[str] = set()
+    for ev in events:
+        if ev.get("status") in ("die", "stop", "destroy", "kill"):
+            attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+            names.add(str(attrs.get(SERVICE_LABEL) or attrs.get("name") or ev.get("id", "")[:12]))
+    return sorted(names)
 
 
 def describe_containers(params: ContainersParams) -> str:
@@ -302,6 +338,8 @@ class ImagesParams(StepParams):
     names: list[str] = Field(min_length=1)
     # Phase 3 builds with --no-cache: an image older than this is a stale one, not this build.
     max_age_minutes: int | None = Field(default=None, ge=1)
+    # The image was created after this run started: a build from yesterday is not this build.
+    built_after_run_start: bool = False
 
 
 def _has_tag(name: str) -> bool:
@@ -331,6 +369,8 @@ def run_images(params: ImagesParams, ctx: StepContext) -> StepResult:
         with _docker(ctx) as client:
             images = client.images.list()
         now = ctx.clock.now()
+        if params.built_after_run_start and ctx.run_started_at is None:
+            return StepResult(Status.ERROR, "built_after_run_start needs a run (no start time)")
         found: dict[str, list[str]] = {}
         missing: list[str] = []
         stale: list[str] = []
@@ -343,9 +383,15 @@ def run_images(params: ImagesParams, ctx: StepContext) -> StepResult:
                     continue
                 tags.extend(hits)
                 created = _created_epoch(image.attrs.get("Created"))
-                if params.max_age_minutes is None or (
+                young = params.max_age_minutes is None or (
                     created is not None and now - created <= params.max_age_minutes * 60
-                ):
+                )
+                after = not params.built_after_run_start or (
+                    created is not None
+                    and ctx.run_started_at is not None
+                    and created >= ctx.run_started_at
+                )
+                if young and after:
                     fresh = True
             found[name] = sorted(set(tags))
             if not tags:
@@ -359,7 +405,12 @@ def run_images(params: ImagesParams, ctx: StepContext) -> StepResult:
             if missing:
                 parts.append(f"missing images: {_join(missing)}")
             if stale:
-                parts.append(f"older than {params.max_age_minutes} min: {_join(stale)}")
+                limits = []
+                if params.max_age_minutes is not None:
+                    limits.append(f"older than {params.max_age_minutes} min")
+                if params.built_after_run_start:
+                    limits.append("built before this run started")
+                parts.append(f"{' or '.join(limits)}: {_join(stale)}")
             return StepResult(
                 Status.FAIL,
                 f"{'; '.join(parts)} ({present}/{len(params.names)} present)",

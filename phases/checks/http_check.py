@@ -68,6 +68,11 @@ def _statuses(params: HttpParams) -> list[int]:
     return s if isinstance(s, list) else [s]
 
 
+class ExpectSet(StepParams):
+    field: str = Field(min_length=1)
+    values: list[str] = Field(min_length=1)
+
+
 class HttpParams(StepParams):
     url: str = Field(pattern=r"^https?://")
     method: Literal["GET", "POST", "HEAD"] = "GET"
@@ -78,6 +83,9 @@ class HttpParams(StepParams):
     expect_keys: list[str] = Field(default_factory=list)  # top-level keys, present, not null
     expect_contains: list[str] = Field(default_factory=list)  # substrings of the body text
     expect_json_type: Literal["object", "array"] | None = None
+    # Exactly these values of `field` across the body's array of objects, no more, no fewer
+    # (tiers FREE, PRO, BUSINESS, LIFETIME: "PROFESSIONAL" is not "PRO").
+    expect_set: ExpectSet | None = None
     max_ms: int | None = Field(default=None, ge=1)
     verify_tls: bool = True
     ca_file: str | None = None
@@ -158,11 +166,32 @@ def _context(key: tuple[Any, ...], make: Callable[[], ssl.SSLContext]) -> ssl.SS
         return _CONTEXTS.setdefault(key, made)
 
 
+def set_mismatch(expect: ExpectSet, data: Any) -> str | None:
+    """None when the array's `field` values are exactly the expected set."""
+    if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
+        return f"body is not an array of objects with {expect.field}"
+    seen = [x.get(expect.field) for x in data]
+    got, want = {str(v) for v in seen if v is not None}, set(expect.values)
+    if got == want and None not in seen:
+        return None
+    parts = []
+    if want - got:
+        parts.append(f"missing {', '.join(sorted(want - got))}")
+    if got - want:
+        parts.append(f"unexpected {', '.join(sorted(got - want))}")
+    if None in seen:
+        parts.append(f"{seen.count(None)} without {expect.field}")
+    return f"{expect.field} values {'; '.join(parts)} (expected exactly {', '.join(expect.values)})"
+
+
 def _body_checks(params: HttpParams, response: Fetched) -> list[str]:
     problems: list[str] = []
     text = response.text
     wants_json = (
-        params.expect_json is not None or params.expect_keys or params.expect_json_type is not None
+        params.expect_json is not None
+        or params.expect_keys
+        or params.expect_json_type is not None
+        or params.expect_set is not None
     )
     data: Any = None
     if wants_json:
@@ -185,6 +214,10 @@ def _body_checks(params: HttpParams, response: Fetched) -> list[str]:
                 missing = [k for k in params.expect_keys if data.get(k) is None]
                 if missing:
                     problems.append(f"missing keys: {', '.join(missing)}")
+        if params.expect_set is not None:
+            problem = set_mismatch(params.expect_set, data)
+            if problem:
+                problems.append(problem)
     lacking = [s for s in params.expect_contains if s not in text]
     if lacking:
         problems.append(f"body lacks: {', '.join(lacking)}")

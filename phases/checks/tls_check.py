@@ -30,6 +30,9 @@ class TlsParams(StepParams):
     min_days: int = Field(default=30, ge=0)
     verify: bool = True
     ca_file: str | None = None
+    # Names the certificate must be valid for (its subjectAltName, as browsers check):
+    # the file nginx serves must be for this domain, not merely unexpired.
+    names: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def file_or_host(self) -> TlsParams:
@@ -72,6 +75,20 @@ def _sans(cert: x509.Certificate) -> list[str]:
     ]
 
 
+def covers(cert: x509.Certificate, name: str) -> bool:
+    """RFC 6125 matching against the SANs: exact, or one left-most wildcard label."""
+    want = name.lower().rstrip(".")
+    for san in _sans(cert):
+        pattern = san.lower().rstrip(".")
+        if pattern == want:
+            return True
+        if pattern.startswith("*.") and "." in want:
+            head, rest = want.split(".", 1)
+            if head and rest == pattern[2:] and rest.count(".") >= 1:
+                return True
+    return False
+
+
 def judge(
     cert: x509.Certificate, params: TlsParams, ctx: StepContext, prefix: str = ""
 ) -> StepResult:
@@ -99,7 +116,16 @@ def judge(
     if not_before.timestamp() > now:
         evidence = f"{prefix}cert {label} not valid before {not_before.strftime('%Y-%m-%d')}"
         return StepResult(Status.FAIL, _clip(evidence), details=details)
+    uncovered = [n for n in params.names if not covers(cert, n)]
+    if uncovered:
+        sans = ", ".join(_sans(cert)) or "none"
+        evidence = (
+            f"{prefix}cert {label} is not valid for {', '.join(uncovered)} (its names: {sans})"
+        )
+        return StepResult(Status.FAIL, _clip(evidence), details=details)
     evidence = f"{prefix}cert {label} expires {expires} ({days} days left, need >{params.min_days})"
+    if params.names:
+        evidence += f", valid for {', '.join(params.names)}"
     status = Status.PASS if remaining > params.min_days * DAY else Status.FAIL
     return StepResult(status, _clip(evidence), details=details)
 

@@ -1,0 +1,156 @@
+"""Preflight: "can this cutover finish?" before it starts; each way it cannot, on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.cli import main
+from bot.preflight import Item, preflight
+from phases.checks.base import StepContext
+from phases.checks.pg_backup import BackupParams, run_backup
+from tests.db_fixtures import postgres_reachable, throwaway_pg_database
+from tests.require import unavailable
+from tests.schedule_helpers import write_runbook
+
+
+@pytest.fixture
+def target() -> Iterator[str]:
+    if not postgres_reachable():
+        unavailable("preflight tests need the PostgreSQL server")
+    with throwaway_pg_database("preflight") as url:
+        yield url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture
+def host(tmp_path: Path, target: str) -> dict[str, Any]:
+    """A host where everything the runbook needs is in place, and a restorable backup."""
+    app = tmp_path / "app"
+    app.mkdir()
+    env_file = tmp_path / ".env.prod"
+    env_file.write_text("JWT_SECRET=x\n", encoding="utf-8")
+    backups = tmp_path / "backups"
+    run_backup(BackupParams(database_url=target, dir=str(backups)), StepContext(timeout=60))
+    return {
+        "app_dir": str(app),
+        "env_file": str(env_file),
+        "backup_dir": str(backups),
+        "db": target,
+    }
+
+
+def runbook_for(tmp_path: Path, host: dict[str, Any], **env: Any) -> Any:
+    tool = env.pop("tool", "git")
+    data = {
+        "name": "Preflight",
+        "phases": [
+            {
+                "id": "backup",
+                "name": "Backup",
+                "estimate_minutes": 5,
+                "checkpoint": "backed up",
+                "actions": [
+                    {
+                        "id": "take",
+                        "name": "backup",
+                        "kind": "backup",
+                        "params": {"database_url": "{database_url}", "dir": "{backup_dir}"},
+                    },
+                    {
+                        "id": "fetch",
+                        "name": "fetch",
+                        "kind": "run",
+                        "params": {"argv": [tool, "status"], "cwd": "{app_dir}"},
+                    },
+                ],
+            }
+        ],
+        "rollback": [
+            {
+                "id": "undo",
+                "name": "undo",
+                "kind": "run",
+                "params": {"argv": ["true"], "env_file": "{env_file}"},
+            }
+        ],
+        "environments": {
+            "prod": {
+                "domain": "prod.test",
+                "base_url": "http://127.0.0.1:9",
+                "env_file": host["env_file"],
+                "database_url": host["db"],
+                "approvers": ["T1:U1", "T1:U2", "T1:U3"],
+                "quorum": 2,
+                "vars": {"app_dir": host["app_dir"], "backup_dir": host["backup_dir"]},
+                **env,
+            }
+        },
+    }
+    return write_runbook(tmp_path, data)
+
+
+def failures(items: list[Item]) -> list[str]:
+    return [f"{i.what}: {i.evidence}" for i in items if i.status == "fail"]
+
+
+def test_a_host_with_everything_in_place_passes(tmp_path: Path, host: dict[str, Any]) -> None:
+    items = preflight(runbook_for(tmp_path, host), "prod")
+    assert failures(items) == []
+    whats = [i.what for i in items]
+    assert "quorum" in whats and "database" in whats and "command pg_dump" in whats
+    assert any(w.startswith("newest backup in") for w in whats)
+
+
+def test_an_unreachable_quorum_fails(tmp_path: Path, host: dict[str, Any]) -> None:
+    rb = runbook_for(
+        tmp_path,
+        host,
+        approvers=["T1:U1"],
+        approver_groups=["S0RELEASE"],
+        quorum=2,
+        allow_self_approval=False,
+    )
+    [problem] = failures(preflight(rb, "prod"))
+    assert problem.startswith("quorum: gates need 2 approvals; the listed approvers give 0")
+
+
+def test_a_missing_command_fails(tmp_path: Path, host: dict[str, Any]) -> None:
+    rb = runbook_for(tmp_path, host, tool="nostrmaxi-deploy-tool")
+    [problem] = failures(preflight(rb, "prod"))
+    assert problem == (
+        "command nostrmaxi-deploy-tool: not on this host's PATH; used by phase 'backup' > fetch"
+    )
+
+
+def test_a_missing_env_file_fails(tmp_path: Path, host: dict[str, Any]) -> None:
+    Path(host["env_file"]).unlink()
+    [problem, *_] = failures(preflight(runbook_for(tmp_path, host), "prod"))
+    assert problem.startswith(f"env file {host['env_file']}: env file")
+    assert "does not exist" in problem
+
+
+def test_an_unrestorable_backup_fails(tmp_path: Path, host: dict[str, Any]) -> None:
+    (Path(host["backup_dir"]) / "zz-newest.dump").write_bytes(b"PGDMP but truncated")
+    [problem] = failures(preflight(runbook_for(tmp_path, host), "prod"))
+    assert problem.startswith(f"newest backup in {host['backup_dir']}: zz-newest.dump is not")
+    assert "pg_restore --list failed" in problem
+
+
+def test_an_unreachable_database_fails(tmp_path: Path, host: dict[str, Any]) -> None:
+    rb = runbook_for(tmp_path, host, database_url="postgresql://postgres:pw-s3cret@127.0.0.1:1/x")
+    [problem] = failures(preflight(rb, "prod"))
+    assert problem.startswith("database: unreachable") and "pw-s3cret" not in problem
+
+
+def test_the_cli_prints_the_checkpoint_and_exits_1_on_a_failure(
+    tmp_path: Path, host: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    runbook_for(tmp_path, host, tool="nostrmaxi-deploy-tool")
+    path = str(tmp_path / "sched.yml")
+    assert main(["runbook", "check", path, "--env", "prod", "--preflight"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("Preflight of prod: ")
+    assert "❌ command nostrmaxi-deploy-tool" in out and "✅ database" in out

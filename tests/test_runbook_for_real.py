@@ -1,0 +1,107 @@
+"""The shipped NostrMaxi runbook against the stand-in, where it used to be told wrongly:
+the startup line in Phase 5's logs, a service that dies during monitoring, a rollback
+that is verified and timed, and what happens to the migrated schema after Phase 4.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from bot import audit
+from bot.db import Database
+from bot.scheduler import Scheduler
+from tests.standin_env import SERVICE_COMMAND, Standin
+from tests.test_runs import ALICE, BOB, approve_until, make_engine
+
+pytestmark = pytest.mark.docker
+
+
+def events(db: Database, run_id: int, kind: str) -> list[dict[str, Any]]:
+    return [json.loads(e.data) for e in audit.events(db, run_id) if e.kind == kind]
+
+
+def test_phase_5_fails_when_the_startup_line_is_missing(db: Database, standin: Standin) -> None:
+    compose_file = standin.app_dir / "docker-compose.prod.yml"
+    data = yaml.safe_load(compose_file.read_text(encoding="utf-8"))
+    data["services"]["backend"]["command"] = SERVICE_COMMAND  # starts, never says it runs
+    compose_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    engine = make_engine(db, standin)
+    run = engine.start_run("standin", ALICE)
+    assert run.id is not None
+    gate = approve_until(engine, run.id, stop_at="start")
+    assert gate is not None and not gate.checks_passed
+    steps = {s.step_id: s for s in gate.steps}
+    assert steps["healthy"].status == "pass"  # healthy containers alone are not enough
+    assert steps["startup-log"].status == "fail"
+    assert "'NostrMaxi running on' not seen" in steps["startup-log"].evidence
+
+
+def test_a_monitoring_round_fails_when_one_service_dies(
+    db: Database, standin: Standin, docker_client: Any
+) -> None:
+    engine = make_engine(db, standin)
+    run = engine.start_run("standin", ALICE)
+    assert run.id is not None
+    gate = approve_until(engine, run.id, stop_at="public-access")
+    assert gate is not None
+    assert engine.decide(gate.id, BOB, "continue").outcome == "approved"  # round 1 runs now
+    first = events(db, run.id, "monitor.round")
+    assert [r["status"] for r in first] == ["passed"], first
+    redis = docker_client.containers.get(f"{standin.project}-redis-1")
+    redis.stop(timeout=1)
+    Scheduler(engine).tick(engine.now() + timedelta(minutes=5, seconds=5))
+    rounds = events(db, run.id, "monitor.round")
+    assert [r["status"] for r in rounds] == ["passed", "failed"]
+    services = next(s for s in rounds[1]["steps"] if s["step"] == "services")
+    assert services["status"] == "fail" and "redis exited" in services["evidence"]
+    breach = events(db, run.id, "monitor.breach")[0]
+    assert [f["step"] for f in breach["failures"]] == ["services"]
+
+
+def test_rollback_is_verified_and_timed_against_the_target(db: Database, standin: Standin) -> None:
+    engine = make_engine(db, standin)
+    run = engine.start_run("standin", ALICE)
+    assert run.id is not None
+    approve_until(engine, run.id, stop_at="start")
+    standin.app.status_overrides["/health"] = 503
+    gate = approve_until(engine, run.id, stop_at="smoke")
+    assert gate is not None and not gate.checks_passed
+    notices: list[str] = []
+    engine.surface.notice = lambda _run, text, *rest: notices.append(text)  # type: ignore[method-assign]
+    assert engine.decide(gate.id, BOB, "rollback", reason="health 503").outcome == "rolled_back"
+    done = events(db, run.id, "run.rolled_back")[0]
+    assert done["verified"] is True and done["checks"] == ["old-running"]
+    assert done["target_minutes"] == 15 and done["within_target"] is True
+    assert 0 < done["duration_s"] < 15 * 60
+    report = notices[-1]
+    assert "Old service verified healthy" in report
+    assert "(target 15 min: within target)" in report
+    # Phase 4 migrated the schema before Phase 6 failed: the report says what that means.
+    assert done["schema"] and "keeps the schema Phase 4 (Database migration) migrated" in report
+    assert "this run's verified backup" in report
+
+
+def test_rollback_reports_an_old_service_that_does_not_come_back(
+    db: Database, standin: Standin
+) -> None:
+    engine = make_engine(db, standin)
+    run = engine.start_run("standin", ALICE)
+    assert run.id is not None
+    gate = approve_until(engine, run.id, stop_at="deploy-config")
+    assert gate is not None
+    old_file = standin.app_dir.parent / "old" / "docker-compose.yml"
+    old_file.write_text(
+        yaml.safe_dump({"services": {"backend": {"command": ["sh", "-c", "exit 3"]}}}),
+        encoding="utf-8",
+    )
+    notices: list[str] = []
+    engine.surface.notice = lambda _run, text, *rest: notices.append(text)  # type: ignore[method-assign]
+    engine.decide(gate.id, BOB, "rollback", reason="changed our minds")
+    done = events(db, run.id, "run.rolled_back")[0]
+    assert done["verified"] is False and "old-running" in done["failed_steps"]
+    assert "Old service NOT healthy after the rollback" in notices[-1]
