@@ -6,7 +6,9 @@ ACTION is `start` (start a run of `staging`), `continue` / `rollback` (decide th
 open gate), or `recover` (what `cutover serve` does first after a restart). With
 --block-on CALL the surface call CALL (run_changed, checkpoint, gate_changed,
 notice) prints a `blocked` line and then hangs, as a chat post that never
-returns would: the test SIGKILLs the process there. Every line on stdout is JSON.
+returns would: the test SIGKILLs the process there. `--block-on spawn` hangs at
+the engine's follow-up work instead (the next phase, a rollback): right after a
+decision committed, before anything follows it. Every line on stdout is JSON.
 The runbook is `crash_runbook(DIR)`: the same file, so the same digest, in
 every process of a test.
 """
@@ -114,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     db = Database(args.db)
     db.create_all()
     engine = Engine(db, crash_runbook(args.dir), surface=Surface(args.block_on), background=False)
+    if args.block_on == "spawn":
+
+        def hang(fn: Any, *_: Any) -> None:
+            say(event="blocked", call="spawn", work=getattr(fn, "__name__", "?"))
+            threading.Event().wait(120)  # the test kills us here
+
+        engine.spawn = hang  # type: ignore[method-assign]
     say(event="ready")
     if args.action == "start":
         run = engine.start_run("staging", REQUESTER)

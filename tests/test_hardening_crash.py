@@ -179,8 +179,8 @@ def test_kill_right_after_a_decision_commits_starts_the_next_phase_once(
     db: Database, directory: Path
 ) -> None:
     run_to_end(db, directory, "start")
-    bot = Bot(db, directory, "continue", block_on="gate_changed")
-    bot.until("blocked")  # committed; the follow-up (post, next phase) never happened
+    bot = Bot(db, directory, "continue", block_on="spawn")
+    bot.until("blocked")  # committed; the follow-up (next phase, posts) never happened
     bot.kill9()
 
     run, prs, gates = state(db)

@@ -21,6 +21,11 @@ from tests.test_runs import ALICE, BOB, approve_until, make_engine
 pytestmark = pytest.mark.docker
 
 
+def rollback_report(notices: list[str]) -> str:
+    """The rollback's report among the run's notices (the audit chain head comes after it)."""
+    return next(n for n in reversed(notices) if n.startswith("Rollback finished"))
+
+
 def events(db: Database, run_id: int, kind: str) -> list[dict[str, Any]]:
     return [json.loads(e.data) for e in audit.events(db, run_id) if e.kind == kind]
 
@@ -78,7 +83,7 @@ def test_rollback_is_verified_and_timed_against_the_target(db: Database, standin
     assert done["verified"] is True and done["checks"] == ["old-running"]
     assert done["target_minutes"] == 15 and done["within_target"] is True
     assert 0 < done["duration_s"] < 15 * 60
-    report = notices[-1]
+    report = rollback_report(notices)
     assert "Old service verified healthy" in report
     assert "(target 15 min: within target)" in report
     # Phase 4 migrated the schema before Phase 6 failed: the report says what that means.
@@ -104,4 +109,4 @@ def test_rollback_reports_an_old_service_that_does_not_come_back(
     engine.decide(gate.id, BOB, "rollback", reason="changed our minds")
     done = events(db, run.id, "run.rolled_back")[0]
     assert done["verified"] is False and "old-running" in done["failed_steps"]
-    assert "Old service NOT healthy after the rollback" in notices[-1]
+    assert "Old service NOT healthy after the rollback" in rollback_report(notices)
