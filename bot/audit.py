@@ -404,6 +404,23 @@ def export(db: Database, run_id: int | None, fmt: str) -> str:
     return buf.getvalue()
 
 
+def events_containing(db: Database, run_id: int, kind: str, text: str) -> list[AuditEvent]:
+    """A run's events of one kind whose data holds `text` (a cheap filter in the database
+    for a few rows among many, e.g. the step results that carry an artifact)."""
+    with db.session() as s:
+        return list(
+            s.exec(
+                select(AuditEvent)
+                .where(
+                    AuditEvent.run_id == run_id,
+                    AuditEvent.kind == kind,
+                    col(AuditEvent.data).contains(text),
+                )
+                .order_by(col(AuditEvent.seq))
+            )
+        )
+
+
 def events(db: Database, run_id: int) -> list[AuditEvent]:
     with db.session() as s:
         return list(

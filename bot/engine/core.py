@@ -526,9 +526,7 @@ class EngineCore:
     def run_backup(self, run_id: int) -> dict[str, Any] | None:
         """The newest backup this run took and verified (its audit artifact), if any."""
         found: dict[str, Any] | None = None
-        for ev in audit.events(self.db, run_id):
-            if ev.kind != AuditKind.STEP_RESULT:
-                continue
+        for ev in audit.events_containing(self.db, run_id, AuditKind.STEP_RESULT, '"artifact"'):
             data = json.loads(ev.data)
             artifact = data.get("artifact")
             if (
