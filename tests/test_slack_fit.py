@@ -126,6 +126,8 @@ def test_a_checkpoint_posted_twice_after_a_5xx_loses_the_stray_copys_buttons_on_
         stray = next(m for m in copies if m.ts != live.ts)
         bot.click(stray, "gate_continue", user="U2")
         wait_for(lambda: bot.run(run_id).status == "completed", "the run to complete")
+        assert bot.engine.redraws_idle(15)  # the engine has handed every redraw over
         assert bot.service.surface.outbox.settle(timeout=15)
         assert bot.fresh(stray).action_ids() == [] and "out of date" in bot.fresh(stray).all_text()
-        assert bot.fresh(live).action_ids() == []
+        # the decided checkpoint's last redraw may still be on its way to the outbox
+        wait_for(lambda: bot.fresh(live).action_ids() == [], "the decided checkpoint redrawn")

@@ -24,6 +24,7 @@ def test_four_429s_on_chat_update_delay_no_checkpoint_and_leave_no_live_buttons(
         bot.checkpoint(run_id, 2)
         assert time.monotonic() - clicked < 3.0  # not behind the 3 s Retry-Afters
         assert "gate_continue" in bot.fresh(one).action_ids()  # its redraw is still waiting
+        assert bot.engine.redraws_idle(30)  # the engine has handed every redraw over
         assert bot.service.surface.outbox.settle(timeout=30)
         final = bot.fresh(one)
         assert final.action_ids() == [] and "*Approved* by <@U2>" in final.all_text()
