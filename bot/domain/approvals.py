@@ -21,7 +21,7 @@ message or a button.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from bot.domain.actor import Actor
@@ -154,12 +154,3 @@ def may_schedule(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | Non
     if is_approver(env, actor):
         return None
     return f"only approvers of {env_name} may schedule or cancel its cutovers; nothing was changed"
-
-
-def may_view_audit(actor: Actor) -> str | None:
-    return None  # the trail is masked at write time; anyone let in by the surface may read it
-
-
-def voters(votes: Iterable[str]) -> list[str]:
-    """Votes in order, one per person."""
-    return list(dict.fromkeys(votes))

@@ -30,7 +30,7 @@ from sqlmodel import Session, col, select
 
 from bot import audit, metrics
 from bot.db import Database, DatabaseUnavailable
-from bot.domain import approvals, states
+from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
 from bot.engine.redraws import Redraws
@@ -278,9 +278,6 @@ class EngineCore:
 
     def environment(self, name: str) -> EnvironmentSpec:
         return self.runbook.environment(name)
-
-    def is_approver(self, env: EnvironmentSpec, actor: Actor) -> bool:
-        return approvals.is_approver(env, actor)
 
     def register_secrets(self, env_name: str, *, strict: bool = False) -> None:
         """Registers what an environment must never show: its ${VAR} values, the userinfo of
