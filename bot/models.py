@@ -8,9 +8,13 @@ audit_event is append-only and hash-chained; audit_head holds the chain's tip.
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import Column, DateTime, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from bot.domain.states import (
@@ -52,6 +56,35 @@ def _ts() -> Column:
     return Column(DateTime(timezone=True), nullable=True)
 
 
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+class StatusType(TypeDecorator[E], Generic[E]):
+    """A status column: stored as its plain text (the schema stays VARCHAR, no database
+    enum type to migrate), read back as the state table's enum, and a value the table
+    does not know is refused before it reaches the database."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum_type: type[E]) -> None:
+        super().__init__()
+        self.enum_type = enum_type
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum_type(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum_type(value)
+
+
+def _status(enum_type: type[E], default: E, *, index: bool = False) -> Any:
+    return Field(
+        default=default,
+        sa_column=Column(StatusType(enum_type), nullable=False, index=index),
+    )
+
+
 class Run(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     environment: str = Field(index=True)
@@ -60,7 +93,7 @@ class Run(SQLModel, table=True):
     active_env: str | None = Field(default=None, unique=True)
     runbook_name: str
     runbook_digest: str
-    status: str = Field(default=RunStatus.RUNNING, index=True)
+    status: RunStatus = _status(RunStatus, RunStatus.RUNNING, index=True)
     dry_run: bool = False
     requested_by: str  # "TEAM:USER" or "console:NAME"
     channel: str | None = None
@@ -85,7 +118,7 @@ class PhaseRun(SQLModel, table=True):
     phase_id: str
     phase_index: int
     attempt: int = 1
-    status: str = Field(default=PhaseStatus.RUNNING)
+    status: PhaseStatus = _status(PhaseStatus, PhaseStatus.RUNNING)
     executor: str | None = None  # the claim that runs this attempt (see Runs._claim_phase)
     started_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
     ended_at: datetime | None = Field(default=None, sa_column=_ts())
@@ -110,7 +143,7 @@ class Gate(SQLModel, table=True):
     phase_run_id: int = Field(foreign_key="phaserun.id", unique=True)
     phase_id: str
     attempt: int = 1
-    status: str = Field(default=GateStatus.OPEN, index=True)
+    status: GateStatus = _status(GateStatus, GateStatus.OPEN, index=True)
     checks_passed: bool = False
     note: str | None = None  # e.g. why the phase was interrupted
     quorum: int = 1
@@ -188,7 +221,7 @@ class Schedule(SQLModel, table=True):
     stakeholders: str | None = None  # channel of the T-1h stakeholder notice
     channel: str | None = None  # the run channel
     created_by: str
-    status: str = Field(default=ScheduleStatus.SCHEDULED, index=True)
+    status: ScheduleStatus = _status(ScheduleStatus, ScheduleStatus.SCHEDULED, index=True)
     run_id: int | None = Field(default=None, foreign_key="run.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
     cancelled_by: str | None = None
@@ -207,7 +240,7 @@ class ScheduledEvent(SQLModel, table=True):
     run_id: int | None = Field(default=None, index=True)
     gate_id: int | None = None
     due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    status: str = Field(default=EventStatus.PENDING, index=True)
+    status: EventStatus = _status(EventStatus, EventStatus.PENDING, index=True)
     attempts: int = 0  # bumped by every claim: the version a claim's UPDATE checks
     claimed_at: datetime | None = Field(default=None, sa_column=_ts())
     claimed_by: str | None = None
@@ -226,7 +259,7 @@ class MonitorRound(SQLModel, table=True):
     phase_run_id: int = Field(foreign_key="phaserun.id", index=True)
     round: int  # 0-based slot: due at window start + offset(round)
     due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    status: str = RoundStatus.RUNNING
+    status: RoundStatus = _status(RoundStatus, RoundStatus.RUNNING)
     attempts: int = 1
     claimed_at: datetime | None = Field(default=None, sa_column=_ts())
     claimed_by: str | None = None

@@ -170,7 +170,7 @@ def _tick_one(
                         phase_run_id=pr.id,
                         round=i,
                         due_at=start + timedelta(seconds=offsets[i]),
-                        status="missed",
+                        status=RoundStatus.MISSED,
                         ended_at=now,
                     )
                 )
