@@ -67,7 +67,13 @@ class Bot:
     # ------------------------------------------------------------------ Slack → bot
 
     def command(
-        self, text: str, user: str = "U1", team: str = TEAM, channel: str = CHANNEL, **kw: Any
+        self,
+        text: str,
+        user: str = "U1",
+        team: str = TEAM,
+        channel: str = CHANNEL,
+        enterprise: str | None = None,
+        **kw: Any,
     ) -> tuple[Sent, str]:
         """Types `/cutover TEXT` in `channel`; returns the HTTP answer and the response_url key."""
         key = f"cmd{next(self._keys)}"
@@ -78,6 +84,7 @@ class Bot:
             channel=channel,
             response_url=self.standin.response_url(key),
             trigger_id=self.standin.trigger(user, team),
+            enterprise=enterprise,
         )
         return post_signed(self.url, body, SECRET, **kw), key
 

@@ -923,19 +923,22 @@ def slash_body(
     response_url: str,
     user_name: str = "",
     trigger_id: str | None = None,
+    enterprise: str | None = None,
 ) -> str:
-    """The form body Slack POSTs for `/cutover TEXT`."""
-    return urlencode(
-        slash_fields(
-            text,
-            user=user,
-            team=team,
-            channel=channel,
-            response_url=response_url,
-            user_name=user_name,
-            trigger_id=trigger_id,
-        )
+    """The form body Slack POSTs for `/cutover TEXT` (with `enterprise`: as typed in a
+    workspace of an Enterprise Grid org, `enterprise_id` set)."""
+    fields = slash_fields(
+        text,
+        user=user,
+        team=team,
+        channel=channel,
+        response_url=response_url,
+        user_name=user_name,
+        trigger_id=trigger_id,
     )
+    if enterprise:
+        fields.update(enterprise_id=enterprise, enterprise_name="Org")
+    return urlencode(fields)
 
 
 def slash_fields(

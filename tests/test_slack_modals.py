@@ -21,9 +21,7 @@ TOKEN = "xoxb-standin-0123456789-secret-bot-token"
 
 def events(db: Database, run_id: int | None, kind: str) -> list[dict[str, object]]:
     return [
-        {**json.loads(e.data), "actor": e.actor}
-        for e in audit.events(db, run_id)
-        if e.kind == kind
+        {**json.loads(e.data), "actor": e.actor} for e in audit.events(db, run_id) if e.kind == kind
     ]
 
 
