@@ -142,6 +142,39 @@ class Bot:
         )
         return post_signed(self.url, body, SECRET, **kw), key
 
+    def open_home(self, user: str = "U1", team: str = TEAM) -> Sent:
+        """The person opens the app's Home tab: Slack sends the app_home_opened event."""
+        body = json.dumps(
+            {
+                "token": "deprecated-verification-token",
+                "team_id": team,
+                "api_app_id": "ASTANDIN",
+                "event": {
+                    "type": "app_home_opened",
+                    "user": user,
+                    "channel": "D0HOME",
+                    "tab": "home",
+                    "event_ts": f"{time.time():.6f}",
+                },
+                "type": "event_callback",
+                "event_id": f"Ev{next(self._keys):08d}",
+                "event_time": int(time.time()),
+                "authorizations": [
+                    {
+                        "team_id": team,
+                        "user_id": "UBOT",
+                        "is_bot": True,
+                        "is_enterprise_install": False,
+                    }
+                ],
+            }
+        )
+        return post_signed(self.url, body, SECRET, content_type="application/json")
+
+    def home(self, user: str = "U1", timeout: float = 10.0) -> dict[str, Any]:
+        """The Home tab as last published for `user`."""
+        return wait_for(lambda: self.standin.home(user), f"the Home tab of {user}", timeout)
+
     def modal(self, user: str = "U1", timeout: float = 10.0, after: int = 0) -> OpenedView:
         """The newest modal opened for `user`, once there are more than `after` of them."""
         return wait_for(

@@ -902,8 +902,9 @@ def post_signed(
     timestamp: int | None = None,
     signature: str | None = None,
     retry_num: int | None = None,
+    content_type: str = "application/x-www-form-urlencoded",
 ) -> Sent:
-    headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(secret, body, timestamp)}
+    headers = {"Content-Type": content_type, **sign(secret, body, timestamp)}
     if signature is not None:
         headers["X-Slack-Signature"] = signature
     if retry_num is not None:
