@@ -184,7 +184,7 @@ def test_wrong_or_missing_arguments_get_an_ephemeral_usage(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
     with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
-        for text in ("start", "frobnicate", "abort staging", "audit x", "start <prod>"):
+        for text in ("start", "frobnicate", "abort staging --why x", "audit x", "start <prod>"):
             sent, _ = bot.command(text)
             assert sent.status == 200
             answer = sent.json()
