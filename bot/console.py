@@ -7,6 +7,8 @@ At a real terminal the prompt has line editing and history (readline; history in
 ~/.cutover_history), and whatever another thread says (the scheduler's notices, a log
 line) is printed above the prompt, which is then drawn again with what you had typed:
 never over it. Rollback is final, as in Slack: it asks for a reason and a confirmation.
+What Slack asks in a form, the console asks at its prompt: the reason of `/cutover abort ENV`,
+the fields of a bare `/cutover schedule`; `c COMMENT` continues with a comment.
 """
 
 from __future__ import annotations
@@ -27,18 +29,26 @@ from bot.surface import Actor
 from bot.text import checkpoint_text, in_words, status_text, who
 from bot.views import gate_view, open_gate_id, run_view
 from commands.handlers import CommandService
-from commands.parser import UsageError, parse
+from commands.parser import (
+    Abort,
+    FieldError,
+    Schedule,
+    ScheduleForm,
+    UsageError,
+    compose_time,
+    parse,
+)
 from phases.runbook import RunbookError
 
 PROMPT_HELP = """At a checkpoint:
-  c | continue          approve the phase and go on
-  r | rollback [REASON] roll back (final: asks for a reason, then to confirm)
-  t | retry             run the phase again
-  tick ITEM             mark a manual step done
-Any time: /cutover start ENV [--dry-run] | /cutover status [ENV] | /cutover abort ENV --reason TEXT
-          /cutover audit RUN | quit
-          /cutover schedule ENV TIME [--stakeholders #ch] | /cutover schedule list
-          /cutover unschedule ID"""
+  c | continue [COMMENT]  approve the phase and go on (a comment goes into the record)
+  r | rollback [REASON]   roll back (final: asks for a reason, then to confirm)
+  t | retry               run the phase again
+  tick ITEM               mark a manual step done
+Any time: /cutover start ENV [--dry-run] | /cutover status [ENV] | /cutover audit RUN | quit
+          /cutover abort ENV [--reason TEXT]   (asks for the reason when not given)
+          /cutover schedule [ENV TIME [--stakeholders #ch]]   (asks for each field when bare)
+          /cutover schedule list | /cutover unschedule ID"""
 
 
 HISTORY = Path(os.environ.get("CUTOVER_HISTORY", Path.home() / ".cutover_history"))
@@ -260,6 +270,47 @@ class Console:
             return None
         return reason
 
+    def _schedule_prompts(self) -> Schedule | None:
+        """`/cutover schedule` with no arguments: the fields of Slack's form, one prompt
+        each; a wrong value is said and asked again, an empty line gives up."""
+        envs = list(self.engine.runbook.environments)
+        answers: dict[str, str] = {}
+        prompts = [
+            ("env", f"Environment ({', '.join(envs)}): "),
+            ("date", "Day (YYYY-MM-DD): "),
+            ("time", "Start time (HH:MM): "),
+            ("tz", "Time zone (e.g. UTC, Europe/Berlin) [UTC]: "),
+            ("stakeholders", "Stakeholders' channel (#name or id; empty: the run channel): "),
+        ]
+        i = 0
+        while i < len(prompts):
+            key, prompt = prompts[i]
+            typed = self.terminal.ask(prompt)
+            if typed is None:
+                self.say("Nothing scheduled.")
+                return None
+            typed = typed.strip()
+            if key == "tz" and not typed:
+                typed = "UTC"
+            if not typed and key != "stakeholders":
+                self.say("Nothing scheduled.")
+                return None
+            if key == "env" and typed not in envs:
+                self.say(f"{typed!r} is not an environment of the runbook; pick one of those.")
+                continue
+            answers[key] = typed
+            if key == "tz":
+                try:
+                    compose_time(answers["date"], answers["time"], typed, self.engine.now())
+                except FieldError as exc:
+                    self.say(exc.problem)
+                    i = 1 if exc.field in ("date", "time") else 3  # ask again from the day
+                    continue
+            i += 1
+        at = compose_time(answers["date"], answers["time"], answers["tz"], self.engine.now())
+        stakeholders = answers.get("stakeholders") or None
+        return Schedule(answers["env"], at, stakeholders.lstrip("#") if stakeholders else None)
+
     def handle(self, line: str, gate: int | None) -> None:
         word, _, rest = line.partition(" ")
         word = word.lower()
@@ -289,7 +340,17 @@ class Console:
             self.say("type /cutover help, or help for the prompt's commands")
             return
         try:
-            cmd = parse(line)
+            cmd = parse(line, now=self.engine.now())
+            if isinstance(cmd, Abort) and cmd.reason is None:  # Slack's form, as prompts
+                reason = self._rollback_reason("")
+                if reason is None:
+                    return
+                cmd = Abort(cmd.env, reason)
+            elif isinstance(cmd, ScheduleForm):
+                asked = self._schedule_prompts()
+                if asked is None:
+                    return
+                cmd = asked
         except UsageError as exc:
             self.say(str(exc))
             return

@@ -99,6 +99,10 @@ def _trail(db: Database, run_id: int) -> Trail:
             t.gates[int(data["gate"])] = str(data["phase"])
         elif ev.kind == "gate.decided":
             t.decisions.append({**data, "actor": ev.actor, "at": ev.at})
+        elif ev.kind == AuditKind.GATE_VOTE and data.get("comment"):  # Continue with comment
+            where = t.gates.get(int(data["gate"]), data.get("phase"))
+            text = f"continued at {where}: {data['comment']}"
+            t.people_notes.append({"text": text, "actor": ev.actor, "at": ev.at})
         elif ev.kind == "manual.ticked":
             t.ticks.append(
                 {**data, "phase": t.gates.get(int(data["gate"])), "actor": ev.actor, "at": ev.at}

@@ -319,3 +319,15 @@ def run_counts(db: Database) -> dict[str, int]:
     with db.session() as s:
         rows = s.exec(select(Run.status, func.count()).group_by(Run.status)).all()
     return {str(status): int(n) for status, n in rows}
+
+
+def recent_runs(db: Database, limit: int = 10) -> list[int]:
+    """The latest runs that have ended (completed, rolled back, cancelled), newest first."""
+    with db.session() as s:
+        q = (
+            select(Run.id)
+            .where(col(Run.active_env).is_(None), col(Run.ended_at).is_not(None))
+            .order_by(col(Run.id).desc())
+            .limit(limit)
+        )
+        return [i for i in s.exec(q) if i is not None]

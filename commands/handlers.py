@@ -18,11 +18,13 @@ from commands.parser import (
     Command,
     Help,
     Note,
+    ScheduleForm,
     ScheduleList,
     SignOff,
     Start,
     StatusCmd,
     Unschedule,
+    UsageError,
 )
 from commands.parser import Schedule as ScheduleCmd
 from phases.runbook import RunbookError
@@ -50,7 +52,7 @@ class CommandService:
         surface can list them (Slack), so a start that could never reach quorum is refused."""
         try:
             return self._execute(cmd, actor, channel, group_members)
-        except (CutoverError, RunbookError) as exc:
+        except (CutoverError, RunbookError, UsageError) as exc:
             return Reply(self.engine.masker.mask(str(exc)))
 
     def _execute(
@@ -82,10 +84,17 @@ class CommandService:
         if isinstance(cmd, StatusCmd):
             return Reply(self.status(cmd.env))
         if isinstance(cmd, Abort):
+            if cmd.reason is None:  # a surface that can ask (a form, a prompt) asked already
+                raise UsageError("abort needs --reason TEXT saying why")
             decision = engine.abort(cmd.env, actor, cmd.reason)
             return Reply(decision.message, ephemeral=not decision.changed, run_id=decision.run_id)
         if isinstance(cmd, AuditCmd):
             return Reply(self.audit_summary(cmd.run_id))
+        if isinstance(cmd, ScheduleForm):
+            raise UsageError(
+                "schedule needs an environment and a time, e.g. /cutover schedule prod "
+                "2026-03-01T14:00Z --stakeholders #launch"
+            )
         if isinstance(cmd, ScheduleCmd | ScheduleList | Unschedule):
             return self.schedule(cmd, actor, channel)
         if isinstance(cmd, SignOff):

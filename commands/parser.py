@@ -14,11 +14,13 @@ from datetime import datetime
 USAGE = """Usage:
   /cutover start ENV [--dry-run]        start a cutover run of ENV
   /cutover status [ENV]                 current phase, elapsed time, approvals
-  /cutover abort ENV --reason TEXT      roll back ENV's active run (final)
+  /cutover abort ENV --reason TEXT      roll back ENV's active run (final); in Slack,
+                                        without --reason a form asks for the reason
   /cutover audit RUN                    the audit trail of run RUN
   /cutover schedule ENV TIME [--stakeholders #channel]
                                         schedule a cutover; TIME is ISO 8601 with a
                                         time zone, e.g. 2026-03-01T14:00Z
+  /cutover schedule                     the same, in a form (date, time, time zone, channels)
   /cutover schedule list                scheduled cutovers and their notices
   /cutover unschedule ID                cancel scheduled cutover ID
   /cutover signoff RUN CRITERION [--note TEXT]
@@ -51,7 +53,7 @@ class StatusCmd:
 @dataclass(frozen=True)
 class Abort:
     env: str
-    reason: str
+    reason: str | None  # None: not given; a surface asks for it (Slack: a form)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,11 @@ class Schedule:
 @dataclass(frozen=True)
 class ScheduleList:
     pass
+
+
+@dataclass(frozen=True)
+class ScheduleForm:
+    """`/cutover schedule` with no arguments: the surface asks for each field."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,7 @@ Command = (
     | Help
     | Schedule
     | ScheduleList
+    | ScheduleForm
     | Unschedule
     | SignOff
     | Note
@@ -129,6 +137,52 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
     return when
 
 
+class FieldError(ValueError):
+    """A wrong value in one field of a form (`field`: which one); the message says what to
+    pick instead."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field, self.problem = field, problem
+
+
+def compose_time(date: str | None, clock: str | None, zone: str | None, now: datetime) -> datetime:
+    """A form's date (YYYY-MM-DD), time (HH:MM) and IANA time zone as one aware datetime,
+    after `now`. Raises FieldError naming the field to fix."""
+    from datetime import date as date_type
+    from datetime import time as time_type
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not date:
+        raise FieldError("date", "Pick the day of the cutover.")
+    if not clock:
+        raise FieldError("time", "Pick the start time.")
+    if not zone:
+        raise FieldError("tz", "Pick the time zone the start time is in.")
+    try:
+        day = date_type.fromisoformat(date)
+    except ValueError:
+        raise FieldError("date", f"{date!r} is not a date; write it as 2026-03-01.") from None
+    try:
+        at = time_type.fromisoformat(clock)
+    except ValueError:
+        raise FieldError("time", f"{clock!r} is not a time; write it as 14:00.") from None
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise FieldError(
+            "tz", f"{zone!r} is not a time zone; pick one like UTC or Europe/Berlin."
+        ) from None
+    when = datetime.combine(day, at.replace(tzinfo=None), tzinfo=tz)
+    if when <= now:
+        raise FieldError(
+            "time",
+            f"{when:%Y-%m-%d %H:%M} {zone} is in the past (now "
+            f"{now.astimezone(tz):%Y-%m-%d %H:%M} there); pick a later time.",
+        )
+    return when
+
+
 def _channel(value: str) -> str:
     m = CHANNEL.match(value)
     if not m:
@@ -137,6 +191,8 @@ def _channel(value: str) -> str:
 
 
 def _schedule(rest: list[str], now: datetime | None) -> Command:
+    if not rest:
+        return ScheduleForm()
     if rest and rest[0].lower() == "list":
         if len(rest) > 1:
             raise UsageError("schedule list takes no arguments")
@@ -216,7 +272,9 @@ def parse(text: str, now: datetime | None = None) -> Command:
             )
         env = _env(rest[0])
         tail = rest[1:]
-        if not tail or tail[0] != "--reason" or len(tail) < 2 or not " ".join(tail[1:]).strip():
+        if not tail:
+            return Abort(env, None)
+        if tail[0] != "--reason" or len(tail) < 2 or not " ".join(tail[1:]).strip():
             raise UsageError("abort needs --reason TEXT saying why")
         return Abort(env, " ".join(tail[1:])[:500])
     if verb == "audit":

@@ -7,11 +7,13 @@ API calls go to `SlackStandIn`, which checks each one.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from sqlmodel import select
 
@@ -24,13 +26,16 @@ from bot.slack.surface import retry_handlers
 from phases.runbook import Runbook
 from tests.slack_standin import (
     Message,
+    OpenedView,
     Sent,
     SlackStandIn,
     block_actions_body,
     button_action,
     checkbox_action,
+    input_values,
     post_signed,
     slash_body,
+    view_submission_payload,
 )
 
 TOKEN = "xoxb-standin-0123456789-secret-bot-token"
@@ -62,12 +67,24 @@ class Bot:
     # ------------------------------------------------------------------ Slack → bot
 
     def command(
-        self, text: str, user: str = "U1", team: str = TEAM, channel: str = CHANNEL, **kw: Any
+        self,
+        text: str,
+        user: str = "U1",
+        team: str = TEAM,
+        channel: str = CHANNEL,
+        enterprise: str | None = None,
+        **kw: Any,
     ) -> tuple[Sent, str]:
         """Types `/cutover TEXT` in `channel`; returns the HTTP answer and the response_url key."""
         key = f"cmd{next(self._keys)}"
         body = slash_body(
-            text, user=user, team=team, channel=channel, response_url=self.standin.response_url(key)
+            text,
+            user=user,
+            team=team,
+            channel=channel,
+            response_url=self.standin.response_url(key),
+            trigger_id=self.standin.trigger(user, team),
+            enterprise=enterprise,
         )
         return post_signed(self.url, body, SECRET, **kw), key
 
@@ -121,8 +138,70 @@ class Bot:
             team=team,
             response_url=self.standin.response_url(key),
             enterprise=enterprise,
+            trigger_id=self.standin.trigger(user, team),
         )
         return post_signed(self.url, body, SECRET, **kw), key
+
+    def open_home(self, user: str = "U1", team: str = TEAM) -> Sent:
+        """The person opens the app's Home tab: Slack sends the app_home_opened event."""
+        body = json.dumps(
+            {
+                "token": "deprecated-verification-token",
+                "team_id": team,
+                "api_app_id": "ASTANDIN",
+                "event": {
+                    "type": "app_home_opened",
+                    "user": user,
+                    "channel": "D0HOME",
+                    "tab": "home",
+                    "event_ts": f"{time.time():.6f}",
+                },
+                "type": "event_callback",
+                "event_id": f"Ev{next(self._keys):08d}",
+                "event_time": int(time.time()),
+                "authorizations": [
+                    {
+                        "team_id": team,
+                        "user_id": "UBOT",
+                        "is_bot": True,
+                        "is_enterprise_install": False,
+                    }
+                ],
+            }
+        )
+        return post_signed(self.url, body, SECRET, content_type="application/json")
+
+    def home(self, user: str = "U1", timeout: float = 10.0) -> dict[str, Any]:
+        """The Home tab as last published for `user`."""
+        return wait_for(lambda: self.standin.home(user), f"the Home tab of {user}", timeout)
+
+    def modal(self, user: str = "U1", timeout: float = 10.0, after: int = 0) -> OpenedView:
+        """The newest modal opened for `user`, once there are more than `after` of them."""
+        return wait_for(
+            lambda: (lambda v: v[-1] if len(v) > after else None)(self.standin.opened(user)),
+            f"a modal for {user}",
+            timeout,
+        )
+
+    def submit(
+        self,
+        opened: OpenedView,
+        typed: dict[str, str | None],
+        user: str | None = None,
+        team: str = TEAM,
+        enterprise: str | None = None,
+    ) -> Sent:
+        """Presses the modal's submit with `typed` filled in (by action_id); the HTTP answer
+        carries `response_action: errors` when the bot refuses the input."""
+        payload = view_submission_payload(
+            opened,
+            input_values(opened, typed),
+            user=user or opened.user,
+            team=team,
+            enterprise=enterprise,
+        )
+        body = urlencode({"payload": json.dumps(payload)})
+        return post_signed(self.url, body, SECRET)
 
     # ------------------------------------------------------------------ reading state
 

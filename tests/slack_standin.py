@@ -8,6 +8,19 @@ on chat.update / chat.postEphemeral text over 4,000 characters, channel membersh
 for a DM, a private channel it is not in or an unknown id/name) and each method's rate
 tier (HTTP 429 + Retry-After; chat.postMessage one per second per channel with a short
 burst). Sources: /work/shared/reference/slack-platform.md A2, A3, A5.
+
+Views as Slack takes them: `views.open` exchanges a trigger_id the stand-in handed out with
+a slash command or a click (`trigger()`), once (`exchanged_trigger_id`), within 3 seconds
+(`expired_trigger_id`; a trigger it never issued is `invalid_trigger_id`), and refuses a
+view past the view object's limits (title/submit/close ≤ 24 characters, ≤ 100 blocks,
+private_metadata ≤ 3000, callback_id ≤ 255; docs.slack.dev/reference/views/modal-views)
+or malformed (`invalid_arguments` with response_metadata.messages, as Slack answers);
+`views.publish` takes a `home` view for one user, `not_enabled` when the app has no Home
+tab (views.publish error list, slack-api-ref mirror). On an Enterprise Grid org-wide
+install (`org_token=True`), usergroups.users.list without `team_id` is refused
+(`missing_argument`): its `team_id` is "Required if org token is used" (docs.slack.dev
+usergroups.users.list arguments), and `missing_argument` is "A required argument is
+missing." in the usergroups methods' error tables (slack-api-ref mirror, usergroups.list).
 It records every call, keeps each message's current text and blocks (so a test
 reads the parent message and each checkpoint as people would see them), and can
 be told to fail the next N calls (of one method) with 429 + Retry-After, 500 or an error.
@@ -24,6 +37,8 @@ import hmac
 import itertools
 import json
 import math
+import re
+import secrets
 import threading
 import time
 from collections import deque
@@ -37,6 +52,21 @@ import httpx
 # ---------------------------------------------------------------------- Block Kit checks
 
 BLOCK_TYPES = {"section", "header", "context", "actions", "divider", "image", "input", "rich_text"}
+INPUT_ELEMENTS = {
+    "plain_text_input",
+    "static_select",
+    "datepicker",
+    "timepicker",
+    "conversations_select",
+    "channels_select",
+    "checkboxes",
+}
+VIEW_TEXT = 24  # modal title, submit and close: plain_text, at most 24 characters
+VIEW_BLOCKS = 100
+PRIVATE_METADATA = 3000
+CALLBACK_ID = 255
+VIEW_BYTES = 250_000  # view_too_large: "greater than 250kb"
+TRIGGER_SECONDS = 3.0
 
 
 def _text_obj(obj: Any, where: str, limit: int, plain_only: bool = False) -> list[str]:
@@ -115,13 +145,53 @@ def _element(el: Any, where: str) -> list[str]:
             problems += _confirm(el["confirm"], f"{where}.confirm")
     elif kind in ("image", "mrkdwn", "plain_text"):
         pass
+    elif kind in INPUT_ELEMENTS:
+        problems += _input_element(el, where)
     else:
         problems.append(f"{where}: unsupported element type {kind!r}")
     return problems
 
 
-def block_problems(blocks: Any) -> list[str]:
-    """What Slack would reject in a message's blocks (invalid_blocks), as readable lines."""
+def _input_element(el: dict[str, Any], where: str) -> list[str]:
+    """The elements of a modal's input blocks (Block Kit element references)."""
+    kind, problems = el["type"], []
+    if "placeholder" in el:
+        problems += _text_obj(el["placeholder"], f"{where}.placeholder", 150, plain_only=True)
+    if kind == "plain_text_input":
+        for key, top in (("min_length", 3000), ("max_length", 3000)):
+            n = el.get(key)
+            if n is not None and (not isinstance(n, int) or not 0 <= n <= top):
+                problems.append(f"{where}: {key} must be 0-{top}")
+        initial = el.get("initial_value")
+        if initial is not None and not isinstance(initial, str):
+            problems.append(f"{where}: initial_value must be a string")
+    elif kind == "static_select":
+        options = el.get("options")
+        if not isinstance(options, list) or not 1 <= len(options) <= 100:
+            problems.append(f"{where}: static_select needs 1-100 options")
+            options = []
+        for i, opt in enumerate(options):
+            problems += _option(opt, f"{where}.options[{i}]")
+        if "initial_option" in el and el["initial_option"] not in options:
+            problems.append(f"{where}.initial_option does not match an option exactly")
+    elif kind == "datepicker" and "initial_date" in el:
+        problems += (
+            []
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(el["initial_date"]))
+            else [f"{where}: initial_date must be YYYY-MM-DD"]
+        )
+    elif kind == "timepicker" and "initial_time" in el:
+        problems += (
+            []
+            if re.fullmatch(r"\d{2}:\d{2}", str(el["initial_time"]))
+            else [f"{where}: initial_time must be HH:mm"]
+        )
+    return problems
+
+
+def block_problems(blocks: Any, max_blocks: int = 50) -> list[str]:
+    """What Slack would reject in a message's blocks (invalid_blocks), as readable lines;
+    `max_blocks`: 50 in a message, 100 in a modal or a Home tab."""
     if isinstance(blocks, str):
         try:
             blocks = json.loads(blocks)
@@ -130,8 +200,8 @@ def block_problems(blocks: Any) -> list[str]:
     if not isinstance(blocks, list):
         return ["blocks: must be an array"]
     problems = []
-    if len(blocks) > 50:
-        problems.append(f"blocks: {len(blocks)} blocks, more than 50")
+    if len(blocks) > max_blocks:
+        problems.append(f"blocks: {len(blocks)} blocks, more than {max_blocks}")
     block_ids: set[str] = set()
     for i, block in enumerate(blocks):
         where = f"blocks[{i}]"
@@ -147,7 +217,16 @@ def block_problems(blocks: Any) -> list[str]:
             else:
                 block_ids.add(bid)
         kind = block["type"]
-        if kind == "header":
+        if kind == "input":
+            problems += _text_obj(block.get("label"), f"{where}.label", 2000, plain_only=True)
+            if "hint" in block:
+                problems += _text_obj(block["hint"], f"{where}.hint", 2000, plain_only=True)
+            element = block.get("element")
+            if not isinstance(element, dict) or element.get("type") not in INPUT_ELEMENTS:
+                problems.append(f"{where}: input needs an input element")
+            else:
+                problems += _element(element, f"{where}.element")
+        elif kind == "header":
             problems += _text_obj(block.get("text"), f"{where}.text", 150, plain_only=True)
         elif kind == "section":
             if "text" in block or "fields" not in block:
@@ -193,6 +272,44 @@ UPDATE_TEXT_LIMIT = 4_000  # chat.update / chat.postEphemeral `text` (msg_too_lo
 POST_TEXT_LIMIT = 40_000
 
 
+def view_problems(view: Any, kind: str) -> list[str]:
+    """What Slack refuses in a view (`modal` for views.open, `home` for views.publish), in
+    Slack's own style: "[ERROR] … [json-pointer:/view/…]"."""
+    if not isinstance(view, dict):
+        return ["[ERROR] view must be a JSON object [json-pointer:/view]"]
+    problems: list[str] = []
+
+    def err(text: str, pointer: str) -> None:
+        problems.append(f"[ERROR] {text} [json-pointer:/view{pointer}]")
+
+    if view.get("type") != kind:
+        err(f"type must be {kind!r}", "/type")
+    if kind == "modal":
+        for key in ("title", "submit", "close"):
+            if key == "title" or key in view:
+                for p in _text_obj(view.get(key), key, VIEW_TEXT, plain_only=True):
+                    err(p, f"/{key}")
+        blocks = view.get("blocks")
+        has_input = isinstance(blocks, list) and any(
+            isinstance(b, dict) and b.get("type") == "input" for b in blocks
+        )
+        if has_input and "submit" not in view:
+            err("submit is required when an input block is in the view", "/submit")
+    metadata = view.get("private_metadata")
+    if metadata is not None and (not isinstance(metadata, str) or len(metadata) > PRIVATE_METADATA):
+        err(f"must be a string of at most {PRIVATE_METADATA} characters", "/private_metadata")
+    for key in ("callback_id", "external_id"):
+        value = view.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > CALLBACK_ID):
+            err(f"must be a string of at most {CALLBACK_ID} characters", f"/{key}")
+    if not isinstance(view.get("blocks"), list):
+        err("blocks must be an array", "/blocks")
+    else:
+        for p in block_problems(view["blocks"], max_blocks=VIEW_BLOCKS):
+            err(p, "/blocks")
+    return problems
+
+
 def block_text_chars(blocks: Any) -> int:
     """Every `text` string of a block tree, summed (how the reports above count)."""
     if isinstance(blocks, dict):
@@ -214,6 +331,8 @@ TIERS = {  # slack-api-ref docs.slack.dev/methods/*.json rate_limits
     "chat.postEphemeral": 4,
     "usergroups.users.list": 2,
     "auth.test": 4,
+    "views.open": 4,
+    "views.publish": 4,
 }
 POST_BURST = 3  # chat.postMessage: "1 per second; short bursts >1 allowed … no guarantee"
 
@@ -301,6 +420,23 @@ class Message:
         ]
 
 
+@dataclass
+class OpenedView:
+    """A modal Slack shows a person (views.open), as the app sent it."""
+
+    id: str
+    user: str
+    team: str
+    view: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+    def input_blocks(self) -> list[dict[str, Any]]:
+        return [b for b in self.view.get("blocks", []) if b.get("type") == "input"]
+
+    def text(self) -> str:
+        return Message("", "", "", self.view.get("blocks", []), None).all_text()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
@@ -314,6 +450,8 @@ REQUIRED = {
     "usergroups.users.list": ("usergroup",),
     "auth.test": (),
     "apps.connections.open": (),
+    "views.open": ("view",),
+    "views.publish": ("user_id", "view"),
 }
 
 
@@ -332,8 +470,16 @@ class SlackStandIn:
         bot_user: str = "UBOT",
         channels: tuple[Channel, ...] = DEFAULT_CHANNELS,
         rate_limits: bool = True,
+        org_token: bool = False,
+        home_tab: bool = True,
     ) -> None:
         self.token, self.team_id, self.bot_user = token, team_id, bot_user
+        self.org_token = org_token  # an Enterprise Grid org-wide install's token
+        self.home_tab = home_tab  # the manifest's features.app_home.home_tab_enabled
+        self.triggers: dict[str, tuple[float, str, str]] = {}  # id → (issued, user, team)
+        self.used_triggers: set[str] = set()
+        self.views: dict[str, OpenedView] = {}
+        self.homes: dict[str, dict[str, Any]] = {}  # user → the Home tab last published
         self.calls: list[Call] = []
         self.responses: list[tuple[str, dict[str, Any]]] = []  # response_url posts
         self.ephemerals: list[dict[str, Any]] = []
@@ -392,6 +538,22 @@ class SlackStandIn:
         lost on the way): a retry posts the message a second time."""
         with self._lock:
             self._ghosts += 1
+
+    def trigger(self, user: str, team: str = "T1") -> str:
+        """A trigger_id as Slack puts in a slash command or a click: good once, for 3 s."""
+        with self._lock:
+            tid = f"{int(time.time())}.{next(self._clock)}.{secrets.token_hex(8)}"
+            self.triggers[tid] = (time.monotonic(), user, team)
+            return tid
+
+    def opened(self, user: str | None = None) -> list[OpenedView]:
+        """The modals opened so far (for `user`), oldest first."""
+        with self._lock:
+            return [copy.deepcopy(v) for v in self.views.values() if user is None or v.user == user]
+
+    def home(self, user: str) -> dict[str, Any] | None:
+        with self._lock:
+            return copy.deepcopy(self.homes.get(user))
 
     def add_channel(
         self, channel_id: str, name: str, *, private: bool = False, member: bool = True
@@ -539,7 +701,16 @@ class SlackStandIn:
                 "bot_id": "BSTANDIN",
                 "is_enterprise_install": False,
             }
+        if method in ("views.open", "views.publish"):
+            return self._views(method, args)
         if method == "usergroups.users.list":
+            if self.org_token and not args.get("team_id"):
+                # An org-wide token must say which workspace (see the module's docstring).
+                return {
+                    "ok": False,
+                    "error": "missing_argument",
+                    "response_metadata": {"messages": ["[ERROR] missing required field: team_id"]},
+                }
             group = args["usergroup"]
             if group not in self.usergroups:
                 return {"ok": False, "error": "no_such_subteam"}
@@ -594,6 +765,55 @@ class SlackStandIn:
             return {"ok": False, "error": "message_not_found"}
         msg.text, msg.blocks, msg.updates = text or "", blocks or [], msg.updates + 1
         return {"ok": True, "channel": channel, "ts": msg.ts, "text": msg.text}
+
+    def _views(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        raw = args["view"]
+        if isinstance(raw, str):
+            if len(raw.encode()) > VIEW_BYTES:
+                return {"ok": False, "error": "view_too_large"}
+            try:
+                view = json.loads(raw)
+            except ValueError:
+                return {"ok": False, "error": "invalid_arguments"}
+        else:
+            view = raw
+        problems = view_problems(view, "modal" if method == "views.open" else "home")
+        if problems:
+            return {
+                "ok": False,
+                "error": "invalid_arguments",
+                "response_metadata": {"messages": problems},
+            }
+        if method == "views.publish":
+            user = str(args["user_id"])
+            if not re.fullmatch(r"[UW][A-Z0-9]{1,20}", user):
+                return {
+                    "ok": False,
+                    "error": "invalid_arguments",
+                    "response_metadata": {"messages": ["invalid `user_id`"]},
+                }
+            if not self.home_tab:
+                return {"ok": False, "error": "not_enabled"}
+            self.homes[user] = view
+            return {"ok": True, "view": {**view, "id": f"VH{user}"}}
+        tid = args.get("trigger_id")
+        if not tid:
+            return {
+                "ok": False,
+                "error": "invalid_arguments",
+                "response_metadata": {"messages": ["[ERROR] missing required field: trigger_id"]},
+            }
+        issued = self.triggers.get(str(tid))
+        if not re.fullmatch(r"\d+\.\d+\.[0-9a-f]+", str(tid)) or issued is None:
+            return {"ok": False, "error": "invalid_trigger_id"}
+        if tid in self.used_triggers:
+            return {"ok": False, "error": "exchanged_trigger_id"}
+        if time.monotonic() - issued[0] > TRIGGER_SECONDS:
+            return {"ok": False, "error": "expired_trigger_id"}
+        self.used_triggers.add(str(tid))
+        view_id = f"V{next(self._clock):08d}"
+        self.views[view_id] = OpenedView(view_id, issued[1], issued[2], view)
+        return {"ok": True, "view": {**view, "id": view_id, "team_id": issued[2]}}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         standin = self
@@ -682,8 +902,9 @@ def post_signed(
     timestamp: int | None = None,
     signature: str | None = None,
     retry_num: int | None = None,
+    content_type: str = "application/x-www-form-urlencoded",
 ) -> Sent:
-    headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(secret, body, timestamp)}
+    headers = {"Content-Type": content_type, **sign(secret, body, timestamp)}
     if signature is not None:
         headers["X-Slack-Signature"] = signature
     if retry_num is not None:
@@ -695,23 +916,41 @@ def post_signed(
 
 
 def slash_body(
-    text: str, *, user: str, team: str, channel: str, response_url: str, user_name: str = ""
+    text: str,
+    *,
+    user: str,
+    team: str,
+    channel: str,
+    response_url: str,
+    user_name: str = "",
+    trigger_id: str | None = None,
+    enterprise: str | None = None,
 ) -> str:
-    """The form body Slack POSTs for `/cutover TEXT`."""
-    return urlencode(
-        slash_fields(
-            text,
-            user=user,
-            team=team,
-            channel=channel,
-            response_url=response_url,
-            user_name=user_name,
-        )
+    """The form body Slack POSTs for `/cutover TEXT` (with `enterprise`: as typed in a
+    workspace of an Enterprise Grid org, `enterprise_id` set)."""
+    fields = slash_fields(
+        text,
+        user=user,
+        team=team,
+        channel=channel,
+        response_url=response_url,
+        user_name=user_name,
+        trigger_id=trigger_id,
     )
+    if enterprise:
+        fields.update(enterprise_id=enterprise, enterprise_name="Org")
+    return urlencode(fields)
 
 
 def slash_fields(
-    text: str, *, user: str, team: str, channel: str, response_url: str, user_name: str = ""
+    text: str,
+    *,
+    user: str,
+    team: str,
+    channel: str,
+    response_url: str,
+    user_name: str = "",
+    trigger_id: str | None = None,
 ) -> dict[str, str]:
     """The fields of `/cutover TEXT` (a form over HTTP; a JSON payload in Socket Mode)."""
     return dict(
@@ -728,7 +967,7 @@ def slash_fields(
             "api_app_id": "ASTANDIN",
             "is_enterprise_install": "false",
             "response_url": response_url,
-            "trigger_id": f"{int(time.time())}.1.{user}",
+            "trigger_id": trigger_id or f"{int(time.time())}.1.{user}",
         }
     )
 
@@ -742,6 +981,7 @@ def block_actions_body(
     response_url: str,
     user_name: str = "",
     enterprise: str | None = None,
+    trigger_id: str | None = None,
 ) -> str:
     """The `payload=<json>` form body Slack POSTs when someone clicks in a message (with
     `enterprise`: as on Enterprise Grid, the org id in `team.enterprise_id`)."""
@@ -753,6 +993,7 @@ def block_actions_body(
         response_url=response_url,
         user_name=user_name,
         enterprise=enterprise,
+        trigger_id=trigger_id,
     )
     return urlencode({"payload": json.dumps(payload)})
 
@@ -766,6 +1007,7 @@ def block_actions_payload(
     response_url: str,
     user_name: str = "",
     enterprise: str | None = None,
+    trigger_id: str | None = None,
 ) -> dict[str, Any]:
     """The block_actions payload of a click (see block_actions_body)."""
     return {
@@ -785,7 +1027,7 @@ def block_actions_payload(
             "is_ephemeral": False,
             **({"thread_ts": message.thread_ts} if message.thread_ts else {}),
         },
-        "trigger_id": f"{int(time.time())}.2.{user}",
+        "trigger_id": trigger_id or f"{int(time.time())}.2.{user}",
         "team": {
             "id": team,
             "domain": "standin",
@@ -832,3 +1074,80 @@ def checkbox_action(message: Message, selected: list[str]) -> dict[str, Any]:
         "type": "checkboxes",
         "selected_options": chosen,
     }
+
+
+def view_submission_payload(
+    opened: OpenedView,
+    values: dict[str, dict[str, dict[str, Any]]],
+    *,
+    user: str,
+    team: str,
+    enterprise: str | None = None,
+) -> dict[str, Any]:
+    """The view_submission payload Slack sends when a person presses a modal's submit
+    (docs.slack.dev/reference/interaction-payloads/view-interactions-payload)."""
+    view = opened.view
+    return {
+        "type": "view_submission",
+        "team": {
+            "id": team,
+            "domain": "standin",
+            **({"enterprise_id": enterprise, "enterprise_name": "Org"} if enterprise else {}),
+        },
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
+        "api_app_id": "ASTANDIN",
+        "token": "deprecated-verification-token",
+        "trigger_id": f"{int(time.time())}.3.{secrets.token_hex(6)}",
+        "view": {
+            "id": opened.id,
+            "team_id": team,
+            "type": "modal",
+            "blocks": view.get("blocks", []),
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "state": {"values": values},
+            "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+            "title": view.get("title"),
+            "clear_on_close": False,
+            "notify_on_close": False,
+            "close": view.get("close"),
+            "submit": view.get("submit"),
+            "previous_view_id": None,
+            "root_view_id": opened.id,
+            "app_id": "ASTANDIN",
+            "external_id": "",
+            "app_installed_team_id": team,
+            "bot_id": "BSTANDIN",
+        },
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": {"id": enterprise, "name": "Org"} if enterprise else None,
+    }
+
+
+def input_values(opened: OpenedView, typed: dict[str, str | None]) -> dict[str, Any]:
+    """`view.state.values` as Slack fills it from what a person typed or picked, by action_id
+    (a select's value, a date `YYYY-MM-DD`, a time `HH:mm`, a channel id; None: left empty)."""
+    values: dict[str, Any] = {}
+    for block in opened.input_blocks():
+        el = block["element"]
+        aid, kind = el.get("action_id", ""), el["type"]
+        given = typed.get(aid, el.get("initial_value"))
+        if kind == "plain_text_input":
+            state: dict[str, Any] = {"type": kind, "value": given or None}
+        elif kind == "static_select":
+            chosen = typed.get(aid)
+            option = next((o for o in el["options"] if o["value"] == chosen), None)
+            state = {"type": kind, "selected_option": option or el.get("initial_option")}
+        elif kind == "datepicker":
+            state = {"type": kind, "selected_date": typed.get(aid, el.get("initial_date"))}
+        elif kind == "timepicker":
+            state = {"type": kind, "selected_time": typed.get(aid, el.get("initial_time"))}
+        elif kind == "conversations_select":
+            state = {"type": kind, "selected_conversation": typed.get(aid)}
+        elif kind == "channels_select":
+            state = {"type": kind, "selected_channel": typed.get(aid)}
+        else:
+            state = {"type": kind}
+        values[block["block_id"]] = {aid: state}
+    return values

@@ -201,6 +201,7 @@ def test_database_gone_away_is_a_clear_error(tmp_path: Path) -> None:
         ("status", StatusCmd()),
         ("status prod", StatusCmd("prod")),
         ("abort prod --reason 'db is down'", Abort("prod", "db is down")),
+        ("abort prod", Abort("prod", None)),  # Slack asks in a form, the console at its prompt
         ("audit 12", AuditCmd(12)),
         ("", Help()),
     ],
@@ -217,7 +218,7 @@ def test_slash_command_grammar(text: str, expected: object) -> None:
         ("start prod --force", "unknown option '--force'"),
         ("start 'prod; rm -rf /'", "is not an environment name"),
         ("start $(whoami)", "is not an environment name"),
-        ("abort prod", "abort needs --reason"),
+        ("abort prod --why x", "abort needs --reason"),
         ("abort --reason x", "abort needs an environment"),
         ("audit latest", "audit needs a run number"),
         ("deploy prod", "unknown command 'deploy'"),

@@ -82,3 +82,66 @@ def test_cutover_console_command_runs_as_a_program(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Phase 2: Phase two" in proc.stdout
     assert "Run #1 · staging · waiting for a decision" in proc.stdout
+
+
+def test_console_abort_without_reason_asks_for_one_then_for_a_yes(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    out = drive(
+        sqlite_db,
+        tmp_path,
+        [
+            "/cutover start staging",
+            "/cutover abort staging",
+            "",
+            "/cutover abort staging",
+            "vendor outage",
+            "yes",
+        ],
+    )
+    assert out.count("Reason for the rollback") == 2 and "Rollback not started." in out
+    from bot.views import run_view
+
+    engine = console_engine(sqlite_db, small_runbook(tmp_path), io.StringIO())
+    view = run_view(sqlite_db, engine.runbook, 1)
+    assert view is not None and "vendor outage" in (view.rollback_reason or "")
+
+
+def test_console_continue_with_a_comment_puts_it_in_the_audit_trail(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    import json
+
+    from bot import audit
+
+    drive(sqlite_db, tmp_path, ["/cutover start staging", "c relay latency fine"])
+    votes = [json.loads(e.data) for e in audit.events(sqlite_db, 1) if e.kind == "gate.vote"]
+    assert votes[0]["comment"] == "relay latency fine"
+
+
+def test_console_bare_schedule_asks_for_each_field_and_says_what_is_wrong(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    day = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%d")
+    out = drive(
+        sqlite_db,
+        tmp_path,
+        [
+            "/cutover schedule",
+            "nowhere",
+            "staging",
+            "2020-01-01",
+            "10:00",
+            "UTC",
+            day,
+            "09:30",
+            "Europe/Berlin",
+            "",
+            "/cutover schedule list",
+        ],
+    )
+    assert "'nowhere' is not an environment of the runbook" in out
+    assert "is in the past" in out
+    assert "Cutover of staging scheduled for" in out and "#1 staging at" in out

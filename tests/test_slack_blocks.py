@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from bot.slack.blocks import (
@@ -103,7 +104,11 @@ def test_failed_checks_offer_retry_not_continue() -> None:
     _, blocks = gate_message(gate(checks_passed=False, manual=[], steps=[]))
     buttons = next(b for b in blocks if b.get("block_id") == "gate:7:2")["elements"]
     assert [b["action_id"] for b in buttons] == ["gate_retry", "gate_rollback"]
-    assert "restored from the backup" in buttons[1]["confirm"]["text"]["text"]
+    assert "confirm" not in buttons[1]  # Rollback opens the reason form, which says it
+    from bot.slack.modals import FormMeta, rollback_form
+
+    form = rollback_form(FormMeta("rollback", "T1:U1", 7, 2, 1), "2 (x)", True, str)
+    assert "restored from the backup" in json.dumps(form)
 
 
 def test_the_run_message_lists_phases_with_approvers() -> None:

@@ -32,8 +32,8 @@ def test_whole_cutover_start_refusal_ticks_approvals_and_stale_click(
         text = one.all_text()
         assert "Phase 1: Phase one" in text and "*Checkpoint:* one ok" in text
         assert "*true*" in text and " ms)" in text and "PASS → Continue" in text
-        assert one.action_ids() == ["gate_continue", "gate_rollback"]
-        assert "confirm" in one.element("gate_rollback")[1]
+        assert one.action_ids() == ["gate_continue", "gate_continue_comment", "gate_rollback"]
+        assert "confirm" not in one.element("gate_rollback")[1]  # its form is the confirmation
 
         # Someone who is not an approver: refused, audited, nothing changed.
         sent, key = bot.click(one, "gate_continue", user="U9")
@@ -51,7 +51,12 @@ def test_whole_cutover_start_refusal_ticks_approvals_and_stale_click(
 
         two = bot.checkpoint(run_id, 2)
         assert two.thread_ts == parent.ts
-        assert two.action_ids() == ["gate_tick", "gate_continue", "gate_rollback"]
+        assert two.action_ids() == [
+            "gate_tick",
+            "gate_continue",
+            "gate_continue_comment",
+            "gate_rollback",
+        ]
         _, key = bot.click(two, "gate_continue", user="U2")
         assert "tick every manual step first: browser" in bot.reply(key)
         _, key = bot.tick(two, ["browser"], user="U9")
@@ -158,6 +163,8 @@ def test_failed_checks_offer_retry_then_rollback_runs_the_rollback(
         again = bot.checkpoint(run_id, 3)  # phase two, attempt 2: still failing
         assert "attempt 2" in again.all_text()
         bot.click(again, "gate_rollback", user="U3")
+        sent = bot.submit(bot.modal("U3"), {"reason": "flag file keeps coming back"})
+        assert sent.status == 200 and sent.body == ""
         bot.wait_text(again, "*Rolled back* by <@U3>")
         wait_for(lambda: bot.run(run_id).status == "rolled_back", "the rollback to finish")
         assert (tmp_path / "rolled-back").exists()
@@ -177,7 +184,7 @@ def test_wrong_or_missing_arguments_get_an_ephemeral_usage(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
     with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
-        for text in ("start", "frobnicate", "abort staging", "audit x", "start <prod>"):
+        for text in ("start", "frobnicate", "abort staging --why x", "audit x", "start <prod>"):
             sent, _ = bot.command(text)
             assert sent.status == 200
             answer = sent.json()

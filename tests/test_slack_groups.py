@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bot.db import Database
-from tests.slack_harness import Bot, running_bot, wait_for
+from tests.slack_harness import TOKEN, Bot, running_bot, wait_for
+from tests.slack_standin import SlackStandIn
 from tests.small_runbook import small_runbook
 
 GROUP = "S0APPROVE"
@@ -101,3 +102,47 @@ def test_a_member_who_left_the_group_loses_approval_when_the_list_expires(
         _, key = bot.click(one, "gate_continue", user="U8")
         assert "not an approver" in bot.reply(key)
         wait_for(lambda: bot.gates(run_id)[0].status == "open", "the gate still open")
+
+
+def test_grid_org_token_group_lookups_pass_the_environments_team_id(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """An org-wide (Enterprise Grid) token's usergroups.users.list needs team_id; the
+    environment's slack_team is the workspace the group lives in."""
+    standin = SlackStandIn(TOKEN, org_token=True).start()
+    try:
+        book = small_runbook(
+            tmp_path, approvers=[], env={"approver_groups": [GROUP], "slack_team": "T1"}
+        )
+        with running_bot(sqlite_db, book, standin) as bot:
+            bot.standin.usergroups[GROUP] = ["W0ALICE"]
+            bot.command("start staging", user="W0ALICE")
+            run_id = bot.latest_run()
+            bot.click(bot.checkpoint(run_id, 1), "gate_continue", user="W0ALICE")
+            wait_for(lambda: bot.gates(run_id)[0].status == "approved", "the approval")
+            calls = bot.standin.api_calls("usergroups.users.list")
+            assert calls and all(c.args.get("team_id") == "T1" for c in calls)
+            assert bot.standin.problems == []
+    finally:
+        standin.stop()
+
+
+def test_grid_group_lookup_uses_the_clicks_team_when_slack_team_is_the_enterprise(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    standin = SlackStandIn(TOKEN, org_token=True).start()
+    try:
+        book = small_runbook(
+            tmp_path, approvers=[], env={"approver_groups": [GROUP], "slack_team": "E0ORG"}
+        )
+        with running_bot(sqlite_db, book, standin) as bot:
+            bot.standin.usergroups[GROUP] = ["W0ALICE"]
+            bot.command("start staging", user="W0ALICE", team="T2", enterprise="E0ORG")
+            run_id = bot.latest_run()
+            one = bot.checkpoint(run_id, 1)
+            bot.click(one, "gate_continue", user="W0ALICE", team="T2", enterprise="E0ORG")
+            wait_for(lambda: bot.gates(run_id)[0].status == "approved", "the approval")
+            calls = bot.standin.api_calls("usergroups.users.list")
+            assert calls and all(c.args.get("team_id") == "T2" for c in calls)
+    finally:
+        standin.stop()

@@ -48,7 +48,8 @@ class Gates(EngineCore):
     def decide(
         self, gate_id: int, actor: Actor, decision: DecisionName, reason: str | None = None
     ) -> Decision:
-        """Records one click. Permission is checked here, when the click arrives."""
+        """Records one click. Permission is checked here, when the click arrives. `reason`:
+        why, for a rollback; an optional comment, for a continue (kept with the vote)."""
         result, spawn = self._decide(gate_id, actor, DecisionKind(decision), reason)
         if spawn is not None and result.run_id is not None:
             self.spawn(spawn, result.run_id)  # the next phase first: redraws may wait on Slack
@@ -192,7 +193,14 @@ class Gates(EngineCore):
         s.add(Vote(gate_id=gate.id, actor=actor.id, at=now))
         s.flush()
         votes = self._voters(s, gate.id)
-        log_event(AuditKind.GATE_VOTE, votes=len(votes), quorum=gate.quorum)
+        # Continue's optional comment (typed by a person: masked), kept with the vote.
+        comment = self.masker.untrusted(reason or "").strip()[:500]
+        log_event(
+            AuditKind.GATE_VOTE,
+            votes=len(votes),
+            quorum=gate.quorum,
+            **({"comment": comment} if comment else {}),
+        )
         if len(votes) < gate.quorum:
             return (
                 Decision("vote_recorded", f"{len(votes)}/{gate.quorum} approved", gate.id, run.id),

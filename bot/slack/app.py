@@ -9,6 +9,13 @@ one lookup per group per minute, none for people listed by id), so permission is
 re-checked on every click against a list at most a minute old. The engine's gate
 lock makes a retried delivery (X-Slack-Retry-Num) or fifty clicks at once decide a
 gate exactly once.
+
+Rollback, "Continue with comment", `/cutover abort ENV` without --reason and
+`/cutover schedule` without arguments open a modal (bot.slack.modals): the trigger_id is
+good for 3 seconds, so forms are opened on a pool of their own, right after the ack and
+before any slow work. A submission is checked before its ack (bad input: `response_action:
+errors` on the field), then worked on like a click, with permission checked again. The
+App Home tab (bot.slack.home) is drawn when a person opens it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse
@@ -31,7 +39,9 @@ from bot.domain import approvals
 from bot.domain.errors import Unavailable
 from bot.engine import Engine
 from bot.schedules import ScheduleService
+from bot.slack import modals
 from bot.slack.blocks import (
+    COMMENT,
     CONTINUE,
     OPTIONS_PER_GROUP,
     RETRY,
@@ -50,9 +60,12 @@ from bot.slack.blocks import (
 )
 from bot.slack.groups import UNKNOWN_TEXT as GROUPS_UNKNOWN
 from bot.slack.groups import GroupCache, GroupsUnknown
+from bot.slack.home import home_view
+from bot.slack.modals import FormMeta
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
 from bot.store.replays import SeenRequests
 from bot.surface import Actor
+from bot.text import in_words, who
 from bot.views import (
     ScheduleView,
     active_runs,
@@ -66,11 +79,14 @@ from commands.parser import (
     USAGE,
     Abort,
     Command,
+    FieldError,
     Help,
+    ScheduleForm,
     Start,
     StatusCmd,
     Unschedule,
     UsageError,
+    compose_time,
     parse,
 )
 from commands.parser import Schedule as ScheduleCmd
@@ -79,7 +95,11 @@ from phases.runbook import RunbookError
 log = logging.getLogger(__name__)
 
 PROCESS_BEFORE_RESPONSE = True  # see CutoverSlackApp.__init__; bench/slack_bench.py reads it
-DECISIONS = {CONTINUE: "continue", ROLLBACK: "rollback", RETRY: "retry"}
+DECISIONS = {CONTINUE: "continue", RETRY: "retry"}  # one click; Rollback opens a form
+OPENED_TOO_LATE = (
+    "I couldn't open the form in time (Slack allows 3 seconds after a click; it said "
+    "`{error}`); nothing was changed. Click again"
+)
 ALREADY_RECEIVED = "That request was already received; nothing was done again."
 NO_IDENTITY = "Slack did not say who you are (no team or user id); nothing was done."
 
@@ -286,6 +306,8 @@ class CutoverSlackApp:
         self._start_locks: dict[int, threading.Lock] = {}
         self.acks_first = AcksFirst()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slack-work")
+        # Forms open here, never queued behind engine work: a trigger_id lasts 3 seconds.
+        self.forms = ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack-forms")
         self._work: queue.SimpleQueue[
             tuple[str | None, Callable[..., None], tuple[Any, ...]] | None
         ] = queue.SimpleQueue()
@@ -310,6 +332,7 @@ class CutoverSlackApp:
     def close(self) -> None:
         self._work.put(None)
         self._hand_out_thread.join()
+        self.forms.shutdown(wait=True)
         self.pool.shutdown(wait=True)
         self.surface.outbox.settle(timeout=5.0)  # the last edits, then the senders stop
         self.surface.outbox.close()
@@ -343,7 +366,12 @@ class CutoverSlackApp:
                 ack(text=NO_IDENTITY, response_type="ephemeral")
                 return
             ack()
-            self._submit(context, self._command, cmd, actor, body)
+            if isinstance(cmd, Abort) and cmd.reason is None:
+                self._form(context, self._open_abort, cmd, actor, body)
+            elif isinstance(cmd, ScheduleForm):
+                self._form(context, self._open_schedule, cmd, actor, body)
+            else:
+                self._submit(context, self._command, cmd, actor, body)
 
         def on_click(
             work: Callable[..., None],
@@ -362,6 +390,38 @@ class CutoverSlackApp:
 
         for action_id in DECISIONS:
             app.action(action_id)(on_click(self._decide))
+
+        def on_form_click(
+            work: Callable[..., None],
+        ) -> Callable[[Ack, dict[str, Any], dict[str, Any], BoltContext], None]:
+            def listener(
+                ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
+            ) -> None:
+                ack()
+                actor = context.get("actor")
+                if isinstance(actor, Actor):
+                    self._form(context, work, action, actor, body)
+                else:
+                    self._submit(context, self._answer, body, NO_IDENTITY)
+
+            return listener
+
+        app.action(ROLLBACK)(on_form_click(self._open_rollback))
+        app.action(COMMENT)(on_form_click(self._open_comment))
+        for callback_id, check in (
+            (modals.ROLLBACK_FORM, self._check_gate_form),
+            (modals.COMMENT_FORM, self._check_gate_form),
+            (modals.ABORT_FORM, self._check_abort_form),
+            (modals.SCHEDULE_FORM, self._check_schedule_form),
+        ):
+            app.view(callback_id)(self._on_submission(check))
+
+        @app.event("app_home_opened")
+        def on_home(event: dict[str, Any], context: BoltContext) -> None:
+            user = event.get("user")
+            if event.get("tab", "home") == "home" and isinstance(user, str) and user:
+                self.forms.submit(self._publish_home, user)
+
         app.action(TICK)(on_click(self._tick))
         app.action(START)(on_click(self._schedule_start))
 
@@ -372,6 +432,11 @@ class CutoverSlackApp:
     def _submit(self, context: BoltContext, fn: Callable[..., None], *args: Any) -> None:
         signature = context.get("signature")
         self._work.put((signature if isinstance(signature, str) else None, fn, args))
+
+    def _form(self, context: BoltContext, fn: Callable[..., None], *args: Any) -> None:
+        """Work that opens a form: at once, on its own pool (the trigger_id lasts 3 s)."""
+        signature = context.get("signature")
+        self.forms.submit(self._guard, signature if isinstance(signature, str) else None, fn, *args)
 
     def _hand_out(self) -> None:
         """One thread holds the work back while answers are in flight (acks first), then
@@ -432,9 +497,12 @@ class CutoverSlackApp:
 
     # ------------------------------------------------------------------ identity
 
-    def _fetch_group(self, group: str) -> list[str]:
-        """One usergroups.users.list call, without the SDK's Retry-After sleeps (GroupCache)."""
-        users = self._groups_client.usergroups_users_list(usergroup=group).get("users") or []
+    def _fetch_group(self, group: str, team: str | None) -> list[str]:
+        """One usergroups.users.list call, without the SDK's Retry-After sleeps (GroupCache).
+        `team_id` is passed whenever the workspace is known: an org-wide (Enterprise Grid)
+        token needs it, a workspace token ignores it (docs.slack.dev usergroups.users.list)."""
+        resp = self._groups_client.usergroups_users_list(usergroup=group, team_id=team)
+        users = resp.get("users") or []
         return [u for u in users if isinstance(u, str)]
 
     def _group_lists(self, env_name: str, actor: Actor) -> dict[str, tuple[str, ...] | None] | None:
@@ -447,10 +515,13 @@ class CutoverSlackApp:
             return None
         if not env.approver_groups or not actor.in_workspace(env.slack_team):
             return None
+        # The workspace the groups live in: the environment's, unless that is an Enterprise
+        # Grid org id (E…), then the workspace of the click.
+        team = env.slack_team if (env.slack_team or "").startswith("T") else actor.team
         lists: dict[str, tuple[str, ...] | None] = {}
         for group in env.approver_groups:
             try:
-                lists[group] = self.groups.members(group)
+                lists[group] = self.groups.members(group, team)
             except GroupsUnknown:
                 lists[group] = None
         return lists
@@ -571,23 +642,335 @@ class CutoverSlackApp:
             )
             return
         self._retire_copy(body, ref.id, ref.surface_ref)
-        actor = self.with_groups(actor, ref.environment)
-        result = self.engine.decide(ref.id, actor, kind)  # type: ignore[arg-type]
+        self._decide_gate(ref.id, ref.run_id, ref.environment, ref.quorum, kind, actor, body)
+
+    def _decide_gate(
+        self,
+        gate_id: int,
+        run_id: int,
+        environment: str,
+        quorum: int,
+        kind: str,
+        actor: Actor,
+        body: dict[str, Any],
+        reason: str | None = None,
+    ) -> None:
+        """One decision by `actor` (groups read now), answered to them; `reason`: a
+        rollback's reason or a continue's comment, from a form."""
+        actor = self.with_groups(actor, environment)
+        result = self.engine.decide(gate_id, actor, kind, reason)  # type: ignore[arg-type]
         if result.outcome == "already_decided":
-            fresh = gate_view(self.engine.db, self.engine.runbook, ref.id)
+            fresh = gate_view(self.engine.db, self.engine.runbook, gate_id)
             text = stale_text(fresh) if fresh is not None else self._md(result.message)
-            self._answer(body, text, run_id=ref.run_id)
+            self._answer(body, text, run_id=run_id)
         elif result.outcome == "refused":
-            self._answer(body, "🚫 " + self._md(result.message), run_id=ref.run_id)
+            self._answer(body, "🚫 " + self._md(result.message), run_id=run_id)
         elif result.outcome == "vote_recorded":
+            said = " with your comment" if reason else ""
             self._answer(
                 body,
-                f"Your approval is recorded: {result.message}. It needs "
-                f"{ref.quorum} approvers; waiting for another.",
-                run_id=ref.run_id,
+                f"Your approval is recorded{said}: {result.message}. It needs "
+                f"{quorum} approvers; waiting for another.",
+                run_id=run_id,
             )
         elif not result.changed:
-            self._answer(body, self._md(result.message), run_id=ref.run_id)
+            self._answer(body, self._md(result.message), run_id=run_id)
+
+    # ------------------------------------------------------------------ forms (modals)
+
+    def _show(self, body: dict[str, Any], form: dict[str, Any], run_id: int | None) -> None:
+        """Opens `form` with the request's trigger_id; if Slack refuses (too late: the
+        trigger lasts 3 s), the person is told what happened and how to go on."""
+        trigger = body.get("trigger_id")
+        error = (
+            self.surface.open_view(trigger, form, run_id)
+            if isinstance(trigger, str) and trigger
+            else "no trigger_id"
+        )
+        if error:
+            hint = (
+                ", or type `/cutover abort ENV --reason …`."
+                if form.get("callback_id") in (modals.ROLLBACK_FORM, modals.ABORT_FORM)
+                else "."
+            )
+            self._answer(body, OPENED_TOO_LATE.format(error=escape(error)) + hint, run_id=run_id)
+
+    def _open_rollback(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
+        self._open_gate_form("rollback", action, actor, body)
+
+    def _open_comment(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
+        self._open_gate_form("comment", action, actor, body)
+
+    def _open_gate_form(
+        self, kind: str, action: dict[str, Any], actor: Actor, body: dict[str, Any]
+    ) -> None:
+        """Rollback… / Continue with comment…: the form opens for an approver of an open gate;
+        anyone else is refused here (the engine audits it) and sees no form."""
+        parsed = parse_gate_value(action.get("value"))
+        view = gate_view(self.engine.db, self.engine.runbook, parsed[0]) if parsed else None
+        if parsed is None or view is None or view.attempt != parsed[1]:
+            self._answer(
+                body, "This message is out of date; nothing was changed. See `/cutover status`."
+            )
+            return
+        self._retire_copy(body, view.id, view.surface_ref)
+        if view.status != "open":
+            self._answer(body, stale_text(view), run_id=view.run_id)
+            return
+        actor = self.with_groups(actor, view.environment)
+        if not approvals.is_approver(self.engine.environment(view.environment), actor):
+            decision = "rollback" if kind == "rollback" else "continue"  # refused, audited
+            result = self.engine.decide(view.id, actor, decision)  # type: ignore[arg-type]
+            self._answer(body, "🚫 " + self._md(result.message), run_id=view.run_id)
+            return
+        w = _where(body)
+        meta = FormMeta(
+            kind,
+            actor.id,
+            gate=view.id,
+            attempt=view.attempt,
+            run=view.run_id,
+            env=view.environment,
+            channel=w.channel,
+            response_url=w.response_url,
+        )
+        phase = f"{view.phase_number} ({view.phase_name})"
+        mask = self.engine.masker.mask
+        form = (
+            modals.rollback_form(meta, phase, view.on_fail == "restore_and_rollback", mask)
+            if kind == "rollback"
+            else modals.comment_form(meta, phase, mask)
+        )
+        self._show(body, form, view.run_id)
+
+    def _open_abort(self, cmd: Abort, actor: Actor, body: dict[str, Any]) -> None:
+        """`/cutover abort ENV` without --reason: the rollback form, for the active run."""
+        try:
+            self.engine.environment(cmd.env)
+        except RunbookError as exc:
+            self._answer(body, self._md(str(exc)))
+            return
+        actor = self.with_groups(actor, cmd.env)
+        runs = active_runs(self.engine.db, cmd.env)
+        if approvals.may_abort(cmd.env, self.engine.environment(cmd.env), actor):
+            refused = self.engine.abort(cmd.env, actor, "asked for the abort form")  # audited
+            self._answer(body, "🚫 " + self._md(refused.message), run_id=refused.run_id)
+            return
+        if not runs:
+            self._answer(body, f"No active run of {escape(cmd.env)}; nothing to abort.")
+            return
+        w = _where(body)
+        meta = FormMeta(
+            "abort",
+            actor.id,
+            run=runs[0],
+            env=cmd.env,
+            channel=w.channel,
+            response_url=w.response_url,
+        )
+        form = modals.rollback_form(meta, "", False, self.engine.masker.mask, abort=True)
+        self._show(body, form, runs[0])
+
+    def _open_schedule(self, cmd: ScheduleForm, actor: Actor, body: dict[str, Any]) -> None:
+        """`/cutover schedule` without arguments: the schedule form."""
+        w = _where(body)
+        meta = FormMeta("schedule", actor.id, channel=w.channel, response_url=w.response_url)
+        form = modals.schedule_form(
+            meta,
+            list(self.engine.runbook.environments),
+            self.engine.masker.mask,
+            today=self.engine.now(),
+        )
+        self._show(body, form, None)
+
+    Check = Callable[
+        [FormMeta, Actor, dict[str, Any]],
+        tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None],
+    ]
+
+    def _on_submission(
+        self, check: CutoverSlackApp.Check
+    ) -> Callable[[Ack, dict[str, Any], dict[str, Any], BoltContext], None]:
+        """A view_submission listener: `check` reads the form (bad input: errors shown on its
+        fields, nothing done); then the ack closes the form and the work runs like a click's,
+        answered where the form was opened from."""
+
+        def listener(
+            ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+        ) -> None:
+            actor = context.get("actor")
+            meta = modals.FormMeta.decode(view.get("private_metadata"))
+            first = next(
+                (b.get("block_id") for b in view.get("blocks") or [] if b.get("type") == "input"),
+                None,
+            )
+            if not isinstance(actor, Actor) or meta is None or not actor.is_(meta.user):
+                ack(
+                    response_action="errors",
+                    errors={
+                        str(first): "This form is not one I opened for you; nothing was done. "
+                        "Close it and start again."
+                    },
+                )
+                return
+            try:
+                errors, work = check(meta, actor, view)
+            except Exception as exc:  # the database, most likely: say so on the form
+                log.exception("checking a form failed")
+                errors, work = (
+                    {
+                        str(first): f"I couldn't check that ({type(exc).__name__}); "
+                        "nothing was done. Try again."
+                    },
+                    None,
+                )
+            if errors or work is None:
+                ack(response_action="errors", errors=errors)
+                return
+            ack()
+            reply_to = {
+                "response_url": meta.response_url,
+                "channel_id": meta.channel,
+                "user_id": actor.user,
+            }
+            fn, args = work
+            self._submit(context, fn, *args, actor, reply_to)
+
+        return listener
+
+    def _check_gate_form(
+        self, meta: FormMeta, actor: Actor, view: dict[str, Any]
+    ) -> tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None]:
+        """Rollback's reason (required) or Continue's comment (optional), and the gate: still
+        the one the form was opened for, still open."""
+        field = modals.REASON if meta.kind == "rollback" else modals.COMMENT
+        text = modals.value(view, field)
+        if meta.kind == "rollback" and not text:
+            return {
+                field: "Say why you roll back: it goes into the audit trail and the cutover record."
+            }, None
+        if text and len(text) > modals.REASON_CHARS:
+            return {field: f"Keep it under {modals.REASON_CHARS} characters."}, None
+        gate = gate_view(self.engine.db, self.engine.runbook, meta.gate) if meta.gate else None
+        if gate is None or gate.attempt != meta.attempt or meta.kind not in ("rollback", "comment"):
+            return {
+                field: "This checkpoint is out of date; nothing was changed. See `/cutover status`."
+            }, None
+        if gate.status != "open":
+            said = (
+                f"Meanwhile phase {gate.phase_number} was {in_words(gate.status)}"
+                f" by {who(gate.decided_by)}; nothing was changed. Close this form."
+            )
+            decision = "rollback" if meta.kind == "rollback" else "continue"
+            self.engine.refuse(
+                actor,
+                decision,
+                f"the gate was decided before the form was sent: {said}",
+                run_id=gate.run_id,
+                gate=gate.id,
+                phase=gate.phase_id,
+            )
+            return {field: self.engine.masker.mask(said)}, None
+        decision = "rollback" if meta.kind == "rollback" else "continue"
+        return {}, (
+            self._decide_form,
+            (gate.id, gate.run_id, gate.environment, gate.quorum, decision, text),
+        )
+
+    def _decide_form(
+        self,
+        gate_id: int,
+        run_id: int,
+        environment: str,
+        quorum: int,
+        decision: str,
+        text: str | None,
+        actor: Actor,
+        reply_to: dict[str, Any],
+    ) -> None:
+        self._decide_gate(gate_id, run_id, environment, quorum, decision, actor, reply_to, text)
+
+    def _check_abort_form(
+        self, meta: FormMeta, actor: Actor, view: dict[str, Any]
+    ) -> tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None]:
+        reason = modals.value(view, modals.REASON)
+        if not reason:
+            return {
+                modals.REASON: "Say why you abort: it goes into the audit trail and the "
+                "cutover record."
+            }, None
+        if len(reason) > modals.REASON_CHARS:
+            return {modals.REASON: f"Keep it under {modals.REASON_CHARS} characters."}, None
+        if meta.env is None or meta.run not in active_runs(self.engine.db, meta.env):
+            said = f"Run #{meta.run} has ended meanwhile; nothing was changed. Close this form."
+            self.engine.refuse(actor, "abort", said, run_id=meta.run, environment=meta.env)
+            return {modals.REASON: said}, None
+        return {}, (self._abort_form, (meta.env, meta.run, reason))
+
+    def _abort_form(
+        self, env: str, run_id: int, reason: str, actor: Actor, reply_to: dict[str, Any]
+    ) -> None:
+        if run_id not in active_runs(self.engine.db, env):  # not another run started since
+            self._answer(reply_to, f"Run #{run_id} has ended meanwhile; nothing was changed.")
+            return
+        actor = self.with_groups(actor, env)
+        reply = self.commands.execute(Abort(env, reason), actor)
+        self._answer(reply_to, self._md(reply.text), ephemeral=reply.ephemeral, run_id=run_id)
+
+    def _check_schedule_form(
+        self, meta: FormMeta, actor: Actor, view: dict[str, Any]
+    ) -> tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None]:
+        """The schedule form, checked as `/cutover schedule ENV TIME` is: an environment of
+        the runbook, a day, time and zone that make a time after now, no cutover of it
+        scheduled already. Permission is checked when it is scheduled (groups read then)."""
+        env = modals.value(view, modals.ENV)
+        if not env or env not in self.engine.runbook.environments:
+            return {modals.ENV: "Pick an environment of the runbook."}, None
+        try:
+            at = compose_time(
+                modals.value(view, modals.DATE),
+                modals.value(view, modals.TIME),
+                modals.value(view, modals.TZ),
+                self.engine.now(),
+            )
+        except FieldError as exc:
+            return {exc.field: exc.problem}, None
+        for sched, _ in ScheduleService(self.engine).listing():
+            if sched.environment == env and sched.status == "scheduled":
+                return {
+                    modals.ENV: f"{env} already has cutover #{sched.id} scheduled; "
+                    f"cancel it first with /cutover unschedule {sched.id}"
+                }, None
+        channel = modals.value(view, modals.CHANNEL)
+        stakeholders = modals.value(view, modals.STAKEHOLDERS)
+        for block, picked in ((modals.CHANNEL, channel), (modals.STAKEHOLDERS, stakeholders)):
+            if picked and not CHANNEL_ID.fullmatch(picked):
+                return {block: "Pick a channel (not a direct message)."}, None
+        if channel is None and self._env_channel(env) is None:
+            channel = meta.channel  # as the text command: the channel it was typed in
+        return {}, (self._schedule_form, (env, at, channel, stakeholders))
+
+    def _schedule_form(
+        self,
+        env: str,
+        at: Any,
+        channel: str | None,
+        stakeholders: str | None,
+        actor: Actor,
+        reply_to: dict[str, Any],
+    ) -> None:
+        actor = self.with_groups(actor, env)
+        reply = self.commands.execute(ScheduleCmd(env, at, stakeholders), actor, channel=channel)
+        self._answer(reply_to, self._md(reply.text), ephemeral=reply.ephemeral)
+
+    def _publish_home(self, user: str) -> None:
+        """The App Home tab of `user`, drawn from the database now."""
+        try:
+            view = home_view(self.engine, self.surface.waiting_for, datetime.now(UTC))
+        except Exception:
+            log.exception("cannot draw the Home tab")
+            return
+        self.surface.publish_home(user, view)
 
     def _retire_copy(self, body: dict[str, Any], gate_id: int, live: str | None) -> None:
         """A click on a copy of a checkpoint that is not the recorded one (a post Slack took

@@ -49,6 +49,7 @@ WAITING_TEXT = 1_500  # the mentions of who has not voted yet
 DETAIL_MESSAGES = 6  # thread replies of results per checkpoint (then: /cutover audit)
 
 CONTINUE, ROLLBACK, RETRY, TICK = "gate_continue", "gate_rollback", "gate_retry", "gate_tick"
+COMMENT = "gate_continue_comment"  # Continue with a comment: opens a form
 START = "schedule_start"  # the Start button of a scheduled cutover's T-0 reminder
 
 ICONS = {**TEXT_ICONS, "pending": "⚪"}  # a hollow circle reads better in Slack
@@ -595,27 +596,21 @@ def tick_blocks(view: GateView, mask: Mask = _same, iteration: str = "") -> list
 
 
 def decision_buttons(view: GateView) -> Block:
+    """Continue stays one click; "Continue with comment…" and "Rollback…" open a form (the
+    rollback's reason is required, and submitting it is the confirmation)."""
     value = gate_value(view)
     first = (
-        button("Continue", CONTINUE, value, style="primary")
+        [
+            button("Continue", CONTINUE, value, style="primary"),
+            button("Continue with comment…", COMMENT, value),
+        ]
         if view.checks_passed
-        else button("Retry phase", RETRY, value)
-    )
-    restore = (
-        " The database is restored from the backup first."
-        if view.on_fail == "restore_and_rollback"
-        else ""
-    )
-    dialog = confirm_dialog(
-        f"Roll back run #{view.run_id}?",
-        f"Rollback is final: the run stops here and the runbook's rollback steps run.{restore} "
-        "The channel sees who decided.",
-        "Roll back",
+        else [button("Retry phase", RETRY, value)]
     )
     return {
         "type": "actions",
         "block_id": f"gate:{view.id}:{view.attempt}",
-        "elements": [first, button("Rollback", ROLLBACK, value, style="danger", confirm=dialog)],
+        "elements": [*first, button("Rollback…", ROLLBACK, value, style="danger")],
     }
 
 

@@ -10,6 +10,9 @@ and cached, so a burst of clicks costs one lookup per group, not one per click.
   to try again, never that they are not an approver.
 - The lookups never sleep: the client given has no rate-limit retry handler, so no click
   thread waits on a Retry-After.
+- Enterprise Grid: with an org-wide token, usergroups.users.list needs the workspace's
+  `team_id` ("Required if org token is used"; a workspace token ignores it), so a list is
+  looked up, and cached, per (group, team).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ class _Entry:
     at: float
 
 
-Fetch = Callable[[str], list[str]]
+Fetch = Callable[[str, str | None], list[str]]  # (group, team_id or None) → user ids
+Key = tuple[str, str | None]
 
 
 class GroupCache:
@@ -60,9 +64,9 @@ class GroupCache:
     ) -> None:
         self.fetch, self.ttl, self.stale_for = fetch, ttl, stale_for
         self.cooldown, self.wait, self.clock = cooldown, wait, clock
-        self._entries: dict[str, _Entry] = {}
-        self._blocked_until: dict[str, float] = {}
-        self._flights: dict[str, Future[tuple[str, ...]]] = {}
+        self._entries: dict[Key, _Entry] = {}
+        self._blocked_until: dict[Key, float] = {}
+        self._flights: dict[Key, Future[tuple[str, ...]]] = {}
         self._guard = threading.Lock()
 
     def forget(self) -> None:
@@ -71,35 +75,38 @@ class GroupCache:
             self._entries.clear()
             self._blocked_until.clear()
 
-    def members(self, group: str) -> tuple[str, ...]:
-        """The group's user ids; raises GroupsUnknown (see the module's docstring)."""
+    def members(self, group: str, team: str | None = None) -> tuple[str, ...]:
+        """The group's user ids (in workspace `team`, for an org-wide token); raises
+        GroupsUnknown (see the module's docstring)."""
+        key: Key = (group, team)
         with self._guard:
             now = self.clock()
-            entry = self._entries.get(group)
+            entry = self._entries.get(key)
             if entry is not None and now - entry.at < self.ttl:
                 return entry.users
-            if now < self._blocked_until.get(group, 0.0):
+            if now < self._blocked_until.get(key, 0.0):
                 return self._stale(group, entry, now, "Slack asked to wait")
-            flight = self._flights.get(group)
+            flight = self._flights.get(key)
             leader = flight is None
             if flight is None:
-                flight = self._flights[group] = Future()
+                flight = self._flights[key] = Future()
         if leader:
-            self._lookup(group, flight)
+            self._lookup(key, flight)
         try:
             return flight.result(timeout=self.wait)
         except Exception as exc:
             with self._guard:
-                return self._stale(group, self._entries.get(group), self.clock(), str(exc))
+                return self._stale(group, self._entries.get(key), self.clock(), str(exc))
 
     def _stale(self, group: str, entry: _Entry | None, now: float, why: str) -> tuple[str, ...]:
         if entry is not None and now - entry.at < self.stale_for:
             return entry.users
         raise GroupsUnknown(f"cannot read user group {group}: {why}")
 
-    def _lookup(self, group: str, flight: Future[tuple[str, ...]]) -> None:
+    def _lookup(self, key: Key, flight: Future[tuple[str, ...]]) -> None:
+        group = key[0]
         try:
-            users = tuple(u for u in self.fetch(group) if isinstance(u, str))
+            users = tuple(u for u in self.fetch(*key) if isinstance(u, str))
         except SlackApiError as exc:
             resp = exc.response
             error = str(resp.get("error")) if resp is not None else "error"
@@ -108,28 +115,28 @@ class GroupCache:
                 users = ()
             else:
                 self._failed(
-                    group,
+                    key,
                     flight,
                     f"{error} (HTTP {getattr(resp, 'status_code', '?')})",
                     _retry_after(exc),
                 )
                 return
         except Exception as exc:  # network, timeouts
-            self._failed(group, flight, type(exc).__name__, None)
+            self._failed(key, flight, type(exc).__name__, None)
             return
         with self._guard:
-            self._entries[group] = _Entry(users, self.clock())
-            self._blocked_until.pop(group, None)
-            del self._flights[group]
+            self._entries[key] = _Entry(users, self.clock())
+            self._blocked_until.pop(key, None)
+            del self._flights[key]
         flight.set_result(users)
 
     def _failed(
-        self, group: str, flight: Future[tuple[str, ...]], why: str, retry_after: float | None
+        self, key: Key, flight: Future[tuple[str, ...]], why: str, retry_after: float | None
     ) -> None:
-        log.warning("cannot read user group %s: %s", group, why)
+        log.warning("cannot read user group %s: %s", key[0], why)
         with self._guard:
-            self._blocked_until[group] = self.clock() + (retry_after or self.cooldown)
-            del self._flights[group]
+            self._blocked_until[key] = self.clock() + (retry_after or self.cooldown)
+            del self._flights[key]
         flight.set_exception(GroupsUnknown(why))
 
 

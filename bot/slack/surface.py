@@ -311,6 +311,10 @@ class SlackSurface:
             "chat_update", channel=channel, ts=ts, text=text, blocks=mask_blocks(blocks, self._mask)
         )
 
+    def waiting_for(self, env_name: str, votes: list[str]) -> str:
+        """Mentions of the approvers (users by id, then groups) who have not voted yet."""
+        return self._waiting_for(env_name, votes)
+
     def _waiting_for(self, env_name: str, votes: list[str]) -> str:
         """Mentions of the approvers (users by id, then groups) who have not voted yet."""
         try:
@@ -569,6 +573,29 @@ class SlackSurface:
                 errors.append(f"chat.postEphemeral: {exc}")
         self._audit_failure("reply", "; ".join(errors) or "nowhere to reply", run_id)
         return False
+
+    # ------------------------------------------------------------------ views (modals, Home)
+
+    def open_view(self, trigger_id: str, view: dict[str, Any], run_id: int | None = None) -> str:
+        """Opens a modal (views.open) with a click's or command's trigger_id: "" when it is
+        open, else Slack's error (`expired_trigger_id`: more than 3 s after the click).
+        Never waits on a Retry-After; a failure is audited (surface.failed)."""
+        try:
+            self._call("views_open", trigger_id=trigger_id, view=mask_blocks(view, self._mask))
+            return ""
+        except (RateLimited, Refused, SlackCallFailed) as exc:
+            error = getattr(exc, "error", "ratelimited")
+            self._audit_failure("views.open", str(exc), run_id)
+            return str(error)
+
+    def publish_home(self, user: str, view: dict[str, Any]) -> bool:
+        """Publishes a person's Home tab (views.publish); False (logged) when Slack refuses."""
+        try:
+            self._call("views_publish", user_id=user, view=mask_blocks(view, self._mask))
+            return True
+        except (RateLimited, Refused, SlackCallFailed) as exc:
+            log.warning("cannot publish the Home tab: %s", self._mask(str(exc)))
+            return False
 
     # ------------------------------------------------------------------ internals
 

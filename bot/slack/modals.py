@@ -1,0 +1,347 @@
+"""Block Kit modals: the reason for a rollback or an abort, Continue's comment, the schedule form.
+
+Pure functions: what the bot shows (a view dict for `views.open`) and what it reads back
+from a `view_submission` (its `state.values` and `private_metadata`). Within the view
+object's limits (docs.slack.dev/reference/views/modal-views): title, submit and close at
+most 24 characters, at most 100 blocks, private_metadata at most 3,000 characters,
+callback_id at most 255. Every text shown is masked and escaped by the caller's `mask`.
+
+The metadata says who opened the form, for what (gate and attempt, or environment) and
+where to answer; the submission is checked against it again (the person, the gate, its
+attempt) before anything is done, since a gate may have been decided while the form was open.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.slack.blocks import Block, clip, clip_plain, context, escape, section
+
+Mask = Callable[[str], str]
+
+VIEW_TEXT = 24  # title, submit, close
+VIEW_BLOCKS = 100
+PRIVATE_METADATA = 3000
+REASON_CHARS = 500  # as `/cutover abort --reason` keeps
+
+# callback_ids (≤ 255) of the bot's modals
+ROLLBACK_FORM, ABORT_FORM, COMMENT_FORM, SCHEDULE_FORM = (
+    "cutover_rollback",
+    "cutover_abort",
+    "cutover_continue_comment",
+    "cutover_schedule",
+)
+REASON, COMMENT = "reason", "comment"  # block_id = action_id of the text inputs
+ENV, DATE, TIME, TZ, CHANNEL, STAKEHOLDERS = "env", "date", "time", "tz", "channel", "stakeholders"
+
+# The schedule form's time zones: UTC first, then the zones people cut over in most (a
+# static select holds at most 100 options).
+TIME_ZONES = (
+    "UTC",
+    "Europe/London",
+    "Europe/Dublin",
+    "Europe/Lisbon",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/Amsterdam",
+    "Europe/Madrid",
+    "Europe/Rome",
+    "Europe/Stockholm",
+    "Europe/Warsaw",
+    "Europe/Helsinki",
+    "Europe/Athens",
+    "Europe/Istanbul",
+    "Europe/Moscow",
+    "Africa/Johannesburg",
+    "Africa/Lagos",
+    "Asia/Dubai",
+    "Asia/Kolkata",
+    "Asia/Singapore",
+    "Asia/Shanghai",
+    "Asia/Tokyo",
+    "Asia/Seoul",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+    "America/Sao_Paulo",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Anchorage",
+    "Pacific/Honolulu",
+)
+
+
+@dataclass(frozen=True)
+class FormMeta:
+    """What a form was opened for. `user`: the qualified id of the person who opened it."""
+
+    kind: str  # rollback | abort | comment | schedule
+    user: str
+    gate: int | None = None
+    attempt: int | None = None
+    run: int | None = None
+    env: str | None = None
+    channel: str | None = None  # where to answer (ephemeral) when response_url is gone
+    response_url: str | None = None  # the click's or command's, good for 30 minutes
+
+    def encode(self) -> str:
+        data = {
+            k: v
+            for k, v in {
+                "k": self.kind,
+                "u": self.user,
+                "g": self.gate,
+                "a": self.attempt,
+                "r": self.run,
+                "e": self.env,
+                "c": self.channel,
+                "ru": self.response_url,
+            }.items()
+            if v is not None
+        }
+        text = json.dumps(data, separators=(",", ":"))
+        if len(text) > PRIVATE_METADATA:  # only a response_url could be that long
+            data.pop("ru", None)
+            text = json.dumps(data, separators=(",", ":"))
+        return text
+
+    @classmethod
+    def decode(cls, text: Any) -> FormMeta | None:
+        """None for anything this bot did not write."""
+        try:
+            data = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("k"), str):
+            return None
+        if not isinstance(data.get("u"), str):
+            return None
+
+        def num(key: str) -> int | None:
+            v = data.get(key)
+            return v if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 10**9 else None
+
+        def text_of(key: str) -> str | None:
+            v = data.get(key)
+            return v if isinstance(v, str) and v else None
+
+        return cls(
+            data["k"],
+            data["u"],
+            num("g"),
+            num("a"),
+            num("r"),
+            text_of("e"),
+            text_of("c"),
+            text_of("ru"),
+        )
+
+
+def plain(text: str, limit: int = VIEW_TEXT) -> Block:
+    return {"type": "plain_text", "text": clip_plain(text, limit), "emoji": True}
+
+
+def text_input(
+    block_id: str,
+    label: str,
+    *,
+    optional: bool,
+    placeholder: str,
+    hint: str | None = None,
+    max_length: int = REASON_CHARS,
+) -> Block:
+    block: Block = {
+        "type": "input",
+        "block_id": block_id,
+        "optional": optional,
+        "label": plain(label, 2000),
+        "element": {
+            "type": "plain_text_input",
+            "action_id": block_id,
+            "multiline": True,
+            "max_length": max_length,
+            "placeholder": plain(placeholder, 150),
+        },
+    }
+    if hint:
+        block["hint"] = plain(hint, 2000)
+    return block
+
+
+def _modal(
+    callback_id: str, title: str, submit: str, blocks: list[Block], meta: FormMeta
+) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": plain(title),
+        "submit": plain(submit),
+        "close": plain("Cancel"),
+        "blocks": blocks[:VIEW_BLOCKS],
+        "private_metadata": meta.encode(),
+    }
+
+
+def rollback_form(
+    meta: FormMeta, phase: str, restore: bool, mask: Mask, *, abort: bool = False
+) -> dict[str, Any]:
+    """Rollback at a gate (or `/cutover abort ENV`): a required reason; submitting is final."""
+    what = (
+        f"*Abort the run of {escape(mask(meta.env or '?'))}* (run #{meta.run})"
+        if abort
+        else f"*Roll back run #{meta.run}* at phase {escape(mask(phase))}"
+    )
+    restore_line = " The database is restored from the backup first." if restore else ""
+    blocks = [
+        section(
+            clip(
+                f"{what}.\nThis is final: the run stops and the runbook's rollback steps run."
+                f"{restore_line} The channel sees who decided and why.",
+                2900,
+            )
+        ),
+        text_input(
+            REASON,
+            "Why roll back?",
+            optional=False,
+            placeholder="e.g. smoke test shows 502s from the relay",
+            hint="Goes into the audit trail and the cutover record.",
+        ),
+    ]
+    title = f"Abort {meta.env}" if abort else f"Roll back run #{meta.run}"
+    return _modal(ABORT_FORM if abort else ROLLBACK_FORM, title, "Roll back", blocks, meta)
+
+
+def comment_form(meta: FormMeta, phase: str, mask: Mask) -> dict[str, Any]:
+    """Continue with a comment: the same approval as the Continue button, plus a note."""
+    blocks = [
+        section(
+            clip(
+                f"*Approve phase {escape(mask(phase))}* of run #{meta.run} and go on, with a "
+                "comment for the audit trail and the cutover record.",
+                2900,
+            )
+        ),
+        text_input(
+            COMMENT,
+            "Comment",
+            optional=True,
+            placeholder="e.g. 3 slow queries in the log, known and harmless",
+            hint="Optional; an empty comment approves just as Continue does.",
+        ),
+    ]
+    return _modal(COMMENT_FORM, "Continue", "Continue", blocks, meta)
+
+
+def _option(value: str, label: str | None = None) -> Block:
+    return {"text": plain(label or value, 75), "value": value[:150]}
+
+
+def schedule_form(
+    meta: FormMeta, environments: Iterable[str], mask: Mask, *, today: datetime
+) -> dict[str, Any]:
+    """`/cutover schedule` with no arguments: environment, day, time, zone, channels."""
+    envs = [e for e in environments][:100]
+    env_el: Block = {
+        "type": "static_select",
+        "action_id": ENV,
+        "placeholder": plain("Environment", 150),
+        "options": [_option(mask(e)) for e in envs],
+    }
+    if len(envs) == 1:
+        env_el["initial_option"] = env_el["options"][0]
+    tz_options = [_option(z) for z in TIME_ZONES]
+    blocks: list[Block] = [
+        section(
+            "Schedule a cutover. The bot posts the T-24h readiness dry run, the T-1h notice "
+            "and, at the start time, a reminder with a *Start* button: it never starts by itself."
+        ),
+        {"type": "input", "block_id": ENV, "label": plain("Environment", 2000), "element": env_el},
+        {
+            "type": "input",
+            "block_id": DATE,
+            "label": plain("Day", 2000),
+            "element": {
+                "type": "datepicker",
+                "action_id": DATE,
+                "initial_date": f"{today:%Y-%m-%d}",
+            },
+        },
+        {
+            "type": "input",
+            "block_id": TIME,
+            "label": plain("Start time", 2000),
+            "element": {"type": "timepicker", "action_id": TIME, "initial_time": "14:00"},
+        },
+        {
+            "type": "input",
+            "block_id": TZ,
+            "label": plain("Time zone", 2000),
+            "element": {
+                "type": "static_select",
+                "action_id": TZ,
+                "options": tz_options,
+                "initial_option": tz_options[0],
+            },
+        },
+        {
+            "type": "input",
+            "block_id": CHANNEL,
+            "optional": True,
+            "label": plain("Run channel", 2000),
+            "hint": plain(
+                "Where the run's messages go; empty: the environment's channel. Invite the "
+                "bot there.",
+                2000,
+            ),
+            "element": {
+                "type": "conversations_select",
+                "action_id": CHANNEL,
+                "default_to_current_conversation": True,
+                "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+            },
+        },
+        {
+            "type": "input",
+            "block_id": STAKEHOLDERS,
+            "optional": True,
+            "label": plain("Stakeholders' channel", 2000),
+            "hint": plain("Gets the T-1h notice; empty: the run channel.", 2000),
+            "element": {
+                "type": "conversations_select",
+                "action_id": STAKEHOLDERS,
+                "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+            },
+        },
+        context("Or type it: `/cutover schedule prod 2026-03-01T14:00Z --stakeholders #launch`"),
+    ]
+    return _modal(SCHEDULE_FORM, "Schedule a cutover", "Schedule", blocks, meta)
+
+
+def value(view: dict[str, Any], block_id: str) -> str | None:
+    """What the person typed or picked in one input block of a submitted view."""
+    values = ((view.get("state") or {}).get("values") or {}).get(block_id) or {}
+    state = values.get(block_id) if isinstance(values, dict) else None
+    if not isinstance(state, dict):
+        return None
+    kind = state.get("type")
+    if kind == "plain_text_input":
+        got = state.get("value")
+    elif kind == "static_select":
+        got = (state.get("selected_option") or {}).get("value")
+    elif kind == "datepicker":
+        got = state.get("selected_date")
+    elif kind == "timepicker":
+        got = state.get("selected_time")
+    elif kind == "conversations_select":
+        got = state.get("selected_conversation")
+    elif kind == "channels_select":
+        got = state.get("selected_channel")
+    else:
+        got = None
+    return got.strip() or None if isinstance(got, str) else None
