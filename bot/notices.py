@@ -92,12 +92,15 @@ def missing_text(missing: Sequence[ItemState], nothing: str = "Nothing was start
     return "\n".join(lines)
 
 
+START_ITEMS_HEAD = "Pre-cutover items needed before Start"
+
+
 def start_checklist_text(target: str, states: Sequence[ItemState]) -> str:
     """`/cutover checklist`: every item that gates Start and where it stands."""
     if not states:
         return "This runbook has no pre-cutover items that gate Start."
     done = sum(1 for st in states if st.done)
-    head = f"Pre-cutover items needed before Start ({target}): {done}/{len(states)} done"
+    head = f"{START_ITEMS_HEAD} ({target}): {done}/{len(states)} done"
     lines = [item_line(st) + ("" if st.done else f" → {st.how}") for st in states]
     return "\n".join([head, *lines])
 
