@@ -90,7 +90,9 @@ class Checklists:
         ticks = self._ticks(scope, now) if any(not i.check for i in items) else {}
         results = self._results(scope.environment) if any(i.check for i in items) else []
         return [
-            self._check_state(it, results, now, scope) if it.check else self._tick_state(it, ticks)
+            self._check_state(it, results, now, scope)
+            if it.check
+            else self._tick_state(it, ticks, scope)
             for it in items
         ]
 
@@ -120,8 +122,8 @@ class Checklists:
                     .order_by(col(Run.id).desc())
                 ).first()
                 since = now - UNSCHEDULED_TICKS_FOR
-                if last is not None:
-                    since = max(since, aware(last))
+                if last is not None:  # a tick made before (or as) that run started was for it
+                    since = max(since, aware(last) + timedelta(microseconds=1))
         latest: dict[str, dict[str, Any]] = {}
         for row in rows:
             data = json.loads(row.data)
@@ -159,10 +161,14 @@ class Checklists:
         return out
 
     @staticmethod
-    def _tick_state(item: ChecklistItem, ticks: dict[str, dict[str, Any]]) -> ItemState:
+    def _tick_state(
+        item: ChecklistItem, ticks: dict[str, dict[str, Any]], scope: Scope
+    ) -> ItemState:
         tick = ticks.get(item.id or "")
         if tick is None:
-            return ItemState(item, False, "not ticked", "")
+            box = " (or its box on the T-1h checklist)" if scope.schedule_id else ""
+            how = f"an approver ticks it once done: /cutover tick {scope.target} {item.id}{box}"
+            return ItemState(item, False, "not ticked", how)
         note = f" ({tick['note']})" if tick.get("note") else ""
         return ItemState(item, True, f"ticked by {tick['actor']} at {hhmm(tick['at'])}{note}", "")
 

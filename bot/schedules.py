@@ -174,7 +174,8 @@ class ScheduleService:
             items = [preflight.Item("environment", "fail", str(exc))]
         elapsed_ms = int((time.monotonic() - began) * 1000)
         masked = [preflight.Item(i.what, i.status, engine.masker.mask(i.evidence)) for i in items]
-        text = engine.masker.mask(preflight.report(masked, env_name)) + f" ({elapsed_ms} ms)"
+        head, _, rest = engine.masker.mask(preflight.report(masked, env_name)).partition("\n")
+        text = f"{head} (in {elapsed_ms} ms)\n{rest}".rstrip("\n")
         with engine.db.session() as s:
             audit.append(
                 s,
