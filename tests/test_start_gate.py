@@ -426,3 +426,70 @@ def test_ticking_an_unknown_item_names_the_ones_that_gate_start(
     assert "no pre-cutover item 'coffee' gates Start" in reply.text
     assert "maintenance-page, no-users, final-backup" in reply.text
     assert "no scheduled cutover #99" in say(engine, "tick 99 no-users").text
+
+
+# --------------------------------------------------------------------------- Slack
+
+
+def checklist_click(bot: Any, message: Any, selected: list[str], user: str) -> str:
+    """Leaves the T-1h checklist's boxes whose item is in `selected` checked; the reply key."""
+    block_id, el = message.element("checklist_tick")
+    chosen = [o for o in el["options"] if o["value"].split(":", 1)[1] in selected]
+    action = {
+        "action_id": "checklist_tick",
+        "block_id": block_id,
+        "type": "checkboxes",
+        "selected_options": chosen,
+    }
+    return str(bot._send(message, action, user, "T1")[1])
+
+
+def checked(message: Any) -> list[str]:
+    _, el = message.element("checklist_tick")
+    return [o["value"].split(":", 1)[1] for o in el.get("initial_options", [])]
+
+
+def test_slack_t1h_checklist_boxes_tick_and_untick_and_gate_the_start_button(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    from tests.slack_harness import running_bot, wait_for
+    from tests.slack_standin import block_problems
+
+    clock = clock_at(START - 48 * H)
+    with running_bot(sqlite_db, gated(tmp_path)) as bot:
+        bot.engine.clock = clock
+        _, key = bot.command("schedule prod 2026-03-01T14:00Z")
+        assert "as #1" in bot.reply(key)
+        set_clock(clock, START - H)
+        Scheduler(bot.engine).tick(START - H)
+        [message] = [m for m in bot.standin.parents() if "final checklist" in m.all_text()]
+        assert block_problems(message.blocks) == []
+        assert "Needed before Start: 0/3 done" in message.all_text()
+        assert "[final-backup, bot]: check backup fail" in message.all_text()
+        assert checked(message) == []
+
+        # Not an approver: refused, audited, and the box is drawn unchecked again.
+        key = checklist_click(bot, message, ["maintenance-page"], "U9")
+        assert "only approvers of prod may tick" in bot.reply(key)
+        assert wait_for(lambda: bot.fresh(message).updates >= 1, "redrawn")
+        assert checked(bot.fresh(message)) == []
+
+        key = checklist_click(bot, message, ["maintenance-page", "no-users"], "U1")
+        assert "[no-users] ticked by" in bot.reply(key)
+        fresh = bot.wait_text(message, "Needed before Start: 2/3 done")
+        assert checked(fresh) == ["maintenance-page", "no-users"]
+        assert block_problems(fresh.blocks) == []
+        key = checklist_click(bot, fresh, ["maintenance-page"], "U2")
+        assert "[no-users] unticked by" in bot.reply(key)
+        assert checked(bot.wait_text(message, "Needed before Start: 1/3 done")) == [
+            "maintenance-page"
+        ]
+
+        # T-0: the Start button is refused with what is missing; nothing runs.
+        set_clock(clock, START)
+        Scheduler(bot.engine).tick(START)
+        [reminder] = [m for m in bot.standin.parents() if m.action_ids() == ["schedule_start"]]
+        _, key = bot.click(reminder, "schedule_start", user="U1")
+        refused = bot.reply(key)
+        assert "Start refused: 2 pre-cutover items" in refused and "no-users" in refused
+        assert runs(sqlite_db) == []
