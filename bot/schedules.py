@@ -160,10 +160,16 @@ class ScheduleService:
     # ------------------------------------------------------------------ preflight
 
     def preflight(
-        self, env_name: str, stage: str, schedule_id: int | None = None
+        self,
+        env_name: str,
+        stage: str,
+        schedule_id: int | None = None,
+        quorum: str | None = None,
     ) -> PreflightResult:
         """`bot.preflight` for one environment, timed, masked and audited (preflight.checked
-        with the stage: schedule, t-24h or start)."""
+        with the stage: schedule, t-24h or start). `quorum`: the start's own verdict on quorum
+        (counted with the approver groups' members, which preflight cannot list offline)
+        replaces preflight's offline one."""
         engine = self.engine
         with contextlib.suppress(CutoverError, RunbookError, EnvFileError):
             engine.register_secrets(env_name)  # anything read from the env file is masked
@@ -172,6 +178,10 @@ class ScheduleService:
             items = preflight.preflight(engine.runbook, env_name)
         except RunbookError as exc:
             items = [preflight.Item("environment", "fail", str(exc))]
+        if quorum is not None:
+            items = [
+                preflight.Item("quorum", "pass", quorum) if i.what == "quorum" else i for i in items
+            ]
         elapsed_ms = int((time.monotonic() - began) * 1000)
         masked = [preflight.Item(i.what, i.status, engine.masker.mask(i.evidence)) for i in items]
         head, _, rest = engine.masker.mask(preflight.report(masked, env_name)).partition("\n")
@@ -247,7 +257,13 @@ class ScheduleService:
                 missing=[m.id for m in missing],
             )
             return reason
-        result = self.preflight(env_name, "start", schedule_id)
+        result = self.preflight(
+            env_name,
+            "start",
+            schedule_id,
+            quorum="reachable for this start"
+            + (" (approver groups counted now)" if group_members is not None else ""),
+        )
         if result.failed:
             reason = (
                 f"Start refused: preflight found {len(result.failed)} problem"

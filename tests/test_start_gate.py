@@ -35,6 +35,7 @@ from tests.schedule_helpers import (
     true_check,
 )
 from tests.servers import ManualClock
+from tests.test_preflight import host, runbook_for, target  # noqa: F401  (fixtures)
 
 H, MIN = timedelta(hours=1), timedelta(minutes=1)
 ITEMS = ["maintenance-page", "no-users", "final-backup"]
@@ -343,6 +344,19 @@ def test_preflight_at_start_is_quick(sqlite_db: Database, tmp_path: Path) -> Non
     assert say(engine, "start prod").run_id is not None
     [checked] = rows(sqlite_db, "preflight.checked")
     assert checked["passed"] and checked["elapsed_ms"] < 1000, checked
+
+
+def test_preflight_at_start_with_a_database_and_a_backup_is_quick(
+    sqlite_db: Database,
+    tmp_path: Path,
+    host: dict[str, Any],  # noqa: F811
+) -> None:
+    """The whole preflight a start waits for: quorum, PATH, folders, env file, a real
+    PostgreSQL answering, pg_restore --list (and SHA-256) of the newest backup."""
+    engine, _ = make_engine(sqlite_db, runbook_for(tmp_path, host), clock_at(START))
+    result = ScheduleService(engine).preflight("prod", "start")
+    assert result.failed == [], result.text
+    assert result.elapsed_ms < 2000, result.text
 
 
 def test_scheduling_warns_when_preflight_fails_and_schedules_anyway(
