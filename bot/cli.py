@@ -384,6 +384,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 f"{plural(len(ph.actions), 'action')}, {plural(len(ph.checks), 'check')}, "
                 f"{plural(len(ph.manual), 'manual step')}; on fail: {in_words(ph.on_fail)}"
             )
+        gating = [
+            f"{i.id} ({f'bot: {i.check}, passed within {i.fresh} min' if i.check else 'approver'})"
+            for i in rb.start_items()
+        ]
+        if gating:
+            print(f"  Needed before Start: {', '.join(gating)}")
         return 0
     if args.command == "audit" and args.audit_command == "keygen":
         kid = audit.keygen(args.private_key, args.public_key)

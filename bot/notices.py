@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from phases.runbook import Checklist, EnvironmentSpec, Runbook
+from phases.runbook import Checklist, ChecklistItem, EnvironmentSpec, Runbook
 
 STATUS_ICONS = {"pass": "✅", "fail": "❌", "error": "⛔", "warn": "⚠️", "skipped": "⏭️"}
 
@@ -45,8 +45,64 @@ def expected_duration(runbook: Runbook) -> str:
     return f"{lo} min" if lo == hi else f"{lo}-{hi} min"
 
 
-def checklist(title: str, items: Sequence[str]) -> str:
-    return "\n".join([title, *(f"☐ {item}" for item in items)])
+def checklist(title: str, items: Sequence[ChecklistItem | str]) -> str:
+    """The checklist's lines; an item that gates Start says so and how it is done."""
+    lines = [title]
+    for item in items:
+        if isinstance(item, str):
+            lines.append(f"☐ {item}")
+        elif item.check:
+            lines.append(f"☐ {item.text} [{item.id}: needed before Start; the bot checks it]")
+        elif item.gates_start:
+            lines.append(f"☐ {item.text} [{item.id}: needed before Start; an approver ticks it]")
+        else:
+            lines.append(f"☐ {item.text}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """Where one item that gates Start stands, for one schedule (or an unscheduled start)."""
+
+    item: ChecklistItem
+    done: bool
+    detail: str  # "ticked by T1:U1 at 13:05 UTC", "check backup failed at 13:00 UTC: …"
+    how: str  # what to do to complete it (empty when done)
+
+    @property
+    def id(self) -> str:
+        return self.item.id or ""
+
+
+def item_line(state: ItemState) -> str:
+    icon = "✅" if state.done else ("❌" if state.item.check else "☐")
+    by = "bot" if state.item.check else "approver"
+    return f"{icon} {state.item.text} [{state.id}, {by}]: {state.detail}"
+
+
+def missing_text(missing: Sequence[ItemState], nothing: str = "Nothing was started.") -> str:
+    """The refusal of a Start whose required pre-cutover items are not all done."""
+    n = len(missing)
+    lines = [
+        f"Start refused: {n} pre-cutover item{'s' if n != 1 else ''} needed before Start "
+        f"{'is' if n == 1 else 'are'} not done. {nothing}"
+    ]
+    for st in missing:
+        lines.append(f"{item_line(st)} → {st.how}")
+    return "\n".join(lines)
+
+
+START_ITEMS_HEAD = "Pre-cutover items needed before Start"
+
+
+def start_checklist_text(target: str, states: Sequence[ItemState]) -> str:
+    """`/cutover checklist`: every item that gates Start and where it stands."""
+    if not states:
+        return "This runbook has no pre-cutover items that gate Start."
+    done = sum(1 for st in states if st.done)
+    head = f"{START_ITEMS_HEAD} ({target}): {done}/{len(states)} done"
+    lines = [item_line(st) + ("" if st.done else f" → {st.how}") for st in states]
+    return "\n".join([head, *lines])
 
 
 def cutover_label(env_name: str) -> str:
@@ -99,26 +155,16 @@ def t24_text(
     now: datetime,
     runbook: Runbook,
     readiness: Readiness | None,
+    preflight: str | None = None,
 ) -> str:
     lines = [
         f"📅 T-24h: {cutover_label(env_name)} scheduled for {when(start_at)} "
         f"(in {duration((aware(start_at) - now).total_seconds())}) — schedule #{schedule_id}."
     ]
     if readiness is not None:
-        if readiness.error:
-            lines.append(f"⛔ Readiness dry run could not run: {readiness.error}")
-        else:
-            bad = readiness.blocking
-            verdict = (
-                f"❌ {len(bad)} of {len(readiness.steps)} checks failed — fix before the cutover"
-                if bad
-                else f"✅ all {len(readiness.steps)} checks passed (0 failures)"
-            )
-            lines.append(f"Readiness dry run ({readiness.phase_name}): {verdict}")
-            lines += [
-                f"  {STATUS_ICONS.get(s.status, '•')} {s.name}: {s.evidence}"
-                for s in readiness.steps
-            ]
+        lines += readiness_lines(readiness)
+    if preflight:
+        lines.append(preflight)
     pre = runbook.pre_cutover
     if pre is not None:
         lines.append(checklist(pre.t_minus_24h.title, pre.t_minus_24h.items))
@@ -159,11 +205,40 @@ def t1_stakeholder_text(
     return "\n".join(lines)
 
 
-def t1_checklist_text(schedule_id: int, env_name: str, start_at: datetime, cl: Checklist) -> str:
-    return (
+def t1_checklist_text(
+    schedule_id: int,
+    env_name: str,
+    start_at: datetime,
+    cl: Checklist,
+    readiness: Readiness | None = None,
+    states: Sequence[ItemState] = (),
+) -> str:
+    """The T-1h checklist: the dry run's results when the checklist names a phase, every
+    line, then the items that gate Start with their state and how to complete each."""
+    lines = [
         f"🕐 T-1h: {cutover_label(env_name)} at {when(start_at)} — schedule #{schedule_id}. "
-        "Stakeholders have been notified.\n" + checklist(cl.title, cl.items)
+        "Stakeholders have been notified."
+    ]
+    if readiness is not None:
+        lines += readiness_lines(readiness)
+    lines.append(checklist(cl.title, cl.items))
+    if states:
+        lines.append(start_checklist_text(f"schedule #{schedule_id}", states))
+    return "\n".join(lines)
+
+
+def readiness_lines(readiness: Readiness) -> list[str]:
+    if readiness.error:
+        return [f"⛔ Readiness dry run could not run: {readiness.error}"]
+    bad = readiness.blocking
+    verdict = (
+        f"❌ {len(bad)} of {len(readiness.steps)} checks failed — fix before the cutover"
+        if bad
+        else f"✅ all {len(readiness.steps)} checks passed (0 failures)"
     )
+    return [f"Readiness dry run ({readiness.phase_name}): {verdict}"] + [
+        f"  {STATUS_ICONS.get(s.status, '•')} {s.name}: {s.evidence}" for s in readiness.steps
+    ]
 
 
 def approver_names(env: EnvironmentSpec) -> list[str]:

@@ -228,7 +228,10 @@ def preflight(runbook: Runbook, env_name: str) -> list[Item]:
     db = database(runbook, env_name)
     if db is not None:
         items.append(db)
-    items += newest_backup(rendered)
+    # Restorability matters to a runbook that restores (or takes a backup to restore from);
+    # a runbook that only checks a backup's age cannot fail to finish over its format.
+    if runbook.restore or any(st.kind in TOOLS_OF_KIND for _w, st in _steps(runbook)):
+        items += newest_backup(rendered)
     return items
 
 

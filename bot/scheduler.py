@@ -43,6 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot import audit
+from bot.checklists import Checklists, Scope
 from bot.db import Database, DatabaseUnavailable
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import monitoring
@@ -406,11 +407,14 @@ class Scheduler:
         channel = sched.channel
         if row.kind == "t-24h":
             readiness = (
-                self._readiness(sched)
+                self._readiness(sched, pre.t_minus_24h.phase)
                 if pre is not None and pre.t_minus_24h.phase is not None
                 else None
             )
-            text = t24_text(sched.id, sched.environment, start, now, runbook, readiness)
+            checked = self.schedules.preflight(sched.environment, "t-24h", sched.id)
+            text = t24_text(
+                sched.id, sched.environment, start, now, runbook, readiness, checked.text
+            )
         elif row.kind == "t-1h":
             channel = sched.stakeholders or sched.channel
             text = t1_stakeholder_text(
@@ -425,7 +429,13 @@ class Scheduler:
         elif row.kind == "t-1h-checklist":
             if pre is None:
                 return Posted(EventStatus.SKIPPED, reason="the runbook has no T-1h checklist")
-            text = t1_checklist_text(sched.id, sched.environment, start, pre.t_minus_1h)
+            readiness = (
+                self._readiness(sched, pre.t_minus_1h.phase) if pre.t_minus_1h.phase else None
+            )
+            states = Checklists(engine).states(Scope(sched.environment, sched.id))
+            text = t1_checklist_text(
+                sched.id, sched.environment, start, pre.t_minus_1h, readiness, states
+            )
         else:
             text = "\n".join([*notes, t0_text(sched.id, sched.environment, start, env)])
             surface = engine.surface
@@ -444,11 +454,11 @@ class Scheduler:
             surface.notice(None, text, channel)
         return Posted(EventStatus.SENT, channel)
 
-    def _readiness(self, sched: Schedule) -> Readiness:
-        """The T-24h dry run of the checklist's phase: checks run, actions only describe."""
+    def _readiness(self, sched: Schedule, phase_id: str) -> Readiness:
+        """The T-24h / T-1h dry run of the checklist's phase: checks run, actions only
+        describe. Its results are what a bot-checked item that gates Start reads."""
         engine, runbook = self.engine, self.engine.runbook
-        assert runbook.pre_cutover is not None and runbook.pre_cutover.t_minus_24h.phase
-        phase = runbook.phase(runbook.pre_cutover.t_minus_24h.phase)
+        phase = runbook.phase(phase_id)
         env = engine.environment(sched.environment)
         try:
             values = runbook.values_for(sched.environment)

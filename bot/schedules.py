@@ -8,6 +8,8 @@ reminder's Start button or `/cutover start ENV`).
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,15 +19,18 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot import audit
+from bot import audit, preflight
+from bot.checklists import Checklists, Scope
 from bot.domain import approvals, states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
 from bot.engine import EngineError
 from bot.models import EventStatus, Run, RunStatus, Schedule, ScheduledEvent, ScheduleStatus
-from bot.notices import aware, channel_name, hhmm, when
+from bot.notices import aware, channel_name, hhmm, missing_text, when
 from bot.store.claims import claim
 from bot.surface import SYSTEM, Actor
+from phases.runbook import RunbookError
+from phases.secrets import EnvFileError
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -45,6 +50,17 @@ STALE_AFTER = timedelta(hours=12)
 
 class ScheduleError(EngineError):
     """A schedule request refused; the message says why and what to type instead."""
+
+
+@dataclass(frozen=True)
+class PreflightResult:
+    items: list[preflight.Item]
+    text: str  # masked report, checkpoint-like: one line per item with its evidence
+    elapsed_ms: int
+
+    @property
+    def failed(self) -> list[preflight.Item]:
+        return [i for i in self.items if i.status == "fail"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,162 @@ class ScheduleService:
                 at=now,
             )
         return sched
+
+    # ------------------------------------------------------------------ preflight
+
+    def preflight(
+        self,
+        env_name: str,
+        stage: str,
+        schedule_id: int | None = None,
+        quorum: str | None = None,
+    ) -> PreflightResult:
+        """`bot.preflight` for one environment, timed, masked and audited (preflight.checked
+        with the stage: schedule, t-24h or start). `quorum`: the start's own verdict on quorum
+        (counted with the approver groups' members, which preflight cannot list offline)
+        replaces preflight's offline one."""
+        engine = self.engine
+        with contextlib.suppress(CutoverError, RunbookError, EnvFileError):
+            engine.register_secrets(env_name)  # anything read from the env file is masked
+        began = time.monotonic()
+        try:
+            items = preflight.preflight(engine.runbook, env_name)
+        except RunbookError as exc:
+            items = [preflight.Item("environment", "fail", str(exc))]
+        if quorum is not None:
+            items = [
+                preflight.Item("quorum", "pass", quorum) if i.what == "quorum" else i for i in items
+            ]
+        elapsed_ms = int((time.monotonic() - began) * 1000)
+        masked = [preflight.Item(i.what, i.status, engine.masker.mask(i.evidence)) for i in items]
+        head, _, rest = engine.masker.mask(preflight.report(masked, env_name)).partition("\n")
+        text = f"{head} (in {elapsed_ms} ms)\n{rest}".rstrip("\n")
+        with engine.db.session() as s:
+            audit.append(
+                s,
+                AuditKind.PREFLIGHT_CHECKED,
+                actor=SYSTEM.id,
+                data={
+                    "environment": env_name,
+                    "schedule": schedule_id,
+                    "stage": stage,
+                    "passed": not any(i.status == "fail" for i in masked),
+                    "elapsed_ms": elapsed_ms,
+                    "items": [
+                        {"what": i.what, "status": i.status, "evidence": i.evidence} for i in masked
+                    ],
+                },
+                at=engine.now(),
+            )
+        return PreflightResult(masked, text, elapsed_ms)
+
+    # ------------------------------------------------------------------ the start gate
+
+    def scope(self, target: str | int) -> Scope:
+        """What `/cutover tick TARGET …` names: a schedule number, or an environment (its
+        scheduled cutover due now, else its next unscheduled start)."""
+        if isinstance(target, int) or target.removeprefix("#").isdigit():
+            schedule_id = int(str(target).removeprefix("#"))
+            with self.engine.db.session() as s:
+                sched = s.get(Schedule, schedule_id)
+            if sched is None:
+                raise ScheduleError(
+                    f"no scheduled cutover #{schedule_id}; see /cutover schedule list"
+                )
+            if sched.status != ScheduleStatus.SCHEDULED:
+                raise ScheduleError(
+                    f"scheduled cutover #{schedule_id} is {sched.status}; its checklist is closed"
+                )
+            return Scope(sched.environment, schedule_id)
+        self.engine.environment(target)  # unknown: RunbookError names the known ones
+        due = self.due_for(target)
+        return Scope(target, due.id if due is not None else None)
+
+    def gate(
+        self,
+        env_name: str,
+        actor: Actor,
+        schedule_id: int | None,
+        group_members: Collection[str] | None = None,
+    ) -> str | None:
+        """Why a real start must wait, or None: every pre-cutover item that gates Start done,
+        then preflight passing. Checked before any run exists; the environment is not held.
+        A refusal is audited (action.refused). Who may start is left to the engine, which
+        refuses (and audits) before anything here is said to someone who may not."""
+        engine = self.engine
+        env = engine.environment(env_name)
+        if approvals.may_start(env_name, env, actor) or approvals.quorum_shortfall(
+            env, actor, group_members
+        ):
+            return None
+        scope = Scope(env_name, schedule_id)
+        missing = Checklists(engine).missing(scope)
+        if missing:
+            reason = engine.masker.mask(missing_text(missing))
+            engine.refuse(
+                actor,
+                "start",
+                reason,
+                environment=env_name,
+                schedule=schedule_id,
+                missing=[m.id for m in missing],
+            )
+            return reason
+        result = self.preflight(
+            env_name,
+            "start",
+            schedule_id,
+            quorum="reachable for this start"
+            + (" (approver groups counted now)" if group_members is not None else ""),
+        )
+        if result.failed:
+            reason = (
+                f"Start refused: preflight found {len(result.failed)} problem"
+                f"{'s' if len(result.failed) != 1 else ''} that would stop this cutover "
+                f"before it finishes. Fix them and start again; nothing was started.\n"
+                + result.text
+            )
+            engine.refuse(
+                actor,
+                "start",
+                reason,
+                environment=env_name,
+                schedule=schedule_id,
+                preflight=[i.what for i in result.failed],
+            )
+            return reason
+        return None
+
+    def start_env(
+        self,
+        env_name: str,
+        actor: Actor,
+        *,
+        channel: str | None = None,
+        dry_run: bool = False,
+        group_members: Collection[str] | None = None,
+    ) -> StartResult:
+        """`/cutover start ENV`: the scheduled cutover due now if there is one, else an
+        unscheduled run, behind the same gate (its items ticked for ENV's next start). A dry
+        run changes nothing, so it is not gated: it is how a team rehearses."""
+        engine = self.engine
+        engine.environment(env_name)  # an unknown environment is named before anything
+        if not dry_run:
+            due = self.due_for(env_name)
+            if due is not None and due.id is not None:
+                return self.start(due.id, actor, group_members)
+            refusal = self.gate(env_name, actor, None, group_members)
+            if refusal:
+                return StartResult("refused", refusal)
+        run = engine.start_run(
+            env_name, actor, channel=channel, dry_run=dry_run, group_members=group_members
+        )
+        return StartResult(
+            "started",
+            f"Run #{run.id} of {env_name}{' (dry run)' if dry_run else ''} "
+            f"started by {actor.label}.",
+            run.id,
+        )
 
     def cancel(self, schedule_id: int, actor: Actor) -> str:
         engine = self.engine
@@ -267,6 +439,9 @@ class ScheduleService:
                 sched.run_id,
             )
         try:
+            refusal = self.gate(sched.environment, actor, schedule_id, group_members)
+            if refusal:
+                return StartResult("refused", refusal)
             run = engine.start_run(
                 sched.environment, actor, channel=sched.channel, group_members=group_members
             )

@@ -15,6 +15,7 @@ from commands.parser import (
     USAGE,
     Abort,
     AuditCmd,
+    ChecklistCmd,
     Command,
     Help,
     Note,
@@ -23,7 +24,9 @@ from commands.parser import (
     SignOff,
     Start,
     StatusCmd,
+    TickCmd,
     Unschedule,
+    UntickCmd,
     UsageError,
 )
 from commands.parser import Schedule as ScheduleCmd
@@ -62,25 +65,16 @@ class CommandService:
         if isinstance(cmd, Help):
             return Reply(USAGE)
         if isinstance(cmd, Start):
-            engine.environment(cmd.env)  # an unknown environment is named before anything
-            if not cmd.dry_run:  # the scheduled cutover of now, if there is one, is this run
-                from bot.schedules import ScheduleService
+            from bot.schedules import ScheduleService
 
-                due = ScheduleService(engine).due_for(cmd.env)
-                if due is not None and due.id is not None:
-                    started = ScheduleService(engine).start(due.id, actor, group_members)
-                    if started.outcome != "started":
-                        raise EngineError(started.message)
-                    return Reply(started.message, ephemeral=False, run_id=started.run_id)
-            run = engine.start_run(
+            started = ScheduleService(engine).start_env(
                 cmd.env, actor, channel=channel, dry_run=cmd.dry_run, group_members=group_members
             )
-            return Reply(
-                f"Run #{run.id} of {cmd.env}{' (dry run)' if cmd.dry_run else ''} "
-                f"started by {actor.label}.",
-                ephemeral=False,
-                run_id=run.id,
-            )
+            if started.outcome != "started":
+                raise EngineError(started.message)
+            return Reply(started.message, ephemeral=False, run_id=started.run_id)
+        if isinstance(cmd, TickCmd | UntickCmd | ChecklistCmd):
+            return self.checklist(cmd, actor)
         if isinstance(cmd, StatusCmd):
             return Reply(self.status(cmd.env))
         if isinstance(cmd, Abort):
@@ -119,6 +113,15 @@ class CommandService:
         sched = service.create(
             cmd.env, cmd.start_at, actor, stakeholders=cmd.stakeholders, channel=channel
         )
+        # Preflight now, days ahead: a failure is a warning (anything it finds can be fixed
+        # before T-0), checked again at T-24h, and at Start, which it refuses while it fails.
+        checked = service.preflight(cmd.env, "schedule", sched.id)
+        warning = (
+            f"\n⚠️ Scheduled, but preflight fails now: fix this before T-0 (Start is refused "
+            f"while it fails; it runs again at T-24h).\n{checked.text}"
+            if checked.failed
+            else f"\n✅ {checked.text.splitlines()[0]}"
+        )
         now = self.engine.now()
         at = {
             kind: when(sched.start_at - before) if sched.start_at - before > now else "now"
@@ -130,9 +133,32 @@ class CommandService:
             f"{channel_name(sched.stakeholders or sched.channel)}.\n"
             f"T-24h readiness dry run: {at['t-24h']} · T-1h notice: {at['t-1h']} · "
             f"T: reminder with a Start button (it never starts by itself). "
-            f"Cancel: /cutover unschedule {sched.id}",
+            f"Cancel: /cutover unschedule {sched.id}{warning}",
             ephemeral=False,
         )
+
+    def checklist(self, cmd: TickCmd | UntickCmd | ChecklistCmd, actor: Actor) -> Reply:
+        """Pre-cutover items that gate Start: tick (an approver's word, or the bot checks a
+        bound item now), untick, or show where each stands."""
+        from bot.checklists import Checklists
+        from bot.notices import start_checklist_text
+        from bot.schedules import ScheduleService
+
+        scope = ScheduleService(self.engine).scope(cmd.target)
+        lists = Checklists(self.engine)
+        if isinstance(cmd, ChecklistCmd):
+            return Reply(start_checklist_text(scope.label, lists.states(scope)))
+        if isinstance(cmd, TickCmd):
+            result = lists.tick(scope, cmd.item, actor, cmd.note)
+        else:
+            result = lists.untick(scope, cmd.item, actor)
+        left = lists.missing(scope)
+        tail = (
+            f"\nStill needed before Start: {', '.join(m.id for m in left)}"
+            if left
+            else "\nEvery item needed before Start is done."
+        )
+        return Reply(result.message + tail, ephemeral=not result.changed)
 
     def status(self, env: str | None) -> str:
         engine = self.engine

@@ -26,6 +26,12 @@ USAGE = """Usage:
   /cutover signoff RUN CRITERION [--note TEXT]
                                         vouch for a success criterion of run RUN
   /cutover note RUN TEXT                add TEXT to run RUN's record notes
+  /cutover checklist TARGET             the pre-cutover items needed before Start;
+                                        TARGET: a schedule number, or ENV
+  /cutover tick TARGET ITEM [--note TEXT]
+                                        an approver ticks ITEM (a bot-checked item:
+                                        the bot checks it now)
+  /cutover untick TARGET ITEM           undo a tick
   /cutover help                         this text"""
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -101,6 +107,24 @@ class Note:
     text: str
 
 
+@dataclass(frozen=True)
+class TickCmd:
+    target: str  # a schedule number ("3") or an environment name
+    item: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class UntickCmd:
+    target: str
+    item: str
+
+
+@dataclass(frozen=True)
+class ChecklistCmd:
+    target: str
+
+
 Command = (
     Start
     | StatusCmd
@@ -113,6 +137,9 @@ Command = (
     | Unschedule
     | SignOff
     | Note
+    | TickCmd
+    | UntickCmd
+    | ChecklistCmd
 )
 
 # "#name", a channel id, or Slack's escaped mention "<#C024BE7LR|general>".
@@ -300,4 +327,33 @@ def parse(text: str, now: datetime | None = None) -> Command:
         if len(rest) < 2 or _number(rest[0]) is None or not " ".join(rest[1:]).strip():
             raise UsageError("note needs a run number and text, e.g. /cutover note 12 'DNS slow'")
         return Note(_number(rest[0]) or 0, " ".join(rest[1:])[:500])
+    if verb in ("tick", "untick", "checklist"):
+        return _checklist(verb, rest)
     raise UsageError(f"unknown command {verb!r}")
+
+
+def _target(word: str) -> str:
+    number = _number(word)
+    return str(number) if number is not None else _env(word)
+
+
+def _checklist(verb: str, rest: list[str]) -> Command:
+    if verb == "checklist":
+        if len(rest) != 1:
+            raise UsageError(
+                "checklist needs a schedule number or an environment, e.g. /cutover checklist 3"
+            )
+        return ChecklistCmd(_target(rest[0]))
+    if len(rest) < 2 or rest[0].startswith("-") or not NAME.match(rest[1]):
+        raise UsageError(
+            f"{verb} needs a schedule number (or an environment) and an item id, e.g. "
+            f"/cutover {verb} 3 maintenance-page"
+        )
+    target, item, tail = _target(rest[0]), rest[1], rest[2:]
+    if verb == "untick":
+        if tail:
+            raise UsageError("untick takes a target and an item id, nothing more")
+        return UntickCmd(target, item)
+    if tail and (tail[0] != "--note" or len(tail) < 2 or not " ".join(tail[1:]).strip()):
+        raise UsageError("after the item only --note TEXT may follow")
+    return TickCmd(target, item, " ".join(tail[1:])[:300] or None)

@@ -23,6 +23,7 @@ from phases.secrets import url_userinfo
 
 Value = str | list[str]
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+_REF = r"^[a-z0-9][a-z0-9_-]{0,39}/[a-z0-9][a-z0-9_-]{0,39}$"  # "phase/step"
 APPROVER_PATTERN = r"([TE][A-Z0-9]+:)?[UW][A-Z0-9]+|console:[a-z_][a-z0-9_.-]{0,31}"
 
 
@@ -110,10 +111,59 @@ class MonitorSpec(Strict):
     for_minutes: int = Field(default=30, ge=1, le=24 * 60)
 
 
+class ChecklistItem(Strict):
+    """A pre-cutover checklist line. With `gates_start: true` it must be done before the
+    cutover may start: ticked by an approver (`/cutover tick`, the checkbox of the T-1h
+    message), or, with `check: "phase/step"`, shown by that check's latest result (a
+    readiness dry run: T-24h, T-1h, or `/cutover tick` asking the bot to check it now),
+    which must have passed within `fresh_minutes`. A bare string is a line that gates
+    nothing."""
+
+    id: str | None = Field(default=None, pattern=ID_PATTERN)
+    text: str = Field(min_length=1, max_length=150)
+    gates_start: bool = False
+    check: str | None = Field(default=None, pattern=_REF)
+    fresh_minutes: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
+
+    @model_validator(mode="before")
+    @classmethod
+    def from_text(cls, value: Any) -> Any:
+        return {"text": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def marking(self) -> ChecklistItem:
+        if self.gates_start and not self.id:
+            raise ValueError(
+                "an item with gates_start: true needs an id (people tick it by id: "
+                "/cutover tick SCHEDULE ID)"
+            )
+        if self.check and not self.gates_start:
+            raise ValueError("check binds an item that gates Start: add gates_start: true")
+        if self.fresh_minutes is not None and not self.check:
+            raise ValueError("fresh_minutes goes with check (how recent its result must be)")
+        return self
+
+    @property
+    def by_bot(self) -> bool:
+        return self.check is not None
+
+    @property
+    def fresh(self) -> int:
+        """Minutes a bound check's passing result counts for (default 60)."""
+        return self.fresh_minutes or DEFAULT_FRESH_MINUTES
+
+
+DEFAULT_FRESH_MINUTES = 60
+
+
 class Checklist(Strict):
     title: str
-    items: list[str] = Field(min_length=1)
+    items: list[ChecklistItem] = Field(min_length=1)
     phase: str | None = None  # id of the phase whose checks this checklist runs (dry run)
+
+    @property
+    def texts(self) -> list[str]:
+        return [i.text for i in self.items]
 
 
 class PreCutover(Strict):
@@ -220,9 +270,6 @@ class EnvironmentSpec(Strict):
         }
 
 
-_REF = r"^[a-z0-9][a-z0-9_-]{0,39}/[a-z0-9][a-z0-9_-]{0,39}$"
-
-
 class CriterionSpec(Strict):
     """A success criterion and what shows it: a check's result, every monitoring round of
     a check, a manual step an approver ticked, or a person's sign-off. A criterion bound to
@@ -311,6 +358,9 @@ class Runbook(Strict):
             ):
                 if cl.phase and cl.phase not in ids:
                     raise ValueError(f"pre_cutover.{label}.phase {cl.phase!r} is not a phase id")
+            problems = self._checklist_problems()
+            if problems:
+                raise ValueError("; ".join(problems))
         for name in self.environments:
             if not re.fullmatch(ID_PATTERN, name):
                 raise ValueError(f"environment name {name!r} must match {ID_PATTERN}")
@@ -363,6 +413,54 @@ class Runbook(Strict):
             if f.criterion and f.criterion not in known:
                 out.append(f"notes field {f.name!r}: no success criterion {f.criterion!r}")
         return out
+
+    def _checklist_problems(self) -> list[str]:
+        """Items that gate Start must be unambiguous and reachable: unique ids across both
+        checklists, and a bound check that a pre-cutover dry run actually runs."""
+        assert self.pre_cutover is not None
+        out: list[str] = []
+        lists = (
+            ("t_minus_24h", self.pre_cutover.t_minus_24h),
+            ("t_minus_1h", self.pre_cutover.t_minus_1h),
+        )
+        ids = [i.id for _label, cl in lists for i in cl.items if i.id]
+        for dupe in sorted({i for i in ids if ids.count(i) > 1}):
+            out.append(f"pre_cutover: checklist item id {dupe!r} is repeated")
+        dry_run_phases = {cl.phase for _label, cl in lists if cl.phase}
+        phases = {p.id: p for p in self.phases}
+        for label, cl in lists:
+            for item in cl.items:
+                if not item.check:
+                    continue
+                where = f"pre_cutover.{label} item {item.id!r}: check {item.check!r}"
+                phase_id, step_id = item.check.split("/")
+                phase = phases.get(phase_id)
+                if phase is None:
+                    out.append(f"{where}: no phase {phase_id!r}")
+                elif step_id not in [c.id for c in phase.checks]:
+                    actions = [a.id for a in phase.actions]
+                    out.append(
+                        f"{where}: phase {phase_id!r} has no check {step_id!r}"
+                        + (" (it is an action; bind a check)" if step_id in actions else "")
+                        + f"; its checks: {', '.join(c.id for c in phase.checks) or 'none'}"
+                    )
+                elif phase_id not in dry_run_phases:
+                    out.append(
+                        f"{where}: no pre-cutover dry run runs phase {phase_id!r}; set "
+                        f"pre_cutover.t_minus_24h.phase or t_minus_1h.phase to {phase_id!r}"
+                    )
+        return out
+
+    def start_items(self) -> list[ChecklistItem]:
+        """The pre-cutover items that must be done before a cutover may start."""
+        if self.pre_cutover is None:
+            return []
+        return [
+            i
+            for cl in (self.pre_cutover.t_minus_24h, self.pre_cutover.t_minus_1h)
+            for i in cl.items
+            if i.gates_start
+        ]
 
     def criterion(self, criterion_id: str) -> CriterionSpec:
         for c in self.success_criteria:

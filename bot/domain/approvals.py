@@ -14,6 +14,9 @@ message or a button.
 |                 | interrupted (the state machine refuses it on a passed gate)         |
 | rollback, abort | any approver, from any state of an active run (one is final)        |
 | tick            | an approver                                                         |
+| tick checklist  | an approver: a pre-cutover item that gates Start (tick or untick)   |
+| start gate      | every pre-cutover item with gates_start done, preflight passing     |
+|                 | (bot.schedules; a dry run is not gated)                             |
 | schedule        | an approver                                                         |
 | view status     | anyone the surface lets in (the workspace)                          |
 | view audit      | anyone the surface lets in: the trail holds no secrets (masked)     |
@@ -144,6 +147,16 @@ def _may_self_approve(env: EnvironmentSpec, actor: Actor, requested_by: str) -> 
 
 def may_tick(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
     return None if is_approver(env, actor) else _not_approver(env_name)
+
+
+def may_tick_checklist(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
+    """A pre-cutover item that gates Start is an approver's word that it is done."""
+    if is_approver(env, actor):
+        return None
+    return (
+        f"only approvers of {env_name} may tick or untick its pre-cutover items; "
+        "nothing was changed"
+    )
 
 
 def may_abort(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:

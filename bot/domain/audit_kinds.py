@@ -39,5 +39,8 @@ class AuditKind(enum.StrEnum):
     MONITOR_RECLAIMED = "monitor.reclaimed"
     MONITOR_BREACH = "monitor.breach"
     READINESS_CHECKED = "readiness.checked"
+    CHECKLIST_TICKED = "checklist.ticked"  # a pre-cutover item that gates Start, by an approver
+    CHECKLIST_UNTICKED = "checklist.unticked"
+    PREFLIGHT_CHECKED = "preflight.checked"  # at schedule, T-24h and start
     SURFACE_FAILED = "surface.failed"
     SCHEDULER_LEADER = "scheduler.leader"

@@ -35,12 +35,14 @@ from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 
+from bot.checklists import Checklists
 from bot.domain import approvals
-from bot.domain.errors import Unavailable
+from bot.domain.errors import CutoverError, Unavailable
 from bot.engine import Engine
 from bot.schedules import ScheduleService
 from bot.slack import modals
 from bot.slack.blocks import (
+    CHECKLIST_TICK,
     COMMENT,
     CONTINUE,
     OPTIONS_PER_GROUP,
@@ -51,6 +53,8 @@ from bot.slack.blocks import (
     channel_ref,
     escape,
     fit_lines,
+    parse_checklist_block,
+    parse_checklist_value,
     parse_gate_value,
     parse_schedule_value,
     parse_tick_block,
@@ -424,6 +428,7 @@ class CutoverSlackApp:
 
         app.action(TICK)(on_click(self._tick))
         app.action(START)(on_click(self._schedule_start))
+        app.action(CHECKLIST_TICK)(on_click(self._checklist_tick))
 
         @app.error
         def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -1013,6 +1018,51 @@ class CutoverSlackApp:
             except Exception as exc:
                 log.warning("cannot redraw the reminder: %s", self.engine.masker.mask(str(exc)))
         self._answer(body, text, run_id=run_id)
+
+    def _checklist_tick(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
+        """A box of the T-1h checklist: the boxes now checked are compared with the ticks in
+        the database; each difference is a tick or an untick, permission checked now. The
+        message is drawn again from the database either way (a refused click unchecks)."""
+        schedule_id = parse_checklist_block(action.get("block_id"))
+        sched = self._schedule(schedule_id) if schedule_id is not None else None
+        if sched is None or sched.id is None:
+            self._answer(body, "No such scheduled cutover; see `/cutover schedule list`.")
+            return
+        chosen: set[str] = set()
+        options = action.get("selected_options")
+        for option in options if isinstance(options, list) else []:
+            value = option.get("value") if isinstance(option, dict) else None
+            parsed = parse_checklist_value(value)
+            if parsed and parsed[0] == sched.id:
+                chosen.add(parsed[1])
+        actor = self.with_groups(actor, sched.environment)
+        lists = Checklists(self.engine)
+        answers: list[str] = []
+        try:
+            scope = ScheduleService(self.engine).scope(sched.id)
+            people = [st for st in lists.states(scope) if not st.item.check]
+            for st in people:
+                if st.id in chosen and not st.done:
+                    answers.append(lists.tick(scope, st.id, actor).message)
+                elif st.id not in chosen and st.done:
+                    answers.append(lists.untick(scope, st.id, actor).message)
+        except CutoverError as exc:
+            answers.append("🚫 " + self._md(str(exc)))
+        ref = _message_ref(body)
+        message = body.get("message")
+        if ref is not None and isinstance(message, dict):
+            blocks = message.get("blocks")
+            try:
+                self.surface.checklist_redraw(
+                    sched.id,
+                    *ref,
+                    str(message.get("text") or ""),
+                    blocks if isinstance(blocks, list) else [],
+                )
+            except Exception as exc:
+                log.warning("cannot redraw the checklist: %s", self.engine.masker.mask(str(exc)))
+        if answers:
+            self._answer(body, self._md("\n".join(answers)))
 
     def _tick(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         where = parse_tick_block(action.get("block_id"))

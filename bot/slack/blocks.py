@@ -10,10 +10,11 @@ checkbox group. Identity is shown as a mention built from the user id, never a n
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.notices import START_ITEMS_HEAD, ItemState, item_line
 from bot.text import ICONS as TEXT_ICONS
 from bot.views import STATUS_WORDS, GateView, RunView
 
@@ -51,6 +52,7 @@ DETAIL_MESSAGES = 6  # thread replies of results per checkpoint (then: /cutover 
 CONTINUE, ROLLBACK, RETRY, TICK = "gate_continue", "gate_rollback", "gate_retry", "gate_tick"
 COMMENT = "gate_continue_comment"  # Continue with a comment: opens a form
 START = "schedule_start"  # the Start button of a scheduled cutover's T-0 reminder
+CHECKLIST_TICK = "checklist_tick"  # a box of the T-1h checklist: an item that gates Start
 
 ICONS = {**TEXT_ICONS, "pending": "⚪"}  # a hollow circle reads better in Slack
 RUN_ICONS = {
@@ -711,6 +713,75 @@ def reminder_message(
     if done is None and who:
         fallback += " — " + ", ".join(who) + ": press Start"
     return clip(fallback, FALLBACK_TEXT), blocks
+
+
+def checklist_message(
+    schedule_id: int, text: str, label: str, states: Sequence[ItemState], mask: Mask = _same
+) -> tuple[str, list[Block]]:
+    """The T-1h checklist: the notice's lines (up to the item states, which are drawn as
+    blocks of their own), then `checklist_blocks`."""
+    lines = text.split("\n")
+    cut = next((i for i, ln in enumerate(lines) if ln.startswith(START_ITEMS_HEAD)), len(lines))
+    fallback, blocks = scheduled_message("t-1h-checklist", "\n".join(lines[:cut]), label, mask)
+    extra = checklist_blocks(schedule_id, states, mask)
+    return fallback, blocks[: MAX_BLOCKS - len(extra)] + extra
+
+
+def checklist_blocks(
+    schedule_id: int, states: Sequence[ItemState], mask: Mask = _same, iteration: str = ""
+) -> list[Block]:
+    """The items that gate Start: a line per item the bot checks (its latest result), then a
+    box per item an approver ticks (ticked ones start checked; unchecking undoes the tick).
+    Every block_id starts with `checklist` so a redraw replaces exactly these; `iteration`
+    makes the redrawn boxes' block_id new, so Slack shows them as the database has them."""
+    if not states:
+        return []
+    done = sum(1 for st in states if st.done)
+    out: list[Block] = []
+    lines = [f"*Needed before Start: {done}/{len(states)} done*"]
+    lines += [escape(mask(item_line(st))) for st in states if st.item.check]
+    out.append(section("\n".join(lines), block_id=f"checklist-head:{schedule_id}"))
+    people = [st for st in states if not st.item.check][:OPTIONS_PER_GROUP]
+    if not people:
+        return out
+    options = [
+        {
+            "text": {
+                "type": "plain_text",
+                "text": clip_plain(f"{st.id}: {mask(st.item.text)}", OPTION_TEXT),
+            },
+            "description": {"type": "plain_text", "text": clip_plain(mask(st.detail), OPTION_TEXT)},
+            "value": f"{schedule_id}:{st.id}"[:OPTION_VALUE],
+        }
+        for st in people
+    ]
+    element: Block = {"type": "checkboxes", "action_id": CHECKLIST_TICK, "options": options}
+    initial = [o for o, st in zip(options, people, strict=True) if st.done]
+    if initial:
+        element["initial_options"] = initial
+    out.append(
+        {
+            "type": "actions",
+            "block_id": f"checklist:{schedule_id}" + (f":{iteration}" if iteration else ""),
+            "elements": [element],
+        }
+    )
+    return out
+
+
+def parse_checklist_block(block_id: str | None) -> int | None:
+    """'checklist:3' or 'checklist:3:1f' (a redrawing) → schedule 3."""
+    m = re.fullmatch(
+        r"checklist:(\d{1,9})(?::[0-9a-f]{1,16})?", block_id if isinstance(block_id, str) else ""
+    )
+    return int(m.group(1)) if m else None
+
+
+def parse_checklist_value(value: str | None) -> tuple[int, str] | None:
+    m = re.fullmatch(
+        r"(\d{1,9}):([a-z0-9][a-z0-9_-]{0,39})", value if isinstance(value, str) else ""
+    )
+    return (int(m.group(1)), m.group(2)) if m else None
 
 
 def parse_schedule_value(value: str | None) -> int | None:

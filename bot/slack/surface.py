@@ -34,12 +34,16 @@ from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryInterv
 from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.webhook import WebhookClient
 
+from bot.checklists import Checklists, Scope
 from bot.domain.states import ScheduleStatus
 from bot.notices import cutover_label, t0_text
 from bot.slack.blocks import (
+    MAX_BLOCKS,
     REPLY_TEXT,
     Block,
     channel_ref,
+    checklist_blocks,
+    checklist_message,
     clip,
     escape,
     gate_details,
@@ -368,8 +372,30 @@ class SlackSurface:
             raise RuntimeError(f"no channel for the {kind} notice of schedule #{schedule_id}")
         sched = self._schedule(schedule_id)
         label = cutover_label(sched.environment) if sched else f"Scheduled cutover #{schedule_id}"
-        fallback, blocks = scheduled_message(kind, text, label, self._mask)
+        if kind == "t-1h-checklist" and sched is not None:
+            states = Checklists(self.engine).states(Scope(sched.environment, schedule_id))
+            fallback, blocks = checklist_message(schedule_id, text, label, states, self._mask)
+        else:
+            fallback, blocks = scheduled_message(kind, text, label, self._mask)
         self._post_top_level(channel, fallback, blocks)
+
+    def checklist_redraw(
+        self, schedule_id: int, channel: str, ts: str, text: str, blocks: list[Any]
+    ) -> None:
+        """The T-1h checklist after a click: its other blocks as they were, the items that
+        gate Start drawn again from the database (who ticked what, the bot's results)."""
+        sched = self._schedule(schedule_id)
+        if sched is None:
+            return
+        states = Checklists(self.engine).states(Scope(sched.environment, schedule_id))
+        kept = [
+            b
+            for b in blocks
+            if not (isinstance(b, dict) and str(b.get("block_id", "")).startswith("checklist"))
+        ]
+        iteration = f"{time.time_ns():x}"[-8:]
+        fresh = checklist_blocks(schedule_id, states, self._mask, iteration=iteration)
+        self._update(channel, ts, text, kept[: MAX_BLOCKS - len(fresh)] + fresh)
 
     def start_reminder(
         self, schedule_id: int, channel: str | None, text: str, approvers: list[str]

@@ -1,0 +1,308 @@
+"""Pre-cutover items that gate Start: who ticked what, what the bot checked, what is missing.
+
+A tick is an audit row (`checklist.ticked`, undone by `checklist.unticked`), so it is durable,
+shared by every replica and in the trail with who and when; the latest row for an item wins.
+Ticks belong to a scope: one scheduled cutover (`schedule:ID`), or an environment's next
+unscheduled start (`env:NAME`), whose ticks count for STALE_AFTER and only until a real run
+of the environment starts (a later start needs them again).
+
+An item bound to a check (`check: phase/step`) is done when that check's latest result in a
+readiness dry run of the environment (`readiness.checked`: T-24h, T-1h, or `check_now`)
+passed within the item's `fresh_minutes`. Nobody can tick it: asking to tick it runs the
+check now instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, select
+
+from bot import audit
+from bot.domain import approvals
+from bot.domain.audit_kinds import AuditKind
+from bot.engine import EngineError
+from bot.models import AuditEvent, Run
+from bot.notices import ItemState, aware, hhmm
+from bot.surface import SYSTEM, Actor
+from phases.runbook import ChecklistItem, RunbookError
+from phases.runner import run_checks
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+
+# An unscheduled start's ticks count this long (a tick from yesterday is not about now).
+UNSCHEDULED_TICKS_FOR = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class Scope:
+    environment: str
+    schedule_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"schedule:{self.schedule_id}" if self.schedule_id else f"env:{self.environment}"
+
+    @property
+    def target(self) -> str:
+        """What a person types to name it: `/cutover tick 3 …` or `/cutover tick prod …`."""
+        return str(self.schedule_id) if self.schedule_id else self.environment
+
+    @property
+    def label(self) -> str:
+        if self.schedule_id:
+            return f"scheduled cutover #{self.schedule_id} of {self.environment}"
+        return f"the next unscheduled start of {self.environment}"
+
+
+@dataclass(frozen=True)
+class TickResult:
+    changed: bool
+    message: str
+
+
+class Checklists:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ reading
+
+    def item(self, item_id: str) -> ChecklistItem:
+        items = self.engine.runbook.start_items()
+        for it in items:
+            if it.id == item_id:
+                return it
+        known = ", ".join(i.id or "" for i in items) or "none"
+        raise EngineError(
+            f"no pre-cutover item {item_id!r} gates Start in this runbook; the ones that do: "
+            f"{known}"
+        )
+
+    def states(self, scope: Scope) -> list[ItemState]:
+        items = self.engine.runbook.start_items()
+        if not items:
+            return []
+        now = self.engine.now()
+        ticks = self._ticks(scope, now) if any(not i.check for i in items) else {}
+        results = self._results(scope.environment) if any(i.check for i in items) else []
+        return [
+            self._check_state(it, results, now, scope)
+            if it.check
+            else self._tick_state(it, ticks, scope)
+            for it in items
+        ]
+
+    def missing(self, scope: Scope) -> list[ItemState]:
+        return [st for st in self.states(scope) if not st.done]
+
+    def _ticks(self, scope: Scope, now: datetime) -> dict[str, dict[str, Any]]:
+        """item id -> its latest tick row's data (+ actor, at), for ticks still counting."""
+        with self.engine.db.session() as s:
+            rows = list(
+                s.exec(
+                    select(AuditEvent)
+                    .where(
+                        col(AuditEvent.kind).in_(
+                            [AuditKind.CHECKLIST_TICKED, AuditKind.CHECKLIST_UNTICKED]
+                        ),
+                        col(AuditEvent.data).contains(f'"scope":"{scope.key}"'),
+                    )
+                    .order_by(col(AuditEvent.seq))
+                )
+            )
+            since = None
+            if scope.schedule_id is None:
+                last = s.exec(
+                    select(Run.started_at)
+                    .where(Run.environment == scope.environment, col(Run.dry_run).is_(False))
+                    .order_by(col(Run.id).desc())
+                ).first()
+                since = now - UNSCHEDULED_TICKS_FOR
+                if last is not None:  # a tick made before (or as) that run started was for it
+                    since = max(since, aware(last) + timedelta(microseconds=1))
+        latest: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            data = json.loads(row.data)
+            if data.get("scope") != scope.key:
+                continue
+            at = datetime.fromisoformat(row.at)
+            if since is not None and aware(at) < since:
+                continue
+            item = str(data.get("item"))
+            if row.kind == AuditKind.CHECKLIST_UNTICKED:
+                latest.pop(item, None)
+            else:
+                latest[item] = {**data, "actor": row.actor, "at": aware(at)}
+        return latest
+
+    def _results(self, env_name: str) -> list[tuple[datetime, dict[str, Any]]]:
+        """The environment's readiness dry runs, newest first (a bounded look back)."""
+        with self.engine.db.session() as s:
+            rows = list(
+                s.exec(
+                    select(AuditEvent)
+                    .where(
+                        AuditEvent.kind == AuditKind.READINESS_CHECKED,
+                        col(AuditEvent.data).contains(f'"environment":"{env_name}"'),
+                    )
+                    .order_by(col(AuditEvent.seq).desc())
+                    .limit(50)
+                )
+            )
+        out = []
+        for row in rows:
+            data = json.loads(row.data)
+            if data.get("environment") == env_name:
+                out.append((aware(datetime.fromisoformat(row.at)), data))
+        return out
+
+    @staticmethod
+    def _tick_state(
+        item: ChecklistItem, ticks: dict[str, dict[str, Any]], scope: Scope
+    ) -> ItemState:
+        tick = ticks.get(item.id or "")
+        if tick is None:
+            box = " (or its box on the T-1h checklist)" if scope.schedule_id else ""
+            how = f"an approver ticks it once done: /cutover tick {scope.target} {item.id}{box}"
+            return ItemState(item, False, "not ticked", how)
+        note = f" ({tick['note']})" if tick.get("note") else ""
+        return ItemState(item, True, f"ticked by {tick['actor']} at {hhmm(tick['at'])}{note}", "")
+
+    def _check_state(
+        self,
+        item: ChecklistItem,
+        results: list[tuple[datetime, dict[str, Any]]],
+        now: datetime,
+        scope: Scope,
+    ) -> ItemState:
+        assert item.check is not None
+        phase_id, step_id = item.check.split("/")
+        again = f"/cutover tick {scope.target} {item.id} (the bot checks it now)"
+        for at, data in results:
+            if data.get("phase") != phase_id:
+                continue
+            found = next((r for r in data.get("results") or [] if r.get("step") == step_id), None)
+            if found is None:
+                continue
+            status = str(found.get("status"))
+            evidence = str(found.get("evidence") or "")[:160]
+            age = now - at
+            when = f"check {step_id} {status} at {hhmm(at)}"
+            if status != "pass":
+                return ItemState(item, False, f"{when}: {evidence}", f"fix it, then {again}")
+            if age > timedelta(minutes=item.fresh):
+                return ItemState(
+                    item,
+                    False,
+                    f"{when}, older than {item.fresh} min",
+                    f"have it checked again: {again}",
+                )
+            return ItemState(item, True, f"{when}: {evidence}", "")
+        return ItemState(item, False, f"check {step_id} has not run yet", f"run it: {again}")
+
+    # ------------------------------------------------------------------ writing
+
+    def tick(self, scope: Scope, item_id: str, actor: Actor, note: str | None = None) -> TickResult:
+        """An approver ticks an item (permission checked now); a bot-checked item is checked
+        now instead. Ticking a ticked item changes nothing."""
+        item = self.item(item_id)
+        self._may(scope, actor, "tick")
+        if item.check:
+            return self.check_now(scope, item, actor)
+        if item_id in self._ticks(scope, self.engine.now()):
+            return TickResult(False, f"{item_id} is already ticked for {scope.label}.")
+        with self.engine.db.session() as s:
+            audit.append(
+                s,
+                AuditKind.CHECKLIST_TICKED,
+                actor=actor.id,
+                data={
+                    "scope": scope.key,
+                    "environment": scope.environment,
+                    "schedule": scope.schedule_id,
+                    "item": item_id,
+                    "text": item.text,
+                    "note": note,
+                },
+                at=self.engine.now(),
+            )
+        return TickResult(
+            True, f"✅ {item.text} [{item_id}] ticked by {actor.label} for {scope.label}."
+        )
+
+    def untick(self, scope: Scope, item_id: str, actor: Actor) -> TickResult:
+        item = self.item(item_id)
+        self._may(scope, actor, "untick")
+        if item.check:
+            return TickResult(False, f"{item_id} is checked by the bot; there is no tick to undo.")
+        if item_id not in self._ticks(scope, self.engine.now()):
+            return TickResult(False, f"{item_id} is not ticked for {scope.label}.")
+        with self.engine.db.session() as s:
+            audit.append(
+                s,
+                AuditKind.CHECKLIST_UNTICKED,
+                actor=actor.id,
+                data={
+                    "scope": scope.key,
+                    "environment": scope.environment,
+                    "schedule": scope.schedule_id,
+                    "item": item_id,
+                },
+                at=self.engine.now(),
+            )
+        return TickResult(
+            True, f"☐ {item.text} [{item_id}] unticked by {actor.label} for {scope.label}."
+        )
+
+    def _may(self, scope: Scope, actor: Actor, action: str) -> None:
+        refusal = approvals.may_tick_checklist(
+            scope.environment, self.engine.environment(scope.environment), actor
+        )
+        if refusal:
+            self.engine.refuse(
+                actor, action, refusal, environment=scope.environment, schedule=scope.schedule_id
+            )
+            raise EngineError(refusal)
+
+    def check_now(self, scope: Scope, item: ChecklistItem, actor: Actor) -> TickResult:
+        """Runs the item's bound check now (dry-run context: it only reads) and records the
+        result as a readiness dry run of that one check."""
+        assert item.check is not None
+        engine, runbook = self.engine, self.engine.runbook
+        phase_id, step_id = item.check.split("/")
+        step = next(c for c in runbook.phase(phase_id).checks if c.id == step_id)
+        env = engine.environment(scope.environment)
+        try:
+            values = runbook.values_for(scope.environment)
+        except RunbookError as exc:
+            raise EngineError(str(exc)) from None
+        engine.register_secrets(scope.environment)
+        ctx = engine.context_factory(env, True, engine.masker)
+        ctx.public_env_keys = frozenset(env.public_env_keys)
+        outcome = run_checks([step], values, ctx)[0]
+        status, evidence = str(outcome.result.status), engine.masker.mask(outcome.result.evidence)
+        with engine.db.session() as s:
+            audit.append(
+                s,
+                AuditKind.READINESS_CHECKED,
+                actor=actor.id if actor is not SYSTEM else SYSTEM.id,
+                data={
+                    "schedule": scope.schedule_id,
+                    "environment": scope.environment,
+                    "phase": phase_id,
+                    "dry_run": True,
+                    "asked_for": item.id,
+                    "results": [{"step": step_id, "status": status, "evidence": evidence}],
+                },
+                at=engine.now(),
+            )
+        icon = "✅" if status == "pass" else "❌"
+        return TickResult(
+            status == "pass",
+            f"{icon} {item.text} [{item.id}] is checked by the bot: check {step_id} {status} "
+            f"now: {evidence}",
+        )
