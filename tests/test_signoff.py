@@ -47,7 +47,7 @@ def runbook(tmp_path: Path) -> Any:
                 "prod": {
                     "domain": "prod.test",
                     "base_url": "http://127.0.0.1:9",
-                    "channel": "C0RUN",
+                    "channel": "C0CUTOVER",
                     "approvers": ["T1:U1", "T1:U2"],
                 }
             },
