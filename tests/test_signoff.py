@@ -4,14 +4,18 @@ audited, refused for a run that rolled back, and shown in the record."""
 
 from __future__ import annotations
 
+import io
 import threading
 from pathlib import Path
 from typing import Any
 
 from bot import audit
+from bot.app import console_engine
+from bot.console import Console
 from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.record import build_record, record_text
+from bot.surface import Actor
 from bot.views import open_gate_id
 from tests.schedule_helpers import (
     ALICE,
@@ -26,7 +30,7 @@ from tests.schedule_helpers import (
 )
 
 
-def runbook(tmp_path: Path) -> Any:
+def runbook(tmp_path: Path, approvers: list[str] | None = None) -> Any:
     phase = {"estimate_minutes": 1, "checkpoint": "ok", "checks": [true_check()]}
     return write_runbook(
         tmp_path,
@@ -48,7 +52,8 @@ def runbook(tmp_path: Path) -> Any:
                     "domain": "prod.test",
                     "base_url": "http://127.0.0.1:9",
                     "channel": "C0CUTOVER",
-                    "approvers": ["T1:U1", "T1:U2"],
+                    "approvers": approvers or ["T1:U1", "T1:U2"],
+                    "allow_self_approval": True,
                 }
             },
         },
@@ -153,3 +158,25 @@ def test_a_criterion_bound_to_a_check_cannot_be_signed_off(
         assert "is shown by smoke/ok, not by a sign-off" in str(exc)
     else:
         raise AssertionError("a check's criterion was signed off")
+
+
+def test_console_asks_as_text_and_signs_off_with_the_command(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    engine = console_engine(sqlite_db, runbook(tmp_path, ["console:alice"]), out)
+    lines = [
+        "/cutover start prod",
+        "c",
+        "/cutover signoff 1 admin --note checked the admin page",
+        "/cutover signoff 1 admin",
+        "c",
+    ]
+    Console(
+        engine, Actor("console:alice", "alice"), io.StringIO("\n".join(lines) + "\n"), out
+    ).loop()
+    text = out.getvalue()
+    assert "❔ Admin access verified — `/cutover signoff 1 admin [--note TEXT]`" in text
+    assert "Admin access verified: signed off" in text
+    assert "you signed off 'Admin access verified' at" in text and "it counts once" in text
+    assert len(kinds(sqlite_db, 1, AuditKind.CRITERION_SIGNED_OFF)) == 1
