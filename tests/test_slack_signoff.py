@@ -109,7 +109,10 @@ def test_a_click_after_a_rollback_is_refused_and_the_buttons_go(
         run_id = bot.latest_run()
         bot.click(bot.checkpoint(run_id, 1), "gate_continue", user="U2")
         message = signoff_message(bot, run_id)
-        bot.engine.abort("prod", Actor("T1:U1", "u1"), "errors")
+        bot.checkpoint(run_id, 2)  # the last phase ran; its checkpoint is open
+        gate = bot.gates(run_id)[1].id
+        assert gate is not None
+        bot.engine.decide(gate, Actor("T1:U2", "u2"), "rollback", reason="errors")
         wait_for(lambda: bot.run(run_id).status == "rolled_back", "the rollback")
         answer = sign(bot, message, "admin", "U2")
         assert f"run #{run_id} is rolled back: there is nothing to sign off" in answer
