@@ -19,6 +19,7 @@ from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.models import Run
 from bot.notices import aware, checklist, duration, when
+from phases.checks.deployed import image_line
 from phases.runbook import CriterionSpec, NotesField, Runbook, RunbookError
 
 Verdict = Literal["yes", "no", "not verified"]
@@ -76,6 +77,10 @@ class CutoverRecord:
     notes: list[tuple[str, str | list[str]]]
     criteria: list[Criterion]
     people_notes: list[str] = field(default_factory=list)
+    # What was deployed (the `deployed` step's artifact: commit, images), if it ran; and
+    # whether the runbook has such a step (then its absence is said, not hidden).
+    deployed: dict[str, Any] | None = None
+    deployed_expected: bool = False
 
     def note(self, name: str) -> str | list[str]:
         for key, value in self.notes:
@@ -328,8 +333,41 @@ def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
         notes.append((f.name, values.get(key, "not recorded by the bot: fill in by hand")))
     people = [f"{n['actor']} at {n['at'][11:16]} UTC: {n['text']}" for n in t.people_notes]
     return CutoverRecord(
-        run_id, run.environment, str(run.status), run.dry_run, notes, criteria, people
+        run_id,
+        run.environment,
+        str(run.status),
+        run.dry_run,
+        notes,
+        criteria,
+        people,
+        deployed=deployed_artifact(t),
+        deployed_expected=any(st.kind == "deployed" for _, _, st in runbook.all_steps()),
     )
+
+
+def deployed_artifact(t: Trail) -> dict[str, Any] | None:
+    """The last `deployed` step's artifact in the run's trail (a retried phase: its last)."""
+    found = [
+        st["artifact"]
+        for st in t.steps
+        if isinstance(st.get("artifact"), dict) and st["artifact"].get("type") == "deployed"
+    ]
+    return found[-1] if found else None
+
+
+def deployed_lines(deployed: dict[str, Any] | None, expected: bool) -> list[str]:
+    """The record's "Deployed" lines: the commit, then one line per running image."""
+    if deployed is None:
+        return (
+            ["Deployed: not captured (the run never reached its deployed step)"] if expected else []
+        )
+    commit = deployed.get("commit") or "unknown (no git commit found)"
+    lines = [f"Deployed: commit {commit} of {deployed.get('repo', '?')}"]
+    images = deployed.get("images") or []
+    if not images:
+        lines.append(f"- no running container of {deployed.get('project', '?')} was seen")
+    lines += [f"- {image_line(img)}" for img in images]
+    return lines
 
 
 def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
@@ -344,6 +382,7 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
             lines += [f"- {v}" for v in value]
         else:
             lines.append(f"{name}: {value}")
+    lines += deployed_lines(rec.deployed, rec.deployed_expected)
     if rec.people_notes:
         lines.append("Notes:")
         lines += [f"- {n}" for n in rec.people_notes]

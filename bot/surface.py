@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 from bot.domain.actor import SYSTEM, Actor
 
-__all__ = ["SYSTEM", "Actor", "NullSurface", "SchedulingSurface", "Surface"]
+__all__ = ["SYSTEM", "Actor", "NullSurface", "SchedulingSurface", "SignoffSurface", "Surface"]
 
 
 class Surface(Protocol):
@@ -53,6 +53,17 @@ class SchedulingSurface(Protocol):
         `bot.schedules.ScheduleService(engine).start(schedule_id, actor)`, which checks that
         the clicker is an approver, starts the run and answers with a message for them.
         The cutover never starts without that click."""
+
+
+@runtime_checkable
+class SignoffSurface(Protocol):
+    """What a surface adds to show sign-offs as a message of its own (Slack: a "Sign off"
+    button per criterion). Optional: a surface without it gets the request as text through
+    `notice(run_id, text)`, and people sign with `/cutover signoff RUN CRITERION`."""
+
+    def signoff_changed(self, run_id: int) -> None:
+        """Sign-offs were asked for, or one was given: post the run's sign-off message, or
+        redraw it from the database (`bot.signoffs.signoff_view`)."""
 
 
 class NullSurface:

@@ -44,6 +44,11 @@ def test_phase_5_fails_when_the_startup_line_is_missing(db: Database, standin: S
     assert steps["healthy"].status == "pass"  # healthy containers alone are not enough
     assert steps["startup-log"].status == "fail"
     assert "'NostrMaxi running on' not seen" in steps["startup-log"].evidence
+    # What runs is recorded all the same: the checkout's commit, the four services' images.
+    assert steps["deployed"].status == "pass", steps["deployed"].evidence
+    assert steps["deployed"].evidence.startswith("commit ") and "4 container(s)" in (
+        steps["deployed"].evidence
+    )
 
 
 def test_a_monitoring_round_fails_when_one_service_dies(

@@ -21,6 +21,7 @@ class AuditKind(enum.StrEnum):
     GATE_ESCALATED = "gate.escalated"
     MANUAL_TICKED = "manual.ticked"
     CRITERION_SIGNED_OFF = "criterion.signed_off"  # a person vouches for a success criterion
+    SIGNOFF_REQUESTED = "signoff.requested"  # the last phase began: approvers asked to sign
     RECORD_NOTE = "record.note"  # /cutover note: a line for the record
     ACTION_REFUSED = "action.refused"  # an authorization rule or the state machine said no
     ROLLBACK_STARTED = "rollback.started"

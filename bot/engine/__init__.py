@@ -8,6 +8,7 @@ what changed (`bot.surface`). The use cases live in one module each:
     core.py      collaborators, follow-up pool, surface calls, audited refusals, leases
     runs.py      start a run; claim, execute and check a phase; open its gate
     gates.py     votes, Retry, Rollback, manual ticks, abort, cancel
+    signoffs.py  sign-offs of success criteria: asked for, given once per person
     rollback.py  restore and rollback steps
     recovery.py  restart recovery and taking over a dead replica's run
 """
@@ -27,10 +28,11 @@ from bot.engine.gates import Gates
 from bot.engine.recovery import Recovery
 from bot.engine.rollback import Rollback
 from bot.engine.runs import Runs
+from bot.engine.signoffs import Signoffs
 from phases.runbook import RunbookError
 
 
-class Engine(Recovery, Rollback, Gates, Runs):
+class Engine(Recovery, Rollback, Gates, Signoffs, Runs):
     """The one engine object the CLI, `serve`, the console, the demo and tests build."""
 
 

@@ -522,6 +522,10 @@ class EngineCore:
 
     def run_backup(self, run_id: int) -> dict[str, Any] | None:
         """The newest backup this run took and verified (its audit artifact), if any."""
+        return self.run_artifact(run_id, "backup")
+
+    def run_artifact(self, run_id: int, kind: str) -> dict[str, Any] | None:
+        """The newest artifact of `kind` ("backup", "deployed") a passed step of the run made."""
         found: dict[str, Any] | None = None
         for ev in audit.events_containing(self.db, run_id, AuditKind.STEP_RESULT, '"artifact"'):
             data = json.loads(ev.data)
@@ -529,7 +533,7 @@ class EngineCore:
             if (
                 data.get("status") == "pass"
                 and isinstance(artifact, dict)
-                and artifact.get("type") == "backup"
+                and artifact.get("type") == kind
             ):
                 found = artifact
         return found
@@ -554,6 +558,9 @@ class EngineCore:
         raise NotImplementedError
 
     def execute_rollback(self, run_id: int) -> None:
+        raise NotImplementedError
+
+    def request_signoffs(self, run_id: int) -> bool:
         raise NotImplementedError
 
     def open_gate(

@@ -93,7 +93,14 @@ class Gates(EngineCore):
             f"passed (run #{run_id}).",
         )
         if run.status == RunStatus.COMPLETED:
-            self.feed(run_id, f"🎉 {run.environment}: cutover completed (run #{run_id}).")
+            deployed = self.run_artifact(run_id, "deployed")
+            what = (
+                f": commit {str(deployed.get('commit'))[:12]}, "
+                f"{len(deployed.get('images') or [])} image(s) running"
+                if deployed
+                else ""
+            )
+            self.feed(run_id, f"🎉 {run.environment}: cutover completed (run #{run_id}){what}.")
 
     def _gate_run(self, gate_id: int) -> tuple[int, str] | None:
         """(run id, environment) of a gate, read without a lock: the locks come in order."""
@@ -256,35 +263,6 @@ class Gates(EngineCore):
         phase = self.runbook.phase(gate.phase_id)
         ticked = set(s.exec(select(ManualTick.item_id).where(ManualTick.gate_id == gate.id)))
         return [m.id for m in phase.manual if m.id not in ticked]
-
-    def sign_off(
-        self, run_id: int, criterion_id: str, actor: Actor, note: str | None = None
-    ) -> Decision:
-        """An approver vouches for a success criterion bound to `signoff` (audited)."""
-        with self.db.session() as s:
-            run = s.get(Run, run_id)
-        if run is None:
-            raise NotFound(f"no run #{run_id}")
-        spec = self.runbook.criterion(criterion_id)  # unknown: RunbookError lists the known ones
-        if not spec.signoff:
-            raise InvalidInput(
-                f"criterion {criterion_id!r} is shown by "
-                f"{spec.check or spec.monitoring or spec.manual or 'nothing'}, not by a sign-off"
-            )
-        refusal = approvals.may_tick(run.environment, self.environment(run.environment), actor)
-        if refusal:
-            self.refuse(actor, "signoff", refusal, run_id=run_id, criterion=criterion_id)
-            return Decision("refused", refusal, None, run_id)
-        with self.db.session() as s:
-            audit.append(
-                s,
-                AuditKind.CRITERION_SIGNED_OFF,
-                actor=actor.id,
-                run_id=run_id,
-                data={"criterion": criterion_id, "note": self.masker.mask(note or "")[:300]},
-                at=self.now(),
-            )
-        return Decision("ticked", f"{spec.text}: signed off", None, run_id)
 
     def add_note(self, run_id: int, actor: Actor, text: str) -> Decision:
         """A line for the record's notes (masked), from an approver of the run's environment."""

@@ -141,6 +141,9 @@ class Runs(EngineCore):
         run, phase_run, phase = claimed
         self._ensure_heartbeat()
         self.notify.run_changed(run_id)
+        if phase_run.phase_index == len(self.runbook.phases) - 1:
+            # The last phase (NostrMaxi: monitoring): the cutover is live, people can vouch.
+            self.db.retrying(lambda: self.request_signoffs(run_id), f"run #{run_id}: sign-offs")
         ctx, values = self.context(run)
         ctx = dataclasses.replace(ctx, phase_started_at=self.clock.now())
         assert phase_run.id is not None

@@ -66,6 +66,7 @@ from bot.slack.groups import UNKNOWN_TEXT as GROUPS_UNKNOWN
 from bot.slack.groups import GroupCache, GroupsUnknown
 from bot.slack.home import home_view
 from bot.slack.modals import FormMeta
+from bot.slack.signoff import SIGNOFF_ACTION, note_from, parse_signoff_value
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
 from bot.store.replays import SeenRequests
 from bot.surface import Actor
@@ -429,6 +430,7 @@ class CutoverSlackApp:
         app.action(TICK)(on_click(self._tick))
         app.action(START)(on_click(self._schedule_start))
         app.action(CHECKLIST_TICK)(on_click(self._checklist_tick))
+        app.action(SIGNOFF_ACTION)(on_click(self._signoff))
 
         @app.error
         def on_error(error: Exception, body: dict[str, Any]) -> None:
@@ -1063,6 +1065,33 @@ class CutoverSlackApp:
                 log.warning("cannot redraw the checklist: %s", self.engine.masker.mask(str(exc)))
         if answers:
             self._answer(body, self._md("\n".join(answers)))
+
+    def _signoff(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
+        """A "Sign off" button: the engine checks the clicker is an approver of the run's
+        environment, now, and counts one person's sign-off of a criterion once."""
+        parsed = parse_signoff_value(action.get("value"))
+        view = run_view(self.engine.db, self.engine.runbook, parsed[0]) if parsed else None
+        if parsed is None or view is None:
+            self._answer(body, "This message is out of date; nothing was signed off.")
+            return
+        run_id, criterion = parsed
+        ref = _message_ref(body)
+        if ref is not None:
+            self.surface.adopt_signoff(run_id, *ref)
+        actor = self.with_groups(actor, view.environment)
+        try:
+            result = self.engine.sign_off(run_id, criterion, actor, note_from(body))
+        except (CutoverError, RunbookError) as exc:
+            self._answer(body, "🚫 " + self._md(str(exc)), run_id=run_id)
+            return
+        if result.outcome == "ticked":
+            text = f"✅ Signed off: {self._md(result.message)}. The record will show it."
+        elif result.outcome == "refused":
+            text = "🚫 " + self._md(result.message)
+            self.surface.signoff_changed(run_id)  # e.g. rolled back: the buttons go
+        else:
+            text = self._md(result.message)
+        self._answer(body, text, run_id=run_id)
 
     def _tick(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         where = parse_tick_block(action.get("block_id"))

@@ -37,6 +37,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.checklists import Checklists, Scope
 from bot.domain.states import ScheduleStatus
 from bot.notices import cutover_label, t0_text
+from bot.signoffs import signoff_view
 from bot.slack.blocks import (
     MAX_BLOCKS,
     REPLY_TEXT,
@@ -67,6 +68,7 @@ from bot.slack.outbox import (
     Refused,
     SlackCallFailed,
 )
+from bot.slack.signoff import signoff_message
 from bot.views import (
     ScheduleView,
     gate_ids,
@@ -157,6 +159,9 @@ class SlackSurface:
         self._settled: set[int] = set()  # gates Slack was last sent as decided
         self._homes: dict[str, str] = {}  # environment → its "starting…" message (claim_home)
         self._iterations: dict[int, int] = {}
+        # run → its sign-off message ("CHANNEL:TS"): posted by this process, or the message
+        # a sign-off click came from (after a restart, the click tells where it is).
+        self._signoffs: dict[int, str] = {}
         self._locks_guard = threading.Lock()
 
     def bind(self, engine: Engine) -> None:
@@ -186,6 +191,11 @@ class SlackSurface:
         view = run_view(self.engine.db, self.engine.runbook, run_id)
         if view is None:
             return
+        if view.ended_at is not None:
+            with self._locks_guard:
+                signoff = self._signoffs.get(run_id)
+            if signoff:  # a run rolled back: its sign-off message loses its buttons
+                self._edit_signoff(signoff, run_id)
         if view.surface_ref:
             self._edit_run(view.surface_ref, run_id)
             return
@@ -362,6 +372,62 @@ class SlackSurface:
             unfurl_links=False,
             unfurl_media=False,
         )
+
+    # ------------------------------------------------------------------ SignoffSurface
+
+    def signoff_changed(self, run_id: int) -> None:
+        """Posts the run's sign-off message in its thread, or redraws the one it has."""
+        with self._locks_guard:
+            ref = self._signoffs.get(run_id)
+        if ref:
+            self._edit_signoff(ref, run_id)
+            return
+        view = run_view(self.engine.db, self.engine.runbook, run_id)
+        if view is None:
+            return
+        channel = split_ref(view.surface_ref)[0] if view.surface_ref else view.channel
+        self._posting(run_id, channel, lambda: self._post_signoff(run_id))
+
+    def adopt_signoff(self, run_id: int, channel: str, ts: str) -> None:
+        """A sign-off click came from this message: it is the run's sign-off message."""
+        with self._locks_guard:
+            self._signoffs.setdefault(run_id, f"{channel}:{ts}")
+
+    def _post_signoff(self, run_id: int) -> None:
+        """Caller holds the run's lock."""
+        with self._locks_guard:
+            ref = self._signoffs.get(run_id)
+        if ref:  # posted meanwhile
+            self._edit_signoff(ref, run_id)
+            return
+        view = signoff_view(self.engine.db, self.engine.runbook, run_id)
+        if view is None:
+            return
+        parent = run_view(self.engine.db, self.engine.runbook, run_id)
+        ref = parent.surface_ref if parent else None
+        ref = ref or self._sync_run(run_id)
+        channel, thread_ts = split_ref(ref) if ref else (parent.channel if parent else None, None)
+        if not channel:
+            raise RuntimeError(f"no channel to post the sign-off of run #{run_id} in")
+        text, blocks = signoff_message(view, self._mask)
+        resp = self._call(
+            "chat_postMessage",
+            channel=channel,
+            text=text,
+            blocks=mask_blocks(blocks, self._mask),
+            thread_ts=thread_ts,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        with self._locks_guard:
+            self._signoffs[run_id] = f"{resp['channel']}:{resp['ts']}"
+
+    def _edit_signoff(self, ref: str, run_id: int) -> None:
+        def draw() -> tuple[str, list[Block]] | None:
+            view = signoff_view(self.engine.db, self.engine.runbook, run_id)
+            return signoff_message(view, self._mask) if view is not None else None
+
+        self.outbox.edit(*split_ref(ref), draw, run_id=run_id)
 
     # ------------------------------------------------------------------ SchedulingSurface
 

@@ -10,6 +10,13 @@ audit trail, and the restore of the same run uses that file and refuses any othe
 
 The URL is a secret: it is passed to pg_dump/pg_restore as PG* environment variables,
 never on a command line or in evidence (which names host and database only).
+
+With `container` (a container's name or id) or `project` + `service` (a compose service),
+pg_dump runs *inside* the database's container through the Docker API (an exec, as
+`docker exec DB pg_dump` would): its output is streamed to the file on the host in chunks of
+at most `CHUNK` bytes (a dump of any size holds no more than that in memory), then verified
+on the host as above. Only user, password and database name of the URL go to the exec, as
+its PG* environment; pg_dump connects to the server in its own container (no PGHOST).
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import select
+import socket
+import struct
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,8 +35,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from phases.checks import docker_steps  # the Docker client and its errors, shared
 from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
 from phases.checks.postgres_check import libpq_url
 
@@ -47,6 +58,29 @@ class BackupParams(StepParams):
     dir: str = Field(min_length=1)  # where backups are kept (created if missing)
     prefix: str = Field(default="cutover", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     min_bytes: int = Field(default=100, ge=1)  # an empty custom-format dump is ~1 KB
+    # pg_dump inside the database's container (Docker API exec), not on the host:
+    container: str | None = Field(default=None, min_length=1)  # a container name or id
+    project: str | None = Field(default=None, min_length=1)  # or a compose project's
+    service: str | None = Field(default=None, min_length=1)  # service (e.g. db)
+    pg_dump: str = Field(default="pg_dump", min_length=1)  # the command in the container
+
+    @model_validator(mode="after")
+    def one_container(self) -> BackupParams:
+        if self.container and (self.project or self.service):
+            raise ValueError("name the database's container or its project and service, not both")
+        if bool(self.project) != bool(self.service):
+            raise ValueError(
+                "project and service go together (the compose service of the database)"
+            )
+        return self
+
+    @property
+    def in_container(self) -> bool:
+        return bool(self.container or self.service)
+
+    def where_dumped(self) -> str:
+        """The container pg_dump runs in, for evidence and dry runs."""
+        return self.container or f"service {self.service} of {self.project}"
 
 
 class RestoreParams(StepParams):
@@ -94,8 +128,14 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def verify_backup(path: Path, min_bytes: int, timeout: float) -> tuple[list[str], dict[str, Any]]:
-    """(problems, facts) of a custom-format dump: readable by pg_restore, big enough, hashed."""
+def verify_backup(
+    path: Path, min_bytes: int, timeout: float, *, require_listing: bool = True
+) -> tuple[list[str], dict[str, Any]]:
+    """(problems, facts) of a custom-format dump: readable by pg_restore, big enough, hashed.
+
+    `require_listing=False` (a dump taken in the database's container, where the host may
+    have no PostgreSQL client): with no pg_restore on the host, size and SHA-256 still
+    count and `facts["listed"]` says the archive was not listed."""
     problems: list[str] = []
     if not path.is_file():
         return [f"{path} not found"], {}
@@ -106,7 +146,11 @@ def verify_backup(path: Path, min_bytes: int, timeout: float) -> tuple[list[str]
     try:
         listing = _run(["pg_restore", "--list", str(path)], dict(os.environ), timeout)
     except FileNotFoundError:
-        return ["pg_restore is not on PATH"], facts
+        if require_listing:
+            return ["pg_restore is not on PATH"], facts
+        facts["listed"] = False
+        facts["sha256"] = sha256_of(path)
+        return problems, facts
     except subprocess.TimeoutExpired:
         return [f"pg_restore --list timed out after {timeout:g}s"], facts
     if listing.returncode != 0:
@@ -114,12 +158,12 @@ def verify_backup(path: Path, min_bytes: int, timeout: float) -> tuple[list[str]
     else:
         entries = [x for x in listing.stdout.splitlines() if x.strip() and not x.startswith(";")]
         facts["entries"] = len(entries)  # 0: an empty database, still a restorable archive
+        facts["listed"] = True
     facts["sha256"] = sha256_of(path)
     return problems, facts
 
 
-def run_backup(params: BackupParams, ctx: StepContext) -> StepResult:
-    env, where = pg_env(params.database_url)
+def _backup_path(params: BackupParams, ctx: StepContext, where: str) -> Path | StepResult:
     folder = Path(params.dir)
     if ctx.workdir and not folder.is_absolute():
         folder = Path(ctx.workdir) / folder
@@ -128,13 +172,19 @@ def run_backup(params: BackupParams, ctx: StepContext) -> StepResult:
     except OSError as exc:
         return StepResult(Status.ERROR, _clip(f"cannot create {params.dir}: {exc.strerror}"))
     stamp = datetime.fromtimestamp(ctx.clock.now(), UTC).strftime("%Y%m%dT%H%M%SZ")
-    db = where.rsplit("/", 1)[-1]
-    path = folder / f"{params.prefix}-{re.sub(r'[^A-Za-z0-9_.-]', '_', db)}-{stamp}.dump"
+    db = re.sub(r"[^A-Za-z0-9_.-]", "_", where.rsplit("/", 1)[-1])
+    path = folder / f"{params.prefix}-{db}-{stamp}.dump"
     n = 1
     while path.exists():  # two backups in one second keep both
         n += 1
         path = path.with_name(f"{params.prefix}-{db}-{stamp}-{n}.dump")
-    start = ctx.clock.monotonic()
+    return path
+
+
+def _dump_on_host(
+    path: Path, env: dict[str, str], where: str, ctx: StepContext
+) -> StepResult | None:
+    """pg_dump on the host into `path`; None when it succeeded."""
     try:
         dump = _run(
             ["pg_dump", "--format=custom", "--no-owner", "--file", str(path)], env, ctx.timeout - 2
@@ -148,21 +198,163 @@ def run_backup(params: BackupParams, ctx: StepContext) -> StepResult:
         path.unlink(missing_ok=True)
         reason = ctx.masker.mask(_last_line(dump.stderr))
         return StepResult(Status.FAIL, _clip(f"pg_dump of {where} failed: {reason}"))
+    return None
+
+
+def run_backup(params: BackupParams, ctx: StepContext) -> StepResult:
+    env, where = pg_env(params.database_url)
+    path = _backup_path(params, ctx, where)
+    if isinstance(path, StepResult):
+        return path
+    start = ctx.clock.monotonic()
+    if params.in_container:
+        failed = _dump_in_container(params, env, path, where, ctx)
+    else:
+        failed = _dump_on_host(path, env, where, ctx)
+    if failed is not None:
+        return failed
     remaining = ctx.timeout - (ctx.clock.monotonic() - start)
-    problems, facts = verify_backup(path, params.min_bytes, max(remaining - 1, 5))
+    problems, facts = verify_backup(
+        path, params.min_bytes, max(remaining - 1, 5), require_listing=not params.in_container
+    )
     artifact = {"type": "backup", "database": where, **facts}
+    if params.in_container:
+        artifact["container"] = params.where_dumped()
     details: dict[str, Any] = {"artifact": artifact}
+    inside = f" (pg_dump in {params.where_dumped()})" if params.in_container else ""
     if problems:
         return StepResult(
             Status.FAIL,
-            _clip(f"backup {path.name} of {where} " + "; ".join(problems)),
+            _clip(f"backup {path.name} of {where}{inside} " + "; ".join(problems)),
             details=details,
         )
-    evidence = (
-        f"backed up {where} to {path.name} ({facts['bytes']} bytes, {facts.get('entries')} "
-        f"entries, sha256 {facts['sha256'][:12]}…); pg_restore --list reads it"
+    listed = (
+        f"{facts.get('entries')} entries, " if facts.get("listed") else ""
+    ) + f"sha256 {facts['sha256'][:12]}…"
+    how = (
+        "pg_restore --list reads it"
+        if facts.get("listed")
+        else "pg_restore is not on this host: size and SHA-256 checked, the archive not listed"
     )
+    evidence = f"backed up {where}{inside} to {path.name} ({facts['bytes']} bytes, {listed}); {how}"
     return StepResult(Status.PASS, _clip(evidence), details=details)
+
+
+# --------------------------------------------------------------------------- in the container
+
+CHUNK = 64 * 1024  # the most of a dump held in memory at once
+STDERR_KEPT = 4096  # the tail of pg_dump's stderr kept for the evidence
+
+
+class _ExecTimeout(Exception):
+    pass
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float, clock: Any) -> bytes:
+    """Up to `n` bytes (fewer only at end of stream), waiting no later than `deadline`."""
+    parts: list[bytes] = []
+    while n > 0:
+        left = deadline - clock.monotonic()
+        if left <= 0:
+            raise _ExecTimeout
+        ready, _, _ = select.select([sock], [], [], min(left, 5.0))
+        if not ready:
+            continue
+        data = sock.recv(min(n, CHUNK))
+        if not data:
+            break
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
+
+
+def _stream_exec(sock: socket.socket, out: Any, deadline: float, clock: Any) -> tuple[int, bytes]:
+    """Copies the exec's stdout frames into `out` chunk by chunk; (bytes written, the tail
+    of stderr). Docker multiplexes the streams as frames: 8-byte header (stream, 0, 0, 0,
+    big-endian length), then the payload."""
+    written, err = 0, b""
+    while True:
+        header = _recv_exact(sock, 8, deadline, clock)
+        if len(header) < 8:
+            return written, err
+        stream, length = header[0], struct.unpack(">I", header[4:])[0]
+        while length > 0:
+            data = _recv_exact(sock, min(length, CHUNK), deadline, clock)
+            if not data:
+                return written, err
+            length -= len(data)
+            if stream == 1:
+                out.write(data)
+                written += len(data)
+            else:
+                err = (err + data)[-STDERR_KEPT:]
+
+
+def _dump_in_container(
+    params: BackupParams, env: dict[str, str], path: Path, where: str, ctx: StepContext
+) -> StepResult | None:
+    """pg_dump in the database's container, streamed into `path`; None when it succeeded."""
+    inner = {k: env[k] for k in ("PGUSER", "PGPASSWORD", "PGDATABASE") if k in env}
+    deadline = ctx.clock.monotonic() + max(1.0, ctx.timeout - 2)
+    label = params.where_dumped()
+
+    def work() -> StepResult | None:
+        with docker_steps._docker(ctx) as client:
+            if params.container:
+                try:
+                    container = client.containers.get(params.container)
+                except docker_steps.docker.errors.NotFound:
+                    return StepResult(Status.FAIL, f"container {params.container} not found")
+            else:
+                assert params.project and params.service
+                found = [
+                    c
+                    for c in docker_steps._project_containers(
+                        client, params.project, all_states=False
+                    )
+                    if docker_steps._service(c) == params.service
+                ]
+                if not found:
+                    return StepResult(
+                        Status.FAIL,
+                        f"no running container of service {params.service} in {params.project}",
+                    )
+                container = found[0]
+            argv = [params.pg_dump, "--format=custom", "--no-owner"]
+            exec_id = client.api.exec_create(
+                container.id, argv, environment=inner, stdout=True, stderr=True
+            )["Id"]
+            raw = client.api.exec_start(exec_id, socket=True)
+            sock = getattr(raw, "_sock", raw)
+            try:
+                with path.open("wb") as out:
+                    written, err = _stream_exec(sock, out, deadline, ctx.clock)
+            except _ExecTimeout:
+                path.unlink(missing_ok=True)
+                return StepResult(
+                    Status.ERROR, f"pg_dump of {where} in {label} timed out after {ctx.timeout:g}s"
+                )
+            finally:
+                raw.close()
+            code = client.api.exec_inspect(exec_id).get("ExitCode")
+            if code != 0:
+                path.unlink(missing_ok=True)
+                reason = ctx.masker.mask(_last_line(err.decode("utf-8", "replace")))
+                return StepResult(
+                    Status.FAIL,
+                    _clip(f"pg_dump of {where} in {label} failed (exit {code}): {reason}"),
+                )
+            return None
+
+    done = StepResult(Status.PASS, "dumped")
+    try:
+        result = docker_steps._guarded(lambda: work() or done)
+    except OSError as exc:
+        result = StepResult(Status.ERROR, _clip(f"backup {path.name}: {exc.strerror or exc}"))
+    if result is done:
+        return None
+    path.unlink(missing_ok=True)
+    return result
 
 
 def run_restore(params: RestoreParams, ctx: StepContext) -> StepResult:
@@ -220,7 +412,10 @@ BACKUP = register(
         BackupParams,
         run_backup,
         mutates=True,
-        describe=lambda p: f"pg_dump the database into {p.dir} and verify it",
+        describe=lambda p: (
+            f"pg_dump the database{f' in {p.where_dumped()}' if p.in_container else ''} "
+            f"into {p.dir} and verify it"
+        ),
     )
 )
 RESTORE = register(

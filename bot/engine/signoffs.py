@@ -1,0 +1,117 @@
+"""Sign-offs: approvers vouch for the success criteria the runbook binds to `signoff`.
+
+Asked for once, when the run's last phase begins (an audited `signoff.requested`); the
+surface shows the request (Slack: a message with a "Sign off" button per criterion). Each
+click or `/cutover signoff` is checked when it arrives (an approver of the run's
+environment, a run not rolled back) and audited; one person's sign-off of one criterion
+counts once, however often they click: the run row is locked while the trail is read.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlmodel import col, select
+
+from bot import audit
+from bot.domain import approvals
+from bot.domain.audit_kinds import AuditKind
+from bot.domain.errors import InvalidInput, NotFound
+from bot.engine.core import Decision, EngineCore
+from bot.models import AuditEvent, Run
+from bot.signoffs import refusal_for, signoff_text, signoff_view
+from bot.surface import SYSTEM, Actor, SignoffSurface
+
+
+class Signoffs(EngineCore):
+    def request_signoffs(self, run_id: int) -> bool:
+        """Asks the approvers to sign off the runbook's `signoff` criteria, once per run;
+        True when asked now."""
+        ids = [c.id for c in self.runbook.success_criteria if c.signoff]
+        if not ids:
+            return False
+        with self.db.session() as s:
+            s.exec(select(Run.id).where(Run.id == run_id).with_for_update()).one()
+            asked = s.exec(
+                select(AuditEvent.seq).where(
+                    AuditEvent.run_id == run_id, AuditEvent.kind == AuditKind.SIGNOFF_REQUESTED
+                )
+            ).first()
+            if asked is not None:
+                return False
+            audit.append(
+                s,
+                AuditKind.SIGNOFF_REQUESTED,
+                actor=SYSTEM.id,
+                run_id=run_id,
+                data={"criteria": ids},
+                at=self.now(),
+            )
+        self._show_signoffs(run_id, asked_now=True)
+        return True
+
+    def _show_signoffs(self, run_id: int, *, asked_now: bool = False) -> None:
+        """The surface's sign-off message, posted or redrawn; a surface without one is told
+        the request as text (once: its people answer with the command)."""
+        if isinstance(self.surface, SignoffSurface):
+            self.tell("signoff_changed", run_id)
+        elif asked_now:
+            view = signoff_view(self.db, self.runbook, run_id)
+            if view is not None:
+                self.notify.notice(run_id, signoff_text(view))
+
+    def sign_off(
+        self, run_id: int, criterion_id: str, actor: Actor, note: str | None = None
+    ) -> Decision:
+        """An approver vouches for a success criterion bound to `signoff` (audited)."""
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"no run #{run_id}")
+        spec = self.runbook.criterion(criterion_id)  # unknown: RunbookError lists the known ones
+        if not spec.signoff:
+            raise InvalidInput(
+                f"criterion {criterion_id!r} is shown by "
+                f"{spec.check or spec.monitoring or spec.manual or 'nothing'}, not by a sign-off"
+            )
+        refusal = approvals.may_tick(run.environment, self.environment(run.environment), actor)
+        if refusal:
+            self.refuse(actor, "signoff", refusal, run_id=run_id, criterion=criterion_id)
+            return Decision("refused", refusal, None, run_id)
+        with self.db.session() as s:
+            # Locked: two clicks of one person read the trail one after the other.
+            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
+            refusal = refusal_for(str(run.status), run_id)
+            if refusal:
+                self.refuse(
+                    actor, "signoff", refusal, run_id=run_id, session=s, criterion=criterion_id
+                )
+                return Decision("refused", refusal, None, run_id)
+            for row in s.exec(
+                select(AuditEvent)
+                .where(
+                    AuditEvent.run_id == run_id,
+                    AuditEvent.kind == AuditKind.CRITERION_SIGNED_OFF,
+                    AuditEvent.actor == actor.id,
+                )
+                .order_by(col(AuditEvent.seq))
+            ):
+                if json.loads(row.data).get("criterion") == criterion_id:
+                    at = datetime.fromisoformat(row.at).strftime("%H:%M UTC")
+                    return Decision(
+                        "already_voted",
+                        f"you signed off {spec.text!r} at {at} already; it counts once",
+                        None,
+                        run_id,
+                    )
+            audit.append(
+                s,
+                AuditKind.CRITERION_SIGNED_OFF,
+                actor=actor.id,
+                run_id=run_id,
+                data={"criterion": criterion_id, "note": self.masker.mask(note or "")[:300]},
+                at=self.now(),
+            )
+        self._show_signoffs(run_id)
+        return Decision("ticked", f"{spec.text}: signed off", None, run_id)

@@ -1,0 +1,105 @@
+"""The sign-off message in a run's thread: one "Sign off" button per success criterion the
+runbook binds to `signoff`, and an optional note. A criterion signed off shows who and when
+instead of its button; a run rolled back shows no buttons at all.
+
+Button: action_id "signoff:CRITERION", value "RUN:CRITERION" (the run is in the value, so
+a click is understood whatever message it came from). The note is the message's input block
+(`state.values` of the click), masked before it is stored.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from bot.signoffs import SignoffView
+from bot.slack.blocks import (
+    MAX_BLOCKS,
+    Block,
+    button,
+    clip,
+    context,
+    escape,
+    mention,
+    section,
+    when,
+)
+
+SIGNOFF_ACTION = re.compile(r"^signoff:[a-z0-9][a-z0-9_-]{0,39}$")
+NOTE_BLOCK = "signoff_note"
+NOTE_ACTION = "note"
+NOTE_CHARS = 300
+
+
+def signoff_value(run_id: int, criterion: str) -> str:
+    return f"{run_id}:{criterion}"
+
+
+def parse_signoff_value(value: str | None) -> tuple[int, str] | None:
+    """'12:admin' → (run 12, criterion "admin"); anything else → None."""
+    m = re.fullmatch(
+        r"(\d{1,9}):([a-z0-9][a-z0-9_-]{0,39})", value if isinstance(value, str) else ""
+    )
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def note_from(body: dict[str, Any]) -> str | None:
+    """The note typed in the message's input block, if any (block_actions `state.values`)."""
+    state = body.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    block = values.get(NOTE_BLOCK) if isinstance(values, dict) else None
+    field = block.get(NOTE_ACTION) if isinstance(block, dict) else None
+    value = field.get("value") if isinstance(field, dict) else None
+    return value.strip()[:NOTE_CHARS] or None if isinstance(value, str) else None
+
+
+def signoff_message(view: SignoffView, mask: Any) -> tuple[str, list[Block]]:
+    """(fallback text, blocks) of the run's sign-off message, drawn from `view`."""
+    intro = (
+        f"✍️ *Sign-off* — run #{view.run_id}, {escape(mask(view.environment))}: an approver "
+        "vouches for each of these. The record shows who signed off what, and when."
+    )
+    if not view.signable:
+        state = escape(view.status.replace("_", " "))
+        intro = (
+            f"✍️ *Sign-off* — run #{view.run_id}, {escape(mask(view.environment))}: the run "
+            f"is {state}; there is nothing to sign off."
+        )
+    blocks: list[Block] = [section(intro)]
+    for c in view.criteria[: (MAX_BLOCKS - 3) // 2]:
+        text = escape(mask(c.text))
+        if c.signatures:
+            who = "; ".join(
+                f"{mention(s.actor)} at {when(datetime.fromisoformat(s.at))}"
+                + (f" — “{escape(mask(s.note))}”" if s.note else "")
+                for s in c.signatures
+            )
+            blocks.append(section(clip(f"✅ *{text}* — signed off by {who}", 3000)))
+            continue
+        blocks.append(section(f"❔ *{text}* — not signed off yet"))
+        if view.signable:
+            sign = button(
+                "Sign off", f"signoff:{c.id}", signoff_value(view.run_id, c.id), style="primary"
+            )
+            blocks.append({"type": "actions", "block_id": f"signoff:{c.id}", "elements": [sign]})
+    if view.signable and not view.done:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": NOTE_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Note with your sign-off (optional)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": NOTE_ACTION,
+                    "max_length": NOTE_CHARS,
+                },
+            }
+        )
+        blocks.append(context("Only the environment's approvers may sign off."))
+    elif view.done:
+        blocks.append(context("Every criterion is signed off."))
+    signed = sum(bool(c.signatures) for c in view.criteria)
+    fallback = f"Sign-off of run #{view.run_id}: {signed}/{len(view.criteria)} signed off"
+    return fallback, blocks
