@@ -30,7 +30,9 @@ from tests.schedule_helpers import (
 )
 
 
-def runbook(tmp_path: Path, approvers: list[str] | None = None) -> Any:
+def runbook(
+    tmp_path: Path, approvers: list[str] | None = None, env: dict[str, Any] | None = None
+) -> Any:
     phase = {"estimate_minutes": 1, "checkpoint": "ok", "checks": [true_check()]}
     return write_runbook(
         tmp_path,
@@ -54,6 +56,7 @@ def runbook(tmp_path: Path, approvers: list[str] | None = None) -> Any:
                     "channel": "C0CUTOVER",
                     "approvers": approvers or ["T1:U1", "T1:U2"],
                     "allow_self_approval": True,
+                    **(env or {}),
                 }
             },
         },

@@ -137,3 +137,23 @@ def test_a_runbook_without_signoff_criteria_posts_no_signoff_message(
         parent = bot.parent(run_id)
         texts = [m.text for m in bot.standin.thread(f"{parent.channel}:{parent.ts}")]
         assert texts and not any(t.startswith("Sign-off of run") for t in texts)
+
+
+def test_a_group_approver_signs_off_by_typed_command_too(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """The command is checked as the button is: a member of an approver group is an approver."""
+    book = runbook(tmp_path, env={"approver_groups": ["S0SIGN"]})
+    with running_bot(sqlite_db, book) as bot:
+        bot.standin.usergroups["S0SIGN"] = ["U7"]
+        bot.command("start prod", user="U1")
+        run_id = bot.latest_run()
+        bot.click(bot.checkpoint(run_id, 1), "gate_continue", user="U2")
+        signoff_message(bot, run_id)
+        _, key = bot.command(f"signoff {run_id} admin --note 'checked by hand'", user="U7")
+        assert "not an approver" not in bot.reply(key)
+        assert signed(sqlite_db, run_id) == [
+            {"criterion": "admin", "note": "checked by hand", "actor": "T1:U7"}
+        ]
+        _, key = bot.command(f"signoff {run_id} payment", user="U9")
+        assert "not an approver" in bot.reply(key)

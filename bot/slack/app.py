@@ -86,10 +86,14 @@ from commands.parser import (
     Command,
     FieldError,
     Help,
+    Note,
     ScheduleForm,
+    SignOff,
     Start,
     StatusCmd,
+    TickCmd,
     Unschedule,
+    UntickCmd,
     UsageError,
     compose_time,
     parse,
@@ -591,6 +595,24 @@ class CutoverSlackApp:
     def _schedule(self, schedule_id: int) -> ScheduleView | None:
         return schedule_view(self.engine.db, schedule_id)
 
+    def _command_env(self, cmd: Command) -> str | None:
+        """The environment whose approvers a command needs (None: it needs none), so that a
+        member of an approver group is one on every command, not only on buttons."""
+        if isinstance(cmd, Abort | ScheduleCmd):
+            return cmd.env
+        if isinstance(cmd, Unschedule):
+            sched = self._schedule(cmd.schedule_id)
+            return sched.environment if sched is not None else None
+        if isinstance(cmd, SignOff | Note):
+            view = run_view(self.engine.db, self.engine.runbook, cmd.run_id)
+            return view.environment if view is not None else None
+        if isinstance(cmd, TickCmd | UntickCmd):
+            if cmd.target.isdigit():
+                sched = self._schedule(int(cmd.target))
+                return sched.environment if sched is not None else None
+            return cmd.target if cmd.target in self.engine.runbook.environments else None
+        return None
+
     def _command(self, cmd: Command, actor: Actor, body: dict[str, Any]) -> None:
         members: list[str] | None = None
         home: str | None = None
@@ -603,12 +625,10 @@ class CutoverSlackApp:
                 if refusal is not None:
                     self._answer(body, refusal)
                     return
-        elif isinstance(cmd, Abort | ScheduleCmd):
-            actor = self.with_groups(actor, cmd.env)
-        elif isinstance(cmd, Unschedule):
-            sched = self._schedule(cmd.schedule_id)
-            if sched is not None:
-                actor = self.with_groups(actor, sched.environment)
+        else:
+            env = self._command_env(cmd)
+            if env is not None:
+                actor = self.with_groups(actor, env)
         reply = self.commands.execute(
             cmd, actor, channel=home or body.get("channel_id"), group_members=members
         )
