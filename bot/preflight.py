@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 import psycopg
 
-from bot.domain import approvals
 from phases.checks.backup import BackupParams as BackupAgeParams
 from phases.checks.command import CommandParams
 from phases.checks.pg_backup import BackupParams, verify_backup
@@ -51,20 +50,17 @@ def _steps(runbook: Runbook) -> list[tuple[str, StepSpec]]:
 
 
 def quorum(runbook: Runbook, env_name: str) -> Item:
+    """Offline: the listed approvers. Loading the runbook already refused a quorum they can't
+    reach without groups; groups are counted with their members at start."""
     env = runbook.environment(env_name)
-    stuck = approvals.unreachable_starters(env)
-    if stuck:
-        return _fail("quorum", f"a run started by {', '.join(stuck)} could never reach quorum")
-    if env.approver_groups:
-        voters = len(env.approver_set()) - (0 if env.allow_self_approval else 1)
-        if voters < env.quorum:
-            return _fail(
-                "quorum",
-                f"gates need {env.quorum} approvals; the listed approvers give {max(voters, 0)} "
-                f"and the groups {', '.join(env.approver_groups)} can only be counted in Slack "
-                "at start: list enough approvers, or confirm the groups' members",
-            )
-    voters = len(env.approver_set()) - (0 if env.allow_self_approval else 1)
+    voters = env.listed_voters_per_starter()
+    if voters < env.quorum:
+        return _fail(
+            "quorum",
+            f"gates need {env.quorum} approvals; the listed approvers give {voters} "
+            f"and the groups {', '.join(env.approver_groups)} can only be counted in Slack "
+            "at start: list enough approvers, or confirm the groups' members",
+        )
     return _ok("quorum", f"quorum {env.quorum} reachable by any starter ({voters} voters each)")
 
 

@@ -224,9 +224,7 @@ class EnvironmentSpec(Strict):
         """
         if self.approver_groups:
             return self
-        voters = len(set(self.approver_set()))
-        if not self.allow_self_approval:
-            voters -= 1  # only approvers may start, and the starter may not approve
+        voters = self.listed_voters_per_starter()
         if voters < self.quorum:
             who = "other approvers" if not self.allow_self_approval else "approvers"
             raise ValueError(
@@ -236,6 +234,11 @@ class EnvironmentSpec(Strict):
                 + "; add approvers or approver_groups, or lower quorum"
             )
         return self
+
+    def listed_voters_per_starter(self) -> int:
+        """How many listed approvers may vote on a run one of them started (only approvers
+        may start; with self-approval off the starter is not one of the voters)."""
+        return max(len(self.approver_set()) - (0 if self.allow_self_approval else 1), 0)
 
     def approver_set(self) -> frozenset[str]:
         """Fully qualified ids (TEAM:USER, console:NAME): identity is team + user, never a name."""

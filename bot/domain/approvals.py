@@ -92,27 +92,6 @@ def quorum_shortfall(
     )
 
 
-def unreachable_starters(env: EnvironmentSpec) -> list[str]:
-    """Listed approvers who, if they started a run, would leave fewer than `quorum` voters.
-
-    For `runbook check`: user groups cannot be counted offline, so an environment with
-    groups is checked again at start (`quorum_shortfall` with the members).
-    """
-    if env.approver_groups:
-        return []
-    out = []
-    for entry in sorted(env.approver_set()):
-        prefix, _, user = entry.partition(":")
-        who = Actor(
-            entry,
-            team=prefix if prefix.startswith("T") else None,
-            enterprise=prefix if prefix.startswith("E") else None,
-        )
-        if quorum_shortfall(env, who) is not None:
-            out.append(entry)
-    return out
-
-
 def may_decide(
     env: EnvironmentSpec, actor: Actor, decision: DecisionKind, gate: GateFacts
 ) -> str | None:
