@@ -27,7 +27,7 @@ from bot.domain.audit_kinds import AuditKind
 from bot.engine import EngineError
 from bot.models import AuditEvent, Run
 from bot.notices import ItemState, aware, hhmm
-from bot.surface import SYSTEM, Actor
+from bot.surface import SYSTEM, Actor, ChecklistSurface
 from phases.runbook import ChecklistItem, RunbookError
 from phases.runner import run_checks
 
@@ -230,6 +230,7 @@ class Checklists:
                 },
                 at=self.engine.now(),
             )
+        self._redraw(scope)
         return TickResult(
             True, f"✅ {item.text} [{item_id}] ticked by {actor.label} for {scope.label}."
         )
@@ -254,9 +255,16 @@ class Checklists:
                 },
                 at=self.engine.now(),
             )
+        self._redraw(scope)
         return TickResult(
             True, f"☐ {item.text} [{item_id}] unticked by {actor.label} for {scope.label}."
         )
+
+    def _redraw(self, scope: Scope) -> None:
+        """The checklist message shows the change, whether the tick came from its box or was
+        typed (`/cutover tick`), from any replica: the surface finds it in the database."""
+        if scope.schedule_id is not None and isinstance(self.engine.surface, ChecklistSurface):
+            self.engine.tell("checklist_changed", scope.schedule_id)
 
     def _may(self, scope: Scope, actor: Actor, action: str) -> None:
         refusal = approvals.may_tick_checklist(
@@ -300,6 +308,7 @@ class Checklists:
                 },
                 at=engine.now(),
             )
+        self._redraw(scope)
         icon = "✅" if status == "pass" else "❌"
         return TickResult(
             status == "pass",

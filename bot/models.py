@@ -3,6 +3,7 @@
 run ─< phase_run ─< step_run
             └── gate ─< vote, manual_tick
 schedule ─< scheduled_event; phase_run ─< monitor_round (scheduled cutovers, monitoring).
+message_ref: messages edited later that no row points at; home_viewer: who opened Home.
 audit_event is append-only and hash-chained; audit_head holds the chain's tip.
 """
 
@@ -31,8 +32,10 @@ __all__ = [
     "AuditHead",
     "EventStatus",
     "Gate",
+    "HomeViewer",
     "GateStatus",
     "ManualTick",
+    "MessageRef",
     "MonitorRound",
     "PhaseRun",
     "PhaseStatus",
@@ -274,3 +277,32 @@ class SeenRequest(SQLModel, table=True):
     __tablename__ = "seen_request"
     signature: str = Field(primary_key=True, max_length=200)
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class MessageRef(SQLModel, table=True):
+    """A message the bot posted and edits later that no run or gate row points at (the T-1h
+    checklist, a run's sign-off message): kept here so a restarted bot, or another replica,
+    edits that message instead of posting a copy. The first post recorded wins."""
+
+    __tablename__ = "message_ref"
+    key: str = Field(
+        primary_key=True, max_length=100
+    )  # "schedule:3:t-1h-checklist", "run:7:signoff"
+    ref: str  # "CHANNEL:TS"
+    run_id: int | None = Field(default=None, index=True)
+    # What the message was drawn from and is not in the database otherwise (the T-1h notice's
+    # text with its dry-run results), masked: a redraw needs it.
+    body: str | None = Field(default=None, sa_column=Column(Text))
+    posted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class HomeViewer(SQLModel, table=True):
+    """Someone who opened the bot's Home tab, and when last: their Home is republished when a
+    run changes (rate-limited), so it does not show a stale run until they reopen it."""
+
+    __tablename__ = "home_viewer"
+    user_id: str = Field(primary_key=True, max_length=40)  # U… or W…
+    team_id: str = Field(primary_key=True, max_length=40)  # T… (or E… for an org-wide event)
+    opened_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )

@@ -10,7 +10,15 @@ from typing import Protocol, runtime_checkable
 
 from bot.domain.actor import SYSTEM, Actor
 
-__all__ = ["SYSTEM", "Actor", "NullSurface", "SchedulingSurface", "SignoffSurface", "Surface"]
+__all__ = [
+    "SYSTEM",
+    "Actor",
+    "ChecklistSurface",
+    "NullSurface",
+    "SchedulingSurface",
+    "SignoffSurface",
+    "Surface",
+]
 
 
 class Surface(Protocol):
@@ -64,6 +72,15 @@ class SignoffSurface(Protocol):
     def signoff_changed(self, run_id: int) -> None:
         """Sign-offs were asked for, or one was given: post the run's sign-off message, or
         redraw it from the database (`bot.signoffs.signoff_view`)."""
+
+
+@runtime_checkable
+class ChecklistSurface(Protocol):
+    """A surface that shows a scheduled cutover's T-1h checklist as a message of its own, to
+    be redrawn when an item is ticked or unticked, by a click or by a typed command."""
+
+    def checklist_changed(self, schedule_id: int) -> None:
+        """Redraw the checklist of scheduled cutover `schedule_id` from the database."""
 
 
 class NullSurface:

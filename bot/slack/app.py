@@ -1042,10 +1042,12 @@ class CutoverSlackApp:
         self._answer(body, text, run_id=run_id)
 
     def _checklist_tick(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
-        """A box of the T-1h checklist: the boxes now checked are compared with the ticks in
-        the database; each difference is a tick or an untick, permission checked now. The
-        message is drawn again from the database either way (a refused click unchecks)."""
-        schedule_id = parse_checklist_block(action.get("block_id"))
+        """A box of the T-1h checklist: the boxes now checked in the clicked group (ten items
+        each) are compared with the ticks of that group's items in the database; each
+        difference is a tick or an untick, permission checked now. The message is drawn
+        again from the database either way (a refused click unchecks)."""
+        where = parse_checklist_block(action.get("block_id"))
+        schedule_id, group = where if where is not None else (None, 0)
         sched = self._schedule(schedule_id) if schedule_id is not None else None
         if sched is None or sched.id is None:
             self._answer(body, "No such scheduled cutover; see `/cutover schedule list`.")
@@ -1063,7 +1065,7 @@ class CutoverSlackApp:
         try:
             scope = ScheduleService(self.engine).scope(sched.id)
             people = [st for st in lists.states(scope) if not st.item.check]
-            for st in people:
+            for st in people[group * OPTIONS_PER_GROUP : (group + 1) * OPTIONS_PER_GROUP]:
                 if st.id in chosen and not st.done:
                     answers.append(lists.tick(scope, st.id, actor).message)
                 elif st.id not in chosen and st.done:

@@ -716,65 +716,104 @@ def reminder_message(
 
 
 def checklist_message(
-    schedule_id: int, text: str, label: str, states: Sequence[ItemState], mask: Mask = _same
+    schedule_id: int,
+    text: str,
+    label: str,
+    states: Sequence[ItemState],
+    mask: Mask = _same,
+    iteration: str = "",
 ) -> tuple[str, list[Block]]:
     """The T-1h checklist: the notice's lines (up to the item states, which are drawn as
-    blocks of their own), then `checklist_blocks`."""
+    blocks of their own), then `checklist_blocks`; within 50 blocks and the text budget (the
+    notice's last lines give way to the boxes, and say where the rest is)."""
     lines = text.split("\n")
     cut = next((i for i, ln in enumerate(lines) if ln.startswith(START_ITEMS_HEAD)), len(lines))
     fallback, blocks = scheduled_message("t-1h-checklist", "\n".join(lines[:cut]), label, mask)
-    extra = checklist_blocks(schedule_id, states, mask)
-    return fallback, blocks[: MAX_BLOCKS - len(extra)] + extra
+    extra = checklist_blocks(schedule_id, states, mask, iteration=iteration)
+    blocks = blocks[: MAX_BLOCKS - len(extra)]
+    if block_text(blocks + extra) > BLOCK_TEXT_BUDGET:
+        more = context(f"The rest of this notice: `/cutover checklist {schedule_id}`")
+        while len(blocks) > 1 and block_text(blocks + extra + [more]) > BLOCK_TEXT_BUDGET:
+            blocks.pop()
+        blocks = blocks[: MAX_BLOCKS - len(extra) - 1] + [more]
+    return fallback, blocks + extra
+
+
+# Of a checklist message's text budget, what the boxes may take (the notice keeps the rest).
+CHECKLIST_TEXT = BLOCK_TEXT_BUDGET - 3_000
 
 
 def checklist_blocks(
     schedule_id: int, states: Sequence[ItemState], mask: Mask = _same, iteration: str = ""
 ) -> list[Block]:
-    """The items that gate Start: a line per item the bot checks (its latest result), then a
-    box per item an approver ticks (ticked ones start checked; unchecking undoes the tick).
-    Every block_id starts with `checklist` so a redraw replaces exactly these; `iteration`
-    makes the redrawn boxes' block_id new, so Slack shows them as the database has them."""
+    """The items that gate Start: a line per item the bot checks (its latest result), then the
+    boxes of the items an approver ticks, ten per checkbox group (Slack's limit per element;
+    ticked ones start checked; unchecking undoes the tick). Every block_id starts with
+    `checklist` so a redraw replaces exactly these; a group's block_id names its group
+    (`checklist:SCHEDULE:gN`), and `iteration` makes each drawing's block_id new, so Slack
+    shows the boxes as the database has them. Groups that would pass the text budget are
+    left out, with a line saying how to tick those items by command."""
     if not states:
         return []
     done = sum(1 for st in states if st.done)
     out: list[Block] = []
     lines = [f"*Needed before Start: {done}/{len(states)} done*"]
     lines += [escape(mask(item_line(st))) for st in states if st.item.check]
-    out.append(section("\n".join(lines), block_id=f"checklist-head:{schedule_id}"))
-    people = [st for st in states if not st.item.check][:OPTIONS_PER_GROUP]
-    if not people:
-        return out
-    options = [
-        {
-            "text": {
-                "type": "plain_text",
-                "text": clip_plain(f"{st.id}: {mask(st.item.text)}", OPTION_TEXT),
-            },
-            "description": {"type": "plain_text", "text": clip_plain(mask(st.detail), OPTION_TEXT)},
-            "value": f"{schedule_id}:{st.id}"[:OPTION_VALUE],
-        }
-        for st in people
-    ]
-    element: Block = {"type": "checkboxes", "action_id": CHECKLIST_TICK, "options": options}
-    initial = [o for o, st in zip(options, people, strict=True) if st.done]
-    if initial:
-        element["initial_options"] = initial
-    out.append(
-        {
+    out.append(section(clip("\n".join(lines), SECTION_TEXT), f"checklist-head:{schedule_id}"))
+    people = [st for st in states if not st.item.check]
+    drawn = 0
+    for n in range(0, len(people), OPTIONS_PER_GROUP):
+        chunk = people[n : n + OPTIONS_PER_GROUP]
+        options = [
+            {
+                "text": {
+                    "type": "plain_text",
+                    "text": clip_plain(f"{st.id}: {mask(st.item.text)}", OPTION_TEXT),
+                },
+                "description": {
+                    "type": "plain_text",
+                    "text": clip_plain(mask(st.detail), OPTION_TEXT),
+                },
+                "value": f"{schedule_id}:{st.id}"[:OPTION_VALUE],
+            }
+            for st in chunk
+        ]
+        element: Block = {"type": "checkboxes", "action_id": CHECKLIST_TICK, "options": options}
+        initial = [o for o, st in zip(options, chunk, strict=True) if st.done]
+        if initial:
+            element["initial_options"] = initial
+        group: Block = {
             "type": "actions",
-            "block_id": f"checklist:{schedule_id}" + (f":{iteration}" if iteration else ""),
+            "block_id": f"checklist:{schedule_id}:g{n // OPTIONS_PER_GROUP}"
+            + (f":{iteration}" if iteration else ""),
             "elements": [element],
         }
-    )
+        if len(out) >= MAX_BLOCKS - 12 or block_text(out + [group]) > CHECKLIST_TEXT:
+            break
+        out.append(group)
+        drawn += len(chunk)
+    if drawn < len(people):
+        left = ", ".join(st.id for st in people[drawn:] if not st.done) or "none left to tick"
+        out.append(
+            context(
+                clip(
+                    f"{len(people) - drawn} more items than fit here: "
+                    f"`/cutover tick {schedule_id} ITEM` ({escape(mask(left))})",
+                    CONTEXT_TEXT,
+                )
+            )
+        )
     return out
 
 
-def parse_checklist_block(block_id: str | None) -> int | None:
-    """'checklist:3' or 'checklist:3:1f' (a redrawing) → schedule 3."""
+def parse_checklist_block(block_id: str | None) -> tuple[int, int] | None:
+    """'checklist:3:g1:1f' → (schedule 3, group 1); 'checklist:3' or 'checklist:3:1f' (a
+    message drawn before there were groups: one group) → (3, 0)."""
     m = re.fullmatch(
-        r"checklist:(\d{1,9})(?::[0-9a-f]{1,16})?", block_id if isinstance(block_id, str) else ""
+        r"checklist:(\d{1,9})(?::g(\d{1,2}))?(?::[0-9a-f]{1,16})?",
+        block_id if isinstance(block_id, str) else "",
     )
-    return int(m.group(1)) if m else None
+    return (int(m.group(1)), int(m.group(2) or 0)) if m else None
 
 
 def parse_checklist_value(value: str | None) -> tuple[int, str] | None:

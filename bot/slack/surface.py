@@ -69,6 +69,7 @@ from bot.slack.outbox import (
     SlackCallFailed,
 )
 from bot.slack.signoff import signoff_message
+from bot.store import message_refs
 from bot.views import (
     ScheduleView,
     gate_ids,
@@ -159,9 +160,6 @@ class SlackSurface:
         self._settled: set[int] = set()  # gates Slack was last sent as decided
         self._homes: dict[str, str] = {}  # environment → its "starting…" message (claim_home)
         self._iterations: dict[int, int] = {}
-        # run → its sign-off message ("CHANNEL:TS"): posted by this process, or the message
-        # a sign-off click came from (after a restart, the click tells where it is).
-        self._signoffs: dict[int, str] = {}
         self._locks_guard = threading.Lock()
 
     def bind(self, engine: Engine) -> None:
@@ -192,8 +190,7 @@ class SlackSurface:
         if view is None:
             return
         if view.ended_at is not None:
-            with self._locks_guard:
-                signoff = self._signoffs.get(run_id)
+            signoff = self._signoff_ref(run_id)
             if signoff:  # a run rolled back: its sign-off message loses its buttons
                 self._edit_signoff(signoff, run_id)
         if view.surface_ref:
@@ -377,8 +374,7 @@ class SlackSurface:
 
     def signoff_changed(self, run_id: int) -> None:
         """Posts the run's sign-off message in its thread, or redraws the one it has."""
-        with self._locks_guard:
-            ref = self._signoffs.get(run_id)
+        ref = self._signoff_ref(run_id)
         if ref:
             self._edit_signoff(ref, run_id)
             return
@@ -388,15 +384,23 @@ class SlackSurface:
         channel = split_ref(view.surface_ref)[0] if view.surface_ref else view.channel
         self._posting(run_id, channel, lambda: self._post_signoff(run_id))
 
+    def _signoff_ref(self, run_id: int) -> str | None:
+        """The run's sign-off message ("CHANNEL:TS"), as the database has it: posted by this
+        process or another, before a restart or after."""
+        posted = message_refs.lookup(self.engine.db, message_refs.signoff_key(run_id))
+        return posted.ref if posted else None
+
     def adopt_signoff(self, run_id: int, channel: str, ts: str) -> None:
-        """A sign-off click came from this message: it is the run's sign-off message."""
-        with self._locks_guard:
-            self._signoffs.setdefault(run_id, f"{channel}:{ts}")
+        """A sign-off click came from this message: it is the run's sign-off message, unless
+        the database already names one (a message posted before its ref was kept)."""
+        message_refs.remember(
+            self.engine.db, message_refs.signoff_key(run_id), f"{channel}:{ts}", run_id=run_id
+        )
 
     def _post_signoff(self, run_id: int) -> None:
-        """Caller holds the run's lock."""
-        with self._locks_guard:
-            ref = self._signoffs.get(run_id)
+        """Caller holds the run's lock (of this process: another replica may post at the same
+        time; the database keeps the first ref and the other copy is deleted)."""
+        ref = self._signoff_ref(run_id)
         if ref:  # posted meanwhile
             self._edit_signoff(ref, run_id)
             return
@@ -419,8 +423,13 @@ class SlackSurface:
             unfurl_links=False,
             unfurl_media=False,
         )
-        with self._locks_guard:
-            self._signoffs[run_id] = f"{resp['channel']}:{resp['ts']}"
+        mine = f"{resp['channel']}:{resp['ts']}"
+        winner = message_refs.remember(
+            self.engine.db, message_refs.signoff_key(run_id), mine, run_id=run_id
+        )
+        if winner != mine:  # another replica posted first: keep one message
+            self._delete(mine)
+            self._edit_signoff(winner, run_id)
 
     def _edit_signoff(self, ref: str, run_id: int) -> None:
         def draw() -> tuple[str, list[Block]] | None:
@@ -441,15 +450,51 @@ class SlackSurface:
         if kind == "t-1h-checklist" and sched is not None:
             states = Checklists(self.engine).states(Scope(sched.environment, schedule_id))
             fallback, blocks = checklist_message(schedule_id, text, label, states, self._mask)
-        else:
-            fallback, blocks = scheduled_message(kind, text, label, self._mask)
+            self._remember_checklist(
+                schedule_id, self._post_top_level(channel, fallback, blocks), text
+            )
+            return
+        fallback, blocks = scheduled_message(kind, text, label, self._mask)
         self._post_top_level(channel, fallback, blocks)
+
+    def _remember_checklist(self, schedule_id: int, ref: str, text: str) -> None:
+        """Keeps where the T-1h checklist is, and the notice text it is drawn from, so a tick
+        typed as a command redraws it (from any replica, after a restart). A notice posted
+        again (a reclaimed claim) becomes the one redrawn: it is the newer, complete one."""
+        key = message_refs.checklist_key(schedule_id)
+        if message_refs.remember(self.engine.db, key, ref, body=text) != ref:
+            message_refs.replace(self.engine.db, key, ref, body=text)
+
+    def checklist_changed(self, schedule_id: int) -> None:
+        """Redraws the T-1h checklist message of a scheduled cutover from the database (who
+        ticked what, the bot's results), through the channel's outbox; nothing when it was
+        never posted (or was posted before its ref was kept)."""
+        posted = message_refs.lookup(self.engine.db, message_refs.checklist_key(schedule_id))
+        if posted is None:
+            return
+        body = posted.body or ""
+
+        def draw() -> tuple[str, list[Block]] | None:
+            sched = self._schedule(schedule_id)
+            if sched is None:
+                return None
+            states = Checklists(self.engine).states(Scope(sched.environment, schedule_id))
+            label = cutover_label(sched.environment)
+            iteration = f"{time.time_ns():x}"[-8:]
+            return checklist_message(schedule_id, body, label, states, self._mask, iteration)
+
+        self.outbox.edit(*split_ref(posted.ref), draw)
 
     def checklist_redraw(
         self, schedule_id: int, channel: str, ts: str, text: str, blocks: list[Any]
     ) -> None:
-        """The T-1h checklist after a click: its other blocks as they were, the items that
-        gate Start drawn again from the database (who ticked what, the bot's results)."""
+        """The T-1h checklist after a click: redrawn from the database. A message whose ref
+        was not kept (posted before it was, or a stray copy) keeps its other blocks as they
+        were and gets the items that gate Start drawn again."""
+        posted = message_refs.lookup(self.engine.db, message_refs.checklist_key(schedule_id))
+        if posted is not None and posted.ref == f"{channel}:{ts}":
+            self.checklist_changed(schedule_id)
+            return
         sched = self._schedule(schedule_id)
         if sched is None:
             return
@@ -484,10 +529,10 @@ class SlackSurface:
         )
         self._post_top_level(channel, fallback, blocks)
 
-    def _post_top_level(self, channel: str, fallback: str, blocks: list[Any]) -> None:
-        """A new message outside any run's thread (no run exists yet)."""
+    def _post_top_level(self, channel: str, fallback: str, blocks: list[Any]) -> str:
+        """A new message outside any run's thread (no run exists yet); returns its ref."""
         self.pacer.wait(channel)
-        self._call_waiting(
+        resp = self._call_waiting(
             "chat_postMessage",
             channel=channel,
             text=fallback,
@@ -495,6 +540,7 @@ class SlackSurface:
             unfurl_links=False,
             unfurl_media=False,
         )
+        return f"{resp['channel']}:{resp['ts']}"
 
     def reminder_done(self, schedule_id: int, channel: str, ts: str) -> bool:
         """Redraws a T-0 reminder whose cutover started (who, when, which run) or was
