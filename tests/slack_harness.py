@@ -44,6 +44,7 @@ TEAM = "T1"
 CHANNEL = "C0CUTOVER"
 
 T = TypeVar("T")
+_BOT_KEYS = itertools.count()
 
 
 def wait_for(check: Callable[[], T], what: str, timeout: float = 15.0, poll: float = 0.02) -> T:
@@ -62,7 +63,9 @@ class Bot:
     def __init__(self, service: Service, standin: SlackStandIn, url: str, db: Database) -> None:
         self.service, self.standin, self.url, self.db = service, standin, url, db
         self.engine = service.engine
-        self._keys = itertools.count(1)
+        # Reply keys unique across bots: a restarted bot on the same stand-in must not read
+        # the first bot's answers.
+        self._keys = itertools.count(next(_BOT_KEYS) * 100_000 + 1)
 
     # ------------------------------------------------------------------ Slack → bot
 
