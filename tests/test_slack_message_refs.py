@@ -15,7 +15,7 @@ from bot.db import Database
 from bot.scheduler import Scheduler
 from bot.store import message_refs
 from tests.schedule_helpers import START, clock_at, set_clock
-from tests.slack_harness import Bot, running_bot, wait_for
+from tests.slack_harness import Bot, running_bot
 from tests.slack_standin import Message, SlackStandIn, block_problems
 from tests.test_signoff import runbook as signoff_runbook
 from tests.test_slack_signoff import signoff_message
