@@ -5,6 +5,7 @@ the first bot posted instead of posting a copy."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,17 @@ from typing import Any
 import pytest
 
 from bot.db import Database
+from bot.notices import ItemState
 from bot.scheduler import Scheduler
+from bot.slack.blocks import BLOCK_TEXT_BUDGET, block_text, checklist_message
 from bot.store import message_refs
-from tests.schedule_helpers import START, clock_at, set_clock
+from phases.runbook import ChecklistItem
+from tests.schedule_helpers import START, clock_at, schedule_runbook, set_clock
 from tests.slack_harness import Bot, running_bot
 from tests.slack_standin import Message, SlackStandIn, block_problems
 from tests.test_signoff import runbook as signoff_runbook
 from tests.test_slack_signoff import signoff_message
-from tests.test_start_gate import checked, gated
+from tests.test_start_gate import checked, gated, gated_pre_cutover
 
 H = timedelta(hours=1)
 
@@ -132,3 +136,107 @@ def test_two_bots_posting_one_signoff_message_keep_the_first_and_delete_the_othe
             )
             second.service.surface._post_signoff(run_id)
             assert [m.ts for m in signoff_messages(second, run_id)] == [message.ts]
+
+
+# --------------------------------------------------------------------------- more than 10 boxes
+
+ITEMS_23 = [f"item-{n:02d}" for n in range(1, 24)]
+
+
+def many_items(tmp_path: Path) -> Any:
+    """A T-1h checklist with 23 items an approver ticks (Slack's checkboxes take 10 each)."""
+    pre = gated_pre_cutover()
+    pre["t_minus_1h"]["items"] = [
+        {"id": i, "text": f"Step {i} of the final verification, done by hand", "gates_start": True}
+        for i in ITEMS_23
+    ]
+    return schedule_runbook(tmp_path, extra={"pre_cutover": pre})
+
+
+def groups(message: Message) -> list[dict[str, Any]]:
+    return [b for b in message.blocks if str(b.get("block_id", "")).startswith("checklist:")]
+
+
+def ticked(message: Message) -> list[str]:
+    return [
+        o["value"].split(":", 1)[1]
+        for b in groups(message)
+        for o in b["elements"][0].get("initial_options", [])
+    ]
+
+
+def click_group(bot: Bot, message: Message, group: int, selected: list[str], user: str) -> str:
+    """Leaves checked, in checkbox group `group` only, the boxes whose item is in `selected`
+    (Slack sends the clicked element's selected options, nothing of the other groups)."""
+    block = groups(message)[group]
+    el = block["elements"][0]
+    chosen = [o for o in el["options"] if o["value"].split(":", 1)[1] in selected]
+    action = {
+        "action_id": "checklist_tick",
+        "block_id": block["block_id"],
+        "type": "checkboxes",
+        "selected_options": chosen,
+    }
+    return str(bot._send(message, action, user, "T1")[1])
+
+
+def test_a_checklist_of_23_items_is_drawn_in_three_groups_and_a_click_ticks_its_group_only(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    clock = clock_at(START - 48 * H)
+    with running_bot(sqlite_db, many_items(tmp_path)) as bot:
+        bot.engine.clock = clock
+        message = t1h_checklist(bot, clock)
+        drawn = groups(message)
+        assert [len(b["elements"][0]["options"]) for b in drawn] == [10, 10, 3]
+        assert len({b["block_id"] for b in drawn}) == 3
+        assert block_problems(message.blocks) == []
+        assert block_text(message.blocks) <= BLOCK_TEXT_BUDGET and len(message.blocks) <= 50
+
+        # A box of the second group: only that group's items are compared; the first and
+        # third groups' items (not in the click at all) are not unticked.
+        bot.command("tick 1 item-02", user="U1")
+        first = bot.wait_text(message, "Needed before Start: 1/23 done")
+        assert click_group(bot, first, 1, ["item-12"], "U1")
+        second = bot.wait_text(message, "Needed before Start: 2/23 done")
+        assert ticked(second) == ["item-02", "item-12"]
+        # Each redraw gives every group a new block_id.
+        assert not {b["block_id"] for b in groups(second)} & {b["block_id"] for b in drawn}
+
+        click_group(bot, second, 2, ["item-23"], "U2")
+        third = bot.wait_text(message, "Needed before Start: 3/23 done")
+        assert ticked(third) == ["item-02", "item-12", "item-23"]
+
+        click_group(bot, third, 1, [], "U2")  # item-12 unchecked in its group
+        assert ticked(bot.wait_text(message, "Needed before Start: 2/23 done")) == [
+            "item-02",
+            "item-23",
+        ]
+        assert block_problems(bot.fresh(message).blocks) == []
+
+
+def test_a_checklist_too_long_for_one_message_says_how_to_tick_the_rest() -> None:
+    states = [
+        ItemState(
+            ChecklistItem(id=f"item-{n:03d}", text="x" * 150, gates_start=True),
+            False,
+            "not ticked " + "y" * 100,
+            "",
+        )
+        for n in range(1, 121)
+    ]
+    fallback, blocks = checklist_message(
+        7, "\n".join(["T-1h"] + ["z" * 200] * 40), "Production cutover", states
+    )
+    assert block_problems(blocks) == []
+    assert block_text(blocks) <= BLOCK_TEXT_BUDGET and len(blocks) <= 50
+    drawn = [
+        o
+        for b in blocks
+        if str(b.get("block_id", "")).startswith("checklist:")
+        for o in b["elements"][0]["options"]
+    ]
+    assert 0 < len(drawn) < 120
+    rest = blocks[-1]["elements"][0]["text"]
+    assert f"{120 - len(drawn)} more items than fit here: `/cutover tick 7 ITEM`" in rest
+    assert "/cutover checklist 7" in json.dumps(blocks)  # the notice's cut lines
