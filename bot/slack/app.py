@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse
@@ -64,10 +64,11 @@ from bot.slack.blocks import (
 )
 from bot.slack.groups import UNKNOWN_TEXT as GROUPS_UNKNOWN
 from bot.slack.groups import GroupCache, GroupsUnknown
-from bot.slack.home import home_view
+from bot.slack.home import HomeRefresher, home_view
 from bot.slack.modals import FormMeta
 from bot.slack.signoff import SIGNOFF_ACTION, note_from, parse_signoff_value
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
+from bot.store import home_viewers
 from bot.store.replays import SeenRequests
 from bot.surface import Actor
 from bot.text import in_words, who
@@ -103,6 +104,10 @@ from phases.runbook import RunbookError
 
 log = logging.getLogger(__name__)
 
+# Home tabs kept up to date when a run changes: of the people who opened Home within this
+# time, at most this many (the latest first); everyone else gets a fresh Home on opening it.
+HOME_RECENT = timedelta(hours=24)
+HOME_REFRESH_LIMIT = 50
 PROCESS_BEFORE_RESPONSE = True  # see CutoverSlackApp.__init__; bench/slack_bench.py reads it
 DECISIONS = {CONTINUE: "continue", RETRY: "retry"}  # one click; Rollback opens a form
 OPENED_TOO_LATE = (
@@ -324,6 +329,9 @@ class CutoverSlackApp:
             target=self._hand_out, name="slack-hand-out", daemon=True
         )
         self._hand_out_thread.start()
+        # Home tabs of recent viewers, republished when a run changes (off every click's path).
+        self.homes = HomeRefresher(self._home_viewers, self._draw_home, surface.publish_home)
+        surface.on_change = self.homes.poke
         bolt_log = logging.getLogger("cutover.bolt")
         if not any(isinstance(f, _NotTheTokenWarning) for f in bolt_log.filters):
             bolt_log.addFilter(_NotTheTokenWarning())
@@ -343,6 +351,7 @@ class CutoverSlackApp:
         self._hand_out_thread.join()
         self.forms.shutdown(wait=True)
         self.pool.shutdown(wait=True)
+        self.homes.close()
         self.surface.outbox.settle(timeout=5.0)  # the last edits, then the senders stop
         self.surface.outbox.close()
 
@@ -428,8 +437,9 @@ class CutoverSlackApp:
         @app.event("app_home_opened")
         def on_home(event: dict[str, Any], context: BoltContext) -> None:
             user = event.get("user")
+            team = context.team_id or context.enterprise_id or ""
             if event.get("tab", "home") == "home" and isinstance(user, str) and user:
-                self.forms.submit(self._publish_home, user)
+                self.forms.submit(self._home_opened, user, team)
 
         app.action(TICK)(on_click(self._tick))
         app.action(START)(on_click(self._schedule_start))
@@ -989,6 +999,23 @@ class CutoverSlackApp:
         actor = self.with_groups(actor, env)
         reply = self.commands.execute(ScheduleCmd(env, at, stakeholders), actor, channel=channel)
         self._answer(reply_to, self._md(reply.text), ephemeral=reply.ephemeral)
+
+    def _home_opened(self, user: str, team: str) -> None:
+        """Someone opened Home: remembered (for the refreshes when a run changes), then their
+        Home is published now."""
+        try:
+            home_viewers.opened(self.engine.db, user, team, datetime.now(UTC))
+        except Exception as exc:
+            log.warning("cannot remember a Home viewer: %s", self.engine.masker.mask(str(exc)))
+        self._publish_home(user)
+        self.homes.published_now(user)
+
+    def _home_viewers(self) -> list[tuple[str, str]]:
+        since = datetime.now(UTC) - HOME_RECENT
+        return home_viewers.recent(self.engine.db, since, HOME_REFRESH_LIMIT)
+
+    def _draw_home(self) -> dict[str, Any]:
+        return home_view(self.engine, self.surface.waiting_for, datetime.now(UTC))
 
     def _publish_home(self, user: str) -> None:
         """The App Home tab of `user`, drawn from the database now."""

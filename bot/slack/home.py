@@ -1,6 +1,7 @@
 """The App Home tab: active runs (phase, who the gate waits for), upcoming scheduled cutovers,
 the last ten cutovers with their outcome. Drawn from the database each time a person opens
-it (`app_home_opened` → views.publish).
+it (`app_home_opened` → views.publish), and republished for the people who opened it
+recently when a run changes (`HomeRefresher`).
 
 Within a Home view's limits: at most 100 blocks (docs.slack.dev/reference/block-kit/blocks),
 each section under 3,000 characters, and the whole under the block-text budget the
@@ -10,6 +11,9 @@ Every string is masked by the surface before it leaves (SlackSurface.publish_hom
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -32,6 +36,8 @@ from bot.views import STATUS_WORDS, active_runs, gate_view, open_gate_id, recent
 
 if TYPE_CHECKING:
     from bot.engine import Engine
+
+log = logging.getLogger(__name__)
 
 HOME_BLOCKS = 100
 RECENT = 10  # the last ten cutovers
@@ -130,3 +136,107 @@ def home_view(engine: Engine, waiting_for: WaitingFor, now: datetime) -> dict[st
     blocks = blocks[: HOME_BLOCKS - 1]
     blocks.append(context(f"Updated {when(now)} · `/cutover help` for every command"))
     return {"type": "home", "callback_id": "cutover_home", "blocks": blocks}
+
+
+class HomeRefresher:
+    """Republishes the Home tab of the people who opened it recently when a run changes (a run
+    starts, a gate opens or is decided, a run ends): `poke()` only marks that something
+    changed, so the click or the phase that changed it never waits; one background thread
+    draws Home once per round and publishes it for each recent viewer.
+
+    views.publish is Tier 4 (100+ a minute per workspace): publishes are spaced at least
+    `spacing` seconds apart, a person's Home at most once per `per_user` seconds (a person
+    skipped for that is published in a later round), and only the `limit` people who opened
+    Home within `recent` are kept up to date; the others see a fresh Home when they open it.
+    The per-person spacing is kept by each process (replicas each publish on their own
+    changes)."""
+
+    def __init__(
+        self,
+        viewers: Callable[[], list[tuple[str, str]]],
+        draw: Callable[[], dict[str, Any]],
+        publish: Callable[[str, dict[str, Any]], bool],
+        *,
+        per_user: float = 5.0,
+        spacing: float = 0.7,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._viewers, self._draw, self._publish = viewers, draw, publish
+        self.per_user, self.spacing, self.clock = per_user, spacing, clock
+        self._last: dict[str, float] = {}  # user → when this process last published their Home
+        self._dirty = False
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.published = 0  # views.publish calls Slack accepted (for tests and the bench)
+
+    def poke(self) -> None:
+        """A run changed: refresh recent viewers' Home soon (never on the caller's thread)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._dirty = True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="home-refresh", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def published_now(self, user: str) -> None:
+        """`user`'s Home was just published (they opened it): not again within `per_user`."""
+        with self._cond:
+            self._last[user] = self.clock()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._dirty and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                self._dirty = False
+            try:
+                later = self._round()
+            except Exception:
+                log.exception("cannot refresh the Home tabs")
+                later = self.per_user
+            if later is not None:  # someone was skipped: a round again once they may be
+                with self._cond:
+                    self._cond.wait(later)
+                    self._dirty = True
+
+    def _round(self) -> float | None:
+        """Publishes Home for each recent viewer not published within `per_user`; returns in
+        how many seconds a skipped one may be published, or None."""
+        viewers = self._viewers()
+        due: list[str] = []
+        wait: float | None = None
+        with self._cond:
+            now = self.clock()
+            for user in dict.fromkeys(u for u, _ in viewers):
+                since = now - self._last.get(user, -1e9)
+                if since < self.per_user:  # published a moment ago: in a later round
+                    left = self.per_user - since
+                    wait = left if wait is None else min(wait, left)
+                else:
+                    due.append(user)
+        if not due:
+            return wait
+        view = self._draw()  # once for everyone (Home is the same for every viewer)
+        for user in due:
+            with self._cond:
+                if self._closed:
+                    return None
+                self._last[user] = self.clock()
+            if self._publish(user, view):
+                with self._cond:
+                    self.published += 1
+            with self._cond:
+                self._cond.wait(self.spacing)  # Tier 4, shared with people opening Home
+        return wait

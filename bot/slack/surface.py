@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +161,8 @@ class SlackSurface:
         self._settled: set[int] = set()  # gates Slack was last sent as decided
         self._homes: dict[str, str] = {}  # environment → its "starting…" message (claim_home)
         self._iterations: dict[int, int] = {}
+        # Told (it must return at once) whenever a run or a gate changed: the Home tabs.
+        self.on_change: Callable[[], None] | None = None
         self._locks_guard = threading.Lock()
 
     def bind(self, engine: Engine) -> None:
@@ -185,7 +188,12 @@ class SlackSurface:
 
     # ------------------------------------------------------------------ Surface
 
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
     def run_changed(self, run_id: int) -> None:
+        self._changed()
         view = run_view(self.engine.db, self.engine.runbook, run_id)
         if view is None:
             return
@@ -202,6 +210,7 @@ class SlackSurface:
         self.gate_changed(gate_id)
 
     def gate_changed(self, gate_id: int) -> None:
+        self._changed()
         first = gate_view(self.engine.db, self.engine.runbook, gate_id)
         if first is None:
             return
