@@ -137,11 +137,14 @@ class Runs(EngineCore):
             lambda: self._claim_phase(run_id, token), f"run #{run_id}: start"
         )
         if claimed is None:
+            if token in self._completed_by:
+                self._completed_by.discard(token)
+                self.run_ended(run_id)
             return
         run, phase_run, phase = claimed
         self._ensure_heartbeat()
         self.notify.run_changed(run_id)
-        ctx, values = self.context(run)
+        ctx, values = self.context(run, [*phase.actions, *phase.checks])
         ctx = dataclasses.replace(ctx, phase_started_at=self.clock.now())
         assert phase_run.id is not None
         pr_id = phase_run.id
@@ -207,6 +210,7 @@ class Runs(EngineCore):
                 return None  # another process executes it, or the reaper will take it over
             if run.phase_index >= len(self.runbook.phases):
                 self._complete(s, run)
+                self._completed_by.add(token)  # advance: run_ended once this committed
                 return None
             latest = s.exec(
                 select(PhaseRun)

@@ -149,7 +149,7 @@ class AcksFirst:
     `quiet` seconds (a burst arrives spread out), or after `max_wait` under steady load.
     """
 
-    def __init__(self, quiet: float = 0.01, max_wait: float = 0.25) -> None:
+    def __init__(self, quiet: float = 0.002, max_wait: float = 0.25) -> None:
         self.quiet, self.max_wait = quiet, max_wait
         self._busy = 0
         self._last = 0.0  # time.monotonic() when the last request was answered
