@@ -138,7 +138,14 @@ class Gates(EngineCore):
             return Decision("refused", reason_text, gate_id, run_id), None, None
         with self.db.session() as s:
             run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
-            gate = s.exec(select(Gate).where(Gate.id == gate_id).with_for_update()).one()
+            # The gate row locked (FOR UPDATE OF gate: the same lock as before), its phase
+            # run read with it: one round trip.
+            gate, pr = s.exec(
+                select(Gate, PhaseRun)
+                .join(PhaseRun, col(PhaseRun.id) == col(Gate.phase_run_id))
+                .where(Gate.id == gate_id)
+                .with_for_update(of=Gate)
+            ).one()
             if gate.status != GateStatus.OPEN:
                 return self._already(gate), None, None
             facts = self._facts(s, gate, run)
@@ -156,8 +163,7 @@ class Gates(EngineCore):
                     phase=gate.phase_id,
                 )
                 return Decision("refused", refusal, gate.id, run.id), None, None
-            pr = s.get(PhaseRun, gate.phase_run_id)
-            assert pr is not None and run.id is not None
+            assert run.id is not None
             result, spawn = self._apply(s, run, gate, pr, actor, decision, reason, facts.votes)
             s.add_all([gate, pr, run])
             passed = (

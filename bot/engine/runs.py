@@ -286,9 +286,12 @@ class Runs(EngineCore):
         gate_id: int | None = None
         rollback_now = False
         with self.db.session() as s:
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
-            pr = s.get(PhaseRun, phase_run_id)
-            assert pr is not None
+            # The run row locked, the phase run read with it (one round trip).
+            run, pr = s.exec(
+                select(Run, PhaseRun)
+                .where(Run.id == run_id, PhaseRun.id == phase_run_id)
+                .with_for_update(of=Run)
+            ).one()
             if pr.status not in (
                 PhaseStatus.RUNNING,
                 PhaseStatus.INTERRUPTED,
