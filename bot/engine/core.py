@@ -455,7 +455,6 @@ class EngineCore:
     def _record_step_once(
         self, run_id: int, phase_run_id: int | None, outcome: StepOutcome, retry: bool
     ) -> None:
-        r = outcome.result
         with self.db.session() as s:
             if retry and phase_run_id is not None:
                 done = s.exec(
@@ -467,35 +466,42 @@ class EngineCore:
                 ).first()
                 if done is not None:
                     return  # the attempt whose connection dropped did commit
-            s.add(
-                StepRun(
-                    run_id=run_id,
-                    phase_run_id=phase_run_id,
-                    section=outcome.section,
-                    step_id=outcome.step.id,
-                    name=outcome.step.name,
-                    status=r.status,
-                    evidence=r.evidence,
-                    duration_ms=r.duration_ms,
-                    at=self.now(),
-                )
-            )
-            audit.append(
-                s,
-                AuditKind.STEP_RESULT,
-                actor=SYSTEM.id,
+            self.add_step(s, run_id, phase_run_id, outcome)
+
+    def add_step(
+        self, s: Session, run_id: int, phase_run_id: int | None, outcome: StepOutcome
+    ) -> None:
+        """A step's result and its audit row, in the caller's transaction."""
+        r = outcome.result
+        s.add(
+            StepRun(
                 run_id=run_id,
-                data={
-                    "section": outcome.section,
-                    "step": outcome.step.id,
-                    "status": str(r.status),
-                    "evidence": r.evidence,
-                    "duration_ms": r.duration_ms,
-                    # What a step made that later steps rely on (a backup's path and SHA-256).
-                    **({"artifact": r.details["artifact"]} if "artifact" in r.details else {}),
-                },
+                phase_run_id=phase_run_id,
+                section=outcome.section,
+                step_id=outcome.step.id,
+                name=outcome.step.name,
+                status=r.status,
+                evidence=r.evidence,
+                duration_ms=r.duration_ms,
                 at=self.now(),
             )
+        )
+        audit.append(
+            s,
+            AuditKind.STEP_RESULT,
+            actor=SYSTEM.id,
+            run_id=run_id,
+            data={
+                "section": outcome.section,
+                "step": outcome.step.id,
+                "status": str(r.status),
+                "evidence": r.evidence,
+                "duration_ms": r.duration_ms,
+                # What a step made that later steps rely on (a backup's path and SHA-256).
+                **({"artifact": r.details["artifact"]} if "artifact" in r.details else {}),
+            },
+            at=self.now(),
+        )
 
     def stakeholder_channel(self, run_id: int) -> str | None:
         """The stakeholders' channel of a run: its schedule's, else its environment's. Read
@@ -577,6 +583,7 @@ class EngineCore:
         note: str | None = None,
         *,
         executor: bool = False,
+        checks: Sequence[StepOutcome] = (),
     ) -> int | None:
         raise NotImplementedError
 

@@ -6,7 +6,7 @@
 - `Outbox`: edits of messages already posted (chat.update, Tier 3). One thread per channel
   sends them in order; edits of the same message coalesce and each is drawn when it is
   sent, from the database, so what Slack shows is the latest state whatever was dropped on
-  the way. An edit waits `gather` seconds (30 ms) before it is drawn: the few state changes
+  the way. An edit waits `gather` seconds (50 ms) before it is drawn: the few state changes
   of one click (decided, next phase running, its gate open) become one drawing, and the
   drawing's reads stay out of the way of the click's own work. This is the bot's only
   redraw queue: the engine tells the surface in the thread that changed the state.
@@ -86,7 +86,7 @@ class Outbox:
         *,
         max_tries: int = 8,
         backoff: float = 0.5,
-        gather: float = 0.03,
+        gather: float = 0.05,
     ) -> None:
         self._update, self._on_failure = update, on_failure
         self.max_tries, self.backoff, self.gather = max_tries, backoff, gather
