@@ -364,8 +364,15 @@ class SignedFloor:
                 "INSERT INTO audit_event (seq, at, run_id, actor, kind, data, "
                 "prev_hash, hash) VALUES (%(seq)s, %(at)s, NULL, 'raw', 'bench', %(data)s, "
                 "%(prev)s, %(hash)s)",
-                {"seq": seq + 1, "hash": digest, "at": stamp, "data": payload, "prev": prev,
-                 "key_id": signer.key_id, "sig": signer.sign(digest)},
+                {
+                    "seq": seq + 1,
+                    "hash": digest,
+                    "at": stamp,
+                    "data": payload,
+                    "prev": prev,
+                    "key_id": signer.key_id,
+                    "sig": signer.sign(digest),
+                },
             )
 
     def close(self) -> None:
@@ -407,15 +414,17 @@ def bench_signed(tmp: Path, quick: bool) -> None:
         n = chunks * size
         bot_rate, floor_rate = n / spent["bot"], n / spent["floor"]
         report("signed", "audit.append signed, 1 writer", f"{bot_rate:,.0f}/s")
-        report("signed", "same statements + signing, psycopg alone (floor)",
-               f"{floor_rate:,.0f}/s")
+        report("signed", "same statements + signing, psycopg alone (floor)", f"{floor_rate:,.0f}/s")
         ratio = bot_rate / floor_rate
         report("signed", "bot / floor", f"{ratio:.2f}x", ">= 0.8x", ratio >= 0.8)
         t0 = time.perf_counter()
         keys = {signer.key_id: signer._private.public_key()}
         problems = audit.verify_signatures(db, keys)
-        report("signed", f"verify_signatures of {audit.head(db)[0]:,} rows",
-               ms(time.perf_counter() - t0))
+        report(
+            "signed",
+            f"verify_signatures of {audit.head(db)[0]:,} rows",
+            ms(time.perf_counter() - t0),
+        )
         assert problems == [], problems[:3]
     print()
 

@@ -64,6 +64,9 @@ PG_URL = os.environ.get(
     "CUTOVER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 CONCURRENT = 50
+# "At rest": no Web API call for this long. Longer than the outbox's gathering of edits
+# (bot/slack/outbox.py, 50 ms), or a sample's last edits would land in the next sample.
+REST = 0.1
 LOAD_AT_START = os.getloadavg()[0]
 
 
@@ -254,6 +257,21 @@ def standin_child() -> None:
 
             return Handler
 
+        def api(
+            self, method: str, args: dict[str, Any], auth: str | None
+        ) -> tuple[int, dict, dict]:
+            """As the stand-in, but a call is timed when it arrives, not once the stand-in has
+            checked and stored it: that work grows with what it stores (thousands of
+            messages by the PostgreSQL row) and is not the bot's."""
+            arrived = time.monotonic()
+            answer = super().api(method, args, auth)
+            with self._lock:
+                for call in reversed(self.calls):
+                    if call.args is args:
+                        call.at = arrived
+                        break
+            return answer
+
         def state(self, since: int) -> dict[str, Any]:
             with self._lock:
                 calls = self.calls[since:]
@@ -438,7 +456,7 @@ def start_run(slack: Slack, bot: Server) -> Message:
     before = len(slack.checkpoints())
     post(bot.port, slack.slash("start staging", user="U1"))
     call = wait_until(lambda: slack.checkpoints()[before:], "the first checkpoint")[0]
-    slack.quiet(0.05)
+    slack.quiet(REST)
     return slack.message(call)
 
 
@@ -460,10 +478,10 @@ def click_to_checkpoint(
         res.to_checkpoint_net.setdefault(label, []).append(took - call.checks_ms / 1000)
         if bare is not None:
             res.click1.bot.append(ack)
-            slack.quiet(0.05)  # the decision's last edits: the next sample starts from rest
+            slack.quiet(REST)  # the decision's last edits: the next sample starts from rest
             res.click1.bare.append(post(bare.port, slack.click(gate, users[i % 3])))
         else:
-            slack.quiet(0.05)
+            slack.quiet(REST)
     return gate
 
 
@@ -491,7 +509,7 @@ def slash_commands(
         replies = slack.replies()
         res.slash1.bot.append(post(bot.port, slack.slash("status")))
         wait_until(lambda r=replies: slack.replies() > r, "the status reply")
-        slack.quiet(0.05)  # and its re-sync of the run's messages
+        slack.quiet(REST)  # and its re-sync of the run's messages
         res.slash1.bare.append(post(bare.port, slack.slash("status")))
     for _ in range(rounds):
         replies = slack.replies()
