@@ -181,15 +181,20 @@ _PG_APPEND_SIGNED = (
     "VALUES (%(seq)s, %(at)s, %(run_id)s, %(actor)s, %(kind)s, %(data)s, %(prev_hash)s, "
     "%(hash)s)"
 )
+_CURSOR = "audit_cursor"  # the pooled connection's info: its cursor for the audit statements
 _TIP = "audit_tip"  # session.info: (transaction, seq, hash) of this transaction's last append
 
 
 def _pg_execute(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Any:
     """One statement on the transaction's DBAPI cursor; a failure is raised as SQLAlchemy
     raises it (a dropped connection invalidated, as `Database.session` expects)."""
-    dbapi_conn = conn.connection.dbapi_connection
+    pooled = conn.connection
+    dbapi_conn = pooled.dbapi_connection
     assert dbapi_conn is not None
-    cursor = dbapi_conn.cursor()
+    # One cursor per pooled connection, kept with it (its info lives as long as it does).
+    cursor = pooled.info.get(_CURSOR)
+    if cursor is None or cursor.closed or cursor.connection is not dbapi_conn:
+        cursor = pooled.info[_CURSOR] = dbapi_conn.cursor()
     try:
         cursor.execute(sql, params)
     except Exception as exc:
