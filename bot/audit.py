@@ -29,6 +29,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import bindparam, func, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, select
 
 from bot import metrics
@@ -161,19 +163,67 @@ _INSERT_EVENT = _EVENT.insert()
 _UPDATE_HEAD = (
     _HEAD.update().where(_HEAD.c.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
 )
-# PostgreSQL: the row and the new tip in one statement (one round trip less under the lock)
-_APPEND_PG = text(
-    "WITH tip AS (UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1) "
+# PostgreSQL: the row and the new tip in one statement (one round trip less under the lock),
+# sent on the DBAPI cursor: SQLAlchemy's execution context cost about 0.1 ms of CPU per
+# statement, a third of the floor's whole append (docs/benchmarks.md, issue 9).
+_PG_HEAD_FOR_UPDATE = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+_PG_APPEND = (
+    "WITH tip AS (UPDATE audit_head SET seq = %(seq)s, hash = %(hash)s WHERE id = 1) "
     "INSERT INTO audit_event (seq, at, run_id, actor, kind, data, prev_hash, hash) "
-    "VALUES (:seq, :at, :run_id, :actor, :kind, :data, :prev_hash, :hash)"
+    "VALUES (%(seq)s, %(at)s, %(run_id)s, %(actor)s, %(kind)s, %(data)s, %(prev_hash)s, "
+    "%(hash)s)"
 )
-_APPEND_SIGNED_PG = text(
-    "WITH tip AS (UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1), "
+_PG_APPEND_SIGNED = (
+    "WITH tip AS (UPDATE audit_head SET seq = %(seq)s, hash = %(hash)s WHERE id = 1), "
     "sig AS (INSERT INTO audit_signature (seq, key_id, signature) "
-    "VALUES (:seq, :key_id, :signature)) "
+    "VALUES (%(seq)s, %(key_id)s, %(signature)s)) "
     "INSERT INTO audit_event (seq, at, run_id, actor, kind, data, prev_hash, hash) "
-    "VALUES (:seq, :at, :run_id, :actor, :kind, :data, :prev_hash, :hash)"
+    "VALUES (%(seq)s, %(at)s, %(run_id)s, %(actor)s, %(kind)s, %(data)s, %(prev_hash)s, "
+    "%(hash)s)"
 )
+_CURSOR = "audit_cursor"  # the pooled connection's info: its cursor for the audit statements
+_TIP = "audit_tip"  # session.info: (transaction, seq, hash) of this transaction's last append
+
+
+def _pg_execute(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Any:
+    """One statement on the transaction's DBAPI cursor; a failure is raised as SQLAlchemy
+    raises it (a dropped connection invalidated, as `Database.session` expects)."""
+    pooled = conn.connection
+    dbapi_conn = pooled.dbapi_connection
+    assert dbapi_conn is not None
+    # One cursor per pooled connection, kept with it (its info lives as long as it does).
+    cursor = pooled.info.get(_CURSOR)
+    if cursor is None or cursor.closed or cursor.connection is not dbapi_conn:
+        cursor = pooled.info[_CURSOR] = dbapi_conn.cursor()
+    try:
+        cursor.execute(sql, params)
+    except Exception as exc:
+        dialect = conn.dialect
+        base = dialect.loaded_dbapi.Error
+        if not isinstance(exc, base):
+            raise
+        gone = dialect.is_disconnect(exc, dbapi_conn, cursor)
+        if gone:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, params, exc, base, connection_invalidated=gone, dialect=dialect
+        ) from exc
+    return cursor
+
+
+def _tip(session: Session, conn: Connection) -> tuple[int, str]:
+    """The chain's tip, locked until the commit. A second append in one transaction holds
+    the lock already and knows the tip it wrote: no second SELECT … FOR UPDATE. (With a
+    savepoint open the tip is read again: a savepoint rolled back would undo an append.)"""
+    cached = session.info.get(_TIP)
+    txn = conn.get_transaction()
+    if cached is not None and cached[0] is txn and conn.get_nested_transaction() is None:
+        return cached[1], cached[2]
+    if conn.dialect.name == "postgresql":
+        row = _pg_execute(conn, _PG_HEAD_FOR_UPDATE).fetchone()
+    else:
+        row = conn.execute(_HEAD_FOR_UPDATE).one()
+    return int(row[0]), str(row[1])
 
 
 @dataclass(frozen=True)
@@ -201,7 +251,7 @@ def append(
     if session.new or session.dirty or session.deleted:
         session.flush()  # the caller's pending rows go first, as they did with the ORM
     conn = session.connection()
-    prev_seq, prev_hash = conn.execute(_HEAD_FOR_UPDATE).one()
+    prev_seq, prev_hash = _tip(session, conn)
     seq = prev_seq + 1
     stamp = now_iso(at)
     payload = canonical(_masked(data or {}))
@@ -223,12 +273,14 @@ def append(
         else None
     )
     if conn.dialect.name == "postgresql":
-        conn.execute(_APPEND_PG if sig is None else _APPEND_SIGNED_PG, {**row, **(sig or {})})
+        _pg_execute(conn, _PG_APPEND if sig is None else _PG_APPEND_SIGNED, {**row, **(sig or {})})
     else:
         conn.execute(_INSERT_EVENT, row)
         conn.execute(_UPDATE_HEAD, {"seq": seq, "hash": digest})
         if sig is not None:
             conn.execute(_INSERT_SIGNATURE, sig)
+    if conn.get_nested_transaction() is None:
+        session.info[_TIP] = (conn.get_transaction(), seq, digest)
     metrics.audit_appended(kind)
     return Appended(seq, digest)
 

@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import bindparam, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, ProgrammingError
 from sqlmodel import Session, SQLModel, create_engine
 
 from bot import migrate, models
@@ -50,6 +51,40 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _begin_at_checkout(engine: Engine) -> None:
+    """Hands out only live PostgreSQL connections, without a round trip of its own (issue 9).
+
+    `pool_pre_ping` sent a `SELECT 1` at every checkout: a fifth round trip per transaction
+    (BEGIN, the statements, COMMIT being the others). Instead the BEGIN that psycopg would
+    send before the first statement is sent here, at checkout: it is the liveness check. A
+    connection the server dropped (a restart, a failover, pg_terminate_backend) fails it,
+    the pool discards it (DisconnectionError) and connects anew, so a click right after a
+    database restart still runs on a working connection, and nothing had been sent on the
+    dead one. The statements then run inside the open transaction; COMMIT ends it as before.
+
+    A connection made just now that fails too is not replaced again: the database is down
+    or dropping connections, and the first statement raises as it would have (the pool
+    gives up after two replacements with an error that says less).
+    """
+
+    @event.listens_for(engine, "connect")
+    def on_connect(_dbapi_conn: Any, record: Any) -> None:
+        record.info["fresh"] = True
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        fresh = record.info.pop("fresh", False)
+        pgconn = dbapi_conn.pgconn
+        if dbapi_conn.autocommit or pgconn.transaction_status == TransactionStatus.INTRANS:
+            return  # an autocommit connection, or one begun already
+        if pgconn.transaction_status == TransactionStatus.IDLE:
+            result = pgconn.exec_(b"BEGIN")
+            if result.status == ExecStatus.COMMAND_OK:
+                return
+        if not fresh:
+            raise DisconnectionError("connection dropped by the server while in the pool")
+
+
 class Database:
     """The bot's database. `must_exist`: an SQLite file that is not there is an error
     (SchemaNotReady) instead of a new empty file, for commands that only read."""
@@ -79,9 +114,10 @@ class Database:
                 url,
                 pool_size=pool_size,
                 max_overflow=pool_size * 4,
-                pool_pre_ping=True,
                 pool_timeout=30,
+                pool_use_lifo=True,  # the connections in use stay warm; the spares idle
             )
+            _begin_at_checkout(self.engine)
 
     @property
     def safe_url(self) -> str:

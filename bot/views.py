@@ -175,12 +175,16 @@ def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
 
 def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
     with db.session() as s:
-        gate = s.get(Gate, gate_id)
-        if gate is None:
+        row = s.exec(  # the gate, its run and its phase run in one read
+            select(Gate, Run, PhaseRun)
+            .join(Run, col(Run.id) == col(Gate.run_id))
+            .join(PhaseRun, col(PhaseRun.id) == col(Gate.phase_run_id))
+            .where(Gate.id == gate_id)
+        ).first()
+        if row is None:
             return None
-        run = s.get(Run, gate.run_id)
-        pr = s.get(PhaseRun, gate.phase_run_id)
-        assert run is not None and pr is not None
+        gate, run, pr = row
+        spec = runbook.phase(gate.phase_id)
         steps = list(
             s.exec(
                 select(StepRun)
@@ -191,11 +195,14 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
         votes = list(
             s.exec(select(Vote.actor).where(Vote.gate_id == gate_id).order_by(col(Vote.id)))
         )
-        ticks = {
-            t.item_id: t.actor
-            for t in s.exec(select(ManualTick).where(ManualTick.gate_id == gate_id))
-        }
-    spec = runbook.phase(gate.phase_id)
+        ticks = (
+            {
+                t.item_id: t.actor
+                for t in s.exec(select(ManualTick).where(ManualTick.gate_id == gate_id))
+            }
+            if spec.manual
+            else {}  # a phase with nothing to tick: no read
+        )
     order = {st.id: i for i, st in enumerate([*spec.actions, *spec.checks])}
     steps.sort(key=lambda st: (st.section != "actions", order.get(st.step_id, 999)))
     return GateView(

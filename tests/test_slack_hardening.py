@@ -604,6 +604,17 @@ def test_work_after_an_ack_waits_while_answers_are_in_flight_but_not_forever() -
         assert started == []  # the work has not taken the CPU from the answer
         answered = time.monotonic()
     t.join(2)
+    assert started and started[0] - answered < 0.04  # it came alone: nothing to make way for
+
+    started.clear()
+    with gate:  # a burst: a second request begins right after the first
+        t = threading.Thread(target=work)
+        t.start()
+        with gate:
+            time.sleep(0.1)
+            assert started == []
+        answered = time.monotonic()
+    t.join(2)
     assert started and started[0] - answered >= 0.04  # it waited the quiet period after it
 
     with gate:  # under steady load the work still runs, after max_wait

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +33,6 @@ from bot.db import Database, DatabaseUnavailable
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
-from bot.engine.redraws import Redraws
 from bot.models import (
     Gate,
     Run,
@@ -42,7 +41,7 @@ from bot.models import (
 )
 from bot.surface import SYSTEM, Actor, NullSurface, Surface
 from phases.checks.base import Clock, StepContext, SystemClock
-from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, RunbookError, Value
+from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, RunbookError, StepSpec, Value
 from phases.runner import StepOutcome
 from phases.secrets import (
     GLOBAL_MASKER,
@@ -53,8 +52,6 @@ from phases.secrets import (
 )
 
 log = logging.getLogger(__name__)
-
-REDRAWS = ("run_changed", "gate_changed")  # latest-state redraws, coalesced
 
 DecisionName = Literal["continue", "rollback", "retry"]
 
@@ -98,6 +95,11 @@ ContextFactory = Callable[[EnvironmentSpec, bool, Masker], StepContext]
 
 def default_context(env: EnvironmentSpec, dry_run: bool, masker: Masker) -> StepContext:
     return StepContext(dry_run=dry_run, masker=masker)
+
+
+def uses_run_backup(params: Any) -> bool:
+    """True if step params name the run's backup (`{run_backup}`, `{run_backup_sha256}`)."""
+    return "{run_backup" in json.dumps(params, default=str)
 
 
 def runbook_digest(runbook: Runbook) -> str:
@@ -161,7 +163,6 @@ class EngineCore:
         self.masker = masker
         self.background = background
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cutover-run")
-        self._redraws = Redraws(self._tell_now) if background else None
         self.notify = Notify(self.tell)
         self._env_files: dict[str, int] = {}  # env file path -> mtime when last registered
         # A replica id names one replica across its restarts (CUTOVER_REPLICA_ID; the
@@ -176,6 +177,11 @@ class EngineCore:
         self._threads_lock = threading.Lock()
         self._claims = 0  # bumped after each committed claim (see _renew_loop)
         self._announced: set[int] = set()  # runs whose final chain head was posted
+        # Facts that never change once written, kept to spare a read on every click:
+        # a gate's run and environment, a run's stakeholder channel (None: it has none).
+        self._gate_runs: dict[int, tuple[int, str]] = {}
+        self._stakeholders: dict[int, str | None] = {}
+        self._completed_by: set[str] = set()  # claims that found the run's last phase done
         # Secrets are known from the moment the engine exists, before any run is read back
         # after a restart: every environment's ${VAR} values, URL userinfo and env file.
         install_log_masking()
@@ -199,21 +205,12 @@ class EngineCore:
             log.exception("background task %s failed", getattr(fn, "__name__", fn))
 
     def tell(self, what: str, *args: Any) -> None:
-        """Tells the surface; a failed post is logged and audited, never lost silently.
-
-        With background work, redraws of a run's or a gate's message run on the redraw
-        threads (`redraws.py`): the phase or the click that changed the state goes on.
-        """
-        if self._redraws is not None and what in REDRAWS:
-            self._redraws.submit(what, args[0])
-            return
-        self._tell_now(what, *args)
-
-    def _tell_now(self, what: str, *args: Any) -> None:
+        """Tells the surface, in this thread; a failed post is logged and audited, never lost
+        silently. A surface that talks to a slow chat service keeps its own queue: the Slack
+        surface hands a redraw of a posted message to its outbox (bot/slack/outbox.py), which
+        coalesces redraws of one message and draws the latest state when it sends."""
         try:
             getattr(self.surface, what)(*args)
-            if what == "run_changed":
-                self._announce_chain_head(args[0])
         except Exception as exc:
             log.warning("surface %s failed: %s", what, self.masker.mask(str(exc)))
             run_id: int | None = None
@@ -228,21 +225,19 @@ class EngineCore:
                 log.exception("could not read the gate of a failed surface call")
             self.record_surface_failure(what, str(exc), run_id)
 
-    def _announce_chain_head(self, run_id: int) -> None:
-        """Once a run has ended, posts the audit chain's head in its thread: a database
-        rewritten later disagrees with the copy Slack keeps."""
-        with self._threads_lock:
-            if run_id in self._announced:
-                return
-        with self.db.session() as s:
-            run = s.get(Run, run_id)
-            if run is None or run.ended_at is None:
-                return
+    def run_ended(self, run_id: int) -> None:
+        """Called where a run ends (completed, rolled back, cancelled), once its end has
+        committed: posts the audit chain's head in its thread, so a database rewritten later
+        disagrees with the copy Slack keeps. Never raises: the end is committed already."""
         with self._threads_lock:
             if run_id in self._announced:
                 return
             self._announced.add(run_id)
-        seq, digest = audit.head(self.db)
+        try:
+            seq, digest = audit.head(self.db)
+        except Exception as exc:
+            log.warning("chain head of run #%s not posted: %s", run_id, self.masker.mask(str(exc)))
+            return
         signer = self.db.audit_signer
         signed = f", rows signed with key {signer.key_id}" if signer is not None else ", unsigned"
         self.notify.notice(
@@ -269,12 +264,11 @@ class EngineCore:
     def shutdown(self, wait: bool = True) -> None:
         self._stop.set()
         self._pool.shutdown(wait=wait)
-        if self._redraws is not None:
-            self._redraws.close(10.0 if wait else 0.0)
 
     def redraws_idle(self, timeout: float = 10.0) -> bool:
-        """True once no redraw is pending (tests and the benchmark wait on this)."""
-        return self._redraws is None or self._redraws.idle(timeout)
+        """True once every redraw was handed to the surface: at once, since the engine tells
+        the surface in the thread that changed the state (kept for the tests that wait)."""
+        return True
 
     def environment(self, name: str) -> EnvironmentSpec:
         return self.runbook.environment(name)
@@ -301,16 +295,23 @@ class EngineCore:
             if strict:
                 raise
 
-    def context(self, run: Run) -> tuple[StepContext, dict[str, Value]]:
-        """The step context and template values of a run (its secrets registered)."""
+    def context(
+        self, run: Run, steps: Sequence[StepSpec] | None = None
+    ) -> tuple[StepContext, dict[str, Value]]:
+        """The step context and template values of a run (its secrets registered).
+
+        `steps`: the only steps these values are for; the run's backup (an audit query) is
+        looked up only if one of them names `run_backup` (every phase of most runbooks
+        never does, and a click waits for this)."""
         env = self.environment(run.environment)
         values = self.runbook.values_for(run.environment)
         self.register_secrets(run.environment)
         run_id = run.id
+        wanted = steps is None or any(uses_run_backup(st.params) for st in steps)
         backup = (
             # Background work retries a dropped connection rather than failing the phase.
             self.db.retrying(lambda: self.run_backup(run_id), f"run #{run_id}: its backup")
-            if run_id is not None
+            if run_id is not None and wanted
             else None
         )
         if backup is not None:
@@ -454,7 +455,6 @@ class EngineCore:
     def _record_step_once(
         self, run_id: int, phase_run_id: int | None, outcome: StepOutcome, retry: bool
     ) -> None:
-        r = outcome.result
         with self.db.session() as s:
             if retry and phase_run_id is not None:
                 done = s.exec(
@@ -466,46 +466,64 @@ class EngineCore:
                 ).first()
                 if done is not None:
                     return  # the attempt whose connection dropped did commit
-            s.add(
-                StepRun(
-                    run_id=run_id,
-                    phase_run_id=phase_run_id,
-                    section=outcome.section,
-                    step_id=outcome.step.id,
-                    name=outcome.step.name,
-                    status=r.status,
-                    evidence=r.evidence,
-                    duration_ms=r.duration_ms,
-                    at=self.now(),
-                )
-            )
-            audit.append(
-                s,
-                AuditKind.STEP_RESULT,
-                actor=SYSTEM.id,
+            self.add_step(s, run_id, phase_run_id, outcome)
+
+    def add_step(
+        self, s: Session, run_id: int, phase_run_id: int | None, outcome: StepOutcome
+    ) -> None:
+        """A step's result and its audit row, in the caller's transaction."""
+        r = outcome.result
+        s.add(
+            StepRun(
                 run_id=run_id,
-                data={
-                    "section": outcome.section,
-                    "step": outcome.step.id,
-                    "status": str(r.status),
-                    "evidence": r.evidence,
-                    "duration_ms": r.duration_ms,
-                    # What a step made that later steps rely on (a backup's path and SHA-256).
-                    **({"artifact": r.details["artifact"]} if "artifact" in r.details else {}),
-                },
+                phase_run_id=phase_run_id,
+                section=outcome.section,
+                step_id=outcome.step.id,
+                name=outcome.step.name,
+                status=r.status,
+                evidence=r.evidence,
+                duration_ms=r.duration_ms,
                 at=self.now(),
             )
+        )
+        audit.append(
+            s,
+            AuditKind.STEP_RESULT,
+            actor=SYSTEM.id,
+            run_id=run_id,
+            data={
+                "section": outcome.section,
+                "step": outcome.step.id,
+                "status": str(r.status),
+                "evidence": r.evidence,
+                "duration_ms": r.duration_ms,
+                # What a step made that later steps rely on (a backup's path and SHA-256).
+                **({"artifact": r.details["artifact"]} if "artifact" in r.details else {}),
+            },
+            at=self.now(),
+        )
 
     def stakeholder_channel(self, run_id: int) -> str | None:
-        """The stakeholders' channel of a run: its schedule's, else its environment's."""
+        """The stakeholders' channel of a run: its schedule's, else its environment's. Read
+        once per run and kept: a run's schedule and environment are fixed when it starts."""
+        with self._threads_lock:
+            if run_id in self._stakeholders:
+                return self._stakeholders[run_id]
         with self.db.session() as s:
-            run = s.get(Run, run_id)
-            sched = s.exec(select(Schedule).where(Schedule.run_id == run_id)).first()
-        if run is None:
+            row = s.exec(
+                select(Run.environment, Schedule.stakeholders)
+                .outerjoin(Schedule, col(Schedule.run_id) == col(Run.id))
+                .where(Run.id == run_id)
+            ).first()
+        if row is None:
             return None
-        if sched is not None and sched.stakeholders:
-            return sched.stakeholders
-        return self.environment(run.environment).stakeholders
+        environment, scheduled = row
+        channel = scheduled or self.environment(environment).stakeholders
+        with self._threads_lock:
+            if len(self._stakeholders) > 10_000:
+                self._stakeholders.clear()
+            self._stakeholders[run_id] = channel
+        return channel
 
     def feed(self, run_id: int, text: str) -> None:
         """One short message to the stakeholders (never a secret: masked); none configured:
@@ -572,6 +590,7 @@ class EngineCore:
         note: str | None = None,
         *,
         executor: bool = False,
+        checks: Sequence[StepOutcome] = (),
     ) -> int | None:
         raise NotImplementedError
 

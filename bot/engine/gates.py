@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,13 +45,22 @@ _GATE_TRIGGER = {
 }
 
 
+@dataclass(frozen=True)
+class _Passed:
+    """What an approval tells the stakeholders, known inside the decision's transaction."""
+
+    environment: str
+    phase_id: str
+    completed: bool
+
+
 class Gates(EngineCore):
     def decide(
         self, gate_id: int, actor: Actor, decision: DecisionName, reason: str | None = None
     ) -> Decision:
         """Records one click. Permission is checked here, when the click arrives. `reason`:
         why, for a rollback; an optional comment, for a continue (kept with the vote)."""
-        result, spawn = self._decide(gate_id, actor, DecisionKind(decision), reason)
+        result, spawn, passed = self._decide(gate_id, actor, DecisionKind(decision), reason)
         if spawn is not None and result.run_id is not None:
             self.spawn(spawn, result.run_id)  # the next phase first: redraws may wait on Slack
         if result.outcome == "vote_recorded" and result.gate_id is not None:
@@ -58,8 +68,10 @@ class Gates(EngineCore):
         elif result.changed and result.gate_id is not None and result.run_id is not None:
             self.notify.gate_changed(result.gate_id)
             self.notify.run_changed(result.run_id)
-        if result.outcome == "approved" and result.run_id is not None:
-            self._feed_progress(result.run_id, result.gate_id)
+        if passed is not None and result.run_id is not None:
+            self._feed_progress(result.run_id, passed)
+            if passed.completed:
+                self.run_ended(result.run_id)
         return result
 
     @staticmethod
@@ -74,25 +86,20 @@ class Gates(EngineCore):
             s, "after_commit", lambda _s: metrics.observe_gate_wait(outcome, wait), once=True
         )
 
-    def _feed_progress(self, run_id: int, gate_id: int | None) -> None:
-        """Tells the stakeholders; the decision is committed already, so this never raises."""
+    def _feed_progress(self, run_id: int, passed: _Passed) -> None:
+        """Tells the stakeholders (from what the decision knew: no read); the decision is
+        committed already, so this never raises."""
         try:
-            with self.db.session() as s:
-                run = s.get(Run, run_id)
-                gate = s.get(Gate, gate_id) if gate_id is not None else None
-        except Exception as exc:
-            log.warning("stakeholder feed of run #%s skipped: %s", run_id, exc)
+            index = next(i for i, p in enumerate(self.runbook.phases) if p.id == passed.phase_id)
+        except StopIteration:
             return
-        if run is None or gate is None:
-            return
-        index = next(i for i, p in enumerate(self.runbook.phases) if p.id == gate.phase_id)
         phase = self.runbook.phases[index]
         self.feed(
             run_id,
-            f"✅ {run.environment}: Phase {self.runbook.phase_number(index)} ({phase.name}) "
+            f"✅ {passed.environment}: Phase {self.runbook.phase_number(index)} ({phase.name}) "
             f"passed (run #{run_id}).",
         )
-        if run.status == RunStatus.COMPLETED:
+        if passed.completed:
             deployed = self.run_artifact(run_id, "deployed")
             what = (
                 f": commit {str(deployed.get('commit'))[:12]}, "
@@ -100,36 +107,55 @@ class Gates(EngineCore):
                 if deployed
                 else ""
             )
-            self.feed(run_id, f"🎉 {run.environment}: cutover completed (run #{run_id}){what}.")
+            self.feed(run_id, f"🎉 {passed.environment}: cutover completed (run #{run_id}){what}.")
 
     def _gate_run(self, gate_id: int) -> tuple[int, str] | None:
-        """(run id, environment) of a gate, read without a lock: the locks come in order."""
+        """(run id, environment) of a gate, read without a lock: the locks come in order.
+        Kept once read: a gate never moves to another run, a run to another environment."""
+        with self._threads_lock:
+            known = self._gate_runs.get(gate_id)
+        if known is not None:
+            return known
         with self.db.session() as s:
             row = s.exec(
                 select(Gate.run_id, Run.environment)
                 .join(Run, col(Run.id) == col(Gate.run_id))
                 .where(Gate.id == gate_id)
             ).first()
-        return (row[0], row[1]) if row is not None else None
+        if row is None:
+            return None
+        with self._threads_lock:
+            if len(self._gate_runs) > 10_000:
+                self._gate_runs.clear()
+            self._gate_runs[gate_id] = (row[0], row[1])
+        return row[0], row[1]
 
     def _decide(
         self, gate_id: int, actor: Actor, decision: DecisionKind, reason: str | None
-    ) -> tuple[Decision, Callable[[int], None] | None]:
+    ) -> tuple[Decision, Callable[[int], None] | None, _Passed | None]:
         found = self._gate_run(gate_id)
         if found is None:
-            return Decision("unknown_gate", f"no gate #{gate_id}; the message is out of date"), None
+            unknown = Decision("unknown_gate", f"no gate #{gate_id}; the message is out of date")
+            return unknown, None, None
         run_id, env_name = found
         env = self.environment(env_name)
         if not approvals.is_approver(env, actor):
             # Refused before any row lock: a stranger's clicks never queue behind the gate.
             reason_text = f"you are not an approver for {env_name}; nothing was changed"
             self.refuse(actor, str(decision), reason_text, run_id=run_id, gate=gate_id)
-            return Decision("refused", reason_text, gate_id, run_id), None
+            return Decision("refused", reason_text, gate_id, run_id), None, None
         with self.db.session() as s:
             run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
-            gate = s.exec(select(Gate).where(Gate.id == gate_id).with_for_update()).one()
+            # The gate row locked (FOR UPDATE OF gate: the same lock as before), its phase
+            # run read with it: one round trip.
+            gate, pr = s.exec(
+                select(Gate, PhaseRun)
+                .join(PhaseRun, col(PhaseRun.id) == col(Gate.phase_run_id))
+                .where(Gate.id == gate_id)
+                .with_for_update(of=Gate)
+            ).one()
             if gate.status != GateStatus.OPEN:
-                return self._already(gate), None
+                return self._already(gate), None, None
             facts = self._facts(s, gate, run)
             refusal = approvals.may_decide(env, actor, decision, facts)
             if refusal is None and not states.can(gate, _GATE_TRIGGER[decision]):
@@ -144,12 +170,16 @@ class Gates(EngineCore):
                     gate=gate.id,
                     phase=gate.phase_id,
                 )
-                return Decision("refused", refusal, gate.id, run.id), None
-            pr = s.get(PhaseRun, gate.phase_run_id)
-            assert pr is not None and run.id is not None
-            result, spawn = self._apply(s, run, gate, pr, actor, decision, reason)
+                return Decision("refused", refusal, gate.id, run.id), None, None
+            assert run.id is not None
+            result, spawn = self._apply(s, run, gate, pr, actor, decision, reason, facts.votes)
             s.add_all([gate, pr, run])
-        return result, spawn
+            passed = (
+                _Passed(run.environment, gate.phase_id, run.status == RunStatus.COMPLETED)
+                if result.outcome == "approved"
+                else None
+            )
+        return result, spawn, passed
 
     def _apply(
         self,
@@ -160,8 +190,10 @@ class Gates(EngineCore):
         actor: Actor,
         decision: DecisionKind,
         reason: str | None,
+        voted: tuple[str, ...] | None = None,
     ) -> tuple[Decision, Callable[[int], None] | None]:
-        """The decision's state changes, inside the caller's transaction (rows locked)."""
+        """The decision's state changes, inside the caller's transaction (rows locked).
+        `voted`: the gate's votes read under its lock, if the caller has them already."""
         now = self.now()
         assert run.id is not None
 
@@ -198,8 +230,9 @@ class Gates(EngineCore):
             )
         assert gate.id is not None
         s.add(Vote(gate_id=gate.id, actor=actor.id, at=now))
-        s.flush()
-        votes = self._voters(s, gate.id)
+        # The gate row is locked: no other vote can land meanwhile, so the votes are the ones
+        # read under the lock and this one (flushed with the audit row, in this transaction).
+        votes = [*voted, actor.id] if voted is not None else [*self._voters(s, gate.id), actor.id]
         # Continue's optional comment (typed by a person: masked), kept with the vote.
         comment = self.masker.untrusted(reason or "").strip()[:500]
         log_event(
@@ -261,6 +294,8 @@ class Gates(EngineCore):
 
     def _unticked(self, s: Session, gate: Gate) -> list[str]:
         phase = self.runbook.phase(gate.phase_id)
+        if not phase.manual:
+            return []  # nothing to tick: no read
         ticked = set(s.exec(select(ManualTick.item_id).where(ManualTick.gate_id == gate.id)))
         return [m.id for m in phase.manual if m.id not in ticked]
 
@@ -398,6 +433,8 @@ class Gates(EngineCore):
         self.notify.run_changed(run.id)
         if spawn:
             self.spawn(self.execute_rollback, run.id)
+        elif result.outcome == "cancelled":
+            self.run_ended(run.id)
         return result
 
     def _changed_anything(self, s: Session, run: Run) -> bool:

@@ -153,6 +153,7 @@ class Rollback(EngineCore):
             f"{run.rollback_reason or 'no reason given'}). {health} {timing}.",
         )
         self.notify.run_changed(run_id)
+        self.run_ended(run_id)
 
     def _restore(
         self, values: dict[str, Value], ctx: StepContext, record: OnResult

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +14,8 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from bot import audit
+from bot import audit, metrics
+from bot.db import DatabaseUnavailable
 from bot.domain import approvals, states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import Conflict, Refused
@@ -137,6 +139,9 @@ class Runs(EngineCore):
             lambda: self._claim_phase(run_id, token), f"run #{run_id}: start"
         )
         if claimed is None:
+            if token in self._completed_by:
+                self._completed_by.discard(token)
+                self.run_ended(run_id)
             return
         run, phase_run, phase = claimed
         self._ensure_heartbeat()
@@ -144,7 +149,7 @@ class Runs(EngineCore):
         if phase_run.phase_index == len(self.runbook.phases) - 1:
             # The last phase (NostrMaxi: monitoring): the cutover is live, people can vouch.
             self.db.retrying(lambda: self.request_signoffs(run_id), f"run #{run_id}: sign-offs")
-        ctx, values = self.context(run)
+        ctx, values = self.context(run, [*phase.actions, *phase.checks])
         ctx = dataclasses.replace(ctx, phase_started_at=self.clock.now())
         assert phase_run.id is not None
         pr_id = phase_run.id
@@ -171,13 +176,32 @@ class Runs(EngineCore):
             start_monitoring(self, run_id, pr_id, phase)
             self.release(run_id)
             return None
+        checks: list[StepOutcome] = []
         if actions_ok and phase.checks:
-            outcomes += run_checks(phase.checks, values, ctx, on_result=record)
+            # Checks change nothing: their results are recorded with the gate that shows
+            # them, in its transaction (one commit instead of one per check). An action's
+            # result is recorded the moment it ends (above), before anything else runs.
+            checks = run_checks(phase.checks, values, ctx)
+            outcomes += checks
         passed = all(not o.result.status.blocks_gate for o in outcomes)
-        gate_id = self.db.retrying(
-            lambda: self.open_gate(run_id, pr_id, phase, passed, executor=True),
-            f"run #{run_id}: open gate",
-        )
+        try:
+            gate_id = self.open_gate(run_id, pr_id, phase, passed, executor=True, checks=checks)
+        except DatabaseUnavailable:
+            # A flapping database may never let the one long transaction through: each
+            # result on its own then (found, not doubled, if that transaction did commit),
+            # and the gate in a short one, each retried.
+            for outcome in checks:
+                self.db.retrying(
+                    functools.partial(self._record_step_once, run_id, pr_id, outcome, retry=True),
+                    f"run #{run_id}: record step {outcome.step.id}",
+                )
+            gate_id = self.db.retrying(
+                lambda: self.open_gate(run_id, pr_id, phase, passed, executor=True),
+                f"run #{run_id}: open gate",
+            )
+        for outcome in checks:
+            r = outcome.result
+            metrics.observe_step(outcome.section, outcome.step.kind, str(r.status), r.duration_ms)
         if gate_id is not None:
             self.notify.run_changed(run_id)
             self.notify.checkpoint(gate_id)
@@ -210,6 +234,7 @@ class Runs(EngineCore):
                 return None  # another process executes it, or the reaper will take it over
             if run.phase_index >= len(self.runbook.phases):
                 self._complete(s, run)
+                self._completed_by.add(token)  # advance: run_ended once this committed
                 return None
             latest = s.exec(
                 select(PhaseRun)
@@ -275,19 +300,26 @@ class Runs(EngineCore):
         note: str | None = None,
         *,
         executor: bool = False,
+        checks: Sequence[StepOutcome] = (),
     ) -> int | None:
         """Opens the checkpoint of a phase whose steps are done (or that was interrupted).
 
         `executor`: the caller is the process that ran the phase; it opens the gate only
         while it still owns the run, so a phase another replica took over is not decided
-        twice. Returns the gate id, or None if there is nothing to open.
+        twice. `checks`: the phase's check results, recorded (each with its audit row) in
+        this transaction, before the gate's own row. Returns the gate id, or None if there
+        is nothing to open (the results are then dropped: the phase was taken over).
         """
         gate_id: int | None = None
         rollback_now = False
         with self.db.session() as s:
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
-            pr = s.get(PhaseRun, phase_run_id)
-            assert pr is not None
+            # The run row locked, the phase run read with it (one round trip).
+            run, pr = s.exec(
+                select(Run, PhaseRun)
+                .join(PhaseRun, col(PhaseRun.run_id) == col(Run.id))
+                .where(Run.id == run_id, PhaseRun.id == phase_run_id)
+                .with_for_update(of=Run)
+            ).one()
             if pr.status not in (
                 PhaseStatus.RUNNING,
                 PhaseStatus.INTERRUPTED,
@@ -304,6 +336,8 @@ class Runs(EngineCore):
                 and s.exec(select(Gate.id).where(Gate.phase_run_id == phase_run_id)).first()
             ):
                 return None  # opened already (by the replica that took the phase over)
+            for outcome in checks:
+                self.add_step(s, run_id, phase_run_id, outcome)
             if run.status == RunStatus.ROLLING_BACK:  # aborted while the phase ran
                 states.transition(pr, "failed")
                 pr.ended_at = self.now()
@@ -350,6 +384,9 @@ class Runs(EngineCore):
         if rollback_now:
             self.spawn(self.execute_rollback, run_id)
             return None
+        if gate_id is not None:  # its click finds the gate's run without a read
+            with self._threads_lock:
+                self._gate_runs[gate_id] = (run_id, run.environment)
         return gate_id
 
     def _stop_for_rollback(self, run_id: int, phase_run_id: int) -> None:

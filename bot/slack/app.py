@@ -181,17 +181,22 @@ class AcksFirst:
     the CPU and the GIL from the acks of the clicks arriving with it. The HTTP server enters
     this around each request; `wait()` returns once no request has been in flight for
     `quiet` seconds (a burst arrives spread out), or after `max_wait` under steady load.
+    A request that came alone (none other began within `quiet` before it) holds nothing
+    back once it is answered: there is no burst to make way for, and a click's next
+    checkpoint would wait the quiet period for nothing.
     """
 
     def __init__(self, quiet: float = 0.01, max_wait: float = 0.25) -> None:
         self.quiet, self.max_wait = quiet, max_wait
         self._busy = 0
         self._last = 0.0  # time.monotonic() when the last request was answered
+        self._began = (-1e9, -1e9)  # when the two latest requests began
         self._cond = threading.Condition()
 
     def __enter__(self) -> AcksFirst:
         with self._cond:
             self._busy += 1
+            self._began = (self._began[1], time.monotonic())
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -208,7 +213,8 @@ class AcksFirst:
                 now = time.monotonic()
                 if now >= deadline:
                     return
-                if self._busy == 0 and now - self._last >= self.quiet:
+                alone = self._began[1] - self._began[0] >= self.quiet
+                if self._busy == 0 and (alone or now - self._last >= self.quiet):
                     return
                 pause = self.quiet - (now - self._last) if self._busy == 0 else deadline - now
                 self._cond.wait(min(pause, deadline - now))

@@ -6,7 +6,11 @@
 - `Outbox`: edits of messages already posted (chat.update, Tier 3). One thread per channel
   sends them in order; edits of the same message coalesce and each is drawn when it is
   sent, from the database, so what Slack shows is the latest state whatever was dropped on
-  the way. A 429 is waited out in that thread (Retry-After), with no lock held, and delays
+  the way. An edit waits `gather` seconds (50 ms) before it is drawn: the few state changes
+  of one click (decided, next phase running, its gate open) become one drawing, and the
+  drawing's reads stay out of the way of the click's own work. This is the bot's only
+  redraw queue: the engine tells the surface in the thread that changed the state.
+  A 429 is waited out in that thread (Retry-After), with no lock held, and delays
   only that channel's edits; a failing edit is retried with back-off, then audited.
 """
 
@@ -69,6 +73,7 @@ class _Edit:
     fallback: Draw | None
     on_sent: Callable[[], None] | None = None
     tries: int = 0
+    due: float = 0.0  # time.monotonic() before which it is not drawn (gathering edits)
 
 
 class Outbox:
@@ -81,9 +86,10 @@ class Outbox:
         *,
         max_tries: int = 8,
         backoff: float = 0.5,
+        gather: float = 0.05,
     ) -> None:
         self._update, self._on_failure = update, on_failure
-        self.max_tries, self.backoff = max_tries, backoff
+        self.max_tries, self.backoff, self.gather = max_tries, backoff, gather
         self._pending: dict[str, OrderedDict[str, _Edit]] = {}
         self._not_before: dict[str, float] = {}
         self._busy: set[str] = set()
@@ -107,7 +113,11 @@ class Outbox:
         with self._cond:
             queue = self._pending.setdefault(channel, OrderedDict())
             old = queue.get(ts)
-            queue[ts] = _Edit(channel, ts, draw, run_id, fallback, on_sent, old.tries if old else 0)
+            # A pending edit keeps its place and its due time: a busy message is never starved.
+            due = old.due if old else time.monotonic() + self.gather
+            queue[ts] = _Edit(
+                channel, ts, draw, run_id, fallback, on_sent, old.tries if old else 0, due
+            )
             if channel not in self._threads:
                 thread = threading.Thread(
                     target=self._send_loop, args=(channel,), name=f"outbox-{channel}", daemon=True
@@ -139,6 +149,8 @@ class Outbox:
                 while not self._closed:
                     queue = self._pending.get(channel)
                     wait = self._not_before.get(channel, 0.0) - time.monotonic()
+                    if queue:
+                        wait = max(wait, next(iter(queue.values())).due - time.monotonic())
                     if queue and wait <= 0:
                         break
                     self._cond.wait(wait if queue and wait > 0 else None)

@@ -141,8 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain()
             self._send(404, {"content-type": ["text/plain; charset=utf-8"]}, "not found\n")
             return
-        with self.server.in_flight:
-            self._events(app, parts)
+        self._events(app, parts)  # in flight since it was accepted (process_request)
 
     def _events(self, app: App, parts: SplitResult) -> None:
         text = {"content-type": ["text/plain; charset=utf-8"]}
@@ -256,6 +255,22 @@ class BoltHTTPServer(ThreadingHTTPServer):
             return
         trace = "".join(traceback.format_exception(exc)) if exc is not None else "?"
         log.error("http request from %s failed: %s", client_address, GLOBAL_MASKER.mask(trace))
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A connection counts as in flight from the moment it is accepted, before its thread
+        reads the request: the requests of a burst are seen at once (acks first)."""
+        self.in_flight.__enter__()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.in_flight.__exit__(None, None, None)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.in_flight.__exit__(None, None, None)
 
     @property
     def url(self) -> str:

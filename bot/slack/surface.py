@@ -72,6 +72,7 @@ from bot.slack.outbox import (
 from bot.slack.signoff import signoff_message
 from bot.store import message_refs
 from bot.views import (
+    GateView,
     ScheduleView,
     gate_ids,
     gate_view,
@@ -163,6 +164,10 @@ class SlackSurface:
         self._iterations: dict[int, int] = {}
         # Told (it must return at once) whenever a run or a gate changed: the Home tabs.
         self.on_change: Callable[[], None] | None = None
+        # Message refs once known (they are written once, never changed): a redraw of a
+        # posted message goes straight to the outbox, with no read before it.
+        self._run_refs: dict[int, str] = {}
+        self._gate_refs: dict[int, tuple[str, int]] = {}  # gate → (its message, its run)
         self._locks_guard = threading.Lock()
 
     def bind(self, engine: Engine) -> None:
@@ -193,16 +198,18 @@ class SlackSurface:
             self.on_change()
 
     def run_changed(self, run_id: int) -> None:
+        """Redraws the run's message through the outbox (this thread goes on at once); a
+        message not posted yet is posted now, in this thread."""
         self._changed()
+        known = self._run_ref(run_id)
+        if known is not None:
+            self._edit_run(known, run_id)
+            return
         view = run_view(self.engine.db, self.engine.runbook, run_id)
         if view is None:
             return
-        if view.ended_at is not None:
-            signoff = self._signoff_ref(run_id)
-            if signoff:  # a run rolled back: its sign-off message loses its buttons
-                self._edit_signoff(signoff, run_id)
         if view.surface_ref:
-            self._edit_run(view.surface_ref, run_id)
+            self._edit_run(self._learn_run(run_id, view.surface_ref), run_id)
             return
         self._posting(run_id, view.channel, lambda: self._sync_run(run_id))
 
@@ -210,15 +217,22 @@ class SlackSurface:
         self.gate_changed(gate_id)
 
     def gate_changed(self, gate_id: int) -> None:
+        """As run_changed, for a checkpoint."""
         self._changed()
+        with self._locks_guard:
+            known = self._gate_refs.get(gate_id)
+        if known is not None:
+            self._edit_gate(known[0], gate_id, known[1])
+            return
         first = gate_view(self.engine.db, self.engine.runbook, gate_id)
         if first is None:
             return
         if first.surface_ref:
+            self._learn_gate(gate_id, first.run_id, first.surface_ref)
             self._edit_gate(first.surface_ref, gate_id, first.run_id)
             return
         channel = split_ref(first.run_surface_ref)[0] if first.run_surface_ref else first.channel
-        details = self._posting(first.run_id, channel, lambda: self._post_gate(gate_id))
+        details = self._posting(first.run_id, channel, lambda: self._post_gate(gate_id, first))
         for fallback, reply in details or []:  # no lock held: the decision is up already
             try:
                 self._call_waiting(
@@ -251,15 +265,33 @@ class SlackSurface:
                 time.sleep(exc.retry_after)
         return None
 
-    def _post_gate(self, gate_id: int) -> list[tuple[str, tuple[str, str, list[Block]]]]:
-        """Posts the checkpoint if it is not posted yet (caller holds the run's lock);
-        returns the thread replies of results to post after it."""
-        view = gate_view(self.engine.db, self.engine.runbook, gate_id)
-        assert view is not None
-        if view.surface_ref:  # posted meanwhile: redraw instead
-            self._edit_gate(view.surface_ref, gate_id, view.run_id)
+    def _run_ref(self, run_id: int) -> str | None:
+        with self._locks_guard:
+            return self._run_refs.get(run_id)
+
+    def _learn_run(self, run_id: int, ref: str) -> str:
+        with self._locks_guard:
+            self._run_refs[run_id] = ref
+        return ref
+
+    def _learn_gate(self, gate_id: int, run_id: int, ref: str) -> str:
+        with self._locks_guard:
+            self._gate_refs[gate_id] = (ref, run_id)
+        return ref
+
+    def _post_gate(
+        self, gate_id: int, view: GateView
+    ) -> list[tuple[str, tuple[str, str, list[Block]]]]:
+        """Posts the checkpoint drawn from `view` if it is not posted yet (caller holds the
+        run's lock); returns the thread replies of results to post after it. A post by
+        another thread of this process is known here (it learned the ref under this lock);
+        one by another replica is caught by `set_surface_ref` (this copy is deleted)."""
+        with self._locks_guard:
+            known = self._gate_refs.get(gate_id)
+        if known is not None:  # posted meanwhile: redraw instead
+            self._edit_gate(known[0], gate_id, view.run_id)
             return []
-        parent = view.run_surface_ref or self._sync_run(view.run_id)
+        parent = view.run_surface_ref or self._run_ref(view.run_id) or self._sync_run(view.run_id)
         channel, thread_ts = split_ref(parent) if parent else (view.channel, None)
         text, blocks = gate_message(
             view,
@@ -267,7 +299,11 @@ class SlackSurface:
             self._iteration(gate_id),
             self._waiting_for(view.environment, view.votes),
         )
-        own = lambda ref: self.engine.set_surface_ref(ref, gate_id=gate_id)  # noqa: E731
+
+        def own(mine: str) -> str:
+            winner = self.engine.set_surface_ref(mine, gate_id=gate_id)
+            return self._learn_gate(gate_id, view.run_id, winner)
+
         try:
             self._post_or_update(None, channel, text, blocks, thread_ts=thread_ts, own=own)
         except Refused as exc:
@@ -285,6 +321,12 @@ class SlackSurface:
             view = run_view(self.engine.db, self.engine.runbook, run_id)
             if view is None:
                 return None
+            if view.ended_at is not None:
+                # Drawn off the click's path: a run that ended (rolled back) takes no more
+                # sign-offs, and its sign-off message, if it has one, loses its buttons.
+                signoff = self._signoff_ref(run_id)
+                if signoff:
+                    self._edit_signoff(signoff, run_id)
             return run_message(view, datetime.now(UTC), self._mask, self._run_waiting(run_id))
 
         self.outbox.edit(*split_ref(ref), draw, run_id=run_id)
@@ -360,11 +402,14 @@ class SlackSurface:
 
     def notice(self, run_id: int | None, text: str, channel: str | None = None) -> None:
         thread_ts: str | None = None
-        if run_id is not None:
+        known = self._run_ref(run_id) if run_id is not None else None
+        if known is not None:
+            channel, thread_ts = split_ref(known)
+        elif run_id is not None:
             view = run_view(self.engine.db, self.engine.runbook, run_id)
             if view is not None:
                 if view.surface_ref:
-                    channel, thread_ts = split_ref(view.surface_ref)
+                    channel, thread_ts = split_ref(self._learn_run(run_id, view.surface_ref))
                 else:
                     channel = channel or view.channel
         if not channel:
@@ -755,7 +800,7 @@ class SlackSurface:
             with self._locks_guard:
                 home = self._homes.pop(view.environment, None)
             if home is not None:  # the "starting…" message becomes the run's message
-                winner = self.engine.set_surface_ref(home, run_id=run_id)
+                winner = self._learn_run(run_id, self.engine.set_surface_ref(home, run_id=run_id))
                 if winner != home:
                     self._delete(home)
                 self._edit_run(winner, run_id)
@@ -767,7 +812,9 @@ class SlackSurface:
             text,
             blocks,
             thread_ts=None,
-            own=lambda ref: self.engine.set_surface_ref(ref, run_id=run_id),
+            own=lambda ref: self._learn_run(
+                run_id, self.engine.set_surface_ref(ref, run_id=run_id)
+            ),
         )
 
     def _post_or_update(
