@@ -86,7 +86,9 @@ def test_whole_cutover_start_refusal_ticks_approvals_and_stale_click(
         # One parent per run, edited in place; the checkpoints are its thread, and the run's
         # end posts the audit chain head there last.
         assert len(bot.standin.parents()) == 1
-        assert bot.fresh(parent).updates >= 5
+        # (How many edits depends on how many the outbox gathered into one drawing; a
+        # run with two clicks apart is edited at least once per click.)
+        assert bot.fresh(parent).updates >= 2
         thread = wait_for(
             lambda: (
                 len(bot.standin.thread(f"{parent.channel}:{parent.ts}")) == 4
