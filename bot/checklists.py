@@ -215,25 +215,25 @@ class Checklists:
             return self.check_now(scope, item, actor)
         if item_id in self._ticks(scope, self.engine.now()):
             return TickResult(False, f"{item_id} is already ticked for {scope.label}.")
-        with self.engine.db.session() as s:
-            audit.append(
-                s,
-                AuditKind.CHECKLIST_TICKED,
-                actor=actor.id,
-                data={
-                    "scope": scope.key,
-                    "environment": scope.environment,
-                    "schedule": scope.schedule_id,
-                    "item": item_id,
-                    "text": item.text,
-                    "note": note,
-                },
-                at=self.engine.now(),
-            )
-        self._redraw(scope)
+        self._record(AuditKind.CHECKLIST_TICKED, scope, item_id, actor, text=item.text, note=note)
         return TickResult(
             True, f"✅ {item.text} [{item_id}] ticked by {actor.label} for {scope.label}."
         )
+
+    def _record(
+        self, kind: AuditKind, scope: Scope, item_id: str, actor: Actor, **extra: Any
+    ) -> None:
+        """A tick or an untick: one audit row (the latest per item wins), then the redraw."""
+        data = {
+            "scope": scope.key,
+            "environment": scope.environment,
+            "schedule": scope.schedule_id,
+            "item": item_id,
+            **extra,
+        }
+        with self.engine.db.session() as s:
+            audit.append(s, kind, actor=actor.id, data=data, at=self.engine.now())
+        self._redraw(scope)
 
     def untick(self, scope: Scope, item_id: str, actor: Actor) -> TickResult:
         item = self.item(item_id)
@@ -242,20 +242,7 @@ class Checklists:
             return TickResult(False, f"{item_id} is checked by the bot; there is no tick to undo.")
         if item_id not in self._ticks(scope, self.engine.now()):
             return TickResult(False, f"{item_id} is not ticked for {scope.label}.")
-        with self.engine.db.session() as s:
-            audit.append(
-                s,
-                AuditKind.CHECKLIST_UNTICKED,
-                actor=actor.id,
-                data={
-                    "scope": scope.key,
-                    "environment": scope.environment,
-                    "schedule": scope.schedule_id,
-                    "item": item_id,
-                },
-                at=self.engine.now(),
-            )
-        self._redraw(scope)
+        self._record(AuditKind.CHECKLIST_UNTICKED, scope, item_id, actor)
         return TickResult(
             True, f"☐ {item.text} [{item_id}] unticked by {actor.label} for {scope.label}."
         )
