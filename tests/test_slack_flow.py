@@ -81,7 +81,9 @@ def test_whole_cutover_start_refusal_ticks_approvals_and_stale_click(
         # One parent per run, edited in place; the checkpoints are its thread, and the run's
         # end posts the audit chain head there last.
         assert len(bot.standin.parents()) == 1
-        assert bot.fresh(parent).updates >= 5
+        # Edited in place, not counted per state change: the outbox gathers a message's edits
+        # for 50 ms and draws the latest state (a click's few changes are one edit).
+        assert bot.fresh(parent).updates >= 2
         thread = wait_for(
             lambda: (
                 len(bot.standin.thread(f"{parent.channel}:{parent.ts}")) == 4
