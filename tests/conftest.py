@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.db_fixtures import db, pg_db, sqlite_db  # noqa: F401
+from tests.db_fixtures import app_role, db, pg_db, sqlite_db  # noqa: F401
 from tests.docker_fixtures import compose, docker_client  # noqa: F401
 from tests.standin_env import standin  # noqa: F401
 

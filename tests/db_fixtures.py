@@ -20,13 +20,17 @@ PG_URL = os.environ.get(
 )
 
 
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def libpq(url: str, user: str | None = None) -> str:
+    """A SQLAlchemy URL as psycopg takes it; with `user`: that role, no password."""
+    u = make_url(url).set(drivername="postgresql")
+    if user is not None:
+        u = u.set(username=user, password=None)
+    return u.render_as_string(hide_password=False)
 
 
 def postgres_reachable() -> bool:
     try:
-        with psycopg.connect(_libpq(PG_URL), connect_timeout=3):
+        with psycopg.connect(libpq(PG_URL), connect_timeout=3):
             return True
     except psycopg.Error:
         return False
@@ -36,7 +40,7 @@ def postgres_reachable() -> bool:
 def throwaway_pg_database(prefix: str = "cutover_test") -> Iterator[str]:
     """Creates a fresh database on the test server; yields its SQLAlchemy URL; drops it after."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = _libpq(PG_URL)
+    admin = libpq(PG_URL)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
@@ -77,3 +81,19 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
 @pytest.fixture
 def pg_db(tmp_path: Path) -> Iterator[Database]:
     yield from make_db("postgres", tmp_path)
+
+
+@pytest.fixture
+def app_role(pg_db: Database) -> Iterator[str]:
+    """A login role that does not own the tables: what the bot should run as."""
+    role = f"cutover_app_{uuid.uuid4().hex[:8]}"
+    with pg_db.engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        yield role
+    finally:
+        with pg_db.engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+        pg_db.dispose()
+        with psycopg.connect(libpq(pg_db.url), autocommit=True) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')

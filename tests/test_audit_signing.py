@@ -8,12 +8,10 @@ signatures do not. Each run's end also posts the chain head in the run's thread.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from bot import audit
 from bot.cli import main
@@ -23,6 +21,7 @@ from bot.engine import Engine
 from bot.surface import Actor
 from bot.views import open_gate_id
 from phases.secrets import Masker
+from tests.db_fixtures import libpq
 from tests.small_runbook import small_runbook
 
 BOB, CAROL = Actor("T1:U2", "bob"), Actor("T1:U3", "carol")
@@ -105,28 +104,6 @@ def test_a_row_signed_by_another_key_is_named(
     assert audit.verify_signatures(db, both) == []
 
 
-@pytest.fixture
-def app_role(pg_db: Database) -> Iterator[str]:
-    role = f"cutover_app_{uuid.uuid4().hex[:8]}"
-    with pg_db.engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
-    try:
-        yield role
-    finally:
-        with pg_db.engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
-        pg_db.dispose()
-        with psycopg.connect(_libpq(pg_db.url), autocommit=True) as conn:
-            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
-
-
-def _libpq(url: str, user: str | None = None) -> str:
-    u = make_url(url).set(drivername="postgresql")
-    if user is not None:
-        u = u.set(username=user, password=None)
-    return u.render_as_string(hide_password=False)
-
-
 @pytest.mark.postgres
 def test_a_row_fabricated_by_the_locked_down_role_is_reported_at_its_sequence_number(
     pg_db: Database,
@@ -141,7 +118,7 @@ def test_a_row_fabricated_by_the_locked_down_role_is_reported_at_its_sequence_nu
     capsys.readouterr()
 
     # The bot's own role appends a fabricated approval: correct hash, head moved, no key.
-    with psycopg.connect(_libpq(pg_db.url, app_role)) as conn:
+    with psycopg.connect(libpq(pg_db.url, app_role)) as conn:
         row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
         assert row is not None
         seq, prev = row

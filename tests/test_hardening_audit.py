@@ -8,8 +8,6 @@ role the bot runs as, so that role cannot disable the triggers nor change a row.
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -24,6 +22,7 @@ from bot.db import Database
 from bot.engine import Engine
 from bot.surface import Actor
 from bot.views import open_gate_id
+from tests.db_fixtures import libpq
 from tests.small_runbook import small_runbook
 
 pytestmark = pytest.mark.postgres
@@ -123,29 +122,6 @@ def test_truncate_by_an_attacker_who_disabled_the_triggers_is_found_by_verify(
     assert len(problems) == 1 and "rows at the end were deleted" in problems[0]
 
 
-@pytest.fixture
-def app_role(pg_db: Database) -> Iterator[str]:
-    """A login role that does not own the tables: what the bot should run as."""
-    role = f"cutover_app_{uuid.uuid4().hex[:8]}"
-    with pg_db.engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
-    try:
-        yield role
-    finally:
-        with pg_db.engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
-        pg_db.dispose()
-        with psycopg.connect(_libpq(pg_db.url), autocommit=True) as conn:
-            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
-
-
-def _libpq(url: str, user: str | None = None) -> str:
-    u = make_url(url).set(drivername="postgresql")
-    if user is not None:
-        u = u.set(username=user, password=None)
-    return u.render_as_string(hide_password=False)
-
-
 def test_locked_down_app_role_runs_the_bot_but_cannot_touch_audit_rows(
     pg_db: Database, tmp_path: Path, app_role: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -164,7 +140,7 @@ def test_locked_down_app_role_runs_the_bot_but_cannot_touch_audit_rows(
     finally:
         as_app.dispose()
 
-    with psycopg.connect(_libpq(pg_db.url, app_role), autocommit=True) as conn:
+    with psycopg.connect(libpq(pg_db.url, app_role), autocommit=True) as conn:
         for statement in (
             "UPDATE audit_event SET actor = 'x' WHERE seq = 1",
             "DELETE FROM audit_event WHERE seq = 1",
