@@ -55,9 +55,13 @@ def test_refreshes_are_at_most_one_per_person_per_interval_and_never_block_the_c
     drawn = [0]
     slow = threading.Event()
 
+    in_flight = [0]
+
     def publish(user: str, view: dict[str, Any]) -> bool:
         publishes[user].append(time.monotonic())
+        in_flight[0] += 1
         slow.wait(0.2)  # a slow views.publish
+        in_flight[0] -= 1
         return True
 
     def draw() -> dict[str, Any]:
@@ -70,17 +74,22 @@ def test_refreshes_are_at_most_one_per_person_per_interval_and_never_block_the_c
     try:
         homes.published_now("U2")  # U2 just opened Home: not republished within 0.5 s
         longest = 0.0
+        returned_mid_publish = 0
         end = time.monotonic() + 1.6
         while time.monotonic() < end:  # a burst of changes: clicks, votes, phases
             t0 = time.monotonic()
             homes.poke()
             longest = max(longest, time.monotonic() - t0)
+            returned_mid_publish += in_flight[0] > 0
             time.sleep(0.01)
         wait_for(lambda: not homes._dirty, "the last refresh round", timeout=5)
         time.sleep(0.6)
     finally:
         homes.close()
-    assert longest < 0.05, f"poke() took {longest * 1000:.1f} ms"
+    # Never blocks: pokes returned while a (slow) publish was under way, and none took as
+    # long as one publish (a timing bound loose enough for a loaded machine).
+    assert returned_mid_publish > 0
+    assert longest < 0.2, f"poke() took {longest * 1000:.1f} ms"
     for user in ("U1", "U2", "W3"):
         times = publishes[user]
         assert len(times) >= 2, (user, times)
