@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, select
 
 from bot import metrics
-from bot.db import Database
+from bot.db import Database, pooled_cursor
 from bot.models import AuditEvent, AuditHead, AuditSignature
 from phases.secrets import mask_everywhere
 
@@ -181,7 +181,6 @@ _PG_APPEND_SIGNED = (
     "VALUES (%(seq)s, %(at)s, %(run_id)s, %(actor)s, %(kind)s, %(data)s, %(prev_hash)s, "
     "%(hash)s)"
 )
-_CURSOR = "audit_cursor"  # the pooled connection's info: its cursor for the audit statements
 _TIP = "audit_tip"  # session.info: (transaction, seq, hash) of this transaction's last append
 
 
@@ -191,10 +190,7 @@ def _pg_execute(conn: Connection, sql: str, params: dict[str, Any] | None = None
     pooled = conn.connection
     dbapi_conn = pooled.dbapi_connection
     assert dbapi_conn is not None
-    # One cursor per pooled connection, kept with it (its info lives as long as it does).
-    cursor = pooled.info.get(_CURSOR)
-    if cursor is None or cursor.closed or cursor.connection is not dbapi_conn:
-        cursor = pooled.info[_CURSOR] = dbapi_conn.cursor()
+    cursor = pooled_cursor(pooled)
     try:
         cursor.execute(sql, params)
     except Exception as exc:
@@ -234,6 +230,35 @@ class Appended:
     hash: str
 
 
+def _next_row(
+    tip: tuple[int, str],
+    signer: Signer | None,
+    kind: str,
+    actor: str,
+    run_id: int | None,
+    data: dict[str, Any] | None,
+    at: datetime | None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The row after `tip` (masked, hashed) and its signature row, if there is a signer."""
+    seq, prev_hash = tip[0] + 1, tip[1]
+    stamp = now_iso(at)
+    payload = canonical(_masked(data or {}))
+    digest = event_hash(prev_hash, seq, stamp, run_id, actor, kind, payload)
+    row = {
+        "seq": seq,
+        "at": stamp,
+        "run_id": run_id,
+        "actor": actor,
+        "kind": kind,
+        "data": payload,
+        "prev_hash": prev_hash,
+        "hash": digest,
+    }
+    if signer is None:
+        return row, None
+    return row, {"seq": seq, "key_id": signer.key_id, "signature": signer.sign(digest)}
+
+
 def append(
     session: Session,
     kind: str,
@@ -248,41 +273,51 @@ def append(
     Core statements, not the ORM: the head row is locked from the SELECT … FOR UPDATE
     to the commit, so every statement under that lock is kept short.
     """
-    if session.new or session.dirty or session.deleted:
-        session.flush()  # the caller's pending rows go first, as they did with the ORM
+    session.flush()  # the caller's pending rows go first, as they did with the ORM
     conn = session.connection()
-    prev_seq, prev_hash = _tip(session, conn)
-    seq = prev_seq + 1
-    stamp = now_iso(at)
-    payload = canonical(_masked(data or {}))
-    digest = event_hash(prev_hash, seq, stamp, run_id, actor, kind, payload)
-    signer: Signer | None = session.info.get("audit_signer")
-    row = {
-        "seq": seq,
-        "at": stamp,
-        "run_id": run_id,
-        "actor": actor,
-        "kind": kind,
-        "data": payload,
-        "prev_hash": prev_hash,
-        "hash": digest,
-    }
-    sig = (
-        {"seq": seq, "key_id": signer.key_id, "signature": signer.sign(digest)}
-        if signer is not None
-        else None
+    row, sig = _next_row(
+        _tip(session, conn), session.info.get("audit_signer"), kind, actor, run_id, data, at
     )
     if conn.dialect.name == "postgresql":
         _pg_execute(conn, _PG_APPEND if sig is None else _PG_APPEND_SIGNED, {**row, **(sig or {})})
     else:
         conn.execute(_INSERT_EVENT, row)
-        conn.execute(_UPDATE_HEAD, {"seq": seq, "hash": digest})
+        conn.execute(_UPDATE_HEAD, {"seq": row["seq"], "hash": row["hash"]})
         if sig is not None:
             conn.execute(_INSERT_SIGNATURE, sig)
     if conn.get_nested_transaction() is None:
-        session.info[_TIP] = (conn.get_transaction(), seq, digest)
+        session.info[_TIP] = (conn.get_transaction(), row["seq"], row["hash"])
     metrics.audit_appended(kind)
-    return Appended(seq, digest)
+    return Appended(row["seq"], row["hash"])
+
+
+def record(
+    db: Database,
+    kind: str,
+    *,
+    actor: str,
+    run_id: int | None = None,
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> Appended:
+    """Appends one event in a transaction of its own, for an event that changes no state
+    (a note, a tick, a readiness check, a chat post that failed).
+
+    On PostgreSQL the transaction runs on a pooled DBAPI cursor (`Database.dbapi_transaction`)
+    instead of an ORM session, whose begin, commit and close cost about as much Python as
+    the append itself; the row, its hash, its signature and the lock on the tip are the
+    same as `append` writes. An event that goes with a state change uses `append`, inside
+    the state change's own transaction.
+    """
+    if db.is_sqlite:
+        with db.session() as s:
+            return append(s, kind, actor=actor, run_id=run_id, data=data, at=at)
+    with db.dbapi_transaction() as cursor:
+        tip = cursor.execute(_PG_HEAD_FOR_UPDATE).fetchone()
+        row, sig = _next_row(tip, db.audit_signer, kind, actor, run_id, data, at)
+        cursor.execute(_PG_APPEND if sig is None else _PG_APPEND_SIGNED, {**row, **(sig or {})})
+    metrics.audit_appended(kind)
+    return Appended(row["seq"], row["hash"])
 
 
 def head(db: Database) -> tuple[int, str]:

@@ -231,8 +231,7 @@ class Checklists:
             "item": item_id,
             **extra,
         }
-        with self.engine.db.session() as s:
-            audit.append(s, kind, actor=actor.id, data=data, at=self.engine.now())
+        audit.record(self.engine.db, kind, actor=actor.id, data=data, at=self.engine.now())
         self._redraw(scope)
 
     def untick(self, scope: Scope, item_id: str, actor: Actor) -> TickResult:
@@ -280,21 +279,20 @@ class Checklists:
         ctx.public_env_keys = frozenset(env.public_env_keys)
         outcome = run_checks([step], values, ctx)[0]
         status, evidence = str(outcome.result.status), engine.masker.mask(outcome.result.evidence)
-        with engine.db.session() as s:
-            audit.append(
-                s,
-                AuditKind.READINESS_CHECKED,
-                actor=actor.id if actor is not SYSTEM else SYSTEM.id,
-                data={
-                    "schedule": scope.schedule_id,
-                    "environment": scope.environment,
-                    "phase": phase_id,
-                    "dry_run": True,
-                    "asked_for": item.id,
-                    "results": [{"step": step_id, "status": status, "evidence": evidence}],
-                },
-                at=engine.now(),
-            )
+        audit.record(
+            engine.db,
+            AuditKind.READINESS_CHECKED,
+            actor=actor.id if actor is not SYSTEM else SYSTEM.id,
+            data={
+                "schedule": scope.schedule_id,
+                "environment": scope.environment,
+                "phase": phase_id,
+                "dry_run": True,
+                "asked_for": item.id,
+                "results": [{"step": step_id, "status": status, "evidence": evidence}],
+            },
+            at=engine.now(),
+        )
         self._redraw(scope)
         icon = "✅" if status == "pass" else "❌"
         return TickResult(

@@ -240,6 +240,54 @@ class Database:
                 ) from None
             raise
 
+    @contextmanager
+    def dbapi_transaction(self) -> Iterator[Any]:
+        """One transaction on a pooled psycopg cursor, without an ORM session: for the audit
+        appends that change no state (`audit.record`), where the session's own begin,
+        commit and close cost more Python than the append's statements (docs/benchmarks.md).
+
+        PostgreSQL only. The connection comes from the same pool, with its BEGIN already
+        sent at checkout; the block's end commits, an exception rolls back. A connection
+        lost on the way is dropped from the pool and reported as `session()` reports it
+        (DatabaseUnavailable); any other database error is raised as SQLAlchemy raises it.
+        """
+        if self.is_sqlite:
+            raise TypeError("dbapi_transaction is for PostgreSQL; use session() on SQLite")
+        dialect = self.engine.dialect
+        base = dialect.loaded_dbapi.Error
+        try:
+            pooled = self.engine.raw_connection()
+        except base as exc:
+            raise DatabaseUnavailable(
+                f"database {self.safe_url} unavailable: {str(exc).strip()[:200]}; "
+                "nothing was changed"
+            ) from None
+        dbapi_conn: Any = pooled.dbapi_connection
+        cursor: Any = None
+        try:
+            cursor = pooled_cursor(pooled)
+            yield cursor
+            dbapi_conn.commit()
+        except base as exc:
+            gone = bool(dbapi_conn.closed) or dialect.is_disconnect(exc, dbapi_conn, cursor)
+            if gone:
+                pooled.invalidate(exc)
+            else:
+                _rollback_quietly(pooled)
+            wrapped = DBAPIError.instance(
+                None, None, exc, base, connection_invalidated=gone, dialect=dialect
+            )
+            if isinstance(wrapped, OperationalError) and _is_connection_error(wrapped):
+                raise DatabaseUnavailable(
+                    f"database {self.safe_url} unavailable: {_short(wrapped)}; nothing was changed"
+                ) from None
+            raise wrapped from exc
+        except BaseException:
+            _rollback_quietly(pooled)
+            raise
+        finally:
+            pooled.close()
+
     def retrying(self, fn: Callable[[], T], what: str, *, patience: float = 60.0) -> T:
         """Runs fn (one or more whole transactions) again while the database is unavailable.
 
@@ -297,6 +345,27 @@ def _audit_guards(conn: Any) -> dict[str, bool]:
         ).bindparams(bindparam("names", value=list(_AUDIT_GUARD_TRIGGERS), expanding=True))
     )
     return {row[0]: bool(row[1]) for row in rows}
+
+
+_CURSOR = "cutover_cursor"  # a pooled connection's info: its cursor for DBAPI statements
+
+
+def pooled_cursor(pooled: Any) -> Any:
+    """The pooled connection's own cursor, made once and kept with it (its `info` lives as
+    long as the connection does): a statement on the hot path makes no cursor of its own."""
+    dbapi_conn = pooled.dbapi_connection
+    cursor = pooled.info.get(_CURSOR)
+    if cursor is None or cursor.closed or cursor.connection is not dbapi_conn:
+        cursor = pooled.info[_CURSOR] = dbapi_conn.cursor()
+    return cursor
+
+
+def _rollback_quietly(pooled: Any) -> None:
+    """Ends a failed transaction; a connection that cannot even roll back is discarded."""
+    try:
+        pooled.dbapi_connection.rollback()
+    except Exception as exc:
+        pooled.invalidate(exc)
 
 
 def _short(exc: DBAPIError) -> str:

@@ -470,27 +470,26 @@ class Scheduler:
         outcomes = run_actions(phase.actions, values, ctx, "actions", stop_on_failure=False)
         outcomes += run_checks(phase.checks, values, ctx)
         steps = [StepLine(o.step.name, str(o.result.status), o.result.evidence) for o in outcomes]
-        with self.db.session() as s:
-            audit.append(
-                s,
-                AuditKind.READINESS_CHECKED,
-                actor=SYSTEM.id,
-                data={
-                    "schedule": sched.id,
-                    "environment": sched.environment,
-                    "phase": phase.id,
-                    "dry_run": True,
-                    "results": [
-                        {
-                            "step": o.step.id,
-                            "status": str(o.result.status),
-                            "evidence": o.result.evidence,
-                        }
-                        for o in outcomes
-                    ],
-                },
-                at=engine.now(),
-            )
+        audit.record(
+            self.db,
+            AuditKind.READINESS_CHECKED,
+            actor=SYSTEM.id,
+            data={
+                "schedule": sched.id,
+                "environment": sched.environment,
+                "phase": phase.id,
+                "dry_run": True,
+                "results": [
+                    {
+                        "step": o.step.id,
+                        "status": str(o.result.status),
+                        "evidence": o.result.evidence,
+                    }
+                    for o in outcomes
+                ],
+            },
+            at=engine.now(),
+        )
         return Readiness(phase.name, steps)
 
     def _post_gate(self, row: ScheduledEvent, now: datetime, notes: list[str]) -> Posted:
@@ -751,9 +750,9 @@ class SchedulerHandle:
                 aps.start()
                 self._aps = aps
                 log.info("scheduler: %s is the leader", self.scheduler.me)
-                with contextlib.suppress(Exception), self.scheduler.db.session() as s:
-                    audit.append(
-                        s,
+                with contextlib.suppress(Exception):
+                    audit.record(
+                        self.scheduler.db,
                         AuditKind.SCHEDULER_LEADER,
                         actor=SYSTEM.id,
                         data={"process": self.scheduler.me},

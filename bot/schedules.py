@@ -186,23 +186,22 @@ class ScheduleService:
         masked = [preflight.Item(i.what, i.status, engine.masker.mask(i.evidence)) for i in items]
         head, _, rest = engine.masker.mask(preflight.report(masked, env_name)).partition("\n")
         text = f"{head} (in {elapsed_ms} ms)\n{rest}".rstrip("\n")
-        with engine.db.session() as s:
-            audit.append(
-                s,
-                AuditKind.PREFLIGHT_CHECKED,
-                actor=SYSTEM.id,
-                data={
-                    "environment": env_name,
-                    "schedule": schedule_id,
-                    "stage": stage,
-                    "passed": not any(i.status == "fail" for i in masked),
-                    "elapsed_ms": elapsed_ms,
-                    "items": [
-                        {"what": i.what, "status": i.status, "evidence": i.evidence} for i in masked
-                    ],
-                },
-                at=engine.now(),
-            )
+        audit.record(
+            engine.db,
+            AuditKind.PREFLIGHT_CHECKED,
+            actor=SYSTEM.id,
+            data={
+                "environment": env_name,
+                "schedule": schedule_id,
+                "stage": stage,
+                "passed": not any(i.status == "fail" for i in masked),
+                "elapsed_ms": elapsed_ms,
+                "items": [
+                    {"what": i.what, "status": i.status, "evidence": i.evidence} for i in masked
+                ],
+            },
+            at=engine.now(),
+        )
         return PreflightResult(masked, text, elapsed_ms)
 
     # ------------------------------------------------------------------ the start gate

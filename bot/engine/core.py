@@ -249,15 +249,14 @@ class EngineCore:
     def record_surface_failure(self, call: str, error: str, run_id: int | None) -> None:
         """Audits a chat post that failed (masked); never raises."""
         try:
-            with self.db.session() as s:
-                audit.append(
-                    s,
-                    AuditKind.SURFACE_FAILED,
-                    actor=SYSTEM.id,
-                    run_id=run_id,
-                    data={"call": call, "error": self.masker.mask(error)[:300]},
-                    at=self.now(),
-                )
+            audit.record(
+                self.db,
+                AuditKind.SURFACE_FAILED,
+                actor=SYSTEM.id,
+                run_id=run_id,
+                data={"call": call, "error": self.masker.mask(error)[:300]},
+                at=self.now(),
+            )
         except Exception:
             log.exception("could not audit a failed surface call")
 

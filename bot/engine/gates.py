@@ -309,15 +309,14 @@ class Gates(EngineCore):
         if refusal:
             self.refuse(actor, "note", refusal, run_id=run_id)
             return Decision("refused", refusal, None, run_id)
-        with self.db.session() as s:
-            audit.append(
-                s,
-                AuditKind.RECORD_NOTE,
-                actor=actor.id,
-                run_id=run_id,
-                data={"text": self.masker.mask(text)[:500]},
-                at=self.now(),
-            )
+        audit.record(
+            self.db,
+            AuditKind.RECORD_NOTE,
+            actor=actor.id,
+            run_id=run_id,
+            data={"text": self.masker.mask(text)[:500]},
+            at=self.now(),
+        )
         return Decision("ticked", f"noted for run #{run_id}'s record", None, run_id)
 
     def tick(self, gate_id: int, item_id: str, actor: Actor) -> Decision:

@@ -81,15 +81,14 @@ class Recovery(EngineCore):
         return done
 
     def _audit_resumed(self, run_id: int, **data: Any) -> None:
-        with self.db.session() as s:
-            audit.append(
-                s,
-                AuditKind.ROLLBACK_RESUMED,
-                actor=SYSTEM.id,
-                run_id=run_id,
-                data=data,
-                at=self.now(),
-            )
+        audit.record(
+            self.db,
+            AuditKind.ROLLBACK_RESUMED,
+            actor=SYSTEM.id,
+            run_id=run_id,
+            data=data,
+            at=self.now(),
+        )
 
     def _take_over(self, run_id: int) -> str | None:
         """One replica wins (the run row is locked and the dead owner re-checked)."""
