@@ -7,18 +7,24 @@ pool is replaced."""
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
+from collections import Counter
 
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import make_url
+from sqlmodel import select
 
 from bot import audit
 from bot.db import Database, DatabaseUnavailable
 from bot.domain.audit_kinds import AuditKind
+from bot.models import AuditEvent
 from phases.secrets import Masker
 from tests.db_fixtures import libpq
+from tests.test_hardening_faults import Cutter
 
 
 def signing(db: Database) -> audit.Signer:
@@ -129,3 +135,43 @@ def test_a_database_error_in_a_record_is_raised_and_the_pool_stays_usable(
     with pg_db.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM audit_signature WHERE seq = 2")
     assert audit.record(pg_db, AuditKind.RECORD_NOTE, actor="T1:U1", data={"n": 2}).seq == 2
+
+
+@pytest.mark.postgres
+def test_records_while_connections_are_cut_every_10_ms_lose_and_duplicate_nothing(
+    pg_db: Database,
+) -> None:
+    """Two writers record while PostgreSQL drops every connection every 10 ms: each record
+    either lands once or says DatabaseUnavailable (never another error), and the trail
+    stays one unbroken, signed chain."""
+    signer = signing(pg_db)
+    landed: list[tuple[int, int]] = []
+    refused: list[tuple[int, int]] = []
+
+    def writer(t: int) -> None:
+        for n in range(60):
+            try:
+                audit.record(pg_db, AuditKind.RECORD_NOTE, actor="T1:U1", data={"t": t, "n": n})
+                landed.append((t, n))
+            except DatabaseUnavailable as exc:
+                assert "nothing was changed" in str(exc)
+                refused.append((t, n))
+
+    with Cutter(pg_db) as cutter:
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert cutter.cuts > 0 and len(landed) + len(refused) == 120
+
+    with pg_db.session() as s:
+        rows = s.exec(select(AuditEvent)).all()
+    written = Counter((d["t"], d["n"]) for d in (json.loads(e.data) for e in rows))
+    assert all(written[k] == 1 for k in landed)  # every one that landed, once
+    # one refused at its COMMIT may have landed all the same, never twice
+    assert set(written) <= set(landed) | set(refused) and max(written.values()) == 1
+    assert audit.verify(pg_db) == []
+    assert audit.verify_signatures(pg_db, public_keys(signer)) == []  # type: ignore[arg-type]
+    after = audit.record(pg_db, AuditKind.RECORD_NOTE, actor="T1:U1", data={"after": True})
+    assert after.seq == sum(written.values()) + 1
