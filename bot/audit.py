@@ -1,7 +1,8 @@
 """The audit trail: append-only, each row hash-chained to the one before, each row signed.
 
 An append happens inside the caller's transaction, so a state change and its
-audit row commit together or not at all. The chain's tip lives in audit_head,
+audit row commit together or not at all; an event that changes no state is
+`record`ed in a transaction of its own. The chain's tip lives in audit_head,
 locked for the append: rows get gap-free sequence numbers in commit order.
 
 The chain proves order and integrity, not authorship: anyone who may INSERT can append
