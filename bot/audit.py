@@ -31,11 +31,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import bindparam, func, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, select
 
 from bot import metrics
-from bot.db import Database, pooled_cursor
+from bot.db import Database, dbapi_error, pooled_cursor
 from bot.models import AuditEvent, AuditHead, AuditSignature
 from phases.secrets import mask_everywhere
 
@@ -189,22 +188,14 @@ def _pg_execute(conn: Connection, sql: str, params: dict[str, Any] | None = None
     """One statement on the transaction's DBAPI cursor; a failure is raised as SQLAlchemy
     raises it (a dropped connection invalidated, as `Database.session` expects)."""
     pooled = conn.connection
-    dbapi_conn = pooled.dbapi_connection
-    assert dbapi_conn is not None
     cursor = pooled_cursor(pooled)
     try:
         cursor.execute(sql, params)
-    except Exception as exc:
-        dialect = conn.dialect
-        base = dialect.loaded_dbapi.Error
-        if not isinstance(exc, base):
-            raise
-        gone = dialect.is_disconnect(exc, dbapi_conn, cursor)
-        if gone:
+    except conn.dialect.loaded_dbapi.Error as exc:
+        wrapped = dbapi_error(conn.dialect, exc, pooled.dbapi_connection, cursor, sql, params)
+        if wrapped.connection_invalidated:
             conn.invalidate(exc)
-        raise DBAPIError.instance(
-            sql, params, exc, base, connection_invalidated=gone, dialect=dialect
-        ) from exc
+        raise wrapped from exc
     return cursor
 
 

@@ -235,10 +235,13 @@ class Database:
                 yield s
         except OperationalError as exc:
             if _is_connection_error(exc):
-                raise DatabaseUnavailable(
-                    f"database {self.safe_url} unavailable: {_short(exc)}; nothing was changed"
-                ) from None
+                raise self._unavailable(exc) from None
             raise
+
+    def _unavailable(self, exc: DBAPIError) -> DatabaseUnavailable:
+        return DatabaseUnavailable(
+            f"database {self.safe_url} unavailable: {_short(exc)}; nothing was changed"
+        )
 
     @contextmanager
     def dbapi_transaction(self) -> Iterator[Any]:
@@ -254,39 +257,34 @@ class Database:
         if self.is_sqlite:
             raise TypeError("dbapi_transaction is for PostgreSQL; use session() on SQLite")
         dialect = self.engine.dialect
-        base = dialect.loaded_dbapi.Error
-        try:
-            pooled = self.engine.raw_connection()
-        except base as exc:
-            raise DatabaseUnavailable(
-                f"database {self.safe_url} unavailable: {str(exc).strip()[:200]}; "
-                "nothing was changed"
-            ) from None
-        dbapi_conn: Any = pooled.dbapi_connection
+        pooled: Any = None
         cursor: Any = None
         try:
+            pooled = self.engine.raw_connection()
             cursor = pooled_cursor(pooled)
             yield cursor
-            dbapi_conn.commit()
-        except base as exc:
-            gone = bool(dbapi_conn.closed) or dialect.is_disconnect(exc, dbapi_conn, cursor)
-            if gone:
-                pooled.invalidate(exc)
+            pooled.dbapi_connection.commit()
+        except dialect.loaded_dbapi.Error as exc:
+            if pooled is None:  # no connection could be made
+                wrapped = DBAPIError.instance(
+                    None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
+                )
             else:
-                _rollback_quietly(pooled)
-            wrapped = DBAPIError.instance(
-                None, None, exc, base, connection_invalidated=gone, dialect=dialect
-            )
+                wrapped = dbapi_error(dialect, exc, pooled.dbapi_connection, cursor)
+                if wrapped.connection_invalidated:
+                    pooled.invalidate(exc)
+                else:
+                    _rollback_quietly(pooled)
             if isinstance(wrapped, OperationalError) and _is_connection_error(wrapped):
-                raise DatabaseUnavailable(
-                    f"database {self.safe_url} unavailable: {_short(wrapped)}; nothing was changed"
-                ) from None
+                raise self._unavailable(wrapped) from None
             raise wrapped from exc
         except BaseException:
-            _rollback_quietly(pooled)
+            if pooled is not None:
+                _rollback_quietly(pooled)
             raise
         finally:
-            pooled.close()
+            if pooled is not None:
+                pooled.close()
 
     def retrying(self, fn: Callable[[], T], what: str, *, patience: float = 60.0) -> T:
         """Runs fn (one or more whole transactions) again while the database is unavailable.
@@ -358,6 +356,24 @@ def pooled_cursor(pooled: Any) -> Any:
     if cursor is None or cursor.closed or cursor.connection is not dbapi_conn:
         cursor = pooled.info[_CURSOR] = dbapi_conn.cursor()
     return cursor
+
+
+def dbapi_error(
+    dialect: Any,
+    exc: Exception,
+    dbapi_conn: Any,
+    cursor: Any,
+    sql: str | None = None,
+    params: Any = None,
+) -> DBAPIError:
+    """A psycopg error as SQLAlchemy raises it (OperationalError, IntegrityError, …), with
+    `connection_invalidated` set when the connection is gone: the caller discards it."""
+    gone = bool(dbapi_conn.closed) or dialect.is_disconnect(exc, dbapi_conn, cursor)
+    wrapped = DBAPIError.instance(
+        sql, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
+    )
+    assert isinstance(wrapped, DBAPIError)  # a DBAPI error always wraps as one
+    return wrapped
 
 
 def _rollback_quietly(pooled: Any) -> None:

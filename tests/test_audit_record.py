@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot import audit
@@ -128,7 +129,7 @@ def test_a_database_error_in_a_record_is_raised_and_the_pool_stays_usable(
             "INSERT INTO audit_signature (seq, key_id, signature) VALUES (2, 'k', 'ab')"
         )
     signing(pg_db)
-    with pytest.raises(Exception, match="audit_signature") as caught:
+    with pytest.raises(IntegrityError, match="audit_signature") as caught:  # as a session raises it
         audit.record(pg_db, AuditKind.RECORD_NOTE, actor="T1:U1", data={"n": 2})
     assert not isinstance(caught.value, DatabaseUnavailable)
     assert audit.head(pg_db)[0] == 1  # the row and the head's move were rolled back together
