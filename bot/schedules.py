@@ -74,6 +74,26 @@ def event_key(schedule_id: int, kind: str) -> str:
     return f"schedule:{schedule_id}:{kind}"
 
 
+def _blocking(s: Session, env_name: str, now: datetime) -> Schedule | None:
+    """A scheduled cutover of the environment whose time has not been stale for long: one
+    at a time (a schedule whose Start was never clicked stops blocking after STALE_AFTER)."""
+    for other in s.exec(
+        select(Schedule).where(
+            Schedule.environment == env_name, Schedule.status == ScheduleStatus.SCHEDULED
+        )
+    ):
+        if aware(other.start_at) > now - STALE_AFTER:
+            return other
+    return None
+
+
+def already_scheduled(other: Schedule) -> str:
+    return (
+        f"{other.environment} already has cutover #{other.id} scheduled for "
+        f"{when(other.start_at)}; /cutover unschedule {other.id} first"
+    )
+
+
 class ScheduleService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -107,16 +127,9 @@ class ScheduleService:
             )
         run_channel = channel or env.channel
         with engine.db.session() as s:
-            for other in s.exec(
-                select(Schedule).where(
-                    Schedule.environment == env_name, Schedule.status == ScheduleStatus.SCHEDULED
-                )
-            ):
-                if aware(other.start_at) > now - STALE_AFTER:
-                    raise ScheduleError(
-                        f"{env_name} already has cutover #{other.id} scheduled for "
-                        f"{when(other.start_at)}; /cutover unschedule {other.id} first"
-                    )
+            other = _blocking(s, env_name, now)
+            if other is not None:
+                raise ScheduleError(already_scheduled(other))
             sched = Schedule(
                 environment=env_name,
                 start_at=start,
@@ -403,6 +416,11 @@ class ScheduleService:
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ start
+
+    def blocking(self, env_name: str) -> Schedule | None:
+        """The environment's scheduled cutover that a new one would clash with, if any."""
+        with self.engine.db.session() as s:
+            return _blocking(s, env_name, self.engine.now())
 
     def due_for(self, env_name: str) -> Schedule | None:
         """The environment's scheduled cutover that a run started now would be."""

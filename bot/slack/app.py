@@ -39,7 +39,7 @@ from bot.checklists import Checklists
 from bot.domain import approvals
 from bot.domain.errors import CutoverError, Unavailable
 from bot.engine import Engine
-from bot.schedules import ScheduleService
+from bot.schedules import ScheduleService, already_scheduled
 from bot.slack import modals
 from bot.slack.blocks import (
     CHECKLIST_TICK,
@@ -978,12 +978,9 @@ class CutoverSlackApp:
             )
         except FieldError as exc:
             return {exc.field: exc.problem}, None
-        for sched, _ in ScheduleService(self.engine).listing():
-            if sched.environment == env and sched.status == "scheduled":
-                return {
-                    modals.ENV: f"{env} already has cutover #{sched.id} scheduled; "
-                    f"cancel it first with /cutover unschedule {sched.id}"
-                }, None
+        other = ScheduleService(self.engine).blocking(env)  # the rule `schedule` applies
+        if other is not None:
+            return {modals.ENV: already_scheduled(other)}, None
         channel = modals.value(view, modals.CHANNEL)
         stakeholders = modals.value(view, modals.STAKEHOLDERS)
         for block, picked in ((modals.CHANNEL, channel), (modals.STAKEHOLDERS, stakeholders)):
