@@ -76,12 +76,20 @@ def _rendered(runbook: Runbook, values: dict[str, Any]) -> list[tuple[str, StepS
     return out
 
 
+def _host_tools(step: StepSpec, params: Any) -> list[str]:
+    """The PostgreSQL client programs a step runs on this host: none for a backup taken
+    inside the database's container (pg_dump runs there; pg_restore --list is optional)."""
+    if isinstance(params, BackupParams) and params.in_container:
+        return []
+    return TOOLS_OF_KIND.get(step.kind, [])
+
+
 def commands(rendered: Iterable[tuple[str, StepSpec, Any]]) -> list[Item]:
     needed: dict[str, list[str]] = {}
     for where, step, params in rendered:
         if isinstance(params, CommandParams):
             needed.setdefault(params.argv[0], []).append(where)
-        for tool in TOOLS_OF_KIND.get(step.kind, []):
+        for tool in _host_tools(step, params):
             needed.setdefault(tool, []).append(where)
     items = []
     for program, wheres in sorted(needed.items()):
@@ -195,6 +203,9 @@ def newest_backup(rendered: list[tuple[str, StepSpec, Any]]) -> list[Item]:
         {p.dir for _w, _s, p in rendered if isinstance(p, BackupParams)}
         | {p.path for _w, _s, p in rendered if isinstance(p, BackupAgeParams)}
     )
+    # Listing a dump needs pg_restore on this host: required when a step runs it here (a
+    # restore, a backup on the host), not when only in-container backups are taken.
+    listing = any("pg_restore" in _host_tools(s, p) for _w, s, p in rendered)
     items = []
     for folder in folders:
         label = f"newest backup in {folder}"
@@ -203,11 +214,19 @@ def newest_backup(rendered: list[tuple[str, StepSpec, Any]]) -> list[Item]:
             items.append(_fail(label, "no backup to restore from"))
             continue
         newest = max(files, key=lambda f: f.stat().st_mtime)
-        problems, facts = verify_backup(newest, 1, 60)
+        problems, facts = verify_backup(newest, 1, 60, require_listing=listing)
         if problems:
             items.append(_fail(label, f"{newest.name} is not restorable: {'; '.join(problems)}"))
-        else:
+        elif facts.get("listed"):
             items.append(_ok(label, f"{newest.name} restorable ({facts.get('entries')} entries)"))
+        else:
+            items.append(
+                _ok(
+                    label,
+                    f"{newest.name} readable, {facts['bytes']} bytes (not listed: no "
+                    "pg_restore on this host)",
+                )
+            )
     return items
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ def host(tmp_path: Path, target: str) -> dict[str, Any]:
 
 def runbook_for(tmp_path: Path, host: dict[str, Any], **env: Any) -> Any:
     tool = env.pop("tool", "git")
+    take_in = env.pop("take_in", {})  # e.g. {project, service}: pg_dump in the db's container
     data = {
         "name": "Preflight",
         "phases": [
@@ -57,7 +59,11 @@ def runbook_for(tmp_path: Path, host: dict[str, Any], **env: Any) -> Any:
                         "id": "take",
                         "name": "backup",
                         "kind": "backup",
-                        "params": {"database_url": "{database_url}", "dir": "{backup_dir}"},
+                        "params": {
+                            "database_url": "{database_url}",
+                            "dir": "{backup_dir}",
+                            **take_in,
+                        },
                     },
                     {
                         "id": "fetch",
@@ -154,3 +160,29 @@ def test_the_cli_prints_the_checkpoint_and_exits_1_on_a_failure(
     out = capsys.readouterr().out
     assert out.startswith("Preflight of prod: ")
     assert "❌ command nostrmaxi-deploy-tool" in out and "✅ database" in out
+
+
+def test_a_backup_taken_in_the_database_container_needs_no_postgresql_client_on_the_host(
+    tmp_path: Path, host: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pg_dump runs inside the database's container: a host without pg_dump or pg_restore
+    passes (and Start, which preflight gates, is not refused for it)."""
+    bin_dir = tmp_path / "bin"  # this host's PATH: git and true, no PostgreSQL client
+    bin_dir.mkdir()
+    for program in ("git", "true"):
+        found = shutil.which(program)
+        assert found is not None
+        (bin_dir / program).symlink_to(found)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    items = preflight(
+        runbook_for(tmp_path, host, take_in={"project": "app", "service": "db"}), "prod"
+    )
+    assert failures(items) == []
+    whats = [i.what for i in items]
+    assert "command pg_dump" not in whats and "command pg_restore" not in whats
+    [backup] = [i for i in items if i.what.startswith("newest backup in")]
+    assert "not listed: no pg_restore on this host" in backup.evidence
+    # the same runbook taking its backup on the host needs both
+    assert {"command pg_dump", "command pg_restore"} <= {
+        i.what for i in preflight(runbook_for(tmp_path, host), "prod") if i.status == "fail"
+    }
