@@ -129,12 +129,20 @@ def test_two_bots_posting_one_signoff_message_keep_the_first_and_delete_the_othe
         with running_bot(sqlite_db, book, first.standin) as second:
             # The second bot looked before the first bot's ref landed: it posts a copy,
             # the database keeps the first ref, and the copy is deleted.
-            lookups = iter([None])
+            lookups = iter([None])  # the first lookup misses; later ones read the database
             real = message_refs.lookup
             monkeypatch.setattr(
-                message_refs, "lookup", lambda db, key: next(lookups, None) or real(db, key)
+                message_refs,
+                "lookup",
+                lambda db, key: None if next(lookups, True) is None else real(db, key),
             )
+            before = len(first.standin.calls)
             second.service.surface._post_signoff(run_id)
+            made = [c for c in first.standin.calls[before:] if c.status == 200]
+            posted = [c for c in made if c.method == "chat.postMessage"]
+            deleted = [c for c in made if c.method == "chat.delete"]
+            assert len(posted) == 1 and len(deleted) == 1  # the copy was posted, then deleted
+            assert deleted[0].args["ts"] == posted[0].answer["ts"] != message.ts
             assert [m.ts for m in signoff_messages(second, run_id)] == [message.ts]
 
 
