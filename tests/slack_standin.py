@@ -768,15 +768,15 @@ class SlackStandIn:
 
     def _views(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         raw = args["view"]
-        if isinstance(raw, str):
-            if len(raw.encode()) > VIEW_BYTES:
-                return {"ok": False, "error": "view_too_large"}
+        if isinstance(raw, str):  # a form-encoded call sends the view as a JSON string
             try:
                 view = json.loads(raw)
             except ValueError:
                 return {"ok": False, "error": "invalid_arguments"}
-        else:
+        else:  # a JSON body (slack_sdk's views_open/views_publish) carries it as an object
             view = raw
+        if len(json.dumps(view, ensure_ascii=False).encode()) > VIEW_BYTES:
+            return {"ok": False, "error": "view_too_large"}
         problems = view_problems(view, "modal" if method == "views.open" else "home")
         if problems:
             return {

@@ -45,6 +45,7 @@ def test_home_tab_shows_active_runs_waiting_for_whom_upcoming_and_recent_outcome
         assert sent.status == 200 and sent.seconds < 1.5
         home = bot.home("U3")
         assert view_problems(home, "home") == []
+        assert [p for p in bot.standin.problems if p.startswith("views.")] == []  # none refused
         text = text_of(home)
         assert "Active runs" in text and "Upcoming" in text and "Last 10 cutovers" in text
         assert f"Run #{second} · staging" in text and "waiting at phase 1/3 Phase one" in text
@@ -83,6 +84,7 @@ def test_home_tab_stays_within_the_view_limits_with_long_history_and_masks_secre
         bot.open_home("U1")
         home = bot.home("U1")
         assert view_problems(home, "home") == []
+        assert [p for p in bot.standin.problems if p.startswith("views.")] == []  # none refused
         assert len(home["blocks"]) <= 100 and block_text_chars(home["blocks"]) < 11_000
         text = text_of(home)
         assert SECRET not in json.dumps(home) and "#11 leaked" in text

@@ -36,6 +36,7 @@ def test_rollback_opens_a_form_and_rolls_back_on_submit_with_the_reason_audited_
         assert sent.status == 200
         form = bot.modal("U2")
         assert view_problems(form.view, "modal") == []
+        assert [p for p in bot.standin.problems if p.startswith("views.")] == []  # none refused
         assert form.view["title"]["text"] == "Roll back run #1"
         assert "Why roll back?" in form.text() and "final" in form.text()
         assert bot.gates(run_id)[0].status == "open"  # the click alone changes nothing
@@ -130,6 +131,7 @@ def test_continue_stays_one_click_and_continue_with_comment_records_the_comment(
         _, key = bot.click(one, "gate_continue_comment", user="U3")
         form = bot.modal("U3")
         assert view_problems(form.view, "modal") == []
+        assert [p for p in bot.standin.problems if p.startswith("views.")] == []  # none refused
         assert bot.submit(form, {"comment": "3 slow queries, known"}).body == ""
         bot.wait_text(one, "*Approved* by")
         votes = events(sqlite_db, run_id, "gate.vote")
@@ -205,6 +207,7 @@ def test_schedule_without_arguments_opens_the_form_and_schedules_on_submit(
         assert sent.status == 200
         form = bot.modal("U2")
         assert view_problems(form.view, "modal") == []
+        assert [p for p in bot.standin.problems if p.startswith("views.")] == []  # none refused
         env_select = next(b for b in form.input_blocks() if b["block_id"] == "env")
         assert [o["value"] for o in env_select["element"]["options"]] == list(
             bot.engine.runbook.environments

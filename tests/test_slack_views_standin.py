@@ -151,6 +151,12 @@ def test_views_publish_takes_a_home_view_and_refuses_what_slack_refuses(
     assert error_of(lambda: web.views_publish(user_id="U1", view=too_many))[0] == (
         "invalid_arguments"
     )
+    # within every block limit, but over 250 kB in all, sent as slack_sdk sends it (JSON body)
+    huge = {
+        "type": "home",
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3000}}] * 100,
+    }
+    assert error_of(lambda: web.views_publish(user_id="U1", view=huge))[0] == "view_too_large"
     standin.home_tab = False
     assert error_of(lambda: web.views_publish(user_id="U1", view=home))[0] == "not_enabled"
 
