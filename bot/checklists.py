@@ -215,6 +215,7 @@ class Checklists:
             return self.check_now(scope, item, actor)
         if item_id in self._ticks(scope, self.engine.now()):
             return TickResult(False, f"{item_id} is already ticked for {scope.label}.")
+        note = self.engine.masker.untrusted(note) if note else note  # typed: never a ping
         self._record(AuditKind.CHECKLIST_TICKED, scope, item_id, actor, text=item.text, note=note)
         return TickResult(
             True, f"✅ {item.text} [{item_id}] ticked by {actor.label} for {scope.label}."

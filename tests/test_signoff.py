@@ -151,6 +151,15 @@ def test_the_record_shows_who_signed_off_what_with_the_note_masked(
     assert "Admin Login Verified: YES — signed off by T1:U2" in text
 
 
+def test_a_typed_sign_off_note_can_ping_nobody(sqlite_db: Database, tmp_path: Path) -> None:
+    engine, _, run_id = at_last_phase(sqlite_db, tmp_path)
+    engine.sign_off(run_id, "admin", BOB, "ok <!channel> ask <@U0BOSS> or T1:U0BOSS")
+    engine.decide(open_gate_id(sqlite_db, run_id) or 0, ALICE, "continue")
+    text = record_text(build_record(sqlite_db, engine.runbook, run_id), engine.runbook)
+    assert "signed off by T1:U2" in text
+    assert "<!channel>" not in text and "<@U0BOSS>" not in text and "T1:U0BOSS" not in text
+
+
 def test_a_criterion_bound_to_a_check_cannot_be_signed_off(
     sqlite_db: Database, tmp_path: Path
 ) -> None:

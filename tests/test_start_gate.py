@@ -182,6 +182,17 @@ def test_start_is_refused_until_every_item_is_done_and_says_what_is_missing(
     assert refusal["missing"] == ITEMS
 
 
+def test_a_typed_tick_note_can_ping_nobody(sqlite_db: Database, tmp_path: Path) -> None:
+    clock = clock_at(START - 48 * H)
+    engine, _ = make_engine(sqlite_db, gated(tmp_path), clock)
+    sid = scheduled(engine, clock)
+    reply = say(engine, f"tick {sid} no-users --note 'done, ask <@U0BOSS> <!here>'", BOB)
+    assert "ticked by bob" in reply.text
+    listing = say(engine, f"checklist {sid}").text
+    assert "done, ask" in listing
+    assert "<@U0BOSS>" not in listing and "<!here>" not in listing
+
+
 def test_ticks_survive_a_restart_and_then_start_works(db: Database, tmp_path: Path) -> None:
     clock = clock_at(START - 48 * H)
     engine, _ = make_engine(db, gated(tmp_path), clock)
