@@ -182,6 +182,21 @@ def test_abort_without_reason_opens_the_same_form_and_aborts_on_submit(
         assert "no active run" in bot.reply(key)
 
 
+def test_abort_without_reason_by_a_stranger_opens_no_form_and_changes_nothing(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        bot.checkpoint(run_id, 1)
+        _, key = bot.command("abort staging", user="U9")
+        assert "not an approver for staging" in bot.reply(key)
+        assert bot.standin.opened("U9") == []
+        (refused,) = events(sqlite_db, run_id, "action.refused")
+        assert refused["action"] == "abort"
+        assert bot.run(run_id).status == "waiting"  # still at its gate, nothing rolled back
+
+
 def test_abort_form_for_a_run_that_ended_meanwhile_changes_nothing(
     sqlite_db: Database, tmp_path: Path
 ) -> None:

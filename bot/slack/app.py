@@ -761,10 +761,12 @@ class CutoverSlackApp:
             self._answer(body, stale_text(view), run_id=view.run_id)
             return
         actor = self.with_groups(actor, view.environment)
-        if not approvals.is_approver(self.engine.environment(view.environment), actor):
-            decision = "rollback" if kind == "rollback" else "continue"  # refused, audited
-            result = self.engine.decide(view.id, actor, decision)  # type: ignore[arg-type]
-            self._answer(body, "🚫 " + self._md(result.message), run_id=view.run_id)
+        env = self.engine.environment(view.environment)
+        refusal = approvals.may_abort(view.environment, env, actor)  # not an approver
+        if refusal:
+            decision = "rollback" if kind == "rollback" else "continue"
+            self.engine.refuse(actor, decision, refusal, run_id=view.run_id, gate=view.id)
+            self._answer(body, "🚫 " + self._md(refusal), run_id=view.run_id)
             return
         w = _where(body)
         meta = FormMeta(
@@ -789,15 +791,17 @@ class CutoverSlackApp:
     def _open_abort(self, cmd: Abort, actor: Actor, body: dict[str, Any]) -> None:
         """`/cutover abort ENV` without --reason: the rollback form, for the active run."""
         try:
-            self.engine.environment(cmd.env)
+            env = self.engine.environment(cmd.env)
         except RunbookError as exc:
             self._answer(body, self._md(str(exc)))
             return
         actor = self.with_groups(actor, cmd.env)
         runs = active_runs(self.engine.db, cmd.env)
-        if approvals.may_abort(cmd.env, self.engine.environment(cmd.env), actor):
-            refused = self.engine.abort(cmd.env, actor, "asked for the abort form")  # audited
-            self._answer(body, "🚫 " + self._md(refused.message), run_id=refused.run_id)
+        refusal = approvals.may_abort(cmd.env, env, actor)
+        if refusal:  # audited as the abort itself would be; no engine call that could abort
+            run_id = runs[0] if runs else None
+            self.engine.refuse(actor, "abort", refusal, run_id=run_id, environment=cmd.env)
+            self._answer(body, "🚫 " + self._md(refusal), run_id=run_id)
             return
         if not runs:
             self._answer(body, f"No active run of {escape(cmd.env)}; nothing to abort.")
