@@ -5,6 +5,7 @@ controllable clock (the scheduler is driven by `Scheduler.tick(now)`)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -505,6 +506,25 @@ def test_slack_t1h_checklist_boxes_tick_and_untick_and_gate_the_start_button(
         assert checked(fresh) == ["maintenance-page", "no-users"]
         assert block_problems(fresh.blocks) == []
         key = checklist_click(bot, fresh, ["maintenance-page"], "U2")
+        assert "[no-users] unticked by" in bot.reply(key)
+        assert checked(bot.wait_text(message, "Needed before Start: 1/3 done")) == [
+            "maintenance-page"
+        ]
+
+        # A click on a copy drawn before someone else's tick changes only what this person
+        # changed: no-users, ticked meanwhile by U1, is not unticked by U2's stale boxes.
+        stale = copy.deepcopy(bot.fresh(message))  # shows maintenance-page only
+        key = checklist_click(bot, bot.fresh(message), ["maintenance-page", "no-users"], "U1")
+        assert "[no-users] ticked by" in bot.reply(key)
+        bot.wait_text(message, "Needed before Start: 2/3 done")
+        key = checklist_click(bot, stale, [], "U2")  # U2 unchecks maintenance-page
+        assert "[maintenance-page] unticked by" in bot.reply(key)
+        assert checked(bot.wait_text(message, "Needed before Start: 1/3 done")) == ["no-users"]
+        # back to maintenance-page alone, on the message as drawn now
+        key = checklist_click(bot, bot.fresh(message), ["maintenance-page", "no-users"], "U2")
+        assert "[maintenance-page] ticked by" in bot.reply(key)
+        bot.wait_text(message, "Needed before Start: 2/3 done")
+        key = checklist_click(bot, bot.fresh(message), ["maintenance-page"], "U2")
         assert "[no-users] unticked by" in bot.reply(key)
         assert checked(bot.wait_text(message, "Needed before Start: 1/3 done")) == [
             "maintenance-page"

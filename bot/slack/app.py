@@ -35,7 +35,7 @@ from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
 
-from bot.checklists import Checklists
+from bot.checklists import Checklists, TickResult
 from bot.domain import approvals
 from bot.domain.errors import CutoverError, Unavailable
 from bot.engine import Engine
@@ -242,6 +242,16 @@ class Where:
     response_url: str | None
     channel: str | None
     user: str | None
+
+
+def _checklist_items(schedule_id: int, options: Any) -> set[str]:
+    """The item ids among a checkbox group's options (selected or initial) of one schedule."""
+    items: set[str] = set()
+    for option in options if isinstance(options, list) else []:
+        parsed = parse_checklist_value(option.get("value") if isinstance(option, dict) else None)
+        if parsed and parsed[0] == schedule_id:
+            items.add(parsed[1])
+    return items
 
 
 def _message_ref(body: dict[str, Any]) -> tuple[str, str] | None:
@@ -1077,45 +1087,56 @@ class CutoverSlackApp:
 
     def _checklist_tick(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         """A box of the T-1h checklist: the boxes now checked in the clicked group (ten items
-        each) are compared with the ticks of that group's items in the database; each
-        difference is a tick or an untick, permission checked now. The message is drawn
-        again from the database either way (a refused click unchecks)."""
+        each) are compared with the boxes that message showed; each box this person changed
+        is a tick or an untick (permission checked now) unless the database already has it
+        so. The message is drawn again from the database either way (a refused click
+        unchecks)."""
         where = parse_checklist_block(action.get("block_id"))
         schedule_id, group = where if where is not None else (None, 0)
         sched = self._schedule(schedule_id) if schedule_id is not None else None
         if sched is None or sched.id is None:
             self._answer(body, "No such scheduled cutover; see `/cutover schedule list`.")
             return
-        chosen: set[str] = set()
-        options = action.get("selected_options")
-        for option in options if isinstance(options, list) else []:
-            value = option.get("value") if isinstance(option, dict) else None
-            parsed = parse_checklist_value(value)
-            if parsed and parsed[0] == sched.id:
-                chosen.add(parsed[1])
+        message = body.get("message")
+        blocks = message.get("blocks") if isinstance(message, dict) else None
+        blocks = blocks if isinstance(blocks, list) else []
+        # What this person changed: the boxes checked now against the boxes the clicked
+        # message showed. A tick someone else made since, not yet drawn here, is left alone.
+        chosen = _checklist_items(sched.id, action.get("selected_options"))
+        shown_block = next(
+            (
+                b
+                for b in blocks
+                if isinstance(b, dict) and b.get("block_id") == action.get("block_id")
+            ),
+            {},
+        )
+        elements = shown_block.get("elements") or [{}]
+        shown = _checklist_items(sched.id, elements[0].get("initial_options"))
         actor = self.with_groups(actor, sched.environment)
         lists = Checklists(self.engine)
+        results: list[TickResult] = []
         answers: list[str] = []
         try:
             scope = ScheduleService(self.engine).scope(sched.id)
             people = [st for st in lists.states(scope) if not st.item.check]
             for st in people[group * OPTIONS_PER_GROUP : (group + 1) * OPTIONS_PER_GROUP]:
-                if st.id in chosen and not st.done:
-                    answers.append(lists.tick(scope, st.id, actor).message)
-                elif st.id not in chosen and st.done:
-                    answers.append(lists.untick(scope, st.id, actor).message)
+                if st.id in chosen - shown and not st.done:
+                    results.append(lists.tick(scope, st.id, actor))
+                elif st.id in shown - chosen and st.done:
+                    results.append(lists.untick(scope, st.id, actor))
         except CutoverError as exc:
             answers.append("🚫 " + self._md(str(exc)))
+        answers = [r.message for r in results] + answers
         ref = _message_ref(body)
-        message = body.get("message")
         if ref is not None and isinstance(message, dict):
-            blocks = message.get("blocks")
             try:
                 self.surface.checklist_redraw(
                     sched.id,
                     *ref,
                     str(message.get("text") or ""),
-                    blocks if isinstance(blocks, list) else [],
+                    blocks,
+                    redrawn=any(r.changed for r in results),  # by the tick itself
                 )
             except Exception as exc:
                 log.warning("cannot redraw the checklist: %s", self.engine.masker.mask(str(exc)))

@@ -540,14 +540,23 @@ class SlackSurface:
         self.outbox.edit(*split_ref(posted.ref), draw)
 
     def checklist_redraw(
-        self, schedule_id: int, channel: str, ts: str, text: str, blocks: list[Any]
+        self,
+        schedule_id: int,
+        channel: str,
+        ts: str,
+        text: str,
+        blocks: list[Any],
+        *,
+        redrawn: bool = False,
     ) -> None:
         """The T-1h checklist after a click: redrawn from the database. A message whose ref
         was not kept (posted before it was, or a stray copy) keeps its other blocks as they
-        were and gets the items that gate Start drawn again."""
+        were and gets the items that gate Start drawn again. `redrawn`: a tick or untick of
+        this click already asked for the kept message's redraw."""
         posted = message_refs.lookup(self.engine.db, message_refs.checklist_key(schedule_id))
         if posted is not None and posted.ref == f"{channel}:{ts}":
-            self.checklist_changed(schedule_id)
+            if not redrawn:  # nothing changed (a refused click): its boxes drawn back
+                self.checklist_changed(schedule_id)
             return
         sched = self._schedule(schedule_id)
         if sched is None:
