@@ -455,7 +455,9 @@ class CutoverSlackApp:
             user = event.get("user")
             team = context.team_id or context.enterprise_id or ""
             if event.get("tab", "home") == "home" and isinstance(user, str) and user:
-                self.forms.submit(self._home_opened, user, team)
+                # Off the forms pool (kept free for trigger_ids that last 3 s): the Home tab
+                # is drawn with the rest of the work, after the answers in flight.
+                self._work.put((None, self._home_opened, (user, team)))
 
         app.action(TICK)(on_click(self._tick))
         app.action(START)(on_click(self._schedule_start))
