@@ -114,6 +114,8 @@ def test_a_click_after_a_rollback_is_refused_and_the_buttons_go(
         assert gate is not None
         bot.engine.decide(gate, Actor("T1:U2", "u2"), "rollback", reason="errors")
         wait_for(lambda: bot.run(run_id).status == "rolled_back", "the rollback")
+        # the run's end takes the buttons away, before anyone clicks
+        assert bot.wait_text(message, "there is nothing to sign off.").action_ids() == []
         answer = sign(bot, message, "admin", "U2")
         assert f"run #{run_id} is rolled back: there is nothing to sign off" in answer
         gone = bot.wait_text(message, "there is nothing to sign off.")

@@ -39,7 +39,7 @@ from bot.models import (
     Schedule,
     StepRun,
 )
-from bot.surface import SYSTEM, Actor, NullSurface, Surface
+from bot.surface import SYSTEM, Actor, NullSurface, SignoffSurface, Surface
 from phases.checks.base import Clock, StepContext, SystemClock
 from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, RunbookError, StepSpec, Value
 from phases.runner import StepOutcome
@@ -233,6 +233,10 @@ class EngineCore:
             if run_id in self._announced:
                 return
             self._announced.add(run_id)
+        if isinstance(self.surface, SignoffSurface) and any(
+            c.signoff for c in self.runbook.success_criteria
+        ):
+            self.tell("signoff_changed", run_id)  # an ended run takes no more sign-offs
         try:
             seq, digest = audit.head(self.db)
         except Exception as exc:

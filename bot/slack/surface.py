@@ -38,7 +38,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.checklists import Checklists, Scope
 from bot.domain.states import ScheduleStatus
 from bot.notices import cutover_label, t0_text
-from bot.signoffs import signoff_view
+from bot.signoffs import refusal_for, signoff_view
 from bot.slack.blocks import (
     MAX_BLOCKS,
     REPLY_TEXT,
@@ -321,12 +321,6 @@ class SlackSurface:
             view = run_view(self.engine.db, self.engine.runbook, run_id)
             if view is None:
                 return None
-            if view.ended_at is not None:
-                # Drawn off the click's path: a run that ended (rolled back) takes no more
-                # sign-offs, and its sign-off message, if it has one, loses its buttons.
-                signoff = self._signoff_ref(run_id)
-                if signoff:
-                    self._edit_signoff(signoff, run_id)
             return run_message(view, datetime.now(UTC), self._mask, self._run_waiting(run_id))
 
         self.outbox.edit(*split_ref(ref), draw, run_id=run_id)
@@ -433,7 +427,7 @@ class SlackSurface:
             self._edit_signoff(ref, run_id)
             return
         view = run_view(self.engine.db, self.engine.runbook, run_id)
-        if view is None:
+        if view is None or refusal_for(str(view.status), run_id):  # rolled back: none new
             return
         channel = split_ref(view.surface_ref)[0] if view.surface_ref else view.channel
         self._posting(run_id, channel, lambda: self._post_signoff(run_id))
