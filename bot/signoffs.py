@@ -44,7 +44,6 @@ class SignoffView:
     run_id: int
     environment: str
     status: str
-    requested: bool
     criteria: tuple[CriterionSignoff, ...]
 
     @property
@@ -73,26 +72,22 @@ def signoff_view(db: Database, runbook: Runbook, run_id: int) -> SignoffView | N
             select(AuditEvent)
             .where(
                 AuditEvent.run_id == run_id,
-                col(AuditEvent.kind).in_(
-                    [AuditKind.CRITERION_SIGNED_OFF, AuditKind.SIGNOFF_REQUESTED]
-                ),
+                AuditEvent.kind == AuditKind.CRITERION_SIGNED_OFF,
             )
             .order_by(col(AuditEvent.seq))
         ).all()
-    requested = any(r.kind == AuditKind.SIGNOFF_REQUESTED for r in rows)
     by_criterion: dict[str, list[Signature]] = {}
     for r in rows:
-        if r.kind == AuditKind.CRITERION_SIGNED_OFF:
-            data = json.loads(r.data)
-            by_criterion.setdefault(str(data.get("criterion")), []).append(
-                Signature(r.actor, r.at, str(data.get("note") or ""))
-            )
+        data = json.loads(r.data)
+        by_criterion.setdefault(str(data.get("criterion")), []).append(
+            Signature(r.actor, r.at, str(data.get("note") or ""))
+        )
     criteria = tuple(
         CriterionSignoff(c.id, c.text, tuple(by_criterion.get(c.id, [])))
         for c in runbook.success_criteria
         if c.signoff
     )
-    return SignoffView(run_id, run.environment, str(run.status), requested, criteria)
+    return SignoffView(run_id, run.environment, str(run.status), criteria)
 
 
 def signoff_text(view: SignoffView) -> str:

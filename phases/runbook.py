@@ -144,10 +144,6 @@ class ChecklistItem(Strict):
         return self
 
     @property
-    def by_bot(self) -> bool:
-        return self.check is not None
-
-    @property
     def fresh(self) -> int:
         """Minutes a bound check's passing result counts for (default 60)."""
         return self.fresh_minutes or DEFAULT_FRESH_MINUTES
@@ -160,10 +156,6 @@ class Checklist(Strict):
     title: str
     items: list[ChecklistItem] = Field(min_length=1)
     phase: str | None = None  # id of the phase whose checks this checklist runs (dry run)
-
-    @property
-    def texts(self) -> list[str]:
-        return [i.text for i in self.items]
 
 
 class PreCutover(Strict):

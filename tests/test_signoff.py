@@ -94,6 +94,24 @@ def test_signoff_is_asked_for_once_when_the_last_phase_begins(
     assert len(kinds(sqlite_db, run_id, AuditKind.SIGNOFF_REQUESTED)) == 1
 
 
+class SignoffRecordingSurface(RecordingSurface):
+    def signoff_changed(self, run_id: int) -> None:
+        self._add("signoff_changed", run_id)
+
+
+def test_a_request_retried_after_its_commit_landed_shows_the_message_again_once_audited(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """db.retrying runs the request again when the COMMIT's answer was lost: the audit row
+    is there already, and the message must still be shown (not skipped as 'asked')."""
+    engine, _, run_id = at_last_phase(sqlite_db, tmp_path)
+    surface = SignoffRecordingSurface()
+    engine.surface = surface
+    engine.request_signoffs(run_id)
+    assert [c.args for c in surface.of("signoff_changed")] == [(run_id,)]
+    assert len(kinds(sqlite_db, run_id, AuditKind.SIGNOFF_REQUESTED)) == 1
+
+
 def test_only_an_approver_may_sign_off_and_a_refusal_is_audited(
     sqlite_db: Database, tmp_path: Path
 ) -> None:

@@ -581,7 +581,7 @@ class EngineCore:
     def execute_rollback(self, run_id: int) -> None:
         raise NotImplementedError
 
-    def request_signoffs(self, run_id: int) -> bool:
+    def request_signoffs(self, run_id: int) -> None:
         raise NotImplementedError
 
     def open_gate(

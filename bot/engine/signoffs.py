@@ -25,12 +25,13 @@ from bot.surface import SYSTEM, Actor, SignoffSurface
 
 
 class Signoffs(EngineCore):
-    def request_signoffs(self, run_id: int) -> bool:
-        """Asks the approvers to sign off the runbook's `signoff` criteria, once per run;
-        True when asked now."""
+    def request_signoffs(self, run_id: int) -> None:
+        """Asks the approvers to sign off the runbook's `signoff` criteria, once per run. Asked
+        already (a retry whose first COMMIT landed unseen): the message is shown again all
+        the same, so a lost acknowledgement never leaves the request unshown."""
         ids = [c.id for c in self.runbook.success_criteria if c.signoff]
         if not ids:
-            return False
+            return
         with self.db.session() as s:
             s.exec(select(Run.id).where(Run.id == run_id).with_for_update()).one()
             asked = s.exec(
@@ -38,18 +39,16 @@ class Signoffs(EngineCore):
                     AuditEvent.run_id == run_id, AuditEvent.kind == AuditKind.SIGNOFF_REQUESTED
                 )
             ).first()
-            if asked is not None:
-                return False
-            audit.append(
-                s,
-                AuditKind.SIGNOFF_REQUESTED,
-                actor=SYSTEM.id,
-                run_id=run_id,
-                data={"criteria": ids},
-                at=self.now(),
-            )
-        self._show_signoffs(run_id, asked_now=True)
-        return True
+            if asked is None:
+                audit.append(
+                    s,
+                    AuditKind.SIGNOFF_REQUESTED,
+                    actor=SYSTEM.id,
+                    run_id=run_id,
+                    data={"criteria": ids},
+                    at=self.now(),
+                )
+        self._show_signoffs(run_id, asked_now=asked is None)
 
     def _show_signoffs(self, run_id: int, *, asked_now: bool = False) -> None:
         """The surface's sign-off message, posted or redrawn; a surface without one is told
