@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import bindparam, event, text
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, ProgrammingError
 from sqlmodel import Session, SQLModel, create_engine
@@ -221,6 +223,11 @@ class Database:
                 "them (%s); run `cutover audit lockdown` as the tables' owner",
                 _short(exc),
             )
+
+    def insert(self, table: Any) -> Any:
+        """An INSERT of this database's dialect, which has `on_conflict_do_nothing/update`
+        (the one statement both SQLite and PostgreSQL spell alike): a unique key decides."""
+        return (sqlite_dialect.insert if self.is_sqlite else pg_dialect.insert)(table)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from bot.db import Database
@@ -16,7 +15,7 @@ from bot.models import HomeViewer
 def opened(db: Database, user: str, team: str, at: datetime) -> None:
     """`user` of `team` opened Home at `at` (one row per person, the latest time kept)."""
     table = HomeViewer.__table__  # type: ignore[attr-defined]
-    insert = (sqlite.insert if db.is_sqlite else postgresql.insert)(table)
+    insert = db.insert(table)
     stmt = insert.values(user_id=user[:40], team_id=team[:40], opened_at=at)
     stmt = stmt.on_conflict_do_update(
         index_elements=["user_id", "team_id"], set_={"opened_at": stmt.excluded.opened_at}

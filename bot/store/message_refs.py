@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.dialects import postgresql, sqlite
-
 from bot.db import Database
 from bot.models import MessageRef
 
@@ -39,7 +37,7 @@ def remember(
     """Records that `key` was posted as `ref`; returns the ref that counts (the first one
     recorded, by this process or another)."""
     table = MessageRef.__table__  # type: ignore[attr-defined]
-    insert = (sqlite.insert if db.is_sqlite else postgresql.insert)(table)
+    insert = db.insert(table)
     stmt = insert.values(
         key=key, ref=ref, run_id=run_id, body=body, posted_at=datetime.now(UTC)
     ).on_conflict_do_nothing(index_elements=["key"])

@@ -13,7 +13,6 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.db import Database
 from bot.models import SeenRequest
@@ -29,7 +28,7 @@ class SeenRequests:
         self.db, self.window = db, window
         table = SeenRequest.__table__  # type: ignore[attr-defined]
         self._signature = table.c.signature
-        self._insert = (sqlite.insert if db.is_sqlite else postgresql.insert)(table)
+        self._insert = db.insert(table)
         self._count = 0
         self._lock = threading.Lock()
 
