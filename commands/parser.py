@@ -319,10 +319,7 @@ def parse(text: str, now: datetime | None = None) -> Command:
             raise UsageError(
                 "signoff needs a run number and a criterion id, e.g. /cutover signoff 12 admin"
             )
-        tail = rest[2:]
-        if tail and (tail[0] != "--note" or len(tail) < 2):
-            raise UsageError("after the criterion only --note TEXT may follow")
-        return SignOff(_number(rest[0]) or 0, rest[1], " ".join(tail[1:])[:300] or None)
+        return SignOff(_number(rest[0]) or 0, rest[1], _note(rest[2:], "the criterion"))
     if verb == "note":
         if len(rest) < 2 or _number(rest[0]) is None or not " ".join(rest[1:]).strip():
             raise UsageError("note needs a run number and text, e.g. /cutover note 12 'DNS slow'")
@@ -354,6 +351,13 @@ def _checklist(verb: str, rest: list[str]) -> Command:
         if tail:
             raise UsageError("untick takes a target and an item id, nothing more")
         return UntickCmd(target, item)
-    if tail and (tail[0] != "--note" or len(tail) < 2 or not " ".join(tail[1:]).strip()):
-        raise UsageError("after the item only --note TEXT may follow")
-    return TickCmd(target, item, " ".join(tail[1:])[:300] or None)
+    return TickCmd(target, item, _note(tail, "the item"))
+
+
+def _note(tail: list[str], after: str) -> str | None:
+    """An optional `--note TEXT` (not blank), the only thing that may follow `after`."""
+    if not tail:
+        return None
+    if tail[0] != "--note" or not " ".join(tail[1:]).strip():
+        raise UsageError(f"after {after} only --note TEXT may follow")
+    return " ".join(tail[1:])[:300]
