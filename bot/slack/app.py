@@ -54,8 +54,8 @@ from bot.slack.blocks import (
     escape,
     fit_lines,
     parse_checklist_block,
-    parse_checklist_value,
     parse_gate_value,
+    parse_number_and_id,
     parse_schedule_value,
     parse_tick_block,
     parse_tick_value,
@@ -66,7 +66,7 @@ from bot.slack.groups import UNKNOWN_TEXT as GROUPS_UNKNOWN
 from bot.slack.groups import GroupCache, GroupsUnknown
 from bot.slack.home import HomeRefresher, home_view
 from bot.slack.modals import FormMeta
-from bot.slack.signoff import SIGNOFF_ACTION, note_from, parse_signoff_value
+from bot.slack.signoff import SIGNOFF_ACTION, note_from
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
 from bot.store import home_viewers
 from bot.store.replays import SeenRequests
@@ -248,7 +248,7 @@ def _checklist_items(schedule_id: int, options: Any) -> set[str]:
     """The item ids among a checkbox group's options (selected or initial) of one schedule."""
     items: set[str] = set()
     for option in options if isinstance(options, list) else []:
-        parsed = parse_checklist_value(option.get("value") if isinstance(option, dict) else None)
+        parsed = parse_number_and_id(option.get("value") if isinstance(option, dict) else None)
         if parsed and parsed[0] == schedule_id:
             items.add(parsed[1])
     return items
@@ -1039,7 +1039,7 @@ class CutoverSlackApp:
     def _publish_home(self, user: str) -> None:
         """The App Home tab of `user`, drawn from the database now."""
         try:
-            view = home_view(self.engine, self.surface.waiting_for, datetime.now(UTC))
+            view = self._draw_home()
         except Exception:
             log.exception("cannot draw the Home tab")
             return
@@ -1148,7 +1148,7 @@ class CutoverSlackApp:
     def _signoff(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         """A "Sign off" button: the engine checks the clicker is an approver of the run's
         environment, now, and counts one person's sign-off of a criterion once."""
-        parsed = parse_signoff_value(action.get("value"))
+        parsed = parse_number_and_id(action.get("value"))
         view = run_view(self.engine.db, self.engine.runbook, parsed[0]) if parsed else None
         if parsed is None or view is None:
             self._answer(body, "This message is out of date; nothing was signed off.")

@@ -816,7 +816,9 @@ def parse_checklist_block(block_id: str | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2) or 0)) if m else None
 
 
-def parse_checklist_value(value: str | None) -> tuple[int, str] | None:
+def parse_number_and_id(value: str | None) -> tuple[int, str] | None:
+    """A checklist box's or a Sign off button's value: '12:admin' → (12, "admin") (a
+    schedule or run number, an item or criterion id); anything else → None."""
     m = re.fullmatch(
         r"(\d{1,9}):([a-z0-9][a-z0-9_-]{0,39})", value if isinstance(value, str) else ""
     )

@@ -36,14 +36,6 @@ def signoff_value(run_id: int, criterion: str) -> str:
     return f"{run_id}:{criterion}"
 
 
-def parse_signoff_value(value: str | None) -> tuple[int, str] | None:
-    """'12:admin' → (run 12, criterion "admin"); anything else → None."""
-    m = re.fullmatch(
-        r"(\d{1,9}):([a-z0-9][a-z0-9_-]{0,39})", value if isinstance(value, str) else ""
-    )
-    return (int(m.group(1)), m.group(2)) if m else None
-
-
 def note_from(body: dict[str, Any]) -> str | None:
     """The note typed in the message's input block, if any (block_actions `state.values`)."""
     state = body.get("state")
