@@ -19,7 +19,7 @@ from bot.slack.blocks import BLOCK_TEXT_BUDGET, block_text, checklist_message
 from bot.store import message_refs
 from phases.runbook import ChecklistItem
 from tests.schedule_helpers import START, clock_at, schedule_runbook, set_clock
-from tests.slack_harness import Bot, running_bot
+from tests.slack_harness import TOKEN, Bot, running_bot
 from tests.slack_standin import Message, SlackStandIn, block_problems
 from tests.test_signoff import runbook as signoff_runbook
 from tests.test_slack_signoff import signoff_message
@@ -75,7 +75,7 @@ def test_after_a_restart_a_typed_tick_redraws_the_checklist_the_first_bot_posted
 ) -> None:
     clock = clock_at(START - 48 * H)
     book = gated(tmp_path)
-    standin = SlackStandIn("xoxb-standin-0123456789-secret-bot-token").start()
+    standin = SlackStandIn(TOKEN).start()
     try:
         with running_bot(sqlite_db, book, standin) as first:
             first.engine.clock = clock
@@ -97,7 +97,7 @@ def test_after_a_restart_a_signoff_by_command_updates_the_message_already_posted
     sqlite_db: Database, tmp_path: Path
 ) -> None:
     book = signoff_runbook(tmp_path)
-    standin = SlackStandIn("xoxb-standin-0123456789-secret-bot-token").start()
+    standin = SlackStandIn(TOKEN).start()
     try:
         with running_bot(sqlite_db, book, standin) as first:
             first.command("start prod", user="U1")

@@ -12,11 +12,9 @@ from pathlib import Path
 from bot import audit
 from bot.db import Database
 from bot.record import build_record, record_text
-from tests.slack_harness import running_bot, wait_for
+from tests.slack_harness import TOKEN, running_bot, wait_for
 from tests.slack_standin import SlackStandIn, view_problems
 from tests.small_runbook import small_runbook
-
-TOKEN = "xoxb-standin-0123456789-secret-bot-token"
 
 
 def events(db: Database, run_id: int | None, kind: str) -> list[dict[str, object]]:

@@ -14,9 +14,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.slack import modals
 from bot.slack.modals import FormMeta
+from tests.slack_harness import TOKEN
 from tests.slack_standin import SlackStandIn
-
-TOKEN = "xoxb-standin-0123456789-secret-bot-token"
 
 
 @pytest.fixture
