@@ -5,7 +5,13 @@ the bearer token, each method's required arguments, Block Kit limits per field a
 total (`msg_blocks_too_long` past BLOCK_TEXT_LIMIT characters of block text), `msg_too_long`
 on chat.update / chat.postEphemeral text over 4,000 characters, channel membership
 (`not_in_channel` for a public channel the bot was not invited to, `channel_not_found`
-for a DM, a private channel it is not in or an unknown id/name) and each method's rate
+for a DM, a private channel it is not in or an unknown id/name), channels whose admins
+restrict posting (`restricted_action`, `restricted_action_read_only_channel`,
+`restricted_action_thread_only_channel` for a top-level post,
+`restricted_action_non_threadable_channel` for a thread reply,
+`restricted_action_thread_locked`), a free workspace past its limit
+(`message_limit_exceeded`), a channel *name* with an org-wide token (`team_not_found`)
+and each method's rate
 tier (HTTP 429 + Retry-After; chat.postMessage one per second per channel with a short
 burst). Sources: /work/shared/reference/slack-platform.md A2, A3, A5.
 
@@ -361,6 +367,13 @@ class Channel:
     name: str
     private: bool = False
     member: bool = True  # the bot was invited
+    # How the workspace's admins set the channel up; each is an error Slack answers a post
+    # with (chat.postMessage error list, A5): "read_only" (restricted_action_read_only_channel),
+    # "restricted" (restricted_action: posting limited to some members), "thread_only"
+    # (restricted_action_thread_only_channel: no top-level posts), "non_threadable"
+    # (restricted_action_non_threadable_channel: no thread replies).
+    posting: str | None = None
+    locked_threads: set[str] = field(default_factory=set)  # restricted_action_thread_locked
 
 
 # ---------------------------------------------------------------------- the stand-in
@@ -476,6 +489,7 @@ class SlackStandIn:
         self.token, self.team_id, self.bot_user = token, team_id, bot_user
         self.org_token = org_token  # an Enterprise Grid org-wide install's token
         self.home_tab = home_tab  # the manifest's features.app_home.home_tab_enabled
+        self.message_limit_reached = False  # a free workspace past its message limit
         self.triggers: dict[str, tuple[float, str, str]] = {}  # id → (issued, user, team)
         self.used_triggers: set[str] = set()
         self.views: dict[str, OpenedView] = {}
@@ -556,10 +570,16 @@ class SlackStandIn:
             return copy.deepcopy(self.homes.get(user))
 
     def add_channel(
-        self, channel_id: str, name: str, *, private: bool = False, member: bool = True
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        private: bool = False,
+        member: bool = True,
+        posting: str | None = None,
     ) -> None:
         with self._lock:
-            self.channels[channel_id] = Channel(channel_id, name, private, member)
+            self.channels[channel_id] = Channel(channel_id, name, private, member, posting)
 
     def invite(self, channel_id: str) -> None:
         """`/invite @cutover-bot` in that channel."""
@@ -715,6 +735,9 @@ class SlackStandIn:
             if group not in self.usergroups:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": list(self.usergroups[group])}
+        if self.org_token and str(args["channel"]).startswith("#"):
+            # An org-wide token cannot tell which workspace a channel *name* is in.
+            return {"ok": False, "error": "team_not_found"}
         found = self._channel(str(args["channel"]))
         if found is None:
             return {"ok": False, "error": "channel_not_found"}
@@ -723,6 +746,10 @@ class SlackStandIn:
             # A private channel or a DM the bot is not in looks like no channel at all.
             private = found.private or channel.startswith(("D", "G"))
             return {"ok": False, "error": "channel_not_found" if private else "not_in_channel"}
+        if method == "chat.postMessage":
+            refused = self._posting_refused(found, args.get("thread_ts"))
+            if refused:
+                return {"ok": False, "error": refused}
         if method == "chat.delete":
             msg = self.messages.get((channel, str(args["ts"])))
             if msg is None or msg.deleted:
@@ -765,6 +792,22 @@ class SlackStandIn:
             return {"ok": False, "error": "message_not_found"}
         msg.text, msg.blocks, msg.updates = text or "", blocks or [], msg.updates + 1
         return {"ok": True, "channel": channel, "ts": msg.ts, "text": msg.text}
+
+    def _posting_refused(self, found: Channel, thread_ts: Any) -> str | None:
+        """The error Slack answers a post in a channel its admins restricted, or None."""
+        if self.message_limit_reached:
+            return "message_limit_exceeded"  # a free workspace past its message limit
+        if found.posting == "read_only":
+            return "restricted_action_read_only_channel"
+        if found.posting == "restricted":
+            return "restricted_action"
+        if found.posting == "thread_only" and not thread_ts:
+            return "restricted_action_thread_only_channel"
+        if found.posting == "non_threadable" and thread_ts:
+            return "restricted_action_non_threadable_channel"
+        if thread_ts and str(thread_ts) in found.locked_threads:
+            return "restricted_action_thread_locked"
+        return None
 
     def _views(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         raw = args["view"]

@@ -91,13 +91,15 @@ def test_whole_cutover_start_refusal_ticks_approvals_and_stale_click(
         assert bot.fresh(parent).updates >= 2
         thread = wait_for(
             lambda: (
-                len(bot.standin.thread(f"{parent.channel}:{parent.ts}")) == 4
+                len(bot.standin.thread(f"{parent.channel}:{parent.ts}")) == 5
                 and bot.standin.thread(f"{parent.channel}:{parent.ts}")
             ),
             "the audit chain head in the thread",
         )
-        assert [m.ts for m in thread[:3]] == [one.ts, two.ts, three.ts]
-        assert "Audit chain head at the end of run #1" in thread[3].text
+        # The first reply is the start's proof that the channel takes thread replies.
+        assert "Checkpoints of this run follow in this thread" in thread[0].text
+        assert [m.ts for m in thread[1:4]] == [one.ts, two.ts, three.ts]
+        assert "Audit chain head at the end of run #1" in thread[4].text
         posts = bot.standin.api_calls("chat.postMessage")
         assert len([c for c in posts if not c.args.get("thread_ts")]) == 1
 

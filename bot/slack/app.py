@@ -669,9 +669,9 @@ class CutoverSlackApp:
                 text += f"\nIts messages are in {channel_ref(home)}."
             if view is not None and view.surface_ref is None:
                 text += (
-                    "\n⚠️ I could not post the run's message in this channel (invite me with "
-                    "`/invite`); `/cutover status` posts it again. Nothing continues without "
-                    f"an approval; stop the run with `/cutover abort {cmd.env} --reason …`."
+                    "\n⚠️ Slack did not take the run's message yet (it was failing, not "
+                    "refusing the channel); `/cutover status` posts it again. Nothing continues "
+                    f"without an approval; stop the run with `/cutover abort {cmd.env} --reason …`."
                 )
         self._answer(
             body, fit_lines(text.split("\n")), ephemeral=reply.ephemeral, run_id=reply.run_id

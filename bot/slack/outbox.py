@@ -216,12 +216,24 @@ class SlackCallFailed(RuntimeError):
 
     def __init__(self, method: str, error: str, status: object) -> None:
         super().__init__(f"Slack {method} failed: {error} (HTTP {status})")
-        self.method, self.error = method, error
+        self.method, self.error, self.status = method, error, status
+
+    @property
+    def transient(self) -> bool:
+        """Slack is failing, not refusing: the same call may go through later."""
+        return self.error in TRANSIENT or (isinstance(self.status, int) and self.status >= 500)
 
 
 class Refused(SlackCallFailed):
     """Slack will never take this message as it is (msg_blocks_too_long, invalid_blocks…)."""
 
+
+# What Slack answers when it is failing rather than refusing (docs.slack.dev error tables:
+# "The server could not complete your operation(s) without encountering a catastrophic
+# error", "…temporarily unavailable"); with 429 and 5xx, the only outcomes worth a retry.
+TRANSIENT = frozenset(
+    {"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"}
+)
 
 # What Slack says of a message it will never take as it is: retrying the same post is useless.
 REFUSALS = frozenset(

@@ -675,6 +675,7 @@ class SlackSurface:
         (as mrkdwn for the person who typed) when Slack refuses the channel. The run's parent
         message becomes this one."""
         self.pacer.wait(channel)
+        where = channel_ref(channel)
         try:
             resp = self._call_waiting(
                 "chat_postMessage",
@@ -684,29 +685,48 @@ class SlackSurface:
                 unfurl_links=False,
                 unfurl_media=False,
             )
-        except SlackCallFailed as exc:
-            where = channel_ref(channel)
-            if exc.error == "not_in_channel":
-                return (
-                    f"I am not a member of {where}, where runs of {escape(env_name)} are posted: "
-                    f"type `/invite @cutover-bot` in {where}, then start again. No run was started."
-                )
-            if exc.error in ("channel_not_found", "is_archived"):
-                return (
-                    f"I cannot post in {where} ({exc.error}): a DM or a private channel I am not "
-                    f"in. Start from a channel I am in (`/invite @cutover-bot` there), or set "
-                    f"the `channel` of {escape(env_name)} in the runbook. No run was started."
-                )
-            # Slack is failing, not refusing: the run may start; its messages follow when
-            # Slack is back (the person is told), as for any failed post.
-            log.warning("cannot post the starting message: %s", self._mask(str(exc)))
-            return None
+        except Exception as exc:
+            return self._refused_home(exc, where, env_name)
+        # Checkpoints are replies in the run message's thread: a channel that takes no thread
+        # replies must refuse the start now, not silently lose every checkpoint later.
+        parent = f"{resp['channel']}:{resp['ts']}"
+        try:
+            self.pacer.wait(resp["channel"])
+            self._call_waiting(
+                "chat_postMessage",
+                channel=resp["channel"],
+                thread_ts=resp["ts"],
+                text="Checkpoints of this run follow in this thread.",
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except Exception as exc:
+            refusal = self._refused_home(exc, where, env_name)
+            if refusal is not None:
+                self._delete(parent)
+                return refusal
         with self._locks_guard:
             old = self._homes.pop(env_name, None)
-            self._homes[env_name] = f"{resp['channel']}:{resp['ts']}"
+            self._homes[env_name] = parent
         if old:
             self._delete(old)
         return None
+
+    def _refused_home(self, exc: Exception, where: str, env_name: str) -> str | None:
+        """None when Slack is failing rather than refusing (429, 5xx, a connection error,
+        `fatal_error`…: the run may start and its messages follow when Slack is back);
+        otherwise why no run can live in that channel, with what to do about it."""
+        if not isinstance(exc, SlackCallFailed) or exc.transient:
+            log.warning("cannot post the starting message: %s", self._mask(str(exc)))
+            return None
+        env = escape(env_name)
+        advice = HOME_REFUSALS.get(exc.error)
+        if advice is None:
+            advice = (
+                f"Slack refused my message in {{where}} (`{exc.error}`). Fix that, or set the "
+                f"`channel` of {{env}} in the runbook to a channel I may post in."
+            )
+        return advice.format(where=where, env=env) + " No run was started."
 
     def release_home(self, env_name: str) -> None:
         """The start was refused after all: the "starting…" message goes."""
@@ -889,6 +909,60 @@ class SlackSurface:
     def _audit_failure(self, call: str, error: str, run_id: int | None) -> None:
         log.warning("slack %s failed: %s", call, self._mask(error))
         self.engine.record_surface_failure(call, self._mask(error), run_id)
+
+
+# Why a run cannot live in a channel, by the error Slack gave (chat.postMessage's error list),
+# and what the person can do about it. `{where}`: the channel, `{env}`: the environment.
+HOME_REFUSALS = {
+    "not_in_channel": (
+        "I am not a member of {where}, where runs of {env} are posted: type "
+        "`/invite @cutover-bot` in {where}, then start again."
+    ),
+    "channel_not_found": (
+        "I cannot post in {where} (channel_not_found): a DM or a private channel I am not in. "
+        "Start from a channel I am in (`/invite @cutover-bot` there), or set the `channel` of "
+        "{env} in the runbook."
+    ),
+    "is_archived": (
+        "I cannot post in {where} (is_archived): the channel is archived. Unarchive it, or set "
+        "the `channel` of {env} in the runbook to a live channel."
+    ),
+    "restricted_action": (
+        "Slack's workspace settings do not let me post in {where} (restricted_action): ask a "
+        "workspace admin to let the app post there, or set the `channel` of {env} in the "
+        "runbook to another channel. Inviting me again changes nothing."
+    ),
+    "restricted_action_read_only_channel": (
+        "{where} is read-only for me (restricted_action_read_only_channel): ask a workspace "
+        "admin to let the app post there, or set the `channel` of {env} in the runbook to "
+        "another channel."
+    ),
+    "restricted_action_thread_only_channel": (
+        "{where} takes thread replies only (restricted_action_thread_only_channel), but a "
+        "run's message is a top-level message with its checkpoints in its thread: set the "
+        "`channel` of {env} in the runbook to a channel that takes top-level messages."
+    ),
+    "restricted_action_non_threadable_channel": (
+        "{where} takes no thread replies (restricted_action_non_threadable_channel), but every "
+        "checkpoint is a reply in the run's thread: set the `channel` of {env} in the runbook "
+        "to a channel that allows threads."
+    ),
+    "restricted_action_thread_locked": (
+        "The run's thread in {where} is locked (restricted_action_thread_locked), so no "
+        "checkpoint could be posted: ask an admin to unlock threads there, or set the "
+        "`channel` of {env} in the runbook to another channel."
+    ),
+    "message_limit_exceeded": (
+        "Slack refuses new messages in this workspace (message_limit_exceeded: a free "
+        "workspace past its message limit), so no checkpoint could be posted: upgrade the "
+        "workspace or run the cutover at the console (`cutover console`)."
+    ),
+    "team_not_found": (
+        "Slack could not tell which workspace {where} is in (team_not_found): an org-wide "
+        "install needs the channel's id, not its name. Set the `channel` of {env} in the "
+        "runbook to the channel's id (C…; in Slack: channel details → About)."
+    ),
+}
 
 
 def _retry_after(headers: Any) -> float:
