@@ -56,7 +56,7 @@ def test_persistent_server_errors_are_audited_and_the_engine_carries_on(
         bot.standin.fail_next(1000, status=500, retry_after=None)
         _, key = bot.command("start staging", user="U1")
         run_id = bot.latest_run()
-        assert "could not post the run's message" in bot.reply(key)
+        assert "did not take the run's message yet" in bot.reply(key)
         wait_for(lambda: open_gate_id(sqlite_db, run_id), "the first gate to open")
         failed = wait_for(
             lambda: [e for e in audit.events(sqlite_db, run_id) if e.kind == "surface.failed"],

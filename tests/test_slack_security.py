@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
+import pytest
 from sqlmodel import select
 
 from bot import audit
@@ -97,3 +99,26 @@ def test_an_approver_s_name_from_another_user_or_team_is_not_an_approval(
         assert bot.gates(run_id)[0].status == "open"
         refused = [e for e in audit.events(sqlite_db, run_id) if e.kind == "action.refused"]
         assert [e.actor for e in refused] == ["T1:U9", "T2:U2"]
+
+
+def test_a_post_without_a_timestamp_header_gets_401_and_no_traceback(
+    sqlite_db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
+        body = slash_body(
+            "status",
+            user="U1",
+            team=TEAM,
+            channel=CHANNEL,
+            response_url=bot.standin.response_url("x"),
+        )
+        for timestamp in (None, "", "not-a-number", "1e309"):
+            headers = {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Slack-Signature": "v0=" + "0" * 64,
+            }
+            if timestamp is not None:
+                headers["X-Slack-Request-Timestamp"] = timestamp
+            assert httpx.post(bot.url, content=body, headers=headers).status_code == 401
+        assert not [r for r in caplog.records if r.exc_info], "a handler died with a traceback"
+        assert post_signed(bot.url, body, SECRET).status == 200  # still serving

@@ -175,7 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, text, "not UTF-8\n")
             return
         verifier = self.server.verifier
-        if verifier is not None and not verifier.is_valid(
+        if verifier is not None and not _signed(
+            verifier,
             body,
             self.headers.get("X-Slack-Request-Timestamp") or "",
             self.headers.get("X-Slack-Signature") or "",
@@ -277,6 +278,19 @@ class BoltHTTPServer(ThreadingHTTPServer):
         host = self.server_address[0]
         name = host.decode() if isinstance(host, bytes) else str(host)
         return f"http://{name}:{self.server_port}"
+
+
+def _signed(verifier: SignatureVerifier, body: str, timestamp: str, signature: str) -> bool:
+    """The signature check, where a missing or non-numeric timestamp is a bad request like any
+    unsigned one (slack_sdk's `is_valid` raises on `int("")`, which killed the handler)."""
+    try:
+        int(timestamp)
+    except ValueError:
+        return False
+    try:
+        return verifier.is_valid(body, timestamp, signature)
+    except (ValueError, TypeError, OverflowError):
+        return False
 
 
 def settle_memory() -> None:
