@@ -205,8 +205,15 @@ def test_completed_run_gets_its_record_and_tasks_once(
     issues = rec.note("Issues Encountered")
     assert isinstance(issues, list)
     assert any(i.startswith("smoke/tiers FAIL:") for i in issues)
-    assert any(i.startswith("continue by T1:U9 refused: you are not an approver") for i in issues)
-    assert any("checks did not pass" in i for i in issues)
+    assert "phase smoke retried by T1:U2 at 14:03 UTC" in issues
+    # Refusals are the bot's rules working, not issues: they get their own line.
+    assert not any("refused" in i for i in issues)
+    assert rec.note("Refused requests") == (
+        "2 (the bot's rules said no; not issues) — "
+        "1× continue by T1:U9 (you are not an approver for prod; nothing was changed); "
+        "1× continue by T1:U2 (checks did not pass (or the phase was interrupted): Continue is "
+        "refused. Retry the phase or Rollback)"
+    )
     assert rec.note("Deviations from Runbook") == ["phase smoke retried (by T1:U2)"]
     assert rec.note("Rollback Triggered") == "NO" and rec.note("Reason") == "—"
     assert rec.note("Production URL") == nostrmaxi.url
