@@ -21,7 +21,7 @@ from bot.record import build_record, record_text
 from bot.scheduler import Scheduler
 from bot.schedules import ScheduleService
 from bot.views import open_gate_id
-from phases.runbook import Runbook
+from phases.runbook import Runbook, RunbookError
 from tests.schedule_helpers import (
     ALICE,
     BOB,
@@ -336,3 +336,23 @@ def exported_rows_all(db: Database) -> list[Any]:
         Row(int(r["seq"]), r["at"], r["actor"], r["kind"], r["data"])
         for r in map(json.loads, audit.export(db, None, "jsonl").splitlines())
     ]
+
+
+def test_a_notes_line_bound_to_a_manual_step_says_who_ticked_it(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    base = truth_runbook(tmp_path).model_dump(mode="json", exclude_none=True)
+    base["notes_fields"] = ["Date", {"name": "Admin Login Verified", "manual": "two/admin"}]
+    runbook = write_runbook(tmp_path, base, "bound.yml")
+    clock = clock_at(START)
+    engine, _ = make_engine(sqlite_db, runbook, clock)
+    run_id = completed_run(engine, clock)
+    text = checked(engine, run_id)
+    assert "Admin Login Verified: YES — manual step two/admin ticked by T1:U2 at 14:07 UTC" in text
+
+
+def test_runbook_check_refuses_a_notes_line_bound_to_no_manual_step(tmp_path: Path) -> None:
+    base = truth_runbook(tmp_path).model_dump(mode="json", exclude_none=True)
+    base["notes_fields"] = [{"name": "Admin Login Verified", "manual": "two/nope"}]
+    with pytest.raises(RunbookError, match="notes field 'Admin Login Verified': no manual step"):
+        write_runbook(tmp_path, base, "bad.yml")
