@@ -37,6 +37,7 @@ from tests.servers import (
     nostrmaxi,  # noqa: F401  (fixture)
     tls_server,
 )
+from tests.trail_checker import check_record, exported_rows
 
 MIN = timedelta(minutes=1)
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,6 +258,8 @@ def test_completed_run_gets_its_record_and_tasks_once(
         f"📝 Post-cutover tasks for run #{run.id} (within 24 h, by Mon 2026-03-02 15:02 UTC):"
     )
     assert "☐ Configure alerting (PagerDuty, email, Slack, etc.)" in tasks.args[1]
+    # Every line of the posted record maps to the audit rows that justify it.
+    check_record(text, exported_rows(db, run.id), engine.runbook)
 
 
 def test_rolled_back_run_records_the_rollback_and_what_nobody_verified(
@@ -290,4 +293,5 @@ def test_rolled_back_run_records_the_rollback_and_what_nobody_verified(
     assert verdicts["Admin access verified"] == "no"
     [posted] = surface.notices("📋 Cutover record")
     assert f"run #{run.id}, prod: rolled back" in posted.args[1]
+    check_record(posted.args[1], exported_rows(sqlite_db, run.id), runbook)
     assert surface.notices("📝 Post-cutover tasks") == []

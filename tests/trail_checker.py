@@ -319,7 +319,54 @@ def evidence_rows(t: Trail, evidence: str, verdict: str, binding: Binding) -> tu
         if steps[-1].data.get("evidence") != said:
             raise Unjustified(f"{phase}/{step} evidence differs from its row")
         return _verdict(verdict, "yes" if status == "pass" else "no") + (steps[-1].seq,)
+    m = re.fullmatch(r"no monitoring round ran (\S+)/(\S+)", evidence)
+    if m:
+        _bound(binding, f"{m.group(1)}/{m.group(2)}")
+        ran = [
+            r
+            for r in t.of("monitor.round", phase=m.group(1))
+            if any(st.get("step") == m.group(2) for st in r.data.get("steps") or [])
+        ]
+        return _verdict(verdict, "not verified") + t.none("a round", ran, [t.started()])
+    m = re.fullmatch(r"(\d+)/(\d+) monitoring rounds of (\S+) passed over (\d+) min", evidence)
+    if m:
+        ok, seen, step, minutes = m.groups()
+        rounds = _rounds(t, binding, step)
+        good = [r for r, st in rounds if st.get("status") not in ("fail", "error")]
+        covered = max((int(r.data.get("minute") or 0) for r, _ in rounds), default=-1)
+        if (len(good), len(rounds), covered) != (int(ok), int(seen), int(minutes)):
+            raise Unjustified(f"{len(good)}/{len(rounds)} rounds passed over {covered} min")
+        if len(rounds) < max(int(r.data.get("of") or 0) for r, _ in rounds) or good != [
+            r for r, _ in rounds
+        ]:
+            raise Unjustified("not every round ran and passed: the verdict cannot be yes")
+        return _verdict(verdict, "yes") + tuple(r.seq for r, _ in rounds)
+    m = re.fullmatch(r"average (\d+) ms over (\d+) monitoring rounds \(limit (\d+) ms\)", evidence)
+    if m:
+        avg, n, limit = map(int, m.groups())
+        rounds = _rounds(t, binding, (binding.ref or "/").split("/")[1])
+        ms = [st["elapsed_ms"] for _, st in rounds if isinstance(st.get("elapsed_ms"), int)]
+        if len(ms) != n or f"{sum(ms) / len(ms):.0f}" != str(avg):
+            raise Unjustified(f"{len(ms)} timed rounds in the trail")
+        return _verdict(verdict, "yes" if sum(ms) / len(ms) < limit else "no") + tuple(
+            r.seq for r, _ in rounds
+        )
     raise Unjustified(f"no rule knows this evidence: {evidence!r}")
+
+
+def _rounds(t: Trail, binding: Binding, step: str) -> list[tuple[Row, dict[str, Any]]]:
+    """The monitoring rounds that ran the bound step, each with that step's result."""
+    _bound(binding, f"{(binding.ref or '/').split('/')[0]}/{step}")
+    phase = (binding.ref or "/").split("/")[0]
+    out = [
+        (r, st)
+        for r in t.of("monitor.round", phase=phase)
+        for st in r.data.get("steps") or []
+        if st.get("step") == step
+    ]
+    if not out:
+        raise Unjustified(f"no monitoring round ran {phase}/{step}")
+    return out
 
 
 def _verdict(said: str, shown: str) -> tuple[int, ...]:
