@@ -35,7 +35,7 @@ from tests.schedule_helpers import (
 )
 from tests.servers import ManualClock
 from tests.test_start_gate import backup_present, gated
-from tests.trail_checker import Unjustified, check_record, exported_rows
+from tests.trail_checker import Unjustified, check_record, exported_rows, t1_notice_rules
 
 MIN = timedelta(minutes=1)
 
@@ -312,7 +312,10 @@ def test_the_t1h_notice_quotes_the_t24h_readiness_dry_run_not_a_later_tick_check
     scheduler.tick()
     [t1] = surface.scheduled("t-1h")
     [line] = [x for x in t1.args[3].splitlines() if x.startswith("T-24h readiness")]
-    rows = [r for r in exported_rows_all(db) if r.kind == "readiness.checked"]
+    assert sched.id is not None
+    findings = t1_notice_rules(sched.id).check(t1.args[3], exported_rows(db, None), engine.runbook)
+    assert len(findings) == len(t1.args[3].splitlines())  # every line justified
+    rows = [r for r in exported_rows(db, None) if r.kind == "readiness.checked"]
     [t24] = [r for r in rows if r.at.startswith("2026-02-28T14:00")]
     assert line == (
         f"T-24h readiness (the scheduled T-24h dry run of Readiness checks, "
@@ -323,19 +326,10 @@ def test_the_t1h_notice_quotes_the_t24h_readiness_dry_run_not_a_later_tick_check
     # one-check run of the tick and the T-1h checklist's dry run are not it.
     assert [r.data.get("trigger") for r in rows] == ["t-24h", "tick", "t-1h"]
     assert [len(r.data["results"]) for r in rows] == [3, 1, 3]
-
-
-def exported_rows_all(db: Database) -> list[Any]:
-    """Every audit row (readiness rows belong to no run)."""
-    import json
-
-    from bot import audit
-    from tests.trail_checker import Row
-
-    return [
-        Row(int(r["seq"]), r["at"], r["actor"], r["kind"], r["data"])
-        for r in map(json.loads, audit.export(db, None, "jsonl").splitlines())
-    ]
+    # The checker refuses a line that quotes the tick's one-check run as the T-24h readiness.
+    lie = t1.args[3].replace(f"audit row #{t24.seq}", f"audit row #{rows[1].seq}")
+    with pytest.raises(Unjustified, match="not this schedule's T-24h readiness dry run"):
+        t1_notice_rules(sched.id).check(lie, exported_rows(db, None), engine.runbook)
 
 
 def test_a_notes_line_bound_to_a_manual_step_says_who_ticked_it(

@@ -39,8 +39,9 @@ class Row:
         return self.at[11:16]
 
 
-def exported_rows(db: Database, run_id: int) -> list[Row]:
-    """The run's audit rows as `cutover audit export --run N` gives them."""
+def exported_rows(db: Database, run_id: int | None) -> list[Row]:
+    """The run's audit rows as `cutover audit export --run N` gives them (None: every row,
+    as a schedule's rows belong to no run)."""
     out = []
     for line in audit.export(db, run_id, "jsonl").splitlines():
         r = json.loads(line)
@@ -62,7 +63,7 @@ class Trail:
     rows: list[Row]
     runbook: Runbook
 
-    def of(self, kind: str, **data: Any) -> list[Row]:
+    def of(self, kind: str, /, **data: Any) -> list[Row]:
         return [
             r
             for r in self.rows
@@ -691,3 +692,107 @@ def check_record(text: str, rows: list[Row], runbook: Runbook) -> list[Finding]:
     findings = record_rules().check(text, rows, runbook)
     check_tally(text)
     return findings
+
+
+# ------------------------------------------------------------------------ the T-1h notice
+
+
+def t1_notice_rules(schedule_id: int) -> Checker:
+    """The rules for `bot.notices.t1_stakeholder_text`: the schedule's facts from its
+    schedule.created row, the readiness line from exactly the T-24h readiness row it names;
+    the runbook's configured words (impact, rollback plan, contacts) must be the runbook's."""
+    c = Checker()
+
+    def created(t: Trail) -> Row:
+        [row] = t.of("schedule.created", schedule=schedule_id)
+        return row
+
+    @c.add(r"📣 (?:Production cutover|Cutover of (\S+)) starting (in 1 hour|in .+)")
+    def head(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        row = created(t)
+        env = str(row.data["environment"])
+        if m.group(1) not in (None, env) or (
+            m.group(1) is None and env not in ("prod", "production")
+        ):
+            raise Unjustified(f"the schedule is of {env}")
+        [sent] = t.of("notice.sent", schedule=schedule_id, kind="t-1h")
+        left = datetime.fromisoformat(str(row.data["start_at"])) - at_of(sent)
+        if m.group(2) == "in 1 hour" and not 55 * 60 <= left.total_seconds() <= 65 * 60:
+            raise Unjustified(f"it was sent {left} before the start")
+        return (row.seq, sent.seq)
+
+    @c.add(r"Environment: (\S+)")
+    def environment(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        row = created(t)
+        if row.data["environment"] != m.group(1):
+            raise Unjustified("another environment")
+        return (row.seq,)
+
+    @c.add(r"Start: (.+ UTC)")
+    def start(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        row = created(t)
+        at = datetime.fromisoformat(str(row.data["start_at"]))
+        if at.strftime("%a %Y-%m-%d %H:%M UTC") != m.group(1):
+            raise Unjustified(f"the schedule starts at {at}")
+        return (row.seq,)
+
+    @c.add(r"Where it runs: (.+)")
+    def where(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        row = created(t)
+        if (row.data.get("channel") or "the console") != m.group(1):
+            raise Unjustified("another channel")
+        return (row.seq,)
+
+    @c.add(
+        r"T-24h readiness \(the scheduled T-24h dry run of (.+), (.+ UTC), audit row #(\d+)\): "
+        r"(\d+) of (\d+) passed, (\d+) failed(?: \((.+?)\))?(?:, (\d+) neither \((.+)\))?"
+    )
+    def readiness(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        phase, when, seq, ok, total, bad, bad_steps, other, _ = m.groups()
+        [row] = [r for r in t.of("readiness.checked") if r.seq == int(seq)] or [None]
+        if row is None:
+            raise Unjustified(f"no readiness row #{seq}")
+        if (row.data.get("trigger"), row.data.get("schedule")) != ("t-24h", schedule_id):
+            raise Unjustified(f"row #{seq} is not this schedule's T-24h readiness dry run")
+        if at_of(row).strftime("%a %Y-%m-%d %H:%M UTC") != when:
+            raise Unjustified(f"row #{seq} is of {row.at}")
+        if t.runbook.phase(str(row.data["phase"])).name != phase:
+            raise Unjustified(f"row #{seq} ran another phase")
+        results = row.data.get("results") or []
+        failed = [str(r["step"]) for r in results if r["status"] in ("fail", "error")]
+        counts = (
+            sum(r["status"] == "pass" for r in results),
+            len(results),
+            len(failed),
+            len(results) - len(failed) - sum(r["status"] == "pass" for r in results),
+        )
+        if counts != (int(ok), int(total), int(bad), int(other or 0)):
+            raise Unjustified(f"row #{seq} counts {counts}")
+        if bad_steps is not None and bad_steps.split(", ") != failed:
+            raise Unjustified(f"row #{seq} failed {failed}")
+        return (row.seq,)
+
+    @c.add(r"T-24h readiness: no T-24h readiness dry run is recorded for schedule #(\d+)")
+    def no_readiness(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        rows = t.of("readiness.checked", schedule=schedule_id, trigger="t-24h")
+        return t.none("a T-24h readiness dry run", rows, [created(t)])
+
+    @c.add(r"(Expected duration|User impact|Rollback plan.*|Contacts): (.+)")
+    def configured(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        rb = t.runbook
+        said = {
+            "Expected duration": rb.estimated_duration,
+            "User impact": rb.user_impact,
+            "Contacts": "; ".join(f"{x.role}: {x.who}" for x in rb.contacts),
+        }.get(m.group(1), "; ".join(st.name for st in rb.rollback))
+        if said is not None and said != m.group(2):
+            raise Unjustified("the runbook says otherwise")
+        return NOTHING  # configured words, not a check
+
+    @c.add(r"\(schedule #(\d+); (.+)\)")
+    def tail(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        if int(m.group(1)) != schedule_id or m.group(2) != t.runbook.name:
+            raise Unjustified("another schedule or runbook")
+        return (created(t).seq,)
+
+    return c
