@@ -1,8 +1,12 @@
 """The cutover record: the runbook's Notes section and success criteria, filled in from
 the audit trail of a run when it completes or rolls back; and the post-cutover tasks.
 
-Everything here is read from `audit_event` (and the run row): what a person did is
-in it (ticks, decisions), so is what the bot saw (step results, monitoring rounds).
+Everything here is read from the run's typed `audit_event` rows (the run row gives only
+its status and environment): what a person did is in them (ticks, decisions, refusals), so
+is what the bot saw (step results, monitoring rounds), each with who and when, so every
+line of the record maps to the rows that justify it (`tests/trail_checker.py` checks
+that). Issues are what went wrong (failed or erroring steps, retries, interruptions,
+aborts, timeouts, overrides); a refusal is the bot's rules working and gets its own line.
 A criterion is judged only by what the runbook binds it to (a check, monitoring rounds,
 a manual step, a sign-off); one bound to nothing, or with no result, is "not verified".
 """

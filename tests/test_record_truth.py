@@ -350,3 +350,29 @@ def test_runbook_check_refuses_a_notes_line_bound_to_no_manual_step(tmp_path: Pa
     base["notes_fields"] = [{"name": "Admin Login Verified", "manual": "two/nope"}]
     with pytest.raises(RunbookError, match="notes field 'Admin Login Verified': no manual step"):
         write_runbook(tmp_path, base, "bad.yml")
+
+
+def test_a_dry_run_continued_past_a_failed_check_records_the_override(
+    db: Database, tmp_path: Path
+) -> None:
+    clock = clock_at(START)
+    engine, _ = make_engine(db, truth_runbook(tmp_path), clock)
+    (tmp_path / "fail-two").touch()
+    run = engine.start_run("prod", ALICE, dry_run=True)
+    assert run.id is not None
+    assert engine.decide(gate(engine, run.id), BOB, "continue").outcome == "approved"
+    two = gate(engine, run.id)
+    for item in ("admin", "payment"):
+        assert engine.tick(two, item, BOB).outcome == "ticked"
+    set_clock(clock, START + 5 * MIN)
+    assert engine.decide(two, BOB, "continue").outcome == "approved"
+    assert engine.decide(gate(engine, run.id), BOB, "continue").outcome == "approved"
+
+    text = checked(engine, run.id)
+    assert text.splitlines()[0].startswith(f"📋 Cutover record — run #{run.id}, prod (DRY RUN):")
+    issues = section(text, "Issues Encountered")
+    assert issues[0].startswith("two/flag FAIL: ")
+    assert issues[1] == (
+        "phase two continued by T1:U2 at 14:05 UTC although its checks had not passed "
+        "(override, dry run)"
+    )

@@ -497,6 +497,28 @@ def record_rules() -> Checker:
         kind = "gate.escalated" if verb == "escalated" else "gate.reminded"
         return t.one("the timeout", [r for r in t.of(kind, phase=phase) if r.hhmm == hhmm])
 
+    @c.add(
+        r"phase (\S+) continued by (.+) at (\d\d:\d\d) UTC although its checks had not passed "
+        r"\(override, dry run\)",
+        issues,
+    )
+    def override(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        phase, who, hhmm = m.groups()
+        rows = [
+            r
+            for r in t.of("gate.decided", decision="continue", phase=phase)
+            if ", ".join(r.data.get("approvers") or []) == who and r.hhmm == hhmm
+        ]
+        opened = [
+            g
+            for g in t.of("gate.opened", phase=phase, checks_passed=False)
+            if any(g.data.get("gate") == r.data.get("gate") for r in rows)
+        ]
+        dry = [r for r in t.of("run.started", dry_run=True)]
+        return (
+            t.one("the continue", rows) + t.one("unpassed checks", opened) + t.one("a dry run", dry)
+        )
+
     @c.add(r"the rollback was not verified: the runbook has no rollback_checks", issues)
     def unverified(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         return t.one("an unverified rollback", t.of("run.rolled_back", verified=False, checks=[]))
