@@ -59,7 +59,7 @@ def truth_runbook(tmp_path: Path, slow: bool = False) -> Runbook:
                 "id": "slow",
                 "name": "slow check",
                 "kind": "command",
-                "params": {"argv": ["sleep", "0.6"]},
+                "params": {"argv": ["sleep", "1"]},
             },
         )
     return write_runbook(
@@ -249,7 +249,7 @@ def test_a_run_aborted_while_a_check_runs_records_the_abort(db: Database, tmp_pa
     assert run.id is not None
     engine.background = True  # phase two runs on the pool, as under Slack
     assert engine.decide(gate(engine, run.id), BOB, "continue").outcome == "approved"
-    time.sleep(0.2)  # phase two's `sleep 0.6` is running
+    time.sleep(0.2)  # phase two's `sleep 1` is running
     set_clock(clock, START + 3 * MIN)
     assert engine.abort("prod", BOB, "payments down").outcome == "rolled_back"
     deadline = time.monotonic() + 5
