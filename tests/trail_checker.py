@@ -691,6 +691,47 @@ def record_rules() -> Checker:
         ]
         return t.none("a deployed artifact", rows, [t.started()])
 
+    def deployed(t: Trail) -> Row:
+        rows = [
+            r
+            for r in t.of("step.result", status="pass")
+            if (r.data.get("artifact") or {}).get("type") == "deployed"
+        ]
+        if not rows:
+            raise Unjustified("no deployed step passed")
+        return rows[-1]
+
+    @c.add(r"Deployed: commit (.+) of (.+)")
+    def commit(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        row = deployed(t)
+        art = row.data["artifact"]
+        said = art.get("commit") or "unknown (no git commit found)"
+        if (said, str(art.get("repo", "?"))) != m.groups():
+            raise Unjustified(f"the deployed step saw {said} of {art.get('repo')}")
+        return (row.seq,)
+
+    @c.add(r"(\S+): (\S+) (\S+) \((.+)\)", "Deployed")
+    def image(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        row = deployed(t)
+        service, name, ident, digests = m.groups()
+        for img in row.data["artifact"].get("images") or []:
+            shown = ", ".join(img.get("repo_digests") or []) or "built here, no registry digest"
+            if (img.get("service"), img.get("image"), str(img.get("id"))[:19], shown) == (
+                service,
+                name,
+                ident,
+                digests,
+            ):
+                return (row.seq,)
+        raise Unjustified(f"the deployed step saw no such image of {service}")
+
+    @c.add(r"no running container of (\S+) was seen", "Deployed")
+    def no_image(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        row = deployed(t)
+        if row.data["artifact"].get("images"):
+            raise Unjustified("the deployed step saw running containers")
+        return (row.seq,)
+
     return c
 
 
