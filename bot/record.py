@@ -285,9 +285,9 @@ def _issues(run: Run, t: Trail) -> list[str]:
     for st in t.steps:
         if st["status"] in ("fail", "error"):
             where = st.get("phase") or st.get("section")
-            out.append(
-                (st["seq"], f"{where}/{st['step']} {st['status'].upper()}: {st['evidence']}")
-            )
+            tried = f", attempt {st['attempt']}" if st.get("attempt") else ""
+            said = f"{where}/{st['step']} {st['status'].upper()}: {st['evidence']}"
+            out.append((st["seq"], f"{said} ({hm(st['at'])}{tried})"))
     unpassed = {g["gate"] for g in t.opened if g.get("checks_passed") is False}
     for d in t.decisions:
         who, at = d["actor"], hm(d["at"])

@@ -222,9 +222,9 @@ def test_a_run_rolled_back_after_a_retry_records_the_failures_the_retry_and_the_
     text = checked(engine, run.id)
     issues = section(text, "Issues Encountered")
     assert issues[0] == "rolled back: flag stays"
-    assert issues[1].startswith("two/flag FAIL: ")
+    assert issues[1].startswith("two/flag FAIL: ") and issues[1].endswith(" (14:00 UTC, attempt 1)")
     assert issues[2] == "phase two retried by T1:U2 at 14:06 UTC"
-    assert issues[3].startswith("two/flag FAIL: ")
+    assert issues[3].startswith("two/flag FAIL: ") and issues[3].endswith(" (14:06 UTC, attempt 2)")
     assert issues[4] == "the rollback was not verified: the runbook has no rollback_checks"
     assert len(issues) == 5
     assert any(line.startswith("Refused requests: 1 ") for line in text.splitlines())

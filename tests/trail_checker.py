@@ -209,6 +209,15 @@ def reason_rows(t: Trail, reason: str) -> list[Row]:
     ]
 
 
+def attempt_of(t: Trail, row: Row) -> str | None:
+    """A phase step's attempt: the one of the last phase.started before it (None outside
+    a phase: a rollback or restore step)."""
+    if row.data.get("section") not in ("actions", "checks"):
+        return None
+    started = [r for r in t.of("phase.started") if r.seq < row.seq]
+    return str(started[-1].data.get("attempt") or 1) if started else None
+
+
 def gates_of(t: Trail, phase: str, attempt: int | None = None) -> list[Row]:
     return [
         r
@@ -461,13 +470,13 @@ def record_rules() -> Checker:
     def rolled_back(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         return t.one("the rollback and its reason", reason_rows(t, m.group(1)))
 
-    @c.add(r"(\S+)/(\S+) (FAIL|ERROR): (.*)", issues)
+    @c.add(r"(\S+)/(\S+) (FAIL|ERROR): (.*) \((\d\d:\d\d) UTC(?:, attempt (\d+))?\)", issues)
     def failed_step(m: re.Match[str], t: Trail) -> tuple[int, ...]:
-        where, step, status, evidence = m.groups()
+        where, step, status, evidence, hhmm, attempt = m.groups()
         rows = [
             r
             for r in t.of("step.result", step=step, status=status.lower(), evidence=evidence)
-            if t.phase_of(r) == where
+            if t.phase_of(r) == where and r.hhmm == hhmm and attempt_of(t, r) == attempt
         ]
         return t.one(f"{where}/{step} {status}", rows)
 
