@@ -301,8 +301,6 @@ def readiness_verdict(seq: int, at: str, data: dict[str, Any], runbook: Runbook)
     counts = f"{len(passed)} of {len(results)} passed, {len(bad)} failed"
     if bad:
         counts += f" ({', '.join(bad)})"
-    if other:
-        counts += (
-            f", {len(other)} neither ({', '.join(sorted({str(r.get('status')) for r in other}))})"
-        )
+    for status in sorted({str(r.get("status")) for r in other}):  # warn, skipped (actions)
+        counts += f", {sum(str(r.get('status')) == status for r in other)} {status}"
     return head + counts

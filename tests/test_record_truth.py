@@ -320,7 +320,7 @@ def test_the_t1h_notice_quotes_the_t24h_readiness_dry_run_not_a_later_tick_check
     assert line == (
         f"T-24h readiness (the scheduled T-24h dry run of Readiness checks, "
         f"Sat 2026-02-28 14:00 UTC, audit row #{t24.seq}): 1 of 3 passed, 1 failed (backup), "
-        "1 neither (skipped)"
+        "1 skipped"
     )
     # What it quotes is that row, and the row says it is the T-24h dry run: the later
     # one-check run of the tick and the T-1h checklist's dry run are not it.
