@@ -289,6 +289,7 @@ class Checklists:
                 "environment": scope.environment,
                 "phase": phase_id,
                 "dry_run": True,
+                "trigger": "tick",
                 "asked_for": item.id,
                 "results": [{"step": step_id, "status": status, "evidence": evidence}],
             },

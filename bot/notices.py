@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from phases.runbook import Checklist, ChecklistItem, EnvironmentSpec, Runbook
 
@@ -280,3 +281,26 @@ def gate_escalation_text(
         f"now (Continue, Retry or Rollback; /cutover abort {env_name} --reason … rolls back). "
         "The bot never approves by itself."
     )
+
+
+def readiness_verdict(seq: int, at: str, data: dict[str, Any], runbook: Runbook) -> str:
+    """The T-1h stakeholder line quoting one T-24h readiness dry run (its audit row): which
+    row, when, which phase, how many checks passed and failed. Nothing else is quoted."""
+    results = data.get("results") or []
+    passed = [r for r in results if r.get("status") == "pass"]
+    bad = [str(r.get("step")) for r in results if r.get("status") in ("fail", "error")]
+    other = [r for r in results if r.get("status") not in ("pass", "fail", "error")]
+    try:
+        phase = runbook.phase(str(data.get("phase"))).name
+    except KeyError:
+        phase = str(data.get("phase"))
+    head = (
+        f"T-24h readiness (the scheduled T-24h dry run of {phase}, "
+        f"{when(datetime.fromisoformat(at))}, audit row #{seq}): "
+    )
+    counts = f"{len(passed)} of {len(results)} passed, {len(bad)} failed"
+    if bad:
+        counts += f" ({', '.join(bad)})"
+    for status in sorted({str(r.get("status")) for r in other}):  # warn, skipped (actions)
+        counts += f", {sum(str(r.get('status')) == status for r in other)} {status}"
+    return head + counts

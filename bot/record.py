@@ -1,8 +1,12 @@
 """The cutover record: the runbook's Notes section and success criteria, filled in from
 the audit trail of a run when it completes or rolls back; and the post-cutover tasks.
 
-Everything here is read from `audit_event` (and the run row): what a person did is
-in it (ticks, decisions), so is what the bot saw (step results, monitoring rounds).
+Everything here is read from the run's typed `audit_event` rows (the run row gives only
+its status and environment): what a person did is in them (ticks, decisions, refusals), so
+is what the bot saw (step results, monitoring rounds), each with who and when, so every
+line of the record maps to the rows that justify it (`tests/trail_checker.py` checks
+that). Issues are what went wrong (failed or erroring steps, retries, interruptions,
+aborts, timeouts, overrides); a refusal is the bot's rules working and gets its own line.
 A criterion is judged only by what the runbook binds it to (a check, monitoring rounds,
 a manual step, a sign-off); one bound to nothing, or with no result, is "not verified".
 """
@@ -51,14 +55,19 @@ class Criterion:
 
 @dataclass
 class Trail:
-    """The run's audit trail, digested."""
+    """The run's audit trail, digested by typed kind. Every entry keeps its row's "seq",
+    "actor" and "at", so each line of the record can name the row that justifies it."""
 
-    steps: list[dict[str, Any]] = field(default_factory=list)  # step.result + "phase"
+    started: dict[str, Any] | None = None  # the run.started row
+    ended: dict[str, Any] | None = None  # run.completed / run.rolled_back / run.cancelled
+    steps: list[dict[str, Any]] = field(default_factory=list)  # step.result + "phase", "attempt"
     gates: dict[int, str] = field(default_factory=dict)  # gate id → phase id
+    opened: list[dict[str, Any]] = field(default_factory=list)  # gate.opened rows
     decisions: list[dict[str, Any]] = field(default_factory=list)
-    ticks: list[dict[str, Any]] = field(default_factory=list)  # + "phase", "actor", "at"
+    ticks: list[dict[str, Any]] = field(default_factory=list)  # + "phase", "attempt"
     refused: list[dict[str, Any]] = field(default_factory=list)
     interrupted: list[dict[str, Any]] = field(default_factory=list)
+    aborted: list[dict[str, Any]] = field(default_factory=list)  # run.aborted mid-phase
     rounds: list[dict[str, Any]] = field(default_factory=list)
     missed: list[int] = field(default_factory=list)
     reminders: list[dict[str, Any]] = field(default_factory=list)
@@ -66,6 +75,9 @@ class Trail:
     signoffs: list[dict[str, Any]] = field(default_factory=list)  # + "actor", "at"
     rollback: dict[str, Any] | None = None  # the run.rolled_back event's data
     people_notes: list[dict[str, Any]] = field(default_factory=list)  # /cutover note
+
+    def attempt_of(self, gate: int) -> int:
+        return next((int(g.get("attempt") or 1) for g in self.opened if g["gate"] == gate), 1)
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,8 @@ class CutoverRecord:
     # whether the runbook has such a step (then its absence is said, not hidden).
     deployed: dict[str, Any] | None = None
     deployed_expected: bool = False
+    # Every manual step of every checkpoint that opened, with who ticked it and when.
+    manual: list[str] = field(default_factory=list)
 
     def note(self, name: str) -> str | list[str]:
         for key, value in self.notes:
@@ -89,46 +103,64 @@ class CutoverRecord:
         raise KeyError(name)
 
 
+ENDED = (AuditKind.RUN_COMPLETED, AuditKind.RUN_ROLLED_BACK, AuditKind.RUN_CANCELLED)
+
+
 def _trail(db: Database, run_id: int) -> Trail:
     t = Trail()
     phase: str | None = None
+    attempt = 1
     for ev in audit.events(db, run_id):
         data = json.loads(ev.data)
-        if ev.kind == "phase.started":
-            phase = data.get("phase")
-            t.phase_starts.append(data)
-        elif ev.kind == "step.result":
+        row = {**data, "seq": ev.seq, "actor": ev.actor, "at": ev.at}
+        if ev.kind == AuditKind.RUN_STARTED:
+            t.started = row
+        elif ev.kind in ENDED:
+            t.ended = {**row, "kind": ev.kind}
+            if ev.kind == AuditKind.RUN_ROLLED_BACK:
+                t.rollback = data
+        elif ev.kind == AuditKind.PHASE_STARTED:
+            phase, attempt = data.get("phase"), int(data.get("attempt") or 1)
+            t.phase_starts.append(row)
+        elif ev.kind == AuditKind.STEP_RESULT:
             section = data.get("section")
-            t.steps.append({**data, "phase": phase if section in ("actions", "checks") else None})
-        elif ev.kind == "gate.opened":
+            phased = section in ("actions", "checks")
+            t.steps.append(
+                {**row, "phase": phase if phased else None, "attempt": attempt if phased else None}
+            )
+        elif ev.kind == AuditKind.GATE_OPENED:
             t.gates[int(data["gate"])] = str(data["phase"])
-        elif ev.kind == "gate.decided":
-            t.decisions.append({**data, "actor": ev.actor, "at": ev.at})
+            t.opened.append({**row, "gate": int(data["gate"])})
+        elif ev.kind == AuditKind.GATE_DECIDED:
+            t.decisions.append(row)
         elif ev.kind == AuditKind.GATE_VOTE and data.get("comment"):  # Continue with comment
             where = t.gates.get(int(data["gate"]), data.get("phase"))
-            text = f"continued at {where}: {data['comment']}"
-            t.people_notes.append({"text": text, "actor": ev.actor, "at": ev.at})
-        elif ev.kind == "manual.ticked":
-            t.ticks.append(
-                {**data, "phase": t.gates.get(int(data["gate"])), "actor": ev.actor, "at": ev.at}
-            )
+            t.people_notes.append({**row, "text": f"continued at {where}: {data['comment']}"})
+        elif ev.kind == AuditKind.MANUAL_TICKED:
+            gate = int(data["gate"])
+            t.ticks.append({**row, "phase": t.gates.get(gate), "attempt": t.attempt_of(gate)})
         elif ev.kind == AuditKind.ACTION_REFUSED:
-            t.refused.append({**data, "actor": ev.actor})
-        elif ev.kind == "phase.interrupted":
-            t.interrupted.append(data)
-        elif ev.kind == "monitor.round":
-            t.rounds.append(data)
-        elif ev.kind == "monitor.missed":
+            t.refused.append(row)
+        elif ev.kind == AuditKind.PHASE_INTERRUPTED:
+            t.interrupted.append(row)
+        elif ev.kind == AuditKind.RUN_ABORTED:
+            t.aborted.append(row)
+        elif ev.kind == AuditKind.MONITOR_ROUND:
+            t.rounds.append(row)
+        elif ev.kind == AuditKind.MONITOR_MISSED:
             t.missed += list(data.get("rounds") or [])
-        elif ev.kind in ("gate.reminded", "gate.escalated"):
-            t.reminders.append({**data, "kind": ev.kind})
+        elif ev.kind in (AuditKind.GATE_REMINDED, AuditKind.GATE_ESCALATED):
+            t.reminders.append({**row, "kind": ev.kind})
         elif ev.kind == AuditKind.CRITERION_SIGNED_OFF:
-            t.signoffs.append({**data, "actor": ev.actor, "at": ev.at})
-        elif ev.kind == AuditKind.RUN_ROLLED_BACK:
-            t.rollback = data
+            t.signoffs.append(row)
         elif ev.kind == AuditKind.RECORD_NOTE:
-            t.people_notes.append({**data, "actor": ev.actor, "at": ev.at})
+            t.people_notes.append(row)
     return t
+
+
+def hm(at: str) -> str:
+    """An audit row's time as the record prints it ("14:10 UTC")."""
+    return f"{at[11:16]} UTC"
 
 
 # --------------------------------------------------------------------------- criteria
@@ -186,17 +218,22 @@ def _monitor_verdict(t: Trail, spec: CriterionSpec) -> Criterion:
 
 
 def _manual_verdict(t: Trail, ref: str) -> Criterion:
+    """Judged at the phase's last checkpoint: a Retry re-runs the phase, so a tick given
+    before it vouches for the state that was re-done, not for the one that stands."""
     phase_id, item_id = ref.split("/")
+    gates = [g for g in t.opened if g.get("phase") == phase_id]
+    if not gates:
+        return Criterion("", "no", f"manual step {ref} was not ticked")
+    last = gates[-1]
     tick = next(
-        (k for k in t.ticks if k.get("item") == item_id and k.get("phase") == phase_id), None
+        (k for k in reversed(t.ticks) if k.get("item") == item_id and k["gate"] == last["gate"]),
+        None,
     )
     if tick is None:
-        return Criterion("", "no", f"manual step {ref} was not ticked")
-    return Criterion(
-        "",
-        "yes",
-        f"manual step {ref} ticked by {tick['actor']} at {tick['at'][11:16]} UTC",
-    )
+        earlier = any(k.get("item") == item_id and k.get("phase") == phase_id for k in t.ticks)
+        at_last = f" at its last checkpoint (attempt {t.attempt_of(last['gate'])})"
+        return Criterion("", "no", f"manual step {ref} was not ticked{at_last if earlier else ''}")
+    return Criterion("", "yes", f"manual step {ref} ticked by {tick['actor']} at {hm(tick['at'])}")
 
 
 def _signoff_verdict(t: Trail, criterion_id: str) -> Criterion:
@@ -204,7 +241,7 @@ def _signoff_verdict(t: Trail, criterion_id: str) -> Criterion:
     if sign is None:
         return Criterion("", "not verified", "nobody signed it off")
     note = f": {sign['note']}" if sign.get("note") else ""
-    return Criterion("", "yes", f"signed off by {sign['actor']} at {sign['at'][11:16]} UTC{note}")
+    return Criterion("", "yes", f"signed off by {sign['actor']} at {hm(sign['at'])}{note}")
 
 
 def evaluate(spec: CriterionSpec, t: Trail) -> Criterion:
@@ -225,47 +262,149 @@ def evaluate(spec: CriterionSpec, t: Trail) -> Criterion:
 # --------------------------------------------------------------------------- notes
 
 
+def rollback_reason(t: Trail) -> str | None:
+    """Why the run rolled back, as the row that decided it says: a Rollback at a gate (an
+    abort at a gate is one, "aborted: …"), or an abort while a phase was executing."""
+    decided = next((d for d in reversed(t.decisions) if d.get("decision") == "rollback"), None)
+    if decided is not None:
+        return str(decided.get("reason") or f"rolled back at phase {decided.get('phase')}")
+    if t.aborted:
+        return f"aborted: {t.aborted[-1].get('reason')}"
+    return None
+
+
 def _issues(run: Run, t: Trail) -> list[str]:
-    out: list[str] = []
-    if run.status in ("rolled_back", "rolling_back"):
-        out.append(f"rolled back: {run.rollback_reason or 'no reason given'}")
-    rb = t.rollback or {}
-    if rb and not rb.get("verified"):
-        out.append("the rollback was not verified: the old service's health was not confirmed")
-    if rb and rb.get("within_target") is False:
-        out.append(
-            f"the rollback took {rb.get('duration_s')} s, over its "
-            f"{rb.get('target_minutes')}-minute target"
-        )
-    if rb and rb.get("schema"):
-        out.append(str(rb["schema"]))
+    """What went wrong, in the order it happened: failed or erroring steps, retries,
+    interruptions, aborts, checkpoints past their timeout, overrides (a Continue past
+    checks that had not passed, in a dry run), monitoring failures; then how the rollback
+    went. A refusal is the bot working as meant: it is not an issue (see `refusals`)."""
+    out: list[tuple[int, str]] = []
+    reason = rollback_reason(t)
+    if reason is not None or run.status in ("rolled_back", "rolling_back"):
+        out.append((0, f"rolled back: {reason or run.rollback_reason or 'no reason given'}"))
     for st in t.steps:
         if st["status"] in ("fail", "error"):
             where = st.get("phase") or st.get("section")
-            out.append(f"{where}/{st['step']} {st['status'].upper()}: {st['evidence']}")
-    for r in t.refused:
-        what = r.get("action") or "click"
-        out.append(f"{what} by {r['actor']} refused: {r.get('reason', '')}")
+            tried = f", attempt {st['attempt']}" if st.get("attempt") else ""
+            said = f"{where}/{st['step']} {st['status'].upper()}: {st['evidence']}"
+            out.append((st["seq"], f"{said} ({hm(st['at'])}{tried})"))
+    unpassed = {g["gate"] for g in t.opened if g.get("checks_passed") is False}
+    for d in t.decisions:
+        who, at = d["actor"], hm(d["at"])
+        if d.get("decision") == "retry":
+            out.append((d["seq"], f"phase {d.get('phase')} retried by {who} at {at}"))
+        elif d.get("decision") == "continue" and d.get("gate") in unpassed:
+            out.append(
+                (
+                    d["seq"],
+                    f"phase {d.get('phase')} continued by {', '.join(d.get('approvers') or [who])}"
+                    f" at {at} although its checks had not passed (override, dry run)",
+                )
+            )
+    for i in t.interrupted:
+        out.append(
+            (
+                i["seq"],
+                f"phase {i.get('phase')} interrupted at {hm(i['at'])} (attempt "
+                f"{i.get('attempt') or 1}): the bot stopped while it ran",
+            )
+        )
+    if t.ended and t.ended["kind"] == AuditKind.RUN_CANCELLED:
+        e = t.ended
+        out.append(
+            (
+                e["seq"],
+                f"cancelled by {e['actor']} at {hm(e['at'])}: {e.get('reason')} "
+                "(no action had run: nothing to roll back)",
+            )
+        )
+    for a in t.aborted:
+        out.append(
+            (a["seq"], f"aborted by {a['actor']} at {hm(a['at'])} while a phase was executing")
+        )
     summarized = {st.get("phase") for st in t.steps}  # a finished window has one line per check
     for r in t.rounds:
         if r.get("phase") in summarized:
             continue
-        for s in r.get("steps", []):
-            if s["status"] in ("fail", "error"):
+        for step in r.get("steps", []):
+            if step["status"] in ("fail", "error"):
                 out.append(
-                    f"monitoring round {r['round']}/{r.get('of')} {s['step']} "
-                    f"{s['status'].upper()}: {s['evidence']}"
+                    (
+                        r["seq"],
+                        f"monitoring round {r['round']}/{r.get('of')} {step['step']} "
+                        f"{step['status'].upper()}: {step['evidence']}",
+                    )
                 )
     for r in t.reminders:
-        verb = "escalated" if r["kind"] == "gate.escalated" else "reminded"
-        out.append(f"checkpoint of {r.get('phase')} waited past its timeout ({verb})")
+        verb = "escalated" if r["kind"] == AuditKind.GATE_ESCALATED else "reminded"
+        out.append(
+            (
+                r["seq"],
+                f"checkpoint of {r.get('phase')} waited past its timeout ({verb} at {hm(r['at'])})",
+            )
+        )
+    rb = t.rollback or {}
+    end = 1 << 62
+    if rb and not rb.get("verified"):
+        checks = list(rb.get("checks") or [])
+        bad = [c for c in checks if c in (rb.get("failed_steps") or [])]
+        why = (
+            "the runbook has no rollback_checks"
+            if not checks
+            else f"rollback check(s) {', '.join(bad or checks)} did not pass"
+        )
+        out.append((end, f"the rollback was not verified: {why}"))
+    if rb and rb.get("within_target") is False:
+        out.append(
+            (
+                end,
+                f"the rollback took {rb.get('duration_s')} s, over its "
+                f"{rb.get('target_minutes')}-minute target",
+            )
+        )
+    if rb and rb.get("schema"):
+        out.append((end, str(rb["schema"])))
+    return [text for _, text in sorted(out, key=lambda x: x[0])]
+
+
+def refusals(t: Trail) -> str | None:
+    """One short line for every refused request: how many, and who asked for what and why
+    the bot said no, grouped (in first-seen order). None when nothing was refused."""
+    if not t.refused:
+        return None
+    groups: dict[tuple[str, str, str], int] = {}
+    for r in t.refused:
+        key = (str(r.get("action") or "click"), str(r["actor"]), str(r.get("reason", "")))
+        groups[key] = groups.get(key, 0) + 1
+    parts = [f"{n}× {action} by {who} ({why})" for (action, who, why), n in groups.items()]
+    n = len(t.refused)
+    return f"{n} (the bot's rules said no; not issues) — " + "; ".join(parts)
+
+
+def manual_lines(runbook: Runbook, t: Trail) -> list[str]:
+    """Every manual step of every checkpoint that opened: who ticked it and when (the
+    tick's audit row), or that nobody did."""
+    out: list[str] = []
+    for g in t.opened:
+        try:
+            items = runbook.phase(str(g.get("phase"))).manual
+        except KeyError:
+            continue
+        for item in items:
+            ref = f"{g.get('phase')}/{item.id}"
+            where = f"attempt {g.get('attempt') or 1}"
+            ticks = [k for k in t.ticks if k["gate"] == g["gate"] and k.get("item") == item.id]
+            if not ticks:
+                out.append(f"{ref} ({where}): not ticked")
+            for k in ticks:
+                out.append(f"{ref} ({where}): ticked by {k['actor']} at {hm(k['at'])}")
     return out
 
 
 def _deviations(t: Trail) -> list[str]:
     out: list[str] = []
     for d in t.decisions:
-        if d.get("decision") == "retry":
+        if d.get("decision") == "retry":  # the runbook says FAIL → ROLLBACK
             out.append(f"phase {d.get('phase')} retried (by {d['actor']})")
     for i in t.interrupted:
         out.append(f"phase {i.get('phase')} interrupted (the bot stopped while it ran)")
@@ -285,7 +424,33 @@ def _sign_off(run: Run, t: Trail) -> str:
         return "—"
     last = approved[-1]
     who = ", ".join(last.get("approvers") or [last["actor"]])
-    return f"{who} (approved the last checkpoint, {last.get('phase')}, at {last['at'][11:16]} UTC)"
+    return f"{who} (approved the last checkpoint, {last.get('phase')}, at {hm(last['at'])})"
+
+
+# The runbook template's two YES/NO lines, when the runbook lists no notes_fields: bound to
+# the success criterion of that id, else to the manual step of that id (one, in any phase).
+DEFAULT_BINDINGS = {"admin login verified": "admin", "payment test completed": "payment"}
+
+
+def _default_field(runbook: Runbook, name: str) -> NotesField:
+    ident = DEFAULT_BINDINGS.get(name.lower())
+    if ident is None:
+        return NotesField(name=name)
+    if any(c.id == ident for c in runbook.success_criteria):
+        return NotesField(name=name, criterion=ident)
+    refs = [f"{p.id}/{m.id}" for p in runbook.phases for m in p.manual if m.id == ident]
+    return NotesField(name=name, manual=refs[0]) if len(refs) == 1 else NotesField(name=name)
+
+
+def _times(run: Run, t: Trail) -> tuple[datetime, datetime | None]:
+    """Start and end as the run.started row and the row that ended the run say."""
+    start = datetime.fromisoformat(t.started["at"]) if t.started else run.started_at
+    end: datetime | None = None
+    if t.ended:
+        end = datetime.fromisoformat(t.ended["at"])
+    elif run.ended_at:
+        end = run.ended_at
+    return aware(start), aware(end) if end else None
 
 
 def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
@@ -294,8 +459,7 @@ def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
     if run is None:
         raise KeyError(run_id)
     t = _trail(db, run_id)
-    start = aware(run.started_at)
-    end = aware(run.ended_at) if run.ended_at else None
+    start, end = _times(run, t)
     try:
         url = str(runbook.values_for(run.environment).get("base_url", "?"))
     except RunbookError:
@@ -311,7 +475,7 @@ def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
         "issues encountered": _issues(run, t) or ["none"],
         "deviations from runbook": _deviations(t) or ["none"],
         "rollback triggered": "YES" if rolled_back else "NO",
-        "reason": (run.rollback_reason or "—") if rolled_back else "—",
+        "reason": (rollback_reason(t) or run.rollback_reason or "—") if rolled_back else "—",
         "production url": url,
         "sign-off": _sign_off(run, t),
     }
@@ -319,19 +483,28 @@ def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
         "deviations": "deviations from runbook",
         "signoff": "sign-off",
         "url": "production url",
+        "reason (if yes)": "reason",
     }
     criteria = [evaluate(c, t) for c in runbook.success_criteria]
     by_id = {c.id: c for c in criteria}
     notes: list[tuple[str, str | list[str]]] = []
-    for f in runbook.notes_fields or [NotesField(name=n) for n in DEFAULT_NOTES]:
+    fields = runbook.notes_fields or [_default_field(runbook, n) for n in DEFAULT_NOTES]
+    word = {"yes": "YES", "no": "NO", "not verified": "NOT VERIFIED"}
+    for f in fields:
         if f.criterion is not None:
             c = by_id[f.criterion]
-            word = {"yes": "YES", "no": "NO", "not verified": "NOT VERIFIED"}[c.verdict]
-            notes.append((f.name, f"{word} — {c.evidence}"))
-            continue
-        key = aliases.get(f.name.lower(), f.name.lower())
-        notes.append((f.name, values.get(key, "not recorded by the bot: fill in by hand")))
-    people = [f"{n['actor']} at {n['at'][11:16]} UTC: {n['text']}" for n in t.people_notes]
+            notes.append((f.name, f"{word[c.verdict]} — {c.evidence}"))
+        elif f.manual is not None:
+            m = _manual_verdict(t, f.manual)
+            notes.append((f.name, f"{word[m.verdict]} — {m.evidence}"))
+        else:
+            key = aliases.get(f.name.lower(), f.name.lower())
+            notes.append((f.name, values.get(key, _unbound(runbook, f.name))))
+        if f.name.lower() == "issues encountered" and refusals(t):
+            notes.append((REFUSED, refusals(t) or ""))
+    if REFUSED not in (n for n, _ in notes) and refusals(t):
+        notes.append((REFUSED, refusals(t) or ""))
+    people = [f"{n['actor']} at {hm(n['at'])}: {n['text']}" for n in t.people_notes]
     return CutoverRecord(
         run_id,
         run.environment,
@@ -342,7 +515,21 @@ def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
         people,
         deployed=deployed_artifact(t),
         deployed_expected=any(st.kind == "deployed" for _, _, st in runbook.all_steps()),
+        manual=manual_lines(runbook, t),
     )
+
+
+REFUSED = "Refused requests"
+
+
+def _unbound(runbook: Runbook, name: str) -> str:
+    ident = DEFAULT_BINDINGS.get(name.lower())
+    if ident is not None and not runbook.notes_fields:
+        return (
+            f"not recorded by the bot: this runbook has no success criterion or manual step "
+            f"{ident!r} (bind one in notes_fields); fill in by hand"
+        )
+    return "not recorded by the bot: notes_fields binds it to nothing; fill in by hand"
 
 
 def deployed_artifact(t: Trail) -> dict[str, Any] | None:
@@ -382,6 +569,9 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
             lines += [f"- {v}" for v in value]
         else:
             lines.append(f"{name}: {value}")
+    if rec.manual:
+        lines.append("Manual steps:")
+        lines += [f"- {m}" for m in rec.manual]
     lines += deployed_lines(rec.deployed, rec.deployed_expected)
     if rec.people_notes:
         lines.append("Notes:")

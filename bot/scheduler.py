@@ -65,6 +65,7 @@ from bot.notices import (
     gate_escalation_text,
     gate_reminder_text,
     late_note,
+    readiness_verdict,
     repeat_note,
     t0_text,
     t1_checklist_text,
@@ -407,7 +408,7 @@ class Scheduler:
         channel = sched.channel
         if row.kind == "t-24h":
             readiness = (
-                self._readiness(sched, pre.t_minus_24h.phase)
+                self._readiness(sched, pre.t_minus_24h.phase, "t-24h")
                 if pre is not None and pre.t_minus_24h.phase is not None
                 else None
             )
@@ -424,13 +425,15 @@ class Scheduler:
                 now,
                 runbook,
                 sched.channel,
-                self._readiness_verdict(sched.id),
+                self._readiness_verdict(sched.id, start),
             )
         elif row.kind == "t-1h-checklist":
             if pre is None:
                 return Posted(EventStatus.SKIPPED, reason="the runbook has no T-1h checklist")
             readiness = (
-                self._readiness(sched, pre.t_minus_1h.phase) if pre.t_minus_1h.phase else None
+                self._readiness(sched, pre.t_minus_1h.phase, "t-1h")
+                if pre.t_minus_1h.phase
+                else None
             )
             states = Checklists(engine).states(Scope(sched.environment, sched.id))
             text = t1_checklist_text(
@@ -454,9 +457,11 @@ class Scheduler:
             surface.notice(None, text, channel)
         return Posted(EventStatus.SENT, channel)
 
-    def _readiness(self, sched: Schedule, phase_id: str) -> Readiness:
+    def _readiness(self, sched: Schedule, phase_id: str, notice: str) -> Readiness:
         """The T-24h / T-1h dry run of the checklist's phase: checks run, actions only
-        describe. Its results are what a bot-checked item that gates Start reads."""
+        describe. Its results are what a bot-checked item that gates Start reads; `notice`
+        ("t-24h", "t-1h") is kept with them as `trigger`, so the T-1h stakeholder line can
+        quote the T-24h dry run and nothing else."""
         engine, runbook = self.engine, self.engine.runbook
         phase = runbook.phase(phase_id)
         env = engine.environment(sched.environment)
@@ -479,6 +484,7 @@ class Scheduler:
                 "environment": sched.environment,
                 "phase": phase.id,
                 "dry_run": True,
+                "trigger": notice,
                 "results": [
                     {
                         "step": o.step.id,
@@ -521,24 +527,28 @@ class Scheduler:
             engine.surface.notice(run.id, "\n".join([*notes, text]))
         return Posted(EventStatus.SENT, run.channel)
 
-    def _readiness_verdict(self, schedule_id: int | None) -> str:
-        """The T-24h readiness dry run's verdict for the T-1h stakeholder notice."""
+    def _readiness_verdict(self, schedule_id: int | None, start: datetime) -> str:
+        """The T-1h stakeholder notice's readiness line: the schedule's T-24h readiness dry
+        run (its `readiness.checked` row with trigger "t-24h"), named with its audit row,
+        time and pass/fail counts. A one-check run asked for by `/cutover tick` or the T-1h
+        checklist's dry run is not the T-24h readiness and is never quoted as it."""
         with self.db.session() as s:
             rows = s.exec(
                 select(AuditEvent)
-                .where(AuditEvent.kind == AuditKind.READINESS_CHECKED)
+                .where(
+                    AuditEvent.kind == AuditKind.READINESS_CHECKED,
+                    col(AuditEvent.data).contains(f'"schedule":{schedule_id}'),
+                )
                 .order_by(col(AuditEvent.seq).desc())
             ).all()
         for ev in rows:
             data = json.loads(ev.data)
-            if data.get("schedule") != schedule_id:
+            if data.get("schedule") != schedule_id or not _is_t24(data, ev.at, start):
                 continue
-            results = data.get("results") or []
-            bad = [r["step"] for r in results if r.get("status") in ("fail", "error")]
-            if bad:
-                return f"T-24h readiness: {len(bad)} of {len(results)} failed ({', '.join(bad)})"
-            return f"T-24h readiness: all {len(results)} checks passed"
-        return "T-24h readiness: not checked"
+            return readiness_verdict(ev.seq, ev.at, data, self.engine.runbook)
+        return (
+            f"T-24h readiness: no T-24h readiness dry run is recorded for schedule #{schedule_id}"
+        )
 
     def _post_record(self, row: ScheduledEvent, notes: list[str]) -> Posted:
         engine = self.engine
@@ -555,6 +565,17 @@ class Scheduler:
         if row.kind == "record":
             engine.feed(row.run_id, text)  # the stakeholders get the record too
         return Posted(EventStatus.SENT, run.channel)
+
+
+def _is_t24(data: dict[str, Any], at: str, start: datetime) -> bool:
+    """A readiness row is the T-24h dry run when it says so; an older row (written before
+    rows named their notice) when nobody asked for it and it ran 12 h or more before the
+    start (the T-1h dry run runs an hour before, a `/cutover tick` names its item)."""
+    if "trigger" in data:
+        return data["trigger"] == "t-24h"
+    if data.get("asked_for"):
+        return False
+    return aware(datetime.fromisoformat(at)) <= start - timedelta(hours=12)
 
 
 # --------------------------------------------------------------------------- leadership

@@ -304,10 +304,18 @@ class CriterionSpec(Strict):
 
 
 class NotesField(Strict):
-    """A line of the record's notes; `criterion` fills it from that criterion's verdict."""
+    """A line of the record's notes; `criterion` fills it from that criterion's verdict,
+    `manual` ("phase/item") from that manual step's tick (who and when)."""
 
     name: str = Field(min_length=1, max_length=80)
     criterion: str | None = None
+    manual: str | None = Field(default=None, pattern=_REF)
+
+    @model_validator(mode="after")
+    def one_source(self) -> NotesField:
+        if self.criterion and self.manual:
+            raise ValueError(f"notes field {self.name!r}: give criterion or manual, not both")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -407,6 +415,11 @@ class Runbook(Strict):
         for f in self.notes_fields:
             if f.criterion and f.criterion not in known:
                 out.append(f"notes field {f.name!r}: no success criterion {f.criterion!r}")
+            if f.manual:
+                phase_id, item = f.manual.split("/")
+                phase = phases.get(phase_id)
+                if phase is None or item not in [m.id for m in phase.manual]:
+                    out.append(f"notes field {f.name!r}: no manual step {f.manual!r}")
         return out
 
     def _checklist_problems(self) -> list[str]:

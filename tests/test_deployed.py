@@ -22,6 +22,7 @@ from phases.checks.base import Status
 from tests.docker_fixtures import Compose, compose, docker_client  # noqa: F401  (fixtures)
 from tests.schedule_helpers import ALICE, BOB, START, clock_at, make_engine, write_runbook
 from tests.servers import run_check
+from tests.trail_checker import check_record, exported_rows
 
 pytestmark = pytest.mark.docker
 
@@ -164,6 +165,7 @@ def test_record_and_stakeholders_show_the_deployed_commit_and_images(
         in (feed)
     )
     assert f"Deployed: commit {head}" in feed[-1]  # the record, the feed's last message
+    check_record(text, exported_rows(sqlite_db, run.id), engine.runbook)
 
 
 def test_record_says_when_the_deployed_step_never_ran() -> None:

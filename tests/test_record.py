@@ -37,6 +37,7 @@ from tests.servers import (
     nostrmaxi,  # noqa: F401  (fixture)
     tls_server,
 )
+from tests.trail_checker import check_record, exported_rows
 
 MIN = timedelta(minutes=1)
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,8 +206,15 @@ def test_completed_run_gets_its_record_and_tasks_once(
     issues = rec.note("Issues Encountered")
     assert isinstance(issues, list)
     assert any(i.startswith("smoke/tiers FAIL:") for i in issues)
-    assert any(i.startswith("continue by T1:U9 refused: you are not an approver") for i in issues)
-    assert any("checks did not pass" in i for i in issues)
+    assert "phase smoke retried by T1:U2 at 14:03 UTC" in issues
+    # Refusals are the bot's rules working, not issues: they get their own line.
+    assert not any("refused" in i for i in issues)
+    assert rec.note("Refused requests") == (
+        "2 (the bot's rules said no; not issues) — "
+        "1× continue by T1:U9 (you are not an approver for prod; nothing was changed); "
+        "1× continue by T1:U2 (checks did not pass (or the phase was interrupted): Continue is "
+        "refused. Retry the phase or Rollback)"
+    )
     assert rec.note("Deviations from Runbook") == ["phase smoke retried (by T1:U2)"]
     assert rec.note("Rollback Triggered") == "NO" and rec.note("Reason") == "—"
     assert rec.note("Production URL") == nostrmaxi.url
@@ -250,6 +258,8 @@ def test_completed_run_gets_its_record_and_tasks_once(
         f"📝 Post-cutover tasks for run #{run.id} (within 24 h, by Mon 2026-03-02 15:02 UTC):"
     )
     assert "☐ Configure alerting (PagerDuty, email, Slack, etc.)" in tasks.args[1]
+    # Every line of the posted record maps to the audit rows that justify it.
+    check_record(text, exported_rows(db, run.id), engine.runbook)
 
 
 def test_rolled_back_run_records_the_rollback_and_what_nobody_verified(
@@ -283,4 +293,5 @@ def test_rolled_back_run_records_the_rollback_and_what_nobody_verified(
     assert verdicts["Admin access verified"] == "no"
     [posted] = surface.notices("📋 Cutover record")
     assert f"run #{run.id}, prod: rolled back" in posted.args[1]
+    check_record(posted.args[1], exported_rows(sqlite_db, run.id), runbook)
     assert surface.notices("📝 Post-cutover tasks") == []

@@ -28,6 +28,7 @@ from tests.schedule_helpers import (
     true_check,
     write_runbook,
 )
+from tests.trail_checker import check_record, exported_rows
 
 
 def runbook(
@@ -163,6 +164,7 @@ def test_the_record_shows_who_signed_off_what_with_the_note_masked(
     engine.sign_off(run_id, "admin", BOB, "logged in with hunter2-admin-pw")
     engine.decide(open_gate_id(sqlite_db, run_id) or 0, ALICE, "continue")
     text = record_text(build_record(sqlite_db, engine.runbook, run_id), engine.runbook)
+    check_record(text, exported_rows(sqlite_db, run_id), engine.runbook)
     assert "hunter2" not in text
     assert "✅ Admin access verified — signed off by T1:U2 at 14:00 UTC: logged in with" in text
     assert "❔ Payment webhook confirmed — nobody signed it off" in text
@@ -174,6 +176,7 @@ def test_a_typed_sign_off_note_can_ping_nobody(sqlite_db: Database, tmp_path: Pa
     engine.sign_off(run_id, "admin", BOB, "ok <!channel> ask <@U0BOSS> or T1:U0BOSS")
     engine.decide(open_gate_id(sqlite_db, run_id) or 0, ALICE, "continue")
     text = record_text(build_record(sqlite_db, engine.runbook, run_id), engine.runbook)
+    check_record(text, exported_rows(sqlite_db, run_id), engine.runbook)
     assert "signed off by T1:U2" in text
     assert "<!channel>" not in text and "<@U0BOSS>" not in text and "T1:U0BOSS" not in text
 

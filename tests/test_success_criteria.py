@@ -22,6 +22,7 @@ from tests.schedule_helpers import (
     true_check,
     write_runbook,
 )
+from tests.trail_checker import check_record, exported_rows
 
 
 def runbook(tmp_path: Path, criteria: list[Any], check_ok: bool = True) -> Any:
@@ -89,6 +90,7 @@ def test_a_criterion_bound_to_nothing_is_not_verified_and_said_plainly(
     assert unbound.verdict == "not verified"
     assert unbound.evidence == "the runbook binds it to no check or sign-off"
     text = record_text(rec, engine.runbook)
+    check_record(text, exported_rows(sqlite_db, run_id), engine.runbook)
     assert "Success criteria: 1 met, 0 not met, 1 not verified" in text
     assert "Not verified by anyone or anything: Health check passing" in text
 
@@ -144,6 +146,8 @@ def test_signoff_and_note_by_command_reach_the_record(sqlite_db: Database, tmp_p
     rec = build_record(sqlite_db, engine.runbook, run_id)
     assert rec.criteria[0].verdict == "yes"
     assert rec.people_notes == ["T1:U2 at 14:00 UTC: DNS took 20 min at 9.9.9.9"]
-    assert "Notes:\n- T1:U2 at 14:00 UTC: DNS took 20 min" in record_text(rec, engine.runbook)
+    text = record_text(rec, engine.runbook)
+    assert "Notes:\n- T1:U2 at 14:00 UTC: DNS took 20 min" in text
+    check_record(text, exported_rows(sqlite_db, run_id), engine.runbook)
     unknown = service.execute(parse(f"/cutover signoff {run_id} payment"), BOB)
     assert "no success criterion 'payment'; this runbook has: admin" in unknown.text
