@@ -30,6 +30,7 @@ from bot.standin import (
     nostrmaxi_env_values,
     tls_server,
 )
+from phases.yaml_loader import load_yaml_file
 
 DEMO_RUNBOOK = Path(__file__).resolve().parent.parent / "runbooks" / "demo.yml"
 DEMO_DATABASE = "cutover-demo.db"
@@ -66,7 +67,7 @@ def prepare(workdir: Path, stack: ExitStack, login: str) -> Path:
     dns.start()
     stack.callback(dns.stop)
 
-    data: dict[str, Any] = yaml.safe_load(DEMO_RUNBOOK.read_text(encoding="utf-8"))
+    data: dict[str, Any] = load_yaml_file(DEMO_RUNBOOK)  # the runbooks' own bounded reader
     data["environments"]["demo"] = {
         "domain": "localhost",
         "base_url": app.url,

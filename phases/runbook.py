@@ -14,21 +14,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phases.checks import REGISTRY, StepKind
 from phases.checks.base import StepParams
 from phases.secrets import url_userinfo
+from phases.yaml_loader import RunbookError as RunbookError  # re-exported: its old home
+from phases.yaml_loader import load_yaml_file
 
 Value = str | list[str]
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 _REF = r"^[a-z0-9][a-z0-9_-]{0,39}/[a-z0-9][a-z0-9_-]{0,39}$"  # "phase/step"
 APPROVER_PATTERN = r"([TE][A-Z0-9]+:)?[UW][A-Z0-9]+|console:[a-z_][a-z0-9_.-]{0,31}"
-
-
-class RunbookError(ValueError):
-    """A runbook that cannot be used; the message says where and what to fix."""
 
 
 class Strict(BaseModel):
@@ -622,17 +619,7 @@ def _locate(data: Any, loc: tuple[Any, ...]) -> str:
 
 def load_runbook(path: str | Path) -> Runbook:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RunbookError(f"{p}: cannot read runbook: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RunbookError(f"{p}:{where}: not valid YAML: {problem}") from None
+    data = load_yaml_file(p)  # bounded, refuses repeated keys (phases/yaml_loader.py)
     if not isinstance(data, dict):
         raise RunbookError(f"{p}: a runbook is a YAML mapping with name, phases and environments")
     try:
