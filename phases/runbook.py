@@ -10,7 +10,7 @@ import contextlib
 import os
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -234,9 +234,14 @@ class EnvironmentSpec(Strict):
         return frozenset(a if ":" in a else f"{self.slack_team}:{a}" for a in self.approvers)
 
     def template_values(
-        self, defaults: Mapping[str, Value] | None = None, *, expand: bool = True
+        self,
+        defaults: Mapping[str, Value] | None = None,
+        *,
+        expand: bool = True,
+        variables: Collection[str] = (),
     ) -> dict[str, Value]:
-        """The names a step parameter may use as {name}; ${VAR}s filled from the environment."""
+        """The names a step parameter may use as {name}; ${VAR}s filled from the environment
+        (only those `variable_refusal` allows with the runbook's `variables`)."""
         values: dict[str, Value] = dict(defaults or {})
         values.update(
             {
@@ -257,7 +262,9 @@ class EnvironmentSpec(Strict):
         if not expand:
             return values
         return {
-            k: [expand_env_vars(x) for x in v] if isinstance(v, list) else expand_env_vars(v)
+            k: [expand_env_vars(x, None, variables) for x in v]
+            if isinstance(v, list)
+            else expand_env_vars(v, None, variables)
             for k, v in values.items()
         }
 
@@ -335,6 +342,9 @@ class Runbook(Strict):
     post_cutover_tasks: list[str] = Field(default_factory=list)
     notes_fields: list[NotesField] = Field(default_factory=list)
     vars: dict[str, str | list[str]] = Field(default_factory=dict)  # defaults for every environment
+    # The bot's environment variables a ${VAR} may read besides CUTOVER_RUNBOOK_*: the
+    # bot's own settings (SLACK_*, CUTOVER_*, DATABASE_URL, PG*) never, listed or not.
+    variables: list[str] = Field(default_factory=list)
     environments: dict[str, EnvironmentSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -356,7 +366,7 @@ class Runbook(Strict):
         for name in self.environments:
             if not re.fullmatch(ID_PATTERN, name):
                 raise ValueError(f"environment name {name!r} must match {ID_PATTERN}")
-        problems = self._criteria_problems()
+        problems = self._criteria_problems() + self._variable_problems()
         if problems:
             raise ValueError("; ".join(problems))
         if any(p.on_fail == "restore_and_rollback" for p in self.phases) and not self.restore:
@@ -404,6 +414,26 @@ class Runbook(Strict):
         for f in self.notes_fields:
             if f.criterion and f.criterion not in known:
                 out.append(f"notes field {f.name!r}: no success criterion {f.criterion!r}")
+        return out
+
+    def _variable_problems(self) -> list[str]:
+        """Every ${VAR} the runbook uses must be one it may read (see `variable_refusal`)."""
+        out: list[str] = []
+        for name in self.variables:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                out.append(f"variables: {name!r} is not an environment variable name")
+            elif reserved_variable(name):
+                out.append(f"variables: {variable_refusal(name, ())}")
+        where: list[tuple[str, Value]] = [(f"vars > {k}", v) for k, v in self.vars.items()]
+        for env_name, env in self.environments.items():
+            raw = env.template_values(expand=False)
+            where += [(f"environments > {env_name} > {k}", v) for k, v in raw.items()]
+        for label, value in where:
+            for item in value if isinstance(value, list) else [value]:
+                for name in _ENV_VAR.findall(item):
+                    problem = variable_refusal(name, self.variables)
+                    if problem:
+                        out.append(f"{label}: {problem}")
         return out
 
     def _checklist_problems(self) -> list[str]:
@@ -481,7 +511,9 @@ class Runbook(Strict):
             ) from None
 
     def values_for(self, env_name: str, *, expand: bool = True) -> dict[str, Value]:
-        return self.environment(env_name).template_values(self.vars, expand=expand)
+        return self.environment(env_name).template_values(
+            self.vars, expand=expand, variables=self.variables
+        )
 
     def secret_values(self, env_name: str, environ: Mapping[str, str] | None = None) -> list[str]:
         """What the bot must never show for an environment, known before any file is read:
@@ -492,9 +524,12 @@ class Runbook(Strict):
         found: list[str] = []
         for value in raw.values():
             for item in value if isinstance(value, list) else [value]:
-                found += [env[n] for n in _ENV_VAR.findall(item) if n in env]
+                names = _ENV_VAR.findall(item)
+                if any(variable_refusal(n, self.variables) for n in names):
+                    continue  # never read (loading refuses such a runbook)
+                found += [env[n] for n in names if n in env]
                 with contextlib.suppress(RunbookError):
-                    found += url_userinfo(expand_env_vars(item, env))
+                    found += url_userinfo(expand_env_vars(item, env, self.variables))
         return found
 
     def all_steps(self) -> list[tuple[str, str, StepSpec]]:
@@ -513,12 +548,52 @@ PhaseSpec.model_rebuild()
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
+# ${VAR}s a runbook may read without listing them under `variables:`.
+RUNBOOK_VAR_PREFIX = "CUTOVER_RUNBOOK_"
+# The bot's own settings and credentials (bot/settings.py: CUTOVER_*, SLACK_*; its database
+# through DATABASE_URL or libpq's PG*): a runbook never reads them, listed or not. A step
+# that could read them could send the signing secret anywhere, or approve its own gate.
+_RESERVED_PREFIXES = ("SLACK_", "CUTOVER_", "PG")
+_RESERVED_NAMES = frozenset({"DATABASE_URL"})
 
-def expand_env_vars(value: str, environ: Mapping[str, str] | None = None) -> str:
+
+def reserved_variable(name: str) -> bool:
+    """True for the bot's own settings and credentials (never readable by a runbook)."""
+    upper = name.upper()
+    if upper.startswith(RUNBOOK_VAR_PREFIX):
+        return False
+    return upper in _RESERVED_NAMES or upper.startswith(_RESERVED_PREFIXES)
+
+
+def variable_refusal(name: str, variables: Collection[str]) -> str | None:
+    """Why a runbook may not read ${name}, with what to write instead; None if it may."""
+    if reserved_variable(name):
+        stem = re.sub(r"^(SLACK_|CUTOVER_|PG)", "", name.upper()) or "VALUE"
+        return (
+            f"${{{name}}} is one of the bot's own settings or credentials; a runbook never "
+            f"reads those (its steps could send them anywhere). Give the target its own "
+            f"variable, e.g. ${{{RUNBOOK_VAR_PREFIX}{stem}}}, set in the bot's environment"
+        )
+    if name.startswith(RUNBOOK_VAR_PREFIX) or name in variables:
+        return None
+    return (
+        f"${{{name}}} is not a variable this runbook may read: list it at the top of the "
+        f"runbook (variables: [{name}]) or name it {RUNBOOK_VAR_PREFIX}{name}"
+    )
+
+
+def expand_env_vars(
+    value: str, environ: Mapping[str, str] | None = None, variables: Collection[str] = ()
+) -> str:
+    """`value` with each ${VAR} filled from the environment; a variable the runbook may not
+    read (`variable_refusal`) or that is unset is a RunbookError, never an empty string."""
     env = os.environ if environ is None else environ
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
+        refusal = variable_refusal(name, variables)
+        if refusal:
+            raise RunbookError(refusal)
         if name not in env:
             raise RunbookError(
                 f"${{{name}}} is used by the runbook but not set in the bot's environment"

@@ -99,6 +99,7 @@ def runbook(tmp_path: Path, env_file: Path, app_url: str, v: dict[str, str]) -> 
     host = app_url.split("://", 1)[1]
     data = {
         "name": "Deployment secrets",
+        "variables": ["T9_BASE_PW", "T9_DATABASE_URL"],  # the ${VAR}s it may read
         "phases": [
             {
                 "id": "p1",
