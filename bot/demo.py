@@ -68,7 +68,10 @@ def prepare(workdir: Path, stack: ExitStack, login: str) -> Path:
     stack.callback(dns.stop)
 
     data: dict[str, Any] = load_yaml_file(DEMO_RUNBOOK)  # the runbooks' own bounded reader
+    # The stand-ins' addresses replace the placeholders; the rest of the runbook's demo
+    # environment (public_env_keys: what of the env file is not secret) stays as written.
     data["environments"]["demo"] = {
+        **data["environments"]["demo"],
         "domain": "localhost",
         "base_url": app.url,
         "expected_ip": "127.0.0.1",

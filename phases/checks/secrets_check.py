@@ -192,8 +192,9 @@ def run_secrets(params: SecretsParams, ctx: StepContext) -> StepResult:
         env = parse_env_file(path)
     except EnvFileError as exc:
         return StepResult(Status.FAIL, f"env file unreadable: {exc}")
-    # Before anything else, so no later message can carry a value.
-    ctx.masker.add_env(env)
+    # Before anything else, so no later message can carry a value. Keys the runbook marks
+    # public (DOMAIN, PAYMENTS_PROVIDER) stay readable, as everywhere else the env is read.
+    ctx.masker.add_env(env, public=ctx.public_env_keys)
     for key in ("JWT_SECRET", "WEBHOOK_SECRET", "BTCPAY_API_KEY", *LNBITS_KEY_NAMES):
         if env.get(key):
             ctx.masker.add(env[key])
