@@ -324,6 +324,9 @@ class Contact(Strict):
     who: str = Field(min_length=1, max_length=200)
 
 
+_PRODUCTION_LIKE = re.compile(r"^(prod|production|prd|live)([-_].*)?$")
+
+
 class Runbook(Strict):
     name: str
     version: str = "1"
@@ -472,6 +475,17 @@ class Runbook(Strict):
                         f"pre_cutover.t_minus_24h.phase or t_minus_1h.phase to {phase_id!r}"
                     )
         return out
+
+    def warnings(self) -> list[str]:
+        """What `runbook check` points out without refusing: a production-like environment
+        with no stakeholders channel tells no stakeholder of a start nobody scheduled."""
+        return [
+            f"environment {name!r} looks like production but has no stakeholders channel: "
+            "a start without a schedule (or a schedule without --stakeholders) tells no "
+            'stakeholder; add stakeholders: "#channel" to it'
+            for name, env in sorted(self.environments.items())
+            if _PRODUCTION_LIKE.match(name) and not env.stakeholders
+        ]
 
     def start_items(self) -> list[ChecklistItem]:
         """The pre-cutover items that must be done before a cutover may start."""
