@@ -390,6 +390,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         ]
         if gating:
             print(f"  Needed before Start: {', '.join(gating)}")
+        for warning in rb.warnings():
+            print(f"  warning: {warning}")
         return 0
     if args.command == "audit" and args.audit_command == "keygen":
         kid = audit.keygen(args.private_key, args.public_key)

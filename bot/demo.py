@@ -30,6 +30,7 @@ from bot.standin import (
     nostrmaxi_env_values,
     tls_server,
 )
+from phases.yaml_loader import load_yaml_file
 
 DEMO_RUNBOOK = Path(__file__).resolve().parent.parent / "runbooks" / "demo.yml"
 DEMO_DATABASE = "cutover-demo.db"
@@ -66,8 +67,11 @@ def prepare(workdir: Path, stack: ExitStack, login: str) -> Path:
     dns.start()
     stack.callback(dns.stop)
 
-    data: dict[str, Any] = yaml.safe_load(DEMO_RUNBOOK.read_text(encoding="utf-8"))
+    data: dict[str, Any] = load_yaml_file(DEMO_RUNBOOK)  # the runbooks' own bounded reader
+    # The stand-ins' addresses replace the placeholders; the rest of the runbook's demo
+    # environment (public_env_keys: what of the env file is not secret) stays as written.
     data["environments"]["demo"] = {
+        **data["environments"]["demo"],
         "domain": "localhost",
         "base_url": app.url,
         "expected_ip": "127.0.0.1",

@@ -10,25 +10,22 @@ import contextlib
 import os
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phases.checks import REGISTRY, StepKind
 from phases.checks.base import StepParams
 from phases.secrets import url_userinfo
+from phases.yaml_loader import RunbookError as RunbookError  # re-exported: its old home
+from phases.yaml_loader import load_yaml_file
 
 Value = str | list[str]
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 _REF = r"^[a-z0-9][a-z0-9_-]{0,39}/[a-z0-9][a-z0-9_-]{0,39}$"  # "phase/step"
 APPROVER_PATTERN = r"([TE][A-Z0-9]+:)?[UW][A-Z0-9]+|console:[a-z_][a-z0-9_.-]{0,31}"
-
-
-class RunbookError(ValueError):
-    """A runbook that cannot be used; the message says where and what to fix."""
 
 
 class Strict(BaseModel):
@@ -237,9 +234,14 @@ class EnvironmentSpec(Strict):
         return frozenset(a if ":" in a else f"{self.slack_team}:{a}" for a in self.approvers)
 
     def template_values(
-        self, defaults: Mapping[str, Value] | None = None, *, expand: bool = True
+        self,
+        defaults: Mapping[str, Value] | None = None,
+        *,
+        expand: bool = True,
+        variables: Collection[str] = (),
     ) -> dict[str, Value]:
-        """The names a step parameter may use as {name}; ${VAR}s filled from the environment."""
+        """The names a step parameter may use as {name}; ${VAR}s filled from the environment
+        (only those `variable_refusal` allows with the runbook's `variables`)."""
         values: dict[str, Value] = dict(defaults or {})
         values.update(
             {
@@ -260,7 +262,9 @@ class EnvironmentSpec(Strict):
         if not expand:
             return values
         return {
-            k: [expand_env_vars(x) for x in v] if isinstance(v, list) else expand_env_vars(v)
+            k: [expand_env_vars(x, None, variables) for x in v]
+            if isinstance(v, list)
+            else expand_env_vars(v, None, variables)
             for k, v in values.items()
         }
 
@@ -328,6 +332,9 @@ class Contact(Strict):
     who: str = Field(min_length=1, max_length=200)
 
 
+_PRODUCTION_LIKE = re.compile(r"^(prod|production|prd|live)([-_].*)?$")
+
+
 class Runbook(Strict):
     name: str
     version: str = "1"
@@ -346,6 +353,9 @@ class Runbook(Strict):
     post_cutover_tasks: list[str] = Field(default_factory=list)
     notes_fields: list[NotesField] = Field(default_factory=list)
     vars: dict[str, str | list[str]] = Field(default_factory=dict)  # defaults for every environment
+    # The bot's environment variables a ${VAR} may read besides CUTOVER_RUNBOOK_*: the
+    # bot's own settings (SLACK_*, CUTOVER_*, DATABASE_URL, PG*) never, listed or not.
+    variables: list[str] = Field(default_factory=list)
     environments: dict[str, EnvironmentSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -367,7 +377,7 @@ class Runbook(Strict):
         for name in self.environments:
             if not re.fullmatch(ID_PATTERN, name):
                 raise ValueError(f"environment name {name!r} must match {ID_PATTERN}")
-        problems = self._criteria_problems()
+        problems = self._criteria_problems() + self._variable_problems()
         if problems:
             raise ValueError("; ".join(problems))
         if any(p.on_fail == "restore_and_rollback" for p in self.phases) and not self.restore:
@@ -422,6 +432,26 @@ class Runbook(Strict):
                     out.append(f"notes field {f.name!r}: no manual step {f.manual!r}")
         return out
 
+    def _variable_problems(self) -> list[str]:
+        """Every ${VAR} the runbook uses must be one it may read (see `variable_refusal`)."""
+        out: list[str] = []
+        for name in self.variables:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                out.append(f"variables: {name!r} is not an environment variable name")
+            elif reserved_variable(name):
+                out.append(f"variables: {variable_refusal(name, ())}")
+        where: list[tuple[str, Value]] = [(f"vars > {k}", v) for k, v in self.vars.items()]
+        for env_name, env in self.environments.items():
+            raw = env.template_values(expand=False)
+            where += [(f"environments > {env_name} > {k}", v) for k, v in raw.items()]
+        for label, value in where:
+            for item in value if isinstance(value, list) else [value]:
+                for name in _ENV_VAR.findall(item):
+                    problem = variable_refusal(name, self.variables)
+                    if problem:
+                        out.append(f"{label}: {problem}")
+        return out
+
     def _checklist_problems(self) -> list[str]:
         """Items that gate Start must be unambiguous and reachable: unique ids across both
         checklists, and a bound check that a pre-cutover dry run actually runs."""
@@ -458,6 +488,17 @@ class Runbook(Strict):
                         f"pre_cutover.t_minus_24h.phase or t_minus_1h.phase to {phase_id!r}"
                     )
         return out
+
+    def warnings(self) -> list[str]:
+        """What `runbook check` points out without refusing: a production-like environment
+        with no stakeholders channel tells no stakeholder of a start nobody scheduled."""
+        return [
+            f"environment {name!r} looks like production but has no stakeholders channel: "
+            "a start without a schedule (or a schedule without --stakeholders) tells no "
+            'stakeholder; add stakeholders: "#channel" to it'
+            for name, env in sorted(self.environments.items())
+            if _PRODUCTION_LIKE.match(name) and not env.stakeholders
+        ]
 
     def start_items(self) -> list[ChecklistItem]:
         """The pre-cutover items that must be done before a cutover may start."""
@@ -497,7 +538,9 @@ class Runbook(Strict):
             ) from None
 
     def values_for(self, env_name: str, *, expand: bool = True) -> dict[str, Value]:
-        return self.environment(env_name).template_values(self.vars, expand=expand)
+        return self.environment(env_name).template_values(
+            self.vars, expand=expand, variables=self.variables
+        )
 
     def secret_values(self, env_name: str, environ: Mapping[str, str] | None = None) -> list[str]:
         """What the bot must never show for an environment, known before any file is read:
@@ -508,9 +551,12 @@ class Runbook(Strict):
         found: list[str] = []
         for value in raw.values():
             for item in value if isinstance(value, list) else [value]:
-                found += [env[n] for n in _ENV_VAR.findall(item) if n in env]
+                names = _ENV_VAR.findall(item)
+                if any(variable_refusal(n, self.variables) for n in names):
+                    continue  # never read (loading refuses such a runbook)
+                found += [env[n] for n in names if n in env]
                 with contextlib.suppress(RunbookError):
-                    found += url_userinfo(expand_env_vars(item, env))
+                    found += url_userinfo(expand_env_vars(item, env, self.variables))
         return found
 
     def all_steps(self) -> list[tuple[str, str, StepSpec]]:
@@ -529,12 +575,52 @@ PhaseSpec.model_rebuild()
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
+# ${VAR}s a runbook may read without listing them under `variables:`.
+RUNBOOK_VAR_PREFIX = "CUTOVER_RUNBOOK_"
+# The bot's own settings and credentials (bot/settings.py: CUTOVER_*, SLACK_*; its database
+# through DATABASE_URL or libpq's PG*): a runbook never reads them, listed or not. A step
+# that could read them could send the signing secret anywhere, or approve its own gate.
+_RESERVED_PREFIXES = ("SLACK_", "CUTOVER_", "PG")
+_RESERVED_NAMES = frozenset({"DATABASE_URL"})
 
-def expand_env_vars(value: str, environ: Mapping[str, str] | None = None) -> str:
+
+def reserved_variable(name: str) -> bool:
+    """True for the bot's own settings and credentials (never readable by a runbook)."""
+    upper = name.upper()
+    if upper.startswith(RUNBOOK_VAR_PREFIX):
+        return False
+    return upper in _RESERVED_NAMES or upper.startswith(_RESERVED_PREFIXES)
+
+
+def variable_refusal(name: str, variables: Collection[str]) -> str | None:
+    """Why a runbook may not read ${name}, with what to write instead; None if it may."""
+    if reserved_variable(name):
+        stem = re.sub(r"^(SLACK_|CUTOVER_|PG)", "", name.upper()) or "VALUE"
+        return (
+            f"${{{name}}} is one of the bot's own settings or credentials; a runbook never "
+            f"reads those (its steps could send them anywhere). Give the target its own "
+            f"variable, e.g. ${{{RUNBOOK_VAR_PREFIX}{stem}}}, set in the bot's environment"
+        )
+    if name.startswith(RUNBOOK_VAR_PREFIX) or name in variables:
+        return None
+    return (
+        f"${{{name}}} is not a variable this runbook may read: list it at the top of the "
+        f"runbook (variables: [{name}]) or name it {RUNBOOK_VAR_PREFIX}{name}"
+    )
+
+
+def expand_env_vars(
+    value: str, environ: Mapping[str, str] | None = None, variables: Collection[str] = ()
+) -> str:
+    """`value` with each ${VAR} filled from the environment; a variable the runbook may not
+    read (`variable_refusal`) or that is unset is a RunbookError, never an empty string."""
     env = os.environ if environ is None else environ
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
+        refusal = variable_refusal(name, variables)
+        if refusal:
+            raise RunbookError(refusal)
         if name not in env:
             raise RunbookError(
                 f"${{{name}}} is used by the runbook but not set in the bot's environment"
@@ -635,17 +721,7 @@ def _locate(data: Any, loc: tuple[Any, ...]) -> str:
 
 def load_runbook(path: str | Path) -> Runbook:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RunbookError(f"{p}: cannot read runbook: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RunbookError(f"{p}:{where}: not valid YAML: {problem}") from None
+    data = load_yaml_file(p)  # bounded, refuses repeated keys (phases/yaml_loader.py)
     if not isinstance(data, dict):
         raise RunbookError(f"{p}: a runbook is a YAML mapping with name, phases and environments")
     try:

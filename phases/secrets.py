@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
+from dotenv.parser import parse_stream
+
 SECRET_KEY_PATTERN = re.compile(
     r"(SECRET|PASSWORD|PASSWD|PASS$|TOKEN|API_KEY|APIKEY|PRIVATE|CREDENTIAL|DATABASE_URL|_KEY$|"
     r"DSN|NSEC|_URL$)",
@@ -58,33 +60,48 @@ class EnvFileError(ValueError):
     pass
 
 
-def _unquote(value: str) -> str:
-    """A value as `source` and docker compose read it: quotes removed, `# comment` dropped."""
-    if value[:1] in ("'", '"'):
-        end = value.find(value[0], 1)
-        if end != -1:
-            return value[1:end]
-    match = re.search(r"\s+#", value)
-    return (value[: match.start()] if match else value).strip()
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 def parse_env_file(path: str | Path) -> dict[str, str]:
-    """Reads KEY=VALUE lines as docker compose and `source` would; never logs values."""
+    """The values Docker Compose gives a service from this env file; never logs a value.
+
+    Read with python-dotenv (maintained, and the grammar Compose documents: `export`,
+    single quotes literal but for `\\'`, double quotes with `\\n \\t \\" \\\\`, values over
+    several lines in quotes, ` # comment` after an unquoted value, none inside quotes) with
+    interpolation off: `${OTHER}` stays as written. What Compose refuses is refused here
+    with its line: an unterminated quote, text after a closing quote, a line with no `=`
+    (Compose would take that value from whoever runs it, which the bot cannot know).
+    """
     p = Path(path)
     if not p.is_file():
         raise EnvFileError(f"env file {p} does not exist or is not a file")
     values: dict[str, str] = {}
-    for lineno, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise EnvFileError(f"{p}:{lineno}: expected KEY=VALUE")
-        values[key] = _unquote(value.strip())
+    with p.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            line = binding.original.line
+            if binding.error:
+                # python-dotenv's statement may begin with the blank lines before it
+                lines = binding.original.string.split("\n")
+                blank = next((i for i, text in enumerate(lines) if text.strip()), 0)
+                line += blank
+                first = lines[blank]
+                hint = (
+                    "an unterminated quote"
+                    if first.count('"') % 2 or first.count("'") % 2
+                    else "expected KEY=VALUE"
+                )
+                raise EnvFileError(f"{p}:{line}: {hint} (as Docker Compose reads env files)")
+            if binding.key is None:  # a blank line or a comment
+                continue
+            if not _ENV_KEY.fullmatch(binding.key):
+                raise EnvFileError(f"{p}:{line}: {binding.key!r} is not a variable name")
+            if binding.value is None:
+                raise EnvFileError(
+                    f"{p}:{line}: {binding.key} has no '=': write {binding.key}=VALUE (Compose "
+                    "would take the value from the environment of whoever runs it)"
+                )
+            values[binding.key] = binding.value
     return values
 
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
-import yaml
+
+from phases.yaml_loader import load_yaml_file
 
 BASE_IMAGE = "cutover-test/busybox:latest"
 PROJECT_LABEL = "com.docker.compose.project"
@@ -52,7 +52,7 @@ def duration_ns(value: Any) -> int:
 
 
 def load(path: str) -> dict[str, dict[str, Any]]:
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    data = load_yaml_file(path) or {}  # Compose refuses repeated keys too
     services = data.get("services")
     if not isinstance(services, dict) or not services:
         raise SystemExit(f"{path}: no services")

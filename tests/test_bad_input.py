@@ -140,12 +140,12 @@ def test_missing_env_file_refuses_to_start_and_writes_nothing(
 def test_missing_environment_variable_is_named(
     sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("TARGET_DB_URL", raising=False)
-    rb = small_runbook(tmp_path, env={"database_url": "${TARGET_DB_URL}"})
+    monkeypatch.delenv("CUTOVER_RUNBOOK_TARGET_DB_URL", raising=False)
+    rb = small_runbook(tmp_path, env={"database_url": "${CUTOVER_RUNBOOK_TARGET_DB_URL}"})
     engine = Engine(sqlite_db, rb, background=False)
     with pytest.raises(
         RunbookError,
-        match=r"\$\{TARGET_DB_URL\} is used by the runbook but not "
+        match=r"\$\{CUTOVER_RUNBOOK_TARGET_DB_URL\} is used by the runbook but not "
         "set",
     ):
         engine.start_run("staging", BOB)

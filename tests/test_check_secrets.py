@@ -123,18 +123,38 @@ def test_missing_btcpay_store_id_fails(tmp_path: Path) -> None:
     assert evidence == "BTCPAY_STORE_ID missing"
 
 
-def test_lnbits_equivalents_satisfy_the_payment_rule(tmp_path: Path) -> None:
+def test_lnbits_url_and_api_key_satisfy_the_payment_rule(tmp_path: Path) -> None:
     env = good_env()
     for key in ("BTCPAY_URL", "BTCPAY_API_KEY", "BTCPAY_STORE_ID"):
         del env[key]
     env |= {
         "PAYMENTS_PROVIDER": "lnbits",
         "LNBITS_URL": "https://legend.lnbits.com",
-        "LNBITS_ADMIN_KEY": secrets.token_hex(16),
+        "LNBITS_API_KEY": secrets.token_hex(16),
     }
     status, evidence, _ = check(write_env(tmp_path, env))
     assert status is Status.PASS, evidence
     assert "lnbits" in evidence
+
+
+@pytest.mark.parametrize("key", ["LNBITS_ADMIN_KEY", "LNBITS_INVOICE_KEY"])
+def test_an_lnbits_key_nostrmaxi_does_not_read_fails_and_says_where_the_key_goes(
+    tmp_path: Path, key: str
+) -> None:
+    """NostrMaxi registers LNbits only with LNBITS_URL and LNBITS_API_KEY: another key name
+    leaves payments unconfigured, so the rule must not pass it."""
+    env = good_env()
+    for name in ("BTCPAY_URL", "BTCPAY_API_KEY", "BTCPAY_STORE_ID"):
+        del env[name]
+    value = secrets.token_hex(16)
+    env |= {"PAYMENTS_PROVIDER": "lnbits", "LNBITS_URL": "https://legend.lnbits.com", key: value}
+    status, evidence, _ = check(write_env(tmp_path, env))
+    assert status is Status.FAIL
+    assert evidence == (
+        f"LNBITS_API_KEY missing ({key} is set, but NostrMaxi registers LNbits only with "
+        "LNBITS_URL and LNBITS_API_KEY: put the key there)"
+    )
+    assert value not in evidence
 
 
 def test_auto_provider_without_payments_provider_picks_the_set_present(tmp_path: Path) -> None:

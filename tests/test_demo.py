@@ -83,3 +83,24 @@ def test_demo_keeps_its_audit_trail_in_the_working_folder(tmp_path: Path) -> Non
     )
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith(f"audit chain OK: {len(kinds)} events verified")
+
+
+def test_demo_first_checkpoint_shows_the_domain_and_the_cert_cn_but_no_secret(
+    tmp_path: Path,
+) -> None:
+    """The demo's env file holds DOMAIN=localhost; the runbook marks it (and the payment
+    provider) public, so the DNS and TLS lines name what they checked. Secrets stay hidden."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--as", "newcomer"],
+        input="/cutover start demo\nquit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.split("Phase 1: Readiness checks", 1)[1].split("Decision point", 1)[0]
+    assert "localhost A → 127.0.0.1" in first, first
+    assert "cert CN=localhost expires" in first, first
+    assert "secrets OK: btcpay settings" in first, first
+    assert "[redacted]" not in first, first

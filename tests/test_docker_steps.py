@@ -6,6 +6,7 @@ docker-compose sets; each test has its own project name and removes what it made
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -187,6 +188,49 @@ def test_images_present_missing_and_stale(compose: Compose) -> None:
     result = run_images(aged, ctx(clock=Later()))
     assert result.status is Status.FAIL
     assert result.evidence == f"older than 60 min: {backend} (1/1 present)"
+
+
+@pytest.mark.parametrize("compose_version", ["v1", "v2"])
+def test_the_shipped_image_check_accepts_what_docker_compose_v1_and_v2_build(
+    compose: Compose, docker_client: Any, compose_version: str
+) -> None:
+    """The runbook calls `docker-compose` (v1 names the image PROJECT_SERVICE) or
+    `docker compose` (v2: PROJECT-SERVICE); Phase 3's check must find either."""
+    from pathlib import Path
+
+    from phases.runbook import load_runbook, resolve_step
+
+    compose.write({"backend": {"build": "."}})
+    compose("build", "--no-cache")
+    v1, v2 = f"{compose.project}_backend", f"{compose.project}-backend"
+    if compose_version == "v1":
+        docker_client.images.get(f"{v2}:latest").tag(v1, "latest")
+        docker_client.images.remove(f"{v2}:latest", noprune=True)
+    try:
+        shipped = load_runbook(Path(__file__).resolve().parent.parent / "runbooks/nostrmaxi.yml")
+        step = next(c for c in shipped.phase("build").checks if c.id == "images")
+        kind, params = resolve_step(step, {"compose_project": compose.project})
+        result = kind.run(params, ctx(run_started_at=0.0))
+        built = v1 if compose_version == "v1" else v2
+        assert (result.status, result.evidence) == (
+            Status.PASS,
+            f"1/1 images present: {built}:latest",
+        )
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(f"{v1}:latest", noprune=True)
+
+
+def test_an_image_check_by_compose_service_names_both_forms_when_missing(
+    compose: Compose,
+) -> None:
+    params = ImagesParams(compose_project=compose.project, services=["nginx"])
+    result = run_images(params, ctx())
+    p = compose.project
+    assert (result.status, result.evidence) == (
+        Status.FAIL,
+        f"missing images: {p}_nginx or {p}-nginx (0/1 present)",
+    )
 
 
 def test_stats_memory_over_the_limit_fails_and_small_passes(compose: Compose) -> None:

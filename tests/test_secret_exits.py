@@ -2,7 +2,8 @@
 
 Planted: env-file values outside any name pattern (SMTP_PASS, REDIS_URL with a password in
 its userinfo, NOSTR_NSEC), a 5-character value, a value followed by `# comment`, a ${VAR}
-password inside base_url, a ${VAR} database_url shown by a dry run; echoed back by a command
+password inside base_url, a ${VAR} database_url shown by a dry run, a double-quoted value with
+an escaped quote (read as Compose reads it); echoed back by a command
 raw, base64, URL-encoded and JSON-escaped, and by an HTTP target's error body. Scanned: what
 the surface is told, every log record at DEBUG (tracebacks too), the audit export, status and
 audit replies. A restart (a new engine on the same database) then an abort whose reason
@@ -68,6 +69,8 @@ def planted() -> dict[str, str]:
         "COMMENTED": "c" + secrets.token_hex(6),
         "BASE_PW": "bp" + secrets.token_hex(5) + "/&=",
         "DB_PW": "db" + secrets.token_hex(6),
+        # written `QUOTED="…\"…"`: Compose gives the service the quote, not a backslash
+        "QUOTED": "q" + secrets.token_hex(6) + '"x' + secrets.token_hex(3),
     }
 
 
@@ -88,7 +91,10 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, d
         f"REDIS_URL=redis://:{v['REDIS_PW']}@cache.internal:6379/0\n"
         f"NOSTR_NSEC={v['NOSTR_NSEC']}\n"
         f"PIN={v['SHORT']}\n"
-        f"MAIL_KEY={v['COMMENTED']} # rotated in March\n",
+        f"MAIL_KEY={v['COMMENTED']} # rotated in March\n"
+        + 'QUOTED_PASS="'
+        + v["QUOTED"].replace('"', '\\"')
+        + '"\n',
         encoding="utf-8",
     )
     return env_file, v
@@ -99,6 +105,7 @@ def runbook(tmp_path: Path, env_file: Path, app_url: str, v: dict[str, str]) -> 
     host = app_url.split("://", 1)[1]
     data = {
         "name": "Deployment secrets",
+        "variables": ["T9_BASE_PW", "T9_DATABASE_URL"],  # the ${VAR}s it may read
         "phases": [
             {
                 "id": "p1",

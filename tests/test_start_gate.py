@@ -399,9 +399,9 @@ def test_preflight_at_start_never_shows_a_secret(
     sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret = "pf-Secret-7Hq2"
-    monkeypatch.setenv("PF_DB_PASSWORD", secret)
+    monkeypatch.setenv("CUTOVER_RUNBOOK_PF_DB_PASSWORD", secret)
     rb = missing_tool_runbook(
-        tmp_path, database_url="postgresql://app:${PF_DB_PASSWORD}@127.0.0.1:9/app"
+        tmp_path, database_url="postgresql://app:${CUTOVER_RUNBOOK_PF_DB_PASSWORD}@127.0.0.1:9/app"
     )
     engine, _ = make_engine(sqlite_db, rb, clock_at(START))
     refused = say(engine, "start prod").text

@@ -13,6 +13,7 @@ An engine that cannot be reached is an ERROR with a one-line reason.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +26,7 @@ from typing import Any, Literal
 import docker
 import docker.errors
 import requests
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
 
@@ -335,11 +336,52 @@ DOCKER_CONTAINERS = register(
 class ImagesParams(StepParams):
     # "repo:tag" matches exactly; a name without a tag matches every repo starting with it,
     # as `docker images | grep nostrmaxi` would.
-    names: list[str] = Field(min_length=1)
+    names: list[str] = Field(default_factory=list)
+    # Images a `compose build` of this project made for these services, by either name
+    # Compose gives them: v1 (`docker-compose`) PROJECT_SERVICE, v2 (`docker compose`)
+    # PROJECT-SERVICE. The runbook may call either; the check accepts what was built.
+    compose_project: str | None = Field(default=None, min_length=1)
+    services: list[str] = Field(default_factory=list)
     # Phase 3 builds with --no-cache: an image older than this is a stale one, not this build.
     max_age_minutes: int | None = Field(default=None, ge=1)
     # The image was created after this run started: a build from yesterday is not this build.
     built_after_run_start: bool = False
+
+    @model_validator(mode="after")
+    def something_to_look_for(self) -> ImagesParams:
+        if self.services and not self.compose_project:
+            raise ValueError("services needs compose_project (the -p of the compose build)")
+        if not self.names and not self.services:
+            raise ValueError("give names, or compose_project and services")
+        return self
+
+
+def compose_image_names(project: str, service: str) -> tuple[str, str]:
+    """The image repository Compose v1 and v2 give a built service (v1 `_`, v2 `-`)."""
+    return f"{project}_{service}", f"{project}-{service}"
+
+
+def _repo(tag: str) -> str:
+    repo = tag.rsplit(":", 1)[0] if _has_tag(tag) else tag
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if repo.startswith(prefix):
+            return repo[len(prefix) :]
+    return repo
+
+
+def _repo_in(repos: tuple[str, ...], tag: str) -> bool:
+    return _repo(tag) in repos
+
+
+def _wanted(params: ImagesParams) -> list[tuple[str, Callable[[str], bool]]]:
+    """(what the evidence calls it, does a tag match it) for each image asked for."""
+    out: list[tuple[str, Callable[[str], bool]]] = [
+        (name, functools.partial(_matches, name)) for name in params.names
+    ]
+    for service in params.services:
+        forms = compose_image_names(params.compose_project or "", service)
+        out.append((" or ".join(forms), functools.partial(_repo_in, forms)))
+    return out
 
 
 def _has_tag(name: str) -> bool:
@@ -374,11 +416,12 @@ def run_images(params: ImagesParams, ctx: StepContext) -> StepResult:
         found: dict[str, list[str]] = {}
         missing: list[str] = []
         stale: list[str] = []
-        for name in params.names:
+        wanted = _wanted(params)
+        for name, matches in wanted:
             tags: list[str] = []
             fresh = False
             for image in images:
-                hits = [t for t in (image.tags or []) if _matches(name, t)]
+                hits = [t for t in (image.tags or []) if matches(t)]
                 if not hits:
                     continue
                 tags.extend(hits)
@@ -399,7 +442,7 @@ def run_images(params: ImagesParams, ctx: StepContext) -> StepResult:
             elif not fresh:
                 stale.append(name)
         details: dict[str, Any] = {"found": found, "missing": missing, "stale": stale}
-        present = len(params.names) - len(missing)
+        present = len(wanted) - len(missing)
         if missing or stale:
             parts = []
             if missing:
@@ -413,13 +456,13 @@ def run_images(params: ImagesParams, ctx: StepContext) -> StepResult:
                 parts.append(f"{' or '.join(limits)}: {_join(stale)}")
             return StepResult(
                 Status.FAIL,
-                f"{'; '.join(parts)} ({present}/{len(params.names)} present)",
+                f"{'; '.join(parts)} ({present}/{len(wanted)} present)",
                 details=details,
             )
-        shown = _join(t for name in params.names for t in found[name][:3])
+        shown = _join(t for name, _m in wanted for t in found[name][:3])
         return StepResult(
             Status.PASS,
-            f"{len(params.names)}/{len(params.names)} images present: {shown}",
+            f"{len(wanted)}/{len(wanted)} images present: {shown}",
             details=details,
         )
 
@@ -431,7 +474,7 @@ DOCKER_IMAGES = register(
         "docker_images",
         ImagesParams,
         run_images,
-        describe=lambda p: f"check images present: {_join(p.names)}",
+        describe=lambda p: f"check images present: {_join(name for name, _m in _wanted(p))}",
     )
 )
 

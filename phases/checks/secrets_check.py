@@ -50,7 +50,10 @@ PLACEHOLDERS = (
     "${",
 )
 
-LNBITS_KEY_NAMES = ("LNBITS_API_KEY", "LNBITS_ADMIN_KEY", "LNBITS_INVOICE_KEY")
+# NostrMaxi registers LNbits only with LNBITS_URL and LNBITS_API_KEY; the other key names
+# (LNbits' own wallet keys) do not configure it, but are secrets all the same (masked).
+LNBITS_API_KEY = "LNBITS_API_KEY"
+LNBITS_KEY_NAMES = (LNBITS_API_KEY, "LNBITS_ADMIN_KEY", "LNBITS_INVOICE_KEY")
 
 
 class SecretsParams(StepParams):
@@ -146,8 +149,17 @@ def _provider_problems(provider: str, env: dict[str, str]) -> list[str]:
             problems.append("LNBITS_URL missing")
         elif not URL_PATTERN.fullmatch(url):
             problems.append("LNBITS_URL is not an http(s) URL")
-        if not any(env.get(k, "").strip() for k in LNBITS_KEY_NAMES):
-            problems.append("LNBITS_API_KEY missing (or LNBITS_ADMIN_KEY/LNBITS_INVOICE_KEY)")
+        if not env.get(LNBITS_API_KEY, "").strip():
+            others = [k for k in LNBITS_KEY_NAMES[1:] if env.get(k, "").strip()]
+            problems.append(
+                f"{LNBITS_API_KEY} missing"
+                + (
+                    f" ({', '.join(others)} is set, but NostrMaxi registers LNbits only with "
+                    f"LNBITS_URL and {LNBITS_API_KEY}: put the key there)"
+                    if others
+                    else ""
+                )
+            )
     return problems
 
 
@@ -192,8 +204,9 @@ def run_secrets(params: SecretsParams, ctx: StepContext) -> StepResult:
         env = parse_env_file(path)
     except EnvFileError as exc:
         return StepResult(Status.FAIL, f"env file unreadable: {exc}")
-    # Before anything else, so no later message can carry a value.
-    ctx.masker.add_env(env)
+    # Before anything else, so no later message can carry a value. Keys the runbook marks
+    # public (DOMAIN, PAYMENTS_PROVIDER) stay readable, as everywhere else the env is read.
+    ctx.masker.add_env(env, public=ctx.public_env_keys)
     for key in ("JWT_SECRET", "WEBHOOK_SECRET", "BTCPAY_API_KEY", *LNBITS_KEY_NAMES):
         if env.get(key):
             ctx.masker.add(env[key])
