@@ -581,6 +581,13 @@ class SlackStandIn:
         with self._lock:
             self.channels[channel_id] = Channel(channel_id, name, private, member, posting)
 
+    def admin_delete(self, ref: str) -> None:
+        """An admin (or a retention policy) deletes a message: chat.update then answers
+        `message_not_found`."""
+        channel, _, ts = ref.partition(":")
+        with self._lock:
+            self.messages[(channel, ts)].deleted = True
+
     def invite(self, channel_id: str) -> None:
         """`/invite @cutover-bot` in that channel."""
         with self._lock:

@@ -504,30 +504,36 @@ class Gates(EngineCore):
         )
 
     def set_surface_ref(
-        self, ref: str, *, run_id: int | None = None, gate_id: int | None = None
+        self,
+        ref: str | None,
+        *,
+        run_id: int | None = None,
+        gate_id: int | None = None,
+        replacing: str | None = None,
     ) -> str:
         """Records the chat message of a run or gate once; returns the ref that won.
 
         A conditional UPDATE (only where none is set yet) keeps two threads that
         posted at once from both owning the message: the loser updates the winner's.
+        `replacing`: the message was lost (deleted in the chat): forget it, so the next
+        redraw posts it again; only if it is still the recorded one.
         """
+        table: type[Run] | type[Gate] = Run if run_id is not None else Gate
+        row_id = run_id if run_id is not None else gate_id
+        if row_id is None:
+            raise ValueError("set_surface_ref needs run_id or gate_id")
         with self.db.session() as s:
-            if run_id is not None:
-                s.execute(
-                    update(Run)
-                    .where(col(Run.id) == run_id, col(Run.surface_ref).is_(None))
-                    .values(surface_ref=ref)
+            current = col(table.surface_ref)
+            s.execute(
+                update(table)
+                .where(
+                    col(table.id) == row_id,
+                    current.is_(None) if replacing is None else current == replacing,
                 )
-                row: Run | Gate | None = s.get(Run, run_id)
-            elif gate_id is not None:
-                s.execute(
-                    update(Gate)
-                    .where(col(Gate.id) == gate_id, col(Gate.surface_ref).is_(None))
-                    .values(surface_ref=ref)
-                )
-                row = s.get(Gate, gate_id)
-            else:
-                raise ValueError("set_surface_ref needs run_id or gate_id")
+                .values(surface_ref=ref)
+            )
+            row = s.get(table, row_id)
             if row is not None:
                 s.refresh(row)
-            return row.surface_ref if row is not None and row.surface_ref else ref
+            recorded = getattr(row, "surface_ref", None)
+            return str(recorded) if recorded else (ref or "")

@@ -11,7 +11,10 @@
   drawing's reads stay out of the way of the click's own work. This is the bot's only
   redraw queue: the engine tells the surface in the thread that changed the state.
   A 429 is waited out in that thread (Retry-After), with no lock held, and delays
-  only that channel's edits; a failing edit is retried with back-off, then audited.
+  only that channel's edits; a failing edit is retried with back-off *of that message
+  only* (the channel's other edits go on), then audited. A message Slack will never let
+  the bot edit again (deleted by an admin or a retention policy, `cant_update_message`,
+  `edit_window_closed`, …: `GONE`) is not retried: its `on_gone` re-posts it, once.
 """
 
 from __future__ import annotations
@@ -73,7 +76,8 @@ class _Edit:
     fallback: Draw | None
     on_sent: Callable[[], None] | None = None
     tries: int = 0
-    due: float = 0.0  # time.monotonic() before which it is not drawn (gathering edits)
+    due: float = 0.0  # time.monotonic() before which it is not drawn (gathering, back-off)
+    on_gone: Callable[[], None] | None = None  # the message can no longer be edited
 
 
 class Outbox:
@@ -96,6 +100,7 @@ class Outbox:
         self._threads: dict[str, threading.Thread] = {}
         self._cond = threading.Condition()
         self._closed = False
+        self._gone: set[tuple[str, str]] = set()  # messages Slack said are gone for good
         self.sent = 0  # edits Slack accepted (for the bench)
 
     def edit(
@@ -107,16 +112,26 @@ class Outbox:
         run_id: int | None = None,
         fallback: Draw | None = None,
         on_sent: Callable[[], None] | None = None,
+        on_gone: Callable[[], None] | None = None,
     ) -> None:
         """Redraw message `ts` in `channel` soon; a pending redraw of it is replaced.
-        `on_sent` runs once Slack took the drawing."""
+        `on_sent` runs once Slack took the drawing; `on_gone` (in a thread of its own) once
+        Slack says the message can never be edited again."""
         with self._cond:
             queue = self._pending.setdefault(channel, OrderedDict())
             old = queue.get(ts)
             # A pending edit keeps its place and its due time: a busy message is never starved.
             due = old.due if old else time.monotonic() + self.gather
             queue[ts] = _Edit(
-                channel, ts, draw, run_id, fallback, on_sent, old.tries if old else 0, due
+                channel,
+                ts,
+                draw,
+                run_id,
+                fallback,
+                on_sent,
+                old.tries if old else 0,
+                due,
+                on_gone,
             )
             if channel not in self._threads:
                 thread = threading.Thread(
@@ -145,18 +160,15 @@ class Outbox:
     def _send_loop(self, channel: str) -> None:
         while True:
             with self._cond:
-                queue: OrderedDict[str, _Edit] | None = None
+                item: _Edit | None = None
                 while not self._closed:
-                    queue = self._pending.get(channel)
-                    wait = self._not_before.get(channel, 0.0) - time.monotonic()
-                    if queue:
-                        wait = max(wait, next(iter(queue.values())).due - time.monotonic())
-                    if queue and wait <= 0:
+                    item, wait = self._next_due(channel)
+                    if item is not None:
                         break
-                    self._cond.wait(wait if queue and wait > 0 else None)
-                if self._closed or queue is None:
+                    self._cond.wait(wait)
+                if self._closed or item is None:
                     return
-                _, item = queue.popitem(last=False)
+                del self._pending[channel][item.ts]
                 self._busy.add(channel)
             try:
                 self._send(item)
@@ -165,7 +177,28 @@ class Outbox:
                     self._busy.discard(channel)
                     self._cond.notify_all()
 
+    def _next_due(self, channel: str) -> tuple[_Edit | None, float | None]:
+        """The first edit of the channel that is due (in queue order), or how long to wait
+        (None: until notified). A message backing off never holds up the others."""
+        queue = self._pending.get(channel)
+        if not queue:
+            return None, None
+        now = time.monotonic()
+        held = self._not_before.get(channel, 0.0) - now  # Slack said wait (429)
+        if held > 0:
+            return None, held
+        for item in queue.values():
+            if item.due <= now:
+                return item, None
+        return None, max(min(e.due for e in queue.values()) - now, 0.0)
+
     def _send(self, item: _Edit) -> None:
+        with self._cond:
+            gone = (item.channel, item.ts) in self._gone
+        if gone:  # an edit queued before Slack said so: it goes to the message posted again
+            if item.on_gone is not None:
+                threading.Thread(target=self._gone_again, args=(item,), daemon=True).start()
+            return
         try:
             drawn = item.draw()
             if drawn is not None:
@@ -173,6 +206,15 @@ class Outbox:
             return
         except RateLimited as exc:
             self._later(item, exc.retry_after, count=False)
+            return
+        except Gone as exc:
+            with self._cond:
+                if len(self._gone) > 10_000:
+                    self._gone.clear()
+                self._gone.add((item.channel, item.ts))
+            self._on_failure("update", str(exc), item.run_id)
+            if item.on_gone is not None:  # off this channel's sender: re-posting waits a slot
+                threading.Thread(target=self._gone_again, args=(item,), daemon=True).start()
             return
         except Refused as exc:
             if item.fallback is None:
@@ -200,9 +242,21 @@ class Outbox:
         if item.on_sent is not None:
             item.on_sent()
 
+    def _gone_again(self, item: _Edit) -> None:
+        assert item.on_gone is not None
+        try:
+            item.on_gone()
+        except Exception as exc:
+            self._on_failure("re-post of a message Slack lost", str(exc), item.run_id)
+
     def _later(self, item: _Edit, seconds: float, *, count: bool) -> None:
+        """Again in `seconds`: a 429 holds the channel (Slack's limit), a failure only this
+        message (its back-off)."""
         with self._cond:
-            self._not_before[item.channel] = time.monotonic() + seconds
+            if count:
+                item.due = time.monotonic() + seconds
+            else:
+                self._not_before[item.channel] = time.monotonic() + seconds
             queue = self._pending.setdefault(item.channel, OrderedDict())
             if item.ts not in queue:  # a newer redraw of it may have arrived meanwhile
                 item.tries += 1 if count else 0
@@ -226,6 +280,25 @@ class SlackCallFailed(RuntimeError):
 
 class Refused(SlackCallFailed):
     """Slack will never take this message as it is (msg_blocks_too_long, invalid_blocks…)."""
+
+
+class Gone(SlackCallFailed):
+    """Slack will never let the bot edit this message again (chat.update's error list)."""
+
+
+# chat.update's answers for a message that is gone for good: deleted (by an admin, a retention
+# policy), not the bot's to edit, past the workspace's edit window, or in a channel that is
+# gone or inactive. Retrying changes nothing; posting the message again does.
+GONE = frozenset(
+    {
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "is_inactive",
+        "channel_not_found",
+        "is_archived",
+    }
+)
 
 
 # What Slack answers when it is failing rather than refusing (docs.slack.dev error tables:

@@ -62,7 +62,9 @@ from bot.slack.blocks import (
     when,
 )
 from bot.slack.outbox import (
+    GONE,
     REFUSALS,
+    Gone,
     Outbox,
     Pacer,
     RateLimited,
@@ -323,7 +325,28 @@ class SlackSurface:
                 return None
             return run_message(view, datetime.now(UTC), self._mask, self._run_waiting(run_id))
 
-        self.outbox.edit(*split_ref(ref), draw, run_id=run_id)
+        self.outbox.edit(
+            *split_ref(ref), draw, run_id=run_id, on_gone=lambda: self._repost_run(run_id, ref)
+        )
+
+    def _repost_run(self, run_id: int, lost: str) -> None:
+        """The run's message can no longer be edited (deleted, edit window closed…): post it
+        again, buttons and all, and keep the new reference; later checkpoints go in its
+        thread."""
+        with self._locks_guard:
+            if self._run_refs.get(run_id) == lost:
+                del self._run_refs[run_id]
+        self.engine.set_surface_ref(None, run_id=run_id, replacing=lost)
+        self.run_changed(run_id)
+
+    def _repost_gate(self, gate_id: int, run_id: int, lost: str) -> None:
+        """As `_repost_run`, for a checkpoint (an open one keeps its buttons)."""
+        with self._locks_guard:
+            if self._gate_refs.get(gate_id, (None,))[0] == lost:
+                del self._gate_refs[gate_id]
+            self._settled.discard(gate_id)
+        self.engine.set_surface_ref(None, gate_id=gate_id, replacing=lost)
+        self.gate_changed(gate_id)
 
     def _edit_gate(self, ref: str, gate_id: int, run_id: int) -> None:
         drawn: list[str] = []  # the gate's status in the drawing Slack was sent
@@ -345,7 +368,14 @@ class SlackSurface:
             view = gate_view(self.engine.db, self.engine.runbook, gate_id)
             return minimal_gate_message(view, self._mask) if view else None
 
-        self.outbox.edit(*split_ref(ref), draw, run_id=run_id, fallback=minimal, on_sent=sent)
+        self.outbox.edit(
+            *split_ref(ref),
+            draw,
+            run_id=run_id,
+            fallback=minimal,
+            on_sent=sent,
+            on_gone=lambda: self._repost_gate(gate_id, run_id, ref),
+        )
 
     def retire_copy(self, channel: str, ts: str, gate_id: int) -> None:
         """Redraws a stray copy of a checkpoint without buttons, pointing at the live one."""
@@ -893,6 +923,8 @@ class SlackSurface:
                 raise RateLimited(name, _retry_after(headers)) from None
             if error in REFUSALS:
                 raise Refused(name, error, status) from None
+            if method == "chat_update" and error in GONE:
+                raise Gone(name, error, status) from None
             raise SlackCallFailed(name, error, status) from None
 
     def _call_waiting(self, method: str, **kwargs: Any) -> Any:
