@@ -49,13 +49,36 @@ class GateFacts:
 def is_approver(env: EnvironmentSpec, actor: Actor) -> bool:
     """Listed by id (TEAM:USER, ENTERPRISE:USER, console:NAME) or a member of an approver group.
 
-    An actor from another workspace than the environment's `slack_team` is never one.
+    An actor from another workspace than the environment's `slack_team` is never one, except
+    an Enterprise Grid user listed by their org-wide `W…` id (`_org_wide_listed`).
     """
+    if _org_wide_listed(env, actor):
+        return True
     if not actor.in_workspace(env.slack_team) and not actor.id.startswith("console:"):
         return False
     if any(actor.is_(entry) for entry in env.approver_set()):
         return True
     return bool(actor.groups & set(env.approver_groups))
+
+
+def _org_wide_listed(env: EnvironmentSpec, actor: Actor) -> bool:
+    """A `W…` id is one person in every workspace of their Enterprise Grid org (and Slack never
+    gives the same `W…` id to two people), so an approver listed as `W…` with `slack_team: T…`
+    (or `T…:W…`) is an approver whichever workspace of the org they act from, when Slack's
+    payload says it came from an org (an enterprise id). Written with an enterprise (`E…:W…`,
+    or `slack_team: E…`), only that enterprise counts. A `U…` id is one workspace's user, and
+    a payload without an enterprise id proves nothing: both fail closed here."""
+    if not actor.enterprise or not actor.user.startswith("W"):
+        return False
+    if env.slack_team and env.slack_team.startswith("E") and env.slack_team != actor.enterprise:
+        return False
+    for entry in env.approver_set():
+        prefix, _, user = entry.partition(":")
+        if user != actor.user:
+            continue
+        if prefix.startswith("T") or prefix == actor.enterprise:
+            return True
+    return False
 
 
 def _not_approver(env_name: str) -> str:
