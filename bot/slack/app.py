@@ -115,6 +115,7 @@ OPENED_TOO_LATE = (
     "`{error}`); nothing was changed. Click again"
 )
 ALREADY_RECEIVED = "That request was already received; nothing was done again."
+UNAVAILABLE = "The bot's database is unavailable; nothing was done. Try again."
 NO_IDENTITY = "Slack did not say who you are (no team or user id); nothing was done."
 
 
@@ -500,7 +501,7 @@ class CutoverSlackApp:
                 return
         except Unavailable:
             log.warning("cannot check for a replayed request: the database is unavailable")
-            self._answer(body, "The bot's database is unavailable; nothing was done. Try again.")
+            self._answer(body, UNAVAILABLE)
             return
         try:
             fn(*args)
@@ -872,6 +873,12 @@ class CutoverSlackApp:
                     },
                 )
                 return
+            # The replay guard first: checking the form may write an audit row (a refusal in
+            # the sender's name), and the same signed submission replayed must write none.
+            replayed = self._replayed(context)
+            if replayed is not None:
+                ack(response_action="errors", errors={str(first): replayed})
+                return
             try:
                 errors, work = check(meta, actor, view)
             except Exception as exc:  # the database, most likely: say so on the form
@@ -893,9 +900,22 @@ class CutoverSlackApp:
                 "user_id": actor.user,
             }
             fn, args = work
-            self._submit(context, fn, *args, actor, reply_to)
+            self._work.put((None, fn, (*args, actor, reply_to)))  # its signature is recorded
 
         return listener
+
+    def _replayed(self, context: BoltContext) -> str | None:
+        """Records the request's signature; the answer to give if it came before (or cannot
+        be checked now), else None."""
+        signature = context.get("signature")
+        try:
+            if self.replays.seen(signature if isinstance(signature, str) else None):
+                log.warning("replayed Slack request ignored")
+                return ALREADY_RECEIVED
+        except Unavailable:
+            log.warning("cannot check for a replayed request: the database is unavailable")
+            return UNAVAILABLE
+        return None
 
     def _check_gate_form(
         self, meta: FormMeta, actor: Actor, view: dict[str, Any]
