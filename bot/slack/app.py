@@ -69,7 +69,7 @@ from bot.slack.modals import FormMeta
 from bot.slack.signoff import SIGNOFF_ACTION, note_from
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
 from bot.store import home_viewers
-from bot.store.replays import SeenRequests
+from bot.store.replays import SEEN, TOO_OLD, SeenRequests
 from bot.surface import Actor
 from bot.text import in_words, who
 from bot.views import (
@@ -116,10 +116,15 @@ OPENED_TOO_LATE = (
 )
 ALREADY_RECEIVED = "That request was already received; nothing was done again."
 UNAVAILABLE = "The bot's database is unavailable; nothing was done. Try again."
+TOO_OLD_TEXT = (
+    "That request was signed too long ago to be told apart from a replay (this bot's clock "
+    "may be off); nothing was done. Try again."
+)
 NO_IDENTITY = "Slack did not say who you are (no team or user id); nothing was done."
 
 
 CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,}")
+Signed = tuple[str | None, str | None]  # a request's signature and its signed timestamp
 
 
 def stakeholders_channel(value: str, body: dict[str, Any], env_channel: str | None) -> str:
@@ -225,15 +230,28 @@ class ReplayGuard:
     """Refuses the same signed request twice, across restarts and replicas (the database).
 
     Only requests that passed Bolt's signature check get here, so a forger cannot fill it.
-    Socket Mode requests carry no signature and are not checked here.
+    Socket Mode requests carry no signature and are not checked here. Time is the
+    database's (bot.store.replays): replicas' clocks may disagree.
     """
 
     def __init__(self, seen: SeenRequests) -> None:
         self.seen_requests = seen
 
-    def seen(self, signature: str | None) -> bool:
-        """True if this signature came before; records it otherwise."""
-        return bool(signature) and not self.seen_requests.first_time(signature or "")
+    def refusal(self, signature: str | None, signed_at: str | None = None) -> str | None:
+        """None if this signature is new (it is recorded now); else what to tell the person."""
+        if not signature:
+            return None
+        when = None
+        if signed_at and signed_at.isdigit():
+            when = datetime.fromtimestamp(int(signed_at), UTC)
+        verdict = self.seen_requests.receive(signature, when)
+        if verdict == SEEN:
+            log.warning("replayed Slack request ignored")
+            return ALREADY_RECEIVED
+        if verdict == TOO_OLD:
+            log.warning("Slack request older than the replay window (by the database's clock)")
+            return TOO_OLD_TEXT
+        return None
 
 
 @dataclass(frozen=True)
@@ -295,6 +313,7 @@ class _Identify(Middleware):
     ) -> BoltResponse | None:
         sig = (req.headers.get("x-slack-signature") or [""])[0]
         req.context["signature"] = sig or None
+        req.context["signed_at"] = (req.headers.get("x-slack-request-timestamp") or [""])[0]
         actor = actor_from_body(req.body)
         if actor is not None:
             req.context["actor"] = actor
@@ -340,7 +359,7 @@ class CutoverSlackApp:
         # Forms open here, never queued behind engine work: a trigger_id lasts 3 seconds.
         self.forms = ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack-forms")
         self._work: queue.SimpleQueue[
-            tuple[str | None, Callable[..., None], tuple[Any, ...]] | None
+            tuple[Signed, Callable[..., None], tuple[Any, ...]] | None
         ] = queue.SimpleQueue()
         self._hand_out_thread = threading.Thread(
             target=self._hand_out, name="slack-hand-out", daemon=True
@@ -458,7 +477,7 @@ class CutoverSlackApp:
             if event.get("tab", "home") == "home" and isinstance(user, str) and user:
                 # Off the forms pool (kept free for trigger_ids that last 3 s): the Home tab
                 # is drawn with the rest of the work, after the answers in flight.
-                self._work.put((None, self._home_opened, (user, team)))
+                self._work.put(((None, None), self._home_opened, (user, team)))
 
         app.action(TICK)(on_click(self._tick))
         app.action(START)(on_click(self._schedule_start))
@@ -469,14 +488,21 @@ class CutoverSlackApp:
         def on_error(error: Exception, body: dict[str, Any]) -> None:
             log.error("slack listener failed: %s", self.engine.masker.mask(repr(error)))
 
+    @staticmethod
+    def _signed(context: BoltContext) -> Signed:
+        """(signature, its X-Slack-Request-Timestamp) of the request, for the replay guard."""
+        signature, at = context.get("signature"), context.get("signed_at")
+        return (
+            signature if isinstance(signature, str) else None,
+            at if isinstance(at, str) else None,
+        )
+
     def _submit(self, context: BoltContext, fn: Callable[..., None], *args: Any) -> None:
-        signature = context.get("signature")
-        self._work.put((signature if isinstance(signature, str) else None, fn, args))
+        self._work.put((self._signed(context), fn, args))
 
     def _form(self, context: BoltContext, fn: Callable[..., None], *args: Any) -> None:
         """Work that opens a form: at once, on its own pool (the trigger_id lasts 3 s)."""
-        signature = context.get("signature")
-        self.forms.submit(self._guard, signature if isinstance(signature, str) else None, fn, *args)
+        self.forms.submit(self._guard, self._signed(context), fn, *args)
 
     def _hand_out(self) -> None:
         """One thread holds the work back while answers are in flight (acks first), then
@@ -492,12 +518,12 @@ class CutoverSlackApp:
                     return
                 self.pool.submit(self._guard, item[0], item[1], *item[2])
 
-    def _guard(self, signature: str | None, fn: Callable[..., None], *args: Any) -> None:
+    def _guard(self, signed: Signed, fn: Callable[..., None], *args: Any) -> None:
         body = args[-1] if args and isinstance(args[-1], dict) else {}
         try:
-            if self.replays.seen(signature):  # the same signed bytes again: done once already
-                log.warning("replayed Slack request ignored")
-                self._answer(body, ALREADY_RECEIVED)
+            refusal = self.replays.refusal(*signed)  # the same signed bytes again, or stale
+            if refusal is not None:
+                self._answer(body, refusal)
                 return
         except Unavailable:
             log.warning("cannot check for a replayed request: the database is unavailable")
@@ -900,18 +926,17 @@ class CutoverSlackApp:
                 "user_id": actor.user,
             }
             fn, args = work
-            self._work.put((None, fn, (*args, actor, reply_to)))  # its signature is recorded
+            self._work.put(((None, None), fn, (*args, actor, reply_to)))  # guarded above
 
         return listener
 
     def _replayed(self, context: BoltContext) -> str | None:
         """Records the request's signature; the answer to give if it came before (or cannot
         be checked now), else None."""
-        signature = context.get("signature")
         try:
-            if self.replays.seen(signature if isinstance(signature, str) else None):
-                log.warning("replayed Slack request ignored")
-                return ALREADY_RECEIVED
+            refusal = self.replays.refusal(*self._signed(context))
+            if refusal is not None:
+                return refusal
         except Unavailable:
             log.warning("cannot check for a replayed request: the database is unavailable")
             return UNAVAILABLE
