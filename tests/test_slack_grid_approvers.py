@@ -64,9 +64,7 @@ def grid_click(
         del body["team"]["enterprise_id"], body["team"]["enterprise_name"]
     else:
         body["team"]["enterprise_id"] = enterprise
-    body["container"].update(
-        channel_id=message.channel, message_ts=message.ts, is_ephemeral=False
-    )
+    body["container"].update(channel_id=message.channel, message_ts=message.ts, is_ephemeral=False)
     body["channel"] = {"id": message.channel, "name": "cutover"}
     body["response_url"] = bot.standin.response_url(key)
     body["trigger_id"] = bot.standin.trigger(user, team)
@@ -140,9 +138,7 @@ def test_a_display_name_never_makes_a_grid_approver(sqlite_db: Database, tmp_pat
             bot, checkpoint, "gate_continue", "c1", user="W999", team=OTHER_TEAM, name="W222"
         )
         assert "you are not an approver for staging" in answer
-        refused = [
-            e for e in audit.events(sqlite_db, run_id) if e.kind == AuditKind.ACTION_REFUSED
-        ]
+        refused = [e for e in audit.events(sqlite_db, run_id) if e.kind == AuditKind.ACTION_REFUSED]
         assert [e.actor for e in refused] == ["E111:W999"]
 
 

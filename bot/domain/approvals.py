@@ -16,7 +16,10 @@ message or a button.
 | tick            | an approver                                                         |
 | tick checklist  | an approver: a pre-cutover item that gates Start (tick or untick)   |
 | start gate      | every pre-cutover item with gates_start done, preflight passing     |
-|                 | (bot.schedules; a dry run is not gated)                             |
+|                 | (bot.schedules; a dry run is not gated); with self-approval off, an |
+|                 | item ticked only by the starter does not count for their start      |
+| sign off        | an approver; not the requester when self-approval is off; only      |
+|                 | while the run goes on (running or waiting)                          |
 | schedule        | an approver                                                         |
 | view status     | anyone the surface lets in (the workspace)                          |
 | view audit      | anyone the surface lets in: the trail holds no secrets (masked)     |
@@ -28,7 +31,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from bot.domain.actor import Actor
-from bot.domain.states import DecisionKind, GateStatus
+from bot.domain.states import DecisionKind, GateStatus, RunStatus
 from phases.runbook import EnvironmentSpec
 
 
@@ -149,6 +152,51 @@ def _may_self_approve(env: EnvironmentSpec, actor: Actor, requested_by: str) -> 
 
 def may_tick(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
     return None if is_approver(env, actor) else _not_approver(env_name)
+
+
+SIGNABLE = (RunStatus.RUNNING, RunStatus.WAITING)  # a run going on takes sign-offs
+SELF_SIGNOFF = (
+    "you started this run, and this environment forbids approving your own run: another "
+    "approver signs off; nothing was recorded"
+)
+
+
+def may_sign_off(
+    env_name: str, env: EnvironmentSpec, actor: Actor, requested_by: str
+) -> str | None:
+    """A sign-off vouches for the run as a vote does: an approver, and not the requester when
+    self-approval is off. (Which runs take sign-offs at all: `signoff_refusal`.)"""
+    if not is_approver(env, actor):
+        return _not_approver(env_name)
+    if not _may_self_approve(env, actor, requested_by):
+        return SELF_SIGNOFF
+    return None
+
+
+def signoff_refusal(run_id: int, status: str) -> str | None:
+    """Sign-offs are taken while the run goes on; an ended run takes none (its record is
+    written), and a run rolling back, rolled back or cancelled has nothing to vouch for."""
+    if status in SIGNABLE:
+        return None
+    word = str(status).replace("_", " ")
+    if status == RunStatus.COMPLETED:
+        return (
+            f"run #{run_id} has ended ({word}): sign-offs are taken while it runs; nothing "
+            "was recorded"
+        )
+    return f"run #{run_id} is {word}: there is nothing to sign off; nothing was recorded"
+
+
+def start_tick_counts(env: EnvironmentSpec, tickers: Collection[str], starter: Actor) -> bool:
+    """Whether a pre-cutover item that gates Start, ticked by `tickers` (qualified ids), counts
+    for a start by `starter`: the tick is an approver's word that the start may go ahead, so
+    with self-approval off someone other than the starter must have given it."""
+    return any(_may_self_approve(env, starter, t) for t in tickers)
+
+
+def self_tick_refusal(actor_id: str) -> str:
+    """How an item ticked only by the starter is shown when self-approval is off."""
+    return f"ticked only by you ({actor_id}): this environment forbids approving your own run"
 
 
 def may_tick_checklist(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
