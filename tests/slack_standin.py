@@ -21,6 +21,10 @@ install (`org_token=True`), usergroups.users.list without `team_id` is refused
 (`missing_argument`): its `team_id` is "Required if org token is used" (docs.slack.dev
 usergroups.users.list arguments), and `missing_argument` is "A required argument is
 missing." in the usergroups methods' error tables (slack-api-ref mirror, usergroups.list).
+conversations.members (who is in a channel; the Home tab shows a person the runs of the
+channels they are in) takes a channel id only, answers `channel_not_found` for a private
+channel the bot is not in, and pages with `limit` (≤ 1000) and `next_cursor` (slack-api-ref
+conversations.members; Tier 4).
 It records every call, keeps each message's current text and blocks (so a test
 reads the parent message and each checkpoint as people would see them), and can
 be told to fail the next N calls (of one method) with 429 + Retry-After, 500 or an error.
@@ -330,6 +334,7 @@ TIERS = {  # slack-api-ref docs.slack.dev/methods/*.json rate_limits
     "chat.delete": 3,
     "chat.postEphemeral": 4,
     "usergroups.users.list": 2,
+    "conversations.members": 4,
     "auth.test": 4,
     "views.open": 4,
     "views.publish": 4,
@@ -361,6 +366,7 @@ class Channel:
     name: str
     private: bool = False
     member: bool = True  # the bot was invited
+    members: tuple[str, ...] = ()  # the people in it (conversations.members)
 
 
 # ---------------------------------------------------------------------- the stand-in
@@ -448,6 +454,7 @@ REQUIRED = {
     "chat.postEphemeral": ("channel", "user"),
     "chat.delete": ("channel", "ts"),
     "usergroups.users.list": ("usergroup",),
+    "conversations.members": ("channel",),
     "auth.test": (),
     "apps.connections.open": (),
     "views.open": ("view",),
@@ -556,10 +563,21 @@ class SlackStandIn:
             return copy.deepcopy(self.homes.get(user))
 
     def add_channel(
-        self, channel_id: str, name: str, *, private: bool = False, member: bool = True
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        private: bool = False,
+        member: bool = True,
+        members: tuple[str, ...] = (),
     ) -> None:
         with self._lock:
-            self.channels[channel_id] = Channel(channel_id, name, private, member)
+            self.channels[channel_id] = Channel(channel_id, name, private, member, members)
+
+    def set_members(self, channel_id: str, *users: str) -> None:
+        """Who is in the channel (people join and leave; the bot's own membership aside)."""
+        with self._lock:
+            self.channels[channel_id].members = tuple(users)
 
     def invite(self, channel_id: str) -> None:
         """`/invite @cutover-bot` in that channel."""
@@ -715,6 +733,8 @@ class SlackStandIn:
             if group not in self.usergroups:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": list(self.usergroups[group])}
+        if method == "conversations.members":
+            return self._members(args)
         found = self._channel(str(args["channel"]))
         if found is None:
             return {"ok": False, "error": "channel_not_found"}
@@ -765,6 +785,31 @@ class SlackStandIn:
             return {"ok": False, "error": "message_not_found"}
         msg.text, msg.blocks, msg.updates = text or "", blocks or [], msg.updates + 1
         return {"ok": True, "channel": channel, "ts": msg.ts, "text": msg.text}
+
+    def _members(self, args: dict[str, Any]) -> dict[str, Any]:
+        """conversations.members as Slack answers it: an id only (a #name is no channel), a
+        private channel the bot is not in is `channel_not_found`, a DM has no member list
+        for this method here, and the list comes in pages (`limit` ≤ 1000, default 100;
+        `response_metadata.next_cursor` empty on the last page)."""
+        found = self.channels.get(str(args["channel"]))
+        if found is None or (found.private and not found.member):
+            return {"ok": False, "error": "channel_not_found"}
+        if found.id.startswith("D"):
+            return {"ok": False, "error": "method_not_supported_for_channel_type"}
+        try:
+            limit = int(args.get("limit") or 100)
+            start = int(str(args.get("cursor") or "0").removeprefix("members:"))
+        except ValueError:
+            return {"ok": False, "error": "invalid_cursor"}
+        if not 1 <= limit <= 1000:
+            return {"ok": False, "error": "invalid_limit"}
+        page = list(found.members[start : start + limit])
+        more = start + limit < len(found.members)
+        return {
+            "ok": True,
+            "members": page,
+            "response_metadata": {"next_cursor": f"members:{start + limit}" if more else ""},
+        }
 
     def _views(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         raw = args["view"]

@@ -22,12 +22,14 @@ message or a button.
 |                 | while the run goes on (running or waiting)                          |
 | schedule        | an approver                                                         |
 | view status     | anyone the surface lets in (the workspace)                          |
+| see on Home     | an approver of the environment, or one of its workspace in the      |
+|                 | channel its run or schedule posts in                                |
 | view audit      | anyone the surface lets in: the trail holds no secrets (masked)     |
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from bot.domain.actor import Actor
@@ -197,6 +199,15 @@ def start_tick_counts(env: EnvironmentSpec, tickers: Collection[str], starter: A
 def self_tick_refusal(actor_id: str) -> str:
     """How an item ticked only by the starter is shown when self-approval is off."""
     return f"ticked only by you ({actor_id}): this environment forbids approving your own run"
+
+
+def may_see(env: EnvironmentSpec, actor: Actor, in_channel: Callable[[], bool]) -> bool:
+    """Whether a person is shown an environment's runs and schedules (Slack's Home tab):
+    an approver of it, or someone of its workspace who is in the channel the run (or the
+    schedule) posts in. `in_channel` is asked only when it decides (a lookup in Slack)."""
+    if is_approver(env, actor):
+        return True
+    return actor.in_workspace(env.slack_team) and in_channel()
 
 
 def may_tick_checklist(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:

@@ -64,7 +64,7 @@ from bot.slack.blocks import (
 )
 from bot.slack.groups import UNKNOWN_TEXT as GROUPS_UNKNOWN
 from bot.slack.groups import GroupCache, GroupsUnknown
-from bot.slack.home import HomeRefresher, home_view
+from bot.slack.home import HomeData, HomeRefresher, home_data, home_view
 from bot.slack.modals import FormMeta
 from bot.slack.signoff import SIGNOFF_ACTION, note_from
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
@@ -124,6 +124,10 @@ NO_IDENTITY = "Slack did not say who you are (no team or user id); nothing was d
 
 
 CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,}")
+CHANNEL_UNREADABLE = frozenset(
+    {"channel_not_found", "missing_scope", "method_not_supported_for_channel_type"}
+)
+MEMBER_PAGES = 20  # conversations.members pages read per channel (1,000 people each)
 Signed = tuple[str | None, str | None]  # a request's signature and its signed timestamp
 
 
@@ -351,6 +355,12 @@ class CutoverSlackApp:
             token, str(self.client.base_url), retry_handlers(rate_limited=0, server_errors=0)
         )
         self.groups = GroupCache(self._fetch_group)
+        # Who is in a channel, for the Home tab (a person sees the runs of channels they are
+        # in); one conversations.members read per channel per minute. A channel that cannot
+        # be read (private and the bot not in it, scope missing) counts as nobody's.
+        self.channel_members = GroupCache(
+            self._fetch_members, what="channel", permanent=CHANNEL_UNREADABLE
+        )
         self.commands = CommandService(engine)
         self.replays = ReplayGuard(SeenRequests(engine.db))
         self._start_locks: dict[int, threading.Lock] = {}
@@ -366,7 +376,9 @@ class CutoverSlackApp:
         )
         self._hand_out_thread.start()
         # Home tabs of recent viewers, republished when a run changes (off every click's path).
-        self.homes = HomeRefresher(self._home_viewers, self._draw_home, surface.publish_home)
+        self.homes = HomeRefresher(
+            self._home_viewers, self._draw_home, surface.publish_home, render=self._render_home
+        )
         surface.on_change = self.homes.poke
         bolt_log = logging.getLogger("cutover.bolt")
         if not any(isinstance(f, _NotTheTokenWarning) for f in bolt_log.filters):
@@ -473,7 +485,7 @@ class CutoverSlackApp:
         @app.event("app_home_opened")
         def on_home(event: dict[str, Any], context: BoltContext) -> None:
             user = event.get("user")
-            team = context.team_id or context.enterprise_id or ""
+            team = home_viewers.where(context.team_id, context.enterprise_id)
             if event.get("tab", "home") == "home" and isinstance(user, str) and user:
                 # Off the forms pool (kept free for trigger_ids that last 3 s): the Home tab
                 # is drawn with the rest of the work, after the answers in flight.
@@ -1071,24 +1083,70 @@ class CutoverSlackApp:
             home_viewers.opened(self.engine.db, user, team, datetime.now(UTC))
         except Exception as exc:
             log.warning("cannot remember a Home viewer: %s", self.engine.masker.mask(str(exc)))
-        self._publish_home(user)
+        self._publish_home(user, team)
         self.homes.published_now(user)
 
     def _home_viewers(self) -> list[tuple[str, str]]:
         since = datetime.now(UTC) - HOME_RECENT
         return home_viewers.recent(self.engine.db, since, HOME_REFRESH_LIMIT)
 
-    def _draw_home(self) -> dict[str, Any]:
-        return home_view(self.engine, self.surface.waiting_for, datetime.now(UTC))
+    def _draw_home(self) -> HomeData:
+        return home_data(self.engine, self.surface.waiting_for, datetime.now(UTC))
 
-    def _publish_home(self, user: str) -> None:
+    def _render_home(self, data: HomeData, user: str, where: str) -> dict[str, Any]:
+        """`user`'s own Home: only the environments they may see (approvals.may_see)."""
+        team, enterprise = home_viewers.parse_where(where)
+        return home_view(data, self._may_see(Actor.slack(team, user, enterprise=enterprise)))
+
+    def _publish_home(self, user: str, where: str) -> None:
         """The App Home tab of `user`, drawn from the database now."""
         try:
-            view = self._draw_home()
+            view = self._render_home(self._draw_home(), user, where)
         except Exception:
             log.exception("cannot draw the Home tab")
             return
         self.surface.publish_home(user, view)
+
+    def _may_see(self, actor: Actor) -> Callable[[str, str | None], bool]:
+        """Whether `actor` may see an environment's run or schedule posted in a channel."""
+
+        def see(env_name: str, channel: str | None) -> bool:
+            try:
+                env = self.engine.environment(env_name)
+            except RunbookError:
+                return False
+            try:
+                who = self.with_groups(actor, env_name)
+            except GroupsUnknown:  # groups unreadable now: listed ids and channels still count
+                who = actor
+            return approvals.may_see(env, who, lambda: self._in_channel(channel, actor))
+
+        return see
+
+    def _in_channel(self, channel: str | None, actor: Actor) -> bool:
+        """In the channel, by Slack's member list (cached a minute). A #name cannot be looked
+        up (conversations.members takes ids), and an unreadable list is nobody's: no."""
+        if not channel or not CHANNEL_ID.fullmatch(channel):
+            return False
+        try:
+            return actor.user in self.channel_members.members(channel)
+        except GroupsUnknown:
+            return False
+
+    def _fetch_members(self, channel: str, _team: str | None) -> list[str]:
+        """conversations.members, every page (up to MEMBER_PAGES of 1,000)."""
+        users: list[str] = []
+        cursor: str | None = None
+        for _ in range(MEMBER_PAGES):
+            resp = self._groups_client.conversations_members(
+                channel=channel, limit=1000, cursor=cursor
+            )
+            users += [u for u in resp.get("members") or [] if isinstance(u, str)]
+            meta = resp.get("response_metadata") or {}
+            cursor = meta.get("next_cursor") if isinstance(meta, dict) else None
+            if not cursor:
+                break
+        return users
 
     def _retire_copy(self, body: dict[str, Any], gate_id: int, live: str | None) -> None:
         """A click on a copy of a checkpoint that is not the recorded one (a post Slack took
