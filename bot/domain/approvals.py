@@ -61,9 +61,19 @@ def is_approver(env: EnvironmentSpec, actor: Actor) -> bool:
         return True
     if not actor.in_workspace(env.slack_team) and not actor.id.startswith("console:"):
         return False
-    if any(actor.is_(entry) for entry in env.approver_set()):
+    if any(_listed_as(entry, actor) for entry in env.approver_set()):
         return True
     return bool(actor.groups & set(env.approver_groups))
+
+
+def _listed_as(entry: str, actor: Actor) -> bool:
+    """`actor.is_(entry)`, except that an entry naming an enterprise (`E…:W…`) is a user of
+    that enterprise only: the payload must say so. (`Actor.is_` alone matches a `W…` id
+    wherever it comes from, which is right for refusing self-approval, not for granting.)"""
+    prefix = entry.partition(":")[0]
+    if prefix.startswith("E") and actor.enterprise != prefix:
+        return False
+    return actor.is_(entry)
 
 
 def _org_wide_listed(env: EnvironmentSpec, actor: Actor) -> bool:
