@@ -123,7 +123,9 @@ class Checklists:
         return ItemState(st.item, False, approvals.self_tick_refusal(starter.id), how)
 
     def _ticks(self, scope: Scope, now: datetime) -> dict[str, dict[str, Any]]:
-        """item id -> its latest tick row's data (+ actor, at), for ticks still counting."""
+        """item id -> the data of its tick since the last untick (+ actor, at), with `by`:
+        everyone who ticked it since (a second approver when self-approval is off) and `also`:
+        (who, when) of those after the first; only ticks still counting."""
         with self.engine.db.session() as s:
             rows = list(
                 s.exec(
