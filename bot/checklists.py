@@ -28,7 +28,7 @@ from bot.engine import EngineError
 from bot.models import AuditEvent, Run
 from bot.notices import ItemState, aware, hhmm
 from bot.surface import SYSTEM, Actor, ChecklistSurface
-from phases.runbook import ChecklistItem, RunbookError
+from phases.runbook import ChecklistItem, EnvironmentSpec, RunbookError
 from phases.runner import run_checks
 
 if TYPE_CHECKING:
@@ -82,25 +82,50 @@ class Checklists:
             f"{known}"
         )
 
-    def states(self, scope: Scope) -> list[ItemState]:
+    def states(self, scope: Scope, starter: Actor | None = None) -> list[ItemState]:
+        """Where each item stands; for a start by `starter` (the start gate), an item counts
+        only if the approval rules let its ticks count for that person."""
         items = self.engine.runbook.start_items()
         if not items:
             return []
         now = self.engine.now()
         ticks = self._ticks(scope, now) if any(not i.check for i in items) else {}
         results = self._results(scope.environment) if any(i.check for i in items) else []
-        return [
+        states = [
             self._check_state(it, results, now, scope)
             if it.check
             else self._tick_state(it, ticks, scope)
             for it in items
         ]
+        if starter is None:
+            return states
+        env = self.engine.environment(scope.environment)
+        return [
+            self._for_starter(st, ticks, env, starter, scope) if not st.item.check else st
+            for st in states
+        ]
 
-    def missing(self, scope: Scope) -> list[ItemState]:
-        return [st for st in self.states(scope) if not st.done]
+    def missing(self, scope: Scope, starter: Actor | None = None) -> list[ItemState]:
+        return [st for st in self.states(scope, starter) if not st.done]
+
+    @staticmethod
+    def _for_starter(
+        st: ItemState,
+        ticks: dict[str, dict[str, Any]],
+        env: EnvironmentSpec,
+        starter: Actor,
+        scope: Scope,
+    ) -> ItemState:
+        tick = ticks.get(st.id)
+        if tick is None or approvals.start_tick_counts(env, tick["by"], starter):
+            return st
+        how = f"another approver ticks it: /cutover tick {scope.target} {st.id}"
+        return ItemState(st.item, False, approvals.self_tick_refusal(starter.id), how)
 
     def _ticks(self, scope: Scope, now: datetime) -> dict[str, dict[str, Any]]:
-        """item id -> its latest tick row's data (+ actor, at), for ticks still counting."""
+        """item id -> the data of its tick since the last untick (+ actor, at), with `by`:
+        everyone who ticked it since (a second approver when self-approval is off) and `also`:
+        (who, when) of those after the first; only ticks still counting."""
         with self.engine.db.session() as s:
             rows = list(
                 s.exec(
@@ -135,8 +160,17 @@ class Checklists:
             item = str(data.get("item"))
             if row.kind == AuditKind.CHECKLIST_UNTICKED:
                 latest.pop(item, None)
+            elif item in latest:  # a second approver's tick (self-approval off): kept too
+                latest[item]["by"].append(row.actor)
+                latest[item]["also"].append((row.actor, aware(at)))
             else:
-                latest[item] = {**data, "actor": row.actor, "at": aware(at)}
+                latest[item] = {
+                    **data,
+                    "actor": row.actor,
+                    "at": aware(at),
+                    "by": [row.actor],
+                    "also": [],
+                }
         return latest
 
     def _results(self, env_name: str) -> list[tuple[datetime, dict[str, Any]]]:
@@ -170,7 +204,10 @@ class Checklists:
             how = f"an approver ticks it once done: /cutover tick {scope.target} {item.id}{box}"
             return ItemState(item, False, "not ticked", how)
         note = f" ({tick['note']})" if tick.get("note") else ""
-        return ItemState(item, True, f"ticked by {tick['actor']} at {hhmm(tick['at'])}{note}", "")
+        also = "".join(f", {who} at {hhmm(at)}" for who, at in tick["also"])
+        return ItemState(
+            item, True, f"ticked by {tick['actor']} at {hhmm(tick['at'])}{note}{also}", ""
+        )
 
     def _check_state(
         self,
@@ -213,8 +250,15 @@ class Checklists:
         self._may(scope, actor, "tick")
         if item.check:
             return self.check_now(scope, item, actor)
-        if item_id in self._ticks(scope, self.engine.now()):
-            return TickResult(False, f"{item_id} is already ticked for {scope.label}.")
+        tick = self._ticks(scope, self.engine.now()).get(item_id)
+        if tick is not None:
+            if any(actor.is_(who) for who in tick["by"]):
+                return TickResult(False, f"{item_id} is already ticked by you for {scope.label}.")
+            env = self.engine.environment(scope.environment)
+            if env.allow_self_approval:
+                return TickResult(False, f"{item_id} is already ticked for {scope.label}.")
+            # Self-approval off: a tick counts only for a start by someone else, so a second
+            # approver's tick is recorded too (the first ticker may then start).
         note = self.engine.masker.untrusted(note) if note else note  # typed: never a ping
         self._record(AuditKind.CHECKLIST_TICKED, scope, item_id, actor, text=item.text, note=note)
         return TickResult(

@@ -257,7 +257,7 @@ class ScheduleService:
         ):
             return None
         scope = Scope(env_name, schedule_id)
-        missing = Checklists(engine).missing(scope)
+        missing = Checklists(engine).missing(scope, starter=actor)
         if missing:
             reason = engine.masker.mask(missing_text(missing))
             engine.refuse(

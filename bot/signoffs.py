@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 
 from bot.db import Database
+from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
-from bot.domain.states import RunStatus
 from bot.models import AuditEvent, Run
 from phases.runbook import Runbook
 
-# A criterion can be signed off while the run goes on and once it completed; a run that was
-# rolled back or cancelled has nothing to vouch for.
-SIGNABLE = (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.COMPLETED)
+# A criterion can be signed off while the run goes on (bot.domain.approvals owns the rule).
+SIGNABLE = approvals.SIGNABLE
 
 
 @dataclass(frozen=True)
@@ -57,10 +56,7 @@ class SignoffView:
 
 def refusal_for(status: str, run_id: int) -> str | None:
     """Why a run in `status` takes no sign-off, or None."""
-    if status in SIGNABLE:
-        return None
-    word = str(status).replace("_", " ")
-    return f"run #{run_id} is {word}: there is nothing to sign off; nothing was recorded"
+    return approvals.signoff_refusal(run_id, status)
 
 
 def signoff_view(db: Database, runbook: Runbook, run_id: int) -> SignoffView | None:

@@ -27,6 +27,10 @@ install (`org_token=True`), usergroups.users.list without `team_id` is refused
 (`missing_argument`): its `team_id` is "Required if org token is used" (docs.slack.dev
 usergroups.users.list arguments), and `missing_argument` is "A required argument is
 missing." in the usergroups methods' error tables (slack-api-ref mirror, usergroups.list).
+conversations.members (who is in a channel; the Home tab shows a person the runs of the
+channels they are in) takes a channel id only, answers `channel_not_found` for a private
+channel the bot is not in, and pages with `limit` (≤ 1000) and `next_cursor` (slack-api-ref
+conversations.members; Tier 4).
 It records every call, keeps each message's current text and blocks (so a test
 reads the parent message and each checkpoint as people would see them), and can
 be told to fail the next N calls (of one method) with 429 + Retry-After, 500 or an error.
@@ -336,6 +340,7 @@ TIERS = {  # slack-api-ref docs.slack.dev/methods/*.json rate_limits
     "chat.delete": 3,
     "chat.postEphemeral": 4,
     "usergroups.users.list": 2,
+    "conversations.members": 4,
     "auth.test": 4,
     "views.open": 4,
     "views.publish": 4,
@@ -367,6 +372,7 @@ class Channel:
     name: str
     private: bool = False
     member: bool = True  # the bot was invited
+    members: tuple[str, ...] = ()  # the people in it (conversations.members)
     # How the workspace's admins set the channel up; each is an error Slack answers a post
     # with (chat.postMessage error list, A5): "read_only" (restricted_action_read_only_channel),
     # "restricted" (restricted_action: posting limited to some members), "thread_only"
@@ -461,6 +467,7 @@ REQUIRED = {
     "chat.postEphemeral": ("channel", "user"),
     "chat.delete": ("channel", "ts"),
     "usergroups.users.list": ("usergroup",),
+    "conversations.members": ("channel",),
     "auth.test": (),
     "apps.connections.open": (),
     "views.open": ("view",),
@@ -576,10 +583,18 @@ class SlackStandIn:
         *,
         private: bool = False,
         member: bool = True,
+        members: tuple[str, ...] = (),
         posting: str | None = None,
     ) -> None:
         with self._lock:
-            self.channels[channel_id] = Channel(channel_id, name, private, member, posting)
+            self.channels[channel_id] = Channel(
+                channel_id, name, private, member, members=members, posting=posting
+            )
+
+    def set_members(self, channel_id: str, *users: str) -> None:
+        """Who is in the channel (people join and leave; the bot's own membership aside)."""
+        with self._lock:
+            self.channels[channel_id].members = tuple(users)
 
     def admin_delete(self, ref: str) -> None:
         """An admin (or a retention policy) deletes a message: chat.update then answers
@@ -745,6 +760,8 @@ class SlackStandIn:
         if self.org_token and str(args["channel"]).startswith("#"):
             # An org-wide token cannot tell which workspace a channel *name* is in.
             return {"ok": False, "error": "team_not_found"}
+        if method == "conversations.members":
+            return self._members(args)
         found = self._channel(str(args["channel"]))
         if found is None:
             return {"ok": False, "error": "channel_not_found"}
@@ -815,6 +832,31 @@ class SlackStandIn:
         if thread_ts and str(thread_ts) in found.locked_threads:
             return "restricted_action_thread_locked"
         return None
+
+    def _members(self, args: dict[str, Any]) -> dict[str, Any]:
+        """conversations.members as Slack answers it: an id only (a #name is no channel), a
+        private channel the bot is not in is `channel_not_found`, a DM has no member list
+        for this method here, and the list comes in pages (`limit` ≤ 1000, default 100;
+        `response_metadata.next_cursor` empty on the last page)."""
+        found = self.channels.get(str(args["channel"]))
+        if found is None or (found.private and not found.member):
+            return {"ok": False, "error": "channel_not_found"}
+        if found.id.startswith("D"):
+            return {"ok": False, "error": "method_not_supported_for_channel_type"}
+        try:
+            limit = int(args.get("limit") or 100)
+            start = int(str(args.get("cursor") or "0").removeprefix("members:"))
+        except ValueError:
+            return {"ok": False, "error": "invalid_cursor"}
+        if not 1 <= limit <= 1000:
+            return {"ok": False, "error": "invalid_limit"}
+        page = list(found.members[start : start + limit])
+        more = start + limit < len(found.members)
+        return {
+            "ok": True,
+            "members": page,
+            "response_metadata": {"next_cursor": f"members:{start + limit}" if more else ""},
+        }
 
     def _views(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         raw = args["view"]

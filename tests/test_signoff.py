@@ -213,3 +213,37 @@ def test_console_asks_as_text_and_signs_off_with_the_command(
     assert "Admin access verified: signed off" in text
     assert "you signed off 'Admin access verified' at" in text and "it counts once" in text
     assert len(kinds(sqlite_db, 1, AuditKind.CRITERION_SIGNED_OFF)) == 1
+
+
+def test_with_self_approval_off_the_requester_may_not_sign_off_their_own_run(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    engine, _ = make_engine(
+        sqlite_db, runbook(tmp_path, env={"allow_self_approval": False}), clock_at(START)
+    )
+    run = engine.start_run("prod", ALICE)
+    assert run.id is not None
+    engine.decide(open_gate_id(sqlite_db, run.id) or 0, BOB, "continue")
+    refused = engine.sign_off(run.id, "admin", ALICE)
+    assert refused.outcome == "refused"
+    assert refused.message == (
+        "you started this run, and this environment forbids approving your own run: another "
+        "approver signs off; nothing was recorded"
+    )
+    assert kinds(sqlite_db, run.id, AuditKind.CRITERION_SIGNED_OFF) == []
+    [refusal] = kinds(sqlite_db, run.id, AuditKind.ACTION_REFUSED)
+    assert refusal.actor == "T1:U1" and '"action":"signoff"' in refusal.data
+    assert engine.sign_off(run.id, "admin", BOB).outcome == "ticked"
+
+
+def test_a_run_that_completed_takes_no_more_signoffs(sqlite_db: Database, tmp_path: Path) -> None:
+    engine, _, run_id = at_last_phase(sqlite_db, tmp_path)
+    engine.sign_off(run_id, "admin", BOB)
+    engine.decide(open_gate_id(sqlite_db, run_id) or 0, ALICE, "continue")
+    refused = engine.sign_off(run_id, "payment", BOB)
+    assert refused.outcome == "refused"
+    assert refused.message == (
+        f"run #{run_id} has ended (completed): sign-offs are taken while it runs; nothing "
+        "was recorded"
+    )
+    assert len(kinds(sqlite_db, run_id, AuditKind.CRITERION_SIGNED_OFF)) == 1

@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
 from sqlmodel import select
 
 from bot.db import Database
-from bot.models import Run
+from bot.models import AuditEvent, Run
 from bot.slack.app import ALREADY_RECEIVED, actor_from_body
 from tests.slack_harness import CHANNEL, TEAM, running_bot, wait_for
-from tests.slack_standin import SlackStandIn, slash_body
+from tests.slack_standin import SlackStandIn, input_values, slash_body, view_submission_payload
 from tests.small_runbook import small_runbook
 from tests.test_slack_hardening import signed_headers
 
@@ -180,3 +180,32 @@ def test_a_replay_sent_to_a_second_replica_is_refused_there(
         assert answers(a.standin, "first", 2)[1] == ALREADY
         time.sleep(0.3)
         assert runs(pg_db) == [run_id]
+
+
+def test_a_replayed_form_submission_writes_one_audit_row_in_the_senders_name(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """A captured view_submission sent again five times: the rollback is decided once, and
+    no replay writes a row (a refusal "the gate was decided before…") in the victim's name."""
+    with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        one = bot.checkpoint(run_id, 1)
+        bot.click(one, "gate_rollback", user="U2")
+        form = bot.modal("U2")
+        payload = view_submission_payload(
+            form, input_values(form, {"reason": "relay answers 502"}), user="U2", team=TEAM
+        )
+        raw = urlencode({"payload": json.dumps(payload)}).encode()
+        captured = signed_headers(raw)
+        first = httpx.post(bot.url, content=raw, headers=captured, timeout=10)
+        assert first.status_code == 200 and first.text == ""  # the form closes
+        wait_for(lambda: bot.run(run_id).status == "rolled_back", "the rollback")
+        for _ in range(5):
+            again = httpx.post(bot.url, content=raw, headers=captured, timeout=10)
+            assert again.status_code == 200
+            assert ALREADY in again.json()["errors"]["reason"]
+        time.sleep(0.3)
+        with sqlite_db.session() as s:
+            by_victim = list(s.exec(select(AuditEvent.kind).where(AuditEvent.actor == "T1:U2")))
+        assert by_victim == ["gate.decided"]

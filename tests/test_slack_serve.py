@@ -146,6 +146,8 @@ def test_manifest_asks_for_the_scopes_the_bot_uses_and_no_more() -> None:
         "commands",
         "chat:write",
         "usergroups:read",
+        "channels:read",  # conversations.members: Home shows the runs of your channels
+        "groups:read",
     }
     assert "user" not in manifest["oauth_config"]["scopes"]
     assert manifest["settings"]["socket_mode_enabled"] is True

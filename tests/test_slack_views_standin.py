@@ -171,3 +171,28 @@ def test_an_org_token_lookup_of_a_user_group_needs_team_id() -> None:
         assert answer["users"] == ["W0ALICE"]
     finally:
         standin.stop()
+
+
+def test_conversations_members_pages_and_refuses_what_slack_refuses(
+    standin: SlackStandIn,
+) -> None:
+    """As Slack: a channel id only (a #name is no channel), a private channel the bot is not
+    in does not exist for it, and the list comes in pages of at most `limit`."""
+    people = tuple(f"U{i:03d}" for i in range(5))
+    standin.add_channel("G0SECRET", "secret", private=True, member=False, members=people)
+    standin.add_channel("G0ROOM", "room", private=True, members=people)
+    web = client(standin)
+    first = web.conversations_members(channel="G0ROOM", limit=2)
+    assert first["members"] == ["U000", "U001"]
+    cursor = first["response_metadata"]["next_cursor"]
+    assert cursor
+    rest = web.conversations_members(channel="G0ROOM", limit=1000, cursor=cursor)
+    assert rest["members"] == ["U002", "U003", "U004"]
+    assert rest["response_metadata"]["next_cursor"] == ""
+    for channel in ("G0SECRET", "#room", "C0NOSUCH"):
+        with pytest.raises(SlackApiError) as refused:
+            web.conversations_members(channel=channel)
+        assert refused.value.response["error"] == "channel_not_found"
+    with pytest.raises(SlackApiError) as bad:
+        web.conversations_members(channel="G0ROOM", limit=1001)
+    assert bad.value.response["error"] == "invalid_limit"

@@ -541,3 +541,75 @@ def test_slack_t1h_checklist_boxes_tick_and_untick_and_gate_the_start_button(
         refused = bot.reply(key)
         assert "Start refused: 2 pre-cutover items" in refused and "no-users" in refused
         assert runs(sqlite_db) == []
+
+
+# ---------------------------------------------- allow_self_approval: false covers Start's ticks
+
+
+def no_self_approval(tmp_path: Path) -> Any:
+    return gated(tmp_path, env={"allow_self_approval": False})
+
+
+def test_with_self_approval_off_the_starter_alone_ticking_every_item_cannot_start(
+    db: Database, tmp_path: Path
+) -> None:
+    clock = clock_at(START - 48 * H)
+    engine, _ = make_engine(db, no_self_approval(tmp_path), clock)
+    sid = scheduled(engine, clock)
+    backup_present(tmp_path)
+    for item in ITEMS:
+        say(engine, f"tick {sid} {item}", ALICE)
+    result = ScheduleService(engine).start(sid, ALICE)
+    assert result.outcome == "refused"
+    assert "2 pre-cutover items needed before Start are not done" in result.message
+    own = "ticked only by you (T1:U1): this environment forbids approving your own run"
+    assert own in result.message
+    assert f"another approver ticks it: /cutover tick {sid} no-users" in result.message
+    assert runs(db) == []
+    [refusal] = rows(db, "action.refused")
+    assert refusal["missing"] == ["maintenance-page", "no-users"]
+
+
+def test_with_self_approval_off_a_second_approvers_tick_lets_the_first_start(
+    db: Database, tmp_path: Path
+) -> None:
+    clock = clock_at(START - 48 * H)
+    engine, _ = make_engine(db, no_self_approval(tmp_path), clock)
+    sid = scheduled(engine, clock)
+    backup_present(tmp_path)
+    for item in ITEMS:
+        say(engine, f"tick {sid} {item}", ALICE)
+    assert "already ticked by you" in say(engine, f"tick {sid} no-users", ALICE).text
+    for item in ("maintenance-page", "no-users"):
+        reply = say(engine, f"tick {sid} {item}", BOB)
+        assert f"[{item}] ticked by bob" in reply.text
+    listing = say(engine, f"checklist {sid}").text
+    assert "ticked by T1:U1 at" in listing and "T1:U2 at" in listing
+    result = ScheduleService(engine).start(sid, ALICE)
+    assert result.outcome == "started", result.message
+
+
+def test_with_self_approval_off_another_approver_may_start_on_the_first_ones_ticks(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    clock = clock_at(START - 48 * H)
+    engine, _ = make_engine(sqlite_db, no_self_approval(tmp_path), clock)
+    sid = scheduled(engine, clock)
+    backup_present(tmp_path)
+    for item in ITEMS:
+        say(engine, f"tick {sid} {item}", ALICE)
+    result = ScheduleService(engine).start(sid, BOB)
+    assert result.outcome == "started", result.message
+
+
+def test_with_self_approval_off_an_unscheduled_start_needs_another_approvers_ticks(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    clock = clock_at(START)
+    engine, _ = make_engine(sqlite_db, no_self_approval(tmp_path), clock)
+    backup_present(tmp_path)
+    for item in ITEMS:
+        say(engine, f"tick prod {item}", ALICE)
+    reply = say(engine, "start prod", ALICE)
+    assert "ticked only by you (T1:U1)" in reply.text
+    assert runs(sqlite_db) == []

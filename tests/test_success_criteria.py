@@ -60,15 +60,20 @@ def runbook(tmp_path: Path, criteria: list[Any], check_ok: bool = True) -> Any:
     )
 
 
-def finish(db: Database, tmp_path: Path, criteria: list[Any], decide: str = "continue") -> Any:
-    rb = runbook(tmp_path, criteria, check_ok=decide == "continue")
-    engine, _ = make_engine(db, rb, clock_at(START))
+def started(db: Database, tmp_path: Path, criteria: list[Any], check_ok: bool = True) -> Any:
+    """A run at its only gate: its last phase has run, sign-offs are asked for."""
+    engine, _ = make_engine(db, runbook(tmp_path, criteria, check_ok=check_ok), clock_at(START))
     run = engine.start_run("prod", ALICE)
     assert run.id is not None
     gate = open_gate_id(db, run.id)
     assert gate is not None
+    return engine, run.id, gate
+
+
+def finish(db: Database, tmp_path: Path, criteria: list[Any], decide: str = "continue") -> Any:
+    engine, run_id, gate = started(db, tmp_path, criteria, check_ok=decide == "continue")
     engine.decide(gate, BOB, decide, reason="smoke failed" if decide == "rollback" else None)
-    return engine, run.id
+    return engine, run_id
 
 
 def test_a_criterion_bound_to_a_check_is_met_by_its_result(
@@ -104,12 +109,23 @@ def test_a_rolled_back_run_never_reports_no_issues(sqlite_db: Database, tmp_path
     assert any("rollback was not verified" in i for i in issues)
 
 
-def test_a_signoff_criterion_waits_for_an_approver(sqlite_db: Database, tmp_path: Path) -> None:
+def test_a_signoff_criterion_nobody_signed_off_is_not_verified(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
     criteria = [{"id": "admin", "text": "Admin access verified", "signoff": True}]
     engine, run_id = finish(sqlite_db, tmp_path, criteria)
     assert build_record(sqlite_db, engine.runbook, run_id).criteria[0].verdict == "not verified"
+    # The run has ended: its record is written, and a late sign-off would not be true of it.
+    assert engine.sign_off(run_id, "admin", BOB).outcome == "refused"
+    assert build_record(sqlite_db, engine.runbook, run_id).criteria[0].verdict == "not verified"
+
+
+def test_a_signoff_criterion_waits_for_an_approver(sqlite_db: Database, tmp_path: Path) -> None:
+    criteria = [{"id": "admin", "text": "Admin access verified", "signoff": True}]
+    engine, run_id, gate = started(sqlite_db, tmp_path, criteria)
     assert engine.sign_off(run_id, "admin", MALLORY).outcome == "refused"
     assert engine.sign_off(run_id, "admin", BOB, note="saw /admin stats").outcome == "ticked"
+    engine.decide(gate, BOB, "continue")
     c = build_record(sqlite_db, engine.runbook, run_id).criteria[0]
     assert c.verdict == "yes"
     assert c.evidence == "signed off by T1:U2 at 14:00 UTC: saw /admin stats"
@@ -136,10 +152,11 @@ def test_signoff_and_note_by_command_reach_the_record(sqlite_db: Database, tmp_p
     from commands.parser import parse
 
     criteria = [{"id": "admin", "text": "Admin access verified", "signoff": True}]
-    engine, run_id = finish(sqlite_db, tmp_path, criteria)
+    engine, run_id, gate = started(sqlite_db, tmp_path, criteria)
     service = CommandService(engine)
     reply = service.execute(parse(f"/cutover signoff {run_id} admin --note 'stats shown'"), BOB)
     assert reply.text == "Admin access verified: signed off"
+    engine.decide(gate, BOB, "continue")
     service.execute(parse(f"/cutover note {run_id} 'DNS took 20 min at 9.9.9.9'"), BOB)
     refused = service.execute(parse(f"/cutover note {run_id} hi"), MALLORY)
     assert "approver" in refused.text

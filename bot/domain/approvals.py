@@ -16,19 +16,24 @@ message or a button.
 | tick            | an approver                                                         |
 | tick checklist  | an approver: a pre-cutover item that gates Start (tick or untick)   |
 | start gate      | every pre-cutover item with gates_start done, preflight passing     |
-|                 | (bot.schedules; a dry run is not gated)                             |
+|                 | (bot.schedules; a dry run is not gated); with self-approval off, an |
+|                 | item ticked only by the starter does not count for their start      |
+| sign off        | an approver; not the requester when self-approval is off; only      |
+|                 | while the run goes on (running or waiting)                          |
 | schedule        | an approver                                                         |
 | view status     | anyone the surface lets in (the workspace)                          |
+| see on Home     | an approver of the environment, or one of its workspace in the      |
+|                 | channel its run or schedule posts in                                |
 | view audit      | anyone the surface lets in: the trail holds no secrets (masked)     |
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from bot.domain.actor import Actor
-from bot.domain.states import DecisionKind, GateStatus
+from bot.domain.states import DecisionKind, GateStatus, RunStatus
 from phases.runbook import EnvironmentSpec
 
 
@@ -49,13 +54,46 @@ class GateFacts:
 def is_approver(env: EnvironmentSpec, actor: Actor) -> bool:
     """Listed by id (TEAM:USER, ENTERPRISE:USER, console:NAME) or a member of an approver group.
 
-    An actor from another workspace than the environment's `slack_team` is never one.
+    An actor from another workspace than the environment's `slack_team` is never one, except
+    an Enterprise Grid user listed by their org-wide `W…` id (`_org_wide_listed`).
     """
+    if _org_wide_listed(env, actor):
+        return True
     if not actor.in_workspace(env.slack_team) and not actor.id.startswith("console:"):
         return False
-    if any(actor.is_(entry) for entry in env.approver_set()):
+    if any(_listed_as(entry, actor) for entry in env.approver_set()):
         return True
     return bool(actor.groups & set(env.approver_groups))
+
+
+def _listed_as(entry: str, actor: Actor) -> bool:
+    """`actor.is_(entry)`, except that an entry naming an enterprise (`E…:W…`) is a user of
+    that enterprise only: the payload must say so. (`Actor.is_` alone matches a `W…` id
+    wherever it comes from, which is right for refusing self-approval, not for granting.)"""
+    prefix = entry.partition(":")[0]
+    if prefix.startswith("E") and actor.enterprise != prefix:
+        return False
+    return actor.is_(entry)
+
+
+def _org_wide_listed(env: EnvironmentSpec, actor: Actor) -> bool:
+    """A `W…` id is one person in every workspace of their Enterprise Grid org (and Slack never
+    gives the same `W…` id to two people), so an approver listed as `W…` with `slack_team: T…`
+    (or `T…:W…`) is an approver whichever workspace of the org they act from, when Slack's
+    payload says it came from an org (an enterprise id). Written with an enterprise (`E…:W…`,
+    or `slack_team: E…`), only that enterprise counts. A `U…` id is one workspace's user, and
+    a payload without an enterprise id proves nothing: both fail closed here."""
+    if not actor.enterprise or not actor.user.startswith("W"):
+        return False
+    if env.slack_team and env.slack_team.startswith("E") and env.slack_team != actor.enterprise:
+        return False
+    for entry in env.approver_set():
+        prefix, _, user = entry.partition(":")
+        if user != actor.user:
+            continue
+        if prefix.startswith("T") or prefix == actor.enterprise:
+            return True
+    return False
 
 
 def _not_approver(env_name: str) -> str:
@@ -126,6 +164,60 @@ def _may_self_approve(env: EnvironmentSpec, actor: Actor, requested_by: str) -> 
 
 def may_tick(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
     return None if is_approver(env, actor) else _not_approver(env_name)
+
+
+SIGNABLE = (RunStatus.RUNNING, RunStatus.WAITING)  # a run going on takes sign-offs
+SELF_SIGNOFF = (
+    "you started this run, and this environment forbids approving your own run: another "
+    "approver signs off; nothing was recorded"
+)
+
+
+def may_sign_off(
+    env_name: str, env: EnvironmentSpec, actor: Actor, requested_by: str
+) -> str | None:
+    """A sign-off vouches for the run as a vote does: an approver, and not the requester when
+    self-approval is off. (Which runs take sign-offs at all: `signoff_refusal`.)"""
+    if not is_approver(env, actor):
+        return _not_approver(env_name)
+    if not _may_self_approve(env, actor, requested_by):
+        return SELF_SIGNOFF
+    return None
+
+
+def signoff_refusal(run_id: int, status: str) -> str | None:
+    """Sign-offs are taken while the run goes on; an ended run takes none (its record is
+    written), and a run rolling back, rolled back or cancelled has nothing to vouch for."""
+    if status in SIGNABLE:
+        return None
+    word = str(status).replace("_", " ")
+    if status == RunStatus.COMPLETED:
+        return (
+            f"run #{run_id} has ended ({word}): sign-offs are taken while it runs; nothing "
+            "was recorded"
+        )
+    return f"run #{run_id} is {word}: there is nothing to sign off; nothing was recorded"
+
+
+def start_tick_counts(env: EnvironmentSpec, tickers: Collection[str], starter: Actor) -> bool:
+    """Whether a pre-cutover item that gates Start, ticked by `tickers` (qualified ids), counts
+    for a start by `starter`: the tick is an approver's word that the start may go ahead, so
+    with self-approval off someone other than the starter must have given it."""
+    return any(_may_self_approve(env, starter, t) for t in tickers)
+
+
+def self_tick_refusal(actor_id: str) -> str:
+    """How an item ticked only by the starter is shown when self-approval is off."""
+    return f"ticked only by you ({actor_id}): this environment forbids approving your own run"
+
+
+def may_see(env: EnvironmentSpec, actor: Actor, in_channel: Callable[[], bool]) -> bool:
+    """Whether a person is shown an environment's runs and schedules (Slack's Home tab):
+    an approver of it, or someone of its workspace who is in the channel the run (or the
+    schedule) posts in. `in_channel` is asked only when it decides (a lookup in Slack)."""
+    if is_approver(env, actor):
+        return True
+    return actor.in_workspace(env.slack_team) and in_channel()
 
 
 def may_tick_checklist(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:

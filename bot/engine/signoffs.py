@@ -3,8 +3,9 @@
 Asked for once, when the run's last phase begins (an audited `signoff.requested`); the
 surface shows the request (Slack: a message with a "Sign off" button per criterion). Each
 click or `/cutover signoff` is checked when it arrives (an approver of the run's
-environment, a run not rolled back) and audited; one person's sign-off of one criterion
-counts once, however often they click: the run row is locked while the trail is read.
+environment, not its requester when self-approval is off, a run still going on) and
+audited; one person's sign-off of one criterion counts once, however often they click: the
+run row is locked while the trail is read.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ class Signoffs(EngineCore):
                 f"criterion {criterion_id!r} is shown by "
                 f"{spec.check or spec.monitoring or spec.manual or 'nothing'}, not by a sign-off"
             )
-        refusal = approvals.may_tick(run.environment, self.environment(run.environment), actor)
+        refusal = approvals.may_sign_off(
+            run.environment, self.environment(run.environment), actor, run.requested_by
+        )
         if refusal:
             self.refuse(actor, "signoff", refusal, run_id=run_id, criterion=criterion_id)
             return Decision("refused", refusal, None, run_id)

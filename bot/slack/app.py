@@ -64,12 +64,12 @@ from bot.slack.blocks import (
 )
 from bot.slack.groups import UNKNOWN_TEXT as GROUPS_UNKNOWN
 from bot.slack.groups import GroupCache, GroupsUnknown
-from bot.slack.home import HomeRefresher, home_view
+from bot.slack.home import HomeData, HomeRefresher, home_data, home_view
 from bot.slack.modals import FormMeta
 from bot.slack.signoff import SIGNOFF_ACTION, note_from
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
 from bot.store import home_viewers
-from bot.store.replays import SeenRequests
+from bot.store.replays import SEEN, TOO_OLD, SeenRequests
 from bot.surface import Actor
 from bot.text import in_words, who
 from bot.views import (
@@ -115,10 +115,20 @@ OPENED_TOO_LATE = (
     "`{error}`); nothing was changed. Click again"
 )
 ALREADY_RECEIVED = "That request was already received; nothing was done again."
+UNAVAILABLE = "The bot's database is unavailable; nothing was done. Try again."
+TOO_OLD_TEXT = (
+    "That request was signed too long ago to be told apart from a replay (this bot's clock "
+    "may be off); nothing was done. Try again."
+)
 NO_IDENTITY = "Slack did not say who you are (no team or user id); nothing was done."
 
 
 CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{6,}")
+CHANNEL_UNREADABLE = frozenset(
+    {"channel_not_found", "missing_scope", "method_not_supported_for_channel_type"}
+)
+MEMBER_PAGES = 20  # conversations.members pages read per channel (1,000 people each)
+Signed = tuple[str | None, str | None]  # a request's signature and its signed timestamp
 
 
 def stakeholders_channel(value: str, body: dict[str, Any], env_channel: str | None) -> str:
@@ -224,15 +234,28 @@ class ReplayGuard:
     """Refuses the same signed request twice, across restarts and replicas (the database).
 
     Only requests that passed Bolt's signature check get here, so a forger cannot fill it.
-    Socket Mode requests carry no signature and are not checked here.
+    Socket Mode requests carry no signature and are not checked here. Time is the
+    database's (bot.store.replays): replicas' clocks may disagree.
     """
 
     def __init__(self, seen: SeenRequests) -> None:
         self.seen_requests = seen
 
-    def seen(self, signature: str | None) -> bool:
-        """True if this signature came before; records it otherwise."""
-        return bool(signature) and not self.seen_requests.first_time(signature or "")
+    def refusal(self, signature: str | None, signed_at: str | None = None) -> str | None:
+        """None if this signature is new (it is recorded now); else what to tell the person."""
+        if not signature:
+            return None
+        when = None
+        if signed_at and signed_at.isdigit():
+            when = datetime.fromtimestamp(int(signed_at), UTC)
+        verdict = self.seen_requests.receive(signature, when)
+        if verdict == SEEN:
+            log.warning("replayed Slack request ignored")
+            return ALREADY_RECEIVED
+        if verdict == TOO_OLD:
+            log.warning("Slack request older than the replay window (by the database's clock)")
+            return TOO_OLD_TEXT
+        return None
 
 
 @dataclass(frozen=True)
@@ -294,6 +317,7 @@ class _Identify(Middleware):
     ) -> BoltResponse | None:
         sig = (req.headers.get("x-slack-signature") or [""])[0]
         req.context["signature"] = sig or None
+        req.context["signed_at"] = (req.headers.get("x-slack-request-timestamp") or [""])[0]
         actor = actor_from_body(req.body)
         if actor is not None:
             req.context["actor"] = actor
@@ -331,6 +355,12 @@ class CutoverSlackApp:
             token, str(self.client.base_url), retry_handlers(rate_limited=0, server_errors=0)
         )
         self.groups = GroupCache(self._fetch_group)
+        # Who is in a channel, for the Home tab (a person sees the runs of channels they are
+        # in); one conversations.members read per channel per minute. A channel that cannot
+        # be read (private and the bot not in it, scope missing) counts as nobody's.
+        self.channel_members = GroupCache(
+            self._fetch_members, what="channel", permanent=CHANNEL_UNREADABLE
+        )
         self.commands = CommandService(engine)
         self.replays = ReplayGuard(SeenRequests(engine.db))
         self._start_locks: dict[int, threading.Lock] = {}
@@ -339,14 +369,16 @@ class CutoverSlackApp:
         # Forms open here, never queued behind engine work: a trigger_id lasts 3 seconds.
         self.forms = ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack-forms")
         self._work: queue.SimpleQueue[
-            tuple[str | None, Callable[..., None], tuple[Any, ...]] | None
+            tuple[Signed, Callable[..., None], tuple[Any, ...]] | None
         ] = queue.SimpleQueue()
         self._hand_out_thread = threading.Thread(
             target=self._hand_out, name="slack-hand-out", daemon=True
         )
         self._hand_out_thread.start()
         # Home tabs of recent viewers, republished when a run changes (off every click's path).
-        self.homes = HomeRefresher(self._home_viewers, self._draw_home, surface.publish_home)
+        self.homes = HomeRefresher(
+            self._home_viewers, self._draw_home, surface.publish_home, render=self._render_home
+        )
         surface.on_change = self.homes.poke
         bolt_log = logging.getLogger("cutover.bolt")
         if not any(isinstance(f, _NotTheTokenWarning) for f in bolt_log.filters):
@@ -453,11 +485,11 @@ class CutoverSlackApp:
         @app.event("app_home_opened")
         def on_home(event: dict[str, Any], context: BoltContext) -> None:
             user = event.get("user")
-            team = context.team_id or context.enterprise_id or ""
+            team = home_viewers.where(context.team_id, context.enterprise_id)
             if event.get("tab", "home") == "home" and isinstance(user, str) and user:
                 # Off the forms pool (kept free for trigger_ids that last 3 s): the Home tab
                 # is drawn with the rest of the work, after the answers in flight.
-                self._work.put((None, self._home_opened, (user, team)))
+                self._work.put(((None, None), self._home_opened, (user, team)))
 
         app.action(TICK)(on_click(self._tick))
         app.action(START)(on_click(self._schedule_start))
@@ -468,14 +500,21 @@ class CutoverSlackApp:
         def on_error(error: Exception, body: dict[str, Any]) -> None:
             log.error("slack listener failed: %s", self.engine.masker.mask(repr(error)))
 
+    @staticmethod
+    def _signed(context: BoltContext) -> Signed:
+        """(signature, its X-Slack-Request-Timestamp) of the request, for the replay guard."""
+        signature, at = context.get("signature"), context.get("signed_at")
+        return (
+            signature if isinstance(signature, str) else None,
+            at if isinstance(at, str) else None,
+        )
+
     def _submit(self, context: BoltContext, fn: Callable[..., None], *args: Any) -> None:
-        signature = context.get("signature")
-        self._work.put((signature if isinstance(signature, str) else None, fn, args))
+        self._work.put((self._signed(context), fn, args))
 
     def _form(self, context: BoltContext, fn: Callable[..., None], *args: Any) -> None:
         """Work that opens a form: at once, on its own pool (the trigger_id lasts 3 s)."""
-        signature = context.get("signature")
-        self.forms.submit(self._guard, signature if isinstance(signature, str) else None, fn, *args)
+        self.forms.submit(self._guard, self._signed(context), fn, *args)
 
     def _hand_out(self) -> None:
         """One thread holds the work back while answers are in flight (acks first), then
@@ -491,16 +530,16 @@ class CutoverSlackApp:
                     return
                 self.pool.submit(self._guard, item[0], item[1], *item[2])
 
-    def _guard(self, signature: str | None, fn: Callable[..., None], *args: Any) -> None:
+    def _guard(self, signed: Signed, fn: Callable[..., None], *args: Any) -> None:
         body = args[-1] if args and isinstance(args[-1], dict) else {}
         try:
-            if self.replays.seen(signature):  # the same signed bytes again: done once already
-                log.warning("replayed Slack request ignored")
-                self._answer(body, ALREADY_RECEIVED)
+            refusal = self.replays.refusal(*signed)  # the same signed bytes again, or stale
+            if refusal is not None:
+                self._answer(body, refusal)
                 return
         except Unavailable:
             log.warning("cannot check for a replayed request: the database is unavailable")
-            self._answer(body, "The bot's database is unavailable; nothing was done. Try again.")
+            self._answer(body, UNAVAILABLE)
             return
         try:
             fn(*args)
@@ -872,6 +911,12 @@ class CutoverSlackApp:
                     },
                 )
                 return
+            # The replay guard first: checking the form may write an audit row (a refusal in
+            # the sender's name), and the same signed submission replayed must write none.
+            replayed = self._replayed(context)
+            if replayed is not None:
+                ack(response_action="errors", errors={str(first): replayed})
+                return
             try:
                 errors, work = check(meta, actor, view)
             except Exception as exc:  # the database, most likely: say so on the form
@@ -893,9 +938,21 @@ class CutoverSlackApp:
                 "user_id": actor.user,
             }
             fn, args = work
-            self._submit(context, fn, *args, actor, reply_to)
+            self._work.put(((None, None), fn, (*args, actor, reply_to)))  # guarded above
 
         return listener
+
+    def _replayed(self, context: BoltContext) -> str | None:
+        """Records the request's signature; the answer to give if it came before (or cannot
+        be checked now), else None."""
+        try:
+            refusal = self.replays.refusal(*self._signed(context))
+            if refusal is not None:
+                return refusal
+        except Unavailable:
+            log.warning("cannot check for a replayed request: the database is unavailable")
+            return UNAVAILABLE
+        return None
 
     def _check_gate_form(
         self, meta: FormMeta, actor: Actor, view: dict[str, Any]
@@ -1026,24 +1083,70 @@ class CutoverSlackApp:
             home_viewers.opened(self.engine.db, user, team, datetime.now(UTC))
         except Exception as exc:
             log.warning("cannot remember a Home viewer: %s", self.engine.masker.mask(str(exc)))
-        self._publish_home(user)
+        self._publish_home(user, team)
         self.homes.published_now(user)
 
     def _home_viewers(self) -> list[tuple[str, str]]:
         since = datetime.now(UTC) - HOME_RECENT
         return home_viewers.recent(self.engine.db, since, HOME_REFRESH_LIMIT)
 
-    def _draw_home(self) -> dict[str, Any]:
-        return home_view(self.engine, self.surface.waiting_for, datetime.now(UTC))
+    def _draw_home(self) -> HomeData:
+        return home_data(self.engine, self.surface.waiting_for, datetime.now(UTC))
 
-    def _publish_home(self, user: str) -> None:
+    def _render_home(self, data: HomeData, user: str, where: str) -> dict[str, Any]:
+        """`user`'s own Home: only the environments they may see (approvals.may_see)."""
+        team, enterprise = home_viewers.parse_where(where)
+        return home_view(data, self._may_see(Actor.slack(team, user, enterprise=enterprise)))
+
+    def _publish_home(self, user: str, where: str) -> None:
         """The App Home tab of `user`, drawn from the database now."""
         try:
-            view = self._draw_home()
+            view = self._render_home(self._draw_home(), user, where)
         except Exception:
             log.exception("cannot draw the Home tab")
             return
         self.surface.publish_home(user, view)
+
+    def _may_see(self, actor: Actor) -> Callable[[str, str | None], bool]:
+        """Whether `actor` may see an environment's run or schedule posted in a channel."""
+
+        def see(env_name: str, channel: str | None) -> bool:
+            try:
+                env = self.engine.environment(env_name)
+            except RunbookError:
+                return False
+            try:
+                who = self.with_groups(actor, env_name)
+            except GroupsUnknown:  # groups unreadable now: listed ids and channels still count
+                who = actor
+            return approvals.may_see(env, who, lambda: self._in_channel(channel, actor))
+
+        return see
+
+    def _in_channel(self, channel: str | None, actor: Actor) -> bool:
+        """In the channel, by Slack's member list (cached a minute). A #name cannot be looked
+        up (conversations.members takes ids), and an unreadable list is nobody's: no."""
+        if not channel or not CHANNEL_ID.fullmatch(channel):
+            return False
+        try:
+            return actor.user in self.channel_members.members(channel)
+        except GroupsUnknown:
+            return False
+
+    def _fetch_members(self, channel: str, _team: str | None) -> list[str]:
+        """conversations.members, every page (up to MEMBER_PAGES of 1,000)."""
+        users: list[str] = []
+        cursor: str | None = None
+        for _ in range(MEMBER_PAGES):
+            resp = self._groups_client.conversations_members(
+                channel=channel, limit=1000, cursor=cursor
+            )
+            users += [u for u in resp.get("members") or [] if isinstance(u, str)]
+            meta = resp.get("response_metadata") or {}
+            cursor = meta.get("next_cursor") if isinstance(meta, dict) else None
+            if not cursor:
+                break
+        return users
 
     def _retire_copy(self, body: dict[str, Any], gate_id: int, live: str | None) -> None:
         """A click on a copy of a checkpoint that is not the recorded one (a post Slack took

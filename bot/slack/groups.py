@@ -61,7 +61,12 @@ class GroupCache:
         cooldown: float = 10.0,
         wait: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        what: str = "user group",
+        permanent: frozenset[str] = PERMANENT,
     ) -> None:
+        """`what` names the lists in logs; `permanent`: errors after which a list counts as
+        empty until the next lookup. The same cache serves channel member lists (Home)."""
+        self.what, self.permanent = what, permanent
         self.fetch, self.ttl, self.stale_for = fetch, ttl, stale_for
         self.cooldown, self.wait, self.clock = cooldown, wait, clock
         self._entries: dict[Key, _Entry] = {}
@@ -101,7 +106,7 @@ class GroupCache:
     def _stale(self, group: str, entry: _Entry | None, now: float, why: str) -> tuple[str, ...]:
         if entry is not None and now - entry.at < self.stale_for:
             return entry.users
-        raise GroupsUnknown(f"cannot read user group {group}: {why}")
+        raise GroupsUnknown(f"cannot read {self.what} {group}: {why}")
 
     def _lookup(self, key: Key, flight: Future[tuple[str, ...]]) -> None:
         group = key[0]
@@ -110,8 +115,8 @@ class GroupCache:
         except SlackApiError as exc:
             resp = exc.response
             error = str(resp.get("error")) if resp is not None else "error"
-            if error in PERMANENT:
-                log.warning("user group %s cannot be read (%s): counted as empty", group, error)
+            if error in self.permanent:
+                log.warning("%s %s cannot be read (%s): counted as empty", self.what, group, error)
                 users = ()
             else:
                 self._failed(
@@ -133,7 +138,7 @@ class GroupCache:
     def _failed(
         self, key: Key, flight: Future[tuple[str, ...]], why: str, retry_after: float | None
     ) -> None:
-        log.warning("cannot read user group %s: %s", key[0], why)
+        log.warning("cannot read %s %s: %s", self.what, key[0], why)
         with self._guard:
             self._blocked_until[key] = self.clock() + (retry_after or self.cooldown)
             del self._flights[key]

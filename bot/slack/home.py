@@ -3,6 +3,10 @@ the last ten cutovers with their outcome. Drawn from the database each time a pe
 it (`app_home_opened` → views.publish), and republished for the people who opened it
 recently when a run changes (`HomeRefresher`).
 
+Each person sees only the environments they may see (bot.domain.approvals.may_see: an
+approver of it, or in the channel its runs post in); the database is read once per round
+(`home_data`) and each person's Home drawn from that (`home_view`).
+
 Within a Home view's limits: at most 100 blocks (docs.slack.dev/reference/block-kit/blocks),
 each section under 3,000 characters, and the whole under the block-text budget the
 checkpoints keep (blocks.BLOCK_TEXT_BUDGET), so a long history never makes Slack refuse it.
@@ -15,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +46,7 @@ log = logging.getLogger(__name__)
 
 HOME_BLOCKS = 100
 RECENT = 10  # the last ten cutovers
+READ_AHEAD = 5  # ended runs read per one shown, for people who see only some environments
 SHOWN = 20  # active runs and upcoming schedules shown at most (then: /cutover status)
 LINE = 600  # characters of one run's line
 
@@ -79,10 +85,89 @@ def _run_line(engine: Engine, run_id: int, waiting_for: WaitingFor, now: datetim
     return clip(f"{head}\n{state} · {elapsed:.0f} min elapsed", LINE)
 
 
-def home_view(engine: Engine, waiting_for: WaitingFor, now: datetime) -> dict[str, Any]:
-    """The Home tab as a `home` view for views.publish."""
+@dataclass(frozen=True)
+class HomeLine:
+    """One line of Home and what decides who may see it: its environment and its channel."""
+
+    environment: str
+    channel: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class HomeData:
+    """Everything Home can show, read from the database once per round; each person's Home
+    is drawn from it with only what they may see (`home_view`)."""
+
+    active: list[HomeLine]
+    upcoming: list[HomeLine]
+    recent: list[HomeLine]
+    now: datetime
+
+
+MaySee = Callable[[str, str | None], bool]  # (environment, channel id) → may this person see it
+
+
+def _channel_of(surface_ref: str | None, channel: str | None) -> str | None:
+    """The channel id a run posts in: its message's channel (an id), else the one it was
+    given (which may be a #name)."""
+    return surface_ref.partition(":")[0] if surface_ref else channel
+
+
+def home_data(engine: Engine, waiting_for: WaitingFor, now: datetime) -> HomeData:
+    """Reads what Home can show. More ended runs than one Home shows are read, so a person who
+    may see only some environments still gets their last ten."""
+
+    def lines(ids: list[int]) -> list[HomeLine]:
+        out = []
+        for r in ids:
+            view = run_view(engine.db, engine.runbook, r)
+            line = _run_line(engine, r, waiting_for, now) if view is not None else None
+            if view is not None and line is not None:
+                channel = _channel_of(view.surface_ref, view.channel)
+                out.append(HomeLine(view.environment, channel, line))
+        return out
+
+    upcoming = [
+        HomeLine(
+            s.environment,
+            s.channel,
+            clip(
+                f"📅 *#{s.id} · {escape(engine.masker.mask(s.environment))}* at "
+                f"{when(s.start_at)} in {channel_ref(s.channel)}, scheduled by "
+                f"{mention(s.created_by)}",
+                LINE,
+            ),
+        )
+        for s, _ in ScheduleService(engine).listing()
+        if s.status == "scheduled"
+    ]
+    return HomeData(
+        active=lines(active_runs(engine.db)),
+        upcoming=upcoming,
+        recent=lines(recent_runs(engine.db, RECENT * READ_AHEAD)),
+        now=now,
+    )
+
+
+def home_view(data: HomeData, may_see: MaySee | None = None) -> dict[str, Any]:
+    """The Home tab of one person as a `home` view for views.publish: only the lines of
+    environments they may see (`may_see`; None: every line, for a surface with no people)."""
     blocks: list[Block] = [header("Cutovers")]
     budget = BLOCK_TEXT_BUDGET - 500
+    seen: dict[tuple[str, str | None], bool] = {}
+
+    def visible(lines: list[HomeLine], limit: int) -> list[str]:
+        out = []
+        for line in lines:
+            key = (line.environment, line.channel)
+            if key not in seen:
+                seen[key] = may_see is None or may_see(*key)
+            if seen[key]:
+                out.append(line.text)
+            if len(out) >= limit:
+                break
+        return out
 
     def add(lines: list[str], empty: str) -> None:
         nonlocal budget
@@ -96,45 +181,19 @@ def home_view(engine: Engine, waiting_for: WaitingFor, now: datetime) -> dict[st
             blocks.append(section(line))
             budget -= len(line)
 
-    active = active_runs(engine.db)
     blocks.append(header("Active runs"))
     add(
-        [
-            line
-            for r in active[:SHOWN]
-            if (line := _run_line(engine, r, waiting_for, now)) is not None
-        ],
+        visible(data.active, SHOWN),
         "No cutover is running. Start one with `/cutover start ENV`.",
     )
     blocks.append({"type": "divider"})
     blocks.append(header("Upcoming"))
-    upcoming = [
-        sched for sched, _ in ScheduleService(engine).listing() if sched.status == "scheduled"
-    ]
-    add(
-        [
-            clip(
-                f"📅 *#{s.id} · {escape(engine.masker.mask(s.environment))}* at "
-                f"{when(s.start_at)} in {channel_ref(s.channel)}, scheduled by "
-                f"{mention(s.created_by)}",
-                LINE,
-            )
-            for s in upcoming[:SHOWN]
-        ],
-        "Nothing scheduled. `/cutover schedule` opens a form.",
-    )
+    add(visible(data.upcoming, SHOWN), "Nothing scheduled. `/cutover schedule` opens a form.")
     blocks.append({"type": "divider"})
     blocks.append(header(f"Last {RECENT} cutovers"))
-    add(
-        [
-            line
-            for r in recent_runs(engine.db, RECENT)
-            if (line := _run_line(engine, r, waiting_for, now)) is not None
-        ],
-        "No cutover has finished yet.",
-    )
+    add(visible(data.recent, RECENT), "No cutover has finished yet.")
     blocks = blocks[: HOME_BLOCKS - 1]
-    blocks.append(context(f"Updated {when(now)} · `/cutover help` for every command"))
+    blocks.append(context(f"Updated {when(data.now)} · `/cutover help` for every command"))
     return {"type": "home", "callback_id": "cutover_home", "blocks": blocks}
 
 
@@ -142,7 +201,8 @@ class HomeRefresher:
     """Republishes the Home tab of the people who opened it recently when a run changes (a run
     starts, a gate opens or is decided, a run ends): `poke()` only marks that something
     changed, so the click or the phase that changed it never waits; one background thread
-    draws Home once per round and publishes it for each recent viewer.
+    reads Home's data once per round (`draw`), and draws and publishes each recent viewer's
+    own Home from it (`render`: only what that person may see).
 
     views.publish is Tier 4 (100+ a minute per workspace): publishes are spaced at least
     `spacing` seconds apart, a person's Home at most once per `per_user` seconds (a person
@@ -154,14 +214,16 @@ class HomeRefresher:
     def __init__(
         self,
         viewers: Callable[[], list[tuple[str, str]]],
-        draw: Callable[[], dict[str, Any]],
+        draw: Callable[[], Any],
         publish: Callable[[str, dict[str, Any]], bool],
         *,
+        render: Callable[[Any, str, str], dict[str, Any]] = lambda data, user, team: data,
         per_user: float = 5.0,
         spacing: float = 0.7,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._viewers, self._draw, self._publish = viewers, draw, publish
+        self._render = render
         self.per_user, self.spacing, self.clock = per_user, spacing, clock
         self._last: dict[str, float] = {}  # user → when this process last published their Home
         self._dirty = False
@@ -215,25 +277,33 @@ class HomeRefresher:
         """Publishes Home for each recent viewer not published within `per_user`; returns in
         how many seconds a skipped one may be published, or None."""
         viewers = self._viewers()
-        due: list[str] = []
+        due: list[tuple[str, str]] = []
         wait: float | None = None
+        people: dict[str, str] = {}
+        for user, team in viewers:  # the latest first: each person once, as last seen
+            people.setdefault(user, team)
         with self._cond:
             now = self.clock()
-            for user in dict.fromkeys(u for u, _ in viewers):
+            for user, team in people.items():
                 since = now - self._last.get(user, -1e9)
                 if since < self.per_user:  # published a moment ago: in a later round
                     left = self.per_user - since
                     wait = left if wait is None else min(wait, left)
                 else:
-                    due.append(user)
+                    due.append((user, team))
         if not due:
             return wait
-        view = self._draw()  # once for everyone (Home is the same for every viewer)
-        for user in due:
+        data = self._draw()  # the database read once for everyone
+        for user, team in due:
             with self._cond:
                 if self._closed:
                     return None
                 self._last[user] = self.clock()
+            try:
+                view = self._render(data, user, team)  # only what this person may see
+            except Exception:
+                log.exception("cannot draw the Home tab of %s", user)
+                continue
             if self._publish(user, view):
                 with self._cond:
                     self.published += 1

@@ -1,6 +1,6 @@
 """The sign-off message in a run's thread: one "Sign off" button per success criterion the
 runbook binds to `signoff`, and an optional note. A criterion signed off shows who and when
-instead of its button; a run rolled back shows no buttons at all.
+instead of its button; a run that ended (completed, rolled back, cancelled) shows no buttons.
 
 Button: action_id "signoff:CRITERION", value "RUN:CRITERION" (the run is in the value, so
 a click is understood whatever message it came from). The note is the message's input block
@@ -54,9 +54,14 @@ def signoff_message(view: SignoffView, mask: Any) -> tuple[str, list[Block]]:
     )
     if not view.signable:
         state = escape(view.status.replace("_", " "))
+        after = (
+            "sign-offs were taken while it ran."
+            if view.status == "completed"
+            else "there is nothing to sign off."
+        )
         intro = (
             f"✍️ *Sign-off* — run #{view.run_id}, {escape(mask(view.environment))}: the run "
-            f"is {state}; there is nothing to sign off."
+            f"is {state}; {after}"
         )
     blocks: list[Block] = [section(intro)]
     for c in view.criteria[: (MAX_BLOCKS - 3) // 2]:

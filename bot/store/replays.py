@@ -4,6 +4,14 @@ Slack signs timestamp + body and Bolt refuses a timestamp more than 5 minutes of
 that window the same signed bytes sent again (a replay, a proxy resending, or the same
 request reaching a second replica) must not be worked on twice. A row per signature, with
 the primary key deciding, holds across restarts and for every replica on the database.
+
+Time here is the database's, never a replica's: Bolt compares the request's timestamp with
+its own replica's clock, and replicas' clocks drift apart. A row is kept for Slack's window
+plus SKEW (how far a replica's clock may be off the database's) from when it was first
+received, by the database's clock, and only the database's clock decides when it is pruned:
+a replica whose clock runs ahead cannot forget a signature another replica still accepts.
+A request older than that by the database's clock (only a replica whose clock is off by
+more than SKEW would have let it through) is refused: the guard could no longer tell.
 """
 
 from __future__ import annotations
@@ -12,45 +20,84 @@ import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, text
+from sqlalchemy.engine import Connection
 
 from bot.db import Database
 from bot.models import SeenRequest
 
 log = logging.getLogger(__name__)
 
-WINDOW = timedelta(minutes=10)  # twice Slack's 5 minutes: clock skew either way
+SLACK_WINDOW = timedelta(minutes=5)  # Bolt refuses a request timestamp further off than this
+SKEW = timedelta(minutes=5)  # the most a replica's clock may be off the database's
+KEEP = SLACK_WINDOW + SKEW
+WINDOW = KEEP  # the old name
 PRUNE_EVERY = 500  # inserts between deletions of expired rows
+
+FIRST, SEEN, TOO_OLD = "first", "seen", "too_old"
+
+
+def database_now(conn: Connection) -> datetime:
+    """The database server's clock (UTC), the one clock every replica shares."""
+    if conn.dialect.name == "sqlite":
+        raw = conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+        return datetime.fromisoformat(str(raw)).replace(tzinfo=UTC)
+    value = conn.execute(text("SELECT statement_timestamp()")).scalar_one()
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class SeenRequests:
-    def __init__(self, db: Database, window: timedelta = WINDOW) -> None:
-        self.db, self.window = db, window
+    def __init__(self, db: Database, keep: timedelta = KEEP) -> None:
+        self.db, self.keep = db, keep
         table = SeenRequest.__table__  # type: ignore[attr-defined]
         self._signature = table.c.signature
         self._insert = db.insert(table)
         self._count = 0
         self._lock = threading.Lock()
+        self._skew_warned = False
 
     def first_time(self, signature: str) -> bool:
         """Records `signature`; False if it was recorded before (by any replica)."""
-        now = datetime.now(UTC)
-        values = self._insert.values(signature=signature[:200], expires_at=now + self.window)
-        stmt = values.on_conflict_do_nothing(index_elements=["signature"]).returning(
-            self._signature
-        )
-        with self.db.session() as s:  # a row comes back only when this insert made it
-            first = s.connection().execute(stmt).first() is not None
+        return self.receive(signature) == FIRST
+
+    def receive(self, signature: str, signed_at: datetime | None = None) -> str:
+        """FIRST (recorded now), SEEN (recorded before, by any replica), or TOO_OLD: signed
+        longer ago than rows are kept, by the database's clock (nothing recorded)."""
+        with self.db.session() as s:
+            conn = s.connection()
+            now = database_now(conn)
+            if signed_at is not None and signed_at + self.keep < now:
+                return TOO_OLD
+            values = self._insert.values(signature=signature[:200], expires_at=now + self.keep)
+            stmt = values.on_conflict_do_nothing(index_elements=["signature"]).returning(
+                self._signature
+            )
+            first = conn.execute(stmt).first() is not None  # a row only when this made it
         with self._lock:
             self._count += 1
             prune = self._count % PRUNE_EVERY == 0
         if prune:
-            self.prune(now)
-        return first
+            self.prune()
+        return FIRST if first else SEEN
 
-    def prune(self, now: datetime | None = None) -> int:
+    def prune(self) -> int:
+        """Deletes rows expired by the database's clock (this replica's clock plays no part)."""
         with self.db.session() as s:
-            res = s.execute(
-                delete(SeenRequest).where(SeenRequest.expires_at < (now or datetime.now(UTC)))  # type: ignore[arg-type]
+            conn = s.connection()
+            now = database_now(conn)
+            self._warn_if_skewed(now)
+            res = conn.execute(
+                delete(SeenRequest).where(SeenRequest.expires_at < now)  # type: ignore[arg-type]
             )
             return int(getattr(res, "rowcount", 0) or 0)
+
+    def _warn_if_skewed(self, db_now: datetime) -> None:
+        off = abs(datetime.now(UTC) - db_now)
+        if off > SKEW and not self._skew_warned:
+            self._skew_warned = True
+            log.warning(
+                "this replica's clock is %d s off the database's (more than %d s): Slack "
+                "requests may be refused as stale; fix the clock (NTP)",
+                off.total_seconds(),
+                SKEW.total_seconds(),
+            )
