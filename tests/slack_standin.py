@@ -497,6 +497,7 @@ class SlackStandIn:
         self.org_token = org_token  # an Enterprise Grid org-wide install's token
         self.home_tab = home_tab  # the manifest's features.app_home.home_tab_enabled
         self.message_limit_reached = False  # a free workspace past its message limit
+        self.slow: dict[str, float] = {}  # method → seconds before it answers
         self.triggers: dict[str, tuple[float, str, str]] = {}  # id → (issued, user, team)
         self.used_triggers: set[str] = set()
         self.views: dict[str, OpenedView] = {}
@@ -952,6 +953,9 @@ class SlackStandIn:
                 path = urlsplit(self.path).path
                 args = self._args()
                 if path.startswith("/api/"):
+                    pause = standin.slow.get(path[len("/api/") :], 0.0)
+                    if pause:  # a slow Slack (lookups past a trigger's 3 s)
+                        time.sleep(pause)
                     status, headers, answer = standin.api(
                         path[len("/api/") :], args, self.headers.get("Authorization")
                     )

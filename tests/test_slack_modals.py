@@ -266,3 +266,43 @@ def test_schedule_without_arguments_opens_the_form_and_schedules_on_submit(
             again, {"env": "staging", "date": tomorrow, "time": "15:00", "tz": "UTC"}
         ).json()
         assert "already has cutover #1 scheduled" in answer["errors"]["env"]
+
+
+def test_rollback_form_opens_within_the_trigger_window_while_the_group_lookup_is_slow(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """A cold user-group cache and a slow Slack: the form opens first (no lookup before
+    views.open); the submission checks the groups, then rolls back."""
+    runbook = small_runbook(tmp_path, approvers=["T1:U1"], env={"approver_groups": ["S0OPS"]})
+    with running_bot(sqlite_db, runbook) as bot:
+        bot.standin.usergroups["S0OPS"] = ["U5"]
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        one = bot.checkpoint(run_id, 1)
+        bot.service.slack.groups.forget()  # a cold cache, as after its ttl
+        bot.standin.slow["usergroups.users.list"] = 3.5  # past the trigger's 3 s
+        bot.click(one, "gate_rollback", user="U5")
+        form = bot.modal("U5")
+        assert [p for p in bot.standin.problems if p.startswith("views.")] == []
+        sent = bot.submit(form, {"reason": "payments time out"})
+        assert sent.status == 200
+        wait_for(lambda: bot.run(run_id).status == "rolled_back", "the rollback", 20)
+        (decided,) = events(sqlite_db, run_id, "gate.decided")
+        assert decided["decision"] == "rollback" and decided["reason"] == "payments time out"
+
+
+def test_a_stranger_gets_the_form_where_groups_may_list_them_but_their_submission_is_refused(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    runbook = small_runbook(tmp_path, approvers=["T1:U1"], env={"approver_groups": ["S0OPS"]})
+    with running_bot(sqlite_db, runbook) as bot:
+        bot.standin.usergroups["S0OPS"] = ["U5"]
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        one = bot.checkpoint(run_id, 1)
+        bot.click(one, "gate_rollback", user="U9")
+        form = bot.modal("U9")
+        bot.submit(form, {"reason": "I want out"})
+        wait_for(lambda: events(sqlite_db, run_id, "action.refused"), "the submission refused", 10)
+        assert bot.gates(run_id)[0].status == "open"
+        assert events(sqlite_db, run_id, "gate.decided") == []

@@ -234,6 +234,21 @@ def may_abort(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
     return None if is_approver(env, actor) else _not_approver(env_name)
 
 
+def may_open_form(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
+    """Whether a decision form (Rollback…, Continue with comment…, abort) may open before the
+    actor's user groups are known. Slack's trigger_id lasts 3 s and a cold group lookup may
+    take longer, so no lookup runs before views.open: a listed approver, or someone who may be
+    in an approver group, gets the form, and the submission is checked in full (groups
+    included) when it arrives. Only who cannot be an approver whatever their groups is refused
+    here."""
+    if is_approver(env, actor):
+        return None
+    maybe_in_group = env.approver_groups and (
+        actor.in_workspace(env.slack_team) or actor.id.startswith("console:")
+    )
+    return None if maybe_in_group else _not_approver(env_name)
+
+
 def may_schedule(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
     if is_approver(env, actor):
         return None

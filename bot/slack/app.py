@@ -811,9 +811,10 @@ class CutoverSlackApp:
         if view.status != "open":
             self._answer(body, stale_text(view), run_id=view.run_id)
             return
-        actor = self.with_groups(actor, view.environment)
+        # No group lookup before views.open (the trigger lasts 3 s): the submission is checked
+        # in full, groups included.
         env = self.engine.environment(view.environment)
-        refusal = approvals.may_abort(view.environment, env, actor)  # not an approver
+        refusal = approvals.may_open_form(view.environment, env, actor)
         if refusal:
             decision = "rollback" if kind == "rollback" else "continue"
             self.engine.refuse(actor, decision, refusal, run_id=view.run_id, gate=view.id)
@@ -846,9 +847,8 @@ class CutoverSlackApp:
         except RunbookError as exc:
             self._answer(body, self._md(str(exc)))
             return
-        actor = self.with_groups(actor, cmd.env)
         runs = active_runs(self.engine.db, cmd.env)
-        refusal = approvals.may_abort(cmd.env, env, actor)
+        refusal = approvals.may_open_form(cmd.env, env, actor)  # no group lookup: 3 s trigger
         if refusal:  # audited as the abort itself would be; no engine call that could abort
             run_id = runs[0] if runs else None
             self.engine.refuse(actor, "abort", refusal, run_id=run_id, environment=cmd.env)
