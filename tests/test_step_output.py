@@ -9,6 +9,7 @@ real PostgreSQL, with a real subprocess.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sys
@@ -19,7 +20,7 @@ import pytest
 from sqlalchemy import MetaData, select
 from sqlmodel import col
 
-from bot import cli
+from bot import audit, cli
 from bot.db import Database
 from bot.engine import Engine
 from bot.models import StepOutput, StepRun
@@ -147,6 +148,24 @@ def test_a_failed_build_keeps_its_last_64_kb_masked_with_its_result(
     assert "connecting to postgres://[redacted]@db:5432/app" in kept.text
     assert kept.last_lines.splitlines()[-1] == "npm ERR! build failed with exit code 1"
     assert_no_secret(password, database=everything_in(db))
+
+
+def test_the_step_s_audit_row_vouches_for_the_output_kept(db: Database, tmp_path: Path) -> None:
+    """The step's audit row holds the kept text's SHA-256 and sizes: the output shown later
+    is the output the hash-chained trail recorded with the result."""
+    engine, run_id, _, _ = failed_build(db, tmp_path)
+    engine.shutdown()
+    with db.session() as s:
+        kept = s.exec(select(StepOutput)).one()[0]
+    rows = [json.loads(e.data) for e in audit.events(db, run_id) if e.kind == "step.result"]
+    build = next(r for r in rows if r["step"] == "npm-build")
+    data = kept.text.encode()
+    assert build["output"] == {
+        "bytes": kept.bytes,
+        "kept": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    assert all("output" not in r for r in rows if r["step"] != "npm-build")  # `true`: silent
 
 
 def test_cutover_logs_lists_the_steps_and_prints_one_masked(

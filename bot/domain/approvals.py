@@ -20,6 +20,7 @@ message or a button.
 | schedule        | an approver                                                         |
 | view status     | anyone the surface lets in (the workspace)                          |
 | view audit      | anyone the surface lets in: the trail holds no secrets (masked)     |
+| view output     | anyone the surface lets in: a step's kept output is masked too      |
 """
 
 from __future__ import annotations

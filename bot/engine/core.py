@@ -489,7 +489,7 @@ class EngineCore:
             at=self.now(),
         )
         s.add(step)
-        step_outputs.keep(s, step, r, self.masker.mask)  # what it printed, masked, if any
+        output = step_outputs.keep(s, step, r, self.masker.mask)  # what it printed, masked
         audit.append(
             s,
             AuditKind.STEP_RESULT,
@@ -503,6 +503,7 @@ class EngineCore:
                 "duration_ms": r.duration_ms,
                 # What a step made that later steps rely on (a backup's path and SHA-256).
                 **({"artifact": r.details["artifact"]} if "artifact" in r.details else {}),
+                **({"output": output} if output else {}),  # its digest: step_output's text
             },
             at=self.now(),
         )

@@ -10,6 +10,7 @@ mentions and links (`Masker.untrusted`) and escapes it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,12 +32,16 @@ def last_lines(text: str, n: int = QUOTE_LINES, width: int = QUOTE_LINE_CHARS) -
     return "\n".join(ln if len(ln) <= width else ln[: width - 1] + "…" for ln in lines)
 
 
-def keep(s: Session, step: StepRun, result: StepResult, mask: Callable[[str], str]) -> None:
+def keep(
+    s: Session, step: StepRun, result: StepResult, mask: Callable[[str], str]
+) -> dict[str, int | str] | None:
     """Adds the output of `result` (if it kept any) for `step`, added to `s` already and not
-    yet flushed: flushes it for its id. The caller's transaction commits both."""
+    yet flushed: flushes it for its id. The caller's transaction commits both. Returns what
+    the step's audit row says of it (bytes printed, bytes kept, the kept text's SHA-256), so
+    the audit trail vouches for the output shown later."""
     kept = result.details.get(OUTPUT)
     if not isinstance(kept, KeptOutput) or not kept.text:
-        return
+        return None
     text = mask(kept.text)
     s.flush()
     assert step.id is not None
@@ -52,6 +57,12 @@ def keep(s: Session, step: StepRun, result: StepResult, mask: Callable[[str], st
             last_lines=last_lines(text),
         )
     )
+    data = text.encode()
+    return {
+        "bytes": kept.total_bytes,
+        "kept": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
 
 
 @dataclass(frozen=True)
