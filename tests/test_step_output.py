@@ -36,7 +36,7 @@ from tests.small_runbook import small_runbook
 ALICE = Actor("T1:U1", "alice")
 LINE_PAD = "x" * 400  # 200 lines of ~410 bytes: ~82 KB, more than the 64 KB kept
 
-BUILD = '''
+BUILD = """
 import os, sys, time
 pw = os.environ["DB_PASSWORD"]
 for i in range(197):
@@ -50,7 +50,7 @@ print(f"npm ERR! DATABASE_PASSWORD={pw}", file=sys.stderr, flush=True)
 time.sleep(0.05)
 print("npm ERR! build failed with exit code 1", file=sys.stderr, flush=True)
 sys.exit(1)
-'''.replace("{pad}", LINE_PAD)
+""".replace("{pad}", LINE_PAD)
 
 
 def build_runbook(tmp_path: Path) -> tuple[Any, str]:
@@ -75,7 +75,9 @@ def build_runbook(tmp_path: Path) -> tuple[Any, str]:
                     "params": {"argv": [sys.executable, str(script)], "env_file": str(env_file)},
                 }
             ],
-            "checks": [{"id": "ok", "name": "true", "kind": "command", "params": {"argv": ["true"]}}],
+            "checks": [
+                {"id": "ok", "name": "true", "kind": "command", "params": {"argv": ["true"]}}
+            ],
         }
     ]
     rb = small_runbook(tmp_path, phases=phases, env={"env_file": str(env_file)})
