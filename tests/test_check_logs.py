@@ -101,7 +101,6 @@ def test_the_logs_read_are_kept_as_the_check_s_output_masked(compose: Compose) -
     kept = result.details[OUTPUT]
     assert result.status is Status.FAIL and isinstance(kept, KeptOutput)
     assert kept.text == (
-        f"backend | boot\nbackend | ERROR webhook key={MASK}\n"
-        "redis | Ready to accept connections\n"
+        f"backend | boot\nbackend | ERROR webhook key={MASK}\nredis | Ready to accept connections\n"
     )
     assert not kept.truncated and kept.total_bytes == len(kept.text) - len(MASK) + len(secret)
