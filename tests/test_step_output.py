@@ -253,3 +253,37 @@ def test_show_output_opens_a_modal_slack_accepts_with_the_last_lines(
         sent = bot.standin.everything_sent()
     assert bot.standin.problems == []
     assert_no_secret(password, slack=sent, modal=json.dumps(modal.view))
+
+
+def test_a_step_printing_binary_output_keeps_it_and_its_result(
+    db: Database, tmp_path: Path
+) -> None:
+    """NUL bytes (a binary printed by mistake) are shown as U+FFFD: PostgreSQL's text type
+    refuses them, and the step's result must still be recorded."""
+    phases = [
+        {
+            "id": "build",
+            "name": "Build",
+            "estimate_minutes": 1,
+            "checkpoint": "built",
+            "actions": [
+                {
+                    "id": "cat",
+                    "name": "cat a binary",
+                    "kind": "run",
+                    "params": {"argv": ["printf", "ELF\\000\\001\\nok\\n"]},
+                }
+            ],
+        }
+    ]
+    engine = Engine(db, small_runbook(tmp_path, phases=phases), background=False)
+    run = engine.start_run("staging", ALICE)
+    engine.shutdown()
+    with db.session() as s:
+        step, kept = s.exec(
+            select(StepRun, StepOutput).join(
+                StepOutput, col(StepOutput.step_run_id) == col(StepRun.id)
+            )
+        ).one()
+    assert (step.status, kept.run_id) == ("pass", run.id)
+    assert kept.text == "ELF\ufffd\x01\nok\n"

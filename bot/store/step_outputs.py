@@ -42,7 +42,7 @@ def keep(
     kept = result.details.get(OUTPUT)
     if not isinstance(kept, KeptOutput) or not kept.text:
         return None
-    text = mask(kept.text)
+    text = mask(kept.text).replace("\x00", "\ufffd")  # PostgreSQL text holds no NUL
     s.flush()
     assert step.id is not None
     s.add(
