@@ -5,7 +5,8 @@ Every user error is one line on stderr and an exit code for its class, never a t
     0    ok
     1    problem found (`audit verify`: the chain is broken)
     2    bad usage: an unknown flag, a missing or malformed argument, an unknown environment,
-         a refused argument (`audit lockdown` on a role it must not lock down)
+         a refused argument (`audit lockdown` on a role it must not lock down), a run or
+         step `logs` does not know
     3    database unavailable: the server is down, the file cannot be opened
     4    bad configuration: a malformed database URL or one of an unsupported database
          (postgres:// and postgresql:// are taken as postgresql+psycopg://), an invalid setting
