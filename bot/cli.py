@@ -5,7 +5,8 @@ Every user error is one line on stderr and an exit code for its class, never a t
     0    ok
     1    problem found (`audit verify`: the chain is broken)
     2    bad usage: an unknown flag, a missing or malformed argument, an unknown environment,
-         a refused argument (`audit lockdown` on a role it must not lock down)
+         a refused argument (`audit lockdown` on a role it must not lock down), a run or
+         step `logs` does not know
     3    database unavailable: the server is down, the file cannot be opened
     4    bad configuration: a malformed database URL or one of an unsupported database
          (postgres:// and postgresql:// are taken as postgresql+psycopg://), an invalid setting
@@ -186,6 +187,22 @@ def _parser() -> argparse.ArgumentParser:
         [both],
     )
     st.add_argument("env", nargs="?", metavar="ENV", help="only this environment")
+
+    lg = command(
+        sub,
+        "logs",
+        "what a run's steps printed (kept, masked)",
+        "List the steps of run RUN that kept output, or print what one step printed: the "
+        "last 64 KB of its stdout and stderr as they came, masked before it was kept (the "
+        "environment's secrets show as [redacted]). PHASE/STEP is the newest attempt of the "
+        "phase; PHASE/STEP#N its attempt N; rollback/STEP a rollback step. One line about it "
+        "goes to stderr, the output itself to stdout.",
+        [db_only],
+    )
+    lg.add_argument("run", type=int, metavar="RUN", help="the run number")
+    lg.add_argument(
+        "step", nargs="?", metavar="PHASE/STEP[#N]", help="the step to print (default: list)"
+    )
 
     au = command(sub, "audit", "export or verify the audit trail", "Work with the audit trail.")
     au_sub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -441,6 +458,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         signed = ", every row signed by a given key" if args.public_key else ""
         print(f"audit chain OK: {head.seq if head else 0} events verified{signed}")
         return 0
+    if args.command == "logs":
+        return _logs(_database(settings), args.run, args.step)
     if args.command == "status":
         from bot.engine import Engine
         from commands.handlers import CommandService
@@ -465,6 +484,42 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return run_demo(settings, args.as_user)
     raise AssertionError(args.command)
+
+
+def _logs(db: Database, run_id: int, address: str | None) -> int:
+    """`cutover logs`: a run's steps that kept output, or one step's output (stdout; what it
+    is on stderr). An unknown run or step is bad usage (exit 2), saying what exists."""
+    from bot.store import step_outputs
+
+    mask = GLOBAL_MASKER.mask  # kept masked already; the bot's own tokens too, here
+    if not step_outputs.run_known(db, run_id):
+        print(f"cutover: there is no run #{run_id} in this database", file=sys.stderr)
+        return EXIT_USAGE
+    if address is None:
+        kept = step_outputs.listing(db, run_id)
+        if not kept:
+            print(f"Run #{run_id} kept no step output.")
+            return EXIT_OK
+        print(f"Steps of run #{run_id} that kept output (oldest first):")
+        width = max(len(k.address) for k in kept)
+        for k in kept:
+            more = ", earlier output not kept" if k.truncated else ""
+            print(
+                mask(
+                    f"  {k.address:<{width}}  {k.status:<7} {step_outputs.size(k.bytes)} "
+                    f"printed{more}  {k.name}"
+                )
+            )
+        print(f"Print one: cutover logs {run_id} PHASE/STEP (its newest attempt) or PHASE/STEP#N")
+        return EXIT_OK
+    found = step_outputs.find(db, run_id, address)
+    if isinstance(found, str):
+        print(f"cutover: {mask(found)}", file=sys.stderr)
+        return EXIT_USAGE
+    print(mask(step_outputs.describe(found)), file=sys.stderr)
+    text = mask(found.text)
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Database tables: a run's whole state lives here, not in process memory.
 
-run ─< phase_run ─< step_run
+run ─< phase_run ─< step_run ── step_output (what the step printed, masked)
             └── gate ─< vote, manual_tick
 schedule ─< scheduled_event; phase_run ─< monitor_round (scheduled cutovers, monitoring).
 message_ref: messages edited later that no row points at; home_viewer: who opened Home.
@@ -46,6 +46,7 @@ __all__ = [
     "ScheduleStatus",
     "ScheduledEvent",
     "SeenRequest",
+    "StepOutput",
     "StepRun",
     "Vote",
 ]
@@ -138,6 +139,23 @@ class StepRun(SQLModel, table=True):
     evidence: str = Field(sa_column=Column(Text))
     duration_ms: int = 0
     at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+
+
+class StepOutput(SQLModel, table=True):
+    """The tail of what a step printed (a command's stdout and stderr as they came), masked
+    before it was written, in the transaction of its step_run row: `cutover logs`, the
+    checkpoint's Show output and the last lines quoted under a failing step."""
+
+    __tablename__ = "step_output"
+    id: int | None = Field(default=None, primary_key=True)
+    step_run_id: int = Field(foreign_key="steprun.id", unique=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    section: str
+    step_id: str
+    text: str = Field(sa_column=Column(Text, nullable=False))  # at most TAIL_BYTES, masked
+    truncated: bool = False  # earlier output was not kept
+    bytes: int = 0  # what the step printed in all (kept or not)
+    last_lines: str = Field(default="", sa_column=Column(Text, nullable=False))  # quoted
 
 
 class Gate(SQLModel, table=True):

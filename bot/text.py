@@ -106,6 +106,11 @@ def status_text(view: RunView, now: datetime | None = None) -> str:
     return "\n".join(lines)
 
 
+def logs_command(g: GateView, step_id: str) -> str:
+    """The command that prints a checkpoint step's kept output (this attempt's)."""
+    return f"cutover logs {g.run_id} {g.phase_id}/{step_id}#{g.attempt}"
+
+
 def checkpoint_text(g: GateView) -> str:
     lines = [
         f"Phase {g.phase_number}: {g.phase_name}"
@@ -120,6 +125,9 @@ def checkpoint_text(g: GateView) -> str:
             f"  {ICONS.get(st.status, '•')} {st.name}: {st.evidence}"
             f" · step took {duration_ms(st.duration_ms)}"
         )
+        if st.quote:  # a failing step: the last lines it printed, as kept
+            lines += [f"      | {ln}" for ln in st.quote.splitlines()]
+            lines.append(f"      (more: {logs_command(g, st.step_id)})")
     for m in g.manual:
         box = f"[x] (by {who(m.ticked_by)})" if m.ticked_by else "[ ]"
         lines.append(f"  {box} {m.id}: {m.text}")

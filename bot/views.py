@@ -8,7 +8,17 @@ from datetime import UTC, datetime
 from sqlmodel import col, func, select
 
 from bot.db import Database
-from bot.models import Gate, ManualTick, PhaseRun, Run, RunStatus, Schedule, StepRun, Vote
+from bot.models import (
+    Gate,
+    ManualTick,
+    PhaseRun,
+    Run,
+    RunStatus,
+    Schedule,
+    StepOutput,
+    StepRun,
+    Vote,
+)
 from phases.runbook import Runbook
 
 
@@ -20,6 +30,13 @@ class StepView:
     status: str
     evidence: str
     duration_ms: int
+    output_id: int | None = None  # its step_run id, when the step's output was kept
+    last_lines: str = ""  # of its kept output (masked), quoted when the step failed
+
+    @property
+    def quote(self) -> str:
+        """The last lines of a failing step's output, shown under it on the checkpoint."""
+        return self.last_lines if self.status in ("fail", "error") else ""
 
 
 @dataclass(frozen=True)
@@ -187,7 +204,8 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
         spec = runbook.phase(gate.phase_id)
         steps = list(
             s.exec(
-                select(StepRun)
+                select(StepRun, StepOutput.step_run_id, StepOutput.last_lines)
+                .outerjoin(StepOutput, col(StepOutput.step_run_id) == col(StepRun.id))
                 .where(StepRun.phase_run_id == gate.phase_run_id)
                 .order_by(col(StepRun.id))
             )
@@ -204,7 +222,7 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
             else {}  # a phase with nothing to tick: no read
         )
     order = {st.id: i for i, st in enumerate([*spec.actions, *spec.checks])}
-    steps.sort(key=lambda st: (st.section != "actions", order.get(st.step_id, 999)))
+    steps.sort(key=lambda row: (row[0].section != "actions", order.get(row[0].step_id, 999)))
     return GateView(
         id=gate_id,
         run_id=gate.run_id,
@@ -229,8 +247,17 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
         run_surface_ref=run.surface_ref,
         dry_run=run.dry_run,
         steps=[
-            StepView(st.section, st.step_id, st.name, st.status, st.evidence, st.duration_ms)
-            for st in steps
+            StepView(
+                st.section,
+                st.step_id,
+                st.name,
+                st.status,
+                st.evidence,
+                st.duration_ms,
+                output_id,
+                last_lines or "",
+            )
+            for st, output_id, last_lines in steps
         ],
         manual=[ManualView(m.id, m.text, ticks.get(m.id)) for m in spec.manual],
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot import audit
 from bot.domain.errors import CutoverError
 from bot.engine import Engine, EngineError
+from bot.store import step_outputs
 from bot.surface import Actor
 from bot.text import status_text, who
 from bot.views import active_runs, latest_run, run_view
@@ -18,6 +19,7 @@ from commands.parser import (
     ChecklistCmd,
     Command,
     Help,
+    LogsCmd,
     Note,
     ScheduleForm,
     ScheduleList,
@@ -31,6 +33,8 @@ from commands.parser import (
 )
 from commands.parser import Schedule as ScheduleCmd
 from phases.runbook import RunbookError
+
+LOGS_TEXT = 3_000  # of a `/cutover logs` answer: within a chat reply's 3,900 characters
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class CommandService:
             return Reply(decision.message, ephemeral=not decision.changed, run_id=decision.run_id)
         if isinstance(cmd, AuditCmd):
             return Reply(self.audit_summary(cmd.run_id))
+        if isinstance(cmd, LogsCmd):
+            return Reply(self.logs(cmd.run_id, cmd.step))
         if isinstance(cmd, ScheduleForm):
             raise UsageError(
                 "schedule needs an environment and a time, e.g. /cutover schedule prod "
@@ -176,6 +182,50 @@ class CommandService:
                 return "No active cutover run."
         views = [run_view(engine.db, engine.runbook, i) for i in ids]
         return "\n\n".join(status_text(v, engine.now()) for v in views if v is not None)
+
+    def logs(self, run_id: int, address: str | None, limit: int = LOGS_TEXT) -> str:
+        """The steps of a run that kept output, or the last lines of one (within `limit`
+        characters once escaped for chat), in a code block. The output was masked when kept;
+        here it is masked again and defused (no mention or link can form from it)."""
+        engine = self.engine
+        if not step_outputs.run_known(engine.db, run_id):
+            raise EngineError(f"There is no run #{run_id}; `/cutover status` lists the runs.")
+        if address is None:
+            kept = step_outputs.listing(engine.db, run_id)
+            if not kept:
+                return f"Run #{run_id} kept no step output."
+            lines = [f"Steps of run #{run_id} that kept output (oldest first):"]
+            lines += [f"• {k.address} ({k.name}): {k.status}, {step_outputs.size(k.bytes)}"
+                      for k in kept]  # fmt: skip
+            lines.append(f"Read one: /cutover logs {run_id} PHASE/STEP (its newest attempt)")
+            return "\n".join(lines)
+        found = step_outputs.find(engine.db, run_id, address)
+        if isinstance(found, str):
+            raise EngineError(found[:1].upper() + found[1:] + ".")
+        text = engine.masker.untrusted(found.text).replace("```", "ˋˋˋ")
+        heading = step_outputs.describe(found)
+        room = limit - len(heading) - 200
+        kept_lines: list[str] = []
+        for line in reversed(text.splitlines()):
+            line = line if len(line) <= 300 else line[:299] + "…"
+            cost = len(line) + 1 + 4 * sum(line.count(c) for c in "&<>")  # escaped for chat
+            if cost > room:
+                break
+            kept_lines.insert(0, line)
+            room -= cost
+        total = len(text.splitlines())
+        shown = (
+            f"the last {len(kept_lines)} of {total} lines"
+            if len(kept_lines) < total
+            else (f"all {total} lines")
+        )
+        return "\n".join(
+            [
+                f"{heading}; {shown}:",
+                "```" + "\n".join(kept_lines or ["…"]) + "```",
+                f"All that was kept: cutover logs {run_id} {found.address} (on the bot's host)",
+            ]
+        )
 
     def audit_summary(self, run_id: int, limit: int = 40) -> str:
         rows = audit.events(self.engine.db, run_id)

@@ -11,12 +11,16 @@ import shlex
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.store.step_outputs import parse_address
+
 USAGE = """Usage:
   /cutover start ENV [--dry-run]        start a cutover run of ENV
   /cutover status [ENV]                 current phase, elapsed time, approvals
   /cutover abort ENV --reason TEXT      roll back ENV's active run (final); in Slack,
                                         without --reason a form asks for the reason
   /cutover audit RUN                    the audit trail of run RUN
+  /cutover logs RUN [PHASE/STEP[#N]]    the steps of run RUN that kept output, or the
+                                        last lines one printed (attempt N of its phase)
   /cutover schedule ENV TIME [--stakeholders #channel]
                                         schedule a cutover; TIME is ISO 8601 with a
                                         time zone, e.g. 2026-03-01T14:00Z
@@ -65,6 +69,12 @@ class Abort:
 @dataclass(frozen=True)
 class AuditCmd:
     run_id: int
+
+
+@dataclass(frozen=True)
+class LogsCmd:
+    run_id: int
+    step: str | None = None  # PHASE/STEP or PHASE/STEP#ATTEMPT; None: list them
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,7 @@ Command = (
     | StatusCmd
     | Abort
     | AuditCmd
+    | LogsCmd
     | Help
     | Schedule
     | ScheduleList
@@ -308,6 +319,18 @@ def parse(text: str, now: datetime | None = None) -> Command:
         if len(rest) != 1 or _number(rest[0]) is None:
             raise UsageError("audit needs a run number, e.g. /cutover audit 12")
         return AuditCmd(_number(rest[0]) or 0)
+    if verb == "logs":
+        if not 1 <= len(rest) <= 2 or _number(rest[0]) is None:
+            raise UsageError(
+                "logs needs a run number and, to read one step, PHASE/STEP, e.g. "
+                "/cutover logs 12 build/npm-build"
+            )
+        if len(rest) == 2 and parse_address(rest[1]) is None:
+            raise UsageError(
+                f"{rest[1]!r} is not PHASE/STEP; write e.g. build/npm-build, or "
+                "build/npm-build#2 for the phase's second attempt"
+            )
+        return LogsCmd(_number(rest[0]) or 0, rest[1] if len(rest) == 2 else None)
     if verb == "schedule":
         return _schedule(rest, now)
     if verb == "unschedule":

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from phases.checks.base import Status, StepContext
+from phases.checks.base import OUTPUT, KeptOutput, Status, StepContext
 from phases.checks.logs_check import LogsParams, run_logs
 from phases.secrets import MASK, Masker
 
@@ -83,3 +83,24 @@ def test_a_project_without_containers_fails(compose: Compose) -> None:
     params = LogsParams(project=compose.project, must_not_appear=NO_ERRORS)
     result = run_logs(params, ctx(time.time()))
     assert result.status is Status.FAIL and "no containers" in result.evidence
+
+
+def test_the_logs_read_are_kept_as_the_check_s_output_masked(compose: Compose) -> None:
+    secret = "sk_live_fedcba9876543210"
+    compose.write(
+        {
+            "backend": service(f"echo 'boot'; echo 'ERROR webhook key={secret}'"),
+            "redis": service("echo 'Ready to accept connections'"),
+        }
+    )
+    phase_start = time.time()
+    compose("up", "-d")
+    time.sleep(1.5)
+    params = LogsParams(project=compose.project, must_not_appear=NO_ERRORS)
+    result = run_logs(params, ctx(phase_start, Masker([secret])))
+    kept = result.details[OUTPUT]
+    assert result.status is Status.FAIL and isinstance(kept, KeptOutput)
+    assert kept.text == (
+        f"backend | boot\nbackend | ERROR webhook key={MASK}\nredis | Ready to accept connections\n"
+    )
+    assert not kept.truncated and kept.total_bytes == len(kept.text) - len(MASK) + len(secret)

@@ -20,9 +20,15 @@ from bot.slack.blocks import (
     slackify,
     tick_blocks,
 )
+from bot.slack.modals import output_view
 from bot.views import GateView, ManualView, PhaseLine, RunView, StepView
 from phases.secrets import Masker
-from tests.slack_standin import BLOCK_TEXT_LIMIT, block_problems, block_text_chars
+from tests.slack_standin import (
+    BLOCK_TEXT_LIMIT,
+    block_problems,
+    block_text_chars,
+    view_problems,
+)
 
 SECRET = "s3cr3t-db-password-xyz"
 NOW = datetime(2026, 2, 17, 12, 0, tzinfo=UTC)
@@ -207,3 +213,46 @@ def test_each_drawing_of_the_checkboxes_has_a_new_block_id_that_still_parses() -
     first, second = (tick_blocks(view, iteration=i)[0]["block_id"] for i in ("1a", "1b"))
     assert first != second
     assert parse_tick_block(first) == parse_tick_block(second) == (7, 2, 0)
+
+
+def test_failing_steps_quote_their_output_and_the_checkpoint_still_fits() -> None:
+    """300 steps with kept output, every seventh failing with 5 long lines quoted (one of
+    them closes a code block of its own and pings): the checkpoint stays within Slack's
+    limits, masked, its quotes unbroken, and at most 5 Show output buttons, failures first."""
+    quote = "\n".join([f"{SECRET} <!channel> ``` " + "q" * 300] * 5)
+    steps = [
+        StepView(
+            "checks",
+            f"s{i}",
+            f"check {i}",
+            "fail" if i % 7 == 0 else "pass",
+            "exit 1",
+            5,
+            output_id=1000 + i,
+            last_lines=quote,
+        )
+        for i in range(300)
+    ]
+    masker = Masker([SECRET])
+    _, blocks = gate_message(gate(steps=steps), masker.mask)
+    assert block_problems(blocks) == [] and len(blocks) <= 50
+    assert block_text_chars(blocks) <= BLOCK_TEXT_LIMIT
+    dumped = json.dumps(blocks)
+    assert SECRET not in dumped and "<!channel>" not in dumped and "&lt;!channel&gt;" in dumped
+    shown = [b for b in blocks if b.get("block_id") == "output:7:2"]
+    assert [e["value"] for e in shown[0]["elements"]] == ["1000", "1007", "1014", "1021", "1028"]
+    assert "/cutover logs 3 verify/STEP" in dumped
+    for b in blocks:
+        text = b.get("text", {}).get("text", "") if b["type"] == "section" else ""
+        assert text.count("```") % 2 == 0  # every quote closed in its own section
+
+
+def test_the_output_modal_keeps_the_last_lines_within_a_view_s_limits() -> None:
+    lines = [f"line {i} <@U1> & {SECRET} ``` " + "z" * 200 for i in range(2000)]
+    masker = Masker([SECRET])
+    view = output_view("*npm run build*", "\n".join(lines), "More: `cutover logs 3`", masker.mask)
+    assert view_problems(view, "modal") == []
+    dumped = json.dumps(view)
+    assert SECRET not in dumped and "<@U1>" not in dumped
+    assert "line 1999 " in dumped and "line 1900 " not in dumped  # the last ones, within 9,000
+    assert block_text_chars(view["blocks"]) <= BLOCK_TEXT_LIMIT

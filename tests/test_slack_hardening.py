@@ -28,7 +28,7 @@ from sqlmodel import func, select
 
 from bot import audit
 from bot.db import Database
-from bot.models import AuditEvent, Gate, Run, Vote
+from bot.models import AuditEvent, Gate, Run, StepOutput, Vote
 from bot.slack import server as slack_server
 from bot.slack.app import ALREADY_RECEIVED as ALREADY
 from bot.slack.app import AcksFirst
@@ -556,7 +556,18 @@ def test_seeded_secrets_never_reach_a_slack_call_or_a_log_line(
         gate = bot.checkpoint(run_id, 1)
         text = gate.all_text()
         assert "exit 3: [redacted]" in text and "FAIL → ROLLBACK" in text  # output, masked
-        assert gate.action_ids() == ["gate_retry", "gate_rollback"]
+        # Both commands printed: each keeps its output, shown by a Show output button.
+        assert gate.action_ids() == [
+            "step_output:0",
+            "step_output:1",
+            "gate_retry",
+            "gate_rollback",
+        ]
+        for n, shown in enumerate(("step_output:0", "step_output:1")):
+            bot.click(gate, shown, user="U9")
+            assert "Step output" in json.dumps(bot.modal("U9", after=n).view)
+        _, key = bot.command(f"logs {run_id} secrets/leaky", user="U9")
+        assert "jwt=[redacted] hook=[redacted]" in bot.reply(key)
         _, key = bot.click(gate, "gate_retry", user="U2")
         again = bot.checkpoint(run_id, 2)
         _, key = bot.command("status staging", user="U2")
@@ -581,6 +592,10 @@ def test_seeded_secrets_never_reach_a_slack_call_or_a_log_line(
     # What the checks recorded, too (the abort reason a person typed is kept verbatim there).
     trail = "\n".join(e.data for e in all_events(sqlite_db) if e.kind == "step.result")
     assert leak_re.search(trail) is None, "a check's evidence in the audit trail has a secret"
+    with sqlite_db.session() as s:
+        kept = "\n".join(o.text for o in s.exec(select(StepOutput)))
+    assert "key=[redacted]" in kept  # the output is kept, masked
+    assert leak_re.search(kept) is None, "a step's kept output has a secret"
     found = leak_re.search(logged)
     assert found is None, (
         f"a secret reached a log line: …{logged[found.start() - 80 : found.end()]}"

@@ -25,6 +25,7 @@ message or a button.
 | see on Home     | an approver of the environment, or one of its workspace in the      |
 |                 | channel its run or schedule posts in                                |
 | view audit      | anyone the surface lets in: the trail holds no secrets (masked)     |
+| view output     | anyone the surface lets in: a step's kept output is masked too      |
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from bot.models import (
     Schedule,
     StepRun,
 )
+from bot.store import step_outputs
 from bot.surface import SYSTEM, Actor, NullSurface, SignoffSurface, Surface
 from phases.checks.base import Clock, StepContext, SystemClock
 from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, RunbookError, StepSpec, Value
@@ -476,19 +477,19 @@ class EngineCore:
     ) -> None:
         """A step's result and its audit row, in the caller's transaction."""
         r = outcome.result
-        s.add(
-            StepRun(
-                run_id=run_id,
-                phase_run_id=phase_run_id,
-                section=outcome.section,
-                step_id=outcome.step.id,
-                name=outcome.step.name,
-                status=r.status,
-                evidence=r.evidence,
-                duration_ms=r.duration_ms,
-                at=self.now(),
-            )
+        step = StepRun(
+            run_id=run_id,
+            phase_run_id=phase_run_id,
+            section=outcome.section,
+            step_id=outcome.step.id,
+            name=outcome.step.name,
+            status=r.status,
+            evidence=r.evidence,
+            duration_ms=r.duration_ms,
+            at=self.now(),
         )
+        s.add(step)
+        output = step_outputs.keep(s, step, r, self.masker.mask)  # what it printed, masked
         audit.append(
             s,
             AuditKind.STEP_RESULT,
@@ -502,6 +503,7 @@ class EngineCore:
                 "duration_ms": r.duration_ms,
                 # What a step made that later steps rely on (a backup's path and SHA-256).
                 **({"artifact": r.details["artifact"]} if "artifact" in r.details else {}),
+                **({"output": output} if output else {}),  # its digest: step_output's text
             },
             at=self.now(),
         )

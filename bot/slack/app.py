@@ -48,6 +48,7 @@ from bot.slack.blocks import (
     OPTIONS_PER_GROUP,
     RETRY,
     ROLLBACK,
+    SHOW_OUTPUT,
     START,
     TICK,
     channel_ref,
@@ -56,6 +57,7 @@ from bot.slack.blocks import (
     parse_checklist_block,
     parse_gate_value,
     parse_number_and_id,
+    parse_output_value,
     parse_schedule_value,
     parse_tick_block,
     parse_tick_value,
@@ -68,7 +70,7 @@ from bot.slack.home import HomeData, HomeRefresher, home_data, home_view
 from bot.slack.modals import FormMeta
 from bot.slack.signoff import SIGNOFF_ACTION, note_from
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
-from bot.store import home_viewers
+from bot.store import home_viewers, step_outputs
 from bot.store.replays import SEEN, TOO_OLD, SeenRequests
 from bot.surface import Actor
 from bot.text import in_words, who
@@ -473,6 +475,7 @@ class CutoverSlackApp:
             return listener
 
         app.action(ROLLBACK)(on_form_click(self._open_rollback))
+        app.action(re.compile(rf"^{SHOW_OUTPUT}(:\d{{1,2}})?$"))(on_form_click(self._show_output))
         app.action(COMMENT)(on_form_click(self._open_comment))
         for callback_id, check in (
             (modals.ROLLBACK_FORM, self._check_gate_form),
@@ -868,6 +871,31 @@ class CutoverSlackApp:
         )
         form = modals.rollback_form(meta, "", False, self.engine.masker.mask, abort=True)
         self._show(body, form, runs[0])
+
+    def _show_output(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
+        """Show output: a step's kept output in a modal, for anyone who sees the checkpoint
+        (it was masked before it was kept, and is masked again here)."""
+        step_run_id = parse_output_value(action.get("value"))
+        kept = (
+            step_outputs.by_step_run(self.engine.db, None, step_run_id)
+            if step_run_id is not None
+            else None
+        )
+        if kept is None:
+            self._answer(body, "That step kept no output; nothing to show. See `/cutover status`.")
+            return
+        mask = self.engine.masker.mask
+        heading = (
+            f"*{escape(mask(kept.name))}* · `{escape(kept.address)}` · {escape(kept.status)}\n"
+            f"{escape(mask(step_outputs.describe(kept)))}"
+        )
+        more = (
+            f"All that was kept: `cutover logs {kept.run_id} {escape(kept.address)}` on the "
+            f"bot's host, or `/cutover logs {kept.run_id} {escape(kept.address)}`. Masked: the "
+            "environment's secrets show as [redacted]."
+        )
+        form = modals.output_view(heading, kept.text, more, mask)
+        self._show(body, form, kept.run_id)
 
     def _open_schedule(self, cmd: ScheduleForm, actor: Actor, body: dict[str, Any]) -> None:
         """`/cutover schedule` without arguments: the schedule form."""

@@ -51,6 +51,9 @@ DETAIL_MESSAGES = 6  # thread replies of results per checkpoint (then: /cutover 
 
 CONTINUE, ROLLBACK, RETRY, TICK = "gate_continue", "gate_rollback", "gate_retry", "gate_tick"
 COMMENT = "gate_continue_comment"  # Continue with a comment: opens a form
+SHOW_OUTPUT = "step_output"  # + ":N": a Show output button (action_ids unique in a block)
+OUTPUT_BUTTONS = 5  # per checkpoint: failing steps first; the rest by `/cutover logs`
+QUOTE_CHARS = 600  # of a failing step's last lines, quoted under it
 START = "schedule_start"  # the Start button of a scheduled cutover's T-0 reminder
 CHECKLIST_TICK = "checklist_tick"  # a box of the T-1h checklist: an item that gates Start
 
@@ -377,10 +380,61 @@ def _fallback(view: GateView, mask: Mask) -> str:
 
 def _step_line(st: Any, mask: Mask, evidence_chars: int) -> str:
     evidence = clip_plain(one_line(mask(st.evidence)), evidence_chars)
-    return (
+    line = (
         f"{ICONS.get(st.status, '•')} *{escape(mask(st.name))}* — {escape(evidence)} "
         f"_({st.duration_ms} ms)_"
     )
+    quote = getattr(st, "quote", "")
+    return f"{line}\n{quote_block(quote, mask)}" if quote else line
+
+
+def quote_block(text: str, mask: Mask, limit: int = QUOTE_CHARS) -> str:
+    """Output lines as a code block within `limit` characters, the last ones kept: masked,
+    escaped (no mention or link forms), and no ``` of their own to end the block early."""
+    lines = [escape(mask(ln)).replace("```", "ˋˋˋ") for ln in text.splitlines()]
+    kept: list[str] = []
+    room = limit - 8
+    for line in reversed(lines):
+        line = clip(line, min(room, 200))
+        if room - len(line) - 1 < 0 or not line:
+            break
+        kept.insert(0, line)
+        room -= len(line) + 1
+    return "```" + "\n".join(kept or ["…"]) + "```"
+
+
+def output_buttons(view: GateView, mask: Mask = _same) -> list[Block]:
+    """A Show output button per step whose output was kept (failing steps first, then the
+    actions, then the checks), at most OUTPUT_BUTTONS; a line names the command for more."""
+    rank = {"fail": 0, "error": 0, "warn": 1}
+    steps = sorted(
+        (st for st in view.steps if st.output_id is not None),
+        key=lambda st: (rank.get(st.status, 2), st.section != "actions"),
+    )
+    if not steps:
+        return []
+    shown = steps[:OUTPUT_BUTTONS]
+    buttons = [
+        button(f"Show output: {mask(st.name)}", f"{SHOW_OUTPUT}:{i}", str(st.output_id))
+        for i, st in enumerate(shown)
+    ]
+    out: list[Block] = [
+        {"type": "actions", "block_id": f"output:{view.id}:{view.attempt}", "elements": buttons}
+    ]
+    if len(steps) > len(shown):
+        out.append(
+            context(
+                f"Output of {len(steps) - len(shown)} more steps: "
+                f"`/cutover logs {view.run_id} {escape(view.phase_id)}/STEP`"
+            )
+        )
+    return out
+
+
+def parse_output_value(value: str | None) -> int | None:
+    """A Show output button's value: the step_run id whose output to show."""
+    m = re.fullmatch(r"\d{1,9}", value if isinstance(value, str) else "")
+    return int(m.group(0)) if m else None
 
 
 def _ordered_steps(view: GateView) -> tuple[list[Any], list[Any]]:
@@ -485,7 +539,7 @@ def _checkpoint(
         decision.append(decision_buttons(view))
     else:
         decision.append(section(decided_line(view)))
-    verdict = [section(f"*Decision point:* {_verdict(view)}")]
+    verdict = [*output_buttons(view, mask), section(f"*Decision point:* {_verdict(view)}")]
     fixed = block_text(head + verdict + decision)
     manual = _manual_blocks(
         view, mask, max(0, BLOCK_TEXT_BUDGET - fixed - RESULTS_RESERVE), iteration

@@ -1,4 +1,5 @@
-"""Block Kit modals: the reason for a rollback or an abort, Continue's comment, the schedule form.
+"""Block Kit modals: the reason for a rollback or an abort, Continue's comment, the schedule
+form, and a step's kept output (read only).
 
 Pure functions: what the bot shows (a view dict for `views.open`) and what it reads back
 from a `view_submission` (its `state.values` and `private_metadata`). Within the view
@@ -184,6 +185,48 @@ def _modal(
         "close": plain("Cancel"),
         "blocks": blocks[:VIEW_BLOCKS],
         "private_metadata": meta.encode(),
+    }
+
+
+OUTPUT_VIEW = "cutover_step_output"  # a Show output modal: read only, nothing to submit
+OUTPUT_TEXT = 9_000  # of output in one modal: within the text budget a message keeps
+OUTPUT_SECTION = 2_900  # of output per section (3,000 with its code fences)
+
+
+def output_view(heading: str, text: str, more: str, mask: Mask) -> dict[str, Any]:
+    """A step's kept output (its last lines, within OUTPUT_TEXT characters, in code blocks of
+    at most OUTPUT_SECTION) under `heading` (mrkdwn); `more` (mrkdwn) says where the rest is.
+    `text` is masked and escaped here; its mentions and links cannot form (escaped `<`)."""
+    lines = [escape(mask(ln)).replace("```", "ˋˋˋ") for ln in text.splitlines()]
+    kept: list[str] = []
+    room = OUTPUT_TEXT
+    for line in reversed(lines):
+        line = clip(line, OUTPUT_SECTION - 10)
+        if len(line) + 1 > room:
+            break
+        kept.insert(0, line)
+        room -= len(line) + 1
+    chunks: list[str] = []
+    for line in kept:
+        if chunks and len(chunks[-1]) + 1 + len(line) <= OUTPUT_SECTION - 6:
+            chunks[-1] += "\n" + line
+        else:
+            chunks.append(line)
+    shown = len(kept)
+    head = heading + (
+        f"\nThe last {shown} of {len(lines)} lines kept:" if shown < len(lines) else ""
+    )
+    blocks: list[Block] = [section(clip(head, 2900))]
+    blocks += [section(f"```{chunk or ' '}```") for chunk in chunks] or [
+        section("_(no output kept)_")
+    ]
+    blocks.append(context(more))
+    return {
+        "type": "modal",
+        "callback_id": OUTPUT_VIEW,
+        "title": plain("Step output"),
+        "close": plain("Close"),
+        "blocks": blocks[:VIEW_BLOCKS],
     }
 
 

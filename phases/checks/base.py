@@ -66,6 +66,24 @@ class CommandOutput:
     timed_out: bool = False
     truncated: bool = False  # stdout/stderr are the last part of longer output
     stdout_matches: bool | None = None  # the watched text appeared anywhere in stdout
+    # stdout and stderr line by line as they came (its last TAIL_BYTES), and how many bytes
+    # the command printed in all; None from a runner that does not keep them
+    combined: str | None = None
+    total_bytes: int | None = None
+
+
+OUTPUT = "output"  # the details key of a step's kept output (a KeptOutput)
+
+
+@dataclass(frozen=True)
+class KeptOutput:
+    """The tail of what a step printed, masked, kept with its result (table step_output) for
+    `cutover logs` and the checkpoint's Show output. Not a str, so it is stored as the step
+    masked it: a surface that shows it defuses mentions and links itself."""
+
+    text: str
+    truncated: bool  # earlier output was not kept
+    total_bytes: int  # what the step printed in all
 
 
 class CommandRunner(Protocol):

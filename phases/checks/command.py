@@ -17,12 +17,15 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from phases.checks.base import (
+    OUTPUT,
     CommandOutput,
+    KeptOutput,
     Status,
     StepContext,
     StepKind,
@@ -119,8 +122,10 @@ class _Tail:
         self.cap = cap
         self.buf = bytearray()
         self.truncated = False
+        self.total = 0
 
     def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
         self.buf += chunk
         if len(self.buf) > 2 * self.cap:
             del self.buf[: len(self.buf) - self.cap]
@@ -134,11 +139,39 @@ class _Tail:
         return text
 
 
+class _Interleaved:
+    """stdout and stderr in one tail, a whole line at a time as each stream completes one, so
+    a line of one stream never splits a line (or a secret in it) of the other. Two pipes: the
+    order across streams is the order they were read in, so lines the program printed to both
+    within the same instant may come out swapped."""
+
+    def __init__(self, cap: int) -> None:
+        self.tail = _Tail(cap)
+        self.pending: dict[int, bytes] = {}
+
+    def feed(self, fd: int, chunk: bytes) -> None:
+        data = self.pending.get(fd, b"") + chunk
+        cut = data.rfind(b"\n") + 1
+        if len(data) - cut > self.tail.cap:  # one endless line: keep what there is
+            cut = len(data)
+        if cut:
+            self.tail.feed(data[:cut])
+        self.pending[fd] = data[cut:]
+
+    def text(self) -> str:
+        for fd in sorted(self.pending):
+            if self.pending[fd]:
+                self.tail.feed(self.pending[fd] + b"\n")
+        self.pending.clear()
+        return self.tail.text()
+
+
 def _collect(
     proc: subprocess.Popen[bytes], marker: str, timeout: float, watch: str | None
 ) -> CommandOutput:
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Tail(TAIL_BYTES), _Tail(TAIL_BYTES)
+    both = _Interleaved(TAIL_BYTES)
     tails = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     needle = watch.encode() if watch else b""
     found = not needle
@@ -164,6 +197,7 @@ def _collect(
                     sel.unregister(key.fd)
                     continue
                 tails[key.fd].feed(chunk)
+                both.feed(key.fd, chunk)
                 if not found and key.fd == proc.stdout.fileno():
                     window = carry + chunk
                     found = needle in window
@@ -182,6 +216,8 @@ def _collect(
         timed_out=timed_out,
         truncated=out.truncated or err.truncated,
         stdout_matches=found if watch else None,
+        combined=both.text(),
+        total_bytes=out.total + err.total,
     )
 
 
@@ -283,6 +319,7 @@ def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
         "timed_out": out.timed_out,
         "output_tail": mask("\n".join(out_tail)),
         "output_truncated": out.truncated,
+        OUTPUT: kept_output(out, mask),
     }
     if out.timed_out:
         return StepResult(
@@ -305,6 +342,19 @@ def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
         evidence = f"exit {out.returncode} in {took} but output lacks {params.expect_output!r}"
         return StepResult(Status.FAIL, _clip(mask(evidence)), details=details)
     return StepResult(Status.PASS, f"exit {out.returncode} in {took}", details=details)
+
+
+def kept_output(out: CommandOutput, mask: Callable[[str], str]) -> KeptOutput:
+    """What the step printed (its last TAIL_BYTES, both streams as they came), masked here,
+    before it leaves the step; a runner that keeps no interleaved tail gives stdout, then
+    stderr."""
+    if out.combined is not None:
+        text = out.combined
+    else:
+        text = out.stdout + ("\n" if out.stdout and not out.stdout.endswith("\n") else "")
+        text += out.stderr
+    total = out.total_bytes if out.total_bytes is not None else len(text.encode())
+    return KeptOutput(mask(text), out.truncated or total > len(text.encode()), total)
 
 
 def describe(params: CommandParams) -> str:

@@ -13,11 +13,22 @@ per container) and every excerpt is masked and clipped before it becomes evidenc
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
+from phases.checks.base import (
+    OUTPUT,
+    KeptOutput,
+    Status,
+    StepContext,
+    StepKind,
+    StepParams,
+    StepResult,
+    register,
+)
+from phases.checks.command import TAIL_BYTES
 from phases.checks.docker_steps import (
     _budget,
     _display_names,
@@ -88,6 +99,31 @@ def _read(client: Any, params: LogsParams, since: float | None) -> dict[str, lis
     return out
 
 
+def kept_logs(
+    logs: dict[str, list[str]], tail_lines: int, mask: Callable[[str], str]
+) -> KeptOutput | None:
+    """What the check read, kept with its result as a command's output is: `service | line`,
+    each container's last lines within an equal share of TAIL_BYTES, masked here."""
+    if not any(logs.values()):
+        return None
+    share = TAIL_BYTES // len(logs)
+    total, truncated, parts = 0, False, []
+    for svc, lines in logs.items():
+        rows = [f"{svc} | {line}\n" for line in lines]
+        total += sum(len(r.encode()) for r in rows)
+        truncated = truncated or len(lines) >= tail_lines  # the engine may hold more
+        picked: list[str] = []
+        room = share
+        for row in reversed(rows):
+            room -= len(row.encode())
+            if room < 0:
+                truncated = True
+                break
+            picked.insert(0, row)
+        parts += picked
+    return KeptOutput(mask("".join(parts)), truncated, total)
+
+
 def run_logs(params: LogsParams, ctx: StepContext) -> StepResult:
     appear = [re.compile(p) for p in params.must_appear]
     forbid = [re.compile(p) for p in params.must_not_appear]
@@ -122,6 +158,7 @@ def run_logs(params: LogsParams, ctx: StepContext) -> StepResult:
             "window": window,
             "counts": {k: len(v) for k, v in hits.items()},
             "found": found,
+            OUTPUT: kept_logs(logs, params.tail_lines, ctx.masker.mask),
         }
         where = _join(params.services) if params.services else f"project {params.project}"
         if not logs:
