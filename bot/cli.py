@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from bot import audit, preflight
 from bot.db import Database, DatabaseUnavailable, SchemaNotReady
+from bot.isolation import IsolationError
 from bot.settings import DatabaseURLError, Settings, secret_settings
 from bot.text import in_words, plural
 from phases.runbook import Runbook, RunbookError, load_runbook
@@ -349,7 +350,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except RunbookError as exc:  # the runbook loaded; an argument does not fit it
         print(f"cutover: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (DatabaseURLError, audit.AuditKeyError) as exc:
+    except (DatabaseURLError, audit.AuditKeyError, IsolationError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except SchemaNotReady as exc:

@@ -115,6 +115,13 @@ class Settings(BaseSettings):
         "`cutover audit keygen`. Keep it outside the database, readable by the bot's user only",
     )
 
+    step_user: str | None = Field(
+        default=None,
+        description="The unprivileged user (name or uid) a runbook's run/command steps run "
+        "as, so they cannot read the bot's environment, memory, key file or settings. Needs "
+        "the bot started as root; a root bot refuses to run steps without one",
+    )
+
     slack_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "CUTOVER_SLACK_BOT_TOKEN")
     )
