@@ -36,6 +36,7 @@ from bot.slack.server import (
     ConfigError,
     Service,
     make_http_server,
+    make_metrics_server,
     mode,
     settle_memory,
 )
@@ -188,6 +189,20 @@ def build_service(
 
 def serve(settings: Settings) -> int:
     """Runs until SIGTERM / Ctrl-C. Returns the exit code."""
+    scrape = None
+    if settings.metrics_port:
+        where = f"{settings.metrics_host}:{settings.metrics_port}"
+        try:
+            scrape = make_metrics_server(settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            print(
+                f"cannot listen for /metrics on {where}: {exc.strerror or exc}; set "
+                "CUTOVER_METRICS_PORT to a free port (0 turns /metrics off)",
+                file=sys.stderr,
+            )
+            return 2
+        threading.Thread(target=scrape.serve_forever, name="metrics", daemon=True).start()
+        log.info("/metrics on %s/metrics", scrape.url)
     try:
         slack_credentials(settings)
         runbook = load_runbook(settings.runbook)
@@ -249,6 +264,9 @@ def serve(settings: Settings) -> int:
         if socket_handler is not None:
             socket_handler.close()
         http.server_close()
+        if scrape is not None:
+            scrape.shutdown()
+            scrape.server_close()
         scheduler.stop()
         service.close()
     return 0

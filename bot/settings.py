@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     runbook: Path = Field(default=DEFAULT_RUNBOOK, description="Path of the runbook YAML file")
     http_port: int = Field(default=3000, description="Port of `cutover serve` in HTTP mode")
     http_host: str = Field(default="0.0.0.0", description="Address `cutover serve` listens on")
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address /metrics listens on: loopback by default, never the Slack port "
+        "(Prometheus on another host or container: an address it reaches, never published)",
+    )
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="Port of /metrics; 0 turns it off"
+    )
     log_level: str = Field(default="INFO", description="One of " + ", ".join(LOG_LEVELS))
     log_format: str = Field(
         default="text", description="text (one line each) or json (one JSON object each)"

@@ -88,6 +88,7 @@ class Replica:
             CUTOVER_RUNBOOK=str(self.tmp / "small.yml"),
             CUTOVER_REPLICA_ID=self.name,
             CUTOVER_STEP_USER=STEP_USER,
+            CUTOVER_METRICS_PORT="0",  # two replicas on one host: /metrics off
             CUTOVER_LEASE_SECONDS=str(LEASE),
             CUTOVER_SCHEDULER_TICK_SECONDS="1",
             PYTHONPATH=str(ROOT),

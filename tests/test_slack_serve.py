@@ -49,6 +49,7 @@ def serve_env(tmp_path: Path, standin: SlackStandIn, port: int) -> dict[str, str
         CUTOVER_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}",
         CUTOVER_RUNBOOK=str(tmp_path / "small.yml"),
         CUTOVER_STEP_USER=STEP_USER,  # a root bot runs its steps as an unprivileged user
+        CUTOVER_METRICS_PORT="0",  # off: concurrent test processes would share its port
     )
     return env
 
