@@ -71,7 +71,7 @@ def isolate(settings: Settings, runbook: Runbook) -> StepUser | None:
     (bot/isolation.py). IsolationError when that cannot hold."""
     make_non_dumpable()
     refuse_exposed_secret_files([Path(".env").absolute()])  # the key file: Signer.from_file
-    user = step_user(settings.step_user, runbook)
+    user = step_user(settings.step_user, runbook, extra_groups=settings.step_groups)
     if user is not None:
         log.info("runbook steps run as user %s (uid %s)", user.name, user.uid)
     return user

@@ -21,6 +21,7 @@ The steps' environment is built in phases/checks/command.py (`base_env`, `child_
 from __future__ import annotations
 
 import ctypes
+import grp
 import logging
 import os
 import pwd
@@ -74,8 +75,33 @@ def _lookup(value: str) -> pwd.struct_passwd:
         ) from None
 
 
+def _group_ids(value: str | None) -> set[int]:
+    """CUTOVER_STEP_GROUPS: names or gids, comma-separated; never root's group."""
+    gids: set[int] = set()
+    for name in (value or "").split(","):
+        name = name.strip()
+        if not name:
+            continue
+        if name.isdigit():
+            gid = int(name)
+        else:
+            try:
+                gid = grp.getgrnam(name).gr_gid
+            except KeyError:
+                raise IsolationError(
+                    f"CUTOVER_STEP_GROUPS: no group {name!r} on this host; name a group or a gid"
+                ) from None
+        if gid == 0:
+            raise IsolationError("CUTOVER_STEP_GROUPS must not hold root's group (0)")
+        gids.add(gid)
+    return gids
+
+
 def step_user(
-    value: str | None, runbook: Runbook | None, euid: int | None = None
+    value: str | None,
+    runbook: Runbook | None,
+    euid: int | None = None,
+    extra_groups: str | None = None,
 ) -> StepUser | None:
     """The account steps run as (None: the bot's own, when that is not root).
 
@@ -109,9 +135,8 @@ def step_user(
             f"start programs as another user; start the bot as root (only the steps run as "
             f"{value}) or unset CUTOVER_STEP_USER"
         )
-    groups = tuple(
-        sorted({g for g in os.getgrouplist(entry.pw_name, entry.pw_gid) if g != entry.pw_gid})
-    )
+    ids = set(os.getgrouplist(entry.pw_name, entry.pw_gid)) | _group_ids(extra_groups)
+    groups = tuple(sorted(ids - {entry.pw_gid}))
     if 0 in groups:
         raise IsolationError(f"CUTOVER_STEP_USER={value} is in root's group: remove it from it")
     return StepUser(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir or "/")

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
         "the bot started as root; a root bot refuses to run steps without one",
     )
 
+    step_groups: str | None = Field(
+        default=None,
+        description="Extra groups (names or gids, comma-separated) of the step user, e.g. the "
+        "Docker socket's group when the runbook's programs run `docker compose` (which makes "
+        "them root on the host: docs/hardening.md)",
+    )
+
     slack_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "CUTOVER_SLACK_BOT_TOKEN")
     )

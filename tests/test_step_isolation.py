@@ -352,3 +352,16 @@ def test_programs_may_run_as_a_non_root_bots_own_user(tmp_path: Path) -> None:
     assert step_user(None, None, euid=0) is None  # nothing to run: nothing to refuse
     with pytest.raises(IsolationError, match="would run as root"):
         step_user(None, runbook, euid=0)
+
+
+def test_the_step_user_gets_the_extra_groups_named_and_never_roots() -> None:
+    user = step_user(STEP_USER, None, extra_groups="4321, 4322")
+    assert user is not None and {4321, 4322} <= set(user.groups)
+    out = default_runner(
+        ["id", "-G"], timeout=10, cwd="/", env={"PATH": "/usr/bin:/bin"}, user=user
+    )
+    assert {"4321", "4322"} <= set(out.stdout.split())
+    with pytest.raises(IsolationError, match="must not hold root's group"):
+        step_user(STEP_USER, None, extra_groups="0")
+    with pytest.raises(IsolationError, match="no group 'no-such-group-x'"):
+        step_user(STEP_USER, None, extra_groups="no-such-group-x")
