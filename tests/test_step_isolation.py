@@ -365,3 +365,23 @@ def test_the_step_user_gets_the_extra_groups_named_and_never_roots() -> None:
         step_user(STEP_USER, None, extra_groups="0")
     with pytest.raises(IsolationError, match="no group 'no-such-group-x'"):
         step_user(STEP_USER, None, extra_groups="no-such-group-x")
+
+
+def test_preflight_says_who_the_programs_run_as_or_why_the_bot_would_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    small_runbook(tmp_path)
+    path = str(tmp_path / "small.yml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CUTOVER_STEP_USER", raising=False)
+    main(["runbook", "check", path, "--env", "staging", "--preflight"])
+    assert "❌ step user: the bot runs as root and CUTOVER_STEP_USER is not set" in (
+        capsys.readouterr().out
+    )
+    monkeypatch.setenv("CUTOVER_STEP_USER", STEP_USER)
+    main(["runbook", "check", path, "--env", "staging", "--preflight"])
+    assert (
+        f"✅ step user: the runbook's programs run as user {STEP_USER}" in capsys.readouterr().out
+    )
