@@ -296,12 +296,8 @@ def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
             out = runner(list(params.argv), timeout=ctx.timeout, cwd=cwd, env=env)
     except FileNotFoundError:
         return StepResult(Status.ERROR, _clip(f"cannot run {program}: not found"))
-    except PermissionError as exc:
+    except PermissionError:
         who = f" as user {ctx.run_as.name}" if ctx.run_as is not None else ""
-        if cwd and exc.filename == cwd:
-            return StepResult(
-                Status.ERROR, _clip(f"cannot enter working directory {cwd}{who}: permission denied")
-            )
         return StepResult(Status.ERROR, _clip(f"cannot run {program}{who}: permission denied"))
     except OSError as exc:
         return StepResult(Status.ERROR, _clip(f"cannot run {program}: {exc.strerror or exc}"))
