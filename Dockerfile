@@ -7,12 +7,15 @@
 # NostrMaxi runbook calls git, docker-compose, npm and npx in the app's folder:
 # build FROM this image adding your project's toolchain and mount the app folder,
 # or run the bot on the deployment host itself (pip install .).
+# Steps run as the bot's user (cutover) unless the bot starts as root with
+# CUTOVER_STEP_USER=cutover-step (docs/deploy.md, "Steps outside the bot's trust").
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git docker-compose \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --create-home --uid 10001 cutover
+    && useradd --create-home --uid 10001 cutover \
+    && useradd --system --create-home --uid 10002 --user-group cutover-step
 
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -689,6 +689,9 @@ def bench_serve(tmp: Path, quick: bool) -> None:
         CUTOVER_DATABASE_URL=f"sqlite:///{tmp / 'serve.db'}",
         CUTOVER_RUNBOOK=str(rb),
         CUTOVER_LOG_LEVEL="WARNING",
+        CUTOVER_METRICS_PORT="0",  # /metrics listens apart; not measured here
+        # a root bot runs its steps as an unprivileged user (docs/hardening.md)
+        **({"CUTOVER_STEP_USER": "nobody"} if os.geteuid() == 0 else {}),
     )
     starts, rss = [], []
     try:

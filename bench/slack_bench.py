@@ -546,6 +546,9 @@ def rss_and_startup(
             CUTOVER_RUNBOOK=str(runbook),
             CUTOVER_LOG_LEVEL="WARNING",
             PYTHONPATH=str(ROOT),
+            CUTOVER_METRICS_PORT="0",  # /metrics listens apart; not measured here
+            # a root bot runs its steps as an unprivileged user (docs/hardening.md)
+            **({"CUTOVER_STEP_USER": "nobody"} if os.geteuid() == 0 else {}),
         )
         cutover = Path(sys.executable).with_name("cutover")
         argv = (

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
@@ -26,6 +27,7 @@ from bot.audit import Signer
 from bot.console import Console, ConsoleSurface, TerminalLogHandler, console_actor
 from bot.db import Database
 from bot.engine import Engine
+from bot.isolation import make_non_dumpable, refuse_exposed_secret_files, step_user
 from bot.scheduler import start_scheduler
 from bot.settings import Settings, secret_settings
 from bot.slack.app import CutoverSlackApp
@@ -34,13 +36,15 @@ from bot.slack.server import (
     ConfigError,
     Service,
     make_http_server,
+    make_metrics_server,
     mode,
     settle_memory,
 )
 from bot.slack.surface import SlackSurface, make_client
 from bot.views import run_counts
-from phases.runbook import Runbook, load_runbook
-from phases.secrets import GLOBAL_MASKER, install_log_masking
+from phases.checks.base import StepContext, StepUser
+from phases.runbook import EnvironmentSpec, Runbook, load_runbook
+from phases.secrets import GLOBAL_MASKER, Masker, install_log_masking
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,33 @@ def open_database(settings: Settings) -> Database:
     db = Database(settings.database_url)
     if settings.audit_key_file is not None:
         db.audit_signer = Signer.from_file(settings.audit_key_file)
+        GLOBAL_MASKER.add_all(db.audit_signer.secrets())  # printed by anything: masked
     db.upgrade()
     return db
+
+
+# ---------------------------------------------------------------------------- trust boundary
+
+
+def isolate(settings: Settings, runbook: Runbook) -> StepUser | None:
+    """Puts the runbook's programs outside the bot's trust, before anything runs: this process
+    non-dumpable, its secret files closed to others, and the user steps run as
+    (bot/isolation.py). IsolationError when that cannot hold."""
+    make_non_dumpable()
+    refuse_exposed_secret_files([Path(".env").absolute()])  # the key file: Signer.from_file
+    user = step_user(settings.step_user, runbook, extra_groups=settings.step_groups)
+    if user is not None:
+        log.info("runbook steps run as user %s (uid %s)", user.name, user.uid)
+    return user
+
+
+def step_contexts(user: StepUser | None) -> Any:
+    """The engine's context factory: every step's context names the user it runs as."""
+
+    def make(_env: EnvironmentSpec, dry_run: bool, masker: Masker) -> StepContext:
+        return StepContext(dry_run=dry_run, masker=masker, run_as=user)
+
+    return make
 
 
 # ---------------------------------------------------------------------------- console
@@ -78,8 +107,11 @@ def console_engine(
 
 def run_console(settings: Settings, runbook: Runbook, as_user: str | None) -> int:
     """`cutover console` (and the demo): the engine on this terminal, with the scheduler."""
+    run_as = isolate(settings, runbook)
     db = open_database(settings)
-    engine = console_engine(db, runbook, workers=settings.workers)
+    engine = console_engine(
+        db, runbook, workers=settings.workers, context_factory=step_contexts(run_as)
+    )
     assert isinstance(engine.surface, ConsoleSurface)
     # Log lines from any thread go above the prompt, never onto it.
     root = logging.getLogger()
@@ -103,14 +135,8 @@ def run_console(settings: Settings, runbook: Runbook, as_user: str | None) -> in
 # ---------------------------------------------------------------------------- Slack
 
 
-def build_service(
-    settings: Settings,
-    *,
-    db: Database | None = None,
-    runbook: Runbook | None = None,
-    handlers: list[RetryHandler] | None = None,
-) -> Service:
-    """The engine with a Slack surface and the Bolt app, as `cutover serve` runs them."""
+def slack_credentials(settings: Settings) -> tuple[str, str]:
+    """The bot token and signing secret; ConfigError when the mode needs one that is unset."""
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…)")
     token = settings.slack_bot_token.get_secret_value()
@@ -122,6 +148,20 @@ def build_service(
             "SLACK_SIGNING_SECRET is not set; HTTP mode needs it to verify Slack's requests "
             "(or set SLACK_APP_TOKEN for Socket Mode)"
         )
+    return token, secret
+
+
+def build_service(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    runbook: Runbook | None = None,
+    handlers: list[RetryHandler] | None = None,
+    run_as: StepUser | None = None,
+) -> Service:
+    """The engine with a Slack surface and the Bolt app, as `cutover serve` runs them; the
+    runbook's programs run as `run_as` (None: the bot's own user)."""
+    token, secret = slack_credentials(settings)
     for value in (token, secret, settings.slack_app_token):  # never in chat, never in logs
         if value:
             GLOBAL_MASKER.add(value if isinstance(value, str) else value.get_secret_value())
@@ -140,6 +180,7 @@ def build_service(
         workers=settings.workers,
         replica_id=settings.replica_id,
         lease_seconds=settings.lease_seconds,
+        context_factory=step_contexts(run_as),
     )
     surface.bind(engine)
     slack = CutoverSlackApp(engine, surface, token=token, signing_secret=secret, client=client)
@@ -148,8 +189,24 @@ def build_service(
 
 def serve(settings: Settings) -> int:
     """Runs until SIGTERM / Ctrl-C. Returns the exit code."""
+    scrape = None
+    if settings.metrics_port:
+        where = f"{settings.metrics_host}:{settings.metrics_port}"
+        try:
+            scrape = make_metrics_server(settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            print(
+                f"cannot listen for /metrics on {where}: {exc.strerror or exc}; set "
+                "CUTOVER_METRICS_PORT to a free port (0 turns /metrics off)",
+                file=sys.stderr,
+            )
+            return 2
+        threading.Thread(target=scrape.serve_forever, name="metrics", daemon=True).start()
+        log.info("/metrics on %s/metrics", scrape.url)
     try:
-        service = build_service(settings)
+        slack_credentials(settings)
+        runbook = load_runbook(settings.runbook)
+        service = build_service(settings, runbook=runbook, run_as=isolate(settings, runbook))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -207,6 +264,9 @@ def serve(settings: Settings) -> int:
         if socket_handler is not None:
             socket_handler.close()
         http.server_close()
+        if scrape is not None:
+            scrape.shutdown()
+            scrape.server_close()
         scheduler.stop()
         service.close()
     return 0

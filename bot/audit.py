@@ -77,6 +77,23 @@ class Signer:
         self._private = private
         self.key_id = key_id(private.public_key())
 
+    def secrets(self) -> list[str]:
+        """The private key as anything may print it (its PEM, the PEM's base64 body, the raw
+        32 bytes in hex), for the masker: a step or a traceback that prints the key file
+        shows none of it."""
+        pem = self._private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        raw = self._private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        body = [ln for ln in pem.splitlines() if ln and not ln.startswith("-----")]
+        return [pem, "".join(body), *body, raw.hex(), raw.hex().upper()]
+
     def sign(self, row_hash: str) -> str:
         return self._private.sign(row_hash.encode()).hex()
 
@@ -98,6 +115,12 @@ class Signer:
             raise AuditKeyError(
                 f"audit signing key {p} is not an unencrypted Ed25519 private key in PEM; "
                 "create one with `cutover audit keygen`"
+            )
+        mode = p.stat().st_mode
+        if mode & 0o077:  # the runbook's step user is one of the others
+            raise AuditKeyError(
+                f"audit signing key {p} is mode {mode & 0o777:03o}: others may read it "
+                f"(a runbook step among them); chmod 600 {p}, owned by the bot's user"
             )
         return cls(key)
 

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from bot import audit, preflight
 from bot.db import Database, DatabaseUnavailable, SchemaNotReady
+from bot.isolation import IsolationError, step_user
 from bot.settings import DatabaseURLError, Settings, secret_settings
 from bot.text import in_words, plural
 from phases.runbook import Runbook, RunbookError, load_runbook
@@ -366,7 +367,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except RunbookError as exc:  # the runbook loaded; an argument does not fit it
         print(f"cutover: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (DatabaseURLError, audit.AuditKeyError) as exc:
+    except (DatabaseURLError, audit.AuditKeyError, IsolationError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except SchemaNotReady as exc:
@@ -379,6 +380,16 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _step_user_item(settings: Settings, rb: Runbook) -> preflight.Item:
+    """Preflight: who the runbook's programs would run as, or why the bot would refuse."""
+    try:
+        user = step_user(settings.step_user, rb, extra_groups=settings.step_groups)
+    except IsolationError as exc:
+        return preflight.Item("step user", "fail", str(exc))
+    who = f"user {user.name} (uid {user.uid})" if user else "the bot's own user (not root)"
+    return preflight.Item("step user", "pass", f"the runbook's programs run as {who}")
+
+
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "runbook":
         rb = _runbook(settings)
@@ -388,7 +399,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                     "--preflight needs --env ENV; this runbook defines: "
                     + ", ".join(sorted(rb.environments))
                 )
-            items = preflight.preflight(rb, args.env)
+            items = preflight.preflight(rb, args.env) + [_step_user_item(settings, rb)]
             print(preflight.report(items, args.env))
             return 1 if any(i.status == "fail" for i in items) else 0
         print(

@@ -13,6 +13,8 @@ exported and verified after quitting (said at start and at exit).
 from __future__ import annotations
 
 import getpass
+import os
+import pwd
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -34,6 +36,7 @@ from phases.yaml_loader import load_yaml_file
 
 DEMO_RUNBOOK = Path(__file__).resolve().parent.parent / "runbooks" / "demo.yml"
 DEMO_DATABASE = "cutover-demo.db"
+DEMO_STEP_USER = "nobody"  # a root demo runs its steps as this user
 
 
 def trail_commands(database: Path) -> str:
@@ -91,6 +94,15 @@ def prepare(workdir: Path, stack: ExitStack, login: str) -> Path:
     return path
 
 
+def hand_over(workdir: Path, user: str) -> None:
+    """Lets `user` work where the demo's steps work: the app folder and the env file it
+    installs from (the workdir itself only traversable)."""
+    entry = pwd.getpwnam(user)
+    workdir.chmod(0o711)
+    for path in (workdir / "app", workdir / ".env.prod"):
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
 def run_demo(settings: Settings, as_user: str | None = None) -> int:
     from phases.runbook import load_runbook
 
@@ -99,9 +111,13 @@ def run_demo(settings: Settings, as_user: str | None = None) -> int:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cutover-demo-")))
         runbook_path = prepare(workdir, stack, login)
-        demo_settings = settings.model_copy(
-            update={"runbook": runbook_path, "database_url": f"sqlite:///{database}"}
-        )
+        update: dict[str, Any] = {"runbook": runbook_path, "database_url": f"sqlite:///{database}"}
+        if os.geteuid() == 0 and not settings.step_user:
+            # Never the runbook's programs as root: the demo's steps run as nobody, in
+            # files the demo hands to it (docs/hardening.md, "The trust boundary").
+            update["step_user"] = DEMO_STEP_USER
+            hand_over(workdir, DEMO_STEP_USER)
+        demo_settings = settings.model_copy(update=update)
         print(
             f"Demo environment up: NostrMaxi stand-in, HTTPS, DNS on 127.0.0.1; its files in "
             f"{workdir} (removed at exit).\n"

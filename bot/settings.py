@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     runbook: Path = Field(default=DEFAULT_RUNBOOK, description="Path of the runbook YAML file")
     http_port: int = Field(default=3000, description="Port of `cutover serve` in HTTP mode")
     http_host: str = Field(default="0.0.0.0", description="Address `cutover serve` listens on")
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address /metrics listens on: loopback by default, never the Slack port "
+        "(Prometheus on another host or container: an address it reaches, never published)",
+    )
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="Port of /metrics; 0 turns it off"
+    )
     log_level: str = Field(default="INFO", description="One of " + ", ".join(LOG_LEVELS))
     log_format: str = Field(
         default="text", description="text (one line each) or json (one JSON object each)"
@@ -113,6 +121,20 @@ class Settings(BaseSettings):
         default=None,
         description="Ed25519 private key (PEM) that signs every audit row; make one with "
         "`cutover audit keygen`. Keep it outside the database, readable by the bot's user only",
+    )
+
+    step_user: str | None = Field(
+        default=None,
+        description="The unprivileged user (name or uid) a runbook's run/command steps run "
+        "as, so they cannot read the bot's environment, memory, key file or settings. Needs "
+        "the bot started as root; a root bot refuses to run steps without one",
+    )
+
+    step_groups: str | None = Field(
+        default=None,
+        description="Extra groups (names or gids, comma-separated) of the step user, e.g. the "
+        "Docker socket's group when the runbook's programs run `docker compose` (which makes "
+        "them root on the host: docs/hardening.md)",
     )
 
     slack_bot_token: SecretStr | None = Field(

@@ -20,3 +20,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter.ensure_newline()
     reporter.write_line(f"CI=true: {skipped} test(s) skipped; the suite must not skip", red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+STEP_USER = "nobody"  # the unprivileged user a root bot's steps run as in the tests
+
+
+@pytest.fixture
+def step_tmp():  # type: ignore[no-untyped-def]
+    """A folder the step user may work in (pytest's tmp_path is root's alone, 0700): for a
+    `cutover serve`/`console` process started as root with CUTOVER_STEP_USER=nobody."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp(prefix="cutover-step-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import subprocess
 import tarfile
 import tracemalloc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -33,7 +35,13 @@ STAND_IN_PG_DUMP = """#!/bin/sh
 # pg_dump stand-in: what the test put in /dumps decides what it does.
 printf '%s\\n' "$*" > /dumps/argv
 printf 'user=%s db=%s password=%s host=%s\\n' \\
-    "$PGUSER" "$PGDATABASE" "$PGPASSWORD" "${PGHOST-}" > /dumps/env
+    "$PGUSER" "$PGDATABASE" "${PGPASSWORD-}" "${PGHOST-}" > /dumps/env
+tr '\\0' '\\n' < /proc/$$/environ > /dumps/environ  # what `ps e` shows of this process
+if [ -n "${PGPASSFILE-}" ]; then
+    echo "$PGPASSFILE" > /dumps/passfile
+    stat -c '%a %u' "$PGPASSFILE" > /dumps/passfile.stat
+    cat "$PGPASSFILE" > /dumps/passfile.content
+fi
 if [ -f /dumps/fail ]; then cat /dumps/fail >&2; exit 1; fi
 cat /dumps/out.dump
 """
@@ -152,10 +160,66 @@ def test_backup_in_a_container_passes_credentials_as_environment_never_as_argume
     assert result.status is Status.PASS, result.evidence
     dbname = pg.rsplit("/", 1)[-1]
     env = (db_container.folder / "env").read_text()
-    assert env == f"user=postgres db={dbname} password={PASSWORD} host=\n"
+    # the password is in no environment: pg_dump reads it from its PGPASSFILE (below)
+    assert env == f"user=postgres db={dbname} password= host=\n"
     argv = (db_container.folder / "argv").read_text()
     assert argv == "--format=custom --no-owner\n"
     assert PASSWORD not in result.evidence
+
+
+def _gone(container: Any, path: str) -> bool:
+    return container.exec_run(["test", "-e", path]).exit_code == 1
+
+
+def test_backup_in_a_container_hands_the_password_in_a_file_of_its_own_removed_after(
+    pg: str,
+    db_container: DbContainer,
+    tmp_path: Path,
+    docker_client: Any,  # noqa: F811
+) -> None:
+    db_container.emits(real_dump(pg))
+    result = run_check("backup", db_container.params(with_password(pg), tmp_path / "b"))
+    assert result.status is Status.PASS, result.evidence
+    folder = db_container.folder
+    environ = (folder / "environ").read_text()  # the exec's process, as `ps e` would show it
+    assert PASSWORD not in environ and "PGPASSWORD" not in environ
+    passfile = (folder / "passfile").read_text().strip()
+    assert f"PGPASSFILE={passfile}" in environ.splitlines()
+    assert (folder / "passfile.stat").read_text() == "600 0\n"  # the exec's user (root) alone
+    assert (folder / "passfile.content").read_text() == f"*:*:*:*:{PASSWORD}\n"
+    assert _gone(db_container.container, passfile)
+    # nor in what the Docker API says of the execs (dockerd logs the same)
+    db_container.container.reload()
+    for exec_id in db_container.container.attrs.get("ExecIDs") or []:
+        assert PASSWORD not in json.dumps(docker_client.api.exec_inspect(exec_id))
+
+
+def test_a_failing_dump_in_a_container_removes_the_password_file_too(
+    pg: str, db_container: DbContainer, tmp_path: Path
+) -> None:
+    (db_container.folder / "fail").write_text("pg_dump: error: connection failed\n")
+    result = run_check("backup", db_container.params(with_password(pg), tmp_path / "b"))
+    assert result.status is Status.FAIL
+    passfile = (db_container.folder / "passfile").read_text().strip()
+    assert _gone(db_container.container, passfile)
+
+
+def test_the_password_file_belongs_to_the_user_the_containers_execs_run_as() -> None:
+    """(The test image's root folder is root's alone, so no non-root container runs here.)"""
+    from phases.checks.pg_backup import _exec_ids
+
+    def box(user: str) -> Any:
+        return SimpleNamespace(id="c", attrs={"Config": {"User": user}})
+
+    assert _exec_ids(None, box("")) == (0, 0)
+    assert _exec_ids(None, box("999:998")) == (999, 998)
+    assert _exec_ids(None, box("70")) == (70, 0)
+
+
+def test_a_password_with_colons_and_backslashes_is_escaped_in_the_password_file() -> None:
+    from phases.checks.pg_backup import _pgpass_line
+
+    assert _pgpass_line("a:b\\c") == b"*:*:*:*:a\\:b\\\\c\n"
 
 
 def test_backup_by_container_name_works_too(

@@ -12,6 +12,7 @@ from bot.app import console_engine
 from bot.console import Console
 from bot.db import Database
 from bot.surface import Actor
+from tests.conftest import STEP_USER
 from tests.small_runbook import small_runbook
 
 
@@ -69,6 +70,7 @@ def test_cutover_console_command_runs_as_a_program(tmp_path: Path) -> None:
         **os.environ,
         "CUTOVER_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
         "CUTOVER_RUNBOOK": str(tmp_path / "small.yml"),
+        "CUTOVER_STEP_USER": STEP_USER,
     }
     proc = subprocess.run(
         [sys.executable, "-m", "bot.cli", "console", "--as", "alice"],

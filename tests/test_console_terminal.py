@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pexpect
 
+from tests.conftest import STEP_USER
 from tests.small_runbook import small_runbook
 
 LEFT, UP = "\x1b[D", "\x1b[A"
@@ -23,6 +24,7 @@ def console(tmp_path: Path) -> pexpect.spawn:
         CUTOVER_DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}",
         CUTOVER_RUNBOOK=str(tmp_path / "small.yml"),
         CUTOVER_HISTORY=str(tmp_path / "history"),
+        CUTOVER_STEP_USER=STEP_USER,
         TERM="xterm",
     )
     child = pexpect.spawn(
@@ -59,7 +61,8 @@ def test_up_arrow_recalls_the_last_command_across_sessions(tmp_path: Path) -> No
     again.expect(pexpect.EOF)
 
 
-def test_r_asks_for_a_reason_and_a_yes_before_rolling_back(tmp_path: Path) -> None:
+def test_r_asks_for_a_reason_and_a_yes_before_rolling_back(step_tmp: Path) -> None:
+    tmp_path = step_tmp  # the rollback step (run as the step user) marks a file there
     child = console(tmp_path)
     child.sendline("/cutover start staging")
     child.expect("decision> ")

@@ -4,8 +4,10 @@ the Slack API's 429s and errors, scheduler leadership and audit appends."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +16,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.db import Database
+from bot.settings import Settings
+from bot.slack.server import make_http_server, make_metrics_server
 from tests.slack_harness import Bot, wait_for
 from tests.slack_standin import SlackStandIn
 from tests.test_slack_serve import ROOT, free_port, serve_env, standin  # noqa: F401
@@ -39,9 +43,10 @@ def test_metrics_show_the_run_its_gates_and_its_checks_while_it_runs(
     tmp_path: Path,
     standin: SlackStandIn,  # noqa: F811
 ) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {**serve_env(tmp_path, standin, port), "PYTHONPATH": str(ROOT)}
     env["CUTOVER_SCHEDULER_ELECT_SECONDS"] = "0.2"
+    env["CUTOVER_METRICS_PORT"] = str(metrics_port)  # on loopback, its default address
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "serve"],
         cwd=tmp_path,
@@ -60,8 +65,10 @@ def test_metrics_show_the_run_its_gates_and_its_checks_while_it_runs(
                 return False
 
         wait_for(up, "cutover serve to listen", timeout=30)
+        slack_port, base = base, f"http://127.0.0.1:{metrics_port}"
+        assert httpx.get(f"{slack_port}/metrics", timeout=5).status_code == 404
         db = Database(env["CUTOVER_DATABASE_URL"], must_exist=True)
-        bot = Bot(SimpleNamespace(engine=None), standin, f"{base}/slack/events", db)  # type: ignore[arg-type]
+        bot = Bot(SimpleNamespace(engine=None), standin, f"{slack_port}/slack/events", db)  # type: ignore[arg-type]
         wait_for(
             lambda: value(scrape(base), "cutover_scheduler_leader") == 1.0, "scheduler leadership"
         )
@@ -134,3 +141,44 @@ def test_metrics_show_the_run_its_gates_and_its_checks_while_it_runs(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_metrics_listen_on_loopback_by_default_and_never_on_the_slack_port() -> None:
+    assert Settings(_env_file=None).metrics_host == "127.0.0.1"  # type: ignore[call-arg]
+    slack = make_http_server(None, "127.0.0.1", 0)
+    scrape_server = make_metrics_server("127.0.0.1", 0)
+    for server in (slack, scrape_server):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert httpx.get(f"{slack.url}/metrics", timeout=5).status_code == 404
+        assert httpx.get(f"{slack.url}/healthz", timeout=5).status_code == 200
+        assert httpx.get(f"{scrape_server.url}/metrics", timeout=5).status_code == 200
+        assert httpx.get(f"{scrape_server.url}/healthz", timeout=5).status_code == 404
+        assert scrape_server.server_address[0] == "127.0.0.1"
+    finally:
+        for server in (slack, scrape_server):
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_metrics_port_in_use_stops_serve_with_a_clear_error(
+    tmp_path: Path,
+    standin: SlackStandIn,  # noqa: F811
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        env = {**serve_env(tmp_path, standin, free_port()), "PYTHONPATH": str(ROOT)}
+        env["CUTOVER_METRICS_PORT"] = str(busy)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "serve"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2
+    assert f"cannot listen for /metrics on 127.0.0.1:{busy}" in proc.stderr
+    assert "CUTOVER_METRICS_PORT" in proc.stderr

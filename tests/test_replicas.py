@@ -23,6 +23,7 @@ from sqlmodel import select
 from bot import audit
 from bot.db import Database
 from bot.models import Gate, Run
+from tests.conftest import STEP_USER
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
 from tests.require import unavailable
 from tests.slack_harness import CHANNEL, SECRET, TEAM, TOKEN, wait_for
@@ -86,6 +87,8 @@ class Replica:
             CUTOVER_DATABASE_URL=self.db_url,
             CUTOVER_RUNBOOK=str(self.tmp / "small.yml"),
             CUTOVER_REPLICA_ID=self.name,
+            CUTOVER_STEP_USER=STEP_USER,
+            CUTOVER_METRICS_PORT="0",  # two replicas on one host: /metrics off
             CUTOVER_LEASE_SECONDS=str(LEASE),
             CUTOVER_SCHEDULER_TICK_SECONDS="1",
             PYTHONPATH=str(ROOT),
@@ -183,8 +186,9 @@ def test_a_killed_replicas_phase_is_taken_over_by_the_other_within_two_leases(
 
 
 def test_a_rolling_restart_of_the_other_replica_never_interrupts_a_live_phase(
-    tmp_path: Path,
+    step_tmp: Path,  # the deploy step (run as the step user) writes its log there
 ) -> None:
+    tmp_path = step_tmp
     with replicas(tmp_path, seconds=4 * LEASE) as (a, b, db):
         a.command("start staging", "start")
         wait_for(lambda: executing_on(db, "replica-a"), "the phase to run on replica A")

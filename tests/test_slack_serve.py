@@ -16,6 +16,7 @@ import yaml
 
 from bot.settings import Settings
 from bot.slack.server import mode
+from tests.conftest import STEP_USER
 from tests.slack_harness import CHANNEL, SECRET, TEAM, TOKEN, wait_for
 from tests.slack_standin import SlackStandIn, post_signed, slash_body
 from tests.small_runbook import small_runbook
@@ -47,6 +48,8 @@ def serve_env(tmp_path: Path, standin: SlackStandIn, port: int) -> dict[str, str
         CUTOVER_HTTP_HOST="127.0.0.1",
         CUTOVER_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}",
         CUTOVER_RUNBOOK=str(tmp_path / "small.yml"),
+        CUTOVER_STEP_USER=STEP_USER,  # a root bot runs its steps as an unprivileged user
+        CUTOVER_METRICS_PORT="0",  # off: concurrent test processes would share its port
     )
     return env
 

@@ -3,6 +3,8 @@
 HTTP mode serves Bolt's POST /slack/events (request signatures and the 5-minute
 timestamp window are checked by Bolt: a forged or stale request gets 401) and
 GET /healthz, on a threaded server: one slow request never holds up another.
+GET /metrics is on a listener of its own (`make_metrics_server`, CUTOVER_METRICS_HOST and
+_PORT, loopback by default): the Slack port faces the internet, the metrics do not.
 Both modes run the scheduler (`bot.scheduler`, unless CUTOVER_SCHEDULER_ENABLED=false):
 scheduled-cutover notices, gate reminders, monitoring rounds; one process leads.
 """
@@ -126,9 +128,10 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30  # seconds a client may stall mid-request (or idle on keep-alive)
 
     def do_GET(self) -> None:  # noqa: N802
-        if urlsplit(self.path).path == HEALTH_PATH:
+        path = urlsplit(self.path).path
+        if path == HEALTH_PATH and not self.server.metrics_only:
             self._send(200, {"content-type": ["text/plain; charset=utf-8"]}, "ok\n")
-        elif urlsplit(self.path).path == METRICS_PATH:
+        elif path == METRICS_PATH and self.server.metrics_only:
             body = metrics.render().decode("utf-8")
             self._send(200, {"content-type": [metrics.CONTENT_TYPE]}, body)
         else:
@@ -240,8 +243,10 @@ class BoltHTTPServer(ThreadingHTTPServer):
         address: tuple[str, int],
         bolt_app: App | None,
         in_flight: AbstractContextManager[object] | None = None,
+        metrics_only: bool = False,
     ) -> None:
         self.bolt_app = bolt_app
+        self.metrics_only = metrics_only  # /metrics alone; the Slack server never has it
         self.in_flight = in_flight or nullcontext()
         self.refusals = RefusalLog()
         secret = getattr(bolt_app, "_signing_secret", None) if bolt_app is not None else None
@@ -312,3 +317,9 @@ def make_http_server(
     the work of earlier requests waits while answers are being sent).
     """
     return BoltHTTPServer((host, port), bolt_app, in_flight)
+
+
+def make_metrics_server(host: str, port: int) -> BoltHTTPServer:
+    """GET /metrics alone, on its own address (loopback by default): what the bot is doing
+    (runs, gates, Slack errors) is for the operator's Prometheus, not for the Slack port."""
+    return BoltHTTPServer((host, port), None, metrics_only=True)

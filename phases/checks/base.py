@@ -92,6 +92,18 @@ class CommandRunner(Protocol):
     ) -> CommandOutput: ...
 
 
+@dataclass(frozen=True)
+class StepUser:
+    """The unprivileged account a runbook's programs run as (CUTOVER_STEP_USER): never the
+    bot's own, so a step cannot read the bot's environment, memory, key file or settings."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()  # its supplementary groups (e.g. docker), nothing of the bot's
+    home: str = "/"
+
+
 @dataclass
 class StepContext:
     """Everything a step may touch in the outside world."""
@@ -111,6 +123,8 @@ class StepContext:
     # "logs since the phase started". None outside a run (a dry run, a single check).
     run_started_at: float | None = None
     phase_started_at: float | None = None
+    # Who a runbook's programs run as; None: the bot's own user (a bot not started as root)
+    run_as: StepUser | None = None
 
 
 P = TypeVar("P", bound=BaseModel)

@@ -3,8 +3,12 @@
 The runbook's shell lines (`npm run build`, `npx prisma migrate deploy`,
 `test -f dist/main.js`) become argv lists: each element reaches the program as
 one argument, so `$(…)`, `;` and `|` are data, not syntax. The child gets a
-minimal environment (PATH, HOME, LANG) plus `env_file` and `env`; every secret
-of those is registered with the masker, and only a masked output tail is kept.
+minimal environment (PATH, LANG, TZ, the Docker engine's address, HOME of the
+user it runs as) plus `env_file` and `env`: nothing else of the bot's. Every
+secret of those is registered with the masker, and only a masked output tail is
+kept. With a step user (`StepContext.run_as`) the child runs as that account, with
+its own groups only, so it cannot read the bot's process, key file or settings
+(docs/hardening.md, "The trust boundary").
 """
 
 from __future__ import annotations
@@ -31,23 +35,17 @@ from phases.checks.base import (
     StepKind,
     StepParams,
     StepResult,
+    StepUser,
     register,
 )
 from phases.secrets import EnvFileError, is_secret_key, parse_env_file
 
 EVIDENCE_LIMIT = 200
-# The engine the docker steps talk to is the one compose commands talk to.
-INHERITED_ENV = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "TZ",
-    "DOCKER_HOST",
-    "DOCKER_CONTEXT",
-    "DOCKER_CONFIG",
-    "DOCKER_CERT_PATH",
-    "DOCKER_TLS_VERIFY",
-)
+# All a step inherits from the bot: where programs are, the language and time zone, and the
+# engine the docker steps talk to (so compose commands talk to the same one). Never a path
+# to the bot's credentials (DOCKER_CONFIG, DOCKER_CERT_PATH): a runbook that needs one says
+# so in the step's `env`.
+INHERITED_ENV = ("PATH", "LANG", "TZ", "DOCKER_HOST", "DOCKER_CONTEXT")
 KILL_GRACE_SECONDS = 2.0
 TAIL_BYTES = 64 * 1024  # of each stream, kept while the command runs
 READ_CHUNK = 64 * 1024
@@ -81,8 +79,13 @@ def default_runner(
     cwd: str | None,
     env: dict[str, str] | None,
     watch: str | None = None,
+    user: StepUser | None = None,
 ) -> CommandOutput:
     """subprocess without a shell, in its own session, killed whole on timeout.
+
+    The child gets `env` and nothing else of the bot's (None: the minimal inherited
+    environment, never the bot's own); with `user` it runs as that account with that
+    account's groups only (none of the bot's supplementary groups).
 
     Output is read as it comes and only a bounded tail of each stream is kept
     (`TAIL_BYTES`), so a command printing gigabytes costs no memory; `watch` is looked for
@@ -91,17 +94,18 @@ def default_runner(
     left the group with `setsid` still inherited it).
     """
     marker = uuid.uuid4().hex
-    child_env = dict(os.environ if env is None else env)
-    child_env[MARKER_VAR] = marker
+    environ = dict(base_env(user) if env is None else env)
+    environ[MARKER_VAR] = marker
     proc = subprocess.Popen(
         argv,
         shell=False,
         cwd=cwd,
-        env=child_env,
+        env=environ,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        **as_user(user),
     )
     try:
         return _collect(proc, marker, timeout, watch)
@@ -263,8 +267,27 @@ def _resolve(path: str, base: str | None) -> str:
     return path
 
 
-def child_env(params: CommandParams, ctx: StepContext) -> dict[str, str]:
+def base_env(user: StepUser | None = None) -> dict[str, str]:
+    """What a step inherits: `INHERITED_ENV` and the HOME of the user it runs as."""
     env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    home = user.home if user is not None else os.environ.get("HOME")
+    if home:
+        env["HOME"] = home
+    return env
+
+
+def as_user(user: StepUser | None) -> dict[str, Any]:
+    """Popen arguments that start the child as `user`, with its groups and none of the bot's
+    (empty: the bot's own user)."""
+    if user is None:
+        return {}
+    return {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
+
+
+def child_env(params: CommandParams, ctx: StepContext) -> dict[str, str]:
+    """The step's whole environment: `base_env`, then its `env_file` (read by the bot, so
+    the step user needs no access to it), then its `env`."""
+    env = base_env(ctx.run_as)
     if params.env_file:
         file_env = parse_env_file(_resolve(params.env_file, ctx.workdir))
         ctx.masker.add_env(file_env, public=ctx.public_env_keys)
@@ -298,14 +321,20 @@ def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
     try:
         if runner is default_runner:
             out = default_runner(
-                list(params.argv), timeout=ctx.timeout, cwd=cwd, env=env, watch=params.expect_output
+                list(params.argv),
+                timeout=ctx.timeout,
+                cwd=cwd,
+                env=env,
+                watch=params.expect_output,
+                user=ctx.run_as,
             )
         else:
             out = runner(list(params.argv), timeout=ctx.timeout, cwd=cwd, env=env)
     except FileNotFoundError:
         return StepResult(Status.ERROR, _clip(f"cannot run {program}: not found"))
     except PermissionError:
-        return StepResult(Status.ERROR, _clip(f"cannot run {program}: permission denied"))
+        who = f" as user {ctx.run_as.name}" if ctx.run_as is not None else ""
+        return StepResult(Status.ERROR, _clip(f"cannot run {program}{who}: permission denied"))
     except OSError as exc:
         return StepResult(Status.ERROR, _clip(f"cannot run {program}: {exc.strerror or exc}"))
     took = _duration(ctx.clock.monotonic() - start)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import Field
 
-from phases.checks import docker_steps
+from phases.checks import command, docker_steps
 from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")  # SHA-1 or SHA-256 object names
@@ -47,6 +47,9 @@ def _commit(params: DeployedParams, ctx: StepContext) -> tuple[str | None, str]:
             text=True,
             timeout=max(1.0, min(ctx.timeout / 2, 20.0)),
             check=False,
+            env=command.base_env(ctx.run_as),  # a runbook's program: the step's trust, not ours
+            stdin=subprocess.DEVNULL,
+            **command.as_user(ctx.run_as),
         )
     except FileNotFoundError:
         return None, f"{params.git[0]} is not on PATH"

@@ -15,19 +15,26 @@ With `container` (a container's name or id) or `project` + `service` (a compose 
 pg_dump runs *inside* the database's container through the Docker API (an exec, as
 `docker exec DB pg_dump` would): its output is streamed to the file on the host in chunks of
 at most `CHUNK` bytes (a dump of any size holds no more than that in memory), then verified
-on the host as above. Only user, password and database name of the URL go to the exec, as
-its PG* environment; pg_dump connects to the server in its own container (no PGHOST).
+on the host as above. Only user and database name of the URL go to the exec, as its PG*
+environment; pg_dump connects to the server in its own container (no PGHOST). The password
+never does (an exec's environment is in dockerd's debug log and in `ps e` inside the
+container): it goes into a password file written into the container for this dump alone
+(`put_archive`, mode 600, owned by the user the exec runs as), named by PGPASSFILE and
+removed when the dump ends, whatever its outcome.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import select
 import socket
 import struct
 import subprocess
+import tarfile
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -290,11 +297,62 @@ def _stream_exec(sock: socket.socket, out: Any, deadline: float, clock: Any) -> 
                 err = (err + data)[-STDERR_KEPT:]
 
 
+def _pgpass_line(password: str) -> bytes:
+    """A .pgpass line matching any server, database and user (`:` and `\\` escaped)."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"*:*:*:*:{escaped}\n".encode()
+
+
+def _exec_ids(client: Any, container: Any) -> tuple[int, int]:
+    """The uid and gid an exec in `container` runs as (its configured user; root if none)."""
+    user = str((container.attrs.get("Config") or {}).get("User") or "")
+    if not user:
+        return 0, 0
+    uid, _, gid = user.partition(":")
+    if uid.isdigit() and (not gid or gid.isdigit()):
+        return int(uid), int(gid or 0)
+    ids = []
+    for flag in ("-u", "-g"):  # a user name: ask the container what it stands for
+        exec_id = client.api.exec_create(container.id, ["id", flag], stdout=True, stderr=False)
+        ids.append(int(client.api.exec_start(exec_id["Id"]).strip() or 0))
+    return ids[0], ids[1]
+
+
+def _put_pgpass(client: Any, container: Any, password: str) -> str:
+    """Writes a one-line password file into the container (mode 600, owned by the exec's
+    user) and returns its path."""
+    uid, gid = _exec_ids(client, container)
+    name = f"tmp/.cutover-pgpass-{uuid.uuid4().hex}"
+    data = _pgpass_line(password)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.uid, info.gid = len(data), 0o600, uid, gid
+        tar.addfile(info, io.BytesIO(data))
+    if not client.api.put_archive(container.id, "/", archive.getvalue()):
+        raise OSError(f"could not write a password file into {container.name}")
+    return "/" + name
+
+
+def _remove_pgpass(client: Any, container: Any, pgpass: str) -> str | None:
+    """Removes the password file; None when it is gone, else why not."""
+    try:
+        exec_id = client.api.exec_create(container.id, ["rm", "-f", pgpass], stdout=True)["Id"]
+        output = client.api.exec_start(exec_id)
+        code = client.api.exec_inspect(exec_id).get("ExitCode")
+    except docker_steps.docker.errors.DockerException as exc:
+        return str(exc)
+    if code != 0:
+        return f"rm exit {code}: {_last_line(output.decode('utf-8', 'replace'))}"
+    return None
+
+
 def _dump_in_container(
     params: BackupParams, env: dict[str, str], path: Path, where: str, ctx: StepContext
 ) -> StepResult | None:
     """pg_dump in the database's container, streamed into `path`; None when it succeeded."""
-    inner = {k: env[k] for k in ("PGUSER", "PGPASSWORD", "PGDATABASE") if k in env}
+    inner: dict[str, str] = {k: env[k] for k in ("PGUSER", "PGDATABASE") if k in env}
+    password = env.get("PGPASSWORD")
     deadline = ctx.clock.monotonic() + max(1.0, ctx.timeout - 2)
     label = params.where_dumped()
 
@@ -320,31 +378,54 @@ def _dump_in_container(
                         f"no running container of service {params.service} in {params.project}",
                     )
                 container = found[0]
-            argv = [params.pg_dump, "--format=custom", "--no-owner"]
-            exec_id = client.api.exec_create(
-                container.id, argv, environment=inner, stdout=True, stderr=True
-            )["Id"]
-            raw = client.api.exec_start(exec_id, socket=True)
-            sock = getattr(raw, "_sock", raw)
+            pgpass = _put_pgpass(client, container, password) if password else None
             try:
-                with path.open("wb") as out:
-                    written, err = _stream_exec(sock, out, deadline, ctx.clock)
-            except _ExecTimeout:
+                result = dump(client, container, pgpass)
+            except BaseException:
+                if pgpass:
+                    _remove_pgpass(client, container, pgpass)
+                raise
+            left = _remove_pgpass(client, container, pgpass) if pgpass else None
+            if left is not None:  # a password left behind outranks a good dump
                 path.unlink(missing_ok=True)
-                return StepResult(
-                    Status.ERROR, f"pg_dump of {where} in {label} timed out after {ctx.timeout:g}s"
-                )
-            finally:
-                raw.close()
-            code = client.api.exec_inspect(exec_id).get("ExitCode")
-            if code != 0:
-                path.unlink(missing_ok=True)
-                reason = ctx.masker.mask(_last_line(err.decode("utf-8", "replace")))
                 return StepResult(
                     Status.FAIL,
-                    _clip(f"pg_dump of {where} in {label} failed (exit {code}): {reason}"),
+                    _clip(
+                        f"the password file {pgpass} could not be removed from {label} "
+                        f"({ctx.masker.mask(left)}): remove it by hand"
+                    ),
                 )
-            return None
+            return result
+
+    def dump(client: Any, container: Any, pgpass: str | None) -> StepResult | None:
+        environment: dict[str, str] = dict(inner)
+        if pgpass:
+            environment["PGPASSFILE"] = pgpass  # a path; the password is in the file only
+        argv = [params.pg_dump, "--format=custom", "--no-owner"]
+        exec_id = client.api.exec_create(
+            container.id, argv, environment=environment, stdout=True, stderr=True
+        )["Id"]
+        raw = client.api.exec_start(exec_id, socket=True)
+        sock = getattr(raw, "_sock", raw)
+        try:
+            with path.open("wb") as out:
+                written, err = _stream_exec(sock, out, deadline, ctx.clock)
+        except _ExecTimeout:
+            path.unlink(missing_ok=True)
+            return StepResult(
+                Status.ERROR, f"pg_dump of {where} in {label} timed out after {ctx.timeout:g}s"
+            )
+        finally:
+            raw.close()
+        code = client.api.exec_inspect(exec_id).get("ExitCode")
+        if code != 0:
+            path.unlink(missing_ok=True)
+            reason = ctx.masker.mask(_last_line(err.decode("utf-8", "replace")))
+            return StepResult(
+                Status.FAIL,
+                _clip(f"pg_dump of {where} in {label} failed (exit {code}): {reason}"),
+            )
+        return None
 
     done = StepResult(Status.PASS, "dumped")
     try:
