@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +32,7 @@ from sqlalchemy import bindparam, func, text
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, col, select
 
-from bot import metrics
+from bot import metrics, migrate
 from bot.db import Database, dbapi_error, pooled_cursor
 from bot.models import AuditEvent, AuditHead, AuditSignature
 from phases.secrets import mask_everywhere
@@ -512,7 +511,7 @@ def events(db: Database, run_id: int) -> list[AuditEvent]:
 # ---------------------------------------------------------------------------- lockdown
 
 
-ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
+ROLE_NAME = migrate.ROLE_NAME
 
 
 class LockdownError(ValueError):
@@ -525,6 +524,7 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
     The role keeps SELECT/INSERT/UPDATE/DELETE on the state tables and SELECT/INSERT on
     audit_event; UPDATE, DELETE and TRUNCATE on audit_event are revoked. A REVOKE does
     not bind the table's owner or a superuser, so the bot must run as another role.
+    Every later `cutover db upgrade` re-applies it (bot/migrate.py: regrant).
     """
     if db.is_sqlite:
         raise LockdownError("lockdown is for PostgreSQL; an SQLite file has no roles")
@@ -532,23 +532,8 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
         raise LockdownError(
             f"{app_role!r} is not a plain role name (letters, digits, _ and -, up to 63)"
         )
-    quote = db.engine.dialect.identifier_preparer.quote
-    role = quote(app_role)
-    append_only = (AuditEvent.__tablename__, AuditSignature.__tablename__)
-    state = [quote(t.name) for t in SQLModel.metadata.sorted_tables if t.name not in append_only]
-    return [
-        f"GRANT USAGE ON SCHEMA public TO {role}",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(state)} TO {role}",
-        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
-        # The schema's revision, read at start; upgrades run as the owner (docs/deploy.md).
-        f"GRANT SELECT ON alembic_version TO {role}",
-        f"REVOKE ALL ON audit_event FROM {role}",
-        "REVOKE UPDATE, DELETE, TRUNCATE ON audit_event FROM PUBLIC",
-        f"GRANT SELECT, INSERT ON audit_event TO {role}",
-        f"REVOKE ALL ON audit_signature FROM {role}",
-        "REVOKE UPDATE, DELETE, TRUNCATE ON audit_signature FROM PUBLIC",
-        f"GRANT SELECT, INSERT ON audit_signature TO {role}",
-    ]
+    tables = [t.name for t in SQLModel.metadata.sorted_tables]
+    return migrate.grant_statements(db.engine.dialect.identifier_preparer.quote, app_role, tables)
 
 
 def lockdown(db: Database, app_role: str) -> list[str]:
