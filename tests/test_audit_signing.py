@@ -202,3 +202,41 @@ def test_an_unusable_key_file_is_a_configuration_error(
     url = f"sqlite:///{tmp_path / 'x.db'}"
     assert main(["--database-url", url, "audit", "verify"]) == 4
     assert "not an unencrypted Ed25519 private key" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_a_signature_row_planted_by_the_app_role_neither_stops_an_abort_nor_hides(
+    pg_db: Database,
+    tmp_path: Path,
+    keys: tuple[Path, Path],
+    app_role: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The locked-down role inserts one made-up signature for the next row: the bot, running
+    as that role, still aborts the run (and starts the next); verify names the planted row."""
+    private, public = keys
+    assert main(["--database-url", pg_db.url, "audit", "lockdown", "--app-role", app_role]) == 0
+    as_app = signed(
+        Database(libpq(pg_db.url, app_role).replace("postgresql://", "postgresql+psycopg://")),
+        private,
+    )
+    try:
+        engine = Engine(as_app, small_runbook(tmp_path), background=False, masker=Masker())
+        run = engine.start_run("staging", BOB)
+        planted = audit.head(as_app)[0] + 1
+        with psycopg.connect(libpq(pg_db.url, app_role)) as conn:
+            conn.execute(
+                "INSERT INTO audit_signature (seq, key_id, signature) VALUES (%s, %s, %s)",
+                (planted, audit.Signer.from_file(private).key_id, "cd" * 64),
+            )
+        aborted = engine.abort("staging", CAROL, "planted signature")
+        assert aborted.changed, aborted.message
+        assert engine.start_run("staging", BOB).id != run.id  # later state changes too
+    finally:
+        as_app.dispose()
+    capsys.readouterr()
+    assert main(["--database-url", pg_db.url, "audit", "verify", "--public-key", str(public)]) == 1
+    out = capsys.readouterr().out
+    assert f"row {planted}: an extra signature by key" in out
+    assert "does not verify (inserted into audit_signature" in out
+    assert out.count("row ") == 1, out
