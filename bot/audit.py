@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,21 +77,34 @@ class Signer:
 
     def __init__(self, private: Ed25519PrivateKey) -> None:
         self._private = private
-        self.key_id = key_id(private.public_key())
+        self.public_key = private.public_key()
+        self.key_id = key_id(self.public_key)
 
     def sign(self, row_hash: str) -> str:
         return self._private.sign(row_hash.encode()).hex()
 
+    def sign_bytes(self, body: bytes) -> str:
+        return self._private.sign(body).hex()
+
     @classmethod
     def from_file(cls, path: str | Path) -> Signer:
+        """The key in `path`, refused (AuditKeyError) when group or others may read or write
+        the file: a key others can read signs for them too."""
         p = Path(path)
         try:
+            mode = p.stat().st_mode
             data = p.read_bytes()
         except OSError as exc:
             raise AuditKeyError(
                 f"audit signing key {p}: {exc.strerror or exc}; create one with "
                 "`cutover audit keygen --private-key FILE --public-key FILE`"
             ) from None
+        if mode & 0o077:
+            raise AuditKeyError(
+                f"audit signing key {p} is open to group or others (mode {mode & 0o777:o}): "
+                f"whoever reads it can sign audit rows. Run `chmod 600 {p}` (owned by the "
+                "bot's user), and make a new key if others may have read it"
+            )
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError):
@@ -490,8 +504,24 @@ def _rows(db: Database, upto: int, batch: int = 10000) -> Iterator[Any]:
         last = rows[-1].seq
 
 
+@dataclass(frozen=True)
+class Verified:
+    """What `verify_chain` checked: rows 1..seq, the head's hash, and what it found."""
+
+    seq: int
+    hash: str
+    problems: list[Problem]
+
+
 def verify(db: Database) -> list[Problem]:
-    """Recomputes the chain; names each edited, deleted, inserted or reordered row.
+    """Recomputes the chain; names each edited, deleted, inserted or reordered row."""
+    return verify_chain(db).problems
+
+
+def verify_chain(db: Database) -> Verified:
+    """Recomputes the chain up to its head; names each edited, deleted, inserted or
+    reordered row. A chain cut at its end and its head reset verifies: only a head kept
+    elsewhere finds that (`check_expected_head`, the checkpoint of bot/audit_guard.py).
 
     The head is read first: rows a live bot appends meanwhile lie beyond it and are
     left for the next verify, instead of looking like a chain that outgrew its head.
@@ -555,7 +585,52 @@ def verify(db: Database) -> list[Problem]:
                 f"row {head_seq}: rows at the end were deleted",
             )
         )
-    return problems
+    return Verified(head_seq, head_hash, problems)
+
+
+def hash_at(db: Database, seq: int) -> str | None:
+    """The hash of audit row `seq`, None when there is no such row."""
+    with db.session() as s:
+        row = s.connection().execute(select(_EVENT.c.hash).where(_EVENT.c.seq == seq)).first()
+    return None if row is None else str(row[0])
+
+
+HEAD_FORM = re.compile(r"(\d+):(?:sha256:)?([0-9a-f]{64})")
+
+
+def parse_head(value: str) -> tuple[int, str]:
+    """ROW:HASH (as `verify` prints it and the bot posts it) → (row, hash); ValueError."""
+    found = HEAD_FORM.fullmatch(value.strip().lower())
+    if found is None:
+        raise ValueError(
+            f"{value!r} is not a chain head: write ROW:HASH, the row number and its 64 hex "
+            "digit SHA-256, e.g. 42:9f86d081884c7d65…"
+        )
+    return int(found[1]), found[2]
+
+
+def check_expected_head(db: Database, verified: Verified, seq: int, digest: str) -> list[Problem]:
+    """An expected head (posted in Slack, kept in a checkpoint) against the chain verified:
+    the chain must reach its row, with its hash there."""
+    if seq > verified.seq:
+        missing = f"row {seq}" if seq == verified.seq + 1 else f"rows {verified.seq + 1}-{seq}"
+        return [
+            Problem(
+                None,
+                f"the chain ends at row {verified.seq}, short of the expected head {seq}:"
+                f"{digest}: {missing} are missing (cut from the end of the trail)",
+            )
+        ]
+    found = GENESIS if seq == 0 else hash_at(db, seq)
+    if found != digest:
+        return [
+            Problem(
+                seq,
+                f"has hash {found}, not the expected head's {digest}: the trail was rewritten "
+                f"at or before row {seq}",
+            )
+        ]
+    return []
 
 
 EXPORT_FIELDS = ["seq", "at", "run_id", "actor", "kind", "data", "prev_hash", "hash"]
