@@ -99,12 +99,6 @@ class Signer:
                 f"audit signing key {p}: {exc.strerror or exc}; create one with "
                 "`cutover audit keygen --private-key FILE --public-key FILE`"
             ) from None
-        if mode & 0o077:
-            raise AuditKeyError(
-                f"audit signing key {p} is open to group or others (mode {mode & 0o777:o}): "
-                f"whoever reads it can sign audit rows. Run `chmod 600 {p}` (owned by the "
-                "bot's user), and make a new key if others may have read it"
-            )
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError):
@@ -113,6 +107,12 @@ class Signer:
             raise AuditKeyError(
                 f"audit signing key {p} is not an unencrypted Ed25519 private key in PEM; "
                 "create one with `cutover audit keygen`"
+            )
+        if mode & 0o077:
+            raise AuditKeyError(
+                f"audit signing key {p} is open to group or others (mode {mode & 0o777:o}): "
+                f"whoever reads it can sign audit rows. Run `chmod 600 {p}` (owned by the "
+                "bot's user), and make a new key if others may have read it"
             )
         return cls(key)
 
