@@ -206,7 +206,9 @@ def _parser() -> argparse.ArgumentParser:
         "recompute the hash chain; name every tampered row",
         "Recompute the audit trail's hash chain; name each edited, deleted or reordered row "
         "(exit 1 when there is one). With --public-key, also check each row's signature and "
-        "name every unsigned or badly signed row (a row appended without the signing key).",
+        "name every unsigned or badly signed row (a row appended without the signing key), or "
+        "a row a retired key signed. With --expect-head (a head posted in Slack at a run's "
+        "end), also find rows cut from the end of the trail. Prints the head it verified.",
         [db_only],
     )
     ve.add_argument(
