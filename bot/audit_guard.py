@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select
 
 from bot import audit
@@ -59,6 +61,7 @@ class Checkpoint:
     database: str
     key_id: str | None = None
     signature: str | None = None
+    public_key: str | None = None  # raw Ed25519, hex: a rotated-out key can still vouch
 
     def body(self) -> bytes:
         return audit.canonical(
@@ -68,6 +71,7 @@ class Checkpoint:
                 "written_at": self.written_at,
                 "database": self.database,
                 "key_id": self.key_id,
+                "public_key": self.public_key,
             }
         ).encode()
 
@@ -105,6 +109,7 @@ class CheckpointFile:
                 str(data.get("database", "")),
                 data.get("key_id"),
                 data.get("signature"),
+                data.get("public_key"),
             )
         except (ValueError, KeyError, TypeError):
             raise AuditTrailRefused(
@@ -123,12 +128,46 @@ class CheckpointFile:
                 ) from None
         return cp
 
+    def _vouch(self, db: Database, cp: Checkpoint) -> None:
+        """A checkpoint signed by another key (the key was rotated in place): its own public
+        key must make its signature and a signature of a row of this trail."""
+        refused = AuditTrailRefused(
+            f"audit checkpoint {self.path} is signed by key {cp.key_id}, which this trail "
+            "cannot vouch for (edited?). Find the last chain head posted in Slack and check it "
+            "with `cutover audit verify --expect-head ROW:HASH`; then move the file aside"
+        )
+        try:
+            public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(cp.public_key or ""))
+            public.verify(bytes.fromhex(cp.signature or ""), cp.body())
+        except (InvalidSignature, ValueError):
+            raise refused from None
+        if audit.key_id(public) != cp.key_id:
+            raise refused
+        query = (
+            select(_SIGNATURE.c.signature, _EVENT.c.hash)
+            .select_from(_SIGNATURE.join(_EVENT, _EVENT.c.seq == _SIGNATURE.c.seq))
+            .where(_SIGNATURE.c.key_id == cp.key_id, _SIGNATURE.c.seq <= cp.seq)
+            .order_by(_SIGNATURE.c.seq.desc())
+            .limit(5)
+        )
+        with db.session() as s:
+            rows = s.connection().execute(query).all()
+        for row in rows:
+            try:
+                public.verify(bytes.fromhex(row.signature), row.hash.encode())
+                return
+            except (InvalidSignature, ValueError):
+                continue
+        raise refused
+
     def check(self, db: Database) -> Checkpoint | None:
         """Refuses (AuditTrailRefused) a chain shorter than the checkpoint, or with another
         hash at its row; returns the checkpoint (None when there is none yet)."""
         cp = self.read()
         if cp is None:
             return None
+        if self.signer is not None and cp.key_id not in (None, self.signer.key_id):
+            self._vouch(db, cp)
         top, _ = audit.head(db)
         found = audit.hash_at(db, cp.seq) if cp.seq > 0 else audit.GENESIS
         how = (
@@ -185,6 +224,11 @@ class CheckpointFile:
         cp = Checkpoint(
             seq, digest, audit.now_iso(), self.database, signer.key_id if signer else None
         )
+        if signer is not None:
+            raw = signer.public_key.public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+            cp = replace(cp, public_key=raw.hex())
         if signer is not None:
             cp = replace(cp, signature=signer.sign_bytes(cp.body()))
         text = json.dumps(asdict(cp), indent=1, sort_keys=True) + "\n"

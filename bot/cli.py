@@ -455,11 +455,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.public_key:
             problems += audit.verify_signatures(db, audit.load_public_keys(args.public_key))
         head = f"head {verified.seq}:{verified.hash}"
+        rows = f"rows 1..{verified.seq}" if verified.seq else "no rows (an empty trail)"
         if problems:
             print(f"audit chain BROKEN: {len(problems)} problem(s)")
             for prob in problems:
                 print(f"  {prob}")
-            print(f"read rows 1..{verified.seq}, {head}")
+            print(f"read {rows}, {head}")
             return EXIT_PROBLEM
         signed = ", every row signed by a given key" if args.public_key else ""
         print(f"audit chain OK: {verified.seq} events verified{signed}")
@@ -469,7 +470,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             if args.expect_head
             else ""
         )
-        print(f"verified rows 1..{verified.seq}, {head}{expected}")
+        print(f"verified {rows}, {head}{expected}")
         return 0
     if args.command == "status":
         from bot.engine import Engine

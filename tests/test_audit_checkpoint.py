@@ -209,3 +209,26 @@ def test_an_edited_checkpoint_is_refused(
     path.write_text(json.dumps(data))
     with pytest.raises(AuditTrailRefused, match="its signature does not verify"):
         open_database(settings(sqlite_db.url, private))
+
+
+def test_a_checkpoint_from_before_a_key_rotated_in_place_is_checked_with_that_key(
+    sqlite_db: Database, tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    """The key file replaced by a new key: the checkpoint the old key signed still counts (its
+    key signed rows of this trail); one re-signed by a stranger's key to hide a cut does not."""
+    private, _ = keys
+    bot = open_database(settings(sqlite_db.url, private))
+    finished_run(bot, tmp_path, Notices())
+    bot.dispose()
+    private.unlink()
+    audit.keygen(private, tmp_path / "new.pub")  # rotated in place: same file name
+    open_database(settings(sqlite_db.url, private)).dispose()  # the old checkpoint vouched
+
+    stranger = tmp_path / "stranger.key"
+    audit.keygen(stranger, tmp_path / "stranger.pub")
+    forged = CheckpointFile(
+        private.parent / "audit.key.head", audit.Signer.from_file(stranger), sqlite_db.safe_url
+    )
+    forged._write(0, audit.GENESIS)  # "the trail was empty": a cut would pass
+    with pytest.raises(AuditTrailRefused, match="which this trail cannot vouch for"):
+        open_database(settings(sqlite_db.url, private))
