@@ -196,14 +196,20 @@ class CheckpointFile:
         return cp
 
     def advance(self, db: Database, seq: int, digest: str) -> bool:
-        """Writes head (seq, digest) when it extends the checkpoint; never moves it back nor
-        over a chain that no longer holds the checkpoint's row (logged). Never raises."""
+        """Writes head (seq, digest) when it extends the checkpoint; never moves it back (a
+        checkpoint another process moved further stays) nor over a chain that no longer
+        holds the checkpoint's row (logged; False). Never raises."""
         try:
             with self._lock:
                 cp = self.read()
                 if cp is not None and (seq, digest) == (cp.seq, cp.hash):
                     return True
-                if cp is not None and (seq < cp.seq or audit.hash_at(db, cp.seq) != cp.hash):
+                held = cp is None or cp.hash == (
+                    audit.hash_at(db, cp.seq) if cp.seq > 0 else audit.GENESIS
+                )
+                if cp is not None and held and seq <= cp.seq:
+                    return True  # as far already: another process posted a later head
+                if cp is not None and not held:
                     log.error(
                         "audit chain head %s:%s does not extend checkpoint %s in %s: the trail "
                         "was cut or rewritten; the checkpoint is kept",
