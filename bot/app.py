@@ -22,7 +22,7 @@ from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackClientError
 from slack_sdk.http_retry.handler import RetryHandler
 
-from bot import metrics
+from bot import audit_guard, metrics
 from bot.audit import Signer
 from bot.console import Console, ConsoleSurface, TerminalLogHandler, console_actor
 from bot.db import Database
@@ -52,13 +52,25 @@ log = logging.getLogger(__name__)
 def open_database(settings: Settings) -> Database:
     """The bot's database as the settings name it, its schema made or upgraded (migrations,
     bot/migrate.py): replicas starting together take turns under an advisory lock. The
-    settings' secrets are masked, and rows are signed when an audit key is configured."""
+    settings' secrets are masked, and rows are signed when an audit key is configured.
+
+    Before anything is appended, the trail is checked against the checkpoint of the last
+    head this bot signed, and the key's life recorded (bot/audit_guard.py): AuditTrailRefused
+    or AuditKeyError stop the start."""
     GLOBAL_MASKER.add_all(secret_settings(settings))
     db = Database(settings.database_url)
     if settings.audit_key_file is not None:
         db.audit_signer = Signer.from_file(settings.audit_key_file)
         GLOBAL_MASKER.add_all(db.audit_signer.secrets())  # printed by anything: masked
     db.upgrade()
+    path = settings.audit_checkpoint_file or audit_guard.default_checkpoint_path(
+        settings.audit_key_file
+    )
+    if path is not None:
+        db.audit_checkpoint = audit_guard.CheckpointFile(path, db.audit_signer, db.safe_url)
+    audit_guard.at_start(
+        db, db.audit_signer, db.audit_checkpoint, allow_unsigned=settings.audit_allow_unsigned
+    )
     return db
 
 
@@ -84,6 +96,15 @@ def step_contexts(user: StepUser | None) -> Any:
         return StepContext(dry_run=dry_run, masker=masker, run_as=user)
 
     return make
+
+
+def start_checkpointer(db: Database, settings: Settings) -> threading.Event | None:
+    """Moves the audit checkpoint forward periodically (set the event to stop it)."""
+    if db.audit_checkpoint is None:
+        return None
+    return audit_guard.start_checkpointer(
+        db, db.audit_checkpoint, settings.audit_checkpoint_seconds
+    )
 
 
 # ---------------------------------------------------------------------------- console
@@ -121,12 +142,15 @@ def run_console(settings: Settings, runbook: Runbook, as_user: str | None) -> in
     saved, root.handlers = root.handlers, [handler]
     install_log_masking()  # no secret in a log line at the terminal either
     scheduler = start_scheduler(engine, db, settings)  # notices, gate timeouts, monitoring
+    checkpointer = start_checkpointer(db, settings)
     try:
         # When a run ends, its record is due at once: one tick prints it before the prompt.
         return Console(
             engine, console_actor(as_user), on_run_end=lambda: scheduler.scheduler.tick()
         ).loop()
     finally:
+        if checkpointer is not None:
+            checkpointer.set()
         scheduler.stop()
         engine.shutdown()
         root.handlers = saved
@@ -244,6 +268,7 @@ def serve(settings: Settings) -> int:
     # Every process runs one; with several on one PostgreSQL an advisory lock makes one lead.
     scheduler = start_scheduler(service.engine, service.engine.db, settings)
     db = service.engine.db
+    checkpointer = start_checkpointer(db, settings)
     metrics.watch(lambda: run_counts(db), lambda: scheduler.is_leader)
     try:
         if how == "socket":
@@ -267,6 +292,8 @@ def serve(settings: Settings) -> int:
         if scrape is not None:
             scrape.shutdown()
             scrape.server_close()
+        if checkpointer is not None:
+            checkpointer.set()
         scheduler.stop()
         service.close()
     return 0

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,9 @@ from sqlalchemy import bindparam, func, text
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, col, select
 
-from bot import metrics
+from bot import metrics, migrate
 from bot.db import Database, dbapi_error, pooled_cursor
+from bot.domain.audit_kinds import AuditKind
 from bot.models import AuditEvent, AuditHead, AuditSignature
 from phases.secrets import mask_everywhere
 
@@ -75,7 +77,8 @@ class Signer:
 
     def __init__(self, private: Ed25519PrivateKey) -> None:
         self._private = private
-        self.key_id = key_id(private.public_key())
+        self.public_key = private.public_key()
+        self.key_id = key_id(self.public_key)
 
     def secrets(self) -> list[str]:
         """The private key as anything may print it (its PEM, the PEM's base64 body, the raw
@@ -97,10 +100,16 @@ class Signer:
     def sign(self, row_hash: str) -> str:
         return self._private.sign(row_hash.encode()).hex()
 
+    def sign_bytes(self, body: bytes) -> str:
+        return self._private.sign(body).hex()
+
     @classmethod
     def from_file(cls, path: str | Path) -> Signer:
+        """The key in `path`, refused (AuditKeyError) when group or others may read or write
+        the file: a key others can read signs for them too."""
         p = Path(path)
         try:
+            mode = p.stat().st_mode
             data = p.read_bytes()
         except OSError as exc:
             raise AuditKeyError(
@@ -116,11 +125,11 @@ class Signer:
                 f"audit signing key {p} is not an unencrypted Ed25519 private key in PEM; "
                 "create one with `cutover audit keygen`"
             )
-        mode = p.stat().st_mode
-        if mode & 0o077:  # the runbook's step user is one of the others
+        if mode & 0o077:
             raise AuditKeyError(
-                f"audit signing key {p} is mode {mode & 0o777:03o}: others may read it "
-                f"(a runbook step among them); chmod 600 {p}, owned by the bot's user"
+                f"audit signing key {p} is open to group or others (mode {mode & 0o777:o}): "
+                f"whoever reads it can sign audit rows. Run `chmod 600 {p}` (owned by the "
+                "bot's user), and make a new key if others may have read it"
             )
         return cls(key)
 
@@ -353,41 +362,139 @@ def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
+KEY_EVENTS = (AuditKind.AUDIT_KEY_ROTATED, AuditKind.AUDIT_KEY_DROPPED)
+
+
+@dataclass(frozen=True)
+class KeyEvent:
+    """A row that retires a signing key: a rotation (to `key_id`) or a dropped key (None)."""
+
+    seq: int
+    retired: str | None
+    key_id: str | None
+
+
+def key_events(db: Database, upto: int | None = None) -> list[KeyEvent]:
+    """The trail's key rotations and dropped keys, in order (few rows; kind is indexed)."""
+    query = select(_EVENT.c.seq, _EVENT.c.kind, _EVENT.c.data).where(
+        _EVENT.c.kind.in_([str(k) for k in KEY_EVENTS])
+    )
+    if upto is not None:
+        query = query.where(_EVENT.c.seq <= upto)
+    with db.session() as s:
+        rows = s.connection().execute(query.order_by(_EVENT.c.seq)).all()
+    found = []
+    for row in rows:
+        try:
+            data = json.loads(row.data)
+        except ValueError:
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        new = data.get("key_id") if row.kind == AuditKind.AUDIT_KEY_ROTATED else None
+        found.append(KeyEvent(row.seq, data.get("retired_key"), new))
+    return found
+
+
+def retirements(events: Iterable[KeyEvent]) -> dict[str, int]:
+    """Each retired key and the row from which it may no longer sign."""
+    retired: dict[str, int] = {}
+    for event in events:
+        if event.retired is not None:
+            retired.setdefault(event.retired, event.seq)
+    return retired
+
+
+def _check_signature(
+    seq: int,
+    row_hash: str,
+    kid: str,
+    signature: str,
+    public_keys: dict[str, Ed25519PublicKey],
+    retired: dict[str, int],
+) -> str | None:
+    """Why one signature of a row does not count (None: it does)."""
+    key = public_keys.get(kid)
+    if key is None:
+        return f"signed by unknown key {kid}"
+    try:
+        key.verify(bytes.fromhex(signature), row_hash.encode())
+    except (InvalidSignature, ValueError):
+        return "bad signature (forged or re-hashed row)"
+    if kid in retired and seq >= retired[kid]:
+        return f"signed by key {kid}, retired at row {retired[kid]}: a retired key may not sign"
+    return None
+
+
 def verify_signatures(db: Database, public_keys: dict[str, Ed25519PublicKey]) -> list[Problem]:
-    """Names every row up to the head that is unsigned, signed by an unknown key, or whose
-    signature does not match its hash (a row appended without the key, or re-hashed)."""
+    """Names every row up to the head that is unsigned, signed by an unknown key, signed by
+    a key after the row that retired it (a rotation or a dropped key), or whose signature
+    does not match its hash (a row appended without the key, or re-hashed). A row may have
+    several signature rows: one that verifies makes it signed, and each other is named (a
+    signature row inserted by someone without the key), as are signatures of no row."""
     top, _ = head(db)
+    events = key_events(db, top)
+    retired = retirements(events)
+    rotated_to = {e.seq: e.key_id for e in events if e.key_id is not None}
     unsigned: list[int] = []
     problems: list[Problem] = []
     query = (
         select(_EVENT.c.seq, _EVENT.c.hash, _SIGNATURE.c.key_id, _SIGNATURE.c.signature)
         .select_from(_EVENT.outerjoin(_SIGNATURE, _SIGNATURE.c.seq == _EVENT.c.seq))
-        .where(_EVENT.c.seq > bindparam("last"), _EVENT.c.seq <= top)
-        .order_by(_EVENT.c.seq)
-        .limit(10000)
+        .where(_EVENT.c.seq > bindparam("last"), _EVENT.c.seq <= bindparam("upto"))
+        .order_by(_EVENT.c.seq, _SIGNATURE.c.key_id, _SIGNATURE.c.signature)
     )
-    last = 0
-    while True:
+    last, batch = 0, 10000  # a range of rows a read: a row's signatures are never split
+    while last < top:
+        upto = min(last + batch, top)
         with db.session() as s:
-            rows = s.connection().execute(query, {"last": last}).all()
-        if not rows:
-            break
-        for row in rows:
-            if row.signature is None:
-                unsigned.append(row.seq)
+            rows = s.connection().execute(query, {"last": last, "upto": upto}).all()
+        for seq, group in groupby(rows, key=lambda r: r.seq):
+            sigs = [r for r in group if r.signature is not None]
+            if not sigs:
+                unsigned.append(seq)
                 continue
-            key = public_keys.get(row.key_id)
-            if key is None:
-                problems.append(Problem(row.seq, f"signed by unknown key {row.key_id}"))
+            verdicts = [
+                (r, _check_signature(seq, r.hash, r.key_id, r.signature, public_keys, retired))
+                for r in sigs
+            ]
+            good = [r for r, why in verdicts if why is None]
+            if not good:
+                problems += [Problem(seq, why) for _, why in verdicts if why is not None]
                 continue
-            try:
-                key.verify(bytes.fromhex(row.signature), row.hash.encode())
-            except (InvalidSignature, ValueError):
-                problems.append(Problem(row.seq, "bad signature (forged or re-hashed row)"))
-        last = rows[-1].seq
+            for r, why in verdicts:
+                if why is not None:
+                    problems.append(
+                        Problem(
+                            seq,
+                            f"an extra signature by key {r.key_id} does not verify (inserted "
+                            f"into audit_signature by someone without the key: {why})",
+                        )
+                    )
+            if seq in rotated_to and all(r.key_id != rotated_to[seq] for r in good):
+                problems.append(
+                    Problem(seq, f"a key rotation to {rotated_to[seq]} not signed by that key")
+                )
+        last = upto
     for first, end in _ranges(unsigned):
         also = f", and so are rows {first + 1}-{end}" if end > first else ""
-        problems.append(Problem(first, f"unsigned{also} (appended without the signing key)"))
+        dropped = [e.seq for e in events if e.key_id is None and e.seq <= first]
+        why = (
+            f"after the signing key was dropped at row {dropped[-1]}"
+            if dropped
+            else "appended without the signing key"
+        )
+        problems.append(Problem(first, f"unsigned{also} ({why})"))
+    orphans = (
+        select(func.count())
+        .select_from(_SIGNATURE.outerjoin(_EVENT, _SIGNATURE.c.seq == _EVENT.c.seq))
+        .where(_EVENT.c.seq.is_(None))
+    )
+    with db.session() as s:
+        stray = s.connection().execute(orphans).scalar_one()
+    if stray:
+        problems.append(
+            Problem(None, f"{stray} signature row(s) sign no audit row: inserted directly")
+        )
     return sorted(problems, key=lambda p: p.seq or 0)
 
 
@@ -414,8 +521,24 @@ def _rows(db: Database, upto: int, batch: int = 10000) -> Iterator[Any]:
         last = rows[-1].seq
 
 
+@dataclass(frozen=True)
+class Verified:
+    """What `verify_chain` checked: rows 1..seq, the head's hash, and what it found."""
+
+    seq: int
+    hash: str
+    problems: list[Problem]
+
+
 def verify(db: Database) -> list[Problem]:
-    """Recomputes the chain; names each edited, deleted, inserted or reordered row.
+    """Recomputes the chain; names each edited, deleted, inserted or reordered row."""
+    return verify_chain(db).problems
+
+
+def verify_chain(db: Database) -> Verified:
+    """Recomputes the chain up to its head; names each edited, deleted, inserted or
+    reordered row. A chain cut at its end and its head reset verifies: only a head kept
+    elsewhere finds that (`check_expected_head`, the checkpoint of bot/audit_guard.py).
 
     The head is read first: rows a live bot appends meanwhile lie beyond it and are
     left for the next verify, instead of looking like a chain that outgrew its head.
@@ -479,7 +602,52 @@ def verify(db: Database) -> list[Problem]:
                 f"row {head_seq}: rows at the end were deleted",
             )
         )
-    return problems
+    return Verified(head_seq, head_hash, problems)
+
+
+def hash_at(db: Database, seq: int) -> str | None:
+    """The hash of audit row `seq`, None when there is no such row."""
+    with db.session() as s:
+        row = s.connection().execute(select(_EVENT.c.hash).where(_EVENT.c.seq == seq)).first()
+    return None if row is None else str(row[0])
+
+
+HEAD_FORM = re.compile(r"(\d+):(?:sha256:)?([0-9a-f]{64})")
+
+
+def parse_head(value: str) -> tuple[int, str]:
+    """ROW:HASH (as `verify` prints it and the bot posts it) → (row, hash); ValueError."""
+    found = HEAD_FORM.fullmatch(value.strip().lower())
+    if found is None:
+        raise ValueError(
+            f"{value!r} is not a chain head: write ROW:HASH, the row number and its 64 hex "
+            "digit SHA-256, e.g. 42:9f86d081884c7d65…"
+        )
+    return int(found[1]), found[2]
+
+
+def check_expected_head(db: Database, verified: Verified, seq: int, digest: str) -> list[Problem]:
+    """An expected head (posted in Slack, kept in a checkpoint) against the chain verified:
+    the chain must reach its row, with its hash there."""
+    if seq > verified.seq:
+        missing = f"row {seq}" if seq == verified.seq + 1 else f"rows {verified.seq + 1}-{seq}"
+        return [
+            Problem(
+                None,
+                f"the chain ends at row {verified.seq}, short of the expected head {seq}:"
+                f"{digest}: {missing} are missing (cut from the end of the trail)",
+            )
+        ]
+    found = GENESIS if seq == 0 else hash_at(db, seq)
+    if found != digest:
+        return [
+            Problem(
+                seq,
+                f"has hash {found}, not the expected head's {digest}: the trail was rewritten "
+                f"at or before row {seq}",
+            )
+        ]
+    return []
 
 
 EXPORT_FIELDS = ["seq", "at", "run_id", "actor", "kind", "data", "prev_hash", "hash"]
@@ -535,7 +703,7 @@ def events(db: Database, run_id: int) -> list[AuditEvent]:
 # ---------------------------------------------------------------------------- lockdown
 
 
-ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
+ROLE_NAME = migrate.ROLE_NAME
 
 
 class LockdownError(ValueError):
@@ -548,6 +716,7 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
     The role keeps SELECT/INSERT/UPDATE/DELETE on the state tables and SELECT/INSERT on
     audit_event; UPDATE, DELETE and TRUNCATE on audit_event are revoked. A REVOKE does
     not bind the table's owner or a superuser, so the bot must run as another role.
+    Every later `cutover db upgrade` re-applies it (bot/migrate.py: regrant).
     """
     if db.is_sqlite:
         raise LockdownError("lockdown is for PostgreSQL; an SQLite file has no roles")
@@ -555,23 +724,8 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
         raise LockdownError(
             f"{app_role!r} is not a plain role name (letters, digits, _ and -, up to 63)"
         )
-    quote = db.engine.dialect.identifier_preparer.quote
-    role = quote(app_role)
-    append_only = (AuditEvent.__tablename__, AuditSignature.__tablename__)
-    state = [quote(t.name) for t in SQLModel.metadata.sorted_tables if t.name not in append_only]
-    return [
-        f"GRANT USAGE ON SCHEMA public TO {role}",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(state)} TO {role}",
-        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
-        # The schema's revision, read at start; upgrades run as the owner (docs/deploy.md).
-        f"GRANT SELECT ON alembic_version TO {role}",
-        f"REVOKE ALL ON audit_event FROM {role}",
-        "REVOKE UPDATE, DELETE, TRUNCATE ON audit_event FROM PUBLIC",
-        f"GRANT SELECT, INSERT ON audit_event TO {role}",
-        f"REVOKE ALL ON audit_signature FROM {role}",
-        "REVOKE UPDATE, DELETE, TRUNCATE ON audit_signature FROM PUBLIC",
-        f"GRANT SELECT, INSERT ON audit_signature TO {role}",
-    ]
+    tables = [t.name for t in SQLModel.metadata.sorted_tables]
+    return migrate.grant_statements(db.engine.dialect.identifier_preparer.quote, app_role, tables)
 
 
 def lockdown(db: Database, app_role: str) -> list[str]:

@@ -3,7 +3,8 @@
 Every user error is one line on stderr and an exit code for its class, never a traceback:
 
     0    ok
-    1    problem found (`audit verify`: the chain is broken)
+    1    problem found (`audit verify`: the chain is broken; `serve`/`console`: the trail is
+         shorter than, or differs from, the last head this bot signed and posted)
     2    bad usage: an unknown flag, a missing or malformed argument, an unknown environment,
          a refused argument (`audit lockdown` on a role it must not lock down), a run or
          step `logs` does not know
@@ -32,6 +33,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from bot import audit, preflight
+from bot.audit_guard import AuditTrailRefused
 from bot.db import Database, DatabaseUnavailable, SchemaNotReady
 from bot.isolation import IsolationError, step_user
 from bot.settings import DatabaseURLError, Settings, secret_settings
@@ -222,7 +224,9 @@ def _parser() -> argparse.ArgumentParser:
         "recompute the hash chain; name every tampered row",
         "Recompute the audit trail's hash chain; name each edited, deleted or reordered row "
         "(exit 1 when there is one). With --public-key, also check each row's signature and "
-        "name every unsigned or badly signed row (a row appended without the signing key).",
+        "name every unsigned or badly signed row (a row appended without the signing key), or "
+        "a row a retired key signed. With --expect-head (a head posted in Slack at a run's "
+        "end), also find rows cut from the end of the trail. Prints the head it verified.",
         [db_only],
     )
     ve.add_argument(
@@ -232,6 +236,16 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="Ed25519 public key (PEM) from `audit keygen`; repeat for rotated keys",
+    )
+    ve.add_argument(
+        "--expect-head",
+        action="append",
+        default=[],
+        type=_head,
+        metavar="ROW:HASH",
+        help="a chain head the trail must still hold (posted in Slack at each run's end, "
+        "printed by an earlier verify): fails when the chain is shorter or differs there; "
+        "repeat for several",
     )
     kg = command(
         au_sub,
@@ -265,6 +279,13 @@ def _parser() -> argparse.ArgumentParser:
         [db_only],
     )
     return p
+
+
+def _head(value: str) -> tuple[int, str]:
+    try:
+        return audit.parse_head(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -370,6 +391,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except (DatabaseURLError, audit.AuditKeyError, IsolationError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except AuditTrailRefused as exc:
+        print(f"audit trail refused: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
     except SchemaNotReady as exc:
         print(f"database error: {exc}", file=sys.stderr)
         return EXIT_SCHEMA
@@ -454,20 +478,29 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             if not args.print:
                 print(f"-- applied: {args.app_role} can no longer change or remove audit rows")
             return 0
-        problems = audit.verify(db)
+        verified = audit.verify_chain(db)
+        problems = list(verified.problems)
+        for seq, digest in args.expect_head:
+            problems += audit.check_expected_head(db, verified, seq, digest)
         if args.public_key:
             problems += audit.verify_signatures(db, audit.load_public_keys(args.public_key))
+        head = f"head {verified.seq}:{verified.hash}"
+        rows = f"rows 1..{verified.seq}" if verified.seq else "no rows (an empty trail)"
         if problems:
             print(f"audit chain BROKEN: {len(problems)} problem(s)")
             for prob in problems:
                 print(f"  {prob}")
+            print(f"read {rows}, {head}")
             return EXIT_PROBLEM
-        with db.session() as s:
-            from bot.models import AuditHead
-
-            head = s.get(AuditHead, 1)
         signed = ", every row signed by a given key" if args.public_key else ""
-        print(f"audit chain OK: {head.seq if head else 0} events verified{signed}")
+        print(f"audit chain OK: {verified.seq} events verified{signed}")
+        expected = (
+            f"; it holds the expected head{'s' if len(args.expect_head) > 1 else ''} "
+            + ", ".join(f"{seq}:{digest}" for seq, digest in args.expect_head)
+            if args.expect_head
+            else ""
+        )
+        print(f"verified {rows}, {head}{expected}")
         return 0
     if args.command == "logs":
         return _logs(_database(settings), args.run, args.step)

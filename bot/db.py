@@ -97,6 +97,9 @@ class Database:
         # Signs every audit row appended through this database (bot.audit.Signer); its key
         # is read from a file, never stored in the database.
         self.audit_signer: Any = None
+        # Where the last chain head this bot signed and posted is kept, outside the database
+        # (bot.audit_guard.CheckpointFile); None: no checkpoint.
+        self.audit_checkpoint: Any = None
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite and must_exist:

@@ -213,9 +213,11 @@ class AuditSignature(SQLModel, table=True):
     hash, has none, and `cutover audit verify --public-key` names it."""
 
     __tablename__ = "audit_signature"
+    # The key is (seq, signature), not seq: a row someone else inserted for a sequence number
+    # the bot has not reached never blocks the bot's own signature of it (verify names it).
     seq: int = Field(primary_key=True)  # the audit_event row signed
     key_id: str  # the first 16 hex digits of the public key's SHA-256
-    signature: str  # hex, over the row's hash
+    signature: str = Field(primary_key=True)  # hex, over the row's hash
 
 
 class AuditHead(SQLModel, table=True):

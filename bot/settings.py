@@ -122,6 +122,20 @@ class Settings(BaseSettings):
         description="Ed25519 private key (PEM) that signs every audit row; make one with "
         "`cutover audit keygen`. Keep it outside the database, readable by the bot's user only",
     )
+    audit_checkpoint_file: Path | None = Field(
+        default=None,
+        description="Where the bot keeps the last audit chain head it signed and posted, to "
+        "refuse a trail cut shorter (default: the key file's name + .head, next to it); the "
+        "bot's user must be able to write its folder",
+    )
+    audit_checkpoint_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="How often the checkpoint moves forward"
+    )
+    audit_allow_unsigned: bool = Field(
+        default=False,
+        description="Start without CUTOVER_AUDIT_KEY_FILE although the trail was signed (the "
+        "dropped key is recorded in the trail; later rows are reported unsigned)",
+    )
 
     step_user: str | None = Field(
         default=None,

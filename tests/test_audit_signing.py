@@ -202,3 +202,141 @@ def test_an_unusable_key_file_is_a_configuration_error(
     url = f"sqlite:///{tmp_path / 'x.db'}"
     assert main(["--database-url", url, "audit", "verify"]) == 4
     assert "not an unencrypted Ed25519 private key" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_a_signature_row_planted_by_the_app_role_neither_stops_an_abort_nor_hides(
+    pg_db: Database,
+    tmp_path: Path,
+    keys: tuple[Path, Path],
+    app_role: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The locked-down role inserts one made-up signature for the next row: the bot, running
+    as that role, still aborts the run (and starts the next); verify names the planted row."""
+    private, public = keys
+    assert main(["--database-url", pg_db.url, "audit", "lockdown", "--app-role", app_role]) == 0
+    as_app = signed(
+        Database(libpq(pg_db.url, app_role).replace("postgresql://", "postgresql+psycopg://")),
+        private,
+    )
+    try:
+        engine = Engine(as_app, small_runbook(tmp_path), background=False, masker=Masker())
+        run = engine.start_run("staging", BOB)
+        planted = audit.head(as_app)[0] + 1
+        with psycopg.connect(libpq(pg_db.url, app_role)) as conn:
+            conn.execute(
+                "INSERT INTO audit_signature (seq, key_id, signature) VALUES (%s, %s, %s)",
+                (planted, audit.Signer.from_file(private).key_id, "cd" * 64),
+            )
+        aborted = engine.abort("staging", CAROL, "planted signature")
+        assert aborted.changed, aborted.message
+        assert engine.start_run("staging", BOB).id != run.id  # later state changes too
+    finally:
+        as_app.dispose()
+    capsys.readouterr()
+    assert main(["--database-url", pg_db.url, "audit", "verify", "--public-key", str(public)]) == 1
+    out = capsys.readouterr().out
+    assert f"row {planted}: an extra signature by key" in out
+    assert "does not verify (inserted into audit_signature" in out
+    assert out.count("row ") == 1, out
+
+
+def start(db: Database, key: Path | None, **more: object) -> Database:
+    """The bot's start (`serve`, `console`): its database opened with these settings."""
+    from bot.app import open_database
+    from bot.settings import Settings
+
+    return open_database(Settings(database_url=db.url, audit_key_file=key, **more))  # type: ignore[arg-type]
+
+
+def kinds_and_data(db: Database, kind: str) -> list[tuple[int, dict[str, object]]]:
+    import json
+
+    rows = [json.loads(line) for line in audit.export(db, None, "jsonl").splitlines()]
+    return [(r["seq"], r["data"]) for r in rows if r["kind"] == kind]
+
+
+def test_a_key_rotation_is_recorded_and_the_retired_key_verifies_only_before_it(
+    db: Database, tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    old_private, old_public = keys
+    new_private, new_public = tmp_path / "new.key", tmp_path / "new.pub"
+    audit.keygen(new_private, new_public)
+    old_id = audit.Signer.from_file(old_private).key_id
+    new_id = audit.Signer.from_file(new_private).key_id
+    bot = start(db, old_private)
+    finished_run(bot, tmp_path)
+    bot.dispose()
+
+    bot = start(db, new_private)  # restarted with the new key
+    [(rotated_at, data)] = kinds_and_data(db, AuditKind.AUDIT_KEY_ROTATED)[-1:]
+    assert data == {"key_id": new_id, "retired_key": old_id}
+    finished_run(bot, tmp_path)
+    both = ["--public-key", str(old_public), "--public-key", str(new_public)]
+    assert main(["--database-url", db.url, "audit", "verify", *both]) == 0
+    capsys.readouterr()
+
+    # The old key, stolen or left on a replica, still signs a row: verify refuses it there.
+    bot.audit_signer = audit.Signer.from_file(old_private)
+    late = audit.record(bot, AuditKind.RECORD_NOTE, actor="T1:U666", data={"note": "late"})
+    bot.dispose()
+    assert main(["--database-url", db.url, "audit", "verify", *both]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"row {late.seq}: signed by key {old_id}, retired at row {rotated_at}: "
+        "a retired key may not sign"
+    ) in out
+    assert out.count("  row ") == 1, out
+
+    with pytest.raises(
+        audit.AuditKeyError, match=f"{old_id} was retired at audit row {rotated_at}"
+    ):
+        start(db, old_private)  # and the bot will not start with it again
+
+
+def test_a_key_file_others_may_read_is_refused_with_the_chmod_to_run(
+    tmp_path: Path,
+    keys: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    private, _ = keys
+    for mode in (0o644, 0o640, 0o604):
+        private.chmod(mode)
+        monkeypatch.setenv("CUTOVER_AUDIT_KEY_FILE", str(private))
+        assert main(["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "audit", "verify"]) == 4
+        err = capsys.readouterr().err
+        assert f"is open to group or others (mode {mode:o})" in err
+        assert f"Run `chmod 600 {private}`" in err
+    private.chmod(0o600)
+    assert audit.Signer.from_file(private).key_id
+
+
+def test_a_dropped_key_is_refused_at_start_unless_allowed_and_then_recorded(
+    db: Database, tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    private, public = keys
+    key_id = audit.Signer.from_file(private).key_id
+    bot = start(db, private)
+    finished_run(bot, tmp_path)
+    bot.dispose()
+    before = audit.head(db)
+    with pytest.raises(audit.AuditKeyError, match="this bot has no signing key"):
+        start(db, None)
+    assert audit.head(db) == before  # refused: nothing written
+
+    bot = start(db, None, audit_allow_unsigned=True)
+    [(dropped_at, data)] = kinds_and_data(db, AuditKind.AUDIT_KEY_DROPPED)
+    assert data == {"retired_key": key_id} and dropped_at == before[0] + 1
+    finished_run(bot, tmp_path)
+    bot.dispose()
+    start(db, None, audit_allow_unsigned=True).dispose()  # recorded once, not at every start
+    assert len(kinds_and_data(db, AuditKind.AUDIT_KEY_DROPPED)) == 1
+    capsys.readouterr()
+    assert main(["--database-url", db.url, "audit", "verify", "--public-key", str(public)]) == 1
+    out = capsys.readouterr().out
+    assert f"row {dropped_at}: unsigned, and so are rows {dropped_at + 1}-" in out
+    assert f"(after the signing key was dropped at row {dropped_at})" in out
+    with pytest.raises(audit.AuditKeyError, match="retired at audit row"):
+        start(db, private)  # the dropped key is retired too

@@ -172,7 +172,10 @@ def test_db_upgrade_makes_the_schema_then_reads_work(folder: Path) -> None:
     assert "schema is up to date" in again.stdout
     verified = cutover(folder, "audit", "verify", env=env)
     assert verified.returncode == EXIT_OK, verified.stderr
-    assert verified.stdout == "audit chain OK: 0 events verified\n"
+    assert verified.stdout == (
+        "audit chain OK: 0 events verified\n"
+        f"verified no rows (an empty trail), head 0:{'0' * 64}\n"  # for --expect-head later
+    )
 
 
 def test_database_url_error_masks_the_password(folder: Path) -> None:

@@ -290,3 +290,88 @@ def test_a_role_that_may_not_change_tables_is_told_to_upgrade_as_the_owner() -> 
             with Database(url).engine.begin() as conn:
                 conn.execute(text(f"DROP OWNED BY {role}"))
                 conn.execute(text(f"DROP ROLE {role}"))
+
+
+def lockdown_of_that_version(conn: Any, role: str) -> None:
+    """What `cutover audit lockdown` of a version at this revision granted: the tables there
+    were then, audit rows SELECT and INSERT only."""
+    tables = set(inspect(conn).get_table_names())
+    append_only = {"audit_event", "audit_signature"}
+    state = ", ".join(sorted(tables - append_only - {"alembic_version"}))
+    conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
+    conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {state} TO "{role}"'))
+    conn.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
+    conn.execute(text(f'GRANT SELECT ON alembic_version TO "{role}"'))
+    for table in sorted(tables & append_only):
+        conn.execute(text(f'REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM PUBLIC, "{role}"'))
+        conn.execute(text(f'GRANT SELECT, INSERT ON {table} TO "{role}"'))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("revision", ["r0001", "r0002", "r0003", "r0004"])
+def test_a_locked_down_app_role_runs_the_bot_after_the_documented_upgrade(
+    revision: str, tmp_path: Path
+) -> None:
+    """docs/deploy.md: the owner runs `cutover db upgrade`, the bot starts as the app role
+    locked down by an older version. It starts a run and appends signed audit rows at once
+    (no second `audit lockdown`), and still cannot change or remove an audit row."""
+    if not postgres_reachable():
+        unavailable("PostgreSQL not reachable (set CUTOVER_TEST_PG_URL)")
+    import uuid
+
+    import psycopg
+
+    from tests.db_fixtures import PG_URL, libpq
+
+    role = f"cutover_app_{uuid.uuid4().hex[:8]}"
+    key = tmp_path / "audit.key"
+    audit.keygen(key, tmp_path / "audit.pub")
+    try:
+        with throwaway_pg_database(f"cutover_mig_{revision}") as url:
+            owner = Database(url)
+            with owner.engine.begin() as conn:
+                from alembic import command
+
+                command.upgrade(migrate.config(conn), revision)
+                conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+                lockdown_of_that_version(conn, role)
+            owner._finish_schema()  # the head row and triggers, as that version's start made
+            owner.dispose()
+
+            upgraded = cutover(url, "db", "upgrade")
+            assert upgraded.returncode == 0, upgraded.stderr
+            assert revision == migrate.head() or (
+                f"upgraded from {revision} to {migrate.head()}" in upgraded.stdout
+            )
+
+            as_app = Database(url.replace("://postgres@", f"://{role}@"))
+            as_app.audit_signer = audit.Signer.from_file(key)
+            try:
+                assert as_app.upgrade() == (migrate.head(), migrate.head())  # serve's start
+                engine = Engine(as_app, small_runbook(tmp_path), background=False)
+                run = engine.start_run("staging", ALICE)
+                assert run.id is not None
+                assert engine.decide(gate_of(engine, run.id), BOB, "continue").changed
+                engine.shutdown()
+                kinds = [e.kind for e in audit.events(as_app, run.id)]
+                assert kinds[:2] == ["run.started", "phase.started"]
+                public = audit.load_public_keys([tmp_path / "audit.pub"])
+                assert audit.verify(as_app) == []
+                assert audit.verify_signatures(as_app, public) == []
+            finally:
+                as_app.dispose()
+
+            with psycopg.connect(libpq(url, role), autocommit=True) as conn:
+                for statement in (
+                    "UPDATE audit_event SET actor = 'x' WHERE seq = 1",
+                    "DELETE FROM audit_event WHERE seq = 1",
+                    "TRUNCATE audit_event",
+                    "UPDATE audit_signature SET key_id = 'x'",
+                    "DELETE FROM audit_signature",
+                    "ALTER TABLE audit_event DISABLE TRIGGER USER",
+                ):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        conn.execute(statement)
+    finally:
+        with psycopg.connect(libpq(PG_URL), autocommit=True) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')

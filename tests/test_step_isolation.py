@@ -275,7 +275,9 @@ def test_an_audit_key_file_others_may_read_is_refused(tmp_path: Path) -> None:
     key = tmp_path / "audit.key"
     audit.keygen(key, tmp_path / "audit.pub")
     key.chmod(0o640)
-    with pytest.raises(audit.AuditKeyError, match=r"mode 640: others may read it.*chmod 600"):
+    with pytest.raises(
+        audit.AuditKeyError, match=r"open to group or others \(mode 640\).*chmod 600"
+    ):
         audit.Signer.from_file(key)
 
 

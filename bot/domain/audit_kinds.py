@@ -45,3 +45,7 @@ class AuditKind(enum.StrEnum):
     PREFLIGHT_CHECKED = "preflight.checked"  # at schedule, T-24h and start
     SURFACE_FAILED = "surface.failed"
     SCHEDULER_LEADER = "scheduler.leader"
+    # The bot started with another signing key than the trail's last: the old one is retired
+    # from this row on (signed by the new key). And started with none, where it was signed.
+    AUDIT_KEY_ROTATED = "audit.key_rotated"
+    AUDIT_KEY_DROPPED = "audit.key_dropped"

@@ -248,8 +248,12 @@ class EngineCore:
         self.notify.notice(
             run_id,
             f"Audit chain head at the end of run #{run_id}: row {seq}, sha256 {digest}{signed}. "
-            "A rewritten audit table shows another hash for this row in `cutover audit export`.",
+            "A rewritten or shortened audit table fails "
+            f"`cutover audit verify --expect-head {seq}:{digest}`.",
         )
+        checkpoint = self.db.audit_checkpoint  # the head posted: a restart refuses less
+        if checkpoint is not None:
+            checkpoint.advance(self.db, seq, digest)
 
     def record_surface_failure(self, call: str, error: str, run_id: int | None) -> None:
         """Audits a chat post that failed (masked); never raises."""
