@@ -32,6 +32,6 @@ ENV CUTOVER_DATABASE_URL=sqlite:////data/cutover.db \
     PYTHONUNBUFFERED=1
 VOLUME ["/data"]
 EXPOSE 3000
-HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,os; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('CUTOVER_HTTP_PORT','3000'), timeout=3)" || exit 1
+HEALTHCHECK --interval=15s --timeout=5s --retries=2 CMD python -c "import urllib.request,os; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('CUTOVER_HTTP_PORT','3000'), timeout=3)" || exit 1
 ENTRYPOINT ["cutover"]
 CMD ["serve"]

@@ -40,6 +40,7 @@ from bot.slack.server import (
     mode,
     settle_memory,
 )
+from bot.slack.socket_health import SocketHealth
 from bot.slack.surface import SlackSurface, make_client
 from bot.views import run_counts
 from phases.checks.base import StepContext, StepUser
@@ -264,6 +265,7 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     socket_handler = None
+    socket_health: SocketHealth | None = None
     # Notices of scheduled cutovers, gate reminders, monitoring rounds, cutover records.
     # Every process runs one; with several on one PostgreSQL an advisory lock makes one lead.
     scheduler = start_scheduler(service.engine, service.engine.db, settings)
@@ -279,6 +281,10 @@ def serve(settings: Settings) -> int:
                 service.app, settings.slack_app_token.get_secret_value()
             )
             socket_handler.connect()
+            client = socket_handler.client
+            socket_health = SocketHealth(client.is_connected, settings.socket_down_seconds)
+            http.health = socket_health.start().problem
+            metrics.watch_socket(socket_health.down_for)
             log.info("connected to Slack in Socket Mode; /healthz on port %s", http.server_port)
         else:
             log.info("listening on %s%s", http.url, EVENTS_PATH)
@@ -286,6 +292,8 @@ def serve(settings: Settings) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if socket_health is not None:
+            socket_health.stop()
         if socket_handler is not None:
             socket_handler.close()
         http.server_close()

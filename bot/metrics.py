@@ -77,11 +77,12 @@ class _Live(Collector):
     def __init__(self) -> None:
         self.runs_by_status: Callable[[], dict[str, int]] | None = None
         self.is_leader: Callable[[], bool] | None = None
+        self.socket_down_for: Callable[[], float] | None = None
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:
-            runs, leader = self.runs_by_status, self.is_leader
+            runs, leader, socket = self.runs_by_status, self.is_leader, self.socket_down_for
         if runs is not None:
             family = GaugeMetricFamily(
                 "cutover_runs", "Runs in the database, by status", labels=["status"]
@@ -100,6 +101,19 @@ class _Live(Collector):
                 value=1.0 if leader() else 0.0,
             )
 
+        if socket is not None:
+            down = socket()
+            yield GaugeMetricFamily(
+                "cutover_slack_socket_connected",
+                "1 while the Socket Mode connection to Slack is up (Socket Mode only)",
+                value=0.0 if down > 0 else 1.0,
+            )
+            yield GaugeMetricFamily(
+                "cutover_slack_socket_down_seconds",
+                "Seconds the Socket Mode connection has been down (0 while it is up)",
+                value=down,
+            )
+
     def describe(self) -> list[Any]:
         return []
 
@@ -114,6 +128,12 @@ def watch(
     """What /metrics reads at each scrape (the serving process's database and scheduler)."""
     with LIVE._lock:
         LIVE.runs_by_status, LIVE.is_leader = runs_by_status, is_leader
+
+
+def watch_socket(down_for: Callable[[], float]) -> None:
+    """Socket Mode: how long its connection has been down, read at each scrape."""
+    with LIVE._lock:
+        LIVE.socket_down_for = down_for
 
 
 def render() -> bytes:

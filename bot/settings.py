@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     runbook: Path = Field(default=DEFAULT_RUNBOOK, description="Path of the runbook YAML file")
     http_port: int = Field(default=3000, description="Port of `cutover serve` in HTTP mode")
     http_host: str = Field(default="0.0.0.0", description="Address `cutover serve` listens on")
+    socket_down_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Socket Mode: /healthz answers 503 once the connection to Slack has been "
+        "down longer than this (the client reconnects by itself; Slack recycles connections)",
+    )
     metrics_host: str = Field(
         default="127.0.0.1",
         description="Address /metrics listens on: loopback by default, never the Slack port "

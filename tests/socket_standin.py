@@ -38,6 +38,16 @@ class SocketModeStandIn:
     def stop(self) -> None:
         self._server.shutdown()
 
+    def drop(self) -> None:
+        """Slack's side goes away: every connection closed, no new one accepted here (a
+        client that asks apps.connections.open again is sent to this dead address)."""
+        self._server.shutdown()
+        self._server.socket.close()
+        with self._lock:
+            conns = list(self._connections)
+        for conn in conns:
+            conn.close()
+
     def connected(self) -> bool:
         with self._lock:
             return bool(self._connections)

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -130,7 +130,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         path = urlsplit(self.path).path
         if path == HEALTH_PATH and not self.server.metrics_only:
-            self._send(200, {"content-type": ["text/plain; charset=utf-8"]}, "ok\n")
+            problem = self.server.health() if self.server.health is not None else None
+            text = {"content-type": ["text/plain; charset=utf-8"]}
+            if problem is not None:  # the Docker HEALTHCHECK reads the status alone
+                self._send(503, text, problem + "\n")
+            else:
+                self._send(200, text, "ok\n")
         elif path == METRICS_PATH and self.server.metrics_only:
             body = metrics.render().decode("utf-8")
             self._send(200, {"content-type": [metrics.CONTENT_TYPE]}, body)
@@ -246,6 +251,8 @@ class BoltHTTPServer(ThreadingHTTPServer):
         metrics_only: bool = False,
     ) -> None:
         self.bolt_app = bolt_app
+        # Why /healthz must answer 503 (Socket Mode down too long: bot/slack/socket_health.py).
+        self.health: Callable[[], str | None] | None = None
         self.metrics_only = metrics_only  # /metrics alone; the Slack server never has it
         self.in_flight = in_flight or nullcontext()
         self.refusals = RefusalLog()
