@@ -95,3 +95,13 @@ def test_the_manifest_never_enables_token_rotation_and_installs_in_one_workspace
     assert settings["org_deploy_enabled"] is False
     docs = (ROOT / "docs" / "slack.md").read_text()
     assert "org_deploy_enabled: false" in docs and "token_rotation_enabled: false" in docs
+
+
+def test_the_usage_hint_names_every_command_the_help_lists() -> None:
+    from commands.parser import USAGE
+
+    hint = manifest()["features"]["slash_commands"][0]["usage_hint"]
+    listed = {line.split()[1] for line in USAGE.splitlines() if line.startswith("  /cutover ")}
+    named = {word.strip() for word in hint.split("|")}
+    assert listed <= named, f"missing from the usage hint: {sorted(listed - named)}"
+    assert len(hint) <= 120  # one line in Slack's command picker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from sqlmodel import select
 from bot import audit
 from bot.db import Database
 from bot.models import AuditEvent, Run, Vote
-from tests.slack_harness import CHANNEL, SECRET, TEAM, running_bot
+from tests.slack_harness import CHANNEL, SECRET, TEAM, running_bot, wait_for
 from tests.slack_standin import block_actions_body, button_action, post_signed, slash_body
 from tests.small_runbook import small_runbook
 
@@ -122,3 +123,23 @@ def test_a_post_without_a_timestamp_header_gets_401_and_no_traceback(
             assert httpx.post(bot.url, content=body, headers=headers).status_code == 401
         assert not [r for r in caplog.records if r.exc_info], "a handler died with a traceback"
         assert post_signed(bot.url, body, SECRET).status == 200  # still serving
+
+
+def test_text_slack_escaped_is_decoded_once_before_the_audit_trail(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """Slack sends `db < 5% & rising` as `db &lt; 5% &amp; rising`; the trail keeps what was
+    typed, and a typed `&lt;@U2&gt;` becomes no mention."""
+    with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        bot.checkpoint(run_id, 1)
+        bot.command("abort staging --reason db &lt; 5% &amp; rising &lt;@U2&gt;", user="U2")
+        wait_for(lambda: bot.run(run_id).status in ("rolled_back", "cancelled"), "the abort")
+        reasons = [
+            json.loads(e.data).get("reason", "")
+            for e in audit.events(sqlite_db, run_id)
+            if e.kind in ("run.aborted", "gate.decided", "run.cancelled")
+        ]
+        assert any(r.startswith("db < 5% & rising") for r in reasons), reasons
+        assert not any("&amp;" in r or "&lt;" in r or "<@U2>" in r for r in reasons)

@@ -304,6 +304,15 @@ def _where(body: dict[str, Any]) -> Where:
     )
 
 
+def typed_text(text: object) -> str:
+    """What the person typed: Slack escapes `&`, `<` and `>` in a command's text as `&amp;`,
+    `&lt;` and `&gt;` (its own links and mentions keep their brackets), so a reason typed as
+    "db < 5% & rising" is decoded once here, before it is parsed, audited or shown."""
+    if not isinstance(text, str):
+        return ""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 class _Identify(Middleware):
     """After Bolt's signature check: puts the person (team or enterprise + user) and the
     request's signature in the context. Replays are refused after the ack, where the work
@@ -415,7 +424,7 @@ class CutoverSlackApp:
         @app.command("/cutover")
         def on_command(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
             try:
-                cmd = parse(body.get("text") or "", now=self.engine.now())
+                cmd = parse(typed_text(body.get("text")), now=self.engine.now())
                 if isinstance(cmd, ScheduleCmd) and cmd.stakeholders:
                     cmd = replace(
                         cmd,
