@@ -25,7 +25,7 @@ from bot import metrics
 from bot.audit import Signer
 from bot.console import Console, ConsoleSurface, TerminalLogHandler, console_actor
 from bot.db import Database
-from bot.engine import Engine
+from bot.engine import Engine, ReplicaInUse
 from bot.scheduler import start_scheduler
 from bot.settings import Settings, secret_settings
 from bot.slack.app import CutoverSlackApp
@@ -160,6 +160,12 @@ def serve(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        service.engine.claim_replica()  # before recover(): it trusts the replica id
+    except ReplicaInUse as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        service.engine.shutdown(wait=False)
+        return 4
     for line in service.engine.recover():
         log.info("recovered: %s", line)
     # A phase or rollback whose replica died is taken over once its lease lapses.
