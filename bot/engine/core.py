@@ -49,6 +49,7 @@ from bot.models import (
 )
 from bot.surface import SYSTEM, Actor, NullSurface, SignoffSurface, Surface
 from phases.checks.base import Clock, StepContext, StopRequest, SystemClock
+from phases.checks.leash import Leash
 from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, RunbookError, StepSpec, Value
 from phases.runner import StepOutcome
 from phases.secrets import (
@@ -62,6 +63,9 @@ from phases.secrets import (
 log = logging.getLogger(__name__)
 
 DecisionName = Literal["continue", "rollback", "retry"]
+# A holder's steps are killed once this share of a lease passed since its last renewal was
+# sent: before the lease can lapse on the database's clock and another replica take over.
+LEASH_SHARE = 0.8
 
 
 class EngineError(CutoverError):
@@ -194,6 +198,9 @@ class EngineCore:
         # the lease epoch (fencing token) it took for each run it holds.
         self._executing: dict[int, tuple[StopRequest, str]] = {}
         self._epochs: dict[int, int] = {}
+        # Kills this process's running steps once its leases may have lapsed, even if this
+        # process is paused or dead (a separate process, started when a step first runs).
+        self.leash = Leash()
         # Secrets are known from the moment the engine exists, before any run is read back
         # after a restart: every environment's ${VAR} values, URL userinfo and env file.
         install_log_masking()
@@ -279,6 +286,7 @@ class EngineCore:
     def shutdown(self, wait: bool = True) -> None:
         self._stop.set()
         self._pool.shutdown(wait=wait)
+        self.leash.close()
 
     def redraws_idle(self, timeout: float = 10.0) -> bool:
         """True once every redraw was handed to the surface: at once, since the engine tells
@@ -388,6 +396,7 @@ class EngineCore:
         `_ensure_heartbeat()` once the transaction committed."""
         assert run.id is not None
         read = run.lease_epoch or 0
+        asked = time.monotonic()
         res = s.execute(
             update(Run)
             .where(col(Run.id) == run.id, col(Run.lease_epoch) == read)
@@ -398,6 +407,7 @@ class EngineCore:
         s.refresh(run, ["owner", "lease_until", "lease_epoch"])
         with self._threads_lock:
             self._epochs[run.id] = read + 1
+        self.leash.renew(asked + self.lease.total_seconds() * LEASH_SHARE)
 
     def holds(self, s: Session, run_id: int) -> bool:
         """Fencing, in the caller's transaction: True if this process still holds the run's
@@ -500,6 +510,8 @@ class EngineCore:
             try:
                 renewed = self.renew_leases()
                 renewed_at = asked
+                if renewed:
+                    self.leash.renew(asked + lease * LEASH_SHARE)
             except Exception as exc:
                 log.warning("cannot renew leases: %s", self.masker.mask(str(exc)))
                 if time.monotonic() - renewed_at >= lease / 2:
@@ -510,7 +522,7 @@ class EngineCore:
                             run_id,
                             epoch,
                             "the lease could not be renewed",
-                            kill_by=renewed_at + lease * 0.8,
+                            kill_by=renewed_at + lease * LEASH_SHARE,
                         )
                 continue
             if renewed == 0:

@@ -86,6 +86,7 @@ class Rollback(EngineCore):
             self.notify.notice(run_id, waiting)
             return
         stop = StopRequest()
+        stop.leash = self.leash
         with self._threads_lock:
             self._executing[run_id] = (stop, "rollback")
         try:

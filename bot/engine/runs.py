@@ -140,6 +140,7 @@ class Runs(EngineCore):
         the claim commits: an abort or a lost lease stops its running step, and the rollback
         begins only once that step has ended (`execute_rollback` waits for the hand-over)."""
         stop = StopRequest()
+        stop.leash = self.leash
         with self._threads_lock:
             self._executing[run_id] = (stop, "phase")
         try:

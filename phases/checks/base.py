@@ -89,6 +89,9 @@ class StopRequest:
         self.step: str | None = None  # the name of the step executing now, for the channel
         self.during: str | None = None  # the step that was executing when the request came
         self.kill_by: float | None = None  # time.monotonic() by which it must be dead
+        # The holder's watchdog (phases/checks/leash.py): told of each process group a step
+        # starts, it kills them once the holder's lease may have lapsed (holder paused, dead).
+        self.leash: Any = None
 
     def set(self, reason: str, kill_by: float | None = None) -> None:
         """`kill_by`: a lost lease leaves no time for a graceful stop: SIGKILL by then."""

@@ -105,6 +105,9 @@ def default_runner(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    leash = stop.leash if stop is not None else None
+    if leash is not None:
+        leash.watch(proc.pid)  # its session's group: killed if the holder's lease lapses
     try:
         return _collect(proc, marker, timeout, watch, stop, grace)
     except BaseException:
@@ -112,6 +115,8 @@ def default_runner(
         proc.wait()
         raise
     finally:
+        if leash is not None:
+            leash.unwatch(proc.pid)
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
