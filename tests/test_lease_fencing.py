@@ -249,3 +249,28 @@ def test_a_holder_cut_from_the_database_stops_its_step_before_another_replica_ro
         other.shutdown()
         db.dispose()
         proxy.close()
+
+
+def test_an_abort_on_another_replica_stops_the_holders_step_at_its_next_renewal_then_rolls_back(
+    tmp_path: Path, pg_url: str
+) -> None:
+    holder = Driver(tmp_path, pg_url, "replica-a", "start", "--for", "60")
+    db = Database(pg_url)
+    other = Engine(db, lease_runbook(tmp_path), replica_id="replica-b", lease_seconds=LEASE)
+    try:
+        holder.line("started")
+        wait_for(lambda: any(w == "deploy-tick" for w, _ in times(tmp_path)), "the deploy")
+        assert other.abort("staging", APPROVER, "wrong build").outcome == "rolled_back"
+        wait_for(lambda: only_run(db).ended_at, "the holder to stop, then roll back", 20)
+        assert_never_overlapped(tmp_path)
+        events = audit.events(db, only_run(db).id or 0)
+        kinds = [e.kind for e in events]
+        step = next(i for i, e in enumerate(events) if '"section":"actions"' in e.data)
+        assert '"stopped by abort: SIGTERM after' in events[step].data
+        assert kinds.index("run.aborted") < step < kinds.index("phase.stopped")
+        assert kinds.index("phase.stopped") < kinds.index("rollback.started")
+        assert "phase.interrupted" not in kinds
+    finally:
+        holder.stop()
+        other.shutdown()
+        db.dispose()
