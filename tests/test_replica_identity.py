@@ -57,7 +57,7 @@ def test_a_second_serve_with_the_default_replica_id_refuses_to_start_and_the_liv
         wait_for(lambda: executing_on(db, HOST), "the phase to run on the first process")
         b.start(wait=False)
         assert b.proc is not None
-        assert b.proc.wait(30) == 4
+        assert b.proc.wait(90) == 4  # a loaded machine starts Python slowly
         said = (tmp_path / "second.log").read_text()
         assert "CUTOVER_REPLICA_ID" in said and "another live cutover process" in said
         opened = wait_for(lambda: gates(db), "the first process to finish the phase", timeout=30)

@@ -110,7 +110,8 @@ class Replica:
             stderr=subprocess.STDOUT,
         )
         if wait:
-            wait_for(self.healthy, f"{self.name} to listen", timeout=30)
+            # A loaded test machine can take half a minute to start a Python process.
+            wait_for(self.healthy, f"{self.name} to listen", timeout=90)
         return self
 
     def healthy(self) -> bool:

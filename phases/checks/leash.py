@@ -7,7 +7,8 @@ runs the rollback (a restore twice at once). The holder tells the leash, on a pi
 deadline its lease is safe until (time.monotonic(), one clock for every process on the
 machine) and each step process group it starts; past the deadline, with no renewal, the
 leash SIGKILLs them. When the holder's end of the pipe closes (it died), the last deadline
-still holds, then the leash kills what remains and exits.
+still holds, then the leash kills what remains and exits. One watchdog process serves every
+engine of a bot process (each its own key), and exits when it has watched nothing for a while.
 
     python -I -S phases/checks/leash.py   (started by `Leash`; reads its commands on stdin)
 """
@@ -22,85 +23,95 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+import weakref
 
 POLL_SECONDS = 0.05
 IDLE_EXIT_SECONDS = 10.0  # nothing watched this long: exit (restarted on demand)
 
 
-class Leash:
-    """The holder's side: starts the watchdog when a step starts; never raises into a step.
-    It remembers the deadline and the groups watched, and tells a restarted watchdog all of
-    them (one that exited while idle, or died)."""
+class _Watchdog:
+    """The one watchdog process of this bot process, shared by its engines' leashes (each
+    with its own key, deadline and groups); restarted on demand and told everything again."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._deadline: float | None = None
-        self._groups: set[int] = set()
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.leashes: weakref.WeakValueDictionary[str, Leash] = weakref.WeakValueDictionary()
 
     def _ensure(self) -> bool:
-        """Under the lock: the watchdog runs (started and told everything if it did not)."""
-        if self._proc is not None and self._proc.poll() is None:
+        """Under the lock: the process runs (started, and told every leash's state)."""
+        if self.proc is not None and self.proc.poll() is None:
             return True
         # A file path with -I -S: the standard library only, so it watches within
         # milliseconds of the step's start, not after importing every step kind.
-        self._proc = subprocess.Popen(
+        self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", os.path.abspath(__file__)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             start_new_session=True,
         )
-        lines = ([f"deadline {self._deadline}"] if self._deadline is not None else []) + [
-            f"watch {g}" for g in sorted(self._groups)
-        ]
+        lines: list[str] = []
+        for key, leash in list(self.leashes.items()):
+            if leash.deadline is not None:
+                lines.append(f"deadline {key} {leash.deadline}")
+            lines += [f"watch {key} {g}" for g in sorted(leash.groups)]
         return all(self._write(line) for line in lines)
 
     def _write(self, line: str) -> bool:
-        if self._proc is None or self._proc.stdin is None:
+        if self.proc is None or self.proc.stdin is None:
             return False
         try:
-            self._proc.stdin.write(line.encode() + b"\n")
-            self._proc.stdin.flush()
+            self.proc.stdin.write(line.encode() + b"\n")
+            self.proc.stdin.flush()
             return True
         except (BrokenPipeError, ValueError):
-            self._proc = None
+            self.proc = None
             return False
 
-    def _tell(self, line: str | None) -> None:
-        with self._lock:
-            for _ in range(2):  # once more if it had just exited
-                if self._ensure() and (line is None or self._write(line)):
+    def tell(self, *lines: str, start: bool = True) -> None:
+        with self.lock:
+            if not start and (self.proc is None or self.proc.poll() is not None):
+                return
+            for _ in range(2):  # once more if it had just exited (it then hears everything)
+                if self._ensure() and all(self._write(line) for line in lines):
                     return
+
+
+_WATCHDOG = _Watchdog()
+
+
+class Leash:
+    """One lease holder's side (an engine): its deadline and the step process groups it
+    started, told to the shared watchdog; never raises into a step."""
+
+    def __init__(self) -> None:
+        self.key = uuid.uuid4().hex[:12]
+        self.deadline: float | None = None
+        self.groups: set[int] = set()
+        _WATCHDOG.leashes[self.key] = self
 
     def renew(self, deadline: float) -> None:
         """Steps may run until `deadline` (time.monotonic()) unless renewed again."""
-        with self._lock:
-            self._deadline = deadline
-            watching = bool(self._groups)
-        if watching:
-            self._tell(f"deadline {deadline}")
+        self.deadline = deadline
+        if self.groups:
+            _WATCHDOG.tell(f"deadline {self.key} {deadline}")
 
     def watch(self, pgid: int) -> None:
-        with self._lock:
-            if self._deadline is None:
-                return  # no lease: nothing to enforce
-            self._groups.add(pgid)
-        self._tell(f"watch {pgid}")
+        if self.deadline is None:
+            return  # no lease: nothing to enforce
+        self.groups.add(pgid)
+        # The deadline first: renewals while nothing ran were not sent.
+        _WATCHDOG.tell(f"deadline {self.key} {self.deadline}", f"watch {self.key} {pgid}")
 
     def unwatch(self, pgid: int) -> None:
-        with self._lock:
-            self._groups.discard(pgid)
-            if self._proc is not None and self._proc.poll() is None:
-                self._write(f"unwatch {pgid}")
+        self.groups.discard(pgid)
+        _WATCHDOG.tell(f"unwatch {self.key} {pgid}", start=False)
 
     def close(self) -> None:
-        with self._lock:
-            proc, self._proc = self._proc, None
-        if proc is not None and proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        """Nothing of this holder runs any more."""
+        self.deadline = None
+        self.groups.clear()
 
 
 def _kill(groups: set[int]) -> None:
@@ -111,21 +122,25 @@ def _kill(groups: set[int]) -> None:
 
 
 def main() -> int:
-    deadline: float | None = None
-    groups: set[int] = set()
+    deadlines: dict[str, float] = {}
+    groups: dict[str, set[int]] = {}
     buf = b""
     open_ = True
     idle_since = time.monotonic()
     fd = sys.stdin.fileno()
-    while open_ or groups:
+    while open_ or any(groups.values()):
         now = time.monotonic()
-        if deadline is not None and now >= deadline and groups:
-            _kill(groups)
-        if groups:
+        for key, watched in groups.items():
+            if watched and key in deadlines and now >= deadlines[key]:
+                _kill(watched)
+        if any(groups.values()):
             idle_since = now
-        elif now - idle_since > IDLE_EXIT_SECONDS:
+        elif now - idle_since > IDLE_EXIT_SECONDS or not open_:
             break
-        if not open_:
+        if not open_:  # the bot died: its last deadlines still hold
+            for key, watched in groups.items():
+                if key not in deadlines:
+                    watched.clear()
             time.sleep(POLL_SECONDS)
             continue
         ready, _, _ = select.select([fd], [], [], POLL_SECONDS)
@@ -133,20 +148,18 @@ def main() -> int:
             continue
         chunk = os.read(fd, 4096)
         if not chunk:
-            open_ = False  # the holder died: its last deadline still holds
-            if deadline is None:
-                break
+            open_ = False
             continue
         buf += chunk
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
-            what, _, arg = line.decode().partition(" ")
+            what, key, arg = (line.decode().split(" ") + ["", ""])[:3]
             if what == "deadline":
-                deadline = float(arg)
+                deadlines[key] = float(arg)
             elif what == "watch":
-                groups.add(int(arg))
+                groups.setdefault(key, set()).add(int(arg))
             elif what == "unwatch":
-                groups.discard(int(arg))
+                groups.get(key, set()).discard(int(arg))
     return 0
 
 
