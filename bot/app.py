@@ -26,7 +26,7 @@ from bot import audit_guard, metrics
 from bot.audit import Signer
 from bot.console import Console, ConsoleSurface, TerminalLogHandler, console_actor
 from bot.db import Database
-from bot.engine import Engine
+from bot.engine import Engine, ReplicaInUse
 from bot.isolation import make_non_dumpable, refuse_exposed_secret_files, step_user
 from bot.scheduler import start_scheduler
 from bot.settings import Settings, secret_settings
@@ -242,6 +242,12 @@ def serve(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        service.engine.claim_replica()  # before recover(): it trusts the replica id
+    except ReplicaInUse as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        service.engine.shutdown(wait=False)
+        return 4
     for line in service.engine.recover():
         log.info("recovered: %s", line)
     # A phase or rollback whose replica died is taken over once its lease lapses.

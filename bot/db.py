@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -413,3 +414,16 @@ def _is_connection_error(exc: OperationalError) -> bool:
             "unable to open",
         )
     )
+
+
+def db_now(s: Session) -> datetime:
+    """The database server's clock (aware, UTC), read in the caller's transaction: the one
+    clock every replica shares, so a lease never depends on a machine's own clock (a replica
+    whose clock runs ahead must not think a live lease lapsed). PostgreSQL: clock_timestamp();
+    SQLite (one machine by nature): its CURRENT_TIMESTAMP, to the millisecond."""
+    if s.get_bind().dialect.name == "postgresql":
+        value = s.execute(text("SELECT clock_timestamp()")).scalar_one()
+    else:
+        raw = s.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+        value = datetime.fromisoformat(str(raw))
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

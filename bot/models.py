@@ -111,6 +111,9 @@ class Run(SQLModel, table=True):
     # renews the lease while it works; another replica takes over only once it has lapsed.
     owner: str | None = Field(default=None, index=True)
     lease_until: datetime | None = Field(default=None, sa_column=_ts())
+    # The fencing token: incremented by every take-over of the lease; the holder's writes are
+    # conditional on the epoch it took (bot/engine/core.py).
+    lease_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     started_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
     ended_at: datetime | None = Field(default=None, sa_column=_ts())
 
@@ -326,3 +329,15 @@ class HomeViewer(SQLModel, table=True):
     opened_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
     )
+
+
+class Replica(SQLModel, table=True):
+    """The live process of each replica id (CUTOVER_REPLICA_ID), renewing its heartbeat on the
+    database's clock: a second process started with an id a live one holds refuses to start
+    (it would declare that one's phases interrupted); a restarted replica, whose predecessor's
+    heartbeat went stale, takes its place at once."""
+
+    __tablename__ = "replica"
+    id: str = Field(primary_key=True, max_length=200)
+    incarnation: str = Field(max_length=300)  # the live process: "REPLICA#PID.RANDOM"
+    heartbeat_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

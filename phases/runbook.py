@@ -39,6 +39,9 @@ class StepSpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: float = Field(default=30.0, gt=0, le=3600)
     critical: bool = True  # a non-critical FAIL is shown as WARN and does not block the gate
+    # An abort (or a lost lease) stops a running command: SIGTERM to its process group, then
+    # SIGKILL if it still runs this many seconds later.
+    stop_grace_seconds: float = Field(default=10.0, ge=0, le=600)
 
 
 class ManualStep(Strict):

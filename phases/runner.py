@@ -37,10 +37,13 @@ def run_step(step: StepSpec, values: Mapping[str, Value], ctx: StepContext) -> S
         kind, params = resolve_step(step, values)
     except RunbookError as exc:
         return StepResult(Status.ERROR, f"misconfigured: {exc}")
-    step_ctx = dataclasses.replace(ctx, timeout=step.timeout)
+    step_ctx = dataclasses.replace(ctx, timeout=step.timeout, stop_grace=step.stop_grace_seconds)
     if kind.mutates and ctx.dry_run:
         what = kind.describe(params) if kind.describe else f"{kind.name} {params}"
         return StepResult(Status.SKIPPED, ctx.masker.untrusted(f"dry run: would {what}"))
+
+    if ctx.stop is not None and ctx.stop.is_set():  # an abort or a lost lease came first
+        return StepResult(Status.ERROR, f"not started: stopped by {ctx.stop.reason}")
 
     box: list[StepResult] = []
 

@@ -19,6 +19,7 @@ def small_runbook(
     env: dict[str, Any] | None = None,
     phases: list[dict[str, Any]] | None = None,
     act: bool = False,
+    rollback: list[dict[str, Any]] | None = None,
 ) -> Runbook:
     """act: phase one also runs an action (touches `acted`), so an abort after it has
     something to roll back; without one, an abort cancels the run instead."""
@@ -72,7 +73,8 @@ def small_runbook(
                 ],
             },
         ],
-        "rollback": [
+        "rollback": rollback
+        or [
             {
                 "id": "mark",
                 "name": "mark rolled back",

@@ -67,8 +67,17 @@ def slow_phases(tmp: Path, seconds: float) -> list[dict[str, Any]]:
 
 
 class Replica:
-    def __init__(self, name: str, tmp: Path, db_url: str, standin: SlackStandIn) -> None:
+    def __init__(
+        self,
+        name: str,
+        tmp: Path,
+        db_url: str,
+        standin: SlackStandIn,
+        replica_id: str | None = "",
+    ) -> None:
+        """replica_id: CUTOVER_REPLICA_ID ("": the name; None: unset, the hostname's default)."""
         self.name, self.tmp, self.db_url, self.standin = name, tmp, db_url, standin
+        self.replica_id = name if replica_id == "" else replica_id
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -76,7 +85,8 @@ class Replica:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> Replica:
+    def start(self, wait: bool = True) -> Replica:
+        """wait=False: do not wait for it to listen (it may refuse to start)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "CUTOVER_"))}
         env.update(
             SLACK_BOT_TOKEN=TOKEN,
@@ -86,13 +96,14 @@ class Replica:
             CUTOVER_HTTP_HOST="127.0.0.1",
             CUTOVER_DATABASE_URL=self.db_url,
             CUTOVER_RUNBOOK=str(self.tmp / "small.yml"),
-            CUTOVER_REPLICA_ID=self.name,
             CUTOVER_STEP_USER=STEP_USER,
             CUTOVER_METRICS_PORT="0",  # two replicas on one host: /metrics off
             CUTOVER_LEASE_SECONDS=str(LEASE),
             CUTOVER_SCHEDULER_TICK_SECONDS="1",
             PYTHONPATH=str(ROOT),
         )
+        if self.replica_id is not None:
+            env["CUTOVER_REPLICA_ID"] = self.replica_id
         log = (self.tmp / f"{self.name}.log").open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "serve"],
@@ -101,7 +112,9 @@ class Replica:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_for(self.healthy, f"{self.name} to listen", timeout=30)
+        if wait:
+            # A loaded test machine can take half a minute to start a Python process.
+            wait_for(self.healthy, f"{self.name} to listen", timeout=90)
         return self
 
     def healthy(self) -> bool:

@@ -13,6 +13,8 @@ class AuditKind(enum.StrEnum):
     RUN_ROLLED_BACK = "run.rolled_back"
     PHASE_STARTED = "phase.started"
     PHASE_INTERRUPTED = "phase.interrupted"
+    # An aborted phase's running step ended (on its own, SIGTERM, SIGKILL): the rollback may begin
+    PHASE_STOPPED = "phase.stopped"
     STEP_RESULT = "step.result"
     GATE_OPENED = "gate.opened"
     GATE_VOTE = "gate.vote"

@@ -11,6 +11,7 @@ what changed (`bot.surface`). The use cases live in one module each:
     signoffs.py  sign-offs of success criteria: asked for, given once per person
     rollback.py  restore and rollback steps
     recovery.py  restart recovery and taking over a dead replica's run
+    identity.py  one live process per replica id (a heartbeat row)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bot.engine.core import (
     runbook_digest,
 )
 from bot.engine.gates import Gates
+from bot.engine.identity import Identity, ReplicaInUse
 from bot.engine.recovery import Recovery
 from bot.engine.rollback import Rollback
 from bot.engine.runs import Runs
@@ -32,7 +34,7 @@ from bot.engine.signoffs import Signoffs
 from phases.runbook import RunbookError
 
 
-class Engine(Recovery, Rollback, Gates, Signoffs, Runs):
+class Engine(Identity, Recovery, Rollback, Gates, Signoffs, Runs):
     """The one engine object the CLI, `serve`, the console, the demo and tests build."""
 
 
@@ -43,6 +45,7 @@ __all__ = [
     "DecisionName",
     "Engine",
     "EngineError",
+    "ReplicaInUse",
     "RunbookError",
     "default_context",
     "runbook_digest",

@@ -6,6 +6,13 @@ A replica id names one replica across its restarts (CUTOVER_REPLICA_ID; the host
 default, one per container). A process holding a run renews `run.lease_until` every third of
 the lease; another replica takes over only once that lapsed, or at once when the owner was an
 earlier incarnation of its own replica (it was restarted).
+
+Leases are read and written on the database's clock (`db_now`), never a machine's own. Each
+take-over increments `run.lease_epoch` (a fencing token): the holder's writes (claim, step
+result, gate, end of rollback) are conditional on the epoch it took, so a stale holder's write
+is refused; the token reaches each step as CUTOVER_FENCING_TOKEN. A holder that cannot renew
+(the database unreachable for half a lease, or the row shows another owner or epoch) stops
+its running step at once, killing it before its lease can lapse (docs/hardening.md).
 """
 
 from __future__ import annotations
@@ -29,19 +36,21 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bot import audit, metrics
-from bot.db import Database, DatabaseUnavailable
+from bot.db import Database, DatabaseUnavailable, db_now
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
 from bot.models import (
     Gate,
     Run,
+    RunStatus,
     Schedule,
     StepRun,
 )
 from bot.store import step_outputs
 from bot.surface import SYSTEM, Actor, NullSurface, SignoffSurface, Surface
-from phases.checks.base import Clock, StepContext, SystemClock
+from phases.checks.base import Clock, StepContext, StopRequest, SystemClock
+from phases.checks.leash import Leash
 from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, RunbookError, StepSpec, Value
 from phases.runner import StepOutcome
 from phases.secrets import (
@@ -55,10 +64,18 @@ from phases.secrets import (
 log = logging.getLogger(__name__)
 
 DecisionName = Literal["continue", "rollback", "retry"]
+# A holder's steps are killed once this share of a lease passed since its last renewal was
+# sent: before the lease can lapse on the database's clock and another replica take over.
+LEASH_SHARE = 0.8
 
 
 class EngineError(CutoverError):
     """A request the engine refuses; the message says why and what to do."""
+
+
+class LeaseLost(EngineError):
+    """A write of a holder whose lease epoch was superseded (or whose run another process
+    owns now): refused, so a stale holder never records over the new one."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +122,6 @@ def uses_run_backup(params: Any) -> bool:
 
 def runbook_digest(runbook: Runbook) -> str:
     return hashlib.sha256(runbook.model_dump_json().encode()).hexdigest()
-
-
-def _wall() -> datetime:
-    """Lease time is wall time shared by every replica, never a test's manual clock."""
-    return datetime.now(UTC)
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -183,6 +195,13 @@ class EngineCore:
         self._gate_runs: dict[int, tuple[int, str]] = {}
         self._stakeholders: dict[int, str | None] = {}
         self._completed_by: set[str] = set()  # claims that found the run's last phase done
+        # What this process executes now (a phase, a rollback) and how to stop it, by run; and
+        # the lease epoch (fencing token) it took for each run it holds.
+        self._executing: dict[int, tuple[StopRequest, str]] = {}
+        self._epochs: dict[int, int] = {}
+        # Kills this process's running steps once its leases may have lapsed, even if this
+        # process is paused or dead (a separate process, started when a step first runs).
+        self.leash = Leash()
         # Secrets are known from the moment the engine exists, before any run is read back
         # after a restart: every environment's ${VAR} values, URL userinfo and env file.
         install_log_masking()
@@ -272,6 +291,7 @@ class EngineCore:
     def shutdown(self, wait: bool = True) -> None:
         self._stop.set()
         self._pool.shutdown(wait=wait)
+        self.leash.close()
 
     def redraws_idle(self, timeout: float = 10.0) -> bool:
         """True once every redraw was handed to the surface: at once, since the engine tells
@@ -361,9 +381,10 @@ class EngineCore:
                 write(s)
         return reason
 
-    def _dead(self, owner: str | None, lease_until: datetime | None) -> bool:
-        """True when the owner of a run's execution is gone: its lease lapsed, or it was an
-        earlier incarnation of this very replica (this process replaced it)."""
+    def _dead(self, owner: str | None, lease_until: datetime | None, now: datetime) -> bool:
+        """True when the owner of a run's execution is gone: its lease lapsed (`now`: the
+        database's clock, `db_now`), or it was an earlier incarnation of this very replica
+        (this process replaced it)."""
         if owner is None:
             return True
         if owner == self.me:
@@ -371,11 +392,53 @@ class EngineCore:
         if owner.rsplit("#", 1)[0] == self.replica:
             return True
         until = _aware(lease_until)
-        return until is None or until < _wall()
+        return until is None or until < now
 
-    def _take_lease(self, run: Run) -> None:
-        """Inside the claiming transaction; call `_ensure_heartbeat()` once it committed."""
-        run.owner, run.lease_until = self.me, _wall() + self.lease
+    def _take_lease(self, s: Session, run: Run) -> None:
+        """Takes the run's lease in the caller's transaction, on the database's clock, with
+        the next epoch: a conditional UPDATE (WHERE lease_epoch = the one read), so of two
+        processes taking it at once one wins and the other gets LeaseLost. Call
+        `_ensure_heartbeat()` once the transaction committed."""
+        assert run.id is not None
+        read = run.lease_epoch or 0
+        asked = time.monotonic()
+        res = s.execute(
+            update(Run)
+            .where(col(Run.id) == run.id, col(Run.lease_epoch) == read)
+            .values(owner=self.me, lease_until=db_now(s) + self.lease, lease_epoch=read + 1)
+        )
+        if not getattr(res, "rowcount", 0):
+            raise LeaseLost(f"run #{run.id}: another process took its lease first")
+        s.refresh(run, ["owner", "lease_until", "lease_epoch"])
+        with self._threads_lock:
+            self._epochs[run.id] = read + 1
+        self.leash.renew(asked + self.lease.total_seconds() * LEASH_SHARE)
+
+    def holds(self, s: Session, run_id: int) -> bool:
+        """Fencing, in the caller's transaction: True if this process still holds the run's
+        lease with the epoch it took (the row is locked for the rest of the transaction, so
+        no take-over can slip in before the caller's write commits)."""
+        epoch = self._epochs.get(run_id)
+        if epoch is None:
+            return False
+        res = s.execute(
+            update(Run)
+            .where(col(Run.id) == run_id, col(Run.owner) == self.me, col(Run.lease_epoch) == epoch)
+            .values(lease_epoch=epoch)
+        )
+        return bool(getattr(res, "rowcount", 0))
+
+    def fence(self, s: Session, run_id: int, what: str) -> None:
+        """Raises LeaseLost (and logs it) unless this process still holds the run's lease."""
+        if not self.holds(s, run_id):
+            log.warning(
+                "run #%s: %s refused: this process (%s, epoch %s) no longer holds the lease",
+                run_id,
+                what,
+                self.me,
+                self._epochs.get(run_id),
+            )
+            raise LeaseLost(f"run #{run_id}: {what} refused: the lease was lost")
 
     def _ensure_heartbeat(self) -> None:
         with self._threads_lock:
@@ -387,38 +450,85 @@ class EngineCore:
                 self._heartbeat.start()
 
     def renew_leases(self) -> int:
-        """Extends the lease of every run this process executes; returns how many."""
+        """Extends the lease of every run this process holds, each on its own epoch, on the
+        database's clock; returns how many. A run whose row shows another owner or epoch is
+        lost: its running step is stopped. A run aborted (rolling back) while this process
+        executes one of its phases: that phase's running step is stopped (the abort's
+        rollback waits for it)."""
+        with self._threads_lock:
+            held = dict(self._epochs)
+        if not held:
+            return 0
+        renewed: list[int] = []
         with self.db.session() as s:
-            res = s.execute(
-                update(Run)
-                .where(col(Run.owner) == self.me, col(Run.active_env).is_not(None))
-                .values(lease_until=_wall() + self.lease)
-            )
-            return int(getattr(res, "rowcount", 0) or 0)
+            until = db_now(s) + self.lease
+            for run_id, epoch in held.items():
+                res = s.execute(
+                    update(Run)
+                    .where(
+                        col(Run.id) == run_id,
+                        col(Run.owner) == self.me,
+                        col(Run.lease_epoch) == epoch,
+                        col(Run.active_env).is_not(None),
+                    )
+                    .values(lease_until=until)
+                )
+                if getattr(res, "rowcount", 0):
+                    renewed.append(run_id)
+            rows = s.exec(select(Run.id, Run.status).where(col(Run.id).in_(renewed)))
+            aborted = [rid for rid, status in rows if rid and status == RunStatus.ROLLING_BACK]
+        for run_id, epoch in held.items():
+            if run_id not in renewed:
+                self._lose(run_id, epoch, "the lease was lost to another process", time.monotonic())
+        for rid in aborted:
+            with self._threads_lock:
+                running = self._executing.get(rid)
+            if running is not None and running[1] == "phase":
+                running[0].set("abort")
+        return len(renewed)
+
+    def _lose(self, run_id: int, epoch: int, reason: str, kill_by: float | None = None) -> None:
+        """This process no longer holds the run (epoch `epoch`): forget it, and stop what it
+        executes for it. A released run (its gate opened, its end recorded) has nothing
+        running: then this only forgets the epoch."""
+        with self._threads_lock:
+            if self._epochs.get(run_id) != epoch:
+                return  # claimed again meanwhile, with a newer epoch
+            del self._epochs[run_id]
+            running = self._executing.get(run_id)
+        if running is not None:
+            log.warning("run #%s: %s; stopping its running step", run_id, reason)
+            running[0].set(reason, kill_by=kill_by)
 
     def _renew_loop(self) -> None:
         """Renews while this process owns runs; ends when it owns none and claimed nothing
-        meanwhile (a claim after that starts a new one)."""
-        interval = max(self.lease.total_seconds() / 3, 0.05)
-        failing_since: float | None = None
+        meanwhile (a claim after that starts a new one). When the database cannot be reached
+        for half a lease, every step this process runs is stopped, and killed before the
+        lease can lapse: another replica may take the runs over after that."""
+        lease = self.lease.total_seconds()
+        interval = max(lease / 3, 0.05)
+        renewed_at = time.monotonic()  # the last renewal's request left no later than this
         while not self._stop.wait(interval):
             with self._threads_lock:
                 claims = self._claims
+            asked = time.monotonic()
             try:
                 renewed = self.renew_leases()
-                failing_since = None
-            except DatabaseUnavailable as exc:
-                log.warning("cannot renew leases: %s", exc)
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > self.lease.total_seconds():
-                    # The leases have lapsed: another replica may take the runs over, and
-                    # this process's phases stop at their next step (`_standing`).
+                renewed_at = asked
+                if renewed:
+                    self.leash.renew(asked + lease * LEASH_SHARE)
+            except Exception as exc:
+                log.warning("cannot renew leases: %s", self.masker.mask(str(exc)))
+                if time.monotonic() - renewed_at >= lease / 2:
                     with self._threads_lock:
-                        self._heartbeat = None
-                    return
-                continue
-            except Exception:
-                log.exception("lease renewal failed")
+                        held = dict(self._epochs)
+                    for run_id, epoch in held.items():
+                        self._lose(
+                            run_id,
+                            epoch,
+                            "the lease could not be renewed",
+                            kill_by=renewed_at + lease * LEASH_SHARE,
+                        )
                 continue
             if renewed == 0:
                 with self._threads_lock:
@@ -447,23 +557,39 @@ class EngineCore:
 
     # ------------------------------------------------------------------ shared by the use cases
 
-    def record_step(self, run_id: int, phase_run_id: int | None, outcome: StepOutcome) -> None:
-        """Records a step result; retried while the database is unavailable, never twice."""
+    def record_step(
+        self,
+        run_id: int,
+        phase_run_id: int | None,
+        outcome: StepOutcome,
+        *,
+        fenced: bool = False,
+    ) -> None:
+        """Records a step result; retried while the database is unavailable, never twice.
+        `fenced`: written by the lease holder, only while it still holds the lease (else
+        LeaseLost)."""
         tries = 0
 
         def once() -> None:
             nonlocal tries
             tries += 1
-            self._record_step_once(run_id, phase_run_id, outcome, retry=tries > 1)
+            self._record_step_once(run_id, phase_run_id, outcome, retry=tries > 1, fenced=fenced)
 
         self.db.retrying(once, f"run #{run_id}: record step {outcome.step.id}")
         r = outcome.result
         metrics.observe_step(outcome.section, outcome.step.kind, str(r.status), r.duration_ms)
 
     def _record_step_once(
-        self, run_id: int, phase_run_id: int | None, outcome: StepOutcome, retry: bool
+        self,
+        run_id: int,
+        phase_run_id: int | None,
+        outcome: StepOutcome,
+        retry: bool,
+        fenced: bool = False,
     ) -> None:
         with self.db.session() as s:
+            if fenced:
+                self.fence(s, run_id, f"recording step {outcome.step.id}")
             if retry and phase_run_id is not None:
                 done = s.exec(
                     select(StepRun.id).where(
@@ -567,6 +693,8 @@ class EngineCore:
 
     def _complete(self, s: Session, run: Run) -> None:
         states.transition(run, "completed")
+        assert run.id is not None
+        self._epochs.pop(run.id, None)
         run.active_env, run.ended_at = None, self.now()
         run.owner, run.lease_until = None, None
         s.add(run)

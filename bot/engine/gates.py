@@ -404,8 +404,8 @@ class Gates(EngineCore):
                 s.add_all([gate, pr, run])
                 spawn = True
             else:
-                # The gate was decided first (or a phase is executing): the phase stops at its
-                # next step and hands over to the rollback.
+                # The gate was decided first (or a phase is executing): its running step is
+                # stopped, then it hands over to the rollback (execute_rollback waits).
                 states.transition(run, "aborted")
                 run.rolled_back_by = actor.id
                 run.rollback_reason = f"aborted: {masked}"
@@ -421,8 +421,8 @@ class Gates(EngineCore):
                 result = Decision(
                     "rolled_back",
                     f"run #{run.id} aborted by {actor.label} while phase {run.phase_index + 1} "
-                    "was executing (its gate had been decided first); it stops at its next step "
-                    "and the run rolls back",
+                    "was executing (its gate had been decided first); its running step is "
+                    "stopped, and the run rolls back once it has ended",
                     None,
                     run.id,
                 )

@@ -9,6 +9,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from bot import audit
+from bot.db import db_now
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.engine.core import EngineCore
@@ -30,6 +31,7 @@ class Recovery(EngineCore):
         report: list[str] = []
         with self.db.session() as s:
             runs = list(s.exec(select(Run).where(col(Run.active_env).is_not(None))))
+            now = db_now(s)
         for run in runs:
             assert run.id is not None
             if run.runbook_digest != self.digest:
@@ -40,7 +42,7 @@ class Recovery(EngineCore):
                     "the runbook. Restore it, or abort the run.",
                 )
                 continue
-            if run.owner is not None and not self._dead(run.owner, run.lease_until):
+            if run.owner is not None and not self._dead(run.owner, run.lease_until, now):
                 report.append(f"run #{run.id}: executing on {run.owner.rsplit('#', 1)[0]}")
                 continue
             taken = self._take_over(run.id) if run.owner is not None else None
@@ -72,9 +74,10 @@ class Recovery(EngineCore):
                     )
                 )
             )
+            now = db_now(s)
         done = []
         for run_id, owner, until in rows:
-            if run_id is not None and self._dead(owner, until):
+            if run_id is not None and self._dead(owner, until, now):
                 line = self._take_over(run_id)
                 if line:
                     done.append(line)
@@ -94,7 +97,11 @@ class Recovery(EngineCore):
         """One replica wins (the run row is locked and the dead owner re-checked)."""
         with self.db.session() as s:
             run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
-            if run is None or run.owner is None or not self._dead(run.owner, run.lease_until):
+            if (
+                run is None
+                or run.owner is None
+                or not self._dead(run.owner, run.lease_until, db_now(s))
+            ):
                 return None
             old = run.owner.rsplit("#", 1)[0]
             running = s.exec(
@@ -118,6 +125,7 @@ class Recovery(EngineCore):
                     at=self.now(),
                 )
             run.owner, run.lease_until = None, None
+            run.lease_epoch = (run.lease_epoch or 0) + 1  # fences the dead holder out
             if run.status == RunStatus.ROLLING_BACK:
                 run.rollback_started_at = None
             s.add(run)

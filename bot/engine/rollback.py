@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import time
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import select
 
 from bot import audit
+from bot.db import db_now
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
-from bot.engine.core import EngineCore, _aware
+from bot.engine.core import EngineCore, LeaseLost, _aware
 from bot.models import (
     PhaseRun,
     PhaseStatus,
@@ -20,8 +24,8 @@ from bot.models import (
 )
 from bot.surface import SYSTEM
 from bot.text import ICONS
-from phases.checks.base import Status, StepContext, StepResult
-from phases.runbook import Value
+from phases.checks.base import Status, StepContext, StepResult, StopRequest
+from phases.runbook import PhaseSpec, Value
 from phases.runner import OnResult, StepOutcome, run_actions, run_checks
 
 log = logging.getLogger(__name__)
@@ -29,38 +33,92 @@ log = logging.getLogger(__name__)
 
 class Rollback(EngineCore):
     def execute_rollback(self, run_id: int) -> None:
-        with self.db.session() as s:
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
-            if run is None or run.status != RunStatus.ROLLING_BACK:
-                return
-            running = s.exec(
-                select(PhaseRun).where(
-                    PhaseRun.run_id == run_id, PhaseRun.status == PhaseStatus.RUNNING
-                )
-            ).first()
-            if running is not None and run.owner not in (None, self.me):
-                return  # the executing phase hands over when it reaches its next step
-            if run.rollback_started_at is not None and not self._dead(run.owner, run.lease_until):
-                return  # another thread or replica executes this rollback
-            if running is not None:  # ours, stopped for the rollback
-                states.transition(running, "failed")
-                running.ended_at = self.now()
-                s.add(running)
-            run.rollback_started_at = self.now()
-            self._take_lease(run)
-            s.add(run)
-            failed_phase = self.runbook.phases[min(run.phase_index, len(self.runbook.phases) - 1)]
-            audit.append(
-                s,
-                AuditKind.ROLLBACK_STARTED,
-                actor=SYSTEM.id,
-                run_id=run_id,
-                data={
-                    "phase": failed_phase.id,
-                    "restore": failed_phase.on_fail == "restore_and_rollback",
-                },
-                at=self.now(),
+        """Executes the run's rollback, once its executing phase (if any) has ended: the
+        rollback never runs beside an action. A phase this process runs is asked to stop
+        (`waiting_for`); a phase another live replica runs stops at that replica's next lease
+        renewal; either hands over (`Runs._stop_for_rollback`) once its step ended."""
+        waiting: str | None = None
+        try:
+            with self.db.session() as s:
+                run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+                if run is None or run.status != RunStatus.ROLLING_BACK:
+                    return
+                running = s.exec(
+                    select(PhaseRun).where(
+                        PhaseRun.run_id == run_id, PhaseRun.status == PhaseStatus.RUNNING
+                    )
+                ).first()
+                now = db_now(s)
+                waiting = self.waiting_for(run, running, now)
+                if waiting is not None:
+                    pass  # the executing phase hands over once its running step has ended
+                elif running is not None and run.owner not in (None, self.me):
+                    return  # a dead replica's phase: the reaper takes it over (lease rules)
+                elif run.rollback_started_at is not None and not self._dead(
+                    run.owner, run.lease_until, now
+                ):
+                    return  # another thread or replica executes this rollback
+                else:
+                    self._take_lease(s, run)
+                    if running is not None:  # ours, and no thread of ours executes it now
+                        states.transition(running, "failed")
+                        running.ended_at = self.now()
+                        s.add(running)
+                    run.rollback_started_at = self.now()
+                    s.add(run)
+                    failed_phase = self.runbook.phases[
+                        min(run.phase_index, len(self.runbook.phases) - 1)
+                    ]
+                    audit.append(
+                        s,
+                        AuditKind.ROLLBACK_STARTED,
+                        actor=SYSTEM.id,
+                        run_id=run_id,
+                        data={
+                            "phase": failed_phase.id,
+                            "restore": failed_phase.on_fail == "restore_and_rollback",
+                        },
+                        at=self.now(),
+                    )
+        except LeaseLost:
+            return  # another process took the rollback in the same instant
+        if waiting is not None:
+            self.notify.notice(run_id, waiting)
+            return
+        stop = StopRequest()
+        stop.leash = self.leash
+        with self._threads_lock:
+            self._executing[run_id] = (stop, "rollback")
+        try:
+            self._execute_rollback(run_id, run, failed_phase, stop)
+        finally:
+            with self._threads_lock:
+                if self._executing.get(run_id, (None, ""))[0] is stop:
+                    del self._executing[run_id]
+
+    def waiting_for(self, run: Run, running: PhaseRun | None, now: datetime) -> str | None:
+        """What the rollback waits for, said for the channel, if a live process executes the
+        run's phase (this process's own phase is asked to stop, here and now); else None."""
+        if running is None or run.owner is None or self._dead(run.owner, run.lease_until, now):
+            return None
+        phase = self.runbook.phases[running.phase_index]
+        if run.owner != self.me:
+            return (
+                f"Waiting for phase *{phase.name}*, executing on "
+                f"{run.owner.rsplit('#', 1)[0]}, to stop before rolling back run #{run.id} "
+                "(it sees the abort at its next lease renewal)…"
             )
+        with self._threads_lock:
+            executing = self._executing.get(run.id or 0)
+        if executing is None or executing[1] != "phase":
+            return None  # no thread of ours runs it any more: the rollback may begin
+        executing[0].set("abort")
+        what = f"*{executing[0].during}*" if executing[0].during else f"phase *{phase.name}*"
+        return f"Waiting for {what} to stop before rolling back run #{run.id}…"
+
+    def _execute_rollback(
+        self, run_id: int, run: Run, failed_phase: PhaseSpec, stop: StopRequest
+    ) -> None:
         self._ensure_heartbeat()
         self.notify.notice(
             run_id,
@@ -72,11 +130,15 @@ class Rollback(EngineCore):
             ),
         )
         ctx, values = self.context(run)
+        ctx = dataclasses.replace(ctx, stop=stop, fencing_token=self._epochs.get(run_id))
         started_at = _aware(run.rollback_started_at) or self.now()
         phase_index = run.phase_index
 
         def record(outcome: StepOutcome) -> None:
-            self.record_step(run_id, None, outcome)
+            try:
+                self.record_step(run_id, None, outcome, fenced=True)
+            except LeaseLost:  # another process holds the rollback now: start nothing more
+                stop.set("the lease was lost", kill_by=time.monotonic())
 
         outcomes: list[StepOutcome] = []
         restored = False
@@ -99,6 +161,10 @@ class Rollback(EngineCore):
             run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
             if run.status != RunStatus.ROLLING_BACK:
                 return  # another replica finished it (it took over a lapsed lease)
+            if not self.holds(s, run_id):
+                log.warning("run #%s: lease lost; its rollback's end is not recorded here", run_id)
+                return  # the replica that took the rollback over finishes it
+            self._epochs.pop(run_id, None)
             states.transition(run, "rollback_finished")
             run.active_env, run.ended_at = None, self.now()
             run.owner, run.lease_until = None, None

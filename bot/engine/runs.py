@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -19,7 +20,7 @@ from bot.db import DatabaseUnavailable
 from bot.domain import approvals, states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import Conflict, Refused
-from bot.engine.core import EngineCore, EngineError
+from bot.engine.core import EngineCore, EngineError, LeaseLost
 from bot.engine.monitoring import start_monitoring
 from bot.models import (
     Gate,
@@ -29,6 +30,7 @@ from bot.models import (
     RunStatus,
 )
 from bot.surface import SYSTEM, Actor
+from phases.checks.base import StopRequest
 from phases.runbook import EnvironmentSpec, PhaseSpec
 from phases.runner import StepOutcome, run_actions, run_checks
 from phases.secrets import EnvFileError
@@ -132,12 +134,31 @@ class Runs(EngineCore):
         return run
 
     def advance(self, run_id: int) -> None:
-        """Runs the run's current phase and opens its gate; does nothing if it is not its turn."""
+        """Runs the run's current phase and opens its gate; does nothing if it is not its turn.
+
+        While it runs, the phase's StopRequest is known to this process (`_executing`), before
+        the claim commits: an abort or a lost lease stops its running step, and the rollback
+        begins only once that step has ended (`execute_rollback` waits for the hand-over)."""
+        stop = StopRequest()
+        stop.leash = self.leash
+        with self._threads_lock:
+            self._executing[run_id] = (stop, "phase")
+        try:
+            self._advance(run_id, stop)
+        finally:
+            with self._threads_lock:
+                if self._executing.get(run_id, (None, ""))[0] is stop:
+                    del self._executing[run_id]
+
+    def _advance(self, run_id: int, stop: StopRequest) -> None:
         # A dropped database connection is retried, not left as a phase stuck "running".
         token = uuid.uuid4().hex  # a retried claim whose COMMIT did land finds its own row
-        claimed = self.db.retrying(
-            lambda: self._claim_phase(run_id, token), f"run #{run_id}: start"
-        )
+        try:
+            claimed = self.db.retrying(
+                lambda: self._claim_phase(run_id, token), f"run #{run_id}: start"
+            )
+        except LeaseLost:
+            return  # another process claimed it in the same instant
         if claimed is None:
             if token in self._completed_by:
                 self._completed_by.discard(token)
@@ -150,27 +171,38 @@ class Runs(EngineCore):
             # The last phase (NostrMaxi: monitoring): the cutover is live, people can vouch.
             self.db.retrying(lambda: self.request_signoffs(run_id), f"run #{run_id}: sign-offs")
         ctx, values = self.context(run, [*phase.actions, *phase.checks])
-        ctx = dataclasses.replace(ctx, phase_started_at=self.clock.now())
+        ctx = dataclasses.replace(
+            ctx,
+            phase_started_at=self.clock.now(),
+            stop=stop,
+            fencing_token=self._epochs.get(run_id),
+        )
         assert phase_run.id is not None
         pr_id = phase_run.id
 
         def record(outcome: StepOutcome) -> None:
-            self.record_step(run_id, pr_id, outcome)
+            try:
+                self.record_step(run_id, pr_id, outcome, fenced=True)
+            except LeaseLost:  # another process holds the run now: stop, record nothing more
+                stop.set("the lease was lost", kill_by=time.monotonic())
 
         outcomes: list[StepOutcome] = []
         actions_ok = True
-        for step in phase.actions:
+        for step in [*phase.actions, None]:
             standing = self._standing(run_id)
             if standing == "rolling_back":
-                return self._stop_for_rollback(run_id, pr_id)
+                return self._stop_for_rollback(run_id, pr_id, phase, stop, outcomes)
             if standing != "mine":
                 log.warning("run #%s: phase %s was taken over; stopping", run_id, phase.id)
                 return None
+            if step is None or not actions_ok:
+                break  # the actions are done: on to the checks, or to the gate
+            stop.step = step.name
             result = run_actions([step], values, ctx, "actions", on_result=record)
+            stop.step = None
             outcomes += result
             if result and result[-1].result.status.blocks_gate:
                 actions_ok = False
-                break
         if actions_ok and phase.monitor is not None:
             # Checks run in rounds (monitoring.py); the scheduler opens the gate at the end.
             start_monitoring(self, run_id, pr_id, phase)
@@ -212,9 +244,15 @@ class Runs(EngineCore):
         with self.db.session() as s:
             s.execute(
                 update(Run)
-                .where(col(Run.id) == run_id, col(Run.owner) == self.me)
+                .where(
+                    col(Run.id) == run_id,
+                    col(Run.owner) == self.me,
+                    col(Run.lease_epoch) == self._epochs.get(run_id, -1),
+                )
                 .values(owner=None, lease_until=None)
             )
+        with self._threads_lock:
+            self._epochs.pop(run_id, None)
 
     def _claim_phase(
         self, run_id: int, token: str | None = None
@@ -266,8 +304,7 @@ class Runs(EngineCore):
                 executor=token,
             )
             s.add(pr)
-            self._take_lease(run)
-            s.add(run)
+            self._take_lease(s, run)
             s.flush()
             audit.append(
                 s,
@@ -287,7 +324,11 @@ class Runs(EngineCore):
                 return "lost"
             if run.status == RunStatus.ROLLING_BACK:
                 return "rolling_back"
-            if run.status == RunStatus.RUNNING and run.owner == self.me:
+            if (
+                run.status == RunStatus.RUNNING
+                and run.owner == self.me
+                and run.lease_epoch == self._epochs.get(run_id)
+            ):
                 return "mine"
             return "lost"
 
@@ -326,9 +367,18 @@ class Runs(EngineCore):
                 PhaseStatus.MONITORING,
             ):
                 return None
-            if executor and pr.status == PhaseStatus.RUNNING and run.owner != self.me:
+            if (
+                executor
+                and pr.status == PhaseStatus.RUNNING
+                and (run.owner != self.me or run.lease_epoch != self._epochs.get(run_id))
+            ):
                 log.warning(
-                    "run #%s: phase %s was taken over; not opening its gate", run_id, phase.id
+                    "run #%s: phase %s was taken over (lease epoch %s is not ours, %s); "
+                    "not opening its gate",
+                    run_id,
+                    phase.id,
+                    run.lease_epoch,
+                    self._epochs.get(run_id),
                 )
                 return None
             if (
@@ -363,6 +413,7 @@ class Runs(EngineCore):
                 s.add(gate)
                 states.transition(run, "gate_opened")
                 run.owner, run.lease_until = None, None
+                self._epochs.pop(run_id, None)
                 s.add(run)
                 s.add(pr)
                 s.flush()
@@ -389,11 +440,58 @@ class Runs(EngineCore):
                 self._gate_runs[gate_id] = (run_id, run.environment)
         return gate_id
 
-    def _stop_for_rollback(self, run_id: int, phase_run_id: int) -> None:
+    def _stop_for_rollback(
+        self,
+        run_id: int,
+        phase_run_id: int,
+        phase: PhaseSpec,
+        stop: StopRequest,
+        outcomes: Sequence[StepOutcome],
+    ) -> None:
+        """The run was aborted while this phase executed: its running step has ended now (on
+        its own, or stopped); says which, in the trail and the channel, then hands over."""
+        stopped = handover(phase, stop, outcomes)
         with self.db.session() as s:
+            if not self.holds(s, run_id):
+                log.warning("run #%s: lease lost; the rollback is another process's", run_id)
+                return
             pr = s.get(PhaseRun, phase_run_id)
             if pr is not None and pr.status == PhaseStatus.RUNNING:
                 states.transition(pr, "failed")
                 pr.ended_at = self.now()
                 s.add(pr)
+                audit.append(
+                    s,
+                    AuditKind.PHASE_STOPPED,
+                    actor=SYSTEM.id,
+                    run_id=run_id,
+                    data={"phase": phase.id, "attempt": pr.attempt, **stopped},
+                    at=self.now(),
+                )
+        if stopped["step"] is not None:
+            self.notify.notice(run_id, f"{stopped['said']} Rolling back now.")
         self.spawn(self.execute_rollback, run_id)
+
+
+def handover(
+    phase: PhaseSpec, stop: StopRequest, outcomes: Sequence[StepOutcome]
+) -> dict[str, Any]:
+    """How the step that ran when the abort arrived ended (from its own result): finished on
+    its own, stopped by SIGTERM, or killed after its grace; None: none was running."""
+    step = stop.during
+    last = outcomes[-1] if outcomes else None
+    if step is None or last is None or last.step.name != step:
+        return {"step": None, "how": "between_steps", "seconds": None, "said": None}
+    r = last.result
+    how = str(r.details.get("stopped") or "finished")
+    seconds = r.details.get("stop_seconds")
+    if how == "sigterm":
+        said = f"*{step}* stopped by SIGTERM after {seconds:.1f} s."
+    elif how == "sigkill":
+        said = (
+            f"*{step}* ignored SIGTERM and was killed (SIGKILL) after its "
+            f"{last.step.stop_grace_seconds:g} s grace."
+        )
+    else:
+        said = f"*{step}* finished on its own ({r.status}: {r.evidence})."
+    return {"step": step, "how": how, "seconds": seconds, "said": said}

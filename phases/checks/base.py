@@ -9,6 +9,7 @@ secret masker) so a test can put a real local server behind each one.
 from __future__ import annotations
 
 import enum
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class CommandOutput:
     # the command printed in all; None from a runner that does not keep them
     combined: str | None = None
     total_bytes: int | None = None
+    stopped: str | None = None  # "sigterm" / "sigkill": stopped on request (StopRequest)
+    stop_seconds: float = 0.0  # from SIGTERM to its end
 
 
 OUTPUT = "output"  # the details key of a step's kept output (a KeptOutput)
@@ -104,6 +107,34 @@ class StepUser:
     home: str = "/"
 
 
+class StopRequest:
+    """Asks the step running now to stop: set by the engine when the run is aborted (or its
+    lease is lost) while an action executes. A command step polls it, sends SIGTERM to its
+    process group, waits the step's grace period, then SIGKILLs; a step that cannot be
+    interrupted (a Docker SDK call) runs to its end, bounded by its timeout."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+        self.step: str | None = None  # the name of the step executing now, for the channel
+        self.during: str | None = None  # the step that was executing when the request came
+        self.kill_by: float | None = None  # time.monotonic() by which it must be dead
+        # The holder's watchdog (phases/checks/leash.py): told of each process group a step
+        # starts, it kills them once the holder's lease may have lapsed (holder paused, dead).
+        self.leash: Any = None
+
+    def set(self, reason: str, kill_by: float | None = None) -> None:
+        """`kill_by`: a lost lease leaves no time for a graceful stop: SIGKILL by then."""
+        if not self._event.is_set():
+            self.reason = reason
+            self.during = self.step
+            self.kill_by = kill_by
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
 @dataclass
 class StepContext:
     """Everything a step may touch in the outside world."""
@@ -125,6 +156,13 @@ class StepContext:
     phase_started_at: float | None = None
     # Who a runbook's programs run as; None: the bot's own user (a bot not started as root)
     run_as: StepUser | None = None
+    # Set while a run's phase executes: a command step stops (SIGTERM, then SIGKILL after
+    # `stop_grace` seconds) once it is set; see StopRequest.
+    stop: StopRequest | None = None
+    stop_grace: float = 10.0
+    # The run's lease epoch (fencing token), given to a step's process as
+    # CUTOVER_FENCING_TOKEN so it can refuse work a newer holder superseded.
+    fencing_token: int | None = None
 
 
 P = TypeVar("P", bound=BaseModel)

@@ -36,6 +36,7 @@ from phases.checks.base import (
     StepParams,
     StepResult,
     StepUser,
+    StopRequest,
     register,
 )
 from phases.secrets import EnvFileError, is_secret_key, parse_env_file
@@ -51,6 +52,7 @@ TAIL_BYTES = 64 * 1024  # of each stream, kept while the command runs
 READ_CHUNK = 64 * 1024
 EXIT_GRACE_SECONDS = 1.0  # after the program exits, for its last output
 MARKER_VAR = "CUTOVER_STEP_ID"  # marks every process a step starts, grandchildren included
+FENCING_VAR = "CUTOVER_FENCING_TOKEN"  # the run's lease epoch: a step may refuse stale work
 
 
 class CommandParams(StepParams):
@@ -80,6 +82,8 @@ def default_runner(
     env: dict[str, str] | None,
     watch: str | None = None,
     user: StepUser | None = None,
+    stop: StopRequest | None = None,
+    grace: float = KILL_GRACE_SECONDS,
 ) -> CommandOutput:
     """subprocess without a shell, in its own session, killed whole on timeout.
 
@@ -91,7 +95,8 @@ def default_runner(
     (`TAIL_BYTES`), so a command printing gigabytes costs no memory; `watch` is looked for
     in the whole of stdout as it streams by. On timeout the process group is killed, and so
     is every process that carries this step's marker in its environment (a grandchild that
-    left the group with `setsid` still inherited it).
+    left the group with `setsid` still inherited it). Once `stop` is set (an abort, a lost
+    lease) the process group gets SIGTERM, and SIGKILL if it still runs `grace` seconds later.
     """
     marker = uuid.uuid4().hex
     environ = dict(base_env(user) if env is None else env)
@@ -107,13 +112,18 @@ def default_runner(
         start_new_session=True,
         **as_user(user),
     )
+    leash = stop.leash if stop is not None else None
+    if leash is not None:
+        leash.watch(proc.pid)  # its session's group: killed if the holder's lease lapses
     try:
-        return _collect(proc, marker, timeout, watch)
+        return _collect(proc, marker, timeout, watch, stop, grace)
     except BaseException:
         kill_tree(proc, marker)
         proc.wait()
         raise
     finally:
+        if leash is not None:
+            leash.unwatch(proc.pid)
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
@@ -171,7 +181,12 @@ class _Interleaved:
 
 
 def _collect(
-    proc: subprocess.Popen[bytes], marker: str, timeout: float, watch: str | None
+    proc: subprocess.Popen[bytes],
+    marker: str,
+    timeout: float,
+    watch: str | None,
+    stop: StopRequest | None = None,
+    grace: float = KILL_GRACE_SECONDS,
 ) -> CommandOutput:
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Tail(TAIL_BYTES), _Tail(TAIL_BYTES)
@@ -183,11 +198,14 @@ def _collect(
     deadline = time.monotonic() + timeout
     exited_at: float | None = None
     timed_out = False
+    stopping = _Stopping(proc, marker, stop, grace)
     with selectors.DefaultSelector() as sel:
         for fd in tails:
             sel.register(fd, selectors.EVENT_READ)
         while sel.get_map():
             now = time.monotonic()
+            if stopping.poll(now):
+                break  # killed after the grace: what it still prints is not waited for
             if now >= deadline:
                 timed_out = True
                 break
@@ -195,7 +213,7 @@ def _collect(
                 exited_at = exited_at or now
                 if now - exited_at > EXIT_GRACE_SECONDS:
                     break  # a detached grandchild holds the pipes: its output is not ours
-            for key, _ in sel.select(min(deadline - now, 0.25)):
+            for key, _ in sel.select(min(deadline - now, 0.05 if stopping.how else 0.25)):
                 chunk = os.read(key.fd, READ_CHUNK)
                 if not chunk:
                     sel.unregister(key.fd)
@@ -213,6 +231,9 @@ def _collect(
     except subprocess.TimeoutExpired:
         kill_tree(proc, marker)
         returncode = proc.wait()
+    if stopping.how is not None:
+        kill_tree(proc, marker)  # what the stopped step left behind in its group
+        stopping.ended(time.monotonic())
     return CommandOutput(
         -9 if timed_out and returncode is None else returncode,
         out.text(),
@@ -222,7 +243,48 @@ def _collect(
         stdout_matches=found if watch else None,
         combined=both.text(),
         total_bytes=out.total + err.total,
+        stopped=stopping.how,
+        stop_seconds=stopping.seconds,
     )
+
+
+class _Stopping:
+    """Stops a step's process group on request: SIGTERM, then SIGKILL after `grace`."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], marker: str, stop: StopRequest | None, grace: float
+    ) -> None:
+        self.proc, self.marker, self.stop, self.grace = proc, marker, stop, grace
+        self.how: str | None = None  # "sigterm" (it ended within the grace) or "sigkill"
+        self.sent_at = 0.0
+        self.seconds = 0.0  # from SIGTERM to its end
+
+    def poll(self, now: float) -> bool:
+        """Signals as due; True once the process group was killed."""
+        if self.stop is None or not self.stop.is_set():
+            return False
+        if self.how is None:
+            if self.proc.poll() is not None:
+                return False  # it finished on its own before the request was seen
+            self.how, self.sent_at = "sigterm", now
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            return False
+        grace = self.grace
+        if self.stop.kill_by is not None:
+            grace = min(grace, max(self.stop.kill_by - self.sent_at, 0.0))
+        if self.how == "sigterm" and self.proc.poll() is None and now - self.sent_at >= grace:
+            self.how = "sigkill"
+            kill_tree(self.proc, self.marker)
+            self.seconds = now - self.sent_at
+            return True
+        if self.proc.poll() is not None and not self.seconds:
+            self.seconds = now - self.sent_at
+        return False
+
+    def ended(self, now: float) -> None:
+        if not self.seconds:
+            self.seconds = now - self.sent_at
 
 
 def kill_tree(proc: subprocess.Popen[bytes], marker: str) -> None:
@@ -315,6 +377,8 @@ def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
         env = child_env(params, ctx)
     except EnvFileError as exc:
         return StepResult(Status.ERROR, _clip(f"env_file: {exc}"))
+    if ctx.fencing_token is not None:
+        env[FENCING_VAR] = str(ctx.fencing_token)
     runner = ctx.command_runner or default_runner
     program = params.argv[0]
     start = ctx.clock.monotonic()
@@ -327,6 +391,8 @@ def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
                 env=env,
                 watch=params.expect_output,
                 user=ctx.run_as,
+                stop=ctx.stop,
+                grace=ctx.stop_grace,
             )
         else:
             out = runner(list(params.argv), timeout=ctx.timeout, cwd=cwd, env=env)
@@ -350,6 +416,15 @@ def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
         "output_truncated": out.truncated,
         OUTPUT: kept_output(out, mask),
     }
+    if out.stopped is not None:
+        why = ctx.stop.reason if ctx.stop is not None and ctx.stop.reason else "request"
+        how = (
+            f"SIGTERM after {out.stop_seconds:.1f} s"
+            if out.stopped == "sigterm"
+            else f"SIGKILL after the {ctx.stop_grace:g} s grace (it ignored SIGTERM)"
+        )
+        details.update(stopped=out.stopped, stop_seconds=round(out.stop_seconds, 2))
+        return StepResult(Status.ERROR, f"stopped by {why}: {how}", details=details)
     if out.timed_out:
         return StepResult(
             Status.ERROR,

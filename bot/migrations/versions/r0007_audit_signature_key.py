@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "r0007"
-down_revision: str | None = "r0005"
+down_revision: str | None = "r0006"
 branch_labels = None
 depends_on = None
 
