@@ -28,7 +28,7 @@ from bot.engine import EngineError
 from bot.models import EventStatus, Run, RunStatus, Schedule, ScheduledEvent, ScheduleStatus
 from bot.notices import aware, channel_name, hhmm, missing_text, when
 from bot.store.claims import claim
-from bot.surface import SYSTEM, Actor
+from bot.surface import SYSTEM, Actor, DirectorySurface
 from phases.runbook import RunbookError
 from phases.secrets import EnvFileError
 
@@ -194,6 +194,11 @@ class ScheduleService:
         if quorum is not None:
             items = [
                 preflight.Item("quorum", "pass", quorum) if i.what == "quorum" else i for i in items
+            ]
+        if isinstance(engine.surface, DirectorySurface):
+            items += [
+                preflight.Item("approver groups", "fail", problem)
+                for problem in engine.surface.directory_problems(env_name)
             ]
         elapsed_ms = int((time.monotonic() - began) * 1000)
         masked = [preflight.Item(i.what, i.status, engine.masker.mask(i.evidence)) for i in items]

@@ -83,6 +83,16 @@ class ChecklistSurface(Protocol):
         """Redraw the checklist of scheduled cutover `schedule_id` from the database."""
 
 
+@runtime_checkable
+class DirectorySurface(Protocol):
+    """A surface that reads who is who from the chat service (Slack: approver user groups),
+    and can say before a cutover that it cannot (a missing scope, a deleted group)."""
+
+    def directory_problems(self, env_name: str) -> list[str]:
+        """What keeps the environment's approvers from being known, one line each; [] if
+        nothing does. Preflight fails on any."""
+
+
 class NullSurface:
     def run_changed(self, run_id: int) -> None:
         pass

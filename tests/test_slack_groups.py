@@ -6,6 +6,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from bot.db import Database
 from tests.slack_harness import TOKEN, Bot, running_bot, wait_for
 from tests.slack_standin import SlackStandIn
@@ -146,3 +148,43 @@ def test_grid_group_lookup_uses_the_clicks_team_when_slack_team_is_the_enterpris
             assert calls and all(c.args.get("team_id") == "T2" for c in calls)
     finally:
         standin.stop()
+
+
+def test_a_group_slack_has_never_heard_of_is_named_to_the_person_not_called_not_an_approver(
+    sqlite_db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    book = small_runbook(tmp_path, approvers=["T1:U1"], env={"approver_groups": [GROUP]})
+    with running_bot(sqlite_db, book) as bot:
+        bot.standin.usergroups[GROUP] = ["U7"]
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        one = bot.checkpoint(run_id, 1)
+        del bot.standin.usergroups[GROUP]  # an admin deleted the group meanwhile
+        bot.service.slack.groups.forget()  # as after the cached list's ttl
+        _, key = bot.click(one, "gate_continue", user="U7")
+        reply = bot.reply(key)
+        assert "no_such_subteam" in reply and "fix approver_groups" in reply
+        assert "not an approver" not in reply
+        assert bot.gates(run_id)[0].status == "open"
+        assert any("no_such_subteam" in r.getMessage() for r in caplog.records)
+
+
+def test_a_missing_scope_is_said_to_the_person_and_fails_preflight(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    from bot.schedules import ScheduleService
+
+    book = small_runbook(tmp_path, approvers=["T1:U1"], env={"approver_groups": [GROUP]})
+    with running_bot(sqlite_db, book) as bot:
+        bot.standin.usergroups[GROUP] = ["U7"]
+        bot.standin.fail_next(
+            1, status=200, retry_after=None, method="usergroups.users.list", error="missing_scope"
+        )
+        result = ScheduleService(bot.engine).preflight("staging", "schedule")
+        (item,) = [i for i in result.failed if i.what == "approver groups"]
+        assert "missing_scope" in item.evidence and "usergroups:read" in item.evidence
+        assert "usergroups:read" in result.text
+        # Once the scope is there, the next lookup reads the group and preflight passes it.
+        bot.service.slack.groups.forget()
+        again = ScheduleService(bot.engine).preflight("staging", "schedule")
+        assert not [i for i in again.failed if i.what == "approver groups"]

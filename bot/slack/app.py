@@ -65,7 +65,7 @@ from bot.slack.blocks import (
     stale_text,
 )
 from bot.slack.groups import UNKNOWN_TEXT as GROUPS_UNKNOWN
-from bot.slack.groups import GroupCache, GroupsUnknown
+from bot.slack.groups import GroupCache, GroupsBroken, GroupsUnknown
 from bot.slack.home import HomeData, HomeRefresher, home_data, home_view
 from bot.slack.modals import FormMeta
 from bot.slack.signoff import SIGNOFF_ACTION, note_from
@@ -366,6 +366,7 @@ class CutoverSlackApp:
             token, str(self.client.base_url), retry_handlers(rate_limited=0, server_errors=0)
         )
         self.groups = GroupCache(self._fetch_group)
+        surface.directory = self.directory_problems  # preflight asks the surface (engine side)
         # Who is in a channel, for the Home tab (a person sees the runs of channels they are
         # in); one conversations.members read per channel per minute. A channel that cannot
         # be read (private and the bot not in it, scope missing) counts as nobody's.
@@ -559,6 +560,9 @@ class CutoverSlackApp:
             log.warning("%s", exc)
             body = args[-1] if args and isinstance(args[-1], dict) else {}
             self._answer(body, GROUPS_UNKNOWN)
+        except GroupsBroken as exc:
+            log.warning("%s", exc)
+            self._answer(body, escape(str(exc)))
         except Exception as exc:
             log.exception("slack work %s failed", fn.__name__)
             self._answer(
@@ -616,6 +620,25 @@ class CutoverSlackApp:
                 lists[group] = None
         return lists
 
+    def directory_problems(self, env_name: str) -> list[str]:
+        """Approver groups of the environment that cannot be read for good (preflight)."""
+        try:
+            env = self.engine.environment(env_name)
+        except RunbookError:
+            return []
+        team = env.slack_team if (env.slack_team or "").startswith("T") else None
+        problems = []
+        for group in env.approver_groups:
+            try:
+                self.groups.members(group, team)
+            except GroupsUnknown as exc:  # Slack busy: not a runbook problem, but say it
+                problems.append(f"{exc}; try again later")
+                continue
+            problem = self.groups.problem(group)
+            if problem is not None:
+                problems.append(problem)
+        return problems
+
     def _listed(self, actor: Actor, env_name: str) -> bool:
         """Listed by id among the environment's approvers: no group lookup needed."""
         try:
@@ -641,6 +664,14 @@ class CutoverSlackApp:
         groups = frozenset(g for g, users in lists.items() if users and actor.user in users)
         if not groups and None in lists.values() and not self._listed(actor, env_name):
             raise GroupsUnknown(f"approver groups of {env_name}")
+        broken = [p for g in lists if (p := self.groups.problem(g)) is not None]
+        if not groups and broken and not self._listed(actor, env_name):
+            # Counted as empty, the group would make them "not an approver": say what is wrong.
+            raise GroupsBroken(
+                f"I can't tell whether you approve for {env_name}: "
+                + "; ".join(broken)
+                + ". Nothing was done; an approver listed by id can act meanwhile."
+            )
         team = actor.team or actor.id.partition(":")[0]
         if None in lists.values():
             return replace(actor, groups=groups), None

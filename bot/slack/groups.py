@@ -28,9 +28,21 @@ from slack_sdk.errors import SlackApiError
 
 log = logging.getLogger(__name__)
 
-# Errors that say the group itself is wrong (a runbook or scope problem), not that Slack is
-# busy: the group counts as empty until the next lookup, and the error is logged.
-PERMANENT = frozenset({"no_such_subteam", "missing_scope", "plan_upgrade_required"})
+# Errors that say the group itself is wrong (a runbook, scope or token problem), not that
+# Slack is busy: the group counts as empty until the next lookup, the error is logged, and
+# `problem()` says what to fix (to the person refused, and in preflight).
+ADVICE = {
+    "no_such_subteam": "Slack has no such user group: fix approver_groups in the runbook "
+    "(a group id starts with S)",
+    "missing_scope": "the app lacks the usergroups:read scope: add it to the manifest and "
+    "reinstall the app",
+    "plan_upgrade_required": "user groups need a paid Slack plan: list the approvers by id",
+    "invalid_auth": "Slack refused the bot's token: check SLACK_BOT_TOKEN",
+    "not_authed": "the bot sent no token: set SLACK_BOT_TOKEN",
+    "token_revoked": "the bot's token was revoked: reinstall the app and set SLACK_BOT_TOKEN",
+    "account_inactive": "the bot's token belongs to a deactivated app or user: reinstall it",
+}
+PERMANENT = frozenset(ADVICE)
 UNKNOWN_TEXT = (
     "I couldn't check your group membership with Slack just now; nothing was done. "
     "Try again in a minute."
@@ -39,6 +51,11 @@ UNKNOWN_TEXT = (
 
 class GroupsUnknown(Exception):
     """The approver groups' members could not be read, and no recent list is at hand."""
+
+
+class GroupsBroken(Exception):
+    """A person found in no approver group while a group cannot be read for good: they may
+    be an approver; the message says which group and what to fix."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,7 @@ class GroupCache:
         self._entries: dict[Key, _Entry] = {}
         self._blocked_until: dict[Key, float] = {}
         self._flights: dict[Key, Future[tuple[str, ...]]] = {}
+        self._broken: dict[str, str] = {}  # group → the permanent error of its last lookup
         self._guard = threading.Lock()
 
     def forget(self) -> None:
@@ -79,6 +97,15 @@ class GroupCache:
         with self._guard:
             self._entries.clear()
             self._blocked_until.clear()
+
+    def problem(self, group: str) -> str | None:
+        """Why the group's last lookup could not read it for good (counted as empty), with
+        what to fix; None when it was read."""
+        with self._guard:
+            error = self._broken.get(group)
+        if error is None:
+            return None
+        return f"{self.what} {group} cannot be read ({error}): {ADVICE.get(error, error)}"
 
     def members(self, group: str, team: str | None = None) -> tuple[str, ...]:
         """The group's user ids (in workspace `team`, for an org-wide token); raises
@@ -110,14 +137,23 @@ class GroupCache:
 
     def _lookup(self, key: Key, flight: Future[tuple[str, ...]]) -> None:
         group = key[0]
+        read = True
         try:
             users = tuple(u for u in self.fetch(*key) if isinstance(u, str))
         except SlackApiError as exc:
             resp = exc.response
             error = str(resp.get("error")) if resp is not None else "error"
             if error in self.permanent:
-                log.warning("%s %s cannot be read (%s): counted as empty", self.what, group, error)
-                users = ()
+                log.warning(
+                    "%s %s cannot be read (%s): counted as empty; %s",
+                    self.what,
+                    group,
+                    error,
+                    ADVICE.get(error, "check the runbook and the app's scopes"),
+                )
+                with self._guard:
+                    self._broken[group] = error
+                users, read = (), False
             else:
                 self._failed(
                     key,
@@ -130,6 +166,8 @@ class GroupCache:
             self._failed(key, flight, type(exc).__name__, None)
             return
         with self._guard:
+            if read:
+                self._broken.pop(group, None)
             self._entries[key] = _Entry(users, self.clock())
             self._blocked_until.pop(key, None)
             del self._flights[key]

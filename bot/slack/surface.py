@@ -166,6 +166,8 @@ class SlackSurface:
         self._iterations: dict[int, int] = {}
         # Told (it must return at once) whenever a run or a gate changed: the Home tabs.
         self.on_change: Callable[[], None] | None = None
+        # The approver groups that cannot be read (set by CutoverSlackApp, which reads them).
+        self.directory: Callable[[str], list[str]] | None = None
         # Message refs once known (they are written once, never changed): a redraw of a
         # posted message goes straight to the outbox, with no read before it.
         self._run_refs: dict[int, str] = {}
@@ -680,6 +682,10 @@ class SlackSurface:
             return list(self.engine.environment(env_name).approver_groups)
         except RunbookError:
             return []
+
+    def directory_problems(self, env_name: str) -> list[str]:
+        """What keeps the environment's approvers from being known (DirectorySurface)."""
+        return self.directory(env_name) if self.directory is not None else []
 
     def resync(self, run_id: int) -> None:
         """Posts whatever of an active run is missing in Slack (after an outage or a restart)
