@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,13 @@ def tables(url: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def migration_runbook(tmp_path: Path, target: str, *, early_backup: bool = False) -> Runbook:
+def migration_runbook(
+    tmp_path: Path,
+    target: str,
+    *,
+    early_backup: bool = False,
+    rollback_checks: list[dict[str, Any]] | None = None,
+) -> Runbook:
     """Phase 0 checks (and, with `early_backup`, takes a backup too); Phase 4 backs up, then
     migrates, restore-protected, as the NostrMaxi runbook does."""
     backup = {
@@ -125,6 +132,7 @@ def migration_runbook(tmp_path: Path, target: str, *, early_backup: bool = False
                 "timeout": 120,
             }
         ],
+        "rollback_checks": rollback_checks or [],
         "environments": {
             "prod": {
                 "domain": "prod.test",
@@ -241,7 +249,6 @@ def test_the_rollback_report_names_the_restore_point_as_the_audit_trail_has_it(
     (_row, point) = run_events(db, run_id, "restore_point.set")[0]
     (_row, done) = run_events(db, run_id, "run.rolled_back")[0]
     report = said.report()
-    from datetime import datetime
 
     taken = hhmm(datetime.fromisoformat(point["taken_at"]))
     name = Path(point["path"]).name
@@ -250,7 +257,13 @@ def test_the_rollback_report_names_the_restore_point_as_the_audit_trail_has_it(
         f"backup-db (attempt 1) at {taken} ({name}, sha256 {point['sha256'][:12]}…), the newest "
         "verified backup before Phase 4 step migrate (attempt 1) began changing the database."
     ) in report
-    assert "1 later backup of this run (taken after that, a Retry's among them) were kept" in report
+    (_row, again) = backups(db, run_id)[1]
+    retaken = hhmm(datetime.fromisoformat(_row.at))
+    assert again["step"] == "backup-db"
+    assert (
+        f"1 later backup of this run (Phase 4 step backup-db (attempt 2) at {retaken}) was kept "
+        "but not used: it may hold the state the rollback undoes."
+    ) in report
     assert "✅ restore Restore the database from the restore point: restored" in report
     assert f"from {name} (sha256 {point['sha256'][:12]}… as verified)" in report
     assert done["restore"] == "restored" and done["restored"] is True

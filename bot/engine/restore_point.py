@@ -147,7 +147,12 @@ def fix(
 
 def _newest_backup(s: Session, run_id: int) -> dict[str, Any] | None:
     """The run's newest passed backup so far, with the phase attempt and step that took it."""
-    rows = s.exec(
+    found = backups_in(s.exec(_backup_rows(run_id)).all())
+    return found[-1] if found else None
+
+
+def _backup_rows(run_id: int) -> Any:
+    return (
         select(AuditEvent)
         .where(
             AuditEvent.run_id == run_id,
@@ -160,14 +165,14 @@ def _newest_backup(s: Session, run_id: int) -> dict[str, Any] | None:
             ),
         )
         .order_by(col(AuditEvent.seq))
-    ).all()
-    return newest_backup_in(rows)
+    )
 
 
-def newest_backup_in(rows: Any) -> dict[str, Any] | None:
-    """The newest passed backup among audit rows in order (phase.started and step.result)."""
+def backups_in(rows: Any) -> list[dict[str, Any]]:
+    """The passed backups among audit rows in order (phase.started and step.result), each
+    with the phase attempt and step that took it."""
     phase: dict[str, Any] = {}
-    found: dict[str, Any] | None = None
+    found: list[dict[str, Any]] = []
     for ev in rows:
         data = json.loads(ev.data)
         if ev.kind == AuditKind.PHASE_STARTED:
@@ -180,20 +185,22 @@ def newest_backup_in(rows: Any) -> dict[str, Any] | None:
             and isinstance(artifact, dict)
             and artifact.get("type") == "backup"
         ):
-            found = {
-                "path": artifact.get("path"),
-                "sha256": artifact.get("sha256"),
-                "bytes": artifact.get("bytes"),
-                "database": artifact.get("database"),
-                "taken_at": ev.at,
-                "taken_by": {
-                    "phase": phase.get("phase"),
-                    "phase_index": phase.get("index"),
-                    "attempt": phase.get("attempt"),
-                    "step": data.get("step"),
-                },
-                "backup_row": ev.seq,
-            }
+            found.append(
+                {
+                    "path": artifact.get("path"),
+                    "sha256": artifact.get("sha256"),
+                    "bytes": artifact.get("bytes"),
+                    "database": artifact.get("database"),
+                    "taken_at": ev.at,
+                    "taken_by": {
+                        "phase": phase.get("phase"),
+                        "phase_index": phase.get("index"),
+                        "attempt": phase.get("attempt"),
+                        "step": data.get("step"),
+                    },
+                    "backup_row": ev.seq,
+                }
+            )
     return found
 
 
@@ -209,19 +216,9 @@ def read(db: Database, run_id: int) -> RestorePoint | None:
     return None if ev is None else RestorePoint(ev.kind, json.loads(ev.data))
 
 
-def later_backups(db: Database, run_id: int, point: RestorePoint) -> int:
-    """How many verified backups the run took after its restore point's (kept, not used)."""
+def later_backups(db: Database, run_id: int, point: RestorePoint) -> list[dict[str, Any]]:
+    """The verified backups the run took after its restore point's: kept, never used."""
     after = int(point.data.get("backup_row") or 0)
-    count = 0
-    for ev in audit.events_containing(db, run_id, AuditKind.STEP_RESULT, '"backup"'):
-        data = json.loads(ev.data)
-        artifact = data.get("artifact")
-        if (
-            ev.seq > after
-            and data.get("section") == "actions"
-            and data.get("status") == "pass"
-            and isinstance(artifact, dict)
-            and artifact.get("type") == "backup"
-        ):
-            count += 1
-    return count
+    with db.session() as s:
+        found = backups_in(s.exec(_backup_rows(run_id)).all())
+    return [b for b in found if b["backup_row"] > after]

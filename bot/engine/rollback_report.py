@@ -31,7 +31,8 @@ class Restore:
     state: RestoreState
     outcomes: list[StepOutcome] = field(default_factory=list)
     point: RestorePoint | None = None
-    later_backups: int = 0  # verified backups the run took after the restore point's
+    # Verified backups the run took after the restore point's (a Retry's): never used.
+    later_backups: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,28 @@ def restore_sentence(runbook: Runbook, restore: Restore) -> str:
         f"sha256 {sha[:12]}…), the newest verified backup before {_protects(d)} began "
         "changing the database."
     )
-    if restore.later_backups:
+    later = restore.later_backups
+    if later:
+        which = "; ".join(
+            f"Phase {_phase_no(runbook, b['taken_by'])} step "
+            f"{b['taken_by'].get('step')} (attempt {b['taken_by'].get('attempt')}) at "
+            f"{hhmm(_when(b.get('taken_at')))}"
+            for b in later
+        )
+        one = len(later) == 1
         said += (
-            f" {plural(restore.later_backups, 'later backup')} of this run (taken after that, "
-            "a Retry's among them) were kept but not used: they may hold the failed state."
+            f" {plural(len(later), 'later backup')} of this run ({which}) "
+            f"{'was' if one else 'were'} kept but not used: "
+            f"{'it' if one else 'they'} may hold the state the rollback undoes."
         )
     return said
+
+
+def _phase_no(runbook: Runbook, taken_by: dict[str, Any]) -> str:
+    index = taken_by.get("phase_index")
+    if isinstance(index, int) and 0 <= index < len(runbook.phases):
+        return runbook.phase_number(index)
+    return str(taken_by.get("phase"))
 
 
 def _protects(data: dict[str, Any]) -> str:
