@@ -121,29 +121,30 @@ class HealthVerdict:
 
 
 def verdict(service: str, claims: Sequence[Claim], *, none_because: str) -> HealthVerdict:
-    """The one sentence a report may say of `service`'s health after `claims`."""
+    """The one sentence a report may say of `service` ("old service") after `claims`."""
     claims = tuple(claims)
+    lead = service[:1].upper() + service[1:]
     if not claims:
         return HealthVerdict(
-            "not_checked", f"{service}'s health was NOT verified ({none_because}).", claims
+            "not_checked", f"The {service}'s health was NOT verified ({none_because}).", claims
         )
     failed = [c for c in claims if not c.passed]
     if failed:
         broken = [c for c in failed if c.ran]
         word = "not_healthy" if broken else "unknown"
-        lead = (
-            f"{service} NOT healthy after the rollback"
+        said = (
+            f"{lead} NOT healthy after the rollback"
             if broken
-            else f"{service}'s health unknown: a check could not run"
+            else f"The {service}'s health is unknown: a check could not run"
         )
-        return HealthVerdict(word, f"{lead}: " + "; ".join(c.text for c in failed) + ".", claims)
+        return HealthVerdict(word, f"{said}: " + "; ".join(c.text for c in failed) + ".", claims)
     shown = "; ".join(c.text for c in claims)
     if all(c.verifies_health for c in claims):
-        return HealthVerdict("verified_healthy", f"{service} verified healthy: {shown}.", claims)
+        return HealthVerdict("verified_healthy", f"{lead} verified healthy: {shown}.", claims)
     unproven = ", ".join(c.step for c in claims if not c.verifies_health)
     return HealthVerdict(
         "up_health_not_verified",
-        f"{service} is up, but its health was NOT verified ({unproven} checks only that it "
+        f"{lead} is up, but its health was NOT verified ({unproven} checks only that it "
         f"runs): {shown}.",
         claims,
     )

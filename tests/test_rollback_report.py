@@ -177,7 +177,7 @@ def check_report_against_trail(engine: Engine, run_id: int, said: Captured) -> d
         )
     if not checks:
         assert health == (
-            "Old service's health was NOT verified (the runbook has no rollback_checks)."
+            "The old service's health was NOT verified (the runbook has no rollback_checks)."
         )
     # 4. The timing: the audit row's duration and target.
     m, s = divmod(int(round(done["duration_s"])), 60)
@@ -270,4 +270,4 @@ def test_nothing_to_restore_and_a_check_that_cannot_run_say_so(
     engine.decide(gate_of(engine, run_id), BOB, "rollback", reason="backup failed")
     done = check_report_against_trail(engine, run_id, said)
     assert done["restore"] == "not_needed" and done["old_service"] == "unknown"
-    assert done["health"].startswith("Old service's health unknown: a check could not run")
+    assert done["health"].startswith("The old service's health is unknown: a check could not run")
