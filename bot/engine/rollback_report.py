@@ -55,7 +55,7 @@ def build(
 ) -> Report:
     failed = [o.step.id for o in outcomes if o.result.status.blocks_gate]
     verdict = claims.verdict(
-        "Old service",
+        "old service",
         [claims.claim(o.step, o.result, values) for o in checks],
         none_because="the runbook has no rollback_checks",
     )
