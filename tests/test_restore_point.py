@@ -303,3 +303,22 @@ def test_a_rollback_before_the_migration_began_restores_nothing_and_says_so(
         "began in this run, so it holds no change of theirs to undo."
     ) in said.report()
     assert tables(target) == ["users"]
+
+
+def test_a_retry_after_a_failed_backup_fixes_the_restore_point_on_the_retried_backup(
+    db: Database, target: str, tmp_path: Path
+) -> None:
+    """The first attempt's backup failed, so its migration never ran: the Retry's backup is
+    still of the untouched database, and it becomes the restore point."""
+    runbook = migration_runbook(tmp_path, target)
+    blocker = tmp_path / "backups"
+    blocker.write_text("not a folder", encoding="utf-8")  # the first backup fails
+    engine = Engine(db, runbook, background=False)
+    run_id = start_and_fail_migration(engine)
+    assert run_events(db, run_id, "restore_point.set") == []
+    blocker.unlink()
+    engine.decide(gate_of(engine, run_id), BOB, "retry")
+    (_row, point) = run_events(db, run_id, "restore_point.set")[0]
+    assert point["taken_by"]["attempt"] == 2 and point["protects"]["attempt"] == 2
+    engine.decide(gate_of(engine, run_id), BOB, "rollback", reason="migration failed")
+    assert tables(target) == ["users"]
