@@ -68,6 +68,7 @@ def migration_runbook(
     target: str,
     *,
     early_backup: bool = False,
+    pre_migration_backup: bool = True,
     rollback_checks: list[dict[str, Any]] | None = None,
 ) -> Runbook:
     """Phase 0 checks (and, with `early_backup`, takes a backup too); Phase 4 backs up, then
@@ -105,7 +106,11 @@ def migration_runbook(
                 "checkpoint": "migrated",
                 "on_fail": "restore_and_rollback",
                 "actions": [
-                    {"id": "backup-db", "name": "Backup before migrating", **backup},
+                    *(
+                        [{"id": "backup-db", "name": "Backup before migrating", **backup}]
+                        if pre_migration_backup
+                        else []
+                    ),
                     {
                         "id": "migrate",
                         "name": "Migrate",
@@ -320,5 +325,22 @@ def test_a_retry_after_a_failed_backup_fixes_the_restore_point_on_the_retried_ba
     engine.decide(gate_of(engine, run_id), BOB, "retry")
     (_row, point) = run_events(db, run_id, "restore_point.set")[0]
     assert point["taken_by"]["attempt"] == 2 and point["protects"]["attempt"] == 2
+    engine.decide(gate_of(engine, run_id), BOB, "rollback", reason="migration failed")
+    assert tables(target) == ["users"]
+
+
+def test_a_phase_that_begins_by_migrating_fixes_the_restore_point_as_it_starts(
+    db: Database, target: str, tmp_path: Path
+) -> None:
+    """No backup in the migration phase: the readiness phase's backup is the restore point,
+    fixed in the transaction that starts the migration phase, before its first step."""
+    runbook = migration_runbook(tmp_path, target, early_backup=True, pre_migration_backup=False)
+    engine = Engine(db, runbook, background=False)
+    run_id = start_and_fail_migration(engine)
+    started = [e for e, d in run_events(db, run_id, "phase.started") if d["phase"] == "migrate"]
+    (row, point) = run_events(db, run_id, "restore_point.set")[0]
+    assert row.seq == started[0].seq + 1
+    assert point["taken_by"]["step"] == "early-backup" and point["taken_by"]["phase"] == "readiness"
+    assert point["protects"]["step"] == "migrate"
     engine.decide(gate_of(engine, run_id), BOB, "rollback", reason="migration failed")
     assert tables(target) == ["users"]
