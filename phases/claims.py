@@ -55,6 +55,13 @@ def claim(step: StepSpec, result: StepResult, values: Mapping[str, Value]) -> Cl
     return Claim(step.id, f"{step.name}: passed ({result.evidence})", True, False)
 
 
+def claim_from_row(step: StepSpec, row: Mapping[str, Any], values: Mapping[str, Value]) -> Claim:
+    """The claim of a `step.result` audit row (status and evidence; no details): for a
+    report read back from the trail, as the record is."""
+    result = StepResult(Status(str(row.get("status"))), str(row.get("evidence", "")))
+    return claim(step, result, values)
+
+
 def _containers(step: StepSpec, p: dict[str, Any], result: StepResult) -> Claim:
     expect = p.get("expect", "healthy")
     project = p.get("project", "?")
@@ -95,10 +102,17 @@ def _http(step: StepSpec, p: dict[str, Any], result: StepResult) -> Claim:
     if p.get("max_ms"):
         shown.append(f"within {p['max_ms']} ms")
     tail = f" ({'; '.join(shown)})" if shown else ""
+    if code is None:  # read back from the audit trail: the step's evidence says it
+        return Claim(step.id, f"{url.netloc} {method} {where}: {result.evidence}", True, ok_2xx(p))
     text = f"{url.netloc} answered {method} {where} {code}{timing}{tail}"
-    # An answer with a 2xx status the runbook expects is the service working as it should.
-    ok = isinstance(code, int) and 200 <= code < 300
-    return Claim(step.id, text, True, ok)
+    return Claim(step.id, text, True, ok_2xx(p))
+
+
+def ok_2xx(p: dict[str, Any]) -> bool:
+    """An answer with the 2xx status the runbook expects is the service working as it should."""
+    want = p.get("expect_status", 200)
+    statuses = want if isinstance(want, list) else [want]
+    return all(isinstance(s, int) and 200 <= s < 300 for s in statuses)
 
 
 def _brief(value: Any) -> str:

@@ -74,3 +74,12 @@ def test_a_check_that_could_not_run_leaves_health_unknown_not_failed() -> None:
     assert claims.verdict("old service", [], none_because="no checks").sentence == (
         "The old service's health was NOT verified (no checks)."
     )
+
+
+def test_a_claim_read_back_from_an_audit_row_says_only_the_recorded_evidence() -> None:
+    row = {"status": "pass", "evidence": "GET http://10.0.0.5:3000/health → 200 in 9 ms"}
+    c = claims.claim_from_row(HEALTH, row, VALUES)
+    assert c.text == "10.0.0.5:3000 GET /health: GET http://10.0.0.5:3000/health → 200 in 9 ms"
+    assert c.passed and c.verifies_health
+    running = claims.claim_from_row(containers("running"), {"status": "pass"}, VALUES)
+    assert running.text == "its containers of nostrmaxi-old running (their health not checked)"
