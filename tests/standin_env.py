@@ -72,6 +72,7 @@ class Standin:
     target_db_url: str
     ca_file: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    old_app: NostrMaxiStandin | None = None  # the old deployment's HTTP endpoints
 
     def fail(self, what: str) -> None:
         """Makes the stand-in tool's step `what` fail (build, build-frontend, migrate, drift…)."""
@@ -157,12 +158,25 @@ def build_standin(
     dns.start()
     stack.callback(dns.stop)
 
+    # The old deployment: its backend container (with a healthcheck, as the runbook's
+    # rollback checks ask Docker for its health) and its HTTP endpoints.
+    old_app = NostrMaxiStandin()
+    old_app.start()
+    stack.callback(old_app.stop)
     old_project = f"{project}old"
     old_dir = tmp_path / "old"
     old_dir.mkdir()
     (old_dir / "docker-compose.yml").write_text(
         yaml.safe_dump(
-            {"services": {"backend": {"image": BASE_IMAGE, "command": SERVICE_COMMAND}}}
+            {
+                "services": {
+                    "backend": {
+                        "image": BASE_IMAGE,
+                        "command": SERVICE_COMMAND,
+                        "healthcheck": SERVICES["backend"]["healthcheck"],
+                    }
+                }
+            }
         ),
         encoding="utf-8",
     )
@@ -197,6 +211,7 @@ def build_standin(
             "git": ["git"],
             "old_compose_project": old_project,
             "old_compose_dir": str(old_dir),
+            "old_base_url": old_app.url,
             "backup_dir": str(backups),
             "tls_cert": str(cert_file.cert),
             "staging_url": app.url,
@@ -222,6 +237,7 @@ def build_standin(
         old_project=old_project,
         target_db_url=libpq_url,
         ca_file=ca.cert,
+        old_app=old_app,
     )
 
 

@@ -26,6 +26,7 @@ from tests.servers import (
 
 nostrmaxi = servers.nostrmaxi  # fixture: a started NostrMaxi stand-in
 ca = servers.ca  # fixture: a test CA
+manual_clock = servers.manual_clock  # fixture: a clock the test moves
 
 TIERS = ["FREE", "PRO", "BUSINESS", "LIFETIME"]
 
@@ -268,3 +269,26 @@ def test_https_endpoint_verified_against_the_test_ca(tmp_path: Path, ca: CA) -> 
 def test_bad_params_are_rejected(params: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         REGISTRY["http"].params.model_validate(params)
+
+
+def test_a_service_just_started_is_asked_again_until_it_answers(
+    nostrmaxi: NostrMaxiStandin, manual_clock: servers.ManualClock
+) -> None:
+    """After a rollback's `up -d` the old service needs a moment: wait_seconds asks again."""
+    answers = iter([Response(503, "starting"), Response(503, "starting")])
+    nostrmaxi.route("GET", "/health", lambda _req: next(answers, json_response({"status": "ok"})))
+    ctx = StepContext(timeout=5.0, clock=manual_clock)
+    result = get(nostrmaxi, "/health", ctx, expect_json={"status": "ok"}, wait_seconds=60)
+    assert result.status is Status.PASS, result.evidence
+    assert result.details["waited_s"] == 4.0  # two polls of 2 s on the test's clock
+
+
+def test_a_service_that_never_answers_fails_once_the_wait_is_over(
+    nostrmaxi: NostrMaxiStandin, manual_clock: servers.ManualClock
+) -> None:
+    nostrmaxi.fail_status = 503
+    ctx = StepContext(timeout=5.0, clock=manual_clock)
+    result = get(nostrmaxi, "/health", ctx, wait_seconds=10)
+    assert result.status is Status.FAIL
+    assert "/health → 503 (expected 200)" in result.evidence
+    assert result.details["waited_s"] == 10.0

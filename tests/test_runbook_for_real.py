@@ -88,11 +88,14 @@ def test_rollback_is_verified_and_timed_against_the_target(db: Database, standin
     engine.surface.notice = lambda _run, text, *rest: notices.append(text)  # type: ignore[method-assign]
     assert engine.decide(gate.id, BOB, "rollback", reason="health 503").outcome == "rolled_back"
     done = events(db, run.id, "run.rolled_back")[0]
-    assert done["verified"] is True and done["checks"] == ["old-running"]
+    # Verified for real: Docker's health status of the old containers and the old /health.
+    assert done["verified"] is True and done["checks"] == ["old-healthy", "old-health"]
+    assert done["old_service"] == "verified_healthy"
     assert done["target_minutes"] == 15 and done["within_target"] is True
     assert 0 < done["duration_s"] < 15 * 60
     report = rollback_report(notices)
-    assert "Old service verified healthy" in report
+    assert f"Old service verified healthy: backend of {standin.old_project} healthy" in report
+    assert "answered GET /health 200 in " in report and done["health"] in report
     assert "(target 15 min: within target)" in report
     # Phase 4 migrated the schema before Phase 6 failed: the report says what that means.
     assert done["schema"] and "keeps the schema Phase 4 (Database migration) migrated" in report
@@ -116,5 +119,5 @@ def test_rollback_reports_an_old_service_that_does_not_come_back(
     engine.surface.notice = lambda _run, text, *rest: notices.append(text)  # type: ignore[method-assign]
     engine.decide(gate.id, BOB, "rollback", reason="changed our minds")
     done = events(db, run.id, "run.rolled_back")[0]
-    assert done["verified"] is False and "old-running" in done["failed_steps"]
+    assert done["verified"] is False and "old-healthy" in done["failed_steps"]
     assert "Old service NOT healthy after the rollback" in rollback_report(notices)

@@ -28,6 +28,10 @@ class AuditKind(enum.StrEnum):
     ACTION_REFUSED = "action.refused"  # an authorization rule or the state machine said no
     ROLLBACK_STARTED = "rollback.started"
     ROLLBACK_RESUMED = "rollback.resumed"
+    # The verified backup a restore of the run puts back, fixed before the first
+    # state-changing action of a restore-protected phase (bot/engine/restore_point.py).
+    RESTORE_POINT_SET = "restore_point.set"
+    RESTORE_POINT_MISSING = "restore_point.missing"  # that action began with no backup
     SCHEDULE_CREATED = "schedule.created"
     SCHEDULE_CANCELLED = "schedule.cancelled"
     SCHEDULE_STARTED = "schedule.started"

@@ -40,6 +40,7 @@ from bot.db import Database, DatabaseUnavailable, db_now
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
+from bot.engine import restore_point
 from bot.models import (
     Gate,
     Run,
@@ -637,6 +638,10 @@ class EngineCore:
             },
             at=self.now(),
         )
+        if outcome.section == "actions" and phase_run_id is not None and not r.status.blocks_gate:
+            restore_point.fix_after_step(
+                s, self.runbook, run_id, phase_run_id, outcome.step, self.now()
+            )
 
     def stakeholder_channel(self, run_id: int) -> str | None:
         """The stakeholders' channel of a run: its schedule's, else its environment's. Read
@@ -674,8 +679,11 @@ class EngineCore:
             self.notify.notice(None, self.masker.mask(text), channel)
 
     def run_backup(self, run_id: int) -> dict[str, Any] | None:
-        """The newest backup this run took and verified (its audit artifact), if any."""
-        return self.run_artifact(run_id, "backup")
+        """The run's restore point (path and SHA-256 of the verified backup fixed before the
+        first state-changing action of a restore-protected phase), never merely the newest
+        backup: a Retry's backup may hold a half-applied migration."""
+        point = restore_point.read(self.db, run_id)
+        return point.data if point is not None and point.found else None
 
     def run_artifact(self, run_id: int, kind: str) -> dict[str, Any] | None:
         """The newest artifact of `kind` ("backup", "deployed") a passed step of the run made."""

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from datetime import datetime
-from typing import Any
 
 from sqlmodel import select
 
@@ -15,6 +13,7 @@ from bot import audit
 from bot.db import db_now
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
+from bot.engine import restore_point, rollback_report
 from bot.engine.core import EngineCore, LeaseLost, _aware
 from bot.models import (
     PhaseRun,
@@ -23,7 +22,6 @@ from bot.models import (
     RunStatus,
 )
 from bot.surface import SYSTEM
-from bot.text import ICONS
 from phases.checks.base import Status, StepContext, StepResult, StopRequest
 from phases.runbook import PhaseSpec, Value
 from phases.runner import OnResult, StepOutcome, run_actions, run_checks
@@ -124,7 +122,8 @@ class Rollback(EngineCore):
             run_id,
             f"Rolling back run #{run_id} ({run.rollback_reason}). "
             + (
-                "Restoring the database from backup first. "
+                "First the restore steps (from this run's restore point, if one was fixed), "
+                "then the rollback steps. "
                 if failed_phase.on_fail == "restore_and_rollback"
                 else ""
             ),
@@ -141,22 +140,21 @@ class Rollback(EngineCore):
                 stop.set("the lease was lost", kill_by=time.monotonic())
 
         outcomes: list[StepOutcome] = []
-        restored = False
+        restore: rollback_report.Restore | None = None
         if failed_phase.on_fail == "restore_and_rollback":
-            outcomes += self._restore(values, ctx, record)
-            restored = all(not o.result.status.blocks_gate for o in outcomes)
+            restore = self._restore(run, values, ctx, record)
+            outcomes += restore.outcomes
         outcomes += run_actions(
             self.runbook.rollback, values, ctx, "rollback", record, stop_on_failure=False
         )
         # Verified rollback: the old service must be healthy again, checked, not assumed.
         checks = run_checks(self.runbook.rollback_checks, values, ctx, on_result=record)
         outcomes += checks
-        failed = [o.step.id for o in outcomes if o.result.status.blocks_gate]
-        verified = bool(checks) and all(not o.result.status.blocks_gate for o in checks)
         took = (self.now() - started_at).total_seconds()
-        target = self.runbook.rollback_time_minutes
-        within = None if target is None else took <= target * 60
-        schema = self._schema_note(phase_index, restored, values)
+        schema = self._schema_note(phase_index, restore, values)
+        report = rollback_report.build(
+            self.runbook, values, outcomes, checks, restore, took, schema
+        )
         with self.db.session() as s:
             run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
             if run.status != RunStatus.ROLLING_BACK:
@@ -174,83 +172,73 @@ class Rollback(EngineCore):
                 AuditKind.RUN_ROLLED_BACK,
                 actor=SYSTEM.id,
                 run_id=run_id,
-                data={
-                    "failed_steps": failed,
-                    "steps": len(outcomes),
-                    "verified": verified,
-                    "checks": [o.step.id for o in checks],
-                    "duration_s": round(took, 1),
-                    "target_minutes": target,
-                    "within_target": within,
-                    "restored": restored,
-                    "schema": schema,
-                },
+                data=report.facts,
                 at=self.now(),
             )
-        lines = [
-            f"{ICONS.get(o.result.status, '•')} {o.section} {o.step.name}: {o.result.evidence}"
-            for o in outcomes
-        ]
-        summary = (
-            "Rollback finished with failures in: " + ", ".join(failed) + ". Check them by hand."
-            if failed
-            else "Rollback finished; every step passed."
-        )
-        if not checks:
-            health = (
-                "The old service's health was NOT verified (the runbook has no rollback_checks)."
-            )
-        elif verified:
-            health = "Old service verified healthy: " + "; ".join(o.result.evidence for o in checks)
-        else:
-            health = "Old service NOT healthy after the rollback: " + "; ".join(
-                f"{o.step.name}: {o.result.evidence}" for o in checks if o.result.status.blocks_gate
-            )
-        timing = f"Rollback took {_mmss(took)}" + (
-            ""
-            if target is None
-            else f" (target {target} min: {'within target' if within else 'OVER the target'})"
-        )
-        tail = [health, timing + "."] + ([schema] if schema else [])
-        self.notify.notice(run_id, "\n".join([summary, *tail, *lines]))
+        self.notify.notice(run_id, report.notice)
         self.feed(
             run_id,
             f"↩️ {run.environment}: cutover rolled back (run #{run_id}: "
-            f"{run.rollback_reason or 'no reason given'}). {health} {timing}.",
+            f"{run.rollback_reason or 'no reason given'}). {report.health} {report.timing}.",
         )
         self.notify.run_changed(run_id)
         self.run_ended(run_id)
 
     def _restore(
-        self, values: dict[str, Value], ctx: StepContext, record: OnResult
-    ) -> list[StepOutcome]:
-        """The restore steps, from this run's verified backup; none taken: said, not guessed."""
+        self, run: Run, values: dict[str, Value], ctx: StepContext, record: OnResult
+    ) -> rollback_report.Restore:
+        """The restore steps, from the run's restore point (bot/engine/restore_point.py):
+        the backup fixed before the first state-changing action of a restore-protected
+        phase, never a later one. None fixed: said, not guessed."""
+        assert run.id is not None
+        run_id = run.id
+        point = self.db.retrying(
+            lambda: restore_point.read(self.db, run_id), f"run #{run_id}: its restore point"
+        )
         steps = self.runbook.restore
-        if "run_backup" not in values and any(_uses_run_backup(st.params) for st in steps):
+        if point is None or not point.found:
+            if run.dry_run:
+                state: rollback_report.RestoreState = "dry_run"
+                result = StepResult(Status.SKIPPED, "dry run: the database was not restored")
+            elif point is None:
+                state = "not_needed"
+                result = StepResult(
+                    Status.SKIPPED,
+                    "not restored: no state-changing step of a restore-protected phase began "
+                    "in this run, so the database holds no change of theirs to undo",
+                )
+            else:
+                state = "no_restore_point"
+                result = StepResult(
+                    Status.ERROR,
+                    "this run took no verified backup before the database was first changed, so "
+                    "it was NOT restored; restore it by hand from a backup you trust",
+                )
             out = []
             for st in steps:
-                outcome = StepOutcome(
-                    st,
-                    "restore",
-                    StepResult(
-                        Status.ERROR,
-                        "this run took no verified backup, so the database was NOT restored; "
-                        "restore it by hand from a backup you trust",
-                    ),
-                )
+                outcome = StepOutcome(st, "restore", result)
                 record(outcome)
                 out.append(outcome)
-            return out
-        return run_actions(steps, values, ctx, "restore", record, stop_on_failure=False)
+            return rollback_report.Restore(state, out, point)
+        outcomes = run_actions(steps, values, ctx, "restore", record, stop_on_failure=False)
+        later = self.db.retrying(
+            lambda: restore_point.later_backups(self.db, run_id, point),
+            f"run #{run_id}: its later backups",
+        )
+        return rollback_report.Restore(
+            rollback_report.restore_state(outcomes), outcomes, point, later
+        )
 
     def _schema_note(
-        self, phase_index: int, restored: bool, values: dict[str, Value]
+        self, phase_index: int, restore: rollback_report.Restore | None, values: dict[str, Value]
     ) -> str | None:
         """What happens to a schema that a migration phase already changed."""
         migrating = [
             i for i, p in enumerate(self.runbook.phases) if p.on_fail == "restore_and_rollback"
         ]
-        if not migrating or restored:
+        if not migrating or (
+            restore is not None and restore.state in ("restored", "not_needed", "dry_run")
+        ):
             return None
         first = migrating[0]
         if phase_index < first:
@@ -258,15 +246,15 @@ class Rollback(EngineCore):
         if phase_index == first:
             return (
                 "The database was NOT restored: it may hold a half-applied migration under the "
-                "old code. Restore it from this run's backup before the old service takes traffic."
+                "old code. Restore it before the old service takes traffic."
             )
         migrated = self.runbook.phases[first]
         backup = values.get("run_backup")
         sha = str(values.get("run_backup_sha256"))[:12]
         where = (
-            f"this run's verified backup {backup} (sha256 {sha}…)"
+            f"this run's verified backup {backup} (sha256 {sha}…), its restore point"
             if backup
-            else "a backup (this run took none)"
+            else "a backup you trust (this run has no restore point)"
         )
         return (
             f"The database keeps the schema Phase {self.runbook.phase_number(first)} "
@@ -274,12 +262,3 @@ class Rollback(EngineCore):
             f"cannot, restore {where}; skipping the restore keeps the new schema and any data "
             "written since."
         )
-
-
-def _uses_run_backup(params: Any) -> bool:
-    return "{run_backup" in json.dumps(params)
-
-
-def _mmss(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m} min {s:02d} s"

@@ -20,6 +20,7 @@ from bot.db import DatabaseUnavailable
 from bot.domain import approvals, states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import Conflict, Refused
+from bot.engine import restore_point
 from bot.engine.core import EngineCore, EngineError, LeaseLost
 from bot.engine.monitoring import start_monitoring
 from bot.models import (
@@ -314,6 +315,7 @@ class Runs(EngineCore):
                 data={"phase": phase.id, "index": run.phase_index, "attempt": attempt},
                 at=self.now(),
             )
+            restore_point.fix_at_phase_start(s, self.runbook, run_id, pr, self.now())
             return run, pr, phase
 
     def _standing(self, run_id: int) -> Literal["mine", "rolling_back", "lost"]:

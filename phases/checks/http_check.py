@@ -8,6 +8,7 @@ FREE/PRO/BUSINESS/LIFETIME) and phase 9 "Response times <500ms" (average over
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import ssl
@@ -90,6 +91,9 @@ class HttpParams(StepParams):
     verify_tls: bool = True
     ca_file: str | None = None
     samples: int = Field(default=1, ge=1, le=100)
+    # Ask again until it answers as expected, for up to this long (a service just started,
+    # as after a rollback's `up -d`); 0: once.
+    wait_seconds: int = Field(default=0, ge=0, le=3600)
 
     @field_validator("expect_status")
     @classmethod
@@ -224,7 +228,27 @@ def _body_checks(params: HttpParams, response: Fetched) -> list[str]:
     return problems
 
 
+WAIT_POLL_S = 2.0  # between attempts while waiting
+WAIT_ATTEMPT_S = 10.0  # the most one attempt may take while waiting
+
+
 def run_http(params: HttpParams, ctx: StepContext) -> StepResult:
+    """One request (or `samples`); with `wait_seconds`, again until it passes or time is up."""
+    if not params.wait_seconds:
+        return _attempt(params, ctx)
+    start = ctx.clock.monotonic()
+    while True:
+        once = dataclasses.replace(ctx, timeout=max(1.0, min(ctx.timeout, WAIT_ATTEMPT_S)))
+        result = _attempt(params, once)
+        waited = ctx.clock.monotonic() - start
+        left = params.wait_seconds - waited
+        if result.status is Status.PASS or left <= 0:
+            details = {**result.details, "waited_s": round(waited, 1)}
+            return dataclasses.replace(result, details=details)
+        ctx.clock.sleep(min(WAIT_POLL_S, left))
+
+
+def _attempt(params: HttpParams, ctx: StepContext) -> StepResult:
     request = f"{params.method} {params.url}"
     deadline = ctx.clock.monotonic() + ctx.timeout
     client_args: dict[str, Any] = {"timeout": ctx.timeout, "follow_redirects": False}
