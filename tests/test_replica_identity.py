@@ -49,8 +49,9 @@ def default_id_replicas(tmp: Path, seconds: float) -> Iterator[tuple[Replica, Re
 
 
 def test_a_second_serve_with_the_default_replica_id_refuses_to_start_and_the_live_phase_goes_on(
-    tmp_path: Path,
+    step_tmp: Path,  # the deploy step (run as the step user) writes its log there
 ) -> None:
+    tmp_path = step_tmp
     with default_id_replicas(tmp_path, seconds=4 * LEASE) as (a, b, db):
         a.start()
         a.command("start staging", "start")
@@ -68,8 +69,9 @@ def test_a_second_serve_with_the_default_replica_id_refuses_to_start_and_the_liv
 
 
 def test_a_restarted_replica_with_the_default_id_takes_over_its_predecessors_phase_at_once(
-    tmp_path: Path,
+    step_tmp: Path,  # the deploy step (run as the step user) writes its log there
 ) -> None:
+    tmp_path = step_tmp
     with default_id_replicas(tmp_path, seconds=60) as (a, b, db):
         a.start()
         a.command("start staging", "start")

@@ -202,8 +202,10 @@ def test_a_step_run_as_the_step_user_reads_nothing_of_the_bot(step_tmp: Path) ->
     _nothing_planted(json.dumps(found), planted["needles"], "the step")
     own = dict(line.split("=", 1) for line in found["own environment"].splitlines())
     assert set(own) <= {"PATH", "LANG", "TZ", "DOCKER_HOST", "DOCKER_CONTEXT", "HOME"} | {
-        "CUTOVER_STEP_ID"
+        "CUTOVER_STEP_ID",  # the step's marker, for killing its process tree
+        "CUTOVER_FENCING_TOKEN",  # the run's lease epoch: a step may refuse stale work
     }
+    assert own.get("CUTOVER_FENCING_TOKEN", "1").isdigit()
     assert own["HOME"] == pwd.getpwnam(STEP_USER).pw_dir
     # the checks ran and failed (so their evidence and output tails were shown and audited)
     assert "a build script reads the bot" in proc.stdout and "exit 1" in proc.stdout
