@@ -190,7 +190,10 @@ class Runs(EngineCore):
         outcomes: list[StepOutcome] = []
         actions_ok = True
         for step in [*phase.actions, None]:
-            standing = self._standing(run_id)
+            # A read: retried while the database drops connections, never a dead phase.
+            standing = self.db.retrying(
+                lambda: self._standing(run_id), f"run #{run_id}: is the phase still ours"
+            )
             if standing == "rolling_back":
                 return self._stop_for_rollback(run_id, pr_id, phase, stop, outcomes)
             if standing != "mine":
@@ -355,6 +358,7 @@ class Runs(EngineCore):
         """
         gate_id: int | None = None
         rollback_now = False
+        released = False
         with self.db.session() as s:
             # The run row locked, the phase run read with it (one round trip).
             run, pr = s.exec(
@@ -415,7 +419,7 @@ class Runs(EngineCore):
                 s.add(gate)
                 states.transition(run, "gate_opened")
                 run.owner, run.lease_until = None, None
-                self._epochs.pop(run_id, None)
+                released = True  # its epoch is forgotten once this commits, not before
                 s.add(run)
                 s.add(pr)
                 s.flush()
@@ -434,6 +438,9 @@ class Runs(EngineCore):
                     at=self.now(),
                 )
                 gate_id = gate.id
+        if released:  # a retried attempt whose commit did not land still holds the epoch
+            with self._threads_lock:
+                self._epochs.pop(run_id, None)
         if rollback_now:
             self.spawn(self.execute_rollback, run_id)
             return None
