@@ -621,18 +621,23 @@ class CutoverSlackApp:
         return lists
 
     def directory_problems(self, env_name: str) -> list[str]:
-        """Approver groups of the environment that cannot be read for good (preflight)."""
+        """Approver groups of the environment that Slack will never let the bot read
+        (preflight). A busy Slack is not such a problem (the click asks again), and groups of
+        an org-wide environment (`slack_team: E…`) live in the workspace of each click, so
+        they are looked up there, not here."""
         try:
             env = self.engine.environment(env_name)
         except RunbookError:
             return []
-        team = env.slack_team if (env.slack_team or "").startswith("T") else None
+        team = env.slack_team
+        if team is not None and not team.startswith("T"):
+            return []
         problems = []
         for group in env.approver_groups:
             try:
                 self.groups.members(group, team)
-            except GroupsUnknown as exc:  # Slack busy: not a runbook problem, but say it
-                problems.append(f"{exc}; try again later")
+            except GroupsUnknown as exc:
+                log.warning("preflight: %s", exc)
                 continue
             problem = self.groups.problem(group)
             if problem is not None:
