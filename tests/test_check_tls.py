@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from phases.checks import REGISTRY
@@ -377,3 +378,18 @@ def test_live_failures_say_which_check_failed(tmp_path: Path, ca: CA) -> None:
         expired.evidence
     )
     assert (other.details["failed"], expired.details["failed"]) == ("name", "expiry")
+
+
+def test_shipped_runbook_checks_the_chain_of_the_certificate_file_it_reads() -> None:
+    shipped = Path(__file__).resolve().parent.parent / "runbooks" / "nostrmaxi.yml"
+    data = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+    file_steps = [
+        step["params"]
+        for phase in data["phases"]
+        for step in phase.get("checks", [])
+        if step["kind"] == "tls" and "file" in step["params"]
+    ]
+    assert file_steps
+    for params in file_steps:
+        rendered = {**params, "file": "cert.pem", "names": ["nostrmaxi.com"]}
+        assert REGISTRY["tls"].params.model_validate(rendered).checks_chain, params
