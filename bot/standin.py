@@ -81,6 +81,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def __init__(self, addr: tuple[str, int], owner: LoopbackHTTPServer) -> None:
         self.owner = owner
+        if ":" in addr[0]:  # an IPv6 literal such as ::1
+            self.address_family = socket.AF_INET6
         self.active: set[socket.socket] = set()
         self.active_lock = threading.Lock()
         super().__init__(addr, _Handler)
@@ -396,20 +398,29 @@ def _name(cn: str) -> x509.Name:
     )
 
 
-def make_ca(tmp_path: Path, cn: str = "Cutover Test CA", days: int = 3650) -> CA:
-    """A self-signed CA; pass it as `issuer` to make_cert / make_leaf, its .cert as ca_file."""
+def make_ca(
+    tmp_path: Path, cn: str = "Cutover Test CA", days: int = 3650, issuer: CA | None = None
+) -> CA:
+    """A CA; pass it as `issuer` to make_cert / make_leaf, its .cert as ca_file.
+
+    Self-signed (a root) when issuer is None, else an intermediate signed by `issuer`.
+    """
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
+    signer_key = issuer.private_key if issuer else key
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn))
-        .issuer_name(_name(cn))
+        .issuer_name(issuer.certificate.subject if issuer else _name(cn))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0),
+            critical=True,
+        )
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -425,8 +436,13 @@ def make_ca(tmp_path: Path, cn: str = "Cutover Test CA", days: int = 3650) -> CA
             critical=True,
         )
         .add_extension(ski, critical=False)
-        .sign(key, hashes.SHA256())
     )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
+            critical=False,
+        )
+    cert = builder.sign(signer_key, hashes.SHA256())
     stem = f"{_slug(cn)}-{uuid.uuid4().hex[:6]}"
     cert_path, key_path = tmp_path / f"{stem}.crt", tmp_path / f"{stem}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -497,11 +513,16 @@ def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
 def tls_server(
     files: CertFiles | tuple[str | Path, str | Path],
     routes: dict[tuple[str, str], Route] | None = None,
+    *,
+    host: str = LOOPBACK,
 ) -> LoopbackHTTPServer:
-    """A started HTTPS server on 127.0.0.1 presenting `files` (GET / → 200 "ok")."""
+    """A started HTTPS server on `host` (127.0.0.1, or ::1) presenting `files` (GET / → 200 "ok").
+
+    `files.cert` may hold a chain (leaf first): the server sends all of it.
+    """
     all_routes: dict[tuple[str, str], Route] = {("GET", "/"): Response(200, "ok")}
     all_routes.update(routes or {})
-    return LoopbackHTTPServer(all_routes, tls=files).start()
+    return LoopbackHTTPServer(all_routes, host=host, tls=files).start()
 
 
 # --------------------------------------------------------------------------- DNS

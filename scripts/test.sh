@@ -19,9 +19,11 @@
 #   6. CI=true: a test whose service is missing fails instead of skipping, and any skip fails
 #      the run (tests/conftest.py);
 #   7. ruff check ., mypy bot commands phases, lint-imports (the layers in pyproject.toml),
-#      pytest -q PYTEST_ARGS.
+#      deptry (every package the code or the tests import directly is declared in
+#      pyproject.toml, none arrives only through another; the code imports no test-only
+#      package), pytest -q PYTEST_ARGS.
 #
-# Exit 0 when all three checks pass, 1 when any failed (pytest's exit 5, "no tests ran", is a
+# Exit 0 when all the checks pass, 1 when any failed (pytest's exit 5, "no tests ran", is a
 # failure); a set-up step that fails stops the run with its own exit code before any check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -136,6 +138,8 @@ run() {
 run ruff "$PY" -m ruff check .
 run mypy "$PY" -m mypy bot commands phases
 run import-linter "$(dirname "$PY")/lint-imports"
+run deptry "$(dirname "$PY")/deptry" --no-ansi .
+run deptry-tests "$(dirname "$PY")/deptry" --no-ansi tests --exclude '\.venv' --ignore DEP002,DEP004
 run pytest "$PY" -m pytest -q "$@"
 
 echo

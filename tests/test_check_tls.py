@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from phases.checks import REGISTRY
@@ -196,3 +197,199 @@ def test_handshake_that_hangs_is_bounded_by_the_step_timeout(silent_port: int) -
 def test_bad_params_are_rejected(params: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         REGISTRY["tls"].params.model_validate(params)
+
+
+# ------------------------------------------- names as the libraries read them (issue 25 #3)
+
+UNICODE_HOST, UNICODE_ALABEL = "bücher.example", "xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize("given", [UNICODE_HOST, UNICODE_ALABEL])
+def test_certificate_for_a_unicode_domain_passes_written_either_way(
+    tmp_path: Path, given: str
+) -> None:
+    cert = make_cert(tmp_path, UNICODE_ALABEL, days=90).cert
+    result = from_file(cert, names=[given])
+    assert result.status is Status.PASS, result.evidence
+    shown = given if given == UNICODE_ALABEL else f"{UNICODE_HOST} ({UNICODE_ALABEL})"
+    assert result.evidence.endswith(f"need >30), valid for {shown}")
+
+
+def test_unicode_name_is_encoded_as_idna_2008_not_2003(tmp_path: Path) -> None:
+    # IDNA 2003 (Python's "idna" codec) maps ß to ss; browsers and the idna package keep it.
+    cert = make_cert(tmp_path, "xn--strae-oqa.example", days=90).cert
+    assert from_file(cert, names=["straße.example"]).status is Status.PASS
+    other = from_file(
+        make_cert(tmp_path, "strasse.example", days=90).cert, names=["straße.example"]
+    )
+    assert other.status is Status.FAIL
+    assert "is not valid for straße.example (xn--strae-oqa.example)" in other.evidence
+    assert other.details["failed"] == "name"
+
+
+def test_ipv6_address_matches_in_any_spelling(tmp_path: Path) -> None:
+    cert = make_cert(tmp_path, HOST, days=90, sans=[HOST, "::1"]).cert
+    result = from_file(cert, names=["0:0:0:0:0:0:0:1"])
+    assert result.status is Status.PASS, result.evidence
+    assert result.evidence.endswith("valid for 0:0:0:0:0:0:0:1 (::1)")
+
+
+def test_certificate_for_another_ip_address_is_a_name_mismatch(tmp_path: Path) -> None:
+    cert = make_cert(tmp_path, HOST, days=90, sans=[HOST, "::1"]).cert
+    result = from_file(cert, names=["::2"])
+    assert result.status is Status.FAIL
+    assert result.evidence == f"cert CN={HOST} is not valid for ::2 (its names: {HOST}, ::1)"
+    assert result.details["failed"] == "name"
+
+
+@pytest.mark.parametrize("name", ["*.example.com", "bad name.example", ""])
+def test_a_name_that_is_no_host_is_refused_with_what_it_is(name: str) -> None:
+    with pytest.raises(ValidationError, match="neither an IP address nor a valid host name"):
+        REGISTRY["tls"].params.model_validate({"file": "cert.pem", "names": [name]})
+
+
+# ------------------------------------------------ the chain in the file (issue 25 #3)
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> dict[str, Path]:
+    """root.crt (the CA), leaf.pem (signed by an intermediate), fullchain.pem (leaf + it)."""
+    root = servers.make_ca(tmp_path, "Cutover Test Root")
+    intermediate = servers.make_ca(tmp_path, "Cutover Test Intermediate", issuer=root)
+    leaf = make_leaf(tmp_path, intermediate, HOST, days=90)
+    files = {
+        "root.crt": root.cert.read_bytes(),
+        "leaf.pem": leaf.cert.read_bytes(),
+        "fullchain.pem": leaf.cert.read_bytes() + intermediate.cert.read_bytes(),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return {"key": leaf.key, **{name: tmp_path / name for name in files}}
+
+
+def test_fullchain_file_is_verified_to_the_ca_file(tmp_path: Path, chain: dict[str, Path]) -> None:
+    result = from_file("fullchain.pem", ca_file="root.crt", names=[HOST], workdir=str(tmp_path))
+    assert result.status is Status.PASS, result.evidence
+    assert result.evidence == (
+        f"cert CN={HOST} expires {in_days(90)} (89 days left, need >30), valid for {HOST}, "
+        "chain verified to CN=Cutover Test Root"
+    )
+    assert result.details["verified"] is True
+
+
+def test_file_without_its_intermediate_is_an_untrusted_chain(
+    tmp_path: Path, chain: dict[str, Path]
+) -> None:
+    result = from_file("leaf.pem", ca_file="root.crt", workdir=str(tmp_path))
+    assert result.status is Status.FAIL
+    assert result.evidence == (
+        f"cert CN={HOST}: untrusted chain: issuer CN=Cutover Test Intermediate of CN={HOST} "
+        "is in neither leaf.pem nor ca_file root.crt"
+    )
+    assert (result.details["failed"], result.details["verified"]) == ("chain", False)
+
+
+def test_self_signed_file_is_an_untrusted_chain_against_the_ca_file(tmp_path: Path, ca: CA) -> None:
+    cert = make_cert(tmp_path, HOST, days=90).cert
+    result = from_file(cert, ca_file=str(ca.cert))
+    assert result.status is Status.FAIL
+    assert result.evidence.startswith(f"cert CN={HOST}: untrusted chain: CN={HOST} is self-signed")
+
+
+def test_verify_checks_the_file_against_the_system_trust_store(
+    tmp_path: Path, chain: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    untrusted = from_file("fullchain.pem", verify=True, workdir=str(tmp_path))
+    assert untrusted.status is Status.FAIL
+    assert "untrusted chain: issuer CN=Cutover Test Root of CN=Cutover Test Intermediate" in (
+        untrusted.evidence
+    )
+    assert "nor the system trust store" in untrusted.evidence
+    monkeypatch.setenv("SSL_CERT_FILE", str(chain["root.crt"]))  # as OpenSSL reads it
+    trusted = from_file("fullchain.pem", verify=True, workdir=str(tmp_path))
+    assert trusted.status is Status.PASS, trusted.evidence
+    assert trusted.evidence.endswith("chain verified to CN=Cutover Test Root")
+
+
+def test_file_with_a_broken_chain_and_too_few_days_says_expiry_first(
+    tmp_path: Path, ca: CA
+) -> None:
+    cert = make_cert(tmp_path, HOST, days=-2).cert
+    result = from_file(cert, ca_file=str(ca.cert))
+    assert result.status is Status.FAIL
+    assert result.details["failed"] == "expiry"
+    assert "untrusted chain" not in result.evidence
+
+
+# ------------------------------------- the same, against a real TLS server (issue 25 #3)
+
+
+def test_live_unicode_domain_passes_written_in_unicode(tmp_path: Path, ca: CA) -> None:
+    leaf = make_leaf(tmp_path, ca, UNICODE_ALABEL, days=90)
+    params = {"server_name": UNICODE_HOST, "names": [UNICODE_HOST], "ca_file": str(ca.cert)}
+    result = live(leaf, **params)
+    assert result.status is Status.PASS, result.evidence
+    assert result.evidence.startswith(f"{UNICODE_HOST}: cert CN={UNICODE_ALABEL} expires")
+    assert result.evidence.endswith(f"valid for {UNICODE_HOST} ({UNICODE_ALABEL})")
+
+
+def test_live_idna_2008_name_is_verified_as_browsers_encode_it(tmp_path: Path, ca: CA) -> None:
+    leaf = make_leaf(tmp_path, ca, "xn--strae-oqa.example", days=90)
+    result = live(leaf, server_name="straße.example", ca_file=str(ca.cert))
+    assert result.status is Status.PASS, result.evidence
+
+
+def test_live_ipv6_endpoint_matches_its_san_in_another_spelling(tmp_path: Path, ca: CA) -> None:
+    leaf = make_leaf(tmp_path, ca, HOST, days=90, sans=[HOST, "::1"])
+    with tls_server(leaf, host="::1") as server:
+        params = {
+            "host": "0:0:0:0:0:0:0:1",
+            "port": server.port,
+            "names": ["0:0:0:0:0:0:0:1"],
+            "ca_file": str(ca.cert),
+        }
+        result = run_check("tls", params, timeout=3.0)
+    assert result.status is Status.PASS, result.evidence
+    assert result.evidence.startswith("0:0:0:0:0:0:0:1: cert CN=")
+    assert result.evidence.endswith("valid for 0:0:0:0:0:0:0:1 (::1)")
+
+
+def test_live_server_missing_the_intermediate_is_an_untrusted_chain(
+    chain: dict[str, Path],
+) -> None:
+    result = live((chain["leaf.pem"], chain["key"]), ca_file=str(chain["root.crt"]))
+    assert result.status is Status.FAIL
+    assert ": untrusted chain: verification failed: unable to get local issuer certificate" in (
+        result.evidence
+    )
+    assert result.details["failed"] == "chain"
+
+
+def test_live_server_sending_the_intermediate_passes(chain: dict[str, Path]) -> None:
+    result = live((chain["fullchain.pem"], chain["key"]), ca_file=str(chain["root.crt"]))
+    assert result.status is Status.PASS, result.evidence
+
+
+def test_live_failures_say_which_check_failed(tmp_path: Path, ca: CA) -> None:
+    other = live(make_leaf(tmp_path, ca, "old-server.test", days=90), ca_file=str(ca.cert))
+    expired = live(make_leaf(tmp_path, ca, HOST, days=-1), ca_file=str(ca.cert))
+    assert ": name mismatch: verification failed: Hostname mismatch" in other.evidence
+    assert ": certificate expired: verification failed: certificate has expired" in (
+        expired.evidence
+    )
+    assert (other.details["failed"], expired.details["failed"]) == ("name", "expiry")
+
+
+def test_shipped_runbook_checks_the_chain_of_the_certificate_file_it_reads() -> None:
+    shipped = Path(__file__).resolve().parent.parent / "runbooks" / "nostrmaxi.yml"
+    data = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+    file_steps = [
+        step["params"]
+        for phase in data["phases"]
+        for step in phase.get("checks", [])
+        if step["kind"] == "tls" and "file" in step["params"]
+    ]
+    assert file_steps
+    for params in file_steps:
+        rendered = {**params, "file": "cert.pem", "names": ["nostrmaxi.com"]}
+        assert REGISTRY["tls"].params.model_validate(rendered).checks_chain, params
