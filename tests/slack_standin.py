@@ -67,6 +67,7 @@ INPUT_ELEMENTS = {
     "static_select",
     "datepicker",
     "timepicker",
+    "datetimepicker",
     "conversations_select",
     "channels_select",
     "checkboxes",
@@ -189,6 +190,15 @@ def _input_element(el: dict[str, Any], where: str) -> list[str]:
             []
             if re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(el["initial_date"]))
             else [f"{where}: initial_date must be YYYY-MM-DD"]
+        )
+    elif kind == "datetimepicker" and "initial_date_time" in el:
+        # "a UNIX timestamp in seconds … in the format of 10 digits" (datetime picker element)
+        initial = el["initial_date_time"]
+        ok = isinstance(initial, int) and not isinstance(initial, bool)
+        problems += (
+            []
+            if ok and 10**9 <= initial < 10**10
+            else [f"{where}: initial_date_time must be a 10-digit UNIX time (an integer)"]
         )
     elif kind == "timepicker" and "initial_time" in el:
         problems += (
@@ -1221,9 +1231,10 @@ def view_submission_payload(
     }
 
 
-def input_values(opened: OpenedView, typed: dict[str, str | None]) -> dict[str, Any]:
+def input_values(opened: OpenedView, typed: dict[str, Any]) -> dict[str, Any]:
     """`view.state.values` as Slack fills it from what a person typed or picked, by action_id
-    (a select's value, a date `YYYY-MM-DD`, a time `HH:mm`, a channel id; None: left empty)."""
+    (a select's value, a date `YYYY-MM-DD`, a time `HH:mm`, a datetimepicker's UNIX time in
+    seconds, a channel id; None: left empty)."""
     values: dict[str, Any] = {}
     for block in opened.input_blocks():
         el = block["element"]
@@ -1239,6 +1250,10 @@ def input_values(opened: OpenedView, typed: dict[str, str | None]) -> dict[str, 
             state = {"type": kind, "selected_date": typed.get(aid, el.get("initial_date"))}
         elif kind == "timepicker":
             state = {"type": kind, "selected_time": typed.get(aid, el.get("initial_time"))}
+        elif kind == "datetimepicker":
+            # The instant picked in the person's own Slack time zone, as UNIX seconds.
+            picked = typed.get(aid, el.get("initial_date_time"))
+            state = {"type": kind, "selected_date_time": int(picked) if picked else None}
         elif kind == "conversations_select":
             state = {"type": kind, "selected_conversation": typed.get(aid)}
         elif kind == "channels_select":

@@ -99,6 +99,7 @@ from commands.parser import (
     UntickCmd,
     UsageError,
     compose_time,
+    epoch_time,
     parse,
 )
 from commands.parser import Schedule as ScheduleCmd
@@ -1105,18 +1106,13 @@ class CutoverSlackApp:
         self, meta: FormMeta, actor: Actor, view: dict[str, Any]
     ) -> tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None]:
         """The schedule form, checked as `/cutover schedule ENV TIME` is: an environment of
-        the runbook, a day, time and zone that make a time after now, no cutover of it
+        the runbook, a start after now (see _form_time), no cutover of it
         scheduled already. Permission is checked when it is scheduled (groups read then)."""
         env = modals.value(view, modals.ENV)
         if not env or env not in self.engine.runbook.environments:
             return {modals.ENV: "Pick an environment of the runbook."}, None
         try:
-            at = compose_time(
-                modals.value(view, modals.DATE),
-                modals.value(view, modals.TIME),
-                modals.value(view, modals.TZ),
-                self.engine.now(),
-            )
+            at = self._form_time(view)
         except FieldError as exc:
             return {exc.field: exc.problem}, None
         other = ScheduleService(self.engine).blocking(env)  # the rule `schedule` applies
@@ -1130,6 +1126,20 @@ class CutoverSlackApp:
         if channel is None and self._env_channel(env) is None:
             channel = meta.channel  # as the text command: the channel it was typed in
         return {}, (self._schedule_form, (env, at, channel, stakeholders))
+
+    def _form_time(self, view: dict[str, Any]) -> datetime:
+        """The start a schedule form gives: its datetimepicker's instant; from a form the
+        previous version opened (day, time, zone list), that local time, refused when the
+        clocks skip it or show it twice. Raises FieldError."""
+        now = self.engine.now()
+        if modals.WHEN in ((view.get("state") or {}).get("values") or {}):
+            return epoch_time(modals.picked_time(view, modals.WHEN), now)
+        return compose_time(
+            modals.value(view, modals.DATE),
+            modals.value(view, modals.TIME),
+            modals.value(view, modals.TZ),
+            now,
+        )
 
     def _schedule_form(
         self,
