@@ -158,6 +158,11 @@ def stakeholders_channel(value: str, body: dict[str, Any], env_channel: str | No
     )
 
 
+def _team(slack_team: str | None) -> str | None:
+    """An environment's workspace id (T…), for lookups an org-wide token must scope."""
+    return slack_team if (slack_team or "").startswith("T") else None
+
+
 def _enterprise_of(body: dict[str, Any]) -> str | None:
     """The Enterprise Grid org of a request, wherever this payload kind carries it."""
     candidates: list[Any] = [body.get("enterprise_id")]
@@ -697,11 +702,17 @@ class CutoverSlackApp:
         )
         return refusal is None
 
-    def _env_channel(self, env_name: str) -> str | None:
+    def _env_channel(self, env_name: str, *, resolve: bool = False) -> str | None:
+        """The environment's channel as the runbook gives it; with `resolve`, a #name as its
+        id (looked up once per process: a rename changes nothing; bot.slack.channels). Not
+        resolved where Slack waits for the answer (a lookup may take longer than 3 s)."""
         try:
-            return self.engine.environment(env_name).channel
+            env = self.engine.environment(env_name)
         except RunbookError:
             return None
+        if resolve and env.channel:
+            return self.surface.channels.resolve(env.channel, _team(env.slack_team))
+        return env.channel
 
     def _schedule(self, schedule_id: int) -> ScheduleView | None:
         return schedule_view(self.engine.db, schedule_id)
@@ -730,7 +741,7 @@ class CutoverSlackApp:
         if isinstance(cmd, Start):
             actor, members = self.for_start(actor, cmd.env)
             # The environment's channel is the run's home; where it was typed gets a link.
-            home = self._env_channel(cmd.env) or body.get("channel_id")
+            home = self._env_channel(cmd.env, resolve=True) or body.get("channel_id")
             if home and self._may_start(cmd.env, actor, members):
                 refusal = self.surface.claim_home(cmd.env, home, actor.id)
                 if refusal is not None:
@@ -1151,6 +1162,7 @@ class CutoverSlackApp:
         reply_to: dict[str, Any],
     ) -> None:
         actor = self.with_groups(actor, env)
+        channel = channel or self._env_channel(env, resolve=True)  # the id, not a #name
         reply = self.commands.execute(ScheduleCmd(env, at, stakeholders), actor, channel=channel)
         self._answer(reply_to, self._md(reply.text), ephemeral=reply.ephemeral)
 
@@ -1202,8 +1214,10 @@ class CutoverSlackApp:
         return see
 
     def _in_channel(self, channel: str | None, actor: Actor) -> bool:
-        """In the channel, by Slack's member list (cached a minute). A #name cannot be looked
-        up (conversations.members takes ids), and an unreadable list is nobody's: no."""
+        """In the channel, by Slack's member list (cached a minute). A #name is looked up as
+        its id first (conversations.members takes ids); an unreadable list is nobody's: no."""
+        if channel and not CHANNEL_ID.fullmatch(channel):
+            channel = self.surface.channels.resolve(channel)  # a runbook's #name: its id
         if not channel or not CHANNEL_ID.fullmatch(channel):
             return False
         try:
