@@ -139,8 +139,8 @@ def stakeholders_channel(value: str, body: dict[str, Any], env_channel: str | No
 
     The parser already turned Slack's link `<#C0123|general>` into its id. A bare name
     (`#general`: the manifest does not ask Slack to escape channels) is only known for the
-    channel the command was typed in and the environment's own channel; looking up any
-    other name would need the channels:read scope, so the person is told what to type.
+    channel the command was typed in and the environment's own channel; any other name
+    would need a channel listing before the 3 s answer, so the person is told what to type.
     """
     if CHANNEL_ID.fullmatch(value):
         return value
