@@ -158,6 +158,10 @@ Command = (
 CHANNEL = re.compile(r"^(?:<#(?P<id>[A-Z0-9]+)(?:\|[^>]*)?>|(?P<plain>#?[A-Za-z0-9][\w.-]{0,79}))$")
 
 
+# An IANA zone name ("UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires"), not a time.
+ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
+
+
 def parse_time(value: str, now: datetime | None = None) -> datetime:
     """ISO 8601 with a time zone ("2026-03-01T14:00Z", "…T15:00+01:00"); never naive."""
     try:
@@ -312,7 +316,7 @@ def _schedule(rest: list[str], now: datetime | None) -> Command:
         else:
             args.append(a)
         i += 1
-    if len(args) == 3:
+    if len(args) == 3 and ZONE_NAME.fullmatch(args[2]):
         return Schedule(_env(args[0]), _zoned_time(args[1], args[2], now), stakeholders)
     if len(args) != 2:
         raise UsageError(
