@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from bot import audit
 from bot.db import Database
 from bot.schedules import ScheduleService
+from tests.schedule_helpers import BERLIN, next_transition
 from tests.slack_harness import Bot, running_bot
 from tests.slack_standin import OpenedView, view_problems
 from tests.small_runbook import small_runbook
-
-BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def created(db: Database) -> list[dict[str, object]]:
@@ -30,20 +28,6 @@ def created(db: Database) -> list[dict[str, object]]:
         for e in audit.events(db, None)
         if e.kind == "schedule.created"
     ]
-
-
-def next_transition(gap: bool) -> date:
-    """The next day (after tomorrow) on which 02:30 in Berlin is skipped (gap) or shown twice."""
-    day = datetime.now(UTC).date() + timedelta(days=2)
-    for _ in range(400):
-        naive = datetime(day.year, day.month, day.day, 2, 30)
-        a, b = naive.replace(tzinfo=BERLIN, fold=0), naive.replace(tzinfo=BERLIN, fold=1)
-        if a.utcoffset() != b.utcoffset():
-            skipped = a.astimezone(UTC).astimezone(BERLIN).replace(tzinfo=None) != naive
-            if skipped == gap:
-                return day
-        day += timedelta(days=1)
-    raise AssertionError("no daylight-saving change in Berlin within 400 days")
 
 
 def legacy_form(form: OpenedView) -> OpenedView:
