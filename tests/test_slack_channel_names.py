@@ -146,3 +146,23 @@ def test_without_channels_read_the_name_is_kept_and_the_log_says_which_scope_to_
         assert said and "channels:read" in said[0] and "write the channel id" in said[0]
     finally:
         standin.stop()
+
+
+def test_with_an_org_wide_token_a_channel_name_is_looked_up_in_the_environments_workspace(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """An org-wide token cannot post by name (team_not_found), and lists channels only for
+    a workspace it names: the environment's slack_team."""
+    standin = workspace(org_token=True)
+    try:
+        runbook = small_runbook(tmp_path, env={"channel": "#ops-cutover", "slack_team": "T1"})
+        with running_bot(sqlite_db, runbook, standin) as bot:
+            bot.command("start staging", user="U1")
+            run_id = bot.latest_run()
+            bot.checkpoint(run_id, 1)
+            assert bot.run(run_id).channel == OPS
+            listed = standin.api_calls("conversations.list", ok=True)
+            assert listed and all(c.args["team_id"] == "T1" for c in listed)
+            assert [p for p in standin.problems if "team_not_found" in p] == []
+    finally:
+        standin.stop()
