@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from bot.store.step_outputs import parse_address
 
@@ -21,10 +21,11 @@ USAGE = """Usage:
   /cutover audit RUN                    the audit trail of run RUN
   /cutover logs RUN [PHASE/STEP[#N]]    the steps of run RUN that kept output, or the
                                         last lines one printed (attempt N of its phase)
-  /cutover schedule ENV TIME [--stakeholders #channel]
+  /cutover schedule ENV TIME [ZONE] [--stakeholders #channel]
                                         schedule a cutover; TIME is ISO 8601 with a
-                                        time zone, e.g. 2026-03-01T14:00Z
-  /cutover schedule                     the same, in a form (date, time, time zone, channels)
+                                        time zone, e.g. 2026-03-01T14:00Z, or a local
+                                        time and its zone: 2026-03-01T15:00 Europe/Berlin
+  /cutover schedule                     the same, in a form (date and time in your zone)
   /cutover schedule list                scheduled cutovers and their notices
   /cutover unschedule ID                cancel scheduled cutover ID
   /cutover signoff RUN CRITERION [--note TEXT]
@@ -157,6 +158,10 @@ Command = (
 CHANNEL = re.compile(r"^(?:<#(?P<id>[A-Z0-9]+)(?:\|[^>]*)?>|(?P<plain>#?[A-Za-z0-9][\w.-]{0,79}))$")
 
 
+# An IANA zone name ("UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires"), not a time.
+ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
+
+
 def parse_time(value: str, now: datetime | None = None) -> datetime:
     """ISO 8601 with a time zone ("2026-03-01T14:00Z", "…T15:00+01:00"); never naive."""
     try:
@@ -184,12 +189,49 @@ class FieldError(ValueError):
         self.field, self.problem = field, problem
 
 
+def local_instant(naive: datetime, zone: str) -> datetime:
+    """A wall-clock time in an IANA zone as one aware datetime. A time the clocks skip
+    (spring forward) or show twice (fall back) is refused with both instants it could mean:
+    guessing one is how a cutover starts an hour early or late. Raises ValueError (the
+    message says what to pick) or LookupError (no such zone)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise LookupError(zone) from None
+    naive = naive.replace(tzinfo=None)
+    first, second = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+
+    def reading(at: datetime) -> str:
+        return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC (as {at.tzname()}, {_offset(at)})"
+
+    shown = f"{naive:%Y-%m-%d %H:%M} in {zone}"
+    if first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
+        raise ValueError(
+            f"{shown} does not exist: the clocks skip it (daylight saving). It could mean "
+            f"{reading(first)} or {reading(second)}; pick a time outside the skipped hour."
+        )
+    raise ValueError(
+        f"{shown} happens twice: the clocks go back (daylight saving). It could mean "
+        f"{reading(first)} or {reading(second)}; pick another time, or type it with its "
+        f"offset, e.g. {naive:%Y-%m-%dT%H:%M}{_offset(first)}."
+    )
+
+
+def _offset(at: datetime) -> str:
+    off = at.strftime("%z")
+    return f"{off[:3]}:{off[3:]}" if off else "+00:00"
+
+
 def compose_time(date: str | None, clock: str | None, zone: str | None, now: datetime) -> datetime:
     """A form's date (YYYY-MM-DD), time (HH:MM) and IANA time zone as one aware datetime,
-    after `now`. Raises FieldError naming the field to fix."""
+    after `now`. Raises FieldError naming the field to fix (a local time the clocks skip or
+    show twice included: see local_instant)."""
     from datetime import date as date_type
     from datetime import time as time_type
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     if not date:
         raise FieldError("date", "Pick the day of the cutover.")
@@ -206,17 +248,37 @@ def compose_time(date: str | None, clock: str | None, zone: str | None, now: dat
     except ValueError:
         raise FieldError("time", f"{clock!r} is not a time; write it as 14:00.") from None
     try:
-        tz = ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+        when = local_instant(datetime.combine(day, at.replace(tzinfo=None)), zone)
+    except LookupError:
         raise FieldError(
             "tz", f"{zone!r} is not a time zone; pick one like UTC or Europe/Berlin."
         ) from None
-    when = datetime.combine(day, at.replace(tzinfo=None), tzinfo=tz)
+    except ValueError as exc:
+        raise FieldError("time", str(exc)) from None
     if when <= now:
         raise FieldError(
             "time",
             f"{when:%Y-%m-%d %H:%M} {zone} is in the past (now "
-            f"{now.astimezone(tz):%Y-%m-%d %H:%M} there); pick a later time.",
+            f"{now.astimezone(when.tzinfo):%Y-%m-%d %H:%M} there); pick a later time.",
+        )
+    return when
+
+
+def epoch_time(value: object, now: datetime) -> datetime:
+    """A datetimepicker's answer (a UNIX time in seconds: the instant the person picked in
+    their own time zone) as an aware UTC datetime after `now`. Raises FieldError."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise FieldError("when", "Pick the day and the start time.")
+    try:
+        seconds = int(value)
+        when = datetime.fromtimestamp(seconds, UTC)
+    except (ValueError, OverflowError, OSError):
+        raise FieldError("when", f"{value!r} is not a time; pick the day and time.") from None
+    if when <= now:
+        raise FieldError(
+            "when",
+            f"{when:%Y-%m-%d %H:%M} UTC is in the past (now {now.astimezone(UTC):%Y-%m-%d %H:%M}"
+            " UTC); pick a later time.",
         )
     return when
 
@@ -254,12 +316,40 @@ def _schedule(rest: list[str], now: datetime | None) -> Command:
         else:
             args.append(a)
         i += 1
+    if len(args) == 3 and ZONE_NAME.fullmatch(args[2]):
+        return Schedule(_env(args[0]), _zoned_time(args[1], args[2], now), stakeholders)
     if len(args) != 2:
         raise UsageError(
             "schedule needs an environment and a time, e.g. /cutover schedule prod "
-            "2026-03-01T14:00Z --stakeholders #launch"
+            "2026-03-01T14:00Z --stakeholders #launch (or 2026-03-01T15:00 Europe/Berlin)"
         )
     return Schedule(_env(args[0]), parse_time(args[1], now), stakeholders)
+
+
+def _zoned_time(value: str, zone: str, now: datetime | None) -> datetime:
+    """`2026-03-29T14:00 Europe/Berlin`: a local time without offset, and its IANA zone."""
+    try:
+        naive = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"{value!r} is not an ISO 8601 time; write e.g. 2026-03-01T15:00 Europe/Berlin"
+        ) from None
+    if naive.tzinfo is not None:
+        raise UsageError(
+            f"{value!r} has an offset and {zone!r} is a zone: give one of them, e.g. "
+            f"{naive:%Y-%m-%dT%H:%M} {zone}"
+        )
+    try:
+        when = local_instant(naive, zone)
+    except LookupError:
+        raise UsageError(
+            f"{zone!r} is not a time zone; write an IANA name like UTC or Europe/Berlin"
+        ) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if now is not None and when <= now:
+        raise UsageError(f"{value} {zone} is in the past; pick a later time")
+    return when
 
 
 def _env(value: str) -> str:

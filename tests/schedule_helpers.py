@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -189,3 +190,20 @@ def clock_at(when: datetime) -> ManualClock:
 def set_clock(clock: ManualClock, when: datetime) -> datetime:
     clock.set(when.timestamp())
     return when
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def next_transition(gap: bool) -> date:
+    """The next day (after tomorrow) on which 02:30 in Berlin is skipped (gap) or shown twice."""
+    day = datetime.now(UTC).date() + timedelta(days=2)
+    for _ in range(400):
+        naive = datetime(day.year, day.month, day.day, 2, 30)
+        a, b = naive.replace(tzinfo=BERLIN, fold=0), naive.replace(tzinfo=BERLIN, fold=1)
+        if a.utcoffset() != b.utcoffset():
+            skipped = a.astimezone(UTC).astimezone(BERLIN).replace(tzinfo=None) != naive
+            if skipped == gap:
+                return day
+        day += timedelta(days=1)
+    raise AssertionError("no daylight-saving change in Berlin within 400 days")

@@ -189,7 +189,7 @@ class Bot:
     def submit(
         self,
         opened: OpenedView,
-        typed: dict[str, str | None],
+        typed: dict[str, Any],
         user: str | None = None,
         team: str = TEAM,
         enterprise: str | None = None,

@@ -27,6 +27,9 @@ install (`org_token=True`), usergroups.users.list without `team_id` is refused
 (`missing_argument`): its `team_id` is "Required if org token is used" (docs.slack.dev
 usergroups.users.list arguments), and `missing_argument` is "A required argument is
 missing." in the usergroups methods' error tables (slack-api-ref mirror, usergroups.list).
+conversations.list (pages, `types`, only channels the token can see, `missing_scope`
+without channels:read / groups:read) and conversations.info answer as Slack does (see
+`_list`); `rename()` renames a channel as an admin would (its id stays).
 conversations.members (who is in a channel; the Home tab shows a person the runs of the
 channels they are in) takes a channel id only, answers `channel_not_found` for a private
 channel the bot is not in, and pages with `limit` (≤ 1000) and `next_cursor` (slack-api-ref
@@ -67,6 +70,7 @@ INPUT_ELEMENTS = {
     "static_select",
     "datepicker",
     "timepicker",
+    "datetimepicker",
     "conversations_select",
     "channels_select",
     "checkboxes",
@@ -189,6 +193,15 @@ def _input_element(el: dict[str, Any], where: str) -> list[str]:
             []
             if re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(el["initial_date"]))
             else [f"{where}: initial_date must be YYYY-MM-DD"]
+        )
+    elif kind == "datetimepicker" and "initial_date_time" in el:
+        # "a UNIX timestamp in seconds … in the format of 10 digits" (datetime picker element)
+        initial = el["initial_date_time"]
+        ok = isinstance(initial, int) and not isinstance(initial, bool)
+        problems += (
+            []
+            if ok and 10**9 <= initial < 10**10
+            else [f"{where}: initial_date_time must be a 10-digit UNIX time (an integer)"]
         )
     elif kind == "timepicker" and "initial_time" in el:
         problems += (
@@ -341,6 +354,8 @@ TIERS = {  # slack-api-ref docs.slack.dev/methods/*.json rate_limits
     "chat.postEphemeral": 4,
     "usergroups.users.list": 2,
     "conversations.members": 4,
+    "conversations.list": 2,
+    "conversations.info": 3,
     "auth.test": 4,
     "views.open": 4,
     "views.publish": 4,
@@ -380,6 +395,7 @@ class Channel:
     # (restricted_action_non_threadable_channel: no thread replies).
     posting: str | None = None
     locked_threads: set[str] = field(default_factory=set)  # restricted_action_thread_locked
+    archived: bool = False
 
 
 # ---------------------------------------------------------------------- the stand-in
@@ -468,6 +484,8 @@ REQUIRED = {
     "chat.delete": ("channel", "ts"),
     "usergroups.users.list": ("usergroup",),
     "conversations.members": ("channel",),
+    "conversations.list": (),
+    "conversations.info": ("channel",),
     "auth.test": (),
     "apps.connections.open": (),
     "views.open": ("view",),
@@ -476,6 +494,11 @@ REQUIRED = {
 
 
 DEFAULT_CHANNELS = (Channel("C0CUTOVER", "cutover"), Channel("C0LAUNCH", "launch"))
+# The manifest's bot scopes (manifest.yml); a test takes one away to see Slack's answer.
+DEFAULT_SCOPES = frozenset(
+    {"commands", "chat:write", "usergroups:read", "channels:read", "groups:read"}
+)
+LIST_TYPES = ("public_channel", "private_channel", "mpim", "im")
 
 
 class SlackStandIn:
@@ -492,8 +515,10 @@ class SlackStandIn:
         rate_limits: bool = True,
         org_token: bool = False,
         home_tab: bool = True,
+        scopes: frozenset[str] = DEFAULT_SCOPES,
     ) -> None:
         self.token, self.team_id, self.bot_user = token, team_id, bot_user
+        self.scopes = set(scopes)  # the bot token's scopes (missing_scope without one)
         self.org_token = org_token  # an Enterprise Grid org-wide install's token
         self.home_tab = home_tab  # the manifest's features.app_home.home_tab_enabled
         self.message_limit_reached = False  # a free workspace past its message limit
@@ -603,6 +628,11 @@ class SlackStandIn:
         channel, _, ts = ref.partition(":")
         with self._lock:
             self.messages[(channel, ts)].deleted = True
+
+    def rename(self, channel_id: str, name: str) -> None:
+        """An admin renames the channel: its id stays, its old #name finds nothing."""
+        with self._lock:
+            self.channels[channel_id].name = name
 
     def invite(self, channel_id: str) -> None:
         """`/invite @cutover-bot` in that channel."""
@@ -758,11 +788,15 @@ class SlackStandIn:
             if group not in self.usergroups:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": list(self.usergroups[group])}
+        if method == "conversations.list":
+            return self._list(args)
         if self.org_token and str(args["channel"]).startswith("#"):
             # An org-wide token cannot tell which workspace a channel *name* is in.
             return {"ok": False, "error": "team_not_found"}
         if method == "conversations.members":
             return self._members(args)
+        if method == "conversations.info":
+            return self._info(args)
         found = self._channel(str(args["channel"]))
         if found is None:
             return {"ok": False, "error": "channel_not_found"}
@@ -833,6 +867,91 @@ class SlackStandIn:
         if thread_ts and str(thread_ts) in found.locked_threads:
             return "restricted_action_thread_locked"
         return None
+
+    def _missing(self, scope: str) -> dict[str, Any]:
+        return {
+            "ok": False,
+            "error": "missing_scope",
+            "needed": scope,
+            "provided": ",".join(sorted(self.scopes)),
+        }
+
+    def _visible(self, found: Channel) -> bool:
+        """Public channels are all listed; a private one only to its members."""
+        return not found.private or found.member
+
+    def _conversation(self, found: Channel) -> dict[str, Any]:
+        return {
+            "id": found.id,
+            "name": found.name,
+            "is_channel": not found.private,
+            "is_group": False,
+            "is_private": found.private,
+            "is_archived": found.archived,
+            "is_member": found.member,
+            "context_team_id": self.team_id,
+        }
+
+    def _list(self, args: dict[str, Any]) -> dict[str, Any]:
+        """conversations.list as Slack answers it (slack-api-ref conversations.list; Tier 2):
+        `types` a comma-separated subset of public_channel, private_channel, mpim, im
+        (default public_channel; anything else `invalid_types`); each type needs its read
+        scope (`missing_scope` with `needed`); private channels only the bot is in; pages of
+        `limit` (1-1000, default 100) with `response_metadata.next_cursor` (empty on the
+        last page; a cursor it never gave is `invalid_cursor`); `exclude_archived`. An
+        org-wide token must say which workspace (`team_id`: `missing_argument`)."""
+        if self.org_token and not args.get("team_id"):
+            return {
+                "ok": False,
+                "error": "missing_argument",
+                "response_metadata": {"messages": ["[ERROR] missing required field: team_id"]},
+            }
+        types = [t.strip() for t in str(args.get("types") or "public_channel").split(",")]
+        if not types or any(t not in LIST_TYPES for t in types):
+            return {"ok": False, "error": "invalid_types"}
+        for kind, scope in (
+            ("public_channel", "channels:read"),
+            ("private_channel", "groups:read"),
+        ):
+            if kind in types and scope not in self.scopes:
+                return self._missing(scope)
+        try:
+            limit = int(args.get("limit") or 100)
+        except ValueError:
+            return {"ok": False, "error": "invalid_limit"}
+        if not 1 <= limit <= 1000:
+            return {"ok": False, "error": "invalid_limit"}
+        cursor = str(args.get("cursor") or "")
+        if cursor and not re.fullmatch(r"list:\d+", cursor):
+            return {"ok": False, "error": "invalid_cursor"}
+        start = int(cursor.removeprefix("list:")) if cursor else 0
+        archived_out = str(args.get("exclude_archived", "")).lower() in ("1", "true")
+        shown = [
+            c
+            for c in sorted(self.channels.values(), key=lambda c: c.id)
+            if c.id.startswith(("C", "G"))
+            and ("private_channel" if c.private else "public_channel") in types
+            and self._visible(c)
+            and not (archived_out and c.archived)
+        ]
+        page = shown[start : start + limit]
+        more = start + limit < len(shown)
+        return {
+            "ok": True,
+            "channels": [self._conversation(c) for c in page],
+            "response_metadata": {"next_cursor": f"list:{start + limit}" if more else ""},
+        }
+
+    def _info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """conversations.info: an id only; a private channel the bot is not in, or a name, is
+        `channel_not_found`; the read scope of the channel's kind is needed."""
+        found = self.channels.get(str(args["channel"]))
+        if found is None or not self._visible(found):
+            return {"ok": False, "error": "channel_not_found"}
+        scope = "groups:read" if found.private else "channels:read"
+        if scope not in self.scopes:
+            return self._missing(scope)
+        return {"ok": True, "channel": self._conversation(found)}
 
     def _members(self, args: dict[str, Any]) -> dict[str, Any]:
         """conversations.members as Slack answers it: an id only (a #name is no channel), a
@@ -1221,9 +1340,10 @@ def view_submission_payload(
     }
 
 
-def input_values(opened: OpenedView, typed: dict[str, str | None]) -> dict[str, Any]:
+def input_values(opened: OpenedView, typed: dict[str, Any]) -> dict[str, Any]:
     """`view.state.values` as Slack fills it from what a person typed or picked, by action_id
-    (a select's value, a date `YYYY-MM-DD`, a time `HH:mm`, a channel id; None: left empty)."""
+    (a select's value, a date `YYYY-MM-DD`, a time `HH:mm`, a datetimepicker's UNIX time in
+    seconds, a channel id; None: left empty)."""
     values: dict[str, Any] = {}
     for block in opened.input_blocks():
         el = block["element"]
@@ -1239,6 +1359,10 @@ def input_values(opened: OpenedView, typed: dict[str, str | None]) -> dict[str, 
             state = {"type": kind, "selected_date": typed.get(aid, el.get("initial_date"))}
         elif kind == "timepicker":
             state = {"type": kind, "selected_time": typed.get(aid, el.get("initial_time"))}
+        elif kind == "datetimepicker":
+            # The instant picked in the person's own Slack time zone, as UNIX seconds.
+            picked = typed.get(aid, el.get("initial_date_time"))
+            state = {"type": kind, "selected_date_time": int(picked) if picked else None}
         elif kind == "conversations_select":
             state = {"type": kind, "selected_conversation": typed.get(aid)}
         elif kind == "channels_select":

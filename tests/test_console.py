@@ -147,3 +147,31 @@ def test_console_bare_schedule_asks_for_each_field_and_says_what_is_wrong(
     assert "'nowhere' is not an environment of the runbook" in out
     assert "is in the past" in out
     assert "Cutover of staging scheduled for" in out and "#1 staging at" in out
+
+
+def test_console_schedule_refuses_a_local_time_the_clocks_skip_and_asks_again(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    from tests.schedule_helpers import next_transition
+
+    gap = next_transition(gap=True).isoformat()
+    fine = next_transition(gap=True) + __import__("datetime").timedelta(days=1)
+    out = drive(
+        sqlite_db,
+        tmp_path,
+        [
+            "/cutover schedule",
+            "staging",
+            gap,
+            "02:30",
+            "Europe/Berlin",
+            fine.isoformat(),
+            "02:30",
+            "Europe/Berlin",
+            "",
+            "/cutover schedule list",
+        ],
+    )
+    assert f"{gap} 02:30 in Europe/Berlin does not exist" in out
+    assert f"{gap} 01:30 UTC (as CET, +01:00)" in out and f"{gap} 00:30 UTC" in out
+    assert "Cutover of staging scheduled for" in out and "#1 staging at" in out

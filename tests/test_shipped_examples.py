@@ -15,7 +15,7 @@ SHIPPED = ROOT / "runbooks" / "nostrmaxi.yml"
 
 def test_the_shipped_prod_environment_tells_its_stakeholders_of_any_start() -> None:
     prod = load_runbook(SHIPPED).environment("prod")
-    assert prod.stakeholders == "#nostrmaxi-launch"
+    assert prod.stakeholders == "C0NMLAUNCH"  # by id: a rename cannot break it
 
 
 def test_runbook_check_of_the_shipped_runbook_warns_of_nothing(
@@ -29,7 +29,7 @@ def test_runbook_check_warns_when_a_production_environment_has_no_stakeholders(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = SHIPPED.read_text(encoding="utf-8").replace(
-        '    stakeholders: "#nostrmaxi-launch"\n', ""
+        '    stakeholders: "C0NMLAUNCH"  # #nostrmaxi-launch\n', ""
     )
     path = tmp_path / "rb.yml"
     path.write_text(text, encoding="utf-8")

@@ -226,24 +226,20 @@ def test_schedule_without_arguments_opens_the_form_and_schedules_on_submit(
             bot.engine.runbook.environments
         )
         tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
-        yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+        berlin = datetime.fromisoformat(f"{tomorrow}T14:00").replace(
+            tzinfo=__import__("zoneinfo").ZoneInfo("Europe/Berlin")
+        )
+        yesterday = int((berlin - timedelta(days=2)).timestamp())
 
-        past = bot.submit(
-            form, {"env": "staging", "date": yesterday, "time": "14:00", "tz": "Europe/Berlin"}
-        ).json()
+        # The start is one datetimepicker (the person's own zone; Slack sends UNIX seconds).
+        past = bot.submit(form, {"env": "staging", "when": yesterday}).json()
         assert past["response_action"] == "errors"
-        assert "is in the past" in past["errors"]["time"]
-        assert bot.submit(form, {"env": None, "date": tomorrow}).json()["errors"]["env"]
+        assert "is in the past" in past["errors"]["when"]
+        assert bot.submit(form, {"env": None}).json()["errors"]["env"]
 
         done = bot.submit(
             form,
-            {
-                "env": "staging",
-                "date": tomorrow,
-                "time": "14:00",
-                "tz": "Europe/Berlin",
-                "stakeholders": "C0LAUNCH",
-            },
+            {"env": "staging", "when": int(berlin.timestamp()), "stakeholders": "C0LAUNCH"},
         )
         assert done.body == ""
         text = bot.reply(key)
@@ -254,16 +250,13 @@ def test_schedule_without_arguments_opens_the_form_and_schedules_on_submit(
 
         (row, _) = ScheduleService(bot.engine).listing()[0]
         assert row.stakeholders == "C0LAUNCH"
-        berlin = datetime.fromisoformat(f"{tomorrow}T14:00").replace(
-            tzinfo=__import__("zoneinfo").ZoneInfo("Europe/Berlin")
-        )
         assert row.start_at.replace(tzinfo=UTC) == berlin.astimezone(UTC)
 
         # A second one for the same environment: refused on the environment's field.
         bot.command("schedule", user="U2")
         again = bot.modal("U2", after=1)
         answer = bot.submit(
-            again, {"env": "staging", "date": tomorrow, "time": "15:00", "tz": "UTC"}
+            again, {"env": "staging", "when": int(berlin.timestamp()) + 3600}
         ).json()
         assert "already has cutover #1 scheduled" in answer["errors"]["env"]
 

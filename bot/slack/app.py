@@ -99,6 +99,7 @@ from commands.parser import (
     UntickCmd,
     UsageError,
     compose_time,
+    epoch_time,
     parse,
 )
 from commands.parser import Schedule as ScheduleCmd
@@ -138,8 +139,8 @@ def stakeholders_channel(value: str, body: dict[str, Any], env_channel: str | No
 
     The parser already turned Slack's link `<#C0123|general>` into its id. A bare name
     (`#general`: the manifest does not ask Slack to escape channels) is only known for the
-    channel the command was typed in and the environment's own channel; looking up any
-    other name would need the channels:read scope, so the person is told what to type.
+    channel the command was typed in and the environment's own channel; any other name
+    would need a channel listing before the 3 s answer, so the person is told what to type.
     """
     if CHANNEL_ID.fullmatch(value):
         return value
@@ -155,6 +156,11 @@ def stakeholders_channel(value: str, body: dict[str, Any], env_channel: str | No
         f"#{name}, click its name: the Channel ID is at the bottom), and invite me there "
         "with /invite @cutover-bot"
     )
+
+
+def _team(slack_team: str | None) -> str | None:
+    """An environment's workspace id (T…), for lookups an org-wide token must scope."""
+    return slack_team if (slack_team or "").startswith("T") else None
 
 
 def _enterprise_of(body: dict[str, Any]) -> str | None:
@@ -701,11 +707,17 @@ class CutoverSlackApp:
         )
         return refusal is None
 
-    def _env_channel(self, env_name: str) -> str | None:
+    def _env_channel(self, env_name: str, *, resolve: bool = False) -> str | None:
+        """The environment's channel as the runbook gives it; with `resolve`, a #name as its
+        id (looked up once per process: a rename changes nothing; bot.slack.channels). Not
+        resolved where Slack waits for the answer (a lookup may take longer than 3 s)."""
         try:
-            return self.engine.environment(env_name).channel
+            env = self.engine.environment(env_name)
         except RunbookError:
             return None
+        if resolve and env.channel:
+            return self.surface.channels.resolve(env.channel, _team(env.slack_team))
+        return env.channel
 
     def _schedule(self, schedule_id: int) -> ScheduleView | None:
         return schedule_view(self.engine.db, schedule_id)
@@ -734,7 +746,7 @@ class CutoverSlackApp:
         if isinstance(cmd, Start):
             actor, members = self.for_start(actor, cmd.env)
             # The environment's channel is the run's home; where it was typed gets a link.
-            home = self._env_channel(cmd.env) or body.get("channel_id")
+            home = self._env_channel(cmd.env, resolve=True) or body.get("channel_id")
             if home and self._may_start(cmd.env, actor, members):
                 refusal = self.surface.claim_home(cmd.env, home, actor.id)
                 if refusal is not None:
@@ -1110,18 +1122,13 @@ class CutoverSlackApp:
         self, meta: FormMeta, actor: Actor, view: dict[str, Any]
     ) -> tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None]:
         """The schedule form, checked as `/cutover schedule ENV TIME` is: an environment of
-        the runbook, a day, time and zone that make a time after now, no cutover of it
+        the runbook, a start after now (see _form_time), no cutover of it
         scheduled already. Permission is checked when it is scheduled (groups read then)."""
         env = modals.value(view, modals.ENV)
         if not env or env not in self.engine.runbook.environments:
             return {modals.ENV: "Pick an environment of the runbook."}, None
         try:
-            at = compose_time(
-                modals.value(view, modals.DATE),
-                modals.value(view, modals.TIME),
-                modals.value(view, modals.TZ),
-                self.engine.now(),
-            )
+            at = self._form_time(view)
         except FieldError as exc:
             return {exc.field: exc.problem}, None
         other = ScheduleService(self.engine).blocking(env)  # the rule `schedule` applies
@@ -1136,6 +1143,20 @@ class CutoverSlackApp:
             channel = meta.channel  # as the text command: the channel it was typed in
         return {}, (self._schedule_form, (env, at, channel, stakeholders))
 
+    def _form_time(self, view: dict[str, Any]) -> datetime:
+        """The start a schedule form gives: its datetimepicker's instant; from a form the
+        previous version opened (day, time, zone list), that local time, refused when the
+        clocks skip it or show it twice. Raises FieldError."""
+        now = self.engine.now()
+        if modals.WHEN in ((view.get("state") or {}).get("values") or {}):
+            return epoch_time(modals.picked_time(view, modals.WHEN), now)
+        return compose_time(
+            modals.value(view, modals.DATE),
+            modals.value(view, modals.TIME),
+            modals.value(view, modals.TZ),
+            now,
+        )
+
     def _schedule_form(
         self,
         env: str,
@@ -1146,6 +1167,7 @@ class CutoverSlackApp:
         reply_to: dict[str, Any],
     ) -> None:
         actor = self.with_groups(actor, env)
+        channel = channel or self._env_channel(env, resolve=True)  # the id, not a #name
         reply = self.commands.execute(ScheduleCmd(env, at, stakeholders), actor, channel=channel)
         self._answer(reply_to, self._md(reply.text), ephemeral=reply.ephemeral)
 
@@ -1197,8 +1219,10 @@ class CutoverSlackApp:
         return see
 
     def _in_channel(self, channel: str | None, actor: Actor) -> bool:
-        """In the channel, by Slack's member list (cached a minute). A #name cannot be looked
-        up (conversations.members takes ids), and an unreadable list is nobody's: no."""
+        """In the channel, by Slack's member list (cached a minute). A #name is looked up as
+        its id first (conversations.members takes ids); an unreadable list is nobody's: no."""
+        if channel and not CHANNEL_ID.fullmatch(channel):
+            channel = self.surface.channels.resolve(channel)  # a runbook's #name: its id
         if not channel or not CHANNEL_ID.fullmatch(channel):
             return False
         try:

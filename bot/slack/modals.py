@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.slack.blocks import Block, clip, clip_plain, context, escape, section
@@ -39,42 +39,13 @@ ROLLBACK_FORM, ABORT_FORM, COMMENT_FORM, SCHEDULE_FORM = (
 REASON, COMMENT = "reason", "comment"  # block_id = action_id of the text inputs
 ENV, DATE, TIME, TZ, CHANNEL, STAKEHOLDERS = "env", "date", "time", "tz", "channel", "stakeholders"
 
-# The schedule form's time zones: UTC first, then the zones people cut over in most (a
-# static select holds at most 100 options).
-TIME_ZONES = (
-    "UTC",
-    "Europe/London",
-    "Europe/Dublin",
-    "Europe/Lisbon",
-    "Europe/Paris",
-    "Europe/Berlin",
-    "Europe/Amsterdam",
-    "Europe/Madrid",
-    "Europe/Rome",
-    "Europe/Stockholm",
-    "Europe/Warsaw",
-    "Europe/Helsinki",
-    "Europe/Athens",
-    "Europe/Istanbul",
-    "Europe/Moscow",
-    "Africa/Johannesburg",
-    "Africa/Lagos",
-    "Asia/Dubai",
-    "Asia/Kolkata",
-    "Asia/Singapore",
-    "Asia/Shanghai",
-    "Asia/Tokyo",
-    "Asia/Seoul",
-    "Australia/Sydney",
-    "Pacific/Auckland",
-    "America/Sao_Paulo",
-    "America/New_York",
-    "America/Chicago",
-    "America/Denver",
-    "America/Los_Angeles",
-    "America/Anchorage",
-    "Pacific/Honolulu",
-)
+# The schedule form asks for one instant with Slack's datetimepicker: the person picks a day
+# and a time in their own Slack time zone and Slack sends the UNIX time, so no zone list and
+# no daylight-saving gap or overlap can put the cutover an hour off. DATE, TIME and TZ are
+# the fields of the form before it (date, time and a zone list): such a form, opened before
+# an upgrade and submitted after it, is still read (bot.slack.app).
+WHEN = "when"
+WHEN_HOURS = 24  # the picker starts at the next whole hour a day from now
 
 
 @dataclass(frozen=True)
@@ -288,7 +259,8 @@ def _option(value: str, label: str | None = None) -> Block:
 def schedule_form(
     meta: FormMeta, environments: Iterable[str], mask: Mask, *, today: datetime
 ) -> dict[str, Any]:
-    """`/cutover schedule` with no arguments: environment, day, time, zone, channels."""
+    """`/cutover schedule` with no arguments: environment, start (a datetimepicker: the
+    person's own time zone), channels."""
     envs = [e for e in environments][:100]
     env_el: Block = {
         "type": "static_select",
@@ -298,7 +270,6 @@ def schedule_form(
     }
     if len(envs) == 1:
         env_el["initial_option"] = env_el["options"][0]
-    tz_options = [_option(z) for z in TIME_ZONES]
     blocks: list[Block] = [
         section(
             "Schedule a cutover. The bot posts the T-24h readiness dry run, the T-1h notice "
@@ -307,29 +278,15 @@ def schedule_form(
         {"type": "input", "block_id": ENV, "label": plain("Environment", 2000), "element": env_el},
         {
             "type": "input",
-            "block_id": DATE,
-            "label": plain("Day", 2000),
+            "block_id": WHEN,
+            "label": plain("Start (your time zone)", 2000),
+            "hint": plain(
+                "In the time zone your Slack shows; everyone else sees it in theirs.", 2000
+            ),
             "element": {
-                "type": "datepicker",
-                "action_id": DATE,
-                "initial_date": f"{today:%Y-%m-%d}",
-            },
-        },
-        {
-            "type": "input",
-            "block_id": TIME,
-            "label": plain("Start time", 2000),
-            "element": {"type": "timepicker", "action_id": TIME, "initial_time": "14:00"},
-        },
-        {
-            "type": "input",
-            "block_id": TZ,
-            "label": plain("Time zone", 2000),
-            "element": {
-                "type": "static_select",
-                "action_id": TZ,
-                "options": tz_options,
-                "initial_option": tz_options[0],
+                "type": "datetimepicker",
+                "action_id": WHEN,
+                "initial_date_time": initial_start(today),
             },
         },
         {
@@ -361,9 +318,28 @@ def schedule_form(
                 "filter": {"include": ["public", "private"], "exclude_bot_users": True},
             },
         },
-        context("Or type it: `/cutover schedule prod 2026-03-01T14:00Z --stakeholders #launch`"),
+        context(
+            "Or type it: `/cutover schedule prod 2026-03-01T14:00Z --stakeholders #launch` "
+            "(or `2026-03-01T15:00 Europe/Berlin`)"
+        ),
     ]
     return _modal(SCHEDULE_FORM, "Schedule a cutover", "Schedule", blocks, meta)
+
+
+def initial_start(now: datetime) -> int:
+    """The picker's first value: the next whole hour, WHEN_HOURS from now (UNIX seconds)."""
+    later = now.astimezone(UTC) + timedelta(hours=WHEN_HOURS)
+    return int(later.replace(minute=0, second=0, microsecond=0).timestamp()) + 3600
+
+
+def picked_time(view: dict[str, Any], block_id: str) -> int | None:
+    """A datetimepicker's answer: `selected_date_time`, UNIX seconds (None: none)."""
+    values = ((view.get("state") or {}).get("values") or {}).get(block_id) or {}
+    state = values.get(block_id) if isinstance(values, dict) else None
+    if not isinstance(state, dict) or state.get("type") != "datetimepicker":
+        return None
+    got = state.get("selected_date_time")
+    return got if isinstance(got, int) and not isinstance(got, bool) else None
 
 
 def value(view: dict[str, Any], block_id: str) -> str | None:

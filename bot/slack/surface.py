@@ -61,6 +61,7 @@ from bot.slack.blocks import (
     slackify,
     when,
 )
+from bot.slack.channels import ChannelDirectory, is_channel_id
 from bot.slack.outbox import (
     GONE,
     REFUSALS,
@@ -157,6 +158,8 @@ class SlackSurface:
                 h for h in client.retry_handlers if not isinstance(h, RateLimitErrorRetryHandler)
             ],
         )
+        # The runbook's channel names as ids, looked up once (bot.slack.channels).
+        self.channels = ChannelDirectory(self._api)
         self.pacer = Pacer(post_interval)
         self.outbox = Outbox(self._update, self._audit_failure)
         self._engine = engine
@@ -917,6 +920,9 @@ class SlackSurface:
         """One Web API call. Raises RateLimited (429), Refused (Slack will never take it) or
         SlackCallFailed; 5xx and connection errors were retried by the client."""
         args = {k: v for k, v in kwargs.items() if v is not None}
+        channel = args.get("channel")
+        if isinstance(channel, str) and not is_channel_id(channel):
+            args["channel"] = self.channels.resolve(channel)  # a runbook's #name: its id
         name = method.replace("_", ".")
         try:
             return getattr(self._api, method)(**args)
