@@ -14,13 +14,14 @@ from sqlmodel import select
 
 from bot.db import Database
 from bot.models import AuditEvent
-from bot.notices import result_status
+from bot.notices import ItemState, result_status
 from bot.scheduler import Scheduler
-from phases.runbook import Runbook
+from bot.slack.blocks import BLOCK_TEXT_BUDGET, Block, block_text, checklist_notice
+from phases.runbook import ChecklistItem, Runbook
 from tests.schedule_helpers import START, clock_at, schedule_runbook, set_clock
 from tests.servers import ManualClock
 from tests.slack_harness import Bot, running_bot
-from tests.slack_standin import BLOCK_TEXT_LIMIT, Message, block_text_chars
+from tests.slack_standin import BLOCK_TEXT_LIMIT, Message, block_problems, block_text_chars
 
 H = timedelta(hours=1)
 RUN_CHANNEL, LAUNCH = "C0CUTOVER", "C0LAUNCH"
@@ -218,3 +219,24 @@ def test_a_notice_slack_refuses_whole_is_posted_short_with_its_lines_in_the_thre
         with sqlite_db.session() as s:
             failed = s.exec(select(AuditEvent).where(AuditEvent.kind == "surface.failed")).all()
         assert any("msg_blocks_too_long" in r.data for r in failed)
+
+
+def test_a_tick_never_changes_which_lines_of_the_t1h_checklist_notice_are_shown() -> None:
+    """The room kept for the boxes depends on the items alone: the notice's lines drawn at
+    every redraw are those the thread replies were posted beside."""
+    items = [ChecklistItem(id=f"item-{n}", text="x" * 150, gates_start=True) for n in range(12)]
+    items.append(ChecklistItem(id="c01", text="Check 01", gates_start=True, check="ready/c01"))
+    lines = ["🕐 T-1h: Production cutover — schedule #3.", "Readiness dry run (R): ❌ 60 of 60"]
+    lines += [f"  ❌ Readiness check {i:02d}: exit 1: {'y' * 190}" for i in range(60)]
+    text = "\n".join(lines)
+
+    def drawn(done: bool) -> tuple[list[Block], list[Block]]:
+        detail = f"ticked by T1:U1 at 13:05 UTC, note: {'n' * 300}" if done else "not ticked"
+        states = [ItemState(item, done, detail, "" if done else "tick it") for item in items]
+        notice = checklist_notice(3, text, "Production cutover", states)
+        assert block_problems(notice.blocks) == []
+        assert block_text(notice.blocks) <= BLOCK_TEXT_BUDGET and len(notice.blocks) <= 50
+        own = [b for b in notice.blocks if not str(b.get("block_id", "")).startswith("checklist")]
+        return own, [b for _, blocks in notice.replies for b in blocks]
+
+    assert drawn(False) == drawn(True)

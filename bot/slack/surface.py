@@ -573,7 +573,7 @@ class SlackSurface:
                     unfurl_links=False,
                     unfurl_media=False,
                 )
-            except SlackCallFailed as exc:
+            except Exception as exc:  # the notice is posted: raising would post it again
                 self._audit_failure("scheduled notice reply", str(exc), None)
                 break
         return ref
