@@ -228,6 +228,23 @@ def t1_checklist_text(
     return "\n".join(lines)
 
 
+RESULT_INDENT = "  "  # a readiness result line: indented, an icon, the check's name, its evidence
+_RESULT_STATUS = {icon: status for status, icon in STATUS_ICONS.items()} | {"•": "other"}
+
+
+def result_status(line: str) -> str | None:
+    """The status one line of `readiness_lines` shows for its check ("pass", "fail", …), or
+    None for a line that is no check's result: how a surface that must shorten a notice
+    tells the results (attention first, passed ones counted) from the notice's other lines."""
+    if (
+        not line.startswith(RESULT_INDENT)
+        or line[len(RESULT_INDENT) : len(RESULT_INDENT) + 1] == " "
+    ):
+        return None
+    icon, sep, _ = line[len(RESULT_INDENT) :].partition(" ")
+    return _RESULT_STATUS.get(icon) if sep else None
+
+
 def readiness_lines(readiness: Readiness) -> list[str]:
     if readiness.error:
         return [f"⛔ Readiness dry run could not run: {readiness.error}"]
@@ -238,7 +255,8 @@ def readiness_lines(readiness: Readiness) -> list[str]:
         else f"✅ all {len(readiness.steps)} checks passed (0 failures)"
     )
     return [f"Readiness dry run ({readiness.phase_name}): {verdict}"] + [
-        f"  {STATUS_ICONS.get(s.status, '•')} {s.name}: {s.evidence}" for s in readiness.steps
+        f"{RESULT_INDENT}{STATUS_ICONS.get(s.status, '•')} {s.name}: {s.evidence}"
+        for s in readiness.steps
     ]
 
 

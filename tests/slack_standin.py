@@ -61,6 +61,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
 
 # ---------------------------------------------------------------------- Block Kit checks
 
@@ -212,9 +215,45 @@ def _input_element(el: dict[str, Any], where: str) -> list[str]:
     return problems
 
 
+# What the SDK's own models fail with: a validator's SlackObjectFormationError, or a
+# constructor given a value of the wrong shape.
+SDK_ERRORS = (SlackObjectFormationError, TypeError, ValueError, KeyError, AttributeError)
+
+
+def sdk_block_problems(blocks: list[Any]) -> list[str]:
+    """Each block as slack_sdk's Block Kit models read it (`Block.parse`, then `to_dict()`,
+    which runs every validator of the block and of what it holds): a field past its length,
+    too many elements, a block type the SDK does not know. A second opinion, kept apart from
+    the hand-written checks above, so a limit either side misses still fails a test."""
+    problems = []
+    for i, raw in enumerate(blocks):
+        where = f"blocks[{i}]"
+        try:
+            parsed = Block.parse(raw)
+            if parsed is None:
+                problems.append(f"{where}: slack_sdk: unknown block type")
+                continue
+            parsed.to_dict()
+        except SDK_ERRORS as exc:
+            problems.append(f"{where}: slack_sdk: {exc}")
+    return problems
+
+
+def sdk_view_problems(view: dict[str, Any]) -> list[str]:
+    """The view as slack_sdk's `View` model reads it (title/submit/close ≤ 24 characters,
+    1-100 blocks, private_metadata ≤ 3000, callback_id ≤ 255, and every block's own
+    validators), in Slack's style."""
+    try:
+        View(**view).to_dict()
+    except SDK_ERRORS as exc:
+        return [f"[ERROR] slack_sdk: {exc} [json-pointer:/view]"]
+    return []
+
+
 def block_problems(blocks: Any, max_blocks: int = 50) -> list[str]:
     """What Slack would reject in a message's blocks (invalid_blocks), as readable lines;
-    `max_blocks`: 50 in a message, 100 in a modal or a Home tab."""
+    `max_blocks`: 50 in a message, 100 in a modal or a Home tab. Checked twice: by hand,
+    field by field, and by slack_sdk's Block Kit models (`sdk_block_problems`)."""
     if isinstance(blocks, str):
         try:
             blocks = json.loads(blocks)
@@ -222,7 +261,7 @@ def block_problems(blocks: Any, max_blocks: int = 50) -> list[str]:
             return ["blocks: not JSON"]
     if not isinstance(blocks, list):
         return ["blocks: must be an array"]
-    problems = []
+    problems = sdk_block_problems(blocks)
     if len(blocks) > max_blocks:
         problems.append(f"blocks: {len(blocks)} blocks, more than {max_blocks}")
     block_ids: set[str] = set()
@@ -328,8 +367,11 @@ def view_problems(view: Any, kind: str) -> list[str]:
     if not isinstance(view.get("blocks"), list):
         err("blocks must be an array", "/blocks")
     else:
-        for p in block_problems(view["blocks"], max_blocks=VIEW_BLOCKS):
+        found = block_problems(view["blocks"], max_blocks=VIEW_BLOCKS)
+        for p in found:
             err(p, "/blocks")
+        if not found:  # the blocks' own SDK problems are named above, block by block
+            problems += sdk_view_problems(view)
     return problems
 
 

@@ -19,7 +19,7 @@ from bot.db import Database
 from bot.models import AuditEvent, Run, Schedule
 from bot.scheduler import Scheduler
 from bot.slack.app import ALREADY_RECEIVED, stakeholders_channel
-from bot.slack.blocks import reminder_message, scheduled_message
+from bot.slack.blocks import BLOCK_TEXT_BUDGET, block_text, reminder_message, scheduled_message
 from commands.parser import UsageError
 from tests.schedule_helpers import (
     START,
@@ -230,6 +230,8 @@ def test_scheduled_messages_stay_within_block_kit_limits() -> None:
     for kind in ("t-24h", "t-1h", "t-1h-checklist"):
         fallback, blocks = scheduled_message(kind, huge, "Production cutover")
         assert block_problems(blocks) == [] and len(fallback) <= 3000
+        assert block_text(blocks) <= BLOCK_TEXT_BUDGET  # the same budget as a checkpoint
+        assert "285 of 300 check results not shown here" in json.dumps(blocks)
         assert blocks[1]["type"] == "context"  # the late note, at the top
     _, blocks = reminder_message(
         7, "prod", "Production cutover", huge, ["T1:U1", "console:bob"], ["S0APPROVE"]

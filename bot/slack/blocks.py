@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.notices import START_ITEMS_HEAD, ItemState, item_line
+from bot.notices import RESULT_INDENT, START_ITEMS_HEAD, ItemState, item_line, result_status
 from bot.text import ICONS as TEXT_ICONS
 from bot.views import STATUS_WORDS, GateView, RunView
 
@@ -701,11 +702,23 @@ def _notice_line(line: str) -> str:
     return _GROUP.sub(lambda m: group_mention(m.group(1)), slackify(line))
 
 
-def scheduled_message(
-    kind: str, text: str, label: str, mask: Mask = _same
-) -> tuple[str, list[Block]]:
-    """A T-24h / T-1h notice: a header naming what it is, a late or repeat note as context,
-    then the notice's lines (dry-run results, checklist, stakeholder facts)."""
+@dataclass(frozen=True)
+class Notice:
+    """A scheduled notice as it is posted: the message, and the thread replies that hold
+    the lines the message had no room for (posted under it, in order)."""
+
+    fallback: str
+    blocks: list[Block]
+    replies: list[tuple[str, list[Block]]]
+
+
+NOTICE_RESULT = EVIDENCE_CHARS + 200  # of one check's result line, in a shortened notice
+IN_THREAD = "in the replies to this message"
+AUDIT_EXPORT = "every check's result is in the audit trail (`cutover audit export`)"
+
+
+def _notice_head(kind: str, text: str, label: str, mask: Mask) -> tuple[str, list[str], list[str]]:
+    """(title, late/repeat notes, the other non-empty lines) of a notice's text."""
     lines = mask(text).split("\n")
     notes = [line for line in lines if line.startswith(NOTE_PREFIXES)]
     body = [line for line in lines if not line.startswith(NOTE_PREFIXES) and line.strip()]
@@ -713,16 +726,179 @@ def scheduled_message(
         title, body = body[0], body[1:]  # "📣 Production cutover starting in 1 hour"
     else:
         title = SCHEDULE_TITLES.get(kind, "📅 {label}").format(label=label)
+    return title, notes, body
+
+
+def _fit_notice(
+    lines: list[str], room_blocks: int, room_text: int
+) -> tuple[list[Block], list[int]]:
+    """The notice's lines as sections within `room_blocks` blocks and `room_text` characters:
+    all of them when they fit. Otherwise as a checkpoint is shortened: every line that is no
+    check's result, then the results needing attention in order while room is left, each
+    run of passed results counted in one line. Returns the blocks and the indexes of the
+    lines left out."""
+    md = [_notice_line(line) for line in lines]
+    full = sections(md)
+    if len(full) <= room_blocks and block_text(full) <= room_text:
+        return full, []
+    status = [result_status(line) for line in lines]
+
+    def draw(chosen: set[int]) -> list[Block]:
+        out: list[str] = []
+        passed, shown = 0, False  # of the current run of results: passed ones left out
+
+        def count() -> None:
+            nonlocal passed, shown
+            if passed:
+                more = " more" if shown else ""
+                out.append(f"{RESULT_INDENT}{ICONS['pass']} {passed}{more} passed")
+            passed, shown = 0, False
+
+        for i, line in enumerate(md):
+            if status[i] is None:
+                count()  # the end of a run of results
+            elif status[i] == "pass" and i not in chosen:
+                passed += 1
+            elif status[i] == "pass":
+                shown = True
+            if i in chosen:
+                out.append(line if status[i] is None else clip(line, NOTICE_RESULT))
+        count()
+        return sections(out)
+
+    room_blocks, room_text = room_blocks - 1, room_text - 400  # and the line saying what's left
+    chosen: set[int] = set()
+    others = [i for i, st in enumerate(status) if st is None]
+    attention = [i for i, st in enumerate(status) if st not in (None, "pass")]
+    passed = [i for i, st in enumerate(status) if st == "pass"]
+    for i in others + attention + passed:
+        candidate = draw(chosen | {i})
+        if len(candidate) <= room_blocks and block_text(candidate) <= room_text:
+            chosen.add(i)
+        elif status[i] is not None:
+            break  # results in order, attention first: the first that does not fit ends them
+    left = [i for i in range(len(md)) if i not in chosen]
+    return draw(chosen), left
+
+
+def _notice_replies(title: str, lines: list[str]) -> tuple[list[tuple[str, list[Block]]], bool]:
+    """Lines of a notice as thread replies, each within the checkpoint's budget, at most
+    DETAIL_MESSAGES of them; the bool says whether they hold every line."""
+    messages: list[list[Block]] = []
+    current: list[Block] = []
+    for block in sections(lines, DETAIL_SECTION):
+        if current and (
+            len(current) >= MAX_BLOCKS - 2
+            or block_text(current) + block_text(block) > BLOCK_TEXT_BUDGET - 300
+        ):
+            messages.append(current)
+            current = []
+        current.append(block)
+    if current:
+        messages.append(current)
+    complete = len(messages) <= DETAIL_MESSAGES
+    if not complete:
+        messages = messages[:DETAIL_MESSAGES]
+        messages[-1].append(context(f"More lines than the thread holds: {AUDIT_EXPORT}"))
+    n = len(messages)
+    about = escape(title)
+    return [
+        (clip(f"{about} · lines not shown above ({i}/{n})", FALLBACK_TEXT), blocks)
+        for i, blocks in enumerate(messages, 1)
+    ], complete
+
+
+def _left_out_lines(body: list[str], left: list[int]) -> list[str]:
+    """The lines left out of a notice, as mrkdwn in their order; a run of results whose
+    heading was shown gets it again ("… (continued)"), so a reply says what they are."""
+    out: list[str] = []
+    heading: int | None = None  # the line above a result that is none
+    headings: list[int | None] = []
+    for i, line in enumerate(body):
+        if result_status(line) is None:
+            heading = i
+        headings.append(heading)
+    current: int | None = None
+    for i in left:
+        h = headings[i]
+        if result_status(body[i]) is not None and h is not None and h != current and h not in left:
+            out.append(f"{_notice_line(body[h])} (continued)")
+        current = h
+        out.append(_notice_line(body[i]))
+    return out
+
+
+def _left_out_line(results: int, of: int, others: int, complete: bool) -> str:
+    parts = [f"{results} of {of} check results"] if results else []
+    if others:
+        parts.append(f"{others} other line{'s' if others != 1 else ''} of this notice")
+    where = (
+        f"each is {IN_THREAD}"
+        if complete
+        else f"the replies to this message hold the first of them; {AUDIT_EXPORT}"
+    )
+    return f"{' and '.join(parts)} not shown here: {where}"
+
+
+def scheduled_notice(
+    kind: str,
+    text: str,
+    label: str,
+    mask: Mask = _same,
+    *,
+    reserve: tuple[int, int] = (0, 0),
+    pointer: str = "",
+) -> Notice:
+    """A T-24h / T-1h notice: a header naming what it is, a late or repeat note as context,
+    then the notice's lines (dry-run results, checklist, stakeholder facts), within the same
+    budget as a checkpoint (BLOCK_TEXT_BUDGET, 50 blocks) less `reserve` (blocks, text) kept
+    for what is drawn after it. What does not fit goes to thread replies, and a line says
+    how many and where (`pointer`: mrkdwn added to it)."""
+    title, notes, body = _notice_head(kind, text, label, mask)
+    head: list[Block] = [header(title)]
+    head += [context(slackify(note)) for note in notes]
+    fallback = clip(slackify("\n".join([title, *notes, *body])), FALLBACK_TEXT)
+    if not body:
+        return Notice(fallback, [*head, section("_(no details)_")], [])
+    room_blocks = MAX_BLOCKS - len(head) - reserve[0]
+    room_text = BLOCK_TEXT_BUDGET - block_text(head) - reserve[1]
+    blocks, left = _fit_notice(body, room_blocks, room_text)
+    if not left:
+        return Notice(fallback, head + blocks, [])
+    replies, complete = _notice_replies(title, _left_out_lines(body, left))
+    results = [result_status(line) is not None for line in body]
+    results_left = sum(results[i] for i in left)
+    line = _left_out_line(results_left, sum(results), len(left) - results_left, complete)
+    blocks.append(context(clip(line + pointer, CONTEXT_TEXT)))
+    return Notice(fallback, head + blocks, replies)
+
+
+def scheduled_message(
+    kind: str, text: str, label: str, mask: Mask = _same
+) -> tuple[str, list[Block]]:
+    """`scheduled_notice`'s message alone (its replies aside)."""
+    notice = scheduled_notice(kind, text, label, mask)
+    return notice.fallback, notice.blocks
+
+
+def short_notice(kind: str, text: str, label: str, error: str, mask: Mask = _same) -> Notice:
+    """What is posted when Slack refused the whole notice (its cumulative limit is
+    undocumented): its title, that it was refused and why, and every line in the thread."""
+    title, notes, body = _notice_head(kind, text, label, mask)
+    replies, complete = _notice_replies(title, [_notice_line(line) for line in body])
+    results = sum(result_status(line) is not None for line in body)
+    what = f"all {results} check results and every other line" if results else "every line"
+    where = (
+        IN_THREAD if complete else f"{IN_THREAD} as far as the thread holds them; {AUDIT_EXPORT}"
+    )
     blocks: list[Block] = [header(title)]
     blocks += [context(slackify(note)) for note in notes]
-    room = MAX_BLOCKS - len(blocks)
-    body_blocks = sections([_notice_line(line) for line in body]) or [section("_(no details)_")]
-    if len(body_blocks) > room:
-        body_blocks = body_blocks[: room - 1]
-        body_blocks.append(context("More than one message holds: `/cutover schedule list`"))
-    blocks += body_blocks
-    fallback = "\n".join([title, *notes, *body])
-    return clip(slackify(fallback), FALLBACK_TEXT), blocks
+    blocks.append(
+        section(
+            f"⚠️ The full notice could not be posted ({escape(error)}): {what} of it are {where}."
+        )
+    )
+    return Notice(clip(slackify("\n".join([title, *notes])), FALLBACK_TEXT), blocks, replies)
 
 
 def reminder_message(
@@ -769,6 +945,38 @@ def reminder_message(
     return clip(fallback, FALLBACK_TEXT), blocks
 
 
+def _notice_lines(text: str) -> str:
+    """A T-1h checklist notice's own lines: those before the item states, which are drawn as
+    blocks of their own (`checklist_blocks`)."""
+    lines = text.split("\n")
+    cut = next((i for i, ln in enumerate(lines) if ln.startswith(START_ITEMS_HEAD)), len(lines))
+    return "\n".join(lines[:cut])
+
+
+def checklist_notice(
+    schedule_id: int,
+    text: str,
+    label: str,
+    states: Sequence[ItemState],
+    mask: Mask = _same,
+    iteration: str = "",
+) -> Notice:
+    """The T-1h checklist: the notice's lines, then `checklist_blocks`, within 50 blocks and
+    the text budget. The room kept for the boxes depends on the items alone, never on who
+    ticked what, so every redraw shows the same lines of the notice (the rest in its thread)."""
+    pointer = f" · where each item needed before Start stands: `/cutover checklist {schedule_id}`"
+    notice = scheduled_notice(
+        "t-1h-checklist",
+        _notice_lines(text),
+        label,
+        mask,
+        reserve=checklist_room(states),
+        pointer=pointer,
+    )
+    extra = checklist_blocks(schedule_id, states, mask, iteration=iteration)
+    return Notice(notice.fallback, notice.blocks + extra, notice.replies)
+
+
 def checklist_message(
     schedule_id: int,
     text: str,
@@ -777,20 +985,61 @@ def checklist_message(
     mask: Mask = _same,
     iteration: str = "",
 ) -> tuple[str, list[Block]]:
-    """The T-1h checklist: the notice's lines (up to the item states, which are drawn as
-    blocks of their own), then `checklist_blocks`; within 50 blocks and the text budget (the
-    notice's last lines give way to the boxes, and say where the rest is)."""
-    lines = text.split("\n")
-    cut = next((i for i, ln in enumerate(lines) if ln.startswith(START_ITEMS_HEAD)), len(lines))
-    fallback, blocks = scheduled_message("t-1h-checklist", "\n".join(lines[:cut]), label, mask)
+    """`checklist_notice`'s message alone (its replies aside): what a redraw sends."""
+    notice = checklist_notice(schedule_id, text, label, states, mask, iteration)
+    return notice.fallback, notice.blocks
+
+
+def short_checklist_notice(
+    schedule_id: int,
+    text: str,
+    label: str,
+    states: Sequence[ItemState],
+    error: str,
+    mask: Mask = _same,
+    iteration: str = "",
+) -> Notice:
+    """`short_notice` of the T-1h checklist: the boxes are still drawn (they are ticked)."""
+    notice = short_notice("t-1h-checklist", _notice_lines(text), label, error, mask)
     extra = checklist_blocks(schedule_id, states, mask, iteration=iteration)
-    blocks = blocks[: MAX_BLOCKS - len(extra)]
-    if block_text(blocks + extra) > BLOCK_TEXT_BUDGET:
-        more = context(f"The rest of this notice: `/cutover checklist {schedule_id}`")
-        while len(blocks) > 1 and block_text(blocks + extra + [more]) > BLOCK_TEXT_BUDGET:
-            blocks.pop()
-        blocks = blocks[: MAX_BLOCKS - len(extra) - 1] + [more]
-    return fallback, blocks + extra
+    return Notice(notice.fallback, notice.blocks + extra, notice.replies)
+
+
+def checklist_redraw_short(
+    schedule_id: int,
+    label: str,
+    states: Sequence[ItemState],
+    mask: Mask = _same,
+    iteration: str = "",
+) -> tuple[str, list[Block]]:
+    """A redraw of the T-1h checklist Slack refused whole: the boxes alone, and a line
+    saying so (the notice's lines were posted before and are in its thread as they fit)."""
+    title = SCHEDULE_TITLES["t-1h-checklist"].format(label=label)
+    blocks: list[Block] = [
+        header(title),
+        context(
+            "The rest of this notice could not be drawn again; where each item needed before "
+            f"Start stands: `/cutover checklist {schedule_id}`"
+        ),
+    ]
+    blocks += checklist_blocks(schedule_id, states, mask, iteration=iteration)
+    return clip(escape(title), FALLBACK_TEXT), blocks
+
+
+def checklist_room(states: Sequence[ItemState]) -> tuple[int, int]:
+    """The most blocks and text characters `checklist_blocks` can take for these items,
+    ticked or not, whatever a check found (a ticked box's option is counted twice: it is
+    also an initial option)."""
+    if not states:
+        return 0, 0
+    people = sum(1 for st in states if not st.item.check)
+    checked = len(states) - people
+    groups = -(-people // OPTIONS_PER_GROUP)
+    head = SECTION_TEXT if checked else 100
+    boxes = people * 4 * OPTION_TEXT  # text and description, and both again once ticked
+    spill = head + boxes > CHECKLIST_TEXT or groups > MAX_BLOCKS - 13
+    text = min(head + boxes, CHECKLIST_TEXT) + (min(CONTEXT_TEXT, 80 + 45 * people) if spill else 0)
+    return 1 + min(groups, MAX_BLOCKS - 13) + int(spill), text
 
 
 # Of a checklist message's text budget, what the boxes may take (the notice keeps the rest).

@@ -43,9 +43,12 @@ from bot.slack.blocks import (
     MAX_BLOCKS,
     REPLY_TEXT,
     Block,
+    Notice,
     channel_ref,
     checklist_blocks,
     checklist_message,
+    checklist_notice,
+    checklist_redraw_short,
     clip,
     escape,
     gate_details,
@@ -56,8 +59,10 @@ from bot.slack.blocks import (
     minimal_gate_message,
     reminder_message,
     run_message,
-    scheduled_message,
+    scheduled_notice,
     section,
+    short_checklist_notice,
+    short_notice,
     slackify,
     when,
 )
@@ -524,21 +529,57 @@ class SlackSurface:
     # ------------------------------------------------------------------ SchedulingSurface
 
     def scheduled_notice(self, schedule_id: int, kind: str, channel: str | None, text: str) -> None:
-        """A T-24h / T-1h notice as a new message in `channel`; raises if it was not posted
-        (the scheduler retries it and audits notice.failed)."""
+        """A T-24h / T-1h notice as a new message in `channel`, within a checkpoint's budget,
+        the lines it had no room for in its thread; raises if it was not posted (the
+        scheduler retries it and audits notice.failed). A notice Slack refuses whole is
+        posted short, every line in its thread, as a checkpoint falls back to its decision."""
         if not channel:
             raise RuntimeError(f"no channel for the {kind} notice of schedule #{schedule_id}")
         sched = self._schedule(schedule_id)
         label = cutover_label(sched.environment) if sched else f"Scheduled cutover #{schedule_id}"
         if kind == "t-1h-checklist" and sched is not None:
             states = Checklists(self.engine).states(Scope(sched.environment, schedule_id))
-            fallback, blocks = checklist_message(schedule_id, text, label, states, self._mask)
-            self._remember_checklist(
-                schedule_id, self._post_top_level(channel, fallback, blocks), text
+            ref = self._post_notice(
+                channel,
+                checklist_notice(schedule_id, text, label, states, self._mask),
+                lambda error: short_checklist_notice(
+                    schedule_id, text, label, states, error, self._mask
+                ),
             )
+            self._remember_checklist(schedule_id, ref, text)
             return
-        fallback, blocks = scheduled_message(kind, text, label, self._mask)
-        self._post_top_level(channel, fallback, blocks)
+        self._post_notice(
+            channel,
+            scheduled_notice(kind, text, label, self._mask),
+            lambda error: short_notice(kind, text, label, error, self._mask),
+        )
+
+    def _post_notice(self, channel: str, notice: Notice, short: Callable[[str], Notice]) -> str:
+        """Posts `notice` (or, refused, `short(error)`) and then its replies in its thread;
+        returns the notice's ref. A reply that fails is audited: the notice stands."""
+        try:
+            ref = self._post_top_level(channel, notice.fallback, notice.blocks)
+        except Refused as exc:
+            self._audit_failure(f"scheduled notice {exc.method}", str(exc), None)
+            notice = short(exc.error)
+            ref = self._post_top_level(channel, notice.fallback, notice.blocks)
+        where, ts = split_ref(ref)
+        for fallback, blocks in notice.replies:
+            self.pacer.wait(where)
+            try:
+                self._call_waiting(
+                    "chat_postMessage",
+                    channel=where,
+                    thread_ts=ts,
+                    text=fallback,
+                    blocks=mask_blocks(blocks, self._mask),
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            except Exception as exc:  # the notice is posted: raising would post it again
+                self._audit_failure("scheduled notice reply", str(exc), None)
+                break
+        return ref
 
     def _remember_checklist(self, schedule_id: int, ref: str, text: str) -> None:
         """Keeps where the T-1h checklist is, and the notice text it is drawn from, so a tick
@@ -566,7 +607,16 @@ class SlackSurface:
             iteration = f"{time.time_ns():x}"[-8:]
             return checklist_message(schedule_id, body, label, states, self._mask, iteration)
 
-        self.outbox.edit(*split_ref(posted.ref), draw)
+        def short() -> tuple[str, list[Block]] | None:
+            sched = self._schedule(schedule_id)
+            if sched is None:
+                return None
+            states = Checklists(self.engine).states(Scope(sched.environment, schedule_id))
+            label = cutover_label(sched.environment)
+            iteration = f"{time.time_ns():x}"[-8:]
+            return checklist_redraw_short(schedule_id, label, states, self._mask, iteration)
+
+        self.outbox.edit(*split_ref(posted.ref), draw, fallback=short)
 
     def checklist_redraw(
         self,
