@@ -165,7 +165,10 @@ class Masker:
         if len(secret) < MIN_MASKED_LENGTH or secret.lower() in NOT_SECRET:
             return
         new = {f for f in forms(secret) if len(f) >= MIN_MASKED_LENGTH} - self._needles
-        new |= {u for u in url_userinfo(secret) if len(u) >= MIN_MASKED_LENGTH} - self._needles
+        # A password inside a URL is a secret of its own, echoed back in any of its forms.
+        new |= {
+            f for u in url_userinfo(secret) for f in forms(u) if len(f) >= MIN_MASKED_LENGTH
+        } - self._needles
         if not new:
             return
         with self._lock:
