@@ -27,6 +27,7 @@ from bot.settings import Settings
 from bot.surface import Actor
 from bot.views import open_gate_id
 from phases.secrets import Masker
+from tests.conftest import STEP_USER
 from tests.small_runbook import small_runbook
 from tests.test_audit import tampering
 from tests.test_audit_signing import Notices
@@ -145,7 +146,11 @@ def test_the_bot_refuses_to_start_on_a_trail_cut_shorter_than_the_head_it_posted
     before = audit.head(db)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CUTOVER_", "SLACK_"))}
-    env |= {"CUTOVER_DATABASE_URL": db.url, "CUTOVER_AUDIT_KEY_FILE": str(private)}
+    env |= {
+        "CUTOVER_DATABASE_URL": db.url,
+        "CUTOVER_AUDIT_KEY_FILE": str(private),
+        "CUTOVER_STEP_USER": STEP_USER,  # a root bot runs its steps as an unprivileged user
+    }
     started = subprocess.run(
         [sys.executable, "-m", "bot.cli", "console", "--runbook", str(tmp_path / "small.yml")],
         env=env,
