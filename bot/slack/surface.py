@@ -37,7 +37,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.checklists import Checklists, Scope
 from bot.domain.states import ScheduleStatus
-from bot.notices import cutover_label, t0_text
+from bot.notices import ItemState, cutover_label, t0_text
 from bot.signoffs import refusal_for, signoff_view
 from bot.slack.blocks import (
     MAX_BLOCKS,
@@ -598,22 +598,26 @@ class SlackSurface:
             return
         body = posted.body or ""
 
-        def draw() -> tuple[str, list[Block]] | None:
+        def facts() -> tuple[str, list[ItemState], str] | None:
+            """The checklist as it stands now: its label, its items, a new iteration."""
             sched = self._schedule(schedule_id)
             if sched is None:
                 return None
             states = Checklists(self.engine).states(Scope(sched.environment, schedule_id))
-            label = cutover_label(sched.environment)
-            iteration = f"{time.time_ns():x}"[-8:]
+            return cutover_label(sched.environment), states, f"{time.time_ns():x}"[-8:]
+
+        def draw() -> tuple[str, list[Block]] | None:
+            now = facts()
+            if now is None:
+                return None
+            label, states, iteration = now
             return checklist_message(schedule_id, body, label, states, self._mask, iteration)
 
         def short() -> tuple[str, list[Block]] | None:
-            sched = self._schedule(schedule_id)
-            if sched is None:
+            now = facts()
+            if now is None:
                 return None
-            states = Checklists(self.engine).states(Scope(sched.environment, schedule_id))
-            label = cutover_label(sched.environment)
-            iteration = f"{time.time_ns():x}"[-8:]
+            label, states, iteration = now
             return checklist_redraw_short(schedule_id, label, states, self._mask, iteration)
 
         self.outbox.edit(*split_ref(posted.ref), draw, fallback=short)
