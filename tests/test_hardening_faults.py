@@ -307,7 +307,9 @@ def test_connections_cut_again_and_again_during_phases_lose_and_duplicate_nothin
     run_id = engine.start_run("staging", ALICE).id
     assert run_id is not None
     with Cutter(pg_db) as cutter:
-        gate = _wait(lambda: open_gate_id(pg_db, run_id))
+        # Background work is retried for up to the database's patience (Database.retrying,
+        # 60 s): a claim must fit between two cuts 10 ms apart, which takes tries when loaded.
+        gate = _wait(lambda: open_gate_id(pg_db, run_id), timeout=60)
         answers: list[str] = []
         while "approved" not in answers:
             try:
@@ -315,7 +317,7 @@ def test_connections_cut_again_and_again_during_phases_lose_and_duplicate_nothin
             except DatabaseUnavailable as exc:
                 assert "nothing was changed" in str(exc)
                 answers.append("unavailable")
-        _wait(lambda: (open_gate_id(pg_db, run_id) or gate) != gate)
+        _wait(lambda: (open_gate_id(pg_db, run_id) or gate) != gate, timeout=60)
     engine.shutdown()
     assert cutter.cuts > 0
 
