@@ -97,3 +97,26 @@ def app_role(pg_db: Database) -> Iterator[str]:
         pg_db.dispose()
         with psycopg.connect(libpq(pg_db.url), autocommit=True) as conn:
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+@contextmanager
+def users_target(prefix: str) -> Iterator[str]:
+    """A target application's database (libpq URL): one table, `users`, with two rows, as
+    the backup and restore tests find it before the cutover."""
+    if not postgres_reachable():
+        unavailable("backup and restore tests need the PostgreSQL server")
+    with throwaway_pg_database(prefix) as url:
+        target = libpq(url)
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute("CREATE TABLE users (id int PRIMARY KEY, pubkey text)")
+            conn.execute("INSERT INTO users VALUES (1, 'abc'), (2, 'def')")
+        yield target
+
+
+def public_tables(url: str) -> list[str]:
+    """The tables of a libpq URL's database, in its public schema, by name."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+        ).fetchall()
+    return [r[0] for r in rows]

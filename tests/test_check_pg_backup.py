@@ -10,29 +10,17 @@ import pytest
 
 from phases.checks import REGISTRY
 from phases.checks.base import Status
-from tests.db_fixtures import postgres_reachable, throwaway_pg_database
-from tests.require import unavailable
+from tests.db_fixtures import public_tables, users_target
 from tests.servers import run_check
 
 
 @pytest.fixture
 def target() -> Iterator[str]:
-    if not postgres_reachable():
-        unavailable("backup tests need the PostgreSQL server")
-    with throwaway_pg_database("backup_target") as url:
-        libpq = url.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(libpq, autocommit=True) as conn:
-            conn.execute("CREATE TABLE users (id int PRIMARY KEY, pubkey text)")
-            conn.execute("INSERT INTO users VALUES (1, 'abc'), (2, 'def')")
-        yield libpq
+    with users_target("backup_target") as url:
+        yield url
 
 
-def tables(url: str) -> list[str]:
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-        ).fetchall()
-    return [r[0] for r in rows]
+tables = public_tables
 
 
 def test_backup_is_an_action_and_restore_too() -> None:

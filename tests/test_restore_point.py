@@ -26,8 +26,7 @@ from bot.surface import Actor
 from bot.text import hhmm
 from bot.views import open_gate_id
 from phases.runbook import Runbook, load_runbook
-from tests.db_fixtures import postgres_reachable, throwaway_pg_database
-from tests.require import unavailable
+from tests.db_fixtures import public_tables, users_target
 
 ALICE, BOB = Actor("T1:U1", "alice"), Actor("T1:U2", "bob")
 
@@ -45,22 +44,11 @@ MIGRATE = (
 @pytest.fixture
 def target() -> Iterator[str]:
     """The application's database: one table with two rows before the cutover."""
-    if not postgres_reachable():
-        unavailable("restore point tests need the PostgreSQL server")
-    with throwaway_pg_database("restore_point_target") as url:
-        libpq = url.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(libpq, autocommit=True) as conn:
-            conn.execute("CREATE TABLE users (id int PRIMARY KEY, pubkey text)")
-            conn.execute("INSERT INTO users VALUES (1, 'abc'), (2, 'def')")
-        yield libpq
+    with users_target("restore_point_target") as url:
+        yield url
 
 
-def tables(url: str) -> list[str]:
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-        ).fetchall()
-    return [r[0] for r in rows]
+tables = public_tables
 
 
 def migration_runbook(
