@@ -10,7 +10,7 @@ import pytest
 
 from phases.checks.base import Status, StepContext
 from tests.nostrmaxi_lines import run_shipped, shipped_step
-from tests.servers import ManualClock, manual_clock  # noqa: F401  (fixture)
+from tests.servers import ManualClock
 
 if TYPE_CHECKING:
     from tests.docker_fixtures import Compose
@@ -35,14 +35,12 @@ def test_startup_step_waits_for_the_modules_loaded_line() -> None:
     assert "Nest application successfully started" in params.must_appear
 
 
-def test_backend_that_runs_without_loading_every_module_fails_phase_5(
-    compose: Compose, manual_clock: ManualClock
-) -> None:
+def test_backend_that_runs_without_loading_every_module_fails_phase_5(compose: Compose) -> None:
     compose.write({"backend": backend(RUNNING)})
     started = time.time()
     compose("up", "-d")
     # The step's 60 s wait passes on the test's clock; the logs are read for real each poll.
-    ctx = StepContext(timeout=90.0, phase_started_at=started, clock=manual_clock)
+    ctx = StepContext(timeout=90.0, phase_started_at=started, clock=ManualClock())
     result = run_shipped("start", "startup-log", ctx, compose_project=compose.project)
     assert result.status is Status.FAIL
     assert "'Nest application successfully started' not seen" in result.evidence
