@@ -45,8 +45,18 @@ class StepSpec(Strict):
 
 
 class ManualStep(Strict):
+    """Something a person does and an approver ticks before the phase's Continue.
+
+    `undoes`: the pre-cutover item this step reverses (the T-1h maintenance page, disabled
+    again in Phase 8). That item gates Start, so every real run had it ticked, and this step
+    is its required counterpart. `done_by`: an action of the same phase that does it (a
+    status-page API call): when that action passed, the bot ticks the step itself, naming
+    the action and its evidence; otherwise a person ticks it."""
+
     id: str = Field(pattern=ID_PATTERN)
     text: str = Field(min_length=1, max_length=150)
+    undoes: str | None = Field(default=None, pattern=ID_PATTERN)
+    done_by: str | None = Field(default=None, pattern=ID_PATTERN)
 
 
 class Estimate(Strict):
@@ -103,6 +113,13 @@ class PhaseSpec(Strict):
             )
         if not (self.actions or self.checks or self.manual):
             raise ValueError("a phase needs at least one action, check or manual step")
+        actions = [a.id for a in self.actions]
+        for m in self.manual:
+            if m.done_by and m.done_by not in actions:
+                raise ValueError(
+                    f"manual step {m.id!r}: done_by {m.done_by!r} is not an action of this "
+                    f"phase; its actions: {', '.join(actions) or 'none'}"
+                )
         return self
 
 
@@ -378,6 +395,8 @@ class Runbook(Strict):
             problems = self._checklist_problems()
             if problems:
                 raise ValueError("; ".join(problems))
+        elif any(m.undoes for p in self.phases for m in p.manual):
+            raise ValueError("a manual step has undoes but the runbook has no pre_cutover items")
         for name in self.environments:
             if not re.fullmatch(ID_PATTERN, name):
                 raise ValueError(f"environment name {name!r} must match {ID_PATTERN}")
@@ -470,6 +489,16 @@ class Runbook(Strict):
             out.append(f"pre_cutover: checklist item id {dupe!r} is repeated")
         dry_run_phases = {cl.phase for _label, cl in lists if cl.phase}
         phases = {p.id: p for p in self.phases}
+        gating = {i.id for _label, cl in lists for i in cl.items if i.id and i.gates_start}
+        for p in self.phases:
+            for m in p.manual:
+                if m.undoes and m.undoes not in gating:
+                    out.append(
+                        f"phase {p.id!r} manual step {m.id!r}: undoes {m.undoes!r} is not a "
+                        "pre-cutover item with gates_start: true (only such an item is known "
+                        "to be done in every run); ids that gate Start: "
+                        + (", ".join(sorted(gating)) or "none")
+                    )
         for label, cl in lists:
             for item in cl.items:
                 if not item.check:

@@ -47,7 +47,12 @@ APPROVERS = ["T0TEST:U0ALICE", "T0TEST:U0BOB", "T0TEST:U0CAROL"]
 # PID 1 ignores SIGTERM unless it traps it; real services stop on it within the grace time.
 SERVICE_COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 STARTUP_LINE = "🚀 NostrMaxi running on http://localhost:3000"
-BACKEND_COMMAND = ["sh", "-c", f"echo '{STARTUP_LINE}'; trap 'exit 0' TERM; sleep 3600 & wait"]
+NEST_STARTED = "LOG [NestApplication] Nest application successfully started +3ms"
+BACKEND_COMMAND = [
+    "sh",
+    "-c",
+    f"echo '{NEST_STARTED}'; echo '{STARTUP_LINE}'; trap 'exit 0' TERM; sleep 3600 & wait",
+]
 SERVICES = {
     name: {
         "build": ".",

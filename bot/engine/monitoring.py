@@ -37,7 +37,7 @@ from phases.runner import StepOutcome, run_checks
 
 log = logging.getLogger(__name__)
 
-DETAIL_KEYS = ("elapsed_ms", "status_code", "used_percent", "connections", "containers")
+DETAIL_KEYS = ("elapsed_ms", "status_code", "used_percent", "connections", "containers", "tallies")
 
 
 def round_offsets(spec: MonitorSpec) -> list[int]:

@@ -22,6 +22,7 @@ from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import Conflict, Refused
 from bot.engine import restore_point
 from bot.engine.core import EngineCore, EngineError, LeaseLost
+from bot.engine.manual_done import tick_done_by_actions
 from bot.engine.monitoring import start_monitoring
 from bot.models import (
     Gate,
@@ -437,6 +438,8 @@ class Runs(EngineCore):
                     },
                     at=self.now(),
                 )
+                assert gate.id is not None
+                tick_done_by_actions(s, run_id, phase_run_id, gate.id, phase, self.now())
                 gate_id = gate.id
         if released:  # a retried attempt whose commit did not land still holds the epoch
             with self._threads_lock:

@@ -44,6 +44,26 @@ EXCERPT_LIMIT = 160
 POLL_INTERVAL = 1.0
 
 
+class LineCount(StepParams):
+    """Lines matching `pattern` in the window, counted and shown (Phase 9 "Webhook deliveries
+    successful": deliveries and failures per round); `min`/`max` judge the count, and a
+    count without bounds is only shown."""
+
+    name: str = Field(min_length=1, max_length=60)
+    pattern: str = Field(min_length=1)
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+    @field_validator("pattern")
+    @classmethod
+    def pattern_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+        return value
+
+
 class LogsParams(StepParams):
     project: str = Field(min_length=1)
     services: list[str] = Field(default_factory=list)  # empty: every container of the project
@@ -53,6 +73,7 @@ class LogsParams(StepParams):
     wait_seconds: int = Field(default=0, ge=0, le=3600)  # deadline for must_appear
     tail_lines: int = Field(default=5000, ge=10, le=100_000)
     max_excerpts: int = Field(default=3, ge=0, le=10)
+    count: list[LineCount] = Field(default_factory=list, max_length=10)
 
     @field_validator("must_appear", "must_not_appear")
     @classmethod
@@ -174,20 +195,48 @@ def run_logs(params: LogsParams, ctx: StepContext) -> StepResult:
                 excerpts.append(f"{svc}: {_clip(ctx.masker.mask(line), EXCERPT_LIMIT)}")
         for pattern in missing:
             problems.append(f"{pattern!r} not seen in {where} within {params.wait_seconds}s")
+        tallies, tally_problems = _tally(params, lines, ctx, excerpts)
+        details["tallies"] = tallies
+        problems += tally_problems
         details["excerpts"] = excerpts
+        shown = ", ".join(f"{k}: {v}" for k, v in tallies.items())
         if problems:
             text = "; ".join(problems) + f" ({len(lines)} lines {window})"
+            if shown:
+                text = f"{shown}; {text}"
             if excerpts:
                 text += ": " + " | ".join(excerpts)
             return StepResult(Status.FAIL, _clip(text, EVIDENCE_LIMIT), details=details)
         parts = [f"{k!r} seen in {v} after {waited:.0f}s" for k, v in found.items()]
         if forbid:
             parts.append(f"no {', '.join(p.pattern for p in forbid)}")
+        if shown:
+            parts.insert(0, shown)
         text = f"{'; '.join(parts) or 'logs read'} in {len(logs)} container(s), "
         text += f"{len(lines)} lines {window}"
         return StepResult(Status.PASS, _clip(text, EVIDENCE_LIMIT), details=details)
 
     return _guarded(go)
+
+
+def _tally(
+    params: LogsParams, lines: list[tuple[str, str]], ctx: StepContext, excerpts: list[str]
+) -> tuple[dict[str, int], list[str]]:
+    """Each `count`'s matching lines in the window, and what breaks its bounds (with the
+    first offending lines among the excerpts when there are too many)."""
+    tallies: dict[str, int] = {}
+    problems: list[str] = []
+    for c in params.count:
+        pattern = re.compile(c.pattern)
+        got = [(svc, line) for svc, line in lines if pattern.search(line)]
+        tallies[c.name] = len(got)
+        if c.max is not None and len(got) > c.max:
+            problems.append(f"{c.name} {len(got)} > {c.max}")
+            for svc, line in got[: params.max_excerpts]:
+                excerpts.append(f"{svc}: {_clip(ctx.masker.mask(line), EXCERPT_LIMIT)}")
+        if c.min is not None and len(got) < c.min:
+            problems.append(f"{c.name} {len(got)} < {c.min}")
+    return tallies, problems
 
 
 def describe(params: LogsParams) -> str:
