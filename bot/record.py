@@ -22,7 +22,7 @@ from bot import audit
 from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.models import Run
-from bot.notices import aware, checklist, duration, when
+from bot.notices import checklist, duration, when
 from phases.checks.deployed import image_line
 from phases.runbook import CriterionSpec, NotesField, Runbook, RunbookError
 
@@ -450,7 +450,7 @@ def _times(run: Run, t: Trail) -> tuple[datetime, datetime | None]:
         end = datetime.fromisoformat(t.ended["at"])
     elif run.ended_at:
         end = run.ended_at
-    return aware(start), aware(end) if end else None
+    return start, end
 
 
 def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
@@ -590,7 +590,7 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
 
 
 def tasks_text(runbook: Runbook, run_id: int, ended_at: datetime | None) -> str:
-    by = f", by {when(aware(ended_at) + timedelta(hours=24))}" if ended_at else ""
+    by = f", by {when(ended_at + timedelta(hours=24))}" if ended_at else ""
     return checklist(
         f"📝 Post-cutover tasks for run #{run_id} (within 24 h{by}):", runbook.post_cutover_tasks
     )
