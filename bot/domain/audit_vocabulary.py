@@ -61,7 +61,7 @@ CATALOGUE: dict[AuditKind, Entry] = {
         {
             "environment": "the environment",
             "runbook": "the runbook's name",
-            "version": "the runbook's digest",
+            "version": "the runbook's own version (its `version:`)",
             "dry_run": "true for a dry run",
         },
     ),
