@@ -154,7 +154,13 @@ CATALOGUE: dict[AuditKind, Entry] = {
         },
     ),
     AuditKind.MANUAL_TICKED: Entry(
-        "a manual step was ticked", {"gate": "the gate's id", "item": "the manual step's id"}
+        "a manual step was ticked",
+        {
+            "gate": "the gate's id",
+            "item": "the manual step's id",
+            "done_by": "the action that did it, when the bot ticked it (the step's `done_by`)",
+            "evidence": "that action's evidence, when the bot ticked it",
+        },
     ),
     AuditKind.CRITERION_SIGNED_OFF: Entry(
         "an approver vouched for a success criterion",
