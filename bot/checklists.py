@@ -26,7 +26,7 @@ from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import EngineError
 from bot.models import AuditEvent, Run
-from bot.notices import ItemState, aware, hhmm
+from bot.notices import ItemState, hhmm
 from bot.surface import SYSTEM, Actor, ChecklistSurface
 from phases.runbook import ChecklistItem, EnvironmentSpec, RunbookError
 from phases.runner import run_checks
@@ -148,26 +148,26 @@ class Checklists:
                 ).first()
                 since = now - UNSCHEDULED_TICKS_FOR
                 if last is not None:  # a tick made before (or as) that run started was for it
-                    since = max(since, aware(last) + timedelta(microseconds=1))
+                    since = max(since, last + timedelta(microseconds=1))
         latest: dict[str, dict[str, Any]] = {}
         for row in rows:
             data = json.loads(row.data)
             if data.get("scope") != scope.key:
                 continue
             at = datetime.fromisoformat(row.at)
-            if since is not None and aware(at) < since:
+            if since is not None and at < since:
                 continue
             item = str(data.get("item"))
             if row.kind == AuditKind.CHECKLIST_UNTICKED:
                 latest.pop(item, None)
             elif item in latest:  # a second approver's tick (self-approval off): kept too
                 latest[item]["by"].append(row.actor)
-                latest[item]["also"].append((row.actor, aware(at)))
+                latest[item]["also"].append((row.actor, at))
             else:
                 latest[item] = {
                     **data,
                     "actor": row.actor,
-                    "at": aware(at),
+                    "at": at,
                     "by": [row.actor],
                     "also": [],
                 }
@@ -191,7 +191,7 @@ class Checklists:
         for row in rows:
             data = json.loads(row.data)
             if data.get("environment") == env_name:
-                out.append((aware(datetime.fromisoformat(row.at)), data))
+                out.append((datetime.fromisoformat(row.at), data))
         return out
 
     @staticmethod

@@ -11,12 +11,12 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from psycopg.pq import ExecStatus, TransactionStatus
-from sqlalchemy import bindparam, event, text
+from sqlalchemy import bindparam, column, event, text
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine, make_url
@@ -422,8 +422,10 @@ def db_now(s: Session) -> datetime:
     whose clock runs ahead must not think a live lease lapsed). PostgreSQL: clock_timestamp();
     SQLite (one machine by nature): its CURRENT_TIMESTAMP, to the millisecond."""
     if s.get_bind().dialect.name == "postgresql":
-        value = s.execute(text("SELECT clock_timestamp()")).scalar_one()
+        clock = "SELECT clock_timestamp() AS now"
     else:
-        raw = s.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
-        value = datetime.fromisoformat(str(raw))
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        clock = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now') AS now"
+    value: datetime = s.execute(
+        text(clock).columns(column("now", models.UTCDateTime()))
+    ).scalar_one()
+    return value

@@ -56,8 +56,34 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _ts() -> Column:
-    return Column(DateTime(timezone=True), nullable=True)
+class UTCDateTime(TypeDecorator[datetime]):
+    """Every datetime column: an aware datetime in, an aware UTC datetime out, on SQLite and
+    PostgreSQL alike. PostgreSQL's timestamptz returns aware values; SQLite stores text and
+    returns naive ones, which every reader had to patch. A naive datetime is refused: the
+    bot cannot tell which clock it came from, and SQLite would store it as it is."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.utcoffset() is None:
+            raise ValueError(f"a datetime column needs an aware datetime, not {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Column:
+    return Column(UTCDateTime(), nullable=nullable, index=index)
 
 
 E = TypeVar("E", bound=enum.StrEnum)
@@ -114,7 +140,7 @@ class Run(SQLModel, table=True):
     # The fencing token: incremented by every take-over of the lease; the holder's writes are
     # conditional on the epoch it took (bot/engine/core.py).
     lease_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
-    started_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    started_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     ended_at: datetime | None = Field(default=None, sa_column=_ts())
 
 
@@ -127,7 +153,7 @@ class PhaseRun(SQLModel, table=True):
     attempt: int = 1
     status: PhaseStatus = _status(PhaseStatus, PhaseStatus.RUNNING)
     executor: str | None = None  # the claim that runs this attempt (see Runs._claim_phase)
-    started_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    started_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     ended_at: datetime | None = Field(default=None, sa_column=_ts())
 
 
@@ -141,7 +167,7 @@ class StepRun(SQLModel, table=True):
     status: str
     evidence: str = Field(sa_column=Column(Text))
     duration_ms: int = 0
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class StepOutput(SQLModel, table=True):
@@ -174,7 +200,7 @@ class Gate(SQLModel, table=True):
     decided_by: str | None = None
     decided_at: datetime | None = Field(default=None, sa_column=_ts())
     surface_ref: str | None = None
-    opened_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    opened_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     reminded_at: datetime | None = Field(default=None, sa_column=_ts())
     escalated_at: datetime | None = Field(default=None, sa_column=_ts())
 
@@ -186,7 +212,7 @@ class Vote(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     gate_id: int = Field(foreign_key="gate.id", index=True)
     actor: str
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class ManualTick(SQLModel, table=True):
@@ -195,7 +221,7 @@ class ManualTick(SQLModel, table=True):
     gate_id: int = Field(foreign_key="gate.id", index=True)
     item_id: str
     actor: str
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class AuditEvent(SQLModel, table=True):
@@ -243,13 +269,13 @@ class Schedule(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("environment", "start_at"),)
     id: int | None = Field(default=None, primary_key=True)
     environment: str = Field(index=True)
-    start_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    start_at: datetime = Field(sa_column=_ts(nullable=False))
     stakeholders: str | None = None  # channel of the T-1h stakeholder notice
     channel: str | None = None  # the run channel
     created_by: str
     status: ScheduleStatus = _status(ScheduleStatus, ScheduleStatus.SCHEDULED, index=True)
     run_id: int | None = Field(default=None, foreign_key="run.id")
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     cancelled_by: str | None = None
 
 
@@ -265,7 +291,7 @@ class ScheduledEvent(SQLModel, table=True):
     schedule_id: int | None = Field(default=None, foreign_key="schedule.id", index=True)
     run_id: int | None = Field(default=None, index=True)
     gate_id: int | None = None
-    due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    due_at: datetime = Field(sa_column=_ts(nullable=False))
     status: EventStatus = _status(EventStatus, EventStatus.PENDING, index=True)
     attempts: int = 0  # bumped by every claim: the version a claim's UPDATE checks
     claimed_at: datetime | None = Field(default=None, sa_column=_ts())
@@ -284,7 +310,7 @@ class MonitorRound(SQLModel, table=True):
     run_id: int = Field(foreign_key="run.id", index=True)
     phase_run_id: int = Field(foreign_key="phaserun.id", index=True)
     round: int  # 0-based slot: due at window start + offset(round)
-    due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    due_at: datetime = Field(sa_column=_ts(nullable=False))
     status: RoundStatus = _status(RoundStatus, RoundStatus.RUNNING)
     attempts: int = 1
     claimed_at: datetime | None = Field(default=None, sa_column=_ts())
@@ -299,7 +325,7 @@ class SeenRequest(SQLModel, table=True):
 
     __tablename__ = "seen_request"
     signature: str = Field(primary_key=True, max_length=200)
-    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=_ts(nullable=False))
 
 
 class MessageRef(SQLModel, table=True):
@@ -316,7 +342,7 @@ class MessageRef(SQLModel, table=True):
     # What the message was drawn from and is not in the database otherwise (the T-1h notice's
     # text with its dry-run results), masked: a redraw needs it.
     body: str | None = Field(default=None, sa_column=Column(Text))
-    posted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    posted_at: datetime = Field(sa_column=_ts(nullable=False))
 
 
 class HomeViewer(SQLModel, table=True):
@@ -326,9 +352,7 @@ class HomeViewer(SQLModel, table=True):
     __tablename__ = "home_viewer"
     user_id: str = Field(primary_key=True, max_length=40)  # U… or W…
     team_id: str = Field(primary_key=True, max_length=40)  # T… (or E… for an org-wide event)
-    opened_at: datetime = Field(
-        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
-    )
+    opened_at: datetime = Field(sa_column=_ts(nullable=False, index=True))
 
 
 class Replica(SQLModel, table=True):
@@ -340,4 +364,4 @@ class Replica(SQLModel, table=True):
     __tablename__ = "replica"
     id: str = Field(primary_key=True, max_length=200)
     incarnation: str = Field(max_length=300)  # the live process: "REPLICA#PID.RANDOM"
-    heartbeat_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    heartbeat_at: datetime = Field(sa_column=_ts(nullable=False))

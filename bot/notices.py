@@ -13,17 +13,12 @@ from phases.runbook import Checklist, ChecklistItem, EnvironmentSpec, Runbook
 STATUS_ICONS = {"pass": "✅", "fail": "❌", "error": "⛔", "warn": "⚠️", "skipped": "⏭️"}
 
 
-def aware(dt: datetime) -> datetime:
-    """Datetimes read back from SQLite are naive; every one the bot stores is UTC."""
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def when(dt: datetime) -> str:
-    return aware(dt).astimezone(UTC).strftime("%a %Y-%m-%d %H:%M UTC")
+    return dt.astimezone(UTC).strftime("%a %Y-%m-%d %H:%M UTC")
 
 
 def hhmm(dt: datetime) -> str:
-    return aware(dt).astimezone(UTC).strftime("%H:%M UTC")
+    return dt.astimezone(UTC).strftime("%H:%M UTC")
 
 
 def duration(seconds: float) -> str:
@@ -113,7 +108,7 @@ def cutover_label(env_name: str) -> str:
 def late_note(due_at: datetime, now: datetime) -> str:
     return (
         f"⏰ Sent late: this notice was due at {when(due_at)} and is "
-        f"{duration((now - aware(due_at)).total_seconds())} late (the bot was not running then)."
+        f"{duration((now - due_at).total_seconds())} late (the bot was not running then)."
     )
 
 
@@ -160,7 +155,7 @@ def t24_text(
 ) -> str:
     lines = [
         f"📅 T-24h: {cutover_label(env_name)} scheduled for {when(start_at)} "
-        f"(in {duration((aware(start_at) - now).total_seconds())}) — schedule #{schedule_id}."
+        f"(in {duration((start_at - now).total_seconds())}) — schedule #{schedule_id}."
     ]
     if readiness is not None:
         lines += readiness_lines(readiness)
@@ -181,7 +176,7 @@ def t1_stakeholder_text(
     run_channel: str | None,
     readiness: str | None = None,
 ) -> str:
-    left = (aware(start_at) - now).total_seconds()
+    left = (start_at - now).total_seconds()
     soon = "in 1 hour" if 55 * 60 <= left <= 65 * 60 else f"in {duration(left)}"
     lines = [
         f"📣 {cutover_label(env_name)} starting {soon}",

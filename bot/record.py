@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from bot import audit
 from bot.db import Database
-from bot.domain.audit_kinds import AuditKind
+from bot.domain.audit_kinds import AuditKind, read_data, read_kind
 from bot.models import Run
-from bot.notices import aware, checklist, duration, when
+from bot.notices import checklist, duration, when
 from phases.checks.deployed import image_line
 from phases.runbook import CriterionSpec, NotesField, Runbook, RunbookError
 
@@ -111,49 +111,50 @@ def _trail(db: Database, run_id: int) -> Trail:
     phase: str | None = None
     attempt = 1
     for ev in audit.events(db, run_id):
-        data = json.loads(ev.data)
+        kind = read_kind(ev.kind)  # a row an older bot wrote, under the name it used then
+        data = read_data(ev.kind, json.loads(ev.data))
         row = {**data, "seq": ev.seq, "actor": ev.actor, "at": ev.at}
-        if ev.kind == AuditKind.RUN_STARTED:
+        if kind == AuditKind.RUN_STARTED:
             t.started = row
-        elif ev.kind in ENDED:
-            t.ended = {**row, "kind": ev.kind}
-            if ev.kind == AuditKind.RUN_ROLLED_BACK:
+        elif kind in ENDED:
+            t.ended = {**row, "kind": kind}
+            if kind == AuditKind.RUN_ROLLED_BACK:
                 t.rollback = data
-        elif ev.kind == AuditKind.PHASE_STARTED:
+        elif kind == AuditKind.PHASE_STARTED:
             phase, attempt = data.get("phase"), int(data.get("attempt") or 1)
             t.phase_starts.append(row)
-        elif ev.kind == AuditKind.STEP_RESULT:
+        elif kind == AuditKind.STEP_RESULT:
             section = data.get("section")
             phased = section in ("actions", "checks")
             t.steps.append(
                 {**row, "phase": phase if phased else None, "attempt": attempt if phased else None}
             )
-        elif ev.kind == AuditKind.GATE_OPENED:
+        elif kind == AuditKind.GATE_OPENED:
             t.gates[int(data["gate"])] = str(data["phase"])
             t.opened.append({**row, "gate": int(data["gate"])})
-        elif ev.kind == AuditKind.GATE_DECIDED:
+        elif kind == AuditKind.GATE_DECIDED:
             t.decisions.append(row)
-        elif ev.kind == AuditKind.GATE_VOTE and data.get("comment"):  # Continue with comment
+        elif kind == AuditKind.GATE_VOTE and data.get("comment"):  # Continue with comment
             where = t.gates.get(int(data["gate"]), data.get("phase"))
             t.people_notes.append({**row, "text": f"continued at {where}: {data['comment']}"})
-        elif ev.kind == AuditKind.MANUAL_TICKED:
+        elif kind == AuditKind.MANUAL_TICKED:
             gate = int(data["gate"])
             t.ticks.append({**row, "phase": t.gates.get(gate), "attempt": t.attempt_of(gate)})
-        elif ev.kind == AuditKind.ACTION_REFUSED:
+        elif kind == AuditKind.ACTION_REFUSED:
             t.refused.append(row)
-        elif ev.kind == AuditKind.PHASE_INTERRUPTED:
+        elif kind == AuditKind.PHASE_INTERRUPTED:
             t.interrupted.append(row)
-        elif ev.kind == AuditKind.RUN_ABORTED:
+        elif kind == AuditKind.RUN_ABORTED:
             t.aborted.append(row)
-        elif ev.kind == AuditKind.MONITOR_ROUND:
+        elif kind == AuditKind.MONITOR_ROUND:
             t.rounds.append(row)
-        elif ev.kind == AuditKind.MONITOR_MISSED:
+        elif kind == AuditKind.MONITOR_MISSED:
             t.missed += list(data.get("rounds") or [])
-        elif ev.kind in (AuditKind.GATE_REMINDED, AuditKind.GATE_ESCALATED):
-            t.reminders.append({**row, "kind": ev.kind})
-        elif ev.kind == AuditKind.CRITERION_SIGNED_OFF:
+        elif kind in (AuditKind.GATE_REMINDED, AuditKind.GATE_ESCALATED):
+            t.reminders.append({**row, "kind": kind})
+        elif kind == AuditKind.CRITERION_SIGNED_OFF:
             t.signoffs.append(row)
-        elif ev.kind == AuditKind.RECORD_NOTE:
+        elif kind == AuditKind.RECORD_NOTE:
             t.people_notes.append(row)
     return t
 
@@ -450,7 +451,7 @@ def _times(run: Run, t: Trail) -> tuple[datetime, datetime | None]:
         end = datetime.fromisoformat(t.ended["at"])
     elif run.ended_at:
         end = run.ended_at
-    return aware(start), aware(end) if end else None
+    return start, end
 
 
 def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
@@ -590,7 +591,7 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
 
 
 def tasks_text(runbook: Runbook, run_id: int, ended_at: datetime | None) -> str:
-    by = f", by {when(aware(ended_at) + timedelta(hours=24))}" if ended_at else ""
+    by = f", by {when(ended_at + timedelta(hours=24))}" if ended_at else ""
     return checklist(
         f"📝 Post-cutover tasks for run #{run_id} (within 24 h{by}):", runbook.post_cutover_tasks
     )

@@ -61,7 +61,6 @@ from bot.models import (
 from bot.notices import (
     Readiness,
     StepLine,
-    aware,
     gate_escalation_text,
     gate_reminder_text,
     late_note,
@@ -166,7 +165,7 @@ class Scheduler:
             except RunbookError:
                 continue
             timeout = timedelta(minutes=env.gate_timeout_minutes)
-            opened = aware(gate.opened_at)
+            opened = gate.opened_at
             for column, kind, times, audit_kind in (
                 ("reminded_at", "gate-reminder", 1, AuditKind.GATE_REMINDED),
                 ("escalated_at", "gate-escalation", 2, AuditKind.GATE_ESCALATED),
@@ -222,7 +221,7 @@ class Scheduler:
                         col(Run.status).in_([RunStatus.COMPLETED, RunStatus.ROLLED_BACK])
                     )
                 )
-                if r.ended_at is not None and aware(r.ended_at) >= since
+                if r.ended_at is not None and r.ended_at >= since
             ]
             keys = set(
                 s.exec(
@@ -272,14 +271,14 @@ class Scheduler:
             )
         done: list[str] = []
         for row in rows:
-            if aware(row.due_at) <= now:
+            if row.due_at <= now:
                 done += self._deliver(row, now)
         return done
 
     def _deliver(self, row: ScheduledEvent, now: datetime) -> list[str]:
         """claim → post → mark sent (or released for a retry when the post failed)."""
         reclaim = row.status == EventStatus.CLAIMED
-        if reclaim and row.claimed_at is not None and now - aware(row.claimed_at) < self.lease:
+        if reclaim and row.claimed_at is not None and now - row.claimed_at < self.lease:
             return []  # being posted right now by whoever claimed it
         attempt = row.attempts + 1
         with self.db.session() as s:
@@ -338,7 +337,7 @@ class Scheduler:
                     at=now,
                 )
             return [f"{row.key}: failed ({error})"]
-        late_s = int((now - aware(row.due_at)).total_seconds())
+        late_s = int((now - row.due_at).total_seconds())
         late = posted.status == EventStatus.SENT and late_s > self.grace.total_seconds()
         with self.db.session() as s:
             if not claim(
@@ -356,7 +355,7 @@ class Scheduler:
                 "kind": row.kind,
                 "schedule": row.schedule_id,
                 "gate": row.gate_id,
-                "due_at": aware(row.due_at).isoformat(),
+                "due_at": row.due_at.isoformat(),
                 "attempt": attempt,
             }
             if posted.status == EventStatus.SENT:
@@ -380,7 +379,7 @@ class Scheduler:
 
     def _post(self, row: ScheduledEvent, now: datetime, reclaim: bool) -> Posted:
         notes: list[str] = []
-        if now - aware(row.due_at) > self.grace:
+        if now - row.due_at > self.grace:
             notes.append(late_note(row.due_at, now))
         if reclaim:
             notes.append(repeat_note(row.claimed_at, row.claimed_by))
@@ -400,7 +399,7 @@ class Scheduler:
             return Posted(EventStatus.SKIPPED, reason="schedule gone")
         if sched.status != ScheduleStatus.SCHEDULED:
             return Posted(EventStatus.SKIPPED, reason=f"schedule is {sched.status}")
-        start = aware(sched.start_at)
+        start = sched.start_at
         if row.kind != "t-0" and now >= start:
             return Posted(EventStatus.SKIPPED, reason="the start time passed before it was sent")
         env = engine.environment(sched.environment)
@@ -512,7 +511,7 @@ class Scheduler:
             phase_name = engine.runbook.phase(gate.phase_id).name
         except KeyError:
             phase_name = gate.phase_id
-        waited = (now - aware(gate.opened_at)).total_seconds()
+        waited = (now - gate.opened_at).total_seconds()
         if row.kind == "gate-reminder":
             text = gate_reminder_text(run.id, phase_name, waited, env.gate_timeout_minutes, env)
             engine.surface.notice(run.id, "\n".join([*notes, text]))
@@ -575,7 +574,7 @@ def _is_t24(data: dict[str, Any], at: str, start: datetime) -> bool:
         return data["trigger"] == "t-24h"
     if data.get("asked_for"):
         return False
-    return aware(datetime.fromisoformat(at)) <= start - timedelta(hours=12)
+    return datetime.fromisoformat(at) <= start - timedelta(hours=12)
 
 
 # --------------------------------------------------------------------------- leadership

@@ -26,7 +26,7 @@ from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
 from bot.engine import EngineError
 from bot.models import EventStatus, Run, RunStatus, Schedule, ScheduledEvent, ScheduleStatus
-from bot.notices import aware, channel_name, hhmm, missing_text, when
+from bot.notices import channel_name, hhmm, missing_text, when
 from bot.store.claims import claim
 from bot.surface import SYSTEM, Actor, DirectorySurface
 from phases.runbook import RunbookError
@@ -82,7 +82,7 @@ def _blocking(s: Session, env_name: str, now: datetime) -> Schedule | None:
             Schedule.environment == env_name, Schedule.status == ScheduleStatus.SCHEDULED
         )
     ):
-        if aware(other.start_at) > now - STALE_AFTER:
+        if other.start_at > now - STALE_AFTER:
             return other
     return None
 
@@ -391,7 +391,7 @@ class ScheduleService:
             )
         out = []
         for r in rows:
-            recent = aware(r.start_at) > now - timedelta(days=2)
+            recent = r.start_at > now - timedelta(days=2)
             if include_past or r.status == ScheduleStatus.SCHEDULED or recent:
                 out.append((r, [e for e in events if e.schedule_id == r.id]))
         return out
@@ -438,7 +438,7 @@ class ScheduleService:
                 )
                 .order_by(col(Schedule.start_at))
             ):
-                start = aware(sched.start_at)
+                start = sched.start_at
                 if start - EARLY_START <= now < start + STALE_AFTER:
                     return sched
         return None
@@ -515,16 +515,16 @@ class ScheduleService:
             )
         for sched in waiting:
             assert sched.id is not None
-            since = max(aware(sched.start_at) - EARLY_START, aware(sched.created_at))
+            since = max(sched.start_at - EARLY_START, sched.created_at)
             if since > now:
                 continue
             with self.engine.db.session() as s:
                 runs = s.exec(
                     select(Run).where(Run.environment == sched.environment).order_by(col(Run.id))
                 ).all()
-                until = aware(sched.start_at) + STALE_AFTER
+                until = sched.start_at + STALE_AFTER
                 match = next(
-                    (r for r in runs if not r.dry_run and since <= aware(r.started_at) < until),
+                    (r for r in runs if not r.dry_run and since <= r.started_at < until),
                     None,
                 )
                 if (

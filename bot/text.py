@@ -74,8 +74,7 @@ def duration_ms(ms: int) -> str:
 def hhmm(dt: datetime | None) -> str:
     if dt is None:
         return "?"
-    aware = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime("%H:%M UTC")
+    return dt.astimezone(UTC).strftime("%H:%M UTC")
 
 
 def status_text(view: RunView, now: datetime | None = None) -> str:

@@ -109,11 +109,7 @@ class RunView:
 
     def elapsed_minutes(self, now: datetime | None = None) -> float:
         end = self.ended_at or now or datetime.now(UTC)
-        return max(0.0, (_aware(end) - _aware(self.started_at)).total_seconds() / 60)
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+        return max(0.0, (end - self.started_at).total_seconds() / 60)
 
 
 def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
@@ -155,7 +151,7 @@ def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
             }.get(pr.status, pr.status)
         minutes = None
         if pr is not None and pr.ended_at is not None:
-            minutes = (_aware(pr.ended_at) - _aware(pr.started_at)).total_seconds() / 60
+            minutes = (pr.ended_at - pr.started_at).total_seconds() / 60
         lines.append(
             PhaseLine(
                 i,

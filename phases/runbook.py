@@ -14,8 +14,17 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from phases import runbook_format
 from phases.checks import REGISTRY, StepKind
 from phases.checks.base import StepParams
 from phases.secrets import url_userinfo
@@ -358,7 +367,9 @@ _PRODUCTION_LIKE = re.compile(r"^(prod|production|prd|live)([-_].*)?$")
 
 class Runbook(Strict):
     name: str
-    version: str = "1"
+    version: str = "1"  # the runbook's own version; the file format's is `format:`
+    # Older names the file used, read as today's (phases/runbook_format.py): warned of.
+    _deprecated: list[str] = PrivateAttr(default_factory=list)
     description: str = ""
     estimated_duration: str | None = None
     rollback_time_minutes: int | None = None
@@ -527,7 +538,8 @@ class Runbook(Strict):
         with no stakeholders channel tells no stakeholder of a start nobody scheduled; a
         channel given by name breaks when it is renamed (the bot looks the name up once per
         process) and cannot be posted to with an org-wide token."""
-        out = [
+        out = [f"deprecated: {line}" for line in self._deprecated]
+        out += [
             f"environment {name!r} looks like production but has no stakeholders channel: "
             "a start without a schedule (or a schedule without --stakeholders) tells no "
             'stakeholder; add stakeholders: "#channel" to it'
@@ -772,6 +784,8 @@ def load_runbook(path: str | Path) -> Runbook:
     data = load_yaml_file(p)  # bounded, refuses repeated keys (phases/yaml_loader.py)
     if not isinstance(data, dict):
         raise RunbookError(f"{p}: a runbook is a YAML mapping with name, phases and environments")
+    runbook_format.check_format(data, str(p))  # a format this bot does not read: refused first
+    renamed = runbook_format.read_renamed(data)  # older names read as today's, with a warning
     try:
         runbook = Runbook.model_validate(data)
     except ValidationError as exc:
@@ -780,6 +794,7 @@ def load_runbook(path: str | Path) -> Runbook:
     problems = validate_steps(runbook)
     if problems:
         raise RunbookError(f"{p}: " + "\n  ".join(problems))
+    runbook._deprecated = renamed
     return runbook
 
 

@@ -250,7 +250,7 @@ def test_schedule_without_arguments_opens_the_form_and_schedules_on_submit(
 
         (row, _) = ScheduleService(bot.engine).listing()[0]
         assert row.stakeholders == "C0LAUNCH"
-        assert row.start_at.replace(tzinfo=UTC) == berlin.astimezone(UTC)
+        assert row.start_at == berlin.astimezone(UTC)
 
         # A second one for the same environment: refused on the environment's field.
         bot.command("schedule", user="U2")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class AuditKind(enum.StrEnum):
@@ -55,3 +56,34 @@ class AuditKind(enum.StrEnum):
     # from this row on (signed by the new key). And started with none, where it was signed.
     AUDIT_KEY_ROTATED = "audit.key_rotated"
     AUDIT_KEY_DROPPED = "audit.key_dropped"
+
+
+# Names an older bot wrote, read as today's kind: a trail keeps every row it ever had (rows
+# are hashed and never rewritten), so a reader maps the old name instead. docs/audit.md lists
+# them under "Older names".
+RENAMED: dict[str, AuditKind] = {
+    # c605e77 (the approval core): every refusal is audited alike as action.refused, start
+    # and unschedule too. An old row says `decision`, or `tick` (the item), or `abort: true`,
+    # where a new one says `action`.
+    "click.refused": AuditKind.ACTION_REFUSED,
+}
+
+
+def read_kind(kind: str) -> str:
+    """The kind a stored row means today: an older name read as the kind it became."""
+    return RENAMED.get(kind, kind)
+
+
+def read_data(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A stored row's data as today's kind has it: an old `click.refused` row's `decision`,
+    `tick` or `abort` read as `action` (and `tick` as `item`)."""
+    if kind != "click.refused" or "action" in data:
+        return data
+    out = dict(data)
+    if "tick" in out:
+        out["action"], out["item"] = "tick", out.pop("tick")
+    elif out.pop("abort", None):
+        out["action"] = "abort"
+    else:
+        out["action"] = out.pop("decision", "click")
+    return out

@@ -126,10 +126,6 @@ def runbook_digest(runbook: Runbook) -> str:
     return hashlib.sha256(runbook.model_dump_json().encode()).hexdigest()
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 class Notify:
     """The engine's typed calls to its surface; each goes through `EngineCore.tell`, which
     logs and audits a failed post (and runs redraws off the calling thread)."""
@@ -349,9 +345,8 @@ class EngineCore:
             values["run_backup_sha256"] = str(backup["sha256"])
         ctx = self.context_factory(env, run.dry_run, self.masker)
         ctx.public_env_keys = frozenset(env.public_env_keys)
-        started = _aware(run.started_at)
-        if started is not None:
-            ctx = dataclasses.replace(ctx, run_started_at=started.timestamp())
+        if run.started_at is not None:
+            ctx = dataclasses.replace(ctx, run_started_at=run.started_at.timestamp())
         return ctx, values
 
     def refuse(
@@ -393,8 +388,7 @@ class EngineCore:
             return False
         if owner.rsplit("#", 1)[0] == self.replica:
             return True
-        until = _aware(lease_until)
-        return until is None or until < now
+        return lease_until is None or lease_until < now
 
     def _take_lease(self, s: Session, run: Run) -> None:
         """Takes the run's lease in the caller's transaction, on the database's clock, with

@@ -21,7 +21,7 @@ from bot.domain.approvals import GateFacts
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.states import DecisionKind
-from bot.engine.core import Decision, DecisionName, EngineCore, _aware
+from bot.engine.core import Decision, DecisionName, EngineCore
 from bot.models import (
     Gate,
     GateStatus,
@@ -78,10 +78,9 @@ class Gates(EngineCore):
     def _observe_wait(s: Session, gate: Gate, outcome: str, now: datetime) -> None:
         """The gate's wait, from opening to this decision, for /metrics: counted once the
         decision commits (no extra query; a failed commit counts nothing)."""
-        opened, decided = _aware(gate.opened_at), _aware(now)
-        if opened is None or decided is None:
+        if gate.opened_at is None:
             return
-        wait = (decided - opened).total_seconds()
+        wait = (now - gate.opened_at).total_seconds()
         event.listen(
             s, "after_commit", lambda _s: metrics.observe_gate_wait(outcome, wait), once=True
         )

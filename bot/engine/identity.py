@@ -25,7 +25,7 @@ from sqlmodel import col, select
 
 from bot.db import db_now
 from bot.domain.errors import CutoverError
-from bot.engine.core import EngineCore, _aware
+from bot.engine.core import EngineCore
 from bot.models import Replica
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class Identity(EngineCore):
             if row.incarnation == self.incarnation():
                 return None, None
             holder = Holder.parse(row.incarnation)
-            beat = _aware(row.heartbeat_at)
+            beat = row.heartbeat_at
             stale = beat is None or (now - beat).total_seconds() > self.lease.total_seconds()
             if not stale and not holder.gone_here():
                 return holder, beat

@@ -28,7 +28,7 @@ from bot import audit
 from bot.domain.audit_kinds import AuditKind
 from bot.engine.core import EngineCore
 from bot.models import MonitorRound, PhaseRun, PhaseStatus, RoundStatus, Run, RunStatus
-from bot.notices import STATUS_ICONS, aware
+from bot.notices import STATUS_ICONS
 from bot.store.claims import claim
 from bot.surface import SYSTEM
 from phases.checks.base import Status, StepResult
@@ -127,10 +127,10 @@ def _tick_one(
     if phase.monitor is None or not rounds:
         return []
     offsets = round_offsets(phase.monitor)
-    start = aware(rounds[0].due_at)
+    start = rounds[0].due_at
     for r in rounds:
         if r.status == "running":
-            claimed = aware(r.claimed_at) if r.claimed_at else start
+            claimed = r.claimed_at or start
             if now - claimed < timedelta(seconds=lease_seconds):
                 return []  # being run right now
             # Its runner died: run it again (checks are read-only).

@@ -14,7 +14,7 @@ from bot.db import db_now
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import restore_point, rollback_report
-from bot.engine.core import EngineCore, LeaseLost, _aware
+from bot.engine.core import EngineCore, LeaseLost
 from bot.models import (
     PhaseRun,
     PhaseStatus,
@@ -130,7 +130,7 @@ class Rollback(EngineCore):
         )
         ctx, values = self.context(run)
         ctx = dataclasses.replace(ctx, stop=stop, fencing_token=self._epochs.get(run_id))
-        started_at = _aware(run.rollback_started_at) or self.now()
+        started_at = run.rollback_started_at or self.now()
         phase_index = run.phase_index
 
         def record(outcome: StepOutcome) -> None:

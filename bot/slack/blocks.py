@@ -107,9 +107,8 @@ def when(dt: datetime | None) -> str:
     """A Slack date token: shown in the reader's time zone, with a UTC fallback."""
     if dt is None:
         return "?"
-    aware = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-    fallback = aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"<!date^{int(aware.timestamp())}^{{date_short_pretty}} {{time_secs}}|{fallback}>"
+    fallback = dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"<!date^{int(dt.timestamp())}^{{date_short_pretty}} {{time_secs}}|{fallback}>"
 
 
 def clip(text: str, limit: int) -> str:

@@ -20,11 +20,11 @@ import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, text
+from sqlalchemy import column, delete, text
 from sqlalchemy.engine import Connection
 
 from bot.db import Database
-from bot.models import SeenRequest
+from bot.models import SeenRequest, UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,11 @@ FIRST, SEEN, TOO_OLD = "first", "seen", "too_old"
 def database_now(conn: Connection) -> datetime:
     """The database server's clock (UTC), the one clock every replica shares."""
     if conn.dialect.name == "sqlite":
-        raw = conn.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
-        return datetime.fromisoformat(str(raw)).replace(tzinfo=UTC)
-    value = conn.execute(text("SELECT statement_timestamp()")).scalar_one()
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        clock = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now') AS now"
+    else:
+        clock = "SELECT statement_timestamp() AS now"
+    value: datetime = conn.execute(text(clock).columns(column("now", UTCDateTime()))).scalar_one()
+    return value
 
 
 class SeenRequests:
