@@ -101,10 +101,11 @@ def test_two_replicas_refreshing_home_publish_within_one_views_publish_budget(
         at = sorted(c.at for c in standin.api_calls("views.publish", ok=True))
         gaps = [b - a for a, b in zip(at, at[1:], strict=False)]
         assert len(at) >= 8, at  # both kept publishing
-        # One budget: the two replicas' publishes never come closer than the spacing they
-        # share (less a margin for the way through HTTP), and never faster in all.
-        assert min(gaps) >= spacing * 0.75, [round(g, 3) for g in gaps]
-        assert len(at) <= (at[-1] - at[0]) / spacing + 2
+        # One budget: in all, no faster than one publish per spacing (two replicas each on
+        # its own budget published twice as fast), and no two close together (less a margin
+        # for the way through the database and HTTP on a loaded machine).
+        assert len(at) <= (at[-1] - at[0]) / spacing + 2, [round(g, 3) for g in gaps]
+        assert min(gaps) >= spacing * 0.5, [round(g, 3) for g in gaps]
         assert standin.api_calls("views.publish", ok=False) == []
     finally:
         standin.stop()
@@ -123,7 +124,7 @@ def test_a_slow_publish_from_one_replica_never_overwrites_a_newer_home_from_anot
             assert "Nothing scheduled" in text_of(a.home("U3"))
             time.sleep(0.3)  # past U3's per-person interval
 
-            standin.hold_next("views.publish", 2.0)  # replica A's next publish is slow
+            standin.hold_next("views.publish", 1.0)  # replica A's next publish is slow
             a.service.slack.homes.poke()
             assert standin.held_arrived.wait(10), "replica A's publish never left"
 
@@ -136,7 +137,7 @@ def test_a_slow_publish_from_one_replica_never_overwrites_a_newer_home_from_anot
                 lambda: "📅" in text_of(standin.home("U3") or {"blocks": []}),
                 "U3's Home to show the schedule",
             )
-            time.sleep(2.5)  # replica A's slow publish has landed (or been refused) by now
+            time.sleep(1.3)  # replica A's slow publish has landed (or been refused) by now
             final = text_of(standin.home("U3") or {"blocks": []})
         assert "📅" in final and "Nothing scheduled" not in final
         # In the order Slack applied them, once a drawing with the schedule was up, none

@@ -5,8 +5,9 @@ each phase's checkpoint is a reply in the run's thread, edited as votes, ticks
 and the decision arrive. Message refs ("CHANNEL:TS") live in the database
 (`Engine.set_surface_ref`), so a restarted bot edits the same messages.
 
-New messages are posted at most one per second per channel (`Pacer`), waited for
-before the run's lock is taken; edits of posted messages go through the channel's
+New messages are posted at most one per second per channel (`Pacer`, on a budget every
+replica shares in the database: bot.store.rate_slots), waited for before the run's lock
+is taken; edits of posted messages go through the channel's
 `Outbox`, drawn from the database when sent, so a rate-limited chat.update delays
 nothing else and a decided gate always loses its buttons in the end. A 429 is never
 waited out while a lock is held (the SDK's rate-limit retry handler is not used);
