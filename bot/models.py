@@ -13,7 +13,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Column, DateTime, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Float, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -353,6 +353,21 @@ class HomeViewer(SQLModel, table=True):
     user_id: str = Field(primary_key=True, max_length=40)  # U… or W…
     team_id: str = Field(primary_key=True, max_length=40)  # T… (or E… for an org-wide event)
     opened_at: datetime = Field(sa_column=_ts(nullable=False, index=True))
+    # The drawing Slack shows them (its version: when it was drawn, in microseconds on the
+    # database's clock) and the hash Slack gave that view: an older drawing, from a replica
+    # whose publish was slow, never replaces a newer one (bot.store.home_viewers).
+    shown_version: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    view_hash: str | None = Field(default=None, max_length=100)
+
+
+class RateSlot(SQLModel, table=True):
+    """One rate budget every replica shares (bot.store.rate_slots): a channel's posts, a Web
+    API method's tier, a person's Home. `next_at`: seconds, on the database's clock, before
+    which its next call may not go."""
+
+    __tablename__ = "rate_slot"
+    name: str = Field(primary_key=True, max_length=200)  # "post:C…", "views.publish", …
+    next_at: float = Field(sa_column=Column(Float, nullable=False))
 
 
 class Replica(SQLModel, table=True):

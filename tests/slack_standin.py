@@ -55,6 +55,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -406,15 +407,17 @@ POST_BURST = 3  # chat.postMessage: "1 per second; short bursts >1 allowed … n
 
 
 class _Bucket:
-    """A token bucket: `capacity` calls at once, refilled at `rate` per second."""
+    """A token bucket: `capacity` calls at once, refilled at `rate` per second, on `clock`."""
 
-    def __init__(self, capacity: float, rate: float) -> None:
-        self.capacity, self.rate = capacity, rate
-        self.tokens, self.at = capacity, time.monotonic()
+    def __init__(
+        self, capacity: float, rate: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.capacity, self.rate, self.clock = capacity, rate, clock
+        self.tokens, self.at = capacity, clock()
 
     def take(self) -> int | None:
         """None if the call may go; otherwise the Retry-After (whole seconds) to send."""
-        now = time.monotonic()
+        now = self.clock()
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
         self.at = now
         if self.tokens >= 1:
@@ -545,7 +548,10 @@ LIST_TYPES = ("public_channel", "private_channel", "mpim", "im")
 
 class SlackStandIn:
     """channels: the workspace's channels (the bot is in #cutover and #launch by default);
-    rate_limits: False only for a bench that measures something else."""
+    rate_limits: False only for a bench that measures something else. The rate limits are
+    the workspace's (one stand-in: every replica of the bot shares them, as on Slack), kept
+    on `clock` (a test may run it faster than real time, with the bot's pacing on the same
+    clock)."""
 
     def __init__(
         self,
@@ -558,8 +564,10 @@ class SlackStandIn:
         org_token: bool = False,
         home_tab: bool = True,
         scopes: frozenset[str] = DEFAULT_SCOPES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token, self.team_id, self.bot_user = token, team_id, bot_user
+        self.rate_clock = clock
         self.scopes = set(scopes)  # the bot token's scopes (missing_scope without one)
         self.org_token = org_token  # an Enterprise Grid org-wide install's token
         self.home_tab = home_tab  # the manifest's features.app_home.home_tab_enabled
@@ -569,6 +577,13 @@ class SlackStandIn:
         self.used_triggers: set[str] = set()
         self.views: dict[str, OpenedView] = {}
         self.homes: dict[str, dict[str, Any]] = {}  # user → the Home tab last published
+        # Every Home published, in the order Slack applied them: (user, view, its hash).
+        self.published: list[tuple[str, dict[str, Any], str]] = []
+        self._hashes: dict[str, str] = {}  # user → the hash of their Home view (views.publish)
+        # method → seconds the next call of it is held before Slack applies it (a slow call
+        # on its way), and an event set once that call arrived.
+        self._held: dict[str, float] = {}
+        self.held_arrived = threading.Event()
         self.calls: list[Call] = []
         self.responses: list[tuple[str, dict[str, Any]]] = []  # response_url posts
         self.ephemerals: list[dict[str, Any]] = []
@@ -627,6 +642,14 @@ class SlackStandIn:
         lost on the way): a retry posts the message a second time."""
         with self._lock:
             self._ghosts += 1
+
+    def hold_next(self, method: str, seconds: float) -> None:
+        """The next call of `method` waits `seconds` on its way before Slack applies it (a
+        slow network, a slow Slack): a later call may overtake it. `held_arrived` is set
+        when it arrives."""
+        with self._lock:
+            self._held[method] = seconds
+            self.held_arrived.clear()
 
     def trigger(self, user: str, team: str = "T1") -> str:
         """A trigger_id as Slack puts in a slash command or a click: good once, for 3 s."""
@@ -742,16 +765,16 @@ class SlackStandIn:
         """Retry-After seconds if this call is over its method's rate tier."""
         if not self.rate_limits:
             return None
-        if method == "chat.postMessage":
-            key, make = (method, str(args.get("channel"))), lambda: _Bucket(POST_BURST, 1.0)
-        elif method in TIERS:
+        if method == "chat.postMessage":  # per channel
+            key, capacity, rate = (method, str(args.get("channel"))), float(POST_BURST), 1.0
+        elif method in TIERS:  # per method, for the whole workspace
             per_minute = PER_MINUTE[TIERS[method]]
-            key, make = (method, ""), lambda: _Bucket(per_minute, per_minute / 60)
+            key, capacity, rate = (method, ""), float(per_minute), per_minute / 60
         else:
             return None
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = make()
+            bucket = self._buckets[key] = _Bucket(capacity, rate, self.rate_clock)
         return bucket.take()
 
     def _forced(self, method: str) -> tuple[int, int | None, str | None] | None:
@@ -1048,8 +1071,17 @@ class SlackStandIn:
                 }
             if not self.home_tab:
                 return {"ok": False, "error": "not_enabled"}
+            # `hash`: "A string that represents view state to protect against possible race
+            # conditions"; hash_conflict: "the provided hash doesn't match the current stored
+            # value" (views.publish arguments and errors). Each publish gets a new hash.
+            given = args.get("hash")
+            if given and given != self._hashes.get(user):
+                return {"ok": False, "error": "hash_conflict"}
+            new_hash = f"{int(time.time())}.{next(self._clock)}"
+            self._hashes[user] = new_hash
             self.homes[user] = view
-            return {"ok": True, "view": {**view, "id": f"VH{user}"}}
+            self.published.append((user, view, new_hash))
+            return {"ok": True, "view": {**view, "id": f"VH{user}", "hash": new_hash}}
         tid = args.get("trigger_id")
         if not tid:
             return {
@@ -1115,8 +1147,12 @@ class SlackStandIn:
                 args = self._args()
                 if path.startswith("/api/"):
                     pause = standin.slow.get(path[len("/api/") :], 0.0)
-                    if pause:  # a slow Slack (lookups past a trigger's 3 s)
-                        time.sleep(pause)
+                    with standin._lock:
+                        held = standin._held.pop(path[len("/api/") :], 0.0)
+                    if held:
+                        standin.held_arrived.set()
+                    if pause or held:  # a slow Slack (lookups past a trigger's 3 s)
+                        time.sleep(pause + held)
                     status, headers, answer = standin.api(
                         path[len("/api/") :], args, self.headers.get("Authorization")
                     )

@@ -57,7 +57,7 @@ def test_refreshes_are_at_most_one_per_person_per_interval_and_never_block_the_c
 
     in_flight = [0]
 
-    def publish(user: str, view: dict[str, Any]) -> bool:
+    def publish(user: str, team: str, data: dict[str, Any]) -> bool:
         publishes[user].append(time.monotonic())
         in_flight[0] += 1
         slow.wait(0.2)  # a slow views.publish

@@ -196,3 +196,25 @@ def test_conversations_members_pages_and_refuses_what_slack_refuses(
     with pytest.raises(SlackApiError) as bad:
         web.conversations_members(channel="G0ROOM", limit=1001)
     assert bad.value.response["error"] == "invalid_limit"
+
+
+def test_views_publish_with_a_hash_other_than_the_views_is_a_hash_conflict(
+    standin: SlackStandIn,
+) -> None:
+    """views.publish's `hash` ("protect against possible race conditions"): each publish gets a
+    new one; a publish carrying an older one is refused and changes nothing."""
+    web = client(standin)
+
+    def home(text: str) -> dict[str, Any]:
+        return {
+            "type": "home",
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        }
+
+    first = web.views_publish(user_id="U1", view=home("one"))["view"]["hash"]
+    second = web.views_publish(user_id="U1", view=home("two"), hash=first)["view"]["hash"]
+    assert second != first
+    stale = error_of(lambda: web.views_publish(user_id="U1", view=home("old"), hash=first))
+    assert stale[0] == "hash_conflict"
+    assert standin.home("U1") == home("two")
+    assert [view for user, view, _ in standin.published] == [home("one"), home("two")]

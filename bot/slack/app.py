@@ -71,6 +71,7 @@ from bot.slack.modals import FormMeta
 from bot.slack.signoff import SIGNOFF_ACTION, note_from
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
 from bot.store import home_viewers, step_outputs
+from bot.store.rate_slots import SharedSlots
 from bot.store.replays import SEEN, TOO_OLD, SeenRequests
 from bot.surface import Actor
 from bot.text import in_words, who
@@ -111,6 +112,10 @@ log = logging.getLogger(__name__)
 # time, at most this many (the latest first); everyone else gets a fresh Home on opening it.
 HOME_RECENT = timedelta(hours=24)
 HOME_REFRESH_LIMIT = 50
+# The longest one replica keeps the turn to publish a person's Home (bot.store.rate_slots):
+# past it (a replica died mid-publish) another may publish. A publish slower than that is
+# still refused by Slack if it was overtaken (views.publish's `hash`).
+HOME_TURN = 30.0
 PROCESS_BEFORE_RESPONSE = True  # see CutoverSlackApp.__init__; bench/slack_bench.py reads it
 DECISIONS = {CONTINUE: "continue", RETRY: "retry"}  # one click; Rollback opens a form
 OPENED_TOO_LATE = (
@@ -394,8 +399,10 @@ class CutoverSlackApp:
         )
         self._hand_out_thread.start()
         # Home tabs of recent viewers, republished when a run changes (off every click's path).
+        # Rate budgets every replica shares (views.publish's tier, each person's Home).
+        self.slots = SharedSlots(engine.db)
         self.homes = HomeRefresher(
-            self._home_viewers, self._draw_home, surface.publish_home, render=self._render_home
+            self._home_viewers, self._draw_home, self._publish_drawn, slots=self.slots
         )
         surface.on_change = self.homes.poke
         bolt_log = logging.getLogger("cutover.bolt")
@@ -1186,7 +1193,8 @@ class CutoverSlackApp:
         return home_viewers.recent(self.engine.db, since, HOME_REFRESH_LIMIT)
 
     def _draw_home(self) -> HomeData:
-        return home_data(self.engine, self.surface.waiting_for, datetime.now(UTC))
+        version = home_viewers.drawing_version(self.engine.db)  # before anything is read
+        return home_data(self.engine, self.surface.waiting_for, datetime.now(UTC), version)
 
     def _render_home(self, data: HomeData, user: str, where: str) -> dict[str, Any]:
         """`user`'s own Home: only the environments they may see (approvals.may_see)."""
@@ -1194,13 +1202,45 @@ class CutoverSlackApp:
         return home_view(data, self._may_see(Actor.slack(team, user, enterprise=enterprise)))
 
     def _publish_home(self, user: str, where: str) -> None:
-        """The App Home tab of `user`, drawn from the database now."""
+        """The App Home tab of `user`, drawn from the database now, in the next views.publish
+        slot every replica shares."""
         try:
-            view = self._render_home(self._draw_home(), user, where)
+            data = self._draw_home()
+            pause = self.homes.publish_slot()
+            if pause > 0:
+                time.sleep(pause)
+            if self._publish_drawn(user, where, data) is None:
+                self.homes.poke()  # another replica is publishing it: drawn again soon
         except Exception:
             log.exception("cannot draw the Home tab")
-            return
-        self.surface.publish_home(user, view)
+
+    def _publish_drawn(self, user: str, where: str, data: HomeData) -> bool | None:
+        """Publishes `user`'s Home drawn from `data`, never over a newer drawing: one replica
+        at a time per person (a turn in the database, HOME_TURN seconds at most), skipped
+        when the drawing Slack shows is as new (`home_viewer.shown_version`), and sent with
+        Slack's hash of the view last published, so a publish that was overtaken on its way
+        is refused by Slack (`hash_conflict`). True: Slack took it; False: not (refused, or
+        a newer one is up); None: not now (another replica's turn, or overtaken)."""
+        db = self.engine.db
+        turn = f"home-turn:{where}:{user}"
+        if self.slots.take(turn, HOME_TURN) > 0:
+            return None
+        try:
+            version, view_hash = home_viewers.shown(db, user, where)
+            if version is not None and version >= data.version:
+                return False  # what Slack shows was drawn as late or later
+            ok, answer = self.surface.publish_home(
+                user, self._render_home(data, user, where), view_hash=view_hash
+            )
+            if ok:
+                home_viewers.published(db, user, where, data.version, answer)
+                return True
+            if answer == "hash_conflict" and view_hash:  # overtaken on its way: drawn again
+                home_viewers.forget_hash(db, user, where, view_hash)
+                return None
+            return False
+        finally:
+            self.slots.free(turn)
 
     def _may_see(self, actor: Actor) -> Callable[[str, str | None], bool]:
         """Whether `actor` may see an environment's run or schedule posted in a channel."""

@@ -37,6 +37,7 @@ from bot.slack.blocks import (
     section,
     when,
 )
+from bot.slack.outbox import LocalSlots, Slots
 from bot.views import STATUS_WORDS, active_runs, gate_view, open_gate_id, recent_runs, run_view
 
 if TYPE_CHECKING:
@@ -103,6 +104,9 @@ class HomeData:
     upcoming: list[HomeLine]
     recent: list[HomeLine]
     now: datetime
+    # When it was drawn, in microseconds on the database's clock (home_viewers.drawing_version):
+    # a drawing older than the one Slack shows is never published over it.
+    version: int = 0
 
 
 MaySee = Callable[[str, str | None], bool]  # (environment, channel id) → may this person see it
@@ -114,9 +118,9 @@ def _channel_of(surface_ref: str | None, channel: str | None) -> str | None:
     return surface_ref.partition(":")[0] if surface_ref else channel
 
 
-def home_data(engine: Engine, waiting_for: WaitingFor, now: datetime) -> HomeData:
+def home_data(engine: Engine, waiting_for: WaitingFor, now: datetime, version: int = 0) -> HomeData:
     """Reads what Home can show. More ended runs than one Home shows are read, so a person who
-    may see only some environments still gets their last ten."""
+    may see only some environments still gets their last ten. `version`: taken before."""
 
     def lines(ids: list[int]) -> list[HomeLine]:
         out = []
@@ -147,6 +151,7 @@ def home_data(engine: Engine, waiting_for: WaitingFor, now: datetime) -> HomeDat
         upcoming=upcoming,
         recent=lines(recent_runs(engine.db, RECENT * READ_AHEAD)),
         now=now,
+        version=version,
     )
 
 
@@ -201,31 +206,32 @@ class HomeRefresher:
     """Republishes the Home tab of the people who opened it recently when a run changes (a run
     starts, a gate opens or is decided, a run ends): `poke()` only marks that something
     changed, so the click or the phase that changed it never waits; one background thread
-    reads Home's data once per round (`draw`), and draws and publishes each recent viewer's
-    own Home from it (`render`: only what that person may see).
+    reads Home's data once per round (`draw`), and publishes each recent viewer's own Home
+    from it (`publish(user, team, data)`: draws only what that person may see; True when
+    Slack took it, False when not (refused, or a newer drawing is up), None when not now:
+    another replica is publishing that person's Home, so a later round draws it again).
 
-    views.publish is Tier 4 (100+ a minute per workspace): publishes are spaced at least
-    `spacing` seconds apart, a person's Home at most once per `per_user` seconds (a person
-    skipped for that is published in a later round), and only the `limit` people who opened
-    Home within `recent` are kept up to date; the others see a fresh Home when they open it.
-    The per-person spacing is kept by each process (replicas each publish on their own
-    changes)."""
+    views.publish is Tier 4 (100+ a minute per app per workspace, whatever the number of
+    replicas): publishes are spaced at least `spacing` seconds apart and a person's Home
+    published at most once per `per_user` seconds, on budgets (`slots`) every replica shares
+    (the database's: bot.store.rate_slots); a person skipped for that is published in a later
+    round. Only the people who opened Home recently are kept up to date (`viewers`); the
+    others see a fresh Home when they open it."""
 
     def __init__(
         self,
         viewers: Callable[[], list[tuple[str, str]]],
         draw: Callable[[], Any],
-        publish: Callable[[str, dict[str, Any]], bool],
+        publish: Callable[[str, str, Any], bool | None],
         *,
-        render: Callable[[Any, str, str], dict[str, Any]] = lambda data, user, team: data,
         per_user: float = 5.0,
         spacing: float = 0.7,
         clock: Callable[[], float] = time.monotonic,
+        slots: Slots | None = None,
     ) -> None:
         self._viewers, self._draw, self._publish = viewers, draw, publish
-        self._render = render
         self.per_user, self.spacing, self.clock = per_user, spacing, clock
-        self._last: dict[str, float] = {}  # user → when this process last published their Home
+        self.slots: Slots = slots if slots is not None else LocalSlots(clock)
         self._dirty = False
         self._closed = False
         self._cond = threading.Condition()
@@ -245,8 +251,11 @@ class HomeRefresher:
 
     def published_now(self, user: str) -> None:
         """`user`'s Home was just published (they opened it): not again within `per_user`."""
-        with self._cond:
-            self._last[user] = self.clock()
+        self.slots.hold(f"home:{user}", self.per_user)
+
+    def publish_slot(self) -> float:
+        """Takes the next views.publish slot every replica shares; the seconds to wait for it."""
+        return self.slots.reserve("views.publish", self.spacing)
 
     def close(self) -> None:
         with self._cond:
@@ -274,39 +283,39 @@ class HomeRefresher:
                     self._dirty = True
 
     def _round(self) -> float | None:
-        """Publishes Home for each recent viewer not published within `per_user`; returns in
-        how many seconds a skipped one may be published, or None."""
-        viewers = self._viewers()
+        """Publishes Home for each recent viewer whose per-person slot is free; returns in how
+        many seconds a skipped one may be published, or None."""
+        people: dict[str, str] = {}
+        for user, team in self._viewers():  # the latest first: each person once, as last seen
+            people.setdefault(user, team)
         due: list[tuple[str, str]] = []
         wait: float | None = None
-        people: dict[str, str] = {}
-        for user, team in viewers:  # the latest first: each person once, as last seen
-            people.setdefault(user, team)
-        with self._cond:
-            now = self.clock()
-            for user, team in people.items():
-                since = now - self._last.get(user, -1e9)
-                if since < self.per_user:  # published a moment ago: in a later round
-                    left = self.per_user - since
-                    wait = left if wait is None else min(wait, left)
-                else:
-                    due.append((user, team))
+        for user, team in people.items():
+            left = self.slots.take(f"home:{user}", self.per_user)
+            if left > 0:  # published a moment ago (by any replica): in a later round
+                wait = left if wait is None else min(wait, left)
+            else:
+                due.append((user, team))
         if not due:
             return wait
         data = self._draw()  # the database read once for everyone
         for user, team in due:
+            # Tier 4, shared with every replica and Home opens: the slot is waited for in
+            # full (a poke wakes this thread, but never lets it publish before its slot).
+            deadline = time.monotonic() + self.publish_slot()
             with self._cond:
+                while not self._closed and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
                 if self._closed:
                     return None
-                self._last[user] = self.clock()
             try:
-                view = self._render(data, user, team)  # only what this person may see
+                done = self._publish(user, team, data)  # only what this person may see
             except Exception:
-                log.exception("cannot draw the Home tab of %s", user)
+                log.exception("cannot publish the Home tab of %s", user)
                 continue
-            if self._publish(user, view):
+            if done:
                 with self._cond:
                     self.published += 1
-            with self._cond:
-                self._cond.wait(self.spacing)  # Tier 4, shared with people opening Home
+            elif done is None:  # another replica is at it: a fresh drawing in a later round
+                wait = self.per_user if wait is None else min(wait, self.per_user)
         return wait

@@ -2,7 +2,10 @@
 
 - `Pacer`: chat.postMessage allows about one post per second per channel (Slack's rate-limit
   page, "Special" tier). Each post reserves the channel's next slot and the caller waits
-  for it *before* taking any lock, so a burst is spread out instead of refused.
+  for it *before* taking any lock, so a burst is spread out instead of refused. The slots
+  are the database's once the surface is bound (`Slots`: bot.store.rate_slots), so every
+  replica posting in a channel shares its one budget; a process's own (`LocalSlots`)
+  before that, or while the database cannot be reached.
 - `Outbox`: edits of messages already posted (chat.update, Tier 3). One thread per channel
   sends them in order; edits of the same message coalesce and each is drawn when it is
   sent, from the database, so what Slack shows is the latest state whatever was dropped on
@@ -25,7 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +43,72 @@ class RateLimited(Exception):
         self.method, self.retry_after = method, retry_after
 
 
-class Pacer:
-    """At most one post per `interval` seconds per channel, in the order the slots were taken."""
+class Slots(Protocol):
+    """Rate budgets by key: `reserve` queues for the next slot (returns the seconds to wait),
+    `take` takes one only if free now (0.0; else the seconds until one is), `hold` keeps
+    the key closed for `seconds` (a Retry-After), `free` opens it now."""
 
-    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def reserve(self, key: str, interval: float) -> float: ...
+    def take(self, key: str, interval: float) -> float: ...
+    def hold(self, key: str, seconds: float) -> None: ...
+    def free(self, key: str) -> None: ...
+
+
+class LocalSlots:
+    """`Slots` kept by this process alone (a bot with no database, or tests of one process)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._next: dict[str, float] = {}
+        self._guard = threading.Lock()
+
+    def reserve(self, key: str, interval: float) -> float:
+        with self._guard:
+            now = self.clock()
+            slot = max(now, self._next.get(key, now))
+            self._next[key] = slot + interval
+            return slot - now
+
+    def take(self, key: str, interval: float) -> float:
+        with self._guard:
+            now = self.clock()
+            due = self._next.get(key, now)
+            if due > now:
+                return due - now
+            self._next[key] = now + interval
+            return 0.0
+
+    def hold(self, key: str, seconds: float) -> None:
+        with self._guard:
+            self._next[key] = max(self._next.get(key, 0.0), self.clock() + seconds)
+
+    def free(self, key: str) -> None:
+        with self._guard:
+            self._next.pop(key, None)
+
+
+class Pacer:
+    """At most one post per `interval` seconds per channel, in the order the slots were taken;
+    across replicas once `slots` (the database's) is set."""
+
+    def __init__(
+        self,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        slots: Slots | None = None,
+    ) -> None:
         self.interval, self.clock = interval, clock
+        self.slots = slots  # shared by every replica (bot.store.rate_slots), once bound
         self._next: dict[str, float] = {}
         self._guard = threading.Lock()
 
     def reserve(self, channel: str) -> float:
         """Seconds to wait before posting in `channel` (the slot is taken now)."""
+        if self.slots is not None:
+            try:
+                return self.slots.reserve(f"post:{channel}", self.interval)
+            except Exception as exc:  # the database is away: this process's own pacing
+                log.warning("shared post pacing unavailable, pacing alone: %s", exc)
         with self._guard:
             now = self.clock()
             slot = max(now, self._next.get(channel, 0.0))
@@ -63,6 +122,11 @@ class Pacer:
 
     def hold(self, channel: str, seconds: float) -> None:
         """Slack said wait: no slot in `channel` before `seconds` from now."""
+        if self.slots is not None:
+            try:
+                self.slots.hold(f"post:{channel}", seconds)
+            except Exception as exc:
+                log.warning("shared post pacing unavailable, pacing alone: %s", exc)
         with self._guard:
             self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + seconds)
 

@@ -5,8 +5,9 @@ each phase's checkpoint is a reply in the run's thread, edited as votes, ticks
 and the decision arrive. Message refs ("CHANNEL:TS") live in the database
 (`Engine.set_surface_ref`), so a restarted bot edits the same messages.
 
-New messages are posted at most one per second per channel (`Pacer`), waited for
-before the run's lock is taken; edits of posted messages go through the channel's
+New messages are posted at most one per second per channel (`Pacer`, on a budget every
+replica shares in the database: bot.store.rate_slots), waited for before the run's lock
+is taken; edits of posted messages go through the channel's
 `Outbox`, drawn from the database when sent, so a rate-limited chat.update delays
 nothing else and a decided gate always loses its buttons in the end. A 429 is never
 waited out while a lock is held (the SDK's rate-limit retry handler is not used);
@@ -79,6 +80,7 @@ from bot.slack.outbox import (
 )
 from bot.slack.signoff import signoff_message
 from bot.store import message_refs
+from bot.store.rate_slots import SharedSlots
 from bot.views import (
     GateView,
     ScheduleView,
@@ -184,6 +186,8 @@ class SlackSurface:
 
     def bind(self, engine: Engine) -> None:
         self._engine = engine
+        # Posting budgets per channel in the database: every replica shares each channel's.
+        self.pacer.slots = SharedSlots(engine.db)
 
     def api_clients(self) -> list[WebClient]:
         """Every Web API client this surface calls through (for instrumentation)."""
@@ -896,14 +900,25 @@ class SlackSurface:
             self._audit_failure("views.open", str(exc), run_id)
             return str(error)
 
-    def publish_home(self, user: str, view: dict[str, Any]) -> bool:
-        """Publishes a person's Home tab (views.publish); False (logged) when Slack refuses."""
+    def publish_home(
+        self, user: str, view: dict[str, Any], *, view_hash: str | None = None
+    ) -> tuple[bool, str]:
+        """Publishes a person's Home tab (views.publish): (True, the view's new hash), or
+        (False, Slack's error), logged. With `view_hash` (the hash of the view last
+        published), Slack refuses it (`hash_conflict`) if another publish came in between."""
         try:
-            self._call("views_publish", user_id=user, view=mask_blocks(view, self._mask))
-            return True
+            resp = self._call(
+                "views_publish",
+                user_id=user,
+                view=mask_blocks(view, self._mask),
+                hash=view_hash,
+            )
+            return True, str((resp.get("view") or {}).get("hash") or "")
         except (RateLimited, Refused, SlackCallFailed) as exc:
-            log.warning("cannot publish the Home tab: %s", self._mask(str(exc)))
-            return False
+            error = str(getattr(exc, "error", "ratelimited"))
+            if error != "hash_conflict":
+                log.warning("cannot publish the Home tab: %s", self._mask(str(exc)))
+            return False, error
 
     # ------------------------------------------------------------------ internals
 

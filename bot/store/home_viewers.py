@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import or_, update
 from sqlmodel import col, select
 
-from bot.db import Database
+from bot.db import Database, db_now
 from bot.models import HomeViewer
 
 
@@ -34,6 +35,57 @@ def recent(db: Database, since: datetime, limit: int) -> list[tuple[str, str]]:
             .limit(limit)
         ).all()
     return [(str(u), str(t)) for u, t in rows]
+
+
+def drawing_version(db: Database) -> int:
+    """The version of a Home drawing about to be read: now on the database's clock, in
+    microseconds. Taken before the reads, so a drawing with a greater version read later."""
+    with db.session() as s:
+        return int(db_now(s).timestamp() * 1_000_000)
+
+
+def shown(db: Database, user: str, team: str) -> tuple[int | None, str | None]:
+    """(version, Slack's view hash) of the Home drawing last published for `user`."""
+    with db.session() as s:
+        row = s.exec(
+            select(HomeViewer.shown_version, HomeViewer.view_hash).where(
+                HomeViewer.user_id == user[:40], HomeViewer.team_id == team[:40]
+            )
+        ).first()
+    return (row[0], row[1]) if row is not None else (None, None)
+
+
+def published(db: Database, user: str, team: str, version: int, view_hash: str | None) -> bool:
+    """Slack took drawing `version` of `user`'s Home (its new hash `view_hash`): kept, unless
+    a newer one was recorded meanwhile. False then."""
+    stmt = (
+        update(HomeViewer)
+        .where(
+            col(HomeViewer.user_id) == user[:40],
+            col(HomeViewer.team_id) == team[:40],
+            or_(col(HomeViewer.shown_version).is_(None), col(HomeViewer.shown_version) < version),
+        )
+        .values(shown_version=version, view_hash=(view_hash or None) and view_hash[:100])
+    )
+    with db.session() as s:
+        return bool(s.connection().execute(stmt).rowcount)
+
+
+def forget_hash(db: Database, user: str, team: str, stale: str) -> None:
+    """Slack's hash of `user`'s Home is not `stale`, the one kept (hash_conflict): unless a
+    newer one was kept meanwhile, the next publish goes without one (the version and the
+    turn still guard it), so a hash that went stale never blocks Home for good."""
+    stmt = (
+        update(HomeViewer)
+        .where(
+            col(HomeViewer.user_id) == user[:40],
+            col(HomeViewer.team_id) == team[:40],
+            col(HomeViewer.view_hash) == stale,
+        )
+        .values(view_hash=None)
+    )
+    with db.session() as s:
+        s.connection().execute(stmt)
 
 
 def where(team: str | None, enterprise: str | None) -> str:
