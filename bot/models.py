@@ -38,6 +38,7 @@ __all__ = [
     "MessageRef",
     "MonitorRound",
     "OverrideVote",
+    "EnvLock",
     "PhaseRun",
     "PhaseStatus",
     "RoundStatus",
@@ -203,6 +204,18 @@ class OverrideVote(SQLModel, table=True):
     actor: str
     justification: str = Field(sa_column=Column(Text, nullable=False))
     at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+
+
+class EnvLock(SQLModel, table=True):
+    """A lock on an environment (`/cutover lock ENV --reason …`): no run starts there while
+    it stands. The environment is the key: shared by every replica, and two locks at once
+    make one (the second is told who holds it)."""
+
+    __tablename__ = "env_lock"
+    environment: str = Field(primary_key=True, max_length=40)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    locked_by: str
+    locked_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class ManualTick(SQLModel, table=True):

@@ -134,8 +134,8 @@ def _trail(db: Database, run_id: int) -> Trail:
             t.opened.append({**row, "gate": int(data["gate"])})
         elif ev.kind == AuditKind.GATE_DECIDED:
             t.decisions.append(row)
-        elif ev.kind == AuditKind.GATE_OVERRIDDEN:
-            t.overrides.append(row)
+        elif ev.kind in (AuditKind.GATE_OVERRIDDEN, AuditKind.FREEZE_OVERRIDDEN):
+            t.overrides.append({**row, "kind": ev.kind})
         elif ev.kind == AuditKind.GATE_VOTE and data.get("comment"):  # Continue with comment
             where = t.gates.get(int(data["gate"]), data.get("phase"))
             t.people_notes.append({**row, "text": f"continued at {where}: {data['comment']}"})
@@ -407,6 +407,13 @@ def manual_lines(runbook: Runbook, t: Trail) -> list[str]:
 def _deviations(t: Trail) -> list[str]:
     out: list[str] = []
     for o in t.overrides:  # break-glass: in red, with who and why
+        if o["kind"] == AuditKind.FREEZE_OVERRIDDEN:
+            out.append(
+                f"🟥 started during the change freeze {o.get('freeze')} ({o.get('reason')}) by "
+                f"emergency override of {', '.join(o.get('approvers') or [])} at {hm(o['at'])}"
+                f" — why: {'; '.join(o.get('justifications') or [])}"
+            )
+            continue
         out.append(
             f"🟥 phase {o.get('phase')}: failed {', '.join(o.get('steps') or [])} overridden "
             f"(break-glass) by {', '.join(o.get('approvers') or [o['actor']])} at {hm(o['at'])}"

@@ -387,6 +387,70 @@ class NotesField(Strict):
         return {"name": value} if isinstance(value, str) else value
 
 
+_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class WeeklyWindow(Strict):
+    """Every week on `days`, from `start` to `end` local time; an `end` not after `start`
+    is on the next day (fri 18:00 → 08:00; 00:00 → 00:00 is the whole day)."""
+
+    days: list[Day] = Field(min_length=1)
+    start: str = Field(pattern=_HHMM)
+    end: str = Field(pattern=_HHMM)
+
+
+class FreezeSpec(Strict):
+    """A change freeze: starts (not dry runs) and schedules of the environments it names
+    (default: every one) are refused within it, saying who declared it, why and until when.
+    An emergency start inside it is a break-glass: a justification and the override quorum.
+    Either a date range (`start`, `end`: local ISO times, `YYYY-MM-DDTHH:MM`) or `weekly`,
+    both in `timezone` (IANA)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    reason: str = Field(min_length=1, max_length=200)
+    by: str = Field(default="the runbook", min_length=1, max_length=100)  # who declared it
+    timezone: str = "UTC"
+    start: str | None = None
+    end: str | None = None
+    weekly: WeeklyWindow | None = None
+    environments: list[str] = Field(default_factory=list)  # empty: every environment
+
+    @model_validator(mode="after")
+    def one_kind(self) -> FreezeSpec:
+        from datetime import datetime
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"freeze {self.id!r}: timezone {self.timezone!r} is not an IANA zone "
+                "(e.g. UTC, Europe/Berlin)"
+            ) from None
+        ranged = self.start is not None or self.end is not None
+        if ranged == (self.weekly is not None):
+            raise ValueError(
+                f"freeze {self.id!r}: give either start and end (a date range) or weekly"
+            )
+        if ranged:
+            try:
+                a = datetime.fromisoformat(str(self.start))
+                b = datetime.fromisoformat(str(self.end))
+            except ValueError:
+                raise ValueError(
+                    f"freeze {self.id!r}: start and end are local times like 2026-12-20T00:00"
+                ) from None
+            if a.tzinfo or b.tzinfo:
+                raise ValueError(
+                    f"freeze {self.id!r}: write start and end without an offset; the zone "
+                    "is timezone"
+                )
+            if b <= a:
+                raise ValueError(f"freeze {self.id!r}: end must be after start")
+        return self
+
+
 class Contact(Strict):
     role: str = Field(min_length=1, max_length=80)
     who: str = Field(min_length=1, max_length=200)
@@ -421,6 +485,7 @@ class Runbook(Strict):
     # Break-glass for every step that does not say otherwise (`overridable` on a step wins;
     # a `critical: hard` step never is).
     overridable: bool = False
+    freezes: list[FreezeSpec] = Field(default_factory=list)  # change freezes
 
     @model_validator(mode="after")
     def references(self) -> Runbook:
@@ -442,6 +507,12 @@ class Runbook(Strict):
             if not re.fullmatch(ID_PATTERN, name):
                 raise ValueError(f"environment name {name!r} must match {ID_PATTERN}")
         problems = self._criteria_problems() + self._variable_problems()
+        problems += [
+            f"freeze {f.id!r}: no environment {e!r}"
+            for f in self.freezes
+            for e in f.environments
+            if e not in self.environments
+        ]
         if self.overrides_possible():  # an override_quorum written that no one could reach
             problems += [
                 f"environment {name!r}: {problem}"
@@ -657,9 +728,10 @@ class Runbook(Strict):
         return step.overridable if step.overridable is not None else self.overridable
 
     def overrides_possible(self) -> bool:
-        """True if any phase step may be overridden (then override quorums must be
-        reachable)."""
-        return any(self.step_overridable(st) for p in self.phases for st in [*p.actions, *p.checks])
+        """True if any phase step may be overridden, or a freeze may be broken by an emergency
+        start (then override quorums must be reachable)."""
+        steps = [st for p in self.phases for st in [*p.actions, *p.checks]]
+        return bool(self.freezes) or any(self.step_overridable(st) for st in steps)
 
     def all_steps(self) -> list[tuple[str, str, StepSpec]]:
         """(where, section, step) for every step, for validation and listing."""

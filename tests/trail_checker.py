@@ -406,6 +406,7 @@ def record_rules() -> Checker:
         ("gate.escalated", lambda r: True),
         ("record.note", lambda r: True),
         ("gate.overridden", lambda r: True),
+        ("freeze.overridden", lambda r: True),
     ]
 
     @c.add(r"📋 Cutover record — run #(\d+), (\S+)( \(DRY RUN\))?: (.+) · (.+) v(\S+)")
@@ -582,8 +583,24 @@ def record_rules() -> Checker:
     def no_deviation(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         bad = t.of("gate.decided", decision="retry") + t.of("phase.interrupted")
         bad += t.of("step.result", status="skipped") + t.of("monitor.missed")
-        bad += t.of("gate.overridden")
+        bad += t.of("gate.overridden") + t.of("freeze.overridden")
         return t.none("a deviation", bad, [t.started()])
+
+    @c.add(
+        r"🟥 started during the change freeze (\S+) \((.+)\) by emergency override of (.+) "
+        r"at (\d\d:\d\d) UTC — why: (.+)",
+        dev,
+    )
+    def dev_freeze(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        freeze, reason, approvers, hhmm, why = m.groups()
+        rows = [
+            r
+            for r in t.of("freeze.overridden", freeze=freeze, reason=reason)
+            if ", ".join(r.data.get("approvers") or []) == approvers
+            and "; ".join(r.data.get("justifications") or []) == why
+            and r.hhmm == hhmm
+        ]
+        return t.one("the emergency start", rows)
 
     @c.add(
         r"🟥 phase (\S+): failed (.+) overridden \(break-glass\) by (.+) at (\d\d:\d\d) UTC"

@@ -26,6 +26,9 @@ message or a button.
 |                 | channel its run or schedule posts in                                |
 | view audit      | anyone the surface lets in: the trail holds no secrets (masked)     |
 | view output     | anyone the surface lets in: a step's kept output is masked too      |
+| lock, unlock    | an approver of the environment; a lock refuses every start there    |
+| start in freeze | refused; `--emergency --reason` is a break-glass: override approvers,|
+|                 | each with a justification, at the override quorum                   |
 | override (vote) | break-glass: an override approver (default: the approvers); not the |
 |                 | requester when self-approval is off; one vote per person, each with |
 |                 | a justification; only past failed steps that are all overridable    |
@@ -365,3 +368,10 @@ def may_schedule(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | Non
     if is_approver(env, actor):
         return None
     return f"only approvers of {env_name} may schedule or cancel its cutovers; nothing was changed"
+
+
+def may_lock(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
+    """A lock stops every start of the environment: an approver's call, as is lifting it."""
+    if is_approver(env, actor):
+        return None
+    return f"only approvers of {env_name} may lock or unlock it; nothing was changed"

@@ -90,12 +90,14 @@ from commands.parser import (
     Command,
     FieldError,
     Help,
+    Lock,
     Note,
     ScheduleForm,
     SignOff,
     Start,
     StatusCmd,
     TickCmd,
+    Unlock,
     Unschedule,
     UntickCmd,
     UsageError,
@@ -728,7 +730,7 @@ class CutoverSlackApp:
     def _command_env(self, cmd: Command) -> str | None:
         """The environment whose approvers a command needs (None: it needs none), so that a
         member of an approver group is one on every command, not only on buttons."""
-        if isinstance(cmd, Abort | ScheduleCmd):
+        if isinstance(cmd, Abort | ScheduleCmd | Lock | Unlock):
             return cmd.env
         if isinstance(cmd, Unschedule):
             sched = self._schedule(cmd.schedule_id)

@@ -1,4 +1,4 @@
-"""Break-glass overrides: the override_vote table.
+"""Break-glass overrides and environment locks: the override_vote and env_lock tables.
 
 One row per approver's vote (with their justification) to continue past a gate's failed
 overridable steps, or to start during a change freeze; unique per subject and person.
@@ -35,8 +35,18 @@ def upgrade() -> None:
         op.create_index(
             op.f("ix_override_vote_subject"), "override_vote", ["subject"], unique=False
         )
+    if "env_lock" not in tables:
+        op.create_table(
+            "env_lock",
+            sa.Column("environment", sa.String(length=40), nullable=False),
+            sa.Column("reason", sa.Text(), nullable=False),
+            sa.Column("locked_by", sa.String(), nullable=False),
+            sa.Column("locked_at", sa.DateTime(timezone=True), nullable=False),
+            sa.PrimaryKeyConstraint("environment"),
+        )
 
 
 def downgrade() -> None:
+    op.drop_table("env_lock")
     op.drop_index(op.f("ix_override_vote_subject"), table_name="override_vote")
     op.drop_table("override_vote")
