@@ -44,6 +44,8 @@ PROMPT_HELP = """At a checkpoint:
   c | continue [COMMENT]  approve the phase and go on (a comment goes into the record)
   r | rollback [REASON]   roll back (final: asks for a reason, then to confirm)
   t | retry               run the phase again
+  o | override WHY        break-glass: continue past failed overridable steps (a
+                          justification is required; the override quorum decides)
   tick ITEM               mark a manual step done
 Any time: /cutover start ENV [--dry-run] | /cutover status [ENV] | /cutover audit RUN | quit
           /cutover abort ENV [--reason TEXT]   (asks for the reason when not given)
@@ -270,6 +272,23 @@ class Console:
             return None
         return reason
 
+    def _override(self, gate: int, given: str) -> None:
+        """Break-glass at the prompt: the justification Slack's form asks for (asked for when
+        not given); the engine checks permission, the runbook's rules and the quorum."""
+        why = given
+        if not why:
+            typed = self.terminal.ask("Justification for the override (empty line: none): ")
+            why = (typed or "").strip()
+            if not why:
+                self.say("Override not requested: it needs a justification.")
+                return
+        result = self.engine.override(gate, self.actor, why)
+        if result.outcome == "vote_recorded":
+            self.say(f"Override vote recorded: {result.message}; another override approver "
+                     "must vote (o WHY).")  # fmt: skip
+        elif not result.changed:
+            self.say(result.message)
+
     def _schedule_prompts(self) -> Schedule | None:
         """`/cutover schedule` with no arguments: the fields of Slack's form, one prompt
         each; a wrong value is said and asked again, an empty line gives up."""
@@ -316,6 +335,9 @@ class Console:
         word = word.lower()
         if word in ("help", "?"):
             self.say(PROMPT_HELP)
+            return
+        if gate is not None and word in ("o", "override"):
+            self._override(gate, rest.strip())
             return
         if gate is not None and word in ("c", "continue", "r", "rollback", "t", "retry", "tick"):
             if word == "tick":

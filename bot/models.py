@@ -1,7 +1,7 @@
 """Database tables: a run's whole state lives here, not in process memory.
 
 run ─< phase_run ─< step_run ── step_output (what the step printed, masked)
-            └── gate ─< vote, manual_tick
+            └── gate ─< vote, manual_tick, override_vote (subject "gate:ID")
 schedule ─< scheduled_event; phase_run ─< monitor_round (scheduled cutovers, monitoring).
 message_ref: messages edited later that no row points at; home_viewer: who opened Home.
 audit_event is append-only and hash-chained; audit_head holds the chain's tip.
@@ -37,6 +37,8 @@ __all__ = [
     "ManualTick",
     "MessageRef",
     "MonitorRound",
+    "OverrideVote",
+    "EnvLock",
     "PhaseRun",
     "PhaseStatus",
     "RoundStatus",
@@ -213,6 +215,33 @@ class Vote(SQLModel, table=True):
     gate_id: int = Field(foreign_key="gate.id", index=True)
     actor: str
     at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class OverrideVote(SQLModel, table=True):
+    """One approver's break-glass vote, with their justification (masked, one line): to pass
+    over a gate's failed steps (subject "gate:ID") or a change freeze ("start:ENV:FREEZE").
+    The unique key makes a double click or a Slack retry count once; an emergency start's
+    votes are deleted by the transaction that starts its run (they are spent)."""
+
+    __tablename__ = "override_vote"
+    __table_args__ = (UniqueConstraint("subject", "actor"),)
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str = Field(index=True, max_length=200)
+    actor: str
+    justification: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+
+
+class EnvLock(SQLModel, table=True):
+    """A lock on an environment (`/cutover lock ENV --reason …`): no run starts there while
+    it stands. The environment is the key: shared by every replica, and two locks at once
+    make one (the second is told who holds it)."""
+
+    __tablename__ = "env_lock"
+    environment: str = Field(primary_key=True, max_length=40)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    locked_by: str
+    locked_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class ManualTick(SQLModel, table=True):

@@ -75,6 +75,7 @@ class Trail:
     signoffs: list[dict[str, Any]] = field(default_factory=list)  # + "actor", "at"
     rollback: dict[str, Any] | None = None  # the run.rolled_back event's data
     people_notes: list[dict[str, Any]] = field(default_factory=list)  # /cutover note
+    overrides: list[dict[str, Any]] = field(default_factory=list)  # gate.overridden (break-glass)
 
     def attempt_of(self, gate: int) -> int:
         return next((int(g.get("attempt") or 1) for g in self.opened if g["gate"] == gate), 1)
@@ -134,6 +135,8 @@ def _trail(db: Database, run_id: int) -> Trail:
             t.opened.append({**row, "gate": int(data["gate"])})
         elif kind == AuditKind.GATE_DECIDED:
             t.decisions.append(row)
+        elif kind in (AuditKind.GATE_OVERRIDDEN, AuditKind.FREEZE_OVERRIDDEN):
+            t.overrides.append({**row, "kind": kind})
         elif kind == AuditKind.GATE_VOTE and data.get("comment"):  # Continue with comment
             where = t.gates.get(int(data["gate"]), data.get("phase"))
             t.people_notes.append({**row, "text": f"continued at {where}: {data['comment']}"})
@@ -404,6 +407,19 @@ def manual_lines(runbook: Runbook, t: Trail) -> list[str]:
 
 def _deviations(t: Trail) -> list[str]:
     out: list[str] = []
+    for o in t.overrides:  # break-glass: in red, with who and why
+        if o["kind"] == AuditKind.FREEZE_OVERRIDDEN:
+            out.append(
+                f"🟥 started during the change freeze {o.get('freeze')} ({o.get('reason')}) by "
+                f"emergency override of {', '.join(o.get('approvers') or [])} at {hm(o['at'])}"
+                f" — why: {'; '.join(o.get('justifications') or [])}"
+            )
+            continue
+        out.append(
+            f"🟥 phase {o.get('phase')}: failed {', '.join(o.get('steps') or [])} overridden "
+            f"(break-glass) by {', '.join(o.get('approvers') or [o['actor']])} at {hm(o['at'])}"
+            f" — why: {'; '.join(o.get('justifications') or [])}"
+        )
     for d in t.decisions:
         if d.get("decision") == "retry":  # the runbook says FAIL → ROLLBACK
             out.append(f"phase {d.get('phase')} retried (by {d['actor']})")

@@ -125,6 +125,11 @@ class ScheduleService:
             raise ScheduleError(
                 f"{when(start)} is in the past (now {when(now)}); pick a later time"
             )
+        frozen = engine.frozen(env_name, start)
+        if frozen is not None:
+            said = f"{frozen.text(env_name)}; pick a time after it. Nothing was scheduled"
+            engine.refuse(actor, "schedule", said, environment=env_name, freeze=frozen.freeze.id)
+            raise ScheduleError(said)
         run_channel = channel or env.channel
         with engine.db.session() as s:
             other = _blocking(s, env_name, now)
@@ -307,6 +312,7 @@ class ScheduleService:
         channel: str | None = None,
         dry_run: bool = False,
         group_members: Collection[str] | None = None,
+        emergency: str | None = None,
     ) -> StartResult:
         """`/cutover start ENV`: the scheduled cutover due now if there is one, else an
         unscheduled run, behind the same gate (its items ticked for ENV's next start). A dry
@@ -321,7 +327,12 @@ class ScheduleService:
             if refusal:
                 return StartResult("refused", refusal)
         run = engine.start_run(
-            env_name, actor, channel=channel, dry_run=dry_run, group_members=group_members
+            env_name,
+            actor,
+            channel=channel,
+            dry_run=dry_run,
+            group_members=group_members,
+            emergency=emergency,
         )
         return StartResult(
             "started",

@@ -20,6 +20,7 @@ ICONS = {
     "interrupted": "⚠️",
     "monitoring": "📈",
     "cancelled": "🚫",
+    "overridden": "🟥",  # continued past failed checks (break-glass)
 }
 
 
@@ -30,6 +31,7 @@ STATUS_IN_WORDS = {
     "approved": "approved",
     "retried": "retried",
     "cancelled": "cancelled",
+    "overridden": "overridden past its failed checks (break-glass)",
 }
 
 
@@ -93,6 +95,11 @@ def status_text(view: RunView, now: datetime | None = None) -> str:
             extra = f" — approved by {who(p.decided_by)} at {hhmm(p.decided_at)}"
         elif p.status == "failed" and p.decided_by:
             extra = f" — rolled back by {who(p.decided_by)} at {hhmm(p.decided_at)}"
+        elif p.status == "overridden" and p.decided_by:
+            extra = (
+                f" — FAILED CHECKS OVERRIDDEN (break-glass) by {who(p.decided_by)} at "
+                f"{hhmm(p.decided_at)}"
+            )
         elif p.status == "monitoring":
             extra = " — monitoring: checks run in rounds, the checkpoint opens after the last"
         took = f", took {duration(p.minutes * 60)}" if p.minutes is not None else ""
@@ -145,7 +152,18 @@ def checkpoint_text(g: GateView) -> str:
     )
     if g.dry_run and not g.checks_passed:
         verdict += " (dry run: nothing was changed, so Continue is allowed)"
+    if g.overridable and g.status == "open":
+        verdict += (
+            f", or OVERRIDE (break-glass): o JUSTIFICATION, by {g.override_quorum} override "
+            "approvers"
+        )
     lines.append(f"Decision point: {verdict}")
+    if g.overrides:
+        lines.append(
+            f"🟥 Override votes: {len(g.overrides)}/{g.override_quorum} to continue past failed "
+            f"{', '.join(g.failed)}"
+        )
+        lines += [f"   🟥 {who(a)}: {why}" for a, why in g.overrides]
     if g.status == "open":
         if g.quorum > 1:
             lines.append(

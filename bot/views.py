@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from sqlmodel import col, func, select
 
 from bot.db import Database
+from bot.domain import approvals
 from bot.models import (
     Gate,
     ManualTick,
+    OverrideVote,
     PhaseRun,
     Run,
     RunStatus,
@@ -72,6 +74,12 @@ class GateView:
     dry_run: bool
     steps: list[StepView] = field(default_factory=list)
     manual: list[ManualView] = field(default_factory=list)
+    # Break-glass: the override votes so far (actor, justification), how many it needs, and
+    # whether the runbook lets every failed step of this attempt be overridden.
+    overrides: list[tuple[str, str]] = field(default_factory=list)
+    override_quorum: int = 2
+    overridable: bool = False
+    failed: list[str] = field(default_factory=list)  # "actions/x", "checks/y"
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,8 @@ def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
             status = "waiting"
         elif gate is not None and gate.status == "approved":
             status = "passed"
+        elif gate is not None and gate.status == "overridden":
+            status = "overridden"
         elif gate is not None and gate.status == "rolled_back":
             status = "failed"
         elif gate is not None and gate.status == "cancelled":
@@ -217,8 +227,23 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
             if spec.manual
             else {}  # a phase with nothing to tick: no read
         )
+        overrides = (
+            [
+                (v.actor, v.justification)
+                for v in s.exec(
+                    select(OverrideVote)
+                    .where(OverrideVote.subject == f"gate:{gate_id}")
+                    .order_by(col(OverrideVote.id))
+                )
+            ]
+            if not gate.checks_passed
+            else []  # a passed gate has nothing to override: no read
+        )
     order = {st.id: i for i, st in enumerate([*spec.actions, *spec.checks])}
     steps.sort(key=lambda row: (row[0].section != "actions", order.get(row[0].step_id, 999)))
+    failed, not_run = approvals.failed_steps(
+        runbook, spec, [(st.section, st.step_id, st.status) for st, _, _ in steps]
+    )
     return GateView(
         id=gate_id,
         run_id=gate.run_id,
@@ -256,6 +281,12 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
             for st, output_id, last_lines in steps
         ],
         manual=[ManualView(m.id, m.text, ticks.get(m.id)) for m in spec.manual],
+        overrides=overrides,
+        override_quorum=runbook.environments[run.environment].override_quorum_for(gate.quorum),
+        overridable=bool(failed)
+        and not not_run
+        and all(f.overridable and not f.hard for f in failed),
+        failed=[f.ref for f in failed],
     )
 
 

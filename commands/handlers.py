@@ -19,6 +19,8 @@ from commands.parser import (
     ChecklistCmd,
     Command,
     Help,
+    Lock,
+    LocksCmd,
     LogsCmd,
     Note,
     ScheduleForm,
@@ -27,6 +29,7 @@ from commands.parser import (
     Start,
     StatusCmd,
     TickCmd,
+    Unlock,
     Unschedule,
     UntickCmd,
     UsageError,
@@ -72,7 +75,12 @@ class CommandService:
             from bot.schedules import ScheduleService
 
             started = ScheduleService(engine).start_env(
-                cmd.env, actor, channel=channel, dry_run=cmd.dry_run, group_members=group_members
+                cmd.env,
+                actor,
+                channel=channel,
+                dry_run=cmd.dry_run,
+                group_members=group_members,
+                emergency=cmd.emergency,
             )
             if started.outcome != "started":
                 raise EngineError(started.message)
@@ -81,6 +89,15 @@ class CommandService:
             return self.checklist(cmd, actor)
         if isinstance(cmd, StatusCmd):
             return Reply(self.status(cmd.env))
+        if isinstance(cmd, Lock | Unlock):
+            decision = (
+                engine.lock(cmd.env, actor, cmd.reason)
+                if isinstance(cmd, Lock)
+                else engine.unlock(cmd.env, actor)
+            )
+            return Reply(decision.message, ephemeral=not decision.changed)
+        if isinstance(cmd, LocksCmd):
+            return Reply(self.locks_text() or "No environment is locked or frozen now.")
         if isinstance(cmd, Abort):
             if cmd.reason is None:  # a surface that can ask (a form, a prompt) asked already
                 raise UsageError("abort needs --reason TEXT saying why")
@@ -166,7 +183,22 @@ class CommandService:
         )
         return Reply(result.message + tail, ephemeral=not result.changed)
 
+    def locks_text(self, env: str | None = None) -> str:
+        """The locks and the freezes in force now (of one environment): who, why, until."""
+        engine = self.engine
+        lines = [f"🔒 {lock.text()}" for lock in engine.locks() if env in (None, lock.environment)]
+        for name in [env] if env else list(engine.runbook.environments):
+            frozen = engine.frozen(name)
+            if frozen is not None:
+                lines.append(f"❄️ {frozen.text(name)}")
+        return "\n".join(lines)
+
     def status(self, env: str | None) -> str:
+        held = self.locks_text(env)
+        text = self._status(env)
+        return f"{held}\n\n{text}" if held else text
+
+    def _status(self, env: str | None) -> str:
         engine = self.engine
         if env is not None:
             engine.environment(env)

@@ -15,7 +15,13 @@ from bot.store.step_outputs import parse_address
 
 USAGE = """Usage:
   /cutover start ENV [--dry-run]        start a cutover run of ENV
-  /cutover status [ENV]                 current phase, elapsed time, approvals
+  /cutover start ENV --emergency --reason TEXT
+                                        break-glass start during a change freeze (each
+                                        override approver types it; the quorum starts it)
+  /cutover status [ENV]                 current phase, elapsed time, approvals, locks
+  /cutover lock ENV --reason TEXT       no run starts in ENV until it is unlocked
+  /cutover unlock ENV                   lift the lock
+  /cutover locks                        every lock, and the freezes in force now
   /cutover abort ENV --reason TEXT      roll back ENV's active run (final); in Slack,
                                         without --reason a form asks for the reason
   /cutover audit RUN                    the audit trail of run RUN
@@ -54,6 +60,23 @@ class UsageError(ValueError):
 class Start:
     env: str
     dry_run: bool = False
+    emergency: str | None = None  # break-glass in a change freeze: the justification
+
+
+@dataclass(frozen=True)
+class Lock:
+    env: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unlock:
+    env: str
+
+
+@dataclass(frozen=True)
+class LocksCmd:
+    pass
 
 
 @dataclass(frozen=True)
@@ -152,6 +175,9 @@ Command = (
     | TickCmd
     | UntickCmd
     | ChecklistCmd
+    | Lock
+    | Unlock
+    | LocksCmd
 )
 
 # "#name", a channel id, or Slack's escaped mention "<#C024BE7LR|general>".
@@ -380,6 +406,30 @@ def parse(text: str, now: datetime | None = None) -> Command:
     verb, rest = args[0].lower(), args[1:]
     if verb in ("help", "-h", "--help"):
         return Help()
+    if verb == "start" and "--emergency" in rest:
+        names = [a for a in rest[: rest.index("--emergency")] if not a.startswith("-")]
+        tail = rest[rest.index("--emergency") + 1 :]
+        if len(names) != 1 or "--dry-run" in rest:
+            raise UsageError(
+                "an emergency start names one environment: /cutover start prod --emergency "
+                "--reason TEXT"
+            )
+        if not tail or tail[0] != "--reason" or not " ".join(tail[1:]).strip():
+            raise UsageError("an emergency start needs --reason TEXT saying why")
+        return Start(_env(names[0]), emergency=" ".join(tail[1:])[:500])
+    if verb == "lock":
+        if not rest or rest[0].startswith("-"):
+            raise UsageError("lock needs an environment, e.g. /cutover lock prod --reason 'x'")
+        tail = rest[1:]
+        if not tail or tail[0] != "--reason" or not " ".join(tail[1:]).strip():
+            raise UsageError("lock needs --reason TEXT saying why")
+        return Lock(_env(rest[0]), " ".join(tail[1:])[:500])
+    if verb == "unlock":
+        if len(rest) != 1:
+            raise UsageError("unlock needs one environment, e.g. /cutover unlock prod")
+        return Unlock(_env(rest[0]))
+    if verb == "locks":
+        return LocksCmd()
     if verb == "start":
         flags = [a for a in rest if a.startswith("-")]
         names = [a for a in rest if not a.startswith("-")]

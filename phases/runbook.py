@@ -47,10 +47,24 @@ class StepSpec(Strict):
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: float = Field(default=30.0, gt=0, le=3600)
-    critical: bool = True  # a non-critical FAIL is shown as WARN and does not block the gate
+    # A non-critical FAIL is shown as WARN and does not block the gate. `hard`: blocks it, and
+    # no break-glass override may ever pass over it (docs/approvals.md).
+    critical: bool | Literal["hard"] = True
+    # Break-glass: approvers may continue past this step's FAIL/ERROR with a justification and
+    # the override quorum. None: as the runbook's `overridable` says. Never with critical: hard.
+    overridable: bool | None = None
     # An abort (or a lost lease) stops a running command: SIGTERM to its process group, then
     # SIGKILL if it still runs this many seconds later.
     stop_grace_seconds: float = Field(default=10.0, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def hard_is_never_overridable(self) -> StepSpec:
+        if self.critical == "hard" and self.overridable:
+            raise ValueError(
+                "a step with critical: hard can never be overridden: drop overridable: true "
+                "or make it critical: true"
+            )
+        return self
 
 
 class ManualStep(Strict):
@@ -213,8 +227,14 @@ class EnvironmentSpec(Strict):
     public_env_keys: list[str] = Field(default_factory=list)
 
     slack_team: str | None = Field(default=None, pattern=r"^[TE][A-Z0-9]+$")
+    # Break-glass overrides (continue past a failed overridable step, an emergency start in a
+    # freeze): who may vote (default: the approvers) and how many must (default: quorum + 1;
+    # never fewer than 2, so whoever asks can never decide it alone).
+    override_approvers: list[str] = Field(default_factory=list)
+    override_approver_groups: list[str] = Field(default_factory=list)
+    override_quorum: int | None = Field(default=None, ge=2, le=11)
 
-    @field_validator("approvers")
+    @field_validator("approvers", "override_approvers")
     @classmethod
     def approver_ids(cls, values: list[str]) -> list[str]:
         for v in values:
@@ -227,7 +247,7 @@ class EnvironmentSpec(Strict):
 
     @model_validator(mode="after")
     def approvers_have_team(self) -> EnvironmentSpec:
-        bare = [a for a in self.approvers if ":" not in a]
+        bare = [a for a in [*self.approvers, *self.override_approvers] if ":" not in a]
         if bare and not self.slack_team:
             raise ValueError(
                 f"approvers {', '.join(bare)} have no team: set slack_team or write TEAM:USER"
@@ -258,6 +278,41 @@ class EnvironmentSpec(Strict):
         may start; with self-approval off the starter is not one of the voters)."""
         return max(len(self.approver_set()) - (0 if self.allow_self_approval else 1), 0)
 
+    def override_quorum_for(self, gate_quorum: int | None = None) -> int:
+        """How many must vote for a break-glass override: `override_quorum`, else one more
+        than the gate's quorum (the environment's, for an emergency start)."""
+        return self.override_quorum or (gate_quorum or self.quorum) + 1
+
+    def override_approver_set(self) -> frozenset[str]:
+        """Who may vote for an override, fully qualified: `override_approvers`, or (none
+        listed, no override groups) the environment's approvers."""
+        listed = self.override_approvers
+        if not listed and not self.override_approver_groups:
+            return self.approver_set()
+        return frozenset(a if ":" in a else f"{self.slack_team}:{a}" for a in listed)
+
+    def override_groups(self) -> list[str]:
+        """The user groups whose members may vote for an override."""
+        if self.override_approvers or self.override_approver_groups:
+            return list(self.override_approver_groups)
+        return list(self.approver_groups)
+
+    def override_problem(self) -> str | None:
+        """Why an override could never reach its quorum (counted as `quorum_reachable`
+        counts: a starter who may not approve their own run leaves the others), or None."""
+        if self.override_groups():
+            return None  # members are counted when the request arrives
+        voters = len(self.override_approver_set())
+        if not self.allow_self_approval:
+            voters -= 1
+        need = self.override_quorum_for()
+        if voters >= need:
+            return None
+        return (
+            f"an override needs {need} approvers (override_quorum, default quorum + 1) but "
+            f"only {max(voters, 0)} could vote; add override_approvers or lower override_quorum"
+        )
+
     def approver_set(self) -> frozenset[str]:
         """Fully qualified ids (TEAM:USER, console:NAME): identity is team + user, never a name."""
         return frozenset(a if ":" in a else f"{self.slack_team}:{a}" for a in self.approvers)
@@ -279,6 +334,8 @@ class EnvironmentSpec(Strict):
                     exclude={
                         "approvers",
                         "approver_groups",
+                        "override_approvers",
+                        "override_approver_groups",
                         "vars",
                         "slack_team",
                         "public_env_keys",
@@ -356,6 +413,70 @@ class NotesField(Strict):
         return {"name": value} if isinstance(value, str) else value
 
 
+_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class WeeklyWindow(Strict):
+    """Every week on `days`, from `start` to `end` local time; an `end` not after `start`
+    is on the next day (fri 18:00 → 08:00; 00:00 → 00:00 is the whole day)."""
+
+    days: list[Day] = Field(min_length=1)
+    start: str = Field(pattern=_HHMM)
+    end: str = Field(pattern=_HHMM)
+
+
+class FreezeSpec(Strict):
+    """A change freeze: starts (not dry runs) and schedules of the environments it names
+    (default: every one) are refused within it, saying who declared it, why and until when.
+    An emergency start inside it is a break-glass: a justification and the override quorum.
+    Either a date range (`start`, `end`: local ISO times, `YYYY-MM-DDTHH:MM`) or `weekly`,
+    both in `timezone` (IANA)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    reason: str = Field(min_length=1, max_length=200)
+    by: str = Field(default="the runbook", min_length=1, max_length=100)  # who declared it
+    timezone: str = "UTC"
+    start: str | None = None
+    end: str | None = None
+    weekly: WeeklyWindow | None = None
+    environments: list[str] = Field(default_factory=list)  # empty: every environment
+
+    @model_validator(mode="after")
+    def one_kind(self) -> FreezeSpec:
+        from datetime import datetime
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"freeze {self.id!r}: timezone {self.timezone!r} is not an IANA zone "
+                "(e.g. UTC, Europe/Berlin)"
+            ) from None
+        ranged = self.start is not None or self.end is not None
+        if ranged == (self.weekly is not None):
+            raise ValueError(
+                f"freeze {self.id!r}: give either start and end (a date range) or weekly"
+            )
+        if ranged:
+            try:
+                a = datetime.fromisoformat(str(self.start))
+                b = datetime.fromisoformat(str(self.end))
+            except ValueError:
+                raise ValueError(
+                    f"freeze {self.id!r}: start and end are local times like 2026-12-20T00:00"
+                ) from None
+            if a.tzinfo or b.tzinfo:
+                raise ValueError(
+                    f"freeze {self.id!r}: write start and end without an offset; the zone "
+                    "is timezone"
+                )
+            if b <= a:
+                raise ValueError(f"freeze {self.id!r}: end must be after start")
+        return self
+
+
 class Contact(Strict):
     role: str = Field(min_length=1, max_length=80)
     who: str = Field(min_length=1, max_length=200)
@@ -389,6 +510,10 @@ class Runbook(Strict):
     # bot's own settings (SLACK_*, CUTOVER_*, DATABASE_URL, PG*) never, listed or not.
     variables: list[str] = Field(default_factory=list)
     environments: dict[str, EnvironmentSpec] = Field(min_length=1)
+    # Break-glass for every step that does not say otherwise (`overridable` on a step wins;
+    # a `critical: hard` step never is).
+    overridable: bool = False
+    freezes: list[FreezeSpec] = Field(default_factory=list)  # change freezes
 
     @model_validator(mode="after")
     def references(self) -> Runbook:
@@ -412,6 +537,18 @@ class Runbook(Strict):
             if not re.fullmatch(ID_PATTERN, name):
                 raise ValueError(f"environment name {name!r} must match {ID_PATTERN}")
         problems = self._criteria_problems() + self._variable_problems()
+        problems += [
+            f"freeze {f.id!r}: no environment {e!r}"
+            for f in self.freezes
+            for e in f.environments
+            if e not in self.environments
+        ]
+        if self.overrides_possible():  # an override_quorum written that no one could reach
+            problems += [
+                f"environment {name!r}: {problem}"
+                for name, env in self.environments.items()
+                if env.override_quorum is not None and (problem := env.override_problem())
+            ]
         if problems:
             raise ValueError("; ".join(problems))
         if any(p.on_fail == "restore_and_rollback" for p in self.phases) and not self.restore:
@@ -558,6 +695,12 @@ class Runbook(Strict):
                         "e.g. C0123ABCD), with the name in a comment: "
                         f'{key}: "C0123ABCD"  # {value}'
                     )
+        if self.overrides_possible():  # the default quorum + 1: no break-glass there
+            out += [
+                f"environment {name!r}: {problem}: no override is possible there"
+                for name, env in sorted(self.environments.items())
+                if env.override_quorum is None and (problem := env.override_problem())
+            ]
         return out
 
     def start_items(self) -> list[ChecklistItem]:
@@ -618,6 +761,18 @@ class Runbook(Strict):
                 with contextlib.suppress(RunbookError):
                     found += url_userinfo(expand_env_vars(item, env, self.variables))
         return found
+
+    def step_overridable(self, step: StepSpec) -> bool:
+        """Whether a failed `step` may be passed over by a break-glass override."""
+        if step.critical == "hard":
+            return False
+        return step.overridable if step.overridable is not None else self.overridable
+
+    def overrides_possible(self) -> bool:
+        """True if any phase step may be overridden, or a freeze may be broken by an emergency
+        start (then override quorums must be reachable)."""
+        steps = [st for p in self.phases for st in [*p.actions, *p.checks]]
+        return bool(self.freezes) or any(self.step_overridable(st) for st in steps)
 
     def all_steps(self) -> list[tuple[str, str, StepSpec]]:
         """(where, section, step) for every step, for validation and listing."""

@@ -208,6 +208,7 @@ MOVES = """
 run      running       gate_opened          waiting
 run      waiting       approved             running
 run      waiting       retried              running
+run      waiting       overridden           running
 run      running       completed            completed
 run      waiting       rolled_back_at_gate  rolling_back
 run      running       aborted              rolling_back
@@ -222,6 +223,7 @@ phase    monitoring    monitoring_done      checked
 phase    running       interrupted          interrupted
 phase    checked       approved             passed
 phase    interrupted   approved             passed
+phase    checked       overridden           passed
 phase    checked       retried              retried
 phase    interrupted   retried              retried
 phase    running       failed               failed
@@ -233,6 +235,7 @@ phase    interrupted   cancelled            cancelled
 gate     open          approve              approved
 gate     open          rollback             rolled_back
 gate     open          retry                retried
+gate     open          override             overridden
 gate     open          cancel               cancelled
 schedule scheduled     cancel               cancelled
 schedule scheduled     start                started
@@ -323,3 +326,16 @@ def test_a_conditional_update_leaves_only_from_the_sources_of_its_trigger(
 def test_a_trigger_the_machine_does_not_have_is_a_key_error() -> None:
     with pytest.raises(KeyError, match="no trigger 'approve'"):
         states.sources("run", "approve")
+
+
+@pytest.mark.parametrize(("checks_passed", "allowed"), [(False, True), (True, False)])
+def test_a_gate_is_overridden_only_when_its_checks_failed(
+    checks_passed: bool, allowed: bool
+) -> None:
+    gate = ROWS["gate"]()
+    gate.status, gate.checks_passed = GateStatus.OPEN, checks_passed
+    assert states.can(gate, "override") == allowed
+    if not allowed:
+        with pytest.raises(IllegalTransition, match="never overridden"):
+            states.transition(gate, "override")
+        assert gate.status == GateStatus.OPEN

@@ -405,6 +405,8 @@ def record_rules() -> Checker:
         ("gate.reminded", lambda r: True),
         ("gate.escalated", lambda r: True),
         ("record.note", lambda r: True),
+        ("gate.overridden", lambda r: True),
+        ("freeze.overridden", lambda r: True),
     ]
 
     @c.add(r"📋 Cutover record — run #(\d+), (\S+)( \(DRY RUN\))?: (.+) · (.+) v(\S+)")
@@ -581,7 +583,54 @@ def record_rules() -> Checker:
     def no_deviation(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         bad = t.of("gate.decided", decision="retry") + t.of("phase.interrupted")
         bad += t.of("step.result", status="skipped") + t.of("monitor.missed")
+        bad += t.of("gate.overridden") + t.of("freeze.overridden")
         return t.none("a deviation", bad, [t.started()])
+
+    @c.add(
+        r"🟥 started during the change freeze (\S+) \((.+)\) by emergency override of (.+) "
+        r"at (\d\d:\d\d) UTC — why: (.+)",
+        dev,
+    )
+    def dev_freeze(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        freeze, reason, approvers, hhmm, why = m.groups()
+        rows = [
+            r
+            for r in t.of("freeze.overridden", freeze=freeze, reason=reason)
+            if ", ".join(r.data.get("approvers") or []) == approvers
+            and "; ".join(r.data.get("justifications") or []) == why
+            and r.hhmm == hhmm
+        ]
+        return t.one("the emergency start", rows)
+
+    @c.add(
+        r"🟥 phase (\S+): failed (.+) overridden \(break-glass\) by (.+) at (\d\d:\d\d) UTC"
+        r" — why: (.+)",
+        dev,
+    )
+    def dev_override(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        phase, steps, approvers, hhmm, why = m.groups()
+        rows = [
+            r
+            for r in t.of("gate.overridden", phase=phase)
+            if ", ".join(r.data.get("steps") or []) == steps
+            and ", ".join(r.data.get("approvers") or []) == approvers
+            and "; ".join(r.data.get("justifications") or []) == why
+            and r.hhmm == hhmm
+        ]
+        # Each approver's own vote, with the justification the decision quotes.
+        votes = []
+        for r in rows:
+            for said in r.data.get("justifications") or []:
+                found = [
+                    v
+                    for v in t.of("override.vote", phase=phase, gate=r.data.get("gate"))
+                    if f"{v.actor}: {v.data.get('justification')}" == said
+                    and v.actor in approvers.split(", ")
+                ]
+                if not found:
+                    raise Unjustified(f"no override.vote says {said!r}")
+                votes += found
+        return t.one("the override", rows) + tuple(v.seq for v in votes)
 
     @c.add(r"phase (\S+) retried \(by (\S+)\)", dev)
     def dev_retry(m: re.Match[str], t: Trail) -> tuple[int, ...]:

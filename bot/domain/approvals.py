@@ -26,6 +26,15 @@ message or a button.
 |                 | channel its run or schedule posts in                                |
 | view audit      | anyone the surface lets in: the trail holds no secrets (masked)     |
 | view output     | anyone the surface lets in: a step's kept output is masked too      |
+| lock, unlock    | an approver of the environment; a lock refuses every start there    |
+| start in freeze | refused; `--emergency --reason` is a break-glass: override approvers,|
+|                 | each with a justification, at the override quorum                   |
+| override (vote) | break-glass: an override approver (default: the approvers); not the |
+|                 | requester when self-approval is off; one vote per person, each with |
+|                 | a justification; only past failed steps that are all overridable    |
+|                 | (never `critical: hard`), every step ran, every manual step ticked; |
+|                 | decided at the override quorum (default gate quorum + 1, at least 2:|
+|                 | never whoever asks alone)                                           |
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ from dataclasses import dataclass
 
 from bot.domain.actor import Actor
 from bot.domain.states import DecisionKind, GateStatus, RunStatus
-from phases.runbook import EnvironmentSpec
+from phases.checks.base import Status
+from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,110 @@ def _org_wide_listed(env: EnvironmentSpec, actor: Actor) -> bool:
         if prefix.startswith("T") or prefix == actor.enterprise:
             return True
     return False
+
+
+@dataclass(frozen=True)
+class FailedStep:
+    """A step whose FAIL or ERROR blocks a gate, and whether the runbook lets an override
+    pass over it."""
+
+    ref: str  # "actions/migrate", "checks/health"
+    overridable: bool
+    hard: bool  # critical: hard
+
+
+@dataclass(frozen=True)
+class OverrideFacts:
+    """What the break-glass rules need to know of a gate when an override vote arrives."""
+
+    gate: GateFacts
+    failed: tuple[FailedStep, ...]
+    not_run: tuple[str, ...]  # steps of the phase that never ran (an action failed first)
+    votes: tuple[str, ...]  # override votes so far
+    quorum: int  # the override quorum
+
+
+def failed_steps(
+    runbook: Runbook, phase: PhaseSpec, results: list[tuple[str, str, str]]
+) -> tuple[tuple[FailedStep, ...], tuple[str, ...]]:
+    """(the steps whose FAIL/ERROR blocks the gate, the steps that never ran) of a phase
+    attempt, from its step results (section, step id, status)."""
+    specs = {("actions", s.id): s for s in phase.actions}
+    specs.update({("checks", s.id): s for s in phase.checks})
+    ran = {(sec, sid) for sec, sid, _ in results}
+    failed = []
+    for sec, sid, status in results:
+        spec = specs.get((sec, sid))
+        if spec is None or not Status(status).blocks_gate:
+            continue
+        failed.append(
+            FailedStep(f"{sec}/{sid}", runbook.step_overridable(spec), spec.critical == "hard")
+        )
+    not_run = tuple(f"{sec}/{sid}" for sec, sid in specs if (sec, sid) not in ran)
+    return tuple(failed), not_run
+
+
+def is_override_approver(env: EnvironmentSpec, actor: Actor) -> bool:
+    """Listed in `override_approvers` (or a member of an override group); with neither set,
+    an approver of the environment. The same identity rules as `is_approver`."""
+    scoped = env.model_copy(
+        update={
+            "approvers": sorted(env.override_approver_set()),
+            "approver_groups": env.override_groups(),
+        }
+    )
+    return is_approver(scoped, actor)
+
+
+def may_override(env: EnvironmentSpec, actor: Actor, facts: OverrideFacts) -> str | None:
+    """One break-glass vote: continue past failed steps with a justification. Refused where
+    the runbook does not allow it (a hard step, a step not marked overridable) or where
+    steps never ran: an override passes over a result someone has read, never over an
+    action that did not happen."""
+    gate = facts.gate
+    if not is_override_approver(env, actor):
+        return f"you may not override checks in {gate.environment}; nothing was changed"
+    if gate.checks_passed:
+        return "this phase passed its checks: nothing to override. Continue or Rollback"
+    if not _may_self_approve(env, actor, gate.requested_by):
+        return "you started this run, and this environment forbids approving your own run"
+    hard = [f.ref for f in facts.failed if f.hard]
+    if hard:
+        return (
+            f"{', '.join(hard)} is critical: hard: no override may pass over it. "
+            "Retry the phase or Rollback"
+        )
+    closed = [f.ref for f in facts.failed if not f.overridable]
+    if closed:
+        return (
+            f"the runbook does not allow overriding {', '.join(closed)} (overridable is not "
+            "set). Retry the phase or Rollback"
+        )
+    if facts.not_run or not facts.failed:
+        missing = ", ".join(facts.not_run) or "its steps"
+        return (
+            f"{missing} never ran (the phase stopped early or was interrupted): an override "
+            "passes over a failed result, never over a step that did not run. Retry or Rollback"
+        )
+    if gate.unticked:
+        return "tick every manual step first: " + ", ".join(gate.unticked)
+    if any(actor.is_(v) for v in facts.votes):
+        return "you already voted to override this gate; it needs another override approver"
+    return None
+
+
+def may_open_override_form(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
+    """The Override… form opens before groups are known (the 3 s trigger), as
+    `may_open_form`: only who cannot be an override approver whatever their groups is
+    refused here; the submission is checked in full."""
+    if is_override_approver(env, actor):
+        return None
+    maybe_in_group = env.override_groups() and (
+        actor.in_workspace(env.slack_team) or actor.id.startswith("console:")
+    )
+    if maybe_in_group:
+        return None
+    return f"you may not override checks in {env_name}; nothing was changed"
 
 
 def _not_approver(env_name: str) -> str:
@@ -254,3 +368,10 @@ def may_schedule(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | Non
     if is_approver(env, actor):
         return None
     return f"only approvers of {env_name} may schedule or cancel its cutovers; nothing was changed"
+
+
+def may_lock(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
+    """A lock stops every start of the environment: an approver's call, as is lifting it."""
+    if is_approver(env, actor):
+        return None
+    return f"only approvers of {env_name} may lock or unlock it; nothing was changed"

@@ -22,6 +22,13 @@ class AuditKind(enum.StrEnum):
     GATE_DECIDED = "gate.decided"
     GATE_REMINDED = "gate.reminded"
     GATE_ESCALATED = "gate.escalated"
+    # Break-glass: one approver's vote, with their justification, to pass over failed steps
+    # (a gate) or a change freeze (an emergency start); then the override that decided it.
+    OVERRIDE_VOTE = "override.vote"
+    GATE_OVERRIDDEN = "gate.overridden"
+    FREEZE_OVERRIDDEN = "freeze.overridden"  # an emergency start inside a change freeze
+    ENV_LOCKED = "env.locked"  # /cutover lock ENV --reason …: no start there until unlocked
+    ENV_UNLOCKED = "env.unlocked"
     MANUAL_TICKED = "manual.ticked"
     CRITERION_SIGNED_OFF = "criterion.signed_off"  # a person vouches for a success criterion
     SIGNOFF_REQUESTED = "signoff.requested"  # the last phase began: approvers asked to sign

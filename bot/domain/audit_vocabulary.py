@@ -16,7 +16,7 @@ from bot.domain.audit_kinds import RENAMED, AuditKind
 REGENERATE = "python -m bot.domain.audit_vocabulary > docs/audit.md"
 
 # Fields every refusal may carry besides action and reason: what the action was about.
-_REFUSED_CONTEXT = "gate, item, phase, environment, schedule, criterion, missing, preflight"
+_REFUSED_CONTEXT = "gate, item, phase, environment, schedule, criterion, missing, preflight, freeze"
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,55 @@ CATALOGUE: dict[AuditKind, Entry] = {
         {"criteria": "the criteria bound to a sign-off"},
     ),
     AuditKind.RECORD_NOTE: Entry("/cutover note: a line for the record", {"text": "(masked)"}),
+    AuditKind.OVERRIDE_VOTE: Entry(
+        "an override approver voted to go past failed checks (a gate) or a change freeze (a start)",
+        {
+            "subject": "gate | start",
+            "gate": "the gate's id (subject gate)",
+            "phase": "the phase's id (subject gate)",
+            "steps": "the failed steps the vote goes past (subject gate)",
+            "environment": "the environment (subject start)",
+            "freeze": "the freeze's id (subject start)",
+            "justification": "why, in the voter's words (masked)",
+            "votes": "override votes so far, this one included",
+            "quorum": "override votes needed",
+        },
+    ),
+    AuditKind.GATE_OVERRIDDEN: Entry(
+        "the override quorum was reached: the run goes on past the gate's failed checks",
+        {
+            **_GATE,
+            "attempt": "the gate's attempt",
+            "steps": "the failed steps gone past",
+            "approvers": "who voted for the override",
+            "justifications": "each voter's justification, as 'voter: text' (masked)",
+            "quorum": "override votes that were needed",
+        },
+    ),
+    AuditKind.FREEZE_OVERRIDDEN: Entry(
+        "an emergency start went past a change freeze (written beside run.started)",
+        {
+            "environment": "the environment",
+            "freeze": "the freeze's id in the runbook",
+            "reason": "the freeze's reason, from the runbook",
+            "by": "who declared the freeze, from the runbook",
+            "until": "when the environment reopens (ISO 8601, UTC)",
+            "approvers": "who voted for the emergency start",
+            "justifications": "each voter's justification (masked)",
+        },
+    ),
+    AuditKind.ENV_LOCKED: Entry(
+        "an approver locked an environment: no run may start there until it is unlocked",
+        {"environment": "the environment", "reason": "why (masked)"},
+    ),
+    AuditKind.ENV_UNLOCKED: Entry(
+        "an approver unlocked an environment",
+        {
+            "environment": "the environment",
+            "reason": "the lock's reason",
+            "locked_by": "who had locked it",
+        },
+    ),
     AuditKind.ACTION_REFUSED: Entry(
         "an authorization rule or the state machine said no; nothing was changed",
         {

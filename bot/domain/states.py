@@ -49,6 +49,7 @@ class GateStatus(enum.StrEnum):
     ROLLED_BACK = "rolled_back"
     RETRIED = "retried"
     CANCELLED = "cancelled"
+    OVERRIDDEN = "overridden"  # continued past failed checks: break-glass, with justification
 
 
 class ScheduleStatus(enum.StrEnum):
@@ -113,6 +114,7 @@ MACHINES: dict[str, tuple[type[enum.StrEnum], list[Transition]]] = {
             _t("gate_opened", R.RUNNING, R.WAITING),
             _t("approved", R.WAITING, R.RUNNING),
             _t("retried", R.WAITING, R.RUNNING),
+            _t("overridden", R.WAITING, R.RUNNING),
             _t("completed", R.RUNNING, R.COMPLETED),
             _t("rolled_back_at_gate", R.WAITING, R.ROLLING_BACK),
             _t("aborted", [R.RUNNING, R.WAITING], R.ROLLING_BACK),
@@ -129,6 +131,7 @@ MACHINES: dict[str, tuple[type[enum.StrEnum], list[Transition]]] = {
             _t("monitoring_done", P.MONITORING, P.CHECKED),
             _t("interrupted", P.RUNNING, P.INTERRUPTED),
             _t("approved", [P.CHECKED, P.INTERRUPTED], P.PASSED),
+            _t("overridden", P.CHECKED, P.PASSED),  # every step ran; the failed ones overridden
             _t("retried", [P.CHECKED, P.INTERRUPTED], P.RETRIED),
             _t("failed", [P.RUNNING, P.CHECKED, P.INTERRUPTED, P.MONITORING], P.FAILED),
             _t("cancelled", [P.CHECKED, P.INTERRUPTED], P.CANCELLED),
@@ -148,6 +151,13 @@ MACHINES: dict[str, tuple[type[enum.StrEnum], list[Transition]]] = {
                 "continued or rolled back, never re-run",
             ),
             _t("cancel", G.OPEN, G.CANCELLED),
+            _t(
+                "override",
+                G.OPEN,
+                G.OVERRIDDEN,
+                lambda g: not g.checks_passed,
+                "its checks failed: a passed phase is continued, never overridden",
+            ),
         ],
     ),
     "schedule": (

@@ -8,6 +8,7 @@ what changed (`bot.surface`). The use cases live in one module each:
     core.py      collaborators, follow-up pool, surface calls, audited refusals, leases
     runs.py      start a run; claim, execute and check a phase; open its gate
     gates.py     votes, Retry, Rollback, manual ticks, abort, cancel
+    overrides.py break-glass: continue past failed steps with a justification and a quorum
     signoffs.py  sign-offs of success criteria: asked for, given once per person
     rollback.py  restore and rollback steps
     recovery.py  restart recovery and taking over a dead replica's run
@@ -25,8 +26,8 @@ from bot.engine.core import (
     default_context,
     runbook_digest,
 )
-from bot.engine.gates import Gates
 from bot.engine.identity import Identity, ReplicaInUse
+from bot.engine.overrides import Overrides
 from bot.engine.recovery import Recovery
 from bot.engine.rollback import Rollback
 from bot.engine.runs import Runs
@@ -34,7 +35,7 @@ from bot.engine.signoffs import Signoffs
 from phases.runbook import RunbookError
 
 
-class Engine(Identity, Recovery, Rollback, Gates, Signoffs, Runs):
+class Engine(Identity, Recovery, Rollback, Overrides, Signoffs, Runs):
     """The one engine object the CLI, `serve`, the console, the demo and tests build."""
 
 

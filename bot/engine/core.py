@@ -88,6 +88,7 @@ class Decision:
         "rolled_back",
         "retried",
         "cancelled",
+        "overridden",
         "refused",
         "already_decided",
         "already_voted",
@@ -106,6 +107,7 @@ class Decision:
             "rolled_back",
             "retried",
             "cancelled",
+            "overridden",
             "ticked",
         )
 

@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -21,11 +21,13 @@ from bot.domain import approvals, states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import Conflict, Refused
 from bot.engine import restore_point
-from bot.engine.core import EngineCore, EngineError, LeaseLost
+from bot.engine.core import EngineError, LeaseLost
+from bot.engine.locks import Locks
 from bot.engine.manual_done import tick_done_by_actions
 from bot.engine.monitoring import start_monitoring
 from bot.models import (
     Gate,
+    OverrideVote,
     PhaseRun,
     PhaseStatus,
     Run,
@@ -40,7 +42,7 @@ from phases.secrets import EnvFileError
 log = logging.getLogger(__name__)
 
 
-class Runs(EngineCore):
+class Runs(Locks):
     def start_run(
         self,
         env_name: str,
@@ -49,6 +51,7 @@ class Runs(EngineCore):
         channel: str | None = None,
         dry_run: bool = False,
         group_members: Collection[str] | None = None,
+        emergency: str | None = None,
     ) -> Run:
         """Starts a run; refused (and audited) unless the actor may and quorum is reachable.
 
@@ -62,6 +65,23 @@ class Runs(EngineCore):
         if refusal:
             self.refuse(actor, "start", refusal, environment=env_name)
             raise Refused(refusal)
+        blocked = self.start_blocker(env_name, actor, dry_run)  # a lock: audited there
+        if blocked:
+            raise Refused(blocked)
+        frozen = None if dry_run else self.frozen(env_name)
+        spend = None
+        if frozen is not None and emergency is None:
+            need = env.override_quorum_for()
+            said = (
+                f"{frozen.text(env_name)}; nothing was started. An emergency start is a "
+                f"break-glass: {need} override approvers each type /cutover start {env_name} "
+                "--emergency --reason WHY"
+            )
+            self.refuse(actor, "start", said, environment=env_name, freeze=frozen.freeze.id)
+            raise Refused(said)
+        if frozen is not None and emergency is not None:
+            subject, approvers, said_by = self.emergency_vote(env_name, actor, emergency, frozen)
+            spend = (subject, approvers, said_by, frozen)
         values = self.runbook.values_for(env_name)  # a missing ${VAR}: RunbookError names it
         if env.env_file:
             path = Path(str(values["env_file"]))
@@ -75,13 +95,20 @@ class Runs(EngineCore):
             except EnvFileError as exc:
                 raise EngineError(f"{exc}. No run was started.") from None
         try:
-            run = self._insert_run(env_name, env, actor, channel, dry_run)
+            run = self._insert_run(env_name, env, actor, channel, dry_run, spend)
         except IntegrityError:
             run = None  # another start won the race for the environment's one active slot
         if run is None or run.id is None:
             raise self._already_active(env_name)
         self.notify.run_changed(run.id)
         assert run.id is not None
+        if spend is not None:
+            self.feed(
+                run.id,
+                f"🟥 {env_name}: EMERGENCY START during the change freeze "
+                f"{spend[3].freeze.id!r} ({spend[3].freeze.reason}) by break-glass override of "
+                f"{', '.join(spend[1])} (run #{run.id}). Why: {'; '.join(spend[2])}",
+            )
         self.feed(
             run.id,
             f"🚀 {self.runbook.name}: cutover of {env_name} started by {actor.label} "
@@ -102,11 +129,23 @@ class Runs(EngineCore):
         )
 
     def _insert_run(
-        self, env_name: str, env: EnvironmentSpec, actor: Actor, channel: str | None, dry_run: bool
+        self,
+        env_name: str,
+        env: EnvironmentSpec,
+        actor: Actor,
+        channel: str | None,
+        dry_run: bool,
+        spend: tuple[str, tuple[str, ...], tuple[str, ...], Any] | None = None,
     ) -> Run | None:
         with self.db.session() as s:
             if s.exec(select(Run.id).where(Run.active_env == env_name)).first() is not None:
                 return None
+            if spend is not None:  # the votes are spent by the one transaction that starts
+                gone = s.execute(  # type: ignore[attr-defined]
+                    delete(OverrideVote).where(col(OverrideVote.subject) == spend[0])
+                ).rowcount
+                if gone < len(spend[1]):
+                    return None  # another start spent them first
             run = Run(
                 environment=env_name,
                 active_env=env_name,
@@ -133,6 +172,24 @@ class Runs(EngineCore):
                 },
                 at=self.now(),
             )
+            if spend is not None:
+                _, approvers, said_by, frozen = spend
+                audit.append(
+                    s,
+                    AuditKind.FREEZE_OVERRIDDEN,
+                    actor=actor.id,
+                    run_id=run.id,
+                    data={
+                        "environment": env_name,
+                        "freeze": frozen.freeze.id,
+                        "reason": frozen.freeze.reason,
+                        "by": frozen.freeze.by,
+                        "until": frozen.until.isoformat(),
+                        "approvers": list(approvers),
+                        "justifications": list(said_by),
+                    },
+                    at=self.now(),
+                )
         return run
 
     def advance(self, run_id: int) -> None:

@@ -46,6 +46,7 @@ from bot.slack.blocks import (
     COMMENT,
     CONTINUE,
     OPTIONS_PER_GROUP,
+    OVERRIDE,
     RETRY,
     ROLLBACK,
     SHOW_OUTPUT,
@@ -90,12 +91,14 @@ from commands.parser import (
     Command,
     FieldError,
     Help,
+    Lock,
     Note,
     ScheduleForm,
     SignOff,
     Start,
     StatusCmd,
     TickCmd,
+    Unlock,
     Unschedule,
     UntickCmd,
     UsageError,
@@ -500,9 +503,11 @@ class CutoverSlackApp:
         app.action(ROLLBACK)(on_form_click(self._open_rollback))
         app.action(re.compile(rf"^{SHOW_OUTPUT}(:\d{{1,2}})?$"))(on_form_click(self._show_output))
         app.action(COMMENT)(on_form_click(self._open_comment))
+        app.action(OVERRIDE)(on_form_click(self._open_override))
         for callback_id, check in (
             (modals.ROLLBACK_FORM, self._check_gate_form),
             (modals.COMMENT_FORM, self._check_gate_form),
+            (modals.OVERRIDE_FORM, self._check_override_form),
             (modals.ABORT_FORM, self._check_abort_form),
             (modals.SCHEDULE_FORM, self._check_schedule_form),
         ):
@@ -732,7 +737,7 @@ class CutoverSlackApp:
     def _command_env(self, cmd: Command) -> str | None:
         """The environment whose approvers a command needs (None: it needs none), so that a
         member of an approver group is one on every command, not only on buttons."""
-        if isinstance(cmd, Abort | ScheduleCmd):
+        if isinstance(cmd, Abort | ScheduleCmd | Lock | Unlock):
             return cmd.env
         if isinstance(cmd, Unschedule):
             sched = self._schedule(cmd.schedule_id)
@@ -862,6 +867,9 @@ class CutoverSlackApp:
     def _open_comment(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         self._open_gate_form("comment", action, actor, body)
 
+    def _open_override(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
+        self._open_gate_form("override", action, actor, body)
+
     def _open_gate_form(
         self, kind: str, action: dict[str, Any], actor: Actor, body: dict[str, Any]
     ) -> None:
@@ -881,9 +889,13 @@ class CutoverSlackApp:
         # No group lookup before views.open (the trigger lasts 3 s): the submission is checked
         # in full, groups included.
         env = self.engine.environment(view.environment)
-        refusal = approvals.may_open_form(view.environment, env, actor)
+        refusal = (
+            approvals.may_open_override_form(view.environment, env, actor)
+            if kind == "override"
+            else approvals.may_open_form(view.environment, env, actor)
+        )
         if refusal:
-            decision = "rollback" if kind == "rollback" else "continue"
+            decision = kind if kind in ("rollback", "override") else "continue"
             self.engine.refuse(actor, decision, refusal, run_id=view.run_id, gate=view.id)
             self._answer(body, "🚫 " + self._md(refusal), run_id=view.run_id)
             return
@@ -900,11 +912,14 @@ class CutoverSlackApp:
         )
         phase = f"{view.phase_number} ({view.phase_name})"
         mask = self.engine.masker.mask
-        form = (
-            modals.rollback_form(meta, phase, view.on_fail == "restore_and_rollback", mask)
-            if kind == "rollback"
-            else modals.comment_form(meta, phase, mask)
-        )
+        if kind == "override":
+            form = modals.override_form(
+                meta, phase, view.failed, len(view.overrides), view.override_quorum, mask
+            )
+        elif kind == "rollback":
+            form = modals.rollback_form(meta, phase, view.on_fail == "restore_and_rollback", mask)
+        else:
+            form = modals.comment_form(meta, phase, mask)
         self._show(body, form, view.run_id)
 
     def _open_abort(self, cmd: Abort, actor: Actor, body: dict[str, Any]) -> None:
@@ -1097,6 +1112,84 @@ class CutoverSlackApp:
         reply_to: dict[str, Any],
     ) -> None:
         self._decide_gate(gate_id, run_id, environment, quorum, decision, actor, reply_to, text)
+
+    def _check_override_form(
+        self, meta: FormMeta, actor: Actor, view: dict[str, Any]
+    ) -> tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None]:
+        """Break-glass: the justification (required), and the gate: still the one the form
+        was opened for, still open. Permission and the runbook's rules: the engine's."""
+        field = modals.JUSTIFICATION
+        text = modals.value(view, field)
+        if not text:
+            return {field: "Say why it is safe to go on: an override needs a justification."}, None
+        if len(text) > modals.REASON_CHARS:
+            return {field: f"Keep it under {modals.REASON_CHARS} characters."}, None
+        gate = gate_view(self.engine.db, self.engine.runbook, meta.gate) if meta.gate else None
+        if gate is None or gate.attempt != meta.attempt or meta.kind != "override":
+            return {
+                field: "This checkpoint is out of date; nothing was changed. See `/cutover status`."
+            }, None
+        if gate.status != "open":
+            said = (
+                f"Meanwhile phase {gate.phase_number} was {in_words(gate.status)}"
+                f" by {who(gate.decided_by)}; nothing was changed. Close this form."
+            )
+            self.engine.refuse(
+                actor,
+                "override",
+                f"the gate was decided before the form was sent: {said}",
+                run_id=gate.run_id,
+                gate=gate.id,
+                phase=gate.phase_id,
+            )
+            return {field: self.engine.masker.mask(said)}, None
+        return {}, (self._override_form, (gate.id, gate.run_id, gate.environment, text))
+
+    def _override_form(
+        self,
+        gate_id: int,
+        run_id: int,
+        environment: str,
+        text: str,
+        actor: Actor,
+        reply_to: dict[str, Any],
+    ) -> None:
+        """One break-glass vote (override groups read now), answered to the person."""
+        actor = self.with_override_groups(actor, environment)
+        result = self.engine.override(gate_id, actor, text)
+        if result.outcome == "already_decided":
+            fresh = gate_view(self.engine.db, self.engine.runbook, gate_id)
+            said = stale_text(fresh) if fresh is not None else self._md(result.message)
+            self._answer(reply_to, said, run_id=run_id)
+        elif result.outcome == "refused":
+            self._answer(reply_to, "🚫 " + self._md(result.message), run_id=run_id)
+        elif result.outcome == "vote_recorded":
+            self._answer(
+                reply_to,
+                f"🟥 Your override vote is recorded with your justification: "
+                f"{self._md(result.message)}. Another override approver must send the "
+                "Override… form too.",
+                run_id=run_id,
+            )
+        elif result.outcome == "overridden":
+            self._answer(reply_to, "🟥 " + self._md(result.message), run_id=run_id)
+
+    def with_override_groups(self, actor: Actor, env_name: str) -> Actor:
+        """The actor with the override groups they belong to (when the environment names
+        its own; else its approver groups, as `with_groups`)."""
+        try:
+            env = self.engine.environment(env_name)
+        except RunbookError:
+            return actor
+        if not env.override_approvers and not env.override_approver_groups:
+            return self.with_groups(actor, env_name)
+        if approvals.is_override_approver(env, actor) or not actor.in_workspace(env.slack_team):
+            return actor
+        team = env.slack_team if (env.slack_team or "").startswith("T") else actor.team
+        mine = {
+            g for g in env.override_approver_groups if actor.user in self.groups.members(g, team)
+        }
+        return replace(actor, groups=actor.groups | frozenset(mine))
 
     def _check_abort_form(
         self, meta: FormMeta, actor: Actor, view: dict[str, Any]

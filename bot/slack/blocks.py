@@ -52,6 +52,7 @@ DETAIL_MESSAGES = 6  # thread replies of results per checkpoint (then: /cutover 
 
 CONTINUE, ROLLBACK, RETRY, TICK = "gate_continue", "gate_rollback", "gate_retry", "gate_tick"
 COMMENT = "gate_continue_comment"  # Continue with a comment: opens a form
+OVERRIDE = "gate_override"  # break-glass past failed steps: opens a form (a justification)
 SHOW_OUTPUT = "step_output"  # + ":N": a Show output button (action_ids unique in a block)
 OUTPUT_BUTTONS = 5  # per checkpoint: failing steps first; the rest by `/cutover logs`
 QUOTE_CHARS = 600  # of a failing step's last lines, quoted under it
@@ -275,6 +276,11 @@ def run_message(
         }.get(p.status, "")
         if p.status == "passed" and p.decided_by:
             extra = f" — approved by {mentions(p.decided_by)} at {when(p.decided_at)}"
+        elif p.status == "overridden" and p.decided_by:
+            extra = (
+                f" — 🟥 *failed checks overridden* by {mentions(p.decided_by)} at "
+                f"{when(p.decided_at)}"
+            )
         elif p.status == "failed" and p.decided_by:
             extra = f" — rolled back by {mention(p.decided_by)} at {when(p.decided_at)}"
         lines.append(
@@ -301,6 +307,11 @@ def run_message(
 
 
 def decided_line(view: GateView) -> str:
+    if view.status == "overridden":
+        return (
+            f"🟥 *Overridden (break-glass): continued past failed {', '.join(view.failed)}* "
+            f"by {mentions(view.decided_by)} at {when(view.decided_at)}"
+        )
     verb, icon = {
         "approved": ("Approved", "✅"),
         "rolled_back": ("Rolled back", "❌"),
@@ -317,6 +328,7 @@ def stale_text(view: GateView) -> str:
         "rolled_back": "rolled back",
         "retried": "sent to retry",
         "cancelled": "cancelled",
+        "overridden": "overridden past its failed checks",
     }.get(view.status, view.status)
     return (
         f"Phase {view.phase_number} ({escape(view.phase_name)}) of run #{view.run_id} was "
@@ -329,6 +341,19 @@ def approvals_line(view: GateView) -> str:
     if view.votes:
         return f"*Approvals:* {len(view.votes)}/{view.quorum} approved by {mentions(view.votes)}"
     return f"*Approvals:* 0/{view.quorum} — needs {view.quorum} approvers"
+
+
+def override_lines(view: GateView, mask: Mask) -> list[str]:
+    """The break-glass votes so far, in red: who and why (each line masked and escaped)."""
+    if not view.overrides:
+        return []
+    head = (
+        f"🟥 *Override requested:* {len(view.overrides)}/{view.override_quorum} to continue "
+        f"past failed {', '.join(view.failed)}"
+    )
+    return [head] + [
+        f"🟥 {mention(who)}: _{clip(escape(mask(why)), 400)}_" for who, why in view.overrides
+    ]
 
 
 def block_text(blocks: Any) -> int:
@@ -348,7 +373,12 @@ def _verdict(view: GateView) -> str:
     if view.checks_passed:
         return "PASS → Continue"
     fail = "RESTORE & ROLLBACK" if view.on_fail == "restore_and_rollback" else "ROLLBACK"
-    return f"FAIL → {fail} (or Retry the phase once the cause is fixed)"
+    glass = (
+        f", or 🟥 Override… with a justification ({view.override_quorum} override approvers)"
+        if view.overridable and view.status == "open"
+        else ""
+    )
+    return f"FAIL → {fail} (or Retry the phase once the cause is fixed{glass})"
 
 
 def _title(view: GateView, mask: Mask) -> str:
@@ -366,6 +396,7 @@ def _fallback(view: GateView, mask: Mask) -> str:
         "rolled_back": "rolled back",
         "retried": "sent to retry",
         "cancelled": "cancelled",
+        "overridden": "overridden past failed checks",
     }
     state = (
         "waiting for a decision"
@@ -536,9 +567,12 @@ def _checkpoint(
             decision.append(section(approvals_line(view)))
         if waiting:
             decision.append(context(clip(f"👋 Waiting for {waiting}", WAITING_TEXT)))
+        decision += sections(override_lines(view, mask))
         decision.append(decision_buttons(view))
     else:
         decision.append(section(decided_line(view)))
+        if view.status == "overridden":
+            decision += sections(override_lines(view, mask)[1:])
     verdict = [*output_buttons(view, mask), section(f"*Decision point:* {_verdict(view)}")]
     fixed = block_text(head + verdict + decision)
     manual = _manual_blocks(
@@ -662,6 +696,7 @@ def decision_buttons(view: GateView) -> Block:
         ]
         if view.checks_passed
         else [button("Retry phase", RETRY, value)]
+        + ([button("Override…", OVERRIDE, value, style="danger")] if view.overridable else [])
     )
     return {
         "type": "actions",

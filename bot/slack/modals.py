@@ -36,7 +36,9 @@ ROLLBACK_FORM, ABORT_FORM, COMMENT_FORM, SCHEDULE_FORM = (
     "cutover_continue_comment",
     "cutover_schedule",
 )
+OVERRIDE_FORM = "cutover_override"  # break-glass: continue past failed steps
 REASON, COMMENT = "reason", "comment"  # block_id = action_id of the text inputs
+JUSTIFICATION = "justification"
 ENV, DATE, TIME, TZ, CHANNEL, STAKEHOLDERS = "env", "date", "time", "tz", "channel", "stakeholders"
 
 # The schedule form asks for one instant with Slack's datetimepicker: the person picks a day
@@ -250,6 +252,34 @@ def comment_form(meta: FormMeta, phase: str, mask: Mask) -> dict[str, Any]:
         ),
     ]
     return _modal(COMMENT_FORM, "Continue", "Continue", blocks, meta)
+
+
+def override_form(
+    meta: FormMeta, phase: str, failed: list[str], votes: int, quorum: int, mask: Mask
+) -> dict[str, Any]:
+    """Break-glass: continue past failed steps. The justification is required; the
+    override is decided once `quorum` override approvers have each sent this form."""
+    steps = ", ".join(escape(mask(f)) for f in failed) or "?"
+    blocks = [
+        section(
+            clip(
+                f"🟥 *Override the failed checks of phase {escape(mask(phase))}* of run "
+                f"#{meta.run} and go on although {steps} failed.\nThis is break-glass: it "
+                f"needs {quorum} override approvers ({votes} so far), each with a "
+                "justification. It is shown in red on the checkpoint, in the cutover "
+                "record's Deviations and to the stakeholders.",
+                2900,
+            )
+        ),
+        text_input(
+            JUSTIFICATION,
+            "Why is it safe to go on?",
+            optional=False,
+            placeholder="e.g. the resolver is slow to propagate; checked by hand from 3 regions",
+            hint="Required. Goes into the audit trail, the record and the stakeholders' channel.",
+        ),
+    ]
+    return _modal(OVERRIDE_FORM, "Override checks", "Override", blocks, meta)
 
 
 def _option(value: str, label: str | None = None) -> Block:
