@@ -780,6 +780,10 @@ def validate_steps(runbook: Runbook) -> list[str]:
             )
         for env_name in runbook.environments:
             values = {**RUN_PLACEHOLDERS, **runbook.values_for(env_name, expand=False)}
+            token_problem = _literal_token(step, values)
+            if token_problem:
+                problems.append(f"{where} > {section} > {step.id!r}: {token_problem}")
+                break
             try:
                 resolve_step(step, values)
             except RunbookError as exc:
@@ -787,3 +791,20 @@ def validate_steps(runbook: Runbook) -> list[str]:
                     f"{where} > {section} > {step.id!r} (environment {env_name!r}): {exc}"
                 )
     return problems
+
+
+def _literal_token(step: StepSpec, values: Mapping[str, Value]) -> str | None:
+    """A `bearer_token` must come from the bot's environment (a {var} set from ${VAR}), so
+    it is masked wherever the bot shows text and never sits in the runbook's git history."""
+    token = step.params.get("bearer_token")
+    if token is None:
+        return None
+    whole = _WHOLE.match(token) if isinstance(token, str) else None
+    source = values.get(whole.group(1)) if whole else None
+    if isinstance(source, str) and _ENV_VAR.search(source):
+        return None
+    return (
+        "bearer_token must be a {placeholder} of a var set from the bot's environment "
+        "(vars: {prom_token: ${CUTOVER_RUNBOOK_PROM_TOKEN}}, then bearer_token: "
+        "'{prom_token}'), never the token itself"
+    )
