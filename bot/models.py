@@ -2,6 +2,7 @@
 
 run ─< phase_run ─< step_run ── step_output (what the step printed, masked)
             └── gate ─< vote, manual_tick
+run ─< revert_vote; run.reverts_run_id → run (a revert and the completed run it undoes)
 schedule ─< scheduled_event; phase_run ─< monitor_round (scheduled cutovers, monitoring).
 message_ref: messages edited later that no row points at; home_viewer: who opened Home.
 audit_event is append-only and hash-chained; audit_head holds the chain's tip.
@@ -40,6 +41,7 @@ __all__ = [
     "PhaseRun",
     "PhaseStatus",
     "RoundStatus",
+    "RevertVote",
     "Run",
     "RunStatus",
     "Schedule",
@@ -103,6 +105,8 @@ class Run(SQLModel, table=True):
     channel: str | None = None
     surface_ref: str | None = None  # chat surface's handle of the run's parent message
     phase_index: int = 0  # index of the phase now running or waiting
+    # A revert run: the completed run whose changes it undoes (restore, rollback steps).
+    reverts_run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
     rollback_reason: str | None = None
     rolled_back_by: str | None = None
     # Claimed by the one thread that executes the rollback; taken over if its owner dies.
@@ -185,6 +189,17 @@ class Vote(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("gate_id", "actor"),)
     id: int | None = Field(default=None, primary_key=True)
     gate_id: int = Field(foreign_key="gate.id", index=True)
+    actor: str
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+
+
+class RevertVote(SQLModel, table=True):
+    """One approver's vote for a revert run: the unique key makes a double click count once."""
+
+    __tablename__ = "revert_vote"
+    __table_args__ = (UniqueConstraint("run_id", "actor"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
     actor: str
     at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
 

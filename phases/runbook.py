@@ -353,6 +353,9 @@ class Runbook(Strict):
     restore: list[StepSpec] = Field(default_factory=list)
     # Checks after the rollback steps: the old service is back and healthy (verified rollback).
     rollback_checks: list[StepSpec] = Field(default_factory=list)
+    # How long after a run completed `/cutover revert` may undo it (its restore and
+    # rollback steps, as a new run): the runbook's "first 24 hours are critical". 0: never.
+    revert_window_hours: float = Field(default=24, ge=0, le=24 * 30)
     success_criteria: list[CriterionSpec] = Field(default_factory=list)
     post_cutover_tasks: list[str] = Field(default_factory=list)
     notes_fields: list[NotesField] = Field(default_factory=list)
