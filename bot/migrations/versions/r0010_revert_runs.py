@@ -18,12 +18,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    inspector = sa.inspect(op.get_bind())
+    bind = op.get_bind()
+    inspector = sa.inspect(bind)
     if "reverts_run_id" not in {c["name"] for c in inspector.get_columns("run")}:
-        with op.batch_alter_table("run") as batch:
-            batch.add_column(sa.Column("reverts_run_id", sa.Integer(), nullable=True))
-            batch.create_foreign_key("fk_run_reverts_run_id", "run", ["reverts_run_id"], ["id"])
-            batch.create_index(op.f("ix_run_reverts_run_id"), ["reverts_run_id"], unique=False)
+        if bind.dialect.name == "sqlite":
+            # In place: a batch copy of `run` would break the foreign keys pointing at it.
+            op.execute("ALTER TABLE run ADD COLUMN reverts_run_id INTEGER REFERENCES run (id)")
+        else:
+            op.add_column("run", sa.Column("reverts_run_id", sa.Integer(), nullable=True))
+            op.create_foreign_key("fk_run_reverts_run_id", "run", "run", ["reverts_run_id"], ["id"])
+        op.create_index(op.f("ix_run_reverts_run_id"), "run", ["reverts_run_id"], unique=False)
     if "revert_vote" in set(inspector.get_table_names()):
         return
     op.create_table(
@@ -42,7 +46,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_revert_vote_run_id"), table_name="revert_vote")
     op.drop_table("revert_vote")
-    with op.batch_alter_table("run") as batch:
-        batch.drop_index(op.f("ix_run_reverts_run_id"))
-        batch.drop_constraint("fk_run_reverts_run_id", type_="foreignkey")
-        batch.drop_column("reverts_run_id")
+    op.drop_index(op.f("ix_run_reverts_run_id"), table_name="run")
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("ALTER TABLE run DROP COLUMN reverts_run_id")
+    else:
+        op.drop_constraint("fk_run_reverts_run_id", "run", type_="foreignkey")
+        op.drop_column("run", "reverts_run_id")
