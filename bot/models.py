@@ -2,6 +2,7 @@
 
 run ─< phase_run ─< step_run ── step_output (what the step printed, masked)
             └── gate ─< vote, manual_tick, override_vote (subject "gate:ID")
+run ─< revert_vote; run.reverts_run_id → run (a revert and the completed run it undoes)
 schedule ─< scheduled_event; phase_run ─< monitor_round (scheduled cutovers, monitoring).
 message_ref: messages edited later that no row points at; home_viewer: who opened Home.
 audit_event is append-only and hash-chained; audit_head holds the chain's tip.
@@ -42,6 +43,7 @@ __all__ = [
     "PhaseRun",
     "PhaseStatus",
     "RoundStatus",
+    "RevertVote",
     "Run",
     "RunStatus",
     "Schedule",
@@ -131,6 +133,8 @@ class Run(SQLModel, table=True):
     channel: str | None = None
     surface_ref: str | None = None  # chat surface's handle of the run's parent message
     phase_index: int = 0  # index of the phase now running or waiting
+    # A revert run: the completed run whose changes it undoes (restore, rollback steps).
+    reverts_run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
     rollback_reason: str | None = None
     rolled_back_by: str | None = None
     # Claimed by the one thread that executes the rollback; taken over if its owner dies.
@@ -229,7 +233,7 @@ class OverrideVote(SQLModel, table=True):
     subject: str = Field(index=True, max_length=200)
     actor: str
     justification: str = Field(sa_column=Column(Text, nullable=False))
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True)))
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class EnvLock(SQLModel, table=True):
@@ -241,7 +245,18 @@ class EnvLock(SQLModel, table=True):
     environment: str = Field(primary_key=True, max_length=40)
     reason: str = Field(sa_column=Column(Text, nullable=False))
     locked_by: str
-    locked_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    locked_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class RevertVote(SQLModel, table=True):
+    """One approver's vote for a revert run: the unique key makes a double click count once."""
+
+    __tablename__ = "revert_vote"
+    __table_args__ = (UniqueConstraint("run_id", "actor"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    actor: str
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
 class ManualTick(SQLModel, table=True):

@@ -68,6 +68,7 @@ class Trail:
     refused: list[dict[str, Any]] = field(default_factory=list)
     interrupted: list[dict[str, Any]] = field(default_factory=list)
     aborted: list[dict[str, Any]] = field(default_factory=list)  # run.aborted mid-phase
+    revert: dict[str, Any] | None = None  # revert.requested: this run undoes a completed one
     rounds: list[dict[str, Any]] = field(default_factory=list)
     missed: list[int] = field(default_factory=list)
     reminders: list[dict[str, Any]] = field(default_factory=list)
@@ -149,6 +150,8 @@ def _trail(db: Database, run_id: int) -> Trail:
             t.interrupted.append(row)
         elif kind == AuditKind.RUN_ABORTED:
             t.aborted.append(row)
+        elif kind == AuditKind.REVERT_REQUESTED:
+            t.revert = row
         elif kind == AuditKind.MONITOR_ROUND:
             t.rounds.append(row)
         elif kind == AuditKind.MONITOR_MISSED:
@@ -268,12 +271,15 @@ def evaluate(spec: CriterionSpec, t: Trail) -> Criterion:
 
 def rollback_reason(t: Trail) -> str | None:
     """Why the run rolled back, as the row that decided it says: a Rollback at a gate (an
-    abort at a gate is one, "aborted: …"), or an abort while a phase was executing."""
+    abort at a gate is one, "aborted: …"), an abort while a phase was executing, or the
+    request that reverts a completed run (this run's whole purpose)."""
     decided = next((d for d in reversed(t.decisions) if d.get("decision") == "rollback"), None)
     if decided is not None:
         return str(decided.get("reason") or f"rolled back at phase {decided.get('phase')}")
     if t.aborted:
         return f"aborted: {t.aborted[-1].get('reason')}"
+    if t.revert is not None:
+        return f"revert of run #{t.revert.get('reverts')}: {t.revert.get('reason')}"
     return None
 
 

@@ -327,6 +327,7 @@ STATUS_WORDS = {
     RunStatus.ROLLED_BACK: "rolled back",
     RunStatus.COMPLETED: "completed",
     RunStatus.CANCELLED: "cancelled (nothing had changed, so nothing was rolled back)",
+    RunStatus.REVERT_PENDING: "revert waiting for its approvers",
 }
 
 

@@ -23,6 +23,7 @@ from commands.parser import (
     LocksCmd,
     LogsCmd,
     Note,
+    Revert,
     ScheduleForm,
     ScheduleList,
     SignOff,
@@ -102,6 +103,9 @@ class CommandService:
             if cmd.reason is None:  # a surface that can ask (a form, a prompt) asked already
                 raise UsageError("abort needs --reason TEXT saying why")
             decision = engine.abort(cmd.env, actor, cmd.reason)
+            return Reply(decision.message, ephemeral=not decision.changed, run_id=decision.run_id)
+        if isinstance(cmd, Revert):
+            decision = engine.revert(cmd.env, actor, cmd.reason)
             return Reply(decision.message, ephemeral=not decision.changed, run_id=decision.run_id)
         if isinstance(cmd, AuditCmd):
             return Reply(self.audit_summary(cmd.run_id))

@@ -24,6 +24,9 @@ USAGE = """Usage:
   /cutover locks                        every lock, and the freezes in force now
   /cutover abort ENV --reason TEXT      roll back ENV's active run (final); in Slack,
                                         without --reason a form asks for the reason
+  /cutover revert ENV --reason TEXT     undo ENV's last completed cutover (its restore
+                                        and rollback steps, as a new run) within the
+                                        runbook's revert window; approvers, by quorum
   /cutover audit RUN                    the audit trail of run RUN
   /cutover logs RUN [PHASE/STEP[#N]]    the steps of run RUN that kept output, or the
                                         last lines one printed (attempt N of its phase)
@@ -88,6 +91,12 @@ class StatusCmd:
 class Abort:
     env: str
     reason: str | None  # None: not given; a surface asks for it (Slack: a form)
+
+
+@dataclass(frozen=True)
+class Revert:
+    env: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,7 @@ Command = (
     Start
     | StatusCmd
     | Abort
+    | Revert
     | AuditCmd
     | LogsCmd
     | Help
@@ -455,6 +465,15 @@ def parse(text: str, now: datetime | None = None) -> Command:
         if tail[0] != "--reason" or len(tail) < 2 or not " ".join(tail[1:]).strip():
             raise UsageError("abort needs --reason TEXT saying why")
         return Abort(env, " ".join(tail[1:])[:500])
+    if verb == "revert":
+        if not rest or rest[0].startswith("-"):
+            raise UsageError(
+                "revert needs an environment, e.g. /cutover revert prod --reason 'errors up'"
+            )
+        tail = rest[1:]
+        if not tail or tail[0] != "--reason" or not " ".join(tail[1:]).strip():
+            raise UsageError("revert needs --reason TEXT saying why")
+        return Revert(_env(rest[0]), " ".join(tail[1:])[:500])
     if verb == "audit":
         if len(rest) != 1 or _number(rest[0]) is None:
             raise UsageError("audit needs a run number, e.g. /cutover audit 12")

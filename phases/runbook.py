@@ -502,6 +502,9 @@ class Runbook(Strict):
     restore: list[StepSpec] = Field(default_factory=list)
     # Checks after the rollback steps: the old service is back and healthy (verified rollback).
     rollback_checks: list[StepSpec] = Field(default_factory=list)
+    # How long after a run completed `/cutover revert` may undo it (its restore and
+    # rollback steps, as a new run): the runbook's "first 24 hours are critical". 0: never.
+    revert_window_hours: float = Field(default=24, ge=0, le=24 * 30)
     success_criteria: list[CriterionSpec] = Field(default_factory=list)
     post_cutover_tasks: list[str] = Field(default_factory=list)
     notes_fields: list[NotesField] = Field(default_factory=list)
@@ -979,6 +982,10 @@ def validate_steps(runbook: Runbook) -> list[str]:
             )
         for env_name in runbook.environments:
             values = {**RUN_PLACEHOLDERS, **runbook.values_for(env_name, expand=False)}
+            token_problem = _literal_token(step, values)
+            if token_problem:
+                problems.append(f"{where} > {section} > {step.id!r}: {token_problem}")
+                break
             try:
                 resolve_step(step, values)
             except RunbookError as exc:
@@ -986,3 +993,20 @@ def validate_steps(runbook: Runbook) -> list[str]:
                     f"{where} > {section} > {step.id!r} (environment {env_name!r}): {exc}"
                 )
     return problems
+
+
+def _literal_token(step: StepSpec, values: Mapping[str, Value]) -> str | None:
+    """A `bearer_token` must come from the bot's environment (a {var} set from ${VAR}), so
+    it is masked wherever the bot shows text and never sits in the runbook's git history."""
+    token = step.params.get("bearer_token")
+    if token is None:
+        return None
+    whole = _WHOLE.match(token) if isinstance(token, str) else None
+    source = values.get(whole.group(1)) if whole else None
+    if isinstance(source, str) and _ENV_VAR.search(source):
+        return None
+    return (
+        "bearer_token must be a {placeholder} of a var set from the bot's environment "
+        "(vars: {prom_token: ${CUTOVER_RUNBOOK_PROM_TOKEN}}, then bearer_token: "
+        "'{prom_token}'), never the token itself"
+    )

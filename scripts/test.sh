@@ -16,9 +16,11 @@
 #      left alone;
 #   5. Docker Compose for checking deploy/docker-compose.yml (`docker compose` or
 #      docker-compose; apt-installs docker-compose if neither is there);
-#   6. CI=true: a test whose service is missing fails instead of skipping, and any skip fails
+#   6. Prometheus (Debian's `prometheus`, apt-installed only if missing) for the `prometheus`
+#      check's tests, which start it themselves on a loopback port;
+#   7. CI=true: a test whose service is missing fails instead of skipping, and any skip fails
 #      the run (tests/conftest.py);
-#   7. ruff check ., mypy bot commands phases, lint-imports (the layers in pyproject.toml),
+#   8. ruff check ., mypy bot commands phases, lint-imports (the layers in pyproject.toml),
 #      deptry (every package the code or the tests import directly is declared in
 #      pyproject.toml, none arrives only through another; the code imports no test-only
 #      package), pytest -q PYTEST_ARGS.
@@ -115,6 +117,12 @@ elif command -v docker-compose >/dev/null; then
 else
     apt_install docker-compose
 fi
+
+section "set-up: Prometheus (tests/test_check_prometheus.py runs a real one on loopback)"
+if ! command -v prometheus >/dev/null; then
+    apt_install prometheus
+fi
+prometheus --version 2>&1 | head -n 1
 
 export CI=true
 

@@ -217,6 +217,8 @@ run      running       monitoring_failed    rolling_back
 run      rolling_back  rollback_finished    rolled_back
 run      running       cancelled            cancelled
 run      waiting       cancelled            cancelled
+run      revert_pending revert_approved     rolling_back
+run      revert_pending cancelled           cancelled
 phase    running       checked              checked
 phase    running       monitoring           monitoring
 phase    monitoring    monitoring_done      checked

@@ -196,16 +196,23 @@ def at_of(row: Row) -> datetime:
 
 
 def rollback_rows(t: Trail) -> list[Row]:
-    """The rows that triggered a rollback: a Rollback at a gate, an abort mid-phase."""
-    return t.of("gate.decided", decision="rollback") + t.of("run.aborted")
+    """The rows that triggered a rollback: a Rollback at a gate, an abort mid-phase, the
+    request to revert a completed run."""
+    return (
+        t.of("gate.decided", decision="rollback") + t.of("run.aborted") + t.of("revert.requested")
+    )
 
 
 def reason_rows(t: Trail, reason: str) -> list[Row]:
     return [
         r
         for r in rollback_rows(t)
-        if r.data.get("reason") == reason
+        if (r.kind == "gate.decided" and r.data.get("reason") == reason)
         or (r.kind == "run.aborted" and f"aborted: {r.data.get('reason')}" == reason)
+        or (
+            r.kind == "revert.requested"
+            and f"revert of run #{r.data.get('reverts')}: {r.data.get('reason')}" == reason
+        )
     ]
 
 

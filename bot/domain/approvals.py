@@ -13,6 +13,10 @@ message or a button.
 | retry           | an approver, on a gate whose checks failed or whose phase was       |
 |                 | interrupted (the state machine refuses it on a passed gate)         |
 | rollback, abort | any approver, from any state of an active run (one is final)        |
+| revert          | an approver, within the runbook's revert window after the           |
+|                 | environment's last real run completed, and only while no later run  |
+|                 | of it has started; the request is the requester's vote unless       |
+|                 | self-approval is off; the steps run once quorum approvers voted     |
 | tick            | an approver                                                         |
 | tick checklist  | an approver: a pre-cutover item that gates Start (tick or untick)   |
 | start gate      | every pre-cutover item with gates_start done, preflight passing     |
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from bot.domain.actor import Actor
 from bot.domain.states import DecisionKind, GateStatus, RunStatus
@@ -375,3 +380,69 @@ def may_lock(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
     if is_approver(env, actor):
         return None
     return f"only approvers of {env_name} may lock or unlock it; nothing was changed"
+
+
+@dataclass(frozen=True)
+class RevertFacts:
+    """What the rules need to know of the environment's runs when a revert is asked for."""
+
+    run_id: int | None  # the environment's last real (not dry) run, or None
+    status: str | None
+    ended_at: datetime | None
+    later_run: int | None  # the first run of the environment started after it, if any
+    later_reverts: int | None  # that later run's reverts_run_id (a revert of this run)
+    now: datetime
+    window_hours: float
+    has_steps: bool  # the runbook has restore or rollback steps
+
+
+def may_revert(env_name: str, env: EnvironmentSpec, actor: Actor, facts: RevertFacts) -> str | None:
+    """A revert undoes a completed run (restore, rollback steps) as a new run. Refused to
+    a non-approver; when there is nothing to undo; once a later run of the environment has
+    started (undoing this one would undo that one's work too, unseen); after the window."""
+    if not is_approver(env, actor):
+        return f"only approvers of {env_name} may revert its cutover; nothing was started"
+    if not facts.has_steps:
+        return "the runbook has no restore or rollback steps: there is nothing a revert could run"
+    if facts.run_id is None:
+        return f"{env_name} has no completed cutover to revert; nothing was started"
+    if facts.later_run is not None:
+        if facts.later_reverts == facts.run_id:
+            return (
+                f"run #{facts.later_run} already reverts run #{facts.run_id}; nothing more "
+                "was started"
+            )
+        return (
+            f"run #{facts.later_run} of {env_name} started after run #{facts.run_id}: a "
+            f"revert of #{facts.run_id} would undo it too, unseen. Nothing was started; "
+            f"roll back with a new cutover run"
+        )
+    if facts.status != RunStatus.COMPLETED:
+        word = str(facts.status).replace("_", " ")
+        return (
+            f"the last run of {env_name}, #{facts.run_id}, did not complete ({word}): there is "
+            "no completed cutover to revert; nothing was started"
+        )
+    window = timedelta(hours=facts.window_hours)
+    if facts.ended_at is None or facts.now - facts.ended_at > window:
+        ended = facts.ended_at.strftime("%Y-%m-%d %H:%M UTC") if facts.ended_at else "never"
+        return (
+            f"run #{facts.run_id} completed at {ended}, more than {facts.window_hours:g} h ago "
+            "(the runbook's revert_window_hours): revert refused; roll back with a new "
+            "cutover run"
+        )
+    return None
+
+
+def may_approve_revert(
+    env_name: str, env: EnvironmentSpec, actor: Actor, requested_by: str, votes: Collection[str]
+) -> str | None:
+    """A vote for a revert is a gate vote: an approver, not the requester when self-approval
+    is off, one vote per person."""
+    if not is_approver(env, actor):
+        return _not_approver(env_name)
+    if not _may_self_approve(env, actor, requested_by):
+        return "you asked for this revert, and this environment forbids approving your own run"
+    if any(actor.is_(v) for v in votes):
+        return "you already approved this revert; it needs another approver"
+    return None

@@ -34,6 +34,11 @@ class AuditKind(enum.StrEnum):
     SIGNOFF_REQUESTED = "signoff.requested"  # the last phase began: approvers asked to sign
     RECORD_NOTE = "record.note"  # /cutover note: a line for the record
     ACTION_REFUSED = "action.refused"  # an authorization rule or the state machine said no
+    # A revert of a completed run: its own run (reverts_run_id), asked for with a reason,
+    # approved by its quorum, then the runbook's restore and rollback steps (rollback.*).
+    REVERT_REQUESTED = "revert.requested"
+    REVERT_APPROVED = "revert.approved"  # one approver's vote for the revert
+    REVERT_STARTED = "revert.started"  # quorum reached: the steps begin
     ROLLBACK_STARTED = "rollback.started"
     ROLLBACK_RESUMED = "rollback.resumed"
     # The verified backup a restore of the run puts back, fixed before the first

@@ -63,6 +63,7 @@ CATALOGUE: dict[AuditKind, Entry] = {
             "runbook": "the runbook's name",
             "version": "the runbook's own version (its `version:`)",
             "dry_run": "true for a dry run",
+            "reverts": "the completed run this run undoes (a revert run only)",
         },
     ),
     AuditKind.RUN_COMPLETED: Entry("every phase passed", {"environment": "the environment"}),
@@ -219,6 +220,29 @@ CATALOGUE: dict[AuditKind, Entry] = {
             "reason": "the lock's reason",
             "locked_by": "who had locked it",
         },
+    ),
+    AuditKind.REVERT_REQUESTED: Entry(
+        "an approver asked to revert a completed run: the revert run was created, waiting "
+        "for its quorum",
+        {
+            "reverts": "the completed run it undoes",
+            "reason": "why, in the requester's words (masked)",
+            "completed_at": "when that run completed (ISO 8601, UTC)",
+            "window_hours": "the runbook's revert_window_hours",
+            "quorum": "votes needed",
+        },
+    ),
+    AuditKind.REVERT_APPROVED: Entry(
+        "an approver voted for a revert",
+        {
+            "reverts": "the completed run it undoes",
+            "votes": "votes so far, this one included",
+            "quorum": "votes needed",
+        },
+    ),
+    AuditKind.REVERT_STARTED: Entry(
+        "the revert's quorum was reached: its restore and rollback steps begin",
+        {"reverts": "the completed run it undoes", "approvers": "who voted for it"},
     ),
     AuditKind.ACTION_REFUSED: Entry(
         "an authorization rule or the state machine said no; nothing was changed",

@@ -26,10 +26,18 @@ class RunStatus(enum.StrEnum):
     ROLLED_BACK = "rolled_back"
     COMPLETED = "completed"
     CANCELLED = "cancelled"  # ended before any action changed anything: no rollback needed
+    # A revert of a completed run (its own run, linked by reverts_run_id), waiting for its
+    # quorum of approvers before its restore and rollback steps run; nothing ran yet.
+    REVERT_PENDING = "revert_pending"
 
     @property
     def active(self) -> bool:
-        return self in (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.ROLLING_BACK)
+        return self in (
+            RunStatus.RUNNING,
+            RunStatus.WAITING,
+            RunStatus.ROLLING_BACK,
+            RunStatus.REVERT_PENDING,
+        )
 
 
 class PhaseStatus(enum.StrEnum):
@@ -120,7 +128,8 @@ MACHINES: dict[str, tuple[type[enum.StrEnum], list[Transition]]] = {
             _t("aborted", [R.RUNNING, R.WAITING], R.ROLLING_BACK),
             _t("monitoring_failed", R.RUNNING, R.ROLLING_BACK),
             _t("rollback_finished", R.ROLLING_BACK, R.ROLLED_BACK),
-            _t("cancelled", [R.RUNNING, R.WAITING], R.CANCELLED),
+            _t("cancelled", [R.RUNNING, R.WAITING, R.REVERT_PENDING], R.CANCELLED),
+            _t("revert_approved", R.REVERT_PENDING, R.ROLLING_BACK),
         ],
     ),
     "phase": (

@@ -11,6 +11,7 @@ what changed (`bot.surface`). The use cases live in one module each:
     overrides.py break-glass: continue past failed steps with a justification and a quorum
     signoffs.py  sign-offs of success criteria: asked for, given once per person
     rollback.py  restore and rollback steps
+    revert.py    reverting a completed run: a new run, approved by quorum, then rollback.py
     recovery.py  restart recovery and taking over a dead replica's run
     identity.py  one live process per replica id (a heartbeat row)
 """
@@ -29,13 +30,14 @@ from bot.engine.core import (
 from bot.engine.identity import Identity, ReplicaInUse
 from bot.engine.overrides import Overrides
 from bot.engine.recovery import Recovery
+from bot.engine.revert import Reverts
 from bot.engine.rollback import Rollback
 from bot.engine.runs import Runs
 from bot.engine.signoffs import Signoffs
 from phases.runbook import RunbookError
 
 
-class Engine(Identity, Recovery, Rollback, Overrides, Signoffs, Runs):
+class Engine(Identity, Recovery, Reverts, Rollback, Overrides, Signoffs, Runs):
     """The one engine object the CLI, `serve`, the console, the demo and tests build."""
 
 

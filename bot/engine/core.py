@@ -334,7 +334,7 @@ class EngineCore:
         env = self.environment(run.environment)
         values = self.runbook.values_for(run.environment)
         self.register_secrets(run.environment)
-        run_id = run.id
+        run_id = run.reverts_run_id or run.id  # a revert restores the backup of what it undoes
         wanted = steps is None or any(uses_run_backup(st.params) for st in steps)
         backup = (
             # Background work retries a dropped connection rather than failing the phase.

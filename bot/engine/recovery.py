@@ -55,6 +55,8 @@ class Recovery(EngineCore):
             elif run.status == RunStatus.RUNNING:
                 report.append(f"run #{run.id}: continuing at phase {run.phase_index + 1}")
                 self.spawn(self.advance, run.id)
+            elif run.status == RunStatus.REVERT_PENDING:
+                report.append(f"run #{run.id}: revert waiting for its approvers")
             elif run.status == RunStatus.WAITING:
                 report.append(f"run #{run.id}: waiting at phase {run.phase_index + 1}")
                 self.notify.notice(

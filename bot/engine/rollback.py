@@ -74,7 +74,7 @@ class Rollback(EngineCore):
                         run_id=run_id,
                         data={
                             "phase": failed_phase.id,
-                            "restore": failed_phase.on_fail == "restore_and_rollback",
+                            "restore": self._restores(run, failed_phase),
                         },
                         at=self.now(),
                     )
@@ -124,7 +124,10 @@ class Rollback(EngineCore):
             + (
                 "First the restore steps (from this run's restore point, if one was fixed), "
                 "then the rollback steps. "
-                if failed_phase.on_fail == "restore_and_rollback"
+                if self._restores(run, failed_phase) and run.reverts_run_id is None
+                else f"First the restore steps (from run #{run.reverts_run_id}'s restore point, "
+                "if one was fixed), then the rollback steps. "
+                if self._restores(run, failed_phase)
                 else ""
             ),
         )
@@ -141,7 +144,7 @@ class Rollback(EngineCore):
 
         outcomes: list[StepOutcome] = []
         restore: rollback_report.Restore | None = None
-        if failed_phase.on_fail == "restore_and_rollback":
+        if self._restores(run, failed_phase):
             restore = self._restore(run, values, ctx, record)
             outcomes += restore.outcomes
         outcomes += run_actions(
@@ -184,6 +187,13 @@ class Rollback(EngineCore):
         self.notify.run_changed(run_id)
         self.run_ended(run_id)
 
+    def _restores(self, run: Run, failed_phase: PhaseSpec) -> bool:
+        """Whether the rollback runs the restore steps first: the failed phase says so, or
+        the run reverts a completed one (which passed every phase) and the runbook restores."""
+        if run.reverts_run_id is not None:
+            return bool(self.runbook.restore)
+        return failed_phase.on_fail == "restore_and_rollback"
+
     def _restore(
         self, run: Run, values: dict[str, Value], ctx: StepContext, record: OnResult
     ) -> rollback_report.Restore:
@@ -192,8 +202,10 @@ class Rollback(EngineCore):
         phase, never a later one. None fixed: said, not guessed."""
         assert run.id is not None
         run_id = run.id
+        # A revert restores from the restore point of the run it undoes.
+        point_run = run.reverts_run_id or run_id
         point = self.db.retrying(
-            lambda: restore_point.read(self.db, run_id), f"run #{run_id}: its restore point"
+            lambda: restore_point.read(self.db, point_run), f"run #{point_run}: its restore point"
         )
         steps = self.runbook.restore
         if point is None or not point.found:
@@ -222,8 +234,8 @@ class Rollback(EngineCore):
             return rollback_report.Restore(state, out, point)
         outcomes = run_actions(steps, values, ctx, "restore", record, stop_on_failure=False)
         later = self.db.retrying(
-            lambda: restore_point.later_backups(self.db, run_id, point),
-            f"run #{run_id}: its later backups",
+            lambda: restore_point.later_backups(self.db, point_run, point),
+            f"run #{point_run}: its later backups",
         )
         return rollback_report.Restore(
             rollback_report.restore_state(outcomes), outcomes, point, later

@@ -14,6 +14,7 @@ from phases.checks import (  # noqa: E402,F401  isort: skip
     http_check,
     logs_check,
     postgres_check,
+    prometheus_check,
     secrets_check,
     statuspage,
     tls_check,

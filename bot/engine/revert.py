@@ -1,0 +1,262 @@
+"""Reverting a completed run: its restore and rollback steps, as a new run linked to it.
+
+The runbook says the first 24 hours after a cutover are critical, but `/cutover abort` needs
+an active run: a bad release found at T+2h had no audited way back. `/cutover revert ENV
+--reason …` (or the completion message's Revert button) asks for one, within the runbook's
+`revert_window_hours`, while no later run of the environment has started. The revert is its
+own run (`reverts_run_id` names the run it undoes): it holds the environment's one active
+slot, waits (`revert_pending`) for the environment's quorum of approvers, as a gate does,
+then runs the rollback machinery (bot/engine/rollback.py), restoring from the original run's
+restore point. Who may: `approvals.may_revert` / `may_approve_revert`; every move goes
+through the run's state table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from bot import audit
+from bot.domain import approvals, states
+from bot.domain.actor import Actor
+from bot.domain.audit_kinds import AuditKind
+from bot.domain.errors import InvalidInput
+from bot.engine.core import Decision, EngineCore
+from bot.models import RevertVote, Run, RunStatus
+from phases.runbook import EnvironmentSpec
+
+
+class Reverts(EngineCore):
+    def revert(self, env_name: str, actor: Actor, reason: str) -> Decision:
+        """Asks for a revert of the environment's last completed run, or votes for the one
+        already asked for. Idempotent: a second click by the same person changes nothing,
+        and two requests at once start one revert (the environment's one active slot)."""
+        env = self.environment(env_name)
+        if not reason.strip():
+            raise InvalidInput("say why: --reason is required")
+        masked = self.masker.untrusted(reason)[:500]
+        pending = self._pending_revert(env_name)
+        if pending is not None:
+            return self.approve_revert(pending, actor)
+        facts = self._revert_facts(env_name)
+        refusal = approvals.may_revert(env_name, env, actor, facts)
+        if refusal:
+            self.refuse(actor, "revert", refusal, run_id=facts.run_id, environment=env_name)
+            return Decision("refused", refusal, None, facts.run_id)
+        assert facts.run_id is not None
+        try:
+            run_id = self._insert_revert(env_name, env, actor, facts.run_id, masked)
+        except IntegrityError:
+            run_id = None  # another request took the environment's active slot first
+        if run_id is None:
+            pending = self._pending_revert(env_name)
+            if pending is not None:
+                return self.approve_revert(pending, actor)
+            return self._revert_taken(env_name, actor)
+        self.notify.run_changed(run_id)
+        self.feed(
+            run_id,
+            f"⏪ {self.runbook.name}: revert of {env_name}'s run #{facts.run_id} asked for by "
+            f"{actor.label} (run #{run_id}): {masked}",
+        )
+        if approvals.may_approve_revert(env_name, env, actor, actor.id, ()) is None:
+            return self.approve_revert(run_id, actor, requested=True)
+        return Decision(
+            "vote_recorded",
+            f"revert of run #{facts.run_id} asked for as run #{run_id}; it needs "
+            f"{env.quorum} approval(s) from other approvers before its steps run",
+            None,
+            run_id,
+        )
+
+    def approve_revert(self, run_id: int, actor: Actor, *, requested: bool = False) -> Decision:
+        """One approver's vote for a pending revert; at quorum its steps begin."""
+        start = False
+        with self.db.session() as s:
+            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+            if run is None or run.reverts_run_id is None:
+                return Decision("unknown_gate", f"run #{run_id} is not a revert", None, run_id)
+            env = self.environment(run.environment)
+            if run.status != RunStatus.REVERT_PENDING:
+                word = str(run.status).replace("_", " ")
+                return Decision(
+                    "already_decided",
+                    f"run #{run_id} (revert of run #{run.reverts_run_id}) is {word} already",
+                    None,
+                    run_id,
+                )
+            votes = [v.actor for v in s.exec(select(RevertVote).where(RevertVote.run_id == run_id))]
+            refusal = approvals.may_approve_revert(
+                run.environment, env, actor, run.requested_by, votes
+            )
+            if refusal:
+                if any(actor.is_(v) for v in votes):
+                    return Decision("already_voted", refusal, None, run_id)
+                self.refuse(actor, "revert", refusal, run_id=run_id, session=s)
+                return Decision("refused", refusal, None, run_id)
+            now = self.now()
+            s.add(RevertVote(run_id=run_id, actor=actor.id, at=now))
+            votes.append(actor.id)
+            audit.append(
+                s,
+                AuditKind.REVERT_APPROVED,
+                actor=actor.id,
+                run_id=run_id,
+                data={"reverts": run.reverts_run_id, "votes": len(votes), "quorum": env.quorum},
+                at=now,
+            )
+            if len(votes) >= env.quorum:
+                states.transition(run, "revert_approved")
+                run.rollback_started_at = None
+                s.add(run)
+                audit.append(
+                    s,
+                    AuditKind.REVERT_STARTED,
+                    actor=actor.id,
+                    run_id=run_id,
+                    data={"reverts": run.reverts_run_id, "approvers": votes},
+                    at=now,
+                )
+                start = True
+            reverts = run.reverts_run_id
+        self.notify.run_changed(run_id)
+        if start:
+            self.spawn(self.execute_rollback, run_id)
+            who = "asked for and approved" if requested else "approved"
+            return Decision(
+                "approved",
+                f"revert of run #{reverts} {who} by {actor.label} (run #{run_id}, "
+                f"{len(votes)}/{env.quorum}): its restore and rollback steps run now",
+                None,
+                run_id,
+            )
+        return Decision(
+            "vote_recorded",
+            f"{actor.label} approved the revert of run #{reverts} (run #{run_id}): "
+            f"{len(votes)}/{env.quorum}; it needs another approver",
+            None,
+            run_id,
+        )
+
+    def _pending_revert(self, env_name: str) -> int | None:
+        with self.db.session() as s:
+            return s.exec(
+                select(Run.id).where(
+                    Run.active_env == env_name, Run.status == RunStatus.REVERT_PENDING
+                )
+            ).first()
+
+    def _revert_taken(self, env_name: str, actor: Actor) -> Decision:
+        with self.db.session() as s:
+            active = s.exec(select(Run).where(Run.active_env == env_name)).first()
+        if active is not None and active.reverts_run_id is not None:
+            return Decision(
+                "already_decided",
+                f"run #{active.id} already reverts run #{active.reverts_run_id} "
+                f"({str(active.status).replace('_', ' ')}); nothing more was started",
+                None,
+                active.id,
+            )
+        message = (
+            f"run #{active.id} of {env_name} is active: abort it, not revert; nothing was started"
+            if active is not None
+            else f"another run of {env_name} was starting at the same time; try again"
+        )
+        self.refuse(actor, "revert", message, environment=env_name)
+        return Decision("refused", message, None, active.id if active else None)
+
+    def _revert_facts(self, env_name: str) -> approvals.RevertFacts:
+        """The environment's last real run and whatever started after it."""
+        with self.db.session() as s:
+            last = s.exec(
+                select(Run)
+                .where(
+                    Run.environment == env_name,
+                    col(Run.dry_run).is_(False),
+                    col(Run.reverts_run_id).is_(None),
+                )
+                .order_by(col(Run.id).desc())
+            ).first()
+            later = (
+                s.exec(
+                    select(Run)
+                    .where(Run.environment == env_name, col(Run.id) > last.id)
+                    .order_by(col(Run.id))
+                ).first()
+                if last is not None
+                else None
+            )
+        return approvals.RevertFacts(
+            run_id=last.id if last else None,
+            status=str(last.status) if last else None,
+            ended_at=last.ended_at if last else None,
+            later_run=later.id if later else None,
+            later_reverts=later.reverts_run_id if later else None,
+            now=self.now(),
+            window_hours=self.runbook.revert_window_hours,
+            has_steps=bool(self.runbook.rollback or self.runbook.restore),
+        )
+
+    def _insert_revert(
+        self, env_name: str, env: EnvironmentSpec, actor: Actor, original_id: int, reason: str
+    ) -> int | None:
+        with self.db.session() as s:
+            if s.exec(select(Run.id).where(Run.active_env == env_name)).first() is not None:
+                return None
+            original = s.get(Run, original_id)
+            assert original is not None
+            run = Run(
+                environment=env_name,
+                active_env=env_name,
+                runbook_name=self.runbook.name,
+                runbook_digest=self.digest,
+                requested_by=actor.id,
+                channel=original.channel or env.channel,
+                phase_index=len(self.runbook.phases) - 1,  # past every phase: it completed
+                reverts_run_id=original_id,
+                status=RunStatus.REVERT_PENDING,
+                rolled_back_by=actor.id,
+                rollback_reason=f"revert of run #{original_id}: {reason}",
+                started_at=self.now(),
+            )
+            s.add(run)
+            s.flush()
+            assert run.id is not None
+            self._audit_request(s, run, actor, original, reason, env)
+            return run.id
+
+    def _audit_request(
+        self, s: Session, run: Run, actor: Actor, original: Run, reason: str, env: EnvironmentSpec
+    ) -> None:
+        now = self.now()
+        ended: datetime | None = original.ended_at
+        audit.append(
+            s,
+            AuditKind.RUN_STARTED,
+            actor=actor.id,
+            run_id=run.id,
+            data={
+                "environment": run.environment,
+                "dry_run": False,
+                "runbook": self.runbook.name,
+                "version": self.runbook.version,
+                "reverts": original.id,
+            },
+            at=now,
+        )
+        audit.append(
+            s,
+            AuditKind.REVERT_REQUESTED,
+            actor=actor.id,
+            run_id=run.id,
+            data={
+                "reverts": original.id,
+                "reason": reason,
+                "completed_at": ended.isoformat() if ended else None,
+                "window_hours": self.runbook.revert_window_hours,
+                "quorum": env.quorum,
+            },
+            at=now,
+        )
