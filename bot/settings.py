@@ -194,7 +194,9 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
-            raise ValueError(f"{value!r} is not an http(s) URL; write e.g. https://cutover.example.com")
+            raise ValueError(
+                f"{value!r} is not an http(s) URL; write e.g. https://cutover.example.com"
+            )
         return value.strip().rstrip("/")
 
     @field_validator("runpage_secret")

@@ -298,7 +298,10 @@ def _step(row: Row, outputs: dict[str, tuple[str, str]]) -> Step:
     if out is not None and str(out.get("sha256")) in outputs:
         text, note = outputs[str(out["sha256"])]
     elif out is not None:
-        note = "output recorded in the trail but not kept in step_output"
+        note = (
+            "output not shown: no kept output matches the SHA-256 its audit row recorded "
+            "(missing, or changed after it was kept)"
+        )
     return Step(
         row,
         str(d.get("section") or ""),
