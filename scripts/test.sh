@@ -16,6 +16,8 @@
 #      left alone;
 #   5. Docker Compose for checking deploy/docker-compose.yml (`docker compose` or
 #      docker-compose; apt-installs docker-compose if neither is there);
+#   5b. chromium (Debian's; apt-installed if missing), for the run page's browser test, which
+#      saves a screenshot in .ci/artifacts/;
 #   6. CI=true: a test whose service is missing fails instead of skipping, and any skip fails
 #      the run (tests/conftest.py);
 #   7. ruff check ., mypy bot commands phases, lint-imports (the layers in pyproject.toml),
@@ -115,6 +117,14 @@ elif command -v docker-compose >/dev/null; then
 else
     apt_install docker-compose
 fi
+
+section "set-up: chromium (tests/test_run_page_browser.py opens the run page in it)"
+if command -v chromium >/dev/null; then
+    chromium --version 2>/dev/null || true
+else
+    apt_install chromium
+fi
+mkdir -p .ci/artifacts # the run page's screenshot, kept by CI
 
 export CI=true
 

@@ -23,10 +23,10 @@ from phases.secrets import GLOBAL_MASKER
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # What the page may load: nothing but its own inline styles and data: images.
-CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'"
-)
+# The exported file carries it in a <meta> (where frame-ancestors does not apply: a browser
+# says so on its console); the server sends it as a header, with frame-ancestors.
+META_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+CSP = f"{META_CSP}; frame-ancestors 'none'"
 
 WIDTH, LABEL, LANE, AXIS = 960, 210, 26, 34
 PLOT = WIDTH - LABEL - 20
@@ -171,4 +171,4 @@ def render(page: RunPage, mask: Callable[[str], str] | None = None) -> str:
 
     env = _environment().overlay(finalize=finalize)
     template = env.get_template("run.html.j2")
-    return template.render(page=page, tl=timeline(page), width=WIDTH, label=LABEL, csp=CSP)
+    return template.render(page=page, tl=timeline(page), width=WIDTH, label=LABEL, csp=META_CSP)
