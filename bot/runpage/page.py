@@ -16,6 +16,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -33,7 +34,7 @@ from phases.runbook import Runbook, RunbookError
 ENDED = (AuditKind.RUN_COMPLETED, AuditKind.RUN_ROLLED_BACK, AuditKind.RUN_CANCELLED)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Row:
     """One audit row as the page reads it (data parsed)."""
 
@@ -43,12 +44,18 @@ class Row:
     kind: str
     data: dict[str, Any]
 
-    @property
+    @cached_property
     def summary(self) -> str:
         """The row's data as key=value pairs: how an unknown kind is shown."""
         parts = []
         for key, value in self.data.items():
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            text = (
+                value
+                if isinstance(value, str)
+                else json.dumps(value, ensure_ascii=False)
+                if isinstance(value, dict | list)
+                else str(value)
+            )
             parts.append(f"{key}={text}")
         out = ", ".join(parts)
         return out if len(out) <= 400 else out[:399] + "…"
@@ -206,7 +213,18 @@ def _at(value: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def _row(ev: AuditEvent) -> Row:
+_EVENT = AuditEvent.__table__  # type: ignore[attr-defined]
+
+
+def _events(db: Database, run_id: int) -> list[Any]:
+    """The run's rows as plain rows (seq, at, run_id, actor, kind, data, prev_hash, hash), no
+    ORM objects: a thousand of those cost more than the rest of the page."""
+    query = select(*_EVENT.c).where(_EVENT.c.run_id == run_id).order_by(_EVENT.c.seq)
+    with db.session() as s:
+        return list(s.connection().execute(query).all())
+
+
+def _row(ev: Any) -> Row:
     try:
         data = json.loads(ev.data)
     except ValueError:
@@ -215,20 +233,18 @@ def _row(ev: AuditEvent) -> Row:
 
 
 def verify_run(
-    db: Database, events: list[AuditEvent], public_keys: dict[str, Ed25519PublicKey] | None
+    db: Database, events: list[Any], public_keys: dict[str, Ed25519PublicKey] | None
 ) -> Verification:
     """The run's rows against the chain (audit.event_hash, as `cutover audit verify`
     recomputes it) and their signatures (audit's own signature rule, retired keys included).
     The whole trail is `cutover audit verify`'s: this checks what the page shows."""
     problems: list[str] = []
     seqs = [e.seq for e in events]
-    before = [s - 1 for s in seqs if s > 1]
+    mine = set(seqs)
+    before = [n - 1 for n in seqs if n > 1 and n - 1 not in mine]
     with db.session() as s:
-        prev = {
-            e.seq: e
-            for e in s.exec(select(AuditEvent).where(col(AuditEvent.seq).in_(before)))
-            if e.seq not in seqs
-        }
+        found = s.connection().execute(select(*_EVENT.c).where(_EVENT.c.seq.in_(before))).all()
+        prev = {e.seq: e for e in found}
         sigs: dict[int, list[AuditSignature]] = {}
         if public_keys is not None and seqs:
             for sig in s.exec(select(AuditSignature).where(col(AuditSignature.seq).in_(seqs))):
@@ -253,8 +269,8 @@ def verify_run(
     if public_keys is not None:
         retired = audit.retirements(audit.key_events(db))
         for e in events:
-            found = sigs.get(e.seq, [])
-            if not found:
+            signed = sigs.get(e.seq, [])
+            if not signed:
                 problems.append(f"row {e.seq}: unsigned (appended without the signing key)")
                 continue
             verdicts = [
@@ -264,7 +280,7 @@ def verify_run(
                         e.seq, e.hash, sig.key_id, sig.signature, public_keys, retired
                     ),
                 )
-                for sig in found
+                for sig in signed
             ]
             good = [kid for kid, why in verdicts if why is None]
             if not good:
@@ -325,7 +341,7 @@ def build(
     view = run_view(db, runbook, run_id)
     if view is None:
         raise KeyError(run_id)
-    events = audit.events(db, run_id)
+    events = _events(db, run_id)
     rows = [_row(e) for e in events]
     outputs = _outputs(db, run_id)
     names = {p.id: (p.name, runbook.phase_number(i)) for i, p in enumerate(runbook.phases)}
@@ -412,7 +428,7 @@ def build(
             )
         )
     try:
-        record = build_record(db, runbook, run_id)
+        record = build_record(db, runbook, run_id, events)
         criteria = [(c.text, str(c.verdict), c.evidence) for c in record.criteria]
     except (KeyError, RunbookError):
         criteria = []

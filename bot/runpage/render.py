@@ -9,6 +9,7 @@ opens from `cutover serve`, and the server's Content-Security-Policy forbids any
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -25,7 +26,10 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 # What the page may load: nothing but its own inline styles and data: images.
 # The exported file carries it in a <meta> (where frame-ancestors does not apply: a browser
 # says so on its console); the server sends it as a header, with frame-ancestors.
-META_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+META_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "form-action 'none'"
+)
 CSP = f"{META_CSP}; frame-ancestors 'none'"
 
 WIDTH, LABEL, LANE, AXIS = 960, 210, 26, 34
@@ -148,6 +152,15 @@ def anchor(phase: str, attempt: int) -> str:
     return f"phase-{phase}-{attempt}"
 
 
+# The masker of the render in progress: `finalize` is compiled into the template, so the
+# template is compiled once and each render says which masker its strings go through.
+_MASK: ContextVar[Callable[[str], str]] = ContextVar("runpage_mask")
+
+
+def _finalize(value: Any) -> Any:
+    return _MASK.get()(value) if isinstance(value, str) else value
+
+
 @lru_cache(maxsize=1)
 def _environment() -> Environment:
     env = Environment(
@@ -156,6 +169,8 @@ def _environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_finalize,
+        auto_reload=False,
     )
     env.globals.update(hms=hms, span=span, anchor=anchor, DECISION_CLASS=DECISION_CLASS)
     return env
@@ -165,10 +180,17 @@ def render(page: RunPage, mask: Callable[[str], str] | None = None) -> str:
     """The page as HTML. Every string printed goes through `mask` (default: the process's
     masker, which knows the bot's own secrets and every environment's the engine read)."""
     masker = mask or GLOBAL_MASKER.mask
+    memo: dict[str, str] = {}  # actor ids, kinds, statuses repeat: each is masked once
 
-    def finalize(value: Any) -> Any:
-        return masker(value) if isinstance(value, str) else value
+    def masked(value: str) -> str:
+        found = memo.get(value)
+        if found is None:
+            found = memo[value] = masker(value)
+        return found
 
-    env = _environment().overlay(finalize=finalize)
-    template = env.get_template("run.html.j2")
-    return template.render(page=page, tl=timeline(page), width=WIDTH, label=LABEL, csp=META_CSP)
+    token = _MASK.set(masked)
+    try:
+        template = _environment().get_template("run.html.j2")
+        return template.render(page=page, tl=timeline(page), width=WIDTH, label=LABEL, csp=META_CSP)
+    finally:
+        _MASK.reset(token)
