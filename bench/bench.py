@@ -18,6 +18,8 @@ Sections (goals in brackets):
   serve     `cutover serve`: start-up time and idle resident memory [< 150 MB]
   ack       Slack ack latency vs a bare Bolt app: not measured here (the Slack
             surface's own benchmark); printed as n/a
+  runpage   the run page (bot/runpage) of a run of 1,000 audit rows: read, verify and
+            render [< 200 ms], and its size
 
 Needs the PostgreSQL server of the tests (CUTOVER_TEST_PG_URL, default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres); PG figures are skipped
@@ -745,6 +747,67 @@ def bench_ack(tmp: Path, quick: bool) -> None:
     print()
 
 
+# --------------------------------------------------------------------------- runpage
+
+
+def bench_runpage(tmp: Path, quick: bool) -> None:
+    """A 10-phase run driven through the engine, its trail padded to 1,000 rows with the
+    rows a long cutover has most of (votes with comments, ticks, step results, notes)."""
+    from bot.runpage import page, render
+    from bot.views import open_gate_id
+
+    print("runpage: the run page of a run of 1,000 audit rows")
+    check = {"id": "ok", "name": "true", "kind": "command", "params": {"argv": ["true"]}}
+    phases = [
+        {"id": f"p{i}", "name": f"Phase {i}", "estimate_minutes": 2, "checkpoint": "ok",
+         "checks": [check]}
+        for i in range(10)
+    ]  # fmt: skip
+    runbook = load_runbook(write_runbook(tmp, phases, "runpage"))
+    with databases(tmp) as dbs:
+        for label, db in dbs:
+            engine = Engine(db, runbook, background=False)
+            run = engine.start_run("bench", ALICE)
+            assert run.id is not None
+            gates = []
+            while (gate := open_gate_id(db, run.id)) is not None:
+                gates.append(gate)
+                engine.decide(gate, BOB, "continue")
+            have = len(audit.events(db, run.id))
+            for i in range(1000 - have):
+                gate, kind = gates[i % len(gates)], i % 4
+                if kind == 0:
+                    data = {"gate": gate, "phase": "p0", "votes": 1, "quorum": 1,
+                            "comment": f"looks fine, checked dashboard {i}"}  # fmt: skip
+                    audit.record(db, "gate.vote", actor=BOB.id, run_id=run.id, data=data)
+                elif kind == 1:
+                    data = {"gate": gate, "item": f"item-{i}"}
+                    audit.record(db, "manual.ticked", actor=ALICE.id, run_id=run.id, data=data)
+                elif kind == 2:
+                    data = {"section": "checks", "step": f"s{i}", "status": "pass",
+                            "evidence": "HTTP 200 in 41 ms " * 3, "duration_ms": 41}  # fmt: skip
+                    audit.record(db, "step.result", actor="system", run_id=run.id, data=data)
+                else:
+                    data = {"text": f"note {i}: the relay was slow"}
+                    audit.record(db, "record.note", actor=BOB.id, run_id=run.id, data=data)
+            rows = len(audit.events(db, run.id))
+            times, html = [], ""
+            for _ in range(5 if quick else 15):
+                t0 = time.perf_counter()
+                html = render.render(page.build(db, runbook, run.id))
+                times.append(time.perf_counter() - t0)
+            median = statistics.median(times)
+            report(
+                "runpage",
+                f"{label}: build + verify + render, {rows} rows (median)",
+                ms(median),
+                "< 200 ms",
+                median < 0.2,
+            )
+            report("runpage", f"{label}: page size", f"{len(html.encode()) / 1024:.0f} KB")
+            engine.shutdown()
+
+
 SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "phase": bench_phase,
     "audit": bench_audit,
@@ -753,6 +816,7 @@ SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "decision": bench_decision,
     "serve": bench_serve,
     "ack": bench_ack,
+    "runpage": bench_runpage,
 }
 
 

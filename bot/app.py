@@ -28,6 +28,8 @@ from bot.console import Console, ConsoleSurface, TerminalLogHandler, console_act
 from bot.db import Database
 from bot.engine import Engine, ReplicaInUse
 from bot.isolation import make_non_dumpable, refuse_exposed_secret_files, step_user
+from bot.runpage.serve import RunPages
+from bot.runpage.tokens import RunLinks
 from bot.scheduler import start_scheduler
 from bot.settings import Settings, secret_settings
 from bot.slack.app import CutoverSlackApp
@@ -195,6 +197,7 @@ def build_service(
     runbook = runbook or load_runbook(settings.runbook)
     client = make_client(token, settings.slack_api_url, handlers)
     surface = SlackSurface(client)
+    surface.run_links = RunLinks.from_settings(settings)  # "Run page" buttons, if configured
     for api in surface.api_clients():  # API errors and 429s on /metrics
         metrics.instrument_slack_client(api)
     engine = Engine(
@@ -210,6 +213,16 @@ def build_service(
     surface.bind(engine)
     slack = CutoverSlackApp(engine, surface, token=token, signing_secret=secret, client=client)
     return Service(engine, surface, slack)
+
+
+def run_pages(settings: Settings, engine: Engine) -> RunPages | None:
+    """GET /runs/N, when CUTOVER_RUNPAGE_SECRET is set (else every request gets 403); the
+    pages verify signatures with the bot's own key, when it signs."""
+    if settings.runpage_secret is None:
+        return None
+    signer = engine.db.audit_signer
+    keys = {signer.key_id: signer.public_key} if signer is not None else None
+    return RunPages(engine.db, engine.runbook, settings.runpage_secret.get_secret_value(), keys)
 
 
 def serve(settings: Settings) -> int:
@@ -262,6 +275,7 @@ def serve(settings: Settings) -> int:
         settings.http_port,
         service.slack.acks_first,
     )
+    http.run_pages = run_pages(settings, service.engine)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

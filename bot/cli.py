@@ -207,6 +207,29 @@ def _parser() -> argparse.ArgumentParser:
         "step", nargs="?", metavar="PHASE/STEP[#N]", help="the step to print (default: list)"
     )
 
+    rc = command(
+        sub,
+        "record",
+        "a run's cutover record, or its page as one HTML file",
+        "Print run RUN's cutover record (the runbook's Notes, filled in from the audit trail). "
+        "With --html, its run page instead: one self-contained HTML file (no external asset, "
+        "no script) with the timeline, each gate's wait and deciders, every step's status and "
+        "kept output (masked), the rollback, and the run's audit rows verified (signatures "
+        "with CUTOVER_AUDIT_KEY_FILE's key or --public-key), to attach to a change ticket.",
+        [both],
+    )
+    rc.add_argument("run", type=int, metavar="RUN", help="the run number")
+    rc.add_argument("--html", action="store_true", help="the run page, as HTML on stdout")
+    rc.add_argument(
+        "--public-key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="Ed25519 public key (PEM) the rows' signatures are checked with; repeat for "
+        "rotated keys (default: the key of CUTOVER_AUDIT_KEY_FILE, if set)",
+    )
+
     au = command(sub, "audit", "export or verify the audit trail", "Work with the audit trail.")
     au_sub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     ex = command(
@@ -504,6 +527,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "logs":
         return _logs(_database(settings), args.run, args.step)
+    if args.command == "record":
+        return _record(settings, args.run, args.html, args.public_key)
     if args.command == "status":
         from bot.engine import Engine
         from commands.handlers import CommandService
@@ -528,6 +553,28 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return run_demo(settings, args.as_user)
     raise AssertionError(args.command)
+
+
+def _record(settings: Settings, run_id: int, html: bool, public_keys: list[Path]) -> int:
+    """`cutover record RUN [--html]`: the record's text, or the run page (stdout)."""
+    from bot.record import build_record, record_text
+    from bot.runpage import page, render
+    from bot.store import step_outputs
+
+    db = _database(settings)
+    rb = _runbook(settings)
+    if not step_outputs.run_known(db, run_id):
+        print(f"cutover: there is no run #{run_id} in this database", file=sys.stderr)
+        return EXIT_USAGE
+    if not html:
+        print(GLOBAL_MASKER.mask(record_text(build_record(db, rb, run_id), rb)))
+        return EXIT_OK
+    keys = audit.load_public_keys(public_keys) if public_keys else None
+    if keys is None and settings.audit_key_file is not None:
+        signer = audit.Signer.from_file(settings.audit_key_file)
+        keys = {signer.key_id: signer.public_key}
+    sys.stdout.write(render.render(page.build(db, rb, run_id, keys), GLOBAL_MASKER.mask))
+    return EXIT_OK
 
 
 def _logs(db: Database, run_id: int, address: str | None) -> int:

@@ -108,11 +108,12 @@ class CutoverRecord:
 ENDED = (AuditKind.RUN_COMPLETED, AuditKind.RUN_ROLLED_BACK, AuditKind.RUN_CANCELLED)
 
 
-def _trail(db: Database, run_id: int) -> Trail:
+def _trail(db: Database, run_id: int, events: list[Any] | None = None) -> Trail:
+    """`events`: the run's rows, when the caller read them already (the run page)."""
     t = Trail()
     phase: str | None = None
     attempt = 1
-    for ev in audit.events(db, run_id):
+    for ev in audit.events(db, run_id) if events is None else events:
         kind = read_kind(ev.kind)  # a row an older bot wrote, under the name it used then
         data = read_data(ev.kind, json.loads(ev.data))
         row = {**data, "seq": ev.seq, "actor": ev.actor, "at": ev.at}
@@ -476,12 +477,14 @@ def _times(run: Run, t: Trail) -> tuple[datetime, datetime | None]:
     return start, end
 
 
-def build_record(db: Database, runbook: Runbook, run_id: int) -> CutoverRecord:
+def build_record(
+    db: Database, runbook: Runbook, run_id: int, events: list[Any] | None = None
+) -> CutoverRecord:
     with db.session() as s:
         run = s.get(Run, run_id)
     if run is None:
         raise KeyError(run_id)
-    t = _trail(db, run_id)
+    t = _trail(db, run_id, events)
     start, end = _times(run, t)
     try:
         url = str(runbook.values_for(run.environment).get("base_url", "?"))

@@ -158,6 +158,21 @@ class Settings(BaseSettings):
         "them root on the host: docs/hardening.md)",
     )
 
+    public_url: str | None = Field(
+        default=None,
+        description="The address people reach `cutover serve` at, e.g. https://cutover.example"
+        ".com (behind a reverse proxy: docs/run-page.md). Set, with CUTOVER_RUNPAGE_SECRET, "
+        "Slack messages carry a signed link to each run's page",
+    )
+    runpage_secret: SecretStr | None = Field(
+        default=None,
+        description="The secret that signs run page links (HMAC-SHA256), at least 32 "
+        "characters; unset, GET /runs/N answers 403 to everyone. Changing it revokes every link",
+    )
+    runpage_link_days: float = Field(
+        default=7.0, gt=0, le=366, description="How long a run page link opens its page"
+    )
+
     slack_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "CUTOVER_SLACK_BOT_TOKEN")
     )
@@ -172,6 +187,26 @@ class Settings(BaseSettings):
         default="https://slack.com/api/",
         validation_alias=AliasChoices("SLACK_API_URL", "CUTOVER_SLACK_API_URL"),
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
+            raise ValueError(
+                f"{value!r} is not an http(s) URL; write e.g. https://cutover.example.com"
+            )
+        return value.strip().rstrip("/")
+
+    @field_validator("runpage_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "too short: use at least 32 random characters, e.g. `openssl rand -hex 32`"
+            )
+        return value
 
     @field_validator("log_format")
     @classmethod
@@ -189,10 +224,16 @@ class Settings(BaseSettings):
 
 
 def secret_settings(settings: Settings) -> list[str]:
-    """The bot's own secrets: its Slack tokens and signing secret, its database password."""
+    """The bot's own secrets: its Slack tokens and signing secret, the run page secret, its
+    database password."""
     found = [
         v.get_secret_value()
-        for v in (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)
+        for v in (
+            settings.slack_bot_token,
+            settings.slack_signing_secret,
+            settings.slack_app_token,
+            settings.runpage_secret,
+        )
         if v is not None
     ]
     try:

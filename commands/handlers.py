@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot import audit
 from bot.domain.errors import CutoverError
 from bot.engine import Engine, EngineError
+from bot.runpage.tokens import RunLinks
 from bot.store import step_outputs
 from bot.surface import Actor
 from bot.text import status_text, who
@@ -23,6 +24,7 @@ from commands.parser import (
     LocksCmd,
     LogsCmd,
     Note,
+    RecordCmd,
     Revert,
     ScheduleForm,
     ScheduleList,
@@ -46,11 +48,14 @@ class Reply:
     text: str
     ephemeral: bool = True  # only the person who typed sees it
     run_id: int | None = None
+    # Run page links ((label, url) each): a surface that can shows them as buttons.
+    links: list[tuple[str, str]] = field(default_factory=list)
 
 
 class CommandService:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, links: RunLinks | None = None) -> None:
         self.engine = engine
+        self.links = links  # run page links; None: not configured (no public URL or secret)
 
     def execute(
         self,
@@ -89,7 +94,10 @@ class CommandService:
         if isinstance(cmd, TickCmd | UntickCmd | ChecklistCmd):
             return self.checklist(cmd, actor)
         if isinstance(cmd, StatusCmd):
-            return Reply(self.status(cmd.env))
+            text = self.status(cmd.env)
+            return Reply(text, links=self._page_links(self.status_runs(cmd.env)))
+        if isinstance(cmd, RecordCmd):
+            return self.record(cmd.run_id)
         if isinstance(cmd, Lock | Unlock):
             decision = (
                 engine.lock(cmd.env, actor, cmd.reason)
@@ -196,6 +204,37 @@ class CommandService:
             if frozen is not None:
                 lines.append(f"❄️ {frozen.text(name)}")
         return "\n".join(lines)
+
+    def status_runs(self, env: str | None) -> list[int]:
+        """The runs `status` shows: the active ones (of ENV), else ENV's latest."""
+        if env is None:
+            return active_runs(self.engine.db)
+        return active_runs(self.engine.db, env) or [
+            i for i in [latest_run(self.engine.db, env)] if i is not None
+        ]
+
+    def _page_links(self, run_ids: list[int]) -> list[tuple[str, str]]:
+        if self.links is None:
+            return []
+        return [(f"Run page #{i}", self.links.for_run(i)) for i in run_ids[:5]]
+
+    def record(self, run_id: int) -> Reply:
+        """A signed link to the run's page, or how to get the page without one."""
+        if not step_outputs.run_known(self.engine.db, run_id):
+            raise EngineError(f"There is no run #{run_id}; `/cutover status` lists the runs.")
+        if self.links is None:
+            return Reply(
+                f"Run pages are not configured here (set CUTOVER_PUBLIC_URL and "
+                f"CUTOVER_RUNPAGE_SECRET). On the bot's host: "
+                f"cutover record {run_id} --html > run-{run_id}.html"
+            )
+        url = self.links.for_run(run_id)
+        days = f"{self.links.days:g} day{'s' if self.links.days != 1 else ''}"
+        return Reply(
+            f"Run #{run_id}'s page (the link works for {days}; forward it with care): {url}",
+            links=[("Run page", url)],
+            run_id=run_id,
+        )
 
     def status(self, env: str | None) -> str:
         held = self.locks_text(env)

@@ -30,6 +30,8 @@ USAGE = """Usage:
   /cutover audit RUN                    the audit trail of run RUN
   /cutover logs RUN [PHASE/STEP[#N]]    the steps of run RUN that kept output, or the
                                         last lines one printed (attempt N of its phase)
+  /cutover record RUN                   a link to run RUN's page: its timeline, who
+                                        decided what, step output, audit verified
   /cutover schedule ENV TIME [ZONE] [--stakeholders #channel]
                                         schedule a cutover; TIME is ISO 8601 with a
                                         time zone, e.g. 2026-03-01T14:00Z, or a local
@@ -111,6 +113,11 @@ class LogsCmd:
 
 
 @dataclass(frozen=True)
+class RecordCmd:
+    run_id: int
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
@@ -175,6 +182,7 @@ Command = (
     | Revert
     | AuditCmd
     | LogsCmd
+    | RecordCmd
     | Help
     | Schedule
     | ScheduleList
@@ -490,6 +498,10 @@ def parse(text: str, now: datetime | None = None) -> Command:
                 "build/npm-build#2 for the phase's second attempt"
             )
         return LogsCmd(_number(rest[0]) or 0, rest[1] if len(rest) == 2 else None)
+    if verb == "record":
+        if len(rest) != 1 or _number(rest[0]) is None:
+            raise UsageError("record needs a run number, e.g. /cutover record 12")
+        return RecordCmd(_number(rest[0]) or 0)
     if verb == "schedule":
         return _schedule(rest, now)
     if verb == "unschedule":

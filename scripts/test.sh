@@ -17,7 +17,9 @@
 #   5. Docker Compose for checking deploy/docker-compose.yml (`docker compose` or
 #      docker-compose; apt-installs docker-compose if neither is there);
 #   6. Prometheus (Debian's `prometheus`, apt-installed only if missing) for the `prometheus`
-#      check's tests, which start it themselves on a loopback port;
+#      check's tests, which start it themselves on a loopback port; chromium (Debian's,
+#      apt-installed if missing) for the run page's browser test, which saves a screenshot
+#      in .ci/artifacts/;
 #   7. CI=true: a test whose service is missing fails instead of skipping, and any skip fails
 #      the run (tests/conftest.py);
 #   8. ruff check ., mypy bot commands phases, lint-imports (the layers in pyproject.toml),
@@ -123,6 +125,14 @@ if ! command -v prometheus >/dev/null; then
     apt_install prometheus
 fi
 prometheus --version 2>&1 | head -n 1
+
+section "set-up: chromium (tests/test_run_page_browser.py opens the run page in it)"
+if command -v chromium >/dev/null; then
+    chromium --version 2>/dev/null || true
+else
+    apt_install chromium
+fi
+mkdir -p .ci/artifacts # the run page's screenshot, kept by CI
 
 export CI=true
 

@@ -49,12 +49,15 @@ from bot.slack.blocks import (
     OVERRIDE,
     RETRY,
     ROLLBACK,
+    RUN_PAGE,
     SHOW_OUTPUT,
     START,
     TICK,
+    Block,
     channel_ref,
     escape,
     fit_lines,
+    page_buttons,
     parse_checklist_block,
     parse_gate_value,
     parse_number_and_id,
@@ -387,7 +390,7 @@ class CutoverSlackApp:
         self.channel_members = GroupCache(
             self._fetch_members, what="channel", permanent=CHANNEL_UNREADABLE
         )
-        self.commands = CommandService(engine)
+        self.commands = CommandService(engine, surface.run_links)
         self.replays = ReplayGuard(SeenRequests(engine.db))
         self._start_locks: dict[int, threading.Lock] = {}
         self.acks_first = AcksFirst()
@@ -527,6 +530,10 @@ class CutoverSlackApp:
         app.action(CHECKLIST_TICK)(on_click(self._checklist_tick))
         app.action(SIGNOFF_ACTION)(on_click(self._signoff))
 
+        @app.action(re.compile(rf"^{RUN_PAGE}(:\d)?$"))
+        def on_run_page(ack: Ack) -> None:
+            ack()  # a link button: Slack opened the URL; the click itself asks for nothing
+
         @app.error
         def on_error(error: Exception, body: dict[str, Any]) -> None:
             log.error("slack listener failed: %s", self.engine.masker.mask(repr(error)))
@@ -594,9 +601,16 @@ class CutoverSlackApp:
         return slackify(self.engine.masker.mask(text))
 
     def _answer(
-        self, body: dict[str, Any], text: str, *, ephemeral: bool = True, run_id: int | None = None
+        self,
+        body: dict[str, Any],
+        text: str,
+        *,
+        ephemeral: bool = True,
+        run_id: int | None = None,
+        blocks: list[Block] | None = None,
     ) -> None:
-        """Answers the person who typed or clicked; `text` is mrkdwn already."""
+        """Answers the person who typed or clicked; `text` is mrkdwn already; `blocks` (a
+        Run page button) go under it."""
         w = _where(body)
         self.surface.reply(
             text,
@@ -605,6 +619,7 @@ class CutoverSlackApp:
             user=w.user,
             ephemeral=ephemeral,
             run_id=run_id,
+            blocks=blocks,
         )
 
     # ------------------------------------------------------------------ identity
@@ -785,7 +800,11 @@ class CutoverSlackApp:
                     f"without an approval; stop the run with `/cutover abort {cmd.env} --reason …`."
                 )
         self._answer(
-            body, fit_lines(text.split("\n")), ephemeral=reply.ephemeral, run_id=reply.run_id
+            body,
+            fit_lines(text.split("\n")),
+            ephemeral=reply.ephemeral,
+            run_id=reply.run_id,
+            blocks=[page_buttons(reply.links)] if reply.links else None,
         )
         if isinstance(cmd, StatusCmd):
             self.resync(cmd.env)

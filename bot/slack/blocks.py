@@ -58,6 +58,8 @@ OUTPUT_BUTTONS = 5  # per checkpoint: failing steps first; the rest by `/cutover
 QUOTE_CHARS = 600  # of a failing step's last lines, quoted under it
 START = "schedule_start"  # the Start button of a scheduled cutover's T-0 reminder
 CHECKLIST_TICK = "checklist_tick"  # a box of the T-1h checklist: an item that gates Start
+RUN_PAGE = "run_page"  # the "Run page" link button (bot/runpage): Slack opens the URL
+URL_CHARS = 3000  # of a button's url
 
 ICONS = {**TEXT_ICONS, "pending": "⚪"}  # a hollow circle reads better in Slack
 RUN_ICONS = {
@@ -202,6 +204,24 @@ def button(
     return b
 
 
+def page_buttons(links: Sequence[tuple[str, str]]) -> Block:
+    """Link buttons to run pages ((label, url) each; at most 5, one actions block): Slack
+    opens the URL in the browser (and still sends a click, which the app acknowledges)."""
+    return {
+        "type": "actions",
+        "block_id": "run_page",
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": clip_plain(label, BUTTON_TEXT)},
+                "action_id": f"{RUN_PAGE}:{i}",
+                "url": url[:URL_CHARS],
+            }
+            for i, (label, url) in enumerate(links[:5])
+        ],
+    }
+
+
 def confirm_dialog(title: str, text: str, yes: str, no: str = "Cancel") -> Block:
     return {
         "title": {"type": "plain_text", "text": clip_plain(title, CONFIRM_TITLE)},
@@ -246,10 +266,15 @@ def parse_tick_block(block_id: str | None) -> tuple[int, int, int] | None:
 
 
 def run_message(
-    view: RunView, now: datetime | None = None, mask: Mask = _same, waiting: str = ""
+    view: RunView,
+    now: datetime | None = None,
+    mask: Mask = _same,
+    waiting: str = "",
+    page_url: str | None = None,
 ) -> tuple[str, list[Block]]:
     """The run's parent message: state, elapsed against the estimate, the phase list;
-    `waiting` (mrkdwn mentions) names who the open gate waits for."""
+    `waiting` (mrkdwn mentions) names who the open gate waits for; `page_url`, the run page's
+    signed link: a "Run page" button once the run has ended (its completion or rollback)."""
     state = STATUS_WORDS.get(view.status, view.status)  # type: ignore[call-overload]
     dry = " (dry run)" if view.dry_run else ""
     elapsed = view.elapsed_minutes(now)
@@ -295,6 +320,8 @@ def run_message(
                 f"(by {mention(view.rolled_back_by)})"
             )
         )
+    if page_url and view.ended_at is not None:
+        blocks = blocks[: MAX_BLOCKS - 1] + [page_buttons([("Run page", page_url)])]
     current = next(
         (p for p in view.phases if p.status in ("waiting", "running", "monitoring")), None
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from slack_bolt import App
 from slack_bolt.request import BoltRequest
@@ -30,6 +31,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics
 from bot.engine import Engine
+from bot.runpage.serve import RunPages
 from bot.settings import Settings
 from bot.slack.app import CutoverSlackApp
 from bot.slack.surface import SlackSurface
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"  # Prometheus text format (bot/metrics.py)
+RUN_PAGE = re.compile(r"/runs/(\d{1,9})")  # the run page (bot/runpage/serve.py), with ?token=
+_TOKEN_IN_LINE = re.compile(r"token=[^&\s]*")
 MAX_BODY = 1024 * 1024  # Slack's payloads are far smaller
 REFUSALS_PER_WINDOW, REFUSAL_WINDOW_SECONDS = 5, 60.0
 
@@ -139,8 +143,22 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == METRICS_PATH and self.server.metrics_only:
             body = metrics.render().decode("utf-8")
             self._send(200, {"content-type": [metrics.CONTENT_TYPE]}, body)
+        elif (page := RUN_PAGE.fullmatch(path)) and not self.server.metrics_only:
+            self._run_page(int(page[1]), urlsplit(self.path).query)
         else:
             self._send(404, {"content-type": ["text/plain; charset=utf-8"]}, "not found\n")
+
+    def _run_page(self, run_id: int, query: str) -> None:
+        pages = self.server.run_pages
+        if pages is None:  # no CUTOVER_RUNPAGE_SECRET: no page is ever shown
+            self.server.refusals.refused(403, "run page not configured")
+            self._send(403, {"content-type": ["text/plain; charset=utf-8"]}, "forbidden\n")
+            return
+        found = parse_qs(query[:1000]).get("token") or []
+        answer = pages.answer(run_id, found[0] if found else None)
+        if answer.refused is not None:
+            self.server.refusals.refused(answer.status, f"run page: {answer.refused}")
+        self._send(answer.status, answer.headers, answer.body)
 
     def do_POST(self) -> None:  # noqa: N802
         parts = urlsplit(self.path)
@@ -236,6 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         line = format % args  # the request line is the client's: clipped, one line
+        line = _TOKEN_IN_LINE.sub("token=…", line)  # a run page link's token is a key
         log.debug("http %s %r", self.address_string(), line[:200])
 
 
@@ -254,6 +273,7 @@ class BoltHTTPServer(ThreadingHTTPServer):
         # Why /healthz must answer 503 (Socket Mode down too long: bot/slack/socket_health.py).
         self.health: Callable[[], str | None] | None = None
         self.metrics_only = metrics_only  # /metrics alone; the Slack server never has it
+        self.run_pages: RunPages | None = None  # GET /runs/N (set by serve when configured)
         self.in_flight = in_flight or nullcontext()
         self.refusals = RefusalLog()
         secret = getattr(bolt_app, "_signing_secret", None) if bolt_app is not None else None

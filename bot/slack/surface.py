@@ -39,6 +39,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.checklists import Checklists, Scope
 from bot.domain.states import ScheduleStatus
 from bot.notices import ItemState, cutover_label, t0_text
+from bot.runpage.tokens import RunLinks
 from bot.signoffs import refusal_for, signoff_view
 from bot.slack.blocks import (
     MAX_BLOCKS,
@@ -62,6 +63,7 @@ from bot.slack.blocks import (
     run_message,
     scheduled_notice,
     section,
+    sections,
     short_checklist_notice,
     short_notice,
     slackify,
@@ -83,6 +85,7 @@ from bot.store import message_refs
 from bot.store.rate_slots import SharedSlots
 from bot.views import (
     GateView,
+    RunView,
     ScheduleView,
     gate_ids,
     gate_view,
@@ -176,6 +179,8 @@ class SlackSurface:
         self._iterations: dict[int, int] = {}
         # Told (it must return at once) whenever a run or a gate changed: the Home tabs.
         self.on_change: Callable[[], None] | None = None
+        # Signed links to run pages (bot/runpage), when CUTOVER_PUBLIC_URL and the secret are set.
+        self.run_links: RunLinks | None = None
         # The approver groups that cannot be read (set by CutoverSlackApp, which reads them).
         self.directory: Callable[[str], list[str]] | None = None
         # Message refs once known (they are written once, never changed): a redraw of a
@@ -332,12 +337,24 @@ class SlackSurface:
             return []
         return [(t, (channel, thread_ts, b)) for t, b in gate_details(view, self._mask)]
 
+    def _page_url(self, view: RunView) -> str | None:
+        """The run page's link for an ended run's message (None: not configured, or live)."""
+        if self.run_links is None or view.ended_at is None:
+            return None
+        return self.run_links.for_run(view.id)
+
     def _edit_run(self, ref: str, run_id: int) -> None:
         def draw() -> tuple[str, list[Block]] | None:
             view = run_view(self.engine.db, self.engine.runbook, run_id)
             if view is None:
                 return None
-            return run_message(view, datetime.now(UTC), self._mask, self._run_waiting(run_id))
+            return run_message(
+                view,
+                datetime.now(UTC),
+                self._mask,
+                self._run_waiting(run_id),
+                self._page_url(view),
+            )
 
         self.outbox.edit(
             *split_ref(ref), draw, run_id=run_id, on_gone=lambda: self._repost_run(run_id, ref)
@@ -849,12 +866,19 @@ class SlackSurface:
         user: str | None,
         ephemeral: bool = True,
         run_id: int | None = None,
+        blocks: list[Block] | None = None,
     ) -> bool:
         """Answers the person who typed or clicked: via response_url, else chat.postEphemeral.
+        `blocks` (a Run page button) go under the text, which is then repeated as a section.
 
         A reply that cannot be delivered is audited (surface.failed) and logged.
         """
         body = clip(self._mask(text), REPLY_TEXT)
+        extra: dict[str, Any] = (
+            {"blocks": [*sections(body.split("\n"))[: MAX_BLOCKS - len(blocks)], *blocks]}
+            if blocks
+            else {}
+        )
         errors: list[str] = []
         if response_url:
             try:
@@ -866,6 +890,7 @@ class SlackSurface:
                         "text": body,
                         "response_type": "ephemeral" if ephemeral else "in_channel",
                         "replace_original": False,
+                        **extra,
                     }
                 )
                 if resp.status_code == 200:
@@ -876,10 +901,12 @@ class SlackSurface:
         if channel and user:
             try:
                 if ephemeral:
-                    self._call_waiting("chat_postEphemeral", channel=channel, user=user, text=body)
+                    self._call_waiting(
+                        "chat_postEphemeral", channel=channel, user=user, text=body, **extra
+                    )
                 else:
                     self.pacer.wait(channel)
-                    self._call_waiting("chat_postMessage", channel=channel, text=body)
+                    self._call_waiting("chat_postMessage", channel=channel, text=body, **extra)
                 return True
             except Exception as exc:
                 errors.append(f"chat.postEphemeral: {exc}")
@@ -936,7 +963,9 @@ class SlackSurface:
                     self._delete(home)
                 self._edit_run(winner, run_id)
                 return winner
-        text, blocks = run_message(view, datetime.now(UTC), self._mask, self._run_waiting(run_id))
+        text, blocks = run_message(
+            view, datetime.now(UTC), self._mask, self._run_waiting(run_id), self._page_url(view)
+        )
         return self._post_or_update(
             view.surface_ref,
             view.channel,

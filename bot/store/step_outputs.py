@@ -143,6 +143,11 @@ def listing(db: Database, run_id: int) -> list[Kept]:
     return _rows(db, run_id, with_text=False)
 
 
+def with_text(db: Database, run_id: int) -> list[Kept]:
+    """Every step of the run that kept output, with its text (the run page shows them all)."""
+    return _rows(db, run_id, with_text=True)
+
+
 def find(db: Database, run_id: int, address: str) -> Kept | str:
     """The kept output at `address` (PHASE/STEP, newest attempt, or PHASE/STEP#ATTEMPT); or
     why there is none, saying what to type instead."""
