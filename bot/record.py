@@ -76,6 +76,7 @@ class Trail:
     signoffs: list[dict[str, Any]] = field(default_factory=list)  # + "actor", "at"
     rollback: dict[str, Any] | None = None  # the run.rolled_back event's data
     people_notes: list[dict[str, Any]] = field(default_factory=list)  # /cutover note
+    deviations: list[dict[str, Any]] = field(default_factory=list)  # /cutover deviation
 
     def attempt_of(self, gate: int) -> int:
         return next((int(g.get("attempt") or 1) for g in self.opened if g["gate"] == gate), 1)
@@ -157,6 +158,8 @@ def _trail(db: Database, run_id: int) -> Trail:
             t.signoffs.append(row)
         elif ev.kind == AuditKind.RECORD_NOTE:
             t.people_notes.append(row)
+        elif ev.kind == AuditKind.RECORD_DEVIATION:
+            t.deviations.append(row)
     return t
 
 
@@ -425,6 +428,8 @@ def _deviations(t: Trail) -> list[str]:
             out.append(f"{st.get('phase') or st.get('section')}/{st['step']} skipped")
     if t.missed:
         out.append(f"monitoring rounds {', '.join(map(str, t.missed))} missed")
+    for d in t.deviations:  # what people say they did differently, as they said it
+        out.append(f"{d['text']} (added by {d['actor']} at {hm(d['at'])})")
     return out
 
 

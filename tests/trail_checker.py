@@ -420,6 +420,7 @@ def record_rules() -> Checker:
         ("gate.reminded", lambda r: True),
         ("gate.escalated", lambda r: True),
         ("record.note", lambda r: True),
+        ("record.deviation", lambda r: True),
     ]
 
     @c.add(r"📋 Cutover record — run #(\d+), (\S+)( \(DRY RUN\))?: (.+) · (.+) v(\S+)")
@@ -597,6 +598,7 @@ def record_rules() -> Checker:
     def no_deviation(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         bad = t.of("gate.decided", decision="retry") + t.of("phase.interrupted")
         bad += t.of("step.result", status="skipped") + t.of("monitor.missed")
+        bad += t.of("record.deviation")
         return t.none("a deviation", bad, [t.started()])
 
     @c.add(r"phase (\S+) retried \(by (\S+)\)", dev)
@@ -607,6 +609,12 @@ def record_rules() -> Checker:
     @c.add(r"phase (\S+) interrupted \(the bot stopped while it ran\)", dev)
     def dev_interrupted(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         return t.one("the interruption", t.of("phase.interrupted", phase=m.group(1)))
+
+    @c.add(r"(.+) \(added by (\S+) at (\d\d:\d\d) UTC\)", dev)
+    def dev_added(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        text, who, hhmm = m.groups()
+        rows = [r for r in t.of("record.deviation", text=text) if (r.actor, r.hhmm) == (who, hhmm)]
+        return t.one("the deviation", rows)
 
     @c.add(r"monitoring rounds (.+) missed", dev)
     def dev_missed(m: re.Match[str], t: Trail) -> tuple[int, ...]:

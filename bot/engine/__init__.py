@@ -9,6 +9,7 @@ what changed (`bot.surface`). The use cases live in one module each:
     runs.py      start a run; claim, execute and check a phase; open its gate
     gates.py     votes, Retry, Rollback, manual ticks, abort, cancel
     signoffs.py  sign-offs of success criteria: asked for, given once per person
+    deviations.py  "Deviations from Runbook" entries people add to a run's record
     rollback.py  restore and rollback steps
     recovery.py  restart recovery and taking over a dead replica's run
     identity.py  one live process per replica id (a heartbeat row)
@@ -25,6 +26,7 @@ from bot.engine.core import (
     default_context,
     runbook_digest,
 )
+from bot.engine.deviations import Deviations
 from bot.engine.gates import Gates
 from bot.engine.identity import Identity, ReplicaInUse
 from bot.engine.recovery import Recovery
@@ -34,7 +36,7 @@ from bot.engine.signoffs import Signoffs
 from phases.runbook import RunbookError
 
 
-class Engine(Identity, Recovery, Rollback, Gates, Signoffs, Runs):
+class Engine(Identity, Recovery, Rollback, Gates, Signoffs, Deviations, Runs):
     """The one engine object the CLI, `serve`, the console, the demo and tests build."""
 
 

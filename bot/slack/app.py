@@ -87,6 +87,7 @@ from commands.parser import (
     USAGE,
     Abort,
     Command,
+    Deviation,
     FieldError,
     Help,
     Note,
@@ -730,7 +731,7 @@ class CutoverSlackApp:
         if isinstance(cmd, Unschedule):
             sched = self._schedule(cmd.schedule_id)
             return sched.environment if sched is not None else None
-        if isinstance(cmd, SignOff | Note):
+        if isinstance(cmd, SignOff | Note | Deviation):
             view = run_view(self.engine.db, self.engine.runbook, cmd.run_id)
             return view.environment if view is not None else None
         if isinstance(cmd, TickCmd | UntickCmd):
