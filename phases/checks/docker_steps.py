@@ -26,7 +26,7 @@ from typing import Any, Literal
 import docker
 import docker.errors
 import requests
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
 
@@ -168,6 +168,26 @@ class ContainersParams(StepParams):
     # engine's events show its containers stopping since the phase started. A misspelt
     # project name otherwise "passes" by matching nothing.
     require_existed: bool = False
+    # With expect: absent, also no running container of any project (or none) whose name
+    # matches this regular expression: the runbook's `docker ps | grep nostrmaxi`, which
+    # sees an old deployment started by hand or under another project name too.
+    name_pattern: str | None = Field(default=None, min_length=1)
+
+    @field_validator("name_pattern")
+    @classmethod
+    def pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def pattern_only_when_absent(self) -> ContainersParams:
+        if self.name_pattern is not None and self.expect != "absent":
+            raise ValueError("name_pattern is for expect: absent (no such container running)")
+        return self
 
 
 @dataclass
@@ -217,18 +237,28 @@ def _evaluate(client: Any, params: ContainersParams, ctx: StepContext, waited: f
 
     if expect == "absent":
         up = [i for i in infos if i["state"] in UP_STATES]
-        if not up:
+        named = _running_named(client, params.name_pattern, {c.id for c in containers})
+        details["named_running"] = named
+        like = f"; none running named like {params.name_pattern!r}" if params.name_pattern else ""
+        if not up and not named:
             stopped = len(infos)
             rest = f" ({stopped} stopped container(s) remain)" if stopped else ""
-            return _Verdict(True, True, f"no running containers of {params.project}{rest}", details)
-        listed = _join(f"{i['service']} ({i['state']})" for i in up)
-        return _Verdict(
-            False,
-            False,
-            f"{len(up)} container(s) of {params.project} still running after "
-            f"{waited:.0f}s: {listed}",
-            details,
-        )
+            return _Verdict(
+                True, True, f"no running containers of {params.project}{rest}{like}", details
+            )
+        problems = []
+        if up:
+            listed = _join(f"{i['service']} ({i['state']})" for i in up)
+            problems.append(
+                f"{len(up)} container(s) of {params.project} still running after "
+                f"{waited:.0f}s: {listed}"
+            )
+        if named:
+            problems.append(
+                f"{len(named)} container(s) named like {params.name_pattern!r} still running "
+                f"after {waited:.0f}s: {_join(named)}"
+            )
+        return _Verdict(False, False, "; ".join(problems), details)
 
     problems: list[str] = []
     terminal = True
@@ -267,6 +297,16 @@ def _evaluate(client: Any, params: ContainersParams, ctx: StepContext, waited: f
             True, True, f"{len(good)}/{total} containers {expect}: {_join(good)}", details
         )
     return _Verdict(False, terminal, "; ".join(problems), details)
+
+
+def _running_named(client: Any, pattern: str | None, known: set[str]) -> list[str]:
+    """Names of running containers (any project, or none) matching `pattern`, except the
+    project's own (`known` ids: already judged by their project)."""
+    if pattern is None:
+        return []
+    found = re.compile(pattern)
+    running = client.containers.list(all=False, ignore_removed=True)
+    return sorted(c.name for c in running if c.id not in known and found.search(c.name))
 
 
 def run_containers(params: ContainersParams, ctx: StepContext) -> StepResult:
