@@ -246,19 +246,19 @@ def _evaluate(client: Any, params: ContainersParams, ctx: StepContext, waited: f
             return _Verdict(
                 True, True, f"no running containers of {params.project}{rest}{like}", details
             )
-        problems = []
+        still: list[str] = []
         if up:
             listed = _join(f"{i['service']} ({i['state']})" for i in up)
-            problems.append(
+            still.append(
                 f"{len(up)} container(s) of {params.project} still running after "
                 f"{waited:.0f}s: {listed}"
             )
         if named:
-            problems.append(
+            still.append(
                 f"{len(named)} container(s) named like {params.name_pattern!r} still running "
                 f"after {waited:.0f}s: {_join(named)}"
             )
-        return _Verdict(False, False, "; ".join(problems), details)
+        return _Verdict(False, False, "; ".join(still), details)
 
     problems: list[str] = []
     terminal = True
