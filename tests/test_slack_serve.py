@@ -156,7 +156,7 @@ def test_manifest_asks_for_the_scopes_the_bot_uses_and_no_more() -> None:
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     (command,) = manifest["features"]["slash_commands"]
-    assert command["command"] == "/cutover" and "start" in command["usage_hint"].split(" | ")
+    assert command["command"] == "/cutover" and "start" in command["usage_hint"].split("|")
     # The Home tab, drawn when a person opens it (app_home_opened needs no scope).
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
