@@ -122,7 +122,8 @@ def run_demo(settings: Settings, as_user: str | None = None) -> int:
             f"Demo environment up: NostrMaxi stand-in, HTTPS, DNS on 127.0.0.1; its files in "
             f"{workdir} (removed at exit).\n"
             f"The bot's database (runs, audit trail) is {database}: it stays after you quit.\n"
-            "Try: /cutover start demo   then answer c (continue), r (rollback), tick ITEM.\n"
+            "Try: /cutover start demo   then answer c (continue), r (rollback), tick ITEM;\n"
+            "     /cutover deviation RUN TEXT   records what you did differently.\n"
         )
         try:
             return run_console(demo_settings, load_runbook(runbook_path), login)

@@ -71,12 +71,14 @@ class Trail:
     revert: dict[str, Any] | None = None  # revert.requested: this run undoes a completed one
     rounds: list[dict[str, Any]] = field(default_factory=list)
     missed: list[int] = field(default_factory=list)
+    missed_rows: list[dict[str, Any]] = field(default_factory=list)  # monitor.missed + "attempt"
     reminders: list[dict[str, Any]] = field(default_factory=list)
     phase_starts: list[dict[str, Any]] = field(default_factory=list)
     signoffs: list[dict[str, Any]] = field(default_factory=list)  # + "actor", "at"
     rollback: dict[str, Any] | None = None  # the run.rolled_back event's data
     people_notes: list[dict[str, Any]] = field(default_factory=list)  # /cutover note
     overrides: list[dict[str, Any]] = field(default_factory=list)  # gate.overridden (break-glass)
+    deviations: list[dict[str, Any]] = field(default_factory=list)  # /cutover deviation
 
     def attempt_of(self, gate: int) -> int:
         return next((int(g.get("attempt") or 1) for g in self.opened if g["gate"] == gate), 1)
@@ -154,15 +156,18 @@ def _trail(db: Database, run_id: int, events: list[Any] | None = None) -> Trail:
         elif kind == AuditKind.REVERT_REQUESTED:
             t.revert = row
         elif kind == AuditKind.MONITOR_ROUND:
-            t.rounds.append(row)
+            t.rounds.append({**row, "attempt": attempt})
         elif kind == AuditKind.MONITOR_MISSED:
             t.missed += list(data.get("rounds") or [])
+            t.missed_rows.append({**row, "attempt": attempt})
         elif kind in (AuditKind.GATE_REMINDED, AuditKind.GATE_ESCALATED):
             t.reminders.append({**row, "kind": kind})
         elif kind == AuditKind.CRITERION_SIGNED_OFF:
             t.signoffs.append(row)
         elif kind == AuditKind.RECORD_NOTE:
             t.people_notes.append(row)
+        elif kind == AuditKind.RECORD_DEVIATION:
+            t.deviations.append(row)
     return t
 
 
@@ -187,9 +192,19 @@ def _step_verdict(t: Trail, ref: str) -> Criterion:
 
 
 def _monitor_verdict(t: Trail, spec: CriterionSpec) -> Criterion:
+    """Judged on the window's last attempt (a Retry re-runs the whole window); a missed
+    round fails it like a failed one: monitoring was not continuous."""
     assert spec.monitoring is not None
     phase_id, step_id = spec.monitoring.split("/")
     rounds = [r for r in t.rounds if r.get("phase") == phase_id]
+    last = max((int(r.get("attempt") or 1) for r in rounds), default=1)
+    rounds = [r for r in rounds if int(r.get("attempt") or 1) == last]
+    missed = [
+        n
+        for m in t.missed_rows
+        if m.get("phase") == phase_id and int(m.get("attempt") or 1) == last
+        for n in m.get("rounds") or []
+    ]
     seen = [(r, s) for r in rounds for s in r.get("steps", []) if s.get("step") == step_id]
     if not seen:
         return Criterion("", "not verified", f"no monitoring round ran {spec.monitoring}")
@@ -205,6 +220,8 @@ def _monitor_verdict(t: Trail, spec: CriterionSpec) -> Criterion:
             "no",
             f"{text}; failed in round(s) {', '.join(map(str, failed))}: {first['evidence']}"[:300],
         )
+    if missed:
+        return Criterion("", "no", f"{text}; round(s) {', '.join(map(str, missed))} missed")
     if spec.average_ms_below is not None:
         timings = [s["elapsed_ms"] for _, s in seen if isinstance(s.get("elapsed_ms"), int)]
         if not timings:
@@ -216,8 +233,6 @@ def _monitor_verdict(t: Trail, spec: CriterionSpec) -> Criterion:
             "yes" if avg < limit else "no",
             f"average {avg:.0f} ms over {len(timings)} monitoring rounds (limit {limit} ms)",
         )
-    if t.missed:
-        return Criterion("", "no", f"{text}; round(s) {', '.join(map(str, t.missed))} missed")
     if len(seen) < of:
         return Criterion("", "no", f"{text}; monitoring stopped before its last round")
     if spec.minutes is not None and covered < spec.minutes:
@@ -437,12 +452,47 @@ def _deviations(t: Trail) -> list[str]:
             out.append(f"{st.get('phase') or st.get('section')}/{st['step']} skipped")
     if t.missed:
         out.append(f"monitoring rounds {', '.join(map(str, t.missed))} missed")
+    for d in t.deviations:  # what people say they did differently, as they said it
+        out.append(f"{d['text']} (added by {d['actor']} at {hm(d['at'])})")
     return out
 
 
-def _sign_off(run: Run, t: Trail) -> str:
+def went_on(t: Trail, spec: CriterionSpec) -> dict[str, Any] | None:
+    """The Continue that went on past a criterion: the decision at the last checkpoint of
+    the phase its binding names (a check, monitoring or manual step of that phase)."""
+    ref = spec.check or spec.monitoring or spec.manual
+    if ref is None:
+        return None
+    phase = ref.split("/")[0]
+    gates = [g for g in t.opened if g.get("phase") == phase]
+    if not gates:
+        return None
+    last = gates[-1]["gate"]
+    return next(
+        (d for d in t.decisions if d.get("gate") == last and d.get("decision") == "continue"),
+        None,
+    )
+
+
+def _past(t: Trail, spec: CriterionSpec) -> str:
+    d = went_on(t, spec)
+    if d is None:
+        return f"{spec.id} (nobody decided to go on past it)"
+    who = ", ".join(d.get("approvers") or [d["actor"]])
+    return f"{spec.id} (continued past by {who} at {hm(d['at'])}, checkpoint {d.get('phase')})"
+
+
+def _sign_off(run: Run, t: Trail, unmet: list[CriterionSpec]) -> str:
+    """Who approved the last checkpoint; never for a run with a ❌ criterion: its line says
+    which criteria failed and who decided to go on past each (the record is no sign-off)."""
     if run.status != "completed":
         return f"— (not signed off: run {run.status.replace('_', ' ')})"
+    if unmet:
+        return (
+            "— (not signed off: success criteria not met: "
+            + "; ".join(_past(t, c) for c in unmet)
+            + ")"
+        )
     approved = [d for d in t.decisions if d.get("decision") == "continue"]
     if not approved:
         return "—"
@@ -503,7 +553,6 @@ def build_record(
         "rollback triggered": "YES" if rolled_back else "NO",
         "reason": (rollback_reason(t) or run.rollback_reason or "—") if rolled_back else "—",
         "production url": url,
-        "sign-off": _sign_off(run, t),
     }
     aliases = {
         "deviations": "deviations from runbook",
@@ -513,6 +562,8 @@ def build_record(
     }
     criteria = [evaluate(c, t) for c in runbook.success_criteria]
     by_id = {c.id: c for c in criteria}
+    unmet = [c for c in runbook.success_criteria if by_id[c.id].verdict == "no"]
+    values["sign-off"] = _sign_off(run, t, unmet)
     notes: list[tuple[str, str | list[str]]] = []
     fields = runbook.notes_fields or [_default_field(runbook, n) for n in DEFAULT_NOTES]
     word = {"yes": "YES", "no": "NO", "not verified": "NOT VERIFIED"}
@@ -585,6 +636,9 @@ def deployed_lines(deployed: dict[str, Any] | None, expected: bool) -> list[str]
 
 def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
     state = {"completed": "completed", "rolled_back": "rolled back"}.get(rec.status, rec.status)
+    unmet = sum(c.verdict == "no" for c in rec.criteria)
+    if rec.status == "completed" and unmet:  # never a plain "completed" past a ❌
+        state += f" with {unmet} success criteri{'on' if unmet == 1 else 'a'} not met"
     lines = [
         f"📋 Cutover record — run #{rec.run_id}, {rec.environment}"
         f"{' (DRY RUN)' if rec.dry_run else ''}: {state} · {runbook.name} v{runbook.version}"

@@ -19,6 +19,7 @@ from commands.parser import (
     AuditCmd,
     ChecklistCmd,
     Command,
+    Deviation,
     Help,
     Lock,
     LocksCmd,
@@ -131,6 +132,9 @@ class CommandService:
             return Reply(decision.message, ephemeral=not decision.changed, run_id=cmd.run_id)
         if isinstance(cmd, Note):
             decision = engine.add_note(cmd.run_id, actor, cmd.text)
+            return Reply(decision.message, ephemeral=not decision.changed, run_id=cmd.run_id)
+        if isinstance(cmd, Deviation):
+            decision = engine.add_deviation(cmd.run_id, actor, cmd.text)
             return Reply(decision.message, ephemeral=not decision.changed, run_id=cmd.run_id)
         raise EngineError(f"unsupported command {cmd!r}")
 

@@ -42,6 +42,7 @@ USAGE = """Usage:
   /cutover signoff RUN CRITERION [--note TEXT]
                                         vouch for a success criterion of run RUN
   /cutover note RUN TEXT                add TEXT to run RUN's record notes
+  /cutover deviation RUN TEXT           add TEXT to run RUN's Deviations from Runbook
   /cutover checklist TARGET             the pre-cutover items needed before Start;
                                         TARGET: a schedule number, or ENV
   /cutover tick TARGET ITEM [--note TEXT]
@@ -158,6 +159,14 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Deviation:
+    """A "Deviations from Runbook" entry a person adds to a run's record."""
+
+    run_id: int
+    text: str
+
+
+@dataclass(frozen=True)
 class TickCmd:
     target: str  # a schedule number ("3") or an environment name
     item: str
@@ -190,6 +199,7 @@ Command = (
     | Unschedule
     | SignOff
     | Note
+    | Deviation
     | TickCmd
     | UntickCmd
     | ChecklistCmd
@@ -518,6 +528,13 @@ def parse(text: str, now: datetime | None = None) -> Command:
         if len(rest) < 2 or _number(rest[0]) is None or not " ".join(rest[1:]).strip():
             raise UsageError("note needs a run number and text, e.g. /cutover note 12 'DNS slow'")
         return Note(_number(rest[0]) or 0, " ".join(rest[1:])[:500])
+    if verb == "deviation":
+        if len(rest) < 2 or _number(rest[0]) is None or not " ".join(rest[1:]).strip():
+            raise UsageError(
+                "deviation needs a run number and what was done differently, e.g. "
+                "/cutover deviation 12 'skipped the staging smoke test: staging is down'"
+            )
+        return Deviation(_number(rest[0]) or 0, " ".join(rest[1:])[:500])
     if verb in ("tick", "untick", "checklist"):
         return _checklist(verb, rest)
     raise UsageError(f"unknown command {verb!r}")

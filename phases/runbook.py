@@ -74,12 +74,17 @@ class ManualStep(Strict):
     again in Phase 8). That item gates Start, so every real run had it ticked, and this step
     is its required counterpart. `done_by`: an action of the same phase that does it (a
     status-page API call): when that action passed, the bot ticks the step itself, naming
-    the action and its evidence; otherwise a person ticks it."""
+    the action and its evidence; otherwise a person ticks it. `ask_unless`: a check of the
+    same phase whose pass makes the step needless ("test the payment webhook by hand if no
+    organic payment was seen"): when the checkpoint opens and that check passed (a
+    monitoring phase: in any round), the bot ticks the step, quoting the check's evidence;
+    otherwise the step is asked of a person like any other."""
 
     id: str = Field(pattern=ID_PATTERN)
     text: str = Field(min_length=1, max_length=150)
     undoes: str | None = Field(default=None, pattern=ID_PATTERN)
     done_by: str | None = Field(default=None, pattern=ID_PATTERN)
+    ask_unless: str | None = Field(default=None, pattern=ID_PATTERN)
 
 
 class Estimate(Strict):
@@ -137,11 +142,17 @@ class PhaseSpec(Strict):
         if not (self.actions or self.checks or self.manual):
             raise ValueError("a phase needs at least one action, check or manual step")
         actions = [a.id for a in self.actions]
+        checks = [c.id for c in self.checks]
         for m in self.manual:
             if m.done_by and m.done_by not in actions:
                 raise ValueError(
                     f"manual step {m.id!r}: done_by {m.done_by!r} is not an action of this "
                     f"phase; its actions: {', '.join(actions) or 'none'}"
+                )
+            if m.ask_unless and m.ask_unless not in checks:
+                raise ValueError(
+                    f"manual step {m.id!r}: ask_unless {m.ask_unless!r} is not a check of this "
+                    f"phase; its checks: {', '.join(checks) or 'none'}"
                 )
         return self
 

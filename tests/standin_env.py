@@ -215,6 +215,8 @@ def build_standin(
             "npx": [*TOOL, "npx"],
             "git": ["git"],
             "old_compose_project": old_project,
+            # Phase 1's name check, kept to this test's names on the shared engine.
+            "old_container_pattern": f"^{old_project}",
             "old_compose_dir": str(old_dir),
             "old_base_url": old_app.url,
             "backup_dir": str(backups),

@@ -10,7 +10,10 @@ from pathlib import Path
 
 
 def test_demo_runs_a_whole_cutover_at_the_console(tmp_path: Path) -> None:
-    answers = "/cutover start demo\nc\nc\nc\ntick login\ntick payment\nc\nc\nquit\n"
+    answers = (
+        "/cutover start demo\nc\nc\nc\ntick login\ntick payment\n"
+        "/cutover deviation 1 paid the PRO invoice from a test wallet\nc\nc\nquit\n"
+    )
     env = {**os.environ, "HOME": str(tmp_path)}
     env.pop("CUTOVER_RUNBOOK", None)
     env.pop("CUTOVER_DATABASE_URL", None)
@@ -36,6 +39,8 @@ def test_demo_runs_a_whole_cutover_at_the_console(tmp_path: Path) -> None:
         assert f"✅ {number}. {phase}" in out
     assert "❌" not in out and "⛔" not in out, out
     assert "Run #1 · demo · completed" in out
+    assert "/cutover deviation RUN TEXT" in out  # the demo says how
+    assert "deviation added to run #1's record: paid the PRO invoice from a test wallet" in out
     assert "HTTP Request" not in proc.stderr  # no client chatter at the prompt
 
 

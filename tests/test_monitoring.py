@@ -206,7 +206,7 @@ def test_a_restart_mid_window_resumes_the_schedule_and_records_missed_rounds(
     assert scheduler.tick() == [f"run #{run_id}: monitoring round 6/7"]
     assert surface2.notices("Monitoring rounds 4, 5 of 7 were missed")
     set_clock(clock, START + 30 * MIN)
-    assert scheduler.tick()[-1] == f"run #{run_id}: monitoring finished (pass); gate open"
+    assert scheduler.tick()[-1] == f"run #{run_id}: monitoring finished (FAIL); gate open"
     assert rounds(engine2.db, run_id) == [
         (1, "passed"),
         (2, "passed"),
@@ -218,8 +218,15 @@ def test_a_restart_mid_window_resumes_the_schedule_and_records_missed_rounds(
     ]
     gate_id = open_gate_id(engine2.db, run_id)
     gate = gate_view(engine2.db, engine2.runbook, gate_id or 0)
-    assert gate is not None and gate.checks_passed
+    # A missed round is a ❌ (monitoring was not continuous), never a pass with a note:
+    # going on takes a decision, and Continue is not one in a real run (Retry or Rollback).
+    assert gate is not None and not gate.checks_passed
     assert gate.note is not None and "rounds 4, 5 were missed" in gate.note
+    assert "the window did not pass" in gate.note
+    health = next(s for s in gate.steps if s.step_id == "health")
+    assert health.status == "fail"
+    assert health.evidence.startswith("round(s) 4, 5 of 7 missed (the bot was not running)")
+    assert engine2.decide(gate_id or 0, BOB, "continue").outcome == "refused"
     evs = kinds(engine2.db, run_id)
     assert evs.count("phase.started") == 2 and "phase.interrupted" not in evs
     assert evs.count("monitor.round") == 5 and evs.count("monitor.missed") == 1

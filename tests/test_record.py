@@ -42,6 +42,7 @@ from tests.trail_checker import check_record, exported_rows
 MIN = timedelta(minutes=1)
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = yaml.safe_load((ROOT / "runbooks" / "nostrmaxi.yml").read_text(encoding="utf-8"))
+SHIPPED_MONITORING = next(p for p in SHIPPED["phases"] if p["id"] == "monitoring")
 
 
 @pytest.fixture
@@ -119,7 +120,10 @@ def record_runbook(tmp_path: Path, base_url: str, public: dict[str, Any]) -> Any
                 },
                 true_check("services", "Every service running and healthy"),
                 true_check("error-logs", "No ERROR or CRITICAL in the logs"),
+                true_check("payments", "Organic payments since monitoring began"),
             ],
+            # The shipped payment webhook test, asked only if no payment was seen.
+            "manual": [m for m in SHIPPED_MONITORING["manual"] if m["id"] == "payment-webhook"],
         },
     ]
     return write_runbook(
@@ -221,7 +225,10 @@ def test_completed_run_gets_its_record_and_tasks_once(
     assert rec.note("Admin Login Verified") == (
         "YES — manual step e2e/admin ticked by T1:U2 at 14:10 UTC"
     )
-    assert str(rec.note("Payment Test Completed")).startswith("YES — manual step e2e/payment")
+    # The rounds saw a payment: the bot ticked the webhook test when the checkpoint opened.
+    assert rec.note("Payment Test Completed") == (
+        "YES — manual step monitoring/payment-webhook ticked by system at 15:00 UTC"
+    )
     assert rec.note("Sign-Off") == (
         "T1:U1 (approved the last checkpoint, monitoring, at 15:02 UTC)"
     )
@@ -286,7 +293,9 @@ def test_rolled_back_run_records_the_rollback_and_what_nobody_verified(
     assert rec.note("Admin Login Verified") == "NO — manual step e2e/admin was not ticked"
     issues = rec.note("Issues Encountered")
     assert isinstance(issues, list) and issues[0] == "rolled back: tiers answer 500"
-    assert rec.note("Payment Test Completed") == "NO — manual step e2e/payment was not ticked"
+    assert rec.note("Payment Test Completed") == (
+        "NO — manual step monitoring/payment-webhook was not ticked"
+    )
     assert rec.note("Sign-Off") == "— (not signed off: run rolled back)"
     verdicts = {c.text: c.verdict for c in rec.criteria}
     assert verdicts["All services running and healthy for 30+ minutes"] == "not verified"

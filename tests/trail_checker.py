@@ -358,6 +358,19 @@ def evidence_rows(t: Trail, evidence: str, verdict: str, binding: Binding) -> tu
         ]:
             raise Unjustified("not every round ran and passed: the verdict cannot be yes")
         return _verdict(verdict, "yes") + tuple(r.seq for r, _ in rounds)
+    m = re.fullmatch(
+        r"(\d+)/(\d+) monitoring rounds of (\S+) passed over (\d+) min; round\(s\) (.+) missed",
+        evidence,
+    )
+    if m:
+        _rounds(t, binding, m.group(3))
+        said = [int(n) for n in m.group(5).split(", ")]
+        phase = (binding.ref or "/").split("/")[0]
+        began = max(r.seq for r in t.of("phase.started", phase=phase))
+        rows = [r for r in t.of("monitor.missed", phase=phase) if r.seq > began]
+        if sorted(n for r in rows for n in r.data["rounds"]) != said:
+            raise Unjustified(f"the trail's missed rounds are not {said}")
+        return _verdict(verdict, "no") + tuple(r.seq for r in rows)
     m = re.fullmatch(r"average (\d+) ms over (\d+) monitoring rounds \(limit (\d+) ms\)", evidence)
     if m:
         avg, n, limit = map(int, m.groups())
@@ -383,7 +396,9 @@ def _rounds(t: Trail, binding: Binding, step: str) -> list[tuple[Row, dict[str, 
     ]
     if not out:
         raise Unjustified(f"no monitoring round ran {phase}/{step}")
-    return out
+    # The window's last attempt (a Retry re-runs it): its phase.started comes last.
+    began = max(r.seq for r in t.of("phase.started", phase=phase))
+    return [(r, st) for r, st in out if r.seq > began]
 
 
 def _verdict(said: str, shown: str) -> tuple[int, ...]:
@@ -414,6 +429,7 @@ def record_rules() -> Checker:
         ("record.note", lambda r: True),
         ("gate.overridden", lambda r: True),
         ("freeze.overridden", lambda r: True),
+        ("record.deviation", lambda r: True),
     ]
 
     @c.add(r"📋 Cutover record — run #(\d+), (\S+)( \(DRY RUN\))?: (.+) · (.+) v(\S+)")
@@ -427,7 +443,8 @@ def record_rules() -> Checker:
             d.get("version"),
         ):
             raise Unjustified("environment, dry run or runbook differ from run.started")
-        kind = {"completed": "run.completed", "rolled back": "run.rolled_back"}.get(m.group(4))
+        state = re.sub(r" with \d+ success criteri(on|a) not met$", "", m.group(4))
+        kind = {"completed": "run.completed", "rolled back": "run.rolled_back"}.get(state)
         if kind is not None:
             return (start.seq, *t.one(m.group(4), t.of(kind)))
         return (start.seq,)
@@ -591,6 +608,7 @@ def record_rules() -> Checker:
         bad = t.of("gate.decided", decision="retry") + t.of("phase.interrupted")
         bad += t.of("step.result", status="skipped") + t.of("monitor.missed")
         bad += t.of("gate.overridden") + t.of("freeze.overridden")
+        bad += t.of("record.deviation")
         return t.none("a deviation", bad, [t.started()])
 
     @c.add(
@@ -648,6 +666,20 @@ def record_rules() -> Checker:
     def dev_interrupted(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         return t.one("the interruption", t.of("phase.interrupted", phase=m.group(1)))
 
+    @c.add(r"(.+) \(added by (\S+) at (\d\d:\d\d) UTC\)", dev)
+    def dev_added(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        text, who, hhmm = m.groups()
+        rows = [r for r in t.of("record.deviation", text=text) if (r.actor, r.hhmm) == (who, hhmm)]
+        return t.one("the deviation", rows)
+
+    @c.add(r"monitoring rounds (.+) missed", dev)
+    def dev_missed(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        said = [int(n) for n in m.group(1).split(", ")]
+        rows = t.of("monitor.missed")
+        if [n for r in rows for n in r.data.get("rounds") or []] != said:
+            raise Unjustified(f"the trail's missed rounds are not {said}")
+        return t.one("the missed rounds", rows)
+
     @c.add(r"(\S+)/(\S+) skipped", dev)
     def skipped(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         rows = [r for r in t.of("step.result", step=m.group(2), status="skipped")]
@@ -696,6 +728,31 @@ def record_rules() -> Checker:
         ):
             raise Unjustified("the last approval says otherwise")
         return (last.seq, *t.one("the run's completion", t.of("run.completed")))
+
+    @c.add(r"Sign-Off: — \(not signed off: success criteria not met: (.+)\)")
+    def unmet(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        cited = list(t.one("the run's completion", t.of("run.completed")))
+        for part in m.group(1).split("; "):
+            p = re.fullmatch(
+                r"(\S+) \(continued past by (.+) at (\d\d:\d\d) UTC, checkpoint (\S+)\)", part
+            )
+            if p is None:
+                raise Unjustified(f"no rule reads {part!r}")
+            crit, who, hhmm, phase = p.groups()
+            ref = criterion_binding(t.runbook, crit).ref or ""
+            if ref.split("/")[0] != phase:
+                raise Unjustified(f"{crit} is bound to {ref or 'nothing'}, not to phase {phase}")
+            last = gates_of(t, phase)[-1:]
+            rows = [
+                r
+                for r in t.of("gate.decided", decision="continue", phase=phase)
+                if last
+                and r.data.get("gate") == last[0].data.get("gate")
+                and ", ".join(r.data.get("approvers") or []) == who
+                and r.hhmm == hhmm
+            ]
+            cited += t.one(f"the continue past {crit}", rows)
+        return tuple(cited)
 
     @c.add(r"Sign-Off: — \(not signed off: run (.+)\)")
     def unsigned(m: re.Match[str], t: Trail) -> tuple[int, ...]:

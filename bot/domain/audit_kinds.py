@@ -33,6 +33,7 @@ class AuditKind(enum.StrEnum):
     CRITERION_SIGNED_OFF = "criterion.signed_off"  # a person vouches for a success criterion
     SIGNOFF_REQUESTED = "signoff.requested"  # the last phase began: approvers asked to sign
     RECORD_NOTE = "record.note"  # /cutover note: a line for the record
+    RECORD_DEVIATION = "record.deviation"  # /cutover deviation: a Deviations from Runbook entry
     ACTION_REFUSED = "action.refused"  # an authorization rule or the state machine said no
     # A revert of a completed run: its own run (reverts_run_id), asked for with a reason,
     # approved by its quorum, then the runbook's restore and rollback steps (rollback.*).

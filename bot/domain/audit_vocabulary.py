@@ -160,7 +160,10 @@ CATALOGUE: dict[AuditKind, Entry] = {
             "gate": "the gate's id",
             "item": "the manual step's id",
             "done_by": "the action that did it, when the bot ticked it (the step's `done_by`)",
-            "evidence": "that action's evidence, when the bot ticked it",
+            "evidence": "that action's (or check's) evidence, when the bot ticked it",
+            "ask_unless": "the check whose pass made asking unneeded, when the bot ticked it "
+            "(the step's `ask_unless`)",
+            "round": "the monitoring round that check passed in, when it was a round",
         },
     ),
     AuditKind.CRITERION_SIGNED_OFF: Entry(
@@ -172,6 +175,10 @@ CATALOGUE: dict[AuditKind, Entry] = {
         {"criteria": "the criteria bound to a sign-off"},
     ),
     AuditKind.RECORD_NOTE: Entry("/cutover note: a line for the record", {"text": "(masked)"}),
+    AuditKind.RECORD_DEVIATION: Entry(
+        "/cutover deviation: an entry for the record's Deviations from Runbook",
+        {"text": "(masked)"},
+    ),
     AuditKind.OVERRIDE_VOTE: Entry(
         "an override approver voted to go past failed checks (a gate) or a change freeze (a start)",
         {

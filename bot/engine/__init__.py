@@ -10,6 +10,7 @@ what changed (`bot.surface`). The use cases live in one module each:
     gates.py     votes, Retry, Rollback, manual ticks, abort, cancel
     overrides.py break-glass: continue past failed steps with a justification and a quorum
     signoffs.py  sign-offs of success criteria: asked for, given once per person
+    deviations.py  "Deviations from Runbook" entries people add to a run's record
     rollback.py  restore and rollback steps
     revert.py    reverting a completed run: a new run, approved by quorum, then rollback.py
     recovery.py  restart recovery and taking over a dead replica's run
@@ -27,6 +28,7 @@ from bot.engine.core import (
     default_context,
     runbook_digest,
 )
+from bot.engine.deviations import Deviations
 from bot.engine.identity import Identity, ReplicaInUse
 from bot.engine.overrides import Overrides
 from bot.engine.recovery import Recovery
@@ -37,7 +39,7 @@ from bot.engine.signoffs import Signoffs
 from phases.runbook import RunbookError
 
 
-class Engine(Identity, Recovery, Reverts, Rollback, Overrides, Signoffs, Runs):
+class Engine(Identity, Recovery, Reverts, Rollback, Overrides, Signoffs, Deviations, Runs):
     """The one engine object the CLI, `serve`, the console, the demo and tests build."""
 
 

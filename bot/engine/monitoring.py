@@ -8,7 +8,9 @@ run it), so the schedule survives a restart: the next round is due at round 0's
 time + its offset. Each round is posted as a thread notice; a FAIL or ERROR is
 flagged at once (notice to the channel + audit "monitor.breach"). Slots that
 passed while the bot was down are recorded as missed, never run late in a burst.
-After the last round the gate opens with checks_passed = every round passed.
+After the last round the gate opens with checks_passed = every round ran and passed: a
+missed round is a ❌ like a failed one (monitoring was not continuous), never a pass with a
+note, so going on past it takes a decision at the gate (Retry the window, or Rollback).
 """
 
 from __future__ import annotations
@@ -322,8 +324,11 @@ def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int)
         )
 
 
-def _combine(step_id: str, name: str, rounds: Sequence[MonitorRound]) -> StepResult:
-    """One check over every round: FAIL if a round failed, with where and why."""
+def _combine(
+    step_id: str, name: str, rounds: Sequence[MonitorRound], missed: Sequence[int] = ()
+) -> StepResult:
+    """One check over every round: FAIL if a round failed or was missed (`missed`: round
+    numbers, from 1, whose slot passed while no bot ran them), with where and why."""
     seen: list[tuple[int, dict[str, Any]]] = []
     for r in rounds:
         for item in json.loads(r.results):
@@ -342,6 +347,14 @@ def _combine(step_id: str, name: str, rounds: Sequence[MonitorRound]) -> StepRes
         return StepResult(
             status,
             f"failed in round(s) {where} of {len(seen)}{avg}: {bad[0][1]['evidence']}"[:300],
+            total_ms,
+        )
+    if missed:
+        rounds_of = len(seen) + len(missed)
+        return StepResult(
+            Status.FAIL,
+            f"round(s) {', '.join(map(str, missed))} of {rounds_of} missed (the bot was not "
+            f"running): not continuous; {len(seen)}/{len(seen)} rounds that ran passed{avg}",
             total_ms,
         )
     warn = any(it["status"] == "warn" for _, it in seen)
@@ -368,10 +381,10 @@ def _finish(engine: EngineCore, phase_run_id: int) -> list[str]:
     phase = engine.runbook.phases[pr.phase_index]
     ran = [r for r in rounds if r.status in ("passed", "failed")]
     missed = [r.round + 1 for r in rounds if r.status == "missed"]
-    passed = bool(ran) and all(r.status == "passed" for r in ran)
+    passed = bool(ran) and not missed and all(r.status == "passed" for r in ran)
     note = (
         f"monitoring rounds {', '.join(map(str, missed))} were missed while the bot was not "
-        "running; monitoring was not continuous"
+        "running; monitoring was not continuous, so the window did not pass"
         if missed
         else None
     )
@@ -380,7 +393,7 @@ def _finish(engine: EngineCore, phase_run_id: int) -> list[str]:
         return []
     for step in phase.checks:
         engine.record_step(
-            pr.run_id, pr.id, StepOutcome(step, "checks", _combine(step.id, step.name, ran))
+            pr.run_id, pr.id, StepOutcome(step, "checks", _combine(step.id, step.name, ran, missed))
         )
     engine.notify.run_changed(pr.run_id)
     engine.notify.checkpoint(gate_id)

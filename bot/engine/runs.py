@@ -23,7 +23,7 @@ from bot.domain.errors import Conflict, Refused
 from bot.engine import restore_point
 from bot.engine.core import EngineError, LeaseLost
 from bot.engine.locks import Locks
-from bot.engine.manual_done import tick_done_by_actions
+from bot.engine.manual_done import tick_done_by_actions, tick_unless_asked
 from bot.engine.monitoring import start_monitoring
 from bot.models import (
     Gate,
@@ -497,6 +497,7 @@ class Runs(Locks):
                 )
                 assert gate.id is not None
                 tick_done_by_actions(s, run_id, phase_run_id, gate.id, phase, self.now())
+                tick_unless_asked(s, run_id, phase_run_id, gate.id, phase, self.now())
                 gate_id = gate.id
         if released:  # a retried attempt whose commit did not land still holds the epoch
             with self._threads_lock:

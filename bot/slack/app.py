@@ -92,6 +92,7 @@ from commands.parser import (
     USAGE,
     Abort,
     Command,
+    Deviation,
     FieldError,
     Help,
     Lock,
@@ -757,7 +758,7 @@ class CutoverSlackApp:
         if isinstance(cmd, Unschedule):
             sched = self._schedule(cmd.schedule_id)
             return sched.environment if sched is not None else None
-        if isinstance(cmd, SignOff | Note):
+        if isinstance(cmd, SignOff | Note | Deviation):
             view = run_view(self.engine.db, self.engine.runbook, cmd.run_id)
             return view.environment if view is not None else None
         if isinstance(cmd, TickCmd | UntickCmd):

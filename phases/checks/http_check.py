@@ -14,6 +14,7 @@ import os
 import ssl
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -74,6 +75,9 @@ class ExpectSet(StepParams):
     values: list[str] = Field(min_length=1)
 
 
+JsonType = Literal["string", "number", "integer", "boolean", "object", "array", "datetime"]
+
+
 class HttpParams(StepParams):
     url: str = Field(pattern=r"^https?://")
     method: Literal["GET", "POST", "HEAD"] = "GET"
@@ -82,6 +86,9 @@ class HttpParams(StepParams):
     expect_status: int | list[int] = 200  # one status, or any of several (NestJS POST: 201)
     expect_json: dict[str, Any] | None = None  # subset match
     expect_keys: list[str] = Field(default_factory=list)  # top-level keys, present, not null
+    # Top-level keys and the JSON type of their values (Phase 6's /health: "timestamp" a
+    # date-time, "uptime" a number); "datetime": an ISO 8601 string with its time zone.
+    expect_types: dict[str, JsonType] = Field(default_factory=dict)
     expect_contains: list[str] = Field(default_factory=list)  # substrings of the body text
     expect_json_type: Literal["object", "array"] | None = None
     # Exactly these values of `field` across the body's array of objects, no more, no fewer
@@ -94,6 +101,21 @@ class HttpParams(StepParams):
     # Ask again until it answers as expected, for up to this long (a service just started,
     # as after a rollback's `up -d`); 0: once.
     wait_seconds: int = Field(default=0, ge=0, le=3600)
+    # Phase 8 "Test from external network (not localhost)": `external: true` marks a check
+    # that stands for an outside view. `proxy`: the vantage point the operator names, a
+    # forward proxy on another network (http://host:port), which the request leaves from.
+    # With none, the evidence says it was checked from the bot's host only.
+    external: bool = False
+    proxy: str | None = None
+
+    @field_validator("proxy")
+    @classmethod
+    def proxy_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # an empty runbook var: no vantage point configured
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"proxy {value!r} must be an http:// or https:// URL (host:port)")
+        return value
 
     @field_validator("expect_status")
     @classmethod
@@ -170,6 +192,35 @@ def _context(key: tuple[Any, ...], make: Callable[[], ssl.SSLContext]) -> ssl.SS
         return _CONTEXTS.setdefault(key, made)
 
 
+def _is(kind: str, value: Any) -> bool:
+    if kind == "datetime":
+        if not isinstance(value, str) or "T" not in value:
+            return False
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return parsed.tzinfo is not None
+    if kind in ("number", "integer"):
+        ok = int if kind == "integer" else (int, float)
+        return isinstance(value, ok) and not isinstance(value, bool)
+    python = {"string": str, "boolean": bool, "object": dict, "array": list}[kind]
+    return isinstance(value, python)
+
+
+def type_mismatches(expect: dict[str, JsonType], data: Any) -> list[str]:
+    """Each top-level key of `expect` whose value is missing or of another JSON type."""
+    if not isinstance(data, dict):
+        return ["body is not a JSON object"]
+    out = []
+    for key, kind in expect.items():
+        if key not in data:
+            out.append(f"{key} missing")
+        elif not _is(kind, data[key]):
+            out.append(f"{key} is {json.dumps(data[key])[:40]} (expected a {kind})")
+    return out
+
+
 def set_mismatch(expect: ExpectSet, data: Any) -> str | None:
     """None when the array's `field` values are exactly the expected set."""
     if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
@@ -196,6 +247,7 @@ def _body_checks(params: HttpParams, response: Fetched) -> list[str]:
         or params.expect_keys
         or params.expect_json_type is not None
         or params.expect_set is not None
+        or bool(params.expect_types)
     )
     data: Any = None
     if wants_json:
@@ -218,6 +270,8 @@ def _body_checks(params: HttpParams, response: Fetched) -> list[str]:
                 missing = [k for k in params.expect_keys if data.get(k) is None]
                 if missing:
                     problems.append(f"missing keys: {', '.join(missing)}")
+        if params.expect_types:
+            problems += type_mismatches(params.expect_types, data)
         if params.expect_set is not None:
             problem = set_mismatch(params.expect_set, data)
             if problem:
@@ -248,10 +302,21 @@ def run_http(params: HttpParams, ctx: StepContext) -> StepResult:
         ctx.clock.sleep(min(WAIT_POLL_S, left))
 
 
+def vantage(params: HttpParams) -> str:
+    """Where the request leaves from, as the evidence says it ("" for an ordinary check)."""
+    if params.proxy:
+        return f" via {httpx.URL(params.proxy).netloc.decode(errors='replace')}"
+    if params.external:
+        return " (checked from the bot's host only: no external vantage point configured)"
+    return ""
+
+
 def _attempt(params: HttpParams, ctx: StepContext) -> StepResult:
-    request = f"{params.method} {params.url}"
+    request = f"{params.method} {params.url}{vantage(params)}"
     deadline = ctx.clock.monotonic() + ctx.timeout
     client_args: dict[str, Any] = {"timeout": ctx.timeout, "follow_redirects": False}
+    if params.proxy:
+        client_args["proxy"] = params.proxy
     if ctx.http_transport is not None:
         client_args["transport"] = ctx.http_transport
     else:

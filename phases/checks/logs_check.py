@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from phases.checks.base import (
     OUTPUT,
@@ -74,6 +74,15 @@ class LogsParams(StepParams):
     tail_lines: int = Field(default=5000, ge=10, le=100_000)
     max_excerpts: int = Field(default=3, ge=0, le=10)
     count: list[LineCount] = Field(default_factory=list, max_length=10)
+    # The `count`s together must reach this (Phase 9 "at least 1 successful user action
+    # (NIP-05 claim or login)": either one will do).
+    min_total: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def total_needs_counts(self) -> LogsParams:
+        if self.min_total is not None and not self.count:
+            raise ValueError("min_total needs count: the lines it adds up")
+        return self
 
     @field_validator("must_appear", "must_not_appear")
     @classmethod
@@ -236,6 +245,9 @@ def _tally(
                 excerpts.append(f"{svc}: {_clip(ctx.masker.mask(line), EXCERPT_LIMIT)}")
         if c.min is not None and len(got) < c.min:
             problems.append(f"{c.name} {len(got)} < {c.min}")
+    total = sum(tallies.values())
+    if params.min_total is not None and total < params.min_total:
+        problems.append(f"{' + '.join(tallies)} {total} < {params.min_total}")
     return tallies, problems
 
 

@@ -1,0 +1,123 @@
+"""The runbook's golden rule: a missed monitoring round or a failed success criterion is a ❌
+that needs a decision, never a pass with a note. A run with a ❌ criterion never reads as a
+plain "completed" with a Sign-Off line: its record says which criterion failed and who
+decided to go on past it (a real HTTP stand-in, a controllable clock, the trail checker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.db import Database
+from bot.engine import Engine
+from bot.record import build_record, record_text
+from bot.scheduler import Scheduler
+from bot.views import gate_view, open_gate_id
+from phases.runbook import Runbook
+from tests.schedule_helpers import (
+    ALICE,
+    BOB,
+    START,
+    clock_at,
+    make_engine,
+    set_clock,
+    write_runbook,
+)
+from tests.servers import ManualClock, NostrMaxiStandin, nostrmaxi  # noqa: F401  (fixture)
+from tests.test_monitoring import MIN, monitoring_runbook
+from tests.trail_checker import check_record, exported_rows
+
+
+def criteria_runbook(tmp_path: Path, base_url: str) -> Runbook:
+    monitoring_runbook(tmp_path, base_url)
+    data: dict[str, Any] = yaml.safe_load((tmp_path / "sched.yml").read_text(encoding="utf-8"))
+    data["success_criteria"] = [
+        {
+            "id": "health",
+            "text": "Health check passing continuously",
+            "monitoring": "monitoring/health",
+        }
+    ]
+    return write_runbook(tmp_path, data, "golden.yml")
+
+
+def to_monitoring_gate(engine: Engine, clock: ManualClock, *, dry_run: bool) -> tuple[int, int]:
+    """A run whose monitoring window missed rounds 3-5 (the bot was down T+6 to T+26)."""
+    set_clock(clock, START - 5 * MIN)
+    run = engine.start_run("prod", ALICE, dry_run=dry_run)
+    assert run.id is not None
+    first = open_gate_id(engine.db, run.id)
+    set_clock(clock, START)
+    assert engine.decide(first or 0, BOB, "continue").outcome == "approved"
+    scheduler = Scheduler(engine)
+    for minute in (5, 26, 30):
+        set_clock(clock, START + minute * MIN)
+        scheduler.tick()
+    gate = open_gate_id(engine.db, run.id)
+    assert gate is not None
+    return run.id, gate
+
+
+def checked(engine: Engine, run_id: int) -> str:
+    text = record_text(build_record(engine.db, engine.runbook, run_id), engine.runbook)
+    findings = check_record(text, exported_rows(engine.db, run_id), engine.runbook)
+    assert len(findings) == len(text.splitlines())
+    return text
+
+
+def test_a_missed_round_fails_the_window_and_the_record_names_who_went_on_past_it(
+    db: Database,
+    tmp_path: Path,
+    nostrmaxi: NostrMaxiStandin,  # noqa: F811
+) -> None:
+    clock = clock_at(START)
+    engine, _ = make_engine(db, criteria_runbook(tmp_path, nostrmaxi.url), clock)
+    run_id, gate = to_monitoring_gate(engine, clock, dry_run=True)
+    view = gate_view(db, engine.runbook, gate)
+    assert view is not None and not view.checks_passed  # ❌, not a pass with a note
+    set_clock(clock, START + 32 * MIN)
+    assert engine.decide(gate, BOB, "continue").outcome == "approved"  # a dry run may go on
+
+    text = checked(engine, run_id)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"📋 Cutover record — run #{run_id}, prod (DRY RUN): completed with")
+    assert ": completed with 1 success criterion not met ·" in lines[0]
+    assert (
+        "❌ Health check passing continuously — 4/4 monitoring rounds of health passed over "
+        "30 min; round(s) 3, 4, 5 missed"
+    ) in lines
+    assert (
+        "Sign-Off: — (not signed off: success criteria not met: health (continued past by "
+        "T1:U2 at 14:32 UTC, checkpoint monitoring))"
+    ) in lines
+
+
+def test_a_real_run_past_a_missed_round_is_decided_by_retry_and_judged_on_the_new_window(
+    db: Database,
+    tmp_path: Path,
+    nostrmaxi: NostrMaxiStandin,  # noqa: F811
+) -> None:
+    clock = clock_at(START)
+    engine, _ = make_engine(db, criteria_runbook(tmp_path, nostrmaxi.url), clock)
+    run_id, gate = to_monitoring_gate(engine, clock, dry_run=False)
+    assert engine.decide(gate, BOB, "continue").outcome == "refused"  # a ❌ is no Continue
+    set_clock(clock, START + 31 * MIN)
+    assert engine.decide(gate, BOB, "retry").outcome == "retried"
+    scheduler = Scheduler(engine)
+    for minute in range(36, 62, 5):
+        set_clock(clock, START + minute * MIN)
+        scheduler.tick()
+    again = open_gate_id(db, run_id)
+    assert again is not None and again != gate
+    view = gate_view(db, engine.runbook, again)
+    assert view is not None and view.checks_passed
+    assert engine.decide(again, BOB, "continue").outcome == "approved"
+
+    lines = checked(engine, run_id).splitlines()
+    assert ": completed ·" in lines[0]
+    assert (
+        "✅ Health check passing continuously — 7/7 monitoring rounds of health passed over 30 min"
+    ) in lines
+    assert any(line.startswith("Sign-Off: T1:U2 (approved the last checkpoint") for line in lines)
