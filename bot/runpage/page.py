@@ -409,7 +409,7 @@ def build(
             nxt = attempts[i + 1].started.at if i + 1 < len(attempts) else None
             end_row = rollback_started or ended
             a.ended_at = nxt or (end_row.at if end_row else (rows[-1].at if rows else None))
-    start = rows[0].at if rows else _aware(view.started_at)
+    start = rows[0].at if rows else view.started_at
     end = rows[-1].at if rows else start
     phases = []
     for line, spec in zip(view.phases, runbook.phases, strict=True):
@@ -454,7 +454,3 @@ def build(
         start=start,
         end=end,
     )
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
