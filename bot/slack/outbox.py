@@ -41,10 +41,16 @@ class RateLimited(Exception):
 
 
 class Pacer:
-    """At most one post per `interval` seconds per channel, in the order the slots were taken."""
+    """At most one post per `interval` seconds per channel, in the order the slots were taken.
+    `clock` and `sleep` are one time source (tests fast-forward both together)."""
 
-    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval, self.clock = interval, clock
+    def __init__(
+        self,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval, self.clock, self.sleep = interval, clock, sleep
         self._next: dict[str, float] = {}
         self._guard = threading.Lock()
 
@@ -59,7 +65,7 @@ class Pacer:
     def wait(self, channel: str) -> None:
         pause = self.reserve(channel)
         if pause > 0:
-            time.sleep(pause)
+            self.sleep(pause)
 
     def hold(self, channel: str, seconds: float) -> None:
         """Slack said wait: no slot in `channel` before `seconds` from now."""

@@ -88,6 +88,7 @@ from bot.views import (
     run_view,
     schedule_view,
 )
+from phases.checks.base import Clock, SystemClock
 from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
@@ -151,8 +152,12 @@ class SlackSurface:
         engine: Engine | None = None,
         *,
         post_interval: float = POST_INTERVAL,
+        clock: Clock | None = None,
     ) -> None:
         self.client = client
+        # What post pacing and Retry-After waits read and sleep on: the system's, or a
+        # test's clock that fast-forwards them (shared with the Slack stand-in's limits).
+        self.clock: Clock = clock or SystemClock()
         # The same client without the SDK's rate-limit handler: it sleeps on Retry-After in
         # the calling thread, which may hold the run's lock.
         self._api = WebClient(
@@ -165,7 +170,7 @@ class SlackSurface:
         )
         # The runbook's channel names as ids, looked up once (bot.slack.channels).
         self.channels = ChannelDirectory(self._api)
-        self.pacer = Pacer(post_interval)
+        self.pacer = Pacer(post_interval, self.clock.monotonic, self.clock.sleep)
         self.outbox = Outbox(self._update, self._audit_failure)
         self._engine = engine
         self._locks: dict[int, threading.RLock] = {}
@@ -274,7 +279,7 @@ class SlackSurface:
                     raise SlackCallFailed(exc.method, "ratelimited", 429) from None
                 if channel:
                     self.pacer.hold(channel, exc.retry_after)
-                time.sleep(exc.retry_after)
+                self.clock.sleep(exc.retry_after)
         return None
 
     def _run_ref(self, run_id: int) -> str | None:
@@ -1001,7 +1006,7 @@ class SlackSurface:
             except RateLimited as exc:
                 if attempt == 3:
                     raise SlackCallFailed(exc.method, "ratelimited", 429) from None
-                time.sleep(exc.retry_after)
+                self.clock.sleep(exc.retry_after)
         return None
 
     def _audit_failure(self, call: str, error: str, run_id: int | None) -> None:
