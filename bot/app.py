@@ -45,7 +45,7 @@ from bot.slack.server import (
 from bot.slack.socket_health import SocketHealth
 from bot.slack.surface import SlackSurface, make_client
 from bot.views import run_counts
-from phases.checks.base import StepContext, StepUser
+from phases.checks.base import Clock, StepContext, StepUser
 from phases.runbook import EnvironmentSpec, Runbook, load_runbook
 from phases.secrets import GLOBAL_MASKER, Masker, install_log_masking
 
@@ -185,9 +185,11 @@ def build_service(
     runbook: Runbook | None = None,
     handlers: list[RetryHandler] | None = None,
     run_as: StepUser | None = None,
+    clock: Clock | None = None,
 ) -> Service:
     """The engine with a Slack surface and the Bolt app, as `cutover serve` runs them; the
-    runbook's programs run as `run_as` (None: the bot's own user)."""
+    runbook's programs run as `run_as` (None: the bot's own user). `clock`: what Slack post
+    pacing waits on (None: the system's; tests pass one that fast-forwards)."""
     token, secret = slack_credentials(settings)
     for value in (token, secret, settings.slack_app_token):  # never in chat, never in logs
         if value:
@@ -196,7 +198,7 @@ def build_service(
         db = open_database(settings)
     runbook = runbook or load_runbook(settings.runbook)
     client = make_client(token, settings.slack_api_url, handlers)
-    surface = SlackSurface(client)
+    surface = SlackSurface(client, clock=clock)
     surface.run_links = RunLinks.from_settings(settings)  # "Run page" buttons, if configured
     for api in surface.api_clients():  # API errors and 429s on /metrics
         metrics.instrument_slack_client(api)

@@ -25,7 +25,9 @@
 #   8. ruff check ., mypy bot commands phases, lint-imports (the layers in pyproject.toml),
 #      deptry (every package the code or the tests import directly is declared in
 #      pyproject.toml, none arrives only through another; the code imports no test-only
-#      package), pytest -q PYTEST_ARGS.
+#      package), pytest -q -n 4 --dist worksteal --durations=20 PYTEST_ARGS: four xdist workers
+#      on any number of cores (the tests mostly wait: Docker, subprocesses, sockets), each
+#      test with its own databases and Docker names; the 20 slowest tests are printed.
 #
 # Exit 0 when all the checks pass, 1 when any failed (pytest's exit 5, "no tests ran", is a
 # failure); a set-up step that fails stops the run with its own exit code before any check.
@@ -158,7 +160,7 @@ run mypy "$PY" -m mypy bot commands phases
 run import-linter "$(dirname "$PY")/lint-imports"
 run deptry "$(dirname "$PY")/deptry" --no-ansi .
 run deptry-tests "$(dirname "$PY")/deptry" --no-ansi tests --exclude '\.venv' --ignore DEP002,DEP004
-run pytest "$PY" -m pytest -q "$@"
+run pytest "$PY" -m pytest -q -n 4 --dist worksteal --durations=20 "$@"
 
 echo
 if ((${#failed[@]})); then

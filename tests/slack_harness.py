@@ -260,7 +260,9 @@ class Bot:
 def running_bot(
     db: Database, runbook: Runbook, standin: SlackStandIn | None = None
 ) -> Iterator[Bot]:
-    """The bot, served over HTTP on 127.0.0.1:<free port>, talking to a stand-in Slack."""
+    """The bot, served over HTTP on 127.0.0.1:<free port>, talking to a stand-in Slack; its
+    post pacing and Retry-After waits run on the stand-in's clock (by default one that
+    fast-forwards: tests.fast_clock)."""
     own = standin is None
     standin = standin or SlackStandIn(TOKEN).start()
     settings = Settings(  # type: ignore[call-arg]
@@ -270,10 +272,17 @@ def running_bot(
         SLACK_API_URL=standin.api_url,
     )
     service = build_service(
-        settings, db=db, runbook=runbook, handlers=retry_handlers(backoff=0.05, server_errors=2)
+        settings,
+        db=db,
+        runbook=runbook,
+        handlers=retry_handlers(backoff=0.05, server_errors=2),
+        clock=standin.clock,  # the bot's pacing waits fast-forward the stand-in's limits
     )
     server = make_http_server(service.app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() returns in ~10 ms instead of serve_forever's default 0.5 s.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield Bot(service, standin, f"{server.url}/slack/events", db)

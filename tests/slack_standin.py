@@ -55,7 +55,6 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -65,6 +64,9 @@ import httpx
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
+
+from phases.checks.base import Clock
+from tests.fast_clock import FastClock
 
 # ---------------------------------------------------------------------- Block Kit checks
 
@@ -407,17 +409,15 @@ POST_BURST = 3  # chat.postMessage: "1 per second; short bursts >1 allowed … n
 
 
 class _Bucket:
-    """A token bucket: `capacity` calls at once, refilled at `rate` per second, on `clock`."""
+    """A token bucket: `capacity` calls at once, refilled at `rate` per second of `clock`."""
 
-    def __init__(
-        self, capacity: float, rate: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, capacity: float, rate: float, clock: Clock) -> None:
         self.capacity, self.rate, self.clock = capacity, rate, clock
-        self.tokens, self.at = capacity, clock()
+        self.tokens, self.at = capacity, clock.monotonic()
 
     def take(self) -> int | None:
         """None if the call may go; otherwise the Retry-After (whole seconds) to send."""
-        now = self.clock()
+        now = self.clock.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
         self.at = now
         if self.tokens >= 1:
@@ -452,7 +452,7 @@ class Call:
     args: dict[str, Any]
     status: int
     answer: dict[str, Any]
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.monotonic)  # on the stand-in's clock
 
 
 @dataclass
@@ -548,10 +548,11 @@ LIST_TYPES = ("public_channel", "private_channel", "mpim", "im")
 
 class SlackStandIn:
     """channels: the workspace's channels (the bot is in #cutover and #launch by default);
-    rate_limits: False only for a bench that measures something else. The rate limits are
-    the workspace's (one stand-in: every replica of the bot shares them, as on Slack), kept
-    on `clock` (a test may run it faster than real time, with the bot's pacing on the same
-    clock)."""
+    rate_limits: False only for a bench that measures something else. `clock`: what the
+    rate limits and each call's `at` are measured on; by default a `FastClock`, which a bot
+    given the same clock (tests.slack_harness) fast-forwards as it waits; a test of pacing
+    in wall time passes `SystemClock()`. The rate limits are the workspace's: every
+    replica of the bot talking to one stand-in shares them, as on Slack."""
 
     def __init__(
         self,
@@ -564,10 +565,10 @@ class SlackStandIn:
         org_token: bool = False,
         home_tab: bool = True,
         scopes: frozenset[str] = DEFAULT_SCOPES,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.token, self.team_id, self.bot_user = token, team_id, bot_user
-        self.rate_clock = clock
+        self.clock: Clock = clock or FastClock()
         self.scopes = set(scopes)  # the bot token's scopes (missing_scope without one)
         self.org_token = org_token  # an Enterprise Grid org-wide install's token
         self.home_tab = home_tab  # the manifest's features.app_home.home_tab_enabled
@@ -600,7 +601,9 @@ class SlackStandIn:
         self._lock = threading.Lock()
         self._clock = itertools.count(1)
         self._server = _Server(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(  # a short poll: stop() returns in ~10 ms, not 0.5 s
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
 
     # ------------------------------------------------------------------ control
 
@@ -774,7 +777,7 @@ class SlackStandIn:
             return None
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket(capacity, rate, self.rate_clock)
+            bucket = self._buckets[key] = _Bucket(capacity, rate, self.clock)
         return bucket.take()
 
     def _forced(self, method: str) -> tuple[int, int | None, str | None] | None:
@@ -800,17 +803,17 @@ class SlackStandIn:
                 )
                 error = error or ("ratelimited" if status == 429 else "fatal_error")
                 answer = {"ok": False, "error": error}
-                self.calls.append(Call(method, args, status, answer))
+                self.calls.append(Call(method, args, status, answer, self.clock.monotonic()))
                 return status, headers, answer
             answer = self._answer(method, args, auth)
             if self._ghosts and method == "chat.postMessage" and answer.get("ok"):
                 self._ghosts -= 1  # taken, but the answer is lost: the caller sees a 500
                 answer = {"ok": False, "error": "fatal_error"}
-                self.calls.append(Call(method, args, 500, answer))
+                self.calls.append(Call(method, args, 500, answer, self.clock.monotonic()))
                 return 500, {}, answer
             if not answer.get("ok"):
                 self.problems.append(f"{method}: {answer.get('error')} {answer.get('errors', '')}")
-            self.calls.append(Call(method, args, 200, answer))
+            self.calls.append(Call(method, args, 200, answer, self.clock.monotonic()))
             return 200, {}, answer
 
     def _answer(self, method: str, args: dict[str, Any], auth: str | None) -> dict[str, Any]:

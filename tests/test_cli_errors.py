@@ -1,14 +1,22 @@
 """The `cutover` CLI as a user meets it: one line and an exit code per class of error, no
 traceback; `runbook check FILE`, a description and `--help` for every subcommand, `--version`.
 
-Bad invocations run as real subprocesses (`python -m bot.cli …`) in an empty folder.
+Bad invocations run `bot.cli.main` in this process (its imports paid once, not ~1.4 s a
+call) as `python -m bot.cli` would in an empty folder: its own environment and working
+folder, stdout and stderr as the process would print them (logging included), the exit code
+of `sys.exit(main())`, and a traceback on stderr if anything escaped. The entry point as a
+real process is tested too: test_the_entry_point_as_a_process_* and the closed pipe.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
+import traceback
 from importlib.metadata import version
 from pathlib import Path
 
@@ -43,20 +51,64 @@ def folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def cutover(
-    folder: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def clean_env(folder: Path, env: dict[str, str] | None) -> dict[str, str]:
+    """This process's environment without the bot's settings, the folder's bot database, `env`."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CUTOVER_", "SLACK_"))}
     clean["CUTOVER_DATABASE_URL"] = f"sqlite:///{folder / 'bot.db'}"
     clean.update(env or {})
+    return clean
+
+
+def cutover_process(
+    folder: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`cutover ARGS` as a real process (`python -m bot.cli`)."""
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
         cwd=folder,
-        env=clean,
+        env=clean_env(folder, env),
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def cutover(
+    folder: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`cutover ARGS` as cutover_process runs it, in this process: the same environment and
+    folder, stdout/stderr (the root logger starts without handlers, as in a new process, so
+    the CLI's own logging setup writes to this stderr), exit code and escaped tracebacks."""
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    saved_env = dict(os.environ)
+    code: int
+    try:
+        os.environ.clear()
+        os.environ.update(clean_env(folder, env))
+        root.handlers.clear()
+        with (
+            contextlib.chdir(folder),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse: usage errors, --help, --version
+                code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in saved_handlers:
+                root.removeHandler(handler)
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["cutover", *args], code, out.getvalue(), err.getvalue())
 
 
 BAD_INVOCATIONS = [
@@ -129,6 +181,23 @@ def test_bad_invocation_is_one_line_and_its_exit_code_never_a_traceback(
     assert "Traceback" not in done.stdout + done.stderr
     assert (done.returncode, done.stderr.count("\n")) == (code, 1), done.stderr
     assert fragment in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "fragment"),
+    [BAD_INVOCATIONS[0], BAD_INVOCATIONS[-1]],  # argparse's usage error, the CLI's own
+)
+def test_the_entry_point_as_a_process_prints_one_line_and_its_exit_code(
+    folder: Path, args: list[str], env: dict[str, str], code: int, fragment: str
+) -> None:
+    """What the in-process runs above stand for: `python -m bot.cli` itself answers the same."""
+    done = cutover_process(folder, *args, env=env)
+    assert "Traceback" not in done.stdout + done.stderr
+    assert (done.returncode, done.stderr.count("\n")) == (code, 1), done.stderr
+    assert fragment in done.stderr
+    assert (done.returncode, done.stdout, done.stderr) == tuple(
+        getattr(cutover(folder, *args, env=env), f) for f in ("returncode", "stdout", "stderr")
+    )
 
 
 @pytest.mark.parametrize("args", [["audit", "verify"], ["audit", "export"], ["status"]])

@@ -69,6 +69,7 @@ def test_a_checkpoint_past_the_edit_window_is_posted_again_with_its_buttons(
         bot.command("start staging", user="U1")
         run_id = bot.latest_run()
         one = bot.checkpoint(run_id, 1)
+        assert bot.service.surface.outbox.settle()  # the failure is for the click's redraw
         bot.standin.fail_next(1, status=200, method="chat.update", error="edit_window_closed")
         bot.click(one, "gate_continue", user="U2")  # one vote of two: the gate stays open
         again = wait_for(

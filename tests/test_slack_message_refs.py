@@ -126,6 +126,8 @@ def test_two_bots_posting_one_signoff_message_keep_the_first_and_delete_the_othe
         run_id = first.latest_run()
         first.click(first.checkpoint(run_id, 1), "gate_continue", user="U2")
         message = signoff_message(first, run_id)
+        first.checkpoint(run_id, 2)  # the first bot's own posts are done before the count
+        assert first.service.surface.outbox.settle()
         with running_bot(sqlite_db, book, first.standin) as second:
             # The second bot looked before the first bot's ref landed: it posts a copy,
             # the database keeps the first ref, and the copy is deleted.

@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 
 from bot.db import Database
-from tests.slack_harness import running_bot, wait_for
+from phases.checks.base import SystemClock
+from tests.slack_harness import TOKEN, running_bot, wait_for
+from tests.slack_standin import SlackStandIn
 from tests.small_runbook import small_runbook
 
 
@@ -37,15 +39,40 @@ def test_four_429s_on_chat_update_delay_no_checkpoint_and_leave_no_live_buttons(
 def test_a_burst_of_posts_in_one_channel_keeps_to_one_a_second(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
+    standin = SlackStandIn(TOKEN, clock=SystemClock()).start()  # pacing in wall time
+    try:
+        with running_bot(sqlite_db, small_runbook(tmp_path), standin) as bot:
+            bot.command("start staging", user="U1")
+            run_id = bot.latest_run()
+            bot.checkpoint(run_id, 1)
+            surface = bot.service.surface
+            start = bot.standin.clock.monotonic()
+            for i in range(5):
+                surface.notice(run_id, f"notice {i}")
+            posts = [c for c in bot.standin.api_calls("chat.postMessage") if c.at >= start]
+            assert [c.status for c in posts] == [200] * 5  # paced, so never refused
+            assert all(b.at - a.at >= 0.95 for a, b in zip(posts, posts[1:], strict=False))
+            wait_for(lambda: bot.run(run_id).status == "waiting", "the run waiting")
+    finally:
+        standin.stop()
+
+
+def test_on_a_fast_clock_the_burst_is_paced_as_slack_sees_it_without_waiting(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """The seam the other Slack tests run on (tests.fast_clock): the bot's pacing waits move
+    the stand-in's clock on instead of the wall's, so Slack still sees one post a second."""
     with running_bot(sqlite_db, small_runbook(tmp_path)) as bot:
         bot.command("start staging", user="U1")
         run_id = bot.latest_run()
         bot.checkpoint(run_id, 1)
         surface = bot.service.surface
-        start = time.monotonic()
+        assert surface.clock is bot.standin.clock
+        start, wall = bot.standin.clock.monotonic(), time.monotonic()
         for i in range(5):
             surface.notice(run_id, f"notice {i}")
         posts = [c for c in bot.standin.api_calls("chat.postMessage") if c.at >= start]
         assert [c.status for c in posts] == [200] * 5  # paced, so never refused
         assert all(b.at - a.at >= 0.95 for a, b in zip(posts, posts[1:], strict=False))
+        assert time.monotonic() - wall < 4.0  # 4.4 s of pacing, fast-forwarded
         wait_for(lambda: bot.run(run_id).status == "waiting", "the run waiting")

@@ -3,9 +3,10 @@
 Slack's rate limits are per app per workspace (per channel for chat.postMessage), not per
 replica: the stand-in keeps them once for every bot that calls it. Each replica here is a
 whole bot (its own engine, its own database connections, its own surface and Home
-refresher) on the same database and the same stand-in. The stand-in's rate clock runs
-SPEED times faster than real time and the bots' post interval is SPEED times shorter: the
-same limits, kept in a tenth of the time.
+refresher) on the same database and the same stand-in. In the posting test one clock runs
+SPEED times faster than real time for the stand-in's limits and both bots' pacing (and their
+shared budget): the same limits, kept in a tenth of the time. The Home tests run on the
+wall clock, their spacings shortened instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from bot.db import Database
 from bot.slack.surface import POST_INTERVAL
+from phases.checks.base import SystemClock
 from tests.slack_harness import CHANNEL, TOKEN, Bot, running_bot, wait_for
 from tests.slack_standin import SlackStandIn
 from tests.small_runbook import small_runbook
@@ -45,8 +47,25 @@ def two_replicas(pg_db: Database, tmp_path: Path, standin: SlackStandIn) -> Iter
         yield bots
 
 
+class ScaledClock:
+    """`phases.checks.base.Clock` running SPEED times faster than the wall: its sleeps take a
+    SPEED-th of their time."""
+
+    def __init__(self) -> None:
+        self.t0, self.m0 = time.time(), time.monotonic()
+
+    def now(self) -> float:
+        return self.t0 + SPEED * (time.time() - self.t0)
+
+    def monotonic(self) -> float:
+        return self.m0 + SPEED * (time.monotonic() - self.m0)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds) / SPEED)
+
+
 def fast_standin() -> SlackStandIn:
-    return SlackStandIn(TOKEN, clock=lambda: SPEED * time.monotonic()).start()
+    return SlackStandIn(TOKEN, clock=ScaledClock()).start()
 
 
 def test_two_replicas_posting_in_one_channel_keep_to_its_one_post_a_second(
@@ -56,7 +75,7 @@ def test_two_replicas_posting_in_one_channel_keep_to_its_one_post_a_second(
     try:
         with two_replicas(pg_db, tmp_path, standin) as bots:
             for bot in bots:
-                bot.service.surface.pacer.interval = POST_INTERVAL / SPEED
+                assert bot.service.surface.pacer.interval == POST_INTERVAL  # on the fast clock
 
             def post(bot: Bot, name: str) -> None:
                 for i in range(5):
@@ -83,7 +102,7 @@ def test_two_replicas_refreshing_home_publish_within_one_views_publish_budget(
     pg_db: Database, tmp_path: Path
 ) -> None:
     spacing = 0.2
-    standin = fast_standin()
+    standin = SlackStandIn(TOKEN, clock=SystemClock()).start()
     try:
         with two_replicas(pg_db, tmp_path, standin) as bots:
             for bot in bots:
@@ -114,7 +133,7 @@ def test_two_replicas_refreshing_home_publish_within_one_views_publish_budget(
 def test_a_slow_publish_from_one_replica_never_overwrites_a_newer_home_from_another(
     pg_db: Database, tmp_path: Path
 ) -> None:
-    standin = SlackStandIn(TOKEN).start()
+    standin = SlackStandIn(TOKEN, clock=SystemClock()).start()
     try:
         with two_replicas(pg_db, tmp_path, standin) as (a, b):
             for bot in (a, b):

@@ -58,6 +58,7 @@ def test_forged_click_on_an_open_gate_changes_nothing(sqlite_db: Database, tmp_p
         bot.command("start staging", user="U1")
         run_id = bot.latest_run()
         one = bot.checkpoint(run_id, 1)
+        assert bot.service.surface.outbox.settle()  # the start's own redraws are all sent
         calls = len(bot.standin.api_calls())
         events = len(audit.events(sqlite_db, run_id))
         body = block_actions_body(

@@ -342,6 +342,7 @@ def test_a_step_runs_as_the_step_user_with_its_groups_only() -> None:
         ("no-such-user-" + uuid.uuid4().hex[:6], 0, "no such user on this host; create one"),
         (STEP_USER, 1000, "the bot runs as uid 1000, not root"),
     ],
+    ids=["root", "uid-0", "unknown-user", "non-root-bot"],  # stable: xdist workers compare ids
 )
 def test_a_step_user_that_cannot_hold_the_boundary_is_refused(
     value: str, euid: int, message: str

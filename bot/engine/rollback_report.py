@@ -59,6 +59,7 @@ def build(
         [claims.claim(o.step, o.result, values) for o in checks],
         none_because="the runbook has no rollback_checks",
     )
+    took_s = round(took_s, 1)  # the audited figure: the sentence says what the row records
     target = runbook.rollback_time_minutes
     within = None if target is None else took_s <= target * 60
     timing = f"Rollback took {_mmss(took_s)}" + (

@@ -89,15 +89,17 @@ class LocalSlots:
 
 class Pacer:
     """At most one post per `interval` seconds per channel, in the order the slots were taken;
-    across replicas once `slots` (the database's) is set."""
+    across replicas once `slots` (the database's) is set. `clock` and `sleep` are one time
+    source (tests fast-forward both together)."""
 
     def __init__(
         self,
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         slots: Slots | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.interval, self.clock = interval, clock
+        self.interval, self.clock, self.sleep = interval, clock, sleep
         self.slots = slots  # shared by every replica (bot.store.rate_slots), once bound
         self._next: dict[str, float] = {}
         self._guard = threading.Lock()
@@ -118,7 +120,7 @@ class Pacer:
     def wait(self, channel: str) -> None:
         pause = self.reserve(channel)
         if pause > 0:
-            time.sleep(pause)
+            self.sleep(pause)
 
     def hold(self, channel: str, seconds: float) -> None:
         """Slack said wait: no slot in `channel` before `seconds` from now."""

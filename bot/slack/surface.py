@@ -93,6 +93,7 @@ from bot.views import (
     run_view,
     schedule_view,
 )
+from phases.checks.base import Clock, SystemClock
 from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
@@ -156,8 +157,13 @@ class SlackSurface:
         engine: Engine | None = None,
         *,
         post_interval: float = POST_INTERVAL,
+        clock: Clock | None = None,
     ) -> None:
         self.client = client
+        # What post pacing and Retry-After waits read and sleep on: the system's, or a
+        # test's clock that fast-forwards them (shared with the Slack stand-in's limits).
+        self.clock: Clock = clock or SystemClock()
+        self._clock_given = clock is not None
         # The same client without the SDK's rate-limit handler: it sleeps on Retry-After in
         # the calling thread, which may hold the run's lock.
         self._api = WebClient(
@@ -170,7 +176,7 @@ class SlackSurface:
         )
         # The runbook's channel names as ids, looked up once (bot.slack.channels).
         self.channels = ChannelDirectory(self._api)
-        self.pacer = Pacer(post_interval)
+        self.pacer = Pacer(post_interval, self.clock.monotonic, sleep=self.clock.sleep)
         self.outbox = Outbox(self._update, self._audit_failure)
         self._engine = engine
         self._locks: dict[int, threading.RLock] = {}
@@ -191,8 +197,9 @@ class SlackSurface:
 
     def bind(self, engine: Engine) -> None:
         self._engine = engine
-        # Posting budgets per channel in the database: every replica shares each channel's.
-        self.pacer.slots = SharedSlots(engine.db)
+        # Posting budgets per channel in the database: every replica shares each channel's,
+        # on the database's clock (or on the clock a test gave every replica and the stand-in).
+        self.pacer.slots = SharedSlots(engine.db, self.clock.now if self._clock_given else None)
 
     def api_clients(self) -> list[WebClient]:
         """Every Web API client this surface calls through (for instrumentation)."""
@@ -283,7 +290,7 @@ class SlackSurface:
                     raise SlackCallFailed(exc.method, "ratelimited", 429) from None
                 if channel:
                     self.pacer.hold(channel, exc.retry_after)
-                time.sleep(exc.retry_after)
+                self.clock.sleep(exc.retry_after)
         return None
 
     def _run_ref(self, run_id: int) -> str | None:
@@ -1045,7 +1052,7 @@ class SlackSurface:
             except RateLimited as exc:
                 if attempt == 3:
                     raise SlackCallFailed(exc.method, "ratelimited", 429) from None
-                time.sleep(exc.retry_after)
+                self.clock.sleep(exc.retry_after)
         return None
 
     def _audit_failure(self, call: str, error: str, run_id: int | None) -> None:
