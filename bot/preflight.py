@@ -84,15 +84,36 @@ def _host_tools(step: StepSpec, params: Any) -> list[str]:
     return TOOLS_OF_KIND.get(step.kind, [])
 
 
+def _programs(params: CommandParams) -> list[str]:
+    """The programs a command step may run (its own, its fallback's), a relative path taken
+    from the step's folder (./scripts/x.sh runs in cwd)."""
+    argvs = [params.argv] + ([params.fallback.argv] if params.fallback else [])
+    return [
+        os.path.join(params.cwd, a[0]) if params.cwd and os.sep in a[0] else a[0] for a in argvs
+    ]
+
+
 def commands(rendered: Iterable[tuple[str, StepSpec, Any]]) -> list[Item]:
     needed: dict[str, list[str]] = {}
+    optional: set[str] = set()  # scripts an app may not ship: the step says "not shipped"
     for where, step, params in rendered:
         if isinstance(params, CommandParams):
-            needed.setdefault(params.argv[0], []).append(where)
+            for program in dict.fromkeys(_programs(params)):
+                needed.setdefault(program, []).append(where)
+                if params.if_missing == "warn":
+                    optional.add(program)
         for tool in _host_tools(step, params):
             needed.setdefault(tool, []).append(where)
     items = []
     for program, wheres in sorted(needed.items()):
+        if os.sep in program and program in optional and not Path(program).is_file():
+            items.append(
+                _ok(
+                    f"command {program}",
+                    f"not shipped: {', '.join(wheres[:3])} will say so (if_missing: warn)",
+                )
+            )
+            continue
         if os.sep in program:
             found = program if os.access(program, os.X_OK) and Path(program).is_file() else None
         else:

@@ -313,6 +313,7 @@ class ScheduleService:
         dry_run: bool = False,
         group_members: Collection[str] | None = None,
         emergency: str | None = None,
+        ref: str | None = None,
     ) -> StartResult:
         """`/cutover start ENV`: the scheduled cutover due now if there is one, else an
         unscheduled run, behind the same gate (its items ticked for ENV's next start). A dry
@@ -322,7 +323,7 @@ class ScheduleService:
         if not dry_run:
             due = self.due_for(env_name)
             if due is not None and due.id is not None:
-                return self.start(due.id, actor, group_members)
+                return self.start(due.id, actor, group_members, ref=ref)
             refusal = self.gate(env_name, actor, None, group_members)
             if refusal:
                 return StartResult("refused", refusal)
@@ -333,6 +334,7 @@ class ScheduleService:
             dry_run=dry_run,
             group_members=group_members,
             emergency=emergency,
+            ref=ref,
         )
         return StartResult(
             "started",
@@ -455,7 +457,12 @@ class ScheduleService:
         return None
 
     def start(
-        self, schedule_id: int, actor: Actor, group_members: Collection[str] | None = None
+        self,
+        schedule_id: int,
+        actor: Actor,
+        group_members: Collection[str] | None = None,
+        *,
+        ref: str | None = None,
     ) -> StartResult:
         """The Start button of the T-0 reminder: an approver starts the scheduled run (the
         engine checks who may, and audits a refusal)."""
@@ -476,7 +483,11 @@ class ScheduleService:
             if refusal:
                 return StartResult("refused", refusal)
             run = engine.start_run(
-                sched.environment, actor, channel=sched.channel, group_members=group_members
+                sched.environment,
+                actor,
+                channel=sched.channel,
+                group_members=group_members,
+                ref=ref,
             )
         except CutoverError as exc:
             return StartResult("refused", str(exc))

@@ -88,6 +88,7 @@ class CommandService:
                 dry_run=cmd.dry_run,
                 group_members=group_members,
                 emergency=cmd.emergency,
+                ref=cmd.ref,
             )
             if started.outcome != "started":
                 raise EngineError(started.message)

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from bot.store.step_outputs import parse_address
 
 USAGE = """Usage:
-  /cutover start ENV [--dry-run]        start a cutover run of ENV
+  /cutover start ENV [--dry-run] [ref=REF]
+                                        start a cutover run of ENV (deploying REF: a
+                                        branch, tag or commit; default: the runbook's)
   /cutover start ENV --emergency --reason TEXT
                                         break-glass start during a change freeze (each
                                         override approver types it; the quorum starts it)
@@ -67,6 +69,7 @@ class Start:
     env: str
     dry_run: bool = False
     emergency: str | None = None  # break-glass in a change freeze: the justification
+    ref: str | None = None  # ref=REF: the git branch, tag or commit this run deploys
 
 
 @dataclass(frozen=True)
@@ -414,6 +417,27 @@ def _env(value: str) -> str:
     return value
 
 
+GIT_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/@-]{0,199}")
+
+
+def _ref(value: str) -> str:
+    """A git branch, tag or commit name as `git check-ref-format` allows one (never starting
+    with '-', so git cannot read it as an option)."""
+    bad = (
+        not GIT_REF.fullmatch(value)
+        or ".." in value
+        or "//" in value
+        or "@{" in value
+        or value.endswith((".", "/", ".lock"))
+    )
+    if bad:
+        raise UsageError(
+            f"ref={value!r} is not a git branch, tag or commit name (letters, digits, . _ / @ -; "
+            "e.g. ref=main, ref=v1.4.2 or ref=3f2c1ab)"
+        )
+    return value
+
+
 def _number(word: str) -> int | None:
     """A run or schedule number: 1-9 ASCII digits (an id column holds no more), '#' allowed."""
     digits = word.removeprefix("#")
@@ -460,13 +484,17 @@ def parse(text: str, now: datetime | None = None) -> Command:
         return LocksCmd()
     if verb == "start":
         flags = [a for a in rest if a.startswith("-")]
-        names = [a for a in rest if not a.startswith("-")]
+        refs = [a[len("ref=") :] for a in rest if a.startswith("ref=")]
+        names = [a for a in rest if not a.startswith(("-", "ref="))]
         unknown = [f for f in flags if f != "--dry-run"]
         if unknown:
             raise UsageError(f"unknown option {unknown[0]!r} for start")
         if len(names) != 1:
             raise UsageError("start needs exactly one environment, e.g. /cutover start prod")
-        return Start(_env(names[0]), dry_run="--dry-run" in flags)
+        if len(refs) > 1:
+            raise UsageError("give ref= once: the branch, tag or commit this run deploys")
+        ref = _ref(refs[0]) if refs else None
+        return Start(_env(names[0]), dry_run="--dry-run" in flags, ref=ref)
     if verb == "status":
         if len(rest) > 1:
             raise UsageError("status takes at most one environment")

@@ -94,6 +94,27 @@ class Standin:
         return forms
 
 
+# The runbook's own scripts, as the app ships them (the runbook runs each as a step).
+SCRIPTS = {
+    "production-readiness-check.sh": 'test -r "$1" && echo "readiness: 0 failures"\n',
+    "validate-secrets-full.sh": 'grep -q "^JWT_SECRET=" "$1" && echo "secrets: 0 failures"\n',
+    "backup-db.sh": 'mkdir -p backups && date > backups/last && echo "backup: ok"\n',
+    "health-check.sh": (
+        f"exec {sys.executable} -c 'import sys, urllib.request; "
+        'urllib.request.urlopen(sys.argv[1] + "/health", timeout=5); '
+        'print("health: 200", sys.argv[1])\' "$1"\n'
+    ),
+}
+
+
+def _ship_scripts(app: Path) -> None:
+    (app / "scripts").mkdir()
+    for name, body in SCRIPTS.items():
+        path = app / "scripts" / name
+        path.write_text("#!/bin/sh\n" + body, encoding="utf-8")
+        path.chmod(0o755)
+
+
 def _git(*args: str, cwd: Path) -> None:
     subprocess.run(
         ["git", *args],
@@ -128,7 +149,10 @@ def build_standin(
     from tests.stand_in_tool import SCHEMA
 
     (seed / "prisma" / "schema.prisma").write_text(SCHEMA, encoding="utf-8")
-    (seed / ".gitignore").write_text(".env\n.standin/\ndist/\nfrontend/\n", encoding="utf-8")
+    _ship_scripts(seed)
+    (seed / ".gitignore").write_text(
+        ".env\n.standin/\ndist/\nfrontend/\nbackups/\n", encoding="utf-8"
+    )
     project = f"nmx{uuid.uuid4().hex[:8]}"
     (seed / "docker-compose.prod.yml").write_text(
         yaml.safe_dump({"services": SERVICES}), encoding="utf-8"

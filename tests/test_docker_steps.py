@@ -209,7 +209,12 @@ def test_the_shipped_image_check_accepts_what_docker_compose_v1_and_v2_build(
     try:
         shipped = load_runbook(Path(__file__).resolve().parent.parent / "runbooks/nostrmaxi.yml")
         step = next(c for c in shipped.phase("build").checks if c.id == "images")
-        kind, params = resolve_step(step, {"compose_project": compose.project})
+        values = {
+            "compose_project": compose.project,
+            "app_dir": str(compose.file.parent),
+            "compose_file": compose.file.name,
+        }
+        kind, params = resolve_step(step, values)
         result = kind.run(params, ctx(run_started_at=0.0))
         built = v1 if compose_version == "v1" else v2
         assert (result.status, result.evidence) == (

@@ -136,16 +136,17 @@ def test_a_container_burning_cpu_fails_as_sustained_and_an_idle_one_passes(
     compose.write({"backend": {"command": ["sh", "-c", burn]}, "db": idle})
     compose("up", "-d")
     clock = ManualClock()  # the interval between readings passes at once; each reading is real
-    # On a loaded shared CI machine one busy loop may get well under 70 % of a core; 20 %
-    # still tells a burning container from an idle one.
-    params = StatsParams(project=compose.project, max_cpu_percent=20, cpu_samples=3)
+    # On a loaded shared CI machine one busy loop may get well under 70 % of a core (20 %
+    # was seen with 4 test workers on 2 cores); 5 % still tells a burning container from an
+    # idle one (0 %).
+    params = StatsParams(project=compose.project, max_cpu_percent=5, cpu_samples=3)
     result = run_stats(params, StepContext(timeout=60.0, clock=clock))
     assert result.status is Status.FAIL, result.evidence
     assert result.evidence.startswith("backend cpu ")
-    assert "% sustained (" in result.evidence and "readings over 20%, median)" in result.evidence
+    assert "% sustained (" in result.evidence and "readings over 5%, median)" in result.evidence
     figures = result.details["containers"]
     assert len(figures["backend"]["cpu_readings"]) == 3
-    assert figures["db"]["cpu_percent"] < 20
+    assert figures["db"]["cpu_percent"] < 5
 
     compose("down", "--timeout", "0")
     compose.write({"db": idle})

@@ -64,6 +64,8 @@ CATALOGUE: dict[AuditKind, Entry] = {
             "version": "the runbook's own version (its `version:`)",
             "dry_run": "true for a dry run",
             "reverts": "the completed run this run undoes (a revert run only)",
+            "ref": "the git branch, tag or commit the run deploys (runbooks with a `ref` var)",
+            "ref_from": '"start" (given as `ref=` at start) or "runbook" (its default)',
         },
     ),
     AuditKind.RUN_COMPLETED: Entry("every phase passed", {"environment": "the environment"}),

@@ -345,6 +345,16 @@ class EngineCore:
         if backup is not None:
             values["run_backup"] = str(backup["path"])
             values["run_backup_sha256"] = str(backup["sha256"])
+        if (
+            run.id is not None
+            and "ref" in values
+            and (
+                steps is None or any("{ref}" in json.dumps(st.params, default=str) for st in steps)
+            )
+        ):
+            given = self.db.retrying(lambda: self.run_ref(run_id), f"run #{run_id}: its ref")
+            if given is not None:
+                values["ref"] = given
         ctx = self.context_factory(env, run.dry_run, self.masker)
         ctx.public_env_keys = frozenset(env.public_env_keys)
         if run.started_at is not None:
@@ -685,6 +695,16 @@ class EngineCore:
         backup: a Retry's backup may hold a half-applied migration."""
         point = restore_point.read(self.db, run_id)
         return point.data if point is not None and point.found else None
+
+    def run_ref(self, run_id: int | None) -> str | None:
+        """The ref given at the run's start (`/cutover start prod ref=v1.4.2`), or None."""
+        if run_id is None:
+            return None
+        for ev in audit.events_containing(self.db, run_id, AuditKind.RUN_STARTED, '"ref"'):
+            data = json.loads(ev.data)
+            if data.get("ref_from") == "start" and isinstance(data.get("ref"), str):
+                return str(data["ref"])
+        return None
 
     def run_artifact(self, run_id: int, kind: str) -> dict[str, Any] | None:
         """The newest artifact of `kind` ("backup", "deployed") a passed step of the run made."""

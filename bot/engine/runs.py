@@ -52,6 +52,7 @@ class Runs(Locks):
         dry_run: bool = False,
         group_members: Collection[str] | None = None,
         emergency: str | None = None,
+        ref: str | None = None,
     ) -> Run:
         """Starts a run; refused (and audited) unless the actor may and quorum is reachable.
 
@@ -83,6 +84,14 @@ class Runs(Locks):
             subject, approvers, said_by = self.emergency_vote(env_name, actor, emergency, frozen)
             spend = (subject, approvers, said_by, frozen)
         values = self.runbook.values_for(env_name)  # a missing ${VAR}: RunbookError names it
+        if ref is not None and "ref" not in values:
+            said = (
+                f"ref={ref} given, but this runbook deploys no ref (it has no `ref` var for "
+                f"{env_name!r}); start without ref=, or add `ref: main` to its vars and use "
+                "{ref} in its git steps. No run was started."
+            )
+            self.refuse(actor, "start", said, environment=env_name)
+            raise Refused(said)
         if env.env_file:
             path = Path(str(values["env_file"]))
             if not path.is_file():
@@ -95,7 +104,7 @@ class Runs(Locks):
             except EnvFileError as exc:
                 raise EngineError(f"{exc}. No run was started.") from None
         try:
-            run = self._insert_run(env_name, env, actor, channel, dry_run, spend)
+            run = self._insert_run(env_name, env, actor, channel, dry_run, spend, ref, values)
         except IntegrityError:
             run = None  # another start won the race for the environment's one active slot
         if run is None or run.id is None:
@@ -136,6 +145,8 @@ class Runs(Locks):
         channel: str | None,
         dry_run: bool,
         spend: tuple[str, tuple[str, ...], tuple[str, ...], Any] | None = None,
+        ref: str | None = None,
+        values: dict[str, Any] | None = None,
     ) -> Run | None:
         with self.db.session() as s:
             if s.exec(select(Run.id).where(Run.active_env == env_name)).first() is not None:
@@ -169,6 +180,7 @@ class Runs(Locks):
                     "dry_run": dry_run,
                     "runbook": self.runbook.name,
                     "version": self.runbook.version,
+                    **_ref_data(ref, values),
                 },
                 at=self.now(),
             )
@@ -565,3 +577,12 @@ def handover(
     else:
         said = f"*{step}* finished on its own ({r.status}: {r.evidence})."
     return {"step": step, "how": how, "seconds": seconds, "said": said}
+
+
+def _ref_data(ref: str | None, values: dict[str, Any] | None) -> dict[str, Any]:
+    """The run.started fields naming what the run deploys: the ref given at start (`ref=`),
+    else the environment's default (the runbook's `ref` var); none for a runbook without."""
+    if ref is not None:
+        return {"ref": ref, "ref_from": "start"}
+    default = (values or {}).get("ref")
+    return {"ref": default, "ref_from": "runbook"} if isinstance(default, str) else {}

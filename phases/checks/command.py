@@ -22,7 +22,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -39,6 +39,7 @@ from phases.checks.base import (
     StopRequest,
     register,
 )
+from phases.checks.dns_check import DnsParams, run_dns
 from phases.secrets import EnvFileError, is_secret_key, parse_env_file
 
 EVIDENCE_LIMIT = 200
@@ -55,6 +56,30 @@ MARKER_VAR = "CUTOVER_STEP_ID"  # marks every process a step starts, grandchildr
 FENCING_VAR = "CUTOVER_FENCING_TOKEN"  # the run's lease epoch: a step may refuse stale work
 
 
+def _argv_ok(argv: list[str]) -> list[str]:
+    if not argv[0].strip():
+        raise ValueError("argv[0] must name a program")
+    if any("\x00" in a for a in argv):
+        raise ValueError("argv elements must not contain NUL")
+    return argv
+
+
+class FallbackParams(StepParams):
+    """The runbook's "if the domain is not yet resolving, test via IP": when
+    `unless_resolves` (a `dns` check's name, expected_ip, resolvers) does not pass, `argv`
+    runs instead of the step's own, and the evidence says why. A name that resolves to
+    another address (the old server) counts as not resolving yet: testing through it
+    would test the wrong server."""
+
+    argv: list[str] = Field(min_length=1)
+    unless_resolves: DnsParams
+
+    @field_validator("argv")
+    @classmethod
+    def program_named(cls, argv: list[str]) -> list[str]:
+        return _argv_ok(argv)
+
+
 class CommandParams(StepParams):
     argv: list[str] = Field(min_length=1)
     cwd: str | None = None
@@ -63,15 +88,17 @@ class CommandParams(StepParams):
     expect_exit: int = 0
     expect_output: str | None = None  # a substring of stdout
     output_tail_lines: int = Field(default=20, ge=0, le=1000)
+    # A program given as a path (./scripts/backup-db.sh) that the app does not ship: "error"
+    # (the default) as any program that cannot run; "fail" or "warn" says "not shipped" and
+    # names the folder, so a runbook can run an app's own scripts where it has them, beside
+    # the bot's checks, without a missing one ever reading as a pass.
+    if_missing: Literal["error", "fail", "warn"] = "error"
+    fallback: FallbackParams | None = None
 
     @field_validator("argv")
     @classmethod
     def program_named(cls, argv: list[str]) -> list[str]:
-        if not argv[0].strip():
-            raise ValueError("argv[0] must name a program")
-        if any("\x00" in a for a in argv):
-            raise ValueError("argv elements must not contain NUL")
-        return argv
+        return _argv_ok(argv)
 
 
 def default_runner(
@@ -369,10 +396,45 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
+def _shipped(program: str, cwd: str | None) -> str | None:
+    """The path of a program named by a path (it holds a /) when it is not there; else None."""
+    if "/" not in program:
+        return None
+    path = program if os.path.isabs(program) or not cwd else os.path.join(cwd, program)
+    return None if os.path.isfile(path) else os.path.normpath(path)
+
+
 def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
+    if params.fallback is None:
+        return _run_command(params, ctx)
+    probe = run_dns(params.fallback.unless_resolves, ctx)
+    if probe.status is Status.PASS:
+        result = _run_command(params, ctx)
+        why = f"{probe.evidence}: ran {shlex.join(params.argv)}"
+    else:
+        alt = params.model_copy(update={"argv": params.fallback.argv, "fallback": None})
+        result = _run_command(alt, ctx)
+        name = params.fallback.unless_resolves.name
+        why = f"{name} not resolving to {params.fallback.unless_resolves.expected_ip} yet "
+        why += f"({probe.evidence.split('; ', 1)[-1]}): ran {shlex.join(params.fallback.argv)}"
+    details = {**result.details, "resolved": probe.status is Status.PASS, "dns": probe.evidence}
+    evidence = _clip(ctx.masker.mask(f"{result.evidence}; {why}"))
+    return StepResult(result.status, evidence, result.duration_ms, details)
+
+
+def _run_command(params: CommandParams, ctx: StepContext) -> StepResult:
     cwd = _resolve(params.cwd, ctx.workdir) if params.cwd else ctx.workdir
     if cwd and not os.path.isdir(cwd):
         return StepResult(Status.ERROR, _clip(f"working directory {cwd} not found"))
+    missing = _shipped(params.argv[0], cwd) if params.if_missing != "error" else None
+    if missing is not None:
+        status = Status.FAIL if params.if_missing == "fail" else Status.WARN
+        where = f" in {cwd}" if cwd and not os.path.isabs(params.argv[0]) else ""
+        return StepResult(
+            status,
+            _clip(f"not shipped: {params.argv[0]} not found{where}; not run"),
+            details={"missing": missing},
+        )
     try:
         env = child_env(params, ctx)
     except EnvFileError as exc:

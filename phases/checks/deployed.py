@@ -142,3 +142,93 @@ DEPLOYED = register(
         describe=lambda p: f"record the commit of {p.repo} and the images {p.project} runs",
     )
 )
+
+
+# --------------------------------------------------------------------------- git_commit
+
+
+class GitCommitParams(StepParams):
+    """Runbook Phase 2 "ensure on correct branch/commit": the checkout's HEAD is the commit
+    `expect_ref` names. A branch means its tip at `remote` as last fetched (what `git pull`
+    brought); a tag or a commit name means that commit. The ref comes from the run
+    (`/cutover start prod ref=v1.4.2`) or the environment's default (the `ref` var)."""
+
+    repo: str = Field(min_length=1)
+    expect_ref: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/@-]*$")
+    remote: str = Field(default="origin", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    git: list[str] = Field(default_factory=lambda: ["git"], min_length=1)  # argv prefix
+
+
+def _git(params: GitCommitParams, ctx: StepContext, *args: str) -> tuple[int, str, str]:
+    repo = Path(params.repo)
+    if ctx.workdir and not repo.is_absolute():
+        repo = Path(ctx.workdir) / repo
+    proc = subprocess.run(  # noqa: S603  (argv from the runbook, no shell)
+        [*params.git, "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        timeout=max(1.0, min(ctx.timeout / 2, 20.0)),
+        check=False,
+        env=command.base_env(ctx.run_as),
+        stdin=subprocess.DEVNULL,
+        **command.as_user(ctx.run_as),
+    )
+    return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
+
+
+def _expected(params: GitCommitParams, ctx: StepContext) -> tuple[str, str] | None:
+    """(what the ref names, its commit): the remote's branch, a tag, or a commit name."""
+    ref = params.expect_ref
+    for label, name in (
+        (f"{params.remote}/{ref}", f"refs/remotes/{params.remote}/{ref}"),
+        (f"tag {ref}", f"refs/tags/{ref}"),
+        (f"commit {ref}", ref),
+    ):
+        code, out, _err = _git(
+            params, ctx, "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"
+        )
+        if code == 0 and _SHA.match(out):
+            return label, out
+    return None
+
+
+def run_git_commit(params: GitCommitParams, ctx: StepContext) -> StepResult:
+    head = DeployedParams(repo=params.repo, project="-", git=params.git)
+    try:
+        sha, why = _commit(head, ctx)
+        expected = _expected(params, ctx) if sha is not None else None
+    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+        return StepResult(Status.ERROR, f"git: {type(exc).__name__}")
+    if sha is None:
+        return StepResult(Status.ERROR, f"no commit checked out in {params.repo}: {why}"[:200])
+    details: dict[str, Any] = {"head": sha, "expect_ref": params.expect_ref}
+    if expected is None:
+        return StepResult(
+            Status.FAIL,
+            f"HEAD {sha[:12]}; {params.expect_ref!r} names no branch of {params.remote}, tag "
+            "or commit in this checkout (fetched?)"[:200],
+            details=details,
+        )
+    label, want = expected
+    details.update(expected=want, resolved_as=label)
+    _c, subject, _e = _git(params, ctx, "log", "-1", "--format=%s", sha)
+    said = ctx.masker.mask(" ".join(subject.split()))[:60]
+    if sha == want:
+        return StepResult(
+            Status.PASS, f"HEAD {sha[:12]} is {label} ({said})"[:200], details=details
+        )
+    return StepResult(
+        Status.FAIL,
+        f"HEAD {sha[:12]} ({said}) is not {label} ({want[:12]})"[:200],
+        details=details,
+    )
+
+
+GIT_COMMIT = register(
+    StepKind(
+        "git_commit",
+        GitCommitParams,
+        run_git_commit,
+        describe=lambda p: f"check HEAD of {p.repo} is {p.expect_ref}",
+    )
+)

@@ -387,13 +387,20 @@ class ImagesParams(StepParams):
     max_age_minutes: int | None = Field(default=None, ge=1)
     # The image was created after this run started: a build from yesterday is not this build.
     built_after_run_start: bool = False
+    # Every image of this compose file (with compose_project): a service with `build:` by
+    # the name Compose gives its build (its `image:`, else v1 PROJECT_SERVICE or v2
+    # PROJECT-SERVICE, judged fresh as above); one with only `image:` by that name (pulled:
+    # present is enough). Runbook Phase 3 "docker images | grep nostrmaxi", every image.
+    compose_file: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def something_to_look_for(self) -> ImagesParams:
-        if self.services and not self.compose_project:
-            raise ValueError("services needs compose_project (the -p of the compose build)")
-        if not self.names and not self.services:
-            raise ValueError("give names, or compose_project and services")
+        if (self.services or self.compose_file) and not self.compose_project:
+            raise ValueError(
+                "services and compose_file need compose_project (the -p of the compose build)"
+            )
+        if not self.names and not self.services and not self.compose_file:
+            raise ValueError("give names, or compose_project and services or compose_file")
         return self
 
 
@@ -422,6 +429,42 @@ def _wanted(params: ImagesParams) -> list[tuple[str, Callable[[str], bool]]]:
     for service in params.services:
         forms = compose_image_names(params.compose_project or "", service)
         out.append((" or ".join(forms), functools.partial(_repo_in, forms)))
+    return out
+
+
+class ComposeFileError(Exception):
+    """The compose file could not be read; the message says why in one line."""
+
+
+def _compose_images(
+    params: ImagesParams, ctx: StepContext
+) -> list[tuple[str, Callable[[str], bool], bool]]:
+    """(name, matcher, built here) for every service of the compose file."""
+    if params.compose_file is None:
+        return []
+    from phases.yaml_loader import RunbookError, load_yaml_file
+
+    path = params.compose_file
+    if ctx.workdir and not os.path.isabs(path):
+        path = os.path.join(ctx.workdir, path)
+    try:
+        data = load_yaml_file(path)
+    except (OSError, RunbookError) as exc:
+        raise ComposeFileError(f"compose file {path}: {' '.join(str(exc).split())[:150]}") from None
+    services = data.get("services") if isinstance(data, dict) else None
+    if not isinstance(services, dict) or not services:
+        raise ComposeFileError(f"compose file {path} names no services")
+    out: list[tuple[str, Callable[[str], bool], bool]] = []
+    for service, spec in services.items():
+        spec = spec if isinstance(spec, dict) else {}
+        image = spec.get("image")
+        if image:
+            out.append((str(image), functools.partial(_matches, str(image)), "build" in spec))
+        elif "build" in spec:
+            forms = compose_image_names(params.compose_project or "", str(service))
+            out.append((" or ".join(forms), functools.partial(_repo_in, forms), True))
+        else:
+            raise ComposeFileError(f"compose file {path}: service {service} has no image or build")
     return out
 
 
@@ -457,7 +500,13 @@ def run_images(params: ImagesParams, ctx: StepContext) -> StepResult:
         found: dict[str, list[str]] = {}
         missing: list[str] = []
         stale: list[str] = []
-        wanted = _wanted(params)
+        try:
+            from_file = _compose_images(params, ctx)
+        except ComposeFileError as exc:
+            return StepResult(Status.ERROR, str(exc))
+        wanted = [(n, m) for n, m in _wanted(params)]
+        pulled = {n for n, _m, built in from_file if not built}
+        wanted += [(n, m) for n, m, _b in from_file if n not in dict(wanted)]
         for name, matches in wanted:
             tags: list[str] = []
             fresh = False
@@ -467,13 +516,19 @@ def run_images(params: ImagesParams, ctx: StepContext) -> StepResult:
                     continue
                 tags.extend(hits)
                 created = _created_epoch(image.attrs.get("Created"))
-                young = params.max_age_minutes is None or (
-                    created is not None and now - created <= params.max_age_minutes * 60
+                young = (
+                    name in pulled
+                    or params.max_age_minutes is None
+                    or (created is not None and now - created <= params.max_age_minutes * 60)
                 )
-                after = not params.built_after_run_start or (
-                    created is not None
-                    and ctx.run_started_at is not None
-                    and created >= ctx.run_started_at
+                after = (
+                    name in pulled
+                    or not params.built_after_run_start
+                    or (
+                        created is not None
+                        and ctx.run_started_at is not None
+                        and created >= ctx.run_started_at
+                    )
                 )
                 if young and after:
                     fresh = True

@@ -62,6 +62,10 @@ class SecretsParams(StepParams):
     min_jwt_len: int = Field(default=64, ge=1)
     min_webhook_len: int = Field(default=32, ge=1)
     min_entropy_bits: float = Field(default=3.0, ge=0, le=8)  # Shannon bits per character
+    # Values the file must hold, e.g. {DOMAIN: "{domain}"}: the deployed .env is for this
+    # environment (runbook Phase 2 "source .env; echo Domain: $DOMAIN"). A key the runbook
+    # marks public is shown as it is; any other value only as "differs" (masked).
+    expect: dict[str, str] = Field(default_factory=dict)
 
 
 def shannon_entropy(value: str) -> float:
@@ -225,15 +229,42 @@ def run_secrets(params: SecretsParams, ctx: StepContext) -> StepResult:
     problems += random_secret_problems(
         "WEBHOOK_SECRET", env.get("WEBHOOK_SECRET"), params.min_webhook_len, params.min_entropy_bits
     )
+    matched, mismatched = _expected(params.expect, env, ctx)
+    problems = mismatched + problems  # the wrong environment's file first: it says the most
     details = {"provider": provider, "admin_pubkeys": admin_count, "failures": list(problems)}
     if problems:
         return StepResult(Status.FAIL, _join(problems), details=details)
     evidence = (
-        f"secrets OK: {provider} settings, {admin_count} admin pubkey(s), "
+        "".join(f"{m}; " for m in matched)
+        + f"secrets OK: {provider} settings, {admin_count} admin pubkey(s), "
         f"JWT_SECRET {len(env['JWT_SECRET'])} chars, "
         f"WEBHOOK_SECRET {len(env['WEBHOOK_SECRET'])} chars"
     )
-    return StepResult(Status.PASS, evidence, details=details)
+    return StepResult(Status.PASS, _clip(evidence), details=details)
+
+
+def _expected(
+    expect: dict[str, str], env: dict[str, str], ctx: StepContext
+) -> tuple[list[str], list[str]]:
+    """("DOMAIN=nostrmaxi.com as expected" lines, mismatch lines); a value the runbook does
+    not mark public is never shown, only whether it matched."""
+    matched: list[str] = []
+    wrong: list[str] = []
+    for key, want in expect.items():
+        public = key in ctx.public_env_keys
+        got = env.get(key)
+        if got is None:
+            wrong.append(f"{key} not set (expected {want if public else 'a value'})")
+        elif got != want:
+            shown = f"{key}={got}, expected {want}" if public else f"{key} differs (masked)"
+            wrong.append(ctx.masker.mask(shown))
+        else:
+            matched.append(f"{key}={got} as expected" if public else f"{key} as expected")
+    return matched, wrong
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= EVIDENCE_LIMIT else text[: EVIDENCE_LIMIT - 1] + "…"
 
 
 KIND = register(StepKind(name="secrets", params=SecretsParams, run=run_secrets, mutates=False))
