@@ -59,6 +59,7 @@ QUOTE_CHARS = 600  # of a failing step's last lines, quoted under it
 START = "schedule_start"  # the Start button of a scheduled cutover's T-0 reminder
 CHECKLIST_TICK = "checklist_tick"  # a box of the T-1h checklist: an item that gates Start
 RUN_PAGE = "run_page"  # the "Run page" link button (bot/runpage): Slack opens the URL
+REVERT = "run_revert"  # the completion message's Revert… button: opens a form (a reason)
 URL_CHARS = 3000  # of a button's url
 
 ICONS = {**TEXT_ICONS, "pending": "⚪"}  # a hollow circle reads better in Slack
@@ -271,10 +272,12 @@ def run_message(
     mask: Mask = _same,
     waiting: str = "",
     page_url: str | None = None,
+    revert: bool = False,
 ) -> tuple[str, list[Block]]:
     """The run's parent message: state, elapsed against the estimate, the phase list;
     `waiting` (mrkdwn mentions) names who the open gate waits for; `page_url`, the run page's
-    signed link: a "Run page" button once the run has ended (its completion or rollback)."""
+    signed link: a "Run page" button once the run has ended (its completion or rollback);
+    `revert`: a completed run still within its revert window gets a Revert… button."""
     state = STATUS_WORDS.get(view.status, view.status)  # type: ignore[call-overload]
     dry = " (dry run)" if view.dry_run else ""
     elapsed = view.elapsed_minutes(now)
@@ -320,6 +323,14 @@ def run_message(
                 f"(by {mention(view.rolled_back_by)})"
             )
         )
+    if revert and view.status == "completed" and not view.dry_run:
+        blocks = blocks[: MAX_BLOCKS - 2] + [
+            {
+                "type": "actions",
+                "block_id": f"revert:{view.id}",
+                "elements": [button("Revert…", REVERT, str(view.id), style="danger")],
+            }
+        ]
     if page_url and view.ended_at is not None:
         blocks = blocks[: MAX_BLOCKS - 1] + [page_buttons([("Run page", page_url)])]
     current = next(
