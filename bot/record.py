@@ -69,6 +69,8 @@ class Trail:
     interrupted: list[dict[str, Any]] = field(default_factory=list)
     aborted: list[dict[str, Any]] = field(default_factory=list)  # run.aborted mid-phase
     revert: dict[str, Any] | None = None  # revert.requested: this run undoes a completed one
+    revert_started: dict[str, Any] | None = None  # revert.started: its quorum was reached
+    reverted: list[dict[str, Any]] = field(default_factory=list)  # run.reverted: undone by
     rounds: list[dict[str, Any]] = field(default_factory=list)
     missed: list[int] = field(default_factory=list)
     reminders: list[dict[str, Any]] = field(default_factory=list)
@@ -97,6 +99,8 @@ class CutoverRecord:
     deployed_expected: bool = False
     # Every manual step of every checkpoint that opened, with who ticked it and when.
     manual: list[str] = field(default_factory=list)
+    # A revert run: what it undoes, who asked, who approved; a reverted run: by which run.
+    revert_lines: list[str] = field(default_factory=list)
 
     def note(self, name: str) -> str | list[str]:
         for key, value in self.notes:
@@ -153,6 +157,10 @@ def _trail(db: Database, run_id: int, events: list[Any] | None = None) -> Trail:
             t.aborted.append(row)
         elif kind == AuditKind.REVERT_REQUESTED:
             t.revert = row
+        elif kind == AuditKind.REVERT_STARTED:
+            t.revert_started = row
+        elif kind == AuditKind.RUN_REVERTED:
+            t.reverted.append(row)
         elif kind == AuditKind.MONITOR_ROUND:
             t.rounds.append(row)
         elif kind == AuditKind.MONITOR_MISSED:
@@ -291,6 +299,8 @@ def _issues(run: Run, t: Trail) -> list[str]:
     went. A refusal is the bot working as meant: it is not an issue (see `refusals`)."""
     out: list[tuple[int, str]] = []
     reason = rollback_reason(t)
+    if t.revert is not None and t.revert_started is None and not t.decisions and not t.aborted:
+        reason = None  # a revert cancelled before its quorum: nothing was rolled back
     if reason is not None or run.status in ("rolled_back", "rolling_back"):
         out.append((0, f"rolled back: {reason or run.rollback_reason or 'no reason given'}"))
     for st in t.steps:
@@ -440,6 +450,31 @@ def _deviations(t: Trail) -> list[str]:
     return out
 
 
+def revert_lines(t: Trail) -> list[str]:
+    """Who asked for a revert and who approved it (revert.requested, revert.started), on
+    the revert run's record; on the reverted run's record, by which run (run.reverted)."""
+    out: list[str] = []
+    req = t.revert
+    if req is not None:
+        started = t.revert_started
+        approved = (
+            f"approved by {', '.join(started.get('approvers') or [])} at {hm(started['at'])}"
+            if started is not None
+            else f"not approved (it never reached its quorum of {req.get('quorum')})"
+        )
+        out.append(
+            f"Revert of run #{req.get('reverts')}: asked for by {req['actor']} at "
+            f"{hm(req['at'])}, {approved} — why: {req.get('reason')}"
+        )
+    for r in t.reverted:
+        out.append(
+            f"Reverted by run #{r.get('by_run')}: asked for by {r.get('requested_by')}, "
+            f"approved by {', '.join(r.get('approvers') or [])} at {hm(r['at'])} — why: "
+            f"{r.get('reason')}"
+        )
+    return out
+
+
 def _sign_off(run: Run, t: Trail) -> str:
     if run.status != "completed":
         return f"— (not signed off: run {run.status.replace('_', ' ')})"
@@ -542,6 +577,7 @@ def build_record(
         deployed=deployed_artifact(t),
         deployed_expected=any(st.kind == "deployed" for _, _, st in runbook.all_steps()),
         manual=manual_lines(runbook, t),
+        revert_lines=revert_lines(t),
     )
 
 
@@ -589,6 +625,7 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
         f"📋 Cutover record — run #{rec.run_id}, {rec.environment}"
         f"{' (DRY RUN)' if rec.dry_run else ''}: {state} · {runbook.name} v{runbook.version}"
     ]
+    lines += rec.revert_lines
     for name, value in rec.notes:
         if isinstance(value, list):
             lines.append(f"{name}:")

@@ -414,6 +414,10 @@ def record_rules() -> Checker:
         ("record.note", lambda r: True),
         ("gate.overridden", lambda r: True),
         ("freeze.overridden", lambda r: True),
+        ("revert.requested", lambda r: True),
+        ("revert.started", lambda r: True),
+        ("run.reverted", lambda r: True),
+        ("run.cancelled", lambda r: True),
     ]
 
     @c.add(r"📋 Cutover record — run #(\d+), (\S+)( \(DRY RUN\))?: (.+) · (.+) v(\S+)")
@@ -431,6 +435,46 @@ def record_rules() -> Checker:
         if kind is not None:
             return (start.seq, *t.one(m.group(4), t.of(kind)))
         return (start.seq,)
+
+    # -- a revert: who asked, who approved (the revert run); by which run (the reverted one)
+    @c.add(
+        r"Revert of run #(\d+): asked for by (\S+) at (\d\d:\d\d) UTC, (?:approved by (.+) at "
+        r"(\d\d:\d\d) UTC|not approved \(it never reached its quorum of (\d+)\)) — why: (.+)"
+    )
+    def revert_of(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        original, who, hhmm, approvers, at, quorum, why = m.groups()
+        asked = [
+            r
+            for r in t.of("revert.requested", reverts=int(original), reason=why)
+            if (r.actor, r.hhmm) == (who, hhmm)
+        ]
+        seqs = t.one("the revert's request", asked)
+        started = t.of("revert.started", reverts=int(original))
+        if approvers is None:
+            if [str(r.data.get("quorum")) for r in asked] != [quorum]:
+                raise Unjustified("the request names another quorum")
+            return seqs + t.none("a started revert", started, asked)
+        said = approvers.split(", ")
+        started = [r for r in started if r.data.get("approvers") == said and r.hhmm == at]
+        votes = [r for r in t.of("revert.approved", reverts=int(original)) if r.actor in said]
+        if sorted(r.actor for r in votes) != sorted(said):
+            raise Unjustified("not every approver named has a revert.approved row")
+        return seqs + t.one("the revert's start", started) + tuple(r.seq for r in votes)
+
+    @c.add(
+        r"Reverted by run #(\d+): asked for by (\S+), approved by (.+) at (\d\d:\d\d) UTC"
+        r" — why: (.+)"
+    )
+    def reverted_by(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        by_run, who, approvers, hhmm, why = m.groups()
+        rows = [
+            r
+            for r in t.of("run.reverted", by_run=int(by_run), requested_by=who, reason=why)
+            if ", ".join(r.data.get("approvers") or []) == approvers and r.hhmm == hhmm
+        ]
+        return t.one("the revert of this run", rows) + t.one(
+            "its completion", t.of("run.completed")
+        )
 
     @c.add(r"Date: (\d{4}-\d\d-\d\d)")
     def date(m: re.Match[str], t: Trail) -> tuple[int, ...]:
@@ -473,11 +517,33 @@ def record_rules() -> Checker:
         bad = [r for r in t.of("step.result") if r.data.get("status") in ("fail", "error")]
         bad += t.of("gate.decided", decision="retry") + rollback_rows(t)
         bad += t.of("phase.interrupted") + t.of("gate.reminded") + t.of("gate.escalated")
+        bad += t.of("run.cancelled")
         return t.none("an issue", bad, [t.started()])
 
     @c.add(r"rolled back: (.+)", issues)
     def rolled_back(m: re.Match[str], t: Trail) -> tuple[int, ...]:
-        return t.one("the rollback and its reason", reason_rows(t, m.group(1)))
+        rows = reason_rows(t, m.group(1))
+        if rows and all(r.kind == "revert.requested" for r in rows):  # a revert rolls back
+            return t.one("the revert's request", rows) + t.one(  # once its quorum started it
+                "the revert's start", t.of("revert.started")
+            )
+        return t.one("the rollback and its reason", rows)
+
+    @c.add(
+        r"cancelled by (\S+) at (\d\d:\d\d) UTC: (.*) \(no action had run: nothing to roll back\)",
+        issues,
+    )
+    def cancelled(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        who, hhmm, reason = m.groups()
+        rows = [
+            r
+            for r in t.of("run.cancelled")
+            if (r.actor, r.hhmm) == (who, hhmm) and str(r.data.get("reason")) == reason
+        ]
+        seqs = t.one("the cancellation", rows)
+        acted = [r for r in t.of("step.result") if r.data.get("section") == "actions"]
+        acted += t.of("rollback.started")
+        return seqs + t.none("an action that ran", acted, rows)
 
     @c.add(r"(\S+)/(\S+) (FAIL|ERROR): (.*) \((\d\d:\d\d) UTC(?:, attempt (\d+))?\)", issues)
     def failed_step(m: re.Match[str], t: Trail) -> tuple[int, ...]:
@@ -657,10 +723,16 @@ def record_rules() -> Checker:
     def triggered(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         if m.group(1) == "YES":
             return t.one("a rollback", rollback_rows(t))
+        if t.of("run.cancelled"):  # asked for, but nothing had run: no rollback steps ran
+            ran = t.of("rollback.started") + t.of("run.rolled_back")
+            return t.none("a rollback that ran", ran, t.of("run.cancelled"))
         return t.none("a rollback", rollback_rows(t) + t.of("rollback.started"), [t.started()])
 
     @c.add(r"Reason: (.+)")
     def reason(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        if m.group(1) == "—" and t.of("run.cancelled"):  # no rollback ran: no reason for one
+            ran = t.of("rollback.started") + t.of("run.rolled_back")
+            return t.none("a rollback that ran", ran, t.of("run.cancelled"))
         if m.group(1) == "—":
             return t.none("a rollback", rollback_rows(t), [t.started()])
         return t.one("the reason", reason_rows(t, m.group(1)))

@@ -124,6 +124,20 @@ class Reverts(EngineCore):
                     data={"reverts": run.reverts_run_id, "approvers": votes},
                     at=now,
                 )
+                prefix = f"revert of run #{run.reverts_run_id}: "
+                audit.append(  # the original's own trail says what undid it
+                    s,
+                    AuditKind.RUN_REVERTED,
+                    actor=actor.id,
+                    run_id=run.reverts_run_id,
+                    data={
+                        "by_run": run_id,
+                        "requested_by": run.requested_by,
+                        "approvers": votes,
+                        "reason": (run.rollback_reason or "").removeprefix(prefix),
+                    },
+                    at=now,
+                )
                 start = True
             reverts = run.reverts_run_id
         self.notify.run_changed(run_id)

@@ -284,14 +284,18 @@ def run_message(
     blocks: list[Block] = [header(f"Cutover run #{view.id} · {mask(view.environment)}{dry}")]
     blocks.append(
         section(
-            f"{RUN_ICONS.get(view.status, '•')} *{escape(state)}* · elapsed {elapsed:.0f} min of "
-            f"an estimated {view.estimate_min}-{view.estimate_max} min\n"
-            f"Started by {mention(view.requested_by)} at {when(view.started_at)} · runbook "
+            f"{RUN_ICONS.get(view.status, '•')} *{escape(state)}* · elapsed {elapsed:.0f} min"
+            + (
+                f" of an estimated {view.estimate_min}-{view.estimate_max} min\n"
+                if view.reverts is None
+                else "\n"
+            )
+            + f"Started by {mention(view.requested_by)} at {when(view.started_at)} · runbook "
             f"_{escape(mask(view.runbook))}_"
         )
     )
     lines = []
-    for p in view.phases:
+    for p in view.phases if view.reverts is None else []:
         took = f", took {p.minutes:.0f} min" if p.minutes is not None else ""
         attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
         extra = {
@@ -315,6 +319,14 @@ def run_message(
             f"{ICONS.get(p.status, '•')} *{p.number}. {escape(mask(p.name))}* "
             f"[{escape(p.estimate)}{took}]{attempt}{extra}"
         )
+    if view.reverts is not None:  # what a revert runs: its steps, not the phases
+        lines = [
+            f"{ICONS.get(st.status, '•')} *{escape(mask(st.section))}/{escape(mask(st.id))}* "
+            f"{escape(mask(st.name))}: "
+            + escape(mask(st.evidence or ("not run yet" if st.status == "pending" else st.status)))
+            for st in view.revert_steps
+        ] or ["(the runbook has no restore or rollback steps)"]
+        lines.insert(0, f"⏪ *Revert of run #{view.reverts}*: its restore and rollback steps")
     blocks += sections(lines)[: MAX_BLOCKS - 3]
     if view.rollback_reason:
         blocks.append(

@@ -70,6 +70,15 @@ def _run_line(engine: Engine, run_id: int, waiting_for: WaitingFor, now: datetim
         if view.rollback_reason:
             line += f"\n> {escape(mask(view.rollback_reason))}"
         return clip(line, LINE)
+    if view.reverts is not None:  # a revert runs its steps, not the runbook's phases
+        state = STATUS_WORDS.get(view.status, view.status)  # type: ignore[call-overload]
+        done = sum(st.status != "pending" for st in view.revert_steps)
+        return clip(
+            f"{head}\n⏪ revert of run #{view.reverts}: {escape(state)} · "
+            f"{done}/{len(view.revert_steps)} restore and rollback steps run · "
+            f"{view.elapsed_minutes(now):.0f} min elapsed",
+            LINE,
+        )
     gate_id = open_gate_id(engine.db, run_id)
     gate = gate_view(engine.db, engine.runbook, gate_id) if gate_id else None
     total = len(view.phases)
