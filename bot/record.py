@@ -165,7 +165,12 @@ def _trail(db: Database, run_id: int, events: list[Any] | None = None) -> Trail:
             t.rounds.append(row)
         elif kind == AuditKind.MONITOR_MISSED:
             t.missed += list(data.get("rounds") or [])
-        elif kind in (AuditKind.GATE_REMINDED, AuditKind.GATE_ESCALATED):
+        elif kind in (
+            AuditKind.GATE_REMINDED,
+            AuditKind.GATE_ESCALATED,
+            AuditKind.REVERT_REMINDED,
+            AuditKind.REVERT_ESCALATED,
+        ):
             t.reminders.append({**row, "kind": kind})
         elif kind == AuditKind.CRITERION_SIGNED_OFF:
             t.signoffs.append(row)
@@ -357,7 +362,17 @@ def _issues(run: Run, t: Trail) -> list[str]:
                     )
                 )
     for r in t.reminders:
-        verb = "escalated" if r["kind"] == AuditKind.GATE_ESCALATED else "reminded"
+        escalated = r["kind"] in (AuditKind.GATE_ESCALATED, AuditKind.REVERT_ESCALATED)
+        verb = "escalated" if escalated else "reminded"
+        if r["kind"] in (AuditKind.REVERT_REMINDED, AuditKind.REVERT_ESCALATED):
+            out.append(
+                (
+                    r["seq"],
+                    f"the revert waited for its approvers past the gate timeout ({verb} at "
+                    f"{hm(r['at'])}, {r.get('votes')}/{r.get('quorum')} approvals)",
+                )
+            )
+            continue
         out.append(
             (
                 r["seq"],

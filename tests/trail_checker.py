@@ -418,6 +418,8 @@ def record_rules() -> Checker:
         ("revert.started", lambda r: True),
         ("run.reverted", lambda r: True),
         ("run.cancelled", lambda r: True),
+        ("revert.reminded", lambda r: True),
+        ("revert.escalated", lambda r: True),
     ]
 
     @c.add(r"📋 Cutover record — run #(\d+), (\S+)( \(DRY RUN\))?: (.+) · (.+) v(\S+)")
@@ -517,7 +519,7 @@ def record_rules() -> Checker:
         bad = [r for r in t.of("step.result") if r.data.get("status") in ("fail", "error")]
         bad += t.of("gate.decided", decision="retry") + rollback_rows(t)
         bad += t.of("phase.interrupted") + t.of("gate.reminded") + t.of("gate.escalated")
-        bad += t.of("run.cancelled")
+        bad += t.of("run.cancelled") + t.of("revert.reminded") + t.of("revert.escalated")
         return t.none("an issue", bad, [t.started()])
 
     @c.add(r"rolled back: (.+)", issues)
@@ -580,6 +582,17 @@ def record_rules() -> Checker:
         phase, verb, hhmm = m.groups()
         kind = "gate.escalated" if verb == "escalated" else "gate.reminded"
         return t.one("the timeout", [r for r in t.of(kind, phase=phase) if r.hhmm == hhmm])
+
+    @c.add(
+        r"the revert waited for its approvers past the gate timeout \((reminded|escalated) at "
+        r"(\d\d:\d\d) UTC, (\d+)/(\d+) approvals\)",
+        issues,
+    )
+    def revert_timeout(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        verb, hhmm, votes, quorum = m.groups()
+        kind = "revert.escalated" if verb == "escalated" else "revert.reminded"
+        rows = [r for r in t.of(kind, votes=int(votes), quorum=int(quorum)) if r.hhmm == hhmm]
+        return t.one("the revert's timeout", rows)
 
     @c.add(
         r"phase (\S+) continued by (.+) at (\d\d:\d\d) UTC although its checks had not passed "
