@@ -818,6 +818,8 @@ class CutoverSlackApp:
         )
         if isinstance(cmd, StatusCmd):
             self.resync(cmd.env)
+        if isinstance(cmd, Lock | Unlock):
+            self.homes.poke()  # Home shows the locks
 
     def resync(self, env: str | None = None) -> None:
         """Re-posts what an outage left missing in Slack, for the active runs (of one env)."""
