@@ -494,10 +494,16 @@ def _sign_off(run: Run, t: Trail) -> str:
     if run.status != "completed":
         return f"— (not signed off: run {run.status.replace('_', ' ')})"
     approved = [d for d in t.decisions if d.get("decision") == "continue"]
-    if not approved:
+    overridden = [o for o in t.overrides if o["kind"] == AuditKind.GATE_OVERRIDDEN]
+    if not approved and not overridden:
         return "—"
-    last = approved[-1]
+    last = max([*approved, *overridden], key=lambda r: int(r["seq"]))  # the last checkpoint's
     who = ", ".join(last.get("approvers") or [last["actor"]])
+    if last in overridden:  # break-glass: the run went on past failed checks, not approved
+        return (
+            f"{who} (🟥 overrode the failed checks of the last checkpoint, {last.get('phase')}, "
+            f"at {hm(last['at'])}: break-glass, no approval of passed checks)"
+        )
     return f"{who} (approved the last checkpoint, {last.get('phase')}, at {hm(last['at'])})"
 
 

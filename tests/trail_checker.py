@@ -774,6 +774,8 @@ def record_rules() -> Checker:
         if not decided:
             raise Unjustified("no checkpoint was approved")
         last = decided[-1]
+        if any(o.seq > last.seq for o in t.of("gate.overridden")):
+            raise Unjustified("a later checkpoint was overridden, not approved")
         if (", ".join(last.data.get("approvers") or []), last.data.get("phase"), last.hhmm) != (
             who,
             phase,
@@ -781,6 +783,29 @@ def record_rules() -> Checker:
         ):
             raise Unjustified("the last approval says otherwise")
         return (last.seq, *t.one("the run's completion", t.of("run.completed")))
+
+    @c.add(
+        r"Sign-Off: (.+) \(🟥 overrode the failed checks of the last checkpoint, (\S+), at "
+        r"(\d\d:\d\d) UTC: break-glass, no approval of passed checks\)"
+    )
+    def signed_override(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        who, phase, hhmm = m.groups()
+        last = max(t.of("gate.decided", decision="continue") + t.of("gate.overridden"),
+                   key=lambda r: r.seq, default=None)  # fmt: skip
+        if last is None or last.kind != "gate.overridden":
+            raise Unjustified("the last checkpoint was not overridden")
+        said = (", ".join(last.data.get("approvers") or []), last.data.get("phase"), last.hhmm)
+        if said != (who, phase, hhmm):
+            raise Unjustified(f"the last override says {said}")
+        votes = [
+            v
+            for v in t.of("override.vote", gate=last.data.get("gate"))
+            if v.actor in who.split(", ")
+        ]
+        if sorted({v.actor for v in votes}) != sorted(who.split(", ")):
+            raise Unjustified("not every approver named has an override.vote row")
+        done = t.one("the run's completion", t.of("run.completed"))
+        return (last.seq, *done, *(v.seq for v in votes))
 
     @c.add(r"Sign-Off: — \(not signed off: run (.+)\)")
     def unsigned(m: re.Match[str], t: Trail) -> tuple[int, ...]:
