@@ -31,9 +31,12 @@ from bot.views import gate_view, open_gate_id, run_view
 from commands.handlers import CommandService
 from commands.parser import (
     Abort,
+    EmergencyForm,
     FieldError,
+    Revert,
     Schedule,
     ScheduleForm,
+    Start,
     UsageError,
     compose_time,
     parse,
@@ -49,6 +52,8 @@ PROMPT_HELP = """At a checkpoint:
   tick ITEM               mark a manual step done
 Any time: /cutover start ENV [--dry-run] | /cutover status [ENV] | /cutover audit RUN | quit
           /cutover abort ENV [--reason TEXT]   (asks for the reason when not given)
+          /cutover revert ENV [--reason TEXT]  undo ENV's completed run (asks for the reason)
+          /cutover start ENV --emergency [--reason TEXT]   (asks for the justification)
           /cutover schedule [ENV TIME [--stakeholders #ch]]   (asks for each field when bare)
           /cutover schedule list | /cutover unschedule ID"""
 
@@ -165,6 +170,12 @@ class ConsoleSurface:
                 )
         if view.status in ENDED:
             self._say(status_text(view, engine.now()))
+            revertable = view.status == "completed" and not view.dry_run
+            if revertable and engine.revert_refusal(run_id) is None:  # Slack's Revert…
+                self._say(
+                    f"To undo it within {engine.runbook.revert_window_hours:g} h: "
+                    f"/cutover revert {view.environment} (asks for the reason)."
+                )
 
     def checkpoint(self, gate_id: int) -> None:
         engine = self._engine()
@@ -272,6 +283,14 @@ class Console:
             return None
         return reason
 
+    def _asked(self, prompt: str, gave_up: str) -> str | None:
+        """One required text at the prompt (Slack's form field); None, said, when empty."""
+        typed = (self.terminal.ask(prompt) or "").strip()
+        if not typed:
+            self.say(gave_up)
+            return None
+        return typed
+
     def _override(self, gate: int, given: str) -> None:
         """Break-glass at the prompt: the justification Slack's form asks for (asked for when
         not given); the engine checks permission, the runbook's rules and the quorum."""
@@ -368,6 +387,18 @@ class Console:
                 if reason is None:
                     return
                 cmd = Abort(cmd.env, reason)
+            elif isinstance(cmd, Revert) and cmd.reason is None:  # the Revert… form
+                reason = self._asked("Reason for the revert (empty line: none): ", "Not reverted.")
+                if reason is None:
+                    return
+                cmd = Revert(cmd.env, reason[:500])
+            elif isinstance(cmd, EmergencyForm):  # Slack's emergency-start form
+                why = self._asked(
+                    "Justification for the emergency start (empty line: none): ", "Not started."
+                )
+                if why is None:
+                    return
+                cmd = Start(cmd.env, emergency=why[:500])
             elif isinstance(cmd, ScheduleForm):
                 asked = self._schedule_prompts()
                 if asked is None:

@@ -296,6 +296,33 @@ def gate_escalation_text(
     )
 
 
+def revert_reminder_text(
+    run_id: int, reverts: int, waited_s: float, votes: int, env: EnvironmentSpec, env_name: str
+) -> str:
+    """A revert waiting for its approvers past the gate timeout: as a gate's reminder."""
+    who = ", ".join(approver_names(env)) or "approvers"
+    return (
+        f"⏳ Reminder: the revert of run #{reverts} (run #{run_id}) has waited "
+        f"{duration(waited_s)} for its approvers ({votes}/{env.quorum}; gate timeout "
+        f"{env.gate_timeout_minutes} min). {who}: approve it with /cutover revert {env_name} "
+        f"--reason …, or cancel it with /cutover abort {env_name} --reason …. Nothing "
+        "proceeds by itself."
+    )
+
+
+def revert_escalation_text(
+    run_id: int, reverts: int, waited_s: float, votes: int, env: EnvironmentSpec, env_name: str
+) -> str:
+    who = ", ".join(approver_names(env)) or "approvers"
+    return (
+        f"🚨 Escalation: the revert of {env_name}'s run #{reverts} (run #{run_id}) has waited "
+        f"{duration(waited_s)} for its approvers ({votes}/{env.quorum}; 2× the "
+        f"{env.gate_timeout_minutes} min gate timeout). {who}: decide now (/cutover revert "
+        f"{env_name} --reason … approves it, /cutover abort {env_name} --reason … cancels it). "
+        "The bot never approves by itself."
+    )
+
+
 def readiness_verdict(seq: int, at: str, data: dict[str, Any], runbook: Runbook) -> str:
     """The T-1h stakeholder line quoting one T-24h readiness dry run (its audit row): which
     row, when, which phase, how many checks passed and failed. Nothing else is quoted."""

@@ -69,6 +69,8 @@ class Trail:
     interrupted: list[dict[str, Any]] = field(default_factory=list)
     aborted: list[dict[str, Any]] = field(default_factory=list)  # run.aborted mid-phase
     revert: dict[str, Any] | None = None  # revert.requested: this run undoes a completed one
+    revert_started: dict[str, Any] | None = None  # revert.started: its quorum was reached
+    reverted: list[dict[str, Any]] = field(default_factory=list)  # run.reverted: undone by
     rounds: list[dict[str, Any]] = field(default_factory=list)
     missed: list[int] = field(default_factory=list)
     missed_rows: list[dict[str, Any]] = field(default_factory=list)  # monitor.missed + "attempt"
@@ -99,6 +101,8 @@ class CutoverRecord:
     deployed_expected: bool = False
     # Every manual step of every checkpoint that opened, with who ticked it and when.
     manual: list[str] = field(default_factory=list)
+    # A revert run: what it undoes, who asked, who approved; a reverted run: by which run.
+    revert_lines: list[str] = field(default_factory=list)
 
     def note(self, name: str) -> str | list[str]:
         for key, value in self.notes:
@@ -155,12 +159,21 @@ def _trail(db: Database, run_id: int, events: list[Any] | None = None) -> Trail:
             t.aborted.append(row)
         elif kind == AuditKind.REVERT_REQUESTED:
             t.revert = row
+        elif kind == AuditKind.REVERT_STARTED:
+            t.revert_started = row
+        elif kind == AuditKind.RUN_REVERTED:
+            t.reverted.append(row)
         elif kind == AuditKind.MONITOR_ROUND:
             t.rounds.append({**row, "attempt": attempt})
         elif kind == AuditKind.MONITOR_MISSED:
             t.missed += list(data.get("rounds") or [])
             t.missed_rows.append({**row, "attempt": attempt})
-        elif kind in (AuditKind.GATE_REMINDED, AuditKind.GATE_ESCALATED):
+        elif kind in (
+            AuditKind.GATE_REMINDED,
+            AuditKind.GATE_ESCALATED,
+            AuditKind.REVERT_REMINDED,
+            AuditKind.REVERT_ESCALATED,
+        ):
             t.reminders.append({**row, "kind": kind})
         elif kind == AuditKind.CRITERION_SIGNED_OFF:
             t.signoffs.append(row)
@@ -306,6 +319,8 @@ def _issues(run: Run, t: Trail) -> list[str]:
     went. A refusal is the bot working as meant: it is not an issue (see `refusals`)."""
     out: list[tuple[int, str]] = []
     reason = rollback_reason(t)
+    if t.revert is not None and t.revert_started is None and not t.decisions and not t.aborted:
+        reason = None  # a revert cancelled before its quorum: nothing was rolled back
     if reason is not None or run.status in ("rolled_back", "rolling_back"):
         out.append((0, f"rolled back: {reason or run.rollback_reason or 'no reason given'}"))
     for st in t.steps:
@@ -362,7 +377,17 @@ def _issues(run: Run, t: Trail) -> list[str]:
                     )
                 )
     for r in t.reminders:
-        verb = "escalated" if r["kind"] == AuditKind.GATE_ESCALATED else "reminded"
+        escalated = r["kind"] in (AuditKind.GATE_ESCALATED, AuditKind.REVERT_ESCALATED)
+        verb = "escalated" if escalated else "reminded"
+        if r["kind"] in (AuditKind.REVERT_REMINDED, AuditKind.REVERT_ESCALATED):
+            out.append(
+                (
+                    r["seq"],
+                    f"the revert waited for its approvers past the gate timeout ({verb} at "
+                    f"{hm(r['at'])}, {r.get('votes')}/{r.get('quorum')} approvals)",
+                )
+            )
+            continue
         out.append(
             (
                 r["seq"],
@@ -468,9 +493,10 @@ def went_on(t: Trail, spec: CriterionSpec) -> dict[str, Any] | None:
     if not gates:
         return None
     last = gates[-1]["gate"]
+    overridden = [o for o in t.overrides if o["kind"] == AuditKind.GATE_OVERRIDDEN]
     return next(
         (d for d in t.decisions if d.get("gate") == last and d.get("decision") == "continue"),
-        None,
+        next((o for o in overridden if o.get("gate") == last), None),
     )
 
 
@@ -479,7 +505,37 @@ def _past(t: Trail, spec: CriterionSpec) -> str:
     if d is None:
         return f"{spec.id} (nobody decided to go on past it)"
     who = ", ".join(d.get("approvers") or [d["actor"]])
-    return f"{spec.id} (continued past by {who} at {hm(d['at'])}, checkpoint {d.get('phase')})"
+    how = (
+        "overridden (break-glass)"
+        if d.get("kind") == AuditKind.GATE_OVERRIDDEN
+        else "continued past"
+    )
+    return f"{spec.id} ({how} by {who} at {hm(d['at'])}, checkpoint {d.get('phase')})"
+
+
+def revert_lines(t: Trail) -> list[str]:
+    """Who asked for a revert and who approved it (revert.requested, revert.started), on
+    the revert run's record; on the reverted run's record, by which run (run.reverted)."""
+    out: list[str] = []
+    req = t.revert
+    if req is not None:
+        started = t.revert_started
+        approved = (
+            f"approved by {', '.join(started.get('approvers') or [])} at {hm(started['at'])}"
+            if started is not None
+            else f"not approved (it never reached its quorum of {req.get('quorum')})"
+        )
+        out.append(
+            f"Revert of run #{req.get('reverts')}: asked for by {req['actor']} at "
+            f"{hm(req['at'])}, {approved} — why: {req.get('reason')}"
+        )
+    for r in t.reverted:
+        out.append(
+            f"Reverted by run #{r.get('by_run')}: asked for by {r.get('requested_by')}, "
+            f"approved by {', '.join(r.get('approvers') or [])} at {hm(r['at'])} — why: "
+            f"{r.get('reason')}"
+        )
+    return out
 
 
 def _sign_off(run: Run, t: Trail, unmet: list[CriterionSpec]) -> str:
@@ -494,10 +550,16 @@ def _sign_off(run: Run, t: Trail, unmet: list[CriterionSpec]) -> str:
             + ")"
         )
     approved = [d for d in t.decisions if d.get("decision") == "continue"]
-    if not approved:
+    overridden = [o for o in t.overrides if o["kind"] == AuditKind.GATE_OVERRIDDEN]
+    if not approved and not overridden:
         return "—"
-    last = approved[-1]
+    last = max([*approved, *overridden], key=lambda r: int(r["seq"]))  # the last checkpoint's
     who = ", ".join(last.get("approvers") or [last["actor"]])
+    if last in overridden:  # break-glass: the run went on past failed checks, not approved
+        return (
+            f"{who} (🟥 overrode the failed checks of the last checkpoint, {last.get('phase')}, "
+            f"at {hm(last['at'])}: break-glass, no approval of passed checks)"
+        )
     return f"{who} (approved the last checkpoint, {last.get('phase')}, at {hm(last['at'])})"
 
 
@@ -593,6 +655,7 @@ def build_record(
         deployed=deployed_artifact(t),
         deployed_expected=any(st.kind == "deployed" for _, _, st in runbook.all_steps()),
         manual=manual_lines(runbook, t),
+        revert_lines=revert_lines(t),
     )
 
 
@@ -643,6 +706,7 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
         f"📋 Cutover record — run #{rec.run_id}, {rec.environment}"
         f"{' (DRY RUN)' if rec.dry_run else ''}: {state} · {runbook.name} v{runbook.version}"
     ]
+    lines += rec.revert_lines
     for name, value in rec.notes:
         if isinstance(value, list):
             lines.append(f"{name}:")

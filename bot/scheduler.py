@@ -52,6 +52,7 @@ from bot.models import (
     EventStatus,
     Gate,
     GateStatus,
+    RevertVote,
     Run,
     RunStatus,
     Schedule,
@@ -66,6 +67,8 @@ from bot.notices import (
     late_note,
     readiness_verdict,
     repeat_note,
+    revert_escalation_text,
+    revert_reminder_text,
     t0_text,
     t1_checklist_text,
     t1_stakeholder_text,
@@ -130,6 +133,7 @@ class Scheduler:
         for step in (
             self._reconcile,
             self._gate_timeouts,
+            self._revert_timeouts,
             self._monitoring,
             self._records,
             self._deliver_due,
@@ -208,6 +212,61 @@ class Scheduler:
                 except IntegrityError:
                     continue
                 done.append(f"gate #{gate.id}: {kind}")
+        return done
+
+    def _revert_timeouts(self, now: datetime) -> list[str]:
+        """A revert waiting for its approvers is reminded after the environment's gate
+        timeout and escalated after twice it, as a gate is; it never approves itself (fails
+        closed: it waits until an approver decides or someone aborts it). The event's unique
+        key is the claim: one reminder and one escalation per revert, whatever the replicas."""
+        with self.db.session() as s:
+            runs = list(s.exec(select(Run).where(Run.status == RunStatus.REVERT_PENDING)))
+            keys = set(
+                s.exec(
+                    select(ScheduledEvent.key).where(
+                        col(ScheduledEvent.run_id).in_([r.id for r in runs])
+                    )
+                )
+            )
+            votes = {
+                r.id: len(list(s.exec(select(RevertVote).where(RevertVote.run_id == r.id))))
+                for r in runs
+            }
+        done: list[str] = []
+        for run in runs:
+            try:
+                env = self.engine.environment(run.environment)
+            except RunbookError:
+                continue
+            timeout = timedelta(minutes=env.gate_timeout_minutes)
+            for kind, times, audit_kind in (
+                ("revert-reminder", 1, AuditKind.REVERT_REMINDED),
+                ("revert-escalation", 2, AuditKind.REVERT_ESCALATED),
+            ):
+                key = f"revert:{run.id}:{kind.removeprefix('revert-')}"
+                if key in keys or now < run.started_at + times * timeout:
+                    continue
+                try:
+                    with self.db.session() as s:
+                        s.add(ScheduledEvent(key=key, kind=kind, run_id=run.id, due_at=now))
+                        s.flush()  # the key taken first: the audit row only with the claim
+                        audit.append(
+                            s,
+                            audit_kind,
+                            actor=SYSTEM.id,
+                            run_id=run.id,
+                            data={
+                                "reverts": run.reverts_run_id,
+                                "votes": votes.get(run.id, 0),
+                                "quorum": env.quorum,
+                                "waited_minutes": int((now - run.started_at).total_seconds() // 60),
+                                "timeout_minutes": env.gate_timeout_minutes,
+                            },
+                            at=now,
+                        )
+                except IntegrityError:
+                    continue
+                done.append(f"run #{run.id}: {kind}")
         return done
 
     def _records(self, now: datetime) -> list[str]:
@@ -387,6 +446,8 @@ class Scheduler:
             return self._post_schedule(row, now, notes)
         if row.kind in ("gate-reminder", "gate-escalation"):
             return self._post_gate(row, now, notes)
+        if row.kind in ("revert-reminder", "revert-escalation"):
+            return self._post_revert(row, now, notes)
         if row.kind in ("record", "tasks"):
             return self._post_record(row, notes)
         return Posted(EventStatus.SKIPPED, reason=f"unknown kind {row.kind!r}")
@@ -524,6 +585,29 @@ class Scheduler:
             engine.surface.notice(None, "\n".join([*notes, text]), run.channel)
         else:
             engine.surface.notice(run.id, "\n".join([*notes, text]))
+        return Posted(EventStatus.SENT, run.channel)
+
+    def _post_revert(self, row: ScheduledEvent, now: datetime, notes: list[str]) -> Posted:
+        """A pending revert's reminder (in the revert run's thread) or escalation (the channel
+        itself); skipped once an approver or an abort decided it."""
+        engine = self.engine
+        with self.db.session() as s:
+            run = s.get(Run, row.run_id)
+            votes = len(list(s.exec(select(RevertVote).where(RevertVote.run_id == row.run_id))))
+        if run is None or run.id is None or run.reverts_run_id is None:
+            return Posted(EventStatus.SKIPPED, reason="revert gone")
+        if run.status != RunStatus.REVERT_PENDING:
+            return Posted(EventStatus.SKIPPED, reason=f"revert {run.status} meanwhile")
+        env = engine.environment(run.environment)
+        waited = (now - run.started_at).total_seconds()
+        args = (run.id, run.reverts_run_id, waited, votes, env, run.environment)
+        if row.kind == "revert-reminder":
+            engine.surface.notice(run.id, "\n".join([*notes, revert_reminder_text(*args)]))
+        elif run.channel:
+            text = "\n".join([*notes, revert_escalation_text(*args)])
+            engine.surface.notice(None, text, run.channel)
+        else:
+            engine.surface.notice(run.id, "\n".join([*notes, revert_escalation_text(*args)]))
         return Posted(EventStatus.SENT, run.channel)
 
     def _readiness_verdict(self, schedule_id: int | None, start: datetime) -> str:

@@ -84,10 +84,16 @@ def status_text(view: RunView, now: datetime | None = None) -> str:
     elapsed = duration(view.elapsed_minutes(now) * 60)
     head = (
         f"Run #{view.id} · {view.environment}{' (dry run)' if view.dry_run else ''} · {state}"
-        f" · {'took' if view.ended_at else 'elapsed'} {elapsed} of an estimated "
-        f"{minutes_range(view.estimate_min, view.estimate_max)}"
-        f" · started by {who(view.requested_by)}"
+        f" · {'took' if view.ended_at else 'elapsed'} {elapsed}"
+        + (
+            f" of an estimated {minutes_range(view.estimate_min, view.estimate_max)}"
+            if view.reverts is None
+            else ""
+        )
+        + f" · started by {who(view.requested_by)}"
     )
+    if view.reverts is not None:
+        return "\n".join([head, *revert_lines(view)])
     lines = [head]
     for p in view.phases:
         extra = ""
@@ -110,6 +116,20 @@ def status_text(view: RunView, now: datetime | None = None) -> str:
     if view.rollback_reason:
         lines.append(f"Rollback: {view.rollback_reason} (by {who(view.rolled_back_by)})")
     return "\n".join(lines)
+
+
+def revert_lines(view: RunView) -> list[str]:
+    """A revert run's own steps (its restore, rollback and rollback checks), not the
+    runbook's phases, which it does not run."""
+    lines = [f"⏪ Revert of run #{view.reverts}: its restore and rollback steps"]
+    for st in view.revert_steps:
+        said = st.evidence or ("not run yet" if st.status == "pending" else st.status)
+        lines.append(f"{ICONS.get(st.status, '•')} {st.section}/{st.id} {st.name}: {said}")
+    if not view.revert_steps:
+        lines.append("(the runbook has no restore or rollback steps)")
+    if view.rollback_reason:
+        lines.append(f"Why: {view.rollback_reason} (asked for by {who(view.rolled_back_by)})")
+    return lines
 
 
 def logs_command(g: GateView, step_id: str) -> str:

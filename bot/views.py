@@ -97,6 +97,18 @@ class PhaseLine:
 
 
 @dataclass(frozen=True)
+class RevertStep:
+    """One step a revert run runs (restore, rollback, rollback check) and its result so far
+    (its last step_run row; status "pending" while none)."""
+
+    section: str  # restore | rollback | checks
+    id: str
+    name: str
+    status: str
+    evidence: str
+
+
+@dataclass(frozen=True)
 class RunView:
     id: int
     environment: str
@@ -114,6 +126,8 @@ class RunView:
     estimate_min: int
     estimate_max: int
     phases: list[PhaseLine]
+    reverts: int | None = None  # a revert run: the completed run it undoes
+    revert_steps: list[RevertStep] = field(default_factory=list)  # what a revert run runs
 
     def elapsed_minutes(self, now: datetime | None = None) -> float:
         end = self.ended_at or now or datetime.now(UTC)
@@ -133,6 +147,17 @@ def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
             )
         )
         gates = {g.phase_run_id: g for g in s.exec(select(Gate).where(Gate.run_id == run_id))}
+        steps = (
+            list(
+                s.exec(
+                    select(StepRun)
+                    .where(StepRun.run_id == run_id, col(StepRun.phase_run_id).is_(None))
+                    .order_by(col(StepRun.id))
+                )
+            )
+            if run.reverts_run_id is not None
+            else []
+        )
     latest: dict[int, PhaseRun] = {}
     for each in prs:
         latest[each.phase_index] = each  # ordered by attempt: the last one wins
@@ -193,7 +218,32 @@ def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
         estimate_min=sum(p.estimate_minutes.min for p in runbook.phases),
         estimate_max=sum(p.estimate_minutes.max for p in runbook.phases),
         phases=lines,
+        reverts=run.reverts_run_id,
+        revert_steps=_revert_steps(runbook, steps) if run.reverts_run_id is not None else [],
     )
+
+
+def _revert_steps(runbook: Runbook, rows: list[StepRun]) -> list[RevertStep]:
+    """What a revert run runs, in order (bot/engine/rollback.py: a revert restores whenever
+    the runbook has restore steps, then its rollback steps, then its rollback checks), each
+    with its last result; not the runbook's phases, which a revert does not run."""
+    last = {(r.section, r.step_id): r for r in rows}
+    planned = [("restore", st) for st in runbook.restore]
+    planned += [("rollback", st) for st in runbook.rollback]
+    planned += [("checks", st) for st in runbook.rollback_checks]
+    out = []
+    for section, st in planned:
+        row = last.get((section, st.id))
+        out.append(
+            RevertStep(
+                section,
+                st.id,
+                st.name,
+                row.status if row is not None else "pending",
+                row.evidence if row is not None else "",
+            )
+        )
+    return out
 
 
 def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:

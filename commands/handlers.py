@@ -20,6 +20,7 @@ from commands.parser import (
     ChecklistCmd,
     Command,
     Deviation,
+    EmergencyForm,
     Help,
     Lock,
     LocksCmd,
@@ -114,7 +115,11 @@ class CommandService:
                 raise UsageError("abort needs --reason TEXT saying why")
             decision = engine.abort(cmd.env, actor, cmd.reason)
             return Reply(decision.message, ephemeral=not decision.changed, run_id=decision.run_id)
+        if isinstance(cmd, EmergencyForm):  # a surface that can ask asked already
+            raise UsageError("an emergency start needs --reason TEXT saying why")
         if isinstance(cmd, Revert):
+            if cmd.reason is None:  # a surface that can ask (a form, a prompt) asked already
+                raise UsageError("revert needs --reason TEXT saying why")
             decision = engine.revert(cmd.env, actor, cmd.reason)
             return Reply(decision.message, ephemeral=not decision.changed, run_id=decision.run_id)
         if isinstance(cmd, AuditCmd):

@@ -19,7 +19,8 @@ USAGE = """Usage:
                                         branch, tag or commit; default: the runbook's)
   /cutover start ENV --emergency --reason TEXT
                                         break-glass start during a change freeze (each
-                                        override approver types it; the quorum starts it)
+                                        override approver types it; the quorum starts it);
+                                        in Slack, without --reason a form asks for it
   /cutover status [ENV]                 current phase, elapsed time, approvals, locks
   /cutover lock ENV --reason TEXT       no run starts in ENV until it is unlocked
   /cutover unlock ENV                   lift the lock
@@ -28,7 +29,8 @@ USAGE = """Usage:
                                         without --reason a form asks for the reason
   /cutover revert ENV --reason TEXT     undo ENV's last completed cutover (its restore
                                         and rollback steps, as a new run) within the
-                                        runbook's revert window; approvers, by quorum
+                                        runbook's revert window; approvers, by quorum;
+                                        without --reason, Slack's form asks for it
   /cutover audit RUN                    the audit trail of run RUN
   /cutover logs RUN [PHASE/STEP[#N]]    the steps of run RUN that kept output, or the
                                         last lines one printed (attempt N of its phase)
@@ -102,7 +104,15 @@ class Abort:
 @dataclass(frozen=True)
 class Revert:
     env: str
-    reason: str
+    reason: str | None  # None: not given; a surface asks for it (Slack: a form)
+
+
+@dataclass(frozen=True)
+class EmergencyForm:
+    """`/cutover start ENV --emergency` without --reason: the surface asks for the
+    justification (Slack: a form; the console: a prompt)."""
+
+    env: str
 
 
 @dataclass(frozen=True)
@@ -192,6 +202,7 @@ Command = (
     | StatusCmd
     | Abort
     | Revert
+    | EmergencyForm
     | AuditCmd
     | LogsCmd
     | RecordCmd
@@ -466,7 +477,9 @@ def parse(text: str, now: datetime | None = None) -> Command:
                 "an emergency start names one environment: /cutover start prod --emergency "
                 "--reason TEXT"
             )
-        if not tail or tail[0] != "--reason" or not " ".join(tail[1:]).strip():
+        if not tail:
+            return EmergencyForm(_env(names[0]))
+        if tail[0] != "--reason" or not " ".join(tail[1:]).strip():
             raise UsageError("an emergency start needs --reason TEXT saying why")
         return Start(_env(names[0]), emergency=" ".join(tail[1:])[:500])
     if verb == "lock":
@@ -517,7 +530,9 @@ def parse(text: str, now: datetime | None = None) -> Command:
                 "revert needs an environment, e.g. /cutover revert prod --reason 'errors up'"
             )
         tail = rest[1:]
-        if not tail or tail[0] != "--reason" or not " ".join(tail[1:]).strip():
+        if not tail:
+            return Revert(_env(rest[0]), None)
+        if tail[0] != "--reason" or not " ".join(tail[1:]).strip():
             raise UsageError("revert needs --reason TEXT saying why")
         return Revert(_env(rest[0]), " ".join(tail[1:])[:500])
     if verb == "audit":

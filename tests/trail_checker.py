@@ -430,6 +430,12 @@ def record_rules() -> Checker:
         ("gate.overridden", lambda r: True),
         ("freeze.overridden", lambda r: True),
         ("record.deviation", lambda r: True),
+        ("revert.requested", lambda r: True),
+        ("revert.started", lambda r: True),
+        ("run.reverted", lambda r: True),
+        ("run.cancelled", lambda r: True),
+        ("revert.reminded", lambda r: True),
+        ("revert.escalated", lambda r: True),
     ]
 
     @c.add(r"📋 Cutover record — run #(\d+), (\S+)( \(DRY RUN\))?: (.+) · (.+) v(\S+)")
@@ -448,6 +454,46 @@ def record_rules() -> Checker:
         if kind is not None:
             return (start.seq, *t.one(m.group(4), t.of(kind)))
         return (start.seq,)
+
+    # -- a revert: who asked, who approved (the revert run); by which run (the reverted one)
+    @c.add(
+        r"Revert of run #(\d+): asked for by (\S+) at (\d\d:\d\d) UTC, (?:approved by (.+) at "
+        r"(\d\d:\d\d) UTC|not approved \(it never reached its quorum of (\d+)\)) — why: (.+)"
+    )
+    def revert_of(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        original, who, hhmm, approvers, at, quorum, why = m.groups()
+        asked = [
+            r
+            for r in t.of("revert.requested", reverts=int(original), reason=why)
+            if (r.actor, r.hhmm) == (who, hhmm)
+        ]
+        seqs = t.one("the revert's request", asked)
+        started = t.of("revert.started", reverts=int(original))
+        if approvers is None:
+            if [str(r.data.get("quorum")) for r in asked] != [quorum]:
+                raise Unjustified("the request names another quorum")
+            return seqs + t.none("a started revert", started, asked)
+        said = approvers.split(", ")
+        started = [r for r in started if r.data.get("approvers") == said and r.hhmm == at]
+        votes = [r for r in t.of("revert.approved", reverts=int(original)) if r.actor in said]
+        if sorted(r.actor for r in votes) != sorted(said):
+            raise Unjustified("not every approver named has a revert.approved row")
+        return seqs + t.one("the revert's start", started) + tuple(r.seq for r in votes)
+
+    @c.add(
+        r"Reverted by run #(\d+): asked for by (\S+), approved by (.+) at (\d\d:\d\d) UTC"
+        r" — why: (.+)"
+    )
+    def reverted_by(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        by_run, who, approvers, hhmm, why = m.groups()
+        rows = [
+            r
+            for r in t.of("run.reverted", by_run=int(by_run), requested_by=who, reason=why)
+            if ", ".join(r.data.get("approvers") or []) == approvers and r.hhmm == hhmm
+        ]
+        return t.one("the revert of this run", rows) + t.one(
+            "its completion", t.of("run.completed")
+        )
 
     @c.add(r"Date: (\d{4}-\d\d-\d\d)")
     def date(m: re.Match[str], t: Trail) -> tuple[int, ...]:
@@ -490,11 +536,33 @@ def record_rules() -> Checker:
         bad = [r for r in t.of("step.result") if r.data.get("status") in ("fail", "error")]
         bad += t.of("gate.decided", decision="retry") + rollback_rows(t)
         bad += t.of("phase.interrupted") + t.of("gate.reminded") + t.of("gate.escalated")
+        bad += t.of("run.cancelled") + t.of("revert.reminded") + t.of("revert.escalated")
         return t.none("an issue", bad, [t.started()])
 
     @c.add(r"rolled back: (.+)", issues)
     def rolled_back(m: re.Match[str], t: Trail) -> tuple[int, ...]:
-        return t.one("the rollback and its reason", reason_rows(t, m.group(1)))
+        rows = reason_rows(t, m.group(1))
+        if rows and all(r.kind == "revert.requested" for r in rows):  # a revert rolls back
+            return t.one("the revert's request", rows) + t.one(  # once its quorum started it
+                "the revert's start", t.of("revert.started")
+            )
+        return t.one("the rollback and its reason", rows)
+
+    @c.add(
+        r"cancelled by (\S+) at (\d\d:\d\d) UTC: (.*) \(no action had run: nothing to roll back\)",
+        issues,
+    )
+    def cancelled(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        who, hhmm, reason = m.groups()
+        rows = [
+            r
+            for r in t.of("run.cancelled")
+            if (r.actor, r.hhmm) == (who, hhmm) and str(r.data.get("reason")) == reason
+        ]
+        seqs = t.one("the cancellation", rows)
+        acted = [r for r in t.of("step.result") if r.data.get("section") == "actions"]
+        acted += t.of("rollback.started")
+        return seqs + t.none("an action that ran", acted, rows)
 
     @c.add(r"(\S+)/(\S+) (FAIL|ERROR): (.*) \((\d\d:\d\d) UTC(?:, attempt (\d+))?\)", issues)
     def failed_step(m: re.Match[str], t: Trail) -> tuple[int, ...]:
@@ -531,6 +599,17 @@ def record_rules() -> Checker:
         phase, verb, hhmm = m.groups()
         kind = "gate.escalated" if verb == "escalated" else "gate.reminded"
         return t.one("the timeout", [r for r in t.of(kind, phase=phase) if r.hhmm == hhmm])
+
+    @c.add(
+        r"the revert waited for its approvers past the gate timeout \((reminded|escalated) at "
+        r"(\d\d:\d\d) UTC, (\d+)/(\d+) approvals\)",
+        issues,
+    )
+    def revert_timeout(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        verb, hhmm, votes, quorum = m.groups()
+        kind = "revert.escalated" if verb == "escalated" else "revert.reminded"
+        rows = [r for r in t.of(kind, votes=int(votes), quorum=int(quorum)) if r.hhmm == hhmm]
+        return t.one("the revert's timeout", rows)
 
     @c.add(
         r"phase (\S+) continued by (.+) at (\d\d:\d\d) UTC although its checks had not passed "
@@ -689,10 +768,16 @@ def record_rules() -> Checker:
     def triggered(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         if m.group(1) == "YES":
             return t.one("a rollback", rollback_rows(t))
+        if t.of("run.cancelled"):  # asked for, but nothing had run: no rollback steps ran
+            ran = t.of("rollback.started") + t.of("run.rolled_back")
+            return t.none("a rollback that ran", ran, t.of("run.cancelled"))
         return t.none("a rollback", rollback_rows(t) + t.of("rollback.started"), [t.started()])
 
     @c.add(r"Reason: (.+)")
     def reason(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        if m.group(1) == "—" and t.of("run.cancelled"):  # no rollback ran: no reason for one
+            ran = t.of("rollback.started") + t.of("run.rolled_back")
+            return t.none("a rollback that ran", ran, t.of("run.cancelled"))
         if m.group(1) == "—":
             return t.none("a rollback", rollback_rows(t), [t.started()])
         return t.one("the reason", reason_rows(t, m.group(1)))
@@ -721,6 +806,8 @@ def record_rules() -> Checker:
         if not decided:
             raise Unjustified("no checkpoint was approved")
         last = decided[-1]
+        if any(o.seq > last.seq for o in t.of("gate.overridden")):
+            raise Unjustified("a later checkpoint was overridden, not approved")
         if (", ".join(last.data.get("approvers") or []), last.data.get("phase"), last.hhmm) != (
             who,
             phase,
@@ -734,18 +821,25 @@ def record_rules() -> Checker:
         cited = list(t.one("the run's completion", t.of("run.completed")))
         for part in m.group(1).split("; "):
             p = re.fullmatch(
-                r"(\S+) \(continued past by (.+) at (\d\d:\d\d) UTC, checkpoint (\S+)\)", part
+                r"(\S+) \((continued past|overridden \(break-glass\)) by (.+) at (\d\d:\d\d) "
+                r"UTC, checkpoint (\S+)\)",
+                part,
             )
             if p is None:
                 raise Unjustified(f"no rule reads {part!r}")
-            crit, who, hhmm, phase = p.groups()
+            crit, how, who, hhmm, phase = p.groups()
             ref = criterion_binding(t.runbook, crit).ref or ""
             if ref.split("/")[0] != phase:
                 raise Unjustified(f"{crit} is bound to {ref or 'nothing'}, not to phase {phase}")
             last = gates_of(t, phase)[-1:]
+            went = (
+                t.of("gate.decided", decision="continue", phase=phase)
+                if how == "continued past"
+                else t.of("gate.overridden", phase=phase)
+            )
             rows = [
                 r
-                for r in t.of("gate.decided", decision="continue", phase=phase)
+                for r in went
                 if last
                 and r.data.get("gate") == last[0].data.get("gate")
                 and ", ".join(r.data.get("approvers") or []) == who
@@ -753,6 +847,29 @@ def record_rules() -> Checker:
             ]
             cited += t.one(f"the continue past {crit}", rows)
         return tuple(cited)
+
+    @c.add(
+        r"Sign-Off: (.+) \(🟥 overrode the failed checks of the last checkpoint, (\S+), at "
+        r"(\d\d:\d\d) UTC: break-glass, no approval of passed checks\)"
+    )
+    def signed_override(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        who, phase, hhmm = m.groups()
+        last = max(t.of("gate.decided", decision="continue") + t.of("gate.overridden"),
+                   key=lambda r: r.seq, default=None)  # fmt: skip
+        if last is None or last.kind != "gate.overridden":
+            raise Unjustified("the last checkpoint was not overridden")
+        said = (", ".join(last.data.get("approvers") or []), last.data.get("phase"), last.hhmm)
+        if said != (who, phase, hhmm):
+            raise Unjustified(f"the last override says {said}")
+        votes = [
+            v
+            for v in t.of("override.vote", gate=last.data.get("gate"))
+            if v.actor in who.split(", ")
+        ]
+        if sorted({v.actor for v in votes}) != sorted(who.split(", ")):
+            raise Unjustified("not every approver named has an override.vote row")
+        done = t.one("the run's completion", t.of("run.completed"))
+        return (last.seq, *done, *(v.seq for v in votes))
 
     @c.add(r"Sign-Off: — \(not signed off: run (.+)\)")
     def unsigned(m: re.Match[str], t: Trail) -> tuple[int, ...]:

@@ -402,6 +402,12 @@ def may_revert(env_name: str, env: EnvironmentSpec, actor: Actor, facts: RevertF
     started (undoing this one would undo that one's work too, unseen); after the window."""
     if not is_approver(env, actor):
         return f"only approvers of {env_name} may revert its cutover; nothing was started"
+    return revert_closed(env_name, facts)
+
+
+def revert_closed(env_name: str, facts: RevertFacts) -> str | None:
+    """Whether a revert of the environment's last run is possible now, whoever asks: the
+    completion message's Revert… button is drawn only then, and a click re-checks it."""
     if not facts.has_steps:
         return "the runbook has no restore or rollback steps: there is nothing a revert could run"
     if facts.run_id is None:

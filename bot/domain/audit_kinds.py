@@ -40,6 +40,9 @@ class AuditKind(enum.StrEnum):
     REVERT_REQUESTED = "revert.requested"
     REVERT_APPROVED = "revert.approved"  # one approver's vote for the revert
     REVERT_STARTED = "revert.started"  # quorum reached: the steps begin
+    RUN_REVERTED = "run.reverted"  # on the completed run: a revert run of it started
+    REVERT_REMINDED = "revert.reminded"  # a pending revert waited past the gate timeout
+    REVERT_ESCALATED = "revert.escalated"  # … and twice the gate timeout
     ROLLBACK_STARTED = "rollback.started"
     ROLLBACK_RESUMED = "rollback.resumed"
     # The verified backup a restore of the run puts back, fixed before the first

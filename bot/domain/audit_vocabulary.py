@@ -253,6 +253,37 @@ CATALOGUE: dict[AuditKind, Entry] = {
         "the revert's quorum was reached: its restore and rollback steps begin",
         {"reverts": "the completed run it undoes", "approvers": "who voted for it"},
     ),
+    AuditKind.RUN_REVERTED: Entry(
+        "written on a completed run when a revert of it starts (its quorum reached): the "
+        "original run's record says by which run, who asked and who approved",
+        {
+            "by_run": "the revert run",
+            "requested_by": "who asked for the revert",
+            "approvers": "who voted for it",
+            "reason": "why, in the requester's words (masked)",
+        },
+    ),
+    AuditKind.REVERT_REMINDED: Entry(
+        "a revert waited for its approvers past the environment's gate timeout: reminded "
+        "(it never approves itself)",
+        {
+            "reverts": "the completed run it undoes",
+            "votes": "votes so far",
+            "quorum": "votes needed",
+            "waited_minutes": "how long it had waited",
+            "timeout_minutes": "the environment's gate timeout",
+        },
+    ),
+    AuditKind.REVERT_ESCALATED: Entry(
+        "a revert waited for its approvers twice the gate timeout: escalated to the channel",
+        {
+            "reverts": "the completed run it undoes",
+            "votes": "votes so far",
+            "quorum": "votes needed",
+            "waited_minutes": "how long it had waited",
+            "timeout_minutes": "the environment's gate timeout",
+        },
+    ),
     AuditKind.ACTION_REFUSED: Entry(
         "an authorization rule or the state machine said no; nothing was changed",
         {

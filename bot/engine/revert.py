@@ -29,10 +29,13 @@ from phases.runbook import EnvironmentSpec
 
 
 class Reverts(EngineCore):
-    def revert(self, env_name: str, actor: Actor, reason: str) -> Decision:
+    def revert(
+        self, env_name: str, actor: Actor, reason: str, *, run_id: int | None = None
+    ) -> Decision:
         """Asks for a revert of the environment's last completed run, or votes for the one
         already asked for. Idempotent: a second click by the same person changes nothing,
-        and two requests at once start one revert (the environment's one active slot)."""
+        and two requests at once start one revert (the environment's one active slot).
+        `run_id`: the run a Revert… button was drawn for; refused unless it is that one."""
         env = self.environment(env_name)
         if not reason.strip():
             raise InvalidInput("say why: --reason is required")
@@ -41,6 +44,8 @@ class Reverts(EngineCore):
         if pending is not None:
             return self.approve_revert(pending, actor)
         facts = self._revert_facts(env_name)
+        if run_id is not None and facts.run_id != run_id:
+            facts = self._revert_facts(env_name, run_id)
         refusal = approvals.may_revert(env_name, env, actor, facts)
         if refusal:
             self.refuse(actor, "revert", refusal, run_id=facts.run_id, environment=env_name)
@@ -119,10 +124,25 @@ class Reverts(EngineCore):
                     data={"reverts": run.reverts_run_id, "approvers": votes},
                     at=now,
                 )
+                prefix = f"revert of run #{run.reverts_run_id}: "
+                audit.append(  # the original's own trail says what undid it
+                    s,
+                    AuditKind.RUN_REVERTED,
+                    actor=actor.id,
+                    run_id=run.reverts_run_id,
+                    data={
+                        "by_run": run_id,
+                        "requested_by": run.requested_by,
+                        "approvers": votes,
+                        "reason": (run.rollback_reason or "").removeprefix(prefix),
+                    },
+                    at=now,
+                )
                 start = True
             reverts = run.reverts_run_id
         self.notify.run_changed(run_id)
         if start:
+            self.notify.run_changed(reverts)  # its completion message loses the Revert… button
             self.spawn(self.execute_rollback, run_id)
             who = "asked for and approved" if requested else "approved"
             return Decision(
@@ -167,8 +187,30 @@ class Reverts(EngineCore):
         self.refuse(actor, "revert", message, environment=env_name)
         return Decision("refused", message, None, active.id if active else None)
 
-    def _revert_facts(self, env_name: str) -> approvals.RevertFacts:
-        """The environment's last real run and whatever started after it."""
+    def revert_refusal(self, run_id: int) -> str | None:
+        """Why run `run_id` cannot be reverted now, whoever asks (None: it can, or a revert of
+        it waits for votes). The completion message's Revert… button is drawn only while this
+        is None, and a click re-checks it when it arrives."""
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+            pending = s.exec(
+                select(Run.id).where(
+                    Run.reverts_run_id == run_id, Run.status == RunStatus.REVERT_PENDING
+                )
+            ).first()
+        if run is None or run.dry_run or run.reverts_run_id is not None:
+            return f"run #{run_id} is not a completed cutover a revert could undo"
+        if pending is not None:
+            return None
+        facts = self._revert_facts(run.environment, run_id)
+        return approvals.revert_closed(run.environment, facts)
+
+    def revert_target(self, env_name: str) -> int | None:
+        """The run a revert of the environment would undo: its last real run (None: none)."""
+        return self._revert_facts(env_name).run_id
+
+    def _revert_facts(self, env_name: str, run_id: int | None = None) -> approvals.RevertFacts:
+        """The environment's last real run (or run `run_id`) and whatever started after it."""
         with self.db.session() as s:
             last = s.exec(
                 select(Run)
@@ -176,6 +218,7 @@ class Reverts(EngineCore):
                     Run.environment == env_name,
                     col(Run.dry_run).is_(False),
                     col(Run.reverts_run_id).is_(None),
+                    *([Run.id == run_id] if run_id is not None else []),
                 )
                 .order_by(col(Run.id).desc())
             ).first()

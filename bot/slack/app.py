@@ -48,6 +48,7 @@ from bot.slack.blocks import (
     OPTIONS_PER_GROUP,
     OVERRIDE,
     RETRY,
+    REVERT,
     ROLLBACK,
     RUN_PAGE,
     SHOW_OUTPUT,
@@ -93,10 +94,12 @@ from commands.parser import (
     Abort,
     Command,
     Deviation,
+    EmergencyForm,
     FieldError,
     Help,
     Lock,
     Note,
+    Revert,
     ScheduleForm,
     SignOff,
     Start,
@@ -468,6 +471,10 @@ class CutoverSlackApp:
                 self._form(context, self._open_abort, cmd, actor, body)
             elif isinstance(cmd, ScheduleForm):
                 self._form(context, self._open_schedule, cmd, actor, body)
+            elif isinstance(cmd, Revert) and cmd.reason is None:
+                self._form(context, self._open_revert_command, cmd, actor, body)
+            elif isinstance(cmd, EmergencyForm):
+                self._form(context, self._open_emergency, cmd, actor, body)
             else:
                 self._submit(context, self._command, cmd, actor, body)
 
@@ -508,12 +515,15 @@ class CutoverSlackApp:
         app.action(re.compile(rf"^{SHOW_OUTPUT}(:\d{{1,2}})?$"))(on_form_click(self._show_output))
         app.action(COMMENT)(on_form_click(self._open_comment))
         app.action(OVERRIDE)(on_form_click(self._open_override))
+        app.action(REVERT)(on_form_click(self._open_revert_click))
         for callback_id, check in (
             (modals.ROLLBACK_FORM, self._check_gate_form),
             (modals.COMMENT_FORM, self._check_gate_form),
             (modals.OVERRIDE_FORM, self._check_override_form),
             (modals.ABORT_FORM, self._check_abort_form),
             (modals.SCHEDULE_FORM, self._check_schedule_form),
+            (modals.REVERT_FORM, self._check_revert_form),
+            (modals.EMERGENCY_FORM, self._check_emergency_form),
         ):
             app.view(callback_id)(self._on_submission(check))
 
@@ -753,7 +763,7 @@ class CutoverSlackApp:
     def _command_env(self, cmd: Command) -> str | None:
         """The environment whose approvers a command needs (None: it needs none), so that a
         member of an approver group is one on every command, not only on buttons."""
-        if isinstance(cmd, Abort | ScheduleCmd | Lock | Unlock):
+        if isinstance(cmd, Abort | ScheduleCmd | Lock | Unlock | Revert):
             return cmd.env
         if isinstance(cmd, Unschedule):
             sched = self._schedule(cmd.schedule_id)
@@ -809,6 +819,8 @@ class CutoverSlackApp:
         )
         if isinstance(cmd, StatusCmd):
             self.resync(cmd.env)
+        if isinstance(cmd, Lock | Unlock):
+            self.homes.poke()  # Home shows the locks
 
     def resync(self, env: str | None = None) -> None:
         """Re-posts what an outage left missing in Slack, for the active runs (of one env)."""
@@ -970,6 +982,96 @@ class CutoverSlackApp:
         )
         form = modals.rollback_form(meta, "", False, self.engine.masker.mask, abort=True)
         self._show(body, form, runs[0])
+
+    def _open_revert_click(
+        self, action: dict[str, Any], actor: Actor, body: dict[str, Any]
+    ) -> None:
+        """The completion message's Revert…: the form, for the run the button was drawn for;
+        permission and the window are checked again now (the button may be hours old)."""
+        value = action.get("value")
+        run_id = int(value) if isinstance(value, str) and re.fullmatch(r"\d{1,9}", value) else None
+        view = run_view(self.engine.db, self.engine.runbook, run_id) if run_id else None
+        if run_id is None or view is None:
+            self._answer(
+                body, "This message is out of date; nothing was changed. See `/cutover status`."
+            )
+            return
+        self._open_revert(run_id, view.environment, actor, body, redraw=True)
+
+    def _open_revert_command(self, cmd: Revert, actor: Actor, body: dict[str, Any]) -> None:
+        """`/cutover revert ENV` without --reason: the Revert form, for ENV's last run."""
+        try:
+            self.engine.environment(cmd.env)
+        except RunbookError as exc:
+            self._answer(body, self._md(str(exc)))
+            return
+        target = self.engine.revert_target(cmd.env)
+        if target is None:
+            said = f"{cmd.env} has no completed cutover to revert; nothing was started"
+            self.engine.refuse(actor, "revert", said, environment=cmd.env)
+            self._answer(body, "🚫 " + self._md(said))
+            return
+        self._open_revert(target, cmd.env, actor, body)
+
+    def _open_revert(
+        self, run_id: int, env_name: str, actor: Actor, body: dict[str, Any], redraw: bool = False
+    ) -> None:
+        env = self.engine.environment(env_name)
+        # No group lookup before views.open (the 3 s trigger): the submission checks in full.
+        refusal = approvals.may_open_form(env_name, env, actor) or self.engine.revert_refusal(
+            run_id
+        )
+        if refusal:
+            self.engine.refuse(actor, "revert", refusal, run_id=run_id, environment=env_name)
+            self._answer(body, "🚫 " + self._md(refusal), run_id=run_id)
+            if redraw:  # a button past its window: the message loses it
+                self.engine.notify.run_changed(run_id)
+            return
+        w = _where(body)
+        meta = FormMeta(
+            "revert",
+            actor.id,
+            run=run_id,
+            env=env_name,
+            channel=w.channel,
+            response_url=w.response_url,
+        )
+        form = modals.revert_form(
+            meta, env.quorum, self.engine.runbook.revert_window_hours, self.engine.masker.mask
+        )
+        self._show(body, form, run_id)
+
+    def _open_emergency(self, cmd: EmergencyForm, actor: Actor, body: dict[str, Any]) -> None:
+        """`/cutover start ENV --emergency` without --reason: the justification form, while
+        a change freeze is in force (else there is nothing to break: a plain start)."""
+        try:
+            env = self.engine.environment(cmd.env)
+        except RunbookError as exc:
+            self._answer(body, self._md(str(exc)))
+            return
+        refusal = approvals.may_open_override_form(cmd.env, env, actor)
+        if refusal:
+            said = f"you may not break the change freeze of {cmd.env}; nothing was started"
+            self.engine.refuse(actor, "start", said, environment=cmd.env)
+            self._answer(body, "🚫 " + self._md(said))
+            return
+        frozen = self.engine.frozen(cmd.env)
+        if frozen is None:
+            self._answer(
+                body,
+                f"No change freeze is in force for {escape(cmd.env)}: nothing to break. "
+                f"Start it with `/cutover start {escape(cmd.env)}`.",
+            )
+            return
+        w = _where(body)
+        meta = FormMeta(
+            "emergency", actor.id, env=cmd.env, channel=w.channel, response_url=w.response_url
+        )
+        said = f"the change freeze {frozen.freeze.id!r} ({frozen.freeze.reason})"
+        form = modals.emergency_form(
+            meta, escape(said), env.override_quorum_for(), self.engine.masker.mask
+        )
+        self._show(body, form, None)
 
     def _show_output(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         """Show output: a step's kept output in a modal, for anyone who sees the checkpoint
@@ -1210,6 +1312,55 @@ class CutoverSlackApp:
             g for g in env.override_approver_groups if actor.user in self.groups.members(g, team)
         }
         return replace(actor, groups=actor.groups | frozenset(mine))
+
+    def _check_revert_form(
+        self, meta: FormMeta, actor: Actor, view: dict[str, Any]
+    ) -> tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None]:
+        """The revert's reason (required), and the window: still open for the run the form
+        was opened for. Permission (groups included) and the quorum: the engine's."""
+        reason = modals.value(view, modals.REASON)
+        if not reason:
+            return {
+                modals.REASON: "Say why you revert: it goes into the audit trail and the "
+                "cutover records."
+            }, None
+        if len(reason) > modals.REASON_CHARS:
+            return {modals.REASON: f"Keep it under {modals.REASON_CHARS} characters."}, None
+        if meta.kind != "revert" or meta.run is None or meta.env is None:
+            return {modals.REASON: "This form is out of date; nothing was changed."}, None
+        closed = self.engine.revert_refusal(meta.run)
+        if closed:
+            self.engine.refuse(actor, "revert", closed, run_id=meta.run, environment=meta.env)
+            return {modals.REASON: self.engine.masker.mask(closed)}, None
+        return {}, (self._revert_form, (meta.env, meta.run, reason))
+
+    def _revert_form(
+        self, env: str, run_id: int, reason: str, actor: Actor, reply_to: dict[str, Any]
+    ) -> None:
+        actor = self.with_groups(actor, env)
+        result = self.engine.revert(env, actor, reason, run_id=run_id)
+        prefix = "🚫 " if result.outcome == "refused" else ""
+        self._answer(reply_to, prefix + self._md(result.message), run_id=result.run_id)
+
+    def _check_emergency_form(
+        self, meta: FormMeta, actor: Actor, view: dict[str, Any]
+    ) -> tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None]:
+        """The justification of an emergency start (required); the start itself (its rules,
+        the freeze, the override quorum) is `/cutover start ENV --emergency --reason …`."""
+        text = modals.value(view, modals.JUSTIFICATION)
+        if not text:
+            return {
+                modals.JUSTIFICATION: "Say why it must start now: an emergency start needs a "
+                "justification."
+            }, None
+        if len(text) > modals.REASON_CHARS:
+            return {modals.JUSTIFICATION: f"Keep it under {modals.REASON_CHARS} characters."}, None
+        if meta.kind != "emergency" or meta.env is None:
+            return {modals.JUSTIFICATION: "This form is out of date; nothing was changed."}, None
+        return {}, (self._emergency_form, (meta.env, text))
+
+    def _emergency_form(self, env: str, text: str, actor: Actor, reply_to: dict[str, Any]) -> None:
+        self._command(Start(env, emergency=text), actor, reply_to)
 
     def _check_abort_form(
         self, meta: FormMeta, actor: Actor, view: dict[str, Any]

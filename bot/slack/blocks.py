@@ -59,6 +59,7 @@ QUOTE_CHARS = 600  # of a failing step's last lines, quoted under it
 START = "schedule_start"  # the Start button of a scheduled cutover's T-0 reminder
 CHECKLIST_TICK = "checklist_tick"  # a box of the T-1h checklist: an item that gates Start
 RUN_PAGE = "run_page"  # the "Run page" link button (bot/runpage): Slack opens the URL
+REVERT = "run_revert"  # the completion message's Revert… button: opens a form (a reason)
 URL_CHARS = 3000  # of a button's url
 
 ICONS = {**TEXT_ICONS, "pending": "⚪"}  # a hollow circle reads better in Slack
@@ -271,24 +272,30 @@ def run_message(
     mask: Mask = _same,
     waiting: str = "",
     page_url: str | None = None,
+    revert: bool = False,
 ) -> tuple[str, list[Block]]:
     """The run's parent message: state, elapsed against the estimate, the phase list;
     `waiting` (mrkdwn mentions) names who the open gate waits for; `page_url`, the run page's
-    signed link: a "Run page" button once the run has ended (its completion or rollback)."""
+    signed link: a "Run page" button once the run has ended (its completion or rollback);
+    `revert`: a completed run still within its revert window gets a Revert… button."""
     state = STATUS_WORDS.get(view.status, view.status)  # type: ignore[call-overload]
     dry = " (dry run)" if view.dry_run else ""
     elapsed = view.elapsed_minutes(now)
     blocks: list[Block] = [header(f"Cutover run #{view.id} · {mask(view.environment)}{dry}")]
     blocks.append(
         section(
-            f"{RUN_ICONS.get(view.status, '•')} *{escape(state)}* · elapsed {elapsed:.0f} min of "
-            f"an estimated {view.estimate_min}-{view.estimate_max} min\n"
-            f"Started by {mention(view.requested_by)} at {when(view.started_at)} · runbook "
+            f"{RUN_ICONS.get(view.status, '•')} *{escape(state)}* · elapsed {elapsed:.0f} min"
+            + (
+                f" of an estimated {view.estimate_min}-{view.estimate_max} min\n"
+                if view.reverts is None
+                else "\n"
+            )
+            + f"Started by {mention(view.requested_by)} at {when(view.started_at)} · runbook "
             f"_{escape(mask(view.runbook))}_"
         )
     )
     lines = []
-    for p in view.phases:
+    for p in view.phases if view.reverts is None else []:
         took = f", took {p.minutes:.0f} min" if p.minutes is not None else ""
         attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
         extra = {
@@ -312,6 +319,14 @@ def run_message(
             f"{ICONS.get(p.status, '•')} *{p.number}. {escape(mask(p.name))}* "
             f"[{escape(p.estimate)}{took}]{attempt}{extra}"
         )
+    if view.reverts is not None:  # what a revert runs: its steps, not the phases
+        lines = [
+            f"{ICONS.get(st.status, '•')} *{escape(mask(st.section))}/{escape(mask(st.id))}* "
+            f"{escape(mask(st.name))}: "
+            + escape(mask(st.evidence or ("not run yet" if st.status == "pending" else st.status)))
+            for st in view.revert_steps
+        ] or ["(the runbook has no restore or rollback steps)"]
+        lines.insert(0, f"⏪ *Revert of run #{view.reverts}*: its restore and rollback steps")
     blocks += sections(lines)[: MAX_BLOCKS - 3]
     if view.rollback_reason:
         blocks.append(
@@ -320,6 +335,14 @@ def run_message(
                 f"(by {mention(view.rolled_back_by)})"
             )
         )
+    if revert and view.status == "completed" and not view.dry_run:
+        blocks = blocks[: MAX_BLOCKS - 2] + [
+            {
+                "type": "actions",
+                "block_id": f"revert:{view.id}",
+                "elements": [button("Revert…", REVERT, str(view.id), style="danger")],
+            }
+        ]
     if page_url and view.ended_at is not None:
         blocks = blocks[: MAX_BLOCKS - 1] + [page_buttons([("Run page", page_url)])]
     current = next(

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,15 @@ def _run_line(engine: Engine, run_id: int, waiting_for: WaitingFor, now: datetim
         if view.rollback_reason:
             line += f"\n> {escape(mask(view.rollback_reason))}"
         return clip(line, LINE)
+    if view.reverts is not None:  # a revert runs its steps, not the runbook's phases
+        state = STATUS_WORDS.get(view.status, view.status)  # type: ignore[call-overload]
+        done = sum(st.status != "pending" for st in view.revert_steps)
+        return clip(
+            f"{head}\n⏪ revert of run #{view.reverts}: {escape(state)} · "
+            f"{done}/{len(view.revert_steps)} restore and rollback steps run · "
+            f"{view.elapsed_minutes(now):.0f} min elapsed",
+            LINE,
+        )
     gate_id = open_gate_id(engine.db, run_id)
     gate = gate_view(engine.db, engine.runbook, gate_id) if gate_id else None
     total = len(view.phases)
@@ -107,6 +116,7 @@ class HomeData:
     # When it was drawn, in microseconds on the database's clock (home_viewers.drawing_version):
     # a drawing older than the one Slack shows is never published over it.
     version: int = 0
+    locks: list[HomeLine] = field(default_factory=list)  # locks, and freezes in force now
 
 
 MaySee = Callable[[str, str | None], bool]  # (environment, channel id) → may this person see it
@@ -116,6 +126,48 @@ def _channel_of(surface_ref: str | None, channel: str | None) -> str | None:
     """The channel id a run posts in: its message's channel (an id), else the one it was
     given (which may be a #name)."""
     return surface_ref.partition(":")[0] if surface_ref else channel
+
+
+def lock_lines(engine: Engine, now: datetime) -> list[HomeLine]:
+    """The environments' locks (who, since when, why) and the change freezes in force at
+    `now` (which, declared by whom, why, until when), as `/cutover locks` says them."""
+    mask = engine.masker.mask
+    envs = engine.runbook.environments
+    out = []
+    for held in engine.locks():
+        spec = envs.get(held.environment)
+        name = escape(mask(held.environment))
+        out.append(
+            HomeLine(
+                held.environment,
+                spec.channel if spec else None,
+                clip(
+                    f"🔒 *{name}* locked by {mention(held.locked_by)} since "
+                    f"{when(held.locked_at)}: {escape(mask(held.reason))} · no run starts until "
+                    f"`/cutover unlock {name}`",
+                    LINE,
+                ),
+            )
+        )
+    for env_name, spec in envs.items():
+        frozen = engine.frozen(env_name, now)
+        if frozen is None:
+            continue
+        f = frozen.freeze
+        name = escape(mask(env_name))
+        out.append(
+            HomeLine(
+                env_name,
+                spec.channel,
+                clip(
+                    f"❄️ *{name}* is in the change freeze `{escape(mask(f.id))}` declared by "
+                    f"{escape(mask(f.by))}: {escape(mask(f.reason))}, until {when(frozen.until)}"
+                    f" · an emergency start: `/cutover start {name} --emergency`",
+                    LINE,
+                ),
+            )
+        )
+    return out
 
 
 def home_data(engine: Engine, waiting_for: WaitingFor, now: datetime, version: int = 0) -> HomeData:
@@ -152,6 +204,7 @@ def home_data(engine: Engine, waiting_for: WaitingFor, now: datetime, version: i
         recent=lines(recent_runs(engine.db, RECENT * READ_AHEAD)),
         now=now,
         version=version,
+        locks=lock_lines(engine, now),
     )
 
 
@@ -191,6 +244,11 @@ def home_view(data: HomeData, may_see: MaySee | None = None) -> dict[str, Any]:
         visible(data.active, SHOWN),
         "No cutover is running. Start one with `/cutover start ENV`.",
     )
+    held = visible(data.locks, SHOWN)
+    if held:
+        blocks.append({"type": "divider"})
+        blocks.append(header("Locks and freezes"))
+        add(held, "")
     blocks.append({"type": "divider"})
     blocks.append(header("Upcoming"))
     add(visible(data.upcoming, SHOWN), "Nothing scheduled. `/cutover schedule` opens a form.")

@@ -37,6 +37,8 @@ ROLLBACK_FORM, ABORT_FORM, COMMENT_FORM, SCHEDULE_FORM = (
     "cutover_schedule",
 )
 OVERRIDE_FORM = "cutover_override"  # break-glass: continue past failed steps
+REVERT_FORM = "cutover_revert"  # undo a completed run: its restore and rollback steps
+EMERGENCY_FORM = "cutover_emergency"  # break-glass start in a change freeze
 REASON, COMMENT = "reason", "comment"  # block_id = action_id of the text inputs
 JUSTIFICATION = "justification"
 ENV, DATE, TIME, TZ, CHANNEL, STAKEHOLDERS = "env", "date", "time", "tz", "channel", "stakeholders"
@@ -280,6 +282,53 @@ def override_form(
         ),
     ]
     return _modal(OVERRIDE_FORM, "Override checks", "Override", blocks, meta)
+
+
+def revert_form(meta: FormMeta, quorum: int, hours: float, mask: Mask) -> dict[str, Any]:
+    """Revert a completed run (the Revert… button, or `/cutover revert ENV` without a reason):
+    a required reason; the revert runs once `quorum` approvers have asked for it."""
+    blocks = [
+        section(
+            clip(
+                f"⏪ *Revert run #{meta.run} of {escape(mask(meta.env or '?'))}*: its restore and "
+                f"rollback steps run as a new run linked to it, once {quorum} approver(s) have "
+                f"asked for it. Possible within {hours:g} h of its completion, while no later "
+                "run of the environment has started. The channel sees who asked and why.",
+                2900,
+            )
+        ),
+        text_input(
+            REASON,
+            "Why revert?",
+            optional=False,
+            placeholder="e.g. 5xx errors since the release",
+            hint="Required. Goes into the audit trail and both runs' records.",
+        ),
+    ]
+    return _modal(REVERT_FORM, f"Revert run #{meta.run}", "Revert", blocks, meta)
+
+
+def emergency_form(meta: FormMeta, freeze: str, quorum: int, mask: Mask) -> dict[str, Any]:
+    """`/cutover start ENV --emergency` without a reason: the justification of a break-glass
+    start in a change freeze; the run starts once `quorum` override approvers sent one."""
+    blocks = [
+        section(
+            clip(
+                f"🟥 *Emergency start of {escape(mask(meta.env or '?'))}* during {freeze}.\n"
+                f"This is break-glass: it needs {quorum} override approvers, each with a "
+                "justification. It is shown in red in the cutover record's Deviations.",
+                2900,
+            )
+        ),
+        text_input(
+            JUSTIFICATION,
+            "Why must it start now?",
+            optional=False,
+            placeholder="e.g. payment outage: the fix cannot wait for the freeze to end",
+            hint="Required. Goes into the audit trail and the cutover record.",
+        ),
+    ]
+    return _modal(EMERGENCY_FORM, "Emergency start", "Start", blocks, meta)
 
 
 def _option(value: str, label: str | None = None) -> Block:

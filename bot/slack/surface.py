@@ -350,6 +350,13 @@ class SlackSurface:
             return None
         return self.run_links.for_run(view.id)
 
+    def _revertable(self, view: RunView) -> bool:
+        """Whether the completion message carries a Revert… button: a completed real run
+        within the runbook's revert window, no later run started (the click checks again)."""
+        if view.status != "completed" or view.dry_run:
+            return False
+        return self.engine.revert_refusal(view.id) is None
+
     def _edit_run(self, ref: str, run_id: int) -> None:
         def draw() -> tuple[str, list[Block]] | None:
             view = run_view(self.engine.db, self.engine.runbook, run_id)
@@ -361,6 +368,7 @@ class SlackSurface:
                 self._mask,
                 self._run_waiting(run_id),
                 self._page_url(view),
+                self._revertable(view),
             )
 
         self.outbox.edit(
@@ -971,7 +979,12 @@ class SlackSurface:
                 self._edit_run(winner, run_id)
                 return winner
         text, blocks = run_message(
-            view, datetime.now(UTC), self._mask, self._run_waiting(run_id), self._page_url(view)
+            view,
+            datetime.now(UTC),
+            self._mask,
+            self._run_waiting(run_id),
+            self._page_url(view),
+            self._revertable(view),
         )
         return self._post_or_update(
             view.surface_ref,
