@@ -166,3 +166,41 @@ def test_a_dry_run_continued_past_a_failed_check_shows_the_override_and_unknown_
     assert 'data-step="flag" data-status="fail"' in body
     assert "<code>gate.override</code> by T1:U2" in body and "why=known flake" in body
     assert "(dry run)" in html
+
+
+def test_a_break_glass_override_shows_under_its_gate_with_each_approver_and_justification(
+    db: Database, tmp_path: Path
+) -> None:
+    """A real override (issue 20): the failed step, the two override votes with their
+    justifications and the decision, in the overridden gate's section, as the trail has them."""
+    from tests.test_breakglass import WHY_1, WHY_2, glass_runbook
+
+    (tmp_path / "fail-dns").touch()
+    clock = clock_at(START)
+    engine, _ = make_engine(db, glass_runbook(tmp_path), clock)
+    run = engine.start_run("staging", ALICE)
+    assert run.id is not None
+    assert engine.decide(gate(engine, run.id), BOB, "continue").outcome == "approved"
+    two = gate(engine, run.id)
+    set_clock(clock, START + 3 * MIN)
+    assert engine.override(two, ALICE, WHY_1).outcome == "vote_recorded"
+    set_clock(clock, START + 4 * MIN)
+    assert engine.override(two, BOB, WHY_2).outcome == "overridden"
+    assert engine.decide(gate(engine, run.id), BOB, "continue").outcome == "approved"
+
+    html = html_of(engine, run.id)
+    rows = exported_rows(db, run.id)
+    check_against_export(html, rows)
+    body = unescape(sections(html)[two])
+    assert 'data-step="resolve" data-status="fail"' in body
+    (decided,) = [r for r in rows if r.kind == "gate.overridden"]
+    assert "<code>gate.overridden</code> by T1:U2" in body and decided.at[11:19] in body
+    for said in (f"T1:U1: {WHY_1}", f"T1:U2: {WHY_2}"):
+        assert said in body
+    votes = [r for r in rows if r.kind == "override.vote"]
+    assert [(v.actor, v.data["justification"]) for v in votes] == [
+        ("T1:U1", WHY_1),
+        ("T1:U2", WHY_2),
+    ]
+    assert body.count("<code>override.vote</code>") == 2
+    assert '<span class="badge completed" id="status">completed</span>' in html
