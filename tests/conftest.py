@@ -1,9 +1,11 @@
 """Shared fixtures: the bot's database (SQLite and PostgreSQL), Docker, the stand-in environment."""
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
+from phases.secrets import GLOBAL_MASKER
 from tests.db_fixtures import app_role, db, pg_db, sqlite_db  # noqa: F401
 from tests.docker_fixtures import compose, docker_client  # noqa: F401
 from tests.standin_env import standin  # noqa: F401
@@ -20,6 +22,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter.ensure_newline()
     reporter.write_line(f"CI=true: {skipped} test(s) skipped; the suite must not skip", red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _global_masker_per_test() -> Iterator[None]:
+    """Each test starts with the secrets the process-wide masker knew before it: a secret one
+    test registers (a runbook's values, a bot's tokens) must not mask another test's audit
+    rows. A process used to run one test file; an xdist worker runs any mix, in any order."""
+    with GLOBAL_MASKER._lock:
+        needles, pattern = set(GLOBAL_MASKER._needles), GLOBAL_MASKER._pattern
+    yield
+    with GLOBAL_MASKER._lock:
+        GLOBAL_MASKER._needles, GLOBAL_MASKER._pattern = needles, pattern
 
 
 STEP_USER = "nobody"  # the unprivileged user a root bot's steps run as in the tests
