@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from sqlmodel import select
 
-from bot.app import build_service
+from bot.app import build_service, run_pages
 from bot.db import Database
 from bot.models import Gate, Run
 from bot.settings import Settings
@@ -258,9 +258,11 @@ class Bot:
 
 @contextmanager
 def running_bot(
-    db: Database, runbook: Runbook, standin: SlackStandIn | None = None
+    db: Database, runbook: Runbook, standin: SlackStandIn | None = None, **more: Any
 ) -> Iterator[Bot]:
-    """The bot, served over HTTP on 127.0.0.1:<free port>, talking to a stand-in Slack."""
+    """The bot, served over HTTP on 127.0.0.1:<free port>, talking to a stand-in Slack.
+    `more`: further settings (e.g. public_url and runpage_secret: the run pages, served
+    on the same port as `cutover serve` serves them)."""
     own = standin is None
     standin = standin or SlackStandIn(TOKEN).start()
     settings = Settings(  # type: ignore[call-arg]
@@ -268,11 +270,13 @@ def running_bot(
         SLACK_BOT_TOKEN=TOKEN,
         SLACK_SIGNING_SECRET=SECRET,
         SLACK_API_URL=standin.api_url,
+        **more,
     )
     service = build_service(
         settings, db=db, runbook=runbook, handlers=retry_handlers(backoff=0.05, server_errors=2)
     )
     server = make_http_server(service.app, "127.0.0.1", 0)
+    server.run_pages = run_pages(settings, service.engine)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
