@@ -560,8 +560,6 @@ class Gates(EngineCore):
                 )
                 .values(surface_ref=ref)
             )
-            row = s.get(table, row_id)
-            if row is not None:
-                s.refresh(row)
-            recorded = getattr(row, "surface_ref", None)
+            # One read of what is recorded now (this ref, or the one that won).
+            recorded = s.exec(select(current).where(col(table.id) == row_id)).first()
             return str(recorded) if recorded else (ref or "")
