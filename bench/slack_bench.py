@@ -14,7 +14,7 @@
     resident memory (VmRSS after start-up and a few idle seconds) [< 150 MB].
 
 Each server under test runs in its own process (as in production); the load generator and
-the Slack Web API stand-in (tests/slack_standin.py) run in this one. Only 127.0.0.1 is used.
+the Slack Web API stand-in (standins/slack.py) run in this one. Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ sys.path.insert(0, str(ROOT))
 if os.environ.get("CUTOVER_BENCH_CODE"):  # a server child running a baseline's bot
     sys.path.insert(0, os.environ["CUTOVER_BENCH_CODE"])
 
-from tests.slack_harness import wait_for  # noqa: E402
-from tests.slack_standin import (  # noqa: E402
+from standins.slack import (  # noqa: E402
     Channel,
     Message,
     SlackStandIn,
@@ -219,8 +218,14 @@ class Samples:
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    # Fine polling: the wait is part of the latency being measured.
-    return wait_for(check, what, timeout, poll=0.005)
+    """Polls `check` until it is truthy. Fine polling: the wait is part of the latency
+    being measured."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+    return value
 
 
 # ---------------------------------------------------------------------- Slack's side

@@ -24,7 +24,7 @@ from bot.settings import Settings
 from bot.slack.server import Service, make_http_server
 from bot.slack.surface import retry_handlers
 from phases.runbook import Runbook
-from tests.slack_standin import (
+from standins.slack import (
     Message,
     OpenedView,
     Sent,

@@ -17,8 +17,8 @@ from slack_sdk.errors import SlackApiError
 from bot.db import Database
 from bot.runpage import tokens
 from bot.slack.blocks import RUN_PAGE
+from standins.slack import Message, SlackStandIn
 from tests.slack_harness import TOKEN, Bot, running_bot, wait_for
-from tests.slack_standin import Message, SlackStandIn
 from tests.small_runbook import small_runbook
 
 PUBLIC = "https://cutover.example.com"
