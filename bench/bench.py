@@ -657,7 +657,7 @@ def bench_serve(tmp: Path, quick: bool) -> None:
     print("cutover serve (HTTP mode, against a local Slack Web API stand-in)")
     try:
         from bot.slack import server  # noqa: F401
-        from tests.slack_standin import SlackStandIn
+        from standins.slack import SlackStandIn
     except ImportError as exc:
         report("serve", "start-up time / idle RSS", f"n/a ({exc.name} missing)")
         print()

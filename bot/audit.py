@@ -404,7 +404,7 @@ def retirements(events: Iterable[KeyEvent]) -> dict[str, int]:
     return retired
 
 
-def _check_signature(
+def check_signature(
     seq: int,
     row_hash: str,
     kid: str,
@@ -412,7 +412,8 @@ def _check_signature(
     public_keys: dict[str, Ed25519PublicKey],
     retired: dict[str, int],
 ) -> str | None:
-    """Why one signature of a row does not count (None: it does)."""
+    """Why one signature of a row does not count (None: it does). Public: the run page
+    (bot/runpage) checks the rows it shows by this same rule, not a copy of it."""
     key = public_keys.get(kid)
     if key is None:
         return f"signed by unknown key {kid}"
@@ -454,7 +455,7 @@ def verify_signatures(db: Database, public_keys: dict[str, Ed25519PublicKey]) ->
                 unsigned.append(seq)
                 continue
             verdicts = [
-                (r, _check_signature(seq, r.hash, r.key_id, r.signature, public_keys, retired))
+                (r, check_signature(seq, r.hash, r.key_id, r.signature, public_keys, retired))
                 for r in sigs
             ]
             good = [r for r, why in verdicts if why is None]

@@ -401,31 +401,6 @@ def schedule_view(db: Database, schedule_id: int) -> ScheduleView | None:
     )
 
 
-@dataclass(frozen=True)
-class GateRef:
-    """What a click needs before the engine decides: one light read, no steps or votes."""
-
-    id: int
-    run_id: int
-    environment: str
-    attempt: int
-    quorum: int
-    surface_ref: str | None
-
-
-def gate_ref(db: Database, gate_id: int) -> GateRef | None:
-    with db.session() as s:
-        row = s.exec(
-            select(Gate, Run.environment)
-            .join(Run, col(Run.id) == col(Gate.run_id))
-            .where(Gate.id == gate_id)
-        ).first()
-    if row is None:
-        return None
-    gate, environment = row
-    return GateRef(gate_id, gate.run_id, environment, gate.attempt, gate.quorum, gate.surface_ref)
-
-
 def run_counts(db: Database) -> dict[str, int]:
     """How many runs the database holds in each status (for /metrics)."""
     with db.session() as s:

@@ -17,14 +17,14 @@ from urllib.parse import urlencode
 
 from sqlmodel import select
 
-from bot.app import build_service
+from bot.app import build_service, run_pages
 from bot.db import Database
 from bot.models import Gate, Run
 from bot.settings import Settings
 from bot.slack.server import Service, make_http_server
 from bot.slack.surface import retry_handlers
 from phases.runbook import Runbook
-from tests.slack_standin import (
+from standins.slack import (
     Message,
     OpenedView,
     Sent,
@@ -258,11 +258,12 @@ class Bot:
 
 @contextmanager
 def running_bot(
-    db: Database, runbook: Runbook, standin: SlackStandIn | None = None
+    db: Database, runbook: Runbook, standin: SlackStandIn | None = None, **more: Any
 ) -> Iterator[Bot]:
     """The bot, served over HTTP on 127.0.0.1:<free port>, talking to a stand-in Slack; its
     post pacing and Retry-After waits run on the stand-in's clock (by default one that
-    fast-forwards: tests.fast_clock)."""
+    fast-forwards: standins.fast_clock). `more`: further settings (e.g. public_url and
+    runpage_secret: the run pages, served on the same port as `cutover serve` serves them)."""
     own = standin is None
     standin = standin or SlackStandIn(TOKEN).start()
     settings = Settings(  # type: ignore[call-arg]
@@ -270,6 +271,7 @@ def running_bot(
         SLACK_BOT_TOKEN=TOKEN,
         SLACK_SIGNING_SECRET=SECRET,
         SLACK_API_URL=standin.api_url,
+        **more,
     )
     service = build_service(
         settings,
@@ -279,6 +281,7 @@ def running_bot(
         clock=standin.clock,  # the bot's pacing waits fast-forward the stand-in's limits
     )
     server = make_http_server(service.app, "127.0.0.1", 0)
+    server.run_pages = run_pages(settings, service.engine)
     # A short poll: shutdown() returns in ~10 ms instead of serve_forever's default 0.5 s.
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True

@@ -16,8 +16,8 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
+from standins.slack import SlackStandIn
 from tests.slack_harness import wait_for
-from tests.slack_standin import SlackStandIn
 
 
 class SocketModeStandIn:

@@ -16,10 +16,10 @@ import pytest
 
 from bot import audit
 from bot.db import Database
+from standins.slack import SlackStandIn
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
 from tests.require import unavailable
 from tests.slack_harness import TOKEN, wait_for
-from tests.slack_standin import SlackStandIn
 from tests.small_runbook import small_runbook
 from tests.test_replicas import LEASE, Replica, executing_on, gates, slow_phases
 

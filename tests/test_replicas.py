@@ -23,11 +23,11 @@ from sqlmodel import select
 from bot import audit
 from bot.db import Database
 from bot.models import Gate, Run
+from standins.slack import SlackStandIn, post_signed, slash_body
 from tests.conftest import STEP_USER
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
 from tests.require import unavailable
 from tests.slack_harness import CHANNEL, SECRET, TEAM, TOKEN, wait_for
-from tests.slack_standin import SlackStandIn, post_signed, slash_body
 from tests.small_runbook import small_runbook
 from tests.test_slack_serve import free_port
 

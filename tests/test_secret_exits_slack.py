@@ -16,9 +16,9 @@ from bot import audit
 from bot.db import Database
 from phases.runbook import load_runbook
 from phases.secrets import GLOBAL_MASKER, forms
+from standins.slack import SlackStandIn
 from tests.servers import NostrMaxiStandin, Response
 from tests.slack_harness import TOKEN, running_bot, wait_for
-from tests.slack_standin import SlackStandIn
 from tests.test_secret_exits import deployment, runbook  # noqa: F401  (the fixture)
 
 

@@ -23,7 +23,7 @@ from bot.slack.blocks import (
 from bot.slack.modals import output_view
 from bot.views import GateView, ManualView, PhaseLine, RunView, StepView
 from phases.secrets import Masker
-from tests.slack_standin import (
+from standins.slack import (
     BLOCK_TEXT_LIMIT,
     block_problems,
     block_text_chars,

@@ -1,7 +1,7 @@
 """An environment's channel given by name (`channel: "#ops-cutover"`) is looked up once and
 posted to by id, so a rename changes nothing; `runbook check` warns of the name (issue 18 #7).
 
-Against the stand-in (tests/slack_standin.py), whose conversations.list answers as Slack
+Against the stand-in (standins/slack.py), whose conversations.list answers as Slack
 does: pages, `types`, only the channels the token can see, `missing_scope` without
 channels:read / groups:read.
 """
@@ -16,8 +16,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.cli import main
 from bot.db import Database
+from standins.slack import DEFAULT_SCOPES, SlackStandIn
 from tests.slack_harness import TOKEN, running_bot, wait_for
-from tests.slack_standin import DEFAULT_SCOPES, SlackStandIn
 from tests.small_runbook import small_runbook
 
 OPS = "C0OPSCUTOVER"

@@ -9,8 +9,8 @@ from sqlmodel import select
 
 from bot.db import Database
 from bot.models import Run
+from standins.slack import SlackStandIn
 from tests.slack_harness import CHANNEL, TOKEN, running_bot, wait_for
-from tests.slack_standin import SlackStandIn
 from tests.small_runbook import small_runbook
 
 

@@ -10,8 +10,8 @@ from sqlmodel import select
 from bot import audit
 from bot.db import Database
 from bot.models import Gate, Vote
+from standins.slack import Sent
 from tests.slack_harness import running_bot, wait_for
-from tests.slack_standin import Sent
 from tests.small_runbook import small_runbook
 
 

@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl, urlencode
 from bot import audit
 from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
+from standins.slack import Message, button_action, post_signed
 from tests.slack_harness import SECRET, Bot, running_bot, wait_for
-from tests.slack_standin import Message, button_action, post_signed
 from tests.small_runbook import small_runbook
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "slack"  # from shared/reference

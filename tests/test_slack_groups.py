@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.db import Database
+from standins.slack import SlackStandIn
 from tests.slack_harness import TOKEN, Bot, running_bot, wait_for
-from tests.slack_standin import SlackStandIn
 from tests.small_runbook import small_runbook
 
 GROUP = "S0APPROVE"

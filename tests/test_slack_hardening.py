@@ -34,13 +34,13 @@ from bot.slack.app import ALREADY_RECEIVED as ALREADY
 from bot.slack.app import AcksFirst
 from bot.views import open_gate_id
 from phases.secrets import install_log_masking
-from tests.slack_harness import CHANNEL, SECRET, TEAM, TOKEN, Bot, running_bot, wait_for
-from tests.slack_standin import (
+from standins.slack import (
     Message,
     block_actions_body,
     button_action,
     slash_body,
 )
+from tests.slack_harness import CHANNEL, SECRET, TEAM, TOKEN, Bot, running_bot, wait_for
 from tests.small_runbook import small_runbook
 
 FORM = "application/x-www-form-urlencoded"

@@ -11,8 +11,8 @@ from typing import Any
 
 from bot.db import Database
 from bot.surface import Actor
+from standins.slack import Message, SlackStandIn, block_text_chars, view_problems
 from tests.slack_harness import TOKEN, running_bot, wait_for
-from tests.slack_standin import Message, SlackStandIn, block_text_chars, view_problems
 from tests.small_runbook import small_runbook
 
 SECRET = "hunter2-very-secret-jwt-value"

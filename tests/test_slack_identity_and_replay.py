@@ -15,8 +15,8 @@ from sqlmodel import select
 from bot.db import Database
 from bot.models import AuditEvent, Run
 from bot.slack.app import ALREADY_RECEIVED, actor_from_body
+from standins.slack import SlackStandIn, input_values, slash_body, view_submission_payload
 from tests.slack_harness import CHANNEL, TEAM, running_bot, wait_for
-from tests.slack_standin import SlackStandIn, input_values, slash_body, view_submission_payload
 from tests.small_runbook import small_runbook
 from tests.test_slack_hardening import signed_headers
 

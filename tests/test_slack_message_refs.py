@@ -18,9 +18,9 @@ from bot.scheduler import Scheduler
 from bot.slack.blocks import BLOCK_TEXT_BUDGET, block_text, checklist_message
 from bot.store import message_refs
 from phases.runbook import ChecklistItem
+from standins.slack import Message, SlackStandIn, block_problems
 from tests.schedule_helpers import START, clock_at, schedule_runbook, set_clock
 from tests.slack_harness import TOKEN, Bot, running_bot
-from tests.slack_standin import Message, SlackStandIn, block_problems
 from tests.test_signoff import runbook as signoff_runbook
 from tests.test_slack_signoff import signoff_message
 from tests.test_start_gate import checked, gated, gated_pre_cutover

@@ -1,6 +1,6 @@
 """Forms (Block Kit modals) in Slack: a rollback's reason, Continue's comment, an abort's reason,
 the schedule form. Signed requests over HTTP; views.open and view_submission as Slack has them
-(tests/slack_standin.py: trigger_id single-use, 3 s, view limits)."""
+(standins/slack.py: trigger_id single-use, 3 s, view limits)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 from bot import audit
 from bot.db import Database
 from bot.record import build_record, record_text
+from standins.slack import SlackStandIn, view_problems
 from tests.slack_harness import TOKEN, running_bot, wait_for
-from tests.slack_standin import SlackStandIn, view_problems
 from tests.small_runbook import small_runbook
 
 

@@ -18,10 +18,10 @@ from bot.notices import ItemState, result_status
 from bot.scheduler import Scheduler
 from bot.slack.blocks import BLOCK_TEXT_BUDGET, Block, block_text, checklist_notice
 from phases.runbook import ChecklistItem, Runbook
+from standins.slack import BLOCK_TEXT_LIMIT, Message, block_problems, block_text_chars
 from tests.schedule_helpers import START, clock_at, schedule_runbook, set_clock
 from tests.servers import ManualClock
 from tests.slack_harness import Bot, running_bot
-from tests.slack_standin import BLOCK_TEXT_LIMIT, Message, block_problems, block_text_chars
 
 H = timedelta(hours=1)
 RUN_CHANNEL, LAUNCH = "C0CUTOVER", "C0LAUNCH"

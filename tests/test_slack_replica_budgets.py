@@ -23,8 +23,8 @@ import pytest
 from bot.db import Database
 from bot.slack.surface import POST_INTERVAL
 from phases.checks.base import SystemClock
+from standins.slack import SlackStandIn
 from tests.slack_harness import CHANNEL, TOKEN, Bot, running_bot, wait_for
-from tests.slack_standin import SlackStandIn
 from tests.small_runbook import small_runbook
 from tests.test_slack_home import text_of
 

@@ -21,6 +21,8 @@ from bot.scheduler import Scheduler
 from bot.slack.app import ALREADY_RECEIVED, stakeholders_channel
 from bot.slack.blocks import BLOCK_TEXT_BUDGET, block_text, reminder_message, scheduled_message
 from commands.parser import UsageError
+from standins.slack import Message, block_actions_body, block_problems, button_action
+from standins.slack import post_signed as post
 from tests.schedule_helpers import (
     START,
     clock_at,
@@ -31,8 +33,6 @@ from tests.schedule_helpers import (
 )
 from tests.servers import ManualClock, NostrMaxiStandin, nostrmaxi  # noqa: F401  (fixture)
 from tests.slack_harness import SECRET, TOKEN, Bot, running_bot, wait_for
-from tests.slack_standin import Message, block_actions_body, block_problems, button_action
-from tests.slack_standin import post_signed as post
 
 H, MIN = timedelta(hours=1), timedelta(minutes=1)
 RUN_CHANNEL, LAUNCH = "C0CUTOVER", "C0LAUNCH"

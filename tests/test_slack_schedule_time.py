@@ -3,7 +3,7 @@
 The schedule form asks with Slack's datetimepicker (the person's own time zone; Slack sends
 the UNIX time); wherever a local time with a named zone is still taken (the typed command,
 a form the previous version opened), a time the clocks skip or show twice is refused with
-both instants it could mean. Signed requests against the stand-in (tests/slack_standin.py).
+both instants it could mean. Signed requests against the stand-in (standins/slack.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 from bot import audit
 from bot.db import Database
 from bot.schedules import ScheduleService
+from standins.slack import OpenedView, view_problems
 from tests.schedule_helpers import BERLIN, next_transition
 from tests.slack_harness import Bot, running_bot
-from tests.slack_standin import OpenedView, view_problems
 from tests.small_runbook import small_runbook
 
 

@@ -11,8 +11,8 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from standins.slack import SlackStandIn
 from tests.slack_harness import TOKEN
-from tests.slack_standin import SlackStandIn
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import yaml
 
 from bot.settings import Settings
 from bot.slack.server import mode
+from standins.slack import SlackStandIn, post_signed, slash_body
 from tests.conftest import STEP_USER
 from tests.slack_harness import CHANNEL, SECRET, TEAM, TOKEN, wait_for
-from tests.slack_standin import SlackStandIn, post_signed, slash_body
 from tests.small_runbook import small_runbook
 
 ROOT = Path(__file__).resolve().parent.parent

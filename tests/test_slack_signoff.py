@@ -15,8 +15,8 @@ from bot.domain.audit_kinds import AuditKind
 from bot.record import build_record, record_text
 from bot.slack.signoff import NOTE_ACTION, NOTE_BLOCK
 from bot.surface import Actor
+from standins.slack import Message, block_actions_payload, button_action, post_signed
 from tests.slack_harness import SECRET, TEAM, Bot, running_bot, wait_for
-from tests.slack_standin import Message, block_actions_payload, button_action, post_signed
 from tests.small_runbook import small_runbook
 from tests.test_signoff import runbook
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from bot.slack.socket_health import SocketHealth
+from standins.slack import SlackStandIn
 from tests.slack_harness import TOKEN, wait_for
-from tests.slack_standin import SlackStandIn
 from tests.socket_standin import SocketModeStandIn
 from tests.test_slack_serve import ROOT, free_port, serve_env
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slack_harness import CHANNEL, TEAM, TOKEN, wait_for
-from tests.slack_standin import (
+from standins.slack import (
     Message,
     SlackStandIn,
     block_actions_payload,
@@ -20,6 +19,7 @@ from tests.slack_standin import (
     checkbox_action,
     slash_fields,
 )
+from tests.slack_harness import CHANNEL, TEAM, TOKEN, wait_for
 from tests.socket_standin import SocketModeStandIn
 from tests.test_slack_serve import ROOT, free_port, serve_env
 

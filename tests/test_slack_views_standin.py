@@ -14,8 +14,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.slack import modals
 from bot.slack.modals import FormMeta
+from standins.slack import SlackStandIn
 from tests.slack_harness import TOKEN
-from tests.slack_standin import SlackStandIn
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_the_bots_own_forms_fit_the_view_limits_even_with_a_long_response_url() 
         modals.comment_form(meta, "1 (x)", same),
         modals.schedule_form(meta, [f"env{i}" for i in range(150)], same, today=_now()),
     ]
-    from tests.slack_standin import view_problems
+    from standins.slack import view_problems
 
     for form in forms:
         assert view_problems(form, "modal") == []

@@ -481,8 +481,8 @@ def checked(message: Any) -> list[str]:
 def test_slack_t1h_checklist_boxes_tick_and_untick_and_gate_the_start_button(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
+    from standins.slack import block_problems
     from tests.slack_harness import running_bot, wait_for
-    from tests.slack_standin import block_problems
 
     clock = clock_at(START - 48 * H)
     with running_bot(sqlite_db, gated(tmp_path)) as bot:

@@ -98,6 +98,10 @@ class Decision:
     message: str
     gate_id: int | None = None
     run_id: int | None = None
+    # What the decision read of the gate under its lock, so the surface need not read it
+    # again: its quorum (for "1/2 approved") and its chat message.
+    quorum: int | None = None
+    surface_ref: str | None = None
 
     @property
     def changed(self) -> bool:

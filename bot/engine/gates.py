@@ -6,6 +6,7 @@ A stranger's click is refused before any row is locked."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,11 +57,21 @@ class _Passed:
 
 class Gates(EngineCore):
     def decide(
-        self, gate_id: int, actor: Actor, decision: DecisionName, reason: str | None = None
+        self,
+        gate_id: int,
+        actor: Actor,
+        decision: DecisionName,
+        reason: str | None = None,
+        *,
+        attempt: int | None = None,
     ) -> Decision:
         """Records one click. Permission is checked here, when the click arrives. `reason`:
-        why, for a rollback; an optional comment, for a continue (kept with the vote)."""
-        result, spawn, passed = self._decide(gate_id, actor, DecisionKind(decision), reason)
+        why, for a rollback; an optional comment, for a continue (kept with the vote).
+        `attempt`: the phase attempt the clicked message shows; another one is out of date
+        (checked under the gate's lock, with the decision's one read of the gate)."""
+        result, spawn, passed = self._decide(
+            gate_id, actor, DecisionKind(decision), reason, attempt
+        )
         if spawn is not None and result.run_id is not None:
             self.spawn(spawn, result.run_id)  # the next phase first: redraws may wait on Slack
         if result.outcome == "vote_recorded" and result.gate_id is not None:
@@ -108,6 +119,10 @@ class Gates(EngineCore):
             )
             self.feed(run_id, f"🎉 {passed.environment}: cutover completed (run #{run_id}){what}.")
 
+    def gate_run(self, gate_id: int) -> tuple[int, str] | None:
+        """(run id, environment) of a gate; no read once known (see `_gate_run`)."""
+        return self._gate_run(gate_id)
+
     def _gate_run(self, gate_id: int) -> tuple[int, str] | None:
         """(run id, environment) of a gate, read without a lock: the locks come in order.
         Kept once read: a gate never moves to another run, a run to another environment."""
@@ -130,7 +145,12 @@ class Gates(EngineCore):
         return row[0], row[1]
 
     def _decide(
-        self, gate_id: int, actor: Actor, decision: DecisionKind, reason: str | None
+        self,
+        gate_id: int,
+        actor: Actor,
+        decision: DecisionKind,
+        reason: str | None,
+        attempt: int | None = None,
     ) -> tuple[Decision, Callable[[int], None] | None, _Passed | None]:
         found = self._gate_run(gate_id)
         if found is None:
@@ -153,6 +173,10 @@ class Gates(EngineCore):
                 .where(Gate.id == gate_id)
                 .with_for_update(of=Gate)
             ).one()
+            if attempt is not None and gate.attempt != attempt:
+                said = f"gate #{gate.id} is at attempt {gate.attempt}; the message is out of date"
+                stale = Decision("unknown_gate", said, gate.id, run.id)
+                return stale, None, None
             if gate.status != GateStatus.OPEN:
                 return self._already(gate), None, None
             facts = self._facts(s, gate, run)
@@ -169,9 +193,13 @@ class Gates(EngineCore):
                     gate=gate.id,
                     phase=gate.phase_id,
                 )
-                return Decision("refused", refusal, gate.id, run.id), None, None
+                refused = Decision(
+                    "refused", refusal, gate.id, run.id, surface_ref=gate.surface_ref
+                )
+                return refused, None, None
             assert run.id is not None
             result, spawn = self._apply(s, run, gate, pr, actor, decision, reason, facts.votes)
+            result = dataclasses.replace(result, quorum=gate.quorum, surface_ref=gate.surface_ref)
             s.add_all([gate, pr, run])
             passed = (
                 _Passed(run.environment, gate.phase_id, run.status == RunStatus.COMPLETED)
@@ -289,6 +317,7 @@ class Gates(EngineCore):
             f"already {verb} by {gate.decided_by} at {when}",
             gate.id,
             gate.run_id,
+            surface_ref=gate.surface_ref,
         )
 
     def _unticked(self, s: Session, gate: Gate) -> list[str]:
@@ -531,8 +560,6 @@ class Gates(EngineCore):
                 )
                 .values(surface_ref=ref)
             )
-            row = s.get(table, row_id)
-            if row is not None:
-                s.refresh(row)
-            recorded = getattr(row, "surface_ref", None)
+            # One read of what is recorded now (this ref, or the one that won).
+            recorded = s.exec(select(current).where(col(table.id) == row_id)).first()
             return str(recorded) if recorded else (ref or "")

@@ -260,6 +260,11 @@ class Runs(Locks):
         outcomes: list[StepOutcome] = []
         actions_ok = True
         for step in [*phase.actions, None]:
+            if step is None and not phase.actions and phase.monitor is None:
+                # Nothing ran since the claim found the phase ours: on to the checks, which
+                # change nothing; an abort meanwhile is found by the gate's own transaction
+                # (open_gate hands over to the rollback), a take-over by its fencing.
+                break
             # A read: retried while the database drops connections, never a dead phase.
             standing = self.db.retrying(
                 lambda: self._standing(run_id), f"run #{run_id}: is the phase still ours"

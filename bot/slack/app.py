@@ -83,7 +83,6 @@ from bot.text import in_words, who
 from bot.views import (
     ScheduleView,
     active_runs,
-    gate_ref,
     gate_view,
     run_view,
     schedule_view,
@@ -128,6 +127,7 @@ HOME_REFRESH_LIMIT = 50
 HOME_TURN = 30.0
 PROCESS_BEFORE_RESPONSE = True  # see CutoverSlackApp.__init__; bench/slack_bench.py reads it
 DECISIONS = {CONTINUE: "continue", RETRY: "retry"}  # one click; Rollback opens a form
+OUT_OF_DATE = "This message is out of date; nothing was changed. See `/cutover status`."
 OPENED_TOO_LATE = (
     "I couldn't open the form in time (Slack allows 3 seconds after a click; it said "
     "`{error}`); nothing was changed. Click again"
@@ -831,32 +831,48 @@ class CutoverSlackApp:
                 log.warning("cannot resync run #%s: %s", run_id, self.engine.masker.mask(str(exc)))
 
     def _decide(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
+        """A Continue or Retry click. The gate is read once, by the decision under its lock
+        (which also finds a message of another attempt out of date); its run and
+        environment are known to the engine without a read (issue 19)."""
         kind = DECISIONS[action.get("action_id", "")]
         parsed = parse_gate_value(action.get("value"))
-        ref = gate_ref(self.engine.db, parsed[0]) if parsed else None
-        if parsed is None or ref is None or ref.attempt != parsed[1]:
-            self._answer(
-                body, "This message is out of date; nothing was changed. See `/cutover status`."
-            )
+        found = self.engine.gate_run(parsed[0]) if parsed else None
+        if parsed is None or found is None:
+            self._answer(body, OUT_OF_DATE)
             return
-        self._retire_copy(body, ref.id, ref.surface_ref)
-        self._decide_gate(ref.id, ref.run_id, ref.environment, ref.quorum, kind, actor, body)
+        self._decide_gate(parsed[0], found[0], found[1], kind, actor, body, attempt=parsed[1])
 
     def _decide_gate(
         self,
         gate_id: int,
         run_id: int,
         environment: str,
-        quorum: int,
         kind: str,
         actor: Actor,
         body: dict[str, Any],
         reason: str | None = None,
+        *,
+        attempt: int | None = None,
     ) -> None:
         """One decision by `actor` (groups read now), answered to them; `reason`: a
-        rollback's reason or a continue's comment, from a form."""
+        rollback's reason or a continue's comment, from a form; `attempt`: the one the
+        clicked message shows."""
         actor = self.with_groups(actor, environment)
-        result = self.engine.decide(gate_id, actor, kind, reason)  # type: ignore[arg-type]
+        known = self.surface.known_gate_ref(gate_id)
+        if known is not None:  # a stray copy loses its buttons before the decision's redraws
+            self._retire_copy(body, gate_id, known)
+        result = self.engine.decide(
+            gate_id,
+            actor,
+            kind,  # type: ignore[arg-type]
+            reason,
+            attempt=attempt,
+        )
+        if result.outcome == "unknown_gate":
+            self._answer(body, OUT_OF_DATE)
+            return
+        if known is None:  # recorded by another replica: known from the decision's read
+            self._retire_copy(body, gate_id, result.surface_ref)
         if result.outcome == "already_decided":
             fresh = gate_view(self.engine.db, self.engine.runbook, gate_id)
             text = stale_text(fresh) if fresh is not None else self._md(result.message)
@@ -868,7 +884,7 @@ class CutoverSlackApp:
             self._answer(
                 body,
                 f"Your approval is recorded{said}: {result.message}. It needs "
-                f"{quorum} approvers; waiting for another.",
+                f"{result.quorum} approvers; waiting for another.",
                 run_id=run_id,
             )
         elif not result.changed:
@@ -1219,7 +1235,7 @@ class CutoverSlackApp:
         decision = "rollback" if meta.kind == "rollback" else "continue"
         return {}, (
             self._decide_form,
-            (gate.id, gate.run_id, gate.environment, gate.quorum, decision, text),
+            (gate.id, gate.run_id, gate.environment, decision, text),
         )
 
     def _decide_form(
@@ -1227,13 +1243,12 @@ class CutoverSlackApp:
         gate_id: int,
         run_id: int,
         environment: str,
-        quorum: int,
         decision: str,
         text: str | None,
         actor: Actor,
         reply_to: dict[str, Any],
     ) -> None:
-        self._decide_gate(gate_id, run_id, environment, quorum, decision, actor, reply_to, text)
+        self._decide_gate(gate_id, run_id, environment, decision, actor, reply_to, text)
 
     def _check_override_form(
         self, meta: FormMeta, actor: Actor, view: dict[str, Any]

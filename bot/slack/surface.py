@@ -302,6 +302,12 @@ class SlackSurface:
             self._run_refs[run_id] = ref
         return ref
 
+    def known_gate_ref(self, gate_id: int) -> str | None:
+        """The gate's recorded message, if this process has seen it (no read)."""
+        with self._locks_guard:
+            known = self._gate_refs.get(gate_id)
+        return known[0] if known is not None else None
+
     def _learn_gate(self, gate_id: int, run_id: int, ref: str) -> str:
         with self._locks_guard:
             self._gate_refs[gate_id] = (ref, run_id)

@@ -66,7 +66,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from phases.checks.base import Clock
-from tests.fast_clock import FastClock
+from standins.fast_clock import FastClock
 
 # ---------------------------------------------------------------------- Block Kit checks
 
@@ -85,6 +85,7 @@ VIEW_TEXT = 24  # modal title, submit and close: plain_text, at most 24 characte
 VIEW_BLOCKS = 100
 PRIVATE_METADATA = 3000
 CALLBACK_ID = 255
+BUTTON_URL = 3000  # a link button's url (docs.slack.dev button element: "Maximum length 3000")
 VIEW_BYTES = 250_000  # view_too_large: "greater than 250kb"
 TRIGGER_SECONDS = 3.0
 
@@ -147,6 +148,9 @@ def _element(el: Any, where: str) -> list[str]:
             problems.append(f"{where}: button value longer than 2000 characters")
         if "style" in el and el["style"] not in ("primary", "danger"):
             problems.append(f"{where}: button style {el['style']!r}")
+        url = el.get("url")
+        if "url" in el and (not isinstance(url, str) or not 1 <= len(url) <= BUTTON_URL):
+            problems.append(f"{where}: button url must be 1-{BUTTON_URL} characters")
         if "confirm" in el:
             problems += _confirm(el["confirm"], f"{where}.confirm")
     elif kind == "checkboxes":
@@ -251,6 +255,16 @@ def sdk_view_problems(view: dict[str, Any]) -> list[str]:
     except SDK_ERRORS as exc:
         return [f"[ERROR] slack_sdk: {exc} [json-pointer:/view]"]
     return []
+
+
+def respond_problem(args: dict[str, Any]) -> str | None:
+    """What Slack answers a response_url post it refuses (the body of its 400), or None."""
+    blocks = args.get("blocks")
+    if not args.get("text") and not blocks and not args.get("delete_original"):
+        return "no_text"
+    if blocks is not None and block_problems(blocks):
+        return "invalid_blocks"
+    return None
 
 
 def block_problems(blocks: Any, max_blocks: int = 50) -> list[str]:
@@ -587,6 +601,7 @@ class SlackStandIn:
         self.held_arrived = threading.Event()
         self.calls: list[Call] = []
         self.responses: list[tuple[str, dict[str, Any]]] = []  # response_url posts
+        self.refused_responses: list[tuple[str, dict[str, Any]]] = []  # answered 400
         self.ephemerals: list[dict[str, Any]] = []
         self.messages: dict[tuple[str, str], Message] = {}
         self.problems: list[str] = []
@@ -1161,6 +1176,14 @@ class SlackStandIn:
                     )
                     self._send(status, answer, headers)
                 elif path.startswith("/respond/"):
+                    # As an incoming webhook: blocks Slack refuses are a 400 whose body
+                    # names the error, and nothing is shown.
+                    refused = respond_problem(args)
+                    if refused is not None:
+                        with standin._lock:
+                            standin.refused_responses.append((path[len("/respond/") :], args))
+                        self._send(400, refused)
+                        return
                     with standin._lock:
                         standin.responses.append((path[len("/respond/") :], args))
                     self._send(200, "ok")

@@ -1,0 +1,92 @@
+"""What one Continue click costs the database, counted on PostgreSQL with SQLAlchemy's events.
+
+The click's own work is what the bot does for it on the thread that handles it (the
+`slack-work` pool): the replay guard, the permission check, the decision. The next phase
+(the engine's `cutover-run` pool) and the redraws (the outbox) are counted apart: they are
+the phase's and the messages' work, not the click's (issue 19)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from bot.db import Database
+from tests.slack_harness import running_bot
+from tests.small_runbook import small_runbook
+
+GATE_READ = re.compile(r"^\s*SELECT\b.*\b(FROM|JOIN)\s+gate\b", re.IGNORECASE | re.DOTALL)
+DECISION = re.compile(r"^\s*UPDATE gate SET status=", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Seen:
+    thread: str
+    what: str  # "commit", "checkout" or "sql"
+    statement: str = ""
+
+
+@contextmanager
+def counting(engine: Engine) -> Iterator[list[Seen]]:
+    """Every commit, pool checkout and statement sent through `engine`, with its thread.
+    Checkouts count the transactions that bypass the ORM (`Database.dbapi_transaction`)."""
+    seen: list[Seen] = []
+    lock = threading.Lock()
+
+    def note(what: str, statement: str = "") -> None:
+        with lock:
+            seen.append(Seen(threading.current_thread().name, what, statement))
+
+    def on_commit(_conn: Any) -> None:
+        note("commit")
+
+    def on_checkout(*_args: Any) -> None:
+        note("checkout")
+
+    def on_statement(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        note("sql", statement)
+
+    hooks = [
+        (engine, "commit", on_commit),
+        (engine.pool, "checkout", on_checkout),
+        (engine, "before_cursor_execute", on_statement),
+    ]
+    for target, name, fn in hooks:
+        event.listen(target, name, fn)
+    try:
+        yield seen
+    finally:
+        for target, name, fn in hooks:
+            event.remove(target, name, fn)
+
+
+def test_a_continue_click_reads_the_gate_once_and_commits_twice(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    with running_bot(pg_db, small_runbook(tmp_path)) as bot:
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        one = bot.checkpoint(run_id, 1)
+        assert bot.service.surface.outbox.settle(timeout=10)
+        with counting(pg_db.engine) as seen:
+            bot.click(one, "gate_continue", user="U2")
+            bot.wait_text(one, "*Approved* by <@U2>")
+            bot.checkpoint(run_id, 2)
+            assert bot.service.surface.outbox.settle(timeout=10)
+        click = [s for s in seen if s.thread.startswith("slack-work")]
+        sql = [s.statement for s in click if s.what == "sql"]
+        # The counted thread is the one that decided (else this test would count nothing).
+        assert [q for q in sql if DECISION.match(q)], sql
+        gate_reads = [q for q in sql if GATE_READ.match(q)]
+        assert len(gate_reads) == 1, gate_reads
+        assert "FOR UPDATE" in gate_reads[0]  # the one read is the decision's, under its lock
+        commits = sum(1 for s in click if s.what == "commit")
+        checkouts = sum(1 for s in click if s.what == "checkout")
+        assert commits <= 2 and checkouts <= 2, (commits, checkouts, sql)
