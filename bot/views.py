@@ -190,8 +190,8 @@ def run_view(db: Database, runbook: Runbook, run_id: int) -> RunView | None:
         phase_index=run.phase_index,
         rollback_reason=run.rollback_reason,
         rolled_back_by=run.rolled_back_by,
-        estimate_min=sum(p.estimate_minutes.min for p in runbook.phases),
-        estimate_max=sum(p.estimate_minutes.max for p in runbook.phases),
+        estimate_min=runbook.estimate().min,
+        estimate_max=runbook.estimate().max,
         phases=lines,
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.notices import RESULT_INDENT, START_ITEMS_HEAD, ItemState, item_line, result_status
 from bot.text import ICONS as TEXT_ICONS
+from bot.text import minutes_range
 from bot.views import STATUS_WORDS, GateView, RunView
 
 Mask = Callable[[str], str]
@@ -282,7 +283,7 @@ def run_message(
     blocks.append(
         section(
             f"{RUN_ICONS.get(view.status, '•')} *{escape(state)}* · elapsed {elapsed:.0f} min of "
-            f"an estimated {view.estimate_min}-{view.estimate_max} min\n"
+            f"an estimated {minutes_range(view.estimate_min, view.estimate_max)}\n"
             f"Started by {mention(view.requested_by)} at {when(view.started_at)} · runbook "
             f"_{escape(mask(view.runbook))}_"
         )
