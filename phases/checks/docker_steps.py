@@ -83,18 +83,24 @@ def _engine_url(client: Any | None) -> str:
 
 
 @contextmanager
-def _docker(ctx: StepContext) -> Iterator[Any]:
-    """The step's Docker client; any failure to talk to the engine becomes EngineUnreachable."""
+def _docker(ctx: StepContext, host: str | None = None) -> Iterator[Any]:
+    """The step's Docker client; any failure to talk to the engine becomes EngineUnreachable.
+    `host` (a step's `docker_host`: the runbook's "if running on a different host") names the
+    engine; empty or None: `ctx.docker_factory`, else DOCKER_HOST."""
     client: Any | None = None
-    owned = ctx.docker_factory is None
+    owned = ctx.docker_factory is None or bool(host)
     try:
         try:
-            if ctx.docker_factory is not None:
+            if host:
+                client = docker.DockerClient(base_url=host, timeout=max(5, int(ctx.timeout)))
+            elif ctx.docker_factory is not None:
                 client = ctx.docker_factory()
             else:
                 client = docker.from_env(timeout=max(5, int(ctx.timeout)))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            where = _factory_url(ctx.docker_factory) if ctx.docker_factory else _engine_url(None)
+            where = host or (
+                _factory_url(ctx.docker_factory) if ctx.docker_factory else _engine_url(None)
+            )
             raise EngineUnreachable(
                 f"Docker engine unreachable at {where}: {_short_reason(exc)}"
             ) from None
@@ -104,7 +110,7 @@ def _docker(ctx: StepContext) -> Iterator[Any]:
             raise  # the engine answered: not an unreachable engine
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise EngineUnreachable(
-                f"Docker engine unreachable at {_engine_url(client)}: {_short_reason(exc)}"
+                f"Docker engine unreachable at {host or _engine_url(client)}: {_short_reason(exc)}"
             ) from None
     finally:
         if owned and client is not None:
