@@ -18,19 +18,18 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from phases.checks import docker_steps
-from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
+from phases.checks.base import Status, StepContext, StepKind, StepResult, register
 
 NO_THRESHOLD = "no threshold (the runbook gives none): shown, not judged"
 
 
-class DiskParams(StepParams):
+class DiskParams(docker_steps.DockerHostParams):
     path: str = "/"
     # None: the runbook gives no threshold, so the usage is shown and not judged.
     max_used_percent: float | None = Field(default=None, gt=0, le=100)
     container: str | None = None  # df inside this container (its name)
     project: str | None = None  # or inside the running container of project + service
     service: str | None = None
-    docker_host: str | None = None  # the engine of the container; default DOCKER_HOST
 
     @model_validator(mode="after")
     def one_target(self) -> DiskParams:
