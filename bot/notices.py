@@ -34,11 +34,8 @@ def duration(seconds: float) -> str:
 
 
 def expected_duration(runbook: Runbook) -> str:
-    if runbook.estimated_duration:
-        return runbook.estimated_duration
-    lo = sum(p.estimate_minutes.min for p in runbook.phases)
-    hi = sum(p.estimate_minutes.max for p in runbook.phases)
-    return f"{lo} min" if lo == hi else f"{lo}-{hi} min"
+    """The runbook's one estimate (Runbook.estimate_text), as every message prints it."""
+    return runbook.estimate_text()
 
 
 def checklist(title: str, items: Sequence[ChecklistItem | str]) -> str:

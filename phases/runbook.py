@@ -497,6 +497,19 @@ _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")  # a Slack channel id, not a #nam
 _PRODUCTION_LIKE = re.compile(r"^(prod|production|prd|live)([-_].*)?$")
 
 
+_HEADER_SPAN = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*(h|hours?|min|minutes?)\s*", re.IGNORECASE)
+
+
+def _header_minutes(header: str) -> tuple[int, int] | None:
+    """ "2-4 hours" → (120, 240), "90 min" → (90, 90); other words → None (quoted as given)."""
+    m = _HEADER_SPAN.fullmatch(header)
+    if m is None:
+        return None
+    unit = 60 if m.group(3).lower().startswith("h") else 1
+    lo = int(m.group(1))
+    return lo * unit, int(m.group(2) or lo) * unit
+
+
 class Runbook(Strict):
     name: str
     version: str = "1"  # the runbook's own version; the file format's is `format:`
@@ -716,6 +729,25 @@ class Runbook(Strict):
                 if env.override_quorum is None and (problem := env.override_problem())
             ]
         return out
+
+    def estimate(self) -> Estimate:
+        """The run's one estimated duration: the sum of its phases' estimates, the numbers the
+        bot times each phase against. The notice, the start line, the status and the run's
+        message all print this (via estimate_text), so no two places give two estimates."""
+        return Estimate(
+            min=sum(p.estimate_minutes.min for p in self.phases),
+            max=sum(p.estimate_minutes.max for p in self.phases),
+        )
+
+    def estimate_text(self) -> str:
+        """The estimate in words; where the runbook's header (`estimated_duration`) gives
+        another span, it is quoted beside it as the header's words, never as a second
+        estimate ("105-115 min by its phases (the runbook's header says 2-4 hours)")."""
+        est = self.estimate()
+        header = self.estimated_duration
+        if not header or _header_minutes(header) == (est.min, est.max):
+            return str(est)
+        return f"{est} by its phases (the runbook's header says {header})"
 
     def start_items(self) -> list[ChecklistItem]:
         """The pre-cutover items that must be done before a cutover may start."""

@@ -53,10 +53,16 @@ BACKEND_COMMAND = [
     "-c",
     f"echo '{NEST_STARTED}'; echo '{STARTUP_LINE}'; trap 'exit 0' TERM; sleep 3600 & wait",
 ]
+# The db holds PostgreSQL's data directory, where Phase 9's disk check runs df.
+DB_COMMAND = [
+    "sh",
+    "-c",
+    "mkdir -p /var/lib/postgresql/data; trap 'exit 0' TERM; sleep 3600 & wait",
+]
 SERVICES = {
     name: {
         "build": ".",
-        "command": BACKEND_COMMAND if name == "backend" else SERVICE_COMMAND,
+        "command": {"backend": BACKEND_COMMAND, "db": DB_COMMAND}.get(name, SERVICE_COMMAND),
         "healthcheck": {"test": ["CMD", "true"], "interval": "1s", "retries": 3},
         "mem_limit": "64m",
     }

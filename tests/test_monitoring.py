@@ -285,7 +285,11 @@ def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its
     compose.write(  # every service the monitoring phase checks, each with a healthcheck
         {
             "backend": {"command": ["sleep", "3600"], "mem_limit": "32m", "healthcheck": healthy},
-            "db": {"command": ["sleep", "3600"], "mem_limit": "64m", "healthcheck": healthy},
+            "db": {  # with PostgreSQL's data directory: the disk check's df runs there
+                "command": ["sh", "-c", "mkdir -p /var/lib/postgresql/data && sleep 3600"],
+                "mem_limit": "64m",
+                "healthcheck": healthy,
+            },
             "redis": {"command": ["sleep", "3600"], "healthcheck": healthy},
             "nginx": {"command": ["sleep", "3600"], "healthcheck": healthy},
         }
@@ -378,3 +382,4 @@ def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its
     assert summary["health"][0] == "fail" and "round(s) 2 of 7" in summary["health"][1]
     assert summary["resources"][0] == "fail" and "round(s) 3 of 7" in summary["resources"][1]
     assert summary["disk"][0] == "pass" and summary["db-connections"][0] == "pass"
+    assert f"last: /var/lib/postgresql/data in {compose.project}/db " in summary["disk"][1]

@@ -162,7 +162,7 @@ def test_notices_fire_at_their_times_to_their_channels_once(db: Database, tmp_pa
         "📣 Production cutover starting in 1 hour",
         "Environment: prod",
         "Start: Sun 2026-03-01 14:00 UTC",
-        "Expected duration: 2-4 hours",
+        "Expected duration: 15-20 min by its phases (the runbook's header says 2-4 hours)",
         "Where it runs: #cutover",
     ]
     [check] = surface.scheduled("t-1h-checklist")

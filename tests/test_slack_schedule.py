@@ -122,7 +122,7 @@ def test_schedule_commands_notices_and_the_start_button(
         for needle in (
             "Environment: prod",
             "Start: Sun 2026-03-01 14:00 UTC",
-            "Expected duration: 2-4 hours",
+            "Expected duration: 15-20 min by its phases (the runbook's header says 2-4 hours)",
             f"Where it runs: <#{RUN_CHANNEL}>",
         ):
             assert needle in text

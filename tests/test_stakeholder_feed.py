@@ -74,7 +74,8 @@ def test_start_phase_passed_completion_and_record_reach_the_stakeholders(
     Scheduler(engine).tick()
     messages = feed(surface)
     assert messages[0] == (
-        f"🚀 Feed: cutover of prod started by alice (run #{run.id}); expected 2-4 hours."
+        f"🚀 Feed: cutover of prod started by alice (run #{run.id}); expected 5 min by its phases "
+        "(the runbook's header says 2-4 hours)."
     )
     assert messages[1] == f"✅ prod: Phase 6 (Smoke test) passed (run #{run.id})."
     assert messages[2] == f"🎉 prod: cutover completed (run #{run.id})."

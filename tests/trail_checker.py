@@ -1084,7 +1084,7 @@ def t1_notice_rules(schedule_id: int) -> Checker:
     def configured(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         rb = t.runbook
         said = {
-            "Expected duration": rb.estimated_duration,
+            "Expected duration": rb.estimate_text(),
             "User impact": rb.user_impact,
             "Contacts": "; ".join(f"{x.role}: {x.who}" for x in rb.contacts),
         }.get(m.group(1), "; ".join(st.name for st in rb.rollback))

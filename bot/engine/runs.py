@@ -122,7 +122,7 @@ class Runs(Locks):
             run.id,
             f"🚀 {self.runbook.name}: cutover of {env_name} started by {actor.label} "
             f"(run #{run.id}{', DRY RUN' if dry_run else ''}); expected "
-            f"{self.runbook.estimated_duration or 'duration not given'}.",
+            f"{self.runbook.estimate_text()}.",
         )
         self.spawn(self.advance, run.id)
         return run

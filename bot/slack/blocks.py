@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.notices import RESULT_INDENT, START_ITEMS_HEAD, ItemState, item_line, result_status
 from bot.text import ICONS as TEXT_ICONS
+from bot.text import minutes_range
 from bot.views import STATUS_WORDS, GateView, RunView
 
 Mask = Callable[[str], str]
@@ -286,7 +287,7 @@ def run_message(
         section(
             f"{RUN_ICONS.get(view.status, '•')} *{escape(state)}* · elapsed {elapsed:.0f} min"
             + (
-                f" of an estimated {view.estimate_min}-{view.estimate_max} min\n"
+                f" of an estimated {minutes_range(view.estimate_min, view.estimate_max)}\n"
                 if view.reverts is None
                 else "\n"
             )

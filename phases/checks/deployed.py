@@ -27,7 +27,7 @@ from phases.checks.base import Status, StepContext, StepKind, StepParams, StepRe
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")  # SHA-1 or SHA-256 object names
 
 
-class DeployedParams(StepParams):
+class DeployedParams(docker_steps.DockerHostParams):
     repo: str = Field(min_length=1)  # the environment's checkout (the deploy phase's cwd)
     project: str = Field(min_length=1)  # its compose project
     git: list[str] = Field(default_factory=lambda: ["git"], min_length=1)  # argv prefix
@@ -63,7 +63,7 @@ def _commit(params: DeployedParams, ctx: StepContext) -> tuple[str | None, str]:
 
 
 def _images(params: DeployedParams, ctx: StepContext) -> list[dict[str, Any]]:
-    with docker_steps._docker(ctx) as client:
+    with docker_steps._docker(ctx, params.docker_host) as client:
         containers = docker_steps._project_containers(client, params.project, all_states=False)
         names = docker_steps._display_names(containers)
         out: list[dict[str, Any]] = []

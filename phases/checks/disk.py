@@ -1,31 +1,97 @@
-"""Disk space on the host (phase 9: "Monitor disk space: df -h")."""
+"""Disk space (phase 9: "Monitor disk space: df -h").
+
+On the bot's host by default; with `container` (a name, like the runbook's
+`docker exec nostrmaxi-postgres`) or `project` + `service` (the compose project's db), `df`
+runs inside that container through the Docker SDK's exec, on the production data volume
+(`path`, e.g. /var/lib/postgresql/data), so the disk that fills is the one measured.
+
+The runbook gives no threshold for disk space, so none is assumed: without
+`max_used_percent` the usage is shown and the evidence says it was not judged.
+"""
 
 from __future__ import annotations
 
+import math
 import shutil
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
+from phases.checks import docker_steps
+from phases.checks.base import Status, StepContext, StepKind, StepResult, register
+
+NO_THRESHOLD = "no threshold (the runbook gives none): shown, not judged"
 
 
-class DiskParams(StepParams):
+class DiskParams(docker_steps.DockerHostParams):
     path: str = "/"
-    max_used_percent: float = Field(default=90.0, gt=0, le=100)
+    # None: the runbook gives no threshold, so the usage is shown and not judged.
+    max_used_percent: float | None = Field(default=None, gt=0, le=100)
+    container: str | None = None  # df inside this container (its name)
+    project: str | None = None  # or inside the running container of project + service
+    service: str | None = None
+
+    @model_validator(mode="after")
+    def one_target(self) -> DiskParams:
+        if self.container and (self.project or self.service):
+            raise ValueError("give container, or project and service, not both")
+        if bool(self.project) != bool(self.service):
+            raise ValueError("project and service go together (the container to run df in)")
+        return self
+
+
+def _judge(where: str, used: float, free_bytes: int, p: DiskParams) -> StepResult:
+    limit = NO_THRESHOLD if p.max_used_percent is None else f"max {p.max_used_percent:g}%"
+    evidence = f"{where} {used:.0f}% used, {free_bytes / 2**30:.1f} GiB free ({limit})"
+    ok = p.max_used_percent is None or used <= p.max_used_percent
+    details: dict[str, Any] = {"used_percent": round(used, 1), "free_bytes": free_bytes}
+    if p.max_used_percent is None:
+        details["threshold"] = None
+    return StepResult(Status.PASS if ok else Status.FAIL, evidence, details=details)
+
+
+def _in_container(p: DiskParams, ctx: StepContext) -> StepResult:
+    def go() -> StepResult:
+        with docker_steps._docker(ctx, p.docker_host) as client:
+            if p.container:
+                found = [c for c in client.containers.list() if c.name == p.container]
+                label = f"container {p.container}"
+            else:
+                assert p.project is not None
+                found = [
+                    c
+                    for c in docker_steps._project_containers(client, p.project, all_states=False)
+                    if docker_steps._service(c) == p.service
+                ]
+                label = f"{p.project}/{p.service}"
+            if not found:
+                return StepResult(Status.ERROR, f"cannot run df: no running {label}")
+            code, out = found[0].exec_run(["df", "-P", "-k", p.path])
+            text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+            rows = text.strip().splitlines()
+            if code != 0 or len(rows) < 2 or len(rows[-1].split()) < 6:
+                last = rows[-1] if rows else "no output"
+                return StepResult(
+                    Status.ERROR, f"df -P {p.path} in {label} failed (exit {code}): {last[:160]}"
+                )
+            _fs, _blocks, used_k, avail_k = rows[-1].split()[:4]
+            used, avail = int(used_k), int(avail_k)
+            # df's own Use%: used of what a non-root user could use, rounded up.
+            pct = math.ceil(100 * used / (used + avail)) if used + avail else 0
+            return _judge(f"{p.path} in {label}", float(pct), avail * 1024, p)
+
+    return docker_steps._guarded(go)
 
 
 def check_disk(p: DiskParams, ctx: StepContext) -> StepResult:
+    if p.container or p.project:
+        return _in_container(p, ctx)
     try:
         usage = shutil.disk_usage(p.path)
     except OSError as exc:
         return StepResult(Status.ERROR, f"cannot read disk usage of {p.path}: {exc.strerror}")
     used = 100.0 * usage.used / usage.total if usage.total else 0.0
-    free_gib = usage.free / 2**30
-    evidence = f"{p.path} {used:.0f}% used, {free_gib:.1f} GiB free (max {p.max_used_percent:g}%)"
-    status = Status.PASS if used <= p.max_used_percent else Status.FAIL
-    return StepResult(
-        status, evidence, details={"used_percent": round(used, 1), "free_bytes": usage.free}
-    )
+    return _judge(p.path, used, usage.free, p)
 
 
 register(StepKind(name="disk", params=DiskParams, run=check_disk))

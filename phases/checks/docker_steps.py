@@ -83,18 +83,24 @@ def _engine_url(client: Any | None) -> str:
 
 
 @contextmanager
-def _docker(ctx: StepContext) -> Iterator[Any]:
-    """The step's Docker client; any failure to talk to the engine becomes EngineUnreachable."""
+def _docker(ctx: StepContext, host: str | None = None) -> Iterator[Any]:
+    """The step's Docker client; any failure to talk to the engine becomes EngineUnreachable.
+    `host` (a step's `docker_host`: the runbook's "if running on a different host") names the
+    engine; empty or None: `ctx.docker_factory`, else DOCKER_HOST."""
     client: Any | None = None
-    owned = ctx.docker_factory is None
+    owned = ctx.docker_factory is None or bool(host)
     try:
         try:
-            if ctx.docker_factory is not None:
+            if host:
+                client = docker.DockerClient(base_url=host, timeout=max(5, int(ctx.timeout)))
+            elif ctx.docker_factory is not None:
                 client = ctx.docker_factory()
             else:
                 client = docker.from_env(timeout=max(5, int(ctx.timeout)))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            where = _factory_url(ctx.docker_factory) if ctx.docker_factory else _engine_url(None)
+            where = host or (
+                _factory_url(ctx.docker_factory) if ctx.docker_factory else _engine_url(None)
+            )
             raise EngineUnreachable(
                 f"Docker engine unreachable at {where}: {_short_reason(exc)}"
             ) from None
@@ -104,12 +110,31 @@ def _docker(ctx: StepContext) -> Iterator[Any]:
             raise  # the engine answered: not an unreachable engine
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise EngineUnreachable(
-                f"Docker engine unreachable at {_engine_url(client)}: {_short_reason(exc)}"
+                f"Docker engine unreachable at {host or _engine_url(client)}: {_short_reason(exc)}"
             ) from None
     finally:
         if owned and client is not None:
             with suppress(Exception):  # closing is best effort
                 client.close()
+
+
+class DockerHostParams(StepParams):
+    """Base of the Docker step kinds' params: `docker_host` names the engine a step talks to
+    (the runbook's "if running on a different host/port": the old deployment elsewhere),
+    as unix:///path, tcp://host:port or ssh://user@host, `${VAR}`-able through a runbook
+    var; empty or absent: the bot's DOCKER_HOST."""
+
+    docker_host: str | None = None
+
+    @field_validator("docker_host")
+    @classmethod
+    def engine_url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"(unix|tcp|ssh|http|https)://", value):
+            raise ValueError(
+                f"docker_host {value!r} is not an engine address: write it as "
+                "unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST"
+            )
+        return value or None
 
 
 def _guarded(fn: Callable[[], StepResult]) -> StepResult:
@@ -160,7 +185,7 @@ def _join(names: Iterable[str]) -> str:
 # --------------------------------------------------------------------- docker_containers
 
 
-class ContainersParams(StepParams):
+class ContainersParams(DockerHostParams):
     project: str = Field(min_length=1)
     services: list[str] = Field(default_factory=list)  # empty: every container of the project
     expect: Literal["running", "healthy", "absent"] = "healthy"
@@ -312,7 +337,7 @@ def _running_named(client: Any, pattern: str | None, known: set[str]) -> list[st
 
 def run_containers(params: ContainersParams, ctx: StepContext) -> StepResult:
     def go() -> StepResult:
-        with _docker(ctx) as client:
+        with _docker(ctx, params.docker_host) as client:
             start = ctx.clock.monotonic()
             budget = _budget(params.wait_seconds, ctx)
             while True:
@@ -374,7 +399,7 @@ DOCKER_CONTAINERS = register(
 # ------------------------------------------------------------------------ docker_images
 
 
-class ImagesParams(StepParams):
+class ImagesParams(DockerHostParams):
     # "repo:tag" matches exactly; a name without a tag matches every repo starting with it,
     # as `docker images | grep nostrmaxi` would.
     names: list[str] = Field(default_factory=list)
@@ -492,7 +517,7 @@ def _created_epoch(value: Any) -> float | None:
 
 def run_images(params: ImagesParams, ctx: StepContext) -> StepResult:
     def go() -> StepResult:
-        with _docker(ctx) as client:
+        with _docker(ctx, params.docker_host) as client:
             images = client.images.list()
         now = ctx.clock.now()
         if params.built_after_run_start and ctx.run_started_at is None:
@@ -578,7 +603,7 @@ DOCKER_IMAGES = register(
 # ------------------------------------------------------------------------- docker_stats
 
 
-class StatsParams(StepParams):
+class StatsParams(DockerHostParams):
     project: str = Field(min_length=1)
     max_memory_percent: float = Field(default=80.0, gt=0, le=100)
     max_cpu_percent: float = Field(default=70.0, gt=0)
@@ -658,7 +683,7 @@ def _fmt_mib(n: float) -> str:
 
 def run_stats(params: StatsParams, ctx: StepContext) -> StepResult:
     def go() -> StepResult:
-        with _docker(ctx) as client:
+        with _docker(ctx, params.docker_host) as client:
             containers = _project_containers(client, params.project, all_states=False)
             if not containers:
                 return StepResult(Status.FAIL, f"no running containers of {params.project}")
@@ -745,7 +770,7 @@ DOCKER_STATS = register(
 # -------------------------------------------------------------------------- docker_stop
 
 
-class StopParams(StepParams):
+class StopParams(DockerHostParams):
     project: str = Field(min_length=1)
     timeout: int = Field(default=30, ge=0, le=600)  # grace period before SIGKILL
     remove: bool = True  # `down` removes the containers and the project's networks
@@ -763,9 +788,12 @@ def _stop_text(params: StopParams, count: int | None, names: list[str]) -> str:
 
 
 def describe_stop(params: StopParams) -> str:
-    """What a dry run reports: counts the containers when DOCKER_HOST answers quickly."""
+    """What a dry run reports: counts the containers when its engine answers quickly."""
     try:
-        client = docker.from_env(timeout=3)
+        host = params.docker_host
+        client = (
+            docker.DockerClient(base_url=host, timeout=3) if host else docker.from_env(timeout=3)
+        )
     except Exception:
         return _stop_text(params, None, [])
     try:
@@ -780,7 +808,7 @@ def describe_stop(params: StopParams) -> str:
 
 def run_stop(params: StopParams, ctx: StepContext) -> StepResult:
     def go() -> StepResult:
-        with _docker(ctx) as client:
+        with _docker(ctx, params.docker_host) as client:
             running = _project_containers(client, params.project, all_states=False)
             names = _display_names(running)
             if ctx.dry_run:

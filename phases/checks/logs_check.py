@@ -30,6 +30,7 @@ from phases.checks.base import (
 )
 from phases.checks.command import TAIL_BYTES
 from phases.checks.docker_steps import (
+    DockerHostParams,
     _budget,
     _display_names,
     _docker,
@@ -64,7 +65,7 @@ class LineCount(StepParams):
         return value
 
 
-class LogsParams(StepParams):
+class LogsParams(DockerHostParams):
     project: str = Field(min_length=1)
     services: list[str] = Field(default_factory=list)  # empty: every container of the project
     since_minutes: int | None = Field(default=None, ge=1, le=24 * 60)  # None: since phase start
@@ -160,7 +161,7 @@ def run_logs(params: LogsParams, ctx: StepContext) -> StepResult:
 
     def go() -> StepResult:
         since, window = _since(params, ctx)
-        with _docker(ctx) as client:
+        with _docker(ctx, params.docker_host) as client:
             start = ctx.clock.monotonic()
             budget = _budget(params.wait_seconds, ctx)
             while True:

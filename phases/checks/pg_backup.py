@@ -60,7 +60,7 @@ _PG_ENV = {
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
-class BackupParams(StepParams):
+class BackupParams(docker_steps.DockerHostParams):
     database_url: str = Field(min_length=1)
     dir: str = Field(min_length=1)  # where backups are kept (created if missing)
     prefix: str = Field(default="cutover", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
@@ -357,7 +357,7 @@ def _dump_in_container(
     label = params.where_dumped()
 
     def work() -> StepResult | None:
-        with docker_steps._docker(ctx) as client:
+        with docker_steps._docker(ctx, params.docker_host) as client:
             if params.container:
                 try:
                     container = client.containers.get(params.container)

@@ -1,0 +1,72 @@
+"""Phase 9 "Monitor disk space: df -h" on the production data volume: df runs inside the db
+container (Docker exec) on PostgreSQL's data directory, and with no threshold in the runbook
+none is invented: the usage is shown and the evidence says it was not judged."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from phases.checks.base import Status, StepContext
+from phases.checks.disk import DiskParams, check_disk
+from phases.checks.docker_steps import PROJECT_LABEL, SERVICE_LABEL
+from tests.docker_fixtures import BASE_IMAGE, docker_client  # noqa: F401
+from tests.nostrmaxi_lines import run_shipped, shipped_step
+
+DATA = "/var/lib/postgresql/data"
+
+
+@pytest.fixture
+def db_container(docker_client: Any) -> Iterator[tuple[str, Any]]:  # noqa: F811
+    """A running `db` service whose data directory is its own 8 MiB volume, 7 MiB full."""
+    project = f"cutover-t{uuid.uuid4().hex[:8]}"
+    c = docker_client.containers.run(
+        BASE_IMAGE,
+        ["sleep", "3600"],
+        name=f"{project}-db-1",
+        labels={PROJECT_LABEL: project, SERVICE_LABEL: "db"},
+        tmpfs={DATA: "size=8m"},
+        detach=True,
+    )
+    try:
+        code, out = c.exec_run(["dd", "if=/dev/zero", f"of={DATA}/fill", "bs=1048576", "count=7"])
+        assert code == 0, out
+        yield project, c
+    finally:
+        c.remove(force=True)
+
+
+@pytest.mark.docker
+def test_shipped_disk_check_reads_the_db_container_s_data_volume_unjudged(
+    db_container: tuple[str, Any],
+) -> None:
+    project, _ = db_container
+    _, params = shipped_step("monitoring", "disk")
+    assert params.max_used_percent is None  # the runbook gives no threshold
+    result = run_shipped("monitoring", "disk", StepContext(timeout=30), compose_project=project)
+    assert result.status is Status.PASS, result.evidence
+    assert result.evidence.startswith(f"{DATA} in {project}/db 88% used, 0.0 GiB free")
+    assert result.evidence.endswith("(no threshold (the runbook gives none): shown, not judged)")
+    assert result.details["used_percent"] == 88 and result.details["threshold"] is None
+
+
+@pytest.mark.docker
+def test_a_threshold_the_runbook_gives_fails_a_fuller_volume(
+    db_container: tuple[str, Any],
+) -> None:
+    _, c = db_container
+    params = DiskParams(container=c.name, path=DATA, max_used_percent=80)
+    result = check_disk(params, StepContext(timeout=30))
+    assert result.status is Status.FAIL, result.evidence
+    assert result.evidence == f"{DATA} in container {c.name} 88% used, 0.0 GiB free (max 80%)"
+
+
+@pytest.mark.docker
+def test_no_running_db_container_is_an_error_naming_it(docker_client: Any) -> None:  # noqa: F811
+    params = DiskParams(project="cutover-tnone", service="db", path=DATA)
+    result = check_disk(params, StepContext(timeout=30))
+    assert result.status is Status.ERROR
+    assert result.evidence == "cannot run df: no running cutover-tnone/db"
