@@ -25,9 +25,11 @@
 #   8. ruff check ., mypy bot commands phases, lint-imports (the layers in pyproject.toml),
 #      deptry (every package the code or the tests import directly is declared in
 #      pyproject.toml, none arrives only through another; the code imports no test-only
-#      package), pytest -q -n 4 --dist worksteal --durations=20 PYTEST_ARGS: four xdist workers
+#      package), pytest -q -n 4 --dist worksteal --durations=20 -m "not serial" PYTEST_ARGS: four xdist workers
 #      on any number of cores (the tests mostly wait: Docker, subprocesses, sockets), each
-#      test with its own databases and Docker names; the 20 slowest tests are printed.
+#      test with its own databases and Docker names; the 20 slowest tests are printed; the
+#      tests marked `serial` (bounds in wall time) are left out there and run after it,
+#      alone: pytest -q -n 0 -m serial PYTEST_ARGS.
 #
 # Exit 0 when all the checks pass, 1 when any failed (pytest's exit 5, "no tests ran", is a
 # failure); a set-up step that fails stops the run with its own exit code before any check.
@@ -146,6 +148,8 @@ run() {
     "$@" || rc=$?
     if ((rc == 0)); then
         echo "----- $name: ok"
+    elif [[ "$name" == pytest-serial && $rc == 5 ]]; then
+        echo "----- $name: ok (no test of this selection is marked serial)"
     elif [[ "$name" == pytest && $rc == 5 ]]; then
         echo "----- $name: FAILED (exit 5: no tests were collected)"
         failed+=("$name")
@@ -160,7 +164,9 @@ run mypy "$PY" -m mypy bot commands phases
 run import-linter "$(dirname "$PY")/lint-imports"
 run deptry "$(dirname "$PY")/deptry" --no-ansi .
 run deptry-tests "$(dirname "$PY")/deptry" --no-ansi tests --exclude '\.venv' --ignore DEP002,DEP004
-run pytest "$PY" -m pytest -q -n 4 --dist worksteal --durations=20 "$@"
+run pytest "$PY" -m pytest -q -n 4 --dist worksteal --durations=20 -m "not serial" "$@"
+# Tests of bounds in wall time (marker `serial`) run alone, not beside four busy workers.
+run pytest-serial "$PY" -m pytest -q -n 0 --durations=5 -m serial "$@"
 
 echo
 if ((${#failed[@]})); then

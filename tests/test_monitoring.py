@@ -274,6 +274,7 @@ def wait_healthy(client: Any, project: str) -> None:
 
 
 @pytest.mark.docker
+@pytest.mark.timeout(400)  # seven rounds of the shipped checks, each sampling CPU for 8 s
 def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its_memory_limit(
     sqlite_db: Database,
     tmp_path: Path,

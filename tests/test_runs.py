@@ -43,13 +43,16 @@ def evidence(view: Any) -> str:
 
 
 def finish_monitoring(engine: Engine, run_id: int) -> bool:
-    """Phase 9 checks in rounds for 30 minutes (bot.monitoring): jump the scheduler to the
-    window's end, so its last round runs and the gate opens (tests/test_monitoring.py
-    walks the rounds one by one)."""
+    """Phase 9 checks in rounds, every 5 minutes for 30 (bot.monitoring): the scheduler is
+    ticked at each round's time in turn, so every round runs and the gate opens after the
+    last. (Jumping to the window's end would leave rounds 2-6 missed, and a missed round
+    fails the window: the golden rule.)"""
     view = run_view(engine.db, engine.runbook, run_id)
     if view is None or not any(p.status == "monitoring" for p in view.phases):
         return False
-    Scheduler(engine).tick(engine.now() + timedelta(hours=1))
+    scheduler, base = Scheduler(engine), engine.now()
+    for k in range(1, 8):  # rounds 2..7, then the window's end
+        scheduler.tick(base + timedelta(minutes=5 * k))
     return True
 
 
@@ -95,6 +98,7 @@ def assert_no_secret_anywhere(db: Database, standin: Standin, run_id: int) -> No
         assert secret not in exported
 
 
+@pytest.mark.timeout(400)  # seven monitoring rounds, each sampling CPU for 8 s
 def test_pass_path_runs_every_phase_and_completes(
     db: Database, standin: Standin, docker_client: Any
 ) -> None:
@@ -176,6 +180,7 @@ def test_failed_migration_restores_the_database_then_rolls_back(
     assert containers(docker_client, standin.old_project) == {"backend": "running"}
 
 
+@pytest.mark.timeout(400)  # seven monitoring rounds, each sampling CPU for 8 s
 def test_restart_mid_gate_resumes_the_same_run(
     db: Database, standin: Standin, docker_client: Any
 ) -> None:

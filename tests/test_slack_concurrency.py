@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 from bot import audit
@@ -13,6 +14,9 @@ from bot.models import Gate, Vote
 from standins.slack import Sent
 from tests.slack_harness import running_bot, wait_for
 from tests.small_runbook import small_runbook
+
+# Slack's 3 s acknowledgement, measured in wall time: run alone, after the parallel part.
+pytestmark = pytest.mark.serial
 
 
 def decided(db: Database, run_id: int) -> list[str]:

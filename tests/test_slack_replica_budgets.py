@@ -28,7 +28,7 @@ from tests.slack_harness import CHANNEL, TOKEN, Bot, running_bot, wait_for
 from tests.small_runbook import small_runbook
 from tests.test_slack_home import text_of
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.serial]  # gaps in wall time: run alone
 
 SPEED = 10.0  # the stand-in's rate clock runs this much faster than real time
 
