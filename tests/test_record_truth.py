@@ -244,7 +244,9 @@ def test_a_run_rolled_back_after_a_retry_records_the_failures_the_retry_and_the_
     assert "Reason: flag stays" in text and "Rollback Triggered: YES" in text
 
 
-def test_a_run_aborted_while_a_check_runs_records_the_abort(db: Database, tmp_path: Path) -> None:
+def aborted_while_a_check_runs(db: Database, tmp_path: Path) -> tuple[Engine, int]:
+    """A run BOB aborts at 14:03 ("payments down") while phase two's `sleep 1` check runs;
+    returned once it is rolled back and its engine shut down."""
     clock = clock_at(START)
     engine, _ = make_engine(db, truth_runbook(tmp_path, slow=True), clock)
     run = engine.start_run("prod", ALICE)
@@ -262,8 +264,12 @@ def test_a_run_aborted_while_a_check_runs_records_the_abort(db: Database, tmp_pa
                 break
         time.sleep(0.05)
     engine.shutdown()
+    return engine, run.id
 
-    text = checked(engine, run.id)
+
+def test_a_run_aborted_while_a_check_runs_records_the_abort(db: Database, tmp_path: Path) -> None:
+    engine, run_id = aborted_while_a_check_runs(db, tmp_path)
+    text = checked(engine, run_id)
     issues = section(text, "Issues Encountered")
     assert issues[0] == "rolled back: aborted: payments down"
     assert "aborted by T1:U2 at 14:03 UTC while a phase was executing" in issues

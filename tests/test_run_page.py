@@ -7,16 +7,20 @@ status, and the chain verified. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
 from bot.db import Database
 from bot.engine import Engine
-from bot.models import Run
 from bot.runpage import page, render
 from tests.schedule_helpers import ALICE, BOB, START, clock_at, make_engine, set_clock
-from tests.test_record_truth import MIN, completed_run, gate, truth_runbook
+from tests.test_record_truth import (
+    MIN,
+    aborted_while_a_check_runs,
+    completed_run,
+    gate,
+    truth_runbook,
+)
 from tests.trail_checker import Row, exported_rows
 
 
@@ -113,26 +117,9 @@ def test_a_run_rolled_back_after_a_retry_shows_both_attempts_and_the_rollback(
 def test_an_aborted_run_s_page_names_who_aborted_while_a_phase_ran(
     db: Database, tmp_path: Path
 ) -> None:
-    clock = clock_at(START)
-    engine, _ = make_engine(db, truth_runbook(tmp_path, slow=True), clock)
-    run = engine.start_run("prod", ALICE)
-    assert run.id is not None
-    engine.background = True
-    assert engine.decide(gate(engine, run.id), BOB, "continue").outcome == "approved"
-    time.sleep(0.2)  # phase two's `sleep 1` is running
-    set_clock(clock, START + 3 * MIN)
-    assert engine.abort("prod", BOB, "payments down").outcome == "rolled_back"
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with db.session() as s:
-            row = s.get(Run, run.id)
-            if row is not None and row.status == "rolled_back":
-                break
-        time.sleep(0.05)
-    engine.shutdown()
-
-    html = html_of(engine, run.id)
-    check_against_export(html, exported_rows(db, run.id))
+    engine, run_id = aborted_while_a_check_runs(db, tmp_path)
+    html = html_of(engine, run_id)
+    check_against_export(html, exported_rows(db, run_id))
     assert "by T1:U2 at 14:03:00 UTC while a phase was executing: “payments down”" in html
     assert '<span class="badge rolled_back" id="status">rolled back</span>' in html
 

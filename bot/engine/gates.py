@@ -329,23 +329,27 @@ class Gates(EngineCore):
 
     def add_note(self, run_id: int, actor: Actor, text: str) -> Decision:
         """A line for the record's notes (masked), from an approver of the run's environment."""
+        said = self.masker.mask(text)[:500]
+        done = f"noted for run #{run_id}'s record"
+        return self.add_to_record(run_id, actor, "note", AuditKind.RECORD_NOTE, said, done)
+
+    def add_to_record(
+        self, run_id: int, actor: Actor, action: str, kind: AuditKind, said: str, done: str
+    ) -> Decision:
+        """An entry a person adds to a run's record (a note, a deviation): an approver of the
+        run's environment may; anyone else is refused, audited as `action`."""
         with self.db.session() as s:
             run = s.get(Run, run_id)
         if run is None:
             raise NotFound(f"no run #{run_id}")
         refusal = approvals.may_tick(run.environment, self.environment(run.environment), actor)
         if refusal:
-            self.refuse(actor, "note", refusal, run_id=run_id)
+            self.refuse(actor, action, refusal, run_id=run_id)
             return Decision("refused", refusal, None, run_id)
         audit.record(
-            self.db,
-            AuditKind.RECORD_NOTE,
-            actor=actor.id,
-            run_id=run_id,
-            data={"text": self.masker.mask(text)[:500]},
-            at=self.now(),
+            self.db, kind, actor=actor.id, run_id=run_id, data={"text": said}, at=self.now()
         )
-        return Decision("ticked", f"noted for run #{run_id}'s record", None, run_id)
+        return Decision("ticked", done, None, run_id)
 
     def tick(self, gate_id: int, item_id: str, actor: Actor) -> Decision:
         """Marks a manual step (phase 7's browser tests) done; only approvers may."""
