@@ -1205,13 +1205,10 @@ class CutoverSlackApp:
         """Rollback's reason (required) or Continue's comment (optional), and the gate: still
         the one the form was opened for, still open."""
         field = modals.REASON if meta.kind == "rollback" else modals.COMMENT
-        text = modals.value(view, field)
-        if meta.kind == "rollback" and not text:
-            return {
-                field: "Say why you roll back: it goes into the audit trail and the cutover record."
-            }, None
-        if text and len(text) > modals.REASON_CHARS:
-            return {field: f"Keep it under {modals.REASON_CHARS} characters."}, None
+        why = "Say why you roll back: it goes into the audit trail and the cutover record."
+        text, errors = _typed(view, field, required=why if meta.kind == "rollback" else None)
+        if errors:
+            return errors, None
         gate = gate_view(self.engine.db, self.engine.runbook, meta.gate) if meta.gate else None
         if gate is None or gate.attempt != meta.attempt or meta.kind not in ("rollback", "comment"):
             return {
@@ -1256,11 +1253,10 @@ class CutoverSlackApp:
         """Break-glass: the justification (required), and the gate: still the one the form
         was opened for, still open. Permission and the runbook's rules: the engine's."""
         field = modals.JUSTIFICATION
-        text = modals.value(view, field)
-        if not text:
-            return {field: "Say why it is safe to go on: an override needs a justification."}, None
-        if len(text) > modals.REASON_CHARS:
-            return {field: f"Keep it under {modals.REASON_CHARS} characters."}, None
+        why = "Say why it is safe to go on: an override needs a justification."
+        text, errors = _typed(view, field, required=why)
+        if errors or text is None:
+            return errors, None
         gate = gate_view(self.engine.db, self.engine.runbook, meta.gate) if meta.gate else None
         if gate is None or gate.attempt != meta.attempt or meta.kind != "override":
             return {
@@ -1333,14 +1329,10 @@ class CutoverSlackApp:
     ) -> tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None]:
         """The revert's reason (required), and the window: still open for the run the form
         was opened for. Permission (groups included) and the quorum: the engine's."""
-        reason = modals.value(view, modals.REASON)
-        if not reason:
-            return {
-                modals.REASON: "Say why you revert: it goes into the audit trail and the "
-                "cutover records."
-            }, None
-        if len(reason) > modals.REASON_CHARS:
-            return {modals.REASON: f"Keep it under {modals.REASON_CHARS} characters."}, None
+        why = "Say why you revert: it goes into the audit trail and the cutover records."
+        reason, errors = _typed(view, modals.REASON, required=why)
+        if errors or reason is None:
+            return errors, None
         if meta.kind != "revert" or meta.run is None or meta.env is None:
             return {modals.REASON: "This form is out of date; nothing was changed."}, None
         closed = self.engine.revert_refusal(meta.run)
@@ -1362,14 +1354,10 @@ class CutoverSlackApp:
     ) -> tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None]:
         """The justification of an emergency start (required); the start itself (its rules,
         the freeze, the override quorum) is `/cutover start ENV --emergency --reason …`."""
-        text = modals.value(view, modals.JUSTIFICATION)
-        if not text:
-            return {
-                modals.JUSTIFICATION: "Say why it must start now: an emergency start needs a "
-                "justification."
-            }, None
-        if len(text) > modals.REASON_CHARS:
-            return {modals.JUSTIFICATION: f"Keep it under {modals.REASON_CHARS} characters."}, None
+        why = "Say why it must start now: an emergency start needs a justification."
+        text, errors = _typed(view, modals.JUSTIFICATION, required=why)
+        if errors or text is None:
+            return errors, None
         if meta.kind != "emergency" or meta.env is None:
             return {modals.JUSTIFICATION: "This form is out of date; nothing was changed."}, None
         return {}, (self._emergency_form, (meta.env, text))
@@ -1380,14 +1368,10 @@ class CutoverSlackApp:
     def _check_abort_form(
         self, meta: FormMeta, actor: Actor, view: dict[str, Any]
     ) -> tuple[dict[str, str], tuple[Callable[..., None], tuple[Any, ...]] | None]:
-        reason = modals.value(view, modals.REASON)
-        if not reason:
-            return {
-                modals.REASON: "Say why you abort: it goes into the audit trail and the "
-                "cutover record."
-            }, None
-        if len(reason) > modals.REASON_CHARS:
-            return {modals.REASON: f"Keep it under {modals.REASON_CHARS} characters."}, None
+        why = "Say why you abort: it goes into the audit trail and the cutover record."
+        reason, errors = _typed(view, modals.REASON, required=why)
+        if errors or reason is None:
+            return errors, None
         if meta.env is None or meta.run not in active_runs(self.engine.db, meta.env):
             said = f"Run #{meta.run} has ended meanwhile; nothing was changed. Close this form."
             self.engine.refuse(actor, "abort", said, run_id=meta.run, environment=meta.env)
@@ -1728,3 +1712,16 @@ class CutoverSlackApp:
         if problems:
             self.surface.gate_changed(view.id)  # redraw the boxes as the database has them
             self._answer(body, "\n".join(dict.fromkeys(problems)), run_id=view.run_id)
+
+
+def _typed(
+    view: dict[str, Any], field: str, *, required: str | None
+) -> tuple[str | None, dict[str, str]]:
+    """What a form's `field` holds, or the error to show beside it: `required` says why it
+    may not be left empty (None: it may), and no field is longer than REASON_CHARS."""
+    text = modals.value(view, field)
+    if not text:
+        return None, ({field: required} if required else {})
+    if len(text) > modals.REASON_CHARS:
+        return None, {field: f"Keep it under {modals.REASON_CHARS} characters."}
+    return text, {}
