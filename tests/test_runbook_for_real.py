@@ -21,6 +21,14 @@ from tests.test_runs import ALICE, BOB, approve_until, make_engine
 pytestmark = pytest.mark.docker
 
 
+@pytest.fixture
+def db(pg_db: Database) -> Database:
+    """Each whole Docker scenario runs once, with the bot's database on PostgreSQL (issue 19):
+    the engine on SQLite is covered by the rest of the suite, and these scenarios spend their
+    minutes on Docker, not on the bot's database."""
+    return pg_db
+
+
 def rollback_report(notices: list[str]) -> str:
     """The rollback's report among the run's notices (the audit chain head comes after it)."""
     return next(n for n in reversed(notices) if n.startswith("Rollback finished"))

@@ -23,6 +23,14 @@ from tests.standin_env import Standin
 
 pytestmark = pytest.mark.docker
 
+
+@pytest.fixture
+def db(pg_db: Database) -> Database:
+    """Each whole Docker scenario runs once, with the bot's database on PostgreSQL (issue 19):
+    the engine on SQLite is covered by the rest of the suite, and these scenarios spend their
+    minutes on Docker, not on the bot's database."""
+    return pg_db
+
 ALICE, BOB = Actor("T0TEST:U0ALICE", "alice"), Actor("T0TEST:U0BOB", "bob")
 
 
