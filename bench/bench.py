@@ -62,12 +62,12 @@ from bot import audit  # noqa: E402
 from bot.db import Database  # noqa: E402
 from bot.engine import Engine  # noqa: E402
 from bot.models import AuditEvent, AuditHead, StepRun  # noqa: E402
+from bot.standin import NostrMaxiStandin  # noqa: E402
 from bot.surface import Actor  # noqa: E402
 from phases.checks.base import StepContext  # noqa: E402
 from phases.runbook import load_runbook  # noqa: E402
 from phases.runner import run_checks, run_step  # noqa: E402
-from tests.db_fixtures import PG_URL, postgres_reachable, throwaway_pg_database  # noqa: E402
-from tests.servers import NostrMaxiStandin  # noqa: E402
+from standins.pg import PG_URL, postgres_reachable, throwaway_pg_database  # noqa: E402
 
 ALICE, BOB = Actor("T1:U1", "alice"), Actor("T1:U2", "bob")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,42 +12,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.db import Database
+from standins.pg import PG_URL, libpq, postgres_reachable, throwaway_pg_database
 from tests.require import unavailable
-
-PG_URL = os.environ.get(
-    "CUTOVER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-
-
-def libpq(url: str, user: str | None = None) -> str:
-    """A SQLAlchemy URL as psycopg takes it; with `user`: that role, no password."""
-    u = make_url(url).set(drivername="postgresql")
-    if user is not None:
-        u = u.set(username=user, password=None)
-    return u.render_as_string(hide_password=False)
-
-
-def postgres_reachable() -> bool:
-    try:
-        with psycopg.connect(libpq(PG_URL), connect_timeout=3):
-            return True
-    except psycopg.Error:
-        return False
-
-
-@contextmanager
-def throwaway_pg_database(prefix: str = "cutover_test") -> Iterator[str]:
-    """Creates a fresh database on the test server; yields its SQLAlchemy URL; drops it after."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = libpq(PG_URL)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def make_db(kind: str, tmp_path: Path) -> Iterator[Database]:
