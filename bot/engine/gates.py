@@ -56,6 +56,19 @@ class _Passed:
 
 
 class Gates(EngineCore):
+    @staticmethod
+    def lock_gate(s: Session, run_id: int, gate_id: int) -> tuple[Run, Gate, PhaseRun]:
+        """Locks the run, then its gate (FOR UPDATE OF gate), reading the gate's phase run
+        with it in one round trip: every decision at a gate takes its locks in this order."""
+        run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
+        gate, pr = s.exec(
+            select(Gate, PhaseRun)
+            .join(PhaseRun, col(PhaseRun.id) == col(Gate.phase_run_id))
+            .where(Gate.id == gate_id)
+            .with_for_update(of=Gate)
+        ).one()
+        return run, gate, pr
+
     def decide(
         self,
         gate_id: int,
@@ -164,15 +177,7 @@ class Gates(EngineCore):
             self.refuse(actor, str(decision), reason_text, run_id=run_id, gate=gate_id)
             return Decision("refused", reason_text, gate_id, run_id), None, None
         with self.db.session() as s:
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
-            # The gate row locked (FOR UPDATE OF gate: the same lock as before), its phase
-            # run read with it: one round trip.
-            gate, pr = s.exec(
-                select(Gate, PhaseRun)
-                .join(PhaseRun, col(PhaseRun.id) == col(Gate.phase_run_id))
-                .where(Gate.id == gate_id)
-                .with_for_update(of=Gate)
-            ).one()
+            run, gate, pr = self.lock_gate(s, run_id, gate_id)
             if attempt is not None and gate.attempt != attempt:
                 said = f"gate #{gate.id} is at attempt {gate.attempt}; the message is out of date"
                 stale = Decision("unknown_gate", said, gate.id, run.id)

@@ -75,13 +75,7 @@ class Overrides(Gates):
         spawn: Callable[[int], None] | None = None
         told: _Overridden | None = None
         with self.db.session() as s:
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
-            gate, pr = s.exec(
-                select(Gate, PhaseRun)
-                .join(PhaseRun, col(PhaseRun.id) == col(Gate.phase_run_id))
-                .where(Gate.id == gate_id)
-                .with_for_update(of=Gate)
-            ).one()
+            run, gate, pr = self.lock_gate(s, run_id, gate_id)
             if gate.status != GateStatus.OPEN:
                 return self._already(gate)
             facts = self._override_facts(s, gate, run)
