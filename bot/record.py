@@ -23,6 +23,7 @@ from bot.db import Database
 from bot.domain.audit_kinds import AuditKind, read_data, read_kind
 from bot.models import Run
 from bot.notices import checklist, duration, when
+from bot.post_task_view import task_lines, tasks_view
 from phases.checks.deployed import image_line
 from phases.runbook import CriterionSpec, NotesField, Runbook, RunbookError
 
@@ -103,6 +104,7 @@ class CutoverRecord:
     manual: list[str] = field(default_factory=list)
     # A revert run: what it undoes, who asked, who approved; a reverted run: by which run.
     revert_lines: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)  # post-cutover tasks (bot/post_task_view.py)
 
     def note(self, name: str) -> str | list[str]:
         for key, value in self.notes:
@@ -656,6 +658,7 @@ def build_record(
         deployed_expected=any(st.kind == "deployed" for _, _, st in runbook.all_steps()),
         manual=manual_lines(runbook, t),
         revert_lines=revert_lines(t),
+        tasks=task_lines(tasks_view(db, run_id, events)),
     )
 
 
@@ -717,6 +720,8 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
         lines.append("Manual steps:")
         lines += [f"- {m}" for m in rec.manual]
     lines += deployed_lines(rec.deployed, rec.deployed_expected)
+    if rec.tasks:
+        lines += ["Post-cutover tasks:", *[f"- {x}" for x in rec.tasks]]
     if rec.people_notes:
         lines.append("Notes:")
         lines += [f"- {n}" for n in rec.people_notes]
@@ -736,5 +741,6 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
 def tasks_text(runbook: Runbook, run_id: int, ended_at: datetime | None) -> str:
     by = f", by {when(ended_at + timedelta(hours=24))}" if ended_at else ""
     return checklist(
-        f"📝 Post-cutover tasks for run #{run_id} (within 24 h{by}):", runbook.post_cutover_tasks
+        f"📝 Post-cutover tasks for run #{run_id} (within 24 h{by}):",
+        [t.text for t in runbook.post_cutover_tasks],
     )

@@ -74,6 +74,8 @@ from bot.notices import (
     t1_stakeholder_text,
     t24_text,
 )
+from bot.post_tasks import KINDS as TASK_KINDS
+from bot.post_tasks import PostTasks
 from bot.record import build_record, record_text, tasks_text
 from bot.schedules import ScheduleService
 from bot.store.claims import claim
@@ -121,6 +123,7 @@ class Scheduler:
         self.record_window = record_window
         self.me = identity or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.schedules = ScheduleService(engine)
+        self.tasks = PostTasks(engine)  # post-cutover tasks: listed, reminded, escalated
 
     @property
     def db(self) -> Database:
@@ -136,6 +139,7 @@ class Scheduler:
             self._revert_timeouts,
             self._monitoring,
             self._records,
+            self.tasks.remind,
             self._deliver_due,
         ):
             try:
@@ -310,6 +314,7 @@ class Scheduler:
                                 key=f"tasks:{run.id}", kind="tasks", run_id=run.id, due_at=now
                             )
                         )
+                        self.tasks.open(s, run, now)
             except IntegrityError:
                 continue
             done.append(f"run #{run.id}: record due")
@@ -448,6 +453,8 @@ class Scheduler:
             return self._post_gate(row, now, notes)
         if row.kind in ("revert-reminder", "revert-escalation"):
             return self._post_revert(row, now, notes)
+        if row.kind in TASK_KINDS:
+            return Posted(*self.tasks.post(row, now, notes))
         if row.kind in ("record", "tasks"):
             return self._post_record(row, notes)
         return Posted(EventStatus.SKIPPED, reason=f"unknown kind {row.kind!r}")

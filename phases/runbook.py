@@ -27,6 +27,7 @@ from pydantic import (
 from phases import runbook_format
 from phases.checks import REGISTRY, StepKind
 from phases.checks.base import StepParams
+from phases.post_tasks import DEFAULT_REMINDER_HOURS, PostTaskSpec, task_problems
 from phases.secrets import url_userinfo
 from phases.yaml_loader import RunbookError as RunbookError  # re-exported: its old home
 from phases.yaml_loader import load_yaml_file
@@ -530,7 +531,8 @@ class Runbook(Strict):
     # rollback steps, as a new run): the runbook's "first 24 hours are critical". 0: never.
     revert_window_hours: float = Field(default=24, ge=0, le=24 * 30)
     success_criteria: list[CriterionSpec] = Field(default_factory=list)
-    post_cutover_tasks: list[str] = Field(default_factory=list)
+    post_cutover_tasks: list[PostTaskSpec] = Field(default_factory=list)  # phases/post_tasks.py
+    post_cutover_reminder_hours: float = Field(default=DEFAULT_REMINDER_HOURS, gt=0, le=24)
     notes_fields: list[NotesField] = Field(default_factory=list)
     vars: dict[str, str | list[str]] = Field(default_factory=dict)  # defaults for every environment
     # The bot's environment variables a ${VAR} may read besides CUTOVER_RUNBOOK_*: the
@@ -564,6 +566,7 @@ class Runbook(Strict):
             if not re.fullmatch(ID_PATTERN, name):
                 raise ValueError(f"environment name {name!r} must match {ID_PATTERN}")
         problems = self._criteria_problems() + self._variable_problems()
+        problems += task_problems(self.post_cutover_tasks, self._item_ids())
         problems += [
             f"freeze {f.id!r}: no environment {e!r}"
             for f in self.freezes
@@ -649,6 +652,11 @@ class Runbook(Strict):
                     if problem:
                         out.append(f"{label}: {problem}")
         return out
+
+    def _item_ids(self) -> list[str]:
+        pre = self.pre_cutover
+        lists = (pre.t_minus_24h, pre.t_minus_1h) if pre else ()
+        return [i.id for cl in lists for i in cl.items if i.id]
 
     def _checklist_problems(self) -> list[str]:
         """Items that gate Start must be unambiguous and reachable: unique ids across both

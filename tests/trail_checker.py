@@ -24,6 +24,7 @@ from typing import Any
 from bot import audit
 from bot.db import Database
 from phases.runbook import Runbook
+from tests.trail_checker_tasks import add_task_rules
 
 
 @dataclass(frozen=True)
@@ -971,6 +972,7 @@ def record_rules() -> Checker:
             raise Unjustified("the deployed step saw running containers")
         return (row.seq,)
 
+    add_task_rules(c)  # the "Post-cutover tasks" lines: tests/trail_checker_tasks.py
     return c
 
 

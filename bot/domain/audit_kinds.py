@@ -32,6 +32,12 @@ class AuditKind(enum.StrEnum):
     MANUAL_TICKED = "manual.ticked"
     CRITERION_SIGNED_OFF = "criterion.signed_off"  # a person vouches for a success criterion
     SIGNOFF_REQUESTED = "signoff.requested"  # the last phase began: approvers asked to sign
+    # Post-cutover tasks of a completed run (bot/post_tasks.py): listed with their owners,
+    # each marked done once by a person, open ones reminded, and escalated at T+24h.
+    POST_TASKS_OPENED = "post_tasks.opened"
+    POST_TASK_DONE = "post_task.done"
+    POST_TASKS_REMINDED = "post_tasks.reminded"
+    POST_TASKS_ESCALATED = "post_tasks.escalated"
     RECORD_NOTE = "record.note"  # /cutover note: a line for the record
     RECORD_DEVIATION = "record.deviation"  # /cutover deviation: a Deviations from Runbook entry
     ACTION_REFUSED = "action.refused"  # an authorization rule or the state machine said no

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.domain.audit_kinds import RENAMED, AuditKind
+from bot.domain.audit_vocabulary_tasks import ENTRIES as TASK_ENTRIES
 
 REGENERATE = "python -m bot.domain.audit_vocabulary > docs/audit.md"
 
@@ -454,6 +455,7 @@ CATALOGUE: dict[AuditKind, Entry] = {
         {"retired_key": "the key retired"},
     ),
 }
+CATALOGUE |= {k: Entry(what, fields) for k, (what, fields) in TASK_ENTRIES.items()}
 
 
 def markdown() -> str:
