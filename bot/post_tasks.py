@@ -255,3 +255,23 @@ def environment_of(engine: Engine, run_id: int) -> str | None:
         )
     except RunbookError:
         return None
+
+
+def command_tick(
+    engine: Engine, target: str, item: str, actor: Actor, *, untick: bool = False
+) -> Decision | None:
+    """`/cutover tick RUN TASK`: run RUN's post-cutover task TASK marked done. None when
+    TARGET ITEM is not that (a schedule's or an environment's pre-cutover item: the runbook
+    keeps the two kinds of ids apart)."""
+    if not target.isdigit():
+        return None
+    ids = {t.id for t in engine.runbook.post_cutover_tasks}
+    view = tasks_view(engine.db, int(target)) if item not in ids else None
+    if item not in ids and (view is None or view.task(item) is None):
+        return None
+    if untick:
+        raise InvalidInput(
+            f"a post-cutover task marked done stays done ({item!r} of run #{target}): the "
+            "audit trail says who marked it and when; nothing was changed"
+        )
+    return PostTasks(engine).done(int(target), item, actor)

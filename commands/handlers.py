@@ -189,6 +189,14 @@ class CommandService:
         from bot.notices import start_checklist_text
         from bot.schedules import ScheduleService
 
+        if not isinstance(cmd, ChecklistCmd):  # RUN TASK: a post-cutover task marked done
+            from bot.post_tasks import command_tick
+
+            done = command_tick(
+                self.engine, cmd.target, cmd.item, actor, untick=isinstance(cmd, UntickCmd)
+            )
+            if done is not None:
+                return Reply(done.message, ephemeral=not done.changed, run_id=done.run_id)
         scope = ScheduleService(self.engine).scope(cmd.target)
         lists = Checklists(self.engine)
         if isinstance(cmd, ChecklistCmd):

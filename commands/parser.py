@@ -53,6 +53,8 @@ USAGE = """Usage:
                                         an approver ticks ITEM (a bot-checked item:
                                         the bot checks it now)
   /cutover untick TARGET ITEM           undo a tick
+  /cutover tick RUN TASK                mark post-cutover task TASK of completed run
+                                        RUN done (its owner or an approver)
   /cutover help                         this text"""
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

@@ -262,9 +262,14 @@ def test_completed_run_gets_its_record_and_tasks_once(
     assert "Success criteria: 10 met, 0 not met, 0 not verified" in text
     assert "Rollback Triggered: NO" in text and "Deviations from Runbook:\n- phase smoke" in text
     assert tasks.args[1].splitlines()[0] == (
-        f"📝 Post-cutover tasks for run #{run.id} (within 24 h, by Mon 2026-03-02 15:02 UTC):"
+        f"📝 Post-cutover tasks for run #{run.id} (within 24 h, by Mon 2026-03-02 15:02 UTC): "
+        "its owner or an approver marks each done:"
     )
-    assert "☐ Configure alerting (PagerDuty, email, Slack, etc.)" in tasks.args[1]
+    assert (
+        "⬜ Configure alerting (PagerDuty, email, Slack, etc.) — open, owner the approvers, due "
+        f"by 2026-03-02 15:02 UTC — /cutover tick {run.id} configure-alerting-pagerduty-email-slack"
+        in tasks.args[1]
+    )
     # Every line of the posted record maps to the audit rows that justify it.
     check_record(text, exported_rows(db, run.id), engine.runbook)
 
