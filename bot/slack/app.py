@@ -73,6 +73,7 @@ from bot.slack.groups import UNKNOWN_TEXT as GROUPS_UNKNOWN
 from bot.slack.groups import GroupCache, GroupsBroken, GroupsUnknown
 from bot.slack.home import HomeData, HomeRefresher, home_data, home_view
 from bot.slack.modals import FormMeta
+from bot.slack.post_task_actions import TASK_DONE, done_click
 from bot.slack.signoff import SIGNOFF_ACTION, note_from
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
 from bot.store import home_viewers, step_outputs
@@ -540,6 +541,7 @@ class CutoverSlackApp:
         app.action(START)(on_click(self._schedule_start))
         app.action(CHECKLIST_TICK)(on_click(self._checklist_tick))
         app.action(SIGNOFF_ACTION)(on_click(self._signoff))
+        app.action(TASK_DONE)(on_click(lambda *args: done_click(self, *args)))  # issue 24
 
         @app.action(re.compile(rf"^{RUN_PAGE}(:\d)?$"))
         def on_run_page(ack: Ack) -> None:

@@ -80,6 +80,7 @@ from bot.slack.outbox import (
     Refused,
     SlackCallFailed,
 )
+from bot.slack.post_task_actions import PostTaskMessages
 from bot.slack.signoff import signoff_message
 from bot.store import message_refs
 from bot.store.rate_slots import SharedSlots
@@ -148,7 +149,7 @@ def split_ref(ref: str) -> tuple[str, str]:
     return channel, ts
 
 
-class SlackSurface:
+class SlackSurface(PostTaskMessages):  # post_tasks_changed: bot/slack/post_task_actions.py
     """Implements `bot.surface.Surface`. Bind the engine before the first call."""
 
     def __init__(
