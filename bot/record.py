@@ -106,6 +106,7 @@ class CutoverRecord:
     manual: list[str] = field(default_factory=list)
     # A revert run: what it undoes, who asked, who approved; a reverted run: by which run.
     revert_lines: list[str] = field(default_factory=list)
+    sign_off: str = ""  # the Sign-Off line, whether or not notes_fields shows it
 
     def note(self, name: str) -> str | list[str]:
         for key, value in self.notes:
@@ -650,6 +651,7 @@ def build_record(
         deployed_expected=any(st.kind == "deployed" for _, _, st in runbook.all_steps()),
         manual=manual_lines(runbook, t),
         revert_lines=revert_lines(t),
+        sign_off=str(values["sign-off"]),
     )
 
 

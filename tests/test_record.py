@@ -144,6 +144,7 @@ def record_runbook(tmp_path: Path, base_url: str, public: dict[str, Any]) -> Any
                     "base_url": base_url,
                     "channel": "#cutover",
                     "approvers": ["T1:U1", "T1:U2"],
+                    "signoff": {"by": ["T1:U3"]},
                 }
             },
         },
@@ -203,6 +204,9 @@ def test_completed_run_gets_its_record_and_tasks_once(
     [tasks] = surface.notices("📝 Post-cutover tasks")
     assert posted.args[0] == run.id and tasks.args[0] == run.id  # in the run's thread
 
+    set_clock(clock, START + 70 * MIN)
+    assert engine.sign_off_run(run.id, Actor("T1:U3", "carol")).outcome == "ticked"
+
     rec = build_record(db, engine.runbook, run.id)
     assert rec.note("Date") == "2026-03-01"
     assert rec.note("Start Time") == "14:00 UTC" and rec.note("End Time") == "15:02 UTC"
@@ -229,9 +233,8 @@ def test_completed_run_gets_its_record_and_tasks_once(
     assert rec.note("Payment Test Completed") == (
         "YES — manual step monitoring/payment-webhook ticked by system at 15:00 UTC"
     )
-    assert rec.note("Sign-Off") == (
-        "T1:U1 (approved the last checkpoint, monitoring, at 15:02 UTC)"
-    )
+    # Signed off by the person the environment names, not inferred from the last approval.
+    assert rec.note("Sign-Off") == "T1:U3 at 15:10 UTC (signed off, 1 needed)"
     verdicts = {c.text: (c.verdict, c.evidence) for c in rec.criteria}
     assert verdicts["All services running and healthy for 30+ minutes"] == (
         "yes",

@@ -1132,3 +1132,55 @@ def t1_notice_rules(schedule_id: int) -> Checker:
         return (created(t).seq,)
 
     return c
+
+
+# ------------------------------------------------------------------------ the end, in the feed
+
+
+def check_ended_feed(text: str, rows: list[Row], runbook: Runbook) -> list[Finding]:
+    """`bot.record_feed.ended_feed` against the run's rows: its header ("completed" only
+    when no criterion line is ❌, else "ended with N … not met"; the environment, dry run and
+    deployed commit as the rows say), then the record's own rules for the criterion lines
+    and the Sign-Off line. Every success criterion of the runbook has its line."""
+    c = record_rules()
+
+    @c.add(
+        r"(🎉|⚠️) (\S+): cutover (completed|ended with (\d+) success criteri(?:on|a) not met) "
+        r"\(run #(\d+)(, DRY RUN)?\)(?:: commit (\S+), (\d+) image\(s\) running)?\."
+    )
+    def ended(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        icon, env, _, unmet, _run, dry, commit, images = m.groups()
+        start = t.started()
+        if (env, bool(dry)) != (start.data.get("environment"), bool(start.data.get("dry_run"))):
+            raise Unjustified("environment or dry run differ from run.started")
+        if (icon == "🎉") != (unmet is None):
+            raise Unjustified("🎉 is for a completion with every criterion met")
+        cited = [start.seq, *t.one("the run's completion", t.of("run.completed"))]
+        if commit is not None:
+            made = [
+                r
+                for r in t.of("step.result", status="pass")
+                if (r.data.get("artifact") or {}).get("type") == "deployed"
+            ]
+            if not made:
+                raise Unjustified("no deployed artifact")
+            art = made[-1].data["artifact"]
+            if (str(art.get("commit"))[:12], len(art.get("images") or [])) != (
+                commit,
+                int(images),
+            ):
+                raise Unjustified(f"the deployed artifact says {art}")
+            cited.append(made[-1].seq)
+        return tuple(cited)
+
+    findings = c.check(text, rows, runbook)
+    check_tally(text)
+    lines = text.splitlines()
+    crosses = sum(line.startswith("❌ ") for line in lines)
+    head = re.search(r"ended with (\d+) success", lines[0])
+    if (int(head.group(1)) if head else 0) != crosses:
+        raise Unjustified(f"{lines[0]!r} does not count the ❌ lines ({crosses})")
+    verdicts = [line for line in lines if line[:1] in ICON]
+    if len(verdicts) != len(runbook.success_criteria):
+        raise Unjustified("not every success criterion has its line")
+    return findings
