@@ -13,7 +13,7 @@ import yaml
 
 from bot.db import Database
 from bot.engine import Engine
-from bot.record import build_record
+from bot.record import build_record, record_text
 from bot.scheduler import Scheduler
 from bot.surface import Actor
 from bot.views import open_gate_id
@@ -204,6 +204,7 @@ def test_completed_run_gets_its_record_and_tasks_once(
     [tasks] = surface.notices("📝 Post-cutover tasks")
     assert posted.args[0] == run.id and tasks.args[0] == run.id  # in the run's thread
 
+    rows_when_posted = exported_rows(db, run.id)
     set_clock(clock, START + 70 * MIN)
     assert engine.sign_off_run(run.id, Actor("T1:U3", "carol")).outcome == "ticked"
 
@@ -268,8 +269,11 @@ def test_completed_run_gets_its_record_and_tasks_once(
         f"📝 Post-cutover tasks for run #{run.id} (within 24 h, by Mon 2026-03-02 15:02 UTC):"
     )
     assert "☐ Configure alerting (PagerDuty, email, Slack, etc.)" in tasks.args[1]
-    # Every line of the posted record maps to the audit rows that justify it.
-    check_record(text, exported_rows(db, run.id), engine.runbook)
+    assert "Sign-Off: — (not signed off: awaiting 1 more of T1:U3)" in text  # when posted
+    # Every line of the posted record maps to the audit rows that justify it (as they were
+    # then), and the record read after the sign-off to the rows now.
+    check_record(text, rows_when_posted, engine.runbook)
+    check_record(record_text(rec, engine.runbook), exported_rows(db, run.id), engine.runbook)
 
 
 def test_rolled_back_run_records_the_rollback_and_what_nobody_verified(

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.db import Database
-from bot.surface import Actor
 from bot.scheduler import Scheduler
+from bot.surface import Actor
 from bot.views import open_gate_id
 from tests.schedule_helpers import (
     ALICE,

@@ -882,7 +882,9 @@ def record_rules() -> Checker:
             cited += unmet_parts(unmet_text, t)
         return (*cited, *signed)
 
-    @c.add(r"Sign-Off: — \(not signed off: awaiting (\d+) more of (.+?)(?:; signed so far: (.+))?\)")
+    @c.add(
+        r"Sign-Off: — \(not signed off: awaiting (\d+) more of (.+?)(?:; signed so far: (.+))?\)"
+    )
     def awaited(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         done = t.one("the run's completion", t.of("run.completed"))
         return (*done, *awaiting(t, *m.groups()))

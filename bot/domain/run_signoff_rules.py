@@ -67,4 +67,6 @@ def run_signoff_refusal(run_id: int, status: str, dry_run: bool) -> str | None:
             f"run #{run_id} is {word}: the cutover is signed off once it has completed; "
             "nothing was recorded"
         )
-    return f"run #{run_id} is {word}: there is no completed cutover to sign off; nothing was recorded"
+    return (
+        f"run #{run_id} is {word}: there is no completed cutover to sign off; nothing was recorded"
+    )

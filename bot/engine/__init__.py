@@ -35,8 +35,8 @@ from bot.engine.overrides import Overrides
 from bot.engine.recovery import Recovery
 from bot.engine.revert import Reverts
 from bot.engine.rollback import Rollback
-from bot.engine.runs import Runs
 from bot.engine.run_signoff import RunSignoffs
+from bot.engine.runs import Runs
 from bot.engine.signoffs import Signoffs
 from phases.runbook import RunbookError
 

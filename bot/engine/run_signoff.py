@@ -58,7 +58,7 @@ class RunSignoffs(EngineCore):
         try:
             decided = self._sign(run_id, actor, note)
         except IntegrityError:  # the unique key: another click of theirs got in first
-            decided = self._already(run_id, actor)
+            decided = self._signed_already(run_id, actor)
         if decided.outcome == "ticked":
             self._told_signed(run_id)
         return decided
@@ -86,7 +86,7 @@ class RunSignoffs(EngineCore):
                 select(RunSignoff).where(RunSignoff.run_id == run_id, RunSignoff.actor == actor.id)
             ).first()
             if mine is not None:
-                return self._already_text(run_id, mine)
+                return self._signed_text(run_id, mine)
             now = self.now()
             s.add(RunSignoff(run_id=run_id, actor=actor.id, at=now))
             s.flush()  # the unique key decides a click that got past the lock
@@ -111,15 +111,15 @@ class RunSignoffs(EngineCore):
             "ticked", f"run #{run_id}: {done} ({signed} of {quorum} needed)", None, run_id
         )
 
-    def _already(self, run_id: int, actor: Actor) -> Decision:
+    def _signed_already(self, run_id: int, actor: Actor) -> Decision:
         with self.db.session() as s:
             mine = s.exec(
                 select(RunSignoff).where(RunSignoff.run_id == run_id, RunSignoff.actor == actor.id)
             ).one()
-        return self._already_text(run_id, mine)
+        return self._signed_text(run_id, mine)
 
     @staticmethod
-    def _already_text(run_id: int, mine: RunSignoff) -> Decision:
+    def _signed_text(run_id: int, mine: RunSignoff) -> Decision:
         at = mine.at.strftime("%H:%M UTC") if mine.at is not None else "?"
         return Decision(
             "already_voted",
