@@ -31,6 +31,7 @@ def db(pg_db: Database) -> Database:
     minutes on Docker, not on the bot's database."""
     return pg_db
 
+
 ALICE, BOB = Actor("T0TEST:U0ALICE", "alice"), Actor("T0TEST:U0BOB", "bob")
 
 
