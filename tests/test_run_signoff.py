@@ -19,6 +19,7 @@ from bot.console import Console
 from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.record import build_record, record_text
+from bot.record_feed import ended_feed
 from bot.surface import Actor
 from bot.views import open_gate_id
 from phases.runbook import RunbookError
@@ -31,7 +32,7 @@ from tests.schedule_helpers import (
     true_check,
     write_runbook,
 )
-from tests.trail_checker import check_record, exported_rows
+from tests.trail_checker import check_ended_feed, check_record, exported_rows
 
 CAROL = Actor("T1:U3", "carol")
 DAVE = Actor("T1:U4", "dave")
@@ -254,3 +255,33 @@ def test_console_asks_as_text_and_signs_off_with_the_command(
     assert "you signed off run #1 at" in out2.getvalue() and "it counts once" in out2.getvalue()
     [row] = kinds(sqlite_db, 1, AuditKind.RUN_SIGNED_OFF)
     assert '"note":"all green"' in row.data
+
+
+def test_a_run_past_a_failed_criterion_shows_a_signoff_only_with_the_criterion_named(
+    db: Database, tmp_path: Path
+) -> None:
+    """A real run goes on past a ❌ criterion only by an override (the approvers' decision);
+    the record still names the unmet criterion and who went past it, awaited or signed."""
+    book = data({"by": ["T1:U3"]})
+    book["phases"][0]["checks"] = [
+        {"id": "ok", "name": "false", "kind": "command", "params": {"argv": ["false"]}}
+    ]
+    book["phases"][0]["checks"][0]["overridable"] = True
+    engine, _ = make_engine(db, write_runbook(tmp_path, book), clock_at(START))
+    run = engine.start_run("prod", ALICE)
+    assert run.id is not None
+    gate = open_gate_id(db, run.id) or 0
+    engine.override(gate, ALICE, "the check is broken, not the service")
+    assert engine.override(gate, BOB, "agreed: verified by hand").outcome == "overridden"
+    past = "success criteria not met: smoke (overridden (break-glass) by "
+    line = sign_off_line(engine, run.id)
+    assert line.startswith(f"Sign-Off: — (not signed off: {past}")
+    assert line.endswith("checkpoint smoke); awaiting 1 more of T1:U3)")
+    assert engine.sign_off_run(run.id, CAROL).outcome == "ticked"
+    line = sign_off_line(engine, run.id)
+    assert line.startswith(f"Sign-Off: T1:U3 at 14:00 UTC (signed off, 1 needed; {past}")
+    ended = ended_feed(build_record(db, engine.runbook, run.id))
+    assert ended is not None and ended.startswith(
+        f"⚠️ prod: cutover ended with 1 success criterion not met (run #{run.id})."
+    )
+    check_ended_feed(ended, exported_rows(db, run.id), engine.runbook)
