@@ -24,6 +24,7 @@ from bot.domain.audit_kinds import AuditKind, read_data, read_kind
 from bot.models import Run
 from bot.notices import checklist, duration, when
 from bot.post_task_view import task_lines, tasks_view
+from bot.record_signoff import sign_off_line, state_from_rows
 from phases.checks.deployed import image_line
 from phases.runbook import CriterionSpec, NotesField, Runbook, RunbookError
 
@@ -78,6 +79,8 @@ class Trail:
     reminders: list[dict[str, Any]] = field(default_factory=list)
     phase_starts: list[dict[str, Any]] = field(default_factory=list)
     signoffs: list[dict[str, Any]] = field(default_factory=list)  # + "actor", "at"
+    run_signoff_asked: dict[str, Any] | None = None  # run.signoff_requested (bot.record_signoff)
+    run_signed: list[dict[str, Any]] = field(default_factory=list)  # run.signed_off rows
     rollback: dict[str, Any] | None = None  # the run.rolled_back event's data
     people_notes: list[dict[str, Any]] = field(default_factory=list)  # /cutover note
     overrides: list[dict[str, Any]] = field(default_factory=list)  # gate.overridden (break-glass)
@@ -105,6 +108,7 @@ class CutoverRecord:
     # A revert run: what it undoes, who asked, who approved; a reverted run: by which run.
     revert_lines: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)  # post-cutover tasks (bot/post_task_view.py)
+    sign_off: str = ""  # the Sign-Off line, whether or not notes_fields shows it
 
     def note(self, name: str) -> str | list[str]:
         for key, value in self.notes:
@@ -179,6 +183,10 @@ def _trail(db: Database, run_id: int, events: list[Any] | None = None) -> Trail:
             t.reminders.append({**row, "kind": kind})
         elif kind == AuditKind.CRITERION_SIGNED_OFF:
             t.signoffs.append(row)
+        elif kind == AuditKind.RUN_SIGNOFF_REQUESTED:
+            t.run_signoff_asked = row
+        elif kind == AuditKind.RUN_SIGNED_OFF:
+            t.run_signed.append(row)
         elif kind == AuditKind.RECORD_NOTE:
             t.people_notes.append(row)
         elif kind == AuditKind.RECORD_DEVIATION:
@@ -541,28 +549,15 @@ def revert_lines(t: Trail) -> list[str]:
 
 
 def _sign_off(run: Run, t: Trail, unmet: list[CriterionSpec]) -> str:
-    """Who approved the last checkpoint; never for a run with a ❌ criterion: its line says
-    which criteria failed and who decided to go on past each (the record is no sign-off)."""
-    if run.status != "completed":
-        return f"— (not signed off: run {run.status.replace('_', ' ')})"
-    if unmet:
-        return (
-            "— (not signed off: success criteria not met: "
-            + "; ".join(_past(t, c) for c in unmet)
-            + ")"
-        )
-    approved = [d for d in t.decisions if d.get("decision") == "continue"]
-    overridden = [o for o in t.overrides if o["kind"] == AuditKind.GATE_OVERRIDDEN]
-    if not approved and not overridden:
-        return "—"
-    last = max([*approved, *overridden], key=lambda r: int(r["seq"]))  # the last checkpoint's
-    who = ", ".join(last.get("approvers") or [last["actor"]])
-    if last in overridden:  # break-glass: the run went on past failed checks, not approved
-        return (
-            f"{who} (🟥 overrode the failed checks of the last checkpoint, {last.get('phase')}, "
-            f"at {hm(last['at'])}: break-glass, no approval of passed checks)"
-        )
-    return f"{who} (approved the last checkpoint, {last.get('phase')}, at {hm(last['at'])})"
+    """Who signed the run off, as their rows say (bot.record_signoff); never inferred."""
+    return sign_off_line(
+        status=str(run.status),
+        dry_run=run.dry_run,
+        environment=run.environment,
+        state=state_from_rows(t.run_signoff_asked, t.run_signed),
+        unmet=[_past(t, c) for c in unmet],
+        undecided=any(went_on(t, c) is None for c in unmet),
+    )
 
 
 # The runbook template's two YES/NO lines, when the runbook lists no notes_fields: bound to
@@ -659,6 +654,7 @@ def build_record(
         manual=manual_lines(runbook, t),
         revert_lines=revert_lines(t),
         tasks=task_lines(tasks_view(db, run_id, events)),
+        sign_off=str(values["sign-off"]),
     )
 
 

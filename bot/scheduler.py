@@ -77,6 +77,7 @@ from bot.notices import (
 from bot.post_tasks import KINDS as TASK_KINDS
 from bot.post_tasks import PostTasks
 from bot.record import build_record, record_text, tasks_text
+from bot.record_feed import ended_feed
 from bot.schedules import ScheduleService
 from bot.store.claims import claim
 from bot.surface import SYSTEM, SchedulingSurface
@@ -647,12 +648,16 @@ class Scheduler:
             run = s.get(Run, row.run_id)
         if run is None:
             return Posted(EventStatus.SKIPPED, reason="run gone")
+        ended: str | None = None
         if row.kind == "record":
-            text = record_text(build_record(self.db, engine.runbook, row.run_id), engine.runbook)
+            rec = build_record(self.db, engine.runbook, row.run_id)
+            text, ended = record_text(rec, engine.runbook), ended_feed(rec)
         else:
             text = tasks_text(engine.runbook, row.run_id, run.ended_at)
         engine.surface.notice(row.run_id, "\n".join([*notes, text]))
         if row.kind == "record":
+            if ended is not None:  # how it ended, from the record's facts (bot.record_feed)
+                engine.feed(row.run_id, ended)
             engine.feed(row.run_id, text)  # the stakeholders get the record too
         return Posted(EventStatus.SENT, run.channel)
 

@@ -134,7 +134,11 @@ class CommandService:
         if isinstance(cmd, ScheduleCmd | ScheduleList | Unschedule):
             return self.schedule(cmd, actor, channel)
         if isinstance(cmd, SignOff):
-            decision = engine.sign_off(cmd.run_id, cmd.criterion, actor, cmd.note)
+            decision = (
+                engine.sign_off_run(cmd.run_id, actor, cmd.note)
+                if cmd.criterion is None
+                else engine.sign_off(cmd.run_id, cmd.criterion, actor, cmd.note)
+            )
             return Reply(decision.message, ephemeral=not decision.changed, run_id=cmd.run_id)
         if isinstance(cmd, Note):
             decision = engine.add_note(cmd.run_id, actor, cmd.text)

@@ -29,6 +29,7 @@ from phases.checks import REGISTRY, StepKind
 from phases.checks.base import StepParams
 from phases.post_tasks import DEFAULT_REMINDER_HOURS, PostTaskSpec, task_problems
 from phases.secrets import url_userinfo
+from phases.signoff_spec import SignoffSpec, signoff_problem
 from phases.yaml_loader import RunbookError as RunbookError  # re-exported: its old home
 from phases.yaml_loader import load_yaml_file
 
@@ -245,6 +246,7 @@ class EnvironmentSpec(Strict):
     override_approvers: list[str] = Field(default_factory=list)
     override_approver_groups: list[str] = Field(default_factory=list)
     override_quorum: int | None = Field(default=None, ge=2, le=11)
+    signoff: SignoffSpec | None = None  # who signs the completed run off (phases/signoff_spec.py)
 
     @field_validator("approvers", "override_approvers")
     @classmethod
@@ -264,6 +266,13 @@ class EnvironmentSpec(Strict):
             raise ValueError(
                 f"approvers {', '.join(bare)} have no team: set slack_team or write TEAM:USER"
             )
+        return self
+
+    @model_validator(mode="after")
+    def signoff_workable(self) -> EnvironmentSpec:
+        problem = signoff_problem(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")

@@ -38,6 +38,10 @@ class AuditKind(enum.StrEnum):
     POST_TASK_DONE = "post_task.done"
     POST_TASKS_REMINDED = "post_tasks.reminded"
     POST_TASKS_ESCALATED = "post_tasks.escalated"
+    # The run completed: the people its environment's `signoff` names are asked to sign it off
+    # (committed with run.completed); then one row per person who did.
+    RUN_SIGNOFF_REQUESTED = "run.signoff_requested"
+    RUN_SIGNED_OFF = "run.signed_off"
     RECORD_NOTE = "record.note"  # /cutover note: a line for the record
     RECORD_DEVIATION = "record.deviation"  # /cutover deviation: a Deviations from Runbook entry
     ACTION_REFUSED = "action.refused"  # an authorization rule or the state machine said no

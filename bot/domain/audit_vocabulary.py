@@ -177,6 +177,24 @@ CATALOGUE: dict[AuditKind, Entry] = {
         "the last phase began: approvers were asked to sign off",
         {"criteria": "the criteria bound to a sign-off"},
     ),
+    AuditKind.RUN_SIGNOFF_REQUESTED: Entry(
+        "the run completed: the people its environment's `signoff` names were asked to sign "
+        "it off (committed with run.completed; not for a dry run, nor where nobody is named)",
+        {
+            "by": "the people named, fully qualified (TEAM:USER, console:NAME)",
+            "groups": "the Slack user groups whose members may sign",
+            "quorum": "how many different people must sign",
+        },
+    ),
+    AuditKind.RUN_SIGNED_OFF: Entry(
+        "a person the environment's `signoff` names signed the completed run off (once per "
+        "person: the unique key of run_signoff)",
+        {
+            "note": "the note (masked), or empty",
+            "signed": "how many different people have signed, this one included",
+            "quorum": "how many must sign",
+        },
+    ),
     AuditKind.RECORD_NOTE: Entry("/cutover note: a line for the record", {"text": "(masked)"}),
     AuditKind.RECORD_DEVIATION: Entry(
         "/cutover deviation: an entry for the record's Deviations from Runbook",
@@ -289,6 +307,7 @@ CATALOGUE: dict[AuditKind, Entry] = {
         "an authorization rule or the state machine said no; nothing was changed",
         {
             "action": "start | continue | rollback | retry | tick | abort | note | signoff | "
+            "run_signoff | "
             "schedule | unschedule | …",
             "reason": "the refusal as shown to the person",
             "…": f"what the action was about, when it names one: {_REFUSED_CONTEXT}",

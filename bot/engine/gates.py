@@ -122,15 +122,8 @@ class Gates(EngineCore):
             f"✅ {passed.environment}: Phase {self.runbook.phase_number(index)} ({phase.name}) "
             f"passed (run #{run_id}).",
         )
-        if passed.completed:
-            deployed = self.run_artifact(run_id, "deployed")
-            what = (
-                f": commit {str(deployed.get('commit'))[:12]}, "
-                f"{len(deployed.get('images') or [])} image(s) running"
-                if deployed
-                else ""
-            )
-            self.feed(run_id, f"🎉 {passed.environment}: cutover completed (run #{run_id}){what}.")
+        # How the run ended is told with its record (bot.record_feed), from the criteria the
+        # record judges: never "completed" past a ❌ criterion.
 
     def gate_run(self, gate_id: int) -> tuple[int, str] | None:
         """(run id, environment) of a gate; no read once known (see `_gate_run`)."""

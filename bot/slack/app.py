@@ -40,7 +40,7 @@ from bot.domain import approvals
 from bot.domain.errors import CutoverError, Unavailable
 from bot.engine import Engine
 from bot.schedules import ScheduleService, already_scheduled
-from bot.slack import modals
+from bot.slack import modals, signoff_actions
 from bot.slack.blocks import (
     CHECKLIST_TICK,
     COMMENT,
@@ -74,7 +74,7 @@ from bot.slack.groups import GroupCache, GroupsBroken, GroupsUnknown
 from bot.slack.home import HomeData, HomeRefresher, home_data, home_view
 from bot.slack.modals import FormMeta
 from bot.slack.post_task_actions import TASK_DONE, done_click
-from bot.slack.signoff import SIGNOFF_ACTION, note_from
+from bot.slack.signoff import RUN_SIGNOFF_ACTION, SIGNOFF_ACTION, note_from
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
 from bot.store import home_viewers, step_outputs
 from bot.store.rate_slots import SharedSlots
@@ -542,6 +542,9 @@ class CutoverSlackApp:
         app.action(CHECKLIST_TICK)(on_click(self._checklist_tick))
         app.action(SIGNOFF_ACTION)(on_click(self._signoff))
         app.action(TASK_DONE)(on_click(lambda *args: done_click(self, *args)))  # issue 24
+        app.action(RUN_SIGNOFF_ACTION)(
+            on_click(lambda act, who, body: signoff_actions.sign_run(self, act, who, body))
+        )
 
         @app.action(re.compile(rf"^{RUN_PAGE}(:\d)?$"))
         def on_run_page(ack: Ack) -> None:
@@ -794,7 +797,9 @@ class CutoverSlackApp:
                     return
         else:
             env = self._command_env(cmd)
-            if env is not None:
+            if isinstance(cmd, SignOff) and cmd.criterion is None and env is not None:
+                actor = signoff_actions.with_signoff_groups(self, actor, env)  # the run's
+            elif env is not None:
                 actor = self.with_groups(actor, env)
         reply = self.commands.execute(
             cmd, actor, channel=home or body.get("channel_id"), group_members=members
