@@ -120,7 +120,8 @@ class TickChecks(EngineCore):
         step = next(m for m in self.runbook.phase(gate.phase_id).manual if m.id == item_id)
         ctx, values = self.context(run, step.checks)
         values.update(values_ticked)
-        ctx = dataclasses.replace(ctx, ticked_at=tick.at.timestamp())
+        # The window is counted on the clock that stamped the tick.
+        ctx = dataclasses.replace(ctx, ticked_at=tick.at.timestamp(), clock=self.clock)
         outcomes = run_checks(step.checks, values, ctx)
         failed = [o.step.id for o in outcomes if o.result.status.blocks_gate]
 
