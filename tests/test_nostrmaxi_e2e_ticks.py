@@ -21,13 +21,13 @@ from bot import audit
 from bot.db import Database
 from bot.engine import Engine
 from bot.record import build_record, record_text
-from bot.standin import CA, NostrMaxiStandin, json_response, make_leaf, nostrmaxi_standin
+from bot.standin import NostrMaxiStandin, json_response, make_ca, make_leaf, nostrmaxi_standin
 from bot.text import checkpoint_text
 from bot.views import gate_view, open_gate_id
 from phases.runbook import Runbook, load_runbook
 from tests.docker_fixtures import Compose
 from tests.schedule_helpers import ALICE, BOB, make_engine
-from tests.servers import ManualClock, ca  # noqa: F401  (the throwaway CA fixture)
+from tests.servers import ManualClock
 from tests.trail_checker import check_record, exported_rows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +67,9 @@ def e2e_runbook(
 
 
 @pytest.fixture
-def app(tmp_path: Path, ca: CA, monkeypatch: pytest.MonkeyPatch) -> Any:
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """NostrMaxi over HTTPS with a certificate from a throwaway CA the checks trust."""
+    ca = make_ca(tmp_path)
     leaf = make_leaf(tmp_path, ca, "localhost", 90, sans=["localhost", "127.0.0.1"])
     monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert))
     server = nostrmaxi_standin(tls=leaf)
