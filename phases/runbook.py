@@ -1033,15 +1033,20 @@ RUN_PLACEHOLDERS: dict[str, Value] = {
 }
 
 
-def validate_steps(runbook: Runbook) -> list[str]:
-    """Checks every step's kind and parameters against each environment, before anything runs."""
-    problems: list[str] = []
-    ticked = {  # what validation fills `{tick/ITEM/NAME}` with, in the checks of a tick
+def tick_placeholders(runbook: Runbook) -> dict[str, Value]:
+    """What validation and preflight fill `{tick/ITEM/NAME}` with (a value a tick gives)."""
+    return {
         tick_values.key(m.id, m.value.name): tick_values.stand_in(m.value)
         for p in runbook.phases
         for m in p.manual
         if m.value
     }
+
+
+def validate_steps(runbook: Runbook) -> list[str]:
+    """Checks every step's kind and parameters against each environment, before anything runs."""
+    problems: list[str] = []
+    ticked = tick_placeholders(runbook)
     for where, section, step in runbook.all_steps():
         kind = REGISTRY.get(step.kind)
         if kind is None:

@@ -543,10 +543,10 @@ class CutoverSlackApp:
 
         @app.action(TICK)
         def on_tick(
-            ack: Ack, body: dict[str, Any], action: dict[str, Any], ctx: BoltContext
-        ) -> None:
+            ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
+        ) -> None:  # Bolt passes arguments by name
             tick = value_tick if wants_form(self.engine.runbook, action) else plain_tick
-            tick(ack, body, action, ctx)
+            tick(ack, body, action, context)
 
         app.action(START)(on_click(self._schedule_start))
         app.action(CHECKLIST_TICK)(on_click(self._checklist_tick))
