@@ -110,3 +110,38 @@ def test_the_shipped_runbook_binds_the_claim_and_payment_checks_to_their_ticks()
     assert [c.id for c in e2e.tick_checks] == ["nip05-pubkey", "payment-webhook", "pro-upgrade"]
     claim = next(m for m in e2e.manual if m.id == "nip05-claim")
     assert claim.value is not None and claim.value.type == "nostr_pubkey"
+
+
+def test_console_tick_takes_the_value_after_the_step_id(sqlite_db: Any, tmp_path: Path) -> None:
+    import io
+
+    from bot import audit
+    from bot.app import console_engine
+    from bot.console import Console
+    from bot.surface import Actor
+    from tests.small_runbook import small_runbook
+
+    phase = {
+        "id": "e2e",
+        "name": "End-to-end",
+        "estimate_minutes": 5,
+        "checkpoint": "critical paths work",
+        "manual": [
+            {
+                "id": "nip05-claim",
+                "text": "Claim NIP-05 cutover-test",
+                "value": {"name": "pubkey", "type": "nostr_pubkey", "label": "Pubkey"},
+            }
+        ],
+    }
+    out = io.StringIO()
+    engine = console_engine(sqlite_db, small_runbook(tmp_path, phases=[phase]), out)
+    lines = ["/cutover start staging", "tick nip05-claim", f"tick nip05-claim {NIP19[0][0]}", "c"]
+    Console(
+        engine, Actor("console:alice", "alice"), io.StringIO("\n".join(lines) + "\n"), out
+    ).loop()
+    said = out.getvalue()
+    assert "nip05-claim not ticked: this step needs its pubkey: Pubkey" in said
+    assert "nip05-claim ticked" in said
+    [tick] = [e for e in audit.events(sqlite_db, 1) if e.kind == "manual.ticked"]
+    assert '"value":{"pubkey":"' + NIP19[0][1] + '"}' in tick.data
