@@ -149,6 +149,10 @@ def _trail(db: Database, run_id: int, events: list[Any] | None = None) -> Trail:
             t.opened.append({**row, "gate": int(data["gate"])})
         elif kind == AuditKind.GATE_DECIDED:
             t.decisions.append(row)
+        elif kind == AuditKind.GATE_RECHECKED:  # a check run after a tick failed
+            for g in t.opened:
+                if g["gate"] == data["gate"]:
+                    g["checks_passed"] = False
         elif kind in (AuditKind.GATE_OVERRIDDEN, AuditKind.FREEZE_OVERRIDDEN):
             t.overrides.append({**row, "kind": kind})
         elif kind == AuditKind.GATE_VOTE and data.get("comment"):  # Continue with comment
@@ -458,7 +462,8 @@ def manual_lines(runbook: Runbook, t: Trail) -> list[str]:
             if not ticks:
                 out.append(f"{ref} ({where}): not ticked")
             for k in ticks:
-                out.append(f"{ref} ({where}): ticked by {k['actor']} at {hm(k['at'])}")
+                given = "".join(f", {n} {v}" for n, v in (k.get("value") or {}).items())
+                out.append(f"{ref} ({where}): ticked by {k['actor']} at {hm(k['at'])}{given}")
     return out
 
 

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from phases import runbook_format
+from phases import runbook_format, tick_values
 from phases.checks import REGISTRY, StepKind
 from phases.checks.base import StepParams
 from phases.post_tasks import DEFAULT_REMINDER_HOURS, PostTaskSpec, task_problems
@@ -80,13 +80,17 @@ class ManualStep(Strict):
     same phase whose pass makes the step needless ("test the payment webhook by hand if no
     organic payment was seen"): when the checkpoint opens and that check passed (a
     monitoring phase: in any round), the bot ticks the step, quoting the check's evidence;
-    otherwise the step is asked of a person like any other."""
+    otherwise the step is asked of a person like any other. `value`: what its tick must
+    carry (phases/tick_values.py: a claimed NIP-05 name's pubkey); `checks`: what the bot
+    checks once it is ticked, with `{tick/ITEM/NAME}` filled from the gate's ticks."""
 
     id: str = Field(pattern=ID_PATTERN)
     text: str = Field(min_length=1, max_length=150)
     undoes: str | None = Field(default=None, pattern=ID_PATTERN)
     done_by: str | None = Field(default=None, pattern=ID_PATTERN)
     ask_unless: str | None = Field(default=None, pattern=ID_PATTERN)
+    value: tick_values.TickValue | None = None
+    checks: list[StepSpec] = Field(default_factory=list)
 
 
 class Estimate(Strict):
@@ -134,7 +138,10 @@ class PhaseSpec(Strict):
     @model_validator(mode="after")
     def unique_step_ids(self) -> PhaseSpec:
         ids = (
-            [s.id for s in self.actions] + [s.id for s in self.checks] + [m.id for m in self.manual]
+            [s.id for s in self.actions]
+            + [s.id for s in self.checks]
+            + [m.id for m in self.manual]
+            + [c.id for c in self.tick_checks]
         )
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
@@ -156,7 +163,21 @@ class PhaseSpec(Strict):
                     f"manual step {m.id!r}: ask_unless {m.ask_unless!r} is not a check of this "
                     f"phase; its checks: {', '.join(checks) or 'none'}"
                 )
+        values = {(m.id, m.value.name) for m in self.manual if m.value}
+        for m in self.manual:
+            for c in m.checks:
+                for item, name in sorted(tick_values.refs(c.params) - values):
+                    raise ValueError(
+                        f"manual step {m.id!r}, check {c.id!r}: {{tick/{item}/{name}}} names no "
+                        f"value of this phase's manual steps; declared: "
+                        + (", ".join(f"tick/{i}/{n}" for i, n in sorted(values)) or "none")
+                    )
         return self
+
+    @property
+    def tick_checks(self) -> list[StepSpec]:
+        """The checks its manual steps run once ticked (never with the phase's checks)."""
+        return [c for m in self.manual for c in m.checks]
 
 
 class MonitorSpec(Strict):
@@ -843,6 +864,11 @@ class Runbook(Strict):
         for p in self.phases:
             out += [(f"phase {p.id!r}", "actions", s) for s in p.actions]
             out += [(f"phase {p.id!r}", "checks", s) for s in p.checks]
+            out += [
+                (f"phase {p.id!r} > manual {m.id!r}", "checks", s)
+                for m in p.manual
+                for s in m.checks
+            ]
         out += [("rollback", "rollback", s) for s in self.rollback]
         out += [("restore", "restore", s) for s in self.restore]
         out += [("rollback_checks", "checks", s) for s in self.rollback_checks]
@@ -1024,9 +1050,20 @@ RUN_PLACEHOLDERS: dict[str, Value] = {
 }
 
 
+def tick_placeholders(runbook: Runbook) -> dict[str, Value]:
+    """What validation and preflight fill `{tick/ITEM/NAME}` with (a value a tick gives)."""
+    return {
+        tick_values.key(m.id, m.value.name): tick_values.stand_in(m.value)
+        for p in runbook.phases
+        for m in p.manual
+        if m.value
+    }
+
+
 def validate_steps(runbook: Runbook) -> list[str]:
     """Checks every step's kind and parameters against each environment, before anything runs."""
     problems: list[str] = []
+    ticked = tick_placeholders(runbook)
     for where, section, step in runbook.all_steps():
         kind = REGISTRY.get(step.kind)
         if kind is None:
@@ -1042,6 +1079,8 @@ def validate_steps(runbook: Runbook) -> list[str]:
             )
         for env_name in runbook.environments:
             values = {**RUN_PLACEHOLDERS, **runbook.values_for(env_name, expand=False)}
+            if "> manual " in where:
+                values.update(ticked)
             token_problem = _literal_token(step, values)
             if token_problem:
                 problems.append(f"{where} > {section} > {step.id!r}: {token_problem}")

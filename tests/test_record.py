@@ -75,7 +75,12 @@ def record_runbook(tmp_path: Path, base_url: str, public: dict[str, Any]) -> Any
                 }
             ],
         },
-        {**e2e, "checks": [true_check()]},  # the shipped manual steps (login, payment, admin …)
+        {  # the shipped manual steps (login, payment, admin …), ticked by hand here: their
+            # values and the checks bound to them: tests/test_nostrmaxi_e2e_ticks.py
+            **e2e,
+            "checks": [true_check()],
+            "manual": [{"id": m["id"], "text": m["text"]} for m in e2e["manual"]],
+        },
         {
             "id": "public-access",
             "name": "Enable public access",

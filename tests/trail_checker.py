@@ -912,16 +912,23 @@ def record_rules() -> Checker:
         return t.none("a completion", t.of("run.completed"), [t.started()])
 
     # -- Manual steps: every checkpoint's manual steps, ticked (who, when) or not.
-    @c.add(r"(\S+)/(\S+) \(attempt (\d+)\): ticked by (\S+) at (\d\d:\d\d) UTC", "Manual steps")
+    # A tick that carried a value names it: ", NAME VALUE", as its row keeps it.
+    @c.add(
+        r"(\S+)/(\S+) \(attempt (\d+)\): ticked by (\S+) at (\d\d:\d\d) UTC(?:, (\S+) (\S+))?",
+        "Manual steps",
+    )
     def ticked(m: re.Match[str], t: Trail) -> tuple[int, ...]:
-        phase, item, attempt, who, hhmm = m.groups()
+        phase, item, attempt, who, hhmm, name, value = m.groups()
         gates = {g.data.get("gate") for g in gates_of(t, phase, int(attempt))}
         rows = [
             r
             for r in t.of("manual.ticked", item=item)
-            if r.data.get("gate") in gates and r.actor == who and r.hhmm == hhmm
+            if r.data.get("gate") in gates
+            and r.actor == who
+            and r.hhmm == hhmm
+            and r.data.get("value") == ({name: value} if name else None)
         ]
-        return t.one("the tick", rows)
+        return t.one("the tick" + (f" with {name} {value}" if name else ""), rows)
 
     @c.add(r"(\S+)/(\S+) \(attempt (\d+)\): not ticked", "Manual steps")
     def unticked(m: re.Match[str], t: Trail) -> tuple[int, ...]:

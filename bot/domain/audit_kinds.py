@@ -22,6 +22,8 @@ class AuditKind(enum.StrEnum):
     GATE_DECIDED = "gate.decided"
     GATE_REMINDED = "gate.reminded"
     GATE_ESCALATED = "gate.escalated"
+    # A check bound to a manual step's tick failed while its gate was open: no longer passed
+    GATE_RECHECKED = "gate.rechecked"
     # Break-glass: one approver's vote, with their justification, to pass over failed steps
     # (a gate) or a change freeze (an emergency start); then the override that decided it.
     OVERRIDE_VOTE = "override.vote"

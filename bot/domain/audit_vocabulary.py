@@ -167,6 +167,19 @@ CATALOGUE: dict[AuditKind, Entry] = {
             "ask_unless": "the check whose pass made asking unneeded, when the bot ticked it "
             "(the step's `ask_unless`)",
             "round": "the monitoring round that check passed in, when it was a round",
+            "value": 'what the tick carried, by the step\'s value name ({"pubkey": …}), when '
+            "the step declares `value`; as kept: an npub as its 64-hex key",
+            "given": "what the person typed, when it was kept in another form (an npub1…)",
+        },
+    ),
+    AuditKind.GATE_RECHECKED: Entry(
+        "a check run once a manual step was ticked failed: the open gate's checks no longer "
+        "pass (its Continue is refused; Retry or Rollback)",
+        {
+            **_GATE,
+            "item": "the manual step whose tick ran the check",
+            "failed": "the ids of the checks that failed",
+            "checks_passed": "false: the gate's checks no longer pass",
         },
     ),
     AuditKind.CRITERION_SIGNED_OFF: Entry(

@@ -76,6 +76,7 @@ from bot.slack.modals import FormMeta
 from bot.slack.post_task_actions import TASK_DONE, done_click
 from bot.slack.signoff import RUN_SIGNOFF_ACTION, SIGNOFF_ACTION, note_from
 from bot.slack.surface import SlackSurface, make_client, retry_handlers
+from bot.slack.tick_value_form import TICK_VALUE_FORM, TickValueForms, wants_form
 from bot.store import home_viewers, step_outputs
 from bot.store.rate_slots import SharedSlots
 from bot.store.replays import SEEN, TOO_OLD, SeenRequests
@@ -396,6 +397,7 @@ class CutoverSlackApp:
             self._fetch_members, what="channel", permanent=CHANNEL_UNREADABLE
         )
         self.commands = CommandService(engine, surface.run_links)
+        self.tick_values = TickValueForms(self)  # a tick that carries a value: its form
         self.replays = ReplayGuard(SeenRequests(engine.db))
         self._start_locks: dict[int, threading.Lock] = {}
         self.acks_first = AcksFirst()
@@ -525,6 +527,7 @@ class CutoverSlackApp:
             (modals.SCHEDULE_FORM, self._check_schedule_form),
             (modals.REVERT_FORM, self._check_revert_form),
             (modals.EMERGENCY_FORM, self._check_emergency_form),
+            (TICK_VALUE_FORM, self.tick_values.check),
         ):
             app.view(callback_id)(self._on_submission(check))
 
@@ -537,7 +540,15 @@ class CutoverSlackApp:
                 # is drawn with the rest of the work, after the answers in flight.
                 self._work.put(((None, None), self._home_opened, (user, team)))
 
-        app.action(TICK)(on_click(self._tick))
+        plain_tick, value_tick = on_click(self._tick), on_form_click(self.tick_values.open_or_tick)
+
+        @app.action(TICK)
+        def on_tick(
+            ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
+        ) -> None:  # Bolt passes arguments by name
+            tick = value_tick if wants_form(self.engine.runbook, action) else plain_tick
+            tick(ack, body, action, context)
+
         app.action(START)(on_click(self._schedule_start))
         app.action(CHECKLIST_TICK)(on_click(self._checklist_tick))
         app.action(SIGNOFF_ACTION)(on_click(self._signoff))
