@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
 from bot import audit
@@ -33,7 +34,11 @@ from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.models import Gate, PhaseRun, Run
 
-__all__ = ["Database", "DatabaseUnavailable", "Store", "Tx", "session_of"]
+__all__ = ["Database", "DatabaseUnavailable", "Duplicate", "Store", "Tx", "session_of"]
+
+# A row a unique index refused (two starts racing for an environment's one active slot, two
+# votes of one person): raised by the commit, or by the flush, of the transaction.
+Duplicate = IntegrityError
 
 T = TypeVar("T")
 M = TypeVar("M", bound=SQLModel)
