@@ -32,3 +32,15 @@ def any_action_ran(tx: Tx, run_id: int) -> bool:
         )
     ).first()
     return acted is not None
+
+
+def results(tx: Tx, phase_run_id: int | None) -> list[tuple[str, str, str]]:
+    """(section, step id, status) of every step result of a phase run."""
+    return [
+        (sec, sid, str(status))
+        for sec, sid, status in tx.session.exec(
+            select(StepRun.section, StepRun.step_id, StepRun.status).where(
+                StepRun.phase_run_id == phase_run_id
+            )
+        )
+    ]
