@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
@@ -66,6 +68,11 @@ class Tx:
 
     def flush(self) -> None:
         self.session.flush()
+
+    def insert(self, table: Any) -> Any:
+        """An INSERT of this database's dialect, with `on_conflict_do_nothing/update`."""
+        postgres = self.session.get_bind().dialect.name == "postgresql"
+        return (pg_dialect.insert if postgres else sqlite_dialect.insert)(table)
 
     def db_now(self) -> datetime:
         """The database server's clock (leases are read and written on it, never ours)."""
@@ -171,9 +178,12 @@ def _run_of(row: Any) -> int | None:
 
 
 def _about(row: Any, data: dict[str, Any] | None) -> dict[str, Any]:
-    """A gate's audit row names the gate and its phase; other rows' say what `data` says."""
+    """A gate's audit row names the gate and its phase, a phase run's its phase and attempt;
+    a run's says what `data` says."""
     if isinstance(row, Gate):
         return {"gate": row.id, "phase": row.phase_id, **(data or {})}
+    if isinstance(row, PhaseRun):
+        return {"phase": row.phase_id, "attempt": row.attempt, **(data or {})}
     return dict(data or {})
 
 
