@@ -15,6 +15,7 @@ from phases.checks import (  # noqa: E402,F401  isort: skip
     logs_check,
     postgres_check,
     prometheus_check,
+    published_ports,
     secrets_check,
     statuspage,
     tls_check,
