@@ -7,6 +7,7 @@ from phases.checks import (  # noqa: E402,F401  isort: skip
     backup,
     pg_backup,
     command,
+    compose_up,
     deployed,
     disk,
     dns_check,
