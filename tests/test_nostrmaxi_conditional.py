@@ -30,7 +30,11 @@ pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = yaml.safe_load((ROOT / "runbooks" / "nostrmaxi.yml").read_text(encoding="utf-8"))
-PAID = "LOG [PaymentsService] BTCPay webhook: invoice inv_7 settled, PRO granted"
+# NostrMaxi's own line for a confirmed payment (src/payments/payments.service.ts).
+PAID = (
+    "[Nest] 1  - 02/17/2026, 4:20:00 PM     LOG [PaymentsService] Payment clx7q2m0a0007 "
+    "processed: PRO tier until Thu Mar 19 2026 16:20:00 GMT+0000 (Coordinated Universal Time)"
+)
 MIN = timedelta(minutes=1)
 
 
