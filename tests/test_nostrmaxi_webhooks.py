@@ -10,7 +10,7 @@ import pytest
 
 from phases.checks.base import Status, StepContext
 from phases.checks.logs_check import LogsParams, run_logs
-from phases.secrets import Masker
+from phases.secrets import MASK, Masker
 from tests.nostrmaxi_lines import run_shipped
 
 if TYPE_CHECKING:
@@ -36,6 +36,9 @@ FAILED = f"{NEST}    WARN [PaymentsService] Invalid webhook signature"
 # The request log of the 400 that answered it; the query string carries the secret here.
 FAILED_REQUEST = (
     f"[2026-02-17T16:05:12.345Z] POST /api/v1/payments/webhook?provider=lnbits&k={SECRET} 400 4ms"
+)
+CRASHED_REQUEST = (
+    f"[2026-02-17T16:05:13.001Z] POST /api/v1/payments/webhook?provider=btcpay&k={SECRET} 500 12ms"
 )
 UNMATCHED = f"{NEST}    WARN [PaymentsService] No pending payment found for provider invoice: inv_9"
 
@@ -69,12 +72,20 @@ def test_a_round_shows_its_payments_processed_and_no_webhook_failures(compose: C
 
 
 def test_a_webhook_turned_down_fails_the_round_with_its_lines_masked(compose: Compose) -> None:
+    """A bad signature prints a WARN and the request log's 400: one delivery, counted once."""
     status, evidence, tallies = read_round(compose, DELIVERED, FAILED, FAILED_REQUEST)
     assert status is Status.FAIL
-    assert evidence.startswith("payments processed: 1, webhook failures: 2; webhook failures 2 > 0")
+    assert evidence.startswith("payments processed: 1, webhook failures: 1; webhook failures 1 > 0")
     assert "WARN [PaymentsService] Invalid webhook signature" in evidence
     assert SECRET not in evidence
-    assert tallies == {"payments processed": 1, "webhook failures": 2}
+    assert tallies == {"payments processed": 1, "webhook failures": 1}
+
+
+def test_a_webhook_answered_with_a_server_error_is_a_webhook_failure(compose: Compose) -> None:
+    status, evidence, tallies = read_round(compose, CRASHED_REQUEST)
+    assert status is Status.FAIL
+    assert f"POST /api/v1/payments/webhook?provider=btcpay&k={MASK} 500 12ms" in evidence
+    assert tallies == {"payments processed": 0, "webhook failures": 1}
 
 
 def test_a_delivery_for_no_pending_payment_is_a_webhook_failure(compose: Compose) -> None:
