@@ -40,6 +40,7 @@ WHOLE_CUTOVER = [
     "wait 5",
     "wait 5",
     "wait 5",
+    "tick payment-webhook",
     "c",
     "quit",
 ]
@@ -148,17 +149,21 @@ def test_demo_shows_phase_8_and_9_as_its_audit_trail_has_them(tmp_path: Path) ->
     assert "Decision point: FAIL → ROLLBACK" in out
     assert "Phase 6 retried by newcomer." in out
 
-    # The conditional payment test: asked only if no payment was seen; one was, so the bot
-    # ticked it, with the round and the evidence that showed it.
+    # The conditional payment test: asked only if no payment was seen since monitoring
+    # began. The first window saw one, so the bot ticked it with that round's evidence; the
+    # retried window saw none (the payment came before it), so the person was asked.
     paid = ticks(events, "payment-webhook")
-    assert [t["actor"] for t in paid] == ["system", "system"]
-    assert all(t["data"]["ask_unless"] == "payments" for t in paid)
+    assert [t["actor"] for t in paid] == ["system", "console:newcomer"]
+    assert paid[0]["data"]["ask_unless"] == "payments" and paid[0]["data"]["round"] == 4
     assert paid[0]["data"]["evidence"].startswith("payments: 1 in 1 container(s)")
+    assert f"✅ Organic payments since monitoring began: {paid[0]['data']['evidence']}" in out
     assert "[x] (by the bot) payment-webhook: Payment webhook tested by hand" in out
+    assert "[ ] payment-webhook: Payment webhook tested by hand" in out
+    assert "decision> payment-webhook ticked" in out
     assert (
-        "Payment Test Completed: YES — manual step monitoring/payment-webhook ticked by system"
-        in out
-    )
+        "Payment Test Completed: YES — manual step monitoring/payment-webhook ticked by "
+        "console:newcomer"
+    ) in out
 
     # The deviation a person added, in the record as the trail has it.
     [dev] = [e for e in events if e["kind"] == "record.deviation"]
