@@ -155,3 +155,22 @@ def test_no_ports_asked_for_is_skipped_and_says_so() -> None:
     )
     assert result.status is Status.SKIPPED
     assert result.evidence == "no published ports asked for (ports is empty): none checked"
+
+
+def test_probe_host_names_where_the_bot_connects(project: Project) -> None:
+    """A bot in a container reaches the host's ports at another address (ports_probe_host);
+    the evidence says where it connected."""
+    app = free_port()
+    project.service("backend", {3000: app})  # bound to 127.0.0.1 only
+    result = run_shipped(
+        "start",
+        "published-ports",
+        StepContext(timeout=30, clock=FastClock()),
+        compose_project=project.name,
+        published_ports=[f"backend {app}:3000"],
+        ports_probe_host="127.0.0.2",
+    )
+    assert result.status is Status.FAIL
+    assert result.evidence == (
+        f"backend 127.0.0.1:{app}->3000/tcp published, but 127.0.0.2:{app}: connection refused"
+    )

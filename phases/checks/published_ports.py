@@ -233,10 +233,12 @@ def run_published_ports(params: PublishedPortsParams, ctx: StepContext) -> StepR
         if problems:
             return StepResult(Status.FAIL, "; ".join(problems), details=details)
         hold = f"{params.hold_ms / 1000:g} s"
+        hosts = dict.fromkeys(str(r["probe"]).rsplit(":", 1)[0] for r in details["ports"])
         return StepResult(
             Status.PASS,
             f"{len(good)}/{len(params.ports)} ports published as docker-compose ps shows them "
-            f"and answering: {', '.join(good)} (a TCP connection to each host port on {where} "
+            f"and answering: {', '.join(good)} (a TCP connection to each host port on "
+            f"{', '.join(hosts)} "
             f"was accepted and held open {hold})",
             details=details,
         )
