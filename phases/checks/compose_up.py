@@ -38,6 +38,11 @@ class ComposeUpParams(DockerHostParams):
     def argv(self) -> list[str]:
         return [*self.compose, "-p", self.project, "-f", self.file, "up", "-d"]
 
+    def as_command(self) -> CommandParams:
+        """The `run` step it is: its program, folder and env file (preflight checks them)."""
+        env = {"DOCKER_HOST": self.docker_host} if self.docker_host else {}
+        return CommandParams(argv=self.argv(), cwd=self.cwd, env_file=self.env_file, env=env)
+
 
 def _engine(params: ComposeUpParams, client: Any) -> str:
     """Which engine, and why that one: the step's docker_host or the bot's DOCKER_HOST."""
@@ -47,9 +52,7 @@ def _engine(params: ComposeUpParams, client: Any) -> str:
 
 
 def run_compose_up(params: ComposeUpParams, ctx: StepContext) -> StepResult:
-    env = {"DOCKER_HOST": params.docker_host} if params.docker_host else {}
-    command = CommandParams(argv=params.argv(), cwd=params.cwd, env_file=params.env_file, env=env)
-    ran = run_command(command, ctx)
+    ran = run_command(params.as_command(), ctx)
     where = params.docker_host or "the bot's DOCKER_HOST"
     if ran.status is not Status.PASS:
         details = {**ran.details, "docker_host": params.docker_host}
