@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from bot.app import run_console
@@ -59,8 +60,6 @@ class Demo:
 
     def deliver(self) -> list[str]:
         """POSTs each queued webhook to the backend stand-in; what it answered."""
-        import httpx
-
         assert self.app is not None
         said = []
         for signature in self.webhooks:
