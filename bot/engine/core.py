@@ -374,6 +374,26 @@ class EngineCore:
             return Tx.of(within, self.now).refuse(actor.id, action, reason, run_id=run_id, **data)
         return self.store.refuse(actor.id, action, reason, run_id=run_id, **data)
 
+    def refused(
+        self,
+        actor: Actor,
+        action: str,
+        reason: str,
+        *,
+        run_id: int | None = None,
+        gate_id: int | None = None,
+        tx: Tx | None = None,
+        surface_ref: str | None = None,
+        **data: Any,
+    ) -> Decision:
+        """The one shape of a refusal a surface is answered with: audited (`refuse`, in `tx`
+        if the caller holds one) and returned as a "refused" Decision; a start, which has no
+        Decision, raises `Refused(self.refuse(…))` instead. `gate_id`: the gate refused at,
+        named in the audit row and the Decision."""
+        at_gate = {"gate": gate_id} if gate_id is not None else {}
+        self.refuse(actor, action, reason, run_id=run_id, tx=tx, **at_gate, **data)
+        return Decision("refused", reason, gate_id, run_id, surface_ref=surface_ref)
+
     def _dead(self, owner: str | None, lease_until: datetime | None, now: datetime) -> bool:
         """True when the owner of a run's execution is gone: its lease lapsed (`now`: the
         database's clock, `db_now`), or it was an earlier incarnation of this very replica

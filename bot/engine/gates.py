@@ -145,8 +145,10 @@ class Gates(TickChecks):
         if not approvals.is_approver(env, actor):
             # Refused before any row lock: a stranger's clicks never queue behind the gate.
             reason_text = f"you are not an approver for {env_name}; nothing was changed"
-            self.refuse(actor, str(decision), reason_text, run_id=run_id, gate=gate_id)
-            return Decision("refused", reason_text, gate_id, run_id), None, None
+            refused = self.refused(
+                actor, str(decision), reason_text, run_id=run_id, gate_id=gate_id
+            )
+            return refused, None, None
         with self.store.tx() as tx:
             run, gate, pr = tx.lock_gate(run_id, gate_id)
             if attempt is not None and gate.attempt != attempt:
@@ -160,16 +162,15 @@ class Gates(TickChecks):
             if refusal is None and not states.can(gate, _GATE_TRIGGER[decision]):
                 refusal = f"{decision} is not possible at this gate now"
             if refusal:
-                tx.refuse(
-                    actor.id,
+                refused = self.refused(
+                    actor,
                     str(decision),
                     refusal,
                     run_id=run.id,
-                    gate=gate.id,
+                    gate_id=gate.id,
+                    tx=tx,
+                    surface_ref=gate.surface_ref,
                     phase=gate.phase_id,
-                )
-                refused = Decision(
-                    "refused", refusal, gate.id, run.id, surface_ref=gate.surface_ref
                 )
                 return refused, None, None
             assert run.id is not None
@@ -320,8 +321,7 @@ class Gates(TickChecks):
             raise NotFound(f"no run #{run_id}")
         refusal = approvals.may_tick(run.environment, self.environment(run.environment), actor)
         if refusal:
-            self.refuse(actor, action, refusal, run_id=run_id)
-            return Decision("refused", refusal, None, run_id)
+            return self.refused(actor, action, refusal, run_id=run_id)
         self.store.record(kind, actor=actor.id, run_id=run_id, data={"text": said})
         return Decision("ticked", done, None, run_id)
 
@@ -334,8 +334,9 @@ class Gates(TickChecks):
         run_id, env_name = found
         refusal = approvals.may_tick(env_name, self.environment(env_name), actor)
         if refusal:
-            self.refuse(actor, "tick", refusal, run_id=run_id, gate=gate_id, item=item_id)
-            return Decision("refused", refusal, gate_id, run_id)
+            return self.refused(
+                actor, "tick", refusal, run_id=run_id, gate_id=gate_id, item=item_id
+            )
         with self.store.tx() as tx:
             tx.lock_run(run_id)
             gate = gate_rows.lock(tx, gate_id)
@@ -384,8 +385,7 @@ class Gates(TickChecks):
         if refusal:
             with self.store.tx() as tx:
                 active = run_rows.active_id(tx, env_name)
-            self.refuse(actor, "abort", refusal, run_id=active, environment=env_name)
-            return Decision("refused", refusal, None, active)
+            return self.refused(actor, "abort", refusal, run_id=active, environment=env_name)
         spawn = False
         with self.store.tx() as tx:
             run = run_rows.lock_active(tx, env_name)

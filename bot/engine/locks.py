@@ -59,8 +59,7 @@ class Locks(EngineCore):
             raise InvalidInput("say why: lock needs --reason TEXT")
         refusal = approvals.may_lock(env_name, env, actor)
         if refusal:
-            self.refuse(actor, "lock", refusal, environment=env_name)
-            return Decision("refused", refusal)
+            return self.refused(actor, "lock", refusal, environment=env_name)
         now = self.now()
         try:
             with self.store.tx() as tx:
@@ -85,8 +84,7 @@ class Locks(EngineCore):
         env = self.environment(env_name)
         refusal = approvals.may_lock(env_name, env, actor)
         if refusal:
-            self.refuse(actor, "unlock", refusal, environment=env_name)
-            return Decision("refused", refusal)
+            return self.refused(actor, "unlock", refusal, environment=env_name)
         now = self.now()
         with self.store.tx() as tx:
             held = env_locks.lock(tx, env_name)

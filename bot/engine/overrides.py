@@ -69,8 +69,7 @@ class Overrides(Gates):
         env = self.environment(env_name)
         if not approvals.is_override_approver(env, actor):
             reason = f"you may not override checks in {env_name}; nothing was changed"
-            self.refuse(actor, "override", reason, run_id=run_id, gate=gate_id)
-            return Decision("refused", reason, gate_id, run_id)
+            return self.refused(actor, "override", reason, run_id=run_id, gate_id=gate_id)
         spawn: Callable[[int], None] | None = None
         told: _Overridden | None = None
         with self.store.tx() as tx:
@@ -82,10 +81,15 @@ class Overrides(Gates):
             if refusal is None and not states.can(gate, "override"):
                 refusal = "override is not possible at this gate now"
             if refusal:
-                tx.refuse(
-                    actor.id, "override", refusal, run_id=run_id, gate=gate.id, phase=gate.phase_id
+                return self.refused(
+                    actor,
+                    "override",
+                    refusal,
+                    run_id=run_id,
+                    gate_id=gate.id,
+                    tx=tx,
+                    phase=gate.phase_id,
                 )
-                return Decision("refused", refusal, gate.id, run_id)
             result, told = self._vote(tx, run, gate, pr, actor, text, facts)
             if result.outcome == "overridden":
                 spawn = self.advance

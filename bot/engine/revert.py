@@ -47,8 +47,7 @@ class Reverts(EngineCore):
             facts = self._revert_facts(env_name, run_id)
         refusal = approvals.may_revert(env_name, env, actor, facts)
         if refusal:
-            self.refuse(actor, "revert", refusal, run_id=facts.run_id, environment=env_name)
-            return Decision("refused", refusal, None, facts.run_id)
+            return self.refused(actor, "revert", refusal, run_id=facts.run_id, environment=env_name)
         assert facts.run_id is not None
         try:
             run_id = self._insert_revert(env_name, env, actor, facts.run_id, masked)
@@ -98,8 +97,7 @@ class Reverts(EngineCore):
             if refusal:
                 if any(actor.is_(v) for v in votes):
                     return Decision("already_voted", refusal, None, run_id)
-                tx.refuse(actor.id, "revert", refusal, run_id=run_id)
-                return Decision("refused", refusal, None, run_id)
+                return self.refused(actor, "revert", refusal, run_id=run_id, tx=tx)
             now = self.now()
             tx.add(RevertVote(run_id=run_id, actor=actor.id, at=now))
             votes.append(actor.id)
@@ -175,8 +173,8 @@ class Reverts(EngineCore):
             if active is not None
             else f"another run of {env_name} was starting at the same time; try again"
         )
-        self.refuse(actor, "revert", message, environment=env_name)
-        return Decision("refused", message, None, active.id if active else None)
+        run_id = active.id if active else None
+        return self.refused(actor, "revert", message, run_id=run_id, environment=env_name)
 
     def revert_refusal(self, run_id: int) -> str | None:
         """Why run `run_id` cannot be reverted now, whoever asks (None: it can, or a revert of

@@ -56,8 +56,7 @@ class Runs(Locks):
             env, actor, group_members
         )
         if refusal:
-            self.refuse(actor, "start", refusal, environment=env_name)
-            raise Refused(refusal)
+            raise Refused(self.refuse(actor, "start", refusal, environment=env_name))
         blocked = self.start_blocker(env_name, actor, dry_run)  # a lock: audited there
         if blocked:
             raise Refused(blocked)
@@ -70,8 +69,9 @@ class Runs(Locks):
                 f"break-glass: {need} override approvers each type /cutover start {env_name} "
                 "--emergency --reason WHY"
             )
-            self.refuse(actor, "start", said, environment=env_name, freeze=frozen.freeze.id)
-            raise Refused(said)
+            raise Refused(
+                self.refuse(actor, "start", said, environment=env_name, freeze=frozen.freeze.id)
+            )
         if frozen is not None and emergency is not None:
             subject, approvers, said_by = self.emergency_vote(env_name, actor, emergency, frozen)
             spend = (subject, approvers, said_by, frozen)
@@ -82,8 +82,7 @@ class Runs(Locks):
                 f"{env_name!r}); start without ref=, or add `ref: main` to its vars and use "
                 "{ref} in its git steps. No run was started."
             )
-            self.refuse(actor, "start", said, environment=env_name)
-            raise Refused(said)
+            raise Refused(self.refuse(actor, "start", said, environment=env_name))
         if env.env_file:
             path = Path(str(values["env_file"]))
             if not path.is_file():
