@@ -1,9 +1,4 @@
-"""Running one program without a shell: its own session, a bounded output tail, killed whole.
-
-The child of a `command` or `run` step (phases/checks/command.py): started with only the
-environment it is given, as the step user if there is one, stopped with SIGTERM then SIGKILL
-on request, and every process carrying the step's marker killed on timeout.
-"""
+"""Runs one program without a shell: own session, bounded output tail, killed whole."""
 
 from __future__ import annotations
 

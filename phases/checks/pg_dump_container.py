@@ -1,8 +1,4 @@
-"""pg_dump inside the database's container through the Docker API, streamed to a file on the host.
-
-The password never reaches the exec's environment: a password file written into the
-container for this dump alone, removed when it ends (phases/checks/pg_backup.py says why).
-"""
+"""pg_dump inside the database's container via the Docker API, streamed to a host file."""
 
 from __future__ import annotations
 

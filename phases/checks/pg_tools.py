@@ -1,8 +1,4 @@
-"""The PostgreSQL client tools as `backup` and `restore` run them: PG* from a URL, no secret shown.
-
-Also what both share: the digest that ties a restore to the bytes a backup verified, and
-`verify_backup` (pg_restore --list, size, SHA-256), which preflight uses as well.
-"""
+"""PostgreSQL client tools for backup and restore: PG* env from a URL, SHA-256, verify."""
 
 from __future__ import annotations
 
