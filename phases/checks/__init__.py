@@ -6,6 +6,7 @@ from phases.checks.base import REGISTRY, Status, StepContext, StepKind, StepResu
 from phases.checks import (  # noqa: E402,F401  isort: skip
     backup,
     pg_backup,
+    pg_restore,
     pg_rows,
     command,
     compose_up,
