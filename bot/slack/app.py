@@ -52,7 +52,8 @@ from bot.slack.listeners import (
 )
 from bot.slack.listeners.command_work import resync
 from bot.slack.middleware import Identify, ReplayGuard
-from bot.slack.surface import SlackSurface, make_client, retry_handlers
+from bot.slack.surface import SlackSurface
+from bot.slack.transport import make_client, retry_handlers
 from bot.store.replays import SeenRequests
 
 log = logging.getLogger(__name__)
