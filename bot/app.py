@@ -2,10 +2,8 @@
 scheduler and wires them together. The CLI, `cutover serve`, the console, the demo and the
 tests all build through here; nothing below it builds its own collaborators.
 
-Layers, top to bottom (checked by import-linter, see pyproject.toml):
-cli → demo → app → surfaces (slack, console) → commands → scheduler → schedules, record →
-engine → text → views, audit, store, notices → db → models → surface protocol → domain →
-settings → phases.
+Layers, top to bottom: docs/layers.md, generated from the import-linter contracts in
+pyproject.toml (tests/test_layers_doc.py keeps the two in step).
 """
 
 from __future__ import annotations

@@ -456,7 +456,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         for i, ph in enumerate(rb.phases):
             print(
                 f"  {rb.phase_number(i)}. {ph.name} [{ph.estimate_minutes}] — "
-                f"{plural(len(ph.actions), 'action')}, {plural(len(ph.checks), 'check')}, "
+                f"{plural(len(ph.actions), 'action')}, {plural(len(ph.checks), 'check')}"
+                + (f" (+{len(ph.tick_checks)} after a tick)" if ph.tick_checks else "")
+                + ", "
                 f"{plural(len(ph.manual), 'manual step')}; on fail: {in_words(ph.on_fail)}"
             )
         gating = [

@@ -49,7 +49,8 @@ PROMPT_HELP = """At a checkpoint:
   t | retry               run the phase again
   o | override WHY        break-glass: continue past failed overridable steps (a
                           justification is required; the override quorum decides)
-  tick ITEM               mark a manual step done
+  tick ITEM [VALUE]       mark a manual step done (VALUE: what a step asking for one
+                          needs, e.g. tick nip05-claim npub1…)
 Any time: /cutover start ENV [--dry-run] | /cutover status [ENV] | /cutover audit RUN | quit
           /cutover abort ENV [--reason TEXT]   (asks for the reason when not given)
           /cutover revert ENV [--reason TEXT]  undo ENV's completed run (asks for the reason)
@@ -360,7 +361,9 @@ class Console:
             return
         if gate is not None and word in ("c", "continue", "r", "rollback", "t", "retry", "tick"):
             if word == "tick":
-                self.say(self.engine.tick(gate, rest.strip(), self.actor).message)
+                item, _, value = rest.strip().partition(" ")  # a step with `value`: its value
+                said = self.engine.tick(gate, item, self.actor, value.strip() or None).message
+                self.say(said)
                 return
             kind = {"c": "continue", "r": "rollback", "t": "retry"}.get(word, word)
             reason: str | None = rest.strip() or None

@@ -259,6 +259,18 @@ class RevertVote(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
+class RunSignoff(SQLModel, table=True):
+    """One named person's sign-off of a completed run: the unique key makes a double click or
+    a Slack retry count once (bot/engine/run_signoff.py)."""
+
+    __tablename__ = "run_signoff"
+    __table_args__ = (UniqueConstraint("run_id", "actor"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    actor: str
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
 class ManualTick(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("gate_id", "item_id"),)
     id: int | None = Field(default=None, primary_key=True)

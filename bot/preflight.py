@@ -22,7 +22,14 @@ from phases.checks.backup import BackupParams as BackupAgeParams
 from phases.checks.command import CommandParams
 from phases.checks.pg_backup import BackupParams, verify_backup
 from phases.checks.postgres_check import libpq_url
-from phases.runbook import RUN_PLACEHOLDERS, Runbook, RunbookError, StepSpec, resolve_step
+from phases.runbook import (
+    RUN_PLACEHOLDERS,
+    Runbook,
+    RunbookError,
+    StepSpec,
+    resolve_step,
+    tick_placeholders,
+)
 from phases.secrets import EnvFileError, parse_env_file
 
 Outcome = Literal["pass", "fail"]
@@ -257,6 +264,7 @@ def preflight(runbook: Runbook, env_name: str) -> list[Item]:
         values: dict[str, Any] = {**RUN_PLACEHOLDERS, **runbook.values_for(env_name)}
     except RunbookError as exc:
         return [_fail("environment", str(exc))]
+    values.update(tick_placeholders(runbook))  # what a tick gives its step's checks
     rendered = _rendered(runbook, values)
     items = [quorum(runbook, env_name)]
     items += commands(r for r in rendered if not isinstance(r[2], RunbookError))

@@ -23,6 +23,8 @@ from bot.db import Database
 from bot.domain.audit_kinds import AuditKind, read_data, read_kind
 from bot.models import Run
 from bot.notices import checklist, duration, when
+from bot.post_task_view import task_lines, tasks_view
+from bot.record_signoff import sign_off_line, state_from_rows
 from phases.checks.deployed import image_line
 from phases.runbook import CriterionSpec, NotesField, Runbook, RunbookError
 
@@ -77,6 +79,8 @@ class Trail:
     reminders: list[dict[str, Any]] = field(default_factory=list)
     phase_starts: list[dict[str, Any]] = field(default_factory=list)
     signoffs: list[dict[str, Any]] = field(default_factory=list)  # + "actor", "at"
+    run_signoff_asked: dict[str, Any] | None = None  # run.signoff_requested (bot.record_signoff)
+    run_signed: list[dict[str, Any]] = field(default_factory=list)  # run.signed_off rows
     rollback: dict[str, Any] | None = None  # the run.rolled_back event's data
     people_notes: list[dict[str, Any]] = field(default_factory=list)  # /cutover note
     overrides: list[dict[str, Any]] = field(default_factory=list)  # gate.overridden (break-glass)
@@ -103,6 +107,8 @@ class CutoverRecord:
     manual: list[str] = field(default_factory=list)
     # A revert run: what it undoes, who asked, who approved; a reverted run: by which run.
     revert_lines: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)  # post-cutover tasks (bot/post_task_view.py)
+    sign_off: str = ""  # the Sign-Off line, whether or not notes_fields shows it
 
     def note(self, name: str) -> str | list[str]:
         for key, value in self.notes:
@@ -143,6 +149,10 @@ def _trail(db: Database, run_id: int, events: list[Any] | None = None) -> Trail:
             t.opened.append({**row, "gate": int(data["gate"])})
         elif kind == AuditKind.GATE_DECIDED:
             t.decisions.append(row)
+        elif kind == AuditKind.GATE_RECHECKED:  # a check run after a tick failed
+            for g in t.opened:
+                if g["gate"] == data["gate"]:
+                    g["checks_passed"] = False
         elif kind in (AuditKind.GATE_OVERRIDDEN, AuditKind.FREEZE_OVERRIDDEN):
             t.overrides.append({**row, "kind": kind})
         elif kind == AuditKind.GATE_VOTE and data.get("comment"):  # Continue with comment
@@ -177,6 +187,10 @@ def _trail(db: Database, run_id: int, events: list[Any] | None = None) -> Trail:
             t.reminders.append({**row, "kind": kind})
         elif kind == AuditKind.CRITERION_SIGNED_OFF:
             t.signoffs.append(row)
+        elif kind == AuditKind.RUN_SIGNOFF_REQUESTED:
+            t.run_signoff_asked = row
+        elif kind == AuditKind.RUN_SIGNED_OFF:
+            t.run_signed.append(row)
         elif kind == AuditKind.RECORD_NOTE:
             t.people_notes.append(row)
         elif kind == AuditKind.RECORD_DEVIATION:
@@ -448,7 +462,8 @@ def manual_lines(runbook: Runbook, t: Trail) -> list[str]:
             if not ticks:
                 out.append(f"{ref} ({where}): not ticked")
             for k in ticks:
-                out.append(f"{ref} ({where}): ticked by {k['actor']} at {hm(k['at'])}")
+                given = "".join(f", {n} {v}" for n, v in (k.get("value") or {}).items())
+                out.append(f"{ref} ({where}): ticked by {k['actor']} at {hm(k['at'])}{given}")
     return out
 
 
@@ -539,28 +554,15 @@ def revert_lines(t: Trail) -> list[str]:
 
 
 def _sign_off(run: Run, t: Trail, unmet: list[CriterionSpec]) -> str:
-    """Who approved the last checkpoint; never for a run with a ❌ criterion: its line says
-    which criteria failed and who decided to go on past each (the record is no sign-off)."""
-    if run.status != "completed":
-        return f"— (not signed off: run {run.status.replace('_', ' ')})"
-    if unmet:
-        return (
-            "— (not signed off: success criteria not met: "
-            + "; ".join(_past(t, c) for c in unmet)
-            + ")"
-        )
-    approved = [d for d in t.decisions if d.get("decision") == "continue"]
-    overridden = [o for o in t.overrides if o["kind"] == AuditKind.GATE_OVERRIDDEN]
-    if not approved and not overridden:
-        return "—"
-    last = max([*approved, *overridden], key=lambda r: int(r["seq"]))  # the last checkpoint's
-    who = ", ".join(last.get("approvers") or [last["actor"]])
-    if last in overridden:  # break-glass: the run went on past failed checks, not approved
-        return (
-            f"{who} (🟥 overrode the failed checks of the last checkpoint, {last.get('phase')}, "
-            f"at {hm(last['at'])}: break-glass, no approval of passed checks)"
-        )
-    return f"{who} (approved the last checkpoint, {last.get('phase')}, at {hm(last['at'])})"
+    """Who signed the run off, as their rows say (bot.record_signoff); never inferred."""
+    return sign_off_line(
+        status=str(run.status),
+        dry_run=run.dry_run,
+        environment=run.environment,
+        state=state_from_rows(t.run_signoff_asked, t.run_signed),
+        unmet=[_past(t, c) for c in unmet],
+        undecided=any(went_on(t, c) is None for c in unmet),
+    )
 
 
 # The runbook template's two YES/NO lines, when the runbook lists no notes_fields: bound to
@@ -656,6 +658,8 @@ def build_record(
         deployed_expected=any(st.kind == "deployed" for _, _, st in runbook.all_steps()),
         manual=manual_lines(runbook, t),
         revert_lines=revert_lines(t),
+        tasks=task_lines(tasks_view(db, run_id, events)),
+        sign_off=str(values["sign-off"]),
     )
 
 
@@ -717,6 +721,8 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
         lines.append("Manual steps:")
         lines += [f"- {m}" for m in rec.manual]
     lines += deployed_lines(rec.deployed, rec.deployed_expected)
+    if rec.tasks:
+        lines += ["Post-cutover tasks:", *[f"- {x}" for x in rec.tasks]]
     if rec.people_notes:
         lines.append("Notes:")
         lines += [f"- {n}" for n in rec.people_notes]
@@ -736,5 +742,6 @@ def record_text(rec: CutoverRecord, runbook: Runbook) -> str:
 def tasks_text(runbook: Runbook, run_id: int, ended_at: datetime | None) -> str:
     by = f", by {when(ended_at + timedelta(hours=24))}" if ended_at else ""
     return checklist(
-        f"📝 Post-cutover tasks for run #{run_id} (within 24 h{by}):", runbook.post_cutover_tasks
+        f"📝 Post-cutover tasks for run #{run_id} (within 24 h{by}):",
+        [t.text for t in runbook.post_cutover_tasks],
     )

@@ -74,7 +74,10 @@ from bot.notices import (
     t1_stakeholder_text,
     t24_text,
 )
+from bot.post_tasks import KINDS as TASK_KINDS
+from bot.post_tasks import PostTasks
 from bot.record import build_record, record_text, tasks_text
+from bot.record_feed import ended_feed
 from bot.schedules import ScheduleService
 from bot.store.claims import claim
 from bot.surface import SYSTEM, SchedulingSurface
@@ -121,6 +124,7 @@ class Scheduler:
         self.record_window = record_window
         self.me = identity or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.schedules = ScheduleService(engine)
+        self.tasks = PostTasks(engine)  # post-cutover tasks: listed, reminded, escalated
 
     @property
     def db(self) -> Database:
@@ -136,6 +140,7 @@ class Scheduler:
             self._revert_timeouts,
             self._monitoring,
             self._records,
+            self.tasks.remind,
             self._deliver_due,
         ):
             try:
@@ -310,6 +315,7 @@ class Scheduler:
                                 key=f"tasks:{run.id}", kind="tasks", run_id=run.id, due_at=now
                             )
                         )
+                        self.tasks.open(s, run, now)
             except IntegrityError:
                 continue
             done.append(f"run #{run.id}: record due")
@@ -448,6 +454,8 @@ class Scheduler:
             return self._post_gate(row, now, notes)
         if row.kind in ("revert-reminder", "revert-escalation"):
             return self._post_revert(row, now, notes)
+        if row.kind in TASK_KINDS:
+            return Posted(*self.tasks.post(row, now, notes))
         if row.kind in ("record", "tasks"):
             return self._post_record(row, notes)
         return Posted(EventStatus.SKIPPED, reason=f"unknown kind {row.kind!r}")
@@ -640,12 +648,16 @@ class Scheduler:
             run = s.get(Run, row.run_id)
         if run is None:
             return Posted(EventStatus.SKIPPED, reason="run gone")
+        ended: str | None = None
         if row.kind == "record":
-            text = record_text(build_record(self.db, engine.runbook, row.run_id), engine.runbook)
+            rec = build_record(self.db, engine.runbook, row.run_id)
+            text, ended = record_text(rec, engine.runbook), ended_feed(rec)
         else:
             text = tasks_text(engine.runbook, row.run_id, run.ended_at)
         engine.surface.notice(row.run_id, "\n".join([*notes, text]))
         if row.kind == "record":
+            if ended is not None:  # how it ended, from the record's facts (bot.record_feed)
+                engine.feed(row.run_id, ended)
             engine.feed(row.run_id, text)  # the stakeholders get the record too
         return Posted(EventStatus.SENT, run.channel)
 

@@ -158,8 +158,16 @@ def checkpoint_text(g: GateView) -> str:
         box = f"[x] (by {who(m.ticked_by)})" if m.ticked_by else "[ ]"
         lines.append(f"  {box} {m.id}: {m.text}")
     unticked = [m.id for m in g.manual if not m.ticked_by]
+    waiting = [st.step_id for st in g.steps if st.status == "pending"]  # run after a tick
     verdict = (
         (
+            f"checks PASS so far → tick {', '.join(unticked)}; the bot then checks "
+            f"{', '.join(waiting)}"
+            if unticked
+            else f"checks PASS so far; waiting for {', '.join(waiting)}"
+        )
+        if g.checks_passed and waiting
+        else (
             f"checks PASS → tick {', '.join(unticked)}, then Continue"
             if unticked
             else "PASS → Continue"

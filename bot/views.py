@@ -21,7 +21,7 @@ from bot.models import (
     StepRun,
     Vote,
 )
-from phases.runbook import Runbook
+from phases.runbook import PhaseSpec, Runbook
 
 
 @dataclass(frozen=True)
@@ -246,6 +246,19 @@ def _revert_steps(runbook: Runbook, rows: list[StepRun]) -> list[RevertStep]:
     return out
 
 
+def tick_checks_waiting(spec: PhaseSpec, ran: set[str], ticks: dict[str, str]) -> list[StepView]:
+    """The checks of manual steps that have no result yet, shown as pending: waiting for
+    their tick, or running since it (never absent, so never a greener checkpoint)."""
+    out = []
+    for m in spec.manual:
+        for c in m.checks:
+            if c.id in ran:
+                continue
+            said = f"running: {m.id} was ticked" if m.id in ticks else f"runs once {m.id} is ticked"
+            out.append(StepView("checks", c.id, c.name, "pending", said, 0))
+    return out
+
+
 def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
     with db.session() as s:
         row = s.exec(  # the gate, its run and its phase run in one read
@@ -289,7 +302,7 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
             if not gate.checks_passed
             else []  # a passed gate has nothing to override: no read
         )
-    order = {st.id: i for i, st in enumerate([*spec.actions, *spec.checks])}
+    order = {st.id: i for i, st in enumerate([*spec.actions, *spec.checks, *spec.tick_checks])}
     steps.sort(key=lambda row: (row[0].section != "actions", order.get(row[0].step_id, 999)))
     failed, not_run = approvals.failed_steps(
         runbook, spec, [(st.section, st.step_id, st.status) for st, _, _ in steps]
@@ -329,7 +342,8 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
                 last_lines or "",
             )
             for st, output_id, last_lines in steps
-        ],
+        ]
+        + tick_checks_waiting(spec, {st.step_id for st, _, _ in steps}, ticks),
         manual=[ManualView(m.id, m.text, ticks.get(m.id)) for m in spec.manual],
         overrides=overrides,
         override_quorum=runbook.environments[run.environment].override_quorum_for(gate.quorum),

@@ -134,7 +134,11 @@ class CommandService:
         if isinstance(cmd, ScheduleCmd | ScheduleList | Unschedule):
             return self.schedule(cmd, actor, channel)
         if isinstance(cmd, SignOff):
-            decision = engine.sign_off(cmd.run_id, cmd.criterion, actor, cmd.note)
+            decision = (
+                engine.sign_off_run(cmd.run_id, actor, cmd.note)
+                if cmd.criterion is None
+                else engine.sign_off(cmd.run_id, cmd.criterion, actor, cmd.note)
+            )
             return Reply(decision.message, ephemeral=not decision.changed, run_id=cmd.run_id)
         if isinstance(cmd, Note):
             decision = engine.add_note(cmd.run_id, actor, cmd.text)
@@ -189,6 +193,14 @@ class CommandService:
         from bot.notices import start_checklist_text
         from bot.schedules import ScheduleService
 
+        if not isinstance(cmd, ChecklistCmd):  # RUN TASK: a post-cutover task marked done
+            from bot.post_tasks import command_tick
+
+            done = command_tick(
+                self.engine, cmd.target, cmd.item, actor, untick=isinstance(cmd, UntickCmd)
+            )
+            if done is not None:
+                return Reply(done.message, ephemeral=not done.changed, run_id=done.run_id)
         scope = ScheduleService(self.engine).scope(cmd.target)
         lists = Checklists(self.engine)
         if isinstance(cmd, ChecklistCmd):

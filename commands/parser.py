@@ -45,6 +45,8 @@ USAGE = """Usage:
   /cutover unschedule ID                cancel scheduled cutover ID
   /cutover signoff RUN CRITERION [--note TEXT]
                                         vouch for a success criterion of run RUN
+  /cutover signoff RUN [--note TEXT]    sign off completed run RUN (the people its
+                                        environment's signoff names)
   /cutover note RUN TEXT                add TEXT to run RUN's record notes
   /cutover deviation RUN TEXT           add TEXT to run RUN's Deviations from Runbook
   /cutover checklist TARGET             the pre-cutover items needed before Start;
@@ -53,6 +55,8 @@ USAGE = """Usage:
                                         an approver ticks ITEM (a bot-checked item:
                                         the bot checks it now)
   /cutover untick TARGET ITEM           undo a tick
+  /cutover tick RUN TASK                mark post-cutover task TASK of completed run
+                                        RUN done (its owner or an approver)
   /cutover help                         this text"""
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -161,7 +165,7 @@ class Unschedule:
 @dataclass(frozen=True)
 class SignOff:
     run_id: int
-    criterion: str
+    criterion: str | None  # None: the completed run itself (its environment's `signoff`)
     note: str | None = None
 
 
@@ -562,9 +566,12 @@ def parse(text: str, now: datetime | None = None) -> Command:
             raise UsageError("unschedule needs a schedule number, e.g. /cutover unschedule 3")
         return Unschedule(_number(rest[0]) or 0)
     if verb == "signoff":
+        if len(rest) >= 1 and _number(rest[0]) is not None and rest[1:2] in ([], ["--note"]):
+            return SignOff(_number(rest[0]) or 0, None, _note(rest[1:], "the run number"))
         if len(rest) < 2 or _number(rest[0]) is None or not NAME.match(rest[1]):
             raise UsageError(
-                "signoff needs a run number and a criterion id, e.g. /cutover signoff 12 admin"
+                "signoff needs a run number (the completed run) and maybe a criterion id, e.g. "
+                "/cutover signoff 12, /cutover signoff 12 admin"
             )
         return SignOff(_number(rest[0]) or 0, rest[1], _note(rest[2:], "the criterion"))
     if verb == "note":

@@ -24,10 +24,12 @@ from pydantic import (
     model_validator,
 )
 
-from phases import runbook_format
+from phases import runbook_format, tick_values
 from phases.checks import REGISTRY, StepKind
 from phases.checks.base import StepParams
+from phases.post_tasks import DEFAULT_REMINDER_HOURS, PostTaskSpec, task_problems
 from phases.secrets import url_userinfo
+from phases.signoff_spec import SignoffSpec, signoff_problem
 from phases.yaml_loader import RunbookError as RunbookError  # re-exported: its old home
 from phases.yaml_loader import load_yaml_file
 
@@ -78,13 +80,17 @@ class ManualStep(Strict):
     same phase whose pass makes the step needless ("test the payment webhook by hand if no
     organic payment was seen"): when the checkpoint opens and that check passed (a
     monitoring phase: in any round), the bot ticks the step, quoting the check's evidence;
-    otherwise the step is asked of a person like any other."""
+    otherwise the step is asked of a person like any other. `value`: what its tick must
+    carry (phases/tick_values.py: a claimed NIP-05 name's pubkey); `checks`: what the bot
+    checks once it is ticked, with `{tick/ITEM/NAME}` filled from the gate's ticks."""
 
     id: str = Field(pattern=ID_PATTERN)
     text: str = Field(min_length=1, max_length=150)
     undoes: str | None = Field(default=None, pattern=ID_PATTERN)
     done_by: str | None = Field(default=None, pattern=ID_PATTERN)
     ask_unless: str | None = Field(default=None, pattern=ID_PATTERN)
+    value: tick_values.TickValue | None = None
+    checks: list[StepSpec] = Field(default_factory=list)
 
 
 class Estimate(Strict):
@@ -132,7 +138,10 @@ class PhaseSpec(Strict):
     @model_validator(mode="after")
     def unique_step_ids(self) -> PhaseSpec:
         ids = (
-            [s.id for s in self.actions] + [s.id for s in self.checks] + [m.id for m in self.manual]
+            [s.id for s in self.actions]
+            + [s.id for s in self.checks]
+            + [m.id for m in self.manual]
+            + [c.id for c in self.tick_checks]
         )
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
@@ -154,7 +163,21 @@ class PhaseSpec(Strict):
                     f"manual step {m.id!r}: ask_unless {m.ask_unless!r} is not a check of this "
                     f"phase; its checks: {', '.join(checks) or 'none'}"
                 )
+        values = {(m.id, m.value.name) for m in self.manual if m.value}
+        for m in self.manual:
+            for c in m.checks:
+                for item, name in sorted(tick_values.refs(c.params) - values):
+                    raise ValueError(
+                        f"manual step {m.id!r}, check {c.id!r}: {{tick/{item}/{name}}} names no "
+                        f"value of this phase's manual steps; declared: "
+                        + (", ".join(f"tick/{i}/{n}" for i, n in sorted(values)) or "none")
+                    )
         return self
+
+    @property
+    def tick_checks(self) -> list[StepSpec]:
+        """The checks its manual steps run once ticked (never with the phase's checks)."""
+        return [c for m in self.manual for c in m.checks]
 
 
 class MonitorSpec(Strict):
@@ -244,6 +267,7 @@ class EnvironmentSpec(Strict):
     override_approvers: list[str] = Field(default_factory=list)
     override_approver_groups: list[str] = Field(default_factory=list)
     override_quorum: int | None = Field(default=None, ge=2, le=11)
+    signoff: SignoffSpec | None = None  # who signs the completed run off (phases/signoff_spec.py)
 
     @field_validator("approvers", "override_approvers")
     @classmethod
@@ -263,6 +287,13 @@ class EnvironmentSpec(Strict):
             raise ValueError(
                 f"approvers {', '.join(bare)} have no team: set slack_team or write TEAM:USER"
             )
+        return self
+
+    @model_validator(mode="after")
+    def signoff_workable(self) -> EnvironmentSpec:
+        problem = signoff_problem(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")
@@ -530,7 +561,8 @@ class Runbook(Strict):
     # rollback steps, as a new run): the runbook's "first 24 hours are critical". 0: never.
     revert_window_hours: float = Field(default=24, ge=0, le=24 * 30)
     success_criteria: list[CriterionSpec] = Field(default_factory=list)
-    post_cutover_tasks: list[str] = Field(default_factory=list)
+    post_cutover_tasks: list[PostTaskSpec] = Field(default_factory=list)  # phases/post_tasks.py
+    post_cutover_reminder_hours: float = Field(default=DEFAULT_REMINDER_HOURS, gt=0, le=24)
     notes_fields: list[NotesField] = Field(default_factory=list)
     vars: dict[str, str | list[str]] = Field(default_factory=dict)  # defaults for every environment
     # The bot's environment variables a ${VAR} may read besides CUTOVER_RUNBOOK_*: the
@@ -564,6 +596,7 @@ class Runbook(Strict):
             if not re.fullmatch(ID_PATTERN, name):
                 raise ValueError(f"environment name {name!r} must match {ID_PATTERN}")
         problems = self._criteria_problems() + self._variable_problems()
+        problems += task_problems(self.post_cutover_tasks, self._item_ids())
         problems += [
             f"freeze {f.id!r}: no environment {e!r}"
             for f in self.freezes
@@ -649,6 +682,11 @@ class Runbook(Strict):
                     if problem:
                         out.append(f"{label}: {problem}")
         return out
+
+    def _item_ids(self) -> list[str]:
+        pre = self.pre_cutover
+        lists = (pre.t_minus_24h, pre.t_minus_1h) if pre else ()
+        return [i.id for cl in lists for i in cl.items if i.id]
 
     def _checklist_problems(self) -> list[str]:
         """Items that gate Start must be unambiguous and reachable: unique ids across both
@@ -826,6 +864,11 @@ class Runbook(Strict):
         for p in self.phases:
             out += [(f"phase {p.id!r}", "actions", s) for s in p.actions]
             out += [(f"phase {p.id!r}", "checks", s) for s in p.checks]
+            out += [
+                (f"phase {p.id!r} > manual {m.id!r}", "checks", s)
+                for m in p.manual
+                for s in m.checks
+            ]
         out += [("rollback", "rollback", s) for s in self.rollback]
         out += [("restore", "restore", s) for s in self.restore]
         out += [("rollback_checks", "checks", s) for s in self.rollback_checks]
@@ -1007,9 +1050,20 @@ RUN_PLACEHOLDERS: dict[str, Value] = {
 }
 
 
+def tick_placeholders(runbook: Runbook) -> dict[str, Value]:
+    """What validation and preflight fill `{tick/ITEM/NAME}` with (a value a tick gives)."""
+    return {
+        tick_values.key(m.id, m.value.name): tick_values.stand_in(m.value)
+        for p in runbook.phases
+        for m in p.manual
+        if m.value
+    }
+
+
 def validate_steps(runbook: Runbook) -> list[str]:
     """Checks every step's kind and parameters against each environment, before anything runs."""
     problems: list[str] = []
+    ticked = tick_placeholders(runbook)
     for where, section, step in runbook.all_steps():
         kind = REGISTRY.get(step.kind)
         if kind is None:
@@ -1025,6 +1079,8 @@ def validate_steps(runbook: Runbook) -> list[str]:
             )
         for env_name in runbook.environments:
             values = {**RUN_PLACEHOLDERS, **runbook.values_for(env_name, expand=False)}
+            if "> manual " in where:
+                values.update(ticked)
             token_problem = _literal_token(step, values)
             if token_problem:
                 problems.append(f"{where} > {section} > {step.id!r}: {token_problem}")

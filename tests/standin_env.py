@@ -14,6 +14,8 @@ import base64
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -46,6 +48,10 @@ APPROVERS = ["T0TEST:U0ALICE", "T0TEST:U0BOB", "T0TEST:U0CAROL"]
 
 # PID 1 ignores SIGTERM unless it traps it; real services stop on it within the grace time.
 SERVICE_COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+# Phase 7: the test account's pubkey (NIP-19's example key), as the NIP-05 claim's tick gives
+# it, and the backend's line when the payment's webhook comes (`pay_invoice`).
+STANDIN_PUBKEY = "3bf0c63fcb93463407af97a5e5ee64fa883d107ef9e558472c4eb9aaaefa459d"
+WEBHOOK_LINE = "LOG [WebhooksController] webhook received from btcpay"
 STARTUP_LINE = "🚀 NostrMaxi running on http://localhost:3000"
 NEST_STARTED = "LOG [NestApplication] Nest application successfully started +3ms"
 BACKEND_COMMAND = [
@@ -187,6 +193,12 @@ def build_standin(
 
     app = NostrMaxiStandin()
     app.route("GET", "/", Response(200, "<!doctype html><title>NostrMaxi</title>"))
+    app.names["cutover-test"] = STANDIN_PUBKEY  # Phase 7 Test 2: the test account's claim
+    app.route(  # … and Test 3: its subscription, upgraded by the payment
+        "GET",
+        f"/api/v1/subscription/list/{STANDIN_PUBKEY}",
+        Response(200, '{"tier": "PRO"}', {"Content-Type": "application/json"}),
+    )
     app.start()
     stack.callback(app.stop)
     dns = LoopbackDNSServer(records={"localhost": "127.0.0.1"})
@@ -276,6 +288,21 @@ def build_standin(
         ca_file=ca.cert,
         old_app=old_app,
     )
+
+
+def pay_invoice(project: str, after: float = 1.0) -> threading.Thread:
+    """Phase 7 Test 3 in the stand-in: `after` seconds from now the backend container logs
+    the payment's webhook line (written to its PID 1's stdout, as the app would log it)."""
+    import docker
+
+    def webhook() -> None:
+        time.sleep(after)  # the payment's tick comes first: the line must be after it
+        backend = docker.from_env().containers.get(f"{project}-backend-1")
+        backend.exec_run(["sh", "-c", f"echo '{WEBHOOK_LINE}' > /proc/1/fd/1"])
+
+    thread = threading.Thread(target=webhook, daemon=True)
+    thread.start()
+    return thread
 
 
 def _remove_project(client: Any, project: str) -> None:

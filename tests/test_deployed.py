@@ -22,7 +22,7 @@ from phases.checks.base import Status
 from tests.docker_fixtures import Compose, compose, docker_client  # noqa: F401  (fixtures)
 from tests.schedule_helpers import ALICE, BOB, START, clock_at, make_engine, write_runbook
 from tests.servers import run_check
-from tests.trail_checker import check_record, exported_rows
+from tests.trail_checker import check_ended_feed, check_record, exported_rows
 
 pytestmark = pytest.mark.docker
 
@@ -160,10 +160,11 @@ def test_record_and_stakeholders_show_the_deployed_commit_and_images(
         "(built here, no registry digest)"
     ) in text
     feed = [c.args[1] for c in surface.of("notice") if c.args[2:] == (STAKEHOLDERS,)]
-    assert (
+    [ended] = [m for m in feed if m.startswith("🎉")]  # told with the record's facts
+    assert ended.splitlines()[0] == (
         f"🎉 prod: cutover completed (run #{run.id}): commit {head[:12]}, 2 image(s) running."
-        in (feed)
     )
+    check_ended_feed(ended, exported_rows(sqlite_db, run.id), engine.runbook)
     assert f"Deployed: commit {head}" in feed[-1]  # the record, the feed's last message
     check_record(text, exported_rows(sqlite_db, run.id), engine.runbook)
 

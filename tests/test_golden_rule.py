@@ -120,4 +120,5 @@ def test_a_real_run_past_a_missed_round_is_decided_by_retry_and_judged_on_the_ne
     assert (
         "✅ Health check passing continuously — 7/7 monitoring rounds of health passed over 30 min"
     ) in lines
-    assert any(line.startswith("Sign-Off: T1:U2 (approved the last checkpoint") for line in lines)
+    # Nobody is named to sign prod off here: the record says so, never who approved last.
+    assert "Sign-Off: — (no sign-off asked: the runbook names nobody to sign off prod)" in lines

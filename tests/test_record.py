@@ -13,7 +13,7 @@ import yaml
 
 from bot.db import Database
 from bot.engine import Engine
-from bot.record import build_record
+from bot.record import build_record, record_text
 from bot.scheduler import Scheduler
 from bot.surface import Actor
 from bot.views import open_gate_id
@@ -75,7 +75,12 @@ def record_runbook(tmp_path: Path, base_url: str, public: dict[str, Any]) -> Any
                 }
             ],
         },
-        {**e2e, "checks": [true_check()]},  # the shipped manual steps (login, payment, admin …)
+        {  # the shipped manual steps (login, payment, admin …), ticked by hand here: their
+            # values and the checks bound to them: tests/test_nostrmaxi_e2e_ticks.py
+            **e2e,
+            "checks": [true_check()],
+            "manual": [{"id": m["id"], "text": m["text"]} for m in e2e["manual"]],
+        },
         {
             "id": "public-access",
             "name": "Enable public access",
@@ -144,6 +149,7 @@ def record_runbook(tmp_path: Path, base_url: str, public: dict[str, Any]) -> Any
                     "base_url": base_url,
                     "channel": "#cutover",
                     "approvers": ["T1:U1", "T1:U2"],
+                    "signoff": {"by": ["T1:U3"]},
                 }
             },
         },
@@ -203,6 +209,10 @@ def test_completed_run_gets_its_record_and_tasks_once(
     [tasks] = surface.notices("📝 Post-cutover tasks")
     assert posted.args[0] == run.id and tasks.args[0] == run.id  # in the run's thread
 
+    rows_when_posted = exported_rows(db, run.id)
+    set_clock(clock, START + 70 * MIN)
+    assert engine.sign_off_run(run.id, Actor("T1:U3", "carol")).outcome == "ticked"
+
     rec = build_record(db, engine.runbook, run.id)
     assert rec.note("Date") == "2026-03-01"
     assert rec.note("Start Time") == "14:00 UTC" and rec.note("End Time") == "15:02 UTC"
@@ -229,9 +239,8 @@ def test_completed_run_gets_its_record_and_tasks_once(
     assert rec.note("Payment Test Completed") == (
         "YES — manual step monitoring/payment-webhook ticked by system at 15:00 UTC"
     )
-    assert rec.note("Sign-Off") == (
-        "T1:U1 (approved the last checkpoint, monitoring, at 15:02 UTC)"
-    )
+    # Signed off by the person the environment names, not inferred from the last approval.
+    assert rec.note("Sign-Off") == "T1:U3 at 15:10 UTC (signed off, 1 needed)"
     verdicts = {c.text: (c.verdict, c.evidence) for c in rec.criteria}
     assert verdicts["All services running and healthy for 30+ minutes"] == (
         "yes",
@@ -262,11 +271,19 @@ def test_completed_run_gets_its_record_and_tasks_once(
     assert "Success criteria: 10 met, 0 not met, 0 not verified" in text
     assert "Rollback Triggered: NO" in text and "Deviations from Runbook:\n- phase smoke" in text
     assert tasks.args[1].splitlines()[0] == (
-        f"📝 Post-cutover tasks for run #{run.id} (within 24 h, by Mon 2026-03-02 15:02 UTC):"
+        f"📝 Post-cutover tasks for run #{run.id} (within 24 h, by Mon 2026-03-02 15:02 UTC): "
+        "its owner or an approver marks each done:"
     )
-    assert "☐ Configure alerting (PagerDuty, email, Slack, etc.)" in tasks.args[1]
-    # Every line of the posted record maps to the audit rows that justify it.
-    check_record(text, exported_rows(db, run.id), engine.runbook)
+    assert (
+        "⬜ Configure alerting (PagerDuty, email, Slack, etc.) — open, owner the approvers, due "
+        f"by 2026-03-02 15:02 UTC — /cutover tick {run.id} configure-alerting-pagerduty-email-slack"
+        in tasks.args[1]
+    )
+    assert "Sign-Off: — (not signed off: awaiting 1 more of T1:U3)" in text  # when posted
+    # Every line of the posted record maps to the audit rows that justify it (as they were
+    # then), and the record read after the sign-off to the rows now.
+    check_record(text, rows_when_posted, engine.runbook)
+    check_record(record_text(rec, engine.runbook), exported_rows(db, run.id), engine.runbook)
 
 
 def test_rolled_back_run_records_the_rollback_and_what_nobody_verified(

@@ -19,7 +19,7 @@ from bot.engine import Engine
 from bot.scheduler import Scheduler
 from bot.surface import Actor
 from bot.views import gate_view, open_gate_id, run_view
-from tests.standin_env import Standin
+from tests.standin_env import STANDIN_PUBKEY, Standin, pay_invoice
 
 pytestmark = pytest.mark.docker
 
@@ -30,6 +30,7 @@ def db(pg_db: Database) -> Database:
     the engine on SQLite is covered by the rest of the suite, and these scenarios spend their
     minutes on Docker, not on the bot's database."""
     return pg_db
+
 
 ALICE, BOB = Actor("T0TEST:U0ALICE", "alice"), Actor("T0TEST:U0BOB", "bob")
 
@@ -64,6 +65,16 @@ def finish_monitoring(engine: Engine, run_id: int) -> bool:
     return True
 
 
+def tick(engine: Engine, gate_id: int, item: str) -> None:
+    """Ticks a manual step as a person would: Phase 7's claim with the test account's pubkey,
+    its payment with the webhook arriving in the backend's logs a second later."""
+    if item == "payment":
+        project = engine.runbook.values_for("standin")["compose_project"]
+        pay_invoice(str(project))
+    value = STANDIN_PUBKEY if item == "nip05-claim" else None
+    assert engine.tick(gate_id, item, BOB, value).outcome == "ticked"
+
+
 def approve_until(engine: Engine, run_id: int, stop_at: str | None = None) -> Any:
     """Approves every gate (ticking manual steps) until the phase `stop_at` or the end."""
     while True:
@@ -78,7 +89,7 @@ def approve_until(engine: Engine, run_id: int, stop_at: str | None = None) -> An
             return view
         assert view.checks_passed or view.dry_run, f"{view.phase_id} failed:\n{evidence(view)}"
         for item in view.manual:
-            engine.tick(gate_id, item.id, BOB)
+            tick(engine, gate_id, item.id)
         result = engine.decide(gate_id, BOB, "continue")
         assert result.outcome == "approved", result.message
 

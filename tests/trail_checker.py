@@ -24,6 +24,7 @@ from typing import Any
 from bot import audit
 from bot.db import Database
 from phases.runbook import Runbook
+from tests.trail_checker_tasks import add_task_rules
 
 
 @dataclass(frozen=True)
@@ -799,27 +800,11 @@ def record_rules() -> Checker:
     def by_hand(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         return NOTHING  # says the bot knows nothing of it: no claim
 
-    @c.add(r"Sign-Off: (.+) \(approved the last checkpoint, (\S+), at (\d\d:\d\d) UTC\)")
-    def signed(m: re.Match[str], t: Trail) -> tuple[int, ...]:
-        who, phase, hhmm = m.groups()
-        decided = t.of("gate.decided", decision="continue")
-        if not decided:
-            raise Unjustified("no checkpoint was approved")
-        last = decided[-1]
-        if any(o.seq > last.seq for o in t.of("gate.overridden")):
-            raise Unjustified("a later checkpoint was overridden, not approved")
-        if (", ".join(last.data.get("approvers") or []), last.data.get("phase"), last.hhmm) != (
-            who,
-            phase,
-            hhmm,
-        ):
-            raise Unjustified("the last approval says otherwise")
-        return (last.seq, *t.one("the run's completion", t.of("run.completed")))
-
-    @c.add(r"Sign-Off: — \(not signed off: success criteria not met: (.+)\)")
-    def unmet(m: re.Match[str], t: Trail) -> tuple[int, ...]:
-        cited = list(t.one("the run's completion", t.of("run.completed")))
-        for part in m.group(1).split("; "):
+    # -- Sign-Off: only the run.signoff_requested / run.signed_off rows; never inferred.
+    def unmet_parts(text: str, t: Trail) -> list[int]:
+        """Each "criterion (continued past by WHO at HH:MM UTC, checkpoint PHASE)" part."""
+        cited: list[int] = []
+        for part in text.split("; "):
             p = re.fullmatch(
                 r"(\S+) \((continued past|overridden \(break-glass\)) by (.+) at (\d\d:\d\d) "
                 r"UTC, checkpoint (\S+)\)",
@@ -846,46 +831,104 @@ def record_rules() -> Checker:
                 and r.hhmm == hhmm
             ]
             cited += t.one(f"the continue past {crit}", rows)
+        return cited
+
+    def asked(t: Trail) -> Row:
+        rows = t.of("run.signoff_requested")
+        if len(rows) != 1:
+            raise Unjustified(f"{len(rows)} run.signoff_requested rows, not one")
+        return rows[0]
+
+    def signatures(t: Trail, said: str) -> list[int]:
+        """`said`: "WHO at HH:MM UTC, …", exactly the run.signed_off rows in order."""
+        rows = t.of("run.signed_off")
+        listed = [f"{r.actor} at {r.hhmm} UTC" for r in rows]
+        if ", ".join(listed) != said:
+            raise Unjustified(f"the run.signed_off rows say {listed}")
+        return [r.seq for r in rows]
+
+    def awaiting(t: Trail, left: str, who: str, so_far: str | None) -> list[int]:
+        req = asked(t)
+        signed = signatures(t, so_far or "")
+        done = {r.actor for r in t.of("run.signed_off")}
+        people = [p for p in req.data.get("by") or [] if p not in done]
+        groups = [f"a member of {g}" for g in req.data.get("groups") or []]
+        expect = " or ".join(x for x in (", ".join(people), ", ".join(groups)) if x)
+        if expect != who:
+            raise Unjustified(f"the request names {expect!r} still to sign")
+        if int(left) != int(req.data["quorum"]) - len(signed) or int(left) <= 0:
+            raise Unjustified(f"quorum {req.data['quorum']}, {len(signed)} signed")
+        return [req.seq, *signed]
+
+    @c.add(r"Sign-Off: — \(not signed off: success criteria not met: (.+?)(?:; awaiting (\d+) "
+           r"more of (.+?)(?:; signed so far: (.+))?)?\)")  # fmt: skip
+    def unmet(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        cited = list(t.one("the run's completion", t.of("run.completed")))
+        cited += unmet_parts(m.group(1), t)
+        if m.group(2) is not None:
+            cited += awaiting(t, m.group(2), m.group(3), m.group(4))
+        elif t.of("run.signoff_requested"):
+            raise Unjustified("a sign-off was asked: the line must say who is awaited")
         return tuple(cited)
 
+    @c.add(r"Sign-Off: (.+) \(signed off, (\d+) needed(?:; success criteria not met: (.+))?\)")
+    def signed_off(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        who, need, unmet_text = m.groups()
+        req = asked(t)
+        cited = [*t.one("the run's completion", t.of("run.completed")), req.seq]
+        signed = signatures(t, who)
+        if int(need) != int(req.data["quorum"]) or len(signed) < int(need):
+            raise Unjustified(f"quorum {req.data['quorum']}, {len(signed)} signed")
+        if unmet_text is not None:
+            cited += unmet_parts(unmet_text, t)
+        return (*cited, *signed)
+
     @c.add(
-        r"Sign-Off: (.+) \(🟥 overrode the failed checks of the last checkpoint, (\S+), at "
-        r"(\d\d:\d\d) UTC: break-glass, no approval of passed checks\)"
+        r"Sign-Off: — \(not signed off: awaiting (\d+) more of (.+?)(?:; signed so far: (.+))?\)"
     )
-    def signed_override(m: re.Match[str], t: Trail) -> tuple[int, ...]:
-        who, phase, hhmm = m.groups()
-        last = max(t.of("gate.decided", decision="continue") + t.of("gate.overridden"),
-                   key=lambda r: r.seq, default=None)  # fmt: skip
-        if last is None or last.kind != "gate.overridden":
-            raise Unjustified("the last checkpoint was not overridden")
-        said = (", ".join(last.data.get("approvers") or []), last.data.get("phase"), last.hhmm)
-        if said != (who, phase, hhmm):
-            raise Unjustified(f"the last override says {said}")
-        votes = [
-            v
-            for v in t.of("override.vote", gate=last.data.get("gate"))
-            if v.actor in who.split(", ")
-        ]
-        if sorted({v.actor for v in votes}) != sorted(who.split(", ")):
-            raise Unjustified("not every approver named has an override.vote row")
+    def awaited(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         done = t.one("the run's completion", t.of("run.completed"))
-        return (last.seq, *done, *(v.seq for v in votes))
+        return (*done, *awaiting(t, *m.groups()))
+
+    @c.add(r"Sign-Off: — \(no sign-off asked: a dry run\)")
+    def dry(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        if not t.started().data.get("dry_run"):
+            raise Unjustified("the run is no dry run")
+        t.none("a sign-off request", t.of("run.signoff_requested"), [t.started()])
+        return (t.started().seq, *t.one("the run's completion", t.of("run.completed")))
+
+    @c.add(r"Sign-Off: — \(no sign-off asked: the runbook names nobody to sign off (\S+)\)")
+    def nobody(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        if t.runbook.environments[m.group(1)].signoff is not None:
+            raise Unjustified(f"the runbook names people to sign off {m.group(1)}")
+        done = t.one("the run's completion", t.of("run.completed"))
+        return (*done, *t.none("a sign-off request", t.of("run.signoff_requested"), done_rows(t)))
+
+    def done_rows(t: Trail) -> list[Row]:
+        return t.of("run.completed")
 
     @c.add(r"Sign-Off: — \(not signed off: run (.+)\)")
     def unsigned(m: re.Match[str], t: Trail) -> tuple[int, ...]:
         return t.none("a completion", t.of("run.completed"), [t.started()])
 
     # -- Manual steps: every checkpoint's manual steps, ticked (who, when) or not.
-    @c.add(r"(\S+)/(\S+) \(attempt (\d+)\): ticked by (\S+) at (\d\d:\d\d) UTC", "Manual steps")
+    # A tick that carried a value names it: ", NAME VALUE", as its row keeps it.
+    @c.add(
+        r"(\S+)/(\S+) \(attempt (\d+)\): ticked by (\S+) at (\d\d:\d\d) UTC(?:, (\S+) (\S+))?",
+        "Manual steps",
+    )
     def ticked(m: re.Match[str], t: Trail) -> tuple[int, ...]:
-        phase, item, attempt, who, hhmm = m.groups()
+        phase, item, attempt, who, hhmm, name, value = m.groups()
         gates = {g.data.get("gate") for g in gates_of(t, phase, int(attempt))}
         rows = [
             r
             for r in t.of("manual.ticked", item=item)
-            if r.data.get("gate") in gates and r.actor == who and r.hhmm == hhmm
+            if r.data.get("gate") in gates
+            and r.actor == who
+            and r.hhmm == hhmm
+            and r.data.get("value") == ({name: value} if name else None)
         ]
-        return t.one("the tick", rows)
+        return t.one("the tick" + (f" with {name} {value}" if name else ""), rows)
 
     @c.add(r"(\S+)/(\S+) \(attempt (\d+)\): not ticked", "Manual steps")
     def unticked(m: re.Match[str], t: Trail) -> tuple[int, ...]:
@@ -971,6 +1014,7 @@ def record_rules() -> Checker:
             raise Unjustified("the deployed step saw running containers")
         return (row.seq,)
 
+    add_task_rules(c)  # the "Post-cutover tasks" lines: tests/trail_checker_tasks.py
     return c
 
 
@@ -1099,3 +1143,55 @@ def t1_notice_rules(schedule_id: int) -> Checker:
         return (created(t).seq,)
 
     return c
+
+
+# ------------------------------------------------------------------------ the end, in the feed
+
+
+def check_ended_feed(text: str, rows: list[Row], runbook: Runbook) -> list[Finding]:
+    """`bot.record_feed.ended_feed` against the run's rows: its header ("completed" only
+    when no criterion line is ❌, else "ended with N … not met"; the environment, dry run and
+    deployed commit as the rows say), then the record's own rules for the criterion lines
+    and the Sign-Off line. Every success criterion of the runbook has its line."""
+    c = record_rules()
+
+    @c.add(
+        r"(🎉|⚠️) (\S+): cutover (completed|ended with (\d+) success criteri(?:on|a) not met) "
+        r"\(run #(\d+)(, DRY RUN)?\)(?:: commit (\S+), (\d+) image\(s\) running)?\."
+    )
+    def ended(m: re.Match[str], t: Trail) -> tuple[int, ...]:
+        icon, env, _, unmet, _run, dry, commit, images = m.groups()
+        start = t.started()
+        if (env, bool(dry)) != (start.data.get("environment"), bool(start.data.get("dry_run"))):
+            raise Unjustified("environment or dry run differ from run.started")
+        if (icon == "🎉") != (unmet is None):
+            raise Unjustified("🎉 is for a completion with every criterion met")
+        cited = [start.seq, *t.one("the run's completion", t.of("run.completed"))]
+        if commit is not None:
+            made = [
+                r
+                for r in t.of("step.result", status="pass")
+                if (r.data.get("artifact") or {}).get("type") == "deployed"
+            ]
+            if not made:
+                raise Unjustified("no deployed artifact")
+            art = made[-1].data["artifact"]
+            if (str(art.get("commit"))[:12], len(art.get("images") or [])) != (
+                commit,
+                int(images),
+            ):
+                raise Unjustified(f"the deployed artifact says {art}")
+            cited.append(made[-1].seq)
+        return tuple(cited)
+
+    findings = c.check(text, rows, runbook)
+    check_tally(text)
+    lines = text.splitlines()
+    crosses = sum(line.startswith("❌ ") for line in lines)
+    head = re.search(r"ended with (\d+) success", lines[0])
+    if (int(head.group(1)) if head else 0) != crosses:
+        raise Unjustified(f"{lines[0]!r} does not count the ❌ lines ({crosses})")
+    verdicts = [line for line in lines if line[:1] in ICON]
+    if len(verdicts) != len(runbook.success_criteria):
+        raise Unjustified("not every success criterion has its line")
+    return findings

@@ -65,6 +65,8 @@ class GateFacts:
     votes: tuple[str, ...]
     unticked: tuple[str, ...]
     quorum: int
+    # checks of ticked manual steps that have no result yet (bot/engine/tick_checks.py)
+    checking: tuple[str, ...] = ()
 
 
 def is_approver(env: EnvironmentSpec, actor: Actor) -> bool:
@@ -149,6 +151,8 @@ def failed_steps(
     specs = {("actions", s.id): s for s in phase.actions}
     specs.update({("checks", s.id): s for s in phase.checks})
     ran = {(sec, sid) for sec, sid, _ in results}
+    not_run = tuple(f"{sec}/{sid}" for sec, sid in specs if (sec, sid) not in ran)
+    specs.update({("checks", s.id): s for s in phase.tick_checks})  # run once ticked
     failed = []
     for sec, sid, status in results:
         spec = specs.get((sec, sid))
@@ -157,7 +161,6 @@ def failed_steps(
         failed.append(
             FailedStep(f"{sec}/{sid}", runbook.step_overridable(spec), spec.critical == "hard")
         )
-    not_run = tuple(f"{sec}/{sid}" for sec, sid in specs if (sec, sid) not in ran)
     return tuple(failed), not_run
 
 
@@ -205,6 +208,8 @@ def may_override(env: EnvironmentSpec, actor: Actor, facts: OverrideFacts) -> st
         )
     if gate.unticked:
         return "tick every manual step first: " + ", ".join(gate.unticked)
+    if gate.checking:
+        return _still_checking(gate.checking)
     if any(actor.is_(v) for v in facts.votes):
         return "you already voted to override this gate; it needs another override approver"
     return None
@@ -289,9 +294,18 @@ def may_decide(
         )
     if gate.unticked:
         return "tick every manual step first: " + ", ".join(gate.unticked)
+    if gate.checking:
+        return _still_checking(gate.checking)
     if any(actor.is_(v) for v in gate.votes):
         return "you already approved this gate; it needs another approver"
     return None
+
+
+def _still_checking(checks: tuple[str, ...]) -> str:
+    return (
+        f"the bot is still checking {', '.join(checks)} after its tick: wait for the result "
+        "(the checkpoint shows it), then decide"
+    )
 
 
 def _may_self_approve(env: EnvironmentSpec, actor: Actor, requested_by: str) -> bool:

@@ -22,6 +22,8 @@ class AuditKind(enum.StrEnum):
     GATE_DECIDED = "gate.decided"
     GATE_REMINDED = "gate.reminded"
     GATE_ESCALATED = "gate.escalated"
+    # A check bound to a manual step's tick failed while its gate was open: no longer passed
+    GATE_RECHECKED = "gate.rechecked"
     # Break-glass: one approver's vote, with their justification, to pass over failed steps
     # (a gate) or a change freeze (an emergency start); then the override that decided it.
     OVERRIDE_VOTE = "override.vote"
@@ -32,6 +34,16 @@ class AuditKind(enum.StrEnum):
     MANUAL_TICKED = "manual.ticked"
     CRITERION_SIGNED_OFF = "criterion.signed_off"  # a person vouches for a success criterion
     SIGNOFF_REQUESTED = "signoff.requested"  # the last phase began: approvers asked to sign
+    # Post-cutover tasks of a completed run (bot/post_tasks.py): listed with their owners,
+    # each marked done once by a person, open ones reminded, and escalated at T+24h.
+    POST_TASKS_OPENED = "post_tasks.opened"
+    POST_TASK_DONE = "post_task.done"
+    POST_TASKS_REMINDED = "post_tasks.reminded"
+    POST_TASKS_ESCALATED = "post_tasks.escalated"
+    # The run completed: the people its environment's `signoff` names are asked to sign it off
+    # (committed with run.completed); then one row per person who did.
+    RUN_SIGNOFF_REQUESTED = "run.signoff_requested"
+    RUN_SIGNED_OFF = "run.signed_off"
     RECORD_NOTE = "record.note"  # /cutover note: a line for the record
     RECORD_DEVIATION = "record.deviation"  # /cutover deviation: a Deviations from Runbook entry
     ACTION_REFUSED = "action.refused"  # an authorization rule or the state machine said no

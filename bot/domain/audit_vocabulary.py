@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.domain.audit_kinds import RENAMED, AuditKind
+from bot.domain.audit_vocabulary_tasks import ENTRIES as TASK_ENTRIES
 
 REGENERATE = "python -m bot.domain.audit_vocabulary > docs/audit.md"
 
@@ -166,6 +167,19 @@ CATALOGUE: dict[AuditKind, Entry] = {
             "ask_unless": "the check whose pass made asking unneeded, when the bot ticked it "
             "(the step's `ask_unless`)",
             "round": "the monitoring round that check passed in, when it was a round",
+            "value": 'what the tick carried, by the step\'s value name ({"pubkey": …}), when '
+            "the step declares `value`; as kept: an npub as its 64-hex key",
+            "given": "what the person typed, when it was kept in another form (an npub1…)",
+        },
+    ),
+    AuditKind.GATE_RECHECKED: Entry(
+        "a check run once a manual step was ticked failed: the open gate's checks no longer "
+        "pass (its Continue is refused; Retry or Rollback)",
+        {
+            **_GATE,
+            "item": "the manual step whose tick ran the check",
+            "failed": "the ids of the checks that failed",
+            "checks_passed": "false: the gate's checks no longer pass",
         },
     ),
     AuditKind.CRITERION_SIGNED_OFF: Entry(
@@ -175,6 +189,24 @@ CATALOGUE: dict[AuditKind, Entry] = {
     AuditKind.SIGNOFF_REQUESTED: Entry(
         "the last phase began: approvers were asked to sign off",
         {"criteria": "the criteria bound to a sign-off"},
+    ),
+    AuditKind.RUN_SIGNOFF_REQUESTED: Entry(
+        "the run completed: the people its environment's `signoff` names were asked to sign "
+        "it off (committed with run.completed; not for a dry run, nor where nobody is named)",
+        {
+            "by": "the people named, fully qualified (TEAM:USER, console:NAME)",
+            "groups": "the Slack user groups whose members may sign",
+            "quorum": "how many different people must sign",
+        },
+    ),
+    AuditKind.RUN_SIGNED_OFF: Entry(
+        "a person the environment's `signoff` names signed the completed run off (once per "
+        "person: the unique key of run_signoff)",
+        {
+            "note": "the note (masked), or empty",
+            "signed": "how many different people have signed, this one included",
+            "quorum": "how many must sign",
+        },
     ),
     AuditKind.RECORD_NOTE: Entry("/cutover note: a line for the record", {"text": "(masked)"}),
     AuditKind.RECORD_DEVIATION: Entry(
@@ -288,6 +320,7 @@ CATALOGUE: dict[AuditKind, Entry] = {
         "an authorization rule or the state machine said no; nothing was changed",
         {
             "action": "start | continue | rollback | retry | tick | abort | note | signoff | "
+            "run_signoff | "
             "schedule | unschedule | …",
             "reason": "the refusal as shown to the person",
             "…": f"what the action was about, when it names one: {_REFUSED_CONTEXT}",
@@ -454,6 +487,7 @@ CATALOGUE: dict[AuditKind, Entry] = {
         {"retired_key": "the key retired"},
     ),
 }
+CATALOGUE |= {k: Entry(what, fields) for k, (what, fields) in TASK_ENTRIES.items()}
 
 
 def markdown() -> str:

@@ -10,6 +10,7 @@ what changed (`bot.surface`). The use cases live in one module each:
     gates.py     votes, Retry, Rollback, manual ticks, abort, cancel
     overrides.py break-glass: continue past failed steps with a justification and a quorum
     signoffs.py  sign-offs of success criteria: asked for, given once per person
+    run_signoff.py  sign-off of a completed run by the people its environment names
     deviations.py  "Deviations from Runbook" entries people add to a run's record
     rollback.py  restore and rollback steps
     revert.py    reverting a completed run: a new run, approved by quorum, then rollback.py
@@ -34,12 +35,15 @@ from bot.engine.overrides import Overrides
 from bot.engine.recovery import Recovery
 from bot.engine.revert import Reverts
 from bot.engine.rollback import Rollback
+from bot.engine.run_signoff import RunSignoffs
 from bot.engine.runs import Runs
 from bot.engine.signoffs import Signoffs
 from phases.runbook import RunbookError
 
 
-class Engine(Identity, Recovery, Reverts, Rollback, Overrides, Signoffs, Deviations, Runs):
+class Engine(
+    Identity, Recovery, Reverts, Rollback, Overrides, Signoffs, RunSignoffs, Deviations, Runs
+):
     """The one engine object the CLI, `serve`, the console, the demo and tests build."""
 
 

@@ -41,7 +41,7 @@ from bot.db import Database, DatabaseUnavailable, db_now
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
-from bot.engine import restore_point
+from bot.engine import restore_point, signoff_request
 from bot.models import (
     Gate,
     Run,
@@ -261,6 +261,7 @@ class EngineCore:
             c.signoff for c in self.runbook.success_criteria
         ):
             self.tell("signoff_changed", run_id)  # an ended run takes no more sign-offs
+        self.show_run_signoff(run_id)  # a completed run: the people named are asked
         try:
             seq, digest = audit.head(self.db)
         except Exception as exc:
@@ -739,6 +740,7 @@ class EngineCore:
             data={"environment": run.environment},
             at=self.now(),
         )
+        signoff_request.ask(s, run, self.runbook.environments.get(run.environment), self.now())
 
     # Use cases that call each other across modules (runs.py, rollback.py, recovery.py).
 
@@ -749,6 +751,9 @@ class EngineCore:
         raise NotImplementedError
 
     def request_signoffs(self, run_id: int) -> None:
+        raise NotImplementedError
+
+    def show_run_signoff(self, run_id: int) -> None:
         raise NotImplementedError
 
     def open_gate(

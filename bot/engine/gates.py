@@ -22,7 +22,8 @@ from bot.domain.approvals import GateFacts
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.states import DecisionKind
-from bot.engine.core import Decision, DecisionName, EngineCore
+from bot.engine.core import Decision, DecisionName
+from bot.engine.tick_checks import TickChecks, checking, judge
 from bot.models import (
     Gate,
     GateStatus,
@@ -55,7 +56,7 @@ class _Passed:
     completed: bool
 
 
-class Gates(EngineCore):
+class Gates(TickChecks):
     @staticmethod
     def lock_gate(s: Session, run_id: int, gate_id: int) -> tuple[Run, Gate, PhaseRun]:
         """Locks the run, then its gate (FOR UPDATE OF gate), reading the gate's phase run
@@ -122,15 +123,8 @@ class Gates(EngineCore):
             f"✅ {passed.environment}: Phase {self.runbook.phase_number(index)} ({phase.name}) "
             f"passed (run #{run_id}).",
         )
-        if passed.completed:
-            deployed = self.run_artifact(run_id, "deployed")
-            what = (
-                f": commit {str(deployed.get('commit'))[:12]}, "
-                f"{len(deployed.get('images') or [])} image(s) running"
-                if deployed
-                else ""
-            )
-            self.feed(run_id, f"🎉 {passed.environment}: cutover completed (run #{run_id}){what}.")
+        # How the run ended is told with its record (bot.record_feed), from the criteria the
+        # record judges: never "completed" past a ❌ criterion.
 
     def gate_run(self, gate_id: int) -> tuple[int, str] | None:
         """(run id, environment) of a gate; no read once known (see `_gate_run`)."""
@@ -301,6 +295,7 @@ class Gates(EngineCore):
             requested_by=run.requested_by,
             votes=tuple(self._voters(s, gate.id)),
             unticked=tuple(self._unticked(s, gate)),
+            checking=tuple(checking(s, self.runbook.phase(gate.phase_id), gate)),
             quorum=gate.quorum,
         )
 
@@ -356,8 +351,9 @@ class Gates(EngineCore):
         )
         return Decision("ticked", done, None, run_id)
 
-    def tick(self, gate_id: int, item_id: str, actor: Actor) -> Decision:
-        """Marks a manual step (phase 7's browser tests) done; only approvers may."""
+    def tick(self, gate_id: int, item_id: str, actor: Actor, value: str | None = None) -> Decision:
+        """Marks a manual step (phase 7's browser tests) done; only approvers may. `value`:
+        what a step with `value` must be ticked with (bot/engine/tick_checks.py)."""
         found = self._gate_run(gate_id)
         if found is None:
             return Decision("unknown_gate", f"no gate #{gate_id}")
@@ -385,16 +381,24 @@ class Gates(EngineCore):
                 )
             ).first()
             if exists is None:
+                step = next(m for m in self.runbook.phase(gate.phase_id).manual if m.id == item_id)
+                kept, refusal = judge(s, run_id, gate_id, step, value)
+                if refusal:
+                    self.refuse(
+                        actor, "tick", refusal, run_id=run_id, session=s, gate=gate_id, item=item_id
+                    )
+                    return Decision("refused", refusal, gate_id, run_id)
                 s.add(ManualTick(gate_id=gate_id, item_id=item_id, actor=actor.id, at=self.now()))
                 audit.append(
                     s,
                     AuditKind.MANUAL_TICKED,
                     actor=actor.id,
                     run_id=run_id,
-                    data={"gate": gate.id, "item": item_id},
+                    data={"gate": gate.id, "item": item_id, **kept},
                     at=self.now(),
                 )
         self.notify.gate_changed(gate_id)
+        self.after_tick(gate_id, item_id)
         return Decision("ticked", f"{item_id} ticked", gate_id, run_id)
 
     def abort(self, env_name: str, actor: Actor, reason: str) -> Decision:

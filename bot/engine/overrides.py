@@ -243,5 +243,4 @@ class Overrides(Gates):
             f"{', '.join(told.steps)} failed; approved by {', '.join(told.approvers)}. "
             f"Why: {'; '.join(told.justifications)}",
         )
-        if told.completed:
-            self.feed(run_id, f"🎉 {told.environment}: cutover completed (run #{run_id}).")
+        # A completed run's end is told with its record (bot.record_feed), not here.

@@ -10,13 +10,15 @@ else here changes.
 | module            | what it answers                                                   |
 |-------------------|-------------------------------------------------------------------|
 | `commands`        | `/cutover` (its work: `command_work`)                             |
-| `gate_buttons`    | Continue, Retry, the manual-step boxes, the Run page link         |
+| `gate_buttons`    | Continue, Retry, the Run page link                                |
+| `ticks`           | the manual-step boxes (and the form of a tick with a value)       |
 | `gate_forms`      | Rollback…, Continue with comment…, Override…, Show output         |
 | `run_forms`       | abort / revert / emergency start / schedule forms, Revert…        |
 | `home`            | the App Home tab                                                  |
 | `checklist`       | the T-1h checklist's boxes                                        |
 | `schedule_start`  | the T-0 reminder's Start button                                   |
-| `signoff`         | the sign-off message's buttons                                    |
+| `signoff`         | the sign-off message's buttons (criteria, the cutover's own)      |
+| `post_tasks`      | the post-cutover checklist's Done buttons                         |
 
 Every slash command and click is acknowledged at once (Slack allows 3 s): the
 listener only parses and calls ack(); the work runs after, on a small pool of its own
@@ -46,9 +48,11 @@ from bot.slack.listeners import (
     gate_buttons,
     gate_forms,
     home,
+    post_tasks,
     run_forms,
     schedule_start,
     signoff,
+    ticks,
 )
 from bot.slack.listeners.command_work import resync
 from bot.slack.middleware import Identify, ReplayGuard
@@ -64,12 +68,14 @@ PROCESS_BEFORE_RESPONSE = True  # see CutoverSlackApp.__init__; bench/slack_benc
 LISTENERS: tuple[Callable[[App, Deps], None], ...] = (
     commands.register,
     gate_buttons.register,
+    ticks.register,
     gate_forms.register,
     run_forms.register,
     home.register,
     checklist.register,
     schedule_start.register,
     signoff.register,
+    post_tasks.register,
 )
 
 

@@ -5,6 +5,10 @@ instead of its button; a run that ended (completed, rolled back, cancelled) show
 Button: action_id "signoff:CRITERION", value "RUN:CRITERION" (the run is in the value, so
 a click is understood whatever message it came from). The note is the message's input block
 (`state.values` of the click), masked before it is stored.
+
+Once the run completed and its environment names people to sign it off (`signoff:`), the
+same message gets the cutover's own sign-off: who is asked, who signed and when, and a
+"Sign off" button (action_id "signoff_run", value "RUN") until enough of them have.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from bot.signoffs import SignoffView
+from bot.signoffs import RunSignoffState, SignoffView
 from bot.slack.blocks import (
     MAX_BLOCKS,
     Block,
@@ -21,12 +25,14 @@ from bot.slack.blocks import (
     clip,
     context,
     escape,
+    group_mention,
     mention,
     section,
     when,
 )
 
 SIGNOFF_ACTION = re.compile(r"^signoff:[a-z0-9][a-z0-9_-]{0,39}$")
+RUN_SIGNOFF_ACTION = "signoff_run"
 NOTE_BLOCK = "signoff_note"
 NOTE_ACTION = "note"
 NOTE_CHARS = 300
@@ -48,6 +54,73 @@ def note_from(body: dict[str, Any]) -> str | None:
 
 def signoff_message(view: SignoffView, mask: Any) -> tuple[str, list[Block]]:
     """(fallback text, blocks) of the run's sign-off message, drawn from `view`."""
+    if not view.criteria and view.run is not None:
+        return _run_message(view, mask, [])
+    text, blocks = _criteria_message(view, mask)
+    if view.run is not None:
+        return _run_message(view, mask, blocks)
+    return text, blocks
+
+
+def _run_message(view: SignoffView, mask: Any, blocks: list[Block]) -> tuple[str, list[Block]]:
+    """The cutover's own sign-off, below the criteria's (if any)."""
+    state = view.run
+    assert state is not None
+    blocks = blocks[: MAX_BLOCKS - 4]
+    blocks.append(section(clip(_run_text(view, state, mask), 3000)))
+    if view.run_signable:
+        sign = button("Sign off", RUN_SIGNOFF_ACTION, str(view.run_id), style="primary")
+        blocks.append({"type": "actions", "block_id": RUN_SIGNOFF_ACTION, "elements": [sign]})
+        blocks.append(_note_input())
+        blocks.append(context("Only the people named may sign off; each counts once."))
+    signed = len(state.signatures)
+    fallback = (
+        f"Sign-off of run #{view.run_id}: {min(signed, state.quorum)}/{state.quorum} signed off"
+    )
+    return fallback, blocks
+
+
+def _run_text(view: SignoffView, state: RunSignoffState, mask: Any) -> str:
+    env = escape(mask(view.environment))
+    who = " or ".join(
+        x
+        for x in (
+            ", ".join(mention(p) for p in state.by),
+            ", ".join(f"a member of {group_mention(g)}" for g in state.groups),
+        )
+        if x
+    )
+    head = f"✍️ *Sign-off of the cutover* — run #{view.run_id}, {env}, completed"
+    if view.status != "completed":
+        head = f"✍️ *Sign-off of the cutover* — run #{view.run_id}, {env}"
+    lines = [f"{head}: {state.quorum} of {who} sign it off."]
+    for s in state.signatures:
+        note = f" — “{escape(mask(s.note))}”" if s.note else ""
+        lines.append(
+            f"✅ signed off by {mention(s.actor)} at {when(datetime.fromisoformat(s.at))}{note}"
+        )
+    if state.done:
+        lines.append("The cutover is signed off.")
+    elif not state.signatures:
+        lines.append("❔ not signed off yet")
+    return "\n".join(lines)
+
+
+def _note_input() -> Block:
+    return {
+        "type": "input",
+        "block_id": NOTE_BLOCK,
+        "optional": True,
+        "label": {"type": "plain_text", "text": "Note with your sign-off (optional)"},
+        "element": {
+            "type": "plain_text_input",
+            "action_id": NOTE_ACTION,
+            "max_length": NOTE_CHARS,
+        },
+    }
+
+
+def _criteria_message(view: SignoffView, mask: Any) -> tuple[str, list[Block]]:
     intro = (
         f"✍️ *Sign-off* — run #{view.run_id}, {escape(mask(view.environment))}: an approver "
         "vouches for each of these. The record shows who signed off what, and when."
@@ -81,19 +154,7 @@ def signoff_message(view: SignoffView, mask: Any) -> tuple[str, list[Block]]:
             )
             blocks.append({"type": "actions", "block_id": f"signoff:{c.id}", "elements": [sign]})
     if view.signable and not view.done:
-        blocks.append(
-            {
-                "type": "input",
-                "block_id": NOTE_BLOCK,
-                "optional": True,
-                "label": {"type": "plain_text", "text": "Note with your sign-off (optional)"},
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": NOTE_ACTION,
-                    "max_length": NOTE_CHARS,
-                },
-            }
-        )
+        blocks.append(_note_input())
         blocks.append(context("Only the environment's approvers may sign off."))
     elif view.done:
         blocks.append(context("Every criterion is signed off."))

@@ -32,6 +32,7 @@ from slack_sdk import WebClient
 
 from bot.slack.outbox import Outbox, Pacer
 from bot.slack.pacing import POST_INTERVAL, RunPacing
+from bot.slack.post_task_actions import PostTaskMessages
 from bot.slack.present.checkpoints import CheckpointMessages
 from bot.slack.present.home_channel import HomeChannel
 from bot.slack.present.replies import Replies
@@ -46,7 +47,9 @@ if TYPE_CHECKING:
     from bot.engine import Engine
 
 
-class SlackSurface(CheckpointMessages, SignoffMessages, ScheduleMessages, HomeChannel, Replies):
+class SlackSurface(
+    PostTaskMessages, CheckpointMessages, SignoffMessages, ScheduleMessages, HomeChannel, Replies
+):  # post_tasks_changed: bot/slack/post_task_actions.py
     """Implements `bot.surface.Surface`. Bind the engine before the first call."""
 
     def __init__(

@@ -13,6 +13,8 @@ from phases.checks import (  # noqa: E402,F401  isort: skip
     docker_steps,
     http_check,
     logs_check,
+    nip05_claim,
+    tick_log_line,
     postgres_check,
     prometheus_check,
     secrets_check,

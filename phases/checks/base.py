@@ -163,6 +163,9 @@ class StepContext:
     # The run's lease epoch (fencing token), given to a step's process as
     # CUTOVER_FENCING_TOKEN so it can refuse work a newer holder superseded.
     fencing_token: int | None = None
+    # The checks of a manual step run once it is ticked: when it was (epoch seconds), for
+    # "the webhook line within 30 s of the payment's tick". None for any other step.
+    ticked_at: float | None = None
 
 
 P = TypeVar("P", bound=BaseModel)

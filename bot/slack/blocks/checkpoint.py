@@ -109,6 +109,9 @@ def override_lines(view: GateView, mask: Mask) -> list[str]:
 
 
 def _verdict(view: GateView) -> str:
+    waiting = [st.step_id for st in view.steps if st.status == "pending"]
+    if view.checks_passed and waiting:  # checks bound to a tick: not passed yet
+        return f"PASS so far; waiting for {', '.join(waiting)} (run after its tick)"
     if view.checks_passed:
         return "PASS → Continue"
     fail = "RESTORE & ROLLBACK" if view.on_fail == "restore_and_rollback" else "ROLLBACK"

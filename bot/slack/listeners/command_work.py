@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bot.slack import signoff_actions
 from bot.slack.blocks import (
     channel_ref,
     fit_lines,
@@ -72,7 +73,9 @@ def run_command(deps: Deps, cmd: Command, actor: Actor, body: dict[str, Any]) ->
                 return
     else:
         env = command_env(deps, cmd)
-        if env is not None:
+        if isinstance(cmd, SignOff) and cmd.criterion is None and env is not None:
+            actor = signoff_actions.with_signoff_groups(deps, actor, env)  # the run's
+        elif env is not None:
             actor = deps.approvers.with_groups(actor, env)
     reply = deps.commands.execute(
         cmd, actor, channel=home or body.get("channel_id"), group_members=members

@@ -1,5 +1,6 @@
-"""A checkpoint's buttons: Continue and Retry (one click each: a decision), the manual-step
-checkboxes (ticks), and the Run page link (Slack opens it; the click asks for nothing).
+"""A checkpoint's buttons: Continue and Retry (one click each: a decision), the work of the
+manual-step boxes (`tick`; bot.slack.listeners.ticks routes the clicks), and the Run page
+link (Slack opens it; the click asks for nothing).
 Rollback…, Continue with comment…, Override… and Show output open forms
 (bot.slack.listeners.gate_forms).
 """
@@ -17,7 +18,6 @@ from bot.slack.blocks import (
     OPTIONS_PER_GROUP,
     RETRY,
     RUN_PAGE,
-    TICK,
     parse_gate_value,
     parse_tick_block,
     parse_tick_value,
@@ -37,7 +37,6 @@ OUT_OF_DATE = "This message is out of date; nothing was changed. See `/cutover s
 def register(app: App, deps: Deps) -> None:
     for action_id in DECISIONS:
         app.action(action_id)(deps.dispatch.on_click(decide, deps))
-    app.action(TICK)(deps.dispatch.on_click(tick, deps))
 
     @app.action(re.compile(rf"^{RUN_PAGE}(:\d)?$"))
     def on_run_page(ack: Ack) -> None:

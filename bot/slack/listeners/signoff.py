@@ -10,10 +10,11 @@ from typing import Any
 from slack_bolt import App
 
 from bot.domain.errors import CutoverError
+from bot.slack import signoff_actions
 from bot.slack.blocks import parse_number_and_id
 from bot.slack.deps import Deps
 from bot.slack.payloads import message_ref
-from bot.slack.signoff import SIGNOFF_ACTION, note_from
+from bot.slack.signoff import RUN_SIGNOFF_ACTION, SIGNOFF_ACTION, note_from
 from bot.surface import Actor
 from bot.views import run_view
 from phases.runbook import RunbookError
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 def register(app: App, deps: Deps) -> None:
     app.action(SIGNOFF_ACTION)(deps.dispatch.on_click(signoff, deps))
+    # The cutover's own sign-off, once the run completed (issue 24)
+    app.action(RUN_SIGNOFF_ACTION)(deps.dispatch.on_click(signoff_actions.sign_run, deps))
 
 
 def signoff(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from bot.signoffs import refusal_for, signoff_view
+from bot.signoffs import refusal_for, run_signoff_state, signoff_view
 from bot.slack.blocks import (
     Block,
     mask_blocks,
@@ -36,7 +36,10 @@ class SignoffMessages(RunMessages):
             self._edit_signoff(ref, run_id)
             return
         view = run_view(self.engine.db, self.engine.runbook, run_id)
-        if view is None or refusal_for(str(view.status), run_id):  # rolled back: none new
+        if view is None or (  # rolled back: none new; completed: the cutover's own, if asked
+            refusal_for(str(view.status), run_id)
+            and run_signoff_state(self.engine.db, run_id) is None
+        ):
             return
         channel = split_ref(view.surface_ref)[0] if view.surface_ref else view.channel
         self.pacing.posting(run_id, channel, lambda: self._post_signoff(run_id))
