@@ -4,6 +4,7 @@ as `docker stats` shows them."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,11 +15,15 @@ from phases.checks.docker_client import (
     DockerHostParams,
     _display_names,
     _docker,
+    _engine_epoch,
     _guarded,
     _project_containers,
 )
 
 MIB = 1024 * 1024
+# The engine reads a container's stats once a second: a frame it read more than this before a
+# wait ended was queued on the stream during the wait.
+FRAME_SLACK_S = 0.5
 
 
 class StatsParams(DockerHostParams):
@@ -71,28 +76,54 @@ def _has_sample(cpu: Any) -> bool:
 def _window(
     container: Any, ctx: StepContext, params: StatsParams
 ) -> tuple[dict[str, Any], list[float]]:
-    """The last stats of a container and its CPU readings over the window."""
+    """The last stats of a container and its CPU readings over the window, all from one
+    `docker stats` stream: the engine reads a container's stats once a second and sends each
+    reading with the one before it, so a frame holds the CPU time of the second it closes.
+    The first reading is the first frame that has a previous one; each next one, after a wait
+    of `cpu_interval_seconds` on the step's pace clock, is the first frame the engine read
+    after that wait (frames queued on the stream while it lasted are passed over)."""
+    pace = ctx.pace or ctx.clock
     readings: list[float] = []
     stats: dict[str, Any] = {}
-    for i in range(params.cpu_samples):
-        if i:
-            ctx.clock.sleep(params.cpu_interval_seconds)
-        stats = _sample(container, ctx)
-        pct = _cpu_percent(stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {})
-        if pct is not None:
-            readings.append(pct)
+    frames = container.stats(stream=True, decode=True)
+    try:
+        last: float | None = None  # the engine's time of the last reading
+        for i in range(params.cpu_samples):
+            not_before = last
+            if i and last is not None:
+                began = ctx.clock.monotonic()
+                pace.sleep(params.cpu_interval_seconds)
+                not_before = last + (ctx.clock.monotonic() - began) - FRAME_SLACK_S
+            frame = _next_frame(frames, last, not_before)
+            if frame is None:  # the stream ended: the container stopped
+                break
+            stats = frame
+            last = _engine_epoch(frame.get("read"))
+            pct = _cpu_percent(frame.get("cpu_stats") or {}, frame.get("precpu_stats") or {})
+            if pct is not None:
+                readings.append(pct)
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()  # ends the stream
     return stats, readings
 
 
-def _sample(container: Any, ctx: StepContext) -> dict[str, Any]:
-    stats = container.stats(stream=False)
-    pre = stats.get("precpu_stats")
-    if not _has_sample(pre):  # an engine that gave one sample only: take a second one
-        first = stats.get("cpu_stats") or {}
-        ctx.clock.sleep(1.0)
-        stats = container.stats(stream=False)
-        stats["precpu_stats"] = first
-    return dict(stats)
+def _next_frame(
+    frames: Iterator[dict[str, Any]], after: float | None, not_before: float | None
+) -> dict[str, Any] | None:
+    """The next frame with a previous reading, read by the engine later than `after` and not
+    before `not_before` (engine times); None once the stream ends."""
+    for frame in frames:
+        if not _has_sample(frame.get("precpu_stats")):
+            continue  # the stream's first frame: nothing to measure the second against
+        read = _engine_epoch(frame.get("read"))
+        if read is not None and (
+            (after is not None and read <= after) or (not_before is not None and read < not_before)
+        ):
+            continue
+        return dict(frame)
+    return None
 
 
 def _fmt_mib(n: float) -> str:
