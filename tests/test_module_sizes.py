@@ -22,7 +22,6 @@ OVERSIZED_MODULES = {
     "bot/audit.py": 753,
     "bot/engine/core.py": 725,
     "bot/engine/runs.py": 550,
-    "phases/checks/docker_steps.py": 870,
 }
 # Still over the limit, being split (issue 19): "path:Class" → its lines today. Only shrinks.
 OVERSIZED_CLASSES = {
