@@ -20,12 +20,10 @@ CLASS_LINES = 300
 # Still over the limit, being split (issue 19): path → its lines today. Only shrinks.
 OVERSIZED_MODULES = {
     "bot/audit.py": 753,
-    "bot/engine/core.py": 725,
     "bot/engine/runs.py": 550,
 }
 # Still over the limit, being split (issue 19): "path:Class" → its lines today. Only shrinks.
 OVERSIZED_CLASSES = {
-    "bot/engine/core.py:EngineCore": 578,
     "bot/engine/gates.py:Gates": 439,
     "bot/engine/runs.py:Runs": 481,
 }

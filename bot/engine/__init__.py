@@ -25,11 +25,11 @@ from bot.engine.core import (
     ContextFactory,
     Decision,
     DecisionName,
-    EngineError,
     default_context,
     runbook_digest,
 )
 from bot.engine.deviations import Deviations
+from bot.engine.errors import EngineError
 from bot.engine.identity import Identity, ReplicaInUse
 from bot.engine.overrides import Overrides
 from bot.engine.recovery import Recovery

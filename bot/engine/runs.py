@@ -16,7 +16,7 @@ from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import Conflict, Refused
 from bot.engine import restore_point
-from bot.engine.core import EngineError, LeaseLost
+from bot.engine.errors import EngineError, LeaseLost
 from bot.engine.locks import Locks
 from bot.engine.manual_done import tick_done_by_actions, tick_unless_asked
 from bot.engine.monitoring import start_monitoring
