@@ -24,7 +24,6 @@ OVERSIZED_MODULES = {
 }
 # Still over the limit, being split (issue 19): "path:Class" → its lines today. Only shrinks.
 OVERSIZED_CLASSES = {
-    "bot/engine/gates.py:Gates": 439,
     "bot/engine/runs.py:Runs": 481,
 }
 

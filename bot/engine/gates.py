@@ -7,6 +7,7 @@ A stranger's click is refused before any row is locked."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,17 +16,16 @@ from typing import Any
 
 from bot import metrics
 from bot.domain import approvals, states
-from bot.domain.approvals import GateFacts
 from bot.domain.audit_kinds import AuditKind
-from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.states import DecisionKind
+from bot.engine.aborts import Aborts
 from bot.engine.core import Decision, DecisionName
-from bot.engine.tick_checks import TickChecks, checking, judge
-from bot.models import Gate, GateStatus, ManualTick, PhaseRun, Run, RunStatus, Vote
+from bot.engine.manual_ticks import ManualTicks, already, gate_facts
+from bot.engine.tick_checks import TickChecks
+from bot.models import Gate, GateStatus, PhaseRun, Run, RunStatus, Vote
 from bot.store import gates as gate_rows
 from bot.store import runs as run_rows
-from bot.store import steps as step_rows
-from bot.store.unit import Tx, session_of
+from bot.store.unit import Tx
 from bot.surface import Actor
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,15 @@ class _Passed:
     environment: str
     phase_id: str
     completed: bool
+
+
+def observe_wait(tx: Tx | Any, gate: Gate, outcome: str, now: datetime) -> None:
+    """The gate's wait, from opening to this decision, for /metrics: counted once the
+    decision commits (no extra query; a failed commit counts nothing)."""
+    if gate.opened_at is None:
+        return
+    wait = (now - gate.opened_at).total_seconds()
+    Tx.of(tx, lambda: now).after_commit(lambda: metrics.observe_gate_wait(outcome, wait))
 
 
 class Gates(TickChecks):
@@ -81,15 +90,6 @@ class Gates(TickChecks):
             if passed.completed:
                 self.run_ended(result.run_id)
         return result
-
-    @staticmethod
-    def _observe_wait(tx: Tx | Any, gate: Gate, outcome: str, now: datetime) -> None:
-        """The gate's wait, from opening to this decision, for /metrics: counted once the
-        decision commits (no extra query; a failed commit counts nothing)."""
-        if gate.opened_at is None:
-            return
-        wait = (now - gate.opened_at).total_seconds()
-        Tx.of(tx, lambda: now).after_commit(lambda: metrics.observe_gate_wait(outcome, wait))
 
     def _feed_progress(self, run_id: int, passed: _Passed) -> None:
         """Tells the stakeholders (from what the decision knew: no read); the decision is
@@ -156,8 +156,8 @@ class Gates(TickChecks):
                 stale = Decision("unknown_gate", said, gate.id, run.id)
                 return stale, None, None
             if gate.status != GateStatus.OPEN:
-                return self._already(gate), None, None
-            facts = self._facts(tx, gate, run)
+                return already(gate), None, None
+            facts = gate_facts(tx, self.runbook, gate, run)
             refusal = approvals.may_decide(env, actor, decision, facts)
             if refusal is None and not states.can(gate, _GATE_TRIGGER[decision]):
                 refusal = f"{decision} is not possible at this gate now"
@@ -207,7 +207,7 @@ class Gates(TickChecks):
             tx.apply(pr, "failed", actor.id, at=now)
             tx.apply(run, "rolled_back_at_gate", actor.id, at=now)
             run.rolled_back_by, run.rollback_reason = actor.id, said
-            self._observe_wait(tx, gate, "rolled_back", now)
+            observe_wait(tx, gate, "rolled_back", now)
             return (
                 Decision("rolled_back", f"rolled back by {actor.label}", gate.id, run.id),
                 self.execute_rollback,
@@ -216,7 +216,7 @@ class Gates(TickChecks):
             tx.apply(gate, "retry", actor.id, {"decision": "retry"}, at=now)
             tx.apply(pr, "retried", actor.id, at=now)
             tx.apply(run, "retried", actor.id, at=now)
-            self._observe_wait(tx, gate, "retried", now)
+            observe_wait(tx, gate, "retried", now)
             return (
                 Decision("retried", f"phase re-run requested by {actor.label}", gate.id, run.id),
                 self.advance,
@@ -259,7 +259,7 @@ class Gates(TickChecks):
         tx.apply(pr, "approved", actor.id, at=now)
         tx.apply(run, "approved", actor.id, at=now)
         run.phase_index += 1
-        self._observe_wait(tx, gate, "approved", now)
+        observe_wait(tx, gate, "approved", now)
         if run.phase_index >= len(self.runbook.phases):
             self._complete(tx, run)
         return (
@@ -267,202 +267,56 @@ class Gates(TickChecks):
             self.advance,
         )
 
-    def _facts(self, within: Tx | Any, gate: Gate, run: Run) -> GateFacts:
-        tx = Tx.of(within, self.now)
-        return GateFacts(
-            environment=run.environment,
-            status=GateStatus(gate.status),
-            checks_passed=gate.checks_passed,
-            dry_run=run.dry_run,
-            requested_by=run.requested_by,
-            votes=tuple(gate_rows.voters(tx, gate.id)),
-            unticked=tuple(self._unticked(tx, gate)),
-            checking=tuple(checking(session_of(tx), self.runbook.phase(gate.phase_id), gate)),
-            quorum=gate.quorum,
+    @functools.cached_property
+    def ticks(self) -> ManualTicks:
+        """Manual steps ticked, and entries added to a run's record (manual_ticks.py)."""
+        return ManualTicks(
+            self.store,
+            self.runbook,
+            self.masker,
+            self.now,
+            self._gate_run,
+            self.refuse,
+            self.refused,
         )
 
-    def _already(self, gate: Gate) -> Decision:
-        when = gate.decided_at.astimezone(UTC).strftime("%H:%M:%S UTC") if gate.decided_at else "?"
-        verb = {
-            GateStatus.APPROVED: "approved",
-            GateStatus.ROLLED_BACK: "rolled back",
-            GateStatus.RETRIED: "sent to retry",
-            GateStatus.CANCELLED: "cancelled",
-        }.get(GateStatus(gate.status), gate.status)
-        return Decision(
-            "already_decided",
-            f"already {verb} by {gate.decided_by} at {when}",
-            gate.id,
-            gate.run_id,
-            surface_ref=gate.surface_ref,
-        )
-
-    def _unticked(self, tx: Tx, gate: Gate) -> list[str]:
-        phase = self.runbook.phase(gate.phase_id)
-        if not phase.manual:
-            return []  # nothing to tick: no read
-        ticked = gate_rows.ticked(tx, gate.id)
-        return [m.id for m in phase.manual if m.id not in ticked]
+    @functools.cached_property
+    def aborts(self) -> Aborts:
+        """Aborting a run from wherever it stands (aborts.py); a Rollback at its open gate."""
+        return Aborts(self.store, self.runbook, self.masker, self.now, self.refused, self._apply)
 
     def add_note(self, run_id: int, actor: Actor, text: str) -> Decision:
         """A line for the record's notes (masked), from an approver of the run's environment."""
-        said = self.masker.mask(text)[:500]
-        done = f"noted for run #{run_id}'s record"
-        return self.add_to_record(run_id, actor, "note", AuditKind.RECORD_NOTE, said, done)
+        return self.ticks.add_note(run_id, actor, text)
 
     def add_to_record(
         self, run_id: int, actor: Actor, action: str, kind: AuditKind, said: str, done: str
     ) -> Decision:
-        """An entry a person adds to a run's record (a note, a deviation): an approver of the
-        run's environment may; anyone else is refused, audited as `action`."""
-        with self.store.tx() as tx:
-            run = run_rows.get(tx, run_id)
-        if run is None:
-            raise NotFound(f"no run #{run_id}")
-        refusal = approvals.may_tick(run.environment, self.environment(run.environment), actor)
-        if refusal:
-            return self.refused(actor, action, refusal, run_id=run_id)
-        self.store.record(kind, actor=actor.id, run_id=run_id, data={"text": said})
-        return Decision("ticked", done, None, run_id)
+        """An entry a person adds to a run's record (a note, a deviation)."""
+        return self.ticks.add_to_record(run_id, actor, action, kind, said, done)
 
     def tick(self, gate_id: int, item_id: str, actor: Actor, value: str | None = None) -> Decision:
         """Marks a manual step (phase 7's browser tests) done; only approvers may. `value`:
         what a step with `value` must be ticked with (bot/engine/tick_checks.py)."""
-        found = self._gate_run(gate_id)
-        if found is None:
-            return Decision("unknown_gate", f"no gate #{gate_id}")
-        run_id, env_name = found
-        refusal = approvals.may_tick(env_name, self.environment(env_name), actor)
-        if refusal:
-            return self.refused(
-                actor, "tick", refusal, run_id=run_id, gate_id=gate_id, item=item_id
-            )
-        with self.store.tx() as tx:
-            tx.lock_run(run_id)
-            gate = gate_rows.lock(tx, gate_id)
-            if gate.status != GateStatus.OPEN:
-                return self._already(gate)
-            items = {m.id for m in self.runbook.phase(gate.phase_id).manual}
-            if item_id not in items:
-                return Decision(
-                    "refused",
-                    f"phase {gate.phase_id} has no manual step {item_id!r}",
-                    gate.id,
-                    run_id,
-                )
-            if item_id not in gate_rows.ticked(tx, gate.id):
-                step = next(m for m in self.runbook.phase(gate.phase_id).manual if m.id == item_id)
-                kept, refusal = judge(session_of(tx), run_id, gate_id, step, value)
-                if refusal:
-                    self.refuse(
-                        actor, "tick", refusal, run_id=run_id, tx=tx, gate=gate_id, item=item_id
-                    )
-                    return Decision("refused", refusal, gate_id, run_id)
-                tx.add(ManualTick(gate_id=gate_id, item_id=item_id, actor=actor.id, at=self.now()))
-                tx.audit(
-                    AuditKind.MANUAL_TICKED,
-                    actor=actor.id,
-                    run_id=run_id,
-                    data={"gate": gate.id, "item": item_id, **kept},
-                    at=self.now(),
-                )
-        self.notify.gate_changed(gate_id)
-        self.after_tick(gate_id, item_id)
-        return Decision("ticked", f"{item_id} ticked", gate_id, run_id)
-
-    def abort(self, env_name: str, actor: Actor, reason: str) -> Decision:
-        """Ends the environment's active run from wherever it stands. Final.
-
-        One transaction, run row then gate row: an abort racing a click either decides the
-        open gate itself or finds the gate decided and stops the phase that followed. A run
-        in which no action has changed anything yet is cancelled without rollback steps.
-        """
-        env = self.environment(env_name)
-        if not reason.strip():
-            raise InvalidInput("say why: --reason is required")
-        masked = self.masker.untrusted(reason)
-        refusal = approvals.may_abort(env_name, env, actor)
-        if refusal:
-            with self.store.tx() as tx:
-                active = run_rows.active_id(tx, env_name)
-            return self.refused(actor, "abort", refusal, run_id=active, environment=env_name)
-        spawn = False
-        with self.store.tx() as tx:
-            run = run_rows.lock_active(tx, env_name)
-            if run is None:
-                raise NotFound(f"no active run for {env_name}")
-            assert run.id is not None
-            if run.status == RunStatus.ROLLING_BACK:
-                return Decision(
-                    "already_decided", f"run #{run.id} is already rolling back", None, run.id
-                )
-            gate = gate_rows.lock_open(tx, run.id)
-            now = self.now()
-            if not self._changed_anything(tx, run):
-                result = self._cancel(tx, run, gate, actor, masked, now)
-            elif gate is not None:
-                pr = tx.get(PhaseRun, gate.phase_run_id)
-                assert pr is not None
-                result, _ = self._apply(
-                    tx, run, gate, pr, actor, DecisionKind.ROLLBACK, f"aborted: {reason}"
-                )
-                tx.add(gate, pr, run)
-                spawn = True
-            else:
-                # The gate was decided first (or a phase is executing): its running step is
-                # stopped, then it hands over to the rollback (execute_rollback waits).
-                run.rolled_back_by = actor.id
-                run.rollback_reason = f"aborted: {masked}"
-                tx.apply(run, "aborted", actor.id, {"reason": masked}, at=now)
-                result = Decision(
-                    "rolled_back",
-                    f"run #{run.id} aborted by {actor.label} while phase {run.phase_index + 1} "
-                    "was executing (its gate had been decided first); its running step is "
-                    "stopped, and the run rolls back once it has ended",
-                    None,
-                    run.id,
-                )
-                spawn = True
-        if gate is not None and gate.id is not None:
-            self.notify.gate_changed(gate.id)
-        self.notify.run_changed(run.id)
-        if spawn:
-            self.spawn(self.execute_rollback, run.id)
-        elif result.outcome == "cancelled":
-            self.run_ended(run.id)
+        result = self.ticks.tick(gate_id, item_id, actor, value)
+        if result.outcome == "ticked":
+            self.notify.gate_changed(gate_id)
+            self.after_tick(gate_id, item_id)
         return result
 
-    def _changed_anything(self, tx: Tx, run: Run) -> bool:
-        """True once any action may have changed the target: a dry run never does; a real
-        run has if an action step ran (not skipped) or a phase is executing now."""
-        if run.dry_run:
-            return False
-        assert run.id is not None
-        return run_rows.phase_executing(tx, run.id) or step_rows.any_action_ran(tx, run.id)
-
-    def _cancel(
-        self, tx: Tx, run: Run, gate: Gate | None, actor: Actor, reason: str, now: datetime
-    ) -> Decision:
-        if gate is not None:
-            tx.apply(gate, "cancel", actor.id, {"decision": "cancel", "reason": reason}, at=now)
-            pr = tx.get(PhaseRun, gate.phase_run_id)
-            if pr is not None:
-                tx.apply(pr, "cancelled", actor.id, at=now)
-        run.rolled_back_by, run.rollback_reason = actor.id, f"cancelled: {reason}"
-        tx.apply(
-            run,
-            "cancelled",
-            actor.id,
-            {"reason": reason, "rollback": "not needed: no action had run"},
-            at=now,
-        )
-        return Decision(
-            "cancelled",
-            f"run #{run.id} cancelled by {actor.label}: no action had changed anything, so no "
-            "rollback steps were run",
-            gate.id if gate is not None else None,
-            run.id,
-        )
+    def abort(self, env_name: str, actor: Actor, reason: str) -> Decision:
+        """Ends the environment's active run from wherever it stands. Final (aborts.py)."""
+        result, gate, run_id, rolls_back = self.aborts.abort(env_name, actor, reason)
+        if run_id is None:
+            return result  # refused, or rolling back already: nothing changed
+        if gate is not None and gate.id is not None:
+            self.notify.gate_changed(gate.id)
+        self.notify.run_changed(run_id)
+        if rolls_back:
+            self.spawn(self.execute_rollback, run_id)
+        elif result.outcome == "cancelled":
+            self.run_ended(run_id)
+        return result
 
     def set_surface_ref(
         self,

@@ -21,7 +21,8 @@ from bot.domain.approvals import OverrideFacts, failed_steps
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput
 from bot.engine.core import Decision
-from bot.engine.gates import Gates
+from bot.engine.gates import Gates, observe_wait
+from bot.engine.manual_ticks import already, gate_facts
 from bot.models import Gate, GateStatus, OverrideVote, PhaseRun, Run, RunStatus
 from bot.store import override_votes, steps
 from bot.store.unit import Tx
@@ -75,7 +76,7 @@ class Overrides(Gates):
         with self.store.tx() as tx:
             run, gate, pr = tx.lock_gate(run_id, gate_id)
             if gate.status != GateStatus.OPEN:
-                return self._already(gate)
+                return already(gate)
             facts = self._override_facts(tx, gate, run)
             refusal = approvals.may_override(env, actor, facts)
             if refusal is None and not states.can(gate, "override"):
@@ -111,7 +112,7 @@ class Overrides(Gates):
         votes = override_votes.voters(tx, gate_subject(gate.id or 0))
         env = self.environment(run.environment)
         return OverrideFacts(
-            gate=self._facts(tx, gate, run),
+            gate=gate_facts(tx, self.runbook, gate, run),
             failed=failed,
             not_run=not_run,
             votes=votes,
@@ -180,7 +181,7 @@ class Overrides(Gates):
         tx.apply(pr, "overridden", actor.id, at=now)
         tx.apply(run, "overridden", actor.id, at=now)
         run.phase_index += 1
-        self._observe_wait(tx, gate, "overridden", now)
+        observe_wait(tx, gate, "overridden", now)
         if run.phase_index >= len(self.runbook.phases):
             self._complete(tx, run)
         tx.add(gate, pr, run)
