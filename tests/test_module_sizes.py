@@ -20,12 +20,9 @@ CLASS_LINES = 300
 # Still over the limit, being split (issue 19): path → its lines today. Only shrinks.
 OVERSIZED_MODULES = {
     "bot/audit.py": 753,
-    "bot/engine/runs.py": 550,
 }
 # Still over the limit, being split (issue 19): "path:Class" → its lines today. Only shrinks.
-OVERSIZED_CLASSES = {
-    "bot/engine/runs.py:Runs": 481,
-}
+OVERSIZED_CLASSES = {}
 
 
 def sizes() -> tuple[dict[str, int], dict[str, int]]:

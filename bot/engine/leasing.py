@@ -19,11 +19,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from bot.engine.errors import LeaseLost
-from bot.models import Run
+from bot.models import Run, RunStatus
 from bot.store import leases
+from bot.store import runs as run_rows
 from bot.store.unit import DatabaseUnavailable, Store, Tx
 from phases.checks.base import StopRequest
 from phases.checks.leash import Leash
@@ -114,6 +115,22 @@ class Leases:
                 self.epochs.get(run_id),
             )
             raise LeaseLost(f"run #{run_id}: {what} refused: the lease was lost")
+
+    def standing(self, run_id: int) -> Literal["mine", "rolling_back", "lost"]:
+        """Whether the executing phase may go on: still ours, aborted, or taken over."""
+        with self.store.tx() as tx:
+            run = run_rows.get(tx, run_id)
+            if run is None:
+                return "lost"
+            if run.status == RunStatus.ROLLING_BACK:
+                return "rolling_back"
+            if (
+                run.status == RunStatus.RUNNING
+                and run.owner == self.me
+                and run.lease_epoch == self.epochs.get(run_id)
+            ):
+                return "mine"
+            return "lost"
 
     def ensure_heartbeat(self) -> None:
         with self.lock:

@@ -8,33 +8,35 @@ import logging
 import time
 import uuid
 from collections.abc import Collection, Sequence
-from pathlib import Path
-from typing import Any, Literal
 
 from bot import metrics
 from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
-from bot.domain.errors import Conflict, Refused
+from bot.domain.errors import Refused
 from bot.engine import restore_point
-from bot.engine.errors import EngineError, LeaseLost
+from bot.engine.errors import LeaseLost
+from bot.engine.gate_opening import GateOpening
 from bot.engine.locks import Locks
-from bot.engine.manual_done import tick_done_by_actions, tick_unless_asked
 from bot.engine.monitoring import start_monitoring
-from bot.models import Gate, PhaseRun, PhaseStatus, Run, RunStatus
-from bot.store import gates as gate_rows
-from bot.store import leases, override_votes
+from bot.engine.run_start import RunStart, check_env_file, no_ref
+from bot.models import PhaseRun, PhaseStatus, Run, RunStatus
+from bot.store import leases
 from bot.store import runs as run_rows
 from bot.store.unit import DatabaseUnavailable, Duplicate
 from bot.surface import SYSTEM, Actor
 from phases.checks.base import StopRequest
-from phases.runbook import EnvironmentSpec, PhaseSpec
+from phases.runbook import PhaseSpec
 from phases.runner import StepOutcome, run_actions, run_checks
-from phases.secrets import EnvFileError
 
 log = logging.getLogger(__name__)
 
 
 class Runs(Locks):
+    @functools.cached_property
+    def run_start(self) -> RunStart:
+        """The transaction that starts a run (run_start.py)."""
+        return RunStart(self.store, self.runbook, self.digest, self.now)
+
     def start_run(
         self,
         env_name: str,
@@ -74,30 +76,17 @@ class Runs(Locks):
             subject, approvers, said_by = self.emergency_vote(env_name, actor, emergency, frozen)
             spend = (subject, approvers, said_by, frozen)
         values = self.runbook.values_for(env_name)  # a missing ${VAR}: RunbookError names it
-        if ref is not None and "ref" not in values:
-            said = (
-                f"ref={ref} given, but this runbook deploys no ref (it has no `ref` var for "
-                f"{env_name!r}); start without ref=, or add `ref: main` to its vars and use "
-                "{ref} in its git steps. No run was started."
-            )
-            raise Refused(self.refuse(actor, "start", said, environment=env_name))
+        no_ref_said = no_ref(env_name, ref, values)
+        if no_ref_said is not None:
+            raise Refused(self.refuse(actor, "start", no_ref_said, environment=env_name))
         if env.env_file:
-            path = Path(str(values["env_file"]))
-            if not path.is_file():
-                raise EngineError(
-                    f"env file {path} of environment {env_name!r} does not exist; create it or fix "
-                    f"env_file in the runbook. No run was started."
-                )
-            try:
-                self.register_secrets(env_name, strict=True)
-            except EnvFileError as exc:
-                raise EngineError(f"{exc}. No run was started.") from None
+            check_env_file(env_name, values, self.register_secrets)
         try:
-            run = self._insert_run(env_name, env, actor, channel, dry_run, spend, ref, values)
+            run = self.run_start.insert(env_name, env, actor, channel, dry_run, spend, ref, values)
         except Duplicate:
             run = None  # another start won the race for the environment's one active slot
         if run is None or run.id is None:
-            raise self._already_active(env_name)
+            raise self.run_start.already_active(env_name)
         self.notify.run_changed(run.id)
         assert run.id is not None
         if spend is not None:
@@ -114,78 +103,6 @@ class Runs(Locks):
             f"{self.runbook.estimate_text()}.",
         )
         self.spawn(self.advance, run.id)
-        return run
-
-    def _already_active(self, env_name: str) -> Conflict:
-        with self.store.tx() as tx:
-            active = run_rows.active(tx, env_name)
-        if active is None:
-            return Conflict(f"another run of {env_name} was starting at the same time; try again")
-        return Conflict(
-            f"run #{active.id} is already active for {env_name} ({active.status}, phase "
-            f"{active.phase_index + 1}); finish or abort it first"
-        )
-
-    def _insert_run(
-        self,
-        env_name: str,
-        env: EnvironmentSpec,
-        actor: Actor,
-        channel: str | None,
-        dry_run: bool,
-        spend: tuple[str, tuple[str, ...], tuple[str, ...], Any] | None = None,
-        ref: str | None = None,
-        values: dict[str, Any] | None = None,
-    ) -> Run | None:
-        with self.store.tx() as tx:
-            if run_rows.active_id(tx, env_name) is not None:
-                return None
-            # The votes are spent by the one transaction that starts.
-            if spend is not None and override_votes.spend(tx, spend[0]) < len(spend[1]):
-                return None  # another start spent them first
-            run = Run(
-                environment=env_name,
-                active_env=env_name,
-                runbook_name=self.runbook.name,
-                runbook_digest=self.digest,
-                dry_run=dry_run,
-                requested_by=actor.id,
-                channel=channel or env.channel,
-                started_at=self.now(),
-            )
-            tx.add(run)
-            tx.flush()
-            assert run.id is not None
-            tx.audit(
-                AuditKind.RUN_STARTED,
-                actor=actor.id,
-                run_id=run.id,
-                data={
-                    "environment": env_name,
-                    "dry_run": dry_run,
-                    "runbook": self.runbook.name,
-                    "version": self.runbook.version,
-                    **_ref_data(ref, values),
-                },
-                at=self.now(),
-            )
-            if spend is not None:
-                _, approvers, said_by, frozen = spend
-                tx.audit(
-                    AuditKind.FREEZE_OVERRIDDEN,
-                    actor=actor.id,
-                    run_id=run.id,
-                    data={
-                        "environment": env_name,
-                        "freeze": frozen.freeze.id,
-                        "reason": frozen.freeze.reason,
-                        "by": frozen.freeze.by,
-                        "until": frozen.until.isoformat(),
-                        "approvers": list(approvers),
-                        "justifications": list(said_by),
-                    },
-                    at=self.now(),
-                )
         return run
 
     def advance(self, run_id: int) -> None:
@@ -251,7 +168,7 @@ class Runs(Locks):
                 break
             # A read: retried while the database drops connections, never a dead phase.
             standing = self.db.retrying(
-                lambda: self._standing(run_id), f"run #{run_id}: is the phase still ours"
+                lambda: self.leases.standing(run_id), f"run #{run_id}: is the phase still ours"
             )
             if standing == "rolling_back":
                 return self._stop_for_rollback(run_id, pr_id, phase, stop, outcomes)
@@ -367,21 +284,12 @@ class Runs(Locks):
             restore_point.fix_at_phase_start(tx, self.runbook, run_id, pr, self.now())
             return run, pr, phase
 
-    def _standing(self, run_id: int) -> Literal["mine", "rolling_back", "lost"]:
-        """Whether the executing phase may go on: still ours, aborted, or taken over."""
-        with self.store.tx() as tx:
-            run = run_rows.get(tx, run_id)
-            if run is None:
-                return "lost"
-            if run.status == RunStatus.ROLLING_BACK:
-                return "rolling_back"
-            if (
-                run.status == RunStatus.RUNNING
-                and run.owner == self.me
-                and run.lease_epoch == self._epochs.get(run_id)
-            ):
-                return "mine"
-            return "lost"
+    @functools.cached_property
+    def gate_opening(self) -> GateOpening:
+        """Opens a phase's gate, hands an aborted phase over (gate_opening.py)."""
+        return GateOpening(
+            self.store, self.runbook, self.now, self.leases, self.add_step, self._gate_runs
+        )
 
     def open_gate(
         self,
@@ -394,97 +302,13 @@ class Runs(Locks):
         executor: bool = False,
         checks: Sequence[StepOutcome] = (),
     ) -> int | None:
-        """Opens the checkpoint of a phase whose steps are done (or that was interrupted).
-
-        `executor`: the caller is the process that ran the phase; it opens the gate only
-        while it still owns the run, so a phase another replica took over is not decided
-        twice. `checks`: the phase's check results, recorded (each with its audit row) in
-        this transaction, before the gate's own row. Returns the gate id, or None if there
-        is nothing to open (the results are then dropped: the phase was taken over).
-        """
-        gate_id: int | None = None
-        rollback_now = False
-        released = False
-        with self.store.tx() as tx:
-            # The run row locked, the phase run read with it (one round trip).
-            run, pr = run_rows.lock_with_phase(tx, run_id, phase_run_id)
-            if pr.status not in (
-                PhaseStatus.RUNNING,
-                PhaseStatus.INTERRUPTED,
-                PhaseStatus.MONITORING,
-            ):
-                return None
-            if (
-                executor
-                and pr.status == PhaseStatus.RUNNING
-                and (run.owner != self.me or run.lease_epoch != self._epochs.get(run_id))
-            ):
-                log.warning(
-                    "run #%s: phase %s was taken over (lease epoch %s is not ours, %s); "
-                    "not opening its gate",
-                    run_id,
-                    phase.id,
-                    run.lease_epoch,
-                    self._epochs.get(run_id),
-                )
-                return None
-            if pr.status == PhaseStatus.INTERRUPTED and gate_rows.opened_for(tx, phase_run_id):
-                return None  # opened already (by the replica that took the phase over)
-            for outcome in checks:
-                self.add_step(tx, run_id, phase_run_id, outcome)
-            if run.status == RunStatus.ROLLING_BACK:  # aborted while the phase ran
-                tx.apply(pr, "failed", SYSTEM.id)
-                rollback_now = True
-            else:
-                if pr.status == PhaseStatus.RUNNING:
-                    tx.apply(pr, "checked", SYSTEM.id)
-                elif pr.status == PhaseStatus.MONITORING:
-                    tx.apply(pr, "monitoring_done", SYSTEM.id)
-                else:  # interrupted: it ends with its gate
-                    pr.ended_at = self.now()
-                env = self.environment(run.environment)
-                gate = Gate(
-                    run_id=run_id,
-                    phase_run_id=phase_run_id,
-                    phase_id=phase.id,
-                    attempt=pr.attempt,
-                    checks_passed=passed,
-                    note=note,
-                    quorum=env.quorum,
-                    opened_at=self.now(),
-                )
-                tx.add(gate)
-                tx.apply(run, "gate_opened", SYSTEM.id)  # releases the run's lease
-                released = True  # its epoch is forgotten once this commits, not before
-                tx.add(pr)
-                tx.flush()
-                tx.audit(
-                    AuditKind.GATE_OPENED,
-                    actor=SYSTEM.id,
-                    run_id=run_id,
-                    data={
-                        "gate": gate.id,
-                        "phase": phase.id,
-                        "attempt": pr.attempt,
-                        "checks_passed": passed,
-                        "note": note,
-                    },
-                    at=self.now(),
-                )
-                assert gate.id is not None
-                # manual_done.py (not converted to the store yet) takes the session itself.
-                tick_done_by_actions(tx.session, run_id, phase_run_id, gate.id, phase, self.now())
-                tick_unless_asked(tx.session, run_id, phase_run_id, gate.id, phase, self.now())
-                gate_id = gate.id
-        if released:  # a retried attempt whose commit did not land still holds the epoch
-            with self._threads_lock:
-                self._epochs.pop(run_id, None)
+        """Opens the checkpoint of a phase whose steps are done (or that was interrupted);
+        see `GateOpening.open`. A run aborted meanwhile rolls back instead: None."""
+        gate_id, rollback_now = self.gate_opening.open(
+            run_id, phase_run_id, phase, passed, note, executor=executor, checks=checks
+        )
         if rollback_now:
             self.spawn(self.execute_rollback, run_id)
-            return None
-        if gate_id is not None:  # its click finds the gate's run without a read
-            with self._threads_lock:
-                self._gate_runs[gate_id] = (run_id, run.environment)
         return gate_id
 
     def _stop_for_rollback(
@@ -495,56 +319,11 @@ class Runs(Locks):
         stop: StopRequest,
         outcomes: Sequence[StepOutcome],
     ) -> None:
-        """The run was aborted while this phase executed: its running step has ended now (on
-        its own, or stopped); says which, in the trail and the channel, then hands over."""
-        stopped = handover(phase, stop, outcomes)
-        with self.store.tx() as tx:
-            if not self.holds(tx, run_id):
-                log.warning("run #%s: lease lost; the rollback is another process's", run_id)
-                return
-            pr = tx.get(PhaseRun, phase_run_id)
-            if pr is not None and pr.status == PhaseStatus.RUNNING:
-                tx.apply(pr, "failed", SYSTEM.id)
-                tx.audit(
-                    AuditKind.PHASE_STOPPED,
-                    actor=SYSTEM.id,
-                    run_id=run_id,
-                    data={"phase": phase.id, "attempt": pr.attempt, **stopped},
-                    at=self.now(),
-                )
+        """The run was aborted while this phase executed: says how its running step ended,
+        then hands over to the rollback (unless the lease was lost meanwhile)."""
+        stopped = self.gate_opening.stop_for_rollback(run_id, phase_run_id, phase, stop, outcomes)
+        if stopped is None:
+            return
         if stopped["step"] is not None:
             self.notify.notice(run_id, f"{stopped['said']} Rolling back now.")
         self.spawn(self.execute_rollback, run_id)
-
-
-def handover(
-    phase: PhaseSpec, stop: StopRequest, outcomes: Sequence[StepOutcome]
-) -> dict[str, Any]:
-    """How the step that ran when the abort arrived ended (from its own result): finished on
-    its own, stopped by SIGTERM, or killed after its grace; None: none was running."""
-    step = stop.during
-    last = outcomes[-1] if outcomes else None
-    if step is None or last is None or last.step.name != step:
-        return {"step": None, "how": "between_steps", "seconds": None, "said": None}
-    r = last.result
-    how = str(r.details.get("stopped") or "finished")
-    seconds = r.details.get("stop_seconds")
-    if how == "sigterm":
-        said = f"*{step}* stopped by SIGTERM after {seconds:.1f} s."
-    elif how == "sigkill":
-        said = (
-            f"*{step}* ignored SIGTERM and was killed (SIGKILL) after its "
-            f"{last.step.stop_grace_seconds:g} s grace."
-        )
-    else:
-        said = f"*{step}* finished on its own ({r.status}: {r.evidence})."
-    return {"step": step, "how": how, "seconds": seconds, "said": said}
-
-
-def _ref_data(ref: str | None, values: dict[str, Any] | None) -> dict[str, Any]:
-    """The run.started fields naming what the run deploys: the ref given at start (`ref=`),
-    else the environment's default (the runbook's `ref` var); none for a runbook without."""
-    if ref is not None:
-        return {"ref": ref, "ref_from": "start"}
-    default = (values or {}).get("ref")
-    return {"ref": default, "ref_from": "runbook"} if isinstance(default, str) else {}
