@@ -95,3 +95,8 @@ def lock(tx: Tx, run_id: int) -> Run:
 def environment(tx: Tx, run_id: int) -> str:
     """The run's environment; it must exist (NoResultFound otherwise)."""
     return tx.session.exec(select(Run.environment).where(col(Run.id) == run_id)).one()
+
+
+def monitoring(tx: Tx) -> list[PhaseRun]:
+    """Every phase run in a monitoring window now."""
+    return list(tx.session.exec(select(PhaseRun).where(PhaseRun.status == PhaseStatus.MONITORING)))
