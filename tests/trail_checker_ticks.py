@@ -15,7 +15,7 @@ from tests.trail_checker import Row
 
 SHOWN = re.compile(
     r"^  \S+ (?P<name>.+?): interrupted by (?:a restart|replica (?P<owner>\S+) stopping) "
-    r"at (?P<hhmm>\d\d:\d\d) UTC; tick (?P<item>\S+) again or Retry$"
+    r"at (?P<hhmm>\d\d:\d\d) UTC; tick (?P<item>\S+) again or Retry(?: · step took .*)?$"
 )
 MARKS = ("tick.checks_started", "tick.checks_interrupted", "tick.checks_resumed")
 

@@ -36,6 +36,15 @@ _STEP = {
     "output": "digest of what it printed (the text is in step_output), when it printed",
 }
 _GATE = {"gate": "the gate's id", "phase": "the phase's id"}
+_TICK_CHECKS = {
+    **_GATE,
+    "item": "the manual step whose tick the checks are bound to",
+    "checks": "the ids of its checks that have no result",
+}
+_TICK_CAUSE = {
+    "cause": "restart (this replica was restarted) | takeover (another replica's lease lapsed)",
+    "owner": "the replica that was running them",
+}
 _EVENT = {
     "event": "the scheduled event's key (schedule:3:t-1h, gate:12:reminder, record:7)",
     "kind": "t-24h | t-1h | t-1h-checklist | t-0 | gate-reminder | gate-escalation | record | …",
@@ -181,6 +190,28 @@ CATALOGUE: dict[AuditKind, Entry] = {
             "failed": "the ids of the checks that failed",
             "checks_passed": "false: the gate's checks no longer pass",
         },
+    ),
+    AuditKind.TICK_CHECKS_STARTED: Entry(
+        "the process holding the run (its lease) began the checks of a manual step's tick; "
+        "their results follow as step.result rows of the gate's phase run",
+        {
+            **_TICK_CHECKS,
+            "replica": "the replica that runs them",
+            "epoch": "the run's lease epoch (fencing token) it holds: its results are "
+            "written only while it still holds that epoch",
+        },
+    ),
+    AuditKind.TICK_CHECKS_INTERRUPTED: Entry(
+        "the process running a tick's checks died before their results, and the step does not "
+        "declare them safe to repeat (`on_restart: ask`, the default): the checkpoint says "
+        "so, and Continue is refused until a person ticks the step again (or Retries)",
+        {**_TICK_CHECKS, **_TICK_CAUSE},
+    ),
+    AuditKind.TICK_CHECKS_RESUMED: Entry(
+        "a tick's checks that have no result are run again: by the process that now holds "
+        "the run (the step declares `on_restart: rerun`), or because a person ticked the step "
+        "again after they were interrupted (actor: that person)",
+        {**_TICK_CHECKS, **_TICK_CAUSE, "cause": "restart | takeover | tick (a person)"},
     ),
     AuditKind.CRITERION_SIGNED_OFF: Entry(
         "an approver vouched for a success criterion",

@@ -23,7 +23,7 @@ from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.states import DecisionKind
 from bot.engine.core import Decision, DecisionName
-from bot.engine.tick_checks import TickChecks, checking, judge
+from bot.engine.tick_checks import TickChecks, checking, interrupted_checks, judge
 from bot.models import (
     Gate,
     GateStatus,
@@ -296,6 +296,7 @@ class Gates(TickChecks):
             votes=tuple(self._voters(s, gate.id)),
             unticked=tuple(self._unticked(s, gate)),
             checking=tuple(checking(s, self.runbook.phase(gate.phase_id), gate)),
+            interrupted=tuple(interrupted_checks(s, self.runbook.phase(gate.phase_id), gate)),
             quorum=gate.quorum,
         )
 
@@ -397,8 +398,9 @@ class Gates(TickChecks):
                     data={"gate": gate.id, "item": item_id, **kept},
                     at=self.now(),
                 )
+            epoch = self.claim_tick_checks(s, run_id, gate, item_id, actor)  # its checks' lease
         self.notify.gate_changed(gate_id)
-        self.after_tick(gate_id, item_id)
+        self.after_tick(run_id, gate_id, epoch)
         return Decision("ticked", f"{item_id} ticked", gate_id, run_id)
 
     def abort(self, env_name: str, actor: Actor, reason: str) -> Decision:
