@@ -26,6 +26,7 @@ from bot import audit
 from bot.db import Database
 from bot.engine import Engine
 from bot.models import Run, StepRun
+from bot.slack.blocks import gate_message
 from bot.standin import (
     NostrMaxiStandin,
     Request,
@@ -243,6 +244,10 @@ def test_a_restart_mid_lookup_of_a_step_not_declared_safe_marks_it_interrupted(
         assert f"NIP-05 cutover-test returns the ticked pubkey: {said}" in text
         assert "Decision point: checks PASS so far; nip05-pubkey " + said in text
         check_checkpoint_ticks(text, gate, exported_rows(db, 1), engine.runbook)
+        _, blocks = gate_message(view)  # Slack's checkpoint says the same, never "Continue"
+        posted = json.dumps(blocks, ensure_ascii=False)
+        assert f"*Decision point:* PASS so far; nip05-pubkey {said}" in posted
+        assert "PASS → Continue" not in posted
         notices = [c.args[1] for c in engine.recorded.calls if c.method == "notice"]
         assert notices == [
             f"Run #1, phase e2e: NIP-05 cutover-test returns the ticked pubkey: {said}."
