@@ -330,3 +330,37 @@ def test_a_stale_holders_lookup_result_is_refused_once_the_run_was_taken_over(
         held.release.set()
         stale.shutdown()
         fresh.shutdown()
+
+
+@pytest.mark.postgres
+def test_a_dead_replicas_lookup_not_declared_safe_is_shown_interrupted_naming_that_replica(
+    pg_db: Database, tmp_path: Path, app: NostrMaxiStandin
+) -> None:
+    db = pg_db
+    app.names["cutover-test"] = HEX
+    path = runbook_file(tmp_path, app, rerun=False)
+    held = killed_mid_lookup(db, app, path, replica="bot-a", lease=0.5)
+    held.release.set()
+
+    engine = engine_at(db, load_runbook(path), replica="bot-b", lease_seconds=0.5)
+    try:
+        deadline = time.monotonic() + 30
+        taken: list[str] = []
+        while not taken and time.monotonic() < deadline:  # until bot-a's lease lapsed
+            taken = engine.reap()
+        assert taken == [
+            "run #1: waiting at phase 1; nip05-pubkey interrupted (tick nip05-claim again or Retry)"
+        ]
+        assert held.count == 1 and results(db, "nip05-pubkey") == []
+        gate = open_gate_id(db, 1)
+        assert gate is not None
+        said = "interrupted by replica bot-a stopping at 04:31 UTC; tick nip05-claim again or Retry"
+        assert step(engine, gate, "nip05-pubkey").evidence == said
+        view = gate_view(db, engine.runbook, gate)
+        assert view is not None
+        check_checkpoint_ticks(checkpoint_text(view), gate, exported_rows(db, 1), engine.runbook)
+        with db.session() as s:
+            run = s.get(Run, 1)
+            assert run is not None and run.owner is None  # nothing runs: nobody holds it
+    finally:
+        engine.shutdown()
