@@ -90,10 +90,13 @@ def isolate(settings: Settings, runbook: Runbook) -> StepUser | None:
     return user
 
 
-def step_contexts(user: StepUser | None) -> Any:
-    """The engine's context factory: every step's context names the user it runs as."""
+def step_contexts(user: StepUser | None, clock: Clock | None = None) -> Any:
+    """The engine's context factory: every step's context names the user it runs as (and,
+    given one, the clock the engine runs on: the demo's)."""
 
     def make(_env: EnvironmentSpec, dry_run: bool, masker: Masker) -> StepContext:
+        if clock is not None:
+            return StepContext(dry_run=dry_run, masker=masker, run_as=user, clock=clock)
         return StepContext(dry_run=dry_run, masker=masker, run_as=user)
 
     return make
@@ -127,12 +130,24 @@ def console_engine(
     return engine
 
 
-def run_console(settings: Settings, runbook: Runbook, as_user: str | None) -> int:
-    """`cutover console` (and the demo): the engine on this terminal, with the scheduler."""
+def run_console(
+    settings: Settings,
+    runbook: Runbook,
+    as_user: str | None,
+    clock: Clock | None = None,
+    console: type[Console] = Console,
+) -> int:
+    """`cutover console` (and the demo, with its clock and its prompt): the engine on this
+    terminal, with the scheduler."""
     run_as = isolate(settings, runbook)
     db = open_database(settings)
+    options: dict[str, Any] = {"clock": clock} if clock is not None else {}
     engine = console_engine(
-        db, runbook, workers=settings.workers, context_factory=step_contexts(run_as)
+        db,
+        runbook,
+        workers=settings.workers,
+        context_factory=step_contexts(run_as, clock),
+        **options,
     )
     assert isinstance(engine.surface, ConsoleSurface)
     # Log lines from any thread go above the prompt, never onto it.
@@ -146,7 +161,7 @@ def run_console(settings: Settings, runbook: Runbook, as_user: str | None) -> in
     checkpointer = start_checkpointer(db, settings)
     try:
         # When a run ends, its record is due at once: one tick prints it before the prompt.
-        return Console(
+        return console(
             engine, console_actor(as_user), on_run_end=lambda: scheduler.scheduler.tick()
         ).loop()
     finally:

@@ -20,9 +20,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from bot.app import run_console
+from bot.console import Console
+from bot.demo_standins import BackendLogs, DemoClock, payment_webhook, statuspage_standin
 from bot.settings import Settings
 from bot.standin import (
     LoopbackDNSServer,
@@ -37,6 +40,85 @@ from phases.yaml_loader import load_yaml_file
 DEMO_RUNBOOK = Path(__file__).resolve().parent.parent / "runbooks" / "demo.yml"
 DEMO_DATABASE = "cutover-demo.db"
 DEMO_STEP_USER = "nobody"  # a root demo runs its steps as this user
+DEMO_PROJECT = "nostrmaxi"
+STATUSPAGE_KEY_VAR = "CUTOVER_RUNBOOK_DEMO_STATUSPAGE_KEY"  # a ${VAR}, as a real key would be
+DEMO_HELP = """Demo commands (the stand-ins, and the demo's clock):
+  wait N            let N minutes pass on the demo's clock (monitoring rounds come every 5)
+  webhook           a payment webhook reaches the backend during the next wait (a PRO payment)
+  webhook forged    one with a bad signature does (the backend turns it down)
+  claim NAME        a user claims NAME@localhost (NIP-05): the NIP-05 API answers it"""
+
+
+class Demo:
+    """The stand-ins the demo's prompt drives: the backend, its log, the clock."""
+
+    def __init__(self, clock: DemoClock) -> None:
+        self.clock = clock
+        self.app: NostrMaxiStandin | None = None
+        self.webhook_secret = os.urandom(16).hex()
+        self.webhooks: list[str] = []  # signatures of the deliveries the next wait brings
+
+    def deliver(self) -> list[str]:
+        """POSTs each queued webhook to the backend stand-in; what it answered."""
+        assert self.app is not None
+        said = []
+        for signature in self.webhooks:
+            answer = httpx.post(
+                f"{self.app.url}/api/v1/payments/webhook?provider=btcpay",
+                json={"type": "InvoiceSettled"},
+                headers={"x-webhook-signature": signature},
+                timeout=10,
+            )
+            said.append(f"POST /api/v1/payments/webhook: the backend answered {answer.status_code}")
+        self.webhooks = []
+        return said
+
+
+def demo_console(demo: Demo) -> type[Console]:
+    """The console with the demo's commands (`wait`, `webhook`, `claim`) before its own."""
+
+    class DemoConsole(Console):
+        def handle(self, line: str, gate: int | None) -> None:
+            word, _, rest = line.strip().partition(" ")
+            if word == "wait":
+                self._wait(rest.strip())
+            elif word == "webhook":
+                self._webhook(rest.strip())
+            elif word == "claim":
+                self._claim(rest.strip())
+            elif word in ("help", "?"):
+                super().handle(line, gate)
+                self.say(DEMO_HELP)
+            else:
+                super().handle(line, gate)
+
+        def _wait(self, arg: str) -> None:
+            if not arg.isdigit() or not 0 < int(arg) <= 120:
+                self.say("wait takes a number of minutes, 1 to 120: wait 5")
+                return
+            # Traffic arrives halfway, so the next round's "last 5 min" holds it.
+            demo.clock.advance(int(arg) / 2)
+            for line in demo.deliver():
+                self.say(line)
+            demo.clock.advance(int(arg) / 2)
+            self.say(f"{arg} min pass on the demo's clock.")
+            if self.on_run_end is not None:
+                self.on_run_end()  # a scheduler tick: what is due now runs now
+
+        def _webhook(self, arg: str) -> None:
+            demo.webhooks.append(demo.webhook_secret if arg != "forged" else "forged")
+            how = "with a bad signature " if arg == "forged" else ""
+            self.say(f"A payment webhook {how}will reach the backend during the next wait.")
+
+        def _claim(self, name: str) -> None:
+            assert demo.app is not None
+            if not name.isidentifier() and not name.replace("-", "").isalnum():
+                self.say("claim takes a name: claim demo-user")
+                return
+            demo.app.names[name.lower()] = os.urandom(32).hex()
+            self.say(f"{name}@localhost is claimed: the NIP-05 API answers it")
+
+    return DemoConsole
 
 
 def trail_commands(database: Path) -> str:
@@ -49,8 +131,9 @@ def trail_commands(database: Path) -> str:
     )
 
 
-def prepare(workdir: Path, stack: ExitStack, login: str) -> Path:
+def prepare(workdir: Path, stack: ExitStack, login: str, demo: Demo | None = None) -> Path:
     """Starts the stand-ins and writes the filled-in runbook; returns its path."""
+    demo = demo or Demo(DemoClock())
     app_dir, backups = workdir / "app", workdir / "backups"
     app_dir.mkdir(parents=True, exist_ok=True)
     backups.mkdir(exist_ok=True)
@@ -66,6 +149,17 @@ def prepare(workdir: Path, stack: ExitStack, login: str) -> Path:
     app = NostrMaxiStandin()
     app.start()
     stack.callback(app.stop)
+    demo.app = app
+    logs = BackendLogs(DEMO_PROJECT, demo.clock)
+    logs.start()
+    stack.callback(logs.stop)
+    logs.nest("LOG", "NestApplication", "Nest application successfully started +3ms")
+    logs.write("🚀 NostrMaxi running on http://localhost:3000")
+    payment_webhook(app, logs, demo.webhook_secret)
+    page, component, key = "demo-page", "nostrmaxi-api", os.urandom(16).hex()
+    os.environ[STATUSPAGE_KEY_VAR] = key
+    statuspage = statuspage_standin(page, component, "NostrMaxi API", key)
+    stack.callback(statuspage.stop)
     dns = LoopbackDNSServer(records={"localhost": "127.0.0.1"})
     dns.start()
     stack.callback(dns.stop)
@@ -87,6 +181,12 @@ def prepare(workdir: Path, stack: ExitStack, login: str) -> Path:
             "https_port": str(https.port),
             "ca_file": str(ca.cert),
             "resolvers": [dns.address],
+            "statuspage_api": statuspage.url,
+            "statuspage_page_id": page,
+            "statuspage_component_id": component,
+            "statuspage_token": f"${{{STATUSPAGE_KEY_VAR}}}",
+            "docker_host": logs.url,
+            "compose_project": DEMO_PROJECT,
         },
     }
     path = workdir / "demo-runbook.yml"
@@ -108,10 +208,17 @@ def run_demo(settings: Settings, as_user: str | None = None) -> int:
 
     login = (as_user or getpass.getuser() or "demo").lower()
     database = Path.cwd().resolve() / DEMO_DATABASE
+    demo = Demo(DemoClock())
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cutover-demo-")))
-        runbook_path = prepare(workdir, stack, login)
-        update: dict[str, Any] = {"runbook": runbook_path, "database_url": f"sqlite:///{database}"}
+        runbook_path = prepare(workdir, stack, login, demo)
+        # Time moves when `wait N` says so (or a run ends): the scheduler ticks then, not
+        # on its own, so a monitoring round never runs between two lines typed at once.
+        update: dict[str, Any] = {
+            "runbook": runbook_path,
+            "database_url": f"sqlite:///{database}",
+            "scheduler_enabled": False,
+        }
         if os.geteuid() == 0 and not settings.step_user:
             # Never the runbook's programs as root: the demo's steps run as nobody, in
             # files the demo hands to it (docs/hardening.md, "The trust boundary").
@@ -122,10 +229,18 @@ def run_demo(settings: Settings, as_user: str | None = None) -> int:
             f"Demo environment up: NostrMaxi stand-in, HTTPS, DNS on 127.0.0.1; its files in "
             f"{workdir} (removed at exit).\n"
             f"The bot's database (runs, audit trail) is {database}: it stays after you quit.\n"
-            "Try: /cutover start demo   then answer c (continue), r (rollback), tick ITEM;\n"
+            "Try: /cutover tick demo maintenance-page   (the T-1h item Start waits for)\n"
+            "     /cutover start demo   then answer c (continue), r (rollback), tick ITEM;\n"
             "     /cutover deviation RUN TEXT   records what you did differently.\n"
+            f"{DEMO_HELP}\n"
         )
         try:
-            return run_console(demo_settings, load_runbook(runbook_path), login)
+            return run_console(
+                demo_settings,
+                load_runbook(runbook_path),
+                login,
+                clock=demo.clock,
+                console=demo_console(demo),
+            )
         finally:
             print("\n" + trail_commands(database))

@@ -15,7 +15,8 @@ database password, or a build script could approve its own gate. So, at `cutover
 - a secret file the bot reads (`CUTOVER_AUDIT_KEY_FILE`, `.env`) that others may read is
   refused: the step user would be one of those others.
 
-The steps' environment is built in phases/checks/command.py (`base_env`, `child_env`).
+The steps' environment is built in phases/checks/command_process.py (`base_env`) and
+phases/checks/command.py (`child_env`).
 """
 
 from __future__ import annotations

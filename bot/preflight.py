@@ -20,6 +20,7 @@ import psycopg
 
 from phases.checks.backup import BackupParams as BackupAgeParams
 from phases.checks.command import CommandParams
+from phases.checks.compose_up import ComposeUpParams
 from phases.checks.pg_backup import BackupParams, verify_backup
 from phases.checks.postgres_check import libpq_url
 from phases.runbook import (
@@ -104,6 +105,8 @@ def commands(rendered: Iterable[tuple[str, StepSpec, Any]]) -> list[Item]:
     needed: dict[str, list[str]] = {}
     optional: set[str] = set()  # scripts an app may not ship: the step says "not shipped"
     for where, step, params in rendered:
+        if isinstance(params, ComposeUpParams):
+            params = params.as_command()
         if isinstance(params, CommandParams):
             for program in dict.fromkeys(_programs(params)):
                 needed.setdefault(program, []).append(where)
@@ -154,6 +157,8 @@ def paths(runbook: Runbook, env_name: str, rendered: list[tuple[str, StepSpec, A
             items.append(_fail(where, f"cannot be resolved: {params}"))
             continue
         folders: list[str] = []
+        if isinstance(params, ComposeUpParams):
+            params = params.as_command()
         if isinstance(params, CommandParams):
             if params.cwd:
                 folders.append(params.cwd)

@@ -91,6 +91,12 @@ def npx(args: list[str]) -> int:
                 print("Error: P3018 A migration failed to apply.", file=sys.stderr)
                 return 1
             conn.execute('CREATE TABLE IF NOT EXISTS "User" (id text PRIMARY KEY, pubkey text)')
+            # What a login and a NIP-05 claim write (Phase 9 counts them: monitoring/user-actions)
+            for table in ("Session", "Nip05"):
+                conn.execute(
+                    f'CREATE TABLE IF NOT EXISTS "{table}" (id text PRIMARY KEY, '
+                    '"createdAt" timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP)'
+                )
         print("All migrations have been successfully applied.")
         return 0
     if sub == ["db", "pull"]:

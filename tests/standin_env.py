@@ -267,6 +267,10 @@ def build_standin(
             "public_resolvers": [dns.address, dns.address],
             "dns_resolvers": [dns.address],
             "https_port": str(https.port),
+            # The shared engine's containers have no network, so none publishes a port:
+            # Phase 5's published-ports check says "none checked" here (it is tested on a
+            # bridged engine in tests/test_nostrmaxi_published_ports.py).
+            "published_ports": [],
         },
     }
     data = yaml.safe_load(RUNBOOK.read_text(encoding="utf-8"))

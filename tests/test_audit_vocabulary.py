@@ -15,7 +15,8 @@ from bot.record import _trail, refusals
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "audit.md"
-NOT_DATA = {"actor", "run_id", "data", "at", "session"}  # audit.append's own arguments
+# audit.append's own arguments, and the transaction a refusal is written in
+NOT_DATA = {"actor", "run_id", "data", "at", "session", "tx"}
 
 
 def test_every_kind_has_its_meaning_and_fields_and_nothing_else_is_listed() -> None:

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from phases.checks.base import Status, StepContext
-from phases.checks.pg_backup import CHUNK
+from phases.checks.pg_dump_container import CHUNK
 from phases.secrets import Masker
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
 from tests.docker_fixtures import BASE_IMAGE, docker_client  # noqa: F401  (fixture)
@@ -206,7 +206,7 @@ def test_a_failing_dump_in_a_container_removes_the_password_file_too(
 
 def test_the_password_file_belongs_to_the_user_the_containers_execs_run_as() -> None:
     """(The test image's root folder is root's alone, so no non-root container runs here.)"""
-    from phases.checks.pg_backup import _exec_ids
+    from phases.checks.pg_dump_container import _exec_ids
 
     def box(user: str) -> Any:
         return SimpleNamespace(id="c", attrs={"Config": {"User": user}})
@@ -217,7 +217,7 @@ def test_the_password_file_belongs_to_the_user_the_containers_execs_run_as() -> 
 
 
 def test_a_password_with_colons_and_backslashes_is_escaped_in_the_password_file() -> None:
-    from phases.checks.pg_backup import _pgpass_line
+    from phases.checks.pg_dump_container import _pgpass_line
 
     assert _pgpass_line("a:b\\c") == b"*:*:*:*:a\\:b\\\\c\n"
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 from sqlmodel import col, select
@@ -24,6 +25,7 @@ from bot.scheduler import Scheduler
 from bot.views import gate_view, open_gate_id, run_view
 from tests.db_fixtures import throwaway_pg_database
 from tests.docker_fixtures import Compose, compose  # noqa: F401  (fixture)
+from tests.nostrmaxi_db import SCHEMA as NOSTRMAXI_TABLES
 from tests.schedule_helpers import (
     ALICE,
     BOB,
@@ -299,6 +301,8 @@ def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its
     wait_healthy(docker_client, compose.project)
     with throwaway_pg_database("nostrmaxi_target") as target:
         libpq = target.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(libpq, autocommit=True) as conn:  # what user-actions counts
+            conn.execute(NOSTRMAXI_TABLES)
         runbook = write_runbook(
             tmp_path,
             {

@@ -22,6 +22,7 @@ from bot.scheduler import Scheduler
 from bot.views import gate_view, open_gate_id
 from phases.runbook import Runbook, RunbookError, load_runbook
 from tests.docker_fixtures import Compose
+from tests.nostrmaxi_db import AppDb, app_db  # noqa: F401
 from tests.schedule_helpers import ALICE, BOB, START, clock_at, make_engine, set_clock, true_check
 from tests.servers import ManualClock
 from tests.trail_checker import check_record, exported_rows
@@ -30,11 +31,15 @@ pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = yaml.safe_load((ROOT / "runbooks" / "nostrmaxi.yml").read_text(encoding="utf-8"))
-PAID = "LOG [PaymentsService] BTCPay webhook: invoice inv_7 settled, PRO granted"
+# NostrMaxi's own line for a confirmed payment (src/payments/payments.service.ts).
+PAID = (
+    "[Nest] 1  - 02/17/2026, 4:20:00 PM     LOG [PaymentsService] Payment clx7q2m0a0007 "
+    "processed: PRO tier until Thu Mar 19 2026 16:20:00 GMT+0000 (Coordinated Universal Time)"
+)
 MIN = timedelta(minutes=1)
 
 
-def conditional_runbook(tmp_path: Path, project: str) -> Runbook:
+def conditional_runbook(tmp_path: Path, project: str, database_url: str) -> Runbook:
     """The shipped monitoring phase with its two counting checks and its manual steps, one
     round every 5 minutes for 5 minutes (two rounds), and the shipped criteria that bind
     them; a first phase to approve into it."""
@@ -64,6 +69,7 @@ def conditional_runbook(tmp_path: Path, project: str) -> Runbook:
                 "domain": "prod.test",
                 "base_url": "http://127.0.0.1:9",
                 "compose_project": project,
+                "database_url": database_url,
                 "channel": "#cutover",
                 "approvers": ["T1:U1", "T1:U2"],
             }
@@ -102,13 +108,16 @@ def ticks(db: Database, run_id: int) -> list[dict[str, Any]]:
 
 
 def test_an_organic_payment_ticks_the_webhook_test_and_a_missing_user_action_is_asked(
-    db: Database, tmp_path: Path, compose: Compose
+    db: Database,
+    tmp_path: Path,
+    compose: Compose,
+    app_db: AppDb,  # noqa: F811
 ) -> None:
     compose.write({"backend": backend("LOG GET /health 200", PAID)})
     compose("up", "-d")
     time.sleep(1.5)
     clock = clock_at(START)
-    engine, _ = make_engine(db, conditional_runbook(tmp_path, compose.project), clock)
+    engine, _ = make_engine(db, conditional_runbook(tmp_path, compose.project, app_db.url), clock)
     run_id, gate = window(engine, clock)
 
     [tick] = ticks(db, run_id)  # the payment test is needless: the rounds saw a payment
@@ -133,18 +142,24 @@ def test_an_organic_payment_ticks_the_webhook_test_and_a_missing_user_action_is_
 
 
 def test_no_payment_seen_asks_a_person_for_the_webhook_test(
-    db: Database, tmp_path: Path, compose: Compose
+    db: Database,
+    tmp_path: Path,
+    compose: Compose,
+    app_db: AppDb,  # noqa: F811
 ) -> None:
-    login = "LOG [AuthService] login successful for npub1qqqqcutovertest"
-    compose.write({"backend": backend(login)})
+    compose.write({"backend": backend("LOG GET /health 200")})
     compose("up", "-d")
     time.sleep(1.5)
+    app_db.login(START - 30 * MIN)  # the team's own test login, before monitoring began
+    app_db.login(START + 2 * MIN)  # a user's, during it: NostrMaxi writes a Session row
     clock = clock_at(START)
-    engine, _ = make_engine(db, conditional_runbook(tmp_path, compose.project), clock)
+    engine, _ = make_engine(db, conditional_runbook(tmp_path, compose.project, app_db.url), clock)
     run_id, gate = window(engine, clock)
     [tick] = ticks(db, run_id)  # the login seen makes user-action needless
     assert (tick["item"], tick["ask_unless"]) == ("user-action", "user-actions")
-    assert tick["evidence"].startswith("logins: 1, NIP-05 claims: 0 in 1 container(s)")
+    assert tick["evidence"].startswith(
+        "logins: 1, NIP-05 claims: 0 since the phase started (rows of Session, Nip05 in "
+    )
     refused = engine.decide(gate, BOB, "continue")
     assert refused.outcome == "refused" and refused.message.endswith(": payment-webhook")
     assert engine.tick(gate, "payment-webhook", BOB).outcome == "ticked"

@@ -18,10 +18,29 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.docker
 
-DELIVERED = "LOG [PaymentsController] Webhook received: invoice inv_1 settled, processed"
-DELIVERED_2 = "LOG [PaymentsService] BTCPay webhook processed for invoice inv_2"
+# NostrMaxi's own lines (github.com/imp0stor/nostrmaxi), as NestJS's Logger and its request
+# log print them: PaymentsService.processPayment and handleWebhook
+# (src/payments/payments.service.ts), RequestLoggingMiddleware
+# (src/common/middleware/security.middleware.ts).
+NEST = "[Nest] 1  - 02/17/2026, 4:05:12 PM"
+DELIVERED = (
+    f"{NEST}     LOG [PaymentsService] Payment clx7q2m0a0001 processed: PRO tier until "
+    "Thu Mar 19 2026 16:05:12 GMT+0000 (Coordinated Universal Time)"
+)
+DELIVERED_2 = (
+    f"{NEST}     LOG [PaymentsService] Payment clx7q2m0a0002 processed: LIFETIME tier until "
+    "Sun Feb 17 2126 16:05:12 GMT+0000 (Coordinated Universal Time)"
+)
 SECRET = "whsec_0123456789abcdef"
-FAILED = f"ERROR [PaymentsController] Webhook signature invalid, rejected (key={SECRET})"
+FAILED = f"{NEST}    WARN [PaymentsService] Invalid webhook signature"
+# The request log of the 400 that answered it; the query string carries the secret here.
+FAILED_REQUEST = (
+    f"[2026-02-17T16:05:12.345Z] POST /api/v1/payments/webhook?provider=lnbits&k={SECRET} 400 4ms"
+)
+CRASHED_REQUEST = (
+    f"[2026-02-17T16:05:13.001Z] POST /api/v1/payments/webhook?provider=btcpay&k={SECRET} 500 12ms"
+)
+UNMATCHED = f"{NEST}    WARN [PaymentsService] No pending payment found for provider invoice: inv_9"
 
 
 def backend(*lines: str) -> dict[str, object]:
@@ -42,21 +61,38 @@ def read_round(compose: Compose, *lines: str) -> tuple[Status, str, dict[str, in
     return result.status, result.evidence, result.details.get("tallies", {})
 
 
-def test_a_round_shows_its_webhook_deliveries_and_no_failures(compose: Compose) -> None:
-    status, evidence, tallies = read_round(compose, DELIVERED, "LOG GET /health 200", DELIVERED_2)
+def test_a_round_shows_its_payments_processed_and_no_webhook_failures(compose: Compose) -> None:
+    status, evidence, tallies = read_round(
+        compose, DELIVERED, "[2026-02-17T16:05:13.000Z] GET /api/v1/nope 404 1ms", DELIVERED_2
+    )
     assert status is Status.PASS, evidence
-    assert evidence.startswith("webhook deliveries: 2, webhook failures: 0 in 1 container(s)")
+    assert evidence.startswith("payments processed: 2, webhook failures: 0 in 1 container(s)")
     assert "in the last 5 min" in evidence
-    assert tallies == {"webhook deliveries": 2, "webhook failures": 0}  # nginx is not read
+    assert tallies == {"payments processed": 2, "webhook failures": 0}  # nginx is not read
 
 
-def test_one_failed_delivery_fails_the_round_with_the_line_masked(compose: Compose) -> None:
-    status, evidence, tallies = read_round(compose, DELIVERED, FAILED)
+def test_a_webhook_turned_down_fails_the_round_with_its_lines_masked(compose: Compose) -> None:
+    """A bad signature prints a WARN and the request log's 400: one delivery, counted once."""
+    status, evidence, tallies = read_round(compose, DELIVERED, FAILED, FAILED_REQUEST)
     assert status is Status.FAIL
-    assert evidence.startswith("webhook deliveries: 1, webhook failures: 1; webhook failures 1 > 0")
-    assert "backend: ERROR [PaymentsController] Webhook signature invalid" in evidence
-    assert SECRET not in evidence and f"key={MASK}" in evidence
-    assert tallies == {"webhook deliveries": 1, "webhook failures": 1}
+    assert evidence.startswith("payments processed: 1, webhook failures: 1; webhook failures 1 > 0")
+    assert "WARN [PaymentsService] Invalid webhook signature" in evidence
+    assert SECRET not in evidence
+    assert tallies == {"payments processed": 1, "webhook failures": 1}
+
+
+def test_a_webhook_answered_with_a_server_error_is_a_webhook_failure(compose: Compose) -> None:
+    status, evidence, tallies = read_round(compose, CRASHED_REQUEST)
+    assert status is Status.FAIL
+    assert f"POST /api/v1/payments/webhook?provider=btcpay&k={MASK} 500 12ms" in evidence
+    assert tallies == {"payments processed": 0, "webhook failures": 1}
+
+
+def test_a_delivery_for_no_pending_payment_is_a_webhook_failure(compose: Compose) -> None:
+    status, evidence, tallies = read_round(compose, UNMATCHED)
+    assert status is Status.FAIL
+    assert "No pending payment found for provider invoice: inv_9" in evidence
+    assert tallies == {"payments processed": 0, "webhook failures": 1}
 
 
 def test_a_count_below_its_minimum_fails(compose: Compose) -> None:
@@ -76,19 +112,3 @@ def test_a_count_below_its_minimum_fails(compose: Compose) -> None:
 def test_a_bad_count_pattern_is_refused_with_what_to_fix() -> None:
     with pytest.raises(ValueError, match=r"'\(unclosed' is not a regular expression"):
         LogsParams(project="p", count=[{"name": "x", "pattern": "(unclosed"}])
-
-
-LOGIN = "LOG [AuthService] login successful for npub1qqqqcutovertest"
-CLAIM = "LOG [Nip05Service] NIP-05 cutover-test@nostrmaxi.com claimed by npub1qqqqcutovertest"
-
-
-def test_each_round_shows_the_user_actions_since_monitoring_began(compose: Compose) -> None:
-    compose.write({"backend": backend(LOGIN, "LOG login attempt failed: bad signature", CLAIM)})
-    started = time.time()
-    compose("up", "-d")
-    time.sleep(1.5)
-    ctx = StepContext(timeout=20.0, phase_started_at=started)
-    result = run_shipped("monitoring", "user-actions", ctx, compose_project=compose.project)
-    assert result.status is Status.PASS, result.evidence
-    assert result.evidence.startswith("logins: 1, NIP-05 claims: 1 in 1 container(s)")
-    assert result.evidence.endswith("since the phase started")

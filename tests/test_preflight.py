@@ -186,3 +186,28 @@ def test_a_backup_taken_in_the_database_container_needs_no_postgresql_client_on_
     assert {"command pg_dump", "command pg_restore"} <= {
         i.what for i in preflight(runbook_for(tmp_path, host), "prod") if i.status == "fail"
     }
+
+
+def test_the_rollbacks_compose_up_needs_its_program_and_its_folder(
+    tmp_path: Path, host: dict[str, Any]
+) -> None:
+    """`compose_up` (the rollback's start-old) is checked as the `run` step it is."""
+    rb = runbook_for(tmp_path, host)
+    data = rb.model_dump(mode="json", exclude_none=True)
+    data["rollback"].append(
+        {
+            "id": "start-old",
+            "name": "Start the old deployment again",
+            "kind": "compose_up",
+            "params": {
+                "compose": ["nostrmaxi-old-compose"],
+                "project": "old",
+                "file": "docker-compose.yml",
+                "cwd": str(tmp_path / "no-such-old-folder"),
+            },
+        }
+    )
+    problems = failures(preflight(write_runbook(tmp_path, data), "prod"))
+    missing = "command nostrmaxi-old-compose: not on this host's PATH; used by rollback > start-old"
+    assert missing in problems
+    assert any(str(tmp_path / "no-such-old-folder") in p for p in problems), problems

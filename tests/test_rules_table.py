@@ -298,6 +298,44 @@ def test_every_trigger_from_every_status_moves_or_is_refused(
         assert row.status == expected
 
 
+# What each move writes besides the status (bot.store.unit.Tx.apply): written out, as MOVES.
+# machine trigger: sets / clears / audit kind ("-": none).
+EFFECTS = """
+run   gate_opened      -                    owner,lease_until                -
+run   completed        ended_at             active_env,owner,lease_until     run.completed
+run   aborted          -                    -                                run.aborted
+run   rollback_finished ended_at            active_env,owner,lease_until     -
+run   cancelled        ended_at             active_env,owner,lease_until     run.cancelled
+phase checked          ended_at             -                                -
+phase monitoring_done  ended_at             -                                -
+phase failed           ended_at             -                                -
+phase interrupted      -                    -                                phase.interrupted
+gate  approve          decided_by,decided_at -                               gate.decided
+gate  rollback         decided_by,decided_at -                               gate.decided
+gate  retry            decided_by,decided_at -                               gate.decided
+gate  cancel           decided_by,decided_at -                               gate.decided
+gate  override         decided_by,decided_at -                               gate.overridden
+"""
+
+
+def _names(field: str) -> tuple[str, ...]:
+    return () if field == "-" else tuple(field.split(","))
+
+
+def test_the_table_declares_exactly_the_bookkeeping_written_here() -> None:
+    declared = {
+        (machine, t.trigger): (t.sets, t.clears, t.audit)
+        for machine, (_, moves) in states.MACHINES.items()
+        for t in moves
+        if t.sets or t.clears or t.audit
+    }
+    expected = {
+        (m, trig): (_names(sets), _names(clears), None if kind == "-" else kind)
+        for m, trig, sets, clears, kind in (line.split() for line in EFFECTS.strip().splitlines())
+    }
+    assert declared == expected
+
+
 @pytest.mark.parametrize(("checks_passed", "allowed"), [(False, True), (True, False)])
 def test_a_gate_is_retried_only_when_its_checks_failed(checks_passed: bool, allowed: bool) -> None:
     gate = ROWS["gate"]()

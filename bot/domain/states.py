@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.domain.audit_kinds import AuditKind as K
 from bot.domain.errors import IllegalTransition
 
 
@@ -91,11 +92,20 @@ class DecisionKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Transition:
+    """One move. Besides the status, a move declares its bookkeeping, which the store's
+    `Tx.apply` writes and nobody sets by hand: `sets` (each named column gets the move's
+    actor or time: `decided_by` the actor, `*_at` the time; `ended_at` only once, a row ends
+    once), `clears` (columns set to None: an ended run leaves its environment's active slot
+    and its lease) and `audit` (the kind of the audit row the move appends, if it has one)."""
+
     trigger: str
     sources: tuple[str, ...]
     dest: str
     guard: Callable[[Any], bool] | None = None
     unless: str = ""  # what the guard demands, said when it refuses
+    sets: tuple[str, ...] = ()
+    clears: tuple[str, ...] = ()
+    audit: str | None = None
 
     def allowed(self, row: Any) -> bool:
         return self.guard is None or self.guard(row)
@@ -107,9 +117,26 @@ def _t(
     dest: str,
     guard: Callable[[Any], bool] | None = None,
     unless: str = "",
+    *,
+    does: Effects | None = None,
+    audit: str | None = None,
 ) -> Transition:
     srcs = (sources,) if isinstance(sources, str) else tuple(sources)
-    return Transition(trigger, srcs, dest, guard, unless)
+    sets, clears = (does.sets, does.clears) if does is not None else ((), ())
+    return Transition(trigger, srcs, dest, guard, unless, sets, clears, audit)
+
+
+@dataclass(frozen=True)
+class Effects:
+    sets: tuple[str, ...] = ()
+    clears: tuple[str, ...] = ()
+
+
+# The bookkeeping of the common moves.
+DECIDED = Effects(sets=("decided_by", "decided_at"))  # a gate decided: by whom, when
+ENDED = Effects(sets=("ended_at",))  # a phase's steps are over
+RELEASED = Effects(clears=("owner", "lease_until"))  # no process executes the run now
+RUN_ENDED = Effects(sets=("ended_at",), clears=("active_env", "owner", "lease_until"))
 
 
 R, P, G = RunStatus, PhaseStatus, GateStatus
@@ -119,38 +146,44 @@ MACHINES: dict[str, tuple[type[enum.StrEnum], list[Transition]]] = {
     "run": (
         RunStatus,
         [
-            _t("gate_opened", R.RUNNING, R.WAITING),
+            _t("gate_opened", R.RUNNING, R.WAITING, does=RELEASED),
             _t("approved", R.WAITING, R.RUNNING),
             _t("retried", R.WAITING, R.RUNNING),
             _t("overridden", R.WAITING, R.RUNNING),
-            _t("completed", R.RUNNING, R.COMPLETED),
+            _t("completed", R.RUNNING, R.COMPLETED, does=RUN_ENDED, audit=K.RUN_COMPLETED),
             _t("rolled_back_at_gate", R.WAITING, R.ROLLING_BACK),
-            _t("aborted", [R.RUNNING, R.WAITING], R.ROLLING_BACK),
+            _t("aborted", [R.RUNNING, R.WAITING], R.ROLLING_BACK, audit=K.RUN_ABORTED),
             _t("monitoring_failed", R.RUNNING, R.ROLLING_BACK),
-            _t("rollback_finished", R.ROLLING_BACK, R.ROLLED_BACK),
-            _t("cancelled", [R.RUNNING, R.WAITING, R.REVERT_PENDING], R.CANCELLED),
+            _t("rollback_finished", R.ROLLING_BACK, R.ROLLED_BACK, does=RUN_ENDED),
+            _t(
+                "cancelled",
+                [R.RUNNING, R.WAITING, R.REVERT_PENDING],
+                R.CANCELLED,
+                does=RUN_ENDED,
+                audit=K.RUN_CANCELLED,
+            ),
             _t("revert_approved", R.REVERT_PENDING, R.ROLLING_BACK),
         ],
     ),
     "phase": (
         PhaseStatus,
         [
-            _t("checked", P.RUNNING, P.CHECKED),
+            _t("checked", P.RUNNING, P.CHECKED, does=ENDED),
             _t("monitoring", P.RUNNING, P.MONITORING),
-            _t("monitoring_done", P.MONITORING, P.CHECKED),
-            _t("interrupted", P.RUNNING, P.INTERRUPTED),
+            _t("monitoring_done", P.MONITORING, P.CHECKED, does=ENDED),
+            _t("interrupted", P.RUNNING, P.INTERRUPTED, audit=K.PHASE_INTERRUPTED),
             _t("approved", [P.CHECKED, P.INTERRUPTED], P.PASSED),
             _t("overridden", P.CHECKED, P.PASSED),  # every step ran; the failed ones overridden
             _t("retried", [P.CHECKED, P.INTERRUPTED], P.RETRIED),
-            _t("failed", [P.RUNNING, P.CHECKED, P.INTERRUPTED, P.MONITORING], P.FAILED),
+            _t("failed", [P.RUNNING, P.CHECKED, P.INTERRUPTED, P.MONITORING], P.FAILED, does=ENDED),
             _t("cancelled", [P.CHECKED, P.INTERRUPTED], P.CANCELLED),
         ],
     ),
     "gate": (
         GateStatus,
         [
-            _t("approve", G.OPEN, G.APPROVED),
-            _t("rollback", G.OPEN, G.ROLLED_BACK),
+            _t("approve", G.OPEN, G.APPROVED, does=DECIDED, audit=K.GATE_DECIDED),
+            _t("rollback", G.OPEN, G.ROLLED_BACK, does=DECIDED, audit=K.GATE_DECIDED),
             _t(
                 "retry",
                 G.OPEN,
@@ -158,14 +191,18 @@ MACHINES: dict[str, tuple[type[enum.StrEnum], list[Transition]]] = {
                 lambda g: not g.checks_passed,
                 "its checks failed or the phase was interrupted: a passed phase is "
                 "continued or rolled back, never re-run",
+                does=DECIDED,
+                audit=K.GATE_DECIDED,
             ),
-            _t("cancel", G.OPEN, G.CANCELLED),
+            _t("cancel", G.OPEN, G.CANCELLED, does=DECIDED, audit=K.GATE_DECIDED),
             _t(
                 "override",
                 G.OPEN,
                 G.OVERRIDDEN,
                 lambda g: not g.checks_passed,
                 "its checks failed: a passed phase is continued, never overridden",
+                does=DECIDED,
+                audit=K.GATE_OVERRIDDEN,
             ),
         ],
     ),
@@ -241,8 +278,9 @@ def can(row: Any, trigger: str) -> bool:
         return False
 
 
-def transition(row: Any, trigger: str) -> str:
-    """Moves `row` by `trigger`: sets and returns its new status, or raises IllegalTransition."""
+def move(row: Any, trigger: str) -> Transition:
+    """Moves `row` by `trigger` (its status only) and returns the move made, whose declared
+    bookkeeping the caller writes (`bot.store.unit.Tx.apply`); or raises IllegalTransition."""
     machine = ROW_MACHINE[type(row).__name__]
     t = find(machine, trigger, str(row.status))
     if not t.allowed(row):
@@ -250,7 +288,13 @@ def transition(row: Any, trigger: str) -> str:
             f"a {machine} cannot be {trigger.replace('_', ' ')} unless {t.unless}"
         )
     row.status = MACHINES[machine][0](t.dest)
-    return t.dest
+    return t
+
+
+def transition(row: Any, trigger: str) -> str:
+    """Moves `row` by `trigger`: sets and returns its new status, or raises IllegalTransition.
+    Its declared bookkeeping is not written: rows the store moves go through `Tx.apply`."""
+    return move(row, trigger).dest
 
 
 def mermaid() -> str:
@@ -271,6 +315,13 @@ def mermaid() -> str:
         guarded = [t for t in table if t.guard]
         for t in guarded:
             out.append(f"- `{t.trigger}` only if {t.unless}.")
+        for t in table:
+            effects = [f"sets `{c}`" for c in t.sets] + [f"clears `{c}`" for c in t.clears]
+            if t.audit:
+                effects.append(f"audits `{t.audit}`")
+            if effects:
+                froms = ", ".join(t.sources)
+                out.append(f"- `{t.trigger}` (from {froms}) {', '.join(effects)}.")
         out.append("")
         out.append("States: " + ", ".join(f"`{s.value}`" for s in enum_cls) + ".")
     return "\n".join(out) + "\n"

@@ -32,24 +32,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import update
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, col, select
-
 from bot import audit, metrics
-from bot.db import Database, DatabaseUnavailable, db_now
-from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
 from bot.engine import restore_point, signoff_request
-from bot.models import (
-    Gate,
-    Run,
-    RunStatus,
-    Schedule,
-    StepRun,
-)
-from bot.store import step_outputs
+from bot.models import Run, StepRun
+from bot.store import leases, runs, step_outputs, steps
+from bot.store.unit import Database, DatabaseUnavailable, Store, Tx, session_of
 from bot.surface import SYSTEM, Actor, NullSurface, SignoffSurface, Surface
 from phases.checks.base import Clock, StepContext, StopRequest, SystemClock
 from phases.checks.leash import Leash
@@ -172,10 +161,11 @@ class EngineCore:
         lease_seconds: float = 30.0,
     ) -> None:
         self.db = db
+        self.clock = clock or SystemClock()
+        self.store = Store(db, self.now)  # the engine's one door to the database
         self.runbook = runbook
         self.digest = runbook_digest(runbook)
         self.surface: Surface = surface or NullSurface()
-        self.clock = clock or SystemClock()
         self.context_factory = context_factory
         self.masker = masker
         self.background = background
@@ -240,9 +230,9 @@ class EngineCore:
             run_id: int | None = None
             try:
                 if what in ("checkpoint", "gate_changed"):
-                    with self.db.session() as s:
-                        gate = s.get(Gate, args[0])
-                        run_id = gate.run_id if gate is not None else None
+                    with self.store.tx() as tx:
+                        found = runs.gate_of(tx, args[0])
+                        run_id = found[0] if found is not None else None
                 elif what in ("run_changed", "notice"):
                     run_id = args[0]
             except Exception:
@@ -282,8 +272,7 @@ class EngineCore:
     def record_surface_failure(self, call: str, error: str, run_id: int | None) -> None:
         """Audits a chat post that failed (masked); never raises."""
         try:
-            audit.record(
-                self.db,
+            self.store.record(
                 AuditKind.SURFACE_FAILED,
                 actor=SYSTEM.id,
                 run_id=run_id,
@@ -373,27 +362,37 @@ class EngineCore:
         reason: str,
         *,
         run_id: int | None = None,
-        session: Session | None = None,
+        tx: Any = None,
+        session: Any = None,
         **data: Any,
     ) -> str:
-        """Audits a refusal the same way for every action and surface; returns the reason."""
+        """Audits a refusal the same way for every action and surface (`Tx.refuse`), in the
+        caller's transaction `tx` if it has one; returns the reason. `session`: a caller's
+        Session (modules not yet converted to the store)."""
+        within = tx if tx is not None else session
+        if within is not None:
+            return Tx.of(within, self.now).refuse(actor.id, action, reason, run_id=run_id, **data)
+        return self.store.refuse(actor.id, action, reason, run_id=run_id, **data)
 
-        def write(s: Session) -> None:
-            audit.append(
-                s,
-                AuditKind.ACTION_REFUSED,
-                actor=actor.id,
-                run_id=run_id,
-                data={"action": action, "reason": reason, **data},
-                at=self.now(),
-            )
-
-        if session is not None:
-            write(session)
-        else:
-            with self.db.session() as s:
-                write(s)
-        return reason
+    def refused(
+        self,
+        actor: Actor,
+        action: str,
+        reason: str,
+        *,
+        run_id: int | None = None,
+        gate_id: int | None = None,
+        tx: Tx | None = None,
+        surface_ref: str | None = None,
+        **data: Any,
+    ) -> Decision:
+        """The one shape of a refusal a surface is answered with: audited (`refuse`, in `tx`
+        if the caller holds one) and returned as a "refused" Decision; a start, which has no
+        Decision, raises `Refused(self.refuse(…))` instead. `gate_id`: the gate refused at,
+        named in the audit row and the Decision."""
+        at_gate = {"gate": gate_id} if gate_id is not None else {}
+        self.refuse(actor, action, reason, run_id=run_id, tx=tx, **at_gate, **data)
+        return Decision("refused", reason, gate_id, run_id, surface_ref=surface_ref)
 
     def _dead(self, owner: str | None, lease_until: datetime | None, now: datetime) -> bool:
         """True when the owner of a run's execution is gone: its lease lapsed (`now`: the
@@ -407,47 +406,32 @@ class EngineCore:
             return True
         return lease_until is None or lease_until < now
 
-    def _take_lease(self, s: Session, run: Run) -> None:
+    def _take_lease(self, tx: Tx | Any, run: Run) -> None:
         """Takes the run's lease in the caller's transaction, on the database's clock, with
         the next epoch: a conditional UPDATE (WHERE lease_epoch = the one read), so of two
         processes taking it at once one wins and the other gets LeaseLost. Call
         `_ensure_heartbeat()` once the transaction committed."""
         assert run.id is not None
-        read = run.lease_epoch or 0
         asked = time.monotonic()
-        until = db_now(s) + self.lease
-        res = s.execute(
-            update(Run)
-            .where(col(Run.id) == run.id, col(Run.lease_epoch) == read)
-            .values(owner=self.me, lease_until=until, lease_epoch=read + 1)
-        )
-        if not getattr(res, "rowcount", 0):
+        epoch = leases.take(Tx.of(tx, self.now), run, self.me, self.lease)
+        if epoch is None:
             raise LeaseLost(f"run #{run.id}: another process took its lease first")
-        # What the UPDATE wrote, known without reading the row back (one round trip less in
-        # the claim, which must fit between two drops of a flapping connection).
-        for name, value in (("owner", self.me), ("lease_until", until), ("lease_epoch", read + 1)):
-            set_committed_value(run, name, value)
         with self._threads_lock:
-            self._epochs[run.id] = read + 1
+            self._epochs[run.id] = epoch
         self.leash.renew(asked + self.lease.total_seconds() * LEASH_SHARE)
 
-    def holds(self, s: Session, run_id: int) -> bool:
+    def holds(self, tx: Tx | Any, run_id: int) -> bool:
         """Fencing, in the caller's transaction: True if this process still holds the run's
         lease with the epoch it took (the row is locked for the rest of the transaction, so
         no take-over can slip in before the caller's write commits)."""
         epoch = self._epochs.get(run_id)
         if epoch is None:
             return False
-        res = s.execute(
-            update(Run)
-            .where(col(Run.id) == run_id, col(Run.owner) == self.me, col(Run.lease_epoch) == epoch)
-            .values(lease_epoch=epoch)
-        )
-        return bool(getattr(res, "rowcount", 0))
+        return leases.holds(Tx.of(tx, self.now), run_id, self.me, epoch)
 
-    def fence(self, s: Session, run_id: int, what: str) -> None:
+    def fence(self, tx: Tx | Any, run_id: int, what: str) -> None:
         """Raises LeaseLost (and logs it) unless this process still holds the run's lease."""
-        if not self.holds(s, run_id):
+        if not self.holds(tx, run_id):
             log.warning(
                 "run #%s: %s refused: this process (%s, epoch %s) no longer holds the lease",
                 run_id,
@@ -476,24 +460,8 @@ class EngineCore:
             held = dict(self._epochs)
         if not held:
             return 0
-        renewed: list[int] = []
-        with self.db.session() as s:
-            until = db_now(s) + self.lease
-            for run_id, epoch in held.items():
-                res = s.execute(
-                    update(Run)
-                    .where(
-                        col(Run.id) == run_id,
-                        col(Run.owner) == self.me,
-                        col(Run.lease_epoch) == epoch,
-                        col(Run.active_env).is_not(None),
-                    )
-                    .values(lease_until=until)
-                )
-                if getattr(res, "rowcount", 0):
-                    renewed.append(run_id)
-            rows = s.exec(select(Run.id, Run.status).where(col(Run.id).in_(renewed)))
-            aborted = [rid for rid, status in rows if rid and status == RunStatus.ROLLING_BACK]
+        with self.store.tx() as tx:
+            renewed, aborted = leases.renew(tx, held, self.me, self.lease)
         for run_id, epoch in held.items():
             if run_id not in renewed:
                 self._lose(run_id, epoch, "the lease was lost to another process", time.monotonic())
@@ -604,25 +572,22 @@ class EngineCore:
         retry: bool,
         fenced: bool = False,
     ) -> None:
-        with self.db.session() as s:
+        with self.store.tx() as tx:
             if fenced:
-                self.fence(s, run_id, f"recording step {outcome.step.id}")
-            if retry and phase_run_id is not None:
-                done = s.exec(
-                    select(StepRun.id).where(
-                        StepRun.phase_run_id == phase_run_id,
-                        StepRun.section == outcome.section,
-                        StepRun.step_id == outcome.step.id,
-                    )
-                ).first()
-                if done is not None:
-                    return  # the attempt whose connection dropped did commit
-            self.add_step(s, run_id, phase_run_id, outcome)
+                self.fence(tx, run_id, f"recording step {outcome.step.id}")
+            if (
+                retry
+                and phase_run_id is not None
+                and steps.recorded(tx, phase_run_id, outcome.section, outcome.step.id)
+            ):
+                return  # the attempt whose connection dropped did commit
+            self.add_step(tx, run_id, phase_run_id, outcome)
 
     def add_step(
-        self, s: Session, run_id: int, phase_run_id: int | None, outcome: StepOutcome
+        self, within: Tx | Any, run_id: int, phase_run_id: int | None, outcome: StepOutcome
     ) -> None:
         """A step's result and its audit row, in the caller's transaction."""
+        tx = Tx.of(within, self.now)
         r = outcome.result
         step = StepRun(
             run_id=run_id,
@@ -635,10 +600,9 @@ class EngineCore:
             duration_ms=r.duration_ms,
             at=self.now(),
         )
-        s.add(step)
-        output = step_outputs.keep(s, step, r, self.masker.mask)  # what it printed, masked
-        audit.append(
-            s,
+        tx.add(step)
+        output = step_outputs.keep(tx, step, r, self.masker.mask)  # what it printed, masked
+        tx.audit(
             AuditKind.STEP_RESULT,
             actor=SYSTEM.id,
             run_id=run_id,
@@ -656,7 +620,7 @@ class EngineCore:
         )
         if outcome.section == "actions" and phase_run_id is not None and not r.status.blocks_gate:
             restore_point.fix_after_step(
-                s, self.runbook, run_id, phase_run_id, outcome.step, self.now()
+                tx, self.runbook, run_id, phase_run_id, outcome.step, self.now()
             )
 
     def stakeholder_channel(self, run_id: int) -> str | None:
@@ -665,12 +629,8 @@ class EngineCore:
         with self._threads_lock:
             if run_id in self._stakeholders:
                 return self._stakeholders[run_id]
-        with self.db.session() as s:
-            row = s.exec(
-                select(Run.environment, Schedule.stakeholders)
-                .outerjoin(Schedule, col(Schedule.run_id) == col(Run.id))
-                .where(Run.id == run_id)
-            ).first()
+        with self.store.tx() as tx:
+            row = runs.stakeholders(tx, run_id)
         if row is None:
             return None
         environment, scheduled = row
@@ -725,22 +685,14 @@ class EngineCore:
                 found = artifact
         return found
 
-    def _complete(self, s: Session, run: Run) -> None:
-        states.transition(run, "completed")
+    def _complete(self, tx: Tx | Any, run: Run) -> None:
+        """The run's last phase passed: it ends (the table's `completed` move)."""
+        Tx.of(tx, self.now).apply(run, "completed", SYSTEM.id, {"environment": run.environment})
         assert run.id is not None
         self._epochs.pop(run.id, None)
-        run.active_env, run.ended_at = None, self.now()
-        run.owner, run.lease_until = None, None
-        s.add(run)
-        audit.append(
-            s,
-            AuditKind.RUN_COMPLETED,
-            actor=SYSTEM.id,
-            run_id=run.id,
-            data={"environment": run.environment},
-            at=self.now(),
+        signoff_request.ask(
+            session_of(tx), run, self.runbook.environments.get(run.environment), self.now()
         )
-        signoff_request.ask(s, run, self.runbook.environments.get(run.environment), self.now())
 
     # Use cases that call each other across modules (runs.py, rollback.py, recovery.py).
 

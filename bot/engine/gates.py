@@ -13,10 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, update
-from sqlmodel import Session, col, select
-
-from bot import audit, metrics
+from bot import metrics
 from bot.domain import approvals, states
 from bot.domain.approvals import GateFacts
 from bot.domain.audit_kinds import AuditKind
@@ -24,19 +21,12 @@ from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.states import DecisionKind
 from bot.engine.core import Decision, DecisionName
 from bot.engine.tick_checks import TickChecks, checking, interrupted_checks, judge
-from bot.models import (
-    Gate,
-    GateStatus,
-    ManualTick,
-    PhaseRun,
-    PhaseStatus,
-    Run,
-    RunStatus,
-    StepRun,
-    Vote,
-)
+from bot.models import Gate, GateStatus, ManualTick, PhaseRun, Run, RunStatus, Vote
+from bot.store import gates as gate_rows
+from bot.store import runs as run_rows
+from bot.store import steps as step_rows
+from bot.store.unit import Tx, session_of
 from bot.surface import Actor
-from phases.checks.base import Status
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +48,10 @@ class _Passed:
 
 class Gates(TickChecks):
     @staticmethod
-    def lock_gate(s: Session, run_id: int, gate_id: int) -> tuple[Run, Gate, PhaseRun]:
-        """Locks the run, then its gate (FOR UPDATE OF gate), reading the gate's phase run
-        with it in one round trip: every decision at a gate takes its locks in this order."""
-        run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
-        gate, pr = s.exec(
-            select(Gate, PhaseRun)
-            .join(PhaseRun, col(PhaseRun.id) == col(Gate.phase_run_id))
-            .where(Gate.id == gate_id)
-            .with_for_update(of=Gate)
-        ).one()
-        return run, gate, pr
+    def lock_gate(tx: Tx | Any, run_id: int, gate_id: int) -> tuple[Run, Gate, PhaseRun]:
+        """Locks the run, then its gate (`Tx.lock_gate`: every decision at a gate takes its
+        locks in this order)."""
+        return Tx.of(tx, lambda: datetime.now(UTC)).lock_gate(run_id, gate_id)
 
     def decide(
         self,
@@ -100,15 +83,13 @@ class Gates(TickChecks):
         return result
 
     @staticmethod
-    def _observe_wait(s: Session, gate: Gate, outcome: str, now: datetime) -> None:
+    def _observe_wait(tx: Tx | Any, gate: Gate, outcome: str, now: datetime) -> None:
         """The gate's wait, from opening to this decision, for /metrics: counted once the
         decision commits (no extra query; a failed commit counts nothing)."""
         if gate.opened_at is None:
             return
         wait = (now - gate.opened_at).total_seconds()
-        event.listen(
-            s, "after_commit", lambda _s: metrics.observe_gate_wait(outcome, wait), once=True
-        )
+        Tx.of(tx, lambda: now).after_commit(lambda: metrics.observe_gate_wait(outcome, wait))
 
     def _feed_progress(self, run_id: int, passed: _Passed) -> None:
         """Tells the stakeholders (from what the decision knew: no read); the decision is
@@ -137,12 +118,8 @@ class Gates(TickChecks):
             known = self._gate_runs.get(gate_id)
         if known is not None:
             return known
-        with self.db.session() as s:
-            row = s.exec(
-                select(Gate.run_id, Run.environment)
-                .join(Run, col(Run.id) == col(Gate.run_id))
-                .where(Gate.id == gate_id)
-            ).first()
+        with self.store.tx() as tx:
+            row = run_rows.gate_of(tx, gate_id)
         if row is None:
             return None
         with self._threads_lock:
@@ -168,38 +145,38 @@ class Gates(TickChecks):
         if not approvals.is_approver(env, actor):
             # Refused before any row lock: a stranger's clicks never queue behind the gate.
             reason_text = f"you are not an approver for {env_name}; nothing was changed"
-            self.refuse(actor, str(decision), reason_text, run_id=run_id, gate=gate_id)
-            return Decision("refused", reason_text, gate_id, run_id), None, None
-        with self.db.session() as s:
-            run, gate, pr = self.lock_gate(s, run_id, gate_id)
+            refused = self.refused(
+                actor, str(decision), reason_text, run_id=run_id, gate_id=gate_id
+            )
+            return refused, None, None
+        with self.store.tx() as tx:
+            run, gate, pr = tx.lock_gate(run_id, gate_id)
             if attempt is not None and gate.attempt != attempt:
                 said = f"gate #{gate.id} is at attempt {gate.attempt}; the message is out of date"
                 stale = Decision("unknown_gate", said, gate.id, run.id)
                 return stale, None, None
             if gate.status != GateStatus.OPEN:
                 return self._already(gate), None, None
-            facts = self._facts(s, gate, run)
+            facts = self._facts(tx, gate, run)
             refusal = approvals.may_decide(env, actor, decision, facts)
             if refusal is None and not states.can(gate, _GATE_TRIGGER[decision]):
                 refusal = f"{decision} is not possible at this gate now"
             if refusal:
-                self.refuse(
+                refused = self.refused(
                     actor,
                     str(decision),
                     refusal,
                     run_id=run.id,
-                    session=s,
-                    gate=gate.id,
+                    gate_id=gate.id,
+                    tx=tx,
+                    surface_ref=gate.surface_ref,
                     phase=gate.phase_id,
-                )
-                refused = Decision(
-                    "refused", refusal, gate.id, run.id, surface_ref=gate.surface_ref
                 )
                 return refused, None, None
             assert run.id is not None
-            result, spawn = self._apply(s, run, gate, pr, actor, decision, reason, facts.votes)
+            result, spawn = self._apply(tx, run, gate, pr, actor, decision, reason, facts.votes)
             result = dataclasses.replace(result, quorum=gate.quorum, surface_ref=gate.surface_ref)
-            s.add_all([gate, pr, run])
+            tx.add(gate, pr, run)
             passed = (
                 _Passed(run.environment, gate.phase_id, run.status == RunStatus.COMPLETED)
                 if result.outcome == "approved"
@@ -209,7 +186,7 @@ class Gates(TickChecks):
 
     def _apply(
         self,
-        s: Session,
+        tx: Tx,
         run: Run,
         gate: Gate,
         pr: PhaseRun,
@@ -223,86 +200,88 @@ class Gates(TickChecks):
         now = self.now()
         assert run.id is not None
 
-        def log_event(kind: str, **extra: Any) -> None:
-            data = {"gate": gate.id, "phase": gate.phase_id, **extra}
-            audit.append(s, kind, actor=actor.id, run_id=run.id, data=data, at=now)
-
         if decision == DecisionKind.ROLLBACK:
-            states.transition(gate, "rollback")
-            gate.decided_by, gate.decided_at = actor.id, now
-            states.transition(pr, "failed")
-            states.transition(run, "rolled_back_at_gate")
-            run.rolled_back_by = actor.id
             # A reason is typed by a person: it may quote a secret, and is kept masked.
-            run.rollback_reason = self.masker.untrusted(reason or "") or (
-                f"rolled back at phase {gate.phase_id}"
-            )
-            log_event(AuditKind.GATE_DECIDED, decision="rollback", reason=run.rollback_reason)
-            self._observe_wait(s, gate, "rolled_back", now)
+            said = self.masker.untrusted(reason or "") or f"rolled back at phase {gate.phase_id}"
+            tx.apply(gate, "rollback", actor.id, {"decision": "rollback", "reason": said}, at=now)
+            tx.apply(pr, "failed", actor.id, at=now)
+            tx.apply(run, "rolled_back_at_gate", actor.id, at=now)
+            run.rolled_back_by, run.rollback_reason = actor.id, said
+            self._observe_wait(tx, gate, "rolled_back", now)
             return (
                 Decision("rolled_back", f"rolled back by {actor.label}", gate.id, run.id),
                 self.execute_rollback,
             )
         if decision == DecisionKind.RETRY:
-            states.transition(gate, "retry")
-            gate.decided_by, gate.decided_at = actor.id, now
-            states.transition(pr, "retried")
-            states.transition(run, "retried")
-            log_event(AuditKind.GATE_DECIDED, decision="retry")
-            self._observe_wait(s, gate, "retried", now)
+            tx.apply(gate, "retry", actor.id, {"decision": "retry"}, at=now)
+            tx.apply(pr, "retried", actor.id, at=now)
+            tx.apply(run, "retried", actor.id, at=now)
+            self._observe_wait(tx, gate, "retried", now)
             return (
                 Decision("retried", f"phase re-run requested by {actor.label}", gate.id, run.id),
                 self.advance,
             )
         assert gate.id is not None
-        s.add(Vote(gate_id=gate.id, actor=actor.id, at=now))
+        tx.add(Vote(gate_id=gate.id, actor=actor.id, at=now))
         # The gate row is locked: no other vote can land meanwhile, so the votes are the ones
         # read under the lock and this one (flushed with the audit row, in this transaction).
-        votes = [*voted, actor.id] if voted is not None else [*self._voters(s, gate.id), actor.id]
+        votes = (
+            [*voted, actor.id] if voted is not None else [*gate_rows.voters(tx, gate.id), actor.id]
+        )
         # Continue's optional comment (typed by a person: masked), kept with the vote.
         comment = self.masker.untrusted(reason or "").strip()[:500]
-        log_event(
+        tx.audit(
             AuditKind.GATE_VOTE,
-            votes=len(votes),
-            quorum=gate.quorum,
-            **({"comment": comment} if comment else {}),
+            actor=actor.id,
+            run_id=run.id,
+            data={
+                "gate": gate.id,
+                "phase": gate.phase_id,
+                "votes": len(votes),
+                "quorum": gate.quorum,
+                **({"comment": comment} if comment else {}),
+            },
+            at=now,
         )
         if len(votes) < gate.quorum:
             return (
                 Decision("vote_recorded", f"{len(votes)}/{gate.quorum} approved", gate.id, run.id),
                 None,
             )
-        states.transition(gate, "approve")
-        gate.decided_by, gate.decided_at = ",".join(votes), now
-        states.transition(pr, "approved")
-        states.transition(run, "approved")
+        tx.apply(
+            gate,
+            "approve",
+            actor.id,
+            {"decision": "continue", "approvers": votes},
+            at=now,
+            decided_by=",".join(votes),
+        )
+        tx.apply(pr, "approved", actor.id, at=now)
+        tx.apply(run, "approved", actor.id, at=now)
         run.phase_index += 1
-        log_event(AuditKind.GATE_DECIDED, decision="continue", approvers=votes)
-        self._observe_wait(s, gate, "approved", now)
+        self._observe_wait(tx, gate, "approved", now)
         if run.phase_index >= len(self.runbook.phases):
-            self._complete(s, run)
+            self._complete(tx, run)
         return (
             Decision("approved", f"approved by {', '.join(votes)}", gate.id, run.id),
             self.advance,
         )
 
-    def _facts(self, s: Session, gate: Gate, run: Run) -> GateFacts:
+    def _facts(self, within: Tx | Any, gate: Gate, run: Run) -> GateFacts:
+        tx = Tx.of(within, self.now)
         return GateFacts(
             environment=run.environment,
             status=GateStatus(gate.status),
             checks_passed=gate.checks_passed,
             dry_run=run.dry_run,
             requested_by=run.requested_by,
-            votes=tuple(self._voters(s, gate.id)),
-            unticked=tuple(self._unticked(s, gate)),
-            checking=tuple(checking(s, self.runbook.phase(gate.phase_id), gate)),
-            interrupted=tuple(interrupted_checks(s, self.runbook.phase(gate.phase_id), gate)),
+            votes=tuple(gate_rows.voters(tx, gate.id)),
+            unticked=tuple(self._unticked(tx, gate)),
+            checking=tuple(checking(session_of(tx), self.runbook.phase(gate.phase_id), gate)),
+            interrupted=tuple(
+                interrupted_checks(session_of(tx), self.runbook.phase(gate.phase_id), gate)
+            ),
             quorum=gate.quorum,
-        )
-
-    def _voters(self, s: Session, gate_id: int | None) -> list[str]:
-        return list(
-            s.exec(select(Vote.actor).where(Vote.gate_id == gate_id).order_by(col(Vote.id)))
         )
 
     def _already(self, gate: Gate) -> Decision:
@@ -321,11 +300,11 @@ class Gates(TickChecks):
             surface_ref=gate.surface_ref,
         )
 
-    def _unticked(self, s: Session, gate: Gate) -> list[str]:
+    def _unticked(self, tx: Tx, gate: Gate) -> list[str]:
         phase = self.runbook.phase(gate.phase_id)
         if not phase.manual:
             return []  # nothing to tick: no read
-        ticked = set(s.exec(select(ManualTick.item_id).where(ManualTick.gate_id == gate.id)))
+        ticked = gate_rows.ticked(tx, gate.id)
         return [m.id for m in phase.manual if m.id not in ticked]
 
     def add_note(self, run_id: int, actor: Actor, text: str) -> Decision:
@@ -339,17 +318,14 @@ class Gates(TickChecks):
     ) -> Decision:
         """An entry a person adds to a run's record (a note, a deviation): an approver of the
         run's environment may; anyone else is refused, audited as `action`."""
-        with self.db.session() as s:
-            run = s.get(Run, run_id)
+        with self.store.tx() as tx:
+            run = run_rows.get(tx, run_id)
         if run is None:
             raise NotFound(f"no run #{run_id}")
         refusal = approvals.may_tick(run.environment, self.environment(run.environment), actor)
         if refusal:
-            self.refuse(actor, action, refusal, run_id=run_id)
-            return Decision("refused", refusal, None, run_id)
-        audit.record(
-            self.db, kind, actor=actor.id, run_id=run_id, data={"text": said}, at=self.now()
-        )
+            return self.refused(actor, action, refusal, run_id=run_id)
+        self.store.record(kind, actor=actor.id, run_id=run_id, data={"text": said})
         return Decision("ticked", done, None, run_id)
 
     def tick(self, gate_id: int, item_id: str, actor: Actor, value: str | None = None) -> Decision:
@@ -361,11 +337,12 @@ class Gates(TickChecks):
         run_id, env_name = found
         refusal = approvals.may_tick(env_name, self.environment(env_name), actor)
         if refusal:
-            self.refuse(actor, "tick", refusal, run_id=run_id, gate=gate_id, item=item_id)
-            return Decision("refused", refusal, gate_id, run_id)
-        with self.db.session() as s:
-            s.exec(select(Run.id).where(Run.id == run_id).with_for_update()).one()
-            gate = s.exec(select(Gate).where(Gate.id == gate_id).with_for_update()).one()
+            return self.refused(
+                actor, "tick", refusal, run_id=run_id, gate_id=gate_id, item=item_id
+            )
+        with self.store.tx() as tx:
+            tx.lock_run(run_id)
+            gate = gate_rows.lock(tx, gate_id)
             if gate.status != GateStatus.OPEN:
                 return self._already(gate)
             items = {m.id for m in self.runbook.phase(gate.phase_id).manual}
@@ -376,29 +353,23 @@ class Gates(TickChecks):
                     gate.id,
                     run_id,
                 )
-            exists = s.exec(
-                select(ManualTick).where(
-                    ManualTick.gate_id == gate.id, ManualTick.item_id == item_id
-                )
-            ).first()
-            if exists is None:
+            if item_id not in gate_rows.ticked(tx, gate.id):
                 step = next(m for m in self.runbook.phase(gate.phase_id).manual if m.id == item_id)
-                kept, refusal = judge(s, run_id, gate_id, step, value)
+                kept, refusal = judge(session_of(tx), run_id, gate_id, step, value)
                 if refusal:
                     self.refuse(
-                        actor, "tick", refusal, run_id=run_id, session=s, gate=gate_id, item=item_id
+                        actor, "tick", refusal, run_id=run_id, tx=tx, gate=gate_id, item=item_id
                     )
                     return Decision("refused", refusal, gate_id, run_id)
-                s.add(ManualTick(gate_id=gate_id, item_id=item_id, actor=actor.id, at=self.now()))
-                audit.append(
-                    s,
+                tx.add(ManualTick(gate_id=gate_id, item_id=item_id, actor=actor.id, at=self.now()))
+                tx.audit(
                     AuditKind.MANUAL_TICKED,
                     actor=actor.id,
                     run_id=run_id,
                     data={"gate": gate.id, "item": item_id, **kept},
                     at=self.now(),
                 )
-            epoch = self.claim_tick_checks(s, run_id, gate, item_id, actor)  # its checks' lease
+            epoch = self.claim_tick_checks(tx, run_id, gate, item_id, actor)  # its checks' lease
         self.notify.gate_changed(gate_id)
         self.after_tick(run_id, gate_id, epoch)
         return Decision("ticked", f"{item_id} ticked", gate_id, run_id)
@@ -416,13 +387,12 @@ class Gates(TickChecks):
         masked = self.masker.untrusted(reason)
         refusal = approvals.may_abort(env_name, env, actor)
         if refusal:
-            with self.db.session() as s:
-                active = s.exec(select(Run.id).where(Run.active_env == env_name)).first()
-            self.refuse(actor, "abort", refusal, run_id=active, environment=env_name)
-            return Decision("refused", refusal, None, active)
+            with self.store.tx() as tx:
+                active = run_rows.active_id(tx, env_name)
+            return self.refused(actor, "abort", refusal, run_id=active, environment=env_name)
         spawn = False
-        with self.db.session() as s:
-            run = s.exec(select(Run).where(Run.active_env == env_name).with_for_update()).first()
+        with self.store.tx() as tx:
+            run = run_rows.lock_active(tx, env_name)
             if run is None:
                 raise NotFound(f"no active run for {env_name}")
             assert run.id is not None
@@ -430,37 +400,24 @@ class Gates(TickChecks):
                 return Decision(
                     "already_decided", f"run #{run.id} is already rolling back", None, run.id
                 )
-            gate = s.exec(
-                select(Gate)
-                .where(Gate.run_id == run.id, Gate.status == GateStatus.OPEN)
-                .with_for_update()
-            ).first()
+            gate = gate_rows.lock_open(tx, run.id)
             now = self.now()
-            if not self._changed_anything(s, run):
-                result = self._cancel(s, run, gate, actor, masked, now)
+            if not self._changed_anything(tx, run):
+                result = self._cancel(tx, run, gate, actor, masked, now)
             elif gate is not None:
-                pr = s.get(PhaseRun, gate.phase_run_id)
+                pr = tx.get(PhaseRun, gate.phase_run_id)
                 assert pr is not None
                 result, _ = self._apply(
-                    s, run, gate, pr, actor, DecisionKind.ROLLBACK, f"aborted: {reason}"
+                    tx, run, gate, pr, actor, DecisionKind.ROLLBACK, f"aborted: {reason}"
                 )
-                s.add_all([gate, pr, run])
+                tx.add(gate, pr, run)
                 spawn = True
             else:
                 # The gate was decided first (or a phase is executing): its running step is
                 # stopped, then it hands over to the rollback (execute_rollback waits).
-                states.transition(run, "aborted")
                 run.rolled_back_by = actor.id
                 run.rollback_reason = f"aborted: {masked}"
-                s.add(run)
-                audit.append(
-                    s,
-                    AuditKind.RUN_ABORTED,
-                    actor=actor.id,
-                    run_id=run.id,
-                    data={"reason": masked},
-                    at=now,
-                )
+                tx.apply(run, "aborted", actor.id, {"reason": masked}, at=now)
                 result = Decision(
                     "rolled_back",
                     f"run #{run.id} aborted by {actor.label} while phase {run.phase_index + 1} "
@@ -479,63 +436,28 @@ class Gates(TickChecks):
             self.run_ended(run.id)
         return result
 
-    def _changed_anything(self, s: Session, run: Run) -> bool:
+    def _changed_anything(self, tx: Tx, run: Run) -> bool:
         """True once any action may have changed the target: a dry run never does; a real
         run has if an action step ran (not skipped) or a phase is executing now."""
         if run.dry_run:
             return False
-        executing = s.exec(
-            select(PhaseRun.id).where(
-                PhaseRun.run_id == run.id,
-                col(PhaseRun.status).in_([PhaseStatus.RUNNING, PhaseStatus.MONITORING]),
-            )
-        ).first()
-        if executing is not None:
-            return True
-        acted = s.exec(
-            select(StepRun.id).where(
-                StepRun.run_id == run.id,
-                StepRun.section == "actions",
-                StepRun.status != Status.SKIPPED,
-            )
-        ).first()
-        return acted is not None
+        assert run.id is not None
+        return run_rows.phase_executing(tx, run.id) or step_rows.any_action_ran(tx, run.id)
 
     def _cancel(
-        self, s: Session, run: Run, gate: Gate | None, actor: Actor, reason: str, now: datetime
+        self, tx: Tx, run: Run, gate: Gate | None, actor: Actor, reason: str, now: datetime
     ) -> Decision:
         if gate is not None:
-            states.transition(gate, "cancel")
-            gate.decided_by, gate.decided_at = actor.id, now
-            pr = s.get(PhaseRun, gate.phase_run_id)
+            tx.apply(gate, "cancel", actor.id, {"decision": "cancel", "reason": reason}, at=now)
+            pr = tx.get(PhaseRun, gate.phase_run_id)
             if pr is not None:
-                states.transition(pr, "cancelled")
-                s.add(pr)
-            s.add(gate)
-            audit.append(
-                s,
-                AuditKind.GATE_DECIDED,
-                actor=actor.id,
-                run_id=run.id,
-                data={
-                    "gate": gate.id,
-                    "phase": gate.phase_id,
-                    "decision": "cancel",
-                    "reason": reason,
-                },
-                at=now,
-            )
-        states.transition(run, "cancelled")
-        run.active_env, run.ended_at = None, now
-        run.owner, run.lease_until = None, None
+                tx.apply(pr, "cancelled", actor.id, at=now)
         run.rolled_back_by, run.rollback_reason = actor.id, f"cancelled: {reason}"
-        s.add(run)
-        audit.append(
-            s,
-            AuditKind.RUN_CANCELLED,
-            actor=actor.id,
-            run_id=run.id,
-            data={"reason": reason, "rollback": "not needed: no action had run"},
+        tx.apply(
+            run,
+            "cancelled",
+            actor.id,
+            {"reason": reason, "rollback": "not needed: no action had run"},
             at=now,
         )
         return Decision(
@@ -561,20 +483,9 @@ class Gates(TickChecks):
         `replacing`: the message was lost (deleted in the chat): forget it, so the next
         redraw posts it again; only if it is still the recorded one.
         """
-        table: type[Run] | type[Gate] = Run if run_id is not None else Gate
-        row_id = run_id if run_id is not None else gate_id
-        if row_id is None:
+        if run_id is None and gate_id is None:
             raise ValueError("set_surface_ref needs run_id or gate_id")
-        with self.db.session() as s:
-            current = col(table.surface_ref)
-            s.execute(
-                update(table)
-                .where(
-                    col(table.id) == row_id,
-                    current.is_(None) if replacing is None else current == replacing,
-                )
-                .values(surface_ref=ref)
+        with self.store.tx() as tx:
+            return gate_rows.set_surface_ref(
+                tx, ref, run_id=run_id, gate_id=gate_id, replacing=replacing
             )
-            # One read of what is recorded now (this ref, or the one that won).
-            recorded = s.exec(select(current).where(col(table.id) == row_id)).first()
-            return str(recorded) if recorded else (ref or "")

@@ -20,13 +20,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, update
-from sqlmodel import col, select
-
-from bot.db import db_now
 from bot.domain.errors import CutoverError
 from bot.engine.core import EngineCore
-from bot.models import Replica
+from bot.store import replicas
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +127,9 @@ class Identity(EngineCore):
 
     def _try_claim(self) -> tuple[Holder | None, datetime | None]:
         """Takes the id if free or its holder is dead; else returns the live holder."""
-        with self.db.session() as s:
-            now = db_now(s)
-            s.execute(
-                self.db.insert(Replica)
-                .values(id=self.replica, incarnation=self.incarnation(), heartbeat_at=now)
-                .on_conflict_do_nothing()
-            )
-            row = s.exec(select(Replica).where(Replica.id == self.replica).with_for_update()).one()
+        with self.store.tx() as tx:
+            now = tx.db_now()
+            row = replicas.claim(tx, self.replica, self.incarnation(), now)
             if row.incarnation == self.incarnation():
                 return None, None
             holder = Holder.parse(row.incarnation)
@@ -153,23 +144,16 @@ class Identity(EngineCore):
                 "its heartbeat is stale" if stale else "its process is gone",
             )
             row.incarnation, row.heartbeat_at = self.incarnation(), now
-            s.add(row)
+            tx.add(row)
             return None, None
 
     def _beat(self) -> None:
         interval = max(self.lease.total_seconds() / 3, 0.05)
         while not self._stop.wait(interval):
             try:
-                with self.db.session() as s:
-                    res = s.execute(
-                        update(Replica)
-                        .where(
-                            col(Replica.id) == self.replica,
-                            col(Replica.incarnation) == self.incarnation(),
-                        )
-                        .values(heartbeat_at=db_now(s))
-                    )
-                if not getattr(res, "rowcount", 0):
+                with self.store.tx() as tx:
+                    held = replicas.beat(tx, self.replica, self.incarnation())
+                if not held:
                     log.error(
                         "replica id %r was taken over by another process (it found this one's "
                         "heartbeat stale); set a distinct CUTOVER_REPLICA_ID per process",
@@ -182,12 +166,7 @@ class Identity(EngineCore):
     def release_replica(self) -> None:
         """On a clean stop: the next process with this id starts at once."""
         try:
-            with self.db.session() as s:
-                s.execute(
-                    delete(Replica).where(
-                        col(Replica.id) == self.replica,
-                        col(Replica.incarnation) == self.incarnation(),
-                    )
-                )
+            with self.store.tx() as tx:
+                replicas.release(tx, self.replica, self.incarnation())
         except Exception as exc:
             log.warning("replica id not released: %s", self.masker.mask(str(exc)))

@@ -16,17 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-
-from bot import audit
 from bot.domain import approvals, freezes
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError, InvalidInput, Refused
 from bot.engine.core import Decision, EngineCore
 from bot.engine.overrides import one_line
 from bot.models import EnvLock, OverrideVote
+from bot.store import env_locks, override_votes
+from bot.store.unit import Duplicate
 from bot.surface import Actor
 
 EMERGENCY_VOTE_MINUTES = 60  # an emergency start's votes count this long
@@ -62,22 +59,22 @@ class Locks(EngineCore):
             raise InvalidInput("say why: lock needs --reason TEXT")
         refusal = approvals.may_lock(env_name, env, actor)
         if refusal:
-            self.refuse(actor, "lock", refusal, environment=env_name)
-            return Decision("refused", refusal)
+            return self.refused(actor, "lock", refusal, environment=env_name)
         now = self.now()
         try:
-            with self.db.session() as s:
-                s.add(EnvLock(environment=env_name, reason=text, locked_by=actor.id, locked_at=now))
-                s.flush()
-                audit.append(
-                    s,
+            with self.store.tx() as tx:
+                tx.add(
+                    EnvLock(environment=env_name, reason=text, locked_by=actor.id, locked_at=now)
+                )
+                tx.flush()
+                tx.audit(
                     AuditKind.ENV_LOCKED,
                     actor=actor.id,
                     run_id=None,
                     data={"environment": env_name, "reason": text},
                     at=now,
                 )
-        except IntegrityError:  # locked already (or at the same instant by someone else)
+        except Duplicate:  # locked already (or at the same instant by someone else)
             held = self.lock_of(env_name)
             said = held.text() if held else f"{env_name} was being locked at the same time"
             return Decision("already_decided", f"{said}; nothing was changed")
@@ -87,28 +84,25 @@ class Locks(EngineCore):
         env = self.environment(env_name)
         refusal = approvals.may_lock(env_name, env, actor)
         if refusal:
-            self.refuse(actor, "unlock", refusal, environment=env_name)
-            return Decision("refused", refusal)
+            return self.refused(actor, "unlock", refusal, environment=env_name)
         now = self.now()
-        with self.db.session() as s:
-            held = s.exec(
-                select(EnvLock).where(EnvLock.environment == env_name).with_for_update()
-            ).first()
+        with self.store.tx() as tx:
+            held = env_locks.lock(tx, env_name)
             if held is None:
                 return Decision("already_decided", f"{env_name} is not locked; nothing was changed")
             data = {"environment": env_name, "reason": held.reason, "locked_by": held.locked_by}
-            s.delete(held)
-            audit.append(s, AuditKind.ENV_UNLOCKED, actor=actor.id, run_id=None, data=data, at=now)
+            env_locks.remove(tx, held)
+            tx.audit(AuditKind.ENV_UNLOCKED, actor=actor.id, run_id=None, data=data, at=now)
         return Decision("ticked", f"🔓 {env_name} unlocked by {actor.label}")
 
     def lock_of(self, env_name: str) -> LockView | None:
-        with self.db.session() as s:
-            row = s.get(EnvLock, env_name)
+        with self.store.tx() as tx:
+            row = env_locks.get(tx, env_name)
         return _view(row) if row is not None else None
 
     def locks(self) -> list[LockView]:
-        with self.db.session() as s:
-            return [_view(r) for r in s.exec(select(EnvLock).order_by(col(EnvLock.environment)))]
+        with self.store.tx() as tx:
+            return [_view(r) for r in env_locks.every(tx)]
 
     def start_blocker(self, env_name: str, actor: Actor, dry_run: bool) -> str | None:
         """Why a start of `env_name` is refused now (a lock, a freeze), audited; None if it
@@ -143,30 +137,18 @@ class Locks(EngineCore):
         now = self.now()
         fresh = now - timedelta(minutes=EMERGENCY_VOTE_MINUTES)
         need = env.override_quorum_for()
-        with self.db.session() as s:
-            s.execute(  # stale votes do not count
-                delete(OverrideVote).where(
-                    col(OverrideVote.subject) == subject, col(OverrideVote.at) < fresh
-                )
-            )
-            votes = list(
-                s.exec(
-                    select(OverrideVote)
-                    .where(OverrideVote.subject == subject)
-                    .order_by(col(OverrideVote.id))
-                )
-            )
+        with self.store.tx() as tx:
+            votes = override_votes.fresh(tx, subject, since=fresh)
             if refusal is None and any(actor.is_(v.actor) for v in votes):
                 refusal = (
                     "you already asked for this emergency start; another override approver "
                     f"must type /cutover start {env_name} --emergency --reason …"
                 )
             if refusal:
-                self.refuse(actor, "start", refusal, session=s, environment=env_name)
+                tx.refuse(actor.id, "start", refusal, environment=env_name)
             else:
-                s.add(OverrideVote(subject=subject, actor=actor.id, justification=text, at=now))
-                audit.append(
-                    s,
+                tx.add(OverrideVote(subject=subject, actor=actor.id, justification=text, at=now))
+                tx.audit(
                     AuditKind.OVERRIDE_VOTE,
                     actor=actor.id,
                     run_id=None,

@@ -15,12 +15,13 @@ note, so going on past it takes a decision at the gate (Retry the window, or Rol
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import socket
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -232,6 +233,21 @@ def _summary_line(result: dict[str, Any]) -> str:
     return f"  {icon} {result['name']}: {result['evidence']}"
 
 
+def _window_start(engine: EngineCore, phase_run_id: int) -> float | None:
+    """When this monitoring window began (its first round's time): a round's "since the
+    phase started" (the logins, payments since monitoring began), not since the run did."""
+    with engine.db.session() as s:
+        first = s.exec(
+            select(MonitorRound).where(
+                MonitorRound.phase_run_id == phase_run_id, MonitorRound.round == 0
+            )
+        ).first()
+    if first is None:
+        return None
+    due = first.due_at
+    return (due if due.tzinfo else due.replace(tzinfo=UTC)).timestamp()
+
+
 def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int) -> None:
     with engine.db.session() as s:
         pr = s.get(PhaseRun, phase_run_id)
@@ -241,6 +257,7 @@ def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int)
     assert phase.monitor is not None
     offsets = round_offsets(phase.monitor)
     ctx, values = engine.context(run)
+    ctx = dataclasses.replace(ctx, phase_started_at=_window_start(engine, phase_run_id))
     outcomes = run_checks(phase.checks, values, ctx)
     results = [
         {

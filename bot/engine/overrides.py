@@ -16,16 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, col, select
-
-from bot import audit
 from bot.domain import approvals, states
 from bot.domain.approvals import OverrideFacts, failed_steps
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput
 from bot.engine.core import Decision
 from bot.engine.gates import Gates
-from bot.models import Gate, GateStatus, OverrideVote, PhaseRun, Run, RunStatus, StepRun
+from bot.models import Gate, GateStatus, OverrideVote, PhaseRun, Run, RunStatus
+from bot.store import override_votes, steps
+from bot.store.unit import Tx
 from bot.surface import Actor
 
 JUSTIFICATION_CHARS = 500
@@ -70,30 +69,28 @@ class Overrides(Gates):
         env = self.environment(env_name)
         if not approvals.is_override_approver(env, actor):
             reason = f"you may not override checks in {env_name}; nothing was changed"
-            self.refuse(actor, "override", reason, run_id=run_id, gate=gate_id)
-            return Decision("refused", reason, gate_id, run_id)
+            return self.refused(actor, "override", reason, run_id=run_id, gate_id=gate_id)
         spawn: Callable[[int], None] | None = None
         told: _Overridden | None = None
-        with self.db.session() as s:
-            run, gate, pr = self.lock_gate(s, run_id, gate_id)
+        with self.store.tx() as tx:
+            run, gate, pr = tx.lock_gate(run_id, gate_id)
             if gate.status != GateStatus.OPEN:
                 return self._already(gate)
-            facts = self._override_facts(s, gate, run)
+            facts = self._override_facts(tx, gate, run)
             refusal = approvals.may_override(env, actor, facts)
             if refusal is None and not states.can(gate, "override"):
                 refusal = "override is not possible at this gate now"
             if refusal:
-                self.refuse(
+                return self.refused(
                     actor,
                     "override",
                     refusal,
                     run_id=run_id,
-                    session=s,
-                    gate=gate.id,
+                    gate_id=gate.id,
+                    tx=tx,
                     phase=gate.phase_id,
                 )
-                return Decision("refused", refusal, gate.id, run_id)
-            result, told = self._vote(s, run, gate, pr, actor, text, facts)
+            result, told = self._vote(tx, run, gate, pr, actor, text, facts)
             if result.outcome == "overridden":
                 spawn = self.advance
         if spawn is not None:
@@ -107,27 +104,14 @@ class Overrides(Gates):
                 self.run_ended(run_id)
         return result
 
-    def _override_facts(self, s: Session, gate: Gate, run: Run) -> OverrideFacts:
+    def _override_facts(self, tx: Tx, gate: Gate, run: Run) -> OverrideFacts:
         phase = self.runbook.phase(gate.phase_id)
-        results = [
-            (sec, sid, str(status))
-            for sec, sid, status in s.exec(
-                select(StepRun.section, StepRun.step_id, StepRun.status).where(
-                    StepRun.phase_run_id == gate.phase_run_id
-                )
-            )
-        ]
+        results = steps.results(tx, gate.phase_run_id)
         failed, not_run = failed_steps(self.runbook, phase, results)
-        votes = tuple(
-            s.exec(
-                select(OverrideVote.actor)
-                .where(OverrideVote.subject == gate_subject(gate.id or 0))
-                .order_by(col(OverrideVote.id))
-            )
-        )
+        votes = override_votes.voters(tx, gate_subject(gate.id or 0))
         env = self.environment(run.environment)
         return OverrideFacts(
-            gate=self._facts(s, gate, run),
+            gate=self._facts(tx, gate, run),
             failed=failed,
             not_run=not_run,
             votes=votes,
@@ -136,7 +120,7 @@ class Overrides(Gates):
 
     def _vote(
         self,
-        s: Session,
+        tx: Tx,
         run: Run,
         gate: Gate,
         pr: PhaseRun,
@@ -148,11 +132,10 @@ class Overrides(Gates):
         now: datetime = self.now()
         assert gate.id is not None and run.id is not None
         subject = gate_subject(gate.id)
-        s.add(OverrideVote(subject=subject, actor=actor.id, justification=text, at=now))
+        tx.add(OverrideVote(subject=subject, actor=actor.id, justification=text, at=now))
         votes = [*facts.votes, actor.id]
-        steps = [f.ref for f in facts.failed]
-        audit.append(
-            s,
+        failed = [f.ref for f in facts.failed]
+        tx.audit(
             AuditKind.OVERRIDE_VOTE,
             actor=actor.id,
             run_id=run.id,
@@ -160,7 +143,7 @@ class Overrides(Gates):
                 "subject": "gate",
                 "gate": gate.id,
                 "phase": gate.phase_id,
-                "steps": steps,
+                "steps": failed,
                 "justification": text,
                 "votes": len(votes),
                 "quorum": facts.quorum,
@@ -177,52 +160,42 @@ class Overrides(Gates):
                 ),
                 None,
             )
-        said = dict(
-            s.exec(
-                select(OverrideVote.actor, OverrideVote.justification).where(
-                    OverrideVote.subject == subject, col(OverrideVote.actor) != actor.id
-                )
-            ).all()
-        )
+        said = override_votes.justifications(tx, subject, but=actor.id)
         said[actor.id] = text
-        states.transition(gate, "override")
-        gate.decided_by, gate.decided_at = ",".join(votes), now
-        states.transition(pr, "overridden")
-        states.transition(run, "overridden")
-        run.phase_index += 1
         justifications = [f"{v}: {said.get(v, '')}" for v in votes]
-        audit.append(
-            s,
-            AuditKind.GATE_OVERRIDDEN,
-            actor=actor.id,
-            run_id=run.id,
-            data={
-                "gate": gate.id,
-                "phase": gate.phase_id,
+        tx.apply(
+            gate,
+            "override",
+            actor.id,
+            {
                 "attempt": gate.attempt,
-                "steps": steps,
+                "steps": failed,
                 "approvers": votes,
                 "justifications": justifications,
                 "quorum": facts.quorum,
             },
             at=now,
+            decided_by=",".join(votes),
         )
-        self._observe_wait(s, gate, "overridden", now)
+        tx.apply(pr, "overridden", actor.id, at=now)
+        tx.apply(run, "overridden", actor.id, at=now)
+        run.phase_index += 1
+        self._observe_wait(tx, gate, "overridden", now)
         if run.phase_index >= len(self.runbook.phases):
-            self._complete(s, run)
-        s.add_all([gate, pr, run])
+            self._complete(tx, run)
+        tx.add(gate, pr, run)
         told = _Overridden(
             run.environment,
             gate.phase_id,
             tuple(votes),
             tuple(justifications),
-            tuple(steps),
+            tuple(failed),
             run.status == RunStatus.COMPLETED,
         )
         return (
             Decision(
                 "overridden",
-                f"overridden by {', '.join(votes)}: {', '.join(steps)} passed over",
+                f"overridden by {', '.join(votes)}: {', '.join(failed)} passed over",
                 gate.id,
                 run.id,
             ),

@@ -6,19 +6,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlmodel import col, select
-
-from bot import audit
-from bot.db import db_now
-from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.engine.tick_resume import TickResume
-from bot.models import (
-    PhaseRun,
-    PhaseStatus,
-    Run,
-    RunStatus,
-)
+from bot.models import RunStatus
+from bot.store import leases
+from bot.store import runs as run_rows
 from bot.surface import SYSTEM
 
 log = logging.getLogger(__name__)
@@ -29,9 +21,9 @@ class Recovery(TickResume):
         """Picks up every active run after a restart. Nothing is re-run silently, and a phase
         another live replica executes is left to it."""
         report: list[str] = []
-        with self.db.session() as s:
-            runs = list(s.exec(select(Run).where(col(Run.active_env).is_not(None))))
-            now = db_now(s)
+        with self.store.tx() as tx:
+            runs = run_rows.all_active(tx)
+            now = tx.db_now()
         for run in runs:
             assert run.id is not None
             if run.runbook_digest != self.digest:
@@ -69,26 +61,19 @@ class Recovery(TickResume):
 
     def reap(self) -> list[str]:
         """Takes over every run whose executing replica is gone; says what it did."""
-        with self.db.session() as s:
-            rows = list(
-                s.exec(
-                    select(Run.id, Run.owner, Run.lease_until).where(
-                        col(Run.active_env).is_not(None), col(Run.owner).is_not(None)
-                    )
-                )
-            )
-            now = db_now(s)
+        with self.store.tx() as tx:
+            rows = leases.leased(tx)
+            now = tx.db_now()
         done = []
         for run_id, owner, until in rows:
-            if run_id is not None and self._dead(owner, until, now):
+            if self._dead(owner, until, now):
                 line = self._take_over(run_id)
                 if line:
                     done.append(line)
         return done
 
     def _audit_resumed(self, run_id: int, **data: Any) -> None:
-        audit.record(
-            self.db,
+        self.store.record(
             AuditKind.ROLLBACK_RESUMED,
             actor=SYSTEM.id,
             run_id=run_id,
@@ -98,40 +83,23 @@ class Recovery(TickResume):
 
     def _take_over(self, run_id: int) -> str | None:
         """One replica wins (the run row is locked and the dead owner re-checked)."""
-        with self.db.session() as s:
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+        with self.store.tx() as tx:
+            run = tx.lock_run(run_id)
             if (
                 run is None
                 or run.owner is None
-                or not self._dead(run.owner, run.lease_until, db_now(s))
+                or not self._dead(run.owner, run.lease_until, tx.db_now())
             ):
                 return None
             old = run.owner.rsplit("#", 1)[0]
-            running = s.exec(
-                select(PhaseRun).where(
-                    PhaseRun.run_id == run_id, PhaseRun.status == PhaseStatus.RUNNING
-                )
-            ).first()
+            running = run_rows.running_phase(tx, run_id)
             if running is not None:
-                states.transition(running, "interrupted")
-                s.add(running)
-                audit.append(
-                    s,
-                    AuditKind.PHASE_INTERRUPTED,
-                    actor=SYSTEM.id,
-                    run_id=run_id,
-                    data={
-                        "phase": running.phase_id,
-                        "attempt": running.attempt,
-                        "owner": old,
-                    },
-                    at=self.now(),
-                )
+                tx.apply(running, "interrupted", SYSTEM.id, {"owner": old})
             run.owner, run.lease_until = None, None
             run.lease_epoch = (run.lease_epoch or 0) + 1  # fences the dead holder out
             if run.status == RunStatus.ROLLING_BACK:
                 run.rollback_started_at = None
-            s.add(run)
+            tx.add(run)
             status = run.status
         if status == RunStatus.ROLLING_BACK:
             self._audit_resumed(run_id, owner=old)

@@ -26,17 +26,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, and_, col, or_, select
-
-from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
-from bot.models import AuditEvent, PhaseRun, Run
+from bot.models import PhaseRun, Run
+from bot.store import restore_points
+from bot.store.restore_points import POINT_KINDS
+from bot.store.unit import Database, Store, Tx
 from bot.surface import SYSTEM
 from phases.checks import REGISTRY
 from phases.runbook import Runbook, StepSpec
 
-POINT_KINDS = (AuditKind.RESTORE_POINT_SET, AuditKind.RESTORE_POINT_MISSING)
+__all__ = ["POINT_KINDS", "RestorePoint", "fix_after_step", "fix_at_phase_start", "read"]
 
 
 @dataclass(frozen=True)
@@ -70,13 +69,13 @@ def protected(runbook: Runbook, phase_index: int) -> bool:
 
 
 def fix_after_step(
-    s: Session, runbook: Runbook, run_id: int, phase_run_id: int, step: StepSpec, at: datetime
+    tx: Tx, runbook: Runbook, run_id: int, phase_run_id: int, step: StepSpec, at: datetime
 ) -> None:
     """After an action's result (in its transaction): fixes the restore point if the next
     action of this restore-protected phase is the first one to change state."""
     if not any(p.on_fail == "restore_and_rollback" for p in runbook.phases):
         return
-    pr = s.get(PhaseRun, phase_run_id)
+    pr = tx.get(PhaseRun, phase_run_id)
     if pr is None or not protected(runbook, pr.phase_index):
         return
     actions = runbook.phases[pr.phase_index].actions
@@ -85,11 +84,11 @@ def fix_after_step(
         return
     following = actions[ids.index(step.id) + 1]
     if state_changing(following):
-        fix(s, runbook, run_id, pr, following, at)
+        fix(tx, runbook, run_id, pr, following, at)
 
 
 def fix_at_phase_start(
-    s: Session, runbook: Runbook, run_id: int, pr: PhaseRun, at: datetime
+    tx: Tx | Any, runbook: Runbook, run_id: int, pr: PhaseRun, at: datetime
 ) -> None:
     """When a restore-protected phase starts with a state-changing action (in the
     transaction that starts it): fixes the restore point before that action runs."""
@@ -97,22 +96,17 @@ def fix_at_phase_start(
         return
     actions = runbook.phases[pr.phase_index].actions
     if actions and state_changing(actions[0]):
-        fix(s, runbook, run_id, pr, actions[0], at)
+        fix(Tx.of(tx, lambda: at), runbook, run_id, pr, actions[0], at)
 
 
 def fix(
-    s: Session, runbook: Runbook, run_id: int, pr: PhaseRun, before: StepSpec, at: datetime
+    tx: Tx, runbook: Runbook, run_id: int, pr: PhaseRun, before: StepSpec, at: datetime
 ) -> None:
     """Records the run's restore point unless it is fixed already (it never moves)."""
-    run = s.get(Run, run_id)
+    run = tx.get(Run, run_id)
     if run is None or run.dry_run:
         return
-    done = s.exec(
-        select(AuditEvent.seq)
-        .where(AuditEvent.run_id == run_id, col(AuditEvent.kind).in_(POINT_KINDS))
-        .limit(1)
-    ).first()
-    if done is not None:
+    if restore_points.point_row(tx, run_id) is not None:
         return
     protects = {
         "phase": pr.phase_id,
@@ -121,10 +115,9 @@ def fix(
         "step": before.id,
         "step_name": before.name,
     }
-    backup = _newest_backup(s, run_id)
+    backup = _newest_backup(tx, run_id)
     if backup is None:
-        audit.append(
-            s,
+        tx.audit(
             AuditKind.RESTORE_POINT_MISSING,
             actor=SYSTEM.id,
             run_id=run_id,
@@ -135,8 +128,7 @@ def fix(
     taken_by = backup["taken_by"]
     if isinstance(taken_by.get("phase_index"), int):
         taken_by["phase_number"] = runbook.phase_number(taken_by["phase_index"])
-    audit.append(
-        s,
+    tx.audit(
         AuditKind.RESTORE_POINT_SET,
         actor=SYSTEM.id,
         run_id=run_id,
@@ -145,27 +137,10 @@ def fix(
     )
 
 
-def _newest_backup(s: Session, run_id: int) -> dict[str, Any] | None:
+def _newest_backup(tx: Tx, run_id: int) -> dict[str, Any] | None:
     """The run's newest passed backup so far, with the phase attempt and step that took it."""
-    found = backups_in(s.exec(_backup_rows(run_id)).all())
+    found = backups_in(restore_points.backup_rows(tx, run_id))
     return found[-1] if found else None
-
-
-def _backup_rows(run_id: int) -> Any:
-    return (
-        select(AuditEvent)
-        .where(
-            AuditEvent.run_id == run_id,
-            or_(
-                col(AuditEvent.kind) == AuditKind.PHASE_STARTED,
-                and_(
-                    col(AuditEvent.kind) == AuditKind.STEP_RESULT,
-                    col(AuditEvent.data).contains('"backup"'),
-                ),
-            ),
-        )
-        .order_by(col(AuditEvent.seq))
-    )
 
 
 def backups_in(rows: Any) -> list[dict[str, Any]]:
@@ -206,19 +181,14 @@ def backups_in(rows: Any) -> list[dict[str, Any]]:
 
 def read(db: Database, run_id: int) -> RestorePoint | None:
     """The run's restore point row (set or missing), or None while it is not fixed."""
-    with db.session() as s:
-        ev = s.exec(
-            select(AuditEvent)
-            .where(AuditEvent.run_id == run_id, col(AuditEvent.kind).in_(POINT_KINDS))
-            .order_by(col(AuditEvent.seq))
-            .limit(1)
-        ).first()
+    with Store(db).tx() as tx:
+        ev = restore_points.point_row(tx, run_id)
     return None if ev is None else RestorePoint(ev.kind, json.loads(ev.data))
 
 
 def later_backups(db: Database, run_id: int, point: RestorePoint) -> list[dict[str, Any]]:
     """The verified backups the run took after its restore point's: kept, never used."""
     after = int(point.data.get("backup_row") or 0)
-    with db.session() as s:
-        found = backups_in(s.exec(_backup_rows(run_id)).all())
+    with Store(db).tx() as tx:
+        found = backups_in(restore_points.backup_rows(tx, run_id))
     return [b for b in found if b["backup_row"] > after]

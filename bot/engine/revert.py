@@ -15,16 +15,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
-
-from bot import audit
-from bot.domain import approvals, states
+from bot.domain import approvals
 from bot.domain.actor import Actor
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput
 from bot.engine.core import Decision, EngineCore
 from bot.models import RevertVote, Run, RunStatus
+from bot.store import reverts as revert_rows
+from bot.store import runs as run_rows
+from bot.store.unit import Duplicate, Tx
 from phases.runbook import EnvironmentSpec
 
 
@@ -48,12 +47,11 @@ class Reverts(EngineCore):
             facts = self._revert_facts(env_name, run_id)
         refusal = approvals.may_revert(env_name, env, actor, facts)
         if refusal:
-            self.refuse(actor, "revert", refusal, run_id=facts.run_id, environment=env_name)
-            return Decision("refused", refusal, None, facts.run_id)
+            return self.refused(actor, "revert", refusal, run_id=facts.run_id, environment=env_name)
         assert facts.run_id is not None
         try:
             run_id = self._insert_revert(env_name, env, actor, facts.run_id, masked)
-        except IntegrityError:
+        except Duplicate:
             run_id = None  # another request took the environment's active slot first
         if run_id is None:
             pending = self._pending_revert(env_name)
@@ -79,8 +77,8 @@ class Reverts(EngineCore):
     def approve_revert(self, run_id: int, actor: Actor, *, requested: bool = False) -> Decision:
         """One approver's vote for a pending revert; at quorum its steps begin."""
         start = False
-        with self.db.session() as s:
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+        with self.store.tx() as tx:
+            run = tx.lock_run(run_id)
             if run is None or run.reverts_run_id is None:
                 return Decision("unknown_gate", f"run #{run_id} is not a revert", None, run_id)
             env = self.environment(run.environment)
@@ -92,20 +90,18 @@ class Reverts(EngineCore):
                     None,
                     run_id,
                 )
-            votes = [v.actor for v in s.exec(select(RevertVote).where(RevertVote.run_id == run_id))]
+            votes = revert_rows.votes(tx, run_id)
             refusal = approvals.may_approve_revert(
                 run.environment, env, actor, run.requested_by, votes
             )
             if refusal:
                 if any(actor.is_(v) for v in votes):
                     return Decision("already_voted", refusal, None, run_id)
-                self.refuse(actor, "revert", refusal, run_id=run_id, session=s)
-                return Decision("refused", refusal, None, run_id)
+                return self.refused(actor, "revert", refusal, run_id=run_id, tx=tx)
             now = self.now()
-            s.add(RevertVote(run_id=run_id, actor=actor.id, at=now))
+            tx.add(RevertVote(run_id=run_id, actor=actor.id, at=now))
             votes.append(actor.id)
-            audit.append(
-                s,
+            tx.audit(
                 AuditKind.REVERT_APPROVED,
                 actor=actor.id,
                 run_id=run_id,
@@ -113,11 +109,9 @@ class Reverts(EngineCore):
                 at=now,
             )
             if len(votes) >= env.quorum:
-                states.transition(run, "revert_approved")
+                tx.apply(run, "revert_approved", actor.id, at=now)
                 run.rollback_started_at = None
-                s.add(run)
-                audit.append(
-                    s,
+                tx.audit(
                     AuditKind.REVERT_STARTED,
                     actor=actor.id,
                     run_id=run_id,
@@ -125,8 +119,7 @@ class Reverts(EngineCore):
                     at=now,
                 )
                 prefix = f"revert of run #{run.reverts_run_id}: "
-                audit.append(  # the original's own trail says what undid it
-                    s,
+                tx.audit(  # the original's own trail says what undid it
                     AuditKind.RUN_REVERTED,
                     actor=actor.id,
                     run_id=run.reverts_run_id,
@@ -161,16 +154,12 @@ class Reverts(EngineCore):
         )
 
     def _pending_revert(self, env_name: str) -> int | None:
-        with self.db.session() as s:
-            return s.exec(
-                select(Run.id).where(
-                    Run.active_env == env_name, Run.status == RunStatus.REVERT_PENDING
-                )
-            ).first()
+        with self.store.tx() as tx:
+            return revert_rows.pending(tx, env_name)
 
     def _revert_taken(self, env_name: str, actor: Actor) -> Decision:
-        with self.db.session() as s:
-            active = s.exec(select(Run).where(Run.active_env == env_name)).first()
+        with self.store.tx() as tx:
+            active = run_rows.active(tx, env_name)
         if active is not None and active.reverts_run_id is not None:
             return Decision(
                 "already_decided",
@@ -184,20 +173,16 @@ class Reverts(EngineCore):
             if active is not None
             else f"another run of {env_name} was starting at the same time; try again"
         )
-        self.refuse(actor, "revert", message, environment=env_name)
-        return Decision("refused", message, None, active.id if active else None)
+        run_id = active.id if active else None
+        return self.refused(actor, "revert", message, run_id=run_id, environment=env_name)
 
     def revert_refusal(self, run_id: int) -> str | None:
         """Why run `run_id` cannot be reverted now, whoever asks (None: it can, or a revert of
         it waits for votes). The completion message's Revert… button is drawn only while this
         is None, and a click re-checks it when it arrives."""
-        with self.db.session() as s:
-            run = s.get(Run, run_id)
-            pending = s.exec(
-                select(Run.id).where(
-                    Run.reverts_run_id == run_id, Run.status == RunStatus.REVERT_PENDING
-                )
-            ).first()
+        with self.store.tx() as tx:
+            run = run_rows.get(tx, run_id)
+            pending = revert_rows.pending_of(tx, run_id)
         if run is None or run.dry_run or run.reverts_run_id is not None:
             return f"run #{run_id} is not a completed cutover a revert could undo"
         if pending is not None:
@@ -211,26 +196,9 @@ class Reverts(EngineCore):
 
     def _revert_facts(self, env_name: str, run_id: int | None = None) -> approvals.RevertFacts:
         """The environment's last real run (or run `run_id`) and whatever started after it."""
-        with self.db.session() as s:
-            last = s.exec(
-                select(Run)
-                .where(
-                    Run.environment == env_name,
-                    col(Run.dry_run).is_(False),
-                    col(Run.reverts_run_id).is_(None),
-                    *([Run.id == run_id] if run_id is not None else []),
-                )
-                .order_by(col(Run.id).desc())
-            ).first()
-            later = (
-                s.exec(
-                    select(Run)
-                    .where(Run.environment == env_name, col(Run.id) > last.id)
-                    .order_by(col(Run.id))
-                ).first()
-                if last is not None
-                else None
-            )
+        with self.store.tx() as tx:
+            last = revert_rows.last_real(tx, env_name, run_id)
+            later = revert_rows.first_after(tx, env_name, last.id) if last is not None else None
         return approvals.RevertFacts(
             run_id=last.id if last else None,
             status=str(last.status) if last else None,
@@ -245,10 +213,10 @@ class Reverts(EngineCore):
     def _insert_revert(
         self, env_name: str, env: EnvironmentSpec, actor: Actor, original_id: int, reason: str
     ) -> int | None:
-        with self.db.session() as s:
-            if s.exec(select(Run.id).where(Run.active_env == env_name)).first() is not None:
+        with self.store.tx() as tx:
+            if run_rows.active_id(tx, env_name) is not None:
                 return None
-            original = s.get(Run, original_id)
+            original = run_rows.get(tx, original_id)
             assert original is not None
             run = Run(
                 environment=env_name,
@@ -264,19 +232,18 @@ class Reverts(EngineCore):
                 rollback_reason=f"revert of run #{original_id}: {reason}",
                 started_at=self.now(),
             )
-            s.add(run)
-            s.flush()
+            tx.add(run)
+            tx.flush()
             assert run.id is not None
-            self._audit_request(s, run, actor, original, reason, env)
+            self._audit_request(tx, run, actor, original, reason, env)
             return run.id
 
     def _audit_request(
-        self, s: Session, run: Run, actor: Actor, original: Run, reason: str, env: EnvironmentSpec
+        self, tx: Tx, run: Run, actor: Actor, original: Run, reason: str, env: EnvironmentSpec
     ) -> None:
         now = self.now()
         ended: datetime | None = original.ended_at
-        audit.append(
-            s,
+        tx.audit(
             AuditKind.RUN_STARTED,
             actor=actor.id,
             run_id=run.id,
@@ -289,8 +256,7 @@ class Reverts(EngineCore):
             },
             at=now,
         )
-        audit.append(
-            s,
+        tx.audit(
             AuditKind.REVERT_REQUESTED,
             actor=actor.id,
             run_id=run.id,

@@ -11,13 +11,8 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import delete, update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-
-from bot import audit, metrics
-from bot.db import DatabaseUnavailable
-from bot.domain import approvals, states
+from bot import metrics
+from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import Conflict, Refused
 from bot.engine import restore_point
@@ -25,14 +20,11 @@ from bot.engine.core import EngineError, LeaseLost
 from bot.engine.locks import Locks
 from bot.engine.manual_done import tick_done_by_actions, tick_unless_asked
 from bot.engine.monitoring import start_monitoring
-from bot.models import (
-    Gate,
-    OverrideVote,
-    PhaseRun,
-    PhaseStatus,
-    Run,
-    RunStatus,
-)
+from bot.models import Gate, PhaseRun, PhaseStatus, Run, RunStatus
+from bot.store import gates as gate_rows
+from bot.store import leases, override_votes
+from bot.store import runs as run_rows
+from bot.store.unit import DatabaseUnavailable, Duplicate
 from bot.surface import SYSTEM, Actor
 from phases.checks.base import StopRequest
 from phases.runbook import EnvironmentSpec, PhaseSpec
@@ -64,8 +56,7 @@ class Runs(Locks):
             env, actor, group_members
         )
         if refusal:
-            self.refuse(actor, "start", refusal, environment=env_name)
-            raise Refused(refusal)
+            raise Refused(self.refuse(actor, "start", refusal, environment=env_name))
         blocked = self.start_blocker(env_name, actor, dry_run)  # a lock: audited there
         if blocked:
             raise Refused(blocked)
@@ -78,8 +69,9 @@ class Runs(Locks):
                 f"break-glass: {need} override approvers each type /cutover start {env_name} "
                 "--emergency --reason WHY"
             )
-            self.refuse(actor, "start", said, environment=env_name, freeze=frozen.freeze.id)
-            raise Refused(said)
+            raise Refused(
+                self.refuse(actor, "start", said, environment=env_name, freeze=frozen.freeze.id)
+            )
         if frozen is not None and emergency is not None:
             subject, approvers, said_by = self.emergency_vote(env_name, actor, emergency, frozen)
             spend = (subject, approvers, said_by, frozen)
@@ -90,8 +82,7 @@ class Runs(Locks):
                 f"{env_name!r}); start without ref=, or add `ref: main` to its vars and use "
                 "{ref} in its git steps. No run was started."
             )
-            self.refuse(actor, "start", said, environment=env_name)
-            raise Refused(said)
+            raise Refused(self.refuse(actor, "start", said, environment=env_name))
         if env.env_file:
             path = Path(str(values["env_file"]))
             if not path.is_file():
@@ -105,7 +96,7 @@ class Runs(Locks):
                 raise EngineError(f"{exc}. No run was started.") from None
         try:
             run = self._insert_run(env_name, env, actor, channel, dry_run, spend, ref, values)
-        except IntegrityError:
+        except Duplicate:
             run = None  # another start won the race for the environment's one active slot
         if run is None or run.id is None:
             raise self._already_active(env_name)
@@ -128,8 +119,8 @@ class Runs(Locks):
         return run
 
     def _already_active(self, env_name: str) -> Conflict:
-        with self.db.session() as s:
-            active = s.exec(select(Run).where(Run.active_env == env_name)).first()
+        with self.store.tx() as tx:
+            active = run_rows.active(tx, env_name)
         if active is None:
             return Conflict(f"another run of {env_name} was starting at the same time; try again")
         return Conflict(
@@ -148,15 +139,12 @@ class Runs(Locks):
         ref: str | None = None,
         values: dict[str, Any] | None = None,
     ) -> Run | None:
-        with self.db.session() as s:
-            if s.exec(select(Run.id).where(Run.active_env == env_name)).first() is not None:
+        with self.store.tx() as tx:
+            if run_rows.active_id(tx, env_name) is not None:
                 return None
-            if spend is not None:  # the votes are spent by the one transaction that starts
-                gone = s.execute(  # type: ignore[attr-defined]
-                    delete(OverrideVote).where(col(OverrideVote.subject) == spend[0])
-                ).rowcount
-                if gone < len(spend[1]):
-                    return None  # another start spent them first
+            # The votes are spent by the one transaction that starts.
+            if spend is not None and override_votes.spend(tx, spend[0]) < len(spend[1]):
+                return None  # another start spent them first
             run = Run(
                 environment=env_name,
                 active_env=env_name,
@@ -167,11 +155,10 @@ class Runs(Locks):
                 channel=channel or env.channel,
                 started_at=self.now(),
             )
-            s.add(run)
-            s.flush()
+            tx.add(run)
+            tx.flush()
             assert run.id is not None
-            audit.append(
-                s,
+            tx.audit(
                 AuditKind.RUN_STARTED,
                 actor=actor.id,
                 run_id=run.id,
@@ -186,8 +173,7 @@ class Runs(Locks):
             )
             if spend is not None:
                 _, approvers, said_by, frozen = spend
-                audit.append(
-                    s,
+                tx.audit(
                     AuditKind.FREEZE_OVERRIDDEN,
                     actor=actor.id,
                     run_id=run.id,
@@ -320,16 +306,8 @@ class Runs(Locks):
 
     def release(self, run_id: int) -> None:
         """This process no longer executes the run (monitoring rounds are the scheduler's)."""
-        with self.db.session() as s:
-            s.execute(
-                update(Run)
-                .where(
-                    col(Run.id) == run_id,
-                    col(Run.owner) == self.me,
-                    col(Run.lease_epoch) == self._epochs.get(run_id, -1),
-                )
-                .values(owner=None, lease_until=None)
-            )
+        with self.store.tx() as tx:
+            leases.release(tx, run_id, self.me, self._epochs.get(run_id, -1))
         with self._threads_lock:
             self._epochs.pop(run_id, None)
 
@@ -340,8 +318,8 @@ class Runs(Locks):
         database dropped the connection after the COMMIT landed, the retry finds the phase
         it claimed (executor = token) and carries on instead of leaving it stuck."""
         token = token or uuid.uuid4().hex
-        with self.db.session() as s:
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+        with self.store.tx() as tx:
+            run = tx.lock_run(run_id)
             if run is None or run.status != RunStatus.RUNNING:
                 return None
             if run.runbook_digest != self.digest:
@@ -350,14 +328,10 @@ class Runs(Locks):
             if run.owner is not None and run.owner != self.me:
                 return None  # another process executes it, or the reaper will take it over
             if run.phase_index >= len(self.runbook.phases):
-                self._complete(s, run)
+                self._complete(tx, run)
                 self._completed_by.add(token)  # advance: run_ended once this committed
                 return None
-            latest = s.exec(
-                select(PhaseRun)
-                .where(PhaseRun.run_id == run_id, PhaseRun.phase_index == run.phase_index)
-                .order_by(col(PhaseRun.attempt).desc())
-            ).first()
+            latest = run_rows.latest_attempt(tx, run_id, run.phase_index)
             if (
                 latest is not None
                 and latest.status == PhaseStatus.RUNNING
@@ -382,24 +356,23 @@ class Runs(Locks):
                 started_at=self.now(),
                 executor=token,
             )
-            s.add(pr)
-            self._take_lease(s, run)
-            s.flush()
-            audit.append(
-                s,
+            tx.add(pr)
+            self._take_lease(tx, run)
+            tx.flush()
+            tx.audit(
                 AuditKind.PHASE_STARTED,
                 actor=SYSTEM.id,
                 run_id=run_id,
                 data={"phase": phase.id, "index": run.phase_index, "attempt": attempt},
                 at=self.now(),
             )
-            restore_point.fix_at_phase_start(s, self.runbook, run_id, pr, self.now())
+            restore_point.fix_at_phase_start(tx, self.runbook, run_id, pr, self.now())
             return run, pr, phase
 
     def _standing(self, run_id: int) -> Literal["mine", "rolling_back", "lost"]:
         """Whether the executing phase may go on: still ours, aborted, or taken over."""
-        with self.db.session() as s:
-            run = s.get(Run, run_id)
+        with self.store.tx() as tx:
+            run = run_rows.get(tx, run_id)
             if run is None:
                 return "lost"
             if run.status == RunStatus.ROLLING_BACK:
@@ -434,14 +407,9 @@ class Runs(Locks):
         gate_id: int | None = None
         rollback_now = False
         released = False
-        with self.db.session() as s:
+        with self.store.tx() as tx:
             # The run row locked, the phase run read with it (one round trip).
-            run, pr = s.exec(
-                select(Run, PhaseRun)
-                .join(PhaseRun, col(PhaseRun.run_id) == col(Run.id))
-                .where(Run.id == run_id, PhaseRun.id == phase_run_id)
-                .with_for_update(of=Run)
-            ).one()
+            run, pr = run_rows.lock_with_phase(tx, run_id, phase_run_id)
             if pr.status not in (
                 PhaseStatus.RUNNING,
                 PhaseStatus.INTERRUPTED,
@@ -462,24 +430,20 @@ class Runs(Locks):
                     self._epochs.get(run_id),
                 )
                 return None
-            if (
-                pr.status == PhaseStatus.INTERRUPTED
-                and s.exec(select(Gate.id).where(Gate.phase_run_id == phase_run_id)).first()
-            ):
+            if pr.status == PhaseStatus.INTERRUPTED and gate_rows.opened_for(tx, phase_run_id):
                 return None  # opened already (by the replica that took the phase over)
             for outcome in checks:
-                self.add_step(s, run_id, phase_run_id, outcome)
+                self.add_step(tx, run_id, phase_run_id, outcome)
             if run.status == RunStatus.ROLLING_BACK:  # aborted while the phase ran
-                states.transition(pr, "failed")
-                pr.ended_at = self.now()
-                s.add(pr)
+                tx.apply(pr, "failed", SYSTEM.id)
                 rollback_now = True
             else:
                 if pr.status == PhaseStatus.RUNNING:
-                    states.transition(pr, "checked")
+                    tx.apply(pr, "checked", SYSTEM.id)
                 elif pr.status == PhaseStatus.MONITORING:
-                    states.transition(pr, "monitoring_done")
-                pr.ended_at = self.now()
+                    tx.apply(pr, "monitoring_done", SYSTEM.id)
+                else:  # interrupted: it ends with its gate
+                    pr.ended_at = self.now()
                 env = self.environment(run.environment)
                 gate = Gate(
                     run_id=run_id,
@@ -491,15 +455,12 @@ class Runs(Locks):
                     quorum=env.quorum,
                     opened_at=self.now(),
                 )
-                s.add(gate)
-                states.transition(run, "gate_opened")
-                run.owner, run.lease_until = None, None
+                tx.add(gate)
+                tx.apply(run, "gate_opened", SYSTEM.id)  # releases the run's lease
                 released = True  # its epoch is forgotten once this commits, not before
-                s.add(run)
-                s.add(pr)
-                s.flush()
-                audit.append(
-                    s,
+                tx.add(pr)
+                tx.flush()
+                tx.audit(
                     AuditKind.GATE_OPENED,
                     actor=SYSTEM.id,
                     run_id=run_id,
@@ -513,8 +474,9 @@ class Runs(Locks):
                     at=self.now(),
                 )
                 assert gate.id is not None
-                tick_done_by_actions(s, run_id, phase_run_id, gate.id, phase, self.now())
-                tick_unless_asked(s, run_id, phase_run_id, gate.id, phase, self.now())
+                # manual_done.py (not converted to the store yet) takes the session itself.
+                tick_done_by_actions(tx.session, run_id, phase_run_id, gate.id, phase, self.now())
+                tick_unless_asked(tx.session, run_id, phase_run_id, gate.id, phase, self.now())
                 gate_id = gate.id
         if released:  # a retried attempt whose commit did not land still holds the epoch
             with self._threads_lock:
@@ -538,17 +500,14 @@ class Runs(Locks):
         """The run was aborted while this phase executed: its running step has ended now (on
         its own, or stopped); says which, in the trail and the channel, then hands over."""
         stopped = handover(phase, stop, outcomes)
-        with self.db.session() as s:
-            if not self.holds(s, run_id):
+        with self.store.tx() as tx:
+            if not self.holds(tx, run_id):
                 log.warning("run #%s: lease lost; the rollback is another process's", run_id)
                 return
-            pr = s.get(PhaseRun, phase_run_id)
+            pr = tx.get(PhaseRun, phase_run_id)
             if pr is not None and pr.status == PhaseStatus.RUNNING:
-                states.transition(pr, "failed")
-                pr.ended_at = self.now()
-                s.add(pr)
-                audit.append(
-                    s,
+                tx.apply(pr, "failed", SYSTEM.id)
+                tx.audit(
                     AuditKind.PHASE_STOPPED,
                     actor=SYSTEM.id,
                     run_id=run_id,

@@ -24,8 +24,7 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from bot import audit
 from bot.domain.actor import Actor
@@ -33,6 +32,8 @@ from bot.domain.audit_kinds import AuditKind
 from bot.domain.tick_marks import Mark
 from bot.engine.core import EngineCore, LeaseLost
 from bot.models import AuditEvent, Gate, GateStatus, ManualTick, Run, RunStatus, StepRun
+from bot.store import leases
+from bot.store.unit import Tx, session_of
 from bot.surface import SYSTEM
 from bot.views import interrupted, read_tick_marks
 from phases import tick_values
@@ -133,10 +134,11 @@ class TickChecks(EngineCore):
     calls `claim_tick_checks` in its transaction and `after_tick` once it committed)."""
 
     def claim_tick_checks(
-        self, s: Session, run_id: int, gate: Gate, item_id: str, actor: Actor
+        self, tx: Tx, run_id: int, gate: Gate, item_id: str, actor: Actor
     ) -> int | None:
         """In the tick's transaction (the run row locked): the lease epoch this process took
         to run the gate's tick checks, or None (nothing to run, or the holder runs it)."""
+        s = session_of(tx)
         todo = pending(s, self.runbook.phase(gate.phase_id), gate).get(item_id)
         if not todo:
             return None
@@ -157,7 +159,7 @@ class TickChecks(EngineCore):
         run = s.get(Run, run_id)
         if run is None or run.owner is not None:
             return None  # the holder's loop finds this tick; a dead holder's: tick_resume.py
-        self._take_lease(s, run)
+        self._take_lease(tx, run)
         return run.lease_epoch
 
     def after_tick(self, run_id: int, gate_id: int, epoch: int | None) -> None:
@@ -168,7 +170,7 @@ class TickChecks(EngineCore):
 
     def _mark(
         self,
-        s: Session,
+        s: Tx | Session,
         kind: AuditKind,
         gate: Gate,
         item_id: str,
@@ -176,8 +178,7 @@ class TickChecks(EngineCore):
         actor: str = SYSTEM.id,
         **data: Any,
     ) -> None:
-        audit.append(
-            s,
+        Tx.of(s, self.now).audit(
             kind,
             actor=actor,
             run_id=gate.run_id,
@@ -186,18 +187,15 @@ class TickChecks(EngineCore):
             at=self.now(),
         )
 
-    def _fenced(self, s: Session, run_id: int, epoch: int, what: str) -> Run:
+    def _fenced(self, tx: Tx, run_id: int, epoch: int, what: str) -> Run:
         """The run row, locked, if epoch `epoch` of this process still holds it; else
         LeaseLost (another process took the run over, or a phase or rollback took it)."""
-        held = s.execute(
-            update(Run)
-            .where(col(Run.id) == run_id, col(Run.owner) == self.me, col(Run.lease_epoch) == epoch)
-            .values(lease_epoch=epoch)
-        )
-        if not getattr(held, "rowcount", 0):
+        if not leases.holds(tx, run_id, self.me, epoch):
             log.warning("run #%s: %s refused: lease epoch %s no longer held", run_id, what, epoch)
             raise LeaseLost(f"run #{run_id}: {what} refused: the lease was lost")
-        return s.exec(select(Run).where(Run.id == run_id)).one()
+        run = tx.get(Run, run_id)
+        assert run is not None
+        return run
 
     def _let_go(self, run_id: int, epoch: int) -> None:
         with self._threads_lock:
@@ -223,16 +221,8 @@ class TickChecks(EngineCore):
         except LeaseLost:
             self._let_go(run_id, epoch)  # another process holds the run now: it decides
         except Exception:  # never a run held by a live process that checks nothing
-            with self.db.session() as s:
-                s.execute(
-                    update(Run)
-                    .where(
-                        col(Run.id) == run_id,
-                        col(Run.owner) == self.me,
-                        col(Run.lease_epoch) == epoch,
-                    )
-                    .values(owner=None, lease_until=None)
-                )
+            with self.store.tx() as tx:
+                leases.release(tx, run_id, self.me, epoch)
             self._let_go(run_id, epoch)
             raise
 
@@ -240,8 +230,9 @@ class TickChecks(EngineCore):
         """(the tick whose checks this holder begins now, False), or (None, whether a phase
         must start) with the run let go, all in one locked transaction: a tick committed
         before it is found here, one after it finds the run free and takes it."""
-        with self.db.session() as s:
-            run = self._fenced(s, run_id, epoch, "checking a tick")
+        with self.store.tx() as tx:
+            s = session_of(tx)
+            run = self._fenced(tx, run_id, epoch, "checking a tick")
             gate = s.get(Gate, gate_id)
             if gate is not None and gate.status == GateStatus.OPEN:
                 todo = pending(s, self.runbook.phase(gate.phase_id), gate)
@@ -250,7 +241,7 @@ class TickChecks(EngineCore):
                     mark = marks.get(item)
                     if mark is None or mark.kind == AuditKind.TICK_CHECKS_RESUMED:
                         self._mark(
-                            s,
+                            tx,
                             AuditKind.TICK_CHECKS_STARTED,
                             gate,
                             item,
@@ -264,7 +255,8 @@ class TickChecks(EngineCore):
             return None, run.status == RunStatus.RUNNING
 
     def _check_tick(self, run_id: int, gate_id: int, item_id: str, epoch: int) -> None:
-        with self.db.session() as s:
+        with self.store.tx() as tx:
+            s = session_of(tx)
             gate = s.get(Gate, gate_id)
             run = s.get(Run, gate.run_id) if gate is not None else None
             tick = s.exec(
@@ -285,10 +277,11 @@ class TickChecks(EngineCore):
         failed = [o.step.id for o in outcomes if o.result.status.blocks_gate]
 
         def record() -> None:
-            with self.db.session() as s:
+            with self.store.tx() as tx:
+                s = session_of(tx)
                 # The lock order of every decision at a gate: the run, then its gate; the
                 # results only while this holder's epoch still holds the run.
-                self._fenced(s, run_id, epoch, f"the checks of the {item_id} tick")
+                self._fenced(tx, run_id, epoch, f"the checks of the {item_id} tick")
                 locked = s.exec(select(Gate).where(Gate.id == gate_id).with_for_update()).one()
                 for outcome in outcomes:
                     self.add_step(s, run_id, phase_run_id, outcome)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from sqlmodel import select
-
-from bot.db import db_now
 from bot.domain.audit_kinds import AuditKind
 from bot.engine.tick_checks import TickChecks, pending
-from bot.models import Gate, GateStatus, Run, RunStatus
+from bot.models import Gate, RunStatus
+from bot.store import gates as gate_rows
+from bot.store.unit import session_of
 from bot.views import interrupted, read_tick_marks
 
 log = logging.getLogger(__name__)
@@ -28,17 +27,16 @@ class TickResume(TickChecks):
         said: list[str] = []
         stopped: list[str] = []
         epoch: int | None = None
-        with self.db.session() as s:
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+        with self.store.tx() as tx:
+            s = session_of(tx)
+            run = tx.lock_run(run_id)
             if (
                 run is None
                 or run.status != RunStatus.WAITING
-                or not self._dead(run.owner, run.lease_until, db_now(s))
+                or not self._dead(run.owner, run.lease_until, tx.db_now())
             ):
                 return ""
-            gate = s.exec(
-                select(Gate).where(Gate.run_id == run_id, Gate.status == GateStatus.OPEN)
-            ).first()
+            gate = gate_rows.lock_open(tx, run_id)
             if gate is None or gate.id is None:
                 return ""
             gate_id, phase = gate.id, self.runbook.phase(gate.phase_id)
@@ -56,7 +54,7 @@ class TickResume(TickChecks):
                         if step.on_restart == "rerun"
                         else AuditKind.TICK_CHECKS_INTERRUPTED
                     )
-                    self._mark(s, kind, gate, item, checks, cause=cause, owner=owner)
+                    self._mark(tx, kind, gate, item, checks, cause=cause, owner=owner)
                     if kind == AuditKind.TICK_CHECKS_RESUMED:
                         said.append(f"{', '.join(checks)} re-run after {_after(cause, owner)}")
                     else:
@@ -64,7 +62,7 @@ class TickResume(TickChecks):
                         said.append(f"{', '.join(checks)} interrupted (tick {item} again or Retry)")
                 ready = ready or mark is None or not mark.interrupted
             if ready:
-                self._take_lease(s, run)
+                self._take_lease(tx, run)
                 epoch = run.lease_epoch
         if stopped:
             self._tell_interrupted(run_id, gate_id, stopped)
@@ -78,7 +76,8 @@ class TickResume(TickChecks):
 
     def _tell_interrupted(self, run_id: int, gate_id: int, items: list[str]) -> None:
         """A notice per interrupted tick, worded from its audit row as the checkpoint is."""
-        with self.db.session() as s:
+        with self.store.tx() as tx:
+            s = session_of(tx)
             gate = s.get(Gate, gate_id)
             marks = read_tick_marks(s, run_id, gate_id)
         if gate is None:

@@ -1,1 +1,7 @@
-"""Persistence helpers that more than one layer needs, each over `bot.db.Database`."""
+"""The store: the only place that opens a database session (issue 19, "one door").
+
+`bot.store.unit` holds `Store` (whose `tx()` opens a transaction) and `Tx` (locks in one
+order, `apply` for every state move, `audit`, `refuse`); the other modules are named for
+what they hold (runs, gates, leases, steps, reverts, env_locks, override_votes, replicas,
+restore_points, …) and their queries take a Tx. Some older ones still take `bot.db.Database`
+and open their own transaction per call."""

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from bot.db import Database
 from bot.models import PhaseRun, Run, StepOutput, StepRun
+from bot.store.unit import Tx, session_of
 from phases.checks.base import OUTPUT, KeptOutput, StepResult
 
 QUOTE_LINES = 5  # of a failing step, quoted on its checkpoint
@@ -33,7 +34,7 @@ def last_lines(text: str, n: int = QUOTE_LINES, width: int = QUOTE_LINE_CHARS) -
 
 
 def keep(
-    s: Session, step: StepRun, result: StepResult, mask: Callable[[str], str]
+    tx: Tx | Session, step: StepRun, result: StepResult, mask: Callable[[str], str]
 ) -> dict[str, int | str] | None:
     """Adds the output of `result` (if it kept any) for `step`, added to `s` already and not
     yet flushed: flushes it for its id. The caller's transaction commits both. Returns what
@@ -42,6 +43,7 @@ def keep(
     kept = result.details.get(OUTPUT)
     if not isinstance(kept, KeptOutput) or not kept.text:
         return None
+    s = session_of(tx)
     text = mask(kept.text).replace("\x00", "\ufffd")  # PostgreSQL text holds no NUL
     s.flush()
     assert step.id is not None

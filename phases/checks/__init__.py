@@ -6,7 +6,10 @@ from phases.checks.base import REGISTRY, Status, StepContext, StepKind, StepResu
 from phases.checks import (  # noqa: E402,F401  isort: skip
     backup,
     pg_backup,
+    pg_restore,
+    pg_rows,
     command,
+    compose_up,
     deployed,
     disk,
     dns_check,
@@ -17,6 +20,7 @@ from phases.checks import (  # noqa: E402,F401  isort: skip
     tick_log_line,
     postgres_check,
     prometheus_check,
+    published_ports,
     secrets_check,
     statuspage,
     tls_check,

@@ -1,0 +1,7 @@
+"""`python -m bot.cli`: the `cutover` command."""
+
+import sys
+
+from bot.cli.entry import main
+
+sys.exit(main())

@@ -1,0 +1,88 @@
+"""A run's lease: which process executes it, until when (on the database's clock), and the
+epoch (fencing token) each take-over increments. Conditional UPDATEs only: of two processes
+taking or renewing at once, exactly one row count says yes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col, select
+
+from bot.models import Run, RunStatus
+from bot.store.unit import Tx
+
+
+def take(tx: Tx, run: Run, owner: str, lease: timedelta) -> int | None:
+    """Takes the run's lease for `owner` with the next epoch (WHERE lease_epoch = the one
+    read); returns that epoch, or None if another process took it first."""
+    read = run.lease_epoch or 0
+    until = tx.db_now() + lease
+    res = tx.session.execute(
+        update(Run)
+        .where(col(Run.id) == run.id, col(Run.lease_epoch) == read)
+        .values(owner=owner, lease_until=until, lease_epoch=read + 1)
+    )
+    if not getattr(res, "rowcount", 0):
+        return None
+    # What the UPDATE wrote, known without reading the row back (one round trip less in
+    # the claim, which must fit between two drops of a flapping connection).
+    for name, value in (("owner", owner), ("lease_until", until), ("lease_epoch", read + 1)):
+        set_committed_value(run, name, value)
+    return read + 1
+
+
+def holds(tx: Tx, run_id: int, owner: str, epoch: int) -> bool:
+    """Fencing: True if `owner` still holds the run's lease with `epoch`; the row is locked
+    for the rest of the transaction, so no take-over slips in before the caller's write."""
+    res = tx.session.execute(
+        update(Run)
+        .where(col(Run.id) == run_id, col(Run.owner) == owner, col(Run.lease_epoch) == epoch)
+        .values(lease_epoch=epoch)
+    )
+    return bool(getattr(res, "rowcount", 0))
+
+
+def renew(
+    tx: Tx, held: dict[int, int], owner: str, lease: timedelta
+) -> tuple[list[int], list[int]]:
+    """Extends every lease `owner` holds (run id → epoch) on the database's clock; returns
+    the runs renewed and, of those, the ones rolling back (aborted meanwhile)."""
+    until = tx.db_now() + lease
+    renewed: list[int] = []
+    for run_id, epoch in held.items():
+        res = tx.session.execute(
+            update(Run)
+            .where(
+                col(Run.id) == run_id,
+                col(Run.owner) == owner,
+                col(Run.lease_epoch) == epoch,
+                col(Run.active_env).is_not(None),
+            )
+            .values(lease_until=until)
+        )
+        if getattr(res, "rowcount", 0):
+            renewed.append(run_id)
+    rows = tx.session.exec(select(Run.id, Run.status).where(col(Run.id).in_(renewed)))
+    aborted = [rid for rid, status in rows if rid and status == RunStatus.ROLLING_BACK]
+    return renewed, aborted
+
+
+def release(tx: Tx, run_id: int, owner: str, epoch: int) -> None:
+    """No process executes the run now (if `owner` still held it with `epoch`)."""
+    tx.session.execute(
+        update(Run)
+        .where(col(Run.id) == run_id, col(Run.owner) == owner, col(Run.lease_epoch) == epoch)
+        .values(owner=None, lease_until=None)
+    )
+
+
+def leased(tx: Tx) -> list[tuple[int, str, datetime | None]]:
+    """(run id, owner, lease until) of every active run some process executes."""
+    rows = tx.session.exec(
+        select(Run.id, Run.owner, Run.lease_until).where(
+            col(Run.active_env).is_not(None), col(Run.owner).is_not(None)
+        )
+    )
+    return [(rid, owner, until) for rid, owner, until in rows if rid is not None and owner]

@@ -1,0 +1,87 @@
+"""Run rows and their phase runs, as the engine reads and locks them."""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from bot.models import Gate, PhaseRun, PhaseStatus, Run, Schedule
+from bot.store.unit import Tx
+
+
+def get(tx: Tx, run_id: int) -> Run | None:
+    return tx.get(Run, run_id)
+
+
+def active(tx: Tx, env_name: str) -> Run | None:
+    """The environment's active run, if any (not locked)."""
+    return tx.session.exec(select(Run).where(Run.active_env == env_name)).first()
+
+
+def active_id(tx: Tx, env_name: str) -> int | None:
+    return tx.session.exec(select(Run.id).where(Run.active_env == env_name)).first()
+
+
+def lock_active(tx: Tx, env_name: str) -> Run | None:
+    """The environment's active run, locked."""
+    return tx.session.exec(select(Run).where(Run.active_env == env_name).with_for_update()).first()
+
+
+def all_active(tx: Tx) -> list[Run]:
+    return list(tx.session.exec(select(Run).where(col(Run.active_env).is_not(None))))
+
+
+def stakeholders(tx: Tx, run_id: int) -> tuple[str, str | None] | None:
+    """(environment, its schedule's stakeholders channel) of a run; None: no such run."""
+    row = tx.session.exec(
+        select(Run.environment, Schedule.stakeholders)
+        .outerjoin(Schedule, col(Schedule.run_id) == col(Run.id))
+        .where(Run.id == run_id)
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def gate_of(tx: Tx, gate_id: int) -> tuple[int, str] | None:
+    """(run id, environment) of a gate, read without a lock."""
+    row = tx.session.exec(
+        select(Gate.run_id, Run.environment)
+        .join(Run, col(Run.id) == col(Gate.run_id))
+        .where(Gate.id == gate_id)
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def phase_executing(tx: Tx, run_id: int) -> bool:
+    """True while a phase of the run executes (running, or between monitoring rounds)."""
+    found = tx.session.exec(
+        select(PhaseRun.id).where(
+            PhaseRun.run_id == run_id,
+            col(PhaseRun.status).in_([PhaseStatus.RUNNING, PhaseStatus.MONITORING]),
+        )
+    ).first()
+    return found is not None
+
+
+def running_phase(tx: Tx, run_id: int) -> PhaseRun | None:
+    return tx.session.exec(
+        select(PhaseRun).where(PhaseRun.run_id == run_id, PhaseRun.status == PhaseStatus.RUNNING)
+    ).first()
+
+
+def latest_attempt(tx: Tx, run_id: int, phase_index: int) -> PhaseRun | None:
+    """The newest attempt of the run's phase at `phase_index`."""
+    return tx.session.exec(
+        select(PhaseRun)
+        .where(PhaseRun.run_id == run_id, PhaseRun.phase_index == phase_index)
+        .order_by(col(PhaseRun.attempt).desc())
+    ).first()
+
+
+def lock_with_phase(tx: Tx, run_id: int, phase_run_id: int) -> tuple[Run, PhaseRun]:
+    """The run row locked, its phase run read with it (one round trip)."""
+    run, pr = tx.session.exec(
+        select(Run, PhaseRun)
+        .join(PhaseRun, col(PhaseRun.run_id) == col(Run.id))
+        .where(Run.id == run_id, PhaseRun.id == phase_run_id)
+        .with_for_update(of=Run)
+    ).one()
+    return run, pr
