@@ -661,7 +661,8 @@ def outbox_burst(n: int) -> tuple[float, int, int, float]:
     saw in any one-second window, 429s answered, seconds for the burst)."""
     import types
 
-    from bot.slack.surface import SlackSurface, make_client
+    from bot.slack.surface import SlackSurface
+    from bot.slack.transport import make_client
     from phases.secrets import Masker
 
     standin = SlackStandIn(TOKEN).start()  # rate tiers on: chat.postMessage 1/s/channel

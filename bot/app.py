@@ -41,7 +41,8 @@ from bot.slack.server import (
     settle_memory,
 )
 from bot.slack.socket_health import SocketHealth
-from bot.slack.surface import SlackSurface, make_client
+from bot.slack.surface import SlackSurface
+from bot.slack.transport import make_client
 from bot.views import run_counts
 from phases.checks.base import Clock, StepContext, StepUser
 from phases.runbook import EnvironmentSpec, Runbook, load_runbook

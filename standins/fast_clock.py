@@ -8,6 +8,10 @@ and the test does not spend that time. Time never runs slower than the wall's: r
 passing still counts, so timeouts measured on it hold.
 
 Tests of pacing itself in wall time give the stand-in the system clock instead.
+
+A wait for something real to happen (a container turning healthy while a log line is
+awaited on the same clock) still needs some real time: `FastClock(real=0.25)` spends a
+quarter of each wait really waiting and skips the rest.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ import time
 
 
 class FastClock:
-    """`phases.checks.base.Clock`: wall time plus every sleep so far (sleeps take no time)."""
+    """`phases.checks.base.Clock`: wall time plus every sleep so far (sleeps take no time, or
+    only their `real` share of it)."""
 
-    def __init__(self) -> None:
-        self._ahead = 0.0  # seconds slept on this clock
+    def __init__(self, real: float = 0.0) -> None:
+        if not 0.0 <= real <= 1.0:
+            raise ValueError("real is the share of each wait spent waiting: 0 to 1")
+        self._real = real
+        self._ahead = 0.0  # seconds of waiting skipped on this clock
         self._lock = threading.Lock()
 
     def now(self) -> float:
@@ -32,8 +40,8 @@ class FastClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             with self._lock:
-                self._ahead += seconds
-        time.sleep(0)  # a wait still lets the other threads run
+                self._ahead += seconds * (1.0 - self._real)
+        time.sleep(max(0.0, seconds) * self._real)  # 0: a wait still lets other threads run
 
     @property
     def skipped(self) -> float:

@@ -3,6 +3,7 @@ with a pre-cutover checklist and a monitoring phase, and engines on a controllab
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -14,9 +15,13 @@ import yaml
 
 from bot.db import Database
 from bot.engine import Engine
+from bot.engine.core import ContextFactory, default_context
 from bot.scheduler import Scheduler
 from bot.surface import Actor
-from phases.runbook import Runbook, load_runbook
+from phases.checks.base import StepContext
+from phases.runbook import EnvironmentSpec, Runbook, load_runbook
+from phases.secrets import Masker
+from standins.fast_clock import FastClock
 from tests.servers import ManualClock
 
 ALICE, BOB = Actor("T1:U1", "alice"), Actor("T1:U2", "bob")
@@ -173,10 +178,24 @@ def schedule_runbook(
 
 
 def make_engine(
-    db: Database, runbook: Runbook, clock: ManualClock, surface: RecordingSurface | None = None
+    db: Database,
+    runbook: Runbook,
+    clock: ManualClock,
+    surface: RecordingSurface | None = None,
+    context_factory: ContextFactory = default_context,
 ) -> tuple[Engine, RecordingSurface]:
     surface = surface or RecordingSurface()
-    return Engine(db, runbook, surface=surface, clock=clock, background=False), surface
+    engine = Engine(
+        db, runbook, surface=surface, clock=clock, background=False, context_factory=context_factory
+    )
+    return engine, surface
+
+
+def paced_context(env: EnvironmentSpec, dry_run: bool, masker: Masker) -> StepContext:
+    """The bot's own step context, but for the pace of repeated readings: Phase 9's CPU
+    window takes its 5 real `docker stats` readings back to back instead of 2 s apart
+    (`StepContext.pace`), as each of the 7 monitoring rounds runs it."""
+    return dataclasses.replace(default_context(env, dry_run, masker), pace=FastClock())
 
 
 def make_scheduler(engine: Engine, **kw: Any) -> Scheduler:

@@ -22,7 +22,7 @@ from bot.db import Database
 from bot.models import Gate, Run
 from bot.settings import Settings
 from bot.slack.server import Service, make_http_server
-from bot.slack.surface import retry_handlers
+from bot.slack.transport import retry_handlers
 from phases.runbook import Runbook
 from standins.slack import (
     Message,

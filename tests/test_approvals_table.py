@@ -63,6 +63,25 @@ def test_who_is_an_approver_on_enterprise_grid(
     assert approvals.is_approver(env(**spec), actor) is approver
 
 
+@pytest.mark.parametrize(
+    ("spec", "actor", "listed"),
+    [
+        (GRID, Actor.slack("T222", "W111", enterprise="E111"), True),
+        (GRID, Actor.slack("T222", "W111"), False),
+        ({"approvers": ["E111:W111"]}, Actor.slack("T999", "W111", enterprise="E999"), False),
+        # a member of an approver group is an approver, but not listed: the group is asked
+        (
+            {"approvers": [], "approver_groups": ["S1"]},
+            Actor.slack("T1", "U1", groups=frozenset({"S1"})),
+            False,
+        ),
+    ],
+)
+def test_who_is_an_approver_by_id_alone(spec: dict[str, Any], actor: Actor, listed: bool) -> None:
+    """`is_listed`: what the Slack surface asks before it reads any approver group."""
+    assert approvals.is_listed(env(**spec), actor) is listed
+
+
 # ------------------------------------------------------------------------ sign-offs
 
 

@@ -17,17 +17,10 @@ import docker
 import pytest
 
 from phases.checks.base import Status, StepContext, SystemClock
-from phases.checks.docker_steps import (
-    ContainersParams,
-    ImagesParams,
-    StatsParams,
-    StopParams,
-    describe_stop,
-    run_containers,
-    run_images,
-    run_stats,
-    run_stop,
-)
+from phases.checks.docker_containers import ContainersParams, run_containers
+from phases.checks.docker_images import ImagesParams, run_images
+from phases.checks.docker_stats import StatsParams, run_stats
+from phases.checks.docker_stop import StopParams, describe_stop, run_stop
 from phases.runbook import StepSpec
 from phases.runner import run_step
 

@@ -15,7 +15,8 @@ import pytest
 
 from bot.standin import NostrMaxiStandin
 from phases.checks.base import Status, StepContext, SystemClock
-from phases.checks.docker_steps import ContainersParams, ImagesParams, run_containers, run_images
+from phases.checks.docker_containers import ContainersParams, run_containers
+from phases.checks.docker_images import ImagesParams, run_images
 from tests import servers
 from tests.servers import make_cert, run_check
 

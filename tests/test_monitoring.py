@@ -33,6 +33,7 @@ from tests.schedule_helpers import (
     RecordingSurface,
     clock_at,
     make_engine,
+    paced_context,
     set_clock,
     true_check,
     write_runbook,
@@ -276,7 +277,7 @@ def wait_healthy(client: Any, project: str) -> None:
 
 
 @pytest.mark.docker
-@pytest.mark.timeout(400)  # seven rounds of the shipped checks, each sampling CPU for 8 s
+@pytest.mark.timeout(400)  # seven rounds of the shipped checks, each sampling CPU for ~5 s
 def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its_memory_limit(
     sqlite_db: Database,
     tmp_path: Path,
@@ -330,7 +331,9 @@ def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its
             },
         )
         clock = clock_at(START)
-        engine, surface = make_engine(sqlite_db, runbook, clock, RecordingSurface())
+        engine, surface = make_engine(
+            sqlite_db, runbook, clock, RecordingSurface(), context_factory=paced_context
+        )
         run_id = into_monitoring(engine, clock)
         scheduler = Scheduler(engine)
         backend = docker_client.containers.list(

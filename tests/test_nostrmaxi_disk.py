@@ -12,7 +12,7 @@ import pytest
 
 from phases.checks.base import Status, StepContext
 from phases.checks.disk import DiskParams, check_disk
-from phases.checks.docker_steps import PROJECT_LABEL, SERVICE_LABEL
+from phases.checks.docker_client import PROJECT_LABEL, SERVICE_LABEL
 from tests.docker_fixtures import BASE_IMAGE, docker_client  # noqa: F401
 from tests.nostrmaxi_lines import run_shipped, shipped_step
 

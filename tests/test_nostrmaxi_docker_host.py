@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from phases.checks.base import Status, StepContext
-from phases.checks.docker_steps import ContainersParams, run_containers
+from phases.checks.docker_containers import ContainersParams, run_containers
 from tests.docker_fixtures import Compose, compose, docker_client  # noqa: F401
 from tests.nostrmaxi_lines import run_shipped, shipped_step
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from phases.checks.base import Status, StepContext
-from phases.checks.docker_steps import StatsParams, run_stats, sustained
+from phases.checks.docker_stats import StatsParams, run_stats, sustained
 from tests.nostrmaxi_lines import run_shipped, shipped_step
 from tests.servers import ManualClock, NostrMaxiStandin, json_response, nostrmaxi  # noqa: F401
 

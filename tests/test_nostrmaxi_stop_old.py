@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from phases.checks.base import Status, StepContext
-from phases.checks.docker_steps import ContainersParams
+from phases.checks.docker_containers import ContainersParams
 from tests.docker_fixtures import BASE_IMAGE
 from tests.nostrmaxi_lines import run_shipped, shipped, shipped_step
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.db import Database
-from bot.slack.app import ALREADY_RECEIVED, TOO_OLD_TEXT, ReplayGuard
+from bot.slack.middleware import ALREADY_RECEIVED, TOO_OLD_TEXT, ReplayGuard
 from bot.store import replays
 from bot.store.replays import SeenRequests
 

@@ -5,6 +5,7 @@ that is verified and timed, and what happens to the migrated schema after Phase 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
@@ -15,6 +16,11 @@ import yaml
 from bot import audit
 from bot.db import Database
 from bot.scheduler import Scheduler
+from phases.checks.base import StepContext
+from phases.runbook import EnvironmentSpec
+from phases.secrets import Masker
+from standins.fast_clock import FastClock
+from tests.schedule_helpers import paced_context
 from tests.standin_env import SERVICE_COMMAND, Standin
 from tests.test_runs import ALICE, BOB, approve_until, make_engine
 
@@ -38,6 +44,12 @@ def events(db: Database, run_id: int, kind: str) -> list[dict[str, Any]]:
     return [json.loads(e.data) for e in audit.events(db, run_id) if e.kind == kind]
 
 
+def fast_context(env: EnvironmentSpec, dry_run: bool, masker: Masker) -> StepContext:
+    """The engine's step context on a FastClock that spends a quarter of each wait."""
+    return dataclasses.replace(paced_context(env, dry_run, masker), clock=FastClock(real=0.25))
+
+
+@pytest.mark.timeout(240)  # phases 1-5 on real containers, under a loaded CI machine
 def test_phase_5_fails_when_the_startup_line_is_missing(pg_db: Database, standin: Standin) -> None:
     # The startup-log step waits the runbook's own 60 s for a line that never comes; the
     # bot's database plays no part in it, so this runs once, on PostgreSQL, not per database.
@@ -49,6 +61,10 @@ def test_phase_5_fails_when_the_startup_line_is_missing(pg_db: Database, standin
     engine = make_engine(db, standin)
     run = engine.start_run("standin", ALICE)
     assert run.id is not None
+    approve_until(engine, run.id, stop_at="migrate")
+    # Phase 5 on a fast clock: the startup-log step's 60 s for the missing line pass in a
+    # quarter of that, while the containers still get real seconds to turn healthy.
+    engine.context_factory = fast_context
     gate = approve_until(engine, run.id, stop_at="start")
     assert gate is not None and not gate.checks_passed
     steps = {s.step_id: s for s in gate.steps}

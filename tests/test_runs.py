@@ -19,6 +19,7 @@ from bot.engine import Engine
 from bot.scheduler import Scheduler
 from bot.surface import Actor
 from bot.views import gate_view, open_gate_id, run_view
+from tests.schedule_helpers import paced_context
 from tests.standin_env import STANDIN_PUBKEY, Standin, pay_invoice
 
 pytestmark = pytest.mark.docker
@@ -36,7 +37,7 @@ ALICE, BOB = Actor("T0TEST:U0ALICE", "alice"), Actor("T0TEST:U0BOB", "bob")
 
 
 def make_engine(db: Database, standin: Standin) -> Engine:
-    return Engine(db, standin.runbook, background=False)
+    return Engine(db, standin.runbook, background=False, context_factory=paced_context)
 
 
 def current_gate(engine: Engine, run_id: int) -> Any:
@@ -117,7 +118,7 @@ def assert_no_secret_anywhere(db: Database, standin: Standin, run_id: int) -> No
         assert secret not in exported
 
 
-@pytest.mark.timeout(400)  # seven monitoring rounds, each sampling CPU for 8 s
+@pytest.mark.timeout(400)  # seven monitoring rounds, each sampling CPU for ~5 s
 def test_pass_path_runs_every_phase_and_completes(
     db: Database, standin: Standin, docker_client: Any
 ) -> None:
@@ -199,7 +200,7 @@ def test_failed_migration_restores_the_database_then_rolls_back(
     assert containers(docker_client, standin.old_project) == {"backend": "running"}
 
 
-@pytest.mark.timeout(400)  # seven monitoring rounds, each sampling CPU for 8 s
+@pytest.mark.timeout(400)  # seven monitoring rounds, each sampling CPU for ~5 s
 def test_restart_mid_gate_resumes_the_same_run(
     db: Database, standin: Standin, docker_client: Any
 ) -> None:
@@ -210,7 +211,9 @@ def test_restart_mid_gate_resumes_the_same_run(
     waiting = current_gate(engine, run.id)
     engine.shutdown()
     db.dispose()
-    revived = Engine(Database(db.url), standin.runbook, background=False)
+    revived = Engine(
+        Database(db.url), standin.runbook, background=False, context_factory=paced_context
+    )
     assert revived.recover() == [f"run #{run.id}: waiting at phase 4"]
     assert current_gate(revived, run.id).id == waiting.id
     assert approve_until(revived, run.id) is None

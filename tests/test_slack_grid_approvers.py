@@ -152,3 +152,28 @@ def test_a_grid_requester_may_not_approve_their_run_from_another_workspace(
         answer = grid_click(bot, checkpoint, "gate_continue", "c1", team=OTHER_TEAM)
         assert "you started this run" in answer
         assert bot.gates(run_id)[0].status == "open"
+
+
+def test_with_groups_unreadable_a_w_id_of_another_enterprise_gets_the_approvals_refusal(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """Who is an approver by id is asked of bot.domain.approvals (`is_listed`), never matched
+    again in the Slack layer: `E111:W222` clicking from another enterprise while the approver
+    groups cannot be read is refused by the rule itself, not told to try again later."""
+    book = small_runbook(
+        tmp_path,
+        approvers=["W111", "E111:W222"],
+        env={"slack_team": HOME_TEAM, "channel": "C0CUTOVER", "approver_groups": ["S0GROUP"]},
+    )
+    with running_bot(sqlite_db, book) as bot:
+        bot.standin.usergroups["S0GROUP"] = ["W111"]
+        grid_command(bot, "start staging", "start")
+        run_id = bot.latest_run()
+        checkpoint = bot.checkpoint(run_id, 1)
+        bot.service.slack.groups.forget()  # a cold cache, and Slack says wait 30 s
+        bot.standin.fail_next(5, status=429, retry_after=30, method="usergroups.users.list")
+        answer = grid_click(
+            bot, checkpoint, "gate_continue", "c1", user="W222", team="T999", enterprise="E999"
+        )
+        assert "you are not an approver for staging" in answer
+        assert bot.gates(run_id)[0].status == "open"

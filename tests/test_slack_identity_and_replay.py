@@ -14,7 +14,8 @@ from sqlmodel import select
 
 from bot.db import Database
 from bot.models import AuditEvent, Run
-from bot.slack.app import ALREADY_RECEIVED, actor_from_body
+from bot.slack.middleware import ALREADY_RECEIVED
+from bot.slack.payloads import actor_from_body
 from standins.slack import SlackStandIn, input_values, slash_body, view_submission_payload
 from tests.slack_harness import CHANNEL, TEAM, running_bot, wait_for
 from tests.small_runbook import small_runbook

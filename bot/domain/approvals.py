@@ -77,13 +77,21 @@ def is_approver(env: EnvironmentSpec, actor: Actor) -> bool:
     An actor from another workspace than the environment's `slack_team` is never one, except
     an Enterprise Grid user listed by their org-wide `W…` id (`_org_wide_listed`).
     """
+    if is_listed(env, actor):
+        return True
+    if not actor.in_workspace(env.slack_team) and not actor.id.startswith("console:"):
+        return False
+    return bool(actor.groups & set(env.approver_groups))
+
+
+def is_listed(env: EnvironmentSpec, actor: Actor) -> bool:
+    """An approver by id alone, whatever their groups: what a surface asks before it looks
+    up the approver groups (none is needed for such a person)."""
     if _org_wide_listed(env, actor):
         return True
     if not actor.in_workspace(env.slack_team) and not actor.id.startswith("console:"):
         return False
-    if any(_listed_as(entry, actor) for entry in env.approver_set()):
-        return True
-    return bool(actor.groups & set(env.approver_groups))
+    return any(_listed_as(entry, actor) for entry in env.approver_set())
 
 
 def _listed_as(entry: str, actor: Actor) -> bool:
@@ -233,6 +241,14 @@ def may_start(env_name: str, env: EnvironmentSpec, actor: Actor) -> str | None:
     if not is_approver(env, actor):
         return f"only approvers of {env_name} may start a run there; nothing was started"
     return None
+
+
+def start_refusal(
+    env_name: str, env: EnvironmentSpec, actor: Actor, group_members: Collection[str] | None
+) -> str | None:
+    """Why `actor` may not start a run of `env_name` now: not an approver, or its gates
+    could never reach quorum (`quorum_shortfall`); None: they may."""
+    return may_start(env_name, env, actor) or quorum_shortfall(env, actor, group_members)
 
 
 def quorum_shortfall(

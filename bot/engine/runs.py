@@ -52,9 +52,7 @@ class Runs(Locks):
         the surface can list them, so an unreachable quorum is refused before anything runs.
         """
         env = self.environment(env_name)  # unknown environment: RunbookError names the known ones
-        refusal = approvals.may_start(env_name, env, actor) or approvals.quorum_shortfall(
-            env, actor, group_members
-        )
+        refusal = approvals.start_refusal(env_name, env, actor, group_members)
         if refusal:
             raise Refused(self.refuse(actor, "start", refusal, environment=env_name))
         blocked = self.start_blocker(env_name, actor, dry_run)  # a lock: audited there

@@ -118,9 +118,7 @@ class StartGate:
         refuses (and audits) before anything here is said to someone who may not."""
         engine = self.engine
         env = engine.environment(env_name)
-        if approvals.may_start(env_name, env, actor) or approvals.quorum_shortfall(
-            env, actor, group_members
-        ):
+        if approvals.start_refusal(env_name, env, actor, group_members):
             return None
         scope = Scope(env_name, schedule_id)
         missing = Checklists(engine).missing(scope, starter=actor)

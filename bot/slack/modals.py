@@ -47,7 +47,7 @@ ENV, DATE, TIME, TZ, CHANNEL, STAKEHOLDERS = "env", "date", "time", "tz", "chann
 # and a time in their own Slack time zone and Slack sends the UNIX time, so no zone list and
 # no daylight-saving gap or overlap can put the cutover an hour off. DATE, TIME and TZ are
 # the fields of the form before it (date, time and a zone list): such a form, opened before
-# an upgrade and submitted after it, is still read (bot.slack.app).
+# an upgrade and submitted after it, is still read (bot.slack.listeners.run_forms.form_time).
 WHEN = "when"
 WHEN_HOURS = 24  # the picker starts at the next whole hour a day from now
 

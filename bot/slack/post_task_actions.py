@@ -40,7 +40,7 @@ from bot.views import run_view
 from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
-    from bot.slack.app import CutoverSlackApp
+    from bot.slack.deps import Deps
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class PostTaskMessages:
             return
         parent = run_view(me.engine.db, me.engine.runbook, run_id)
         channel = parent.surface_ref.partition(":")[0] if parent and parent.surface_ref else None
-        me._posting(
+        me.pacing.posting(
             run_id,
             channel or (parent.channel if parent else None),
             lambda: self._post_tasks(run_id),
@@ -121,7 +121,7 @@ class PostTaskMessages:
         if not channel:
             raise RuntimeError(f"no channel to post the post-cutover tasks of run #{run_id} in")
         text, blocks = tasks_message(view, me._mask)
-        resp = me._call(
+        resp = me.transport.call(
             "chat_postMessage",
             channel=channel,
             text=text,
@@ -147,13 +147,13 @@ class PostTaskMessages:
         me.outbox.edit(channel, ts, draw, run_id=run_id)
 
 
-def with_owner_group(app: CutoverSlackApp, actor: Actor, owner: str | None) -> Actor:
+def with_owner_group(deps: Deps, actor: Actor, owner: str | None) -> Actor:
     """The actor, with the owner's user group when they are a member of it (read from Slack's
     group cache; a group that cannot be read now adds nothing: an approver still may)."""
     if not owner or not owner.startswith("S"):
         return actor
     try:
-        members = app.groups.members(owner, actor.team)
+        members = deps.approvers.groups.members(owner, actor.team)
     except (GroupsUnknown, GroupsBroken):
         return actor
     if actor.user in members:
@@ -161,34 +161,32 @@ def with_owner_group(app: CutoverSlackApp, actor: Actor, owner: str | None) -> A
     return actor
 
 
-def done_click(
-    app: CutoverSlackApp, action: dict[str, Any], actor: Actor, body: dict[str, Any]
-) -> None:
+def done_click(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
     """A "Done" button: PostTasks.done checks the clicker (owner or approver), now, and
     counts the task done once."""
     parsed = parse_number_and_id(action.get("value"))
-    view = tasks_view(app.engine.db, parsed[0]) if parsed else None
+    view = tasks_view(deps.engine.db, parsed[0]) if parsed else None
     task = view.task(parsed[1]) if parsed and view else None
     if parsed is None or view is None or task is None:
-        app._answer(body, "This message is out of date; nothing was marked done.")
+        deps.answer(body, "This message is out of date; nothing was marked done.")
         return
     run_id = parsed[0]
     container = body.get("container")
     if isinstance(container, dict) and container.get("channel_id") and container.get("message_ts"):
         ref = f"{container['channel_id']}:{container['message_ts']}"
-        message_refs.remember(app.engine.db, tasks_key(run_id), ref, run_id=run_id)
+        message_refs.remember(deps.engine.db, tasks_key(run_id), ref, run_id=run_id)
     try:
-        actor = with_owner_group(app, actor, task.owner)
+        actor = with_owner_group(deps, actor, task.owner)
         with contextlib.suppress(GroupsUnknown, GroupsBroken):  # an owner still may
-            actor = app.with_groups(actor, view.environment)
-        result = PostTasks(app.engine).done(run_id, task.id, actor)
+            actor = deps.approvers.with_groups(actor, view.environment)
+        result = PostTasks(deps.engine).done(run_id, task.id, actor)
     except (CutoverError, RunbookError) as exc:
-        app._answer(body, "🚫 " + app._md(str(exc)), run_id=run_id)
+        deps.answer(body, "🚫 " + deps.md(str(exc)), run_id=run_id)
         return
     if result.outcome == "ticked":
-        text = f"✅ Marked done: {app._md(result.message)}. The record will show it."
+        text = f"✅ Marked done: {deps.md(result.message)}. The record will show it."
     elif result.outcome == "refused":
-        text = "🚫 " + app._md(result.message)
+        text = "🚫 " + deps.md(result.message)
     else:
-        text = app._md(result.message)
-    app._answer(body, text, run_id=run_id)
+        text = deps.md(result.message)
+    deps.answer(body, text, run_id=run_id)

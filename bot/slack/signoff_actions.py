@@ -1,7 +1,7 @@
 """The cutover's "Sign off" button (action_id "signoff_run", value "RUN") and the sign-off
 groups of a person: the engine checks, when the click arrives, that the clicker is one of the
 people the environment's `signoff` names (by id or as a member of a group it names), and
-counts one person once (bot/engine/run_signoff.py). Wired in bot/slack/app.py.
+counts one person once (bot/engine/run_signoff.py). Wired in bot/slack/listeners/signoff.py.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from bot.views import run_view
 from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
-    from bot.slack.app import CutoverSlackApp
+    from bot.slack.deps import Deps
 
 log = logging.getLogger(__name__)
 
 
-def with_signoff_groups(app: CutoverSlackApp, actor: Actor, env_name: str) -> Actor:
+def with_signoff_groups(deps: Deps, actor: Actor, env_name: str) -> Actor:
     """The actor with the environment's sign-off groups they belong to (read from Slack).
     A group that cannot be read counts as not containing them: named ids still work."""
     try:
-        env = app.engine.environment(env_name)
+        env = deps.engine.environment(env_name)
     except RunbookError:
         return actor
     spec = env.signoff
@@ -37,39 +37,37 @@ def with_signoff_groups(app: CutoverSlackApp, actor: Actor, env_name: str) -> Ac
     found = set(actor.groups)
     for group in spec.groups:
         try:
-            if actor.user in app.groups.members(group, team):
+            if actor.user in deps.approvers.groups.members(group, team):
                 found.add(group)
         except GroupsUnknown:
             log.warning("sign-off group %s of %s cannot be read now", group, env_name)
     return replace(actor, groups=frozenset(found))
 
 
-def sign_run(
-    app: CutoverSlackApp, action: dict[str, Any], actor: Actor, body: dict[str, Any]
-) -> None:
+def sign_run(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
     """A click of the cutover's "Sign off" button, answered to the clicker only."""
     value = action.get("value")
     run_id = int(value) if isinstance(value, str) and value.isdigit() else None
-    view = run_view(app.engine.db, app.engine.runbook, run_id) if run_id is not None else None
+    view = run_view(deps.engine.db, deps.engine.runbook, run_id) if run_id is not None else None
     if run_id is None or view is None:
-        app._answer(body, "This message is out of date; nothing was signed off.")
+        deps.answer(body, "This message is out of date; nothing was signed off.")
         return
     container = body.get("container")
     if isinstance(container, dict):
         channel, ts = container.get("channel_id"), container.get("message_ts")
         if isinstance(channel, str) and isinstance(ts, str) and channel and ts:
-            app.surface.adopt_signoff(run_id, channel, ts)
-    actor = with_signoff_groups(app, actor, view.environment)
+            deps.surface.adopt_signoff(run_id, channel, ts)
+    actor = with_signoff_groups(deps, actor, view.environment)
     try:
-        result = app.engine.sign_off_run(run_id, actor, note_from(body))
+        result = deps.engine.sign_off_run(run_id, actor, note_from(body))
     except (CutoverError, RunbookError) as exc:
-        app._answer(body, "🚫 " + app._md(str(exc)), run_id=run_id)
+        deps.answer(body, "🚫 " + deps.md(str(exc)), run_id=run_id)
         return
     if result.outcome == "ticked":
-        text = f"✅ {app._md(result.message)}. The record shows it."
+        text = f"✅ {deps.md(result.message)}. The record shows it."
     elif result.outcome == "refused":
-        text = "🚫 " + app._md(result.message)
-        app.surface.signoff_changed(run_id)  # redrawn as it stands: a stale copy's button goes
+        text = "🚫 " + deps.md(result.message)
+        deps.surface.signoff_changed(run_id)  # redrawn as it stands: a stale copy's button goes
     else:
-        text = app._md(result.message)
-    app._answer(body, text, run_id=run_id)
+        text = deps.md(result.message)
+    deps.answer(body, text, run_id=run_id)

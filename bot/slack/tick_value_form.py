@@ -15,6 +15,9 @@ from typing import Any
 from bot.domain import approvals
 from bot.slack import modals
 from bot.slack.blocks import escape, parse_tick_block, parse_tick_value, stale_text
+from bot.slack.deps import Deps
+from bot.slack.listeners.forms import show
+from bot.slack.listeners.gate_buttons import tick
 from bot.slack.modals import FormMeta
 from bot.surface import Actor
 from bot.views import GateView, gate_view
@@ -95,33 +98,33 @@ def _step(runbook: Runbook, view: GateView, item: str) -> ManualStep | None:
 
 
 class TickValueForms:
-    """Wired into the Slack app (`app`: its engine, surface and answering helpers)."""
+    """Wired into the Slack app (bot.slack.listeners.ticks) with the listeners' `deps`."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
 
     def open_or_tick(self, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
         """A box click that selects a value step: its form (one at a time), then the other
         boxes of the click as usual."""
-        engine = self.app.engine
+        engine = self.deps.engine
         where = parse_tick_block(action.get("block_id"))
         view = gate_view(engine.db, engine.runbook, where[0]) if where else None
         if where is None or view is None or view.attempt != where[1] or view.status != "open":
-            self.app._tick(action, actor, body)  # out of date or decided: it says so
+            tick(self.deps, action, actor, body)  # out of date or decided: it says so
             return
         ticked = {m.id for m in view.manual if m.ticked_by}
         wanted = [m for m in engine.runbook.phase(view.phase_id).manual if m.value is not None]
         new = [m for m in wanted if m.id in chosen(action) - ticked]
         if not new:
-            self.app._tick(action, actor, body)
+            tick(self.deps, action, actor, body)
             return
         refusal = approvals.may_open_form(
             view.environment, engine.environment(view.environment), actor
         )
         if refusal:
             engine.refuse(actor, "tick", refusal, run_id=view.run_id, gate=view.id, item=new[0].id)
-            self.app.surface.gate_changed(view.id)
-            self.app._answer(body, "🚫 " + self.app._md(refusal), run_id=view.run_id)
+            self.deps.surface.gate_changed(view.id)
+            self.deps.answer(body, "🚫 " + self.deps.md(refusal), run_id=view.run_id)
             return
         response_url = body.get("response_url")
         channel = body.get("channel") or {}
@@ -135,19 +138,19 @@ class TickValueForms:
             channel=channel.get("id") if isinstance(channel, dict) else None,
             response_url=response_url if isinstance(response_url, str) else None,
         )
-        self.app._show(body, form(meta, new[0].id, new[0], engine.masker.mask), view.run_id)
-        self.app.surface.gate_changed(view.id)  # the box stays empty until the form is sent
+        show(self.deps, body, form(meta, new[0].id, new[0], engine.masker.mask), view.run_id)
+        self.deps.surface.gate_changed(view.id)  # the box stays empty until the form is sent
         rest = [
             o
             for o in action.get("selected_options") or []
             if (parse_tick_value(o.get("value")) or (0, 0, ""))[2] not in {m.id for m in new}
         ]
         if chosen({"selected_options": rest}) - ticked:
-            self.app._tick({**action, "selected_options": rest}, actor, body)
+            tick(self.deps, {**action, "selected_options": rest}, actor, body)
 
-    def check(self, meta: FormMeta, actor: Actor, view: dict[str, Any]) -> Check:
+    def check(self, _deps: Deps, meta: FormMeta, actor: Actor, view: dict[str, Any]) -> Check:
         """The submitted value: judged by the step's rule on the form, then ticked."""
-        engine = self.app.engine
+        engine = self.deps.engine
         item = item_of(view)
         gate = gate_view(engine.db, engine.runbook, meta.gate) if meta.gate else None
         step = _step(engine.runbook, gate, item) if gate and item else None
@@ -162,6 +165,7 @@ class TickValueForms:
 
     def tick(
         self,
+        _deps: Deps,
         gate_id: int,
         run_id: int,
         environment: str,
@@ -170,7 +174,7 @@ class TickValueForms:
         actor: Actor,
         reply_to: dict[str, Any],
     ) -> None:
-        actor = self.app.with_groups(actor, environment)
-        result = self.app.engine.tick(gate_id, item, actor, modals.value(view, VALUE))
+        actor = self.deps.approvers.with_groups(actor, environment)
+        result = self.deps.engine.tick(gate_id, item, actor, modals.value(view, VALUE))
         if result.outcome != "ticked":
-            self.app._answer(reply_to, "🚫 " + self.app._md(result.message), run_id=run_id)
+            self.deps.answer(reply_to, "🚫 " + self.deps.md(result.message), run_id=run_id)

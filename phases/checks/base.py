@@ -141,6 +141,11 @@ class StepContext:
 
     dry_run: bool = False
     clock: Clock = field(default_factory=SystemClock)
+    # The clock a step spaces repeated readings of the same thing on (docker_stats: its CPU
+    # readings `cpu_interval_seconds` apart); None: `clock`. A test may fast-forward it so
+    # the readings, each still real, come back to back; waits for something to happen (a
+    # container turning healthy, a log line) stay on `clock`.
+    pace: Clock | None = None
     masker: Masker = field(default_factory=Masker)
     http_transport: httpx.BaseTransport | None = None
     resolver_factory: Callable[[list[str] | None], Any] | None = None

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from phases.checks.base import Status, StepContext, StepKind, StepResult, register
 from phases.checks.command import CommandParams, run_command
-from phases.checks.docker_steps import (
+from phases.checks.docker_client import (
     DockerHostParams,
     _display_names,
     _docker,

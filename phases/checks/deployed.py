@@ -21,13 +21,13 @@ from typing import Any
 
 from pydantic import Field
 
-from phases.checks import command, docker_steps
+from phases.checks import command, docker_client
 from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")  # SHA-1 or SHA-256 object names
 
 
-class DeployedParams(docker_steps.DockerHostParams):
+class DeployedParams(docker_client.DockerHostParams):
     repo: str = Field(min_length=1)  # the environment's checkout (the deploy phase's cwd)
     project: str = Field(min_length=1)  # its compose project
     git: list[str] = Field(default_factory=lambda: ["git"], min_length=1)  # argv prefix
@@ -63,9 +63,9 @@ def _commit(params: DeployedParams, ctx: StepContext) -> tuple[str | None, str]:
 
 
 def _images(params: DeployedParams, ctx: StepContext) -> list[dict[str, Any]]:
-    with docker_steps._docker(ctx, params.docker_host) as client:
-        containers = docker_steps._project_containers(client, params.project, all_states=False)
-        names = docker_steps._display_names(containers)
+    with docker_client._docker(ctx, params.docker_host) as client:
+        containers = docker_client._project_containers(client, params.project, all_states=False)
+        names = docker_client._display_names(containers)
         out: list[dict[str, Any]] = []
         digests: dict[str, list[str]] = {}
         for c in sorted(containers, key=lambda c: names[c.id]):
@@ -74,7 +74,7 @@ def _images(params: DeployedParams, ctx: StepContext) -> list[dict[str, Any]]:
                 try:
                     attrs = client.images.get(image_id).attrs
                     digests[image_id] = sorted(attrs.get("RepoDigests") or [])
-                except docker_steps.docker.errors.ImageNotFound:  # removed while running
+                except docker_client.docker.errors.ImageNotFound:  # removed while running
                     digests[image_id] = []
             out.append(
                 {
@@ -105,7 +105,7 @@ def run_deployed(params: DeployedParams, ctx: StepContext) -> StepResult:
         images.extend(_images(params, ctx))
         return StepResult(Status.PASS, "")
 
-    seen = docker_steps._guarded(look)
+    seen = docker_client._guarded(look)
     artifact: dict[str, Any] = {
         "type": "deployed",
         "repo": params.repo,

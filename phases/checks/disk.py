@@ -17,13 +17,13 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from phases.checks import docker_steps
+from phases.checks import docker_client
 from phases.checks.base import Status, StepContext, StepKind, StepResult, register
 
 NO_THRESHOLD = "no threshold (the runbook gives none): shown, not judged"
 
 
-class DiskParams(docker_steps.DockerHostParams):
+class DiskParams(docker_client.DockerHostParams):
     path: str = "/"
     # None: the runbook gives no threshold, so the usage is shown and not judged.
     max_used_percent: float | None = Field(default=None, gt=0, le=100)
@@ -52,7 +52,7 @@ def _judge(where: str, used: float, free_bytes: int, p: DiskParams) -> StepResul
 
 def _in_container(p: DiskParams, ctx: StepContext) -> StepResult:
     def go() -> StepResult:
-        with docker_steps._docker(ctx, p.docker_host) as client:
+        with docker_client._docker(ctx, p.docker_host) as client:
             if p.container:
                 found = [c for c in client.containers.list() if c.name == p.container]
                 label = f"container {p.container}"
@@ -60,8 +60,8 @@ def _in_container(p: DiskParams, ctx: StepContext) -> StepResult:
                 assert p.project is not None
                 found = [
                     c
-                    for c in docker_steps._project_containers(client, p.project, all_states=False)
-                    if docker_steps._service(c) == p.service
+                    for c in docker_client._project_containers(client, p.project, all_states=False)
+                    if docker_client._service(c) == p.service
                 ]
                 label = f"{p.project}/{p.service}"
             if not found:
@@ -80,7 +80,7 @@ def _in_container(p: DiskParams, ctx: StepContext) -> StepResult:
             pct = math.ceil(100 * used / (used + avail)) if used + avail else 0
             return _judge(f"{p.path} in {label}", float(pct), avail * 1024, p)
 
-    return docker_steps._guarded(go)
+    return docker_client._guarded(go)
 
 
 def check_disk(p: DiskParams, ctx: StepContext) -> StepResult:

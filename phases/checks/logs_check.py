@@ -29,7 +29,7 @@ from phases.checks.base import (
     register,
 )
 from phases.checks.command import TAIL_BYTES
-from phases.checks.docker_steps import (
+from phases.checks.docker_client import (
     DockerHostParams,
     _budget,
     _display_names,

@@ -33,13 +33,13 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from phases.checks import docker_steps  # the Docker client and its errors, shared
+from phases.checks import docker_client  # the Docker client and its errors, shared
 from phases.checks.base import Status, StepContext, StepKind, StepResult, register
 from phases.checks.pg_dump_container import dump_in_container
 from phases.checks.pg_tools import clip, last_line, pg_env, run_tool, verify_backup
 
 
-class BackupParams(docker_steps.DockerHostParams):
+class BackupParams(docker_client.DockerHostParams):
     database_url: str = Field(min_length=1)
     dir: str = Field(min_length=1)  # where backups are kept (created if missing)
     prefix: str = Field(default="cutover", pattern=r"^[A-Za-z0-9_.-]{1,40}$")

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phases.checks import docker_steps  # the Docker client and its errors, shared
+from phases.checks import docker_client  # the Docker client and its errors, shared
 from phases.checks.base import Status, StepContext, StepResult
 from phases.checks.pg_tools import clip, last_line
 
@@ -109,7 +109,7 @@ def _remove_pgpass(client: Any, container: Any, pgpass: str) -> str | None:
         exec_id = client.api.exec_create(container.id, ["rm", "-f", pgpass], stdout=True)["Id"]
         output = client.api.exec_start(exec_id)
         code = client.api.exec_inspect(exec_id).get("ExitCode")
-    except docker_steps.docker.errors.DockerException as exc:
+    except docker_client.docker.errors.DockerException as exc:
         return str(exc)
     if code != 0:
         return f"rm exit {code}: {last_line(output.decode('utf-8', 'replace'))}"
@@ -126,20 +126,20 @@ def dump_in_container(
     label = params.where_dumped()
 
     def work() -> StepResult | None:
-        with docker_steps._docker(ctx, params.docker_host) as client:
+        with docker_client._docker(ctx, params.docker_host) as client:
             if params.container:
                 try:
                     container = client.containers.get(params.container)
-                except docker_steps.docker.errors.NotFound:
+                except docker_client.docker.errors.NotFound:
                     return StepResult(Status.FAIL, f"container {params.container} not found")
             else:
                 assert params.project and params.service
                 found = [
                     c
-                    for c in docker_steps._project_containers(
+                    for c in docker_client._project_containers(
                         client, params.project, all_states=False
                     )
-                    if docker_steps._service(c) == params.service
+                    if docker_client._service(c) == params.service
                 ]
                 if not found:
                     return StepResult(
@@ -198,7 +198,7 @@ def dump_in_container(
 
     done = StepResult(Status.PASS, "dumped")
     try:
-        result = docker_steps._guarded(lambda: work() or done)
+        result = docker_client._guarded(lambda: work() or done)
     except OSError as exc:
         result = StepResult(Status.ERROR, clip(f"backup {path.name}: {exc.strerror or exc}"))
     if result is done:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from phases.checks.base import Status, StepContext, StepKind, StepResult, register
-from phases.checks.docker_steps import (
+from phases.checks.docker_client import (
     DockerHostParams,
     _budget,
     _display_names,

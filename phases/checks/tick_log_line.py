@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from phases.checks.base import Status, StepContext, StepKind, StepResult, register
-from phases.checks.docker_steps import (
+from phases.checks.docker_client import (
     DockerHostParams,
     _display_names,
     _docker,

@@ -1,0 +1,2 @@
+"""The Slack listeners, one module per interaction, each with `register(app, deps)`
+(bot.slack.app lists them)."""
