@@ -125,6 +125,14 @@ def interrupted_checks(s: Session, phase: PhaseSpec, gate: Gate) -> list[str]:
     ]
 
 
+def tick_facts(s: Session, phase: PhaseSpec, gate: Gate) -> dict[str, tuple[str, ...]]:
+    """`GateFacts.checking` and `.interrupted` (bot/domain/approvals.py)."""
+    return {
+        "checking": tuple(checking(s, phase, gate)),
+        "interrupted": tuple(interrupted_checks(s, phase, gate)),
+    }
+
+
 def _interrupted(mark: Mark | None) -> bool:
     return mark is not None and mark.interrupted
 
@@ -163,7 +171,9 @@ class TickChecks(EngineCore):
         return run.lease_epoch
 
     def after_tick(self, run_id: int, gate_id: int, epoch: int | None) -> None:
-        """Called once a tick committed: the lease holder's checks, in the background."""
+        """Called once a tick committed: tells the surface, and when this process took the
+        run's lease for them (`epoch`), runs the gate's tick checks in the background."""
+        self.notify.gate_changed(gate_id)
         if epoch is not None:
             self._ensure_heartbeat()
             self.spawn(self.run_tick_checks, run_id, gate_id, epoch)
@@ -309,4 +319,12 @@ class TickChecks(EngineCore):
         self.notify.run_changed(run_id)
 
 
-__all__ = ["TickChecks", "checking", "interrupted_checks", "judge", "pending", "ticked_values"]
+__all__ = [
+    "TickChecks",
+    "checking",
+    "interrupted_checks",
+    "judge",
+    "pending",
+    "tick_facts",
+    "ticked_values",
+]

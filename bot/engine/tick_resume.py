@@ -68,9 +68,8 @@ class TickResume(TickChecks):
             self._tell_interrupted(run_id, gate_id, stopped)
         if said:
             log.warning("run #%s: %s", run_id, "; ".join(said))
-            self.notify.gate_changed(gate_id)
             self.notify.run_changed(run_id)
-        if epoch is not None:
+        if said or epoch is not None:  # the checkpoint redrawn; what is ready runs
             self.after_tick(run_id, gate_id, epoch)
         return "".join(f"; {line}" for line in said)
 
