@@ -22,7 +22,7 @@ OVERSIZED_MODULES = {
     "bot/audit.py": 753,
 }
 # Still over the limit, being split (issue 19): "path:Class" → its lines today. Only shrinks.
-OVERSIZED_CLASSES = {}
+OVERSIZED_CLASSES: dict[str, int] = {}
 
 
 def sizes() -> tuple[dict[str, int], dict[str, int]]:

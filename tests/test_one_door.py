@@ -19,11 +19,6 @@ NOT_YET = {
     "bot/audit.py",  # the hash chain's own reads and one-off appends (audit.record)
     "bot/audit_guard.py",
     "bot/checklists.py",
-    "bot/engine/monitoring.py",
-    "bot/engine/rollback.py",
-    "bot/engine/run_signoff.py",  # the run's sign-off (issue 24), written beside the door
-    "bot/engine/signoffs.py",
-    "bot/engine/tick_checks.py",  # checks bound to a tick (issue 24), the same
     "bot/post_task_view.py",  # post-cutover tasks (issue 24), the same
     "bot/post_tasks.py",
     "bot/record/build.py",

@@ -31,7 +31,7 @@ from bot.engine.run_facts import RunFacts
 from bot.engine.step_log import StepLog
 from bot.models import Run
 from bot.store import runs
-from bot.store.unit import Database, Store, Tx, session_of
+from bot.store.unit import Database, Store, Tx
 from bot.surface import SYSTEM, Actor, NullSurface, SignoffSurface, Surface
 from phases.checks.base import Clock, StepContext, SystemClock
 from phases.runbook import EnvironmentSpec, PhaseSpec, Runbook, RunbookError, StepSpec, Value
@@ -386,12 +386,11 @@ class EngineCore:
 
     def _complete(self, tx: Tx | Any, run: Run) -> None:
         """The run's last phase passed: it ends (the table's `completed` move)."""
-        Tx.of(tx, self.now).apply(run, "completed", SYSTEM.id, {"environment": run.environment})
+        within = Tx.of(tx, self.now)
+        within.apply(run, "completed", SYSTEM.id, {"environment": run.environment})
         assert run.id is not None
         self._epochs.pop(run.id, None)
-        signoff_request.ask(
-            session_of(tx), run, self.runbook.environments.get(run.environment), self.now()
-        )
+        signoff_request.ask(within, run, self.runbook.environments.get(run.environment), self.now())
 
     # Use cases that call each other across modules (runs.py, rollback.py, recovery.py).
 

@@ -298,10 +298,9 @@ class Gates(TickChecks):
     def tick(self, gate_id: int, item_id: str, actor: Actor, value: str | None = None) -> Decision:
         """Marks a manual step (phase 7's browser tests) done; only approvers may. `value`:
         what a step with `value` must be ticked with (bot/engine/tick_checks.py)."""
-        result = self.ticks.tick(gate_id, item_id, actor, value)
-        if result.outcome == "ticked":
-            self.notify.gate_changed(gate_id)
-            self.after_tick(gate_id, item_id)
+        result, epoch = self.ticks.tick(gate_id, item_id, actor, value, self.claim_tick_checks)
+        if result.outcome == "ticked" and result.run_id is not None:
+            self.after_tick(result.run_id, gate_id, epoch)
         return result
 
     def abort(self, env_name: str, actor: Actor, reason: str) -> Decision:

@@ -10,7 +10,7 @@ from bot.domain.approvals import GateFacts
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import NotFound
 from bot.engine.core import Decision
-from bot.engine.tick_checks import checking, judge
+from bot.engine.tick_checks import judge, tick_facts
 from bot.models import Gate, GateStatus, ManualTick, Run
 from bot.store import gates as gate_rows
 from bot.store import runs as run_rows
@@ -51,9 +51,13 @@ def gate_facts(tx: Tx, runbook: Runbook, gate: Gate, run: Run) -> GateFacts:
         requested_by=run.requested_by,
         votes=votes,
         unticked=tuple(m.id for m in phase.manual if m.id not in ticked),
-        checking=tuple(checking(session_of(tx), phase, gate)),
+        **tick_facts(session_of(tx), phase, gate),
         quorum=gate.quorum,
     )
+
+
+# (tx, run id, gate, item id, actor) -> the lease epoch taken for the gate's tick checks.
+ClaimChecks = Callable[[Tx, int, Gate, str, Actor], int | None]
 
 
 class ManualTicks:
@@ -100,31 +104,32 @@ class ManualTicks:
         self.store.record(kind, actor=actor.id, run_id=run_id, data={"text": said})
         return Decision("ticked", done, None, run_id)
 
-    def tick(self, gate_id: int, item_id: str, actor: Actor, value: str | None = None) -> Decision:
+    def tick(
+        self, gate_id: int, item_id: str, actor: Actor, value: str | None, claim: ClaimChecks
+    ) -> tuple[Decision, int | None]:
         """Marks a manual step done, committed when this returns "ticked"; only approvers
-        may. `value`: what a step with `value` must be ticked with (tick_checks.py)."""
+        may. `value`: what a step with `value` must be ticked with (tick_checks.py).
+        `claim`: takes, in the tick's transaction, the lease for the gate's tick checks
+        (`TickChecks.claim_tick_checks`); returned with the Decision (its epoch, or None)."""
         found = self.gate_run(gate_id)
         if found is None:
-            return Decision("unknown_gate", f"no gate #{gate_id}")
+            return Decision("unknown_gate", f"no gate #{gate_id}"), None
         run_id, env_name = found
         refusal = approvals.may_tick(env_name, self.runbook.environment(env_name), actor)
         if refusal:
-            return self.refused(
+            refused = self.refused(
                 actor, "tick", refusal, run_id=run_id, gate_id=gate_id, item=item_id
             )
+            return refused, None
         with self.store.tx() as tx:
             tx.lock_run(run_id)
             gate = gate_rows.lock(tx, gate_id)
             if gate.status != GateStatus.OPEN:
-                return already(gate)
+                return already(gate), None
             items = {m.id for m in self.runbook.phase(gate.phase_id).manual}
             if item_id not in items:
-                return Decision(
-                    "refused",
-                    f"phase {gate.phase_id} has no manual step {item_id!r}",
-                    gate.id,
-                    run_id,
-                )
+                said = f"phase {gate.phase_id} has no manual step {item_id!r}"
+                return Decision("refused", said, gate.id, run_id), None
             if item_id not in gate_rows.ticked(tx, gate.id):
                 step = next(m for m in self.runbook.phase(gate.phase_id).manual if m.id == item_id)
                 kept, refusal = judge(session_of(tx), run_id, gate_id, step, value)
@@ -132,7 +137,7 @@ class ManualTicks:
                     self.refuse(
                         actor, "tick", refusal, run_id=run_id, tx=tx, gate=gate_id, item=item_id
                     )
-                    return Decision("refused", refusal, gate_id, run_id)
+                    return Decision("refused", refusal, gate_id, run_id), None
                 tx.add(ManualTick(gate_id=gate_id, item_id=item_id, actor=actor.id, at=self.now()))
                 tx.audit(
                     AuditKind.MANUAL_TICKED,
@@ -141,7 +146,8 @@ class ManualTicks:
                     data={"gate": gate.id, "item": item_id, **kept},
                     at=self.now(),
                 )
-        return Decision("ticked", f"{item_id} ticked", gate_id, run_id)
+            epoch = claim(tx, run_id, gate, item_id, actor)  # its checks' lease
+        return Decision("ticked", f"{item_id} ticked", gate_id, run_id), epoch
 
 
 __all__ = ["ManualTicks", "already"]
