@@ -3,13 +3,26 @@
 Every state change and its audit row commit in one transaction, and every status change goes
 through the transition table (`bot.domain.states`); who may do what is asked of
 `bot.domain.approvals` when the request arrives. Nothing here knows Slack: surfaces are told
-what changed (`bot.surface`). The use cases live in one module each:
+what changed (`bot.surface`). The core and the two biggest use cases:
 
-    core.py      collaborators, follow-up pool, surface calls, audited refusals, leases
+    core.py      collaborators, follow-up pool, surface calls, audited refusals; it holds the
+                 services below and the use cases delegate to them
     runs.py      start a run; claim, execute and check a phase; open its gate
-    gates.py     votes, Retry, Rollback, manual ticks, abort, cancel
-    tick_checks.py  the checks bound to a manual step's tick, run under the run's lease
-    tick_resume.py  those checks after a restart or a take-over: re-run, or shown interrupted
+    gates.py     votes, Retry, Rollback; ticks and abort delegated to their services
+
+Services, each given only what it needs (the store, the clock, the runbook, the masker, a
+surface call), held by the façade:
+
+    leasing.py       Leases: leases and fencing, heartbeat, reaper, a phase's standing
+    step_log.py      StepLog: a step's result, output and audit row, recorded once
+    run_facts.py     RunFacts: a run's restore point, ref, artifacts, stakeholder feed
+    manual_ticks.py  ManualTicks: manual ticks, record entries, a gate's facts
+    aborts.py        Aborts: aborting or cancelling a run from wherever it stands
+    gate_opening.py  GateOpening: a phase's gate opened; an aborted phase handed over
+    run_start.py     RunStart: the transaction that starts a run
+
+Use cases:
+
     overrides.py break-glass: continue past failed steps with a justification and a quorum
     signoffs.py  sign-offs of success criteria: asked for, given once per person
     run_signoff.py  sign-off of a completed run by the people its environment names
