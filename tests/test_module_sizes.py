@@ -19,7 +19,6 @@ CLASS_LINES = 300
 
 # Still over the limit, being split (issue 19): path → its lines today. Only shrinks.
 OVERSIZED_MODULES = {
-    "bot/audit.py": 753,
     "bot/engine/core.py": 725,
     "bot/engine/runs.py": 550,
 }
