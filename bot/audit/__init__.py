@@ -11,14 +11,15 @@ bot reads from a file (CUTOVER_AUDIT_KEY_FILE) and the database never holds;
 `verify_signatures` with the public key names every unsigned or badly signed row.
 Every string in a row's data is masked before it is written: a row cannot be scrubbed.
 
-One module per part: `chain` (hashing and the append), `signing` (keys), `verify` (the
-chain), `signatures` (the rows' signatures), `export` (the trail read out), `lockdown`
-(the role that may only append). The names callers use are re-exported here.
+One module per part: `signing` (keys), `verify` (the chain), `signatures` (the rows'
+signatures), `export` (the trail read out), `lockdown` (the role that may only append).
+The chain's hashing and append live behind the store's door (bot/store/audit_chain.py),
+its reads too (bot/store/audit_rows.py), each read in a transaction the store opens. The
+names callers use are re-exported here.
 """
 
 from __future__ import annotations
 
-from bot.audit.chain import GENESIS, Appended, append, canonical, event_hash, head, now_iso, record
 from bot.audit.export import EXPORT_FIELDS, events, events_containing, export
 from bot.audit.lockdown import ROLE_NAME, LockdownError, lockdown, lockdown_statements
 from bot.audit.signatures import (
@@ -36,10 +37,12 @@ from bot.audit.verify import (
     Verified,
     check_expected_head,
     hash_at,
+    head,
     parse_head,
     verify,
     verify_chain,
 )
+from bot.store.audit_chain import GENESIS, Appended, append, canonical, event_hash, now_iso, record
 
 __all__ = [
     "EXPORT_FIELDS",

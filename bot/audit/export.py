@@ -6,10 +6,10 @@ import csv
 import io
 import json
 
-from sqlmodel import col, select
-
 from bot.db import Database
 from bot.models import AuditEvent
+from bot.store import audit_rows
+from bot.store.unit import Store
 
 EXPORT_FIELDS = ["seq", "at", "run_id", "actor", "kind", "data", "prev_hash", "hash"]
 
@@ -17,11 +17,8 @@ EXPORT_FIELDS = ["seq", "at", "run_id", "actor", "kind", "data", "prev_hash", "h
 def export(db: Database, run_id: int | None, fmt: str) -> str:
     if fmt not in ("jsonl", "csv"):
         raise ValueError(f"unknown format {fmt!r}; use jsonl or csv")
-    with db.session() as s:
-        query = select(AuditEvent).order_by(col(AuditEvent.seq))
-        if run_id is not None:
-            query = query.where(AuditEvent.run_id == run_id)
-        rows = list(s.exec(query))
+    with Store(db).tx() as tx:
+        rows = audit_rows.events(tx, run_id)
     if fmt == "jsonl":
         return "".join(
             json.dumps({**r.model_dump(), "data": json.loads(r.data)}, sort_keys=True) + "\n"
@@ -38,24 +35,10 @@ def export(db: Database, run_id: int | None, fmt: str) -> str:
 def events_containing(db: Database, run_id: int, kind: str, text: str) -> list[AuditEvent]:
     """A run's events of one kind whose data holds `text` (a cheap filter in the database
     for a few rows among many, e.g. the step results that carry an artifact)."""
-    with db.session() as s:
-        return list(
-            s.exec(
-                select(AuditEvent)
-                .where(
-                    AuditEvent.run_id == run_id,
-                    AuditEvent.kind == kind,
-                    col(AuditEvent.data).contains(text),
-                )
-                .order_by(col(AuditEvent.seq))
-            )
-        )
+    with Store(db).tx() as tx:
+        return audit_rows.events(tx, run_id, kind=kind, containing=text)
 
 
 def events(db: Database, run_id: int) -> list[AuditEvent]:
-    with db.session() as s:
-        return list(
-            s.exec(
-                select(AuditEvent).where(AuditEvent.run_id == run_id).order_by(col(AuditEvent.seq))
-            )
-        )
+    with Store(db).tx() as tx:
+        return audit_rows.events(tx, run_id)

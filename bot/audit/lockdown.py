@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from bot import migrate
 from bot.db import Database
+from bot.store import audit_rows
+from bot.store.unit import Store
 
 ROLE_NAME = migrate.ROLE_NAME
 
@@ -36,22 +37,14 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
 def lockdown(db: Database, app_role: str) -> list[str]:
     """Applies `lockdown_statements` in one transaction; returns them."""
     statements = lockdown_statements(db, app_role)
-    with db.engine.begin() as conn:
-        row = conn.execute(
-            text(
-                "SELECT r.rolsuper, pg_has_role(r.rolname, t.tableowner, 'USAGE') "
-                "FROM pg_roles r, pg_tables t WHERE r.rolname = :role "
-                "AND t.schemaname = current_schema() AND t.tablename = 'audit_event'"
-            ),
-            {"role": app_role},
-        ).one_or_none()
-        if row is None:
+    with Store(db).tx() as tx:
+        standing = audit_rows.role_standing(tx, app_role)
+        if standing is None:
             raise LockdownError(f"no role {app_role!r}, or no audit_event table: nothing changed")
-        if row[0] or row[1]:
+        if standing[0] or standing[1]:
             raise LockdownError(
                 f"role {app_role!r} is a superuser or owns audit_event: a REVOKE cannot bind it. "
                 "Create the tables as another role and run the bot as this one; nothing changed"
             )
-        for statement in statements:
-            conn.execute(text(statement))
+        audit_rows.execute_all(tx, statements)
     return statements

@@ -10,13 +10,12 @@ from itertools import groupby
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import bindparam, func
-from sqlmodel import select
 
-from bot.audit.chain import _EVENT, _SIGNATURE, head
-from bot.audit.verify import Problem
+from bot.audit.verify import Problem, head
 from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
+from bot.store import audit_rows
+from bot.store.unit import Store
 
 
 def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
@@ -44,13 +43,8 @@ class KeyEvent:
 
 def key_events(db: Database, upto: int | None = None) -> list[KeyEvent]:
     """The trail's key rotations and dropped keys, in order (few rows; kind is indexed)."""
-    query = select(_EVENT.c.seq, _EVENT.c.kind, _EVENT.c.data).where(
-        _EVENT.c.kind.in_([str(k) for k in KEY_EVENTS])
-    )
-    if upto is not None:
-        query = query.where(_EVENT.c.seq <= upto)
-    with db.session() as s:
-        rows = s.connection().execute(query.order_by(_EVENT.c.seq)).all()
+    with Store(db).tx() as tx:
+        rows = audit_rows.key_event_rows(tx, [str(k) for k in KEY_EVENTS], upto)
     found = []
     for row in rows:
         try:
@@ -106,17 +100,11 @@ def verify_signatures(db: Database, public_keys: dict[str, Ed25519PublicKey]) ->
     rotated_to = {e.seq: e.key_id for e in events if e.key_id is not None}
     unsigned: list[int] = []
     problems: list[Problem] = []
-    query = (
-        select(_EVENT.c.seq, _EVENT.c.hash, _SIGNATURE.c.key_id, _SIGNATURE.c.signature)
-        .select_from(_EVENT.outerjoin(_SIGNATURE, _SIGNATURE.c.seq == _EVENT.c.seq))
-        .where(_EVENT.c.seq > bindparam("last"), _EVENT.c.seq <= bindparam("upto"))
-        .order_by(_EVENT.c.seq, _SIGNATURE.c.key_id, _SIGNATURE.c.signature)
-    )
     last, batch = 0, 10000  # a range of rows a read: a row's signatures are never split
     while last < top:
         upto = min(last + batch, top)
-        with db.session() as s:
-            rows = s.connection().execute(query, {"last": last, "upto": upto}).all()
+        with Store(db).tx() as tx:
+            rows = audit_rows.signed_rows(tx, last, upto)
         for seq, group in groupby(rows, key=lambda r: r.seq):
             sigs = [r for r in group if r.signature is not None]
             if not sigs:
@@ -153,13 +141,8 @@ def verify_signatures(db: Database, public_keys: dict[str, Ed25519PublicKey]) ->
             else "appended without the signing key"
         )
         problems.append(Problem(first, f"unsigned{also} ({why})"))
-    orphans = (
-        select(func.count())
-        .select_from(_SIGNATURE.outerjoin(_EVENT, _SIGNATURE.c.seq == _EVENT.c.seq))
-        .where(_EVENT.c.seq.is_(None))
-    )
-    with db.session() as s:
-        stray = s.connection().execute(orphans).scalar_one()
+    with Store(db).tx() as tx:
+        stray = audit_rows.stray_signatures(tx)
     if stray:
         problems.append(
             Problem(None, f"{stray} signature row(s) sign no audit row: inserted directly")

@@ -8,12 +8,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func
-from sqlmodel import select
-
-from bot.audit.chain import _EVENT, _HEAD, GENESIS, event_hash
 from bot.db import Database
-from bot.models import AuditHead
+from bot.store import audit_rows
+from bot.store.audit_chain import GENESIS, event_hash
+from bot.store.unit import Store
+
+
+def head(db: Database) -> tuple[int, str]:
+    """The chain's tip: its last row's sequence number and hash."""
+    with Store(db).tx() as tx:
+        return audit_rows.head(tx)
 
 
 @dataclass(frozen=True)
@@ -27,12 +31,10 @@ class Problem:
 
 def _rows(db: Database, upto: int, batch: int = 10000) -> Iterator[Any]:
     """Events up to seq `upto` in order, as plain rows (no ORM objects), a short read a batch."""
-    query = select(*_EVENT.c).where(_EVENT.c.seq > bindparam("last"), _EVENT.c.seq <= upto)
-    query = query.order_by(_EVENT.c.seq).limit(batch)
     last = 0
     while True:
-        with db.session() as s:
-            rows = s.connection().execute(query, {"last": last}).all()
+        with Store(db).tx() as tx:
+            rows = audit_rows.event_rows(tx, last, upto, batch)
         if not rows:
             return
         yield from rows
@@ -61,9 +63,7 @@ def verify_chain(db: Database) -> Verified:
     The head is read first: rows a live bot appends meanwhile lie beyond it and are
     left for the next verify, instead of looking like a chain that outgrew its head.
     """
-    with db.session() as s:
-        head = s.get(AuditHead, 1)
-        head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS)
+    head_seq, head_hash = head(db)
     problems: list[Problem] = []
     prev_hash, expected_seq = GENESIS, 1
     for row in _rows(db, head_seq):
@@ -97,13 +97,8 @@ def verify_chain(db: Database) -> Verified:
         prev_hash, expected_seq = row.hash, row.seq + 1
     # One statement, one snapshot: rows past the head as it stands now were not appended
     # through it (a live append moves row and head in one transaction).
-    beyond = (
-        select(func.count())
-        .select_from(_EVENT)
-        .where(_EVENT.c.seq > select(_HEAD.c.seq).where(_HEAD.c.id == 1).scalar_subquery())
-    )
-    with db.session() as s:
-        stray = s.connection().execute(beyond).scalar_one()
+    with Store(db).tx() as tx:
+        stray = audit_rows.rows_past_head(tx)
     if stray:
         problems.append(
             Problem(
@@ -125,9 +120,8 @@ def verify_chain(db: Database) -> Verified:
 
 def hash_at(db: Database, seq: int) -> str | None:
     """The hash of audit row `seq`, None when there is no such row."""
-    with db.session() as s:
-        row = s.connection().execute(select(_EVENT.c.hash).where(_EVENT.c.seq == seq)).first()
-    return None if row is None else str(row[0])
+    with Store(db).tx() as tx:
+        return audit_rows.hash_at(tx, seq)
 
 
 HEAD_FORM = re.compile(r"(\d+):(?:sha256:)?([0-9a-f]{64})")

@@ -1,5 +1,6 @@
-"""The hash chain and its append: each row hashed with the one before, signed when the
-database has a signer, appended under the lock on the chain's tip.
+"""The audit trail's hash chain and its append, the one way a row joins the trail: each row
+hashed with the one before, signed when the database has a signer, appended under the lock on
+the chain's tip (bot.audit re-exports it; verification, keys and export live there).
 
 An append happens inside the caller's transaction, so a state change and its
 audit row commit together or not at all; an event that changes no state is
@@ -14,19 +15,26 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, select
 
 from bot import metrics
-from bot.audit.signing import Signer
 from bot.db import Database, dbapi_error, pooled_cursor
 from bot.models import AuditEvent, AuditHead, AuditSignature
 from phases.secrets import mask_everywhere
 
 GENESIS = "0" * 64
+
+
+class Signer(Protocol):
+    """What the append asks of the database's signer (bot.audit.Signer)."""
+
+    key_id: str
+
+    def sign(self, row_hash: str) -> str: ...
 
 
 def canonical(data: dict[str, Any]) -> str:
@@ -213,10 +221,3 @@ def record(
         cursor.execute(_PG_APPEND if sig is None else _PG_APPEND_SIGNED, {**row, **(sig or {})})
     metrics.audit_appended(kind)
     return Appended(row["seq"], row["hash"])
-
-
-def head(db: Database) -> tuple[int, str]:
-    """The chain's tip: its last row's sequence number and hash."""
-    with db.session() as s:
-        tip = s.get(AuditHead, 1)
-        return (tip.seq, tip.hash) if tip is not None else (0, GENESIS)
