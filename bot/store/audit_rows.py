@@ -55,6 +55,32 @@ def stray_signatures(tx: Tx) -> int:
     return int(tx.session.connection().execute(orphans).scalar_one())
 
 
+def signed_by(tx: Tx, key_id: str, upto: int, limit: int) -> Sequence[Any]:
+    """The last `limit` signatures (signature, the row's hash) by `key_id` of rows up to
+    seq `upto`, newest first."""
+    query = (
+        select(_SIGNATURE.c.signature, _EVENT.c.hash)
+        .select_from(_SIGNATURE.join(_EVENT, _EVENT.c.seq == _SIGNATURE.c.seq))
+        .where(_SIGNATURE.c.key_id == key_id, _SIGNATURE.c.seq <= upto)
+        .order_by(_SIGNATURE.c.seq.desc())
+        .limit(limit)
+    )
+    return tx.session.connection().execute(query).all()
+
+
+def last_signed(tx: Tx, upto: int) -> Sequence[Any]:
+    """The signatures (seq, key_id, signature, the row's hash) of the last signed row up to
+    seq `upto` (none when no row is signed)."""
+    last = select(func.max(_SIGNATURE.c.seq)).where(_SIGNATURE.c.seq <= upto).scalar_subquery()
+    query = (
+        select(_SIGNATURE.c.seq, _SIGNATURE.c.key_id, _SIGNATURE.c.signature, _EVENT.c.hash)
+        .select_from(_SIGNATURE.join(_EVENT, _EVENT.c.seq == _SIGNATURE.c.seq))
+        .where(_SIGNATURE.c.seq == last)
+        .order_by(_SIGNATURE.c.key_id, _SIGNATURE.c.signature)
+    )
+    return tx.session.connection().execute(query).all()
+
+
 def event_rows(tx: Tx, last: int, upto: int, batch: int) -> Sequence[Any]:
     """Up to `batch` events after seq `last`, up to seq `upto`, in order, as plain rows."""
     query = select(*_EVENT.c).where(_EVENT.c.seq > bindparam("last"), _EVENT.c.seq <= upto)
