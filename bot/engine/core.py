@@ -38,7 +38,7 @@ from bot.domain.errors import CutoverError
 from bot.engine import restore_point, signoff_request
 from bot.models import Run, StepRun
 from bot.store import leases, runs, step_outputs, steps
-from bot.store.unit import Database, DatabaseUnavailable, Store, Tx, session_of
+from bot.store.unit import Database, DatabaseUnavailable, Store, Tx
 from bot.surface import SYSTEM, Actor, NullSurface, SignoffSurface, Surface
 from phases.checks.base import Clock, StepContext, StopRequest, SystemClock
 from phases.checks.leash import Leash
@@ -687,12 +687,11 @@ class EngineCore:
 
     def _complete(self, tx: Tx | Any, run: Run) -> None:
         """The run's last phase passed: it ends (the table's `completed` move)."""
-        Tx.of(tx, self.now).apply(run, "completed", SYSTEM.id, {"environment": run.environment})
+        within = Tx.of(tx, self.now)
+        within.apply(run, "completed", SYSTEM.id, {"environment": run.environment})
         assert run.id is not None
         self._epochs.pop(run.id, None)
-        signoff_request.ask(
-            session_of(tx), run, self.runbook.environments.get(run.environment), self.now()
-        )
+        signoff_request.ask(within, run, self.runbook.environments.get(run.environment), self.now())
 
     # Use cases that call each other across modules (runs.py, rollback.py, recovery.py).
 

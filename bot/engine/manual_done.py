@@ -12,42 +12,31 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
-
-from bot import audit
 from bot.domain.audit_kinds import AuditKind
-from bot.models import ManualTick, MonitorRound, StepRun
+from bot.models import ManualTick
+from bot.store import monitor_rounds, steps
+from bot.store.unit import Tx
 from bot.surface import SYSTEM
 from phases.checks.base import Status
 from phases.runbook import PhaseSpec
 
 
 def tick_done_by_actions(
-    s: Session, run_id: int, phase_run_id: int, gate_id: int, phase: PhaseSpec, now: datetime
+    tx: Tx, run_id: int, phase_run_id: int, gate_id: int, phase: PhaseSpec, now: datetime
 ) -> list[str]:
     """Ticks (as the bot, with an audit row naming the action and its evidence) each manual
     step whose `done_by` action passed in this phase run; returns their ids."""
     wanted = {m.done_by: m.id for m in phase.manual if m.done_by}
     if not wanted:
         return []  # nothing an action can do: no read
-    rows = s.exec(
-        select(StepRun)
-        .where(
-            StepRun.phase_run_id == phase_run_id,
-            StepRun.section == "actions",
-            col(StepRun.step_id).in_(list(wanted)),
-        )
-        .order_by(col(StepRun.id))
-    )
-    latest = {r.step_id: r for r in rows}  # a step's last result in this attempt
+    latest = steps.latest_actions(tx, phase_run_id, list(wanted))
     ticked: list[str] = []
     for action, item in wanted.items():
         row = latest.get(action)
         if row is None or row.status != Status.PASS:
             continue
-        s.add(ManualTick(gate_id=gate_id, item_id=item, actor=SYSTEM.id, at=now))
-        audit.append(
-            s,
+        tx.add(ManualTick(gate_id=gate_id, item_id=item, actor=SYSTEM.id, at=now))
+        tx.audit(
             AuditKind.MANUAL_TICKED,
             actor=SYSTEM.id,
             run_id=run_id,
@@ -58,27 +47,14 @@ def tick_done_by_actions(
     return ticked
 
 
-def _check_passed(s: Session, phase_run_id: int, check: str) -> dict[str, Any] | None:
+def _check_passed(tx: Tx, phase_run_id: int, check: str) -> dict[str, Any] | None:
     """The latest passing result of `check` in this phase run, with its evidence: its step
     row, or (a monitoring window, whose step rows come after its gate) its latest passing
     round. None when it never passed."""
-    row = s.exec(
-        select(StepRun)
-        .where(
-            StepRun.phase_run_id == phase_run_id,
-            StepRun.section == "checks",
-            StepRun.step_id == check,
-        )
-        .order_by(col(StepRun.id).desc())
-    ).first()
+    row = steps.latest_check(tx, phase_run_id, check)
     if row is not None and row.status == Status.PASS:
         return {"evidence": row.evidence}
-    rounds = s.exec(
-        select(MonitorRound)
-        .where(MonitorRound.phase_run_id == phase_run_id)
-        .order_by(col(MonitorRound.round).desc())
-    )
-    for r in rounds:
+    for r in monitor_rounds.newest_first(tx, phase_run_id):
         for item in json.loads(r.results or "[]"):
             if item.get("step") == check and item.get("status") == Status.PASS:
                 return {"evidence": item.get("evidence"), "round": r.round + 1}
@@ -86,7 +62,7 @@ def _check_passed(s: Session, phase_run_id: int, check: str) -> dict[str, Any] |
 
 
 def tick_unless_asked(
-    s: Session, run_id: int, phase_run_id: int, gate_id: int, phase: PhaseSpec, now: datetime
+    tx: Tx, run_id: int, phase_run_id: int, gate_id: int, phase: PhaseSpec, now: datetime
 ) -> list[str]:
     """Ticks (as the bot, audited with the check and its evidence) each manual step whose
     `ask_unless` check passed in this phase run; the others stay for a person. Returns the
@@ -95,12 +71,11 @@ def tick_unless_asked(
     for m in phase.manual:
         if not m.ask_unless:
             continue
-        seen = _check_passed(s, phase_run_id, m.ask_unless)
+        seen = _check_passed(tx, phase_run_id, m.ask_unless)
         if seen is None:
             continue
-        s.add(ManualTick(gate_id=gate_id, item_id=m.id, actor=SYSTEM.id, at=now))
-        audit.append(
-            s,
+        tx.add(ManualTick(gate_id=gate_id, item_id=m.id, actor=SYSTEM.id, at=now))
+        tx.audit(
             AuditKind.MANUAL_TICKED,
             actor=SYSTEM.id,
             run_id=run_id,

@@ -24,15 +24,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-
-from bot import audit
 from bot.domain.audit_kinds import AuditKind
 from bot.engine.core import EngineCore
 from bot.models import MonitorRound, PhaseRun, PhaseStatus, RoundStatus, Run, RunStatus
 from bot.notices import STATUS_ICONS
-from bot.store.claims import claim
+from bot.store import monitor_rounds, runs
+from bot.store.unit import Duplicate
 from bot.surface import SYSTEM
 from phases.checks.base import Status, StepResult
 from phases.runbook import MonitorSpec, PhaseSpec
@@ -56,12 +53,10 @@ def start_monitoring(engine: EngineCore, run_id: int, phase_run_id: int, phase: 
     now = engine.now()
     offsets = round_offsets(phase.monitor)
     me = f"{socket.gethostname()}:{os.getpid()}"
-    with engine.db.session() as s:
-        if not claim(
-            s, PhaseRun, col(PhaseRun.id) == phase_run_id, values={}, move=("phase", "monitoring")
-        ):
+    with engine.store.tx() as tx:
+        if not monitor_rounds.open_window(tx, phase_run_id):
             return
-        s.add(
+        tx.add(
             MonitorRound(
                 run_id=run_id,
                 phase_run_id=phase_run_id,
@@ -71,8 +66,7 @@ def start_monitoring(engine: EngineCore, run_id: int, phase_run_id: int, phase: 
                 claimed_by=me,
             )
         )
-        audit.append(
-            s,
+        tx.audit(
             AuditKind.MONITOR_STARTED,
             actor=SYSTEM.id,
             run_id=run_id,
@@ -99,8 +93,8 @@ def start_monitoring(engine: EngineCore, run_id: int, phase_run_id: int, phase: 
 def tick(engine: EngineCore, now: datetime, me: str, lease_seconds: float) -> list[str]:
     """Runs every monitoring round that is due; opens gates of finished windows."""
     done: list[str] = []
-    with engine.db.session() as s:
-        prs = list(s.exec(select(PhaseRun).where(PhaseRun.status == PhaseStatus.MONITORING)))
+    with engine.store.tx() as tx:
+        prs = runs.monitoring(tx)
     for pr in prs:
         assert pr.id is not None
         try:
@@ -114,15 +108,9 @@ def _tick_one(
     engine: EngineCore, pr: PhaseRun, now: datetime, me: str, lease_seconds: float
 ) -> list[str]:
     assert pr.id is not None
-    with engine.db.session() as s:
-        run = s.get(Run, pr.run_id)
-        rounds = list(
-            s.exec(
-                select(MonitorRound)
-                .where(MonitorRound.phase_run_id == pr.id)
-                .order_by(col(MonitorRound.round))
-            )
-        )
+    with engine.store.tx() as tx:
+        run = runs.get(tx, pr.run_id)
+        rounds = monitor_rounds.in_order(tx, pr.id)
     assert run is not None and run.id is not None
     if run.status != RunStatus.RUNNING:
         return _stop(engine, pr, run)
@@ -137,18 +125,10 @@ def _tick_one(
             if now - claimed < timedelta(seconds=lease_seconds):
                 return []  # being run right now
             # Its runner died: run it again (checks are read-only).
-            with engine.db.session() as s:
-                if not claim(
-                    s,
-                    MonitorRound,
-                    col(MonitorRound.id) == r.id,
-                    col(MonitorRound.attempts) == r.attempts,
-                    col(MonitorRound.status) == RoundStatus.RUNNING,
-                    values={"attempts": r.attempts + 1, "claimed_at": now, "claimed_by": me},
-                ):
+            with engine.store.tx() as tx:
+                if not monitor_rounds.reclaim(tx, r, now, me):
                     return []
-                audit.append(
-                    s,
+                tx.audit(
                     AuditKind.MONITOR_RECLAIMED,
                     actor=SYSTEM.id,
                     run_id=run.id,
@@ -165,9 +145,9 @@ def _tick_one(
         return []
     target, missed = due[-1], due[:-1]
     try:
-        with engine.db.session() as s:
+        with engine.store.tx() as tx:
             for i in missed:
-                s.add(
+                tx.add(
                     MonitorRound(
                         run_id=run.id,
                         phase_run_id=pr.id,
@@ -177,7 +157,7 @@ def _tick_one(
                         ended_at=now,
                     )
                 )
-            s.add(
+            tx.add(
                 MonitorRound(
                     run_id=run.id,
                     phase_run_id=pr.id,
@@ -188,15 +168,14 @@ def _tick_one(
                 )
             )
             if missed:
-                audit.append(
-                    s,
+                tx.audit(
                     AuditKind.MONITOR_MISSED,
                     actor=SYSTEM.id,
                     run_id=run.id,
                     data={"phase": phase.id, "rounds": [i + 1 for i in missed]},
                     at=now,
                 )
-    except IntegrityError:
+    except Duplicate:
         return []  # another process claimed it
     if missed:
         engine.notify.notice(
@@ -213,15 +192,8 @@ def _tick_one(
 
 def _stop(engine: EngineCore, pr: PhaseRun, run: Run) -> list[str]:
     """The run is rolling back (aborted) or over: the window ends; a rollback proceeds."""
-    with engine.db.session() as s:
-        stopped = claim(
-            s,
-            PhaseRun,
-            col(PhaseRun.id) == pr.id,
-            values={"ended_at": engine.now()},
-            move=("phase", "failed"),
-            source=PhaseStatus.MONITORING,
-        )
+    with engine.store.tx() as tx:
+        stopped = monitor_rounds.stop_window(tx, pr.id, engine.now())
     if stopped and run.status == RunStatus.ROLLING_BACK and run.id is not None:
         engine.spawn(engine.execute_rollback, run.id)
         return [f"run #{run.id}: monitoring stopped; rolling back"]
@@ -236,12 +208,8 @@ def _summary_line(result: dict[str, Any]) -> str:
 def _window_start(engine: EngineCore, phase_run_id: int) -> float | None:
     """When this monitoring window began (its first round's time): a round's "since the
     phase started" (the logins, payments since monitoring began), not since the run did."""
-    with engine.db.session() as s:
-        first = s.exec(
-            select(MonitorRound).where(
-                MonitorRound.phase_run_id == phase_run_id, MonitorRound.round == 0
-            )
-        ).first()
+    with engine.store.tx() as tx:
+        first = monitor_rounds.first(tx, phase_run_id)
     if first is None:
         return None
     due = first.due_at
@@ -249,9 +217,9 @@ def _window_start(engine: EngineCore, phase_run_id: int) -> float | None:
 
 
 def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int) -> None:
-    with engine.db.session() as s:
-        pr = s.get(PhaseRun, phase_run_id)
-        run = s.get(Run, pr.run_id) if pr else None
+    with engine.store.tx() as tx:
+        pr = tx.get(PhaseRun, phase_run_id)
+        run = runs.get(tx, pr.run_id) if pr else None
     assert pr is not None and run is not None and run.id is not None
     phase = engine.runbook.phases[pr.phase_index]
     assert phase.monitor is not None
@@ -276,16 +244,9 @@ def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int)
     now = engine.now()
     label = f"{index + 1}/{len(offsets)}"
     minute = offsets[index] // 60
-    with engine.db.session() as s:
-        if not claim(
-            s,
-            MonitorRound,
-            col(MonitorRound.phase_run_id) == phase_run_id,
-            col(MonitorRound.round) == index,
-            col(MonitorRound.attempts) == attempts,
-            values={"ended_at": now, "results": json.dumps(results, default=str)},
-            move=("round", status),
-            source=RoundStatus.RUNNING,
+    with engine.store.tx() as tx:
+        if not monitor_rounds.end(
+            tx, phase_run_id, index, attempts, status, now, json.dumps(results, default=str)
         ):
             return  # reclaimed by someone else meanwhile: their result counts
         brief = [
@@ -296,8 +257,7 @@ def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int)
             }
             for r in results
         ]
-        audit.append(
-            s,
+        tx.audit(
             AuditKind.MONITOR_ROUND,
             actor=SYSTEM.id,
             run_id=run.id,
@@ -312,8 +272,7 @@ def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int)
             at=now,
         )
         if failed:
-            audit.append(
-                s,
+            tx.audit(
                 AuditKind.MONITOR_BREACH,
                 actor=SYSTEM.id,
                 run_id=run.id,
@@ -383,15 +342,9 @@ def _combine(
 
 
 def _finish(engine: EngineCore, phase_run_id: int) -> list[str]:
-    with engine.db.session() as s:
-        pr = s.get(PhaseRun, phase_run_id)
-        rounds = list(
-            s.exec(
-                select(MonitorRound)
-                .where(MonitorRound.phase_run_id == phase_run_id)
-                .order_by(col(MonitorRound.round))
-            )
-        )
+    with engine.store.tx() as tx:
+        pr = tx.get(PhaseRun, phase_run_id)
+        rounds = monitor_rounds.in_order(tx, phase_run_id)
     assert pr is not None and pr.id is not None
     if pr.status != PhaseStatus.MONITORING or any(r.status == "running" for r in rounds):
         return []

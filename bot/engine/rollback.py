@@ -7,20 +7,11 @@ import logging
 import time
 from datetime import datetime
 
-from sqlmodel import select
-
-from bot import audit
-from bot.db import db_now
-from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import restore_point, rollback_report
 from bot.engine.core import EngineCore, LeaseLost
-from bot.models import (
-    PhaseRun,
-    PhaseStatus,
-    Run,
-    RunStatus,
-)
+from bot.models import PhaseRun, Run, RunStatus
+from bot.store import runs
 from bot.surface import SYSTEM
 from phases.checks.base import Status, StepContext, StepResult, StopRequest
 from phases.runbook import PhaseSpec, Value
@@ -37,16 +28,12 @@ class Rollback(EngineCore):
         renewal; either hands over (`Runs._stop_for_rollback`) once its step ended."""
         waiting: str | None = None
         try:
-            with self.db.session() as s:
-                run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one_or_none()
+            with self.store.tx() as tx:
+                run = tx.lock_run(run_id)
                 if run is None or run.status != RunStatus.ROLLING_BACK:
                     return
-                running = s.exec(
-                    select(PhaseRun).where(
-                        PhaseRun.run_id == run_id, PhaseRun.status == PhaseStatus.RUNNING
-                    )
-                ).first()
-                now = db_now(s)
+                running = runs.running_phase(tx, run_id)
+                now = tx.db_now()
                 waiting = self.waiting_for(run, running, now)
                 if waiting is not None:
                     pass  # the executing phase hands over once its running step has ended
@@ -57,18 +44,15 @@ class Rollback(EngineCore):
                 ):
                     return  # another thread or replica executes this rollback
                 else:
-                    self._take_lease(s, run)
+                    self._take_lease(tx, run)
                     if running is not None:  # ours, and no thread of ours executes it now
-                        states.transition(running, "failed")
-                        running.ended_at = self.now()
-                        s.add(running)
+                        tx.apply(running, "failed", SYSTEM.id)
                     run.rollback_started_at = self.now()
-                    s.add(run)
+                    tx.add(run)
                     failed_phase = self.runbook.phases[
                         min(run.phase_index, len(self.runbook.phases) - 1)
                     ]
-                    audit.append(
-                        s,
+                    tx.audit(
                         AuditKind.ROLLBACK_STARTED,
                         actor=SYSTEM.id,
                         run_id=run_id,
@@ -158,20 +142,17 @@ class Rollback(EngineCore):
         report = rollback_report.build(
             self.runbook, values, outcomes, checks, restore, took, schema
         )
-        with self.db.session() as s:
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
+        with self.store.tx() as tx:
+            run = runs.lock(tx, run_id)
             if run.status != RunStatus.ROLLING_BACK:
                 return  # another replica finished it (it took over a lapsed lease)
-            if not self.holds(s, run_id):
+            if not self.holds(tx, run_id):
                 log.warning("run #%s: lease lost; its rollback's end is not recorded here", run_id)
                 return  # the replica that took the rollback over finishes it
             self._epochs.pop(run_id, None)
-            states.transition(run, "rollback_finished")
-            run.active_env, run.ended_at = None, self.now()
-            run.owner, run.lease_until = None, None
-            s.add(run)
-            audit.append(
-                s,
+            # The table's move ends the run: ended_at, and its active slot and lease cleared.
+            tx.apply(run, "rollback_finished", SYSTEM.id)
+            tx.audit(
                 AuditKind.RUN_ROLLED_BACK,
                 actor=SYSTEM.id,
                 run_id=run_id,

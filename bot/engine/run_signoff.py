@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, func, select
-
-from bot import audit
 from bot.domain import run_signoff_rules
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import NotFound
 from bot.engine.core import Decision, EngineCore
-from bot.models import AuditEvent, Run, RunSignoff
+from bot.models import RunSignoff
 from bot.signoffs import run_signoff_state, run_signoff_text
+from bot.store import run_signoffs, runs, trail
+from bot.store.unit import Duplicate
 from bot.surface import Actor, SignoffSurface
 
 
@@ -45,63 +43,51 @@ class RunSignoffs(EngineCore):
 
     def sign_off_run(self, run_id: int, actor: Actor, note: str | None = None) -> Decision:
         """A person the environment names signs the completed run off (audited, once)."""
-        with self.db.session() as s:
-            run = s.get(Run, run_id)
+        with self.store.tx() as tx:
+            run = runs.get(tx, run_id)
         if run is None:
             raise NotFound(f"no run #{run_id}")
         refusal = run_signoff_rules.may_sign_off_run(
             run.environment, self.environment(run.environment), actor, run.requested_by
         )
         if refusal:
-            self.refuse(actor, "run_signoff", refusal, run_id=run_id)
-            return Decision("refused", refusal, None, run_id)
+            return self.refused(actor, "run_signoff", refusal, run_id=run_id)
         try:
             decided = self._sign(run_id, actor, note)
-        except IntegrityError:  # the unique key: another click of theirs got in first
+        except Duplicate:  # the unique key: another click of theirs got in first
             decided = self._signed_already(run_id, actor)
         if decided.outcome == "ticked":
             self._told_signed(run_id)
         return decided
 
     def _sign(self, run_id: int, actor: Actor, note: str | None) -> Decision:
-        with self.db.session() as s:
+        with self.store.tx() as tx:
             # Locked: two clicks of one person are decided one after the other.
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
+            run = runs.lock(tx, run_id)
             refusal = run_signoff_rules.run_signoff_refusal(run_id, str(run.status), run.dry_run)
-            asked = s.exec(
-                select(AuditEvent.data).where(
-                    AuditEvent.run_id == run_id,
-                    AuditEvent.kind == AuditKind.RUN_SIGNOFF_REQUESTED,
-                )
-            ).first()
+            asked = trail.first_data(tx, run_id, AuditKind.RUN_SIGNOFF_REQUESTED)
             if refusal is None and asked is None:
                 refusal = (
                     f"no sign-off was asked of run #{run_id} when it completed (its "
                     "environment named nobody then); nothing was recorded"
                 )
             if refusal:
-                self.refuse(actor, "run_signoff", refusal, run_id=run_id, session=s)
-                return Decision("refused", refusal, None, run_id)
-            mine = s.exec(
-                select(RunSignoff).where(RunSignoff.run_id == run_id, RunSignoff.actor == actor.id)
-            ).first()
+                return self.refused(actor, "run_signoff", refusal, run_id=run_id, tx=tx)
+            mine = run_signoffs.of(tx, run_id, actor.id)
             if mine is not None:
                 return self._signed_text(run_id, mine)
             now = self.now()
-            s.add(RunSignoff(run_id=run_id, actor=actor.id, at=now))
-            s.flush()  # the unique key decides a click that got past the lock
-            signed = s.exec(
-                select(func.count()).select_from(RunSignoff).where(RunSignoff.run_id == run_id)
-            ).one()
+            tx.add(RunSignoff(run_id=run_id, actor=actor.id, at=now))
+            tx.flush()  # the unique key decides a click that got past the lock
+            signed = run_signoffs.count(tx, run_id)
             quorum = int(_quorum(asked))
-            audit.append(
-                s,
+            tx.audit(
                 AuditKind.RUN_SIGNED_OFF,
                 actor=actor.id,
                 run_id=run_id,
                 data={
                     "note": self.masker.untrusted(note or "")[:300],
-                    "signed": int(signed),
+                    "signed": signed,
                     "quorum": quorum,
                 },
                 at=now,
@@ -112,10 +98,9 @@ class RunSignoffs(EngineCore):
         )
 
     def _signed_already(self, run_id: int, actor: Actor) -> Decision:
-        with self.db.session() as s:
-            mine = s.exec(
-                select(RunSignoff).where(RunSignoff.run_id == run_id, RunSignoff.actor == actor.id)
-            ).one()
+        with self.store.tx() as tx:
+            mine = run_signoffs.of(tx, run_id, actor.id)
+        assert mine is not None  # the unique key refused a second row of theirs
         return self._signed_text(run_id, mine)
 
     @staticmethod
@@ -134,8 +119,8 @@ class RunSignoffs(EngineCore):
         self.show_run_signoff(run_id)
         try:
             state = run_signoff_state(self.db, run_id)
-            with self.db.session() as s:
-                env = s.exec(select(Run.environment).where(col(Run.id) == run_id)).one()
+            with self.store.tx() as tx:
+                env = runs.environment(tx, run_id)
         except Exception:
             return
         if state is not None and state.done and len(state.signatures) == state.quorum:

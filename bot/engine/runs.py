@@ -472,9 +472,8 @@ class Runs(Locks):
                     at=self.now(),
                 )
                 assert gate.id is not None
-                # manual_done.py (not converted to the store yet) takes the session itself.
-                tick_done_by_actions(tx.session, run_id, phase_run_id, gate.id, phase, self.now())
-                tick_unless_asked(tx.session, run_id, phase_run_id, gate.id, phase, self.now())
+                tick_done_by_actions(tx, run_id, phase_run_id, gate.id, phase, self.now())
+                tick_unless_asked(tx, run_id, phase_run_id, gate.id, phase, self.now())
                 gate_id = gate.id
         if released:  # a retried attempt whose commit did not land still holds the epoch
             with self._threads_lock:

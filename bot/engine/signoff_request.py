@@ -6,24 +6,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session
-
-from bot import audit
 from bot.domain.audit_kinds import AuditKind
 from bot.models import Run
+from bot.store.unit import Tx
 from bot.surface import SYSTEM
 from phases.runbook import EnvironmentSpec
 from phases.signoff_spec import signers
 
 
-def ask(s: Session, run: Run, env: EnvironmentSpec | None, at: datetime) -> bool:
+def ask(tx: Tx, run: Run, env: EnvironmentSpec | None, at: datetime) -> bool:
     """In the transaction that completes `run`: asks the people its environment names to
     sign it off (one audit row). Nobody named, or a dry run: nothing is asked."""
     spec = env.signoff if env is not None else None
     if env is None or spec is None or run.dry_run or run.id is None:
         return False
-    audit.append(
-        s,
+    tx.audit(
         AuditKind.RUN_SIGNOFF_REQUESTED,
         actor=SYSTEM.id,
         run_id=run.id,

@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlmodel import col, select
-
-from bot import audit
 from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
 from bot.engine.core import Decision, EngineCore
-from bot.models import AuditEvent, Run
 from bot.signoffs import refusal_for, signoff_text, signoff_view
+from bot.store import runs, trail
 from bot.surface import SYSTEM, Actor, SignoffSurface
 
 
@@ -33,16 +30,11 @@ class Signoffs(EngineCore):
         ids = [c.id for c in self.runbook.success_criteria if c.signoff]
         if not ids:
             return
-        with self.db.session() as s:
-            s.exec(select(Run.id).where(Run.id == run_id).with_for_update()).one()
-            asked = s.exec(
-                select(AuditEvent.seq).where(
-                    AuditEvent.run_id == run_id, AuditEvent.kind == AuditKind.SIGNOFF_REQUESTED
-                )
-            ).first()
+        with self.store.tx() as tx:
+            runs.lock(tx, run_id)
+            asked = trail.first_seq(tx, run_id, AuditKind.SIGNOFF_REQUESTED)
             if asked is None:
-                audit.append(
-                    s,
+                tx.audit(
                     AuditKind.SIGNOFF_REQUESTED,
                     actor=SYSTEM.id,
                     run_id=run_id,
@@ -65,8 +57,8 @@ class Signoffs(EngineCore):
         self, run_id: int, criterion_id: str, actor: Actor, note: str | None = None
     ) -> Decision:
         """An approver vouches for a success criterion bound to `signoff` (audited)."""
-        with self.db.session() as s:
-            run = s.get(Run, run_id)
+        with self.store.tx() as tx:
+            run = runs.get(tx, run_id)
         if run is None:
             raise NotFound(f"no run #{run_id}")
         spec = self.runbook.criterion(criterion_id)  # unknown: RunbookError lists the known ones
@@ -79,26 +71,16 @@ class Signoffs(EngineCore):
             run.environment, self.environment(run.environment), actor, run.requested_by
         )
         if refusal:
-            self.refuse(actor, "signoff", refusal, run_id=run_id, criterion=criterion_id)
-            return Decision("refused", refusal, None, run_id)
-        with self.db.session() as s:
+            return self.refused(actor, "signoff", refusal, run_id=run_id, criterion=criterion_id)
+        with self.store.tx() as tx:
             # Locked: two clicks of one person read the trail one after the other.
-            run = s.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
+            run = runs.lock(tx, run_id)
             refusal = refusal_for(str(run.status), run_id)
             if refusal:
-                self.refuse(
-                    actor, "signoff", refusal, run_id=run_id, session=s, criterion=criterion_id
+                return self.refused(
+                    actor, "signoff", refusal, run_id=run_id, tx=tx, criterion=criterion_id
                 )
-                return Decision("refused", refusal, None, run_id)
-            for row in s.exec(
-                select(AuditEvent)
-                .where(
-                    AuditEvent.run_id == run_id,
-                    AuditEvent.kind == AuditKind.CRITERION_SIGNED_OFF,
-                    AuditEvent.actor == actor.id,
-                )
-                .order_by(col(AuditEvent.seq))
-            ):
+            for row in trail.by_actor(tx, run_id, AuditKind.CRITERION_SIGNED_OFF, actor.id):
                 if json.loads(row.data).get("criterion") == criterion_id:
                     at = datetime.fromisoformat(row.at).strftime("%H:%M UTC")
                     return Decision(
@@ -107,8 +89,7 @@ class Signoffs(EngineCore):
                         None,
                         run_id,
                     )
-            audit.append(
-                s,
+            tx.audit(
                 AuditKind.CRITERION_SIGNED_OFF,
                 actor=actor.id,
                 run_id=run_id,

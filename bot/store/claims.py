@@ -16,10 +16,11 @@ from sqlalchemy import update
 from sqlmodel import Session, SQLModel, col
 
 from bot.domain import states
+from bot.store.unit import Tx, session_of
 
 
 def claim(
-    s: Session,
+    s: Tx | Session,
     table: type[SQLModel],
     *where: Any,
     values: Mapping[str, Any],
@@ -30,7 +31,8 @@ def claim(
 
     `move` = (machine, trigger): the row goes where the transition table says; it may leave
     only from `source` (which must be one the trigger has, else IllegalTransition), or, with
-    no `source`, from any status the trigger has.
+    no `source`, from any status the trigger has. `s`: the caller's Tx (or, in the modules
+    not converted to the store yet, its Session).
     """
     stmt = update(table).where(*where)
     sets = dict(values)
@@ -43,5 +45,5 @@ def claim(
         else:
             stmt = stmt.where(status.in_(states.sources(machine, trigger)))
             sets["status"] = states.dest(machine, trigger)
-    res = s.execute(stmt.values(sets))
+    res = session_of(s).execute(stmt.values(sets))
     return getattr(res, "rowcount", 0) == 1

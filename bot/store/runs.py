@@ -85,3 +85,18 @@ def lock_with_phase(tx: Tx, run_id: int, phase_run_id: int) -> tuple[Run, PhaseR
         .with_for_update(of=Run)
     ).one()
     return run, pr
+
+
+def lock(tx: Tx, run_id: int) -> Run:
+    """The run row, locked; it must exist (NoResultFound otherwise)."""
+    return tx.session.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
+
+
+def environment(tx: Tx, run_id: int) -> str:
+    """The run's environment; it must exist (NoResultFound otherwise)."""
+    return tx.session.exec(select(Run.environment).where(col(Run.id) == run_id)).one()
+
+
+def monitoring(tx: Tx) -> list[PhaseRun]:
+    """Every phase run in a monitoring window now."""
+    return list(tx.session.exec(select(PhaseRun).where(PhaseRun.status == PhaseStatus.MONITORING)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.models import StepRun
 from bot.store.unit import Tx
@@ -44,3 +44,30 @@ def results(tx: Tx, phase_run_id: int | None) -> list[tuple[str, str, str]]:
             )
         )
     ]
+
+
+def latest_actions(tx: Tx, phase_run_id: int, step_ids: list[str]) -> dict[str, StepRun]:
+    """The last result in this phase run of each of these action steps, by step id."""
+    rows = tx.session.exec(
+        select(StepRun)
+        .where(
+            StepRun.phase_run_id == phase_run_id,
+            StepRun.section == "actions",
+            col(StepRun.step_id).in_(step_ids),
+        )
+        .order_by(col(StepRun.id))
+    )
+    return {r.step_id: r for r in rows}  # a step's last result in this attempt
+
+
+def latest_check(tx: Tx, phase_run_id: int, check: str) -> StepRun | None:
+    """The last result of `check` in this phase run, if any."""
+    return tx.session.exec(
+        select(StepRun)
+        .where(
+            StepRun.phase_run_id == phase_run_id,
+            StepRun.section == "checks",
+            StepRun.step_id == check,
+        )
+        .order_by(col(StepRun.id).desc())
+    ).first()
