@@ -159,8 +159,16 @@ def checkpoint_text(g: GateView) -> str:
         lines.append(f"  {box} {m.id}: {m.text}")
     unticked = [m.id for m in g.manual if not m.ticked_by]
     waiting = [st.step_id for st in g.steps if st.status == "pending"]  # run after a tick
+    # checks bound to a tick whose process died: what their audit row says (bot/views.py)
+    stopped = [f"{st.step_id} {st.evidence}" for st in g.steps if st.status == "interrupted"]
     verdict = (
-        (
+        "; ".join(
+            ["checks PASS so far", *stopped]
+            + ([f"waiting for {', '.join(waiting)}"] if waiting else [])
+            + ([f"tick {', '.join(unticked)}"] if unticked else [])
+        )
+        if g.checks_passed and stopped
+        else (
             f"checks PASS so far → tick {', '.join(unticked)}; the bot then checks "
             f"{', '.join(waiting)}"
             if unticked

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlmodel import col, func, select
+from sqlmodel import Session, col, func, select
 
 from bot.db import Database
-from bot.domain import approvals
+from bot.domain import approvals, tick_marks
 from bot.models import (
+    AuditEvent,
     Gate,
     ManualTick,
     OverrideVote,
@@ -246,17 +247,40 @@ def _revert_steps(runbook: Runbook, rows: list[StepRun]) -> list[RevertStep]:
     return out
 
 
-def tick_checks_waiting(spec: PhaseSpec, ran: set[str], ticks: dict[str, str]) -> list[StepView]:
+def tick_checks_waiting(
+    spec: PhaseSpec,
+    ran: set[str],
+    ticks: dict[str, str],
+    marks: dict[str, tick_marks.Mark] | None = None,
+) -> list[StepView]:
     """The checks of manual steps that have no result yet, shown as pending: waiting for
-    their tick, or running since it (never absent, so never a greener checkpoint)."""
+    their tick, or running since it (never absent, so never a greener checkpoint); or
+    interrupted, as their audit row says (`marks`, bot/domain/tick_marks.py)."""
     out = []
     for m in spec.manual:
+        mark = (marks or {}).get(m.id)
         for c in m.checks:
             if c.id in ran:
+                continue
+            if m.id in ticks and mark is not None and mark.interrupted:
+                out.append(StepView("checks", c.id, c.name, "interrupted", interrupted(mark), 0))
                 continue
             said = f"running: {m.id} was ticked" if m.id in ticks else f"runs once {m.id} is ticked"
             out.append(StepView("checks", c.id, c.name, "pending", said, 0))
     return out
+
+
+interrupted = tick_marks.interrupted_said
+
+
+def read_tick_marks(s: Session, run_id: int, gate_id: int) -> dict[str, tick_marks.Mark]:
+    """The latest audit mark of each tick's checks at a gate (started, interrupted, resumed)."""
+    rows = s.exec(
+        select(AuditEvent.kind, AuditEvent.data, AuditEvent.at)
+        .where(AuditEvent.run_id == run_id, col(AuditEvent.kind).in_(tick_marks.KINDS))
+        .order_by(col(AuditEvent.seq))
+    )
+    return tick_marks.latest(rows, gate_id)
 
 
 def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
@@ -302,6 +326,8 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
             if not gate.checks_passed
             else []  # a passed gate has nothing to override: no read
         )
+        # what the trail says of checks bound to a tick (none in most phases: no read)
+        marks = read_tick_marks(s, gate.run_id, gate_id) if spec.tick_checks and ticks else {}
     order = {st.id: i for i, st in enumerate([*spec.actions, *spec.checks, *spec.tick_checks])}
     steps.sort(key=lambda row: (row[0].section != "actions", order.get(row[0].step_id, 999)))
     failed, not_run = approvals.failed_steps(
@@ -343,7 +369,7 @@ def gate_view(db: Database, runbook: Runbook, gate_id: int) -> GateView | None:
             )
             for st, output_id, last_lines in steps
         ]
-        + tick_checks_waiting(spec, {st.step_id for st, _, _ in steps}, ticks),
+        + tick_checks_waiting(spec, {st.step_id for st, _, _ in steps}, ticks, marks),
         manual=[ManualView(m.id, m.text, ticks.get(m.id)) for m in spec.manual],
         overrides=overrides,
         override_quorum=runbook.environments[run.environment].override_quorum_for(gate.quorum),

@@ -67,6 +67,8 @@ class GateFacts:
     quorum: int
     # checks of ticked manual steps that have no result yet (bot/engine/tick_checks.py)
     checking: tuple[str, ...] = ()
+    # checks bound to a tick whose process died, each "CHECK was interrupted by … at …"
+    interrupted: tuple[str, ...] = ()
 
 
 def is_approver(env: EnvironmentSpec, actor: Actor) -> bool:
@@ -208,6 +210,8 @@ def may_override(env: EnvironmentSpec, actor: Actor, facts: OverrideFacts) -> st
         )
     if gate.unticked:
         return "tick every manual step first: " + ", ".join(gate.unticked)
+    if gate.interrupted:
+        return "; ".join(gate.interrupted)
     if gate.checking:
         return _still_checking(gate.checking)
     if any(actor.is_(v) for v in facts.votes):
@@ -294,6 +298,8 @@ def may_decide(
         )
     if gate.unticked:
         return "tick every manual step first: " + ", ".join(gate.unticked)
+    if gate.interrupted:
+        return "; ".join(gate.interrupted)
     if gate.checking:
         return _still_checking(gate.checking)
     if any(actor.is_(v) for v in gate.votes):

@@ -24,6 +24,12 @@ class AuditKind(enum.StrEnum):
     GATE_ESCALATED = "gate.escalated"
     # A check bound to a manual step's tick failed while its gate was open: no longer passed
     GATE_RECHECKED = "gate.rechecked"
+    # The checks bound to a tick: begun by the process holding the run (its lease), and,
+    # when that process died before their results, re-run by the next holder or marked
+    # interrupted for a person (bot/engine/tick_resume.py).
+    TICK_CHECKS_STARTED = "tick.checks_started"
+    TICK_CHECKS_INTERRUPTED = "tick.checks_interrupted"
+    TICK_CHECKS_RESUMED = "tick.checks_resumed"
     # Break-glass: one approver's vote, with their justification, to pass over failed steps
     # (a gate) or a change freeze (an emergency start); then the override that decided it.
     OVERRIDE_VOTE = "override.vote"

@@ -17,6 +17,7 @@ from bot.domain.audit_vocabulary_decisions import ENTRIES as DECISION_ENTRIES
 from bot.domain.audit_vocabulary_runs import ENTRIES as RUN_ENTRIES
 from bot.domain.audit_vocabulary_schedules import ENTRIES as SCHEDULE_ENTRIES
 from bot.domain.audit_vocabulary_tasks import ENTRIES as TASK_ENTRIES
+from bot.domain.audit_vocabulary_ticks import ENTRIES as TICK_ENTRIES
 
 REGENERATE = "python -m bot.domain.audit_vocabulary > docs/audit.md"
 
@@ -58,7 +59,7 @@ CATALOGUE: dict[AuditKind, Entry] = {
         {"retired_key": "the key retired"},
     ),
 }
-for entries in (RUN_ENTRIES, DECISION_ENTRIES, SCHEDULE_ENTRIES, TASK_ENTRIES):
+for entries in (RUN_ENTRIES, DECISION_ENTRIES, SCHEDULE_ENTRIES, TASK_ENTRIES, TICK_ENTRIES):
     CATALOGUE |= {k: Entry(what, fields) for k, (what, fields) in entries.items()}
 
 

@@ -8,6 +8,8 @@ what changed (`bot.surface`). The use cases live in one module each:
     core.py      collaborators, follow-up pool, surface calls, audited refusals, leases
     runs.py      start a run; claim, execute and check a phase; open its gate
     gates.py     votes, Retry, Rollback, manual ticks, abort, cancel
+    tick_checks.py  the checks bound to a manual step's tick, run under the run's lease
+    tick_resume.py  those checks after a restart or a take-over: re-run, or shown interrupted
     overrides.py break-glass: continue past failed steps with a justification and a quorum
     signoffs.py  sign-offs of success criteria: asked for, given once per person
     run_signoff.py  sign-off of a completed run by the people its environment names

@@ -20,7 +20,7 @@ from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.states import DecisionKind
 from bot.engine.core import Decision, DecisionName
-from bot.engine.tick_checks import TickChecks, checking, judge
+from bot.engine.tick_checks import TickChecks, judge, tick_facts
 from bot.models import Gate, GateStatus, ManualTick, PhaseRun, Run, RunStatus, Vote
 from bot.store import gates as gate_rows
 from bot.store import runs as run_rows
@@ -277,7 +277,7 @@ class Gates(TickChecks):
             requested_by=run.requested_by,
             votes=tuple(gate_rows.voters(tx, gate.id)),
             unticked=tuple(self._unticked(tx, gate)),
-            checking=tuple(checking(session_of(tx), self.runbook.phase(gate.phase_id), gate)),
+            **tick_facts(session_of(tx), self.runbook.phase(gate.phase_id), gate),
             quorum=gate.quorum,
         )
 
@@ -366,8 +366,8 @@ class Gates(TickChecks):
                     data={"gate": gate.id, "item": item_id, **kept},
                     at=self.now(),
                 )
-        self.notify.gate_changed(gate_id)
-        self.after_tick(gate_id, item_id)
+            epoch = self.claim_tick_checks(tx, run_id, gate, item_id, actor)  # its checks' lease
+        self.after_tick(run_id, gate_id, epoch)
         return Decision("ticked", f"{item_id} ticked", gate_id, run_id)
 
     def abort(self, env_name: str, actor: Actor, reason: str) -> Decision:

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from bot.domain.audit_kinds import AuditKind
-from bot.engine.core import EngineCore
+from bot.engine.tick_resume import TickResume
 from bot.models import RunStatus
 from bot.store import leases
 from bot.store import runs as run_rows
@@ -16,7 +16,7 @@ from bot.surface import SYSTEM
 log = logging.getLogger(__name__)
 
 
-class Recovery(EngineCore):
+class Recovery(TickResume):
     def recover(self) -> list[str]:
         """Picks up every active run after a restart. Nothing is re-run silently, and a phase
         another live replica executes is left to it."""
@@ -50,7 +50,8 @@ class Recovery(EngineCore):
             elif run.status == RunStatus.REVERT_PENDING:
                 report.append(f"run #{run.id}: revert waiting for its approvers")
             elif run.status == RunStatus.WAITING:
-                report.append(f"run #{run.id}: waiting at phase {run.phase_index + 1}")
+                resumed = self.resume_tick_checks(run.id, None)  # a tick's checks: who runs them
+                report.append(f"run #{run.id}: waiting at phase {run.phase_index + 1}{resumed}")
                 self.notify.notice(
                     run.id,
                     f"cutover-bot restarted; run #{run.id} is still "
@@ -104,6 +105,9 @@ class Recovery(EngineCore):
             self._audit_resumed(run_id, owner=old)
             self.spawn(self.execute_rollback, run_id)
             return f"run #{run_id}: rollback resumed"
+        if running is None and status == RunStatus.WAITING:  # it held the run for a tick's checks
+            resumed = self.resume_tick_checks(run_id, old)
+            return f"run #{run_id}: waiting at phase {run.phase_index + 1}{resumed}"
         if running is None:
             self.spawn(self.advance, run_id)
             return f"run #{run_id}: continuing at phase {run.phase_index + 1}"

@@ -6,8 +6,15 @@ step's `checks` run after the tick commits, off the caller's thread, with `{tick
 from the gate's ticks and the tick's time (`ticked_at`); their results join the phase run's
 steps, and one that fails turns the gate's `checks_passed` false (audit `gate.rechecked`):
 the checkpoint never looks greener than the check. Until they have a result, Continue is
-refused (`GateFacts.checking`). A tick whose checks never got a result (the process died)
-runs them again when the step is ticked again.
+refused (`GateFacts.checking`).
+
+The checks run under the run's lease (as a phase does): the tick's transaction takes it when
+nobody holds the run, and the holder runs the checks of every tick at the gate that has
+none started, one tick after another, then lets the run go. Each tick's checks begin with a
+`tick.checks_started` row naming the holder and its epoch, and their results are written
+only while that epoch still holds the run (fencing). If the holder dies first, the process
+that takes the run over re-runs them or marks them interrupted (bot/engine/tick_resume.py);
+ticking an interrupted step again runs them (`tick.checks_resumed`, the person as actor).
 """
 
 from __future__ import annotations
@@ -20,10 +27,15 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bot import audit
+from bot.domain.actor import Actor
 from bot.domain.audit_kinds import AuditKind
-from bot.engine.core import EngineCore
-from bot.models import AuditEvent, Gate, GateStatus, ManualTick, Run, StepRun
+from bot.domain.tick_marks import Mark
+from bot.engine.core import EngineCore, LeaseLost
+from bot.models import AuditEvent, Gate, GateStatus, ManualTick, Run, RunStatus, StepRun
+from bot.store import leases
+from bot.store.unit import Tx, session_of
 from bot.surface import SYSTEM
+from bot.views import interrupted, read_tick_marks
 from phases import tick_values
 from phases.runbook import ManualStep, PhaseSpec
 from phases.runner import run_checks
@@ -74,10 +86,10 @@ def judge(
     return data, None
 
 
-def checking(s: Session, phase: PhaseSpec, gate: Gate) -> list[str]:
-    """The checks of ticked steps that have no result yet in the gate's phase run."""
+def pending(s: Session, phase: PhaseSpec, gate: Gate) -> dict[str, list[str]]:
+    """Ticked step → the ids of its checks that have no result yet in the gate's phase run."""
     if not phase.tick_checks:
-        return []  # nothing bound to a tick: no read
+        return {}  # nothing bound to a tick: no read
     ticked = set(s.exec(select(ManualTick.item_id).where(ManualTick.gate_id == gate.id)))
     done = set(
         s.exec(
@@ -86,26 +98,175 @@ def checking(s: Session, phase: PhaseSpec, gate: Gate) -> list[str]:
             )
         )
     )
-    return [c.id for m in phase.manual if m.id in ticked for c in m.checks if c.id not in done]
+    out = {m.id: [c.id for c in m.checks if c.id not in done] for m in phase.manual}
+    return {item: ids for item, ids in out.items() if ids and item in ticked}
+
+
+def _marks(s: Session, gate: Gate, todo: dict[str, list[str]]) -> dict[str, Mark]:
+    return read_tick_marks(s, gate.run_id, gate.id or 0) if todo else {}
+
+
+def checking(s: Session, phase: PhaseSpec, gate: Gate) -> list[str]:
+    """The checks of ticked steps that have no result yet and were not interrupted."""
+    todo = pending(s, phase, gate)
+    marks = _marks(s, gate, todo)
+    return [c for item, ids in todo.items() for c in ids if not _interrupted(marks.get(item))]
+
+
+def interrupted_checks(s: Session, phase: PhaseSpec, gate: Gate) -> list[str]:
+    """ "CHECK was interrupted by … at HH:MM UTC; tick ITEM again or Retry", from the trail."""
+    todo = pending(s, phase, gate)
+    marks = _marks(s, gate, todo)
+    return [
+        f"{c} was {interrupted(mark)}"
+        for item, ids in todo.items()
+        if (mark := marks.get(item)) is not None and mark.interrupted
+        for c in ids
+    ]
+
+
+def tick_facts(s: Session, phase: PhaseSpec, gate: Gate) -> dict[str, tuple[str, ...]]:
+    """`GateFacts.checking` and `.interrupted` (bot/domain/approvals.py)."""
+    return {
+        "checking": tuple(checking(s, phase, gate)),
+        "interrupted": tuple(interrupted_checks(s, phase, gate)),
+    }
+
+
+def _interrupted(mark: Mark | None) -> bool:
+    return mark is not None and mark.interrupted
 
 
 class TickChecks(EngineCore):
     """The engine's part that runs a ticked step's checks (a base of Gates, whose `tick`
-    calls `after_tick`)."""
+    calls `claim_tick_checks` in its transaction and `after_tick` once it committed)."""
 
-    def after_tick(self, gate_id: int, item_id: str) -> None:
-        """Called once a tick committed: its step's checks, in the background."""
-        with self.db.session() as s:
+    def claim_tick_checks(
+        self, tx: Tx, run_id: int, gate: Gate, item_id: str, actor: Actor
+    ) -> int | None:
+        """In the tick's transaction (the run row locked): the lease epoch this process took
+        to run the gate's tick checks, or None (nothing to run, or the holder runs it)."""
+        s = session_of(tx)
+        todo = pending(s, self.runbook.phase(gate.phase_id), gate).get(item_id)
+        if not todo:
+            return None
+        mark = read_tick_marks(s, run_id, gate.id or 0).get(item_id)
+        if mark is not None and mark.interrupted:  # a person asks for them again
+            self._mark(
+                s,
+                AuditKind.TICK_CHECKS_RESUMED,
+                gate,
+                item_id,
+                todo,
+                actor=actor.id,
+                cause="tick",
+                owner=mark.data["owner"],
+            )
+        elif mark is not None and mark.started:
+            return None  # its holder runs them (or whoever takes its run over)
+        run = s.get(Run, run_id)
+        if run is None or run.owner is not None:
+            return None  # the holder's loop finds this tick; a dead holder's: tick_resume.py
+        self._take_lease(tx, run)
+        return run.lease_epoch
+
+    def after_tick(self, run_id: int, gate_id: int, epoch: int | None) -> None:
+        """Called once a tick committed: tells the surface, and when this process took the
+        run's lease for them (`epoch`), runs the gate's tick checks in the background."""
+        self.notify.gate_changed(gate_id)
+        if epoch is not None:
+            self._ensure_heartbeat()
+            self.spawn(self.run_tick_checks, run_id, gate_id, epoch)
+
+    def _mark(
+        self,
+        s: Tx | Session,
+        kind: AuditKind,
+        gate: Gate,
+        item_id: str,
+        checks: list[str],
+        actor: str = SYSTEM.id,
+        **data: Any,
+    ) -> None:
+        Tx.of(s, self.now).audit(
+            kind,
+            actor=actor,
+            run_id=gate.run_id,
+            data={"gate": gate.id, "phase": gate.phase_id, "item": item_id, "checks": checks}
+            | data,
+            at=self.now(),
+        )
+
+    def _fenced(self, tx: Tx, run_id: int, epoch: int, what: str) -> Run:
+        """The run row, locked, if epoch `epoch` of this process still holds it; else
+        LeaseLost (another process took the run over, or a phase or rollback took it)."""
+        if not leases.holds(tx, run_id, self.me, epoch):
+            log.warning("run #%s: %s refused: lease epoch %s no longer held", run_id, what, epoch)
+            raise LeaseLost(f"run #{run_id}: {what} refused: the lease was lost")
+        run = tx.get(Run, run_id)
+        assert run is not None
+        return run
+
+    def _let_go(self, run_id: int, epoch: int) -> None:
+        with self._threads_lock:
+            if self._epochs.get(run_id) == epoch:
+                del self._epochs[run_id]
+
+    def run_tick_checks(self, run_id: int, gate_id: int, epoch: int) -> None:
+        """The lease holder's work at a gate: the checks of each tick that has none started,
+        one tick after another; then it lets the run go (a Retry decided meanwhile: its
+        phase starts now)."""
+        try:
+            while True:
+                item, follow = self.db.retrying(
+                    lambda: self._next_tick(run_id, gate_id, epoch),
+                    f"run #{run_id}: the next tick's checks",
+                )
+                if item is None:
+                    self._let_go(run_id, epoch)
+                    if follow:
+                        self.spawn(self.advance, run_id)
+                    return
+                self._check_tick(run_id, gate_id, item, epoch)
+        except LeaseLost:
+            self._let_go(run_id, epoch)  # another process holds the run now: it decides
+        except Exception:  # never a run held by a live process that checks nothing
+            with self.store.tx() as tx:
+                leases.release(tx, run_id, self.me, epoch)
+            self._let_go(run_id, epoch)
+            raise
+
+    def _next_tick(self, run_id: int, gate_id: int, epoch: int) -> tuple[str | None, bool]:
+        """(the tick whose checks this holder begins now, False), or (None, whether a phase
+        must start) with the run let go, all in one locked transaction: a tick committed
+        before it is found here, one after it finds the run free and takes it."""
+        with self.store.tx() as tx:
+            s = session_of(tx)
+            run = self._fenced(tx, run_id, epoch, "checking a tick")
             gate = s.get(Gate, gate_id)
-            if gate is None:
-                return
-            step = next(m for m in self.runbook.phase(gate.phase_id).manual if m.id == item_id)
-            pending = set(checking(s, self.runbook.phase(gate.phase_id), gate))
-        if step.checks and pending & {c.id for c in step.checks}:
-            self.spawn(self.run_tick_checks, gate_id, item_id)
+            if gate is not None and gate.status == GateStatus.OPEN:
+                todo = pending(s, self.runbook.phase(gate.phase_id), gate)
+                marks = _marks(s, gate, todo)
+                for item, checks in todo.items():
+                    mark = marks.get(item)
+                    if mark is None or mark.kind == AuditKind.TICK_CHECKS_RESUMED:
+                        self._mark(
+                            tx,
+                            AuditKind.TICK_CHECKS_STARTED,
+                            gate,
+                            item,
+                            checks,
+                            replica=self.replica,
+                            epoch=epoch,
+                        )
+                        return item, False
+            run.owner, run.lease_until = None, None
+            s.add(run)
+            return None, run.status == RunStatus.RUNNING
 
-    def run_tick_checks(self, gate_id: int, item_id: str) -> None:
-        with self.db.session() as s:
+    def _check_tick(self, run_id: int, gate_id: int, item_id: str, epoch: int) -> None:
+        with self.store.tx() as tx:
+            s = session_of(tx)
             gate = s.get(Gate, gate_id)
             run = s.get(Run, gate.run_id) if gate is not None else None
             tick = s.exec(
@@ -116,7 +277,7 @@ class TickChecks(EngineCore):
             if gate is None or run is None or run.id is None or tick is None:
                 return
             values_ticked = ticked_values(s, run.id, gate_id)
-        run_id, phase_run_id = run.id, gate.phase_run_id
+        phase_run_id = gate.phase_run_id
         step = next(m for m in self.runbook.phase(gate.phase_id).manual if m.id == item_id)
         ctx, values = self.context(run, step.checks)
         values.update(values_ticked)
@@ -126,9 +287,11 @@ class TickChecks(EngineCore):
         failed = [o.step.id for o in outcomes if o.result.status.blocks_gate]
 
         def record() -> None:
-            with self.db.session() as s:
-                # The lock order of every decision at a gate: the run, then its gate.
-                s.exec(select(Run.id).where(Run.id == run_id).with_for_update()).one()
+            with self.store.tx() as tx:
+                s = session_of(tx)
+                # The lock order of every decision at a gate: the run, then its gate; the
+                # results only while this holder's epoch still holds the run.
+                self._fenced(tx, run_id, epoch, f"the checks of the {item_id} tick")
                 locked = s.exec(select(Gate).where(Gate.id == gate_id).with_for_update()).one()
                 for outcome in outcomes:
                     self.add_step(s, run_id, phase_run_id, outcome)
@@ -156,4 +319,12 @@ class TickChecks(EngineCore):
         self.notify.run_changed(run_id)
 
 
-__all__ = ["TickChecks", "checking", "judge", "ticked_values"]
+__all__ = [
+    "TickChecks",
+    "checking",
+    "interrupted_checks",
+    "judge",
+    "pending",
+    "tick_facts",
+    "ticked_values",
+]

@@ -49,7 +49,12 @@ class ManualStep(Strict):
     monitoring phase: in any round), the bot ticks the step, quoting the check's evidence;
     otherwise the step is asked of a person like any other. `value`: what its tick must
     carry (phases/tick_values.py: a claimed NIP-05 name's pubkey); `checks`: what the bot
-    checks once it is ticked, with `{tick/ITEM/NAME}` filled from the gate's ticks."""
+    checks once it is ticked, with `{tick/ITEM/NAME}` filled from the gate's ticks.
+    `on_restart`: what the process that holds the run next does with those checks when the
+    one running them died (a restart, a dead replica): `rerun` them (declare it only for
+    checks safe to repeat: a lookup, a log read), or `ask` (the default: nothing is repeated
+    silently; the checkpoint says they were interrupted, and a person ticks again or
+    Retries)."""
 
     id: str = Field(pattern=ID_PATTERN)
     text: str = Field(min_length=1, max_length=150)
@@ -58,3 +63,10 @@ class ManualStep(Strict):
     ask_unless: str | None = Field(default=None, pattern=ID_PATTERN)
     value: tick_values.TickValue | None = None
     checks: list[StepSpec] = Field(default_factory=list)
+    on_restart: Literal["rerun", "ask"] = "ask"
+
+    @model_validator(mode="after")
+    def rerun_needs_checks(self) -> ManualStep:
+        if self.on_restart == "rerun" and not self.checks:
+            raise ValueError(f"manual step {self.id}: on_restart: rerun needs checks to re-run")
+        return self

@@ -110,6 +110,9 @@ def override_lines(view: GateView, mask: Mask) -> list[str]:
 
 def _verdict(view: GateView) -> str:
     waiting = [st.step_id for st in view.steps if st.status == "pending"]
+    stopped = [f"{st.step_id} {st.evidence}" for st in view.steps if st.status == "interrupted"]
+    if view.checks_passed and stopped:  # a tick's checks whose process died (audit row)
+        return "; ".join(["PASS so far", *stopped])
     if view.checks_passed and waiting:  # checks bound to a tick: not passed yet
         return f"PASS so far; waiting for {', '.join(waiting)} (run after its tick)"
     if view.checks_passed:
