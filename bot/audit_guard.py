@@ -29,17 +29,15 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import func, select
 
 from bot import audit
 from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
-from bot.models import AuditEvent, AuditSignature
+from bot.store import audit_rows
+from bot.store.unit import Store
 
 log = logging.getLogger(__name__)
 
-_EVENT = AuditEvent.__table__  # type: ignore[attr-defined]
-_SIGNATURE = AuditSignature.__table__  # type: ignore[attr-defined]
 SYSTEM = "system"
 
 
@@ -143,15 +141,8 @@ class CheckpointFile:
             raise refused from None
         if audit.key_id(public) != cp.key_id:
             raise refused
-        query = (
-            select(_SIGNATURE.c.signature, _EVENT.c.hash)
-            .select_from(_SIGNATURE.join(_EVENT, _EVENT.c.seq == _SIGNATURE.c.seq))
-            .where(_SIGNATURE.c.key_id == cp.key_id, _SIGNATURE.c.seq <= cp.seq)
-            .order_by(_SIGNATURE.c.seq.desc())
-            .limit(5)
-        )
-        with db.session() as s:
-            rows = s.connection().execute(query).all()
+        with Store(db).tx() as tx:
+            rows = audit_rows.signed_by(tx, cp.key_id, cp.seq, 5)
         for row in rows:
             try:
                 public.verify(bytes.fromhex(row.signature), row.hash.encode())
@@ -282,15 +273,8 @@ def last_key(db: Database, signer: audit.Signer | None, upto: int) -> tuple[str 
     """The key id that signed the trail's last signed row up to `upto`, and that row (None, 0
     when no row is signed). Of several signatures of one row, the one that verifies with this
     bot's key wins: a planted signature row cannot pass for the bot's."""
-    last = select(func.max(_SIGNATURE.c.seq)).where(_SIGNATURE.c.seq <= upto).scalar_subquery()
-    query = (
-        select(_SIGNATURE.c.seq, _SIGNATURE.c.key_id, _SIGNATURE.c.signature, _EVENT.c.hash)
-        .select_from(_SIGNATURE.join(_EVENT, _EVENT.c.seq == _SIGNATURE.c.seq))
-        .where(_SIGNATURE.c.seq == last)
-        .order_by(_SIGNATURE.c.key_id, _SIGNATURE.c.signature)
-    )
-    with db.session() as s:
-        rows = s.connection().execute(query).all()
+    with Store(db).tx() as tx:
+        rows = audit_rows.last_signed(tx, upto)
     if not rows:
         return None, 0
     for row in rows:

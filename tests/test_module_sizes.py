@@ -18,9 +18,7 @@ MODULE_LINES = 500
 CLASS_LINES = 300
 
 # Still over the limit, being split (issue 19): path → its lines today. Only shrinks.
-OVERSIZED_MODULES = {
-    "bot/audit.py": 753,
-}
+OVERSIZED_MODULES: dict[str, int] = {}
 # Still over the limit, being split (issue 19): "path:Class" → its lines today. Only shrinks.
 OVERSIZED_CLASSES: dict[str, int] = {}
 

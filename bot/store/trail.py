@@ -1,5 +1,5 @@
 """A run's audit trail, as the engine reads it back under its locks (rows are appended
-through `Tx.audit`/`Tx.apply` only; the chain itself is bot/audit.py's)."""
+through `Tx.audit`/`Tx.apply` only; the chain itself is bot/store/audit_chain.py's)."""
 
 from __future__ import annotations
 

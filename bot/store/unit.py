@@ -30,11 +30,11 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
-from bot import audit
 from bot.db import Database, DatabaseUnavailable, db_now
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
 from bot.models import Gate, PhaseRun, Run
+from bot.store.audit_chain import Appended, append, record
 
 __all__ = ["Database", "DatabaseUnavailable", "Duplicate", "Store", "Tx", "session_of"]
 
@@ -148,9 +148,9 @@ class Tx:
         run_id: int | None = None,
         data: dict[str, Any] | None = None,
         at: datetime | None = None,
-    ) -> audit.Appended:
+    ) -> Appended:
         """An audit row for an event that moves no row (a vote, a step result, a tick)."""
-        return audit.append(
+        return append(
             self.session, kind, actor=actor, run_id=run_id, data=data, at=at or self._now()
         )
 
@@ -208,11 +208,9 @@ class Store:
         run_id: int | None = None,
         data: dict[str, Any] | None = None,
         at: datetime | None = None,
-    ) -> audit.Appended:
+    ) -> Appended:
         """One audit row in a transaction of its own (an event that changes no state)."""
-        return audit.record(
-            self.db, kind, actor=actor, run_id=run_id, data=data, at=at or self._now()
-        )
+        return record(self.db, kind, actor=actor, run_id=run_id, data=data, at=at or self._now())
 
     def refuse(
         self, actor: str, action: str, reason: str, *, run_id: int | None = None, **data: Any
