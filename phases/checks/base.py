@@ -210,3 +210,11 @@ def timed(fn: Callable[[], StepResult], clock: Clock) -> StepResult:
         result = StepResult(Status.ERROR, f"{type(exc).__name__}: {exc}")
     elapsed = int((clock.monotonic() - start) * 1000)
     return StepResult(result.status, result.evidence, elapsed, result.details)
+
+
+def clip(text: str, limit: int) -> str:
+    """Evidence on one line, at most `limit` characters (a chat message and an audit row
+    have room for a sentence, not a dump): whitespace runs become one space, and a cut text
+    ends in "…"."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

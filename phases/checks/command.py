@@ -29,6 +29,7 @@ from phases.checks.base import (
     StepKind,
     StepParams,
     StepResult,
+    clip,
     register,
 )
 from phases.checks.command_process import TAIL_BYTES as TAIL_BYTES  # re-exported: its old home
@@ -86,11 +87,6 @@ class CommandParams(StepParams):
         return _argv_ok(argv)
 
 
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= EVIDENCE_LIMIT else text[: EVIDENCE_LIMIT - 1] + "…"
-
-
 def _resolve(path: str, base: str | None) -> str:
     if base and not os.path.isabs(path):
         return os.path.join(base, path)
@@ -142,27 +138,27 @@ def run_command(params: CommandParams, ctx: StepContext) -> StepResult:
         why = f"{name} not resolving to {params.fallback.unless_resolves.expected_ip} yet "
         why += f"({probe.evidence.split('; ', 1)[-1]}): ran {shlex.join(params.fallback.argv)}"
     details = {**result.details, "resolved": probe.status is Status.PASS, "dns": probe.evidence}
-    evidence = _clip(ctx.masker.mask(f"{result.evidence}; {why}"))
+    evidence = clip(ctx.masker.mask(f"{result.evidence}; {why}"), EVIDENCE_LIMIT)
     return StepResult(result.status, evidence, result.duration_ms, details)
 
 
 def _run_command(params: CommandParams, ctx: StepContext) -> StepResult:
     cwd = _resolve(params.cwd, ctx.workdir) if params.cwd else ctx.workdir
     if cwd and not os.path.isdir(cwd):
-        return StepResult(Status.ERROR, _clip(f"working directory {cwd} not found"))
+        return StepResult(Status.ERROR, clip(f"working directory {cwd} not found", EVIDENCE_LIMIT))
     missing = _shipped(params.argv[0], cwd) if params.if_missing != "error" else None
     if missing is not None:
         status = Status.FAIL if params.if_missing == "fail" else Status.WARN
         where = f" in {cwd}" if cwd and not os.path.isabs(params.argv[0]) else ""
         return StepResult(
             status,
-            _clip(f"not shipped: {params.argv[0]} not found{where}; not run"),
+            clip(f"not shipped: {params.argv[0]} not found{where}; not run", EVIDENCE_LIMIT),
             details={"missing": missing},
         )
     try:
         env = child_env(params, ctx)
     except EnvFileError as exc:
-        return StepResult(Status.ERROR, _clip(f"env_file: {exc}"))
+        return StepResult(Status.ERROR, clip(f"env_file: {exc}", EVIDENCE_LIMIT))
     if ctx.fencing_token is not None:
         env[FENCING_VAR] = str(ctx.fencing_token)
     runner = ctx.command_runner or default_runner
@@ -183,12 +179,16 @@ def _run_command(params: CommandParams, ctx: StepContext) -> StepResult:
         else:
             out = runner(list(params.argv), timeout=ctx.timeout, cwd=cwd, env=env)
     except FileNotFoundError:
-        return StepResult(Status.ERROR, _clip(f"cannot run {program}: not found"))
+        return StepResult(Status.ERROR, clip(f"cannot run {program}: not found", EVIDENCE_LIMIT))
     except PermissionError:
         who = f" as user {ctx.run_as.name}" if ctx.run_as is not None else ""
-        return StepResult(Status.ERROR, _clip(f"cannot run {program}{who}: permission denied"))
+        return StepResult(
+            Status.ERROR, clip(f"cannot run {program}{who}: permission denied", EVIDENCE_LIMIT)
+        )
     except OSError as exc:
-        return StepResult(Status.ERROR, _clip(f"cannot run {program}: {exc.strerror or exc}"))
+        return StepResult(
+            Status.ERROR, clip(f"cannot run {program}: {exc.strerror or exc}", EVIDENCE_LIMIT)
+        )
     took = _duration(ctx.clock.monotonic() - start)
     mask = ctx.masker.mask
     out_tail = tail(out.stdout, params.output_tail_lines) + tail(
@@ -224,13 +224,13 @@ def _run_command(params: CommandParams, ctx: StepContext) -> StepResult:
         )
         expected = "" if params.expect_exit == 0 else f" (expected {params.expect_exit})"
         evidence = f"exit {out.returncode}{expected}" + (f": {last.strip()}" if last else "")
-        return StepResult(Status.FAIL, _clip(mask(evidence)), details=details)
+        return StepResult(Status.FAIL, clip(mask(evidence), EVIDENCE_LIMIT), details=details)
     matched = out.stdout_matches if out.stdout_matches is not None else None
     if matched is None and params.expect_output is not None:
         matched = params.expect_output in out.stdout
     if params.expect_output is not None and not matched:
         evidence = f"exit {out.returncode} in {took} but output lacks {params.expect_output!r}"
-        return StepResult(Status.FAIL, _clip(mask(evidence)), details=details)
+        return StepResult(Status.FAIL, clip(mask(evidence), EVIDENCE_LIMIT), details=details)
     return StepResult(Status.PASS, f"exit {out.returncode} in {took}", details=details)
 
 

@@ -26,6 +26,7 @@ from phases.checks.base import (
     StepKind,
     StepParams,
     StepResult,
+    clip,
     register,
 )
 from phases.checks.command import TAIL_BYTES
@@ -94,11 +95,6 @@ class LogsParams(DockerHostParams):
             except re.error as exc:
                 raise ValueError(f"{v!r} is not a regular expression: {exc}") from None
         return values
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _since(params: LogsParams, ctx: StepContext) -> tuple[float | None, str]:
@@ -202,7 +198,7 @@ def run_logs(params: LogsParams, ctx: StepContext) -> StepResult:
             services = sorted({svc for svc, _ in got})
             problems.append(f"{pattern} ×{len(got)} in {_join(services)}")
             for svc, line in got[: params.max_excerpts]:
-                excerpts.append(f"{svc}: {_clip(ctx.masker.mask(line), EXCERPT_LIMIT)}")
+                excerpts.append(f"{svc}: {clip(ctx.masker.mask(line), EXCERPT_LIMIT)}")
         for pattern in missing:
             problems.append(f"{pattern!r} not seen in {where} within {params.wait_seconds}s")
         tallies, tally_problems = _tally(params, lines, ctx, excerpts)
@@ -216,7 +212,7 @@ def run_logs(params: LogsParams, ctx: StepContext) -> StepResult:
                 text = f"{shown}; {text}"
             if excerpts:
                 text += ": " + " | ".join(excerpts)
-            return StepResult(Status.FAIL, _clip(text, EVIDENCE_LIMIT), details=details)
+            return StepResult(Status.FAIL, clip(text, EVIDENCE_LIMIT), details=details)
         parts = [f"{k!r} seen in {v} after {waited:.0f}s" for k, v in found.items()]
         if forbid:
             parts.append(f"no {', '.join(p.pattern for p in forbid)}")
@@ -224,7 +220,7 @@ def run_logs(params: LogsParams, ctx: StepContext) -> StepResult:
             parts.insert(0, shown)
         text = f"{'; '.join(parts) or 'logs read'} in {len(logs)} container(s), "
         text += f"{len(lines)} lines {window}"
-        return StepResult(Status.PASS, _clip(text, EVIDENCE_LIMIT), details=details)
+        return StepResult(Status.PASS, clip(text, EVIDENCE_LIMIT), details=details)
 
     return _guarded(go)
 
@@ -243,7 +239,7 @@ def _tally(
         if c.max is not None and len(got) > c.max:
             problems.append(f"{c.name} {len(got)} > {c.max}")
             for svc, line in got[: params.max_excerpts]:
-                excerpts.append(f"{svc}: {_clip(ctx.masker.mask(line), EXCERPT_LIMIT)}")
+                excerpts.append(f"{svc}: {clip(ctx.masker.mask(line), EXCERPT_LIMIT)}")
         if c.min is not None and len(got) < c.min:
             problems.append(f"{c.name} {len(got)} < {c.min}")
     total = sum(tallies.values())

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from pydantic import Field, field_validator
 
-from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
+from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, clip, register
 from phases.checks.http_check import BodyTimeout, HttpParams, _verify, read_capped
 from phases.tick_values import HEX_PUBKEY, NPUB, npub_to_hex
 
@@ -40,11 +40,6 @@ class Nip05Params(StepParams):
         return decoded
 
 
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= EVIDENCE_LIMIT else text[: EVIDENCE_LIMIT - 1] + "…"
-
-
 def _fetch(params: Nip05Params, ctx: StepContext) -> tuple[int, bytes]:
     args: dict[str, Any] = {"timeout": ctx.timeout, "follow_redirects": False}
     if ctx.http_transport is not None:
@@ -66,14 +61,18 @@ def run_nip05(params: Nip05Params, ctx: StepContext) -> StepResult:
     try:
         status, body = _fetch(params, ctx)
     except (httpx.TimeoutException, BodyTimeout):
-        return StepResult(Status.ERROR, _clip(f"{asked}: timed out after {ctx.timeout:g}s"))
+        return StepResult(
+            Status.ERROR, clip(f"{asked}: timed out after {ctx.timeout:g}s", EVIDENCE_LIMIT)
+        )
     except httpx.TransportError as exc:
-        return StepResult(Status.ERROR, _clip(f"{asked}: {type(exc).__name__}: {exc}"))
+        return StepResult(
+            Status.ERROR, clip(f"{asked}: {type(exc).__name__}: {exc}", EVIDENCE_LIMIT)
+        )
     details["status_code"] = status
 
     def fail(said: str) -> StepResult:
         text = f"{asked} → {status}: {said}; expected {params.name} → {want}"
-        return StepResult(Status.FAIL, _clip(ctx.masker.mask(text)), details=details)
+        return StepResult(Status.FAIL, clip(ctx.masker.mask(text), EVIDENCE_LIMIT), details=details)
 
     if status != 200:
         return fail(f"HTTP {status}")
@@ -92,7 +91,7 @@ def run_nip05(params: Nip05Params, ctx: StepContext) -> StepResult:
     if not isinstance(got, str) or got.lower() != want:
         return fail(f"{params.name} → {str(got)[:64]}, not the ticked pubkey")
     text = f"{asked} → 200: {params.name} → {want}, the pubkey given with the tick"
-    return StepResult(Status.PASS, _clip(text), details=details)
+    return StepResult(Status.PASS, clip(text, EVIDENCE_LIMIT), details=details)
 
 
 def describe(params: Nip05Params) -> str:

@@ -34,9 +34,9 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from phases.checks import docker_client  # the Docker client and its errors, shared
-from phases.checks.base import Status, StepContext, StepKind, StepResult, register
+from phases.checks.base import Status, StepContext, StepKind, StepResult, clip, register
 from phases.checks.pg_dump_container import dump_in_container
-from phases.checks.pg_tools import clip, last_line, pg_env, run_tool, verify_backup
+from phases.checks.pg_tools import EVIDENCE_LIMIT, last_line, pg_env, run_tool, verify_backup
 
 
 class BackupParams(docker_client.DockerHostParams):
@@ -76,7 +76,9 @@ def _backup_path(params: BackupParams, ctx: StepContext, where: str) -> Path | S
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        return StepResult(Status.ERROR, clip(f"cannot create {params.dir}: {exc.strerror}"))
+        return StepResult(
+            Status.ERROR, clip(f"cannot create {params.dir}: {exc.strerror}", EVIDENCE_LIMIT)
+        )
     stamp = datetime.fromtimestamp(ctx.clock.now(), UTC).strftime("%Y%m%dT%H%M%SZ")
     db = re.sub(r"[^A-Za-z0-9_.-]", "_", where.rsplit("/", 1)[-1])
     path = folder / f"{params.prefix}-{db}-{stamp}.dump"
@@ -103,7 +105,7 @@ def _dump_on_host(
     if dump.returncode != 0:
         path.unlink(missing_ok=True)
         reason = ctx.masker.mask(last_line(dump.stderr))
-        return StepResult(Status.FAIL, clip(f"pg_dump of {where} failed: {reason}"))
+        return StepResult(Status.FAIL, clip(f"pg_dump of {where} failed: {reason}", EVIDENCE_LIMIT))
     return None
 
 
@@ -131,7 +133,7 @@ def run_backup(params: BackupParams, ctx: StepContext) -> StepResult:
     if problems:
         return StepResult(
             Status.FAIL,
-            clip(f"backup {path.name} of {where}{inside} " + "; ".join(problems)),
+            clip(f"backup {path.name} of {where}{inside} " + "; ".join(problems), EVIDENCE_LIMIT),
             details=details,
         )
     listed = (
@@ -143,7 +145,7 @@ def run_backup(params: BackupParams, ctx: StepContext) -> StepResult:
         else "pg_restore is not on this host: size and SHA-256 checked, the archive not listed"
     )
     evidence = f"backed up {where}{inside} to {path.name} ({facts['bytes']} bytes, {listed}); {how}"
-    return StepResult(Status.PASS, clip(evidence), details=details)
+    return StepResult(Status.PASS, clip(evidence, EVIDENCE_LIMIT), details=details)
 
 
 BACKUP = register(

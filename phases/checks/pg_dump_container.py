@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from phases.checks import docker_client  # the Docker client and its errors, shared
-from phases.checks.base import Status, StepContext, StepResult
-from phases.checks.pg_tools import clip, last_line
+from phases.checks.base import Status, StepContext, StepResult, clip
+from phases.checks.pg_tools import EVIDENCE_LIMIT, last_line
 
 if TYPE_CHECKING:
     from phases.checks.pg_backup import BackupParams
@@ -161,7 +161,8 @@ def dump_in_container(
                     Status.FAIL,
                     clip(
                         f"the password file {pgpass} could not be removed from {label} "
-                        f"({ctx.masker.mask(left)}): remove it by hand"
+                        f"({ctx.masker.mask(left)}): remove it by hand",
+                        EVIDENCE_LIMIT,
                     ),
                 )
             return result
@@ -192,7 +193,9 @@ def dump_in_container(
             reason = ctx.masker.mask(last_line(err.decode("utf-8", "replace")))
             return StepResult(
                 Status.FAIL,
-                clip(f"pg_dump of {where} in {label} failed (exit {code}): {reason}"),
+                clip(
+                    f"pg_dump of {where} in {label} failed (exit {code}): {reason}", EVIDENCE_LIMIT
+                ),
             )
         return None
 
@@ -200,7 +203,9 @@ def dump_in_container(
     try:
         result = docker_client._guarded(lambda: work() or done)
     except OSError as exc:
-        result = StepResult(Status.ERROR, clip(f"backup {path.name}: {exc.strerror or exc}"))
+        result = StepResult(
+            Status.ERROR, clip(f"backup {path.name}: {exc.strerror or exc}", EVIDENCE_LIMIT)
+        )
     if result is done:
         return None
     path.unlink(missing_ok=True)

@@ -9,8 +9,15 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
-from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
-from phases.checks.pg_tools import SHA256_PATTERN, clip, last_line, pg_env, run_tool, sha256_of
+from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, clip, register
+from phases.checks.pg_tools import (
+    EVIDENCE_LIMIT,
+    SHA256_PATTERN,
+    last_line,
+    pg_env,
+    run_tool,
+    sha256_of,
+)
 from phases.checks.postgres_check import libpq_url
 
 
@@ -27,14 +34,17 @@ def run_restore(params: RestoreParams, ctx: StepContext) -> StepResult:
     env, where = pg_env(params.database_url)
     path = Path(params.file)
     if not path.is_file():
-        return StepResult(Status.FAIL, clip(f"backup {params.file} not found; nothing restored"))
+        return StepResult(
+            Status.FAIL, clip(f"backup {params.file} not found; nothing restored", EVIDENCE_LIMIT)
+        )
     actual = sha256_of(path)
     if actual != params.sha256:
         return StepResult(
             Status.FAIL,
             clip(
                 f"backup {path.name} has sha256 {actual[:12]}…, this run verified "
-                f"{params.sha256[:12]}…; the file changed since, nothing restored"
+                f"{params.sha256[:12]}…; the file changed since, nothing restored",
+                EVIDENCE_LIMIT,
             ),
         )
     conninfo, _schema = libpq_url(params.database_url)
@@ -48,7 +58,9 @@ def run_restore(params: RestoreParams, ctx: StepContext) -> StepResult:
                 )
     except psycopg.Error as exc:
         reason = ctx.masker.mask(last_line(str(exc)))
-        return StepResult(Status.ERROR, clip(f"cannot reset {where} before restore: {reason}"))
+        return StepResult(
+            Status.ERROR, clip(f"cannot reset {where} before restore: {reason}", EVIDENCE_LIMIT)
+        )
     try:
         done = run_tool(
             ["pg_restore", "--no-owner", "--no-acl", "--dbname", env.get("PGDATABASE", "")]
@@ -64,10 +76,14 @@ def run_restore(params: RestoreParams, ctx: StepContext) -> StepResult:
     errors = [x for x in done.stderr.splitlines() if "error:" in x and "already exists" not in x]
     if done.returncode != 0 and errors:
         reason = ctx.masker.mask(errors[0])
-        return StepResult(Status.FAIL, clip(f"pg_restore into {where} failed: {reason}"))
+        return StepResult(
+            Status.FAIL, clip(f"pg_restore into {where} failed: {reason}", EVIDENCE_LIMIT)
+        )
     return StepResult(
         Status.PASS,
-        clip(f"restored {where} from {path.name} (sha256 {actual[:12]}… as verified)"),
+        clip(
+            f"restored {where} from {path.name} (sha256 {actual[:12]}… as verified)", EVIDENCE_LIMIT
+        ),
         details={"artifact": {"type": "restore", "path": str(path), "sha256": actual}},
     )
 

@@ -21,8 +21,14 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, field_validator, model_validator
 
-from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
-from phases.checks.postgres_check import _clip, _split, _where, connect_read_only, libpq_url
+from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, clip, register
+from phases.checks.postgres_check import (
+    EVIDENCE_LIMIT,
+    _split,
+    _where,
+    connect_read_only,
+    libpq_url,
+)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
@@ -121,7 +127,9 @@ def run_rows(params: RowsParams, ctx: StepContext) -> StepResult:
                 tallies[c.name] = _count(cur, c, since)
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return StepResult(Status.ERROR, _clip(ctx.masker.mask(f"postgres {where}: {reason}")))
+        return StepResult(
+            Status.ERROR, clip(ctx.masker.mask(f"postgres {where}: {reason}"), EVIDENCE_LIMIT)
+        )
     problems: list[str] = []
     for c in params.counts:
         n = tallies[c.name]
@@ -138,8 +146,8 @@ def run_rows(params: RowsParams, ctx: StepContext) -> StepResult:
     details: dict[str, Any] = {"database": where, "tallies": tallies, "window": window}
     if problems:
         text = f"{shown}; {'; '.join(problems)} {window} (rows of {tables} in postgres {where})"
-        return StepResult(Status.FAIL, _clip(ctx.masker.mask(text)), details=details)
-    return StepResult(Status.PASS, _clip(ctx.masker.mask(text)), details=details)
+        return StepResult(Status.FAIL, clip(ctx.masker.mask(text), EVIDENCE_LIMIT), details=details)
+    return StepResult(Status.PASS, clip(ctx.masker.mask(text), EVIDENCE_LIMIT), details=details)
 
 
 KIND = register(StepKind(name="postgres_rows", params=RowsParams, run=run_rows, mutates=False))

@@ -24,11 +24,6 @@ PG_ENV = {
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
-def clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= EVIDENCE_LIMIT else text[: EVIDENCE_LIMIT - 1] + "…"
-
-
 def pg_env(url: str) -> tuple[dict[str, str], str]:
     """(environment for pg_dump/pg_restore, "host/db" for evidence) from any Postgres URL."""
     conninfo, _schema = libpq_url(url)

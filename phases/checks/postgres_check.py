@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field
 
-from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
+from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, clip, register
 
 EVIDENCE_LIMIT = 200
 
@@ -55,11 +55,6 @@ def libpq_url(url: str) -> tuple[str, str | None]:
     schema = next((v for k, v in query if k == "schema" and v), None)
     kept = [(k, v) for k, v in query if k not in NON_LIBPQ_PARAMS]
     return urlunsplit(parts._replace(query=urlencode(kept))), schema
-
-
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= EVIDENCE_LIMIT else text[: EVIDENCE_LIMIT - 1] + "…"
 
 
 def _where(info: dict[str, Any]) -> str:
@@ -154,7 +149,7 @@ def run_postgres(params: PostgresParams, ctx: StepContext) -> StepResult:
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         evidence = f"postgres {where}: cannot connect: {ctx.masker.mask(reason)}"
-        return StepResult(Status.ERROR, _clip(ctx.masker.mask(evidence)))
+        return StepResult(Status.ERROR, clip(ctx.masker.mask(evidence), EVIDENCE_LIMIT))
 
     problems: list[str] = []
     facts: list[str] = []
@@ -203,14 +198,18 @@ def run_postgres(params: PostgresParams, ctx: StepContext) -> StepResult:
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         evidence = f"postgres {where}: query failed: {reason}"
-        return StepResult(Status.ERROR, _clip(ctx.masker.mask(evidence)), details=details)
+        return StepResult(
+            Status.ERROR, clip(ctx.masker.mask(evidence), EVIDENCE_LIMIT), details=details
+        )
     finally:
         conn.close()
     if problems:
         evidence = f"postgres {where}: " + "; ".join(problems)
-        return StepResult(Status.FAIL, _clip(ctx.masker.mask(evidence)), details=details)
+        return StepResult(
+            Status.FAIL, clip(ctx.masker.mask(evidence), EVIDENCE_LIMIT), details=details
+        )
     evidence = f"postgres {where}: " + ", ".join(facts)
-    return StepResult(Status.PASS, _clip(ctx.masker.mask(evidence)), details=details)
+    return StepResult(Status.PASS, clip(ctx.masker.mask(evidence), EVIDENCE_LIMIT), details=details)
 
 
 KIND = register(StepKind(name="postgres", params=PostgresParams, run=run_postgres, mutates=False))

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from pydantic import Field, model_validator
 
-from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
+from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, clip, register
 from phases.checks.http_check import BodyTimeout, read_capped
 
 EVIDENCE_LIMIT = 200
@@ -50,11 +50,6 @@ class PrometheusParams(StepParams):
         if self.max is not None and self.min is not None and self.min > self.max:
             raise ValueError(f"min {self.min:g} is above max {self.max:g}")
         return self
-
-
-def _clip(text: str, limit: int = EVIDENCE_LIMIT) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _bounds(params: PrometheusParams) -> str:
@@ -145,7 +140,7 @@ def _ask(params: PrometheusParams, ctx: StepContext) -> tuple[int, Any]:
 
 
 def run_prometheus(params: PrometheusParams, ctx: StepContext) -> StepResult:
-    shown = _clip(params.query, QUERY_IN_EVIDENCE)
+    shown = clip(params.query, QUERY_IN_EVIDENCE)
     details: dict[str, Any] = {"query": params.query, "prometheus": params.url}
     if params.max is not None:
         details["max"] = params.max
@@ -153,7 +148,7 @@ def run_prometheus(params: PrometheusParams, ctx: StepContext) -> StepResult:
         details["min"] = params.min
 
     def result(status: Status, text: str) -> StepResult:
-        return StepResult(status, _clip(ctx.masker.mask(text)), details=details)
+        return StepResult(status, clip(ctx.masker.mask(text), EVIDENCE_LIMIT), details=details)
 
     try:
         code, body = _ask(params, ctx)

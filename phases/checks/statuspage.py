@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field
 
-from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
+from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, clip, register
 
 EVIDENCE_LIMIT = 300
 
@@ -31,11 +31,6 @@ class StatuspageParams(StepParams):
         "operational", "under_maintenance", "degraded_performance", "partial_outage", "major_outage"
     ] = "operational"
     token: str = Field(default="", repr=False)
-
-
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= EVIDENCE_LIMIT else text[: EVIDENCE_LIMIT - 1] + "…"
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -79,13 +74,15 @@ def run_statuspage(params: StatuspageParams, ctx: StepContext) -> StepResult:
     except httpx.TimeoutException:
         return StepResult(Status.ERROR, f"PATCH {url}: timed out after {ctx.timeout:g}s")
     except httpx.TransportError as exc:
-        return StepResult(Status.ERROR, _clip(f"PATCH {url}: {type(exc).__name__}: {exc}"))
+        return StepResult(
+            Status.ERROR, clip(f"PATCH {url}: {type(exc).__name__}: {exc}", EVIDENCE_LIMIT)
+        )
     details: dict[str, Any] = {"status_code": response.status_code}
     if response.status_code != 200:
         why = ctx.masker.mask(_error_text(response))
         return StepResult(
             Status.FAIL,
-            _clip(f"{what} not updated: HTTP {response.status_code}: {why}"),
+            clip(f"{what} not updated: HTTP {response.status_code}: {why}", EVIDENCE_LIMIT),
             details=details,
         )
     try:
@@ -99,13 +96,16 @@ def run_statuspage(params: StatuspageParams, ctx: StepContext) -> StepResult:
     if now != params.status:
         return StepResult(
             Status.FAIL,
-            _clip(f"{label}: asked for {params.status}, the API answered status {now!r}"),
+            clip(
+                f"{label}: asked for {params.status}, the API answered status {now!r}",
+                EVIDENCE_LIMIT,
+            ),
             details=details,
         )
     updated = body.get("updated_at") if isinstance(body, dict) else None
     return StepResult(
         Status.PASS,
-        _clip(f"{label} is {now}" + (f" (updated_at {updated})" if updated else "")),
+        clip(f"{label} is {now}" + (f" (updated_at {updated})" if updated else ""), EVIDENCE_LIMIT),
         details=details,
     )
 

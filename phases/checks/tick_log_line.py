@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from phases.checks.base import Status, StepContext, StepKind, StepResult, register
+from phases.checks.base import Status, StepContext, StepKind, StepResult, clip, register
 from phases.checks.docker_client import (
     DockerHostParams,
     _display_names,
@@ -47,11 +47,6 @@ class TickLogParams(DockerHostParams):
         except re.error as exc:
             raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
         return value
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def stamp(line: str) -> tuple[float | None, str]:
@@ -114,22 +109,22 @@ def run_tick_log(params: TickLogParams, ctx: StepContext) -> StepResult:
             text = (
                 f"no line matching {params.pattern!r} in {where} {window} ({len(lines)} lines read)"
             )
-            return StepResult(Status.FAIL, _clip(text, EVIDENCE_LIMIT), details=details)
+            return StepResult(Status.FAIL, clip(text, EVIDENCE_LIMIT), details=details)
         svc, at, said = hits[0]
         after = max(0.0, at - tick)
         details["seen_after_s"] = round(after, 1)
-        excerpt = _clip(ctx.masker.mask(said), EXCERPT_LIMIT)
+        excerpt = clip(ctx.masker.mask(said), EXCERPT_LIMIT)
         if at > end:
             text = (
                 f"{svc}: first line matching {params.pattern!r} came {after:.0f}s after the "
                 f"tick, not {window}: {excerpt}"
             )
-            return StepResult(Status.FAIL, _clip(text, EVIDENCE_LIMIT), details=details)
+            return StepResult(Status.FAIL, clip(text, EVIDENCE_LIMIT), details=details)
         text = (
             f"{svc}: {excerpt} ({after:.0f}s after the tick at {_hm(tick)}, "
             f"limit {params.within_seconds}s)"
         )
-        return StepResult(Status.PASS, _clip(text, EVIDENCE_LIMIT), details=details)
+        return StepResult(Status.PASS, clip(text, EVIDENCE_LIMIT), details=details)
 
     return _guarded(go)
 
