@@ -19,12 +19,13 @@ import yaml
 
 from bot import audit
 from bot.db import Database
-from bot.engine import Engine
+from bot.engine import Engine, tick_checks
 from bot.record import build_record, record_text
 from bot.standin import NostrMaxiStandin, json_response, make_ca, make_leaf, nostrmaxi_standin
 from bot.text import checkpoint_text
 from bot.views import gate_view, open_gate_id
 from phases.runbook import Runbook, load_runbook
+from phases.runner import run_checks
 from tests.docker_fixtures import Compose
 from tests.schedule_helpers import ALICE, BOB, make_engine
 from tests.servers import ManualClock
@@ -148,6 +149,29 @@ def test_the_claim_tick_needs_a_valid_pubkey_and_its_lookup_then_passes_on_that_
     assert "e2e/nip05-claim (attempt 1): ticked by T1:U2 at " in text
     assert f"UTC, pubkey {HEX}" in text
     check_record(text, exported_rows(db, run_id), engine.runbook)
+
+
+def test_a_ticks_checks_run_on_the_holders_leash_with_its_fencing_token(
+    db: Database, tmp_path: Path, app: NostrMaxiStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check bound to a tick is a runbook step like a phase's: a process it starts is
+    killed when this replica's lease lapses (the leash), and it writes with the holder's
+    fencing token, never with none."""
+    app.names["cutover-test"] = HEX
+    engine = claim_engine(tmp_path, app, db)
+    _, gate = start(engine)
+    seen: list[Any] = []
+
+    def recording(steps: Any, values: Any, ctx: Any) -> Any:
+        seen.append(ctx)
+        return run_checks(steps, values, ctx)
+
+    monkeypatch.setattr(tick_checks, "run_checks", recording)
+    assert engine.tick(gate, "nip05-claim", BOB, NPUB).outcome == "ticked"
+    [ctx] = seen
+    assert ctx.stop is not None and ctx.stop.leash is engine.leash
+    assert ctx.fencing_token is not None
+    assert step(engine, gate, "nip05-pubkey").status == "pass"
 
 
 def test_a_lookup_answering_another_pubkey_fails_the_checkpoint_with_both_keys(

@@ -37,6 +37,7 @@ from bot.store.unit import Tx, session_of
 from bot.surface import SYSTEM
 from bot.views import interrupted, read_tick_marks
 from phases import tick_values
+from phases.checks.base import StopRequest
 from phases.runbook import ManualStep, PhaseSpec
 from phases.runner import run_checks
 
@@ -282,7 +283,13 @@ class TickChecks(EngineCore):
         ctx, values = self.context(run, step.checks)
         values.update(values_ticked)
         # The window is counted on the clock that stamped the tick.
-        ctx = dataclasses.replace(ctx, ticked_at=tick.at.timestamp(), clock=self.clock)
+        # As a phase's steps: a process a check starts is watched by this holder's leash
+        # (killed if its lease lapses), and its writes carry the holder's fencing token.
+        stop = StopRequest()
+        stop.leash = self.leash
+        ctx = dataclasses.replace(
+            ctx, ticked_at=tick.at.timestamp(), clock=self.clock, stop=stop, fencing_token=epoch
+        )
         outcomes = run_checks(step.checks, values, ctx)
         failed = [o.step.id for o in outcomes if o.result.status.blocks_gate]
 
