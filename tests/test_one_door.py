@@ -57,3 +57,17 @@ def test_the_not_yet_converted_list_only_names_modules_that_still_open_sessions(
     modules = _modules()
     stale = {rel for rel in NOT_YET if not modules.get(rel, False)}
     assert stale == set(), "converted: take these off NOT_YET in tests/test_one_door.py"
+
+
+SURFACES = ("bot/slack/", "bot/console.py", "commands/")
+
+
+def test_no_surface_reaches_the_engines_database() -> None:
+    """Slack, the console and the commands read through the `reads` the wiring hands them
+    (bot.ports.ReadsPort), never through `engine.db` (issue 19, "one Reads object")."""
+    reaching = {
+        rel
+        for rel in _modules()
+        if rel.startswith(SURFACES) and "engine.db" in (ROOT / rel).read_text(encoding="utf-8")
+    }
+    assert reaching == set(), "read through `reads` (bot.ports.ReadsPort), not engine.db"
