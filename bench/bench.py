@@ -754,7 +754,7 @@ def bench_runpage(tmp: Path, quick: bool) -> None:
     """A 10-phase run driven through the engine, its trail padded to 1,000 rows with the
     rows a long cutover has most of (votes with comments, ticks, step results, notes)."""
     from bot.runpage import page, render
-    from bot.views import open_gate_id
+    from bot.store.reads import open_gate_id
 
     print("runpage: the run page of a run of 1,000 audit rows")
     check = {"id": "ok", "name": "true", "kind": "command", "params": {"argv": ["true"]}}

@@ -43,7 +43,10 @@ from bot.slack.server import (
 from bot.slack.socket_health import SocketHealth
 from bot.slack.surface import SlackSurface
 from bot.slack.transport import make_client
-from bot.views import run_counts
+from bot.store.rate_slots import SharedSlots
+from bot.store.reads import Reads, run_counts
+from bot.store.replays import SeenRequests
+from bot.store.surface_rows import SurfaceRows
 from phases.checks.base import Clock, StepContext, StepUser
 from phases.runbook import EnvironmentSpec, Runbook, load_runbook
 from phases.secrets import GLOBAL_MASKER, Masker, install_log_masking
@@ -123,7 +126,7 @@ def console_engine(
     engine = Engine(
         db,
         runbook,
-        surface=ConsoleSurface(lambda: holder[0], out),
+        surface=ConsoleSurface(lambda: holder[0], out, reads=Reads(db, runbook)),
         background=False,
         **engine_options,
     )
@@ -163,7 +166,10 @@ def run_console(
     try:
         # When a run ends, its record is due at once: one tick prints it before the prompt.
         return console(
-            engine, console_actor(as_user), on_run_end=lambda: scheduler.scheduler.tick()
+            engine,
+            console_actor(as_user),
+            on_run_end=lambda: scheduler.scheduler.tick(),
+            reads=engine.surface.reads,
         ).loop()
     finally:
         if checkpointer is not None:
@@ -226,8 +232,19 @@ def build_service(
         lease_seconds=settings.lease_seconds,
         context_factory=step_contexts(run_as),
     )
-    surface.bind(engine)
-    slack = CutoverSlackApp(engine, surface, token=token, signing_secret=secret, client=client)
+    reads, rows = Reads(db, runbook), SurfaceRows(db)
+    surface.bind(engine, reads, rows, SharedSlots(db, surface.slot_clock()))
+    slack = CutoverSlackApp(
+        engine,
+        surface,
+        reads=reads,
+        rows=rows,
+        seen=SeenRequests(db),
+        slots=SharedSlots(db),
+        token=token,
+        signing_secret=secret,
+        client=client,
+    )
     return Service(engine, surface, slack)
 
 

@@ -34,8 +34,8 @@ from bot.post_task_view import (
     open_list,
     owner_text,
     tasks_text,
-    tasks_view,
 )
+from bot.store.reads import tasks_view
 from bot.surface import SYSTEM, Actor
 from phases.post_tasks import WINDOW_HOURS
 from phases.runbook import RunbookError

@@ -29,8 +29,8 @@ from bot import audit, migrate
 from bot.db import Database, SchemaNotReady
 from bot.engine import Engine
 from bot.models import Run
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
 from tests.require import unavailable
 from tests.small_runbook import small_runbook

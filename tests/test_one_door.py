@@ -17,15 +17,10 @@ THE_DOOR = ("bot/store/", "bot/db.py", "bot/migrate.py", "bot/migrations/")
 # Not converted to bot.store yet (each opens its own sessions today).
 NOT_YET = {
     "bot/checklists.py",
-    "bot/post_task_view.py",  # post-cutover tasks (issue 24), the same
     "bot/post_tasks.py",
-    "bot/record/build.py",
-    "bot/runpage/page.py",
     "bot/schedules/booking.py",
     "bot/schedules/reconcile.py",
     "bot/schedules/start_gate.py",
-    "bot/signoffs.py",
-    "bot/views.py",
 }
 
 
@@ -58,3 +53,17 @@ def test_the_not_yet_converted_list_only_names_modules_that_still_open_sessions(
     modules = _modules()
     stale = {rel for rel in NOT_YET if not modules.get(rel, False)}
     assert stale == set(), "converted: take these off NOT_YET in tests/test_one_door.py"
+
+
+SURFACES = ("bot/slack/", "bot/console.py", "commands/")
+
+
+def test_no_surface_reaches_the_engines_database() -> None:
+    """Slack, the console and the commands read through the `reads` the wiring hands them
+    (bot.ports.ReadsPort), never through `engine.db` (issue 19, "one Reads object")."""
+    reaching = {
+        rel
+        for rel in _modules()
+        if rel.startswith(SURFACES) and "engine.db" in (ROOT / rel).read_text(encoding="utf-8")
+    }
+    assert reaching == set(), "read through `reads` (bot.ports.ReadsPort), not engine.db"

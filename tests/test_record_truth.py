@@ -20,7 +20,7 @@ from bot.models import Run
 from bot.record import build_record, record_text
 from bot.scheduler import Scheduler
 from bot.schedules import ScheduleService
-from bot.views import open_gate_id
+from bot.store.reads import open_gate_id
 from phases.runbook import Runbook, RunbookError
 from tests.schedule_helpers import (
     ALICE,

@@ -175,7 +175,7 @@ def test_a_pending_revert_is_cancelled_by_abort(pg_db: Database, tmp_path: Path)
 
 def complete_with_votes(engine: Engine, db: Database, starter: Actor = ALICE) -> None:
     """Starts run #1 of staging and approves every gate with as many approvers as it needs."""
-    from bot.views import open_gate_id
+    from bot.store.reads import open_gate_id
 
     run = engine.start_run("staging", starter)
     assert run.id is not None

@@ -32,7 +32,7 @@ from bot.models import AuditEvent, Gate, Run, StepOutput, Vote
 from bot.slack import server as slack_server
 from bot.slack.dispatch import AcksFirst
 from bot.slack.middleware import ALREADY_RECEIVED as ALREADY
-from bot.views import open_gate_id
+from bot.store.reads import open_gate_id
 from phases.secrets import install_log_masking
 from standins.slack import (
     Message,

@@ -36,8 +36,8 @@ from bot.standin import (
     make_leaf,
     nostrmaxi_standin,
 )
+from bot.store.reads import gate_view, open_gate_id
 from bot.text import checkpoint_text
-from bot.views import gate_view, open_gate_id
 from phases.runbook import Runbook, load_runbook
 from tests.schedule_helpers import BOB, RecordingSurface
 from tests.servers import ManualClock

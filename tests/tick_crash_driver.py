@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.db import Database
 from bot.engine import Engine
-from bot.views import open_gate_id
+from bot.store.reads import open_gate_id
 from phases.runbook import load_runbook
 from tests.schedule_helpers import ALICE, BOB
 from tests.servers import ManualClock

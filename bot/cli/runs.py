@@ -74,10 +74,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return record(settings, args.run, args.html, args.public_key)
     if args.command == "status":
         from bot.engine import Engine
+        from bot.store.reads import Reads
         from commands.handlers import CommandService
 
         engine = Engine(read_database(settings), load_runbook_file(settings), background=False)
-        print(engine.masker.mask(CommandService(engine).status(args.env)))
+        reads = Reads(engine.db, engine.runbook)
+        print(engine.masker.mask(CommandService(engine, reads).status(args.env)))
         return 0
     raise AssertionError(args.command)
 

@@ -17,8 +17,9 @@ from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
 from bot.engine.core import Decision, EngineCore
-from bot.signoffs import refusal_for, signoff_text, signoff_view
+from bot.signoffs import refusal_for, signoff_text
 from bot.store import runs, trail
+from bot.store.reads import signoff_view
 from bot.surface import SYSTEM, Actor, SignoffSurface
 
 

@@ -33,9 +33,10 @@ from bot.domain.tick_marks import Mark
 from bot.engine.core import EngineCore, LeaseLost
 from bot.models import AuditEvent, Gate, GateStatus, ManualTick, Run, RunStatus, StepRun
 from bot.store import leases
+from bot.store.reads import read_tick_marks
 from bot.store.unit import Tx, session_of
 from bot.surface import SYSTEM
-from bot.views import interrupted, read_tick_marks
+from bot.views import interrupted
 from phases import tick_values
 from phases.checks.base import StopRequest
 from phases.runbook import ManualStep, PhaseSpec

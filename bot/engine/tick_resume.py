@@ -14,8 +14,9 @@ from bot.domain.audit_kinds import AuditKind
 from bot.engine.tick_checks import TickChecks, pending
 from bot.models import Gate, RunStatus
 from bot.store import gates as gate_rows
+from bot.store.reads import read_tick_marks
 from bot.store.unit import session_of
-from bot.views import interrupted, read_tick_marks
+from bot.views import interrupted
 
 log = logging.getLogger(__name__)
 
