@@ -21,9 +21,6 @@ NOT_YET = {
     "bot/post_tasks.py",
     "bot/record/build.py",
     "bot/runpage/page.py",
-    "bot/schedules/booking.py",
-    "bot/schedules/reconcile.py",
-    "bot/schedules/start_gate.py",
     "bot/signoffs.py",
     "bot/views.py",
 }
