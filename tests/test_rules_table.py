@@ -315,6 +315,9 @@ gate  rollback         decided_by,decided_at -                               gat
 gate  retry            decided_by,decided_at -                               gate.decided
 gate  cancel           decided_by,decided_at -                               gate.decided
 gate  override         decided_by,decided_at -                               gate.overridden
+schedule cancel        cancelled_by         -                                schedule.cancelled
+schedule start         -                    -                                schedule.started
+schedule done          -                    -                                schedule.done
 """
 
 

@@ -124,8 +124,8 @@ class Tx:
         when = at or self._now()
         move = states.move(row, trigger)
         for name in move.sets:
-            if name == "decided_by":
-                row.decided_by = decided_by or actor
+            if name.endswith("_by"):  # decided_by, cancelled_by: who moved it
+                setattr(row, name, decided_by or actor)
             elif name == "ended_at":
                 if row.ended_at is None:  # a row ends once
                     row.ended_at = when
