@@ -19,10 +19,6 @@ NOT_YET = {
     "bot/post_task_view.py",  # post-cutover tasks (issue 24), the same
     "bot/record/build.py",
     "bot/runpage/page.py",
-    "bot/scheduler/delivery.py",
-    "bot/scheduler/pre_cutover.py",
-    "bot/scheduler/records.py",
-    "bot/scheduler/reminders.py",
     "bot/schedules/booking.py",
     "bot/schedules/reconcile.py",
     "bot/schedules/start_gate.py",
