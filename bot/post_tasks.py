@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
@@ -57,16 +57,14 @@ class PostTasks:
 
     # ------------------------------------------------------------------ listing
 
-    def open(self, tx: Tx | Any, run: Run, now: datetime) -> bool:
+    def open(self, tx: Tx, run: Run, now: datetime) -> bool:
         """Lists the runbook's tasks for a completed run, in the caller's transaction `tx`
-        (the one that schedules its record and its "tasks" message; a Tx, or its Session
-        while the scheduler hands one). False: nothing to list."""
+        (the one that schedules its record and its "tasks" message). False: nothing to list."""
         tasks = self.engine.runbook.post_cutover_tasks
         if not tasks or run.ended_at is None or run.dry_run:
             return False
         env = self.engine.environment(run.environment)
         every = round(self.engine.runbook.post_cutover_reminder_hours * 60)
-        tx = Tx.of(tx, self.engine.now)
         tx.flush()  # the caller's event key taken first: the audit row only with the claim
         tx.audit(
             AuditKind.POST_TASKS_OPENED,
