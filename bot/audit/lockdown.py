@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from sqlmodel import SQLModel
-
-from bot import migrate
-from bot.db import Database
 from bot.store import audit_rows
-from bot.store.unit import Store
+from bot.store.unit import Database, Store
 
-ROLE_NAME = migrate.ROLE_NAME
+ROLE_NAME = audit_rows.ROLE_NAME
 
 
 class LockdownError(ValueError):
@@ -30,8 +26,7 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
         raise LockdownError(
             f"{app_role!r} is not a plain role name (letters, digits, _ and -, up to 63)"
         )
-    tables = [t.name for t in SQLModel.metadata.sorted_tables]
-    return migrate.grant_statements(db.engine.dialect.identifier_preparer.quote, app_role, tables)
+    return audit_rows.grant_statements(db, app_role)
 
 
 def lockdown(db: Database, app_role: str) -> list[str]:

@@ -47,8 +47,7 @@ class RecordJobs:
                         and (self.engine.runbook.post_cutover_tasks)
                     ):
                         scheduled_events.add(tx, f"tasks:{run.id}", "tasks", now, run_id=run.id)
-                        # PostTasks.open takes a Session until bot/post_tasks.py is converted.
-                        self.tasks.open(tx.session, run, now)
+                        self.tasks.open(tx, run, now)
             except Duplicate:
                 continue
             done.append(f"run #{run.id}: record due")
