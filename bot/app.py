@@ -23,7 +23,6 @@ from slack_sdk.http_retry.handler import RetryHandler
 from bot import audit_guard, metrics
 from bot.audit import Signer
 from bot.console import Console, ConsoleSurface, TerminalLogHandler, console_actor
-from bot.db import Database
 from bot.engine import Engine, ReplicaInUse
 from bot.isolation import make_non_dumpable, refuse_exposed_secret_files, step_user
 from bot.runpage.serve import RunPages
@@ -43,6 +42,7 @@ from bot.slack.server import (
 from bot.slack.socket_health import SocketHealth
 from bot.slack.surface import SlackSurface
 from bot.slack.transport import make_client
+from bot.store.db import Database
 from bot.store.rate_slots import SharedSlots
 from bot.store.reads import Reads, run_counts
 from bot.store.replays import SeenRequests
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 def open_database(settings: Settings) -> Database:
     """The bot's database as the settings name it, its schema made or upgraded (migrations,
-    bot/migrate.py): replicas starting together take turns under an advisory lock. The
+    bot/store/migrate.py): replicas starting together take turns under an advisory lock. The
     settings' secrets are masked, and rows are signed when an audit key is configured.
 
     Before anything is appended, the trail is checked against the checkpoint of the last

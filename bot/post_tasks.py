@@ -22,7 +22,6 @@ from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.post_task_rules import may_mark_done, qualified_owner
 from bot.engine.core import Decision
-from bot.models import EventStatus, Run, ScheduledEvent
 from bot.notices import when
 from bot.post_task_view import (
     PostTaskSurface,
@@ -32,6 +31,7 @@ from bot.post_task_view import (
     tasks_text,
 )
 from bot.store import audit_rows, post_task_rows, runs
+from bot.store.models import EventStatus, Run, ScheduledEvent
 from bot.store.reads import tasks_view
 from bot.store.unit import Duplicate, Tx
 from bot.surface import SYSTEM, Actor

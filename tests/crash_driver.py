@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.db import Database
 from bot.engine import Engine
+from bot.store.db import Database
 from bot.store.reads import open_gate_id
 from bot.surface import Actor
 from phases.runbook import Runbook

@@ -15,8 +15,8 @@ from sqlalchemy import text
 
 from bot import audit
 from bot.cli import main
-from bot.db import Database
 from bot.engine import Engine
+from bot.store.db import Database
 from bot.store.reads import open_gate_id
 from bot.surface import Actor
 from tests.small_runbook import small_runbook

@@ -15,9 +15,9 @@ import pytest
 
 from bot import audit
 from bot.cli import main
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import Engine
+from bot.store.db import Database
 from bot.store.reads import open_gate_id
 from bot.surface import Actor
 from phases.secrets import Masker

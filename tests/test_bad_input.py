@@ -9,9 +9,9 @@ import yaml
 from sqlmodel import select
 
 from bot.cli import EXIT_RUNBOOK, main
-from bot.db import Database, DatabaseUnavailable
 from bot.engine import Engine, EngineError
-from bot.models import AuditEvent, Run
+from bot.store.db import Database, DatabaseUnavailable
+from bot.store.models import AuditEvent, Run
 from bot.store.reads import open_gate_id
 from bot.surface import Actor
 from commands.parser import Abort, AuditCmd, Help, Start, StatusCmd, UsageError, parse

@@ -17,8 +17,8 @@ import yaml
 from pydantic import ValidationError
 
 from bot import audit
-from bot.db import Database
 from bot.scheduler import Scheduler
+from bot.store.db import Database
 from bot.store.reads import gate_view, open_gate_id
 from phases.checks import REGISTRY
 from phases.checks.base import Status, StepContext, StepResult

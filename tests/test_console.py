@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.app import console_engine
 from bot.console import Console
-from bot.db import Database
+from bot.store.db import Database
 from bot.surface import Actor
 from tests.conftest import STEP_USER
 from tests.small_runbook import small_runbook

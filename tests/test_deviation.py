@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from bot import audit
-from bot.db import Database
 from bot.record import build_record, record_text
+from bot.store.db import Database
 from bot.store.reads import Reads
 from commands.handlers import CommandService
 from commands.parser import parse

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot import audit
-from bot.db import Database
+from bot.store.db import Database
 from bot.store.reads import Reads
 from commands.handlers import CommandService
 from commands.parser import Start, UsageError, parse

@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bot.db import Database
 from bot.notices import t1_stakeholder_text
 from bot.slack.blocks import run_message
+from bot.store.db import Database
 from bot.store.reads import run_view
 from bot.text import status_text
 from phases.runbook import load_runbook

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.scheduler import Scheduler
+from bot.store.db import Database
 from bot.store.reads import tasks_view
 from tests.post_task_helpers import T0, completed_run, tasks_runbook
 from tests.schedule_helpers import RecordingSurface, clock_at, make_engine, set_clock

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
+from bot.store.db import Database
 from bot.store.reads import open_gate_id
 from bot.surface import Actor
 from bot.text import hhmm

@@ -15,10 +15,10 @@ from sqlmodel import select
 from bot import audit
 from bot.app import console_engine
 from bot.console import Console
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import AuditEvent, RevertVote, Run, RunStatus
 from bot.record import build_record, record_text
+from bot.store.db import Database
+from bot.store.models import AuditEvent, RevertVote, Run, RunStatus
 from bot.surface import Actor
 from tests.servers import ManualClock
 from tests.slack_harness import running_bot, wait_for

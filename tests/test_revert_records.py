@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot.db import Database
-from bot.models import RunStatus
 from bot.record import build_record, record_text
+from bot.store.db import Database
+from bot.store.models import RunStatus
 from bot.store.reads import Reads
 from bot.surface import Actor
 from commands.handlers import CommandService

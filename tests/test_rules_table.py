@@ -15,7 +15,7 @@ from bot.domain.actor import Actor
 from bot.domain.approvals import GateFacts
 from bot.domain.errors import IllegalTransition
 from bot.domain.states import DecisionKind, GateStatus
-from bot.models import Gate, MonitorRound, PhaseRun, Run, Schedule, ScheduledEvent
+from bot.store.models import Gate, MonitorRound, PhaseRun, Run, Schedule, ScheduledEvent
 from phases.runbook import EnvironmentSpec
 
 ALICE = Actor.slack("T1", "U1")  # an approver, and the requester below

@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.db import Database
 from bot.runpage import tokens
 from bot.runpage.tokens import RunLinks
 from bot.slack.blocks import RUN_PAGE, run_message
+from bot.store.db import Database
 from bot.store.reads import Reads, run_view
 from bot.surface import Actor
 from commands.handlers import CommandService

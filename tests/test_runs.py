@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
 from bot.scheduler import Scheduler
+from bot.store.db import Database
 from bot.store.reads import gate_view, open_gate_id, run_view
 from bot.surface import Actor
 from tests.schedule_helpers import paced_context

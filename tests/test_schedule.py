@@ -15,11 +15,11 @@ from sqlmodel import select
 from bot import audit
 from bot.app import console_engine
 from bot.console import Console
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import AuditEvent, Gate, Schedule, ScheduledEvent
 from bot.scheduler import Scheduler
 from bot.schedules import ScheduleError, ScheduleService
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Gate, Schedule, ScheduledEvent
 from bot.store.reads import Reads, open_gate_id
 from bot.surface import Actor
 from commands.handlers import CommandService

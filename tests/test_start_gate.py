@@ -15,11 +15,11 @@ import pytest
 from sqlmodel import select
 
 from bot.cli import main
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import AuditEvent, Run
 from bot.scheduler import Scheduler
 from bot.schedules import ScheduleService
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Run
 from bot.store.reads import Reads
 from bot.surface import Actor
 from commands.handlers import CommandService, Reply

@@ -11,9 +11,9 @@ import pytest
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database
 from bot.domain.errors import IllegalTransition
-from bot.models import AuditEvent, Gate, PhaseRun, Run, Schedule
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Gate, PhaseRun, Run, Schedule
 from bot.store.unit import Store
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.db import Database
 from bot.record import build_record, record_text
+from bot.store.db import Database
 from bot.store.reads import Reads, open_gate_id
 from phases.runbook import RunbookError
 from tests.schedule_helpers import (

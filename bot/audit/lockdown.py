@@ -18,7 +18,7 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
     The role keeps SELECT/INSERT/UPDATE/DELETE on the state tables and SELECT/INSERT on
     audit_event; UPDATE, DELETE and TRUNCATE on audit_event are revoked. A REVOKE does
     not bind the table's owner or a superuser, so the bot must run as another role.
-    Every later `cutover db upgrade` re-applies it (bot/migrate.py: regrant).
+    Every later `cutover db upgrade` re-applies it (bot/store/migrate.py: regrant).
     """
     if db.is_sqlite:
         raise LockdownError("lockdown is for PostgreSQL; an SQLite file has no roles")

@@ -10,8 +10,8 @@ from bot import audit
 from bot.cli.config import load_runbook_file, read_database
 from bot.cli.exits import EXIT_OK, EXIT_USAGE
 from bot.cli.options import Parser, command
-from bot.db import Database
 from bot.settings import Settings
+from bot.store.db import Database
 from phases.secrets import GLOBAL_MASKER
 
 COMMANDS = ("status", "logs", "record")

@@ -29,8 +29,8 @@ from bot.engine.errors import LeaseLost as LeaseLost  # re-exported
 from bot.engine.leasing import Leases
 from bot.engine.run_facts import RunFacts
 from bot.engine.step_log import StepLog
-from bot.models import Run
 from bot.store import runs
+from bot.store.models import Run
 from bot.store.unit import Database, Store, Tx
 from bot.surface import SYSTEM, Actor, NullSurface, SignoffSurface, Surface
 from phases.checks.base import Clock, StepContext, SystemClock

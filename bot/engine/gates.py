@@ -22,9 +22,9 @@ from bot.engine.aborts import Aborts
 from bot.engine.core import Decision, DecisionName
 from bot.engine.manual_ticks import ManualTicks, already, gate_facts
 from bot.engine.tick_checks import TickChecks
-from bot.models import Gate, GateStatus, PhaseRun, Run, RunStatus, Vote
 from bot.store import gates as gate_rows
 from bot.store import runs as run_rows
+from bot.store.models import Gate, GateStatus, PhaseRun, Run, RunStatus, Vote
 from bot.store.unit import Tx
 from bot.surface import Actor
 

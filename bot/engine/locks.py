@@ -21,8 +21,8 @@ from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError, InvalidInput, Refused
 from bot.engine.core import Decision, EngineCore
 from bot.engine.overrides import one_line
-from bot.models import EnvLock, OverrideVote
 from bot.store import env_locks, override_votes
+from bot.store.models import EnvLock, OverrideVote
 from bot.store.unit import Duplicate
 from bot.surface import Actor
 

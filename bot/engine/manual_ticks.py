@@ -11,9 +11,9 @@ from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import NotFound
 from bot.engine.core import Decision
 from bot.engine.tick_checks import judge, tick_facts
-from bot.models import Gate, GateStatus, ManualTick, Run
 from bot.store import gates as gate_rows
 from bot.store import runs as run_rows
+from bot.store.models import Gate, GateStatus, ManualTick, Run
 from bot.store.unit import Store, Tx, session_of
 from bot.surface import Actor
 from phases.runbook import Runbook

@@ -26,9 +26,9 @@ from typing import Any
 
 from bot.domain.audit_kinds import AuditKind
 from bot.engine.core import EngineCore
-from bot.models import MonitorRound, PhaseRun, PhaseStatus, RoundStatus, Run, RunStatus
 from bot.notices import STATUS_ICONS
 from bot.store import monitor_rounds, runs
+from bot.store.models import MonitorRound, PhaseRun, PhaseStatus, RoundStatus, Run, RunStatus
 from bot.store.unit import Duplicate
 from bot.surface import SYSTEM
 from phases.checks.base import Status, StepResult

@@ -23,8 +23,8 @@ from bot.domain.errors import InvalidInput
 from bot.engine.core import Decision
 from bot.engine.gates import Gates, observe_wait
 from bot.engine.manual_ticks import already, gate_facts
-from bot.models import Gate, GateStatus, OverrideVote, PhaseRun, Run, RunStatus
 from bot.store import override_votes, steps
+from bot.store.models import Gate, GateStatus, OverrideVote, PhaseRun, Run, RunStatus
 from bot.store.unit import Tx
 from bot.surface import Actor
 

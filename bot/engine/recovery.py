@@ -8,9 +8,9 @@ from typing import Any
 
 from bot.domain.audit_kinds import AuditKind
 from bot.engine.tick_resume import TickResume
-from bot.models import RunStatus
 from bot.store import leases
 from bot.store import runs as run_rows
+from bot.store.models import RunStatus
 from bot.surface import SYSTEM
 
 log = logging.getLogger(__name__)

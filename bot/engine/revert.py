@@ -20,9 +20,9 @@ from bot.domain.actor import Actor
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput
 from bot.engine.core import Decision, EngineCore
-from bot.models import RevertVote, Run, RunStatus
 from bot.store import reverts as revert_rows
 from bot.store import runs as run_rows
+from bot.store.models import RevertVote, Run, RunStatus
 from bot.store.unit import Duplicate, Tx
 from phases.runbook import EnvironmentSpec
 

@@ -10,8 +10,8 @@ from datetime import datetime
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import restore_point, rollback_report
 from bot.engine.core import EngineCore, LeaseLost
-from bot.models import PhaseRun, Run, RunStatus
 from bot.store import runs
+from bot.store.models import PhaseRun, Run, RunStatus
 from bot.surface import SYSTEM
 from phases.checks.base import Status, StepContext, StepResult, StopRequest
 from phases.runbook import PhaseSpec, Value

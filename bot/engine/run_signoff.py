@@ -18,9 +18,9 @@ from bot.domain import run_signoff_rules
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import NotFound
 from bot.engine.core import Decision, EngineCore
-from bot.models import RunSignoff
 from bot.signoffs import run_signoff_text
 from bot.store import run_signoffs, runs, trail
+from bot.store.models import RunSignoff
 from bot.store.reads import run_signoff_state
 from bot.store.unit import Duplicate
 from bot.surface import Actor, SignoffSurface

@@ -19,9 +19,9 @@ from bot.engine.gate_opening import GateOpening
 from bot.engine.locks import Locks
 from bot.engine.monitoring import start_monitoring
 from bot.engine.run_start import RunStart, check_env_file, no_ref
-from bot.models import PhaseRun, PhaseStatus, Run, RunStatus
 from bot.store import leases
 from bot.store import runs as run_rows
+from bot.store.models import PhaseRun, PhaseStatus, Run, RunStatus
 from bot.store.unit import DatabaseUnavailable, Duplicate
 from bot.surface import SYSTEM, Actor
 from phases.checks.base import StopRequest

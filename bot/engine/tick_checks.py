@@ -31,8 +31,8 @@ from bot.domain.actor import Actor
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.tick_marks import Mark
 from bot.engine.core import EngineCore, LeaseLost
-from bot.models import AuditEvent, Gate, GateStatus, ManualTick, Run, RunStatus, StepRun
 from bot.store import leases
+from bot.store.models import AuditEvent, Gate, GateStatus, ManualTick, Run, RunStatus, StepRun
 from bot.store.reads import read_tick_marks
 from bot.store.unit import Tx, session_of
 from bot.surface import SYSTEM

@@ -12,8 +12,8 @@ import logging
 
 from bot.domain.audit_kinds import AuditKind
 from bot.engine.tick_checks import TickChecks, pending
-from bot.models import Gate, RunStatus
 from bot.store import gates as gate_rows
+from bot.store.models import Gate, RunStatus
 from bot.store.reads import read_tick_marks
 from bot.store.unit import session_of
 from bot.views import interrupted

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.db import Database
-from bot.models import Run
 from bot.notices import duration
 from bot.post_task_view import task_lines
 from bot.record.criteria import evaluate, manual_verdict
@@ -16,6 +14,8 @@ from bot.record.manual_steps import manual_lines
 from bot.record.sign_off import sign_off_line_of
 from bot.record.trail import CutoverRecord, Trail, hm, read_trail
 from bot.store import runs
+from bot.store.db import Database
+from bot.store.models import Run
 from bot.store.read_door import door
 from bot.store.reads import tasks_view
 from phases.runbook import NotesField, Runbook, RunbookError

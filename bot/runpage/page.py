@@ -22,10 +22,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.record import build_record
 from bot.store import read_trail_rows, step_outputs
+from bot.store.db import Database
 from bot.store.reads import run_view
 from bot.views import RunView
 from phases.runbook import Runbook, RunbookError

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
-from bot.models import EventStatus, Schedule, ScheduledEvent, ScheduleStatus
 from bot.notices import channel_name, hhmm, when
 from bot.schedules.common import (
     EARLY_START,
@@ -18,6 +17,7 @@ from bot.schedules.common import (
     event_key,
 )
 from bot.store import schedules
+from bot.store.models import EventStatus, Schedule, ScheduledEvent, ScheduleStatus
 from bot.store.unit import Duplicate
 from bot.surface import Actor
 

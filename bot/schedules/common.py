@@ -12,7 +12,7 @@ from bot.notices import when
 from bot.schedules.errors import ScheduleError
 
 if TYPE_CHECKING:
-    from bot.models import Schedule
+    from bot.store.models import Schedule
 
 __all__ = [
     "EARLY_START",

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from bot.models import RunStatus, ScheduleStatus
 from bot.schedules.common import EARLY_START, STALE_AFTER
 from bot.store import runs, schedules
+from bot.store.models import RunStatus, ScheduleStatus
 from bot.store.unit import Tx
 from bot.surface import SYSTEM
 

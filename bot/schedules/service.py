@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bot.checklists import Scope
-from bot.models import Schedule, ScheduledEvent
 from bot.schedules.booking import ScheduleBook
 from bot.schedules.common import PreflightResult, StartResult
 from bot.schedules.reconcile import Reconciler
 from bot.schedules.start_gate import StartGate
+from bot.store.models import Schedule, ScheduledEvent
 from bot.store.unit import Tx
 from bot.surface import Actor
 

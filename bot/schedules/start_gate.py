@@ -12,11 +12,11 @@ from bot.checklists import Checklists, Scope
 from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
-from bot.models import ScheduleStatus
 from bot.notices import missing_text
 from bot.schedules.booking import ScheduleBook
 from bot.schedules.common import PreflightResult, ScheduleError, StartResult
 from bot.store import schedules
+from bot.store.models import ScheduleStatus
 from bot.store.unit import Tx
 from bot.surface import SYSTEM, Actor, DirectorySurface
 from phases.runbook import RunbookError

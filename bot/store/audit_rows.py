@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, text
 from sqlmodel import SQLModel, col, select
 
-from bot import migrate
-from bot.models import AuditEvent, AuditHead
+from bot.store import migrate
 from bot.store.audit_chain import _EVENT, _HEAD, _SIGNATURE, GENESIS
+from bot.store.models import AuditEvent, AuditHead
 from bot.store.unit import Database, Tx
 
 # A role name the lockdown's grants may name (letters, digits, _ and -, up to 63).
@@ -144,7 +144,7 @@ def role_standing(tx: Tx, role: str) -> tuple[bool, bool] | None:
 
 def grant_statements(db: Database, app_role: str) -> list[str]:
     """The lockdown's grants for `app_role` on every table the bot has, quoted as this
-    database quotes names (bot.migrate.grant_statements says what they grant)."""
+    database quotes names (bot.store.migrate.grant_statements says what they grant)."""
     tables = [t.name for t in SQLModel.metadata.sorted_tables]
     return migrate.grant_statements(db.engine.dialect.identifier_preparer.quote, app_role, tables)
 

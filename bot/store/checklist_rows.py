@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlmodel import col, select
 
 from bot.domain.audit_kinds import AuditKind
-from bot.models import AuditEvent, Run
+from bot.store.models import AuditEvent, Run
 from bot.store.unit import Tx
 
 READINESS_LOOK_BACK = 50  # readiness rows read, newest first (a bounded look back)

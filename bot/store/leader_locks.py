@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bot.db import Database
+from bot.store.db import Database
 
 
 class AdvisoryLock:

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 
-from bot.models import Run, RunStatus
+from bot.store.models import Run, RunStatus
 from bot.store.unit import Tx
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.db import Database
-from bot.models import MessageRef
+from bot.store.db import Database
+from bot.store.models import MessageRef
 from bot.views import Posted  # the plain data (surfaces read it through bot.ports)
 
 

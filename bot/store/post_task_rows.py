@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
-from bot.models import ScheduledEvent
+from bot.store.models import ScheduledEvent
 from bot.store.unit import Tx
 
 LISTED = "tasks"  # the scheduled event that posts a run's task list

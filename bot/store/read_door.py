@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.db import Database
+from bot.store.db import Database
 from bot.store.unit import Store
 
 

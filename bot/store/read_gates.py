@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from bot.db import Database
 from bot.domain import approvals, tick_marks
-from bot.models import (
+from bot.store.db import Database
+from bot.store.models import (
     AuditEvent,
     Gate,
     ManualTick,

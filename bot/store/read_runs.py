@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from sqlmodel import col, func, select
 
-from bot.db import Database
-from bot.models import Gate, PhaseRun, Run, Schedule, StepRun
+from bot.store.db import Database
+from bot.store.models import Gate, PhaseRun, Run, Schedule, StepRun
 from bot.store.read_door import door
 from bot.store.unit import Store
 from bot.views import PhaseLine, RevertStep, RunView, ScheduleView

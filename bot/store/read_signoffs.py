@@ -8,10 +8,10 @@ import json
 
 from sqlmodel import col, select
 
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
-from bot.models import AuditEvent, Run
 from bot.signoffs import CriterionSignoff, RunSignoffState, Signature, SignoffView
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Run
 from bot.store.read_door import door
 from bot.store.unit import Store
 from phases.runbook import Runbook

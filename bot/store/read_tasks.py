@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from bot.db import Database
-from bot.models import AuditEvent, Run
 from bot.post_task_view import KINDS, TasksView, view_of
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Run
 from bot.store.read_door import door
 from bot.store.unit import Store
 

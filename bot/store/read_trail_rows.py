@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from bot.db import Database
-from bot.models import AuditEvent, AuditSignature
+from bot.store.db import Database
+from bot.store.models import AuditEvent, AuditSignature
 from bot.store.read_door import door
 from bot.store.unit import Store
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.db import Database
 from bot.ports import AuditLine
 from bot.post_task_view import TasksView
 from bot.signoffs import RunSignoffState, SignoffView
 from bot.store import audit_rows, step_outputs
+from bot.store.db import Database
 from bot.store.read_door import door
 from bot.store.read_gates import gate_view, read_tick_marks
 from bot.store.read_runs import (

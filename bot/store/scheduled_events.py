@@ -12,12 +12,12 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
-from bot.models import EventStatus, Run, RunStatus, Schedule, ScheduledEvent
 from bot.store.claims import claim as _claim
+from bot.store.models import EventStatus, Run, RunStatus, Schedule, ScheduledEvent
 from bot.store.unit import Tx
 
 # The rows this module hands out, named here for the scheduler's type hints: it reads them
-# and never builds, adds or queries one itself (its import contract forbids bot.models).
+# and never builds, adds or queries one itself (its import contract forbids bot.store.models).
 __all__ = ["Schedule", "ScheduledEvent"]
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot.domain import states
-from bot.models import EventStatus, Run, Schedule, ScheduledEvent, ScheduleStatus
+from bot.store.models import EventStatus, Run, Schedule, ScheduledEvent, ScheduleStatus
 from bot.store.unit import Tx
 
 

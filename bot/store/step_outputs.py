@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from sqlmodel import Session, col, select
 
-from bot.db import Database
-from bot.models import PhaseRun, Run, StepOutput, StepRun
+from bot.store.db import Database
+from bot.store.models import PhaseRun, Run, StepOutput, StepRun
 from bot.store.unit import Tx, session_of
 from bot.views import Kept  # the plain data (surfaces read it through bot.ports)
 from phases.checks.base import OUTPUT, KeptOutput, StepResult

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.db import Database
 from bot.store import home_viewers, message_refs
+from bot.store.db import Database
 from bot.views import Posted
 
 

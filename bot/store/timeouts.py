@@ -9,8 +9,8 @@ from typing import Literal
 
 from sqlmodel import col, select
 
-from bot.models import Gate, GateStatus, Run, RunStatus
 from bot.store.claims import claim
+from bot.store.models import Gate, GateStatus, Run, RunStatus
 from bot.store.unit import Tx
 
 Mark = Literal["reminded_at", "escalated_at"]

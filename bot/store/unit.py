@@ -30,11 +30,11 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
-from bot.db import Database, DatabaseUnavailable, db_now
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
-from bot.models import Gate, PhaseRun, Run
 from bot.store.audit_chain import Appended, append, record
+from bot.store.db import Database, DatabaseUnavailable, db_now
+from bot.store.models import Gate, PhaseRun, Run
 
 __all__ = ["Database", "DatabaseUnavailable", "Duplicate", "Store", "Tx", "session_of"]
 
