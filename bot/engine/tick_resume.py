@@ -11,16 +11,31 @@ from __future__ import annotations
 import logging
 
 from bot.domain.audit_kinds import AuditKind
+from bot.engine.core import Notify
+from bot.engine.leasing import Leases
 from bot.engine.tick_checks import TickChecks, pending
 from bot.models import Gate, RunStatus
 from bot.store import gates as gate_rows
-from bot.store.unit import session_of
+from bot.store.unit import Store, session_of
 from bot.views import interrupted, read_tick_marks
+from phases.runbook import Runbook
 
 log = logging.getLogger(__name__)
 
 
-class TickResume(TickChecks):
+class TickResume:
+    def __init__(
+        self,
+        store: Store,
+        runbook: Runbook,
+        leases: Leases,
+        notify: Notify,
+        tick_checks: TickChecks,
+    ) -> None:
+        self.store, self.runbook, self.notify = store, runbook, notify
+        self.replica, self._dead, self._take_lease = leases.replica, leases.dead, leases.take
+        self._mark, self.after_tick = tick_checks.mark, tick_checks.after_tick
+
     def resume_tick_checks(self, run_id: int, old: str | None) -> str:
         """`old`: the replica whose process held the run (None: nobody held it). Returns what
         the recovery report adds after "run #N: waiting at phase P" ("" when nothing)."""
@@ -40,7 +55,7 @@ class TickResume(TickChecks):
             if gate is None or gate.id is None:
                 return ""
             gate_id, phase = gate.id, self.runbook.phase(gate.phase_id)
-            todo = pending(s, phase, gate)
+            todo = pending(tx, phase, gate)
             marks = read_tick_marks(s, run_id, gate_id) if todo else {}
             ready = False
             for item, checks in todo.items():
