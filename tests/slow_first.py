@@ -9,9 +9,10 @@ after the others have run out, and one that lands in the same slice as another w
 order and fill the slices up to their sizes. Which tests run, and what they assert, is
 unchanged: only the order. Without xdist (`-n 0`, the serial part) nothing moves.
 
-SLOW holds seconds per test function (every parametrization of it), from the CI log's
-`--durations` on a quiet 2-core machine (docs/benchmarks.md, suite time); they only need to
-be roughly right relative to each other. A test missing from it counts as fast.
+SLOW holds seconds per test function (every parametrization of it), from CI logs'
+`--durations` and per-module `--durations=0` runs (docs/benchmarks.md, suite time), scaled to
+a quiet 2-core machine; they only need to be roughly right relative to each other. A test
+missing from it counts as fast; a name that no longer exists fails tests/test_slow_first.py.
 """
 
 from __future__ import annotations
@@ -26,21 +27,27 @@ _SLOW: dict[str, dict[str, float]] = {
         "test_pass_path_runs_every_phase_and_completes": 57,
         "test_restart_mid_gate_resumes_the_same_run": 56,
         "test_failed_smoke_test_refuses_continue_and_rollback_restores_old_services": 25,
-        "test_failed_migration_restores_the_database_then_rolls_back": 15,
-        "test_dry_run_reports_actions_and_changes_nothing": 10,
+        "test_dry_run_reports_actions_and_changes_nothing": 15,
+        "test_failed_migration_restores_the_database_then_rolls_back": 13,
     },
     "tests/test_monitoring.py": {
         "test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its_memory_limit": 47,  # noqa: E501
     },
     # phases 1-6 on real containers
     "tests/test_runbook_for_real.py": {
-        "test_phase_5_fails_when_the_startup_line_is_missing": 27,
-        "test_a_monitoring_round_fails_when_one_service_dies": 25,
-        "test_rollback_is_verified_and_timed_against_the_target": 20,
+        "test_a_monitoring_round_fails_when_one_service_dies": 40,
+        "test_phase_5_fails_when_the_startup_line_is_missing": 38,
+        "test_rollback_is_verified_and_timed_against_the_target": 19,
         "test_rollback_reports_an_old_service_that_does_not_come_back": 12,
     },
     "tests/test_nostrmaxi_rollback_host.py": {
         "test_rollback_starts_the_old_deployment_on_old_docker_host_and_says_where": 15,
+    },
+    "tests/test_nostrmaxi_ref.py": {
+        "test_the_ref_given_at_start_is_checked_out_and_shown_at_the_phase_2_gate": 14,
+    },
+    "tests/test_nostrmaxi_conditional.py": {
+        "test_no_payment_seen_asks_a_person_for_the_webhook_test": 11,
     },
     # the hypothesis state machine, in shards
     "tests/test_properties.py": {
