@@ -58,6 +58,17 @@ class ReadsPort(Protocol):
     def output_of(self, step_run_id: int) -> Kept | None: ...
 
 
+class SeenRequestsPort(Protocol):
+    """Signed Slack requests already received (bot.store.replays.SeenRequests), on the
+    database's clock: `receive` answers FIRST (recorded now), SEEN or TOO_OLD."""
+
+    def receive(self, signature: str, signed_at: datetime | None = None) -> str: ...
+
+
+# What SeenRequestsPort.receive answers.
+FIRST, SEEN, TOO_OLD = "first", "seen", "too_old"
+
+
 class SurfaceRowsPort(Protocol):
     """The rows a chat surface keeps for itself (bot.store.surface_rows.SurfaceRows): where
     it posted the messages it edits later, and who opened its Home tab, when."""
@@ -73,3 +84,28 @@ class SurfaceRowsPort(Protocol):
     def home_shown(self, user: str, team: str) -> tuple[int | None, str | None]: ...
     def home_published(self, user: str, team: str, version: int, view_hash: str | None) -> bool: ...
     def home_forget_hash(self, user: str, team: str, stale: str) -> None: ...
+
+
+# ---------------------------------------------------------------- the keys of those rows
+
+
+def checklist_key(schedule_id: int) -> str:
+    """The T-1h checklist of a scheduled cutover (the key of its scheduled_event row)."""
+    return f"schedule:{schedule_id}:t-1h-checklist"
+
+
+def signoff_key(run_id: int) -> str:
+    """The sign-off message of a run."""
+    return f"run:{run_id}:signoff"
+
+
+def viewer_team(team: str | None, enterprise: str | None) -> str:
+    """The workspace a person opened Home from, as `home_opened` keeps it: `T…`, or `T…/E…`
+    on Enterprise Grid (the enterprise decides what an org-wide `W…` user may see)."""
+    return f"{team or ''}/{enterprise}" if enterprise else team or ""
+
+
+def parse_viewer_team(value: str) -> tuple[str, str | None]:
+    """(team, enterprise or None) of a `viewer_team()` value."""
+    team, _, enterprise = value.partition("/")
+    return team or enterprise, enterprise or None

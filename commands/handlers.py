@@ -9,9 +9,9 @@ from bot.domain.errors import CutoverError
 from bot.engine import Engine, EngineError
 from bot.ports import ReadsPort
 from bot.runpage.tokens import RunLinks
-from bot.store import step_outputs
 from bot.surface import Actor
 from bot.text import status_text, who
+from bot.views import describe, size
 from commands.parser import (
     USAGE,
     Abort,
@@ -292,7 +292,7 @@ class CommandService:
             if not kept:
                 return f"Run #{run_id} kept no step output."
             lines = [f"Steps of run #{run_id} that kept output (oldest first):"]
-            lines += [f"• {k.address} ({k.name}): {k.status}, {step_outputs.size(k.bytes)}"
+            lines += [f"• {k.address} ({k.name}): {k.status}, {size(k.bytes)}"
                       for k in kept]  # fmt: skip
             lines.append(f"Read one: /cutover logs {run_id} PHASE/STEP (its newest attempt)")
             return "\n".join(lines)
@@ -300,7 +300,7 @@ class CommandService:
         if isinstance(found, str):
             raise EngineError(found[:1].upper() + found[1:] + ".")
         text = engine.masker.untrusted(found.text).replace("```", "ˋˋˋ")
-        heading = step_outputs.describe(found)
+        heading = describe(found)
         room = limit - len(heading) - 200
         kept_lines: list[str] = []
         for line in reversed(text.splitlines()):

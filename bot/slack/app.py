@@ -40,7 +40,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.engine import Engine
-from bot.ports import ReadsPort, SurfaceRowsPort
+from bot.ports import ReadsPort, SeenRequestsPort, SurfaceRowsPort
 from bot.slack.approvers import Approvers
 from bot.slack.deps import Deps
 from bot.slack.listeners import (
@@ -57,10 +57,9 @@ from bot.slack.listeners import (
 )
 from bot.slack.listeners.command_work import resync
 from bot.slack.middleware import Identify, ReplayGuard
+from bot.slack.outbox import Slots
 from bot.slack.surface import SlackSurface
 from bot.slack.transport import make_client, retry_handlers
-from bot.store.rate_slots import SharedSlots
-from bot.store.replays import SeenRequests
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +97,8 @@ class CutoverSlackApp:
         *,
         reads: ReadsPort,
         rows: SurfaceRowsPort,
-        seen: SeenRequests,
-        slots: SharedSlots,
+        seen: SeenRequestsPort,
+        slots: Slots,
         token: str,
         signing_secret: str,
         client: WebClient | None = None,

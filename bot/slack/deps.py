@@ -16,9 +16,9 @@ from bot.slack.blocks import Block, slackify
 from bot.slack.dispatch import Dispatcher
 from bot.slack.home import HomeRefresher
 from bot.slack.middleware import ReplayGuard
+from bot.slack.outbox import Slots
 from bot.slack.payloads import where
 from bot.slack.surface import SlackSurface
-from bot.store.rate_slots import SharedSlots
 from bot.views import ScheduleView
 from commands.handlers import CommandService
 from phases.runbook import RunbookError
@@ -43,7 +43,7 @@ class Deps:
         *,
         reads: ReadsPort,
         rows: SurfaceRowsPort,
-        slots: SharedSlots,
+        slots: Slots,
         workers: int = 8,
     ) -> None:
         self.engine = engine

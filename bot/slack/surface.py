@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from slack_sdk import WebClient
 
 from bot.ports import ReadsPort, SurfaceRowsPort
-from bot.slack.outbox import Outbox, Pacer
+from bot.slack.outbox import Outbox, Pacer, Slots
 from bot.slack.pacing import POST_INTERVAL, RunPacing
 from bot.slack.post_task_actions import PostTaskMessages
 from bot.slack.present.checkpoints import CheckpointMessages
@@ -42,7 +42,6 @@ from bot.slack.present.schedules import ScheduleMessages
 from bot.slack.present.signoffs import SignoffMessages
 from bot.slack.refs import MessageRefs
 from bot.slack.transport import SlackTransport
-from bot.store.rate_slots import SharedSlots
 from phases.checks.base import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -82,9 +81,7 @@ class SlackSurface(
         # The approver groups that cannot be read (set by CutoverSlackApp, which reads them).
         self.directory = None
 
-    def bind(
-        self, engine: Engine, reads: ReadsPort, rows: SurfaceRowsPort, slots: SharedSlots
-    ) -> None:
+    def bind(self, engine: Engine, reads: ReadsPort, rows: SurfaceRowsPort, slots: Slots) -> None:
         """The engine, what messages are drawn from, the surface's own rows (message refs)
         and the posting budgets per channel in the database (`slots`: every replica shares
         each channel's, on the database's clock, or on `slot_clock()` when a test gave one)."""
