@@ -39,8 +39,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.engine import Engine
-from bot.ports import ReadsPort, SeenRequestsPort, SurfaceRowsPort
+from bot.ports import EnginePort, ReadsPort, SeenRequestsPort, Services, SurfaceRowsPort
 from bot.slack.approvers import Approvers
 from bot.slack.deps import Deps
 from bot.slack.listeners import (
@@ -88,17 +87,19 @@ class _NotTheTokenWarning(logging.Filter):
 
 
 class CutoverSlackApp:
-    """Wires the engine to Bolt. `app` is the `slack_bolt.App` to serve (HTTP or Socket Mode)."""
+    """Wires the engine to Bolt. `app` is the `slack_bolt.App` to serve (HTTP or Socket Mode).
+    Everything it works with is handed in as ports (bot.ports) by the wiring (bot/app.py)."""
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EnginePort,
         surface: SlackSurface,
         *,
         reads: ReadsPort,
         rows: SurfaceRowsPort,
         seen: SeenRequestsPort,
         slots: Slots,
+        services: Services,
         token: str,
         signing_secret: str,
         client: WebClient | None = None,
@@ -125,6 +126,7 @@ class CutoverSlackApp:
             reads=reads,
             rows=rows,
             slots=slots,
+            services=services,
             workers=workers,
         )
         self.acks_first = self.deps.dispatch.acks_first

@@ -27,11 +27,10 @@ Made of one part per concern (issue 19):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
-from bot.ports import ReadsPort, SurfaceRowsPort
+from bot.ports import ChecklistsPort, EnginePort, ReadsPort, SurfaceRowsPort
 from bot.slack.outbox import Outbox, Pacer, Slots
 from bot.slack.pacing import POST_INTERVAL, RunPacing
 from bot.slack.post_task_actions import PostTaskMessages
@@ -44,9 +43,6 @@ from bot.slack.refs import MessageRefs
 from bot.slack.transport import SlackTransport
 from phases.checks.base import Clock, SystemClock
 
-if TYPE_CHECKING:
-    from bot.engine import Engine
-
 
 class SlackSurface(
     PostTaskMessages, CheckpointMessages, SignoffMessages, ScheduleMessages, HomeChannel, Replies
@@ -56,7 +52,7 @@ class SlackSurface(
     def __init__(
         self,
         client: WebClient,
-        engine: Engine | None = None,
+        engine: EnginePort | None = None,
         *,
         post_interval: float = POST_INTERVAL,
         clock: Clock | None = None,
@@ -74,6 +70,7 @@ class SlackSurface(
         self.outbox = Outbox(self._update, self._audit_failure)
         self._engine = engine
         self._reads = None
+        self._checklists = None  # the pre-cutover checklists a T-1h message draws
         # Told (it must return at once) whenever a run or a gate changed: the Home tabs.
         self.on_change = None
         # Signed links to run pages (bot/runpage), when CUTOVER_PUBLIC_URL and the secret are set.
@@ -81,12 +78,22 @@ class SlackSurface(
         # The approver groups that cannot be read (set by CutoverSlackApp, which reads them).
         self.directory = None
 
-    def bind(self, engine: Engine, reads: ReadsPort, rows: SurfaceRowsPort, slots: Slots) -> None:
-        """The engine, what messages are drawn from, the surface's own rows (message refs)
+    def bind(
+        self,
+        engine: EnginePort,
+        reads: ReadsPort,
+        rows: SurfaceRowsPort,
+        slots: Slots,
+        *,
+        checklists: ChecklistsPort,
+    ) -> None:
+        """The engine, what messages are drawn from (`reads`, and the pre-cutover
+        `checklists`), the surface's own rows (message refs)
         and the posting budgets per channel in the database (`slots`: every replica shares
         each channel's, on the database's clock, or on `slot_clock()` when a test gave one)."""
         self._engine = engine
         self._reads = reads
+        self._checklists = checklists
         self.refs.rows = rows
         self.pacer.slots = slots
 

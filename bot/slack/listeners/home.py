@@ -69,7 +69,14 @@ def home_viewers_of(deps: Deps) -> list[tuple[str, str]]:
 
 def draw_home(deps: Deps) -> HomeData:
     version = deps.rows.home_drawing_version()  # before anything is read
-    return home_data(deps.engine, deps.reads, deps.surface.waiting_for, datetime.now(UTC), version)
+    return home_data(
+        deps.engine,
+        deps.reads,
+        deps.services.schedules,
+        deps.surface.waiting_for,
+        datetime.now(UTC),
+        version,
+    )
 
 
 def render_home(deps: Deps, data: HomeData, user: str, where: str) -> dict[str, Any]:

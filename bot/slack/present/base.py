@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.ports import ReadsPort
+from bot.ports import ChecklistsPort, EnginePort, ReadsPort
 from bot.runpage.tokens import RunLinks
 from bot.slack.blocks import (
     Block,
@@ -25,15 +25,11 @@ from bot.slack.outbox import (
     Outbox,
     Pacer,
 )
-from phases.checks.base import Clock
-from phases.runbook import RunbookError
-
-if TYPE_CHECKING:
-    from bot.engine import Engine
-
 from bot.slack.pacing import RunPacing
 from bot.slack.refs import MessageRefs
 from bot.slack.transport import SlackTransport, split_ref
+from phases.checks.base import Clock
+from phases.runbook import RunbookError
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +48,12 @@ class SurfaceBase:
     run_links: RunLinks | None
     on_change: Callable[[], None] | None
     directory: Callable[[str], list[str]] | None
-    _engine: Engine | None
+    _engine: EnginePort | None
     _reads: ReadsPort | None
+    _checklists: ChecklistsPort | None
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> EnginePort:
         if self._engine is None:
             raise RuntimeError("SlackSurface is not bound to an engine")
         return self._engine
@@ -67,6 +64,13 @@ class SurfaceBase:
         if self._reads is None:
             raise RuntimeError("SlackSurface is not bound to its reads")
         return self._reads
+
+    @property
+    def checklists(self) -> ChecklistsPort:
+        """The pre-cutover checklists (bot.checklists.Checklists, given when bound)."""
+        if self._checklists is None:
+            raise RuntimeError("SlackSurface is not bound to the checklists")
+        return self._checklists
 
     def _mask(self, text: str) -> str:
         return self.engine.masker.mask(text)
