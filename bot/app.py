@@ -2,6 +2,14 @@
 scheduler and wires them together. The CLI, `cutover serve`, the console, the demo and the
 tests all build through here; nothing below it builds its own collaborators.
 
+The surfaces (bot.slack, bot.console, commands) import neither the engine nor the store
+(an import-linter contract, indirect imports included): they are handed, as the ports of
+bot/ports.py, the engine (`EnginePort`), its reads (`ReadsPort`, the store's `Reads`), the
+surface's own rows (`SurfaceRowsPort`: `SurfaceRows`), the Slack requests already seen
+(`SeenRequestsPort`: `SeenRequests`), the rate slots every replica shares (`SharedSlots`), the
+services (`Services`: `ScheduleService`, `Checklists`, `PostTasks`; see `services`) and the run
+pages (`RunPagesPort`: `RunPages`), all built here.
+
 Layers, top to bottom: docs/layers.md, generated from the import-linter contracts in
 pyproject.toml (tests/test_layers_doc.py keeps the two in step).
 """
@@ -22,12 +30,16 @@ from slack_sdk.http_retry.handler import RetryHandler
 
 from bot import audit_guard, metrics
 from bot.audit import Signer
+from bot.checklists import Checklists
 from bot.console import Console, ConsoleSurface, TerminalLogHandler, console_actor
 from bot.engine import Engine, ReplicaInUse
 from bot.isolation import make_non_dumpable, refuse_exposed_secret_files, step_user
+from bot.ports import ReadsPort, Services
+from bot.post_tasks import PostTasks
 from bot.runpage.serve import RunPages
 from bot.runpage.tokens import RunLinks
 from bot.scheduler import start_scheduler
+from bot.schedules import ScheduleService
 from bot.settings import Settings, secret_settings
 from bot.slack.app import CutoverSlackApp
 from bot.slack.server import (
@@ -47,6 +59,7 @@ from bot.store.rate_slots import SharedSlots
 from bot.store.reads import Reads, run_counts
 from bot.store.replays import SeenRequests
 from bot.store.surface_rows import SurfaceRows
+from commands.handlers import CommandService
 from phases.checks.base import Clock, StepContext, StepUser
 from phases.runbook import EnvironmentSpec, Runbook, load_runbook
 from phases.secrets import GLOBAL_MASKER, Masker, install_log_masking
@@ -115,6 +128,24 @@ def start_checkpointer(db: Database, settings: Settings) -> threading.Event | No
     )
 
 
+# ---------------------------------------------------------------------------- surfaces' services
+
+
+def services(engine: Engine) -> Services:
+    """What a surface is handed beside the engine and its reads (bot.ports.Services): the
+    scheduled cutovers, the pre-cutover checklists and the post-cutover tasks."""
+    return Services(ScheduleService(engine), Checklists(engine), PostTasks(engine))
+
+
+def command_service(
+    engine: Engine, links: RunLinks | None = None, reads: ReadsPort | None = None
+) -> CommandService:
+    """The commands over `engine`, as a surface is handed them (the CLI's `status`, tests)."""
+    return CommandService(
+        engine, reads or Reads(engine.db, engine.runbook), links, services=services(engine)
+    )
+
+
 # ---------------------------------------------------------------------------- console
 
 
@@ -131,6 +162,8 @@ def console_engine(
         **engine_options,
     )
     holder.append(engine)
+    assert isinstance(engine.surface, ConsoleSurface)
+    engine.surface.services = services(engine)
     return engine
 
 
@@ -170,6 +203,7 @@ def run_console(
             console_actor(as_user),
             on_run_end=lambda: scheduler.scheduler.tick(),
             reads=engine.surface.reads,
+            services=engine.surface.services,
         ).loop()
     finally:
         if checkpointer is not None:
@@ -232,8 +266,9 @@ def build_service(
         lease_seconds=settings.lease_seconds,
         context_factory=step_contexts(run_as),
     )
-    reads, rows = Reads(db, runbook), SurfaceRows(db)
-    surface.bind(engine, reads, rows, SharedSlots(db, surface.slot_clock()))
+    reads, rows, handed = Reads(db, runbook), SurfaceRows(db), services(engine)
+    slots = SharedSlots(db, surface.slot_clock())
+    surface.bind(engine, reads, rows, slots, checklists=handed.checklists)
     slack = CutoverSlackApp(
         engine,
         surface,
@@ -241,6 +276,7 @@ def build_service(
         rows=rows,
         seen=SeenRequests(db),
         slots=SharedSlots(db),
+        services=handed,
         token=token,
         signing_secret=secret,
         client=client,
@@ -288,16 +324,18 @@ def serve(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    engine = service.engine  # the Engine itself: the surfaces hold it as an EnginePort
+    assert isinstance(engine, Engine)
     try:
-        service.engine.claim_replica()  # before recover(): it trusts the replica id
+        engine.claim_replica()  # before recover(): it trusts the replica id
     except ReplicaInUse as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
-        service.engine.shutdown(wait=False)
+        engine.shutdown(wait=False)
         return 4
-    for line in service.engine.recover():
+    for line in engine.recover():
         log.info("recovered: %s", line)
     # A phase or rollback whose replica died is taken over once its lease lapses.
-    service.engine.start_reaper()
+    engine.start_reaper()
     service.slack.resync()  # messages a crash or an outage left unposted
     settle_memory()
     how = mode(settings)
@@ -308,7 +346,7 @@ def serve(settings: Settings) -> int:
         settings.http_port,
         service.slack.acks_first,
     )
-    http.run_pages = run_pages(settings, service.engine)
+    http.run_pages = run_pages(settings, engine)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -321,8 +359,8 @@ def serve(settings: Settings) -> int:
     socket_health: SocketHealth | None = None
     # Notices of scheduled cutovers, gate reminders, monitoring rounds, cutover records.
     # Every process runs one; with several on one PostgreSQL an advisory lock makes one lead.
-    scheduler = start_scheduler(service.engine, service.engine.db, settings)
-    db = service.engine.db
+    scheduler = start_scheduler(engine, engine.db, settings)
+    db = engine.db
     checkpointer = start_checkpointer(db, settings)
     metrics.watch(lambda: run_counts(db), lambda: scheduler.is_leader)
     try:

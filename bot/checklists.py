@@ -15,7 +15,6 @@ check now instead.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,8 @@ from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import EngineError
 from bot.notices import ItemState, hhmm
+from bot.ports import Scope as Scope  # re-exported: the plain data surfaces hand back
+from bot.ports import TickResult as TickResult
 from bot.store import checklist_rows
 from bot.surface import SYSTEM, Actor, ChecklistSurface
 from phases.runbook import ChecklistItem, EnvironmentSpec, RunbookError
@@ -33,33 +34,6 @@ if TYPE_CHECKING:
 
 # An unscheduled start's ticks count this long (a tick from yesterday is not about now).
 UNSCHEDULED_TICKS_FOR = timedelta(hours=12)
-
-
-@dataclass(frozen=True)
-class Scope:
-    environment: str
-    schedule_id: int | None = None
-
-    @property
-    def key(self) -> str:
-        return f"schedule:{self.schedule_id}" if self.schedule_id else f"env:{self.environment}"
-
-    @property
-    def target(self) -> str:
-        """What a person types to name it: `/cutover tick 3 …` or `/cutover tick prod …`."""
-        return str(self.schedule_id) if self.schedule_id else self.environment
-
-    @property
-    def label(self) -> str:
-        if self.schedule_id:
-            return f"scheduled cutover #{self.schedule_id} of {self.environment}"
-        return f"the next unscheduled start of {self.environment}"
-
-
-@dataclass(frozen=True)
-class TickResult:
-    changed: bool
-    message: str
 
 
 class Checklists:

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.domain.errors import CutoverError
-from bot.engine import Engine
-from bot.ports import ReadsPort
+from bot.ports import EnginePort, ReadsPort, Services
 from bot.surface import Actor
 from bot.text import checkpoint_text, in_words, status_text, who
 from commands.handlers import CommandService
@@ -144,14 +143,17 @@ class TerminalLogHandler(logging.Handler):
 class ConsoleSurface:
     def __init__(
         self,
-        engine_ref: Callable[[], Engine],
+        engine_ref: Callable[[], EnginePort],
         out: TextIO = sys.stdout,
         terminal: Terminal | None = None,
         *,
         reads: ReadsPort,
+        services: Services | None = None,
     ) -> None:
         self._engine = engine_ref
         self.reads = reads  # what it says is drawn from (bot.ports; the wiring builds it)
+        # What the console's commands work with (the wiring sets it once the engine exists).
+        self.services = services
         self.out = out
         self.terminal = terminal or Terminal(out=out)
         self.started: set[int] = set()  # runs whose start was said
@@ -212,20 +214,26 @@ class Console:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EnginePort,
         actor: Actor,
         inp: TextIO = sys.stdin,
         out: TextIO = sys.stdout,
         on_run_end: Callable[[], object] | None = None,
         *,
         reads: ReadsPort | None = None,
+        services: Services | None = None,
     ) -> None:
         self.engine, self.actor, self.inp, self.out = engine, actor, inp, out
         surface = engine.surface
-        if reads is None:  # the reads the wiring gave this console's surface
-            if not isinstance(surface, ConsoleSurface):
-                raise TypeError("Console needs `reads` unless its engine's surface is a console")
-            reads = surface.reads
+        # Unless given, what the wiring (bot.app.console_engine) gave this console's surface.
+        if reads is None or services is None:
+            if not isinstance(surface, ConsoleSurface) or surface.services is None:
+                raise TypeError(
+                    "Console needs `reads` and `services` unless its engine's surface is a "
+                    "console the wiring built (bot.app.console_engine)"
+                )
+            reads = reads or surface.reads
+            services = services or surface.services
         self.reads = reads
         self.terminal = (
             surface.terminal
@@ -233,7 +241,7 @@ class Console:
             else Terminal(inp, out)
         )
         self.terminal.inp = inp
-        self.commands = CommandService(engine, reads)
+        self.commands = CommandService(engine, reads, services=services)
         self.current_run: int | None = None
         self.on_run_end = on_run_end
         self._ended: set[int] = set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from phases.runbook import Checklist, ChecklistItem, EnvironmentSpec, Runbook
@@ -13,8 +13,25 @@ from phases.runbook import Checklist, ChecklistItem, EnvironmentSpec, Runbook
 STATUS_ICONS = {"pass": "✅", "fail": "❌", "error": "⛔", "warn": "⚠️", "skipped": "⏭️"}
 
 
+# The notices of a scheduled cutover: (kind, how long before the start time it is due).
+EVENTS: list[tuple[str, timedelta]] = [
+    ("t-24h", timedelta(hours=24)),
+    ("t-1h", timedelta(hours=1)),
+    ("t-1h-checklist", timedelta(hours=1)),
+    ("t-0", timedelta(0)),
+]
+
+
 def when(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%a %Y-%m-%d %H:%M UTC")
+
+
+def already_scheduled_text(environment: str, schedule_id: int | None, start_at: datetime) -> str:
+    """Why a second cutover of an environment cannot be scheduled beside its booked one."""
+    return (
+        f"{environment} already has cutover #{schedule_id} scheduled for "
+        f"{when(start_at)}; /cutover unschedule {schedule_id} first"
+    )
 
 
 def hhmm(dt: datetime) -> str:

@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.domain.audit_kinds import AuditKind
+from bot.domain.decisions import Decision
 from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.post_task_rules import may_mark_done, qualified_owner
-from bot.engine.core import Decision
 from bot.notices import when
 from bot.post_task_view import (
     PostTaskSurface,
@@ -130,6 +130,12 @@ class PostTasks:
         if isinstance(self.engine.surface, PostTaskSurface):
             self.engine.tell("post_tasks_changed", run_id)
         return Decision("ticked", f"{task.text}: done", None, run_id)
+
+    def command_tick(
+        self, target: str, item: str, actor: Actor, *, untick: bool = False
+    ) -> Decision | None:
+        """`/cutover tick RUN TASK` (see `command_tick`): None when it names no task."""
+        return command_tick(self.engine, target, item, actor, untick=untick)
 
     # ------------------------------------------------------------------ the scheduler's part
 

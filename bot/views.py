@@ -5,6 +5,7 @@ surfaces by `bot.store.reads.Reads`; `bot.ports.ReadsPort` is what a surface see
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -191,6 +192,38 @@ class Kept:
     @property
     def address(self) -> str:
         return f"{self.phase}/{self.step_id}#{self.attempt}"
+
+
+STEP_ADDRESS = re.compile(r"([a-z0-9][a-z0-9_-]{0,39})/([a-z0-9][a-z0-9_-]{0,39})(?:#(\d{1,6}))?")
+
+
+def parse_address(value: str) -> tuple[str, str, int | None] | None:
+    """'build/npm-build' → ('build', 'npm-build', None); 'build/npm-build#2' → attempt 2."""
+    m = STEP_ADDRESS.fullmatch(value.strip())
+    return (m.group(1), m.group(2), int(m.group(3)) if m.group(3) else None) if m else None
+
+
+def size(n: int) -> str:
+    """Bytes as people read them: 812 B, 12.3 KB, 3.1 MB."""
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / 1024 / 1024:.1f} MB"
+
+
+def describe(k: Kept) -> str:
+    """'run #3 · build/npm-build#1 (npm run build) · fail · 3.1 MB printed, the last 64.0 KB
+    kept'."""
+    kept = len(k.text.encode()) if k.text else None
+    amount = (
+        f"{size(k.bytes)} printed, the last {size(kept)} kept"
+        if k.truncated and kept is not None
+        else f"{size(k.bytes)} printed, earlier output not kept"
+        if k.truncated
+        else f"{size(k.bytes)} printed, all kept"
+    )
+    return f"run #{k.run_id} · {k.address} ({k.name}) · {k.status} · {amount}"
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,19 @@
-"""Carries out a parsed command against the engine; every surface uses this."""
+"""Carries out a parsed command against the engine; every surface uses this. It is handed
+the engine, the reads and the services as ports (bot.ports), built by the wiring (bot/app.py:
+`command_service`, or what a surface was handed): it imports none of them."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 
-from bot.domain.errors import CutoverError
-from bot.engine import Engine, EngineError
-from bot.ports import ReadsPort
+from bot.domain.errors import CutoverError, EngineError
+from bot.notices import EVENTS, channel_name, start_checklist_text, when
+from bot.ports import EnginePort, ReadsPort, Services
 from bot.runpage.tokens import RunLinks
-from bot.store import step_outputs
 from bot.surface import Actor
 from bot.text import status_text, who
+from bot.views import describe, size
 from commands.parser import (
     USAGE,
     Abort,
@@ -54,9 +56,20 @@ class Reply:
 
 
 class CommandService:
-    def __init__(self, engine: Engine, reads: ReadsPort, links: RunLinks | None = None) -> None:
+    def __init__(
+        self,
+        engine: EnginePort,
+        reads: ReadsPort,
+        links: RunLinks | None = None,
+        *,
+        services: Services,
+    ) -> None:
         self.engine = engine
         self.reads = reads  # what `status`, `logs`, `audit` and `record` read (bot.ports)
+        # Scheduled cutovers, the pre-cutover checklists, the post-cutover tasks.
+        self.schedules = services.schedules
+        self.checklists = services.checklists
+        self.post_tasks = services.post_tasks
         self.links = links  # run page links; None: not configured (no public URL or secret)
 
     def execute(
@@ -80,9 +93,7 @@ class CommandService:
         if isinstance(cmd, Help):
             return Reply(USAGE)
         if isinstance(cmd, Start):
-            from bot.schedules import ScheduleService
-
-            started = ScheduleService(engine).start_env(
+            started = self.schedules.start_env(
                 cmd.env,
                 actor,
                 channel=channel,
@@ -151,10 +162,7 @@ class CommandService:
     def schedule(
         self, cmd: ScheduleCmd | ScheduleList | Unschedule, actor: Actor, channel: str | None
     ) -> Reply:
-        from bot.notices import channel_name, when
-        from bot.schedules import EVENTS, ScheduleService
-
-        service = ScheduleService(self.engine)
+        service = self.schedules
         if isinstance(cmd, ScheduleList):
             return Reply(service.list_text())
         if isinstance(cmd, Unschedule):
@@ -189,20 +197,14 @@ class CommandService:
     def checklist(self, cmd: TickCmd | UntickCmd | ChecklistCmd, actor: Actor) -> Reply:
         """Pre-cutover items that gate Start: tick (an approver's word, or the bot checks a
         bound item now), untick, or show where each stands."""
-        from bot.checklists import Checklists
-        from bot.notices import start_checklist_text
-        from bot.schedules import ScheduleService
-
         if not isinstance(cmd, ChecklistCmd):  # RUN TASK: a post-cutover task marked done
-            from bot.post_tasks import command_tick
-
-            done = command_tick(
-                self.engine, cmd.target, cmd.item, actor, untick=isinstance(cmd, UntickCmd)
+            done = self.post_tasks.command_tick(
+                cmd.target, cmd.item, actor, untick=isinstance(cmd, UntickCmd)
             )
             if done is not None:
                 return Reply(done.message, ephemeral=not done.changed, run_id=done.run_id)
-        scope = ScheduleService(self.engine).scope(cmd.target)
-        lists = Checklists(self.engine)
+        scope = self.schedules.scope(cmd.target)
+        lists = self.checklists
         if isinstance(cmd, ChecklistCmd):
             return Reply(start_checklist_text(scope.label, lists.states(scope)))
         if isinstance(cmd, TickCmd):
@@ -292,7 +294,7 @@ class CommandService:
             if not kept:
                 return f"Run #{run_id} kept no step output."
             lines = [f"Steps of run #{run_id} that kept output (oldest first):"]
-            lines += [f"• {k.address} ({k.name}): {k.status}, {step_outputs.size(k.bytes)}"
+            lines += [f"• {k.address} ({k.name}): {k.status}, {size(k.bytes)}"
                       for k in kept]  # fmt: skip
             lines.append(f"Read one: /cutover logs {run_id} PHASE/STEP (its newest attempt)")
             return "\n".join(lines)
@@ -300,7 +302,7 @@ class CommandService:
         if isinstance(found, str):
             raise EngineError(found[:1].upper() + found[1:] + ".")
         text = engine.masker.untrusted(found.text).replace("```", "ˋˋˋ")
-        heading = step_outputs.describe(found)
+        heading = describe(found)
         room = limit - len(heading) - 200
         kept_lines: list[str] = []
         for line in reversed(text.splitlines()):

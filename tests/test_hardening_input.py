@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 from bot import audit
+from bot.app import command_service
 from bot.engine import Engine
 from bot.store.db import Database
 from bot.store.models import Run
-from bot.store.reads import Reads, gate_view, open_gate_id
+from bot.store.reads import gate_view, open_gate_id
 from bot.surface import Actor
-from commands.handlers import CommandService
 from commands.parser import UsageError, parse
 from phases.runbook import Runbook, RunbookError, load_runbook
 from tests.small_runbook import small_runbook
@@ -223,7 +223,7 @@ def test_an_abort_reason_full_of_shell_is_kept_as_data_and_runs_nothing(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
     engine = Engine(sqlite_db, small_runbook(tmp_path, act=True), background=False)
-    service = CommandService(engine, Reads(engine.db, engine.runbook))
+    service = command_service(engine)
     actor = Actor("T1:U1", "alice")
     marker = tmp_path / "pwned"
     started = service.execute(parse("start staging"), actor)

@@ -22,12 +22,12 @@ import pytest
 import yaml
 
 from bot import audit
+from bot.app import command_service
 from bot.engine import Engine
 from bot.store.db import Database
-from bot.store.reads import Reads, gate_view, open_gate_id, run_view
+from bot.store.reads import gate_view, open_gate_id, run_view
 from bot.surface import Actor
 from bot.text import checkpoint_text, status_text
-from commands.handlers import CommandService
 from commands.parser import parse
 from phases.runbook import load_runbook
 from phases.secrets import GLOBAL_MASKER, MaskingFilter, install_log_masking
@@ -191,7 +191,7 @@ def test_no_secret_form_reaches_chat_logs_or_audit(
         db, load_runbook(leaky_runbook(tmp_path, env_file, app)), surface=surface, background=False
     )
     ref.append(engine)
-    service = CommandService(engine, Reads(engine.db, engine.runbook))
+    service = command_service(engine)
 
     reply = service.execute(parse("start prod"), ALICE)
     assert reply.run_id is not None, reply.text

@@ -13,16 +13,15 @@ import pytest
 from sqlmodel import select
 
 from bot import audit
-from bot.app import console_engine
+from bot.app import command_service, console_engine
 from bot.console import Console
 from bot.engine import Engine
 from bot.scheduler import Scheduler
 from bot.schedules import ScheduleError, ScheduleService
 from bot.store.db import Database
 from bot.store.models import AuditEvent, Gate, Schedule, ScheduledEvent
-from bot.store.reads import Reads, open_gate_id
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from commands.handlers import CommandService
 from commands.parser import Schedule as ScheduleCmd
 from commands.parser import ScheduleList, Unschedule, UsageError, parse
 from tests.schedule_helpers import (
@@ -339,7 +338,7 @@ def test_start_typed_in_the_window_is_the_scheduled_run(
     clock = clock_at(START - 3 * H)
     engine, _ = make_engine(sqlite_db, schedule_runbook(tmp_path), clock)
     sched = schedule(engine)
-    commands = CommandService(engine, Reads(engine.db, engine.runbook))
+    commands = command_service(engine)
     set_clock(clock, START - timedelta(minutes=30))
     reply = commands.execute(parse("start prod"), BOB, channel="#elsewhere")
     assert f"(scheduled cutover #{sched.id})" in reply.text

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from bot.app import command_service
 from bot.cli import main
 from bot.engine import Engine
 from bot.scheduler import Scheduler
 from bot.schedules import ScheduleService
 from bot.store.db import Database
 from bot.store.models import AuditEvent, Run
-from bot.store.reads import Reads
 from bot.surface import Actor
-from commands.handlers import CommandService, Reply
+from commands.handlers import Reply
 from commands.parser import ChecklistCmd, TickCmd, UntickCmd, UsageError, parse
 from phases.runbook import RunbookError
 from tests.schedule_helpers import (
@@ -79,7 +79,7 @@ def backup_present(tmp_path: Path) -> None:
 
 
 def say(engine: Engine, text: str, actor: Actor = ALICE) -> Reply:
-    return CommandService(engine, Reads(engine.db, engine.runbook)).execute(parse(text), actor)
+    return command_service(engine).execute(parse(text), actor)
 
 
 def rows(db: Database, kind: str) -> list[dict[str, Any]]:

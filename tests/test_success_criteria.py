@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from bot.app import command_service
 from bot.record import build_record, record_text
 from bot.store.db import Database
-from bot.store.reads import Reads, open_gate_id
+from bot.store.reads import open_gate_id
 from phases.runbook import RunbookError
 from tests.schedule_helpers import (
     ALICE,
@@ -148,12 +149,11 @@ def test_a_criterion_bound_to_something_missing_is_a_runbook_error(
 
 
 def test_signoff_and_note_by_command_reach_the_record(sqlite_db: Database, tmp_path: Path) -> None:
-    from commands.handlers import CommandService
     from commands.parser import parse
 
     criteria = [{"id": "admin", "text": "Admin access verified", "signoff": True}]
     engine, run_id, gate = started(sqlite_db, tmp_path, criteria)
-    service = CommandService(engine, Reads(engine.db, engine.runbook))
+    service = command_service(engine)
     reply = service.execute(parse(f"/cutover signoff {run_id} admin --note 'stats shown'"), BOB)
     assert reply.text == "Admin access verified: signed off"
     engine.decide(gate, BOB, "continue")

@@ -73,13 +73,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "record":
         return record(settings, args.run, args.html, args.public_key)
     if args.command == "status":
+        from bot.app import command_service
         from bot.engine import Engine
-        from bot.store.reads import Reads
-        from commands.handlers import CommandService
 
         engine = Engine(read_database(settings), load_runbook_file(settings), background=False)
-        reads = Reads(engine.db, engine.runbook)
-        print(engine.masker.mask(CommandService(engine, reads).status(args.env)))
+        print(engine.masker.mask(command_service(engine).status(args.env)))
         return 0
     raise AssertionError(args.command)
 

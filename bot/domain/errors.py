@@ -3,15 +3,17 @@
     CutoverError                 root: catch this to catch them all; str() says what to do
     ├── InvalidInput             the request itself is wrong (bad argument, no reason given)
     ├── NotFound                 no such run, gate, environment or schedule
+    ├── EngineError              a request the engine refuses (e.g. a missing env file)
     ├── Refused                  an authorization rule said no (audited as action.refused)
     ├── Conflict                 the state moved first (run already active, gate decided)
     │   └── IllegalTransition    a move the state machine does not have (bot.domain.states)
     └── Unavailable              a dependency is down; nothing was changed
         └── bot.store.db.DatabaseUnavailable
 
-Subclasses elsewhere: bot.engine.EngineError (a request the engine refuses, e.g. a missing
-env file) and bot.schedules.ScheduleError (bot/schedules/errors.py, which imports nothing of
-the store, so a surface can catch it). Outside the tree, on purpose:
+EngineError is here, not in the engine, so a surface raises and catches it without
+importing the engine (bot.engine re-exports it). Subclasses elsewhere:
+bot.engine.errors.LeaseLost and bot.schedules.ScheduleError (bot/schedules/errors.py, which
+imports nothing of the store, so a surface can catch it). Outside the tree, on purpose:
 phases.runbook.RunbookError (a ValueError: the runbook layer knows nothing of the bot) for a
 malformed runbook or an unknown environment; surfaces catch it beside CutoverError.
 
@@ -32,6 +34,10 @@ class InvalidInput(CutoverError):
 
 class NotFound(CutoverError):
     """The thing named does not exist."""
+
+
+class EngineError(CutoverError):
+    """A request the engine refuses; the message says why and what to do."""
 
 
 class Refused(CutoverError):

@@ -11,11 +11,12 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from bot.domain.audit_kinds import AuditKind
+from bot.domain.decisions import Decision as Decision  # re-exported: plain data
+from bot.domain.decisions import DecisionName as DecisionName  # re-exported
 from bot.engine import signoff_request
 from bot.engine.errors import EngineError as EngineError  # re-exported
 from bot.engine.errors import LeaseLost as LeaseLost  # re-exported
@@ -30,45 +31,6 @@ from phases.secrets import (
 )
 
 log = logging.getLogger(__name__)
-
-DecisionName = Literal["continue", "rollback", "retry"]
-
-
-@dataclass(frozen=True)
-class Decision:
-    outcome: Literal[
-        "approved",
-        "vote_recorded",
-        "rolled_back",
-        "retried",
-        "cancelled",
-        "overridden",
-        "refused",
-        "already_decided",
-        "already_voted",
-        "ticked",
-        "unknown_gate",
-    ]
-    message: str
-    gate_id: int | None = None
-    run_id: int | None = None
-    # What the decision read of the gate under its lock, so the surface need not read it
-    # again: its quorum (for "1/2 approved") and its chat message.
-    quorum: int | None = None
-    surface_ref: str | None = None
-
-    @property
-    def changed(self) -> bool:
-        return self.outcome in (
-            "approved",
-            "vote_recorded",
-            "rolled_back",
-            "retried",
-            "cancelled",
-            "overridden",
-            "ticked",
-        )
-
 
 ContextFactory = Callable[[EnvironmentSpec, bool, Masker], StepContext]
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from bot.domain.errors import CutoverError
-
-
-class EngineError(CutoverError):
-    """A request the engine refuses; the message says why and what to do."""
+from bot.domain.errors import EngineError as EngineError  # re-exported: surfaces raise it too
 
 
 class LeaseLost(EngineError):

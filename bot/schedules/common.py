@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from bot import preflight
-from bot.notices import when
+from bot.notices import EVENTS as EVENTS  # re-exported: surfaces read it there
+from bot.notices import already_scheduled_text
+from bot.ports import StartResult as StartResult  # re-exported: the plain data
 from bot.schedules.errors import ScheduleError
 
 if TYPE_CHECKING:
@@ -25,13 +27,6 @@ __all__ = [
     "event_key",
 ]
 
-# (kind, how long before the start time it is due)
-EVENTS: list[tuple[str, timedelta]] = [
-    ("t-24h", timedelta(hours=24)),
-    ("t-1h", timedelta(hours=1)),
-    ("t-1h-checklist", timedelta(hours=1)),
-    ("t-0", timedelta(0)),
-]
 # A run started this long before the scheduled time (or later) is that schedule's run.
 EARLY_START = timedelta(hours=1)
 # A schedule whose time passed this long ago without a run no longer blocks a new one.
@@ -49,19 +44,9 @@ class PreflightResult:
         return [i for i in self.items if i.status == "fail"]
 
 
-@dataclass(frozen=True)
-class StartResult:
-    outcome: Literal["started", "refused", "already_started", "unknown"]
-    message: str
-    run_id: int | None = None
-
-
 def event_key(schedule_id: int, kind: str) -> str:
     return f"schedule:{schedule_id}:{kind}"
 
 
 def already_scheduled(other: Schedule) -> str:
-    return (
-        f"{other.environment} already has cutover #{other.id} scheduled for "
-        f"{when(other.start_at)}; /cutover unschedule {other.id} first"
-    )
+    return already_scheduled_text(other.environment, other.id, other.start_at)

@@ -39,8 +39,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.engine import Engine
-from bot.ports import ReadsPort, SurfaceRowsPort
+from bot.ports import EnginePort, ReadsPort, SeenRequestsPort, Services, SurfaceRowsPort
 from bot.slack.approvers import Approvers
 from bot.slack.deps import Deps
 from bot.slack.listeners import (
@@ -57,10 +56,9 @@ from bot.slack.listeners import (
 )
 from bot.slack.listeners.command_work import resync
 from bot.slack.middleware import Identify, ReplayGuard
+from bot.slack.outbox import Slots
 from bot.slack.surface import SlackSurface
 from bot.slack.transport import make_client, retry_handlers
-from bot.store.rate_slots import SharedSlots
-from bot.store.replays import SeenRequests
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +87,19 @@ class _NotTheTokenWarning(logging.Filter):
 
 
 class CutoverSlackApp:
-    """Wires the engine to Bolt. `app` is the `slack_bolt.App` to serve (HTTP or Socket Mode)."""
+    """Wires the engine to Bolt. `app` is the `slack_bolt.App` to serve (HTTP or Socket Mode).
+    Everything it works with is handed in as ports (bot.ports) by the wiring (bot/app.py)."""
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EnginePort,
         surface: SlackSurface,
         *,
         reads: ReadsPort,
         rows: SurfaceRowsPort,
-        seen: SeenRequests,
-        slots: SharedSlots,
+        seen: SeenRequestsPort,
+        slots: Slots,
+        services: Services,
         token: str,
         signing_secret: str,
         client: WebClient | None = None,
@@ -126,6 +126,7 @@ class CutoverSlackApp:
             reads=reads,
             rows=rows,
             slots=slots,
+            services=services,
             workers=workers,
         )
         self.acks_first = self.deps.dispatch.acks_first

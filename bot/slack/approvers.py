@@ -16,7 +16,7 @@ from dataclasses import replace
 from slack_sdk import WebClient
 
 from bot.domain import approvals
-from bot.engine import Engine
+from bot.ports import EnginePort
 from bot.slack.channels import ChannelDirectory
 from bot.slack.groups import GroupCache, GroupsBroken, GroupsUnknown
 from bot.surface import Actor
@@ -37,7 +37,7 @@ class Approvers:
     `client` must not sleep on Retry-After (GroupCache answers "unknown" instead).
     """
 
-    def __init__(self, engine: Engine, client: WebClient, channels: ChannelDirectory) -> None:
+    def __init__(self, engine: EnginePort, client: WebClient, channels: ChannelDirectory) -> None:
         self.engine = engine
         self._client = client
         self._channels = channels

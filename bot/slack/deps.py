@@ -1,24 +1,24 @@
 """What every listener module is handed (`register(app, deps)` in bot.slack.app): the engine
-and the Slack surface, the command service, who a person is to an environment
-(bot.slack.approvers), where work goes after the ack (bot.slack.dispatch), what they read
-(`reads`, bot.ports.ReadsPort) and the surface's own rows (`rows`), and the few helpers
-every listener answers with."""
+(as bot.ports.EnginePort) and the Slack surface, the services the wiring built (`services`:
+scheduled cutovers, checklists, post-cutover tasks; bot.ports.Services), the command
+service, who a person is to an environment (bot.slack.approvers), where work goes after the
+ack (bot.slack.dispatch), what they read (`reads`, bot.ports.ReadsPort) and the surface's own
+rows (`rows`), and the few helpers every listener answers with."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from bot.engine import Engine
-from bot.ports import ReadsPort, SurfaceRowsPort
+from bot.ports import EnginePort, ReadsPort, Services, SurfaceRowsPort
 from bot.slack.approvers import Approvers
 from bot.slack.blocks import Block, slackify
 from bot.slack.dispatch import Dispatcher
 from bot.slack.home import HomeRefresher
 from bot.slack.middleware import ReplayGuard
+from bot.slack.outbox import Slots
 from bot.slack.payloads import where
 from bot.slack.surface import SlackSurface
-from bot.store.rate_slots import SharedSlots
 from bot.views import ScheduleView
 from commands.handlers import CommandService
 from phases.runbook import RunbookError
@@ -36,14 +36,15 @@ class Deps:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EnginePort,
         surface: SlackSurface,
         approvers: Approvers,
         replays: ReplayGuard,
         *,
         reads: ReadsPort,
         rows: SurfaceRowsPort,
-        slots: SharedSlots,
+        slots: Slots,
+        services: Services,
         workers: int = 8,
     ) -> None:
         self.engine = engine
@@ -53,7 +54,8 @@ class Deps:
         # What listeners draw from, and the surface's own rows (Home viewers, message refs).
         self.reads = reads
         self.rows = rows
-        self.commands = CommandService(engine, reads, surface.run_links)
+        self.services = services  # scheduled cutovers, checklists, post-cutover tasks
+        self.commands = CommandService(engine, reads, surface.run_links, services=services)
         self.dispatch = Dispatcher(replays, self.answer, workers=workers)
         # Rate budgets every replica shares (views.publish's tier, each person's Home).
         self.slots = slots

@@ -21,10 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bot.ports import ReadsPort
-from bot.schedules import ScheduleService
+from bot.ports import EnginePort, ReadsPort, SchedulesPort
 from bot.slack.blocks import (
     BLOCK_TEXT_BUDGET,
     RUN_ICONS,
@@ -41,9 +40,6 @@ from bot.slack.blocks import (
 from bot.slack.outbox import LocalSlots, Slots
 from bot.views import STATUS_WORDS
 
-if TYPE_CHECKING:
-    from bot.engine import Engine
-
 log = logging.getLogger(__name__)
 
 HOME_BLOCKS = 100
@@ -56,7 +52,7 @@ WaitingFor = Callable[[str, list[str]], str]  # (environment, votes) → mention
 
 
 def _run_line(
-    engine: Engine, reads: ReadsPort, run_id: int, waiting_for: WaitingFor, now: datetime
+    engine: EnginePort, reads: ReadsPort, run_id: int, waiting_for: WaitingFor, now: datetime
 ) -> str | None:
     view = reads.run_view(run_id)
     if view is None:
@@ -131,7 +127,7 @@ def _channel_of(surface_ref: str | None, channel: str | None) -> str | None:
     return surface_ref.partition(":")[0] if surface_ref else channel
 
 
-def lock_lines(engine: Engine, now: datetime) -> list[HomeLine]:
+def lock_lines(engine: EnginePort, now: datetime) -> list[HomeLine]:
     """The environments' locks (who, since when, why) and the change freezes in force at
     `now` (which, declared by whom, why, until when), as `/cutover locks` says them."""
     mask = engine.masker.mask
@@ -174,7 +170,12 @@ def lock_lines(engine: Engine, now: datetime) -> list[HomeLine]:
 
 
 def home_data(
-    engine: Engine, reads: ReadsPort, waiting_for: WaitingFor, now: datetime, version: int = 0
+    engine: EnginePort,
+    reads: ReadsPort,
+    schedules: SchedulesPort,
+    waiting_for: WaitingFor,
+    now: datetime,
+    version: int = 0,
 ) -> HomeData:
     """Reads what Home can show. More ended runs than one Home shows are read, so a person who
     may see only some environments still gets their last ten. `version`: taken before."""
@@ -200,7 +201,7 @@ def home_data(
                 LINE,
             ),
         )
-        for s, _ in ScheduleService(engine).listing()
+        for s, _ in schedules.listing()
         if s.status == "scheduled"
     ]
     return HomeData(

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from slack_bolt import BoltContext, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 
+from bot.ports import SEEN, TOO_OLD, SeenRequestsPort
 from bot.slack.payloads import actor_from_body
-from bot.store.replays import SEEN, TOO_OLD, SeenRequests
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,11 @@ class ReplayGuard:
 
     Only requests that passed Bolt's signature check get here, so a forger cannot fill it.
     Socket Mode requests carry no signature and are not checked here. Time is the
-    database's (bot.store.replays): replicas' clocks may disagree.
+    database's (bot.ports.SeenRequestsPort, the store's SeenRequests): replicas' clocks
+    may disagree.
     """
 
-    def __init__(self, seen: SeenRequests) -> None:
+    def __init__(self, seen: SeenRequestsPort) -> None:
         self.seen_requests = seen
 
     def refusal(self, signature: str | None, signed_at: str | None = None) -> str | None:

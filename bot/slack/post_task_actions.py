@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from bot.domain.errors import CutoverError
 from bot.post_task_view import TasksView
-from bot.post_tasks import PostTasks
 from bot.slack.blocks import (
     MAX_BLOCKS,
     Block,
@@ -181,7 +180,7 @@ def done_click(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str,
         actor = with_owner_group(deps, actor, task.owner)
         with contextlib.suppress(GroupsUnknown, GroupsBroken):  # an owner still may
             actor = deps.approvers.with_groups(actor, view.environment)
-        result = PostTasks(deps.engine).done(run_id, task.id, actor)
+        result = deps.services.post_tasks.done(run_id, task.id, actor)
     except (CutoverError, RunbookError) as exc:
         deps.answer(body, "🚫 " + deps.md(str(exc)), run_id=run_id)
         return

@@ -13,8 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
-from bot.ports import SurfaceRowsPort
-from bot.store import message_refs
+from bot.ports import SurfaceRowsPort, checklist_key, signoff_key
 from bot.views import Posted
 
 
@@ -100,20 +99,20 @@ class MessageRefs:
     def signoff(self, run_id: int) -> str | None:
         """The run's sign-off message, as the database has it: posted by this process or
         another, before a restart or after."""
-        posted = self.rows.posted(message_refs.signoff_key(run_id))
+        posted = self.rows.posted(signoff_key(run_id))
         return posted.ref if posted else None
 
     def own_signoff(self, run_id: int, ref: str) -> str:
         """Keeps `ref` as the run's sign-off message unless one is kept already; the winner."""
-        return self.rows.remember_post(message_refs.signoff_key(run_id), ref, run_id=run_id)
+        return self.rows.remember_post(signoff_key(run_id), ref, run_id=run_id)
 
     def checklist(self, schedule_id: int) -> Posted | None:
-        return self.rows.posted(message_refs.checklist_key(schedule_id))
+        return self.rows.posted(checklist_key(schedule_id))
 
     def remember_checklist(self, schedule_id: int, ref: str, text: str) -> None:
         """Keeps where the T-1h checklist is, and the notice text it is drawn from, so a tick
         typed as a command redraws it (from any replica, after a restart). A notice posted
         again (a reclaimed claim) becomes the one redrawn: it is the newer, complete one."""
-        key = message_refs.checklist_key(schedule_id)
+        key = checklist_key(schedule_id)
         if self.rows.remember_post(key, ref, body=text) != ref:
             self.rows.replace_post(key, ref, body=text)

@@ -30,8 +30,7 @@ from slack_bolt.request import BoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics
-from bot.engine import Engine
-from bot.runpage.serve import RunPages
+from bot.ports import EnginePort, RunPagesPort
 from bot.settings import Settings
 from bot.slack.app import CutoverSlackApp
 from bot.slack.surface import SlackSurface
@@ -80,7 +79,10 @@ class ConfigError(ValueError):
 
 @dataclass
 class Service:
-    engine: Engine
+    """What `cutover serve` runs: the engine (built by bot/app.py), its Slack surface and the
+    Bolt app."""
+
+    engine: EnginePort
     surface: SlackSurface
     slack: CutoverSlackApp
 
@@ -273,7 +275,7 @@ class BoltHTTPServer(ThreadingHTTPServer):
         # Why /healthz must answer 503 (Socket Mode down too long: bot/slack/socket_health.py).
         self.health: Callable[[], str | None] | None = None
         self.metrics_only = metrics_only  # /metrics alone; the Slack server never has it
-        self.run_pages: RunPages | None = None  # GET /runs/N (set by serve when configured)
+        self.run_pages: RunPagesPort | None = None  # GET /runs/N (set by serve when configured)
         self.in_flight = in_flight or nullcontext()
         self.refusals = RefusalLog()
         secret = getattr(bolt_app, "_signing_secret", None) if bolt_app is not None else None

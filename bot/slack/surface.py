@@ -30,15 +30,15 @@ Made of one part per concern (issue 19):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.ports import ReadsPort, SurfaceRowsPort
+from bot.ports import ChecklistsPort, EnginePort, ReadsPort, SurfaceRowsPort
 from bot.runpage.tokens import RunLinks
 from bot.slack.blocks import Block
 from bot.slack.channels import ChannelDirectory
-from bot.slack.outbox import Outbox, Pacer
+from bot.slack.outbox import Outbox, Pacer, Slots
 from bot.slack.pacing import POST_INTERVAL, RunPacing
 from bot.slack.post_task_actions import PostTaskMessages
 from bot.slack.present.base import SurfaceContext
@@ -50,11 +50,7 @@ from bot.slack.present.schedules import ScheduleMessages
 from bot.slack.present.signoffs import SignoffMessages
 from bot.slack.refs import MessageRefs
 from bot.slack.transport import SlackTransport
-from bot.store.rate_slots import SharedSlots
 from phases.checks.base import Clock, SystemClock
-
-if TYPE_CHECKING:
-    from bot.engine import Engine
 
 
 class SlackSurface:
@@ -63,7 +59,7 @@ class SlackSurface:
     def __init__(
         self,
         client: WebClient,
-        engine: Engine | None = None,
+        engine: EnginePort | None = None,
         *,
         post_interval: float = POST_INTERVAL,
         clock: Clock | None = None,
@@ -92,13 +88,21 @@ class SlackSurface:
         self.replies = Replies(self.ctx)
 
     def bind(
-        self, engine: Engine, reads: ReadsPort, rows: SurfaceRowsPort, slots: SharedSlots
+        self,
+        engine: EnginePort,
+        reads: ReadsPort,
+        rows: SurfaceRowsPort,
+        slots: Slots,
+        *,
+        checklists: ChecklistsPort,
     ) -> None:
-        """The engine, what messages are drawn from, the surface's own rows (message refs)
+        """The engine, what messages are drawn from (`reads`, and the pre-cutover
+        `checklists`), the surface's own rows (message refs)
         and the posting budgets per channel in the database (`slots`: every replica shares
         each channel's, on the database's clock, or on `slot_clock()` when a test gave one)."""
         self.ctx._engine = engine
         self.ctx._reads = reads
+        self.ctx._checklists = checklists
         self.refs.rows = rows
         self.pacer.slots = slots
 
@@ -151,7 +155,7 @@ class SlackSurface:
         return self.ctx.outbox
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> EnginePort:
         return self.ctx.engine
 
     @property

@@ -86,15 +86,3 @@ def forget_hash(db: Database, user: str, team: str, stale: str) -> None:
     )
     with db.session() as s:
         s.connection().execute(stmt)
-
-
-def where(team: str | None, enterprise: str | None) -> str:
-    """The workspace a person opened Home from, as kept in `team_id`: `T…`, or `T…/E…` on
-    Enterprise Grid (the enterprise decides what an org-wide `W…` user may see)."""
-    return f"{team or ''}/{enterprise}" if enterprise else team or ""
-
-
-def parse_where(value: str) -> tuple[str, str | None]:
-    """(team, enterprise or None) of a `where()` value."""
-    team, _, enterprise = value.partition("/")
-    return team or enterprise, enterprise or None

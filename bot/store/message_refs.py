@@ -11,18 +11,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from bot.ports import checklist_key as checklist_key  # the keys, re-exported
+from bot.ports import signoff_key as signoff_key
 from bot.store.db import Database
 from bot.store.models import MessageRef
 from bot.views import Posted  # the plain data (surfaces read it through bot.ports)
-
-
-def checklist_key(schedule_id: int) -> str:
-    """The T-1h checklist of a scheduled cutover (the key of its scheduled_event row)."""
-    return f"schedule:{schedule_id}:t-1h-checklist"
-
-
-def signoff_key(run_id: int) -> str:
-    return f"run:{run_id}:signoff"
 
 
 def remember(

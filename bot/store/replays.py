@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import column, delete, text
 from sqlalchemy.engine import Connection
 
+from bot.ports import FIRST, SEEN, TOO_OLD  # the verdicts, re-exported
 from bot.store.db import Database
 from bot.store.models import SeenRequest, UTCDateTime
 
@@ -33,8 +34,6 @@ SKEW = timedelta(minutes=5)  # the most a replica's clock may be off the databas
 KEEP = SLACK_WINDOW + SKEW
 WINDOW = KEEP  # the old name
 PRUNE_EVERY = 500  # inserts between deletions of expired rows
-
-FIRST, SEEN, TOO_OLD = "first", "seen", "too_old"
 
 
 def database_now(conn: Connection) -> datetime:

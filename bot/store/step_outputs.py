@@ -11,7 +11,6 @@ mentions and links (`Masker.untrusted`) and escapes it.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 
 from sqlmodel import Session, col, select
@@ -20,6 +19,9 @@ from bot.store.db import Database
 from bot.store.models import PhaseRun, Run, StepOutput, StepRun
 from bot.store.unit import Tx, session_of
 from bot.views import Kept  # the plain data (surfaces read it through bot.ports)
+from bot.views import describe as describe  # the pure texts, re-exported
+from bot.views import parse_address as parse_address
+from bot.views import size as size
 from phases.checks.base import OUTPUT, KeptOutput, StepResult
 
 QUOTE_LINES = 5  # of a failing step, quoted on its checkpoint
@@ -64,15 +66,6 @@ def keep(
         "kept": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-
-
-_ADDRESS = re.compile(r"([a-z0-9][a-z0-9_-]{0,39})/([a-z0-9][a-z0-9_-]{0,39})(?:#(\d{1,6}))?")
-
-
-def parse_address(value: str) -> tuple[str, str, int | None] | None:
-    """'build/npm-build' → ('build', 'npm-build', None); 'build/npm-build#2' → attempt 2."""
-    m = _ADDRESS.fullmatch(value.strip())
-    return (m.group(1), m.group(2), int(m.group(3)) if m.group(3) else None) if m else None
 
 
 def _rows(db: Database, run_id: int, with_text: bool, step_run_id: int | None = None) -> list[Kept]:
@@ -160,29 +153,6 @@ def by_step_run(db: Database, run_id: int | None, step_run_id: int) -> Kept | No
             return None
     rows = _rows(db, run_id, with_text=True, step_run_id=step_run_id)
     return rows[0] if rows else None
-
-
-def size(n: int) -> str:
-    """Bytes as people read them: 812 B, 12.3 KB, 3.1 MB."""
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KB"
-    return f"{n / 1024 / 1024:.1f} MB"
-
-
-def describe(k: Kept) -> str:
-    """'run #3 · build/npm-build#1 (npm run build) · fail · 3.1 MB printed, the last 64.0 KB
-    kept'."""
-    kept = len(k.text.encode()) if k.text else None
-    amount = (
-        f"{size(k.bytes)} printed, the last {size(kept)} kept"
-        if k.truncated and kept is not None
-        else f"{size(k.bytes)} printed, earlier output not kept"
-        if k.truncated
-        else f"{size(k.bytes)} printed, all kept"
-    )
-    return f"run #{k.run_id} · {k.address} ({k.name}) · {k.status} · {amount}"
 
 
 def run_known(db: Database, run_id: int) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.store.step_outputs import parse_address
+from bot.views import parse_address
 from commands.parser.command_types import AuditCmd, Command, LogsCmd, RecordCmd
 from commands.parser.usage import UsageError
 from commands.parser.words import number

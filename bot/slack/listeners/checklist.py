@@ -10,9 +10,8 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.checklists import Checklists, TickResult
 from bot.domain.errors import CutoverError
-from bot.schedules import ScheduleService
+from bot.ports import TickResult
 from bot.slack.blocks import (
     CHECKLIST_TICK,
     OPTIONS_PER_GROUP,
@@ -65,11 +64,11 @@ def checklist_tick(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[
     elements = shown_block.get("elements") or [{}]
     shown = _checklist_items(sched.id, elements[0].get("initial_options"))
     actor = deps.approvers.with_groups(actor, sched.environment)
-    lists = Checklists(deps.engine)
+    lists = deps.services.checklists
     results: list[TickResult] = []
     answers: list[str] = []
     try:
-        scope = ScheduleService(deps.engine).scope(sched.id)
+        scope = deps.services.schedules.scope(sched.id)
         people = [st for st in lists.states(scope) if not st.item.check]
         for st in people[group * OPTIONS_PER_GROUP : (group + 1) * OPTIONS_PER_GROUP]:
             if st.id in chosen - shown and not st.done:

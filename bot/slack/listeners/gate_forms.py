@@ -30,9 +30,9 @@ from bot.slack.listeners.forms import on_submission, show, typed
 from bot.slack.listeners.gate_buttons import decide_gate, retire_copy
 from bot.slack.modals import FormMeta
 from bot.slack.payloads import where
-from bot.store import step_outputs
 from bot.surface import Actor
 from bot.text import in_words, who
+from bot.views import describe
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def show_output(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str
     mask = deps.engine.masker.mask
     heading = (
         f"*{escape(mask(kept.name))}* · `{escape(kept.address)}` · {escape(kept.status)}\n"
-        f"{escape(mask(step_outputs.describe(kept)))}"
+        f"{escape(mask(describe(kept)))}"
     )
     more = (
         f"All that was kept: `cutover logs {kept.run_id} {escape(kept.address)}` on the "

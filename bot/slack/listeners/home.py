@@ -13,9 +13,9 @@ from typing import Any
 
 from slack_bolt import App, BoltContext
 
+from bot.ports import parse_viewer_team, viewer_team
 from bot.slack.deps import Deps
 from bot.slack.home import HomeData, HomeRefresher, home_data, home_view
-from bot.store import home_viewers
 from bot.surface import Actor
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def register(app: App, deps: Deps) -> None:
     @app.event("app_home_opened")
     def on_home(event: dict[str, Any], context: BoltContext) -> None:
         user = event.get("user")
-        team = home_viewers.where(context.team_id, context.enterprise_id)
+        team = viewer_team(context.team_id, context.enterprise_id)
         if event.get("tab", "home") == "home" and isinstance(user, str) and user:
             # Off the forms pool (kept free for trigger_ids that last 3 s): the Home tab
             # is drawn with the rest of the work, after the answers in flight.
@@ -69,12 +69,19 @@ def home_viewers_of(deps: Deps) -> list[tuple[str, str]]:
 
 def draw_home(deps: Deps) -> HomeData:
     version = deps.rows.home_drawing_version()  # before anything is read
-    return home_data(deps.engine, deps.reads, deps.surface.waiting_for, datetime.now(UTC), version)
+    return home_data(
+        deps.engine,
+        deps.reads,
+        deps.services.schedules,
+        deps.surface.waiting_for,
+        datetime.now(UTC),
+        version,
+    )
 
 
 def render_home(deps: Deps, data: HomeData, user: str, where: str) -> dict[str, Any]:
     """`user`'s own Home: only the environments they may see (approvals.may_see)."""
-    team, enterprise = home_viewers.parse_where(where)
+    team, enterprise = parse_viewer_team(where)
     return home_view(data, deps.approvers.may_see(Actor.slack(team, user, enterprise=enterprise)))
 
 

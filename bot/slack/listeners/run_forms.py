@@ -14,7 +14,7 @@ from typing import Any
 from slack_bolt import App
 
 from bot.domain import approvals
-from bot.schedules import ScheduleService, already_scheduled
+from bot.notices import already_scheduled_text
 from bot.slack import modals
 from bot.slack.approvers import CHANNEL_ID
 from bot.slack.blocks import (
@@ -272,9 +272,11 @@ def check_schedule_form(
         at = form_time(deps, view)
     except FieldError as exc:
         return {exc.field: exc.problem}, None
-    other = ScheduleService(deps.engine).blocking(env)  # the rule `schedule` applies
+    other = deps.services.schedules.blocking(env)  # the rule `schedule` applies
     if other is not None:
-        return {modals.ENV: already_scheduled(other)}, None
+        return {
+            modals.ENV: already_scheduled_text(other.environment, other.id, other.start_at)
+        }, None
     channel = modals.value(view, modals.CHANNEL)
     stakeholders = modals.value(view, modals.STAKEHOLDERS)
     for block, picked in ((modals.CHANNEL, channel), (modals.STAKEHOLDERS, stakeholders)):

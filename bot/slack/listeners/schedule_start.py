@@ -10,7 +10,6 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.schedules import ScheduleService
 from bot.slack.blocks import (
     START,
     parse_schedule_value,
@@ -27,8 +26,9 @@ def register(app: App, deps: Deps) -> None:
 
 
 def schedule_start(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
-    """The reminder's Start button: `ScheduleService.start` checks the clicker is an
-    approver (user groups read now) and starts the run once however often it is clicked."""
+    """The reminder's Start button: `ScheduleService.start` (deps.services.schedules) checks
+    the clicker is an approver (user groups read now) and starts the run once however often
+    it is clicked."""
     schedule_id = parse_schedule_value(action.get("value"))
     sched = deps.schedule(schedule_id) if schedule_id is not None else None
     if sched is None or sched.id is None:
@@ -38,7 +38,7 @@ def schedule_start(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[
     with deps.start_locks.setdefault(sched.id, threading.Lock()):
         # One click at a time per schedule in this process, so a double click is told
         # "already started" (the engine's one-active-run rule covers other processes).
-        result = ScheduleService(deps.engine).start(sched.id, actor, members)
+        result = deps.services.schedules.start(sched.id, actor, members)
     after = deps.schedule(sched.id)
     run_id = result.run_id or (after.run_id if after else None)
     if result.outcome == "started":

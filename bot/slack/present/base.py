@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.ports import ReadsPort
+from bot.ports import ChecklistsPort, EnginePort, ReadsPort
 from bot.runpage.tokens import RunLinks
 from bot.slack.blocks import (
     Block,
@@ -29,15 +29,11 @@ from bot.slack.outbox import (
     Outbox,
     Pacer,
 )
-from phases.checks.base import Clock
-from phases.runbook import RunbookError
-
-if TYPE_CHECKING:
-    from bot.engine import Engine
-
 from bot.slack.pacing import RunPacing
 from bot.slack.refs import MessageRefs
 from bot.slack.transport import SlackTransport, split_ref
+from phases.checks.base import Clock
+from phases.runbook import RunbookError
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +54,9 @@ class SurfaceContext:
     run_links: RunLinks | None
     on_change: Callable[[], None] | None
     directory: Callable[[str], list[str]] | None
-    _engine: Engine | None
+    _engine: EnginePort | None
     _reads: ReadsPort | None
+    _checklists: ChecklistsPort | None
 
     def __init__(
         self,
@@ -69,7 +66,7 @@ class SurfaceContext:
         pacer: Pacer,
         pacing: RunPacing,
         refs: MessageRefs,
-        engine: Engine | None = None,
+        engine: EnginePort | None = None,
     ) -> None:
         self.client = client
         self.clock = clock
@@ -82,6 +79,7 @@ class SurfaceContext:
         self.outbox = Outbox(self.update, self.audit_failure)
         self._engine = engine
         self._reads = None
+        self._checklists = None  # the pre-cutover checklists a T-1h message draws
         # Told (it must return at once) whenever a run or a gate changed: the Home tabs.
         self.on_change = None
         # Signed links to run pages (bot/runpage), when CUTOVER_PUBLIC_URL and the secret are set.
@@ -90,7 +88,7 @@ class SurfaceContext:
         self.directory = None
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> EnginePort:
         if self._engine is None:
             raise RuntimeError("SlackSurface is not bound to an engine")
         return self._engine
@@ -101,6 +99,13 @@ class SurfaceContext:
         if self._reads is None:
             raise RuntimeError("SlackSurface is not bound to its reads")
         return self._reads
+
+    @property
+    def checklists(self) -> ChecklistsPort:
+        """The pre-cutover checklists (bot.checklists.Checklists, given when bound)."""
+        if self._checklists is None:
+            raise RuntimeError("SlackSurface is not bound to the checklists")
+        return self._checklists
 
     def mask(self, text: str) -> str:
         """The engine's masker: every text is masked before it leaves."""

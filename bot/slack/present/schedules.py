@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.checklists import Checklists, Scope
 from bot.domain.states import ScheduleStatus
 from bot.notices import ItemState, cutover_label, t0_text
+from bot.ports import Scope
 from bot.slack.blocks import (
     MAX_BLOCKS,
     Block,
@@ -60,7 +60,7 @@ class ScheduleMessages:
         sched = self._schedule(schedule_id)
         label = cutover_label(sched.environment) if sched else f"Scheduled cutover #{schedule_id}"
         if kind == "t-1h-checklist" and sched is not None:
-            states = Checklists(self.ctx.engine).states(Scope(sched.environment, schedule_id))
+            states = self.ctx.checklists.states(Scope(sched.environment, schedule_id))
             ref = self._post_notice(
                 channel,
                 checklist_notice(schedule_id, text, label, states, self.ctx.mask),
@@ -122,7 +122,7 @@ class ScheduleMessages:
             sched = self._schedule(schedule_id)
             if sched is None:
                 return None
-            states = Checklists(self.ctx.engine).states(Scope(sched.environment, schedule_id))
+            states = self.ctx.checklists.states(Scope(sched.environment, schedule_id))
             return cutover_label(sched.environment), states, f"{time.time_ns():x}"[-8:]
 
         def draw() -> tuple[str, list[Block]] | None:
@@ -163,7 +163,7 @@ class ScheduleMessages:
         sched = self._schedule(schedule_id)
         if sched is None:
             return
-        states = Checklists(self.ctx.engine).states(Scope(sched.environment, schedule_id))
+        states = self.ctx.checklists.states(Scope(sched.environment, schedule_id))
         kept = [
             b
             for b in blocks
