@@ -59,10 +59,10 @@ import yaml  # noqa: E402
 from sqlmodel import Session, select  # noqa: E402
 
 from bot import audit  # noqa: E402
-from bot.db import Database  # noqa: E402
 from bot.engine import Engine  # noqa: E402
-from bot.models import AuditEvent, AuditHead, StepRun  # noqa: E402
 from bot.standin import NostrMaxiStandin  # noqa: E402
+from bot.store.db import Database  # noqa: E402
+from bot.store.models import AuditEvent, AuditHead, StepRun  # noqa: E402
 from bot.surface import Actor  # noqa: E402
 from phases.checks.base import StepContext  # noqa: E402
 from phases.runbook import load_runbook  # noqa: E402
@@ -617,7 +617,7 @@ def bench_decision(tmp: Path, quick: bool) -> None:
 
 
 def _phase_run_of(db: Database, gate_id: int) -> int:
-    from bot.models import Gate
+    from bot.store.models import Gate
 
     with db.session() as s:
         gate = s.get(Gate, gate_id)
@@ -626,7 +626,7 @@ def _phase_run_of(db: Database, gate_id: int) -> int:
 
 
 def _wait_finished(db: Database, run_id: int) -> None:
-    from bot.models import Run
+    from bot.store.models import Run
 
     for _ in range(600):
         with db.session() as s:
@@ -754,7 +754,7 @@ def bench_runpage(tmp: Path, quick: bool) -> None:
     """A 10-phase run driven through the engine, its trail padded to 1,000 rows with the
     rows a long cutover has most of (votes with comments, ticks, step results, notes)."""
     from bot.runpage import page, render
-    from bot.views import open_gate_id
+    from bot.store.reads import open_gate_id
 
     print("runpage: the run page of a run of 1,000 audit rows")
     check = {"id": "ok", "name": "true", "kind": "command", "params": {"argv": ["true"]}}

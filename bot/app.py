@@ -23,7 +23,6 @@ from slack_sdk.http_retry.handler import RetryHandler
 from bot import audit_guard, metrics
 from bot.audit import Signer
 from bot.console import Console, ConsoleSurface, TerminalLogHandler, console_actor
-from bot.db import Database
 from bot.engine import Engine, ReplicaInUse
 from bot.isolation import make_non_dumpable, refuse_exposed_secret_files, step_user
 from bot.runpage.serve import RunPages
@@ -43,7 +42,11 @@ from bot.slack.server import (
 from bot.slack.socket_health import SocketHealth
 from bot.slack.surface import SlackSurface
 from bot.slack.transport import make_client
-from bot.views import run_counts
+from bot.store.db import Database
+from bot.store.rate_slots import SharedSlots
+from bot.store.reads import Reads, run_counts
+from bot.store.replays import SeenRequests
+from bot.store.surface_rows import SurfaceRows
 from phases.checks.base import Clock, StepContext, StepUser
 from phases.runbook import EnvironmentSpec, Runbook, load_runbook
 from phases.secrets import GLOBAL_MASKER, Masker, install_log_masking
@@ -53,7 +56,7 @@ log = logging.getLogger(__name__)
 
 def open_database(settings: Settings) -> Database:
     """The bot's database as the settings name it, its schema made or upgraded (migrations,
-    bot/migrate.py): replicas starting together take turns under an advisory lock. The
+    bot/store/migrate.py): replicas starting together take turns under an advisory lock. The
     settings' secrets are masked, and rows are signed when an audit key is configured.
 
     Before anything is appended, the trail is checked against the checkpoint of the last
@@ -123,7 +126,7 @@ def console_engine(
     engine = Engine(
         db,
         runbook,
-        surface=ConsoleSurface(lambda: holder[0], out),
+        surface=ConsoleSurface(lambda: holder[0], out, reads=Reads(db, runbook)),
         background=False,
         **engine_options,
     )
@@ -163,7 +166,10 @@ def run_console(
     try:
         # When a run ends, its record is due at once: one tick prints it before the prompt.
         return console(
-            engine, console_actor(as_user), on_run_end=lambda: scheduler.scheduler.tick()
+            engine,
+            console_actor(as_user),
+            on_run_end=lambda: scheduler.scheduler.tick(),
+            reads=engine.surface.reads,
         ).loop()
     finally:
         if checkpointer is not None:
@@ -226,8 +232,19 @@ def build_service(
         lease_seconds=settings.lease_seconds,
         context_factory=step_contexts(run_as),
     )
-    surface.bind(engine)
-    slack = CutoverSlackApp(engine, surface, token=token, signing_secret=secret, client=client)
+    reads, rows = Reads(db, runbook), SurfaceRows(db)
+    surface.bind(engine, reads, rows, SharedSlots(db, surface.slot_clock()))
+    slack = CutoverSlackApp(
+        engine,
+        surface,
+        reads=reads,
+        rows=rows,
+        seen=SeenRequests(db),
+        slots=SharedSlots(db),
+        token=token,
+        signing_secret=secret,
+        client=client,
+    )
     return Service(engine, surface, slack)
 
 

@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.store import audit_rows
+from bot.store.db import Database
 from bot.store.unit import Store
 
 log = logging.getLogger(__name__)

@@ -19,14 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, select
-
-from bot import audit
 from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import EngineError
-from bot.models import AuditEvent, Run
 from bot.notices import ItemState, hhmm
+from bot.store import checklist_rows
 from bot.surface import SYSTEM, Actor, ChecklistSurface
 from phases.runbook import ChecklistItem, EnvironmentSpec, RunbookError
 from phases.runner import run_checks
@@ -126,26 +123,11 @@ class Checklists:
         """item id -> the data of its tick since the last untick (+ actor, at), with `by`:
         everyone who ticked it since (a second approver when self-approval is off) and `also`:
         (who, when) of those after the first; only ticks still counting."""
-        with self.engine.db.session() as s:
-            rows = list(
-                s.exec(
-                    select(AuditEvent)
-                    .where(
-                        col(AuditEvent.kind).in_(
-                            [AuditKind.CHECKLIST_TICKED, AuditKind.CHECKLIST_UNTICKED]
-                        ),
-                        col(AuditEvent.data).contains(f'"scope":"{scope.key}"'),
-                    )
-                    .order_by(col(AuditEvent.seq))
-                )
-            )
+        with self.engine.store.tx() as tx:
+            rows = checklist_rows.ticks(tx, scope.key)
             since = None
             if scope.schedule_id is None:
-                last = s.exec(
-                    select(Run.started_at)
-                    .where(Run.environment == scope.environment, col(Run.dry_run).is_(False))
-                    .order_by(col(Run.id).desc())
-                ).first()
+                last = checklist_rows.last_real_start(tx, scope.environment)
                 since = now - UNSCHEDULED_TICKS_FOR
                 if last is not None:  # a tick made before (or as) that run started was for it
                     since = max(since, last + timedelta(microseconds=1))
@@ -175,18 +157,8 @@ class Checklists:
 
     def _results(self, env_name: str) -> list[tuple[datetime, dict[str, Any]]]:
         """The environment's readiness dry runs, newest first (a bounded look back)."""
-        with self.engine.db.session() as s:
-            rows = list(
-                s.exec(
-                    select(AuditEvent)
-                    .where(
-                        AuditEvent.kind == AuditKind.READINESS_CHECKED,
-                        col(AuditEvent.data).contains(f'"environment":"{env_name}"'),
-                    )
-                    .order_by(col(AuditEvent.seq).desc())
-                    .limit(50)
-                )
-            )
+        with self.engine.store.tx() as tx:
+            rows = checklist_rows.readiness(tx, env_name)
         out = []
         for row in rows:
             data = json.loads(row.data)
@@ -276,7 +248,7 @@ class Checklists:
             "item": item_id,
             **extra,
         }
-        audit.record(self.engine.db, kind, actor=actor.id, data=data, at=self.engine.now())
+        self.engine.store.record(kind, actor=actor.id, data=data, at=self.engine.now())
         self._redraw(scope)
 
     def untick(self, scope: Scope, item_id: str, actor: Actor) -> TickResult:
@@ -324,8 +296,7 @@ class Checklists:
         ctx.public_env_keys = frozenset(env.public_env_keys)
         outcome = run_checks([step], values, ctx)[0]
         status, evidence = str(outcome.result.status), engine.masker.mask(outcome.result.evidence)
-        audit.record(
-            engine.db,
+        engine.store.record(
             AuditKind.READINESS_CHECKED,
             actor=actor.id if actor is not SYSTEM else SYSTEM.id,
             data={

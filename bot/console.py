@@ -25,9 +25,9 @@ from typing import Any, TextIO
 
 from bot.domain.errors import CutoverError
 from bot.engine import Engine
+from bot.ports import ReadsPort
 from bot.surface import Actor
 from bot.text import checkpoint_text, in_words, status_text, who
-from bot.views import gate_view, open_gate_id, run_view
 from commands.handlers import CommandService
 from commands.parser import (
     Abort,
@@ -147,8 +147,11 @@ class ConsoleSurface:
         engine_ref: Callable[[], Engine],
         out: TextIO = sys.stdout,
         terminal: Terminal | None = None,
+        *,
+        reads: ReadsPort,
     ) -> None:
         self._engine = engine_ref
+        self.reads = reads  # what it says is drawn from (bot.ports; the wiring builds it)
         self.out = out
         self.terminal = terminal or Terminal(out=out)
         self.started: set[int] = set()  # runs whose start was said
@@ -158,7 +161,7 @@ class ConsoleSurface:
 
     def run_changed(self, run_id: int) -> None:
         engine = self._engine()
-        view = run_view(engine.db, engine.runbook, run_id)
+        view = self.reads.run_view(run_id)
         if view is None:
             return
         if run_id not in self.started:  # said before its first phase runs, not after it
@@ -179,14 +182,12 @@ class ConsoleSurface:
                 )
 
     def checkpoint(self, gate_id: int) -> None:
-        engine = self._engine()
-        view = gate_view(engine.db, engine.runbook, gate_id)
+        view = self.reads.gate_view(gate_id)
         if view is not None:
             self._say("\n" + checkpoint_text(view))
 
     def gate_changed(self, gate_id: int) -> None:
-        engine = self._engine()
-        view = gate_view(engine.db, engine.runbook, gate_id)
+        view = self.reads.gate_view(gate_id)
         if view is not None and view.status != "open":
             self._say(
                 f"Phase {view.phase_number} {in_words(view.status)} by {who(view.decided_by)}."
@@ -216,16 +217,23 @@ class Console:
         inp: TextIO = sys.stdin,
         out: TextIO = sys.stdout,
         on_run_end: Callable[[], object] | None = None,
+        *,
+        reads: ReadsPort | None = None,
     ) -> None:
         self.engine, self.actor, self.inp, self.out = engine, actor, inp, out
         surface = engine.surface
+        if reads is None:  # the reads the wiring gave this console's surface
+            if not isinstance(surface, ConsoleSurface):
+                raise TypeError("Console needs `reads` unless its engine's surface is a console")
+            reads = surface.reads
+        self.reads = reads
         self.terminal = (
             surface.terminal
             if isinstance(surface, ConsoleSurface) and surface.terminal.out is out
             else Terminal(inp, out)
         )
         self.terminal.inp = inp
-        self.commands = CommandService(engine)
+        self.commands = CommandService(engine, reads)
         self.current_run: int | None = None
         self.on_run_end = on_run_end
         self._ended: set[int] = set()
@@ -241,7 +249,7 @@ class Console:
         for said in self.engine.recover():
             self.say(f"recovered: {said}")
         while True:
-            gate = open_gate_id(self.engine.db, self.current_run) if self.current_run else None
+            gate = self.reads.open_gate_id(self.current_run) if self.current_run else None
             line = self.terminal.ask("decision> " if gate else "cutover> ")
             if line is None:
                 return 0
@@ -261,7 +269,7 @@ class Console:
         run = self.current_run
         if run is None or run in self._ended or self.on_run_end is None:
             return
-        view = run_view(self.engine.db, self.engine.runbook, run)
+        view = self.reads.run_view(run)
         if view is not None and view.status in ENDED:
             self._ended.add(run)
             self.on_run_end()

@@ -5,21 +5,18 @@ when (`post_task.done`), which were still open at the deadline (`post_tasks.esca
 Every surface draws from this (Slack's checklist with a Done button per task, the console's
 text, the reminders) and the cutover record's "Post-cutover tasks" lines are made here, so
 each word of them comes from a row a test finds in the trail (tests/trail_checker.py).
+The rows are read by the store (bot/store/read_tasks.py); this module holds the plain data.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from sqlmodel import col, select
-
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
-from bot.models import AuditEvent, Run
 
 KINDS = (
     AuditKind.POST_TASKS_OPENED,
@@ -65,27 +62,6 @@ class TasksView:
     @property
     def open(self) -> list[TaskState]:
         return [t for t in self.tasks if t.is_open]
-
-
-def tasks_view(db: Database, run_id: int, events: Sequence[Any] | None = None) -> TasksView | None:
-    """None when the run listed no post-cutover tasks (not completed, a dry run, none)."""
-    if events is None:
-        with db.session() as s:
-            run = s.get(Run, run_id)
-            events = list(
-                s.exec(
-                    select(AuditEvent)
-                    .where(AuditEvent.run_id == run_id, col(AuditEvent.kind).in_(KINDS))
-                    .order_by(col(AuditEvent.seq))
-                )
-            )
-        environment = run.environment if run is not None else "?"
-    else:
-        environment = next(
-            (json.loads(e.data).get("environment", "?") for e in events if e.kind == "run.started"),
-            "?",
-        )
-    return view_of(run_id, environment, events)
 
 
 def view_of(run_id: int, environment: str, events: Iterable[Any]) -> TasksView | None:

@@ -18,15 +18,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
-
-from bot import audit
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.post_task_rules import may_mark_done, qualified_owner
 from bot.engine.core import Decision
-from bot.models import AuditEvent, EventStatus, Run, ScheduledEvent
 from bot.notices import when
 from bot.post_task_view import (
     PostTaskSurface,
@@ -34,8 +29,11 @@ from bot.post_task_view import (
     open_list,
     owner_text,
     tasks_text,
-    tasks_view,
 )
+from bot.store import audit_rows, post_task_rows, runs
+from bot.store.models import EventStatus, Run, ScheduledEvent
+from bot.store.reads import tasks_view
+from bot.store.unit import Duplicate, Tx
 from bot.surface import SYSTEM, Actor
 from phases.post_tasks import WINDOW_HOURS
 from phases.runbook import RunbookError
@@ -59,17 +57,16 @@ class PostTasks:
 
     # ------------------------------------------------------------------ listing
 
-    def open(self, s: Session, run: Run, now: datetime) -> bool:
-        """Lists the runbook's tasks for a completed run, in the caller's transaction (the
-        one that schedules its record and its "tasks" message). False: nothing to list."""
+    def open(self, tx: Tx, run: Run, now: datetime) -> bool:
+        """Lists the runbook's tasks for a completed run, in the caller's transaction `tx`
+        (the one that schedules its record and its "tasks" message). False: nothing to list."""
         tasks = self.engine.runbook.post_cutover_tasks
         if not tasks or run.ended_at is None or run.dry_run:
             return False
         env = self.engine.environment(run.environment)
         every = round(self.engine.runbook.post_cutover_reminder_hours * 60)
-        s.flush()  # the caller's event key taken first: the audit row only with the claim
-        audit.append(
-            s,
+        tx.flush()  # the caller's event key taken first: the audit row only with the claim
+        tx.audit(
             AuditKind.POST_TASKS_OPENED,
             actor=SYSTEM.id,
             run_id=run.id,
@@ -111,14 +108,10 @@ class PostTasks:
         if refusal:
             self.engine.refuse(actor, "post_task", refusal, run_id=run_id, item=task_id)
             return Decision("refused", refusal, None, run_id)
-        with self.db.session() as s:
+        with self.engine.store.tx() as tx:
             # Locked: two clicks (or a click and Slack's retry of it) read the trail in turn.
-            s.exec(select(Run.id).where(Run.id == run_id).with_for_update()).one()
-            for row in s.exec(
-                select(AuditEvent)
-                .where(AuditEvent.run_id == run_id, AuditEvent.kind == AuditKind.POST_TASK_DONE)
-                .order_by(col(AuditEvent.seq))
-            ):
+            runs.lock(tx, run_id)
+            for row in audit_rows.events(tx, run_id, kind=AuditKind.POST_TASK_DONE):
                 if json.loads(row.data).get("task") == task_id:
                     at = datetime.fromisoformat(row.at).strftime("%Y-%m-%d %H:%M UTC")
                     return Decision(
@@ -127,8 +120,7 @@ class PostTasks:
                         None,
                         run_id,
                     )
-            audit.append(
-                s,
+            tx.audit(
                 AuditKind.POST_TASK_DONE,
                 actor=actor.id,
                 run_id=run_id,
@@ -144,24 +136,11 @@ class PostTasks:
     def remind(self, now: datetime) -> list[str]:
         """Produces the reminder round or the escalation now due for each run with open
         tasks: one scheduled event each (its key is the claim) with its audit row."""
-        with self.db.session() as s:
-            runs = list(
-                s.exec(
-                    select(ScheduledEvent.run_id).where(
-                        ScheduledEvent.kind == "tasks", col(ScheduledEvent.due_at) >= now - SCAN
-                    )
-                )
-            )
-            keys = set(
-                s.exec(
-                    select(ScheduledEvent.key).where(
-                        col(ScheduledEvent.run_id).in_(runs),
-                        col(ScheduledEvent.kind).in_(KINDS[1:]),
-                    )
-                )
-            )
+        with self.engine.store.tx() as tx:
+            listed = post_task_rows.listed_since(tx, now - SCAN)
+            keys = post_task_rows.round_keys(tx, listed, KINDS[1:])
         done: list[str] = []
-        for run_id in runs:
+        for run_id in listed:
             if run_id is None or f"tasks:{run_id}:escalation" in keys:
                 continue
             view = tasks_view(self.db, run_id)
@@ -192,11 +171,11 @@ class PostTasks:
         if key in keys:
             return None
         try:
-            with self.db.session() as s:
-                s.add(ScheduledEvent(key=key, kind=kind, run_id=view.run_id, due_at=now))
-                s.flush()  # the key taken first: the audit row only with the claim
-                audit.append(s, audit_kind, actor=SYSTEM.id, run_id=view.run_id, data=data, at=now)
-        except IntegrityError:
+            with self.engine.store.tx() as tx:
+                # The key taken first (flushed): the audit row only with the claim.
+                post_task_rows.claim_round(tx, key, kind, view.run_id, now)
+                tx.audit(audit_kind, actor=SYSTEM.id, run_id=view.run_id, data=data, at=now)
+        except Duplicate:
             return None  # another replica produced it
         return kind
 
@@ -205,8 +184,8 @@ class PostTasks:
         raises when the chat did not take it (the scheduler retries)."""
         engine = self.engine
         assert row.run_id is not None
-        with self.db.session() as s:
-            run = s.get(Run, row.run_id)
+        with engine.store.tx() as tx:
+            run = runs.get(tx, row.run_id)
         view = tasks_view(self.db, row.run_id)
         if run is None or view is None:
             return EventStatus.SKIPPED, None, "no post-cutover tasks listed"

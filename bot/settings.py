@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 DEFAULT_RUNBOOK = Path(__file__).resolve().parent.parent / "runbooks" / "nostrmaxi.yml"
 
@@ -20,11 +20,99 @@ class DatabaseURLError(ValueError):
     """A database URL that is malformed or names a database the bot does not run on."""
 
 
+# A database URL as SQLAlchemy reads one (sqlalchemy.engine.url._parse_url), parsed here with
+# the standard library so that settings, and what imports them (the run page's tokens), need
+# no database library: the same pattern, the same unquoting, the same rendering.
+_URL = re.compile(
+    r"""
+        (?P<name>[\w\+]+)://
+        (?:
+            (?P<username>[^:/]*)
+            (?::(?P<password>[^@]*))?
+        @)?
+        (?:
+            (?:
+                \[(?P<ipv6host>[^/\?]+)\] |
+                (?P<ipv4host>[^/:\?]+)
+            )?
+            (?::(?P<port>[^/\?]*))?
+        )?
+        (?:/(?P<database>[^\?]*))?
+        (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
+
+
+class _Unparsable(ValueError):
+    """Not a database URL at all (SQLAlchemy's ArgumentError)."""
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """The parts of a database URL (`drivername://username:password@host:port/database?query`)."""
+
+    drivername: str
+    username: str | None = None
+    password: str | None = None
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    query: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, url: str) -> DatabaseURL:
+        """Raises _Unparsable when `url` is no URL, ValueError when its port is no number
+        (an empty one included, as SQLAlchemy does)."""
+        m = _URL.match(url)
+        if m is None:
+            raise _Unparsable("Could not parse SQLAlchemy URL from given URL string")
+        parts = m.groupdict()
+        query: dict[str, list[str]] = {}
+        for key, value in parse_qsl(parts["query"] or ""):
+            query.setdefault(key, []).append(value)
+        text = {k: unquote(parts[k]) if parts[k] is not None else None for k in _QUOTED}
+        return cls(
+            parts["name"],
+            text["username"],
+            text["password"],
+            parts["ipv4host"] or parts["ipv6host"],
+            int(parts["port"]) if parts["port"] is not None else None,  # "": ValueError
+            text["database"],
+            query,
+        )
+
+    def masked(self) -> str:
+        """The URL with its password replaced by *** (as SQLAlchemy renders it)."""
+        s = self.drivername + "://"
+        if self.username is not None:
+            s += quote(self.username, safe=" +")
+            if self.password is not None:
+                s += ":***"
+            s += "@"
+        if self.host is not None:
+            s += f"[{self.host}]" if ":" in self.host else self.host
+        if self.port is not None:
+            s += f":{self.port}"
+        if self.database is not None:
+            s += "/" + quote(self.database, safe=" +/")
+        if self.query:
+            s += "?" + "&".join(
+                f"{quote_plus(k)}={quote_plus(v)}"
+                for k in sorted(self.query)
+                for v in self.query[k]
+            )
+        return s
+
+
+_QUOTED = ("username", "password", "database")
+
+
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ***, also when the URL does not parse."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
+        return DatabaseURL.parse(url).masked()
+    except ValueError:
         masked = re.sub(r"^([^:/@]*://[^:/@]*:).*@", r"\1***@", url)
         return re.sub(r"(password=)\S+", r"\1***", masked)
 
@@ -40,8 +128,8 @@ def normalize_database_url(url: str) -> str:
     if "://" not in url:
         raise DatabaseURLError(f"database URL {mask_url(url)!r} is malformed: {fix}")
     try:
-        parsed = make_url(url)
-    except ArgumentError:
+        parsed = DatabaseURL.parse(url)
+    except _Unparsable:
         raise DatabaseURLError(f"database URL {mask_url(url)!r} is malformed: {fix}") from None
     except ValueError:  # the port is not a number
         raise DatabaseURLError(
@@ -237,7 +325,7 @@ def secret_settings(settings: Settings) -> list[str]:
         if v is not None
     ]
     try:
-        password = make_url(settings.database_url).password
+        password = DatabaseURL.parse(settings.database_url).password
     except Exception:  # a malformed URL is reported where it is opened
         password = None
     if password:

@@ -1,6 +1,7 @@
 """The sign-off state of a run, read from its audit trail: which success criteria bound to
 `signoff` an approver has vouched for, who and when. Surfaces draw it (Slack's sign-off
-message, the console's text); the record reads the same rows (`bot.record`).
+message, the console's text); the record reads the same rows (`bot.record`). The rows are
+read by the store (bot/store/read_signoffs.py); this module holds the plain data and texts.
 
 Sign-offs are asked for when the run's last phase begins (for NostrMaxi, Phase 9's 30
 minutes of monitoring): the cutover is live, people can check what only a person can, and
@@ -9,16 +10,9 @@ the record posted when the run completes shows their sign-offs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from sqlmodel import col, select
-
-from bot.db import Database
 from bot.domain import approvals
-from bot.domain.audit_kinds import AuditKind
-from bot.models import AuditEvent, Run
-from phases.runbook import Runbook
 
 # A criterion can be signed off while the run goes on (bot.domain.approvals owns the rule).
 SIGNABLE = approvals.SIGNABLE
@@ -84,65 +78,6 @@ class SignoffView:
 def refusal_for(status: str, run_id: int) -> str | None:
     """Why a run in `status` takes no sign-off, or None."""
     return approvals.signoff_refusal(run_id, status)
-
-
-def signoff_view(db: Database, runbook: Runbook, run_id: int) -> SignoffView | None:
-    with db.session() as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            return None
-        rows = s.exec(
-            select(AuditEvent)
-            .where(
-                AuditEvent.run_id == run_id,
-                AuditEvent.kind == AuditKind.CRITERION_SIGNED_OFF,
-            )
-            .order_by(col(AuditEvent.seq))
-        ).all()
-    by_criterion: dict[str, list[Signature]] = {}
-    for r in rows:
-        data = json.loads(r.data)
-        by_criterion.setdefault(str(data.get("criterion")), []).append(
-            Signature(r.actor, r.at, str(data.get("note") or ""))
-        )
-    criteria = tuple(
-        CriterionSignoff(c.id, c.text, tuple(by_criterion.get(c.id, [])))
-        for c in runbook.success_criteria
-        if c.signoff
-    )
-    return SignoffView(
-        run_id, run.environment, str(run.status), criteria, run_signoff_state(db, run_id)
-    )
-
-
-def run_signoff_state(db: Database, run_id: int) -> RunSignoffState | None:
-    """The run's own sign-off from its audit rows; None when none was asked."""
-    with db.session() as s:
-        rows = s.exec(
-            select(AuditEvent)
-            .where(
-                AuditEvent.run_id == run_id,
-                col(AuditEvent.kind).in_(
-                    [AuditKind.RUN_SIGNOFF_REQUESTED, AuditKind.RUN_SIGNED_OFF]
-                ),
-            )
-            .order_by(col(AuditEvent.seq))
-        ).all()
-    asked = next((r for r in rows if r.kind == AuditKind.RUN_SIGNOFF_REQUESTED), None)
-    if asked is None:
-        return None
-    data = json.loads(asked.data)
-    signatures = tuple(
-        Signature(r.actor, r.at, str(json.loads(r.data).get("note") or ""))
-        for r in rows
-        if r.kind == AuditKind.RUN_SIGNED_OFF
-    )
-    return RunSignoffState(
-        tuple(str(x) for x in data.get("by") or ()),
-        tuple(str(x) for x in data.get("groups") or ()),
-        int(data.get("quorum") or 1),
-        signatures,
-    )
 
 
 def run_signoff_text(run_id: int, state: RunSignoffState) -> str:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from bot import audit
 from bot.domain.errors import CutoverError
 from bot.engine import Engine, EngineError
+from bot.ports import ReadsPort
 from bot.runpage.tokens import RunLinks
 from bot.store import step_outputs
 from bot.surface import Actor
 from bot.text import status_text, who
-from bot.views import active_runs, latest_run, run_view
 from commands.parser import (
     USAGE,
     Abort,
@@ -55,8 +54,9 @@ class Reply:
 
 
 class CommandService:
-    def __init__(self, engine: Engine, links: RunLinks | None = None) -> None:
+    def __init__(self, engine: Engine, reads: ReadsPort, links: RunLinks | None = None) -> None:
         self.engine = engine
+        self.reads = reads  # what `status`, `logs`, `audit` and `record` read (bot.ports)
         self.links = links  # run page links; None: not configured (no public URL or secret)
 
     def execute(
@@ -230,9 +230,9 @@ class CommandService:
     def status_runs(self, env: str | None) -> list[int]:
         """The runs `status` shows: the active ones (of ENV), else ENV's latest."""
         if env is None:
-            return active_runs(self.engine.db)
-        return active_runs(self.engine.db, env) or [
-            i for i in [latest_run(self.engine.db, env)] if i is not None
+            return self.reads.active_runs()
+        return self.reads.active_runs(env) or [
+            i for i in [self.reads.latest_run(env)] if i is not None
         ]
 
     def _page_links(self, run_ids: list[int]) -> list[tuple[str, str]]:
@@ -242,7 +242,7 @@ class CommandService:
 
     def record(self, run_id: int) -> Reply:
         """A signed link to the run's page, or how to get the page without one."""
-        if not step_outputs.run_known(self.engine.db, run_id):
+        if not self.reads.run_known(run_id):
             raise EngineError(f"There is no run #{run_id}; `/cutover status` lists the runs.")
         if self.links is None:
             return Reply(
@@ -267,17 +267,17 @@ class CommandService:
         engine = self.engine
         if env is not None:
             engine.environment(env)
-            ids = active_runs(engine.db, env)
+            ids = self.reads.active_runs(env)
             if not ids:
-                last = latest_run(engine.db, env)
+                last = self.reads.latest_run(env)
                 if last is None:
                     return f"No run of {env} yet."
                 ids = [last]
         else:
-            ids = active_runs(engine.db)
+            ids = self.reads.active_runs()
             if not ids:
                 return "No active cutover run."
-        views = [run_view(engine.db, engine.runbook, i) for i in ids]
+        views = [self.reads.run_view(i) for i in ids]
         return "\n\n".join(status_text(v, engine.now()) for v in views if v is not None)
 
     def logs(self, run_id: int, address: str | None, limit: int = LOGS_TEXT) -> str:
@@ -285,10 +285,10 @@ class CommandService:
         characters once escaped for chat), in a code block. The output was masked when kept;
         here it is masked again and defused (no mention or link can form from it)."""
         engine = self.engine
-        if not step_outputs.run_known(engine.db, run_id):
+        if not self.reads.run_known(run_id):
             raise EngineError(f"There is no run #{run_id}; `/cutover status` lists the runs.")
         if address is None:
-            kept = step_outputs.listing(engine.db, run_id)
+            kept = self.reads.outputs(run_id)
             if not kept:
                 return f"Run #{run_id} kept no step output."
             lines = [f"Steps of run #{run_id} that kept output (oldest first):"]
@@ -296,7 +296,7 @@ class CommandService:
                       for k in kept]  # fmt: skip
             lines.append(f"Read one: /cutover logs {run_id} PHASE/STEP (its newest attempt)")
             return "\n".join(lines)
-        found = step_outputs.find(engine.db, run_id, address)
+        found = self.reads.find_output(run_id, address)
         if isinstance(found, str):
             raise EngineError(found[:1].upper() + found[1:] + ".")
         text = engine.masker.untrusted(found.text).replace("```", "ˋˋˋ")
@@ -325,7 +325,7 @@ class CommandService:
         )
 
     def audit_summary(self, run_id: int, limit: int = 40) -> str:
-        rows = audit.events(self.engine.db, run_id)
+        rows = self.reads.audit_events(run_id)
         if not rows:
             return f"No audit events for run #{run_id}."
         lines = [

@@ -22,14 +22,18 @@
 #      in .ci/artifacts/;
 #   7. CI=true: a test whose service is missing fails instead of skipping, and any skip fails
 #      the run (tests/conftest.py);
-#   8. ruff check ., mypy bot commands phases, lint-imports (the layers in pyproject.toml),
-#      deptry (every package the code or the tests import directly is declared in
-#      pyproject.toml, none arrives only through another; the code imports no test-only
-#      package), pytest -q -n 4 --dist worksteal --durations=20 -m "not serial" PYTEST_ARGS: four xdist workers
-#      on any number of cores (the tests mostly wait: Docker, subprocesses, sockets), each
-#      test with its own databases and Docker names; the 20 slowest tests are printed; the
-#      tests marked `serial` (bounds in wall time) are left out there and run after it,
-#      alone: pytest -q -n 0 -m serial PYTEST_ARGS.
+#   8. pytest -q -n 4 --dist worksteal --durations=20 -m "not serial" PYTEST_ARGS: four xdist
+#      workers on any number of cores (the tests mostly wait: Docker, subprocesses, sockets),
+#      each test with its own databases and Docker names, the known-slow tests first on each
+#      worker (tests/slow_first.py); the 20 slowest tests are printed. Beside it, one after
+#      another in the background, the lints: ruff check ., mypy bot commands phases,
+#      lint-imports (the layers in pyproject.toml), deptry (every package the code or the
+#      tests import directly is declared in pyproject.toml, none arrives only through
+#      another; the code imports no test-only package); their output is printed after
+#      pytest's, each in its own section. Then the tests marked `serial` (bounds in wall
+#      time), left out above, run alone: pytest -q -n 0 -m serial PYTEST_ARGS.
+#
+# Each section header says how many seconds the script had run when it began (+N s).
 #
 # Exit 0 when all the checks pass, 1 when any failed (pytest's exit 5, "no tests ran", is a
 # failure); a set-up step that fails stops the run with its own exit code before any check.
@@ -38,7 +42,7 @@ cd "$(dirname "$0")/.."
 ROOT="$(pwd -P)"
 export DEBIAN_FRONTEND=noninteractive
 
-section() { printf '\n===== %s =====\n' "$*"; }
+section() { printf '\n===== %s ===== (+%d s)\n' "$*" "$SECONDS"; }
 die() {
     echo "scripts/test.sh: $*" >&2
     exit 1
@@ -52,8 +56,16 @@ apt_install() {
 }
 
 ENGINE_STARTED=0
+LINTS_PID=""
+LINTS_DIR=""
 cleanup() {
     local rc=$?
+    if [[ -n "$LINTS_PID" ]]; then
+        kill "$LINTS_PID" 2>/dev/null || true
+    fi
+    if [[ -n "$LINTS_DIR" ]]; then
+        rm -rf "$LINTS_DIR"
+    fi
     if ((ENGINE_STARTED)); then
         section "stop this checkout's Docker engine"
         scripts/docker-engine.sh stop || true
@@ -159,12 +171,51 @@ run() {
     fi
 }
 
-run ruff "$PY" -m ruff check .
-run mypy "$PY" -m mypy bot commands phases
-run import-linter "$(dirname "$PY")/lint-imports"
-run deptry "$(dirname "$PY")/deptry" --no-ansi .
-run deptry-tests "$(dirname "$PY")/deptry" --no-ansi tests --exclude '\.venv' --ignore DEP002,DEP004
+# The lints run in the background, one after another, beside pytest's four workers (about
+# 20 s of one core that pytest's waits leave free); each keeps its output, its exit code and
+# its time for lint_report, after pytest.
+LINTS_DIR="$(mktemp -d)"
+LINTS=()
+lint() {
+    local name="$1" rc=0 began=$SECONDS
+    shift
+    printf '%s\n' "$*" >"$LINTS_DIR/$name.cmd"
+    "$@" >"$LINTS_DIR/$name.out" 2>&1 </dev/null || rc=$?
+    echo "$rc $((SECONDS - began))" >"$LINTS_DIR/$name.rc"
+}
+lint_report() {
+    local name="$1" rc took
+    section "$name (ran beside pytest): $(cat "$LINTS_DIR/$name.cmd")"
+    cat "$LINTS_DIR/$name.out"
+    read -r rc took <"$LINTS_DIR/$name.rc" || rc=1
+    if ((rc == 0)); then
+        echo "----- $name: ok (${took} s)"
+    else
+        echo "----- $name: FAILED (exit $rc)"
+        failed+=("$name")
+    fi
+}
+LINTS=(ruff mypy import-linter deptry deptry-tests)
+(
+    lint ruff "$PY" -m ruff check .
+    lint mypy "$PY" -m mypy bot commands phases
+    lint import-linter "$(dirname "$PY")/lint-imports"
+    lint deptry "$(dirname "$PY")/deptry" --no-ansi .
+    lint deptry-tests "$(dirname "$PY")/deptry" --no-ansi tests --exclude '\.venv' --ignore DEP002,DEP004
+) &
+LINTS_PID=$!
 run pytest "$PY" -m pytest -q -n 4 --dist worksteal --durations=20 -m "not serial" "$@"
+wait "$LINTS_PID" || true
+LINTS_PID=""
+for name in "${LINTS[@]}"; do
+    if [[ -f "$LINTS_DIR/$name.rc" ]]; then
+        lint_report "$name"
+    else
+        section "$name"
+        echo "----- $name: FAILED (did not run)"
+        failed+=("$name")
+    fi
+done
 # Tests of bounds in wall time (marker `serial`) run alone, not beside four busy workers.
 run pytest-serial "$PY" -m pytest -q -n 0 --durations=5 -m serial "$@"
 

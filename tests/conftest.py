@@ -8,7 +8,16 @@ import pytest
 from phases.secrets import GLOBAL_MASKER
 from tests.db_fixtures import app_role, db, pg_db, sqlite_db  # noqa: F401
 from tests.docker_fixtures import compose, docker_client  # noqa: F401
+from tests.slow_first import order
 from tests.standin_env import standin  # noqa: F401
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k have deselected: the slices are of what runs
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, each worker's first slice starts with its share of the known-slow tests,
+    longest first (tests/slow_first.py): every worker collects the same order, as xdist needs."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 0))
+    items[:] = order(items, workers)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.db import Database
+from bot.store.db import Database
 from standins.pg import PG_URL, libpq, postgres_reachable, throwaway_pg_database
 from tests.require import unavailable
 

@@ -22,8 +22,8 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from bot.db import Database
 from bot.engine import Engine
+from bot.store.db import Database
 from bot.surface import Actor
 from phases.runbook import Runbook
 from tests.small_runbook import small_runbook

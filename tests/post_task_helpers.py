@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.db import Database
 from bot.engine import Engine
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from phases.runbook import Runbook
 from tests.schedule_helpers import (
     RecordingSurface,

@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from bot.db import Database
 from bot.engine import Engine
 from bot.engine.core import ContextFactory, default_context
 from bot.scheduler import Scheduler
+from bot.store.db import Database
 from bot.surface import Actor
 from phases.checks.base import StepContext
 from phases.runbook import EnvironmentSpec, Runbook, load_runbook

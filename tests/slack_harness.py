@@ -18,11 +18,11 @@ from urllib.parse import urlencode
 from sqlmodel import select
 
 from bot.app import build_service, run_pages
-from bot.db import Database
-from bot.models import Gate, Run
 from bot.settings import Settings
 from bot.slack.server import Service, make_http_server
 from bot.slack.transport import retry_handlers
+from bot.store.db import Database
+from bot.store.models import Gate, Run
 from phases.runbook import Runbook
 from standins.slack import (
     Message,

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import Run
+from bot.store.db import Database
+from bot.store.models import Run
 from bot.surface import Actor
 from phases.checks.base import CommandOutput, StepContext
 from phases.runbook import EnvironmentSpec

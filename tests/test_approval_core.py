@@ -12,13 +12,13 @@ import pytest
 from sqlmodel import col, select
 
 from bot import audit
-from bot.db import Database
 from bot.domain import states
 from bot.domain.actor import Actor
 from bot.domain.errors import Conflict, IllegalTransition, Refused
 from bot.engine import Engine
-from bot.models import AuditEvent, Gate, PhaseRun, Run
-from bot.views import open_gate_id
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Gate, PhaseRun, Run
+from bot.store.reads import open_gate_id
 from phases.runbook import RunbookError, load_runbook
 from tests.small_runbook import small_runbook
 

@@ -15,10 +15,10 @@ from sqlalchemy import text
 
 from bot import audit
 from bot.cli import main
-from bot.db import Database
 from bot.engine import Engine
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from tests.small_runbook import small_runbook
 
 BOB = Actor("T1:U2", "bob")

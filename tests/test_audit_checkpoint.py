@@ -21,11 +21,11 @@ from bot import audit
 from bot.app import open_database
 from bot.audit_guard import AuditTrailRefused, CheckpointFile
 from bot.cli import main
-from bot.db import Database
 from bot.engine import Engine
 from bot.settings import Settings
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from phases.secrets import Masker
 from tests.conftest import STEP_USER
 from tests.small_runbook import small_runbook

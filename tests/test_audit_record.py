@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database, DatabaseUnavailable
 from bot.domain.audit_kinds import AuditKind
-from bot.models import AuditEvent
+from bot.store.db import Database, DatabaseUnavailable
+from bot.store.models import AuditEvent
 from phases.secrets import Masker
 from tests.db_fixtures import libpq
 from tests.test_hardening_faults import Cutter

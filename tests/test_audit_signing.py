@@ -15,11 +15,11 @@ import pytest
 
 from bot import audit
 from bot.cli import main
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import Engine
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from phases.secrets import Masker
 from tests.db_fixtures import libpq
 from tests.small_runbook import small_runbook

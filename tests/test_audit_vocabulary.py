@@ -8,10 +8,10 @@ import ast
 from pathlib import Path
 
 from bot import audit
-from bot.db import Database
 from bot.domain import audit_vocabulary
 from bot.domain.audit_kinds import RENAMED, AuditKind, read_data, read_kind
 from bot.record import _trail, refusals
+from bot.store.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "audit.md"

@@ -9,11 +9,11 @@ import yaml
 from sqlmodel import select
 
 from bot.cli import EXIT_RUNBOOK, main
-from bot.db import Database, DatabaseUnavailable
 from bot.engine import Engine, EngineError
-from bot.models import AuditEvent, Run
+from bot.store.db import Database, DatabaseUnavailable
+from bot.store.models import AuditEvent, Run
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from commands.parser import Abort, AuditCmd, Help, Start, StatusCmd, UsageError, parse
 from phases.runbook import RunbookError, load_runbook
 from tests.small_runbook import small_runbook
@@ -177,7 +177,7 @@ def test_unreachable_target_fails_the_check_and_the_gate_fails_closed(
     run = engine.start_run("staging", BOB)
     gate = open_gate_id(sqlite_db, run.id or 0)
     assert gate is not None
-    from bot.views import gate_view
+    from bot.store.reads import gate_view
 
     view = gate_view(sqlite_db, engine.runbook, gate)
     assert view is not None and not view.checks_passed

@@ -14,8 +14,8 @@ import pytest
 from bot import audit
 from bot.app import console_engine
 from bot.console import Console
-from bot.db import Database
 from bot.record import build_record, record_text
+from bot.store.db import Database
 from bot.surface import Actor
 from phases.runbook import Runbook, RunbookError
 from tests.slack_harness import running_bot, wait_for

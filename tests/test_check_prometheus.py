@@ -17,9 +17,9 @@ import yaml
 from pydantic import ValidationError
 
 from bot import audit
-from bot.db import Database
 from bot.scheduler import Scheduler
-from bot.views import gate_view, open_gate_id
+from bot.store.db import Database
+from bot.store.reads import gate_view, open_gate_id
 from phases.checks import REGISTRY
 from phases.checks.base import Status, StepContext, StepResult
 from phases.runbook import Runbook, RunbookError, load_runbook, resolve_step

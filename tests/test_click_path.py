@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from bot.db import Database
+from bot.store.db import Database
 from tests.slack_harness import running_bot
 from tests.small_runbook import small_runbook
 

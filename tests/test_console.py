@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.app import console_engine
 from bot.console import Console
-from bot.db import Database
+from bot.store.db import Database
 from bot.surface import Actor
 from tests.conftest import STEP_USER
 from tests.small_runbook import small_runbook
@@ -102,7 +102,7 @@ def test_console_abort_without_reason_asks_for_one_then_for_a_yes(
         ],
     )
     assert out.count("Reason for the rollback") == 2 and "Rollback not started." in out
-    from bot.views import run_view
+    from bot.store.reads import run_view
 
     engine = console_engine(sqlite_db, small_runbook(tmp_path), io.StringIO())
     view = run_view(sqlite_db, engine.runbook, 1)

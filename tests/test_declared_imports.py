@@ -48,7 +48,7 @@ def test_a_package_that_arrives_only_through_another_fails_the_check(tmp_path: P
     result = deptry(".", cwd=project)
     assert result.returncode == 1
     assert "DEP003 'sqlalchemy' imported but it is a transitive dependency" in result.stdout
-    assert "bot/models.py" in result.stdout
+    assert "bot/store/models.py" in result.stdout
 
 
 def test_the_code_may_not_import_a_test_only_package(tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from bot import audit
-from bot.db import Database
 from bot.record import build_record, deployed_lines, record_text
 from bot.scheduler import Scheduler
-from bot.views import open_gate_id
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from phases.checks.base import Status
 from tests.docker_fixtures import Compose, compose, docker_client  # noqa: F401  (fixtures)
 from tests.schedule_helpers import ALICE, BOB, START, clock_at, make_engine, write_runbook

@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 
 from bot import audit
-from bot.db import Database
 from bot.record import build_record, record_text
+from bot.store.db import Database
+from bot.store.reads import Reads
 from commands.handlers import CommandService
 from commands.parser import parse
 from tests.slack_harness import running_bot, wait_for
@@ -33,7 +34,7 @@ def test_a_deviation_typed_in_the_console_reaches_the_record_with_who_and_when(
     criteria = [{"id": "admin", "text": "Admin access verified", "signoff": True}]
     engine, run_id, gate = started(sqlite_db, tmp_path, criteria)
     engine.masker.add("hunter2-db-password")
-    service = CommandService(engine)
+    service = CommandService(engine, Reads(engine.db, engine.runbook))
     said = "Phase 3 built on the old host by hand (password hunter2-db-password), <!channel>"
     reply = service.execute(parse(f"/cutover deviation {run_id} '{said}'"), BOB)
     assert reply.text.startswith(f"deviation added to run #{run_id}'s record: Phase 3 built")

@@ -11,10 +11,10 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot import audit
-from bot.db import Database, db_now
 from bot.engine import Engine
 from bot.engine.core import LeaseLost
-from bot.models import Run, StepRun
+from bot.store.db import Database, db_now
+from bot.store.models import Run, StepRun
 from bot.surface import Actor
 from phases.checks.base import Status, StepResult
 from phases.runbook import StepSpec

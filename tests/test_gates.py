@@ -9,12 +9,12 @@ import pytest
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database
 from bot.domain.errors import Conflict, InvalidInput
 from bot.engine import Engine
-from bot.models import AuditEvent, Gate, Run, Vote
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Gate, Run, Vote
+from bot.store.reads import open_gate_id, run_view
 from bot.surface import Actor
-from bot.views import open_gate_id, run_view
 from tests.small_runbook import small_runbook
 
 ALICE, BOB, CAROL = Actor("T1:U1", "alice"), Actor("T1:U2", "bob"), Actor("T1:U3", "carol")

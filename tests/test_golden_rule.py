@@ -10,11 +10,11 @@ from typing import Any
 
 import yaml
 
-from bot.db import Database
 from bot.engine import Engine
 from bot.record import build_record, record_text
 from bot.scheduler import Scheduler
-from bot.views import gate_view, open_gate_id
+from bot.store.db import Database
+from bot.store.reads import gate_view, open_gate_id
 from phases.runbook import Runbook
 from tests.schedule_helpers import (
     ALICE,

@@ -18,10 +18,10 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import audit
 from bot.cli import main
-from bot.db import Database
 from bot.engine import Engine
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from tests.db_fixtures import libpq
 from tests.small_runbook import small_runbook
 

@@ -23,11 +23,11 @@ import pytest
 from sqlmodel import col, select
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import Gate, PhaseRun, Run, StepRun
+from bot.store.db import Database
+from bot.store.models import Gate, PhaseRun, Run, StepRun
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from tests.crash_driver import crash_runbook
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,11 +25,11 @@ from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database, DatabaseUnavailable
 from bot.engine import Engine
-from bot.models import Gate, PhaseRun, StepRun
+from bot.store.db import Database, DatabaseUnavailable
+from bot.store.models import Gate, PhaseRun, StepRun
+from bot.store.reads import gate_view, open_gate_id
 from bot.surface import Actor
-from bot.views import gate_view, open_gate_id
 from phases.runbook import load_runbook
 from tests.servers import (
     LoopbackDNSServer,

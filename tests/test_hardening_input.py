@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import Run
+from bot.store.db import Database
+from bot.store.models import Run
+from bot.store.reads import Reads, gate_view, open_gate_id
 from bot.surface import Actor
-from bot.views import gate_view, open_gate_id
 from commands.handlers import CommandService
 from commands.parser import UsageError, parse
 from phases.runbook import Runbook, RunbookError, load_runbook
@@ -129,7 +129,7 @@ def hostile_runbook(tmp: Path) -> tuple[Engine, list[str]]:
     runbook = runbook_with_vars(tmp, phases, values)
     (tmp / "victim").mkdir()
     (tmp / "victim" / "keep").write_text("")
-    return Engine(Database(f"sqlite:///{tmp / 'bot.db'}"), runbook, background=False), names
+    return Engine(Database(f"sqlite:///{tmp / 'bot.store.db'}"), runbook, background=False), names
 
 
 def test_placeholder_values_with_metacharacters_and_dashes_reach_the_program_verbatim(
@@ -223,7 +223,7 @@ def test_an_abort_reason_full_of_shell_is_kept_as_data_and_runs_nothing(
     sqlite_db: Database, tmp_path: Path
 ) -> None:
     engine = Engine(sqlite_db, small_runbook(tmp_path, act=True), background=False)
-    service = CommandService(engine)
+    service = CommandService(engine, Reads(engine.db, engine.runbook))
     actor = Actor("T1:U1", "alice")
     marker = tmp_path / "pwned"
     started = service.execute(parse("start staging"), actor)

@@ -15,11 +15,11 @@ from pathlib import Path
 from sqlmodel import col, select
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Decision, Engine
-from bot.models import AuditEvent, Gate, PhaseRun, Run, Vote
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Gate, PhaseRun, Run, Vote
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from tests.small_runbook import small_runbook
 
 CLICKS = 100

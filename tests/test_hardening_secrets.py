@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
+from bot.store.db import Database
+from bot.store.reads import Reads, gate_view, open_gate_id, run_view
 from bot.surface import Actor
 from bot.text import checkpoint_text, status_text
-from bot.views import gate_view, open_gate_id, run_view
 from commands.handlers import CommandService
 from commands.parser import parse
 from phases.runbook import load_runbook
@@ -191,7 +191,7 @@ def test_no_secret_form_reaches_chat_logs_or_audit(
         db, load_runbook(leaky_runbook(tmp_path, env_file, app)), surface=surface, background=False
     )
     ref.append(engine)
-    service = CommandService(engine)
+    service = CommandService(engine, Reads(engine.db, engine.runbook))
 
     reply = service.execute(parse("start prod"), ALICE)
     assert reply.run_id is not None, reply.text

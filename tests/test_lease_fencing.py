@@ -23,9 +23,9 @@ from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import Gate, Run
+from bot.store.db import Database
+from bot.store.models import Gate, Run
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
 from tests.lease_driver import APPROVER, lease_runbook
 from tests.require import unavailable

@@ -16,10 +16,10 @@ import pytest
 from bot import audit
 from bot.app import console_engine
 from bot.console import Console
-from bot.db import Database
 from bot.domain import freezes
 from bot.engine.locks import EmergencyPending
 from bot.record import build_record, record_text
+from bot.store.db import Database
 from bot.surface import Actor
 from tests.slack_harness import running_bot, wait_for
 from tests.small_runbook import small_runbook

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot.db import Database
+from bot.store.db import Database
 from tests.slack_harness import running_bot, wait_for
 from tests.small_runbook import small_runbook
 from tests.test_locks_freezes import all_rows, frozen_runbook

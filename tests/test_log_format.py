@@ -26,5 +26,6 @@ def test_json_log_lines_are_objects_with_time_level_logger_message(tmp_path: Pat
         assert {"time", "level", "logger", "message"} <= line.keys()
         assert line["time"].endswith("+00:00")
     assert any(
-        line["logger"] == "bot.db" and "upgraded from none to" in line["message"] for line in lines
+        line["logger"] == "bot.store.db" and "upgraded from none to" in line["message"]
+        for line in lines
     )

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.db import Database
 from bot.settings import Settings
 from bot.slack.server import make_http_server, make_metrics_server
+from bot.store.db import Database
 from standins.slack import SlackStandIn
 from tests.slack_harness import Bot, wait_for
 from tests.test_slack_serve import ROOT, free_port, serve_env, standin  # noqa: F401

@@ -2,7 +2,7 @@
 and its runs, and carries on where it stopped; on SQLite and on the real PostgreSQL.
 
 The old database is the one a deployed bot has: tables as `create_all` made them at 7e63008
-(tests/fixtures/schema-7e63008/*.sql, generated from that commit's bot/models.py), no
+(tests/fixtures/schema-7e63008/*.sql, generated from that commit's bot/store/models.py), no
 alembic_version table, and rows the bot wrote: a run waiting at its second gate with one of
 two votes, a passed gate with its votes, step results and the hash-chained audit trail.
 """
@@ -25,12 +25,13 @@ from sqlalchemy import MetaData, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
-from bot import audit, migrate
-from bot.db import Database, SchemaNotReady
+from bot import audit
 from bot.engine import Engine
-from bot.models import Run
+from bot.store import migrate
+from bot.store.db import Database, SchemaNotReady
+from bot.store.models import Run
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
 from tests.require import unavailable
 from tests.small_runbook import small_runbook

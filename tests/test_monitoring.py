@@ -18,11 +18,11 @@ import yaml
 from sqlmodel import col, select
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import MonitorRound, PhaseRun
 from bot.scheduler import Scheduler
-from bot.views import gate_view, open_gate_id, run_view
+from bot.store.db import Database
+from bot.store.models import MonitorRound, PhaseRun
+from bot.store.reads import gate_view, open_gate_id, run_view
 from tests.db_fixtures import throwaway_pg_database
 from tests.docker_fixtures import Compose, compose  # noqa: F401  (fixture)
 from tests.nostrmaxi_db import SCHEMA as NOSTRMAXI_TABLES

@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
 from bot.record import build_record, record_text
 from bot.scheduler import Scheduler
-from bot.views import gate_view, open_gate_id
+from bot.store.db import Database
+from bot.store.reads import gate_view, open_gate_id
 from phases.runbook import Runbook, RunbookError, load_runbook
 from tests.docker_fixtures import Compose
 from tests.nostrmaxi_db import AppDb, app_db  # noqa: F401

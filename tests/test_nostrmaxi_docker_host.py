@@ -15,6 +15,7 @@ from phases.checks.base import Status, StepContext
 from phases.checks.docker_containers import ContainersParams, run_containers
 from tests.docker_fixtures import Compose, compose, docker_client  # noqa: F401
 from tests.nostrmaxi_lines import run_shipped, shipped_step
+from tests.standin_env import SERVICE_COMMAND
 
 NOWHERE = "unix:///tmp/cutover-no-such-engine.sock"
 
@@ -26,7 +27,9 @@ def test_phase_1_stops_the_old_project_on_the_engine_the_runbook_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     engine = os.environ["DOCKER_HOST"]  # the shared test engine's socket, given explicitly
-    compose.write({"backend": {"command": ["sleep", "3600"]}})
+    # A service that stops on SIGTERM, as real ones do (a bare `sleep` as PID 1 ignores it, and
+    # the step would wait out its 30 s grace before killing it).
+    compose.write({"backend": {"command": SERVICE_COMMAND}})
     compose("up", "-d")
     monkeypatch.setenv("DOCKER_HOST", NOWHERE)  # the bot's own engine is elsewhere
     values = {"old_compose_project": compose.project, "old_docker_host": engine}

@@ -18,12 +18,12 @@ import pytest
 import yaml
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine, tick_checks
 from bot.record import build_record, record_text
 from bot.standin import NostrMaxiStandin, json_response, make_ca, make_leaf, nostrmaxi_standin
+from bot.store.db import Database
+from bot.store.reads import gate_view, open_gate_id
 from bot.text import checkpoint_text
-from bot.views import gate_view, open_gate_id
 from phases.runbook import Runbook, load_runbook
 from phases.runner import run_checks
 from tests.docker_fixtures import Compose

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
+from bot.store.db import Database
+from bot.store.reads import gate_view, open_gate_id
 from bot.surface import Actor
-from bot.views import gate_view, open_gate_id
 from phases.checks.base import Status, StepContext
 from phases.runbook import RunbookError, load_runbook
 from phases.secrets import MASK

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from bot import audit
-from bot.db import Database
+from bot.store.db import Database
+from bot.store.reads import Reads
 from commands.handlers import CommandService
 from commands.parser import Start, UsageError, parse
 from tests.standin_env import Standin, _git
@@ -52,7 +53,7 @@ def start(engine: Any, standin: Standin, text: str) -> int:
     (backups / "nostrmaxi-latest.sql.gz").unlink()
     dump = backups / "nostrmaxi-latest.dump"
     subprocess.run(["pg_dump", "-Fc", "-f", str(dump), standin.target_db_url], check=True)
-    service = CommandService(engine)
+    service = CommandService(engine, Reads(engine.db, engine.runbook))
     for item in ("maintenance-page", "no-users", "final-backup"):
         reply = service.execute(parse(f"/cutover tick standin {item}"), BOB)
         assert reply.text.startswith("✅"), reply.text
@@ -129,6 +130,8 @@ def test_a_ref_for_a_runbook_without_one_is_refused_before_any_run(
     object.__setattr__(
         engine.runbook, "vars", {k: v for k, v in engine.runbook.vars.items() if k != "ref"}
     )
-    reply = CommandService(engine).execute(parse("/cutover start standin --dry-run ref=v2"), ALICE)
+    reply = CommandService(engine, Reads(engine.db, engine.runbook)).execute(
+        parse("/cutover start standin --dry-run ref=v2"), ALICE
+    )
     assert reply.run_id is None
     assert "ref=v2 given, but this runbook deploys no ref" in reply.text

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.db import Database
 from bot.engine import Engine
+from bot.store.db import Database
 from phases.checks.base import Status, StepContext, timed
 from phases.runbook import RUN_PLACEHOLDERS, load_runbook, resolve_step
 from tests.bridged_engine import BridgedEngine, bridged_engine  # noqa: F401

@@ -12,6 +12,7 @@ import pytest
 
 from phases.checks.base import Status, StepContext
 from phases.checks.docker_containers import ContainersParams
+from standins.fast_clock import FastClock
 from tests.docker_fixtures import BASE_IMAGE
 from tests.nostrmaxi_lines import run_shipped, shipped, shipped_step
 
@@ -44,7 +45,10 @@ def test_a_stray_container_named_like_the_app_fails_phase_1_until_it_is_gone(
     )
     try:
         values = {"old_compose_project": compose.project, "old_container_pattern": token}
-        result = run_shipped("stop-old", "none-left", StepContext(timeout=20.0), **values)
+        # The stray never goes: the check's 10 s wait for it passes on a fast-forwarded clock
+        # (each look at the engine is real; the 1 s between looks is skipped).
+        ctx = StepContext(timeout=20.0, clock=FastClock())
+        result = run_shipped("stop-old", "none-left", ctx, **values)
         assert result.status is Status.FAIL
         assert result.evidence.startswith(
             f"1 container(s) named like '{token}' still running after "

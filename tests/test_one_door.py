@@ -1,9 +1,8 @@
-"""Issue 19, "one door": only the store opens a database session. A module outside bot/store
-(and bot/db.py, bot/migrate.py, bot/migrations, which make the store possible) that calls
-`.session(` must be listed below, as not converted yet; the list only shrinks: a listed
-module that no longer calls it must leave the list. The import-linter contract in
-pyproject.toml keeps the converted engine modules from importing sqlmodel, sqlalchemy or
-bot.db at all."""
+"""Issue 19, "one door": only the store opens a database session. No module outside bot/store
+(which holds db.py, migrate.py and migrations/, what makes the store possible) calls
+`.session(`; the list of modules not yet converted that this test once kept is empty. The
+import-linter contracts in pyproject.toml keep the rest from importing sqlmodel, sqlalchemy
+or bot.store.db at all."""
 
 from __future__ import annotations
 
@@ -12,25 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bot", "commands", "phases")
-THE_DOOR = ("bot/store/", "bot/db.py", "bot/migrate.py", "bot/migrations/")
-
-# Not converted to bot.store yet (each opens its own sessions today).
-NOT_YET = {
-    "bot/checklists.py",
-    "bot/post_task_view.py",  # post-cutover tasks (issue 24), the same
-    "bot/post_tasks.py",
-    "bot/record/build.py",
-    "bot/runpage/page.py",
-    "bot/scheduler/delivery.py",
-    "bot/scheduler/pre_cutover.py",
-    "bot/scheduler/records.py",
-    "bot/scheduler/reminders.py",
-    "bot/schedules/booking.py",
-    "bot/schedules/reconcile.py",
-    "bot/schedules/start_gate.py",
-    "bot/signoffs.py",
-    "bot/views.py",
-}
+THE_DOOR = ("bot/store/",)
 
 
 def _opens_a_session(path: Path) -> bool:
@@ -53,12 +34,26 @@ def _modules() -> dict[str, bool]:
     return found
 
 
-def test_no_module_outside_the_store_opens_a_session_unless_listed_as_not_converted() -> None:
+def test_no_module_outside_the_store_opens_a_session() -> None:
     opening = {rel for rel, opens in _modules().items() if opens}
-    assert opening - NOT_YET == set(), "open sessions through bot.store (Store.tx), not here"
+    assert opening == set(), "open sessions through bot.store (Store.tx), not here"
 
 
-def test_the_not_yet_converted_list_only_names_modules_that_still_open_sessions() -> None:
-    modules = _modules()
-    stale = {rel for rel in NOT_YET if not modules.get(rel, False)}
-    assert stale == set(), "converted: take these off NOT_YET in tests/test_one_door.py"
+def test_the_check_finds_a_session_opened_outside_the_store(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text("def f(db):\n    with db.session() as s:\n        return s\n")
+    assert _opens_a_session(planted)
+
+
+SURFACES = ("bot/slack/", "bot/console.py", "commands/")
+
+
+def test_no_surface_reaches_the_engines_database() -> None:
+    """Slack, the console and the commands read through the `reads` the wiring hands them
+    (bot.ports.ReadsPort), never through `engine.db` (issue 19, "one Reads object")."""
+    reaching = {
+        rel
+        for rel in _modules()
+        if rel.startswith(SURFACES) and "engine.db" in (ROOT / rel).read_text(encoding="utf-8")
+    }
+    assert reaching == set(), "read through `reads` (bot.ports.ReadsPort), not engine.db"

@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bot.db import Database
 from bot.notices import t1_stakeholder_text
 from bot.slack.blocks import run_message
+from bot.store.db import Database
+from bot.store.reads import run_view
 from bot.text import status_text
-from bot.views import run_view
 from phases.runbook import load_runbook
 from tests.schedule_helpers import ALICE, START, clock_at, make_engine, true_check, write_runbook
 

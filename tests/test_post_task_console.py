@@ -10,8 +10,8 @@ from pathlib import Path
 
 from bot.app import console_engine
 from bot.console import Console
-from bot.db import Database
 from bot.scheduler import Scheduler
+from bot.store.db import Database
 from bot.surface import Actor
 from tests.post_task_helpers import T0, completed_run, tasks_runbook
 from tests.servers import ManualClock

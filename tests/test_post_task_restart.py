@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.scheduler import Scheduler
+from bot.store.db import Database
+from bot.store.reads import tasks_view
 from tests.post_task_helpers import T0, completed_run, tasks_runbook
 from tests.schedule_helpers import RecordingSurface, clock_at, make_engine, set_clock
 
@@ -97,3 +98,22 @@ def test_two_replicas_at_once_produce_one_reminder(pg_db: Database, tmp_path: Pa
         t.join()
     assert said == [f"run #{run_id}: task-reminder"]
     assert count(pg_db, run_id, AuditKind.POST_TASKS_REMINDED) == 1
+
+
+def test_a_round_another_replica_claimed_first_is_refused_by_its_key(
+    db: Database, tmp_path: Path
+) -> None:
+    """The round's unique key is the claim: a replica that read the rounds produced before
+    another one produced this round (its list is stale) is refused by the key (the store's
+    Duplicate), and writes no second audit row."""
+    runbook = tasks_runbook(tmp_path)
+    engine, _, clock, run_id = completed_run(db, runbook)
+    set_clock(clock, T0 + timedelta(minutes=1))
+    Scheduler(engine).tick()
+    set_clock(clock, T0 + 4 * H)
+    view = tasks_view(db, run_id)
+    assert view is not None
+    tasks = Scheduler(engine).tasks
+    assert tasks._produce(view, engine.now(), set()) == "task-reminder"
+    assert tasks._produce(view, engine.now(), set()) is None  # stale: nothing read as made
+    assert count(db, run_id, AuditKind.POST_TASKS_REMINDED) == 1

@@ -11,12 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
-from bot.post_task_view import tasks_view
 from bot.post_tasks import PostTasks
 from bot.record import build_record, record_text
 from bot.scheduler import Scheduler
+from bot.store.db import Database
+from bot.store.reads import tasks_view
 from tests.post_task_helpers import (
     APPROVER,
     DOCS,

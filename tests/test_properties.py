@@ -37,11 +37,11 @@ from hypothesis.stateful import (
 from sqlmodel import col, select
 
 from bot import audit
-from bot.db import Database
 from bot.domain import states
 from bot.domain.errors import CutoverError
 from bot.engine import Decision, Engine
-from bot.models import AuditEvent, Gate, PhaseRun, Run, RunStatus, Vote
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Gate, PhaseRun, Run, RunStatus, Vote
 from bot.surface import Actor
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
 from tests.require import unavailable

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import Database
+from bot.store.db import Database
 from standins.slack import post_signed, slash_body
 from tests.slack_harness import CHANNEL, SECRET, TEAM, running_bot
 from tests.small_runbook import small_runbook

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.db import Database
+from bot.store.db import Database
 from bot.store.rate_slots import SharedSlots
 
 

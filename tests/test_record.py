@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.db import Database
 from bot.engine import Engine
 from bot.record import build_record, record_text
 from bot.scheduler import Scheduler
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from tests.schedule_helpers import (
     ALICE,
     BOB,

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from bot.checklists import Checklists, Scope
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import Run
 from bot.record import build_record, record_text
 from bot.scheduler import Scheduler
 from bot.schedules import ScheduleService
-from bot.views import open_gate_id
+from bot.store.db import Database
+from bot.store.models import Run
+from bot.store.reads import open_gate_id
 from phases.runbook import Runbook, RunbookError
 from tests.schedule_helpers import (
     ALICE,

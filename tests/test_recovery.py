@@ -8,11 +8,11 @@ from typing import Any
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import Gate, PhaseRun, Run
+from bot.store.db import Database
+from bot.store.models import Gate, PhaseRun, Run
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from tests.small_runbook import small_runbook
 
 BOB, CAROL = Actor("T1:U2", "bob"), Actor("T1:U3", "carol")

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from bot.db import Database
 from bot.slack.middleware import ALREADY_RECEIVED, TOO_OLD_TEXT, ReplayGuard
 from bot.store import replays
+from bot.store.db import Database
 from bot.store.replays import SeenRequests
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot import audit
-from bot.db import Database
+from bot.store.db import Database
 from standins.slack import SlackStandIn
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
 from tests.require import unavailable

@@ -21,8 +21,8 @@ import pytest
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database
-from bot.models import Gate, Run
+from bot.store.db import Database
+from bot.store.models import Gate, Run
 from standins.slack import SlackStandIn, post_signed, slash_body
 from tests.conftest import STEP_USER
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database

@@ -20,11 +20,11 @@ import pytest
 import yaml
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
 from bot.text import hhmm
-from bot.views import open_gate_id
 from phases.runbook import Runbook, load_runbook
 from tests.db_fixtures import public_tables, users_target
 

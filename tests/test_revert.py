@@ -15,10 +15,10 @@ from sqlmodel import select
 from bot import audit
 from bot.app import console_engine
 from bot.console import Console
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import AuditEvent, RevertVote, Run, RunStatus
 from bot.record import build_record, record_text
+from bot.store.db import Database
+from bot.store.models import AuditEvent, RevertVote, Run, RunStatus
 from bot.surface import Actor
 from tests.servers import ManualClock
 from tests.slack_harness import running_bot, wait_for
@@ -175,7 +175,7 @@ def test_a_pending_revert_is_cancelled_by_abort(pg_db: Database, tmp_path: Path)
 
 def complete_with_votes(engine: Engine, db: Database, starter: Actor = ALICE) -> None:
     """Starts run #1 of staging and approves every gate with as many approvers as it needs."""
-    from bot.views import open_gate_id
+    from bot.store.reads import open_gate_id
 
     run = engine.start_run("staging", starter)
     assert run.id is not None

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlmodel import select
 
-from bot.db import Database
-from bot.models import AuditEvent, RunStatus
 from bot.slack.blocks import REVERT
+from bot.store.db import Database
+from bot.store.models import AuditEvent, RunStatus
 from bot.surface import Actor
 from tests.servers import ManualClock
 from tests.slack_harness import Bot, running_bot, wait_for
@@ -35,7 +35,7 @@ def revert_refusals(db: Database) -> list[dict[str, Any]]:
 
 
 def completed(bot: Bot) -> Any:
-    complete_with_votes(bot.engine, bot.db, starter=Actor("T1:U1", "u1"))
+    complete_with_votes(bot.engine, bot.store.db, starter=Actor("T1:U1", "u1"))
     return bot.wait_text(bot.parent(1), "Revert…")
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot.db import Database
-from bot.models import RunStatus
 from bot.record import build_record, record_text
+from bot.store.db import Database
+from bot.store.models import RunStatus
+from bot.store.reads import Reads
 from bot.surface import Actor
 from commands.handlers import CommandService
 from commands.parser import StatusCmd
@@ -73,13 +74,21 @@ def test_status_of_a_revert_shows_its_restore_and_rollback_steps_not_the_phases(
     engine, _, _ = console(pg_db, tmp_path, quorum=2)
     complete_with_votes(engine, pg_db)
     engine.revert("staging", ALICE, "errors up")
-    pending = CommandService(engine).execute(StatusCmd("staging"), ALICE).text
+    pending = (
+        CommandService(engine, Reads(engine.db, engine.runbook))
+        .execute(StatusCmd("staging"), ALICE)
+        .text
+    )
     assert "⏪ Revert of run #1: its restore and rollback steps" in pending
     assert "○ rollback/mark mark rolled back: not run yet" in pending
     assert "Phase one" not in pending and "estimated" not in pending
     engine.revert("staging", BOB, "agreed")
     wait_for(lambda: run_row(pg_db, 2).status == RunStatus.ROLLED_BACK, "the revert")
-    done = CommandService(engine).execute(StatusCmd("staging"), ALICE).text
+    done = (
+        CommandService(engine, Reads(engine.db, engine.runbook))
+        .execute(StatusCmd("staging"), ALICE)
+        .text
+    )
     assert "✅ rollback/mark mark rolled back: " in done
     assert "Phase one" not in done
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot import audit
-from bot.db import Database
-from bot.models import RunStatus
 from bot.record import build_record, record_text
 from bot.scheduler import Scheduler
+from bot.store.db import Database
+from bot.store.models import RunStatus
 from bot.surface import Actor
 from tests.schedule_helpers import clock_at, make_engine, set_clock
 from tests.small_runbook import small_runbook

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
 from bot.standin import NostrMaxiStandin
+from bot.store.db import Database
 from bot.text import ICONS, hhmm
 from phases.runbook import Runbook
 from tests import test_restore_point

@@ -15,7 +15,7 @@ from bot.domain.actor import Actor
 from bot.domain.approvals import GateFacts
 from bot.domain.errors import IllegalTransition
 from bot.domain.states import DecisionKind, GateStatus
-from bot.models import Gate, MonitorRound, PhaseRun, Run, Schedule, ScheduledEvent
+from bot.store.models import Gate, MonitorRound, PhaseRun, Run, Schedule, ScheduledEvent
 from phases.runbook import EnvironmentSpec
 
 ALICE = Actor.slack("T1", "U1")  # an approver, and the requester below
@@ -315,6 +315,9 @@ gate  rollback         decided_by,decided_at -                               gat
 gate  retry            decided_by,decided_at -                               gate.decided
 gate  cancel           decided_by,decided_at -                               gate.decided
 gate  override         decided_by,decided_at -                               gate.overridden
+schedule cancel        cancelled_by         -                                schedule.cancelled
+schedule start         -                    -                                schedule.started
+schedule done          -                    -                                schedule.done
 """
 
 

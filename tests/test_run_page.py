@@ -10,9 +10,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from bot.db import Database
 from bot.engine import Engine
 from bot.runpage import page, render
+from bot.store.db import Database
 from tests.schedule_helpers import ALICE, BOB, START, clock_at, make_engine, set_clock
 from tests.test_record_truth import (
     MIN,

@@ -17,11 +17,11 @@ import pytest
 from sqlmodel import select
 
 from bot import cli
-from bot.db import Database
-from bot.models import StepOutput
 from bot.runpage import page, render, tokens
 from bot.runpage.serve import RunPages
 from bot.slack.server import BoltHTTPServer, make_http_server
+from bot.store.db import Database
+from bot.store.models import StepOutput
 from tests.schedule_helpers import ALICE, BOB, START, clock_at, make_engine, write_runbook
 from tests.test_record_truth import completed_run, gate, truth_runbook
 

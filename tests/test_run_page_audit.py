@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from bot import audit
-from bot.db import Database
 from bot.runpage import page, render
+from bot.store.db import Database
 from phases.runbook import Runbook
 from tests.small_runbook import small_runbook
 from tests.test_audit_signing import finished_run

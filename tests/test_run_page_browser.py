@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import Database
 from bot.runpage import tokens
 from bot.runpage.serve import RunPages
+from bot.store.db import Database
 from tests.schedule_helpers import START, clock_at, make_engine
 from tests.test_record_truth import completed_run, truth_runbook
 from tests.test_run_page_access import SECRET, Clock, serving

@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.db import Database
 from bot.runpage import tokens
 from bot.runpage.tokens import RunLinks
 from bot.slack.blocks import RUN_PAGE, run_message
+from bot.store.db import Database
+from bot.store.reads import Reads, run_view
 from bot.surface import Actor
-from bot.views import run_view
 from commands.handlers import CommandService
 from commands.parser import RecordCmd, StatusCmd, UsageError, parse
 from tests.schedule_helpers import ALICE, START, clock_at, make_engine
@@ -60,7 +60,7 @@ def test_status_and_record_answer_with_signed_links_when_configured(
     engine, _ = make_engine(sqlite_db, truth_runbook(tmp_path), clock)
     run_id = completed_run(engine, clock)
     me = Actor("T1:U1", "alice")
-    service = CommandService(engine, links())
+    service = CommandService(engine, Reads(engine.db, engine.runbook), links())
     assert parse(f"/cutover record {run_id}") == RecordCmd(run_id)
     reply = service.execute(RecordCmd(run_id), me)
     [(label, url)] = reply.links
@@ -69,7 +69,7 @@ def test_status_and_record_answer_with_signed_links_when_configured(
     assert "7 days" in reply.text
     status = service.execute(StatusCmd("prod"), me)
     assert [u for _, u in status.links] == [url]  # prod's latest run, its page
-    bare = CommandService(engine).execute(RecordCmd(run_id), me)
+    bare = CommandService(engine, Reads(engine.db, engine.runbook)).execute(RecordCmd(run_id), me)
     assert bare.links == [] and "CUTOVER_PUBLIC_URL" in bare.text
     assert f"cutover record {run_id} --html" in bare.text
     assert "There is no run #4242" in service.execute(RecordCmd(4242), me).text

@@ -14,9 +14,9 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.db import Database
 from bot.runpage import tokens
 from bot.slack.blocks import RUN_PAGE
+from bot.store.db import Database
 from standins.slack import Message, SlackStandIn
 from tests.slack_harness import TOKEN, Bot, running_bot, wait_for
 from tests.small_runbook import small_runbook

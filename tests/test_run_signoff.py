@@ -16,12 +16,12 @@ import pytest
 from bot import audit
 from bot.app import console_engine
 from bot.console import Console
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.record import build_record, record_text
 from bot.record_feed import ended_feed
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from phases.runbook import RunbookError
 from tests.schedule_helpers import (
     ALICE,

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from bot import audit
-from bot.db import Database
 from bot.scheduler import Scheduler
+from bot.store.db import Database
 from phases.checks.base import StepContext
 from phases.runbook import EnvironmentSpec
 from phases.secrets import Masker

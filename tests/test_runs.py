@@ -14,11 +14,11 @@ import psycopg
 import pytest
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
 from bot.scheduler import Scheduler
+from bot.store.db import Database
+from bot.store.reads import gate_view, open_gate_id, run_view
 from bot.surface import Actor
-from bot.views import gate_view, open_gate_id, run_view
 from tests.schedule_helpers import paced_context
 from tests.standin_env import STANDIN_PUBKEY, Standin, pay_invoice
 

@@ -15,13 +15,13 @@ from sqlmodel import select
 from bot import audit
 from bot.app import console_engine
 from bot.console import Console
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import AuditEvent, Gate, Schedule, ScheduledEvent
 from bot.scheduler import Scheduler
 from bot.schedules import ScheduleError, ScheduleService
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Gate, Schedule, ScheduledEvent
+from bot.store.reads import Reads, open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from commands.handlers import CommandService
 from commands.parser import Schedule as ScheduleCmd
 from commands.parser import ScheduleList, Unschedule, UsageError, parse
@@ -339,7 +339,7 @@ def test_start_typed_in_the_window_is_the_scheduled_run(
     clock = clock_at(START - 3 * H)
     engine, _ = make_engine(sqlite_db, schedule_runbook(tmp_path), clock)
     sched = schedule(engine)
-    commands = CommandService(engine)
+    commands = CommandService(engine, Reads(engine.db, engine.runbook))
     set_clock(clock, START - timedelta(minutes=30))
     reply = commands.execute(parse("start prod"), BOB, channel="#elsewhere")
     assert f"(scheduled cutover #{sched.id})" in reply.text

@@ -13,11 +13,11 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.db import Database
 from bot.engine import Engine
 from bot.scheduler import PgLeaderLock, Scheduler, SchedulerHandle, start_scheduler
 from bot.schedules import ScheduleService
 from bot.settings import Settings
+from bot.store.db import Database
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
 from tests.require import unavailable
 from tests.schedule_helpers import (

@@ -22,12 +22,12 @@ import pytest
 import yaml
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
 from bot.slack.blocks import slackify
+from bot.store.db import Database
+from bot.store.reads import Reads, gate_view, open_gate_id, run_view
 from bot.surface import Actor
 from bot.text import checkpoint_text, status_text
-from bot.views import gate_view, open_gate_id, run_view
 from commands.handlers import CommandService
 from commands.parser import parse
 from phases.runbook import load_runbook
@@ -175,7 +175,7 @@ def test_no_form_of_any_planted_secret_leaves_before_or_after_a_restart(
         shown = Shown(ref)
         engine = Engine(db, load_runbook(path), surface=shown, background=False, masker=Masker())
         ref.append(engine)
-        service = CommandService(engine)
+        service = CommandService(engine, Reads(engine.db, engine.runbook))
         started = service.execute(parse("start prod --dry-run"), ALICE)
         replies = [started.text]
         run_id = started.run_id
@@ -191,7 +191,9 @@ def test_no_form_of_any_planted_secret_leaves_before_or_after_a_restart(
         assert decision.outcome in ("cancelled", "rolled_back"), decision.message
         replies += [
             decision.message,
-            CommandService(engine2).execute(parse("status prod"), BOB).text,
+            CommandService(engine2, Reads(engine2.db, engine2.runbook))
+            .execute(parse("status prod"), BOB)
+            .text,
         ]
     logged = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     exported = audit.export(db, None, "jsonl") + audit.export(db, None, "csv")

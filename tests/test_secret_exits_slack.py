@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot import audit
-from bot.db import Database
+from bot.store.db import Database
 from phases.runbook import load_runbook
 from phases.secrets import GLOBAL_MASKER, forms
 from standins.slack import SlackStandIn

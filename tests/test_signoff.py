@@ -12,11 +12,11 @@ from typing import Any
 from bot import audit
 from bot.app import console_engine
 from bot.console import Console
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.record import build_record, record_text
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from bot.surface import Actor
-from bot.views import open_gate_id
 from tests.schedule_helpers import (
     ALICE,
     BOB,

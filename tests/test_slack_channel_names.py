@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.cli import main
-from bot.db import Database
+from bot.store.db import Database
 from standins.slack import DEFAULT_SCOPES, SlackStandIn
 from tests.slack_harness import TOKEN, running_bot, wait_for
 from tests.small_runbook import small_runbook

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bot.db import Database
-from bot.models import Run
+from bot.store.db import Database
+from bot.store.models import Run
 from standins.slack import SlackStandIn
 from tests.slack_harness import CHANNEL, TOKEN, running_bot, wait_for
 from tests.small_runbook import small_runbook

@@ -9,8 +9,8 @@ import pytest
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database
-from bot.models import Gate, Vote
+from bot.store.db import Database
+from bot.store.models import Gate, Vote
 from standins.slack import Sent
 from tests.slack_harness import running_bot, wait_for
 from tests.small_runbook import small_runbook

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot import audit
-from bot.db import Database
-from bot.views import open_gate_id
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from tests.slack_harness import running_bot, wait_for
 from tests.small_runbook import small_runbook
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import audit
-from bot.db import Database
+from bot.store.db import Database
 from standins.slack import BLOCK_TEXT_LIMIT, block_text_chars
 from tests.slack_harness import running_bot, wait_for
 from tests.small_runbook import small_runbook

@@ -7,8 +7,8 @@ from pathlib import Path
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database
-from bot.models import Vote
+from bot.store.db import Database
+from bot.store.models import Vote
 from tests.slack_harness import SECRET, TOKEN, running_bot, wait_for
 from tests.small_runbook import small_runbook
 

@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
+from bot.store.db import Database
 from standins.slack import Message, button_action, post_signed
 from tests.slack_harness import SECRET, Bot, running_bot, wait_for
 from tests.small_runbook import small_runbook

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import Database
+from bot.store.db import Database
 from standins.slack import SlackStandIn
 from tests.slack_harness import TOKEN, Bot, running_bot, wait_for
 from tests.small_runbook import small_runbook

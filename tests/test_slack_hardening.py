@@ -27,12 +27,12 @@ import pytest
 from sqlmodel import func, select
 
 from bot import audit
-from bot.db import Database
-from bot.models import AuditEvent, Gate, Run, StepOutput, Vote
 from bot.slack import server as slack_server
 from bot.slack.dispatch import AcksFirst
 from bot.slack.middleware import ALREADY_RECEIVED as ALREADY
-from bot.views import open_gate_id
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Gate, Run, StepOutput, Vote
+from bot.store.reads import open_gate_id
 from phases.secrets import install_log_masking
 from standins.slack import (
     Message,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.db import Database
+from bot.store.db import Database
 from bot.surface import Actor
 from standins.slack import Message, SlackStandIn, block_text_chars, view_problems
 from tests.slack_harness import TOKEN, running_bot, wait_for

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlmodel import select
 
-from bot.db import Database
-from bot.models import HomeViewer
 from bot.slack.home import HomeRefresher
+from bot.store.db import Database
+from bot.store.models import HomeViewer
 from tests.slack_harness import running_bot, wait_for
 from tests.small_runbook import small_runbook
 from tests.test_slack_home import text_of

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from bot.db import Database
-from bot.models import AuditEvent, Run
 from bot.slack.middleware import ALREADY_RECEIVED
 from bot.slack.payloads import actor_from_body
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Run
 from standins.slack import SlackStandIn, input_values, slash_body, view_submission_payload
 from tests.slack_harness import CHANNEL, TEAM, running_bot, wait_for
 from tests.small_runbook import small_runbook

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from bot import audit
-from bot.db import Database
 from bot.slack.outbox import Gone, Outbox
+from bot.store.db import Database
 from tests.slack_harness import running_bot, wait_for
 from tests.small_runbook import small_runbook
 

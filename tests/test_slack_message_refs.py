@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from bot.db import Database
 from bot.notices import ItemState
 from bot.scheduler import Scheduler
 from bot.slack.blocks import BLOCK_TEXT_BUDGET, block_text, checklist_message
 from bot.store import message_refs
+from bot.store.db import Database
 from phases.runbook import ChecklistItem
 from standins.slack import Message, SlackStandIn, block_problems
 from tests.schedule_helpers import START, clock_at, schedule_runbook, set_clock

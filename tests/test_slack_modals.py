@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot import audit
-from bot.db import Database
 from bot.record import build_record, record_text
+from bot.store.db import Database
 from standins.slack import SlackStandIn, view_problems
 from tests.slack_harness import TOKEN, running_bot, wait_for
 from tests.small_runbook import small_runbook

@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlmodel import select
 
-from bot.db import Database
-from bot.models import AuditEvent
 from bot.notices import ItemState, result_status
 from bot.scheduler import Scheduler
 from bot.slack.blocks import BLOCK_TEXT_BUDGET, Block, block_text, checklist_notice
+from bot.store.db import Database
+from bot.store.models import AuditEvent
 from phases.runbook import ChecklistItem, Runbook
 from standins.slack import BLOCK_TEXT_LIMIT, Message, block_problems, block_text_chars
 from tests.schedule_helpers import START, clock_at, schedule_runbook, set_clock

@@ -13,9 +13,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.scheduler import Scheduler
+from bot.store.db import Database
 from standins.slack import Message, block_actions_payload, button_action, post_signed
 from tests.post_task_helpers import DOCS, tasks_runbook
 from tests.slack_harness import SECRET, TEAM, Bot, running_bot, wait_for

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bot.db import Database
+from bot.store.db import Database
 from phases.checks.base import SystemClock
 from standins.slack import SlackStandIn
 from tests.slack_harness import TOKEN, running_bot, wait_for

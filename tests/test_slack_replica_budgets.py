@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.db import Database
 from bot.slack.pacing import POST_INTERVAL
+from bot.store.db import Database
 from phases.checks.base import SystemClock
 from standins.slack import SlackStandIn
 from tests.slack_harness import CHANNEL, TOKEN, Bot, running_bot, wait_for

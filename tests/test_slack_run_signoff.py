@@ -12,10 +12,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.record import build_record, record_text
 from bot.slack.signoff import NOTE_ACTION, NOTE_BLOCK, RUN_SIGNOFF_ACTION
+from bot.store.db import Database
 from standins.slack import Message, block_actions_payload, button_action, post_signed
 from tests.schedule_helpers import write_runbook
 from tests.slack_harness import SECRET, TEAM, Bot, running_bot, wait_for

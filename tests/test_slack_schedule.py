@@ -15,12 +15,12 @@ import pytest
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database
-from bot.models import AuditEvent, Run, Schedule
 from bot.scheduler import Scheduler
 from bot.slack.blocks import BLOCK_TEXT_BUDGET, block_text, reminder_message, scheduled_message
 from bot.slack.listeners.commands import stakeholders_channel
 from bot.slack.middleware import ALREADY_RECEIVED
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Run, Schedule
 from commands.parser import UsageError
 from standins.slack import Message, block_actions_body, block_problems, button_action
 from standins.slack import post_signed as post

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot import audit
-from bot.db import Database
 from bot.schedules import ScheduleService
+from bot.store.db import Database
 from standins.slack import OpenedView, view_problems
 from tests.schedule_helpers import BERLIN, next_transition
 from tests.slack_harness import Bot, running_bot

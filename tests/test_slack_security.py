@@ -11,8 +11,8 @@ import pytest
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database
-from bot.models import AuditEvent, Run, Vote
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Run, Vote
 from standins.slack import block_actions_body, button_action, post_signed, slash_body
 from tests.slack_harness import CHANNEL, SECRET, TEAM, running_bot, wait_for
 from tests.small_runbook import small_runbook

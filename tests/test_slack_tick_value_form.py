@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from bot import audit
-from bot.db import Database
 from bot.standin import NostrMaxiStandin
-from bot.views import gate_view
+from bot.store.db import Database
+from bot.store.reads import gate_view
 from standins.slack import view_problems
 from tests.servers import nostrmaxi  # noqa: F401  (the NostrMaxi stand-in fixture)
 from tests.slack_harness import running_bot, wait_for

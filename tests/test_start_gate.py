@@ -15,11 +15,12 @@ import pytest
 from sqlmodel import select
 
 from bot.cli import main
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import AuditEvent, Run
 from bot.scheduler import Scheduler
 from bot.schedules import ScheduleService
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Run
+from bot.store.reads import Reads
 from bot.surface import Actor
 from commands.handlers import CommandService, Reply
 from commands.parser import ChecklistCmd, TickCmd, UntickCmd, UsageError, parse
@@ -78,7 +79,7 @@ def backup_present(tmp_path: Path) -> None:
 
 
 def say(engine: Engine, text: str, actor: Actor = ALICE) -> Reply:
-    return CommandService(engine).execute(parse(text), actor)
+    return CommandService(engine, Reads(engine.db, engine.runbook)).execute(parse(text), actor)
 
 
 def rows(db: Database, kind: str) -> list[dict[str, Any]]:

@@ -7,8 +7,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import StatementError
 from sqlmodel import select
 
-from bot.db import Database
-from bot.models import Gate, GateStatus, PhaseRun, PhaseStatus, Run, RunStatus
+from bot.store.db import Database
+from bot.store.models import Gate, GateStatus, PhaseRun, PhaseStatus, Run, RunStatus
 from tests.db_fixtures import db  # noqa: F401  (fixture)
 
 

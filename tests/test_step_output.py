@@ -21,13 +21,13 @@ from sqlalchemy import MetaData, select
 from sqlmodel import col
 
 from bot import audit, cli
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import StepOutput, StepRun
 from bot.slack.blocks import gate_message
+from bot.store.db import Database
+from bot.store.models import StepOutput, StepRun
+from bot.store.reads import gate_view, open_gate_id
 from bot.surface import Actor
 from bot.text import checkpoint_text
-from bot.views import gate_view, open_gate_id
 from phases.checks.command import TAIL_BYTES
 from phases.secrets import forms
 from tests.slack_harness import running_bot

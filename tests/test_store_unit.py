@@ -8,11 +8,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from sqlmodel import select
 
 from bot import audit
-from bot.db import Database
 from bot.domain.errors import IllegalTransition
-from bot.models import Gate, PhaseRun, Run
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Gate, PhaseRun, Run, Schedule
 from bot.store.unit import Store
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -124,3 +125,30 @@ def test_a_refusal_is_audited_with_the_action_and_the_reason(db: Database) -> No
             {"action": "continue", "reason": "you are not an approver", "gate": gate_id},
         )
     ]
+
+
+def test_cancelling_a_schedule_says_who_cancelled_it_and_appends_its_row(db: Database) -> None:
+    """A schedule's move names its mover as a gate's does: `cancelled_by` is the table's
+    bookkeeping (`*_by`: the actor), written by `Tx.apply` with the schedule.cancelled row."""
+    store = Store(db, lambda: T0)
+    with store.tx() as tx:
+        sched = Schedule(environment="prod", start_at=T0, created_by="T1:U1", created_at=T0)
+        tx.add(sched)
+        tx.flush()
+        schedule_id = sched.id
+    with store.tx() as tx:
+        row = tx.get(Schedule, schedule_id)
+        assert row is not None
+        tx.apply(row, "cancel", "T1:U2", {"schedule": schedule_id, "environment": "prod"})
+    with store.tx() as tx:
+        again = tx.get(Schedule, schedule_id)
+        assert again is not None
+        assert (again.status, again.cancelled_by, again.run_id) == ("cancelled", "T1:U2", None)
+        rows = tx.session.exec(select(AuditEvent)).all()
+    assert [(e.kind, e.actor, e.run_id, json.loads(e.data)) for e in rows] == [
+        ("schedule.cancelled", "T1:U2", None, {"schedule": schedule_id, "environment": "prod"})
+    ]
+    with store.tx() as tx, pytest.raises(IllegalTransition):
+        row = tx.get(Schedule, schedule_id)
+        assert row is not None
+        tx.apply(row, "start", "T1:U1")  # cancelled: no move starts it

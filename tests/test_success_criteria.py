@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot.db import Database
 from bot.record import build_record, record_text
-from bot.views import open_gate_id
+from bot.store.db import Database
+from bot.store.reads import Reads, open_gate_id
 from phases.runbook import RunbookError
 from tests.schedule_helpers import (
     ALICE,
@@ -153,7 +153,7 @@ def test_signoff_and_note_by_command_reach_the_record(sqlite_db: Database, tmp_p
 
     criteria = [{"id": "admin", "text": "Admin access verified", "signoff": True}]
     engine, run_id, gate = started(sqlite_db, tmp_path, criteria)
-    service = CommandService(engine)
+    service = CommandService(engine, Reads(engine.db, engine.runbook))
     reply = service.execute(parse(f"/cutover signoff {run_id} admin --note 'stats shown'"), BOB)
     assert reply.text == "Admin access verified: signed off"
     engine.decide(gate, BOB, "continue")

@@ -23,9 +23,7 @@ import yaml
 from sqlmodel import select
 
 from bot import audit
-from bot.db import Database
 from bot.engine import Engine
-from bot.models import Run, StepRun
 from bot.slack.blocks import gate_message
 from bot.standin import (
     NostrMaxiStandin,
@@ -36,8 +34,10 @@ from bot.standin import (
     make_leaf,
     nostrmaxi_standin,
 )
+from bot.store.db import Database
+from bot.store.models import Run, StepRun
+from bot.store.reads import gate_view, open_gate_id
 from bot.text import checkpoint_text
-from bot.views import gate_view, open_gate_id
 from phases.runbook import Runbook, load_runbook
 from tests.schedule_helpers import BOB, RecordingSurface
 from tests.servers import ManualClock

@@ -15,8 +15,8 @@ from sqlalchemy import Column, Table, select, text
 from sqlalchemy.exc import StatementError
 from sqlmodel import Session, SQLModel
 
-from bot.db import Database
-from bot.models import Schedule, StatusType, UTCDateTime
+from bot.store.db import Database
+from bot.store.models import Schedule, StatusType, UTCDateTime
 
 # Written in a zone that is not UTC, with microseconds: what comes back must be the same
 # instant, in UTC, to the microsecond.
@@ -76,7 +76,7 @@ def test_every_datetime_column_uses_the_utc_type() -> None:
         for c in datetime_columns(t)
         if not isinstance(c.type, UTCDateTime)
     ]
-    assert plain == [], "give these columns models.UTCDateTime (bot/models.py: _ts())"
+    assert plain == [], "give these columns models.UTCDateTime (bot/store/models.py: _ts())"
 
 
 def test_every_datetime_column_reads_back_as_aware_utc(db: Database) -> None:

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.db import Database
 from bot.engine import Engine
-from bot.views import open_gate_id
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
 from phases.runbook import load_runbook
 from tests.schedule_helpers import ALICE, BOB
 from tests.servers import ManualClock

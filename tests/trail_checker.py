@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from bot import audit
-from bot.db import Database
+from bot.store.db import Database
 from phases.runbook import Runbook
 from tests.trail_checker_tasks import add_task_rules
 

@@ -6,10 +6,9 @@ import csv
 import io
 import json
 
-from bot.db import Database
-from bot.models import AuditEvent
 from bot.store import audit_rows
-from bot.store.unit import Store
+from bot.store.models import AuditEvent
+from bot.store.unit import Database, Store
 
 EXPORT_FIELDS = ["seq", "at", "run_id", "actor", "kind", "data", "prev_hash", "hash"]
 

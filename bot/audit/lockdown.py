@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from sqlmodel import SQLModel
-
-from bot import migrate
-from bot.db import Database
 from bot.store import audit_rows
-from bot.store.unit import Store
+from bot.store.unit import Database, Store
 
-ROLE_NAME = migrate.ROLE_NAME
+ROLE_NAME = audit_rows.ROLE_NAME
 
 
 class LockdownError(ValueError):
@@ -22,7 +18,7 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
     The role keeps SELECT/INSERT/UPDATE/DELETE on the state tables and SELECT/INSERT on
     audit_event; UPDATE, DELETE and TRUNCATE on audit_event are revoked. A REVOKE does
     not bind the table's owner or a superuser, so the bot must run as another role.
-    Every later `cutover db upgrade` re-applies it (bot/migrate.py: regrant).
+    Every later `cutover db upgrade` re-applies it (bot/store/migrate.py: regrant).
     """
     if db.is_sqlite:
         raise LockdownError("lockdown is for PostgreSQL; an SQLite file has no roles")
@@ -30,8 +26,7 @@ def lockdown_statements(db: Database, app_role: str) -> list[str]:
         raise LockdownError(
             f"{app_role!r} is not a plain role name (letters, digits, _ and -, up to 63)"
         )
-    tables = [t.name for t in SQLModel.metadata.sorted_tables]
-    return migrate.grant_statements(db.engine.dialect.identifier_preparer.quote, app_role, tables)
+    return audit_rows.grant_statements(db, app_role)
 
 
 def lockdown(db: Database, app_role: str) -> list[str]:

@@ -12,10 +12,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bot.audit.verify import Problem, head
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.store import audit_rows
-from bot.store.unit import Store
+from bot.store.unit import Database, Store
 
 
 def _ranges(seqs: list[int]) -> list[tuple[int, int]]:

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bot.db import Database
 from bot.store import audit_rows
 from bot.store.audit_chain import GENESIS, event_hash
-from bot.store.unit import Store
+from bot.store.unit import Database, Store
 
 
 def head(db: Database) -> tuple[int, str]:

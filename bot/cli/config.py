@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot import audit
-from bot.db import Database
 from bot.settings import Settings, secret_settings
+from bot.store.db import Database
 from phases.runbook import Runbook, RunbookError, load_runbook
 from phases.secrets import GLOBAL_MASKER
 

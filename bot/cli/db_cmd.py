@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from bot.cli.options import Parser, command
-from bot.db import Database
 from bot.settings import Settings
+from bot.store.db import Database
 
 COMMANDS = ("db",)
 

@@ -24,9 +24,9 @@ from bot.cli.exits import (
     EXIT_USAGE,
 )
 from bot.cli.parser import build_parser
-from bot.db import DatabaseUnavailable, SchemaNotReady
 from bot.isolation import IsolationError
 from bot.settings import DatabaseURLError, Settings, secret_settings
+from bot.store.db import DatabaseUnavailable, SchemaNotReady
 from phases.runbook import RunbookError
 from phases.secrets import GLOBAL_MASKER, install_log_masking
 

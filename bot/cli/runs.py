@@ -10,8 +10,8 @@ from bot import audit
 from bot.cli.config import load_runbook_file, read_database
 from bot.cli.exits import EXIT_OK, EXIT_USAGE
 from bot.cli.options import Parser, command
-from bot.db import Database
 from bot.settings import Settings
+from bot.store.db import Database
 from phases.secrets import GLOBAL_MASKER
 
 COMMANDS = ("status", "logs", "record")
@@ -74,10 +74,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return record(settings, args.run, args.html, args.public_key)
     if args.command == "status":
         from bot.engine import Engine
+        from bot.store.reads import Reads
         from commands.handlers import CommandService
 
         engine = Engine(read_database(settings), load_runbook_file(settings), background=False)
-        print(engine.masker.mask(CommandService(engine).status(args.env)))
+        reads = Reads(engine.db, engine.runbook)
+        print(engine.masker.mask(CommandService(engine, reads).status(args.env)))
         return 0
     raise AssertionError(args.command)
 

@@ -7,10 +7,11 @@
     ├── Conflict                 the state moved first (run already active, gate decided)
     │   └── IllegalTransition    a move the state machine does not have (bot.domain.states)
     └── Unavailable              a dependency is down; nothing was changed
-        └── bot.db.DatabaseUnavailable
+        └── bot.store.db.DatabaseUnavailable
 
 Subclasses elsewhere: bot.engine.EngineError (a request the engine refuses, e.g. a missing
-env file) and bot.schedules.ScheduleError under it. Outside the tree, on purpose:
+env file) and bot.schedules.ScheduleError (bot/schedules/errors.py, which imports nothing of
+the store, so a surface can catch it). Outside the tree, on purpose:
 phases.runbook.RunbookError (a ValueError: the runbook layer knows nothing of the bot) for a
 malformed runbook or an unknown environment; surfaces catch it beside CutoverError.
 

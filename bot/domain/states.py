@@ -94,7 +94,7 @@ class DecisionKind(enum.StrEnum):
 class Transition:
     """One move. Besides the status, a move declares its bookkeeping, which the store's
     `Tx.apply` writes and nobody sets by hand: `sets` (each named column gets the move's
-    actor or time: `decided_by` the actor, `*_at` the time; `ended_at` only once, a row ends
+    actor or time: `*_by` the actor, `*_at` the time; `ended_at` only once, a row ends
     once), `clears` (columns set to None: an ended run leaves its environment's active slot
     and its lease) and `audit` (the kind of the audit row the move appends, if it has one)."""
 
@@ -137,6 +137,7 @@ DECIDED = Effects(sets=("decided_by", "decided_at"))  # a gate decided: by whom,
 ENDED = Effects(sets=("ended_at",))  # a phase's steps are over
 RELEASED = Effects(clears=("owner", "lease_until"))  # no process executes the run now
 RUN_ENDED = Effects(sets=("ended_at",), clears=("active_env", "owner", "lease_until"))
+CANCELLED = Effects(sets=("cancelled_by",))  # a schedule cancelled: by whom
 
 
 R, P, G = RunStatus, PhaseStatus, GateStatus
@@ -209,9 +210,9 @@ MACHINES: dict[str, tuple[type[enum.StrEnum], list[Transition]]] = {
     "schedule": (
         ScheduleStatus,
         [
-            _t("cancel", S.SCHEDULED, S.CANCELLED),
-            _t("start", S.SCHEDULED, S.STARTED),
-            _t("done", S.STARTED, S.DONE),
+            _t("cancel", S.SCHEDULED, S.CANCELLED, does=CANCELLED, audit=K.SCHEDULE_CANCELLED),
+            _t("start", S.SCHEDULED, S.STARTED, audit=K.SCHEDULE_STARTED),
+            _t("done", S.STARTED, S.DONE, audit=K.SCHEDULE_DONE),
         ],
     ),
     "event": (

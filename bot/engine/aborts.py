@@ -14,10 +14,10 @@ from bot.domain import approvals
 from bot.domain.errors import InvalidInput, NotFound
 from bot.domain.states import DecisionKind
 from bot.engine.core import Decision
-from bot.models import Gate, PhaseRun, Run, RunStatus
 from bot.store import gates as gate_rows
 from bot.store import runs as run_rows
 from bot.store import steps as step_rows
+from bot.store.models import Gate, PhaseRun, Run, RunStatus
 from bot.store.unit import Store, Tx
 from bot.surface import Actor
 from phases.runbook import Runbook

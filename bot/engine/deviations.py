@@ -8,14 +8,20 @@ masked (it is typed text, and may quote a secret) and unable to ping anyone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput
 from bot.engine.core import Decision
-from bot.engine.gates import Gates
 from bot.surface import Actor
+from phases.secrets import Masker
 
 
-class Deviations(Gates):
+class Deviations:
+    def __init__(self, masker: Masker, add_to_record: Callable[..., Decision]) -> None:
+        """`add_to_record`: `ManualTicks.add_to_record`, an entry a person adds to a record."""
+        self.masker, self.add_to_record = masker, add_to_record
+
     def add_deviation(self, run_id: int, actor: Actor, text: str) -> Decision:
         """A "Deviations from Runbook" entry, from an approver of the run's environment."""
         said = self.masker.untrusted(text).strip()[:500]

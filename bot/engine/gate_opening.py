@@ -11,9 +11,9 @@ from typing import Any
 from bot.domain.audit_kinds import AuditKind
 from bot.engine.leasing import Leases
 from bot.engine.manual_done import tick_done_by_actions, tick_unless_asked
-from bot.models import Gate, PhaseRun, PhaseStatus, RunStatus
 from bot.store import gates as gate_rows
 from bot.store import runs as run_rows
+from bot.store.models import Gate, PhaseRun, PhaseStatus, RunStatus
 from bot.store.unit import Store, Tx
 from bot.surface import SYSTEM
 from phases.checks.base import StopRequest

@@ -1,4 +1,5 @@
-"""Deciding gates: votes, Retry, Rollback, manual ticks, abort and cancel.
+"""Deciding gates: votes, Retry, Rollback (`Gates`); manual ticks, record entries, abort and
+cancel (`Interventions`).
 
 Locks are always taken in one order, run row → gate row → audit head: an abort racing a click
 either decides the open gate itself or finds it decided and stops the phase that followed.
@@ -7,8 +8,8 @@ A stranger's click is refused before any row is locked."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,14 +20,16 @@ from bot.domain import approvals, states
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.states import DecisionKind
 from bot.engine.aborts import Aborts
-from bot.engine.core import Decision, DecisionName
+from bot.engine.core import Decision, DecisionName, Notify, Refusals
 from bot.engine.manual_ticks import ManualTicks, already, gate_facts
 from bot.engine.tick_checks import TickChecks
-from bot.models import Gate, GateStatus, PhaseRun, Run, RunStatus, Vote
 from bot.store import gates as gate_rows
 from bot.store import runs as run_rows
-from bot.store.unit import Tx
+from bot.store.models import Gate, GateStatus, PhaseRun, Run, RunStatus, Vote
+from bot.store.unit import Store, Tx
 from bot.surface import Actor
+from phases.runbook import Runbook
+from phases.secrets import Masker
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,32 @@ def observe_wait(tx: Tx | Any, gate: Gate, outcome: str, now: datetime) -> None:
     Tx.of(tx, lambda: now).after_commit(lambda: metrics.observe_gate_wait(outcome, wait))
 
 
-class Gates(TickChecks):
+class Gates:
+    def __init__(
+        self,
+        store: Store,
+        runbook: Runbook,
+        masker: Masker,
+        now: Callable[[], datetime],
+        notify: Notify,
+        spawn: Callable[..., None],
+        refusals: Refusals,
+        feed: Callable[[int, str], None],
+        complete: Callable[[Tx, Run], None],
+        advance: Callable[[int], None],
+        execute_rollback: Callable[[int], None],
+        run_ended: Callable[[int], None],
+        gate_runs: dict[int, tuple[int, str]],
+        lock: threading.Lock,
+    ) -> None:
+        """`gate_runs`: (run id, environment) of the gates known, shared with GateOpening."""
+        self.store, self.runbook, self.environment = store, runbook, runbook.environment
+        self.masker, self.now, self.notify, self.spawn = masker, now, notify, spawn
+        self.refused = refusals.refused
+        self.feed, self._complete = feed, complete
+        self.advance, self.execute_rollback, self.run_ended = advance, execute_rollback, run_ended
+        self._gate_runs, self._threads_lock = gate_runs, lock
+
     @staticmethod
     def lock_gate(tx: Tx | Any, run_id: int, gate_id: int) -> tuple[Run, Gate, PhaseRun]:
         """Locks the run, then its gate (`Tx.lock_gate`: every decision at a gate takes its
@@ -267,23 +295,27 @@ class Gates(TickChecks):
             self.advance,
         )
 
-    @functools.cached_property
-    def ticks(self) -> ManualTicks:
-        """Manual steps ticked, and entries added to a run's record (manual_ticks.py)."""
-        return ManualTicks(
-            self.store,
-            self.runbook,
-            self.masker,
-            self.now,
-            self._gate_run,
-            self.refuse,
-            self.refused,
-        )
 
-    @functools.cached_property
-    def aborts(self) -> Aborts:
-        """Aborting a run from wherever it stands (aborts.py); a Rollback at its open gate."""
-        return Aborts(self.store, self.runbook, self.masker, self.now, self.refused, self._apply)
+class Interventions:
+    """What people do besides deciding a gate: tick a manual step (its checks run by
+    `TickChecks`), add to a run's record, abort; and the chat messages of runs and gates."""
+
+    def __init__(
+        self,
+        store: Store,
+        notify: Notify,
+        spawn: Callable[..., None],
+        ticks: ManualTicks,
+        aborts: Aborts,
+        tick_checks: TickChecks,
+        execute_rollback: Callable[[int], None],
+        run_ended: Callable[[int], None],
+    ) -> None:
+        self.store, self.notify, self.spawn = store, notify, spawn
+        self.ticks, self.aborts = ticks, aborts  # manual_ticks.py, aborts.py
+        self.claim_tick_checks = tick_checks.claim_tick_checks
+        self.after_tick = tick_checks.after_tick
+        self.execute_rollback, self.run_ended = execute_rollback, run_ended
 
     def add_note(self, run_id: int, actor: Actor, text: str) -> Decision:
         """A line for the record's notes (masked), from an approver of the run's environment."""

@@ -18,11 +18,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.domain.errors import CutoverError
-from bot.engine.core import EngineCore
 from bot.store import replicas
+from bot.store.unit import Store
+from phases.secrets import Masker
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,27 @@ class Holder:
         )
 
 
-class Identity(EngineCore):
+class Identity:
+    """This process's claim on its replica id: `me` (replica#pid.nonce, the lease owner),
+    the lease length the heartbeat is renewed within, and the engine's stop event."""
+
+    def __init__(
+        self,
+        store: Store,
+        masker: Masker,
+        replica: str,
+        me: str,
+        lease: timedelta,
+        stop: threading.Event,
+    ) -> None:
+        self.store = store
+        self.masker = masker
+        self.replica = replica
+        self.me = me
+        self.lease = lease
+        self._stop = stop
+        self._replica_claimed = False
+
     def incarnation(self) -> str:
         return f"{self.me}@{socket.gethostname()}/{_boot_id()}"
 
@@ -110,9 +131,9 @@ class Identity(EngineCore):
         t = threading.Thread(target=self._beat, name="cutover-replica", daemon=True)
         t.start()
 
-    def shutdown(self, wait: bool = True) -> None:
-        super().shutdown(wait)
-        if getattr(self, "_replica_claimed", False):
+    def shutdown(self) -> None:
+        """Once the engine stopped: a claimed replica id is released."""
+        if self._replica_claimed:
             self._replica_claimed = False
             self.release_replica()
 

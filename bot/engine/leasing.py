@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from bot.engine.errors import LeaseLost
-from bot.models import Run, RunStatus
 from bot.store import leases
 from bot.store import runs as run_rows
+from bot.store.models import Run, RunStatus
 from bot.store.unit import DatabaseUnavailable, Store, Tx
 from phases.checks.base import StopRequest
 from phases.checks.leash import Leash

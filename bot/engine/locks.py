@@ -13,18 +13,21 @@ one-active-run key).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain import approvals, freezes
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError, InvalidInput, Refused
-from bot.engine.core import Decision, EngineCore
+from bot.engine.core import Decision, Notify, Refusals
 from bot.engine.overrides import one_line
-from bot.models import EnvLock, OverrideVote
 from bot.store import env_locks, override_votes
-from bot.store.unit import Duplicate
+from bot.store.models import EnvLock, OverrideVote
+from bot.store.unit import Duplicate, Store
 from bot.surface import Actor
+from phases.runbook import Runbook
+from phases.secrets import Masker
 
 EMERGENCY_VOTE_MINUTES = 60  # an emergency start's votes count this long
 
@@ -51,7 +54,24 @@ def emergency_subject(env_name: str, frozen: freezes.Frozen) -> str:
     return f"start:{env_name}:{frozen.freeze.id}:{frozen.until.isoformat()}"
 
 
-class Locks(EngineCore):
+class Locks:
+    def __init__(
+        self,
+        store: Store,
+        runbook: Runbook,
+        masker: Masker,
+        now: Callable[[], datetime],
+        notify: Notify,
+        refusals: Refusals,
+    ) -> None:
+        self.store = store
+        self.runbook = runbook
+        self.environment = runbook.environment
+        self.masker = masker
+        self.now = now
+        self.notify = notify
+        self.refuse, self.refused = refusals.refuse, refusals.refused
+
     def lock(self, env_name: str, actor: Actor, reason: str) -> Decision:
         env = self.environment(env_name)
         text = one_line(self.masker.untrusted(reason or ""))
@@ -125,7 +145,7 @@ class Locks(EngineCore):
         """Records one emergency-start vote inside a freeze. Raises EmergencyPending while
         short of the override quorum (the vote is recorded), else returns (subject,
         approvers, justifications): the caller starts the run and spends the votes in the
-        transaction that inserts it (`Runs._insert_run`). Raises Refused by the rules."""
+        transaction that inserts it (`RunStart.insert`). Raises Refused by the rules."""
         env = self.environment(env_name)
         text = one_line(self.masker.untrusted(justification or ""))
         if not text:

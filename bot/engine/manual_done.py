@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.audit_kinds import AuditKind
-from bot.models import ManualTick
 from bot.store import monitor_rounds, steps
+from bot.store.models import ManualTick
 from bot.store.unit import Tx
 from bot.surface import SYSTEM
 from phases.checks.base import Status

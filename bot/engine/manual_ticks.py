@@ -11,10 +11,10 @@ from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import NotFound
 from bot.engine.core import Decision
 from bot.engine.tick_checks import judge, tick_facts
-from bot.models import Gate, GateStatus, ManualTick, Run
 from bot.store import gates as gate_rows
 from bot.store import runs as run_rows
-from bot.store.unit import Store, Tx, session_of
+from bot.store.models import Gate, GateStatus, ManualTick, Run
+from bot.store.unit import Store, Tx
 from bot.surface import Actor
 from phases.runbook import Runbook
 from phases.secrets import Masker
@@ -51,7 +51,7 @@ def gate_facts(tx: Tx, runbook: Runbook, gate: Gate, run: Run) -> GateFacts:
         requested_by=run.requested_by,
         votes=votes,
         unticked=tuple(m.id for m in phase.manual if m.id not in ticked),
-        **tick_facts(session_of(tx), phase, gate),
+        **tick_facts(tx, phase, gate),
         quorum=gate.quorum,
     )
 
@@ -62,7 +62,7 @@ ClaimChecks = Callable[[Tx, int, Gate, str, Actor], int | None]
 
 class ManualTicks:
     """`gate_run`: a gate's (run id, environment); `refuse`/`refused`: the engine's audited
-    refusals (`EngineCore.refuse`, `EngineCore.refused`)."""
+    refusals (`Refusals.refuse`, `Refusals.refused` in core.py)."""
 
     def __init__(
         self,
@@ -132,7 +132,7 @@ class ManualTicks:
                 return Decision("refused", said, gate.id, run_id), None
             if item_id not in gate_rows.ticked(tx, gate.id):
                 step = next(m for m in self.runbook.phase(gate.phase_id).manual if m.id == item_id)
-                kept, refusal = judge(session_of(tx), run_id, gate_id, step, value)
+                kept, refusal = judge(tx, run_id, gate_id, step, value)
                 if refusal:
                     self.refuse(
                         actor, "tick", refusal, run_id=run_id, tx=tx, gate=gate_id, item=item_id

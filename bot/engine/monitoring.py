@@ -20,22 +20,47 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from bot.domain.audit_kinds import AuditKind
-from bot.engine.core import EngineCore
-from bot.models import MonitorRound, PhaseRun, PhaseStatus, RoundStatus, Run, RunStatus
+from bot.engine.core import Notify
 from bot.notices import STATUS_ICONS
 from bot.store import monitor_rounds, runs
-from bot.store.unit import Duplicate
+from bot.store.models import MonitorRound, PhaseRun, PhaseStatus, RoundStatus, Run, RunStatus
+from bot.store.unit import Duplicate, Store
 from bot.surface import SYSTEM
-from phases.checks.base import Status, StepResult
-from phases.runbook import MonitorSpec, PhaseSpec
+from phases.checks.base import Status, StepContext, StepResult
+from phases.runbook import MonitorSpec, PhaseSpec, Runbook, Value
 from phases.runner import StepOutcome, run_checks
 
 log = logging.getLogger(__name__)
+
+
+class MonitorHost(Protocol):
+    """What monitoring needs of the engine: the phase executor (`Phases`) when a window
+    starts, the scheduler's engine for the rounds that follow."""
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def runbook(self) -> Runbook: ...
+    @property
+    def notify(self) -> Notify: ...
+    @property
+    def now(self) -> Callable[[], datetime]: ...
+    @property
+    def spawn(self) -> Callable[..., None]: ...
+    @property
+    def execute_rollback(self) -> Callable[[int], None]: ...
+    @property
+    def context(self) -> Callable[..., tuple[StepContext, dict[str, Value]]]: ...
+    @property
+    def open_gate(self) -> Callable[..., int | None]: ...
+    @property
+    def record_step(self) -> Callable[..., None]: ...
+
 
 DETAIL_KEYS = ("elapsed_ms", "status_code", "used_percent", "connections", "containers", "tallies")
 
@@ -47,7 +72,7 @@ def round_offsets(spec: MonitorSpec) -> list[int]:
     return [*offsets, total]
 
 
-def start_monitoring(engine: EngineCore, run_id: int, phase_run_id: int, phase: PhaseSpec) -> None:
+def start_monitoring(engine: MonitorHost, run_id: int, phase_run_id: int, phase: PhaseSpec) -> None:
     """Turns a just-started phase into a monitoring window and runs its first round."""
     assert phase.monitor is not None
     now = engine.now()
@@ -90,7 +115,7 @@ def start_monitoring(engine: EngineCore, run_id: int, phase_run_id: int, phase: 
         _finish(engine, phase_run_id)
 
 
-def tick(engine: EngineCore, now: datetime, me: str, lease_seconds: float) -> list[str]:
+def tick(engine: MonitorHost, now: datetime, me: str, lease_seconds: float) -> list[str]:
     """Runs every monitoring round that is due; opens gates of finished windows."""
     done: list[str] = []
     with engine.store.tx() as tx:
@@ -105,7 +130,7 @@ def tick(engine: EngineCore, now: datetime, me: str, lease_seconds: float) -> li
 
 
 def _tick_one(
-    engine: EngineCore, pr: PhaseRun, now: datetime, me: str, lease_seconds: float
+    engine: MonitorHost, pr: PhaseRun, now: datetime, me: str, lease_seconds: float
 ) -> list[str]:
     assert pr.id is not None
     with engine.store.tx() as tx:
@@ -190,7 +215,7 @@ def _tick_one(
     return done
 
 
-def _stop(engine: EngineCore, pr: PhaseRun, run: Run) -> list[str]:
+def _stop(engine: MonitorHost, pr: PhaseRun, run: Run) -> list[str]:
     """The run is rolling back (aborted) or over: the window ends; a rollback proceeds."""
     with engine.store.tx() as tx:
         stopped = monitor_rounds.stop_window(tx, pr.id, engine.now())
@@ -205,7 +230,7 @@ def _summary_line(result: dict[str, Any]) -> str:
     return f"  {icon} {result['name']}: {result['evidence']}"
 
 
-def _window_start(engine: EngineCore, phase_run_id: int) -> float | None:
+def _window_start(engine: MonitorHost, phase_run_id: int) -> float | None:
     """When this monitoring window began (its first round's time): a round's "since the
     phase started" (the logins, payments since monitoring began), not since the run did."""
     with engine.store.tx() as tx:
@@ -216,7 +241,7 @@ def _window_start(engine: EngineCore, phase_run_id: int) -> float | None:
     return (due if due.tzinfo else due.replace(tzinfo=UTC)).timestamp()
 
 
-def _run_round(engine: EngineCore, phase_run_id: int, index: int, attempts: int) -> None:
+def _run_round(engine: MonitorHost, phase_run_id: int, index: int, attempts: int) -> None:
     with engine.store.tx() as tx:
         pr = tx.get(PhaseRun, phase_run_id)
         run = runs.get(tx, pr.run_id) if pr else None
@@ -341,7 +366,7 @@ def _combine(
     )
 
 
-def _finish(engine: EngineCore, phase_run_id: int) -> list[str]:
+def _finish(engine: MonitorHost, phase_run_id: int) -> list[str]:
     with engine.store.tx() as tx:
         pr = tx.get(PhaseRun, phase_run_id)
         rounds = monitor_rounds.in_order(tx, phase_run_id)

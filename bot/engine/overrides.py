@@ -20,13 +20,15 @@ from bot.domain import approvals, states
 from bot.domain.approvals import OverrideFacts, failed_steps
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput
-from bot.engine.core import Decision
-from bot.engine.gates import Gates, observe_wait
+from bot.engine.core import Decision, Notify, Refusals
+from bot.engine.gates import observe_wait
 from bot.engine.manual_ticks import already, gate_facts
-from bot.models import Gate, GateStatus, OverrideVote, PhaseRun, Run, RunStatus
 from bot.store import override_votes, steps
-from bot.store.unit import Tx
+from bot.store.models import Gate, GateStatus, OverrideVote, PhaseRun, Run, RunStatus
+from bot.store.unit import Store, Tx
 from bot.surface import Actor
+from phases.runbook import Runbook
+from phases.secrets import Masker
 
 JUSTIFICATION_CHARS = 500
 
@@ -53,7 +55,27 @@ class _Overridden:
     completed: bool
 
 
-class Overrides(Gates):
+class Overrides:
+    def __init__(
+        self,
+        store: Store,
+        runbook: Runbook,
+        masker: Masker,
+        now: Callable[[], datetime],
+        notify: Notify,
+        spawn: Callable[..., None],
+        refusals: Refusals,
+        feed: Callable[[int, str], None],
+        complete: Callable[[Tx, Run], None],
+        gate_run: Callable[[int], tuple[int, str] | None],
+        advance: Callable[[int], None],
+        run_ended: Callable[[int], None],
+    ) -> None:
+        self.store, self.runbook, self.environment = store, runbook, runbook.environment
+        self.masker, self.now, self.notify, self.spawn = masker, now, notify, spawn
+        self.refused, self.feed, self._complete = refusals.refused, feed, complete
+        self._gate_run, self.advance, self.run_ended = gate_run, advance, run_ended
+
     def override(self, gate_id: int, actor: Actor, justification: str) -> Decision:
         """One break-glass vote with its justification; the vote that reaches the override
         quorum decides the gate (the next phase starts). Permission is checked now."""

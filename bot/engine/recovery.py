@@ -4,19 +4,42 @@ dead owner left (an interrupted phase gets a Retry/Rollback gate; a rollback is 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from bot.domain.audit_kinds import AuditKind
-from bot.engine.tick_resume import TickResume
-from bot.models import RunStatus
+from bot.engine.core import Notify, runbook_digest
+from bot.engine.leasing import Leases
 from bot.store import leases
 from bot.store import runs as run_rows
+from bot.store.models import RunStatus
+from bot.store.unit import Store
 from bot.surface import SYSTEM
+from phases.runbook import Runbook
 
 log = logging.getLogger(__name__)
 
 
-class Recovery(TickResume):
+class Recovery:
+    def __init__(
+        self,
+        store: Store,
+        runbook: Runbook,
+        now: Callable[[], datetime],
+        leases: Leases,
+        notify: Notify,
+        spawn: Callable[..., None],
+        advance: Callable[[int], None],
+        execute_rollback: Callable[[int], None],
+        open_gate: Callable[..., int | None],
+        resume_tick_checks: Callable[[int, str | None], str],
+    ) -> None:
+        self.store, self.runbook, self.digest = store, runbook, runbook_digest(runbook)
+        self.now, self._dead, self.notify, self.spawn = now, leases.dead, notify, spawn
+        self.advance, self.execute_rollback = advance, execute_rollback
+        self.open_gate, self.resume_tick_checks = open_gate, resume_tick_checks
+
     def recover(self) -> list[str]:
         """Picks up every active run after a restart. Nothing is re-run silently, and a phase
         another live replica executes is left to it."""

@@ -27,8 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.audit_kinds import AuditKind
-from bot.models import PhaseRun, Run
 from bot.store import restore_points
+from bot.store.models import PhaseRun, Run
 from bot.store.restore_points import POINT_KINDS
 from bot.store.unit import Database, Store, Tx
 from bot.surface import SYSTEM

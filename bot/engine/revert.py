@@ -13,21 +13,40 @@ through the run's state table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from bot.domain import approvals
 from bot.domain.actor import Actor
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput
-from bot.engine.core import Decision, EngineCore
-from bot.models import RevertVote, Run, RunStatus
+from bot.engine.core import Decision, Notify, Refusals, runbook_digest
 from bot.store import reverts as revert_rows
 from bot.store import runs as run_rows
-from bot.store.unit import Duplicate, Tx
-from phases.runbook import EnvironmentSpec
+from bot.store.models import RevertVote, Run, RunStatus
+from bot.store.unit import Duplicate, Store, Tx
+from phases.runbook import EnvironmentSpec, Runbook
+from phases.secrets import Masker
 
 
-class Reverts(EngineCore):
+class Reverts:
+    def __init__(
+        self,
+        store: Store,
+        runbook: Runbook,
+        masker: Masker,
+        now: Callable[[], datetime],
+        notify: Notify,
+        spawn: Callable[..., None],
+        refusals: Refusals,
+        feed: Callable[[int, str], None],
+        execute_rollback: Callable[[int], None],
+    ) -> None:
+        self.store, self.runbook, self.digest = store, runbook, runbook_digest(runbook)
+        self.environment, self.masker, self.now = runbook.environment, masker, now
+        self.notify, self.spawn, self.refused = notify, spawn, refusals.refused
+        self.feed, self.execute_rollback = feed, execute_rollback
+
     def revert(
         self, env_name: str, actor: Actor, reason: str, *, run_id: int | None = None
     ) -> Decision:

@@ -5,22 +5,47 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import restore_point, rollback_report
-from bot.engine.core import EngineCore, LeaseLost
-from bot.models import PhaseRun, Run, RunStatus
+from bot.engine.core import LeaseLost, Notify
+from bot.engine.leasing import Leases
+from bot.engine.step_log import StepLog
 from bot.store import runs
+from bot.store.models import PhaseRun, Run, RunStatus
+from bot.store.unit import Database, Store
 from bot.surface import SYSTEM
 from phases.checks.base import Status, StepContext, StepResult, StopRequest
-from phases.runbook import PhaseSpec, Value
+from phases.runbook import PhaseSpec, Runbook, Value
 from phases.runner import OnResult, StepOutcome, run_actions, run_checks
 
 log = logging.getLogger(__name__)
 
 
-class Rollback(EngineCore):
+class Rollback:
+    def __init__(
+        self,
+        db: Database,
+        store: Store,
+        runbook: Runbook,
+        now: Callable[[], datetime],
+        leases: Leases,
+        step_log: StepLog,
+        notify: Notify,
+        context: Callable[..., tuple[StepContext, dict[str, Value]]],
+        feed: Callable[[int, str], None],
+        run_ended: Callable[[int], None],
+    ) -> None:
+        self.db, self.store, self.runbook, self.now = db, store, runbook, now
+        self.leash, self.me, self.holds = leases.leash, leases.me, leases.holds
+        self._threads_lock, self._epochs = leases.lock, leases.epochs
+        self._executing, self._take_lease = leases.executing, leases.take
+        self._dead, self._ensure_heartbeat = leases.dead, leases.ensure_heartbeat
+        self.record_step = step_log.record
+        self.notify, self.context, self.feed, self.run_ended = notify, context, feed, run_ended
+
     def execute_rollback(self, run_id: int) -> None:
         """Executes the run's rollback, once its executing phase (if any) has ended: the
         rollback never runs beside an action. A phase this process runs is asked to stop

@@ -13,19 +13,39 @@ Nothing is inferred: a runbook that names nobody gets no request, and its record
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import datetime
 
 from bot.domain import run_signoff_rules
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import NotFound
-from bot.engine.core import Decision, EngineCore
-from bot.models import RunSignoff
-from bot.signoffs import run_signoff_state, run_signoff_text
+from bot.engine.core import Decision, Notify, Refusals
+from bot.signoffs import run_signoff_text
 from bot.store import run_signoffs, runs, trail
-from bot.store.unit import Duplicate
-from bot.surface import Actor, SignoffSurface
+from bot.store.models import RunSignoff
+from bot.store.reads import run_signoff_state
+from bot.store.unit import Database, Duplicate, Store
+from bot.surface import Actor
+from phases.runbook import Runbook
+from phases.secrets import Masker
 
 
-class RunSignoffs(EngineCore):
+class RunSignoffs:
+    def __init__(
+        self,
+        db: Database,
+        store: Store,
+        runbook: Runbook,
+        masker: Masker,
+        now: Callable[[], datetime],
+        notify: Notify,
+        refusals: Refusals,
+        feed: Callable[[int, str], None],
+    ) -> None:
+        self.db, self.store, self.environment = db, store, runbook.environment
+        self.masker, self.now, self.notify, self.refused = masker, now, notify, refusals.refused
+        self.feed = feed
+
     def show_run_signoff(self, run_id: int) -> None:
         """Shows the completed run's sign-off request, if one was asked: Slack redraws (or
         posts) the run's sign-off message with its button; a surface without one is told
@@ -36,9 +56,7 @@ class RunSignoffs(EngineCore):
             return
         if state is None:
             return
-        if isinstance(self.surface, SignoffSurface):
-            self.tell("signoff_changed", run_id)
-        else:
+        if not self.notify.signoff_changed(run_id):
             self.notify.notice(run_id, run_signoff_text(run_id, state))
 
     def sign_off_run(self, run_id: int, actor: Actor, note: str | None = None) -> Decision:

@@ -11,9 +11,9 @@ from typing import Any
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import Conflict
 from bot.engine.errors import EngineError
-from bot.models import Run
 from bot.store import override_votes
 from bot.store import runs as run_rows
+from bot.store.models import Run
 from bot.store.unit import Store
 from bot.surface import Actor
 from phases.runbook import EnvironmentSpec, Runbook

@@ -1,4 +1,4 @@
-"""Starting a run and executing its phases: claim, steps, gate."""
+"""Starting a run (`Runs`) and executing its phases: claim, steps, gate (`Phases`)."""
 
 from __future__ import annotations
 
@@ -7,35 +7,55 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from bot import metrics
 from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import Refused
 from bot.engine import restore_point
+from bot.engine.contexts import Contexts
+from bot.engine.core import EngineClock, Notify, Refusals, runbook_digest
 from bot.engine.errors import LeaseLost
 from bot.engine.gate_opening import GateOpening
+from bot.engine.leasing import Leases
 from bot.engine.locks import Locks
 from bot.engine.monitoring import start_monitoring
 from bot.engine.run_start import RunStart, check_env_file, no_ref
-from bot.models import PhaseRun, PhaseStatus, Run, RunStatus
+from bot.engine.step_log import StepLog
 from bot.store import leases
 from bot.store import runs as run_rows
-from bot.store.unit import DatabaseUnavailable, Duplicate
+from bot.store.models import PhaseRun, PhaseStatus, Run, RunStatus
+from bot.store.unit import Database, DatabaseUnavailable, Duplicate, Store, Tx
 from bot.surface import SYSTEM, Actor
-from phases.checks.base import StopRequest
-from phases.runbook import PhaseSpec
+from phases.checks.base import StepContext, StopRequest
+from phases.runbook import PhaseSpec, Runbook, Value
 from phases.runner import StepOutcome, run_actions, run_checks
 
 log = logging.getLogger(__name__)
 
 
-class Runs(Locks):
-    @functools.cached_property
-    def run_start(self) -> RunStart:
-        """The transaction that starts a run (run_start.py)."""
-        return RunStart(self.store, self.runbook, self.digest, self.now)
+class Runs:
+    """Starting a run: who may, locks and freezes, then its transaction (run_start.py)."""
+
+    def __init__(
+        self,
+        runbook: Runbook,
+        notify: Notify,
+        spawn: Callable[..., None],
+        contexts: Contexts,
+        refusals: Refusals,
+        feed: Callable[[int, str], None],
+        locks: Locks,
+        run_start: RunStart,
+        advance: Callable[[int], None],
+    ) -> None:
+        self.runbook, self.environment = runbook, runbook.environment
+        self.notify, self.spawn, self.feed, self.advance = notify, spawn, feed, advance
+        self.register_secrets, self.refuse = contexts.register_secrets, refusals.refuse
+        self.start_blocker, self.frozen = locks.start_blocker, locks.frozen
+        self.emergency_vote = locks.emergency_vote
+        self.run_start = run_start
 
     def start_run(
         self,
@@ -104,6 +124,41 @@ class Runs(Locks):
         )
         self.spawn(self.advance, run.id)
         return run
+
+
+class Phases:
+    """Executing a run's phases: the claim, the steps under the lease, the gate."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: Store,
+        runbook: Runbook,
+        clock: EngineClock,
+        leases: Leases,
+        step_log: StepLog,
+        notify: Notify,
+        spawn: Callable[..., None],
+        context: Callable[..., tuple[StepContext, dict[str, Value]]],
+        gate_opening: GateOpening,
+        complete: Callable[[Tx, Run], None],
+        run_ended: Callable[[int], None],
+        request_signoffs: Callable[[int], None],
+        execute_rollback: Callable[[int], None],
+    ) -> None:
+        self.db, self.store, self.runbook = db, store, runbook
+        self.digest = runbook_digest(runbook)
+        self.clock, self.now = clock, clock.when
+        self.leases, self.leash, self.me = leases, leases.leash, leases.me
+        self._threads_lock, self._epochs = leases.lock, leases.epochs
+        self._executing, self._take_lease = leases.executing, leases.take
+        self._ensure_heartbeat = leases.ensure_heartbeat
+        self.record_step, self._record_step_once = step_log.record, step_log.record_once
+        self.notify, self.spawn, self.context = notify, spawn, context
+        self.gate_opening, self._complete = gate_opening, complete
+        self.run_ended, self.request_signoffs = run_ended, request_signoffs
+        self.execute_rollback = execute_rollback
+        self._completed_by: set[str] = set()  # claims that found the run's last phase done
 
     def advance(self, run_id: int) -> None:
         """Runs the run's current phase and opens its gate; does nothing if it is not its turn.
@@ -283,13 +338,6 @@ class Runs(Locks):
             )
             restore_point.fix_at_phase_start(tx, self.runbook, run_id, pr, self.now())
             return run, pr, phase
-
-    @functools.cached_property
-    def gate_opening(self) -> GateOpening:
-        """Opens a phase's gate, hands an aborted phase over (gate_opening.py)."""
-        return GateOpening(
-            self.store, self.runbook, self.now, self.leases, self.add_step, self._gate_runs
-        )
 
     def open_gate(
         self,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.domain.audit_kinds import AuditKind
-from bot.models import Run
+from bot.store.models import Run
 from bot.store.unit import Tx
 from bot.surface import SYSTEM
 from phases.runbook import EnvironmentSpec

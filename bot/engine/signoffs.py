@@ -11,18 +11,41 @@ run row is locked while the trail is read.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import InvalidInput, NotFound
-from bot.engine.core import Decision, EngineCore
-from bot.signoffs import refusal_for, signoff_text, signoff_view
+from bot.engine.core import Decision, Notify, Refusals
+from bot.signoffs import refusal_for, signoff_text
 from bot.store import runs, trail
-from bot.surface import SYSTEM, Actor, SignoffSurface
+from bot.store.reads import signoff_view
+from bot.store.unit import Database, Store
+from bot.surface import SYSTEM, Actor
+from phases.runbook import Runbook
+from phases.secrets import Masker
 
 
-class Signoffs(EngineCore):
+class Signoffs:
+    def __init__(
+        self,
+        db: Database,
+        store: Store,
+        runbook: Runbook,
+        masker: Masker,
+        now: Callable[[], datetime],
+        notify: Notify,
+        refusals: Refusals,
+    ) -> None:
+        self.db, self.store, self.runbook, self.environment = (
+            db,
+            store,
+            runbook,
+            runbook.environment,
+        )
+        self.masker, self.now, self.notify, self.refused = masker, now, notify, refusals.refused
+
     def request_signoffs(self, run_id: int) -> None:
         """Asks the approvers to sign off the runbook's `signoff` criteria, once per run. Asked
         already (a retry whose first COMMIT landed unseen): the message is shown again all
@@ -46,9 +69,9 @@ class Signoffs(EngineCore):
     def _show_signoffs(self, run_id: int, *, asked_now: bool = False) -> None:
         """The surface's sign-off message, posted or redrawn; a surface without one is told
         the request as text (once: its people answer with the command)."""
-        if isinstance(self.surface, SignoffSurface):
-            self.tell("signoff_changed", run_id)
-        elif asked_now:
+        if self.notify.signoff_changed(run_id):
+            return
+        if asked_now:
             view = signoff_view(self.db, self.runbook, run_id)
             if view is not None:
                 self.notify.notice(run_id, signoff_text(view))

@@ -9,8 +9,8 @@ from typing import Any
 from bot import metrics
 from bot.domain.audit_kinds import AuditKind
 from bot.engine import restore_point
-from bot.models import StepRun
 from bot.store import step_outputs, steps
+from bot.store.models import StepRun
 from bot.store.unit import Database, Store, Tx
 from bot.surface import SYSTEM
 from phases.runbook import Runbook

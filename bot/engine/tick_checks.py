@@ -22,37 +22,33 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from sqlmodel import Session, select
-
-from bot import audit
 from bot.domain.actor import Actor
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.tick_marks import Mark
-from bot.engine.core import EngineCore, LeaseLost
-from bot.models import AuditEvent, Gate, GateStatus, ManualTick, Run, RunStatus, StepRun
-from bot.store import leases
-from bot.store.unit import Tx, session_of
+from bot.engine.core import EngineClock, LeaseLost, Notify
+from bot.engine.leasing import Leases
+from bot.store import gates as gate_rows
+from bot.store import leases, ticks
+from bot.store.models import Gate, GateStatus, Run, RunStatus
+from bot.store.reads import read_tick_marks
+from bot.store.unit import Database, Store, Tx
 from bot.surface import SYSTEM
-from bot.views import interrupted, read_tick_marks
+from bot.views import interrupted
 from phases import tick_values
-from phases.checks.base import StopRequest
-from phases.runbook import ManualStep, PhaseSpec
+from phases.checks.base import StepContext, StopRequest
+from phases.runbook import ManualStep, PhaseSpec, Runbook, Value
 from phases.runner import run_checks
 
 log = logging.getLogger(__name__)
 
 
-def ticked_values(s: Session, run_id: int, gate_id: int) -> dict[str, str]:
+def ticked_values(tx: Tx, run_id: int, gate_id: int) -> dict[str, str]:
     """`tick/ITEM/NAME` → value, of every tick with a value at this gate (its audit rows)."""
     out: dict[str, str] = {}
-    rows = s.exec(
-        select(AuditEvent.data).where(
-            AuditEvent.run_id == run_id, AuditEvent.kind == AuditKind.MANUAL_TICKED
-        )
-    )
-    for raw in rows:
+    for raw in ticks.ticked_rows(tx, run_id):
         data = json.loads(raw)
         if data.get("gate") == gate_id and isinstance(data.get("value"), dict):
             for name, value in data["value"].items():
@@ -61,7 +57,7 @@ def ticked_values(s: Session, run_id: int, gate_id: int) -> dict[str, str]:
 
 
 def judge(
-    s: Session, run_id: int, gate_id: int, step: ManualStep, given: str | None
+    tx: Tx, run_id: int, gate_id: int, step: ManualStep, given: str | None
 ) -> tuple[dict[str, Any], str | None]:
     """(what the tick's audit row keeps of its value, None), or ({}, why it is refused)."""
     data: dict[str, Any] = {}
@@ -77,7 +73,7 @@ def judge(
         return {}, f"{step.id} takes no value: tick it with its id alone"
     needs = sorted({i for c in step.checks for i, _ in tick_values.refs(c.params)} - {step.id})
     if needs:
-        have = ticked_values(s, run_id, gate_id)
+        have = ticked_values(tx, run_id, gate_id)
         missing = [i for i in needs if not any(k.startswith(f"tick/{i}/") for k in have)]
         if missing:
             return {}, (
@@ -87,37 +83,31 @@ def judge(
     return data, None
 
 
-def pending(s: Session, phase: PhaseSpec, gate: Gate) -> dict[str, list[str]]:
+def pending(tx: Tx, phase: PhaseSpec, gate: Gate) -> dict[str, list[str]]:
     """Ticked step → the ids of its checks that have no result yet in the gate's phase run."""
     if not phase.tick_checks:
         return {}  # nothing bound to a tick: no read
-    ticked = set(s.exec(select(ManualTick.item_id).where(ManualTick.gate_id == gate.id)))
-    done = set(
-        s.exec(
-            select(StepRun.step_id).where(
-                StepRun.phase_run_id == gate.phase_run_id, StepRun.section == "checks"
-            )
-        )
-    )
+    ticked = gate_rows.ticked(tx, gate.id)
+    done = ticks.checks_with_result(tx, gate.phase_run_id)
     out = {m.id: [c.id for c in m.checks if c.id not in done] for m in phase.manual}
     return {item: ids for item, ids in out.items() if ids and item in ticked}
 
 
-def _marks(s: Session, gate: Gate, todo: dict[str, list[str]]) -> dict[str, Mark]:
-    return read_tick_marks(s, gate.run_id, gate.id or 0) if todo else {}
+def _marks(tx: Tx, gate: Gate, todo: dict[str, list[str]]) -> dict[str, Mark]:
+    return read_tick_marks(tx, gate.run_id, gate.id or 0) if todo else {}
 
 
-def checking(s: Session, phase: PhaseSpec, gate: Gate) -> list[str]:
+def checking(tx: Tx, phase: PhaseSpec, gate: Gate) -> list[str]:
     """The checks of ticked steps that have no result yet and were not interrupted."""
-    todo = pending(s, phase, gate)
-    marks = _marks(s, gate, todo)
+    todo = pending(tx, phase, gate)
+    marks = _marks(tx, gate, todo)
     return [c for item, ids in todo.items() for c in ids if not _interrupted(marks.get(item))]
 
 
-def interrupted_checks(s: Session, phase: PhaseSpec, gate: Gate) -> list[str]:
+def interrupted_checks(tx: Tx, phase: PhaseSpec, gate: Gate) -> list[str]:
     """ "CHECK was interrupted by … at HH:MM UTC; tick ITEM again or Retry", from the trail."""
-    todo = pending(s, phase, gate)
-    marks = _marks(s, gate, todo)
+    todo = pending(tx, phase, gate)
+    marks = _marks(tx, gate, todo)
     return [
         f"{c} was {interrupted(mark)}"
         for item, ids in todo.items()
@@ -126,11 +116,11 @@ def interrupted_checks(s: Session, phase: PhaseSpec, gate: Gate) -> list[str]:
     ]
 
 
-def tick_facts(s: Session, phase: PhaseSpec, gate: Gate) -> dict[str, tuple[str, ...]]:
+def tick_facts(tx: Tx, phase: PhaseSpec, gate: Gate) -> dict[str, tuple[str, ...]]:
     """`GateFacts.checking` and `.interrupted` (bot/domain/approvals.py)."""
     return {
-        "checking": tuple(checking(s, phase, gate)),
-        "interrupted": tuple(interrupted_checks(s, phase, gate)),
+        "checking": tuple(checking(tx, phase, gate)),
+        "interrupted": tuple(interrupted_checks(tx, phase, gate)),
     }
 
 
@@ -138,23 +128,43 @@ def _interrupted(mark: Mark | None) -> bool:
     return mark is not None and mark.interrupted
 
 
-class TickChecks(EngineCore):
-    """The engine's part that runs a ticked step's checks (a base of Gates, whose `tick`
-    calls `claim_tick_checks` in its transaction and `after_tick` once it committed)."""
+class TickChecks:
+    """Runs a ticked step's checks (`Interventions.tick` calls `claim_tick_checks` in its
+    transaction and `after_tick` once it committed)."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: Store,
+        runbook: Runbook,
+        clock: EngineClock,
+        leases: Leases,
+        add_step: Callable[..., None],
+        notify: Notify,
+        spawn: Callable[..., None],
+        context: Callable[..., tuple[StepContext, dict[str, Value]]],
+        advance: Callable[[int], None],
+    ) -> None:
+        self.db, self.store, self.runbook = db, store, runbook
+        self.clock, self.now = clock, clock.when
+        self.replica, self.me, self.leash = leases.replica, leases.me, leases.leash
+        self._threads_lock, self._epochs = leases.lock, leases.epochs
+        self._take_lease, self._ensure_heartbeat = leases.take, leases.ensure_heartbeat
+        self.add_step, self.notify, self.spawn = add_step, notify, spawn
+        self.context, self.advance = context, advance
 
     def claim_tick_checks(
         self, tx: Tx, run_id: int, gate: Gate, item_id: str, actor: Actor
     ) -> int | None:
         """In the tick's transaction (the run row locked): the lease epoch this process took
         to run the gate's tick checks, or None (nothing to run, or the holder runs it)."""
-        s = session_of(tx)
-        todo = pending(s, self.runbook.phase(gate.phase_id), gate).get(item_id)
+        todo = pending(tx, self.runbook.phase(gate.phase_id), gate).get(item_id)
         if not todo:
             return None
-        mark = read_tick_marks(s, run_id, gate.id or 0).get(item_id)
+        mark = read_tick_marks(tx, run_id, gate.id or 0).get(item_id)
         if mark is not None and mark.interrupted:  # a person asks for them again
-            self._mark(
-                s,
+            self.mark(
+                tx,
                 AuditKind.TICK_CHECKS_RESUMED,
                 gate,
                 item_id,
@@ -165,7 +175,7 @@ class TickChecks(EngineCore):
             )
         elif mark is not None and mark.started:
             return None  # its holder runs them (or whoever takes its run over)
-        run = s.get(Run, run_id)
+        run = tx.get(Run, run_id)
         if run is None or run.owner is not None:
             return None  # the holder's loop finds this tick; a dead holder's: tick_resume.py
         self._take_lease(tx, run)
@@ -179,9 +189,9 @@ class TickChecks(EngineCore):
             self._ensure_heartbeat()
             self.spawn(self.run_tick_checks, run_id, gate_id, epoch)
 
-    def _mark(
+    def mark(
         self,
-        s: Tx | Session,
+        tx: Tx,
         kind: AuditKind,
         gate: Gate,
         item_id: str,
@@ -189,7 +199,7 @@ class TickChecks(EngineCore):
         actor: str = SYSTEM.id,
         **data: Any,
     ) -> None:
-        Tx.of(s, self.now).audit(
+        tx.audit(
             kind,
             actor=actor,
             run_id=gate.run_id,
@@ -242,16 +252,15 @@ class TickChecks(EngineCore):
         must start) with the run let go, all in one locked transaction: a tick committed
         before it is found here, one after it finds the run free and takes it."""
         with self.store.tx() as tx:
-            s = session_of(tx)
             run = self._fenced(tx, run_id, epoch, "checking a tick")
-            gate = s.get(Gate, gate_id)
+            gate = tx.get(Gate, gate_id)
             if gate is not None and gate.status == GateStatus.OPEN:
-                todo = pending(s, self.runbook.phase(gate.phase_id), gate)
-                marks = _marks(s, gate, todo)
+                todo = pending(tx, self.runbook.phase(gate.phase_id), gate)
+                marks = _marks(tx, gate, todo)
                 for item, checks in todo.items():
                     mark = marks.get(item)
                     if mark is None or mark.kind == AuditKind.TICK_CHECKS_RESUMED:
-                        self._mark(
+                        self.mark(
                             tx,
                             AuditKind.TICK_CHECKS_STARTED,
                             gate,
@@ -262,22 +271,17 @@ class TickChecks(EngineCore):
                         )
                         return item, False
             run.owner, run.lease_until = None, None
-            s.add(run)
+            tx.add(run)
             return None, run.status == RunStatus.RUNNING
 
     def _check_tick(self, run_id: int, gate_id: int, item_id: str, epoch: int) -> None:
         with self.store.tx() as tx:
-            s = session_of(tx)
-            gate = s.get(Gate, gate_id)
-            run = s.get(Run, gate.run_id) if gate is not None else None
-            tick = s.exec(
-                select(ManualTick).where(
-                    ManualTick.gate_id == gate_id, ManualTick.item_id == item_id
-                )
-            ).first()
+            gate = tx.get(Gate, gate_id)
+            run = tx.get(Run, gate.run_id) if gate is not None else None
+            tick = ticks.tick(tx, gate_id, item_id)
             if gate is None or run is None or run.id is None or tick is None:
                 return
-            values_ticked = ticked_values(s, run.id, gate_id)
+            values_ticked = ticked_values(tx, run.id, gate_id)
         phase_run_id = gate.phase_run_id
         step = next(m for m in self.runbook.phase(gate.phase_id).manual if m.id == item_id)
         ctx, values = self.context(run, step.checks)
@@ -295,18 +299,16 @@ class TickChecks(EngineCore):
 
         def record() -> None:
             with self.store.tx() as tx:
-                s = session_of(tx)
                 # The lock order of every decision at a gate: the run, then its gate; the
                 # results only while this holder's epoch still holds the run.
                 self._fenced(tx, run_id, epoch, f"the checks of the {item_id} tick")
-                locked = s.exec(select(Gate).where(Gate.id == gate_id).with_for_update()).one()
+                locked = gate_rows.lock(tx, gate_id)
                 for outcome in outcomes:
-                    self.add_step(s, run_id, phase_run_id, outcome)
+                    self.add_step(tx, run_id, phase_run_id, outcome)
                 if failed and locked.status == GateStatus.OPEN and locked.checks_passed:
                     locked.checks_passed = False
-                    s.add(locked)
-                    audit.append(
-                        s,
+                    tx.add(locked)
+                    tx.audit(
                         AuditKind.GATE_RECHECKED,
                         actor=SYSTEM.id,
                         run_id=run_id,

@@ -11,16 +11,32 @@ from __future__ import annotations
 import logging
 
 from bot.domain.audit_kinds import AuditKind
+from bot.engine.core import Notify
+from bot.engine.leasing import Leases
 from bot.engine.tick_checks import TickChecks, pending
-from bot.models import Gate, RunStatus
 from bot.store import gates as gate_rows
-from bot.store.unit import session_of
-from bot.views import interrupted, read_tick_marks
+from bot.store.models import Gate, RunStatus
+from bot.store.reads import read_tick_marks
+from bot.store.unit import Store
+from bot.views import interrupted
+from phases.runbook import Runbook
 
 log = logging.getLogger(__name__)
 
 
-class TickResume(TickChecks):
+class TickResume:
+    def __init__(
+        self,
+        store: Store,
+        runbook: Runbook,
+        leases: Leases,
+        notify: Notify,
+        tick_checks: TickChecks,
+    ) -> None:
+        self.store, self.runbook, self.notify = store, runbook, notify
+        self.replica, self._dead, self._take_lease = leases.replica, leases.dead, leases.take
+        self._mark, self.after_tick = tick_checks.mark, tick_checks.after_tick
+
     def resume_tick_checks(self, run_id: int, old: str | None) -> str:
         """`old`: the replica whose process held the run (None: nobody held it). Returns what
         the recovery report adds after "run #N: waiting at phase P" ("" when nothing)."""
@@ -28,7 +44,6 @@ class TickResume(TickChecks):
         stopped: list[str] = []
         epoch: int | None = None
         with self.store.tx() as tx:
-            s = session_of(tx)
             run = tx.lock_run(run_id)
             if (
                 run is None
@@ -40,8 +55,8 @@ class TickResume(TickChecks):
             if gate is None or gate.id is None:
                 return ""
             gate_id, phase = gate.id, self.runbook.phase(gate.phase_id)
-            todo = pending(s, phase, gate)
-            marks = read_tick_marks(s, run_id, gate_id) if todo else {}
+            todo = pending(tx, phase, gate)
+            marks = read_tick_marks(tx, run_id, gate_id) if todo else {}
             ready = False
             for item, checks in todo.items():
                 mark = marks.get(item)
@@ -76,9 +91,8 @@ class TickResume(TickChecks):
     def _tell_interrupted(self, run_id: int, gate_id: int, items: list[str]) -> None:
         """A notice per interrupted tick, worded from its audit row as the checkpoint is."""
         with self.store.tx() as tx:
-            s = session_of(tx)
-            gate = s.get(Gate, gate_id)
-            marks = read_tick_marks(s, run_id, gate_id)
+            gate = tx.get(Gate, gate_id)
+            marks = read_tick_marks(tx, run_id, gate_id)
         if gate is None:
             return
         phase = self.runbook.phase(gate.phase_id)

@@ -5,16 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.db import Database
-from bot.models import Run
 from bot.notices import duration
-from bot.post_task_view import task_lines, tasks_view
+from bot.post_task_view import task_lines
 from bot.record.criteria import evaluate, manual_verdict
 from bot.record.deployed import deployed_artifact
 from bot.record.issues import deviations, issues, refusals, revert_lines, rollback_reason
 from bot.record.manual_steps import manual_lines
 from bot.record.sign_off import sign_off_line_of
 from bot.record.trail import CutoverRecord, Trail, hm, read_trail
+from bot.store import runs
+from bot.store.db import Database
+from bot.store.models import Run
+from bot.store.read_door import door
+from bot.store.reads import tasks_view
 from phases.runbook import NotesField, Runbook, RunbookError
 
 DEFAULT_NOTES = [
@@ -60,8 +63,8 @@ def _times(run: Run, t: Trail) -> tuple[datetime, datetime | None]:
 def build_record(
     db: Database, runbook: Runbook, run_id: int, events: list[Any] | None = None
 ) -> CutoverRecord:
-    with db.session() as s:
-        run = s.get(Run, run_id)
+    with door(db).tx() as tx:
+        run = runs.get(tx, run_id)
     if run is None:
         raise KeyError(run_id)
     t = read_trail(db, run_id, events)

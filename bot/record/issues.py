@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bot.domain.audit_kinds import AuditKind
-from bot.models import Run
 from bot.record.trail import Trail, hm
+from bot.store.models import Run
 
 
 def rollback_reason(t: Trail) -> str | None:

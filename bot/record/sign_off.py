@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from bot.domain.audit_kinds import AuditKind
-from bot.models import Run
 from bot.record.trail import Trail, hm
 from bot.record_signoff import sign_off_line, state_from_rows
+from bot.store.models import Run
 from phases.runbook import CriterionSpec
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind, read_data, read_kind
+from bot.store.db import Database
 
 Verdict = Literal["yes", "no", "not verified"]
 VERDICT_ICONS = {"yes": "✅", "no": "❌", "not verified": "❔"}

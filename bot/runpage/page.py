@@ -20,15 +20,14 @@ from functools import cached_property
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlmodel import col, select
 
 from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
-from bot.models import AuditEvent, AuditSignature
 from bot.record import build_record
-from bot.store import step_outputs
-from bot.views import RunView, run_view
+from bot.store import read_trail_rows, step_outputs
+from bot.store.db import Database
+from bot.store.reads import run_view
+from bot.views import RunView
 from phases.runbook import Runbook, RunbookError
 
 ENDED = (AuditKind.RUN_COMPLETED, AuditKind.RUN_ROLLED_BACK, AuditKind.RUN_CANCELLED)
@@ -213,15 +212,10 @@ def _at(value: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-_EVENT = AuditEvent.__table__  # type: ignore[attr-defined]
-
-
 def _events(db: Database, run_id: int) -> list[Any]:
     """The run's rows as plain rows (seq, at, run_id, actor, kind, data, prev_hash, hash), no
     ORM objects: a thousand of those cost more than the rest of the page."""
-    query = select(*_EVENT.c).where(_EVENT.c.run_id == run_id).order_by(_EVENT.c.seq)
-    with db.session() as s:
-        return list(s.connection().execute(query).all())
+    return read_trail_rows.plain_events(db, run_id)
 
 
 def _row(ev: Any) -> Row:
@@ -242,13 +236,8 @@ def verify_run(
     seqs = [e.seq for e in events]
     mine = set(seqs)
     before = [n - 1 for n in seqs if n > 1 and n - 1 not in mine]
-    with db.session() as s:
-        found = s.connection().execute(select(*_EVENT.c).where(_EVENT.c.seq.in_(before))).all()
-        prev = {e.seq: e for e in found}
-        sigs: dict[int, list[AuditSignature]] = {}
-        if public_keys is not None and seqs:
-            for sig in s.exec(select(AuditSignature).where(col(AuditSignature.seq).in_(seqs))):
-                sigs.setdefault(sig.seq, []).append(sig)
+    found, sigs = read_trail_rows.rows_and_signatures(db, before, seqs, public_keys is not None)
+    prev = {e.seq: e for e in found}
     by_seq = {e.seq: e for e in events} | prev
     for e in [*events, *prev.values()]:
         recomputed = audit.event_hash(e.prev_hash, e.seq, e.at, e.run_id, e.actor, e.kind, e.data)

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from bot.db import Database
 from bot.runpage import page, render, tokens
+from bot.store.db import Database
 from phases.runbook import Runbook
 from phases.secrets import GLOBAL_MASKER
 

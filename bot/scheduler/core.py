@@ -9,9 +9,8 @@ import socket
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bot.db import Database, DatabaseUnavailable
+from bot.domain.states import EventStatus
 from bot.engine import monitoring
-from bot.models import EventStatus, ScheduledEvent
 from bot.notices import late_note, repeat_note
 from bot.post_tasks import KINDS as TASK_KINDS
 from bot.post_tasks import PostTasks
@@ -20,9 +19,11 @@ from bot.scheduler.pre_cutover import SCHEDULE_KINDS, ScheduleNotices
 from bot.scheduler.records import RecordJobs
 from bot.scheduler.reminders import Reminders
 from bot.schedules import ScheduleService
+from bot.store.unit import Database, DatabaseUnavailable
 
 if TYPE_CHECKING:
     from bot.engine import Engine
+    from bot.store.scheduled_events import ScheduledEvent
 
 log = logging.getLogger("bot.scheduler")  # the package's one logger: its name is in log lines
 

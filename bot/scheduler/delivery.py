@@ -8,17 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, select
-
-from bot import audit
 from bot.domain.audit_kinds import AuditKind
-from bot.models import EventStatus, ScheduledEvent
-from bot.store.claims import claim
+from bot.domain.states import EventStatus
+from bot.store import scheduled_events
 from bot.surface import SYSTEM
 
 if TYPE_CHECKING:
-    from bot.db import Database
     from bot.engine import Engine
+    from bot.store.scheduled_events import ScheduledEvent
+    from bot.store.unit import Store
 
 log = logging.getLogger("bot.scheduler")  # the package's one logger: its name is in log lines
 
@@ -51,20 +49,12 @@ class Delivery:
         self.max_attempts = max_attempts
 
     @property
-    def db(self) -> Database:
-        return self.engine.db
+    def store(self) -> Store:
+        return self.engine.store
 
     def deliver_due(self, now: datetime) -> list[str]:
-        with self.db.session() as s:
-            rows = list(
-                s.exec(
-                    select(ScheduledEvent)
-                    .where(
-                        col(ScheduledEvent.status).in_([EventStatus.PENDING, EventStatus.CLAIMED])
-                    )
-                    .order_by(col(ScheduledEvent.due_at), col(ScheduledEvent.id))
-                )
-            )
+        with self.store.tx() as tx:
+            rows = scheduled_events.due(tx)
         done: list[str] = []
         for row in rows:
             if row.due_at <= now:
@@ -77,20 +67,11 @@ class Delivery:
         if reclaim and row.claimed_at is not None and now - row.claimed_at < self.lease:
             return []  # being posted right now by whoever claimed it
         attempt = row.attempts + 1
-        with self.db.session() as s:
-            if not claim(
-                s,
-                ScheduledEvent,
-                col(ScheduledEvent.id) == row.id,
-                col(ScheduledEvent.attempts) == row.attempts,
-                values={"claimed_at": now, "claimed_by": self.me, "attempts": attempt},
-                move=("event", "claim"),
-                source=row.status,
-            ):
+        with self.store.tx() as tx:
+            if not scheduled_events.claim(tx, row, now, self.me):
                 return []  # another process claimed it first
             if reclaim:
-                audit.append(
-                    s,
+                tx.audit(
                     AuditKind.NOTICE_RECLAIMED,
                     actor=SYSTEM.id,
                     run_id=row.run_id,
@@ -108,18 +89,9 @@ class Delivery:
             error = self.engine.masker.untrusted(f"{type(exc).__name__}: {exc}")[:300]
             final = attempt >= self.max_attempts
             log.warning("posting %s failed (attempt %s): %s", row.key, attempt, error)
-            with self.db.session() as s:
-                claim(
-                    s,
-                    ScheduledEvent,
-                    col(ScheduledEvent.id) == row.id,
-                    col(ScheduledEvent.attempts) == attempt,
-                    values={"error": error},
-                    move=("event", "give_up" if final else "release"),
-                    source=EventStatus.CLAIMED,
-                )
-                audit.append(
-                    s,
+            with self.store.tx() as tx:
+                scheduled_events.release(tx, row.id, attempt, error, final=final)
+                tx.audit(
                     AuditKind.NOTICE_FAILED,
                     actor=SYSTEM.id,
                     run_id=row.run_id,
@@ -135,15 +107,14 @@ class Delivery:
             return [f"{row.key}: failed ({error})"]
         late_s = int((now - row.due_at).total_seconds())
         late = posted.status == EventStatus.SENT and late_s > self.grace.total_seconds()
-        with self.db.session() as s:
-            if not claim(
-                s,
-                ScheduledEvent,
-                col(ScheduledEvent.id) == row.id,
-                col(ScheduledEvent.attempts) == attempt,
-                values={"sent_at": now, "late_seconds": late_s if late else None},
-                move=("event", "sent" if posted.status == EventStatus.SENT else "skipped"),
-                source=EventStatus.CLAIMED,
+        with self.store.tx() as tx:
+            if not scheduled_events.finish(
+                tx,
+                row.id,
+                attempt,
+                now,
+                sent=posted.status == EventStatus.SENT,
+                late_seconds=late_s if late else None,
             ):
                 log.warning("%s: the claim expired while posting; it may be posted twice", row.key)
             data: dict[str, Any] = {
@@ -160,8 +131,7 @@ class Delivery:
                     data["late_seconds"] = late_s
             else:
                 data["reason"] = posted.reason
-            audit.append(
-                s,
+            tx.audit(
                 AuditKind.NOTICE_SENT
                 if posted.status == EventStatus.SENT
                 else AuditKind.NOTICE_SKIPPED,

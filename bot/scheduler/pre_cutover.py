@@ -6,12 +6,9 @@ import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, select
-
-from bot import audit
 from bot.checklists import Checklists, Scope
 from bot.domain.audit_kinds import AuditKind
-from bot.models import AuditEvent, EventStatus, Schedule, ScheduledEvent, ScheduleStatus
+from bot.domain.states import EventStatus, ScheduleStatus
 from bot.notices import (
     Readiness,
     StepLine,
@@ -22,14 +19,16 @@ from bot.notices import (
     t24_text,
 )
 from bot.scheduler.delivery import Posted
+from bot.store import audit_rows, scheduled_events
 from bot.surface import SYSTEM, SchedulingSurface
 from phases.runbook import RunbookError
 from phases.runner import run_actions, run_checks
 
 if TYPE_CHECKING:
-    from bot.db import Database
     from bot.engine import Engine
     from bot.schedules import ScheduleService
+    from bot.store.scheduled_events import Schedule, ScheduledEvent
+    from bot.store.unit import Store
 
 SCHEDULE_KINDS = ("t-24h", "t-1h", "t-1h-checklist", "t-0")
 
@@ -42,13 +41,13 @@ class ScheduleNotices:
         self.schedules = schedules
 
     @property
-    def db(self) -> Database:
-        return self.engine.db
+    def store(self) -> Store:
+        return self.engine.store
 
     def post(self, row: ScheduledEvent, now: datetime, notes: list[str]) -> Posted:
         engine, runbook = self.engine, self.engine.runbook
-        with self.db.session() as s:
-            sched = s.get(Schedule, row.schedule_id)
+        with self.store.tx() as tx:
+            sched = scheduled_events.schedule(tx, row.schedule_id)
         if sched is None or sched.id is None:
             return Posted(EventStatus.SKIPPED, reason="schedule gone")
         if sched.status != ScheduleStatus.SCHEDULED:
@@ -128,8 +127,7 @@ class ScheduleNotices:
         outcomes = run_actions(phase.actions, values, ctx, "actions", stop_on_failure=False)
         outcomes += run_checks(phase.checks, values, ctx)
         steps = [StepLine(o.step.name, str(o.result.status), o.result.evidence) for o in outcomes]
-        audit.record(
-            self.db,
+        self.store.record(
             AuditKind.READINESS_CHECKED,
             actor=SYSTEM.id,
             data={
@@ -156,16 +154,14 @@ class ScheduleNotices:
         run (its `readiness.checked` row with trigger "t-24h"), named with its audit row,
         time and pass/fail counts. A one-check run asked for by `/cutover tick` or the T-1h
         checklist's dry run is not the T-24h readiness and is never quoted as it."""
-        with self.db.session() as s:
-            rows = s.exec(
-                select(AuditEvent)
-                .where(
-                    AuditEvent.kind == AuditKind.READINESS_CHECKED,
-                    col(AuditEvent.data).contains(f'"schedule":{schedule_id}'),
-                )
-                .order_by(col(AuditEvent.seq).desc())
-            ).all()
-        for ev in rows:
+        with self.store.tx() as tx:
+            rows = audit_rows.events(
+                tx,
+                None,
+                kind=AuditKind.READINESS_CHECKED,
+                containing=f'"schedule":{schedule_id}',
+            )
+        for ev in reversed(rows):  # the newest first
             data = json.loads(ev.data)
             if data.get("schedule") != schedule_id or not _is_t24(data, ev.at, start):
                 continue

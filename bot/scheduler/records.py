@@ -5,18 +5,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-
-from bot.models import EventStatus, Run, RunStatus, ScheduledEvent
+from bot.domain.states import EventStatus, RunStatus
 from bot.post_tasks import PostTasks
 from bot.record import build_record, record_text, tasks_text
 from bot.record_feed import ended_feed
 from bot.scheduler.delivery import Posted
+from bot.store import runs, scheduled_events
+from bot.store.unit import Duplicate
 
 if TYPE_CHECKING:
-    from bot.db import Database
     from bot.engine import Engine
+    from bot.store.scheduled_events import ScheduledEvent
+    from bot.store.unit import Store
 
 
 class RecordJobs:
@@ -29,52 +29,26 @@ class RecordJobs:
         self.record_window = record_window
 
     @property
-    def db(self) -> Database:
-        return self.engine.db
+    def store(self) -> Store:
+        return self.engine.store
 
     def due(self, now: datetime) -> list[str]:
         """A run that completed or rolled back gets its record (and the post-cutover tasks)."""
-        since = now - self.record_window
-        with self.db.session() as s:
-            runs = [
-                r
-                for r in s.exec(
-                    select(Run).where(
-                        col(Run.status).in_([RunStatus.COMPLETED, RunStatus.ROLLED_BACK])
-                    )
-                )
-                if r.ended_at is not None and r.ended_at >= since
-            ]
-            keys = set(
-                s.exec(
-                    select(ScheduledEvent.key).where(
-                        col(ScheduledEvent.key).in_([f"record:{r.id}" for r in runs])
-                    )
-                )
-            )
+        with self.store.tx() as tx:
+            ended = scheduled_events.records_missing(tx, now - self.record_window)
         done: list[str] = []
-        for run in runs:
-            if f"record:{run.id}" in keys:
-                continue
+        for run in ended:
             try:
-                with self.db.session() as s:
-                    s.add(
-                        ScheduledEvent(
-                            key=f"record:{run.id}", kind="record", run_id=run.id, due_at=now
-                        )
-                    )
+                with self.store.tx() as tx:
+                    scheduled_events.add(tx, f"record:{run.id}", "record", now, run_id=run.id)
                     if (
                         not run.dry_run
                         and run.status == RunStatus.COMPLETED
                         and (self.engine.runbook.post_cutover_tasks)
                     ):
-                        s.add(
-                            ScheduledEvent(
-                                key=f"tasks:{run.id}", kind="tasks", run_id=run.id, due_at=now
-                            )
-                        )
-                        self.tasks.open(s, run, now)
-            except IntegrityError:
+                        scheduled_events.add(tx, f"tasks:{run.id}", "tasks", now, run_id=run.id)
+                        self.tasks.open(tx, run, now)
+            except Duplicate:
                 continue
             done.append(f"run #{run.id}: record due")
         return done
@@ -82,13 +56,13 @@ class RecordJobs:
     def post(self, row: ScheduledEvent, notes: list[str]) -> Posted:
         engine = self.engine
         assert row.run_id is not None
-        with self.db.session() as s:
-            run = s.get(Run, row.run_id)
+        with self.store.tx() as tx:
+            run = runs.get(tx, row.run_id)
         if run is None:
             return Posted(EventStatus.SKIPPED, reason="run gone")
         ended: str | None = None
         if row.kind == "record":
-            rec = build_record(self.db, engine.runbook, row.run_id)
+            rec = build_record(engine.db, engine.runbook, row.run_id)
             text, ended = record_text(rec, engine.runbook), ended_feed(rec)
         else:
             text = tasks_text(engine.runbook, row.run_id, run.ended_at)

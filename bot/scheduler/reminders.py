@@ -5,20 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-
-from bot import audit
 from bot.domain.audit_kinds import AuditKind
-from bot.models import (
-    EventStatus,
-    Gate,
-    GateStatus,
-    RevertVote,
-    Run,
-    RunStatus,
-    ScheduledEvent,
-)
+from bot.domain.states import EventStatus, GateStatus, RunStatus
 from bot.notices import (
     gate_escalation_text,
     gate_reminder_text,
@@ -26,13 +14,15 @@ from bot.notices import (
     revert_reminder_text,
 )
 from bot.scheduler.delivery import Posted
-from bot.store.claims import claim
+from bot.store import reverts, runs, scheduled_events, timeouts
+from bot.store.unit import Duplicate
 from bot.surface import SYSTEM
 from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
-    from bot.db import Database
     from bot.engine import Engine
+    from bot.store.scheduled_events import ScheduledEvent
+    from bot.store.unit import Store
 
 
 class Reminders:
@@ -43,16 +33,14 @@ class Reminders:
         self.engine = engine
 
     @property
-    def db(self) -> Database:
-        return self.engine.db
+    def store(self) -> Store:
+        return self.engine.store
 
     def gate_timeouts(self, now: datetime) -> list[str]:
         done: list[str] = []
-        with self.db.session() as s:
-            gates = list(s.exec(select(Gate).where(Gate.status == GateStatus.OPEN)))
-            runs = {g.run_id: s.get(Run, g.run_id) for g in gates}
-        for gate in gates:
-            run = runs.get(gate.run_id)
+        with self.store.tx() as tx:
+            gates = timeouts.open_gates(tx)
+        for gate, run in gates:
             if run is None or gate.id is None:
                 continue
             try:
@@ -61,34 +49,26 @@ class Reminders:
                 continue
             timeout = timedelta(minutes=env.gate_timeout_minutes)
             opened = gate.opened_at
-            for column, kind, times, audit_kind in (
+            marks: tuple[tuple[timeouts.Mark, str, int, AuditKind], ...] = (
                 ("reminded_at", "gate-reminder", 1, AuditKind.GATE_REMINDED),
                 ("escalated_at", "gate-escalation", 2, AuditKind.GATE_ESCALATED),
-            ):
-                if getattr(gate, column) is not None or now < opened + times * timeout:
+            )
+            for mark, kind, times, audit_kind in marks:
+                if getattr(gate, mark) is not None or now < opened + times * timeout:
                     continue
                 try:
-                    with self.db.session() as s:
-                        if not claim(
-                            s,
-                            Gate,
-                            col(Gate.id) == gate.id,
-                            col(getattr(Gate, column)).is_(None),
-                            col(Gate.status) == GateStatus.OPEN,
-                            values={column: now},
-                        ):
+                    with self.store.tx() as tx:
+                        if not timeouts.mark_gate(tx, gate.id, mark, now):
                             continue
-                        s.add(
-                            ScheduledEvent(
-                                key=f"gate:{gate.id}:{kind.removeprefix('gate-')}",
-                                kind=kind,
-                                run_id=run.id,
-                                gate_id=gate.id,
-                                due_at=now,
-                            )
+                        scheduled_events.add(
+                            tx,
+                            f"gate:{gate.id}:{kind.removeprefix('gate-')}",
+                            kind,
+                            now,
+                            run_id=run.id,
+                            gate_id=gate.id,
                         )
-                        audit.append(
-                            s,
+                        tx.audit(
                             audit_kind,
                             actor=SYSTEM.id,
                             run_id=run.id,
@@ -100,7 +80,7 @@ class Reminders:
                             },
                             at=now,
                         )
-                except IntegrityError:
+                except Duplicate:
                     continue
                 done.append(f"gate #{gate.id}: {kind}")
         return done
@@ -110,21 +90,14 @@ class Reminders:
         timeout and escalated after twice it, as a gate is; it never approves itself (fails
         closed: it waits until an approver decides or someone aborts it). The event's unique
         key is the claim: one reminder and one escalation per revert, whatever the replicas."""
-        with self.db.session() as s:
-            runs = list(s.exec(select(Run).where(Run.status == RunStatus.REVERT_PENDING)))
-            keys = set(
-                s.exec(
-                    select(ScheduledEvent.key).where(
-                        col(ScheduledEvent.run_id).in_([r.id for r in runs])
-                    )
-                )
-            )
-            votes = {
-                r.id: len(list(s.exec(select(RevertVote).where(RevertVote.run_id == r.id))))
-                for r in runs
+        with self.store.tx() as tx:
+            pending = timeouts.pending_reverts(tx)
+            keys = scheduled_events.keys_of_runs(tx, [r.id for r in pending])
+            votes: dict[int | None, int] = {
+                r.id: len(reverts.votes(tx, r.id)) for r in pending if r.id is not None
             }
         done: list[str] = []
-        for run in runs:
+        for run in pending:
             try:
                 env = self.engine.environment(run.environment)
             except RunbookError:
@@ -138,11 +111,10 @@ class Reminders:
                 if key in keys or now < run.started_at + times * timeout:
                     continue
                 try:
-                    with self.db.session() as s:
-                        s.add(ScheduledEvent(key=key, kind=kind, run_id=run.id, due_at=now))
-                        s.flush()  # the key taken first: the audit row only with the claim
-                        audit.append(
-                            s,
+                    with self.store.tx() as tx:
+                        # The key taken first: the audit row only with the claim.
+                        scheduled_events.add(tx, key, kind, now, run_id=run.id)
+                        tx.audit(
                             audit_kind,
                             actor=SYSTEM.id,
                             run_id=run.id,
@@ -155,16 +127,15 @@ class Reminders:
                             },
                             at=now,
                         )
-                except IntegrityError:
+                except Duplicate:
                     continue
                 done.append(f"run #{run.id}: {kind}")
         return done
 
     def post_gate(self, row: ScheduledEvent, now: datetime, notes: list[str]) -> Posted:
         engine = self.engine
-        with self.db.session() as s:
-            gate = s.get(Gate, row.gate_id)
-            run = s.get(Run, gate.run_id) if gate else None
+        with self.store.tx() as tx:
+            gate, run = timeouts.gate(tx, row.gate_id)
         if gate is None or run is None or run.id is None:
             return Posted(EventStatus.SKIPPED, reason="gate gone")
         if gate.status != GateStatus.OPEN:
@@ -193,9 +164,9 @@ class Reminders:
         """A pending revert's reminder (in the revert run's thread) or escalation (the channel
         itself); skipped once an approver or an abort decided it."""
         engine = self.engine
-        with self.db.session() as s:
-            run = s.get(Run, row.run_id)
-            votes = len(list(s.exec(select(RevertVote).where(RevertVote.run_id == row.run_id))))
+        with self.store.tx() as tx:
+            run = runs.get(tx, row.run_id) if row.run_id is not None else None
+            votes = len(reverts.votes(tx, row.run_id)) if row.run_id is not None else 0
         if run is None or run.id is None or run.reverts_run_id is None:
             return Posted(EventStatus.SKIPPED, reason="revert gone")
         if run.status != RunStatus.REVERT_PENDING:

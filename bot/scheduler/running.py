@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot import audit
-from bot.db import Database
 from bot.domain.audit_kinds import AuditKind
 from bot.scheduler.core import Scheduler
 from bot.scheduler.leader import LeaderLock, leader_lock_for
+from bot.store.unit import Database
 from bot.surface import SYSTEM
 
 if TYPE_CHECKING:
@@ -91,8 +90,7 @@ class SchedulerHandle:
                 self._aps = aps
                 log.info("scheduler: %s is the leader", self.scheduler.me)
                 with contextlib.suppress(Exception):
-                    audit.record(
-                        self.scheduler.db,
+                    self.scheduler.engine.store.record(
                         AuditKind.SCHEDULER_LEADER,
                         actor=SYSTEM.id,
                         data={"process": self.scheduler.me},

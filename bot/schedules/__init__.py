@@ -12,11 +12,11 @@ from bot.schedules.common import (
     EVENTS,
     STALE_AFTER,
     PreflightResult,
-    ScheduleError,
     StartResult,
     already_scheduled,
     event_key,
 )
+from bot.schedules.errors import ScheduleError
 from bot.schedules.reconcile import Reconciler
 from bot.schedules.service import ScheduleService
 from bot.schedules.start_gate import StartGate

@@ -5,13 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-
-from bot import audit
-from bot.domain import approvals, states
+from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
-from bot.models import EventStatus, Schedule, ScheduledEvent, ScheduleStatus
 from bot.notices import channel_name, hhmm, when
 from bot.schedules.common import (
     EARLY_START,
@@ -19,10 +14,11 @@ from bot.schedules.common import (
     STALE_AFTER,
     ScheduleError,
     already_scheduled,
-    blocking_schedule,
-    drop_pending,
     event_key,
 )
+from bot.store import schedules
+from bot.store.models import EventStatus, Schedule, ScheduledEvent, ScheduleStatus
+from bot.store.unit import Duplicate
 from bot.surface import Actor
 
 if TYPE_CHECKING:
@@ -66,8 +62,8 @@ class ScheduleBook:
             engine.refuse(actor, "schedule", said, environment=env_name, freeze=frozen.freeze.id)
             raise ScheduleError(said)
         run_channel = channel or env.channel
-        with engine.db.session() as s:
-            other = blocking_schedule(s, env_name, now)
+        with engine.store.tx() as tx:
+            other = schedules.blocking(tx, env_name, now, STALE_AFTER)
             if other is not None:
                 raise ScheduleError(already_scheduled(other))
             sched = Schedule(
@@ -78,25 +74,26 @@ class ScheduleBook:
                 created_by=actor.id,
                 created_at=now,
             )
-            s.add(sched)
+            tx.add(sched)
             try:
-                s.flush()
-            except IntegrityError:
+                tx.flush()
+            except Duplicate:  # the unique key (environment, start): booked once
                 raise ScheduleError(
                     f"a cutover of {env_name} is already scheduled for {when(start)}"
                 ) from None
             assert sched.id is not None
-            for kind, before in EVENTS:
-                s.add(
+            tx.add(
+                *(
                     ScheduledEvent(
                         key=event_key(sched.id, kind),
                         kind=kind,
                         schedule_id=sched.id,
                         due_at=max(start - before, now),  # already past: due at once, not late
                     )
+                    for kind, before in EVENTS
                 )
-            audit.append(
-                s,
+            )
+            tx.audit(
                 AuditKind.SCHEDULE_CREATED,
                 actor=actor.id,
                 data={
@@ -112,8 +109,8 @@ class ScheduleBook:
 
     def cancel(self, schedule_id: int, actor: Actor) -> str:
         engine = self.engine
-        with engine.db.session() as s:
-            found = s.get(Schedule, schedule_id)
+        with engine.store.tx() as tx:
+            found = schedules.get(tx, schedule_id)
         if found is None:
             raise ScheduleError(f"no scheduled cutover #{schedule_id}; see /cutover schedule list")
         refusal = approvals.may_schedule(
@@ -122,24 +119,19 @@ class ScheduleBook:
         if refusal:  # audited in its own transaction: the refusal row must commit
             engine.refuse(actor, "unschedule", refusal, schedule=schedule_id)
             raise ScheduleError(refusal)
-        with engine.db.session() as s:
-            sched = s.exec(
-                select(Schedule).where(Schedule.id == schedule_id).with_for_update()
-            ).one()
+        with engine.store.tx() as tx:
+            sched = schedules.lock(tx, schedule_id)
             if sched.status != ScheduleStatus.SCHEDULED:
                 extra = f" as run #{sched.run_id}" if sched.run_id else ""
                 raise ScheduleError(f"scheduled cutover #{schedule_id} is {sched.status}{extra}")
-            states.transition(sched, "cancel")
-            sched.cancelled_by = actor.id
-            s.add(sched)
-            drop_pending(s, schedule_id)
-            audit.append(
-                s,
-                AuditKind.SCHEDULE_CANCELLED,
-                actor=actor.id,
-                data={"schedule": schedule_id, "environment": sched.environment},
-                at=engine.now(),
+            # cancelled, cancelled_by and schedule.cancelled: the transition table's move
+            tx.apply(
+                sched,
+                "cancel",
+                actor.id,
+                {"schedule": schedule_id, "environment": sched.environment},
             )
+            schedules.drop_pending(tx, schedule_id)
         return (
             f"Scheduled cutover #{schedule_id} of {sched.environment} at {when(sched.start_at)} "
             f"cancelled by {actor.label}; no more notices will be sent for it."
@@ -147,15 +139,9 @@ class ScheduleBook:
 
     def listing(self, include_past: bool = False) -> list[tuple[Schedule, list[ScheduledEvent]]]:
         now = self.engine.now()
-        with self.engine.db.session() as s:
-            rows = list(s.exec(select(Schedule).order_by(col(Schedule.start_at))))
-            events = list(
-                s.exec(
-                    select(ScheduledEvent).where(
-                        col(ScheduledEvent.schedule_id).in_([r.id for r in rows])
-                    )
-                )
-            )
+        with self.engine.store.tx() as tx:
+            rows = schedules.every(tx)
+            events = schedules.events_of(tx, [r.id for r in rows])
         out = []
         for r in rows:
             recent = r.start_at > now - timedelta(days=2)
@@ -189,21 +175,16 @@ class ScheduleBook:
 
     def blocking(self, env_name: str) -> Schedule | None:
         """The environment's scheduled cutover that a new one would clash with, if any."""
-        with self.engine.db.session() as s:
-            return blocking_schedule(s, env_name, self.engine.now())
+        with self.engine.store.tx() as tx:
+            return schedules.blocking(tx, env_name, self.engine.now(), STALE_AFTER)
 
     def due_for(self, env_name: str) -> Schedule | None:
         """The environment's scheduled cutover that a run started now would be."""
         now = self.engine.now()
-        with self.engine.db.session() as s:
-            for sched in s.exec(
-                select(Schedule)
-                .where(
-                    Schedule.environment == env_name, Schedule.status == ScheduleStatus.SCHEDULED
-                )
-                .order_by(col(Schedule.start_at))
-            ):
-                start = sched.start_at
-                if start - EARLY_START <= now < start + STALE_AFTER:
-                    return sched
+        with self.engine.store.tx() as tx:
+            waiting = schedules.waiting_in(tx, env_name)
+        for sched in waiting:
+            start = sched.start_at
+            if start - EARLY_START <= now < start + STALE_AFTER:
+                return sched
         return None

@@ -1,19 +1,29 @@
-"""What the schedule modules share: the notices' timing, results, errors and row helpers."""
+"""What the schedule modules share: the notices' timing, results and texts. Imports nothing of
+the store (the queries are in bot/store/schedules.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
-
-from sqlalchemy import update
-from sqlmodel import Session, col, select
+from datetime import timedelta
+from typing import TYPE_CHECKING, Literal
 
 from bot import preflight
-from bot.domain import states
-from bot.engine import EngineError
-from bot.models import EventStatus, Schedule, ScheduledEvent, ScheduleStatus
 from bot.notices import when
+from bot.schedules.errors import ScheduleError
+
+if TYPE_CHECKING:
+    from bot.store.models import Schedule
+
+__all__ = [
+    "EARLY_START",
+    "EVENTS",
+    "STALE_AFTER",
+    "PreflightResult",
+    "ScheduleError",
+    "StartResult",
+    "already_scheduled",
+    "event_key",
+]
 
 # (kind, how long before the start time it is due)
 EVENTS: list[tuple[str, timedelta]] = [
@@ -26,10 +36,6 @@ EVENTS: list[tuple[str, timedelta]] = [
 EARLY_START = timedelta(hours=1)
 # A schedule whose time passed this long ago without a run no longer blocks a new one.
 STALE_AFTER = timedelta(hours=12)
-
-
-class ScheduleError(EngineError):
-    """A schedule request refused; the message says why and what to type instead."""
 
 
 @dataclass(frozen=True)
@@ -54,32 +60,8 @@ def event_key(schedule_id: int, kind: str) -> str:
     return f"schedule:{schedule_id}:{kind}"
 
 
-def blocking_schedule(s: Session, env_name: str, now: datetime) -> Schedule | None:
-    """A scheduled cutover of the environment whose time has not been stale for long: one
-    at a time (a schedule whose Start was never clicked stops blocking after STALE_AFTER)."""
-    for other in s.exec(
-        select(Schedule).where(
-            Schedule.environment == env_name, Schedule.status == ScheduleStatus.SCHEDULED
-        )
-    ):
-        if other.start_at > now - STALE_AFTER:
-            return other
-    return None
-
-
 def already_scheduled(other: Schedule) -> str:
     return (
         f"{other.environment} already has cutover #{other.id} scheduled for "
         f"{when(other.start_at)}; /cutover unschedule {other.id} first"
-    )
-
-
-def drop_pending(s: Session, schedule_id: int) -> None:
-    s.execute(  # every pending notice of the schedule, not one row: no claim
-        update(ScheduledEvent)
-        .where(
-            col(ScheduledEvent.schedule_id) == schedule_id,
-            col(ScheduledEvent.status) == EventStatus.PENDING,
-        )
-        .values(status=states.find("event", "cancel", EventStatus.PENDING).dest)
     )

@@ -6,14 +6,13 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session
-
 from bot.checklists import Scope
-from bot.models import Schedule, ScheduledEvent
 from bot.schedules.booking import ScheduleBook
 from bot.schedules.common import PreflightResult, StartResult
 from bot.schedules.reconcile import Reconciler
 from bot.schedules.start_gate import StartGate
+from bot.store.models import Schedule, ScheduledEvent
+from bot.store.unit import Tx
 from bot.surface import Actor
 
 if TYPE_CHECKING:
@@ -113,8 +112,8 @@ class ScheduleService:
     ) -> StartResult:
         return self.starts.start(schedule_id, actor, group_members, ref=ref)
 
-    def link(self, s: Session, schedule_id: int, run_id: int, actor: str, via: str) -> bool:
-        return self.starts.link(s, schedule_id, run_id, actor, via)
+    def link(self, tx: Tx, schedule_id: int, run_id: int, actor: str, via: str) -> bool:
+        return self.starts.link(tx, schedule_id, run_id, actor, via)
 
     # ------------------------------------------------------------------ reconcile (scheduler)
 

@@ -7,18 +7,17 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, col
-
-from bot import audit, preflight
+from bot import preflight
 from bot.checklists import Checklists, Scope
 from bot.domain import approvals
 from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import CutoverError
-from bot.models import Schedule, ScheduleStatus
 from bot.notices import missing_text
 from bot.schedules.booking import ScheduleBook
-from bot.schedules.common import PreflightResult, ScheduleError, StartResult, drop_pending
-from bot.store.claims import claim
+from bot.schedules.common import PreflightResult, ScheduleError, StartResult
+from bot.store import schedules
+from bot.store.models import ScheduleStatus
+from bot.store.unit import Tx
 from bot.surface import SYSTEM, Actor, DirectorySurface
 from phases.runbook import RunbookError
 from phases.secrets import EnvFileError
@@ -67,8 +66,7 @@ class StartGate:
         masked = [preflight.Item(i.what, i.status, engine.masker.mask(i.evidence)) for i in items]
         head, _, rest = engine.masker.mask(preflight.report(masked, env_name)).partition("\n")
         text = f"{head} (in {elapsed_ms} ms)\n{rest}".rstrip("\n")
-        audit.record(
-            engine.db,
+        engine.store.record(
             AuditKind.PREFLIGHT_CHECKED,
             actor=SYSTEM.id,
             data={
@@ -90,8 +88,8 @@ class StartGate:
         scheduled cutover due now, else its next unscheduled start)."""
         if isinstance(target, int) or target.removeprefix("#").isdigit():
             schedule_id = int(str(target).removeprefix("#"))
-            with self.engine.db.session() as s:
-                sched = s.get(Schedule, schedule_id)
+            with self.engine.store.tx() as tx:
+                sched = schedules.get(tx, schedule_id)
             if sched is None:
                 raise ScheduleError(
                     f"no scheduled cutover #{schedule_id}; see /cutover schedule list"
@@ -208,8 +206,8 @@ class StartGate:
         """The Start button of the T-0 reminder: an approver starts the scheduled run (the
         engine checks who may, and audits a refusal)."""
         engine = self.engine
-        with engine.db.session() as s:
-            sched = s.get(Schedule, schedule_id)
+        with engine.store.tx() as tx:
+            sched = schedules.get(tx, schedule_id)
         if sched is None:
             return StartResult("unknown", f"no scheduled cutover #{schedule_id}")
         if sched.status != ScheduleStatus.SCHEDULED:
@@ -233,8 +231,8 @@ class StartGate:
         except CutoverError as exc:
             return StartResult("refused", str(exc))
         assert run.id is not None
-        with engine.db.session() as s:
-            self.link(s, schedule_id, run.id, actor.id, via="start button")
+        with engine.store.tx() as tx:
+            self.link(tx, schedule_id, run.id, actor.id, via="start button")
         return StartResult(
             "started",
             f"Run #{run.id} of {sched.environment} (scheduled cutover #{schedule_id}) "
@@ -242,23 +240,14 @@ class StartGate:
             run.id,
         )
 
-    def link(self, s: Session, schedule_id: int, run_id: int, actor: str, via: str) -> bool:
-        """Marks the schedule started as run_id (once) and drops its notices still pending."""
-        if not claim(
-            s,
-            Schedule,
-            col(Schedule.id) == schedule_id,
-            values={"run_id": run_id},
-            move=("schedule", "start"),
-        ):
+    def link(self, tx: Tx, schedule_id: int, run_id: int, actor: str, via: str) -> bool:
+        """Marks the schedule started as run_id, once (its row locked: a second Start, or the
+        reconciler on another replica, finds it started and does nothing), and drops its
+        notices still pending."""
+        sched = schedules.lock(tx, schedule_id)
+        if sched.status != ScheduleStatus.SCHEDULED:
             return False
-        drop_pending(s, schedule_id)
-        audit.append(
-            s,
-            AuditKind.SCHEDULE_STARTED,
-            actor=actor,
-            run_id=run_id,
-            data={"schedule": schedule_id, "run": run_id, "via": via},
-            at=self.engine.now(),
-        )
+        sched.run_id = run_id
+        tx.apply(sched, "start", actor, {"schedule": schedule_id, "run": run_id, "via": via})
+        schedules.drop_pending(tx, schedule_id)
         return True

@@ -40,6 +40,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.engine import Engine
+from bot.ports import ReadsPort, SurfaceRowsPort
 from bot.slack.approvers import Approvers
 from bot.slack.deps import Deps
 from bot.slack.listeners import (
@@ -58,6 +59,7 @@ from bot.slack.listeners.command_work import resync
 from bot.slack.middleware import Identify, ReplayGuard
 from bot.slack.surface import SlackSurface
 from bot.slack.transport import make_client, retry_handlers
+from bot.store.rate_slots import SharedSlots
 from bot.store.replays import SeenRequests
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,10 @@ class CutoverSlackApp:
         engine: Engine,
         surface: SlackSurface,
         *,
+        reads: ReadsPort,
+        rows: SurfaceRowsPort,
+        seen: SeenRequests,
+        slots: SharedSlots,
         token: str,
         signing_secret: str,
         client: WebClient | None = None,
@@ -113,7 +119,14 @@ class CutoverSlackApp:
         self.groups = self.approvers.groups
         surface.directory = self.approvers.directory_problems  # preflight asks the surface
         self.deps = Deps(
-            engine, surface, self.approvers, ReplayGuard(SeenRequests(engine.db)), workers=workers
+            engine,
+            surface,
+            self.approvers,
+            ReplayGuard(seen),
+            reads=reads,
+            rows=rows,
+            slots=slots,
+            workers=workers,
         )
         self.acks_first = self.deps.dispatch.acks_first
         self.homes = self.deps.homes = home.refresher(self.deps)

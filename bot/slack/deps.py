@@ -1,7 +1,8 @@
 """What every listener module is handed (`register(app, deps)` in bot.slack.app): the engine
 and the Slack surface, the command service, who a person is to an environment
-(bot.slack.approvers), where work goes after the ack (bot.slack.dispatch), and the few
-helpers every listener answers with."""
+(bot.slack.approvers), where work goes after the ack (bot.slack.dispatch), what they read
+(`reads`, bot.ports.ReadsPort) and the surface's own rows (`rows`), and the few helpers
+every listener answers with."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 from typing import Any
 
 from bot.engine import Engine
+from bot.ports import ReadsPort, SurfaceRowsPort
 from bot.slack.approvers import Approvers
 from bot.slack.blocks import Block, slackify
 from bot.slack.dispatch import Dispatcher
@@ -17,7 +19,7 @@ from bot.slack.middleware import ReplayGuard
 from bot.slack.payloads import where
 from bot.slack.surface import SlackSurface
 from bot.store.rate_slots import SharedSlots
-from bot.views import ScheduleView, schedule_view
+from bot.views import ScheduleView
 from commands.handlers import CommandService
 from phases.runbook import RunbookError
 
@@ -39,16 +41,22 @@ class Deps:
         approvers: Approvers,
         replays: ReplayGuard,
         *,
+        reads: ReadsPort,
+        rows: SurfaceRowsPort,
+        slots: SharedSlots,
         workers: int = 8,
     ) -> None:
         self.engine = engine
         self.surface = surface
         self.approvers = approvers
         self.replays = replays
-        self.commands = CommandService(engine, surface.run_links)
+        # What listeners draw from, and the surface's own rows (Home viewers, message refs).
+        self.reads = reads
+        self.rows = rows
+        self.commands = CommandService(engine, reads, surface.run_links)
         self.dispatch = Dispatcher(replays, self.answer, workers=workers)
         # Rate budgets every replica shares (views.publish's tier, each person's Home).
-        self.slots = SharedSlots(engine.db)
+        self.slots = slots
         # One Start click at a time per schedule in this process (listeners.schedule_start).
         self.start_locks: dict[int, threading.Lock] = {}
 
@@ -91,4 +99,4 @@ class Deps:
         return env.channel
 
     def schedule(self, schedule_id: int) -> ScheduleView | None:
-        return schedule_view(self.engine.db, schedule_id)
+        return self.reads.schedule_view(schedule_id)

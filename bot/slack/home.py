@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.ports import ReadsPort
 from bot.schedules import ScheduleService
 from bot.slack.blocks import (
     BLOCK_TEXT_BUDGET,
@@ -38,7 +39,7 @@ from bot.slack.blocks import (
     when,
 )
 from bot.slack.outbox import LocalSlots, Slots
-from bot.views import STATUS_WORDS, active_runs, gate_view, open_gate_id, recent_runs, run_view
+from bot.views import STATUS_WORDS
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -54,8 +55,10 @@ LINE = 600  # characters of one run's line
 WaitingFor = Callable[[str, list[str]], str]  # (environment, votes) → mentions
 
 
-def _run_line(engine: Engine, run_id: int, waiting_for: WaitingFor, now: datetime) -> str | None:
-    view = run_view(engine.db, engine.runbook, run_id)
+def _run_line(
+    engine: Engine, reads: ReadsPort, run_id: int, waiting_for: WaitingFor, now: datetime
+) -> str | None:
+    view = reads.run_view(run_id)
     if view is None:
         return None
     mask = engine.masker.mask
@@ -79,8 +82,8 @@ def _run_line(engine: Engine, run_id: int, waiting_for: WaitingFor, now: datetim
             f"{view.elapsed_minutes(now):.0f} min elapsed",
             LINE,
         )
-    gate_id = open_gate_id(engine.db, run_id)
-    gate = gate_view(engine.db, engine.runbook, gate_id) if gate_id else None
+    gate_id = reads.open_gate_id(run_id)
+    gate = reads.gate_view(gate_id) if gate_id else None
     total = len(view.phases)
     index = min(view.phase_index, total - 1) if total else 0
     phase = view.phases[index] if total else None
@@ -170,15 +173,17 @@ def lock_lines(engine: Engine, now: datetime) -> list[HomeLine]:
     return out
 
 
-def home_data(engine: Engine, waiting_for: WaitingFor, now: datetime, version: int = 0) -> HomeData:
+def home_data(
+    engine: Engine, reads: ReadsPort, waiting_for: WaitingFor, now: datetime, version: int = 0
+) -> HomeData:
     """Reads what Home can show. More ended runs than one Home shows are read, so a person who
     may see only some environments still gets their last ten. `version`: taken before."""
 
     def lines(ids: list[int]) -> list[HomeLine]:
         out = []
         for r in ids:
-            view = run_view(engine.db, engine.runbook, r)
-            line = _run_line(engine, r, waiting_for, now) if view is not None else None
+            view = reads.run_view(r)
+            line = _run_line(engine, reads, r, waiting_for, now) if view is not None else None
             if view is not None and line is not None:
                 channel = _channel_of(view.surface_ref, view.channel)
                 out.append(HomeLine(view.environment, channel, line))
@@ -199,9 +204,9 @@ def home_data(engine: Engine, waiting_for: WaitingFor, now: datetime, version: i
         if s.status == "scheduled"
     ]
     return HomeData(
-        active=lines(active_runs(engine.db)),
+        active=lines(reads.active_runs()),
         upcoming=upcoming,
-        recent=lines(recent_runs(engine.db, RECENT * READ_AHEAD)),
+        recent=lines(reads.recent_runs(RECENT * READ_AHEAD)),
         now=now,
         version=version,
         locks=lock_lines(engine, now),

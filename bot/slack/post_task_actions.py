@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.domain.errors import CutoverError
-from bot.post_task_view import TasksView, tasks_view
+from bot.post_task_view import TasksView
 from bot.post_tasks import PostTasks
 from bot.slack.blocks import (
     MAX_BLOCKS,
@@ -34,9 +34,7 @@ from bot.slack.blocks import (
     when,
 )
 from bot.slack.groups import GroupsBroken, GroupsUnknown
-from bot.store import message_refs
 from bot.surface import Actor
-from bot.views import run_view
 from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
@@ -92,11 +90,11 @@ class PostTaskMessages:
 
     def post_tasks_changed(self, run_id: int) -> None:
         me: Any = self
-        posted = message_refs.lookup(me.engine.db, tasks_key(run_id))
+        posted = me.refs.rows.posted(tasks_key(run_id))
         if posted is not None:
             self._edit_tasks(posted.ref, run_id)
             return
-        parent = run_view(me.engine.db, me.engine.runbook, run_id)
+        parent = me.reads.run_view(run_id)
         channel = parent.surface_ref.partition(":")[0] if parent and parent.surface_ref else None
         me.pacing.posting(
             run_id,
@@ -106,14 +104,14 @@ class PostTaskMessages:
 
     def _post_tasks(self, run_id: int) -> None:
         me: Any = self
-        posted = message_refs.lookup(me.engine.db, tasks_key(run_id))
+        posted = me.refs.rows.posted(tasks_key(run_id))
         if posted is not None:  # posted meanwhile
             self._edit_tasks(posted.ref, run_id)
             return
-        view = tasks_view(me.engine.db, run_id)
+        view = me.reads.tasks_view(run_id)
         if view is None:
             return
-        parent = run_view(me.engine.db, me.engine.runbook, run_id)
+        parent = me.reads.run_view(run_id)
         ref = (parent.surface_ref if parent else None) or me._sync_run(run_id)
         channel, thread_ts = (
             ref.split(":", 1) if ref else (parent.channel if parent else None, None)
@@ -131,7 +129,7 @@ class PostTaskMessages:
             unfurl_media=False,
         )
         mine = f"{resp['channel']}:{resp['ts']}"
-        winner = message_refs.remember(me.engine.db, tasks_key(run_id), mine, run_id=run_id)
+        winner = me.refs.rows.remember_post(tasks_key(run_id), mine, run_id=run_id)
         if winner != mine:  # another replica posted first: keep one message
             me._delete(mine)
             self._edit_tasks(winner, run_id)
@@ -140,7 +138,7 @@ class PostTaskMessages:
         me: Any = self
 
         def draw() -> tuple[str, list[Block]] | None:
-            view = tasks_view(me.engine.db, run_id)
+            view = me.reads.tasks_view(run_id)
             return tasks_message(view, me._mask) if view is not None else None
 
         channel, ts = ref.split(":", 1)
@@ -165,7 +163,7 @@ def done_click(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str,
     """A "Done" button: PostTasks.done checks the clicker (owner or approver), now, and
     counts the task done once."""
     parsed = parse_number_and_id(action.get("value"))
-    view = tasks_view(deps.engine.db, parsed[0]) if parsed else None
+    view = deps.reads.tasks_view(parsed[0]) if parsed else None
     task = view.task(parsed[1]) if parsed and view else None
     if parsed is None or view is None or task is None:
         deps.answer(body, "This message is out of date; nothing was marked done.")
@@ -174,7 +172,7 @@ def done_click(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str,
     container = body.get("container")
     if isinstance(container, dict) and container.get("channel_id") and container.get("message_ts"):
         ref = f"{container['channel_id']}:{container['message_ts']}"
-        message_refs.remember(deps.engine.db, tasks_key(run_id), ref, run_id=run_id)
+        deps.rows.remember_post(tasks_key(run_id), ref, run_id=run_id)
     try:
         actor = with_owner_group(deps, actor, task.owner)
         with contextlib.suppress(GroupsUnknown, GroupsBroken):  # an owner still may

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
+from bot.ports import SurfaceRowsPort
 from bot.store import message_refs
+from bot.views import Posted
 
 
 class MessageRefs:
-    """The refs this process knows, and the database's sign-off and checklist refs."""
+    """The refs this process knows, and the database's sign-off and checklist refs (through
+    `rows`, the surface's own rows: bot.ports.SurfaceRowsPort, given when bound)."""
+
+    rows: SurfaceRowsPort
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
@@ -93,27 +97,23 @@ class MessageRefs:
 
     # ------------------------------------------------------------------ in the database
 
-    @staticmethod
-    def signoff(db: Any, run_id: int) -> str | None:
+    def signoff(self, run_id: int) -> str | None:
         """The run's sign-off message, as the database has it: posted by this process or
         another, before a restart or after."""
-        posted = message_refs.lookup(db, message_refs.signoff_key(run_id))
+        posted = self.rows.posted(message_refs.signoff_key(run_id))
         return posted.ref if posted else None
 
-    @staticmethod
-    def own_signoff(db: Any, run_id: int, ref: str) -> str:
+    def own_signoff(self, run_id: int, ref: str) -> str:
         """Keeps `ref` as the run's sign-off message unless one is kept already; the winner."""
-        return message_refs.remember(db, message_refs.signoff_key(run_id), ref, run_id=run_id)
+        return self.rows.remember_post(message_refs.signoff_key(run_id), ref, run_id=run_id)
 
-    @staticmethod
-    def checklist(db: Any, schedule_id: int) -> message_refs.Posted | None:
-        return message_refs.lookup(db, message_refs.checklist_key(schedule_id))
+    def checklist(self, schedule_id: int) -> Posted | None:
+        return self.rows.posted(message_refs.checklist_key(schedule_id))
 
-    @staticmethod
-    def remember_checklist(db: Any, schedule_id: int, ref: str, text: str) -> None:
+    def remember_checklist(self, schedule_id: int, ref: str, text: str) -> None:
         """Keeps where the T-1h checklist is, and the notice text it is drawn from, so a tick
         typed as a command redraws it (from any replica, after a restart). A notice posted
         again (a reclaimed claim) becomes the one redrawn: it is the newer, complete one."""
         key = message_refs.checklist_key(schedule_id)
-        if message_refs.remember(db, key, ref, body=text) != ref:
-            message_refs.replace(db, key, ref, body=text)
+        if self.rows.remember_post(key, ref, body=text) != ref:
+            self.rows.replace_post(key, ref, body=text)

@@ -14,7 +14,6 @@ from bot.domain.errors import CutoverError
 from bot.slack.groups import GroupsUnknown
 from bot.slack.signoff import note_from
 from bot.surface import Actor
-from bot.views import run_view
 from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ def sign_run(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str, A
     """A click of the cutover's "Sign off" button, answered to the clicker only."""
     value = action.get("value")
     run_id = int(value) if isinstance(value, str) and value.isdigit() else None
-    view = run_view(deps.engine.db, deps.engine.runbook, run_id) if run_id is not None else None
+    view = deps.reads.run_view(run_id) if run_id is not None else None
     if run_id is None or view is None:
         deps.answer(body, "This message is out of date; nothing was signed off.")
         return

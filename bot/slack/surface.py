@@ -26,10 +26,12 @@ Made of one part per concern (issue 19):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
+from bot.ports import ReadsPort, SurfaceRowsPort
 from bot.slack.outbox import Outbox, Pacer
 from bot.slack.pacing import POST_INTERVAL, RunPacing
 from bot.slack.post_task_actions import PostTaskMessages
@@ -72,6 +74,7 @@ class SlackSurface(
         self.refs = MessageRefs()
         self.outbox = Outbox(self._update, self._audit_failure)
         self._engine = engine
+        self._reads = None
         # Told (it must return at once) whenever a run or a gate changed: the Home tabs.
         self.on_change = None
         # Signed links to run pages (bot/runpage), when CUTOVER_PUBLIC_URL and the secret are set.
@@ -79,11 +82,21 @@ class SlackSurface(
         # The approver groups that cannot be read (set by CutoverSlackApp, which reads them).
         self.directory = None
 
-    def bind(self, engine: Engine) -> None:
+    def bind(
+        self, engine: Engine, reads: ReadsPort, rows: SurfaceRowsPort, slots: SharedSlots
+    ) -> None:
+        """The engine, what messages are drawn from, the surface's own rows (message refs)
+        and the posting budgets per channel in the database (`slots`: every replica shares
+        each channel's, on the database's clock, or on `slot_clock()` when a test gave one)."""
         self._engine = engine
-        # Posting budgets per channel in the database: every replica shares each channel's,
-        # on the database's clock (or on the clock a test gave every replica and the stand-in).
-        self.pacer.slots = SharedSlots(engine.db, self.clock.now if self._clock_given else None)
+        self._reads = reads
+        self.refs.rows = rows
+        self.pacer.slots = slots
+
+    def slot_clock(self) -> Callable[[], float] | None:
+        """The clock posting budgets are kept on: the one a test gave every replica and the
+        stand-in, or None (the database's)."""
+        return self.clock.now if self._clock_given else None
 
     def api_clients(self) -> list[WebClient]:
         """Every Web API client this surface calls through (for instrumentation)."""

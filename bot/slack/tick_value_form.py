@@ -20,7 +20,7 @@ from bot.slack.listeners.forms import show
 from bot.slack.listeners.gate_buttons import tick
 from bot.slack.modals import FormMeta
 from bot.surface import Actor
-from bot.views import GateView, gate_view
+from bot.views import GateView
 from phases import tick_values
 from phases.runbook import ManualStep, Runbook
 
@@ -108,7 +108,7 @@ class TickValueForms:
         boxes of the click as usual."""
         engine = self.deps.engine
         where = parse_tick_block(action.get("block_id"))
-        view = gate_view(engine.db, engine.runbook, where[0]) if where else None
+        view = self.deps.reads.gate_view(where[0]) if where else None
         if where is None or view is None or view.attempt != where[1] or view.status != "open":
             tick(self.deps, action, actor, body)  # out of date or decided: it says so
             return
@@ -152,7 +152,7 @@ class TickValueForms:
         """The submitted value: judged by the step's rule on the form, then ticked."""
         engine = self.deps.engine
         item = item_of(view)
-        gate = gate_view(engine.db, engine.runbook, meta.gate) if meta.gate else None
+        gate = self.deps.reads.gate_view(meta.gate) if meta.gate else None
         step = _step(engine.runbook, gate, item) if gate and item else None
         if gate is None or step is None or step.value is None or gate.attempt != meta.attempt:
             return {VALUE: "This checkpoint is out of date; nothing was ticked."}, None

@@ -22,8 +22,8 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session, select
 
 from bot import metrics
-from bot.db import Database, dbapi_error, pooled_cursor
-from bot.models import AuditEvent, AuditHead, AuditSignature
+from bot.store.db import Database, dbapi_error, pooled_cursor
+from bot.store.models import AuditEvent, AuditHead, AuditSignature
 from phases.secrets import mask_everywhere
 
 GENESIS = "0" * 64

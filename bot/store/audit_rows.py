@@ -10,11 +10,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, func, text
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
-from bot.models import AuditEvent, AuditHead
+from bot.store import migrate
 from bot.store.audit_chain import _EVENT, _HEAD, _SIGNATURE, GENESIS
-from bot.store.unit import Tx
+from bot.store.models import AuditEvent, AuditHead
+from bot.store.unit import Database, Tx
+
+# A role name the lockdown's grants may name (letters, digits, _ and -, up to 63).
+ROLE_NAME = migrate.ROLE_NAME
 
 
 def head(tx: Tx) -> tuple[int, str]:
@@ -136,6 +140,13 @@ def role_standing(tx: Tx, role: str) -> tuple[bool, bool] | None:
         .one_or_none()
     )
     return None if row is None else (bool(row[0]), bool(row[1]))
+
+
+def grant_statements(db: Database, app_role: str) -> list[str]:
+    """The lockdown's grants for `app_role` on every table the bot has, quoted as this
+    database quotes names (bot.store.migrate.grant_statements says what they grant)."""
+    tables = [t.name for t in SQLModel.metadata.sorted_tables]
+    return migrate.grant_statements(db.engine.dialect.identifier_preparer.quote, app_role, tables)
 
 
 def execute_all(tx: Tx, statements: Iterable[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot.models import Gate, GateStatus, ManualTick, Run, Vote
+from bot.store.models import Gate, GateStatus, ManualTick, Run, Vote
 from bot.store.unit import Tx
 
 

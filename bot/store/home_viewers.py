@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy import or_, update
 from sqlmodel import col, select
 
-from bot.db import Database, db_now
-from bot.models import HomeViewer
+from bot.store.db import Database, db_now
+from bot.store.models import HomeViewer
 
 
 def opened(db: Database, user: str, team: str, at: datetime) -> None:

@@ -10,10 +10,10 @@ from sqlalchemy import Interval, literal, literal_column, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 
-from bot.models import Run, RunStatus, UTCDateTime
+from bot.store.models import Run, RunStatus, UTCDateTime
 from bot.store.unit import Tx
 
-_PG_NOW = literal_column("clock_timestamp()", UTCDateTime())  # the clock of bot.db.db_now
+_PG_NOW = literal_column("clock_timestamp()", UTCDateTime())  # the clock of bot.store.db.db_now
 
 
 def take(tx: Tx, run: Run, owner: str, lease: timedelta) -> int | None:

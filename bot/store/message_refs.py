@@ -9,17 +9,11 @@ whose post lost is told the winner and removes its own copy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.db import Database
-from bot.models import MessageRef
-
-
-@dataclass(frozen=True)
-class Posted:
-    ref: str  # "CHANNEL:TS"
-    body: str | None
+from bot.store.db import Database
+from bot.store.models import MessageRef
+from bot.views import Posted  # the plain data (surfaces read it through bot.ports)
 
 
 def checklist_key(schedule_id: int) -> str:

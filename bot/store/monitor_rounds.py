@@ -8,8 +8,8 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
-from bot.models import MonitorRound, PhaseRun, PhaseStatus, RoundStatus
 from bot.store.claims import claim
+from bot.store.models import MonitorRound, PhaseRun, PhaseStatus, RoundStatus
 from bot.store.unit import Tx
 
 

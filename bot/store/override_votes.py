@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlmodel import col, select
 
-from bot.models import OverrideVote
+from bot.store.models import OverrideVote
 from bot.store.unit import Tx
 
 

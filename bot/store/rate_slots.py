@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 from sqlalchemy import text
 
-from bot.db import Database, db_now
-from bot.models import RateSlot
+from bot.store.db import Database, db_now
+from bot.store.models import RateSlot
 
 _TRIES = 50  # compare-and-swap attempts; each lost one means another replica took a slot
 _PG_CLOCK = "extract(epoch FROM clock_timestamp())::float8"  # db_now's clock, in seconds

@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import column, delete, text
 from sqlalchemy.engine import Connection
 
-from bot.db import Database
-from bot.models import SeenRequest, UTCDateTime
+from bot.store.db import Database
+from bot.store.models import SeenRequest, UTCDateTime
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, update
 from sqlmodel import col, select
 
-from bot.models import Replica
+from bot.store.models import Replica
 from bot.store.unit import Tx
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlmodel import and_, col, or_, select
 
 from bot.domain.audit_kinds import AuditKind
-from bot.models import AuditEvent
+from bot.store.models import AuditEvent
 from bot.store.unit import Tx
 
 POINT_KINDS = (AuditKind.RESTORE_POINT_SET, AuditKind.RESTORE_POINT_MISSING)

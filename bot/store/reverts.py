@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from bot.models import RevertVote, Run, RunStatus
+from bot.store.models import RevertVote, Run, RunStatus
 from bot.store.unit import Tx
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import func, select
 
-from bot.models import RunSignoff
+from bot.store.models import RunSignoff
 from bot.store.unit import Tx
 
 

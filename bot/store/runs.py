@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from bot.models import Gate, PhaseRun, PhaseStatus, Run, Schedule
+from bot.store.models import Gate, PhaseRun, PhaseStatus, Run, Schedule
 from bot.store.unit import Tx
 
 

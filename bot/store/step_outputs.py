@@ -13,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from bot.db import Database
-from bot.models import PhaseRun, Run, StepOutput, StepRun
+from bot.store.db import Database
+from bot.store.models import PhaseRun, Run, StepOutput, StepRun
 from bot.store.unit import Tx, session_of
+from bot.views import Kept  # the plain data (surfaces read it through bot.ports)
 from phases.checks.base import OUTPUT, KeptOutput, StepResult
 
 QUOTE_LINES = 5  # of a failing step, quoted on its checkpoint
@@ -65,29 +64,6 @@ def keep(
         "kept": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-
-
-@dataclass(frozen=True)
-class Kept:
-    """One step's kept output, with where it ran: `phase` is the phase id (or the section,
-    `rollback` or `restore`, for a step of the rollback) and `attempt` the phase's attempt."""
-
-    step_run_id: int
-    run_id: int
-    phase: str
-    attempt: int
-    section: str
-    step_id: str
-    name: str
-    status: str
-    at: datetime
-    truncated: bool
-    bytes: int
-    text: str = ""  # empty in a listing
-
-    @property
-    def address(self) -> str:
-        return f"{self.phase}/{self.step_id}#{self.attempt}"
 
 
 _ADDRESS = re.compile(r"([a-z0-9][a-z0-9_-]{0,39})/([a-z0-9][a-z0-9_-]{0,39})(?:#(\d{1,6}))?")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from bot.models import StepRun
+from bot.store.models import StepRun
 from bot.store.unit import Tx
 from phases.checks.base import Status
 

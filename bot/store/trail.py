@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from bot.models import AuditEvent
+from bot.store.models import AuditEvent
 from bot.store.unit import Tx
 
 

@@ -30,11 +30,11 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
-from bot.db import Database, DatabaseUnavailable, db_now
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
-from bot.models import Gate, PhaseRun, Run
 from bot.store.audit_chain import Appended, append, record
+from bot.store.db import Database, DatabaseUnavailable, db_now
+from bot.store.models import Gate, PhaseRun, Run
 
 __all__ = ["Database", "DatabaseUnavailable", "Duplicate", "Store", "Tx", "session_of"]
 
@@ -124,8 +124,8 @@ class Tx:
         when = at or self._now()
         move = states.move(row, trigger)
         for name in move.sets:
-            if name == "decided_by":
-                row.decided_by = decided_by or actor
+            if name.endswith("_by"):  # decided_by, cancelled_by: who moved it
+                setattr(row, name, decided_by or actor)
             elif name == "ended_at":
                 if row.ended_at is None:  # a row ends once
                     row.ended_at = when

@@ -16,10 +16,6 @@ from bot.slack.blocks import (
 )
 from bot.slack.deps import Deps
 from bot.surface import Actor
-from bot.views import (
-    active_runs,
-    run_view,
-)
 from commands.parser import (
     Abort,
     Command,
@@ -49,7 +45,7 @@ def command_env(deps: Deps, cmd: Command) -> str | None:
         sched = deps.schedule(cmd.schedule_id)
         return sched.environment if sched is not None else None
     if isinstance(cmd, SignOff | Note | Deviation):
-        view = run_view(deps.engine.db, deps.engine.runbook, cmd.run_id)
+        view = deps.reads.run_view(cmd.run_id)
         return view.environment if view is not None else None
     if isinstance(cmd, TickCmd | UntickCmd):
         if cmd.target.isdigit():
@@ -84,7 +80,7 @@ def run_command(deps: Deps, cmd: Command, actor: Actor, body: dict[str, Any]) ->
     if isinstance(cmd, Start) and reply.run_id is None:
         deps.surface.release_home(cmd.env)
     if isinstance(cmd, Start) and reply.run_id is not None:
-        view = run_view(deps.engine.db, deps.engine.runbook, reply.run_id)
+        view = deps.reads.run_view(reply.run_id)
         if home and home != body.get("channel_id"):
             text += f"\nIts messages are in {channel_ref(home)}."
         if view is not None and view.surface_ref is None:
@@ -108,7 +104,7 @@ def run_command(deps: Deps, cmd: Command, actor: Actor, body: dict[str, Any]) ->
 
 def resync(deps: Deps, env: str | None = None) -> None:
     """Re-posts what an outage left missing in Slack, for the active runs (of one env)."""
-    for run_id in active_runs(deps.engine.db, env):
+    for run_id in deps.reads.active_runs(env):
         try:
             deps.surface.resync(run_id)
         except Exception as exc:

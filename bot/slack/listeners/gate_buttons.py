@@ -26,7 +26,6 @@ from bot.slack.blocks import (
 from bot.slack.deps import Deps
 from bot.slack.payloads import message_ref
 from bot.surface import Actor
-from bot.views import gate_view
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ def decide_gate(
     if known is None:  # recorded by another replica: known from the decision's read
         retire_copy(deps, body, gate_id, result.surface_ref)
     if result.outcome == "already_decided":
-        fresh = gate_view(deps.engine.db, deps.engine.runbook, gate_id)
+        fresh = deps.reads.gate_view(gate_id)
         text = stale_text(fresh) if fresh is not None else deps.md(result.message)
         deps.answer(body, text, run_id=run_id)
     elif result.outcome == "refused":
@@ -115,7 +114,7 @@ def retire_copy(deps: Deps, body: dict[str, Any], gate_id: int, live: str | None
 
 def tick(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str, Any]) -> None:
     where = parse_tick_block(action.get("block_id"))
-    view = gate_view(deps.engine.db, deps.engine.runbook, where[0]) if where else None
+    view = deps.reads.gate_view(where[0]) if where else None
     if where is None or view is None or view.attempt != where[1]:
         deps.answer(body, "This message is out of date; nothing was changed.")
         return
@@ -137,7 +136,7 @@ def tick(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str, Any])
         result = deps.engine.tick(view.id, item, actor)
         if result.outcome != "ticked":
             problems.append(
-                stale_text(gate_view(deps.engine.db, deps.engine.runbook, view.id) or view)
+                stale_text(deps.reads.gate_view(view.id) or view)
                 if result.outcome == "already_decided"
                 else "🚫 " + deps.md(result.message)
             )

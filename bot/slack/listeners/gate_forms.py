@@ -33,7 +33,6 @@ from bot.slack.payloads import where
 from bot.store import step_outputs
 from bot.surface import Actor
 from bot.text import in_words, who
-from bot.views import gate_view
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ def open_gate_form(
     """Rollback… / Continue with comment…: the form opens for an approver of an open gate;
     anyone else is refused here (the engine audits it) and sees no form."""
     parsed = parse_gate_value(action.get("value"))
-    view = gate_view(deps.engine.db, deps.engine.runbook, parsed[0]) if parsed else None
+    view = deps.reads.gate_view(parsed[0]) if parsed else None
     if parsed is None or view is None or view.attempt != parsed[1]:
         deps.answer(
             body, "This message is out of date; nothing was changed. See `/cutover status`."
@@ -121,11 +120,7 @@ def show_output(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str
     """Show output: a step's kept output in a modal, for anyone who sees the checkpoint
     (it was masked before it was kept, and is masked again here)."""
     step_run_id = parse_output_value(action.get("value"))
-    kept = (
-        step_outputs.by_step_run(deps.engine.db, None, step_run_id)
-        if step_run_id is not None
-        else None
-    )
+    kept = deps.reads.output_of(step_run_id) if step_run_id is not None else None
     if kept is None:
         deps.answer(body, "That step kept no output; nothing to show. See `/cutover status`.")
         return
@@ -153,7 +148,7 @@ def check_gate_form(
     text, errors = typed(view, field, required=why if meta.kind == "rollback" else None)
     if errors:
         return errors, None
-    gate = gate_view(deps.engine.db, deps.engine.runbook, meta.gate) if meta.gate else None
+    gate = deps.reads.gate_view(meta.gate) if meta.gate else None
     if gate is None or gate.attempt != meta.attempt or meta.kind not in ("rollback", "comment"):
         return {
             field: "This checkpoint is out of date; nothing was changed. See `/cutover status`."
@@ -203,7 +198,7 @@ def check_override_form(
     text, errors = typed(view, field, required=why)
     if errors or text is None:
         return errors, None
-    gate = gate_view(deps.engine.db, deps.engine.runbook, meta.gate) if meta.gate else None
+    gate = deps.reads.gate_view(meta.gate) if meta.gate else None
     if gate is None or gate.attempt != meta.attempt or meta.kind != "override":
         return {
             field: "This checkpoint is out of date; nothing was changed. See `/cutover status`."
@@ -238,7 +233,7 @@ def override_form(
     actor = deps.approvers.with_override_groups(actor, environment)
     result = deps.engine.override(gate_id, actor, text)
     if result.outcome == "already_decided":
-        fresh = gate_view(deps.engine.db, deps.engine.runbook, gate_id)
+        fresh = deps.reads.gate_view(gate_id)
         said = stale_text(fresh) if fresh is not None else deps.md(result.message)
         deps.answer(reply_to, said, run_id=run_id)
     elif result.outcome == "refused":

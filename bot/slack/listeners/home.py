@@ -55,7 +55,7 @@ def home_opened(deps: Deps, user: str, team: str) -> None:
     """Someone opened Home: remembered (for the refreshes when a run changes), then their
     Home is published now."""
     try:
-        home_viewers.opened(deps.engine.db, user, team, datetime.now(UTC))
+        deps.rows.home_opened(user, team, datetime.now(UTC))
     except Exception as exc:
         log.warning("cannot remember a Home viewer: %s", deps.engine.masker.mask(str(exc)))
     publish_home(deps, user, team)
@@ -64,12 +64,12 @@ def home_opened(deps: Deps, user: str, team: str) -> None:
 
 def home_viewers_of(deps: Deps) -> list[tuple[str, str]]:
     since = datetime.now(UTC) - HOME_RECENT
-    return home_viewers.recent(deps.engine.db, since, HOME_REFRESH_LIMIT)
+    return deps.rows.home_recent(since, HOME_REFRESH_LIMIT)
 
 
 def draw_home(deps: Deps) -> HomeData:
-    version = home_viewers.drawing_version(deps.engine.db)  # before anything is read
-    return home_data(deps.engine, deps.surface.waiting_for, datetime.now(UTC), version)
+    version = deps.rows.home_drawing_version()  # before anything is read
+    return home_data(deps.engine, deps.reads, deps.surface.waiting_for, datetime.now(UTC), version)
 
 
 def render_home(deps: Deps, data: HomeData, user: str, where: str) -> dict[str, Any]:
@@ -99,22 +99,22 @@ def publish_drawn(deps: Deps, user: str, where: str, data: HomeData) -> bool | N
     Slack's hash of the view last published, so a publish that was overtaken on its way
     is refused by Slack (`hash_conflict`). True: Slack took it; False: not (refused, or
     a newer one is up); None: not now (another replica's turn, or overtaken)."""
-    db = deps.engine.db
+    rows = deps.rows
     turn = f"home-turn:{where}:{user}"
     if deps.slots.take(turn, HOME_TURN) > 0:
         return None
     try:
-        version, view_hash = home_viewers.shown(db, user, where)
+        version, view_hash = rows.home_shown(user, where)
         if version is not None and version >= data.version:
             return False  # what Slack shows was drawn as late or later
         ok, answer = deps.surface.publish_home(
             user, render_home(deps, data, user, where), view_hash=view_hash
         )
         if ok:
-            home_viewers.published(db, user, where, data.version, answer)
+            rows.home_published(user, where, data.version, answer)
             return True
         if answer == "hash_conflict" and view_hash:  # overtaken on its way: drawn again
-            home_viewers.forget_hash(db, user, where, view_hash)
+            rows.home_forget_hash(user, where, view_hash)
             return None
         return False
     finally:

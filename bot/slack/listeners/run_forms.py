@@ -27,10 +27,6 @@ from bot.slack.listeners.forms import on_submission, show, typed
 from bot.slack.modals import FormMeta
 from bot.slack.payloads import where
 from bot.surface import Actor
-from bot.views import (
-    active_runs,
-    run_view,
-)
 from commands.parser import (
     Abort,
     EmergencyForm,
@@ -65,7 +61,7 @@ def open_abort(deps: Deps, cmd: Abort, actor: Actor, body: dict[str, Any]) -> No
     except RunbookError as exc:
         deps.answer(body, deps.md(str(exc)))
         return
-    runs = active_runs(deps.engine.db, cmd.env)
+    runs = deps.reads.active_runs(cmd.env)
     refusal = approvals.may_open_form(cmd.env, env, actor)  # no group lookup: 3 s trigger
     if refusal:  # audited as the abort itself would be; no engine call that could abort
         run_id = runs[0] if runs else None
@@ -95,7 +91,7 @@ def open_revert_click(
     permission and the window are checked again now (the button may be hours old)."""
     value = action.get("value")
     run_id = int(value) if isinstance(value, str) and re.fullmatch(r"\d{1,9}", value) else None
-    view = run_view(deps.engine.db, deps.engine.runbook, run_id) if run_id else None
+    view = deps.reads.run_view(run_id) if run_id else None
     if run_id is None or view is None:
         deps.answer(
             body, "This message is out of date; nothing was changed. See `/cutover status`."
@@ -245,7 +241,7 @@ def check_abort_form(
     reason, errors = typed(view, modals.REASON, required=why)
     if errors or reason is None:
         return errors, None
-    if meta.env is None or meta.run not in active_runs(deps.engine.db, meta.env):
+    if meta.env is None or meta.run not in deps.reads.active_runs(meta.env):
         said = f"Run #{meta.run} has ended meanwhile; nothing was changed. Close this form."
         deps.engine.refuse(actor, "abort", said, run_id=meta.run, environment=meta.env)
         return {modals.REASON: said}, None
@@ -255,7 +251,7 @@ def check_abort_form(
 def abort_form(
     deps: Deps, env: str, run_id: int, reason: str, actor: Actor, reply_to: dict[str, Any]
 ) -> None:
-    if run_id not in active_runs(deps.engine.db, env):  # not another run started since
+    if run_id not in deps.reads.active_runs(env):  # not another run started since
         deps.answer(reply_to, f"Run #{run_id} has ended meanwhile; nothing was changed.")
         return
     actor = deps.approvers.with_groups(actor, env)

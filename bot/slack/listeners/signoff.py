@@ -16,7 +16,6 @@ from bot.slack.deps import Deps
 from bot.slack.payloads import message_ref
 from bot.slack.signoff import RUN_SIGNOFF_ACTION, SIGNOFF_ACTION, note_from
 from bot.surface import Actor
-from bot.views import run_view
 from phases.runbook import RunbookError
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ def signoff(deps: Deps, action: dict[str, Any], actor: Actor, body: dict[str, An
     """A "Sign off" button: the engine checks the clicker is an approver of the run's
     environment, now, and counts one person's sign-off of a criterion once."""
     parsed = parse_number_and_id(action.get("value"))
-    view = run_view(deps.engine.db, deps.engine.runbook, parsed[0]) if parsed else None
+    view = deps.reads.run_view(parsed[0]) if parsed else None
     if parsed is None or view is None:
         deps.answer(body, "This message is out of date; nothing was signed off.")
         return

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
 
+from bot.ports import ReadsPort
 from bot.runpage.tokens import RunLinks
 from bot.slack.blocks import (
     Block,
@@ -52,12 +53,20 @@ class SurfaceBase:
     on_change: Callable[[], None] | None
     directory: Callable[[str], list[str]] | None
     _engine: Engine | None
+    _reads: ReadsPort | None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
             raise RuntimeError("SlackSurface is not bound to an engine")
         return self._engine
+
+    @property
+    def reads(self) -> ReadsPort:
+        """What every message is drawn from (the store's `Reads`, given when bound)."""
+        if self._reads is None:
+            raise RuntimeError("SlackSurface is not bound to its reads")
+        return self._reads
 
     def _mask(self, text: str) -> str:
         return self.engine.masker.mask(text)

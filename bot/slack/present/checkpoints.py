@@ -19,12 +19,7 @@ from bot.slack.blocks import (
 from bot.slack.outbox import (
     Refused,
 )
-from bot.views import (
-    GateView,
-    gate_ids,
-    gate_view,
-    open_gate_id,
-)
+from bot.views import GateView
 
 if TYPE_CHECKING:
     pass
@@ -48,7 +43,7 @@ class CheckpointMessages(RunMessages):
         if known is not None:
             self._edit_gate(known[0], gate_id, known[1])
             return
-        first = gate_view(self.engine.db, self.engine.runbook, gate_id)
+        first = self.reads.gate_view(gate_id)
         if first is None:
             return
         if first.surface_ref:
@@ -125,7 +120,7 @@ class CheckpointMessages(RunMessages):
         drawn: list[str] = []  # the gate's status in the drawing Slack was sent
 
         def draw() -> tuple[str, list[Block]] | None:
-            view = gate_view(self.engine.db, self.engine.runbook, gate_id)
+            view = self.reads.gate_view(gate_id)
             if view is None:
                 return None
             drawn.append(view.status)
@@ -137,7 +132,7 @@ class CheckpointMessages(RunMessages):
                 self.refs.settle(gate_id)
 
         def minimal() -> tuple[str, list[Block]] | None:
-            view = gate_view(self.engine.db, self.engine.runbook, gate_id)
+            view = self.reads.gate_view(gate_id)
             return minimal_gate_message(view, self._mask) if view else None
 
         self.outbox.edit(
@@ -153,7 +148,7 @@ class CheckpointMessages(RunMessages):
         """Redraws a stray copy of a checkpoint without buttons, pointing at the live one."""
 
         def draw() -> tuple[str, list[Block]] | None:
-            view = gate_view(self.engine.db, self.engine.runbook, gate_id)
+            view = self.reads.gate_view(gate_id)
             if view is None:
                 return None
             text = (
@@ -169,11 +164,11 @@ class CheckpointMessages(RunMessages):
         and redraws the rest: the parent message, the open checkpoint, and every earlier
         checkpoint (whatever edit was lost on the way, a decided gate shows no buttons)."""
         self.run_changed(run_id)
-        gate_id = open_gate_id(self.engine.db, run_id)
+        gate_id = self.reads.open_gate_id(run_id)
         settled = self.refs.settled()
-        for other in gate_ids(self.engine.db, run_id):
+        for other in self.reads.gate_ids(run_id):
             if other != gate_id and other not in settled:
-                view = gate_view(self.engine.db, self.engine.runbook, other)
+                view = self.reads.gate_view(other)
                 if view is not None and view.surface_ref:
                     self._edit_gate(view.surface_ref, other, run_id)
         if gate_id is not None:

@@ -15,12 +15,7 @@ from bot.slack.blocks import (
     run_message,
     slackify,
 )
-from bot.views import (
-    RunView,
-    gate_view,
-    open_gate_id,
-    run_view,
-)
+from bot.views import RunView
 
 if TYPE_CHECKING:
     pass
@@ -42,7 +37,7 @@ class RunMessages(SurfaceBase):
         if known is not None:
             self._edit_run(known, run_id)
             return
-        view = run_view(self.engine.db, self.engine.runbook, run_id)
+        view = self.reads.run_view(run_id)
         if view is None:
             return
         if view.surface_ref:
@@ -65,7 +60,7 @@ class RunMessages(SurfaceBase):
 
     def _edit_run(self, ref: str, run_id: int) -> None:
         def draw() -> tuple[str, list[Block]] | None:
-            view = run_view(self.engine.db, self.engine.runbook, run_id)
+            view = self.reads.run_view(run_id)
             if view is None:
                 return None
             return run_message(
@@ -90,13 +85,13 @@ class RunMessages(SurfaceBase):
         self.run_changed(run_id)
 
     def _run_waiting(self, run_id: int) -> str:
-        gate_id = open_gate_id(self.engine.db, run_id)
-        view = gate_view(self.engine.db, self.engine.runbook, gate_id) if gate_id else None
+        gate_id = self.reads.open_gate_id(run_id)
+        view = self.reads.gate_view(gate_id) if gate_id else None
         return self._waiting_for(view.environment, view.votes) if view else ""
 
     def _sync_run(self, run_id: int) -> str | None:
         """Posts or edits the run's parent message; returns its ref. Caller holds the lock."""
-        view = run_view(self.engine.db, self.engine.runbook, run_id)
+        view = self.reads.run_view(run_id)
         if view is None:
             return None
         if view.surface_ref is None:
@@ -134,7 +129,7 @@ class RunMessages(SurfaceBase):
         if known is not None:
             channel, thread_ts = split_ref(known)
         elif run_id is not None:
-            view = run_view(self.engine.db, self.engine.runbook, run_id)
+            view = self.reads.run_view(run_id)
             if view is not None:
                 if view.surface_ref:
                     channel, thread_ts = split_ref(self.refs.learn_run(run_id, view.surface_ref))

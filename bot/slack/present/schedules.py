@@ -32,11 +32,7 @@ from bot.slack.blocks import (
 from bot.slack.outbox import (
     Refused,
 )
-from bot.views import (
-    ScheduleView,
-    run_view,
-    schedule_view,
-)
+from bot.views import ScheduleView
 from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
@@ -107,13 +103,13 @@ class ScheduleMessages(SurfaceBase):
     def _remember_checklist(self, schedule_id: int, ref: str, text: str) -> None:
         """Keeps where the T-1h checklist is, and the notice text it is drawn from
         (MessageRefs.remember_checklist)."""
-        self.refs.remember_checklist(self.engine.db, schedule_id, ref, text)
+        self.refs.remember_checklist(schedule_id, ref, text)
 
     def checklist_changed(self, schedule_id: int) -> None:
         """Redraws the T-1h checklist message of a scheduled cutover from the database (who
         ticked what, the bot's results), through the channel's outbox; nothing when it was
         never posted (or was posted before its ref was kept)."""
-        posted = self.refs.checklist(self.engine.db, schedule_id)
+        posted = self.refs.checklist(schedule_id)
         if posted is None:
             return
         body = posted.body or ""
@@ -156,7 +152,7 @@ class ScheduleMessages(SurfaceBase):
         was not kept (posted before it was, or a stray copy) keeps its other blocks as they
         were and gets the items that gate Start drawn again. `redrawn`: a tick or untick of
         this click already asked for the kept message's redraw."""
-        posted = self.refs.checklist(self.engine.db, schedule_id)
+        posted = self.refs.checklist(schedule_id)
         if posted is not None and posted.ref == f"{channel}:{ts}":
             if not redrawn:  # nothing changed (a refused click): its boxes drawn back
                 self.checklist_changed(schedule_id)
@@ -214,11 +210,7 @@ class ScheduleMessages(SurfaceBase):
         sched = self._schedule(schedule_id)
         if sched is None or sched.status == ScheduleStatus.SCHEDULED:
             return False
-        run = (
-            run_view(self.engine.db, self.engine.runbook, sched.run_id)
-            if sched.run_id is not None
-            else None
-        )
+        run = self.reads.run_view(sched.run_id) if sched.run_id is not None else None
         if run is not None:
             done = (
                 f"▶️ *Started* by {mention(run.requested_by)} at {when(run.started_at)} "
@@ -252,7 +244,7 @@ class ScheduleMessages(SurfaceBase):
         return True
 
     def _schedule(self, schedule_id: int) -> ScheduleView | None:
-        return schedule_view(self.engine.db, schedule_id)
+        return self.reads.schedule_view(schedule_id)
 
     def _approver_groups(self, env_name: str) -> list[str]:
         try:

@@ -7,15 +7,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from bot.signoffs import refusal_for, run_signoff_state, signoff_view
+from bot.signoffs import refusal_for
 from bot.slack.blocks import (
     Block,
     mask_blocks,
 )
 from bot.slack.signoff import signoff_message
-from bot.views import (
-    run_view,
-)
 
 if TYPE_CHECKING:
     pass
@@ -35,10 +32,9 @@ class SignoffMessages(RunMessages):
         if ref:
             self._edit_signoff(ref, run_id)
             return
-        view = run_view(self.engine.db, self.engine.runbook, run_id)
+        view = self.reads.run_view(run_id)
         if view is None or (  # rolled back: none new; completed: the cutover's own, if asked
-            refusal_for(str(view.status), run_id)
-            and run_signoff_state(self.engine.db, run_id) is None
+            refusal_for(str(view.status), run_id) and self.reads.run_signoff_state(run_id) is None
         ):
             return
         channel = split_ref(view.surface_ref)[0] if view.surface_ref else view.channel
@@ -47,12 +43,12 @@ class SignoffMessages(RunMessages):
     def _signoff_ref(self, run_id: int) -> str | None:
         """The run's sign-off message ("CHANNEL:TS"), as the database has it: posted by this
         process or another, before a restart or after."""
-        return self.refs.signoff(self.engine.db, run_id)
+        return self.refs.signoff(run_id)
 
     def adopt_signoff(self, run_id: int, channel: str, ts: str) -> None:
         """A sign-off click came from this message: it is the run's sign-off message, unless
         the database already names one (a message posted before its ref was kept)."""
-        self.refs.own_signoff(self.engine.db, run_id, f"{channel}:{ts}")
+        self.refs.own_signoff(run_id, f"{channel}:{ts}")
 
     def _post_signoff(self, run_id: int) -> None:
         """Caller holds the run's lock (of this process: another replica may post at the same
@@ -61,10 +57,10 @@ class SignoffMessages(RunMessages):
         if ref:  # posted meanwhile
             self._edit_signoff(ref, run_id)
             return
-        view = signoff_view(self.engine.db, self.engine.runbook, run_id)
+        view = self.reads.signoff_view(run_id)
         if view is None:
             return
-        parent = run_view(self.engine.db, self.engine.runbook, run_id)
+        parent = self.reads.run_view(run_id)
         ref = parent.surface_ref if parent else None
         ref = ref or self._sync_run(run_id)
         channel, thread_ts = split_ref(ref) if ref else (parent.channel if parent else None, None)
@@ -81,14 +77,14 @@ class SignoffMessages(RunMessages):
             unfurl_media=False,
         )
         mine = f"{resp['channel']}:{resp['ts']}"
-        winner = self.refs.own_signoff(self.engine.db, run_id, mine)
+        winner = self.refs.own_signoff(run_id, mine)
         if winner != mine:  # another replica posted first: keep one message
             self._delete(mine)
             self._edit_signoff(winner, run_id)
 
     def _edit_signoff(self, ref: str, run_id: int) -> None:
         def draw() -> tuple[str, list[Block]] | None:
-            view = signoff_view(self.engine.db, self.engine.runbook, run_id)
+            view = self.reads.signoff_view(run_id)
             return signoff_message(view, self._mask) if view is not None else None
 
         self.outbox.edit(*split_ref(ref), draw, run_id=run_id)

@@ -1,15 +1,15 @@
 """Schema migrations with Alembic: the one way the bot's tables are made and changed.
 
 `cutover db upgrade` and `cutover serve` (at start) bring a database to the newest revision;
-read commands only check that it is there (bot/db.py: Database.require_schema). Revisions are
-in bot/migrations/versions. A database the bot made with `create_all` before migrations
+read commands only check that it is there (bot/store/db.py: Database.require_schema). Revisions are
+in bot/store/migrations/versions. A database the bot made with `create_all` before migrations
 existed has no alembic_version table: it is stamped at the baseline (the schema of 7e63008)
 and upgraded from there, so deployed bots keep their runs and audit trail.
 
 On PostgreSQL the upgrade holds a transaction-level advisory lock, so replicas starting
 together upgrade one at a time and the later ones find nothing to do; PostgreSQL's DDL is
 transactional, so an upgrade that fails changes nothing. On SQLite the transaction begins
-IMMEDIATE (bot/db.py), which serializes writers the same way.
+IMMEDIATE (bot/store/db.py), which serializes writers the same way.
 
 A locked-down app role (`cutover audit lockdown`) has rights on the tables that existed when
 the lockdown ran, not on those a later migration makes. So every upgrade run by a role that
@@ -34,7 +34,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from bot import models  # noqa: F401 - the tables, for SQLModel.metadata
+from bot.store import models  # noqa: F401 - the tables, for SQLModel.metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "r0001"
@@ -190,5 +190,5 @@ def _revision(message: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["revision"] or len(sys.argv) != 4 or sys.argv[2] != "-m":
-        sys.exit('usage: python -m bot.migrate revision -m "what changes"')
+        sys.exit('usage: python -m bot.store.migrate revision -m "what changes"')
     _revision(sys.argv[3])

@@ -23,9 +23,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, ProgrammingError
 from sqlmodel import Session, SQLModel, create_engine
 
-from bot import migrate, models
 from bot.domain.errors import Unavailable
 from bot.settings import normalize_database_url
+from bot.store import migrate, models
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -131,7 +131,7 @@ class Database:
         return make_url(self.url).render_as_string(hide_password=True)
 
     def upgrade(self) -> tuple[str | None, str]:
-        """Brings the schema to the newest revision (bot/migrate.py), one process at a time;
+        """Brings the schema to the newest revision (bot/store/migrate.py), one process at a time;
         returns (revision before, revision after). Then the audit chain's head row and, on
         PostgreSQL, audit_event's append-only triggers."""
         try:

@@ -1,7 +1,7 @@
 """Baseline: the schema as `create_all` made it at 7e63008, before migrations existed.
 
 A database the bot made before then has no alembic_version table; `cutover db upgrade`
-stamps it at this revision (bot/migrate.py) and goes on from here.
+stamps it at this revision (bot/store/migrate.py) and goes on from here.
 
 Revision ID: r0001
 Revises:
