@@ -126,45 +126,47 @@ def instrument() -> None:
     """Wraps the click's path. Done before the service is built."""
     import psycopg
 
-    from bot.engine import Engine
+    from bot.engine.contexts import Contexts
+    from bot.engine.gates import Gates, Interventions
+    from bot.engine.runs import Phases
     from bot.slack import dispatch, server
     from bot.slack.middleware import ReplayGuard
     from bot.slack.outbox import Outbox, Pacer
-    from bot.slack.present import checkpoints
     from bot.slack.surface import SlackSurface
     from bot.slack.transport import SlackTransport
     from bot.store.rate_slots import SharedSlots
+    from bot.store.reads import Reads
     from bot.store.unit import Store
 
     wrap(server._Handler, "_events", "http: request + ack")
     wrap(dispatch.AcksFirst, "wait", "hand-out: acks first wait")
     wrap(dispatch.Dispatcher, "guard", "click: guard (all the click's work)")
     wrap(ReplayGuard, "refusal", "click: replay guard")
-    wrap(Engine, "decide", "click: engine.decide")
-    wrap(Engine, "_decide", "click: decision tx")
-    wrap(Engine, "_claim_phase", "phase: claim tx")
-    wrap(Engine, "context", "phase: context")
+    wrap(Gates, "decide", "click: engine.decide")
+    wrap(Gates, "_decide", "click: decision tx")
+    wrap(Phases, "_claim_phase", "phase: claim tx")
+    wrap(Contexts, "context", "phase: context")
     import bot.engine.runs as runs_mod
 
     wrap(runs_mod, "run_checks", "phase: run_checks")
-    wrap(Engine, "open_gate", "phase: open_gate tx")
-    wrap(Engine, "set_surface_ref", "post: set_surface_ref tx")
+    wrap(Phases, "open_gate", "phase: open_gate tx")
+    wrap(Interventions, "set_surface_ref", "post: set_surface_ref tx")
     wrap(SlackSurface, "gate_changed", "surface: gate_changed")
     wrap(SlackSurface, "run_changed", "surface: run_changed")
-    wrap(checkpoints, "gate_view", "surface: gate_view read")
+    wrap(Reads, "gate_view", "surface: gate_view read")
     wrap(SlackSurface, "_post_gate", "post: _post_gate (locked)")
     wrap(Pacer, "wait", "post: pacer.wait")
     wrap(SharedSlots, "reserve", "post: rate slot tx")
     wrap(SlackTransport, "call", lambda self, method, **kw: f"web: {method}")
     # The next phase's CPU from its start to the post's send (the critical path's second half).
     _adv = threading.local()
-    advance = Engine.advance
+    advance = Phases.advance
 
     def advance_marked(self: Any, run_id: int) -> None:
         _adv.cpu, _adv.t0 = time.thread_time(), time.monotonic()
         advance(self, run_id)
 
-    Engine.advance = advance_marked  # type: ignore[method-assign]
+    Phases.advance = advance_marked  # type: ignore[method-assign]
     call = SlackTransport.call
 
     def call_marked(self: Any, method: str, **kwargs: Any) -> Any:
@@ -337,11 +339,11 @@ def main() -> None:
             if db_url is None:
                 raise SystemExit("no PostgreSQL")
             if args.profile:
-                from bot.engine import Engine
+                from bot.engine.runs import Phases
                 from bot.slack import dispatch
 
                 profiled(dispatch.Dispatcher, "guard")
-                profiled(Engine, "advance")
+                profiled(Phases, "advance")
             else:
                 instrument()
             os.chdir(folder)
