@@ -45,7 +45,7 @@ DEMO_RUNBOOK = REPO / "runbooks" / "demo.yml"
 def folder(tmp_path: Path) -> Path:
     """An empty working folder with a bot database (made as an operator does: `cutover db
     upgrade`) and a broken runbook."""
-    Database(f"sqlite:///{tmp_path / 'bot.store.db'}").upgrade()
+    Database(f"sqlite:///{tmp_path / 'bot.db'}").upgrade()
     (tmp_path / "broken.yml").write_text("phases: [\n", encoding="utf-8")
     (tmp_path / "empty.db").touch()
     return tmp_path
@@ -54,7 +54,7 @@ def folder(tmp_path: Path) -> Path:
 def clean_env(folder: Path, env: dict[str, str] | None) -> dict[str, str]:
     """This process's environment without the bot's settings, the folder's bot database, `env`."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CUTOVER_", "SLACK_"))}
-    clean["CUTOVER_DATABASE_URL"] = f"sqlite:///{folder / 'bot.store.db'}"
+    clean["CUTOVER_DATABASE_URL"] = f"sqlite:///{folder / 'bot.db'}"
     clean.update(env or {})
     return clean
 
@@ -266,7 +266,7 @@ def test_closed_pipe_exits_quietly(folder: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "audit", "export", "--format", "csv"],
         cwd=folder,
-        env={**os.environ, "CUTOVER_DATABASE_URL": f"sqlite:///{folder / 'bot.store.db'}"},
+        env={**os.environ, "CUTOVER_DATABASE_URL": f"sqlite:///{folder / 'bot.db'}"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -129,7 +129,7 @@ def hostile_runbook(tmp: Path) -> tuple[Engine, list[str]]:
     runbook = runbook_with_vars(tmp, phases, values)
     (tmp / "victim").mkdir()
     (tmp / "victim" / "keep").write_text("")
-    return Engine(Database(f"sqlite:///{tmp / 'bot.store.db'}"), runbook, background=False), names
+    return Engine(Database(f"sqlite:///{tmp / 'bot.db'}"), runbook, background=False), names
 
 
 def test_placeholder_values_with_metacharacters_and_dashes_reach_the_program_verbatim(

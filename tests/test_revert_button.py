@@ -35,7 +35,7 @@ def revert_refusals(db: Database) -> list[dict[str, Any]]:
 
 
 def completed(bot: Bot) -> Any:
-    complete_with_votes(bot.engine, bot.store.db, starter=Actor("T1:U1", "u1"))
+    complete_with_votes(bot.engine, bot.db, starter=Actor("T1:U1", "u1"))
     return bot.wait_text(bot.parent(1), "Revert…")
 
 

@@ -139,7 +139,7 @@ def test_two_bots_posting_one_signoff_message_keep_the_first_and_delete_the_othe
                 lambda db, key: None if next(lookups, True) is None else real(db, key),
             )
             before = len(first.standin.calls)
-            second.service.surface._post_signoff(run_id)
+            second.service.surface.signoffs._post_signoff(run_id)
             made = [c for c in first.standin.calls[before:] if c.status == 200]
             posted = [c for c in made if c.method == "chat.postMessage"]
             deleted = [c for c in made if c.method == "chat.delete"]

@@ -147,7 +147,7 @@ def _console(
     the bot runs as that user (on the system's Python with this checkout's packages)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CUTOVER_", "SLACK_"))}
     env.update(
-        CUTOVER_DATABASE_URL=f"sqlite:///{tmp / 'bot.store.db'}",
+        CUTOVER_DATABASE_URL=f"sqlite:///{tmp / 'bot.db'}",
         CUTOVER_RUNBOOK=str(tmp / "small.yml"),
         CUTOVER_AUDIT_KEY_FILE=str(planted["key"]),
         CUTOVER_LOG_LEVEL="DEBUG",
@@ -249,7 +249,7 @@ def test_a_root_bot_without_a_step_user_refuses_to_run_a_runbook_with_programs(
         text=True,
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith(("CUTOVER_", "SLACK_"))},
-            "CUTOVER_DATABASE_URL": f"sqlite:///{step_tmp / 'bot.store.db'}",
+            "CUTOVER_DATABASE_URL": f"sqlite:///{step_tmp / 'bot.db'}",
             "CUTOVER_RUNBOOK": str(step_tmp / "small.yml"),
             "PYTHONPATH": str(ROOT),
         },

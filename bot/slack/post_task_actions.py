@@ -39,6 +39,8 @@ from phases.runbook import RunbookError
 
 if TYPE_CHECKING:
     from bot.slack.deps import Deps
+    from bot.slack.present.base import SurfaceContext
+    from bot.slack.present.runs import RunMessages
 
 log = logging.getLogger(__name__)
 
@@ -86,63 +88,65 @@ def tasks_message(view: TasksView, mask: Any) -> tuple[str, list[Block]]:
 
 
 class PostTaskMessages:
-    """The SlackSurface's part (a mixin): post the checklist once, then redraw it."""
+    """The run's post-cutover checklist, one of SlackSurface's presenters: post it once in
+    the run's thread, then redraw it."""
+
+    def __init__(self, ctx: SurfaceContext, runs: RunMessages) -> None:
+        self.ctx = ctx
+        self.runs = runs  # the run's parent message, which the checklist is a reply to
 
     def post_tasks_changed(self, run_id: int) -> None:
-        me: Any = self
-        posted = me.refs.rows.posted(tasks_key(run_id))
+        posted = self.ctx.refs.rows.posted(tasks_key(run_id))
         if posted is not None:
             self._edit_tasks(posted.ref, run_id)
             return
-        parent = me.reads.run_view(run_id)
+        parent = self.ctx.reads.run_view(run_id)
         channel = parent.surface_ref.partition(":")[0] if parent and parent.surface_ref else None
-        me.pacing.posting(
+        self.ctx.pacing.posting(
             run_id,
             channel or (parent.channel if parent else None),
             lambda: self._post_tasks(run_id),
         )
 
     def _post_tasks(self, run_id: int) -> None:
-        me: Any = self
-        posted = me.refs.rows.posted(tasks_key(run_id))
+        posted = self.ctx.refs.rows.posted(tasks_key(run_id))
         if posted is not None:  # posted meanwhile
             self._edit_tasks(posted.ref, run_id)
             return
-        view = me.reads.tasks_view(run_id)
+        view = self.ctx.reads.tasks_view(run_id)
         if view is None:
             return
-        parent = me.reads.run_view(run_id)
-        ref = (parent.surface_ref if parent else None) or me._sync_run(run_id)
+        parent = self.ctx.reads.run_view(run_id)
+        ref = (parent.surface_ref if parent else None) or self.runs.sync_run(run_id)
         channel, thread_ts = (
             ref.split(":", 1) if ref else (parent.channel if parent else None, None)
         )
         if not channel:
             raise RuntimeError(f"no channel to post the post-cutover tasks of run #{run_id} in")
-        text, blocks = tasks_message(view, me._mask)
-        resp = me.transport.call(
+        text, blocks = tasks_message(view, self.ctx.mask)
+        resp = self.ctx.transport.call(
             "chat_postMessage",
             channel=channel,
             text=text,
-            blocks=mask_blocks(blocks, me._mask),
+            blocks=mask_blocks(blocks, self.ctx.mask),
             thread_ts=thread_ts,
             unfurl_links=False,
             unfurl_media=False,
         )
         mine = f"{resp['channel']}:{resp['ts']}"
-        winner = me.refs.rows.remember_post(tasks_key(run_id), mine, run_id=run_id)
+        winner = self.ctx.refs.rows.remember_post(tasks_key(run_id), mine, run_id=run_id)
         if winner != mine:  # another replica posted first: keep one message
-            me._delete(mine)
+            self.ctx.delete(mine)
             self._edit_tasks(winner, run_id)
 
     def _edit_tasks(self, ref: str, run_id: int) -> None:
-        me: Any = self
 
         def draw() -> tuple[str, list[Block]] | None:
-            view = me.reads.tasks_view(run_id)
-            return tasks_message(view, me._mask) if view is not None else None
+            view = self.ctx.reads.tasks_view(run_id)
+            return tasks_message(view, self.ctx.mask) if view is not None else None
 
         channel, ts = ref.split(":", 1)
-        me.outbox.edit(channel, ts, draw, run_id=run_id)
+        self.ctx.outbox.edit(channel, ts, draw, run_id=run_id)
 
 
 def with_owner_group(deps: Deps, actor: Actor, owner: str | None) -> Actor:

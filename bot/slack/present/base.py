@@ -1,7 +1,11 @@
-"""What every kind of message shares: the transport (bot.slack.transport), the runs' post
-slots and locks (bot.slack.pacing), the message refs (bot.slack.refs), the outbox of
-edits, and the engine they draw from. Posting a message and owning its ref (the first
+"""What every kind of message shares (`SurfaceContext`): the transport (bot.slack.transport),
+the runs' post slots and locks (bot.slack.pacing), the message refs (bot.slack.refs), the
+outbox of edits, the engine and reads they draw from, the masker, the clock, the run links,
+the approver directory and the change hook. Posting a message and owning its ref (the first
 one the database keeps wins; a copy is deleted) is here.
+
+Each presenter (bot.slack.present.*) is given this context and only the other presenters it
+calls; `SlackSurface` (bot.slack.surface) composes them (issue 19: services, not mixins).
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ from bot.slack.transport import SlackTransport, split_ref
 log = logging.getLogger(__name__)
 
 
-class SurfaceBase:
-    """The parts `SlackSurface` is made of, as each kind of message sees them."""
+class SurfaceContext:
+    """What every presenter of `SlackSurface` needs, shared by all of them (one per surface).
+    `run_links`, `on_change` and `directory` are set after it is built (through the
+    surface); the engine and the reads when the surface is bound."""
 
     client: WebClient
     clock: Clock
@@ -55,6 +61,34 @@ class SurfaceBase:
     _engine: Engine | None
     _reads: ReadsPort | None
 
+    def __init__(
+        self,
+        client: WebClient,
+        clock: Clock,
+        transport: SlackTransport,
+        pacer: Pacer,
+        pacing: RunPacing,
+        refs: MessageRefs,
+        engine: Engine | None = None,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.transport = transport
+        self.channels = transport.channels  # the runbook's channel names as ids
+        self.pacer = pacer
+        self.pacing = pacing
+        self.refs = refs
+        # Edits of posted messages, per channel: drawn when sent (bot.slack.outbox).
+        self.outbox = Outbox(self.update, self.audit_failure)
+        self._engine = engine
+        self._reads = None
+        # Told (it must return at once) whenever a run or a gate changed: the Home tabs.
+        self.on_change = None
+        # Signed links to run pages (bot/runpage), when CUTOVER_PUBLIC_URL and the secret are set.
+        self.run_links = None
+        # The approver groups that cannot be read (set by CutoverSlackApp, which reads them).
+        self.directory = None
+
     @property
     def engine(self) -> Engine:
         if self._engine is None:
@@ -68,27 +102,28 @@ class SurfaceBase:
             raise RuntimeError("SlackSurface is not bound to its reads")
         return self._reads
 
-    def _mask(self, text: str) -> str:
+    def mask(self, text: str) -> str:
+        """The engine's masker: every text is masked before it leaves."""
         return self.engine.masker.mask(text)
 
-    def _changed(self) -> None:
+    def changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
 
-    def _update(self, channel: str, ts: str, text: str, blocks: list[Block]) -> None:
+    def update(self, channel: str, ts: str, text: str, blocks: list[Block]) -> None:
         self.transport.call(
-            "chat_update", channel=channel, ts=ts, text=text, blocks=mask_blocks(blocks, self._mask)
+            "chat_update", channel=channel, ts=ts, text=text, blocks=mask_blocks(blocks, self.mask)
         )
 
-    def _delete(self, ref: str) -> None:
+    def delete(self, ref: str) -> None:
         try:
             self.transport.call_waiting(
                 "chat_delete", channel=split_ref(ref)[0], ts=split_ref(ref)[1]
             )
         except Exception as exc:
-            log.warning("cannot delete a starting message: %s", self._mask(str(exc)))
+            log.warning("cannot delete a starting message: %s", self.mask(str(exc)))
 
-    def _post_or_update(
+    def post_or_update(
         self,
         ref: str | None,
         channel: str | None,
@@ -98,7 +133,7 @@ class SurfaceBase:
         thread_ts: str | None,
         own: Any,
     ) -> str:
-        blocks = mask_blocks(blocks, self._mask)
+        blocks = mask_blocks(blocks, self.mask)
         if ref:
             ch, ts = split_ref(ref)
             self.transport.call("chat_update", channel=ch, ts=ts, text=text, blocks=blocks)
@@ -127,10 +162,6 @@ class SurfaceBase:
 
     def waiting_for(self, env_name: str, votes: list[str]) -> str:
         """Mentions of the approvers (users by id, then groups) who have not voted yet."""
-        return self._waiting_for(env_name, votes)
-
-    def _waiting_for(self, env_name: str, votes: list[str]) -> str:
-        """Mentions of the approvers (users by id, then groups) who have not voted yet."""
         try:
             env = self.engine.environment(env_name)
         except RunbookError:
@@ -139,6 +170,6 @@ class SurfaceBase:
         users = [u for u in users if u.startswith("<@")]
         return ", ".join(users + [group_mention(g) for g in env.approver_groups])
 
-    def _audit_failure(self, call: str, error: str, run_id: int | None) -> None:
-        log.warning("slack %s failed: %s", call, self._mask(error))
-        self.engine.record_surface_failure(call, self._mask(error), run_id)
+    def audit_failure(self, call: str, error: str, run_id: int | None) -> None:
+        log.warning("slack %s failed: %s", call, self.mask(error))
+        self.engine.record_surface_failure(call, self.mask(error), run_id)

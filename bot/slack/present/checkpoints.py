@@ -24,54 +24,59 @@ from bot.views import GateView
 if TYPE_CHECKING:
     pass
 
+from bot.slack.present.base import SurfaceContext
 from bot.slack.present.runs import RunMessages
 from bot.slack.transport import split_ref
 
 log = logging.getLogger(__name__)
 
 
-class CheckpointMessages(RunMessages):
+class CheckpointMessages:
     """The checkpoints of a run, and a resync of everything a run has in Slack."""
+
+    def __init__(self, ctx: SurfaceContext, runs: RunMessages) -> None:
+        self.ctx = ctx
+        self.runs = runs  # the run's parent message, which each checkpoint is a reply to
 
     def checkpoint(self, gate_id: int) -> None:
         self.gate_changed(gate_id)
 
     def gate_changed(self, gate_id: int) -> None:
         """As run_changed, for a checkpoint."""
-        self._changed()
-        known = self.refs.gate(gate_id)
+        self.ctx.changed()
+        known = self.ctx.refs.gate(gate_id)
         if known is not None:
             self._edit_gate(known[0], gate_id, known[1])
             return
-        first = self.reads.gate_view(gate_id)
+        first = self.ctx.reads.gate_view(gate_id)
         if first is None:
             return
         if first.surface_ref:
-            self.refs.learn_gate(gate_id, first.run_id, first.surface_ref)
+            self.ctx.refs.learn_gate(gate_id, first.run_id, first.surface_ref)
             self._edit_gate(first.surface_ref, gate_id, first.run_id)
             return
         channel = split_ref(first.run_surface_ref)[0] if first.run_surface_ref else first.channel
-        details = self.pacing.posting(
+        details = self.ctx.pacing.posting(
             first.run_id, channel, lambda: self._post_gate(gate_id, first)
         )
         for fallback, reply in details or []:  # no lock held: the decision is up already
             try:
-                self.transport.call_waiting(
+                self.ctx.transport.call_waiting(
                     "chat_postMessage",
                     channel=reply[0],
                     thread_ts=reply[1],
                     text=fallback,
-                    blocks=mask_blocks(reply[2], self._mask),
+                    blocks=mask_blocks(reply[2], self.ctx.mask),
                     unfurl_links=False,
                     unfurl_media=False,
                 )
             except Exception as exc:
-                self._audit_failure("checkpoint details", str(exc), first.run_id)
+                self.ctx.audit_failure("checkpoint details", str(exc), first.run_id)
                 break
 
     def known_gate_ref(self, gate_id: int) -> str | None:
         """The gate's recorded message, if this process has seen it (no read)."""
-        known = self.refs.gate(gate_id)
+        known = self.ctx.refs.gate(gate_id)
         return known[0] if known is not None else None
 
     def _post_gate(
@@ -81,61 +86,65 @@ class CheckpointMessages(RunMessages):
         run's lock); returns the thread replies of results to post after it. A post by
         another thread of this process is known here (it learned the ref under this lock);
         one by another replica is caught by `set_surface_ref` (this copy is deleted)."""
-        known = self.refs.gate(gate_id)
+        known = self.ctx.refs.gate(gate_id)
         if known is not None:  # posted meanwhile: redraw instead
             self._edit_gate(known[0], gate_id, view.run_id)
             return []
-        parent = view.run_surface_ref or self.refs.run(view.run_id) or self._sync_run(view.run_id)
+        parent = (
+            view.run_surface_ref
+            or self.ctx.refs.run(view.run_id)
+            or self.runs.sync_run(view.run_id)
+        )
         channel, thread_ts = split_ref(parent) if parent else (view.channel, None)
         text, blocks = gate_message(
             view,
-            self._mask,
-            self.refs.iteration(gate_id),
-            self._waiting_for(view.environment, view.votes),
+            self.ctx.mask,
+            self.ctx.refs.iteration(gate_id),
+            self.ctx.waiting_for(view.environment, view.votes),
         )
 
         def own(mine: str) -> str:
-            winner = self.engine.set_surface_ref(mine, gate_id=gate_id)
-            return self.refs.learn_gate(gate_id, view.run_id, winner)
+            winner = self.ctx.engine.set_surface_ref(mine, gate_id=gate_id)
+            return self.ctx.refs.learn_gate(gate_id, view.run_id, winner)
 
         try:
-            self._post_or_update(None, channel, text, blocks, thread_ts=thread_ts, own=own)
+            self.ctx.post_or_update(None, channel, text, blocks, thread_ts=thread_ts, own=own)
         except Refused as exc:
             # Slack will never take this checkpoint: post the decision alone, so the gate
             # stays decidable, and say why in the audit trail.
-            self._audit_failure(f"checkpoint {exc.method}", str(exc), view.run_id)
-            text, blocks = minimal_gate_message(view, self._mask)
-            self._post_or_update(None, channel, text, blocks, thread_ts=thread_ts, own=own)
+            self.ctx.audit_failure(f"checkpoint {exc.method}", str(exc), view.run_id)
+            text, blocks = minimal_gate_message(view, self.ctx.mask)
+            self.ctx.post_or_update(None, channel, text, blocks, thread_ts=thread_ts, own=own)
         if thread_ts is None or channel is None:
             return []
-        return [(t, (channel, thread_ts, b)) for t, b in gate_details(view, self._mask)]
+        return [(t, (channel, thread_ts, b)) for t, b in gate_details(view, self.ctx.mask)]
 
     def _repost_gate(self, gate_id: int, run_id: int, lost: str) -> None:
         """As `_repost_run`, for a checkpoint (an open one keeps its buttons)."""
-        self.refs.forget_gate(gate_id, lost)
-        self.engine.set_surface_ref(None, gate_id=gate_id, replacing=lost)
+        self.ctx.refs.forget_gate(gate_id, lost)
+        self.ctx.engine.set_surface_ref(None, gate_id=gate_id, replacing=lost)
         self.gate_changed(gate_id)
 
     def _edit_gate(self, ref: str, gate_id: int, run_id: int) -> None:
         drawn: list[str] = []  # the gate's status in the drawing Slack was sent
 
         def draw() -> tuple[str, list[Block]] | None:
-            view = self.reads.gate_view(gate_id)
+            view = self.ctx.reads.gate_view(gate_id)
             if view is None:
                 return None
             drawn.append(view.status)
-            waiting = self._waiting_for(view.environment, view.votes)
-            return gate_message(view, self._mask, self.refs.iteration(gate_id), waiting)
+            waiting = self.ctx.waiting_for(view.environment, view.votes)
+            return gate_message(view, self.ctx.mask, self.ctx.refs.iteration(gate_id), waiting)
 
         def sent() -> None:
             if drawn and drawn[-1] != "open":  # Slack shows it decided: nothing to reconcile
-                self.refs.settle(gate_id)
+                self.ctx.refs.settle(gate_id)
 
         def minimal() -> tuple[str, list[Block]] | None:
-            view = self.reads.gate_view(gate_id)
-            return minimal_gate_message(view, self._mask) if view else None
+            view = self.ctx.reads.gate_view(gate_id)
+            return minimal_gate_message(view, self.ctx.mask) if view else None
 
-        self.outbox.edit(
+        self.ctx.outbox.edit(
             *split_ref(ref),
             draw,
             run_id=run_id,
@@ -148,7 +157,7 @@ class CheckpointMessages(RunMessages):
         """Redraws a stray copy of a checkpoint without buttons, pointing at the live one."""
 
         def draw() -> tuple[str, list[Block]] | None:
-            view = self.reads.gate_view(gate_id)
+            view = self.ctx.reads.gate_view(gate_id)
             if view is None:
                 return None
             text = (
@@ -157,18 +166,18 @@ class CheckpointMessages(RunMessages):
             )
             return text, [section(text)]
 
-        self.outbox.edit(channel, ts, draw)
+        self.ctx.outbox.edit(channel, ts, draw)
 
     def resync(self, run_id: int) -> None:
         """Posts whatever of an active run is missing in Slack (after an outage or a restart)
         and redraws the rest: the parent message, the open checkpoint, and every earlier
         checkpoint (whatever edit was lost on the way, a decided gate shows no buttons)."""
-        self.run_changed(run_id)
-        gate_id = self.reads.open_gate_id(run_id)
-        settled = self.refs.settled()
-        for other in self.reads.gate_ids(run_id):
+        self.runs.run_changed(run_id)
+        gate_id = self.ctx.reads.open_gate_id(run_id)
+        settled = self.ctx.refs.settled()
+        for other in self.ctx.reads.gate_ids(run_id):
             if other != gate_id and other not in settled:
-                view = self.reads.gate_view(other)
+                view = self.ctx.reads.gate_view(other)
                 if view is not None and view.surface_ref:
                     self._edit_gate(view.surface_ref, other, run_id)
         if gate_id is not None:

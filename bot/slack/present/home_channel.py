@@ -19,26 +19,29 @@ from bot.slack.outbox import (
 if TYPE_CHECKING:
     pass
 
-from bot.slack.present.base import SurfaceBase
+from bot.slack.present.base import SurfaceContext
 
 log = logging.getLogger(__name__)
 
 
-class HomeChannel(SurfaceBase):
+class HomeChannel:
     """Claims (and releases) the channel a run is to live in."""
+
+    def __init__(self, ctx: SurfaceContext) -> None:
+        self.ctx = ctx
 
     def claim_home(self, env_name: str, channel: str, requested_by: str) -> str | None:
         """Posts "starting…" in the channel a run of `env_name` is to live in, before the run
         exists: Slack's answer says whether the bot may post there. Returns None, or why not
         (as mrkdwn for the person who typed) when Slack refuses the channel. The run's parent
         message becomes this one."""
-        self.pacer.wait(channel)
+        self.ctx.pacer.wait(channel)
         where = channel_ref(channel)
         try:
-            resp = self.transport.call_waiting(
+            resp = self.ctx.transport.call_waiting(
                 "chat_postMessage",
                 channel=channel,
-                text=f"⏳ Starting the cutover of {escape(self._mask(env_name))} for "
+                text=f"⏳ Starting the cutover of {escape(self.ctx.mask(env_name))} for "
                 f"{mention(requested_by)}…",
                 unfurl_links=False,
                 unfurl_media=False,
@@ -49,8 +52,8 @@ class HomeChannel(SurfaceBase):
         # replies must refuse the start now, not silently lose every checkpoint later.
         parent = f"{resp['channel']}:{resp['ts']}"
         try:
-            self.pacer.wait(resp["channel"])
-            self.transport.call_waiting(
+            self.ctx.pacer.wait(resp["channel"])
+            self.ctx.transport.call_waiting(
                 "chat_postMessage",
                 channel=resp["channel"],
                 thread_ts=resp["ts"],
@@ -61,11 +64,11 @@ class HomeChannel(SurfaceBase):
         except Exception as exc:
             refusal = self._refused_home(exc, where, env_name)
             if refusal is not None:
-                self._delete(parent)
+                self.ctx.delete(parent)
                 return refusal
-        old = self.refs.claim_home(env_name, parent)
+        old = self.ctx.refs.claim_home(env_name, parent)
         if old:
-            self._delete(old)
+            self.ctx.delete(old)
         return None
 
     def _refused_home(self, exc: Exception, where: str, env_name: str) -> str | None:
@@ -73,7 +76,7 @@ class HomeChannel(SurfaceBase):
         `fatal_error`…: the run may start and its messages follow when Slack is back);
         otherwise why no run can live in that channel, with what to do about it."""
         if not isinstance(exc, SlackCallFailed) or exc.transient:
-            log.warning("cannot post the starting message: %s", self._mask(str(exc)))
+            log.warning("cannot post the starting message: %s", self.ctx.mask(str(exc)))
             return None
         env = escape(env_name)
         advice = HOME_REFUSALS.get(exc.error)
@@ -86,9 +89,9 @@ class HomeChannel(SurfaceBase):
 
     def release_home(self, env_name: str) -> None:
         """The start was refused after all: the "starting…" message goes."""
-        ref = self.refs.take_home(env_name)
+        ref = self.ctx.refs.take_home(env_name)
         if ref:
-            self._delete(ref)
+            self.ctx.delete(ref)
 
 
 # Why a run cannot live in a channel, by the error Slack gave (chat.postMessage's error list),

@@ -26,7 +26,7 @@ from bot.slack.outbox import (
 if TYPE_CHECKING:
     pass
 
-from bot.slack.present.base import SurfaceBase
+from bot.slack.present.base import SurfaceContext
 from bot.slack.transport import retry_handlers
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,11 @@ _QUIET = logging.getLogger("bot.slack.surface.webhook")  # a response_url is a c
 _QUIET.setLevel(logging.INFO)  # never logged (its DEBUG line would carry the URL)
 
 
-class Replies(SurfaceBase):
+class Replies:
     """Replies and views for the person who typed or clicked."""
+
+    def __init__(self, ctx: SurfaceContext) -> None:
+        self.ctx = ctx
 
     def reply(
         self,
@@ -55,7 +58,7 @@ class Replies(SurfaceBase):
 
         A reply that cannot be delivered is audited (surface.failed) and logged.
         """
-        body = clip(self._mask(text), REPLY_TEXT)
+        body = clip(self.ctx.mask(text), REPLY_TEXT)
         extra: dict[str, Any] = (
             {"blocks": [*sections(body.split("\n"))[: MAX_BLOCKS - len(blocks)], *blocks]}
             if blocks
@@ -83,18 +86,18 @@ class Replies(SurfaceBase):
         if channel and user:
             try:
                 if ephemeral:
-                    self.transport.call_waiting(
+                    self.ctx.transport.call_waiting(
                         "chat_postEphemeral", channel=channel, user=user, text=body, **extra
                     )
                 else:
-                    self.pacer.wait(channel)
-                    self.transport.call_waiting(
+                    self.ctx.pacer.wait(channel)
+                    self.ctx.transport.call_waiting(
                         "chat_postMessage", channel=channel, text=body, **extra
                     )
                 return True
             except Exception as exc:
                 errors.append(f"chat.postEphemeral: {exc}")
-        self._audit_failure("reply", "; ".join(errors) or "nowhere to reply", run_id)
+        self.ctx.audit_failure("reply", "; ".join(errors) or "nowhere to reply", run_id)
         return False
 
     def open_view(self, trigger_id: str, view: dict[str, Any], run_id: int | None = None) -> str:
@@ -102,13 +105,13 @@ class Replies(SurfaceBase):
         open, else Slack's error (`expired_trigger_id`: more than 3 s after the click).
         Never waits on a Retry-After; a failure is audited (surface.failed)."""
         try:
-            self.transport.call(
-                "views_open", trigger_id=trigger_id, view=mask_blocks(view, self._mask)
+            self.ctx.transport.call(
+                "views_open", trigger_id=trigger_id, view=mask_blocks(view, self.ctx.mask)
             )
             return ""
         except (RateLimited, Refused, SlackCallFailed) as exc:
             error = getattr(exc, "error", "ratelimited")
-            self._audit_failure("views.open", str(exc), run_id)
+            self.ctx.audit_failure("views.open", str(exc), run_id)
             return str(error)
 
     def publish_home(
@@ -118,15 +121,15 @@ class Replies(SurfaceBase):
         (False, Slack's error), logged. With `view_hash` (the hash of the view last
         published), Slack refuses it (`hash_conflict`) if another publish came in between."""
         try:
-            resp = self.transport.call(
+            resp = self.ctx.transport.call(
                 "views_publish",
                 user_id=user,
-                view=mask_blocks(view, self._mask),
+                view=mask_blocks(view, self.ctx.mask),
                 hash=view_hash,
             )
             return True, str((resp.get("view") or {}).get("hash") or "")
         except (RateLimited, Refused, SlackCallFailed) as exc:
             error = str(getattr(exc, "error", "ratelimited"))
             if error != "hash_conflict":
-                log.warning("cannot publish the Home tab: %s", self._mask(str(exc)))
+                log.warning("cannot publish the Home tab: %s", self.ctx.mask(str(exc)))
             return False, error

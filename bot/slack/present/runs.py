@@ -20,59 +20,62 @@ from bot.views import RunView
 if TYPE_CHECKING:
     pass
 
-from bot.slack.present.base import SurfaceBase
+from bot.slack.present.base import SurfaceContext
 from bot.slack.transport import split_ref
 
 log = logging.getLogger(__name__)
 
 
-class RunMessages(SurfaceBase):
+class RunMessages:
     """The run's parent message and its thread notices."""
+
+    def __init__(self, ctx: SurfaceContext) -> None:
+        self.ctx = ctx
 
     def run_changed(self, run_id: int) -> None:
         """Redraws the run's message through the outbox (this thread goes on at once); a
         message not posted yet is posted now, in this thread."""
-        self._changed()
-        known = self.refs.run(run_id)
+        self.ctx.changed()
+        known = self.ctx.refs.run(run_id)
         if known is not None:
             self._edit_run(known, run_id)
             return
-        view = self.reads.run_view(run_id)
+        view = self.ctx.reads.run_view(run_id)
         if view is None:
             return
         if view.surface_ref:
-            self._edit_run(self.refs.learn_run(run_id, view.surface_ref), run_id)
+            self._edit_run(self.ctx.refs.learn_run(run_id, view.surface_ref), run_id)
             return
-        self.pacing.posting(run_id, view.channel, lambda: self._sync_run(run_id))
+        self.ctx.pacing.posting(run_id, view.channel, lambda: self.sync_run(run_id))
 
     def _page_url(self, view: RunView) -> str | None:
         """The run page's link for an ended run's message (None: not configured, or live)."""
-        if self.run_links is None or view.ended_at is None:
+        if self.ctx.run_links is None or view.ended_at is None:
             return None
-        return self.run_links.for_run(view.id)
+        return self.ctx.run_links.for_run(view.id)
 
     def _revertable(self, view: RunView) -> bool:
         """Whether the completion message carries a Revert… button: a completed real run
         within the runbook's revert window, no later run started (the click checks again)."""
         if view.status != "completed" or view.dry_run:
             return False
-        return self.engine.revert_refusal(view.id) is None
+        return self.ctx.engine.revert_refusal(view.id) is None
 
     def _edit_run(self, ref: str, run_id: int) -> None:
         def draw() -> tuple[str, list[Block]] | None:
-            view = self.reads.run_view(run_id)
+            view = self.ctx.reads.run_view(run_id)
             if view is None:
                 return None
             return run_message(
                 view,
                 datetime.now(UTC),
-                self._mask,
+                self.ctx.mask,
                 self._run_waiting(run_id),
                 self._page_url(view),
                 self._revertable(view),
             )
 
-        self.outbox.edit(
+        self.ctx.outbox.edit(
             *split_ref(ref), draw, run_id=run_id, on_gone=lambda: self._repost_run(run_id, ref)
         )
 
@@ -80,68 +83,70 @@ class RunMessages(SurfaceBase):
         """The run's message can no longer be edited (deleted, edit window closed…): post it
         again, buttons and all, and keep the new reference; later checkpoints go in its
         thread."""
-        self.refs.forget_run(run_id, lost)
-        self.engine.set_surface_ref(None, run_id=run_id, replacing=lost)
+        self.ctx.refs.forget_run(run_id, lost)
+        self.ctx.engine.set_surface_ref(None, run_id=run_id, replacing=lost)
         self.run_changed(run_id)
 
     def _run_waiting(self, run_id: int) -> str:
-        gate_id = self.reads.open_gate_id(run_id)
-        view = self.reads.gate_view(gate_id) if gate_id else None
-        return self._waiting_for(view.environment, view.votes) if view else ""
+        gate_id = self.ctx.reads.open_gate_id(run_id)
+        view = self.ctx.reads.gate_view(gate_id) if gate_id else None
+        return self.ctx.waiting_for(view.environment, view.votes) if view else ""
 
-    def _sync_run(self, run_id: int) -> str | None:
+    def sync_run(self, run_id: int) -> str | None:
         """Posts or edits the run's parent message; returns its ref. Caller holds the lock."""
-        view = self.reads.run_view(run_id)
+        view = self.ctx.reads.run_view(run_id)
         if view is None:
             return None
         if view.surface_ref is None:
-            home = self.refs.take_home(view.environment)
+            home = self.ctx.refs.take_home(view.environment)
             if home is not None:  # the "starting…" message becomes the run's message
-                winner = self.refs.learn_run(
-                    run_id, self.engine.set_surface_ref(home, run_id=run_id)
+                winner = self.ctx.refs.learn_run(
+                    run_id, self.ctx.engine.set_surface_ref(home, run_id=run_id)
                 )
                 if winner != home:
-                    self._delete(home)
+                    self.ctx.delete(home)
                 self._edit_run(winner, run_id)
                 return winner
         text, blocks = run_message(
             view,
             datetime.now(UTC),
-            self._mask,
+            self.ctx.mask,
             self._run_waiting(run_id),
             self._page_url(view),
             self._revertable(view),
         )
-        return self._post_or_update(
+        return self.ctx.post_or_update(
             view.surface_ref,
             view.channel,
             text,
             blocks,
             thread_ts=None,
-            own=lambda ref: self.refs.learn_run(
-                run_id, self.engine.set_surface_ref(ref, run_id=run_id)
+            own=lambda ref: self.ctx.refs.learn_run(
+                run_id, self.ctx.engine.set_surface_ref(ref, run_id=run_id)
             ),
         )
 
     def notice(self, run_id: int | None, text: str, channel: str | None = None) -> None:
         thread_ts: str | None = None
-        known = self.refs.run(run_id) if run_id is not None else None
+        known = self.ctx.refs.run(run_id) if run_id is not None else None
         if known is not None:
             channel, thread_ts = split_ref(known)
         elif run_id is not None:
-            view = self.reads.run_view(run_id)
+            view = self.ctx.reads.run_view(run_id)
             if view is not None:
                 if view.surface_ref:
-                    channel, thread_ts = split_ref(self.refs.learn_run(run_id, view.surface_ref))
+                    channel, thread_ts = split_ref(
+                        self.ctx.refs.learn_run(run_id, view.surface_ref)
+                    )
                 else:
                     channel = channel or view.channel
         if not channel:
             raise RuntimeError(f"no channel to post a notice of run #{run_id} in")
-        self.pacer.wait(channel)
-        self.transport.call_waiting(
+        self.ctx.pacer.wait(channel)
+        self.ctx.transport.call_waiting(
             "chat_postMessage",
             channel=channel,
-            text=clip(slackify(self._mask(text)), REPLY_TEXT),
+            text=clip(slackify(self.ctx.mask(text)), REPLY_TEXT),
             thread_ts=thread_ts,
             unfurl_links=False,
             unfurl_media=False,

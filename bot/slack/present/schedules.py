@@ -38,14 +38,17 @@ from phases.runbook import RunbookError
 if TYPE_CHECKING:
     pass
 
-from bot.slack.present.base import SurfaceBase
+from bot.slack.present.base import SurfaceContext
 from bot.slack.transport import split_ref
 
 log = logging.getLogger(__name__)
 
 
-class ScheduleMessages(SurfaceBase):
+class ScheduleMessages:
     """Notices, checklists and reminders of scheduled cutovers."""
+
+    def __init__(self, ctx: SurfaceContext) -> None:
+        self.ctx = ctx
 
     def scheduled_notice(self, schedule_id: int, kind: str, channel: str | None, text: str) -> None:
         """A T-24h / T-1h notice as a new message in `channel`, within a checkpoint's budget,
@@ -57,20 +60,20 @@ class ScheduleMessages(SurfaceBase):
         sched = self._schedule(schedule_id)
         label = cutover_label(sched.environment) if sched else f"Scheduled cutover #{schedule_id}"
         if kind == "t-1h-checklist" and sched is not None:
-            states = Checklists(self.engine).states(Scope(sched.environment, schedule_id))
+            states = Checklists(self.ctx.engine).states(Scope(sched.environment, schedule_id))
             ref = self._post_notice(
                 channel,
-                checklist_notice(schedule_id, text, label, states, self._mask),
+                checklist_notice(schedule_id, text, label, states, self.ctx.mask),
                 lambda error: short_checklist_notice(
-                    schedule_id, text, label, states, error, self._mask
+                    schedule_id, text, label, states, error, self.ctx.mask
                 ),
             )
             self._remember_checklist(schedule_id, ref, text)
             return
         self._post_notice(
             channel,
-            scheduled_notice(kind, text, label, self._mask),
-            lambda error: short_notice(kind, text, label, error, self._mask),
+            scheduled_notice(kind, text, label, self.ctx.mask),
+            lambda error: short_notice(kind, text, label, error, self.ctx.mask),
         )
 
     def _post_notice(self, channel: str, notice: Notice, short: Callable[[str], Notice]) -> str:
@@ -79,37 +82,37 @@ class ScheduleMessages(SurfaceBase):
         try:
             ref = self._post_top_level(channel, notice.fallback, notice.blocks)
         except Refused as exc:
-            self._audit_failure(f"scheduled notice {exc.method}", str(exc), None)
+            self.ctx.audit_failure(f"scheduled notice {exc.method}", str(exc), None)
             notice = short(exc.error)
             ref = self._post_top_level(channel, notice.fallback, notice.blocks)
         where, ts = split_ref(ref)
         for fallback, blocks in notice.replies:
-            self.pacer.wait(where)
+            self.ctx.pacer.wait(where)
             try:
-                self.transport.call_waiting(
+                self.ctx.transport.call_waiting(
                     "chat_postMessage",
                     channel=where,
                     thread_ts=ts,
                     text=fallback,
-                    blocks=mask_blocks(blocks, self._mask),
+                    blocks=mask_blocks(blocks, self.ctx.mask),
                     unfurl_links=False,
                     unfurl_media=False,
                 )
             except Exception as exc:  # the notice is posted: raising would post it again
-                self._audit_failure("scheduled notice reply", str(exc), None)
+                self.ctx.audit_failure("scheduled notice reply", str(exc), None)
                 break
         return ref
 
     def _remember_checklist(self, schedule_id: int, ref: str, text: str) -> None:
         """Keeps where the T-1h checklist is, and the notice text it is drawn from
         (MessageRefs.remember_checklist)."""
-        self.refs.remember_checklist(schedule_id, ref, text)
+        self.ctx.refs.remember_checklist(schedule_id, ref, text)
 
     def checklist_changed(self, schedule_id: int) -> None:
         """Redraws the T-1h checklist message of a scheduled cutover from the database (who
         ticked what, the bot's results), through the channel's outbox; nothing when it was
         never posted (or was posted before its ref was kept)."""
-        posted = self.refs.checklist(schedule_id)
+        posted = self.ctx.refs.checklist(schedule_id)
         if posted is None:
             return
         body = posted.body or ""
@@ -119,7 +122,7 @@ class ScheduleMessages(SurfaceBase):
             sched = self._schedule(schedule_id)
             if sched is None:
                 return None
-            states = Checklists(self.engine).states(Scope(sched.environment, schedule_id))
+            states = Checklists(self.ctx.engine).states(Scope(sched.environment, schedule_id))
             return cutover_label(sched.environment), states, f"{time.time_ns():x}"[-8:]
 
         def draw() -> tuple[str, list[Block]] | None:
@@ -127,16 +130,16 @@ class ScheduleMessages(SurfaceBase):
             if now is None:
                 return None
             label, states, iteration = now
-            return checklist_message(schedule_id, body, label, states, self._mask, iteration)
+            return checklist_message(schedule_id, body, label, states, self.ctx.mask, iteration)
 
         def short() -> tuple[str, list[Block]] | None:
             now = facts()
             if now is None:
                 return None
             label, states, iteration = now
-            return checklist_redraw_short(schedule_id, label, states, self._mask, iteration)
+            return checklist_redraw_short(schedule_id, label, states, self.ctx.mask, iteration)
 
-        self.outbox.edit(*split_ref(posted.ref), draw, fallback=short)
+        self.ctx.outbox.edit(*split_ref(posted.ref), draw, fallback=short)
 
     def checklist_redraw(
         self,
@@ -152,7 +155,7 @@ class ScheduleMessages(SurfaceBase):
         was not kept (posted before it was, or a stray copy) keeps its other blocks as they
         were and gets the items that gate Start drawn again. `redrawn`: a tick or untick of
         this click already asked for the kept message's redraw."""
-        posted = self.refs.checklist(schedule_id)
+        posted = self.ctx.refs.checklist(schedule_id)
         if posted is not None and posted.ref == f"{channel}:{ts}":
             if not redrawn:  # nothing changed (a refused click): its boxes drawn back
                 self.checklist_changed(schedule_id)
@@ -160,15 +163,15 @@ class ScheduleMessages(SurfaceBase):
         sched = self._schedule(schedule_id)
         if sched is None:
             return
-        states = Checklists(self.engine).states(Scope(sched.environment, schedule_id))
+        states = Checklists(self.ctx.engine).states(Scope(sched.environment, schedule_id))
         kept = [
             b
             for b in blocks
             if not (isinstance(b, dict) and str(b.get("block_id", "")).startswith("checklist"))
         ]
         iteration = f"{time.time_ns():x}"[-8:]
-        fresh = checklist_blocks(schedule_id, states, self._mask, iteration=iteration)
-        self._update(channel, ts, text, kept[: MAX_BLOCKS - len(fresh)] + fresh)
+        fresh = checklist_blocks(schedule_id, states, self.ctx.mask, iteration=iteration)
+        self.ctx.update(channel, ts, text, kept[: MAX_BLOCKS - len(fresh)] + fresh)
 
     def start_reminder(
         self, schedule_id: int, channel: str | None, text: str, approvers: list[str]
@@ -187,18 +190,18 @@ class ScheduleMessages(SurfaceBase):
             text,
             approvers,
             groups,
-            mask=self._mask,
+            mask=self.ctx.mask,
         )
         self._post_top_level(channel, fallback, blocks)
 
     def _post_top_level(self, channel: str, fallback: str, blocks: list[Any]) -> str:
         """A new message outside any run's thread (no run exists yet); returns its ref."""
-        self.pacer.wait(channel)
-        resp = self.transport.call_waiting(
+        self.ctx.pacer.wait(channel)
+        resp = self.ctx.transport.call_waiting(
             "chat_postMessage",
             channel=channel,
             text=fallback,
-            blocks=mask_blocks(blocks, self._mask),
+            blocks=mask_blocks(blocks, self.ctx.mask),
             unfurl_links=False,
             unfurl_media=False,
         )
@@ -210,7 +213,7 @@ class ScheduleMessages(SurfaceBase):
         sched = self._schedule(schedule_id)
         if sched is None or sched.status == ScheduleStatus.SCHEDULED:
             return False
-        run = self.reads.run_view(sched.run_id) if sched.run_id is not None else None
+        run = self.ctx.reads.run_view(sched.run_id) if sched.run_id is not None else None
         if run is not None:
             done = (
                 f"▶️ *Started* by {mention(run.requested_by)} at {when(run.started_at)} "
@@ -221,7 +224,7 @@ class ScheduleMessages(SurfaceBase):
         else:
             done = f"This scheduled cutover is {slackify(str(sched.status))}."
         try:  # the reminder's first line: what was scheduled for when
-            env = self.engine.environment(sched.environment)
+            env = self.ctx.engine.environment(sched.environment)
             text = t0_text(sched.id, sched.environment, sched.start_at, env).split("\n")[0]
         except RunbookError:  # the environment left the runbook meanwhile
             text = f"Scheduled cutover #{sched.id} of {sched.environment}"
@@ -232,22 +235,22 @@ class ScheduleMessages(SurfaceBase):
             text,
             (),
             done=done,
-            mask=self._mask,
+            mask=self.ctx.mask,
         )
-        self.transport.call_waiting(
+        self.ctx.transport.call_waiting(
             "chat_update",
             channel=channel,
             ts=ts,
             text=fallback,
-            blocks=mask_blocks(blocks, self._mask),
+            blocks=mask_blocks(blocks, self.ctx.mask),
         )
         return True
 
     def _schedule(self, schedule_id: int) -> ScheduleView | None:
-        return self.reads.schedule_view(schedule_id)
+        return self.ctx.reads.schedule_view(schedule_id)
 
     def _approver_groups(self, env_name: str) -> list[str]:
         try:
-            return list(self.engine.environment(env_name).approver_groups)
+            return list(self.ctx.engine.environment(env_name).approver_groups)
         except RunbookError:
             return []
