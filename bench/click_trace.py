@@ -132,6 +132,7 @@ def instrument() -> None:
     from bot.slack import dispatch, server
     from bot.slack.middleware import ReplayGuard
     from bot.slack.outbox import Outbox, Pacer
+    from bot.slack.present.checkpoints import CheckpointMessages
     from bot.slack.surface import SlackSurface
     from bot.slack.transport import SlackTransport
     from bot.store.rate_slots import SharedSlots
@@ -151,10 +152,10 @@ def instrument() -> None:
     wrap(runs_mod, "run_checks", "phase: run_checks")
     wrap(Phases, "open_gate", "phase: open_gate tx")
     wrap(Interventions, "set_surface_ref", "post: set_surface_ref tx")
-    wrap(SlackSurface, "gate_changed", "surface: gate_changed")
+    wrap(CheckpointMessages, "gate_changed", "surface: gate_changed")
     wrap(SlackSurface, "run_changed", "surface: run_changed")
     wrap(Reads, "gate_view", "surface: gate_view read")
-    wrap(SlackSurface, "_post_gate", "post: _post_gate (locked)")
+    wrap(CheckpointMessages, "_post_gate", "post: _post_gate (locked)")
     wrap(Pacer, "wait", "post: pacer.wait")
     wrap(SharedSlots, "reserve", "post: rate slot tx")
     wrap(SlackTransport, "call", lambda self, method, **kw: f"web: {method}")
