@@ -95,6 +95,11 @@ def run_checks(
     """All checks at once; outcomes in runbook order."""
     if not steps:
         return []
+    if len(steps) == 1:  # nothing to run alongside: no pool (run_step bounds it on its own)
+        outcome = StepOutcome(steps[0], "checks", run_step(steps[0], values, ctx))
+        if on_result:
+            on_result(outcome)
+        return [outcome]
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CHECKS, len(steps))) as pool:
         futures: list[Future[StepResult]] = [
             pool.submit(run_step, step, values, ctx) for step in steps

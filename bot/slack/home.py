@@ -270,10 +270,11 @@ class HomeRefresher:
     """Republishes the Home tab of the people who opened it recently when a run changes (a run
     starts, a gate opens or is decided, a run ends): `poke()` only marks that something
     changed, so the click or the phase that changed it never waits; one background thread
-    reads Home's data once per round (`draw`), and publishes each recent viewer's own Home
-    from it (`publish(user, team, data)`: draws only what that person may see; True when
-    Slack took it, False when not (refused, or a newer drawing is up), None when not now:
-    another replica is publishing that person's Home, so a later round draws it again).
+    reads Home's data once per round (`draw`; the pokes of `gather` seconds make one round),
+    and publishes each recent viewer's own Home from it (`publish(user, team, data)`: draws
+    only what that person may see; True when Slack took it, False when not (refused, or a
+    newer drawing is up), None when not now: another replica is publishing that person's
+    Home, so a later round draws it again).
 
     views.publish is Tier 4 (100+ a minute per app per workspace, whatever the number of
     replicas): publishes are spaced at least `spacing` seconds apart and a person's Home
@@ -292,9 +293,11 @@ class HomeRefresher:
         spacing: float = 0.7,
         clock: Callable[[], float] = time.monotonic,
         slots: Slots | None = None,
+        gather: float = 0.05,
     ) -> None:
         self._viewers, self._draw, self._publish = viewers, draw, publish
         self.per_user, self.spacing, self.clock = per_user, spacing, clock
+        self.gather = gather  # pokes within this many seconds make one round
         self.slots: Slots = slots if slots is not None else LocalSlots(clock)
         self._dirty = False
         self._closed = False
@@ -333,6 +336,12 @@ class HomeRefresher:
             with self._cond:
                 while not self._dirty and not self._closed:
                     self._cond.wait()
+                # One click or phase pokes several times within milliseconds (decided, next
+                # phase running, its gate open): one round for them all, once they are done,
+                # so its reads stay off the click's path (as the outbox gathers edits).
+                gathered = time.monotonic() + self.gather
+                while not self._closed and (left := gathered - time.monotonic()) > 0:
+                    self._cond.wait(left)
                 if self._closed:
                     return
                 self._dirty = False

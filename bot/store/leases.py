@@ -6,26 +6,39 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import Interval, literal, literal_column, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 
-from bot.store.models import Run, RunStatus
+from bot.store.models import Run, RunStatus, UTCDateTime
 from bot.store.unit import Tx
+
+_PG_NOW = literal_column("clock_timestamp()", UTCDateTime())  # the clock of bot.store.db.db_now
 
 
 def take(tx: Tx, run: Run, owner: str, lease: timedelta) -> int | None:
     """Takes the run's lease for `owner` with the next epoch (WHERE lease_epoch = the one
     read); returns that epoch, or None if another process took it first."""
     read = run.lease_epoch or 0
-    until = tx.db_now() + lease
-    res = tx.session.execute(
-        update(Run)
-        .where(col(Run.id) == run.id, col(Run.lease_epoch) == read)
-        .values(owner=owner, lease_until=until, lease_epoch=read + 1)
-    )
-    if not getattr(res, "rowcount", 0):
-        return None
+    taken = update(Run).where(col(Run.id) == run.id, col(Run.lease_epoch) == read)
+    if tx.session.get_bind().dialect.name == "postgresql":
+        # The database's clock read in the UPDATE itself (db_now's clock_timestamp()): one
+        # round trip less in the claim of every phase.
+        stmt = taken.values(
+            owner=owner, lease_until=_PG_NOW + literal(lease, Interval()), lease_epoch=read + 1
+        )
+        row = tx.session.execute(
+            stmt.returning(col(Run.lease_until)),
+            execution_options={"synchronize_session": False},  # set below, as written
+        ).first()
+        if row is None:
+            return None
+        until = row[0]
+    else:
+        until = tx.db_now() + lease
+        res = tx.session.execute(taken.values(owner=owner, lease_until=until, lease_epoch=read + 1))
+        if not getattr(res, "rowcount", 0):
+            return None
     # What the UPDATE wrote, known without reading the row back (one round trip less in
     # the claim, which must fit between two drops of a flapping connection).
     for name, value in (("owner", owner), ("lease_until", until), ("lease_epoch", read + 1)):

@@ -6,7 +6,8 @@ Slack's limits are per app per workspace (per channel for chat.postMessage), wha
 number of replicas call: kept in each process, two replicas would each spend the whole
 budget and together get 429s. So a slot is taken in the database: read the row, then a
 compare-and-swap UPDATE that succeeds only if no other replica moved it meanwhile (no row
-lock held, the same statement on SQLite and PostgreSQL; a lost race reads again).
+lock held, the same statement on SQLite and PostgreSQL; a lost race reads again). On
+PostgreSQL, `reserve` (taken before every post) is one upsert instead, under its row lock.
 
 Times are seconds on one clock every replica shares: the database's (`db_now`) unless a
 clock is given (tests pass theirs, so pacing can run faster than real time).
@@ -22,6 +23,15 @@ from bot.store.db import Database, db_now
 from bot.store.models import RateSlot
 
 _TRIES = 50  # compare-and-swap attempts; each lost one means another replica took a slot
+_PG_CLOCK = "extract(epoch FROM clock_timestamp())::float8"  # db_now's clock, in seconds
+_PG_RESERVE = (
+    "WITH clock AS (SELECT {clock} AS now, "
+    "set_config('synchronous_commit', 'off', true) AS async) "
+    "INSERT INTO rate_slot (name, next_at) SELECT %(k)s, now + %(iv)s FROM clock "
+    "ON CONFLICT (name) DO UPDATE "
+    "SET next_at = GREATEST(rate_slot.next_at + %(iv)s, EXCLUDED.next_at) "
+    "RETURNING next_at, (SELECT now FROM clock)"
+)
 
 
 class SharedSlots:
@@ -34,7 +44,22 @@ class SharedSlots:
     def reserve(self, key: str, interval: float) -> float:
         """Takes `key`'s next slot, `interval` seconds after the one before; returns the
         seconds to wait for it (0: now)."""
+        if not self.db.is_sqlite:  # one statement: the upsert's row lock orders the takers
+            return self._reserve_pg(key[:200], interval)
         return self._swap(key, lambda now, due: (max(now, due) + interval, max(now, due) - now))
+
+    def _reserve_pg(self, key: str, interval: float) -> float:
+        """`reserve` on PostgreSQL in one round trip (before every post): the clock read, the
+        row made or moved to max(due, now) + interval, under the upsert's row lock (a second
+        taker waits for it and sees the moved row). Its commit does not wait for the WAL
+        flush (`synchronous_commit` off, for this transaction only): every replica sees the
+        slot at once all the same, and a server crash could lose only the last slot taken,
+        which had run out by the time the server was back."""
+        clock = "%(now)s::float8" if self.clock is not None else _PG_CLOCK
+        params = {"k": key, "iv": interval, "now": self.clock() if self.clock else None}
+        with self.db.dbapi_transaction() as cursor:
+            next_at, now = cursor.execute(_PG_RESERVE.format(clock=clock), params).fetchone()
+        return max(float(next_at) - interval - float(now), 0.0)
 
     def take(self, key: str, interval: float) -> float:
         """Takes a slot of `key` only if one is free now (0.0; the next one then `interval`
