@@ -668,7 +668,8 @@ def outbox_burst(n: int) -> tuple[float, int, int, float]:
     standin = SlackStandIn(TOKEN).start()  # rate tiers on: chat.postMessage 1/s/channel
     try:
         surface = SlackSurface(make_client(TOKEN, standin.api_url))
-        surface.bind(types.SimpleNamespace(masker=Masker([])))  # type: ignore[arg-type]
+        # Only the masker is needed for notices without a run; pacing stays in-process.
+        surface.ctx._engine = types.SimpleNamespace(masker=Masker([]))
         started = time.monotonic()
         threads = [
             threading.Thread(target=surface.notice, args=(None, f"notice {i}", "C0CUTOVER"))
