@@ -535,7 +535,7 @@ class TimingSurface:
     def notice(self, run_id: int | None, text: str, channel: str | None = None) -> None:
         pass
 
-    def checkpoint(self, gate_id: int) -> None:
+    def checkpoint(self, gate_id: int, opened: object = None) -> None:
         with self.cond:
             self.posted[gate_id] = time.perf_counter()
             self.cond.notify_all()

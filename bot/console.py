@@ -27,6 +27,7 @@ from bot.domain.errors import CutoverError
 from bot.ports import EnginePort, ReadsPort, Services
 from bot.surface import Actor
 from bot.text import checkpoint_text, in_words, status_text, who
+from bot.views import GateView
 from commands.handlers import CommandService
 from commands.parser import (
     Abort,
@@ -183,8 +184,8 @@ class ConsoleSurface:
                     f"/cutover revert {view.environment} (asks for the reason)."
                 )
 
-    def checkpoint(self, gate_id: int) -> None:
-        view = self.reads.gate_view(gate_id)
+    def checkpoint(self, gate_id: int, opened: GateView | None = None) -> None:
+        view = opened or self.reads.gate_view(gate_id)
         if view is not None:
             self._say("\n" + checkpoint_text(view))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from bot.domain.actor import SYSTEM, Actor
+from bot.views import GateView
 
 __all__ = [
     "SYSTEM",
@@ -25,8 +26,10 @@ class Surface(Protocol):
     def run_changed(self, run_id: int) -> None:
         """The run's phase list or state changed: update its parent message."""
 
-    def checkpoint(self, gate_id: int) -> None:
-        """A gate opened: post the checkpoint with its results and the decision buttons."""
+    def checkpoint(self, gate_id: int, opened: GateView | None = None) -> None:
+        """A gate opened: post the checkpoint with its results and the decision buttons.
+        `opened`: the checkpoint as the transaction that opened the gate wrote it (the
+        executing phase's, just committed), to draw without reading it back; None: read it."""
 
     def gate_changed(self, gate_id: int) -> None:
         """A vote, tick or decision: update the checkpoint message."""
@@ -97,7 +100,7 @@ class NullSurface:
     def run_changed(self, run_id: int) -> None:
         pass
 
-    def checkpoint(self, gate_id: int) -> None:
+    def checkpoint(self, gate_id: int, opened: GateView | None = None) -> None:
         pass
 
     def gate_changed(self, gate_id: int) -> None:

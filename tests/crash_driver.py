@@ -95,7 +95,7 @@ class Surface:
     def run_changed(self, run_id: int) -> None:
         self._call("run_changed", run_id)
 
-    def checkpoint(self, gate_id: int) -> None:
+    def checkpoint(self, gate_id: int, opened: object = None) -> None:
         self._call("checkpoint", gate_id)
 
     def gate_changed(self, gate_id: int) -> None:

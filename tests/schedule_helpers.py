@@ -52,7 +52,7 @@ class RecordingSurface:
     def run_changed(self, run_id: int) -> None:
         self._add("run_changed", run_id)
 
-    def checkpoint(self, gate_id: int) -> None:
+    def checkpoint(self, gate_id: int, opened: object = None) -> None:
         self._add("checkpoint", gate_id)
 
     def gate_changed(self, gate_id: int) -> None:

@@ -90,3 +90,30 @@ def test_a_continue_click_reads_the_gate_once_and_commits_twice(
         commits = sum(1 for s in click if s.what == "commit")
         checkouts = sum(1 for s in click if s.what == "checkout")
         assert commits <= 2 and checkouts <= 2, (commits, checkouts, sql)
+
+
+def test_the_next_phase_posts_its_checkpoint_without_reading_its_gate_back(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    """The phase's thread draws the checkpoint from what the gate-opening transaction wrote
+    (tests/test_opened_checkpoint.py checks that it is what a read would show): its only
+    read of the gate is the one after the post, recording the message (`set_surface_ref`)."""
+    with running_bot(pg_db, small_runbook(tmp_path)) as bot:
+        bot.command("start staging", user="U1")
+        run_id = bot.latest_run()
+        one = bot.checkpoint(run_id, 1)
+        assert bot.service.surface.outbox.settle(timeout=10)
+        with counting(pg_db.engine) as seen:
+            bot.click(one, "gate_continue", user="U2")
+            bot.checkpoint(run_id, 2)
+            assert bot.service.surface.outbox.settle(timeout=10)
+        phase = [
+            s.statement for s in seen if s.thread.startswith("cutover-run") and s.what == "sql"
+        ]
+        opened = [
+            i for i, q in enumerate(phase) if q.lstrip().upper().startswith("INSERT INTO GATE")
+        ]
+        posted = [i for i, q in enumerate(phase) if "SET surface_ref" in q]
+        assert len(opened) == 1 and len(posted) == 1, phase  # this thread opened and posted it
+        between = phase[opened[0] : posted[0]]
+        assert not [q for q in between if GATE_READ.match(q)], between

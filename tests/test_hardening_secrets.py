@@ -28,6 +28,7 @@ from bot.store.db import Database
 from bot.store.reads import gate_view, open_gate_id, run_view
 from bot.surface import Actor
 from bot.text import checkpoint_text, status_text
+from bot.views import GateView
 from commands.parser import parse
 from phases.runbook import load_runbook
 from phases.secrets import GLOBAL_MASKER, MaskingFilter, install_log_masking
@@ -78,11 +79,11 @@ class RecordingSurface:
         if view is not None:
             self.shown.append(self.engine.masker.mask(status_text(view)))
 
-    def checkpoint(self, gate_id: int) -> None:
-        self.gate_changed(gate_id)
+    def checkpoint(self, gate_id: int, opened: GateView | None = None) -> None:
+        self.gate_changed(gate_id, opened)  # the opening transaction's own view, if given
 
-    def gate_changed(self, gate_id: int) -> None:
-        view = gate_view(self.engine.db, self.engine.runbook, gate_id)
+    def gate_changed(self, gate_id: int, opened: GateView | None = None) -> None:
+        view = opened or gate_view(self.engine.db, self.engine.runbook, gate_id)
         if view is not None:
             self.shown.append(self.engine.masker.mask(checkpoint_text(view)))
 

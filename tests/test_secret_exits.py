@@ -29,6 +29,7 @@ from bot.store.db import Database
 from bot.store.reads import gate_view, open_gate_id, run_view
 from bot.surface import Actor
 from bot.text import checkpoint_text, status_text
+from bot.views import GateView
 from commands.parser import parse
 from phases.runbook import load_runbook
 from phases.secrets import Masker, forms
@@ -47,12 +48,12 @@ class Shown:
         if view is not None:
             self.texts.append(slackify(e.masker.mask(status_text(view))))
 
-    def checkpoint(self, gate_id: int) -> None:
-        self.gate_changed(gate_id)
+    def checkpoint(self, gate_id: int, opened: GateView | None = None) -> None:
+        self.gate_changed(gate_id, opened)  # the opening transaction's own view, if given
 
-    def gate_changed(self, gate_id: int) -> None:
+    def gate_changed(self, gate_id: int, opened: GateView | None = None) -> None:
         e = self.ref[0]
-        view = gate_view(e.db, e.runbook, gate_id)
+        view = opened or gate_view(e.db, e.runbook, gate_id)
         if view is not None:
             self.texts.append(slackify(e.masker.mask(checkpoint_text(view))))
 

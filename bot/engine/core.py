@@ -24,6 +24,7 @@ from bot.store import runs
 from bot.store.models import Run
 from bot.store.unit import Store, Tx
 from bot.surface import SYSTEM, Actor, NullSurface, SignoffSurface, Surface
+from bot.views import GateView
 from phases.checks.base import Clock, StepContext, SystemClock
 from phases.runbook import EnvironmentSpec, Runbook
 from phases.secrets import (
@@ -164,8 +165,12 @@ class Notify:
     def run_changed(self, run_id: int) -> None:
         self._tell("run_changed", run_id)
 
-    def checkpoint(self, gate_id: int) -> None:
-        self._tell("checkpoint", gate_id)
+    def checkpoint(self, gate_id: int, opened: GateView | None = None) -> None:
+        """`opened`: the checkpoint as the transaction that opened the gate wrote it."""
+        if opened is None:
+            self._tell("checkpoint", gate_id)
+        else:
+            self._tell("checkpoint", gate_id, opened)
 
     def gate_changed(self, gate_id: int) -> None:
         self._tell("gate_changed", gate_id)

@@ -6,21 +6,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.domain.audit_kinds import AuditKind
 from bot.engine.leasing import Leases
 from bot.engine.manual_done import tick_done_by_actions, tick_unless_asked
 from bot.store import gates as gate_rows
+from bot.store import read_gates
 from bot.store import runs as run_rows
 from bot.store.models import Gate, PhaseRun, PhaseStatus, RunStatus
 from bot.store.unit import Store, Tx
 from bot.surface import SYSTEM
+from bot.views import GateView
 from phases.checks.base import StopRequest
 from phases.runbook import PhaseSpec, Runbook
 from phases.runner import StepOutcome
 
 log = logging.getLogger(__name__)
+
+
+class Opening(NamedTuple):
+    """What `GateOpening.open` did: the gate it opened (None: nothing to open), whether the
+    run rolls back now instead, and, when asked for, the checkpoint as the opening
+    transaction wrote it (for the first post, without reading it back)."""
+
+    gate_id: int | None
+    rollback_now: bool
+    view: GateView | None = None
 
 
 class GateOpening:
@@ -53,20 +65,24 @@ class GateOpening:
         *,
         executor: bool = False,
         checks: Sequence[StepOutcome] = (),
-    ) -> tuple[int | None, bool]:
+        draw: bool = False,
+    ) -> Opening:
         """Opens the checkpoint of a phase whose steps are done (or that was interrupted).
 
         `executor`: the caller is the process that ran the phase; it opens the gate only
         while it still owns the run, so a phase another replica took over is not decided
         twice. `checks`: the phase's check results, recorded (each with its audit row) in
-        this transaction, before the gate's own row. Returns the gate id, or None if there
-        is nothing to open (the results are then dropped: the phase was taken over), and
-        whether the run rolls back now (it was aborted while the phase ran).
+        this transaction, before the gate's own row. `draw`: also return the checkpoint's
+        view, read in this transaction after its last write (its steps, ticks; a new gate
+        has no votes). Returns the gate id, or None if there is nothing to open (the results
+        are then dropped: the phase was taken over), and whether the run rolls back now (it
+        was aborted while the phase ran).
         """
         gate_id: int | None = None
         epochs = self.leases.epochs
         rollback_now = False
         released = False
+        view: GateView | None = None
         with self.store.tx() as tx:
             # The run row locked, the phase run read with it (one round trip).
             run, pr = run_rows.lock_with_phase(tx, run_id, phase_run_id)
@@ -75,7 +91,7 @@ class GateOpening:
                 PhaseStatus.INTERRUPTED,
                 PhaseStatus.MONITORING,
             ):
-                return None, False
+                return Opening(None, False)
             if (
                 executor
                 and pr.status == PhaseStatus.RUNNING
@@ -89,9 +105,9 @@ class GateOpening:
                     run.lease_epoch,
                     epochs.get(run_id),
                 )
-                return None, False
+                return Opening(None, False)
             if pr.status == PhaseStatus.INTERRUPTED and gate_rows.opened_for(tx, phase_run_id):
-                return None, False  # opened already (by the replica that took the phase over)
+                return Opening(None, False)  # opened already (by the replica that took over)
             for outcome in checks:
                 self.add_step(tx, run_id, phase_run_id, outcome)
             if run.status == RunStatus.ROLLING_BACK:  # aborted while the phase ran
@@ -137,15 +153,17 @@ class GateOpening:
                 tick_done_by_actions(tx, run_id, phase_run_id, gate.id, phase, self.now())
                 tick_unless_asked(tx, run_id, phase_run_id, gate.id, phase, self.now())
                 gate_id = gate.id
+                if draw:
+                    view = read_gates.opened_view(tx, self.runbook, gate, run, pr)
         if released:  # a retried attempt whose commit did not land still holds the epoch
             with self.leases.lock:
                 self.leases.epochs.pop(run_id, None)
         if rollback_now:
-            return None, True
+            return Opening(None, True)
         if gate_id is not None:  # its click finds the gate's run without a read
             with self.leases.lock:
                 self._gate_runs[gate_id] = (run_id, run.environment)
-        return gate_id, False
+        return Opening(gate_id, False, view)
 
     def stop_for_rollback(
         self,

@@ -28,6 +28,7 @@ from bot.store import runs as run_rows
 from bot.store.models import PhaseRun, PhaseStatus, Run, RunStatus
 from bot.store.unit import Database, DatabaseUnavailable, Duplicate, Store, Tx
 from bot.surface import SYSTEM, Actor
+from bot.views import GateView
 from phases.checks.base import StepContext, StopRequest
 from phases.runbook import PhaseSpec, Runbook, Value
 from phases.runner import StepOutcome, run_actions, run_checks
@@ -251,8 +252,9 @@ class Phases:
             checks = run_checks(phase.checks, values, ctx)
             outcomes += checks
         passed = all(not o.result.status.blocks_gate for o in outcomes)
+        view: GateView | None = None  # the checkpoint as its transaction wrote it
         try:
-            gate_id = self.open_gate(run_id, pr_id, phase, passed, executor=True, checks=checks)
+            gate_id, view = self._open(run_id, pr_id, phase, passed, checks=checks, draw=True)
         except DatabaseUnavailable:
             # A flapping database may never let the one long transaction through: each
             # result on its own then (found, not doubled, if that transaction did commit),
@@ -271,7 +273,7 @@ class Phases:
             metrics.observe_step(outcome.section, outcome.step.kind, str(r.status), r.duration_ms)
         if gate_id is not None:
             self.notify.run_changed(run_id)
-            self.notify.checkpoint(gate_id)
+            self.notify.checkpoint(gate_id, view)
         return None
 
     def release(self, run_id: int) -> None:
@@ -352,12 +354,30 @@ class Phases:
     ) -> int | None:
         """Opens the checkpoint of a phase whose steps are done (or that was interrupted);
         see `GateOpening.open`. A run aborted meanwhile rolls back instead: None."""
-        gate_id, rollback_now = self.gate_opening.open(
+        opening = self.gate_opening.open(
             run_id, phase_run_id, phase, passed, note, executor=executor, checks=checks
         )
-        if rollback_now:
+        if opening.rollback_now:
             self.spawn(self.execute_rollback, run_id)
-        return gate_id
+        return opening.gate_id
+
+    def _open(
+        self,
+        run_id: int,
+        phase_run_id: int,
+        phase: PhaseSpec,
+        passed: bool,
+        *,
+        checks: Sequence[StepOutcome],
+        draw: bool,
+    ) -> tuple[int | None, GateView | None]:
+        """As open_gate, by the phase's executor; with the checkpoint's view if `draw`."""
+        opening = self.gate_opening.open(
+            run_id, phase_run_id, phase, passed, executor=True, checks=checks, draw=draw
+        )
+        if opening.rollback_now:
+            self.spawn(self.execute_rollback, run_id)
+        return opening.gate_id, opening.view
 
     def _stop_for_rollback(
         self,

@@ -50,6 +50,7 @@ from bot.slack.present.schedules import ScheduleMessages
 from bot.slack.present.signoffs import SignoffMessages
 from bot.slack.refs import MessageRefs
 from bot.slack.transport import SlackTransport
+from bot.views import GateView
 from phases.checks.base import Clock, SystemClock
 
 
@@ -204,8 +205,8 @@ class SlackSurface:
 
     # ---------------------------------------------------------------------------- checkpoints
 
-    def checkpoint(self, gate_id: int) -> None:
-        self.checkpoints.checkpoint(gate_id)
+    def checkpoint(self, gate_id: int, opened: GateView | None = None) -> None:
+        self.checkpoints.checkpoint(gate_id, opened)
 
     def gate_changed(self, gate_id: int) -> None:
         self.checkpoints.gate_changed(gate_id)

@@ -37,8 +37,7 @@ def read_tick_marks(s: Tx | Session, run_id: int, gate_id: int) -> dict[str, tic
 
 def gate_view(db: Database | Store, runbook: Runbook, gate_id: int) -> GateView | None:
     with door(db).tx() as tx:
-        s = tx.session
-        row = s.exec(  # the gate, its run and its phase run in one read
+        row = tx.session.exec(  # the gate, its run and its phase run in one read
             select(Gate, Run, PhaseRun)
             .join(Run, col(Run.id) == col(Gate.run_id))
             .join(PhaseRun, col(PhaseRun.id) == col(Gate.phase_run_id))
@@ -46,41 +45,60 @@ def gate_view(db: Database | Store, runbook: Runbook, gate_id: int) -> GateView 
         ).first()
         if row is None:
             return None
-        gate, run, pr = row
-        spec = runbook.phase(gate.phase_id)
-        steps = list(
-            s.exec(
-                select(StepRun, StepOutput.step_run_id, StepOutput.last_lines)
-                .outerjoin(StepOutput, col(StepOutput.step_run_id) == col(StepRun.id))
-                .where(StepRun.phase_run_id == gate.phase_run_id)
-                .order_by(col(StepRun.id))
+        return view_of(tx, runbook, *row)
+
+
+def opened_view(tx: Tx, runbook: Runbook, gate: Gate, run: Run, pr: PhaseRun) -> GateView:
+    """The checkpoint of a gate this transaction has just opened, drawn from its own rows
+    (what it commits is what the first post shows): a new gate has no vote and no
+    break-glass vote yet, so only its steps (and ticks) are read."""
+    return view_of(tx, runbook, gate, run, pr, fresh=True)
+
+
+def view_of(
+    tx: Tx, runbook: Runbook, gate: Gate, run: Run, pr: PhaseRun, *, fresh: bool = False
+) -> GateView:
+    """The checkpoint of `gate` (with its run and phase run), read in `tx`. `fresh`: the gate
+    was opened in `tx`, so it has no votes yet (not read)."""
+    s = tx.session
+    assert gate.id is not None
+    gate_id = gate.id
+    spec = runbook.phase(gate.phase_id)
+    steps = list(
+        s.exec(
+            select(StepRun, StepOutput.step_run_id, StepOutput.last_lines)
+            .outerjoin(StepOutput, col(StepOutput.step_run_id) == col(StepRun.id))
+            .where(StepRun.phase_run_id == gate.phase_run_id)
+            .order_by(col(StepRun.id))
+        )
+    )
+    votes = (
+        []
+        if fresh
+        else list(s.exec(select(Vote.actor).where(Vote.gate_id == gate_id).order_by(col(Vote.id))))
+    )
+    ticks = (
+        {
+            t.item_id: t.actor
+            for t in s.exec(select(ManualTick).where(ManualTick.gate_id == gate_id))
+        }
+        if spec.manual
+        else {}  # a phase with nothing to tick: no read
+    )
+    overrides = (
+        [
+            (v.actor, v.justification)
+            for v in s.exec(
+                select(OverrideVote)
+                .where(OverrideVote.subject == f"gate:{gate_id}")
+                .order_by(col(OverrideVote.id))
             )
-        )
-        votes = list(
-            s.exec(select(Vote.actor).where(Vote.gate_id == gate_id).order_by(col(Vote.id)))
-        )
-        ticks = (
-            {
-                t.item_id: t.actor
-                for t in s.exec(select(ManualTick).where(ManualTick.gate_id == gate_id))
-            }
-            if spec.manual
-            else {}  # a phase with nothing to tick: no read
-        )
-        overrides = (
-            [
-                (v.actor, v.justification)
-                for v in s.exec(
-                    select(OverrideVote)
-                    .where(OverrideVote.subject == f"gate:{gate_id}")
-                    .order_by(col(OverrideVote.id))
-                )
-            ]
-            if not gate.checks_passed
-            else []  # a passed gate has nothing to override: no read
-        )
-        # what the trail says of checks bound to a tick (none in most phases: no read)
-        marks = read_tick_marks(s, gate.run_id, gate_id) if spec.tick_checks and ticks else {}
+        ]
+        if not gate.checks_passed and not fresh
+        else []  # a passed gate has nothing to override, a new one no vote yet: no read
+    )
+    # what the trail says of checks bound to a tick (none in most phases: no read)
+    marks = read_tick_marks(s, gate.run_id, gate_id) if spec.tick_checks and ticks else {}
     order = {st.id: i for i, st in enumerate([*spec.actions, *spec.checks, *spec.tick_checks])}
     steps.sort(key=lambda row: (row[0].section != "actions", order.get(row[0].step_id, 999)))
     failed, not_run = approvals.failed_steps(

@@ -38,17 +38,18 @@ class CheckpointMessages:
         self.ctx = ctx
         self.runs = runs  # the run's parent message, which each checkpoint is a reply to
 
-    def checkpoint(self, gate_id: int) -> None:
-        self.gate_changed(gate_id)
+    def checkpoint(self, gate_id: int, opened: GateView | None = None) -> None:
+        """A gate opened: posted from `opened` (what its transaction wrote) when given."""
+        self.gate_changed(gate_id, opened)
 
-    def gate_changed(self, gate_id: int) -> None:
+    def gate_changed(self, gate_id: int, opened: GateView | None = None) -> None:
         """As run_changed, for a checkpoint."""
         self.ctx.changed()
         known = self.ctx.refs.gate(gate_id)
         if known is not None:
             self._edit_gate(known[0], gate_id, known[1])
             return
-        first = self.ctx.reads.gate_view(gate_id)
+        first = opened or self.ctx.reads.gate_view(gate_id)
         if first is None:
             return
         if first.surface_ref:
