@@ -20,6 +20,7 @@ use it at once, and still never change or remove an audit row.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -49,15 +50,24 @@ def config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+@functools.cache
 def head() -> str:
-    """The newest revision this version of the bot knows."""
+    """The newest revision this version of the bot knows. Kept once found: the migration
+    scripts are part of the installed code, and reading them (alembic parses every one)
+    cost about 10 ms on each `create_all`, every test's and every restart's."""
     found = ScriptDirectory.from_config(config()).get_current_head()
     assert found is not None
     return found
 
 
+@functools.cache
+def revisions() -> frozenset[str]:
+    """Every revision this version of the bot knows (kept once read, as `head`)."""
+    return frozenset(s.revision for s in ScriptDirectory.from_config(config()).walk_revisions())
+
+
 def known(revision: str) -> bool:
-    return revision in {s.revision for s in ScriptDirectory.from_config(config()).walk_revisions()}
+    return revision in revisions()
 
 
 def current(conn: Connection) -> str | None:
