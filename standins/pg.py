@@ -33,12 +33,16 @@ def postgres_reachable() -> bool:
 
 
 @contextmanager
-def throwaway_pg_database(prefix: str = "cutover_test") -> Iterator[str]:
-    """Creates a fresh database on the test server; yields its SQLAlchemy URL; drops it after."""
+def throwaway_pg_database(
+    prefix: str = "cutover_test", template: str | None = None
+) -> Iterator[str]:
+    """Creates a fresh database on the test server (a copy of `template`, if named); yields
+    its SQLAlchemy URL; drops it after."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = libpq(PG_URL)
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     try:
         yield url

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
+import hashlib
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,25 +16,74 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from bot.store import db as db_module
+from bot.store import migrate, models
 from bot.store.db import Database
 from standins.pg import PG_URL, libpq, postgres_reachable, throwaway_pg_database
 from tests.require import unavailable
 
 
 def make_db(kind: str, tmp_path: Path) -> Iterator[Database]:
+    """A fresh database at the schema's head: a copy of one `create_all` made once per
+    process (SQLite: the file) or once per schema on the server (PostgreSQL: a template
+    database), instead of ~30 ms (SQLite) or ~200 ms (PostgreSQL) of DDL for each test."""
     if kind == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'cutover.db'}")
-        db.create_all()
+        path = tmp_path / "cutover.db"
+        shutil.copyfile(_sqlite_template(), path)
+        db = Database(f"sqlite:///{path}")
         yield db
         db.dispose()
         return
     if not postgres_reachable():
         unavailable(f"PostgreSQL not reachable at {make_url(PG_URL).render_as_string()}")
-    with throwaway_pg_database() as url:
+    with throwaway_pg_database(template=_pg_template()) as url:
         db = Database(url)
-        db.create_all()
         yield db
         db.dispose()
+
+
+def _schema_digest() -> str:
+    """Names the schema `create_all` makes: the head revision and the code that makes it."""
+    h = hashlib.sha256(migrate.head().encode())
+    for module in (models, db_module):
+        h.update(Path(str(module.__file__)).read_bytes())
+    return h.hexdigest()[:12]
+
+
+@functools.cache
+def _sqlite_template() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="cutover-schema-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "cutover.db"
+    db = Database(f"sqlite:///{path}")
+    db.create_all()
+    db.dispose()  # closed cleanly: the write-ahead log is folded into the file
+    return path
+
+
+@functools.cache
+def _pg_template() -> str:
+    """The template database of this schema, made once on the server (the first worker to
+    ask makes it under an advisory lock; the others wait, then copy it). Nobody connects to
+    it after it is made, so CREATE DATABASE … TEMPLATE can copy it at any time."""
+    name = f"cutover_schema_{_schema_digest()}"
+    admin = libpq(PG_URL)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext('cutover test schema template'))")
+        try:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                return name
+            building = f"{name}_building"
+            conn.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{building}"')
+            url = make_url(PG_URL).set(database=building).render_as_string(hide_password=False)
+            db = Database(url)
+            db.create_all()
+            db.dispose()
+            conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+            return name
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('cutover test schema template'))")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
