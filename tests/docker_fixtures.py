@@ -66,10 +66,17 @@ class Compose:
         label = f"com.docker.compose.project={self.project}"
         for c in self.client.containers.list(all=True, filters={"label": label}):
             c.remove(force=True)
-        for image in self.client.images.list():
-            for tag in image.tags:
+        for tags in _tag_lists(self.client):
+            for tag in tags:
                 if tag.startswith(f"{self.project}-"):
                     self.client.images.remove(tag, noprune=True)
+
+
+def _tag_lists(client: Any) -> list[list[str]]:
+    """Each image's tags, from the engine's one list call: the SDK's `images.list()` inspects
+    every image after listing them, and raised ImageNotFound for one another test removed in
+    between (seen once in a CI run with four workers)."""
+    return [row.get("RepoTags") or [] for row in client.api.images()]
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from bot.standin import (
 )
 from phases.runbook import Runbook, load_runbook
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
-from tests.docker_fixtures import BASE_IMAGE
+from tests.docker_fixtures import BASE_IMAGE, _tag_lists
 from tests.require import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,8 +317,8 @@ def _remove_project(client: Any, project: str) -> None:
 
 
 def _remove_images(client: Any, project: str) -> None:
-    for image in client.images.list():
-        for tag in image.tags:
+    for tags in _tag_lists(client):
+        for tag in tags:
             if tag.startswith(f"{project}-"):
                 client.images.remove(tag, noprune=True)
 

@@ -23,6 +23,7 @@ from phases.checks.docker_stats import StatsParams, run_stats
 from phases.checks.docker_stop import StopParams, describe_stop, run_stop
 from phases.runbook import StepSpec
 from phases.runner import run_step
+from tests.docker_fixtures import BASE_IMAGE
 
 if TYPE_CHECKING:
     from tests.docker_fixtures import Compose
@@ -293,6 +294,38 @@ def test_docker_factory_seam_is_used(compose: Compose) -> None:
     assert (result.status, result.evidence) == (Status.PASS, "1/1 containers running: backend")
     assert len(made) == 1
     made[0].close()
+
+
+def test_an_image_removed_while_the_images_are_read_is_missing_not_an_error(
+    compose: Compose, docker_client: Any
+) -> None:
+    """`docker image rm` (or a prune) between the engine's list of images and the inspect of
+    one of them: that image is gone, and the others are still judged (the SDK's own
+    `images.list()` raised ImageNotFound for the whole step)."""
+    compose.write({"backend": {"build": "."}})
+    compose("build")
+    backend = f"{compose.project}-backend:latest"
+    box = docker_client.containers.create(BASE_IMAGE, ["true"])
+    try:  # an image of its own (its own id), so removing its one tag deletes it
+        doomed = f"{compose.project}-doomed"
+        box.commit(repository=doomed, tag="latest")
+    finally:
+        box.remove(force=True)
+    client = docker.from_env()
+    listing = client.api.images
+
+    def list_then_remove(*args: Any, **kw: Any) -> Any:
+        rows = listing(*args, **kw)
+        client.images.remove(f"{doomed}:latest")  # gone before its inspect
+        return rows
+
+    client.api.images = list_then_remove
+    params = ImagesParams(names=[backend, f"{doomed}:latest"])
+    result = run_images(params, ctx(docker_factory=lambda: client))
+    assert (result.status, result.evidence) == (
+        Status.FAIL,
+        f"missing images: {doomed}:latest (1/2 present)",
+    )
 
 
 DOWN_HOST = "unix:///tmp/cutover-no-engine-here/docker.sock"

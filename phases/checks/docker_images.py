@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import docker.errors
 from pydantic import Field, model_validator
 
 from phases.checks.base import Status, StepContext, StepKind, StepResult, register
@@ -127,10 +128,24 @@ def _matches(name: str, tag: str) -> bool:
     return tag.rsplit(":", 1)[0].startswith(name)
 
 
+def present_images(client: Any) -> list[Any]:
+    """Every image on the engine, inspected (its creation time to the nanosecond, which the
+    list's whole seconds would not give `built_after_run_start`). One removed between the
+    list and its inspect (a `docker image rm` or prune at the same moment) is gone, not an
+    error: the docker SDK's own `images.list()` raised ImageNotFound for it."""
+    found = []
+    for row in client.api.images():
+        try:
+            found.append(client.images.get(row["Id"]))
+        except docker.errors.ImageNotFound:
+            continue
+    return found
+
+
 def run_images(params: ImagesParams, ctx: StepContext) -> StepResult:
     def go() -> StepResult:
         with _docker(ctx, params.docker_host) as client:
-            images = client.images.list()
+            images = present_images(client)
         now = ctx.clock.now()
         if params.built_after_run_start and ctx.run_started_at is None:
             return StepResult(Status.ERROR, "built_after_run_start needs a run (no start time)")
