@@ -289,6 +289,14 @@ class Database:
             if isinstance(wrapped, OperationalError) and _is_connection_error(wrapped):
                 raise self._unavailable(wrapped) from None
             raise wrapped from exc
+        except OperationalError as exc:
+            # Wrapped by SQLAlchemy already: the pool's first connection runs the dialect's
+            # set-up queries through a Connection. A cut there is a cut like any other.
+            if pooled is not None:
+                _rollback_quietly(pooled)
+            if _is_connection_error(exc):
+                raise self._unavailable(exc) from None
+            raise
         except BaseException:
             if pooled is not None:
                 _rollback_quietly(pooled)
