@@ -67,9 +67,9 @@ def counting(engine: Engine) -> Iterator[list[Seen]]:
             event.remove(target, name, fn)
 
 
-def test_a_continue_click_reads_the_gate_once_and_commits_twice(
-    pg_db: Database, tmp_path: Path
-) -> None:
+def one_continue_click(pg_db: Database, tmp_path: Path) -> list[Seen]:
+    """What the bot sends to the database from a Continue click at phase 1 until phase 2's
+    checkpoint is posted and every redraw is done (the start and phase 1 not counted)."""
     with running_bot(pg_db, small_runbook(tmp_path)) as bot:
         bot.command("start staging", user="U1")
         run_id = bot.latest_run()
@@ -80,16 +80,23 @@ def test_a_continue_click_reads_the_gate_once_and_commits_twice(
             bot.wait_text(one, "*Approved* by <@U2>")
             bot.checkpoint(run_id, 2)
             assert bot.service.surface.outbox.settle(timeout=10)
-        click = [s for s in seen if s.thread.startswith("slack-work")]
-        sql = [s.statement for s in click if s.what == "sql"]
-        # The counted thread is the one that decided (else this test would count nothing).
-        assert [q for q in sql if DECISION.match(q)], sql
-        gate_reads = [q for q in sql if GATE_READ.match(q)]
-        assert len(gate_reads) == 1, gate_reads
-        assert "FOR UPDATE" in gate_reads[0]  # the one read is the decision's, under its lock
-        commits = sum(1 for s in click if s.what == "commit")
-        checkouts = sum(1 for s in click if s.what == "checkout")
-        assert commits <= 2 and checkouts <= 2, (commits, checkouts, sql)
+        return seen
+
+
+def test_a_continue_click_reads_the_gate_once_and_commits_twice(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    seen = one_continue_click(pg_db, tmp_path)
+    click = [s for s in seen if s.thread.startswith("slack-work")]
+    sql = [s.statement for s in click if s.what == "sql"]
+    # The counted thread is the one that decided (else this test would count nothing).
+    assert [q for q in sql if DECISION.match(q)], sql
+    gate_reads = [q for q in sql if GATE_READ.match(q)]
+    assert len(gate_reads) == 1, gate_reads
+    assert "FOR UPDATE" in gate_reads[0]  # the one read is the decision's, under its lock
+    commits = sum(1 for s in click if s.what == "commit")
+    checkouts = sum(1 for s in click if s.what == "checkout")
+    assert commits <= 2 and checkouts <= 2, (commits, checkouts, sql)
 
 
 def test_the_next_phase_posts_its_checkpoint_without_reading_its_gate_back(
@@ -98,22 +105,10 @@ def test_the_next_phase_posts_its_checkpoint_without_reading_its_gate_back(
     """The phase's thread draws the checkpoint from what the gate-opening transaction wrote
     (tests/test_opened_checkpoint.py checks that it is what a read would show): its only
     read of the gate is the one after the post, recording the message (`set_surface_ref`)."""
-    with running_bot(pg_db, small_runbook(tmp_path)) as bot:
-        bot.command("start staging", user="U1")
-        run_id = bot.latest_run()
-        one = bot.checkpoint(run_id, 1)
-        assert bot.service.surface.outbox.settle(timeout=10)
-        with counting(pg_db.engine) as seen:
-            bot.click(one, "gate_continue", user="U2")
-            bot.checkpoint(run_id, 2)
-            assert bot.service.surface.outbox.settle(timeout=10)
-        phase = [
-            s.statement for s in seen if s.thread.startswith("cutover-run") and s.what == "sql"
-        ]
-        opened = [
-            i for i, q in enumerate(phase) if q.lstrip().upper().startswith("INSERT INTO GATE")
-        ]
-        posted = [i for i, q in enumerate(phase) if "SET surface_ref" in q]
-        assert len(opened) == 1 and len(posted) == 1, phase  # this thread opened and posted it
-        between = phase[opened[0] : posted[0]]
-        assert not [q for q in between if GATE_READ.match(q)], between
+    seen = one_continue_click(pg_db, tmp_path)
+    phase = [s.statement for s in seen if s.thread.startswith("cutover-run") and s.what == "sql"]
+    opened = [i for i, q in enumerate(phase) if q.lstrip().upper().startswith("INSERT INTO GATE")]
+    posted = [i for i, q in enumerate(phase) if "SET surface_ref" in q]
+    assert len(opened) == 1 and len(posted) == 1, phase  # this thread opened and posted it
+    between = phase[opened[0] : posted[0]]
+    assert not [q for q in between if GATE_READ.match(q)], between
