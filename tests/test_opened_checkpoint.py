@@ -64,3 +64,39 @@ def test_each_opened_checkpoint_is_what_a_read_of_its_committed_rows_shows(
         ("two", False, ["flag"]),
         ("two", True, ["flag"]),
     ]
+
+
+def test_a_checkpoint_with_steps_the_bot_ticked_as_it_opened_is_what_a_read_shows(
+    db: Database, tmp_path: Path
+) -> None:
+    """The gate-opening transaction also ticks the manual steps an action did (`done_by`) or
+    a check made needless (`ask_unless`): the handed view shows those ticks, read in it."""
+    step = {"kind": "command", "params": {"argv": ["true"]}}
+    phase = {
+        "id": "deploy",
+        "name": "Deploy",
+        "estimate_minutes": 1,
+        "checkpoint": "deployed",
+        "actions": [{"id": "push", "name": "push", "kind": "run", "params": {"argv": ["true"]}}],
+        "checks": [{"id": "ok", "name": "ok", **step}],
+        "manual": [
+            {"id": "pushed", "text": "Pushed", "done_by": "push"},
+            {"id": "looked", "text": "Looked at it", "ask_unless": "ok"},
+            {"id": "browser", "text": "Click around"},
+        ],
+    }
+    surface = OpenedViews()
+    runbook = small_runbook(tmp_path, phases=[phase])
+    engine = Engine(db, runbook, surface=surface, background=False)
+    run = engine.start_run("staging", ALICE)
+    assert run.id is not None
+    gate_id = open_gate_id(db, run.id)
+    assert gate_id is not None
+    opened = surface.opened[gate_id]
+    assert opened is not None
+    assert opened == gate_view(db, runbook, gate_id)
+    assert {m.id: m.ticked_by for m in opened.manual} == {
+        "pushed": "system",
+        "looked": "system",
+        "browser": None,
+    }
