@@ -1,7 +1,9 @@
 """What the engine tells a chat surface (Slack, console). The engine knows no chat API.
 
 A surface is told *that* something changed and reads the state it shows from
-the database (`bot.views`), so a message rebuilt after a restart is the same.
+the database (`bot.views`), so a message rebuilt after a restart is the same. One
+exception, for speed: a checkpoint's first post may be handed the view its gate-opening
+transaction read of its own rows (`checkpoint(gate_id, opened)`), which is that same state.
 """
 
 from __future__ import annotations
