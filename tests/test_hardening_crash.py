@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,35 +27,29 @@ from bot.store.models import Gate, PhaseRun, Run, StepRun
 from bot.store.reads import open_gate_id
 from bot.surface import Actor
 from tests.crash_driver import crash_runbook
+from tests.forked import Driver
 
 ROOT = Path(__file__).resolve().parent.parent
 BOB = Actor("T1:U2", "bob")
 
 
 class Bot:
-    """One driver process; `until(event)` reads its JSON lines up to that event."""
+    """One driver process (forked with the bot imported: tests/forked.py); `until(event)`
+    reads its JSON lines up to that event."""
 
     def __init__(self, db: Database, directory: Path, action: str, block_on: str | None = None):
-        cmd = [sys.executable, "-m", "tests.crash_driver", "--db", db.url, "--dir", str(directory)]
+        argv = ["--db", db.url, "--dir", str(directory)]
         if block_on:
-            cmd += ["--block-on", block_on]
-        self.proc = subprocess.Popen(
-            [*cmd, action],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+            argv += ["--block-on", block_on]
+        self.proc = Driver("tests.crash_driver", [*argv, action])
         self.lines: list[dict[str, Any]] = []
 
     def until(self, event: str, timeout: float = 30) -> dict[str, Any]:
-        assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
-                err = self.proc.stderr.read() if self.proc.stderr else ""
+                err = self.proc.stderr()
                 raise AssertionError(f"bot exited before {event!r}: {self.lines}\n{err[-2000:]}")
             self.lines.append(json.loads(line))
             if self.lines[-1]["event"] == event:
@@ -65,18 +57,13 @@ class Bot:
         raise AssertionError(f"no {event!r} within {timeout}s: {self.lines}")
 
     def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        assert self.proc.wait(timeout=10) == -signal.SIGKILL
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        assert self.proc.kill9() == -signal.SIGKILL
+        self.proc.close()
 
     def finish(self) -> list[dict[str, Any]]:
         self.until("done")
-        assert self.proc.wait(timeout=30) == 0
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        assert self.proc.wait(timeout=30) == 0, self.proc.stderr()[-2000:]
+        self.proc.close()
         return self.lines
 
 

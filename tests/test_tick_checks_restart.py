@@ -8,10 +8,7 @@ held on the loopback NostrMaxi until the process is dead."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -39,6 +36,7 @@ from bot.store.models import Run, StepRun
 from bot.store.reads import gate_view, open_gate_id
 from bot.text import checkpoint_text
 from phases.runbook import Runbook, load_runbook
+from tests.forked import Driver
 from tests.schedule_helpers import BOB, RecordingSurface
 from tests.servers import ManualClock
 from tests.test_nostrmaxi_e2e_ticks import HEX, OTHER, e2e_runbook, step
@@ -95,42 +93,24 @@ def runbook_file(tmp_path: Path, app: NostrMaxiStandin, *, rerun: bool) -> Path:
     return path
 
 
-class Driver:
+class TickDriver:
+    """One tick driver process (forked with the bot imported: tests/forked.py)."""
+
     def __init__(self, db: Database, runbook: Path, action: str, replica: str, lease: float):
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.tick_crash_driver",
-                "--db",
-                db.url,
-                "--runbook",
-                str(runbook),
-                "--replica",
-                replica,
-                "--at",
-                str(AT.timestamp() - 60),
-                "--lease",
-                str(lease),
-                action,
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        argv = ["--db", db.url, "--runbook", str(runbook), "--replica", replica]
+        argv += ["--at", str(AT.timestamp() - 60), "--lease", str(lease), action]
+        self.proc = Driver("tests.tick_crash_driver", argv)
 
     def finish(self) -> None:
-        out, err = self.proc.communicate(timeout=90)
-        assert self.proc.returncode == 0, err[-2000:]
+        self.proc.stdout.read()  # to its end: the driver has exited or closed its output
+        code = self.proc.wait(timeout=90)
+        err = self.proc.stderr()
+        self.proc.close()
+        assert code == 0, err[-2000:]
 
     def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        assert self.proc.wait(timeout=10) == -signal.SIGKILL
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        assert self.proc.kill9() == -signal.SIGKILL
+        self.proc.close()
 
 
 def killed_mid_lookup(
@@ -143,9 +123,9 @@ def killed_mid_lookup(
     first: str | None = None,
 ) -> HeldLookup:
     """A process starts the run, another ticks nip05-claim and is killed during its lookup."""
-    Driver(db, path, "start", replica, lease).finish()
+    TickDriver(db, path, "start", replica, lease).finish()
     held = HeldLookup(app, first)
-    ticking = Driver(db, path, "tick", replica, lease)
+    ticking = TickDriver(db, path, "tick", replica, lease)
     try:
         assert held.asked.wait(60), "the lookup never reached NostrMaxi"
     finally:
@@ -309,7 +289,7 @@ def test_a_stale_holders_lookup_result_is_refused_once_the_run_was_taken_over(
     db = sqlite_db
     app.names["cutover-test"] = HEX
     path = runbook_file(tmp_path, app, rerun=True)
-    Driver(db, path, "start", "bot", 30.0).finish()
+    TickDriver(db, path, "start", "bot", 30.0).finish()
     held = HeldLookup(app, first=OTHER)  # the stale holder would see another key: a FAIL
     stale = engine_at(db, load_runbook(path))
     gate = open_gate_id(db, 1)
