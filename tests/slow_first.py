@@ -59,19 +59,6 @@ _SLOW: dict[str, dict[str, float]] = {
         "test_a_rolling_restart_of_the_other_replica_never_interrupts_a_live_phase": 20,
         "test_a_killed_replicas_phase_is_taken_over_by_the_other_within_two_leases": 20,
     },
-    # real processes killed and recovered
-    "tests/test_hardening_crash.py": {
-        "test_kill_right_after_a_decision_commits_starts_the_next_phase_once": 10,
-        "test_kill_while_posting_the_rollback_notice_finishes_the_rollback_once": 9,
-        "test_kill_mid_check_then_the_phase_is_interrupted_never_rerun_silently": 9,
-        "test_kill_while_posting_the_checkpoint_keeps_the_gate_and_posts_again": 8,
-    },
-    "tests/test_tick_checks_restart.py": {
-        "test_a_restart_mid_lookup_reruns_it_when_the_step_declares_it_safe": 8,
-        "test_a_restart_mid_lookup_of_a_step_not_declared_safe_marks_it_interrupted": 8,
-        "test_a_dead_replicas_lookup_not_declared_safe_is_shown_interrupted_naming_that_replica": 8,
-        "test_a_dead_replicas_lookup_is_rerun_by_the_replica_that_takes_the_run_over": 7,
-    },
     "tests/test_step_isolation.py": {
         "test_a_step_run_as_the_step_user_reads_nothing_of_the_bot": 8,
         "test_a_bot_not_run_as_root_is_closed_to_its_own_steps": 8,
