@@ -13,6 +13,7 @@ file for the failure message.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import multiprocessing
 import os
 import signal
@@ -46,8 +47,7 @@ def _run(
     err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(err, 2)
     os.close(err)
-    driver = sys.modules.get(module) or __import__(module, fromlist=["main"])
-    sys.exit(driver.main(argv))
+    sys.exit(importlib.import_module(module).main(argv))  # preloaded: no import here
 
 
 class Driver:

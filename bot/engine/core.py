@@ -167,10 +167,7 @@ class Notify:
 
     def checkpoint(self, gate_id: int, opened: GateView | None = None) -> None:
         """`opened`: the checkpoint as the transaction that opened the gate wrote it."""
-        if opened is None:
-            self._tell("checkpoint", gate_id)
-        else:
-            self._tell("checkpoint", gate_id, opened)
+        self._tell("checkpoint", gate_id, opened)
 
     def gate_changed(self, gate_id: int) -> None:
         self._tell("gate_changed", gate_id)

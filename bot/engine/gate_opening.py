@@ -154,7 +154,7 @@ class GateOpening:
                 tick_unless_asked(tx, run_id, phase_run_id, gate.id, phase, self.now())
                 gate_id = gate.id
                 if draw:
-                    view = read_gates.opened_view(tx, self.runbook, gate, run, pr)
+                    view = read_gates.view_of(tx, self.runbook, gate, run, pr, fresh=True)
         if released:  # a retried attempt whose commit did not land still holds the epoch
             with self.leases.lock:
                 self.leases.epochs.pop(run_id, None)

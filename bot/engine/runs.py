@@ -17,7 +17,7 @@ from bot.engine import restore_point
 from bot.engine.contexts import Contexts
 from bot.engine.core import EngineClock, Notify, Refusals, runbook_digest
 from bot.engine.errors import LeaseLost
-from bot.engine.gate_opening import GateOpening
+from bot.engine.gate_opening import GateOpening, Opening
 from bot.engine.leasing import Leases
 from bot.engine.locks import Locks
 from bot.engine.monitoring import start_monitoring
@@ -254,7 +254,8 @@ class Phases:
         passed = all(not o.result.status.blocks_gate for o in outcomes)
         view: GateView | None = None  # the checkpoint as its transaction wrote it
         try:
-            gate_id, view = self._open(run_id, pr_id, phase, passed, checks=checks, draw=True)
+            opening = self._opened(run_id, pr_id, phase, passed, checks=checks, draw=True)
+            gate_id, view = opening.gate_id, opening.view
         except DatabaseUnavailable:
             # A flapping database may never let the one long transaction through: each
             # result on its own then (found, not doubled, if that transaction did commit),
@@ -354,30 +355,29 @@ class Phases:
     ) -> int | None:
         """Opens the checkpoint of a phase whose steps are done (or that was interrupted);
         see `GateOpening.open`. A run aborted meanwhile rolls back instead: None."""
-        opening = self.gate_opening.open(
+        return self._opened(
             run_id, phase_run_id, phase, passed, note, executor=executor, checks=checks
-        )
-        if opening.rollback_now:
-            self.spawn(self.execute_rollback, run_id)
-        return opening.gate_id
+        ).gate_id
 
-    def _open(
+    def _opened(
         self,
         run_id: int,
         phase_run_id: int,
         phase: PhaseSpec,
         passed: bool,
+        note: str | None = None,
         *,
-        checks: Sequence[StepOutcome],
-        draw: bool,
-    ) -> tuple[int | None, GateView | None]:
-        """As open_gate, by the phase's executor; with the checkpoint's view if `draw`."""
+        executor: bool = True,
+        checks: Sequence[StepOutcome] = (),
+        draw: bool = False,
+    ) -> Opening:
+        """As open_gate, with what `GateOpening.open` returned (the view, if `draw`)."""
         opening = self.gate_opening.open(
-            run_id, phase_run_id, phase, passed, executor=True, checks=checks, draw=draw
+            run_id, phase_run_id, phase, passed, note, executor=executor, checks=checks, draw=draw
         )
         if opening.rollback_now:
             self.spawn(self.execute_rollback, run_id)
-        return opening.gate_id, opening.view
+        return opening
 
     def _stop_for_rollback(
         self,

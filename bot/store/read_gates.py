@@ -48,18 +48,12 @@ def gate_view(db: Database | Store, runbook: Runbook, gate_id: int) -> GateView 
         return view_of(tx, runbook, *row)
 
 
-def opened_view(tx: Tx, runbook: Runbook, gate: Gate, run: Run, pr: PhaseRun) -> GateView:
-    """The checkpoint of a gate this transaction has just opened, drawn from its own rows
-    (what it commits is what the first post shows): a new gate has no vote and no
-    break-glass vote yet, so only its steps (and ticks) are read."""
-    return view_of(tx, runbook, gate, run, pr, fresh=True)
-
-
 def view_of(
     tx: Tx, runbook: Runbook, gate: Gate, run: Run, pr: PhaseRun, *, fresh: bool = False
 ) -> GateView:
     """The checkpoint of `gate` (with its run and phase run), read in `tx`. `fresh`: the gate
-    was opened in `tx`, so it has no votes yet (not read)."""
+    was opened in `tx` (what it commits is what the first post shows), so it has no votes
+    and no break-glass votes yet: only its steps (and ticks) are read."""
     s = tx.session
     assert gate.id is not None
     gate_id = gate.id

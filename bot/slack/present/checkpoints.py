@@ -40,10 +40,15 @@ class CheckpointMessages:
 
     def checkpoint(self, gate_id: int, opened: GateView | None = None) -> None:
         """A gate opened: posted from `opened` (what its transaction wrote) when given."""
-        self.gate_changed(gate_id, opened)
+        self._show(gate_id, opened)
 
-    def gate_changed(self, gate_id: int, opened: GateView | None = None) -> None:
+    def gate_changed(self, gate_id: int) -> None:
         """As run_changed, for a checkpoint."""
+        self._show(gate_id, None)
+
+    def _show(self, gate_id: int, opened: GateView | None) -> None:
+        """Edits the checkpoint's message if it is known, else posts it (from `opened`, or
+        from a read)."""
         self.ctx.changed()
         known = self.ctx.refs.gate(gate_id)
         if known is not None:
