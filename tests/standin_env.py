@@ -37,7 +37,7 @@ from bot.standin import (
 )
 from phases.runbook import Runbook, load_runbook
 from tests.db_fixtures import postgres_reachable, throwaway_pg_database
-from tests.docker_fixtures import BASE_IMAGE, _tag_lists
+from tests.docker_fixtures import BASE_IMAGE, STANDIN_HEALTHCHECK, _tag_lists
 from tests.require import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ SERVICES = {
     name: {
         "build": ".",
         "command": {"backend": BACKEND_COMMAND, "db": DB_COMMAND}.get(name, SERVICE_COMMAND),
-        "healthcheck": {"test": ["CMD", "true"], "interval": "1s", "retries": 3},
+        "healthcheck": STANDIN_HEALTHCHECK,
         "mem_limit": "64m",
     }
     for name in ("backend", "db", "redis", "nginx")

@@ -24,7 +24,7 @@ from bot.store.db import Database
 from bot.store.models import MonitorRound, PhaseRun
 from bot.store.reads import gate_view, open_gate_id, run_view
 from tests.db_fixtures import throwaway_pg_database
-from tests.docker_fixtures import Compose, compose  # noqa: F401  (fixture)
+from tests.docker_fixtures import STANDIN_HEALTHCHECK, Compose, compose  # noqa: F401  (fixture)
 from tests.nostrmaxi_db import SCHEMA as NOSTRMAXI_TABLES
 from tests.schedule_helpers import (
     ALICE,
@@ -285,7 +285,7 @@ def test_shipped_monitoring_phase_flags_a_slow_endpoint_and_a_container_over_its
     compose: Compose,  # noqa: F811
     docker_client: Any,
 ) -> None:
-    healthy = {"test": ["CMD", "true"], "interval": "1s", "retries": 3}
+    healthy = STANDIN_HEALTHCHECK
     compose.write(  # every service the monitoring phase checks, each with a healthcheck
         {
             "backend": {"command": ["sleep", "3600"], "mem_limit": "32m", "healthcheck": healthy},

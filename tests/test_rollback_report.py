@@ -24,7 +24,7 @@ from bot.store.db import Database
 from bot.text import ICONS, hhmm
 from phases.runbook import Runbook
 from tests import test_restore_point
-from tests.docker_fixtures import BASE_IMAGE, Compose
+from tests.docker_fixtures import BASE_IMAGE, STANDIN_HEALTHCHECK, Compose
 from tests.standin_env import SERVICE_COMMAND
 from tests.test_restore_point import (
     BOB,
@@ -38,7 +38,7 @@ target = test_restore_point.target  # fixture: the application's PostgreSQL data
 
 pytestmark = pytest.mark.docker
 
-HEALTHCHECK = {"test": ["CMD", "true"], "interval": "1s", "retries": 3}
+HEALTHCHECK = STANDIN_HEALTHCHECK
 
 
 @pytest.fixture
