@@ -11,6 +11,8 @@
 # (/tmp, not $TMPDIR) because unix socket paths have a 108-byte limit.
 #
 #   scripts/docker-engine.sh start       # idempotent; prints `export DOCKER_HOST=...` on stdout
+#   scripts/docker-engine.sh install [PKG...]  # apt-installs what the engine needs that is
+#                                        # missing, and the PKGs, in one apt-get run
 #   scripts/docker-engine.sh stop
 #   scripts/docker-engine.sh status      # exit 0 when this checkout's engine answers
 #   scripts/docker-engine.sh dir [PATH]  # the engine directory of this checkout (or of PATH)
@@ -68,8 +70,10 @@ engine_pid() {
 
 engine_up() { engine_pid >/dev/null && dk info >/dev/null 2>&1; }
 
+# ensure_packages [PKG...]: the engine's packages that are missing, and the PKGs (another
+# script's, so that one apt-get update serves both), installed in one apt-get run.
 ensure_packages() {
-    local missing=()
+    local missing=("$@")
     dpkg -s docker.io >/dev/null 2>&1 && command -v dockerd >/dev/null || missing+=(docker.io)
     dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
     ((${#missing[@]})) || return 0
@@ -214,6 +218,10 @@ start)
     build_image
     echo "export DOCKER_HOST=$HOST_URL"
     ;;
+install)
+    shift
+    ensure_packages "$@"
+    ;;
 stop) stop_engine ;;
 status) status_engine ;;
 dir)
@@ -224,7 +232,7 @@ dir)
     fi
     ;;
 *)
-    echo "usage: $0 start|stop|status|dir [CHECKOUT]" >&2
+    echo "usage: $0 start|install [PKG...]|stop|status|dir [CHECKOUT]" >&2
     exit 2
     ;;
 esac

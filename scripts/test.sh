@@ -6,7 +6,8 @@
 # It sets up what is missing, then runs the checks:
 #   1. python3 able to make a venv (apt-get install python3 python3-venv, only if missing);
 #   2. .venv with `pip install -e '.[test]'`, only when .venv is missing or pyproject.toml
-#      changed since the last install (stamp: .venv/.cutover-installed);
+#      changed since the last install (stamp: .venv/.cutover-installed); meanwhile, beside
+#      it, every apt package of steps 4-6 that is missing, in one apt-get run;
 #   3. PostgreSQL: unless CUTOVER_TEST_PG_URL is set, the local cluster on 127.0.0.1:5432 is
 #      started if it is not up (pg_ctlcluster), and CUTOVER_TEST_PG_URL is set to
 #      postgresql+psycopg://postgres@127.0.0.1:5432/postgres;
@@ -31,7 +32,8 @@
 #      tests import directly is declared in pyproject.toml, none arrives only through
 #      another; the code imports no test-only package); their output is printed after
 #      pytest's, each in its own section. Then the tests marked `serial` (bounds in wall
-#      time), left out above, run alone: pytest -q -n 0 -m serial PYTEST_ARGS.
+#      time), left out above, run alone: pytest -q -n 0 -m serial PYTEST_ARGS (without
+#      PYTEST_ARGS: the test files that mark a test `serial`).
 #
 # Each section header says how many seconds the script had run when it began (+N s).
 #
@@ -56,10 +58,14 @@ apt_install() {
 }
 
 ENGINE_STARTED=0
+APT_PID=""
 LINTS_PID=""
 LINTS_DIR=""
 cleanup() {
     local rc=$?
+    if [[ -n "$APT_PID" ]]; then
+        wait "$APT_PID" 2>/dev/null || true # never leave dpkg half-way through an install
+    fi
     if [[ -n "$LINTS_PID" ]]; then
         kill "$LINTS_PID" 2>/dev/null || true
     fi
@@ -76,12 +82,25 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-section "set-up: python venv (.venv)"
+section "set-up: apt packages and python venv (.venv), side by side"
 if ! command -v python3 >/dev/null; then
     apt_install python3 python3-venv
 elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     apt_install python3-venv
 fi
+# Every apt package the checks need that is missing, in one apt-get run (one `apt-get
+# update`, not one per package) beside pip's install: on a clean machine the set-up takes
+# the longer of the two instead of their sum. scripts/docker-engine.sh adds its own
+# (docker.io, busybox-static) and keeps the packaged docker.service from starting.
+apt_wanted=()
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+    apt_wanted+=(docker-compose) # tests/test_deploy.py checks deploy/docker-compose.yml
+fi
+command -v prometheus >/dev/null || apt_wanted+=(prometheus) # tests/test_check_prometheus.py
+command -v chromium >/dev/null || apt_wanted+=(chromium)     # tests/test_run_page_browser.py
+APT_LOG="$(mktemp)"
+scripts/docker-engine.sh install "${apt_wanted[@]}" >"$APT_LOG" 2>&1 </dev/null &
+APT_PID=$!
 want_stamp="$(sha256sum pyproject.toml | cut -d' ' -f1) $ROOT"
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv
@@ -95,6 +114,13 @@ else
     echo ".venv is up to date with pyproject.toml"
 fi
 .venv/bin/python --version
+apt_rc=0
+wait "$APT_PID" || apt_rc=$?
+APT_PID=""
+section "set-up: apt packages (ran beside pip)"
+cat "$APT_LOG"
+rm -f "$APT_LOG"
+((apt_rc == 0)) || die "installing apt packages failed (exit $apt_rc; output above)"
 PY=.venv/bin/python
 export PATH="$ROOT/.venv/bin:$PATH"
 
@@ -130,24 +156,15 @@ echo "$engine_env"
 section "set-up: Docker Compose (tests/test_deploy.py checks deploy/docker-compose.yml)"
 if docker compose version >/dev/null 2>&1; then
     docker compose version
-elif command -v docker-compose >/dev/null; then
-    docker-compose version --short
 else
-    apt_install docker-compose
+    docker-compose version --short
 fi
 
 section "set-up: Prometheus (tests/test_check_prometheus.py runs a real one on loopback)"
-if ! command -v prometheus >/dev/null; then
-    apt_install prometheus
-fi
 prometheus --version 2>&1 | head -n 1
 
 section "set-up: chromium (tests/test_run_page_browser.py opens the run page in it)"
-if command -v chromium >/dev/null; then
-    chromium --version 2>/dev/null || true
-else
-    apt_install chromium
-fi
+chromium --version 2>/dev/null || true
 mkdir -p .ci/artifacts # the run page's screenshot, kept by CI
 
 export CI=true
@@ -217,7 +234,13 @@ for name in "${LINTS[@]}"; do
     fi
 done
 # Tests of bounds in wall time (marker `serial`) run alone, not beside four busy workers.
-run pytest-serial "$PY" -m pytest -q -n 0 --durations=5 -m serial "$@"
+# Without PYTEST_ARGS only the files that mark a test serial are collected (collecting the
+# whole suite again took 8 of this step's 20 s); -m serial still selects within them.
+serial_args=("$@")
+if ((${#serial_args[@]} == 0)); then
+    mapfile -t serial_args < <(grep -l 'mark\.serial' tests/test_*.py || true)
+fi
+run pytest-serial "$PY" -m pytest -q -n 0 --durations=5 -m serial "${serial_args[@]}"
 
 echo
 if ((${#failed[@]})); then
