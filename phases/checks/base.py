@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
 from phases.secrets import Masker
+
+if TYPE_CHECKING:  # imported by the checks that use it, when they run (phases/checks)
+    import httpx
 
 
 class Status(enum.StrEnum):

@@ -63,6 +63,8 @@ def _commit(params: DeployedParams, ctx: StepContext) -> tuple[str | None, str]:
 
 
 def _images(params: DeployedParams, ctx: StepContext) -> list[dict[str, Any]]:
+    import docker.errors  # when a step runs, not at import (phases/checks/__init__.py)
+
     with docker_client._docker(ctx, params.docker_host) as client:
         containers = docker_client._project_containers(client, params.project, all_states=False)
         names = docker_client._display_names(containers)
@@ -74,7 +76,7 @@ def _images(params: DeployedParams, ctx: StepContext) -> list[dict[str, Any]]:
                 try:
                     attrs = client.images.get(image_id).attrs
                     digests[image_id] = sorted(attrs.get("RepoDigests") or [])
-                except docker_client.docker.errors.ImageNotFound:  # removed while running
+                except docker.errors.ImageNotFound:  # removed while running
                     digests[image_id] = []
             out.append(
                 {

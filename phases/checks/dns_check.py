@@ -12,10 +12,6 @@ import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-import dns.exception
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
 from pydantic import Field, field_validator, model_validator
 
 from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
@@ -85,6 +81,9 @@ def split_resolver(entry: str, default_port: int) -> tuple[str, int]:
 
 
 def _make_resolver(entry: str | None, params: DnsParams, ctx: StepContext) -> Any:
+    import dns.nameserver  # when a step runs, not at import (phases/checks/__init__.py)
+    import dns.resolver
+
     if ctx.resolver_factory is not None:
         return ctx.resolver_factory(None if entry is None else [entry])
     if entry is None:
@@ -107,6 +106,9 @@ def _normalise(address: str) -> str:
 
 def _query(entry: str | None, params: DnsParams, ctx: StepContext) -> tuple[str, list[str], str]:
     """(outcome, addresses, note); outcome is ok | mismatch | fail | timeout | error."""
+    import dns.exception  # when a step runs, not at import (phases/checks/__init__.py)
+    import dns.resolver
+
     try:
         resolver = _make_resolver(entry, params, ctx)
         answer = resolver.resolve(params.name, params.record, search=False, lifetime=ctx.timeout)

@@ -16,9 +16,6 @@ from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
-import docker
-import docker.errors
-import requests
 from pydantic import field_validator
 
 from phases.checks.base import Status, StepContext, StepParams, StepResult
@@ -75,6 +72,9 @@ def _docker(ctx: StepContext, host: str | None = None) -> Iterator[Any]:
     """The step's Docker client; any failure to talk to the engine becomes EngineUnreachable.
     `host` (a step's `docker_host`: the runbook's "if running on a different host") names the
     engine; empty or None: `ctx.docker_factory`, else DOCKER_HOST."""
+    import docker.errors  # when a step runs, not at import (phases/checks/__init__.py)
+    import requests
+
     client: Any | None = None
     owned = ctx.docker_factory is None or bool(host)
     try:
@@ -126,6 +126,8 @@ class DockerHostParams(StepParams):
 
 
 def _guarded(fn: Callable[[], StepResult]) -> StepResult:
+    import docker.errors  # when a step runs, not at import (phases/checks/__init__.py)
+
     try:
         return fn()
     except EngineUnreachable as exc:

@@ -11,7 +11,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import docker.errors
 from pydantic import Field, model_validator
 
 from phases.checks.base import Status, StepContext, StepKind, StepResult, register
@@ -133,6 +132,8 @@ def present_images(client: Any) -> list[Any]:
     list's whole seconds would not give `built_after_run_start`). One removed between the
     list and its inspect (a `docker image rm` or prune at the same moment) is gone, not an
     error: the docker SDK's own `images.list()` raised ImageNotFound for it."""
+    import docker.errors  # when a step runs, not at import (phases/checks/__init__.py)
+
     found = []
     for row in client.api.images():
         try:

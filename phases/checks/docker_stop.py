@@ -7,8 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any
 
-import docker
-import docker.errors
 from pydantic import Field
 
 from phases.checks.base import Status, StepContext, StepKind, StepResult, register
@@ -42,6 +40,8 @@ def _stop_text(params: StopParams, count: int | None, names: list[str]) -> str:
 
 def describe_stop(params: StopParams) -> str:
     """What a dry run reports: counts the containers when its engine answers quickly."""
+    import docker  # when a step runs, not at import (phases/checks/__init__.py)
+
     try:
         host = params.docker_host
         client = (
@@ -60,6 +60,8 @@ def describe_stop(params: StopParams) -> str:
 
 
 def run_stop(params: StopParams, ctx: StepContext) -> StepResult:
+    import docker.errors  # when a step runs, not at import (phases/checks/__init__.py)
+
     def go() -> StepResult:
         with _docker(ctx, params.docker_host) as client:
             running = _project_containers(client, params.project, all_states=False)

@@ -15,12 +15,14 @@ import ssl
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import Field, field_validator
 
 from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
+
+if TYPE_CHECKING:
+    import httpx
 
 EVIDENCE_LIMIT = 200
 BODY_SNIPPET = 80
@@ -160,6 +162,8 @@ def _verify(params: HttpParams, ctx: StepContext) -> ssl.SSLContext:
     running at once would spend in turn. A context is only read while in use, and the
     cache key holds what it was built from (the CA file's identity, SSL_CERT_FILE/_DIR).
     """
+    import httpx  # when a step runs, not at import (phases/checks/__init__.py)
+
     if params.ca_file:
         cafile = params.ca_file
         if ctx.workdir and not os.path.isabs(cafile):
@@ -304,6 +308,8 @@ def run_http(params: HttpParams, ctx: StepContext) -> StepResult:
 
 def vantage(params: HttpParams) -> str:
     """Where the request leaves from, as the evidence says it ("" for an ordinary check)."""
+    import httpx  # when a step runs, not at import (phases/checks/__init__.py)
+
     if params.proxy:
         return f" via {httpx.URL(params.proxy).netloc.decode(errors='replace')}"
     if params.external:
@@ -312,6 +318,8 @@ def vantage(params: HttpParams) -> str:
 
 
 def _attempt(params: HttpParams, ctx: StepContext) -> StepResult:
+    import httpx  # when a step runs, not at import (phases/checks/__init__.py)
+
     request = f"{params.method} {params.url}{vantage(params)}"
     deadline = ctx.clock.monotonic() + ctx.timeout
     client_args: dict[str, Any] = {"timeout": ctx.timeout, "follow_redirects": False}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 from pydantic import Field, field_validator
 
 from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, clip, register
@@ -41,6 +40,8 @@ class Nip05Params(StepParams):
 
 
 def _fetch(params: Nip05Params, ctx: StepContext) -> tuple[int, bytes]:
+    import httpx  # when a step runs, not at import (phases/checks/__init__.py)
+
     args: dict[str, Any] = {"timeout": ctx.timeout, "follow_redirects": False}
     if ctx.http_transport is not None:
         args["transport"] = ctx.http_transport
@@ -55,6 +56,8 @@ def _fetch(params: Nip05Params, ctx: StepContext) -> tuple[int, bytes]:
 
 
 def run_nip05(params: Nip05Params, ctx: StepContext) -> StepResult:
+    import httpx  # when a step runs, not at import (phases/checks/__init__.py)
+
     want = params.expect_pubkey
     asked = f"GET {params.url}"
     details: dict[str, Any] = {"name": params.name, "expected": want}

@@ -105,11 +105,13 @@ def _put_pgpass(client: Any, container: Any, password: str) -> str:
 
 def _remove_pgpass(client: Any, container: Any, pgpass: str) -> str | None:
     """Removes the password file; None when it is gone, else why not."""
+    import docker.errors  # when a step runs, not at import (phases/checks/__init__.py)
+
     try:
         exec_id = client.api.exec_create(container.id, ["rm", "-f", pgpass], stdout=True)["Id"]
         output = client.api.exec_start(exec_id)
         code = client.api.exec_inspect(exec_id).get("ExitCode")
-    except docker_client.docker.errors.DockerException as exc:
+    except docker.errors.DockerException as exc:
         return str(exc)
     if code != 0:
         return f"rm exit {code}: {last_line(output.decode('utf-8', 'replace'))}"
@@ -120,6 +122,8 @@ def dump_in_container(
     params: BackupParams, env: dict[str, str], path: Path, where: str, ctx: StepContext
 ) -> StepResult | None:
     """pg_dump in the database's container, streamed into `path`; None when it succeeded."""
+    import docker.errors  # when a step runs, not at import (phases/checks/__init__.py)
+
     inner: dict[str, str] = {k: env[k] for k in ("PGUSER", "PGDATABASE") if k in env}
     password = env.get("PGPASSWORD")
     deadline = ctx.clock.monotonic() + max(1.0, ctx.timeout - 2)
@@ -130,7 +134,7 @@ def dump_in_container(
             if params.container:
                 try:
                     container = client.containers.get(params.container)
-                except docker_client.docker.errors.NotFound:
+                except docker.errors.NotFound:
                     return StepResult(Status.FAIL, f"container {params.container} not found")
             else:
                 assert params.project and params.service

@@ -18,7 +18,6 @@ import os
 import ssl
 from typing import Any
 
-import httpx
 from pydantic import Field, model_validator
 
 from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, clip, register
@@ -101,6 +100,8 @@ def _series(data: Any) -> list[tuple[str, str]]:
 
 
 def _ssl(params: PrometheusParams, ctx: StepContext) -> ssl.SSLContext:
+    import httpx  # when a step runs, not at import (phases/checks/__init__.py)
+
     if params.ca_file:
         cafile = params.ca_file
         if ctx.workdir and not os.path.isabs(cafile):
@@ -111,6 +112,8 @@ def _ssl(params: PrometheusParams, ctx: StepContext) -> ssl.SSLContext:
 
 def _ask(params: PrometheusParams, ctx: StepContext) -> tuple[int, Any]:
     """(HTTP status, parsed JSON body) of the instant query; raises on transport errors."""
+    import httpx  # when a step runs, not at import (phases/checks/__init__.py)
+
     client_args: dict[str, Any] = {"timeout": ctx.timeout, "follow_redirects": False}
     if ctx.http_transport is not None:
         client_args["transport"] = ctx.http_transport
@@ -140,6 +143,8 @@ def _ask(params: PrometheusParams, ctx: StepContext) -> tuple[int, Any]:
 
 
 def run_prometheus(params: PrometheusParams, ctx: StepContext) -> StepResult:
+    import httpx  # when a step runs, not at import (phases/checks/__init__.py)
+
     shown = clip(params.query, QUERY_IN_EVIDENCE)
     details: dict[str, Any] = {"query": params.query, "prometheus": params.url}
     if params.max is not None:

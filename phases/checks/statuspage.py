@@ -13,12 +13,14 @@ step is skipped and says so; the phase's tracked step then asks a person.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import Field
 
 from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, clip, register
+
+if TYPE_CHECKING:
+    import httpx
 
 EVIDENCE_LIMIT = 300
 
@@ -46,6 +48,8 @@ def _error_text(response: httpx.Response) -> str:
 
 
 def run_statuspage(params: StatuspageParams, ctx: StepContext) -> StepResult:
+    import httpx  # when a step runs, not at import (phases/checks/__init__.py)
+
     if not params.page_id:
         return StepResult(
             Status.SKIPPED, "no status page configured (page_id is empty); a person updates it"
