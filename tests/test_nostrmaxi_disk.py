@@ -70,3 +70,74 @@ def test_no_running_db_container_is_an_error_naming_it(docker_client: Any) -> No
     result = check_disk(params, StepContext(timeout=30))
     assert result.status is Status.ERROR
     assert result.evidence == "cannot run df: no running cutover-tnone/db"
+
+
+class _LosesOutput:
+    """The real engine, except that the first `lose` execs come back as the CI machine's
+    did once under load: exit 0 and no output at all."""
+
+    def __init__(self, client: Any, lose: int) -> None:
+        self._client, self.lose, self.execs = client, lose, 0
+        self.containers = self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def list(self, **kw: Any) -> list[Any]:
+        return [_Exec(self, c) for c in self._client.containers.list(**kw)]
+
+    def close(self) -> None:
+        pass
+
+
+class _Exec:
+    def __init__(self, engine: _LosesOutput, container: Any) -> None:
+        self._engine, self._c = engine, container
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._c, name)
+
+    def exec_run(self, cmd: list[str]) -> tuple[int, bytes]:
+        self._engine.execs += 1
+        code, out = self._c.exec_run(cmd)  # df really runs, every time
+        return (0, b"") if self._engine.execs <= self._engine.lose else (code, out)
+
+
+@pytest.mark.docker
+def test_an_exec_that_lost_its_output_is_read_again_and_the_evidence_says_so(
+    db_container: tuple[str, Any], docker_client: Any  # noqa: F811
+) -> None:
+    project, _ = db_container
+    engine = _LosesOutput(docker_client, lose=1)
+    params = DiskParams(project=project, service="db", path=DATA)
+    result = check_disk(params, StepContext(timeout=30, docker_factory=lambda: engine))
+    assert result.status is Status.PASS, result.evidence
+    assert result.evidence.startswith(f"{DATA} in {project}/db 88% used")
+    assert result.evidence.endswith("(read 2 times: the engine returned no output before)")
+    assert engine.execs == 2
+
+
+@pytest.mark.docker
+def test_an_engine_that_never_returns_output_is_an_error_after_three_reads(
+    db_container: tuple[str, Any], docker_client: Any  # noqa: F811
+) -> None:
+    project, _ = db_container
+    engine = _LosesOutput(docker_client, lose=99)
+    params = DiskParams(project=project, service="db", path=DATA)
+    result = check_disk(params, StepContext(timeout=30, docker_factory=lambda: engine))
+    assert result.status is Status.ERROR
+    assert result.evidence == f"df -P {DATA} in {project}/db failed (exit 0): no output (3 reads)"
+    assert engine.execs == 3
+
+
+@pytest.mark.docker
+def test_a_failing_df_is_said_at_once_not_read_again(
+    db_container: tuple[str, Any], docker_client: Any  # noqa: F811
+) -> None:
+    project, _ = db_container
+    params = DiskParams(project=project, service="db", path="/no/such/dir")
+    engine = _LosesOutput(docker_client, lose=0)
+    result = check_disk(params, StepContext(timeout=30, docker_factory=lambda: engine))
+    assert result.status is Status.ERROR
+    assert result.evidence.startswith(f"df -P /no/such/dir in {project}/db failed (exit 1)")
+    assert engine.execs == 1

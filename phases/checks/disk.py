@@ -11,6 +11,7 @@ The runbook gives no threshold for disk space, so none is assumed: without
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from typing import Any
@@ -21,6 +22,11 @@ from phases.checks import docker_client
 from phases.checks.base import Status, StepContext, StepKind, StepResult, register
 
 NO_THRESHOLD = "no threshold (the runbook gives none): shown, not judged"
+# df in the container came back with exit 0 and no output at all: the engine lost the exec's
+# output (seen once on a loaded CI machine, in a monitoring round, which it failed). df
+# changes nothing, so it is read again, up to this many reads in all; a non-zero exit or
+# output that is not df's is said as it is, at once.
+EMPTY_READS = 3
 
 
 class DiskParams(docker_client.DockerHostParams):
@@ -66,11 +72,16 @@ def _in_container(p: DiskParams, ctx: StepContext) -> StepResult:
                 label = f"{p.project}/{p.service}"
             if not found:
                 return StepResult(Status.ERROR, f"cannot run df: no running {label}")
-            code, out = found[0].exec_run(["df", "-P", "-k", p.path])
-            text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
-            rows = text.strip().splitlines()
+            reads, code, rows = 0, 0, list[str]()
+            while reads < EMPTY_READS and code == 0 and not rows:
+                # Read again only after exit 0 with nothing at all: an answer, or a failure
+                # said as it is, is never read again.
+                reads += 1
+                code, out = found[0].exec_run(["df", "-P", "-k", p.path])
+                text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+                rows = text.strip().splitlines()
             if code != 0 or len(rows) < 2 or len(rows[-1].split()) < 6:
-                last = rows[-1] if rows else "no output"
+                last = rows[-1] if rows else f"no output ({reads} reads)"
                 return StepResult(
                     Status.ERROR, f"df -P {p.path} in {label} failed (exit {code}): {last[:160]}"
                 )
@@ -78,7 +89,11 @@ def _in_container(p: DiskParams, ctx: StepContext) -> StepResult:
             used, avail = int(used_k), int(avail_k)
             # df's own Use%: used of what a non-root user could use, rounded up.
             pct = math.ceil(100 * used / (used + avail)) if used + avail else 0
-            return _judge(f"{p.path} in {label}", float(pct), avail * 1024, p)
+            judged = _judge(f"{p.path} in {label}", float(pct), avail * 1024, p)
+            if reads == 1:
+                return judged
+            said = f"{judged.evidence} (read {reads} times: the engine returned no output before)"
+            return dataclasses.replace(judged, evidence=said)
 
     return docker_client._guarded(go)
 
