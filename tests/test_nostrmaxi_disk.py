@@ -103,14 +103,20 @@ class _Exec:
         return (0, b"") if self._engine.execs <= self._engine.lose else (code, out)
 
 
+def df_losing(client: Any, project: str, lose: int, path: str = DATA) -> tuple[Any, _LosesOutput]:
+    """The disk check on the db service, its engine losing the first `lose` execs' output."""
+    engine = _LosesOutput(client, lose)
+    params = DiskParams(project=project, service="db", path=path)
+    return check_disk(params, StepContext(timeout=30, docker_factory=lambda: engine)), engine
+
+
 @pytest.mark.docker
 def test_an_exec_that_lost_its_output_is_read_again_and_the_evidence_says_so(
-    db_container: tuple[str, Any], docker_client: Any  # noqa: F811
+    db_container: tuple[str, Any],
+    docker_client: Any,  # noqa: F811
 ) -> None:
     project, _ = db_container
-    engine = _LosesOutput(docker_client, lose=1)
-    params = DiskParams(project=project, service="db", path=DATA)
-    result = check_disk(params, StepContext(timeout=30, docker_factory=lambda: engine))
+    result, engine = df_losing(docker_client, project, lose=1)
     assert result.status is Status.PASS, result.evidence
     assert result.evidence.startswith(f"{DATA} in {project}/db 88% used")
     assert result.evidence.endswith("(read 2 times: the engine returned no output before)")
@@ -119,12 +125,11 @@ def test_an_exec_that_lost_its_output_is_read_again_and_the_evidence_says_so(
 
 @pytest.mark.docker
 def test_an_engine_that_never_returns_output_is_an_error_after_three_reads(
-    db_container: tuple[str, Any], docker_client: Any  # noqa: F811
+    db_container: tuple[str, Any],
+    docker_client: Any,  # noqa: F811
 ) -> None:
     project, _ = db_container
-    engine = _LosesOutput(docker_client, lose=99)
-    params = DiskParams(project=project, service="db", path=DATA)
-    result = check_disk(params, StepContext(timeout=30, docker_factory=lambda: engine))
+    result, engine = df_losing(docker_client, project, lose=99)
     assert result.status is Status.ERROR
     assert result.evidence == f"df -P {DATA} in {project}/db failed (exit 0): no output (3 reads)"
     assert engine.execs == 3
@@ -132,12 +137,11 @@ def test_an_engine_that_never_returns_output_is_an_error_after_three_reads(
 
 @pytest.mark.docker
 def test_a_failing_df_is_said_at_once_not_read_again(
-    db_container: tuple[str, Any], docker_client: Any  # noqa: F811
+    db_container: tuple[str, Any],
+    docker_client: Any,  # noqa: F811
 ) -> None:
     project, _ = db_container
-    params = DiskParams(project=project, service="db", path="/no/such/dir")
-    engine = _LosesOutput(docker_client, lose=0)
-    result = check_disk(params, StepContext(timeout=30, docker_factory=lambda: engine))
+    result, engine = df_losing(docker_client, project, lose=0, path="/no/such/dir")
     assert result.status is Status.ERROR
     assert result.evidence.startswith(f"df -P /no/such/dir in {project}/db failed (exit 1)")
     assert engine.execs == 1
