@@ -53,6 +53,9 @@ def default_runner(
     marker = uuid.uuid4().hex
     environ = dict(base_env(user) if env is None else env)
     environ[MARKER_VAR] = marker
+    leash = stop.leash if stop is not None else None
+    if leash is not None:
+        leash.ready()  # the watchdog up before the step, not after it
     proc = subprocess.Popen(
         argv,
         shell=False,
@@ -64,7 +67,6 @@ def default_runner(
         start_new_session=True,
         **as_user(user),
     )
-    leash = stop.leash if stop is not None else None
     if leash is not None:
         leash.watch(proc.pid)  # its session's group: killed if the holder's lease lapses
     try:

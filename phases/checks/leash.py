@@ -97,6 +97,15 @@ class Leash:
         if self.groups:
             _WATCHDOG.tell(f"deadline {self.key} {deadline}")
 
+    def ready(self) -> None:
+        """Before a step starts: the watchdog runs and knows the deadline, so that `watch`,
+        right after the step's start, is one line on a pipe. (Started by `watch` itself, the
+        watchdog was a process start away: a holder paused in between left its step
+        unwatched, and it ran to its end beside the rollback of the replica that took over;
+        seen under a saturated CPU in tests/test_lease_fencing.py.)"""
+        if self.deadline is not None:
+            _WATCHDOG.tell(f"deadline {self.key} {self.deadline}")
+
     def watch(self, pgid: int) -> None:
         if self.deadline is None:
             return  # no lease: nothing to enforce
