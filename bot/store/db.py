@@ -193,9 +193,16 @@ class Database:
         raise SchemaNotReady(f"{where} {problem}; run `cutover db upgrade`")
 
     def _finish_schema(self) -> None:
+        # The chain's tip, made once: replicas starting together both found it missing and
+        # both inserted it (one then failed its start on the primary key), so the insert
+        # itself skips a row that is there.
+        head = models.AuditHead(id=1)
+        table: Any = models.AuditHead.__table__  # type: ignore[attr-defined]
+        insert = (sqlite_dialect.insert if self.is_sqlite else pg_dialect.insert)(table)
         with self.session() as s:
-            if s.get(models.AuditHead, 1) is None:
-                s.add(models.AuditHead(id=1))
+            s.execute(
+                insert.values(id=head.id, seq=head.seq, hash=head.hash).on_conflict_do_nothing()
+            )
         if not self.is_sqlite:
             self._protect_audit_table()
 
