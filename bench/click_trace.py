@@ -128,6 +128,7 @@ def instrument() -> None:
 
     from bot.engine.contexts import Contexts
     from bot.engine.gates import Gates, Interventions
+    from bot.engine.phase_claim import PhaseClaim
     from bot.engine.runs import Phases
     from bot.slack import dispatch, server
     from bot.slack.middleware import ReplayGuard
@@ -145,7 +146,8 @@ def instrument() -> None:
     wrap(ReplayGuard, "refusal", "click: replay guard")
     wrap(Gates, "decide", "click: engine.decide")
     wrap(Gates, "_decide", "click: decision tx")
-    wrap(Phases, "_claim_phase", "phase: claim tx")
+    wrap(PhaseClaim, "claim", "phase: claim tx")
+    wrap(PhaseClaim, "claim_in", "click: next phase claimed (in the decision tx)")
     wrap(Contexts, "context", "phase: context")
     import bot.engine.runs as runs_mod
 

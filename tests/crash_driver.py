@@ -34,11 +34,19 @@ REQUESTER, APPROVER = Actor("T1:U1", "alice"), Actor("T1:U2", "bob")
 
 
 def crash_runbook(directory: Path) -> Runbook:
-    """Phase one's check records its pid and sleeps while DIR/hold exists: a check to kill."""
+    """Phase one's check records its pid and sleeps while DIR/hold exists: a check to kill.
+    With DIR/with-action, phase one first runs an action that does the same with
+    DIR/action.pid and DIR/hold-action: an action to kill."""
     check = (
         f"echo $$ > {directory / 'check.pid'}; "
         f"if test -e {directory / 'hold'}; then exec sleep 30; fi"
     )
+    act = (
+        f"echo $$ > {directory / 'action.pid'}; "
+        f"if test -e {directory / 'hold-action'}; then exec sleep 30; fi"
+    )
+    actions = [{"id": "held-action", "name": "held action", "kind": "run", "timeout": 60}]
+    actions[0]["params"] = {"argv": ["sh", "-c", act]}
     cmd = {"kind": "command", "timeout": 60}
     return small_runbook(
         directory,
@@ -48,6 +56,7 @@ def crash_runbook(directory: Path) -> Runbook:
                 "name": "One",
                 "estimate_minutes": 1,
                 "checkpoint": "one",
+                "actions": actions if (directory / "with-action").exists() else [],
                 "checks": [
                     {
                         "id": "held",

@@ -19,10 +19,12 @@ def small_runbook(
     env: dict[str, Any] | None = None,
     phases: list[dict[str, Any]] | None = None,
     act: bool = False,
+    two_acts: bool = False,
     rollback: list[dict[str, Any]] | None = None,
 ) -> Runbook:
     """act: phase one also runs an action (touches `acted`), so an abort after it has
-    something to roll back; without one, an abort cancels the run instead."""
+    something to roll back; without one, an abort cancels the run instead. two_acts: phase two
+    runs an action too (appends a line to `two-acted`: a re-run shows)."""
     marker = tmp_path / "rolled-back"
     acted = tmp_path / "acted"  # phase one's action: a run that passed it changed something
     data = {
@@ -54,6 +56,16 @@ def small_runbook(
                 "estimate_minutes": "2-3",
                 "checkpoint": "two ok",
                 "manual": [{"id": "browser", "text": "Click around"}],
+                "actions": [
+                    {
+                        "id": "act2",
+                        "name": "act two",
+                        "kind": "run",
+                        "params": {"argv": ["sh", "-c", f"echo acted >> {tmp_path / 'two-acted'}"]},
+                    }
+                ]
+                if two_acts
+                else [],
                 "checks": [
                     {
                         "id": "flag",

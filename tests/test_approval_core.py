@@ -3,6 +3,7 @@ Enterprise Grid identities, replicas, unreachable quorums and runs with nothing 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from bot.store.db import Database
 from bot.store.models import AuditEvent, Gate, PhaseRun, Run
 from bot.store.reads import open_gate_id
 from phases.runbook import RunbookError, load_runbook
+from tests.claimed_phases import begin_first_action, claimed_phase
+from tests.schedule_helpers import RecordingSurface
 from tests.small_runbook import small_runbook
 
 ALICE, BOB, CAROL = Actor("T1:U1", "alice"), Actor("T1:U2", "bob"), Actor("T1:U3", "carol")
@@ -222,42 +225,88 @@ def test_recovery_leaves_a_phase_whose_owner_is_alive(db: Database, tmp_path: Pa
     a = Engine(db, runbook, background=False, replica_id="replica-a")
     run = a.start_run("staging", ALICE)
     a.spawn = lambda *_: None  # type: ignore[method-assign]
-    a.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")
-    claimed = a._claim_phase(run.id or 0)  # noqa: SLF001  phase two now executes on A
-    assert claimed is not None
+    a.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")  # claims phase two on A
+    _, phase_run, phase = claimed_phase(a, run.id)
     b = Engine(db, runbook, background=False, replica_id="replica-b")
     assert b.recover() == [f"run #{run.id}: executing on replica-a"]
-    _, phase_run, phase = claimed
     assert a.open_gate(run.id or 0, phase_run.id or 0, phase, True, executor=True) is not None
     assert "phase.interrupted" not in kinds(db, run.id)
+
+
+def lapsed(b: Engine, lease: float) -> list[str]:
+    """What `b` reaped once the dead replica's lease lapsed (it holds until then)."""
+    assert b.reap() == []  # the lease still holds
+    deadline = time.monotonic() + 2 * lease + 1
+    taken: list[str] = []
+    while not taken and time.monotonic() < deadline:
+        taken = b.reap()
+        time.sleep(0.05)
+    return taken
 
 
 def test_a_dead_replicas_phase_is_taken_over_once_its_lease_lapses(
     db: Database, tmp_path: Path
 ) -> None:
-    runbook = small_runbook(tmp_path)
+    runbook = small_runbook(tmp_path, two_acts=True)
     a = Engine(db, runbook, background=False, replica_id="replica-a", lease_seconds=0.5)
     run = a.start_run("staging", ALICE)
     a.spawn = lambda *_: None  # type: ignore[method-assign]
     a.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")
-    claimed = a._claim_phase(run.id or 0)  # noqa: SLF001
-    assert claimed is not None
-    a.shutdown()  # A dies: nothing renews its lease any more
+    _, phase_run, phase = claimed_phase(a, run.id)
+    begin_first_action(a, run.id, phase_run.id)  # its action begins, then A dies
+    a.shutdown()  # nothing renews its lease any more
     b = Engine(db, runbook, background=False, replica_id="replica-b", lease_seconds=0.5)
-    assert b.reap() == []  # the lease still holds
-    died = time.monotonic()
-    deadline = died + 2 * 0.5 + 1
-    taken: list[str] = []
-    while not taken and time.monotonic() < deadline:
-        taken = b.reap()
-        time.sleep(0.05)
-    assert taken == [f"run #{run.id}: phase two interrupted; gate opened"]
+    assert lapsed(b, 0.5) == [f"run #{run.id}: phase two interrupted; gate opened"]
     gate = open_gate_id(db, run.id or 0)
     assert gate is not None and not gate_row(db, gate).checks_passed
-    _, phase_run, phase = claimed
+    assert "half done" in (gate_row(db, gate).note or "")
+    assert not (tmp_path / "two-acted").exists()  # nothing re-ran it: a person decides
     # A comes back to life too late: its result opens nothing and breaks nothing.
     assert a.open_gate(run.id or 0, phase_run.id or 0, phase, True, executor=True) is None
     assert kinds(db, run.id).count("gate.opened") == 2  # phase one's, and the takeover's
+
+
+def test_a_dead_replicas_phase_that_never_began_is_started_again_not_gated(
+    db: Database, tmp_path: Path
+) -> None:
+    """A died between the Continue's commit (which claimed phase two) and the phase's first
+    action: nothing can be half done, so B runs the phase again, and says so."""
+    runbook = small_runbook(tmp_path, two_acts=True)
+    a = Engine(db, runbook, background=False, replica_id="replica-a", lease_seconds=0.5)
+    run = a.start_run("staging", ALICE)
+    a.spawn = lambda *_: None  # type: ignore[method-assign]
+    a.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")
+    _, phase_run, phase = claimed_phase(a, run.id)
+    a.shutdown()
+    surface = RecordingSurface()
+    b = Engine(
+        db, runbook, surface=surface, background=False, replica_id="replica-b", lease_seconds=0.5
+    )
+    assert lapsed(b, 0.5) == [f"run #{run.id}: phase two had not begun; started again"]
+    assert (tmp_path / "two-acted").read_text() == "acted\n"  # its action ran once, on B
+    with db.session() as s:
+        attempts = s.exec(
+            select(PhaseRun).where(PhaseRun.run_id == run.id, PhaseRun.phase_id == "two")
+        ).all()
+    assert [(p.attempt, p.status, p.began_at is not None) for p in attempts] == [
+        (1, "retried", False),
+        (2, "checked", True),
+    ]
+    gate = open_gate_id(db, run.id or 0)
+    assert gate is not None and gate_row(db, gate).checks_passed
+    assert "half done" not in (gate_row(db, gate).note or "")
+    # What the channel was told is what the trail holds: who stopped, which phase.
+    trail = [e for e in audit.events(db, run.id or 0) if e.kind == "phase.not_begun"]
+    assert len(trail) == 1
+    data = json.loads(trail[0].data)
+    assert data == {"phase": "two", "attempt": 1, "owner": "replica-a"}
+    said = [c.args[1] for c in surface.notices("before any") if c.args[0] == run.id]
+    assert said == [
+        f"{data['owner']} stopped after claiming phase *{phase.name}* of run #{run.id}, before "
+        "any of its actions began: starting it again."
+    ]
+    # A comes back to life too late: its stale claim opens nothing.
+    assert a.open_gate(run.id or 0, phase_run.id or 0, phase, True, executor=True) is None
 
 
 # ------------------------------------------------------------ defect 6: starts race
@@ -376,10 +425,11 @@ def test_a_claim_retried_after_its_commit_landed_resumes_its_own_phase(
     the phase it claimed instead of leaving it 'running' with nobody running it."""
     engine = Engine(db, small_runbook(tmp_path), background=False)
     run = engine.start_run("staging", ALICE)
-    engine.spawn = lambda *_: None  # type: ignore[method-assign]
-    engine.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")
-    first = engine._claim_phase(run.id or 0, "token-1")  # noqa: SLF001  committed, answer lost
-    again = engine._claim_phase(run.id or 0, "token-1")  # noqa: SLF001  the retry
-    assert first is not None and again is not None and again[1].id == first[1].id
+    held: list[Any] = []
+    engine.spawn = lambda fn, *_: held.append(fn)  # type: ignore[method-assign]
+    engine.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")  # committed, answer lost
+    token = held[0].keywords["handoff"].token  # the claim the Continue made
+    again = engine._claim_phase(run.id or 0, token)  # noqa: SLF001  the retry
+    assert again is not None and again[1].id == claimed_phase(engine, run.id)[1].id
     assert engine._claim_phase(run.id or 0, "token-2") is None  # noqa: SLF001  anyone else: no
     assert kinds(db, run.id).count("phase.started") == 2

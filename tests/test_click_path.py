@@ -112,3 +112,22 @@ def test_the_next_phase_posts_its_checkpoint_without_reading_its_gate_back(
     assert len(opened) == 1 and len(posted) == 1, phase  # this thread opened and posted it
     between = phase[opened[0] : posted[0]]
     assert not [q for q in between if GATE_READ.match(q)], between
+
+
+def test_a_continue_claims_the_next_phase_in_its_own_transaction(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    """One commit for the decision and the next phase's claim: the phase's thread begins
+    with its claim made (no transaction of its own to claim it)."""
+    seen = one_continue_click(pg_db, tmp_path)
+    click = [s for s in seen if s.thread.startswith("slack-work") and s.what != "checkout"]
+    decided = next(i for i, s in enumerate(click) if DECISION.match(s.statement))
+    committed = next(i for i, s in enumerate(click) if i > decided and s.what == "commit")
+    claimed = [
+        s.statement
+        for s in click[decided:committed]
+        if s.statement.lstrip().upper().startswith("INSERT INTO PHASERUN")
+    ]
+    assert len(claimed) == 1, [s.statement for s in click]
+    phase = [s.statement for s in seen if s.thread.startswith("cutover-run") and s.what == "sql"]
+    assert not [q for q in phase if q.lstrip().upper().startswith("INSERT INTO PHASERUN")], phase

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -249,11 +250,15 @@ def test_every_state_change_has_its_audit_row_and_the_chain_verifies(
 def test_abort_between_phases_still_runs_the_rollback_once(db: Database, tmp_path: Path) -> None:
     engine = engine_for(db, tmp_path, act=True)
     run = engine.start_run("staging", ALICE)
-    spawned: list[object] = []
+    spawned: list[Any] = []
     engine.spawn = lambda fn, *a: spawned.append(fn)  # type: ignore[method-assign]
-    engine.decide(gate_now(engine, run.id), BOB, "continue")  # next phase not started yet
+    engine.decide(gate_now(engine, run.id), BOB, "continue")  # next phase claimed, not begun
     engine.spawn = lambda fn, *a: fn(*a)  # type: ignore[method-assign]
     assert engine.abort("staging", BOB, "stop now").outcome == "rolled_back"
+    # The rollback waits for the claimed phase's thread, which stops before its first step
+    # and hands over: never beside it.
+    assert not (tmp_path / "rolled-back").exists()
+    spawned[0](run.id)  # the phase's thread begins
     assert (tmp_path / "rolled-back").exists()
     engine.execute_rollback(run.id or 0)  # a second executor finds the rollback claimed
     assert kinds(db, run.id).count("rollback.started") == 1

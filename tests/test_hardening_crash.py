@@ -123,9 +123,11 @@ def directory(tmp_path: Path) -> Path:
     return d
 
 
-def test_kill_mid_check_then_the_phase_is_interrupted_never_rerun_silently(
+def test_kill_mid_check_of_a_phase_of_checks_runs_them_again_and_says_so(
     db: Database, directory: Path
 ) -> None:
+    """Phase one has checks only: they change nothing, and no action of it began (its
+    began_at is unset), so the restarted bot runs the phase again and says why."""
     (directory / "hold").write_text("")
     bot = Bot(db, directory, "start")
     bot.until("ready")
@@ -136,7 +138,47 @@ def test_kill_mid_check_then_the_phase_is_interrupted_never_rerun_silently(
 
     run, prs, gates = state(db)
     assert run.status == "running" and [(p.attempt, p.status) for p in prs] == [(1, "running")]
-    assert gates == []
+    assert prs[0].began_at is None and gates == []
+
+    (directory / "hold").unlink()
+    report = run_to_end(db, directory, "recover")
+    assert report[-2]["report"] == ["run #1: phase one had not begun; started again"]
+    notices = [line["args"][1] for line in report if line.get("call") == "notice"]
+    surface_calls = [line["call"] for line in report if line["event"] == "surface"]
+    assert surface_calls[0] == "notice" and "checkpoint" in surface_calls
+    run, prs, gates = state(db)
+    assert [(p.attempt, p.status) for p in prs] == [(1, "retried"), (2, "checked")]
+    assert len(gates) == 1 and gates[0].status == "open" and gates[0].checks_passed
+    assert "half done" not in (gates[0].note or "")
+    with db.session() as s:  # the killed check left no result; the second attempt's did
+        assert [r.phase_run_id for r in s.exec(select(StepRun)).all()] == [prs[1].id]
+    # What the channel was told is what the trail holds.
+    (not_begun,) = [e for e in audit.events(db, 1) if e.kind == "phase.not_begun"]
+    owner = json.loads(not_begun.data)["owner"]
+    assert notices == [
+        f"{owner} stopped after claiming phase *One* of run #1, before any of its actions "
+        "began: starting it again."
+    ]
+    again = run_to_end(db, directory, "recover")
+    assert again[-2]["report"] == ["run #1: waiting at phase 1"]
+    assert phase_starts(db) == [(0, 1), (0, 2)]
+    assert_consistent(db)
+
+
+def test_kill_mid_action_then_the_phase_is_interrupted_never_rerun_silently(
+    db: Database, directory: Path
+) -> None:
+    (directory / "with-action").write_text("")
+    (directory / "hold-action").write_text("")
+    bot = Bot(db, directory, "start")
+    bot.until("ready")
+    wait_for(lambda: (directory / "action.pid").exists() and "phase.started" in kinds(db))
+    bot.kill9()
+    os.kill(int((directory / "action.pid").read_text()), signal.SIGKILL)  # the orphan too
+
+    run, prs, gates = state(db)
+    assert run.status == "running" and [(p.attempt, p.status) for p in prs] == [(1, "running")]
+    assert prs[0].began_at is not None and gates == []  # marked before the action began
 
     report = run_to_end(db, directory, "recover")
     assert report[-2]["report"] == ["run #1: phase one interrupted; gate opened"]
@@ -147,7 +189,7 @@ def test_kill_mid_check_then_the_phase_is_interrupted_never_rerun_silently(
     assert len(gates) == 1 and gates[0].status == "open" and not gates[0].checks_passed
     assert "half done" in (gates[0].note or "")
     with db.session() as s:
-        assert s.exec(select(StepRun)).all() == []  # the killed check left no result
+        assert s.exec(select(StepRun)).all() == []  # the killed action left no result
     # a second restart finds the gate waiting; nothing is run again
     again = run_to_end(db, directory, "recover")
     assert again[-2]["report"] == ["run #1: waiting at phase 1"]
@@ -155,7 +197,7 @@ def test_kill_mid_check_then_the_phase_is_interrupted_never_rerun_silently(
 
     engine = Engine(db, crash_runbook(directory), background=False)
     assert engine.decide(gates[0].id or 0, BOB, "continue").outcome == "refused"
-    (directory / "hold").unlink()
+    (directory / "hold-action").unlink()
     assert engine.decide(gates[0].id or 0, BOB, "retry").outcome == "retried"
     assert phase_starts(db) == [(0, 1), (0, 2)]
     assert Counter(kinds(db))["phase.interrupted"] == 1
@@ -165,6 +207,8 @@ def test_kill_mid_check_then_the_phase_is_interrupted_never_rerun_silently(
 def test_kill_right_after_a_decision_commits_starts_the_next_phase_once(
     db: Database, directory: Path
 ) -> None:
+    """The Continue's commit claimed phase two; the process died before its thread began:
+    nothing of it ran, so the restarted bot starts it again (attempt 2), once."""
     run_to_end(db, directory, "start")
     bot = Bot(db, directory, "continue", block_on="spawn")
     bot.until("blocked")  # committed; the follow-up (next phase, posts) never happened
@@ -172,17 +216,19 @@ def test_kill_right_after_a_decision_commits_starts_the_next_phase_once(
 
     run, prs, gates = state(db)
     assert run.status == "running" and run.phase_index == 1
-    assert [g.status for g in gates] == ["approved"] and phase_starts(db) == [(0, 1)]
+    assert [g.status for g in gates] == ["approved"] and phase_starts(db) == [(0, 1), (1, 1)]
+    assert [(p.status, p.began_at) for p in prs][1] == ("running", None)
 
     report = run_to_end(db, directory, "recover")
-    assert report[-2]["report"] == ["run #1: continuing at phase 2"]
+    assert report[-2]["report"] == ["run #1: phase two had not begun; started again"]
     again = run_to_end(db, directory, "recover")
     assert again[-2]["report"] == ["run #1: waiting at phase 2"]
-    assert phase_starts(db) == [(0, 1), (1, 1)]
+    assert phase_starts(db) == [(0, 1), (1, 1), (1, 2)]
     run, prs, gates = state(db)
     assert [g.status for g in gates] == ["approved", "open"]
-    assert [p.status for p in prs] == ["passed", "checked"]
+    assert [p.status for p in prs] == ["passed", "retried", "checked"]
     assert kinds(db)["gate.decided"] == 1 and kinds(db)["gate.vote"] == 1
+    assert kinds(db)["phase.not_begun"] == 1
     assert_consistent(db)
 
 

@@ -287,15 +287,23 @@ class Cutover(RuleBasedStateMachine):
 
     @rule(who=approvers, decision=decisions, mid_phase=st.booleans())
     def crash_after_decision(self, who: Actor, decision: str, mid_phase: bool) -> None:
-        """The process dies right after a decision commits (optionally after the next phase
-        was claimed, i.e. mid-check); the restarted bot must pick up without re-running."""
+        """The process dies right after a decision commits (which claims the next phase;
+        optionally after the phase began, i.e. mid-check); the restarted bot must pick up
+        without re-running anything that began."""
         gate = self.pick_gate(-1)
         if gate is None:
             return
         self.eng.spawn = lambda *_: None  # type: ignore[method-assign]
         result = self.click(gate, who, decision)
         if mid_phase and result.run_id is not None:
-            self.eng._claim_phase(result.run_id)
+            with self.db.session() as s:
+                running = s.exec(
+                    select(PhaseRun).where(
+                        PhaseRun.run_id == result.run_id, PhaseRun.status == "running"
+                    )
+                ).first()
+            if running is not None and running.id is not None:  # claimed by the decision
+                self.eng.services.leases.standing(result.run_id, running.id)  # and begun
         self.restart()
 
     # ------------------------------------------------------------------ invariants
@@ -326,7 +334,9 @@ class Cutover(RuleBasedStateMachine):
             data = json.loads(e.data)
             if e.kind == "gate.decided" and data["decision"] == "continue":
                 approved.add((e.run_id, index_of[data["phase"]]))
-            elif e.kind == "gate.decided" and data["decision"] == "retry":
+            elif (e.kind == "gate.decided" and data["decision"] == "retry") or (
+                e.kind == "phase.not_begun"  # its claim died before any action: again
+            ):
                 retried[(e.run_id, index_of[data["phase"]])] += 1
             elif e.kind == "phase.started":
                 key = (e.run_id, data["index"], data["attempt"])

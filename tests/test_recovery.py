@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from bot.store.db import Database
 from bot.store.models import Gate, PhaseRun, Run
 from bot.store.reads import open_gate_id
 from bot.surface import Actor
+from tests.claimed_phases import begin_first_action, claimed_phase
 from tests.small_runbook import small_runbook
 
 BOB, CAROL = Actor("T1:U2", "bob"), Actor("T1:U3", "carol")
@@ -48,11 +50,12 @@ def test_restart_while_a_gate_waits_keeps_the_gate(db: Database, tmp_path: Path)
 def test_restart_mid_phase_opens_a_gate_and_never_reruns_it_silently(
     db: Database, tmp_path: Path
 ) -> None:
-    engine = Engine(db, small_runbook(tmp_path), background=False)
+    engine = Engine(db, small_runbook(tmp_path, two_acts=True), background=False)
     run = engine.start_run("staging", BOB)
     crash_after_commit(engine)
     engine.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")
-    assert engine._claim_phase(run.id or 0) is not None  # phase two starts, then the bot dies
+    _, phase_run, _ = claimed_phase(engine, run.id)
+    begin_first_action(engine, run.id, phase_run.id)  # its action begins, then the bot dies
     engine2 = restarted(db, engine)
     assert engine2.recover() == [f"run #{run.id}: phase two interrupted; gate opened"]
     gate_id = open_gate_id(engine2.db, run.id or 0)
@@ -75,15 +78,21 @@ def test_restart_mid_phase_opens_a_gate_and_never_reruns_it_silently(
 
 
 def test_restart_after_approval_starts_the_next_phase_once(db: Database, tmp_path: Path) -> None:
-    engine = Engine(db, small_runbook(tmp_path), background=False)
+    """The process died right after the Continue committed (which claimed phase two): no
+    action of it had begun, so the restarted bot starts it again, and says so."""
+    engine = Engine(db, small_runbook(tmp_path, two_acts=True), background=False)
     run = engine.start_run("staging", BOB)
     crash_after_commit(engine)
     engine.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")
     engine2 = restarted(db, engine)
-    assert engine2.recover() == [f"run #{run.id}: continuing at phase 2"]
+    assert engine2.recover() == [f"run #{run.id}: phase two had not begun; started again"]
     assert engine2.recover() == [f"run #{run.id}: waiting at phase 2"]
-    started = [e for e in audit.events(engine2.db, run.id or 0) if e.kind == "phase.started"]
-    assert len(started) == 2
+    assert (tmp_path / "two-acted").read_text() == "acted\n"  # once
+    events = audit.events(engine2.db, run.id or 0)
+    started = [json.loads(e.data) for e in events if e.kind == "phase.started"]
+    assert [(d["phase"], d["attempt"]) for d in started] == [("one", 1), ("two", 1), ("two", 2)]
+    assert [e.kind for e in events].count("phase.not_begun") == 1
+    assert "phase.interrupted" not in [e.kind for e in events]
 
 
 def test_restart_during_rollback_finishes_the_rollback(db: Database, tmp_path: Path) -> None:

@@ -179,11 +179,14 @@ def gates(db: Database) -> list[Gate]:
 
 
 def test_a_killed_replicas_phase_is_taken_over_by_the_other_within_two_leases(
-    tmp_path: Path,
+    step_tmp: Path,  # the deploy step (run as the step user) writes its log there
 ) -> None:
+    tmp_path = step_tmp
     with replicas(tmp_path, seconds=60) as (a, b, db):
         a.command("start staging", "start")
         run = wait_for(lambda: executing_on(db, "replica-a"), "the phase to run on replica A")
+        log = tmp_path / "deploy.log"
+        wait_for(lambda: log.exists() and "start" in log.read_text(), "its deploy to begin")
         a.kill9()  # never restarted
         died = time.monotonic()
         opened = wait_for(lambda: gates(db), "replica B to open the gate", timeout=4 * LEASE + 10)
@@ -196,6 +199,7 @@ def test_a_killed_replicas_phase_is_taken_over_by_the_other_within_two_leases(
         interrupted = [e for e in audit.events(db, run.id or 0) if e.kind == "phase.interrupted"]
         assert len(interrupted) == 1 and '"owner":"replica-a"' in interrupted[0].data
         wait_for(lambda: gates(db)[0].surface_ref, "B to post the Retry/Rollback checkpoint")
+        assert log.read_text().count("start") == 1  # begun once, never re-run by B
 
 
 def test_a_rolling_restart_of_the_other_replica_never_interrupts_a_live_phase(

@@ -223,6 +223,7 @@ phase    running       checked              checked
 phase    running       monitoring           monitoring
 phase    monitoring    monitoring_done      checked
 phase    running       interrupted          interrupted
+phase    running       not_begun            retried
 phase    checked       approved             passed
 phase    interrupted   approved             passed
 phase    checked       overridden           passed
@@ -310,6 +311,7 @@ phase checked          ended_at             -                                -
 phase monitoring_done  ended_at             -                                -
 phase failed           ended_at             -                                -
 phase interrupted      -                    -                                phase.interrupted
+phase not_begun        -                    -                                phase.not_begun
 gate  approve          decided_by,decided_at -                               gate.decided
 gate  rollback         decided_by,decided_at -                               gate.decided
 gate  retry            decided_by,decided_at -                               gate.decided

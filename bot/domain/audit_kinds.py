@@ -14,6 +14,8 @@ class AuditKind(enum.StrEnum):
     RUN_ROLLED_BACK = "run.rolled_back"
     PHASE_STARTED = "phase.started"
     PHASE_INTERRUPTED = "phase.interrupted"
+    # The process that claimed a phase died before any of its actions began: started again
+    PHASE_NOT_BEGUN = "phase.not_begun"
     # An aborted phase's running step ended (on its own, SIGTERM, SIGKILL): the rollback may begin
     PHASE_STOPPED = "phase.stopped"
     STEP_RESULT = "step.result"

@@ -62,6 +62,11 @@ ENTRIES: dict[AuditKind, tuple[str, dict[str, str]]] = {
         "the process running the phase died; another took the run over",
         {"phase": "the phase's id", "attempt": "the attempt", "owner": "the dead process"},
     ),
+    AuditKind.PHASE_NOT_BEGUN: (
+        "the process that claimed the phase died before any of its actions began; another "
+        "took the run over and starts the phase again (a new attempt)",
+        {"phase": "the phase's id", "attempt": "the attempt", "owner": "the dead process"},
+    ),
     AuditKind.PHASE_STOPPED: (
         "an aborted phase's running step ended: the rollback may begin",
         {

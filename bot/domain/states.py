@@ -173,6 +173,7 @@ MACHINES: dict[str, tuple[type[enum.StrEnum], list[Transition]]] = {
             _t("monitoring", P.RUNNING, P.MONITORING),
             _t("monitoring_done", P.MONITORING, P.CHECKED, does=ENDED),
             _t("interrupted", P.RUNNING, P.INTERRUPTED, audit=K.PHASE_INTERRUPTED),
+            _t("not_begun", P.RUNNING, P.RETRIED, audit=K.PHASE_NOT_BEGUN),  # no action began
             _t("approved", [P.CHECKED, P.INTERRUPTED], P.PASSED),
             _t("overridden", P.CHECKED, P.PASSED),  # every step ran; the failed ones overridden
             _t("retried", [P.CHECKED, P.INTERRUPTED], P.RETRIED),

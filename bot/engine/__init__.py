@@ -24,7 +24,8 @@ What is shared (core.py and beside it):
 
 Use cases:
 
-    runs.py          Runs: start a run. Phases: claim, execute and check a phase; its gate
+    runs.py          Runs: start a run. Phases: execute and check a phase; its gate
+    phase_claim.py   PhaseClaim: a phase claimed (its own transaction, or a Continue's)
     gate_opening.py  GateOpening: a phase's gate opened; an aborted phase handed over
     run_start.py     RunStart: the transaction that starts a run
     locks.py         Locks: environment locks and change freezes, an emergency start
@@ -126,7 +127,7 @@ class Engine:
             sv.phases.release,
             sv.phases.open_gate,
         )
-        self._claim_phase, self.gate_opening = sv.phases._claim_phase, sv.phases.gate_opening
+        self._claim_phase, self.gate_opening = sv.phases.claims.claim, sv.phases.gate_opening
         self.lock, self.unlock, self.lock_of = sv.locks.lock, sv.locks.unlock, sv.locks.lock_of
         self.locks, self.start_blocker = sv.locks.locks, sv.locks.start_blocker
         self.frozen, self.emergency_vote = sv.locks.frozen, sv.locks.emergency_vote

@@ -8,6 +8,7 @@ A stranger's click is refused before any row is locked."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from bot.domain.states import DecisionKind
 from bot.engine.aborts import Aborts
 from bot.engine.core import Decision, DecisionName, Notify, Refusals
 from bot.engine.manual_ticks import ManualTicks, already, gate_facts
+from bot.engine.phase_claim import Handoff, PhaseClaim
 from bot.engine.tick_checks import TickChecks
 from bot.store import gates as gate_rows
 from bot.store import runs as run_rows
@@ -70,19 +72,22 @@ class Gates:
         refusals: Refusals,
         feed: Callable[[int, str], None],
         complete: Callable[[Tx, Run], None],
-        advance: Callable[[int], None],
+        advance: Callable[..., None],
         execute_rollback: Callable[[int], None],
         run_ended: Callable[[int], None],
         gate_runs: dict[int, tuple[int, str]],
         lock: threading.Lock,
+        claims: PhaseClaim,
     ) -> None:
-        """`gate_runs`: (run id, environment) of the gates known, shared with GateOpening."""
+        """`gate_runs`: (run id, environment) of the gates known, shared with GateOpening.
+        `claims`: a Continue or a Retry claims the next phase in its own transaction."""
         self.store, self.runbook, self.environment = store, runbook, runbook.environment
         self.masker, self.now, self.notify, self.spawn = masker, now, notify, spawn
         self.refused = refusals.refused
         self.feed, self._complete = feed, complete
         self.advance, self.execute_rollback, self.run_ended = advance, execute_rollback, run_ended
         self._gate_runs, self._threads_lock = gate_runs, lock
+        self.claims = claims
 
     @staticmethod
     def lock_gate(tx: Tx | Any, run_id: int, gate_id: int) -> tuple[Run, Gate, PhaseRun]:
@@ -177,39 +182,57 @@ class Gates:
                 actor, str(decision), reason_text, run_id=run_id, gate_id=gate_id
             )
             return refused, None, None
-        with self.store.tx() as tx:
-            run, gate, pr = tx.lock_gate(run_id, gate_id)
-            if attempt is not None and gate.attempt != attempt:
-                said = f"gate #{gate.id} is at attempt {gate.attempt}; the message is out of date"
-                stale = Decision("unknown_gate", said, gate.id, run.id)
-                return stale, None, None
-            if gate.status != GateStatus.OPEN:
-                return already(gate), None, None
-            facts = gate_facts(tx, self.runbook, gate, run)
-            refusal = approvals.may_decide(env, actor, decision, facts)
-            if refusal is None and not states.can(gate, _GATE_TRIGGER[decision]):
-                refusal = f"{decision} is not possible at this gate now"
-            if refusal:
-                refused = self.refused(
-                    actor,
-                    str(decision),
-                    refusal,
-                    run_id=run.id,
-                    gate_id=gate.id,
-                    tx=tx,
-                    surface_ref=gate.surface_ref,
-                    phase=gate.phase_id,
+        handoff: Handoff | None = None
+        try:
+            with self.store.tx() as tx:
+                run, gate, pr = tx.lock_gate(run_id, gate_id)
+                if attempt is not None and gate.attempt != attempt:
+                    said = (
+                        f"gate #{gate.id} is at attempt {gate.attempt}; the message is out of date"
+                    )
+                    stale = Decision("unknown_gate", said, gate.id, run.id)
+                    return stale, None, None
+                if gate.status != GateStatus.OPEN:
+                    return already(gate), None, None
+                facts = gate_facts(tx, self.runbook, gate, run)
+                refusal = approvals.may_decide(env, actor, decision, facts)
+                if refusal is None and not states.can(gate, _GATE_TRIGGER[decision]):
+                    refusal = f"{decision} is not possible at this gate now"
+                if refusal:
+                    refused = self.refused(
+                        actor,
+                        str(decision),
+                        refusal,
+                        run_id=run.id,
+                        gate_id=gate.id,
+                        tx=tx,
+                        surface_ref=gate.surface_ref,
+                        phase=gate.phase_id,
+                    )
+                    return refused, None, None
+                assert run.id is not None
+                result, spawn = self._apply(tx, run, gate, pr, actor, decision, reason, facts.votes)
+                result = dataclasses.replace(
+                    result, quorum=gate.quorum, surface_ref=gate.surface_ref
                 )
-                return refused, None, None
-            assert run.id is not None
-            result, spawn = self._apply(tx, run, gate, pr, actor, decision, reason, facts.votes)
-            result = dataclasses.replace(result, quorum=gate.quorum, surface_ref=gate.surface_ref)
-            tx.add(gate, pr, run)
-            passed = (
-                _Passed(run.environment, gate.phase_id, run.status == RunStatus.COMPLETED)
-                if result.outcome == "approved"
-                else None
-            )
+                tx.add(gate, pr, run)
+                if spawn is self.advance:
+                    # The next phase is claimed in this transaction (one commit for both):
+                    # its thread starts with the claim made.
+                    handoff = self.claims.claim_in(tx, run)
+                passed = (
+                    _Passed(run.environment, gate.phase_id, run.status == RunStatus.COMPLETED)
+                    if result.outcome == "approved"
+                    else None
+                )
+        except BaseException as exc:
+            pending = self.claims.failed(handoff, exc) if handoff is not None else None
+            if pending is not None:  # its COMMIT may have landed: the phase's thread finds out
+                self.spawn(self.advance, run_id, pending)
+            raise
+        if handoff is not None:
+            self.claims.committed()
+            spawn = functools.partial(self.advance, handoff=handoff)
         return result, spawn, passed
 
     def _apply(

@@ -116,10 +116,16 @@ class Leases:
             )
             raise LeaseLost(f"run #{run_id}: {what} refused: the lease was lost")
 
-    def standing(self, run_id: int) -> Literal["mine", "rolling_back", "lost"]:
-        """Whether the executing phase may go on: still ours, aborted, or taken over."""
+    def standing(
+        self, run_id: int, begin: int | None = None
+    ) -> Literal["mine", "rolling_back", "lost"]:
+        """Whether the executing phase may go on: still ours, aborted, or taken over.
+        `begin`: the phase run whose first action is about to start. Then the run is locked
+        and, only if the phase is still ours, its `began_at` written in the same transaction:
+        a take-over (which locks the run too) sees either that write or a lease this process
+        no longer holds, so it never restarts a phase whose action may have begun."""
         with self.store.tx() as tx:
-            run = run_rows.get(tx, run_id)
+            run = tx.lock_run(run_id) if begin is not None else run_rows.get(tx, run_id)
             if run is None:
                 return "lost"
             if run.status == RunStatus.ROLLING_BACK:
@@ -129,6 +135,8 @@ class Leases:
                 and run.owner == self.me
                 and run.lease_epoch == self.epochs.get(run_id)
             ):
+                if begin is not None:
+                    run_rows.mark_began(tx, begin, self.now())
                 return "mine"
             return "lost"
 

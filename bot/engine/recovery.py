@@ -116,8 +116,15 @@ class Recovery:
                 return None
             old = run.owner.rsplit("#", 1)[0]
             running = run_rows.running_phase(tx, run_id)
+            # No action began (began_at is written, fenced, before the first one): nothing
+            # can be half done, so the phase starts again instead of waiting for a person
+            # (unless the run was aborted meanwhile: its rollback is resumed below).
+            unbegun = (
+                running is not None and running.began_at is None and run.status == RunStatus.RUNNING
+            )
             if running is not None:
-                tx.apply(running, "interrupted", SYSTEM.id, {"owner": old})
+                trigger = "not_begun" if unbegun else "interrupted"
+                tx.apply(running, trigger, SYSTEM.id, {"owner": old})
             run.owner, run.lease_until = None, None
             run.lease_epoch = (run.lease_epoch or 0) + 1  # fences the dead holder out
             if run.status == RunStatus.ROLLING_BACK:
@@ -135,6 +142,14 @@ class Recovery:
             self.spawn(self.advance, run_id)
             return f"run #{run_id}: continuing at phase {run.phase_index + 1}"
         phase = self.runbook.phases[running.phase_index]
+        if unbegun:
+            self.notify.notice(
+                run_id,
+                f"{old} stopped after claiming phase *{phase.name}* of run #{run_id}, before "
+                "any of its actions began: starting it again.",
+            )
+            self.spawn(self.advance, run_id)
+            return f"run #{run_id}: phase {phase.id} had not begun; started again"
         assert running.id is not None
         note = (
             "the bot stopped while this phase ran; its actions may be half done. "

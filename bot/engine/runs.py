@@ -11,9 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 
 from bot import metrics
 from bot.domain import approvals
-from bot.domain.audit_kinds import AuditKind
 from bot.domain.errors import Refused
-from bot.engine import restore_point
 from bot.engine.contexts import Contexts
 from bot.engine.core import EngineClock, Notify, Refusals, runbook_digest
 from bot.engine.errors import LeaseLost
@@ -21,13 +19,13 @@ from bot.engine.gate_opening import GateOpening, Opening
 from bot.engine.leasing import Leases
 from bot.engine.locks import Locks
 from bot.engine.monitoring import start_monitoring
+from bot.engine.phase_claim import Handoff, PhaseClaim
 from bot.engine.run_start import RunStart, check_env_file, no_ref
 from bot.engine.step_log import StepLog
 from bot.store import leases
-from bot.store import runs as run_rows
-from bot.store.models import PhaseRun, PhaseStatus, Run, RunStatus
+from bot.store.models import Run
 from bot.store.unit import Database, DatabaseUnavailable, Duplicate, Store, Tx
-from bot.surface import SYSTEM, Actor
+from bot.surface import Actor
 from bot.views import GateView
 from phases.checks.base import StepContext, StopRequest
 from phases.runbook import PhaseSpec, Runbook, Value
@@ -148,50 +146,49 @@ class Phases:
         execute_rollback: Callable[[int], None],
     ) -> None:
         self.db, self.store, self.runbook = db, store, runbook
-        self.digest = runbook_digest(runbook)
         self.clock, self.now = clock, clock.when
         self.leases, self.leash, self.me = leases, leases.leash, leases.me
         self._threads_lock, self._epochs = leases.lock, leases.epochs
-        self._executing, self._take_lease = leases.executing, leases.take
+        self.digest = runbook_digest(runbook)
+        self.claims = PhaseClaim(store, runbook, self.digest, leases, self.now, complete)
         self._ensure_heartbeat = leases.ensure_heartbeat
         self.record_step, self._record_step_once = step_log.record, step_log.record_once
         self.notify, self.spawn, self.context = notify, spawn, context
         self.gate_opening, self._complete = gate_opening, complete
         self.run_ended, self.request_signoffs = run_ended, request_signoffs
         self.execute_rollback = execute_rollback
-        self._completed_by: set[str] = set()  # claims that found the run's last phase done
 
-    def advance(self, run_id: int) -> None:
+    def advance(self, run_id: int, handoff: Handoff | None = None) -> None:
         """Runs the run's current phase and opens its gate; does nothing if it is not its turn.
+        `handoff`: the phase was claimed already, in the transaction that moved the run to it
+        (`PhaseClaim.claim_in`).
 
-        While it runs, the phase's StopRequest is known to this process (`_executing`), before
+        While it runs, the phase's StopRequest is known to this process (`executing`), before
         the claim commits: an abort or a lost lease stops its running step, and the rollback
         begins only once that step has ended (`execute_rollback` waits for the hand-over)."""
-        stop = StopRequest()
-        stop.leash = self.leash
-        with self._threads_lock:
-            self._executing[run_id] = (stop, "phase")
+        stop = handoff.stop if handoff is not None else self.claims.register(run_id)
         try:
-            self._advance(run_id, stop)
+            self._advance(run_id, stop, handoff)
         finally:
-            with self._threads_lock:
-                if self._executing.get(run_id, (None, ""))[0] is stop:
-                    del self._executing[run_id]
+            self.claims.unregister(run_id, stop)
 
-    def _advance(self, run_id: int, stop: StopRequest) -> None:
-        # A dropped database connection is retried, not left as a phase stuck "running".
-        token = uuid.uuid4().hex  # a retried claim whose COMMIT did land finds its own row
-        try:
-            claimed = self.db.retrying(
-                lambda: self._claim_phase(run_id, token), f"run #{run_id}: start"
-            )
-        except LeaseLost:
-            return  # another process claimed it in the same instant
+    def _advance(self, run_id: int, stop: StopRequest, handoff: Handoff | None) -> None:
+        claimed = handoff.claimed if handoff is not None else None
         if claimed is None:
-            if token in self._completed_by:
-                self._completed_by.discard(token)
-                self.run_ended(run_id)
-            return
+            # A dropped database connection is retried, not left as a phase stuck "running";
+            # a retried claim whose COMMIT did land finds its own row by its token.
+            token = handoff.token if handoff is not None else uuid.uuid4().hex
+            try:
+                claimed = self.db.retrying(
+                    lambda: self.claims.claim(run_id, token), f"run #{run_id}: start"
+                )
+            except LeaseLost:
+                return  # another process claimed it in the same instant
+            if claimed is None:
+                if token in self.claims.completed_by:
+                    self.claims.completed_by.discard(token)
+                    self.run_ended(run_id)
+                return
         run, phase_run, phase = claimed
         self._ensure_heartbeat()
         self.notify.run_changed(run_id)
@@ -222,9 +219,12 @@ class Phases:
                 # change nothing; an abort meanwhile is found by the gate's own transaction
                 # (open_gate hands over to the rollback), a take-over by its fencing.
                 break
-            # A read: retried while the database drops connections, never a dead phase.
+            # Retried while the database drops connections, never a dead phase. Before the
+            # first action, the phase is marked begun (fenced, in the same transaction).
+            begin = pr_id if step is not None and not outcomes else None
             standing = self.db.retrying(
-                lambda: self.leases.standing(run_id), f"run #{run_id}: is the phase still ours"
+                functools.partial(self.leases.standing, run_id, begin),
+                f"run #{run_id}: is the phase still ours",
             )
             if standing == "rolling_back":
                 return self._stop_for_rollback(run_id, pr_id, phase, stop, outcomes)
@@ -283,64 +283,6 @@ class Phases:
             leases.release(tx, run_id, self.me, self._epochs.get(run_id, -1))
         with self._threads_lock:
             self._epochs.pop(run_id, None)
-
-    def _claim_phase(
-        self, run_id: int, token: str | None = None
-    ) -> tuple[Run, PhaseRun, PhaseSpec] | None:
-        """Claims the run's current phase for this process. `token` names this claim: if the
-        database dropped the connection after the COMMIT landed, the retry finds the phase
-        it claimed (executor = token) and carries on instead of leaving it stuck."""
-        token = token or uuid.uuid4().hex
-        with self.store.tx() as tx:
-            run = tx.lock_run(run_id)
-            if run is None or run.status != RunStatus.RUNNING:
-                return None
-            if run.runbook_digest != self.digest:
-                log.error("run #%s was started with another version of the runbook", run_id)
-                return None  # recover() has told the channel; a person restores or aborts
-            if run.owner is not None and run.owner != self.me:
-                return None  # another process executes it, or the reaper will take it over
-            if run.phase_index >= len(self.runbook.phases):
-                self._complete(tx, run)
-                self._completed_by.add(token)  # advance: run_ended once this committed
-                return None
-            latest = run_rows.latest_attempt(tx, run_id, run.phase_index)
-            if (
-                latest is not None
-                and latest.status == PhaseStatus.RUNNING
-                and latest.executor == token
-                and run.owner == self.me
-            ):
-                return run, latest, self.runbook.phases[run.phase_index]
-            if latest is not None and latest.status in (
-                PhaseStatus.RUNNING,
-                PhaseStatus.CHECKED,
-                PhaseStatus.INTERRUPTED,
-                PhaseStatus.MONITORING,
-            ):
-                return None  # executing elsewhere, or its gate is open
-            phase = self.runbook.phases[run.phase_index]
-            attempt = latest.attempt + 1 if latest else 1
-            pr = PhaseRun(
-                run_id=run_id,
-                phase_id=phase.id,
-                phase_index=run.phase_index,
-                attempt=attempt,
-                started_at=self.now(),
-                executor=token,
-            )
-            tx.add(pr)
-            self._take_lease(tx, run)
-            tx.flush()
-            tx.audit(
-                AuditKind.PHASE_STARTED,
-                actor=SYSTEM.id,
-                run_id=run_id,
-                data={"phase": phase.id, "index": run.phase_index, "attempt": attempt},
-                at=self.now(),
-            )
-            restore_point.fix_at_phase_start(tx, self.runbook, run_id, pr, self.now())
-            return run, pr, phase
 
     def open_gate(
         self,

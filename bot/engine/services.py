@@ -164,6 +164,7 @@ def compose(
         run_end.run_ended,
         gate_runs,
         leases.lock,
+        phases.claims,
     )
     ticks = ManualTicks(
         store, runbook, masker, now, gates.gate_run, refusals.refuse, refusals.refused

@@ -32,7 +32,10 @@ T = TypeVar("T")
 
 
 class DatabaseUnavailable(Unavailable):
-    """The database could not be reached; nothing was changed."""
+    """The database could not be reached: nothing was changed, or, when the connection
+    dropped at the COMMIT, its answer was lost (`at_commit`: the change may have landed)."""
+
+    at_commit: bool = False
 
 
 class SchemaNotReady(Unavailable):
@@ -243,6 +246,7 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: commits if the block ends normally, rolls back otherwise."""
+        committing = False
         try:
             with (
                 Session(
@@ -251,15 +255,25 @@ class Database:
                 s.begin(),
             ):
                 yield s
+                committing = True  # the block is done: what follows is the COMMIT
         except OperationalError as exc:
             if _is_connection_error(exc):
-                raise self._unavailable(exc) from None
+                raise self._unavailable(exc, at_commit=committing) from None
             raise
 
-    def _unavailable(self, exc: DBAPIError) -> DatabaseUnavailable:
-        return DatabaseUnavailable(
-            f"database {self.safe_url} unavailable: {_short(exc)}; nothing was changed"
+    def _unavailable(self, exc: DBAPIError, *, at_commit: bool = False) -> DatabaseUnavailable:
+        if not at_commit:
+            return DatabaseUnavailable(
+                f"database {self.safe_url} unavailable: {_short(exc)}; nothing was changed"
+            )
+        # Never "nothing was changed" here: the COMMIT may have landed before the cut.
+        lost = DatabaseUnavailable(
+            f"database {self.safe_url} unavailable: {_short(exc)}; the connection dropped at "
+            "the COMMIT, so this may or may not have been recorded: check `/cutover status` "
+            "before doing it again"
         )
+        lost.at_commit = True
+        return lost
 
     @contextmanager
     def dbapi_transaction(self) -> Iterator[Any]:
@@ -277,10 +291,12 @@ class Database:
         dialect = self.engine.dialect
         pooled: Any = None
         cursor: Any = None
+        committing = False
         try:
             pooled = self.engine.raw_connection()
             cursor = pooled_cursor(pooled)
             yield cursor
+            committing = True
             pooled.dbapi_connection.commit()
         except dialect.loaded_dbapi.Error as exc:
             if pooled is None:  # no connection could be made
@@ -294,7 +310,7 @@ class Database:
                 else:
                     _rollback_quietly(pooled)
             if isinstance(wrapped, OperationalError) and _is_connection_error(wrapped):
-                raise self._unavailable(wrapped) from None
+                raise self._unavailable(wrapped, at_commit=committing) from None
             raise wrapped from exc
         except OperationalError as exc:
             # Wrapped by SQLAlchemy already: the pool's first connection runs the dialect's

@@ -158,8 +158,11 @@ class PhaseRun(SQLModel, table=True):
     phase_index: int
     attempt: int = 1
     status: PhaseStatus = _status(PhaseStatus, PhaseStatus.RUNNING)
-    executor: str | None = None  # the claim that runs this attempt (see Runs._claim_phase)
+    executor: str | None = None  # the claim that runs this attempt (see PhaseClaim)
     started_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    # When its first action was about to begin (None: claimed, no action begun; a phase of
+    # checks only never sets it). Written fenced, before that action starts (leases.begin).
+    began_at: datetime | None = Field(default=None, sa_column=_ts())
     ended_at: datetime | None = Field(default=None, sa_column=_ts())
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot.store.models import Gate, PhaseRun, PhaseStatus, Run, Schedule
@@ -65,6 +68,16 @@ def running_phase(tx: Tx, run_id: int) -> PhaseRun | None:
     return tx.session.exec(
         select(PhaseRun).where(PhaseRun.run_id == run_id, PhaseRun.status == PhaseStatus.RUNNING)
     ).first()
+
+
+def mark_began(tx: Tx, phase_run_id: int, at: datetime) -> None:
+    """The phase's first action is about to begin (the caller holds the run's lock)."""
+    tx.session.execute(
+        update(PhaseRun)
+        .where(col(PhaseRun.id) == phase_run_id, col(PhaseRun.began_at).is_(None))
+        .values(began_at=at),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def latest_attempt(tx: Tx, run_id: int, phase_index: int) -> PhaseRun | None:

@@ -1,0 +1,30 @@
+"""A phase claimed by the Continue that moved its run to it (in the decision's transaction),
+seen before its thread has run: as a process that dies right after that commit leaves it."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from bot.engine import Engine
+from bot.store.models import PhaseRun, PhaseStatus, Run
+from phases.runbook import PhaseSpec
+
+
+def claimed_phase(engine: Engine, run_id: int | None) -> tuple[Run, PhaseRun, PhaseSpec]:
+    """The run's running phase attempt, claimed by this engine's process (not begun)."""
+    with engine.db.session() as s:
+        run = s.get(Run, run_id)
+        running = s.exec(
+            select(PhaseRun).where(
+                PhaseRun.run_id == run_id, PhaseRun.status == PhaseStatus.RUNNING
+            )
+        ).one()
+    assert run is not None and run.owner == engine.services.leases.me, run
+    return run, running, engine.runbook.phases[running.phase_index]
+
+
+def begin_first_action(engine: Engine, run_id: int | None, phase_run_id: int | None) -> None:
+    """What the phase's thread does right before its first action: the phase marked begun,
+    under the run's lock, only while its lease is this process's."""
+    assert run_id is not None and phase_run_id is not None
+    assert engine.services.leases.standing(run_id, phase_run_id) == "mine"

@@ -1,0 +1,97 @@
+"""A Continue claims the next phase in its own transaction (one commit for both): what that
+transaction's failures leave behind. Its COMMIT's answer lost: the phase still starts, once.
+Rolled back: nothing claimed, nothing left registered, the gate still decidable."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from bot import audit
+from bot.engine import Engine
+from bot.store.db import Database
+from bot.store.reads import open_gate_id
+from bot.store.unit import DatabaseUnavailable, Tx
+from bot.surface import Actor
+from tests.small_runbook import small_runbook
+
+ALICE, BOB = Actor("T1:U1", "alice"), Actor("T1:U2", "bob")
+
+
+def failing_next_tx(engine: Engine, *, after_commit: bool) -> list[bool]:
+    """The engine's next transaction fails: its COMMIT lands and its answer is lost (a
+    dropped connection), or it raises before its COMMIT (rolled back). Returns a flag list
+    that holds True once it failed."""
+    store, real = engine.store, engine.store.tx
+    failed: list[bool] = []
+
+    @contextmanager
+    def tx() -> Iterator[Tx]:
+        if failed:
+            with real() as t:
+                yield t
+            return
+        failed.append(True)
+        with real() as t:
+            yield t
+            if not after_commit:
+                raise RuntimeError("a bug in the decision's transaction")
+        lost = DatabaseUnavailable("database unavailable: the COMMIT's answer was lost")
+        lost.at_commit = True  # as Database.session says it when the cut came at the COMMIT
+        raise lost
+
+    store.tx = tx  # type: ignore[method-assign]
+    return failed
+
+
+def phase_two_starts(db: Database, run_id: int) -> list[int]:
+    return [
+        json.loads(e.data)["attempt"]
+        for e in audit.events(db, run_id)
+        if e.kind == "phase.started" and json.loads(e.data)["phase"] == "two"
+    ]
+
+
+def test_a_continue_whose_commit_answer_was_lost_still_starts_its_phase_once(
+    db: Database, tmp_path: Path
+) -> None:
+    engine = Engine(db, small_runbook(tmp_path), background=False)
+    run = engine.start_run("staging", ALICE)
+    assert run.id is not None
+    gate_one = open_gate_id(db, run.id)
+    assert gate_one is not None
+    failing_next_tx(engine, after_commit=True)
+    with pytest.raises(DatabaseUnavailable):
+        engine.decide(gate_one, BOB, "continue")
+    # The decision landed, and with it the claim: the phase's thread found its claim by its
+    # token and ran the phase; nothing was claimed twice.
+    assert phase_two_starts(db, run.id) == [1]
+    gate_two = open_gate_id(db, run.id)
+    assert gate_two not in (None, gate_one)
+    kinds = [e.kind for e in audit.events(db, run.id)]
+    assert kinds.count("gate.decided") == 1 and kinds.count("gate.opened") == 2
+    assert run.id not in engine.services.leases.executing
+
+
+def test_a_continue_whose_transaction_rolled_back_claims_nothing_and_can_be_clicked_again(
+    db: Database, tmp_path: Path
+) -> None:
+    engine = Engine(db, small_runbook(tmp_path), background=False)
+    run = engine.start_run("staging", ALICE)
+    assert run.id is not None
+    gate_one = open_gate_id(db, run.id)
+    assert gate_one is not None
+    failing_next_tx(engine, after_commit=False)
+    with pytest.raises(RuntimeError):
+        engine.decide(gate_one, BOB, "continue")
+    assert phase_two_starts(db, run.id) == []
+    assert open_gate_id(db, run.id) == gate_one  # still open
+    assert run.id not in engine.services.leases.executing  # no stop request left behind
+    assert run.id not in engine.services.leases.epochs  # nor a lease to renew
+    assert engine.decide(gate_one, BOB, "continue").outcome == "approved"
+    assert phase_two_starts(db, run.id) == [1]
+    assert open_gate_id(db, run.id) not in (None, gate_one)
