@@ -165,9 +165,9 @@ def instrument() -> None:
     _adv = threading.local()
     advance = Phases.advance
 
-    def advance_marked(self: Any, run_id: int) -> None:
+    def advance_marked(self: Any, run_id: int, *args: Any, **kwargs: Any) -> None:
         _adv.cpu, _adv.t0 = time.thread_time(), time.monotonic()
-        advance(self, run_id)
+        advance(self, run_id, *args, **kwargs)
 
     Phases.advance = advance_marked  # type: ignore[method-assign]
     call = SlackTransport.call

@@ -93,7 +93,8 @@ class FollowUps:
         try:
             fn(*args)
         except Exception:
-            log.exception("background task %s failed", getattr(fn, "__name__", fn))
+            named = getattr(fn, "func", fn)  # a partial: its function's name, not its arguments
+            log.exception("background task %s failed", getattr(named, "__name__", named))
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait)

@@ -14,7 +14,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.domain.audit_kinds import AuditKind
@@ -40,9 +40,9 @@ class Handoff:
     that claim made if its COMMIT did land."""
 
     run_id: int
-    stop: StopRequest
+    stop: StopRequest = field(repr=False)
     token: str
-    claimed: Claimed | None
+    claimed: Claimed | None = field(repr=False)  # (rows: never in a log line)
     epoch: int | None = None  # the lease epoch the claim took
 
 
