@@ -20,7 +20,7 @@ from bot.engine import Engine
 from bot.store.db import Database
 from bot.store.models import AuditEvent, Gate, PhaseRun, Run
 from bot.store.reads import open_gate_id
-from phases.runbook import RunbookError, load_runbook
+from phases.runbook import PhaseSpec, Runbook, RunbookError, load_runbook
 from tests.claimed_phases import begin_first_action, claimed_phase
 from tests.schedule_helpers import RecordingSurface
 from tests.small_runbook import small_runbook
@@ -244,15 +244,24 @@ def lapsed(b: Engine, lease: float) -> list[str]:
     return taken
 
 
-def test_a_dead_replicas_phase_is_taken_over_once_its_lease_lapses(
+def continued_on_a(
     db: Database, tmp_path: Path
-) -> None:
+) -> tuple[Runbook, Engine, Run, PhaseRun, PhaseSpec]:
+    """Replica A (a lease of 0.5 s) started a run and Continue claimed phase two on it; the
+    phase's thread never ran."""
     runbook = small_runbook(tmp_path, two_acts=True)
     a = Engine(db, runbook, background=False, replica_id="replica-a", lease_seconds=0.5)
     run = a.start_run("staging", ALICE)
     a.spawn = lambda *_: None  # type: ignore[method-assign]
     a.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")
     _, phase_run, phase = claimed_phase(a, run.id)
+    return runbook, a, run, phase_run, phase
+
+
+def test_a_dead_replicas_phase_is_taken_over_once_its_lease_lapses(
+    db: Database, tmp_path: Path
+) -> None:
+    runbook, a, run, phase_run, phase = continued_on_a(db, tmp_path)
     begin_first_action(a, run.id, phase_run.id)  # its action begins, then A dies
     a.shutdown()  # nothing renews its lease any more
     b = Engine(db, runbook, background=False, replica_id="replica-b", lease_seconds=0.5)
@@ -271,12 +280,7 @@ def test_a_dead_replicas_phase_that_never_began_is_started_again_not_gated(
 ) -> None:
     """A died between the Continue's commit (which claimed phase two) and the phase's first
     action: nothing can be half done, so B runs the phase again, and says so."""
-    runbook = small_runbook(tmp_path, two_acts=True)
-    a = Engine(db, runbook, background=False, replica_id="replica-a", lease_seconds=0.5)
-    run = a.start_run("staging", ALICE)
-    a.spawn = lambda *_: None  # type: ignore[method-assign]
-    a.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")
-    _, phase_run, phase = claimed_phase(a, run.id)
+    runbook, a, run, phase_run, phase = continued_on_a(db, tmp_path)
     a.shutdown()
     surface = RecordingSurface()
     b = Engine(

@@ -56,42 +56,44 @@ def phase_two_starts(db: Database, run_id: int) -> list[int]:
     ]
 
 
-def test_a_continue_whose_commit_answer_was_lost_still_starts_its_phase_once(
-    db: Database, tmp_path: Path
-) -> None:
+def at_phase_one_gate(db: Database, tmp_path: Path) -> tuple[Engine, int, int]:
+    """A run started: (the engine, the run's id, its open gate's id at phase one)."""
     engine = Engine(db, small_runbook(tmp_path), background=False)
     run = engine.start_run("staging", ALICE)
     assert run.id is not None
     gate_one = open_gate_id(db, run.id)
     assert gate_one is not None
+    return engine, run.id, gate_one
+
+
+def test_a_continue_whose_commit_answer_was_lost_still_starts_its_phase_once(
+    db: Database, tmp_path: Path
+) -> None:
+    engine, run_id, gate_one = at_phase_one_gate(db, tmp_path)
     failing_next_tx(engine, after_commit=True)
     with pytest.raises(DatabaseUnavailable):
         engine.decide(gate_one, BOB, "continue")
     # The decision landed, and with it the claim: the phase's thread found its claim by its
     # token and ran the phase; nothing was claimed twice.
-    assert phase_two_starts(db, run.id) == [1]
-    gate_two = open_gate_id(db, run.id)
+    assert phase_two_starts(db, run_id) == [1]
+    gate_two = open_gate_id(db, run_id)
     assert gate_two not in (None, gate_one)
-    kinds = [e.kind for e in audit.events(db, run.id)]
+    kinds = [e.kind for e in audit.events(db, run_id)]
     assert kinds.count("gate.decided") == 1 and kinds.count("gate.opened") == 2
-    assert run.id not in engine.services.leases.executing
+    assert run_id not in engine.services.leases.executing
 
 
 def test_a_continue_whose_transaction_rolled_back_claims_nothing_and_can_be_clicked_again(
     db: Database, tmp_path: Path
 ) -> None:
-    engine = Engine(db, small_runbook(tmp_path), background=False)
-    run = engine.start_run("staging", ALICE)
-    assert run.id is not None
-    gate_one = open_gate_id(db, run.id)
-    assert gate_one is not None
+    engine, run_id, gate_one = at_phase_one_gate(db, tmp_path)
     failing_next_tx(engine, after_commit=False)
     with pytest.raises(RuntimeError):
         engine.decide(gate_one, BOB, "continue")
-    assert phase_two_starts(db, run.id) == []
-    assert open_gate_id(db, run.id) == gate_one  # still open
-    assert run.id not in engine.services.leases.executing  # no stop request left behind
-    assert run.id not in engine.services.leases.epochs  # nor a lease to renew
+    assert phase_two_starts(db, run_id) == []
+    assert open_gate_id(db, run_id) == gate_one  # still open
+    assert run_id not in engine.services.leases.executing  # no stop request left behind
+    assert run_id not in engine.services.leases.epochs  # nor a lease to renew
     assert engine.decide(gate_one, BOB, "continue").outcome == "approved"
-    assert phase_two_starts(db, run.id) == [1]
-    assert open_gate_id(db, run.id) not in (None, gate_one)
+    assert phase_two_starts(db, run_id) == [1]
+    assert open_gate_id(db, run_id) not in (None, gate_one)
