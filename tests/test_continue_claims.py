@@ -8,15 +8,19 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from bot import audit
 from bot.engine import Engine
 from bot.store.db import Database
+from bot.store.models import PhaseRun, Run
 from bot.store.reads import open_gate_id
 from bot.store.unit import DatabaseUnavailable, Tx
 from bot.surface import Actor
+from tests.claimed_phases import begin_first_action, claimed_phase
 from tests.small_runbook import small_runbook
 
 ALICE, BOB = Actor("T1:U1", "alice"), Actor("T1:U2", "bob")
@@ -97,3 +101,56 @@ def test_a_continue_whose_transaction_rolled_back_claims_nothing_and_can_be_clic
     assert engine.decide(gate_one, BOB, "continue").outcome == "approved"
     assert phase_two_starts(db, run_id) == [1]
     assert open_gate_id(db, run_id) not in (None, gate_one)
+
+
+def test_an_abort_before_the_claimed_phase_began_cancels_a_run_that_changed_nothing(
+    db: Database, tmp_path: Path
+) -> None:
+    """Phase one had checks only; Continue claimed phase two (which has an action), and the
+    abort came before its thread began: nothing changed, so no rollback step runs, the
+    claimed phase ends with the run, and its thread, once it runs, begins nothing."""
+    engine = Engine(db, small_runbook(tmp_path, two_acts=True), background=False)
+    run = engine.start_run("staging", ALICE)
+    assert run.id is not None
+    held: list[Any] = []
+    engine.spawn = lambda fn, *a: held.append((fn, a))  # type: ignore[method-assign]
+    engine.decide(open_gate_id(db, run.id) or 0, BOB, "continue")
+    engine.spawn = lambda fn, *a: fn(*a)  # type: ignore[method-assign]
+    decision = engine.abort("staging", BOB, "wrong day")
+    assert decision.outcome == "cancelled", decision
+    assert "no rollback steps were run" in decision.message
+    fn, args = held[0]
+    fn(*args)  # the claimed phase's thread runs now: it finds the run cancelled
+    assert not (tmp_path / "two-acted").exists() and not (tmp_path / "rolled-back").exists()
+    with db.session() as s:
+        statuses = [(p.phase_id, p.status) for p in s.exec(select(PhaseRun))]
+        ended = s.get(Run, run.id)
+    assert statuses == [("one", "passed"), ("two", "cancelled")]
+    assert ended is not None and ended.status == "cancelled" and ended.owner is None
+    assert run.id not in engine.services.leases.executing
+    events = [e.kind for e in audit.events(db, run.id)]
+    assert "run.cancelled" in events and "rollback.started" not in events
+
+
+def test_an_abort_after_an_action_was_killed_mid_way_rolls_back_not_cancels(
+    db: Database, tmp_path: Path
+) -> None:
+    """Phase two's action began (began_at) and its process died before its result: the
+    interrupted gate's abort must roll back ("no action had changed anything" would be
+    a lie), although no action step has a result row."""
+    runbook = small_runbook(tmp_path, two_acts=True)
+    a = Engine(db, runbook, background=False, replica_id="replica-a")
+    run = a.start_run("staging", ALICE)
+    assert run.id is not None
+    a.spawn = lambda *_: None  # type: ignore[method-assign]
+    a.decide(open_gate_id(db, run.id) or 0, BOB, "continue")
+    _, phase_run, _ = claimed_phase(a, run.id)
+    begin_first_action(a, run.id, phase_run.id)  # the action begins; then the bot dies
+    a.shutdown()
+    b = Engine(db, runbook, background=False, replica_id="replica-a")  # its restart
+    assert b.recover() == [f"run #{run.id}: phase two interrupted; gate opened"]
+    decision = b.abort("staging", BOB, "it looks wrong")
+    assert decision.outcome == "rolled_back", decision
+    assert (tmp_path / "rolled-back").exists()
+    events = [e.kind for e in audit.events(db, run.id)]
+    assert "rollback.started" in events and "run.cancelled" not in events

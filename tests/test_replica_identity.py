@@ -76,6 +76,10 @@ def test_a_restarted_replica_with_the_default_id_takes_over_its_predecessors_pha
         a.start()
         a.command("start staging", "start")
         run = wait_for(lambda: executing_on(db, HOST), "the phase to run")
+        # Killed once its action began (a phase claimed but never begun is started again
+        # instead: tests/test_recovery.py).
+        log = tmp_path / "deploy.log"
+        wait_for(lambda: log.exists() and "start" in log.read_text(), "its deploy to begin")
         a.kill9()
         killed = time.monotonic()
         b.start()  # the same replica id, as systemd restarting the unit
@@ -87,3 +91,4 @@ def test_a_restarted_replica_with_the_default_id_takes_over_its_predecessors_pha
         assert took < 30, f"took {took:.1f}s"
         interrupted = [e for e in audit.events(db, run.id or 0) if e.kind == "phase.interrupted"]
         assert len(interrupted) == 1
+        assert log.read_text().count("start") == 1  # never re-run

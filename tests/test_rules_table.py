@@ -233,6 +233,7 @@ phase    running       failed               failed
 phase    checked       failed               failed
 phase    interrupted   failed               failed
 phase    monitoring    failed               failed
+phase    running       cancelled            cancelled
 phase    checked       cancelled            cancelled
 phase    interrupted   cancelled            cancelled
 gate     open          approve              approved

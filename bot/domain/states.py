@@ -178,7 +178,7 @@ MACHINES: dict[str, tuple[type[enum.StrEnum], list[Transition]]] = {
             _t("overridden", P.CHECKED, P.PASSED),  # every step ran; the failed ones overridden
             _t("retried", [P.CHECKED, P.INTERRUPTED], P.RETRIED),
             _t("failed", [P.RUNNING, P.CHECKED, P.INTERRUPTED, P.MONITORING], P.FAILED, does=ENDED),
-            _t("cancelled", [P.CHECKED, P.INTERRUPTED], P.CANCELLED),
+            _t("cancelled", [P.RUNNING, P.CHECKED, P.INTERRUPTED], P.CANCELLED),
         ],
     ),
     "gate": (

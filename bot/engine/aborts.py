@@ -96,11 +96,14 @@ class Aborts:
 
     def _changed_anything(self, tx: Tx, run: Run) -> bool:
         """True once any action may have changed the target: a dry run never does; a real
-        run has if an action step ran (not skipped) or a phase is executing now."""
+        run has once an action began (its phase's `began_at`: even one killed before its
+        result) or ran (not skipped), or while a phase is between monitoring rounds. A phase
+        claimed but none of whose actions began (its checks running, or its thread not yet
+        started) has changed nothing: the run is cancelled, and that phase with it."""
         if run.dry_run:
             return False
         assert run.id is not None
-        return run_rows.phase_executing(tx, run.id) or step_rows.any_action_ran(tx, run.id)
+        return run_rows.phase_began(tx, run.id) or step_rows.any_action_ran(tx, run.id)
 
     def _cancel(
         self, tx: Tx, run: Run, gate: Gate | None, actor: Actor, reason: str, now: datetime
@@ -110,6 +113,9 @@ class Aborts:
             pr = tx.get(PhaseRun, gate.phase_run_id)
             if pr is not None:
                 tx.apply(pr, "cancelled", actor.id, at=now)
+        running = run_rows.running_phase(tx, run.id or 0)
+        if running is not None:  # claimed, not begun: its thread stops at its next look
+            tx.apply(running, "cancelled", actor.id, at=now)
         run.rolled_back_by, run.rollback_reason = actor.id, f"cancelled: {reason}"
         tx.apply(
             run,

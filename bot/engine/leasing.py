@@ -163,7 +163,8 @@ class Leases:
             renewed, aborted = leases.renew(tx, held, self.me, self.lease)
         for run_id, epoch in held.items():
             if run_id not in renewed:
-                self.lose(run_id, epoch, "the lease was lost to another process", time.monotonic())
+                said = "the lease is no longer this process's (taken over, or the run ended)"
+                self.lose(run_id, epoch, said, time.monotonic())
         for rid in aborted:
             with self.lock:
                 running = self.executing.get(rid)

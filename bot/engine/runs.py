@@ -229,7 +229,12 @@ class Phases:
             if standing == "rolling_back":
                 return self._stop_for_rollback(run_id, pr_id, phase, stop, outcomes)
             if standing != "mine":
-                log.warning("run #%s: phase %s was taken over; stopping", run_id, phase.id)
+                log.warning(
+                    "run #%s: phase %s is no longer this process's (taken over, or the run "
+                    "was cancelled); stopping",
+                    run_id,
+                    phase.id,
+                )
                 return None
             if step is None or not actions_ok:
                 break  # the actions are done: on to the checks, or to the gate

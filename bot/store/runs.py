@@ -53,12 +53,15 @@ def gate_of(tx: Tx, gate_id: int) -> tuple[int, str] | None:
     return (row[0], row[1]) if row is not None else None
 
 
-def phase_executing(tx: Tx, run_id: int) -> bool:
-    """True while a phase of the run executes (running, or between monitoring rounds)."""
+def phase_began(tx: Tx, run_id: int) -> bool:
+    """True once an action of one of the run's phases began (its `began_at`, written before
+    the first one starts), whether or not it ended, or while a phase is between monitoring
+    rounds. An interrupted phase counts too (one interrupted before r0012 has no began_at)."""
     found = tx.session.exec(
         select(PhaseRun.id).where(
             PhaseRun.run_id == run_id,
-            col(PhaseRun.status).in_([PhaseStatus.RUNNING, PhaseStatus.MONITORING]),
+            col(PhaseRun.began_at).is_not(None)
+            | col(PhaseRun.status).in_([PhaseStatus.MONITORING, PhaseStatus.INTERRUPTED]),
         )
     ).first()
     return found is not None
