@@ -62,6 +62,13 @@ def renew(
 ) -> tuple[list[int], list[int]]:
     """Extends every lease `owner` holds (run id → epoch) on the database's clock; returns
     the runs renewed and, of those, the ones rolling back (aborted meanwhile)."""
+    # The rows locked first (in id order): a take committing meanwhile (a claim, a rollback,
+    # whose epoch this process already knows) is waited for, and its epoch then read. An
+    # UPDATE alone would test the epoch against the row as its snapshot saw it, skip the
+    # row, and the take's own process would stop its step as if the lease were lost.
+    tx.session.exec(
+        select(Run.id).where(col(Run.id).in_(list(held))).order_by(col(Run.id)).with_for_update()
+    ).all()
     until = tx.db_now() + lease
     renewed: list[int] = []
     for run_id, epoch in held.items():
