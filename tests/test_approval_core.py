@@ -313,6 +313,25 @@ def test_a_dead_replicas_phase_that_never_began_is_started_again_not_gated(
     assert a.open_gate(run.id or 0, phase_run.id or 0, phase, True, executor=True) is None
 
 
+def test_a_phase_claimed_by_a_version_that_does_not_mark_its_beginning_is_never_restarted(
+    db: Database, tmp_path: Path
+) -> None:
+    """A phase claimed before r0012, or by an older replica beside a newer one, has no
+    began_at whether its action began or not (`marks_begin` false, the migration's default):
+    its take-over asks a person, and an abort rolls back, as before began_at existed."""
+    runbook, a, run, phase_run, _ = continued_on_a(db, tmp_path)
+    with db.session() as s:  # as an older version wrote it
+        row = s.get(PhaseRun, phase_run.id)
+        assert row is not None and row.marks_begin and row.began_at is None
+        row.marks_begin = False
+        s.add(row)
+    a.shutdown()
+    b = Engine(db, runbook, background=False, replica_id="replica-b", lease_seconds=0.5)
+    assert lapsed(b, 0.5) == [f"run #{run.id}: phase two interrupted; gate opened"]
+    assert not (tmp_path / "two-acted").exists()  # not re-run
+    assert b.abort("staging", BOB, "unsure what ran").outcome == "rolled_back"
+
+
 # ------------------------------------------------------------ defect 6: starts race
 
 

@@ -167,6 +167,7 @@ class PhaseClaim:
             attempt=attempt,
             started_at=self.now(),
             executor=token,
+            marks_begin=True,  # its began_at is written before its first action
         )
         tx.add(pr)
         self._take_lease(tx, run)

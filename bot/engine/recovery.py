@@ -120,7 +120,10 @@ class Recovery:
             # can be half done, so the phase starts again instead of waiting for a person
             # (unless the run was aborted meanwhile: its rollback is resumed below).
             unbegun = (
-                running is not None and running.began_at is None and run.status == RunStatus.RUNNING
+                running is not None
+                and running.marks_begin  # claimed by a version that writes began_at
+                and running.began_at is None
+                and run.status == RunStatus.RUNNING
             )
             if running is not None:
                 trigger = "not_begun" if unbegun else "interrupted"

@@ -14,7 +14,17 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import BigInteger, Column, DateTime, Float, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -161,8 +171,13 @@ class PhaseRun(SQLModel, table=True):
     executor: str | None = None  # the claim that runs this attempt (see PhaseClaim)
     started_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     # When its first action was about to begin (None: claimed, no action begun; a phase of
-    # checks only never sets it). Written fenced, before that action starts (leases.begin).
+    # checks only never sets it). Written fenced, before that action starts (Leases.standing).
     began_at: datetime | None = Field(default=None, sa_column=_ts())
+    # The claim was made by a version that writes began_at (false: claimed before r0012, or
+    # by an older replica beside a newer one: an unset began_at then proves nothing).
+    marks_begin: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
     ended_at: datetime | None = Field(default=None, sa_column=_ts())
 
 

@@ -56,12 +56,14 @@ def gate_of(tx: Tx, gate_id: int) -> tuple[int, str] | None:
 def phase_began(tx: Tx, run_id: int) -> bool:
     """True once an action of one of the run's phases began (its `began_at`, written before
     the first one starts), whether or not it ended, or while a phase is between monitoring
-    rounds. An interrupted phase counts too (one interrupted before r0012 has no began_at)."""
+    rounds. An interrupted phase counts too, and a running one claimed by a version that
+    does not write began_at (`marks_begin` false): nothing proves they changed nothing."""
     found = tx.session.exec(
         select(PhaseRun.id).where(
             PhaseRun.run_id == run_id,
             col(PhaseRun.began_at).is_not(None)
-            | col(PhaseRun.status).in_([PhaseStatus.MONITORING, PhaseStatus.INTERRUPTED]),
+            | col(PhaseRun.status).in_([PhaseStatus.MONITORING, PhaseStatus.INTERRUPTED])
+            | ((col(PhaseRun.status) == PhaseStatus.RUNNING) & ~col(PhaseRun.marks_begin)),
         )
     ).first()
     return found is not None
