@@ -13,10 +13,12 @@ from bot.engine.core import Notify, runbook_digest
 from bot.engine.leasing import Leases
 from bot.store import leases
 from bot.store import runs as run_rows
+from bot.store import steps as step_rows
 from bot.store.models import RunStatus
 from bot.store.unit import Store
 from bot.surface import SYSTEM
-from phases.runbook import Runbook
+from phases.checks.base import Status
+from phases.runbook import PhaseSpec, Runbook
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +127,15 @@ class Recovery:
                 and running.began_at is None
                 and run.status == RunStatus.RUNNING
             )
+            results: dict[str, str] = {}  # the interrupted attempt's action results
             if running is not None:
                 trigger = "not_begun" if unbegun else "interrupted"
                 tx.apply(running, trigger, SYSTEM.id, {"owner": old})
+                results = {
+                    sid: status
+                    for section, sid, status in step_rows.results(tx, running.id)
+                    if section == "actions"
+                }
             run.owner, run.lease_until = None, None
             run.lease_epoch = (run.lease_epoch or 0) + 1  # fences the dead holder out
             if run.status == RunStatus.ROLLING_BACK:
@@ -154,12 +162,38 @@ class Recovery:
             self.spawn(self.advance, run_id)
             return f"run #{run_id}: phase {phase.id} had not begun; started again"
         assert running.id is not None
-        note = (
-            "the bot stopped while this phase ran; its actions may be half done. "
-            "Check by hand, then Retry the phase or Rollback"
-        )
+        note = interrupted_note(phase, results, began=running.began_at is not None)
         gate_id = self.open_gate(run_id, running.id, phase, passed=False, note=note)
         if gate_id is not None:
             self.notify.run_changed(run_id)
             self.notify.checkpoint(gate_id)
         return f"run #{run_id}: phase {phase.id} interrupted; gate opened"
+
+
+def interrupted_note(phase: PhaseSpec, results: dict[str, str], *, began: bool) -> str:
+    """What an interrupted phase's gate says of its actions, from what was recorded: their
+    results (step id → status) in this attempt, and whether its first action began. Actions
+    run one after another, and a failed one ends them."""
+    head, check = "the bot stopped while this phase ran", "Check, then Retry the phase or Rollback"
+    if not phase.actions:
+        return f"{head}, during its checks (it has no actions). {check}"
+    failed = [a for a in phase.actions if Status(results.get(a.id, "pass")).blocks_gate]
+    if failed:
+        return (
+            f"{head}, after action *{failed[0].name}* failed (its result is recorded; no "
+            f"later action ran). {check}"
+        )
+    pending = [a for a in phase.actions if a.id not in results]
+    if not pending:
+        return f"{head}, after its actions had ended (their results are recorded). {check}"
+    step, index = pending[0], phase.actions.index(pending[0])
+    if index == 0 and began:
+        said = f"during action *{step.name}* (it had begun; no result was recorded)"
+    elif index == 0:  # claimed by a version that does not mark the first action's start
+        said = f"before action *{step.name}* ended (it may have begun)"
+    else:
+        said = (
+            f"after action *{phase.actions[index - 1].name}* ended and before action "
+            f"*{step.name}* ended (it may have begun)"
+        )
+    return f"{head}, {said}: it may be half done. Check by hand, then Retry the phase or Rollback"
