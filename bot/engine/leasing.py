@@ -172,6 +172,21 @@ class Leases:
                 running[0].set("abort")
         return len(renewed)
 
+    def executes(self, run_id: int, what: Literal["phase", "rollback"]) -> StopRequest:
+        """This process is about to execute the run's phase or rollback: how to stop it
+        (an abort, a lost lease), known to this process from now on (`executing`)."""
+        stop = StopRequest()
+        stop.leash = self.leash
+        with self.lock:
+            self.executing[run_id] = (stop, what)
+        return stop
+
+    def done(self, run_id: int, stop: StopRequest) -> None:
+        """What `executes` registered has ended (unless another took its place meanwhile)."""
+        with self.lock:
+            if self.executing.get(run_id, (None, ""))[0] is stop:
+                del self.executing[run_id]
+
     def lose(self, run_id: int, epoch: int, reason: str, kill_by: float | None = None) -> None:
         """This process no longer holds the run (epoch `epoch`): forget it, and stop what it
         executes for it. A released run (its gate opened, its end recorded) has nothing

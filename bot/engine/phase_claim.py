@@ -60,20 +60,7 @@ class PhaseClaim:
         self.leases, self.me, self._take_lease = leases, leases.me, leases.take
         self._complete = complete
         self.completed_by: set[str] = set()  # claims that found the run's last phase done
-        self._lock: threading.Lock = leases.lock
-
-    def register(self, run_id: int) -> StopRequest:
-        """This process is about to execute the run's phase: how to stop it, known now."""
-        stop = StopRequest()
-        stop.leash = self.leases.leash
-        with self._lock:
-            self.leases.executing[run_id] = (stop, "phase")
-        return stop
-
-    def unregister(self, run_id: int, stop: StopRequest) -> None:
-        with self._lock:
-            if self.leases.executing.get(run_id, (None, ""))[0] is stop:
-                del self.leases.executing[run_id]
+        self._lock: threading.Lock = leases.lock  # (guards leases.epochs)
 
     def claim(self, run_id: int, token: str | None = None) -> Claimed | None:
         """Claims the run's current phase in a transaction of its own (`claim_locked`)."""
@@ -90,7 +77,7 @@ class PhaseClaim:
         assert run.id is not None
         run_id, token = run.id, uuid.uuid4().hex  # (the rows expire if the claim fails)
         before = self.leases.epochs.get(run_id)
-        stop = self.register(run_id)
+        stop = self.leases.executes(run_id, "phase")
         try:
             claimed = self.claim_locked(tx, run, token)
         except BaseException:
@@ -98,7 +85,7 @@ class PhaseClaim:
             self._forget(run_id, stop, taken if taken != before else None)
             raise
         if claimed is None:
-            self.unregister(run_id, stop)
+            self.leases.done(run_id, stop)
             return None
         return Handoff(run_id, stop, token, claimed, self.leases.epochs.get(run_id))
 
@@ -120,7 +107,7 @@ class PhaseClaim:
     def _forget(self, run_id: int, stop: StopRequest, epoch: int | None) -> None:
         """A claim that did not commit: its stop request, and the lease epoch it took (if
         any: nothing for the heartbeat to renew)."""
-        self.unregister(run_id, stop)
+        self.leases.done(run_id, stop)
         with self._lock:
             if epoch is not None and self.leases.epochs.get(run_id) == epoch:
                 del self.leases.epochs[run_id]

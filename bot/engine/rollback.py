@@ -39,7 +39,7 @@ class Rollback:
         run_ended: Callable[[int], None],
     ) -> None:
         self.db, self.store, self.runbook, self.now = db, store, runbook, now
-        self.leash, self.me, self.holds = leases.leash, leases.me, leases.holds
+        self.leases, self.leash, self.me, self.holds = leases, leases.leash, leases.me, leases.holds
         self._threads_lock, self._epochs = leases.lock, leases.epochs
         self._executing, self._take_lease = leases.executing, leases.take
         self._dead, self._ensure_heartbeat = leases.dead, leases.ensure_heartbeat
@@ -92,16 +92,11 @@ class Rollback:
         if waiting is not None:
             self.notify.notice(run_id, waiting)
             return
-        stop = StopRequest()
-        stop.leash = self.leash
-        with self._threads_lock:
-            self._executing[run_id] = (stop, "rollback")
+        stop = self.leases.executes(run_id, "rollback")
         try:
             self._execute_rollback(run_id, run, failed_phase, stop)
         finally:
-            with self._threads_lock:
-                if self._executing.get(run_id, (None, ""))[0] is stop:
-                    del self._executing[run_id]
+            self.leases.done(run_id, stop)
 
     def waiting_for(self, run: Run, running: PhaseRun | None, now: datetime) -> str | None:
         """What the rollback waits for, said for the channel, if a live process executes the

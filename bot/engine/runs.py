@@ -166,11 +166,11 @@ class Phases:
         While it runs, the phase's StopRequest is known to this process (`executing`), before
         the claim commits: an abort or a lost lease stops its running step, and the rollback
         begins only once that step has ended (`execute_rollback` waits for the hand-over)."""
-        stop = handoff.stop if handoff is not None else self.claims.register(run_id)
+        stop = handoff.stop if handoff is not None else self.leases.executes(run_id, "phase")
         try:
             self._advance(run_id, stop, handoff)
         finally:
-            self.claims.unregister(run_id, stop)
+            self.leases.done(run_id, stop)
 
     def _advance(self, run_id: int, stop: StopRequest, handoff: Handoff | None) -> None:
         claimed = handoff.claimed if handoff is not None else None
