@@ -11,7 +11,6 @@ commits, so an abort that arrives the moment after finds the phase and waits for
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,7 +59,6 @@ class PhaseClaim:
         self.leases, self.me, self._take_lease = leases, leases.me, leases.take
         self._complete = complete
         self.completed_by: set[str] = set()  # claims that found the run's last phase done
-        self._lock: threading.Lock = leases.lock  # (guards leases.epochs)
 
     def claim(self, run_id: int, token: str | None = None) -> Claimed | None:
         """Claims the run's current phase in a transaction of its own (`claim_locked`)."""
@@ -108,9 +106,8 @@ class PhaseClaim:
         """A claim that did not commit: its stop request, and the lease epoch it took (if
         any: nothing for the heartbeat to renew)."""
         self.leases.done(run_id, stop)
-        with self._lock:
-            if epoch is not None and self.leases.epochs.get(run_id) == epoch:
-                del self.leases.epochs[run_id]
+        if epoch is not None:  # (nothing of this claim runs: `lose` only forgets the epoch)
+            self.leases.lose(run_id, epoch, "its claim did not commit")
 
     def claim_locked(self, tx: Tx, run: Run, token: str) -> Claimed | None:
         """Claims the run's current phase for this process (its row locked by `tx`). `token`
