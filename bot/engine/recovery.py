@@ -131,6 +131,7 @@ class Recovery:
             if running is not None:
                 trigger = "not_begun" if unbegun else "interrupted"
                 tx.apply(running, trigger, SYSTEM.id, {"owner": old})
+            if running is not None and not unbegun:  # what its gate will say it had done
                 results = {
                     sid: status
                     for section, sid, status in step_rows.results(tx, running.id)
