@@ -273,6 +273,10 @@ def test_a_dead_replicas_phase_is_taken_over_once_its_lease_lapses(
     gate = open_gate_id(db, run.id or 0)
     assert gate is not None and not gate_row(db, gate).checks_passed
     assert "half done" in (gate_row(db, gate).note or "")
+    # What the gate says is what the trail holds, and names the action that had begun.
+    opened = [e for e in audit.events(db, run.id or 0) if e.kind == "gate.opened"]
+    note = json.loads(opened[-1].data)["note"]
+    assert note == gate_row(db, gate).note and "during action *act two* (it had begun" in note
     assert not (tmp_path / "two-acted").exists()  # nothing re-ran it: a person decides
     # A comes back to life too late: its result opens nothing and breaks nothing.
     assert a.open_gate(run.id or 0, phase_run.id or 0, phase, True, executor=True) is None
