@@ -81,3 +81,26 @@ def test_a_request_signed_longer_ago_than_the_guard_remembers_is_refused(
 def test_the_guard_keeps_slacks_window_plus_the_skew_bound() -> None:
     assert timedelta(minutes=5) == replays.SLACK_WINDOW
     assert replays.KEEP == replays.SLACK_WINDOW + replays.SKEW
+
+
+@pytest.mark.postgres
+def test_the_guards_commit_does_not_wait_for_the_wal_flush_and_the_works_commit_does(
+    pg_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard's transaction alone runs with synchronous_commit off: the work's commit after
+    it (a state change, with its audit row) still waits for the flush, which covers the
+    guard's row too (it came first in the WAL)."""
+    seen: list[str] = []
+    opened = Database.dbapi_transaction
+
+    @contextmanager
+    def watched(self: Database) -> Iterator[object]:
+        with opened(self) as cursor:
+            yield cursor
+            seen.append(cursor.execute("SHOW synchronous_commit").fetchone()[0])
+
+    monkeypatch.setattr(Database, "dbapi_transaction", watched)
+    assert SeenRequests(pg_db).receive("v0=continue-click") == replays.FIRST
+    assert seen == ["off"]
+    with pg_db.session() as s:  # the next transaction on the pool: the setting did not stay
+        assert s.connection().execute(text("SHOW synchronous_commit")).scalar_one() == "on"

@@ -35,9 +35,11 @@ KEEP = SLACK_WINDOW + SKEW
 WINDOW = KEEP  # the old name
 PRUNE_EVERY = 500  # inserts between deletions of expired rows
 
-# PostgreSQL: the database's clock, the age check and the insert in one statement.
+# PostgreSQL: the database's clock, the age check and the insert in one statement; its
+# commit does not wait for the WAL flush (see `SeenRequests._receive_pg`).
 _PG_RECEIVE = (
-    "WITH clock AS (SELECT statement_timestamp() AS now) "
+    "WITH clock AS (SELECT statement_timestamp() AS now, "
+    "set_config('synchronous_commit', 'off', true) AS async) "
     "INSERT INTO seen_request (signature, expires_at) "
     "SELECT %(sig)s, now + %(keep)s FROM clock "
     "WHERE %(signed)s::timestamptz IS NULL OR %(signed)s::timestamptz + %(keep)s >= now "
@@ -91,7 +93,16 @@ class SeenRequests:
     def _receive_pg(self, signature: str, signed_at: datetime | None) -> str:
         """`receive` on PostgreSQL in one statement (before every click's work): the clock
         read, the age check and the insert; the age is asked again only when nothing was
-        inserted, to tell a replay from a request too old."""
+        inserted, to tell a replay from a request too old.
+
+        Its COMMIT does not wait for the WAL flush (`synchronous_commit` off, for this
+        transaction only; about a millisecond of every click): every replica sees the row at
+        once all the same, and the row cannot be lost while anything the request caused is
+        kept. The work's own commit waits for the WAL to be flushed up to its commit record,
+        which the row's came before: a server crash can lose the row only together with
+        every effect of the request, and then working on a resent copy is what should
+        happen. (A request that changes nothing, `/cutover status`, may then be answered
+        twice.)"""
         params = {"sig": signature[:200], "keep": self.keep, "signed": signed_at}
         with self.db.dbapi_transaction() as cursor:
             first = cursor.execute(_PG_RECEIVE, params).fetchone() is not None
