@@ -17,8 +17,10 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from bot.store.db import Database
+from bot.store.models import PhaseRun
 from tests.slack_harness import running_bot
 from tests.small_runbook import small_runbook
 
@@ -131,3 +133,22 @@ def test_a_continue_claims_the_next_phase_in_its_own_transaction(
     assert len(claimed) == 1, [s.statement for s in click]
     phase = [s.statement for s in seen if s.thread.startswith("cutover-run") and s.what == "sql"]
     assert not [q for q in phase if q.lstrip().upper().startswith("INSERT INTO PHASERUN")], phase
+
+
+def test_a_continue_does_not_look_for_earlier_attempts_of_the_phase_it_moved_to(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    """The decision moved the run's phase index forward under its lock, and attempts are only
+    made at the run's index: the claim knows the phase has none (attempt 1) without a read."""
+    seen = one_continue_click(pg_db, tmp_path)
+    click = [s for s in seen if s.thread.startswith("slack-work") and s.what == "sql"]
+    decided = next(i for i, s in enumerate(click) if DECISION.match(s.statement))
+    attempt_reads = [
+        s.statement
+        for s in click[decided:]
+        if re.match(r"^\s*SELECT\b.*\bFROM\s+phaserun\b", s.statement, re.I | re.S)
+    ]
+    assert not attempt_reads, attempt_reads
+    with pg_db.session() as s:  # and the phase it claimed is that phase's one attempt: 1
+        rows = s.exec(select(PhaseRun.phase_index, PhaseRun.attempt)).all()
+    assert sorted(rows) == [(0, 1), (1, 1)], rows

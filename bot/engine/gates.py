@@ -219,7 +219,9 @@ class Gates:
                 if spawn is self.advance:
                     # The next phase is claimed in this transaction (one commit for both):
                     # its thread starts with the claim made.
-                    handoff = self.claims.claim_in(tx, run)
+                    handoff = self.claims.claim_in(
+                        tx, run, moved_on=decision == DecisionKind.CONTINUE
+                    )
                 passed = (
                     _Passed(run.environment, gate.phase_id, run.status == RunStatus.COMPLETED)
                     if result.outcome == "approved"

@@ -66,10 +66,12 @@ class PhaseClaim:
             run = tx.lock_run(run_id)
             return None if run is None else self.claim_locked(tx, run, token or uuid.uuid4().hex)
 
-    def claim_in(self, tx: Tx, run: Run) -> Handoff | None:
+    def claim_in(self, tx: Tx, run: Run, *, moved_on: bool = False) -> Handoff | None:
         """Claims the phase the run was just moved to, in the caller's transaction (the run
         row locked by it). The caller hands the result to `Phases.advance` once that
-        transaction committed, or to `failed` if it did not."""
+        transaction committed, or to `failed` if it did not. `moved_on`: this transaction
+        moved the run's phase index forward (a Continue), so that phase has no attempt yet
+        (`claim_locked`)."""
         if run.status != RunStatus.RUNNING or run.phase_index >= len(self.runbook.phases):
             return None
         assert run.id is not None
@@ -77,7 +79,7 @@ class PhaseClaim:
         before = self.leases.epochs.get(run_id)
         stop = self.leases.executes(run_id, "phase")
         try:
-            claimed = self.claim_locked(tx, run, token)
+            claimed = self.claim_locked(tx, run, token, moved_on=moved_on)
         except BaseException:
             taken = self.leases.epochs.get(run_id)
             self._forget(run_id, stop, taken if taken != before else None)
@@ -109,11 +111,18 @@ class PhaseClaim:
         if epoch is not None:  # (nothing of this claim runs: `lose` only forgets the epoch)
             self.leases.lose(run_id, epoch, "its claim did not commit")
 
-    def claim_locked(self, tx: Tx, run: Run, token: str) -> Claimed | None:
+    def claim_locked(
+        self, tx: Tx, run: Run, token: str, *, moved_on: bool = False
+    ) -> Claimed | None:
         """Claims the run's current phase for this process (its row locked by `tx`). `token`
         names this claim: if the database dropped the connection after the COMMIT landed,
         a retry with it finds the phase it claimed (executor = token) and carries on
-        instead of leaving it stuck."""
+        instead of leaving it stuck.
+
+        `moved_on`: `tx` itself moved the run's phase index forward, under the run's lock.
+        A phase run is only ever made at the run's index, and the index only grows, so no
+        attempt of this phase exists: its read is skipped (one round trip of every
+        Continue)."""
         assert run.id is not None
         run_id = run.id
         if run.status != RunStatus.RUNNING:
@@ -127,7 +136,7 @@ class PhaseClaim:
             self._complete(tx, run)
             self.completed_by.add(token)  # advance: run_ended once this committed
             return None
-        latest = run_rows.latest_attempt(tx, run_id, run.phase_index)
+        latest = None if moved_on else run_rows.latest_attempt(tx, run_id, run.phase_index)
         if (
             latest is not None
             and latest.status == PhaseStatus.RUNNING
