@@ -33,8 +33,8 @@ from phases.checks.base import (
     register,
 )
 from phases.checks.command_process import TAIL_BYTES as TAIL_BYTES  # re-exported: its old home
+from phases.checks.command_process import StepNotStarted, base_env, default_runner
 from phases.checks.command_process import as_user as as_user  # re-exported: its old home
-from phases.checks.command_process import base_env, default_runner
 from phases.checks.dns_check import DnsParams, run_dns
 from phases.secrets import EnvFileError, is_secret_key, parse_env_file
 
@@ -178,6 +178,12 @@ def _run_command(params: CommandParams, ctx: StepContext) -> StepResult:
             )
         else:
             out = runner(list(params.argv), timeout=ctx.timeout, cwd=cwd, env=env)
+    except StepNotStarted as exc:
+        return StepResult(
+            Status.ERROR,
+            clip(f"not started: {exc}; nothing of it ran", EVIDENCE_LIMIT),
+            details={"not_started": str(exc)},
+        )
     except FileNotFoundError:
         return StepResult(Status.ERROR, clip(f"cannot run {program}: not found", EVIDENCE_LIMIT))
     except PermissionError:

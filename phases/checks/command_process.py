@@ -1,10 +1,14 @@
-"""Runs one program without a shell: own session, bounded output tail, killed whole."""
+"""Runs one program, not through a shell (a launcher shell only holds its start): own
+session, bounded output tail, killed whole."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import selectors
+import shlex
 import signal
 import subprocess
 import time
@@ -37,7 +41,15 @@ def default_runner(
     stop: StopRequest | None = None,
     grace: float = KILL_GRACE_SECONDS,
 ) -> CommandOutput:
-    """subprocess without a shell, in its own session, killed whole on timeout.
+    """The program, not through a shell, in its own session, killed whole on timeout.
+
+    A launcher (`launch_script`: /bin/sh, exec'ing the program with `argv` as given) holds
+    the program's start until the holder's lease watchdog knows its process group: a
+    holder paused or killed in between leaves a program that is killed at the lease's end,
+    or was never begun. If it must not begin (`Leash.watch`: the lease may have lapsed),
+    StepNotStarted is raised. A program that cannot be executed raises what Popen would
+    (FileNotFoundError, PermissionError, OSError); one difference: an executable text file
+    without a `#!` line runs under /bin/sh, as from a shell (Popen refused it).
 
     The child gets `env` and nothing else of the bot's (None: the minimal inherited
     environment, never the bot's own); with `user` it runs as that account with that
@@ -56,21 +68,28 @@ def default_runner(
     leash = stop.leash if stop is not None else None
     if leash is not None:
         leash.ready()  # the watchdog up before the step, not after it
+    launcher = f"{LAUNCHER_NAME}-{marker[:12]}"
     proc = subprocess.Popen(
-        argv,
+        ["/bin/sh", "-c", launch_script(environ), launcher, *argv],
         shell=False,
         cwd=cwd,
         env=environ,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
         **as_user(user),
     )
-    if leash is not None:
-        leash.watch(proc.pid)  # its session's group: killed if the holder's lease lapses
     try:
-        return _collect(proc, marker, timeout, watch, stop, grace)
+        # Its session's group is killed if the holder's lease lapses: the watchdog knows
+        # of it before the program begins (the line is in its pipe even if this process
+        # is paused or killed right after), or the program never begins.
+        refused = leash.watch(proc.pid) if leash is not None else None
+        _begin(proc, go=refused is None)
+        if refused is not None:
+            proc.wait()
+            raise StepNotStarted(refused)
+        out = _collect(proc, marker, timeout, watch, stop, grace)
     except BaseException:
         kill_tree(proc, marker)
         proc.wait()
@@ -81,6 +100,59 @@ def default_runner(
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+    failed = _exec_failure(out, launcher, argv[0])
+    if failed is not None:
+        raise failed
+    return out
+
+
+class StepNotStarted(Exception):
+    """The step's program was not begun (nothing of it ran), for the reason given."""
+
+
+# The launcher: the step's program begins only once the holder sends a line on its stdin,
+# after telling the leash's watchdog of its process group (a holder that dies before that
+# closes the pipe: the program never begins), then replaces the shell, with stdin from
+# /dev/null and the environment it was given: dash sets PWD (and resets IFS, OPTIND,
+# PPID) from its own state, so those are put back as given, or PWD unset. One line, so
+# that an exec failure reads "NAME: 1: exec: PROGRAM: why" (`_exec_failure`).
+LAUNCHER_NAME = "cutover-step"
+_DASH_SETS = ("IFS", "OPTIND", "PPID")
+
+
+def launch_script(environ: dict[str, str]) -> str:
+    restore = [f"{k}={shlex.quote(environ[k])}; export {k}; " for k in _DASH_SETS if k in environ]
+    pwd = f"PWD={shlex.quote(environ['PWD'])}; export PWD; " if "PWD" in environ else "unset PWD; "
+    return f'read _ || exit 125; {pwd}{"".join(restore)}exec "$@" </dev/null'
+
+
+def _begin(proc: subprocess.Popen[bytes], *, go: bool) -> None:
+    """Lets the launcher begin the program (`go`), or ends it unbegun (EOF: exit 125)."""
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        if go:
+            proc.stdin.write(b"\n")
+        proc.stdin.close()
+
+
+_EXEC_FAILED = re.compile(r"\A(?P<name>\S+): 1: exec: (?P<program>.*): (?P<why>[^\n]+)\n?\Z")
+
+
+def _exec_failure(out: CommandOutput, launcher: str, program: str) -> OSError | None:
+    """The error Popen would have raised for the program itself (not found, permission
+    denied, exec format error), told by the launcher's exit status and its one line of
+    stderr, which carries its random name: the program cannot print it."""
+    if out.returncode not in (126, 127) or out.stdout:
+        return None
+    said = _EXEC_FAILED.match(out.stderr)
+    if said is None or said["name"] != launcher or said["program"] != program:
+        return None
+    why = said["why"]
+    if why == "not found":
+        return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    if why == "Permission denied":
+        return PermissionError(errno.EACCES, why, program)
+    return OSError(errno.ENOEXEC if "format" in why else 0, why, program)
 
 
 def _collect(

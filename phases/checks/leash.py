@@ -69,13 +69,19 @@ class _Watchdog:
             self.proc = None
             return False
 
-    def tell(self, *lines: str, start: bool = True) -> None:
+    def tell(self, *lines: str, start: bool = True) -> bool:
+        """True once the lines are in the watchdog's pipe: it reads them even if this
+        process is paused or killed the moment after."""
         with self.lock:
             if not start and (self.proc is None or self.proc.poll() is not None):
-                return
+                return False
             for _ in range(2):  # once more if it had just exited (it then hears everything)
-                if self._ensure() and all(self._write(line) for line in lines):
-                    return
+                try:
+                    if self._ensure() and all(self._write(line) for line in lines):
+                        return True
+                except OSError:  # the watchdog could not be started
+                    self.proc = None
+            return False
 
 
 _WATCHDOG = _Watchdog()
@@ -106,12 +112,20 @@ class Leash:
         if self.deadline is not None:
             _WATCHDOG.tell(f"deadline {self.key} {self.deadline}")
 
-    def watch(self, pgid: int) -> None:
+    def watch(self, pgid: int) -> str | None:
+        """Tells the watchdog of a step's process group, which waits to begin until this
+        returns None (`command_process.default_runner`); else why it must not begin at all:
+        the lease may have lapsed already, or the watchdog could not be told."""
         if self.deadline is None:
-            return  # no lease: nothing to enforce
+            return None  # no lease: nothing to enforce
         self.groups.add(pgid)
+        if time.monotonic() >= self.deadline:
+            return "this replica's lease may have lapsed (it was not renewed in time)"
         # The deadline first: renewals while nothing ran were not sent.
-        _WATCHDOG.tell(f"deadline {self.key} {self.deadline}", f"watch {self.key} {pgid}")
+        told = _WATCHDOG.tell(f"deadline {self.key} {self.deadline}", f"watch {self.key} {pgid}")
+        if not told:
+            return "the lease's watchdog could not be told of it (it would run unwatched)"
+        return None
 
     def unwatch(self, pgid: int) -> None:
         self.groups.discard(pgid)
