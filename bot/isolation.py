@@ -16,7 +16,9 @@ database password, or a build script could approve its own gate. So, at `cutover
   refused: the step user would be one of those others.
 
 The steps' environment is built in phases/checks/command_process.py (`base_env`) and
-phases/checks/command.py (`child_env`).
+phases/checks/command.py (`child_env`); pg_dump and pg_restore (`backup`, `restore`) get
+`base_env` and the connection's PG* variables (phases/checks/pg_tools.py), and start, stop
+and answer to the lease's watchdog as a command step's program does.
 """
 
 from __future__ import annotations

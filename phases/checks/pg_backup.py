@@ -26,7 +26,6 @@ removed when the dump ends, whatever its outcome.
 from __future__ import annotations
 
 import re
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,16 @@ from pydantic import Field, model_validator
 
 from phases.checks import docker_client  # the Docker client and its errors, shared
 from phases.checks.base import Status, StepContext, StepKind, StepResult, clip, register
+from phases.checks.command_process import StepNotStarted
 from phases.checks.pg_dump_container import dump_in_container
-from phases.checks.pg_tools import EVIDENCE_LIMIT, last_line, pg_env, run_tool, verify_backup
+from phases.checks.pg_tools import (
+    EVIDENCE_LIMIT,
+    last_line,
+    pg_env,
+    run_tool,
+    tool_ended_early,
+    verify_backup,
+)
 
 
 class BackupParams(docker_client.DockerHostParams):
@@ -95,13 +102,21 @@ def _dump_on_host(
     """pg_dump on the host into `path`; None when it succeeded."""
     try:
         dump = run_tool(
-            ["pg_dump", "--format=custom", "--no-owner", "--file", str(path)], env, ctx.timeout - 2
+            ["pg_dump", "--format=custom", "--no-owner", "--file", str(path)],
+            env,
+            ctx.timeout - 2,
+            ctx.stop,
         )
     except FileNotFoundError:
         return StepResult(Status.ERROR, "pg_dump is not on PATH")
-    except subprocess.TimeoutExpired:
-        path.unlink(missing_ok=True)
-        return StepResult(Status.ERROR, f"pg_dump of {where} timed out after {ctx.timeout:g}s")
+    except StepNotStarted as exc:
+        return StepResult(
+            Status.ERROR, clip(f"pg_dump of {where} not started: {exc}", EVIDENCE_LIMIT)
+        )
+    ended = tool_ended_early(dump, "pg_dump", where, ctx)
+    if ended is not None:
+        path.unlink(missing_ok=True)  # a partial dump is no backup
+        return StepResult(Status.ERROR, clip(f"{ended}; no backup kept", EVIDENCE_LIMIT))
     if dump.returncode != 0:
         path.unlink(missing_ok=True)
         reason = ctx.masker.mask(last_line(dump.stderr))

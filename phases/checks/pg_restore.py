@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import psycopg
@@ -10,6 +9,7 @@ from psycopg import sql
 from pydantic import Field
 
 from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, clip, register
+from phases.checks.command_process import StepNotStarted
 from phases.checks.pg_tools import (
     EVIDENCE_LIMIT,
     SHA256_PATTERN,
@@ -17,6 +17,7 @@ from phases.checks.pg_tools import (
     pg_env,
     run_tool,
     sha256_of,
+    tool_ended_early,
 )
 from phases.checks.postgres_check import libpq_url
 
@@ -67,11 +68,17 @@ def run_restore(params: RestoreParams, ctx: StepContext) -> StepResult:
             + [str(path)],
             env,
             ctx.timeout - 2,
+            ctx.stop,
         )
     except FileNotFoundError:
         return StepResult(Status.ERROR, "pg_restore is not on PATH")
-    except subprocess.TimeoutExpired:
-        return StepResult(Status.ERROR, f"pg_restore into {where} timed out after {ctx.timeout:g}s")
+    except StepNotStarted as exc:
+        said = f"pg_restore into {where} not started: {exc}; the schemas were reset, not restored"
+        return StepResult(Status.ERROR, clip(said, EVIDENCE_LIMIT))
+    ended = tool_ended_early(done, "pg_restore", where, ctx)
+    if ended is not None:
+        said = f"{ended}; the restore may be partial"
+        return StepResult(Status.ERROR, clip(said, EVIDENCE_LIMIT))
     # pg_restore exits 1 for warnings it ignored too ("schema public already exists").
     errors = [x for x in done.stderr.splitlines() if "error:" in x and "already exists" not in x]
     if done.returncode != 0 and errors:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
+from phases.checks.base import CommandOutput, StepContext, StopRequest
+from phases.checks.command_process import base_env, default_runner
 from phases.checks.postgres_check import libpq_url
 
 EVIDENCE_LIMIT = 240
@@ -25,10 +26,12 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
 def pg_env(url: str) -> tuple[dict[str, str], str]:
-    """(environment for pg_dump/pg_restore, "host/db" for evidence) from any Postgres URL."""
+    """(environment for pg_dump/pg_restore, "host/db" for evidence) from any Postgres URL:
+    what every step inherits (`base_env`) and the connection's PG* variables, never the
+    rest of the bot's environment (its tokens and keys)."""
     conninfo, _schema = libpq_url(url)
     parts = conninfo_to_dict(conninfo)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env = base_env()
     for key, var in PG_ENV.items():
         if parts.get(key):
             env[var] = str(parts[key])
@@ -45,10 +48,35 @@ def sha256_of(path: Path) -> str:
 
 
 def run_tool(
-    argv: list[str], env: dict[str, str], timeout: float
-) -> subprocess.CompletedProcess[str]:
+    argv: list[str], env: dict[str, str], timeout: float, stop: StopRequest | None = None
+) -> CommandOutput:
+    """pg_dump or pg_restore as a command step runs its program (`default_runner`): in its
+    own session, begun only once the holder's lease watchdog knows it (killed if the lease
+    lapses), stopped by an abort or a lost lease (`stop`), killed whole on timeout.
+    Raises FileNotFoundError (not on PATH) and StepNotStarted as the runner does."""
+    return default_runner(argv, timeout=max(1.0, timeout), cwd=None, env=env, stop=stop)
+
+
+def tool_ended_early(out: CommandOutput, tool: str, where: str, ctx: StepContext) -> str | None:
+    """What to say when the tool did not run to its end (stopped, timed out), else None."""
+    if out.stopped is not None:
+        why = ctx.stop.reason if ctx.stop is not None and ctx.stop.reason else "request"
+        how = "SIGTERM" if out.stopped == "sigterm" else "SIGKILL"
+        return f"{tool} of {where} stopped by {why} ({how} after {out.stop_seconds:.1f} s)"
+    if out.timed_out:
+        return f"{tool} of {where} timed out after {ctx.timeout:g}s; process group killed"
+    return None
+
+
+def _list_archive(path: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`pg_restore --list` (reads the file only; its whole listing is counted)."""
     return subprocess.run(  # noqa: S603  (argv from the step's own parameters, no shell)
-        argv, env=env, capture_output=True, text=True, timeout=max(1.0, timeout), check=False
+        ["pg_restore", "--list", str(path)],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=max(1.0, timeout),
+        check=False,
     )
 
 
@@ -73,7 +101,7 @@ def verify_backup(
     if size < min_bytes:
         problems.append(f"is {size} bytes (min {min_bytes})")
     try:
-        listing = run_tool(["pg_restore", "--list", str(path)], dict(os.environ), timeout)
+        listing = _list_archive(path, timeout)
     except FileNotFoundError:
         if require_listing:
             return ["pg_restore is not on PATH"], facts
