@@ -126,6 +126,8 @@ def test_an_abort_stops_a_running_restore_and_says_it_may_be_partial(
     assert result.evidence.startswith("pg_restore of ")
     assert "stopped by an abort by <@U2> (SIGTERM after" in result.evidence
     assert result.evidence.endswith("; the restore may be partial")
+    # recorded as a command step's stop is: the rollback's hand-over says how it ended
+    assert result.details["stopped"] == "sigterm" and result.details["stop_seconds"] < 5
 
 
 def test_a_restore_whose_lease_may_have_lapsed_is_not_started(

@@ -116,7 +116,10 @@ def _dump_on_host(
     ended = tool_ended_early(dump, "pg_dump", where, ctx)
     if ended is not None:
         path.unlink(missing_ok=True)  # a partial dump is no backup
-        return StepResult(Status.ERROR, clip(f"{ended}; no backup kept", EVIDENCE_LIMIT))
+        said, details = ended
+        return StepResult(
+            Status.ERROR, clip(f"{said}; no backup kept", EVIDENCE_LIMIT), details=details
+        )
     if dump.returncode != 0:
         path.unlink(missing_ok=True)
         reason = ctx.masker.mask(last_line(dump.stderr))

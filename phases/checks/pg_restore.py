@@ -77,8 +77,12 @@ def run_restore(params: RestoreParams, ctx: StepContext) -> StepResult:
         return StepResult(Status.ERROR, clip(said, EVIDENCE_LIMIT))
     ended = tool_ended_early(done, "pg_restore", where, ctx)
     if ended is not None:
-        said = f"{ended}; the restore may be partial"
-        return StepResult(Status.ERROR, clip(said, EVIDENCE_LIMIT))
+        said, details = ended
+        return StepResult(
+            Status.ERROR,
+            clip(f"{said}; the restore may be partial", EVIDENCE_LIMIT),
+            details=details,
+        )
     # pg_restore exits 1 for warnings it ignored too ("schema public already exists").
     errors = [x for x in done.stderr.splitlines() if "error:" in x and "already exists" not in x]
     if done.returncode != 0 and errors:

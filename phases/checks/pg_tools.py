@@ -57,14 +57,19 @@ def run_tool(
     return default_runner(argv, timeout=max(1.0, timeout), cwd=None, env=env, stop=stop)
 
 
-def tool_ended_early(out: CommandOutput, tool: str, where: str, ctx: StepContext) -> str | None:
-    """What to say when the tool did not run to its end (stopped, timed out), else None."""
+def tool_ended_early(
+    out: CommandOutput, tool: str, where: str, ctx: StepContext
+) -> tuple[str, dict[str, Any]] | None:
+    """What to say when the tool did not run to its end (stopped, timed out), and the
+    details a stopped step records as a command step does (how it stopped, after how long:
+    the rollback's hand-over reads them), else None."""
     if out.stopped is not None:
         why = ctx.stop.reason if ctx.stop is not None and ctx.stop.reason else "request"
         how = "SIGTERM" if out.stopped == "sigterm" else "SIGKILL"
-        return f"{tool} of {where} stopped by {why} ({how} after {out.stop_seconds:.1f} s)"
+        said = f"{tool} of {where} stopped by {why} ({how} after {out.stop_seconds:.1f} s)"
+        return said, {"stopped": out.stopped, "stop_seconds": round(out.stop_seconds, 2)}
     if out.timed_out:
-        return f"{tool} of {where} timed out after {ctx.timeout:g}s; process group killed"
+        return f"{tool} of {where} timed out after {ctx.timeout:g}s; process group killed", {}
     return None
 
 
