@@ -23,8 +23,18 @@ def claimed_phase(engine: Engine, run_id: int | None) -> tuple[Run, PhaseRun, Ph
     return run, running, engine.runbook.phases[running.phase_index]
 
 
-def begin_first_action(engine: Engine, run_id: int | None, phase_run_id: int | None) -> None:
-    """What the phase's thread does right before its first action: the phase marked begun,
-    under the run's lock, only while its lease is this process's."""
+def begin_action(
+    engine: Engine, run_id: int | None, phase_run_id: int | None, index: int = 0
+) -> None:
+    """What the phase's thread does right before its action at `index`: the action's start
+    marked (the phase begun), under the run's lock, only while its lease is this process's."""
     assert run_id is not None and phase_run_id is not None
-    assert engine.services.leases.standing(run_id, phase_run_id) == "mine"
+    with engine.db.session() as s:
+        row = s.get(PhaseRun, phase_run_id)
+        assert row is not None
+    step = engine.runbook.phases[row.phase_index].actions[index]
+    assert engine.services.leases.standing(run_id, (phase_run_id, step.id)) == "mine"
+
+
+def begin_first_action(engine: Engine, run_id: int | None, phase_run_id: int | None) -> None:
+    begin_action(engine, run_id, phase_run_id, 0)

@@ -20,11 +20,13 @@ def small_runbook(
     phases: list[dict[str, Any]] | None = None,
     act: bool = False,
     two_acts: bool = False,
+    two_acts_twice: bool = False,
     rollback: list[dict[str, Any]] | None = None,
 ) -> Runbook:
     """act: phase one also runs an action (touches `acted`), so an abort after it has
     something to roll back; without one, an abort cancels the run instead. two_acts: phase two
-    runs an action too (appends a line to `two-acted`: a re-run shows)."""
+    runs an action too (appends a line to `two-acted`: a re-run shows); two_acts_twice: and
+    then a second one (appends to `two-acted-again`)."""
     marker = tmp_path / "rolled-back"
     acted = tmp_path / "acted"  # phase one's action: a run that passed it changed something
     data = {
@@ -63,9 +65,17 @@ def small_runbook(
                         "kind": "run",
                         "params": {"argv": ["sh", "-c", f"echo acted >> {tmp_path / 'two-acted'}"]},
                     }
-                ]
-                if two_acts
-                else [],
+                ][: 1 if two_acts or two_acts_twice else 0]
+                + [
+                    {
+                        "id": "act2b",
+                        "name": "act two again",
+                        "kind": "run",
+                        "params": {
+                            "argv": ["sh", "-c", f"echo acted >> {tmp_path / 'two-acted-again'}"]
+                        },
+                    }
+                ][: 1 if two_acts_twice else 0],
                 "checks": [
                     {
                         "id": "flag",

@@ -20,8 +20,10 @@ from bot.engine import Engine
 from bot.store.db import Database
 from bot.store.models import AuditEvent, Gate, PhaseRun, Run
 from bot.store.reads import open_gate_id
+from phases.checks.base import Status, StepResult
 from phases.runbook import PhaseSpec, Runbook, RunbookError, load_runbook
-from tests.claimed_phases import begin_first_action, claimed_phase
+from phases.runner import StepOutcome
+from tests.claimed_phases import begin_action, begin_first_action, claimed_phase
 from tests.schedule_helpers import RecordingSurface
 from tests.small_runbook import small_runbook
 
@@ -464,3 +466,52 @@ def test_a_claim_retried_after_its_commit_landed_resumes_its_own_phase(
     assert again is not None and again[1].id == claimed_phase(engine, run.id)[1].id
     assert engine._claim_phase(run.id or 0, "token-2") is None  # noqa: SLF001  anyone else: no
     assert kinds(db, run.id).count("phase.started") == 2
+
+
+def died_in_phase_two(
+    db: Database, tmp_path: Path, *, second_began: bool
+) -> tuple[Engine, Run, str]:
+    """Phase two has two actions; its first ran and its result is recorded; the second's start
+    was marked (`second_began`) or not; then the process died. Returns its restart, the run
+    and the note of the gate the restart opened (as the gate row holds it)."""
+    runbook = small_runbook(tmp_path, two_acts_twice=True)
+    a = Engine(db, runbook, background=False, replica_id="replica-a")
+    run = a.start_run("staging", ALICE)
+    a.spawn = lambda *_: None  # type: ignore[method-assign]
+    a.decide(open_gate_id(db, run.id or 0) or 0, BOB, "continue")
+    _, phase_run, phase = claimed_phase(a, run.id)
+    begin_action(a, run.id, phase_run.id, 0)
+    first = StepOutcome(phase.actions[0], "actions", StepResult(Status.PASS, "exit 0"))
+    a.record_step(run.id or 0, phase_run.id, first, fenced=True)
+    if second_began:
+        begin_action(a, run.id, phase_run.id, 1)
+    a.shutdown()
+    b = Engine(db, runbook, background=False, replica_id="replica-a")  # its restart
+    assert b.recover() == [f"run #{run.id}: phase two interrupted; gate opened"]
+    gate = open_gate_id(db, run.id or 0)
+    assert gate is not None
+    note = gate_row(db, gate).note or ""
+    opened = [e for e in audit.events(db, run.id or 0) if e.kind == "gate.opened"]
+    assert json.loads(opened[-1].data)["note"] == note  # what the gate says, the trail holds
+    return b, run, note
+
+
+def test_an_interrupted_gate_says_the_next_action_did_not_run_when_its_start_was_not_marked(
+    db: Database, tmp_path: Path
+) -> None:
+    _, _, note = died_in_phase_two(db, tmp_path, second_began=False)
+    assert note == (
+        "the bot stopped while this phase ran, after action *act two* ended (its result is "
+        "recorded) and before action *act two again* began (it did not run). Check, then "
+        "Retry the phase or Rollback"
+    )
+
+
+def test_an_interrupted_gate_says_which_later_action_had_begun(
+    db: Database, tmp_path: Path
+) -> None:
+    _, _, note = died_in_phase_two(db, tmp_path, second_began=True)
+    assert note.startswith(
+        "the bot stopped while this phase ran, during action *act two again* (it had begun; "
+        "no result was recorded): it may be half done."
+    )

@@ -303,7 +303,10 @@ class Cutover(RuleBasedStateMachine):
                     )
                 ).first()
             if running is not None and running.id is not None:  # claimed by the decision
-                self.eng.services.leases.standing(result.run_id, running.id)  # and begun
+                first = self.eng.runbook.phases[running.phase_index].actions[:1]
+                if first:  # and its first action begun
+                    begin = (running.id, first[0].id)
+                    self.eng.services.leases.standing(result.run_id, begin)
         self.restart()
 
     # ------------------------------------------------------------------ invariants

@@ -117,13 +117,15 @@ class Leases:
             raise LeaseLost(f"run #{run_id}: {what} refused: the lease was lost")
 
     def standing(
-        self, run_id: int, begin: int | None = None
+        self, run_id: int, begin: tuple[int, str] | None = None
     ) -> Literal["mine", "rolling_back", "lost"]:
         """Whether the executing phase may go on: still ours, aborted, or taken over.
-        `begin`: the phase run whose first action is about to start. Then the run is locked
-        and, only if the phase is still ours, its `began_at` written in the same transaction:
-        a take-over (which locks the run too) sees either that write or a lease this process
-        no longer holds, so it never restarts a phase whose action may have begun."""
+        `begin`: (phase run, action id) of the action about to start. Then the run is locked
+        and, only if the phase is still ours, the action's start written in the same
+        transaction (`began_at` for the first, `began_step` for each): a take-over (which
+        locks the run too) sees either that write or a lease this process no longer holds,
+        so it never restarts a phase whose action may have begun, and its gate says which
+        action had begun."""
         with self.store.tx() as tx:
             run = tx.lock_run(run_id) if begin is not None else run_rows.get(tx, run_id)
             if run is None:
@@ -136,7 +138,7 @@ class Leases:
                 and run.lease_epoch == self.epochs.get(run_id)
             ):
                 if begin is not None:
-                    run_rows.mark_began(tx, begin, self.now())
+                    run_rows.mark_began(tx, begin[0], self.now(), begin[1])
                 return "mine"
             return "lost"
 

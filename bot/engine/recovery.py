@@ -163,7 +163,9 @@ class Recovery:
             self.spawn(self.advance, run_id)
             return f"run #{run_id}: phase {phase.id} had not begun; started again"
         assert running.id is not None
-        note = interrupted_note(phase, results, began=running.began_at is not None)
+        note = interrupted_note(
+            phase, results, began=running.began_at is not None, began_step=running.began_step
+        )
         gate_id = self.open_gate(run_id, running.id, phase, passed=False, note=note)
         if gate_id is not None:
             self.notify.run_changed(run_id)
@@ -171,9 +173,12 @@ class Recovery:
         return f"run #{run_id}: phase {phase.id} interrupted; gate opened"
 
 
-def interrupted_note(phase: PhaseSpec, results: dict[str, str], *, began: bool) -> str:
+def interrupted_note(
+    phase: PhaseSpec, results: dict[str, str], *, began: bool, began_step: str | None = None
+) -> str:
     """What an interrupted phase's gate says of its actions, from what was recorded: their
-    results (step id → status) in this attempt, and whether its first action began. Actions
+    results (step id → status) in this attempt, whether its first action began, and which
+    action began last (`began_step`; None: not recorded by the version that ran it). Actions
     run one after another, and a failed one ends them."""
     head, check = "the bot stopped while this phase ran", "Check, then Retry the phase or Rollback"
     if not phase.actions:
@@ -188,11 +193,19 @@ def interrupted_note(phase: PhaseSpec, results: dict[str, str], *, began: bool) 
     if not pending:
         return f"{head}, after its actions had ended (their results are recorded). {check}"
     step, index = pending[0], phase.actions.index(pending[0])
-    if index == 0 and began:
+    before = phase.actions[index - 1] if index > 0 else None
+    if began_step == step.id:
+        said = f"during action *{step.name}* (it had begun; no result was recorded)"
+    elif before is not None and began_step == before.id:
+        return (
+            f"{head}, after action *{before.name}* ended (its result is recorded) and before "
+            f"action *{step.name}* began (it did not run). {check}"
+        )
+    elif index == 0 and began:
         said = f"during action *{step.name}* (it had begun; no result was recorded)"
     elif index == 0:  # claimed by a version that does not mark the first action's start
         said = f"before action *{step.name}* ended (it may have begun)"
-    else:
+    else:  # claimed by a version that marks the first action's start only
         said = (
             f"after action *{phase.actions[index - 1].name}* ended and before action "
             f"*{step.name}* ended (it may have begun)"

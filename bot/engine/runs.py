@@ -219,9 +219,9 @@ class Phases:
                 # change nothing; an abort meanwhile is found by the gate's own transaction
                 # (open_gate hands over to the rollback), a take-over by its fencing.
                 break
-            # Retried while the database drops connections, never a dead phase. Before the
-            # first action, the phase is marked begun (fenced, in the same transaction).
-            begin = pr_id if step is not None and not outcomes else None
+            # Retried while the database drops connections, never a dead phase. Before each
+            # action, its start is marked (fenced, in the same transaction).
+            begin = (pr_id, step.id) if step is not None and actions_ok else None
             standing = self.db.retrying(
                 functools.partial(self.leases.standing, run_id, begin),
                 f"run #{run_id}: is the phase still ours",

@@ -173,6 +173,9 @@ class PhaseRun(SQLModel, table=True):
     # When its first action was about to begin (None: claimed, no action begun; a phase of
     # checks only never sets it). Written fenced, before that action starts (Leases.standing).
     began_at: datetime | None = Field(default=None, sa_column=_ts())
+    # The action that began last (its step id), written with began_at and before each later
+    # action (None with began_at set: claimed by a version that marks the first one only).
+    began_step: str | None = None
     # The claim was made by a version that writes began_at (false: claimed before r0012, or
     # by an older replica beside a newer one: an unset began_at then proves nothing).
     marks_begin: bool = Field(

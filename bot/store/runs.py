@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import func, literal, update
 from sqlmodel import col, select
 
 from bot.store.models import Gate, PhaseRun, PhaseStatus, Run, Schedule
@@ -75,12 +75,19 @@ def running_phase(tx: Tx, run_id: int) -> PhaseRun | None:
     ).first()
 
 
-def mark_began(tx: Tx, phase_run_id: int, at: datetime) -> None:
-    """The phase's first action is about to begin (the caller holds the run's lock)."""
+_BEGAN_AT = PhaseRun.__table__.c.began_at  # type: ignore[attr-defined]
+
+
+def mark_began(tx: Tx, phase_run_id: int, at: datetime, step_id: str) -> None:
+    """The phase's action `step_id` is about to begin (the caller holds the run's lock):
+    began_at is set by the first, began_step by each."""
     tx.session.execute(
         update(PhaseRun)
-        .where(col(PhaseRun.id) == phase_run_id, col(PhaseRun.began_at).is_(None))
-        .values(began_at=at),
+        .where(col(PhaseRun.id) == phase_run_id)
+        .values(
+            began_at=func.coalesce(col(PhaseRun.began_at), literal(at, _BEGAN_AT.type)),
+            began_step=step_id,
+        ),
         execution_options={"synchronize_session": False},
     )
 
