@@ -152,3 +152,12 @@ def test_a_continue_does_not_look_for_earlier_attempts_of_the_phase_it_moved_to(
     with pg_db.session() as s:  # and the phase it claimed is that phase's one attempt: 1
         rows = s.exec(select(PhaseRun.phase_index, PhaseRun.attempt)).all()
     assert sorted(rows) == [(0, 1), (1, 1)], rows
+
+
+def test_a_continue_at_a_gate_of_quorum_one_reads_no_votes(pg_db: Database, tmp_path: Path) -> None:
+    """Such a gate is decided by its first vote, in that vote's transaction: open, it has none."""
+    seen = one_continue_click(pg_db, tmp_path)
+    click = [s.statement for s in seen if s.thread.startswith("slack-work") and s.what == "sql"]
+    vote_reads = [q for q in click if re.match(r"^\s*SELECT\b.*\bFROM\s+vote\b", q, re.I | re.S)]
+    assert not vote_reads, vote_reads
+    assert [q for q in click if q.upper().startswith("INSERT INTO VOTE")]  # the vote is kept

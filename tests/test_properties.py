@@ -350,6 +350,13 @@ class Cutover(RuleBasedStateMachine):
                 assert data["attempt"] <= retried[(e.run_id, data["index"])] + 1, key
         assert started == {(p.run_id, p.phase_index, p.attempt) for p in phase_runs}
 
+        # an open gate holds fewer votes than its quorum (so one of quorum 1 holds none: the
+        # decision does not read them, bot/engine/manual_ticks.py's gate_facts)
+        per_gate = Counter(v.gate_id for v in votes)
+        for g in gates:
+            if g.status == "open":
+                assert per_gate[g.id] < g.quorum, (g, per_gate[g.id])
+
         # no self-approval where forbidden
         if not self.self_approval:
             gate_run = {g.id: g.run_id for g in gates}

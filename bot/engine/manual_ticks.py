@@ -41,7 +41,10 @@ def already(gate: Gate) -> Decision:
 def gate_facts(tx: Tx, runbook: Runbook, gate: Gate, run: Run) -> GateFacts:
     """What `approvals.may_decide` asks of a gate, read under its lock."""
     phase = runbook.phase(gate.phase_id)
-    votes = tuple(gate_rows.voters(tx, gate.id))
+    # An open gate holds fewer votes than its quorum (the vote that reaches it decides the
+    # gate in its own transaction): one of quorum 1 holds none, and is not read (a round trip
+    # of most Continue clicks; tests/test_properties.py checks the invariant).
+    votes = tuple(gate_rows.voters(tx, gate.id)) if gate.quorum > 1 else ()
     ticked = gate_rows.ticked(tx, gate.id) if phase.manual else set()  # nothing to tick: no read
     return GateFacts(
         environment=run.environment,
