@@ -27,7 +27,7 @@ from bot.surface import (
     SignoffSurface,
     Surface,
 )
-from tests.slack_harness import TOKEN, running_bot
+from tests.slack_harness import TOKEN, running_bot, wait_for
 from tests.small_runbook import small_runbook
 
 PRESENTERS = (
@@ -115,8 +115,10 @@ def test_a_checkpoint_posted_through_the_composed_surface_lands_in_slack(
         assert one.action_ids() == ["gate_continue", "gate_continue_comment", "gate_rollback"]
         gate_id = bot.gates(run_id)[0].id
         assert gate_id is not None
-        # The checkpoints presenter posted it and keeps its ref in the shared context.
-        assert surface.known_gate_ref(gate_id) == f"{one.channel}:{one.ts}"
+        # The checkpoints presenter posted it and keeps its ref in the shared context (the
+        # ref is kept once Slack answered the post: the stand-in may show the post first).
+        ref = wait_for(lambda: surface.known_gate_ref(gate_id), "the gate's message ref")
+        assert ref == f"{one.channel}:{one.ts}"
         assert surface.ctx.refs.gate(gate_id) == (f"{one.channel}:{one.ts}", run_id)
         # A redraw asked of the surface is an edit of that message, through the outbox.
         assert surface.outbox.settle(timeout=30)
