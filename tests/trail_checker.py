@@ -360,6 +360,27 @@ def evidence_rows(t: Trail, evidence: str, verdict: str, binding: Binding) -> tu
             raise Unjustified("not every round ran and passed: the verdict cannot be yes")
         return _verdict(verdict, "yes") + tuple(r.seq for r, _ in rounds)
     m = re.fullmatch(
+        r"(\d+)/(\d+) monitoring rounds of (\S+) passed over (\d+) min; failed in round\(s\) "
+        r"([\d, ]+): (.*)",
+        evidence,
+        re.DOTALL,
+    )
+    if m:
+        ok, seen, step, minutes, where, quoted = m.groups()
+        rounds = _rounds(t, binding, step)
+        failed = [(r, st) for r, st in rounds if st.get("status") in ("fail", "error")]
+        covered = max((int(r.data.get("minute") or 0) for r, _ in rounds), default=-1)
+        got = (len(rounds) - len(failed), len(rounds), covered)
+        if got != (int(ok), int(seen), int(minutes)):
+            raise Unjustified(f"{got[0]}/{got[1]} rounds passed over {covered} min")
+        numbers = [int(r.data.get("round") or 0) for r, _ in failed]
+        if numbers != [int(n) for n in where.split(", ")]:
+            raise Unjustified(f"the trail's failed rounds are {numbers}")
+        first = str(failed[0][1].get("evidence") or "")
+        if not (quoted == first or (len(evidence) == 300 and first.startswith(quoted))):
+            raise Unjustified("the quoted evidence is not the first failed round's")
+        return _verdict(verdict, "no") + tuple(r.seq for r, _ in failed)
+    m = re.fullmatch(
         r"(\d+)/(\d+) monitoring rounds of (\S+) passed over (\d+) min; round\(s\) (.+) missed",
         evidence,
     )
