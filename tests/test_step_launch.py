@@ -164,6 +164,14 @@ def test_a_program_that_prints_the_launchers_words_is_not_taken_for_an_exec_fail
     assert out.returncode == 127 and said in out.stderr
 
 
+def test_a_program_knowing_its_step_marker_cannot_pass_for_an_exec_failure() -> None:
+    """The launcher's name is not derived from the marker the program is given."""
+    for n in (12, 16):
+        forge = f'echo "cutover-step-$(printf %.{n}s "$CUTOVER_STEP_ID"): 1: exec: sh: not found"'
+        out = default_runner(["sh", "-c", f"{forge} >&2; exit 127"], timeout=10, cwd=None, env=None)
+        assert out.returncode == 127  # an exit, not FileNotFoundError
+
+
 def test_the_program_is_the_process_group_the_watchdog_watches() -> None:
     """exec, not a child of the shell: the program's pid is the launcher's, so the group the
     watchdog kills and the signals a stop sends reach the program itself."""

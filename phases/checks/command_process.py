@@ -68,7 +68,9 @@ def default_runner(
     leash = stop.leash if stop is not None else None
     if leash is not None:
         leash.ready()  # the watchdog up before the step, not after it
-    launcher = f"{LAUNCHER_NAME}-{marker[:12]}"
+    # Its own random name (not the marker, which is in the program's environment): the
+    # program, which replaces the launcher, never sees it, so cannot print its words.
+    launcher = f"{LAUNCHER_NAME}-{uuid.uuid4().hex[:16]}"
     proc = subprocess.Popen(
         ["/bin/sh", "-c", launch_script(environ), launcher, *argv],
         shell=False,
