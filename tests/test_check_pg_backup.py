@@ -146,4 +146,21 @@ def test_a_restore_whose_lease_may_have_lapsed_is_not_started(
     result = run_check("restore", params, stop=stop)
     assert result.status is Status.ERROR
     assert "not started: this replica's lease may have lapsed" in result.evidence
+    assert result.evidence.endswith("; schema(s) public emptied, nothing restored")
     assert not ran.exists()
+
+
+def test_a_restore_without_pg_restore_says_the_schemas_it_already_emptied(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup = run_check("backup", {"database_url": target, "dir": str(tmp_path / "b")})
+    artifact = backup.details["artifact"]
+    (tmp_path / "empty-bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    params = {"database_url": target, "file": artifact["path"], "sha256": artifact["sha256"]}
+    result = run_check("restore", params)
+    assert result.status is Status.ERROR
+    assert result.evidence == (
+        "pg_restore is not on PATH; schema(s) public emptied, nothing restored"
+    )
+    assert tables(target) == []  # what it says is what the database shows

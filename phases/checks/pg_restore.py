@@ -71,9 +71,10 @@ def run_restore(params: RestoreParams, ctx: StepContext) -> StepResult:
             ctx.stop,
         )
     except FileNotFoundError:
-        return StepResult(Status.ERROR, "pg_restore is not on PATH")
+        said = f"pg_restore is not on PATH; {_left(params)}"
+        return StepResult(Status.ERROR, clip(said, EVIDENCE_LIMIT))
     except StepNotStarted as exc:
-        said = f"pg_restore into {where} not started: {exc}; the schemas were reset, not restored"
+        said = f"pg_restore into {where} not started: {exc}; {_left(params)}"
         return StepResult(Status.ERROR, clip(said, EVIDENCE_LIMIT))
     ended = tool_ended_early(done, "pg_restore", where, ctx)
     if ended is not None:
@@ -97,6 +98,12 @@ def run_restore(params: RestoreParams, ctx: StepContext) -> StepResult:
         ),
         details={"artifact": {"type": "restore", "path": str(path), "sha256": actual}},
     )
+
+
+def _left(params: RestoreParams) -> str:
+    """What a restore that never ran pg_restore left: its schemas were emptied before."""
+    emptied = ", ".join(params.reset_schemas)
+    return f"schema(s) {emptied} emptied, nothing restored" if emptied else "nothing restored"
 
 
 RESTORE = register(
