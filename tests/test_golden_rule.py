@@ -5,6 +5,7 @@ decided to go on past it (a real HTTP stand-in, a controllable clock, the trail 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,16 @@ def criteria_runbook(tmp_path: Path, base_url: str) -> Runbook:
     return write_runbook(tmp_path, data, "golden.yml")
 
 
-def to_monitoring_gate(engine: Engine, clock: ManualClock, *, dry_run: bool) -> tuple[int, int]:
-    """A run whose monitoring window missed rounds 3-5 (the bot was down T+6 to T+26)."""
+def to_monitoring_gate(
+    engine: Engine,
+    clock: ManualClock,
+    *,
+    dry_run: bool,
+    minutes: tuple[int, ...] = (5, 26, 30),
+    before_round: Callable[[int], None] = lambda _minute: None,
+) -> tuple[int, int]:
+    """A run whose monitoring window's rounds ran at `minutes` (by default rounds 3-5 were
+    missed: the bot was down T+6 to T+26); `before_round(minute)` runs before each."""
     set_clock(clock, START - 5 * MIN)
     run = engine.start_run("prod", ALICE, dry_run=dry_run)
     assert run.id is not None
@@ -60,7 +69,8 @@ def to_monitoring_gate(engine: Engine, clock: ManualClock, *, dry_run: bool) -> 
     set_clock(clock, START)
     assert engine.decide(first or 0, BOB, "continue").outcome == "approved"
     scheduler = Scheduler(engine)
-    for minute in (5, 26, 30):
+    for minute in minutes:
+        before_round(minute)
         set_clock(clock, START + minute * MIN)
         scheduler.tick()
     gate = open_gate_id(engine.db, run.id)
@@ -139,33 +149,28 @@ def test_a_failed_round_fails_the_criterion_and_the_record_quotes_it_as_the_trai
 ) -> None:
     clock = clock_at(START)
     engine, _ = make_engine(db, criteria_runbook(tmp_path, nostrmaxi.url), clock)
-    set_clock(clock, START - 5 * MIN)
-    run = engine.start_run("prod", ALICE, dry_run=True)
-    assert run.id is not None
-    set_clock(clock, START)
-    assert engine.decide(open_gate_id(db, run.id) or 0, BOB, "continue").outcome == "approved"
-    scheduler = Scheduler(engine)
-    for minute in range(5, 31, 5):  # every round runs; round 3 finds the backend unhealthy
+
+    def health(minute: int) -> None:  # every round runs; round 3 finds the backend unhealthy
         nostrmaxi.health_status = "error" if minute == 10 else "ok"
-        set_clock(clock, START + minute * MIN)
-        scheduler.tick()
-    gate = open_gate_id(db, run.id)
-    assert gate is not None
+
+    run_id, gate = to_monitoring_gate(
+        engine, clock, dry_run=True, minutes=tuple(range(5, 31, 5)), before_round=health
+    )
     set_clock(clock, START + 32 * MIN)
     assert engine.decide(gate, BOB, "continue").outcome == "approved"  # a dry run may go on
 
-    lines = checked(engine, run.id).splitlines()  # every line checked against the trail
+    lines = checked(engine, run_id).splitlines()  # every line checked against the trail
     said = next(line for line in lines if line.startswith("❌ Health check passing"))
     assert said.startswith(
         "❌ Health check passing continuously — 6/7 monitoring rounds of health passed over "
         "30 min; failed in round(s) 3: "
     )
     # The checker refuses the same line with another round, count or quote.
-    text = record_text(build_record(db, engine.runbook, run.id), engine.runbook)
+    text = record_text(build_record(db, engine.runbook, run_id), engine.runbook)
     for lie in (
         said.replace("round(s) 3", "round(s) 4"),
         said.replace("6/7", "7/7"),
         said[: said.index("round(s) 3: ") + 12] + "something else",
     ):
         with pytest.raises(Unjustified):
-            check_record(text.replace(said, lie), exported_rows(db, run.id), engine.runbook)
+            check_record(text.replace(said, lie), exported_rows(db, run_id), engine.runbook)
