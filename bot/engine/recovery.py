@@ -194,20 +194,18 @@ def interrupted_note(
         return f"{head}, after its actions had ended (their results are recorded). {check}"
     step, index = pending[0], phase.actions.index(pending[0])
     before = phase.actions[index - 1] if index > 0 else None
-    if began_step == step.id:
-        said = f"during action *{step.name}* (it had begun; no result was recorded)"
-    elif before is not None and began_step == before.id:
+    if before is not None and began_step == before.id:
         return (
             f"{head}, after action *{before.name}* ended (its result is recorded) and before "
             f"action *{step.name}* began (it did not run). {check}"
         )
-    elif index == 0 and began:
+    if began_step == step.id or (before is None and began):  # (began: the first one's mark)
         said = f"during action *{step.name}* (it had begun; no result was recorded)"
-    elif index == 0:  # claimed by a version that does not mark the first action's start
+    elif before is None:  # claimed by a version that does not mark the first action's start
         said = f"before action *{step.name}* ended (it may have begun)"
     else:  # claimed by a version that marks the first action's start only
         said = (
-            f"after action *{phase.actions[index - 1].name}* ended and before action "
-            f"*{step.name}* ended (it may have begun)"
+            f"after action *{before.name}* ended and before action *{step.name}* ended (it may "
+            "have begun)"
         )
     return f"{head}, {said}: it may be half done. Check by hand, then Retry the phase or Rollback"

@@ -39,7 +39,7 @@ class Rollback:
         run_ended: Callable[[int], None],
     ) -> None:
         self.db, self.store, self.runbook, self.now = db, store, runbook, now
-        self.leases, self.leash, self.me, self.holds = leases, leases.leash, leases.me, leases.holds
+        self.leases, self.me, self.holds = leases, leases.me, leases.holds
         self._threads_lock, self._epochs = leases.lock, leases.epochs
         self._executing, self._take_lease = leases.executing, leases.take
         self._dead, self._ensure_heartbeat = leases.dead, leases.ensure_heartbeat

@@ -147,7 +147,7 @@ class Phases:
     ) -> None:
         self.db, self.store, self.runbook = db, store, runbook
         self.clock, self.now = clock, clock.when
-        self.leases, self.leash, self.me = leases, leases.leash, leases.me
+        self.leases, self.me = leases, leases.me
         self._threads_lock, self._epochs = leases.lock, leases.epochs
         self.digest = runbook_digest(runbook)
         self.claims = PhaseClaim(store, runbook, self.digest, leases, self.now, complete)
