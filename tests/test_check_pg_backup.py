@@ -124,7 +124,7 @@ def test_an_abort_stops_a_running_restore_and_says_it_may_be_partial(
     result = run_check("restore", params, stop=stop, stop_grace=5, timeout=60)
     assert result.status is Status.ERROR
     assert result.evidence.startswith("pg_restore of ")
-    assert "stopped by an abort by <@U2> (SIGTERM after" in result.evidence
+    assert "stopped by an abort by <@U2>: SIGTERM after" in result.evidence
     assert result.evidence.endswith("; the restore may be partial")
     # recorded as a command step's stop is: the rollback's hand-over says how it ended
     assert result.details["stopped"] == "sigterm" and result.details["stop_seconds"] < 5

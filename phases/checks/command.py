@@ -33,7 +33,12 @@ from phases.checks.base import (
     register,
 )
 from phases.checks.command_process import TAIL_BYTES as TAIL_BYTES  # re-exported: its old home
-from phases.checks.command_process import StepNotStarted, base_env, default_runner
+from phases.checks.command_process import (
+    StepNotStarted,
+    base_env,
+    default_runner,
+    stopped_words,
+)
 from phases.checks.command_process import as_user as as_user  # re-exported: its old home
 from phases.checks.dns_check import DnsParams, run_dns
 from phases.secrets import EnvFileError, is_secret_key, parse_env_file
@@ -209,14 +214,8 @@ def _run_command(params: CommandParams, ctx: StepContext) -> StepResult:
         OUTPUT: kept_output(out, mask),
     }
     if out.stopped is not None:
-        why = ctx.stop.reason if ctx.stop is not None and ctx.stop.reason else "request"
-        how = (
-            f"SIGTERM after {out.stop_seconds:.1f} s"
-            if out.stopped == "sigterm"
-            else f"SIGKILL after the {ctx.stop_grace:g} s grace (it ignored SIGTERM)"
-        )
-        details.update(stopped=out.stopped, stop_seconds=round(out.stop_seconds, 2))
-        return StepResult(Status.ERROR, f"stopped by {why}: {how}", details=details)
+        said, how = stopped_words(out, ctx)
+        return StepResult(Status.ERROR, said, details={**details, **how})
     if out.timed_out:
         return StepResult(
             Status.ERROR,

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-from phases.checks.base import CommandOutput, StepUser, StopRequest
+from phases.checks.base import CommandOutput, StepContext, StepUser, StopRequest
 from phases.checks.output_tail import Interleaved, Tail
 
 # All a step inherits from the bot: where programs are, the language and time zone, and the
@@ -106,6 +106,19 @@ def default_runner(
     if failed is not None:
         raise failed
     return out
+
+
+def stopped_words(out: CommandOutput, ctx: StepContext) -> tuple[str, dict[str, Any]]:
+    """How a program stopped on request ended (`out.stopped`), said for its evidence, and
+    the details its step records (the rollback's hand-over reads them)."""
+    why = ctx.stop.reason if ctx.stop is not None and ctx.stop.reason else "request"
+    how = (
+        f"SIGTERM after {out.stop_seconds:.1f} s"
+        if out.stopped == "sigterm"
+        else f"SIGKILL after the {ctx.stop_grace:g} s grace (it ignored SIGTERM)"
+    )
+    details = {"stopped": out.stopped, "stop_seconds": round(out.stop_seconds, 2)}
+    return f"stopped by {why}: {how}", details
 
 
 class StepNotStarted(Exception):

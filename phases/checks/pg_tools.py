@@ -10,7 +10,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 
 from phases.checks.base import CommandOutput, StepContext, StopRequest
-from phases.checks.command_process import base_env, default_runner
+from phases.checks.command_process import base_env, default_runner, stopped_words
 from phases.checks.postgres_check import libpq_url
 
 EVIDENCE_LIMIT = 240
@@ -64,10 +64,8 @@ def tool_ended_early(
     details a stopped step records as a command step does (how it stopped, after how long:
     the rollback's hand-over reads them), else None."""
     if out.stopped is not None:
-        why = ctx.stop.reason if ctx.stop is not None and ctx.stop.reason else "request"
-        how = "SIGTERM" if out.stopped == "sigterm" else "SIGKILL"
-        said = f"{tool} of {where} stopped by {why} ({how} after {out.stop_seconds:.1f} s)"
-        return said, {"stopped": out.stopped, "stop_seconds": round(out.stop_seconds, 2)}
+        said, details = stopped_words(out, ctx)
+        return f"{tool} of {where} {said}", details
     if out.timed_out:
         return f"{tool} of {where} timed out after {ctx.timeout:g}s; process group killed", {}
     return None
