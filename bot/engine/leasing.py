@@ -174,9 +174,10 @@ class Leases:
                 running[0].set("abort")
         return len(renewed)
 
-    def executes(self, run_id: int, what: Literal["phase", "rollback"]) -> StopRequest:
-        """This process is about to execute the run's phase or rollback: how to stop it
-        (an abort, a lost lease), known to this process from now on (`executing`)."""
+    def executes(self, run_id: int, what: Literal["phase", "rollback", "tick"]) -> StopRequest:
+        """This process is about to execute the run's phase, rollback or a tick's checks: how
+        to stop it (an abort, a lost lease), known to this process from now on
+        (`executing`)."""
         stop = StopRequest()
         stop.leash = self.leash
         with self.lock:

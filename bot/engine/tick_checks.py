@@ -38,7 +38,7 @@ from bot.store.unit import Database, Store, Tx
 from bot.surface import SYSTEM
 from bot.views import interrupted
 from phases import tick_values
-from phases.checks.base import StepContext, StopRequest
+from phases.checks.base import StepContext
 from phases.runbook import ManualStep, PhaseSpec, Runbook, Value
 from phases.runner import run_checks
 
@@ -147,7 +147,8 @@ class TickChecks:
     ) -> None:
         self.db, self.store, self.runbook = db, store, runbook
         self.clock, self.now = clock, clock.when
-        self.replica, self.me, self.leash = leases.replica, leases.me, leases.leash
+        self.replica, self.me = leases.replica, leases.me
+        self._executes, self._done = leases.executes, leases.done
         self._threads_lock, self._epochs = leases.lock, leases.epochs
         self._take_lease, self._ensure_heartbeat = leases.take, leases.ensure_heartbeat
         self.add_step, self.notify, self.spawn = add_step, notify, spawn
@@ -287,14 +288,18 @@ class TickChecks:
         ctx, values = self.context(run, step.checks)
         values.update(values_ticked)
         # The window is counted on the clock that stamped the tick.
-        # As a phase's steps: a process a check starts is watched by this holder's leash
-        # (killed if its lease lapses), and its writes carry the holder's fencing token.
-        stop = StopRequest()
-        stop.leash = self.leash
+        # As a phase's steps: the checks are known to this process as executing the run, so
+        # a lost lease (at the next renewal, or a database out of reach) stops the running
+        # one; a process a check starts is watched by this holder's leash (killed if the lease
+        # lapses meanwhile), and its writes carry the holder's fencing token.
+        stop = self._executes(run_id, "tick")
         ctx = dataclasses.replace(
             ctx, ticked_at=tick.at.timestamp(), clock=self.clock, stop=stop, fencing_token=epoch
         )
-        outcomes = run_checks(step.checks, values, ctx)
+        try:
+            outcomes = run_checks(step.checks, values, ctx)
+        finally:
+            self._done(run_id, stop)
         failed = [o.step.id for o in outcomes if o.result.status.blocks_gate]
 
         def record() -> None:
