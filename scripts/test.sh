@@ -24,8 +24,9 @@
 #      in .ci/artifacts/;
 #   7. CI=true: a test whose service is missing fails instead of skipping, and any skip fails
 #      the run (tests/conftest.py);
-#   8. pytest -q -n 4 --dist worksteal --durations=20 -m "not serial" PYTEST_ARGS: four xdist
-#      workers on any number of cores (the tests mostly wait: Docker, subprocesses, sockets),
+#   8. pytest -q -n 6 --dist worksteal --durations=20 -m "not serial" PYTEST_ARGS: six xdist
+#      workers on any number of cores (a test waits on Docker, subprocesses, sockets: with
+#      four, three of them spent the suite's first minute on `docker stats` frames),
 #      each test with its own databases and Docker names, the known-slow tests first on each
 #      worker (tests/slow_first.py); the 20 slowest tests are printed. Beside it, one after
 #      another in the background, the lints: ruff check ., mypy bot commands phases,
@@ -204,8 +205,8 @@ run() {
     fi
 }
 
-# The lints run in the background, one after another, beside pytest's four workers (about
-# 20 s of one core that pytest's waits leave free); each keeps its output, its exit code and
+# The lints run in the background, one after another, beside pytest's workers (about
+# 20 s of one core); each keeps its output, its exit code and
 # its time for lint_report, after pytest.
 LINTS_DIR="$(mktemp -d)"
 LINTS=()
@@ -237,7 +238,7 @@ LINTS=(ruff mypy import-linter deptry deptry-tests)
     lint deptry-tests "$(dirname "$PY")/deptry" --no-ansi tests --exclude '\.venv' --ignore DEP002,DEP004
 ) &
 LINTS_PID=$!
-run pytest "$PY" -m pytest -q -n 4 --dist worksteal --durations=20 -m "not serial" "$@"
+run pytest "$PY" -m pytest -q -n 6 --dist worksteal --durations=20 -m "not serial" "$@"
 wait "$LINTS_PID" || true
 LINTS_PID=""
 for name in "${LINTS[@]}"; do

@@ -1,7 +1,7 @@
-"""Longest tests first on every xdist worker (scripts/test.sh: `-n 4 --dist worksteal`).
+"""Longest tests first on every xdist worker (scripts/test.sh: `-n 6 --dist worksteal`).
 
 Worksteal hands each worker one contiguous slice of the collection at the start (the first
-N//4 tests, the next third of the rest, …) and later moves work only from the end of a
+N//6 tests, the next fifth of the rest, …) and later moves work only from the end of a
 worker's queue to an idle one. A minute-long test met late in a slice keeps its worker busy
 after the others have run out, and one that lands in the same slice as another waits for it.
 `order` gives each slice its share of the known-slow tests, longest first, at its start
