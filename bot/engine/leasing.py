@@ -181,7 +181,12 @@ class Leases:
         stop = StopRequest()
         stop.leash = self.leash
         with self.lock:
+            displaced = self.executing.get(run_id)
             self.executing[run_id] = (stop, what)
+        if displaced is not None and displaced[1] == "tick" and what != "tick":
+            # A tick's checks were running at the gate this phase or rollback follows: their
+            # results would be refused (the lease epoch moved on), so their program stops.
+            displaced[0].set(f"the run's {what} began")
         return stop
 
     def done(self, run_id: int, stop: StopRequest) -> None:
