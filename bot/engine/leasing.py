@@ -65,6 +65,8 @@ class Leases:
         # the lease epoch (fencing token) it took for each run it holds.
         self.executing: dict[int, tuple[StopRequest, str]] = {}
         self.epochs: dict[int, int] = {}
+        # A tick's checks running now, by run: how to stop them, and the epoch they run under.
+        self.checking: dict[int, tuple[StopRequest, int]] = {}
         # Kills this process's running steps once its leases may have lapsed, even if this
         # process is paused or dead (a separate process, started when a step first runs).
         self.leash = Leash()
@@ -93,7 +95,11 @@ class Leases:
             raise LeaseLost(f"run #{run.id}: another process took its lease first")
         with self.lock:
             self.epochs[run.id] = epoch
+            checking = self.checking.get(run.id)
         self.leash.renew(asked + self.lease.total_seconds() * LEASH_SHARE)
+        if checking is not None and checking[1] != epoch:
+            stop = checking[0]
+            Tx.of(tx, self.now).after_commit(lambda: stop.set("the run's lease moved on"))
 
     def holds(self, tx: Tx | Any, run_id: int) -> bool:
         """Fencing, in the caller's transaction: True if this process still holds the run's
@@ -174,20 +180,30 @@ class Leases:
                 running[0].set("abort")
         return len(renewed)
 
-    def executes(self, run_id: int, what: Literal["phase", "rollback", "tick"]) -> StopRequest:
-        """This process is about to execute the run's phase, rollback or a tick's checks: how
-        to stop it (an abort, a lost lease), known to this process from now on
-        (`executing`)."""
+    def executes(self, run_id: int, what: Literal["phase", "rollback"]) -> StopRequest:
+        """This process is about to execute the run's phase or rollback: how to stop it
+        (an abort, a lost lease), known to this process from now on (`executing`)."""
         stop = StopRequest()
         stop.leash = self.leash
         with self.lock:
-            displaced = self.executing.get(run_id)
             self.executing[run_id] = (stop, what)
-        if displaced is not None and displaced[1] == "tick" and what != "tick":
-            # A tick's checks were running at the gate this phase or rollback follows: their
-            # results would be refused (the lease epoch moved on), so their program stops.
-            displaced[0].set(f"the run's {what} began")
         return stop
+
+    def checks(self, run_id: int, epoch: int) -> StopRequest:
+        """This process is about to run a tick's checks under the run's lease `epoch`: how
+        to stop them, known to this process until `checked`. They are stopped when that
+        epoch is lost (`lose`) or when a newer one, taken by this process (a rollback, a
+        Retry's phase), has committed (`take`): either way their results would be refused."""
+        stop = StopRequest()
+        stop.leash = self.leash
+        with self.lock:
+            self.checking[run_id] = (stop, epoch)
+        return stop
+
+    def checked(self, run_id: int, stop: StopRequest) -> None:
+        with self.lock:
+            if self.checking.get(run_id, (None, 0))[0] is stop:
+                del self.checking[run_id]
 
     def done(self, run_id: int, stop: StopRequest) -> None:
         """What `executes` registered has ended (unless another took its place meanwhile)."""
@@ -204,9 +220,13 @@ class Leases:
                 return  # claimed again meanwhile, with a newer epoch
             del self.epochs[run_id]
             running = self.executing.get(run_id)
+            checking = self.checking.get(run_id)
         if running is not None:
             log.warning("run #%s: %s; stopping its running step", run_id, reason)
             running[0].set(reason, kill_by=kill_by)
+        if checking is not None and checking[1] == epoch:
+            log.warning("run #%s: %s; stopping its tick's running check", run_id, reason)
+            checking[0].set(reason, kill_by=kill_by)
 
     def _renew_loop(self) -> None:
         """Renews while this process owns runs; ends when it owns none and claimed nothing

@@ -148,7 +148,7 @@ class TickChecks:
         self.db, self.store, self.runbook = db, store, runbook
         self.clock, self.now = clock, clock.when
         self.replica, self.me = leases.replica, leases.me
-        self._executes, self._done = leases.executes, leases.done
+        self._checks, self._checked = leases.checks, leases.checked
         self._threads_lock, self._epochs = leases.lock, leases.epochs
         self._take_lease, self._ensure_heartbeat = leases.take, leases.ensure_heartbeat
         self.add_step, self.notify, self.spawn = add_step, notify, spawn
@@ -288,18 +288,19 @@ class TickChecks:
         ctx, values = self.context(run, step.checks)
         values.update(values_ticked)
         # The window is counted on the clock that stamped the tick.
-        # As a phase's steps: the checks are known to this process as executing the run, so
-        # a lost lease (at the next renewal, or a database out of reach) stops the running
-        # one; a process a check starts is watched by this holder's leash (killed if the lease
-        # lapses meanwhile), and its writes carry the holder's fencing token.
-        stop = self._executes(run_id, "tick")
+        # As a phase's steps: the checks are known to this process as running under the
+        # run's lease, so a lost lease (at the next renewal, or a database out of reach) or a
+        # newer one this process took (a rollback, a Retry) stops the running one; a process
+        # a check starts is watched by this holder's leash (killed if the lease lapses
+        # meanwhile), and its writes carry the holder's fencing token.
+        stop = self._checks(run_id, epoch)
         ctx = dataclasses.replace(
             ctx, ticked_at=tick.at.timestamp(), clock=self.clock, stop=stop, fencing_token=epoch
         )
         try:
             outcomes = run_checks(step.checks, values, ctx)
         finally:
-            self._done(run_id, stop)
+            self._checked(run_id, stop)
         failed = [o.step.id for o in outcomes if o.result.status.blocks_gate]
 
         def record() -> None:
