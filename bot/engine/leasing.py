@@ -183,8 +183,7 @@ class Leases:
     def executes(self, run_id: int, what: Literal["phase", "rollback"]) -> StopRequest:
         """This process is about to execute the run's phase or rollback: how to stop it
         (an abort, a lost lease), known to this process from now on (`executing`)."""
-        stop = StopRequest()
-        stop.leash = self.leash
+        stop = self._leashed()
         with self.lock:
             self.executing[run_id] = (stop, what)
         return stop
@@ -194,10 +193,15 @@ class Leases:
         to stop them, known to this process until `checked`. They are stopped when that
         epoch is lost (`lose`) or when a newer one, taken by this process (a rollback, a
         Retry's phase), has committed (`take`): either way their results would be refused."""
-        stop = StopRequest()
-        stop.leash = self.leash
+        stop = self._leashed()
         with self.lock:
             self.checking[run_id] = (stop, epoch)
+        return stop
+
+    def _leashed(self) -> StopRequest:
+        """A stop request whose steps' processes this process's watchdog is told of."""
+        stop = StopRequest()
+        stop.leash = self.leash
         return stop
 
     def checked(self, run_id: int, stop: StopRequest) -> None:
