@@ -45,8 +45,8 @@ def a_ticks_check_running(db: Database, tmp_path: Path) -> Iterator[tuple[Engine
         "timeout": 600,
         "params": {"argv": ["sh", "-c", f"echo $$ > {pid_file}; exec sleep 300"]},
     }
-    act = {"id": "act", "name": "act", "kind": "run", "params": {"argv": ["touch", "acted"]}}
-    act["params"] = {"argv": ["touch", str(tmp_path / "acted")]}
+    acted = str(tmp_path / "acted")
+    act = {"id": "act", "name": "act", "kind": "run", "params": {"argv": ["touch", acted]}}
     phases = [
         {
             "id": "one",
@@ -61,7 +61,6 @@ def a_ticks_check_running(db: Database, tmp_path: Path) -> Iterator[tuple[Engine
         }
     ]
     engine, _ = make_engine(db, small_runbook(tmp_path, phases=phases), ManualClock())
-    ticking: threading.Thread | None = None
     try:
         run = engine.start_run("staging", ALICE)
         assert run.id is not None
@@ -99,12 +98,10 @@ def test_an_abort_stops_a_ticks_running_check_when_the_rollback_takes_the_run(
     with a_ticks_check_running(db, tmp_path) as (engine, run_id, pid):
         assert engine.abort("staging", BOB, "wrong build").outcome == "rolled_back"
         wait_for(lambda: not alive(pid), "the check stopped", timeout=10)
-        view = wait_for(lambda: run_view(db, engine.runbook, run_id), "the run")
         wait_for(
             lambda: getattr(run_view(db, engine.runbook, run_id), "status", None) == "rolled_back",
             "the rollback's end",
         )
-        assert view is not None
     kinds = [e.kind for e in audit.events(db, run_id)]
     assert (
         "step.result"

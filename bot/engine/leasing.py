@@ -205,6 +205,7 @@ class Leases:
         return stop
 
     def checked(self, run_id: int, stop: StopRequest) -> None:
+        """The tick's checks `checks` registered have ended."""
         with self.lock:
             if self.checking.get(run_id, (None, 0))[0] is stop:
                 del self.checking[run_id]
