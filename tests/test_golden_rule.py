@@ -52,6 +52,13 @@ def criteria_runbook(tmp_path: Path, base_url: str) -> Runbook:
     return write_runbook(tmp_path, data, "golden.yml")
 
 
+def criteria_engine(db: Database, tmp_path: Path, base_url: str) -> tuple[Engine, ManualClock]:
+    """An engine on `criteria_runbook`, its clock at START."""
+    clock = clock_at(START)
+    engine, _ = make_engine(db, criteria_runbook(tmp_path, base_url), clock)
+    return engine, clock
+
+
 def to_monitoring_gate(
     engine: Engine,
     clock: ManualClock,
@@ -90,8 +97,7 @@ def test_a_missed_round_fails_the_window_and_the_record_names_who_went_on_past_i
     tmp_path: Path,
     nostrmaxi: NostrMaxiStandin,  # noqa: F811
 ) -> None:
-    clock = clock_at(START)
-    engine, _ = make_engine(db, criteria_runbook(tmp_path, nostrmaxi.url), clock)
+    engine, clock = criteria_engine(db, tmp_path, nostrmaxi.url)
     run_id, gate = to_monitoring_gate(engine, clock, dry_run=True)
     view = gate_view(db, engine.runbook, gate)
     assert view is not None and not view.checks_passed  # ❌, not a pass with a note
@@ -117,8 +123,7 @@ def test_a_real_run_past_a_missed_round_is_decided_by_retry_and_judged_on_the_ne
     tmp_path: Path,
     nostrmaxi: NostrMaxiStandin,  # noqa: F811
 ) -> None:
-    clock = clock_at(START)
-    engine, _ = make_engine(db, criteria_runbook(tmp_path, nostrmaxi.url), clock)
+    engine, clock = criteria_engine(db, tmp_path, nostrmaxi.url)
     run_id, gate = to_monitoring_gate(engine, clock, dry_run=False)
     assert engine.decide(gate, BOB, "continue").outcome == "refused"  # a ❌ is no Continue
     set_clock(clock, START + 31 * MIN)
@@ -147,8 +152,7 @@ def test_a_failed_round_fails_the_criterion_and_the_record_quotes_it_as_the_trai
     tmp_path: Path,
     nostrmaxi: NostrMaxiStandin,  # noqa: F811
 ) -> None:
-    clock = clock_at(START)
-    engine, _ = make_engine(db, criteria_runbook(tmp_path, nostrmaxi.url), clock)
+    engine, clock = criteria_engine(db, tmp_path, nostrmaxi.url)
 
     def health(minute: int) -> None:  # every round runs; round 3 finds the backend unhealthy
         nostrmaxi.health_status = "error" if minute == 10 else "ok"
