@@ -2,27 +2,33 @@
 hashed with the one before, signed when the database has a signer, appended under the lock on
 the chain's tip (bot.audit re-exports it; verification, keys and export live there).
 
-An append happens inside the caller's transaction, so a state change and its
-audit row commit together or not at all; an event that changes no state is
-`record`ed in a transaction of its own. The chain's tip lives in audit_head,
-locked for the append: rows get gap-free sequence numbers in commit order.
-Every string in a row's data is masked before it is written: a row cannot be scrubbed.
+An event of a state change is `queue`d in the caller's transaction and written with the
+others it queued just before its COMMIT (or before its next read: a transaction sees its own
+rows), in one statement: the state change and its audit rows commit together or not at all,
+and the chain's tip, which every append in every replica waits on, is locked for the end of
+the transaction only, not from its first event on. An event that changes no state is
+`record`ed in a transaction of its own. The tip lives in audit_head, locked for the append:
+rows get gap-free sequence numbers in commit order, a transaction's rows in the order it made
+them. Every string in a row's data is masked when the event is made: a row cannot be scrubbed.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
 from bot import metrics
-from bot.store.db import Database, dbapi_error, pooled_cursor
+from bot.store.db import PRE_COMMIT, Database, dbapi_error, pooled_cursor
 from bot.store.models import AuditEvent, AuditHead, AuditSignature
 from phases.secrets import mask_everywhere
 
@@ -93,6 +99,7 @@ _PG_APPEND_SIGNED = (
     "%(hash)s)"
 )
 _TIP = "audit_tip"  # session.info: (transaction, seq, hash) of this transaction's last append
+_QUEUE = "audit_queue"  # session.info: the events queued in this transaction, not yet written
 
 
 def _pg_execute(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> Any:
@@ -110,7 +117,7 @@ def _pg_execute(conn: Connection, sql: str, params: dict[str, Any] | None = None
     return cursor
 
 
-def _tip(session: Session, conn: Connection) -> tuple[int, str]:
+def _tip(session: OrmSession, conn: Connection) -> tuple[int, str]:
     """The chain's tip, locked until the commit. A second append in one transaction holds
     the lock already and knows the tip it wrote: no second SELECT … FOR UPDATE. (With a
     savepoint open the tip is read again: a savepoint rolled back would undo an append.)"""
@@ -133,33 +140,146 @@ class Appended:
     hash: str
 
 
-def _next_row(
-    tip: tuple[int, str],
-    signer: Signer | None,
+@dataclass(frozen=True)
+class _Queued:
+    """An event waiting for its transaction's next write of the trail: its data masked and
+    serialized when it was queued (the caller's dict may change after)."""
+
+    kind: str
+    actor: str
+    run_id: int | None
+    payload: str
+    stamp: str
+
+
+def _chained(
+    tip: tuple[int, str], signer: Signer | None, events: list[_Queued]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows after `tip`, each hashed with the one before, and their signature rows (none
+    without a signer)."""
+    seq, prev_hash = tip
+    rows: list[dict[str, Any]] = []
+    sigs: list[dict[str, Any]] = []
+    for ev in events:
+        seq += 1
+        digest = event_hash(prev_hash, seq, ev.stamp, ev.run_id, ev.actor, ev.kind, ev.payload)
+        rows.append(
+            {
+                "seq": seq,
+                "at": ev.stamp,
+                "run_id": ev.run_id,
+                "actor": ev.actor,
+                "kind": ev.kind,
+                "data": ev.payload,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+        if signer is not None:
+            sigs.append({"seq": seq, "key_id": signer.key_id, "signature": signer.sign(digest)})
+        prev_hash = digest
+    return rows, sigs
+
+
+@functools.lru_cache(maxsize=32)
+def _pg_append_many(n: int, signed: bool) -> str:
+    """One statement for `n` rows, their signatures and the new tip (PostgreSQL): the whole
+    transaction's append is one round trip under the tip's lock. (Only placeholders are
+    formatted in: S608 does not apply.)"""
+    values = ", ".join(
+        f"(%(seq{i})s, %(at{i})s, %(run_id{i})s, %(actor{i})s, %(kind{i})s, %(data{i})s, "
+        f"%(prev_hash{i})s, %(hash{i})s)"
+        for i in range(n)
+    )
+    sig = ""
+    if signed:
+        sig_values = ", ".join(f"(%(seq{i})s, %(key_id{i})s, %(signature{i})s)" for i in range(n))
+        sig = (
+            ", sig AS (INSERT INTO audit_signature (seq, key_id, signature) "  # noqa: S608
+            f"VALUES {sig_values})"
+        )
+    return (
+        "WITH tip AS (UPDATE audit_head SET seq = %(tip_seq)s, hash = %(tip_hash)s "  # noqa: S608
+        f"WHERE id = 1){sig} "
+        "INSERT INTO audit_event (seq, at, run_id, actor, kind, data, prev_hash, hash) "
+        f"VALUES {values}"
+    )
+
+
+def _pg_params(rows: list[dict[str, Any]], sigs: list[dict[str, Any]]) -> dict[str, Any]:
+    params: dict[str, Any] = {"tip_seq": rows[-1]["seq"], "tip_hash": rows[-1]["hash"]}
+    for i, row in enumerate(rows):
+        params.update({f"{name}{i}": value for name, value in row.items()})
+    for i, sig in enumerate(sigs):
+        params.update({f"key_id{i}": sig["key_id"], f"signature{i}": sig["signature"]})
+    return params
+
+
+def queue(
+    session: Session,
     kind: str,
+    *,
     actor: str,
-    run_id: int | None,
-    data: dict[str, Any] | None,
-    at: datetime | None,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The row after `tip` (masked, hashed) and its signature row, if there is a signer."""
-    seq, prev_hash = tip[0] + 1, tip[1]
-    stamp = now_iso(at)
-    payload = canonical(_masked(data or {}))
-    digest = event_hash(prev_hash, seq, stamp, run_id, actor, kind, payload)
-    row = {
-        "seq": seq,
-        "at": stamp,
-        "run_id": run_id,
-        "actor": actor,
-        "kind": kind,
-        "data": payload,
-        "prev_hash": prev_hash,
-        "hash": digest,
-    }
-    if signer is None:
-        return row, None
-    return row, {"seq": seq, "key_id": signer.key_id, "signature": signer.sign(digest)}
+    run_id: int | None = None,
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Queues one event in the session's transaction: written, with every other event it
+    queued, by `write_queued`, which runs before the transaction's next read and before
+    its commit. So a state change and its audit row still commit together, and the
+    transaction locks the chain's tip for one statement at its end instead of from its
+    first event on (every other transaction's append waits on that lock)."""
+    queued = _Queued(kind, actor, run_id, canonical(_masked(data or {})), now_iso(at))
+    pending = session.info.get(_QUEUE)
+    if pending is None:
+        session.info[_QUEUE] = [queued]
+        hooks = session.info.setdefault(PRE_COMMIT, [])
+        if write_queued not in hooks:
+            hooks.append(write_queued)
+    else:
+        pending.append(queued)
+
+
+def write_queued(session: OrmSession) -> Appended | None:
+    """Writes the events queued in this transaction, in the order they were queued, after
+    its pending rows (the tip locked from here to the commit); returns the last one."""
+    events: list[_Queued] | None = session.info.pop(_QUEUE, None)
+    if not events:
+        return None
+    session.flush()  # the transaction's pending rows first, as they always went
+    conn = session.connection()
+    rows, sigs = _chained(_tip(session, conn), session.info.get("audit_signer"), events)
+    if conn.dialect.name == "postgresql":
+        if len(rows) == 1:
+            params = {**rows[0], **(sigs[0] if sigs else {})}
+            _pg_execute(conn, _PG_APPEND_SIGNED if sigs else _PG_APPEND, params)
+        else:
+            _pg_execute(conn, _pg_append_many(len(rows), bool(sigs)), _pg_params(rows, sigs))
+    else:
+        conn.execute(_INSERT_EVENT, rows)
+        conn.execute(_UPDATE_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
+        if sigs:
+            conn.execute(_INSERT_SIGNATURE, sigs)
+    if conn.get_nested_transaction() is None:
+        session.info[_TIP] = (conn.get_transaction(), rows[-1]["seq"], rows[-1]["hash"])
+    for ev in events:
+        metrics.audit_appended(ev.kind)
+    return Appended(rows[-1]["seq"], rows[-1]["hash"])
+
+
+@event.listens_for(OrmSession, "do_orm_execute")
+def _reads_see_queued(state: ORMExecuteState) -> None:
+    """A read in a transaction sees the events it queued (a restore point looks for the
+    backup row its phase's start just queued): they are written before it."""
+    if state.is_select and state.session.info.get(_QUEUE):
+        write_queued(state.session)
+
+
+def trail_connection(session: Session) -> Connection:
+    """The transaction's connection for a Core read of the trail, its queued events written."""
+    if session.info.get(_QUEUE):
+        write_queued(session)
+    return session.connection()
 
 
 def append(
@@ -171,27 +291,16 @@ def append(
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> Appended:
-    """Appends one event inside the session's transaction; returns its number and hash.
+    """Appends one event inside the session's transaction now (with any it queued before);
+    returns its number and hash.
 
     Core statements, not the ORM: the head row is locked from the SELECT … FOR UPDATE
     to the commit, so every statement under that lock is kept short.
     """
-    session.flush()  # the caller's pending rows go first, as they did with the ORM
-    conn = session.connection()
-    row, sig = _next_row(
-        _tip(session, conn), session.info.get("audit_signer"), kind, actor, run_id, data, at
-    )
-    if conn.dialect.name == "postgresql":
-        _pg_execute(conn, _PG_APPEND if sig is None else _PG_APPEND_SIGNED, {**row, **(sig or {})})
-    else:
-        conn.execute(_INSERT_EVENT, row)
-        conn.execute(_UPDATE_HEAD, {"seq": row["seq"], "hash": row["hash"]})
-        if sig is not None:
-            conn.execute(_INSERT_SIGNATURE, sig)
-    if conn.get_nested_transaction() is None:
-        session.info[_TIP] = (conn.get_transaction(), row["seq"], row["hash"])
-    metrics.audit_appended(kind)
-    return Appended(row["seq"], row["hash"])
+    queue(session, kind, actor=actor, run_id=run_id, data=data, at=at)
+    written = write_queued(session)
+    assert written is not None
+    return written
 
 
 def record(
@@ -217,7 +326,9 @@ def record(
             return append(s, kind, actor=actor, run_id=run_id, data=data, at=at)
     with db.dbapi_transaction() as cursor:
         tip = cursor.execute(_PG_HEAD_FOR_UPDATE).fetchone()
-        row, sig = _next_row(tip, db.audit_signer, kind, actor, run_id, data, at)
+        one = _Queued(kind, actor, run_id, canonical(_masked(data or {})), now_iso(at))
+        rows, sigs = _chained((int(tip[0]), str(tip[1])), db.audit_signer, [one])
+        row, sig = rows[0], (sigs[0] if sigs else None)
         cursor.execute(_PG_APPEND if sig is None else _PG_APPEND_SIGNED, {**row, **(sig or {})})
     metrics.audit_appended(kind)
     return Appended(row["seq"], row["hash"])

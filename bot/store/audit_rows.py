@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, func, text
 from sqlmodel import SQLModel, col, select
 
 from bot.store import migrate
-from bot.store.audit_chain import _EVENT, _HEAD, _SIGNATURE, GENESIS
+from bot.store.audit_chain import _EVENT, _HEAD, _SIGNATURE, GENESIS, trail_connection
 from bot.store.models import AuditEvent, AuditHead
 from bot.store.unit import Database, Tx
 
@@ -32,7 +32,7 @@ def key_event_rows(tx: Tx, kinds: Iterable[str], upto: int | None) -> Sequence[A
     query = select(_EVENT.c.seq, _EVENT.c.kind, _EVENT.c.data).where(_EVENT.c.kind.in_(kinds))
     if upto is not None:
         query = query.where(_EVENT.c.seq <= upto)
-    return tx.session.connection().execute(query.order_by(_EVENT.c.seq)).all()
+    return trail_connection(tx.session).execute(query.order_by(_EVENT.c.seq)).all()
 
 
 _SIGNED = (
@@ -46,7 +46,7 @@ _SIGNED = (
 def signed_rows(tx: Tx, last: int, upto: int) -> Sequence[Any]:
     """Rows last+1..upto (seq, hash) each with its signatures (key_id, signature; None
     for a row without one), in order."""
-    return tx.session.connection().execute(_SIGNED, {"last": last, "upto": upto}).all()
+    return trail_connection(tx.session).execute(_SIGNED, {"last": last, "upto": upto}).all()
 
 
 def stray_signatures(tx: Tx) -> int:
@@ -56,7 +56,7 @@ def stray_signatures(tx: Tx) -> int:
         .select_from(_SIGNATURE.outerjoin(_EVENT, _SIGNATURE.c.seq == _EVENT.c.seq))
         .where(_EVENT.c.seq.is_(None))
     )
-    return int(tx.session.connection().execute(orphans).scalar_one())
+    return int(trail_connection(tx.session).execute(orphans).scalar_one())
 
 
 def signed_by(tx: Tx, key_id: str, upto: int, limit: int) -> Sequence[Any]:
@@ -69,7 +69,7 @@ def signed_by(tx: Tx, key_id: str, upto: int, limit: int) -> Sequence[Any]:
         .order_by(_SIGNATURE.c.seq.desc())
         .limit(limit)
     )
-    return tx.session.connection().execute(query).all()
+    return trail_connection(tx.session).execute(query).all()
 
 
 def last_signed(tx: Tx, upto: int) -> Sequence[Any]:
@@ -82,14 +82,14 @@ def last_signed(tx: Tx, upto: int) -> Sequence[Any]:
         .where(_SIGNATURE.c.seq == last)
         .order_by(_SIGNATURE.c.key_id, _SIGNATURE.c.signature)
     )
-    return tx.session.connection().execute(query).all()
+    return trail_connection(tx.session).execute(query).all()
 
 
 def event_rows(tx: Tx, last: int, upto: int, batch: int) -> Sequence[Any]:
     """Up to `batch` events after seq `last`, up to seq `upto`, in order, as plain rows."""
     query = select(*_EVENT.c).where(_EVENT.c.seq > bindparam("last"), _EVENT.c.seq <= upto)
     query = query.order_by(_EVENT.c.seq).limit(batch)
-    return tx.session.connection().execute(query, {"last": last}).all()
+    return trail_connection(tx.session).execute(query, {"last": last}).all()
 
 
 def rows_past_head(tx: Tx) -> int:
@@ -99,13 +99,13 @@ def rows_past_head(tx: Tx) -> int:
         .select_from(_EVENT)
         .where(_EVENT.c.seq > select(_HEAD.c.seq).where(_HEAD.c.id == 1).scalar_subquery())
     )
-    return int(tx.session.connection().execute(beyond).scalar_one())
+    return int(trail_connection(tx.session).execute(beyond).scalar_one())
 
 
 def hash_at(tx: Tx, seq: int) -> str | None:
     """The hash of audit row `seq`, None when there is no such row."""
     query = select(_EVENT.c.hash).where(_EVENT.c.seq == seq)
-    row = tx.session.connection().execute(query).first()
+    row = trail_connection(tx.session).execute(query).first()
     return None if row is None else str(row[0])
 
 
@@ -128,7 +128,7 @@ def role_standing(tx: Tx, role: str) -> tuple[bool, bool] | None:
     """Whether `role` is a superuser, and whether it owns audit_event (PostgreSQL); None
     when there is no such role or no audit_event table."""
     row = (
-        tx.session.connection()
+        trail_connection(tx.session)
         .execute(
             text(
                 "SELECT r.rolsuper, pg_has_role(r.rolname, t.tableowner, 'USAGE') "
@@ -151,6 +151,6 @@ def grant_statements(db: Database, app_role: str) -> list[str]:
 
 def execute_all(tx: Tx, statements: Iterable[str]) -> None:
     """Runs each SQL statement (the lockdown's grants) in this transaction."""
-    conn = tx.session.connection()
+    conn = trail_connection(tx.session)
     for statement in statements:
         conn.execute(text(statement))

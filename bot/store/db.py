@@ -91,6 +91,10 @@ def _begin_at_checkout(engine: Engine) -> None:
             raise DisconnectionError("connection dropped by the server while in the pool")
 
 
+# session.info: what a transaction writes just before its COMMIT (callables of the session)
+PRE_COMMIT = "pre_commit"
+
+
 class Database:
     """The bot's database. `must_exist`: an SQLite file that is not there is an error
     (SchemaNotReady) instead of a new empty file, for commands that only read."""
@@ -255,6 +259,10 @@ class Database:
                 s.begin(),
             ):
                 yield s
+                # What the transaction left to write at its end (the audit rows it queued):
+                # written before the COMMIT, so a failure here is one that changed nothing.
+                while s.info.get(PRE_COMMIT):
+                    s.info[PRE_COMMIT].pop(0)(s)
                 committing = True  # the block is done: what follows is the COMMIT
         except OperationalError as exc:
             if _is_connection_error(exc):

@@ -32,7 +32,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from bot.domain import states
 from bot.domain.audit_kinds import AuditKind
-from bot.store.audit_chain import Appended, append, record
+from bot.store.audit_chain import Appended, queue, record
 from bot.store.db import Database, DatabaseUnavailable, db_now
 from bot.store.models import Gate, PhaseRun, Run
 
@@ -148,11 +148,11 @@ class Tx:
         run_id: int | None = None,
         data: dict[str, Any] | None = None,
         at: datetime | None = None,
-    ) -> Appended:
-        """An audit row for an event that moves no row (a vote, a step result, a tick)."""
-        return append(
-            self.session, kind, actor=actor, run_id=run_id, data=data, at=at or self._now()
-        )
+    ) -> None:
+        """An audit row for an event that moves no row (a vote, a step result, a tick).
+        Queued: written with the transaction's other rows before its next read or its
+        commit, in this order (bot.store.audit_chain.queue)."""
+        queue(self.session, kind, actor=actor, run_id=run_id, data=data, at=at or self._now())
 
     def refuse(
         self, actor: str, action: str, reason: str, *, run_id: int | None = None, **data: Any
