@@ -5,8 +5,10 @@ taking or renewing at once, exactly one row count says yes."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Interval, literal, literal_column, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 
@@ -18,32 +20,48 @@ _PG_NOW = literal_column("clock_timestamp()", UTCDateTime())  # the clock of bot
 
 def take(tx: Tx, run: Run, owner: str, lease: timedelta) -> int | None:
     """Takes the run's lease for `owner` with the next epoch (WHERE lease_epoch = the one
-    read); returns that epoch, or None if another process took it first."""
+    read); returns that epoch, or None if another process took it first.
+
+    The run's other changes made in this transaction and not yet written (a Continue moved
+    it to its next phase) go in the same UPDATE, not in one of their own at the next flush:
+    one round trip less for the claim of every phase after a click."""
     read = run.lease_epoch or 0
+    values = {**_unwritten(run), "owner": owner, "lease_epoch": read + 1}
     taken = update(Run).where(col(Run.id) == run.id, col(Run.lease_epoch) == read)
-    if tx.session.get_bind().dialect.name == "postgresql":
-        # The database's clock read in the UPDATE itself (db_now's clock_timestamp()): one
-        # round trip less in the claim of every phase.
-        stmt = taken.values(
-            owner=owner, lease_until=_PG_NOW + literal(lease, Interval()), lease_epoch=read + 1
-        )
-        row = tx.session.execute(
-            stmt.returning(col(Run.lease_until)),
-            execution_options={"synchronize_session": False},  # set below, as written
-        ).first()
-        if row is None:
-            return None
-        until = row[0]
-    else:
-        until = tx.db_now() + lease
-        res = tx.session.execute(taken.values(owner=owner, lease_until=until, lease_epoch=read + 1))
-        if not getattr(res, "rowcount", 0):
-            return None
+    session = tx.session
+    with session.no_autoflush:  # the transaction's other rows are written at its next flush
+        if session.get_bind().dialect.name == "postgresql":
+            # The database's clock read in the UPDATE itself (db_now's clock_timestamp()): one
+            # round trip less in the claim of every phase.
+            stmt = taken.values({**values, "lease_until": _PG_NOW + literal(lease, Interval())})
+            row = session.execute(
+                stmt.returning(col(Run.lease_until)),
+                execution_options={"synchronize_session": False},  # set below, as written
+            ).first()
+            if row is None:
+                return None
+            until = row[0]
+        else:
+            until = tx.db_now() + lease
+            res = session.execute(taken.values({**values, "lease_until": until}))
+            if not getattr(res, "rowcount", 0):
+                return None
     # What the UPDATE wrote, known without reading the row back (one round trip less in
     # the claim, which must fit between two drops of a flapping connection).
-    for name, value in (("owner", owner), ("lease_until", until), ("lease_epoch", read + 1)):
+    for name, value in {**values, "lease_until": until}.items():
         set_committed_value(run, name, value)
     return read + 1
+
+
+def _unwritten(run: Run) -> dict[str, Any]:
+    """The run's columns changed in this session and not yet flushed, with their new values."""
+    state = sa_inspect(run)
+    changed: dict[str, Any] = {}
+    for prop in state.mapper.column_attrs:
+        added = state.attrs[prop.key].history.added
+        if added:
+            changed[prop.key] = added[0]
+    return changed
 
 
 def holds(tx: Tx, run_id: int, owner: str, epoch: int) -> bool:

@@ -4,6 +4,7 @@ to a tick (`read_tick_marks`, which the engine reads in its own transactions too
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from bot.domain import approvals, tick_marks
@@ -48,6 +49,14 @@ def gate_view(db: Database | Store, runbook: Runbook, gate_id: int) -> GateView 
         return view_of(tx, runbook, *row)
 
 
+_STEPS = (  # a phase run's steps with their kept output (made once: bot.store.unit's _LOCK_RUN)
+    select(StepRun, StepOutput.step_run_id, StepOutput.last_lines)
+    .outerjoin(StepOutput, col(StepOutput.step_run_id) == col(StepRun.id))
+    .where(StepRun.phase_run_id == bindparam("phase_run_id"))
+    .order_by(col(StepRun.id))
+)
+
+
 def view_of(
     tx: Tx, runbook: Runbook, gate: Gate, run: Run, pr: PhaseRun, *, fresh: bool = False
 ) -> GateView:
@@ -58,14 +67,7 @@ def view_of(
     assert gate.id is not None
     gate_id = gate.id
     spec = runbook.phase(gate.phase_id)
-    steps = list(
-        s.exec(
-            select(StepRun, StepOutput.step_run_id, StepOutput.last_lines)
-            .outerjoin(StepOutput, col(StepOutput.step_run_id) == col(StepRun.id))
-            .where(StepRun.phase_run_id == gate.phase_run_id)
-            .order_by(col(StepRun.id))
-        )
-    )
+    steps = list(s.exec(_STEPS, params={"phase_run_id": gate.phase_run_id}))
     votes = (
         []
         if fresh

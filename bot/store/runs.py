@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, literal, update
+from sqlalchemy import bindparam, func, literal, update
 from sqlmodel import col, select
 
 from bot.store.models import Gate, PhaseRun, PhaseStatus, Run, Schedule
@@ -101,14 +101,18 @@ def latest_attempt(tx: Tx, run_id: int, phase_index: int) -> PhaseRun | None:
     ).first()
 
 
+_LOCK_WITH_PHASE = (  # (made once: see bot.store.unit's _LOCK_RUN)
+    select(Run, PhaseRun)
+    .join(PhaseRun, col(PhaseRun.run_id) == col(Run.id))
+    .where(Run.id == bindparam("run_id"), PhaseRun.id == bindparam("phase_run_id"))
+    .with_for_update(of=Run)
+)
+
+
 def lock_with_phase(tx: Tx, run_id: int, phase_run_id: int) -> tuple[Run, PhaseRun]:
     """The run row locked, its phase run read with it (one round trip)."""
-    run, pr = tx.session.exec(
-        select(Run, PhaseRun)
-        .join(PhaseRun, col(PhaseRun.run_id) == col(Run.id))
-        .where(Run.id == run_id, PhaseRun.id == phase_run_id)
-        .with_for_update(of=Run)
-    ).one()
+    params = {"run_id": run_id, "phase_run_id": phase_run_id}
+    run, pr = tx.session.exec(_LOCK_WITH_PHASE, params=params).one()
     return run, pr
 
 

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import bindparam, event
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +44,17 @@ Duplicate = IntegrityError
 
 T = TypeVar("T")
 M = TypeVar("M", bound=SQLModel)
+
+
+# The statements of every click and phase, made once (bound at execution): building one
+# costs more Python than its round trip to a local PostgreSQL (docs/benchmarks.md).
+_LOCK_RUN = select(Run).where(Run.id == bindparam("run_id")).with_for_update()
+_LOCK_GATE = (
+    select(Gate, PhaseRun)
+    .join(PhaseRun, col(PhaseRun.id) == col(Gate.phase_run_id))
+    .where(Gate.id == bindparam("gate_id"))
+    .with_for_update(of=Gate)
+)
 
 
 class Tx:
@@ -87,20 +98,13 @@ class Tx:
     def lock_run(self, run_id: int) -> Run | None:
         """The run row, locked (FOR UPDATE; SQLite holds its write lock from BEGIN
         IMMEDIATE) for the rest of the transaction."""
-        return self.session.exec(
-            select(Run).where(Run.id == run_id).with_for_update()
-        ).one_or_none()
+        return self.session.exec(_LOCK_RUN, params={"run_id": run_id}).one_or_none()
 
     def lock_gate(self, run_id: int, gate_id: int) -> tuple[Run, Gate, PhaseRun]:
         """Locks the run, then its gate (FOR UPDATE OF gate), reading the gate's phase run
         with it in one round trip: every decision at a gate takes its locks in this order."""
-        run = self.session.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
-        gate, pr = self.session.exec(
-            select(Gate, PhaseRun)
-            .join(PhaseRun, col(PhaseRun.id) == col(Gate.phase_run_id))
-            .where(Gate.id == gate_id)
-            .with_for_update(of=Gate)
-        ).one()
+        run = self.session.exec(_LOCK_RUN, params={"run_id": run_id}).one()
+        gate, pr = self.session.exec(_LOCK_GATE, params={"gate_id": gate_id}).one()
         return run, gate, pr
 
     # ---------------------------------------------------------------- moves and audit rows
