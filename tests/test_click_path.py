@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from bot.store.db import Database
-from bot.store.models import PhaseRun
+from bot.store.models import PhaseRun, Run
 from tests.slack_harness import running_bot
 from tests.small_runbook import small_runbook
 
@@ -161,3 +161,18 @@ def test_a_continue_at_a_gate_of_quorum_one_reads_no_votes(pg_db: Database, tmp_
     vote_reads = [q for q in click if re.match(r"^\s*SELECT\b.*\bFROM\s+vote\b", q, re.I | re.S)]
     assert not vote_reads, vote_reads
     assert [q for q in click if q.upper().startswith("INSERT INTO VOTE")]  # the vote is kept
+
+
+def test_a_continue_writes_the_run_once_its_move_and_the_next_phases_lease_together(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    """The run's move to its next phase goes in the lease's conditional UPDATE (one round
+    trip, not an UPDATE of its own at the flush), and the row says both."""
+    seen = one_continue_click(pg_db, tmp_path)
+    click = [s.statement for s in seen if s.thread.startswith("slack-work") and s.what == "sql"]
+    run_writes = [q for q in click if re.match(r"^\s*UPDATE run\b", q, re.I)]
+    assert len(run_writes) == 1, run_writes
+    assert "phase_index" in run_writes[0] and "lease_epoch" in run_writes[0], run_writes
+    with pg_db.session() as s:
+        run = s.exec(select(Run)).one()
+    assert (run.phase_index, run.lease_epoch) == (1, 2), (run.phase_index, run.lease_epoch)
