@@ -244,12 +244,26 @@ class Posted:
 STEP_MS = re.compile(r"_\((\d+) ms\)_")  # a step's duration as a checkpoint shows it
 
 
+def _is_checkpoint(method: str, args: dict[str, Any], answer: dict[str, Any]) -> bool:
+    """A checkpoint posted: a chat.postMessage with gate buttons that Slack took."""
+    return (
+        method == "chat.postMessage"
+        and bool(answer.get("ok"))
+        and '"gate_' in json.dumps(args.get("blocks") or [])
+    )
+
+
 def standin_child() -> None:
     """Child process: the Web API stand-in, plus /__bench/ endpoints the benchmark reads."""
     from http.server import BaseHTTPRequestHandler
     from urllib.parse import parse_qs, urlsplit
 
     class BenchStandIn(SlackStandIn):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._posted_cond = threading.Condition()
+            self._posted_count = 0  # checkpoints arrived (`wait_posted`)
+
         def _handler(self) -> type[BaseHTTPRequestHandler]:
             base: Any = super()._handler()
             standin = self
@@ -259,6 +273,9 @@ def standin_child() -> None:
                     parts = urlsplit(self.path)
                     q = {k: v[0] for k, v in parse_qs(parts.query).items()}
                     if parts.path == "/__bench/state":
+                        self._send(200, standin.state(int(q.get("since", "0"))))
+                    elif parts.path == "/__bench/wait":
+                        standin.wait_posted(int(q["posted"]), float(q.get("timeout", "30")))
                         self._send(200, standin.state(int(q.get("since", "0"))))
                     elif parts.path == "/__bench/message":
                         m = standin.message(f"{q['channel']}:{q['ts']}")
@@ -281,7 +298,18 @@ def standin_child() -> None:
                     if call.args is args:
                         call.at = arrived
                         break
+            if _is_checkpoint(method, args, answer[2]):  # (status, headers, answer)
+                with self._posted_cond:
+                    self._posted_count += 1
+                    self._posted_cond.notify_all()
             return answer
+
+        def wait_posted(self, count: int, timeout: float) -> None:
+            """Blocks until more than `count` checkpoints have arrived (or `timeout`): the
+            benchmark waits here instead of asking every few milliseconds, which took CPU
+            from the bot and its database on the same cores while they were being timed."""
+            with self._posted_cond:
+                self._posted_cond.wait_for(lambda: self._posted_count > count, timeout)
 
         def state(self, since: int) -> dict[str, Any]:
             with self._lock:
@@ -294,9 +322,8 @@ def standin_child() -> None:
                         "checks_ms": sum(int(x) for x in STEP_MS.findall(blocks)),
                     }
                     for c in calls
-                    if c.method == "chat.postMessage"
-                    and c.answer.get("ok")
-                    and '"gate_' in (blocks := json.dumps(c.args.get("blocks") or []))
+                    if _is_checkpoint(c.method, c.args, c.answer)
+                    and (blocks := json.dumps(c.args.get("blocks") or []))
                 ]
                 return {"total": len(self.calls), "replies": len(self.responses), "posted": posted}
 
@@ -356,6 +383,17 @@ class Slack:
         """Every checkpoint posted so far (chat.postMessage with gate buttons), in order."""
         self.refresh()
         return list(self._posted)
+
+    def next_checkpoint(self, posted: int, timeout: float = 30.0) -> Posted:
+        """The checkpoint after the first `posted`, once it has arrived: the stand-in answers
+        when it does (no polling while the bot is timed)."""
+        state = self._get(f"/__bench/wait?posted={posted}&since={self._seen}&timeout={timeout}")
+        self._posted += [Posted(**p) for p in state["posted"]]
+        self._seen = self._total = state["total"]
+        self._replies = state["replies"]
+        if len(self._posted) <= posted:
+            raise AssertionError("timed out waiting for the next checkpoint")
+        return self._posted[posted]
 
     def replies(self) -> int:
         self.refresh()
@@ -480,7 +518,7 @@ def click_once(
     body = slack.click(gate, user)
     sent = time.monotonic()
     ack = post(bot.port, body)
-    call = wait_until(lambda p=posted: slack.checkpoints()[p:], "the next checkpoint")[0]
+    call = slack.next_checkpoint(posted)
     took = call.at - sent
     res.to_checkpoint.setdefault(label, []).append(took)
     res.to_checkpoint_net.setdefault(label, []).append(took - call.checks_ms / 1000)
@@ -559,7 +597,7 @@ def click_bursts(
         posted, replies = len(slack.checkpoints()), slack.replies()
         bodies = [slack.click(gate, users[i % 3]) for i in range(CONCURRENT)]
         res.click50.bot += burst(bot.port, bodies)
-        call = wait_until(lambda p=posted: slack.checkpoints()[p:], "the next checkpoint")[0]
+        call = slack.next_checkpoint(posted)
         # 49 were too late: each is told who decided (a reply each).
         wait_until(lambda r=replies: slack.replies() - r >= CONCURRENT - 1, "49 replies")
         slack.quiet()
