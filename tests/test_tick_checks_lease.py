@@ -26,11 +26,13 @@ from tests.small_runbook import small_runbook
 
 
 def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie). The process may be reaped between the two looks:
+    its /proc entry then answers ESRCH (ProcessLookupError) or is gone."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 @contextmanager
