@@ -52,6 +52,7 @@ import json
 import math
 import re
 import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -1124,6 +1125,13 @@ class SlackStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # As Slack's edge (and any web server) does: an answer's body is not held
+                # back behind its headers on a kept-alive connection (Nagle's algorithm
+                # against the client's delayed ACK: up to 40 ms a call).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass

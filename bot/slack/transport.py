@@ -10,10 +10,15 @@ waits out up to three, for callers that hold none.
 
 from __future__ import annotations
 
+import io
+from http.client import HTTPMessage
 from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.request import Request
 
+import httpx
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -52,10 +57,61 @@ def api_base_url(url: str | None) -> str:
     return base if base.endswith("/") else base + "/"
 
 
+class PooledWebClient(WebClient):
+    """slack_sdk's WebClient, its requests sent over kept-alive connections (one httpx pool,
+    shared between threads) instead of a new connection per call.
+
+    urllib, under the SDK's client, opens a connection for every Web API call: against
+    slack.com a TCP and TLS handshake (two or three round trips to Slack's edge) before
+    every post, edit and lookup, and on loopback ~0.5 ms of a click's way to its next
+    checkpoint. Only the SDK's last step is replaced (`_perform_urllib_http_request_internal`,
+    one request and its answer): what it sends, its retries and its errors are the SDK's,
+    with httpx's outcomes given as urllib's (an answer of 400 and up as HTTPError, a
+    connection that failed as URLError) so that the SDK's retry handlers see what they
+    know."""
+
+    def __init__(self, *args: Any, http: httpx.Client | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.http = http or httpx.Client(
+            timeout=self.timeout,
+            verify=self.ssl if self.ssl is not None else True,
+            proxy=self.proxy or None,  # the SDK's own (its argument, or HTTPS_PROXY)
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=30),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
+        if not url.lower().startswith(("http://", "https://")):
+            raise SlackRequestError(f"Invalid URL detected: {url}")
+        body = req.data if req.data is None or isinstance(req.data, bytes) else bytes(req.data)  # type: ignore[arg-type]
+        try:
+            resp = self.http.request(
+                req.get_method(), url, content=body, headers=dict(req.header_items())
+            )
+        except httpx.TimeoutException as exc:
+            raise TimeoutError(f"Slack did not answer in {self.timeout} s: {exc}") from exc
+        except httpx.TransportError as exc:  # refused, reset, closed: as urllib says them
+            raise URLError(exc) from exc
+        headers = HTTPMessage()
+        for name, value in resp.headers.multi_items():
+            headers[name] = value
+        if resp.status_code >= 400:
+            raise HTTPError(
+                url, resp.status_code, resp.reason_phrase, headers, io.BytesIO(resp.content)
+            )
+        if headers.get_content_type() == "application/gzip":
+            return {"status": resp.status_code, "headers": headers, "body": resp.content}
+        text = resp.content.decode(headers.get_content_charset() or "utf-8")
+        return {"status": resp.status_code, "headers": headers, "body": text}
+
+
 def make_client(
     token: str, api_url: str | None = None, handlers: list[RetryHandler] | None = None
-) -> WebClient:
-    return WebClient(
+) -> PooledWebClient:
+    return PooledWebClient(
         token=token,
         base_url=api_base_url(api_url),
         timeout=15,
@@ -76,13 +132,14 @@ class SlackTransport:
         self.clock = clock
         # The same client without the SDK's rate-limit handler: it sleeps on Retry-After in
         # the calling thread, which may hold the run's lock.
-        self.api = WebClient(
+        self.api = PooledWebClient(
             token=client.token,
             base_url=client.base_url,
             timeout=client.timeout,
             retry_handlers=[
                 h for h in client.retry_handlers if not isinstance(h, RateLimitErrorRetryHandler)
             ],
+            http=client.http if isinstance(client, PooledWebClient) else None,
         )
         # The runbook's channel names as ids, looked up once (bot.slack.channels).
         self.channels = ChannelDirectory(self.api)
