@@ -4,10 +4,11 @@ taking or renewing at once, exactly one row count says yes."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Interval, literal, literal_column, update
+from sqlalchemy import Interval, bindparam, literal_column, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -26,16 +27,19 @@ def take(tx: Tx, run: Run, owner: str, lease: timedelta) -> int | None:
     it to its next phase) go in the same UPDATE, not in one of their own at the next flush:
     one round trip less for the claim of every phase after a click."""
     read = run.lease_epoch or 0
-    values = {**_unwritten(run), "owner": owner, "lease_epoch": read + 1}
-    taken = update(Run).where(col(Run.id) == run.id, col(Run.lease_epoch) == read)
+    unwritten = _unwritten(run)
+    unwritten.pop("lease_until", None)  # (the take sets it)
+    values = {**unwritten, "owner": owner, "lease_epoch": read + 1}
     session = tx.session
+    postgres = session.get_bind().dialect.name == "postgresql"
+    params = {**values, "take_run": run.id, "take_read": read}
     with session.no_autoflush:  # the transaction's other rows are written at its next flush
-        if session.get_bind().dialect.name == "postgresql":
+        if postgres:
             # The database's clock read in the UPDATE itself (db_now's clock_timestamp()): one
             # round trip less in the claim of every phase.
-            stmt = taken.values({**values, "lease_until": _PG_NOW + literal(lease, Interval())})
             row = session.execute(
-                stmt.returning(col(Run.lease_until)),
+                _take_statement(tuple(values), True),
+                {**params, "take_lease": lease},
                 execution_options={"synchronize_session": False},  # set below, as written
             ).first()
             if row is None:
@@ -43,7 +47,8 @@ def take(tx: Tx, run: Run, owner: str, lease: timedelta) -> int | None:
             until = row[0]
         else:
             until = tx.db_now() + lease
-            res = session.execute(taken.values({**values, "lease_until": until}))
+            stmt = _take_statement((*values, "lease_until"), False)
+            res = session.execute(stmt, {**params, "lease_until": until})
             if not getattr(res, "rowcount", 0):
                 return None
     # What the UPDATE wrote, known without reading the row back (one round trip less in
@@ -51,6 +56,20 @@ def take(tx: Tx, run: Run, owner: str, lease: timedelta) -> int | None:
     for name, value in {**values, "lease_until": until}.items():
         set_committed_value(run, name, value)
     return read + 1
+
+
+@functools.lru_cache(maxsize=64)
+def _take_statement(columns: tuple[str, ...], postgres: bool) -> Any:
+    """The take's conditional UPDATE for these columns, made once for each set of them (a
+    claim after a Continue writes the same few every time): bound at execution."""
+    stmt = update(Run).where(
+        col(Run.id) == bindparam("take_run"), col(Run.lease_epoch) == bindparam("take_read")
+    )
+    values: dict[str, Any] = {name: bindparam(name) for name in columns}
+    if not postgres:
+        return stmt.values(values)
+    values["lease_until"] = _PG_NOW + bindparam("take_lease", type_=Interval())
+    return stmt.values(values).returning(col(Run.lease_until))
 
 
 def _unwritten(run: Run) -> dict[str, Any]:

@@ -5,6 +5,7 @@ to a tick (`read_tick_marks`, which the engine reads in its own transactions too
 from __future__ import annotations
 
 from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from bot.domain import approvals, tick_marks
@@ -49,10 +50,25 @@ def gate_view(db: Database | Store, runbook: Runbook, gate_id: int) -> GateView 
         return view_of(tx, runbook, *row)
 
 
-_STEPS = (  # a phase run's steps with their kept output (made once: bot.store.unit's _LOCK_RUN)
-    select(StepRun, StepOutput.step_run_id, StepOutput.last_lines)
+_STEPS = (  # a phase run's steps with their kept output, as plain rows (no ORM objects to
+    # build; made once: bot.store.unit's _LOCK_RUN)
+    sa_select(
+        *(
+            col(c)
+            for c in (
+                StepRun.section,
+                StepRun.step_id,
+                StepRun.name,
+                StepRun.status,
+                StepRun.evidence,
+                StepRun.duration_ms,
+                StepOutput.step_run_id,
+                StepOutput.last_lines,
+            )
+        )
+    )
     .outerjoin(StepOutput, col(StepOutput.step_run_id) == col(StepRun.id))
-    .where(StepRun.phase_run_id == bindparam("phase_run_id"))
+    .where(col(StepRun.phase_run_id) == bindparam("phase_run_id"))
     .order_by(col(StepRun.id))
 )
 
@@ -67,7 +83,7 @@ def view_of(
     assert gate.id is not None
     gate_id = gate.id
     spec = runbook.phase(gate.phase_id)
-    steps = list(s.exec(_STEPS, params={"phase_run_id": gate.phase_run_id}))
+    steps = list(s.execute(_STEPS, {"phase_run_id": gate.phase_run_id}))
     votes = (
         []
         if fresh
@@ -96,9 +112,9 @@ def view_of(
     # what the trail says of checks bound to a tick (none in most phases: no read)
     marks = read_tick_marks(s, gate.run_id, gate_id) if spec.tick_checks and ticks else {}
     order = {st.id: i for i, st in enumerate([*spec.actions, *spec.checks, *spec.tick_checks])}
-    steps.sort(key=lambda row: (row[0].section != "actions", order.get(row[0].step_id, 999)))
+    steps.sort(key=lambda st: (st.section != "actions", order.get(st.step_id, 999)))
     failed, not_run = approvals.failed_steps(
-        runbook, spec, [(st.section, st.step_id, st.status) for st, _, _ in steps]
+        runbook, spec, [(st.section, st.step_id, st.status) for st in steps]
     )
     return GateView(
         id=gate_id,
@@ -131,12 +147,12 @@ def view_of(
                 st.status,
                 st.evidence,
                 st.duration_ms,
-                output_id,
-                last_lines or "",
+                st.step_run_id,
+                st.last_lines or "",
             )
-            for st, output_id, last_lines in steps
+            for st in steps
         ]
-        + tick_checks_waiting(spec, {st.step_id for st, _, _ in steps}, ticks, marks),
+        + tick_checks_waiting(spec, {st.step_id for st in steps}, ticks, marks),
         manual=[ManualView(m.id, m.text, ticks.get(m.id)) for m in spec.manual],
         overrides=overrides,
         override_quorum=runbook.environments[run.environment].override_quorum_for(gate.quorum),
