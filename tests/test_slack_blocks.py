@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 from bot.slack.blocks import (
@@ -149,6 +150,46 @@ def test_the_run_message_lists_phases_with_approvers() -> None:
     assert "Started by <@U9>" in dumped and "of an estimated 90-240 min" in dumped
     assert SECRET not in dumped + text
     assert text == "Cutover run #3 of prod: rolled back · phase 3 " + phases[2].name
+
+
+def test_a_long_runs_message_fits_slacks_text_limit_and_counts_what_it_folds() -> None:
+    """Slack refuses a whole message past its cumulative text limit (msg_blocks_too_long),
+    and the channel then goes on showing an older state: a long runbook's earliest phases
+    are folded into one line that counts them, the phase the run is at is kept."""
+    statuses = ["passed"] * 110 + ["overridden"] * 5 + ["waiting"] + ["pending"] * 34
+    phases = [
+        PhaseLine(
+            i,
+            str(i + 1),
+            f"p{i}",
+            f"Deploy service {i} and check it",
+            "5-10 min",
+            status,
+            1,
+            "T1:U1,T1:U2" if status in ("passed", "overridden") else None,
+            NOW if status in ("passed", "overridden") else None,
+            3.0 if status in ("passed", "overridden") else None,
+        )
+        for i, status in enumerate(statuses)
+    ]
+    view = RunView(
+        4, "prod", "NostrMaxi", "running", False, "T1:U9", "C1", None, NOW, None, 115,
+        None, None, 90, 240, phases,
+    )  # fmt: skip
+    _, blocks = run_message(view, NOW, waiting="<@U1>")
+    assert block_problems(blocks) == []
+    assert block_text_chars(blocks) <= BLOCK_TEXT_LIMIT
+    dumped = str(blocks)
+    folded = re.search(
+        r"\*Phases 1–(\d+)\* \(folded to fit Slack's message size\): ([^;]*);", dumped
+    )
+    assert folded is not None, dumped
+    kept_from = int(folded.group(1)) + 1
+    assert folded.group(2) == f"✅ {kept_from - 1} passed"  # the folded ones, counted
+    assert "*116. Deploy service 115 and check it* [5-10 min] — waiting for <@U1>" in dumped
+    for p in phases[kept_from - 1 :]:  # every phase after the fold is listed
+        assert f"*{p.number}. {p.name}*" in dumped
+    assert "failed checks overridden" in dumped  # the overridden ones, the latest, are kept
 
 
 def test_text_helpers() -> None:

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from bot.slack.blocks.ids import REVERT
 from bot.slack.blocks.kit import (
+    BLOCK_TEXT_BUDGET,
     FALLBACK_TEXT,
     ICONS,
     MAX_BLOCKS,
@@ -13,6 +14,7 @@ from bot.slack.blocks.kit import (
     WAITING_TEXT,
     Block,
     Mask,
+    block_text,
     button,
     clip,
     context,
@@ -28,7 +30,56 @@ from bot.slack.blocks.kit import (
     when,
 )
 from bot.text import minutes_range
-from bot.views import STATUS_WORDS, RunView
+from bot.views import STATUS_WORDS, PhaseLine, RunView
+
+_AFTER_PHASES = 1_500  # block text kept for the rollback line and the buttons after the list
+_ACTIVE = ("waiting", "running", "monitoring", "interrupted")
+
+
+def _fit_phases(phases: list[PhaseLine], lines: list[str], room: int) -> list[str]:
+    """The phase list within `room` characters: when it is longer, the earliest phases are
+    folded into one line that counts them by outcome, then (if still too long) the last
+    ones; the phase the run is at is never folded. Each folded phase's decision is still on
+    its checkpoint in the thread."""
+
+    def size(kept: list[str]) -> int:
+        return sum(len(line) + 1 for line in kept)
+
+    if size(lines) <= room:
+        return lines
+    at = next((i for i, p in enumerate(phases) if p.status in _ACTIVE), None)
+    first, last = 0, len(lines)  # lines[first:last] are kept as they are
+    head_limit = at if at is not None else len(lines) - 1
+    while first < head_limit and size(_folded(phases, first, last, lines)) > room:
+        first += 1
+    tail_limit = (at + 1) if at is not None else first + 1
+    while last > tail_limit and size(_folded(phases, first, last, lines)) > room:
+        last -= 1
+    return _folded(phases, first, last, lines)
+
+
+def _folded(phases: list[PhaseLine], first: int, last: int, lines: list[str]) -> list[str]:
+    return [
+        *([_fold_line(phases[:first], "done")] if first else []),
+        *lines[first:last],
+        *([_fold_line(phases[last:], "after")] if last < len(phases) else []),
+    ]
+
+
+def _fold_line(folded: list[PhaseLine], where: str) -> str:
+    counts: dict[str, int] = {}
+    for p in folded:
+        counts[p.status] = counts.get(p.status, 0) + 1
+    told = " · ".join(
+        f"{ICONS.get(status, '•')} {n} {escape(status)}" for status, n in counts.items()
+    )
+    span = f"{escape(folded[0].number)}–{escape(folded[-1].number)}"
+    if where == "done":
+        return (
+            f"*Phases {span}* (folded to fit Slack's message size): {told}; each one's "
+            "decision is on its checkpoint in the thread"
+        )
+    return f"*Phases {span}* (folded to fit Slack's message size): {told}"
 
 
 def run_message(
@@ -92,6 +143,11 @@ def run_message(
             for st in view.revert_steps
         ] or ["(the runbook has no restore or rollback steps)"]
         lines.insert(0, f"⏪ *Revert of run #{view.reverts}*: its restore and rollback steps")
+    if view.reverts is None:
+        # Within Slack's cumulative text limit (msg_blocks_too_long refuses the whole edit,
+        # and the channel would go on showing an older state), less what may follow.
+        room = BLOCK_TEXT_BUDGET - block_text(blocks) - _AFTER_PHASES
+        lines = _fit_phases(view.phases, lines, room)
     blocks += sections(lines)[: MAX_BLOCKS - 3]
     if view.rollback_reason:
         blocks.append(
