@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from bot import audit
 from bot.cli import main
 from bot.domain.audit_kinds import AuditKind
 from bot.store import audit_rows
+from bot.store.audit_chain import queue
 from bot.store.db import Database
 from bot.store.models import AuditEvent, Run
 from bot.store.unit import Store
@@ -119,3 +120,13 @@ def test_rows_written_together_are_each_signed(db: Database, tmp_path: Path) -> 
     db.audit_signer = None
     assert len(kinds_and_notes(db)) == 4
     assert main(["--database-url", db.url, "audit", "verify", "--public-key", str(public)]) == 0
+
+
+def test_a_commit_by_any_other_way_writes_the_queued_rows_too(db: Database) -> None:
+    """`Database.session` writes them before its COMMIT; a session committed directly (no
+    code of the bot does) still does not drop them."""
+    with Session(db.engine) as s:
+        queue(s, NOTE, actor="system", data={"note": "kept"})
+        s.commit()
+    assert [d for _, d in kinds_and_notes(db)] == ['{"note":"kept"}']
+    assert audit.verify(db) == []

@@ -275,6 +275,15 @@ def _reads_see_queued(state: ORMExecuteState) -> None:
         write_queued(state.session)
 
 
+@event.listens_for(OrmSession, "before_commit")
+def _no_commit_without_its_rows(session: OrmSession) -> None:
+    """Whatever commits a session writes the events it queued first: `Database.session`
+    writes them before its COMMIT (where a failure changed nothing); this catches any other
+    way to a commit, so that no queued row is ever dropped."""
+    if session.info.get(_QUEUE):
+        write_queued(session)
+
+
 def trail_connection(session: Session) -> Connection:
     """The transaction's connection for a Core read of the trail, its queued events written."""
     if session.info.get(_QUEUE):
