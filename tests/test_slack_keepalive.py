@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+from urllib.error import URLError
 
 import pytest
 
 from bot.slack.outbox import RateLimited, Refused
 from bot.slack.transport import SlackTransport, make_client, retry_handlers
+from bot.standin.certs import make_ca, make_leaf, server_context
 from phases.checks.base import SystemClock
 
 TOKEN = "xoxb-keepalive-test-token"  # noqa: S105 (a local server's)
@@ -69,11 +73,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def slack() -> Iterator[tuple[_Slack, SlackTransport]]:
+def slack(tls: ssl.SSLContext | None = None) -> Iterator[tuple[_Slack, SlackTransport]]:
     server = _Slack()
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/api/"
+    scheme = "https" if tls is not None else "http"
+    url = f"{scheme}://127.0.0.1:{server.server_address[1]}/api/"
     client = make_client(TOKEN, url, retry_handlers(backoff=0.01))
     try:
         yield server, SlackTransport(client, SystemClock())
@@ -121,3 +128,22 @@ def test_a_server_error_is_retried_on_the_kept_connection() -> None:
         server.answers.append((500, {"ok": False, "error": "internal_error"}, {}))
         assert transport.call("chat_postMessage", channel="C0KEEPALIVE", text="one")["ok"] is True
     assert len(server.calls) == 2 and server.connections == 1
+
+
+def test_tls_is_verified_against_the_systems_ca_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As urllib's default context did: the system's store (SSL_CERT_FILE honoured), so a CA
+    a company installed there is trusted, and a server no trusted CA signed is refused."""
+    ca = make_ca(tmp_path)
+    leaf = make_leaf(tmp_path, ca, "127.0.0.1", 30, sans=["127.0.0.1"])
+    with (
+        slack(server_context(leaf.cert, leaf.key)) as (server, transport),
+        pytest.raises(URLError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        transport.call("chat_postMessage", channel="C0KEEPALIVE", text="untrusted")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert))
+    with slack(server_context(leaf.cert, leaf.key)) as (server, transport):
+        assert transport.call("chat_postMessage", channel="C0KEEPALIVE", text="one")["ok"]
+        assert transport.call("chat_postMessage", channel="C0KEEPALIVE", text="two")["ok"]
+    assert server.connections == 1

@@ -11,6 +11,7 @@ waits out up to three, for callers that hold none.
 from __future__ import annotations
 
 import io
+import ssl
 from http.client import HTTPMessage
 from typing import Any
 from urllib.error import HTTPError, URLError
@@ -74,7 +75,9 @@ class PooledWebClient(WebClient):
         super().__init__(*args, **kwargs)
         self.http = http or httpx.Client(
             timeout=self.timeout,
-            verify=self.ssl if self.ssl is not None else True,
+            # The system's CA store, as urllib's default context reads it (SSL_CERT_FILE
+            # honoured), not certifi's bundle: a CA a company installed keeps working.
+            verify=self.ssl if self.ssl is not None else ssl.create_default_context(),
             proxy=self.proxy or None,  # the SDK's own (its argument, or HTTPS_PROXY)
             trust_env=False,
             limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=30),
