@@ -73,7 +73,7 @@ ENTRIES: dict[AuditKind, tuple[str, dict[str, str]]] = {
             "phase": "the phase's id",
             "attempt": "the attempt",
             "step": "the step that was running, or null",
-            "how": "finished | sigterm | sigkill | between_steps",
+            "how": "finished | sigterm | sigkill | request (left a wait) | between_steps",
             "seconds": "how long stopping took, or null",
             "said": "the sentence posted in the channel",
         },

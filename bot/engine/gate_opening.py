@@ -198,7 +198,8 @@ def handover(
     phase: PhaseSpec, stop: StopRequest, outcomes: Sequence[StepOutcome]
 ) -> dict[str, Any]:
     """How the step that ran when the abort arrived ended (from its own result): finished on
-    its own, stopped by SIGTERM, or killed after its grace; None: none was running."""
+    its own, stopped by SIGTERM, killed after its grace, or left the wait it was in (a step
+    polling in this process); None: none was running."""
     step = stop.during
     last = outcomes[-1] if outcomes else None
     if step is None or last is None or last.step.name != step:
@@ -213,6 +214,8 @@ def handover(
             f"*{step}* ignored SIGTERM and was killed (SIGKILL) after its "
             f"{last.step.stop_grace_seconds:g} s grace."
         )
+    elif how == "request":  # a step waiting in this process: it left its wait at once
+        said = f"*{step}* stopped while it waited (no verdict)."
     else:
         said = f"*{step}* finished on its own ({r.status}: {r.evidence})."
     return {"step": step, "how": how, "seconds": seconds, "said": said}

@@ -112,8 +112,10 @@ class StepUser:
 class StopRequest:
     """Asks the step running now to stop: set by the engine when the run is aborted (or its
     lease is lost) while an action executes. A command step polls it, sends SIGTERM to its
-    process group, waits the step's grace period, then SIGKILLs; a step that cannot be
-    interrupted (a Docker SDK call) runs to its end, bounded by its timeout."""
+    process group, waits the step's grace period, then SIGKILLs; a step waiting in this
+    process (`pause`: polling, spacing readings) leaves its wait within STOP_LOOK_SECONDS
+    with no verdict; a single call that cannot be interrupted (one Docker SDK request) runs
+    to its end, bounded by its timeout."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -203,11 +205,54 @@ def register(kind: StepKind[Any]) -> StepKind[Any]:
     return kind
 
 
+class StepStopped(BaseException):
+    """A step waiting in this process (polling for a container to turn healthy, a URL to
+    answer, a log line to appear; spacing its readings) was asked to stop (`StopRequest`:
+    an abort, a lost lease) while it waited. A BaseException, as a cancellation is: a
+    step's own `except Exception` (an engine unreachable, an HTTP error) must not read it
+    as a finding about the target."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+STOP_LOOK_SECONDS = 0.2  # how often a waiting step looks at its stop request
+
+
+def pause(ctx: StepContext, seconds: float, clock: Clock | None = None) -> None:
+    """Waits `seconds` on the step's clock (or `clock`: its pace), looking at its stop
+    request every STOP_LOOK_SECONDS: raises StepStopped once it is set, so a check that
+    waits up to its `wait_seconds` ends at the abort, not at the end of its wait, and the
+    rollback does not wait for it."""
+    clock = clock or ctx.clock
+    stop = ctx.stop
+    if stop is None:
+        clock.sleep(seconds)
+        return
+    left = seconds  # counted down by what was asked of the clock, not read back from it
+    while not stop.is_set():
+        if left <= 0:
+            return
+        slice_ = min(left, STOP_LOOK_SECONDS)
+        clock.sleep(slice_)
+        left -= slice_
+    raise StepStopped(stop.reason or "request")
+
+
 def timed(fn: Callable[[], StepResult], clock: Clock) -> StepResult:
-    """Runs fn and stamps its duration; an exception becomes an ERROR result."""
+    """Runs fn and stamps its duration; an exception becomes an ERROR result, and a step
+    stopped while it waited (StepStopped) an ERROR that says so: it gave no verdict."""
     start = clock.monotonic()
     try:
         result = fn()
+    except StepStopped as stopped:
+        waited = clock.monotonic() - start
+        result = StepResult(
+            Status.ERROR,
+            f"stopped by {stopped.reason} after {waited:.1f} s, while it waited: no verdict",
+            details={"stopped": "request", "stop_seconds": 0.0},
+        )
     except Exception as exc:  # a check never raises into the engine
         result = StepResult(Status.ERROR, f"{type(exc).__name__}: {exc}")
     elapsed = int((clock.monotonic() - start) * 1000)

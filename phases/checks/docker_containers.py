@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from phases.checks.base import Status, StepContext, StepKind, StepResult, register
+from phases.checks.base import Status, StepContext, StepKind, StepResult, pause, register
 from phases.checks.docker_client import (
     PROJECT_LABEL,
     SERVICE_LABEL,
@@ -194,7 +194,7 @@ def run_containers(params: ContainersParams, ctx: StepContext) -> StepResult:
                 remaining = budget - (ctx.clock.monotonic() - start)
                 if verdict.ok or verdict.terminal or remaining <= 0:
                     break
-                ctx.clock.sleep(min(POLL_INTERVAL, remaining))
+                pause(ctx, min(POLL_INTERVAL, remaining))
             details = {**verdict.details, "waited_s": round(waited, 1)}
             status = Status.PASS if verdict.ok else Status.FAIL
             evidence = verdict.evidence

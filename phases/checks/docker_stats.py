@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
-from phases.checks.base import Status, StepContext, StepKind, StepResult, register
+from phases.checks.base import Status, StepContext, StepKind, StepResult, pause, register
 from phases.checks.docker_client import (
     DockerHostParams,
     _display_names,
@@ -92,7 +92,7 @@ def _window(
             not_before = last
             if i and last is not None:
                 began = ctx.clock.monotonic()
-                pace.sleep(params.cpu_interval_seconds)
+                pause(ctx, params.cpu_interval_seconds, pace)
                 not_before = last + (ctx.clock.monotonic() - began) - FRAME_SLACK_S
             frame = _next_frame(frames, last, not_before)
             if frame is None:  # the stream ended: the container stopped

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from phases.checks.base import Status, StepContext, StepKind, StepParams, StepResult, register
+from phases.checks.base import (
+    Status,
+    StepContext,
+    StepKind,
+    StepParams,
+    StepResult,
+    pause,
+    register,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -303,7 +311,7 @@ def run_http(params: HttpParams, ctx: StepContext) -> StepResult:
         if result.status is Status.PASS or left <= 0:
             details = {**result.details, "waited_s": round(waited, 1)}
             return dataclasses.replace(result, details=details)
-        ctx.clock.sleep(min(WAIT_POLL_S, left))
+        pause(ctx, min(WAIT_POLL_S, left))
 
 
 def vantage(params: HttpParams) -> str:

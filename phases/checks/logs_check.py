@@ -27,6 +27,7 @@ from phases.checks.base import (
     StepParams,
     StepResult,
     clip,
+    pause,
     register,
 )
 from phases.checks.command import TAIL_BYTES
@@ -177,7 +178,7 @@ def run_logs(params: LogsParams, ctx: StepContext) -> StepResult:
                 remaining = budget - waited
                 if bad or not missing or remaining <= 0:
                     break
-                ctx.clock.sleep(min(POLL_INTERVAL, remaining))
+                pause(ctx, min(POLL_INTERVAL, remaining))
         details: dict[str, Any] = {
             "project": params.project,
             "containers": sorted(logs),

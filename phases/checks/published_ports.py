@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from phases.checks.base import Status, StepContext, StepKind, StepResult, register
+from phases.checks.base import Status, StepContext, StepKind, StepResult, pause, register
 from phases.checks.docker_client import (
     DockerHostParams,
     _budget,
@@ -228,7 +228,7 @@ def run_published_ports(params: PublishedPortsParams, ctx: StepContext) -> StepR
                 remaining = budget - (ctx.clock.monotonic() - start)
                 if not problems or remaining <= 0:
                     break
-                ctx.clock.sleep(min(POLL_INTERVAL, remaining))
+                pause(ctx, min(POLL_INTERVAL, remaining))
         details["waited_s"] = round(ctx.clock.monotonic() - start, 1)
         if problems:
             return StepResult(Status.FAIL, "; ".join(problems), details=details)

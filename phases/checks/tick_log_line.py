@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from phases.checks.base import Status, StepContext, StepKind, StepResult, clip, register
+from phases.checks.base import Status, StepContext, StepKind, StepResult, clip, pause, register
 from phases.checks.docker_client import (
     DockerHostParams,
     _display_names,
@@ -97,7 +97,7 @@ def run_tick_log(params: TickLogParams, ctx: StepContext) -> StepResult:
                 hits = [x for x in lines if x[1] >= int(tick) and pattern.search(x[2])]
                 if hits or last:
                     break
-                ctx.clock.sleep(max(0.0, min(POLL_INTERVAL, end - ctx.clock.now())))
+                pause(ctx, max(0.0, min(POLL_INTERVAL, end - ctx.clock.now())))
         details: dict[str, Any] = {
             "ticked_at": tick,
             "within_s": params.within_seconds,
