@@ -11,8 +11,11 @@ writes the bookkeeping that move declares (`decided_by`/`decided_at`, `ended_at`
 active slot and lease) and appends the move's audit row, all in this transaction: Prefect's
 orchestration rules (a transition proposed, the table's guard, the universal transforms,
 one audit row) sized to this project. Events without a move use `Tx.audit`; a refusal uses
-`Tx.refuse`, the one way a refusal is audited. Queries live in the store's modules named for
-what they hold (`bot.store.runs`, `bot.store.gates`, `bot.store.leases`, …); each takes a Tx.
+`Tx.refuse`, the one way a refusal is audited. Audit rows are queued as they are made and
+written together just before the COMMIT, or before the transaction's next read
+(`bot.store.audit_chain.queue`): the chain's tip is locked for the end of a transaction only.
+Queries live in the store's modules named for what they hold (`bot.store.runs`,
+`bot.store.gates`, `bot.store.leases`, …); each takes a Tx.
 
 Locks are always taken in one order, run row → gate row → audit head (`lock_gate`).
 """
