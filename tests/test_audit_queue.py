@@ -93,8 +93,7 @@ class _FailingSigner:
 
 
 def test_rows_that_cannot_be_written_take_their_state_change_with_them(db: Database) -> None:
-    """The rows are written at the transaction's end: if they fail, nothing commits (and the
-    failure is not one "at the commit", which would say it may have landed)."""
+    """The rows are written at the transaction's end: if they fail, nothing commits."""
     db.audit_signer = _FailingSigner()
     with pytest.raises(RuntimeError, match="signing key"), Store(db).tx() as tx:
         tx.add(

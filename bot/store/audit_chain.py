@@ -271,7 +271,7 @@ def write_queued(session: OrmSession) -> Appended | None:
 def _reads_see_queued(state: ORMExecuteState) -> None:
     """A read in a transaction sees the events it queued (a restore point looks for the
     backup row its phase's start just queued): they are written before it."""
-    if state.is_select and state.session.info.get(_QUEUE):
+    if state.is_select:
         write_queued(state.session)
 
 
@@ -280,14 +280,12 @@ def _no_commit_without_its_rows(session: OrmSession) -> None:
     """Whatever commits a session writes the events it queued first: `Database.session`
     writes them before its COMMIT (where a failure changed nothing); this catches any other
     way to a commit, so that no queued row is ever dropped."""
-    if session.info.get(_QUEUE):
-        write_queued(session)
+    write_queued(session)
 
 
 def trail_connection(session: Session) -> Connection:
     """The transaction's connection for a Core read of the trail, its queued events written."""
-    if session.info.get(_QUEUE):
-        write_queued(session)
+    write_queued(session)
     return session.connection()
 
 

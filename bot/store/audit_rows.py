@@ -128,7 +128,7 @@ def role_standing(tx: Tx, role: str) -> tuple[bool, bool] | None:
     """Whether `role` is a superuser, and whether it owns audit_event (PostgreSQL); None
     when there is no such role or no audit_event table."""
     row = (
-        trail_connection(tx.session)
+        tx.session.connection()
         .execute(
             text(
                 "SELECT r.rolsuper, pg_has_role(r.rolname, t.tableowner, 'USAGE') "
@@ -151,6 +151,6 @@ def grant_statements(db: Database, app_role: str) -> list[str]:
 
 def execute_all(tx: Tx, statements: Iterable[str]) -> None:
     """Runs each SQL statement (the lockdown's grants) in this transaction."""
-    conn = trail_connection(tx.session)
+    conn = tx.session.connection()
     for statement in statements:
         conn.execute(text(statement))
