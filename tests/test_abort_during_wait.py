@@ -167,3 +167,53 @@ def test_a_pause_is_the_wait_it_was_asked_for_in_short_looks() -> None:
     stop.set("the lease was lost")
     with pytest.raises(StepStopped, match="the lease was lost"):
         pause(StepContext(clock=clock, stop=stop), 1.0)
+
+
+def test_an_action_that_waits_is_handed_over_as_stopped_while_it_waited(
+    db: Database, tmp_path: Path
+) -> None:
+    """The same wait as an action (a runbook may make a URL's readiness a step of its own):
+    the hand-over the channel reads is the one the trail keeps (`phase.stopped`, how
+    `request`, no seconds: the wait was left at a look, not timed)."""
+    server = unready_service()
+    wait = {**waiting_check(server.url), "name": "wait for the service"}
+    phases = [
+        {
+            "id": "start",
+            "name": "Start services",
+            "estimate_minutes": 1,
+            "checkpoint": "services ready",
+            "actions": [wait],
+            "checks": [{"id": "ok", "name": "ok", "kind": "command", "params": {"argv": ["true"]}}],
+        }
+    ]
+    rollback = [
+        {"id": "undo", "name": "undo", "kind": "run", "params": {"argv": ["true"]}},
+    ]
+    surface = RecordingSurface()
+    runbook = small_runbook(tmp_path, phases=phases, rollback=rollback)
+    engine = Engine(db, runbook, surface=surface, background=True, lease_seconds=2.0)
+    try:
+        run = engine.start_run("staging", ALICE)
+        assert run.id is not None
+        wait_for(lambda: len(server.requests) >= 2, "the action to be waiting")
+        assert engine.abort("staging", BOB, "never came up").outcome == "rolled_back"
+
+        def ended() -> Run | None:
+            with db.session() as s:
+                found = s.get(Run, run.id)
+            return found if found is not None and found.ended_at is not None else None
+
+        wait_for(ended, "the rollback to finish", timeout=20)
+    finally:
+        engine.shutdown()
+        server.stop()
+    rows = trail(db, run.id)
+    stopped = next(d for k, d in rows if k == "phase.stopped")
+    assert stopped["how"] == "request" and stopped["step"] == "wait for the service", stopped
+    assert stopped["seconds"] is None
+    assert stopped["said"] == "*wait for the service* stopped while it waited (no verdict)."
+    said = [c.args[1] for c in surface.calls if c.method == "notice" and c.args[2] is None]
+    assert f"{stopped['said']} Rolling back now." in said
+    action = next(d for k, d in rows if k == "step.result" and d.get("step") == "ready")
+    assert action["status"] == "error" and "no verdict" in action["evidence"], action

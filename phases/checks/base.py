@@ -251,7 +251,7 @@ def timed(fn: Callable[[], StepResult], clock: Clock) -> StepResult:
         result = StepResult(
             Status.ERROR,
             f"stopped by {stopped.reason} after {waited:.1f} s, while it waited: no verdict",
-            details={"stopped": "request", "stop_seconds": 0.0},
+            details={"stopped": "request"},  # (left within STOP_LOOK_SECONDS: not timed)
         )
     except Exception as exc:  # a check never raises into the engine
         result = StepResult(Status.ERROR, f"{type(exc).__name__}: {exc}")
