@@ -186,6 +186,7 @@ def test_a_long_runs_message_fits_slacks_text_limit_and_counts_what_it_folds() -
     assert folded is not None, dumped
     kept_from = int(folded.group(1)) + 1
     assert folded.group(2) == f"✅ {kept_from - 1} passed"  # the folded ones, counted
+    assert "; each one's decision: `/cutover audit 4`" in dumped  # where they are, all of them
     assert "*116. Deploy service 115 and check it* [5-10 min] — waiting for <@U1>" in dumped
     for p in phases[kept_from - 1 :]:  # every phase after the fold is listed
         assert f"*{p.number}. {p.name}*" in dumped

@@ -33,40 +33,42 @@ from bot.text import minutes_range
 from bot.views import STATUS_WORDS, PhaseLine, RunView
 
 _AFTER_PHASES = 1_500  # block text kept for the rollback line and the buttons after the list
-_ACTIVE = ("waiting", "running", "monitoring", "interrupted")
+_AT = ("waiting", "running", "monitoring", "interrupted")  # the phase the run is at
 
 
-def _fit_phases(phases: list[PhaseLine], lines: list[str], room: int) -> list[str]:
+def _at(phases: list[PhaseLine]) -> int | None:
+    return next((i for i, p in enumerate(phases) if p.status in _AT), None)
+
+
+def _fit_phases(run_id: int, phases: list[PhaseLine], lines: list[str], room: int) -> list[str]:
     """The phase list within `room` characters: when it is longer, the earliest phases are
     folded into one line that counts them by outcome, then (if still too long) the last
-    ones; the phase the run is at is never folded. Each folded phase's decision is still on
-    its checkpoint in the thread."""
+    ones; the phase the run is at is never folded."""
+
+    def fitted(first: int, last: int) -> list[str]:  # lines[first:last] kept as they are
+        kept = lines[first:last]
+        if first:
+            where = f"; each one's decision: `/cutover audit {run_id}`"
+            kept = [_fold_line(phases[:first], where), *kept]
+        if last < len(lines):
+            kept = [*kept, _fold_line(phases[last:], "")]
+        return kept
 
     def size(kept: list[str]) -> int:
         return sum(len(line) + 1 for line in kept)
 
     if size(lines) <= room:
         return lines
-    at = next((i for i, p in enumerate(phases) if p.status in _ACTIVE), None)
-    first, last = 0, len(lines)  # lines[first:last] are kept as they are
-    head_limit = at if at is not None else len(lines) - 1
-    while first < head_limit and size(_folded(phases, first, last, lines)) > room:
+    at = _at(phases)
+    first, last = 0, len(lines)
+    while first < (at if at is not None else len(lines) - 1) and size(fitted(first, last)) > room:
         first += 1
-    tail_limit = (at + 1) if at is not None else first + 1
-    while last > tail_limit and size(_folded(phases, first, last, lines)) > room:
+    while last > (at + 1 if at is not None else first + 1) and size(fitted(first, last)) > room:
         last -= 1
-    return _folded(phases, first, last, lines)
+    return fitted(first, last)
 
 
-def _folded(phases: list[PhaseLine], first: int, last: int, lines: list[str]) -> list[str]:
-    return [
-        *([_fold_line(phases[:first], "done")] if first else []),
-        *lines[first:last],
-        *([_fold_line(phases[last:], "after")] if last < len(phases) else []),
-    ]
-
-
-def _fold_line(folded: list[PhaseLine], where: str) -> str:
+def _fold_line(folded: list[PhaseLine], then: str) -> str:
     counts: dict[str, int] = {}
     for p in folded:
         counts[p.status] = counts.get(p.status, 0) + 1
@@ -74,12 +76,7 @@ def _fold_line(folded: list[PhaseLine], where: str) -> str:
         f"{ICONS.get(status, '•')} {n} {escape(status)}" for status, n in counts.items()
     )
     span = f"{escape(folded[0].number)}–{escape(folded[-1].number)}"
-    if where == "done":
-        return (
-            f"*Phases {span}* (folded to fit Slack's message size): {told}; each one's "
-            "decision is on its checkpoint in the thread"
-        )
-    return f"*Phases {span}* (folded to fit Slack's message size): {told}"
+    return f"*Phases {span}* (folded to fit Slack's message size): {told}{then}"
 
 
 def run_message(
@@ -147,7 +144,7 @@ def run_message(
         # Within Slack's cumulative text limit (msg_blocks_too_long refuses the whole edit,
         # and the channel would go on showing an older state), less what may follow.
         room = BLOCK_TEXT_BUDGET - block_text(blocks) - _AFTER_PHASES
-        lines = _fit_phases(view.phases, lines, room)
+        lines = _fit_phases(view.id, view.phases, lines, room)
     blocks += sections(lines)[: MAX_BLOCKS - 3]
     if view.rollback_reason:
         blocks.append(
@@ -166,9 +163,8 @@ def run_message(
         ]
     if page_url and view.ended_at is not None:
         blocks = blocks[: MAX_BLOCKS - 1] + [page_buttons([("Run page", page_url)])]
-    current = next(
-        (p for p in view.phases if p.status in ("waiting", "running", "monitoring")), None
-    )
+    at = _at(view.phases)
+    current = view.phases[at] if at is not None else None
     where = f" · phase {current.number} {current.name}" if current else ""
     text = f"Cutover run #{view.id} of {view.environment}{dry}: {state}{where}"
     return clip(slackify(mask(text)), FALLBACK_TEXT), blocks[:MAX_BLOCKS]
