@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import ssl
 from http.client import HTTPMessage
-from typing import Any
+from typing import Any, cast
 from urllib.error import HTTPError, URLError
 from urllib.request import Request
 
@@ -89,7 +89,7 @@ class PooledWebClient(WebClient):
     def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
         if not url.lower().startswith(("http://", "https://")):
             raise SlackRequestError(f"Invalid URL detected: {url}")
-        body = req.data if req.data is None or isinstance(req.data, bytes) else bytes(req.data)  # type: ignore[arg-type]
+        body = cast("bytes | None", req.data)  # the SDK encodes every body to bytes first
         try:
             resp = self.http.request(
                 req.get_method(), url, content=body, headers=dict(req.header_items())
