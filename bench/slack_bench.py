@@ -244,13 +244,13 @@ class Posted:
 STEP_MS = re.compile(r"_\((\d+) ms\)_")  # a step's duration as a checkpoint shows it
 
 
-def _is_checkpoint(method: str, args: dict[str, Any], answer: dict[str, Any]) -> bool:
-    """A checkpoint posted: a chat.postMessage with gate buttons that Slack took."""
-    return (
-        method == "chat.postMessage"
-        and bool(answer.get("ok"))
-        and '"gate_' in json.dumps(args.get("blocks") or [])
-    )
+def _checkpoint_blocks(method: str, args: dict[str, Any], answer: dict[str, Any]) -> str | None:
+    """A checkpoint's blocks as JSON, if this call posted one (a chat.postMessage with gate
+    buttons that Slack took); None otherwise."""
+    if method != "chat.postMessage" or not answer.get("ok"):
+        return None
+    blocks = json.dumps(args.get("blocks") or [])
+    return blocks if '"gate_' in blocks else None
 
 
 def standin_child() -> None:
@@ -298,7 +298,7 @@ def standin_child() -> None:
                     if call.args is args:
                         call.at = arrived
                         break
-            if _is_checkpoint(method, args, answer[2]):  # (status, headers, answer)
+            if _checkpoint_blocks(method, args, answer[2]):  # (status, headers, answer)
                 with self._posted_cond:
                     self._posted_count += 1
                     self._posted_cond.notify_all()
@@ -322,8 +322,7 @@ def standin_child() -> None:
                         "checks_ms": sum(int(x) for x in STEP_MS.findall(blocks)),
                     }
                     for c in calls
-                    if _is_checkpoint(c.method, c.args, c.answer)
-                    and (blocks := json.dumps(c.args.get("blocks") or []))
+                    if (blocks := _checkpoint_blocks(c.method, c.args, c.answer))
                 ]
                 return {"total": len(self.calls), "replies": len(self.responses), "posted": posted}
 
@@ -374,7 +373,10 @@ class Slack:
             conn.close()
 
     def refresh(self) -> None:
-        state = self._get(f"/__bench/state?since={self._seen}")
+        self._take(self._get(f"/__bench/state?since={self._seen}"))
+
+    def _take(self, state: dict[str, Any]) -> None:
+        """What the stand-in said has arrived since the last look."""
         self._posted += [Posted(**p) for p in state["posted"]]
         self._seen = self._total = state["total"]
         self._replies = state["replies"]
@@ -387,10 +389,7 @@ class Slack:
     def next_checkpoint(self, posted: int, timeout: float = 30.0) -> Posted:
         """The checkpoint after the first `posted`, once it has arrived: the stand-in answers
         when it does (no polling while the bot is timed)."""
-        state = self._get(f"/__bench/wait?posted={posted}&since={self._seen}&timeout={timeout}")
-        self._posted += [Posted(**p) for p in state["posted"]]
-        self._seen = self._total = state["total"]
-        self._replies = state["replies"]
+        self._take(self._get(f"/__bench/wait?posted={posted}&since={self._seen}&timeout={timeout}"))
         if len(self._posted) <= posted:
             raise AssertionError("timed out waiting for the next checkpoint")
         return self._posted[posted]
