@@ -26,6 +26,11 @@ TOKEN = "xoxb-keepalive-test-token"  # noqa: S105 (a local server's)
 
 
 class _Slack(ThreadingHTTPServer):
+    """An HTTP/1.1 server that counts its connections and answers what a test queued (else
+    `ok`): the transport's view of Slack, to see connections reused and errors mapped. It
+    is not a stand-in for Slack's rules; standins/slack.py is, and the whole suite's Slack
+    tests run the kept-alive client against it."""
+
     daemon_threads = True
 
     def __init__(self) -> None:
